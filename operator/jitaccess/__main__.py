@@ -1,0 +1,5 @@
+"""`python -m jitaccess` runs the operator."""
+
+from jitaccess.main import main
+
+main()

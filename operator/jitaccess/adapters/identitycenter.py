@@ -1,0 +1,256 @@
+"""AWS IAM Identity Center (the `identitystore` API): names to ids, and group memberships.
+
+Every write is an "ensure": AWS has no idempotency tokens and a timed-out write may still have
+been applied, so a duplicate add (`ConflictException`) and a delete of a membership that is gone
+(`ResourceNotFoundException`) both count as done. Errors are classified by AWS error code, never
+by HTTP status, into the `jitaccess.errors` tree. A client-side token bucket keeps the operator
+under the identity store's per-API quota (20 requests/s by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from jitaccess import metrics
+from jitaccess.errors import IdentityCenterError, NotFound, PermanentFailure, RetryLater
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_RETRY_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "Throttling",
+        "InternalServerException",
+        "InternalFailure",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
+
+
+class RateLimiter:
+    """A thread-safe token bucket: `acquire()` blocks until a call may go out."""
+
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+def classify(exc: Exception, operation: str) -> IdentityCenterError:
+    """Map a botocore failure onto the jitaccess error tree, by error code."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+        if code == "ResourceNotFoundException":
+            return NotFound(message, operation=operation, code=code)
+        if code in _RETRY_CODES:
+            return RetryLater(f"{operation}: {code}: {message}", operation=operation, code=code)
+        return PermanentFailure(f"{operation}: {code}: {message}", operation=operation, code=code)
+    if isinstance(exc, ConnectionError | ReadTimeoutError | BotoCoreError):
+        return RetryLater(f"{operation}: {exc}", operation=operation, code=type(exc).__name__)
+    raise exc
+
+
+class IdentityCenter:
+    """Identity Store operations the operator needs, on one identity store."""
+
+    def __init__(self, client: Any, identity_store_id: str, rate_limit: float = 20.0) -> None:
+        self._client = client
+        self.identity_store_id = identity_store_id
+        self._limiter = RateLimiter(rate_limit)
+
+    @classmethod
+    def connect(
+        cls,
+        identity_store_id: str | None,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        rate_limit: float = 20.0,
+        max_attempts: int = 3,
+    ) -> IdentityCenter:
+        """Build the boto3 client; find the identity store with sso-admin when no id is given.
+
+        SDK retries stay short (`standard`, few attempts): long waits belong to kopf's own retry,
+        which backs off per object instead of blocking a worker thread.
+        """
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            connect_timeout=5,
+            read_timeout=10,
+            max_pool_connections=50,
+        )
+        session = boto3.session.Session(region_name=region)
+        client = session.client("identitystore", endpoint_url=endpoint_url, config=config)
+        if not identity_store_id:
+            sso = session.client("sso-admin", endpoint_url=endpoint_url, config=config)
+            instances = sso.list_instances().get("Instances", [])
+            if len(instances) != 1:
+                raise PermanentFailure(
+                    f"found {len(instances)} Identity Center instances: set JITACCESS_IDENTITY_STORE_ID",
+                    operation="ListInstances",
+                )
+            identity_store_id = instances[0]["IdentityStoreId"]
+        return cls(client, identity_store_id, rate_limit)
+
+    def _call(self, operation: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        self._limiter.acquire()
+        try:
+            result = fn(IdentityStoreId=self.identity_store_id, **kwargs)
+        except Exception as exc:
+            error = classify(exc, operation)
+            outcome = "throttled" if error.code in _THROTTLE_CODES else type(error).__name__
+            metrics.IDENTITY_CENTER_CALLS.labels(operation, outcome).inc()
+            raise error from exc
+        metrics.IDENTITY_CENTER_CALLS.labels(operation, "ok").inc()
+        return result
+
+    # --- names to ids -------------------------------------------------------------------------
+
+    def resolve_user(self, user_name: str) -> str:
+        """The UserId of the user whose UserName is `user_name`; `NotFound` when there is none."""
+        response = self._call(
+            "GetUserId",
+            self._client.get_user_id,
+            AlternateIdentifier={"UniqueAttribute": {"AttributePath": "userName", "AttributeValue": user_name}},
+        )
+        return str(response["UserId"])
+
+    def resolve_group(self, name_or_id: str) -> str:
+        """The GroupId of a group given by DisplayName, or the id itself when it is one."""
+        try:
+            response = self._call(
+                "GetGroupId",
+                self._client.get_group_id,
+                AlternateIdentifier={"UniqueAttribute": {"AttributePath": "displayName", "AttributeValue": name_or_id}},
+            )
+            return str(response["GroupId"])
+        except NotFound:
+            if not _looks_like_id(name_or_id):
+                raise
+        self._call("DescribeGroup", self._client.describe_group, GroupId=name_or_id)
+        return name_or_id
+
+    def group_exists(self, group_id: str) -> bool:
+        try:
+            self._call("DescribeGroup", self._client.describe_group, GroupId=group_id)
+        except NotFound:
+            return False
+        return True
+
+    # --- memberships --------------------------------------------------------------------------
+
+    def find_membership(self, group_id: str, user_id: str) -> str | None:
+        try:
+            response = self._call(
+                "GetGroupMembershipId",
+                self._client.get_group_membership_id,
+                GroupId=group_id,
+                MemberId={"UserId": user_id},
+            )
+        except NotFound:
+            return None
+        return str(response["MembershipId"])
+
+    def add_member(self, group_id: str, user_id: str) -> str:
+        """Ensure `user_id` is in `group_id`; returns the membership id either way."""
+        try:
+            response = self._call(
+                "CreateGroupMembership",
+                self._client.create_group_membership,
+                GroupId=group_id,
+                MemberId={"UserId": user_id},
+            )
+            return str(response["MembershipId"])
+        except PermanentFailure as exc:
+            if exc.code != "ConflictException":
+                raise
+        existing = self.find_membership(group_id, user_id)
+        if existing is None:
+            raise RetryLater("membership conflicted but cannot be found yet", operation="CreateGroupMembership")
+        return existing
+
+    def remove_member(self, group_id: str, user_id: str, membership_id: str | None = None) -> bool:
+        """Ensure `user_id` is not in `group_id`; True when this call removed it."""
+        membership_id = membership_id or self.find_membership(group_id, user_id)
+        if membership_id is None:
+            return False
+        try:
+            self._call("DeleteGroupMembership", self._client.delete_group_membership, MembershipId=membership_id)
+        except NotFound:
+            # Gone already, or the stored id is stale (re-created since): make sure by the pair.
+            current = self.find_membership(group_id, user_id)
+            if current is None or current == membership_id:
+                return False
+            return self.remove_member(group_id, user_id, current)
+        return True
+
+    def missing_groups(self, user_id: str, group_ids: Iterable[str]) -> list[str]:
+        """The groups among `group_ids` that the user is not a member of."""
+        wanted = list(group_ids)
+        if not wanted:
+            return []
+        response = self._call(
+            "IsMemberInGroups", self._client.is_member_in_groups, MemberId={"UserId": user_id}, GroupIds=wanted
+        )
+        member = {r["GroupId"] for r in response.get("Results", []) if r.get("MembershipExists")}
+        return [g for g in wanted if g not in member]
+
+    def group_members(self, group_id: str) -> dict[str, str]:
+        """Every user in the group: user id -> membership id (all pages)."""
+        members: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"GroupId": group_id, "MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call("ListGroupMemberships", self._client.list_group_memberships, **kwargs)
+            for item in page.get("GroupMemberships", []):
+                user_id = item.get("MemberId", {}).get("UserId")
+                if user_id:
+                    members[user_id] = item["MembershipId"]
+            token = page.get("NextToken")
+            if not token:
+                return members
+
+    def user_name(self, user_id: str) -> str:
+        response = self._call("DescribeUser", self._client.describe_user, UserId=user_id)
+        return str(response.get("UserName", user_id))
+
+
+def _looks_like_id(value: str) -> bool:
+    # Group ids are UUIDs, optionally prefixed by a 10-hex-digit store prefix; names rarely are.
+    core = value.split("-", 1)[1] if len(value) > 37 else value
+    return len(core) == 36 and core.count("-") == 4

@@ -1,0 +1,108 @@
+"""Kubernetes API access for the jitaccess kinds (the `kubernetes` client, blocking calls).
+
+kopf applies patches to the object a handler was called for; everything else (creating the
+AccessGrant, following a grant's state onto its AccessRequest) goes through here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from jitaccess.api import models
+
+log = logging.getLogger(__name__)
+
+StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+REQUESTS = "accessrequests"
+GRANTS = "accessgrants"
+ENTITLEMENTS = "entitlements"
+TEAMS = "teamownerships"
+
+
+def load_client_config() -> None:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    """Cluster-scoped custom objects of the `jitaccess.dev` group."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        self._api = kubernetes.client.CustomObjectsApi(api_client)
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            obj: dict[str, Any] = self._api.get_cluster_custom_object(models.GROUP, models.VERSION, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def list(self, plural: str, label_selector: str = "") -> list[dict[str, Any]]:
+        result = self._api.list_cluster_custom_object(
+            models.GROUP, models.VERSION, plural, label_selector=label_selector
+        )
+        return list(result.get("items", []))
+
+    def create(self, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the object, or return the one already there: (object, created)."""
+        try:
+            created = self._api.create_cluster_custom_object(models.GROUP, models.VERSION, plural, body)
+            return created, True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = self.get(plural, body["metadata"]["name"])
+        if existing is None:
+            raise RuntimeError(f"{plural}/{body['metadata']['name']} conflicted on create but is gone")
+        return existing, False
+
+    def delete(self, plural: str, name: str) -> bool:
+        try:
+            self._api.delete_cluster_custom_object(models.GROUP, models.VERSION, plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def update_status(
+        self, plural: str, name: str, change: StatusChange, current: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Read-modify-write of `status` under optimistic locking.
+
+        `change` gets the object and returns the status fields to merge (None: nothing to do).
+        The patch carries the resourceVersion it was computed from, so a concurrent writer makes
+        it fail with 409 and it is recomputed from a fresh read; `current` spares the first read.
+        Returns the object as it is afterwards, or None when it is gone.
+        """
+        for _ in range(8):
+            obj = current if current is not None else self.get(plural, name)
+            current = None
+            if obj is None:
+                return None
+            fields = change(obj)
+            if fields is None:
+                return obj
+            body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": fields}
+            try:
+                patched: dict[str, Any] = self._api.patch_cluster_custom_object_status(
+                    models.GROUP, models.VERSION, plural, name, body
+                )
+                return patched
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                if exc.status != 409:
+                    raise
+        raise RuntimeError(f"{plural}/{name}: status kept changing under us; giving up for now")

@@ -1,0 +1,238 @@
+"""Generate the CustomResourceDefinitions in `crds/` from the pydantic models.
+
+Pydantic's JSON Schema is not a valid structural CRD schema: it uses `$ref`/`$defs`, `anyOf`
+with `null` for optionals, `const`, `title` and `additionalProperties: false`. `to_structural`
+rewrites it into the subset the API server accepts. Everything else a CRD carries (names,
+printer columns, CEL rules on whole objects) is declared here next to the model it belongs to.
+
+Run `python -m jitaccess.api.crdgen` to rewrite `crds/`; a test fails when they drift apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from jitaccess.api import models
+
+READY_REASON = '.status.conditions[?(@.type=="Ready")].reason'
+READY_STATUS = '.status.conditions[?(@.type=="Ready")].status'
+IMMUTABLE_SPEC = {"rule": "self == oldSelf", "message": "spec is immutable: create a new object instead"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Everything about one kind that is not in its pydantic model."""
+
+    kind: str
+    plural: str
+    short_names: list[str]
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    columns: list[dict[str, Any]]
+    spec_rules: list[dict[str, str]] = field(default_factory=list)
+    description: str = ""
+
+
+def _age() -> dict[str, Any]:
+    return {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+KINDS = [
+    Kind(
+        kind="TeamOwnership",
+        plural="teamownerships",
+        short_names=["towner"],
+        spec=models.TeamOwnershipSpec,
+        status=models.TeamOwnershipStatus,
+        description="A team: its members, its approvers (tech leads) and its backup approvers.",
+        columns=[
+            {"name": "Approvers", "type": "string", "jsonPath": ".spec.approvers"},
+            {"name": "Escalate-After", "type": "string", "jsonPath": ".spec.escalateAfter"},
+            {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
+            _age(),
+        ],
+    ),
+    Kind(
+        kind="Entitlement",
+        plural="entitlements",
+        short_names=["ent"],
+        spec=models.EntitlementSpec,
+        status=models.EntitlementStatus,
+        description="A requestable role: an Identity Center group, its owner team, limits and eligibility.",
+        columns=[
+            {"name": "Owner", "type": "string", "jsonPath": ".spec.owner"},
+            {"name": "Group", "type": "string", "jsonPath": ".spec.identityCenter.groupName"},
+            {"name": "Max", "type": "string", "jsonPath": ".spec.maxDuration"},
+            {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
+            {"name": "Reason", "type": "string", "jsonPath": READY_REASON, "priority": 1},
+            _age(),
+        ],
+    ),
+    Kind(
+        kind="AccessRequest",
+        plural="accessrequests",
+        short_names=["areq"],
+        spec=models.AccessRequestSpec,
+        status=models.AccessRequestStatus,
+        spec_rules=[IMMUTABLE_SPEC],
+        description="A request for an Entitlement, for a limited time, with a reason.",
+        columns=[
+            {"name": "Requester", "type": "string", "jsonPath": ".spec.requester"},
+            {"name": "Entitlement", "type": "string", "jsonPath": ".spec.entitlement"},
+            {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+            {"name": "Status", "type": "string", "jsonPath": READY_REASON},
+            {"name": "Approved-By", "type": "string", "jsonPath": ".status.approvedBy", "priority": 1},
+            {"name": "Reason", "type": "string", "jsonPath": ".spec.reason", "priority": 1},
+            _age(),
+        ],
+    ),
+    Kind(
+        kind="AccessGrant",
+        plural="accessgrants",
+        short_names=["agrant"],
+        spec=models.AccessGrantSpec,
+        status=models.AccessGrantStatus,
+        spec_rules=[IMMUTABLE_SPEC],
+        description="One grant, written by the operator only: user U is in group G from T1 to T2.",
+        columns=[
+            {"name": "User", "type": "string", "jsonPath": ".spec.user"},
+            {"name": "Entitlement", "type": "string", "jsonPath": ".spec.entitlement"},
+            {"name": "Status", "type": "string", "jsonPath": READY_REASON},
+            # type string: `date` renders future times as <invalid>.
+            {"name": "Expires", "type": "string", "jsonPath": ".status.expirationTime"},
+            {"name": "Group", "type": "string", "jsonPath": ".spec.groupName", "priority": 1},
+            _age(),
+        ],
+    ),
+]
+
+_DROP = {"title", "additionalProperties", "$defs", "discriminator"}
+
+
+def to_structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rewrite a pydantic JSON schema node into a structural OpenAPI v3 CRD schema node."""
+    defs = schema.get("$defs", {}) if defs is None else defs
+    if "$ref" in schema:
+        target = copy.deepcopy(defs[schema["$ref"].split("/")[-1]])
+        target.update({k: v for k, v in schema.items() if k != "$ref"})
+        return to_structural(target, defs)
+    if "anyOf" in schema:
+        # Optional[X] is anyOf [X, null]: absence already means "unset" in Kubernetes.
+        branches = [b for b in schema["anyOf"] if b.get("type") != "null"]
+        if len(branches) != 1:
+            raise ValueError(f"cannot express a union in a structural schema: {schema}")
+        merged = {k: v for k, v in schema.items() if k != "anyOf"}
+        merged.update(branches[0])
+        if merged.get("default", 0) is None:
+            del merged["default"]
+        return to_structural(merged, defs)
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _DROP:
+            if key == "additionalProperties" and isinstance(value, dict):
+                out[key] = to_structural(value, defs)
+            continue
+        if key == "const":
+            out["enum"] = [value]
+        elif key == "properties":
+            out[key] = {name: to_structural(sub, defs) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = to_structural(value, defs)
+        else:
+            out[key] = value
+    if "properties" in out:
+        out.setdefault("type", "object")
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def _conditions_list(node: dict[str, Any]) -> None:
+    conditions = node["properties"].get("conditions")
+    if conditions is not None:
+        conditions["x-kubernetes-list-type"] = "map"
+        conditions["x-kubernetes-list-map-keys"] = ["type"]
+
+
+def crd(kind: Kind) -> dict[str, Any]:
+    """The full CRD manifest of one kind."""
+    spec = to_structural(kind.spec.model_json_schema(by_alias=True))
+    if kind.spec_rules:
+        spec["x-kubernetes-validations"] = kind.spec_rules
+    status = to_structural(kind.status.model_json_schema(by_alias=True))
+    _conditions_list(status)
+    # kopf keeps its handler progress in status (users cannot write status: RBAC), never in
+    # annotations, so a user cannot forge "handler already done" bookkeeping.
+    status["properties"]["kopf"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{kind.plural}.{models.GROUP}"},
+        "spec": {
+            "group": models.GROUP,
+            "scope": "Cluster",
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.kind.lower(),
+                "shortNames": kind.short_names,
+                "categories": ["jit"],
+            },
+            "versions": [
+                {
+                    "name": models.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": kind.columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": kind.description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render(kind: Kind) -> str:
+    header = "# Generated by `python -m jitaccess.api.crdgen` from jitaccess/api/models.py. Do not edit.\n"
+    return header + yaml.safe_dump(crd(kind), sort_keys=False, width=120)
+
+
+def write(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in KINDS:
+        path = directory / f"{models.GROUP}_{kind.plural}.yaml"
+        path.write_text(render(kind))
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[3] / "crds"
+    for path in write(target):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

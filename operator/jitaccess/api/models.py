@@ -1,0 +1,257 @@
+"""Pydantic models of TeamOwnership, Entitlement, AccessRequest and AccessGrant.
+
+These models are the single source of the API contract (../shared/design/API.md): the CRD
+schemas in `crds/` are generated from them (see `crdgen`), and the handlers parse every object
+they receive through them, so a field's name, type and validation live in one place.
+
+Field names are camelCase on the wire (Kubernetes convention) and snake_case in Python.
+CEL rules that the API server enforces are attached to fields as `x-kubernetes-validations`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "jitaccess.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Annotations users and the webhook write (API.md). The `-by` ones are written only by admission.
+ANNOTATION_APPROVED = f"{GROUP}/approved"
+ANNOTATION_DENIED = f"{GROUP}/denied"
+ANNOTATION_DECISION_REASON = f"{GROUP}/decision-reason"
+ANNOTATION_APPROVED_BY = f"{GROUP}/approved-by"
+ANNOTATION_DENIED_BY = f"{GROUP}/denied-by"
+ANNOTATION_REVOKED = f"{GROUP}/revoked"
+ANNOTATION_REVOKED_BY = f"{GROUP}/revoked-by"
+ANNOTATION_REVOKE_REASON = f"{GROUP}/revoke-reason"
+FINALIZER = f"{GROUP}/membership"
+LABEL_ENTITLEMENT = f"{GROUP}/entitlement"
+LABEL_REQUEST = f"{GROUP}/request"
+
+# A Go-style duration restricted to whole h/m/s units, the form `kubectl` users type.
+DURATION_PATTERN = r"^([0-9]+(h|m|s))+$"
+DURATION_MESSAGE = "must be a duration such as 30m, 1h or 1h30m (whole numbers with units h, m, s)"
+_DURATION_RULES = [
+    {"rule": f"self.matches('{DURATION_PATTERN}')", "message": DURATION_MESSAGE},
+]
+
+ReadyReason = Literal[
+    "Pending",
+    "Granted",
+    "Denied",
+    "NotEligible",
+    "Invalid",
+    "TimedOut",
+    "Expired",
+    "Revoked",
+    "Provisioning",
+    "Active",
+    "Failed",
+    "Resolved",
+    "GroupNotFound",
+    "OwnerNotFound",
+    "NoApprovers",
+]
+
+
+class Model(BaseModel):
+    """Base for all wire models: camelCase aliases, unknown fields kept (forward compatible)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: aliases, no unset optionals."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _duration(description: str, default: str | None = None) -> Any:
+    return Field(
+        default=default,
+        description=description,
+        json_schema_extra={"x-kubernetes-validations": _DURATION_RULES},
+    )
+
+
+class Condition(Model):
+    """A Kubernetes-style condition (type, status, reason, message, lastTransitionTime)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(description="CamelCase word: for decisions it names who, the message says why")
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class ObjectMeta(Model):
+    """The parts of metadata the operator reads."""
+
+    name: str = ""
+    uid: str = ""
+    generation: int = 0
+    resource_version: str = ""
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    finalizers: list[str] = Field(default_factory=list)
+
+
+# --- TeamOwnership -----------------------------------------------------------------------------
+
+
+class TeamOwnershipSpec(Model):
+    """A team: who belongs to it, who approves for it, and who steps in when they do not."""
+
+    members: list[str] = Field(default_factory=list, description="Usernames as the cluster authenticates them")
+    member_groups: list[str] = Field(default_factory=list, description="Kubernetes groups whose members belong")
+    approvers: list[str] = Field(default_factory=list, description="Tech leads: may approve this team's entitlements")
+    approver_groups: list[str] = Field(default_factory=list, description="Kubernetes groups of approvers")
+    backup_approvers: list[str] = Field(
+        default_factory=list, description="May approve only once a request has escalated"
+    )
+    backup_approver_groups: list[str] = Field(default_factory=list, description="Groups of backup approvers")
+    escalate_after: str | None = _duration("Pending this long -> escalate to backup approvers")
+
+
+class TeamOwnershipStatus(Model):
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class TeamOwnership(Model):
+    api_version: str = API_VERSION
+    kind: Literal["TeamOwnership"] = "TeamOwnership"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: TeamOwnershipSpec
+    status: TeamOwnershipStatus = Field(default_factory=TeamOwnershipStatus)
+
+
+# --- Entitlement -------------------------------------------------------------------------------
+
+
+class IdentityCenterTarget(Model):
+    """The Identity Center group a grant puts the user into."""
+
+    group_name: str | None = Field(default=None, description="Group DisplayName in the identity store")
+    group_id: str | None = Field(default=None, description="Group id; takes precedence over groupName")
+
+
+class Eligibility(Model):
+    identity_center_groups: list[str] = Field(
+        default_factory=list, description="The requester must be a member of every one of these groups"
+    )
+
+
+class Approval(Model):
+    auto_approve_owner_team: bool = Field(
+        default=True, description="Members of the owner team get it without a human approval"
+    )
+
+
+class EntitlementSpec(Model):
+    owner: str = Field(min_length=1, description="A TeamOwnership name")
+    identity_center: IdentityCenterTarget = Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.groupName) || has(self.groupId)",
+                    "message": "identityCenter needs groupName (the group's DisplayName) or groupId",
+                }
+            ]
+        }
+    )
+    default_duration: str = _duration("Granted when a request names no duration", default="1h")
+    max_duration: str = _duration("No grant lasts longer", default="4h")
+    eligibility: Eligibility = Field(default_factory=Eligibility)
+    approval: Approval = Field(default_factory=Approval)
+    reason_pattern: str | None = Field(default=None, description="Regex the request's reason must match")
+
+
+class EntitlementStatus(Model):
+    group_id: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class Entitlement(Model):
+    api_version: str = API_VERSION
+    kind: Literal["Entitlement"] = "Entitlement"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: EntitlementSpec
+    status: EntitlementStatus = Field(default_factory=EntitlementStatus)
+
+
+# --- AccessRequest -----------------------------------------------------------------------------
+
+
+class AccessRequestSpec(Model):
+    entitlement: str = Field(min_length=1, description="The Entitlement asked for")
+    duration: str | None = _duration("How long; defaults to the entitlement's defaultDuration")
+    reason: str = Field(
+        description="Why access is needed (a ticket, an incident)",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.matches('\\\\S')", "message": "reason must say why access is needed"}
+            ]
+        },
+    )
+    requester: str | None = Field(
+        default=None, description="Set from the authenticated caller at admission; never from the client"
+    )
+    requester_groups: list[str] = Field(
+        default_factory=list, description="The caller's groups, stamped at admission with the requester"
+    )
+
+
+class AccessRequestStatus(Model):
+    requester: str | None = None
+    duration: str | None = Field(default=None, description="The duration that applies, defaults resolved")
+    approved_by: str | None = None
+    denied_by: str | None = None
+    decision_reason: str | None = None
+    escalation_time: datetime | None = None
+    grant: str | None = None
+    expiration_time: datetime | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class AccessRequest(Model):
+    api_version: str = API_VERSION
+    kind: Literal["AccessRequest"] = "AccessRequest"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: AccessRequestSpec
+    status: AccessRequestStatus = Field(default_factory=AccessRequestStatus)
+
+
+# --- AccessGrant -------------------------------------------------------------------------------
+
+
+class AccessGrantSpec(Model):
+    user: str = Field(min_length=1, description="The grantee's username")
+    entitlement: str = Field(min_length=1)
+    group_name: str = Field(min_length=1, description="Identity Center group (DisplayName or id)")
+    request: str = Field(min_length=1, description="The AccessRequest this grant fulfils")
+    duration: str = _duration("How long the membership lasts from activation")
+
+
+class AccessGrantStatus(Model):
+    user_id: str | None = None
+    group_id: str | None = None
+    membership_id: str | None = None
+    activation_time: datetime | None = None
+    expiration_time: datetime | None = None
+    revocation_time: datetime | None = None
+    revoked_by: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class AccessGrant(Model):
+    api_version: str = API_VERSION
+    kind: Literal["AccessGrant"] = "AccessGrant"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: AccessGrantSpec
+    status: AccessGrantStatus = Field(default_factory=AccessGrantStatus)

@@ -1,0 +1,1 @@
+"""The rules of jitaccess as pure functions: no I/O, the clock passed in."""

@@ -1,0 +1,72 @@
+"""The life of an AccessGrant: activation window, expiry, and who else still holds the membership.
+
+Identity Center has one membership per (user, group), while several grants may overlap for the
+same pair: the membership is reference-counted, and goes only when the last grant holding it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from jitaccess.api.models import AccessGrant
+from jitaccess.domain import conditions as cond
+from jitaccess.domain.durations import parse_duration
+
+FINISHED = frozenset({"Expired", "Revoked", "Failed"})
+
+
+@dataclass(frozen=True)
+class Window:
+    activation_time: datetime
+    expiration_time: datetime
+
+
+def activation_window(grant: AccessGrant, now: datetime) -> Window:
+    """A grant runs for its duration from the moment its membership is in place."""
+    return Window(now, now + parse_duration(grant.spec.duration, "spec.duration"))
+
+
+def state(grant: AccessGrant) -> str:
+    return cond.ready_reason(grant.status.conditions) or "Provisioning"
+
+
+def is_finished(grant: AccessGrant) -> bool:
+    return state(grant) in FINISHED
+
+
+def is_active(grant: AccessGrant) -> bool:
+    return state(grant) == "Active"
+
+
+def seconds_left(grant: AccessGrant, now: datetime) -> float:
+    """Time until expiry from the persisted `status.expirationTime`; <= 0 means overdue."""
+    expiration = grant.status.expiration_time
+    if expiration is None:
+        return 0.0
+    return (expiration - now).total_seconds()
+
+
+def membership_key(user: str, group_name: str) -> tuple[str, str]:
+    """The key of the reference count: one Identity Center membership per user and group."""
+    return (user.lower(), group_name)
+
+
+def other_holders(holders: Iterable[str], ending: str, already_ended: Iterable[str]) -> set[str]:
+    """Grants still holding the membership once `ending` ends.
+
+    `holders` comes from an index that lags behind the operator's own writes, so grants this
+    process has just ended (`already_ended`) are taken out by hand.
+    """
+    return set(holders) - {ending} - set(already_ended)
+
+
+def retention_due(grant: AccessGrant, now: datetime, retention: timedelta) -> bool:
+    """Finished grants stay listed as the audit trail until the retention period has passed."""
+    if not is_finished(grant):
+        return False
+    ended = grant.status.revocation_time or grant.status.expiration_time
+    ready = cond.find(grant.status.conditions, cond.READY)
+    ended = ended or (ready.last_transition_time if ready else None)
+    return ended is not None and now - ended >= retention

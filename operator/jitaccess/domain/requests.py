@@ -1,0 +1,247 @@
+"""The life of an AccessRequest: validation, routing, and decisions on pending requests.
+
+The handler asks three questions, in this order, each a pure function here:
+
+1. `validate`: is the request well-formed against its Entitlement and owner team?
+2. `route`: for a valid, eligible request, is it approved at once or does it wait for a human?
+3. `decide_pending`: for a pending request, has someone approved or denied it, has it escalated,
+   has it timed out?
+
+Eligibility (membership in Identity Center groups) needs I/O and is asked by the handler between
+1 and 2; `eligibility_message` words the answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from jitaccess.api import models
+from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import conditions as cond
+from jitaccess.domain.durations import format_duration, parse_duration
+from jitaccess.domain.teams import Caller, is_member, may_approve
+from jitaccess.errors import InvalidInput
+
+# Ready reasons after which nothing about the request changes any more.
+FINISHED = frozenset({"Denied", "NotEligible", "Invalid", "TimedOut", "Expired", "Revoked", "Failed"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operator-wide bounds (settings), so tests and benchmarks may use seconds-long grants."""
+
+    min_duration: timedelta
+    pending_timeout: timedelta
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    requester: str
+    requester_groups: frozenset[str]
+    duration: timedelta
+    entitlement: Entitlement
+    team: TeamOwnershipSpec
+
+    @property
+    def duration_text(self) -> str:
+        return format_duration(self.duration)
+
+
+def is_finished(request: AccessRequest) -> bool:
+    return cond.ready_reason(request.status.conditions) in FINISHED
+
+
+def is_decided(request: AccessRequest) -> bool:
+    return cond.is_true(request.status.conditions, cond.APPROVED) or cond.is_true(
+        request.status.conditions, cond.DENIED
+    )
+
+
+def is_pending(request: AccessRequest) -> bool:
+    return cond.ready_reason(request.status.conditions) == "Pending" and not is_decided(request)
+
+
+def validate(
+    request: AccessRequest,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    limits: Limits,
+) -> ValidRequest:
+    """Check a request against its entitlement; raise `InvalidInput` naming the field and the fix."""
+    spec = request.spec
+    if not spec.requester:
+        raise InvalidInput(
+            "spec.requester",
+            "is empty: it is stamped by the jitaccess admission webhook from the authenticated caller; "
+            "check that the webhook is installed",
+        )
+    if entitlement is None:
+        raise InvalidInput(
+            "spec.entitlement",
+            f"names {spec.entitlement!r}, which does not exist: `kubectl get entitlements` lists them",
+        )
+    if team is None:
+        raise InvalidInput(
+            "spec.entitlement",
+            f"names {spec.entitlement!r}, whose owner team {entitlement.spec.owner!r} does not exist: "
+            "ask the platform team to add its TeamOwnership",
+        )
+    duration = parse_duration(
+        spec.duration or entitlement.spec.default_duration,
+        "spec.duration" if spec.duration else f"Entitlement {spec.entitlement!r} spec.defaultDuration",
+    )
+    maximum = parse_duration(entitlement.spec.max_duration, f"Entitlement {spec.entitlement!r} spec.maxDuration")
+    if duration > maximum:
+        raise InvalidInput(
+            "spec.duration",
+            f"{format_duration(duration)} is above the entitlement's maxDuration "
+            f"{format_duration(maximum)}: ask for {format_duration(maximum)} or less",
+        )
+    if duration < limits.min_duration:
+        raise InvalidInput(
+            "spec.duration",
+            f"{format_duration(duration)} is below the operator's minimum {format_duration(limits.min_duration)}",
+        )
+    _check_reason(spec.reason, entitlement)
+    return ValidRequest(
+        requester=spec.requester,
+        requester_groups=frozenset(spec.requester_groups),
+        duration=duration,
+        entitlement=entitlement,
+        team=team,
+    )
+
+
+def _check_reason(reason: str, entitlement: Entitlement) -> None:
+    if not reason or not reason.strip():
+        raise InvalidInput("spec.reason", "is empty: say why you need access, for example a ticket id")
+    pattern = entitlement.spec.reason_pattern
+    if not pattern:
+        return
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise InvalidInput(
+            f"Entitlement {entitlement.metadata.name!r} spec.reasonPattern",
+            f"is not a valid regular expression ({exc}): the entitlement's owners must fix it",
+        ) from exc
+    if not compiled.search(reason):
+        raise InvalidInput(
+            "spec.reason",
+            f"{reason!r} does not match the entitlement's reasonPattern {pattern!r}: cite a ticket",
+        )
+
+
+def eligibility_message(requester: str, missing_groups: Sequence[str]) -> str:
+    return (
+        f"{requester} is not in the Identity Center group(s) {', '.join(missing_groups)} that this entitlement requires"
+    )
+
+
+class Route(Enum):
+    AUTO_APPROVE = "AutoApprove"
+    NEEDS_APPROVAL = "NeedsApproval"
+
+
+def route(valid: ValidRequest) -> Route:
+    """Members of the owner team get it at once when the entitlement says so; others wait."""
+    caller = Caller(valid.requester, valid.requester_groups)
+    if valid.entitlement.spec.approval.auto_approve_owner_team and is_member(valid.team, caller):
+        return Route.AUTO_APPROVE
+    if not valid.team.approvers and not valid.team.approver_groups:
+        raise InvalidInput(
+            f"TeamOwnership {valid.entitlement.spec.owner!r} spec.approvers",
+            "is empty, so nobody can approve this request: the team must name approvers",
+        )
+    return Route.NEEDS_APPROVAL
+
+
+class Outcome(Enum):
+    APPROVE = "Approve"
+    DENY = "Deny"
+    ESCALATE = "Escalate"
+    TIME_OUT = "TimeOut"
+    IGNORE = "Ignore"  # an annotation that does not count, said in a Warning event
+
+
+@dataclass(frozen=True)
+class PendingDecision:
+    outcome: Outcome
+    who: str = ""
+    why: str = ""
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def decide_pending(
+    request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime
+) -> PendingDecision | None:
+    """What happens to a pending request now; None when it keeps waiting.
+
+    Denial is looked at first: when both annotations are somehow present, the safe outcome wins.
+    """
+    annotations: Mapping[str, str] = request.metadata.annotations
+    escalated = cond.is_true(request.status.conditions, cond.ESCALATED)
+    reason = annotations.get(models.ANNOTATION_DECISION_REASON, "")
+    ignored: PendingDecision | None = None
+    for flag, by_key, outcome in (
+        (models.ANNOTATION_DENIED, models.ANNOTATION_DENIED_BY, Outcome.DENY),
+        (models.ANNOTATION_APPROVED, models.ANNOTATION_APPROVED_BY, Outcome.APPROVE),
+    ):
+        if not _truthy(annotations.get(flag)):
+            continue
+        who = annotations.get(by_key, "")
+        if not who:
+            ignored = ignored or PendingDecision(
+                Outcome.IGNORE,
+                why=f"{flag}=true carries no {by_key}: decisions are only taken when the admission "
+                "webhook has recorded who made them",
+            )
+            continue
+        groups = frozenset(g for g in annotations.get(f"{by_key}-groups", "").split(",") if g)
+        refusal = may_approve(valid.team, Caller(who, groups), requester=valid.requester, escalated=escalated)
+        if refusal is not None:
+            ignored = ignored or PendingDecision(Outcome.IGNORE, who=who, why=refusal)
+            continue
+        return PendingDecision(outcome, who=who, why=reason)
+    return _deadline_passed(request, valid, limits, now, escalated) or ignored
+
+
+def _deadline_passed(
+    request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime, escalated: bool
+) -> PendingDecision | None:
+    created = request.metadata.creation_timestamp or now
+    if now - created >= limits.pending_timeout:
+        return PendingDecision(Outcome.TIME_OUT, why=f"nobody decided within {format_duration(limits.pending_timeout)}")
+    if not escalated and valid.team.escalate_after:
+        after = parse_duration(
+            valid.team.escalate_after, f"TeamOwnership {valid.entitlement.spec.owner!r} spec.escalateAfter"
+        )
+        if now - created >= after:
+            return PendingDecision(Outcome.ESCALATE, why=f"pending for more than {format_duration(after)}")
+    return None
+
+
+def next_deadline(request: AccessRequest, valid: ValidRequest, limits: Limits) -> datetime | None:
+    """When `decide_pending` will next have something to say without any annotation changing."""
+    created = request.metadata.creation_timestamp
+    if created is None:
+        return None
+    deadlines = [created + limits.pending_timeout]
+    if valid.team.escalate_after and not cond.is_true(request.status.conditions, cond.ESCALATED):
+        deadlines.append(created + parse_duration(valid.team.escalate_after, "spec.escalateAfter"))
+    return min(deadlines)
+
+
+def approvers_text(team: TeamOwnershipSpec, escalated: bool) -> str:
+    """Who can act on a pending request, for messages and the CLI."""
+    names = list(team.approvers) + [f"group:{g}" for g in team.approver_groups]
+    if escalated:
+        names += list(team.backup_approvers) + [f"group:{g}" for g in team.backup_approver_groups]
+    return ", ".join(names) or "nobody"

@@ -1,0 +1,51 @@
+"""Who belongs to a team and who may approve for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jitaccess.api.models import TeamOwnershipSpec
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated identity: the username and groups the API server vouched for."""
+
+    username: str
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+
+def is_member(team: TeamOwnershipSpec, caller: Caller) -> bool:
+    return caller.username in team.members or bool(caller.groups & set(team.member_groups))
+
+
+def is_approver(team: TeamOwnershipSpec, caller: Caller) -> bool:
+    return caller.username in team.approvers or bool(caller.groups & set(team.approver_groups))
+
+
+def is_backup_approver(team: TeamOwnershipSpec, caller: Caller) -> bool:
+    return caller.username in team.backup_approvers or bool(caller.groups & set(team.backup_approver_groups))
+
+
+def may_approve(team: TeamOwnershipSpec, caller: Caller, *, requester: str, escalated: bool) -> str | None:
+    """Why `caller` may not decide on a request of `requester`; None when they may."""
+    if caller.username == requester:
+        return f"{caller.username} requested this access and cannot decide on it: ask an approver of the team"
+    if is_approver(team, caller):
+        return None
+    if is_backup_approver(team, caller):
+        if escalated:
+            return None
+        return f"{caller.username} is a backup approver: they may decide only after the request has escalated"
+    return f"{caller.username} is not an approver of the owner team"
+
+
+def team_problems(team: TeamOwnershipSpec) -> list[str]:
+    """What makes a TeamOwnership unusable, each as a sentence that says the fix."""
+    problems = []
+    if not team.approvers and not team.approver_groups:
+        problems.append(
+            "the team has no approvers: set spec.approvers or spec.approverGroups, "
+            "or requests from outside the team can never be approved"
+        )
+    return problems

@@ -1,0 +1,49 @@
+"""The exceptions of jitaccess, one tree for the whole package.
+
+    JitAccessError
+    ├── InvalidInput              bad user input: names the field and the fix (never retried)
+    └── IdentityCenterError       a call to AWS IAM Identity Center failed
+        ├── RetryLater            throttled, 5xx, timeout, connection: worth another try later
+        ├── NotFound              the user, group or membership does not exist
+        └── PermanentFailure      access denied, validation: retrying will not help
+
+Handlers translate these: `InvalidInput` and `NotFound` into a `Ready=False` condition with the
+message, `RetryLater` into kopf's `TemporaryError` (retried with backoff), `PermanentFailure` into
+a `Failed` condition.
+"""
+
+from __future__ import annotations
+
+
+class JitAccessError(Exception):
+    """Base of every error jitaccess raises on purpose."""
+
+
+class InvalidInput(JitAccessError):
+    """User input that cannot be honoured; `field` is where it is, the message says what to do."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class IdentityCenterError(JitAccessError):
+    """A call to Identity Center failed; `code` is the AWS error code when there is one."""
+
+    def __init__(self, message: str, *, operation: str = "", code: str = "") -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.code = code
+
+
+class RetryLater(IdentityCenterError):
+    """A transient failure: throttling, a server error, a timeout or a broken connection."""
+
+
+class NotFound(IdentityCenterError):
+    """The user, group or membership named does not exist in the identity store."""
+
+
+class PermanentFailure(IdentityCenterError):
+    """A failure that another try will not fix (access denied, a malformed request)."""

@@ -1,0 +1,149 @@
+"""TeamOwnership and Entitlement handlers: report whether each is usable, and scan for drift.
+
+These objects come from a GitOps repo; the operator only writes their status. An Entitlement is
+`Ready` once its owner team exists and its Identity Center group resolves. The periodic scan also
+finds group members that no live grant backs (someone added them by hand in AWS) and removes
+them, since rule 1 of the API says a user is in the group only while a grant says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from jitaccess.adapters.kube import ENTITLEMENTS, TEAMS
+from jitaccess.api.models import Entitlement, TeamOwnership
+from jitaccess.domain import conditions as cond
+from jitaccess.domain.grants import membership_key
+from jitaccess.domain.teams import team_problems
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers.common import GROUP, VERSION, conditions_after, first, status_change
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import Runtime, runtime_of
+from jitaccess.settings import Settings
+
+log = logging.getLogger(__name__)
+TEAM = (GROUP, VERSION, "teamownerships")
+ENT = (GROUP, VERSION, "entitlements")
+Index = Mapping[Any, Iterable[Any]]
+# Timer intervals are fixed when the handlers are registered, so they are read once here.
+RESYNC_SECONDS = Settings().resync_seconds
+
+
+@kopf.on.resume(*TEAM)
+@kopf.on.create(*TEAM)
+@kopf.on.update(*TEAM, field="spec")
+def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    rt = runtime_of(memo)
+    team = TeamOwnership.model_validate(dict(body))
+    problems = team_problems(team.spec)
+    ready = not problems
+    reason = "Valid" if ready else "NoApprovers"
+    message = "; ".join(problems) or (
+        f"{len(team.spec.members)} member(s), {len(team.spec.approvers)} approver(s), "
+        f"{len(team.spec.backup_approvers)} backup approver(s)"
+    )
+    _set_ready(rt, TEAMS, team, ready, reason, message)
+
+
+@kopf.on.resume(*ENT)
+@kopf.on.create(*ENT)
+@kopf.on.update(*ENT, field="spec")
+@kopf.timer(*ENT, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, grant_holders: Index, **_: Any) -> None:
+    rt = runtime_of(memo)
+    entitlement = Entitlement.model_validate(dict(body))
+    target = entitlement.spec.identity_center.group_id or entitlement.spec.identity_center.group_name or ""
+    if first(teams, entitlement.spec.owner) is None:
+        _set_ready(
+            rt,
+            ENTITLEMENTS,
+            entitlement,
+            False,
+            "OwnerNotFound",
+            f"owner team {entitlement.spec.owner!r} does not exist: add its TeamOwnership",
+        )
+        return
+    try:
+        rt.forget("group", target)
+        group_id = rt.cached("group", target, rt.identity_center.resolve_group)
+    except NotFound:
+        _set_ready(
+            rt,
+            ENTITLEMENTS,
+            entitlement,
+            False,
+            "GroupNotFound",
+            f"Identity Center group {target!r} does not exist in store "
+            f"{rt.identity_center.identity_store_id}: create it or fix spec.identityCenter",
+        )
+        return
+    except (RetryLater, PermanentFailure) as exc:
+        raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
+    _set_ready(
+        rt, ENTITLEMENTS, entitlement, True, "Resolved", f"Identity Center group {target} resolved", group_id=group_id
+    )
+    if rt.settings.remove_unbacked_members:
+        _scan_drift(rt, entitlement, target, group_id, grant_holders)
+
+
+def _set_ready(
+    rt: Runtime,
+    plural: str,
+    obj: TeamOwnership | Entitlement,
+    ready: bool,
+    reason: str,
+    message: str,
+    **extra: Any,
+) -> None:
+    model = type(obj)
+
+    def build(current: Any) -> dict[str, Any] | None:
+        previous = cond.find(current.status.conditions, cond.READY)
+        same = (
+            previous is not None
+            and previous.status == ("True" if ready else "False")
+            and previous.reason == reason
+            and previous.message == message
+            and previous.observed_generation == current.metadata.generation
+            and all(getattr(current.status, _snake(k), None) == v for k, v in extra.items())
+        )
+        if same:
+            return None
+        return {
+            **extra,
+            "conditions": conditions_after(
+                current.status.conditions, [(cond.READY, ready, reason, message)], current.metadata.generation
+            ),
+        }
+
+    before = cond.find(obj.status.conditions, cond.READY)
+    updated = rt.kube.update_status(plural, obj.metadata.name, status_change(model, build))
+    if updated is not None and (before is None or before.reason != reason):
+        record(updated, reason, message, warning=not ready)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id: str, holders: Index) -> None:
+    """Remove members of the group whom no live grant backs."""
+    ic = rt.identity_center
+    for user_id, membership_id in ic.group_members(group_id).items():
+        user = ic.user_name(user_id)
+        key = membership_key(user, group_name)
+        with rt.membership_lock(key):
+            if set(holders.get(key, [])) - rt.recently_ended():
+                continue
+            ic.remove_member(group_id, user_id, membership_id)
+        record(
+            entitlement.wire(),
+            "DriftFound",
+            f"{user} was in Identity Center group {group_name} with no active grant: removed",
+            warning=True,
+            who=user,
+        )

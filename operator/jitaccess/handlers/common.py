@@ -1,0 +1,70 @@
+"""Helpers the handler modules share: resource ids, time, index reads, status writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from jitaccess.api import models
+from jitaccess.api.models import Condition
+from jitaccess.domain import conditions as cond
+from jitaccess.errors import InvalidInput
+
+GROUP, VERSION = models.GROUP, models.VERSION
+M = TypeVar("M", bound=BaseModel)
+
+
+def now() -> dt.datetime:
+    # Whole seconds: that is all a Kubernetes timestamp keeps, and decisions must agree with it.
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def parse(model: type[M], body: Mapping[str, Any]) -> M:
+    """Parse an object; a malformed one raises `InvalidInput` naming the field."""
+    try:
+        return model.model_validate(dict(body))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(where, f"is invalid: {first['msg']}") from exc
+
+
+def first(index: Mapping[Any, Iterable[Any]] | None, key: Any) -> Any | None:
+    """The one value a kopf index holds under `key` (names are unique), or None."""
+    if index is None or key not in index:
+        return None
+    return next(iter(index[key]), None)
+
+
+def with_condition(
+    conditions: list[Condition], type_: str, status: bool, reason: str, message: str, generation: int | None = None
+) -> list[dict[str, Any]]:
+    updated = cond.set_condition(conditions, type_, status, reason, message, now(), generation)
+    return [c.wire() for c in updated]
+
+
+def conditions_after(
+    conditions: list[Condition], changes: Iterable[tuple[str, bool, str, str]], generation: int | None = None
+) -> list[dict[str, Any]]:
+    """Apply several (type, status, reason, message) changes at once, in wire form."""
+    current = list(conditions)
+    stamp = now()
+    for type_, status, reason, message in changes:
+        current = cond.set_condition(current, type_, status, reason, message, stamp, generation)
+    return [c.wire() for c in current]
+
+
+def status_change(model: type[M], build: Callable[[M], dict[str, Any] | None]) -> Callable[[dict[str, Any]], Any]:
+    """Adapt a function of the parsed model into a `Kube.update_status` change."""
+
+    def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+        return build(model.model_validate(obj))
+
+    return change
+
+
+def ts(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,295 @@
+"""AccessGrant handlers: put the user into the Identity Center group, and take them out again.
+
+- create / resume: resolve ids, ensure the membership, become `Active` with an expiration time;
+- a daemon per Active grant sleeps until the persisted `status.expirationTime` and then ends the
+  grant; after a restart kopf starts the daemons again and overdue ones end at once;
+- `jitaccess.dev/revoked=true` or deletion (finalizer) ends a grant early.
+
+Ending a grant removes the membership only when no other live grant holds the same (user, group):
+the decision and the removal happen under one lock per membership, against the `grant_holders`
+index corrected for the grants this process has just ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from jitaccess import metrics
+from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.api import models
+from jitaccess.api.models import AccessGrant, AccessRequest
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import grants as rules
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers.common import GROUP, VERSION, conditions_after, now, status_change, ts
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import Runtime, runtime_of
+
+log = logging.getLogger(__name__)
+GRANT = (GROUP, VERSION, "accessgrants")
+Index = Mapping[Any, Iterable[Any]]
+
+
+def _active(status: kopf.Status, **_: Any) -> bool:
+    ready = next((c for c in status.get("conditions", []) if c.get("type") == cond.READY), None)
+    return ready is not None and ready.get("reason") == "Active"
+
+
+def _finished(status: kopf.Status, **_: Any) -> bool:
+    ready = next((c for c in status.get("conditions", []) if c.get("type") == cond.READY), None)
+    return ready is not None and ready.get("reason") in rules.FINISHED
+
+
+def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
+    return annotations.get(models.ANNOTATION_REVOKED, "").strip().lower() == "true"
+
+
+@kopf.on.resume(*GRANT)
+@kopf.on.create(*GRANT)
+def provision_grant(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+    rt = runtime_of(memo)
+    grant = AccessGrant.model_validate(dict(body))
+    if rules.is_finished(grant):
+        return
+    if _revoked(body.metadata.annotations):
+        end_grant(rt, grant.metadata.name, "Revoked", grant_holders, who=_revoker(body), why="revoked before it began")
+        return
+    if rules.is_active(grant):
+        return
+    try:
+        activate(rt, grant)
+    except RetryLater as exc:
+        metrics.ERRORS.labels("identitycenter_retry").inc()
+        raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
+
+
+def activate(rt: Runtime, grant: AccessGrant) -> None:
+    ic = rt.identity_center
+    name, spec = grant.metadata.name, grant.spec
+    try:
+        user_id = rt.cached("user", spec.user, ic.resolve_user)
+    except NotFound:
+        fail(rt, grant, f"{spec.user} is not a user in Identity Center store {ic.identity_store_id}")
+        return
+    try:
+        group_id = rt.cached("group", spec.group_name, ic.resolve_group)
+    except NotFound:
+        fail(rt, grant, f"Identity Center group {spec.group_name!r} does not exist: fix the Entitlement")
+        return
+    except PermanentFailure as exc:
+        fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}")
+        return
+    with rt.membership_lock(rules.membership_key(spec.user, spec.group_name)):
+        try:
+            membership_id = ic.add_member(group_id, user_id)
+        except NotFound:
+            rt.forget("group", spec.group_name)
+            fail(rt, grant, f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared")
+            return
+        window = rules.activation_window(grant, now())
+
+        def build(current: AccessGrant) -> dict[str, Any] | None:
+            if rules.state(current) != "Provisioning":
+                return None
+            return {
+                "userId": user_id,
+                "groupId": group_id,
+                "membershipId": membership_id,
+                "activationTime": ts(window.activation_time),
+                "expirationTime": ts(window.expiration_time),
+                "conditions": conditions_after(
+                    current.status.conditions,
+                    [
+                        (
+                            cond.READY,
+                            True,
+                            "Active",
+                            f"{spec.user} is in Identity Center group {spec.group_name} "
+                            f"until {ts(window.expiration_time)}",
+                        )
+                    ],
+                ),
+            }
+
+        updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build))
+    if updated is None or not rules.is_active(AccessGrant.model_validate(updated)):
+        return
+    active = AccessGrant.model_validate(updated)
+    expiration = ts(window.expiration_time)
+    message = f"{spec.user} added to {spec.group_name} until {expiration}"
+    record(updated, "Granted", message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
+    metrics.ACTIVE_GRANTS.labels(spec.entitlement).inc()
+    request = _follow_request(rt, active, "Granted", True, f"access active until {expiration}", expiration)
+    if request is not None and request.metadata.creation_timestamp is not None:
+        metrics.GRANT_LATENCY.observe((window.activation_time - request.metadata.creation_timestamp).total_seconds())
+
+
+def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
+    def build(current: AccessGrant) -> dict[str, Any] | None:
+        if rules.is_finished(current):
+            return None
+        return {"conditions": conditions_after(current.status.conditions, [(cond.READY, False, "Failed", message)])}
+
+    updated = rt.kube.update_status(GRANTS, grant.metadata.name, status_change(AccessGrant, build))
+    if updated is not None:
+        record(updated, "Failed", message, warning=True, who=grant.spec.user)
+    _follow_request(rt, grant, "Failed", False, message, None)
+
+
+@kopf.daemon(*GRANT, when=_active, cancellation_timeout=5.0, backoff=1.0)
+async def expire_grant(
+    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, grant_holders: Index, **_: Any
+) -> None:
+    """Sleep until the persisted expiration time, then end the grant (at once when overdue)."""
+    rt = runtime_of(memo)
+    grant = AccessGrant.model_validate(dict(body))
+    left = rules.seconds_left(grant, now())
+    if left > 0:
+        await stopped.wait(left)
+    if stopped:
+        return
+    while not stopped:
+        try:
+            await asyncio.to_thread(end_grant, rt, grant.metadata.name, "Expired", grant_holders)
+            return
+        except RetryLater as exc:
+            log.warning("expiring %s: Identity Center not answering (%s); retrying", grant.metadata.name, exc)
+            await stopped.wait(1.0)
+
+
+@kopf.on.update(*GRANT, field="metadata.annotations", when=_revoked)
+def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+    _end_or_retry(runtime_of(memo), body, "Revoked", grant_holders, who=_revoker(body), why="revoked by annotation")
+
+
+@kopf.on.delete(*GRANT)
+def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+    _end_or_retry(runtime_of(memo), body, "Revoked", grant_holders, who="", why="the AccessGrant was deleted")
+
+
+def _end_or_retry(rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str) -> None:
+    try:
+        end_grant(rt, body.metadata.name, reason, holders, who=who, why=why, current=dict(body))
+    except RetryLater as exc:
+        raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
+
+
+def _revoker(body: Mapping[str, Any]) -> str:
+    return str(body.get("metadata", {}).get("annotations", {}).get(models.ANNOTATION_REVOKED_BY, ""))
+
+
+def end_grant(
+    rt: Runtime,
+    name: str,
+    reason: str,
+    holders: Index,
+    *,
+    who: str = "",
+    why: str = "",
+    current: dict[str, Any] | None = None,
+) -> None:
+    """End a grant as Expired or Revoked; remove the membership unless another grant holds it."""
+    obj = current or rt.kube.get(GRANTS, name)
+    if obj is None:
+        return
+    grant = AccessGrant.model_validate(obj)
+    if rules.is_finished(grant):
+        return
+    spec, status = grant.spec, grant.status
+    key = rules.membership_key(spec.user, spec.group_name)
+    with rt.membership_lock(key):
+        others = rules.other_holders(holders.get(key, []), name, rt.recently_ended())
+        removed = False
+        if not others:
+            removed = _remove_membership(rt, grant)
+        rt.mark_ended(name)
+        stamp = now()
+
+        def build(latest: AccessGrant) -> dict[str, Any] | None:
+            if rules.is_finished(latest):
+                return None
+            if reason == "Expired":
+                message = f"expired at {ts(latest.status.expiration_time or stamp)}"
+            else:
+                message = "revoked" + (f" by {who}" if who else "") + (f": {why}" if why else "")
+            fields: dict[str, Any] = {
+                "conditions": conditions_after(latest.status.conditions, [(cond.READY, False, reason, message)])
+            }
+            if reason == "Revoked":
+                fields["revocationTime"] = ts(stamp)
+                if who:
+                    fields["revokedBy"] = who
+            return fields
+
+        updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build), current=obj)
+    if status.expiration_time is not None and reason == "Expired":
+        metrics.EXPIRY_LAG.observe((stamp - status.expiration_time).total_seconds())
+    if rules.is_active(grant):
+        metrics.ACTIVE_GRANTS.labels(spec.entitlement).dec()
+    kept = f"; membership kept for {', '.join(sorted(others))}" if others else ""
+    gone = (
+        f"{spec.user} removed from {spec.group_name}" if removed else f"{spec.user} no longer holds {spec.group_name}"
+    )
+    message = f"{gone}{kept}" + (f" (revoked by {who})" if who else "") + (f": {why}" if why else "")
+    if updated is not None:
+        record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
+    request_message = (
+        f"access expired at {ts(status.expiration_time or stamp)}"
+        if reason == "Expired"
+        else "access revoked" + (f" by {who}" if who else "")
+    )
+    _follow_request(rt, grant, reason, False, request_message, None)
+
+
+def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:
+    ic = rt.identity_center
+    spec, status = grant.spec, grant.status
+    try:
+        user_id = status.user_id or rt.cached("user", spec.user, ic.resolve_user)
+        group_id = status.group_id or rt.cached("group", spec.group_name, ic.resolve_group)
+    except NotFound:
+        # The user or group is gone from Identity Center: so is any membership between them.
+        return False
+    try:
+        return ic.remove_member(group_id, user_id, status.membership_id)
+    except NotFound:
+        return False
+
+
+def _follow_request(
+    rt: Runtime, grant: AccessGrant, reason: str, ready: bool, message: str, expiration: str | None
+) -> AccessRequest | None:
+    """The request's `Ready` mirrors its grant: Granted, then Expired or Revoked (or Failed)."""
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        if cond.ready_reason(current.status.conditions) == reason:
+            return None
+        fields: dict[str, Any] = {
+            "grant": grant.metadata.name,
+            "conditions": conditions_after(current.status.conditions, [(cond.READY, ready, reason, message)]),
+        }
+        if expiration:
+            fields["expirationTime"] = expiration
+        return fields
+
+    updated = rt.kube.update_status(REQUESTS, grant.spec.request, status_change(AccessRequest, build))
+    if updated is None:
+        return None
+    record(updated, reason, message, warning=reason == "Failed", who=grant.spec.user)
+    return AccessRequest.model_validate(updated)
+
+
+@kopf.timer(*GRANT, interval=3600.0, when=_finished)
+def retire_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Finished grants are the audit trail; past the retention period they and their request go."""
+    rt = runtime_of(memo)
+    grant = AccessGrant.model_validate(dict(body))
+    if rules.retention_due(grant, now(), rt.settings.retention):
+        rt.kube.delete(GRANTS, grant.metadata.name)
+        rt.kube.delete(REQUESTS, grant.spec.request)
+        log.info("retired %s after the retention period", grant.metadata.name)

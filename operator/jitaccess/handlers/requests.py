@@ -1,0 +1,346 @@
+"""AccessRequest handlers: validate, check eligibility, route, decide, and create the grant.
+
+Every entry point (create, resume, an annotation change, the pending-deadline timer) runs the same
+level-triggered `reconcile`, so a restarted operator simply picks up where the object stands.
+Status is written with optimistic locking *before* the grant is created, so the grant's own
+handler (which writes the request's `Ready` as the grant progresses) never races with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from jitaccess import metrics
+from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.api import models
+from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import requests as rules
+from jitaccess.errors import InvalidInput, NotFound, RetryLater
+from jitaccess.handlers.common import GROUP, VERSION, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import Runtime, runtime_of
+
+log = logging.getLogger(__name__)
+REQ = (GROUP, VERSION, "accessrequests")
+Index = Mapping[Any, Iterable[Any]]
+
+
+def _awaiting_decision(status: kopf.Status, **_: Any) -> bool:
+    conditions = {c.get("type"): c for c in status.get("conditions", [])}
+    ready = conditions.get(cond.READY, {})
+    decided = any(conditions.get(t, {}).get("status") == "True" for t in (cond.APPROVED, cond.DENIED))
+    return ready.get("reason") == "Pending" and not decided
+
+
+@kopf.on.resume(*REQ)
+@kopf.on.create(*REQ)
+@kopf.on.update(*REQ, field="metadata.annotations")
+def reconcile_request(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+    reconcile(runtime_of(memo), body, teams, entitlements, announce_ignored=True)
+
+
+@kopf.timer(*REQ, interval=1.0, when=_awaiting_decision)
+def pending_deadlines(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+    """Escalation and time-out happen with nobody touching the object: look every second."""
+    reconcile(runtime_of(memo), body, teams, entitlements, announce_ignored=False)
+
+
+def lookup(
+    request: AccessRequest, teams: Index, entitlements: Index
+) -> tuple[Entitlement | None, TeamOwnershipSpec | None]:
+    raw = first(entitlements, request.spec.entitlement)
+    if raw is None:
+        return None, None
+    entitlement = Entitlement.model_validate(raw)
+    team = first(teams, entitlement.spec.owner)
+    return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
+
+
+def reconcile(
+    rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: Index, *, announce_ignored: bool
+) -> None:
+    try:
+        request = parse(AccessRequest, body)
+    except InvalidInput as exc:
+        _finish(rt, dict(body), "Invalid", str(exc), entitlement=str(body.get("spec", {}).get("entitlement", "")))
+        return
+    if rules.is_finished(request):
+        return
+    if cond.is_true(request.status.conditions, cond.APPROVED):
+        ensure_grant(rt, request, entitlements)
+        return
+    if cond.is_true(request.status.conditions, cond.DENIED):
+        return
+    try:
+        _decide(rt, request, body, teams, entitlements, announce_ignored)
+    except InvalidInput as exc:
+        _finish(rt, dict(body), "Invalid", str(exc), entitlement=request.spec.entitlement)
+    except RetryLater as exc:
+        metrics.ERRORS.labels("identitycenter_retry").inc()
+        raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=5) from exc
+
+
+def _decide(
+    rt: Runtime,
+    request: AccessRequest,
+    body: Mapping[str, Any],
+    teams: Index,
+    entitlements: Index,
+    announce_ignored: bool,
+) -> None:
+    entitlement, team = lookup(request, teams, entitlements)
+    valid = rules.validate(request, entitlement, team, rt.settings.limits)
+    if cond.ready_reason(request.status.conditions) is None:
+        problem = _eligibility_problem(rt, valid)
+        if problem is not None:
+            _finish(rt, dict(body), "NotEligible", problem, entitlement=request.spec.entitlement)
+            return
+        if rules.route(valid) is rules.Route.AUTO_APPROVE:
+            approve(rt, request, valid, who="", why="member of the owner team", auto=True)
+            return
+        updated = _mark_pending(rt, request, valid)
+        if updated is None:
+            return
+        request = updated
+    decision = rules.decide_pending(request, valid, rt.settings.limits, now())
+    if decision is None:
+        return
+    if decision.outcome is rules.Outcome.APPROVE:
+        approve(rt, request, valid, who=decision.who, why=decision.why, auto=False)
+    elif decision.outcome is rules.Outcome.DENY:
+        _deny(rt, request, decision.who, decision.why)
+    elif decision.outcome is rules.Outcome.ESCALATE:
+        _escalate(rt, request, valid, decision.why)
+    elif decision.outcome is rules.Outcome.TIME_OUT:
+        _finish(rt, request.wire(), "TimedOut", f"timed out: {decision.why}", entitlement=request.spec.entitlement)
+    elif decision.outcome is rules.Outcome.IGNORE and announce_ignored:
+        record(request.wire(), "DecisionIgnored", decision.why, warning=True, who=decision.who)
+
+
+def _eligibility_problem(rt: Runtime, valid: rules.ValidRequest) -> str | None:
+    """Why the requester may not ask at all (Identity Center groups), or None."""
+    ic = rt.identity_center
+    try:
+        user_id = rt.cached("user", valid.requester, ic.resolve_user)
+    except NotFound:
+        return (
+            f"{valid.requester} is not a user in Identity Center store {ic.identity_store_id}: "
+            "ask the identity team to provision the user"
+        )
+    wanted = valid.entitlement.spec.eligibility.identity_center_groups
+    ids: dict[str, str] = {}
+    for name in wanted:
+        try:
+            ids[rt.cached("group", name, ic.resolve_group)] = name
+        except NotFound as exc:
+            raise InvalidInput(
+                f"Entitlement {valid.entitlement.metadata.name!r} spec.eligibility.identityCenterGroups",
+                f"names {name!r}, which is not a group in Identity Center: the entitlement's owners must fix it",
+            ) from exc
+    missing = ic.missing_groups(user_id, list(ids))
+    if missing:
+        return rules.eligibility_message(valid.requester, [ids[g] for g in missing])
+    return None
+
+
+def _mark_pending(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest) -> AccessRequest | None:
+    who = rules.approvers_text(valid.team, escalated=False)
+    message = f"waiting for approval by an approver of team {valid.entitlement.spec.owner} ({who})"
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        if cond.ready_reason(current.status.conditions) is not None:
+            return None
+        return {
+            "requester": valid.requester,
+            "duration": valid.duration_text,
+            "conditions": conditions_after(
+                current.status.conditions, [(cond.READY, False, "Pending", message)], current.metadata.generation
+            ),
+        }
+
+    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    if updated is None:
+        return None
+    metrics.REQUESTS.labels(request.spec.entitlement, "pending").inc()
+    record(updated, "Pending", message, who=valid.requester, request_reason=request.spec.reason)
+    return AccessRequest.model_validate(updated)
+
+
+def approve(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest, *, who: str, why: str, auto: bool) -> None:
+    reason = "AutoApproved" if auto else "Approved"
+    message = (
+        f"auto-approved: {valid.requester} is a member of team {valid.entitlement.spec.owner}"
+        if auto
+        else (f"approved by {who}" + (f": {why}" if why else ""))
+    )
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        if rules.is_decided(current) or rules.is_finished(current):
+            return None
+        fields: dict[str, Any] = {
+            "requester": valid.requester,
+            "duration": valid.duration_text,
+            "conditions": conditions_after(
+                current.status.conditions,
+                [
+                    (cond.APPROVED, True, reason, message),
+                    (cond.READY, False, "Pending", f"{message}; provisioning access"),
+                ],
+                current.metadata.generation,
+            ),
+        }
+        if not auto:
+            fields["approvedBy"] = who
+            if why:
+                fields["decisionReason"] = why
+        return fields
+
+    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    if updated is None:
+        return
+    approved = AccessRequest.model_validate(updated)
+    if not cond.is_true(approved.status.conditions, cond.APPROVED):
+        return
+    metrics.REQUESTS.labels(request.spec.entitlement, reason.lower()).inc()
+    record(updated, reason, message, who=who or valid.requester, request_reason=request.spec.reason)
+    _create_grant(rt, approved, valid.entitlement)
+
+
+def ensure_grant(rt: Runtime, request: AccessRequest, entitlements: Index) -> None:
+    """An approved request whose grant is missing (a crash in between) gets it now."""
+    if request.status.grant:
+        return
+    raw = first(entitlements, request.spec.entitlement)
+    if raw is None:
+        _finish(
+            rt,
+            request.wire(),
+            "Failed",
+            f"approved, but Entitlement {request.spec.entitlement!r} was deleted before access was granted",
+            entitlement=request.spec.entitlement,
+        )
+        return
+    _create_grant(rt, request, Entitlement.model_validate(raw))
+
+
+def _create_grant(rt: Runtime, request: AccessRequest, entitlement: Entitlement) -> None:
+    name = request.metadata.name
+    target = entitlement.spec.identity_center
+    manifest = {
+        "apiVersion": models.API_VERSION,
+        "kind": "AccessGrant",
+        "metadata": {
+            "name": name,
+            "labels": {models.LABEL_ENTITLEMENT: request.spec.entitlement, models.LABEL_REQUEST: request.metadata.uid},
+        },
+        "spec": {
+            "user": request.status.requester or request.spec.requester,
+            "entitlement": request.spec.entitlement,
+            "groupName": target.group_id or target.group_name,
+            "request": name,
+            "duration": request.status.duration,
+        },
+    }
+    grant, _created = rt.kube.create(GRANTS, manifest)
+    if grant.get("metadata", {}).get("labels", {}).get(models.LABEL_REQUEST) != request.metadata.uid:
+        _finish(
+            rt,
+            request.wire(),
+            "Failed",
+            f"an AccessGrant named {name} already exists from an earlier request: "
+            "create the request again under a new name (metadata.generateName)",
+            entitlement=request.spec.entitlement,
+        )
+        return
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        return None if current.status.grant else {"grant": name}
+
+    rt.kube.update_status(REQUESTS, name, status_change(AccessRequest, build))
+
+
+def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
+    message = f"denied by {who}" + (f": {why}" if why else "")
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        if rules.is_decided(current) or rules.is_finished(current):
+            return None
+        fields: dict[str, Any] = {
+            "deniedBy": who,
+            "conditions": conditions_after(
+                current.status.conditions,
+                [(cond.DENIED, True, "Denied", message), (cond.READY, False, "Denied", message)],
+                current.metadata.generation,
+            ),
+        }
+        if why:
+            fields["decisionReason"] = why
+        return fields
+
+    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    if updated is not None and cond.is_true(AccessRequest.model_validate(updated).status.conditions, cond.DENIED):
+        metrics.REQUESTS.labels(request.spec.entitlement, "denied").inc()
+        record(updated, "Denied", message, who=who)
+
+
+def _escalate(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest, why: str) -> None:
+    backups = rules.approvers_text(
+        valid.team.model_copy(update={"approvers": [], "approver_groups": []}), escalated=True
+    )
+    message = f"escalated to the backup approvers of team {valid.entitlement.spec.owner} ({backups}): {why}"
+    pending = f"waiting for approval by {rules.approvers_text(valid.team, escalated=True)}"
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        if cond.is_true(current.status.conditions, cond.ESCALATED) or not rules.is_pending(current):
+            return None
+        return {
+            "escalationTime": ts(now()),
+            "conditions": conditions_after(
+                current.status.conditions,
+                [(cond.ESCALATED, True, "PendingTooLong", message), (cond.READY, False, "Pending", pending)],
+                current.metadata.generation,
+            ),
+        }
+
+    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    if updated is not None:
+        record(updated, "Escalated", message)
+
+
+def _finish(rt: Runtime, body: dict[str, Any], reason: str, message: str, *, entitlement: str) -> None:
+    """End a request that will never be granted, with the message that says what to fix."""
+    name = body.get("metadata", {}).get("name", "")
+    requester = body.get("spec", {}).get("requester")
+
+    def build(current: dict[str, Any]) -> dict[str, Any] | None:
+        status = current.get("status") or {}
+        ready = next((c for c in status.get("conditions", []) if c.get("type") == cond.READY), None)
+        if ready is not None and ready.get("reason") in rules.FINISHED:
+            return None
+        others = [c for c in status.get("conditions", []) if c.get("type") != cond.READY]
+        fields: dict[str, Any] = {
+            "conditions": [
+                *others,
+                {
+                    "type": cond.READY,
+                    "status": "False",
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": ts(now()),
+                    "observedGeneration": current.get("metadata", {}).get("generation"),
+                },
+            ]
+        }
+        if requester:
+            fields["requester"] = requester
+        return fields
+
+    updated = rt.kube.update_status(REQUESTS, name, build, current=None)
+    if updated is not None:
+        metrics.REQUESTS.labels(entitlement, reason.lower()).inc()
+        record(updated, reason, message, warning=reason != "TimedOut", who=requester or "")

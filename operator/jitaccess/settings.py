@@ -1,0 +1,61 @@
+"""Operator settings, from environment variables (`JITACCESS_*`) or command-line flags.
+
+Durations are given in seconds here (they are operator tuning, not user input), so tests and
+benchmarks can run seconds-long grants with `JITACCESS_MIN_DURATION_SECONDS=1`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jitaccess.domain.requests import Limits
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="JITACCESS_", extra="ignore")
+
+    identity_store_id: str | None = Field(
+        default=None, description="IdentityStoreId (d-xxxxxxxxxx); found with sso-admin when unset"
+    )
+    region: str | None = Field(default=None, description="AWS region of the Identity Center instance")
+    endpoint_url: str | None = Field(default=None, description="Identity Center endpoint (the emulator)")
+    rate_limit: float = Field(default=20.0, ge=0, description="Identity Store calls per second; 0 = no limit")
+    aws_max_attempts: int = Field(default=3, ge=1, description="SDK attempts per call before kopf retries")
+
+    pending_timeout_seconds: float = Field(default=24 * 3600, gt=0)
+    min_duration_seconds: float = Field(default=60, gt=0)
+    retention_seconds: float = Field(default=90 * 24 * 3600, gt=0, description="Finished grants kept this long")
+    resync_seconds: float = Field(default=60, gt=0, description="Entitlement re-check and drift scan interval")
+    remove_unbacked_members: bool = Field(
+        default=True, description="Drift scan removes group members that no active grant backs"
+    )
+
+    webhook_port: int = Field(default=0, ge=0, description="Admission webhook port; 0 = webhooks off")
+    webhook_host: str | None = Field(default=None, description="Host the API server calls the webhook on")
+    webhook_certfile: str | None = None
+    webhook_keyfile: str | None = None
+    webhook_cafile: str | None = None
+    webhook_service: str | None = Field(
+        default=None, description="namespace/name of the webhook Service (in-cluster); else a URL is used"
+    )
+    webhook_managed: bool = Field(default=True, description="The operator writes its webhook configurations")
+
+    metrics_port: int = Field(default=0, ge=0, description="Prometheus /metrics port; 0 = off")
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    standalone: bool = Field(default=True, description="No peering; set false to run replicas with peering")
+    peering_name: str = "jitaccess"
+    max_workers: int = Field(default=32, ge=1, description="Threads for blocking calls (AWS, Kubernetes)")
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(seconds=self.retention_seconds)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            min_duration=timedelta(seconds=self.min_duration_seconds),
+            pending_timeout=timedelta(seconds=self.pending_timeout_seconds),
+        )
