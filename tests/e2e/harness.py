@@ -1,0 +1,119 @@
+"""The end-to-end harness: a real control plane with the CRDs, the Identity Center emulator and
+the operator as a subprocess, plus the few verbs the tests use (apply as a user, wait, read).
+
+Waiting is always a poll against a deadline on the real objects, never a bare sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from jitaccess.devenv.controlplane import Cluster
+from jitaccess.devenv.emulator import IdentityCenterEmulator
+from jitaccess.devenv.operator_process import OperatorProcess
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout}s: {what or check} (last: {last!r})")
+
+
+class Jit:
+    """One test session's jitaccess system."""
+
+    def __init__(self, cluster: Cluster, ic: IdentityCenterEmulator, operator: OperatorProcess) -> None:
+        self.cluster = cluster
+        self.ic = ic
+        self.operator = operator
+
+    # --- kubectl as anyone -----------------------------------------------------------------
+
+    def kubectl(self, *args: str, user: str | None = None, input: str | None = None, check: bool = True) -> Any:
+        return self.cluster.kubectl(*args, user=user, input=input, check=check)
+
+    def apply(self, manifest: dict[str, Any] | str, user: str | None = None, verb: str = "apply",
+              check: bool = True) -> Any:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        return self.kubectl(verb, "-f", "-", user=user, input=text, check=check)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        result = self.kubectl("get", kind, name, "-o", "json", check=False)
+        if result.returncode != 0:
+            return None
+        obj: dict[str, Any] = json.loads(result.stdout)
+        return obj
+
+    def ready_reason(self, kind: str, name: str) -> str | None:
+        obj = self.get(kind, name) or {}
+        for c in obj.get("status", {}).get("conditions", []):
+            if c.get("type") == "Ready":
+                return str(c.get("reason"))
+        return None
+
+    def wait_reason(self, kind: str, name: str, *reasons: str, timeout: float = 20.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            obj = self.get(kind, name)
+            for c in (obj or {}).get("status", {}).get("conditions", []):
+                if c.get("type") == "Ready" and c.get("reason") in reasons:
+                    return obj
+            return None
+
+        return eventually(check, timeout, what=f"{kind}/{name} Ready.reason in {reasons} "
+                          f"(now {self.ready_reason(kind, name)}); operator log:\n{self.operator.tail(15)}")
+
+    def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
+        obj = self.get(kind, name) or {}
+        return next((c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == type_), None)
+
+    def request(self, name: str, entitlement: str, reason: str = "INFRA-1 e2e test", duration: str | None = None,
+                user: str = "alice@example.com", verb: str = "create", check: bool = True, **extra: Any) -> Any:
+        spec: dict[str, Any] = {"entitlement": entitlement, "reason": reason, **extra}
+        if duration:
+            spec["duration"] = duration
+        manifest = {"apiVersion": "jitaccess.dev/v1alpha1", "kind": "AccessRequest",
+                    "metadata": {"name": name}, "spec": spec}
+        return self.apply(manifest, user=user, verb=verb, check=check)
+
+    def members(self, group: str) -> set[str]:
+        return self.ic.members_of(group)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        result = self.kubectl("get", "events", "-A", "--field-selector", f"involvedObject.name={name}", "-o", "json")
+        return list(json.loads(result.stdout)["items"])
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def clean(self) -> None:
+        """End every grant (the finalizer removes memberships) and forget every request."""
+        self.kubectl("delete", "accessgrants", "--all", "--wait=false", check=False)
+        self.kubectl("delete", "accessrequests", "--all", "--wait=false", check=False)
+        eventually(lambda: not self._names("accessgrants") and not self._names("accessrequests") or None,
+                   timeout=30, what=f"all grants and requests deleted; log:\n{self.operator.tail(20)}")
+
+    def _names(self, kind: str) -> list[str]:
+        out = self.kubectl("get", kind, "-o", "name", check=False).stdout
+        return [line for line in out.splitlines() if line.strip()]
+
+    def restart_operator(self, *, kill: bool = False) -> None:
+        if kill:
+            self.operator.kill()
+        else:
+            self.operator.stop()
+        self.operator.start()
