@@ -1,0 +1,69 @@
+"""Small builders of valid API objects for the pure tests (fields overridable per test)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
+
+T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+def team(**overrides: Any) -> TeamOwnershipSpec:
+    base: dict[str, Any] = {
+        "members": ["alice@example.com"],
+        "approvers": ["paula@example.com"],
+        "backupApprovers": ["carol@example.com"],
+        "escalateAfter": "15m",
+    }
+    return TeamOwnershipSpec.model_validate({**base, **overrides})
+
+
+def entitlement(**spec: Any) -> Entitlement:
+    base: dict[str, Any] = {
+        "owner": "payments",
+        "identityCenter": {"groupName": "prod-eng-payments"},
+        "defaultDuration": "1h",
+        "maxDuration": "4h",
+        "reasonPattern": "^[A-Z]+-[0-9]+",
+    }
+    return Entitlement.model_validate({"metadata": {"name": "prod-eng-payments"}, "spec": {**base, **spec}})
+
+
+def request(
+    *, annotations: dict[str, str] | None = None, conditions: list[dict[str, Any]] | None = None,
+    created: datetime = T0, **spec: Any,
+) -> AccessRequest:
+    base: dict[str, Any] = {
+        "entitlement": "prod-eng-payments",
+        "reason": "INFRA-2441 fix stuck batch",
+        "requester": "bob@example.com",
+    }
+    return AccessRequest.model_validate(
+        {
+            "metadata": {"name": "r1", "annotations": annotations or {}, "creationTimestamp": created.isoformat()},
+            "spec": {**base, **spec},
+            "status": {"conditions": conditions or []},
+        }
+    )
+
+
+def condition(type_: str, status: str, reason: str, at: datetime = T0) -> dict[str, Any]:
+    return {"type": type_, "status": status, "reason": reason, "message": "", "lastTransitionTime": at.isoformat()}
+
+
+def grant(*, conditions: list[dict[str, Any]] | None = None, **status: Any) -> AccessGrant:
+    return AccessGrant.model_validate(
+        {
+            "metadata": {"name": "g1"},
+            "spec": {
+                "user": "alice@example.com",
+                "entitlement": "prod-eng-payments",
+                "groupName": "prod-eng-payments",
+                "request": "g1",
+                "duration": "1h",
+            },
+            "status": {"conditions": conditions or [], **status},
+        }
+    )

@@ -1,0 +1,96 @@
+"""The CRDs in crds/ are generated from the models, stay in sync, and are structural."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jitaccess.api import crdgen, models
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_committed_crd_matches_the_models(kind: crdgen.Kind) -> None:
+    path = CRDS / f"{models.GROUP}_{kind.plural}.yaml"
+    assert path.read_text() == crdgen.render(kind), (
+        f"{path.name} is out of date: run `python -m jitaccess.api.crdgen`"
+    )
+
+
+def test_no_stray_files_in_crds() -> None:
+    expected = {f"{models.GROUP}_{k.plural}.yaml" for k in crdgen.KINDS}
+    assert {p.name for p in CRDS.glob("*.yaml")} == expected
+
+
+def _walk(node: Any, path: str = "") -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in {"$ref", "$defs", "anyOf", "oneOf", "allOf", "const", "title"}:
+                found.append(f"{path}.{key}")
+            if key == "additionalProperties" and value is False:
+                found.append(f"{path}.additionalProperties")
+            found += _walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found += _walk(item, f"{path}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_schema_has_no_constructs_the_api_server_rejects(kind: crdgen.Kind) -> None:
+    assert _walk(crdgen.crd(kind)) == []
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_every_object_node_has_a_type(kind: crdgen.Kind) -> None:
+    def check(node: Any, path: str) -> None:
+        if isinstance(node, dict) and "properties" in node:
+            assert node.get("type") == "object", path
+            for name, sub in node["properties"].items():
+                assert "type" in sub or sub.get("x-kubernetes-preserve-unknown-fields"), f"{path}.{name}"
+                check(sub, f"{path}.{name}")
+        if isinstance(node, dict) and "items" in node:
+            check(node["items"], f"{path}[]")
+
+    check(crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"], kind.kind)
+
+
+def test_contract_names_from_api_md() -> None:
+    by_kind = {k.kind: crdgen.crd(k) for k in crdgen.KINDS}
+    assert {k: v["spec"]["names"]["shortNames"] for k, v in by_kind.items()} == {
+        "TeamOwnership": ["towner"], "Entitlement": ["ent"], "AccessRequest": ["areq"], "AccessGrant": ["agrant"],
+    }
+    for crd in by_kind.values():
+        assert crd["spec"]["scope"] == "Cluster"
+        assert crd["spec"]["names"]["categories"] == ["jit"]
+        assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+    grant_columns = {c["name"]: c for c in by_kind["AccessGrant"]["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert {"User", "Entitlement", "Status", "Expires", "Age"} <= set(grant_columns)
+    assert grant_columns["Expires"]["type"] == "string"
+    request_columns = {c["name"] for c in by_kind["AccessRequest"]["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert {"Requester", "Entitlement", "Duration", "Status", "Age"} <= request_columns
+
+
+@pytest.mark.parametrize("kind", ["AccessRequest", "AccessGrant"])
+def test_spec_is_immutable_by_cel(kind: str) -> None:
+    crd = next(crdgen.crd(k) for k in crdgen.KINDS if k.kind == kind)
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert {"rule": "self == oldSelf", "message": "spec is immutable: create a new object instead"} in spec[
+        "x-kubernetes-validations"
+    ]
+
+
+def test_examples_parse_with_the_models() -> None:
+    kinds = {"TeamOwnership": models.TeamOwnership, "Entitlement": models.Entitlement,
+             "AccessRequest": models.AccessRequest}
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    seen = 0
+    for path in sorted(examples.glob("0*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") in kinds:
+                kinds[doc["kind"]].model_validate(doc)
+                seen += 1
+    assert seen >= 5

@@ -1,0 +1,197 @@
+"""The request rules: validation, routing, pending decisions, escalation and time-out."""
+
+from datetime import timedelta
+
+import pytest
+
+from jitaccess.domain import requests as rules
+from jitaccess.domain.requests import Limits, Outcome, Route
+from jitaccess.errors import InvalidInput
+from tests.unit.factories import T0, condition, entitlement, request, team
+
+LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
+
+
+def valid(**spec: object) -> rules.ValidRequest:
+    return rules.validate(request(**spec), entitlement(), team(), LIMITS)
+
+
+def test_default_duration_comes_from_the_entitlement() -> None:
+    assert valid().duration == timedelta(hours=1)
+    assert valid(duration="30m").duration_text == "30m"
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "text"),
+    [
+        ({"duration": "999h"}, "spec.duration", "above the entitlement's maxDuration 4h: ask for 4h or less"),
+        ({"duration": "30s"}, "spec.duration", "below the operator's minimum 1m"),
+        ({"duration": "banana"}, "spec.duration", "is not a duration"),
+        ({"duration": "0s"}, "spec.duration", "zero"),
+        ({"reason": ""}, "spec.reason", "is empty: say why"),
+        ({"reason": "   "}, "spec.reason", "is empty"),
+        ({"reason": "fixing things"}, "spec.reason", "does not match the entitlement's reasonPattern"),
+        ({"requester": None}, "spec.requester", "admission webhook"),
+    ],
+)
+def test_bad_input_names_field_and_fix(spec: dict[str, object], field: str, text: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        rules.validate(request(**spec), entitlement(), team(), LIMITS)
+    assert caught.value.field == field
+    assert text in str(caught.value)
+
+
+def test_unknown_entitlement_and_missing_owner_team() -> None:
+    with pytest.raises(InvalidInput, match="which does not exist: `kubectl get entitlements`"):
+        rules.validate(request(entitlement="nope"), None, None, LIMITS)
+    with pytest.raises(InvalidInput, match="owner team 'payments' does not exist"):
+        rules.validate(request(), entitlement(), None, LIMITS)
+
+
+def test_broken_reason_pattern_blames_the_entitlement() -> None:
+    with pytest.raises(InvalidInput, match="not a valid regular expression"):
+        rules.validate(request(), entitlement(reasonPattern="(["), team(), LIMITS)
+
+
+def test_owner_team_member_is_auto_approved() -> None:
+    assert rules.route(valid(requester="alice@example.com")) is Route.AUTO_APPROVE
+
+
+def test_member_by_group_is_auto_approved() -> None:
+    checked = rules.validate(
+        request(requester="zed@example.com", requesterGroups=["team-payments"]),
+        entitlement(), team(memberGroups=["team-payments"]), LIMITS,
+    )
+    assert rules.route(checked) is Route.AUTO_APPROVE
+
+
+def test_outsider_waits_for_approval() -> None:
+    assert rules.route(valid()) is Route.NEEDS_APPROVAL
+
+
+def test_auto_approval_can_be_switched_off() -> None:
+    checked = rules.validate(
+        request(requester="alice@example.com"), entitlement(approval={"autoApproveOwnerTeam": False}), team(), LIMITS
+    )
+    assert rules.route(checked) is Route.NEEDS_APPROVAL
+
+
+def test_team_without_approvers_cannot_take_outside_requests() -> None:
+    checked = rules.validate(request(), entitlement(), team(approvers=[]), LIMITS)
+    with pytest.raises(InvalidInput, match="nobody can approve this request"):
+        rules.route(checked)
+
+
+PENDING = [condition("Ready", "False", "Pending")]
+
+
+def decide(annotations: dict[str, str], conditions: list[dict[str, str]] | None = None, at: timedelta = timedelta(0),
+           team_spec: dict[str, object] | None = None) -> rules.PendingDecision | None:
+    req = request(annotations=annotations, conditions=conditions or PENDING)
+    checked = rules.validate(req, entitlement(), team(**(team_spec or {})), LIMITS)
+    return rules.decide_pending(req, checked, LIMITS, T0 + at)
+
+
+def test_approval_by_an_approver() -> None:
+    decision = decide({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com",
+                       "jitaccess.dev/decision-reason": "ok"})
+    assert decision is not None
+    assert (decision.outcome, decision.who, decision.why) == (Outcome.APPROVE, "paula@example.com", "ok")
+
+
+def test_approval_by_group_membership() -> None:
+    decision = decide(
+        {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "tl@example.com",
+         "jitaccess.dev/approved-by-groups": "system:authenticated,payments-leads"},
+        team_spec={"approverGroups": ["payments-leads"]},
+    )
+    assert decision is not None and decision.outcome is Outcome.APPROVE
+
+
+def test_approval_without_recorded_approver_is_ignored() -> None:
+    decision = decide({"jitaccess.dev/approved": "true"})
+    assert decision is not None and decision.outcome is Outcome.IGNORE
+    assert "admission webhook" in decision.why
+
+
+@pytest.mark.parametrize(
+    ("who", "text"),
+    [
+        ("bob@example.com", "requested this access and cannot decide on it"),
+        ("mallory@example.com", "is not an approver of the owner team"),
+        ("carol@example.com", "only after the request has escalated"),
+    ],
+)
+def test_approvals_that_do_not_count(who: str, text: str) -> None:
+    decision = decide({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": who})
+    assert decision is not None and decision.outcome is Outcome.IGNORE
+    assert text in decision.why
+
+
+def test_requester_who_is_an_approver_still_cannot_self_approve() -> None:
+    req = request(requester="paula@example.com", conditions=PENDING,
+                  annotations={"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"})
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    decision = rules.decide_pending(req, checked, LIMITS, T0)
+    assert decision is not None and decision.outcome is Outcome.IGNORE
+
+
+def test_backup_approver_counts_after_escalation() -> None:
+    decision = decide({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "carol@example.com"},
+                      conditions=[*PENDING, condition("Escalated", "True", "PendingTooLong")])
+    assert decision is not None and decision.outcome is Outcome.APPROVE
+
+
+def test_denial_wins_over_approval() -> None:
+    decision = decide({
+        "jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com",
+        "jitaccess.dev/denied": "true", "jitaccess.dev/denied-by": "paula@example.com",
+    })
+    assert decision is not None and decision.outcome is Outcome.DENY
+
+
+def test_nothing_happens_before_escalation() -> None:
+    assert decide({}, at=timedelta(minutes=14, seconds=59)) is None
+
+
+def test_escalation_after_escalate_after() -> None:
+    decision = decide({}, at=timedelta(minutes=15))
+    assert decision is not None and decision.outcome is Outcome.ESCALATE
+
+
+def test_no_second_escalation() -> None:
+    escalated = [*PENDING, condition("Escalated", "True", "PendingTooLong")]
+    assert decide({}, conditions=escalated, at=timedelta(minutes=20)) is None
+
+
+def test_no_escalation_when_the_team_sets_none() -> None:
+    assert decide({}, at=timedelta(hours=2), team_spec={"escalateAfter": None}) is None
+
+
+def test_time_out_beats_escalation() -> None:
+    decision = decide({}, at=timedelta(hours=24))
+    assert decision is not None and decision.outcome is Outcome.TIME_OUT
+
+
+def test_ignored_annotation_does_not_hide_a_deadline() -> None:
+    decision = decide({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "mallory@example.com"},
+                      at=timedelta(minutes=16))
+    assert decision is not None and decision.outcome is Outcome.ESCALATE
+
+
+def test_next_deadline_is_the_escalation_first() -> None:
+    req = request(conditions=PENDING)
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    assert rules.next_deadline(req, checked, LIMITS) == T0 + timedelta(minutes=15)
+
+
+def test_lifecycle_predicates() -> None:
+    assert rules.is_pending(request(conditions=PENDING))
+    assert not rules.is_pending(request(conditions=[*PENDING, condition("Approved", "True", "Approved")]))
+    assert rules.is_finished(request(conditions=[condition("Ready", "False", "Denied")]))
+    assert not rules.is_finished(request(conditions=[condition("Ready", "True", "Granted")]))
+
+
+def test_eligibility_message_names_the_groups() -> None:
+    text = rules.eligibility_message("eve@example.com", ["prod-eligible", "pci-secure-code-trained"])
+    assert "eve@example.com" in text and "prod-eligible, pci-secure-code-trained" in text
