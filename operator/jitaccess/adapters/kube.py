@@ -7,6 +7,7 @@ AccessGrant, following a grant's state onto its AccessRequest) goes through here
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,8 @@ def load_client_config() -> None:
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        # The client reads KUBECONFIG once, at import: read it again now.
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 class Kube:

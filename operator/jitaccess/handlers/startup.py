@@ -28,7 +28,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Our own Events carry the decisions; kopf's per-handler chatter is kept to errors.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "jitaccess"
-    settings.batching.batch_window = 0.01
     settings.execution.max_workers = config.max_workers
     settings.execution.default_backoff = 5
     settings.watching.server_timeout = 300
@@ -60,3 +59,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         config.rate_limit,
         config.min_duration_seconds,
     )
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account, else the kubeconfig named by KUBECONFIG *now*.
+
+    kopf's default piggybacks on the `kubernetes` client, which reads KUBECONFIG once at import.
+    """
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    return info

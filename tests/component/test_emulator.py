@@ -1,0 +1,212 @@
+"""The Identity Center emulator: AWS-strict answers, fault injection, seeding, isolation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from jitaccess.devenv.emulator import IdentityCenterEmulator, make_moto_strict
+
+SEED_FILE = Path(__file__).resolve().parents[2] / "examples" / "identitycenter.yaml"
+NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
+EVERYONE_ELIGIBLE = {
+    "alice@example.com",
+    "paula@example.com",
+    "bob@example.com",
+    "lena@example.com",
+    "carol@example.com",
+}
+
+
+@pytest.fixture
+def emulator() -> Iterator[IdentityCenterEmulator]:
+    with IdentityCenterEmulator() as emulator:
+        emulator.seed(SEED_FILE)
+        yield emulator
+
+
+@pytest.fixture
+def client(emulator: IdentityCenterEmulator) -> Any:
+    return emulator.client(config=NO_RETRIES)
+
+
+def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_seed_creates_users_groups_and_memberships(emulator: IdentityCenterEmulator) -> None:
+    assert emulator.members_of("prod-eligible") == EVERYONE_ELIGIBLE | {"mallory@example.com"}
+    assert emulator.members_of("pci-secure-code-trained") == EVERYONE_ELIGIBLE
+    assert emulator.members_of("prod-eng-payments") == set()
+    assert emulator.members_of("prod-eng-ledger") == set()
+    emulator.user_id("eve@example.com")  # exists, in no group
+
+
+def test_seeding_again_changes_nothing(emulator: IdentityCenterEmulator) -> None:
+    emulator.seed(SEED_FILE)
+    assert emulator.members_of("prod-eligible") == EVERYONE_ELIGIBLE | {"mallory@example.com"}
+
+
+def test_duplicate_membership_is_a_conflict(emulator: IdentityCenterEmulator, client: Any) -> None:
+    group, user = emulator.group_id("prod-eng-payments"), emulator.user_id("alice@example.com")
+    store = emulator.identity_store_id
+    client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+    with pytest.raises(ClientError) as exc:
+        client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+    assert error_code(exc) == "ConflictException"
+    assert emulator.members_of("prod-eng-payments") == {"alice@example.com"}
+
+
+def test_deleting_an_unknown_membership_is_not_found(emulator: IdentityCenterEmulator, client: Any) -> None:
+    membership = emulator.add_member("prod-eng-ledger", "bob@example.com")
+    store = emulator.identity_store_id
+    client.delete_group_membership(IdentityStoreId=store, MembershipId=membership)
+    with pytest.raises(ClientError) as exc:
+        client.delete_group_membership(IdentityStoreId=store, MembershipId=membership)
+    assert error_code(exc) == "ResourceNotFoundException"
+
+
+def test_membership_lookups_moto_lacks(emulator: IdentityCenterEmulator, client: Any) -> None:
+    store = emulator.identity_store_id
+    alice = {"UserId": emulator.user_id("alice@example.com")}
+    payments, eligible = emulator.group_id("prod-eng-payments"), emulator.group_id("prod-eligible")
+    with pytest.raises(ClientError) as exc:
+        client.get_group_membership_id(IdentityStoreId=store, GroupId=payments, MemberId=alice)
+    assert error_code(exc) == "ResourceNotFoundException"
+
+    membership = emulator.add_member("prod-eng-payments", "alice@example.com")
+    found = client.get_group_membership_id(IdentityStoreId=store, GroupId=payments, MemberId=alice)
+    assert found["MembershipId"] == membership
+    described = client.describe_group_membership(IdentityStoreId=store, MembershipId=membership)
+    assert (described["GroupId"], described["MemberId"]) == (payments, alice)
+
+    eve = {"UserId": emulator.user_id("eve@example.com")}
+    results = client.is_member_in_groups(IdentityStoreId=store, MemberId=eve, GroupIds=[eligible])["Results"]
+    assert [(r["GroupId"], r["MembershipExists"]) for r in results] == [(eligible, False)]
+    results = client.is_member_in_groups(IdentityStoreId=store, MemberId=alice, GroupIds=[eligible, payments])
+    assert all(r["MembershipExists"] for r in results["Results"])
+
+
+def test_deleting_a_user_deletes_its_memberships(emulator: IdentityCenterEmulator, client: Any) -> None:
+    client.delete_user(IdentityStoreId=emulator.identity_store_id, UserId=emulator.user_id("carol@example.com"))
+    assert "carol@example.com" not in emulator.members_of("prod-eligible")
+
+
+def test_throttling_is_injected_then_spent(emulator: IdentityCenterEmulator, client: Any) -> None:
+    store = emulator.identity_store_id
+    group, user = emulator.group_id("prod-eng-payments"), emulator.user_id("alice@example.com")
+    emulator.faults.fail("CreateGroupMembership", times=2)
+    for _ in range(2):
+        with pytest.raises(ClientError) as exc:
+            client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+        assert error_code(exc) == "ThrottlingException"
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+    assert emulator.faults.injected["CreateGroupMembership"] == 2
+    assert emulator.faults.pending("CreateGroupMembership") == 0
+    assert emulator.members_of("prod-eng-payments") == {"alice@example.com"}
+
+
+def test_sdk_retries_absorb_injected_throttling(emulator: IdentityCenterEmulator) -> None:
+    retrying = emulator.client(config=Config(retries={"mode": "standard", "total_max_attempts": 3}))
+    emulator.faults.clear()
+    emulator.faults.fail("GetGroupId")
+    response = retrying.get_group_id(
+        IdentityStoreId=emulator.identity_store_id,
+        AlternateIdentifier={"UniqueAttribute": {"AttributePath": "displayName", "AttributeValue": "prod-eligible"}},
+    )
+    assert response["ResponseMetadata"]["RetryAttempts"] == 1
+    assert emulator.faults.calls["GetGroupId"] == 2
+
+
+def test_server_errors_and_writes_applied_before_failing(emulator: IdentityCenterEmulator, client: Any) -> None:
+    store = emulator.identity_store_id
+    group, user = emulator.group_id("prod-eng-ledger"), emulator.user_id("lena@example.com")
+    emulator.faults.fail("CreateGroupMembership", error="InternalServerException")
+    with pytest.raises(ClientError) as exc:
+        client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+    assert error_code(exc) == "InternalServerException"
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert emulator.members_of("prod-eng-ledger") == set()
+
+    # The answer is lost but the write happened: the retry meets a conflict.
+    emulator.faults.fail("CreateGroupMembership", error="InternalServerException", after_apply=True)
+    with pytest.raises(ClientError) as exc:
+        client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+    assert error_code(exc) == "InternalServerException"
+    assert emulator.members_of("prod-eng-ledger") == {"lena@example.com"}
+    with pytest.raises(ClientError) as exc:
+        client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+    assert error_code(exc) == "ConflictException"
+
+
+def test_delay_holds_a_call(emulator: IdentityCenterEmulator) -> None:
+    emulator.faults.delay("ListGroupMemberships", seconds=0.3)
+    began = time.monotonic()
+    assert emulator.members_of("prod-eng-payments") == set()
+    assert time.monotonic() - began >= 0.3
+
+
+def test_emulators_are_isolated_and_survive_mock_aws(emulator: IdentityCenterEmulator) -> None:
+    with IdentityCenterEmulator() as other:
+        assert other.identity_store_id != emulator.identity_store_id
+        other.create_group("prod-eligible")
+        assert other.members_of("prod-eligible") == set()
+    # Every mock_aws start and stop resets moto's backends; the running emulator keeps its store.
+    with mock_aws():
+        pass
+    assert emulator.members_of("prod-eligible") == EVERYONE_ELIGIBLE | {"mallory@example.com"}
+
+
+def test_env_points_another_process_at_the_emulator(emulator: IdentityCenterEmulator) -> None:
+    script = (
+        "import json, os, boto3\n"
+        "c = boto3.client('identitystore')\n"
+        "groups = c.list_groups(IdentityStoreId=os.environ['JITACCESS_IDENTITY_STORE_ID'])['Groups']\n"
+        "print(json.dumps(sorted(g['DisplayName'] for g in groups)))\n"
+    )
+    env = {**os.environ, **emulator.env()}
+    env.pop("AWS_PROFILE", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(result.stdout) == [
+        "pci-secure-code-trained",
+        "prod-eligible",
+        "prod-eng-ledger",
+        "prod-eng-payments",
+    ]
+
+
+def test_strict_moto_in_process() -> None:
+    make_moto_strict()
+    with mock_aws():
+        client = boto3.client("identitystore", region_name="us-east-1")
+        store = "d-0123456789"
+        user = client.create_user(
+            IdentityStoreId=store,
+            UserName="alice@example.com",
+            DisplayName="Alice",
+            Name={"GivenName": "Alice", "FamilyName": "Adams"},
+        )["UserId"]
+        group = client.create_group(IdentityStoreId=store, DisplayName="prod-eng-payments")["GroupId"]
+        membership = client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+        with pytest.raises(ClientError) as exc:
+            client.create_group_membership(IdentityStoreId=store, GroupId=group, MemberId={"UserId": user})
+        assert error_code(exc) == "ConflictException"
+        client.delete_group_membership(IdentityStoreId=store, MembershipId=membership["MembershipId"])
+        with pytest.raises(ClientError) as exc:
+            client.delete_group_membership(IdentityStoreId=store, MembershipId=membership["MembershipId"])
+        assert error_code(exc) == "ResourceNotFoundException"

@@ -1,0 +1,332 @@
+"""The kopf handlers in-process (`kopf.testing.KopfRunner`) against a real API server and the
+strict Identity Center emulator: the lifecycle rules and every bad input of the core issue.
+
+No admission webhook runs in this tier, so requests are created by the admin with
+`spec.requester` already set, as the webhook would stamp it; the end-to-end tier adds the
+webhooks and real user identities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+
+from jitaccess.devenv.controlplane import Cluster
+from jitaccess.devenv.emulator import IdentityCenterEmulator
+from tests.e2e.harness import EXAMPLES, REPO, eventually
+
+
+class Local:
+    """The cluster and emulator with the in-process operator, and the verbs these tests use."""
+
+    def __init__(self, cluster: Cluster, ic: IdentityCenterEmulator) -> None:
+        self.cluster, self.ic = cluster, ic
+
+    def apply(self, text: str) -> None:
+        self.cluster.kubectl("apply", "-f", "-", input=text)
+
+    def request(
+        self,
+        name: str,
+        entitlement: str = "prod-eng-payments",
+        requester: str = "alice@example.com",
+        duration: str | None = "1h",
+        reason: str = "INFRA-7 component test",
+        **annotations: str,
+    ) -> None:
+        lines = [
+            "apiVersion: jitaccess.dev/v1alpha1",
+            "kind: AccessRequest",
+            "metadata:",
+            f"  name: {name}",
+        ]
+        if annotations:
+            lines.append("  annotations:")
+            lines += [f'    "{k}": "{v}"' for k, v in annotations.items()]
+        lines += ["spec:", f"  entitlement: {entitlement}", f"  requester: {requester}", f"  reason: '{reason}'"]
+        if duration:
+            lines.append(f"  duration: '{duration}'")
+        self.apply("\n".join(lines) + "\n")
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        import json
+
+        result = self.cluster.kubectl("get", kind, name, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    def ready(self, kind: str, name: str) -> dict[str, Any] | None:
+        return next(
+            (c for c in self.get(kind, name).get("status", {}).get("conditions", []) if c["type"] == "Ready"), None
+        )
+
+    def wait(self, kind: str, name: str, reason: str, timeout: float = 20) -> dict[str, Any]:
+        return eventually(
+            lambda: (c := self.ready(kind, name)) and c["reason"] == reason and c,
+            timeout,
+            what=f"{kind}/{name} Ready.reason == {reason}; is {self.ready(kind, name)}",
+        )
+
+    def annotate(self, kind: str, name: str, **annotations: str) -> None:
+        pairs = [f"{k.replace('__', '/').replace('_', '-')}={v}" for k, v in annotations.items()]
+        self.cluster.kubectl("annotate", "--overwrite", kind, name, *pairs)
+
+
+@pytest.fixture(scope="module")
+def local(control_plane: Cluster, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Local]:
+    emulator = IdentityCenterEmulator().start()
+    emulator.seed(EXAMPLES / "identitycenter.yaml")
+    for key, value in {
+        **emulator.env(),
+        "KUBECONFIG": str(control_plane.admin_kubeconfig),
+        "JITACCESS_MIN_DURATION_SECONDS": "1",
+        "JITACCESS_PENDING_TIMEOUT_SECONDS": "8",
+    }.items():
+        monkeypatch_module.setenv(key, value)
+    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    system = Local(control_plane, emulator)
+    with KopfRunner(["run", "-A", "--standalone", "-m", "jitaccess.handlers"], timeout=60) as runner:
+        system.cluster.kubectl(
+            "apply", "-f", str(EXAMPLES / "01-teams.yaml"), "-f", str(EXAMPLES / "02-entitlements.yaml")
+        )
+        system.wait("entitlement", "prod-eng-payments", "Resolved")
+        try:
+            yield system
+        finally:
+            # End every grant while the operator still runs, so its finalizer can clean up.
+            control_plane.kubectl("delete", "accessgrants,accessrequests", "--all", "--timeout=60s", check=False)
+            control_plane.kubectl("delete", "entitlements,teamownerships", "--all", "--timeout=60s", check=False)
+    emulator.stop()
+    assert runner.exception is None, runner.output[-3000:]
+    assert "Traceback" not in runner.output, runner.output[-5000:]
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patcher:
+        yield patcher
+
+
+def test_owner_team_member_is_granted_and_expires(local: Local) -> None:
+    local.request("c-auto", duration="3s")
+    grant = local.wait("accessgrant", "c-auto", "Active")
+    assert local.ic.members_of("prod-eng-payments") == {"alice@example.com"}
+    request = local.get("accessrequest", "c-auto")
+    assert {c["type"]: c["reason"] for c in request["status"]["conditions"]} == {
+        "Approved": "AutoApproved",
+        "Ready": "Granted",
+    }
+    assert request["status"]["grant"] == "c-auto"
+    assert request["status"]["expirationTime"] == local.get("accessgrant", "c-auto")["status"]["expirationTime"]
+    assert grant["status"] == "True"
+    local.wait("accessgrant", "c-auto", "Expired")
+    local.wait("accessrequest", "c-auto", "Expired")
+    assert local.ic.members_of("prod-eng-payments") == set()
+
+
+def test_outsider_waits_then_approver_approves(local: Local) -> None:
+    local.request("c-pending", entitlement="prod-eng-ledger", duration="1h")
+    pending = local.wait("accessrequest", "c-pending", "Pending")
+    assert "lena@example.com" in pending["message"]
+    local.annotate(
+        "accessrequest",
+        "c-pending",
+        **{"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "lena@example.com"},
+    )
+    local.wait("accessrequest", "c-pending", "Granted")
+    assert local.get("accessrequest", "c-pending")["status"]["approvedBy"] == "lena@example.com"
+    assert local.ic.members_of("prod-eng-ledger") == {"alice@example.com"}
+    local.annotate(
+        "accessgrant", "c-pending", **{"jitaccess.dev/revoked": "true", "jitaccess.dev/revoked-by": "lena@example.com"}
+    )
+    local.wait("accessgrant", "c-pending", "Revoked")
+    local.wait("accessrequest", "c-pending", "Revoked")
+    assert local.ic.members_of("prod-eng-ledger") == set()
+    assert local.get("accessgrant", "c-pending")["status"]["revokedBy"] == "lena@example.com"
+
+
+def test_denied_request_ignores_a_later_approval(local: Local) -> None:
+    local.request("c-denied", entitlement="prod-eng-ledger")
+    local.wait("accessrequest", "c-denied", "Pending")
+    local.annotate(
+        "accessrequest",
+        "c-denied",
+        **{
+            "jitaccess.dev/denied": "true",
+            "jitaccess.dev/denied-by": "lena@example.com",
+            "jitaccess.dev/decision-reason": "not during the freeze",
+        },
+    )
+    denied = local.wait("accessrequest", "c-denied", "Denied")
+    assert "not during the freeze" in denied["message"]
+    local.annotate(
+        "accessrequest",
+        "c-denied",
+        **{"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "lena@example.com"},
+    )
+    eventually(lambda: local.get("accessrequest", "c-denied")["metadata"]["annotations"].get("jitaccess.dev/approved"))
+    assert local.ready("accessrequest", "c-denied")["reason"] == "Denied"
+    assert local.get("accessgrant", "c-denied") == {}
+    assert local.ic.members_of("prod-eng-ledger") == set()
+
+
+def test_overlapping_grants_share_one_membership(local: Local) -> None:
+    local.request("c-short", duration="2s")
+    local.request("c-long", duration="1h")
+    local.wait("accessgrant", "c-short", "Active")
+    local.wait("accessgrant", "c-long", "Active")
+    local.wait("accessgrant", "c-short", "Expired")
+    assert local.ic.members_of("prod-eng-payments") == {"alice@example.com"}, "the long grant still holds it"
+    local.cluster.kubectl("delete", "accessgrant", "c-long", "--timeout=30s")
+    eventually(lambda: local.ic.members_of("prod-eng-payments") == set() or None, what="membership gone")
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "reason", "text"),
+    [
+        (
+            "c-unknown-ent",
+            {"entitlement": "prod-eng-nothing"},
+            "Invalid",
+            "names 'prod-eng-nothing', which does not exist",
+        ),
+        ("c-zero", {"duration": "0s"}, "Invalid", "zero: a duration must be positive"),
+        ("c-too-long", {"duration": "999h"}, "Invalid", "above the entitlement's maxDuration 4h"),
+        ("c-bad-reason", {"reason": "because"}, "Invalid", "does not match the entitlement's reasonPattern"),
+        ("c-not-eligible", {"requester": "eve@example.com"}, "NotEligible", "prod-eligible, pci-secure-code-trained"),
+        ("c-unknown-user", {"requester": "ghost@example.com"}, "NotEligible", "is not a user in Identity Center"),
+    ],
+)
+def test_bad_input_gets_a_message_and_no_access(
+    local: Local, name: str, spec: dict[str, str], reason: str, text: str
+) -> None:
+    local.request(name, **spec)
+    ready = local.wait("accessrequest", name, reason)
+    assert text in ready["message"]
+    assert local.get("accessgrant", name) == {}
+    assert local.ic.members_of("prod-eng-payments") == set()
+
+
+def test_owner_team_missing_and_team_without_approvers(local: Local) -> None:
+    local.apply("""
+apiVersion: jitaccess.dev/v1alpha1
+kind: TeamOwnership
+metadata: {name: c-leaderless}
+spec: {members: [lena@example.com]}
+---
+apiVersion: jitaccess.dev/v1alpha1
+kind: Entitlement
+metadata: {name: c-leaderless-prod}
+spec: {owner: c-leaderless, identityCenter: {groupName: prod-eng-ledger}}
+---
+apiVersion: jitaccess.dev/v1alpha1
+kind: Entitlement
+metadata: {name: c-orphan}
+spec: {owner: c-no-such-team, identityCenter: {groupName: prod-eng-ledger}}
+""")
+    team = local.wait("teamownership", "c-leaderless", "NoApprovers")
+    assert "set spec.approvers" in team["message"]
+    assert "does not exist" in local.wait("entitlement", "c-orphan", "OwnerNotFound")["message"]
+    local.request("c-to-orphan", entitlement="c-orphan")
+    assert (
+        "owner team 'c-no-such-team' does not exist" in local.wait("accessrequest", "c-to-orphan", "Invalid")["message"]
+    )
+    local.request("c-to-leaderless", entitlement="c-leaderless-prod")
+    assert "nobody can approve" in local.wait("accessrequest", "c-to-leaderless", "Invalid")["message"]
+    local.cluster.kubectl("delete", "entitlement", "c-orphan", "c-leaderless-prod")
+    local.cluster.kubectl("delete", "teamownership", "c-leaderless")
+    assert local.ic.members_of("prod-eng-ledger") == set()
+
+
+def test_entitlement_whose_group_does_not_exist(local: Local) -> None:
+    local.apply("""
+apiVersion: jitaccess.dev/v1alpha1
+kind: Entitlement
+metadata: {name: c-no-group}
+spec: {owner: payments, identityCenter: {groupName: prod-eng-vanished}}
+""")
+    assert "prod-eng-vanished" in local.wait("entitlement", "c-no-group", "GroupNotFound")["message"]
+    local.request("c-to-no-group", entitlement="c-no-group", reason="INFRA-1 x")
+    failed = local.wait("accessgrant", "c-to-no-group", "Failed")
+    assert "does not exist" in failed["message"]
+    local.wait("accessrequest", "c-to-no-group", "Failed")
+    local.cluster.kubectl("delete", "entitlement", "c-no-group")
+
+
+def test_group_deleted_in_identity_center_while_granted(local: Local) -> None:
+    group_id = local.ic.create_group("prod-eng-doomed")
+    local.apply("""
+apiVersion: jitaccess.dev/v1alpha1
+kind: Entitlement
+metadata: {name: c-doomed}
+spec: {owner: payments, identityCenter: {groupName: prod-eng-doomed}}
+""")
+    local.wait("entitlement", "c-doomed", "Resolved")
+    local.request("c-doomed-1", entitlement="c-doomed", duration="4s")
+    local.wait("accessgrant", "c-doomed-1", "Active")
+    assert local.ic.members_of("prod-eng-doomed") == {"alice@example.com"}
+    local.ic.client().delete_group(IdentityStoreId=local.ic.identity_store_id, GroupId=group_id)
+    # Expiry still completes: a membership of a deleted group is gone already.
+    local.wait("accessgrant", "c-doomed-1", "Expired")
+    local.wait("entitlement", "c-doomed", "GroupNotFound", timeout=90)
+    local.cluster.kubectl("delete", "entitlement", "c-doomed")
+
+
+def test_pending_request_times_out(local: Local) -> None:
+    local.request("c-timeout", entitlement="prod-eng-ledger")
+    local.wait("accessrequest", "c-timeout", "Pending")
+    assert "nobody decided within 8s" in local.wait("accessrequest", "c-timeout", "TimedOut", timeout=20)["message"]
+    assert local.get("accessgrant", "c-timeout") == {}
+
+
+def test_escalation_lets_the_backup_approver_approve(local: Local) -> None:
+    local.apply("""
+apiVersion: jitaccess.dev/v1alpha1
+kind: TeamOwnership
+metadata: {name: c-fast}
+spec: {members: [lena@example.com], approvers: [lena@example.com], backupApprovers: [carol@example.com], escalateAfter: 2s}
+---
+apiVersion: jitaccess.dev/v1alpha1
+kind: Entitlement
+metadata: {name: c-fast-prod}
+spec: {owner: c-fast, identityCenter: {groupName: prod-eng-ledger}}
+""")
+    local.wait("entitlement", "c-fast-prod", "Resolved")
+    local.request("c-escalate", entitlement="c-fast-prod")
+    local.wait("accessrequest", "c-escalate", "Pending")
+    # Before escalation the backup approver's approval does not count.
+    local.annotate(
+        "accessrequest",
+        "c-escalate",
+        **{"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "carol@example.com"},
+    )
+    escalated = eventually(
+        lambda: next(
+            (c for c in local.get("accessrequest", "c-escalate")["status"]["conditions"] if c["type"] == "Escalated"),
+            None,
+        ),
+        timeout=15,
+    )
+    assert "carol@example.com" in escalated["message"]
+    # After escalation, the decision is taken on the next look at the annotations.
+    local.annotate("accessrequest", "c-escalate", **{"jitaccess.dev/decision-reason": "on call"})
+    local.wait("accessrequest", "c-escalate", "Granted")
+    assert local.get("accessrequest", "c-escalate")["status"]["approvedBy"] == "carol@example.com"
+    local.cluster.kubectl("delete", "accessgrant", "c-escalate", "--timeout=30s")
+    local.cluster.kubectl("delete", "entitlement", "c-fast-prod")
+    local.cluster.kubectl("delete", "teamownership", "c-fast")
+
+
+def test_unbacked_member_is_found_and_removed(local: Local) -> None:
+    local.ic.add_member("prod-eng-payments", "mallory@example.com")
+    # Re-checking the entitlement runs the drift scan (also every resync interval).
+    local.cluster.kubectl("annotate", "--overwrite", "entitlement", "prod-eng-payments", "touch=1")
+    local.cluster.kubectl("label", "--overwrite", "entitlement", "prod-eng-payments", "touch=1")
+    eventually(
+        lambda: local.ic.members_of("prod-eng-payments") == set() or None,
+        timeout=90,
+        what="mallory removed by the drift scan",
+    )
