@@ -23,7 +23,7 @@ def main(version: str) -> None:
     etcd = re.search(r"go\.etcd\.io/etcd/server/v3 (v[\w.-]+)", upstream)
     if not staging or etcd is None:
         sys.exit("unexpected k8s.io/kubernetes go.mod layout")
-    major, minor, patch = version.split(".")
+    _major, minor, patch = version.split(".")
     pinned = f"v0.{minor}.{patch}"
     lines = [
         "module jitaccess.dev/controlplane",

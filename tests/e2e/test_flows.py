@@ -1,0 +1,220 @@
+"""Every way the product is used, end to end: real API server, real user identities (token
+kubeconfigs), the operator as a subprocess with its admission webhooks, Identity Center emulated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.harness import EXAMPLES, Jit, eventually
+
+ALICE, PAULA, BOB, LENA, CAROL = (f"{n}@example.com" for n in ("alice", "paula", "bob", "lena", "carol"))
+
+
+def test_gitops_apply_of_examples_makes_everything_ready(system: Jit) -> None:
+    system.kubectl("apply", "-f", str(EXAMPLES))
+    for team in ("payments", "ledger"):
+        assert system.wait_reason("teamownership", team, "Valid")["status"]["conditions"]
+    for entitlement in ("prod-eng-payments", "prod-eng-ledger"):
+        obj = system.wait_reason("entitlement", entitlement, "Resolved")
+        assert obj["status"]["groupId"] == system.ic.group_id(entitlement)
+    listed = system.kubectl("get", "jit", user=ALICE).stdout
+    assert "teamownership.jitaccess.dev/payments" in listed and "entitlement.jitaccess.dev/prod-eng-ledger" in listed
+
+
+def test_engineer_gets_own_team_role_at_once(system: Jit) -> None:
+    manifest = {
+        "apiVersion": "jitaccess.dev/v1alpha1", "kind": "AccessRequest", "metadata": {"name": "alice-own"},
+        "spec": {"entitlement": "prod-eng-payments", "duration": "1h", "reason": "INFRA-2441 fix stuck batch"},
+    }
+    system.apply(manifest, user=ALICE)
+    system.kubectl("wait", "--for=condition=Ready", "accessrequest/alice-own", "--timeout=20s", user=ALICE)
+    assert system.members("prod-eng-payments") == {ALICE}
+    request = system.get("accessrequest", "alice-own")
+    assert request["spec"]["requester"] == ALICE, "stamped at admission from the authenticated caller"
+    table = system.kubectl("get", "accessgrants", user=ALICE).stdout
+    header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
+    assert header[:5] == ["NAME", "USER", "ENTITLEMENT", "STATUS", "EXPIRES"]
+    assert row[:4] == ["alice-own", ALICE, "prod-eng-payments", "Active"]
+    expires = dt.datetime.fromisoformat(row[4].replace("Z", "+00:00"))
+    assert dt.timedelta(minutes=59) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(hours=1)
+    reasons = {e["reason"] for e in system.events("alice-own")}
+    assert {"AutoApproved", "Granted"} <= reasons
+
+
+def test_other_team_role_waits_for_its_tech_lead(system: Jit) -> None:
+    system.request("alice-ledger", "prod-eng-ledger", user=ALICE)
+    pending = system.wait_reason("accessrequest", "alice-ledger", "Pending")
+    assert LENA in next(c["message"] for c in pending["status"]["conditions"] if c["type"] == "Ready")
+    assert system.members("prod-eng-ledger") == set()
+    system.kubectl("annotate", "accessrequest", "alice-ledger", "jitaccess.dev/approved=true", user=LENA)
+    granted = system.wait_reason("accessrequest", "alice-ledger", "Granted")
+    assert granted["status"]["approvedBy"] == LENA
+    assert granted["metadata"]["annotations"]["jitaccess.dev/approved-by"] == LENA
+    assert system.members("prod-eng-ledger") == {ALICE}
+
+
+def test_tech_lead_denies_with_a_reason(system: Jit) -> None:
+    system.request("alice-ledger-no", "prod-eng-ledger", user=ALICE)
+    system.wait_reason("accessrequest", "alice-ledger-no", "Pending")
+    system.kubectl("annotate", "accessrequest", "alice-ledger-no", "jitaccess.dev/denied=true",
+                   "jitaccess.dev/decision-reason=change freeze", user=LENA)
+    denied = system.wait_reason("accessrequest", "alice-ledger-no", "Denied")
+    assert denied["status"]["deniedBy"] == LENA
+    assert "change freeze" in next(c["message"] for c in denied["status"]["conditions"] if c["type"] == "Denied")
+    assert system.get("accessgrant", "alice-ledger-no") is None
+    assert system.members("prod-eng-ledger") == set()
+
+
+@pytest.fixture
+def fast_team(system: Jit) -> str:
+    """A team that escalates after three seconds, owning an entitlement to the ledger group."""
+    system.apply("""
+apiVersion: jitaccess.dev/v1alpha1
+kind: TeamOwnership
+metadata: {name: e2e-fast}
+spec: {members: [lena@example.com], approvers: [lena@example.com], backupApprovers: [carol@example.com],
+       escalateAfter: 3s}
+---
+apiVersion: jitaccess.dev/v1alpha1
+kind: Entitlement
+metadata: {name: e2e-fast-prod}
+spec: {owner: e2e-fast, identityCenter: {groupName: prod-eng-ledger}, maxDuration: 1h}
+""")
+    system.wait_reason("entitlement", "e2e-fast-prod", "Resolved")
+    return "e2e-fast-prod"
+
+
+def test_pending_request_escalates_to_the_backup_approver(system: Jit, fast_team: str) -> None:
+    system.request("alice-escalates", fast_team, user=ALICE)
+    system.wait_reason("accessrequest", "alice-escalates", "Pending")
+    escalated = eventually(lambda: system.condition("accessrequest", "alice-escalates", "Escalated"), timeout=15)
+    assert escalated["status"] == "True" and CAROL in escalated["message"]
+    assert "Escalated" in {e["reason"] for e in system.events("alice-escalates")}
+    system.kubectl("annotate", "accessrequest", "alice-escalates", "jitaccess.dev/approved=true", user=CAROL)
+    granted = system.wait_reason("accessrequest", "alice-escalates", "Granted")
+    assert granted["status"]["approvedBy"] == CAROL
+    assert system.members("prod-eng-ledger") == {ALICE}
+    system.kubectl("delete", "entitlement", fast_team)
+    system.kubectl("delete", "teamownership", "e2e-fast")
+
+
+def test_short_grant_expires_and_stays_listed(system: Jit) -> None:
+    system.request("alice-short", "prod-eng-payments", duration="3s", user=ALICE)
+    system.wait_reason("accessgrant", "alice-short", "Active")
+    assert system.members("prod-eng-payments") == {ALICE}
+    system.wait_reason("accessgrant", "alice-short", "Expired", timeout=15)
+    assert system.members("prod-eng-payments") == set()
+    system.wait_reason("accessrequest", "alice-short", "Expired")
+    history = system.kubectl("get", "accessgrants", user=ALICE).stdout
+    assert re.search(r"alice-short\s+alice@example.com\s+prod-eng-payments\s+Expired", history)
+
+
+def test_grantee_ends_own_access_early_by_annotation(system: Jit) -> None:
+    system.request("alice-done", "prod-eng-payments", user=ALICE)
+    system.wait_reason("accessgrant", "alice-done", "Active")
+    system.kubectl("annotate", "accessgrant", "alice-done", "jitaccess.dev/revoked=true", user=ALICE)
+    revoked = system.wait_reason("accessgrant", "alice-done", "Revoked")
+    assert revoked["status"]["revokedBy"] == ALICE and revoked["status"]["revocationTime"]
+    system.wait_reason("accessrequest", "alice-done", "Revoked")
+    assert system.members("prod-eng-payments") == set()
+
+
+def test_approver_revokes_by_deleting_the_grant(system: Jit) -> None:
+    system.request("alice-deleted", "prod-eng-payments", user=ALICE)
+    system.wait_reason("accessgrant", "alice-deleted", "Active")
+    system.kubectl("delete", "accessgrant", "alice-deleted", "--timeout=30s", user=PAULA)
+    assert system.get("accessgrant", "alice-deleted") is None
+    assert system.members("prod-eng-payments") == set()
+    system.wait_reason("accessrequest", "alice-deleted", "Revoked")
+
+
+def test_overlapping_grants_keep_access_until_the_last_ends(system: Jit) -> None:
+    system.request("alice-overlap-short", "prod-eng-payments", duration="3s", user=ALICE)
+    system.request("alice-overlap-long", "prod-eng-payments", duration="1h", user=ALICE)
+    system.wait_reason("accessgrant", "alice-overlap-short", "Active")
+    system.wait_reason("accessgrant", "alice-overlap-long", "Active")
+    system.wait_reason("accessgrant", "alice-overlap-short", "Expired", timeout=15)
+    assert system.members("prod-eng-payments") == {ALICE}
+    expired_event = next(e for e in system.events("alice-overlap-short") if e["reason"] == "Expired")
+    assert "membership kept for alice-overlap-long" in expired_event["message"]
+    system.kubectl("annotate", "accessgrant", "alice-overlap-long", "jitaccess.dev/revoked=true", user=ALICE)
+    system.wait_reason("accessgrant", "alice-overlap-long", "Revoked")
+    assert system.members("prod-eng-payments") == set()
+
+
+def _past(system: Jit, grant: str) -> bool | None:
+    obj = system.get("accessgrant", grant) or {}
+    expiry = dt.datetime.fromisoformat(obj["status"]["expirationTime"].replace("Z", "+00:00"))
+    return dt.datetime.now(dt.UTC) > expiry + dt.timedelta(seconds=1) or None
+
+
+def test_operator_killed_while_grants_expire_revokes_them_on_restart(system: Jit) -> None:
+    system.request("crash-alice-short", "prod-eng-payments", duration="3s", user=ALICE)
+    system.request("crash-alice-long", "prod-eng-payments", duration="1h", user=ALICE)
+    system.request("crash-bob-short", "prod-eng-ledger", duration="3s", user=BOB)
+    for name in ("crash-alice-short", "crash-alice-long", "crash-bob-short"):
+        system.wait_reason("accessgrant", name, "Active")
+    system.operator.kill()
+    for name in ("crash-alice-short", "crash-bob-short"):
+        eventually(lambda n=name: _past(system, n), timeout=15, what=f"{name} overdue while the operator is down")
+    assert system.members("prod-eng-ledger") == {BOB}, "nobody expired it while the operator was down"
+    system.operator.start()
+    system.wait_reason("accessgrant", "crash-bob-short", "Expired", timeout=10)
+    system.wait_reason("accessgrant", "crash-alice-short", "Expired", timeout=10)
+    assert system.members("prod-eng-ledger") == set()
+    assert system.members("prod-eng-payments") == {ALICE}, "the long grant still holds payments"
+    assert system.ready_reason("accessgrant", "crash-alice-long") == "Active"
+    memberships = system.ic.client().list_group_memberships(
+        IdentityStoreId=system.ic.identity_store_id, GroupId=system.ic.group_id("prod-eng-payments"))
+    assert len(memberships["GroupMemberships"]) == 1, "nothing was granted twice"
+
+
+def _bad_examples() -> list[Path]:
+    return sorted((EXAMPLES / "bad").glob("*.yaml"))
+
+
+def test_every_example_passes_server_side_dry_run(system: Jit) -> None:
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        system.kubectl("apply", "--dry-run=server", "-f", str(path))
+    for path in sorted((EXAMPLES / "requests").glob("*.yaml")):
+        system.kubectl("create", "--dry-run=server", "-f", str(path), user=ALICE)
+
+
+@pytest.mark.parametrize("path", _bad_examples(), ids=lambda p: p.stem)
+def test_bad_examples_are_refused_with_their_message(system: Jit, path: Path) -> None:
+    expected = re.search(r"^# expect: (.+)$", path.read_text(), re.M)
+    assert expected, f"{path.name} must say what it expects in a '# expect:' line"
+    doc = yaml.safe_load(path.read_text())
+    user = ALICE if doc["kind"] == "AccessRequest" else None
+    result = system.kubectl("create", "--dry-run=server", "-f", str(path), user=user, check=False)
+    assert result.returncode != 0, f"{path.name} was accepted"
+    assert expected.group(1) in result.stderr, result.stderr
+
+
+def test_concurrent_requests_of_many_users_all_granted(system: Jit) -> None:
+    users = [ALICE, PAULA]
+    errors: list[BaseException] = []
+
+    def ask(user: str, i: int) -> None:
+        try:
+            system.request(f"burst-{user.split('@')[0]}-{i}", "prod-eng-payments", duration="1h", user=user)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ask, args=(u, i)) for u in users for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for user in users:
+        for i in range(3):
+            system.wait_reason("accessgrant", f"burst-{user.split('@')[0]}-{i}", "Active")
+    assert system.members("prod-eng-payments") == set(users)
