@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from jitaccess.devenv.emulator import IdentityCenterEmulator, make_moto_strict
 
-SEED_FILE = Path(__file__).resolve().parents[2] / "examples" / "identitycenter.yaml"
+SEED_FILE = Path(__file__).resolve().parents[2] / "examples" / "identitycenter" / "seed.yaml"
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 EVERYONE_ELIGIBLE = {
     "alice@example.com",

@@ -77,7 +77,7 @@ class Local:
 @pytest.fixture(scope="module")
 def local(control_plane: Cluster, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Local]:
     emulator = IdentityCenterEmulator().start()
-    emulator.seed(EXAMPLES / "identitycenter.yaml")
+    emulator.seed(EXAMPLES / "identitycenter" / "seed.yaml")
     for key, value in {
         **emulator.env(),
         "KUBECONFIG": str(control_plane.admin_kubeconfig),

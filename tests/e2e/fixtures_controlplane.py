@@ -16,7 +16,7 @@ each module its own session fixture, and so its own control plane.)
 * ``controller_manager`` (session): the same cluster once kube-controller-manager runs.
   A conftest that installs CRDs should override it to depend on that step first.
 * ``identity_center`` (session): an `IdentityCenterEmulator` seeded from
-  ``examples/identitycenter.yaml``, shared by the whole session: tests that change it must
+  ``examples/identitycenter/seed.yaml``, shared by the whole session: tests that change it must
   undo what they did.  Faults a test left pending are cleared after it.
 * ``fresh_identity_center`` (function): a new seeded emulator with a store of its own, for
   tests that change memberships or inject faults (about 0.2 s).
@@ -33,7 +33,7 @@ from jitaccess.devenv.controlplane import Cluster, from_env
 from jitaccess.devenv.emulator import IdentityCenterEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SEED_FILE = REPO_ROOT / "examples" / "identitycenter.yaml"
+SEED_FILE = REPO_ROOT / "examples" / "identitycenter" / "seed.yaml"
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,11 @@ def entitlement(**spec: Any) -> Entitlement:
 
 
 def request(
-    *, annotations: dict[str, str] | None = None, conditions: list[dict[str, Any]] | None = None,
-    created: datetime = T0, **spec: Any,
+    *,
+    annotations: dict[str, str] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    created: datetime = T0,
+    **spec: Any,
 ) -> AccessRequest:
     base: dict[str, Any] = {
         "entitlement": "prod-eng-payments",

@@ -14,9 +14,7 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 @pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
 def test_committed_crd_matches_the_models(kind: crdgen.Kind) -> None:
     path = CRDS / f"{models.GROUP}_{kind.plural}.yaml"
-    assert path.read_text() == crdgen.render(kind), (
-        f"{path.name} is out of date: run `python -m jitaccess.api.crdgen`"
-    )
+    assert path.read_text() == crdgen.render(kind), f"{path.name} is out of date: run `python -m jitaccess.api.crdgen`"
 
 
 def test_no_stray_files_in_crds() -> None:
@@ -61,7 +59,10 @@ def test_every_object_node_has_a_type(kind: crdgen.Kind) -> None:
 def test_contract_names_from_api_md() -> None:
     by_kind = {k.kind: crdgen.crd(k) for k in crdgen.KINDS}
     assert {k: v["spec"]["names"]["shortNames"] for k, v in by_kind.items()} == {
-        "TeamOwnership": ["towner"], "Entitlement": ["ent"], "AccessRequest": ["areq"], "AccessGrant": ["agrant"],
+        "TeamOwnership": ["towner"],
+        "Entitlement": ["ent"],
+        "AccessRequest": ["areq"],
+        "AccessGrant": ["agrant"],
     }
     for crd in by_kind.values():
         assert crd["spec"]["scope"] == "Cluster"
@@ -84,11 +85,14 @@ def test_spec_is_immutable_by_cel(kind: str) -> None:
 
 
 def test_examples_parse_with_the_models() -> None:
-    kinds = {"TeamOwnership": models.TeamOwnership, "Entitlement": models.Entitlement,
-             "AccessRequest": models.AccessRequest}
+    kinds = {
+        "TeamOwnership": models.TeamOwnership,
+        "Entitlement": models.Entitlement,
+        "AccessRequest": models.AccessRequest,
+    }
     examples = Path(__file__).resolve().parents[2] / "examples"
     seen = 0
-    for path in sorted(examples.glob("0*.yaml")):
+    for path in sorted([*examples.glob("0*.yaml"), *examples.glob("requests/*.yaml")]):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") in kinds:
                 kinds[doc["kind"]].model_validate(doc)

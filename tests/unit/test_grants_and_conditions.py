@@ -62,7 +62,9 @@ def test_condition_transition_time_moves_only_on_status_flip() -> None:
 
 
 def test_conditions_of_other_types_are_kept() -> None:
-    both = cond.set_condition(cond.set_condition([], "Approved", True, "AutoApproved", "", T0), "Ready", True, "G", "", T0)
+    both = cond.set_condition(
+        cond.set_condition([], "Approved", True, "AutoApproved", "", T0), "Ready", True, "G", "", T0
+    )
     assert {c.type for c in both} == {"Approved", "Ready"}
 
 

@@ -60,7 +60,9 @@ def test_owner_team_member_is_auto_approved() -> None:
 def test_member_by_group_is_auto_approved() -> None:
     checked = rules.validate(
         request(requester="zed@example.com", requesterGroups=["team-payments"]),
-        entitlement(), team(memberGroups=["team-payments"]), LIMITS,
+        entitlement(),
+        team(memberGroups=["team-payments"]),
+        LIMITS,
     )
     assert rules.route(checked) is Route.AUTO_APPROVE
 
@@ -85,24 +87,36 @@ def test_team_without_approvers_cannot_take_outside_requests() -> None:
 PENDING = [condition("Ready", "False", "Pending")]
 
 
-def decide(annotations: dict[str, str], conditions: list[dict[str, str]] | None = None, at: timedelta = timedelta(0),
-           team_spec: dict[str, object] | None = None) -> rules.PendingDecision | None:
+def decide(
+    annotations: dict[str, str],
+    conditions: list[dict[str, str]] | None = None,
+    at: timedelta = timedelta(0),
+    team_spec: dict[str, object] | None = None,
+) -> rules.PendingDecision | None:
     req = request(annotations=annotations, conditions=conditions or PENDING)
     checked = rules.validate(req, entitlement(), team(**(team_spec or {})), LIMITS)
     return rules.decide_pending(req, checked, LIMITS, T0 + at)
 
 
 def test_approval_by_an_approver() -> None:
-    decision = decide({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com",
-                       "jitaccess.dev/decision-reason": "ok"})
+    decision = decide(
+        {
+            "jitaccess.dev/approved": "true",
+            "jitaccess.dev/approved-by": "paula@example.com",
+            "jitaccess.dev/decision-reason": "ok",
+        }
+    )
     assert decision is not None
     assert (decision.outcome, decision.who, decision.why) == (Outcome.APPROVE, "paula@example.com", "ok")
 
 
 def test_approval_by_group_membership() -> None:
     decision = decide(
-        {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "tl@example.com",
-         "jitaccess.dev/approved-by-groups": "system:authenticated,payments-leads"},
+        {
+            "jitaccess.dev/approved": "true",
+            "jitaccess.dev/approved-by": "tl@example.com",
+            "jitaccess.dev/approved-by-groups": "system:authenticated,payments-leads",
+        },
         team_spec={"approverGroups": ["payments-leads"]},
     )
     assert decision is not None and decision.outcome is Outcome.APPROVE
@@ -129,24 +143,33 @@ def test_approvals_that_do_not_count(who: str, text: str) -> None:
 
 
 def test_requester_who_is_an_approver_still_cannot_self_approve() -> None:
-    req = request(requester="paula@example.com", conditions=PENDING,
-                  annotations={"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"})
+    req = request(
+        requester="paula@example.com",
+        conditions=PENDING,
+        annotations={"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"},
+    )
     checked = rules.validate(req, entitlement(), team(), LIMITS)
     decision = rules.decide_pending(req, checked, LIMITS, T0)
     assert decision is not None and decision.outcome is Outcome.IGNORE
 
 
 def test_backup_approver_counts_after_escalation() -> None:
-    decision = decide({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "carol@example.com"},
-                      conditions=[*PENDING, condition("Escalated", "True", "PendingTooLong")])
+    decision = decide(
+        {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "carol@example.com"},
+        conditions=[*PENDING, condition("Escalated", "True", "PendingTooLong")],
+    )
     assert decision is not None and decision.outcome is Outcome.APPROVE
 
 
 def test_denial_wins_over_approval() -> None:
-    decision = decide({
-        "jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com",
-        "jitaccess.dev/denied": "true", "jitaccess.dev/denied-by": "paula@example.com",
-    })
+    decision = decide(
+        {
+            "jitaccess.dev/approved": "true",
+            "jitaccess.dev/approved-by": "paula@example.com",
+            "jitaccess.dev/denied": "true",
+            "jitaccess.dev/denied-by": "paula@example.com",
+        }
+    )
     assert decision is not None and decision.outcome is Outcome.DENY
 
 
@@ -174,8 +197,9 @@ def test_time_out_beats_escalation() -> None:
 
 
 def test_ignored_annotation_does_not_hide_a_deadline() -> None:
-    decision = decide({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "mallory@example.com"},
-                      at=timedelta(minutes=16))
+    decision = decide(
+        {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "mallory@example.com"}, at=timedelta(minutes=16)
+    )
     assert decision is not None and decision.outcome is Outcome.ESCALATE
 
 

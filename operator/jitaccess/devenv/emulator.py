@@ -468,7 +468,7 @@ class IdentityCenterEmulator:
     # -- content ---------------------------------------------------------------------------
 
     def seed(self, path: Path | str) -> None:
-        """Create the users, groups and memberships of a YAML file (``examples/identitycenter.yaml``).
+        """Create the users, groups and memberships of a YAML file (``examples/identitycenter/seed.yaml``).
 
         Re-seeding is harmless: what exists already is kept.
         """
