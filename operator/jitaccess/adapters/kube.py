@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -29,10 +29,10 @@ TEAMS = "teamownerships"
 def load_client_config() -> None:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
         # The client reads KUBECONFIG once, at import: read it again now.
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
 
 
 class Kube:
@@ -43,7 +43,7 @@ class Kube:
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            obj: dict[str, Any] = self._api.get_cluster_custom_object(models.GROUP, models.VERSION, plural, name)
+            obj = cast(dict[str, Any], self._api.get_cluster_custom_object(models.GROUP, models.VERSION, plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -51,7 +51,7 @@ class Kube:
         return obj
 
     def list(self, plural: str, label_selector: str = "") -> list[dict[str, Any]]:
-        result = self._api.list_cluster_custom_object(
+        result: Any = self._api.list_cluster_custom_object(
             models.GROUP, models.VERSION, plural, label_selector=label_selector
         )
         return list(result.get("items", []))
@@ -59,7 +59,9 @@ class Kube:
     def create(self, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the object, or return the one already there: (object, created)."""
         try:
-            created = self._api.create_cluster_custom_object(models.GROUP, models.VERSION, plural, body)
+            created = cast(
+                dict[str, Any], self._api.create_cluster_custom_object(models.GROUP, models.VERSION, plural, body)
+            )
             return created, True
         except ApiException as exc:
             if exc.status != 409:
@@ -98,8 +100,9 @@ class Kube:
                 return obj
             body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": fields}
             try:
-                patched: dict[str, Any] = self._api.patch_cluster_custom_object_status(
-                    models.GROUP, models.VERSION, plural, name, body
+                patched = cast(
+                    dict[str, Any],
+                    self._api.patch_cluster_custom_object_status(models.GROUP, models.VERSION, plural, name, body),
                 )
                 return patched
             except ApiException as exc:

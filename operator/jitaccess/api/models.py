@@ -36,7 +36,7 @@ LABEL_REQUEST = f"{GROUP}/request"
 # A Go-style duration restricted to whole h/m/s units, the form `kubectl` users type.
 DURATION_PATTERN = r"^([0-9]+(h|m|s))+$"
 DURATION_MESSAGE = "must be a duration such as 30m, 1h or 1h30m (whole numbers with units h, m, s)"
-_DURATION_RULES = [
+_DURATION_RULES: list[Any] = [
     {"rule": f"self.matches('{DURATION_PATTERN}')", "message": DURATION_MESSAGE},
 ]
 

@@ -33,7 +33,8 @@ def record(
     **fields: Any,
 ) -> None:
     """Post an Event on `obj` and write the matching audit log line."""
-    kopf.event(dict(obj), type="Warning" if warning else "Normal", reason=reason, message=message[:1000])
+    body: Any = dict(obj)
+    kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message[:1000])
     meta = obj.get("metadata", {})
     audit.log(
         logging.WARNING if warning else logging.INFO,
