@@ -15,13 +15,14 @@ from typing import Any
 import kopf
 
 from jitaccess import metrics
-from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.adapters.kube import ENTITLEMENTS, GRANTS, REQUESTS, TEAMS
 from jitaccess.api import models
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as rules
-from jitaccess.errors import InvalidInput, NotFound, RetryLater
+from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers.common import GROUP, VERSION, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -51,13 +52,20 @@ def pending_deadlines(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlemen
 
 
 def lookup(
-    request: AccessRequest, teams: Index, entitlements: Index
+    rt: Runtime, request: AccessRequest, teams: Index, entitlements: Index
 ) -> tuple[Entitlement | None, TeamOwnershipSpec | None]:
-    raw = first(entitlements, request.spec.entitlement)
+    """The request's Entitlement and owner team, from the indexes.
+
+    An object applied a moment before the request may not have reached the index yet (each kind
+    has its own watch), so a miss is confirmed with the API server before it counts.
+    """
+    raw = first(entitlements, request.spec.entitlement) or rt.kube.get(ENTITLEMENTS, request.spec.entitlement)
     if raw is None:
         return None, None
     entitlement = Entitlement.model_validate(raw)
     team = first(teams, entitlement.spec.owner)
+    if team is None:
+        team = (rt.kube.get(TEAMS, entitlement.spec.owner) or {}).get("spec")
     return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
 
 
@@ -93,10 +101,10 @@ def _decide(
     entitlements: Index,
     announce_ignored: bool,
 ) -> None:
-    entitlement, team = lookup(request, teams, entitlements)
+    entitlement, team = lookup(rt, request, teams, entitlements)
     valid = rules.validate(request, entitlement, team, rt.settings.limits)
     if cond.ready_reason(request.status.conditions) is None:
-        problem = _eligibility_problem(rt, valid)
+        problem = eligibility_problem(rt, valid)
         if problem is not None:
             _finish(rt, dict(body), "NotEligible", problem, entitlement=request.spec.entitlement)
             return
@@ -120,32 +128,6 @@ def _decide(
         _finish(rt, request.wire(), "TimedOut", f"timed out: {decision.why}", entitlement=request.spec.entitlement)
     elif decision.outcome is rules.Outcome.IGNORE and announce_ignored:
         record(request.wire(), "DecisionIgnored", decision.why, warning=True, who=decision.who)
-
-
-def _eligibility_problem(rt: Runtime, valid: rules.ValidRequest) -> str | None:
-    """Why the requester may not ask at all (Identity Center groups), or None."""
-    ic = rt.identity_center
-    try:
-        user_id = rt.cached("user", valid.requester, ic.resolve_user)
-    except NotFound:
-        return (
-            f"{valid.requester} is not a user in Identity Center store {ic.identity_store_id}: "
-            "ask the identity team to provision the user"
-        )
-    wanted = valid.entitlement.spec.eligibility.identity_center_groups
-    ids: dict[str, str] = {}
-    for name in wanted:
-        try:
-            ids[rt.cached("group", name, ic.resolve_group)] = name
-        except NotFound as exc:
-            raise InvalidInput(
-                f"Entitlement {valid.entitlement.metadata.name!r} spec.eligibility.identityCenterGroups",
-                f"names {name!r}, which is not a group in Identity Center: the entitlement's owners must fix it",
-            ) from exc
-    missing = ic.missing_groups(user_id, list(ids))
-    if missing:
-        return rules.eligibility_message(valid.requester, [ids[g] for g in missing])
-    return None
 
 
 def _mark_pending(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest) -> AccessRequest | None:
