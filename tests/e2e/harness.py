@@ -48,8 +48,9 @@ class Jit:
     def kubectl(self, *args: str, user: str | None = None, input: str | None = None, check: bool = True) -> Any:
         return self.cluster.kubectl(*args, user=user, input=input, check=check)
 
-    def apply(self, manifest: dict[str, Any] | str, user: str | None = None, verb: str = "apply",
-              check: bool = True) -> Any:
+    def apply(
+        self, manifest: dict[str, Any] | str, user: str | None = None, verb: str = "apply", check: bool = True
+    ) -> Any:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         return self.kubectl(verb, "-f", "-", user=user, input=text, check=check)
 
@@ -75,27 +76,46 @@ class Jit:
                     return obj
             return None
 
-        return eventually(check, timeout, what=f"{kind}/{name} Ready.reason in {reasons} "
-                          f"(now {self.ready_reason(kind, name)}); operator log:\n{self.operator.tail(15)}")
+        return eventually(
+            check,
+            timeout,
+            what=f"{kind}/{name} Ready.reason in {reasons} "
+            f"(now {self.ready_reason(kind, name)}); operator log:\n{self.operator.tail(15)}",
+        )
 
     def condition(self, kind: str, name: str, type_: str) -> dict[str, Any] | None:
         obj = self.get(kind, name) or {}
         return next((c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == type_), None)
 
-    def request(self, name: str, entitlement: str, reason: str = "INFRA-1 e2e test", duration: str | None = None,
-                user: str = "alice@example.com", verb: str = "create", check: bool = True, **extra: Any) -> Any:
+    def request(
+        self,
+        name: str,
+        entitlement: str,
+        reason: str = "INFRA-1 e2e test",
+        duration: str | None = None,
+        user: str = "alice@example.com",
+        verb: str = "create",
+        check: bool = True,
+        **extra: Any,
+    ) -> Any:
         spec: dict[str, Any] = {"entitlement": entitlement, "reason": reason, **extra}
         if duration:
             spec["duration"] = duration
-        manifest = {"apiVersion": "jitaccess.dev/v1alpha1", "kind": "AccessRequest",
-                    "metadata": {"name": name}, "spec": spec}
+        manifest = {
+            "apiVersion": "jitaccess.dev/v1alpha1",
+            "kind": "AccessRequest",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
         return self.apply(manifest, user=user, verb=verb, check=check)
 
     def members(self, group: str) -> set[str]:
         return self.ic.members_of(group)
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        result = self.kubectl("get", "events", "-A", "--field-selector", f"involvedObject.name={name}", "-o", "json")
+    def events(self, name: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """Events about an object; a request and its grant share a name, so `kind` tells them apart."""
+        selector = f"involvedObject.name={name}" + (f",involvedObject.kind={kind}" if kind else "")
+        result = self.kubectl("get", "events", "-A", "--field-selector", selector, "-o", "json")
         return list(json.loads(result.stdout)["items"])
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -104,8 +124,11 @@ class Jit:
         """End every grant (the finalizer removes memberships) and forget every request."""
         self.kubectl("delete", "accessgrants", "--all", "--wait=false", check=False)
         self.kubectl("delete", "accessrequests", "--all", "--wait=false", check=False)
-        eventually(lambda: not self._names("accessgrants") and not self._names("accessrequests") or None,
-                   timeout=30, what=f"all grants and requests deleted; log:\n{self.operator.tail(20)}")
+        eventually(
+            lambda: (not self._names("accessgrants") and not self._names("accessrequests")) or None,
+            timeout=30,
+            what=f"all grants and requests deleted; log:\n{self.operator.tail(20)}",
+        )
 
     def _names(self, kind: str) -> list[str]:
         out = self.kubectl("get", kind, "-o", "name", check=False).stdout

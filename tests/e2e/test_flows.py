@@ -142,7 +142,7 @@ def test_overlapping_grants_keep_access_until_the_last_ends(system: Jit) -> None
     system.wait_reason("accessgrant", "alice-overlap-long", "Active")
     system.wait_reason("accessgrant", "alice-overlap-short", "Expired", timeout=15)
     assert system.members("prod-eng-payments") == {ALICE}
-    expired_event = next(e for e in system.events("alice-overlap-short") if e["reason"] == "Expired")
+    expired_event = next(e for e in system.events("alice-overlap-short", "AccessGrant") if e["reason"] == "Expired")
     assert "membership kept for alice-overlap-long" in expired_event["message"]
     system.kubectl("annotate", "accessgrant", "alice-overlap-long", "jitaccess.dev/revoked=true", user=ALICE)
     system.wait_reason("accessgrant", "alice-overlap-long", "Revoked")

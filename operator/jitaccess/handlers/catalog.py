@@ -84,7 +84,7 @@ def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, grant_hold
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
     _set_ready(
-        rt, ENTITLEMENTS, entitlement, True, "Resolved", f"Identity Center group {target} resolved", group_id=group_id
+        rt, ENTITLEMENTS, entitlement, True, "Resolved", f"Identity Center group {target} resolved", groupId=group_id
     )
     if rt.settings.remove_unbacked_members:
         _scan_drift(rt, entitlement, target, group_id, grant_holders)
