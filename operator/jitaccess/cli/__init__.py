@@ -1,0 +1,18 @@
+"""`kubectl jit`, the kubectl plugin of jitaccess (executable `kubectl-jit`).
+
+    main        argument parsing, dispatch, exit codes (documented there and in --help)
+    session     one invocation: API client, identity (SelfSubjectReview), terminal streams
+    request     `request`: propose, ask, dry-run, create, watch until granted
+    decisions   `approve`, `deny`, `revoke`, `done`: annotations with early, clear refusals
+    views       `list`, `status`, `who-has`
+    completion  bash and zsh scripts, and the `__complete` protocol kubectl also speaks
+    objects     the jitaccess objects as plain dicts, and the caller's identity
+    kubeapi     a small REST and watch client on the standard library
+    kubeconfig  kubeconfig loading as kubectl does it (tokens, certificates, exec plugins, --as)
+    prompts     questions on the terminal, only when there is one
+    text        ages, expiry times, tables, JSON and YAML
+    errors      the exit codes and the errors that carry them
+
+The plugin stays off the `kubernetes` package, pydantic, kopf and boto3 on its fast paths:
+their imports alone would take longer than the whole request.
+"""

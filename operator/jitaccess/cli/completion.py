@@ -1,0 +1,236 @@
+"""Shell completion: the bash and zsh scripts, and the `__complete` protocol behind them.
+
+`kubectl-jit __complete WORD... CURRENT` prints one candidate per line (`value<TAB>description`)
+and a last line `:<directive>`, the protocol of Cobra, which kubectl (1.26+) also speaks to a
+plugin's `kubectl_complete-jit` executable. So one implementation serves `kubectl-jit <TAB>`
+(through the scripts here) and `kubectl jit <TAB>` (through that executable).
+
+Commands, flags and fixed values come from the argument parser; names of objects (pending
+requests for `approve`, active grants for `revoke`, entitlements, teams) from the cluster, with
+a short timeout and silence on any error: completion must never print an error into a prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from jitaccess.cli.kubeapi import KubeApi
+
+# Cobra's ShellCompDirective bits.
+DEFAULT = 0
+NO_SPACE = 2
+NO_FILE = 4
+
+_FIXED_VALUES = {
+    "--for": ["15m", "30m", "1h", "2h", "4h"],
+    "--timeout": ["30s", "1m", "5m", "15m", "1h"],
+}
+_FILE_FLAGS = {"--kubeconfig"}
+_CLUSTER_FLAGS = {"--kubeconfig": "kubeconfig", "--context": "context", "--as": "impersonate"}
+
+BASH = r"""# bash completion for kubectl-jit. Load it with:  source <(kubectl-jit completion bash)
+# (for `kubectl jit <TAB>` see `kubectl-jit completion --help`)
+_kubectl_jit() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" out directive line
+    local -a candidates=()
+    out=$("${COMP_WORDS[0]}" __complete "${COMP_WORDS[@]:1:COMP_CWORD}" 2>/dev/null) || return 0
+    directive="${out##*:}"
+    out="${out%:*}"
+    while IFS= read -r line; do
+        [[ -n "$line" ]] && candidates+=("${line%%$'\t'*}")
+    done <<< "$out"
+    local IFS=$'\n'
+    COMPREPLY=($(compgen -W "${candidates[*]}" -- "$cur"))
+    if (( ${#COMPREPLY[@]} == 0 && (directive & 4) == 0 )); then
+        compopt -o default 2>/dev/null
+    fi
+    return 0
+}
+complete -F _kubectl_jit kubectl-jit
+"""
+
+ZSH = r"""#compdef kubectl-jit
+# zsh completion for kubectl-jit. Load it (after compinit) with:  source <(kubectl-jit completion zsh)
+# (for `kubectl jit <TAB>` see `kubectl-jit completion --help`)
+_kubectl_jit() {
+    local out directive line name desc
+    local -a lines candidates
+    out=$("${words[1]}" __complete "${(@)words[2,CURRENT]}" 2>/dev/null) || return 1
+    lines=("${(@f)out}")
+    directive="${lines[-1]#:}"
+    for line in "${(@)lines[1,-2]}"; do
+        [[ -z "$line" ]] && continue
+        name="${line%%$'\t'*}"
+        desc=""
+        [[ "$line" == *$'\t'* ]] && desc="${line#*$'\t'}"
+        candidates+=("${name//:/\\:}${desc:+:$desc}")
+    done
+    if (( ${#candidates} )); then
+        _describe -t values 'kubectl-jit' candidates
+    elif (( (directive & 4) == 0 )); then
+        _files
+    fi
+}
+compdef _kubectl_jit kubectl-jit
+"""
+
+
+def script(shell: str) -> str:
+    return BASH if shell == "bash" else ZSH
+
+
+class _Command:
+    """What completion needs to know of one (sub)parser: its flags and which take a value."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.flags: dict[str, tuple[str, bool, list[str]]] = {}
+        for action in parser._actions:
+            takes_value = action.nargs != 0
+            choices = [str(c) for c in action.choices] if isinstance(action.choices, Iterable) else []
+            for option in action.option_strings:
+                self.flags[option] = (action.help if isinstance(action.help, str) else "", takes_value, choices)
+
+
+def _commands() -> tuple[_Command, dict[str, tuple[str, _Command]]]:
+    from jitaccess.cli.main import COMMAND_HELP, build_parser
+
+    parser = build_parser()
+    subs: dict[str, tuple[str, _Command]] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                subs[name] = (COMMAND_HELP.get(name, ""), _Command(sub))
+    return _Command(parser), subs
+
+
+def complete(words: list[str], out: TextIO) -> int:
+    """Answer one completion question; always exit 0 (errors mean: no candidates)."""
+    try:
+        candidates, directive = _candidates(words or [""])
+    except Exception:
+        candidates, directive = [], NO_FILE
+    for value, description in candidates:
+        out.write(f"{value}\t{description}\n" if description else f"{value}\n")
+    out.write(f":{directive}\n")
+    return 0
+
+
+def _candidates(words: list[str]) -> tuple[list[tuple[str, str]], int]:
+    current, before = words[-1], words[:-1]
+    root, subs = _commands()
+    command: str | None = None
+    positionals: list[str] = []
+    cluster: dict[str, str] = {}
+    expecting: str | None = None
+    for word in before:
+        if expecting is not None:
+            if expecting in _CLUSTER_FLAGS:
+                cluster[_CLUSTER_FLAGS[expecting]] = word
+            expecting = None
+            continue
+        if word.startswith("-"):
+            flag, has_value, value = word.partition("=")
+            spec = (subs[command][1] if command else root).flags.get(flag) or root.flags.get(flag)
+            if has_value and flag in _CLUSTER_FLAGS:
+                cluster[_CLUSTER_FLAGS[flag]] = value
+            elif spec is not None and spec[1] and not has_value:
+                expecting = flag
+            continue
+        if command is None and word in subs:
+            command = word
+        else:
+            positionals.append(word)
+    scope = subs[command][1] if command else root
+    if expecting is not None:
+        return _flag_values(expecting, current, scope, cluster, prefix="")
+    if current.startswith("-") and "=" in current:
+        flag, _, partial = current.partition("=")
+        return _flag_values(flag, partial, scope, cluster, prefix=f"{flag}=")
+    if current.startswith("-"):
+        flags = {**root.flags, **scope.flags}
+        return [(f, flags[f][0]) for f in sorted(flags) if f.startswith(current)], NO_FILE
+    if command is None:
+        return [(name, help_) for name, (help_, _) in subs.items() if name.startswith(current)], NO_FILE
+    if positionals:
+        return [], NO_FILE
+    return _positional(command, current, cluster), NO_FILE
+
+
+def _flag_values(
+    flag: str, current: str, scope: _Command, cluster: dict[str, str], *, prefix: str
+) -> tuple[list[tuple[str, str]], int]:
+    if flag in _FILE_FLAGS:
+        return [], DEFAULT
+    spec = scope.flags.get(flag)
+    values: list[tuple[str, str]] = []
+    if spec is not None and spec[2]:
+        values = [(v, "") for v in spec[2]]
+    elif flag in _FIXED_VALUES:
+        values = [(v, "") for v in _FIXED_VALUES[flag]]
+    elif flag == "--context":
+        from jitaccess.cli.kubeconfig import context_names
+
+        values = [(name, "") for name in context_names(cluster.get("kubeconfig"))]
+    elif flag == "--team":
+        values = [(name, "team") for name in _names("teamownerships", cluster)]
+    return [(prefix + v, d) for v, d in values if v.startswith(current)], NO_FILE
+
+
+def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tuple[str, str]]:
+    if command == "completion":
+        values = [("bash", ""), ("zsh", "")]
+    elif command in ("request", "who-has"):
+        values = _entitlements(cluster)
+    elif command in ("approve", "deny", "status"):
+        values = _requests(cluster, pending_only=command != "status")
+    elif command == "revoke":
+        values = _grants(cluster)
+    else:
+        values = []
+    return [(v, d) for v, d in values if v.startswith(current)]
+
+
+def _api(cluster: dict[str, str]) -> KubeApi:
+    from jitaccess.cli.kubeapi import KubeApi
+    from jitaccess.cli.kubeconfig import load_credentials
+
+    creds = load_credentials(cluster.get("kubeconfig"), cluster.get("context"), cluster.get("impersonate"))
+    return KubeApi(creds, timeout=5.0)
+
+
+def _items(plural: str, cluster: dict[str, str]) -> list[dict[str, Any]]:
+    from jitaccess.cli import objects as o
+
+    return o.list_all(_api(cluster), plural)[0]
+
+
+def _names(plural: str, cluster: dict[str, str]) -> list[str]:
+    from jitaccess.cli import objects as o
+
+    return sorted(o.name_of(item) for item in _items(plural, cluster))
+
+
+def _entitlements(cluster: dict[str, str]) -> list[tuple[str, str]]:
+    from jitaccess.cli import objects as o
+
+    return sorted((o.name_of(e), f"team {o.spec(e).get('owner', '?')}") for e in _items(o.ENTITLEMENTS, cluster))
+
+
+def _requests(cluster: dict[str, str], *, pending_only: bool) -> list[tuple[str, str]]:
+    from jitaccess.cli import objects as o
+
+    requests = [r for r in _items(o.REQUESTS, cluster) if not pending_only or o.awaiting_decision(r)]
+    return sorted(
+        (o.name_of(r), f"{o.requester(r)} {o.spec(r).get('entitlement', '')} {o.ready_reason(r) or 'New'}")
+        for r in requests
+    )
+
+
+def _grants(cluster: dict[str, str]) -> list[tuple[str, str]]:
+    from jitaccess.cli import objects as o
+
+    grants = [g for g in _items(o.GRANTS, cluster) if o.ready_reason(g) not in o.FINISHED]
+    return sorted((o.name_of(g), f"{o.spec(g).get('user')} {o.spec(g).get('groupName')}") for g in grants)

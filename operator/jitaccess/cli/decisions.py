@@ -1,0 +1,240 @@
+"""`approve`, `deny`, `revoke` and `done`: the annotations of the API contract, set with manners.
+
+Each is what `kubectl annotate` would do (a JSON merge patch of `jitaccess.dev/*` annotations;
+the admission webhook records who did it), preceded by the checks that let the plugin refuse
+early and say why: a decision already taken is never overwritten, a requester never decides on
+their own request, a backup approver waits for the escalation (the rule is the operator's own,
+`jitaccess.domain.teams.may_approve`). The server has the last word: its refusal is printed as is.
+
+Approvals and denials carry the resourceVersion they were checked against, so a decision taken
+by someone else in between makes the patch fail (409) and the checks run again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import timedelta
+from typing import Any
+
+from jitaccess.cli import objects as o
+from jitaccess.cli.errors import Interrupted, NotFound, Refused, StillPending
+from jitaccess.cli.kubeapi import ApiError
+from jitaccess.cli.objects import Identity, Obj
+from jitaccess.cli.session import Session
+from jitaccess.cli.text import human_age
+
+DEFAULT_REVOKE_WAIT = timedelta(seconds=30)
+AWS_SESSIONS_NOTE = (
+    "note: AWS sessions started before now stay valid until their session duration ends "
+    "(Identity Center cannot cut them short)"
+)
+_CONFLICT_RETRIES = 3
+
+
+# --- approve / deny ----------------------------------------------------------------------------
+
+
+def decide(session: Session, name: str, *, approve: bool, reason: str | None) -> int:
+    api, me = session.api, session.me
+    verb = "approve" if approve else "deny"
+    for _ in range(_CONFLICT_RETRIES):
+        request = o.get(api, o.REQUESTS, name)
+        check_undecided(request)
+        team = _owner_team(session, request)
+        check_may_decide(request, team, me, verb)
+        flag = o.ANNOTATION_APPROVED if approve else o.ANNOTATION_DENIED
+        patched: dict[str, Any] = {flag: "true"}
+        if reason:
+            patched[o.ANNOTATION_DECISION_REASON] = reason
+        patch = {"metadata": {"resourceVersion": request["metadata"]["resourceVersion"], "annotations": patched}}
+        try:
+            api.merge_patch(o.path(o.REQUESTS, name), patch)
+        except ApiError as exc:
+            if exc.status == 409:
+                continue
+            raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessrequest {name}") from exc
+        spec = o.spec(request)
+        what = f"{o.requester(request) or 'the requester'}, {spec.get('entitlement')}"
+        what += f" for {o.status(request).get('duration') or spec.get('duration') or 'the default duration'}"
+        because = f": {reason}" if reason else ""
+        session.say(f"{'approved' if approve else 'denied'} accessrequest {name} ({what}){because}")
+        return 0
+    raise Refused(f"accessrequest {name} kept changing while you decided: run the command again")
+
+
+def check_undecided(request: Obj) -> None:
+    """Refuse a second decision, and decisions on requests that have ended."""
+    name, notes = o.name_of(request), o.annotations_of(request)
+    if o.is_true(request, o.APPROVED):
+        raise Refused(
+            f"accessrequest {name} is already approved ({o.approved_by(request) or 'by an approver'}): "
+            "a decision cannot be changed; revoke the grant instead"
+        )
+    if o.is_true(request, o.DENIED):
+        who = o.status(request).get("deniedBy") or notes.get(o.ANNOTATION_DENIED_BY) or "an approver"
+        raise Refused(f"accessrequest {name} is already denied by {who}: a decision cannot be changed")
+    for flag, by, word in (
+        (o.ANNOTATION_APPROVED, o.ANNOTATION_APPROVED_BY, "an approval"),
+        (o.ANNOTATION_DENIED, o.ANNOTATION_DENIED_BY, "a denial"),
+    ):
+        if o.truthy(notes.get(flag)):
+            who = f" by {notes[by]}" if notes.get(by) else ""
+            raise Refused(
+                f"accessrequest {name} already carries {word}{who} ({flag}=true): a decision cannot be changed"
+            )
+    reason = o.ready_reason(request)
+    if reason in o.FINISHED or reason == "Granted":
+        raise Refused(f"accessrequest {name} is {reason}: there is nothing left to decide ({o.ready_message(request)})")
+
+
+def _owner_team(session: Session, request: Obj) -> Obj:
+    entitlement_name = str(o.spec(request).get("entitlement", ""))
+    entitlement = o.get_optional(session.api, o.ENTITLEMENTS, entitlement_name)
+    if entitlement is None:
+        raise NotFound(
+            f"accessrequest {o.name_of(request)} asks for entitlement {entitlement_name!r}, which does "
+            "not exist: nobody can approve it"
+        )
+    owner = str(o.spec(entitlement).get("owner", ""))
+    team = o.get_optional(session.api, o.TEAMS, owner)
+    if team is None:
+        raise NotFound(
+            f"entitlement {entitlement_name} names owner team {owner!r}, which does not exist: nobody can approve it"
+        )
+    return team
+
+
+def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
+    # The operator's own rule, imported here only: pydantic is too slow for the request path.
+    from jitaccess.api.models import TeamOwnershipSpec
+    from jitaccess.domain.teams import Caller, may_approve
+
+    escalated = o.is_true(request, o.ESCALATED)
+    problem = may_approve(
+        TeamOwnershipSpec.model_validate(o.spec(team)),
+        Caller(me.username, me.groups),
+        requester=o.requester(request),
+        escalated=escalated,
+    )
+    if problem is not None:
+        approvers = ", ".join(o.approvers_of(team, escalated=escalated)) or "nobody"
+        raise Refused(
+            f"you may not {verb} accessrequest {o.name_of(request)}: {problem} "
+            f"(team {o.name_of(team)} approvers now: {approvers})"
+        )
+
+
+# --- revoke / done -------------------------------------------------------------------------------
+
+
+def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeout: timedelta | None) -> int:
+    api, me = session.api, session.me
+    grant = o.get(api, o.GRANTS, name)
+    state = o.ready_reason(grant)
+    if state in o.FINISHED:
+        raise Refused(f"accessgrant {name} has already ended ({state}: {o.ready_message(grant)})")
+    spec = o.spec(grant)
+    if spec.get("user") != me.username:
+        _check_may_revoke(session, grant, me)
+    patched = _mark_revoked(session, grant, reason)
+    if not wait:
+        session.say(f"revoking accessgrant {name} ({spec.get('user')} in {spec.get('groupName')})")
+        return 0
+    version = str(patched["metadata"].get("resourceVersion", ""))
+    return _wait_ended(session, [patched], timeout or DEFAULT_REVOKE_WAIT, version)
+
+
+def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
+    """End every grant of mine that is active or still being provisioned."""
+    api, me = session.api, session.me
+    grants, version = o.list_all(api, o.GRANTS)
+    mine = [g for g in grants if o.spec(g).get("user") == me.username and o.ready_reason(g) not in o.FINISHED]
+    if not mine:
+        session.say(f"{me.username} holds no active grants: nothing to end")
+        return 0
+    for grant in mine:
+        _mark_revoked(session, grant, "ended early by the grantee (kubectl jit done)")
+    if not wait:
+        for grant in mine:
+            session.say(f"ending accessgrant {o.name_of(grant)} ({o.spec(grant).get('groupName')})")
+        return 0
+    return _wait_ended(session, mine, timeout or DEFAULT_REVOKE_WAIT, version)
+
+
+def _check_may_revoke(session: Session, grant: Obj, me: Identity) -> None:
+    from jitaccess.api.models import TeamOwnershipSpec
+    from jitaccess.domain.teams import Caller, is_approver
+
+    entitlement = o.get_optional(session.api, o.ENTITLEMENTS, str(o.spec(grant).get("entitlement", "")))
+    owner = str(o.spec(entitlement).get("owner", "")) if entitlement else ""
+    team = o.get_optional(session.api, o.TEAMS, owner) if owner else None
+    if team is not None and is_approver(TeamOwnershipSpec.model_validate(o.spec(team)), Caller(me.username, me.groups)):
+        return
+    approvers = ", ".join(o.approvers_of(team, escalated=False)) if team else "the owner team's approvers"
+    raise Refused(
+        f"you may not revoke accessgrant {o.name_of(grant)}: only its grantee ({o.spec(grant).get('user')}) "
+        f"or an approver of team {owner or '?'} ({approvers}) may"
+    )
+
+
+def _mark_revoked(session: Session, grant: Obj, reason: str | None) -> Obj:
+    name = o.name_of(grant)
+    patched = {o.ANNOTATION_REVOKED: "true"}
+    if reason:
+        patched[o.ANNOTATION_REVOKE_REASON] = reason
+    try:
+        return session.api.merge_patch(o.path(o.GRANTS, name), {"metadata": {"annotations": patched}})
+    except ApiError as exc:
+        raise o.refusal(exc, f"revoking accessgrant {name}") from exc
+
+
+def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version: str) -> int:
+    """Watch the grants from `version` (taken before they were marked) until each one has ended."""
+    api = session.api
+    waiting = {o.name_of(g): g for g in grants}
+    deadline = time.monotonic() + timeout.total_seconds()
+    selector = {"fieldSelector": f"metadata.name={next(iter(waiting))}"} if len(waiting) == 1 else {}
+    try:
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                names = ", ".join(sorted(waiting))
+                raise StillPending(
+                    f"the revocation of {names} is recorded, but the operator has not confirmed it within "
+                    f"{human_age(timeout.total_seconds())}: `kubectl jit status NAME` shows where it stands"
+                )
+            try:
+                for event in api.watch(
+                    o.path(o.GRANTS), resource_version=version, timeout_seconds=math.ceil(remaining), **selector
+                ):
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        raise ApiError(int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj.get("message")))
+                    version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                    name = o.name_of(obj)
+                    if event.get("type") == "BOOKMARK" or name not in waiting:
+                        continue
+                    if event.get("type") == "DELETED" or o.ready_reason(obj) in o.FINISHED:
+                        _say_ended(session, obj)
+                        del waiting[name]
+                        if not waiting:
+                            break
+            except ApiError as exc:
+                if exc.status != 410:
+                    raise o.refusal(exc, "watching the grants") from exc
+                items, version = o.list_all(api, o.GRANTS)
+                for obj in items:
+                    if o.name_of(obj) in waiting and o.ready_reason(obj) in o.FINISHED:
+                        _say_ended(session, obj)
+                        del waiting[o.name_of(obj)]
+    except KeyboardInterrupt:
+        raise Interrupted("stopped waiting; the revocation is recorded and the operator will carry it out") from None
+    session.say(AWS_SESSIONS_NOTE)
+    return 0
+
+
+def _say_ended(session: Session, grant: Obj) -> None:
+    spec = o.spec(grant)
+    state = o.ready_reason(grant) or "Revoked"
+    session.say(f"{state.lower()} accessgrant {o.name_of(grant)} ({spec.get('user')} in {spec.get('groupName')})")

@@ -1,0 +1,339 @@
+"""`kubectl jit request`: from "I need production" to an active grant, in one command.
+
+1. Who am I: a SelfSubjectReview (the API server's own answer, impersonation included).
+2. Which entitlement: the one named, or, on a terminal, my team's proposed ("Request X? [Y/n]")
+   with a numbered pick list of all entitlements as the alternative.
+3. For how long and why: the flags, else asked on the terminal, checked against the
+   entitlement's limits and reason pattern before anything is sent.
+4. A server-side dry run of the AccessRequest: an admission refusal (not eligible, above the
+   maximum) is printed as the server words it, and nothing is created.
+5. The create (generateName `<me>-<entitlement>-`), then a watch on that one request from the
+   resourceVersion the create returned, so no change between the two is missed, until the
+   grant is active, refused, or waits for a human (whose names are printed).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from jitaccess.cli import objects as o
+from jitaccess.cli.errors import CliError, Interrupted, NotFound, Refused, StillPending, UsageError
+from jitaccess.cli.kubeapi import ApiError
+from jitaccess.cli.objects import Identity, Obj
+from jitaccess.cli.session import Session
+from jitaccess.cli.text import human_age, until
+from jitaccess.domain.durations import format_duration, parse_duration
+from jitaccess.errors import InvalidInput
+
+DEFAULT_WAIT = timedelta(minutes=15)
+DEFAULT_NO_WAIT = timedelta(seconds=30)
+# With no word from the operator this long, say that it may not be running.
+QUIET_HINT_SECONDS = 5
+NEXT_STEP = "the AWS access portal may need a fresh sign-in to show the new role"
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    entitlement: str | None
+    duration: str | None
+    reason: str | None
+    wait: bool
+    timeout: timedelta | None
+
+
+def run(session: Session, options: RequestOptions) -> int:
+    api, me = session.api, session.me
+    named = options.entitlement
+    entitlement = o.get(api, o.ENTITLEMENTS, named) if named else propose(session, me)
+    duration = choose_duration(session, entitlement, options.duration)
+    reason = choose_reason(session, entitlement, options.reason)
+    manifest = request_manifest(me, entitlement, duration, reason)
+    try:
+        api.create(o.path(o.REQUESTS), manifest, dry_run=True)
+    except ApiError as exc:
+        raise _refused_at_admission(exc, o.name_of(entitlement)) from exc
+    try:
+        request = api.create(o.path(o.REQUESTS), manifest)
+    except ApiError as exc:
+        raise _refused_at_admission(exc, o.name_of(entitlement)) from exc
+    name = o.name_of(request)
+    shown = duration or f"{o.spec(entitlement).get('defaultDuration', '1h')} (the default)"
+    session.say(f"requested {o.name_of(entitlement)} for {shown} as {me.username}: accessrequest {name}")
+    timeout = options.timeout or (DEFAULT_WAIT if options.wait else DEFAULT_NO_WAIT)
+    return Follower(session, request, entitlement, wait=options.wait).follow(timeout)
+
+
+def _refused_at_admission(exc: ApiError, entitlement: str) -> CliError:
+    if exc.status == 404:
+        return o.refusal(exc, f"requesting {entitlement}")
+    return Refused(f"the cluster refused the request for {entitlement}, nothing was created: {exc.message}")
+
+
+# --- what to ask for ---------------------------------------------------------------------------
+
+
+def propose(session: Session, me: Identity) -> Obj:
+    """The entitlement to request when none was named: my team's, or one picked from a list."""
+    api = session.api
+    teams, _ = o.list_all(api, o.TEAMS)
+    entitlements, _ = o.list_all(api, o.ENTITLEMENTS)
+    my_teams = sorted(o.name_of(t) for t in teams if o.is_member(t, me))
+    mine = sorted((e for e in entitlements if o.spec(e).get("owner") in my_teams), key=o.name_of)
+    if not session.prompter.interactive:
+        yours = f" (your team's: {', '.join(o.name_of(e) for e in mine)})" if mine else ""
+        raise UsageError(
+            f"name the entitlement to request{yours}, e.g. "
+            f"`kubectl jit request {o.name_of(mine[0]) if mine else 'ENTITLEMENT'} --for 1h --reason 'INC-123 why'`: "
+            "there is no terminal to ask on"
+        )
+    if not entitlements:
+        raise NotFound("this cluster defines no Entitlements yet: ask your platform team for one")
+    team_text = f"team {', '.join(my_teams)}" if my_teams else "in no team"
+    session.note(f"You are {me.username} ({team_text}).")
+    if len(mine) == 1:
+        only = mine[0]
+        if session.prompter.confirm(f"Request {o.name_of(only)} ({_describe(only, my_teams)})?"):
+            return only
+    others = sorted((e for e in entitlements if e not in mine), key=o.name_of)
+    ordered = mine + others
+    index = session.prompter.choose("Entitlements:", [(o.name_of(e), _describe(e, my_teams)) for e in ordered])
+    return ordered[index]
+
+
+def _describe(entitlement: Obj, my_teams: list[str]) -> str:
+    spec = o.spec(entitlement)
+    owner = str(spec.get("owner", "?"))
+    limits = f"{spec.get('defaultDuration', '1h')} by default, at most {spec.get('maxDuration', '4h')}"
+    auto = (spec.get("approval") or {}).get("autoApproveOwnerTeam", True)
+    if owner in my_teams:
+        how = "granted at once" if auto else f"needs an approver of team {owner}"
+        return f"team {owner}, yours: {limits}, {how}"
+    return f"team {owner}: {limits}, needs an approver of team {owner}"
+
+
+def _duration_problem(text: str, entitlement: Obj) -> str | None:
+    spec = o.spec(entitlement)
+    try:
+        wanted = parse_duration(text, "the duration")
+    except InvalidInput as exc:
+        return str(exc)
+    try:
+        maximum = parse_duration(spec.get("maxDuration") or "4h", "maxDuration")
+    except InvalidInput:
+        return None  # the operator will say what is wrong with the entitlement
+    if wanted > maximum:
+        return (
+            f"{format_duration(wanted)} is above {o.name_of(entitlement)}'s maximum of "
+            f"{format_duration(maximum)}: ask for {format_duration(maximum)} or less"
+        )
+    return None
+
+
+def choose_duration(session: Session, entitlement: Obj, given: str | None) -> str | None:
+    """The duration to ask for; None leaves it to the entitlement's default."""
+    if given is not None:
+        problem = _duration_problem(given, entitlement)
+        if problem:
+            raise UsageError(f"--for: {problem}")
+        return given.strip()
+    if not session.prompter.interactive:
+        return None
+    spec = o.spec(entitlement)
+    return session.prompter.ask(
+        f"For how long? (at most {spec.get('maxDuration', '4h')})",
+        default=str(spec.get("defaultDuration") or "1h"),
+        check=lambda text: _duration_problem(text, entitlement),
+    )
+
+
+def _reason_problem(text: str, entitlement: Obj) -> str | None:
+    if not text.strip():
+        return "say why you need access, for example a ticket or an incident id"
+    pattern = o.spec(entitlement).get("reasonPattern")
+    if not pattern:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return None  # the operator reports a broken pattern on the request
+    if compiled.search(text):
+        return None
+    return f"{text!r} does not match {o.name_of(entitlement)}'s reason pattern {pattern!r}: cite a ticket, e.g. INC-123"
+
+
+def choose_reason(session: Session, entitlement: Obj, given: str | None) -> str:
+    if given is not None:
+        problem = _reason_problem(given, entitlement)
+        if problem:
+            raise UsageError(f"--reason: {problem}")
+        return given.strip()
+    if not session.prompter.interactive:
+        raise UsageError(
+            "--reason is required (why you need access, e.g. --reason 'INC-123 fix the stuck batch'): "
+            "there is no terminal to ask on"
+        )
+    pattern = o.spec(entitlement).get("reasonPattern")
+    hint = f" (must match {pattern})" if pattern else ""
+    return session.prompter.ask(
+        f"Why do you need it?{hint}", check=lambda text: _reason_problem(text, entitlement)
+    ).strip()
+
+
+def generate_name(me: Identity, entitlement: str) -> str:
+    """`<local-part>-<entitlement>-`, made a valid object name prefix."""
+    local = re.sub(r"[^a-z0-9-]+", "-", me.local_part.lower()).strip("-") or "user"
+    prefix = f"{local}-{entitlement}"[:57].rstrip("-.")
+    return f"{prefix}-"
+
+
+def request_manifest(me: Identity, entitlement: Obj, duration: str | None, reason: str) -> dict[str, Any]:
+    # The admission webhook stamps the requester from the authenticated caller and refuses a
+    # different one; sending the same value keeps requests valid where no webhook is installed.
+    spec: dict[str, Any] = {"entitlement": o.name_of(entitlement), "reason": reason, "requester": me.username}
+    if duration:
+        spec["duration"] = duration
+    return {
+        "apiVersion": o.API_VERSION,
+        "kind": "AccessRequest",
+        "metadata": {"generateName": generate_name(me, o.name_of(entitlement))},
+        "spec": spec,
+    }
+
+
+# --- waiting -------------------------------------------------------------------------------------
+
+
+class Follower:
+    """Watches one request and says each step once: pending (and who decides), approved, granted."""
+
+    def __init__(self, session: Session, request: Obj, entitlement: Obj, *, wait: bool) -> None:
+        self.session = session
+        self.request = request
+        self.entitlement = entitlement
+        self.wait = wait
+        self.name = o.name_of(request)
+        self._said: set[str] = set()
+
+    def follow(self, timeout: timedelta) -> int:
+        started = time.monotonic()
+        deadline = started + timeout.total_seconds()
+        version = str(self.request["metadata"].get("resourceVersion", ""))
+        try:
+            while True:
+                outcome = self.react(self.request)
+                if outcome is not None:
+                    return outcome
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._still_pending(timeout)
+                window = remaining
+                if "quiet" not in self._said and not o.status(self.request):
+                    window = min(window, max(1.0, started + QUIET_HINT_SECONDS - time.monotonic()))
+                outcome, version = self._watch(version, window)
+                if outcome is not None:
+                    return outcome
+                if "quiet" not in self._said and not o.status(self.request) and time.monotonic() < deadline:
+                    self._said.add("quiet")
+                    self.session.note(
+                        f"no word from the jitaccess operator on {self.name} yet: is it running? still waiting"
+                    )
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"stopped waiting; accessrequest {self.name} stays: `kubectl jit status {self.name}`"
+            ) from None
+
+    def _watch(self, version: str, window: float) -> tuple[int | None, str]:
+        api = self.session.api
+        try:
+            for event in api.watch(
+                o.path(o.REQUESTS),
+                resource_version=version,
+                timeout_seconds=math.ceil(window),
+                fieldSelector=f"metadata.name={self.name}",
+            ):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        return self._relist()
+                    raise Refused(f"watching accessrequest {self.name} failed: {obj.get('message')}")
+                version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "DELETED":
+                    raise Refused(f"accessrequest {self.name} was deleted while waiting for it")
+                self.request = obj
+                outcome = self.react(obj)
+                if outcome is not None:
+                    return outcome, version
+        except ApiError as exc:
+            if exc.status == 410:
+                return self._relist()
+            raise o.refusal(exc, f"watching accessrequest {self.name}") from exc
+        return None, version
+
+    def _relist(self) -> tuple[int | None, str]:
+        self.request = o.get(self.session.api, o.REQUESTS, self.name)
+        return self.react(self.request), str(self.request["metadata"].get("resourceVersion", ""))
+
+    def react(self, request: Obj) -> int | None:
+        """Say what is new; the exit code once the request has settled, else None."""
+        reason = o.ready_reason(request)
+        if reason == "Granted":
+            self._granted(request)
+            return 0
+        if reason in o.REQUEST_FAILURES:
+            raise Refused(f"accessrequest {self.name} {reason}: {o.ready_message(request) or 'no message'}")
+        if o.is_true(request, o.APPROVED) and "approved" not in self._said:
+            self._said.add("approved")
+            who = o.approved_by(request)
+            if who and not who.startswith("auto"):
+                self.session.say(f"approved by {who}; provisioning access")
+        if o.awaiting_decision(request):
+            self._pending(request)
+            if not self.wait:
+                raise self._still_pending(None)
+        return None
+
+    def _granted(self, request: Obj) -> None:
+        expiry = o.parse_time(o.status(request).get("expirationTime"))
+        self.session.say(f"obtained {o.role_of(self.entitlement)} until {until(expiry)}")
+        self.session.say(NEXT_STEP)
+
+    def _pending(self, request: Obj) -> None:
+        escalated = o.is_true(request, o.ESCALATED)
+        if "pending" not in self._said:
+            self._said.add("pending")
+            owner = str(o.spec(self.entitlement).get("owner", ""))
+            team = o.get_optional(self.session.api, o.TEAMS, owner) if owner else None
+            if team is None:
+                self.session.say(f"waiting for approval: {o.ready_message(request)}")
+            else:
+                approvers = ", ".join(o.approvers_of(team, escalated=escalated)) or "nobody"
+                backups = o.backup_approvers_of(team)
+                after = f" (after escalation also {', '.join(backups)})" if backups and not escalated else ""
+                self.session.say(f"waiting for approval by team {owner}: {approvers}{after}")
+            self.session.say(f"  an approver runs: kubectl jit approve {self.name}")
+        if escalated and "escalated" not in self._said:
+            self._said.add("escalated")
+            message = (o.condition(request, o.ESCALATED) or {}).get("message", "escalated to the backup approvers")
+            self.session.say(f"escalated: {message}")
+
+    def _still_pending(self, timeout: timedelta | None) -> StillPending:
+        follow = f"`kubectl jit status {self.name}` shows where it stands"
+        if not o.status(self.request):
+            waited = f" within {human_age(timeout.total_seconds())}" if timeout else ""
+            return StillPending(
+                f"the jitaccess operator has not acted on accessrequest {self.name}{waited}: is it running? "
+                f"the request stays; {follow}"
+            )
+        if timeout is None:
+            return StillPending(f"accessrequest {self.name} waits for an approval; {follow}")
+        return StillPending(
+            f"accessrequest {self.name} is still pending after {human_age(timeout.total_seconds())}; it stays open: "
+            f"{follow}"
+        )

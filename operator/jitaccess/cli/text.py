@@ -1,0 +1,72 @@
+"""How the plugin writes things down: ages, expiry times, tables, JSON and YAML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+
+def human_age(seconds: float) -> str:
+    """kubectl's short age: 45s, 3m20s, 42m, 2h5m, 30h, 3d4h, 9d."""
+    s = max(0, int(seconds))
+    minutes, hours, days = s // 60, s // 3600, s // 86400
+    if s < 120:
+        return f"{s}s"
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    return f"{days}d"
+
+
+def age(then: datetime | None, now: datetime | None = None) -> str:
+    if then is None:
+        return "<unknown>"
+    return human_age(((now or datetime.now(UTC)) - then).total_seconds())
+
+
+def until(when: datetime | None, now: datetime | None = None) -> str:
+    """An expiry for people: local time, and how far away (`14:32:05 UTC (in 59m)`)."""
+    if when is None:
+        return "-"
+    now = now or datetime.now(UTC)
+    local = when.astimezone()
+    today = now.astimezone().date()
+    clock = f"{local:%H:%M:%S %Z}" if local.date() == today else f"{local:%Y-%m-%d %H:%M:%S %Z}"
+    left = round((when - now).total_seconds())
+    return f"{clock} (in {human_age(left)})" if left > 0 else f"{clock} ({human_age(-left)} ago)"
+
+
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO, *, indent: str = "") -> None:
+    """kubectl-style columns: upper-case headers, three spaces between columns."""
+    cells = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        line = "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        out.write(indent + line.rstrip() + "\n")
+
+
+def shorten(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def dump(data: Any, output: str, out: TextIO) -> None:
+    if output == "json":
+        out.write(json.dumps(data, indent=2) + "\n")
+    else:
+        import yaml
+
+        out.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def as_list(items: Sequence[Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "List", "metadata": {}, "items": list(items)}

@@ -1,0 +1,206 @@
+"""`list`, `status` and `who-has`: what is asked, what is granted, and who holds access now."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from jitaccess.cli import objects as o
+from jitaccess.cli.errors import NotFound
+from jitaccess.cli.objects import Obj
+from jitaccess.cli.session import Session
+from jitaccess.cli.text import age, as_list, dump, shorten, table, until
+
+REQUEST_COLUMNS = ("NAME", "REQUESTER", "ENTITLEMENT", "DURATION", "STATUS", "AGE", "REASON")
+HOLDER_COLUMNS = ("USER", "UNTIL", "REASON", "APPROVED-BY", "GRANT")
+
+
+def _sorted(items: list[Obj]) -> list[Obj]:
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(items, key=lambda obj: (o.created(obj) or epoch, o.name_of(obj)))
+
+
+def _state(request: Obj) -> str:
+    return o.ready_reason(request) or "New"
+
+
+def list_requests(session: Session, *, pending: bool, mine: bool, team: str | None, output: str) -> int:
+    api = session.api
+    requests, _ = o.list_all(api, o.REQUESTS)
+    if team:
+        o.get(api, o.TEAMS, team, what="team")
+        entitlements, _ = o.list_all(api, o.ENTITLEMENTS)
+        owned = {o.name_of(e) for e in entitlements if o.spec(e).get("owner") == team}
+        requests = [r for r in requests if o.spec(r).get("entitlement") in owned]
+    if mine:
+        me = session.me.username
+        requests = [r for r in requests if o.requester(r) == me]
+    if pending:
+        requests = [r for r in requests if o.awaiting_decision(r)]
+    requests = _sorted(requests)
+    if output != "table":
+        dump(as_list(requests), output, session.out)
+        return 0
+    if not requests:
+        session.note("No access requests found.")
+        return 0
+    now = datetime.now(UTC)
+    rows = [
+        (
+            o.name_of(r),
+            o.requester(r) or "<unknown>",
+            str(o.spec(r).get("entitlement", "")),
+            str(o.status(r).get("duration") or o.spec(r).get("duration") or "default"),
+            _state(r),
+            age(o.created(r), now),
+            shorten(str(o.spec(r).get("reason", "")), 40),
+        )
+        for r in requests
+    ]
+    table(rows, REQUEST_COLUMNS, session.out)
+    return 0
+
+
+def status(session: Session, name: str, *, output: str) -> int:
+    """A request and its grant: where it stands, who decided, until when."""
+    api = session.api
+    request = o.get_optional(api, o.REQUESTS, name)
+    grant_name = str(o.status(request).get("grant") or name) if request else name
+    grant = o.get_optional(api, o.GRANTS, grant_name)
+    if request is None and grant is None:
+        raise NotFound(f"no accessrequest or accessgrant named {name!r}: `kubectl jit list` shows the requests")
+    if output != "table":
+        dump({"request": request, "grant": grant}, output, session.out)
+        return 0
+    now = datetime.now(UTC)
+    lines: list[tuple[str, str]] = []
+    if request is not None:
+        spec, state = o.spec(request), o.status(request)
+        lines += [
+            ("Request", f"{name} (created {age(o.created(request), now)} ago)"),
+            ("Requester", o.requester(request) or "<not stamped>"),
+            ("Entitlement", str(spec.get("entitlement", ""))),
+            ("Duration", str(state.get("duration") or spec.get("duration") or "the entitlement's default")),
+            ("Reason", str(spec.get("reason", ""))),
+            (
+                "Status",
+                f"{_state(request)}: {o.ready_message(request)}"
+                if o.ready_reason(request)
+                else "New: the operator has not looked at it yet",
+            ),
+        ]
+        decided = o.approved_by(request)
+        if decided:
+            lines.append(
+                ("Approved by", decided + (f": {state['decisionReason']}" if state.get("decisionReason") else ""))
+            )
+        if state.get("deniedBy"):
+            why = f": {state['decisionReason']}" if state.get("decisionReason") else ""
+            lines.append(("Denied by", f"{state['deniedBy']}{why}"))
+        if o.awaiting_decision(request):
+            lines.append(("Waiting for", _deciders(session, request)))
+            marked = _decision_marked(request)
+            if marked:
+                lines.append(("Decision", marked))
+    if grant is not None:
+        gspec, gstate = o.spec(grant), o.status(grant)
+        lines += [
+            ("Grant", f"{o.name_of(grant)}: {o.ready_reason(grant) or 'Provisioning'}"),
+            ("User", f"{gspec.get('user')} in Identity Center group {gspec.get('groupName')}"),
+        ]
+        if gstate.get("activationTime"):
+            lines.append(("Active since", until(o.parse_time(gstate.get("activationTime")), now)))
+        if gstate.get("expirationTime"):
+            lines.append(("Expires", until(o.parse_time(gstate.get("expirationTime")), now)))
+        if gstate.get("revocationTime"):
+            who = f" by {gstate['revokedBy']}" if gstate.get("revokedBy") else ""
+            lines.append(("Revoked", until(o.parse_time(gstate.get("revocationTime")), now) + who))
+    elif request is not None and o.status(request).get("expirationTime"):
+        lines.append(("Expires", until(o.parse_time(o.status(request).get("expirationTime")), now)))
+    width = max(len(label) for label, _ in lines) + 2
+    for label, value in lines:
+        session.out.write(f"{(label + ':').ljust(width)}{value}\n")
+    conditions = _conditions(request) + _conditions(grant, prefix="grant/")
+    if conditions:
+        session.out.write("Conditions:\n")
+        rows = [
+            (
+                c["type"],
+                c.get("status", ""),
+                c.get("reason", ""),
+                age(o.parse_time(c.get("lastTransitionTime")), now),
+                c.get("message", ""),
+            )
+            for c in conditions
+        ]
+        table(rows, ("TYPE", "STATUS", "REASON", "AGE", "MESSAGE"), session.out, indent="  ")
+    return 0
+
+
+def _conditions(obj: Obj | None, prefix: str = "") -> list[dict[str, Any]]:
+    if obj is None:
+        return []
+    return [{**c, "type": prefix + str(c.get("type"))} for c in o.status(obj).get("conditions") or []]
+
+
+def _decision_marked(request: Obj) -> str:
+    """An approval or denial annotation the operator has not acted on yet (it may never, if unsigned)."""
+    notes = o.annotations_of(request)
+    for flag, by in ((o.ANNOTATION_DENIED, o.ANNOTATION_DENIED_BY), (o.ANNOTATION_APPROVED, o.ANNOTATION_APPROVED_BY)):
+        if o.truthy(notes.get(flag)):
+            who = notes.get(by)
+            signed = f"by {who}" if who else "with no approved-by/denied-by stamp (is the admission webhook installed?)"
+            return f"{flag}=true {signed}, not yet acted on by the operator"
+    return ""
+
+
+def _deciders(session: Session, request: Obj) -> str:
+    entitlement = o.get_optional(session.api, o.ENTITLEMENTS, str(o.spec(request).get("entitlement", "")))
+    owner = str(o.spec(entitlement).get("owner", "")) if entitlement else ""
+    team = o.get_optional(session.api, o.TEAMS, owner) if owner else None
+    if team is None:
+        return o.ready_message(request)
+    names = ", ".join(o.approvers_of(team, escalated=o.is_true(request, o.ESCALATED))) or "nobody"
+    return f"an approver of team {owner}: {names} (`kubectl jit approve {o.name_of(request)}`)"
+
+
+def who_has(session: Session, entitlement: str, *, output: str) -> int:
+    """Who holds an entitlement now: active grants, until when, why, approved by whom."""
+    api = session.api
+    o.get(api, o.ENTITLEMENTS, entitlement)
+    grants, _ = o.list_all(api, o.GRANTS, labelSelector=f"{o.LABEL_ENTITLEMENT}={entitlement}")
+    active = _sorted(
+        [g for g in grants if o.spec(g).get("entitlement") == entitlement and o.ready_reason(g) == "Active"]
+    )
+    requests = {o.name_of(r): r for r in o.list_all(api, o.REQUESTS)[0]} if active else {}
+    holders = []
+    for grant in active:
+        request = requests.get(str(o.spec(grant).get("request", "")), {})
+        holders.append(
+            {
+                "user": o.spec(grant).get("user"),
+                "until": o.status(grant).get("expirationTime"),
+                "reason": o.spec(request).get("reason", "") if request else "",
+                "approvedBy": (o.approved_by(request) if request else "") or "-",
+                "grant": o.name_of(grant),
+            }
+        )
+    if output != "table":
+        dump(as_list(holders), output, session.out)
+        return 0
+    if not holders:
+        session.note(f"Nobody holds {entitlement} now.")
+        return 0
+    now = datetime.now(UTC)
+    rows = [
+        (
+            str(h["user"]),
+            until(o.parse_time(h["until"]), now),
+            shorten(str(h["reason"]), 40),
+            str(h["approvedBy"]),
+            str(h["grant"]),
+        )
+        for h in holders
+    ]
+    table(rows, HOLDER_COLUMNS, session.out)
+    return 0

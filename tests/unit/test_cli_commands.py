@@ -1,0 +1,356 @@
+"""The plugin's commands against a fake API: what is sent, what is said, which exit code."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jitaccess.cli import decisions, main, request
+from jitaccess.cli import objects as o
+from jitaccess.cli.errors import EXIT_CODES_HELP, PENDING, USAGE, Refused, StillPending, UsageError
+from jitaccess.cli.kubeapi import ApiError
+from jitaccess.cli.objects import Identity
+from jitaccess.cli.session import ClusterFlags, Session
+
+ALICE = Identity("alice@example.com", frozenset({"team-payments", "system:authenticated"}))
+ENTITLEMENT = {
+    "metadata": {"name": "prod-eng-payments"},
+    "spec": {
+        "owner": "payments",
+        "identityCenter": {"groupName": "prod-eng-payments"},
+        "defaultDuration": "1h",
+        "maxDuration": "4h",
+        "reasonPattern": "^[A-Z]+-[0-9]+",
+    },
+}
+TEAM = {
+    "metadata": {"name": "payments"},
+    "spec": {
+        "members": ["alice@example.com"],
+        "approvers": ["paula@example.com"],
+        "backupApprovers": ["carol@example.com"],
+    },
+}
+
+
+def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def req(*conditions: dict[str, str], name: str = "alice-prod-eng-payments-abcde", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "resourceVersion": "9", "annotations": {}},
+        "spec": {"entitlement": "prod-eng-payments", "requester": "alice@example.com", "reason": "INC-1 x"},
+        "status": {**status, "conditions": list(conditions)},
+    }
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {
+            o.path(o.ENTITLEMENTS, "prod-eng-payments"): ENTITLEMENT,
+            o.path(o.TEAMS, "payments"): TEAM,
+        }
+        self.watches: list[list[dict[str, Any]]] = []
+        self.calls: list[tuple[str, Any]] = []
+        self.refuse_create: ApiError | None = None
+        self.patch_errors: list[ApiError] = []
+
+    def get(self, path: str, **query: Any) -> dict[str, Any]:
+        self.calls.append(("get", path))
+        if path in self.objects:
+            return self.objects[path]
+        if path.count("/") == 4:
+            items = [obj for key, obj in self.objects.items() if key.startswith(path + "/")]
+            return {"items": items, "metadata": {"resourceVersion": "1"}}
+        raise ApiError(404, "NotFound", f"{path} not found", {"name": path.rsplit("/", 1)[1]})
+
+    def create(self, path: str, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        self.calls.append(("dry-run" if dry_run else "create", body))
+        if self.refuse_create is not None:
+            raise self.refuse_create
+        return {**body, "metadata": {"name": body["metadata"]["generateName"] + "abcde", "resourceVersion": "5"}}
+
+    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch", (path, patch)))
+        if self.patch_errors:
+            raise self.patch_errors.pop(0)
+        return {**self.objects.get(path, {}), "metadata": {"name": path.rsplit("/", 1)[1], "resourceVersion": "11"}}
+
+    def watch(
+        self, path: str, *, resource_version: str, timeout_seconds: int, **query: Any
+    ) -> Iterator[dict[str, Any]]:
+        self.calls.append(("watch", (resource_version, timeout_seconds, query)))
+        yield from (self.watches.pop(0) if self.watches else [])
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> FakeApi:
+    return FakeApi()
+
+
+def session(api: FakeApi, *, stdin: str = "", tty: bool = False) -> Session:
+    class Input(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    made = Session(ClusterFlags(), Input(stdin), io.StringIO(), io.StringIO())
+    made.__dict__["api"] = api
+    made.__dict__["me"] = ALICE
+    return made
+
+
+def out(s: Session) -> str:
+    return s.out.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+
+def err(s: Session) -> str:
+    return s.err.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+
+def options(**changes: Any) -> request.RequestOptions:
+    base: dict[str, Any] = {
+        "entitlement": "prod-eng-payments",
+        "duration": "1m",
+        "reason": "INC-1 x",
+        "wait": True,
+        "timeout": None,
+    }
+    return request.RequestOptions(**{**base, **changes})
+
+
+GRANTED = req(
+    cond("Approved", "True", "AutoApproved"), cond("Ready", "True", "Granted"), expirationTime="2030-01-01T10:00:00Z"
+)
+
+
+def test_request_dry_runs_creates_and_watches_until_granted(api: FakeApi) -> None:
+    provisioning = req(cond("Approved", "True", "AutoApproved"), cond("Ready", "False", "Pending", "provisioning"))
+    api.watches = [[{"type": "MODIFIED", "object": provisioning}, {"type": "MODIFIED", "object": GRANTED}]]
+    s = session(api)
+    assert request.run(s, options()) == 0
+    verbs = [verb for verb, _ in api.calls]
+    assert verbs == ["get", "dry-run", "create", "watch"]
+    created = api.calls[2][1]
+    assert created["metadata"] == {"generateName": "alice-prod-eng-payments-"}
+    assert created["spec"] == {
+        "entitlement": "prod-eng-payments",
+        "reason": "INC-1 x",
+        "requester": "alice@example.com",
+        "duration": "1m",
+    }
+    assert api.calls[3][1][0] == "5" and api.calls[3][1][2] == {
+        "fieldSelector": "metadata.name=alice-prod-eng-payments-abcde"
+    }
+    lines = out(s).splitlines()
+    assert (
+        lines[0]
+        == "requested prod-eng-payments for 1m as alice@example.com: accessrequest alice-prod-eng-payments-abcde"
+    )
+    assert lines[1].startswith("obtained prod-eng-payments until ")
+    assert lines[2] == request.NEXT_STEP
+    assert err(s) == ""
+
+
+def test_a_refused_dry_run_creates_nothing(api: FakeApi) -> None:
+    api.refuse_create = ApiError(403, "Forbidden", "eve is not in the Identity Center group(s) prod-eligible")
+    with pytest.raises(Refused, match="nothing was created: eve is not in"):
+        request.run(session(api), options())
+    assert [verb for verb, _ in api.calls] == ["get", "dry-run"]
+
+
+def test_pending_with_no_wait_names_the_approvers(api: FakeApi) -> None:
+    api.watches = [[{"type": "MODIFIED", "object": req(cond("Ready", "False", "Pending", "waiting"))}]]
+    s = session(api)
+    with pytest.raises(StillPending, match="waits for an approval") as raised:
+        request.run(s, options(wait=False))
+    assert raised.value.code == PENDING
+    assert "waiting for approval by team payments: paula@example.com (after escalation also carol@example.com)" in out(
+        s
+    )
+    assert "kubectl jit approve alice-prod-eng-payments-abcde" in out(s)
+    # --no-wait bounds the wait for the operator's first word.
+    [watch] = [call for call in api.calls if call[0] == "watch"]
+    assert watch[1][1] <= request.QUIET_HINT_SECONDS
+
+
+def test_waiting_says_when_the_operator_is_silent(api: FakeApi) -> None:
+    api.watches = [[], [{"type": "MODIFIED", "object": GRANTED}]]
+    s = session(api)
+    assert request.run(s, options()) == 0
+    assert "no word from the jitaccess operator on alice-prod-eng-payments-abcde yet" in err(s)
+    first, second = (call[1][1] for call in api.calls if call[0] == "watch")
+    assert first <= request.QUIET_HINT_SECONDS < second
+
+
+def test_watch_expired_lists_again(api: FakeApi) -> None:
+    api.watches = [[{"type": "ERROR", "object": {"code": 410, "message": "too old"}}]]
+    api.objects[o.path(o.REQUESTS, "alice-prod-eng-payments-abcde")] = GRANTED
+    assert request.run(session(api), options()) == 0
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [
+        (
+            {"type": "MODIFIED", "object": req(cond("Ready", "False", "NotEligible", "not in pci"))},
+            "alice-prod-eng-payments-abcde NotEligible: not in pci",
+        ),
+        (
+            {
+                "type": "MODIFIED",
+                "object": req(cond("Denied", "True", "Denied"), cond("Ready", "False", "Denied", "no")),
+            },
+            "Denied: no",
+        ),
+        ({"type": "DELETED", "object": req()}, "was deleted while waiting"),
+    ],
+)
+def test_refusals_while_waiting(api: FakeApi, event: dict[str, Any], words: str) -> None:
+    api.watches = [[event]]
+    with pytest.raises(Refused, match=words):
+        request.run(session(api), options())
+
+
+def test_timeout_while_pending(api: FakeApi) -> None:
+    api.watches = [[{"type": "MODIFIED", "object": req(cond("Ready", "False", "Pending"))}]]
+    with pytest.raises(StillPending, match="still pending after"):
+        request.run(session(api), options(timeout=timedelta(seconds=0.2)))
+
+
+def test_prompts_only_on_a_terminal(api: FakeApi) -> None:
+    with pytest.raises(UsageError, match="--reason is required"):
+        request.run(session(api), options(reason=None))
+    with pytest.raises(UsageError, match=r"name the entitlement to request \(your team's: prod-eng-payments\)"):
+        request.run(session(api), options(entitlement=None))
+    api.watches = [[{"type": "MODIFIED", "object": GRANTED}]]
+    s = session(api, stdin="\n\n\nwhy\nINC-9 why\n", tty=True)
+    assert request.run(s, options(entitlement=None, duration=None, reason=None)) == 0
+    assert "Request prod-eng-payments (team payments, yours: 1h by default, at most 4h, granted at once)? [Y/n]" in err(
+        s
+    )
+    assert "does not match prod-eng-payments's reason pattern" in err(s)
+    created = next(body for verb, body in api.calls if verb == "create")
+    assert created["spec"]["duration"] == "1h" and created["spec"]["reason"] == "INC-9 why"
+
+
+def test_bad_input_is_a_usage_error(api: FakeApi) -> None:
+    for changes, words in (
+        ({"duration": "5h"}, "above prod-eng-payments's maximum of 4h"),
+        ({"duration": "1d"}, "is not a duration"),
+        ({"reason": "because"}, "reason pattern"),
+    ):
+        with pytest.raises(UsageError, match=words):
+            request.run(session(api), options(**changes))
+    assert not [verb for verb, _ in api.calls if verb in ("dry-run", "create")]
+
+
+@pytest.mark.parametrize(
+    ("username", "name"),
+    [
+        ("alice@example.com", "alice-prod-"),
+        ("Bob.Smith+x@example.com", "bob-smith-x-prod-"),
+        ("system:serviceaccount:ns:sa", "system-serviceaccount-ns-sa-prod-"),
+        ("@", "user-prod-"),
+    ],
+)
+def test_generated_names(username: str, name: str) -> None:
+    assert request.generate_name(Identity(username, frozenset()), "prod") == name
+    long = request.generate_name(Identity("a" * 80, frozenset()), "prod")
+    assert len(long) <= 58 and long.endswith("-")
+
+
+# --- decisions -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("obj", "words"),
+    [
+        (req(cond("Approved", "True", "AutoApproved")), r"already approved \(auto \(owner team\)\)"),
+        (req(cond("Denied", "True", "Denied"), deniedBy="paula"), "already denied by paula"),
+        (
+            {
+                **req(),
+                "metadata": {
+                    "name": "n",
+                    "annotations": {o.ANNOTATION_APPROVED: "true", o.ANNOTATION_APPROVED_BY: "lena"},
+                },
+            },
+            "already carries an approval by lena",
+        ),
+        (req(cond("Ready", "False", "TimedOut", "nobody decided")), "is TimedOut: there is nothing left to decide"),
+    ],
+)
+def test_no_second_decision(obj: dict[str, Any], words: str) -> None:
+    with pytest.raises(Refused, match=words):
+        decisions.check_undecided(obj)
+
+
+def test_approve_checks_who_and_retries_on_conflict(api: FakeApi) -> None:
+    pending = req(cond("Ready", "False", "Pending"))
+    api.objects[o.path(o.REQUESTS, "r")] = {**pending, "metadata": {**pending["metadata"], "name": "r"}}
+    with pytest.raises(Refused, match=r"alice@example\.com requested this access and cannot decide on it"):
+        decisions.decide(session(api), "r", approve=True, reason=None)
+    assert not [c for c in api.calls if c[0] == "patch"]
+
+    paula = session(api)
+    paula.__dict__["me"] = Identity("paula@example.com", frozenset())
+    api.patch_errors = [ApiError(409, "Conflict", "the object has been modified")]
+    assert decisions.decide(paula, "r", approve=True, reason="INC-1 fine") == 0
+    patches = [c[1][1] for c in api.calls if c[0] == "patch"]
+    assert len(patches) == 2
+    assert patches[-1] == {
+        "metadata": {
+            "resourceVersion": "9",
+            "annotations": {o.ANNOTATION_APPROVED: "true", o.ANNOTATION_DECISION_REASON: "INC-1 fine"},
+        }
+    }
+    assert out(paula).startswith("approved accessrequest r (alice@example.com, prod-eng-payments")
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main.main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "exit codes:" in text and "3  still pending" in text and "5  cannot reach the cluster" in text
+    for command in main.COMMANDS:
+        assert command in text
+    documented = {line.strip() for line in (main.__doc__ or "").splitlines()}
+    for line in EXIT_CODES_HELP.splitlines()[1:]:
+        assert line.strip() in documented, f"the module docstring lacks: {line.strip()}"
+
+
+def test_cluster_flags_before_or_after_the_command() -> None:
+    parser = main.build_parser()
+    before = parser.parse_args(["--context", "c", "--as", "u", "list"])
+    after = parser.parse_args(["list", "--context", "c", "--as", "u", "--as-group", "g", "--as-group", "h"])
+    assert (before.context, before.impersonate) == ("c", "u")
+    assert (after.context, after.impersonate, after.impersonate_groups) == ("c", "u", ["g", "h"])
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["request", "--timeout", "forever"], ["deny", "x"], ["list", "-o", "xml"], ["nope"]):
+        with pytest.raises(SystemExit) as exited:
+            main.main(argv)
+        assert exited.value.code == USAGE, argv
+    capsys.readouterr()
+
+
+def test_errors_are_one_line_on_stderr(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    assert main.main(["--kubeconfig", str(tmp_path / "none"), "list"]) == 5
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err == f"error: kubeconfig {tmp_path / 'none'} does not exist: pass an existing file to --kubeconfig\n"
+    )

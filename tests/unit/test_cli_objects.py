@@ -1,0 +1,101 @@
+"""The plugin's view of the objects mirrors the API models and the domain rules it cannot import fast."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jitaccess.api import models
+from jitaccess.api.models import TeamOwnershipSpec
+from jitaccess.cli import objects as o
+from jitaccess.cli import text
+from jitaccess.cli.objects import Identity
+from jitaccess.domain import requests as rules
+from jitaccess.domain.teams import Caller, is_member
+
+
+def test_names_mirror_the_api_models() -> None:
+    assert (o.GROUP, o.VERSION, o.API_VERSION) == (models.GROUP, models.VERSION, models.API_VERSION)
+    for name in ("APPROVED", "DENIED", "DECISION_REASON", "APPROVED_BY", "DENIED_BY", "REVOKED", "REVOKE_REASON"):
+        assert getattr(o, f"ANNOTATION_{name}") == getattr(models, f"ANNOTATION_{name}")
+    assert o.LABEL_ENTITLEMENT == models.LABEL_ENTITLEMENT
+    assert o.FINISHED == rules.FINISHED
+
+
+TEAM = {
+    "spec": {
+        "members": ["alice"],
+        "memberGroups": ["team-payments"],
+        "approvers": ["paula"],
+        "approverGroups": ["leads"],
+        "backupApprovers": ["carol"],
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("user", "groups"),
+    [("alice", set()), ("eve", {"team-payments"}), ("bob", {"team-ledger"}), ("paula", set()), ("x", set())],
+)
+def test_membership_is_the_domains(user: str, groups: set[str]) -> None:
+    spec = TeamOwnershipSpec.model_validate(TEAM["spec"])
+    assert o.is_member(TEAM, Identity(user, frozenset(groups))) == is_member(spec, Caller(user, frozenset(groups)))
+
+
+def test_approvers_are_the_domains() -> None:
+    spec = TeamOwnershipSpec.model_validate(TEAM["spec"])
+    for escalated in (False, True):
+        assert ", ".join(o.approvers_of(TEAM, escalated=escalated)) == rules.approvers_text(spec, escalated)
+
+
+def condition(type_: str, status: str, reason: str) -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason}
+
+
+def test_who_approved_and_what_waits() -> None:
+    auto = {
+        "status": {"conditions": [condition("Approved", "True", "AutoApproved"), condition("Ready", "True", "Granted")]}
+    }
+    person = {"status": {"approvedBy": "lena", "conditions": [condition("Approved", "True", "Approved")]}}
+    pending = {"status": {"conditions": [condition("Ready", "False", "Pending")]}}
+    provisioning = {
+        "status": {
+            "conditions": [condition("Approved", "True", "AutoApproved"), condition("Ready", "False", "Pending")]
+        }
+    }
+    assert o.approved_by(auto) == "auto (owner team)"
+    assert o.approved_by(person) == "lena"
+    assert o.approved_by(pending) == ""
+    assert o.awaiting_decision(pending) and not o.awaiting_decision(provisioning)
+    assert o.requester({"spec": {"requester": "a"}, "status": {"requester": "b"}}) == "b"
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_ages_and_expiry_times(utc: None) -> None:
+    assert [text.human_age(s) for s in (5, 119, 200, 600, 7200, 4 * 3600 + 60, 30 * 3600, 3 * 86400, 9 * 86400)] == [
+        "5s",
+        "119s",
+        "3m20s",
+        "10m",
+        "120m",
+        "4h1m",
+        "30h",
+        "3d",
+        "9d",
+    ]
+    now = datetime(2030, 1, 2, 10, 0, 0, tzinfo=UTC)
+    assert text.until(now + timedelta(minutes=59, seconds=59.6), now) == "10:59:59 UTC (in 60m)"
+    assert text.until(now + timedelta(days=1), now) == "2030-01-03 10:00:00 UTC (in 24h)"
+    assert text.until(now - timedelta(seconds=30), now) == "09:59:30 UTC (30s ago)"
+    assert text.until(None, now) == "-"
