@@ -1,18 +1,23 @@
-"""Prometheus metrics of the operator, served on `/metrics` when a metrics port is set."""
+"""Prometheus metrics of the operator, served on `/metrics` when a metrics port is set.
+
+Counters and histograms are moved by the code where things happen. Gauges of state (active grants,
+pending requests) are not: they are computed at scrape time from kopf's indexes, see
+`jitaccess.observability`, so that a restart, a missed event or a standby replica can never leave
+them counting wrong. docs/metrics.md lists every metric with its labels.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter("jitaccess_requests_total", "AccessRequests by outcome", ["entitlement", "outcome"])
+# Whole seconds (both ends are Kubernetes timestamps), and it includes the wait for a human
+# approver: buckets from "automatic" to "next day".
 GRANT_LATENCY = Histogram(
     "jitaccess_request_to_grant_seconds",
     "Time from AccessRequest creation to an Active grant",
-    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600),
+    buckets=(1, 2, 5, 10, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
-ACTIVE_GRANTS = Gauge("jitaccess_active_grants", "Active grants by entitlement", ["entitlement"])
-PENDING_REQUESTS = Gauge("jitaccess_pending_requests", "Requests waiting for a human decision")
-OLDEST_PENDING = Gauge("jitaccess_oldest_pending_request_age_seconds", "Age of the oldest pending request")
 EXPIRY_LAG = Histogram(
     "jitaccess_expiry_lag_seconds",
     "Membership removed minus status.expirationTime",
@@ -24,3 +29,13 @@ IDENTITY_CENTER_CALLS = Counter(
     ["operation", "outcome"],
 )
 ERRORS = Counter("jitaccess_errors_total", "Handler errors by kind", ["kind"])
+AUDIT_EVENTS = Counter(
+    "jitaccess_audit_events_total",
+    "Decisions and findings recorded as Events and audit log lines (Granted, Expired, DriftFound, ...)",
+    ["event"],
+)
+
+#: Names of the gauges computed at scrape time (`jitaccess.observability.StateCollector`).
+ACTIVE_GRANTS = "jitaccess_active_grants"
+PENDING_REQUESTS = "jitaccess_pending_requests"
+OLDEST_PENDING = "jitaccess_oldest_pending_request_age_seconds"

@@ -7,9 +7,10 @@ benchmarks can run seconds-long grants with `JITACCESS_MIN_DURATION_SECONDS=1`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jitaccess.domain.requests import Limits
 
@@ -42,12 +43,27 @@ class Settings(BaseSettings):
         default=None, description="namespace/name of the webhook Service (in-cluster); else a URL is used"
     )
     webhook_managed: bool = Field(default=True, description="The operator writes its webhook configurations")
+    operator_usernames: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated usernames that act as the operator at admission (kopf bookkeeping, "
+        "AccessGrant writes, status), besides the one the operator authenticates as (SelfSubjectReview)",
+    )
 
     metrics_port: int = Field(default=0, ge=0, description="Prometheus /metrics port; 0 = off")
     log_format: str = Field(default="text", pattern="^(text|json)$")
     standalone: bool = Field(default=True, description="No peering; set false to run replicas with peering")
     peering_name: str = "jitaccess"
+    peering_priority: int | None = Field(
+        default=None, description="kopf peering priority; unset = from the start time, older replicas win"
+    )
     max_workers: int = Field(default=32, ge=1, description="Threads for blocking calls (AWS, Kubernetes)")
+
+    @field_validator("operator_usernames", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @property
     def retention(self) -> timedelta:

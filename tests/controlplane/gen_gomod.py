@@ -15,9 +15,7 @@ from pathlib import Path
 
 
 def main(version: str) -> None:
-    info = json.loads(
-        subprocess.check_output(["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{version}"])
-    )
+    info = json.loads(subprocess.check_output(["go", "mod", "download", "-json", f"k8s.io/kubernetes@v{version}"]))
     upstream = Path(info["GoMod"]).read_text()
     staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", upstream, re.M)))
     etcd = re.search(r"go\.etcd\.io/etcd/server/v3 (v[\w.-]+)", upstream)

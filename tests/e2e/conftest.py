@@ -22,15 +22,17 @@ OPERATOR_ENV = {
 def install(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "", "--all", "--timeout=60s")
+    # Who may do what (RBAC), and the API server's own second layer under the webhooks (CEL).
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "rbac.yaml"), "-f", str(EXAMPLES / "admission-policy.yaml"))
 
 
 @pytest.fixture(scope="session")
-def jit(control_plane: Cluster, identity_center: IdentityCenterEmulator,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jit]:
+def jit(
+    control_plane: Cluster, identity_center: IdentityCenterEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Jit]:
     install(control_plane)
     log_file = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(control_plane.admin_kubeconfig, identity_center.env(), log_file,
-                               extra_env=OPERATOR_ENV)
+    operator = OperatorProcess(control_plane.admin_kubeconfig, identity_center.env(), log_file, extra_env=OPERATOR_ENV)
     operator.start()
     system = Jit(control_plane, identity_center, operator)
     for name in ("01-teams.yaml", "02-entitlements.yaml"):

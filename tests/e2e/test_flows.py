@@ -30,7 +30,9 @@ def test_gitops_apply_of_examples_makes_everything_ready(system: Jit) -> None:
 
 def test_engineer_gets_own_team_role_at_once(system: Jit) -> None:
     manifest = {
-        "apiVersion": "jitaccess.dev/v1alpha1", "kind": "AccessRequest", "metadata": {"name": "alice-own"},
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessRequest",
+        "metadata": {"name": "alice-own"},
         "spec": {"entitlement": "prod-eng-payments", "duration": "1h", "reason": "INFRA-2441 fix stuck batch"},
     }
     system.apply(manifest, user=ALICE)
@@ -63,8 +65,14 @@ def test_other_team_role_waits_for_its_tech_lead(system: Jit) -> None:
 def test_tech_lead_denies_with_a_reason(system: Jit) -> None:
     system.request("alice-ledger-no", "prod-eng-ledger", user=ALICE)
     system.wait_reason("accessrequest", "alice-ledger-no", "Pending")
-    system.kubectl("annotate", "accessrequest", "alice-ledger-no", "jitaccess.dev/denied=true",
-                   "jitaccess.dev/decision-reason=change freeze", user=LENA)
+    system.kubectl(
+        "annotate",
+        "accessrequest",
+        "alice-ledger-no",
+        "jitaccess.dev/denied=true",
+        "jitaccess.dev/decision-reason=change freeze",
+        user=LENA,
+    )
     denied = system.wait_reason("accessrequest", "alice-ledger-no", "Denied")
     assert denied["status"]["deniedBy"] == LENA
     assert "change freeze" in next(c["message"] for c in denied["status"]["conditions"] if c["type"] == "Denied")
@@ -172,7 +180,8 @@ def test_operator_killed_while_grants_expire_revokes_them_on_restart(system: Jit
     assert system.members("prod-eng-payments") == {ALICE}, "the long grant still holds payments"
     assert system.ready_reason("accessgrant", "crash-alice-long") == "Active"
     memberships = system.ic.client().list_group_memberships(
-        IdentityStoreId=system.ic.identity_store_id, GroupId=system.ic.group_id("prod-eng-payments"))
+        IdentityStoreId=system.ic.identity_store_id, GroupId=system.ic.group_id("prod-eng-payments")
+    )
     assert len(memberships["GroupMemberships"]) == 1, "nothing was granted twice"
 
 

@@ -3,8 +3,9 @@
 Every write is an "ensure": AWS has no idempotency tokens and a timed-out write may still have
 been applied, so a duplicate add (`ConflictException`) and a delete of a membership that is gone
 (`ResourceNotFoundException`) both count as done. Errors are classified by AWS error code, never
-by HTTP status, into the `jitaccess.errors` tree. A client-side token bucket keeps the operator
-under the identity store's per-API quota (20 requests/s by default).
+by HTTP status, into the `jitaccess.errors` tree. Client-side token buckets keep the operator
+under the identity store's quota, which AWS counts per API (20 requests/s each by default): one
+bucket per operation, so that the lookups a grant needs do not eat the quota of its write.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class IdentityCenter:
     def __init__(self, client: Any, identity_store_id: str, rate_limit: float = 20.0) -> None:
         self._client = client
         self.identity_store_id = identity_store_id
-        self._limiter = RateLimiter(rate_limit)
+        self.rate_limit = rate_limit
+        self._limiters: dict[str, RateLimiter] = {}
+        self._limiters_guard = threading.Lock()
 
     @classmethod
     def connect(
@@ -125,8 +128,15 @@ class IdentityCenter:
             identity_store_id = instances[0]["IdentityStoreId"]
         return cls(client, identity_store_id, rate_limit)
 
+    def _limiter(self, operation: str) -> RateLimiter:
+        with self._limiters_guard:
+            limiter = self._limiters.get(operation)
+            if limiter is None:
+                limiter = self._limiters[operation] = RateLimiter(self.rate_limit)
+            return limiter
+
     def _call(self, operation: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        self._limiter.acquire()
+        self._limiter(operation).acquire()
         try:
             result = fn(IdentityStoreId=self.identity_store_id, **kwargs)
         except Exception as exc:

@@ -24,6 +24,7 @@ REQUESTS = "accessrequests"
 GRANTS = "accessgrants"
 ENTITLEMENTS = "entitlements"
 TEAMS = "teamownerships"
+POOL_CONNECTIONS = 64
 
 
 def load_client_config() -> None:
@@ -39,6 +40,13 @@ class Kube:
     """Cluster-scoped custom objects of the `jitaccess.dev` group."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        if api_client is None:
+            config = kubernetes.client.Configuration.get_default_copy()
+            # The client's default pool (5 per CPU) is smaller than the threads that share it
+            # (handlers and admission): every call past it opened a new TLS connection, a
+            # handshake's CPU on both sides, and dropped it.
+            config.connection_pool_maxsize = POOL_CONNECTIONS
+            api_client = kubernetes.client.ApiClient(config)
         self._api = kubernetes.client.CustomObjectsApi(api_client)
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ with `null` for optionals, `const`, `title` and `additionalProperties: false`. `
 rewrites it into the subset the API server accepts. Everything else a CRD carries (names,
 printer columns, CEL rules on whole objects) is declared here next to the model it belongs to.
 
-Run `python -m jitaccess.api.crdgen` to rewrite `crds/`; a test fails when they drift apart.
+Run `python -m jitaccess.api.crdgen` to rewrite `crds/` and the chart's copy; tests fail when they drift.
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ def to_structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) ->
         return to_structural(merged, defs)
     out: dict[str, Any] = {}
     for key, value in schema.items():
+        if key == "default" and value is None:
+            # A null default is meaningless here, and makes server-side apply managers conflict.
+            continue
         if key in _DROP:
             if key == "additionalProperties" and isinstance(value, dict):
                 out[key] = to_structural(value, defs)
@@ -229,9 +232,12 @@ def write(directory: Path) -> list[Path]:
 
 
 def main() -> None:
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parents[3] / "crds"
-    for path in write(target):
-        print(path)
+    """Write `crds/` and the Helm chart's copy of them (or only the directory given)."""
+    repo = Path(__file__).parents[3]
+    targets = [Path(sys.argv[1])] if len(sys.argv) > 1 else [repo / "crds", repo / "charts/jitaccess/files/crds"]
+    for target in targets:
+        for path in write(target):
+            print(path)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
             cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
             cp.start_controller_manager()
             operator = OperatorProcess(
-                cp.admin_kubeconfig, ic.env(), workdir / "operator.log",
+                cp.admin_kubeconfig,
+                ic.env(),
+                workdir / "operator.log",
                 extra_env={"JITACCESS_MIN_DURATION_SECONDS": args.min_duration_seconds},
             )
             with operator:

@@ -12,7 +12,7 @@ index corrected for the grants this process has just ended.
 
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -51,8 +51,12 @@ def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
 
 @kopf.on.resume(*GRANT)
 @kopf.on.create(*GRANT)
-def provision_grant(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+async def provision_grant(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
     rt = runtime_of(memo)
+    await rt.run_blocking(_provision, rt, body, grant_holders)
+
+
+def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index) -> None:
     grant = AccessGrant.model_validate(dict(body))
     if rules.is_finished(grant):
         return
@@ -62,13 +66,15 @@ def provision_grant(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_:
     if rules.is_active(grant):
         return
     try:
-        activate(rt, grant)
+        activate(rt, grant, current=dict(body))
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
 
 
-def activate(rt: Runtime, grant: AccessGrant) -> None:
+def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = None) -> None:
+    """Ensure the membership, then mark the grant Active; `current` (the body kopf delivered)
+    spares a re-read of the grant, and a stale one only costs a conflict and a re-read."""
     ic = rt.identity_center
     name, spec = grant.metadata.name, grant.spec
     try:
@@ -90,6 +96,10 @@ def activate(rt: Runtime, grant: AccessGrant) -> None:
         except NotFound:
             rt.forget("group", spec.group_name)
             fail(rt, grant, f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared")
+            return
+        except PermanentFailure as exc:
+            # Access denied by IAM, a malformed id: another try will not help, and nobody got access.
+            fail(rt, grant, f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}")
             return
         window = rules.activation_window(grant, now())
 
@@ -116,14 +126,13 @@ def activate(rt: Runtime, grant: AccessGrant) -> None:
                 ),
             }
 
-        updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build))
+        updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build), current=current)
     if updated is None or not rules.is_active(AccessGrant.model_validate(updated)):
         return
     active = AccessGrant.model_validate(updated)
     expiration = ts(window.expiration_time)
     message = f"{spec.user} added to {spec.group_name} until {expiration}"
     record(updated, "Granted", message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    metrics.ACTIVE_GRANTS.labels(spec.entitlement).inc()
     request = _follow_request(rt, active, "Granted", True, f"access active until {expiration}", expiration)
     if request is not None and request.metadata.creation_timestamp is not None:
         metrics.GRANT_LATENCY.observe((window.activation_time - request.metadata.creation_timestamp).total_seconds())
@@ -148,14 +157,15 @@ async def expire_grant(
     """Sleep until the persisted expiration time, then end the grant (at once when overdue)."""
     rt = runtime_of(memo)
     grant = AccessGrant.model_validate(dict(body))
-    left = rules.seconds_left(grant, now())
+    # The exact time, not `now()` (whole seconds): truncation would wake the daemon up to a second late.
+    left = rules.seconds_left(grant, dt.datetime.now(dt.UTC))
     if left > 0:
         await stopped.wait(left)
     if stopped:
         return
     while not stopped:
         try:
-            await asyncio.to_thread(end_grant, rt, grant.metadata.name, "Expired", grant_holders)
+            await rt.run_blocking(end_grant, rt, grant.metadata.name, "Expired", grant_holders)
             return
         except RetryLater as exc:
             log.warning("expiring %s: Identity Center not answering (%s); retrying", grant.metadata.name, exc)
@@ -163,13 +173,17 @@ async def expire_grant(
 
 
 @kopf.on.update(*GRANT, field="metadata.annotations", when=_revoked)
-def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
-    _end_or_retry(runtime_of(memo), body, "Revoked", grant_holders, who=_revoker(body), why="revoked by annotation")
+async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+    rt = runtime_of(memo)
+    await rt.run_blocking(
+        _end_or_retry, rt, body, "Revoked", grant_holders, who=_revoker(body), why="revoked by annotation"
+    )
 
 
 @kopf.on.delete(*GRANT)
-def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
-    _end_or_retry(runtime_of(memo), body, "Revoked", grant_holders, who="", why="the AccessGrant was deleted")
+async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+    rt = runtime_of(memo)
+    await rt.run_blocking(_end_or_retry, rt, body, "Revoked", grant_holders, who="", why="the AccessGrant was deleted")
 
 
 def _end_or_retry(rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str) -> None:
@@ -229,8 +243,6 @@ def end_grant(
         updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build), current=obj)
     if status.expiration_time is not None and reason == "Expired":
         metrics.EXPIRY_LAG.observe((stamp - status.expiration_time).total_seconds())
-    if rules.is_active(grant):
-        metrics.ACTIVE_GRANTS.labels(spec.entitlement).dec()
     kept = f"; membership kept for {', '.join(sorted(others))}" if others else ""
     gone = (
         f"{spec.user} removed from {spec.group_name}" if removed else f"{spec.user} no longer holds {spec.group_name}"

@@ -41,14 +41,16 @@ def _awaiting_decision(status: kopf.Status, **_: Any) -> bool:
 @kopf.on.resume(*REQ)
 @kopf.on.create(*REQ)
 @kopf.on.update(*REQ, field="metadata.annotations")
-def reconcile_request(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
-    reconcile(runtime_of(memo), body, teams, entitlements, announce_ignored=True)
+async def reconcile_request(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+    rt = runtime_of(memo)
+    await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=True)
 
 
 @kopf.timer(*REQ, interval=1.0, when=_awaiting_decision)
-def pending_deadlines(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+async def pending_deadlines(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
     """Escalation and time-out happen with nobody touching the object: look every second."""
-    reconcile(runtime_of(memo), body, teams, entitlements, announce_ignored=False)
+    rt = runtime_of(memo)
+    await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=False)
 
 
 def lookup(
@@ -109,7 +111,8 @@ def _decide(
             _finish(rt, dict(body), "NotEligible", problem, entitlement=request.spec.entitlement)
             return
         if rules.route(valid) is rules.Route.AUTO_APPROVE:
-            approve(rt, request, valid, who="", why="member of the owner team", auto=True)
+            # The body kopf just delivered is current (nothing else writes a new request): no re-read.
+            approve(rt, request, valid, who="", why="member of the owner team", auto=True, current=dict(body))
             return
         updated = _mark_pending(rt, request, valid)
         if updated is None:
@@ -153,7 +156,16 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest
     return AccessRequest.model_validate(updated)
 
 
-def approve(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest, *, who: str, why: str, auto: bool) -> None:
+def approve(
+    rt: Runtime,
+    request: AccessRequest,
+    valid: rules.ValidRequest,
+    *,
+    who: str,
+    why: str,
+    auto: bool,
+    current: dict[str, Any] | None = None,
+) -> None:
     reason = "AutoApproved" if auto else "Approved"
     message = (
         f"auto-approved: {valid.requester} is a member of team {valid.entitlement.spec.owner}"
@@ -182,7 +194,9 @@ def approve(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest, *, w
                 fields["decisionReason"] = why
         return fields
 
-    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(
+        REQUESTS, request.metadata.name, status_change(AccessRequest, build), current=current
+    )
     if updated is None:
         return
     approved = AccessRequest.model_validate(updated)
@@ -190,7 +204,7 @@ def approve(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest, *, w
         return
     metrics.REQUESTS.labels(request.spec.entitlement, reason.lower()).inc()
     record(updated, reason, message, who=who or valid.requester, request_reason=request.spec.reason)
-    _create_grant(rt, approved, valid.entitlement)
+    _create_grant(rt, approved, valid.entitlement, current=updated)
 
 
 def ensure_grant(rt: Runtime, request: AccessRequest, entitlements: Index) -> None:
@@ -210,7 +224,9 @@ def ensure_grant(rt: Runtime, request: AccessRequest, entitlements: Index) -> No
     _create_grant(rt, request, Entitlement.model_validate(raw))
 
 
-def _create_grant(rt: Runtime, request: AccessRequest, entitlement: Entitlement) -> None:
+def _create_grant(
+    rt: Runtime, request: AccessRequest, entitlement: Entitlement, current: dict[str, Any] | None = None
+) -> None:
     name = request.metadata.name
     target = entitlement.spec.identity_center
     manifest = {
@@ -243,7 +259,7 @@ def _create_grant(rt: Runtime, request: AccessRequest, entitlement: Entitlement)
     def build(current: AccessRequest) -> dict[str, Any] | None:
         return None if current.status.grant else {"grant": name}
 
-    rt.kube.update_status(REQUESTS, name, status_change(AccessRequest, build))
+    rt.kube.update_status(REQUESTS, name, status_change(AccessRequest, build), current=current)
 
 
 def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:

@@ -2,16 +2,26 @@
 
 One `Runtime` lives in kopf's operator memo (`memo.runtime`), so tests can run the handlers
 with `kopf.testing.KopfRunner` and their own Runtime (a moto-backed Identity Center, say).
+
+The blocking work of the request and grant handlers runs in the Runtime's own threads
+(`run_blocking`), not in kopf's executor: their writes to the API server wait for the admission
+webhooks, which kopf serves from its executor. In one shared pool, a burst of handlers takes every
+thread and then waits for webhook calls that have no thread left to run in (each failing after
+the API server's 30 s webhook timeout).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
@@ -19,6 +29,10 @@ from jitaccess.settings import Settings
 
 _ENDED_MEMORY_SECONDS = 600.0
 _CACHE_SECONDS = 60.0
+# The webhook checks a new request's eligibility, and the handler checks it again a moment later:
+# a "yes" this fresh is taken as the answer, sparing Identity Center a second identical call.
+_ELIGIBLE_SECONDS = 5.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,6 +46,16 @@ class Runtime:
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _ended: dict[str, float] = field(default_factory=dict)
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
+
+    async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking handler body in the handlers' own threads (see the module doc)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="jitaccess-handler")
+        # kopf.event() finds its queue through context variables: carry them into the thread.
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def membership_lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._locks_guard:
@@ -62,6 +86,19 @@ class Runtime:
 
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
+
+    def recently_eligible(self, user: str, groups: tuple[str, ...]) -> bool:
+        """Whether Identity Center said, a few seconds ago, that `user` is in all of `groups`."""
+        stamp = self._eligible.get((user.lower(), groups))
+        return stamp is not None and time.monotonic() - stamp < _ELIGIBLE_SECONDS
+
+    def mark_eligible(self, user: str, groups: tuple[str, ...]) -> None:
+        now = time.monotonic()
+        with self._locks_guard:
+            for key, stamp in list(self._eligible.items()):
+                if now - stamp >= _ELIGIBLE_SECONDS:
+                    del self._eligible[key]
+            self._eligible[(user.lower(), groups)] = now
 
 
 def runtime_of(memo: Any) -> Runtime:

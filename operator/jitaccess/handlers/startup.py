@@ -1,14 +1,22 @@
-"""Operator start-up: kopf settings, and the Runtime (adapters) the handlers share."""
+"""Operator start-up: kopf settings, the Runtime (adapters) the handlers share, and the admission
+webhook server with its TLS and the identity it trusts as the operator.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import time
 from typing import Any
 
 import kopf
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube, load_client_config
+from jitaccess.adapters.tls import temporary_serving_files
+from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServer, configuration_problem, own_username
+from jitaccess.domain.admission import OperatorIdentity
+from jitaccess.handlers.admission import OPERATOR_IDENTITY
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 
@@ -38,6 +46,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings.peering.name = config.peering_name
         settings.peering.clusterwide = True
         settings.peering.mandatory = True
+        # Peers of equal priority all pause. An older replica outranks a newer one, so the active one
+        # keeps running through a rolling update and hands over only as it stops.
+        started = -(time.time_ns() // 1000)
+        settings.peering.priority = started if config.peering_priority is None else config.peering_priority
 
     if not isinstance(runtime, Runtime):
         load_client_config()
@@ -52,6 +64,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             ),
             kube=Kube(),
         )
+    _configure_admission(settings, memo, config)
     rt: Runtime = memo["runtime"]
     log.info(
         "jitaccess started: identity store %s, rate limit %s/s, minimum duration %ss",
@@ -59,6 +72,100 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         config.rate_limit,
         config.min_duration_seconds,
     )
+
+
+# --- admission webhooks ---------------------------------------------------------------------
+
+#: The name of the Validating- and MutatingWebhookConfiguration the operator manages.
+WEBHOOK_CONFIGURATION = "jitaccess.dev"
+_CONFIRMED = "webhooks_confirmed"
+
+
+def _configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, config: Settings) -> None:
+    memo[OPERATOR_IDENTITY] = _operator_identity(config)
+    if not config.webhook_port:
+        log.warning(
+            "admission webhooks are off (JITACCESS_WEBHOOK_PORT=0): requests get no requester and decisions "
+            "no approver, so nothing will be granted; this is only for testing the handlers alone"
+        )
+        settings.admission.server = NoWebhookServer()
+        settings.admission.managed = None
+        return
+    service = ServiceRef.parse(config.webhook_service) if config.webhook_service else None
+    host = config.webhook_host or (service.hostnames[0] if service else "127.0.0.1")
+    certfile, keyfile, cafile = config.webhook_certfile, config.webhook_keyfile, config.webhook_cafile
+    if not certfile or not keyfile:
+        files = temporary_serving_files([host, *(service.hostnames if service else []), "localhost"])
+        certfile, keyfile, cafile = str(files.certfile), str(files.keyfile), str(files.cafile)
+        if service is not None:
+            # Each process makes its own CA, and the last to start writes its caBundle into the
+            # webhook configurations: a second replica behind the same Service would fail TLS.
+            log.warning(
+                "the webhook certificate is generated per process: run one replica, or mount a shared "
+                "certificate (JITACCESS_WEBHOOK_CERTFILE, _KEYFILE, _CAFILE)"
+            )
+    try:
+        # Listen only where the API server calls when that is an address of this machine (a local
+        # run); in a pod, or behind a DNS name, on every interface.
+        addr = str(ipaddress.ip_address(host)) if service is None else "0.0.0.0"
+    except ValueError:
+        addr = "0.0.0.0"
+    settings.admission.server = WebhookServer(
+        addr=addr,
+        port=config.webhook_port,
+        host=host,
+        certfile=certfile,
+        pkeyfile=keyfile,
+        cafile=cafile,
+        service=service,
+    )
+    # Written by kopf at start-up, and left in place when it stops (every handler is persistent):
+    # with failurePolicy Fail, a stopped operator means refused writes, never unchecked ones.
+    settings.admission.managed = WEBHOOK_CONFIGURATION if config.webhook_managed else None
+    where = (
+        f"Service {service.namespace}/{service.name}:{service.port}"
+        if service
+        else f"https://{host}:{config.webhook_port}"
+    )
+    log.info("admission webhooks served on %s:%s, called at %s", addr, config.webhook_port, where)
+
+
+def _operator_identity(config: Settings) -> OperatorIdentity:
+    """Who the webhooks trust as the operator: the configured names and the one it runs as."""
+    names = set(config.operator_usernames)
+    try:
+        names.add(own_username())
+    except Exception as exc:  # any failure means only that the configured names stand alone
+        log.error("cannot ask the API server who the operator is (SelfSubjectReview): %s", exc)
+    if not names and config.webhook_port:
+        # Without it the webhooks would refuse the operator's own writes: better to start again.
+        raise kopf.TemporaryError(
+            "cannot tell which username is the operator's: the API server did not answer a SelfSubjectReview, "
+            "and JITACCESS_OPERATOR_USERNAMES is empty",
+            delay=5,
+        )
+    log.info("admission treats %s as the operator", ", ".join(sorted(names)) or "nobody")
+    return OperatorIdentity(frozenset(names))
+
+
+# A failing probe is retried within the same liveness call: a few quick tries, then a 500.
+@kopf.on.probe(id="webhooks", retries=10, backoff=0.2)
+def webhooks_configured(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> str:
+    """Healthy only once the webhook configurations reach this server (new port, new certificate):
+    until then, writes would be refused, and whoever waits for the operator to be ready must wait."""
+    server = settings.admission.server
+    if not isinstance(server, WebhookServer):
+        return "off"
+    if memo.get(_CONFIRMED):
+        return "configured"
+    if server.advertised is None:
+        raise kopf.TemporaryError("the admission webhook server is not serving yet", delay=0.2)
+    if settings.admission.managed:
+        problem = configuration_problem(settings.admission.managed, server.advertised)
+        if problem is not None:
+            raise kopf.TemporaryError(f"admission webhooks not in place yet: {problem}", delay=0.2)
+    memo[_CONFIRMED] = True
+    return "configured"
 
 
 @kopf.on.login()

@@ -1,0 +1,192 @@
+"""`python -m bench [--quick] [--only floor,latency,...]`: run the benchmarks, print the table,
+write `bench/results/latest.json` (a `--quick` run writes `bench/results/quick.json.tmp`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import report, scenarios
+from bench.system import System, cpu_seconds, cpu_used, machine
+
+log = logging.getLogger("bench")
+RESULTS = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "scale")
+FULL = {
+    "floor": 200,
+    "latency": 200,
+    "expiry": 200,
+    "throughput": 1000,
+    "recovery_active": 500,
+    "recovery_overdue": 100,
+    "scale": 5000,
+    "scale_probes": 100,
+}
+QUICK = {
+    "floor": 20,
+    "latency": 20,
+    "expiry": 30,
+    "throughput": 100,
+    "recovery_active": 100,
+    "recovery_overdue": 20,
+    "scale": 300,
+    "scale_probes": 20,
+}
+UNLIMITED = 0.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for trying the benchmark out")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}")
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=N", help="override one size")
+    parser.add_argument("--out", type=Path, help="where to write the JSON")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="record the operator with py-spy into DIR")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the operator logs (their path is printed)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("jitaccess").setLevel(logging.WARNING)
+    sizes = dict(QUICK if args.quick else FULL)
+    for item in args.size:
+        name, _, value = item.partition("=")
+        if name not in sizes:
+            parser.error(f"unknown size {name!r}; one of {sorted(sizes)}")
+        sizes[name] = int(value)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
+    out = args.out or RESULTS / ("quick.json.tmp" if args.quick or args.size or args.only != parser.get_default("only")
+                                 else "latest.json")  # fmt: skip
+
+    results: dict[str, Any] = {
+        **report.context(),
+        "machine": machine(),
+        "load_before": report.load(),
+        "sizes": sizes,
+        "scenarios": {},
+    }
+    users = max(sizes["throughput"], sizes["recovery_active"], sizes["scale"] + sizes["scale_probes"],
+                sizes["latency"], sizes["floor"], sizes["expiry"])  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
+    system = System(workdir, users)
+    began = time.monotonic()
+
+    def run(name: str, rate_limit: float | None, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        log.info("--- %s (load %s)", name, report.load())
+        started = time.monotonic()
+        if rate_limit is not None:
+            system.start_operator(rate_limit)
+        profiler = _profile(system, args.profile, name)
+        cpu_before = cpu_seconds()
+        try:
+            result = measure()
+            result["cpu_s"] = cpu_used(cpu_before, cpu_seconds())
+        except Exception as exc:
+            # One scenario failing (a timeout, refused requests) is a finding; the others still run.
+            log.exception("%s failed", name)
+            result = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        finally:
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(30)
+            if system.operator is not None:
+                log.info("operator log: %s", system.operator.log_file)
+            system.reset()
+        result["load_at_start"], result["wall_s"] = report.load(), round(time.monotonic() - started, 1)
+        results["scenarios"][name] = result
+        log.info("%s: %s", name, result)
+        report.write(results, out)
+        return result
+
+    try:
+        system.start()
+        if "floor" in only:
+            run("floor", None, lambda: scenarios.floor_latency(system, sizes["floor"]))
+        if "latency" in only:
+            run("latency", scenarios.DEFAULT_RATE_LIMIT, lambda: scenarios.grant_latency(system, sizes["latency"]))
+        if "expiry" in only:
+            run("expiry", scenarios.DEFAULT_RATE_LIMIT, lambda: scenarios.expiry_lag(system, sizes["expiry"]))
+        if "throughput" in only:
+            run(
+                "throughput_limited",
+                scenarios.DEFAULT_RATE_LIMIT,
+                lambda: scenarios.throughput(system, sizes["throughput"], scenarios.DEFAULT_RATE_LIMIT),
+            )
+            run("throughput_unlimited", UNLIMITED, lambda: scenarios.throughput(system, sizes["throughput"], UNLIMITED))
+        if "recovery" in only:
+            run(
+                "recovery",
+                UNLIMITED,
+                lambda: scenarios.restart_recovery(system, sizes["recovery_active"], sizes["recovery_overdue"]),
+            )
+        if "scale" in only:
+            run("scale", UNLIMITED, lambda: scenarios.scale(system, sizes["scale"], sizes["scale_probes"]))
+    finally:
+        system.stop()
+        if not args.keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log.info("logs kept in %s", workdir)
+    headline(results)
+    results["load_after"] = report.load()
+    results["wall_s"] = round(time.monotonic() - began, 1)
+    report.write(results, out)
+    print(report.table(results))
+    print(f"\nwritten to {out}")
+
+
+def _profile(system: System, directory: Path | None, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the operator for one scenario (collapsed stacks, for flame graphs or grep)."""
+    if directory is None or system.operator is None or system.operator.pid is None:
+        return None
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    directory.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(system.operator.pid), "--rate", "50", "--format", "raw", "--gil",
+         "--output", str(directory / f"{name}.txt"), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def headline(results: dict[str, Any]) -> None:
+    """The keys the issue names, from the scenarios' details."""
+    s = {name: r for name, r in results["scenarios"].items() if "error" not in r}
+    if "latency" in s:
+        results["grant_latency_p50_s"] = s["latency"]["grant_latency"]["p50"]
+        results["grant_latency_p99_s"] = s["latency"]["grant_latency"]["p99"]
+    if "floor" in s:
+        results["floor_latency_p50_s"] = s["floor"]["floor_latency"]["p50"]
+        if "latency" in s:
+            results["grant_latency_ratio"] = round(results["grant_latency_p50_s"] / results["floor_latency_p50_s"], 2)
+    if "expiry" in s:
+        results["expiry_lag_p50_s"] = s["expiry"]["expiry_lag"]["p50"]
+        results["expiry_lag_p99_s"] = s["expiry"]["expiry_lag"]["p99"]
+    if "throughput_limited" in s or "throughput_unlimited" in s:
+        results["throughput_grants_per_s"] = {
+            "limited": s.get("throughput_limited", {}).get("grants_per_s"),
+            "unlimited": s.get("throughput_unlimited", {}).get("grants_per_s"),
+        }
+    if "throughput_limited" in s:
+        results["quota_fraction_used"] = s["throughput_limited"]["quota_fraction_used"]
+    if "scale" in s:
+        results["rss_mb_5000_grants"] = s["scale"]["rss_mb"]
+        results["expiry_lag_at_scale_p50_s"] = s["scale"]["expiry_lag"]["p50"]
+        results["expiry_lag_at_scale_p99_s"] = s["scale"]["expiry_lag"]["p99"]
+    if "recovery" in s:
+        results["restart_recovery_s"] = s["recovery"]["recovery_s"]
+
+
+if __name__ == "__main__":
+    main()

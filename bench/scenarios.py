@@ -1,0 +1,289 @@
+"""The measurements, one function each; each returns a dict for `bench/results/latest.json`.
+
+Every scenario starts from an empty cluster (`System.reset`) and its own operator process. Times
+come from two exact sources: the emulator's membership log (when a membership appeared or went)
+and the grant watch (when a grant was first seen with a `Ready` reason). A grant counts as
+delivered when *both* the membership exists and the grant says `Ready=True` (`Active`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import statistics
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from bench.system import ENTITLEMENT, GROUP, TARGET_GROUP, VERSION, System, user_name
+
+log = logging.getLogger(__name__)
+DEFAULT_RATE_LIMIT = 20.0  # the adapter's default: the AWS Identity Store quota, per API
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "min": round(min(values), 4),
+        "p50": round(percentile(values, 50), 4),
+        "p90": round(percentile(values, 90), 4),
+        "p99": round(percentile(values, 99), 4),
+        "max": round(max(values), 4),
+        "mean": round(statistics.fmean(values), 4),
+    }
+
+
+def api_calls_since(system: System, before: Counter[str], grants: int) -> dict[str, float]:
+    """API server requests and webhook calls per grant since `before` (watches and lists left out)."""
+    after = system.api_calls()
+    after.subtract(before)
+    per_grant = {
+        k: round(v / grants, 2) for k, v in sorted(after.items()) if v > 0 and k.split()[0] not in ("WATCH", "LIST")
+    }
+    per_grant["total requests"] = round(sum(v for k, v in per_grant.items() if not k.startswith("webhook")), 2)
+    per_grant["total webhook calls"] = round(sum(v for k, v in per_grant.items() if k.startswith("webhook")), 2)
+    return per_grant
+
+
+def calls_since(system: System, before: dict[str, int], grants: int) -> dict[str, float]:
+    """Identity Center calls per grant since `before`, by operation."""
+    after = Counter(system.ic_calls())
+    after.subtract(before)
+    return {op: round(count / grants, 2) for op, count in sorted(after.items()) if count > 0}
+
+
+def _delivered(system: System, names: list[str], users: list[str], timeout: float) -> dict[str, float]:
+    """name -> when it was delivered: membership present and grant Active, whichever came last."""
+    active = system.watcher.wait(names, {"Active"}, timeout)
+    keys = {system.membership_key(u) for u in users}
+    if not system.memberships.wait(system.memberships.added, keys, timeout):
+        raise TimeoutError("grants went Active without their Identity Center membership")
+    added = system.memberships.added
+    return {n: max(active[n], added[system.membership_key(u)]) for n, u in zip(names, users, strict=True)}
+
+
+def _expired(system: System, names: list[str], users: list[str], timeout: float) -> tuple[list[float], list[float]]:
+    """For grants that are to expire: (membership removed - expirationTime, Expired seen - expirationTime)."""
+    seen = system.watcher.wait(names, {"Expired"}, timeout)
+    keys = {system.membership_key(u) for u in users}
+    if not system.memberships.wait(system.memberships.removed, keys, timeout):
+        raise TimeoutError("grants went Expired but their Identity Center membership stayed")
+    removed, status = [], []
+    for name, user in zip(names, users, strict=True):
+        expiration = system.watcher.grants[name].expiration
+        assert expiration is not None, f"{name} expired without an expirationTime"
+        removed.append(system.memberships.removed[system.membership_key(user)] - expiration)
+        status.append(seen[name] - expiration)
+    return removed, status
+
+
+def _paced(system: System, items: list[tuple[str, str, str]], per_second: float) -> threading.Thread:
+    """Create requests at a steady pace in the background (a trickle, not a burst)."""
+
+    def run() -> None:
+        began = time.monotonic()
+        for index, item in enumerate(items):
+            delay = began + index / per_second - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            system.create_request(*item)
+
+    thread = threading.Thread(target=run, name="paced-requests", daemon=True)
+    thread.start()
+    return thread
+
+
+# --- the floor: the same work with no operator ------------------------------------------------
+
+
+def floor_latency(system: System, count: int) -> dict[str, Any]:
+    """One client does what a grant takes, directly, one request after another.
+
+    Per request: create the AccessRequest; resolve the user and check eligibility in Identity
+    Center (the group ids resolved once, as the operator caches them); create the AccessGrant;
+    create the membership; write the grant's status (Active) and the request's (Granted). No
+    operator runs, so no admission webhooks either.
+    """
+    assert system.ic is not None and system.operator is None
+    ic, store = system.ic.client(), system.ic.identity_store_id
+    custom = system.custom
+    group_id = system.group_ids[TARGET_GROUP]
+    eligible = [system.group_ids[g] for g in ("prod-eligible", "pci-secure-code-trained")]
+    names, users, began = [], [], {}
+    for index in range(1, count + 1):
+        name, user = f"floor-{index:05d}", user_name(index)
+        names.append(name)
+        users.append(user)
+        began[name] = time.time()
+        custom.create_cluster_custom_object(GROUP, VERSION, "accessrequests", system.request_body(name, "1h"))
+        user_id = ic.get_user_id(
+            IdentityStoreId=store,
+            AlternateIdentifier={"UniqueAttribute": {"AttributePath": "userName", "AttributeValue": user}},
+        )["UserId"]
+        results = ic.is_member_in_groups(IdentityStoreId=store, MemberId={"UserId": user_id}, GroupIds=eligible)
+        assert all(r["MembershipExists"] for r in results["Results"])
+        grant = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AccessGrant",
+            "metadata": {"name": name},
+            "spec": {"user": user, "entitlement": ENTITLEMENT, "groupName": TARGET_GROUP, "request": name,
+                     "duration": "1h"},
+        }  # fmt: skip
+        custom.create_cluster_custom_object(GROUP, VERSION, "accessgrants", grant)
+        membership = ic.create_group_membership(IdentityStoreId=store, GroupId=group_id, MemberId={"UserId": user_id})
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        start, end = now.strftime("%Y-%m-%dT%H:%M:%SZ"), (now + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ready = {"type": "Ready", "status": "True", "lastTransitionTime": start}
+        custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "accessgrants", name,
+            {"status": {"userId": user_id, "groupId": group_id, "membershipId": membership["MembershipId"],
+                        "activationTime": start, "expirationTime": end,
+                        "conditions": [{**ready, "reason": "Active", "message": f"until {end}"}]}},
+        )  # fmt: skip
+        custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "accessrequests", name,
+            {"status": {"requester": user, "grant": name, "expirationTime": end,
+                        "conditions": [{**ready, "type": "Approved", "reason": "AutoApproved"},
+                                       {**ready, "reason": "Granted", "message": f"until {end}"}]}},
+        )  # fmt: skip
+        system.watcher.wait([name], {"Active"}, 30)
+    delivered = _delivered(system, names, users, 30)
+    latencies = [delivered[n] - began[n] for n in names]
+    return {"floor_latency": summary(latencies)}
+
+
+# --- the operator ------------------------------------------------------------------------------
+
+
+def grant_latency(system: System, count: int) -> dict[str, Any]:
+    """Auto-approved requests, one after another: created -> membership present and grant Active."""
+    before, api_before = system.ic_calls(), system.api_calls()
+    names, users, latencies = [], [], []
+    for index in range(1, count + 1):
+        name, user = f"latency-{index:05d}", user_name(index)
+        began = time.time()
+        system.create_request(name, user, "1h")
+        latencies.append(_delivered(system, [name], [user], 30)[name] - began)
+        names.append(name)
+        users.append(user)
+    return {
+        "grant_latency": summary(latencies),
+        "ic_calls_per_grant": calls_since(system, before, count),
+        "api_calls_per_grant": api_calls_since(system, api_before, count),
+    }
+
+
+def expiry_lag(system: System, count: int, seconds: int = 5, per_second: float = 10.0) -> dict[str, Any]:
+    """Grants of a few seconds, requested at a steady pace: membership removed - expirationTime."""
+    items = [(f"expiry-{i:05d}", user_name(i), f"{seconds}s") for i in range(1, count + 1)]
+    _paced(system, items, per_second).join()
+    names, users = [n for n, _, _ in items], [u for _, u, _ in items]
+    removed, status = _expired(system, names, users, timeout=60 + count / per_second)
+    return {"expiry_lag": summary(removed), "expiry_status_lag": summary(status), "grant_seconds": seconds,
+            "requests_per_s": per_second}  # fmt: skip
+
+
+def throughput(system: System, count: int, rate_limit: float) -> dict[str, Any]:
+    """`count` requests created at once (16 client threads), until every grant is Active."""
+    before, api_before = system.ic_calls(), system.api_calls()
+    items = [(f"burst-{i:05d}", user_name(i), "1h") for i in range(1, count + 1)]
+    names, users = [n for n, _, _ in items], [u for _, u, _ in items]
+    began = time.time()
+    creating = system.create_requests(items)
+    delivered = _delivered(system, names, users, timeout=120 + count / 2)
+    elapsed = max(delivered.values()) - began
+    writes = sorted(system.memberships.added[system.membership_key(u)] for u in users)
+    write_rate = (len(writes) - 1) / (writes[-1] - writes[0]) if writes[-1] > writes[0] else float("inf")
+    result: dict[str, Any] = {
+        "grants": count,
+        "rate_limit": rate_limit,
+        "seconds": round(elapsed, 2),
+        "grants_per_s": round(count / elapsed, 2),
+        "create_seconds": round(creating, 2),
+        "membership_writes_per_s": round(write_rate, 2),
+        "latency": summary([delivered[n] - began for n in names]),
+        "ic_calls_per_grant": calls_since(system, before, count),
+        "api_calls_per_grant": api_calls_since(system, api_before, count),
+    }
+    if rate_limit:
+        result["quota_fraction_used"] = round(write_rate / rate_limit, 3)
+    return result
+
+
+def restart_recovery(system: System, total: int, overdue: int, short_seconds: int = 10) -> dict[str, Any]:
+    """SIGKILL the operator holding `total` Active grants; `overdue` of them expire while it is down.
+
+    The grants are set up by an unlimited operator (for speed); the one that recovers runs with the
+    default 20/s rate limit, as in production. Measured from the restart (process spawn) until every
+    overdue grant's membership is gone and the grant says Expired.
+    """
+    long_items = [(f"recover-{i:05d}", user_name(i), "1h") for i in range(1, total - overdue + 1)]
+    short_items = [
+        (f"recover-{i:05d}", user_name(i), f"{short_seconds}s") for i in range(total - overdue + 1, total + 1)
+    ]
+    system.create_requests(long_items)
+    _delivered(system, [n for n, _, _ in long_items], [u for _, u, _ in long_items], 120 + total)
+    system.create_requests(short_items)
+    short_names, short_users = [n for n, _, _ in short_items], [u for _, u, _ in short_items]
+    _delivered(system, short_names, short_users, 120)
+    assert system.operator is not None
+    system.operator.kill()
+    killed = time.time()
+    latest = max(system.watcher.grants[n].expiration or 0 for n in short_names)
+    time.sleep(max(0.0, latest + 1.0 - time.time()))
+    assert not system.memberships.removed, "a membership went while the operator was down"
+    down = time.time() - killed
+    restarted = time.time()
+    system.start_operator(DEFAULT_RATE_LIMIT)
+    ready = time.time() - restarted
+    if not system.memberships.wait(system.memberships.removed, {system.membership_key(u) for u in short_users}, 120):
+        raise TimeoutError("overdue memberships were not removed within 120 s of the restart")
+    expired = system.watcher.wait(short_names, {"Expired"}, 120)
+    done = [max(system.memberships.removed[system.membership_key(u)], expired[n])
+            for n, u in zip(short_names, short_users, strict=True)]  # fmt: skip
+    short_keys = {system.membership_key(u) for u in short_users}
+    wrongly = len(set(system.memberships.removed) - short_keys)
+    return {
+        "active_grants": total,
+        "overdue": overdue,
+        "operator_down_s": round(down, 2),
+        "recovery_s": round(max(done) - restarted, 2),
+        "first_revocation_s": round(min(done) - restarted, 2),
+        "operator_ready_s": round(ready, 2),
+        "memberships_wrongly_removed": wrongly,
+    }
+
+
+def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str, Any]:
+    """Hold `count` Active grants: the operator's memory, and the expiry lag of short grants beside them."""
+    items = [(f"scale-{i:05d}", user_name(i), "1h") for i in range(1, count + 1)]
+    began = time.time()
+    creating = system.create_requests(items)
+    delivered = _delivered(system, [n for n, _, _ in items], [u for _, u, _ in items], timeout=300 + count / 5)
+    elapsed = max(delivered.values()) - began
+    time.sleep(5)  # let the daemons of the last grants start before reading memory
+    rss, peak = system.rss_mb()
+    probe_items = [(f"probe-{i:05d}", user_name(i), f"{seconds}s") for i in range(count + 1, count + probes + 1)]
+    _paced(system, probe_items, 10.0).join()
+    removed, status = _expired(system, [n for n, _, _ in probe_items], [u for _, u, _ in probe_items],
+                               timeout=60 + probes / 10)  # fmt: skip
+    rss_after, peak_after = system.rss_mb()
+    return {
+        "grants": count,
+        "create_seconds": round(creating, 2),
+        "all_active_seconds": round(elapsed, 2),
+        "grants_per_s": round(count / elapsed, 2),
+        "rss_mb": round(rss, 1),
+        "peak_rss_mb": round(max(peak, peak_after), 1),
+        "rss_mb_after_probes": round(rss_after, 1),
+        "expiry_lag": summary(removed),
+        "expiry_status_lag": summary(status),
+    }

@@ -1,0 +1,527 @@
+"""Admission decisions: who may create, decide on, revoke or touch the jitaccess objects.
+
+A watch event never says who made a change; an admission review does (`request.userInfo`, which
+the API server authenticated). So every rule about *who* lives here, as pure functions of the
+operation, the stored object (`old`), the object about to be stored (`new`), the `Caller`, and what
+the handler looked up. Each returns a `Refusal` (a message that names the field, the fix and who
+may do it) or an `Admit` (the identity stamps to write onto the object).
+
+Kubernetes asks twice, and so does jitaccess (`Phase`):
+
+- MUTATE, before the schema is checked: refuse early, and compute the stamps (`spec.requester`,
+  `spec.requesterGroups`, `approved-by`, `denied-by`, `revoked-by` and their `-groups`). A stamp
+  the client wrote itself is refused, even one naming the caller.
+- VALIDATE, on the final object, after the schema: the stamps must be there and be exactly the
+  caller's (no later mutation slipped something in), and a new request must be valid against its
+  Entitlement and eligible in Identity Center. Eligibility needs I/O, so the handler passes it in
+  as a function.
+
+The operator itself is recognised by username (`OperatorIdentity`): only it may create or change
+AccessGrants, write any `status`, or touch kopf's bookkeeping (annotations under
+`kopf.zalando.org/`, and the finalizers of jitaccess and kopf) on any of the four kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pydantic import ValidationError
+
+from jitaccess.api import models
+from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import requests as rules
+from jitaccess.domain.teams import Caller, is_approver, may_approve
+from jitaccess.errors import InvalidInput
+
+Obj = Mapping[str, Any]
+#: Asks Identity Center whether the requester may ask at all; why not, or None.
+EligibilityCheck = Callable[[rules.ValidRequest], str | None]
+
+APPROVED, DENIED = models.ANNOTATION_APPROVED, models.ANNOTATION_DENIED
+APPROVED_BY, DENIED_BY = models.ANNOTATION_APPROVED_BY, models.ANNOTATION_DENIED_BY
+APPROVED_BY_GROUPS, DENIED_BY_GROUPS = f"{APPROVED_BY}-groups", f"{DENIED_BY}-groups"
+DECISION_REASON = models.ANNOTATION_DECISION_REASON
+REVOKED, REVOKED_BY, REVOKE_REASON = (
+    models.ANNOTATION_REVOKED,
+    models.ANNOTATION_REVOKED_BY,
+    models.ANNOTATION_REVOKE_REASON,
+)
+KOPF_PREFIX = "kopf.zalando.org/"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+# flag annotation -> (its stamps, the verb for messages)
+_DECISIONS: dict[str, tuple[str, str, str]] = {
+    APPROVED: (APPROVED_BY, APPROVED_BY_GROUPS, "approve"),
+    DENIED: (DENIED_BY, DENIED_BY_GROUPS, "deny"),
+}
+REQUEST_STAMPS = (APPROVED_BY, APPROVED_BY_GROUPS, DENIED_BY, DENIED_BY_GROUPS)
+#: Nothing of a decision may exist when a request is created.
+DECISION_ANNOTATIONS = (APPROVED, DENIED, DECISION_REASON, *REQUEST_STAMPS)
+#: What a grantee or an approver may change on an AccessGrant (the rest is the operator's).
+_REVOCATION_ANNOTATIONS = frozenset({REVOKED, REVOKE_REASON, REVOKED_BY, LAST_APPLIED})
+# Finalizers that mean "the operator still has to clean up" (kopf's own, jitaccess's): removing one
+# by hand would skip the cleanup, e.g. leave an Identity Center membership behind.
+_OPERATOR_FINALIZER_PREFIXES = (f"{models.GROUP}/", KOPF_PREFIX)
+
+FORBIDDEN = 403
+INVALID = 422
+
+
+class Phase(Enum):
+    MUTATE = "mutate"
+    VALIDATE = "validate"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The change is refused; `message` is what the user reads after `admission webhook ... denied`."""
+
+    message: str
+    code: int = FORBIDDEN
+
+
+@dataclass(frozen=True)
+class Admit:
+    """The change is allowed, with these identity stamps written onto it (MUTATE phase)."""
+
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+Verdict = Refusal | Admit
+ALLOW = Admit()
+
+
+@dataclass(frozen=True)
+class OperatorIdentity:
+    """The usernames the operator acts as: its ServiceAccount, or whoever runs it locally."""
+
+    usernames: frozenset[str]
+
+    def includes(self, caller: Caller) -> bool:
+        return caller.username in self.usernames
+
+
+def caller_of(userinfo: Mapping[str, Any]) -> Caller:
+    """The caller of an admission review, from the `userInfo` the API server authenticated."""
+    return Caller(str(userinfo.get("username") or ""), frozenset(str(g) for g in userinfo.get("groups") or []))
+
+
+def groups_text(caller: Caller) -> str:
+    """How a caller's groups are stamped (and read back by `requests.decide_pending`)."""
+    return ",".join(sorted(caller.groups))
+
+
+# --- what every kind shares -----------------------------------------------------------------
+
+
+def _annotations(obj: Obj | None) -> dict[str, str]:
+    if not obj:
+        return {}
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+
+def _operator_finalizers(obj: Obj | None) -> list[str]:
+    finalizers = (obj or {}).get("metadata", {}).get("finalizers") or []
+    return sorted(f for f in finalizers if str(f).startswith(_OPERATOR_FINALIZER_PREFIXES))
+
+
+def _conditions(obj: Obj | None) -> list[Mapping[str, Any]]:
+    return list(((obj or {}).get("status") or {}).get("conditions") or [])
+
+
+def _condition(obj: Obj | None, type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in _conditions(obj) if c.get("type") == type_), None)
+
+
+def _is_true(obj: Obj | None, type_: str) -> bool:
+    found = _condition(obj, type_)
+    return found is not None and found.get("status") == "True"
+
+
+def _ready_reason(obj: Obj | None) -> str | None:
+    found = _condition(obj, "Ready")
+    return None if found is None else str(found.get("reason"))
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() == "true"
+
+
+def review_bookkeeping(
+    operation: str, old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity
+) -> Refusal | None:
+    """kopf's annotations and the operator's finalizers are the operator's alone, on every kind.
+
+    With them a user could mark a handler as done (so it never runs) or drop the finalizer that
+    makes the operator remove an Identity Center membership before a grant goes away.
+    """
+    if operator.includes(caller) or operation not in ("CREATE", "UPDATE"):
+        return None
+    before, after = _annotations(old), _annotations(new)
+    touched = [k for k in _changed(before, after) if k.startswith(KOPF_PREFIX)]
+    if touched:
+        return Refusal(
+            f"metadata.annotations {', '.join(touched)}: annotations under {KOPF_PREFIX} are the jitaccess "
+            "operator's bookkeeping and only the operator may write them; leave them out of your change"
+        )
+    if _operator_finalizers(old) != _operator_finalizers(new):
+        return Refusal(
+            f"metadata.finalizers: {', '.join(_operator_finalizers(old) or _operator_finalizers(new))} "
+            "belong to the jitaccess operator, which removes them itself once it has cleaned up (for a grant: "
+            "once the Identity Center membership is gone); leave metadata.finalizers as they are. "
+            f"To end a grant early, annotate it {REVOKED}=true"
+        )
+    return None
+
+
+def review_catalog(
+    operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, operator: OperatorIdentity
+) -> Verdict:
+    """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping."""
+    return review_bookkeeping(operation, old, new, caller, operator) or ALLOW
+
+
+def review_status(kind: str, caller: Caller, *, operator: OperatorIdentity) -> Verdict:
+    """Status is the operator's record of what happened; nobody else writes it (RBAC says so too)."""
+    if operator.includes(caller):
+        return ALLOW
+    return Refusal(
+        f"{kind}.status is written only by the jitaccess operator, which records there what it did; "
+        f"{caller.username} may not change it (to decide on a request or revoke a grant, set its annotations)"
+    )
+
+
+# --- AccessRequest --------------------------------------------------------------------------
+
+
+def review_request(
+    operation: str,
+    old: Obj | None,
+    new: Obj | None,
+    caller: Caller,
+    *,
+    operator: OperatorIdentity,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    limits: rules.Limits,
+    phase: Phase,
+    eligibility: EligibilityCheck | None = None,
+) -> Verdict:
+    """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver."""
+    refusal = review_bookkeeping(operation, old, new, caller, operator)
+    if refusal is not None:
+        return refusal
+    if operation == "CREATE" and new is not None:
+        return _request_created(new, caller, entitlement, team, limits, phase, eligibility)
+    if operation == "UPDATE" and old is not None and new is not None:
+        return _request_updated(old, new, caller, entitlement, team, phase)
+    return ALLOW
+
+
+def _request_created(
+    new: Obj,
+    caller: Caller,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    limits: rules.Limits,
+    phase: Phase,
+    eligibility: EligibilityCheck | None,
+) -> Verdict:
+    present = [k for k in DECISION_ANNOTATIONS if k in _annotations(new)]
+    if present:
+        return Refusal(
+            f"metadata.annotations {', '.join(present)}: a request cannot be created already decided; "
+            "remove them and create it again. Once it exists, an approver of the entitlement's owner team "
+            f"decides with `kubectl annotate accessrequest NAME {APPROVED}=true` (or {DENIED}=true)"
+        )
+    spec = new.get("spec") or {}
+    requester = spec.get("requester")
+    if requester not in (None, "", caller.username):
+        return Refusal(
+            f"spec.requester is {requester!r}, but you are authenticated as {caller.username!r}: a request is "
+            "always for the user who creates it; remove spec.requester (jitaccess fills it in). "
+            f"If {requester} needs access, they create the request themselves"
+        )
+    groups = spec.get("requesterGroups")
+    wanted = sorted(caller.groups)
+    if groups not in (None, []) and (not isinstance(groups, list) or sorted(set(map(str, groups))) != wanted):
+        return Refusal(
+            f"spec.requesterGroups is {groups!r}, but the API server authenticated you with the groups "
+            f"{wanted!r}: remove spec.requesterGroups (jitaccess fills it in from your authenticated identity)"
+        )
+    if phase is Phase.MUTATE:
+        return Admit(spec={"requester": caller.username, "requesterGroups": wanted})
+    if requester != caller.username or groups != wanted:
+        return _not_stamped("spec.requester and spec.requesterGroups")
+    return _request_valid(new, team, entitlement, limits, eligibility)
+
+
+def _request_valid(
+    new: Obj,
+    team: TeamOwnershipSpec | None,
+    entitlement: Entitlement | None,
+    limits: rules.Limits,
+    eligibility: EligibilityCheck | None,
+) -> Verdict:
+    """The checks the operator would make, made before the object exists (so `--dry-run=server` tells)."""
+    try:
+        request = AccessRequest.model_validate(dict(new))
+        valid = rules.validate(request, entitlement, team, limits)
+        rules.route(valid)
+        problem = eligibility(valid) if eligibility is not None else None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return Refusal(f"{where} is invalid: {first['msg']}", INVALID)
+    except InvalidInput as exc:
+        return Refusal(str(exc), INVALID)
+    if problem is not None:
+        return Refusal(f"{problem}: ask your identity team to add you, then request again")
+    return ALLOW
+
+
+def _not_stamped(what: str) -> Refusal:
+    return Refusal(
+        f"{what} must be exactly what the jitaccess mutating webhook stamped from the authenticated caller, "
+        "and it is not (is the MutatingWebhookConfiguration jitaccess.dev installed, or did another webhook "
+        "change the object after it?): ask the cluster administrators",
+        INVALID,
+    )
+
+
+def _request_updated(
+    old: Obj, new: Obj, caller: Caller, entitlement: Entitlement | None, team: TeamOwnershipSpec | None, phase: Phase
+) -> Verdict:
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if old_spec != new_spec:
+        fields = ", ".join(f"spec.{k}" for k in _changed(old_spec, new_spec))
+        return Refusal(
+            f"spec is immutable once a request is created ({fields} would change): create a new AccessRequest instead",
+            INVALID,
+        )
+    before, after = _annotations(old), _annotations(new)
+    for key in REQUEST_STAMPS:
+        if before.get(key) != after.get(key) and (phase is Phase.MUTATE or key in before):
+            return Refusal(
+                f"metadata.annotations[{key}] is written only by the jitaccess admission webhook, from the "
+                "identity the API server authenticated, and never changes afterwards: leave it out of your "
+                f"change. To decide, set {APPROVED}=true or {DENIED}=true"
+            )
+    verdict = _decision(old, before, after, caller, entitlement, team)
+    if phase is Phase.VALIDATE and isinstance(verdict, Admit):
+        added = {k: after[k] for k in REQUEST_STAMPS if k in after and k not in before}
+        if added != dict(verdict.annotations):
+            return _not_stamped(f"metadata.annotations {', '.join(sorted(added) or REQUEST_STAMPS[:1])}")
+    return verdict
+
+
+def _decision(
+    old: Obj,
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    caller: Caller,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+) -> Verdict:
+    """An update that touches the decision annotations: who may, and what gets stamped."""
+    changed = [f for f in _DECISIONS if before.get(f) != after.get(f)]
+    if not changed and before.get(DECISION_REASON) == after.get(DECISION_REASON):
+        return ALLOW
+    recorded = next(((f, before[by]) for f, (by, _, _) in _DECISIONS.items() if by in before), None)
+    if recorded is not None:
+        word = "approved" if recorded[0] == APPROVED else "denied"
+        return Refusal(
+            f"this request was already {word} by {recorded[1]}, and a decision is final: it cannot be changed "
+            f"or removed, nor its {DECISION_REASON}. For new access, create a new AccessRequest"
+        )
+    state = _decided_or_finished(old)
+    if state is not None:
+        return Refusal(f"this request is already {state}: there is nothing left to decide; create a new AccessRequest")
+    newly = [f for f in changed if after.get(f) is not None]
+    for flag in newly:
+        if not _truthy(after[flag]):
+            other = DENIED if flag == APPROVED else APPROVED
+            return Refusal(
+                f'metadata.annotations[{flag}] is {after[flag]!r}: its only value is "true" '
+                f"(to decide the other way, set {other}=true instead)",
+                INVALID,
+            )
+    if _truthy(after.get(APPROVED)) and _truthy(after.get(DENIED)):
+        return Refusal(
+            f"{APPROVED} and {DENIED} are both set: a request is either approved or denied; set one", INVALID
+        )
+    if not newly:
+        if before.get(DECISION_REASON) != after.get(DECISION_REASON):
+            return Refusal(
+                f"metadata.annotations[{DECISION_REASON}] is recorded with a decision: set it in the same change "
+                f"as {APPROVED}=true or {DENIED}=true (`kubectl annotate accessrequest NAME {DENIED}=true "
+                f'{DECISION_REASON}="..."`)',
+                INVALID,
+            )
+        return ALLOW
+    flag = newly[0]
+    by, by_groups, verb = _DECISIONS[flag]
+    spec = old.get("spec") or {}
+    if team is None or entitlement is None:
+        return Refusal(
+            f"nobody can {verb} this request: Entitlement {spec.get('entitlement')!r} or its owner team no "
+            "longer exists, so there is no approver to check against",
+            INVALID,
+        )
+    requester = str(spec.get("requester") or (old.get("status") or {}).get("requester") or "")
+    escalated = _is_true(old, "Escalated")
+    refusal = may_approve(team, caller, requester=requester, escalated=escalated)
+    if refusal is not None:
+        who = rules.approvers_text(team, escalated)
+        return Refusal(
+            f"{refusal}; {flag}=true on requests for {entitlement.metadata.name} may be set only by an approver of "
+            f"team {entitlement.spec.owner} ({who})"
+            + ("" if escalated else ", or by its backup approvers once the request has escalated")
+        )
+    stamps = {by: caller.username}
+    if caller.groups:
+        stamps[by_groups] = groups_text(caller)
+    return Admit(annotations=stamps)
+
+
+def _decided_or_finished(request: Obj) -> str | None:
+    """The request's state when no decision can be taken on it any more, in words; else None."""
+    for type_, word in (("Approved", "approved"), ("Denied", "denied")):
+        found = _condition(request, type_)
+        if found is not None and found.get("status") == "True":
+            return f"{word} ({found.get('reason')})"
+    reason = _ready_reason(request)
+    if reason in rules.FINISHED:
+        return f"finished ({reason})"
+    return None
+
+
+# --- AccessGrant ----------------------------------------------------------------------------
+
+
+def review_grant(
+    operation: str,
+    old: Obj | None,
+    new: Obj | None,
+    caller: Caller,
+    *,
+    operator: OperatorIdentity,
+    team: TeamOwnershipSpec | None,
+    owner: str,
+    phase: Phase,
+) -> Verdict:
+    """Grants are the operator's; others may only revoke (annotation) or, as approvers, delete them.
+
+    `team` is the owner team of the grant's entitlement, `owner` its name (for messages).
+    """
+    if operator.includes(caller):
+        return ALLOW
+    if operation == "CREATE":
+        return Refusal(
+            "AccessGrants are created only by the jitaccess operator, when an AccessRequest is approved: "
+            "create an AccessRequest instead (`kubectl create -f request.yaml`)"
+        )
+    if operation == "DELETE" and old is not None:
+        return _grant_deleted(old, caller, team, owner)
+    if operation != "UPDATE" or old is None or new is None:
+        return ALLOW
+    refusal = review_bookkeeping(operation, old, new, caller, operator)
+    if refusal is not None:
+        return refusal
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    for where, was, will in (
+        ("spec", old.get("spec"), new.get("spec")),
+        ("metadata.labels", old_meta.get("labels"), new_meta.get("labels")),
+        ("metadata.ownerReferences", old_meta.get("ownerReferences"), new_meta.get("ownerReferences")),
+    ):
+        if (was or None) != (will or None):
+            return Refusal(
+                f"{where} of an AccessGrant is written only by the jitaccess operator: a grant records what was "
+                f"approved. The grantee or an approver of team {owner or '(unknown)'} may only revoke it, with "
+                f"`kubectl annotate accessgrant NAME {REVOKED}=true`"
+            )
+    before, after = _annotations(old), _annotations(new)
+    changed = _changed(before, after)
+    foreign = [k for k in changed if k not in _REVOCATION_ANNOTATIONS]
+    if foreign:
+        return Refusal(
+            f"metadata.annotations {', '.join(foreign)}: on an AccessGrant, users may set only {REVOKED}=true "
+            f"(and {REVOKE_REASON}); everything else is the jitaccess operator's"
+        )
+    if REVOKED_BY in changed and (phase is Phase.MUTATE or REVOKED_BY in before):
+        return Refusal(
+            f"metadata.annotations[{REVOKED_BY}] is written only by the jitaccess admission webhook, from the "
+            f"identity the API server authenticated: leave it out, and set {REVOKED}=true"
+        )
+    verdict = _revocation(old, before, after, caller, team, owner)
+    if phase is Phase.VALIDATE and isinstance(verdict, Admit):
+        added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
+        if added != dict(verdict.annotations):
+            return _not_stamped(f"metadata.annotations[{REVOKED_BY}]")
+    return verdict
+
+
+def _revocation(
+    old: Obj,
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    caller: Caller,
+    team: TeamOwnershipSpec | None,
+    owner: str,
+) -> Verdict:
+    if before.get(REVOKED) == after.get(REVOKED) and before.get(REVOKE_REASON) == after.get(REVOKE_REASON):
+        return ALLOW
+    if REVOKED_BY in before:
+        return Refusal(
+            f"this grant was already revoked by {before[REVOKED_BY]}: {REVOKED} and {REVOKE_REASON} "
+            "cannot be changed or removed any more"
+        )
+    if before.get(REVOKED) == after.get(REVOKED):
+        return Refusal(
+            f"metadata.annotations[{REVOKE_REASON}] is recorded with a revocation: set it in the same change as "
+            f'{REVOKED}=true (`kubectl annotate accessgrant NAME {REVOKED}=true {REVOKE_REASON}="..."`)',
+            INVALID,
+        )
+    if not _truthy(after.get(REVOKED)):
+        return Refusal(
+            f'metadata.annotations[{REVOKED}] is {after.get(REVOKED)!r}: it can only be set, to "true" '
+            "(a revocation cannot be undone)",
+            INVALID,
+        )
+    state = _ready_reason(old)
+    if state in ("Expired", "Revoked", "Failed"):
+        return Refusal(f"this grant has already ended ({state}): there is no access left to revoke")
+    spec = old.get("spec") or {}
+    grantee = str(spec.get("user") or "")
+    if caller.username != grantee and not (team is not None and is_approver(team, caller)):
+        return Refusal(
+            f"{caller.username} may not revoke this grant: only the grantee {grantee} or an approver of team "
+            f"{owner or '(unknown)'}{_approvers_suffix(team)} may set {REVOKED}=true"
+        )
+    return Admit(annotations={REVOKED_BY: caller.username})
+
+
+def _grant_deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None, owner: str) -> Verdict:
+    if team is not None and is_approver(team, caller):
+        return ALLOW
+    name = (old.get("metadata") or {}).get("name", "NAME")
+    return Refusal(
+        f"deleting an AccessGrant revokes it and removes it from the audit trail, which only approvers of team "
+        f"{owner or '(unknown)'}{_approvers_suffix(team)} may do; to end your own access, annotate it instead: "
+        f"`kubectl annotate accessgrant {name} {REVOKED}=true`"
+    )
+
+
+def _approvers_suffix(team: TeamOwnershipSpec | None) -> str:
+    if team is None:
+        return " (the team no longer exists)"
+    names: Sequence[str] = [*team.approvers, *(f"group:{g}" for g in team.approver_groups)]
+    return f" ({', '.join(names) or 'nobody'})"

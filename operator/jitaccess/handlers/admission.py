@@ -1,0 +1,317 @@
+"""Admission webhooks: the API server asks here before it stores any change to a jitaccess object.
+
+Only an admission review says who is asking (`userinfo`, authenticated by the API server), so
+this is where the requester and every approver, denier and revoker are stamped onto objects and
+where everyone else is refused. The handlers look up what a decision needs (the owner team, from
+kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf.AdmissionError`.
+
+| kind                    | mutating (stamps)  | validating (final object)                     |
+|-------------------------|--------------------|-----------------------------------------------|
+| AccessRequest           | CREATE, UPDATE     | CREATE (+ validity, eligibility), UPDATE      |
+| AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
+| TeamOwnership, Entitlement |                 | CREATE, UPDATE (kopf's bookkeeping only)      |
+| `status` of all four    |                    | UPDATE (the operator only)                    |
+
+Every webhook is `persistent` (kopf leaves it configured when the operator stops) and fails
+closed (`failurePolicy: Fail`): while the operator is down, the writes that need it are refused.
+
+The handlers are coroutines, and the operator's own writes (every status update) are judged
+without I/O: kopf's worker threads may all be busy in handlers that wait for exactly those writes,
+so a webhook that needed one of them would deadlock. Lookups and Identity Center calls that other
+callers need run in asyncio's own threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from jitaccess.adapters.kube import ENTITLEMENTS, GRANTS, REQUESTS, TEAMS
+from jitaccess.api.models import Entitlement, TeamOwnershipSpec
+from jitaccess.domain import admission
+from jitaccess.domain import requests as rules
+from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
+from jitaccess.domain.teams import Caller
+from jitaccess.errors import RetryLater
+from jitaccess.handlers.common import GROUP, VERSION, first
+from jitaccess.handlers.eligibility import eligibility_problem
+from jitaccess.handlers.runtime import Runtime, runtime_of
+
+audit = logging.getLogger("jitaccess.audit")
+Index = Mapping[Any, Iterable[Any]]
+#: Where the startup handler leaves the `OperatorIdentity` for these handlers.
+OPERATOR_IDENTITY = "operator_identity"
+WRITES: list[kopf.Operation] = ["CREATE", "UPDATE"]
+
+
+def _context(memo: Any) -> tuple[Runtime, OperatorIdentity]:
+    identity = memo.get(OPERATOR_IDENTITY) if hasattr(memo, "get") else None
+    if not isinstance(identity, OperatorIdentity):
+        raise kopf.AdmissionError("the jitaccess operator is still starting: try again in a moment", code=503)
+    return runtime_of(memo), identity
+
+
+async def _entitlement_and_team(
+    rt: Runtime, name: str, teams: Index, entitlements: Index
+) -> tuple[Entitlement | None, TeamOwnershipSpec | None]:
+    """An Entitlement and its owner team; an index miss is confirmed with the API server
+    (an object applied a moment ago may not have reached the index yet)."""
+    if not name:
+        return None, None
+    raw = first(entitlements, name)
+    if raw is None:
+        raw = await asyncio.to_thread(rt.kube.get, ENTITLEMENTS, name)
+    try:
+        entitlement = Entitlement.model_validate(raw) if raw is not None else None
+        if entitlement is None:
+            return None, None
+        team = first(teams, entitlement.spec.owner)
+        if team is None:
+            team = ((await asyncio.to_thread(rt.kube.get, TEAMS, entitlement.spec.owner)) or {}).get("spec")
+        return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
+    except ValidationError:
+        return None, None
+
+
+def _entitlement_name(obj: Mapping[str, Any] | None) -> str:
+    spec = (obj or {}).get("spec") or {}
+    return str(spec.get("entitlement") or "")
+
+
+def _enforce(
+    verdict: Verdict,
+    *,
+    kind: str,
+    operation: str | None,
+    body: Mapping[str, Any] | None,
+    caller: Caller,
+    dryrun: bool,
+    patch: kopf.Patch | None = None,
+) -> None:
+    name = (body or {}).get("metadata", {}).get("name") or (body or {}).get("metadata", {}).get("generateName", "")
+    fields = {"event": "AdmissionRefused", "object_kind": kind, "object_name": name, "who": caller.username}
+    if isinstance(verdict, Refusal):
+        audit.warning(
+            "refused %s %s/%s by %s%s: %s",
+            operation,
+            kind,
+            name,
+            caller.username,
+            " (dry run)" if dryrun else "",
+            verdict.message,
+            extra=fields,
+        )
+        raise kopf.AdmissionError(verdict.message, code=verdict.code)
+    if patch is None:
+        return
+    for key, value in verdict.spec.items():
+        patch.spec[key] = value
+    for key, value in verdict.annotations.items():
+        patch.metadata.annotations[key] = value
+    if verdict.annotations:
+        audit.info(
+            "stamped %s on %s/%s%s",
+            ", ".join(f"{k}={v}" for k, v in verdict.annotations.items()),
+            kind,
+            name,
+            " (dry run)" if dryrun else "",
+            extra={**fields, "event": "AdmissionStamped"},
+        )
+
+
+# --- AccessRequest --------------------------------------------------------------------------
+
+
+async def _review_request(
+    phase: Phase,
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    memo: Any,
+    teams: Index,
+    entitlements: Index,
+    warnings: list[str],
+) -> tuple[Verdict, Caller]:
+    rt, operator = _context(memo)
+    caller = admission.caller_of(userinfo)
+    entitlement: Entitlement | None = None
+    team: TeamOwnershipSpec | None = None
+    if operation == "UPDATE" or phase is Phase.VALIDATE:
+        name = _entitlement_name(new or old)
+        entitlement, team = await _entitlement_and_team(rt, name, teams, entitlements)
+
+    def eligibility(valid: rules.ValidRequest) -> str | None:
+        try:
+            return eligibility_problem(rt, valid)
+        except RetryLater as exc:
+            # The operator checks again before it grants anything, so an outage of Identity Center
+            # need not block every request: it is let through with a word of warning.
+            warnings.append(f"Identity Center did not answer ({exc}); eligibility is checked again before granting")
+            return None
+
+    asks = operation == "CREATE" and phase is Phase.VALIDATE
+    review = functools.partial(
+        admission.review_request,
+        operation or "",
+        old,
+        new,
+        caller,
+        operator=operator,
+        entitlement=entitlement,
+        team=team,
+        limits=rt.settings.limits,
+        phase=phase,
+        eligibility=eligibility if asks else None,
+    )
+    # Only a new request asks Identity Center (blocking calls); every other review is pure.
+    verdict = await asyncio.to_thread(review) if asks else review()
+    return verdict, caller
+
+
+@kopf.on.mutate(GROUP, VERSION, REQUESTS, id="accessrequests-stamp", operations=WRITES, persistent=True)
+async def stamp_request(
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+    dryrun: bool,
+    memo: kopf.Memo,
+    teams: Index,
+    entitlements: Index,
+    warnings: list[str],
+    **_: Any,
+) -> None:
+    """Stamp the requester at CREATE, and the approver or denier of a decision at UPDATE."""
+    verdict, caller = await _review_request(
+        Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements, warnings
+    )
+    _enforce(verdict, kind="AccessRequest", operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch)
+
+
+@kopf.on.validate(GROUP, VERSION, REQUESTS, id="accessrequests-check", operations=WRITES, persistent=True)
+async def check_request(
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
+    memo: kopf.Memo,
+    teams: Index,
+    entitlements: Index,
+    warnings: list[str],
+    **_: Any,
+) -> None:
+    """The final object: stamps intact, and a new request valid and its requester eligible."""
+    verdict, caller = await _review_request(
+        Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, warnings
+    )
+    _enforce(verdict, kind="AccessRequest", operation=operation, body=new, caller=caller, dryrun=dryrun)
+
+
+# --- AccessGrant ----------------------------------------------------------------------------
+
+
+async def _review_grant(
+    phase: Phase,
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    memo: Any,
+    teams: Index,
+    entitlements: Index,
+) -> tuple[Verdict, Caller]:
+    rt, operator = _context(memo)
+    caller = admission.caller_of(userinfo)
+    team: TeamOwnershipSpec | None = None
+    owner = ""
+    if not operator.includes(caller) and operation in ("UPDATE", "DELETE"):
+        name = _entitlement_name(old or new)
+        entitlement, team = await _entitlement_and_team(rt, name, teams, entitlements)
+        owner = entitlement.spec.owner if entitlement is not None else ""
+    verdict = admission.review_grant(
+        operation or "", old, new, caller, operator=operator, team=team, owner=owner, phase=phase
+    )
+    return verdict, caller
+
+
+@kopf.on.mutate(GROUP, VERSION, GRANTS, id="accessgrants-stamp", operations=WRITES, persistent=True)
+async def stamp_grant(
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+    dryrun: bool,
+    memo: kopf.Memo,
+    teams: Index,
+    entitlements: Index,
+    **_: Any,
+) -> None:
+    """Only the operator writes grants; a revocation by the grantee or an approver is stamped."""
+    verdict, caller = await _review_grant(Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements)
+    _enforce(verdict, kind="AccessGrant", operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch)
+
+
+@kopf.on.validate(GROUP, VERSION, GRANTS, id="accessgrants-check", operations=[*WRITES, "DELETE"], persistent=True)
+async def check_grant(
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
+    memo: kopf.Memo,
+    teams: Index,
+    entitlements: Index,
+    **_: Any,
+) -> None:
+    """The final object (revoked-by is the caller's), and who may delete a grant."""
+    verdict, caller = await _review_grant(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements)
+    _enforce(verdict, kind="AccessGrant", operation=operation, body=new or old, caller=caller, dryrun=dryrun)
+
+
+# --- TeamOwnership, Entitlement, and everyone's status ------------------------------------------
+
+
+@kopf.on.validate(GROUP, VERSION, TEAMS, id="teamownerships-check", operations=WRITES, persistent=True)
+@kopf.on.validate(GROUP, VERSION, ENTITLEMENTS, id="entitlements-check", operations=WRITES, persistent=True)
+async def check_catalog(
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
+    memo: kopf.Memo,
+    body: kopf.Body,
+    **_: Any,
+) -> None:
+    """GitOps owns these; only kopf's bookkeeping on them is the operator's."""
+    operator = _context(memo)[1]
+    caller = admission.caller_of(userinfo)
+    verdict = admission.review_catalog(operation or "", old, new, caller, operator=operator)
+    _enforce(verdict, kind=str(body.get("kind", "")), operation=operation, body=body, caller=caller, dryrun=dryrun)
+
+
+async def check_status(
+    operation: str | None, userinfo: Mapping[str, Any], dryrun: bool, memo: kopf.Memo, body: kopf.Body, **_: Any
+) -> None:
+    """Status is the operator's record of what happened (RBAC says so too; this holds if RBAC slips)."""
+    operator = _context(memo)[1]
+    caller = admission.caller_of(userinfo)
+    kind = str(body.get("kind", ""))
+    verdict = admission.review_status(kind, caller, operator=operator)
+    _enforce(verdict, kind=f"{kind} status", operation=operation, body=body, caller=caller, dryrun=dryrun)
+
+
+for _plural in (REQUESTS, GRANTS, TEAMS, ENTITLEMENTS):
+    kopf.on.validate(
+        GROUP, VERSION, _plural, id=f"{_plural}-status", subresource="status", operations=["UPDATE"], persistent=True
+    )(check_status)

@@ -1,0 +1,45 @@
+"""Whether a requester may ask for an entitlement at all: membership in Identity Center groups.
+
+Asked twice: by the admission webhook when a request is created (so `kubectl apply --dry-run=server`
+tells an engineer in advance), and by the request handler before anything is granted (the webhook
+may have been off, or the memberships may have changed since).
+"""
+
+from __future__ import annotations
+
+from jitaccess.domain import requests as rules
+from jitaccess.errors import InvalidInput, NotFound
+from jitaccess.handlers.runtime import Runtime
+
+
+def eligibility_problem(rt: Runtime, valid: rules.ValidRequest) -> str | None:
+    """Why the requester may not ask at all (Identity Center groups), or None.
+
+    Raises `InvalidInput` when the entitlement names a group that does not exist, and `RetryLater`
+    when Identity Center does not answer.
+    """
+    ic = rt.identity_center
+    wanted = valid.entitlement.spec.eligibility.identity_center_groups
+    if rt.recently_eligible(valid.requester, tuple(wanted)):
+        return None
+    try:
+        user_id = rt.cached("user", valid.requester, ic.resolve_user)
+    except NotFound:
+        return (
+            f"{valid.requester} is not a user in Identity Center store {ic.identity_store_id}: "
+            "ask the identity team to provision the user"
+        )
+    ids: dict[str, str] = {}
+    for name in wanted:
+        try:
+            ids[rt.cached("group", name, ic.resolve_group)] = name
+        except NotFound as exc:
+            raise InvalidInput(
+                f"Entitlement {valid.entitlement.metadata.name!r} spec.eligibility.identityCenterGroups",
+                f"names {name!r}, which is not a group in Identity Center: the entitlement's owners must fix it",
+            ) from exc
+    missing = ic.missing_groups(user_id, list(ids))
+    if missing:
+        return rules.eligibility_message(valid.requester, [ids[g] for g in missing])
+    rt.mark_eligible(valid.requester, tuple(wanted))
+    return None

@@ -1,0 +1,139 @@
+"""Serving the metrics: the `/metrics` HTTP server, gauges computed at scrape time, counts from logs.
+
+State gauges are computed when Prometheus scrapes, from a `State` snapshot the operator takes of its
+kopf indexes (see `jitaccess.handlers.observability`), rather than kept by inc()/dec() in handlers:
+a gauge moved by events drifts for good after a restart (it starts at zero, then decrements grants
+it never counted), while a snapshot of the indexes is right by construction after every re-list.
+
+Two logging handlers count what the code only logs: kopf's handler failures (its ERROR records)
+and the audit records, one per decision or finding, by event (Granted, Expired, DriftFound, ...).
+
+This module knows nothing of kopf: the snapshot is a callable, so tests give it a plain function.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from jitaccess import metrics
+
+log = logging.getLogger(__name__)
+#: The logger every decision is written to (`jitaccess.handlers.recording`).
+AUDIT_LOGGER = "jitaccess.audit"
+
+
+@dataclass(frozen=True)
+class State:
+    """What the gauges show: live grants by entitlement, and the creation times of pending requests."""
+
+    active_grants: Mapping[str, int] = field(default_factory=dict)
+    pending_since: Mapping[str, Iterable[datetime]] = field(default_factory=dict)
+
+
+def state_metrics(state: State, now: datetime) -> list[Metric]:
+    """The state gauges for one scrape. Every entitlement seen in either map gets both gauges."""
+    active = GaugeMetricFamily(metrics.ACTIVE_GRANTS, "Active grants by entitlement", labels=["entitlement"])
+    pending = GaugeMetricFamily(
+        metrics.PENDING_REQUESTS, "Requests waiting for a human decision, by entitlement", labels=["entitlement"]
+    )
+    oldest = GaugeMetricFamily(
+        metrics.OLDEST_PENDING,
+        "Age of the oldest request waiting for a human decision (0 when none is)",
+        labels=["entitlement"],
+    )
+    for entitlement in sorted(set(state.active_grants) | set(state.pending_since)):
+        created = list(state.pending_since.get(entitlement, ()))
+        active.add_metric([entitlement], state.active_grants.get(entitlement, 0))
+        pending.add_metric([entitlement], len(created))
+        oldest.add_metric([entitlement], max(0.0, (now - min(created)).total_seconds()) if created else 0.0)
+    return [active, pending, oldest]
+
+
+class StateCollector(Collector):
+    """A Prometheus collector calling `snapshot` at every scrape (from the HTTP server's thread).
+
+    A snapshot that fails or times out leaves the state gauges out of that scrape, so Prometheus
+    shows a gap instead of a wrong number; the failure is counted in `jitaccess_errors_total`.
+    """
+
+    def __init__(self, snapshot: Callable[[], State], clock: Callable[[], datetime]) -> None:
+        self._snapshot = snapshot
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            state = self._snapshot()
+        except Exception as exc:  # a scrape must never fail because the operator is busy or stopping
+            metrics.ERRORS.labels("metrics_snapshot").inc()
+            log.warning("metrics: no snapshot of the operator's state (%s: %s)", type(exc).__name__, exc)
+            return
+        yield from state_metrics(state, self._clock())
+
+    def describe(self) -> Iterator[Metric]:
+        # Declaring the names lets the registry refuse a second collector of the same gauges.
+        yield from state_metrics(State(), self._clock())
+
+
+class ErrorCounter(logging.Handler):
+    """Counts ERROR log records into `jitaccess_errors_total`: kopf reports failed handlers this way."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        metrics.ERRORS.labels("handler" if record.name == "kopf.objects" else "operator").inc()
+
+
+class AuditCounter(logging.Handler):
+    """Counts the audit log's records (`jitaccess.audit`, one per decision) by their `event` field."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = getattr(record, "event", None)
+        if isinstance(event, str) and event:
+            metrics.AUDIT_EVENTS.labels(event).inc()
+
+
+class MetricsServer:
+    """`/metrics` on `port`, with the state collector and the log counters; `stop` undoes it all."""
+
+    def __init__(
+        self,
+        port: int,
+        snapshot: Callable[[], State],
+        clock: Callable[[], datetime],
+        *,
+        addr: str = "0.0.0.0",
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._registry = registry
+        self._collector = StateCollector(snapshot, clock)
+        self._errors = ErrorCounter()
+        self._audit = AuditCounter()
+        registry.register(self._collector)
+        try:
+            self._server, self._thread = start_http_server(port, addr=addr, registry=registry)
+        except BaseException:
+            registry.unregister(self._collector)
+            raise
+        logging.getLogger().addHandler(self._errors)
+        logging.getLogger(AUDIT_LOGGER).addHandler(self._audit)
+        log.info("metrics served on http://%s:%d/metrics", addr, self.port)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def stop(self) -> None:
+        logging.getLogger().removeHandler(self._errors)
+        logging.getLogger(AUDIT_LOGGER).removeHandler(self._audit)
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._registry.unregister(self._collector)

@@ -1,0 +1,452 @@
+"""The Helm chart against the real control plane: applied server-side, installed, upgraded and
+uninstalled; its RBAC proven enough for the operator's whole job; and two peered replicas, of which
+one is active and the other takes over.
+
+No kubelet runs here, so the chart's pods never start: these tests check what the API server
+accepts and enforces (schemas, Pod Security admission, RBAC as the authorizer evaluates it, Helm's
+resource policies), and run the operator as a subprocess authenticated as the chart's
+ServiceAccount (a token from the TokenRequest API) where a pod would run.
+
+Every test uses names of its own (release, namespace, cluster-scoped objects). Shared with the
+session are only the jitaccess CRDs, which the chart carries unchanged (tests/unit/test_chart_crds.py)
+and keeps on uninstall, and, while the operator runs with the chart's RBAC, the webhook
+configurations, which the session's operator rewrites when it starts again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from jitaccess.devenv.controlplane import Cluster
+from jitaccess.devenv.emulator import IdentityCenterEmulator
+from jitaccess.devenv.operator_process import OperatorProcess
+from tests.e2e.harness import Jit, eventually
+from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary
+
+pytestmark = pytest.mark.e2e
+
+JIT_CRDS = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "crds").glob("*.yaml"))
+PEERING_CRD = "clusterkopfpeerings.kopf.dev"
+TEST_USER = "chart-test-approver@example.com"  # not one of the session's test users
+
+
+@pytest.fixture(scope="module")
+def helm(control_plane: Cluster) -> Helm:
+    return Helm(helm_binary()).for_cluster(control_plane.admin_kubeconfig)
+
+
+@pytest.fixture
+def suffix() -> str:
+    return secrets.token_hex(3)
+
+
+def get(cluster: Cluster, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
+    result = cluster.kubectl(*args, check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def can_i(cluster: Cluster, who: str, verb: str, resource: str, *, subresource: str = "") -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={who}"]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    result = cluster.kubectl(*args, check=False)
+    return result.stdout.strip() == "yes"
+
+
+def restricted_namespace(cluster: Cluster, name: str) -> None:
+    """A namespace that enforces the restricted Pod Security Standard (and warns about it)."""
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")},
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def delete_all(cluster: Cluster, objects: list[dict[str, Any]], namespace: str) -> None:
+    """Remove what a test created, except CRDs (shared with the session) and then its namespace."""
+    for obj in reversed(objects):
+        if obj["kind"] == "CustomResourceDefinition":
+            continue
+        where = ["-n", namespace] if obj["metadata"].get("namespace") else []
+        kind = f"{obj['kind'].lower()}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"] else obj["kind"]
+        cluster.kubectl(
+            "delete", kind, obj["metadata"]["name"], *where, "--ignore-not-found", "--wait=false", check=False
+        )
+    # Without a controller-manager the namespace stays Terminating; its name is never reused.
+    cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
+
+
+def establish(cluster: Cluster, crds: list[dict[str, Any]], field_manager: str) -> None:
+    """Apply CRDs server-side and wait until they are served.
+
+    `--force-conflicts`: the session installed the jitaccess CRDs with kubectl's own field manager,
+    and the same content applied by a second manager conflicts wherever a generated schema says
+    `default: null` (the API server drops the null, so the two appliers look different to it).
+    """
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        f"--field-manager={field_manager}",
+        "-f",
+        "-",
+        input="\n---\n".join(yaml.safe_dump(crd) for crd in crds),
+    )
+    for crd in crds:
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
+
+
+def return_crds_to_the_session(cluster: Cluster) -> None:
+    """Give the jitaccess CRDs back to the field manager the session installs them with (kubectl's)."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+
+
+# --- server-side apply -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def applied(control_plane: Cluster, helm: Helm, suffix: str) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    # A release name containing the chart name is the full name of its objects (as "jitaccess" is).
+    release, namespace = f"jitaccess-ssa-{suffix}", f"jit-ssa-{suffix}"
+    manifest = helm.template(
+        release,
+        namespace,
+        include_crds=True,
+        set_values={"peering.name": release, "rbac.approvers.users[0]": TEST_USER},
+    )
+    objects = documents(manifest)
+    restricted_namespace(control_plane, namespace)
+    try:
+        yield release, namespace, objects
+    finally:
+        delete_all(control_plane, objects, namespace)
+        return_crds_to_the_session(control_plane)
+
+
+def test_rendered_chart_applies_server_side(
+    control_plane: Cluster, applied: tuple[str, str, list[dict[str, Any]]]
+) -> None:
+    release, namespace, objects = applied
+    crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+    rest = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
+    # CRDs first: the ClusterKopfPeering object needs its kind served (as Helm's crds/ folder ensures).
+    establish(control_plane, crds, "jitaccess-chart-test")
+    result = control_plane.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=jitaccess-chart-test",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="\n---\n".join(yaml.safe_dump(o) for o in rest),
+    )
+    assert "Warning" not in result.stderr, result.stderr  # e.g. "would violate PodSecurity"
+
+    deployment = get(control_plane, "deployment", release, namespace)
+    assert deployment is not None
+    pod_spec = deployment["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert pod_spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    for crd in JIT_CRDS:
+        stored = get(control_plane, "crd", crd)
+        assert stored is not None and stored["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert get(control_plane, "clusterkopfpeering", release) is not None
+    assert get(control_plane, "secret", f"{release}-webhook-tls", namespace) is not None
+
+    # The API server's own Pod Security admission accepts the pod the Deployment would create.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"{release}-probe", "namespace": namespace},
+        "spec": pod_spec,
+    }
+    admitted = control_plane.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod))
+    assert json.loads(admitted.stdout)["spec"]["securityContext"]["runAsNonRoot"] is True
+    privileged = json.loads(json.dumps(pod))
+    privileged["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    refused = control_plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(privileged), check=False)
+    assert refused.returncode != 0 and "violates PodSecurity" in refused.stderr
+
+
+def test_rbac_as_the_api_server_evaluates_it(
+    control_plane: Cluster, applied: tuple[str, str, list[dict[str, Any]]]
+) -> None:
+    release, namespace, objects = applied
+    control_plane.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=jitaccess-chart-test",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="\n---\n".join(
+            yaml.safe_dump(o) for o in objects if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+        ),
+    )
+    operator = f"system:serviceaccount:{namespace}:{release}"
+    assert can_i(control_plane, operator, "patch", "accessgrants.jitaccess.dev", subresource="status")
+    assert can_i(control_plane, operator, "create", "accessgrants.jitaccess.dev")
+    assert can_i(control_plane, operator, "watch", "accessrequests.jitaccess.dev")
+    assert can_i(control_plane, operator, "patch", f"clusterkopfpeerings.kopf.dev/{release}")
+    assert can_i(control_plane, operator, "patch", "validatingwebhookconfigurations/jitaccess.dev")
+    assert not can_i(control_plane, operator, "patch", "validatingwebhookconfigurations/someone-elses")
+    assert not can_i(control_plane, operator, "delete", "teamownerships.jitaccess.dev")
+    assert not can_i(control_plane, operator, "update", "teamownerships.jitaccess.dev")
+    assert not can_i(control_plane, operator, "get", "secrets")
+
+    # The approver binding from the values: may annotate requests, never write status or grants.
+    assert can_i(control_plane, TEST_USER, "patch", "accessrequests.jitaccess.dev")
+    assert not can_i(control_plane, TEST_USER, "patch", "accessrequests.jitaccess.dev", subresource="status")
+    assert not can_i(control_plane, TEST_USER, "create", "accessgrants.jitaccess.dev")
+
+
+def token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig acting as the ServiceAccount, with a token from the TokenRequest API."""
+    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    server: dict[str, Any] = {"server": cluster.server_url}
+    if cluster.ca_file is not None:
+        server["certificate-authority-data"] = base64.b64encode(cluster.ca_file.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": server}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": account}}],
+        "current-context": "test",
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+def test_operator_does_its_whole_job_with_the_charts_rbac(
+    system: Jit,
+    control_plane: Cluster,
+    identity_center: IdentityCenterEmulator,
+    applied: tuple[str, str, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """The operator, authenticated as the chart's ServiceAccount and nothing more, writes its webhook
+    configurations, grants, expires and revokes: the chart's ClusterRole is enough (a 403 would stall it)."""
+    release, namespace, objects = applied
+    rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    control_plane.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=jitaccess-chart-test",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="\n---\n".join(yaml.safe_dump(o) for o in rbac),
+    )
+    kubeconfig = token_kubeconfig(control_plane, namespace, release, tmp_path / "operator.kubeconfig")
+    env = {"JITACCESS_MIN_DURATION_SECONDS": "1", "JITACCESS_RESYNC_SECONDS": "5", "JITACCESS_LOG_FORMAT": "json"}
+    charted = OperatorProcess(kubeconfig, identity_center.env(), tmp_path / "operator.log", extra_env=env)
+    system.operator.stop()
+    try:
+        charted.start()
+        system.request("rbac-expiry", "prod-eng-payments", duration="2s")
+        system.wait_reason("accessgrant", "rbac-expiry", "Expired", timeout=30)
+        system.request("rbac-revoke", "prod-eng-payments", duration="1h")
+        system.wait_reason("accessrequest", "rbac-revoke", "Granted")
+        assert system.members("prod-eng-payments") == {"alice@example.com"}
+        system.kubectl("annotate", "accessgrant", "rbac-revoke", "jitaccess.dev/revoked=true", user="alice@example.com")
+        system.wait_reason("accessgrant", "rbac-revoke", "Revoked")
+        assert system.members("prod-eng-payments") == set()
+        assert [e for e in system.events("rbac-revoke") if e["reason"] == "Revoked"], "no Event posted"
+        log = charted.log_file.read_text()
+        assert "Forbidden" not in log and " 403" not in log, charted.tail(30)
+    finally:
+        charted.stop()
+        system.operator.start()
+
+
+# --- helm install, upgrade, uninstall ----------------------------------------------------------
+
+
+def adopt_crds(cluster: Cluster, release: str, namespace: str) -> None:
+    """CRDs applied before with kubectl (as the session does) join the release: Helm's adoption."""
+    for crd in JIT_CRDS:
+        if get(cluster, "crd", crd) is None:
+            continue
+        cluster.kubectl("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+        cluster.kubectl(
+            "annotate",
+            "crd",
+            crd,
+            "--overwrite",
+            f"meta.helm.sh/release-name={release}",
+            f"meta.helm.sh/release-namespace={namespace}",
+        )
+
+
+def next_version(tmp_path: Path) -> Path:
+    """The same chart with the next patch version: what `helm upgrade` would get from a repository."""
+    copy = tmp_path / "jitaccess"
+    shutil.copytree(CHART, copy)
+    chart = yaml.safe_load((copy / "Chart.yaml").read_text())
+    major, minor, patch = chart["version"].split(".")
+    chart["version"] = f"{major}.{minor}.{int(patch) + 1}"
+    (copy / "Chart.yaml").write_text(yaml.safe_dump(chart, sort_keys=False))
+    return copy
+
+
+def test_install_upgrade_uninstall(control_plane: Cluster, helm: Helm, suffix: str, tmp_path: Path) -> None:
+    release, namespace = f"jitaccess-helm-{suffix}", f"jit-helm-{suffix}"
+    base = ["--namespace", namespace, "--set", f"peering.name={release}"]
+    adopt_crds(control_plane, release, namespace)
+    try:
+        installed = helm.run("install", release, str(CHART), "--create-namespace", *base)
+        assert "kubectl apply -f teams.yaml -f entitlements.yaml" in installed.stdout  # NOTES.txt
+        assert f"{release}-requester" in installed.stdout
+        secret_before = get(control_plane, "secret", f"{release}-webhook-tls", namespace)
+        assert secret_before is not None
+        version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
+        for crd in JIT_CRDS:
+            stored = get(control_plane, "crd", crd)
+            assert stored is not None and stored["metadata"]["labels"]["helm.sh/chart"] == f"jitaccess-{version}"
+
+        upgraded_chart = next_version(tmp_path)
+        values = tmp_path / "upgrade-values.yaml"
+        values.write_text(yaml.safe_dump({"replicaCount": 3, "config": {"logFormat": "text", "rateLimit": 10}}))
+        helm.run("upgrade", release, str(upgraded_chart), *base, "--values", str(values))
+
+        history = json.loads(helm.run("history", release, "--namespace", namespace, "-o", "json").stdout)
+        assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")]
+        deployment = get(control_plane, "deployment", release, namespace)
+        assert deployment is not None and deployment["spec"]["replicas"] == 3
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["JITACCESS_LOG_FORMAT"] == "text" and env["JITACCESS_RATE_LIMIT"] == "10"
+        new_version = yaml.safe_load((upgraded_chart / "Chart.yaml").read_text())["version"]
+        for crd in JIT_CRDS:  # upgraded with the release, unlike CRDs in Helm's crds/ folder
+            stored = get(control_plane, "crd", crd)
+            assert stored is not None and stored["metadata"]["labels"]["helm.sh/chart"] == f"jitaccess-{new_version}"
+        # The generated webhook certificate survives the upgrade (looked up, not generated again).
+        secret_after = get(control_plane, "secret", f"{release}-webhook-tls", namespace)
+        assert secret_after is not None and secret_after["data"] == secret_before["data"]
+
+        uninstalled = helm.run("uninstall", release, "--namespace", namespace)
+        assert "kept due to the resource policy" in uninstalled.stdout
+        for crd in [*JIT_CRDS, PEERING_CRD]:
+            assert get(control_plane, "crd", crd) is not None, f"{crd} was removed by the uninstall"
+        assert get(control_plane, "deployment", release, namespace) is None
+        assert get(control_plane, "clusterrole", f"{release}-operator") is None
+        assert get(control_plane, "clusterkopfpeering", release) is None
+    finally:
+        helm.run("uninstall", release, "--namespace", namespace, "--ignore-not-found", check=False)
+        control_plane.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
+        return_crds_to_the_session(control_plane)
+
+
+# --- peering: two replicas, one active ---------------------------------------------------------
+
+
+def said(operator: OperatorProcess, fragment: str) -> bool:
+    lines = operator.log_file.read_text(errors="replace").splitlines()
+    return any(fragment in json.loads(line)["message"] for line in lines if line.startswith("{"))
+
+
+@pytest.fixture
+def peering(control_plane: Cluster, helm: Helm, suffix: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The chart's peering CRD and object, and a kubeconfig with the chart's RBAC for the replicas."""
+    name, namespace = f"jitaccess-peering-{suffix}", f"jit-peering-{suffix}"
+    objects = documents(helm.template(name, namespace, include_crds=True, set_values={"peering.name": name}))
+    establish(control_plane, [find(objects, "CustomResourceDefinition", PEERING_CRD)], "jitaccess-chart-test")
+    applied = [
+        o for o in objects if o["kind"] in ("ClusterKopfPeering", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    ]
+    control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl("apply", "-n", namespace, "-f", "-", input="\n---\n".join(yaml.safe_dump(o) for o in applied))
+    try:
+        yield name, token_kubeconfig(control_plane, namespace, name, tmp_path / "replica.kubeconfig")
+    finally:
+        delete_all(control_plane, applied, namespace)
+
+
+def active_grants(operator: OperatorProcess) -> float | None:
+    """The operator's jitaccess_active_grants for payments; None when it shows none (it never listed)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "jitaccess_active_grants" and sample.labels == {"entitlement": "prod-eng-payments"}:
+                return sample.value
+    return None
+
+
+def test_two_replicas_one_active(
+    system: Jit,
+    control_plane: Cluster,
+    identity_center: IdentityCenterEmulator,
+    peering: tuple[str, Path],
+    tmp_path: Path,
+) -> None:
+    """The older replica runs, the newer one waits without even listing objects, and takes over when
+    the older one stops. What each one has listed shows in its active-grants gauge."""
+    name, kubeconfig = peering
+    system.request("peering-grant", "prod-eng-payments", duration="1h")
+    system.wait_reason("accessrequest", "peering-grant", "Granted")
+    env = {
+        "JITACCESS_STANDALONE": "false",
+        "JITACCESS_PEERING_NAME": name,
+        "JITACCESS_LOG_FORMAT": "json",
+        # The session's own operator works meanwhile: these two must not undo any of its work.
+        "JITACCESS_REMOVE_UNBACKED_MEMBERS": "false",
+        "JITACCESS_RESYNC_SECONDS": "3600",
+    }
+    first, second = replicas = [
+        OperatorProcess(kubeconfig, identity_center.env(), tmp_path / f"{n}.log", extra_env=env, webhooks=False)
+        for n in ("first", "second")
+    ]
+
+    def peers() -> dict[str, Any]:
+        obj = get(control_plane, "clusterkopfpeering", name) or {}
+        return dict(obj.get("status") or {})
+
+    try:
+        first.start()
+        eventually(lambda: said(first, "Resuming operations") or None, what="the first replica becomes active")
+        eventually(lambda: active_grants(first) == 1 or None, what="the active replica lists the grants")
+
+        second.start()
+        eventually(lambda: len(peers()) == 2 or None, what=f"both replicas keep {name} alive")
+        assert len({peer["priority"] for peer in peers().values()}) == 2, "equal priorities pause everyone"
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # a standby stays idle: it has not even listed the grants
+            assert active_grants(second) is None
+            assert not said(second, "Resuming operations")
+            time.sleep(0.2)
+
+        first.stop()  # a graceful stop leaves the peering at once; a crash would take its lifetime (60 s)
+        eventually(lambda: said(second, "Resuming operations") or None, what="the second replica takes over")
+        eventually(lambda: active_grants(second) == 1 or None, what="the new active replica lists the grants")
+        assert len(peers()) == 1
+    finally:
+        for replica in replicas:
+            replica.stop()
+    for replica in replicas:  # JITACCESS_LOG_FORMAT=json: every line one JSON object
+        lines = [line for line in replica.log_file.read_text().splitlines() if line.strip()]
+        assert lines and all({"time", "level", "logger", "message"} <= json.loads(line).keys() for line in lines)
+        assert not [line for line in lines if "Forbidden" in line], "the chart's RBAC lacks a permission"

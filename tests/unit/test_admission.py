@@ -1,0 +1,698 @@
+"""The admission decisions (`jitaccess.domain.admission`): who may create, decide, revoke, touch.
+
+Objects are plain dicts, as the API server sends them in an AdmissionReview.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jitaccess.api.models import Entitlement, TeamOwnershipSpec
+from jitaccess.domain import admission as adm
+from jitaccess.domain.admission import ALLOW, Admit, OperatorIdentity, Phase, Refusal, Verdict
+from jitaccess.domain.requests import Limits, ValidRequest
+from jitaccess.domain.teams import Caller
+from jitaccess.errors import InvalidInput
+
+OPERATOR_NAME = "system:serviceaccount:jitaccess:jitaccess"
+OPERATOR = OperatorIdentity(frozenset({OPERATOR_NAME}))
+AUTH = "system:authenticated"
+ALICE = Caller("alice@example.com", frozenset({"team-payments", AUTH}))
+BOB = Caller("bob@example.com", frozenset({"team-ledger", AUTH}))
+PAULA = Caller("paula@example.com", frozenset({"team-payments", AUTH}))
+CAROL = Caller("carol@example.com", frozenset({"sre", AUTH}))
+MALLORY = Caller("mallory@example.com", frozenset({AUTH}))
+LEAD = Caller("lead@example.com", frozenset({"payments-leads", AUTH}))
+SYSTEM = Caller(OPERATOR_NAME, frozenset({"system:serviceaccounts", AUTH}))
+LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
+
+TEAM = TeamOwnershipSpec.model_validate(
+    {
+        "members": ["alice@example.com", "paula@example.com"],
+        "approvers": ["paula@example.com"],
+        "approverGroups": ["payments-leads"],
+        "backupApprovers": ["carol@example.com"],
+        "escalateAfter": "15m",
+    }
+)
+ENTITLEMENT = Entitlement.model_validate(
+    {
+        "metadata": {"name": "prod-eng-payments"},
+        "spec": {
+            "owner": "payments",
+            "identityCenter": {"groupName": "prod-eng-payments"},
+            "defaultDuration": "1h",
+            "maxDuration": "4h",
+            "reasonPattern": "^[A-Z]+-[0-9]+",
+        },
+    }
+)
+
+
+def obj(
+    *,
+    annotations: dict[str, str] | None = None,
+    finalizers: list[str] | None = None,
+    conditions: list[dict[str, str]] | None = None,
+    labels: dict[str, str] | None = None,
+    status: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "r1"}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    if finalizers is not None:
+        metadata["finalizers"] = finalizers
+    if labels is not None:
+        metadata["labels"] = labels
+    return {"metadata": metadata, "spec": spec, "status": {**(status or {}), "conditions": conditions or []}}
+
+
+def request(**kwargs: Any) -> dict[str, Any]:
+    """A stored request of bob's (not a member of payments), for payments' entitlement."""
+    spec = {
+        "entitlement": "prod-eng-payments",
+        "reason": "INFRA-2441 fix stuck batch",
+        "requester": "bob@example.com",
+        "requesterGroups": sorted(BOB.groups),
+    }
+    spec.update({k: v for k, v in kwargs.items() if k not in ("annotations", "finalizers", "conditions", "labels")})
+    extra = {k: v for k, v in kwargs.items() if k in ("annotations", "finalizers", "conditions", "labels")}
+    return obj(**extra, **spec)
+
+
+def cond(type_: str, status: str, reason: str) -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": reason, "message": ""}
+
+
+PENDING = [cond("Ready", "False", "Pending")]
+
+
+def with_annotations(base: dict[str, Any], **changes: str | None) -> dict[str, Any]:
+    """A copy of `base` with annotations set (None removes): `jitaccess_dev__approved_by` stands for
+    `jitaccess.dev/approved-by` (before `__`, `_` is a dot; after it, a dash)."""
+    new = {**base, "metadata": {**base["metadata"]}}
+    annotations = dict(base["metadata"].get("annotations") or {})
+    for key, value in changes.items():
+        prefix, slash, name = key.replace("__", "/").rpartition("/")
+        real = f"{prefix.replace('_', '.')}{slash}{name.replace('_', '-')}"
+        if value is None:
+            annotations.pop(real, None)
+        else:
+            annotations[real] = value
+    new["metadata"]["annotations"] = annotations
+    return new
+
+
+def create(
+    new: dict[str, Any],
+    caller: Caller = BOB,
+    *,
+    phase: Phase = Phase.MUTATE,
+    eligibility: adm.EligibilityCheck | None = None,
+    entitlement: Entitlement | None = ENTITLEMENT,
+    team: TeamOwnershipSpec | None = TEAM,
+) -> Verdict:
+    return adm.review_request(
+        "CREATE",
+        None,
+        new,
+        caller,
+        operator=OPERATOR,
+        entitlement=entitlement,
+        team=team,
+        limits=LIMITS,
+        phase=phase,
+        eligibility=eligibility,
+    )
+
+
+def update(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    caller: Caller,
+    *,
+    phase: Phase = Phase.MUTATE,
+    team: TeamOwnershipSpec | None = TEAM,
+    entitlement: Entitlement | None = ENTITLEMENT,
+) -> Verdict:
+    return adm.review_request(
+        "UPDATE",
+        old,
+        new,
+        caller,
+        operator=OPERATOR,
+        entitlement=entitlement,
+        team=team,
+        limits=LIMITS,
+        phase=phase,
+    )
+
+
+def refused(verdict: Verdict, *fragments: str) -> Refusal:
+    assert isinstance(verdict, Refusal), f"expected a refusal, got {verdict}"
+    for fragment in fragments:
+        assert fragment in verdict.message, f"{fragment!r} not in {verdict.message!r}"
+    return verdict
+
+
+def admitted(verdict: Verdict) -> Admit:
+    assert isinstance(verdict, Admit), f"expected admission, got {verdict}"
+    return verdict
+
+
+def new_request(**spec: Any) -> dict[str, Any]:
+    """A request as a client submits it: no requester."""
+    return obj(**{"entitlement": "prod-eng-payments", "reason": "INFRA-2441 fix stuck batch", **spec})
+
+
+def stamped(new: dict[str, Any], caller: Caller) -> dict[str, Any]:
+    """`new` as the mutating webhook leaves it."""
+    return {
+        **new,
+        "spec": {**new["spec"], "requester": caller.username, "requesterGroups": sorted(caller.groups)},
+    }
+
+
+def never(valid: ValidRequest) -> str | None:
+    raise AssertionError("eligibility must not be asked")
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+def test_caller_comes_from_userinfo() -> None:
+    caller = adm.caller_of({"username": "alice@example.com", "groups": ["team-payments", AUTH], "uid": "1"})
+    assert caller == ALICE
+    assert adm.caller_of({}) == Caller("", frozenset())
+
+
+def test_operator_identity_is_by_username_only() -> None:
+    assert OPERATOR.includes(SYSTEM)
+    assert not OPERATOR.includes(Caller("admin", frozenset({"system:masters", OPERATOR_NAME})))
+
+
+# --- AccessRequest CREATE -------------------------------------------------------------------
+
+
+def test_create_stamps_requester_and_groups_from_the_caller() -> None:
+    verdict = admitted(create(new_request(), BOB))
+    assert verdict.spec == {"requester": "bob@example.com", "requesterGroups": [AUTH, "team-ledger"]}
+    assert verdict.annotations == {}
+
+
+def test_create_accepts_the_callers_own_name_and_groups_in_any_order() -> None:
+    new = new_request(requester="bob@example.com", requesterGroups=["team-ledger", AUTH])
+    assert admitted(create(new, BOB)).spec["requester"] == "bob@example.com"
+
+
+def test_create_refuses_someone_elses_requester() -> None:
+    verdict = refused(
+        create(new_request(requester="alice@example.com"), MALLORY),
+        "spec.requester is 'alice@example.com'",
+        "authenticated as 'mallory@example.com'",
+        "remove spec.requester",
+    )
+    assert verdict.code == 403
+
+
+@pytest.mark.parametrize("groups", [["team-payments", AUTH], ["system:masters"], "team-ledger", [AUTH]])
+def test_create_refuses_requester_groups_that_are_not_the_callers(groups: Any) -> None:
+    refused(create(new_request(requesterGroups=groups), BOB), "spec.requesterGroups", "remove spec.requesterGroups")
+
+
+@pytest.mark.parametrize("key", adm.DECISION_ANNOTATIONS)
+def test_create_refuses_any_decision_annotation(key: str) -> None:
+    new = new_request()
+    new["metadata"]["annotations"] = {key: "paula@example.com" if key.endswith("-by") else "true"}
+    refused(create(new, BOB), key, "cannot be created already decided", "kubectl annotate accessrequest")
+
+
+def test_create_refuses_forged_kopf_bookkeeping_and_operator_finalizers() -> None:
+    new = new_request()
+    new["metadata"]["annotations"] = {"kopf.zalando.org/reconcile_request": '{"success": true}'}
+    refused(create(new, BOB), "kopf.zalando.org/reconcile_request", "only the operator may write them")
+    new = new_request()
+    new["metadata"]["finalizers"] = ["jitaccess.dev/finalizer"]
+    refused(create(new, BOB), "metadata.finalizers", "jitaccess.dev/finalizer")
+
+
+def test_create_allows_other_finalizers_and_annotations() -> None:
+    new = new_request()
+    new["metadata"]["finalizers"] = ["example.com/keep"]
+    new["metadata"]["annotations"] = {"note": "for the audit"}
+    admitted(create(new, BOB))
+
+
+def test_mutate_phase_does_not_ask_eligibility() -> None:
+    admitted(create(new_request(), BOB, eligibility=never))
+
+
+def test_validate_phase_requires_the_stamps() -> None:
+    refused(create(new_request(), BOB, phase=Phase.VALIDATE), "spec.requester", "mutating webhook")
+    half = new_request(requester="bob@example.com")
+    refused(create(half, BOB, phase=Phase.VALIDATE), "mutating webhook")
+
+
+def test_validate_phase_admits_a_valid_eligible_request() -> None:
+    asked: list[str] = []
+
+    def eligible(valid: ValidRequest) -> str | None:
+        asked.append(valid.requester)
+        return None
+
+    verdict = create(stamped(new_request(duration="2h"), BOB), BOB, phase=Phase.VALIDATE, eligibility=eligible)
+    assert verdict == ALLOW
+    assert asked == ["bob@example.com"]
+
+
+def test_validate_phase_refuses_an_unknown_entitlement() -> None:
+    verdict = refused(
+        create(stamped(new_request(entitlement="prod-nope"), BOB), BOB, phase=Phase.VALIDATE, entitlement=None),
+        "spec.entitlement",
+        "'prod-nope'",
+        "kubectl get entitlements",
+    )
+    assert verdict.code == 422
+
+
+def test_validate_phase_refuses_an_entitlement_whose_team_is_gone() -> None:
+    refused(
+        create(stamped(new_request(), BOB), BOB, phase=Phase.VALIDATE, team=None),
+        "spec.entitlement",
+        "owner team 'payments' does not exist",
+    )
+
+
+@pytest.mark.parametrize(
+    ("duration", "fragments"),
+    [
+        ("5h", ("spec.duration", "above the entitlement's maxDuration 4h", "ask for 4h or less")),
+        ("30s", ("spec.duration", "below the operator's minimum 1m")),
+        ("0s", ("spec.duration", "zero")),
+        ("1d", ("spec.duration", "not a duration")),
+    ],
+)
+def test_validate_phase_refuses_durations_out_of_bounds(duration: str, fragments: tuple[str, ...]) -> None:
+    verdict = create(stamped(new_request(duration=duration), BOB), BOB, phase=Phase.VALIDATE, eligibility=never)
+    assert refused(verdict, *fragments).code == 422
+
+
+def test_validate_phase_refuses_a_reason_that_cites_no_ticket() -> None:
+    refused(
+        create(stamped(new_request(reason="because"), BOB), BOB, phase=Phase.VALIDATE, eligibility=never),
+        "spec.reason",
+        "reasonPattern",
+        "cite a ticket",
+    )
+
+
+def test_validate_phase_refuses_an_ineligible_requester_naming_the_groups() -> None:
+    def missing(valid: ValidRequest) -> str | None:
+        return f"{valid.requester} is not in the Identity Center group(s) pci-secure-code-trained that this needs"
+
+    verdict = refused(
+        create(stamped(new_request(), BOB), BOB, phase=Phase.VALIDATE, eligibility=missing),
+        "pci-secure-code-trained",
+        "ask your identity team",
+    )
+    assert verdict.code == 403
+
+
+def test_validate_phase_refuses_when_the_entitlement_names_an_unknown_eligibility_group() -> None:
+    def broken(valid: ValidRequest) -> str | None:
+        raise InvalidInput("Entitlement 'prod-eng-payments' spec.eligibility.identityCenterGroups", "names 'x'")
+
+    verdict = create(stamped(new_request(), BOB), BOB, phase=Phase.VALIDATE, eligibility=broken)
+    assert refused(verdict, "spec.eligibility.identityCenterGroups").code == 422
+
+
+def test_validate_phase_refuses_a_request_nobody_could_approve() -> None:
+    lonely = TEAM.model_copy(update={"approvers": [], "approver_groups": []})
+    refused(
+        create(stamped(new_request(), BOB), BOB, phase=Phase.VALIDATE, team=lonely, eligibility=never),
+        "nobody can approve",
+    )
+
+
+def test_validate_phase_reports_malformed_fields() -> None:
+    bad = stamped(new_request(), BOB)
+    del bad["spec"]["reason"]
+    refused(create(bad, BOB, phase=Phase.VALIDATE, eligibility=never), "reason", "invalid")
+
+
+# --- AccessRequest UPDATE: spec, stamps ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"duration": "4h"}, {"entitlement": "prod-eng-ledger"}, {"requester": "alice@example.com"}, {"reason": "X-1"}],
+)
+def test_spec_is_immutable(change: dict[str, str]) -> None:
+    old = request(conditions=PENDING)
+    new = {**old, "spec": {**old["spec"], **change}}
+    verdict = refused(update(old, new, PAULA), "spec is immutable", f"spec.{next(iter(change))}", "create a new")
+    assert verdict.code == 422
+
+
+def test_approval_by_an_approver_is_stamped_with_name_and_groups() -> None:
+    old = request(conditions=PENDING)
+    verdict = admitted(update(old, with_annotations(old, jitaccess_dev__approved="true"), PAULA))
+    assert verdict.annotations == {
+        "jitaccess.dev/approved-by": "paula@example.com",
+        "jitaccess.dev/approved-by-groups": f"{AUTH},team-payments",
+    }
+
+
+def test_denial_with_a_reason_is_stamped() -> None:
+    old = request(conditions=PENDING)
+    new = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="change freeze")
+    assert admitted(update(old, new, PAULA)).annotations["jitaccess.dev/denied-by"] == "paula@example.com"
+
+
+def test_approval_through_an_approver_group() -> None:
+    old = request(conditions=PENDING)
+    verdict = admitted(update(old, with_annotations(old, jitaccess_dev__approved="True "), LEAD))
+    assert verdict.annotations["jitaccess.dev/approved-by"] == "lead@example.com"
+
+
+def test_the_requester_may_not_approve_even_when_an_approver() -> None:
+    old = request(conditions=PENDING, requester="paula@example.com", requesterGroups=sorted(PAULA.groups))
+    refused(
+        update(old, with_annotations(old, jitaccess_dev__approved="true"), PAULA),
+        "requested this access and cannot decide on it",
+        "approver of team payments (paula@example.com, group:payments-leads)",
+    )
+
+
+@pytest.mark.parametrize("flag", ["approved", "denied"])
+def test_an_outsider_may_not_decide(flag: str) -> None:
+    old = request(conditions=PENDING)
+    new = with_annotations(old, **{f"jitaccess_dev__{flag}": "true"})
+    verdict = refused(
+        update(old, new, MALLORY),
+        "mallory@example.com is not an approver",
+        f"jitaccess.dev/{flag}=true on requests for prod-eng-payments may be set only by an approver of team payments",
+        "paula@example.com",
+    )
+    assert verdict.code == 403
+
+
+def test_a_backup_approver_waits_for_escalation() -> None:
+    old = request(conditions=PENDING)
+    refused(
+        update(old, with_annotations(old, jitaccess_dev__approved="true"), CAROL),
+        "backup approver",
+        "after the request has escalated",
+    )
+    escalated = request(conditions=[*PENDING, cond("Escalated", "True", "PendingTooLong")])
+    verdict = update(escalated, with_annotations(escalated, jitaccess_dev__approved="true"), CAROL)
+    assert admitted(verdict).annotations["jitaccess.dev/approved-by"] == "carol@example.com"
+
+
+@pytest.mark.parametrize("key", ["approved-by", "approved-by-groups", "denied-by", "denied-by-groups"], ids=lambda k: k)
+def test_nobody_writes_a_stamp_themselves_even_their_own_name(key: str) -> None:
+    old = request(conditions=PENDING)
+    value = "paula@example.com" if key.endswith("-by") else "team-payments"
+    new = with_annotations(old, jitaccess_dev__approved="true", **{f"jitaccess_dev__{key.replace('-', '_')}": value})
+    refused(update(old, new, PAULA), f"metadata.annotations[jitaccess.dev/{key}]", "written only by the jitaccess")
+
+
+def test_a_recorded_stamp_can_be_neither_changed_nor_removed() -> None:
+    old = request(
+        conditions=PENDING,
+        annotations={"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"},
+    )
+    for phase in Phase:
+        changed = with_annotations(old, jitaccess_dev__approved_by="mallory@example.com")
+        refused(update(old, changed, MALLORY, phase=phase), "jitaccess.dev/approved-by")
+        removed = with_annotations(old, jitaccess_dev__approved_by=None)
+        refused(update(old, removed, PAULA, phase=phase), "jitaccess.dev/approved-by")
+
+
+# --- AccessRequest UPDATE: decisions are final ------------------------------------------------
+
+
+DECIDED = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"jitaccess_dev__denied": "true"},
+        {"jitaccess_dev__approved": None},
+        {"jitaccess_dev__approved": "false"},
+        {"jitaccess_dev__decision_reason": "rewritten history"},
+    ],
+    ids=["approved-then-denied", "approval-removed", "approval-flipped", "reason-rewritten"],
+)
+def test_a_decision_is_final(changes: dict[str, str | None]) -> None:
+    old = request(conditions=PENDING, annotations=dict(DECIDED))
+    refused(update(old, with_annotations(old, **changes), PAULA), "already approved by paula@example.com", "final")
+
+
+@pytest.mark.parametrize(
+    ("conditions", "state"),
+    [
+        ([cond("Approved", "True", "AutoApproved"), cond("Ready", "True", "Granted")], "approved (AutoApproved)"),
+        ([cond("Denied", "True", "Denied"), cond("Ready", "False", "Denied")], "denied (Denied)"),
+        ([cond("Ready", "False", "TimedOut")], "finished (TimedOut)"),
+        ([cond("Ready", "False", "Expired")], "finished (Expired)"),
+    ],
+)
+def test_nothing_is_left_to_decide_on_a_finished_request(conditions: list[dict[str, str]], state: str) -> None:
+    old = request(conditions=conditions)
+    refused(update(old, with_annotations(old, jitaccess_dev__approved="true"), PAULA), f"already {state}")
+
+
+@pytest.mark.parametrize("value", ["false", "yes", ""])
+def test_a_decision_flag_is_only_ever_true(value: str) -> None:
+    old = request(conditions=PENDING)
+    verdict = refused(update(old, with_annotations(old, jitaccess_dev__approved=value), PAULA), 'only value is "true"')
+    assert verdict.code == 422
+
+
+def test_approval_and_denial_at_once_is_refused() -> None:
+    old = request(conditions=PENDING)
+    new = with_annotations(old, jitaccess_dev__approved="true", jitaccess_dev__denied="true")
+    refused(update(old, new, PAULA), "either approved or denied")
+
+
+def test_a_decision_reason_comes_with_a_decision() -> None:
+    old = request(conditions=PENDING)
+    refused(
+        update(old, with_annotations(old, jitaccess_dev__decision_reason="hm"), PAULA),
+        "jitaccess.dev/decision-reason",
+        "same change",
+    )
+
+
+def test_unrelated_changes_are_allowed_and_stamp_nothing() -> None:
+    old = request(conditions=PENDING)
+    new = with_annotations(old, note="looked at it")
+    new["metadata"]["labels"] = {"team": "ledger"}
+    assert update(old, new, BOB) == ALLOW
+
+
+def test_a_decision_without_an_owner_team_is_refused() -> None:
+    old = request(conditions=PENDING)
+    refused(
+        update(old, with_annotations(old, jitaccess_dev__approved="true"), PAULA, team=None),
+        "no longer exists",
+    )
+
+
+def test_validate_phase_accepts_exactly_the_callers_stamps() -> None:
+    old = request(conditions=PENDING)
+    final = with_annotations(
+        old,
+        jitaccess_dev__approved="true",
+        jitaccess_dev__approved_by="paula@example.com",
+        jitaccess_dev__approved_by_groups=f"{AUTH},team-payments",
+    )
+    assert admitted(update(old, final, PAULA, phase=Phase.VALIDATE)).annotations == {
+        "jitaccess.dev/approved-by": "paula@example.com",
+        "jitaccess.dev/approved-by-groups": f"{AUTH},team-payments",
+    }
+    refused(update(old, final, LEAD, phase=Phase.VALIDATE), "mutating webhook")
+
+
+def test_validate_phase_refuses_a_decision_that_was_not_stamped() -> None:
+    old = request(conditions=PENDING)
+    refused(update(old, with_annotations(old, jitaccess_dev__approved="true"), PAULA, phase=Phase.VALIDATE), "stamped")
+
+
+def test_validate_phase_refuses_a_stamp_without_a_decision() -> None:
+    old = request(conditions=PENDING)
+    final = with_annotations(old, jitaccess_dev__approved_by="paula@example.com")
+    refused(update(old, final, PAULA, phase=Phase.VALIDATE), "jitaccess.dev/approved-by", "stamped")
+
+
+# --- kopf's bookkeeping, on every kind ----------------------------------------------------------
+
+
+def test_users_may_not_touch_kopf_annotations() -> None:
+    old = request(conditions=PENDING, annotations={"kopf.zalando.org/last-handled-configuration": "{}"})
+    for changes in ({"kopf_zalando_org__last_handled_configuration": None}, {"kopf_zalando_org__x": "1"}):
+        new = with_annotations(
+            old, **{k.replace("kopf_zalando_org", "kopf.zalando.org"): v for k, v in changes.items()}
+        )
+        refused(update(old, new, PAULA), "kopf.zalando.org/", "only the operator")
+    assert update(old, with_annotations(old, **{"kopf.zalando.org/x": "1"}), SYSTEM) == ALLOW
+
+
+def test_users_may_not_remove_the_operators_finalizers_but_may_others() -> None:
+    old = request(conditions=PENDING, finalizers=["jitaccess.dev/finalizer", "foregroundDeletion"])
+    without = {**old, "metadata": {**old["metadata"], "finalizers": ["foregroundDeletion"]}}
+    refused(update(old, without, PAULA), "metadata.finalizers", "jitaccess.dev/finalizer")
+    gc_done = {**old, "metadata": {**old["metadata"], "finalizers": ["jitaccess.dev/finalizer"]}}
+    assert update(old, gc_done, MALLORY) == ALLOW
+    assert adm.review_bookkeeping("UPDATE", old, without, SYSTEM, OPERATOR) is None
+
+
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+def test_catalog_objects_are_for_gitops_except_kopfs_bookkeeping(operation: str) -> None:
+    team = {"metadata": {"name": "payments"}, "spec": {"members": []}}
+    old = team if operation == "UPDATE" else None
+    assert adm.review_catalog(operation, old, team, MALLORY, operator=OPERATOR) == ALLOW
+    forged = {"metadata": {"name": "payments", "annotations": {"kopf.zalando.org/check_team": "done"}}}
+    refused(adm.review_catalog(operation, old, forged, MALLORY, operator=OPERATOR), "kopf.zalando.org/check_team")
+    assert adm.review_catalog("DELETE", team, None, MALLORY, operator=OPERATOR) == ALLOW
+
+
+def test_status_is_the_operators_alone() -> None:
+    assert adm.review_status("AccessGrant", SYSTEM, operator=OPERATOR) == ALLOW
+    refused(
+        adm.review_status("AccessGrant", PAULA, operator=OPERATOR), "AccessGrant.status is written only", "operator"
+    )
+
+
+# --- AccessGrant --------------------------------------------------------------------------------
+
+
+def grant(**kwargs: Any) -> dict[str, Any]:
+    spec = {
+        "user": "bob@example.com",
+        "entitlement": "prod-eng-payments",
+        "groupName": "prod-eng-payments",
+        "request": "r1",
+        "duration": "1h",
+    }
+    body = obj(
+        annotations=kwargs.pop("annotations", None),
+        finalizers=kwargs.pop("finalizers", ["jitaccess.dev/finalizer"]),
+        conditions=kwargs.pop("conditions", [cond("Ready", "True", "Active")]),
+        labels=kwargs.pop("labels", {"jitaccess.dev/entitlement": "prod-eng-payments"}),
+        **spec,
+    )
+    return body
+
+
+def review_grant(
+    operation: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    caller: Caller,
+    *,
+    phase: Phase = Phase.MUTATE,
+    team: TeamOwnershipSpec | None = TEAM,
+) -> Verdict:
+    return adm.review_grant(
+        operation, old, new, caller, operator=OPERATOR, team=team, owner="payments" if team else "", phase=phase
+    )
+
+
+def test_only_the_operator_creates_and_changes_grants() -> None:
+    assert review_grant("CREATE", None, grant(), SYSTEM) == ALLOW
+    refused(review_grant("CREATE", None, grant(), PAULA), "created only by the jitaccess operator", "AccessRequest")
+    old = grant()
+    longer = {**old, "spec": {**old["spec"], "duration": "4h"}}
+    assert review_grant("UPDATE", old, longer, SYSTEM) == ALLOW
+
+
+@pytest.mark.parametrize("who", [BOB, PAULA, LEAD], ids=lambda c: c.username)
+def test_the_grantee_or_an_owner_approver_revokes_and_is_stamped(who: Caller) -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true", jitaccess_dev__revoke_reason="done early")
+    assert admitted(review_grant("UPDATE", old, new, who)).annotations == {"jitaccess.dev/revoked-by": who.username}
+
+
+@pytest.mark.parametrize("who", [MALLORY, CAROL, ALICE], ids=lambda c: c.username)
+def test_anyone_else_may_not_revoke(who: Caller) -> None:
+    old = grant()
+    refused(
+        review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoked="true"), who),
+        f"{who.username} may not revoke",
+        "only the grantee bob@example.com or an approver of team payments (paula@example.com, group:payments-leads)",
+    )
+
+
+def test_revocation_rules() -> None:
+    old = grant()
+    refused(review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoked="no"), BOB), "can only be set")
+    refused(
+        review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoke_reason="x"), BOB),
+        "jitaccess.dev/revoke-reason",
+        "same change",
+    )
+    ended = grant(conditions=[cond("Ready", "False", "Expired")])
+    refused(review_grant("UPDATE", ended, with_annotations(ended, jitaccess_dev__revoked="true"), BOB), "already ended")
+    revoked = grant(annotations={"jitaccess.dev/revoked": "true", "jitaccess.dev/revoked-by": "bob@example.com"})
+    for changes in ({"jitaccess_dev__revoked": None}, {"jitaccess_dev__revoke_reason": "later"}):
+        refused(review_grant("UPDATE", revoked, with_annotations(revoked, **changes), PAULA), "already revoked by bob")
+
+
+def test_revoked_by_is_never_written_by_hand() -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true", jitaccess_dev__revoked_by="bob@example.com")
+    refused(review_grant("UPDATE", old, new, BOB), "jitaccess.dev/revoked-by", "written only by")
+    assert admitted(review_grant("UPDATE", old, new, BOB, phase=Phase.VALIDATE)).annotations == {
+        "jitaccess.dev/revoked-by": "bob@example.com"
+    }
+    refused(review_grant("UPDATE", old, new, PAULA, phase=Phase.VALIDATE), "stamped")
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda g: g["spec"].update(duration="4h"), "spec of an AccessGrant"),
+        (lambda g: g["spec"].update(user="mallory@example.com"), "spec of an AccessGrant"),
+        (lambda g: g["metadata"].update(labels={}), "metadata.labels"),
+        (lambda g: g["metadata"].update(ownerReferences=[{"name": "x"}]), "metadata.ownerReferences"),
+        (lambda g: g["metadata"].update(finalizers=[]), "metadata.finalizers"),
+        (lambda g: g["metadata"].update(annotations={"jitaccess.dev/approved-by": "x"}), "users may set only"),
+        (lambda g: g["metadata"].update(annotations={"kopf.zalando.org/x": "y"}), "kopf.zalando.org/x"),
+    ],
+    ids=["duration", "user", "labels", "owners", "finalizer", "annotation", "kopf"],
+)
+def test_a_grant_is_the_operators_record(change: Any, where: str) -> None:
+    old = grant()
+    new = {"metadata": {**old["metadata"]}, "spec": dict(old["spec"]), "status": old["status"]}
+    change(new)
+    refused(review_grant("UPDATE", old, new, PAULA), where)
+
+
+def test_kubectl_apply_bookkeeping_on_a_grant_is_harmless() -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true")
+    new["metadata"]["annotations"][adm.LAST_APPLIED] = "{}"
+    assert admitted(review_grant("UPDATE", old, new, BOB)).annotations
+    no_op = with_annotations(old)
+    no_op["metadata"]["annotations"][adm.LAST_APPLIED] = "{}"
+    assert review_grant("UPDATE", old, no_op, BOB) == ALLOW
+
+
+def test_deleting_a_grant_is_for_owner_approvers_and_the_operator() -> None:
+    old = grant()
+    assert review_grant("DELETE", old, None, PAULA, phase=Phase.VALIDATE) == ALLOW
+    assert review_grant("DELETE", old, None, SYSTEM, phase=Phase.VALIDATE) == ALLOW
+    refused(
+        review_grant("DELETE", old, None, BOB, phase=Phase.VALIDATE),
+        "only approvers of team payments",
+        "kubectl annotate accessgrant r1 jitaccess.dev/revoked=true",
+    )
+    refused(review_grant("DELETE", old, None, CAROL, phase=Phase.VALIDATE), "only approvers")
+    refused(review_grant("DELETE", old, None, PAULA, phase=Phase.VALIDATE, team=None), "no longer exists")

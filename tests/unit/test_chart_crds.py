@@ -1,0 +1,74 @@
+"""The chart ships the repository's CRDs (and admission policy) unchanged; CRDs survive `helm uninstall`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helm.chart import CHART, REPO, Helm, documents, helm_binary
+
+CRDS = REPO / "crds"
+CHART_CRDS = CHART / "files" / "crds"
+FIX = f"cp {CRDS.relative_to(REPO)}/*.yaml {CHART_CRDS.relative_to(REPO)}/"
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.yaml"))
+
+
+def test_chart_carries_every_crd_and_nothing_else() -> None:
+    assert _names(CHART_CRDS) == _names(CRDS), f"the chart's CRDs differ from crds/: run `{FIX}`"
+
+
+@pytest.mark.parametrize("name", _names(CRDS))
+def test_chart_crd_is_a_byte_for_byte_copy(name: str) -> None:
+    assert (CHART_CRDS / name).read_bytes() == (CRDS / name).read_bytes(), f"{name} is stale: run `{FIX}`"
+
+
+@pytest.fixture(scope="module")
+def rendered_crds() -> dict[str, dict[str, Any]]:
+    objects = documents(Helm(helm_binary()).template())
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == "CustomResourceDefinition"}
+
+
+def test_rendered_crds_equal_the_repository_ones(rendered_crds: dict[str, dict[str, Any]]) -> None:
+    """Through the template's YAML round trip, only metadata may change: labels and the keep policy."""
+    expected = {}
+    for path in CRDS.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        expected[crd["metadata"]["name"]] = crd
+    assert set(rendered_crds) == set(expected)
+    for name, crd in rendered_crds.items():
+        assert {k: v for k, v in crd.items() if k != "metadata"} == {
+            k: v for k, v in expected[name].items() if k != "metadata"
+        }, f"{name}: the rendered CRD differs from crds/"
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_crds_can_be_left_to_the_uninstall(rendered_crds: dict[str, dict[str, Any]]) -> None:
+    objects = documents(Helm(helm_binary()).template(set_values={"crds.keep": "false"}))
+    for crd in (o for o in objects if o["kind"] == "CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
+    objects = documents(Helm(helm_binary()).template(set_values={"crds.install": "false"}))
+    assert not [o for o in objects if o["kind"] == "CustomResourceDefinition"]
+
+
+def test_kopf_peering_crd_is_installed_before_the_templates() -> None:
+    """Helm's crds/ folder: installed before the ClusterKopfPeering object needs it, never deleted."""
+    (crd,) = documents((CHART / "crds" / "clusterkopfpeering.yaml").read_text())
+    assert crd["metadata"]["name"] == "clusterkopfpeerings.kopf.dev"
+    assert crd["spec"]["scope"] == "Cluster"
+    # kopf writes keep-alives into status through the main endpoint: no status subresource.
+    (version,) = crd["spec"]["versions"]
+    assert "subresources" not in version
+    assert version["schema"]["openAPIV3Schema"]["properties"]["status"]["x-kubernetes-preserve-unknown-fields"]
+
+
+def test_chart_admission_policy_is_the_examples() -> None:
+    copy, original = CHART / "files" / "admission-policy.yaml", REPO / "examples" / "admission-policy.yaml"
+    assert copy.read_bytes() == original.read_bytes(), (
+        f"stale: run `cp {original.relative_to(REPO)} {copy.relative_to(REPO)}`"
+    )

@@ -1,0 +1,422 @@
+"""The chart lints strictly and renders what a platform team expects, with default and with all options.
+
+Cluster behaviour (server-side apply, install, upgrade, uninstall) is in tests/e2e/test_chart.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from jitaccess.settings import Settings
+from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary
+
+OPTIONS = CHART / "ci" / "options-values.yaml"
+NAMESPACE = "jitaccess-system"
+Objects = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def helm() -> Helm:
+    return Helm(helm_binary())
+
+
+@pytest.fixture(scope="module")
+def default(helm: Helm) -> Objects:
+    return documents(helm.template("jitaccess", NAMESPACE))
+
+
+@pytest.fixture(scope="module")
+def options(helm: Helm) -> Objects:
+    return documents(helm.template("jitaccess", NAMESPACE, values=[OPTIONS]))
+
+
+def container(objects: Objects) -> dict[str, Any]:
+    (operator,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return dict(operator)
+
+
+def env(objects: Objects) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container(objects)["env"]}
+
+
+def rules(objects: Objects, role: str) -> list[dict[str, Any]]:
+    return list(find(objects, "ClusterRole", role)["rules"])
+
+
+# --- lint --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[], [OPTIONS]], ids=["defaults", "options"])
+def test_lint_strict(helm: Helm, values: list[Path]) -> None:
+    args = [arg for path in values for arg in ("--values", str(path))]
+    result = helm.run("lint", "--strict", str(CHART), *args, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("replicaCount=two", "/replicaCount"),
+        ("config.logFormat=xml", "/config/logFormat"),
+        ("config.identityStoreId=store-1", "/config/identityStoreId"),
+        ("config.retentionSeconds=0", "/config/retentionSeconds"),
+        ("webhook.port=70000", "/webhook/port"),
+        ("replicas=2", "additional properties 'replicas' not allowed"),
+    ],
+)
+def test_schema_refuses_bad_values(helm: Helm, setting: str, complaint: str) -> None:
+    result = helm.run("template", "jitaccess", str(CHART), "--set", setting, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+def test_replicas_without_peering_are_refused(helm: Helm) -> None:
+    result = helm.run("template", "jitaccess", str(CHART), "--set", "peering.enabled=false", check=False)
+    assert result.returncode != 0
+    assert "replicaCount > 1 needs peering.enabled" in result.stderr
+    single = documents(
+        helm.template(
+            set_values={"peering.enabled": "false", "replicaCount": "1", "podDisruptionBudget.enabled": "true"}
+        )
+    )
+    assert env(single)["JITACCESS_STANDALONE"] == "true"
+    assert not [o for o in single if o["kind"] in ("ClusterKopfPeering", "PodDisruptionBudget")]
+
+
+# --- what is rendered --------------------------------------------------------------------------
+
+
+def test_default_objects(default: Objects) -> None:
+    kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in default if o["kind"] != "CustomResourceDefinition")
+    assert kinds == [
+        "ClusterKopfPeering/jitaccess",
+        "ClusterRole/jitaccess-approver",
+        "ClusterRole/jitaccess-operator",
+        "ClusterRole/jitaccess-requester",
+        "ClusterRole/jitaccess-viewer",
+        "ClusterRoleBinding/jitaccess-operator",
+        "Deployment/jitaccess",
+        "PodDisruptionBudget/jitaccess",
+        "Secret/jitaccess-webhook-tls",
+        "Service/jitaccess-metrics",
+        "Service/jitaccess-webhook",
+        "ServiceAccount/jitaccess",
+        "ValidatingAdmissionPolicy/jitaccess-identity",
+        "ValidatingAdmissionPolicyBinding/jitaccess-identity",
+    ]
+    for obj in default:
+        if obj["kind"] in ("ServiceAccount", "Secret", "Service", "Deployment", "PodDisruptionBudget"):
+            assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+@pytest.mark.parametrize("which", ["default", "options"])
+def test_restricted_pod_security(which: str, request: pytest.FixtureRequest) -> None:
+    objects: Objects = request.getfixturevalue(which)
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = container(objects)["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context.get("privileged", False) is False
+    # A read-only root filesystem still needs a writable /tmp (Python's tempfile, boto3).
+    assert {"name": "tmp", "mountPath": "/tmp"} in container(objects)["volumeMounts"]
+    assert not [v for v in pod["volumes"] if "hostPath" in v]
+
+
+def test_two_replicas_with_peering_by_default(default: Objects) -> None:
+    deployment = find(default, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert env(default)["JITACCESS_STANDALONE"] == "false"
+    assert env(default)["JITACCESS_PEERING_NAME"] == "jitaccess"
+    assert find(default, "ClusterKopfPeering")["metadata"]["name"] == "jitaccess"
+    assert find(default, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+def test_environment_from_values(options: Objects) -> None:
+    variables = env(options)
+    assert variables == {
+        "JITACCESS_STANDALONE": "false",
+        "JITACCESS_PEERING_NAME": "jit-prod",
+        "JITACCESS_IDENTITY_STORE_ID": "d-1234567890",
+        "JITACCESS_REGION": "eu-west-1",
+        "JITACCESS_RATE_LIMIT": "5.5",
+        "JITACCESS_PENDING_TIMEOUT_SECONDS": "3600",
+        "JITACCESS_MIN_DURATION_SECONDS": "300",
+        "JITACCESS_RETENTION_SECONDS": "2592000",
+        "JITACCESS_RESYNC_SECONDS": "120",
+        "JITACCESS_REMOVE_UNBACKED_MEMBERS": "false",
+        "JITACCESS_LOG_FORMAT": "text",
+        "JITACCESS_METRICS_PORT": "9191",
+        "JITACCESS_WEBHOOK_PORT": "8443",
+        "JITACCESS_WEBHOOK_SERVICE": f"{NAMESPACE}/jit-webhook",
+        "JITACCESS_WEBHOOK_CERTFILE": "/etc/jitaccess/webhook/tls.crt",
+        "JITACCESS_WEBHOOK_KEYFILE": "/etc/jitaccess/webhook/tls.key",
+        "JITACCESS_WEBHOOK_CAFILE": "/etc/jitaccess/webhook/ca.crt",
+        "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+    }
+
+
+@pytest.mark.parametrize("which", ["default", "options"])
+def test_operator_reads_every_variable_the_chart_sets(
+    which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A misspelt JITACCESS_* name would be ignored silently (extra="ignore"): check each one."""
+    objects: Objects = request.getfixturevalue(which)
+    known = {f"JITACCESS_{name.upper()}" for name in Settings.model_fields}
+    ours = {k: v for k, v in env(objects).items() if k.startswith("JITACCESS_")}
+    assert set(ours) <= known, f"not operator settings: {sorted(set(ours) - known)}"
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    for key, value in ours.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.standalone is False
+    assert settings.metrics_port == int(ours["JITACCESS_METRICS_PORT"])
+    assert settings.webhook_port == int(ours["JITACCESS_WEBHOOK_PORT"])
+    assert settings.retention_seconds == float(ours["JITACCESS_RETENTION_SECONDS"])
+
+
+@pytest.mark.parametrize("which", ["default", "options"])
+def test_probes_use_kopf_liveness_endpoint(which: str, request: pytest.FixtureRequest) -> None:
+    objects: Objects = request.getfixturevalue(which)
+    operator = container(objects)
+    ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
+    assert operator["command"] == ["python", "-m", "jitaccess"]
+    assert operator["args"] == ["--liveness", f"http://0.0.0.0:{ports['health']}/healthz"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_image(default: Objects, options: Objects) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert container(default)["image"] == f"jitaccess:{chart['appVersion']}"
+    assert container(options)["image"].startswith("registry.example.com/platform/jitaccess@sha256:")
+    assert find(options, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == [
+        {"name": "registry-credentials"}
+    ]
+
+
+def test_service_account_for_irsa(options: Objects) -> None:
+    account = find(options, "ServiceAccount", "jit-operator")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/jitaccess-operator"
+    }
+    assert find(options, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "jit-operator"
+    (subject,) = find(options, "ClusterRoleBinding", "jit-operator")["subjects"]
+    assert subject == {"kind": "ServiceAccount", "name": "jit-operator", "namespace": NAMESPACE}
+
+
+# --- webhook -----------------------------------------------------------------------------------
+
+
+def _verify_signed_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
+    key = ca.public_key()
+    assert cert.signature_hash_algorithm is not None
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
+    else:
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+
+
+def test_generated_webhook_certificate(default: Objects) -> None:
+    secret = find(default, "Secret", "jitaccess-webhook-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    cert = x509.load_pem_x509_certificate(data["tls.crt"])
+    _verify_signed_by(cert, ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert f"jitaccess-webhook.{NAMESPACE}.svc" in names
+    assert cert.not_valid_after_utc > datetime.now(UTC) + timedelta(days=3000)
+    assert b"PRIVATE KEY" in data["tls.key"]
+    # Computed once per render: the checksum that restarts the pods is of this very certificate.
+    rendered = "\n".join(f"{key}: {secret['data'][key]}" for key in sorted(secret["data"]))
+    annotations = find(default, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["checksum/webhook-tls"] == hashlib.sha256(rendered.encode()).hexdigest()
+
+
+def test_webhook_service_and_mount(default: Objects) -> None:
+    service = find(default, "Service", "jitaccess-webhook")
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == find(default, "Deployment")["spec"]["selector"]["matchLabels"]
+    operator = container(default)
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in operator["ports"]
+    mount = next(m for m in operator["volumeMounts"] if m["name"] == "webhook-tls")
+    assert mount == {"name": "webhook-tls", "mountPath": "/etc/jitaccess/webhook", "readOnly": True}
+    assert env(default)["JITACCESS_WEBHOOK_CERTFILE"].startswith(mount["mountPath"] + "/")
+
+
+def test_existing_webhook_secret(options: Objects) -> None:
+    assert not [o for o in options if o["kind"] == "Secret"]
+    volumes = find(options, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "webhook-tls", "secret": {"secretName": "jit-webhook-cert", "defaultMode": 0o440}} in volumes
+    assert "checksum/webhook-tls" not in find(options, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_webhooks_off(helm: Helm) -> None:
+    objects = documents(helm.template(set_values={"webhook.enabled": "false"}))
+    assert env(objects)["JITACCESS_WEBHOOK_PORT"] == "0"
+    assert not [o for o in objects if o["kind"] == "Secret" or o["metadata"]["name"].endswith("-webhook")]
+    operator_rules = rules(objects, "jitaccess-operator")
+    assert not [r for r in operator_rules if "admissionregistration.k8s.io" in r["apiGroups"]]
+
+
+# --- RBAC --------------------------------------------------------------------------------------
+
+
+def _can(rule_list: list[dict[str, Any]], verb: str, group: str, resource: str, name: str | None = None) -> bool:
+    return any(
+        group in rule["apiGroups"]
+        and resource in rule["resources"]
+        and verb in rule["verbs"]
+        and (rule.get("resourceNames") is None or name in rule["resourceNames"])
+        for rule in rule_list
+    )
+
+
+def test_no_wildcards_in_any_role(default: Objects, options: Objects) -> None:
+    for obj in (o for o in default + options if o["kind"] == "ClusterRole"):
+        for rule in obj["rules"]:
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[key], f"{obj['metadata']['name']}: wildcard in {key}"
+
+
+def test_operator_role(default: Objects) -> None:
+    operator = rules(default, "jitaccess-operator")
+    group = "jitaccess.dev"
+    for kind in ("teamownerships", "entitlements", "accessrequests", "accessgrants"):
+        for verb in ("get", "list", "watch", "patch"):
+            assert _can(operator, verb, group, kind)
+        assert _can(operator, "patch", group, f"{kind}/status")
+        assert not _can(operator, "update", group, kind)
+    assert _can(operator, "create", group, "accessgrants")
+    assert not _can(operator, "create", group, "accessrequests")
+    assert _can(operator, "create", "", "events")
+    assert _can(operator, "watch", "apiextensions.k8s.io", "customresourcedefinitions")
+    assert _can(operator, "patch", "kopf.dev", "clusterkopfpeerings", "jitaccess")
+    assert not _can(operator, "patch", "kopf.dev", "clusterkopfpeerings", "someone-else")
+    webhooks = "admissionregistration.k8s.io"
+    for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        assert _can(operator, "create", webhooks, kind)
+        assert _can(operator, "patch", webhooks, kind, "jitaccess.dev")
+        assert not _can(operator, "patch", webhooks, kind, "another-webhook")
+        assert not _can(operator, "delete", webhooks, kind, "jitaccess.dev")
+
+
+def test_user_roles(default: Objects) -> None:
+    group = "jitaccess.dev"
+    viewer, requester, approver = (rules(default, f"jitaccess-{r}") for r in ("viewer", "requester", "approver"))
+    for role in (viewer, requester, approver):
+        for kind in ("teamownerships", "entitlements", "accessrequests", "accessgrants"):
+            assert _can(role, "list", group, kind)
+            assert not _can(role, "patch", group, f"{kind}/status"), "status is the operator's alone"
+        assert not _can(role, "create", group, "accessgrants"), "grants are the operator's alone"
+        assert not _can(role, "delete", group, "accessrequests"), "requests are the audit trail"
+        for kind in ("teamownerships", "entitlements"):
+            assert not [verb for verb in ("create", "patch", "update", "delete") if _can(role, verb, group, kind)]
+    assert not [r for r in viewer if set(r["verbs"]) - {"get", "list", "watch"}]
+    assert _can(requester, "create", group, "accessrequests")
+    assert not _can(requester, "patch", group, "accessrequests"), "a requester never approves"
+    assert _can(requester, "patch", group, "accessgrants"), "a grantee may end their own access"
+    assert not _can(requester, "delete", group, "accessgrants")
+    assert _can(approver, "patch", group, "accessrequests")
+    assert _can(approver, "delete", group, "accessgrants")
+    for role in (requester, approver):
+        assert _can(role, "create", "authentication.k8s.io", "selfsubjectreviews")
+
+
+def test_user_roles_mirror_the_example(default: Objects) -> None:
+    """examples/rbac.yaml and the chart grant users the same (the chart's names follow the release)."""
+    example = {
+        o["metadata"]["name"]: o["rules"]
+        for o in documents((REPO / "examples" / "rbac.yaml").read_text())
+        if o["kind"] == "ClusterRole"
+    }
+
+    def normal(rule_list: list[dict[str, Any]]) -> list[dict[str, list[str]]]:
+        return sorted(({k: sorted(v) for k, v in rule.items()} for rule in rule_list), key=repr)
+
+    for role in ("viewer", "requester", "approver"):
+        assert normal(rules(default, f"jitaccess-{role}")) == normal(example[f"jitaccess-{role}"]), role
+
+
+def test_optional_bindings(default: Objects, options: Objects) -> None:
+    assert [o["metadata"]["name"] for o in default if o["kind"] == "ClusterRoleBinding"] == ["jitaccess-operator"]
+    approvers = find(options, "ClusterRoleBinding", "jit-approver")
+    assert approvers["roleRef"]["name"] == "jit-approver"
+    assert {(s["kind"], s["name"]) for s in approvers["subjects"]} == {
+        ("User", "alice@example.com"),
+        ("Group", "tech-leads"),
+    }
+    assert find(options, "ClusterRoleBinding", "jit-requester")["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "engineering"}
+    ]
+
+
+# --- metrics and availability ------------------------------------------------------------------
+
+
+def test_metrics_service_and_monitor(options: Objects, default: Objects) -> None:
+    assert not [o for o in default if o["kind"] == "ServiceMonitor"]
+    service = find(options, "Service", "jit-metrics")
+    monitor = find(options, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    assert {"name": "metrics", "containerPort": 9191, "protocol": "TCP"} in container(options)["ports"]
+
+
+def test_metrics_off(helm: Helm) -> None:
+    objects = documents(helm.template(set_values={"metrics.enabled": "false"}))
+    assert env(objects)["JITACCESS_METRICS_PORT"] == "0"
+    assert not [o for o in objects if o["metadata"]["name"].endswith("-metrics")]
+
+
+def test_pod_disruption_budget_only_with_replicas(helm: Helm, options: Objects) -> None:
+    assert find(options, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    single = documents(helm.template(set_values={"replicaCount": "1"}))
+    assert not [o for o in single if o["kind"] == "PodDisruptionBudget"]
+
+
+def test_long_release_names_stay_valid(helm: Helm) -> None:
+    release = "a-release-name-as-long-as-helm-allows-for-jit-access1"  # 53, the most helm takes
+    for obj in documents(helm.template(release, NAMESPACE)):
+        name = obj["metadata"]["name"]
+        if obj["kind"] != "CustomResourceDefinition":
+            assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+
+
+# --- the admission policy ----------------------------------------------------------------------
+
+
+def test_admission_policy_named_after_the_release(helm: Helm, options: Objects) -> None:
+    policy = find(options, "ValidatingAdmissionPolicy")
+    binding = find(options, "ValidatingAdmissionPolicyBinding")
+    assert policy["metadata"]["name"] == binding["metadata"]["name"] == "jit-identity"
+    assert binding["spec"]["policyName"] == "jit-identity"
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    example = [o for o in documents((REPO / "examples" / "admission-policy.yaml").read_text())]
+    assert policy["spec"] == find(example, "ValidatingAdmissionPolicy")["spec"]
+    for version, expected in (("1.29.4", 0), ("1.30.0", 2)):
+        rendered = documents(helm.run("template", "jitaccess", str(CHART), "--kube-version", version).stdout)
+        assert len([o for o in rendered if o["kind"].startswith("ValidatingAdmissionPolicy")]) == expected, version
+    off = documents(helm.template(set_values={"admissionPolicy.enabled": "false"}))
+    assert not [o for o in off if o["kind"].startswith("ValidatingAdmissionPolicy")]

@@ -1,0 +1,203 @@
+"""Metrics computed at scrape time, the /metrics server, error counting, and JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from jitaccess import metrics
+from jitaccess.handlers.observability import take_snapshot
+from jitaccess.observability import AuditCounter, ErrorCounter, MetricsServer, State, StateCollector, state_metrics
+
+NOW = datetime(2025, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def gauges(state: State) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()
+    registry.register(StateCollector(lambda: state, lambda: NOW))
+    return samples(generate_latest(registry).decode())
+
+
+def test_state_gauges_by_entitlement() -> None:
+    state = State(
+        active_grants={"prod-payments": 2},
+        pending_since={"prod-ledger": [NOW - timedelta(minutes=5), NOW - timedelta(seconds=30)]},
+    )
+    assert gauges(state) == {
+        ("jitaccess_active_grants", (("entitlement", "prod-ledger"),)): 0,
+        ("jitaccess_active_grants", (("entitlement", "prod-payments"),)): 2,
+        ("jitaccess_pending_requests", (("entitlement", "prod-ledger"),)): 2,
+        ("jitaccess_pending_requests", (("entitlement", "prod-payments"),)): 0,
+        ("jitaccess_oldest_pending_request_age_seconds", (("entitlement", "prod-ledger"),)): 300,
+        ("jitaccess_oldest_pending_request_age_seconds", (("entitlement", "prod-payments"),)): 0,
+    }
+
+
+def test_nothing_known_nothing_shown() -> None:
+    assert gauges(State()) == {}
+    assert [family.name for family in state_metrics(State(), NOW)] == [
+        metrics.ACTIVE_GRANTS,
+        metrics.PENDING_REQUESTS,
+        metrics.OLDEST_PENDING,
+    ]
+
+
+def test_clock_skew_never_gives_a_negative_age() -> None:
+    state = State(pending_since={"e": [NOW + timedelta(seconds=3)]})
+    assert gauges(state)[("jitaccess_oldest_pending_request_age_seconds", (("entitlement", "e"),))] == 0
+
+
+def test_failed_snapshot_leaves_the_gauges_out_and_is_counted() -> None:
+    def broken() -> State:
+        raise TimeoutError("the event loop did not answer")
+
+    before = metrics.ERRORS.labels("metrics_snapshot")._value.get()
+    assert gauges_of(broken) == {}
+    assert metrics.ERRORS.labels("metrics_snapshot")._value.get() == before + 1
+
+
+def gauges_of(snapshot: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    registry = CollectorRegistry()
+    registry.register(StateCollector(snapshot, lambda: NOW))  # type: ignore[arg-type]
+    return samples(generate_latest(registry).decode())
+
+
+def test_snapshot_of_kopf_indexes() -> None:
+    """kopf indexes are mappings of key -> iterable store; creation times are RFC 3339 strings."""
+    state = take_snapshot(
+        {"prod-payments": ["alice-1", "bob-2"]},
+        {"prod-ledger": ["2025-11-23T11:55:00Z"]},
+    )
+    assert state.active_grants == {"prod-payments": 2}
+    assert list(state.pending_since["prod-ledger"]) == [datetime(2025, 11, 23, 11, 55, tzinfo=UTC)]
+
+
+def test_errors_counted_from_logs() -> None:
+    counter = ErrorCounter()
+    logger = logging.getLogger("kopf.objects")
+    logger.addHandler(counter)
+    try:
+        before = metrics.ERRORS.labels("handler")._value.get()
+        logger.warning("a warning is no error")
+        logger.error("Handler 'provision_grant' failed temporarily: Identity Center is not answering")
+        assert metrics.ERRORS.labels("handler")._value.get() == before + 1
+    finally:
+        logger.removeHandler(counter)
+
+
+def test_audit_records_counted_by_event() -> None:
+    counter = AuditCounter()
+    audit = logging.getLogger("jitaccess.audit")
+    audit.addHandler(counter)
+    try:
+        before = metrics.AUDIT_EVENTS.labels("DriftFound")._value.get()
+        audit.warning("DriftFound Entitlement/prod: bob was in the group with no grant", extra={"event": "DriftFound"})
+        audit.info("a line without an event field is not counted")
+        assert metrics.AUDIT_EVENTS.labels("DriftFound")._value.get() == before + 1
+    finally:
+        audit.removeHandler(counter)
+
+
+@pytest.fixture
+def server() -> Iterator[MetricsServer]:
+    registry = CollectorRegistry()
+    state = State(active_grants={"prod-payments": 1})
+    served = MetricsServer(0, lambda: state, lambda: NOW, addr="127.0.0.1", registry=registry)
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def test_metrics_server(server: MetricsServer) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert samples(text)[("jitaccess_active_grants", (("entitlement", "prod-payments"),))] == 1
+
+
+def test_metrics_server_stops_cleanly() -> None:
+    registry = CollectorRegistry()
+    root_handlers = list(logging.getLogger().handlers)
+    audit_handlers = list(logging.getLogger("jitaccess.audit").handlers)
+    served = MetricsServer(0, State, lambda: NOW, addr="127.0.0.1", registry=registry)
+    served.stop()
+    assert logging.getLogger().handlers == root_handlers
+    assert logging.getLogger("jitaccess.audit").handlers == audit_handlers
+    # The collector is gone from the registry: a new server can register the same gauges again.
+    MetricsServer(0, State, lambda: NOW, addr="127.0.0.1", registry=registry).stop()
+
+
+def python_env() -> dict[str, str]:
+    """The environment for a child Python that imports jitaccess from this checkout."""
+    source = str(Path(__file__).resolve().parents[2] / "operator")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+
+
+def test_json_logs() -> None:
+    """JITACCESS_LOG_FORMAT=json: one JSON object per line, audit fields as keys, tracebacks kept."""
+    script = textwrap.dedent(
+        """
+        import logging
+        from jitaccess.logs import configure_logging
+        from jitaccess.settings import Settings
+
+        configure_logging(Settings().log_format)
+        logging.getLogger("jitaccess.audit").info(
+            "Granted AccessGrant/alice-1: alice@example.com added to prod-eng-payments",
+            extra={"event": "Granted", "who": "alice@example.com", "entitlement": "prod-eng-payments"},
+        )
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("kopf.objects").exception("Handler 'provision_grant' failed")
+        logging.getLogger("botocore").info("too noisy to keep")
+        """
+    )
+    env = {**python_env(), "JITACCESS_LOG_FORMAT": "json"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True, timeout=60
+    )
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert len(lines) == 2, result.stderr
+    granted, failed = lines
+    assert granted["level"] == "INFO"
+    assert granted["logger"] == "jitaccess.audit"
+    assert granted["event"] == "Granted"
+    assert granted["who"] == "alice@example.com"
+    assert granted["entitlement"] == "prod-eng-payments"
+    assert granted["message"].startswith("Granted AccessGrant/alice-1")
+    datetime.strptime(granted["time"], "%Y-%m-%dT%H:%M:%S")
+    assert failed["level"] == "ERROR"
+    assert "RuntimeError: boom" in failed["exception"]
+
+
+def test_text_logs_by_default() -> None:
+    script = "import logging; from jitaccess.logs import configure_logging; from jitaccess.settings import Settings; "
+    script += "configure_logging(Settings().log_format); logging.getLogger('jitaccess').info('hello')"
+    env = {k: v for k, v in python_env().items() if k != "JITACCESS_LOG_FORMAT"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True, timeout=60
+    )
+    assert result.stderr.rstrip().endswith("INFO jitaccess: hello")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(result.stderr)
