@@ -36,3 +36,7 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("botocore", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if level > logging.DEBUG:
+        # kopf says "Handler ... succeeded" for every handler and every admission call (each
+        # status write included); the decisions themselves are in the jitaccess.audit lines.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
