@@ -96,7 +96,9 @@ class Kube:
         `change` gets the object and returns the status fields to merge (None: nothing to do).
         The patch carries the resourceVersion it was computed from, so a concurrent writer makes
         it fail with 409 and it is recomputed from a fresh read; `current` spares the first read.
-        Returns the object as it is afterwards, or None when it is gone.
+        Returns the object as this write left it; None when nothing was written (the object is
+        gone, or `change` found nothing to do, typically because a concurrent call did it), so
+        that only the caller whose write made the change posts the event and counts the metric.
         """
         for _ in range(8):
             obj = current if current is not None else self.get(plural, name)
@@ -105,7 +107,7 @@ class Kube:
                 return None
             fields = change(obj)
             if fields is None:
-                return obj
+                return None
             body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": fields}
             try:
                 patched = cast(

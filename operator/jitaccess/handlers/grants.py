@@ -241,6 +241,9 @@ def end_grant(
             return fields
 
         updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build), current=obj)
+    if updated is None:
+        # Gone, or ended by a concurrent call (expiry racing a revoke): that call reports it.
+        return
     if status.expiration_time is not None and reason == "Expired":
         metrics.EXPIRY_LAG.observe((stamp - status.expiration_time).total_seconds())
     kept = f"; membership kept for {', '.join(sorted(others))}" if others else ""
@@ -248,8 +251,7 @@ def end_grant(
         f"{spec.user} removed from {spec.group_name}" if removed else f"{spec.user} no longer holds {spec.group_name}"
     )
     message = f"{gone}{kept}" + (f" (revoked by {who})" if who else "") + (f": {why}" if why else "")
-    if updated is not None:
-        record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
+    record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
     request_message = (
         f"access expired at {ts(status.expiration_time or stamp)}"
         if reason == "Expired"
