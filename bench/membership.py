@@ -55,8 +55,13 @@ class MembershipLog(dict[str, Any]):
         super().__delitem__(membership_id)
         self._removed(value)
 
+    def values(self) -> list[Any]:  # type: ignore[override]
+        # The emulator scans the table in the server's threads while others write to it: hand out
+        # a snapshot (copied atomically) so that a scan never sees the dict change under it.
+        return list(super().values())
+
     def members(self, group_id: str) -> set[str]:
-        return {m["MemberId"].get("UserId", "") for m in list(self.values()) if m["GroupId"] == group_id}
+        return {m["MemberId"].get("UserId", "") for m in self.values() if m["GroupId"] == group_id}
 
     def wipe(self, group_ids: set[str]) -> None:
         """Drop every membership of these groups without logging it, and forget the log."""
