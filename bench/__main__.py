@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 lambda: scenarios.restart_recovery(system, sizes["recovery_active"], sizes["recovery_overdue"]),
             )
         if "scale" in only:
-            run("scale", UNLIMITED, lambda: scenarios.scale(system, sizes["scale"], sizes["scale_probes"]))
+            run("scale", None, lambda: scenarios.scale(system, sizes["scale"], sizes["scale_probes"]))
     finally:
         system.stop()
         if not args.keep_logs:

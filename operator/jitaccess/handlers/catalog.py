@@ -134,7 +134,12 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
     """Remove members of the group whom no live grant backs."""
     ic = rt.identity_center
     for user_id, membership_id in ic.group_members(group_id).items():
+        user = rt.user_name(user_id)
+        if set(holders.get(membership_key(user, group_name), [])) - rt.recently_ended():
+            continue
+        # About to remove: make sure of the name (users can be renamed) rather than trust what is known.
         user = ic.user_name(user_id)
+        rt.remember_user(user_id, user)
         key = membership_key(user, group_name)
         with rt.membership_lock(key):
             if set(holders.get(key, [])) - rt.recently_ended():

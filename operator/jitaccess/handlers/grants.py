@@ -64,6 +64,8 @@ def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index) -> None:
         end_grant(rt, grant.metadata.name, "Revoked", grant_holders, who=_revoker(body), why="revoked before it began")
         return
     if rules.is_active(grant):
+        if grant.status.user_id:
+            rt.remember_user(grant.status.user_id, grant.spec.user)
         return
     try:
         activate(rt, grant, current=dict(body))
@@ -90,6 +92,7 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
     except PermanentFailure as exc:
         fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}")
         return
+    rt.remember_user(user_id, spec.user)
     with rt.membership_lock(rules.membership_key(spec.user, spec.group_name)):
         try:
             membership_id = ic.add_member(group_id, user_id)

@@ -47,6 +47,7 @@ class Runtime:
     _ended: dict[str, float] = field(default_factory=dict)
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
+    _user_names: dict[str, str] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -86,6 +87,21 @@ class Runtime:
 
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
+
+    def remember_user(self, user_id: str, user_name: str) -> None:
+        """Note whose UserId this is (from a grant's status or a lookup): the drift scan needs names."""
+        self._user_names[user_id] = user_name
+
+    def user_name(self, user_id: str) -> str:
+        """The UserName of a UserId: from what grants have told us, else asked of Identity Center once.
+
+        A UserId is never reused, so the answer is kept: the drift scan would otherwise ask once per
+        group member on every pass (thousands of calls a minute with thousands of grants).
+        """
+        name = self._user_names.get(user_id)
+        if name is None:
+            name = self._user_names[user_id] = self.identity_center.user_name(user_id)
+        return name
 
     def recently_eligible(self, user: str, groups: tuple[str, ...]) -> bool:
         """Whether Identity Center said, a few seconds ago, that `user` is in all of `groups`."""
