@@ -274,9 +274,10 @@ def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str
     items = [(f"scale-{i:05d}", user_name(i), "1h") for i in range(1, count + 1)]
     seeding = system.seed_active(items)
     began = time.monotonic()
-    system.start_operator(0.0)
+    system.start_operator(0.0, wait_resolved=False)
     ready = time.monotonic() - began
     settled = system.wait_operator_idle() + ready
+    system.wait_entitlement_resolved()
     rss, peak = system.rss_mb()
     probe_items = [(f"probe-{i:05d}", user_name(i), f"{seconds}s") for i in range(count + 1, count + probes + 1)]
     _paced(system, probe_items, 10.0).join()

@@ -156,7 +156,7 @@ class System:
 
     # --- the operator ------------------------------------------------------------------------
 
-    def start_operator(self, rate_limit: float, **env: str) -> OperatorProcess:
+    def start_operator(self, rate_limit: float, *, wait_resolved: bool = True, **env: str) -> OperatorProcess:
         assert self.cp is not None and self.ic is not None
         self._operators += 1
         self.operator = OperatorProcess(
@@ -170,7 +170,8 @@ class System:
             },
         )
         self.operator.start(timeout=120)
-        self.wait_entitlement_resolved()
+        if wait_resolved:
+            self.wait_entitlement_resolved()
         return self.operator
 
     def wait_entitlement_resolved(self, timeout: float = 60) -> None:

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jitaccess import metrics
 from jitaccess.handlers.observability import take_snapshot
+from jitaccess.handlers.runtime import ObjectIndex
 from jitaccess.observability import AuditCounter, ErrorCounter, MetricsServer, State, StateCollector, state_metrics
 
 NOW = datetime(2025, 11, 23, 12, 0, tzinfo=UTC)
@@ -82,12 +83,15 @@ def gauges_of(snapshot: object) -> dict[tuple[str, tuple[tuple[str, str], ...]],
     return samples(generate_latest(registry).decode())
 
 
-def test_snapshot_of_kopf_indexes() -> None:
-    """kopf indexes are mappings of key -> iterable store; creation times are RFC 3339 strings."""
-    state = take_snapshot(
-        {"prod-payments": ["alice-1", "bob-2"]},
-        {"prod-ledger": ["2025-11-23T11:55:00Z"]},
-    )
+def test_snapshot_of_the_indexes() -> None:
+    """The gauges read the Runtime's object indexes; creation times are RFC 3339 strings."""
+    active, pending = ObjectIndex(), ObjectIndex()
+    active.observe("alice-1", ("prod-payments", "alice-1"))
+    active.observe("bob-2", ("prod-payments", "bob-2"))
+    active.observe("carol-3", ("prod-ledger", "carol-3"))
+    active.observe("carol-3", None)  # expired: no longer counted, and no empty entitlement left
+    pending.observe("lena-1", ("prod-ledger", "2025-11-23T11:55:00Z"))
+    state = take_snapshot(active, pending)
     assert state.active_grants == {"prod-payments": 2}
     assert list(state.pending_since["prod-ledger"]) == [datetime(2025, 11, 23, 11, 55, tzinfo=UTC)]
 

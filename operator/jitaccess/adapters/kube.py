@@ -58,10 +58,16 @@ class Kube:
             raise
         return obj
 
-    def list(self, plural: str, label_selector: str = "") -> list[dict[str, Any]]:
-        result: Any = self._api.list_cluster_custom_object(
-            models.GROUP, models.VERSION, plural, label_selector=label_selector
-        )
+    def list(self, plural: str, label_selector: str = "", *, missing_ok: bool = False) -> list[dict[str, Any]]:
+        """Every object of a kind; with `missing_ok`, none when the kind is not installed (yet)."""
+        try:
+            result: Any = self._api.list_cluster_custom_object(
+                models.GROUP, models.VERSION, plural, label_selector=label_selector
+            )
+        except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return []
+            raise
         return list(result.get("items", []))
 
     def create(self, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -53,7 +53,7 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*ENT)
 @kopf.on.update(*ENT, field="spec")
 @kopf.timer(*ENT, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, grant_holders: Index, **_: Any) -> None:
+def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, **_: Any) -> None:
     rt = runtime_of(memo)
     entitlement = Entitlement.model_validate(dict(body))
     target = entitlement.spec.identity_center.group_id or entitlement.spec.identity_center.group_name or ""
@@ -87,7 +87,7 @@ def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, grant_hold
         rt, ENTITLEMENTS, entitlement, True, "Resolved", f"Identity Center group {target} resolved", groupId=group_id
     )
     if rt.settings.remove_unbacked_members:
-        _scan_drift(rt, entitlement, target, group_id, grant_holders)
+        _scan_drift(rt, entitlement, target, group_id, rt.holders)
 
 
 def _set_ready(

@@ -6,8 +6,8 @@
 - `jitaccess.dev/revoked=true` or deletion (finalizer) ends a grant early.
 
 Ending a grant removes the membership only when no other live grant holds the same (user, group):
-the decision and the removal happen under one lock per membership, against the `grant_holders`
-index corrected for the grants this process has just ended.
+the decision and the removal happen under one lock per membership, against the Runtime's
+`holders` (see `indexes`) corrected for the grants this process has just ended.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
 
 @kopf.on.resume(*GRANT)
 @kopf.on.create(*GRANT)
-async def provision_grant(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+async def provision_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(_provision, rt, body, grant_holders)
+    await rt.run_blocking(_provision, rt, body, rt.holders)
 
 
 def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index) -> None:
@@ -154,9 +154,7 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
 
 
 @kopf.daemon(*GRANT, when=_active, cancellation_timeout=5.0, backoff=1.0)
-async def expire_grant(
-    body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, grant_holders: Index, **_: Any
-) -> None:
+async def expire_grant(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Sleep until the persisted expiration time, then end the grant (at once when overdue)."""
     rt = runtime_of(memo)
     grant = AccessGrant.model_validate(dict(body))
@@ -168,7 +166,7 @@ async def expire_grant(
         return
     while not stopped:
         try:
-            await rt.run_blocking(end_grant, rt, grant.metadata.name, "Expired", grant_holders)
+            await rt.run_blocking(end_grant, rt, grant.metadata.name, "Expired", rt.holders)
             return
         except RetryLater as exc:
             log.warning("expiring %s: Identity Center not answering (%s); retrying", grant.metadata.name, exc)
@@ -176,17 +174,17 @@ async def expire_grant(
 
 
 @kopf.on.update(*GRANT, field="metadata.annotations", when=_revoked)
-async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
     await rt.run_blocking(
-        _end_or_retry, rt, body, "Revoked", grant_holders, who=_revoker(body), why="revoked by annotation"
+        _end_or_retry, rt, body, "Revoked", rt.holders, who=_revoker(body), why="revoked by annotation"
     )
 
 
 @kopf.on.delete(*GRANT)
-async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, grant_holders: Index, **_: Any) -> None:
+async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(_end_or_retry, rt, body, "Revoked", grant_holders, who="", why="the AccessGrant was deleted")
+    await rt.run_blocking(_end_or_retry, rt, body, "Revoked", rt.holders, who="", why="the AccessGrant was deleted")
 
 
 def _end_or_retry(rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str) -> None:

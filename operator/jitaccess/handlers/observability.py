@@ -1,18 +1,17 @@
 """Metrics wiring: `/metrics` served from start-up to clean-up, and the indexes its gauges read.
 
-Two kopf indexes, kept current by the same watches the handlers use, hold what the state gauges
-show: the Active grants and the pending requests, by entitlement. They are re-filled from a full
-listing whenever kopf (re)starts watching, so the gauges are right after a restart without any
-bookkeeping in the handlers.
+Two indexes, kept current by event handlers on the same watches the handlers use, hold what the
+state gauges show: the Active grants and the pending requests, by entitlement. kopf's listing
+re-fills them whenever it (re)starts watching, so the gauges are right after a restart without any
+bookkeeping in the handlers. They are `ObjectIndex`es rather than `@kopf.index`es: kopf's own
+indexes make start-up quadratic in the number of grants and requests (see `ObjectIndex`).
 
-The HTTP server answers scrapes in its own thread, while kopf changes the indexes on the event
-loop: a scrape therefore asks the loop for a snapshot (`run_coroutine_threadsafe`) instead of
-iterating the indexes from the server's thread.
+The HTTP server answers scrapes in its own thread; the indexes are thread-safe, so a scrape reads
+them there, and is answered even while the event loop is busy (a start-up with thousands of grants).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +20,12 @@ import kopf
 
 from jitaccess.domain import conditions as cond
 from jitaccess.handlers.common import GROUP, VERSION
-from jitaccess.handlers.runtime import Runtime
+from jitaccess.handlers.runtime import ObjectIndex, Runtime
 from jitaccess.observability import MetricsServer, State
 from jitaccess.settings import Settings
 
 Index = Mapping[Any, Iterable[Any]]
-SNAPSHOT_TIMEOUT = 5.0
+ACTIVE, PENDING = "active_grants_by_entitlement", "pending_requests_by_entitlement"
 
 
 def _ready(status: kopf.Status) -> dict[str, Any]:
@@ -43,18 +42,30 @@ def _awaiting_decision(status: kopf.Status, **_: Any) -> bool:
     return _ready(status).get("reason") == "Pending" and not decided
 
 
-@kopf.index(GROUP, VERSION, "accessgrants", when=_active)
-def active_grants_by_entitlement(name: str, spec: kopf.Spec, **_: Any) -> dict[str, str]:
-    return {str(spec.get("entitlement", "")): name}
+def _index(memo: kopf.Memo, key: str) -> ObjectIndex:
+    index = memo.get(key)
+    if not isinstance(index, ObjectIndex):
+        index = memo[key] = ObjectIndex()
+    return index
 
 
-@kopf.index(GROUP, VERSION, "accessrequests", when=_awaiting_decision)
-def pending_requests_by_entitlement(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[str, str]:
-    return {str(spec.get("entitlement", "")): str(meta.get("creationTimestamp", ""))}
+@kopf.on.event(GROUP, VERSION, "accessgrants")
+async def active_grants_by_entitlement(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    active = type != "DELETED" and _active(body.status)
+    entry = (str(body.spec.get("entitlement", "")), body.metadata.name) if active else None
+    _index(memo, ACTIVE).observe(body.metadata.name, entry)
+
+
+@kopf.on.event(GROUP, VERSION, "accessrequests")
+async def pending_requests_by_entitlement(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    pending = type != "DELETED" and _awaiting_decision(body.status)
+    stamp = str(body.metadata.get("creationTimestamp", ""))
+    entry = (str(body.spec.get("entitlement", "")), stamp) if pending else None
+    _index(memo, PENDING).observe(body.metadata.name, entry)
 
 
 def take_snapshot(active: Index, pending: Index) -> State:
-    """The gauges' state from the two indexes; call it on the event loop that owns them."""
+    """The gauges' state from the two indexes."""
     return State(
         active_grants={entitlement: len(list(names)) for entitlement, names in active.items()},
         pending_since={
@@ -65,21 +76,15 @@ def take_snapshot(active: Index, pending: Index) -> State:
 
 
 @kopf.on.startup()
-async def serve_metrics(memo: kopf.Memo, **kwargs: Any) -> None:
-    # The indexes come as keyword arguments named after the index functions (empty until kopf lists).
-    active: Index = kwargs["active_grants_by_entitlement"]
-    pending: Index = kwargs["pending_requests_by_entitlement"]
+async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
+    active, pending = _index(memo, ACTIVE), _index(memo, PENDING)
     runtime = memo.get("runtime")
     config: Settings = runtime.settings if isinstance(runtime, Runtime) else memo.get("settings") or Settings()
     if not config.metrics_port or memo.get("metrics_server") is not None:
         return
-    loop = asyncio.get_running_loop()
-
-    async def read() -> State:
-        return take_snapshot(active, pending)
 
     def snapshot() -> State:
-        return asyncio.run_coroutine_threadsafe(read(), loop).result(timeout=SNAPSHOT_TIMEOUT)
+        return take_snapshot(active, pending)
 
     memo["metrics_server"] = MetricsServer(config.metrics_port, snapshot, lambda: datetime.now(UTC))
 

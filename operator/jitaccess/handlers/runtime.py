@@ -18,7 +18,7 @@ import functools
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -35,6 +35,48 @@ _ELIGIBLE_SECONDS = 5.0
 T = TypeVar("T")
 
 
+class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
+    """A thread-safe index of watched objects: key -> the values of the objects filed under it.
+
+    Each object (by name) is filed under at most one key. What kopf's `@kopf.index` gives, kept
+    instead by `@kopf.on.event` handlers (`observe`) for the kinds that grow with use (grants,
+    requests): at start-up kopf holds every handler back until each object of an indexed kind is
+    indexed, and wakes every waiting worker each time one is, which is quadratic in the number of
+    objects (seconds for hundreds of grants, over ten minutes for 5,000, during which no overdue
+    grant is revoked and no webhook is answered in time).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[Hashable, dict[str, Any]] = {}
+        self._key_of: dict[str, Hashable] = {}
+
+    def observe(self, name: str, entry: tuple[Hashable, Any] | None) -> None:
+        """File object `name` under `entry` = (key, value), or nowhere (None: filtered out, or gone)."""
+        with self._lock:
+            old = self._key_of.pop(name, None)
+            if old is not None:
+                rest = self._values.get(old, {})
+                rest.pop(name, None)
+                if not rest:
+                    self._values.pop(old, None)
+            if entry is not None:
+                key, value = entry
+                self._key_of[name] = key
+                self._values.setdefault(key, {})[name] = value
+
+    def __getitem__(self, key: Hashable) -> tuple[Any, ...]:
+        with self._lock:
+            return tuple(self._values[key].values())
+
+    def __iter__(self) -> Iterator[Hashable]:
+        with self._lock:
+            return iter(list(self._values))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -48,6 +90,8 @@ class Runtime:
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     _user_names: dict[str, str] = field(default_factory=dict)
+    # Which live grants hold each (user, group) membership: rule 1's reference count (`indexes`).
+    holders: ObjectIndex = field(default_factory=ObjectIndex)
     _pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -12,11 +12,12 @@ from typing import Any
 import kopf
 
 from jitaccess.adapters.identitycenter import IdentityCenter
-from jitaccess.adapters.kube import Kube, load_client_config
+from jitaccess.adapters.kube import GRANTS, Kube, load_client_config
 from jitaccess.adapters.tls import temporary_serving_files
 from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServer, configuration_problem, own_username
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
+from jitaccess.handlers.indexes import holding
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 
@@ -66,6 +67,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         )
     _configure_admission(settings, memo, config)
     rt: Runtime = memo["runtime"]
+    # Before kopf's watches start, so no grant can expire before the operator knows every holder.
+    for grant in rt.kube.list(GRANTS, missing_ok=True):
+        name, key = grant["metadata"]["name"], holding(grant)
+        rt.holders.observe(name, None if key is None else (key, name))
     log.info(
         "jitaccess started: identity store %s, rate limit %s/s, minimum duration %ss",
         rt.identity_center.identity_store_id,
