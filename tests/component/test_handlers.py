@@ -9,6 +9,7 @@ webhooks and real user identities.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -74,8 +75,9 @@ class Local:
         self.cluster.kubectl("annotate", "--overwrite", kind, name, *pairs)
 
 
-@pytest.fixture(scope="module")
-def local(control_plane: Cluster, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Local]:
+@contextmanager
+def in_process_operator(control_plane: Cluster, patcher: pytest.MonkeyPatch, **env: str) -> Iterator[Local]:
+    """The operator's handlers run in-process over the examples' teams and entitlements."""
     emulator = IdentityCenterEmulator().start()
     emulator.seed(EXAMPLES / "identitycenter" / "seed.yaml")
     for key, value in {
@@ -83,8 +85,9 @@ def local(control_plane: Cluster, monkeypatch_module: pytest.MonkeyPatch) -> Ite
         "KUBECONFIG": str(control_plane.admin_kubeconfig),
         "JITACCESS_MIN_DURATION_SECONDS": "1",
         "JITACCESS_PENDING_TIMEOUT_SECONDS": "8",
+        **env,
     }.items():
-        monkeypatch_module.setenv(key, value)
+        patcher.setenv(key, value)
     control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     system = Local(control_plane, emulator)
@@ -102,6 +105,12 @@ def local(control_plane: Cluster, monkeypatch_module: pytest.MonkeyPatch) -> Ite
     emulator.stop()
     assert runner.exception is None, runner.output[-3000:]
     assert "Traceback" not in runner.output, runner.output[-5000:]
+
+
+@pytest.fixture(scope="module")
+def local(control_plane: Cluster, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Local]:
+    with in_process_operator(control_plane, monkeypatch_module) as system:
+        yield system
 
 
 @pytest.fixture(scope="module")

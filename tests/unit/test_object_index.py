@@ -1,11 +1,15 @@
-"""The Runtime's thread-safe object index (what the membership ref-count and the gauges read)."""
+"""The Runtime's thread-safe object indexes: what the membership ref-count, the deadlines, retention
+and the gauges read."""
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
-from jitaccess.handlers.indexes import holding
+from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.handlers.indexes import Ended, Pending, ended, holding, pending
 from jitaccess.handlers.runtime import ObjectIndex
+from jitaccess.handlers.schedules import looked_after
 
 
 def grant(user: str, group: str, reason: str | None = None) -> dict[str, object]:
@@ -68,3 +72,48 @@ def test_a_grant_holds_its_membership_until_it_is_finished() -> None:
     for finished in ("Expired", "Revoked", "Failed"):
         assert holding(grant("alice", "prod-payments", finished)) is None, finished
     assert holding(grant("alice", "prod-payments")) != holding(grant("bob", "prod-payments"))
+
+
+def request_body(reason: str, *, grant: str | None = None, **conditions: str) -> dict[str, object]:
+    status: dict[str, object] = {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": reason, "lastTransitionTime": "2025-11-23T12:00:00Z"},
+            *({"type": t, "status": s, "reason": t} for t, s in conditions.items()),
+        ]
+    }
+    if grant:
+        status["grant"] = grant
+    return {"metadata": {"name": "r1", "creationTimestamp": "2025-11-23T11:00:00Z"}, "spec": {}, "status": status}
+
+
+def test_pending_entries_carry_what_the_deadlines_need() -> None:
+    entry = pending(request_body("Pending"))
+    assert entry == Pending("r1", datetime(2025, 11, 23, 11, 0, tzinfo=UTC), False)
+    assert pending(request_body("Pending", Escalated="True")).escalated  # type: ignore[union-attr]
+    assert pending(request_body("Pending", Approved="True")) is None, "decided: no longer waiting"
+    assert pending(request_body("Pending", Denied="True")) is None
+    assert pending(request_body("Granted")) is None
+
+
+def test_ended_objects_and_when() -> None:
+    noon = datetime(2025, 11, 23, 12, 0, tzinfo=UTC)
+    assert ended(REQUESTS, request_body("Denied")) == Ended(REQUESTS, "r1", "", noon)
+    assert ended(REQUESTS, request_body("Expired", grant="g1")) is None, "goes with its grant"
+    assert ended(REQUESTS, request_body("Pending")) is None
+    expired = {**grant("alice", "prod-payments", "Expired"), "metadata": {"name": "g1"}}
+    expired["spec"]["request"] = "r1"  # type: ignore[index]
+    expired["status"]["expirationTime"] = "2025-11-23T13:00:00Z"  # type: ignore[index]
+    expired["status"]["conditions"][0]["lastTransitionTime"] = "2025-11-23T13:00:01Z"  # type: ignore[index]
+    assert ended(GRANTS, expired) == Ended(GRANTS, "g1", "r1", datetime(2025, 11, 23, 13, 0, tzinfo=UTC))
+    assert ended(GRANTS, grant("alice", "prod-payments", "Active")) is None
+
+
+def test_each_entitlement_timer_looks_after_its_own_and_the_first_after_orphans() -> None:
+    index = ObjectIndex()
+    index.observe("a", ("ent-a", "A"))
+    index.observe("b", ("ent-b", "B"))
+    index.observe("x", ("gone", "X"))
+    entitlements = {"ent-a": [{}], "ent-b": [{}]}
+    assert sorted(looked_after("ent-a", index, entitlements)) == [("ent-a", "A"), ("gone", "X")]
+    assert sorted(looked_after("ent-b", index, entitlements)) == [("ent-b", "B")]
+    assert list(looked_after("ent-a", index, {})) == [("ent-a", "A")], "no orphans while the index is empty"

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jitaccess import metrics
+from jitaccess.handlers.indexes import Pending
 from jitaccess.handlers.observability import take_snapshot
 from jitaccess.handlers.runtime import ObjectIndex
 from jitaccess.observability import AuditCounter, ErrorCounter, MetricsServer, State, StateCollector, state_metrics
@@ -84,13 +85,13 @@ def gauges_of(snapshot: object) -> dict[tuple[str, tuple[tuple[str, str], ...]],
 
 
 def test_snapshot_of_the_indexes() -> None:
-    """The gauges read the Runtime's object indexes; creation times are RFC 3339 strings."""
+    """The gauges read the object indexes: Active grants by name, pending requests with their creation time."""
     active, pending = ObjectIndex(), ObjectIndex()
     active.observe("alice-1", ("prod-payments", "alice-1"))
     active.observe("bob-2", ("prod-payments", "bob-2"))
     active.observe("carol-3", ("prod-ledger", "carol-3"))
     active.observe("carol-3", None)  # expired: no longer counted, and no empty entitlement left
-    pending.observe("lena-1", ("prod-ledger", "2025-11-23T11:55:00Z"))
+    pending.observe("lena-1", ("prod-ledger", Pending("lena-1", datetime(2025, 11, 23, 11, 55, tzinfo=UTC), False)))
     state = take_snapshot(active, pending)
     assert state.active_grants == {"prod-payments": 2}
     assert list(state.pending_since["prod-ledger"]) == [datetime(2025, 11, 23, 11, 55, tzinfo=UTC)]

@@ -219,3 +219,21 @@ def test_lifecycle_predicates() -> None:
 def test_eligibility_message_names_the_groups() -> None:
     text = rules.eligibility_message("eve@example.com", ["prod-eligible", "pci-secure-code-trained"])
     assert "eve@example.com" in text and "prod-eligible, pci-secure-code-trained" in text
+
+
+def test_retention_of_requests_that_ended_without_a_grant() -> None:
+    ninety = timedelta(days=90)
+    for reason in ("Denied", "NotEligible", "Invalid", "TimedOut"):
+        ended = request(conditions=[condition("Ready", "False", reason)])
+        assert not rules.retention_due(ended, T0 + timedelta(days=89), ninety), reason
+        assert rules.retention_due(ended, T0 + ninety, ninety), reason
+    for reason in ("Pending", "Granted", "Approved"):
+        live = request(conditions=[condition("Ready", "False", reason)])
+        assert not rules.retention_due(live, T0 + timedelta(days=900), ninety), reason
+    assert not rules.retention_due(request(), T0 + timedelta(days=900), ninety)
+
+
+def test_a_request_with_a_grant_goes_with_its_grant_not_on_its_own() -> None:
+    expired = request(conditions=[condition("Ready", "False", "Expired")])
+    expired.status.grant = "r1"
+    assert not rules.retention_due(expired, T0 + timedelta(days=900), timedelta(days=90))

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from jitaccess.api.models import AccessGrant
+from jitaccess.api.models import AccessGrant, AccessGrantStatus
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import parse_duration
 
@@ -62,11 +62,15 @@ def other_holders(holders: Iterable[str], ending: str, already_ended: Iterable[s
     return set(holders) - {ending} - set(already_ended)
 
 
+def ended_at(status: AccessGrantStatus) -> datetime | None:
+    """When a finished grant ended (revoked, expired, or failed); None while it is not finished."""
+    ready = cond.find(status.conditions, cond.READY)
+    if ready is None or ready.reason not in FINISHED:
+        return None
+    return status.revocation_time or status.expiration_time or ready.last_transition_time
+
+
 def retention_due(grant: AccessGrant, now: datetime, retention: timedelta) -> bool:
     """Finished grants stay listed as the audit trail until the retention period has passed."""
-    if not is_finished(grant):
-        return False
-    ended = grant.status.revocation_time or grant.status.expiration_time
-    ready = cond.find(grant.status.conditions, cond.READY)
-    ended = ended or (ready.last_transition_time if ready else None)
+    ended = ended_at(grant.status)
     return ended is not None and now - ended >= retention

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from jitaccess.api import models
-from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import Caller, is_member, may_approve
@@ -53,6 +53,21 @@ class ValidRequest:
 
 def is_finished(request: AccessRequest) -> bool:
     return cond.ready_reason(request.status.conditions) in FINISHED
+
+
+def ended_at(status: AccessRequestStatus) -> datetime | None:
+    """When a request that ended without a grant (denied, invalid, timed out, not eligible) ended;
+    None for any other request (one that led to a grant goes with its grant)."""
+    ready = cond.find(status.conditions, cond.READY)
+    if ready is None or ready.reason not in FINISHED or status.grant:
+        return None
+    return ready.last_transition_time
+
+
+def retention_due(request: AccessRequest, now: datetime, retention: timedelta) -> bool:
+    """A request that ended without a grant goes once the retention period has passed."""
+    ended = ended_at(request.status)
+    return ended is not None and now - ended >= retention
 
 
 def is_decided(request: AccessRequest) -> bool:
@@ -233,9 +248,15 @@ def next_deadline(request: AccessRequest, valid: ValidRequest, limits: Limits) -
     created = request.metadata.creation_timestamp
     if created is None:
         return None
+    escalated = cond.is_true(request.status.conditions, cond.ESCALATED)
+    return pending_deadline(created, escalated, valid.team.escalate_after, limits)
+
+
+def pending_deadline(created: datetime, escalated: bool, escalate_after: str | None, limits: Limits) -> datetime:
+    """The next escalation or time-out of a request pending since `created`."""
     deadlines = [created + limits.pending_timeout]
-    if valid.team.escalate_after and not cond.is_true(request.status.conditions, cond.ESCALATED):
-        deadlines.append(created + parse_duration(valid.team.escalate_after, "spec.escalateAfter"))
+    if escalate_after and not escalated:
+        deadlines.append(created + parse_duration(escalate_after, "spec.escalateAfter"))
     return min(deadlines)
 
 

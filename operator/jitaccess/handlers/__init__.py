@@ -3,6 +3,6 @@
 Importing this package registers every handler with kopf's default registry.
 """
 
-from jitaccess.handlers import admission, catalog, grants, indexes, observability, requests, startup
+from jitaccess.handlers import admission, catalog, grants, indexes, observability, requests, schedules, startup
 
-__all__ = ["admission", "catalog", "grants", "indexes", "observability", "requests", "startup"]
+__all__ = ["admission", "catalog", "grants", "indexes", "observability", "requests", "schedules", "startup"]

@@ -40,11 +40,6 @@ def _active(status: kopf.Status, **_: Any) -> bool:
     return ready is not None and ready.get("reason") == "Active"
 
 
-def _finished(status: kopf.Status, **_: Any) -> bool:
-    ready = next((c for c in status.get("conditions", []) if c.get("type") == cond.READY), None)
-    return ready is not None and ready.get("reason") in rules.FINISHED
-
-
 def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
     return annotations.get(models.ANNOTATION_REVOKED, "").strip().lower() == "true"
 
@@ -156,20 +151,20 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
 @kopf.daemon(*GRANT, when=_active, cancellation_timeout=5.0, backoff=1.0)
 async def expire_grant(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Sleep until the persisted expiration time, then end the grant (at once when overdue)."""
-    rt = runtime_of(memo)
-    grant = AccessGrant.model_validate(dict(body))
+    rt, name = runtime_of(memo), body.metadata.name
     # The exact time, not `now()` (whole seconds): truncation would wake the daemon up to a second late.
-    left = rules.seconds_left(grant, dt.datetime.now(dt.UTC))
+    # Only the name and the time are kept while it sleeps: thousands of daemons sleep at once.
+    left = rules.seconds_left(AccessGrant.model_validate(dict(body)), dt.datetime.now(dt.UTC))
     if left > 0:
         await stopped.wait(left)
     if stopped:
         return
     while not stopped:
         try:
-            await rt.run_blocking(end_grant, rt, grant.metadata.name, "Expired", rt.holders)
+            await rt.run_blocking(end_grant, rt, name, "Expired", rt.holders)
             return
         except RetryLater as exc:
-            log.warning("expiring %s: Identity Center not answering (%s); retrying", grant.metadata.name, exc)
+            log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
             await stopped.wait(1.0)
 
 
@@ -297,14 +292,3 @@ def _follow_request(
         return None
     record(updated, reason, message, warning=reason == "Failed", who=grant.spec.user)
     return AccessRequest.model_validate(updated)
-
-
-@kopf.timer(*GRANT, interval=3600.0, when=_finished)
-def retire_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Finished grants are the audit trail; past the retention period they and their request go."""
-    rt = runtime_of(memo)
-    grant = AccessGrant.model_validate(dict(body))
-    if rules.retention_due(grant, now(), rt.settings.retention):
-        rt.kube.delete(GRANTS, grant.metadata.name)
-        rt.kube.delete(REQUESTS, grant.spec.request)
-        log.info("retired %s after the retention period", grant.metadata.name)

@@ -1,28 +1,61 @@
 """In-memory indexes of the cluster's jitaccess objects, kept current by kopf's watches.
 
-kopf fills every index from the initial listing before any handler runs. Which grants hold
-which membership is kept in the Runtime instead (an `ObjectIndex`, see why there), filled from a
-listing at start-up, so a restarted operator still knows every live grant before it starts
-expiring any of them.
+TeamOwnerships and Entitlements (few, written by GitOps) are kopf indexes: kopf fills them from
+the initial listing before any handler runs. Grants and requests grow with use, so what the
+handlers need of them is kept in the Runtime's `ObjectIndex`es by `@kopf.on.event` handlers
+instead (see `ObjectIndex` for why), and only the few fields each use needs, never whole bodies:
 
-The index functions are `async` (they do no I/O): kopf runs them inline on every watch event,
-where a plain function would cost a trip through the thread pool each time.
+- `holders`: which live grants hold each (user, group) membership, filled from a listing at
+  start-up as well, so a restarted operator knows every live grant before it expires any;
+- `pending`: requests awaiting a decision, with what their deadlines depend on;
+- `finished`: finished grants, and requests that ended without a grant, with when they ended.
+
+The handlers are `async` (they do no I/O): kopf runs them inline on every watch event, where a
+plain function would cost a trip through the thread pool each time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import kopf
+from pydantic import ValidationError
 
-from jitaccess.domain.grants import FINISHED, membership_key
+from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.api.models import AccessGrantStatus, AccessRequestStatus
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import grants as grant_rules
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.grants import membership_key
 from jitaccess.handlers.common import GROUP, VERSION
 from jitaccess.handlers.runtime import runtime_of
 
+log = logging.getLogger(__name__)
+_FINISHED = grant_rules.FINISHED | request_rules.FINISHED
+
+
+class Pending(NamedTuple):
+    """A request awaiting a decision: enough to tell when it escalates or times out."""
+
+    name: str
+    created: dt.datetime | None
+    escalated: bool
+
+
+class Ended(NamedTuple):
+    """A finished object (`plural`/`name`; a grant's `request` goes with it) and when it ended."""
+
+    plural: str
+    name: str
+    request: str
+    ended: dt.datetime
+
 
 @kopf.index(GROUP, VERSION, "teamownerships")
-async def teams(name: str, spec: kopf.Spec, **_: Any) -> dict[str, Any]:
+async def teams(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
     return {name: dict(spec)}
 
 
@@ -30,25 +63,76 @@ async def teams(name: str, spec: kopf.Spec, **_: Any) -> dict[str, Any]:
 async def entitlements(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     return {
         name: {
-            "metadata": {"name": name, "uid": body.metadata.uid, "generation": body.metadata.get("generation", 0)},
+            "metadata": {"name": name},
             "spec": dict(body.spec),
-            "status": dict(body.status),
+            "status": {k: v for k, v in dict(body.status).items() if k != "kopf"},
         }
     }
 
 
+def _ready(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    status = obj.get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c.get("type") == cond.READY), {})
+
+
 def holding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     """The membership a grant holds (or is about to hold), or None once it is finished."""
-    status = obj.get("status") or {}
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-    if ready is not None and ready.get("reason") in FINISHED:
+    if _ready(obj).get("reason") in grant_rules.FINISHED:
         return None
     spec = obj.get("spec") or {}
     return membership_key(spec.get("user", ""), spec.get("groupName", ""))
 
 
-@kopf.on.event(GROUP, VERSION, "accessgrants")
-async def grant_holders(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Keep the Runtime's `holders` current: every change to a grant, as it is seen."""
-    key = None if type == "DELETED" else holding(body)
-    runtime_of(memo).holders.observe(body.metadata.name, None if key is None else (key, body.metadata.name))
+def pending(obj: Mapping[str, Any]) -> Pending | None:
+    """A request awaiting a decision (Pending, and neither Approved nor Denied yet), or None."""
+    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+    decided = any(conditions.get(t, {}).get("status") == "True" for t in (cond.APPROVED, cond.DENIED))
+    if conditions.get(cond.READY, {}).get("reason") != "Pending" or decided:
+        return None
+    metadata = obj.get("metadata") or {}
+    stamp = metadata.get("creationTimestamp")
+    created = dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
+    escalated = conditions.get(cond.ESCALATED, {}).get("status") == "True"
+    return Pending(str(metadata.get("name", "")), created, escalated)
+
+
+def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:
+    """A finished grant, or a request that ended without a grant, and when it ended; else None."""
+    if _ready(obj).get("reason") not in _FINISHED:
+        return None  # the common case, decided without parsing anything
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    try:
+        if plural == GRANTS:
+            when = grant_rules.ended_at(AccessGrantStatus.model_validate(obj.get("status") or {}))
+            request = str((obj.get("spec") or {}).get("request", ""))
+        else:
+            when = request_rules.ended_at(AccessRequestStatus.model_validate(obj.get("status") or {}))
+            request = ""
+    except ValidationError:
+        log.warning("%s %s has a status that cannot be read; it is left for a person to remove", plural, name)
+        return None
+    return Ended(plural, name, request, when) if when is not None else None
+
+
+def _entitlement(body: kopf.Body) -> str:
+    return str(body.spec.get("entitlement", ""))
+
+
+@kopf.on.event(GROUP, VERSION, GRANTS)
+async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    rt, name = runtime_of(memo), body.metadata.name
+    gone = type == "DELETED"
+    key = None if gone else holding(body)
+    rt.holders.observe(name, None if key is None else (key, name))
+    done = None if gone else ended(GRANTS, body)
+    rt.finished.observe(f"{GRANTS}/{name}", None if done is None else (_entitlement(body), done))
+
+
+@kopf.on.event(GROUP, VERSION, REQUESTS)
+async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    rt, name = runtime_of(memo), body.metadata.name
+    gone = type == "DELETED"
+    waiting = None if gone else pending(body)
+    rt.pending.observe(name, None if waiting is None else (_entitlement(body), waiting))
+    done = None if gone else ended(REQUESTS, body)
+    rt.finished.observe(f"{REQUESTS}/{name}", None if done is None else (_entitlement(body), done))

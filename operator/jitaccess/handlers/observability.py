@@ -1,7 +1,8 @@
 """Metrics wiring: `/metrics` served from start-up to clean-up, and the indexes its gauges read.
 
 Two indexes, kept current by event handlers on the same watches the handlers use, hold what the
-state gauges show: the Active grants and the pending requests, by entitlement. kopf's listing
+state gauges show: the Active grants (an index of this module) and the requests awaiting a
+decision (the Runtime's `pending`, see `indexes`), by entitlement. kopf's listing
 re-fills them whenever it (re)starts watching, so the gauges are right after a restart without any
 bookkeeping in the handlers. They are `ObjectIndex`es rather than `@kopf.index`es: kopf's own
 indexes make start-up quadratic in the number of grants and requests (see `ObjectIndex`).
@@ -20,12 +21,12 @@ import kopf
 
 from jitaccess.domain import conditions as cond
 from jitaccess.handlers.common import GROUP, VERSION
-from jitaccess.handlers.runtime import ObjectIndex, Runtime
+from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
 from jitaccess.observability import MetricsServer, State
 from jitaccess.settings import Settings
 
 Index = Mapping[Any, Iterable[Any]]
-ACTIVE, PENDING = "active_grants_by_entitlement", "pending_requests_by_entitlement"
+ACTIVE = "active_grants_by_entitlement"
 
 
 def _ready(status: kopf.Status) -> dict[str, Any]:
@@ -34,12 +35,6 @@ def _ready(status: kopf.Status) -> dict[str, Any]:
 
 def _active(status: kopf.Status, **_: Any) -> bool:
     return _ready(status).get("reason") == "Active"
-
-
-def _awaiting_decision(status: kopf.Status, **_: Any) -> bool:
-    conditions = {c.get("type"): c for c in status.get("conditions", [])}
-    decided = any(conditions.get(t, {}).get("status") == "True" for t in (cond.APPROVED, cond.DENIED))
-    return _ready(status).get("reason") == "Pending" and not decided
 
 
 def _index(memo: kopf.Memo, key: str) -> ObjectIndex:
@@ -56,35 +51,26 @@ async def active_grants_by_entitlement(type: str | None, body: kopf.Body, memo: 
     _index(memo, ACTIVE).observe(body.metadata.name, entry)
 
 
-@kopf.on.event(GROUP, VERSION, "accessrequests")
-async def pending_requests_by_entitlement(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    pending = type != "DELETED" and _awaiting_decision(body.status)
-    stamp = str(body.metadata.get("creationTimestamp", ""))
-    entry = (str(body.spec.get("entitlement", "")), stamp) if pending else None
-    _index(memo, PENDING).observe(body.metadata.name, entry)
-
-
 def take_snapshot(active: Index, pending: Index) -> State:
     """The gauges' state from the two indexes."""
     return State(
         active_grants={entitlement: len(list(names)) for entitlement, names in active.items()},
         pending_since={
-            entitlement: [datetime.fromisoformat(stamp) for stamp in stamps if stamp]
-            for entitlement, stamps in pending.items()
+            entitlement: [entry.created for entry in entries if entry.created is not None]
+            for entitlement, entries in pending.items()
         },
     )
 
 
 @kopf.on.startup()
 async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
-    active, pending = _index(memo, ACTIVE), _index(memo, PENDING)
-    runtime = memo.get("runtime")
+    active, runtime = _index(memo, ACTIVE), memo.get("runtime")
     config: Settings = runtime.settings if isinstance(runtime, Runtime) else memo.get("settings") or Settings()
     if not config.metrics_port or memo.get("metrics_server") is not None:
         return
 
     def snapshot() -> State:
-        return take_snapshot(active, pending)
+        return take_snapshot(active, runtime_of(memo).pending)
 
     memo["metrics_server"] = MetricsServer(config.metrics_port, snapshot, lambda: datetime.now(UTC))
 

@@ -1,6 +1,6 @@
 """AccessRequest handlers: validate, check eligibility, route, decide, and create the grant.
 
-Every entry point (create, resume, an annotation change, the pending-deadline timer) runs the same
+Every entry point (create, resume, an annotation change, the deadline timer in `schedules`) runs the same
 level-triggered `reconcile`, so a restarted operator simply picks up where the object stands.
 Status is written with optimistic locking *before* the grant is created, so the grant's own
 handler (which writes the request's `Ready` as the grant progresses) never races with it.
@@ -31,26 +31,12 @@ REQ = (GROUP, VERSION, "accessrequests")
 Index = Mapping[Any, Iterable[Any]]
 
 
-def _awaiting_decision(status: kopf.Status, **_: Any) -> bool:
-    conditions = {c.get("type"): c for c in status.get("conditions", [])}
-    ready = conditions.get(cond.READY, {})
-    decided = any(conditions.get(t, {}).get("status") == "True" for t in (cond.APPROVED, cond.DENIED))
-    return ready.get("reason") == "Pending" and not decided
-
-
 @kopf.on.resume(*REQ)
 @kopf.on.create(*REQ)
 @kopf.on.update(*REQ, field="metadata.annotations")
 async def reconcile_request(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
     rt = runtime_of(memo)
     await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=True)
-
-
-@kopf.timer(*REQ, interval=1.0, when=_awaiting_decision)
-async def pending_deadlines(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
-    """Escalation and time-out happen with nobody touching the object: look every second."""
-    rt = runtime_of(memo)
-    await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=False)
 
 
 def lookup(

@@ -90,8 +90,12 @@ class Runtime:
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     _user_names: dict[str, str] = field(default_factory=dict)
-    # Which live grants hold each (user, group) membership: rule 1's reference count (`indexes`).
+    # Kept by `indexes` from the watches. Which live grants hold each (user, group) membership
+    # (rule 1's reference count); requests awaiting a decision and finished objects, by
+    # entitlement (what `schedules` acts on at their deadlines).
     holders: ObjectIndex = field(default_factory=ObjectIndex)
+    pending: ObjectIndex = field(default_factory=ObjectIndex)
+    finished: ObjectIndex = field(default_factory=ObjectIndex)
     _pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

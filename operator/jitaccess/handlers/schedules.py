@@ -1,0 +1,104 @@
+"""Deadlines that arrive with nobody touching an object: a pending request's escalation and
+time-out, and the end of a finished grant's or request's retention period.
+
+One timer per Entitlement (there are dozens) acts on the requests and grants of that entitlement,
+found in the Runtime's `pending` and `finished` indexes (see `indexes`), instead of a kopf timer
+per request and per finished grant: kopf keeps the whole body of every object of a kind that has
+any timer or daemon in memory for as long as the object exists, and finished objects live for the
+90-day retention period. Being kopf timers, these pause with the operator (peering), as the
+per-object timers would have.
+
+Objects naming an Entitlement that does not exist (any more) are looked after by the first
+Entitlement by name: a request left pending when its Entitlement is deleted is declared Invalid
+within a second, and requests refused for naming an unknown entitlement are retired in time.
+With no Entitlement at all there is nothing to look after them; they wait for the first one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import kopf
+
+from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.api.models import TeamOwnershipSpec
+from jitaccess.domain import requests as rules
+from jitaccess.errors import InvalidInput
+from jitaccess.handlers.common import GROUP, VERSION, first, now
+from jitaccess.handlers.indexes import Ended, Pending
+from jitaccess.handlers.requests import reconcile
+from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
+
+log = logging.getLogger(__name__)
+ENT = (GROUP, VERSION, "entitlements")
+Index = Mapping[Any, Iterable[Any]]
+# Escalation and time-out are promised to the second; retention (days) is checked from memory,
+# which costs next to nothing, so often enough that a short retention (tests) is honoured too.
+DEADLINE_SECONDS = 1.0
+RETENTION_CHECK_SECONDS = 5.0
+
+
+def looked_after(name: str, index: ObjectIndex, entitlements: Index) -> Iterator[tuple[str, Any]]:
+    """(entitlement, entry) of the objects the timer of Entitlement `name` looks after."""
+    orphans = bool(entitlements) and name == min(entitlements)
+    for key in list(index):
+        if key == name or (orphans and key not in entitlements):
+            for entry in index.get(key, ()):
+                yield key, entry
+
+
+@kopf.timer(*ENT, interval=DEADLINE_SECONDS)
+async def pending_deadlines(name: str, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+    """Escalate or time out this entitlement's pending requests whose deadline has come."""
+    rt = runtime_of(memo)
+    due = [e for key, e in looked_after(name, rt.pending, entitlements) if _due(rt, key, e, teams, entitlements)]
+    for entry in due:
+        await rt.run_blocking(_reconcile_one, rt, entry.name, teams, entitlements)
+
+
+def _due(rt: Runtime, entitlement: str, entry: Pending, teams: Index, entitlements: Index) -> bool:
+    raw = first(entitlements, entitlement)
+    owner = (raw or {}).get("spec", {}).get("owner")
+    team = first(teams, owner) if owner else None
+    if raw is None or team is None or entry.created is None:
+        return True  # reconcile says what is missing (and declares the request Invalid)
+    try:
+        escalate_after = TeamOwnershipSpec.model_validate(team).escalate_after
+        deadline = rules.pending_deadline(entry.created, entry.escalated, escalate_after, rt.settings.limits)
+    except (InvalidInput, ValueError):
+        return True
+    return now() >= deadline
+
+
+def _reconcile_one(rt: Runtime, name: str, teams: Index, entitlements: Index) -> None:
+    body = rt.kube.get(REQUESTS, name)
+    if body is None:
+        return
+    try:
+        reconcile(rt, body, teams, entitlements, announce_ignored=False)
+    except kopf.TemporaryError as exc:
+        # The next tick tries again; one request's trouble must not hold up the others'.
+        log.warning("request %s: %s", name, exc)
+
+
+@kopf.timer(*ENT, interval=RETENTION_CHECK_SECONDS, initial_delay=RETENTION_CHECK_SECONDS)
+async def retire_finished(name: str, memo: kopf.Memo, entitlements: Index, **_: Any) -> None:
+    """Delete this entitlement's finished grants (with their requests) and requests that ended
+    without a grant, once the retention period has passed since they ended."""
+    rt = runtime_of(memo)
+    cutoff = now() - rt.settings.retention
+    due = [entry for _, entry in looked_after(name, rt.finished, entitlements) if entry.ended <= cutoff]
+    if due:
+        await rt.run_blocking(_retire, rt, due)
+
+
+def _retire(rt: Runtime, due: list[Ended]) -> None:
+    began = time.monotonic()
+    for entry in due:
+        rt.kube.delete(entry.plural, entry.name)
+        if entry.plural == GRANTS and entry.request:
+            rt.kube.delete(REQUESTS, entry.request)
+    log.info("retired %d finished object(s) after the retention period (%.1fs)", len(due), time.monotonic() - began)
