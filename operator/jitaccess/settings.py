@@ -28,7 +28,9 @@ class Settings(BaseSettings):
 
     pending_timeout_seconds: float = Field(default=24 * 3600, gt=0)
     min_duration_seconds: float = Field(default=60, gt=0)
-    retention_seconds: float = Field(default=90 * 24 * 3600, gt=0, description="Finished grants and requests kept this long after they ended")
+    retention_seconds: float = Field(
+        default=90 * 24 * 3600, gt=0, description="Finished grants and requests kept this long after they ended"
+    )
     resync_seconds: float = Field(default=60, gt=0, description="Entitlement re-check and drift scan interval")
     remove_unbacked_members: bool = Field(
         default=True, description="Drift scan removes group members that no active grant backs"

@@ -29,7 +29,8 @@ ANNOTATION_DENIED_BY = f"{GROUP}/denied-by"
 ANNOTATION_REVOKED = f"{GROUP}/revoked"
 ANNOTATION_REVOKED_BY = f"{GROUP}/revoked-by"
 ANNOTATION_REVOKE_REASON = f"{GROUP}/revoke-reason"
-FINALIZER = f"{GROUP}/membership"
+# kopf's finalizer (handlers/startup.py): grants are created with it, sparing kopf a patch.
+FINALIZER = f"{GROUP}/finalizer"
 LABEL_ENTITLEMENT = f"{GROUP}/entitlement"
 LABEL_REQUEST = f"{GROUP}/request"
 

@@ -221,6 +221,9 @@ def _create_grant(
         "metadata": {
             "name": name,
             "labels": {models.LABEL_ENTITLEMENT: request.spec.entitlement, models.LABEL_REQUEST: request.metadata.uid},
+            # kopf's own finalizer, set at once: kopf would otherwise add it with a patch of its own
+            # (two more webhook calls) before the grant's first handler runs.
+            "finalizers": [models.FINALIZER],
         },
         "spec": {
             "user": request.status.requester or request.spec.requester,

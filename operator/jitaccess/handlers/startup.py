@@ -15,6 +15,7 @@ from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import GRANTS, Kube, load_client_config
 from jitaccess.adapters.tls import temporary_serving_files
 from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServer, configuration_problem, own_username
+from jitaccess.api import models
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
 from jitaccess.handlers.indexes import holding
@@ -33,7 +34,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # could edit an annotation must not be able to mark a handler as done.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
-    settings.persistence.finalizer = "jitaccess.dev/finalizer"
+    settings.persistence.finalizer = models.FINALIZER
     # Our own Events carry the decisions; kopf's per-handler chatter is kept to errors.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "jitaccess"
