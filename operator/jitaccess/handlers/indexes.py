@@ -7,6 +7,7 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 
 - `holders`: which live grants hold each (user, group) membership, filled from a listing at
   start-up as well, so a restarted operator knows every live grant before it expires any;
+- `active`: Active grants (the gauges);
 - `pending`: requests awaiting a decision, with what their deadlines depend on;
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
 
@@ -124,6 +125,8 @@ async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     gone = type == "DELETED"
     key = None if gone else holding(body)
     rt.holders.observe(name, None if key is None else (key, name))
+    active = not gone and _ready(body).get("reason") == "Active"
+    rt.active.observe(name, (_entitlement(body), name) if active else None)
     done = None if gone else ended(GRANTS, body)
     rt.finished.observe(f"{GRANTS}/{name}", None if done is None else (_entitlement(body), done))
 

@@ -91,9 +91,10 @@ class Runtime:
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     _user_names: dict[str, str] = field(default_factory=dict)
     # Kept by `indexes` from the watches. Which live grants hold each (user, group) membership
-    # (rule 1's reference count); requests awaiting a decision and finished objects, by
-    # entitlement (what `schedules` acts on at their deadlines).
+    # (rule 1's reference count); Active grants (the gauges), requests awaiting a decision and
+    # finished objects, by entitlement (what `schedules` acts on at their deadlines).
     holders: ObjectIndex = field(default_factory=ObjectIndex)
+    active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
     _pool: ThreadPoolExecutor | None = None
