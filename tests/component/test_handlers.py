@@ -8,6 +8,7 @@ webhooks and real user identities.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -339,3 +340,20 @@ def test_unbacked_member_is_found_and_removed(local: Local) -> None:
         timeout=90,
         what="mallory removed by the drift scan",
     )
+
+
+def test_grant_is_created_with_its_finalizer_not_patched_after(local: Local) -> None:
+    """kopf's finalizer comes in the grant's creating write, sparing a PATCH and two webhook calls."""
+    local.request("c-finalizer", duration="1h")
+    local.wait("accessgrant", "c-finalizer", "Active")
+    shown = local.cluster.kubectl("get", "accessgrant", "c-finalizer", "-o", "json", "--show-managed-fields")
+    grant = json.loads(shown.stdout)
+    assert grant["metadata"]["finalizers"] == ["jitaccess.dev/finalizer"]
+    owners = [
+        entry
+        for entry in grant["metadata"]["managedFields"]
+        if "f:finalizers" in entry["fieldsV1"].get("f:metadata", {})
+    ]
+    assert len(owners) == 1 and "f:spec" in owners[0]["fieldsV1"], "set by the write that created the spec"
+    local.cluster.kubectl("delete", "accessgrant", "c-finalizer", "--timeout=30s")
+    eventually(lambda: local.ic.members_of("prod-eng-payments") == set() or None, what="membership gone")
