@@ -1,4 +1,4 @@
-"""The attack table of SECURITY.md, tried as an attacker would: real identities (token
+"""The numbered attacks of docs/security.md, tried as an attacker would: real identities (token
 kubeconfigs), plain kubectl (annotate, patch of every type, apply, server-side apply, replace,
 status patches), against the real API server, the operator's admission webhooks, RBAC from
 `examples/rbac.yaml` and the ValidatingAdmissionPolicy from `examples/admission-policy.yaml`.

@@ -1,7 +1,7 @@
 """The chart under test and the `helm` binary that checks it.
 
 `helm` is built from the helm.sh/helm/v3 Go module pinned in tests/helm/go.mod by
-tests/helm/build.sh, into the user cache, like the control plane (docs TESTENV.md); the script is
+tests/helm/build.sh, into the user cache, like the control plane (docs/development.md); the script is
 cached by a hash of its inputs, so finding the binary costs milliseconds once it is built (the first
 build takes a few minutes). ``$JITACCESS_HELM_BIN`` names a helm binary to use instead.
 

@@ -1,6 +1,6 @@
 """Pydantic models of TeamOwnership, Entitlement, AccessRequest and AccessGrant.
 
-These models are the single source of the API contract (../shared/design/API.md): the CRD
+These models are the single source of the API contract (docs/api.md): the CRD
 schemas in `crds/` are generated from them (see `crdgen`), and the handlers parse every object
 they receive through them, so a field's name, type and validation live in one place.
 
@@ -20,7 +20,7 @@ GROUP = "jitaccess.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# Annotations users and the webhook write (API.md). The `-by` ones are written only by admission.
+# Annotations users and the webhook write (docs/api.md). The `-by` ones are written only by admission.
 ANNOTATION_APPROVED = f"{GROUP}/approved"
 ANNOTATION_DENIED = f"{GROUP}/denied"
 ANNOTATION_DECISION_REASON = f"{GROUP}/decision-reason"
