@@ -797,7 +797,7 @@ def test_14_webhook_down_fails_closed(system: Jit) -> None:
     assert system.members(LEDGER) == {ALICE}
 
 
-# --- beyond the table ----------------------------------------------------------------------------------
+# --- 15. a decision changed after it is final -----------------------------------------------------
 
 
 def test_a_decision_is_final(system: Jit) -> None:
@@ -818,6 +818,9 @@ def test_a_decision_is_final(system: Jit) -> None:
     )
     assert system.get("accessgrant", "x-final") is None
     assert system.members(LEDGER) == set()
+
+
+# --- 16. an approver writes their own stamp -------------------------------------------------------
 
 
 def test_approver_cannot_write_their_own_stamp(system: Jit) -> None:
@@ -842,6 +845,9 @@ def test_approval_by_apply_of_a_modified_manifest_is_stamped(system: Jit) -> Non
     system.wait_reason("accessgrant", "x-apply", "Active")
 
 
+# --- 17. impersonating an approver ----------------------------------------------------------------
+
+
 def test_impersonation_without_the_right_is_refused(system: Jit) -> None:
     pending_request(system, "x-as")
     for extra in (
@@ -855,6 +861,9 @@ def test_impersonation_without_the_right_is_refused(system: Jit) -> None:
             how=" ".join(extra),
         )
     nothing_granted(system, "x-as")
+
+
+# --- 18. removing the admission layers ------------------------------------------------------------
 
 
 def test_users_cannot_remove_the_admission_layers(system: Jit) -> None:
@@ -879,6 +888,9 @@ def test_users_cannot_remove_the_admission_layers(system: Jit) -> None:
     assert {w["failurePolicy"] for w in webhooks["webhooks"]} == {"Fail"}
 
 
+# --- 19. a write the webhooks do not see ----------------------------------------------------------
+
+
 def test_webhook_configurations_fail_closed_and_cover_every_write(system: Jit) -> None:
     configs = {
         kind: json.loads(system.kubectl("get", kind, WEBHOOK_CONFIGURATION, "-o", "json").stdout)["webhooks"]
@@ -900,6 +912,9 @@ def test_webhook_configurations_fail_closed_and_cover_every_write(system: Jit) -
     assert rules[(validating, "accessgrants")] == {"CREATE", "UPDATE", "DELETE"}
     for plural in ("accessrequests", "accessgrants", "teamownerships", "entitlements"):
         assert rules[(validating, f"{plural}/status")] == {"UPDATE"}
+
+
+# --- 20. someone else revokes or deletes a grant --------------------------------------------------
 
 
 def test_grant_revocation_is_for_the_grantee_and_owner_approvers(system: Jit) -> None:
@@ -926,6 +941,9 @@ def test_grant_revocation_is_for_the_grantee_and_owner_approvers(system: Jit) ->
     )
 
 
+# --- 21. probing with a server-side dry run -------------------------------------------------------
+
+
 def test_dry_run_tells_the_same_without_changing_anything(system: Jit) -> None:
     pending_request(system, "x-dry")
     refused(
@@ -941,7 +959,7 @@ def test_dry_run_tells_the_same_without_changing_anything(system: Jit) -> None:
     nothing_granted(system, "x-dry")
 
 
-# --- the ValidatingAdmissionPolicy alone ----------------------------------------------------------------
+# --- 22. the webhooks are gone: the ValidatingAdmissionPolicy alone -------------------------------
 
 
 def test_policy_holds_the_identity_invariants_with_the_webhooks_gone(system: Jit) -> None:
