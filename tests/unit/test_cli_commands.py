@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from jitaccess.cli import decisions, main, request
+from jitaccess.cli import decisions, errors, main, parser, request
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import EXIT_CODES_HELP, PENDING, USAGE, Refused, StillPending, UsageError
+from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, Refused, StillPending, UsageError
 from jitaccess.cli.kubeapi import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import ClusterFlags, Session
@@ -326,15 +326,26 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
     assert "exit codes:" in text and "3  still pending" in text and "5  cannot reach the cluster" in text
     for command in main.COMMANDS:
         assert command in text
-    documented = {line.strip() for line in (main.__doc__ or "").splitlines()}
-    for line in EXIT_CODES_HELP.splitlines()[1:]:
-        assert line.strip() in documented, f"the module docstring lacks: {line.strip()}"
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code}  {meaning}" in text
+
+
+def test_every_error_exits_with_a_code_of_the_table() -> None:
+    classes = [errors.CliError, *errors.CliError.__subclasses__()]
+    assert {cls.code for cls in classes} | {errors.OK} == set(EXIT_CODES)
+
+
+def test_every_command_help_ends_with_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in set(main.COMMANDS) - {"completion"}:  # its help ends with how to load the script
+        with pytest.raises(SystemExit):
+            main.main([command, "--help"])
+        assert capsys.readouterr().out.endswith(errors.EXIT_CODES_HELP), command
 
 
 def test_cluster_flags_before_or_after_the_command() -> None:
-    parser = main.build_parser()
-    before = parser.parse_args(["--context", "c", "--as", "u", "list"])
-    after = parser.parse_args(["list", "--context", "c", "--as", "u", "--as-group", "g", "--as-group", "h"])
+    built = parser.build_parser()
+    before = built.parse_args(["--context", "c", "--as", "u", "list"])
+    after = built.parse_args(["list", "--context", "c", "--as", "u", "--as-group", "g", "--as-group", "h"])
     assert (before.context, before.impersonate) == ("c", "u")
     assert (after.context, after.impersonate, after.impersonate_groups) == ("c", "u", ["g", "h"])
 

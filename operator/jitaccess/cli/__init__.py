@@ -1,6 +1,7 @@
 """`kubectl jit`, the kubectl plugin of jitaccess (executable `kubectl-jit`).
 
-    main        argument parsing, dispatch, exit codes (documented there and in --help)
+    main        dispatch: one command, its errors as one line on stderr and an exit code
+    parser      the argument parser and its help texts (shared with completion)
     session     one invocation: API client, identity (SelfSubjectReview), terminal streams
     request     `request`: propose, ask, dry-run, create, watch until granted
     decisions   `approve`, `deny`, `revoke`, `done`: annotations with early, clear refusals
@@ -11,7 +12,7 @@
     kubeconfig  kubeconfig loading as kubectl does it (tokens, certificates, exec plugins, --as)
     prompts     questions on the terminal, only when there is one
     text        ages, expiry times, tables, JSON and YAML
-    errors      the exit codes and the errors that carry them
+    errors      the exit-code table (printed by --help) and the errors that carry the codes
 
 The plugin stays off the `kubernetes` package, pydantic, kopf and boto3 on its fast paths:
 their imports alone would take longer than the whole request.

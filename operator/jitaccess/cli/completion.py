@@ -16,6 +16,8 @@ import argparse
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from jitaccess.cli.parser import COMMAND_HELP, build_parser
+
 if TYPE_CHECKING:
     from jitaccess.cli.kubeapi import KubeApi
 
@@ -95,8 +97,6 @@ class _Command:
 
 
 def _commands() -> tuple[_Command, dict[str, tuple[str, _Command]]]:
-    from jitaccess.cli.main import COMMAND_HELP, build_parser
-
     parser = build_parser()
     subs: dict[str, tuple[str, _Command]] = {}
     for action in parser._actions:

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import Interrupted, NotFound, Refused, StillPending
+from jitaccess.cli.errors import OK, Interrupted, NotFound, Refused, StillPending
 from jitaccess.cli.kubeapi import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
@@ -59,7 +59,7 @@ def decide(session: Session, name: str, *, approve: bool, reason: str | None) ->
         what += f" for {o.status(request).get('duration') or spec.get('duration') or 'the default duration'}"
         because = f": {reason}" if reason else ""
         session.say(f"{'approved' if approve else 'denied'} accessrequest {name} ({what}){because}")
-        return 0
+        return OK
     raise Refused(f"accessrequest {name} kept changing while you decided: run the command again")
 
 
@@ -140,7 +140,7 @@ def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeo
     patched = _mark_revoked(session, grant, reason)
     if not wait:
         session.say(f"revoking accessgrant {name} ({spec.get('user')} in {spec.get('groupName')})")
-        return 0
+        return OK
     version = str(patched["metadata"].get("resourceVersion", ""))
     return _wait_ended(session, [patched], timeout or DEFAULT_REVOKE_WAIT, version)
 
@@ -152,13 +152,13 @@ def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
     mine = [g for g in grants if o.spec(g).get("user") == me.username and o.ready_reason(g) not in o.FINISHED]
     if not mine:
         session.say(f"{me.username} holds no active grants: nothing to end")
-        return 0
+        return OK
     for grant in mine:
         _mark_revoked(session, grant, "ended early by the grantee (kubectl jit done)")
     if not wait:
         for grant in mine:
             session.say(f"ending accessgrant {o.name_of(grant)} ({o.spec(grant).get('groupName')})")
-        return 0
+        return OK
     return _wait_ended(session, mine, timeout or DEFAULT_REVOKE_WAIT, version)
 
 
@@ -231,7 +231,7 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
     except KeyboardInterrupt:
         raise Interrupted("stopped waiting; the revocation is recorded and the operator will carry it out") from None
     session.say(AWS_SESSIONS_NOTE)
-    return 0
+    return OK
 
 
 def _say_ended(session: Session, grant: Obj) -> None:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import CliError, Interrupted, NotFound, Refused, StillPending, UsageError
+from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending, UsageError
 from jitaccess.cli.kubeapi import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
@@ -285,7 +285,7 @@ class Follower:
         reason = o.ready_reason(request)
         if reason == "Granted":
             self._granted(request)
-            return 0
+            return OK
         if reason in o.REQUEST_FAILURES:
             raise Refused(f"accessrequest {self.name} {reason}: {o.ready_message(request) or 'no message'}")
         if o.is_true(request, o.APPROVED) and "approved" not in self._said:
