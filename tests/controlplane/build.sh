@@ -13,6 +13,14 @@ if [[ -x "$binary" ]]; then
   exit 0
 fi
 mkdir -p "$out_dir"
+# One build at a time: concurrent test runs on a fresh machine wait for the first one
+# instead of compiling the same binary side by side (and racing on its temporary file).
+exec 9>"$out_dir/.build.lock"
+flock 9
+if [[ -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
 minor="$(echo "$version" | cut -d. -f2)"
 pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"

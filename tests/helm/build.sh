@@ -12,6 +12,14 @@ if [[ -x "$binary" ]]; then
   exit 0
 fi
 mkdir -p "$out_dir"
+# One build at a time: concurrent test runs on a fresh machine wait for the first one
+# instead of compiling the same binary side by side (and racing on its temporary file).
+exec 9>"$out_dir/.build.lock"
+flock 9
+if [[ -x "$binary" ]]; then
+  echo "$binary"
+  exit 0
+fi
 version="$(awk '$1 == "helm.sh/helm/v3" { print $2 }' "$here/go.mod")"
 # helm's own Makefile stamps the Kubernetes version of its client libraries: `helm template` and
 # `helm lint` report it as .Capabilities.KubeVersion.
