@@ -74,6 +74,10 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         ("config.retentionSeconds=0", "/config/retentionSeconds"),
         ("webhook.port=70000", "/webhook/port"),
         ("replicas=2", "additional properties 'replicas' not allowed"),
+        # Every ServiceAccount is in system:authenticated: it could read every request's reason.
+        ("rbac.requesters.groups[0]=system:authenticated", "/rbac/requesters/groups/0"),
+        ("rbac.viewers.groups[0]=system:serviceaccounts", "/rbac/viewers/groups/0"),
+        ("rbac.approvers.groups[0]=system:unauthenticated", "/rbac/approvers/groups/0"),
     ],
 )
 def test_schema_refuses_bad_values(helm: Helm, setting: str, complaint: str) -> None:
@@ -355,6 +359,16 @@ def test_user_roles_mirror_the_example(default: Objects) -> None:
 
     for role in ("viewer", "requester", "approver"):
         assert normal(rules(default, f"jitaccess-{role}")) == normal(example[f"jitaccess-{role}"]), role
+
+
+def test_example_bindings_name_people_not_everyone() -> None:
+    """examples/rbac.yaml binds named users, never a group every ServiceAccount is in (docs/rbac.md)."""
+    bindings = [
+        o for o in documents((REPO / "examples" / "rbac.yaml").read_text()) if o["kind"] == "ClusterRoleBinding"
+    ]
+    people = [s for b in bindings if b["roleRef"]["name"] != "jitaccess-operator" for s in b["subjects"]]
+    assert people and {s["kind"] for s in people} == {"User"}
+    assert not [s for s in people if s["name"].startswith("system:")]
 
 
 def test_optional_bindings(default: Objects, options: Objects) -> None:
