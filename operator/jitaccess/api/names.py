@@ -1,0 +1,77 @@
+"""The API's names, in one place: group and version, plurals and kinds, annotations, labels, the
+finalizer, condition types and their reasons, and the sets of reasons the code decides on.
+
+The models, the CRD generator, the domain rules, the handlers and the `kubectl jit` plugin all
+read them from here. Standard library only: the plugin imports this module on its fast path, where
+pydantic alone would cost a few hundred milliseconds.
+"""
+
+from __future__ import annotations
+
+GROUP = "jitaccess.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Plurals (the resource names in API paths and kopf's handler selectors) and kinds.
+REQUESTS = "accessrequests"
+GRANTS = "accessgrants"
+ENTITLEMENTS = "entitlements"
+TEAMS = "teamownerships"
+ACCESS_REQUEST = "AccessRequest"
+ACCESS_GRANT = "AccessGrant"
+ENTITLEMENT = "Entitlement"
+TEAM_OWNERSHIP = "TeamOwnership"
+KINDS = {REQUESTS: ACCESS_REQUEST, GRANTS: ACCESS_GRANT, ENTITLEMENTS: ENTITLEMENT, TEAMS: TEAM_OWNERSHIP}
+
+# Annotations users and the webhook write. The `-by` ones (and their `-groups`) are written only
+# by admission, from the identity the API server authenticated.
+ANNOTATION_APPROVED = f"{GROUP}/approved"
+ANNOTATION_DENIED = f"{GROUP}/denied"
+ANNOTATION_DECISION_REASON = f"{GROUP}/decision-reason"
+ANNOTATION_APPROVED_BY = f"{GROUP}/approved-by"
+ANNOTATION_DENIED_BY = f"{GROUP}/denied-by"
+ANNOTATION_APPROVED_BY_GROUPS = f"{ANNOTATION_APPROVED_BY}-groups"
+ANNOTATION_DENIED_BY_GROUPS = f"{ANNOTATION_DENIED_BY}-groups"
+ANNOTATION_REVOKED = f"{GROUP}/revoked"
+ANNOTATION_REVOKED_BY = f"{GROUP}/revoked-by"
+ANNOTATION_REVOKE_REASON = f"{GROUP}/revoke-reason"
+# kopf's finalizer (handlers/startup.py): grants are created with it, sparing kopf a patch.
+FINALIZER = f"{GROUP}/finalizer"
+LABEL_ENTITLEMENT = f"{GROUP}/entitlement"
+LABEL_REQUEST = f"{GROUP}/request"
+
+# Condition types. `Approved` and `Denied` are also reasons: of a person's approval, and of a
+# denied request's `Denied` and `Ready` conditions.
+READY = "Ready"
+APPROVED = "Approved"
+DENIED = "Denied"
+ESCALATED = "Escalated"
+
+# Reasons of an AccessRequest's `Ready` (DENIED above is one too).
+PENDING = "Pending"
+GRANTED = "Granted"
+NOT_ELIGIBLE = "NotEligible"
+INVALID = "Invalid"
+TIMED_OUT = "TimedOut"
+# Reasons of an AccessGrant's `Ready`; the last three are a request's too, following its grant.
+PROVISIONING = "Provisioning"
+ACTIVE = "Active"
+EXPIRED = "Expired"
+REVOKED = "Revoked"
+FAILED = "Failed"
+# Reasons of a TeamOwnership's and an Entitlement's `Ready`.
+VALID = "Valid"
+NO_APPROVERS = "NoApprovers"
+RESOLVED = "Resolved"
+OWNER_NOT_FOUND = "OwnerNotFound"
+GROUP_NOT_FOUND = "GroupNotFound"
+# Reasons of `Approved` (besides APPROVED) and of `Escalated`.
+AUTO_APPROVED = "AutoApproved"
+PENDING_TOO_LONG = "PendingTooLong"
+# Reasons of Events that no condition carries.
+DECISION_IGNORED = "DecisionIgnored"
+DRIFT_FOUND = "DriftFound"
+
+# `Ready` reasons after which a grant, or a request, never changes again.
+GRANT_FINISHED = frozenset({EXPIRED, REVOKED, FAILED})
+REQUEST_FINISHED = frozenset({DENIED, NOT_ELIGIBLE, INVALID, TIMED_OUT}) | GRANT_FINISHED

@@ -1,0 +1,62 @@
+"""Reading objects in their wire form (plain dicts, as the API server sends them), without parsing.
+
+Admission reviews, watch events and the `kubectl jit` plugin see objects as dicts, and most of
+what they look at (a name, an annotation, the `Ready` condition) is not worth a pydantic parse:
+the plugin must not even import pydantic. Standard library only, for the same reason. Missing or
+null fields read as empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jitaccess.api.names import READY
+
+Obj = Mapping[str, Any]
+
+
+def metadata(obj: Obj | None) -> Mapping[str, Any]:
+    value: Mapping[str, Any] = (obj or {}).get("metadata") or {}
+    return value
+
+
+def name_of(obj: Obj | None) -> str:
+    return str(metadata(obj).get("name") or "")
+
+
+def annotations_of(obj: Obj | None) -> Mapping[str, str]:
+    value: Mapping[str, str] = metadata(obj).get("annotations") or {}
+    return value
+
+
+def spec(obj: Obj | None) -> Mapping[str, Any]:
+    value: Mapping[str, Any] = (obj or {}).get("spec") or {}
+    return value
+
+
+def status(obj: Obj | None) -> Mapping[str, Any]:
+    value: Mapping[str, Any] = (obj or {}).get("status") or {}
+    return value
+
+
+def condition(obj: Obj | None, type_: str) -> Mapping[str, Any] | None:
+    return next((c for c in status(obj).get("conditions") or [] if c.get("type") == type_), None)
+
+
+def is_true(obj: Obj | None, type_: str) -> bool:
+    found = condition(obj, type_)
+    return found is not None and found.get("status") == "True"
+
+
+def ready_reason(obj: Obj | None) -> str | None:
+    """The reason of the `Ready` condition; None while there is none."""
+    found = condition(obj, READY)
+    return None if found is None else str(found.get("reason"))
+
+
+def truthy(value: str | None) -> bool:
+    """Whether a decision annotation (`approved`, `denied`, `revoked`, any later one) is set: exactly
+    `true`. Not `TRUE`, not `"true "`: one spelling, so the webhook that admits a decision and the
+    operator that acts on it never disagree on whether one was taken (the webhook refuses the rest)."""
+    return value == "true"
