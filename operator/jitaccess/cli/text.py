@@ -1,4 +1,11 @@
-"""How the plugin writes things down: ages, expiry times, tables, JSON and YAML."""
+"""How the plugin writes things down: ages, expiry times, tables, JSON and YAML, all of it printable.
+
+Whatever came from the API server (a reason, a message, a name) reaches a terminal only through
+`printable`: a character the terminal would act on (an escape sequence, BEL, a bidirectional
+override) is shown as an escape (`\\x1b`, `\\u202e`) instead. The webhook already refuses such
+characters in reasons; this holds for every other field, and for objects stored before that rule.
+JSON and YAML output escape them by themselves.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,13 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """`text` with every non-printable character escaped; with `lines`, newlines are kept."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or (lines and c == "\n") else ascii(c)[1:-1] for c in text)
 
 
 def human_age(seconds: float) -> str:
@@ -47,7 +61,7 @@ def until(when: datetime | None, now: datetime | None = None) -> str:
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO, *, indent: str = "") -> None:
     """kubectl-style columns: upper-case headers, three spaces between columns."""
-    cells = [list(headers), *[list(r) for r in rows]]
+    cells = [list(headers), *[[printable(cell) for cell in r] for r in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
         line = "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
