@@ -35,7 +35,7 @@ from moto.identitystore.models import Name, User
 
 from bench.membership import MembershipLog
 from bench.watcher import GROUP, VERSION, GrantWatcher
-from jitaccess.api import models
+from jitaccess.api import names
 from jitaccess.devenv import emulator as emulator_module
 from jitaccess.devenv.controlplane import ControlPlane
 from jitaccess.devenv.emulator import IdentityCenterEmulator
@@ -50,7 +50,7 @@ TEAM_GROUP = "team-payments"
 ELIGIBILITY_GROUPS = ("prod-eligible", "pci-secure-code-trained")
 WEBHOOK_CONFIGURATION = "jitaccess.dev"
 REQUESTER_ROLE = "jitaccess-requester"  # examples/rbac.yaml
-FINALIZER = models.FINALIZER
+FINALIZER = names.FINALIZER
 DIFFBASE_FIELD = "status.kopf.diffbase"  # likewise
 REASON = "BENCH-1 benchmark"
 _LABEL = re.compile(r'(\w+)="([^"]*)"')

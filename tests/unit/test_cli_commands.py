@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from jitaccess.api import names
 from jitaccess.cli import decisions, errors, main, parser, request
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, Refused, StillPending, UsageError
@@ -52,8 +53,8 @@ def req(*conditions: dict[str, str], name: str = "alice-prod-eng-payments-abcde"
 class FakeApi:
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {
-            o.path(o.ENTITLEMENTS, "prod-eng-payments"): ENTITLEMENT,
-            o.path(o.TEAMS, "payments"): TEAM,
+            o.path(names.ENTITLEMENTS, "prod-eng-payments"): ENTITLEMENT,
+            o.path(names.TEAMS, "payments"): TEAM,
         }
         self.watches: list[list[dict[str, Any]]] = []
         self.calls: list[tuple[str, Any]] = []
@@ -192,7 +193,7 @@ def test_waiting_says_when_the_operator_is_silent(api: FakeApi) -> None:
 
 def test_watch_expired_lists_again(api: FakeApi) -> None:
     api.watches = [[{"type": "ERROR", "object": {"code": 410, "message": "too old"}}]]
-    api.objects[o.path(o.REQUESTS, "alice-prod-eng-payments-abcde")] = GRANTED
+    api.objects[o.path(names.REQUESTS, "alice-prod-eng-payments-abcde")] = GRANTED
     assert request.run(session(api), options()) == 0
 
 
@@ -280,7 +281,7 @@ def test_generated_names(username: str, name: str) -> None:
                 **req(),
                 "metadata": {
                     "name": "n",
-                    "annotations": {o.ANNOTATION_APPROVED: "true", o.ANNOTATION_APPROVED_BY: "lena"},
+                    "annotations": {names.ANNOTATION_APPROVED: "true", names.ANNOTATION_APPROVED_BY: "lena"},
                 },
             },
             "already carries an approval by lena",
@@ -295,7 +296,7 @@ def test_no_second_decision(obj: dict[str, Any], words: str) -> None:
 
 def test_approve_checks_who_and_retries_on_conflict(api: FakeApi) -> None:
     pending = req(cond("Ready", "False", "Pending"))
-    api.objects[o.path(o.REQUESTS, "r")] = {**pending, "metadata": {**pending["metadata"], "name": "r"}}
+    api.objects[o.path(names.REQUESTS, "r")] = {**pending, "metadata": {**pending["metadata"], "name": "r"}}
     with pytest.raises(Refused, match=r"alice@example\.com requested this access and cannot decide on it"):
         decisions.decide(session(api), "r", approve=True, reason=None)
     assert not [c for c in api.calls if c[0] == "patch"]
@@ -309,7 +310,7 @@ def test_approve_checks_who_and_retries_on_conflict(api: FakeApi) -> None:
     assert patches[-1] == {
         "metadata": {
             "resourceVersion": "9",
-            "annotations": {o.ANNOTATION_APPROVED: "true", o.ANNOTATION_DECISION_REASON: "INC-1 fine"},
+            "annotations": {names.ANNOTATION_APPROVED: "true", names.ANNOTATION_DECISION_REASON: "INC-1 fine"},
         }
     }
     assert out(paula).startswith("approved accessrequest r (alice@example.com, prod-eng-payments")

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from jitaccess.api import names
 from jitaccess.cli import completion
-from jitaccess.cli import objects as o
 
 SCRIPT = Path(sys.executable).parent / "kubectl-jit"
 
@@ -66,10 +66,10 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
         }
 
     items = {
-        o.REQUESTS: [request("r-pending", "Pending"), request("r-done", "Expired")],
-        o.ENTITLEMENTS: [{"metadata": {"name": "prod-eng-payments"}, "spec": {"owner": "payments"}}],
-        o.GRANTS: [{"metadata": {"name": "g-live"}, "spec": {"user": "a", "groupName": "g"}, "status": {}}],
-        o.TEAMS: [{"metadata": {"name": "payments"}}],
+        names.REQUESTS: [request("r-pending", "Pending"), request("r-done", "Expired")],
+        names.ENTITLEMENTS: [{"metadata": {"name": "prod-eng-payments"}, "spec": {"owner": "payments"}}],
+        names.GRANTS: [{"metadata": {"name": "g-live"}, "spec": {"user": "a", "groupName": "g"}, "status": {}}],
+        names.TEAMS: [{"metadata": {"name": "payments"}}],
     }
     seen: list[dict[str, str]] = []
 

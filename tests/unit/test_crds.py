@@ -6,19 +6,19 @@ from typing import Any
 import pytest
 import yaml
 
-from jitaccess.api import crdgen, models
+from jitaccess.api import crdgen, models, names
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
 @pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
 def test_committed_crd_matches_the_models(kind: crdgen.Kind) -> None:
-    path = CRDS / f"{models.GROUP}_{kind.plural}.yaml"
+    path = CRDS / f"{names.GROUP}_{kind.plural}.yaml"
     assert path.read_text() == crdgen.render(kind), f"{path.name} is out of date: run `python -m jitaccess.api.crdgen`"
 
 
 def test_no_stray_files_in_crds() -> None:
-    expected = {f"{models.GROUP}_{k.plural}.yaml" for k in crdgen.KINDS}
+    expected = {f"{names.GROUP}_{k.plural}.yaml" for k in crdgen.KINDS}
     assert {p.name for p in CRDS.glob("*.yaml")} == expected
 
 

@@ -3,53 +3,53 @@
 from datetime import timedelta
 
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import grants as rules
+from jitaccess.domain import grants as grant_rules
 from jitaccess.domain.teams import Caller, is_member, may_approve, team_problems
 from tests.unit.factories import T0, condition, grant, team
 
 
 def test_activation_window_runs_from_now_for_the_duration() -> None:
-    window = rules.activation_window(grant(), T0)
+    window = grant_rules.activation_window(grant(), T0)
     assert window.activation_time == T0
     assert window.expiration_time == T0 + timedelta(hours=1)
 
 
 def test_seconds_left_comes_from_persisted_status() -> None:
     active = grant(expirationTime=(T0 + timedelta(seconds=30)).isoformat())
-    assert rules.seconds_left(active, T0) == 30
-    assert rules.seconds_left(active, T0 + timedelta(minutes=5)) < 0
-    assert rules.seconds_left(grant(), T0) == 0
+    assert grant_rules.seconds_left(active, T0) == 30
+    assert grant_rules.seconds_left(active, T0 + timedelta(minutes=5)) < 0
+    assert grant_rules.seconds_left(grant(), T0) == 0
 
 
 def test_states() -> None:
-    assert rules.state(grant()) == "Provisioning"
-    assert rules.is_active(grant(conditions=[condition("Ready", "True", "Active")]))
+    assert grant_rules.state(grant()) == "Provisioning"
+    assert grant_rules.is_active(grant(conditions=[condition("Ready", "True", "Active")]))
     for word in ("Expired", "Revoked", "Failed"):
-        assert rules.is_finished(grant(conditions=[condition("Ready", "False", word)]))
+        assert grant_rules.is_finished(grant(conditions=[condition("Ready", "False", word)]))
 
 
 def test_membership_kept_while_another_grant_holds_it() -> None:
-    assert rules.other_holders(["g1", "g2"], "g1", []) == {"g2"}
+    assert grant_rules.other_holders(["g1", "g2"], "g1", []) == {"g2"}
 
 
 def test_membership_goes_with_the_last_holder() -> None:
-    assert rules.other_holders(["g1"], "g1", []) == set()
+    assert grant_rules.other_holders(["g1"], "g1", []) == set()
 
 
 def test_grants_just_ended_here_do_not_count_even_if_the_index_lags() -> None:
-    assert rules.other_holders(["g1", "g2"], "g1", ["g2"]) == set()
+    assert grant_rules.other_holders(["g1", "g2"], "g1", ["g2"]) == set()
 
 
 def test_membership_key_ignores_username_case() -> None:
-    assert rules.membership_key("Alice@Example.com", "g") == rules.membership_key("alice@example.com", "g")
+    assert grant_rules.membership_key("Alice@Example.com", "g") == grant_rules.membership_key("alice@example.com", "g")
 
 
 def test_retention() -> None:
     ended = grant(conditions=[condition("Ready", "False", "Expired")], expirationTime=T0.isoformat())
-    assert not rules.retention_due(ended, T0 + timedelta(days=1), timedelta(days=90))
-    assert rules.retention_due(ended, T0 + timedelta(days=90), timedelta(days=90))
+    assert not grant_rules.retention_due(ended, T0 + timedelta(days=1), timedelta(days=90))
+    assert grant_rules.retention_due(ended, T0 + timedelta(days=90), timedelta(days=90))
     active = grant(conditions=[condition("Ready", "True", "Active")], expirationTime=T0.isoformat())
-    assert not rules.retention_due(active, T0 + timedelta(days=900), timedelta(days=90))
+    assert not grant_rules.retention_due(active, T0 + timedelta(days=900), timedelta(days=90))
 
 
 def test_condition_transition_time_moves_only_on_status_flip() -> None:

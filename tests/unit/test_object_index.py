@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.api.names import GRANTS, REQUESTS
 from jitaccess.handlers.indexes import Ended, Pending, ended, holding, pending
 from jitaccess.handlers.runtime import ObjectIndex
 from jitaccess.handlers.schedules import looked_after

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from jitaccess.domain import requests as rules
+from jitaccess.domain import requests as request_rules
 from jitaccess.domain.requests import Limits, Outcome, Route
 from jitaccess.errors import InvalidInput
 from tests.unit.factories import T0, condition, entitlement, request, team
@@ -12,8 +12,8 @@ from tests.unit.factories import T0, condition, entitlement, request, team
 LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
 
 
-def valid(**spec: object) -> rules.ValidRequest:
-    return rules.validate(request(**spec), entitlement(), team(), LIMITS)
+def valid(**spec: object) -> request_rules.ValidRequest:
+    return request_rules.validate(request(**spec), entitlement(), team(), LIMITS)
 
 
 def test_default_duration_comes_from_the_entitlement() -> None:
@@ -36,52 +36,52 @@ def test_default_duration_comes_from_the_entitlement() -> None:
 )
 def test_bad_input_names_field_and_fix(spec: dict[str, object], field: str, text: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        rules.validate(request(**spec), entitlement(), team(), LIMITS)
+        request_rules.validate(request(**spec), entitlement(), team(), LIMITS)
     assert caught.value.field == field
     assert text in str(caught.value)
 
 
 def test_unknown_entitlement_and_missing_owner_team() -> None:
     with pytest.raises(InvalidInput, match="which does not exist: `kubectl get entitlements`"):
-        rules.validate(request(entitlement="nope"), None, None, LIMITS)
+        request_rules.validate(request(entitlement="nope"), None, None, LIMITS)
     with pytest.raises(InvalidInput, match="owner team 'payments' does not exist"):
-        rules.validate(request(), entitlement(), None, LIMITS)
+        request_rules.validate(request(), entitlement(), None, LIMITS)
 
 
 def test_broken_reason_pattern_blames_the_entitlement() -> None:
     with pytest.raises(InvalidInput, match="not a valid regular expression"):
-        rules.validate(request(), entitlement(reasonPattern="(["), team(), LIMITS)
+        request_rules.validate(request(), entitlement(reasonPattern="(["), team(), LIMITS)
 
 
 def test_owner_team_member_is_auto_approved() -> None:
-    assert rules.route(valid(requester="alice@example.com")) is Route.AUTO_APPROVE
+    assert request_rules.route(valid(requester="alice@example.com")) is Route.AUTO_APPROVE
 
 
 def test_member_by_group_is_auto_approved() -> None:
-    checked = rules.validate(
+    checked = request_rules.validate(
         request(requester="zed@example.com", requesterGroups=["team-payments"]),
         entitlement(),
         team(memberGroups=["team-payments"]),
         LIMITS,
     )
-    assert rules.route(checked) is Route.AUTO_APPROVE
+    assert request_rules.route(checked) is Route.AUTO_APPROVE
 
 
 def test_outsider_waits_for_approval() -> None:
-    assert rules.route(valid()) is Route.NEEDS_APPROVAL
+    assert request_rules.route(valid()) is Route.NEEDS_APPROVAL
 
 
 def test_auto_approval_can_be_switched_off() -> None:
-    checked = rules.validate(
+    checked = request_rules.validate(
         request(requester="alice@example.com"), entitlement(approval={"autoApproveOwnerTeam": False}), team(), LIMITS
     )
-    assert rules.route(checked) is Route.NEEDS_APPROVAL
+    assert request_rules.route(checked) is Route.NEEDS_APPROVAL
 
 
 def test_team_without_approvers_cannot_take_outside_requests() -> None:
-    checked = rules.validate(request(), entitlement(), team(approvers=[]), LIMITS)
+    checked = request_rules.validate(request(), entitlement(), team(approvers=[]), LIMITS)
     with pytest.raises(InvalidInput, match="nobody can approve this request"):
-        rules.route(checked)
+        request_rules.route(checked)
 
 
 PENDING = [condition("Ready", "False", "Pending")]
@@ -92,10 +92,10 @@ def decide(
     conditions: list[dict[str, str]] | None = None,
     at: timedelta = timedelta(0),
     team_spec: dict[str, object] | None = None,
-) -> rules.PendingDecision | None:
+) -> request_rules.PendingDecision | None:
     req = request(annotations=annotations, conditions=conditions or PENDING)
-    checked = rules.validate(req, entitlement(), team(**(team_spec or {})), LIMITS)
-    return rules.decide_pending(req, checked, LIMITS, T0 + at)
+    checked = request_rules.validate(req, entitlement(), team(**(team_spec or {})), LIMITS)
+    return request_rules.decide_pending(req, checked, LIMITS, T0 + at)
 
 
 def test_approval_by_an_approver() -> None:
@@ -148,8 +148,8 @@ def test_requester_who_is_an_approver_still_cannot_self_approve() -> None:
         conditions=PENDING,
         annotations={"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"},
     )
-    checked = rules.validate(req, entitlement(), team(), LIMITS)
-    decision = rules.decide_pending(req, checked, LIMITS, T0)
+    checked = request_rules.validate(req, entitlement(), team(), LIMITS)
+    decision = request_rules.decide_pending(req, checked, LIMITS, T0)
     assert decision is not None and decision.outcome is Outcome.IGNORE
 
 
@@ -205,19 +205,19 @@ def test_ignored_annotation_does_not_hide_a_deadline() -> None:
 
 def test_next_deadline_is_the_escalation_first() -> None:
     req = request(conditions=PENDING)
-    checked = rules.validate(req, entitlement(), team(), LIMITS)
-    assert rules.next_deadline(req, checked, LIMITS) == T0 + timedelta(minutes=15)
+    checked = request_rules.validate(req, entitlement(), team(), LIMITS)
+    assert request_rules.next_deadline(req, checked, LIMITS) == T0 + timedelta(minutes=15)
 
 
 def test_lifecycle_predicates() -> None:
-    assert rules.is_pending(request(conditions=PENDING))
-    assert not rules.is_pending(request(conditions=[*PENDING, condition("Approved", "True", "Approved")]))
-    assert rules.is_finished(request(conditions=[condition("Ready", "False", "Denied")]))
-    assert not rules.is_finished(request(conditions=[condition("Ready", "True", "Granted")]))
+    assert request_rules.is_pending(request(conditions=PENDING))
+    assert not request_rules.is_pending(request(conditions=[*PENDING, condition("Approved", "True", "Approved")]))
+    assert request_rules.is_finished(request(conditions=[condition("Ready", "False", "Denied")]))
+    assert not request_rules.is_finished(request(conditions=[condition("Ready", "True", "Granted")]))
 
 
 def test_eligibility_message_names_the_groups() -> None:
-    text = rules.eligibility_message("eve@example.com", ["prod-eligible", "pci-secure-code-trained"])
+    text = request_rules.eligibility_message("eve@example.com", ["prod-eligible", "pci-secure-code-trained"])
     assert "eve@example.com" in text and "prod-eligible, pci-secure-code-trained" in text
 
 
@@ -225,15 +225,15 @@ def test_retention_of_requests_that_ended_without_a_grant() -> None:
     ninety = timedelta(days=90)
     for reason in ("Denied", "NotEligible", "Invalid", "TimedOut"):
         ended = request(conditions=[condition("Ready", "False", reason)])
-        assert not rules.retention_due(ended, T0 + timedelta(days=89), ninety), reason
-        assert rules.retention_due(ended, T0 + ninety, ninety), reason
+        assert not request_rules.retention_due(ended, T0 + timedelta(days=89), ninety), reason
+        assert request_rules.retention_due(ended, T0 + ninety, ninety), reason
     for reason in ("Pending", "Granted", "Approved"):
         live = request(conditions=[condition("Ready", "False", reason)])
-        assert not rules.retention_due(live, T0 + timedelta(days=900), ninety), reason
-    assert not rules.retention_due(request(), T0 + timedelta(days=900), ninety)
+        assert not request_rules.retention_due(live, T0 + timedelta(days=900), ninety), reason
+    assert not request_rules.retention_due(request(), T0 + timedelta(days=900), ninety)
 
 
 def test_a_request_with_a_grant_goes_with_its_grant_not_on_its_own() -> None:
     expired = request(conditions=[condition("Ready", "False", "Expired")])
     expired.status.grant = "r1"
-    assert not rules.retention_due(expired, T0 + timedelta(days=900), timedelta(days=90))
+    assert not request_rules.retention_due(expired, T0 + timedelta(days=900), timedelta(days=90))

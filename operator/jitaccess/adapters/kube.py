@@ -14,16 +14,12 @@ from typing import Any, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from jitaccess.api import models
+from jitaccess.api import names
 
 log = logging.getLogger(__name__)
 
 StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
 
-REQUESTS = "accessrequests"
-GRANTS = "accessgrants"
-ENTITLEMENTS = "entitlements"
-TEAMS = "teamownerships"
 POOL_CONNECTIONS = 64
 
 
@@ -51,7 +47,7 @@ class Kube:
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
-            obj = cast(dict[str, Any], self._api.get_cluster_custom_object(models.GROUP, models.VERSION, plural, name))
+            obj = cast(dict[str, Any], self._api.get_cluster_custom_object(names.GROUP, names.VERSION, plural, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -62,7 +58,7 @@ class Kube:
         """Every object of a kind; with `missing_ok`, none when the kind is not installed (yet)."""
         try:
             result: Any = self._api.list_cluster_custom_object(
-                models.GROUP, models.VERSION, plural, label_selector=label_selector
+                names.GROUP, names.VERSION, plural, label_selector=label_selector
             )
         except ApiException as exc:
             if missing_ok and exc.status == 404:
@@ -74,7 +70,7 @@ class Kube:
         """Create the object, or return the one already there: (object, created)."""
         try:
             created = cast(
-                dict[str, Any], self._api.create_cluster_custom_object(models.GROUP, models.VERSION, plural, body)
+                dict[str, Any], self._api.create_cluster_custom_object(names.GROUP, names.VERSION, plural, body)
             )
             return created, True
         except ApiException as exc:
@@ -87,7 +83,7 @@ class Kube:
 
     def delete(self, plural: str, name: str) -> bool:
         try:
-            self._api.delete_cluster_custom_object(models.GROUP, models.VERSION, plural, name)
+            self._api.delete_cluster_custom_object(names.GROUP, names.VERSION, plural, name)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -118,7 +114,7 @@ class Kube:
             try:
                 patched = cast(
                     dict[str, Any],
-                    self._api.patch_cluster_custom_object_status(models.GROUP, models.VERSION, plural, name, body),
+                    self._api.patch_cluster_custom_object_status(names.GROUP, names.VERSION, plural, name, body),
                 )
                 return patched
             except ApiException as exc:

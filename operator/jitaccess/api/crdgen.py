@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from jitaccess.api import models
+from jitaccess.api import models, names
 
-READY_REASON = '.status.conditions[?(@.type=="Ready")].reason'
-READY_STATUS = '.status.conditions[?(@.type=="Ready")].status'
+READY_REASON = f'.status.conditions[?(@.type=="{names.READY}")].reason'
+READY_STATUS = f'.status.conditions[?(@.type=="{names.READY}")].status'
 IMMUTABLE_SPEC = {"rule": "self == oldSelf", "message": "spec is immutable: create a new object instead"}
 
 
@@ -46,8 +46,8 @@ def _age() -> dict[str, Any]:
 
 KINDS = [
     Kind(
-        kind="TeamOwnership",
-        plural="teamownerships",
+        kind=names.TEAM_OWNERSHIP,
+        plural=names.TEAMS,
         short_names=["towner"],
         spec=models.TeamOwnershipSpec,
         status=models.TeamOwnershipStatus,
@@ -55,13 +55,13 @@ KINDS = [
         columns=[
             {"name": "Approvers", "type": "string", "jsonPath": ".spec.approvers"},
             {"name": "Escalate-After", "type": "string", "jsonPath": ".spec.escalateAfter"},
-            {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
+            {"name": names.READY, "type": "string", "jsonPath": READY_STATUS},
             _age(),
         ],
     ),
     Kind(
-        kind="Entitlement",
-        plural="entitlements",
+        kind=names.ENTITLEMENT,
+        plural=names.ENTITLEMENTS,
         short_names=["ent"],
         spec=models.EntitlementSpec,
         status=models.EntitlementStatus,
@@ -70,14 +70,14 @@ KINDS = [
             {"name": "Owner", "type": "string", "jsonPath": ".spec.owner"},
             {"name": "Group", "type": "string", "jsonPath": ".spec.identityCenter.groupName"},
             {"name": "Max", "type": "string", "jsonPath": ".spec.maxDuration"},
-            {"name": "Ready", "type": "string", "jsonPath": READY_STATUS},
+            {"name": names.READY, "type": "string", "jsonPath": READY_STATUS},
             {"name": "Reason", "type": "string", "jsonPath": READY_REASON, "priority": 1},
             _age(),
         ],
     ),
     Kind(
-        kind="AccessRequest",
-        plural="accessrequests",
+        kind=names.ACCESS_REQUEST,
+        plural=names.REQUESTS,
         short_names=["areq"],
         spec=models.AccessRequestSpec,
         status=models.AccessRequestStatus,
@@ -94,8 +94,8 @@ KINDS = [
         ],
     ),
     Kind(
-        kind="AccessGrant",
-        plural="accessgrants",
+        kind=names.ACCESS_GRANT,
+        plural=names.GRANTS,
         short_names=["agrant"],
         spec=models.AccessGrantSpec,
         status=models.AccessGrantStatus,
@@ -177,9 +177,9 @@ def crd(kind: Kind) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{kind.plural}.{models.GROUP}"},
+        "metadata": {"name": f"{kind.plural}.{names.GROUP}"},
         "spec": {
-            "group": models.GROUP,
+            "group": names.GROUP,
             "scope": "Cluster",
             "names": {
                 "kind": kind.kind,
@@ -191,7 +191,7 @@ def crd(kind: Kind) -> dict[str, Any]:
             },
             "versions": [
                 {
-                    "name": models.VERSION,
+                    "name": names.VERSION,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
@@ -225,7 +225,7 @@ def write(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for kind in KINDS:
-        path = directory / f"{models.GROUP}_{kind.plural}.yaml"
+        path = directory / f"{names.GROUP}_{kind.plural}.yaml"
         path.write_text(render(kind))
         written.append(path)
     return written

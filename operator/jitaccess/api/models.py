@@ -2,7 +2,8 @@
 
 These models are the single source of the API contract (docs/api.md): the CRD
 schemas in `crds/` are generated from them (see `crdgen`), and the handlers parse every object
-they receive through them, so a field's name, type and validation live in one place.
+they receive through them, so a field's name, type and validation live in one place. The
+API's names (group, annotations, condition types and reasons) are in `names`.
 
 Field names are camelCase on the wire (Kubernetes convention) and snake_case in Python.
 CEL rules that the API server enforces are attached to fields as `x-kubernetes-validations`.
@@ -16,47 +17,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-GROUP = "jitaccess.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-# Annotations users and the webhook write (docs/api.md). The `-by` ones are written only by admission.
-ANNOTATION_APPROVED = f"{GROUP}/approved"
-ANNOTATION_DENIED = f"{GROUP}/denied"
-ANNOTATION_DECISION_REASON = f"{GROUP}/decision-reason"
-ANNOTATION_APPROVED_BY = f"{GROUP}/approved-by"
-ANNOTATION_DENIED_BY = f"{GROUP}/denied-by"
-ANNOTATION_REVOKED = f"{GROUP}/revoked"
-ANNOTATION_REVOKED_BY = f"{GROUP}/revoked-by"
-ANNOTATION_REVOKE_REASON = f"{GROUP}/revoke-reason"
-# kopf's finalizer (handlers/startup.py): grants are created with it, sparing kopf a patch.
-FINALIZER = f"{GROUP}/finalizer"
-LABEL_ENTITLEMENT = f"{GROUP}/entitlement"
-LABEL_REQUEST = f"{GROUP}/request"
+from jitaccess.api.names import API_VERSION
 
 # A Go-style duration restricted to whole h/m/s units, the form `kubectl` users type.
 DURATION_PATTERN = r"^([0-9]+(h|m|s))+$"
 DURATION_MESSAGE = "must be a duration such as 30m, 1h or 1h30m (whole numbers with units h, m, s)"
 _DURATION_RULES: list[Any] = [
     {"rule": f"self.matches('{DURATION_PATTERN}')", "message": DURATION_MESSAGE},
-]
-
-ReadyReason = Literal[
-    "Pending",
-    "Granted",
-    "Denied",
-    "NotEligible",
-    "Invalid",
-    "TimedOut",
-    "Expired",
-    "Revoked",
-    "Provisioning",
-    "Active",
-    "Failed",
-    "Resolved",
-    "GroupNotFound",
-    "OwnerNotFound",
-    "NoApprovers",
 ]
 
 

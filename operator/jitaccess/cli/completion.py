@@ -16,6 +16,7 @@ import argparse
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from jitaccess.api import names, wire
 from jitaccess.cli.parser import COMMAND_HELP, build_parser
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _flag_values(
 
         values = [(name, "") for name in context_names(cluster.get("kubeconfig"))]
     elif flag == "--team":
-        values = [(name, "team") for name in _names("teamownerships", cluster)]
+        values = [(name, "team") for name in _names(names.TEAMS, cluster)]
     return [(prefix + v, d) for v, d in values if v.startswith(current)], NO_FILE
 
 
@@ -208,29 +209,28 @@ def _items(plural: str, cluster: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def _names(plural: str, cluster: dict[str, str]) -> list[str]:
-    from jitaccess.cli import objects as o
 
-    return sorted(o.name_of(item) for item in _items(plural, cluster))
+    return sorted(wire.name_of(item) for item in _items(plural, cluster))
 
 
 def _entitlements(cluster: dict[str, str]) -> list[tuple[str, str]]:
-    from jitaccess.cli import objects as o
 
-    return sorted((o.name_of(e), f"team {o.spec(e).get('owner', '?')}") for e in _items(o.ENTITLEMENTS, cluster))
+    return sorted(
+        (wire.name_of(e), f"team {wire.spec(e).get('owner', '?')}") for e in _items(names.ENTITLEMENTS, cluster)
+    )
 
 
 def _requests(cluster: dict[str, str], *, pending_only: bool) -> list[tuple[str, str]]:
     from jitaccess.cli import objects as o
 
-    requests = [r for r in _items(o.REQUESTS, cluster) if not pending_only or o.awaiting_decision(r)]
+    requests = [r for r in _items(names.REQUESTS, cluster) if not pending_only or o.awaiting_decision(r)]
     return sorted(
-        (o.name_of(r), f"{o.requester(r)} {o.spec(r).get('entitlement', '')} {o.ready_reason(r) or 'New'}")
+        (wire.name_of(r), f"{o.requester(r)} {wire.spec(r).get('entitlement', '')} {wire.ready_reason(r) or 'New'}")
         for r in requests
     )
 
 
 def _grants(cluster: dict[str, str]) -> list[tuple[str, str]]:
-    from jitaccess.cli import objects as o
 
-    grants = [g for g in _items(o.GRANTS, cluster) if o.ready_reason(g) not in o.FINISHED]
-    return sorted((o.name_of(g), f"{o.spec(g).get('user')} {o.spec(g).get('groupName')}") for g in grants)
+    grants = [g for g in _items(names.GRANTS, cluster) if wire.ready_reason(g) not in names.GRANT_FINISHED]
+    return sorted((wire.name_of(g), f"{wire.spec(g).get('user')} {wire.spec(g).get('groupName')}") for g in grants)

@@ -17,6 +17,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import OK, Interrupted, NotFound, Refused, StillPending
 from jitaccess.cli.kubeapi import ApiError
@@ -39,24 +40,24 @@ def decide(session: Session, name: str, *, approve: bool, reason: str | None) ->
     api, me = session.api, session.me
     verb = "approve" if approve else "deny"
     for _ in range(_CONFLICT_RETRIES):
-        request = o.get(api, o.REQUESTS, name)
+        request = o.get(api, names.REQUESTS, name)
         check_undecided(request)
         team = _owner_team(session, request)
         check_may_decide(request, team, me, verb)
-        flag = o.ANNOTATION_APPROVED if approve else o.ANNOTATION_DENIED
+        flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
         patched: dict[str, Any] = {flag: "true"}
         if reason:
-            patched[o.ANNOTATION_DECISION_REASON] = reason
+            patched[names.ANNOTATION_DECISION_REASON] = reason
         patch = {"metadata": {"resourceVersion": request["metadata"]["resourceVersion"], "annotations": patched}}
         try:
-            api.merge_patch(o.path(o.REQUESTS, name), patch)
+            api.merge_patch(o.path(names.REQUESTS, name), patch)
         except ApiError as exc:
             if exc.status == 409:
                 continue
             raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessrequest {name}") from exc
-        spec = o.spec(request)
+        spec = wire.spec(request)
         what = f"{o.requester(request) or 'the requester'}, {spec.get('entitlement')}"
-        what += f" for {o.status(request).get('duration') or spec.get('duration') or 'the default duration'}"
+        what += f" for {wire.status(request).get('duration') or spec.get('duration') or 'the default duration'}"
         because = f": {reason}" if reason else ""
         session.say(f"{'approved' if approve else 'denied'} accessrequest {name} ({what}){because}")
         return OK
@@ -65,39 +66,39 @@ def decide(session: Session, name: str, *, approve: bool, reason: str | None) ->
 
 def check_undecided(request: Obj) -> None:
     """Refuse a second decision, and decisions on requests that have ended."""
-    name, notes = o.name_of(request), o.annotations_of(request)
-    if o.is_true(request, o.APPROVED):
+    name, notes = wire.name_of(request), wire.annotations_of(request)
+    if wire.is_true(request, names.APPROVED):
         raise Refused(
             f"accessrequest {name} is already approved ({o.approved_by(request) or 'by an approver'}): "
             "a decision cannot be changed; revoke the grant instead"
         )
-    if o.is_true(request, o.DENIED):
-        who = o.status(request).get("deniedBy") or notes.get(o.ANNOTATION_DENIED_BY) or "an approver"
+    if wire.is_true(request, names.DENIED):
+        who = wire.status(request).get("deniedBy") or notes.get(names.ANNOTATION_DENIED_BY) or "an approver"
         raise Refused(f"accessrequest {name} is already denied by {who}: a decision cannot be changed")
     for flag, by, word in (
-        (o.ANNOTATION_APPROVED, o.ANNOTATION_APPROVED_BY, "an approval"),
-        (o.ANNOTATION_DENIED, o.ANNOTATION_DENIED_BY, "a denial"),
+        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY, "an approval"),
+        (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY, "a denial"),
     ):
-        if o.truthy(notes.get(flag)):
+        if wire.truthy(notes.get(flag)):
             who = f" by {notes[by]}" if notes.get(by) else ""
             raise Refused(
                 f"accessrequest {name} already carries {word}{who} ({flag}=true): a decision cannot be changed"
             )
-    reason = o.ready_reason(request)
-    if reason in o.FINISHED or reason == "Granted":
+    reason = wire.ready_reason(request)
+    if reason in names.REQUEST_FINISHED or reason == names.GRANTED:
         raise Refused(f"accessrequest {name} is {reason}: there is nothing left to decide ({o.ready_message(request)})")
 
 
 def _owner_team(session: Session, request: Obj) -> Obj:
-    entitlement_name = str(o.spec(request).get("entitlement", ""))
-    entitlement = o.get_optional(session.api, o.ENTITLEMENTS, entitlement_name)
+    entitlement_name = str(wire.spec(request).get("entitlement", ""))
+    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, entitlement_name)
     if entitlement is None:
         raise NotFound(
-            f"accessrequest {o.name_of(request)} asks for entitlement {entitlement_name!r}, which does "
+            f"accessrequest {wire.name_of(request)} asks for entitlement {entitlement_name!r}, which does "
             "not exist: nobody can approve it"
         )
-    owner = str(o.spec(entitlement).get("owner", ""))
-    team = o.get_optional(session.api, o.TEAMS, owner)
+    owner = str(wire.spec(entitlement).get("owner", ""))
+    team = o.get_optional(session.api, names.TEAMS, owner)
     if team is None:
         raise NotFound(
             f"entitlement {entitlement_name} names owner team {owner!r}, which does not exist: nobody can approve it"
@@ -110,9 +111,9 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
     from jitaccess.api.models import TeamOwnershipSpec
     from jitaccess.domain.teams import Caller, may_approve
 
-    escalated = o.is_true(request, o.ESCALATED)
+    escalated = wire.is_true(request, names.ESCALATED)
     problem = may_approve(
-        TeamOwnershipSpec.model_validate(o.spec(team)),
+        TeamOwnershipSpec.model_validate(wire.spec(team)),
         Caller(me.username, me.groups),
         requester=o.requester(request),
         escalated=escalated,
@@ -120,8 +121,8 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
     if problem is not None:
         approvers = ", ".join(o.approvers_of(team, escalated=escalated)) or "nobody"
         raise Refused(
-            f"you may not {verb} accessrequest {o.name_of(request)}: {problem} "
-            f"(team {o.name_of(team)} approvers now: {approvers})"
+            f"you may not {verb} accessrequest {wire.name_of(request)}: {problem} "
+            f"(team {wire.name_of(team)} approvers now: {approvers})"
         )
 
 
@@ -130,11 +131,11 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
 
 def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeout: timedelta | None) -> int:
     api, me = session.api, session.me
-    grant = o.get(api, o.GRANTS, name)
-    state = o.ready_reason(grant)
-    if state in o.FINISHED:
+    grant = o.get(api, names.GRANTS, name)
+    state = wire.ready_reason(grant)
+    if state in names.GRANT_FINISHED:
         raise Refused(f"accessgrant {name} has already ended ({state}: {o.ready_message(grant)})")
-    spec = o.spec(grant)
+    spec = wire.spec(grant)
     if spec.get("user") != me.username:
         _check_may_revoke(session, grant, me)
     patched = _mark_revoked(session, grant, reason)
@@ -148,8 +149,12 @@ def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeo
 def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
     """End every grant of mine that is active or still being provisioned."""
     api, me = session.api, session.me
-    grants, version = o.list_all(api, o.GRANTS)
-    mine = [g for g in grants if o.spec(g).get("user") == me.username and o.ready_reason(g) not in o.FINISHED]
+    grants, version = o.list_all(api, names.GRANTS)
+    mine = [
+        g
+        for g in grants
+        if wire.spec(g).get("user") == me.username and wire.ready_reason(g) not in names.GRANT_FINISHED
+    ]
     if not mine:
         session.say(f"{me.username} holds no active grants: nothing to end")
         return OK
@@ -157,7 +162,7 @@ def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
         _mark_revoked(session, grant, "ended early by the grantee (kubectl jit done)")
     if not wait:
         for grant in mine:
-            session.say(f"ending accessgrant {o.name_of(grant)} ({o.spec(grant).get('groupName')})")
+            session.say(f"ending accessgrant {wire.name_of(grant)} ({wire.spec(grant).get('groupName')})")
         return OK
     return _wait_ended(session, mine, timeout or DEFAULT_REVOKE_WAIT, version)
 
@@ -166,25 +171,27 @@ def _check_may_revoke(session: Session, grant: Obj, me: Identity) -> None:
     from jitaccess.api.models import TeamOwnershipSpec
     from jitaccess.domain.teams import Caller, is_approver
 
-    entitlement = o.get_optional(session.api, o.ENTITLEMENTS, str(o.spec(grant).get("entitlement", "")))
-    owner = str(o.spec(entitlement).get("owner", "")) if entitlement else ""
-    team = o.get_optional(session.api, o.TEAMS, owner) if owner else None
-    if team is not None and is_approver(TeamOwnershipSpec.model_validate(o.spec(team)), Caller(me.username, me.groups)):
+    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, str(wire.spec(grant).get("entitlement", "")))
+    owner = str(wire.spec(entitlement).get("owner", "")) if entitlement else ""
+    team = o.get_optional(session.api, names.TEAMS, owner) if owner else None
+    if team is not None and is_approver(
+        TeamOwnershipSpec.model_validate(wire.spec(team)), Caller(me.username, me.groups)
+    ):
         return
     approvers = ", ".join(o.approvers_of(team, escalated=False)) if team else "the owner team's approvers"
     raise Refused(
-        f"you may not revoke accessgrant {o.name_of(grant)}: only its grantee ({o.spec(grant).get('user')}) "
+        f"you may not revoke accessgrant {wire.name_of(grant)}: only its grantee ({wire.spec(grant).get('user')}) "
         f"or an approver of team {owner or '?'} ({approvers}) may"
     )
 
 
 def _mark_revoked(session: Session, grant: Obj, reason: str | None) -> Obj:
-    name = o.name_of(grant)
-    patched = {o.ANNOTATION_REVOKED: "true"}
+    name = wire.name_of(grant)
+    patched = {names.ANNOTATION_REVOKED: "true"}
     if reason:
-        patched[o.ANNOTATION_REVOKE_REASON] = reason
+        patched[names.ANNOTATION_REVOKE_REASON] = reason
     try:
-        return session.api.merge_patch(o.path(o.GRANTS, name), {"metadata": {"annotations": patched}})
+        return session.api.merge_patch(o.path(names.GRANTS, name), {"metadata": {"annotations": patched}})
     except ApiError as exc:
         raise o.refusal(exc, f"revoking accessgrant {name}") from exc
 
@@ -192,30 +199,30 @@ def _mark_revoked(session: Session, grant: Obj, reason: str | None) -> Obj:
 def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version: str) -> int:
     """Watch the grants from `version` (taken before they were marked) until each one has ended."""
     api = session.api
-    waiting = {o.name_of(g): g for g in grants}
+    waiting = {wire.name_of(g): g for g in grants}
     deadline = time.monotonic() + timeout.total_seconds()
     selector = {"fieldSelector": f"metadata.name={next(iter(waiting))}"} if len(waiting) == 1 else {}
     try:
         while waiting:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                names = ", ".join(sorted(waiting))
+                ended = ", ".join(sorted(waiting))
                 raise StillPending(
-                    f"the revocation of {names} is recorded, but the operator has not confirmed it within "
+                    f"the revocation of {ended} is recorded, but the operator has not confirmed it within "
                     f"{human_age(timeout.total_seconds())}: `kubectl jit status NAME` shows where it stands"
                 )
             try:
                 for event in api.watch(
-                    o.path(o.GRANTS), resource_version=version, timeout_seconds=math.ceil(remaining), **selector
+                    o.path(names.GRANTS), resource_version=version, timeout_seconds=math.ceil(remaining), **selector
                 ):
                     obj = event.get("object") or {}
                     if event.get("type") == "ERROR":
                         raise ApiError(int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj.get("message")))
                     version = str(obj.get("metadata", {}).get("resourceVersion") or version)
-                    name = o.name_of(obj)
+                    name = wire.name_of(obj)
                     if event.get("type") == "BOOKMARK" or name not in waiting:
                         continue
-                    if event.get("type") == "DELETED" or o.ready_reason(obj) in o.FINISHED:
+                    if event.get("type") == "DELETED" or wire.ready_reason(obj) in names.GRANT_FINISHED:
                         _say_ended(session, obj)
                         del waiting[name]
                         if not waiting:
@@ -223,11 +230,11 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
             except ApiError as exc:
                 if exc.status != 410:
                     raise o.refusal(exc, "watching the grants") from exc
-                items, version = o.list_all(api, o.GRANTS)
+                items, version = o.list_all(api, names.GRANTS)
                 for obj in items:
-                    if o.name_of(obj) in waiting and o.ready_reason(obj) in o.FINISHED:
+                    if wire.name_of(obj) in waiting and wire.ready_reason(obj) in names.GRANT_FINISHED:
                         _say_ended(session, obj)
-                        del waiting[o.name_of(obj)]
+                        del waiting[wire.name_of(obj)]
     except KeyboardInterrupt:
         raise Interrupted("stopped waiting; the revocation is recorded and the operator will carry it out") from None
     session.say(AWS_SESSIONS_NOTE)
@@ -235,6 +242,6 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
 
 
 def _say_ended(session: Session, grant: Obj) -> None:
-    spec = o.spec(grant)
-    state = o.ready_reason(grant) or "Revoked"
-    session.say(f"{state.lower()} accessgrant {o.name_of(grant)} ({spec.get('user')} in {spec.get('groupName')})")
+    spec = wire.spec(grant)
+    state = wire.ready_reason(grant) or names.REVOKED
+    session.say(f"{state.lower()} accessgrant {wire.name_of(grant)} ({spec.get('user')} in {spec.get('groupName')})")

@@ -1,8 +1,8 @@
 """The jitaccess objects as the plugin reads them: plain dicts from the API, and the caller's identity.
 
 The plugin does not import the pydantic models on its fast paths (pydantic alone costs a few
-hundred milliseconds to import); the names below mirror `jitaccess.api.models` and
-`jitaccess.domain.requests`, and a unit test keeps them equal.
+hundred milliseconds to import): it reads objects with `jitaccess.api.wire`, and takes the API's
+names from `jitaccess.api.names`, both standard library only.
 """
 
 from __future__ import annotations
@@ -11,33 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from jitaccess.api import names, wire
 from jitaccess.cli.errors import NotFound, Refused, Unreachable
 from jitaccess.cli.kubeapi import ApiError, KubeApi, object_path
-
-GROUP = "jitaccess.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-REQUESTS = "accessrequests"
-GRANTS = "accessgrants"
-ENTITLEMENTS = "entitlements"
-TEAMS = "teamownerships"
-KINDS = {REQUESTS: "AccessRequest", GRANTS: "AccessGrant", ENTITLEMENTS: "Entitlement", TEAMS: "TeamOwnership"}
-
-ANNOTATION_APPROVED = f"{GROUP}/approved"
-ANNOTATION_DENIED = f"{GROUP}/denied"
-ANNOTATION_DECISION_REASON = f"{GROUP}/decision-reason"
-ANNOTATION_APPROVED_BY = f"{GROUP}/approved-by"
-ANNOTATION_DENIED_BY = f"{GROUP}/denied-by"
-ANNOTATION_REVOKED = f"{GROUP}/revoked"
-ANNOTATION_REVOKE_REASON = f"{GROUP}/revoke-reason"
-LABEL_ENTITLEMENT = f"{GROUP}/entitlement"
-
-READY, APPROVED, DENIED, ESCALATED = "Ready", "Approved", "Denied", "Escalated"
-# Ready reasons after which a request or grant never changes again.
-FINISHED = frozenset({"Denied", "NotEligible", "Invalid", "TimedOut", "Expired", "Revoked", "Failed"})
-REQUEST_FAILURES = frozenset({"Denied", "NotEligible", "Invalid", "TimedOut", "Failed", "Expired", "Revoked"})
-AUTO_APPROVED = "AutoApproved"
 
 Obj = dict[str, Any]
 
@@ -71,67 +47,32 @@ def whoami(api: KubeApi) -> Identity:
 
 
 def path(plural: str, name: str | None = None) -> str:
-    return object_path(GROUP, VERSION, plural, name)
-
-
-def name_of(obj: Obj) -> str:
-    return str(obj.get("metadata", {}).get("name", ""))
-
-
-def spec(obj: Obj) -> dict[str, Any]:
-    value: dict[str, Any] = obj.get("spec") or {}
-    return value
-
-
-def status(obj: Obj) -> dict[str, Any]:
-    value: dict[str, Any] = obj.get("status") or {}
-    return value
-
-
-def annotations_of(obj: Obj) -> dict[str, str]:
-    value: dict[str, str] = obj.get("metadata", {}).get("annotations") or {}
-    return value
-
-
-def condition(obj: Obj, type_: str) -> dict[str, Any] | None:
-    return next((c for c in status(obj).get("conditions") or [] if c.get("type") == type_), None)
-
-
-def is_true(obj: Obj, type_: str) -> bool:
-    found = condition(obj, type_)
-    return found is not None and found.get("status") == "True"
-
-
-def ready_reason(obj: Obj) -> str | None:
-    found = condition(obj, READY)
-    return str(found.get("reason")) if found is not None else None
+    return object_path(names.GROUP, names.VERSION, plural, name)
 
 
 def ready_message(obj: Obj) -> str:
-    found = condition(obj, READY)
+    found = wire.condition(obj, names.READY)
     return str(found.get("message") or "") if found is not None else ""
 
 
-def truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() == "true"
-
-
 def requester(request: Obj) -> str:
-    return str(status(request).get("requester") or spec(request).get("requester") or "")
+    return str(wire.status(request).get("requester") or wire.spec(request).get("requester") or "")
 
 
 def awaiting_decision(request: Obj) -> bool:
     """Pending, and nobody has approved or denied it yet."""
-    return ready_reason(request) == "Pending" and not (is_true(request, APPROVED) or is_true(request, DENIED))
+    return wire.ready_reason(request) == names.PENDING and not (
+        wire.is_true(request, names.APPROVED) or wire.is_true(request, names.DENIED)
+    )
 
 
 def approved_by(request: Obj) -> str:
     """Who approved: a person, `auto (owner team)`, or empty when nobody has."""
-    who = status(request).get("approvedBy") or annotations_of(request).get(ANNOTATION_APPROVED_BY)
+    who = wire.status(request).get("approvedBy") or wire.annotations_of(request).get(names.ANNOTATION_APPROVED_BY)
     if who:
         return str(who)
-    found = condition(request, APPROVED)
-    if found is not None and found.get("status") == "True" and found.get("reason") == AUTO_APPROVED:
+    found = wire.condition(request, names.APPROVED)
+    if found is not None and found.get("status") == "True" and found.get("reason") == names.AUTO_APPROVED:
         return "auto (owner team)"
     return ""
 
@@ -151,17 +92,17 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def role_of(entitlement: Obj) -> str:
-    target = spec(entitlement).get("identityCenter") or {}
-    return str(target.get("groupName") or target.get("groupId") or name_of(entitlement))
+    target = wire.spec(entitlement).get("identityCenter") or {}
+    return str(target.get("groupName") or target.get("groupId") or wire.name_of(entitlement))
 
 
 def is_member(team: Obj, me: Identity) -> bool:
-    team_spec = spec(team)
+    team_spec = wire.spec(team)
     return me.username in (team_spec.get("members") or []) or bool(me.groups & set(team_spec.get("memberGroups") or []))
 
 
 def approvers_of(team: Obj, *, escalated: bool) -> list[str]:
-    team_spec = spec(team)
+    team_spec = wire.spec(team)
     names = list(team_spec.get("approvers") or []) + [f"group:{g}" for g in team_spec.get("approverGroups") or []]
     if escalated:
         names += list(team_spec.get("backupApprovers") or [])
@@ -170,7 +111,7 @@ def approvers_of(team: Obj, *, escalated: bool) -> list[str]:
 
 
 def backup_approvers_of(team: Obj) -> list[str]:
-    team_spec = spec(team)
+    team_spec = wire.spec(team)
     return list(team_spec.get("backupApprovers") or []) + [
         f"group:{g}" for g in team_spec.get("backupApproverGroups") or []
     ]
@@ -183,7 +124,7 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
     """Turn an API error into the user's one line: what was refused, and the server's own words."""
     if exc.status == 404 and not exc.object_missing:
         return Unreachable(
-            f"jitaccess is not installed on this cluster (no {GROUP} API while {doing}): "
+            f"jitaccess is not installed on this cluster (no {names.GROUP} API while {doing}): "
             "check --context, or install the jitaccess CRDs"
         )
     if exc.status == 404:
@@ -192,10 +133,10 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
 
 
 _LISTED_BY = {
-    REQUESTS: "`kubectl jit list`",
-    GRANTS: "`kubectl get accessgrants`",
-    ENTITLEMENTS: "`kubectl get entitlements`",
-    TEAMS: "`kubectl get teamownerships`",
+    names.REQUESTS: "`kubectl jit list`",
+    names.GRANTS: "`kubectl get accessgrants`",
+    names.ENTITLEMENTS: "`kubectl get entitlements`",
+    names.TEAMS: "`kubectl get teamownerships`",
 }
 
 
@@ -205,13 +146,13 @@ def get(api: KubeApi, plural: str, name: str, *, what: str | None = None) -> Obj
         return api.get(path(plural, name))
     except ApiError as exc:
         if not exc.object_missing:
-            raise refusal(exc, f"reading {KINDS[plural]} {name}") from exc
+            raise refusal(exc, f"reading {names.KINDS[plural]} {name}") from exc
     import difflib
 
-    names = [name_of(item) for item in list_all(api, plural)[0]]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    known = [wire.name_of(item) for item in list_all(api, plural)[0]]
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise NotFound(f"{what or KINDS[plural]} {name!r} not found: {hint}{_LISTED_BY[plural]} lists them")
+    raise NotFound(f"{what or names.KINDS[plural]} {name!r} not found: {hint}{_LISTED_BY[plural]} lists them")
 
 
 def get_optional(api: KubeApi, plural: str, name: str) -> Obj | None:
@@ -220,7 +161,7 @@ def get_optional(api: KubeApi, plural: str, name: str) -> Obj | None:
     except ApiError as exc:
         if exc.object_missing:
             return None
-        raise refusal(exc, f"reading {KINDS[plural]} {name}") from exc
+        raise refusal(exc, f"reading {names.KINDS[plural]} {name}") from exc
 
 
 def list_all(api: KubeApi, plural: str, **query: Any) -> tuple[list[Obj], str]:

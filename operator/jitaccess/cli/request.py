@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending, UsageError
 from jitaccess.cli.kubeapi import ApiError
@@ -49,21 +50,21 @@ class RequestOptions:
 def run(session: Session, options: RequestOptions) -> int:
     api, me = session.api, session.me
     named = options.entitlement
-    entitlement = o.get(api, o.ENTITLEMENTS, named) if named else propose(session, me)
+    entitlement = o.get(api, names.ENTITLEMENTS, named) if named else propose(session, me)
     duration = choose_duration(session, entitlement, options.duration)
     reason = choose_reason(session, entitlement, options.reason)
     manifest = request_manifest(me, entitlement, duration, reason)
     try:
-        api.create(o.path(o.REQUESTS), manifest, dry_run=True)
+        api.create(o.path(names.REQUESTS), manifest, dry_run=True)
     except ApiError as exc:
-        raise _refused_at_admission(exc, o.name_of(entitlement)) from exc
+        raise _refused_at_admission(exc, wire.name_of(entitlement)) from exc
     try:
-        request = api.create(o.path(o.REQUESTS), manifest)
+        request = api.create(o.path(names.REQUESTS), manifest)
     except ApiError as exc:
-        raise _refused_at_admission(exc, o.name_of(entitlement)) from exc
-    name = o.name_of(request)
-    shown = duration or f"{o.spec(entitlement).get('defaultDuration', '1h')} (the default)"
-    session.say(f"requested {o.name_of(entitlement)} for {shown} as {me.username}: accessrequest {name}")
+        raise _refused_at_admission(exc, wire.name_of(entitlement)) from exc
+    name = wire.name_of(request)
+    shown = duration or f"{wire.spec(entitlement).get('defaultDuration', '1h')} (the default)"
+    session.say(f"requested {wire.name_of(entitlement)} for {shown} as {me.username}: accessrequest {name}")
     timeout = options.timeout or (DEFAULT_WAIT if options.wait else DEFAULT_NO_WAIT)
     return Follower(session, request, entitlement, wait=options.wait).follow(timeout)
 
@@ -80,15 +81,15 @@ def _refused_at_admission(exc: ApiError, entitlement: str) -> CliError:
 def propose(session: Session, me: Identity) -> Obj:
     """The entitlement to request when none was named: my team's, or one picked from a list."""
     api = session.api
-    teams, _ = o.list_all(api, o.TEAMS)
-    entitlements, _ = o.list_all(api, o.ENTITLEMENTS)
-    my_teams = sorted(o.name_of(t) for t in teams if o.is_member(t, me))
-    mine = sorted((e for e in entitlements if o.spec(e).get("owner") in my_teams), key=o.name_of)
+    teams, _ = o.list_all(api, names.TEAMS)
+    entitlements, _ = o.list_all(api, names.ENTITLEMENTS)
+    my_teams = sorted(wire.name_of(t) for t in teams if o.is_member(t, me))
+    mine = sorted((e for e in entitlements if wire.spec(e).get("owner") in my_teams), key=wire.name_of)
     if not session.prompter.interactive:
-        yours = f" (your team's: {', '.join(o.name_of(e) for e in mine)})" if mine else ""
+        yours = f" (your team's: {', '.join(wire.name_of(e) for e in mine)})" if mine else ""
         raise UsageError(
             f"name the entitlement to request{yours}, e.g. "
-            f"`kubectl jit request {o.name_of(mine[0]) if mine else 'ENTITLEMENT'} --for 1h --reason 'INC-123 why'`: "
+            f"`kubectl jit request {wire.name_of(mine[0]) if mine else 'ENTITLEMENT'} --for 1h --reason 'INC-123 why'`: "
             "there is no terminal to ask on"
         )
     if not entitlements:
@@ -97,16 +98,16 @@ def propose(session: Session, me: Identity) -> Obj:
     session.note(f"You are {me.username} ({team_text}).")
     if len(mine) == 1:
         only = mine[0]
-        if session.prompter.confirm(f"Request {o.name_of(only)} ({_describe(only, my_teams)})?"):
+        if session.prompter.confirm(f"Request {wire.name_of(only)} ({_describe(only, my_teams)})?"):
             return only
-    others = sorted((e for e in entitlements if e not in mine), key=o.name_of)
+    others = sorted((e for e in entitlements if e not in mine), key=wire.name_of)
     ordered = mine + others
-    index = session.prompter.choose("Entitlements:", [(o.name_of(e), _describe(e, my_teams)) for e in ordered])
+    index = session.prompter.choose("Entitlements:", [(wire.name_of(e), _describe(e, my_teams)) for e in ordered])
     return ordered[index]
 
 
 def _describe(entitlement: Obj, my_teams: list[str]) -> str:
-    spec = o.spec(entitlement)
+    spec = wire.spec(entitlement)
     owner = str(spec.get("owner", "?"))
     limits = f"{spec.get('defaultDuration', '1h')} by default, at most {spec.get('maxDuration', '4h')}"
     auto = (spec.get("approval") or {}).get("autoApproveOwnerTeam", True)
@@ -117,7 +118,7 @@ def _describe(entitlement: Obj, my_teams: list[str]) -> str:
 
 
 def _duration_problem(text: str, entitlement: Obj) -> str | None:
-    spec = o.spec(entitlement)
+    spec = wire.spec(entitlement)
     try:
         wanted = parse_duration(text, "the duration")
     except InvalidInput as exc:
@@ -128,7 +129,7 @@ def _duration_problem(text: str, entitlement: Obj) -> str | None:
         return None  # the operator will say what is wrong with the entitlement
     if wanted > maximum:
         return (
-            f"{format_duration(wanted)} is above {o.name_of(entitlement)}'s maximum of "
+            f"{format_duration(wanted)} is above {wire.name_of(entitlement)}'s maximum of "
             f"{format_duration(maximum)}: ask for {format_duration(maximum)} or less"
         )
     return None
@@ -143,7 +144,7 @@ def choose_duration(session: Session, entitlement: Obj, given: str | None) -> st
         return given.strip()
     if not session.prompter.interactive:
         return None
-    spec = o.spec(entitlement)
+    spec = wire.spec(entitlement)
     return session.prompter.ask(
         f"For how long? (at most {spec.get('maxDuration', '4h')})",
         default=str(spec.get("defaultDuration") or "1h"),
@@ -154,7 +155,7 @@ def choose_duration(session: Session, entitlement: Obj, given: str | None) -> st
 def _reason_problem(text: str, entitlement: Obj) -> str | None:
     if not text.strip():
         return "say why you need access, for example a ticket or an incident id"
-    pattern = o.spec(entitlement).get("reasonPattern")
+    pattern = wire.spec(entitlement).get("reasonPattern")
     if not pattern:
         return None
     try:
@@ -163,7 +164,9 @@ def _reason_problem(text: str, entitlement: Obj) -> str | None:
         return None  # the operator reports a broken pattern on the request
     if compiled.search(text):
         return None
-    return f"{text!r} does not match {o.name_of(entitlement)}'s reason pattern {pattern!r}: cite a ticket, e.g. INC-123"
+    return (
+        f"{text!r} does not match {wire.name_of(entitlement)}'s reason pattern {pattern!r}: cite a ticket, e.g. INC-123"
+    )
 
 
 def choose_reason(session: Session, entitlement: Obj, given: str | None) -> str:
@@ -177,7 +180,7 @@ def choose_reason(session: Session, entitlement: Obj, given: str | None) -> str:
             "--reason is required (why you need access, e.g. --reason 'INC-123 fix the stuck batch'): "
             "there is no terminal to ask on"
         )
-    pattern = o.spec(entitlement).get("reasonPattern")
+    pattern = wire.spec(entitlement).get("reasonPattern")
     hint = f" (must match {pattern})" if pattern else ""
     return session.prompter.ask(
         f"Why do you need it?{hint}", check=lambda text: _reason_problem(text, entitlement)
@@ -194,13 +197,13 @@ def generate_name(me: Identity, entitlement: str) -> str:
 def request_manifest(me: Identity, entitlement: Obj, duration: str | None, reason: str) -> dict[str, Any]:
     # The admission webhook stamps the requester from the authenticated caller and refuses a
     # different one; sending the same value keeps requests valid where no webhook is installed.
-    spec: dict[str, Any] = {"entitlement": o.name_of(entitlement), "reason": reason, "requester": me.username}
+    spec: dict[str, Any] = {"entitlement": wire.name_of(entitlement), "reason": reason, "requester": me.username}
     if duration:
         spec["duration"] = duration
     return {
-        "apiVersion": o.API_VERSION,
-        "kind": "AccessRequest",
-        "metadata": {"generateName": generate_name(me, o.name_of(entitlement))},
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_REQUEST,
+        "metadata": {"generateName": generate_name(me, wire.name_of(entitlement))},
         "spec": spec,
     }
 
@@ -216,7 +219,7 @@ class Follower:
         self.request = request
         self.entitlement = entitlement
         self.wait = wait
-        self.name = o.name_of(request)
+        self.name = wire.name_of(request)
         self._said: set[str] = set()
 
     def follow(self, timeout: timedelta) -> int:
@@ -232,12 +235,12 @@ class Follower:
                 if remaining <= 0:
                     raise self._still_pending(timeout)
                 window = remaining
-                if "quiet" not in self._said and not o.status(self.request):
+                if "quiet" not in self._said and not wire.status(self.request):
                     window = min(window, max(1.0, started + QUIET_HINT_SECONDS - time.monotonic()))
                 outcome, version = self._watch(version, window)
                 if outcome is not None:
                     return outcome
-                if "quiet" not in self._said and not o.status(self.request) and time.monotonic() < deadline:
+                if "quiet" not in self._said and not wire.status(self.request) and time.monotonic() < deadline:
                     self._said.add("quiet")
                     self.session.note(
                         f"no word from the jitaccess operator on {self.name} yet: is it running? still waiting"
@@ -251,7 +254,7 @@ class Follower:
         api = self.session.api
         try:
             for event in api.watch(
-                o.path(o.REQUESTS),
+                o.path(names.REQUESTS),
                 resource_version=version,
                 timeout_seconds=math.ceil(window),
                 fieldSelector=f"metadata.name={self.name}",
@@ -277,18 +280,18 @@ class Follower:
         return None, version
 
     def _relist(self) -> tuple[int | None, str]:
-        self.request = o.get(self.session.api, o.REQUESTS, self.name)
+        self.request = o.get(self.session.api, names.REQUESTS, self.name)
         return self.react(self.request), str(self.request["metadata"].get("resourceVersion", ""))
 
     def react(self, request: Obj) -> int | None:
         """Say what is new; the exit code once the request has settled, else None."""
-        reason = o.ready_reason(request)
-        if reason == "Granted":
+        reason = wire.ready_reason(request)
+        if reason == names.GRANTED:
             self._granted(request)
             return OK
-        if reason in o.REQUEST_FAILURES:
+        if reason in names.REQUEST_FINISHED:
             raise Refused(f"accessrequest {self.name} {reason}: {o.ready_message(request) or 'no message'}")
-        if o.is_true(request, o.APPROVED) and "approved" not in self._said:
+        if wire.is_true(request, names.APPROVED) and "approved" not in self._said:
             self._said.add("approved")
             who = o.approved_by(request)
             if who and not who.startswith("auto"):
@@ -300,16 +303,16 @@ class Follower:
         return None
 
     def _granted(self, request: Obj) -> None:
-        expiry = o.parse_time(o.status(request).get("expirationTime"))
+        expiry = o.parse_time(wire.status(request).get("expirationTime"))
         self.session.say(f"obtained {o.role_of(self.entitlement)} until {until(expiry)}")
         self.session.say(NEXT_STEP)
 
     def _pending(self, request: Obj) -> None:
-        escalated = o.is_true(request, o.ESCALATED)
+        escalated = wire.is_true(request, names.ESCALATED)
         if "pending" not in self._said:
             self._said.add("pending")
-            owner = str(o.spec(self.entitlement).get("owner", ""))
-            team = o.get_optional(self.session.api, o.TEAMS, owner) if owner else None
+            owner = str(wire.spec(self.entitlement).get("owner", ""))
+            team = o.get_optional(self.session.api, names.TEAMS, owner) if owner else None
             if team is None:
                 self.session.say(f"waiting for approval: {o.ready_message(request)}")
             else:
@@ -320,12 +323,14 @@ class Follower:
             self.session.say(f"  an approver runs: kubectl jit approve {self.name}")
         if escalated and "escalated" not in self._said:
             self._said.add("escalated")
-            message = (o.condition(request, o.ESCALATED) or {}).get("message", "escalated to the backup approvers")
+            message = (wire.condition(request, names.ESCALATED) or {}).get(
+                "message", "escalated to the backup approvers"
+            )
             self.session.say(f"escalated: {message}")
 
     def _still_pending(self, timeout: timedelta | None) -> StillPending:
         follow = f"`kubectl jit status {self.name}` shows where it stands"
-        if not o.status(self.request):
+        if not wire.status(self.request):
             waited = f" within {human_age(timeout.total_seconds())}" if timeout else ""
             return StillPending(
                 f"the jitaccess operator has not acted on accessrequest {self.name}{waited}: is it running? "

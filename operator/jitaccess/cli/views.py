@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import NotFound
 from jitaccess.cli.objects import Obj
@@ -17,21 +18,21 @@ HOLDER_COLUMNS = ("USER", "UNTIL", "REASON", "APPROVED-BY", "GRANT")
 
 def _sorted(items: list[Obj]) -> list[Obj]:
     epoch = datetime.min.replace(tzinfo=UTC)
-    return sorted(items, key=lambda obj: (o.created(obj) or epoch, o.name_of(obj)))
+    return sorted(items, key=lambda obj: (o.created(obj) or epoch, wire.name_of(obj)))
 
 
 def _state(request: Obj) -> str:
-    return o.ready_reason(request) or "New"
+    return wire.ready_reason(request) or "New"
 
 
 def list_requests(session: Session, *, pending: bool, mine: bool, team: str | None, output: str) -> int:
     api = session.api
-    requests, _ = o.list_all(api, o.REQUESTS)
+    requests, _ = o.list_all(api, names.REQUESTS)
     if team:
-        o.get(api, o.TEAMS, team, what="team")
-        entitlements, _ = o.list_all(api, o.ENTITLEMENTS)
-        owned = {o.name_of(e) for e in entitlements if o.spec(e).get("owner") == team}
-        requests = [r for r in requests if o.spec(r).get("entitlement") in owned]
+        o.get(api, names.TEAMS, team, what="team")
+        entitlements, _ = o.list_all(api, names.ENTITLEMENTS)
+        owned = {wire.name_of(e) for e in entitlements if wire.spec(e).get("owner") == team}
+        requests = [r for r in requests if wire.spec(r).get("entitlement") in owned]
     if mine:
         me = session.me.username
         requests = [r for r in requests if o.requester(r) == me]
@@ -47,13 +48,13 @@ def list_requests(session: Session, *, pending: bool, mine: bool, team: str | No
     now = datetime.now(UTC)
     rows = [
         (
-            o.name_of(r),
+            wire.name_of(r),
             o.requester(r) or "<unknown>",
-            str(o.spec(r).get("entitlement", "")),
-            str(o.status(r).get("duration") or o.spec(r).get("duration") or "default"),
+            str(wire.spec(r).get("entitlement", "")),
+            str(wire.status(r).get("duration") or wire.spec(r).get("duration") or "default"),
             _state(r),
             age(o.created(r), now),
-            shorten(str(o.spec(r).get("reason", "")), 40),
+            shorten(str(wire.spec(r).get("reason", "")), 40),
         )
         for r in requests
     ]
@@ -64,9 +65,9 @@ def list_requests(session: Session, *, pending: bool, mine: bool, team: str | No
 def status(session: Session, name: str, *, output: str) -> int:
     """A request and its grant: where it stands, who decided, until when."""
     api = session.api
-    request = o.get_optional(api, o.REQUESTS, name)
-    grant_name = str(o.status(request).get("grant") or name) if request else name
-    grant = o.get_optional(api, o.GRANTS, grant_name)
+    request = o.get_optional(api, names.REQUESTS, name)
+    grant_name = str(wire.status(request).get("grant") or name) if request else name
+    grant = o.get_optional(api, names.GRANTS, grant_name)
     if request is None and grant is None:
         raise NotFound(f"no accessrequest or accessgrant named {name!r}: `kubectl jit list` shows the requests")
     if output != "table":
@@ -75,7 +76,7 @@ def status(session: Session, name: str, *, output: str) -> int:
     now = datetime.now(UTC)
     lines: list[tuple[str, str]] = []
     if request is not None:
-        spec, state = o.spec(request), o.status(request)
+        spec, state = wire.spec(request), wire.status(request)
         lines += [
             ("Request", f"{name} (created {age(o.created(request), now)} ago)"),
             ("Requester", o.requester(request) or "<not stamped>"),
@@ -85,7 +86,7 @@ def status(session: Session, name: str, *, output: str) -> int:
             (
                 "Status",
                 f"{_state(request)}: {o.ready_message(request)}"
-                if o.ready_reason(request)
+                if wire.ready_reason(request)
                 else "New: the operator has not looked at it yet",
             ),
         ]
@@ -103,9 +104,9 @@ def status(session: Session, name: str, *, output: str) -> int:
             if marked:
                 lines.append(("Decision", marked))
     if grant is not None:
-        gspec, gstate = o.spec(grant), o.status(grant)
+        gspec, gstate = wire.spec(grant), wire.status(grant)
         lines += [
-            ("Grant", f"{o.name_of(grant)}: {o.ready_reason(grant) or 'Provisioning'}"),
+            ("Grant", f"{wire.name_of(grant)}: {wire.ready_reason(grant) or 'Provisioning'}"),
             ("User", f"{gspec.get('user')} in Identity Center group {gspec.get('groupName')}"),
         ]
         if gstate.get("activationTime"):
@@ -115,8 +116,8 @@ def status(session: Session, name: str, *, output: str) -> int:
         if gstate.get("revocationTime"):
             who = f" by {gstate['revokedBy']}" if gstate.get("revokedBy") else ""
             lines.append(("Revoked", until(o.parse_time(gstate.get("revocationTime")), now) + who))
-    elif request is not None and o.status(request).get("expirationTime"):
-        lines.append(("Expires", until(o.parse_time(o.status(request).get("expirationTime")), now)))
+    elif request is not None and wire.status(request).get("expirationTime"):
+        lines.append(("Expires", until(o.parse_time(wire.status(request).get("expirationTime")), now)))
     width = max(len(label) for label, _ in lines) + 2
     for label, value in lines:
         session.out.write(f"{(label + ':').ljust(width)}{value}\n")
@@ -140,14 +141,17 @@ def status(session: Session, name: str, *, output: str) -> int:
 def _conditions(obj: Obj | None, prefix: str = "") -> list[dict[str, Any]]:
     if obj is None:
         return []
-    return [{**c, "type": prefix + str(c.get("type"))} for c in o.status(obj).get("conditions") or []]
+    return [{**c, "type": prefix + str(c.get("type"))} for c in wire.status(obj).get("conditions") or []]
 
 
 def _decision_marked(request: Obj) -> str:
     """An approval or denial annotation the operator has not acted on yet (it may never, if unsigned)."""
-    notes = o.annotations_of(request)
-    for flag, by in ((o.ANNOTATION_DENIED, o.ANNOTATION_DENIED_BY), (o.ANNOTATION_APPROVED, o.ANNOTATION_APPROVED_BY)):
-        if o.truthy(notes.get(flag)):
+    notes = wire.annotations_of(request)
+    for flag, by in (
+        (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY),
+        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY),
+    ):
+        if wire.truthy(notes.get(flag)):
             who = notes.get(by)
             signed = f"by {who}" if who else "with no approved-by/denied-by stamp (is the admission webhook installed?)"
             return f"{flag}=true {signed}, not yet acted on by the operator"
@@ -155,34 +159,34 @@ def _decision_marked(request: Obj) -> str:
 
 
 def _deciders(session: Session, request: Obj) -> str:
-    entitlement = o.get_optional(session.api, o.ENTITLEMENTS, str(o.spec(request).get("entitlement", "")))
-    owner = str(o.spec(entitlement).get("owner", "")) if entitlement else ""
-    team = o.get_optional(session.api, o.TEAMS, owner) if owner else None
+    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, str(wire.spec(request).get("entitlement", "")))
+    owner = str(wire.spec(entitlement).get("owner", "")) if entitlement else ""
+    team = o.get_optional(session.api, names.TEAMS, owner) if owner else None
     if team is None:
         return o.ready_message(request)
-    names = ", ".join(o.approvers_of(team, escalated=o.is_true(request, o.ESCALATED))) or "nobody"
-    return f"an approver of team {owner}: {names} (`kubectl jit approve {o.name_of(request)}`)"
+    approvers = ", ".join(o.approvers_of(team, escalated=wire.is_true(request, names.ESCALATED))) or "nobody"
+    return f"an approver of team {owner}: {approvers} (`kubectl jit approve {wire.name_of(request)}`)"
 
 
 def who_has(session: Session, entitlement: str, *, output: str) -> int:
     """Who holds an entitlement now: active grants, until when, why, approved by whom."""
     api = session.api
-    o.get(api, o.ENTITLEMENTS, entitlement)
-    grants, _ = o.list_all(api, o.GRANTS, labelSelector=f"{o.LABEL_ENTITLEMENT}={entitlement}")
+    o.get(api, names.ENTITLEMENTS, entitlement)
+    grants, _ = o.list_all(api, names.GRANTS, labelSelector=f"{names.LABEL_ENTITLEMENT}={entitlement}")
     active = _sorted(
-        [g for g in grants if o.spec(g).get("entitlement") == entitlement and o.ready_reason(g) == "Active"]
+        [g for g in grants if wire.spec(g).get("entitlement") == entitlement and wire.ready_reason(g) == names.ACTIVE]
     )
-    requests = {o.name_of(r): r for r in o.list_all(api, o.REQUESTS)[0]} if active else {}
+    requests = {wire.name_of(r): r for r in o.list_all(api, names.REQUESTS)[0]} if active else {}
     holders = []
     for grant in active:
-        request = requests.get(str(o.spec(grant).get("request", "")), {})
+        request = requests.get(str(wire.spec(grant).get("request", "")), {})
         holders.append(
             {
-                "user": o.spec(grant).get("user"),
-                "until": o.status(grant).get("expirationTime"),
-                "reason": o.spec(request).get("reason", "") if request else "",
+                "user": wire.spec(grant).get("user"),
+                "until": wire.status(grant).get("expirationTime"),
+                "reason": wire.spec(request).get("reason", "") if request else "",
                 "approvedBy": (o.approved_by(request) if request else "") or "-",
-                "grant": o.name_of(grant),
+                "grant": wire.name_of(grant),
             }
         )
     if output != "table":

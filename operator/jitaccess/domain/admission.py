@@ -30,24 +30,24 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jitaccess.api import models
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
-from jitaccess.domain import requests as rules
+from jitaccess.domain import requests as request_rules
 from jitaccess.domain.teams import Caller, is_approver, may_approve
 from jitaccess.errors import InvalidInput
 
 Obj = Mapping[str, Any]
 #: Asks Identity Center whether the requester may ask at all; why not, or None.
-EligibilityCheck = Callable[[rules.ValidRequest], str | None]
+EligibilityCheck = Callable[[request_rules.ValidRequest], str | None]
 
-APPROVED, DENIED = models.ANNOTATION_APPROVED, models.ANNOTATION_DENIED
-APPROVED_BY, DENIED_BY = models.ANNOTATION_APPROVED_BY, models.ANNOTATION_DENIED_BY
-APPROVED_BY_GROUPS, DENIED_BY_GROUPS = f"{APPROVED_BY}-groups", f"{DENIED_BY}-groups"
-DECISION_REASON = models.ANNOTATION_DECISION_REASON
+APPROVED, DENIED = names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED
+APPROVED_BY, DENIED_BY = names.ANNOTATION_APPROVED_BY, names.ANNOTATION_DENIED_BY
+APPROVED_BY_GROUPS, DENIED_BY_GROUPS = names.ANNOTATION_APPROVED_BY_GROUPS, names.ANNOTATION_DENIED_BY_GROUPS
+DECISION_REASON = names.ANNOTATION_DECISION_REASON
 REVOKED, REVOKED_BY, REVOKE_REASON = (
-    models.ANNOTATION_REVOKED,
-    models.ANNOTATION_REVOKED_BY,
-    models.ANNOTATION_REVOKE_REASON,
+    names.ANNOTATION_REVOKED,
+    names.ANNOTATION_REVOKED_BY,
+    names.ANNOTATION_REVOKE_REASON,
 )
 KOPF_PREFIX = "kopf.zalando.org/"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -64,7 +64,7 @@ DECISION_ANNOTATIONS = (APPROVED, DENIED, DECISION_REASON, *REQUEST_STAMPS)
 _REVOCATION_ANNOTATIONS = frozenset({REVOKED, REVOKE_REASON, REVOKED_BY, LAST_APPLIED})
 # Finalizers that mean "the operator still has to clean up" (kopf's own, jitaccess's): removing one
 # by hand would skip the cleanup, e.g. leave an Identity Center membership behind.
-_OPERATOR_FINALIZER_PREFIXES = (f"{models.GROUP}/", KOPF_PREFIX)
+_OPERATOR_FINALIZER_PREFIXES = (f"{names.GROUP}/", KOPF_PREFIX)
 
 FORBIDDEN = 403
 INVALID = 422
@@ -118,12 +118,6 @@ def groups_text(caller: Caller) -> str:
 # --- what every kind shares -----------------------------------------------------------------
 
 
-def _annotations(obj: Obj | None) -> dict[str, str]:
-    if not obj:
-        return {}
-    return dict((obj.get("metadata") or {}).get("annotations") or {})
-
-
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
@@ -131,28 +125,6 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
 def _operator_finalizers(obj: Obj | None) -> list[str]:
     finalizers = (obj or {}).get("metadata", {}).get("finalizers") or []
     return sorted(f for f in finalizers if str(f).startswith(_OPERATOR_FINALIZER_PREFIXES))
-
-
-def _conditions(obj: Obj | None) -> list[Mapping[str, Any]]:
-    return list(((obj or {}).get("status") or {}).get("conditions") or [])
-
-
-def _condition(obj: Obj | None, type_: str) -> Mapping[str, Any] | None:
-    return next((c for c in _conditions(obj) if c.get("type") == type_), None)
-
-
-def _is_true(obj: Obj | None, type_: str) -> bool:
-    found = _condition(obj, type_)
-    return found is not None and found.get("status") == "True"
-
-
-def _ready_reason(obj: Obj | None) -> str | None:
-    found = _condition(obj, "Ready")
-    return None if found is None else str(found.get("reason"))
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() == "true"
 
 
 def review_bookkeeping(
@@ -165,7 +137,7 @@ def review_bookkeeping(
     """
     if operator.includes(caller) or operation not in ("CREATE", "UPDATE"):
         return None
-    before, after = _annotations(old), _annotations(new)
+    before, after = wire.annotations_of(old), wire.annotations_of(new)
     touched = [k for k in _changed(before, after) if k.startswith(KOPF_PREFIX)]
     if touched:
         return Refusal(
@@ -211,7 +183,7 @@ def review_request(
     operator: OperatorIdentity,
     entitlement: Entitlement | None,
     team: TeamOwnershipSpec | None,
-    limits: rules.Limits,
+    limits: request_rules.Limits,
     phase: Phase,
     eligibility: EligibilityCheck | None = None,
 ) -> Verdict:
@@ -231,11 +203,11 @@ def _request_created(
     caller: Caller,
     entitlement: Entitlement | None,
     team: TeamOwnershipSpec | None,
-    limits: rules.Limits,
+    limits: request_rules.Limits,
     phase: Phase,
     eligibility: EligibilityCheck | None,
 ) -> Verdict:
-    present = [k for k in DECISION_ANNOTATIONS if k in _annotations(new)]
+    present = [k for k in DECISION_ANNOTATIONS if k in wire.annotations_of(new)]
     if present:
         return Refusal(
             f"metadata.annotations {', '.join(present)}: a request cannot be created already decided; "
@@ -268,14 +240,14 @@ def _request_valid(
     new: Obj,
     team: TeamOwnershipSpec | None,
     entitlement: Entitlement | None,
-    limits: rules.Limits,
+    limits: request_rules.Limits,
     eligibility: EligibilityCheck | None,
 ) -> Verdict:
     """The checks the operator would make, made before the object exists (so `--dry-run=server` tells)."""
     try:
         request = AccessRequest.model_validate(dict(new))
-        valid = rules.validate(request, entitlement, team, limits)
-        rules.route(valid)
+        valid = request_rules.validate(request, entitlement, team, limits)
+        request_rules.route(valid)
         problem = eligibility(valid) if eligibility is not None else None
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -307,7 +279,7 @@ def _request_updated(
             f"spec is immutable once a request is created ({fields} would change): create a new AccessRequest instead",
             INVALID,
         )
-    before, after = _annotations(old), _annotations(new)
+    before, after = wire.annotations_of(old), wire.annotations_of(new)
     for key in REQUEST_STAMPS:
         if before.get(key) != after.get(key) and (phase is Phase.MUTATE or key in before):
             return Refusal(
@@ -347,14 +319,14 @@ def _decision(
         return Refusal(f"this request is already {state}: there is nothing left to decide; create a new AccessRequest")
     newly = [f for f in changed if after.get(f) is not None]
     for flag in newly:
-        if not _truthy(after[flag]):
+        if not wire.truthy(after[flag]):
             other = DENIED if flag == APPROVED else APPROVED
             return Refusal(
                 f'metadata.annotations[{flag}] is {after[flag]!r}: its only value is "true" '
                 f"(to decide the other way, set {other}=true instead)",
                 INVALID,
             )
-    if _truthy(after.get(APPROVED)) and _truthy(after.get(DENIED)):
+    if wire.truthy(after.get(APPROVED)) and wire.truthy(after.get(DENIED)):
         return Refusal(
             f"{APPROVED} and {DENIED} are both set: a request is either approved or denied; set one", INVALID
         )
@@ -377,10 +349,10 @@ def _decision(
             INVALID,
         )
     requester = str(spec.get("requester") or (old.get("status") or {}).get("requester") or "")
-    escalated = _is_true(old, "Escalated")
+    escalated = wire.is_true(old, names.ESCALATED)
     refusal = may_approve(team, caller, requester=requester, escalated=escalated)
     if refusal is not None:
-        who = rules.approvers_text(team, escalated)
+        who = request_rules.approvers_text(team, escalated)
         return Refusal(
             f"{refusal}; {flag}=true on requests for {entitlement.metadata.name} may be set only by an approver of "
             f"team {entitlement.spec.owner} ({who})"
@@ -394,12 +366,12 @@ def _decision(
 
 def _decided_or_finished(request: Obj) -> str | None:
     """The request's state when no decision can be taken on it any more, in words; else None."""
-    for type_, word in (("Approved", "approved"), ("Denied", "denied")):
-        found = _condition(request, type_)
+    for type_, word in ((names.APPROVED, "approved"), (names.DENIED, "denied")):
+        found = wire.condition(request, type_)
         if found is not None and found.get("status") == "True":
             return f"{word} ({found.get('reason')})"
-    reason = _ready_reason(request)
-    if reason in rules.FINISHED:
+    reason = wire.ready_reason(request)
+    if reason in names.REQUEST_FINISHED:
         return f"finished ({reason})"
     return None
 
@@ -448,7 +420,7 @@ def review_grant(
                 f"approved. The grantee or an approver of team {owner or '(unknown)'} may only revoke it, with "
                 f"`kubectl annotate accessgrant NAME {REVOKED}=true`"
             )
-    before, after = _annotations(old), _annotations(new)
+    before, after = wire.annotations_of(old), wire.annotations_of(new)
     changed = _changed(before, after)
     foreign = [k for k in changed if k not in _REVOCATION_ANNOTATIONS]
     if foreign:
@@ -490,14 +462,14 @@ def _revocation(
             f'{REVOKED}=true (`kubectl annotate accessgrant NAME {REVOKED}=true {REVOKE_REASON}="..."`)',
             INVALID,
         )
-    if not _truthy(after.get(REVOKED)):
+    if not wire.truthy(after.get(REVOKED)):
         return Refusal(
             f'metadata.annotations[{REVOKED}] is {after.get(REVOKED)!r}: it can only be set, to "true" '
             "(a revocation cannot be undone)",
             INVALID,
         )
-    state = _ready_reason(old)
-    if state in ("Expired", "Revoked", "Failed"):
+    state = wire.ready_reason(old)
+    if state in names.GRANT_FINISHED:
         return Refusal(f"this grant has already ended ({state}): there is no access left to revoke")
     spec = old.get("spec") or {}
     grantee = str(spec.get("user") or "")

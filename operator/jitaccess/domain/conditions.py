@@ -10,12 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from jitaccess.api import names
 from jitaccess.api.models import Condition
-
-READY = "Ready"
-APPROVED = "Approved"
-DENIED = "Denied"
-ESCALATED = "Escalated"
 
 
 def find(conditions: Sequence[Condition], type_: str) -> Condition | None:
@@ -28,7 +24,7 @@ def is_true(conditions: Sequence[Condition], type_: str) -> bool:
 
 
 def ready_reason(conditions: Sequence[Condition]) -> str | None:
-    found = find(conditions, READY)
+    found = find(conditions, names.READY)
     return found.reason if found is not None else None
 
 

@@ -10,11 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessGrantStatus
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import parse_duration
-
-FINISHED = frozenset({"Expired", "Revoked", "Failed"})
 
 
 @dataclass(frozen=True)
@@ -29,15 +28,15 @@ def activation_window(grant: AccessGrant, now: datetime) -> Window:
 
 
 def state(grant: AccessGrant) -> str:
-    return cond.ready_reason(grant.status.conditions) or "Provisioning"
+    return cond.ready_reason(grant.status.conditions) or names.PROVISIONING
 
 
 def is_finished(grant: AccessGrant) -> bool:
-    return state(grant) in FINISHED
+    return state(grant) in names.GRANT_FINISHED
 
 
 def is_active(grant: AccessGrant) -> bool:
-    return state(grant) == "Active"
+    return state(grant) == names.ACTIVE
 
 
 def seconds_left(grant: AccessGrant, now: datetime) -> float:
@@ -64,8 +63,8 @@ def other_holders(holders: Iterable[str], ending: str, already_ended: Iterable[s
 
 def ended_at(status: AccessGrantStatus) -> datetime | None:
     """When a finished grant ended (revoked, expired, or failed); None while it is not finished."""
-    ready = cond.find(status.conditions, cond.READY)
-    if ready is None or ready.reason not in FINISHED:
+    ready = cond.find(status.conditions, names.READY)
+    if ready is None or ready.reason not in names.GRANT_FINISHED:
         return None
     return status.revocation_time or status.expiration_time or ready.last_transition_time
 

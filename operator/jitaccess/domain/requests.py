@@ -19,15 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from jitaccess.api import models
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import Caller, is_member, may_approve
 from jitaccess.errors import InvalidInput
-
-# Ready reasons after which nothing about the request changes any more.
-FINISHED = frozenset({"Denied", "NotEligible", "Invalid", "TimedOut", "Expired", "Revoked", "Failed"})
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,14 @@ class ValidRequest:
 
 
 def is_finished(request: AccessRequest) -> bool:
-    return cond.ready_reason(request.status.conditions) in FINISHED
+    return cond.ready_reason(request.status.conditions) in names.REQUEST_FINISHED
 
 
 def ended_at(status: AccessRequestStatus) -> datetime | None:
     """When a request that ended without a grant (denied, invalid, timed out, not eligible) ended;
     None for any other request (one that led to a grant goes with its grant)."""
-    ready = cond.find(status.conditions, cond.READY)
-    if ready is None or ready.reason not in FINISHED or status.grant:
+    ready = cond.find(status.conditions, names.READY)
+    if ready is None or ready.reason not in names.REQUEST_FINISHED or status.grant:
         return None
     return ready.last_transition_time
 
@@ -71,13 +68,13 @@ def retention_due(request: AccessRequest, now: datetime, retention: timedelta) -
 
 
 def is_decided(request: AccessRequest) -> bool:
-    return cond.is_true(request.status.conditions, cond.APPROVED) or cond.is_true(
-        request.status.conditions, cond.DENIED
+    return cond.is_true(request.status.conditions, names.APPROVED) or cond.is_true(
+        request.status.conditions, names.DENIED
     )
 
 
 def is_pending(request: AccessRequest) -> bool:
-    return cond.ready_reason(request.status.conditions) == "Pending" and not is_decided(request)
+    return cond.ready_reason(request.status.conditions) == names.PENDING and not is_decided(request)
 
 
 def validate(
@@ -190,10 +187,6 @@ class PendingDecision:
     why: str = ""
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() == "true"
-
-
 def decide_pending(
     request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime
 ) -> PendingDecision | None:
@@ -202,14 +195,14 @@ def decide_pending(
     Denial is looked at first: when both annotations are somehow present, the safe outcome wins.
     """
     annotations: Mapping[str, str] = request.metadata.annotations
-    escalated = cond.is_true(request.status.conditions, cond.ESCALATED)
-    reason = annotations.get(models.ANNOTATION_DECISION_REASON, "")
+    escalated = cond.is_true(request.status.conditions, names.ESCALATED)
+    reason = annotations.get(names.ANNOTATION_DECISION_REASON, "")
     ignored: PendingDecision | None = None
-    for flag, by_key, outcome in (
-        (models.ANNOTATION_DENIED, models.ANNOTATION_DENIED_BY, Outcome.DENY),
-        (models.ANNOTATION_APPROVED, models.ANNOTATION_APPROVED_BY, Outcome.APPROVE),
+    for flag, by_key, groups_key, outcome in (
+        (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY, names.ANNOTATION_DENIED_BY_GROUPS, Outcome.DENY),
+        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY, names.ANNOTATION_APPROVED_BY_GROUPS, Outcome.APPROVE),
     ):
-        if not _truthy(annotations.get(flag)):
+        if not wire.truthy(annotations.get(flag)):
             continue
         who = annotations.get(by_key, "")
         if not who:
@@ -219,7 +212,7 @@ def decide_pending(
                 "webhook has recorded who made them",
             )
             continue
-        groups = frozenset(g for g in annotations.get(f"{by_key}-groups", "").split(",") if g)
+        groups = frozenset(g for g in annotations.get(groups_key, "").split(",") if g)
         refusal = may_approve(valid.team, Caller(who, groups), requester=valid.requester, escalated=escalated)
         if refusal is not None:
             ignored = ignored or PendingDecision(Outcome.IGNORE, who=who, why=refusal)
@@ -248,7 +241,7 @@ def next_deadline(request: AccessRequest, valid: ValidRequest, limits: Limits) -
     created = request.metadata.creation_timestamp
     if created is None:
         return None
-    escalated = cond.is_true(request.status.conditions, cond.ESCALATED)
+    escalated = cond.is_true(request.status.conditions, names.ESCALATED)
     return pending_deadline(created, escalated, valid.team.escalate_after, limits)
 
 

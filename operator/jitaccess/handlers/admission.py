@@ -26,25 +26,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from jitaccess.adapters.kube import ENTITLEMENTS, GRANTS, REQUESTS, TEAMS
+from jitaccess.api import names
 from jitaccess.api.models import Entitlement, TeamOwnershipSpec
 from jitaccess.domain import admission
-from jitaccess.domain import requests as rules
+from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import RetryLater
-from jitaccess.handlers.common import GROUP, VERSION, first
+from jitaccess.handlers.common import Index, first
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 audit = logging.getLogger("jitaccess.audit")
-Index = Mapping[Any, Iterable[Any]]
 #: Where the startup handler leaves the `OperatorIdentity` for these handlers.
 OPERATOR_IDENTITY = "operator_identity"
 WRITES: list[kopf.Operation] = ["CREATE", "UPDATE"]
@@ -66,14 +65,14 @@ async def _entitlement_and_team(
         return None, None
     raw = first(entitlements, name)
     if raw is None:
-        raw = await asyncio.to_thread(rt.kube.get, ENTITLEMENTS, name)
+        raw = await asyncio.to_thread(rt.kube.get, names.ENTITLEMENTS, name)
     try:
         entitlement = Entitlement.model_validate(raw) if raw is not None else None
         if entitlement is None:
             return None, None
         team = first(teams, entitlement.spec.owner)
         if team is None:
-            team = ((await asyncio.to_thread(rt.kube.get, TEAMS, entitlement.spec.owner)) or {}).get("spec")
+            team = ((await asyncio.to_thread(rt.kube.get, names.TEAMS, entitlement.spec.owner)) or {}).get("spec")
         return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
     except ValidationError:
         return None, None
@@ -147,7 +146,7 @@ async def _review_request(
         name = _entitlement_name(new or old)
         entitlement, team = await _entitlement_and_team(rt, name, teams, entitlements)
 
-    def eligibility(valid: rules.ValidRequest) -> str | None:
+    def eligibility(valid: request_rules.ValidRequest) -> str | None:
         try:
             return eligibility_problem(rt, valid)
         except RetryLater as exc:
@@ -175,7 +174,9 @@ async def _review_request(
     return verdict, caller
 
 
-@kopf.on.mutate(GROUP, VERSION, REQUESTS, id="accessrequests-stamp", operations=WRITES, persistent=True)
+@kopf.on.mutate(
+    names.GROUP, names.VERSION, names.REQUESTS, id="accessrequests-stamp", operations=WRITES, persistent=True
+)
 async def stamp_request(
     operation: str | None,
     old: kopf.Body | None,
@@ -193,10 +194,14 @@ async def stamp_request(
     verdict, caller = await _review_request(
         Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements, warnings
     )
-    _enforce(verdict, kind="AccessRequest", operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch)
+    _enforce(
+        verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch
+    )
 
 
-@kopf.on.validate(GROUP, VERSION, REQUESTS, id="accessrequests-check", operations=WRITES, persistent=True)
+@kopf.on.validate(
+    names.GROUP, names.VERSION, names.REQUESTS, id="accessrequests-check", operations=WRITES, persistent=True
+)
 async def check_request(
     operation: str | None,
     old: kopf.Body | None,
@@ -213,7 +218,7 @@ async def check_request(
     verdict, caller = await _review_request(
         Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, warnings
     )
-    _enforce(verdict, kind="AccessRequest", operation=operation, body=new, caller=caller, dryrun=dryrun)
+    _enforce(verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new, caller=caller, dryrun=dryrun)
 
 
 # --- AccessGrant ----------------------------------------------------------------------------
@@ -243,7 +248,7 @@ async def _review_grant(
     return verdict, caller
 
 
-@kopf.on.mutate(GROUP, VERSION, GRANTS, id="accessgrants-stamp", operations=WRITES, persistent=True)
+@kopf.on.mutate(names.GROUP, names.VERSION, names.GRANTS, id="accessgrants-stamp", operations=WRITES, persistent=True)
 async def stamp_grant(
     operation: str | None,
     old: kopf.Body | None,
@@ -258,10 +263,12 @@ async def stamp_grant(
 ) -> None:
     """Only the operator writes grants; a revocation by the grantee or an approver is stamped."""
     verdict, caller = await _review_grant(Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements)
-    _enforce(verdict, kind="AccessGrant", operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch)
+    _enforce(verdict, kind=names.ACCESS_GRANT, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch)
 
 
-@kopf.on.validate(GROUP, VERSION, GRANTS, id="accessgrants-check", operations=[*WRITES, "DELETE"], persistent=True)
+@kopf.on.validate(
+    names.GROUP, names.VERSION, names.GRANTS, id="accessgrants-check", operations=[*WRITES, "DELETE"], persistent=True
+)
 async def check_grant(
     operation: str | None,
     old: kopf.Body | None,
@@ -275,14 +282,18 @@ async def check_grant(
 ) -> None:
     """The final object (revoked-by is the caller's), and who may delete a grant."""
     verdict, caller = await _review_grant(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements)
-    _enforce(verdict, kind="AccessGrant", operation=operation, body=new or old, caller=caller, dryrun=dryrun)
+    _enforce(verdict, kind=names.ACCESS_GRANT, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
 
 
 # --- TeamOwnership, Entitlement, and everyone's status ------------------------------------------
 
 
-@kopf.on.validate(GROUP, VERSION, TEAMS, id="teamownerships-check", operations=WRITES, persistent=True)
-@kopf.on.validate(GROUP, VERSION, ENTITLEMENTS, id="entitlements-check", operations=WRITES, persistent=True)
+@kopf.on.validate(
+    names.GROUP, names.VERSION, names.TEAMS, id="teamownerships-check", operations=WRITES, persistent=True
+)
+@kopf.on.validate(
+    names.GROUP, names.VERSION, names.ENTITLEMENTS, id="entitlements-check", operations=WRITES, persistent=True
+)
 async def check_catalog(
     operation: str | None,
     old: kopf.Body | None,
@@ -311,7 +322,13 @@ async def check_status(
     _enforce(verdict, kind=f"{kind} status", operation=operation, body=body, caller=caller, dryrun=dryrun)
 
 
-for _plural in (REQUESTS, GRANTS, TEAMS, ENTITLEMENTS):
+for _plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS):
     kopf.on.validate(
-        GROUP, VERSION, _plural, id=f"{_plural}-status", subresource="status", operations=["UPDATE"], persistent=True
+        names.GROUP,
+        names.VERSION,
+        _plural,
+        id=f"{_plural}-status",
+        subresource="status",
+        operations=["UPDATE"],
+        persistent=True,
     )(check_status)

@@ -9,26 +9,24 @@ them, since rule 1 of the API says a user is in the group only while a grant say
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 
-from jitaccess.adapters.kube import ENTITLEMENTS, TEAMS
+from jitaccess.api import names
 from jitaccess.api.models import Entitlement, TeamOwnership
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers.common import GROUP, VERSION, conditions_after, first, status_change
+from jitaccess.handlers.common import Index, conditions_after, first, status_change
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.settings import Settings
 
 log = logging.getLogger(__name__)
-TEAM = (GROUP, VERSION, "teamownerships")
-ENT = (GROUP, VERSION, "entitlements")
-Index = Mapping[Any, Iterable[Any]]
+TEAM = (names.GROUP, names.VERSION, names.TEAMS)
+ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
 # Timer intervals are fixed when the handlers are registered, so they are read once here.
 RESYNC_SECONDS = Settings().resync_seconds
 
@@ -41,12 +39,12 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     team = TeamOwnership.model_validate(dict(body))
     problems = team_problems(team.spec)
     ready = not problems
-    reason = "Valid" if ready else "NoApprovers"
+    reason = names.VALID if ready else names.NO_APPROVERS
     message = "; ".join(problems) or (
         f"{len(team.spec.members)} member(s), {len(team.spec.approvers)} approver(s), "
         f"{len(team.spec.backup_approvers)} backup approver(s)"
     )
-    _set_ready(rt, TEAMS, team, ready, reason, message)
+    _set_ready(rt, names.TEAMS, team, ready, reason, message)
 
 
 @kopf.on.resume(*ENT)
@@ -60,10 +58,10 @@ def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, **_: Any) 
     if first(teams, entitlement.spec.owner) is None:
         _set_ready(
             rt,
-            ENTITLEMENTS,
+            names.ENTITLEMENTS,
             entitlement,
             False,
-            "OwnerNotFound",
+            names.OWNER_NOT_FOUND,
             f"owner team {entitlement.spec.owner!r} does not exist: add its TeamOwnership",
         )
         return
@@ -73,10 +71,10 @@ def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, **_: Any) 
     except NotFound:
         _set_ready(
             rt,
-            ENTITLEMENTS,
+            names.ENTITLEMENTS,
             entitlement,
             False,
-            "GroupNotFound",
+            names.GROUP_NOT_FOUND,
             f"Identity Center group {target!r} does not exist in store "
             f"{rt.identity_center.identity_store_id}: create it or fix spec.identityCenter",
         )
@@ -84,7 +82,13 @@ def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, **_: Any) 
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
     _set_ready(
-        rt, ENTITLEMENTS, entitlement, True, "Resolved", f"Identity Center group {target} resolved", groupId=group_id
+        rt,
+        names.ENTITLEMENTS,
+        entitlement,
+        True,
+        names.RESOLVED,
+        f"Identity Center group {target} resolved",
+        groupId=group_id,
     )
     if rt.settings.remove_unbacked_members:
         _scan_drift(rt, entitlement, target, group_id, rt.holders)
@@ -102,7 +106,7 @@ def _set_ready(
     model = type(obj)
 
     def build(current: Any) -> dict[str, Any] | None:
-        previous = cond.find(current.status.conditions, cond.READY)
+        previous = cond.find(current.status.conditions, names.READY)
         same = (
             previous is not None
             and previous.status == ("True" if ready else "False")
@@ -116,11 +120,11 @@ def _set_ready(
         return {
             **extra,
             "conditions": conditions_after(
-                current.status.conditions, [(cond.READY, ready, reason, message)], current.metadata.generation
+                current.status.conditions, [(names.READY, ready, reason, message)], current.metadata.generation
             ),
         }
 
-    before = cond.find(obj.status.conditions, cond.READY)
+    before = cond.find(obj.status.conditions, names.READY)
     updated = rt.kube.update_status(plural, obj.metadata.name, status_change(model, build))
     if updated is not None and (before is None or before.reason != reason):
         record(updated, reason, message, warning=not ready)
@@ -147,7 +151,7 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
             ic.remove_member(group_id, user_id, membership_id)
         record(
             entitlement.wire(),
-            "DriftFound",
+            names.DRIFT_FOUND,
             f"{user} was in Identity Center group {group_name} with no active grant: removed",
             warning=True,
             who=user,

@@ -1,4 +1,4 @@
-"""Helpers the handler modules share: resource ids, time, index reads, status writes."""
+"""Helpers the handler modules share: the index type, time, index reads, status writes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from jitaccess.api import models
 from jitaccess.api.models import Condition
 from jitaccess.domain import conditions as cond
 from jitaccess.errors import InvalidInput
 
-GROUP, VERSION = models.GROUP, models.VERSION
 M = TypeVar("M", bound=BaseModel)
+#: What a handler receives for one of kopf's indexes (or a Runtime `ObjectIndex`): values by key.
+Index = Mapping[Any, Iterable[Any]]
 
 
 def now() -> dt.datetime:
@@ -32,7 +32,7 @@ def parse(model: type[M], body: Mapping[str, Any]) -> M:
         raise InvalidInput(where, f"is invalid: {first['msg']}") from exc
 
 
-def first(index: Mapping[Any, Iterable[Any]] | None, key: Any) -> Any | None:
+def first(index: Index | None, key: Any) -> Any | None:
     """The one value a kopf index holds under `key` (names are unique), or None."""
     if index is None or key not in index:
         return None

@@ -7,12 +7,12 @@ may have been off, or the memberships may have changed since).
 
 from __future__ import annotations
 
-from jitaccess.domain import requests as rules
+from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, NotFound
 from jitaccess.handlers.runtime import Runtime
 
 
-def eligibility_problem(rt: Runtime, valid: rules.ValidRequest) -> str | None:
+def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest) -> str | None:
     """Why the requester may not ask at all (Identity Center groups), or None.
 
     Raises `InvalidInput` when the entitlement names a group that does not exist, and `RetryLater`
@@ -40,6 +40,6 @@ def eligibility_problem(rt: Runtime, valid: rules.ValidRequest) -> str | None:
             ) from exc
     missing = ic.missing_groups(user_id, list(ids))
     if missing:
-        return rules.eligibility_message(valid.requester, [ids[g] for g in missing])
+        return request_rules.eligibility_message(valid.requester, [ids[g] for g in missing])
     rt.mark_eligible(valid.requester, tuple(wanted))
     return None

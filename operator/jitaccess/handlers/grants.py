@@ -14,34 +14,31 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from jitaccess import metrics
-from jitaccess.adapters.kube import GRANTS, REQUESTS
-from jitaccess.api import models
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import grants as rules
+from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers.common import GROUP, VERSION, conditions_after, now, status_change, ts
+from jitaccess.handlers.common import Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
-GRANT = (GROUP, VERSION, "accessgrants")
-Index = Mapping[Any, Iterable[Any]]
+GRANT = (names.GROUP, names.VERSION, names.GRANTS)
 
 
-def _active(status: kopf.Status, **_: Any) -> bool:
-    ready = next((c for c in status.get("conditions", []) if c.get("type") == cond.READY), None)
-    return ready is not None and ready.get("reason") == "Active"
+def _active(body: kopf.Body, **_: Any) -> bool:
+    return wire.ready_reason(body) == names.ACTIVE
 
 
 def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
-    return annotations.get(models.ANNOTATION_REVOKED, "").strip().lower() == "true"
+    return wire.truthy(annotations.get(names.ANNOTATION_REVOKED))
 
 
 @kopf.on.resume(*GRANT)
@@ -53,12 +50,14 @@ async def provision_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index) -> None:
     grant = AccessGrant.model_validate(dict(body))
-    if rules.is_finished(grant):
+    if grant_rules.is_finished(grant):
         return
     if _revoked(body.metadata.annotations):
-        end_grant(rt, grant.metadata.name, "Revoked", grant_holders, who=_revoker(body), why="revoked before it began")
+        end_grant(
+            rt, grant.metadata.name, names.REVOKED, grant_holders, who=_revoker(body), why="revoked before it began"
+        )
         return
-    if rules.is_active(grant):
+    if grant_rules.is_active(grant):
         if grant.status.user_id:
             rt.remember_user(grant.status.user_id, grant.spec.user)
         return
@@ -88,7 +87,7 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
         fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}")
         return
     rt.remember_user(user_id, spec.user)
-    with rt.membership_lock(rules.membership_key(spec.user, spec.group_name)):
+    with rt.membership_lock(grant_rules.membership_key(spec.user, spec.group_name)):
         try:
             membership_id = ic.add_member(group_id, user_id)
         except NotFound:
@@ -99,10 +98,10 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
             # Access denied by IAM, a malformed id: another try will not help, and nobody got access.
             fail(rt, grant, f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}")
             return
-        window = rules.activation_window(grant, now())
+        window = grant_rules.activation_window(grant, now())
 
         def build(current: AccessGrant) -> dict[str, Any] | None:
-            if rules.state(current) != "Provisioning":
+            if grant_rules.state(current) != names.PROVISIONING:
                 return None
             return {
                 "userId": user_id,
@@ -114,9 +113,9 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
                     current.status.conditions,
                     [
                         (
-                            cond.READY,
+                            names.READY,
                             True,
-                            "Active",
+                            names.ACTIVE,
                             f"{spec.user} is in Identity Center group {spec.group_name} "
                             f"until {ts(window.expiration_time)}",
                         )
@@ -124,28 +123,30 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
                 ),
             }
 
-        updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build), current=current)
-    if updated is None or not rules.is_active(AccessGrant.model_validate(updated)):
+        updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=current)
+    if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
         return
     active = AccessGrant.model_validate(updated)
     expiration = ts(window.expiration_time)
     message = f"{spec.user} added to {spec.group_name} until {expiration}"
-    record(updated, "Granted", message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    request = _follow_request(rt, active, "Granted", True, f"access active until {expiration}", expiration)
+    record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
+    request = _follow_request(rt, active, names.GRANTED, True, f"access active until {expiration}", expiration)
     if request is not None and request.metadata.creation_timestamp is not None:
         metrics.GRANT_LATENCY.observe((window.activation_time - request.metadata.creation_timestamp).total_seconds())
 
 
 def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
     def build(current: AccessGrant) -> dict[str, Any] | None:
-        if rules.is_finished(current):
+        if grant_rules.is_finished(current):
             return None
-        return {"conditions": conditions_after(current.status.conditions, [(cond.READY, False, "Failed", message)])}
+        return {
+            "conditions": conditions_after(current.status.conditions, [(names.READY, False, names.FAILED, message)])
+        }
 
-    updated = rt.kube.update_status(GRANTS, grant.metadata.name, status_change(AccessGrant, build))
+    updated = rt.kube.update_status(names.GRANTS, grant.metadata.name, status_change(AccessGrant, build))
     if updated is not None:
-        record(updated, "Failed", message, warning=True, who=grant.spec.user)
-    _follow_request(rt, grant, "Failed", False, message, None)
+        record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
+    _follow_request(rt, grant, names.FAILED, False, message, None)
 
 
 @kopf.daemon(*GRANT, when=_active, cancellation_timeout=5.0, backoff=1.0)
@@ -154,14 +155,14 @@ async def expire_grant(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonSto
     rt, name = runtime_of(memo), body.metadata.name
     # The exact time, not `now()` (whole seconds): truncation would wake the daemon up to a second late.
     # Only the name and the time are kept while it sleeps: thousands of daemons sleep at once.
-    left = rules.seconds_left(AccessGrant.model_validate(dict(body)), dt.datetime.now(dt.UTC))
+    left = grant_rules.seconds_left(AccessGrant.model_validate(dict(body)), dt.datetime.now(dt.UTC))
     if left > 0:
         await stopped.wait(left)
     if stopped:
         return
     while not stopped:
         try:
-            await rt.run_blocking(end_grant, rt, name, "Expired", rt.holders)
+            await rt.run_blocking(end_grant, rt, name, names.EXPIRED, rt.holders)
             return
         except RetryLater as exc:
             log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
@@ -172,14 +173,14 @@ async def expire_grant(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonSto
 async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
     await rt.run_blocking(
-        _end_or_retry, rt, body, "Revoked", rt.holders, who=_revoker(body), why="revoked by annotation"
+        _end_or_retry, rt, body, names.REVOKED, rt.holders, who=_revoker(body), why="revoked by annotation"
     )
 
 
 @kopf.on.delete(*GRANT)
 async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(_end_or_retry, rt, body, "Revoked", rt.holders, who="", why="the AccessGrant was deleted")
+    await rt.run_blocking(_end_or_retry, rt, body, names.REVOKED, rt.holders, who="", why="the AccessGrant was deleted")
 
 
 def _end_or_retry(rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str) -> None:
@@ -190,7 +191,7 @@ def _end_or_retry(rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, 
 
 
 def _revoker(body: Mapping[str, Any]) -> str:
-    return str(body.get("metadata", {}).get("annotations", {}).get(models.ANNOTATION_REVOKED_BY, ""))
+    return wire.annotations_of(body).get(names.ANNOTATION_REVOKED_BY, "")
 
 
 def end_grant(
@@ -204,16 +205,16 @@ def end_grant(
     current: dict[str, Any] | None = None,
 ) -> None:
     """End a grant as Expired or Revoked; remove the membership unless another grant holds it."""
-    obj = current or rt.kube.get(GRANTS, name)
+    obj = current or rt.kube.get(names.GRANTS, name)
     if obj is None:
         return
     grant = AccessGrant.model_validate(obj)
-    if rules.is_finished(grant):
+    if grant_rules.is_finished(grant):
         return
     spec, status = grant.spec, grant.status
-    key = rules.membership_key(spec.user, spec.group_name)
+    key = grant_rules.membership_key(spec.user, spec.group_name)
     with rt.membership_lock(key):
-        others = rules.other_holders(holders.get(key, []), name, rt.recently_ended())
+        others = grant_rules.other_holders(holders.get(key, []), name, rt.recently_ended())
         removed = False
         if not others:
             removed = _remove_membership(rt, grant)
@@ -221,26 +222,26 @@ def end_grant(
         stamp = now()
 
         def build(latest: AccessGrant) -> dict[str, Any] | None:
-            if rules.is_finished(latest):
+            if grant_rules.is_finished(latest):
                 return None
-            if reason == "Expired":
+            if reason == names.EXPIRED:
                 message = f"expired at {ts(latest.status.expiration_time or stamp)}"
             else:
                 message = "revoked" + (f" by {who}" if who else "") + (f": {why}" if why else "")
             fields: dict[str, Any] = {
-                "conditions": conditions_after(latest.status.conditions, [(cond.READY, False, reason, message)])
+                "conditions": conditions_after(latest.status.conditions, [(names.READY, False, reason, message)])
             }
-            if reason == "Revoked":
+            if reason == names.REVOKED:
                 fields["revocationTime"] = ts(stamp)
                 if who:
                     fields["revokedBy"] = who
             return fields
 
-        updated = rt.kube.update_status(GRANTS, name, status_change(AccessGrant, build), current=obj)
+        updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=obj)
     if updated is None:
         # Gone, or ended by a concurrent call (expiry racing a revoke): that call reports it.
         return
-    if status.expiration_time is not None and reason == "Expired":
+    if status.expiration_time is not None and reason == names.EXPIRED:
         metrics.EXPIRY_LAG.observe((stamp - status.expiration_time).total_seconds())
     kept = f"; membership kept for {', '.join(sorted(others))}" if others else ""
     gone = (
@@ -250,7 +251,7 @@ def end_grant(
     record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
     request_message = (
         f"access expired at {ts(status.expiration_time or stamp)}"
-        if reason == "Expired"
+        if reason == names.EXPIRED
         else "access revoked" + (f" by {who}" if who else "")
     )
     _follow_request(rt, grant, reason, False, request_message, None)
@@ -281,14 +282,14 @@ def _follow_request(
             return None
         fields: dict[str, Any] = {
             "grant": grant.metadata.name,
-            "conditions": conditions_after(current.status.conditions, [(cond.READY, ready, reason, message)]),
+            "conditions": conditions_after(current.status.conditions, [(names.READY, ready, reason, message)]),
         }
         if expiration:
             fields["expirationTime"] = expiration
         return fields
 
-    updated = rt.kube.update_status(REQUESTS, grant.spec.request, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, status_change(AccessRequest, build))
     if updated is None:
         return None
-    record(updated, reason, message, warning=reason == "Failed", who=grant.spec.user)
+    record(updated, reason, message, warning=reason == names.FAILED, who=grant.spec.user)
     return AccessRequest.model_validate(updated)

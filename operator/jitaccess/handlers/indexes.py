@@ -25,17 +25,14 @@ from typing import Any, NamedTuple
 import kopf
 from pydantic import ValidationError
 
-from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrantStatus, AccessRequestStatus
-from jitaccess.domain import conditions as cond
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
-from jitaccess.handlers.common import GROUP, VERSION
 from jitaccess.handlers.runtime import runtime_of
 
 log = logging.getLogger(__name__)
-_FINISHED = grant_rules.FINISHED | request_rules.FINISHED
 
 
 class Pending(NamedTuple):
@@ -55,12 +52,12 @@ class Ended(NamedTuple):
     ended: dt.datetime
 
 
-@kopf.index(GROUP, VERSION, "teamownerships")
+@kopf.index(names.GROUP, names.VERSION, names.TEAMS)
 async def teams(name: str, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
     return {name: dict(spec)}
 
 
-@kopf.index(GROUP, VERSION, "entitlements")
+@kopf.index(names.GROUP, names.VERSION, names.ENTITLEMENTS)
 async def entitlements(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     return {
         name: {
@@ -71,14 +68,9 @@ async def entitlements(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     }
 
 
-def _ready(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    status = obj.get("status") or {}
-    return next((c for c in status.get("conditions") or [] if c.get("type") == cond.READY), {})
-
-
 def holding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     """The membership a grant holds (or is about to hold), or None once it is finished."""
-    if _ready(obj).get("reason") in grant_rules.FINISHED:
+    if wire.ready_reason(obj) in names.GRANT_FINISHED:
         return None
     spec = obj.get("spec") or {}
     return membership_key(spec.get("user", ""), spec.get("groupName", ""))
@@ -86,24 +78,23 @@ def holding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def pending(obj: Mapping[str, Any]) -> Pending | None:
     """A request awaiting a decision (Pending, and neither Approved nor Denied yet), or None."""
-    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
-    decided = any(conditions.get(t, {}).get("status") == "True" for t in (cond.APPROVED, cond.DENIED))
-    if conditions.get(cond.READY, {}).get("reason") != "Pending" or decided:
+    decided = wire.is_true(obj, names.APPROVED) or wire.is_true(obj, names.DENIED)
+    if wire.ready_reason(obj) != names.PENDING or decided:
         return None
     metadata = obj.get("metadata") or {}
     stamp = metadata.get("creationTimestamp")
     created = dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
-    escalated = conditions.get(cond.ESCALATED, {}).get("status") == "True"
+    escalated = wire.is_true(obj, names.ESCALATED)
     return Pending(str(metadata.get("name", "")), created, escalated)
 
 
 def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:
     """A finished grant, or a request that ended without a grant, and when it ended; else None."""
-    if _ready(obj).get("reason") not in _FINISHED:
+    if wire.ready_reason(obj) not in names.REQUEST_FINISHED:
         return None  # the common case, decided without parsing anything
-    name = str((obj.get("metadata") or {}).get("name", ""))
+    name = wire.name_of(obj)
     try:
-        if plural == GRANTS:
+        if plural == names.GRANTS:
             when = grant_rules.ended_at(AccessGrantStatus.model_validate(obj.get("status") or {}))
             request = str((obj.get("spec") or {}).get("request", ""))
         else:
@@ -119,23 +110,23 @@ def _entitlement(body: kopf.Body) -> str:
     return str(body.spec.get("entitlement", ""))
 
 
-@kopf.on.event(GROUP, VERSION, GRANTS)
+@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
     gone = type == "DELETED"
     key = None if gone else holding(body)
     rt.holders.observe(name, None if key is None else (key, name))
-    active = not gone and _ready(body).get("reason") == "Active"
+    active = not gone and wire.ready_reason(body) == names.ACTIVE
     rt.active.observe(name, (_entitlement(body), name) if active else None)
-    done = None if gone else ended(GRANTS, body)
-    rt.finished.observe(f"{GRANTS}/{name}", None if done is None else (_entitlement(body), done))
+    done = None if gone else ended(names.GRANTS, body)
+    rt.finished.observe(f"{names.GRANTS}/{name}", None if done is None else (_entitlement(body), done))
 
 
-@kopf.on.event(GROUP, VERSION, REQUESTS)
+@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
 async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
     gone = type == "DELETED"
     waiting = None if gone else pending(body)
     rt.pending.observe(name, None if waiting is None else (_entitlement(body), waiting))
-    done = None if gone else ended(REQUESTS, body)
-    rt.finished.observe(f"{REQUESTS}/{name}", None if done is None else (_entitlement(body), done))
+    done = None if gone else ended(names.REQUESTS, body)
+    rt.finished.observe(f"{names.REQUESTS}/{name}", None if done is None else (_entitlement(body), done))

@@ -11,17 +11,15 @@ them there, and is answered even while the event loop is busy (a start-up with t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
+from jitaccess.handlers.common import Index
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.observability import MetricsServer, State
 from jitaccess.settings import Settings
-
-Index = Mapping[Any, Iterable[Any]]
 
 
 def take_snapshot(active: Index, pending: Index) -> State:

@@ -8,14 +8,14 @@ from typing import Any
 
 import kopf
 
-from jitaccess.api import models
+from jitaccess.api import names
 
 audit = logging.getLogger("jitaccess.audit")
 
 
 def ref(kind: str, name: str, uid: str = "") -> dict[str, Any]:
     """The minimal object reference kopf needs to post an Event."""
-    return {"apiVersion": models.API_VERSION, "kind": kind, "metadata": {"name": name, "uid": uid}}
+    return {"apiVersion": names.API_VERSION, "kind": kind, "metadata": {"name": name, "uid": uid}}
 
 
 def ref_of(body: Mapping[str, Any]) -> dict[str, Any]:

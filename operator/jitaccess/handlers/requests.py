@@ -9,26 +9,24 @@ handler (which writes the request's `Ready` as the grant progresses) never races
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from jitaccess import metrics
-from jitaccess.adapters.kube import ENTITLEMENTS, GRANTS, REQUESTS, TEAMS
-from jitaccess.api import models
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import requests as rules
+from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, RetryLater
-from jitaccess.handlers.common import GROUP, VERSION, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.common import Index, conditions_after, first, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
-REQ = (GROUP, VERSION, "accessrequests")
-Index = Mapping[Any, Iterable[Any]]
+REQ = (names.GROUP, names.VERSION, names.REQUESTS)
 
 
 @kopf.on.resume(*REQ)
@@ -47,13 +45,13 @@ def lookup(
     An object applied a moment before the request may not have reached the index yet (each kind
     has its own watch), so a miss is confirmed with the API server before it counts.
     """
-    raw = first(entitlements, request.spec.entitlement) or rt.kube.get(ENTITLEMENTS, request.spec.entitlement)
+    raw = first(entitlements, request.spec.entitlement) or rt.kube.get(names.ENTITLEMENTS, request.spec.entitlement)
     if raw is None:
         return None, None
     entitlement = Entitlement.model_validate(raw)
     team = first(teams, entitlement.spec.owner)
     if team is None:
-        team = (rt.kube.get(TEAMS, entitlement.spec.owner) or {}).get("spec")
+        team = (rt.kube.get(names.TEAMS, entitlement.spec.owner) or {}).get("spec")
     return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
 
 
@@ -63,19 +61,19 @@ def reconcile(
     try:
         request = parse(AccessRequest, body)
     except InvalidInput as exc:
-        _finish(rt, dict(body), "Invalid", str(exc), entitlement=str(body.get("spec", {}).get("entitlement", "")))
+        _finish(rt, dict(body), names.INVALID, str(exc), entitlement=str(body.get("spec", {}).get("entitlement", "")))
         return
-    if rules.is_finished(request):
+    if request_rules.is_finished(request):
         return
-    if cond.is_true(request.status.conditions, cond.APPROVED):
+    if cond.is_true(request.status.conditions, names.APPROVED):
         ensure_grant(rt, request, entitlements)
         return
-    if cond.is_true(request.status.conditions, cond.DENIED):
+    if cond.is_true(request.status.conditions, names.DENIED):
         return
     try:
         _decide(rt, request, body, teams, entitlements, announce_ignored)
     except InvalidInput as exc:
-        _finish(rt, dict(body), "Invalid", str(exc), entitlement=request.spec.entitlement)
+        _finish(rt, dict(body), names.INVALID, str(exc), entitlement=request.spec.entitlement)
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=5) from exc
@@ -90,13 +88,13 @@ def _decide(
     announce_ignored: bool,
 ) -> None:
     entitlement, team = lookup(rt, request, teams, entitlements)
-    valid = rules.validate(request, entitlement, team, rt.settings.limits)
+    valid = request_rules.validate(request, entitlement, team, rt.settings.limits)
     if cond.ready_reason(request.status.conditions) is None:
         problem = eligibility_problem(rt, valid)
         if problem is not None:
-            _finish(rt, dict(body), "NotEligible", problem, entitlement=request.spec.entitlement)
+            _finish(rt, dict(body), names.NOT_ELIGIBLE, problem, entitlement=request.spec.entitlement)
             return
-        if rules.route(valid) is rules.Route.AUTO_APPROVE:
+        if request_rules.route(valid) is request_rules.Route.AUTO_APPROVE:
             # The body kopf just delivered is current (nothing else writes a new request): no re-read.
             approve(rt, request, valid, who="", why="member of the owner team", auto=True, current=dict(body))
             return
@@ -104,23 +102,23 @@ def _decide(
         if updated is None:
             return
         request = updated
-    decision = rules.decide_pending(request, valid, rt.settings.limits, now())
+    decision = request_rules.decide_pending(request, valid, rt.settings.limits, now())
     if decision is None:
         return
-    if decision.outcome is rules.Outcome.APPROVE:
+    if decision.outcome is request_rules.Outcome.APPROVE:
         approve(rt, request, valid, who=decision.who, why=decision.why, auto=False)
-    elif decision.outcome is rules.Outcome.DENY:
+    elif decision.outcome is request_rules.Outcome.DENY:
         _deny(rt, request, decision.who, decision.why)
-    elif decision.outcome is rules.Outcome.ESCALATE:
+    elif decision.outcome is request_rules.Outcome.ESCALATE:
         _escalate(rt, request, valid, decision.why)
-    elif decision.outcome is rules.Outcome.TIME_OUT:
-        _finish(rt, request.wire(), "TimedOut", f"timed out: {decision.why}", entitlement=request.spec.entitlement)
-    elif decision.outcome is rules.Outcome.IGNORE and announce_ignored:
-        record(request.wire(), "DecisionIgnored", decision.why, warning=True, who=decision.who)
+    elif decision.outcome is request_rules.Outcome.TIME_OUT:
+        _finish(rt, request.wire(), names.TIMED_OUT, f"timed out: {decision.why}", entitlement=request.spec.entitlement)
+    elif decision.outcome is request_rules.Outcome.IGNORE and announce_ignored:
+        record(request.wire(), names.DECISION_IGNORED, decision.why, warning=True, who=decision.who)
 
 
-def _mark_pending(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest) -> AccessRequest | None:
-    who = rules.approvers_text(valid.team, escalated=False)
+def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> AccessRequest | None:
+    who = request_rules.approvers_text(valid.team, escalated=False)
     message = f"waiting for approval by an approver of team {valid.entitlement.spec.owner} ({who})"
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
@@ -130,29 +128,29 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest
             "requester": valid.requester,
             "duration": valid.duration_text,
             "conditions": conditions_after(
-                current.status.conditions, [(cond.READY, False, "Pending", message)], current.metadata.generation
+                current.status.conditions, [(names.READY, False, names.PENDING, message)], current.metadata.generation
             ),
         }
 
-    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
     if updated is None:
         return None
     metrics.REQUESTS.labels(request.spec.entitlement, "pending").inc()
-    record(updated, "Pending", message, who=valid.requester, request_reason=request.spec.reason)
+    record(updated, names.PENDING, message, who=valid.requester, request_reason=request.spec.reason)
     return AccessRequest.model_validate(updated)
 
 
 def approve(
     rt: Runtime,
     request: AccessRequest,
-    valid: rules.ValidRequest,
+    valid: request_rules.ValidRequest,
     *,
     who: str,
     why: str,
     auto: bool,
     current: dict[str, Any] | None = None,
 ) -> None:
-    reason = "AutoApproved" if auto else "Approved"
+    reason = names.AUTO_APPROVED if auto else names.APPROVED
     message = (
         f"auto-approved: {valid.requester} is a member of team {valid.entitlement.spec.owner}"
         if auto
@@ -160,7 +158,7 @@ def approve(
     )
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
-        if rules.is_decided(current) or rules.is_finished(current):
+        if request_rules.is_decided(current) or request_rules.is_finished(current):
             return None
         fields: dict[str, Any] = {
             "requester": valid.requester,
@@ -168,8 +166,8 @@ def approve(
             "conditions": conditions_after(
                 current.status.conditions,
                 [
-                    (cond.APPROVED, True, reason, message),
-                    (cond.READY, False, "Pending", f"{message}; provisioning access"),
+                    (names.APPROVED, True, reason, message),
+                    (names.READY, False, names.PENDING, f"{message}; provisioning access"),
                 ],
                 current.metadata.generation,
             ),
@@ -181,12 +179,12 @@ def approve(
         return fields
 
     updated = rt.kube.update_status(
-        REQUESTS, request.metadata.name, status_change(AccessRequest, build), current=current
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), current=current
     )
     if updated is None:
         return
     approved = AccessRequest.model_validate(updated)
-    if not cond.is_true(approved.status.conditions, cond.APPROVED):
+    if not cond.is_true(approved.status.conditions, names.APPROVED):
         return
     metrics.REQUESTS.labels(request.spec.entitlement, reason.lower()).inc()
     record(updated, reason, message, who=who or valid.requester, request_reason=request.spec.reason)
@@ -202,7 +200,7 @@ def ensure_grant(rt: Runtime, request: AccessRequest, entitlements: Index) -> No
         _finish(
             rt,
             request.wire(),
-            "Failed",
+            names.FAILED,
             f"approved, but Entitlement {request.spec.entitlement!r} was deleted before access was granted",
             entitlement=request.spec.entitlement,
         )
@@ -216,14 +214,14 @@ def _create_grant(
     name = request.metadata.name
     target = entitlement.spec.identity_center
     manifest = {
-        "apiVersion": models.API_VERSION,
-        "kind": "AccessGrant",
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_GRANT,
         "metadata": {
             "name": name,
-            "labels": {models.LABEL_ENTITLEMENT: request.spec.entitlement, models.LABEL_REQUEST: request.metadata.uid},
+            "labels": {names.LABEL_ENTITLEMENT: request.spec.entitlement, names.LABEL_REQUEST: request.metadata.uid},
             # kopf's own finalizer, set at once: kopf would otherwise add it with a patch of its own
             # (two more webhook calls) before the grant's first handler runs.
-            "finalizers": [models.FINALIZER],
+            "finalizers": [names.FINALIZER],
         },
         "spec": {
             "user": request.status.requester or request.spec.requester,
@@ -233,12 +231,12 @@ def _create_grant(
             "duration": request.status.duration,
         },
     }
-    grant, _created = rt.kube.create(GRANTS, manifest)
-    if grant.get("metadata", {}).get("labels", {}).get(models.LABEL_REQUEST) != request.metadata.uid:
+    grant, _created = rt.kube.create(names.GRANTS, manifest)
+    if grant.get("metadata", {}).get("labels", {}).get(names.LABEL_REQUEST) != request.metadata.uid:
         _finish(
             rt,
             request.wire(),
-            "Failed",
+            names.FAILED,
             f"an AccessGrant named {name} already exists from an earlier request: "
             "create the request again under a new name (metadata.generateName)",
             entitlement=request.spec.entitlement,
@@ -248,20 +246,20 @@ def _create_grant(
     def build(current: AccessRequest) -> dict[str, Any] | None:
         return None if current.status.grant else {"grant": name}
 
-    rt.kube.update_status(REQUESTS, name, status_change(AccessRequest, build), current=current)
+    rt.kube.update_status(names.REQUESTS, name, status_change(AccessRequest, build), current=current)
 
 
 def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
     message = f"denied by {who}" + (f": {why}" if why else "")
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
-        if rules.is_decided(current) or rules.is_finished(current):
+        if request_rules.is_decided(current) or request_rules.is_finished(current):
             return None
         fields: dict[str, Any] = {
             "deniedBy": who,
             "conditions": conditions_after(
                 current.status.conditions,
-                [(cond.DENIED, True, "Denied", message), (cond.READY, False, "Denied", message)],
+                [(names.DENIED, True, names.DENIED, message), (names.READY, False, names.DENIED, message)],
                 current.metadata.generation,
             ),
         }
@@ -269,52 +267,54 @@ def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
             fields["decisionReason"] = why
         return fields
 
-    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
-    if updated is not None and cond.is_true(AccessRequest.model_validate(updated).status.conditions, cond.DENIED):
+    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    if updated is not None and cond.is_true(AccessRequest.model_validate(updated).status.conditions, names.DENIED):
         metrics.REQUESTS.labels(request.spec.entitlement, "denied").inc()
-        record(updated, "Denied", message, who=who)
+        record(updated, names.DENIED, message, who=who)
 
 
-def _escalate(rt: Runtime, request: AccessRequest, valid: rules.ValidRequest, why: str) -> None:
-    backups = rules.approvers_text(
+def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, why: str) -> None:
+    backups = request_rules.approvers_text(
         valid.team.model_copy(update={"approvers": [], "approver_groups": []}), escalated=True
     )
     message = f"escalated to the backup approvers of team {valid.entitlement.spec.owner} ({backups}): {why}"
-    pending = f"waiting for approval by {rules.approvers_text(valid.team, escalated=True)}"
+    pending = f"waiting for approval by {request_rules.approvers_text(valid.team, escalated=True)}"
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
-        if cond.is_true(current.status.conditions, cond.ESCALATED) or not rules.is_pending(current):
+        if cond.is_true(current.status.conditions, names.ESCALATED) or not request_rules.is_pending(current):
             return None
         return {
             "escalationTime": ts(now()),
             "conditions": conditions_after(
                 current.status.conditions,
-                [(cond.ESCALATED, True, "PendingTooLong", message), (cond.READY, False, "Pending", pending)],
+                [
+                    (names.ESCALATED, True, names.PENDING_TOO_LONG, message),
+                    (names.READY, False, names.PENDING, pending),
+                ],
                 current.metadata.generation,
             ),
         }
 
-    updated = rt.kube.update_status(REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
     if updated is not None:
-        record(updated, "Escalated", message)
+        record(updated, names.ESCALATED, message)
 
 
 def _finish(rt: Runtime, body: dict[str, Any], reason: str, message: str, *, entitlement: str) -> None:
     """End a request that will never be granted, with the message that says what to fix."""
-    name = body.get("metadata", {}).get("name", "")
+    name = wire.name_of(body)
     requester = body.get("spec", {}).get("requester")
 
     def build(current: dict[str, Any]) -> dict[str, Any] | None:
         status = current.get("status") or {}
-        ready = next((c for c in status.get("conditions", []) if c.get("type") == cond.READY), None)
-        if ready is not None and ready.get("reason") in rules.FINISHED:
+        if wire.ready_reason(current) in names.REQUEST_FINISHED:
             return None
-        others = [c for c in status.get("conditions", []) if c.get("type") != cond.READY]
+        others = [c for c in status.get("conditions", []) if c.get("type") != names.READY]
         fields: dict[str, Any] = {
             "conditions": [
                 *others,
                 {
-                    "type": cond.READY,
+                    "type": names.READY,
                     "status": "False",
                     "reason": reason,
                     "message": message,
@@ -327,7 +327,7 @@ def _finish(rt: Runtime, body: dict[str, Any], reason: str, message: str, *, ent
             fields["requester"] = requester
         return fields
 
-    updated = rt.kube.update_status(REQUESTS, name, build, current=None)
+    updated = rt.kube.update_status(names.REQUESTS, name, build, current=None)
     if updated is not None:
         metrics.REQUESTS.labels(entitlement, reason.lower()).inc()
-        record(updated, reason, message, warning=reason != "TimedOut", who=requester or "")
+        record(updated, reason, message, warning=reason != names.TIMED_OUT, who=requester or "")

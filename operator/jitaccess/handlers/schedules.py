@@ -18,23 +18,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
 
-from jitaccess.adapters.kube import GRANTS, REQUESTS
+from jitaccess.api import names
 from jitaccess.api.models import TeamOwnershipSpec
-from jitaccess.domain import requests as rules
+from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput
-from jitaccess.handlers.common import GROUP, VERSION, first, now
+from jitaccess.handlers.common import Index, first, now
 from jitaccess.handlers.indexes import Ended, Pending
 from jitaccess.handlers.requests import reconcile
 from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
 
 log = logging.getLogger(__name__)
-ENT = (GROUP, VERSION, "entitlements")
-Index = Mapping[Any, Iterable[Any]]
+ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
 # Escalation and time-out are promised to the second; retention (days) is checked from memory,
 # which costs next to nothing, so often enough that a short retention (tests) is honoured too.
 DEADLINE_SECONDS = 1.0
@@ -67,14 +66,14 @@ def _due(rt: Runtime, entitlement: str, entry: Pending, teams: Index, entitlemen
         return True  # reconcile says what is missing (and declares the request Invalid)
     try:
         escalate_after = TeamOwnershipSpec.model_validate(team).escalate_after
-        deadline = rules.pending_deadline(entry.created, entry.escalated, escalate_after, rt.settings.limits)
+        deadline = request_rules.pending_deadline(entry.created, entry.escalated, escalate_after, rt.settings.limits)
     except (InvalidInput, ValueError):
         return True
     return now() >= deadline
 
 
 def _reconcile_one(rt: Runtime, name: str, teams: Index, entitlements: Index) -> None:
-    body = rt.kube.get(REQUESTS, name)
+    body = rt.kube.get(names.REQUESTS, name)
     if body is None:
         return
     try:
@@ -99,6 +98,6 @@ def _retire(rt: Runtime, due: list[Ended]) -> None:
     began = time.monotonic()
     for entry in due:
         rt.kube.delete(entry.plural, entry.name)
-        if entry.plural == GRANTS and entry.request:
-            rt.kube.delete(REQUESTS, entry.request)
+        if entry.plural == names.GRANTS and entry.request:
+            rt.kube.delete(names.REQUESTS, entry.request)
     log.info("retired %d finished object(s) after the retention period (%.1fs)", len(due), time.monotonic() - began)

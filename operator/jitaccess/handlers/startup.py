@@ -12,10 +12,10 @@ from typing import Any
 import kopf
 
 from jitaccess.adapters.identitycenter import IdentityCenter
-from jitaccess.adapters.kube import GRANTS, Kube, load_client_config
+from jitaccess.adapters.kube import Kube, load_client_config
 from jitaccess.adapters.tls import temporary_serving_files
 from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServer, configuration_problem, own_username
-from jitaccess.api import models
+from jitaccess.api import names
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
 from jitaccess.handlers.indexes import holding
@@ -34,7 +34,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # could edit an annotation must not be able to mark a handler as done.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
-    settings.persistence.finalizer = models.FINALIZER
+    settings.persistence.finalizer = names.FINALIZER
     # Our own Events carry the decisions; kopf's per-handler chatter is kept to errors.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "jitaccess"
@@ -69,7 +69,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     _configure_admission(settings, memo, config)
     rt: Runtime = memo["runtime"]
     # Before kopf's watches start, so no grant can expire before the operator knows every holder.
-    for grant in rt.kube.list(GRANTS, missing_ok=True):
+    for grant in rt.kube.list(names.GRANTS, missing_ok=True):
         name, key = grant["metadata"]["name"], holding(grant)
         rt.holders.observe(name, None if key is None else (key, name))
     log.info(
@@ -82,8 +82,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 # --- admission webhooks ---------------------------------------------------------------------
 
-#: The name of the Validating- and MutatingWebhookConfiguration the operator manages.
-WEBHOOK_CONFIGURATION = "jitaccess.dev"
+#: The name of the Validating- and MutatingWebhookConfiguration the operator manages: the API group's.
+WEBHOOK_CONFIGURATION = names.GROUP
 _CONFIRMED = "webhooks_confirmed"
 
 
