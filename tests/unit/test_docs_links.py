@@ -158,7 +158,9 @@ def _attack_sections() -> dict[int, list[str]]:
 def test_attacks_in_security_md_are_the_numbered_sections_of_the_attack_tests() -> None:
     attacks, sections = _security_attacks(), _attack_sections()
     assert attacks and attacks == sorted(set(attacks)), "docs/security.md: each attack has its own number, in order"
-    assert sorted(sections) == attacks, "each attack of docs/security.md has a `# --- N.` section in test_attacks.py"
+    assert sorted(sections) == attacks, (
+        "each attack of docs/security.md has a `# --- N.` section in tests/e2e/test_attacks*.py"
+    )
     assert {n: tests for n, tests in sections.items() if not tests} == {}, "an attack section without a test"
     for number, tests in sections.items():
         numbered = [t for t in tests if re.match(r"test_\d+_", t)]
