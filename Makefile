@@ -20,7 +20,7 @@ setup: $(VENV)/.installed
 	bash tests/controlplane/build.sh >/dev/null
 
 dev: setup
-	$(PY) -m jitaccess.devenv.dev
+	$(PY) -m devenv.dev
 
 test: setup
 	$(PY) -m pytest -p no:cacheprovider
@@ -29,7 +29,7 @@ unit: $(VENV)/.installed
 	$(PY) -m pytest -p no:cacheprovider tests/unit
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff check operator devenv tests bench
 	$(VENV)/bin/lint-imports
 
 bench: setup

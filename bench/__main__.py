@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import report, scenarios
-from bench.system import System, cpu_seconds, cpu_used, machine
+from bench.procstats import cpu_seconds, cpu_used, machine
+from bench.system import System
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"

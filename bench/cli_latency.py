@@ -12,7 +12,7 @@ its "obtained" line arrives on the pipe. Between runs, alice's grant is ended wi
 and the operator really adds the membership; `--coexist` lets the grants pile up instead.
 
 Prints median, p90, p99, min and max, and writes them with every sample to
-bench/results/cli_latency.json. Run it from the repository root: `python bench/cli_latency.py`.
+bench/results/cli_latency.json. Run it from the repository root: `python -m bench.cli_latency`.
 """
 
 from __future__ import annotations
@@ -31,16 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "operator"), str(REPO)]
-
-from tests.e2e.conftest import OPERATOR_ENV, install  # noqa: E402
-from tests.e2e.fixtures_controlplane import SEED_FILE  # noqa: E402
-from tests.e2e.harness import EXAMPLES, Jit  # noqa: E402
-
-from jitaccess.devenv.controlplane import ControlPlane  # noqa: E402
-from jitaccess.devenv.emulator import IdentityCenterEmulator  # noqa: E402
-from jitaccess.devenv.operator_process import OperatorProcess  # noqa: E402
+from devenv.controlplane import ControlPlane
+from devenv.emulator import IdentityCenterEmulator
+from devenv.operator_process import OperatorProcess
+from devenv.paths import REPO, SEED_FILE
+from tests.support.harness import OPERATOR_ENV, Jit, install
 
 USER = "alice@example.com"
 ENTITLEMENT = "prod-eng-payments"
@@ -120,9 +115,7 @@ def main() -> int:
         )
         with operator:
             system = Jit(cluster, emulator, operator)
-            for name in ("01-teams.yaml", "02-entitlements.yaml"):
-                system.kubectl("apply", "-f", str(EXAMPLES / name))
-            system.wait_reason("entitlement", ENTITLEMENT, "Resolved", timeout=30)
+            system.apply_examples()
             print(f"system up in {time.monotonic() - began:.1f} s; operator log {operator.log_file}", flush=True)
             kubeconfig = cluster.user_kubeconfig(USER)
             startup = startup_seconds(env)

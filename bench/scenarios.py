@@ -284,9 +284,8 @@ def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str
     removed, status = _expired(system, [n for n, _, _ in probe_items], [u for _, u, _ in probe_items],
                                timeout=60 + probes / 10)  # fmt: skip
     rss_after, peak_after = system.rss_mb()
-    lost = count - len(
-        system.memberships.members(system.group_ids[TARGET_GROUP]) & {system.user_ids[u] for _, u, _ in items}
-    )
+    assert system.ic is not None
+    lost = count - len(system.ic.members_of(TARGET_GROUP) & {u for _, u, _ in items})
     return {
         "grants": count,
         "seed_seconds": round(seeding, 1),

@@ -1,3 +1,3 @@
 """Shared pytest set-up: the control-plane and Identity Center fixtures are a plugin."""
 
-pytest_plugins = ["tests.e2e.fixtures_controlplane"]
+pytest_plugins = ["tests.support.fixtures"]

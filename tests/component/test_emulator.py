@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -17,9 +16,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from jitaccess.devenv.emulator import IdentityCenterEmulator, make_moto_strict
+from devenv.emulator import IdentityCenterEmulator
+from devenv.paths import SEED_FILE
+from devenv.strict_moto import make_moto_strict
 
-SEED_FILE = Path(__file__).resolve().parents[2] / "examples" / "identitycenter" / "seed.yaml"
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 EVERYONE_ELIGIBLE = {
     "alice@example.com",

@@ -16,15 +16,16 @@ from typing import Any
 import pytest
 from kopf.testing import KopfRunner
 
-from jitaccess.devenv.controlplane import Cluster
-from jitaccess.devenv.emulator import IdentityCenterEmulator
-from tests.e2e.harness import EXAMPLES, REPO, eventually
+from devenv.controlplane import ControlPlane
+from devenv.emulator import IdentityCenterEmulator
+from devenv.paths import EXAMPLES, REPO
+from tests.support.harness import eventually
 
 
 class Local:
     """The cluster and emulator with the in-process operator, and the verbs these tests use."""
 
-    def __init__(self, cluster: Cluster, ic: IdentityCenterEmulator) -> None:
+    def __init__(self, cluster: ControlPlane, ic: IdentityCenterEmulator) -> None:
         self.cluster, self.ic = cluster, ic
 
     def apply(self, text: str) -> None:
@@ -77,7 +78,7 @@ class Local:
 
 
 @contextmanager
-def in_process_operator(control_plane: Cluster, patcher: pytest.MonkeyPatch, **env: str) -> Iterator[Local]:
+def in_process_operator(control_plane: ControlPlane, patcher: pytest.MonkeyPatch, **env: str) -> Iterator[Local]:
     """The operator's handlers run in-process over the examples' teams and entitlements."""
     emulator = IdentityCenterEmulator().start()
     emulator.seed(EXAMPLES / "identitycenter" / "seed.yaml")
@@ -109,7 +110,7 @@ def in_process_operator(control_plane: Cluster, patcher: pytest.MonkeyPatch, **e
 
 
 @pytest.fixture(scope="module")
-def local(control_plane: Cluster, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Local]:
+def local(control_plane: ControlPlane, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Local]:
     with in_process_operator(control_plane, monkeypatch_module) as system:
         yield system
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from devenv.emulator import IdentityCenterEmulator
 from jitaccess.adapters.identitycenter import IdentityCenter, RateLimiter
-from jitaccess.devenv.emulator import IdentityCenterEmulator
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 
 

@@ -7,15 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from jitaccess.devenv.controlplane import Cluster
+from devenv.controlplane import ControlPlane
 from tests.component.test_handlers import Local, in_process_operator
-from tests.e2e.harness import eventually
+from tests.support.harness import eventually
 
 RETENTION_SECONDS = 6
 
 
 @pytest.fixture(scope="module")
-def local(control_plane: Cluster) -> Iterator[Local]:
+def local(control_plane: ControlPlane) -> Iterator[Local]:
     with (
         pytest.MonkeyPatch.context() as patcher,
         in_process_operator(control_plane, patcher, JITACCESS_RETENTION_SECONDS=str(RETENTION_SECONDS)) as system,

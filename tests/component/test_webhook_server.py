@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from devenv.processes import free_port
 from jitaccess.adapters.tls import generate_serving_files
 from jitaccess.adapters.webhooks import ServiceRef, WebhookServer
-from jitaccess.devenv.operator_process import free_port
 
 
 async def _review(request: Any, **_: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.e2e.harness import Jit
+from tests.support.harness import Jit
 
 SCRIPT_DIR = Path(sys.executable).parent
 KUBECTL_JIT = SCRIPT_DIR / "kubectl-jit"

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.harness import EXAMPLES, Jit, eventually
+from devenv.paths import EXAMPLES
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 

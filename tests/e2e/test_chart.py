@@ -29,11 +29,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from jitaccess.devenv.controlplane import Cluster
-from jitaccess.devenv.emulator import IdentityCenterEmulator
-from jitaccess.devenv.operator_process import OperatorProcess
-from tests.e2e.harness import Jit, eventually
+from devenv.controlplane import ControlPlane
+from devenv.emulator import IdentityCenterEmulator
+from devenv.operator_process import OperatorProcess
 from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ TEST_USER = "chart-test-approver@example.com"  # not one of the session's test u
 
 
 @pytest.fixture(scope="module")
-def helm(control_plane: Cluster) -> Helm:
+def helm(control_plane: ControlPlane) -> Helm:
     return Helm(helm_binary()).for_cluster(control_plane.admin_kubeconfig)
 
 
@@ -52,13 +52,13 @@ def suffix() -> str:
     return secrets.token_hex(3)
 
 
-def get(cluster: Cluster, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+def get(cluster: ControlPlane, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
     args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
     result = cluster.kubectl(*args, check=False)
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
-def can_i(cluster: Cluster, who: str, verb: str, resource: str, *, subresource: str = "") -> bool:
+def can_i(cluster: ControlPlane, who: str, verb: str, resource: str, *, subresource: str = "") -> bool:
     args = ["auth", "can-i", verb, resource, f"--as={who}"]
     if subresource:
         args.append(f"--subresource={subresource}")
@@ -66,7 +66,7 @@ def can_i(cluster: Cluster, who: str, verb: str, resource: str, *, subresource: 
     return result.stdout.strip() == "yes"
 
 
-def restricted_namespace(cluster: Cluster, name: str) -> None:
+def restricted_namespace(cluster: ControlPlane, name: str) -> None:
     """A namespace that enforces the restricted Pod Security Standard (and warns about it)."""
     manifest = {
         "apiVersion": "v1",
@@ -79,7 +79,7 @@ def restricted_namespace(cluster: Cluster, name: str) -> None:
     cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
 
-def delete_all(cluster: Cluster, objects: list[dict[str, Any]], namespace: str) -> None:
+def delete_all(cluster: ControlPlane, objects: list[dict[str, Any]], namespace: str) -> None:
     """Remove what a test created, except CRDs (shared with the session) and then its namespace."""
     for obj in reversed(objects):
         if obj["kind"] == "CustomResourceDefinition":
@@ -93,7 +93,7 @@ def delete_all(cluster: Cluster, objects: list[dict[str, Any]], namespace: str) 
     cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
 
 
-def establish(cluster: Cluster, crds: list[dict[str, Any]], field_manager: str) -> None:
+def establish(cluster: ControlPlane, crds: list[dict[str, Any]], field_manager: str) -> None:
     """Apply CRDs server-side and wait until they are served.
 
     `--force-conflicts`: the session installed the jitaccess CRDs with kubectl's own field manager,
@@ -113,7 +113,7 @@ def establish(cluster: Cluster, crds: list[dict[str, Any]], field_manager: str) 
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}", "--timeout=60s")
 
 
-def return_crds_to_the_session(cluster: Cluster) -> None:
+def return_crds_to_the_session(cluster: ControlPlane) -> None:
     """Give the jitaccess CRDs back to the field manager the session installs them with (kubectl's)."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
 
@@ -122,7 +122,7 @@ def return_crds_to_the_session(cluster: Cluster) -> None:
 
 
 @pytest.fixture
-def applied(control_plane: Cluster, helm: Helm, suffix: str) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+def applied(control_plane: ControlPlane, helm: Helm, suffix: str) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
     # A release name containing the chart name is the full name of its objects (as "jitaccess" is).
     release, namespace = f"jitaccess-ssa-{suffix}", f"jit-ssa-{suffix}"
     manifest = helm.template(
@@ -141,7 +141,7 @@ def applied(control_plane: Cluster, helm: Helm, suffix: str) -> Iterator[tuple[s
 
 
 def test_rendered_chart_applies_server_side(
-    control_plane: Cluster, applied: tuple[str, str, list[dict[str, Any]]]
+    control_plane: ControlPlane, applied: tuple[str, str, list[dict[str, Any]]]
 ) -> None:
     release, namespace, objects = applied
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
@@ -189,7 +189,7 @@ def test_rendered_chart_applies_server_side(
 
 
 def test_rbac_as_the_api_server_evaluates_it(
-    control_plane: Cluster, applied: tuple[str, str, list[dict[str, Any]]]
+    control_plane: ControlPlane, applied: tuple[str, str, list[dict[str, Any]]]
 ) -> None:
     release, namespace, objects = applied
     control_plane.kubectl(
@@ -221,12 +221,13 @@ def test_rbac_as_the_api_server_evaluates_it(
     assert not can_i(control_plane, TEST_USER, "create", "accessgrants.jitaccess.dev")
 
 
-def token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+def token_kubeconfig(cluster: ControlPlane, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig acting as the ServiceAccount, with a token from the TokenRequest API."""
     token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    server: dict[str, Any] = {"server": cluster.server_url}
-    if cluster.ca_file is not None:
-        server["certificate-authority-data"] = base64.b64encode(cluster.ca_file.read_bytes()).decode()
+    server: dict[str, Any] = {
+        "server": cluster.server_url,
+        "certificate-authority-data": base64.b64encode(cluster.ca_file.read_bytes()).decode(),
+    }
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -242,7 +243,7 @@ def token_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path)
 
 def test_operator_does_its_whole_job_with_the_charts_rbac(
     system: Jit,
-    control_plane: Cluster,
+    control_plane: ControlPlane,
     identity_center: IdentityCenterEmulator,
     applied: tuple[str, str, list[dict[str, Any]]],
     tmp_path: Path,
@@ -286,7 +287,7 @@ def test_operator_does_its_whole_job_with_the_charts_rbac(
 # --- helm install, upgrade, uninstall ----------------------------------------------------------
 
 
-def adopt_crds(cluster: Cluster, release: str, namespace: str) -> None:
+def adopt_crds(cluster: ControlPlane, release: str, namespace: str) -> None:
     """CRDs applied before with kubectl (as the session does) join the release: Helm's adoption."""
     for crd in JIT_CRDS:
         if get(cluster, "crd", crd) is None:
@@ -313,7 +314,7 @@ def next_version(tmp_path: Path) -> Path:
     return copy
 
 
-def test_install_upgrade_uninstall(control_plane: Cluster, helm: Helm, suffix: str, tmp_path: Path) -> None:
+def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suffix: str, tmp_path: Path) -> None:
     release, namespace = f"jitaccess-helm-{suffix}", f"jit-helm-{suffix}"
     base = ["--namespace", namespace, "--set", f"peering.name={release}"]
     adopt_crds(control_plane, release, namespace)
@@ -369,7 +370,7 @@ def said(operator: OperatorProcess, fragment: str) -> bool:
 
 
 @pytest.fixture
-def peering(control_plane: Cluster, helm: Helm, suffix: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def peering(control_plane: ControlPlane, helm: Helm, suffix: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """The chart's peering CRD and object, and a kubeconfig with the chart's RBAC for the replicas."""
     name, namespace = f"jitaccess-peering-{suffix}", f"jit-peering-{suffix}"
     objects = documents(helm.template(name, namespace, include_crds=True, set_values={"peering.name": name}))
@@ -398,7 +399,7 @@ def active_grants(operator: OperatorProcess) -> float | None:
 
 def test_two_replicas_one_active(
     system: Jit,
-    control_plane: Cluster,
+    control_plane: ControlPlane,
     identity_center: IdentityCenterEmulator,
     peering: tuple[str, Path],
     tmp_path: Path,

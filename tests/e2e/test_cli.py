@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.e2e.cli_run import Cli, Result
-from tests.e2e.harness import Jit
+from tests.support.harness import Jit
 
 pytestmark = pytest.mark.e2e
 

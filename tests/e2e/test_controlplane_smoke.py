@@ -1,8 +1,4 @@
-"""Smoke tests of the local control plane: version, admin, test users, RBAC, controller-manager.
-
-They run against whatever the ``control_plane`` fixture gives: a control plane started from
-the project's binary, or the cluster in ``$JITACCESS_TEST_KUBECONFIG``.
-"""
+"""Smoke tests of the local control plane: version, admin, test users, RBAC, controller-manager."""
 
 from __future__ import annotations
 
@@ -10,18 +6,17 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from jitaccess.devenv.controlplane import TEST_USERS, Cluster, ControlPlane
+from devenv.controlplane import TEST_USERS, ControlPlane
+from devenv.paths import REPO
 
-pytest_plugins = ["tests.e2e.fixtures_controlplane"]
 pytestmark = pytest.mark.e2e
 
-EXPECTED_VERSION = (Path(__file__).resolve().parents[2] / "tests" / "controlplane" / "VERSION").read_text().strip()
+EXPECTED_VERSION = (REPO / "tests" / "controlplane" / "VERSION").read_text().strip()
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -33,47 +28,45 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 60.0) -> N
 
 
 @pytest.fixture
-def namespace(control_plane: Cluster) -> Iterator[str]:
+def namespace(control_plane: ControlPlane) -> Iterator[str]:
     name = f"smoke-{secrets.token_hex(4)}"
     control_plane.kubectl("create", "namespace", name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
-def whoami(cluster: Cluster, user: str) -> dict[str, object]:
+def whoami(cluster: ControlPlane, user: str) -> dict[str, object]:
     review = json.loads(cluster.kubectl("auth", "whoami", "-o", "json", user=user).stdout)
     user_info: dict[str, object] = review["status"]["userInfo"]
     return user_info
 
 
-def test_server_reports_the_built_version(control_plane: Cluster) -> None:
-    if not isinstance(control_plane, ControlPlane):
-        pytest.skip("an existing cluster runs its own version")
+def test_server_reports_the_built_version(control_plane: ControlPlane) -> None:
     version = json.loads(control_plane.kubectl("get", "--raw", "/version").stdout)
     assert EXPECTED_VERSION == "v1.35.4"
     assert version["gitVersion"] == EXPECTED_VERSION
 
 
-def test_admin_creates_a_namespace(control_plane: Cluster, namespace: str) -> None:
+def test_admin_creates_a_namespace(control_plane: ControlPlane, namespace: str) -> None:
     phase = control_plane.kubectl("get", "namespace", namespace, "-o", "jsonpath={.status.phase}")
     assert phase.stdout == "Active"
 
 
-def test_alice_is_herself_in_team_payments(control_plane: Cluster) -> None:
+def test_alice_is_herself_in_team_payments(control_plane: ControlPlane) -> None:
     info = whoami(control_plane, "alice@example.com")
     assert info["username"] == "alice@example.com"
     assert set(info["groups"]) >= {"team-payments", "system:authenticated"}  # type: ignore[call-overload]
 
 
 @pytest.mark.parametrize("user", sorted(TEST_USERS))
-def test_every_test_user_has_its_groups(control_plane: Cluster, user: str) -> None:
+def test_every_test_user_has_its_groups(control_plane: ControlPlane, user: str) -> None:
     info = whoami(control_plane, user)
     assert info["username"] == user
     groups = set(info["groups"])  # type: ignore[call-overload]
     assert groups - {"system:authenticated"} == set(TEST_USERS[user])
 
 
-def test_rbac_forbids_alice_to_list_secrets(control_plane: Cluster, namespace: str) -> None:
+def test_rbac_forbids_alice_to_list_secrets(control_plane: ControlPlane, namespace: str) -> None:
     result = control_plane.kubectl("get", "secrets", "-n", namespace, user="alice@example.com", check=False)
     assert result.returncode != 0
     assert "forbidden" in result.stderr.lower()
@@ -84,7 +77,7 @@ def test_rbac_forbids_alice_to_list_secrets(control_plane: Cluster, namespace: s
     assert control_plane.kubectl("auth", "can-i", "list", "secrets", "-n", namespace).stdout.strip() == "yes"
 
 
-def test_user_kubeconfig_works_with_the_python_client(control_plane: Cluster) -> None:
+def test_user_kubeconfig_works_with_the_python_client(control_plane: ControlPlane) -> None:
     if not isinstance(control_plane, ControlPlane):
         pytest.skip("the Python client ignores the impersonation in an existing cluster's user kubeconfigs")
     kubeconfig = str(control_plane.user_kubeconfig("bob@example.com"))
@@ -96,7 +89,7 @@ def test_user_kubeconfig_works_with_the_python_client(control_plane: Cluster) ->
     assert "team-ledger" in (user_info.groups or [])
 
 
-def test_controller_manager_serves_new_namespaces(controller_manager: Cluster, namespace: str) -> None:
+def test_controller_manager_serves_new_namespaces(controller_manager: ControlPlane, namespace: str) -> None:
     cluster = controller_manager
 
     def ready() -> bool:

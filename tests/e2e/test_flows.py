@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.harness import EXAMPLES, Jit, eventually
+from devenv.paths import EXAMPLES
+from tests.support.harness import Jit, eventually
 
 ALICE, PAULA, BOB, LENA, CAROL = (f"{n}@example.com" for n in ("alice", "paula", "bob", "lena", "carol"))
 

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.harness import Jit, eventually
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 

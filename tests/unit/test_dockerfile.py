@@ -156,7 +156,7 @@ def test_package_sources_reach_the_image(ignore_patterns: list[str]) -> None:
     for needed in ("pyproject.toml", "requirements-image.txt", "operator/jitaccess/__main__.py"):
         assert (REPO / needed).exists()
         assert not ignored(needed, ignore_patterns), f".dockerignore drops {needed}"
-    for dropped in ("tests/e2e/harness.py", ".git/HEAD", "charts/jitaccess/Chart.yaml"):
+    for dropped in ("devenv/dev.py", "tests/support/harness.py", ".git/HEAD", "charts/jitaccess/Chart.yaml"):
         assert ignored(dropped, ignore_patterns), f"{dropped} need not be in the build context"
 
 

@@ -1,5 +1,6 @@
-"""The end-to-end harness: a real control plane with the CRDs, the Identity Center emulator and
-the operator as a subprocess, plus the few verbs the tests use (apply as a user, wait, read).
+"""The harness shared by the component and end-to-end tests and the benchmarks: a real control
+plane with the CRDs, the Identity Center emulator and the operator as a subprocess, plus the few
+verbs the tests use (install, apply as a user, wait, read).
 
 Waiting is always a poll against a deadline on the real objects, never a bare sleep.
 """
@@ -9,18 +10,34 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from jitaccess.devenv.controlplane import Cluster
-from jitaccess.devenv.emulator import IdentityCenterEmulator
-from jitaccess.devenv.operator_process import OperatorProcess
+from devenv.controlplane import ControlPlane
+from devenv.emulator import IdentityCenterEmulator
+from devenv.operator_process import OperatorProcess
+from devenv.paths import CRDS, EXAMPLES
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples"
 T = TypeVar("T")
+
+#: The name of the operator's webhook configurations (validating and mutating).
+WEBHOOK_CONFIGURATION = "jitaccess.dev"
+#: The operator's settings under test: short minimum duration, quick resync.
+OPERATOR_ENV = {
+    "JITACCESS_MIN_DURATION_SECONDS": "1",
+    "JITACCESS_RESYNC_SECONDS": "5",
+    "JITACCESS_PENDING_TIMEOUT_SECONDS": "120",
+}
+#: The example Entitlements, which `Jit.apply_examples` waits for.
+EXAMPLE_ENTITLEMENTS = ("prod-eng-payments", "prod-eng-ledger")
+
+
+def install(cluster: ControlPlane) -> None:
+    """The CRDs, then who may do what (RBAC) and the API server's own layer under the webhooks (CEL)."""
+    cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "", "--all", "--timeout=60s")
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "rbac.yaml"), "-f", str(EXAMPLES / "admission-policy.yaml"))
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> T:
@@ -38,7 +55,7 @@ def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: f
 class Jit:
     """One test session's jitaccess system."""
 
-    def __init__(self, cluster: Cluster, ic: IdentityCenterEmulator, operator: OperatorProcess) -> None:
+    def __init__(self, cluster: ControlPlane, ic: IdentityCenterEmulator, operator: OperatorProcess) -> None:
         self.cluster = cluster
         self.ic = ic
         self.operator = operator
@@ -120,14 +137,27 @@ class Jit:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
+    def apply_examples(self) -> None:
+        """The example teams and entitlements, once the operator has resolved the entitlements."""
+        for name in ("01-teams.yaml", "02-entitlements.yaml"):
+            self.kubectl("apply", "-f", str(EXAMPLES / name))
+        for name in EXAMPLE_ENTITLEMENTS:
+            self.wait_reason("entitlement", name, "Resolved", timeout=30)
+
     def clean(self) -> None:
-        """End every grant (the finalizer removes memberships) and forget every request."""
-        self.kubectl("delete", "accessgrants", "--all", "--wait=false", check=False)
-        self.kubectl("delete", "accessrequests", "--all", "--wait=false", check=False)
+        """End every grant (the finalizer removes memberships) and forget every request.
+
+        Admission refuses to delete a request while its access has not ended, so deleting them is
+        tried again until their grants (one may still be in the making) have ended and gone.
+        """
+
+        def done() -> bool | None:
+            self.kubectl("delete", "accessgrants", "--all", "--wait=false", check=False)
+            self.kubectl("delete", "accessrequests", "--all", "--wait=false", check=False)
+            return (not self._names("accessgrants") and not self._names("accessrequests")) or None
+
         eventually(
-            lambda: (not self._names("accessgrants") and not self._names("accessrequests")) or None,
-            timeout=30,
-            what=f"all grants and requests deleted; log:\n{self.operator.tail(20)}",
+            done, timeout=30, interval=0.5, what=f"all grants and requests deleted; log:\n{self.operator.tail(20)}"
         )
 
     def _names(self, kind: str) -> list[str]:

@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from jitaccess.devenv.controlplane import ControlPlane
-from jitaccess.devenv.emulator import IdentityCenterEmulator
-from jitaccess.devenv.operator_process import OperatorProcess
-
-REPO = Path(__file__).resolve().parents[3]
-EXAMPLES = REPO / "examples"
+from devenv.controlplane import ControlPlane
+from devenv.emulator import IdentityCenterEmulator
+from devenv.operator_process import OperatorProcess
+from devenv.paths import CRDS, EXAMPLES, SEED_FILE
+from devenv.processes import LOOPBACK
 
 
 class _Stop(Exception):
@@ -87,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     try:
         with ControlPlane().start(controller_manager=False) as cp, IdentityCenterEmulator() as ic:
-            ic.seed(EXAMPLES / "identitycenter" / "seed.yaml")
-            cp.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+            ic.seed(SEED_FILE)
+            cp.kubectl("apply", "--server-side", "-f", str(CRDS))
             cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
             cp.start_controller_manager()
             operator = OperatorProcess(
@@ -127,5 +126,5 @@ def _follow(operator: OperatorProcess, *, quiet: bool) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    os.environ.setdefault("NO_PROXY", LOOPBACK)
     main()

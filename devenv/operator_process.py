@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,13 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from devenv.processes import LOOPBACK, free_ports
 
 
 class OperatorProcess:
@@ -43,13 +35,12 @@ class OperatorProcess:
         webhooks: bool = True,
     ) -> None:
         self.log_file = log_file
-        self.liveness_port = free_port()
-        self.webhook_port = free_port() if webhooks else 0
-        self.metrics_port = free_port()
+        self.liveness_port, webhook_port, self.metrics_port = free_ports(3)
+        self.webhook_port = webhook_port if webhooks else 0
         self.env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
-            "NO_PROXY": "127.0.0.1,localhost",
+            "NO_PROXY": LOOPBACK,
             **identity_center_env,
             "JITACCESS_WEBHOOK_PORT": str(self.webhook_port),
             "JITACCESS_WEBHOOK_HOST": "127.0.0.1",

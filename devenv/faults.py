@@ -1,0 +1,167 @@
+"""HTTP fault injection for the Identity Center emulator: chosen operations fail or stall.
+
+`FaultInjector` is WSGI middleware around moto's server; an operation is named by the
+``X-Amz-Target`` header of the request::
+
+    emulator.faults.fail("CreateGroupMembership", times=2)                # ThrottlingException
+    emulator.faults.fail("DeleteGroupMembership", error="InternalServerException")   # HTTP 500
+    emulator.faults.fail("CreateGroupMembership", after_apply=True)   # applied, then 500: a "timed out" write
+    emulator.faults.delay("ListGroupMemberships", seconds=2.0)
+    emulator.faults.calls["CreateGroupMembership"]    # requests seen, failed ones included
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+__all__ = ["FaultInjector"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_STATUS: Final = {
+    "ThrottlingException": 429,
+    "AccessDeniedException": 403,
+    "InternalServerException": 500,
+    "ServiceUnavailableException": 503,
+}
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    error: str | None
+    status: int
+    delay: float
+    after_apply: bool
+
+
+class FaultInjector:
+    """WSGI middleware that makes chosen operations of one emulator fail or stall.
+
+    Rules for one operation are used in the order they were added; each serves ``times``
+    requests and is then spent.  Thread-safe: the server answers requests in threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[str, list[_Fault]] = {}
+        #: Requests seen per operation, failed ones included.
+        self.calls: Counter[str] = Counter()
+        #: Faults served per operation.
+        self.injected: Counter[str] = Counter()
+
+    def fail(
+        self,
+        operation: str,
+        times: int = 1,
+        *,
+        error: str = "ThrottlingException",
+        status: int | None = None,
+        after_apply: bool = False,
+    ) -> None:
+        """Answer the next ``times`` calls of ``operation`` with AWS error code ``error``.
+
+        ``status`` defaults to what AWS sends for that code (429 for throttling, 500 for
+        InternalServerException, else 400).  With ``after_apply`` the call is carried out
+        first and only its answer is replaced by the error: a write that "timed out" but
+        was applied.
+        """
+        self._add(
+            operation,
+            _Fault(times, error, status or _DEFAULT_STATUS.get(error, 400), 0.0, after_apply),
+        )
+
+    def delay(self, operation: str, seconds: float, times: int = 1) -> None:
+        """Hold the next ``times`` calls of ``operation`` for ``seconds`` before serving them."""
+        self._add(operation, _Fault(times, None, 200, seconds, False))
+
+    def clear(self) -> None:
+        """Drop every pending rule and reset the counters."""
+        with self._lock:
+            self._rules.clear()
+            self.calls.clear()
+            self.injected.clear()
+
+    def pending(self, operation: str) -> int:
+        """How many more calls of ``operation`` the current rules will affect."""
+        with self._lock:
+            return sum(rule.remaining for rule in self._rules.get(operation, []))
+
+    def _add(self, operation: str, fault: _Fault) -> None:
+        if fault.remaining < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._rules.setdefault(operation, []).append(fault)
+
+    def _take(self, operation: str) -> _Fault | None:
+        with self._lock:
+            self.calls[operation] += 1
+            rules = self._rules.get(operation)
+            if not rules:
+                return None
+            rule = rules[0]
+            rule.remaining -= 1
+            if rule.remaining == 0:
+                rules.pop(0)
+            self.injected[operation] += 1
+            return rule
+
+    def wrap(self, app: WSGIApplication) -> WSGIApplication:
+        """The middleware around ``app`` (moto's WSGI application)."""
+
+        def middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+            operation = target.rsplit(".", 1)[-1]
+            fault = self._take(operation) if operation else None
+            if fault is None:
+                return app(environ, start_response)
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.error is None:
+                return app(environ, start_response)
+            if fault.after_apply:
+                _discard(app(environ, _ignore_start))
+            else:
+                # Keep-alive connections break if a request body is left unread.
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                if length:
+                    environ["wsgi.input"].read(length)
+            log.info("injecting %s into %s", fault.error, operation)
+            body = json.dumps(
+                {"__type": fault.error, "message": f"injected by the test emulator ({operation})"}
+            ).encode()
+            start_response(
+                f"{fault.status} {http.HTTPStatus(fault.status).phrase}",
+                [
+                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("Content-Length", str(len(body))),
+                    ("x-amzn-RequestId", str(uuid.uuid4())),
+                ],
+            )
+            return [body]
+
+        return middleware
+
+
+def _ignore_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None, /) -> Callable[[bytes], object]:
+    return lambda data: None
+
+
+def _discard(body: Iterable[bytes]) -> None:
+    try:
+        for _ in body:
+            pass
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
