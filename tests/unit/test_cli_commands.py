@@ -13,7 +13,7 @@ from jitaccess.api import names
 from jitaccess.cli import decisions, errors, main, parser, request
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, Refused, StillPending, UsageError
-from jitaccess.cli.kubeapi import ApiError
+from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import ClusterFlags, Session
 

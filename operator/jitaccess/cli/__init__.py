@@ -8,8 +8,7 @@
     views       `list`, `status`, `who-has`
     completion  bash and zsh scripts, and the `__complete` protocol kubectl also speaks
     objects     the jitaccess objects as plain dicts, and the caller's identity
-    kubeapi     a small REST and watch client on the standard library
-    kubeconfig  kubeconfig loading as kubectl does it (tokens, certificates, exec plugins, --as)
+    kube        the plugin's own Kubernetes client (kubeconfig, REST and watch), its only HTTP
     prompts     questions on the terminal, only when there is one
     text        ages, expiry times, tables, JSON and YAML
     errors      the exit-code table (printed by --help) and the errors that carry the codes

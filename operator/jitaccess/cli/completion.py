@@ -20,7 +20,7 @@ from jitaccess.api import names, wire
 from jitaccess.cli.parser import COMMAND_HELP, build_parser
 
 if TYPE_CHECKING:
-    from jitaccess.cli.kubeapi import KubeApi
+    from jitaccess.cli.kube import KubeApi
 
 # Cobra's ShellCompDirective bits.
 DEFAULT = 0
@@ -172,7 +172,7 @@ def _flag_values(
     elif flag in _FIXED_VALUES:
         values = [(v, "") for v in _FIXED_VALUES[flag]]
     elif flag == "--context":
-        from jitaccess.cli.kubeconfig import context_names
+        from jitaccess.cli.kube import context_names
 
         values = [(name, "") for name in context_names(cluster.get("kubeconfig"))]
     elif flag == "--team":
@@ -195,8 +195,7 @@ def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tup
 
 
 def _api(cluster: dict[str, str]) -> KubeApi:
-    from jitaccess.cli.kubeapi import KubeApi
-    from jitaccess.cli.kubeconfig import load_credentials
+    from jitaccess.cli.kube import KubeApi, load_credentials
 
     creds = load_credentials(cluster.get("kubeconfig"), cluster.get("context"), cluster.get("impersonate"))
     return KubeApi(creds, timeout=5.0)

@@ -20,7 +20,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import OK, Interrupted, NotFound, Refused, StillPending
-from jitaccess.cli.kubeapi import ApiError
+from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import human_age

@@ -13,7 +13,7 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli.errors import NotFound, Refused, Unreachable
-from jitaccess.cli.kubeapi import ApiError, KubeApi, object_path
+from jitaccess.cli.kube import ApiError, KubeApi, object_path
 
 Obj = dict[str, Any]
 

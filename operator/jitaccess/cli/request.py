@@ -24,7 +24,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending, UsageError
-from jitaccess.cli.kubeapi import ApiError
+from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import human_age, until

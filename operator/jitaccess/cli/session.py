@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TextIO
 
-from jitaccess.cli.kubeapi import KubeApi
-from jitaccess.cli.kubeconfig import load_credentials
+from jitaccess.cli.kube import KubeApi, load_credentials
 from jitaccess.cli.objects import Identity, whoami
 from jitaccess.cli.prompts import Prompter
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from jitaccess.cli.errors import Unreachable, UsageError
-from jitaccess.cli.kubeconfig import load_credentials
+from jitaccess.cli.kube import load_credentials
 
 
 def kubeconfig(

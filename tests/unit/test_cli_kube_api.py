@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from jitaccess.cli.errors import Unreachable
-from jitaccess.cli.kubeapi import ApiError, KubeApi
-from jitaccess.cli.kubeconfig import Credentials
+from jitaccess.cli.kube import ApiError, Credentials, KubeApi
 
 Reply = tuple[int, Any]
 
@@ -163,7 +162,7 @@ def test_watch_streams_events_with_its_own_connection(server: Server) -> None:
 
 def test_a_401_runs_the_exec_plugin_again(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     tokens = iter(["old", "new"])
-    monkeypatch.setattr("jitaccess.cli.kubeconfig.run_exec_plugin", lambda *a: {"token": next(tokens)})
+    monkeypatch.setattr("jitaccess.cli.kube.kubeconfig.run_exec_plugin", lambda *a: {"token": next(tokens)})
     client = KubeApi(Credentials(server=server.url, context="exec", exec_plugin={"command": "x"}))
     server.reply = lambda r: (200, {"ok": 1}) if r["headers"]["Authorization"] == "Bearer new" else (401, {})
     assert client.get("/") == {"ok": 1}

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from jitaccess import __version__
 from jitaccess.cli.errors import Unreachable
-from jitaccess.cli.kubeconfig import Credentials
+from jitaccess.cli.kube.kubeconfig import Credentials
 
 USER_AGENT = f"kubectl-jit/{__version__}"
 # The API server's prefix on a webhook's refusal: the webhook's own words follow it.
