@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from jitaccess.api import names, wire
 from jitaccess.cli.parser import COMMAND_HELP, build_parser
+from jitaccess.cli.text import printable
 
 if TYPE_CHECKING:
     from jitaccess.cli.kube import KubeApi
@@ -114,7 +115,8 @@ def complete(words: list[str], out: TextIO) -> int:
     except Exception:
         candidates, directive = [], NO_FILE
     for value, description in candidates:
-        out.write(f"{value}\t{description}\n" if description else f"{value}\n")
+        # One candidate a line, tab-separated: a newline or tab from the server would break that.
+        out.write(f"{printable(value)}\t{printable(description)}\n" if description else f"{printable(value)}\n")
     out.write(f":{directive}\n")
     return 0
 

@@ -109,8 +109,11 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
 
 def report(error: CliError, stderr: TextIO) -> None:
     # Pending and interrupted are states, not errors: no "error:" in front of them.
+    from jitaccess.cli.text import printable
+
     prefix = "" if error.code in (PENDING, INTERRUPTED) else "error: "
-    stderr.write(f"{prefix}{error.message}\n")
+    # The message often quotes the API server (a refusal, a condition): escape what it may carry.
+    stderr.write(f"{prefix}{printable(error.message, lines=True)}\n")
 
 
 def run(argv: Sequence[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from jitaccess.cli.errors import UsageError
+from jitaccess.cli.text import printable
 
 Check = Callable[[str], str | None]
 
@@ -52,7 +53,7 @@ class Prompter:
         self._err.write(f"{title}\n")
         width = max(len(name) for name, _ in options)
         for number, (name, description) in enumerate(options, start=1):
-            self._err.write(f"  {number:>2}) {name.ljust(width)}   {description}\n")
+            self._err.write(f"  {number:>2}) {printable(name.ljust(width))}   {printable(description)}\n")
         names = [name for name, _ in options]
         while True:
             answer = self._read(f"Which one? [1-{len(options)}] ")
@@ -70,4 +71,4 @@ class Prompter:
             problem = check(answer) if check is not None else (None if answer else "an answer is needed")
             if problem is None:
                 return answer
-            self._err.write(f"  {problem}\n")
+            self._err.write(f"  {printable(problem, lines=True)}\n")

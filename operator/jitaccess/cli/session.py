@@ -13,6 +13,7 @@ from typing import TextIO
 from jitaccess.cli.kube import KubeApi, load_credentials
 from jitaccess.cli.objects import Identity, whoami
 from jitaccess.cli.prompts import Prompter
+from jitaccess.cli.text import printable
 
 
 @dataclass
@@ -43,12 +44,12 @@ class Session:
 
     def say(self, line: str) -> None:
         """A result line on stdout, flushed at once: people and tests watch it as it comes."""
-        self.out.write(line + "\n")
+        self.out.write(printable(line, lines=True) + "\n")
         self.out.flush()
 
     def note(self, line: str) -> None:
         """Progress and hints on stderr, so stdout holds only results."""
-        self.err.write(line + "\n")
+        self.err.write(printable(line, lines=True) + "\n")
         self.err.flush()
 
     def close(self) -> None:

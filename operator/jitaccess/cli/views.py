@@ -10,7 +10,7 @@ from jitaccess.cli import objects as o
 from jitaccess.cli.errors import NotFound
 from jitaccess.cli.objects import Obj
 from jitaccess.cli.session import Session
-from jitaccess.cli.text import age, as_list, dump, shorten, table, until
+from jitaccess.cli.text import age, as_list, dump, printable, shorten, table, until
 
 REQUEST_COLUMNS = ("NAME", "REQUESTER", "ENTITLEMENT", "DURATION", "STATUS", "AGE", "REASON")
 HOLDER_COLUMNS = ("USER", "UNTIL", "REASON", "APPROVED-BY", "GRANT")
@@ -120,7 +120,7 @@ def status(session: Session, name: str, *, output: str) -> int:
         lines.append(("Expires", until(o.parse_time(wire.status(request).get("expirationTime")), now)))
     width = max(len(label) for label, _ in lines) + 2
     for label, value in lines:
-        session.out.write(f"{(label + ':').ljust(width)}{value}\n")
+        session.out.write(f"{(label + ':').ljust(width)}{printable(value)}\n")
     conditions = _conditions(request) + _conditions(grant, prefix="grant/")
     if conditions:
         session.out.write("Conditions:\n")
