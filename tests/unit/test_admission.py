@@ -5,7 +5,7 @@ Objects are plain dicts, as the API server sends them in an AdmissionReview.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,6 +28,9 @@ MALLORY = Caller("mallory@example.com", frozenset({AUTH}))
 LEAD = Caller("lead@example.com", frozenset({"payments-leads", AUTH}))
 SYSTEM = Caller(OPERATOR_NAME, frozenset({"system:serviceaccounts", AUTH}))
 LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
+#: When the helpers' reviews happen; requests created at CREATED time out a day later.
+NOW = datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC)
+CREATED = "2026-11-23T12:00:00Z"
 
 TEAM = TeamOwnershipSpec.model_validate(
     {
@@ -126,6 +129,7 @@ def create(
         team=team,
         limits=LIMITS,
         phase=phase,
+        now=NOW,
         eligibility=eligibility,
     )
 
@@ -138,6 +142,7 @@ def update(
     phase: Phase = Phase.MUTATE,
     team: TeamOwnershipSpec | None = TEAM,
     entitlement: Entitlement | None = ENTITLEMENT,
+    now: datetime = NOW,
 ) -> Verdict:
     return adm.review_request(
         "UPDATE",
@@ -149,6 +154,7 @@ def update(
         team=team,
         limits=LIMITS,
         phase=phase,
+        now=now,
     )
 
 
@@ -411,6 +417,44 @@ def test_a_backup_approver_waits_for_escalation() -> None:
     escalated = request(conditions=[*PENDING, cond("Escalated", "True", "PendingTooLong")])
     verdict = update(escalated, with_annotations(escalated, jitaccess_dev__approved="true"), CAROL)
     assert admitted(verdict).annotations["jitaccess.dev/approved-by"] == "carol@example.com"
+
+
+def created_at(stored: dict[str, Any], stamp: str = CREATED) -> dict[str, Any]:
+    return {**stored, "metadata": {**stored["metadata"], "creationTimestamp": stamp}}
+
+
+@pytest.mark.parametrize("flag", ["approved", "denied"])
+@pytest.mark.parametrize(
+    ("late", "admits"),
+    [(timedelta(seconds=-1), True), (timedelta(0), False), (timedelta(milliseconds=50), False)],
+    ids=["a second before", "at the deadline", "just after"],
+)
+def test_a_decision_at_or_after_the_deadline_is_refused(flag: str, late: timedelta, admits: bool) -> None:
+    """The deadline is creation + the pending timeout, whatever the operator's timer has done: the
+    request is still Pending here, as it is in the second before the timer notices."""
+    old = created_at(request(conditions=PENDING))
+    deadline = datetime(2026, 11, 23, 12, 0, tzinfo=UTC) + LIMITS.pending_timeout
+    mutated = update(old, with_annotations(old, **{f"jitaccess_dev__{flag}": "true"}), PAULA, now=deadline + late)
+    if admits:
+        stamps = admitted(mutated).annotations
+        final = with_annotations(old, **{f"jitaccess_dev__{flag}": "true"})
+        final["metadata"]["annotations"].update(stamps)
+        admitted(update(old, final, PAULA, phase=Phase.VALIDATE, now=deadline + late))
+        return
+    refused(mutated, "this request timed out at 2026-11-24T12:00:00+00:00", "ask the requester to create a new one")
+    stamped_too_late = with_annotations(
+        old, **{f"jitaccess_dev__{flag}": "true", f"jitaccess_dev__{flag}_by": "paula@example.com"}
+    )
+    stamped_too_late["metadata"]["annotations"][f"jitaccess.dev/{flag}-by-groups"] = f"{AUTH},team-payments"
+    refused(update(old, stamped_too_late, PAULA, phase=Phase.VALIDATE, now=deadline + late), "timed out")
+
+
+def test_the_deadline_does_not_move_with_escalation() -> None:
+    escalated = created_at(request(conditions=[*PENDING, cond("Escalated", "True", "PendingTooLong")]))
+    deadline = datetime(2026, 11, 23, 12, 0, tzinfo=UTC) + LIMITS.pending_timeout
+    refused(
+        update(escalated, with_annotations(escalated, jitaccess_dev__approved="true"), CAROL, now=deadline), "timed out"
+    )
 
 
 @pytest.mark.parametrize("key", ["approved-by", "approved-by-groups", "denied-by", "denied-by-groups"], ids=lambda k: k)

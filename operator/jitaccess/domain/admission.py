@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain.durations import format_duration
 from jitaccess.domain.teams import Caller, is_approver, may_approve
 from jitaccess.errors import InvalidInput
 
@@ -185,17 +187,37 @@ def review_request(
     team: TeamOwnershipSpec | None,
     limits: request_rules.Limits,
     phase: Phase,
+    now: datetime,
     eligibility: EligibilityCheck | None = None,
 ) -> Verdict:
-    """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver."""
+    """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver,
+    until the request's deadline (`now` is the API server's moment of the write, near enough)."""
     refusal = review_bookkeeping(operation, old, new, caller, operator)
     if refusal is not None:
         return refusal
     if operation == "CREATE" and new is not None:
         return _request_created(new, caller, entitlement, team, limits, phase, eligibility)
     if operation == "UPDATE" and old is not None and new is not None:
-        return _request_updated(old, new, caller, entitlement, team, phase)
+        verdict = _request_updated(old, new, caller, entitlement, team, phase)
+        # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
+        # whether or not the operator's timer has declared the request TimedOut yet.
+        if isinstance(verdict, Admit) and verdict.annotations:
+            return _too_late(old, limits, now) or verdict
+        return verdict
     return ALLOW
+
+
+def _too_late(old: Obj, limits: request_rules.Limits, now: datetime) -> Refusal | None:
+    stamp = wire.metadata(old).get("creationTimestamp")
+    created = datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
+    deadline = request_rules.decision_deadline(created, limits)
+    if deadline is None or now < deadline:
+        return None
+    return Refusal(
+        f"this request timed out at {deadline.isoformat()} (nobody decided within the pending timeout of "
+        f"{format_duration(limits.pending_timeout)}), so it can no longer be approved or denied: "
+        "ask the requester to create a new one"
+    )
 
 
 def _request_created(

@@ -4,8 +4,10 @@ The handler asks three questions, in this order, each a pure function here:
 
 1. `validate`: is the request well-formed against its Entitlement and owner team?
 2. `route`: for a valid, eligible request, is it approved at once or does it wait for a human?
-3. `decide_pending`: for a pending request, has someone approved or denied it, has it escalated,
-   has it timed out?
+3. `decide_pending`: for a pending request, has it timed out, has someone approved or denied it,
+   has it escalated?
+4. `grant_basis`: before anything is granted, what does the grant rest on? Re-derived from what
+   admission stamped and the live TeamOwnership, never from `status`.
 
 Eligibility (membership in Identity Center groups) needs I/O and is asked by the handler between
 1 and 2; `eligibility_message` words the answer.
@@ -161,8 +163,7 @@ class Route(Enum):
 
 def route(valid: ValidRequest) -> Route:
     """Members of the owner team get it at once when the entitlement says so; others wait."""
-    caller = Caller(valid.requester, valid.requester_groups)
-    if valid.entitlement.spec.approval.auto_approve_owner_team and is_member(valid.team, caller):
+    if _auto_approved(valid):
         return Route.AUTO_APPROVE
     if not valid.team.approvers and not valid.team.approver_groups:
         raise InvalidInput(
@@ -170,6 +171,11 @@ def route(valid: ValidRequest) -> Route:
             "is empty, so nobody can approve this request: the team must name approvers",
         )
     return Route.NEEDS_APPROVAL
+
+
+def _auto_approved(valid: ValidRequest) -> bool:
+    caller = Caller(valid.requester, valid.requester_groups)
+    return valid.entitlement.spec.approval.auto_approve_owner_team and is_member(valid.team, caller)
 
 
 class Outcome(Enum):
@@ -192,8 +198,13 @@ def decide_pending(
 ) -> PendingDecision | None:
     """What happens to a pending request now; None when it keeps waiting.
 
-    Denial is looked at first: when both annotations are somehow present, the safe outcome wins.
+    The time-out is looked at first: nothing decided at or after `decision_deadline` counts, however
+    late the deadline timer runs (admission refuses such decisions too). Then denial: when both
+    annotations are somehow present, the safe outcome wins.
     """
+    deadline = decision_deadline(request.metadata.creation_timestamp, limits)
+    if deadline is not None and now >= deadline:
+        return PendingDecision(Outcome.TIME_OUT, why=f"nobody decided within {format_duration(limits.pending_timeout)}")
     annotations: Mapping[str, str] = request.metadata.annotations
     escalated = cond.is_true(request.status.conditions, names.ESCALATED)
     reason = annotations.get(names.ANNOTATION_DECISION_REASON, "")
@@ -218,15 +229,13 @@ def decide_pending(
             ignored = ignored or PendingDecision(Outcome.IGNORE, who=who, why=refusal)
             continue
         return PendingDecision(outcome, who=who, why=reason)
-    return _deadline_passed(request, valid, limits, now, escalated) or ignored
+    return _escalation_due(request, valid, now, escalated) or ignored
 
 
-def _deadline_passed(
-    request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime, escalated: bool
+def _escalation_due(
+    request: AccessRequest, valid: ValidRequest, now: datetime, escalated: bool
 ) -> PendingDecision | None:
     created = request.metadata.creation_timestamp or now
-    if now - created >= limits.pending_timeout:
-        return PendingDecision(Outcome.TIME_OUT, why=f"nobody decided within {format_duration(limits.pending_timeout)}")
     if not escalated and valid.team.escalate_after:
         after = parse_duration(
             valid.team.escalate_after, f"TeamOwnership {valid.entitlement.spec.owner!r} spec.escalateAfter"
@@ -245,6 +254,13 @@ def next_deadline(request: AccessRequest, valid: ValidRequest, limits: Limits) -
     return pending_deadline(created, escalated, valid.team.escalate_after, limits)
 
 
+def decision_deadline(created: datetime | None, limits: Limits) -> datetime | None:
+    """When a request created at `created` times out if nobody decides: creation plus the pending
+    timeout, whether or not it escalates. A fact of the request, not of the timer that notices it:
+    no decision at or after it counts. None for a request not stored yet (no creationTimestamp)."""
+    return None if created is None else created + limits.pending_timeout
+
+
 def pending_deadline(created: datetime, escalated: bool, escalate_after: str | None, limits: Limits) -> datetime:
     """The next escalation or time-out of a request pending since `created`."""
     deadlines = [created + limits.pending_timeout]
@@ -259,3 +275,89 @@ def approvers_text(team: TeamOwnershipSpec, escalated: bool) -> str:
     if escalated:
         names += list(team.backup_approvers) + [f"group:{g}" for g in team.backup_approver_groups]
     return ", ".join(names) or "nobody"
+
+
+# --- what a grant rests on ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Basis:
+    """The approval a grant rests on: an owner-team member's auto-approval, or `who`'s stamped one."""
+
+    auto: bool
+    who: str
+
+
+@dataclass(frozen=True)
+class NoGrant:
+    """Why a request that looks approved must not be granted: its `Ready` reason and message."""
+
+    reason: str
+    message: str
+
+
+def grant_basis(request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime) -> Basis | NoGrant:
+    """Re-derive, right before a grant is created, that the request may be granted at all.
+
+    From what admission stamped (`approved-by` and `approved-by-groups`, which nobody can write by
+    hand, the operator included), the live TeamOwnership and the request's own deadlines; or from
+    the auto-approval of an owner-team member (`spec.requester`/`requesterGroups`, also stamped).
+    `status` (Approved=True, approvedBy) is the operator's record and decides nothing here, so an
+    identity that can write status cannot grant with it.
+
+    The approval counts as taken when the operator recorded it (`Approved`'s lastTransitionTime),
+    never later than `now`: before the request's time-out, and by a backup approver only once the
+    request had been pending for the team's `escalateAfter`.
+    """
+    annotations: Mapping[str, str] = request.metadata.annotations
+    denier = annotations.get(names.ANNOTATION_DENIED_BY, "")
+    if wire.truthy(annotations.get(names.ANNOTATION_DENIED)) and denier:
+        return NoGrant(names.DENIED, f"denied by {denier} ({names.ANNOTATION_DENIED_BY}): nothing is granted")
+    stamped = _stamped_approval(request, valid, limits, min(_approved_at(request) or now, now))
+    if isinstance(stamped, Basis) or not _auto_approved(valid):
+        return stamped
+    return Basis(auto=True, who=valid.requester)
+
+
+def _approved_at(request: AccessRequest) -> datetime | None:
+    found = cond.find(request.status.conditions, names.APPROVED)
+    return found.last_transition_time if found is not None and found.status == "True" else None
+
+
+def _stamped_approval(request: AccessRequest, valid: ValidRequest, limits: Limits, at: datetime) -> Basis | NoGrant:
+    annotations: Mapping[str, str] = request.metadata.annotations
+    who = annotations.get(names.ANNOTATION_APPROVED_BY, "")
+    owner = valid.entitlement.spec.owner
+    if not wire.truthy(annotations.get(names.ANNOTATION_APPROVED)) or not who:
+        return NoGrant(
+            names.FAILED,
+            f"status says Approved, but no approval stamped by the admission webhook backs it "
+            f"({names.ANNOTATION_APPROVED}=true with {names.ANNOTATION_APPROVED_BY}), and {valid.requester} is not "
+            f"auto-approved as a member of team {owner}: nothing is granted. Status is the operator's record, "
+            "not an approval; an approver of the team must approve a new request",
+        )
+    deadline = decision_deadline(request.metadata.creation_timestamp, limits)
+    if deadline is not None and at >= deadline:
+        return NoGrant(
+            names.TIMED_OUT,
+            f"timed out: the approval by {who} was taken at {at.isoformat()}, not before the request's deadline "
+            f"{deadline.isoformat()} ({format_duration(limits.pending_timeout)} after it was created); "
+            "ask the requester to create a new request",
+        )
+    escalated = False
+    created = request.metadata.creation_timestamp
+    if valid.team.escalate_after and created is not None:
+        after = parse_duration(valid.team.escalate_after, f"TeamOwnership {owner!r} spec.escalateAfter")
+        escalated = at - created >= after
+    groups = frozenset(g for g in annotations.get(names.ANNOTATION_APPROVED_BY_GROUPS, "").split(",") if g)
+    refusal = may_approve(valid.team, Caller(who, groups), requester=valid.requester, escalated=escalated)
+    if refusal is not None:
+        return NoGrant(names.FAILED, f"the approval stamped for {who} does not count ({refusal}): nothing is granted")
+    recorded = request.status.approved_by
+    if recorded and recorded != who:
+        return NoGrant(
+            names.FAILED,
+            f"status.approvedBy says {recorded}, but the admission webhook stamped {who} "
+            f"({names.ANNOTATION_APPROVED_BY}): status was written by someone else; nothing is granted",
+        )
+    return Basis(auto=False, who=who)

@@ -39,7 +39,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import RetryLater
-from jitaccess.handlers.common import Index, first
+from jitaccess.handlers.common import Index, first, now
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -166,6 +166,7 @@ async def _review_request(
         entitlement=entitlement,
         team=team,
         limits=rt.settings.limits,
+        now=now(),
         phase=phase,
         eligibility=eligibility if asks else None,
     )

@@ -12,15 +12,16 @@ from jitaccess.errors import InvalidInput, NotFound
 from jitaccess.handlers.runtime import Runtime
 
 
-def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest) -> str | None:
-    """Why the requester may not ask at all (Identity Center groups), or None.
+def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest, *, fresh: bool = False) -> str | None:
+    """Why the requester may not ask at all (Identity Center groups), or None. `fresh` asks Identity
+    Center even when it said "yes" a few seconds ago (`Runtime.recently_eligible`).
 
     Raises `InvalidInput` when the entitlement names a group that does not exist, and `RetryLater`
     when Identity Center does not answer.
     """
     ic = rt.identity_center
     wanted = valid.entitlement.spec.eligibility.identity_center_groups
-    if rt.recently_eligible(valid.requester, tuple(wanted)):
+    if not fresh and rt.recently_eligible(valid.requester, tuple(wanted)):
         return None
     try:
         user_id = rt.cached("user", valid.requester, ic.resolve_user)

@@ -65,13 +65,13 @@ def reconcile(
         return
     if request_rules.is_finished(request):
         return
-    if cond.is_true(request.status.conditions, names.APPROVED):
-        ensure_grant(rt, request, entitlements)
-        return
     if cond.is_true(request.status.conditions, names.DENIED):
         return
     try:
-        _decide(rt, request, body, teams, entitlements, announce_ignored)
+        if cond.is_true(request.status.conditions, names.APPROVED):
+            ensure_grant(rt, request, teams, entitlements)
+        else:
+            _decide(rt, request, body, teams, entitlements, announce_ignored)
     except InvalidInput as exc:
         _finish(rt, dict(body), names.INVALID, str(exc), entitlement=request.spec.entitlement)
     except RetryLater as exc:
@@ -188,15 +188,16 @@ def approve(
         return
     metrics.REQUESTS.labels(request.spec.entitlement, reason.lower()).inc()
     record(updated, reason, message, who=who or valid.requester, request_reason=request.spec.reason)
-    _create_grant(rt, approved, valid.entitlement, current=updated)
+    _create_grant(rt, approved, valid, current=updated)
 
 
-def ensure_grant(rt: Runtime, request: AccessRequest, entitlements: Index) -> None:
-    """An approved request whose grant is missing (a crash in between) gets it now."""
+def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements: Index) -> None:
+    """An approved request whose grant is missing (a crash in between) gets it now, if the approval
+    still stands (see `_create_grant`)."""
     if request.status.grant:
         return
-    raw = first(entitlements, request.spec.entitlement)
-    if raw is None:
+    entitlement, team = lookup(rt, request, teams, entitlements)
+    if entitlement is None:
         _finish(
             rt,
             request.wire(),
@@ -205,14 +206,18 @@ def ensure_grant(rt: Runtime, request: AccessRequest, entitlements: Index) -> No
             entitlement=request.spec.entitlement,
         )
         return
-    _create_grant(rt, request, Entitlement.model_validate(raw))
+    _create_grant(rt, request, request_rules.validate(request, entitlement, team, rt.settings.limits))
 
 
 def _create_grant(
-    rt: Runtime, request: AccessRequest, entitlement: Entitlement, current: dict[str, Any] | None = None
+    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, current: dict[str, Any] | None = None
 ) -> None:
+    refusal = activation_refusal(rt, request, valid)
+    if refusal is not None:
+        _finish(rt, request.wire(), refusal.reason, refusal.message, entitlement=request.spec.entitlement)
+        return
     name = request.metadata.name
-    target = entitlement.spec.identity_center
+    target = valid.entitlement.spec.identity_center
     manifest = {
         "apiVersion": names.API_VERSION,
         "kind": names.ACCESS_GRANT,
@@ -224,11 +229,11 @@ def _create_grant(
             "finalizers": [names.FINALIZER],
         },
         "spec": {
-            "user": request.status.requester or request.spec.requester,
+            "user": valid.requester,
             "entitlement": request.spec.entitlement,
             "groupName": target.group_id or target.group_name,
             "request": name,
-            "duration": request.status.duration,
+            "duration": valid.duration_text,
         },
     }
     grant, _created = rt.kube.create(names.GRANTS, manifest)
@@ -247,6 +252,25 @@ def _create_grant(
         return None if current.status.grant else {"grant": name}
 
     rt.kube.update_status(names.REQUESTS, name, status_change(AccessRequest, build), current=current)
+
+
+def activation_refusal(
+    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest
+) -> request_rules.NoGrant | None:
+    """The last word before access is granted: why not, or None.
+
+    The approval is re-derived from what admission stamped (`request_rules.grant_basis`), never taken
+    from `status`, and the requester's eligibility is asked again: a human approval comes minutes or
+    hours after the check at creation, so Identity Center is asked afresh (no cached "yes"); an
+    auto-approval is taken in the moment of that check, whose answer is seconds old at most.
+    """
+    basis = request_rules.grant_basis(request, valid, rt.settings.limits, now())
+    if isinstance(basis, request_rules.NoGrant):
+        return basis
+    problem = eligibility_problem(rt, valid, fresh=not basis.auto)
+    if problem is not None:
+        return request_rules.NoGrant(names.NOT_ELIGIBLE, f"not granted: when access was to begin, {problem}")
+    return None
 
 
 def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:

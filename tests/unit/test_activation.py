@@ -1,0 +1,224 @@
+"""What a grant may rest on, checked at the moment access would begin (issue 18, items 5, 7, 8).
+
+- the deadline is a fact of the request (creation + pending timeout): no decision at or after it
+  counts, however late the deadline timer runs;
+- the approval is re-derived from what admission stamped and the live TeamOwnership, never taken
+  from `status` (which the operator's identity can write);
+- eligibility is asked again, afresh, when a human approval is to be turned into access.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
+from jitaccess.api.models import AccessRequest
+from jitaccess.domain import requests as rules
+from jitaccess.domain.requests import Basis, Limits, NoGrant, Outcome
+from jitaccess.handlers.eligibility import eligibility_problem
+from jitaccess.handlers.requests import activation_refusal
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit.factories import T0, condition, entitlement, request, team
+
+LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
+DEADLINE = T0 + LIMITS.pending_timeout
+PENDING = [condition("Ready", "False", "Pending")]
+BY_PAULA = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"}
+
+
+def approved_at(at: Any, reason: str = "Approved") -> list[dict[str, Any]]:
+    return [condition("Approved", "True", reason, at), condition("Ready", "False", "Pending", at)]
+
+
+def basis(req: AccessRequest, now: Any = None, **team_spec: Any) -> Basis | NoGrant:
+    checked = rules.validate(req, entitlement(), team(**team_spec), LIMITS)
+    return rules.grant_basis(req, checked, LIMITS, now or T0 + timedelta(minutes=1))
+
+
+# --- 5. the deadline -----------------------------------------------------------------------------
+
+
+def test_the_deadline_is_creation_plus_the_timeout_and_escalation_does_not_move_it() -> None:
+    assert rules.decision_deadline(T0, LIMITS) == DEADLINE
+    assert rules.decision_deadline(None, LIMITS) is None
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(milliseconds=300), timedelta(minutes=5)])
+def test_an_approval_found_at_or_after_the_deadline_times_the_request_out(late: timedelta) -> None:
+    """The timer may not have noticed the deadline yet: the approval must still not count."""
+    for conditions in (PENDING, [*PENDING, condition("Escalated", "True", "PendingTooLong")]):
+        req = request(annotations=BY_PAULA, conditions=conditions)
+        checked = rules.validate(req, entitlement(), team(), LIMITS)
+        decision = rules.decide_pending(req, checked, LIMITS, DEADLINE + late)
+        assert decision is not None and decision.outcome is Outcome.TIME_OUT
+
+
+def test_an_approval_a_second_before_the_deadline_counts() -> None:
+    req = request(annotations=BY_PAULA, conditions=PENDING)
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    decision = rules.decide_pending(req, checked, LIMITS, DEADLINE - timedelta(seconds=1))
+    assert decision is not None and decision.outcome is Outcome.APPROVE
+
+
+def test_an_approval_recorded_after_the_deadline_is_not_granted() -> None:
+    late = request(annotations=BY_PAULA, conditions=approved_at(DEADLINE))
+    outcome = basis(late, now=DEADLINE + timedelta(seconds=1))
+    assert isinstance(outcome, NoGrant) and outcome.reason == "TimedOut"
+    assert "not before the request's deadline 2026-11-24T12:00:00+00:00" in outcome.message
+
+
+def test_an_approval_recorded_in_time_is_granted_after_a_crash_past_the_deadline() -> None:
+    """The operator recorded the approval in time, then was down past the deadline: the grant comes."""
+    in_time = request(annotations=BY_PAULA, conditions=approved_at(DEADLINE - timedelta(seconds=1)))
+    assert basis(in_time, now=DEADLINE + timedelta(hours=1)) == Basis(auto=False, who="paula@example.com")
+
+
+# --- 8. the approval is re-derived, never read from status ----------------------------------------
+
+
+def test_status_approved_without_a_stamp_grants_nothing() -> None:
+    outcome = basis(request(conditions=approved_at(T0)))
+    assert isinstance(outcome, NoGrant) and outcome.reason == "Failed"
+    assert "status says Approved, but no approval stamped by the admission webhook backs it" in outcome.message
+
+
+def test_a_flag_without_the_stamp_grants_nothing() -> None:
+    outcome = basis(request(annotations={"jitaccess.dev/approved": "true"}, conditions=approved_at(T0)))
+    assert isinstance(outcome, NoGrant) and outcome.reason == "Failed"
+
+
+def test_a_stamped_approval_by_an_approver_is_the_basis() -> None:
+    assert basis(request(annotations=BY_PAULA, conditions=approved_at(T0))) == Basis(
+        auto=False, who="paula@example.com"
+    )
+
+
+def test_an_approver_by_group_is_read_from_the_stamped_groups() -> None:
+    stamps = {
+        "jitaccess.dev/approved": "true",
+        "jitaccess.dev/approved-by": "tl@example.com",
+        "jitaccess.dev/approved-by-groups": "system:authenticated,payments-leads",
+    }
+    req = request(annotations=stamps, conditions=approved_at(T0))
+    assert basis(req, approverGroups=["payments-leads"]) == Basis(auto=False, who="tl@example.com")
+    assert isinstance(basis(req), NoGrant)  # the live team no longer names that group
+
+
+@pytest.mark.parametrize(
+    ("who", "text"),
+    [
+        ("bob@example.com", "requested this access and cannot decide on it"),
+        ("mallory@example.com", "is not an approver of the owner team"),
+    ],
+)
+def test_a_stamp_of_someone_who_may_not_approve_grants_nothing(who: str, text: str) -> None:
+    stamps = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": who}
+    outcome = basis(request(annotations=stamps, conditions=approved_at(T0)))
+    assert isinstance(outcome, NoGrant) and outcome.reason == "Failed" and text in outcome.message
+
+
+def test_a_backup_approver_counts_only_once_the_request_has_been_pending_for_escalate_after() -> None:
+    """Escalation is computed from the request's creation, not read from its (writable) status."""
+    stamps = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "carol@example.com"}
+    escalated = [condition("Escalated", "True", "PendingTooLong")]
+    early = request(annotations=stamps, conditions=[*escalated, *approved_at(T0 + timedelta(minutes=14))])
+    outcome = basis(early, now=T0 + timedelta(minutes=16))
+    assert isinstance(outcome, NoGrant) and "only after the request has escalated" in outcome.message
+    later = request(annotations=stamps, conditions=[*escalated, *approved_at(T0 + timedelta(minutes=15))])
+    assert basis(later, now=T0 + timedelta(minutes=16)) == Basis(auto=False, who="carol@example.com")
+
+
+def test_status_naming_another_approver_than_the_stamp_grants_nothing() -> None:
+    req = request(annotations=BY_PAULA, conditions=approved_at(T0))
+    forged = req.model_copy(update={"status": req.status.model_copy(update={"approved_by": "mallory@example.com"})})
+    outcome = basis(forged)
+    assert isinstance(outcome, NoGrant) and "status.approvedBy says mallory@example.com" in outcome.message
+
+
+def test_a_denial_stamp_wins() -> None:
+    stamps = {**BY_PAULA, "jitaccess.dev/denied": "true", "jitaccess.dev/denied-by": "paula@example.com"}
+    outcome = basis(request(annotations=stamps, conditions=approved_at(T0)))
+    assert isinstance(outcome, NoGrant) and outcome.reason == "Denied"
+
+
+def test_an_owner_team_member_is_auto_approved_from_the_stamped_requester() -> None:
+    member = request(requester="alice@example.com", conditions=approved_at(T0, "AutoApproved"))
+    assert basis(member) == Basis(auto=True, who="alice@example.com")
+    by_group = request(requester="zed@example.com", requesterGroups=["team-payments"], conditions=approved_at(T0))
+    assert basis(by_group, memberGroups=["team-payments"]) == Basis(auto=True, who="zed@example.com")
+    outsider = request(requester="bob@example.com", conditions=approved_at(T0, "AutoApproved"))
+    assert isinstance(basis(outsider), NoGrant)
+
+
+def test_auto_approval_switched_off_is_no_basis() -> None:
+    member = request(requester="alice@example.com", conditions=approved_at(T0, "AutoApproved"))
+    checked = rules.validate(member, entitlement(approval={"autoApproveOwnerTeam": False}), team(), LIMITS)
+    assert isinstance(rules.grant_basis(member, checked, LIMITS, T0), NoGrant)
+
+
+# --- 7. eligibility, asked again when access is to begin -------------------------------------------
+
+
+class FakeIdentityCenter:
+    """Identity Center as far as eligibility asks it: who is in which group, and how often it was asked."""
+
+    identity_store_id = "d-0000000000"
+
+    def __init__(self, members: dict[str, set[str]]) -> None:
+        self.members = members
+        self.asked = 0
+
+    def resolve_user(self, name: str) -> str:
+        return f"u-{name}"
+
+    def resolve_group(self, name: str) -> str:
+        return f"g-{name}"
+
+    def missing_groups(self, user_id: str, group_ids: Sequence[str]) -> list[str]:
+        self.asked += 1
+        return [g for g in group_ids if user_id.removeprefix("u-") not in self.members[g.removeprefix("g-")]]
+
+
+@pytest.fixture
+def ic() -> FakeIdentityCenter:
+    return FakeIdentityCenter({"prod-eligible": {"bob@example.com", "alice@example.com"}})
+
+
+@pytest.fixture
+def rt(ic: FakeIdentityCenter) -> Runtime:
+    return Runtime(Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, None))
+
+
+ELIGIBLE = entitlement(eligibility={"identityCenterGroups": ["prod-eligible"]})
+
+
+def test_a_human_approval_asks_identity_center_afresh(rt: Runtime, ic: FakeIdentityCenter) -> None:
+    req = request(annotations=BY_PAULA, conditions=approved_at(T0))
+    checked = rules.validate(req, ELIGIBLE, team(), LIMITS)
+    assert eligibility_problem(rt, checked) is None  # at creation: eligible, and remembered for 5 s
+    ic.members["prod-eligible"].discard("bob@example.com")
+    assert eligibility_problem(rt, checked) is None  # the creation-time cache alone would still say yes
+    refusal = activation_refusal(rt, req, checked)
+    assert refusal is not None and refusal.reason == "NotEligible"
+    assert "bob@example.com is not in the Identity Center group(s) prod-eligible" in refusal.message
+    assert ic.asked == 2
+
+
+def test_an_auto_approval_takes_the_answer_of_its_own_creation(rt: Runtime, ic: FakeIdentityCenter) -> None:
+    req = request(requester="alice@example.com", conditions=approved_at(T0, "AutoApproved"))
+    checked = rules.validate(req, ELIGIBLE, team(), LIMITS)
+    assert eligibility_problem(rt, checked) is None
+    assert activation_refusal(rt, req, checked) is None
+    assert ic.asked == 1
+
+
+def test_a_forged_status_is_refused_before_identity_center_is_asked(rt: Runtime, ic: FakeIdentityCenter) -> None:
+    req = request(conditions=approved_at(T0))
+    refusal = activation_refusal(rt, req, rules.validate(req, ELIGIBLE, team(), LIMITS))
+    assert refusal is not None and refusal.reason == "Failed" and ic.asked == 0
