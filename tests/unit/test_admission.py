@@ -381,7 +381,7 @@ def test_denial_with_a_reason_is_stamped() -> None:
 
 def test_approval_through_an_approver_group() -> None:
     old = request(conditions=PENDING)
-    verdict = admitted(update(old, with_annotations(old, jitaccess_dev__approved="True "), LEAD))
+    verdict = admitted(update(old, with_annotations(old, jitaccess_dev__approved="true"), LEAD))
     assert verdict.annotations["jitaccess.dev/approved-by"] == "lead@example.com"
 
 
@@ -512,7 +512,7 @@ def test_nothing_is_left_to_decide_on_a_finished_request(conditions: list[dict[s
     refused(update(old, with_annotations(old, jitaccess_dev__approved="true"), PAULA), f"already {state}")
 
 
-@pytest.mark.parametrize("value", ["false", "yes", ""])
+@pytest.mark.parametrize("value", ["false", "yes", "", "1", "TRUE", "True", "true ", " true"])
 def test_a_decision_flag_is_only_ever_true(value: str) -> None:
     old = request(conditions=PENDING)
     verdict = refused(update(old, with_annotations(old, jitaccess_dev__approved=value), PAULA), 'only value is "true"')
@@ -676,7 +676,9 @@ def test_anyone_else_may_not_revoke(who: Caller) -> None:
 
 def test_revocation_rules() -> None:
     old = grant()
-    refused(review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoked="no"), BOB), "can only be set")
+    refused(
+        review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoked="no"), BOB), 'only value is "true"'
+    )
     refused(
         review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoke_reason="x"), BOB),
         "jitaccess.dev/revoke-reason",
@@ -740,3 +742,77 @@ def test_deleting_a_grant_is_for_owner_approvers_and_the_operator() -> None:
     )
     refused(review_grant("DELETE", old, None, CAROL, phase=Phase.VALIDATE), "only approvers")
     refused(review_grant("DELETE", old, None, PAULA, phase=Phase.VALIDATE, team=None), "no longer exists")
+
+
+# --- reasons people write: bounded, one line of plain text ---------------------------------------
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+@pytest.mark.parametrize(
+    ("reason", "named"),
+    [
+        ("INFRA-1 \x1b[2J\x1b[1;1Happroved", "U+001B (ESC) at character 9"),
+        ("INFRA-1 ding\x07", "U+0007 (BEL) at character 13"),
+        ("INFRA-1\x00", "U+0000 (NUL) at character 8"),
+        ("INFRA-1 \u202efdp.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE) at character 9"),
+        ("INFRA-1\nsecond line", "U+000A (LF) at character 8"),
+        ("INFRA-1 " + "x" * 10_000, "10008 characters long, above the limit of 1024"),
+    ],
+)
+def test_create_refuses_a_reason_a_terminal_would_act_on(phase: Phase, reason: str, named: str) -> None:
+    new = new_request(reason=reason)
+    new = stamped(new, BOB) if phase is Phase.VALIDATE else new
+    verdict = refused(
+        create(new, phase=phase, eligibility=never), f"spec.reason {'is' if 'long' in named else 'holds'}"
+    )
+    assert named in verdict.message
+    assert verdict.code == 422
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [("ok \x1b]0;pwned\x07", "U+001B (ESC) at character 4"), ("x" * 1025, "1025 characters long")],
+)
+def test_a_decision_reason_is_checked_like_a_request_reason(value: str, named: str) -> None:
+    old = request(conditions=PENDING)
+    new = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason=value)
+    refused(update(old, new, PAULA), "metadata.annotations[jitaccess.dev/decision-reason]", named)
+    fine = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="x" * 1024)
+    assert admitted(update(old, fine, PAULA)).annotations["jitaccess.dev/denied-by"] == PAULA.username
+
+
+def test_a_revoke_reason_is_checked_like_a_request_reason() -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true", jitaccess_dev__revoke_reason="done\u2066 early")
+    refused(
+        review_grant("UPDATE", old, new, BOB),
+        "metadata.annotations[jitaccess.dev/revoke-reason] holds U+2066 (LEFT-TO-RIGHT ISOLATE) at character 5",
+    )
+
+
+def test_a_reason_stored_before_the_rule_does_not_block_later_changes() -> None:
+    """Only what a change writes is checked: the operator can still finish an old grant."""
+    old = grant(annotations={"jitaccess.dev/revoke-reason": "old\x1b[0m", "jitaccess.dev/revoked": "true"})
+    new = with_annotations(old, note="the operator's own change")
+    assert adm.review_text(old, new) is None
+    assert update(request(reason="old\ttab"), with_annotations(request(reason="old\ttab"), note="x"), BOB) == ALLOW
+
+
+@pytest.mark.parametrize("flag", ["approved", "denied"])
+@pytest.mark.parametrize("value", ["TRUE", "true ", "yes", "1"])
+def test_a_variant_of_true_neither_approves_nor_denies(flag: str, value: str) -> None:
+    old = request(conditions=PENDING)
+    verdict = refused(
+        update(old, with_annotations(old, **{f"jitaccess_dev__{flag}": value}), PAULA),
+        f'metadata.annotations[jitaccess.dev/{flag}] is {value!r}: its only value is "true"',
+    )
+    assert verdict.code == 422
+
+
+@pytest.mark.parametrize("value", ["TRUE", "true ", "yes", "1"])
+def test_a_variant_of_true_does_not_revoke(value: str) -> None:
+    old = grant()
+    refused(
+        review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoked=value), BOB),
+        f'metadata.annotations[jitaccess.dev/revoked] is {value!r}: its only value is "true"',
+    )

@@ -237,3 +237,10 @@ def test_a_request_with_a_grant_goes_with_its_grant_not_on_its_own() -> None:
     expired = request(conditions=[condition("Ready", "False", "Expired")])
     expired.status.grant = "r1"
     assert not request_rules.retention_due(expired, T0 + timedelta(days=900), timedelta(days=90))
+
+
+@pytest.mark.parametrize("value", ["TRUE", "True", "true ", " true", "yes", "1"])
+@pytest.mark.parametrize("flag", ["approved", "denied"])
+def test_a_variant_of_true_is_no_decision(flag: str, value: str) -> None:
+    """The webhook refuses these; should one reach the operator anyway, it decides nothing."""
+    assert decide({f"jitaccess.dev/{flag}": value, f"jitaccess.dev/{flag}-by": "paula@example.com"}) is None

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from jitaccess.api import limits
 from jitaccess.api.names import API_VERSION
 
 # A Go-style duration restricted to whole h/m/s units, the form `kubectl` users type.
@@ -37,11 +38,34 @@ class Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def _cel_quoted(text: str) -> str:
+    """`text` as a single-quoted CEL string literal (CEL reads backslash escapes, RE2 needs them kept)."""
+    return "'" + text.replace("\\", "\\\\") + "'"
+
+
+# Reasons are one line of plain text (`jitaccess.domain.text` says why); the webhook refuses the
+# rest with the character and its position, this rule refuses it even without the webhook.
+_REASON_RULES: list[Any] = [
+    {"rule": "self.matches('\\\\S')", "message": "reason must say why access is needed"},
+    {
+        "rule": f"!self.matches({_cel_quoted(limits.forbidden_class())})",
+        "message": "reason may not hold control characters (tab and newline included), DEL, U+FFFD or "
+        "bidirectional-text controls: write it as one line of plain text",
+    },
+]
+
+
+def _bounded(max_length: int, rules: list[Any] | None = None) -> dict[str, Any]:
+    """A string's `maxLength` (and CEL rules) for the schema only: the API server refuses a longer
+    write, while the operator still reads an object stored before the bound existed."""
+    return {"maxLength": max_length} | ({"x-kubernetes-validations": rules} if rules else {})
+
+
 def _duration(description: str, default: str | None = None) -> Any:
     return Field(
         default=default,
         description=description,
-        json_schema_extra={"x-kubernetes-validations": _DURATION_RULES},
+        json_schema_extra=_bounded(limits.DURATION_MAX_LENGTH, _DURATION_RULES),
     )
 
 
@@ -137,7 +161,11 @@ class EntitlementSpec(Model):
     max_duration: str = _duration("No grant lasts longer", default="4h")
     eligibility: Eligibility = Field(default_factory=Eligibility)
     approval: Approval = Field(default_factory=Approval)
-    reason_pattern: str | None = Field(default=None, description="Regex the request's reason must match")
+    reason_pattern: str | None = Field(
+        default=None,
+        description="Regex the request's reason must match",
+        json_schema_extra=_bounded(limits.PATTERN_MAX_LENGTH),
+    )
 
 
 class EntitlementStatus(Model):
@@ -157,15 +185,13 @@ class Entitlement(Model):
 
 
 class AccessRequestSpec(Model):
-    entitlement: str = Field(min_length=1, description="The Entitlement asked for")
+    entitlement: str = Field(
+        min_length=1, description="The Entitlement asked for", json_schema_extra=_bounded(limits.NAME_MAX_LENGTH)
+    )
     duration: str | None = _duration("How long; defaults to the entitlement's defaultDuration")
     reason: str = Field(
-        description="Why access is needed (a ticket, an incident)",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {"rule": "self.matches('\\\\S')", "message": "reason must say why access is needed"}
-            ]
-        },
+        description="Why access is needed (a ticket, an incident): one line of plain text",
+        json_schema_extra=_bounded(limits.REASON_MAX_LENGTH, _REASON_RULES),
     )
     requester: str | None = Field(
         default=None, description="Set from the authenticated caller at admission; never from the client"

@@ -16,6 +16,10 @@ Kubernetes asks twice, and so does jitaccess (`Phase`):
   Entitlement and eligible in Identity Center. Eligibility needs I/O, so the handler passes it in
   as a function.
 
+Reasons people write (`spec.reason`, `decision-reason`, `revoke-reason`) are checked whenever
+they are written, in both phases and whoever writes them: bounded, one line of plain text
+(`jitaccess.domain.text`). Annotations have no schema, so this is the only check they get.
+
 The operator itself is recognised by username (`OperatorIdentity`): only it may create or change
 AccessGrants, write any `status`, or touch kopf's bookkeeping (annotations under
 `kopf.zalando.org/`, and the finalizers of jitaccess and kopf) on any of the four kinds.
@@ -34,6 +38,7 @@ from pydantic import ValidationError
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain import text
 from jitaccess.domain.durations import format_duration
 from jitaccess.domain.teams import Caller, is_approver, may_approve
 from jitaccess.errors import InvalidInput
@@ -64,6 +69,8 @@ REQUEST_STAMPS = (APPROVED_BY, APPROVED_BY_GROUPS, DENIED_BY, DENIED_BY_GROUPS)
 DECISION_ANNOTATIONS = (APPROVED, DENIED, DECISION_REASON, *REQUEST_STAMPS)
 #: What a grantee or an approver may change on an AccessGrant (the rest is the operator's).
 _REVOCATION_ANNOTATIONS = frozenset({REVOKED, REVOKE_REASON, REVOKED_BY, LAST_APPLIED})
+#: Annotations that carry free text people write (any later one belongs here too).
+REASON_ANNOTATIONS = (DECISION_REASON, REVOKE_REASON)
 # Finalizers that mean "the operator still has to clean up" (kopf's own, jitaccess's): removing one
 # by hand would skip the cleanup, e.g. leave an Identity Center membership behind.
 _OPERATOR_FINALIZER_PREFIXES = (f"{names.GROUP}/", KOPF_PREFIX)
@@ -156,6 +163,19 @@ def review_bookkeeping(
     return None
 
 
+def review_text(old: Obj | None, new: Obj | None) -> Refusal | None:
+    """The reasons this change writes (new, or different from `old`) must be storable (`text.problem`)."""
+    before, after = wire.annotations_of(old), wire.annotations_of(new)
+    written = [("spec.reason", wire.spec(old).get("reason"), wire.spec(new).get("reason"))]
+    written += [(f"metadata.annotations[{key}]", before.get(key), after.get(key)) for key in REASON_ANNOTATIONS]
+    for where, was, value in written:
+        # A reason that is not a string is the schema's to refuse; an unchanged one was checked when written.
+        problem = text.problem(where, value) if isinstance(value, str) and value != was else None
+        if problem is not None:
+            return Refusal(problem, INVALID)
+    return None
+
+
 def review_catalog(
     operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, operator: OperatorIdentity
 ) -> Verdict:
@@ -192,7 +212,7 @@ def review_request(
 ) -> Verdict:
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver,
     until the request's deadline (`now` is the API server's moment of the write, near enough)."""
-    refusal = review_bookkeeping(operation, old, new, caller, operator)
+    refusal = review_bookkeeping(operation, old, new, caller, operator) or review_text(old, new)
     if refusal is not None:
         return refusal
     if operation == "CREATE" and new is not None:
@@ -427,7 +447,7 @@ def review_grant(
         return _grant_deleted(old, caller, team, owner)
     if operation != "UPDATE" or old is None or new is None:
         return ALLOW
-    refusal = review_bookkeeping(operation, old, new, caller, operator)
+    refusal = review_bookkeeping(operation, old, new, caller, operator) or review_text(old, new)
     if refusal is not None:
         return refusal
     old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
@@ -486,8 +506,8 @@ def _revocation(
         )
     if not wire.truthy(after.get(REVOKED)):
         return Refusal(
-            f'metadata.annotations[{REVOKED}] is {after.get(REVOKED)!r}: it can only be set, to "true" '
-            "(a revocation cannot be undone)",
+            f'metadata.annotations[{REVOKED}] is {after.get(REVOKED)!r}: its only value is "true" '
+            "(and a revocation cannot be undone)",
             INVALID,
         )
     state = wire.ready_reason(old)
