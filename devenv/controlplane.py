@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Final, Self
 
 from devenv.kubeconfigs import write_admin, write_users
@@ -125,12 +125,14 @@ _LIVE: set[ControlPlane] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-@atexit.register
 def _stop_all() -> None:
     with _LIVE_LOCK:
         planes = list(_LIVE)
     for plane in planes:
         plane.stop()
+
+
+atexit.register(_stop_all)
 
 
 class _AdminHttp:
@@ -334,9 +336,7 @@ class ControlPlane:
             self.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
 
     # -- what tests use ----------------------------------------------------------------------

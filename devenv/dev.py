@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import FrameType
 
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
@@ -28,7 +27,7 @@ class _Stop(Exception):
     pass
 
 
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
+def _raise_stop(*_: object) -> None:
     raise _Stop
 
 

@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 from devenv.processes import LOOPBACK, free_ports
@@ -118,7 +117,5 @@ class OperatorProcess:
     def __enter__(self) -> Self:
         return self.start() if self._popen is None else self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()

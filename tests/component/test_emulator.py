@@ -99,6 +99,45 @@ def test_membership_lookups_moto_lacks(emulator: IdentityCenterEmulator, client:
     assert all(r["MembershipExists"] for r in results["Results"])
 
 
+def test_bulk_seeding_is_what_the_api_serves(emulator: IdentityCenterEmulator, client: Any) -> None:
+    store = emulator.identity_store_id
+    ids = emulator.seed_users(["bulk-1@example.com", "bulk-2@example.com", "alice@example.com"])
+    assert ids["alice@example.com"] == emulator.user_id("alice@example.com"), "an existing user is kept"
+    assert emulator.user_id("bulk-1@example.com") == ids["bulk-1@example.com"]
+    user = client.describe_user(IdentityStoreId=store, UserId=ids["bulk-2@example.com"])
+    assert (user["UserName"], user["Emails"][0]["Value"]) == ("bulk-2@example.com", "bulk-2@example.com")
+
+    memberships = emulator.add_members("prod-eng-ledger", ["bulk-1@example.com", "bulk-2@example.com"])
+    assert emulator.add_members("prod-eng-ledger", ["bulk-1@example.com"]) == {
+        "bulk-1@example.com": memberships["bulk-1@example.com"]
+    }, "an existing membership is kept"
+    assert emulator.members_of("prod-eng-ledger") == {"bulk-1@example.com", "bulk-2@example.com"}
+    ledger = emulator.group_id("prod-eng-ledger")
+    with pytest.raises(ClientError) as exc:
+        client.create_group_membership(
+            IdentityStoreId=store, GroupId=ledger, MemberId={"UserId": ids["bulk-1@example.com"]}
+        )
+    assert error_code(exc) == "ConflictException"
+
+    assert emulator.empty_group("prod-eng-ledger") == 2
+    assert emulator.members_of("prod-eng-ledger") == set()
+    assert emulator.members_of("prod-eligible") == EVERYONE_ELIGIBLE | {"mallory@example.com"}, "other groups kept"
+
+
+def test_membership_changes_are_told_as_they_happen(emulator: IdentityCenterEmulator, client: Any) -> None:
+    seen: list[tuple[bool, str, str]] = []
+    emulator.watch_memberships(lambda added, m: seen.append((added, m["GroupId"], m["MemberId"]["UserId"])))
+    store, payments = emulator.identity_store_id, emulator.group_id("prod-eng-payments")
+    alice, bob = emulator.user_id("alice@example.com"), emulator.user_id("bob@example.com")
+
+    created = client.create_group_membership(IdentityStoreId=store, GroupId=payments, MemberId={"UserId": alice})
+    assert seen == [(True, payments, alice)], "told before the API answers"
+    emulator.add_members("prod-eng-payments", ["bob@example.com"])
+    client.delete_group_membership(IdentityStoreId=store, MembershipId=created["MembershipId"])
+    emulator.empty_group("prod-eng-payments")
+    assert seen == [(True, payments, alice), (True, payments, bob), (False, payments, alice), (False, payments, bob)]
+
+
 def test_deleting_a_user_deletes_its_memberships(emulator: IdentityCenterEmulator, client: Any) -> None:
     client.delete_user(IdentityStoreId=emulator.identity_store_id, UserId=emulator.user_id("carol@example.com"))
     assert "carol@example.com" not in emulator.members_of("prod-eligible")

@@ -163,10 +163,3 @@ class Jit:
     def _names(self, kind: str) -> list[str]:
         out = self.kubectl("get", kind, "-o", "name", check=False).stdout
         return [line for line in out.splitlines() if line.strip()]
-
-    def restart_operator(self, *, kill: bool = False) -> None:
-        if kill:
-            self.operator.kill()
-        else:
-            self.operator.stop()
-        self.operator.start()
