@@ -25,6 +25,10 @@ def test_layers_import_only_downward() -> None:
 
 def test_ruff_is_clean() -> None:
     result = subprocess.run(
-        [_tool("ruff"), "check", "operator", "tests"], cwd=REPO, capture_output=True, text=True, check=False
+        [_tool("ruff"), "check", "operator", "devenv", "tests", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:]
