@@ -1,0 +1,350 @@
+"""The audit record, schema v1: one JSON object per decision, derived from the objects as stored.
+
+Records are derived, not remembered. Every decision jitaccess takes or carries out leaves its trace
+in an object's stored state (conditions with their times, `approvedBy`, the `-by` annotations the
+admission webhook stamps, `revokedBy`, activation and revocation times), so the records of an
+object are a pure function of it: an operator that restarts derives again what it had not archived
+yet, and loses nothing. Each record's `id` is `<object uid>/<action>`, the same for the same object
+whatever its later state, which makes writing a record twice detectable and archiving idempotent.
+
+Records are immutable once their decision is taken: later state changes add records, never alter
+one (a grant's `granted` record keeps its scheduled end; its `expired` or `revoked` record says
+when access actually ended).
+
+Standard library only, on raw wire dicts: the operator and the `kubectl jit` plugin (which must not
+import pydantic on its fast paths) both use it. docs/audit.md documents every field and action.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from jitaccess.api import names, wire
+
+SCHEMA = "jitaccess.dev/audit/v1"
+#: The archive's layout version: objects live under `<prefix>/v1/YYYY/MM/DD/`.
+LAYOUT = "v1"
+#: Who the operator's own decisions (time-outs, expiry, escalation, auto-approval) are attributed to.
+OPERATOR = "system:jitaccess"
+
+# Actions, in the order an object's life produces them.
+REQUESTED = "requested"
+ESCALATED = "escalated"
+APPROVED = "approved"
+DENIED = "denied"
+TIMED_OUT = "timed-out"
+NOT_ELIGIBLE = "not-eligible"
+INVALID = "invalid"
+FAILED = "failed"
+GRANTED = "granted"
+EXTENDED = "extended"
+REVOKED = "revoked"
+EXPIRED = "expired"
+LAPSED = "lapsed"
+DRIFT_REMOVED = "drift-removed"
+ACTIONS = (
+    REQUESTED,
+    ESCALATED,
+    APPROVED,
+    DENIED,
+    TIMED_OUT,
+    NOT_ELIGIBLE,
+    INVALID,
+    FAILED,
+    GRANTED,
+    EXTENDED,
+    REVOKED,
+    EXPIRED,
+    LAPSED,
+    DRIFT_REMOVED,
+)
+
+# A request that ended without a grant: its `Ready` reason -> the action.
+_REQUEST_ENDINGS = {
+    names.TIMED_OUT: TIMED_OUT,
+    names.NOT_ELIGIBLE: NOT_ELIGIBLE,
+    names.INVALID: INVALID,
+    names.FAILED: FAILED,
+}
+_GRANT_ENDINGS = {names.EXPIRED: EXPIRED, names.REVOKED: REVOKED, names.FAILED: FAILED}
+
+Record = dict[str, Any]
+
+
+def rfc3339(value: Any) -> str | None:
+    """A stored timestamp as RFC 3339 UTC with a `Z` (`2026-11-23T12:00:00Z`); None when absent
+    or unreadable (the field is then left out)."""
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        stamp = value
+    else:
+        try:
+            stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    text = stamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return text
+
+
+def _drop_empty(fields: Mapping[str, Any]) -> Record:
+    """Fields that are unknown are absent, never null (nor empty)."""
+    return {k: v for k, v in fields.items() if v not in (None, "", [], {})}
+
+
+def _actor(username: str, groups: str | Iterable[str] = "", via: str = "") -> dict[str, Any]:
+    listed = [g for g in groups.split(",")] if isinstance(groups, str) else list(groups)
+    return _drop_empty({"username": username, "groups": sorted(g for g in listed if g), "via": via})
+
+
+def _operator(via: str = "") -> dict[str, Any]:
+    return _actor(OPERATOR, via=via)
+
+
+def _base(obj: wire.Obj, action: str, time: str | None, actor: Mapping[str, Any], **fields: Any) -> Record:
+    meta = wire.metadata(obj)
+    record = {
+        "schema": SCHEMA,
+        "id": f"{meta.get('uid') or ''}/{action}",
+        "time": time,
+        "action": action,
+        "actor": dict(actor),
+        "kind": obj.get("kind"),
+        "name": meta.get("name"),
+        "uid": meta.get("uid"),
+        **fields,
+    }
+    return _drop_empty(record)
+
+
+def _when(obj: wire.Obj, type_: str) -> str | None:
+    found = wire.condition(obj, type_)
+    return rfc3339(found.get("lastTransitionTime")) if found is not None else None
+
+
+def _message(obj: wire.Obj, type_: str) -> str | None:
+    found = wire.condition(obj, type_)
+    return str(found.get("message") or "") or None if found is not None else None
+
+
+def records_of_request(request: wire.Obj) -> list[Record]:
+    """The records of an AccessRequest as stored: requested, then escalated, approved or denied,
+    and how it ended when it ended without a grant (its grant's records tell the rest)."""
+    spec, status = wire.spec(request), wire.status(request)
+    annotations = wire.annotations_of(request)
+    requester = str(spec.get("requester") or status.get("requester") or "")
+    common = {
+        "request": wire.name_of(request),
+        "grant": status.get("grant"),
+        "entitlement": spec.get("entitlement"),
+        "user": _drop_empty({"username": requester, "identityStoreUserId": spec.get("requesterUserId")}),
+        "reason": spec.get("reason"),
+        "duration": status.get("duration") or spec.get("duration"),
+    }
+    records = [
+        _base(
+            request,
+            REQUESTED,
+            rfc3339(wire.metadata(request).get("creationTimestamp")),
+            _actor(requester, spec.get("requesterGroups") or []) if requester else {},
+            **common,
+        )
+    ]
+    if wire.is_true(request, names.ESCALATED):
+        records.append(
+            _base(
+                request,
+                ESCALATED,
+                rfc3339(status.get("escalationTime")) or _when(request, names.ESCALATED),
+                _operator(),
+                **common,
+                message=_message(request, names.ESCALATED),
+            )
+        )
+    approved = wire.condition(request, names.APPROVED)
+    if approved is not None and approved.get("status") == "True":
+        if approved.get("reason") == names.AUTO_APPROVED:
+            actor = _operator(via="auto-approved (owner team)")
+        else:
+            actor = _actor(
+                str(status.get("approvedBy") or annotations.get(names.ANNOTATION_APPROVED_BY) or ""),
+                annotations.get(names.ANNOTATION_APPROVED_BY_GROUPS, ""),
+            )
+        records.append(
+            _base(
+                request,
+                APPROVED,
+                _when(request, names.APPROVED),
+                actor,
+                **common,
+                decisionReason=status.get("decisionReason"),
+                message=_message(request, names.APPROVED),
+            )
+        )
+    if wire.is_true(request, names.DENIED):
+        who = str(status.get("deniedBy") or annotations.get(names.ANNOTATION_DENIED_BY) or "")
+        records.append(
+            _base(
+                request,
+                DENIED,
+                _when(request, names.DENIED),
+                _actor(who, annotations.get(names.ANNOTATION_DENIED_BY_GROUPS, "")),
+                **common,
+                decisionReason=status.get("decisionReason"),
+                message=_message(request, names.DENIED),
+            )
+        )
+    ending = _REQUEST_ENDINGS.get(wire.ready_reason(request) or "")
+    if ending is not None and not status.get("grant"):
+        records.append(
+            _base(
+                request,
+                ending,
+                _when(request, names.READY),
+                _operator(),
+                **common,
+                message=_message(request, names.READY),
+            )
+        )
+    return records
+
+
+def records_of_grant(grant: wire.Obj) -> list[Record]:
+    """The records of an AccessGrant as stored: granted (once its membership was in place), then
+    expired, revoked or failed. `startTime`/`endTime` bound the time the user held the group:
+    the scheduled end in `granted`, the actual end in `expired` and `revoked`."""
+    spec, status = wire.spec(grant), wire.status(grant)
+    annotations = wire.annotations_of(grant)
+    start = rfc3339(status.get("activationTime"))
+    common = {
+        "request": spec.get("request"),
+        "grant": wire.name_of(grant),
+        "entitlement": spec.get("entitlement"),
+        "ownerTeam": spec.get("ownerTeam"),
+        "user": _drop_empty(
+            {"username": spec.get("user"), "identityStoreUserId": spec.get("userId") or status.get("userId")}
+        ),
+        "group": _drop_empty({"name": spec.get("groupName"), "id": status.get("groupId")}),
+        "reason": spec.get("reason"),
+        "duration": spec.get("duration"),
+    }
+    records: list[Record] = []
+    if start is not None:
+        records.append(
+            _base(
+                grant,
+                GRANTED,
+                start,
+                _operator(),
+                **common,
+                startTime=start,
+                endTime=rfc3339(status.get("expirationTime")),
+            )
+        )
+    reason = wire.ready_reason(grant) or ""
+    ending = _GRANT_ENDINGS.get(reason)
+    if ending is None:
+        return records
+    ended = _when(grant, names.READY)
+    actor: dict[str, Any] = _operator()
+    extra: dict[str, Any] = {}
+    if ending == REVOKED:
+        ended = rfc3339(status.get("revocationTime")) or ended
+        who = str(status.get("revokedBy") or "")
+        actor = _actor(who) if who else _operator()
+        extra["revokeReason"] = annotations.get(names.ANNOTATION_REVOKE_REASON)
+    records.append(
+        _base(
+            grant,
+            ending,
+            ended,
+            actor,
+            **common,
+            **extra,
+            startTime=start,
+            endTime=ended if start is not None else None,
+            message=_message(grant, names.READY),
+        )
+    )
+    return records
+
+
+def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
+    """The drift removals an Entitlement's status still lists (`status.driftRemovals`): members
+    found in its Identity Center group with no grant behind them, and taken out. The operator drops
+    an entry once its record is archived, so these are the ones not archived yet. The id names the
+    membership, which Identity Center never gives twice."""
+    spec = wire.spec(entitlement)
+    target = spec.get("identityCenter") or {}
+    records = []
+    for removal in wire.status(entitlement).get("driftRemovals") or []:
+        records.append(
+            _base(
+                entitlement,
+                f"{DRIFT_REMOVED}/{removal.get('membershipId')}",
+                rfc3339(removal.get("time")),
+                _operator(),
+                entitlement=wire.name_of(entitlement),
+                ownerTeam=spec.get("owner"),
+                user=_drop_empty({"username": removal.get("user"), "identityStoreUserId": removal.get("userId")}),
+                group=_drop_empty(
+                    {"name": target.get("groupName") or target.get("groupId"), "id": removal.get("groupId")}
+                ),
+                message=removal.get("message"),
+            )
+            | {"action": DRIFT_REMOVED}
+        )
+    return records
+
+
+def records_of(obj: wire.Obj) -> list[Record]:
+    """The records of an AccessRequest, an AccessGrant or an Entitlement; none of any other kind."""
+    kind = obj.get("kind")
+    if kind == names.ACCESS_REQUEST:
+        return records_of_request(obj)
+    if kind == names.ACCESS_GRANT:
+        return records_of_grant(obj)
+    if kind == names.ENTITLEMENT:
+        return records_of_entitlement(obj)
+    return []
+
+
+def action_key(record_id: str) -> str:
+    """What follows the object's uid in a record id (`approved`, `extended/2`): what an object's
+    `status.archivedRecords` lists once the record is in the archive."""
+    return record_id.partition("/")[2]
+
+
+def encode_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
+    """JSON lines, UTF-8, keys sorted (one record, one line; the same record, the same bytes)."""
+    return b"".join(
+        json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in records
+    )
+
+
+def decode_lines(data: bytes) -> list[Record]:
+    """The records of JSON lines (blank lines skipped)."""
+    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+
+
+def archive_key(prefix: str, written: datetime, digest: str) -> str:
+    """The object key of a batch written at `written`: `<prefix>/v1/YYYY/MM/DD/<time>-<digest>.jsonl`.
+
+    Dated by when it was written, which is at or after the time of each record it holds (mostly
+    seconds after; longer when S3 was failing): a reader of day D's records reads day D's folder
+    and the next ones.
+    """
+    stamp = written.astimezone(UTC)
+    head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    return f"{head}{LAYOUT}/{stamp:%Y/%m/%d}/{stamp:%Y%m%dT%H%M%S.%fZ}-{digest}.jsonl"
+
+
+def day_prefix(prefix: str, day: datetime) -> str:
+    """The folder of the batches written on `day` (UTC)."""
+    head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    return f"{head}{LAYOUT}/{day.astimezone(UTC):%Y/%m/%d}/"

@@ -1,0 +1,227 @@
+"""Audit records derived from stored objects (api/audit.py): every action, who, when, stable ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from jitaccess.api import audit, names
+
+T0 = "2026-11-23T12:00:00Z"
+
+
+def cond(type_: str, status: str, reason: str, at: str = T0, message: str = "") -> dict[str, Any]:
+    return {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": at}
+
+
+def request(*, annotations: dict[str, str] | None = None, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_REQUEST,
+        "metadata": {"name": "r1", "uid": "u-r1", "creationTimestamp": T0, "annotations": annotations or {}},
+        "spec": {
+            "entitlement": "prod-payments",
+            "reason": "INC-1 fix",
+            "requester": "bob",
+            "requesterGroups": ["eng", "oncall"],
+            "requesterUserId": "uid-bob",
+        },
+        "status": status,
+    }
+
+
+def grant(*, annotations: dict[str, str] | None = None, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_GRANT,
+        "metadata": {"name": "r1", "uid": "u-g1", "annotations": annotations or {}},
+        "spec": {
+            "user": "bob",
+            "userId": "uid-bob",
+            "entitlement": "prod-payments",
+            "groupName": "prod-payments-admins",
+            "request": "r1",
+            "duration": "1h",
+            "ownerTeam": "payments",
+            "reason": "INC-1 fix",
+        },
+        "status": status,
+    }
+
+
+def by_action(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["action"]: r for r in records}
+
+
+def test_a_new_request_is_one_requested_record_by_the_requester() -> None:
+    (record,) = audit.records_of_request(request())
+    assert record == {
+        "schema": audit.SCHEMA,
+        "id": "u-r1/requested",
+        "time": T0,
+        "action": "requested",
+        "actor": {"username": "bob", "groups": ["eng", "oncall"]},
+        "kind": "AccessRequest",
+        "name": "r1",
+        "uid": "u-r1",
+        "request": "r1",
+        "entitlement": "prod-payments",
+        "user": {"username": "bob", "identityStoreUserId": "uid-bob"},
+        "reason": "INC-1 fix",
+    }
+
+
+def test_a_human_approval_names_the_approver_their_groups_and_reason() -> None:
+    stored = request(
+        annotations={names.ANNOTATION_APPROVED_BY: "paula", names.ANNOTATION_APPROVED_BY_GROUPS: "leads,eng"},
+        approvedBy="paula",
+        decisionReason="ok for INC-1",
+        duration="1h",
+        grant="r1",
+        conditions=[
+            cond(names.READY, "True", names.GRANTED),
+            cond(names.APPROVED, "True", names.APPROVED, "2026-11-23T12:05:00Z", "approved by paula"),
+        ],
+    )
+    records = by_action(audit.records_of_request(stored))
+    assert set(records) == {"requested", "approved"}
+    approved = records["approved"]
+    assert approved["actor"] == {"username": "paula", "groups": ["eng", "leads"]}
+    assert approved["time"] == "2026-11-23T12:05:00Z"
+    assert approved["decisionReason"] == "ok for INC-1"
+    assert approved["grant"] == "r1" and approved["duration"] == "1h"
+    assert approved["id"] == "u-r1/approved"
+
+
+def test_auto_approval_is_the_operators_via_the_owner_team() -> None:
+    stored = request(conditions=[cond(names.APPROVED, "True", names.AUTO_APPROVED)])
+    approved = by_action(audit.records_of_request(stored))["approved"]
+    assert approved["actor"] == {"username": audit.OPERATOR, "via": "auto-approved (owner team)"}
+
+
+def test_escalation_then_denial() -> None:
+    stored = request(
+        annotations={names.ANNOTATION_DENIED_BY: "carol", names.ANNOTATION_DENIED_BY_GROUPS: "sre"},
+        deniedBy="carol",
+        escalationTime="2026-11-23T12:15:00Z",
+        conditions=[
+            cond(names.ESCALATED, "True", names.PENDING_TOO_LONG, "2026-11-23T12:15:00Z", "escalated"),
+            cond(names.DENIED, "True", names.DENIED, "2026-11-23T12:20:00Z", "denied by carol"),
+            cond(names.READY, "False", names.DENIED, "2026-11-23T12:20:00Z", "denied by carol"),
+        ],
+    )
+    records = audit.records_of_request(stored)
+    assert [r["action"] for r in records] == ["requested", "escalated", "denied"]
+    escalated, denied = records[1], records[2]
+    assert escalated["actor"] == {"username": audit.OPERATOR} and escalated["time"] == "2026-11-23T12:15:00Z"
+    assert denied["actor"] == {"username": "carol", "groups": ["sre"]}
+    assert denied["message"] == "denied by carol"
+
+
+def test_requests_ending_without_a_grant_say_how() -> None:
+    for reason, action in (
+        (names.TIMED_OUT, "timed-out"),
+        (names.NOT_ELIGIBLE, "not-eligible"),
+        (names.INVALID, "invalid"),
+        (names.FAILED, "failed"),
+    ):
+        stored = request(conditions=[cond(names.READY, "False", reason, "2026-11-23T13:00:00Z", "why")])
+        ending = audit.records_of_request(stored)[-1]
+        assert (ending["action"], ending["time"], ending["message"]) == (action, "2026-11-23T13:00:00Z", "why")
+        assert ending["actor"] == {"username": audit.OPERATOR}
+
+
+def test_a_request_following_its_grant_leaves_the_ending_to_the_grant() -> None:
+    stored = request(grant="r1", conditions=[cond(names.READY, "False", names.FAILED)])
+    assert [r["action"] for r in audit.records_of_request(stored)] == ["requested"]
+
+
+def test_an_expired_grant_has_its_window_and_ids_for_cloudtrail() -> None:
+    stored = grant(
+        userId="uid-bob",
+        groupId="gid-1",
+        activationTime="2026-11-23T12:06:00Z",
+        expirationTime="2026-11-23T13:06:00Z",
+        conditions=[cond(names.READY, "False", names.EXPIRED, "2026-11-23T13:06:01Z", "expired")],
+    )
+    granted, expired = audit.records_of_grant(stored)
+    assert granted["action"] == "granted" and expired["action"] == "expired"
+    for record in (granted, expired):
+        assert record["user"] == {"username": "bob", "identityStoreUserId": "uid-bob"}
+        assert record["group"] == {"name": "prod-payments-admins", "id": "gid-1"}
+        assert record["ownerTeam"] == "payments" and record["request"] == "r1" and record["grant"] == "r1"
+        assert record["startTime"] == "2026-11-23T12:06:00Z"
+    assert granted["endTime"] == "2026-11-23T13:06:00Z"
+    assert expired["endTime"] == expired["time"] == "2026-11-23T13:06:01Z"
+
+
+def test_a_revocation_names_who_and_why() -> None:
+    stored = grant(
+        annotations={names.ANNOTATION_REVOKE_REASON: "done early"},
+        activationTime="2026-11-23T12:06:00Z",
+        expirationTime="2026-11-23T13:06:00Z",
+        revocationTime="2026-11-23T12:30:00Z",
+        revokedBy="paula",
+        conditions=[cond(names.READY, "False", names.REVOKED, "2026-11-23T12:30:02Z")],
+    )
+    revoked = by_action(audit.records_of_grant(stored))["revoked"]
+    assert revoked["actor"] == {"username": "paula"}
+    assert revoked["revokeReason"] == "done early"
+    assert revoked["time"] == revoked["endTime"] == "2026-11-23T12:30:00Z"
+
+
+def test_a_grant_that_failed_before_activation_has_no_window() -> None:
+    stored = grant(conditions=[cond(names.READY, "False", names.FAILED, message="group gone")])
+    (failed,) = audit.records_of_grant(stored)
+    assert failed["action"] == "failed" and "startTime" not in failed and "endTime" not in failed
+    assert failed["message"] == "group gone"
+
+
+def test_a_provisioning_grant_has_no_record_yet() -> None:
+    assert audit.records_of_grant(grant(conditions=[cond(names.READY, "False", names.PROVISIONING)])) == []
+
+
+def test_drift_removals_are_records_of_the_entitlement() -> None:
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "prod-payments", "uid": "u-e1"},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": "prod-payments-admins"}},
+        "status": {
+            "driftRemovals": [
+                {"membershipId": "m-1", "userId": "uid-eve", "user": "eve", "groupId": "gid-1", "time": T0}
+            ]
+        },
+    }
+    (record,) = audit.records_of(entitlement)
+    assert record["id"] == "u-e1/drift-removed/m-1" and record["action"] == "drift-removed"
+    assert record["user"] == {"username": "eve", "identityStoreUserId": "uid-eve"}
+    assert audit.action_key(record["id"]) == "drift-removed/m-1"
+
+
+def test_records_never_hold_nulls_or_empties_and_ids_are_stable() -> None:
+    stored = grant(
+        activationTime="2026-11-23T12:06:00+00:00",
+        conditions=[cond(names.READY, "False", names.REVOKED, "2026-11-23T12:30:02Z")],
+    )
+    first, again = audit.records_of(stored), audit.records_of(grant(**stored["status"]))
+    assert first == again
+    for record in first:
+        assert all(value not in (None, "", [], {}) for value in record.values())
+        assert record["id"] == f"u-g1/{record['action']}"
+        assert record["time"].endswith("Z")
+    # A later state adds records and changes none of the earlier ones.
+    assert audit.records_of_grant(grant(activationTime="2026-11-23T12:06:00Z"))[0] == first[0]
+
+
+def test_json_lines_round_trip_byte_for_byte() -> None:
+    records = audit.records_of(request())
+    data = audit.encode_lines(records)
+    assert data.count(b"\n") == len(records) and audit.decode_lines(data) == records
+    assert audit.encode_lines(audit.decode_lines(data)) == data
+
+
+def test_archive_keys_are_dated_by_when_they_were_written() -> None:
+    when = datetime(2026, 11, 23, 23, 59, 59, 123456, tzinfo=UTC)
+    assert audit.archive_key("/audit/", when, "abc") == "audit/v1/2026/11/23/20261123T235959.123456Z-abc.jsonl"
+    assert audit.archive_key("", when, "abc").startswith("v1/2026/11/23/")
+    assert audit.day_prefix("audit", when) == "audit/v1/2026/11/23/"
