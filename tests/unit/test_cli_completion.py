@@ -34,6 +34,8 @@ def test_commands_flags_and_fixed_values() -> None:
         "list",
         "status",
         "who-has",
+        "audit",
+        "review",
         "completion",
     ]
     assert complete("d") == (["deny", "done"], ":4")
@@ -42,6 +44,9 @@ def test_commands_flags_and_fixed_values() -> None:
     assert complete("list", "-o", "j") == (["json"], ":4")
     assert complete("list", "--output=y") == (["--output=yaml"], ":4")
     assert complete("completion", "") == (["bash", "zsh"], ":4")
+    assert complete("audit", "--since", "") == (["12h", "1d", "7d", "30d", "90d"], ":4")
+    assert complete("audit", "-o", "") == (["table", "json", "csv"], ":4")
+    assert complete("review", "e", "--days", "") == (["7", "30", "90"], ":4")
     assert complete("request", "--kubeconfig", "") == ([], ":0"), "files for --kubeconfig"
     assert complete("status", "one", "") == ([], ":4"), "one name only"
 
@@ -84,6 +89,8 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen[-1] == {"context": "ctx", "kubeconfig": "/k"}
     assert complete("revoke", "")[0] == ["g-live"]
     assert complete("list", "--team", "")[0] == ["payments"]
+    assert complete("review", "")[0] == ["prod-eng-payments"]
+    assert complete("audit", "--entitlement", "p")[0] == ["prod-eng-payments"]
 
 
 def test_errors_mean_no_candidates(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,3 +17,15 @@ def test_the_request_path_stays_lean() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_reports_import_boto3_only_when_an_archive_is_read() -> None:
+    code = (
+        "import sys\n"
+        "from jitaccess.cli import reports, history, archive, completion\n"
+        "from jitaccess.cli.parser import build_parser\n"
+        "build_parser().parse_args(['audit', '--since', '7d', '-o', 'csv'])\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

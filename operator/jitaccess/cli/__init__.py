@@ -6,6 +6,9 @@
     request     `request`: propose, ask, dry-run, create, watch until granted
     decisions   `approve`, `deny`, `revoke`, `done`: annotations with early, clear refusals
     views       `list`, `status`, `who-has`
+    reports     `audit` and `review`: the decision records, and an entitlement's access review
+    history     where those records come from: the audit archive when configured, else the cluster
+    archive     reading the audit archive in S3 (the plugin's only boto3 import)
     completion  bash and zsh scripts, and the `__complete` protocol kubectl also speaks
     objects     the jitaccess objects as plain dicts, and the caller's identity
     kube        the plugin's own Kubernetes client (kubeconfig, REST and watch), its only HTTP

@@ -31,6 +31,8 @@ NO_FILE = 4
 _FIXED_VALUES = {
     "--for": ["15m", "30m", "1h", "2h", "4h"],
     "--timeout": ["30s", "1m", "5m", "15m", "1h"],
+    "--since": ["12h", "1d", "7d", "30d", "90d"],
+    "--days": ["7", "30", "90"],
 }
 _FILE_FLAGS = {"--kubeconfig"}
 _CLUSTER_FLAGS = {"--kubeconfig": "kubeconfig", "--context": "context", "--as": "impersonate"}
@@ -179,13 +181,15 @@ def _flag_values(
         values = [(name, "") for name in context_names(cluster.get("kubeconfig"))]
     elif flag == "--team":
         values = [(name, "team") for name in _names(names.TEAMS, cluster)]
+    elif flag == "--entitlement":
+        values = _entitlements(cluster)
     return [(prefix + v, d) for v, d in values if v.startswith(current)], NO_FILE
 
 
 def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tuple[str, str]]:
     if command == "completion":
         values = [("bash", ""), ("zsh", "")]
-    elif command in ("request", "who-has"):
+    elif command in ("request", "who-has", "review"):
         values = _entitlements(cluster)
     elif command in ("approve", "deny", "status"):
         values = _requests(cluster, pending_only=command != "status")

@@ -8,6 +8,8 @@ and `kubectl-jit ...` work. Commands:
     revoke GRANT [--reason TEXT]       done
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
     status NAME                        who-has ENTITLEMENT
+    audit [--since 30d] [--entitlement E] [--user U] [--archive s3://B/P] [-o table|json|csv]
+    review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]
     completion bash|zsh
 
 kubectl's flags work as in kubectl: --kubeconfig, --context, --as, --as-group (impersonation).
@@ -87,6 +89,23 @@ def _who_has(session: Session, args: argparse.Namespace) -> int:
     return views.who_has(session, args.entitlement, output=args.output)
 
 
+def _audit(session: Session, args: argparse.Namespace) -> int:
+    from jitaccess.cli import reports
+    from jitaccess.cli.history import archive_location
+
+    archive = archive_location(args.archive, os.environ)
+    options = reports.AuditOptions(args.since, args.entitlement, args.user, archive, args.output)
+    return reports.audit(session, options)
+
+
+def _review(session: Session, args: argparse.Namespace) -> int:
+    from jitaccess.cli import reports
+    from jitaccess.cli.history import archive_location
+
+    archive = archive_location(args.archive, os.environ)
+    return reports.review(session, args.entitlement, days=args.days, archive=archive, output=args.output)
+
+
 def _completion(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import completion
 
@@ -103,6 +122,8 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "list": _list,
     "status": _status,
     "who-has": _who_has,
+    "audit": _audit,
+    "review": _review,
     "completion": _completion,
 }
 

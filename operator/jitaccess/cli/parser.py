@@ -8,12 +8,14 @@ one definition.
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import timedelta
 
 from jitaccess import __version__
 from jitaccess.cli.errors import EXIT_CODES_HELP
 
 PROG = "kubectl jit"
+ARCHIVE_ENV = "JITACCESS_AUDIT_ARCHIVE"
 DESCRIPTION = "Just-in-time production access: request it, approve it, end it, see who has it."
 COMMAND_HELP = {
     "request": "request an entitlement (your team's, when none is named) and wait until access is active",
@@ -24,6 +26,8 @@ COMMAND_HELP = {
     "list": "list access requests",
     "status": "show a request and its grant: state, conditions, who approved, expiry",
     "who-has": "who holds an entitlement now, until when, why, approved by whom",
+    "audit": "the audit trail: who requested, decided, was granted and ended what, and when",
+    "review": "review an entitlement: who used it and how often, who never did, reasons without a ticket",
     "completion": "print a shell completion script (bash or zsh)",
 }
 COMPLETION_EPILOG = """\
@@ -46,6 +50,30 @@ def _duration(text: str) -> timedelta:
         return parse_duration(text, "the duration")
     except InvalidInput as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+_SINCE_PART = re.compile(r"([0-9]+)([dhm])")
+_SINCE_WHOLE = re.compile(r"^([0-9]+[dhm])+$")
+_SINCE_UNITS = {"d": 86400, "h": 3600, "m": 60}
+
+
+def since(text: str) -> timedelta:
+    """A look-back window such as `30d`, `12h` or `1d12h` (days, hours, minutes)."""
+    cleaned = text.strip()
+    if not _SINCE_WHOLE.match(cleaned):
+        raise argparse.ArgumentTypeError(
+            f"{cleaned!r} is not a window: use whole numbers with units d, h, m (30d, 12h)"
+        )
+    seconds = sum(int(n) * _SINCE_UNITS[unit] for n, unit in _SINCE_PART.findall(cleaned))
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{cleaned!r} is zero: the window must be positive")
+    return timedelta(seconds=seconds)
+
+
+def _days(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (a whole number, 1 or more)")
+    return int(text)
 
 
 def _cluster_flags() -> argparse.ArgumentParser:
@@ -177,9 +205,58 @@ def build_parser() -> argparse.ArgumentParser:
     who_has.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
     _output(who_has)
 
+    audit = command(
+        "audit",
+        "The audit trail: one record per decision (requested, approved, denied, granted, extended,\n"
+        "revoked, expired, ...), oldest first, in the audit record schema (docs/audit.md).\n\n"
+        "Records come from the S3 archive when one is configured (--archive, or the environment\n"
+        f"variable {ARCHIVE_ENV}), else from the objects still in the cluster (finished requests\n"
+        "are retired after a while, so the cluster holds only the recent past). A line on stderr,\n"
+        "and the `source` field of -o json, say which.",
+    )
+    audit.add_argument(
+        "--since",
+        type=since,
+        default=timedelta(days=30),
+        metavar="WINDOW",
+        help="how far back, e.g. 12h, 7d (default: 30d)",
+    )
+    audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records of this Entitlement")
+    audit.add_argument(
+        "--user", metavar="USER", help="only records about or by USER (a username, or its part before @)"
+    )
+    _archive(audit)
+    audit.add_argument(
+        "-o", "--output", choices=("table", "json", "csv"), default="table", help="output format (default: table)"
+    )
+
+    review = command(
+        "review",
+        "Review an entitlement for its owners: who used it in the last days and how often, who is\n"
+        "eligible but never used it (a candidate for removal), grants whose reason cites no ticket,\n"
+        "and break-glass grants not yet reviewed. Eligibility lives in Identity Center, which only\n"
+        "the operator reads: the plugin shows eligible users when the Entitlement's status lists\n"
+        "them, and says so when it does not.",
+    )
+    review.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
+    review.add_argument("--days", type=_days, default=30, metavar="N", help="the window, in days (default: 30)")
+    _archive(review)
+    review.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="output format (default: table)"
+    )
+
     completion = command("completion", epilog=COMPLETION_EPILOG)
     completion.add_argument("shell", choices=("bash", "zsh"), help="the shell")
     return parser
+
+
+def _archive(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--archive",
+        metavar="s3://BUCKET/PREFIX",
+        help=f"read the audit archive there (default: ${ARCHIVE_ENV}; when neither is set, or with "
+        "--archive '', the cluster)",
+    )
 
 
 def _output(parser: argparse.ArgumentParser) -> None:

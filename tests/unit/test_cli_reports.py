@@ -1,0 +1,354 @@
+"""`kubectl jit audit` and `review` against a seeded history: golden files for every output format,
+the filters, both sources (the cluster, and an S3 archive in moto) giving the same records.
+
+The history (golden/audit/history.yaml) is raw objects as the API server returns them; the
+records come from jitaccess.api.audit, as in the plugin. After an intended change of the output,
+rewrite the golden files with `JITACCESS_UPDATE_GOLDEN=1 pytest tests/unit/test_cli_reports.py`
+and review their diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from moto import mock_aws
+
+from jitaccess.api import audit as records_api
+from jitaccess.api import names
+from jitaccess.cli import archive, history, main, parser, reports
+from jitaccess.cli import objects as o
+from jitaccess.cli.errors import NOT_FOUND, NotFound, UsageError
+from jitaccess.cli.kube import ApiError
+from jitaccess.cli.objects import Identity
+from jitaccess.cli.session import ClusterFlags, Session
+
+GOLDEN = Path(__file__).parent / "golden" / "audit"
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+BUCKET, PREFIX = "audit-archive", "jitaccess/prod"
+LOCATION = f"s3://{BUCKET}/{PREFIX}"
+HISTORY = yaml.safe_load((GOLDEN / "history.yaml").read_text())
+PLURALS = {"entitlements": names.ENTITLEMENTS, "requests": names.REQUESTS, "grants": names.GRANTS}
+
+
+class FakeApi:
+    """The seeded objects behind GET of one object or a list."""
+
+    def __init__(self) -> None:
+        self.objects = {
+            o.path(PLURALS[key], obj["metadata"]["name"]): obj for key, objs in HISTORY.items() for obj in objs
+        }
+        self.listed: list[str] = []
+
+    def get(self, path: str, **query: Any) -> dict[str, Any]:
+        if path in self.objects:
+            return self.objects[path]
+        if path.count("/") == 4:
+            self.listed.append(path.rsplit("/", 1)[1])
+            return {"items": [v for k, v in self.objects.items() if k.startswith(path + "/")], "metadata": {}}
+        raise ApiError(404, "NotFound", f"{path} not found", {"name": path.rsplit("/", 1)[1]})
+
+    def close(self) -> None:
+        pass
+
+
+def session() -> Session:
+    made = Session(ClusterFlags(), io.StringIO(), io.StringIO(), io.StringIO())
+    made.__dict__["api"] = FakeApi()
+    made.__dict__["me"] = Identity("paula@example.com", frozenset())
+    return made
+
+
+def out(s: Session) -> str:
+    return s.out.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+
+def err(s: Session) -> str:
+    return s.err.getvalue()  # type: ignore[attr-defined, no-any-return]
+
+
+def options(**changes: Any) -> reports.AuditOptions:
+    base: dict[str, Any] = {
+        "since": timedelta(days=30),
+        "entitlement": None,
+        "user": None,
+        "archive": "",
+        "output": "json",
+    }
+    return reports.AuditOptions(**{**base, **changes})
+
+
+def audit(**changes: Any) -> Session:
+    s = session()
+    assert reports.audit(s, options(**changes), now=NOW) == 0
+    return s
+
+
+def audited(**changes: Any) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = json.loads(out(audit(**changes)))["records"]
+    return records
+
+
+def assert_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("JITACCESS_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} differs from its golden file (see this module's docstring)"
+
+
+def all_records() -> list[dict[str, Any]]:
+    found = [r for q in HISTORY["requests"] for r in records_api.records_of_request(q)]
+    found += [r for g in HISTORY["grants"] for r in records_api.records_of_grant(g)]
+    return found + [r for e in HISTORY["entitlements"] for r in records_api.records_of_entitlement(e)]
+
+
+# --- audit: golden files --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("output", ["table", "json", "csv"])
+def test_audit_output_matches_its_golden_file(output: str) -> None:
+    s = audit(output=output)
+    assert_golden(f"audit.{output}", out(s))
+    assert err(s).startswith("records from the cluster: only the objects it still holds")
+
+
+def test_the_golden_json_holds_the_records_of_the_window_unchanged_oldest_first() -> None:
+    document = json.loads((GOLDEN / "audit.json").read_text())
+    assert document["source"] == "cluster"
+    assert document["since"] == "2026-10-31T12:00:00Z"
+    in_window = [r for r in all_records() if r["time"] >= "2026-10-31T12:00:00Z"]
+    assert sorted(document["records"], key=lambda r: r["id"]) == sorted(in_window, key=lambda r: r["id"])
+    times = [r["time"] for r in document["records"]]
+    assert times == sorted(times)
+    assert {r["action"] for r in document["records"]} == {
+        "requested", "approved", "denied", "escalated", "timed-out", "not-eligible",
+        "granted", "revoked", "expired", "drift-removed",
+    }  # fmt: skip
+    assert not any(r["name"].endswith("old01") for r in document["records"])
+
+
+def test_the_table_and_csv_escape_what_would_act_on_a_terminal_or_a_spreadsheet() -> None:
+    table, rows = (GOLDEN / "audit.table").read_text(), (GOLDEN / "audit.csv").read_text()
+    for text in (table, rows):
+        assert "\x1b" not in text and "\x07" not in text
+        assert "\\x1b[2J" in text
+    mallory = next(line for line in rows.splitlines() if "mallory" in line and ",requested," in line)
+    assert ',"\'=HYPERLINK(""http://x"") INC-1\\x1b[2J\\x1b]0;ok\\x07",' in mallory
+    assert rows.splitlines()[0] == ",".join(reports.CSV_COLUMNS)
+
+
+# --- audit: filters and window ----------------------------------------------------------------------
+
+
+def test_since_narrows_the_window() -> None:
+    records = audited(since=timedelta(hours=12))
+    assert [(r["action"], r["name"]) for r in records] == [
+        ("requested", "lena-prod-eng-ledger-llll1"),
+        ("approved", "lena-prod-eng-ledger-llll1"),
+        ("granted", "lena-prod-eng-ledger-llll1"),
+    ]
+    assert len(audited(since=timedelta(days=90))) == len(audited()) + 4  # alice's request and grant of October
+
+
+def test_entitlement_filter() -> None:
+    records = audited(entitlement="prod-eng-ledger")
+    assert [r["action"] for r in records] == ["requested", "approved", "granted"]
+    assert {r["entitlement"] for r in records} == {"prod-eng-ledger"}
+
+
+def test_user_filter_matches_the_user_or_the_actor_by_username_or_local_part() -> None:
+    paula = audited(user="paula")
+    assert [(r["action"], r["name"]) for r in paula] == [
+        ("approved", "bob-prod-eng-payments-bbbb1"),
+        ("revoked", "bob-prod-eng-payments-bbbb1"),
+        ("approved", "bob-prod-eng-payments-bbbb2"),
+    ]
+    bob = audited(user="bob@example.com")
+    assert {r["user"]["username"] for r in bob} == {"bob@example.com"} and len(bob) == 8
+    assert audited(user="bo") == []
+
+
+def test_an_empty_window_says_so_on_stderr() -> None:
+    s = audit(output="table", entitlement="nothing-here")
+    assert out(s) == ""
+    assert "No records in this window." in err(s)
+
+
+# --- the archive --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+def put_batch(s3: Any, written: datetime, records: list[dict[str, Any]], *, zipped: bool = False) -> None:
+    body = records_api.encode_lines(records)
+    key = records_api.archive_key(PREFIX, written, f"batch{len(records)}")
+    s3.put_object(Bucket=BUCKET, Key=key + (".gz" if zipped else ""), Body=gzip.compress(body) if zipped else body)
+
+
+def test_the_archive_gives_the_same_records_as_the_cluster(s3: Any) -> None:
+    records = sorted(all_records(), key=lambda r: r["time"])
+    old = [r for r in records if r["time"] < "2026-11-01"]
+    recent = [r for r in records if r["time"] >= "2026-11-01"]
+    put_batch(s3, datetime(2026, 10, 1, 10, 1, tzinfo=UTC), old)  # a day folder before the window
+    half = len(recent) // 2
+    put_batch(s3, datetime(2026, 11, 25, 15, 0, tzinfo=UTC), recent[:half], zipped=True)
+    put_batch(s3, datetime(2026, 11, 30, 11, 59, tzinfo=UTC), recent[half - 2 :])  # two written twice
+    s3.put_object(Bucket=BUCKET, Key="jitaccess/other/v1/2026/11/30/x.jsonl", Body=b'{"id": "elsewhere"}\n')
+
+    s = audit(archive=LOCATION)
+    document = json.loads(out(s))
+    assert document["source"] == LOCATION
+    assert err(s) == f"records from the audit archive {LOCATION}\n"
+    assert document["records"] == json.loads((GOLDEN / "audit.json").read_text())["records"]
+
+
+def test_the_archive_is_read_only_in_the_day_folders_of_the_window() -> None:
+    start, end = datetime(2026, 11, 29, 23, 0, tzinfo=UTC), datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+    assert archive.day_prefixes(PREFIX, start, end) == [
+        "jitaccess/prod/v1/2026/11/29/",
+        "jitaccess/prod/v1/2026/11/30/",
+        "jitaccess/prod/v1/2026/12/01/",
+        "jitaccess/prod/v1/2026/12/02/",
+    ]
+    assert archive.day_prefixes("", end, end) == ["v1/2026/12/01/", "v1/2026/12/02/"]
+
+
+@pytest.mark.parametrize(
+    ("location", "parsed"),
+    [("s3://b-1/a/b/", ("b-1", "a/b")), ("s3://b-1", ("b-1", "")), ("s3://b-1/", ("b-1", ""))],
+)
+def test_archive_locations(location: str, parsed: tuple[str, str]) -> None:
+    assert archive.parse_location(location) == parsed
+
+
+@pytest.mark.parametrize("location", ["b-1/prefix", "s3:///prefix", "https://b-1.s3.amazonaws.com/x"])
+def test_a_location_that_is_not_s3_is_a_usage_error(location: str) -> None:
+    with pytest.raises(UsageError, match="s3://BUCKET/PREFIX"):
+        archive.parse_location(location)
+
+
+def test_a_missing_bucket_is_not_found(s3: Any) -> None:
+    with pytest.raises(NotFound, match="'no-such-bucket' does not exist"):
+        reports.audit(session(), options(archive="s3://no-such-bucket/x"), now=NOW)
+
+
+def test_the_flag_chooses_the_archive_else_the_environment_and_empty_means_the_cluster() -> None:
+    env = {parser.ARCHIVE_ENV: LOCATION}
+    assert history.archive_location(None, env) == LOCATION
+    assert history.archive_location("s3://other-bucket", env) == "s3://other-bucket"
+    assert history.archive_location("", env) == ""
+    assert history.archive_location(None, {}) == ""
+
+
+# --- review ------------------------------------------------------------------------------------------
+
+
+def review(entitlement: str, output: str, days: int = 30) -> Session:
+    s = session()
+    assert reports.review(s, entitlement, days=days, archive="", output=output, now=NOW) == 0
+    return s
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+@pytest.mark.parametrize("entitlement", ["prod-eng-payments", "prod-eng-ledger"])
+def test_review_output_matches_its_golden_file(entitlement: str, output: str) -> None:
+    s = review(entitlement, output)
+    assert_golden(f"review-{entitlement}.{output}", out(s))
+    assert err(s).startswith("records from the cluster")
+
+
+def test_review_counts_use_and_finds_reasons_without_a_ticket() -> None:
+    report = json.loads(out(review("prod-eng-payments", "json")))
+    assert report["usage"] == [
+        {"user": "bob@example.com", "requests": 2, "grants": 2, "lastGranted": "2026-11-27T16:02:01Z"},
+        {"user": "alice@example.com", "requests": 1, "grants": 1, "lastGranted": "2026-11-20T09:00:02Z"},
+        {"user": "carol@example.com", "requests": 1, "grants": 0, "lastGranted": None},
+        {"user": "eve@example.com", "requests": 1, "grants": 0, "lastGranted": None},
+        {"user": "mallory@example.com", "requests": 1, "grants": 0, "lastGranted": None},
+    ]
+    assert report["eligibleUsers"] is None and report["neverUsed"] is None
+    assert report["reasonPattern"] == reports.TICKET
+    assert [(g["grant"], g["reason"]) for g in report["grantsWithoutTicket"]] == [
+        ("bob-prod-eng-payments-bbbb2", "looking at something")
+    ]
+    assert report["breakGlass"] == {"enabled": False, "unreviewed": []}
+    table = out(review("prod-eng-payments", "table"))
+    assert "eligibility is known to the operator only" in table
+    assert "Break-glass grants not reviewed: none (break-glass is not enabled)" in table
+
+
+def test_review_names_the_eligible_who_never_used_it_when_the_status_lists_them() -> None:
+    report = json.loads(out(review("prod-eng-ledger", "json")))
+    assert report["eligibleUsers"] == ["bob@example.com", "carol@example.com", "lena@example.com"]
+    assert report["neverUsed"] == ["bob@example.com", "carol@example.com"]
+    assert report["reasonPattern"] == "LED-[0-9]+" and report["grantsWithoutTicket"] == []
+
+
+def test_a_shorter_review_window_forgets_older_use() -> None:
+    report = json.loads(out(review("prod-eng-payments", "json", days=2)))
+    assert [u["user"] for u in report["usage"]] == ["carol@example.com", "eve@example.com"]
+    assert report["grantsWithoutTicket"] == []
+
+
+def test_review_of_an_unknown_entitlement_is_not_found() -> None:
+    with pytest.raises(NotFound, match="did you mean prod-eng-payments"):
+        reports.review(session(), "prod-eng-payment", days=30, archive="", output="table", now=NOW)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "window"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("1d12h", timedelta(hours=36)),
+        ("90m", timedelta(minutes=90)),
+    ],
+)
+def test_since_windows(text: str, window: timedelta) -> None:
+    assert parser.since(text) == window
+
+
+@pytest.mark.parametrize("text", ["30", "1w", "0d", "-1d", "d", "1.5d"])
+def test_bad_windows_are_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parser.since(text)
+
+
+def test_main_runs_audit_and_review_and_refuses_bad_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeApi()
+    monkeypatch.setattr(Session, "api", property(lambda self: fake))
+    monkeypatch.delenv(parser.ARCHIVE_ENV, raising=False)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    assert main.run(["audit", "--since", "3650d", "-o", "csv", "--user", "lena"], io.StringIO(), stdout, stderr) == 0
+    assert stdout.getvalue().count("\n") == 4  # the header, and lena's requested, approved, granted
+    assert fake.listed == [names.REQUESTS, names.GRANTS, names.ENTITLEMENTS]
+    stdout = io.StringIO()
+    assert main.run(["review", "prod-eng-ledger", "--days", "3650"], io.StringIO(), stdout, stderr) == 0
+    assert "Never used (candidates for removal): bob@example.com, carol@example.com" in stdout.getvalue()
+    assert main.run(["review", "nope"], io.StringIO(), io.StringIO(), stderr) == NOT_FOUND
+    for argv in (["audit", "--since", "1w"], ["review", "x", "--days", "0"], ["audit", "-o", "yaml"]):
+        with pytest.raises(SystemExit) as exited:
+            main.run(argv, io.StringIO(), io.StringIO(), io.StringIO())
+        assert exited.value.code == 2
