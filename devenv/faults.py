@@ -8,6 +8,13 @@
     emulator.faults.fail("CreateGroupMembership", after_apply=True)   # applied, then 500: a "timed out" write
     emulator.faults.delay("ListGroupMemberships", seconds=2.0)
     emulator.faults.calls["CreateGroupMembership"]    # requests seen, failed ones included
+
+S3 is a REST API without that header: its operations are named from the method and the path
+(`PutObject`, `GetObject`, `ListObjectsV2`, ...; see `s3_operation`), and its errors are answered
+in S3's XML. `flaky` makes a share of an operation's calls fail, for as long as it is in place::
+
+    emulator.faults.flaky("PutObject", 0.3, error="InternalError", seed=1)     # 30 % answered 500
+    emulator.faults.flaky("PutObject", 0.3, after_apply=True)     # 30 % written, then answered 500
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import http
 import json
 import logging
+import random
 import threading
 import time
 import uuid
@@ -22,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import parse_qs
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["FaultInjector"]
@@ -33,6 +42,9 @@ _DEFAULT_STATUS: Final = {
     "AccessDeniedException": 403,
     "InternalServerException": 500,
     "ServiceUnavailableException": 503,
+    "InternalError": 500,
+    "ServiceUnavailable": 503,
+    "SlowDown": 503,
 }
 
 
@@ -43,6 +55,8 @@ class _Fault:
     status: int
     delay: float
     after_apply: bool
+    #: Each call is affected with this probability; such a rule is never spent.
+    probability: float = 1.0
 
 
 class FaultInjector:
@@ -54,6 +68,7 @@ class FaultInjector:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._random = random.Random()
         self._rules: dict[str, list[_Fault]] = {}
         #: Requests seen per operation, failed ones included.
         self.calls: Counter[str] = Counter()
@@ -80,6 +95,26 @@ class FaultInjector:
             operation,
             _Fault(times, error, status or _DEFAULT_STATUS.get(error, 400), 0.0, after_apply),
         )
+
+    def flaky(
+        self,
+        operation: str,
+        probability: float,
+        *,
+        error: str = "InternalError",
+        status: int | None = None,
+        after_apply: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        """Fail each call of ``operation`` with ``probability``, until `clear`; ``seed`` makes the
+        sequence of failures repeatable. ``after_apply`` as in `fail`."""
+        if not 0 < probability <= 1:
+            raise ValueError("probability must be in (0, 1]")
+        with self._lock:
+            if seed is not None:
+                self._random.seed(seed)
+            fault = _Fault(1, error, status or _DEFAULT_STATUS.get(error, 400), 0.0, after_apply, probability)
+            self._rules.setdefault(operation, []).append(fault)
 
     def delay(self, operation: str, seconds: float, times: int = 1) -> None:
         """Hold the next ``times`` calls of ``operation`` for ``seconds`` before serving them."""
@@ -110,9 +145,13 @@ class FaultInjector:
             if not rules:
                 return None
             rule = rules[0]
-            rule.remaining -= 1
-            if rule.remaining == 0:
-                rules.pop(0)
+            if rule.probability < 1:
+                if self._random.random() >= rule.probability:
+                    return None
+            else:
+                rule.remaining -= 1
+                if rule.remaining == 0:
+                    rules.pop(0)
             self.injected[operation] += 1
             return rule
 
@@ -121,7 +160,7 @@ class FaultInjector:
 
         def middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
-            operation = target.rsplit(".", 1)[-1]
+            operation = target.rsplit(".", 1)[-1] if target else s3_operation(environ)
             fault = self._take(operation) if operation else None
             if fault is None:
                 return app(environ, start_response)
@@ -137,13 +176,17 @@ class FaultInjector:
                 if length:
                     environ["wsgi.input"].read(length)
             log.info("injecting %s into %s", fault.error, operation)
-            body = json.dumps(
-                {"__type": fault.error, "message": f"injected by the test emulator ({operation})"}
-            ).encode()
+            message = f"injected by the test emulator ({operation})"
+            if target:
+                body = json.dumps({"__type": fault.error, "message": message}).encode()
+                content_type = "application/x-amz-json-1.1"
+            else:
+                body = f"<Error><Code>{fault.error}</Code><Message>{message}</Message></Error>".encode()
+                content_type = "application/xml"
             start_response(
                 f"{fault.status} {http.HTTPStatus(fault.status).phrase}",
                 [
-                    ("Content-Type", "application/x-amz-json-1.1"),
+                    ("Content-Type", content_type),
                     ("Content-Length", str(len(body))),
                     ("x-amzn-RequestId", str(uuid.uuid4())),
                 ],
@@ -151,6 +194,21 @@ class FaultInjector:
             return [body]
 
         return middleware
+
+
+def s3_operation(environ: WSGIEnvironment) -> str:
+    """The S3 operation of a path-style REST request (`/bucket/key`), as the S3 API names it;
+    "" for anything else."""
+    method = str(environ.get("REQUEST_METHOD", ""))
+    path = str(environ.get("PATH_INFO", "")).lstrip("/")
+    query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+    if not path or "/s3/" not in str(environ.get("HTTP_AUTHORIZATION", "")):
+        return ""  # S3's requests are signed for the service `s3`
+    _bucket, _, key = path.partition("/")
+    if not key:
+        names = {"GET": "ListObjectsV2" if "list-type" in query else "ListObjects", "PUT": "CreateBucket"}
+        return names.get(method, {"HEAD": "HeadBucket", "DELETE": "DeleteBucket"}.get(method, ""))
+    return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, "")
 
 
 def _ignore_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None, /) -> Callable[[bytes], object]:

@@ -51,6 +51,15 @@ class Settings(BaseSettings):
         "AccessGrant writes, status), besides the one the operator authenticates as (SelfSubjectReview)",
     )
 
+    audit_bucket: str | None = Field(
+        default=None, description="S3 bucket of the audit archive (docs/audit.md); unset = audit records to stdout only"
+    )
+    audit_prefix: str = Field(default="jitaccess", description="Key prefix of the audit archive in the bucket")
+    audit_region: str | None = Field(default=None, description="Region of the audit bucket; defaults to `region`")
+    audit_endpoint_url: str | None = Field(default=None, description="S3 endpoint (the emulator)")
+    audit_batch_records: int = Field(default=500, ge=1, le=10000, description="Most records in one archive object")
+    audit_batch_seconds: float = Field(default=5.0, gt=0, description="Records wait at most this long for a batch")
+
     metrics_port: int = Field(default=0, ge=0, description="Prometheus /metrics port; 0 = off")
     log_format: str = Field(default="text", pattern="^(text|json)$")
     standalone: bool = Field(default=True, description="No peering; set false to run replicas with peering")

@@ -320,6 +320,18 @@ def action_key(record_id: str) -> str:
     return record_id.partition("/")[2]
 
 
+def archived_keys(obj: wire.Obj) -> frozenset[str]:
+    """The records of an object already in the archive, by `action_key` (`status.archivedRecords`)."""
+    return frozenset(str(k) for k in wire.status(obj).get("archivedRecords") or [])
+
+
+def unarchived(obj: wire.Obj) -> list[Record]:
+    """The records of `obj` its status does not list as archived: while there are any, the object
+    is evidence not yet in the archive, and retention leaves it alone."""
+    done = archived_keys(obj)
+    return [r for r in records_of(obj) if action_key(r["id"]) not in done]
+
+
 def encode_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
     """JSON lines, UTF-8, keys sorted (one record, one line; the same record, the same bytes)."""
     return b"".join(
@@ -342,6 +354,15 @@ def archive_key(prefix: str, written: datetime, digest: str) -> str:
     stamp = written.astimezone(UTC)
     head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
     return f"{head}{LAYOUT}/{stamp:%Y/%m/%d}/{stamp:%Y%m%dT%H%M%S.%fZ}-{digest}.jsonl"
+
+
+def written_at(key: str) -> datetime | None:
+    """When the batch at `key` was written, from its name; None for a key not laid out by `archive_key`."""
+    stamp = key.rpartition("/")[2].partition("-")[0]
+    try:
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def day_prefix(prefix: str, day: datetime) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from jitaccess.api import names
+from jitaccess.api import audit, names
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput
@@ -86,7 +86,8 @@ def _reconcile_one(rt: Runtime, name: str, teams: Index, entitlements: Index) ->
 @kopf.timer(*ENT, interval=RETENTION_CHECK_SECONDS, initial_delay=RETENTION_CHECK_SECONDS)
 async def retire_finished(name: str, memo: kopf.Memo, entitlements: Index, **_: Any) -> None:
     """Delete this entitlement's finished grants (with their requests) and requests that ended
-    without a grant, once the retention period has passed since they ended."""
+    without a grant, once the retention period has passed since they ended (and, with an audit
+    archive, once their audit records are in it)."""
     rt = runtime_of(memo)
     cutoff = now() - rt.settings.retention
     due = [entry for _, entry in looked_after(name, rt.finished, entitlements) if entry.ended <= cutoff]
@@ -96,8 +97,26 @@ async def retire_finished(name: str, memo: kopf.Memo, entitlements: Index, **_: 
 
 def _retire(rt: Runtime, due: list[Ended]) -> None:
     began = time.monotonic()
+    retired = 0
     for entry in due:
+        if rt.settings.audit_bucket and not _archived(rt, entry):
+            continue
         rt.kube.delete(entry.plural, entry.name)
         if entry.plural == names.GRANTS and entry.request:
             rt.kube.delete(names.REQUESTS, entry.request)
-    log.info("retired %d finished object(s) after the retention period (%.1fs)", len(due), time.monotonic() - began)
+        retired += 1
+    log.info(
+        "retired %d finished object(s) after the retention period (%.1fs)%s",
+        retired,
+        time.monotonic() - began,
+        f"; {len(due) - retired} wait for their audit records to be archived" if retired < len(due) else "",
+    )
+
+
+def _archived(rt: Runtime, entry: Ended) -> bool:
+    """Whether every audit record of the object (and of a grant's request) is in the archive, as
+    their status lists them (`handlers.archive`): evidence leaves the cluster only once archived."""
+    objects = [rt.kube.get(entry.plural, entry.name)]
+    if entry.plural == names.GRANTS and entry.request:
+        objects.append(rt.kube.get(names.REQUESTS, entry.request))
+    return not any(audit.unarchived(obj) for obj in objects if obj is not None)

@@ -1,0 +1,123 @@
+"""The audit archive's S3 bucket (boto3 `s3`): write a batch once, list and read batches back.
+
+A batch is written with a conditional PUT (`If-None-Match: *`): S3 refuses to replace an object
+that exists (412 PreconditionFailed), so no write ever silently overwrites evidence, with or
+without Object Lock on the bucket. Every other failure (throttling, 5xx, a broken connection,
+a 409 from a concurrent conditional write) is `ArchiveUnavailable`, and the caller tries again
+later: S3 keeps no half-written object, so a retried batch is simply written again.
+
+boto3 sends a CRC32 checksum with every PUT, which is what a bucket with Object Lock requires.
+The key layout is `jitaccess.api.audit.archive_key`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jitaccess.api import audit
+
+log = logging.getLogger(__name__)
+
+
+class ArchiveUnavailable(Exception):
+    """S3 did not take or give the batch this time; worth another try later."""
+
+
+class Archive:
+    """One bucket and prefix of the audit archive."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+
+    @classmethod
+    def connect(
+        cls,
+        bucket: str,
+        prefix: str = "",
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        max_attempts: int = 2,
+    ) -> Archive:
+        # Few SDK attempts: the archiver retries whole batches with its own backoff, and must not
+        # sit for long inside one call while records queue up.
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": max_attempts}, connect_timeout=5, read_timeout=30
+        )
+        client = boto3.session.Session(region_name=region).client("s3", endpoint_url=endpoint_url, config=config)
+        return cls(client, bucket, prefix)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Write `data` at `key` unless an object is there already: True when this call wrote it,
+        False when the key was taken (its content is whatever the first write put there)."""
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ContentType="application/x-ndjson"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                return False
+            raise ArchiveUnavailable(f"PutObject {key}: {_describe(exc)}") from exc
+        except BotoCoreError as exc:
+            raise ArchiveUnavailable(f"PutObject {key}: {exc}") from exc
+        return True
+
+    def keys_written(self, since: datetime, until: datetime) -> list[str]:
+        """The keys of the batches written from `since` to `until` (by the time in their names)."""
+        low = audit.archive_key(self.prefix, since, "")
+        high = audit.archive_key(self.prefix, until, "~")
+        keys: list[str] = []
+        for day in _days(since, until):
+            for key in self._list(audit.day_prefix(self.prefix, day), start_after=low):
+                if key > high:
+                    break
+                keys.append(key)
+        return keys
+
+    def get(self, key: str) -> bytes:
+        try:
+            body: bytes = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            raise ArchiveUnavailable(f"GetObject {key}: {_describe(exc)}") from exc
+        except BotoCoreError as exc:
+            raise ArchiveUnavailable(f"GetObject {key}: {exc}") from exc
+        return body
+
+    def _list(self, prefix: str, start_after: str) -> Iterator[str]:
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            args |= {"ContinuationToken": token} if token else {"StartAfter": max(start_after, prefix)}
+            try:
+                page = self._client.list_objects_v2(**args)
+            except ClientError as exc:
+                raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {_describe(exc)}") from exc
+            except BotoCoreError as exc:
+                raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {exc}") from exc
+            for item in page.get("Contents", []):
+                yield str(item["Key"])
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+
+def _days(since: datetime, until: datetime) -> Iterator[datetime]:
+    day = since.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    while day <= until:
+        yield day
+        day += timedelta(days=1)
+
+
+def _describe(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    return f"{error.get('Code', '?')} ({status}): {error.get('Message', '')}"

@@ -1,0 +1,383 @@
+"""The audit trail: every decision's record to stdout at once, and to the S3 archive in batches.
+
+Records are derived from the objects as stored (`jitaccess.api.audit`), on every watch event of
+AccessRequests, AccessGrants and Entitlements, the listing at start-up included. What an object's
+`status.archivedRecords` does not list yet is pending: written at once as one JSON log line to the
+`jitaccess.audit` logger (stdout, for log shippers; at least once: again after a restart, until
+archived), and queued for the archive. Nothing is kept on disk: the cluster holds the state the
+records come from, so a restarted operator derives again whatever it had not archived.
+
+A task of its own (never in the way of grants and expiry) writes the queue in batches, up to
+`audit_batch_records` records or every `audit_batch_seconds`, one S3 object each, with a
+conditional PUT (no key is ever overwritten), then lists the archived records in each object's
+status. Without a bucket the batches go to stdout only, and are marked all the same, so that a
+restart does not print every record again.
+
+Exactly once by record id, across failures and crashes:
+- a failed PUT is retried with the same key and the same bytes, however long S3 fails; a retry of
+  a PUT that did land is refused (412) and counts as done: S3 failing after writing costs nothing;
+- a crash between a PUT and the status marks leaves records the archive holds that no status
+  lists. Before writing records whose time is T, the archiver knows every id in the batches written
+  since T (minus clock skew): its own, remembered for a while, and, for older records (a restart
+  derives them again), those it reads back from the archive, listed by the write time that begins
+  each key (a batch is written at or after each of its records' times). Records found there are
+  only marked, never sent again;
+- a stale watch event (showing an object as it was before its mark) finds its records remembered.
+
+Retention (`schedules`) deletes a finished object only once its status lists all its records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+
+from jitaccess.adapters.archive import Archive, ArchiveUnavailable
+from jitaccess.adapters.kube import Kube
+from jitaccess.api import audit, names, wire
+from jitaccess.handlers.runtime import runtime_of
+from jitaccess.settings import Settings
+
+log = logging.getLogger(__name__)
+audit_log = logging.getLogger("jitaccess.audit")
+
+MEMO_KEY = "audit_trail"
+# Clocks differ (creation times are the API server's, batch keys the operator's): a margin.
+SKEW = timedelta(minutes=5)
+# How long the ids of written batches are remembered: longer than any stale watch event lags.
+REMEMBER = timedelta(minutes=10)
+MAX_BACKOFF_SECONDS = 30.0
+MARK_THREADS = 4
+STOP_FLUSH_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The object a record belongs to: where its mark goes."""
+
+    plural: str
+    name: str
+    uid: str
+
+
+@dataclass
+class Batch:
+    """Records on their way to the archive; once named, a batch is retried as it is."""
+
+    records: list[audit.Record]
+    refs: dict[str, Ref]
+    key: str = ""
+    data: bytes = b""
+    written: datetime | None = None
+
+
+@dataclass
+class AuditTrail:
+    kube: Kube
+    archive: Archive | None
+    batch_records: int = 500
+    batch_seconds: float = 5.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pending: dict[str, tuple[audit.Record, Ref]] = field(default_factory=dict)
+    _inflight: set[str] = field(default_factory=set)
+    _batch: Batch | None = None
+    # Ids in batches written (with the batch's write time), and since when that is all of them.
+    _known: dict[str, datetime] = field(default_factory=dict)
+    _read: set[str] = field(default_factory=set)
+    _covered_since: datetime | None = None
+    _unmarked: dict[Ref, set[str]] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _marker: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(MARK_THREADS, thread_name_prefix="jitaccess-audit-mark")
+    )
+    archived: int = 0
+
+    # --- the watch side (event loop) ----------------------------------------------------------
+
+    def offer(self, plural: str, obj: Mapping[str, Any]) -> list[audit.Record]:
+        """Take the records of `obj` its status does not list as archived; print the new ones."""
+        records = audit.unarchived(obj)
+        if not records:
+            return []
+        meta = wire.metadata(obj)
+        ref = Ref(plural, str(meta.get("name") or ""), str(meta.get("uid") or ""))
+        fresh = []
+        with self._lock:
+            for record in records:
+                rid = record["id"]
+                if rid in self._pending or rid in self._inflight or rid in self._known:
+                    continue
+                self._pending[rid] = (record, ref)
+                fresh.append(record)
+            full = len(self._pending) >= self.batch_records
+        for record in fresh:
+            _print(record)
+        if full:
+            self._wake.set()
+        return fresh
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending) + len(self._inflight)
+
+    # --- the writing side (its own thread) ----------------------------------------------------
+
+    def flush(self) -> int:
+        """Write one batch (the one a failure left, else the next); mark what was written.
+        Returns how many records it took care of; raises `ArchiveUnavailable` when S3 fails (retry later)."""
+        self._retry_marks()
+        batch = self._batch or self._take()
+        if batch is None:
+            return 0
+        self._batch = batch
+        if self.archive is not None:
+            self._write(batch, self.archive)
+        written = batch.written or _now()
+        with self._lock:
+            for record in batch.records:
+                self._known[record["id"]] = written
+            self._inflight.difference_update(batch.refs)
+            self._batch = None
+            self.archived += len(batch.records)
+        self._mark(batch.refs)
+        self._forget_before(_now() - REMEMBER)
+        return len(batch.refs)
+
+    def _take(self) -> Batch | None:
+        with self._lock:
+            if not self._pending:
+                return None
+            chosen = sorted(self._pending.values(), key=lambda item: (item[0].get("time", ""), item[0]["id"]))
+            chosen = chosen[: self.batch_records]
+            for record, _ in chosen:
+                del self._pending[record["id"]]
+                self._inflight.add(record["id"])
+        return Batch([record for record, _ in chosen], {record["id"]: ref for record, ref in chosen})
+
+    def _write(self, batch: Batch, archive: Archive) -> None:
+        if not batch.key:
+            earliest = min((_parse(r.get("time")) for r in batch.records), default=_now())
+            self._cover(archive, earliest - SKEW)
+            with self._lock:
+                # Archived by an earlier life of the operator that died before marking them: mark only.
+                batch.records = [r for r in batch.records if r["id"] not in self._known]
+            if not batch.records:
+                return
+            batch.written = _now()
+            batch.data = audit.encode_lines(batch.records)
+            digest = hashlib.sha256("\n".join(r["id"] for r in batch.records).encode()).hexdigest()[:16]
+            batch.key = audit.archive_key(archive.prefix, batch.written, digest)
+        if archive.put_new(batch.key, batch.data):
+            log.debug("archived %d record(s) in s3://%s/%s", len(batch.records), archive.bucket, batch.key)
+        else:
+            log.info("s3://%s/%s was written by an earlier try: not written again", archive.bucket, batch.key)
+
+    def _cover(self, archive: Archive, since: datetime) -> None:
+        """Know every id in the batches written since `since` (reading those not known yet)."""
+        if self._covered_since is not None and self._covered_since <= since:
+            return
+        until = self._covered_since or _now() + SKEW
+        keys = [k for k in archive.keys_written(since, until) if k not in self._read]
+        for key in keys:
+            written = audit.written_at(key) or _now()
+            ids = [r.get("id") for r in audit.decode_lines(archive.get(key))]
+            with self._lock:
+                for rid in ids:
+                    if isinstance(rid, str):
+                        self._known[rid] = written
+            self._read.add(key)
+        if keys:
+            log.info("read %d batch(es) back from the archive, written since %s", len(keys), since.isoformat())
+        self._covered_since = since
+
+    def _forget_before(self, horizon: datetime) -> None:
+        if self._covered_since is None or self._covered_since >= horizon:
+            return
+        with self._lock:
+            self._known = {rid: when for rid, when in self._known.items() if when >= horizon}
+            self._read = {k for k in self._read if (audit.written_at(k) or horizon) >= horizon}
+            self._covered_since = horizon
+
+    def _mark(self, refs: Mapping[str, Ref]) -> None:
+        by_object: dict[Ref, set[str]] = {}
+        for rid, ref in refs.items():
+            by_object.setdefault(ref, set()).add(audit.action_key(rid))
+        for ref, done in zip(by_object, self._marker.map(self._mark_one, by_object.items()), strict=True):
+            if not done:
+                with self._lock:
+                    self._unmarked.setdefault(ref, set()).update(by_object[ref])
+
+    def _retry_marks(self) -> None:
+        with self._lock:
+            retry, self._unmarked = self._unmarked, {}
+        if retry:
+            self._mark({f"{ref.uid}/{key}": ref for ref, keys in retry.items() for key in keys})
+
+    def _mark_one(self, item: tuple[Ref, set[str]]) -> bool:
+        """List `keys` as archived in the object's status (for an Entitlement: drop the drift
+        removals they record). False when the write failed (it is retried with the next batch)."""
+        ref, keys = item
+
+        def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+            if str(wire.metadata(obj).get("uid") or "") != ref.uid:
+                return None  # deleted, and created again under the same name: not the same object
+            if ref.plural == names.ENTITLEMENTS:
+                removals = wire.status(obj).get("driftRemovals") or []
+                kept = [r for r in removals if f"{audit.DRIFT_REMOVED}/{r.get('membershipId')}" not in keys]
+                return {"driftRemovals": kept} if len(kept) != len(removals) else None
+            have = audit.archived_keys(obj)
+            return None if keys <= have else {"archivedRecords": sorted(have | keys)}
+
+        try:
+            self.kube.update_status(ref.plural, ref.name, change)
+        except Exception as exc:  # any failure: the record is archived, only its mark waits
+            log.warning("%s/%s: cannot list its archived audit records yet (%s); will retry", ref.plural, ref.name, exc)
+            return False
+        return True
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    async def run(self, writer: ThreadPoolExecutor) -> None:
+        """Write batches until cancelled: every `batch_seconds`, or as soon as a batch is full;
+        back off (doubling, up to 30 s) while S3 fails."""
+        loop = asyncio.get_running_loop()
+        backoff = 0.0
+        while True:
+            if backoff:
+                await asyncio.sleep(backoff)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.batch_seconds)
+            self._wake.clear()
+            try:
+                # Everything waiting goes now, a batch at a time (marks left to retry go first).
+                while await loop.run_in_executor(writer, self.flush) and self.pending():
+                    pass
+                backoff = 0.0
+            except ArchiveUnavailable as exc:
+                backoff = min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
+                log.warning("audit archive: %s; %d record(s) wait, next try in %.1fs", exc, self.pending(), backoff)
+            except Exception:
+                backoff = min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
+                log.exception("audit archive: batch failed; %d record(s) wait", self.pending())
+
+    def close(self) -> None:
+        self._marker.shutdown(wait=False, cancel_futures=True)
+
+
+def _print(record: audit.Record) -> None:
+    actor = (record.get("actor") or {}).get("username", "?")
+    audit_log.info(
+        "audit %s %s/%s by %s",
+        record.get("action"),
+        record.get("kind"),
+        record.get("name"),
+        actor,
+        extra={"audit": record},
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse(value: Any) -> datetime:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return _now()
+
+
+def connect(settings: Settings, kube: Kube) -> AuditTrail:
+    archive = None
+    if settings.audit_bucket:
+        archive = Archive.connect(
+            settings.audit_bucket,
+            settings.audit_prefix,
+            region=settings.audit_region or settings.region,
+            endpoint_url=settings.audit_endpoint_url,
+        )
+    return AuditTrail(
+        kube, archive, batch_records=settings.audit_batch_records, batch_seconds=settings.audit_batch_seconds
+    )
+
+
+# --- kopf ------------------------------------------------------------------------------------
+
+
+def trail_of(memo: Any) -> AuditTrail | None:
+    trail = memo.get(MEMO_KEY) if hasattr(memo, "get") else None
+    return trail if isinstance(trail, AuditTrail) else None
+
+
+@kopf.on.startup()
+async def start_audit_trail(memo: kopf.Memo, **_: Any) -> None:
+    """Start the archiver once the Runtime exists (the start-up handler of `startup` makes it)."""
+    if trail_of(memo) is not None:
+        return
+    try:
+        rt = runtime_of(memo)
+    except RuntimeError as exc:
+        raise kopf.TemporaryError("waiting for the Runtime", delay=0.1) from exc
+    trail = connect(rt.settings, rt.kube)
+    writer = ThreadPoolExecutor(1, thread_name_prefix="jitaccess-audit")
+    memo[MEMO_KEY] = trail
+    memo["audit_task"] = asyncio.get_running_loop().create_task(trail.run(writer), name="jitaccess audit archive")
+    memo["audit_writer"] = writer
+    where = f"s3://{trail.archive.bucket}/{trail.archive.prefix}" if trail.archive else "stdout only (no bucket)"
+    log.info("audit records: %s, batches of up to %d every %ss", where, trail.batch_records, trail.batch_seconds)
+
+
+@kopf.on.cleanup()
+async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
+    """Stop the archiver and write what waits, for a few seconds at most (anything left is derived
+    again at the next start)."""
+    trail, task, writer = trail_of(memo), memo.get("audit_task"), memo.get("audit_writer")
+    if trail is None or not isinstance(task, asyncio.Task) or not isinstance(writer, ThreadPoolExecutor):
+        return
+    task.cancel()
+    loop = asyncio.get_running_loop()
+
+    def drain() -> None:
+        began = time.monotonic()
+        while trail.pending() and time.monotonic() - began < STOP_FLUSH_SECONDS and trail.flush():
+            pass
+
+    try:
+        await asyncio.wait_for(loop.run_in_executor(writer, drain), STOP_FLUSH_SECONDS)
+    except (TimeoutError, ArchiveUnavailable) as exc:
+        log.warning("audit archive: stopping with %d record(s) not archived (%s)", trail.pending(), exc)
+    trail.close()
+    writer.shutdown(wait=False)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
+async def audit_request(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    trail = trail_of(memo)
+    if trail is not None:
+        trail.offer(names.REQUESTS, dict(body))
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
+async def audit_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    trail = trail_of(memo)
+    if trail is not None:
+        trail.offer(names.GRANTS, dict(body))
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
+async def audit_entitlement(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    trail = trail_of(memo)
+    if trail is not None:
+        trail.offer(names.ENTITLEMENTS, dict(body))
