@@ -127,7 +127,7 @@ class IdentityCenterEmulator:
         return self._endpoint_url
 
     def client(self, service: str = "identitystore", *, config: Config | None = None) -> Any:
-        """A boto3 client (``identitystore`` or ``sso-admin``) pointed at the emulator."""
+        """A boto3 client (``identitystore``, ``sso-admin`` or ``s3``) pointed at the emulator."""
         return boto3.client(
             service,  # type: ignore[call-overload, unused-ignore]
             endpoint_url=self.endpoint_url,
@@ -153,6 +153,14 @@ class IdentityCenterEmulator:
             "no_proxy": "127.0.0.1,localhost",
             "JITACCESS_IDENTITY_STORE_ID": self.identity_store_id,
         }
+
+    def create_bucket(self, name: str, *, object_lock: bool = False) -> str:
+        """Create an S3 bucket in the emulator (the audit archive's), with Object Lock if asked;
+        its name. moto's S3 refuses a conditional PUT (`If-None-Match: *`) on a taken key with
+        412 PreconditionFailed, as S3 does: no write overwrites a record silently."""
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
+        return name
 
     @property
     def _identitystore(self) -> Any:
