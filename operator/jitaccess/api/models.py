@@ -168,9 +168,23 @@ class EntitlementSpec(Model):
     )
 
 
+class DriftRemoval(Model):
+    """A member the drift scan took out of the group, kept until its audit record is archived."""
+
+    membership_id: str
+    user_id: str
+    user: str | None = Field(default=None, description="The user's name when removed")
+    group_id: str | None = None
+    time: datetime
+    message: str | None = None
+
+
 class EntitlementStatus(Model):
     group_id: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    drift_removals: list[DriftRemoval] | None = Field(
+        default=None, description="Drift removals whose audit records are not archived yet (docs/audit.md)"
+    )
 
 
 class Entitlement(Model):
@@ -211,6 +225,11 @@ class AccessRequestStatus(Model):
     grant: str | None = None
     expiration_time: datetime | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    archived_records: list[str] | None = Field(
+        default=None,
+        description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
+        "operator only, and retention waits for all of them",
+    )
 
 
 class AccessRequest(Model):
@@ -241,6 +260,11 @@ class AccessGrantStatus(Model):
     revocation_time: datetime | None = None
     revoked_by: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    archived_records: list[str] | None = Field(
+        default=None,
+        description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
+        "operator only, and retention waits for all of them",
+    )
 
 
 class AccessGrant(Model):
