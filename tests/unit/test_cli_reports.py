@@ -10,6 +10,7 @@ and review their diff.
 from __future__ import annotations
 
 import argparse
+import copy
 import gzip
 import io
 import json
@@ -45,8 +46,9 @@ class FakeApi:
     """The seeded objects behind GET of one object or a list."""
 
     def __init__(self) -> None:
+        seeded = copy.deepcopy(HISTORY)
         self.objects = {
-            o.path(PLURALS[key], obj["metadata"]["name"]): obj for key, objs in HISTORY.items() for obj in objs
+            o.path(PLURALS[key], obj["metadata"]["name"]): obj for key, objs in seeded.items() for obj in objs
         }
         self.listed: list[str] = []
 
@@ -130,6 +132,9 @@ def test_the_golden_json_holds_the_records_of_the_window_unchanged_oldest_first(
     assert sorted(document["records"], key=lambda r: r["id"]) == sorted(in_window, key=lambda r: r["id"])
     times = [r["time"] for r in document["records"]]
     assert times == sorted(times)
+    first, second = document["records"][:2]
+    assert first["time"] == second["time"], "the seed has a request and its approval in one second"
+    assert (first["action"], second["action"]) == ("requested", "approved"), "in the order of the object's life"
     assert {r["action"] for r in document["records"]} == {
         "requested", "approved", "denied", "escalated", "timed-out", "not-eligible",
         "granted", "revoked", "expired", "drift-removed",
@@ -307,6 +312,16 @@ def test_a_shorter_review_window_forgets_older_use() -> None:
     report = json.loads(out(review("prod-eng-payments", "json", days=2)))
     assert [u["user"] for u in report["usage"]] == ["carol@example.com", "eve@example.com"]
     assert report["grantsWithoutTicket"] == []
+
+
+def test_review_without_eligibility_groups_or_with_a_broken_reason_pattern() -> None:
+    s = session()
+    payments = s.api.get(o.path(names.ENTITLEMENTS, "prod-eng-payments"))
+    payments["spec"] = {**payments["spec"], "eligibility": {}, "reasonPattern": "(unclosed"}
+    assert reports.review(s, "prod-eng-payments", days=30, archive="", output="table", now=NOW) == 0
+    assert "Eligible: everyone in the identity store (the entitlement names no eligibility groups)" in out(s)
+    assert "Never used (candidates for removal): not applicable, anyone may request it" in out(s)
+    assert f"Grants without a ticket-like reason (pattern {reports.TICKET}):" in out(s)
 
 
 def test_review_of_an_unknown_entitlement_is_not_found() -> None:

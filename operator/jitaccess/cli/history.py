@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jitaccess.api import names
-from jitaccess.api.audit import records_of_entitlement, records_of_grant, records_of_request
+from jitaccess.api.audit import ACTIONS, records_of_entitlement, records_of_grant, records_of_request
 from jitaccess.cli import objects as o
 from jitaccess.cli.parser import ARCHIVE_ENV
 from jitaccess.cli.session import Session
@@ -24,6 +24,9 @@ from jitaccess.cli.session import Session
 Record = dict[str, Any]
 CLUSTER = "cluster"
 _LAST = datetime.max.replace(tzinfo=UTC)
+# Times have whole seconds: a request, its auto-approval and its grant often share one. Within a
+# second, records go in the order an object's life produces them.
+_STEP = {action: step for step, action in enumerate(ACTIONS)}
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,12 @@ def load(session: Session, archive: str, start: datetime, end: datetime) -> Hist
         when = time_of(record)
         if when is None or when >= start:
             unique.setdefault(str(record.get("id")), record)
-    ordered = sorted(unique.values(), key=lambda r: (time_of(r) or _LAST, str(r.get("id"))))
+    ordered = sorted(unique.values(), key=_order)
     return History(source, ordered)
+
+
+def _order(record: Record) -> tuple[datetime, int, str]:
+    return (time_of(record) or _LAST, _STEP.get(str(record.get("action")), len(_STEP)), str(record.get("id")))
 
 
 def username(part: Any) -> str:

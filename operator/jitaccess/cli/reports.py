@@ -152,6 +152,16 @@ def eligible_users(entitlement: o.Obj) -> list[str] | None:
     return sorted({str(u.get("username") if isinstance(u, Mapping) else u) for u in listed} - {"None", ""})
 
 
+def _ticket_pattern(reason_pattern: str) -> tuple[str, re.Pattern[str]]:
+    """The owners' reasonPattern when they set one (and it compiles), else the usual ticket id."""
+    if reason_pattern:
+        try:
+            return reason_pattern, re.compile(reason_pattern)
+        except re.error:
+            pass
+    return TICKET, re.compile(TICKET)
+
+
 def _review(entitlement: o.Obj, records: list[Record], history: History, days: int, start: datetime) -> dict[str, Any]:
     name = wire.name_of(entitlement)
     spec = wire.spec(entitlement)
@@ -159,8 +169,7 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
     usage: dict[str, dict[str, Any]] = {}
     reasons = {str(r.get("request")): str(r.get("reason", "")) for r in records if r.get("action") == "requested"}
     unticketed = []
-    pattern = str(spec.get("reasonPattern") or "") or TICKET
-    ticket = re.compile(pattern)
+    pattern, ticket = _ticket_pattern(str(spec.get("reasonPattern") or ""))
     for record in records:
         user = username(record.get("user"))
         if not user or record.get("action") not in ("requested", "granted"):
@@ -223,7 +232,9 @@ def _print_review(report: dict[str, Any], out: TextIO) -> None:
         rows = [(u["user"], str(u["requests"]), str(u["grants"]), u["lastGranted"] or "-") for u in report["usage"]]
         table(rows, ("USER", "REQUESTS", "GRANTS", "LAST GRANTED"), out, indent="  ")
     say("")
-    if report["neverUsed"] is None:
+    if report["neverUsed"] is None and not groups:
+        say("Never used (candidates for removal): not applicable, anyone may request it")
+    elif report["neverUsed"] is None:
         say("Never used (candidates for removal): unknown, eligibility is known to the operator only")
     else:
         say(f"Never used (candidates for removal): {', '.join(report['neverUsed']) or 'none'}")

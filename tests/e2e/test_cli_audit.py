@@ -1,0 +1,84 @@
+"""`kubectl jit audit` and `review` end to end: the real executable reads the records of a real,
+auto-approved request from the real cluster (no archive configured), as the users who ask.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.cli_run import Cli, Result
+from tests.support.harness import Jit
+
+pytestmark = pytest.mark.e2e
+
+ALICE, PAULA = "alice@example.com", "paula@example.com"
+PAYMENTS = "prod-eng-payments"
+REASON = "INC-4711 audit trail e2e"
+
+
+@pytest.fixture
+def cli(system: Jit) -> Iterator[Cli]:
+    runner = Cli(system)
+    runner.env.pop("JITACCESS_AUDIT_ARCHIVE", None)
+    yield runner
+    runner.stop_all()
+
+
+def requested(cli: Cli) -> str:
+    result = cli.run("request", PAYMENTS, "--for", "5m", "--reason", REASON, user=ALICE)
+    assert result.code == 0, result
+    line = next(line for line in result.out.splitlines() if line.startswith("requested "))
+    return line.rsplit("accessrequest ", 1)[1].strip()
+
+
+def of_request(result: Result, name: str) -> list[dict[str, Any]]:
+    assert result.code == 0, result
+    document = json.loads(result.out)
+    assert document["source"] == "cluster"
+    return [r for r in document["records"] if r.get("request") == name]
+
+
+def test_audit_json_has_the_records_of_an_auto_approved_request(cli: Cli) -> None:
+    name = requested(cli)
+    result = cli.run("audit", "-o", "json", user=PAULA)
+    assert result.err.startswith("records from the cluster: only the objects it still holds"), result
+    records = of_request(result, name)
+    assert [r["action"] for r in records] == ["requested", "approved", "granted"], records
+    request, approved, granted = records
+    assert request["actor"]["username"] == ALICE and request["reason"] == REASON
+    assert approved["actor"] == {"username": "system:jitaccess", "via": "auto-approved (owner team)"}
+    assert granted["kind"] == "AccessGrant" and granted["user"]["username"] == ALICE
+    assert granted["group"]["name"] == PAYMENTS and granted["duration"] == "5m"
+    assert request["time"] <= approved["time"] <= granted["time"] < granted["endTime"]
+    assert all(r["schema"] == "jitaccess.dev/audit/v1" and r["entitlement"] == PAYMENTS for r in records)
+    assert len({r["id"] for r in records}) == 3
+
+    # The same records again: they are derived from the stored objects, not counted twice.
+    again = cli.run("audit", "--since", "1h", "--entitlement", PAYMENTS, "--user", "alice", "-o", "json", user=ALICE)
+    assert of_request(again, name) == records
+    assert of_request(cli.run("audit", "--user", "bob", "-o", "json", user=ALICE), name) == []
+
+
+def test_audit_csv_table_and_review_of_the_same_request(cli: Cli) -> None:
+    name = requested(cli)
+    rows = list(csv.DictReader(io.StringIO(cli.run("audit", "-o", "csv", user=ALICE).out)))
+    mine = [row for row in rows if row["request"] == name]
+    assert [(row["action"], row["user"]) for row in mine] == [(a, ALICE) for a in ("requested", "approved", "granted")]
+    table = cli.run("audit", user=ALICE)
+    assert table.code == 0 and table.out.startswith("TIME ") and name in table.out
+
+    review = cli.run("review", PAYMENTS, "--days", "1", "-o", "json", user=PAULA)
+    assert review.code == 0, review
+    report = json.loads(review.out)
+    alice = next(u for u in report["usage"] if u["user"] == ALICE)
+    assert alice["grants"] >= 1 and alice["requests"] >= 1
+    assert report["breakGlass"] == {"enabled": False, "unreviewed": []}
+    assert not any(g["grant"] == name for g in report["grantsWithoutTicket"])
+    text = cli.run("review", PAYMENTS, user=PAULA)
+    assert "Break-glass grants not reviewed: none (break-glass is not enabled)" in text.out, text
