@@ -15,6 +15,7 @@ in S3's XML. `flaky` makes a share of an operation's calls fail, for as long as 
 
     emulator.faults.flaky("PutObject", 0.3, error="InternalError", seed=1)     # 30 % answered 500
     emulator.faults.flaky("PutObject", 0.3, after_apply=True)     # 30 % written, then answered 500
+    emulator.faults.flaky("PutObject", 0.15); emulator.faults.flaky("PutObject", 0.18, after_apply=True)  # ~30 %
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ class FaultInjector:
     """WSGI middleware that makes chosen operations of one emulator fail or stall.
 
     Rules for one operation are used in the order they were added; each serves ``times``
-    requests and is then spent.  Thread-safe: the server answers requests in threads.
+    requests and is then spent. A `flaky` rule draws for each call, and lets the call pass on to
+    the next rule when it does not fire.  Thread-safe: the server answers requests in threads.
     """
 
     def __init__(self) -> None:
@@ -144,16 +146,18 @@ class FaultInjector:
             rules = self._rules.get(operation)
             if not rules:
                 return None
-            rule = rules[0]
-            if rule.probability < 1:
-                if self._random.random() >= rule.probability:
-                    return None
-            else:
-                rule.remaining -= 1
-                if rule.remaining == 0:
-                    rules.pop(0)
-            self.injected[operation] += 1
-            return rule
+            for rule in rules:
+                if rule.probability < 1:
+                    # A share of calls: each such rule draws in turn, and stays in place.
+                    if self._random.random() >= rule.probability:
+                        continue
+                else:
+                    rule.remaining -= 1
+                    if rule.remaining == 0:
+                        rules.remove(rule)
+                self.injected[operation] += 1
+                return rule
+            return None
 
     def wrap(self, app: WSGIApplication) -> WSGIApplication:
         """The middleware around ``app`` (moto's WSGI application)."""

@@ -1,0 +1,207 @@
+"""The audit trail (handlers/archive.py) against an in-memory bucket and cluster: batches written
+once by record id through S3 failures, a crash between a write and its marks, and stale events."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, cast
+
+import pytest
+
+from jitaccess.adapters.archive import Archive, ArchiveUnavailable
+from jitaccess.adapters.kube import Kube
+from jitaccess.api import audit, names
+from jitaccess.handlers.archive import AuditTrail
+
+PREFIX = "audit"
+
+
+class Bucket:
+    """What the trail needs of `Archive`: conditional PUTs, listing by write time, reads."""
+
+    prefix = PREFIX
+    bucket = "test-bucket"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.fail_next: list[str] = []  # "before" (nothing written) or "after" (written, then an error)
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        failure = self.fail_next.pop(0) if self.fail_next else ""
+        if failure == "before":
+            raise ArchiveUnavailable("InternalError (500)")
+        if key in self.objects:
+            return False
+        self.objects[key] = data
+        if failure == "after":
+            raise ArchiveUnavailable("InternalError (500) after writing")
+        return True
+
+    def keys_written(self, since: datetime, until: datetime) -> list[str]:
+        return sorted(k for k in self.objects if since <= (audit.written_at(k) or since) <= until)
+
+    def get(self, key: str) -> bytes:
+        return self.objects[key]
+
+    def ids(self) -> list[str]:
+        return [r["id"] for data in self.objects.values() for r in audit.decode_lines(data)]
+
+
+class Cluster:
+    """What the trail needs of `Kube`: status writes (read-modify-write) on stored objects."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.down = False
+
+    def add(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self.objects[(plural, obj["metadata"]["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def update_status(self, plural: str, name: str, change: Any, current: Any = None) -> dict[str, Any] | None:
+        if self.down:
+            raise RuntimeError("the API server is not answering")
+        obj = self.objects.get((plural, name))
+        if obj is None:
+            return None
+        fields = change(copy.deepcopy(obj))
+        if fields is None:
+            return None
+        obj.setdefault("status", {}).update(fields)
+        return copy.deepcopy(obj)
+
+
+def request(name: str, uid: str, **status: Any) -> dict[str, Any]:
+    return {
+        "kind": names.ACCESS_REQUEST,
+        "metadata": {"name": name, "uid": uid, "creationTimestamp": "2026-11-23T12:00:00Z"},
+        "spec": {"entitlement": "prod-payments", "reason": "INC-1", "requester": "bob"},
+        "status": status,
+    }
+
+
+APPROVED = {
+    "conditions": [
+        {"type": "Approved", "status": "True", "reason": "AutoApproved", "lastTransitionTime": "2026-11-23T12:00:01Z"}
+    ]
+}
+
+
+@pytest.fixture
+def bucket() -> Bucket:
+    return Bucket()
+
+
+@pytest.fixture
+def cluster() -> Cluster:
+    return Cluster()
+
+
+def trail_over(bucket: Bucket | None, cluster: Cluster, batch_records: int = 500) -> AuditTrail:
+    return AuditTrail(cast(Kube, cluster), cast(Archive, bucket), batch_records=batch_records)
+
+
+@pytest.fixture
+def trail(bucket: Bucket, cluster: Cluster) -> Iterator[AuditTrail]:
+    made = trail_over(bucket, cluster)
+    yield made
+    made.close()
+
+
+def test_records_go_out_once_and_are_marked_in_status(trail: AuditTrail, bucket: Bucket, cluster: Cluster) -> None:
+    stale = cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED))
+    assert [r["id"] for r in trail.offer(names.REQUESTS, stale)] == ["u1/requested", "u1/approved"]
+    assert trail.flush() == 2
+    assert bucket.ids() == ["u1/requested", "u1/approved"]
+    stored = cluster.objects[(names.REQUESTS, "r1")]
+    assert stored["status"]["archivedRecords"] == ["approved", "requested"]
+    # The event of the mark, and a stale one from before it: nothing new to write.
+    assert trail.offer(names.REQUESTS, stored) == [] and trail.offer(names.REQUESTS, stale) == []
+    assert trail.flush() == 0 and len(bucket.objects) == 1
+    assert audit.unarchived(stored) == []
+
+
+def test_batches_hold_at_most_batch_records(bucket: Bucket, cluster: Cluster) -> None:
+    trail = trail_over(bucket, cluster, batch_records=3)
+    for n in range(4):
+        trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request(f"r{n}", f"u{n}", **APPROVED)))
+    while trail.flush():
+        pass
+    trail.close()
+    assert sorted(len(audit.decode_lines(data)) for data in bucket.objects.values()) == [2, 3, 3]
+    assert sorted(bucket.ids()) == sorted(f"u{n}/{a}" for n in range(4) for a in ("requested", "approved"))
+
+
+def test_a_failed_write_is_retried_as_it_was_and_a_landed_one_is_not_written_twice(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1")))
+    bucket.fail_next = ["before", "after"]
+    with pytest.raises(ArchiveUnavailable):
+        trail.flush()
+    # Meanwhile more records come; the failed batch is retried first, unchanged.
+    trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r2", "u2")))
+    with pytest.raises(ArchiveUnavailable):
+        trail.flush()  # written, but answered with an error
+    assert trail.flush() == 1  # 412: it is there
+    assert trail.flush() == 1
+    assert sorted(bucket.ids()) == ["u1/requested", "u2/requested"]
+    assert len(bucket.objects) == 2
+
+
+def test_a_crash_between_the_write_and_the_marks_sends_nothing_twice(bucket: Bucket, cluster: Cluster) -> None:
+    first = trail_over(bucket, cluster)
+    first.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED)))
+    cluster.down = True
+    first.flush()  # written; the marks fail, and then the operator dies
+    first.close()
+    assert "archivedRecords" not in cluster.objects[(names.REQUESTS, "r1")]["status"]
+    cluster.down = False
+    # The next life derives the same records again from the cluster, plus a new one.
+    second = trail_over(bucket, cluster)
+    second.offer(names.REQUESTS, copy.deepcopy(cluster.objects[(names.REQUESTS, "r1")]))
+    second.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r2", "u2")))
+    while second.flush():
+        pass
+    second.close()
+    assert sorted(bucket.ids()) == ["u1/approved", "u1/requested", "u2/requested"]
+    assert cluster.objects[(names.REQUESTS, "r1")]["status"]["archivedRecords"] == ["approved", "requested"]
+
+
+def test_marks_that_failed_are_written_with_a_later_batch(trail: AuditTrail, cluster: Cluster) -> None:
+    trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1")))
+    cluster.down = True
+    trail.flush()
+    cluster.down = False
+    trail.flush()
+    assert cluster.objects[(names.REQUESTS, "r1")]["status"]["archivedRecords"] == ["requested"]
+
+
+def test_without_a_bucket_records_go_to_stdout_and_are_marked(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    trail = trail_over(None, cluster)
+    with caplog.at_level(logging.INFO, logger="jitaccess.audit"):
+        trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED)))
+    trail.flush()
+    trail.close()
+    lines = [r for r in caplog.records if r.name == "jitaccess.audit"]
+    assert [r.__dict__["audit"]["id"] for r in lines] == ["u1/requested", "u1/approved"]
+    assert lines[1].getMessage() == "audit approved AccessRequest/r1 by system:jitaccess"
+    assert cluster.objects[(names.REQUESTS, "r1")]["status"]["archivedRecords"] == ["approved", "requested"]
+
+
+def test_archived_drift_removals_leave_the_entitlements_status(trail: AuditTrail, cluster: Cluster) -> None:
+    removal = {"membershipId": "m1", "userId": "uid-eve", "user": "eve", "time": "2026-11-23T12:00:00Z"}
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "prod-payments", "uid": "e1"},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": "g"}},
+        "status": {"driftRemovals": [removal, {**removal, "membershipId": "m2"}]},
+    }
+    trail.offer(names.ENTITLEMENTS, cluster.add(names.ENTITLEMENTS, entitlement))
+    assert trail.flush() == 2
+    assert cluster.objects[(names.ENTITLEMENTS, "prod-payments")]["status"]["driftRemovals"] == []
