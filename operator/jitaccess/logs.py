@@ -25,6 +25,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RefusalsAreNotErrors(logging.Filter):
+    """Demote kopf's line for each refused admission from ERROR to DEBUG.
+
+    A webhook refuses by raising `kopf.AdmissionError`, which kopf logs as "Webhook '...' failed
+    permanently: <why>" at ERROR, as it would a crash. A refusal is the webhook doing its job, and
+    the audit line `AdmissionRefused` (INFO, see `handlers.admission`) says who was refused what and
+    why; an ERROR line must mean something an operator should look at. Webhook handlers raise no
+    other permanent error (anything else they raise kopf logs as "failed with an exception").
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno == logging.ERROR and message.startswith("Webhook ") and " failed permanently: " in message:
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     if log_format == "json":
@@ -36,6 +54,9 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     root.setLevel(level)
     for noisy in ("botocore", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    kopf_objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, RefusalsAreNotErrors) for f in kopf_objects.filters):
+        kopf_objects.addFilter(RefusalsAreNotErrors())
     if level > logging.DEBUG:
         # kopf says "Handler ... succeeded" for every handler and every admission call (each
         # status write included); the decisions themselves are in the jitaccess.audit lines.

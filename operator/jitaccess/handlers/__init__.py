@@ -3,6 +3,30 @@
 Importing this package registers every handler with kopf's default registry.
 """
 
-from jitaccess.handlers import admission, archive, catalog, grants, indexes, observability, requests, schedules, startup
+from jitaccess.handlers import (
+    admission,
+    archive,
+    catalog,
+    deleted_requests,
+    following,
+    grants,
+    indexes,
+    observability,
+    requests,
+    schedules,
+    startup,
+)
 
-__all__ = ["admission", "archive", "catalog", "grants", "indexes", "observability", "requests", "schedules", "startup"]
+__all__ = [
+    "admission",
+    "archive",
+    "catalog",
+    "deleted_requests",
+    "following",
+    "grants",
+    "indexes",
+    "observability",
+    "requests",
+    "schedules",
+    "startup",
+]

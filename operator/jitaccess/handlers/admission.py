@@ -7,7 +7,7 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 
 | kind                    | mutating (stamps)  | validating (final object)                     |
 |-------------------------|--------------------|-----------------------------------------------|
-| AccessRequest           | CREATE, UPDATE     | CREATE (+ validity, eligibility), UPDATE      |
+| AccessRequest           | CREATE, UPDATE     | CREATE (+ validity, eligibility), UPDATE, DELETE |
 | AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
 | TeamOwnership, Entitlement |                 | CREATE, UPDATE (kopf's bookkeeping only)      |
 | `status` of all four    |                    | UPDATE (the operator only)                    |
@@ -38,7 +38,7 @@ from jitaccess.domain import admission
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
-from jitaccess.errors import RetryLater
+from jitaccess.errors import IdentityCenterError, NotFound, RetryLater
 from jitaccess.handlers.common import Index, first, now
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -68,14 +68,22 @@ async def _entitlement_and_team(
         raw = await asyncio.to_thread(rt.kube.get, names.ENTITLEMENTS, name)
     try:
         entitlement = Entitlement.model_validate(raw) if raw is not None else None
-        if entitlement is None:
-            return None, None
-        team = first(teams, entitlement.spec.owner)
-        if team is None:
-            team = ((await asyncio.to_thread(rt.kube.get, names.TEAMS, entitlement.spec.owner)) or {}).get("spec")
-        return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
     except ValidationError:
         return None, None
+    if entitlement is None:
+        return None, None
+    return entitlement, await _team(rt, entitlement.spec.owner, teams)
+
+
+async def _team(rt: Runtime, name: str, teams: Index) -> TeamOwnershipSpec | None:
+    """A TeamOwnership's spec by name; an index miss is confirmed with the API server."""
+    team = first(teams, name)
+    if team is None:
+        team = ((await asyncio.to_thread(rt.kube.get, names.TEAMS, name)) or {}).get("spec")
+    try:
+        return TeamOwnershipSpec.model_validate(team) if team is not None else None
+    except ValidationError:
+        return None
 
 
 def _entitlement_name(obj: Mapping[str, Any] | None) -> str:
@@ -96,7 +104,8 @@ def _enforce(
     name = (body or {}).get("metadata", {}).get("name") or (body or {}).get("metadata", {}).get("generateName", "")
     fields = {"event": "AdmissionRefused", "object_kind": kind, "object_name": name, "who": caller.username}
     if isinstance(verdict, Refusal):
-        audit.warning(
+        # Refusing is the webhook doing its job, not a fault of the operator: an audit line, not a warning.
+        audit.info(
             "refused %s %s/%s by %s%s: %s",
             operation,
             kind,
@@ -142,7 +151,7 @@ async def _review_request(
     caller = admission.caller_of(userinfo)
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
-    if operation == "UPDATE" or phase is Phase.VALIDATE:
+    if operation == "UPDATE" or (phase is Phase.VALIDATE and operation == "CREATE"):
         name = _entitlement_name(new or old)
         entitlement, team = await _entitlement_and_team(rt, name, teams, entitlements)
 
@@ -155,7 +164,29 @@ async def _review_request(
             warnings.append(f"Identity Center did not answer ({exc}); eligibility is checked again before granting")
             return None
 
-    asks = operation == "CREATE" and phase is Phase.VALIDATE
+    def user_id(user_name: str) -> str | Refusal:
+        ic = rt.identity_center
+        if phase is Phase.MUTATE:
+            # The stamp is asked afresh: a user name may have passed to a new Identity Center user
+            # since it was cached. VALIDATE, a moment later, compares with this very answer.
+            rt.forget("user", user_name)
+        try:
+            return rt.cached("user", user_name, ic.resolve_user)
+        except NotFound:
+            return Refusal(
+                f"{user_name} is not a user in Identity Center store {ic.identity_store_id}: ask the identity "
+                "team to provision the user, then request again"
+            )
+        except IdentityCenterError as exc:
+            # Fail closed: without the UserId nobody can tell later whom the request was for.
+            return Refusal(
+                f"Identity Center did not answer ({exc}), so jitaccess cannot look up which Identity Center user "
+                "you are and cannot admit the request: try again in a minute",
+                503,
+            )
+
+    creates = operation == "CREATE"
+    asks = creates and phase is Phase.VALIDATE
     review = functools.partial(
         admission.review_request,
         operation or "",
@@ -169,9 +200,10 @@ async def _review_request(
         now=now(),
         phase=phase,
         eligibility=eligibility if asks else None,
+        user_id=user_id if creates else None,
     )
     # Only a new request asks Identity Center (blocking calls); every other review is pure.
-    verdict = await asyncio.to_thread(review) if asks else review()
+    verdict = await asyncio.to_thread(review) if creates else review()
     return verdict, caller
 
 
@@ -201,7 +233,12 @@ async def stamp_request(
 
 
 @kopf.on.validate(
-    names.GROUP, names.VERSION, names.REQUESTS, id="accessrequests-check", operations=WRITES, persistent=True
+    names.GROUP,
+    names.VERSION,
+    names.REQUESTS,
+    id="accessrequests-check",
+    operations=[*WRITES, "DELETE"],
+    persistent=True,
 )
 async def check_request(
     operation: str | None,
@@ -215,11 +252,12 @@ async def check_request(
     warnings: list[str],
     **_: Any,
 ) -> None:
-    """The final object: stamps intact, and a new request valid and its requester eligible."""
+    """The final object: stamps intact, and a new request valid and its requester eligible; and no
+    request deleted while the access it led to has not ended."""
     verdict, caller = await _review_request(
         Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, warnings
     )
-    _enforce(verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new, caller=caller, dryrun=dryrun)
+    _enforce(verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
 
 
 # --- AccessGrant ----------------------------------------------------------------------------
@@ -240,9 +278,12 @@ async def _review_grant(
     team: TeamOwnershipSpec | None = None
     owner = ""
     if not operator.includes(caller) and operation in ("UPDATE", "DELETE"):
-        name = _entitlement_name(old or new)
-        entitlement, team = await _entitlement_and_team(rt, name, teams, entitlements)
-        owner = entitlement.spec.owner if entitlement is not None else ""
+        recorded = admission.recorded_owner(old or new or {})
+        if recorded is not None:
+            owner, team = recorded, await _team(rt, recorded, teams)
+        else:
+            entitlement, team = await _entitlement_and_team(rt, _entitlement_name(old or new), teams, entitlements)
+            owner = entitlement.spec.owner if entitlement is not None else ""
     verdict = admission.review_grant(
         operation or "", old, new, caller, operator=operator, team=team, owner=owner, phase=phase
     )

@@ -23,6 +23,7 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
+from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers.common import Index, conditions_after, now, status_change, ts
@@ -58,8 +59,6 @@ def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index) -> None:
         )
         return
     if grant_rules.is_active(grant):
-        if grant.status.user_id:
-            rt.remember_user(grant.status.user_id, grant.spec.user)
         return
     try:
         activate(rt, grant, current=dict(body))
@@ -73,10 +72,8 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
     spares a re-read of the grant, and a stale one only costs a conflict and a re-read."""
     ic = rt.identity_center
     name, spec = grant.metadata.name, grant.spec
-    try:
-        user_id = rt.cached("user", spec.user, ic.resolve_user)
-    except NotFound:
-        fail(rt, grant, f"{spec.user} is not a user in Identity Center store {ic.identity_store_id}")
+    user_id = confirmed_grantee(rt, grant)
+    if user_id is None:
         return
     try:
         group_id = rt.cached("group", spec.group_name, ic.resolve_group)
@@ -86,8 +83,7 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
     except PermanentFailure as exc:
         fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}")
         return
-    rt.remember_user(user_id, spec.user)
-    with rt.membership_lock(grant_rules.membership_key(spec.user, spec.group_name)):
+    with rt.membership_lock(grant_rules.membership_key(user_id, spec.group_name)):
         try:
             membership_id = ic.add_member(group_id, user_id)
         except NotFound:
@@ -130,9 +126,35 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
     expiration = ts(window.expiration_time)
     message = f"{spec.user} added to {spec.group_name} until {expiration}"
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    request = _follow_request(rt, active, names.GRANTED, True, f"access active until {expiration}", expiration)
+    request = follow_request(rt, active)
     if request is not None and request.metadata.creation_timestamp is not None:
         metrics.GRANT_LATENCY.observe((window.activation_time - request.metadata.creation_timestamp).total_seconds())
+
+
+def confirmed_grantee(rt: Runtime, grant: AccessGrant) -> str | None:
+    """The UserId to add: the one admission stamped on the request (`spec.userId`), once Identity
+    Center confirms that the user name still belongs to it. Else the grant fails closed (and its
+    request with it) and this returns None: a user deleted and re-created under the same name since
+    the request, or a renamed one, is not the person who asked.
+
+    Asked afresh, never from the cache: the cache may hold the very answer admission stamped.
+    A grant from before grants recorded the UserId gets whoever has the name now.
+    """
+    ic, spec = rt.identity_center, grant.spec
+    try:
+        current = ic.resolve_user(spec.user)
+    except NotFound:
+        fail(rt, grant, f"{spec.user} is not a user in Identity Center store {ic.identity_store_id}")
+        return None
+    if spec.user_id is not None and current != spec.user_id:
+        fail(
+            rt,
+            grant,
+            f"the Identity Center user {spec.user} is no longer the one who asked (user id changed from "
+            f"{spec.user_id} to {current}): nobody was given access. If {spec.user} needs access, they request it again",
+        )
+        return None
+    return current
 
 
 def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
@@ -144,9 +166,11 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
         }
 
     updated = rt.kube.update_status(names.GRANTS, grant.metadata.name, status_change(AccessGrant, build))
-    if updated is not None:
-        record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
-    _follow_request(rt, grant, names.FAILED, False, message, None)
+    if updated is None:
+        # Gone, or finished by a concurrent call: that call follows the request.
+        return
+    record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
+    follow_request(rt, AccessGrant.model_validate(updated))
 
 
 @kopf.daemon(*GRANT, when=_active, cancellation_timeout=5.0, backoff=1.0)
@@ -212,7 +236,7 @@ def end_grant(
     if grant_rules.is_finished(grant):
         return
     spec, status = grant.spec, grant.status
-    key = grant_rules.membership_key(spec.user, spec.group_name)
+    key = grant_rules.membership_key(grant_rules.grantee_id(spec.user_id, status.user_id, spec.user), spec.group_name)
     with rt.membership_lock(key):
         others = grant_rules.other_holders(holders.get(key, []), name, rt.recently_ended())
         removed = False
@@ -249,19 +273,14 @@ def end_grant(
     )
     message = f"{gone}{kept}" + (f" (revoked by {who})" if who else "") + (f": {why}" if why else "")
     record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
-    request_message = (
-        f"access expired at {ts(status.expiration_time or stamp)}"
-        if reason == names.EXPIRED
-        else "access revoked" + (f" by {who}" if who else "")
-    )
-    _follow_request(rt, grant, reason, False, request_message, None)
+    follow_request(rt, AccessGrant.model_validate(updated))
 
 
 def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:
     ic = rt.identity_center
     spec, status = grant.spec, grant.status
     try:
-        user_id = status.user_id or rt.cached("user", spec.user, ic.resolve_user)
+        user_id = status.user_id or spec.user_id or rt.cached("user", spec.user, ic.resolve_user)
         group_id = status.group_id or rt.cached("group", spec.group_name, ic.resolve_group)
     except NotFound:
         # The user or group is gone from Identity Center: so is any membership between them.
@@ -272,24 +291,30 @@ def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:
         return False
 
 
-def _follow_request(
-    rt: Runtime, grant: AccessGrant, reason: str, ready: bool, message: str, expiration: str | None
-) -> AccessRequest | None:
-    """The request's `Ready` mirrors its grant: Granted, then Expired or Revoked (or Failed)."""
+def follow_request(rt: Runtime, grant: AccessGrant) -> AccessRequest | None:
+    """Bring the request's `Ready` into line with `grant` as it now stands (see `domain.following`):
+    Granted, then Expired or Revoked (or Failed). Idempotent: None when nothing was written."""
+    wanted = following.request_ready(grant)
+    if wanted is None:
+        return None
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
-        if cond.ready_reason(current.status.conditions) == reason:
+        if not following.belongs_to(grant, current.metadata.uid):
+            return None
+        if cond.ready_reason(current.status.conditions) == wanted.reason:
             return None
         fields: dict[str, Any] = {
             "grant": grant.metadata.name,
-            "conditions": conditions_after(current.status.conditions, [(names.READY, ready, reason, message)]),
+            "conditions": conditions_after(
+                current.status.conditions, [(names.READY, wanted.ready, wanted.reason, wanted.message)]
+            ),
         }
-        if expiration:
-            fields["expirationTime"] = expiration
+        if wanted.expiration_time is not None:
+            fields["expirationTime"] = ts(wanted.expiration_time)
         return fields
 
     updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, status_change(AccessRequest, build))
     if updated is None:
         return None
-    record(updated, reason, message, warning=reason == names.FAILED, who=grant.spec.user)
+    record(updated, wanted.reason, wanted.message, warning=wanted.reason == names.FAILED, who=grant.spec.user)
     return AccessRequest.model_validate(updated)

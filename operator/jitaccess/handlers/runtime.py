@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
+from jitaccess.domain.following import Laggards
 from jitaccess.settings import Settings
 
 _ENDED_MEMORY_SECONDS = 600.0
@@ -82,21 +83,22 @@ class Runtime:
     settings: Settings
     identity_center: IdentityCenter
     kube: Kube
-    # One lock per (user, group) membership: adding and removing it, and deciding whether any
+    # One lock per (UserId, group) membership: adding and removing it, and deciding whether any
     # other grant still holds it, must not interleave.
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _ended: dict[str, float] = field(default_factory=dict)
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
-    _user_names: dict[str, str] = field(default_factory=dict)
-    # Kept by `indexes` from the watches. Which live grants hold each (user, group) membership
+    # Kept by `indexes` from the watches. Which live grants hold each (UserId, group) membership
     # (rule 1's reference count); Active grants (the gauges), requests awaiting a decision and
     # finished objects, by entitlement (what `schedules` acts on at their deadlines).
     holders: ObjectIndex = field(default_factory=ObjectIndex)
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
+    # Requests that lag behind their grants (a crash between the two writes): see `handlers.following`.
+    laggards: Laggards = field(default_factory=Laggards)
     _pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -137,33 +139,21 @@ class Runtime:
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
 
-    def remember_user(self, user_id: str, user_name: str) -> None:
-        """Note whose UserId this is (from a grant's status or a lookup): the drift scan needs names."""
-        self._user_names[user_id] = user_name
+    def recently_eligible(self, user_id: str, groups: tuple[str, ...]) -> bool:
+        """Whether Identity Center said, a few seconds ago, that the user `user_id` is in all of `groups`.
 
-    def user_name(self, user_id: str) -> str:
-        """The UserName of a UserId: from what grants have told us, else asked of Identity Center once.
-
-        A UserId is never reused, so the answer is kept: the drift scan would otherwise ask once per
-        group member on every pass (thousands of calls a minute with thousands of grants).
+        Keyed by UserId, never by user name: names that differ only in case may be two people.
         """
-        name = self._user_names.get(user_id)
-        if name is None:
-            name = self._user_names[user_id] = self.identity_center.user_name(user_id)
-        return name
-
-    def recently_eligible(self, user: str, groups: tuple[str, ...]) -> bool:
-        """Whether Identity Center said, a few seconds ago, that `user` is in all of `groups`."""
-        stamp = self._eligible.get((user.lower(), groups))
+        stamp = self._eligible.get((user_id, groups))
         return stamp is not None and time.monotonic() - stamp < _ELIGIBLE_SECONDS
 
-    def mark_eligible(self, user: str, groups: tuple[str, ...]) -> None:
+    def mark_eligible(self, user_id: str, groups: tuple[str, ...]) -> None:
         now = time.monotonic()
         with self._locks_guard:
             for key, stamp in list(self._eligible.items()):
                 if now - stamp >= _ELIGIBLE_SECONDS:
                     del self._eligible[key]
-            self._eligible[(user.lower(), groups)] = now
+            self._eligible[(user_id, groups)] = now
 
 
 def runtime_of(memo: Any) -> Runtime:

@@ -23,6 +23,7 @@ from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 
 log = logging.getLogger(__name__)
+DAEMON_EXIT_SECONDS = 10.0
 
 
 @kopf.on.startup()
@@ -40,6 +41,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.reporting_component = "jitaccess"
     settings.execution.max_workers = config.max_workers
     settings.execution.default_backoff = 5
+    # A daemon stopped mid-work (an expiry daemon is stopped by the very status write that ends its
+    # grant, with the request still to follow) may finish in this time before kopf cancels it.
+    settings.background.instant_exit_timeout = DAEMON_EXIT_SECONDS
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.peering.standalone = config.standalone
