@@ -1,17 +1,22 @@
 """`kubectl jit audit` and `review` end to end: the real executable reads the records of a real,
-auto-approved request from the real cluster (no archive configured), as the users who ask.
+auto-approved request from the real cluster (no archive configured), as the users who ask; and
+from an S3 archive in the emulator, over HTTP, when one is configured.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from jitaccess.api import audit
 from tests.e2e.cli_run import Cli, Result
 from tests.support.harness import Jit
 
@@ -82,3 +87,29 @@ def test_audit_csv_table_and_review_of_the_same_request(cli: Cli) -> None:
     assert not any(g["grant"] == name for g in report["grantsWithoutTicket"])
     text = cli.run("review", PAYMENTS, user=PAULA)
     assert "Break-glass grants not reviewed: none (break-glass is not enabled)" in text.out, text
+
+
+def test_audit_reads_the_archive_when_the_environment_names_one(cli: Cli, system: Jit) -> None:
+    name = requested(cli)
+    from_cluster = of_request(cli.run("audit", "-o", "json", user=ALICE), name)
+    request, grant = system.get("accessrequest", name), system.get("accessgrant", name)
+    assert request is not None and grant is not None
+    # The records as the operator's archiver would write them: one gzip batch, dated now.
+    bucket, prefix = system.ic.create_bucket(f"audit-{secrets.token_hex(4)}"), "jitaccess/e2e"
+    body = gzip.compress(audit.encode_lines(audit.records_of_request(request) + audit.records_of_grant(grant)))
+    key = audit.archive_key(prefix, datetime.now(UTC), "e2e") + ".gz"
+    system.ic.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    location = f"s3://{bucket}/{prefix}"
+    cli.env.update({**system.ic.env(), "JITACCESS_AUDIT_ARCHIVE": location})
+
+    result = cli.run("audit", "-o", "json", user=ALICE)
+    assert result.code == 0, result
+    assert result.err == f"records from the audit archive {location}\n"
+    document = json.loads(result.out)
+    assert document["source"] == location
+    assert [r for r in document["records"] if r.get("request") == name] == from_cluster
+
+    back = cli.run("audit", "--archive", "", "-o", "json", user=ALICE)
+    assert of_request(back, name) == from_cluster, "--archive '' reads the cluster"
+    missing = cli.run("audit", "--archive", "s3://no-such-bucket-e2e/x", user=ALICE)
+    assert missing.code == 4 and "does not exist" in missing.err, missing
