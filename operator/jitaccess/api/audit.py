@@ -138,21 +138,23 @@ def records_of_request(request: wire.Obj) -> list[Record]:
     spec, status = wire.spec(request), wire.status(request)
     annotations = wire.annotations_of(request)
     requester = str(spec.get("requester") or status.get("requester") or "")
-    common = {
+    # Only what is known when each decision is taken: no grant name (the grant comes later; it has
+    # the request's name, and its own records name both), the duration as asked in `requested`.
+    asked = {
         "request": wire.name_of(request),
-        "grant": status.get("grant"),
         "entitlement": spec.get("entitlement"),
         "user": _drop_empty({"username": requester, "identityStoreUserId": spec.get("requesterUserId")}),
         "reason": spec.get("reason"),
-        "duration": status.get("duration") or spec.get("duration"),
     }
+    common = {**asked, "duration": status.get("duration") or spec.get("duration")}
     records = [
         _base(
             request,
             REQUESTED,
             rfc3339(wire.metadata(request).get("creationTimestamp")),
             _actor(requester, spec.get("requesterGroups") or []) if requester else {},
-            **common,
+            **asked,
+            duration=spec.get("duration"),
         )
     ]
     if wire.is_true(request, names.ESCALATED):
