@@ -29,8 +29,8 @@ EXIT_CODES: dict[int, str] = {
     REFUSED: "refused or failed: not allowed, not eligible, denied, timed out, double decision",
     USAGE: "usage or bad input (also: something missing and no terminal to ask on)",
     PENDING: "still pending when the wait ended (--timeout, or --no-wait on a request that needs approval)",
-    NOT_FOUND: "not found: no such request, grant, entitlement or team",
-    UNREACHABLE: "cannot reach the cluster: kubeconfig, network, credentials, or jitaccess not installed",
+    NOT_FOUND: "not found: no such request, grant, entitlement or team (or audit archive bucket)",
+    UNREACHABLE: "cannot reach the cluster (or the audit archive): kubeconfig, network, credentials, or jitaccess not installed",
     INTERRUPTED: "interrupted (Ctrl-C); a request already created stays: see `kubectl jit status NAME`",
 }
 

@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Records come from the S3 archive when one is configured (--archive, or the environment\n"
         f"variable {ARCHIVE_ENV}), else from the objects still in the cluster (finished requests\n"
         "are retired after a while, so the cluster holds only the recent past). A line on stderr,\n"
-        "and the `source` field of -o json, say which.",
+        "and the `source` field of -o json, say which. The archive is read with your own AWS\n"
+        "credentials, as the AWS CLI finds them (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...).",
     )
     audit.add_argument(
         "--since",
