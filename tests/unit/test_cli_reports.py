@@ -29,7 +29,7 @@ from jitaccess.api import audit as records_api
 from jitaccess.api import names
 from jitaccess.cli import archive, history, main, parser, reports
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import NOT_FOUND, NotFound, UsageError
+from jitaccess.cli.errors import NOT_FOUND, NotFound, Refused, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import ClusterFlags, Session
@@ -249,6 +249,14 @@ def test_archive_locations(location: str, parsed: tuple[str, str]) -> None:
 def test_a_location_that_is_not_s3_is_a_usage_error(location: str) -> None:
     with pytest.raises(UsageError, match="s3://BUCKET/PREFIX"):
         archive.parse_location(location)
+
+
+@pytest.mark.parametrize("body", [b"not json\n", b"\x1f\x8bcut short", b"\xff\xfe\n"])
+def test_an_archive_object_that_is_not_json_lines_is_refused_by_name(s3: Any, body: bytes) -> None:
+    key = records_api.archive_key(PREFIX, NOW, "bad")
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    with pytest.raises(Refused, match=f"not JSON lines: {key}"):
+        reports.audit(session(), options(archive=LOCATION), now=NOW)
 
 
 def test_a_missing_bucket_is_not_found(s3: Any) -> None:

@@ -2,8 +2,9 @@
 
 The operator writes JSON-lines objects under `s3://BUCKET/PREFIX/v1/YYYY/MM/DD/` (docs/audit.md),
 gzip-compressed or not; this reads every object under the day folders from the window's first day
-to its last (batches are filed by the day they were written) and decodes them with the same stdlib function the operator encodes with. A record
-written twice (an export retried) has the same id both times and is kept once.
+to its last (batches are filed by the day they were written) and decodes them with the stdlib
+function the operator encodes with. A record written twice has the same id both times: the caller
+keeps one.
 
 The only module of the plugin that imports boto3, and only inside `read`: the other commands never
 pay for it (import-linter allows it here alone). Credentials, region and endpoint come from the
@@ -52,12 +53,12 @@ def _decompressed(key: str, body: bytes) -> bytes:
 
 
 def read(location: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Every record archived in the day folders of the window ending at `end` (now), each id once."""
+    """Every record archived in the day folders of the window ending at `end` (now)."""
     bucket, prefix = parse_location(location)
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    records: dict[str, dict[str, Any]] = {}
+    records: list[dict[str, Any]] = []
     try:
         client = boto3.client("s3")
         pages = client.get_paginator("list_objects_v2")
@@ -65,8 +66,7 @@ def read(location: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
             for page in pages.paginate(Bucket=bucket, Prefix=folder):
                 for item in page.get("Contents", []):
                     body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-                    for record in decode_lines(_decompressed(item["Key"], body)):
-                        records.setdefault(str(record.get("id")), record)
+                    records += _records(location, item["Key"], body)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(exc)
@@ -78,4 +78,12 @@ def read(location: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
             f"cannot read the audit archive {location} ({exc}): check your AWS credentials and region, "
             "or give --archive '' to read the cluster instead"
         ) from exc
-    return list(records.values())
+    return records
+
+
+def _records(location: str, key: str, body: bytes) -> list[dict[str, Any]]:
+    try:
+        decoded = decode_lines(_decompressed(key, body))
+    except (ValueError, OSError, EOFError) as exc:  # not UTF-8 JSON lines, not gzip, cut short
+        raise Refused(f"the audit archive {location} holds an object that is not JSON lines: {key} ({exc})") from exc
+    return [record for record in decoded if isinstance(record, dict)]

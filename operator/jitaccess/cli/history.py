@@ -10,6 +10,7 @@ which source it read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,7 +73,7 @@ def load(session: Session, archive: str, start: datetime, end: datetime) -> Hist
     for record in found:
         when = time_of(record)
         if when is None or when >= start:
-            unique.setdefault(str(record.get("id")), record)
+            unique.setdefault(str(record.get("id") or json.dumps(record, sort_keys=True)), record)
     ordered = sorted(unique.values(), key=_order)
     return History(source, ordered)
 
