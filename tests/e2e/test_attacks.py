@@ -909,7 +909,7 @@ def test_webhook_configurations_fail_closed_and_cover_every_write(system: Jit) -
     mutating, validating = "mutatingwebhookconfiguration", "validatingwebhookconfiguration"
     assert rules[(mutating, "accessrequests")] == {"CREATE", "UPDATE"}
     assert rules[(mutating, "accessgrants")] == {"CREATE", "UPDATE"}
-    assert rules[(validating, "accessrequests")] == {"CREATE", "UPDATE"}
+    assert rules[(validating, "accessrequests")] == {"CREATE", "UPDATE", "DELETE"}
     assert rules[(validating, "accessgrants")] == {"CREATE", "UPDATE", "DELETE"}
     for plural in ("accessrequests", "accessgrants", "teamownerships", "entitlements"):
         assert rules[(validating, f"{plural}/status")] == {"UPDATE"}

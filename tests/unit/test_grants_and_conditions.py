@@ -40,8 +40,9 @@ def test_grants_just_ended_here_do_not_count_even_if_the_index_lags() -> None:
     assert grant_rules.other_holders(["g1", "g2"], "g1", ["g2"]) == set()
 
 
-def test_membership_key_ignores_username_case() -> None:
-    assert grant_rules.membership_key("Alice@Example.com", "g") == grant_rules.membership_key("alice@example.com", "g")
+def test_membership_key_is_the_user_id_not_a_case_folded_name() -> None:
+    # Two Identity Store users whose names differ only in case are two people (two UserIds).
+    assert grant_rules.membership_key("id-alice", "g") != grant_rules.membership_key("id-Alice", "g")
 
 
 def test_retention() -> None:

@@ -20,6 +20,9 @@ from pydantic.alias_generators import to_camel
 from jitaccess.api import limits
 from jitaccess.api.names import API_VERSION
 
+#: An Identity Store UserId is at most 47 characters (an optional store prefix and a UUID).
+USER_ID_MAX_LENGTH = 47
+
 # A Go-style duration restricted to whole h/m/s units, the form `kubectl` users type.
 DURATION_PATTERN = r"^([0-9]+(h|m|s))+$"
 DURATION_MESSAGE = "must be a duration such as 30m, 1h or 1h30m (whole numbers with units h, m, s)"
@@ -213,6 +216,12 @@ class AccessRequestSpec(Model):
     requester_groups: list[str] = Field(
         default_factory=list, description="The caller's groups, stamped at admission with the requester"
     )
+    requester_user_id: str | None = Field(
+        default=None,
+        max_length=USER_ID_MAX_LENGTH,
+        description="The requester's Identity Center UserId, resolved from spec.requester and stamped at "
+        "admission; never from the client. Access goes to this user only",
+    )
 
 
 class AccessRequestStatus(Model):
@@ -249,6 +258,22 @@ class AccessGrantSpec(Model):
     group_name: str = Field(min_length=1, description="Identity Center group (DisplayName or id)")
     request: str = Field(min_length=1, description="The AccessRequest this grant fulfils")
     duration: str = _duration("How long the membership lasts from activation")
+    user_id: str | None = Field(
+        default=None,
+        max_length=USER_ID_MAX_LENGTH,
+        description="The grantee's Identity Center UserId, as admission stamped it on the request",
+    )
+    owner_team: str | None = Field(
+        default=None,
+        max_length=limits.NAME_MAX_LENGTH,
+        description="The TeamOwnership that owned the Entitlement when the grant was created: its approvers "
+        "may revoke the grant, even once the Entitlement is gone",
+    )
+    reason: str | None = Field(
+        default=None,
+        max_length=limits.REASON_MAX_LENGTH,
+        description="The request's reason, kept with the grant for the audit trail",
+    )
 
 
 class AccessGrantStatus(Model):

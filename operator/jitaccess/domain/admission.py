@@ -46,6 +46,8 @@ from jitaccess.errors import InvalidInput
 Obj = Mapping[str, Any]
 #: Asks Identity Center whether the requester may ask at all; why not, or None.
 EligibilityCheck = Callable[[request_rules.ValidRequest], str | None]
+#: Asks Identity Center for the UserId of a user name; a `Refusal` when there is none (or no answer).
+UserIdLookup = Callable[[str], "str | Refusal"]
 
 APPROVED, DENIED = names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED
 APPROVED_BY, DENIED_BY = names.ANNOTATION_APPROVED_BY, names.ANNOTATION_DENIED_BY
@@ -209,14 +211,22 @@ def review_request(
     phase: Phase,
     now: datetime,
     eligibility: EligibilityCheck | None = None,
+    user_id: UserIdLookup | None = None,
 ) -> Verdict:
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver,
-    until the request's deadline (`now` is the API server's moment of the write, near enough)."""
+    until the request's deadline (`now` is the API server's moment of the write, near enough);
+    DELETE is refused while the request's access has not ended.
+
+    `user_id` resolves the caller's Identity Center UserId at CREATE, stamped as
+    `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
+    """
     refusal = review_bookkeeping(operation, old, new, caller, operator) or review_text(old, new)
     if refusal is not None:
         return refusal
     if operation == "CREATE" and new is not None:
-        return _request_created(new, caller, entitlement, team, limits, phase, eligibility)
+        return _request_created(new, caller, entitlement, team, limits, phase, eligibility, user_id)
+    if operation == "DELETE" and old is not None:
+        return _request_deleted(old, caller, operator)
     if operation == "UPDATE" and old is not None and new is not None:
         verdict = _request_updated(old, new, caller, entitlement, team, phase)
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
@@ -248,6 +258,7 @@ def _request_created(
     limits: request_rules.Limits,
     phase: Phase,
     eligibility: EligibilityCheck | None,
+    user_id: UserIdLookup | None,
 ) -> Verdict:
     present = [k for k in DECISION_ANNOTATIONS if k in wire.annotations_of(new)]
     if present:
@@ -271,11 +282,40 @@ def _request_created(
             f"spec.requesterGroups is {groups!r}, but the API server authenticated you with the groups "
             f"{wanted!r}: remove spec.requesterGroups (jitaccess fills it in from your authenticated identity)"
         )
+    stamped_id = spec.get("requesterUserId")
+    if phase is Phase.MUTATE and stamped_id not in (None, ""):
+        return Refusal(
+            f"spec.requesterUserId is {stamped_id!r}: it is the Identity Center UserId jitaccess looks up for "
+            "the authenticated caller, never set by the client; remove it"
+        )
+    resolved = user_id(caller.username) if user_id is not None else None
+    if isinstance(resolved, Refusal):
+        return resolved
     if phase is Phase.MUTATE:
-        return Admit(spec={"requester": caller.username, "requesterGroups": wanted})
+        stamps = {"requester": caller.username, "requesterGroups": wanted}
+        return Admit(spec=stamps if resolved is None else {**stamps, "requesterUserId": resolved})
     if requester != caller.username or groups != wanted:
         return _not_stamped("spec.requester and spec.requesterGroups")
+    if resolved is not None and stamped_id != resolved:
+        return _not_stamped("spec.requesterUserId")
     return _request_valid(new, team, entitlement, limits, eligibility)
+
+
+def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity) -> Verdict:
+    """A request is the audit record of the access it led to: it goes only once that access has ended.
+
+    A pending request may be withdrawn, and a finished one deleted (the operator retires them itself).
+    """
+    grant = request_rules.access_not_ended(old)
+    if grant is None or operator.includes(caller):
+        return ALLOW
+    return Refusal(
+        f"AccessRequest {wire.name_of(old)} is the record of access that has not ended yet (its AccessGrant "
+        f"{grant}; the request is {wire.ready_reason(old)}): deleting it would drop the record while the access "
+        f"remains. End the access first, with `kubectl jit done {grant}` (the grantee) or "
+        f"`kubectl annotate accessgrant {grant} {REVOKED}=true` (the grantee or an approver of the owner team); "
+        "then the request may be deleted"
+    )
 
 
 def _request_valid(
@@ -421,6 +461,18 @@ def _decided_or_finished(request: Obj) -> str | None:
 # --- AccessGrant ----------------------------------------------------------------------------
 
 
+def recorded_owner(grant: Obj) -> str | None:
+    """The owner team a grant recorded when it was created (`spec.ownerTeam`); None for a grant from
+    before grants recorded it, whose owner is then the live Entitlement's.
+
+    Revocation rights come from this record, not from the Entitlement: once an Entitlement is deleted
+    (or handed to another team), the approvers of the team that owned it when access was granted can
+    still end that access early.
+    """
+    owner = wire.spec(grant).get("ownerTeam")
+    return str(owner) if owner else None
+
+
 def review_grant(
     operation: str,
     old: Obj | None,
@@ -434,7 +486,8 @@ def review_grant(
 ) -> Verdict:
     """Grants are the operator's; others may only revoke (annotation) or, as approvers, delete them.
 
-    `team` is the owner team of the grant's entitlement, `owner` its name (for messages).
+    `team` is the grant's owner team, `owner` its name (for messages): the team `recorded_owner`
+    names, whose approvers keep the right to end the grant whatever becomes of its Entitlement.
     """
     if operator.includes(caller):
         return ALLOW

@@ -47,9 +47,20 @@ def seconds_left(grant: AccessGrant, now: datetime) -> float:
     return (expiration - now).total_seconds()
 
 
-def membership_key(user: str, group_name: str) -> tuple[str, str]:
-    """The key of the reference count: one Identity Center membership per user and group."""
-    return (user.lower(), group_name)
+def membership_key(user_id: str, group_name: str) -> tuple[str, str]:
+    """The key of the reference count and of its lock: one Identity Center membership per user and group.
+
+    The user is its Identity Store UserId, never its user name: names that differ only in case may
+    be two people, and a deleted user's name may pass to someone new.
+    """
+    return (user_id, group_name)
+
+
+def grantee_id(spec_user_id: str | None, status_user_id: str | None, user: str) -> str:
+    """Whose membership a grant holds: the UserId recorded on it (`spec.userId`, from the request's
+    admission stamp; else `status.userId`, once active). A grant from before grants recorded it, not
+    yet active, is known only by name, under a key no UserId can take."""
+    return spec_user_id or status_user_id or f"name:{user}"
 
 
 def other_holders(holders: Iterable[str], ending: str, already_ended: Iterable[str]) -> set[str]:

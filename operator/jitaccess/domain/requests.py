@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
@@ -44,6 +45,9 @@ class ValidRequest:
     duration: timedelta
     entitlement: Entitlement
     team: TeamOwnershipSpec
+    #: The requester's Identity Center UserId as admission stamped it; None on a request admitted
+    #: without it (before jitaccess stamped it), whose user is then resolved by name.
+    user_id: str | None = None
 
     @property
     def duration_text(self) -> str:
@@ -77,6 +81,18 @@ def is_decided(request: AccessRequest) -> bool:
 
 def is_pending(request: AccessRequest) -> bool:
     return cond.ready_reason(request.status.conditions) == names.PENDING and not is_decided(request)
+
+
+def access_not_ended(request: Mapping[str, Any]) -> str | None:
+    """The grant of an approved request whose access has not ended yet, by name; None for a request
+    that is pending (nothing granted) or finished (denied, ..., or its grant expired or revoked).
+
+    Works on the wire form: admission reviews and watch events see requests as dicts. A request's
+    `Ready` follows its grant, and the grant has the request's name until `status.grant` says so.
+    """
+    if not wire.is_true(request, names.APPROVED) or wire.ready_reason(request) in names.REQUEST_FINISHED:
+        return None
+    return str(wire.status(request).get("grant") or wire.name_of(request))
 
 
 def validate(
@@ -127,6 +143,7 @@ def validate(
         duration=duration,
         entitlement=entitlement,
         team=team,
+        user_id=spec.requester_user_id,
     )
 
 

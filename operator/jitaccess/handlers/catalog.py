@@ -19,7 +19,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers.common import Index, conditions_after, first, now, status_change, ts
+from jitaccess.handlers.common import Index, conditions_after, first, status_change
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.settings import Settings
@@ -91,13 +91,7 @@ def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, **_: Any) 
         groupId=group_id,
     )
     if rt.settings.remove_unbacked_members:
-        try:
-            _scan_drift(rt, entitlement, target, group_id, rt.holders)
-        except RetryLater as exc:
-            # Nothing is wrong with the operator: the next pass scans again.
-            log.info(
-                "drift scan of %s: Identity Center not answering (%s); next pass in %ss", target, exc, RESYNC_SECONDS
-            )
+        _scan_drift(rt, entitlement, target, group_id, rt.holders)
 
 
 def _set_ready(
@@ -151,28 +145,13 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
         with rt.membership_lock(key):
             if set(holders.get(key, [])) - rt.recently_ended():
                 continue
-            if not ic.remove_member(group_id, user_id, membership_id):
-                # Gone already: a grant ended since the listing (its expiry took the member out).
-                continue
+            ic.remove_member(group_id, user_id, membership_id)
         # For the event only: the name as it is now (users can be renamed), not as it was once known.
         user = ic.user_name(user_id)
-        message = f"{user} was in Identity Center group {group_name} with no active grant: removed"
-        _keep_for_audit(
-            rt, entitlement, {"membershipId": membership_id, "userId": user_id, "user": user}, group_id, message
+        record(
+            entitlement.wire(),
+            names.DRIFT_FOUND,
+            f"{user} was in Identity Center group {group_name} with no active grant: removed",
+            warning=True,
+            who=user,
         )
-        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user)
-
-
-def _keep_for_audit(
-    rt: Runtime, entitlement: Entitlement, removal: dict[str, Any], group_id: str, message: str
-) -> None:
-    """List the removal in the Entitlement's status until its audit record is archived (`archive`)."""
-    entry = {**removal, "groupId": group_id, "time": ts(now()), "message": message}
-
-    def build(current: Entitlement) -> dict[str, Any] | None:
-        kept = [r.wire() for r in current.status.drift_removals or []]
-        if any(r["membershipId"] == removal["membershipId"] for r in kept):
-            return None
-        return {"driftRemovals": [*kept, entry]}
-
-    rt.kube.update_status(names.ENTITLEMENTS, entitlement.metadata.name, status_change(Entitlement, build))

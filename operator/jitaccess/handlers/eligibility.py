@@ -21,15 +21,16 @@ def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest, *, fresh
     """
     ic = rt.identity_center
     wanted = valid.entitlement.spec.eligibility.identity_center_groups
-    if not fresh and rt.recently_eligible(valid.requester, tuple(wanted)):
-        return None
     try:
-        user_id = rt.cached("user", valid.requester, ic.resolve_user)
+        # The UserId admission stamped: the person who asked, whoever holds the user name now.
+        user_id = valid.user_id or rt.cached("user", valid.requester, ic.resolve_user)
     except NotFound:
         return (
             f"{valid.requester} is not a user in Identity Center store {ic.identity_store_id}: "
             "ask the identity team to provision the user"
         )
+    if not fresh and rt.recently_eligible(user_id, tuple(wanted)):
+        return None
     ids: dict[str, str] = {}
     for name in wanted:
         try:
@@ -39,8 +40,14 @@ def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest, *, fresh
                 f"Entitlement {valid.entitlement.metadata.name!r} spec.eligibility.identityCenterGroups",
                 f"names {name!r}, which is not a group in Identity Center: the entitlement's owners must fix it",
             ) from exc
-    missing = ic.missing_groups(user_id, list(ids))
+    try:
+        missing = ic.missing_groups(user_id, list(ids))
+    except NotFound:
+        return (
+            f"the Identity Center user {valid.requester} who asked (UserId {user_id}) no longer exists in store "
+            f"{ic.identity_store_id}"
+        )
     if missing:
         return request_rules.eligibility_message(valid.requester, [ids[g] for g in missing])
-    rt.mark_eligible(valid.requester, tuple(wanted))
+    rt.mark_eligible(user_id, tuple(wanted))
     return None

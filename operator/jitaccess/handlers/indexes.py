@@ -72,8 +72,9 @@ def holding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     """The membership a grant holds (or is about to hold), or None once it is finished."""
     if wire.ready_reason(obj) in names.GRANT_FINISHED:
         return None
-    spec = obj.get("spec") or {}
-    return membership_key(spec.get("user", ""), spec.get("groupName", ""))
+    spec, status = wire.spec(obj), wire.status(obj)
+    user = grant_rules.grantee_id(spec.get("userId"), status.get("userId"), str(spec.get("user", "")))
+    return membership_key(user, str(spec.get("groupName", "")))
 
 
 def pending(obj: Mapping[str, Any]) -> Pending | None:

@@ -234,6 +234,11 @@ def _create_grant(
             "groupName": target.group_id or target.group_name,
             "request": name,
             "duration": valid.duration_text,
+            # Recorded for good: the person who asked (the UserId admission stamped), the team whose
+            # approvers may end the grant whatever becomes of the Entitlement, and why it was asked for.
+            **({"userId": valid.user_id} if valid.user_id else {}),
+            "ownerTeam": valid.entitlement.spec.owner,
+            "reason": request.spec.reason,
         },
     }
     grant, _created = rt.kube.create(names.GRANTS, manifest)

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
-from jitaccess.domain.following import Laggards
 from jitaccess.settings import Settings
 
 _ENDED_MEMORY_SECONDS = 600.0
@@ -97,8 +96,6 @@ class Runtime:
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
-    # Requests that lag behind their grants (a crash between the two writes): see `handlers.following`.
-    laggards: Laggards = field(default_factory=Laggards)
     _pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
