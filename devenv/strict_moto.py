@@ -7,6 +7,7 @@
 * deleting a user or group deletes its memberships, as AWS does;
 * ``GetGroupMembershipId``, ``IsMemberInGroups`` and ``DescribeGroupMembership``, which moto 5.2
   lacks, are served (an unknown user or group: ``ResourceNotFoundException``);
+* ``UpdateUser``, which moto 5.2 lacks too, is served as AWS does (`devenv.update_user`);
 * stores of running emulators are *pinned* (`pin_store`): they live outside moto's backends, so the
   backend reset that every ``mock_aws`` start and stop performs cannot wipe the store an operator
   under test is using, and each emulator has a store of its own.
@@ -26,6 +27,8 @@ from typing import Any, Final
 from moto.identitystore.exceptions import ConflictException, ResourceNotFoundException
 from moto.identitystore.models import IdentityStoreBackend, IdentityStoreData
 from moto.identitystore.responses import IdentityStoreResponse
+
+from devenv.update_user import update_user as apply_user_update
 
 __all__ = ["MembershipListener", "make_moto_strict", "pin_store", "unpin_store"]
 
@@ -152,6 +155,11 @@ def make_moto_strict() -> None:
                 raise ResourceNotFoundException(message="GROUP_MEMBERSHIP not found.", resource_type="GROUP_MEMBERSHIP")
             return json.dumps(membership)
 
+        def update_user(self: IdentityStoreResponse) -> str:
+            store = get_store(self.identitystore_backend, self._get_param("IdentityStoreId"))
+            apply_user_update(store, self._get_param("UserId"), self._get_param("Operations") or [])
+            return "{}"
+
         patches: dict[type, dict[str, Callable[..., Any]]] = {
             IdentityStoreBackend: {
                 _GET_STORE: get_store,
@@ -165,6 +173,7 @@ def make_moto_strict() -> None:
                 "get_group_membership_id": get_group_membership_id,
                 "is_member_in_groups": is_member_in_groups,
                 "describe_group_membership": describe_group_membership,
+                "update_user": update_user,
             },
         }
         for cls, methods in patches.items():
