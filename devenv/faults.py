@@ -56,8 +56,8 @@ class _Fault:
     status: int
     delay: float
     after_apply: bool
-    #: Each call is affected with this probability; such a rule is never spent.
-    probability: float = 1.0
+    #: Each call is affected with this probability (a `flaky` rule, never spent); None: every call.
+    probability: float | None = None
 
 
 class FaultInjector:
@@ -147,7 +147,7 @@ class FaultInjector:
             if not rules:
                 return None
             for rule in rules:
-                if rule.probability < 1:
+                if rule.probability is not None:
                     # A share of calls: each such rule draws in turn, and stays in place.
                     if self._random.random() >= rule.probability:
                         continue

@@ -317,19 +317,15 @@ def connect(settings: Settings, kube: Kube) -> AuditTrail:
 
 
 def trail_of(memo: Any) -> AuditTrail | None:
-    trail = memo.get(MEMO_KEY) if hasattr(memo, "get") else None
-    return trail if isinstance(trail, AuditTrail) else None
-
-
-@kopf.on.startup()
-async def start_audit_trail(memo: kopf.Memo, **_: Any) -> None:
-    """Start the archiver once the Runtime exists (the start-up handler of `startup` makes it)."""
-    if trail_of(memo) is not None:
-        return
+    """The operator's audit trail, started with the first watch event (when the start-up handlers,
+    the Runtime's included, have all run); None in a memo without a Runtime (handler tests)."""
+    trail = memo.get(MEMO_KEY)
+    if isinstance(trail, AuditTrail):
+        return trail
     try:
         rt = runtime_of(memo)
-    except RuntimeError as exc:
-        raise kopf.TemporaryError("waiting for the Runtime", delay=0.1) from exc
+    except RuntimeError:
+        return None
     trail = connect(rt.settings, rt.kube)
     writer = ThreadPoolExecutor(1, thread_name_prefix="jitaccess-audit")
     memo[MEMO_KEY] = trail
@@ -337,14 +333,19 @@ async def start_audit_trail(memo: kopf.Memo, **_: Any) -> None:
     memo["audit_writer"] = writer
     where = f"s3://{trail.archive.bucket}/{trail.archive.prefix}" if trail.archive else "stdout only (no bucket)"
     log.info("audit records: %s, batches of up to %d every %ss", where, trail.batch_records, trail.batch_seconds)
+    return trail
 
 
 @kopf.on.cleanup()
 async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
     """Stop the archiver and write what waits, for a few seconds at most (anything left is derived
     again at the next start)."""
-    trail, task, writer = trail_of(memo), memo.get("audit_task"), memo.get("audit_writer")
-    if trail is None or not isinstance(task, asyncio.Task) or not isinstance(writer, ThreadPoolExecutor):
+    trail, task, writer = memo.get(MEMO_KEY), memo.get("audit_task"), memo.get("audit_writer")
+    if (
+        not isinstance(trail, AuditTrail)
+        or not isinstance(task, asyncio.Task)
+        or not isinstance(writer, ThreadPoolExecutor)
+    ):
         return
     task.cancel()
     loop = asyncio.get_running_loop()
