@@ -77,6 +77,7 @@ def test_request_auto_approved_for_the_owner_team(cli: Cli, system: Jit) -> None
         "reason": "INC-2441 fix the stuck batch",
         "requester": ALICE,
         "requesterGroups": ["system:authenticated", "team-payments"],
+        "requesterUserId": system.ic.user_id(ALICE),
     }
     assert system.members(PAYMENTS) == {ALICE}
     assert system.ready_reason("accessgrant", name) == "Active"
