@@ -3,7 +3,8 @@
 `ControlPlane` runs etcd, kube-apiserver and (on request) kube-controller-manager as separate
 processes of the project's multi-call binary (built by ``tests/controlplane/build.sh``).
 Everything lives in a temp dir: the PKI (`devenv.pki`), a token file with the users in
-`TEST_USERS`, one kubeconfig per identity (`devenv.kubeconfigs`) and each process's log
+`TEST_USERS`, one kubeconfig per identity (`devenv.kubeconfigs`; `mint_kubeconfig` makes more,
+for any user name and groups, at run time) and each process's log
 (`devenv.processes`). Ports are picked free, readiness is awaited on ``/readyz``, and no process
 outlives the Python process that started it. ``JITACCESS_KEEP_CONTROLPLANE=1`` keeps the temp dir,
 with the logs, after `ControlPlane.stop`.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import http.client
+import json
 import logging
 import os
 import secrets
@@ -29,17 +31,17 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Self
 
-from devenv.kubeconfigs import write_admin, write_users
+from devenv.kubeconfigs import ADMIN_FILE, write_admin, write_client_cert_user, write_users
 from devenv.paths import CONTROLPLANE_BUILD
-from devenv.pki import ControlPlanePki, write_private
+from devenv.pki import CA_CERT, ControlPlanePki, issue_client_cert, write_private
 from devenv.processes import ChildProcess, child_env, free_ports, tail, wait_for
 
-__all__ = ["TEST_USERS", "ControlPlane", "ControlPlaneError", "KubectlError"]
+__all__ = ["TEST_USERS", "ControlPlane", "ControlPlaneError", "KubectlError", "mint_kubeconfig"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ CONTROLLERS: Final = (
 _SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"
 _READY_TIMEOUT: Final = 120.0
 _WORKDIR_PREFIX: Final = "jitaccess-controlplane-"
+_PKI_DIR: Final = "pki"
+_USERS_DIR: Final = "users"
+_MINTED_DIR: Final = "minted"
 _OWNER_FILE: Final = "owner.pid"
 
 
@@ -106,6 +111,21 @@ def find_binary() -> Path:
     if not os.access(path, os.X_OK):
         raise ControlPlaneError(f"{CONTROLPLANE_BUILD} printed {path}, which is not executable")
     return path
+
+
+def mint_kubeconfig(workdir: Path, user: str, groups: Sequence[str] = ()) -> Path:
+    """A kubeconfig for ``user`` in ``groups`` on the control plane whose temp dir is ``workdir``.
+
+    It authenticates by a client certificate from the control plane's own CA, which the API server
+    trusts (``--client-ca-file``): any user name and groups, while it runs, with no restart. It is
+    written to ``users/minted/``; minting a name again replaces its file. Works from another
+    process too (`devenv.mint`).
+    """
+    pki_dir = workdir / _PKI_DIR
+    server = str(json.loads((workdir / ADMIN_FILE).read_text())["clusters"][0]["cluster"]["server"])
+    cert, key = issue_client_cert(pki_dir, user, groups)
+    ca_pem = (pki_dir / CA_CERT).read_bytes()
+    return write_client_cert_user(workdir / _USERS_DIR / _MINTED_DIR, server, ca_pem, user, cert, key)
 
 
 def _remove_stale_workdirs() -> None:
@@ -161,14 +181,14 @@ class _Started:
     def __init__(self, binary: Path, workdir: Path) -> None:
         self.binary = binary
         self.workdir = workdir
-        self.pki = ControlPlanePki(workdir / "pki")
+        self.pki = ControlPlanePki(workdir / _PKI_DIR)
         etcd_port, self.peer_port, api_port = free_ports(3)
         self.etcd_port = etcd_port
         self.server_url = f"https://127.0.0.1:{api_port}"
         self.api_port = api_port
         self.tokens = {name: secrets.token_urlsafe(24) for name in TEST_USERS}
         self.admin_kubeconfig = write_admin(workdir, self.server_url, self.pki)
-        self.user_kubeconfigs = write_users(workdir / "users", self.server_url, self.pki, self.tokens)
+        self.user_kubeconfigs = write_users(workdir / _USERS_DIR, self.server_url, self.pki, self.tokens)
         self.processes: list[ChildProcess] = []
         self.controller_manager: ChildProcess | None = None
 
@@ -360,6 +380,15 @@ class ControlPlane:
     @property
     def admin_kubeconfig(self) -> Path:
         return self._require().admin_kubeconfig
+
+    @property
+    def users_dir(self) -> Path:
+        """The folder of the test users' kubeconfigs."""
+        return self._require().workdir / _USERS_DIR
+
+    def mint_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
+        """A kubeconfig for any ``user`` in ``groups``, by client certificate (`mint_kubeconfig`)."""
+        return mint_kubeconfig(self._require().workdir, user, groups)
 
     def user_kubeconfig(self, name: str) -> Path:
         """The kubeconfig authenticating as test user ``name`` (bearer token)."""

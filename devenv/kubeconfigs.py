@@ -1,4 +1,4 @@
-"""Kubeconfig files for a local control plane: one for the admin, one per test user.
+"""Kubeconfig files for a local control plane: one for the admin, one per test user, and minted ones.
 
 They are written as JSON, which is YAML too: every kubeconfig reader (kubectl, the `kubernetes`
 client, kopf) takes it.
@@ -14,6 +14,7 @@ from pathlib import Path
 from devenv.pki import ControlPlanePki, write_private
 
 _NAME = "jitaccess-test"
+ADMIN_FILE = "admin.kubeconfig"
 
 
 def _b64(data: bytes) -> str:
@@ -42,7 +43,7 @@ def write_admin(directory: Path, server: str, pki: ControlPlanePki) -> Path:
         "client-certificate-data": _b64(pki.admin_cert.read_bytes()),
         "client-key-data": _b64(pki.admin_key.read_bytes()),
     }
-    return write_private(directory / "admin.kubeconfig", _kubeconfig(server, pki.ca_pem, "admin", credentials))
+    return write_private(directory / ADMIN_FILE, _kubeconfig(server, pki.ca_pem, "admin", credentials))
 
 
 def write_users(directory: Path, server: str, pki: ControlPlanePki, tokens: Mapping[str, str]) -> dict[str, Path]:
@@ -54,3 +55,10 @@ def write_users(directory: Path, server: str, pki: ControlPlanePki, tokens: Mapp
         )
         for name, token in tokens.items()
     }
+
+
+def write_client_cert_user(directory: Path, server: str, ca_pem: bytes, user: str, cert: bytes, key: bytes) -> Path:
+    """A kubeconfig authenticating as ``user`` by a client certificate (`devenv.pki.issue_client_cert`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    credentials = {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}
+    return write_private(directory / f"{_file_name(user)}.kubeconfig", _kubeconfig(server, ca_pem, user, credentials))
