@@ -1,6 +1,7 @@
 """`kubectl jit audit` and `review` end to end: the real executable reads the records of a real,
 auto-approved request from the real cluster (no archive configured), as the users who ask; and
-from an S3 archive in the emulator, over HTTP, when one is configured.
+from an S3 archive in the emulator, over HTTP, when one is configured: one the test writes, and
+one the operator writes as it decides.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ import gzip
 import io
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devenv.operator_process import OperatorProcess
 from jitaccess.api import audit
 from tests.e2e.cli_run import Cli, Result
-from tests.support.harness import Jit
+from tests.support.harness import OPERATOR_ENV, Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -42,10 +46,10 @@ def requested(cli: Cli) -> str:
     return line.rsplit("accessrequest ", 1)[1].strip()
 
 
-def of_request(result: Result, name: str) -> list[dict[str, Any]]:
+def of_request(result: Result, name: str, source: str = "cluster") -> list[dict[str, Any]]:
     assert result.code == 0, result
     document = json.loads(result.out)
-    assert document["source"] == "cluster"
+    assert document["source"] == source
     return [r for r in document["records"] if r.get("request") == name]
 
 
@@ -113,3 +117,39 @@ def test_audit_reads_the_archive_when_the_environment_names_one(cli: Cli, system
     assert of_request(back, name) == from_cluster, "--archive '' reads the cluster"
     missing = cli.run("audit", "--archive", "s3://no-such-bucket-e2e/x", user=ALICE)
     assert missing.code == 4 and "does not exist" in missing.err, missing
+
+
+@pytest.fixture
+def archiving(system: Jit, tmp_path: Path) -> Iterator[str]:
+    """The shared operator replaced by one that archives to a fresh bucket (two operators would
+    both act on every request); the shared one comes back afterwards. Yields the archive's location."""
+    bucket = system.ic.create_bucket(f"audit-{secrets.token_hex(4)}")
+    settings = {
+        **OPERATOR_ENV,
+        "JITACCESS_AUDIT_BUCKET": bucket,
+        "JITACCESS_AUDIT_PREFIX": "audit",
+        "JITACCESS_AUDIT_ENDPOINT_URL": system.ic.endpoint_url,
+        "JITACCESS_AUDIT_BATCH_SECONDS": "1",
+    }
+    log_file = tmp_path / f"operator-{time.time_ns()}.log"
+    operator = OperatorProcess(system.cluster.admin_kubeconfig, system.ic.env(), log_file, extra_env=settings)
+    system.operator.stop()
+    try:
+        operator.start()
+        yield f"s3://{bucket}/audit"
+    finally:
+        operator.stop()
+        system.operator.start()
+
+
+def test_audit_reads_what_the_operator_archived(cli: Cli, system: Jit, archiving: str) -> None:
+    name = requested(cli)
+    cli.env.update(system.ic.env())
+
+    def archived() -> list[dict[str, Any]]:
+        result = cli.run("audit", "--archive", archiving, "--since", "1h", "-o", "json", user=PAULA)
+        found = of_request(result, name, source=archiving)
+        return found if [r["action"] for r in found] == ["requested", "approved", "granted"] else []
+
+    records = eventually(archived, timeout=30, interval=0.5, what=f"{name}'s records in {archiving}")
+    assert records == of_request(cli.run("audit", "--since", "1h", "-o", "json", user=PAULA), name)
