@@ -2,14 +2,19 @@
 
 Starts a real Kubernetes control plane and the Identity Center emulator (seeded with the example
 company), installs the CRDs, RBAC, admission policy and example teams and entitlements, runs the
-operator with its admission webhooks, prints what to try as which user, and follows the
-operator's log. Ctrl-C stops everything and leaves no process behind.
+operator with its admission webhooks, prints what to try as which user (and how to mint new
+users, and to look at the AWS side), and follows the operator's log. The operator is supervised as
+a Deployment would have it: when it crashes it is restarted with a back-off, and the control plane
+and the emulator keep their objects. Ctrl-C (or SIGTERM, SIGHUP) stops everything and leaves no
+process and no file behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import signal
 import sys
 import tempfile
@@ -18,8 +23,9 @@ from pathlib import Path
 
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
-from devenv.operator_process import OperatorProcess
-from devenv.paths import CRDS, EXAMPLES, SEED_FILE
+from devenv.mint import CONTROLPLANE_ENV
+from devenv.operator_process import OperatorProcess, OperatorSupervisor
+from devenv.paths import CRDS, EXAMPLES, REPO, SEED_FILE
 from devenv.processes import LOOPBACK
 
 
@@ -31,17 +37,48 @@ def _raise_stop(*_: object) -> None:
     raise _Stop
 
 
-def _kubectl_wrapper(binary: Path, directory: Path) -> Path:
-    """A `kubectl` on PATH that is the control plane's own (same version as the server)."""
+def _say(message: str) -> None:
+    print(f"[make dev] {message}", flush=True)
+
+
+def _wrappers(binary: Path, directory: Path) -> Path:
+    """Commands for PATH: the control plane's own `kubectl` (same version as the server) and `mint-user`."""
     bin_dir = directory / "bin"
     bin_dir.mkdir(exist_ok=True)
-    wrapper = bin_dir / "kubectl"
-    wrapper.write_text(f'#!/bin/sh\nexec "{binary}" kubectl "$@"\n')
-    wrapper.chmod(0o755)
+    scripts = {
+        "kubectl": f'exec "{binary}" kubectl "$@"',
+        # devenv is not installed: it is found from the repository's root.
+        "mint-user": f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" -m devenv.mint "$@"',
+    }
+    for name, command in scripts.items():
+        wrapper = bin_dir / name
+        wrapper.write_text(f"#!/bin/sh\n{command}\n")
+        wrapper.chmod(0o755)
     return bin_dir
 
 
-def _instructions(cp: ControlPlane, bin_dir: Path, env_file: Path) -> str:
+def aws_command(ic: IdentityCenterEmulator, group_id: str) -> str:
+    """An AWS CLI line listing a group's memberships in the emulator, with its dummy credentials."""
+    env = ic.env()
+    argv = [
+        f"AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']}",
+        f"AWS_SECRET_ACCESS_KEY={env['AWS_SECRET_ACCESS_KEY']}",
+        "aws",
+        "--endpoint-url",
+        ic.endpoint_url,
+        "--region",
+        ic.region,
+        "identitystore",
+        "list-group-memberships",
+        "--identity-store-id",
+        ic.identity_store_id,
+        "--group-id",
+        group_id,
+    ]
+    return shlex.join(argv)
+
+
+def _instructions(cp: ControlPlane, ic: IdentityCenterEmulator, bin_dir: Path, env_file: Path) -> str:
     def kc(user: str) -> str:
         return str(cp.user_kubeconfig(user))
 
@@ -68,9 +105,15 @@ In another terminal:
   kubectl jit who-has prod-eng-payments
   kubectl jit done
 
-Users (kubeconfigs in {cp.workdir}): alice, paula (payments lead), bob, lena (ledger lead),
+Users (kubeconfigs in {cp.users_dir}): alice, paula (payments lead), bob, lena (ledger lead),
 carol (backup approver), mallory (outsider), eve (payments, not eligible); admin: {cp.admin_kubeconfig}
-kubectl: {bin_dir}/kubectl   kubectl-jit: {scripts}/kubectl-jit
+Anyone else, with any groups (a client certificate; prints the kubeconfig's path):
+  kubectl --kubeconfig "$(mint-user dave@example.com --group team-payments)" auth whoami
+kubectl: {bin_dir}/kubectl   kubectl-jit: {scripts}/kubectl-jit   mint-user: {bin_dir}/mint-user
+
+AWS side: Identity Center emulator at {ic.endpoint_url}, region {ic.region}, identity store {ic.identity_store_id}
+  # who is in prod-eng-payments now:
+  {aws_command(ic, ic.group_id("prod-eng-payments"))}
 Ctrl-C stops everything.
 """
 
@@ -80,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-duration-seconds", default="60", help="shortest grant allowed (default 60)")
     parser.add_argument("--no-follow", action="store_true", help="do not print the operator's log")
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_stop)
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-dev-"))
     started = time.monotonic()
     try:
@@ -95,25 +139,33 @@ def main(argv: list[str] | None = None) -> None:
                 workdir / "operator.log",
                 extra_env={"JITACCESS_MIN_DURATION_SECONDS": args.min_duration_seconds},
             )
-            with operator:
+            with OperatorSupervisor(operator, _say):
                 cp.kubectl("apply", "-f", str(EXAMPLES))
-                bin_dir = _kubectl_wrapper(cp.binary, workdir)
+                bin_dir = _wrappers(cp.binary, workdir)
                 env_file = workdir / "env.sh"
                 scripts = Path(sys.executable).parent
                 env_file.write_text(
                     f'export PATH="{bin_dir}:{scripts}:$PATH"\n'
                     f'export KUBECONFIG="{cp.user_kubeconfig("alice@example.com")}"\n'
+                    f'export {CONTROLPLANE_ENV}="{cp.workdir}"\n'
                 )
-                print(_instructions(cp, bin_dir, env_file), flush=True)
-                print(f"(up in {time.monotonic() - started:.1f} s; operator log: {operator.log_file})\n", flush=True)
-                _follow(operator, quiet=args.no_follow)
+                print(_instructions(cp, ic, bin_dir, env_file), flush=True)
+                print(
+                    f"(up in {time.monotonic() - started:.1f} s; operator pid {operator.pid}, "
+                    f"log {operator.log_file}; restarted if it crashes)\n",
+                    flush=True,
+                )
+                _follow(operator.log_file, quiet=args.no_follow)
     except (KeyboardInterrupt, _Stop):
         print("\nstopping jitaccess...", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _follow(operator: OperatorProcess, *, quiet: bool) -> None:
-    with operator.log_file.open(errors="replace") as log:
-        while operator.running:
+def _follow(log_file: Path, *, quiet: bool) -> None:
+    """Print the operator's log as it grows (a restarted operator appends to it), until stopped."""
+    with log_file.open(errors="replace") as log:
+        while True:
             line = log.readline()
             if not line:
                 time.sleep(0.2)
@@ -121,7 +173,6 @@ def _follow(operator: OperatorProcess, *, quiet: bool) -> None:
             if not quiet:
                 sys.stdout.write(line)
                 sys.stdout.flush()
-    raise SystemExit(f"the operator exited:\n{operator.tail()}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Used by the local run (`make dev`), the end-to-end tests and the benchmarks: the operator is
 started exactly as in production (`python -m jitaccess`), with its admission webhooks served on
 loopback, and can be stopped gracefully or killed with SIGKILL to prove crash safety.
+`OperatorSupervisor` restarts it when it exits on its own, as a Deployment's kubelet would.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Final, Self
 
 from devenv.processes import LOOPBACK, free_ports
 
@@ -49,7 +51,9 @@ class OperatorProcess:
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> Self:
+    def start(self, timeout: float = 60.0, *, cancel: threading.Event | None = None) -> Self:
+        """Start it and wait until it is ready; `RuntimeError` if it exits first, or ``cancel`` is set."""
+        self._close_log()  # a process that exited on its own left it open
         self._log = self.log_file.open("ab")
         self._popen = subprocess.Popen(
             [sys.executable, "-m", "jitaccess", "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz"],
@@ -59,15 +63,17 @@ class OperatorProcess:
             start_new_session=True,
         )
         try:
-            self.wait_ready(timeout)
+            self.wait_ready(timeout, cancel)
         except BaseException:
             self.kill()
             raise
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, cancel: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if cancel is not None and cancel.is_set():
+                raise RuntimeError("the operator's start was cancelled")
             if self._popen is None or self._popen.poll() is not None:
                 raise RuntimeError(f"the operator exited during start-up:\n{self.tail()}")
             with contextlib.suppress(OSError, http.client.HTTPException):
@@ -81,6 +87,11 @@ class OperatorProcess:
     @property
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """How the last process ended (negative: the signal that killed it); None while it runs."""
+        return self._popen.poll() if self._popen is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -119,3 +130,90 @@ class OperatorProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def describe_exit(returncode: int | None) -> str:
+    """``killed by SIGKILL`` or ``exited with code 1``, from a `subprocess.Popen.returncode`."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+class OperatorSupervisor:
+    """Keeps an `OperatorProcess` running, as ``restartPolicy: Always`` does in a Deployment.
+
+    A thread watches it; when it exits other than by `stop`, ``report`` is told (how it ended,
+    where its log is), and it is started again after a back-off that doubles from ``backoff``
+    up to ``max_backoff`` and starts over once the operator has stayed up ``stable_after``
+    seconds (the kubelet's CrashLoopBackOff, with shorter times). It never gives up: a person
+    fixes what makes it crash while it keeps trying.
+    """
+
+    _POLL: Final = 0.2
+
+    def __init__(
+        self,
+        operator: OperatorProcess,
+        report: Callable[[str], None],
+        *,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        stable_after: float = 60.0,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.operator = operator
+        self.restarts = 0
+        self._report = report
+        self._initial_backoff = self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._stable_after = stable_after
+        self._start_timeout = start_timeout
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._up_since = 0.0
+
+    def start(self) -> Self:
+        self.operator.start(self._start_timeout)
+        self._up_since = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, name="operator-supervisor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching (a start under way is cancelled), then stop the operator gracefully."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.operator.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self._POLL):
+            if self.operator.running:
+                if time.monotonic() - self._up_since >= self._stable_after:
+                    self._backoff = self._initial_backoff
+                continue
+            delay, self._backoff = self._backoff, min(self._backoff * 2, self._max_backoff)
+            self._report(
+                f"operator {describe_exit(self.operator.returncode)}; last lines in {self.operator.log_file}; "
+                f"restarting it in {delay:g} s"
+            )
+            if self._stopping.wait(delay):
+                return
+            try:
+                self.operator.start(self._start_timeout, cancel=self._stopping)
+            except RuntimeError as exc:
+                if not self._stopping.is_set():
+                    self._report(f"operator failed to start again: {str(exc).splitlines()[0]}")
+                continue
+            self._up_since = time.monotonic()
+            self.restarts += 1
+            self._report(f"operator restarted (pid {self.operator.pid}, restart {self.restarts}), ready")
