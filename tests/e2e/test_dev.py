@@ -191,3 +191,16 @@ def test_make_dev_restarts_a_crashed_operator_and_leaves_nothing_behind(dev: Dev
     assert not workdir.exists()
     assert not admin.parent.exists()  # the control plane's own directory
     assert [pid for pid in children if alive(pid)] == []
+
+
+def test_make_dev_stops_on_sigterm_and_leaves_nothing_behind(dev: Dev) -> None:
+    up = dev.wait_for(r"^\(up in .* log (\S+);", START_TIMEOUT)
+    workdir = Path(up.group(1)).parent
+    admin = Path(dev.line_with(r"admin: (\S+)").group(1))
+    children = descendants(dev.popen.pid)
+    assert len(children) >= 4  # etcd, kube-apiserver, kube-controller-manager, the operator
+    dev.popen.send_signal(signal.SIGTERM)
+    assert dev.popen.wait(60) == 0
+    assert not workdir.exists()
+    assert not admin.parent.exists()
+    assert [pid for pid in children if alive(pid)] == []
