@@ -29,6 +29,11 @@ IDENTITY_CENTER_CALLS = Counter(
     ["operation", "outcome"],
 )
 ERRORS = Counter("jitaccess_errors_total", "Handler errors by kind", ["kind"])
+ELIGIBILITY_LAPSES = Counter(
+    "jitaccess_eligibility_lapses_total",
+    "Active grants ended and pending requests refused because their user was no longer eligible",
+    ["entitlement", "kind"],
+)
 AUDIT_EVENTS = Counter(
     "jitaccess_audit_events_total",
     "Decisions and findings recorded as Events and audit log lines (Granted, Expired, DriftFound, ...)",

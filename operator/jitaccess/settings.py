@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         default=90 * 24 * 3600, gt=0, description="Finished grants and requests kept this long after they ended"
     )
     resync_seconds: float = Field(default=60, gt=0, description="Entitlement re-check and drift scan interval")
+    eligibility_recheck_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How often the eligibility of every Active grant's user and pending requester is re-checked",
+    )
     remove_unbacked_members: bool = Field(
         default=True, description="Drift scan removes group members that no active grant backs"
     )

@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from jitaccess import metrics
+from jitaccess.domain.eligibility import User
 from jitaccess.errors import IdentityCenterError, NotFound, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,34 @@ class IdentityCenter:
     def user_name(self, user_id: str) -> str:
         response = self._call("DescribeUser", self._client.describe_user, UserId=user_id)
         return str(response.get("UserName", user_id))
+
+    def user_enabled(self, user_id: str) -> bool:
+        """Whether the user's account is enabled; `NotFound` when the user does not exist."""
+        response = self._call("DescribeUser", self._client.describe_user, UserId=user_id)
+        return _enabled(response)
+
+    def users(self) -> dict[str, User]:
+        """Every user of the store (all pages): UserId -> name and whether the account is enabled."""
+        found: dict[str, User] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"MaxResults": 100}
+            if token:
+                kwargs["NextToken"] = token
+            page = self._call("ListUsers", self._client.list_users, **kwargs)
+            for item in page.get("Users", []):
+                user_id = item.get("UserId")
+                if user_id:
+                    found[user_id] = User(str(item.get("UserName") or user_id), _enabled(item))
+            token = page.get("NextToken")
+            if not token:
+                return found
+
+
+def _enabled(user: dict[str, Any]) -> bool:
+    # `UserStatus` (ENABLED or DISABLED) is recent in the API: a store that leaves it out has
+    # no disabled users to report.
+    return str(user.get("UserStatus") or "ENABLED") != "DISABLED"
 
 
 def _looks_like_id(value: str) -> bool:

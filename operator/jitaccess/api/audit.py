@@ -69,7 +69,12 @@ _REQUEST_ENDINGS = {
     names.INVALID: INVALID,
     names.FAILED: FAILED,
 }
-_GRANT_ENDINGS = {names.EXPIRED: EXPIRED, names.REVOKED: REVOKED, names.FAILED: FAILED}
+_GRANT_ENDINGS = {
+    names.EXPIRED: EXPIRED,
+    names.REVOKED: REVOKED,
+    names.FAILED: FAILED,
+    names.ELIGIBILITY_LAPSED: LAPSED,
+}
 
 Record = dict[str, Any]
 
@@ -218,8 +223,9 @@ def records_of_request(request: wire.Obj) -> list[Record]:
 
 def records_of_grant(grant: wire.Obj) -> list[Record]:
     """The records of an AccessGrant as stored: granted (once its membership was in place), then
-    expired, revoked or failed. `startTime`/`endTime` bound the time the user held the group:
-    the scheduled end in `granted`, the actual end in `expired` and `revoked`."""
+    expired, revoked, lapsed (its user no longer eligible) or failed. `startTime`/`endTime` bound
+    the time the user held the group: the scheduled end in `granted`, the actual end in `expired`,
+    `revoked` and `lapsed`."""
     spec, status = wire.spec(grant), wire.status(grant)
     annotations = wire.annotations_of(grant)
     start = rfc3339(status.get("activationTime"))
@@ -255,8 +261,10 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
     ended = _when(grant, names.READY)
     actor: dict[str, Any] = _operator()
     extra: dict[str, Any] = {}
-    if ending == REVOKED:
+    if ending in (REVOKED, LAPSED):
+        # A lapse ends a grant early, as a revocation does: `revocationTime` is when.
         ended = rfc3339(status.get("revocationTime")) or ended
+    if ending == REVOKED:
         who = str(status.get("revokedBy") or "")
         actor = _actor(who) if who else _operator()
         extra["revokeReason"] = annotations.get(names.ANNOTATION_REVOKE_REASON)

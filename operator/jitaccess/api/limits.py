@@ -15,6 +15,9 @@ PATTERN_MAX_LENGTH = 512
 NAME_MAX_LENGTH = 253
 #: A duration such as `1h30m`; far more than any sensible one needs.
 DURATION_MAX_LENGTH = 32
+#: The most eligible users an Entitlement's status lists (`status.eligibleUsers`): a bound on the
+#: object's size (about 100 bytes each), far above the people who may hold one production role.
+ELIGIBLE_USERS_LISTED = 1000
 
 #: Code point ranges (inclusive) a reason may not hold: C0 controls, DEL and C1 controls, U+FFFD,
 #: and the bidirectional-text controls (the Arabic letter mark, LRM and RLM, embeddings and

@@ -182,12 +182,25 @@ class DriftRemoval(Model):
     message: str | None = None
 
 
+class EligibleUser(Model):
+    """A user in every eligibility group, as the last eligibility re-check listed them."""
+
+    user_id: str
+    username: str
+
+
 class EntitlementStatus(Model):
     group_id: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
     drift_removals: list[DriftRemoval] | None = Field(
         default=None, description="Drift removals whose audit records are not archived yet (docs/audit.md)"
     )
+    eligible_users: list[EligibleUser] | None = Field(
+        default=None,
+        description="Enabled users in every eligibility group, by user name, at most "
+        f"{limits.ELIGIBLE_USERS_LISTED} (eligibleUserCount counts them all); absent when no group is named",
+    )
+    eligible_user_count: int | None = Field(default=None, description="How many users are eligible")
 
 
 class Entitlement(Model):

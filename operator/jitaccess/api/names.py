@@ -53,12 +53,14 @@ GRANTED = "Granted"
 NOT_ELIGIBLE = "NotEligible"
 INVALID = "Invalid"
 TIMED_OUT = "TimedOut"
-# Reasons of an AccessGrant's `Ready`; the last three are a request's too, following its grant.
+# Reasons of an AccessGrant's `Ready`; the finished ones are a request's too, following its grant.
 PROVISIONING = "Provisioning"
 ACTIVE = "Active"
 EXPIRED = "Expired"
 REVOKED = "Revoked"
 FAILED = "Failed"
+# The user is no longer eligible (out of an eligibility group, deleted or disabled in Identity Center).
+ELIGIBILITY_LAPSED = "EligibilityLapsed"
 # Reasons of a TeamOwnership's and an Entitlement's `Ready`.
 VALID = "Valid"
 NO_APPROVERS = "NoApprovers"
@@ -73,5 +75,5 @@ DECISION_IGNORED = "DecisionIgnored"
 DRIFT_FOUND = "DriftFound"
 
 # `Ready` reasons after which a grant, or a request, never changes again.
-GRANT_FINISHED = frozenset({EXPIRED, REVOKED, FAILED})
+GRANT_FINISHED = frozenset({EXPIRED, REVOKED, FAILED, ELIGIBILITY_LAPSED})
 REQUEST_FINISHED = frozenset({DENIED, NOT_ELIGIBLE, INVALID, TIMED_OUT}) | GRANT_FINISHED

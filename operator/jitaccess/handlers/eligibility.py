@@ -1,8 +1,10 @@
 """Whether a requester may ask for an entitlement at all: membership in Identity Center groups.
 
-Asked twice: by the admission webhook when a request is created (so `kubectl apply --dry-run=server`
-tells an engineer in advance), and by the request handler before anything is granted (the webhook
-may have been off, or the memberships may have changed since).
+Asked by the admission webhook when a request is created (so `kubectl apply --dry-run=server`
+tells an engineer in advance), by the request handler before anything is granted (the webhook
+may have been off, or the memberships may have changed since), and afresh before any activation
+(`eligibility_problem(..., fresh=True)`: a human approval's, and the scheduled start's and
+extension's to come). While access runs, `handlers.lapses` re-checks every grant on a schedule.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from jitaccess.handlers.runtime import Runtime
 
 def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest, *, fresh: bool = False) -> str | None:
     """Why the requester may not ask at all (Identity Center groups), or None. `fresh` asks Identity
-    Center even when it said "yes" a few seconds ago (`Runtime.recently_eligible`).
+    Center even when it said "yes" a few seconds ago (`Runtime.recently_eligible`), and also whether
+    the user's account is disabled (one more call, `DescribeUser`): the check before an activation.
 
     Raises `InvalidInput` when the entitlement names a group that does not exist, and `RetryLater`
     when Identity Center does not answer.
@@ -42,6 +45,7 @@ def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest, *, fresh
             ) from exc
     try:
         missing = ic.missing_groups(user_id, list(ids))
+        disabled = fresh and not missing and not ic.user_enabled(user_id)
     except NotFound:
         return (
             f"the Identity Center user {valid.requester} who asked (UserId {user_id}) no longer exists in store "
@@ -49,5 +53,7 @@ def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest, *, fresh
         )
     if missing:
         return request_rules.eligibility_message(valid.requester, [ids[g] for g in missing])
+    if disabled:
+        return f"{valid.requester}'s Identity Center account (UserId {user_id}) is disabled"
     rt.mark_eligible(user_id, tuple(wanted))
     return None

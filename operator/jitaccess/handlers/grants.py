@@ -225,7 +225,8 @@ def end_grant(
     why: str = "",
     current: dict[str, Any] | None = None,
 ) -> None:
-    """End a grant as Expired or Revoked; remove the membership unless another grant holds it."""
+    """End a grant as Expired, Revoked or EligibilityLapsed (`why` says what lapsed); remove the
+    membership unless another grant holds it."""
     obj = current or rt.kube.get(names.GRANTS, name)
     if obj is None:
         return
@@ -247,12 +248,14 @@ def end_grant(
                 return None
             if reason == names.EXPIRED:
                 message = f"expired at {ts(latest.status.expiration_time or stamp)}"
+            elif reason == names.ELIGIBILITY_LAPSED:
+                message = f"ended early, eligibility lapsed: {why}"
             else:
                 message = "revoked" + (f" by {who}" if who else "") + (f": {why}" if why else "")
             fields: dict[str, Any] = {
                 "conditions": conditions_after(latest.status.conditions, [(names.READY, False, reason, message)])
             }
-            if reason == names.REVOKED:
+            if reason in (names.REVOKED, names.ELIGIBILITY_LAPSED):
                 fields["revocationTime"] = ts(stamp)
                 if who:
                     fields["revokedBy"] = who

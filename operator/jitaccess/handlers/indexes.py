@@ -7,8 +7,8 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 
 - `holders`: which live grants hold each (user, group) membership, filled from a listing at
   start-up as well, so a restarted operator knows every live grant before it expires any;
-- `active`: Active grants (the gauges);
-- `pending`: requests awaiting a decision, with what their deadlines depend on;
+- `active`: Active grants and whose they are (the gauges, the eligibility re-check);
+- `pending`: requests awaiting a decision, with what their deadlines depend on and whose they are;
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
 
 The handlers are `async` (they do no I/O): kopf runs them inline on every watch event, where a
@@ -29,6 +29,7 @@ from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrantStatus, AccessRequestStatus
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain.eligibility import Holder
 from jitaccess.domain.grants import membership_key
 from jitaccess.handlers.runtime import runtime_of
 
@@ -41,6 +42,9 @@ class Pending(NamedTuple):
     name: str
     created: dt.datetime | None
     escalated: bool
+    # Whose request it is (user name and the UserId admission stamped): the eligibility re-check's.
+    requester: str = ""
+    user_id: str | None = None
 
 
 class Ended(NamedTuple):
@@ -77,6 +81,20 @@ def holding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     return membership_key(user, str(spec.get("groupName", "")))
 
 
+def expiring(obj: Mapping[str, Any]) -> dt.datetime | None:
+    """When an Active grant expires (its persisted `status.expirationTime`); None for any other grant."""
+    if wire.ready_reason(obj) != names.ACTIVE:
+        return None
+    stamp = wire.status(obj).get("expirationTime")
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    try:
+        return dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        log.warning("AccessGrant %s has an unreadable status.expirationTime %r", wire.name_of(obj), stamp)
+        return None
+
+
 def pending(obj: Mapping[str, Any]) -> Pending | None:
     """A request awaiting a decision (Pending, and neither Approved nor Denied yet), or None."""
     decided = wire.is_true(obj, names.APPROVED) or wire.is_true(obj, names.DENIED)
@@ -86,7 +104,9 @@ def pending(obj: Mapping[str, Any]) -> Pending | None:
     stamp = metadata.get("creationTimestamp")
     created = dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
     escalated = wire.is_true(obj, names.ESCALATED)
-    return Pending(str(metadata.get("name", "")), created, escalated)
+    spec = wire.spec(obj)
+    requester, user_id = str(spec.get("requester") or ""), spec.get("requesterUserId")
+    return Pending(str(metadata.get("name", "")), created, escalated, requester, str(user_id) if user_id else None)
 
 
 def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:
@@ -111,6 +131,13 @@ def _entitlement(body: kopf.Body) -> str:
     return str(body.spec.get("entitlement", ""))
 
 
+def grantee(obj: Mapping[str, Any]) -> Holder:
+    """An Active grant and whose it is (the UserId it holds the membership for)."""
+    spec, status = wire.spec(obj), wire.status(obj)
+    user_id = spec.get("userId") or status.get("userId")
+    return Holder(wire.name_of(obj), str(spec.get("user", "")), str(user_id) if user_id else None)
+
+
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
@@ -118,7 +145,7 @@ async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     key = None if gone else holding(body)
     rt.holders.observe(name, None if key is None else (key, name))
     active = not gone and wire.ready_reason(body) == names.ACTIVE
-    rt.active.observe(name, (_entitlement(body), name) if active else None)
+    rt.active.observe(name, (_entitlement(body), grantee(body)) if active else None)
     done = None if gone else ended(names.GRANTS, body)
     rt.finished.observe(f"{names.GRANTS}/{name}", None if done is None else (_entitlement(body), done))
 

@@ -1,0 +1,225 @@
+"""Eligibility that lapses: re-check, on a schedule, the users of every Active grant and pending request.
+
+One timer per Entitlement, every `JITACCESS_ELIGIBILITY_RECHECK_SECONDS` (default 300). Each pass
+lists Identity Center instead of asking about each user: every user of the store (`ListUsers`:
+who exists, and whose account is disabled) and every member of each eligibility group
+(`ListGroupMemberships`), 100 a page. The listings are shared by the Entitlements whose timers
+fire in the same pass (`Listings`), so a pass costs one listing of the store plus one of each
+distinct eligibility group, however many grants there are (docs/operations.md: the arithmetic).
+
+From the listings (`domain.eligibility` decides):
+- an Active grant whose user has lapsed ends `EligibilityLapsed`, its membership removed (unless
+  another grant holds it) through the one end-grant path, `grants.end_grant`;
+- a request still waiting for a decision ends `NotEligible`;
+- the Entitlement's status lists its eligible users (`status.eligibleUsers`, for `kubectl jit review`).
+
+Grants of an Entitlement that no longer exists are looked after by the first Entitlement by name
+(as `schedules` does): their users still lose them when deleted or disabled.
+Identity Center not answering costs a pass, not an error: the next pass checks again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import kopf
+
+from jitaccess import metrics
+from jitaccess.api import limits, names
+from jitaccess.api.models import AccessRequest, Entitlement
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import eligibility as rules
+from jitaccess.domain import requests as request_rules
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers.common import Index, conditions_after, status_change
+from jitaccess.handlers.grants import end_grant
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import Runtime, runtime_of
+from jitaccess.handlers.schedules import looked_after
+from jitaccess.settings import Settings
+
+log = logging.getLogger(__name__)
+ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
+# Timer intervals are fixed when the handlers are registered, so they are read once here.
+RECHECK_SECONDS = Settings().eligibility_recheck_seconds
+_MEMO_KEY = "eligibility_listings"
+
+
+class Listings:
+    """Identity Center listings shared by the Entitlements' re-checks of one pass.
+
+    The timers of all Entitlements fire within moments of each other (they start together and run
+    `sharp`), so a listing younger than a tenth of the interval is taken as this pass's: each group
+    is listed once a pass, not once per Entitlement naming it. A lapse is thus seen at most an
+    interval and a tenth after it happens. One lock: the timers that wait for a listing in the
+    making take it instead of listing again.
+    """
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._users: tuple[float, dict[str, rules.User]] | None = None
+        self._groups: dict[str, tuple[float, frozenset[str] | None]] = {}
+
+    def directory(self, rt: Runtime, groups: Sequence[str]) -> rules.Directory:
+        with self._lock:
+            now = time.monotonic()
+            if self._users is None or now - self._users[0] > self.max_age:
+                self._users = (now, rt.identity_center.users())
+            members: dict[str, frozenset[str] | None] = {}
+            for group in groups:
+                listed = self._groups.get(group)
+                if listed is None or now - listed[0] > self.max_age:
+                    listed = self._groups[group] = (time.monotonic(), _members(rt, group))
+                members[group] = listed[1]
+            return rules.Directory(self._users[1], members)
+
+
+def _members(rt: Runtime, group: str) -> frozenset[str] | None:
+    """The UserIds in the group named `group`; None when no such group exists (nobody is in it)."""
+    ic = rt.identity_center
+    try:
+        group_id = rt.cached("group", group, ic.resolve_group)
+        return frozenset(ic.group_members(group_id))
+    except NotFound:
+        rt.forget("group", group)
+        return None
+
+
+def _listings(memo: kopf.Memo) -> Listings:
+    # Kept in the memo (kopf's per-operator state), read and set on the event loop: no race.
+    found = memo.get(_MEMO_KEY)
+    if not isinstance(found, Listings):
+        found = memo[_MEMO_KEY] = Listings(RECHECK_SECONDS / 10)
+    return found
+
+
+@kopf.timer(*ENT, interval=RECHECK_SECONDS, sharp=True)
+async def recheck_eligibility(name: str, body: kopf.Body, memo: kopf.Memo, entitlements: Index, **_: Any) -> None:
+    rt = runtime_of(memo)
+    entitlement = Entitlement.model_validate(dict(body))
+    grants: list[rules.Holder] = []
+    orphans: list[rules.Holder] = []
+    for key, grant in looked_after(name, rt.active, entitlements):
+        (grants if key == name else orphans).append(grant)
+    waiting = [rules.Holder(p.name, p.requester, p.user_id) for p in rt.pending.get(name, ())]
+    await rt.run_blocking(recheck, rt, _listings(memo), entitlement, grants, orphans, waiting)
+
+
+def recheck(
+    rt: Runtime,
+    listings: Listings,
+    entitlement: Entitlement,
+    grants: Sequence[rules.Holder],
+    orphans: Sequence[rules.Holder],
+    waiting: Sequence[rules.Holder],
+) -> None:
+    """One pass for one Entitlement: end lapsed grants, refuse lapsed requests, publish who is eligible.
+
+    `grants` and `waiting`: its Active grants and the requests waiting for a decision; `orphans`:
+    Active grants of deleted Entitlements it looks after, whose users are checked for existence and
+    disabled accounts only (the groups they were granted under are not known any more). Requests
+    of deleted Entitlements are not looked at: `schedules` declares them Invalid.
+    """
+    name = entitlement.metadata.name
+    groups = entitlement.spec.eligibility.identity_center_groups
+    try:
+        directory = listings.directory(rt, groups)
+    except (RetryLater, PermanentFailure) as exc:
+        # Nothing is wrong with the operator: the next pass checks again.
+        log.info(
+            "eligibility re-check of %s: Identity Center not answering (%s); next pass in %ss",
+            name,
+            exc,
+            RECHECK_SECONDS,
+        )
+        return
+    try:
+        for lapse in rules.lapses(grants, groups, directory):
+            if _confirmed(rt, lapse, groups):
+                _end(rt, name, lapse)
+        for lapse in rules.lapses(orphans, (), directory):
+            if _confirmed(rt, lapse, ()):
+                _end(rt, name, lapse)
+        for lapse in rules.lapses(waiting, groups, directory):
+            if _confirmed(rt, lapse, groups):
+                _refuse(rt, name, lapse)
+    except (RetryLater, PermanentFailure) as exc:
+        log.info("eligibility re-check of %s: Identity Center not answering (%s); next pass", name, exc)
+        return
+    if groups:
+        _publish(rt, name, rules.eligible(groups, directory))
+
+
+def _confirmed(rt: Runtime, lapse: rules.Lapse, groups: Sequence[str]) -> bool:
+    """Ask Identity Center about this one user before acting on a listing: the listing may be a
+    few seconds older than a grant made since (the user added to the group in between), and
+    listings are eventually consistent. Lapses are rare, so this costs next to nothing."""
+    ic = rt.identity_center
+    if lapse.user_id is None:
+        return True  # not in the store's listing, and no UserId to ask about: gone
+    try:
+        group_ids = [gid for gid in (_group_id(rt, g) for g in groups) if gid is not None]
+        if len(group_ids) < len(groups):
+            return True  # a group that does not exist has no members
+        return bool(ic.missing_groups(lapse.user_id, group_ids)) or not ic.user_enabled(lapse.user_id)
+    except NotFound:
+        return True  # the user does not exist
+
+
+def _group_id(rt: Runtime, group: str) -> str | None:
+    try:
+        return rt.cached("group", group, rt.identity_center.resolve_group)
+    except NotFound:
+        return None
+
+
+def _end(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
+    if lapse.name in rt.recently_ended():
+        return  # ended by this process a moment ago; the index has not caught up yet
+    end_grant(rt, lapse.name, names.ELIGIBILITY_LAPSED, rt.holders, why=lapse.message)
+    metrics.ELIGIBILITY_LAPSES.labels(entitlement, "grant").inc()
+
+
+def _refuse(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
+    """End a request still waiting for a decision: its requester may not have it any more."""
+    message = f"refused while waiting for a decision: eligibility lapsed: {lapse.message}"
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        # Only while nobody has decided: an approved request is checked again before its grant.
+        if not request_rules.is_pending(current):
+            return None
+        return {
+            "conditions": conditions_after(
+                current.status.conditions,
+                [(names.READY, False, names.NOT_ELIGIBLE, message)],
+                current.metadata.generation,
+            )
+        }
+
+    updated = rt.kube.update_status(names.REQUESTS, lapse.name, status_change(AccessRequest, build))
+    if (
+        updated is None
+        or cond.ready_reason(AccessRequest.model_validate(updated).status.conditions) != names.NOT_ELIGIBLE
+    ):
+        return
+    metrics.REQUESTS.labels(entitlement, names.NOT_ELIGIBLE.lower()).inc()
+    metrics.ELIGIBILITY_LAPSES.labels(entitlement, "request").inc()
+    record(updated, names.NOT_ELIGIBLE, message, warning=True, who=lapse.user)
+
+
+def _publish(rt: Runtime, name: str, eligible: list[tuple[str, str]]) -> None:
+    """`status.eligibleUsers` (bounded) and `status.eligibleUserCount`, written only when they change."""
+    listed = [{"userId": uid, "username": user} for uid, user in eligible[: limits.ELIGIBLE_USERS_LISTED]]
+
+    def build(current: Entitlement) -> dict[str, Any] | None:
+        before = [u.wire() for u in current.status.eligible_users or []]
+        if before == listed and current.status.eligible_user_count == len(eligible):
+            return None
+        return {"eligibleUsers": listed, "eligibleUserCount": len(eligible)}
+
+    rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build))

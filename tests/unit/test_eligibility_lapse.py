@@ -1,0 +1,214 @@
+"""Eligibility that lapses: the pure decision (domain/eligibility.py), the listings one re-check
+pass shares between Entitlements (handlers/lapses.py), the audit record of a lapse, and the
+check before an activation noticing a disabled account."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import pytest
+
+from jitaccess.adapters.identitycenter import IdentityCenter, _enabled
+from jitaccess.adapters.kube import Kube
+from jitaccess.api import audit, names
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, lapse_reason, lapses
+from jitaccess.errors import NotFound
+from jitaccess.handlers.eligibility import eligibility_problem
+from jitaccess.handlers.lapses import Listings
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit.factories import entitlement, request, team
+
+USERS = {
+    "u-bob": User("bob@example.com"),
+    "u-alice": User("alice@example.com"),
+    "u-carol": User("carol@example.com", enabled=False),
+}
+GROUPS = ["prod-eligible", "pci-trained"]
+DIRECTORY = Directory(
+    USERS,
+    {
+        "prod-eligible": frozenset({"u-bob", "u-alice", "u-carol"}),
+        "pci-trained": frozenset({"u-alice", "u-carol"}),
+        "no-such-group": None,
+    },
+)
+
+
+def test_a_user_in_every_group_has_not_lapsed() -> None:
+    assert lapse_reason("alice@example.com", "u-alice", GROUPS, DIRECTORY) is None
+
+
+def test_a_user_out_of_one_group_lapses_naming_it() -> None:
+    why = lapse_reason("bob@example.com", "u-bob", GROUPS, DIRECTORY)
+    assert why == request_rules.eligibility_message("bob@example.com", ["pci-trained"])
+
+
+def test_a_deleted_user_lapses_whatever_the_groups() -> None:
+    for groups in (GROUPS, []):
+        why = lapse_reason("dave@example.com", "u-dave", groups, DIRECTORY)
+        assert why is not None and "no longer exists in Identity Center" in why and "u-dave" in why
+
+
+def test_a_disabled_user_lapses_even_in_every_group() -> None:
+    why = lapse_reason("carol@example.com", "u-carol", GROUPS, DIRECTORY)
+    assert why is not None and "disabled" in why
+
+
+def test_a_group_that_no_longer_exists_has_nobody_in_it() -> None:
+    why = lapse_reason("alice@example.com", "u-alice", ["no-such-group"], DIRECTORY)
+    assert why is not None and "no-such-group" in why
+
+
+def test_users_are_known_by_id_and_a_new_user_with_an_old_name_is_not_the_grantee() -> None:
+    # alice's name now belongs to u-alice; a grant made for an earlier alice (u-old) has lapsed.
+    assert lapse_reason("alice@example.com", "u-old", GROUPS, DIRECTORY) is not None
+    # An object from before UserIds were stamped is found by name.
+    assert lapse_reason("alice@example.com", None, GROUPS, DIRECTORY) is None
+
+
+def test_lapses_of_two_grants_of_one_user_and_none_of_others() -> None:
+    holders = [
+        Holder("bob-1", "bob@example.com", "u-bob"),
+        Holder("alice-1", "alice@example.com", "u-alice"),
+        Holder("bob-2", "bob@example.com", "u-bob"),
+    ]
+    found = lapses(holders, GROUPS, DIRECTORY)
+    assert [(lapse.name, lapse.user_id) for lapse in found] == [("bob-1", "u-bob"), ("bob-2", "u-bob")]
+    assert all("pci-trained" in lapse.message for lapse in found)
+
+
+def test_a_lapse_by_name_carries_the_id_found_for_it() -> None:
+    (found,) = lapses([Holder("r", "bob@example.com", None)], GROUPS, DIRECTORY)
+    assert found == Lapse("r", "bob@example.com", "u-bob", found.message)
+
+
+def test_eligible_users_are_enabled_members_of_every_group_by_name() -> None:
+    assert eligible(GROUPS, DIRECTORY) == [("u-alice", "alice@example.com")]
+    assert eligible(["prod-eligible"], DIRECTORY) == [("u-alice", "alice@example.com"), ("u-bob", "bob@example.com")]
+    assert eligible([], DIRECTORY) == [], "no group named: everyone is eligible, which is not listed"
+    assert eligible(["no-such-group"], DIRECTORY) == []
+
+
+def test_user_status_is_read_from_identity_center_and_absent_means_enabled() -> None:
+    assert _enabled({"UserStatus": "ENABLED"}) and _enabled({})
+    assert not _enabled({"UserStatus": "DISABLED"})
+
+
+class CountingIdentityCenter:
+    """Answers listings from dicts and counts the calls a pass makes, by operation."""
+
+    identity_store_id = "d-test"
+
+    def __init__(self, members: dict[str, set[str]], users: dict[str, User]) -> None:
+        self.members, self.store = members, users
+        self.calls: dict[str, int] = {}
+
+    def _count(self, operation: str) -> None:
+        self.calls[operation] = self.calls.get(operation, 0) + 1
+
+    def resolve_group(self, name: str) -> str:
+        self._count("GetGroupId")
+        if name not in self.members:
+            raise NotFound(f"{name}: no such group", operation="GetGroupId", code="ResourceNotFoundException")
+        return f"g-{name}"
+
+    def group_members(self, group_id: str) -> dict[str, str]:
+        self._count("ListGroupMemberships")
+        return {uid: f"m-{uid}" for uid in self.members[group_id.removeprefix("g-")]}
+
+    def users(self) -> dict[str, User]:
+        self._count("ListUsers")
+        return dict(self.store)
+
+    def resolve_user(self, name: str) -> str:
+        self._count("GetUserId")
+        return next(uid for uid, u in self.store.items() if u.name == name)
+
+    def missing_groups(self, user_id: str, group_ids: Sequence[str]) -> list[str]:
+        self._count("IsMemberInGroups")
+        return [g for g in group_ids if user_id not in self.members[g.removeprefix("g-")]]
+
+    def user_enabled(self, user_id: str) -> bool:
+        self._count("DescribeUser")
+        return self.store[user_id].enabled
+
+
+@pytest.fixture
+def ic() -> CountingIdentityCenter:
+    return CountingIdentityCenter(
+        {"prod-eligible": {"u-bob", "u-alice", "u-carol"}, "pci-trained": {"u-alice", "u-carol"}}, dict(USERS)
+    )
+
+
+@pytest.fixture
+def rt(ic: CountingIdentityCenter) -> Runtime:
+    return Runtime(Settings(), cast(IdentityCenter, ic), cast(Kube, None))
+
+
+def test_one_pass_lists_the_store_once_and_each_group_once_for_all_entitlements(
+    rt: Runtime, ic: CountingIdentityCenter
+) -> None:
+    listings = Listings(max_age=30)
+    first = listings.directory(rt, ["prod-eligible"])
+    second = listings.directory(rt, ["prod-eligible", "pci-trained"])
+    assert ic.calls == {"ListUsers": 1, "GetGroupId": 2, "ListGroupMemberships": 2}
+    assert first.members["prod-eligible"] == second.members["prod-eligible"] == frozenset(ic.members["prod-eligible"])
+
+
+def test_the_next_pass_lists_again(rt: Runtime, ic: CountingIdentityCenter) -> None:
+    listings = Listings(max_age=0)
+    listings.directory(rt, ["prod-eligible"])
+    ic.members["prod-eligible"].discard("u-bob")
+    assert "u-bob" not in listings.directory(rt, ["prod-eligible"]).members["prod-eligible"]  # type: ignore[operator]
+    assert ic.calls["ListUsers"] == 2 and ic.calls["ListGroupMemberships"] == 2
+
+
+def test_a_group_deleted_from_identity_center_lists_as_nobody(rt: Runtime, ic: CountingIdentityCenter) -> None:
+    assert Listings(max_age=30).directory(rt, ["gone"]).members == {"gone": None}
+
+
+def _valid(requester: str, user_id: str) -> Any:
+    req = request(requester=requester, requester_user_id=user_id)
+    ent = entitlement(eligibility={"identityCenterGroups": ["prod-eligible"]})
+    return request_rules.validate(req, ent, team(), Settings().limits)
+
+
+def test_the_check_before_an_activation_refuses_a_disabled_account(rt: Runtime, ic: CountingIdentityCenter) -> None:
+    carol = _valid("carol@example.com", "u-carol")
+    assert eligibility_problem(rt, carol) is None, "at creation: the groups only"
+    assert "DescribeUser" not in ic.calls
+    problem = eligibility_problem(rt, carol, fresh=True)
+    assert problem is not None and "disabled" in problem
+    assert eligibility_problem(rt, _valid("alice@example.com", "u-alice"), fresh=True) is None
+
+
+def test_a_lapsed_grant_is_a_lapsed_audit_record_ending_when_it_was_ended() -> None:
+    stored = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_GRANT,
+        "metadata": {"name": "g1", "uid": "u-g1"},
+        "spec": {"user": "bob", "userId": "u-bob", "entitlement": "prod", "groupName": "prod-admins", "request": "g1"},
+        "status": {
+            "activationTime": "2026-11-23T12:00:00Z",
+            "expirationTime": "2026-11-23T13:00:00Z",
+            "revocationTime": "2026-11-23T12:20:00Z",
+            "conditions": [
+                {
+                    "type": names.READY,
+                    "status": "False",
+                    "reason": names.ELIGIBILITY_LAPSED,
+                    "message": "ended early, eligibility lapsed: bob is not in ... prod-eligible",
+                    "lastTransitionTime": "2026-11-23T12:20:01Z",
+                }
+            ],
+        },
+    }
+    granted, lapsed = audit.records_of_grant(stored)
+    assert granted["action"] == audit.GRANTED and lapsed["action"] == audit.LAPSED
+    assert lapsed["id"] == "u-g1/lapsed"
+    assert lapsed["actor"] == {"username": audit.OPERATOR}
+    assert lapsed["time"] == lapsed["endTime"] == "2026-11-23T12:20:00Z"
+    assert "prod-eligible" in lapsed["message"]
