@@ -3,7 +3,7 @@
 Starts a real Kubernetes control plane and the Identity Center emulator (seeded with the example
 company), installs the CRDs, RBAC, admission policy and example teams and entitlements, runs the
 operator with its admission webhooks, prints what to try as which user (and how to mint new
-users, and to look at the AWS side), and follows the operator's log. The operator is supervised as
+users, and to look at the AWS side and the audit archive in the emulated S3 bucket), and follows the operator's log. The operator is supervised as
 a Deployment would have it: when it crashes it is restarted with a back-off, and the control plane
 and the emulator keep their objects. Ctrl-C (or SIGTERM, SIGHUP) stops everything and leaves no
 process and no file behind.
@@ -27,6 +27,8 @@ from devenv.mint import CONTROLPLANE_ENV
 from devenv.operator_process import OperatorProcess, OperatorSupervisor
 from devenv.paths import CRDS, EXAMPLES, REPO, SEED_FILE
 from devenv.processes import LOOPBACK
+
+AUDIT_BUCKET, AUDIT_PREFIX = "jitaccess-audit", "jitaccess"
 
 
 class _Stop(Exception):
@@ -78,6 +80,25 @@ def aws_command(ic: IdentityCenterEmulator, group_id: str) -> str:
     return shlex.join(argv)
 
 
+def archive_listing(ic: IdentityCenterEmulator) -> str:
+    """An AWS CLI line listing the audit archive's objects in the emulator."""
+    env = ic.env()
+    argv = [
+        f"AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']}",
+        f"AWS_SECRET_ACCESS_KEY={env['AWS_SECRET_ACCESS_KEY']}",
+        "aws",
+        "--endpoint-url",
+        ic.endpoint_url,
+        "--region",
+        ic.region,
+        "s3",
+        "ls",
+        "--recursive",
+        f"s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/",
+    ]
+    return shlex.join(argv)
+
+
 def _instructions(cp: ControlPlane, ic: IdentityCenterEmulator, bin_dir: Path, env_file: Path) -> str:
     def kc(user: str) -> str:
         return str(cp.user_kubeconfig(user))
@@ -114,6 +135,9 @@ kubectl: {bin_dir}/kubectl   kubectl-jit: {scripts}/kubectl-jit   mint-user: {bi
 AWS side: Identity Center emulator at {ic.endpoint_url}, region {ic.region}, identity store {ic.identity_store_id}
   # who is in prod-eng-payments now:
   {aws_command(ic, ic.group_id("prod-eng-payments"))}
+Audit archive (docs/audit.md): s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/v1/ in the emulator's S3
+  AWS_ENDPOINT_URL={ic.endpoint_url} kubectl jit audit --archive s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}
+  {archive_listing(ic)}
 Ctrl-C stops everything.
 """
 
@@ -133,11 +157,18 @@ def main(argv: list[str] | None = None) -> None:
             cp.kubectl("apply", "--server-side", "-f", str(CRDS))
             cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
             cp.start_controller_manager()
+            # The audit archive: a bucket with Object Lock in the emulator's S3, as in production.
+            ic.create_bucket(AUDIT_BUCKET, object_lock=True)
             operator = OperatorProcess(
                 cp.admin_kubeconfig,
                 ic.env(),
                 workdir / "operator.log",
-                extra_env={"JITACCESS_MIN_DURATION_SECONDS": args.min_duration_seconds},
+                extra_env={
+                    "JITACCESS_MIN_DURATION_SECONDS": args.min_duration_seconds,
+                    "JITACCESS_AUDIT_BUCKET": AUDIT_BUCKET,
+                    "JITACCESS_AUDIT_PREFIX": AUDIT_PREFIX,
+                    "JITACCESS_AUDIT_ENDPOINT_URL": ic.endpoint_url,
+                },
             )
             with OperatorSupervisor(operator, _say):
                 cp.kubectl("apply", "-f", str(EXAMPLES))

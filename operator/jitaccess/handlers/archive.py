@@ -171,7 +171,13 @@ class AuditTrail:
             self._cover(archive, earliest - SKEW)
             with self._lock:
                 # Archived by an earlier life of the operator that died before marking them: mark only.
-                batch.records = [r for r in batch.records if r["id"] not in self._known]
+                fresh = [r for r in batch.records if r["id"] not in self._known]
+            if len(fresh) < len(batch.records):
+                log.info(
+                    "%d record(s) were archived before the last restart: marked, not sent again",
+                    len(batch.records) - len(fresh),
+                )
+            batch.records = fresh
             if not batch.records:
                 return
             batch.written = _now()
@@ -316,21 +322,36 @@ def connect(settings: Settings, kube: Kube) -> AuditTrail:
 # --- kopf ------------------------------------------------------------------------------------
 
 
+@dataclass
+class TrailSlot:
+    """Where the operator's one audit trail lives. kopf hands each object's handlers a copy of the
+    operator's memo: the slot, put there at start-up, is shared by all the copies."""
+
+    trail: AuditTrail | None = None
+    task: asyncio.Task[None] | None = None
+    writer: ThreadPoolExecutor | None = None
+
+
+@kopf.on.startup()
+def make_room_for_the_audit_trail(memo: kopf.Memo, **_: Any) -> None:
+    memo[MEMO_KEY] = TrailSlot()
+
+
 def trail_of(memo: Any) -> AuditTrail | None:
-    """The operator's audit trail, started with the first watch event (when the start-up handlers,
-    the Runtime's included, have all run); None in a memo without a Runtime (handler tests)."""
-    trail = memo.get(MEMO_KEY)
-    if isinstance(trail, AuditTrail):
-        return trail
+    """The operator's audit trail, started with the first watch event (the Runtime exists by then,
+    whatever the order of the start-up handlers); None without a slot or a Runtime (handler tests)."""
+    slot = memo.get(MEMO_KEY)
+    if not isinstance(slot, TrailSlot):
+        return None
+    if slot.trail is not None:
+        return slot.trail
     try:
         rt = runtime_of(memo)
     except RuntimeError:
         return None
-    trail = connect(rt.settings, rt.kube)
-    writer = ThreadPoolExecutor(1, thread_name_prefix="jitaccess-audit")
-    memo[MEMO_KEY] = trail
-    memo["audit_task"] = asyncio.get_running_loop().create_task(trail.run(writer), name="jitaccess audit archive")
-    memo["audit_writer"] = writer
+    trail = slot.trail = connect(rt.settings, rt.kube)
+    slot.writer = ThreadPoolExecutor(1, thread_name_prefix="jitaccess-audit")
+    slot.task = asyncio.get_running_loop().create_task(trail.run(slot.writer), name="jitaccess audit archive")
     where = f"s3://{trail.archive.bucket}/{trail.archive.prefix}" if trail.archive else "stdout only (no bucket)"
     log.info("audit records: %s, batches of up to %d every %ss", where, trail.batch_records, trail.batch_seconds)
     return trail
@@ -340,13 +361,10 @@ def trail_of(memo: Any) -> AuditTrail | None:
 async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
     """Stop the archiver and write what waits, for a few seconds at most (anything left is derived
     again at the next start)."""
-    trail, task, writer = memo.get(MEMO_KEY), memo.get("audit_task"), memo.get("audit_writer")
-    if (
-        not isinstance(trail, AuditTrail)
-        or not isinstance(task, asyncio.Task)
-        or not isinstance(writer, ThreadPoolExecutor)
-    ):
+    slot = memo.get(MEMO_KEY)
+    if not isinstance(slot, TrailSlot) or slot.trail is None or slot.task is None or slot.writer is None:
         return
+    trail, task, writer = slot.trail, slot.task, slot.writer
     task.cancel()
     loop = asyncio.get_running_loop()
 
