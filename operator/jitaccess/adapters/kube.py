@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import kubernetes
@@ -65,6 +65,24 @@ class Kube:
                 return []
             raise
         return list(result.get("items", []))
+
+    def each(self, plural: str, page: int = 500) -> Iterator[dict[str, Any]]:
+        """Every object of a kind, read a page at a time (none when the kind is not installed):
+        thousands of grants never sit in memory at once."""
+        token = ""
+        while True:
+            try:
+                result: Any = self._api.list_cluster_custom_object(
+                    names.GROUP, names.VERSION, plural, limit=page, _continue=token or None
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            yield from result.get("items", [])
+            token = (result.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
 
     def create(self, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the object, or return the one already there: (object, created)."""

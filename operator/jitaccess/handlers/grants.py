@@ -1,8 +1,8 @@
 """AccessGrant handlers: put the user into the Identity Center group, and take them out again.
 
 - create / resume: resolve ids, ensure the membership, become `Active` with an expiration time;
-- a daemon per Active grant sleeps until the persisted `status.expirationTime` and then ends the
-  grant; after a restart kopf starts the daemons again and overdue ones end at once;
+- the expiry scheduler (`expiry`) ends each Active grant at its persisted `status.expirationTime`
+  through `end_grant`; after a restart the overdue ones end first;
 - `jitaccess.dev/revoked=true` or deletion (finalizer) ends a grant early.
 
 Ending a grant removes the membership only when no other live grant holds the same (user, group):
@@ -12,7 +12,6 @@ the decision and the removal happen under one lock per membership, against the R
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -31,10 +30,6 @@ from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 GRANT = (names.GROUP, names.VERSION, names.GRANTS)
-
-
-def _active(body: kopf.Body, **_: Any) -> bool:
-    return wire.ready_reason(body) == names.ACTIVE
 
 
 def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
@@ -168,26 +163,6 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
     if updated is not None:
         record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
     _follow_request(rt, grant, names.FAILED, False, message, None)
-
-
-@kopf.daemon(*GRANT, when=_active, cancellation_timeout=5.0, backoff=1.0)
-async def expire_grant(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """Sleep until the persisted expiration time, then end the grant (at once when overdue)."""
-    rt, name = runtime_of(memo), body.metadata.name
-    # The exact time, not `now()` (whole seconds): truncation would wake the daemon up to a second late.
-    # Only the name and the time are kept while it sleeps: thousands of daemons sleep at once.
-    left = grant_rules.seconds_left(AccessGrant.model_validate(dict(body)), dt.datetime.now(dt.UTC))
-    if left > 0:
-        await stopped.wait(left)
-    if stopped:
-        return
-    while not stopped:
-        try:
-            await rt.run_blocking(end_grant, rt, name, names.EXPIRED, rt.holders)
-            return
-        except RetryLater as exc:
-            log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
-            await stopped.wait(1.0)
 
 
 @kopf.on.update(*GRANT, field="metadata.annotations", when=_revoked)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
+from jitaccess.handlers.scheduler import ExpiryScheduler
 from jitaccess.settings import Settings
 
 _ENDED_MEMORY_SECONDS = 600.0
@@ -96,6 +97,8 @@ class Runtime:
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
+    # Active grants by expiration time: see `handlers.expiry`.
+    expiries: ExpiryScheduler = field(default_factory=ExpiryScheduler)
     _pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

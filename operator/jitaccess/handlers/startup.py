@@ -18,12 +18,11 @@ from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServ
 from jitaccess.api import names
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
-from jitaccess.handlers.indexes import holding
+from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 
 log = logging.getLogger(__name__)
-DAEMON_EXIT_SECONDS = 10.0
 
 
 @kopf.on.startup()
@@ -41,9 +40,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.reporting_component = "jitaccess"
     settings.execution.max_workers = config.max_workers
     settings.execution.default_backoff = 5
-    # A daemon stopped mid-work (an expiry daemon is stopped by the very status write that ends its
-    # grant, with the request still to follow) may finish in this time before kopf cancels it.
-    settings.background.instant_exit_timeout = DAEMON_EXIT_SECONDS
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.peering.standalone = config.standalone
@@ -72,10 +68,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         )
     _configure_admission(settings, memo, config)
     rt: Runtime = memo["runtime"]
-    # Before kopf's watches start, so no grant can expire before the operator knows every holder.
-    for grant in rt.kube.list(names.GRANTS, missing_ok=True):
-        name, key = grant["metadata"]["name"], holding(grant)
+    # Before kopf's watches start, so no grant can expire before the operator knows every holder,
+    # and the overdue grants are the first the expiry scheduler ends, before kopf adopts anything.
+    for grant in rt.kube.each(names.GRANTS):
+        name, key, expiration = grant["metadata"]["name"], holding(grant), expiring(grant)
         rt.holders.observe(name, None if key is None else (key, name))
+        if expiration is not None:
+            rt.expiries.schedule(name, expiration)
     log.info(
         "jitaccess started: identity store %s, rate limit %s/s, minimum duration %ss",
         rt.identity_center.identity_store_id,

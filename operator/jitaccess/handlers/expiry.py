@@ -1,0 +1,136 @@
+"""Grants end when their time comes: the expiry scheduler (`scheduler`) wired into the operator.
+
+- The start-up listing (`startup.configure`) schedules every Active grant at its persisted
+  `status.expirationTime`, before kopf's watches adopt anything; the watch keeps the schedule
+  current (`schedule_expiry`): a grant that ends, or is no longer Active, is unscheduled, and a new
+  expiration time replaces the old. Only the name and the time are kept per grant.
+- The scheduler starts with the operator and stops with it. It acts only once this process may:
+  its webhooks are in place (the status writes go through them) and the watch has begun (kopf posts
+  Events from the context its watch sets up). With leader election, the leader starts and stops it.
+  Overdue grants are the first due, oldest first; the Identity Center rate limiter paces them.
+- Each due grant is re-read: the persisted expiration time is the deadline, so a grant is never
+  ended early, and one whose time has moved is rescheduled. It ends through `grants.end_grant`,
+  the path every revocation takes (reference counting, status, Event, audit line, request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kopf
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant
+from jitaccess.domain import grants as grant_rules
+from jitaccess.errors import RetryLater
+from jitaccess.handlers.grants import end_grant
+from jitaccess.handlers.indexes import expiring
+from jitaccess.handlers.runtime import Runtime, runtime_of
+from jitaccess.handlers.scheduler import utcnow
+from jitaccess.handlers.startup import webhooks_configured
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRY_SECONDS = 1.0
+_WIRING = "expiry"
+
+
+@dataclass
+class _Wiring:
+    """What the scheduler's callbacks share; kept in the memo, whose copies (one per watched
+    object) all hold this same instance."""
+
+    pool: ThreadPoolExecutor
+    # The context kopf's watch runs handlers in: `kopf.event()` finds its queue there.
+    context: contextvars.Context | None = None
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
+async def schedule_expiry(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    rt, name, wiring = runtime_of(memo), body.metadata.name, memo.get(_WIRING)
+    if isinstance(wiring, _Wiring) and wiring.context is None:
+        wiring.context = contextvars.copy_context()
+    when = None if type == "DELETED" else expiring(body)
+    if when is None:
+        rt.expiries.unschedule(name)
+    else:
+        rt.expiries.schedule(name, when)
+
+
+@kopf.on.startup()
+async def start_expiry(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    rt = memo.get("runtime")
+    if not isinstance(rt, Runtime):
+        raise kopf.TemporaryError("the Runtime is not set up yet (startup.configure)", delay=0.1)
+    wiring = _Wiring(ThreadPoolExecutor(rt.expiries.concurrency, thread_name_prefix="jitaccess-expiry"))
+    memo[_WIRING] = wiring
+    rt.expiries.start(
+        functools.partial(expire, rt, wiring),
+        may_act=functools.partial(_may_act, wiring, settings, memo),
+    )
+    log.info("expiry scheduler started with %d Active grant(s) scheduled", len(rt.expiries))
+
+
+@kopf.on.cleanup()
+async def stop_expiry(memo: kopf.Memo, **_: Any) -> None:
+    """Let the grants being ended finish (their requests follow) before the operator exits."""
+    rt = memo.get("runtime")
+    if isinstance(rt, Runtime):
+        await rt.expiries.stop()
+    wiring = memo.get(_WIRING)
+    if isinstance(wiring, _Wiring):
+        wiring.pool.shutdown(wait=False)
+
+
+async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
+    """End grant `name` if its time has come; else, or when Identity Center does not answer, when to try again."""
+    try:
+        return await _in_thread(wiring, expire_now, rt, name)
+    except RetryLater as exc:
+        log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
+        return utcnow() + dt.timedelta(seconds=RETRY_SECONDS)
+
+
+def expire_now(rt: Runtime, name: str) -> dt.datetime | None:
+    """Re-read the grant; end it as Expired once its persisted expiration time has passed.
+
+    Returns the grant's expiration time when that is still to come (never early), else None
+    (ended now, or gone, or no longer Active).
+    """
+    obj = rt.kube.get(names.GRANTS, name)
+    if obj is None:
+        return None
+    grant = AccessGrant.model_validate(obj)
+    if not grant_rules.is_active(grant) or grant.status.expiration_time is None:
+        return None
+    # The exact time, not `now()` (whole seconds): truncation would make expiry up to a second late.
+    if grant_rules.seconds_left(grant, utcnow()) > 0:
+        return grant.status.expiration_time
+    end_grant(rt, name, names.EXPIRED, rt.holders, current=obj)
+    return None
+
+
+async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:
+    """Run in the scheduler's own threads (handlers queued in the Runtime's pool do not hold
+    expiries back), in a copy of the watch's context (see `_Wiring`)."""
+    context = wiring.context.copy() if wiring.context is not None else contextvars.copy_context()
+    call = functools.partial(context.run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(wiring.pool, call)
+
+
+async def _may_act(wiring: _Wiring, settings: kopf.OperatorSettings, memo: kopf.Memo) -> bool:
+    if wiring.context is None:
+        return False
+    try:
+        await asyncio.to_thread(functools.partial(webhooks_configured, settings=settings, memo=memo))
+    except kopf.TemporaryError:
+        return False
+    return True

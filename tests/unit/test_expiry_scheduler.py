@@ -1,0 +1,303 @@
+"""The expiry scheduler: its queue (ordering, rescheduling, stale entries) and its task (waking,
+retrying, stopping), with a fake `expire` and real asyncio time in small steps."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from jitaccess.domain.expiry import ExpiryQueue
+from jitaccess.handlers.scheduler import ExpiryScheduler, utcnow
+
+T0 = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+
+def test_due_in_order_of_time_and_only_once_due() -> None:
+    q = ExpiryQueue()
+    q.schedule("c", at(30))
+    q.schedule("a", at(10))
+    q.schedule("b", at(20))
+    assert q.next_time() == at(10)
+    assert q.due(at(9.999)) == []
+    assert q.due(at(20)) == [("a", at(10)), ("b", at(20))]
+    assert len(q) == 1 and "c" in q and "a" not in q
+    assert q.due(at(100)) == [("c", at(30))]
+    assert q.next_time() is None
+
+
+def test_grants_of_the_same_time_all_come_due_together_by_name() -> None:
+    q = ExpiryQueue()
+    names = [f"g-{i:04d}" for i in range(1000)]
+    for name in reversed(names):
+        q.schedule(name, at(5))
+    assert [name for name, _ in q.due(at(5))] == names
+    assert len(q) == 0
+
+
+def test_a_later_expiration_replaces_the_earlier_one() -> None:
+    q = ExpiryQueue()
+    q.schedule("a", at(10))
+    q.schedule("b", at(15))
+    q.schedule("a", at(60))  # extended
+    assert q.when("a") == at(60)
+    assert q.due(at(20)) == [("b", at(15))]
+    assert q.next_time() == at(60)
+    assert q.due(at(60)) == [("a", at(60))]
+
+
+def test_an_earlier_expiration_replaces_a_later_one() -> None:
+    q = ExpiryQueue()
+    q.schedule("a", at(60))
+    q.schedule("a", at(10))
+    assert q.due(at(10)) == [("a", at(10))]
+    assert q.due(at(100)) == []
+
+
+def test_unscheduled_grants_never_come_due() -> None:
+    q = ExpiryQueue()
+    q.schedule("revoked", at(10))
+    q.schedule("kept", at(20))
+    q.unschedule("revoked")
+    q.unschedule("never-scheduled")
+    assert q.next_time() == at(20)
+    assert q.due(at(100)) == [("kept", at(20))]
+
+
+def test_stale_entries_are_skipped_even_when_a_time_comes_back() -> None:
+    q = ExpiryQueue()
+    q.schedule("a", at(10))
+    q.schedule("a", at(20))
+    q.schedule("a", at(10))  # back to the first time: two heap entries match it, one counts
+    assert q.due(at(100)) == [("a", at(10))]
+    assert q.due(at(100)) == []
+
+
+def test_the_same_time_again_is_no_change() -> None:
+    q = ExpiryQueue()
+    assert q.schedule("a", at(10)) is True
+    assert q.schedule("a", at(10)) is False
+
+
+def test_schedule_says_when_the_earliest_time_moved_forward() -> None:
+    q = ExpiryQueue()
+    assert q.schedule("late", at(60)) is True
+    assert q.schedule("later", at(90)) is False
+    assert q.schedule("soon", at(5)) is True
+
+
+def test_heap_stays_bounded_under_constant_rescheduling() -> None:
+    q = ExpiryQueue()
+    for step in range(10_000):
+        q.schedule("a", at(step))
+        q.schedule("b", at(step + 0.5))
+    assert len(q._heap) <= 2 * len(q) + 64 + 1
+    assert q.due(at(1e9)) == [("a", at(9999)), ("b", at(9999.5))]
+
+
+# --- the task -----------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A fake `expire`: records calls; the grant's time comes from `times` (re-read), like the real one."""
+
+    def __init__(self) -> None:
+        self.ended: list[str] = []
+        self.times: dict[str, dt.datetime] = {}
+        self.fail: dict[str, int] = {}
+        self.ended_event = asyncio.Event()
+
+    async def __call__(self, name: str) -> dt.datetime | None:
+        if self.fail.get(name, 0) > 0:
+            self.fail[name] -= 1
+            return utcnow() + dt.timedelta(seconds=0.05)
+        when = self.times.get(name)
+        if when is not None and when > utcnow():
+            return when
+        self.ended.append(name)
+        self.ended_event.set()
+        return None
+
+
+def soon(seconds: float) -> dt.datetime:
+    return utcnow() + dt.timedelta(seconds=seconds)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+def test_overdue_grants_end_first_oldest_first() -> None:
+    async def scenario() -> None:
+        s, rec = ExpiryScheduler(concurrency=1), Recorder()
+        s.schedule("later", soon(0.2))
+        s.schedule("overdue-new", soon(-10))
+        s.schedule("overdue-old", soon(-3600))
+        s.start(rec)
+        await until(lambda: len(rec.ended) == 3)
+        await s.stop()
+        assert rec.ended == ["overdue-old", "overdue-new", "later"]
+
+    run(scenario())
+
+
+def test_never_early_and_wakes_for_an_earlier_deadline() -> None:
+    async def scenario() -> None:
+        s, rec = ExpiryScheduler(), Recorder()
+        s.schedule("an-hour", soon(3600))
+        s.start(rec)
+        await asyncio.sleep(0.05)  # asleep for an hour now
+        deadline = soon(0.2)
+        rec.times["quick"] = deadline
+        s.schedule("quick", deadline)
+        await until(lambda: rec.ended == ["quick"])
+        assert utcnow() >= deadline
+        assert utcnow() - deadline < dt.timedelta(seconds=0.5)
+        await s.stop()
+        assert s.when("an-hour") is not None
+
+    run(scenario())
+
+
+def test_extension_reschedules_and_revocation_unschedules() -> None:
+    async def scenario() -> None:
+        s, rec = ExpiryScheduler(), Recorder()
+        s.schedule("extended", soon(0.1))
+        s.schedule("revoked", soon(0.1))
+        s.schedule("plain", soon(0.1))
+        s.start(rec)
+        later = soon(0.4)
+        rec.times["extended"] = later
+        s.schedule("extended", later)
+        s.unschedule("revoked")
+        await until(lambda: "plain" in rec.ended)
+        assert "extended" not in rec.ended
+        await until(lambda: "extended" in rec.ended)
+        assert utcnow() >= later
+        await asyncio.sleep(0.1)
+        await s.stop()
+        assert "revoked" not in rec.ended
+        assert sorted(rec.ended) == ["extended", "plain"]
+
+    run(scenario())
+
+
+def test_a_grant_found_extended_when_due_is_rescheduled_at_its_persisted_time() -> None:
+    async def scenario() -> None:
+        s, rec = ExpiryScheduler(), Recorder()
+        persisted = soon(0.3)
+        rec.times["g"] = persisted  # the watch has not told the scheduler yet; the re-read does
+        s.schedule("g", soon(0.05))
+        s.start(rec)
+        await until(lambda: s.when("g") == persisted)
+        assert rec.ended == []
+        await until(lambda: rec.ended == ["g"])
+        assert utcnow() >= persisted
+        await s.stop()
+
+    run(scenario())
+
+
+def test_failures_are_retried_and_errors_do_not_stop_the_scheduler() -> None:
+    async def scenario() -> None:
+        s, rec = ExpiryScheduler(), Recorder()
+        rec.fail["flaky"] = 3
+        calls: list[str] = []
+
+        async def expire(name: str) -> dt.datetime | None:
+            calls.append(name)
+            if name == "broken" and calls.count("broken") == 1:
+                raise RuntimeError("boom")
+            return await rec(name)
+
+        s.schedule("flaky", soon(0))
+        s.schedule("broken", soon(0))
+        s.start(expire)
+        await until(lambda: sorted(rec.ended) == ["flaky"])
+        assert calls.count("flaky") == 4
+        await s.stop()
+        assert s.when("broken") is not None  # retried after RETRY_AFTER_ERROR, kept across stop
+
+    run(scenario())
+
+
+def test_grants_wait_while_the_scheduler_may_not_act() -> None:
+    async def scenario() -> None:
+        s, rec = ExpiryScheduler(), Recorder()
+        allowed = False
+
+        async def may_act() -> bool:
+            return allowed
+
+        s.schedule("g", soon(-1))
+        s.start(rec, may_act)
+        await asyncio.sleep(0.1)
+        assert rec.ended == []
+        allowed = True
+        await until(lambda: rec.ended == ["g"], timeout=3)
+        await s.stop()
+
+    run(scenario())
+
+
+def test_bounded_concurrency_and_stop_hands_back_what_was_not_ended() -> None:
+    async def scenario() -> None:
+        s = ExpiryScheduler(concurrency=3)
+        running, peak, release = 0, 0, asyncio.Event()
+        ended: list[str] = []
+
+        async def slow(name: str) -> dt.datetime | None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await release.wait()
+            running -= 1
+            ended.append(name)
+            return None
+
+        for i in range(10):
+            s.schedule(f"g{i}", soon(-1))
+        s.start(slow)
+        await until(lambda: running == 3)
+        stopping = asyncio.create_task(s.stop())
+        await asyncio.sleep(0.05)
+        release.set()
+        await stopping
+        assert peak == 3
+        assert sorted(ended) == ["g0", "g1", "g2"]  # the ones being ended finish
+        assert len(s) == 7  # the rest wait for the next start
+
+        s.start(slow)
+        await until(lambda: len(ended) == 10)
+        await s.stop()
+
+    run(scenario())
+
+
+def test_schedule_from_another_thread_wakes_the_scheduler() -> None:
+    async def scenario() -> None:
+        s, rec = ExpiryScheduler(), Recorder()
+        s.start(rec)
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(s.schedule, "from-thread", soon(0.05))
+        await until(lambda: rec.ended == ["from-thread"], timeout=2)
+        await s.stop()
+
+    run(scenario())
