@@ -95,20 +95,6 @@ def expiring(obj: Mapping[str, Any]) -> dt.datetime | None:
         return None
 
 
-def expiring(obj: Mapping[str, Any]) -> dt.datetime | None:
-    """When an Active grant expires (its persisted `status.expirationTime`); None for any other grant."""
-    if wire.ready_reason(obj) != names.ACTIVE:
-        return None
-    stamp = wire.status(obj).get("expirationTime")
-    if not isinstance(stamp, str) or not stamp:
-        return None
-    try:
-        return dt.datetime.fromisoformat(stamp)
-    except ValueError:
-        log.warning("AccessGrant %s has an unreadable status.expirationTime %r", wire.name_of(obj), stamp)
-        return None
-
-
 def pending(obj: Mapping[str, Any]) -> Pending | None:
     """A request awaiting a decision (Pending, and neither Approved nor Denied yet), or None."""
     decided = wire.is_true(obj, names.APPROVED) or wire.is_true(obj, names.DENIED)
