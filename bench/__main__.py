@@ -20,7 +20,7 @@ from bench.system import System
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "scale")
+SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "scale", "audit")
 FULL = {
     "floor": 200,
     "latency": 200,
@@ -30,6 +30,7 @@ FULL = {
     "recovery_overdue": 100,
     "scale": 5000,
     "scale_probes": 100,
+    "audit": 500,
 }
 QUICK = {
     "floor": 20,
@@ -40,6 +41,7 @@ QUICK = {
     "recovery_overdue": 20,
     "scale": 300,
     "scale_probes": 20,
+    "audit": 100,
 }
 UNLIMITED = 0.0
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         "scenarios": {},
     }
     users = max(sizes["throughput"], sizes["recovery_active"], sizes["scale"] + sizes["scale_probes"],
-                sizes["latency"], sizes["floor"], sizes["expiry"])  # fmt: skip
+                sizes["latency"], sizes["floor"], sizes["expiry"], sizes["audit"])  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
     system = System(workdir, users)
     began = time.monotonic()
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         if "scale" in only:
             run("scale", None, lambda: scenarios.scale(system, sizes["scale"], sizes["scale_probes"]))
+        if "audit" in only:
+            run("audit", None, lambda: scenarios.audit_archive(system, sizes["audit"]))
     finally:
         system.stop()
         if not args.keep_logs:

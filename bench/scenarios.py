@@ -17,9 +17,12 @@ from collections import Counter
 from typing import Any
 
 from bench.system import ENTITLEMENT, GROUP, TARGET_GROUP, VERSION, System, user_name
+from jitaccess.adapters.archive import Archive
+from jitaccess.api import audit, names
 
 log = logging.getLogger(__name__)
 DEFAULT_RATE_LIMIT = 20.0  # the adapter's default: the AWS Identity Store quota, per API
+UNLIMITED_RATE = 0.0
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -298,3 +301,54 @@ def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str
         "expiry_lag": summary(removed),
         "expiry_status_lag": summary(status),
     }
+
+
+def audit_archive(system: System, count: int) -> dict[str, Any]:
+    """The rate the audit archive sustains: `count` auto-approved requests are granted while S3
+    refuses every write, so that their records (requested, approved, granted: 3 each) pile up; then
+    S3 answers again, and the time until every record is in the bucket and listed in its object's
+    status (one status write per object, through the webhooks, as in production) gives records/s."""
+    assert system.ic is not None and system.operator is None
+    bucket = system.ic.create_bucket(f"bench-audit-{time.time_ns()}")
+    system.ic.faults.flaky("PutObject", 1.0)
+    system.start_operator(
+        UNLIMITED_RATE, JITACCESS_AUDIT_BUCKET=bucket, JITACCESS_AUDIT_ENDPOINT_URL=system.ic.endpoint_url
+    )
+    items = [(f"audit-{i:05d}", user_name(i), "1h") for i in range(1, count + 1)]
+    granted, users = [n for n, _, _ in items], [u for _, u, _ in items]
+    system.create_requests(items)
+    _delivered(system, granted, users, timeout=120 + count / 2)
+    objects = _all_objects(system)
+    records = sum(len(audit.records_of(o)) for o in objects)
+    began = time.monotonic()
+    system.ic.faults.clear()
+    while any(audit.unarchived(o) for o in objects):
+        if time.monotonic() - began > 300:
+            raise TimeoutError("the audit archive did not catch up within 300 s")
+        time.sleep(0.2)
+        objects = _all_objects(system)
+    seconds = time.monotonic() - began
+    now = dt.datetime.now(dt.UTC)
+    archived = Archive(system.ic.client("s3"), bucket, "jitaccess")
+    keys = archived.keys_written(now - dt.timedelta(hours=1), now + dt.timedelta(minutes=1))
+    in_bucket = sum(len(audit.decode_lines(archived.get(k))) for k in keys)
+    # The archiver was backing off when S3 came back: the rate counts from its first batch on.
+    first = min(filter(None, map(audit.written_at, keys)), default=now)
+    working = (now - first).total_seconds()
+    return {
+        "records": records,
+        "objects": len(objects),
+        "records_in_bucket": in_bucket,
+        "batches": len(keys),
+        "seconds_after_s3_back": round(seconds, 2),
+        "seconds_from_first_batch": round(working, 2),
+        "records_per_s": round(records / working, 1) if working > 0 else None,
+    }
+
+
+def _all_objects(system: System) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for plural, kind in (("accessrequests", names.ACCESS_REQUEST), ("accessgrants", names.ACCESS_GRANT)):
+        listing: Any = system.custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        found += [{**item, "kind": kind} for item in listing["items"]]
+    return found
