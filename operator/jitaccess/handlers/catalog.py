@@ -19,7 +19,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers.common import Index, conditions_after, first, status_change
+from jitaccess.handlers.common import Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.settings import Settings
@@ -148,10 +148,23 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
             ic.remove_member(group_id, user_id, membership_id)
         # For the event only: the name as it is now (users can be renamed), not as it was once known.
         user = ic.user_name(user_id)
-        record(
-            entitlement.wire(),
-            names.DRIFT_FOUND,
-            f"{user} was in Identity Center group {group_name} with no active grant: removed",
-            warning=True,
-            who=user,
+        message = f"{user} was in Identity Center group {group_name} with no active grant: removed"
+        _keep_for_audit(
+            rt, entitlement, {"membershipId": membership_id, "userId": user_id, "user": user}, group_id, message
         )
+        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user)
+
+
+def _keep_for_audit(
+    rt: Runtime, entitlement: Entitlement, removal: dict[str, Any], group_id: str, message: str
+) -> None:
+    """List the removal in the Entitlement's status until its audit record is archived (`archive`)."""
+    entry = {**removal, "groupId": group_id, "time": ts(now()), "message": message}
+
+    def build(current: Entitlement) -> dict[str, Any] | None:
+        kept = [r.wire() for r in current.status.drift_removals or []]
+        if any(r["membershipId"] == removal["membershipId"] for r in kept):
+            return None
+        return {"driftRemovals": [*kept, entry]}
+
+    rt.kube.update_status(names.ENTITLEMENTS, entitlement.metadata.name, status_change(Entitlement, build))
