@@ -49,7 +49,14 @@ class Settings(BaseSettings):
     webhook_service: str | None = Field(
         default=None, description="namespace/name of the webhook Service (in-cluster); else a URL is used"
     )
-    webhook_managed: bool = Field(default=True, description="The operator writes its webhook configurations")
+    webhook_managed: bool = Field(
+        default=True,
+        description="The operator applies its webhook configurations at start-up (a local run); false: it only "
+        "checks the ones installed (the chart renders them)",
+    )
+    webhook_configuration: str = Field(
+        default="jitaccess.dev", min_length=1, description="Name of the Validating- and MutatingWebhookConfiguration"
+    )
     operator_usernames: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated usernames that act as the operator at admission (kopf bookkeeping, "

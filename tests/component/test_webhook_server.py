@@ -18,7 +18,7 @@ import pytest
 
 from devenv.processes import free_port
 from jitaccess.adapters.tls import generate_serving_files
-from jitaccess.adapters.webhooks import ServiceRef, WebhookServer
+from jitaccess.adapters.webhooks import ServiceRef, WebhookServer, configurations
 
 
 async def _review(request: Any, **_: Any) -> dict[str, Any]:
@@ -61,11 +61,14 @@ async def test_served_certificate_is_trusted_through_the_ca_bundle(tmp_path: Pat
         certfile=files.certfile,
         pkeyfile=files.keyfile,
         cafile=files.cafile,
+        operator_usernames={"operator"},
     )
     config, task = await _first_config(server)
     try:
         assert base64.b64decode(config["caBundle"]) == files.cafile.read_bytes()
         assert server.advertised == config
+        # What it expects of the cluster: the configurations that call it, by handler id.
+        assert server.expected == configurations(config, ["operator"])
         response = await asyncio.to_thread(_post, f"{config['url']}/some-handler", files.cafile)
         assert response["response"] == {"uid": "u-1", "allowed": True}
         # A certificate for other names does not pass for this host.
@@ -88,6 +91,7 @@ async def test_in_cluster_the_service_is_advertised_not_a_url(tmp_path: Path) ->
         certfile=files.certfile,
         pkeyfile=files.keyfile,
         cafile=files.cafile,
+        operator_usernames={"operator"},
     )
     config, task = await _first_config(server)
     try:
@@ -95,6 +99,8 @@ async def test_in_cluster_the_service_is_advertised_not_a_url(tmp_path: Path) ->
             "service": {"namespace": "jitaccess", "name": "jitaccess-webhook", "port": 443, "path": ""},
             "caBundle": base64.b64encode(files.cafile.read_bytes()).decode(),
         }
+        assert server.expected is not None
+        assert server.expected[0]["webhooks"][0]["clientConfig"]["service"]["path"] == "/accessrequests-stamp"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -32,6 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.operator_process import OperatorProcess
+from jitaccess.adapters.tls import generate_serving_files
+from jitaccess.adapters.webhooks import configurations
 from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary
 from tests.support.harness import Jit, eventually
 
@@ -39,6 +41,7 @@ pytestmark = pytest.mark.e2e
 
 JIT_CRDS = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "crds").glob("*.yaml"))
 PEERING_CRD = "clusterkopfpeerings.kopf.dev"
+WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 TEST_USER = "chart-test-approver@example.com"  # not one of the session's test users
 
 
@@ -136,7 +139,8 @@ def applied(control_plane: ControlPlane, helm: Helm, suffix: str) -> Iterator[tu
     try:
         yield release, namespace, objects
     finally:
-        delete_all(control_plane, objects, namespace)
+        # The webhook configurations are only ever tried (a dry run): the session's are named alike.
+        delete_all(control_plane, [o for o in objects if o["kind"] not in WEBHOOK_KINDS], namespace)
         return_crds_to_the_session(control_plane)
 
 
@@ -145,7 +149,8 @@ def test_rendered_chart_applies_server_side(
 ) -> None:
     release, namespace, objects = applied
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
-    rest = [o for o in objects if o["kind"] != "CustomResourceDefinition"]
+    webhooks = [o for o in objects if o["kind"] in WEBHOOK_KINDS]
+    rest = [o for o in objects if o["kind"] != "CustomResourceDefinition" and o not in webhooks]
     # CRDs first: the ClusterKopfPeering object needs its kind served (as Helm's crds/ folder ensures).
     establish(control_plane, crds, "jitaccess-chart-test")
     result = control_plane.kubectl(
@@ -159,6 +164,17 @@ def test_rendered_chart_applies_server_side(
         input="\n---\n".join(yaml.safe_dump(o) for o in rest),
     )
     assert "Warning" not in result.stderr, result.stderr  # e.g. "would violate PodSecurity"
+    # The webhook configurations, as the API server would store them (their CEL compiles), without
+    # replacing the session's own (the same name): a server-side dry run.
+    assert len(webhooks) == 2
+    stored = control_plane.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--field-manager=jitaccess-chart-test", "-o", "json", "-f", "-",
+        input="\n---\n".join(yaml.safe_dump(o) for o in webhooks),
+    )  # fmt: skip
+    for obj in json.loads(stored.stdout)["items"]:
+        for webhook in obj["webhooks"]:
+            assert webhook["failurePolicy"] == "Fail" and webhook["clientConfig"]["caBundle"], webhook["name"]
+            assert webhook["clientConfig"]["service"]["namespace"] == namespace, webhook["name"]
 
     deployment = get(control_plane, "deployment", release, namespace)
     assert deployment is not None
@@ -209,8 +225,10 @@ def test_rbac_as_the_api_server_evaluates_it(
     assert can_i(control_plane, operator, "create", "accessgrants.jitaccess.dev")
     assert can_i(control_plane, operator, "watch", "accessrequests.jitaccess.dev")
     assert can_i(control_plane, operator, "patch", f"clusterkopfpeerings.kopf.dev/{release}")
-    assert can_i(control_plane, operator, "patch", "validatingwebhookconfigurations/jitaccess.dev")
-    assert not can_i(control_plane, operator, "patch", "validatingwebhookconfigurations/someone-elses")
+    # The chart installs the webhook configurations; the operator reads them and cannot change them.
+    assert can_i(control_plane, operator, "get", "validatingwebhookconfigurations/jitaccess.dev")
+    assert not can_i(control_plane, operator, "patch", "validatingwebhookconfigurations/jitaccess.dev")
+    assert not can_i(control_plane, operator, "get", "validatingwebhookconfigurations/someone-elses")
     assert not can_i(control_plane, operator, "delete", "teamownerships.jitaccess.dev")
     assert not can_i(control_plane, operator, "update", "teamownerships.jitaccess.dev")
     assert not can_i(control_plane, operator, "get", "secrets")
@@ -248,8 +266,9 @@ def test_operator_does_its_whole_job_with_the_charts_rbac(
     applied: tuple[str, str, list[dict[str, Any]]],
     tmp_path: Path,
 ) -> None:
-    """The operator, authenticated as the chart's ServiceAccount and nothing more, writes its webhook
-    configurations, grants, expires and revokes: the chart's ClusterRole is enough (a 403 would stall it)."""
+    """The operator, authenticated as the chart's ServiceAccount and nothing more, checks its webhook
+    configurations (installed for it, as the chart does, calling this process), grants, expires and
+    revokes: the chart's ClusterRole is enough (a 403 would stall it)."""
     release, namespace, objects = applied
     rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
     control_plane.kubectl(
@@ -263,10 +282,28 @@ def test_operator_does_its_whole_job_with_the_charts_rbac(
         input="\n---\n".join(yaml.safe_dump(o) for o in rbac),
     )
     kubeconfig = token_kubeconfig(control_plane, namespace, release, tmp_path / "operator.kubeconfig")
-    env = {"JITACCESS_MIN_DURATION_SECONDS": "1", "JITACCESS_RESYNC_SECONDS": "5", "JITACCESS_LOG_FORMAT": "json"}
+    tls = generate_serving_files(["127.0.0.1", "localhost"], tmp_path / "tls")
+    env = {
+        "JITACCESS_MIN_DURATION_SECONDS": "1",
+        "JITACCESS_RESYNC_SECONDS": "5",
+        "JITACCESS_LOG_FORMAT": "json",
+        "JITACCESS_WEBHOOK_MANAGED": "false",
+        "JITACCESS_WEBHOOK_CERTFILE": str(tls.certfile),
+        "JITACCESS_WEBHOOK_KEYFILE": str(tls.keyfile),
+        "JITACCESS_WEBHOOK_CAFILE": str(tls.cafile),
+    }
     charted = OperatorProcess(kubeconfig, identity_center.env(), tmp_path / "operator.log", extra_env=env)
+    client = {
+        "url": f"https://127.0.0.1:{charted.webhook_port}",
+        "caBundle": base64.b64encode(tls.cafile.read_bytes()).decode(),
+    }
+    installed = configurations(client, [f"system:serviceaccount:{namespace}:{release}"])
     system.operator.stop()
     try:
+        control_plane.kubectl(
+            "apply", "--server-side", "--force-conflicts", "--field-manager=jitaccess-chart-test", "-f", "-",
+            input="\n---\n".join(yaml.safe_dump(o) for o in installed),
+        )  # fmt: skip
         charted.start()
         system.request("rbac-expiry", "prod-eng-payments", duration="2s")
         system.wait_reason("accessgrant", "rbac-expiry", "Expired", timeout=30)
@@ -316,7 +353,18 @@ def next_version(tmp_path: Path) -> Path:
 
 def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suffix: str, tmp_path: Path) -> None:
     release, namespace = f"jitaccess-helm-{suffix}", f"jit-helm-{suffix}"
-    base = ["--namespace", namespace, "--set", f"peering.name={release}"]
+    # Webhook configurations of their own name: the session's are called jitaccess.dev. Until the
+    # uninstall, they refuse writes to jitaccess objects by anyone but this release's operator (there
+    # is no pod behind their Service): this test makes none.
+    webhooks = f"jit-helm-{suffix}"
+    base = [
+        "--namespace",
+        namespace,
+        "--set",
+        f"peering.name={release}",
+        "--set",
+        f"webhook.configurationName={webhooks}",
+    ]
     adopt_crds(control_plane, release, namespace)
     try:
         installed = helm.run("install", release, str(CHART), "--create-namespace", *base)
@@ -324,6 +372,12 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suff
         assert f"{release}-requester" in installed.stdout
         secret_before = get(control_plane, "secret", f"{release}-webhook-tls", namespace)
         assert secret_before is not None
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            installed_webhooks = get(control_plane, kind, webhooks)
+            assert installed_webhooks is not None, f"{kind} {webhooks} not installed"
+            assert {w["clientConfig"]["caBundle"] for w in installed_webhooks["webhooks"]} == {
+                secret_before["data"]["ca.crt"]
+            }
         version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
         for crd in JIT_CRDS:
             stored = get(control_plane, "crd", crd)
@@ -355,6 +409,7 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suff
         assert get(control_plane, "deployment", release, namespace) is None
         assert get(control_plane, "clusterrole", f"{release}-operator") is None
         assert get(control_plane, "clusterkopfpeering", release) is None
+        assert get(control_plane, "validatingwebhookconfiguration", webhooks) is None
     finally:
         helm.run("uninstall", release, "--namespace", namespace, "--ignore-not-found", check=False)
         control_plane.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)

@@ -1,26 +1,43 @@
 """What the admission webhooks need from Kubernetes and from kopf's webhook server.
 
+- `configurations`: the one definition of the Validating- and MutatingWebhookConfiguration (which
+  webhook is called for which writes, failing closed, and skipped only for the operator's own writes
+  where its rule admits them unseen); applied by the operator in a local run, rendered by the chart
+  from `chart_file` (kopf's managed configuration cannot express `matchConditions`).
 - `WebhookServer`: kopf's HTTPS server, which in a cluster advertises a Service (the API server
-  reaches pods through one) instead of its own URL, and remembers what it advertised.
+  reaches pods through one) instead of its own URL, and computes (and in a local run applies) the
+  configurations that call it.
 - `NoWebhookServer`: stands in when webhooks are off; kopf refuses to start with admission
   handlers registered and no server.
 - `own_username`: who the operator authenticates as (SelfSubjectReview), the identity the
   webhooks trust with the operator's own writes.
-- `configuration_problem`: whether the webhook configurations in the cluster point at this
-  server yet, so the operator reports itself healthy only once its webhooks can answer.
+- `configuration_problem`: whether the webhook configurations in the cluster are the ones this
+  server expects, so the operator reports itself healthy only once its webhooks can answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 import kubernetes
+import yaml
 from kubernetes.client.exceptions import ApiException
+
+from jitaccess.api import names
+
+#: The name of the Validating- and MutatingWebhookConfiguration: the API group's.
+CONFIGURATION_NAME = names.GROUP
+#: The API server's limit; a webhook that asks Identity Center may need a good part of it.
+TIMEOUT_SECONDS = 30
+VALIDATING, MUTATING = "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"
+_FIELD_MANAGER = "jitaccess"
 
 
 @dataclass(frozen=True)
@@ -54,17 +71,33 @@ class ServiceRef:
 
 
 class WebhookServer(kopf.WebhookServer):
-    """kopf's webhook server; with `service`, the webhook configurations name the Service, not a URL."""
+    """kopf's webhook server; with `service`, the webhook configurations name the Service, not a URL.
 
-    def __init__(self, *, service: ServiceRef | None = None, **kwargs: Any) -> None:
+    `expected` are the configurations that call this server and skip the calls for the writes of
+    `operator_usernames`; with `apply`, the server applies them as soon as it serves.
+    """
+
+    def __init__(
+        self,
+        *,
+        operator_usernames: Iterable[str],
+        configuration_name: str = CONFIGURATION_NAME,
+        apply: bool = False,
+        service: ServiceRef | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.service = service
+        self.operator_usernames = frozenset(operator_usernames)
+        self.configuration_name = configuration_name
+        self.apply = apply
         self.advertised: kopf.WebhookClientConfig | None = None
+        self.expected: list[dict[str, Any]] | None = None
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         async for config in super().__call__(fn):
             if self.service is not None:
-                # kopf appends each handler's id to this path, as it does to a URL.
+                # Each webhook appends its handler's id to this path, as to a URL (`configurations`).
                 config = kopf.WebhookClientConfig(
                     service=kopf.WebhookClientConfigService(
                         namespace=self.service.namespace,
@@ -74,7 +107,10 @@ class WebhookServer(kopf.WebhookServer):
                     ),
                     caBundle=config.get("caBundle"),
                 )
-            self.advertised = config
+            expected = configurations(config, self.operator_usernames, name=self.configuration_name)
+            if self.apply:
+                await asyncio.to_thread(apply_configurations, expected)
+            self.advertised, self.expected = config, expected
             yield config
 
 
@@ -105,25 +141,179 @@ def _pem(bundle: bytes | str | None) -> bytes | None:
     return raw if raw.lstrip().startswith(b"-----") else base64.b64decode(raw)
 
 
-def configuration_problem(name: str, advertised: kopf.WebhookClientConfig) -> str | None:
-    """Why the webhook configurations `name` do not reach the server that `advertised` itself yet."""
+def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why the webhook configurations in the cluster are not yet `expected` (every webhook there, as
+    defined, calling this server and trusting its certificate); None when they are."""
     api = kubernetes.client.AdmissionregistrationV1Api()
     readers: dict[str, Callable[[str], Any]] = {
-        "ValidatingWebhookConfiguration": api.read_validating_webhook_configuration,
-        "MutatingWebhookConfiguration": api.read_mutating_webhook_configuration,
+        VALIDATING: api.read_validating_webhook_configuration,
+        MUTATING: api.read_mutating_webhook_configuration,
     }
-    for kind, read in readers.items():
+    for obj in expected:
+        kind, name = obj["kind"], obj["metadata"]["name"]
         try:
-            webhooks = read(name).webhooks or []
+            live = api.api_client.sanitize_for_serialization(readers[kind](name))
         except ApiException as exc:
             return f"{kind} {name} cannot be read ({exc.status} {exc.reason})"
-        if not webhooks:
-            return f"{kind} {name} has no webhooks yet"
-        for webhook in webhooks:
-            client = webhook.client_config
-            if _pem(client.ca_bundle) != _pem(advertised.get("caBundle")):
-                return f"{kind} {name} webhook {webhook.name} does not trust this server's certificate yet"
-            url = advertised.get("url")
-            if url is not None and not str(client.url or "").startswith(str(url).rstrip("/")):
-                return f"{kind} {name} webhook {webhook.name} calls {client.url}, not this server ({url})"
+        found = {str(w.get("name")): w for w in live.get("webhooks") or []}
+        for webhook in obj["webhooks"]:
+            there = found.get(webhook["name"])
+            if there is None:
+                return f"{kind} {name} has no webhook {webhook['name']} yet"
+            wanted, client = dict(webhook["clientConfig"]), dict(there.get("clientConfig") or {})
+            if _pem(client.pop("caBundle", None)) != _pem(wanted.pop("caBundle", None)):
+                return f"{kind} {name} webhook {webhook['name']} does not trust this server's certificate yet"
+            if client != wanted:
+                return f"{kind} {name} webhook {webhook['name']} calls {client}, not this server ({wanted})"
+            for key, value in webhook.items():
+                if key != "clientConfig" and there.get(key) != value:
+                    return f"{kind} {name} webhook {webhook['name']} has {key} {there.get(key)!r}, not {value!r}"
     return None
+
+
+# --- the webhook configurations ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One admission webhook: kopf serves the handler `id` at `/<id>`, and the API server calls it
+    for these operations on `plural` (or its `subresource`)."""
+
+    id: str
+    plural: str
+    operations: tuple[str, ...]
+    subresource: str | None = None
+    #: The API server skips the call when the operator itself writes (`matchConditions`): the rule
+    #: behind this webhook admits every write of the operator without looking at it
+    #: (`domain.admission`: `review_grant`, `review_status` and `review_catalog` begin with it), so
+    #: the call could only ever answer "allowed". Users' writes are all still sent.
+    skips_operator: bool = False
+
+
+_WRITES = ("CREATE", "UPDATE")
+#: Every webhook, by configuration kind. AccessRequests are checked whoever writes them, the
+#: operator too (it writes only their status in the course of a grant; its deletions at retention
+#: are refused while the access runs, like anyone's).
+HOOKS: dict[str, tuple[Hook, ...]] = {
+    MUTATING: (
+        Hook("accessrequests-stamp", names.REQUESTS, _WRITES),
+        Hook("accessgrants-stamp", names.GRANTS, _WRITES, skips_operator=True),
+    ),
+    VALIDATING: (
+        Hook("accessrequests-check", names.REQUESTS, (*_WRITES, "DELETE")),
+        Hook("accessgrants-check", names.GRANTS, (*_WRITES, "DELETE"), skips_operator=True),
+        Hook("teamownerships-check", names.TEAMS, _WRITES, skips_operator=True),
+        Hook("entitlements-check", names.ENTITLEMENTS, _WRITES, skips_operator=True),
+        *(
+            Hook(f"{plural}-status", plural, ("UPDATE",), "status", skips_operator=True)
+            for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS)
+        ),
+    ),
+}
+
+
+def not_the_operator(usernames: Iterable[str]) -> dict[str, str]:
+    """The `matchCondition` true for everyone but the operator (its usernames, as a CEL list)."""
+    # A JSON list of strings is a CEL list literal of the same strings.
+    return {
+        "name": "not-the-operator",
+        "expression": f"!(request.userInfo.username in {json.dumps(sorted(usernames))})",
+    }
+
+
+def _client_config(client: Mapping[str, Any], hook_id: str) -> dict[str, Any]:
+    """Where the API server calls the handler `hook_id`: kopf's server routes by handler id."""
+    config: dict[str, Any] = {}
+    if client.get("url"):
+        config["url"] = f"{str(client['url']).rstrip('/')}/{hook_id}"
+    if client.get("service"):
+        service = dict(client["service"])
+        config["service"] = {**service, "path": f"{str(service.get('path') or '').rstrip('/')}/{hook_id}"}
+        config["service"].setdefault("port", 443)
+    if client.get("caBundle"):
+        config["caBundle"] = client["caBundle"]
+    return config
+
+
+def configurations(
+    client: Mapping[str, Any], operator_usernames: Iterable[str], *, name: str = CONFIGURATION_NAME
+) -> list[dict[str, Any]]:
+    """The Validating- and MutatingWebhookConfiguration, as the operator applies them in a local run
+    and the chart renders them (`chart_file`): every webhook fails closed (`failurePolicy: Fail`),
+    has no side effects, and is called for every user's write; `client` is kopf's client config
+    (`url` or `service`, and `caBundle`)."""
+    usernames = sorted(operator_usernames)
+    objects = []
+    for kind, hooks in HOOKS.items():
+        webhooks = []
+        for hook in hooks:
+            resource = f"{hook.plural}/{hook.subresource}" if hook.subresource else hook.plural
+            webhook: dict[str, Any] = {
+                "name": f"{hook.id}.{names.GROUP}",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": _client_config(client, hook.id),
+                "failurePolicy": "Fail",
+                "matchPolicy": "Equivalent",
+                "rules": [
+                    {
+                        "apiGroups": [names.GROUP],
+                        "apiVersions": [names.VERSION],
+                        "operations": list(hook.operations),
+                        "resources": [resource],
+                        "scope": "Cluster",
+                    }
+                ],
+                "sideEffects": "None",
+                "timeoutSeconds": TIMEOUT_SECONDS,
+            }
+            if hook.skips_operator:
+                webhook["matchConditions"] = [not_the_operator(usernames)]
+            if kind == MUTATING:
+                webhook["reinvocationPolicy"] = "Never"
+            webhooks.append(webhook)
+        objects.append(
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": kind,
+                "metadata": {"name": name},
+                "webhooks": webhooks,
+            }
+        )
+    return objects
+
+
+#: What the chart's copy says where a release fills in its own values (templates/webhooks.yaml).
+CHART_SERVICE = {"namespace": "RELEASE-NAMESPACE", "name": "WEBHOOK-SERVICE", "port": 443}
+CHART_OPERATOR = "OPERATOR-SERVICE-ACCOUNT"
+
+
+def chart_file() -> str:
+    """charts/jitaccess/files/webhooks.yaml: `configurations` for a Service, with placeholders."""
+    header = (
+        "# Generated by `python -m jitaccess.adapters.webhooks` from jitaccess/adapters/webhooks.py\n"
+        "# (a unit test keeps it in sync); templates/webhooks.yaml fills in the release's values.\n"
+    )
+    objects = configurations({"service": CHART_SERVICE}, [CHART_OPERATOR])
+    return header + "---\n".join(yaml.safe_dump(obj, sort_keys=False) for obj in objects)
+
+
+def apply_configurations(objects: Iterable[Mapping[str, Any]]) -> None:
+    """Server-side apply: the fields these objects set become the operator's, whoever set them before."""
+    api = kubernetes.client.AdmissionregistrationV1Api()
+    for obj in objects:
+        patch = (
+            api.patch_validating_webhook_configuration
+            if obj["kind"] == VALIDATING
+            else api.patch_mutating_webhook_configuration
+        )
+        patch(
+            obj["metadata"]["name"],
+            dict(obj),
+            field_manager=_FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+
+if __name__ == "__main__":
+    sys.stdout.write(chart_file())

@@ -85,20 +85,20 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 # --- admission webhooks ---------------------------------------------------------------------
 
-#: The name of the Validating- and MutatingWebhookConfiguration the operator manages: the API group's.
-WEBHOOK_CONFIGURATION = names.GROUP
 _CONFIRMED = "webhooks_confirmed"
 
 
 def _configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, config: Settings) -> None:
-    memo[OPERATOR_IDENTITY] = _operator_identity(config)
+    identity = memo[OPERATOR_IDENTITY] = _operator_identity(config)
+    # The configurations are ours (`adapters.webhooks.configurations`), not kopf's: kopf's cannot skip
+    # the webhook calls for the operator's own writes (matchConditions).
+    settings.admission.managed = None
     if not config.webhook_port:
         log.warning(
             "admission webhooks are off (JITACCESS_WEBHOOK_PORT=0): requests get no requester and decisions "
             "no approver, so nothing will be granted; this is only for testing the handlers alone"
         )
         settings.admission.server = NoWebhookServer()
-        settings.admission.managed = None
         return
     service = ServiceRef.parse(config.webhook_service) if config.webhook_service else None
     host = config.webhook_host or (service.hostnames[0] if service else "127.0.0.1")
@@ -127,10 +127,13 @@ def _configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, confi
         pkeyfile=keyfile,
         cafile=cafile,
         service=service,
+        operator_usernames=identity.usernames,
+        configuration_name=config.webhook_configuration,
+        # Applied at start-up in a local run (the chart renders them), and left in place when the
+        # operator stops: with failurePolicy Fail, a stopped operator means refused writes, never
+        # unchecked ones.
+        apply=config.webhook_managed,
     )
-    # Written by kopf at start-up, and left in place when it stops (every handler is persistent):
-    # with failurePolicy Fail, a stopped operator means refused writes, never unchecked ones.
-    settings.admission.managed = WEBHOOK_CONFIGURATION if config.webhook_managed else None
     where = (
         f"Service {service.namespace}/{service.name}:{service.port}"
         if service
@@ -167,12 +170,11 @@ def webhooks_configured(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
         return "off"
     if memo.get(_CONFIRMED):
         return "configured"
-    if server.advertised is None:
+    if server.expected is None:
         raise kopf.TemporaryError("the admission webhook server is not serving yet", delay=0.2)
-    if settings.admission.managed:
-        problem = configuration_problem(settings.admission.managed, server.advertised)
-        if problem is not None:
-            raise kopf.TemporaryError(f"admission webhooks not in place yet: {problem}", delay=0.2)
+    problem = configuration_problem(server.expected)
+    if problem is not None:
+        raise kopf.TemporaryError(f"admission webhooks not in place yet: {problem}", delay=0.2)
     memo[_CONFIRMED] = True
     return "configured"
 

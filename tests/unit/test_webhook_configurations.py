@@ -1,0 +1,141 @@
+"""The webhook configurations (`jitaccess.adapters.webhooks.configurations`): the one definition the
+local run applies and the chart renders. Every webhook fails closed and is called for every user's
+write; the API server skips a call only for the operator's own writes, and only where the rule behind
+the webhook admits every write of the operator unseen."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import kopf
+import pytest
+import yaml
+
+import jitaccess.handlers  # noqa: F401  (registers the admission handlers)
+from jitaccess.adapters import webhooks
+from jitaccess.adapters.webhooks import HOOKS, MUTATING, VALIDATING, chart_file, configurations, not_the_operator
+from jitaccess.api import names
+from jitaccess.domain import admission as adm
+from jitaccess.domain.admission import ALLOW, OperatorIdentity, Phase
+from jitaccess.domain.teams import Caller
+from tests.helm.chart import CHART, REPO, Helm, documents, helm_binary
+
+OPERATOR = "system:serviceaccount:jitaccess-system:jitaccess"
+URL_CLIENT = {"url": "https://127.0.0.1:9443", "caBundle": "Q0E="}
+
+
+def _by_name(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], w["name"]): w for o in objects for w in o["webhooks"]}
+
+
+def test_every_webhook_fails_closed_without_side_effects_and_calls_its_handler() -> None:
+    objects = configurations(URL_CLIENT, [OPERATOR])
+    assert [o["kind"] for o in objects] == [MUTATING, VALIDATING]
+    for (kind, name), webhook in _by_name(objects).items():
+        hook_id = name.removesuffix(f".{names.GROUP}")
+        assert webhook["failurePolicy"] == "Fail" and webhook["sideEffects"] == "None", name
+        assert webhook["clientConfig"] == {"url": f"https://127.0.0.1:9443/{hook_id}", "caBundle": "Q0E="}
+        assert webhook["timeoutSeconds"] <= 30 and webhook["admissionReviewVersions"] == ["v1"]
+        assert ("reinvocationPolicy" in webhook) == (kind == MUTATING)
+
+
+def test_a_service_client_gets_the_handler_path() -> None:
+    service = {"namespace": "ns", "name": "svc", "port": 8443, "path": "/hooks/"}
+    (mutating, _) = configurations({"service": service}, [OPERATOR])
+    assert mutating["webhooks"][0]["clientConfig"] == {
+        "service": {"namespace": "ns", "name": "svc", "port": 8443, "path": "/hooks/accessrequests-stamp"}
+    }
+
+
+def test_the_definition_is_what_kopf_serves() -> None:
+    """Each webhook names a registered kopf admission handler, of the same kind, for the same writes."""
+    registered = {str(h.id): h for h in kopf.get_default_registry()._webhooks.get_all_handlers() if h.reason is not None}
+    defined = {hook.id: (kind, hook) for kind, hooks in HOOKS.items() for hook in hooks}
+    assert set(defined) == set(registered)
+    for hook_id, (kind, hook) in defined.items():
+        handler = registered[hook_id]
+        assert handler.reason.value == ("mutating" if kind == MUTATING else "validating"), hook_id
+        assert set(handler.operations or []) == set(hook.operations), hook_id
+        assert handler.subresource == hook.subresource, hook_id
+        assert handler.selector is not None and handler.selector.any_name == hook.plural, hook_id
+
+
+def test_only_the_operator_is_skipped_and_only_where_nothing_is_refused_to_it() -> None:
+    objects = configurations(URL_CLIENT, ["b-operator", "a-operator"])
+    skipped = {name for (_, name), w in _by_name(objects).items() if "matchConditions" in w}
+    for webhook in _by_name(objects).values():
+        if "matchConditions" in webhook:
+            assert webhook["matchConditions"] == [
+                {
+                    "name": "not-the-operator",
+                    "expression": '!(request.userInfo.username in ["a-operator", "b-operator"])',
+                }
+            ]
+    # Requests are checked whoever writes them: their webhooks decide for the operator too.
+    assert skipped == {
+        f"{hook}.{names.GROUP}"
+        for hook in (
+            "accessgrants-stamp",
+            "accessgrants-check",
+            "teamownerships-check",
+            "entitlements-check",
+            *(f"{plural}-status" for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS)),
+        )
+    }
+
+
+def test_nobody_matches_when_no_operator_is_known() -> None:
+    assert not_the_operator([])["expression"] == "!(request.userInfo.username in [])"
+
+
+_OPERATOR = OperatorIdentity(frozenset({OPERATOR}))
+_AS_OPERATOR = Caller(OPERATOR, frozenset({"system:serviceaccounts"}))
+_ODD_OBJECTS: list[dict[str, Any] | None] = [
+    None,
+    {},
+    {"metadata": {"annotations": {"kopf.zalando.org/x": "y", names.ANNOTATION_REVOKED: "maybe"}}},
+    {"metadata": {"finalizers": [names.FINALIZER], "labels": {"a": "b"}}, "spec": {"user": "someone"}},
+    {"spec": {"reason": "x" * 10_000}, "status": {"conditions": [{"type": "Ready", "reason": "Expired"}]}},
+]
+
+
+@pytest.mark.parametrize("phase", list(Phase))
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE", "DELETE"])
+def test_the_skipped_rules_admit_every_write_of_the_operator(phase: Phase, operation: str) -> None:
+    """What makes the skips safe: for these kinds, whatever the operator writes, the answer is ALLOW."""
+    for old, new in itertools.product(_ODD_OBJECTS, repeat=2):
+        grant = adm.review_grant(
+            operation, old, new, _AS_OPERATOR, operator=_OPERATOR, team=None, owner="", phase=phase
+        )
+        assert grant == ALLOW
+        assert adm.review_catalog(operation, old, new, _AS_OPERATOR, operator=_OPERATOR) == ALLOW
+    for kind in (names.ACCESS_REQUEST, names.ACCESS_GRANT, "TeamOwnership", "Entitlement"):
+        assert adm.review_status(kind, _AS_OPERATOR, operator=_OPERATOR) == ALLOW
+
+
+def test_the_chart_carries_the_definition() -> None:
+    path = CHART / "files" / "webhooks.yaml"
+    fix = f"run `.venv/bin/python -m jitaccess.adapters.webhooks > {path.relative_to(REPO)}`"
+    assert path.read_text() == chart_file(), f"{path.relative_to(REPO)} is stale: {fix}"
+
+
+def test_the_chart_renders_the_definition_for_the_release() -> None:
+    helm = Helm(helm_binary())
+    objects = documents(helm.template("jitaccess", "jitaccess-system"))
+    rendered = [o for o in objects if o["kind"] in (MUTATING, VALIDATING)]
+    secret = next(o for o in objects if o["kind"] == "Secret")
+    client = {
+        "service": {"namespace": "jitaccess-system", "name": "jitaccess-webhook", "port": 443},
+        "caBundle": secret["data"]["ca.crt"],
+    }
+    expected = configurations(client, [OPERATOR], name=webhooks.CONFIGURATION_NAME)
+    assert [{k: v for k, v in o.items() if k != "metadata"} for o in rendered] == [
+        {k: v for k, v in o.items() if k != "metadata"} for o in expected
+    ]
+    assert {o["metadata"]["name"] for o in rendered} == {"jitaccess.dev"}
+
+
+def test_the_chart_file_is_yaml_of_both_kinds() -> None:
+    kinds = [d["kind"] for d in yaml.safe_load_all(chart_file()) if d]
+    assert kinds == [MUTATING, VALIDATING]
