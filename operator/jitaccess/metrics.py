@@ -8,7 +8,7 @@ them counting wrong. docs/metrics.md lists every metric with its labels.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("jitaccess_requests_total", "AccessRequests by outcome", ["entitlement", "outcome"])
 # Whole seconds (both ends are Kubernetes timestamps), and it includes the wait for a human
@@ -27,6 +27,10 @@ IDENTITY_CENTER_CALLS = Counter(
     "jitaccess_identitycenter_calls_total",
     "Identity Center calls by operation and outcome",
     ["operation", "outcome"],
+)
+#: Callers waiting for a free slot (`IdentityCenter.queue`): a burst shows here, not as AWS throttling.
+IDENTITY_CENTER_QUEUED = Gauge(
+    "jitaccess_identitycenter_queued", "Identity Center calls waiting for one of the slots of calls in flight"
 )
 ERRORS = Counter("jitaccess_errors_total", "Handler errors by kind", ["kind"])
 ELIGIBILITY_LAPSES = Counter(

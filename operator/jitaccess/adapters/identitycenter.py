@@ -70,6 +70,38 @@ class RateLimiter:
             time.sleep(wait)
 
 
+class CallQueue:
+    """At most `limit` Identity Center calls in flight; the callers beyond wait their turn (FIFO).
+
+    Back-pressure for bursts: the threads that would call Identity Center (handlers, webhooks) wait
+    here instead of piling up sockets and retries at AWS, and how many wait is a metric
+    (`jitaccess_identitycenter_queued`). The rate limiters decide when a call may go out; this
+    bounds how many go at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._slots = threading.Semaphore(self.limit)
+        self._lock = threading.Lock()
+        self.queued = 0
+
+    def __enter__(self) -> None:
+        if self._slots.acquire(blocking=False):
+            return
+        with self._lock:
+            self.queued += 1
+            metrics.IDENTITY_CENTER_QUEUED.set(self.queued)
+        try:
+            self._slots.acquire()
+        finally:
+            with self._lock:
+                self.queued -= 1
+                metrics.IDENTITY_CENTER_QUEUED.set(self.queued)
+
+    def __exit__(self, *_: object) -> None:
+        self._slots.release()
+
+
 def classify(exc: Exception, operation: str) -> IdentityCenterError:
     """Map a botocore failure onto the jitaccess error tree, by error code."""
     if isinstance(exc, ClientError):
@@ -88,10 +120,13 @@ def classify(exc: Exception, operation: str) -> IdentityCenterError:
 class IdentityCenter:
     """Identity Store operations the operator needs, on one identity store."""
 
-    def __init__(self, client: Any, identity_store_id: str, rate_limit: float = 20.0) -> None:
+    def __init__(
+        self, client: Any, identity_store_id: str, rate_limit: float = 20.0, max_in_flight: int = 16
+    ) -> None:
         self._client = client
         self.identity_store_id = identity_store_id
         self.rate_limit = rate_limit
+        self.queue = CallQueue(max_in_flight)
         self._limiters: dict[str, RateLimiter] = {}
         self._limiters_guard = threading.Lock()
 
@@ -137,14 +172,15 @@ class IdentityCenter:
             return limiter
 
     def _call(self, operation: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        self._limiter(operation).acquire()
-        try:
-            result = fn(IdentityStoreId=self.identity_store_id, **kwargs)
-        except Exception as exc:
-            error = classify(exc, operation)
-            outcome = "throttled" if error.code in _THROTTLE_CODES else type(error).__name__
-            metrics.IDENTITY_CENTER_CALLS.labels(operation, outcome).inc()
-            raise error from exc
+        with self.queue:
+            self._limiter(operation).acquire()
+            try:
+                result = fn(IdentityStoreId=self.identity_store_id, **kwargs)
+            except Exception as exc:
+                error = classify(exc, operation)
+                outcome = "throttled" if error.code in _THROTTLE_CODES else type(error).__name__
+                metrics.IDENTITY_CENTER_CALLS.labels(operation, outcome).inc()
+                raise error from exc
         metrics.IDENTITY_CENTER_CALLS.labels(operation, "ok").inc()
         return result
 
