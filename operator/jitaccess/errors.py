@@ -4,6 +4,7 @@
     ├── InvalidInput              bad user input: names the field and the fix (never retried)
     └── IdentityCenterError       a call to AWS IAM Identity Center failed
         ├── RetryLater            throttled, 5xx, timeout, connection: worth another try later
+        │   └── NotLeading        this replica no longer holds the leader Lease: another one acts
         ├── NotFound              the user, group or membership does not exist
         └── PermanentFailure      access denied, validation: retrying will not help
 
@@ -39,6 +40,10 @@ class IdentityCenterError(JitAccessError):
 
 class RetryLater(IdentityCenterError):
     """A transient failure: throttling, a server error, a timeout or a broken connection."""
+
+
+class NotLeading(RetryLater):
+    """A write refused because this replica is not (or no longer) the leader (`handlers.leadership`)."""
 
 
 class NotFound(IdentityCenterError):

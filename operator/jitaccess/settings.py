@@ -74,11 +74,25 @@ class Settings(BaseSettings):
 
     metrics_port: int = Field(default=0, ge=0, description="Prometheus /metrics port; 0 = off")
     log_format: str = Field(default="text", pattern="^(text|json)$")
-    standalone: bool = Field(default=True, description="No peering; set false to run replicas with peering")
-    peering_name: str = "jitaccess"
-    peering_priority: int | None = Field(
-        default=None, description="kopf peering priority; unset = from the start time, older replicas win"
+    leader_election: bool = Field(
+        default=False,
+        description="Replicas elect a leader on a Lease; only the leader acts, every replica serves the webhooks. "
+        "Off: this process acts alone (one replica only)",
     )
+    lease_name: str = Field(default="jitaccess", description="Name of the leader-election Lease")
+    lease_namespace: str | None = Field(
+        default=None, description="Namespace of the Lease; unset = the pod's own namespace, else `default`"
+    )
+    leader_identity: str | None = Field(
+        default=None, description="This replica's name in the Lease (the pod name); unset = hostname and pid"
+    )
+    lease_duration_seconds: float = Field(
+        default=15.0, gt=0, description="A standby takes over this long after the last renewal"
+    )
+    renew_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="The leader stops acting this long after its last renewal"
+    )
+    retry_period_seconds: float = Field(default=2.0, gt=0, description="How often the Lease is renewed (or tried)")
     max_workers: int = Field(default=32, ge=1, description="Threads for blocking calls (AWS, Kubernetes)")
 
     @field_validator("operator_usernames", mode="before")

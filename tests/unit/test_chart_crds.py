@@ -56,15 +56,10 @@ def test_crds_can_be_left_to_the_uninstall(rendered_crds: dict[str, dict[str, An
     assert not [o for o in objects if o["kind"] == "CustomResourceDefinition"]
 
 
-def test_kopf_peering_crd_is_installed_before_the_templates() -> None:
-    """Helm's crds/ folder: installed before the ClusterKopfPeering object needs it, never deleted."""
-    (crd,) = documents((CHART / "crds" / "clusterkopfpeering.yaml").read_text())
-    assert crd["metadata"]["name"] == "clusterkopfpeerings.kopf.dev"
-    assert crd["spec"]["scope"] == "Cluster"
-    # kopf writes keep-alives into status through the main endpoint: no status subresource.
-    (version,) = crd["spec"]["versions"]
-    assert "subresources" not in version
-    assert version["schema"]["openAPIV3Schema"]["properties"]["status"]["x-kubernetes-preserve-unknown-fields"]
+def test_the_chart_ships_no_crd_of_kopf_peering() -> None:
+    """Leader election uses a built-in Lease: kopf's ClusterKopfPeering CRD is gone from the chart
+    (Helm never deletes a CRD of its crds/ folder: an upgraded cluster keeps it, unused)."""
+    assert not (CHART / "crds").exists()
 
 
 def test_chart_admission_policy_is_the_examples() -> None:

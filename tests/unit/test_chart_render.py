@@ -86,17 +86,18 @@ def test_schema_refuses_bad_values(helm: Helm, setting: str, complaint: str) -> 
     assert complaint in result.stderr
 
 
-def test_replicas_without_peering_are_refused(helm: Helm) -> None:
-    result = helm.run("template", "jitaccess", str(CHART), "--set", "peering.enabled=false", check=False)
+def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
+    result = helm.run("template", "jitaccess", str(CHART), "--set", "leaderElection.enabled=false", check=False)
     assert result.returncode != 0
-    assert "replicaCount > 1 needs peering.enabled" in result.stderr
+    assert "replicaCount > 1 needs leaderElection.enabled" in result.stderr
     single = documents(
         helm.template(
-            set_values={"peering.enabled": "false", "replicaCount": "1", "podDisruptionBudget.enabled": "true"}
+            set_values={"leaderElection.enabled": "false", "replicaCount": "1", "podDisruptionBudget.enabled": "true"}
         )
     )
-    assert env(single)["JITACCESS_STANDALONE"] == "true"
-    assert not [o for o in single if o["kind"] in ("ClusterKopfPeering", "PodDisruptionBudget")]
+    assert env(single)["JITACCESS_LEADER_ELECTION"] == "false"
+    assert "JITACCESS_LEASE_NAME" not in env(single)
+    assert not [o for o in single if o["kind"] in ("Role", "RoleBinding", "PodDisruptionBudget")]
 
 
 # --- what is rendered --------------------------------------------------------------------------
@@ -105,7 +106,6 @@ def test_replicas_without_peering_are_refused(helm: Helm) -> None:
 def test_default_objects(default: Objects) -> None:
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in default if o["kind"] != "CustomResourceDefinition")
     assert kinds == [
-        "ClusterKopfPeering/jitaccess",
         "ClusterRole/jitaccess-approver",
         "ClusterRole/jitaccess-operator",
         "ClusterRole/jitaccess-requester",
@@ -114,6 +114,8 @@ def test_default_objects(default: Objects) -> None:
         "Deployment/jitaccess",
         "MutatingWebhookConfiguration/jitaccess.dev",
         "PodDisruptionBudget/jitaccess",
+        "Role/jitaccess-lease",
+        "RoleBinding/jitaccess-lease",
         "Secret/jitaccess-webhook-tls",
         "Service/jitaccess-metrics",
         "Service/jitaccess-webhook",
@@ -144,21 +146,33 @@ def test_restricted_pod_security(which: str, request: pytest.FixtureRequest) -> 
     assert not [v for v in pod["volumes"] if "hostPath" in v]
 
 
-def test_two_replicas_with_peering_by_default(default: Objects) -> None:
+def test_two_replicas_with_leader_election_by_default(default: Objects) -> None:
     deployment = find(default, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert env(default)["JITACCESS_STANDALONE"] == "false"
-    assert env(default)["JITACCESS_PEERING_NAME"] == "jitaccess"
-    assert find(default, "ClusterKopfPeering")["metadata"]["name"] == "jitaccess"
+    variables = env(default)
+    assert variables["JITACCESS_LEADER_ELECTION"] == "true"
+    assert variables["JITACCESS_LEASE_NAME"] == "jitaccess"
+    assert variables["JITACCESS_LEASE_NAMESPACE"] == NAMESPACE
+    (identity,) = [
+        e
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "JITACCESS_LEADER_IDENTITY"
+    ]
+    assert identity["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # each pod its own name in the Lease
     assert find(default, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
 def test_environment_from_values(options: Objects) -> None:
     variables = env(options)
     assert variables == {
-        "JITACCESS_STANDALONE": "false",
-        "JITACCESS_PEERING_NAME": "jit-prod",
+        "JITACCESS_LEADER_ELECTION": "true",
+        "JITACCESS_LEASE_NAME": "jit-prod",
+        "JITACCESS_LEASE_NAMESPACE": NAMESPACE,
+        "JITACCESS_LEADER_IDENTITY": "",  # the pod's name, from the downward API
+        "JITACCESS_LEASE_DURATION_SECONDS": "15",
+        "JITACCESS_RENEW_DEADLINE_SECONDS": "10",
+        "JITACCESS_RETRY_PERIOD_SECONDS": "2",
         "JITACCESS_IDENTITY_STORE_ID": "d-1234567890",
         "JITACCESS_REGION": "eu-west-1",
         "JITACCESS_RATE_LIMIT": "5.5",
@@ -199,7 +213,7 @@ def test_operator_reads_every_variable_the_chart_sets(
     for key, value in ours.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
-    assert settings.standalone is False
+    assert settings.leader_election is True
     assert settings.metrics_port == int(ours["JITACCESS_METRICS_PORT"])
     assert settings.webhook_port == int(ours["JITACCESS_WEBHOOK_PORT"])
     assert settings.retention_seconds == float(ours["JITACCESS_RETENTION_SECONDS"])
@@ -323,8 +337,12 @@ def test_operator_role(default: Objects) -> None:
     assert not _can(operator, "create", group, "accessrequests")
     assert _can(operator, "create", "", "events")
     assert _can(operator, "watch", "apiextensions.k8s.io", "customresourcedefinitions")
-    assert _can(operator, "patch", "kopf.dev", "clusterkopfpeerings", "jitaccess")
-    assert not _can(operator, "patch", "kopf.dev", "clusterkopfpeerings", "someone-else")
+    assert not _can(operator, "get", "kopf.dev", "clusterkopfpeerings")
+    election = find(default, "Role", "jitaccess-lease")["rules"]
+    assert _can(election, "create", "coordination.k8s.io", "leases")
+    assert _can(election, "update", "coordination.k8s.io", "leases", "jitaccess")
+    assert not _can(election, "update", "coordination.k8s.io", "leases", "someone-else")
+    assert not _can(election, "delete", "coordination.k8s.io", "leases", "jitaccess")
     webhooks = "admissionregistration.k8s.io"
     for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
         # The chart installs them; the operator checks them, and cannot change its own checks.

@@ -124,3 +124,8 @@ the root context, so the Secret and the Deployment's checksum annotation see the
 {{- end }}
 {{- toYaml (get $ "jitaccessWebhookTLS") }}
 {{- end }}
+
+{{/* The leader-election Lease, in the release's namespace. */}}
+{{- define "jitaccess.leaseName" -}}
+{{- .Values.leaderElection.leaseName | default (include "jitaccess.fullname" .) -}}
+{{- end }}

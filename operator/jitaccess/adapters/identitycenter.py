@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 
 from jitaccess import metrics
 from jitaccess.domain.eligibility import User
-from jitaccess.errors import IdentityCenterError, NotFound, PermanentFailure, RetryLater
+from jitaccess.errors import IdentityCenterError, NotFound, NotLeading, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +42,8 @@ _RETRY_CODES = frozenset(
     }
 )
 _THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
+#: The calls that change who is in a group: the ones a replica that is not the leader must not make.
+_WRITES = frozenset({"CreateGroupMembership", "DeleteGroupMembership"})
 
 
 class RateLimiter:
@@ -129,6 +131,9 @@ class IdentityCenter:
         self.queue = CallQueue(max_in_flight)
         self._limiters: dict[str, RateLimiter] = {}
         self._limiters_guard = threading.Lock()
+        # Whether this replica may change memberships now: only the leader may, and a leader cut
+        # off from the API server stops at its renew deadline, before another one takes over.
+        self.may_write: Callable[[], bool] = lambda: True
 
     @classmethod
     def connect(
@@ -172,6 +177,8 @@ class IdentityCenter:
             return limiter
 
     def _call(self, operation: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        if operation in _WRITES and not self.may_write():
+            raise NotLeading(f"{operation} refused: this replica is not the leader", operation=operation)
         with self.queue:
             self._limiter(operation).acquire()
             try:

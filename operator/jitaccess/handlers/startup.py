@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 from typing import Any
 
 import kopf
@@ -19,10 +18,17 @@ from jitaccess.api import names
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
 from jitaccess.handlers.indexes import expiring, holding
+from jitaccess.handlers.leadership import Leadership
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 
 log = logging.getLogger(__name__)
+#: Memo keys `jitaccess.main` sets: this kopf operator is the admission part (`handlers.parts`),
+#: and the `Leadership` that says whether this replica may change Identity Center memberships.
+ADMISSION_PART, LEADERSHIP = "admission_part", "leadership"
+#: The admission part runs no handler that needs a finalizer, and kopf removes its configured
+#: finalizer from every object when none does: it is given one that no object ever carries.
+NO_FINALIZER = f"{names.GROUP}/none"
 
 
 @kopf.on.startup()
@@ -30,28 +36,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     runtime = memo.get("runtime")
     config: Settings = runtime.settings if isinstance(runtime, Runtime) else memo.get("settings") or Settings()
 
-    # kopf's bookkeeping lives in status, which only the operator may write (RBAC): a user who
-    # could edit an annotation must not be able to mark a handler as done.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
-    settings.persistence.finalizer = names.FINALIZER
-    # Our own Events carry the decisions; kopf's per-handler chatter is kept to errors.
-    settings.posting.level = logging.WARNING
-    settings.posting.reporting_component = "jitaccess"
-    settings.execution.max_workers = config.max_workers
-    settings.execution.default_backoff = 5
-    settings.watching.server_timeout = 300
-    settings.networking.request_timeout = 60
-    settings.peering.standalone = config.standalone
-    if not config.standalone:
-        # Replicas elect one active operator through a ClusterKopfPeering object (the chart ships it).
-        settings.peering.name = config.peering_name
-        settings.peering.clusterwide = True
-        settings.peering.mandatory = True
-        # Peers of equal priority all pause. An older replica outranks a newer one, so the active one
-        # keeps running through a rolling update and hands over only as it stops.
-        started = -(time.time_ns() // 1000)
-        settings.peering.priority = started if config.peering_priority is None else config.peering_priority
+    kopf_settings(settings, config)
+    if memo.get(ADMISSION_PART):
+        settings.persistence.finalizer = NO_FINALIZER
 
     if not isinstance(runtime, Runtime):
         load_client_config()
@@ -66,6 +53,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             ),
             kube=Kube(),
         )
+    leadership = memo.get(LEADERSHIP)
+    if isinstance(leadership, Leadership):
+        memo["runtime"].identity_center.may_write = leadership.leading
     _configure_admission(settings, memo, config)
     rt: Runtime = memo["runtime"]
     # Before kopf's watches start, so no grant can expire before the operator knows every holder,
@@ -81,6 +71,24 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         config.rate_limit,
         config.min_duration_seconds,
     )
+
+
+def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
+    """kopf's settings for the handlers (both parts of the operator: `handlers.parts`)."""
+    # kopf's bookkeeping lives in status, which only the operator may write (RBAC): a user who
+    # could edit an annotation must not be able to mark a handler as done.
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    settings.persistence.finalizer = names.FINALIZER
+    # Our own Events carry the decisions; kopf's per-handler chatter is kept to errors.
+    settings.posting.level = logging.WARNING
+    settings.posting.reporting_component = "jitaccess"
+    settings.execution.max_workers = config.max_workers
+    settings.execution.default_backoff = 5
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    # No kopf peering: replicas elect a leader on a Lease (`handlers.leadership`).
+    settings.peering.standalone = True
 
 
 # --- admission webhooks ---------------------------------------------------------------------
