@@ -180,6 +180,7 @@ def test_environment_from_values(options: Objects) -> None:
         "JITACCESS_MIN_DURATION_SECONDS": "300",
         "JITACCESS_RETENTION_SECONDS": "2592000",
         "JITACCESS_RESYNC_SECONDS": "120",
+        "JITACCESS_ELIGIBILITY_RECHECK_SECONDS": "600",
         "JITACCESS_REMOVE_UNBACKED_MEMBERS": "false",
         "JITACCESS_LOG_FORMAT": "text",
         "JITACCESS_AUDIT_BUCKET": "jit-audit-archive",
