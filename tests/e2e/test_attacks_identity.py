@@ -214,10 +214,10 @@ def test_30_a_request_whose_access_runs_cannot_be_deleted(system: Jit, lena_may_
     assert "kubectl jit done e30" in result.stderr and f"{REVOKED}=true" in result.stderr, result.stderr
     assert system.get("accessrequest", "e30") is not None
     assert system.members(PAYMENTS) == {ALICE}
-    # Once the access has ended, the request may go.
+    # Once the access has ended, the request may go: deleted by an approver of its owner team (attack 35).
     system.kubectl("annotate", "accessgrant", "e30", f"{REVOKED}=true", user=ALICE)
     system.wait_reason("accessrequest", "e30", "Revoked")
-    system.kubectl("delete", "accessrequest", "e30", user=LENA)
+    system.kubectl("delete", "accessrequest", "e30", user=PAULA)
 
 
 def test_30_a_pending_request_may_be_withdrawn(system: Jit, lena_may_delete_requests: str) -> None:

@@ -361,11 +361,14 @@ def test_user_roles(default: Objects) -> None:
             assert _can(role, "list", group, kind)
             assert not _can(role, "patch", group, f"{kind}/status"), "status is the operator's alone"
         assert not _can(role, "create", group, "accessgrants"), "grants are the operator's alone"
-        assert not _can(role, "delete", group, "accessrequests"), "requests are the audit trail"
         for kind in ("teamownerships", "entitlements"):
             assert not [verb for verb in ("create", "patch", "update", "delete") if _can(role, verb, group, kind)]
     assert not [r for r in viewer if set(r["verbs"]) - {"get", "list", "watch"}]
     assert _can(requester, "create", group, "accessrequests")
+    # To withdraw a pending request: the webhook refuses anyone's but the requester's (and approvers').
+    assert _can(requester, "delete", group, "accessrequests")
+    assert _can(approver, "delete", group, "accessrequests")
+    assert not _can(viewer, "delete", group, "accessrequests")
     assert not _can(requester, "patch", group, "accessrequests"), "a requester never approves"
     assert _can(requester, "patch", group, "accessgrants"), "a grantee may end their own access"
     assert not _can(requester, "delete", group, "accessgrants")

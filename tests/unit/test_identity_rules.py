@@ -161,7 +161,9 @@ def test_deleting_a_request_whose_access_runs_is_refused_with_the_way_out() -> N
     assert "kubectl annotate accessgrant r1 jitaccess.dev/revoked=true" in verdict.message
 
 
-def test_pending_and_finished_requests_may_be_deleted_and_the_operator_retires_any() -> None:
+def test_a_pending_request_may_be_withdrawn_and_the_operator_retires_any() -> None:
+    """Who else may delete which request: tests/unit/test_withdraw.py."""
     assert _delete(request(conditions=[cond("Ready", "False", "Pending")]), BOB) == adm.ALLOW
-    assert _delete(_approved("Expired"), BOB) == adm.ALLOW
+    assert isinstance(_delete(_approved("Expired"), BOB), Refusal), "a finished request is the audit record"
+    assert _delete(_approved("Expired"), SYSTEM) == adm.ALLOW
     assert _delete(_approved("Granted"), SYSTEM) == adm.ALLOW

@@ -215,7 +215,8 @@ def review_request(
 ) -> Verdict:
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver,
     until the request's deadline (`now` is the API server's moment of the write, near enough);
-    DELETE is refused while the request's access has not ended.
+    DELETE is refused while the request's access has not ended, and otherwise allowed to the
+    requester (a pending request only) and the approvers of the owner team.
 
     `user_id` resolves the caller's Identity Center UserId at CREATE, stamped as
     `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
@@ -226,7 +227,7 @@ def review_request(
     if operation == "CREATE" and new is not None:
         return _request_created(new, caller, entitlement, team, limits, phase, eligibility, user_id)
     if operation == "DELETE" and old is not None:
-        return _request_deleted(old, caller, operator)
+        return _request_deleted(old, caller, operator, team)
     if operation == "UPDATE" and old is not None and new is not None:
         verdict = _request_updated(old, new, caller, entitlement, team, phase)
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
@@ -301,20 +302,47 @@ def _request_created(
     return _request_valid(new, team, entitlement, limits, eligibility)
 
 
-def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity) -> Verdict:
+def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity, team: TeamOwnershipSpec | None) -> Verdict:
     """A request is the audit record of the access it led to: it goes only once that access has ended.
 
-    A pending request may be withdrawn, and a finished one deleted (the operator retires them itself).
+    A pending request may be withdrawn by its requester or an approver of the owner team; a finished
+    one deleted by such an approver (the operator retires them itself after the retention period).
+    Nobody else: RBAC lets every requester delete requests, so that they can withdraw their own.
     """
-    grant = request_rules.access_not_ended(old)
-    if grant is None or operator.includes(caller):
+    if operator.includes(caller):
         return ALLOW
+    grant = request_rules.access_not_ended(old)
+    if grant is None:
+        return _request_withdrawn(old, caller, team)
     return Refusal(
         f"AccessRequest {wire.name_of(old)} is the record of access that has not ended yet (its AccessGrant "
         f"{grant}; the request is {wire.ready_reason(old)}): deleting it would drop the record while the access "
         f"remains. End the access first, with `kubectl jit done {grant}` (the grantee) or "
         f"`kubectl annotate accessgrant {grant} {REVOKED}=true` (the grantee or an approver of the owner team); "
         "then the request may be deleted"
+    )
+
+
+def _request_withdrawn(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Verdict:
+    """A request with no access running: who may delete it (see `_request_deleted`)."""
+    if team is not None and is_approver(team, caller):
+        return ALLOW
+    spec, name = old.get("spec") or {}, wire.name_of(old)
+    requester = str(spec.get("requester") or "")
+    reason = wire.ready_reason(old)
+    pending = reason not in names.REQUEST_FINISHED and not wire.is_true(old, names.DENIED)
+    if pending and caller.username == requester:
+        return ALLOW
+    approvers = "an approver of its owner team" + (f" ({request_rules.approvers_text(team, False)})" if team else "")
+    if pending:
+        return Refusal(
+            f"AccessRequest {name} is {requester}'s pending request: only {requester} may withdraw it "
+            f"(`kubectl jit withdraw {name}`), or {approvers} delete it; {caller.username} may not"
+        )
+    return Refusal(
+        f"AccessRequest {name} is finished ({reason or names.DENIED}): it is the audit record of that outcome, "
+        "kept until the operator retires it after the retention period; only "
+        f"{approvers} may delete it earlier, and {caller.username} may not"
     )
 
 

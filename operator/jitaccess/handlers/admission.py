@@ -150,7 +150,9 @@ async def _review_request(
     caller = admission.caller_of(userinfo)
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
-    if operation == "UPDATE" or (phase is Phase.VALIDATE and operation == "CREATE"):
+    # DELETE: who may withdraw a request depends on its owner team (the operator's own need no lookup).
+    deletes = operation == "DELETE" and not operator.includes(caller)
+    if operation == "UPDATE" or (phase is Phase.VALIDATE and operation == "CREATE") or deletes:
         name = _entitlement_name(new or old)
         entitlement, team = await _entitlement_and_team(rt, name, teams, entitlements)
 
@@ -252,7 +254,8 @@ async def check_request(
     **_: Any,
 ) -> None:
     """The final object: stamps intact, and a new request valid and its requester eligible; and no
-    request deleted while the access it led to has not ended."""
+    request deleted while the access it led to has not ended, nor by anyone but its requester (while
+    pending) or an approver of its owner team."""
     verdict, caller = await _review_request(
         Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, warnings
     )

@@ -1,11 +1,19 @@
-"""An AccessRequest deleted while the access it led to runs: the grant ends with it.
+"""An AccessRequest gone while the access it led to runs: the grant ends with it.
 
 Admission refuses to delete such a request (it is the audit record of that access), so this
 happens only when the webhook was bypassed, by a cluster administrator say. Access with no request
 to account for it is not left behind until it expires: its grant is revoked, and says why.
 
-A watch event is the only trace a deleted request leaves (requests carry no finalizer: one would
-cost every request two more writes). A request deleted while the operator is down is not seen.
+Requests carry no finalizer (one would cost every request two more writes), so a deletion is
+seen in two ways:
+
+- the request's DELETED watch event, while the operator runs;
+- every event of an Active grant, the listing at start-up included: its request must still be
+  stored, with the uid the grant was made for (not deleted and re-created under the same name).
+  This catches a request deleted while the operator was down, or while this replica did not
+  lead. `Runtime.requests` (kept by `indexes` on every replica) answers without I/O in the common
+  case; the API server confirms before anything is revoked. (A grant not yet
+  active is checked against its request before provisioning: `handlers.backing`.)
 """
 
 from __future__ import annotations
@@ -16,11 +24,12 @@ from typing import Any
 
 import kopf
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
+from jitaccess.domain import backing
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import RetryLater
 from jitaccess.handlers.grants import end_grant
-from jitaccess.handlers.runtime import runtime_of
+from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 WHY = "its AccessRequest was deleted"
@@ -38,6 +47,38 @@ async def end_grant_of_deleted_request(body: kopf.Body, memo: kopf.Memo, **_: An
     log.warning(
         "AccessRequest %s was deleted while its access runs: revoking AccessGrant %s", body.metadata.name, grant
     )
+    await _revoke(rt, grant)
+
+
+def _active_grant(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    return type != "DELETED" and wire.ready_reason(body) == names.ACTIVE
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS, when=_active_grant)
+async def end_orphaned_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    rt, request = runtime_of(memo), str(wire.spec(body).get("request") or "")
+    made_for = str((wire.metadata(body).get("labels") or {}).get(names.LABEL_REQUEST) or "")
+    known = rt.requests.known(request)
+    if known is not None and not backing.orphaned(made_for, known):
+        return
+    if await rt.run_blocking(_orphaned, rt, request, made_for):
+        log.warning(
+            "AccessRequest %s of active AccessGrant %s is gone (deleted, or re-created): revoking the grant",
+            request,
+            wire.name_of(body),
+        )
+        await _revoke(rt, wire.name_of(body))
+
+
+def _orphaned(rt: Runtime, request: str, made_for: str) -> bool:
+    rt.requests.list_once(rt.kube)
+    known = rt.requests.known(request)
+    if known is not None and not backing.orphaned(made_for, known):
+        return False
+    return backing.orphaned(made_for, rt.requests.stored_uid(request, rt.kube))
+
+
+async def _revoke(rt: Runtime, grant: str) -> None:
     while True:
         try:
             await rt.run_blocking(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY)

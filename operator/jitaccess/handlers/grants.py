@@ -24,6 +24,7 @@ from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers.backing import unbacked
 from jitaccess.handlers.common import Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -38,12 +39,12 @@ def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
 
 @kopf.on.resume(*GRANT)
 @kopf.on.create(*GRANT)
-async def provision_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def provision_grant(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(_provision, rt, body, rt.holders)
+    await rt.run_blocking(_provision, rt, body, rt.holders, teams, entitlements)
 
 
-def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index) -> None:
+def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index, teams: Index, entitlements: Index) -> None:
     grant = AccessGrant.model_validate(dict(body))
     if grant_rules.is_finished(grant):
         return
@@ -53,6 +54,12 @@ def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index) -> None:
         )
         return
     if grant_rules.is_active(grant):
+        return
+    # Whoever can act as the operator could create a grant by hand: it is provisioned only if its
+    # request, as stored now, leads to exactly this grant.
+    problem = unbacked(rt, grant, teams, entitlements)
+    if problem is not None:
+        fail(rt, grant, problem)
         return
     try:
         activate(rt, grant, current=dict(body))
@@ -277,6 +284,8 @@ def _follow_request(
     """The request's `Ready` mirrors its grant: Granted, then Expired or Revoked (or Failed)."""
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
+        if (current.status.grant or current.metadata.name) != grant.metadata.name:
+            return None  # another grant names this request (one made by hand, say): not the request's own
         if cond.ready_reason(current.status.conditions) == reason:
             return None
         fields: dict[str, Any] = {

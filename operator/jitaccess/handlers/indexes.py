@@ -10,6 +10,7 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 - `active`: Active grants and whose they are (the gauges, the eligibility re-check);
 - `pending`: requests awaiting a decision, with what their deadlines depend on and whose they are;
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
+- `requests`: every stored request's uid (is an active grant's request still there?).
 
 The handlers are `async` (they do no I/O): kopf runs them inline on every watch event, where a
 plain function would cost a trip through the thread pool each time.
@@ -158,3 +159,4 @@ async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **
     rt.pending.observe(name, None if waiting is None else (_entitlement(body), waiting))
     done = None if gone else ended(names.REQUESTS, body)
     rt.finished.observe(f"{names.REQUESTS}/{name}", None if done is None else (_entitlement(body), done))
+    rt.requests.observe(name, None if gone else str(body.metadata.uid or ""))

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
+from jitaccess.handlers.known_requests import KnownRequests
 from jitaccess.handlers.scheduler import ExpiryScheduler
 from jitaccess.settings import Settings
 
@@ -97,6 +98,8 @@ class Runtime:
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
+    # Stored requests by name and uid: whether an active grant's request is still there (`deleted_requests`).
+    requests: KnownRequests = field(default_factory=KnownRequests)
     # Active grants by expiration time: see `handlers.expiry`.
     expiries: ExpiryScheduler = field(default_factory=ExpiryScheduler)
     _pool: ThreadPoolExecutor | None = None

@@ -1,0 +1,111 @@
+"""Whether an AccessGrant rests on its AccessRequest: checked before any membership is added.
+
+Only the operator's identity may create AccessGrants, but whoever can act as it (or a cluster
+administrator by mistake) could create one by hand. The grant handler does not take a grant at its
+word: before it puts anyone into a group, the grant must be the one its request, as stored now,
+leads to:
+
+- the request (`spec.request`) exists, and is the very one the grant was made for (the uid in the
+  grant's `jitaccess.dev/request` label), not another created since under the same name;
+- the request waits for this grant: approved, its access not ended, and `status.grant` naming this
+  grant (or not set yet, for a grant named after the request, which is how the operator names them);
+- the approval stands (`requests.grant_basis`: stamped by the admission webhook, or the
+  auto-approval of an owner-team member), against the live Entitlement and TeamOwnership;
+- grantee, UserId, entitlement, group and duration are what that request and its Entitlement yield.
+
+Once a grant is active, `orphaned` says whether its request has gone since (deleted, or deleted
+and re-created under the same name): access never outlives its basis.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.durations import parse_duration
+from jitaccess.errors import InvalidInput
+
+
+def unbacked(
+    grant: AccessGrant,
+    request: AccessRequest | None,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    limits: request_rules.Limits,
+    now: datetime,
+) -> str | None:
+    """Why `grant` must not be provisioned, as the message its `Failed` condition carries; None
+    when its request backs it. `request`, `entitlement` and `team` are as stored now."""
+    problem = _why_not(grant, request, entitlement, team, limits, now)
+    if problem is None:
+        return None
+    return (
+        f"not provisioned: AccessGrant {grant.metadata.name} is not backed by an approved AccessRequest "
+        f"({problem}); nobody was given access. Grants are created by the operator from approved requests only"
+    )
+
+
+def _why_not(
+    grant: AccessGrant,
+    request: AccessRequest | None,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    limits: request_rules.Limits,
+    now: datetime,
+) -> str | None:
+    name, spec = grant.metadata.name, grant.spec
+    if request is None:
+        return f"AccessRequest {spec.request} does not exist"
+    made_for = grant.metadata.labels.get(names.LABEL_REQUEST)
+    if made_for != request.metadata.uid:
+        return (
+            f"its label {names.LABEL_REQUEST} is {made_for or 'missing'}, but AccessRequest {spec.request} has uid "
+            f"{request.metadata.uid}: the grant was not made for that request"
+        )
+    waits_for = request_rules.access_not_ended(request.wire())
+    if waits_for is None:
+        state = cond.ready_reason(request.status.conditions)
+        return f"AccessRequest {spec.request} is not approved, or its access has ended (it is {state or 'new'})"
+    if waits_for != name:
+        return f"AccessRequest {spec.request} leads to AccessGrant {waits_for}, not to this one"
+    try:
+        valid = request_rules.validate(request, entitlement, team, limits)
+    except InvalidInput as exc:
+        return f"AccessRequest {spec.request} does not hold against its Entitlement: {exc}"
+    basis = request_rules.grant_basis(request, valid, limits, now)
+    if isinstance(basis, request_rules.NoGrant):
+        return f"AccessRequest {spec.request}: {basis.message}"
+    return _mismatch(grant, request, valid)
+
+
+def _mismatch(grant: AccessGrant, request: AccessRequest, valid: request_rules.ValidRequest) -> str | None:
+    spec = grant.spec
+    target = valid.entitlement.spec.identity_center
+    expected = (
+        ("spec.user", spec.user, valid.requester),
+        ("spec.userId", spec.user_id, valid.user_id),
+        ("spec.entitlement", spec.entitlement, request.spec.entitlement),
+        ("spec.groupName", spec.group_name, target.group_id or target.group_name),
+    )
+    for field, actual, wanted in expected:
+        if actual != wanted:
+            return f"{field} is {actual!r}, but AccessRequest {spec.request} and its Entitlement yield {wanted!r}"
+    try:
+        duration = parse_duration(spec.duration, "spec.duration")
+    except InvalidInput as exc:
+        return str(exc)
+    if duration != valid.duration:
+        return f"spec.duration is {spec.duration!r}, but AccessRequest {spec.request} asks for {valid.duration_text!r}"
+    return None
+
+
+def orphaned(made_for: str, request_uid: str | None) -> bool:
+    """Whether a grant's request is gone: `request_uid` is the uid of the request stored under its
+    name now (None: there is none), `made_for` the one the grant was made for (its label). A grant
+    without the label (made before grants carried it) is orphaned only when no request has the name."""
+    if request_uid is None:
+        return True
+    return bool(made_for) and made_for != request_uid

@@ -1,0 +1,23 @@
+"""The grant handler's check that a grant rests on its request, with what it needs looked up.
+
+The rules are `jitaccess.domain.backing`'s; here the request is read afresh from the API server
+(its status was written a moment before the grant was created, and an index may lag behind), and
+its Entitlement and owner team come from kopf's indexes as for the request handler.
+"""
+
+from __future__ import annotations
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant, AccessRequest
+from jitaccess.domain import backing
+from jitaccess.handlers.common import Index, now
+from jitaccess.handlers.requests import lookup
+from jitaccess.handlers.runtime import Runtime
+
+
+def unbacked(rt: Runtime, grant: AccessGrant, teams: Index, entitlements: Index) -> str | None:
+    """Why `grant` must not be provisioned (its `Failed` message); None when its request backs it."""
+    raw = rt.kube.get(names.REQUESTS, grant.spec.request)
+    request = AccessRequest.model_validate(raw) if raw is not None else None
+    entitlement, team = lookup(rt, request, teams, entitlements) if request is not None else (None, None)
+    return backing.unbacked(grant, request, entitlement, team, rt.settings.limits, now())

@@ -1,0 +1,54 @@
+"""Which AccessRequests are stored, by name and uid: is the request of an active grant still there?
+
+Kept from the requests' watch events, and completed by one listing the first time it is needed (so
+a restarted operator asks once for all its grants, not once per grant, whichever watch delivers
+first). The answer is a hint: a name it does not know, or knows with another uid, is confirmed
+with the API server before anyone acts on it (`stored_uid`).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from jitaccess.adapters.kube import Kube
+from jitaccess.api import names, wire
+
+
+class KnownRequests:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Held by the one thread that lists; the event loop only ever takes `_lock`, briefly.
+        self._listing = threading.Lock()
+        self._uids: dict[str, str] = {}
+        self._listed = False
+
+    def observe(self, name: str, uid: str | None) -> None:
+        """A watch event: request `name` is stored with `uid`, or is gone (None)."""
+        with self._lock:
+            if uid is None:
+                self._uids.pop(name, None)
+            else:
+                self._uids[name] = uid
+
+    def known(self, name: str) -> str | None:
+        """The uid last seen for `name`, without I/O; None when unknown, or before the listing."""
+        with self._lock:
+            return self._uids.get(name) if self._listed else None
+
+    def list_once(self, kube: Kube) -> None:
+        """List every request, the first time only (blocking). What the watch has already shown
+        is newer than the listing and is kept."""
+        with self._listing:
+            if self._listed:
+                return
+            items = kube.list(names.REQUESTS, missing_ok=True)
+            with self._lock:
+                for obj in items:
+                    self._uids.setdefault(wire.name_of(obj), str(wire.metadata(obj).get("uid") or ""))
+                self._listed = True
+
+    @staticmethod
+    def stored_uid(name: str, kube: Kube) -> str | None:
+        """The uid of the request stored under `name`, asked of the API server now; None when there is none."""
+        stored = kube.get(names.REQUESTS, name)
+        return None if stored is None else str(wire.metadata(stored).get("uid") or "")

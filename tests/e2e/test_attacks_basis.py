@@ -1,0 +1,215 @@
+"""Attacks 33-35 of docs/security.md: access only on an approval the webhook stamped, never
+outliving its basis (issue 18).
+
+The same style as `test_attacks.py` (real identities, plain kubectl, the real API server, the
+operator's webhooks, RBAC and the admission policy, the strict Identity Center emulator):
+
+- 33: whoever can act as the operator's identity (here the administrator, whom the harness's
+  operator runs as) creates an AccessGrant by hand: with no request, or naming someone else's;
+- 34: an AccessRequest is deleted while the operator is down (the webhook configurations deleted
+  too, as an administrator could), or deleted and re-created under the same name;
+- 35: someone deletes another user's pending request, or a finished one (the audit record);
+  the requester withdraws their own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.harness import WEBHOOK_CONFIGURATION, Jit, eventually
+
+pytestmark = pytest.mark.e2e
+
+ALICE, LENA, MALLORY = "alice@example.com", "lena@example.com", "mallory@example.com"
+PAYMENTS, LEDGER = "prod-eng-payments", "prod-eng-ledger"
+WHY = "its AccessRequest was deleted"
+
+
+def ready(obj: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+
+
+def refused(result: Any, *fragments: str) -> None:
+    assert result.returncode != 0, f"expected a refusal, got: {result.stdout}"
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in {result.stderr!r}"
+
+
+# --- 33. an AccessGrant created by the operator's identity, by hand ------------------------------
+
+
+def forged_grant(system: Jit, name: str, request: str, **labels: str) -> dict[str, Any]:
+    """What the operator would create for mallory, written by hand as the operator's identity."""
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessGrant",
+        "metadata": {"name": name, "labels": {"jitaccess.dev/entitlement": PAYMENTS, **labels}},
+        "spec": {
+            "user": MALLORY,
+            "userId": system.ic.user_id(MALLORY),
+            "entitlement": PAYMENTS,
+            "groupName": PAYMENTS,
+            "request": request,
+            "duration": "1h",
+            "ownerTeam": "payments",
+            "reason": "INFRA-1 forged",
+        },
+    }
+
+
+def assert_failed_unbacked(system: Jit, name: str, *fragments: str) -> None:
+    failed = system.wait_reason("accessgrant", name, "Failed", "Active")
+    message = ready(failed)["message"]
+    assert ready(failed)["reason"] == "Failed", message
+    assert f"not provisioned: AccessGrant {name} is not backed by an approved AccessRequest" in message
+    for fragment in fragments:
+        assert fragment in message, message
+    warnings = [e for e in system.events(name, "AccessGrant") if e["type"] == "Warning" and e["reason"] == "Failed"]
+    assert warnings and "not backed by an approved AccessRequest" in warnings[0]["message"]
+    assert MALLORY not in system.members(PAYMENTS)
+    assert (failed["status"].get("membershipId"), failed["status"].get("activationTime")) == (None, None)
+
+
+def test_33_a_grant_with_no_request_gives_nobody_access(system: Jit) -> None:
+    system.apply(forged_grant(system, "e33-none", "no-such-request"), verb="create")
+    assert_failed_unbacked(system, "e33-none", "AccessRequest no-such-request does not exist")
+
+
+def test_33_a_grant_naming_someone_elses_approved_request_gives_nobody_access(system: Jit) -> None:
+    system.request("e33-alice", PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", "e33-alice", "Active")
+    request = system.get("accessrequest", "e33-alice")
+    assert request is not None
+    uid = request["metadata"]["uid"]
+    # The request's own uid copied onto the label: the grant still is not the one the request leads to.
+    system.apply(forged_grant(system, "e33-forged", "e33-alice", **{"jitaccess.dev/request": uid}), verb="create")
+    assert_failed_unbacked(system, "e33-forged", "AccessRequest e33-alice leads to AccessGrant e33-alice")
+    assert system.members(PAYMENTS) == {ALICE}
+    # alice's request still follows her own grant, not the forged one.
+    after = system.get("accessrequest", "e33-alice")
+    assert after is not None and ready(after)["reason"] == "Granted"
+    assert after["status"]["grant"] == "e33-alice"
+
+
+def test_33_a_copy_of_an_approved_requests_grant_for_another_user_gives_nobody_access(system: Jit) -> None:
+    """The request waits for its grant under its own name, but the grant is for someone else."""
+    system.request("e33-wait", LEDGER, user=ALICE)
+    system.wait_reason("accessrequest", "e33-wait", "Pending")
+    system.operator.stop()
+    try:
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            system.kubectl("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found")
+        # Approved as lena would, and the status written as if the operator had recorded it, then
+        # the grant created first, by hand, for mallory.
+        stamps = [
+            f"jitaccess.dev/approved-by={LENA}",
+            "jitaccess.dev/approved-by-groups=system:authenticated,team-ledger",
+        ]
+        system.kubectl("annotate", "accessrequest", "e33-wait", "jitaccess.dev/approved=true", *stamps, user=LENA)
+        request = system.get("accessrequest", "e33-wait")
+        assert request is not None
+        stamp = request["metadata"]["creationTimestamp"]
+        approved = {
+            "type": "Approved",
+            "status": "True",
+            "reason": "Approved",
+            "message": "",
+            "lastTransitionTime": stamp,
+        }
+        conditions = [approved, {**approved, "type": "Ready", "status": "False", "reason": "Pending"}]
+        patch = {"status": {"approvedBy": LENA, "conditions": conditions}}
+        system.kubectl(
+            "patch", "accessrequest", "e33-wait", "--subresource=status", "--type=merge", "-p", json.dumps(patch)
+        )
+        grant = forged_grant(system, "e33-wait", "e33-wait", **{"jitaccess.dev/request": request["metadata"]["uid"]})
+        grant["spec"]["entitlement"] = grant["metadata"]["labels"]["jitaccess.dev/entitlement"] = LEDGER
+        grant["spec"]["groupName"], grant["spec"]["ownerTeam"] = LEDGER, "ledger"
+        system.apply(grant, verb="create")
+    finally:
+        system.operator.start()
+    failed = system.wait_reason("accessgrant", "e33-wait", "Failed", "Active")
+    message = ready(failed)["message"]
+    assert ready(failed)["reason"] == "Failed", message
+    assert f"spec.user is '{MALLORY}', but AccessRequest e33-wait and its Entitlement yield '{ALICE}'" in message
+    assert system.members(LEDGER) == set()
+
+
+# --- 34. a request deleted while the operator is down -------------------------------------------
+
+
+def webhooks_off_while_stopped(system: Jit) -> None:
+    """The operator stopped and its webhook configurations deleted, as an administrator could:
+    nothing sees the deletion that follows. The operator writes them again when it starts."""
+    system.operator.stop()
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        system.kubectl("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found")
+
+
+def assert_revoked_for_its_request(system: Jit, name: str) -> None:
+    revoked = system.wait_reason("accessgrant", name, "Revoked", timeout=60)
+    assert WHY in ready(revoked)["message"]
+    eventually(lambda: system.members(PAYMENTS) == set(), what="membership removed")
+
+
+def test_34_a_request_deleted_while_the_operator_is_down_ends_its_grant_at_start_up(system: Jit) -> None:
+    system.request("e34", PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", "e34", "Active")
+    try:
+        webhooks_off_while_stopped(system)
+        system.kubectl("delete", "accessrequest", "e34")
+    finally:
+        system.operator.start()
+    assert_revoked_for_its_request(system, "e34")
+
+
+def test_34_a_request_deleted_and_re_created_under_its_name_ends_the_grant(system: Jit) -> None:
+    system.request("e34-again", PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", "e34-again", "Active")
+    try:
+        webhooks_off_while_stopped(system)
+        system.kubectl("delete", "accessrequest", "e34-again")
+        # The same name, a new object (a new uid): not the request the grant was made for.
+        system.request("e34-again", PAYMENTS, user=ALICE)
+    finally:
+        system.operator.start()
+    assert_revoked_for_its_request(system, "e34-again")
+
+
+# --- 35. someone else deletes a request; the requester withdraws their own -----------------------
+
+
+def test_35_nobody_but_the_requester_withdraws_a_pending_request(system: Jit) -> None:
+    system.request("e35", LEDGER, user=ALICE)
+    system.wait_reason("accessrequest", "e35", "Pending")
+    refused(
+        system.kubectl("delete", "accessrequest", "e35", user=MALLORY, check=False),
+        f"AccessRequest e35 is {ALICE}'s pending request: only {ALICE} may withdraw it",
+        f"{MALLORY} may not",
+    )
+    assert system.get("accessrequest", "e35") is not None
+    system.kubectl("delete", "accessrequest", "e35", user=ALICE)
+    assert system.get("accessrequest", "e35") is None
+    # Nothing comes of it: not an approval arriving late, nor a grant.
+    late = system.kubectl("annotate", "accessrequest", "e35", "jitaccess.dev/approved=true", user=LENA, check=False)
+    assert late.returncode != 0 and "NotFound" in late.stderr
+    assert system.get("accessgrant", "e35") is None
+    assert system.members(LEDGER) == set()
+
+
+def test_35_a_finished_request_is_kept_as_the_record(system: Jit) -> None:
+    system.request("e35-denied", LEDGER, user=ALICE)
+    system.wait_reason("accessrequest", "e35-denied", "Pending")
+    system.kubectl("annotate", "accessrequest", "e35-denied", "jitaccess.dev/denied=true",
+                   "jitaccess.dev/decision-reason=INFRA-1 not now", user=LENA)  # fmt: skip
+    system.wait_reason("accessrequest", "e35-denied", "Denied")
+    for user in (ALICE, MALLORY):
+        refused(
+            system.kubectl("delete", "accessrequest", "e35-denied", user=user, check=False),
+            "AccessRequest e35-denied is finished (Denied): it is the audit record of that outcome",
+            f"{user} may not",
+        )
+    # An approver of the owner team may delete it before the retention period ends.
+    system.kubectl("delete", "accessrequest", "e35-denied", user=LENA)
