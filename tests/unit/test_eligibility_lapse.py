@@ -4,6 +4,7 @@ check before an activation noticing a disabled account."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -12,6 +13,10 @@ import pytest
 from jitaccess.adapters.identitycenter import IdentityCenter, _enabled
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
+from jitaccess.cli import objects as o
+from jitaccess.cli import views
+from jitaccess.cli.kube import ApiError
+from jitaccess.cli.session import ClusterFlags, Session
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, lapse_reason, lapses
 from jitaccess.errors import NotFound
@@ -212,3 +217,41 @@ def test_a_lapsed_grant_is_a_lapsed_audit_record_ending_when_it_was_ended() -> N
     assert lapsed["actor"] == {"username": audit.OPERATOR}
     assert lapsed["time"] == lapsed["endTime"] == "2026-11-23T12:20:00Z"
     assert "prod-eligible" in lapsed["message"]
+
+
+class StoredObjects:
+    """The little of the plugin's API client that `kubectl jit status` uses: GET by path."""
+
+    def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
+        self.objects = objects
+
+    def get(self, path: str, **_: Any) -> dict[str, Any]:
+        if path not in self.objects:
+            raise ApiError(404, "NotFound", f"{path} not found", {"name": path.rsplit("/", 1)[1]})
+        return self.objects[path]
+
+
+def test_kubectl_jit_status_says_a_lapsed_grant_lapsed_not_that_someone_revoked_it() -> None:
+    name = "alice-prod-eng-payments-abcde"
+    why = "ended early, eligibility lapsed: alice@example.com is not in the Identity Center group(s) prod-eligible"
+    ready = {"type": names.READY, "status": "False", "reason": names.ELIGIBILITY_LAPSED, "message": why}
+    request_ = {
+        "metadata": {"name": name, "creationTimestamp": "2026-11-23T11:59:00Z"},
+        "spec": {"entitlement": "prod-eng-payments", "requester": "alice@example.com", "reason": "INC-1 x"},
+        "status": {"grant": name, "conditions": [ready]},
+    }
+    grant = {
+        "metadata": {"name": name},
+        "spec": {"user": "alice@example.com", "groupName": "prod-eng-payments"},
+        "status": {
+            "activationTime": "2026-11-23T12:00:00Z",
+            "revocationTime": "2026-11-23T12:20:00Z",
+            "conditions": [ready],
+        },
+    }
+    shown = Session(ClusterFlags(), io.StringIO(), io.StringIO(), io.StringIO())
+    shown.__dict__["api"] = StoredObjects({o.path(names.REQUESTS, name): request_, o.path(names.GRANTS, name): grant})
+    assert views.status(shown, name, output="table") == 0
+    text = shown.out.getvalue()  # type: ignore[attr-defined]
+    assert "Lapsed:" in text and "Revoked:" not in text
+    assert f"{name}: EligibilityLapsed" in text and "prod-eligible" in text

@@ -115,7 +115,9 @@ def status(session: Session, name: str, *, output: str) -> int:
             lines.append(("Expires", until(o.parse_time(gstate.get("expirationTime")), now)))
         if gstate.get("revocationTime"):
             who = f" by {gstate['revokedBy']}" if gstate.get("revokedBy") else ""
-            lines.append(("Revoked", until(o.parse_time(gstate.get("revocationTime")), now) + who))
+            # A lapse ends a grant early too, but nobody revoked it: the user is no longer eligible.
+            label = "Lapsed" if wire.ready_reason(grant) == names.ELIGIBILITY_LAPSED else "Revoked"
+            lines.append((label, until(o.parse_time(gstate.get("revocationTime")), now) + who))
     elif request is not None and wire.status(request).get("expirationTime"):
         lines.append(("Expires", until(o.parse_time(wire.status(request).get("expirationTime")), now)))
     width = max(len(label) for label, _ in lines) + 2
