@@ -332,8 +332,10 @@ def audit_archive(system: System, count: int) -> dict[str, Any]:
     archived = Archive(system.ic.client("s3"), bucket, "jitaccess")
     keys = archived.keys_written(now - dt.timedelta(hours=1), now + dt.timedelta(minutes=1))
     in_bucket = sum(len(audit.decode_lines(archived.get(k))) for k in keys)
-    # The archiver was backing off when S3 came back: the rate counts from its first batch on.
-    first = min(filter(None, map(audit.written_at, keys)), default=now)
+    # The archiver was backing off when S3 came back: the rate counts from its first batch that
+    # landed (S3's LastModified; a key's own time is its first, failed, try).
+    listing = system.ic.client("s3").list_objects_v2(Bucket=bucket)
+    first = min((item["LastModified"] for item in listing.get("Contents", [])), default=now)
     working = (now - first).total_seconds()
     return {
         "records": records,
