@@ -35,7 +35,7 @@ from moto.identitystore.models import IdentityStoreData, Name, User
 from moto.server import ThreadedMotoServer
 
 from devenv.faults import FaultInjector
-from devenv.strict_moto import MembershipListener, pin_store, unpin_store
+from devenv.strict_moto import MembershipListener, pin_store, set_user_status, unpin_store
 
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
@@ -265,6 +265,10 @@ class IdentityCenterEmulator:
                 IdentityStoreId=self.identity_store_id, GroupId=group_id, MemberId={"UserId": user_id}
             )
         return str(response["MembershipId"])
+
+    def set_user_enabled(self, user_name: str, enabled: bool) -> None:
+        """Disable (or enable again) a user, as the console or SCIM does: ``UserStatus`` says so."""
+        set_user_status(self.identity_store_id, self.user_id(user_name), enabled=enabled)
 
     def members_of(self, group: str) -> set[str]:
         """The UserNames now in the group with DisplayName ``group``."""

@@ -8,6 +8,8 @@
 * ``GetGroupMembershipId``, ``IsMemberInGroups`` and ``DescribeGroupMembership``, which moto 5.2
   lacks, are served (an unknown user or group: ``ResourceNotFoundException``);
 * ``UpdateUser``, which moto 5.2 lacks too, is served as AWS does (`devenv.update_user`);
+* users carry ``UserStatus`` in ``DescribeUser`` and ``ListUsers``: ``ENABLED``, or ``DISABLED``
+  once `set_user_status` says so (AWS has no API call for it: the console and SCIM disable users);
 * stores of running emulators are *pinned* (`pin_store`): they live outside moto's backends, so the
   backend reset that every ``mock_aws`` start and stop performs cannot wipe the store an operator
   under test is using, and each emulator has a store of its own.
@@ -30,7 +32,7 @@ from moto.identitystore.responses import IdentityStoreResponse
 
 from devenv.update_user import update_user as apply_user_update
 
-__all__ = ["MembershipListener", "make_moto_strict", "pin_store", "unpin_store"]
+__all__ = ["MembershipListener", "make_moto_strict", "pin_store", "set_user_status", "unpin_store"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ _strict = False
 # Stores of running emulators, by id; see the module doc ("pinned").
 _PINNED: dict[str, IdentityStoreData] = {}
 _GET_STORE: Final = "_IdentityStoreBackend__get_identity_store"
+# (identity store id, user id) of the users disabled by `set_user_status`.
+_DISABLED: set[tuple[str, str]] = set()
 
 
 def make_moto_strict() -> None:
@@ -96,6 +100,8 @@ def make_moto_strict() -> None:
         original_create = IdentityStoreBackend.create_group_membership
         original_delete_user = IdentityStoreBackend.delete_user
         original_delete_group = IdentityStoreBackend.delete_group
+        original_describe_user = IdentityStoreResponse.describe_user
+        original_list_users = IdentityStoreResponse.list_users
 
         def get_store(self: IdentityStoreBackend, store_id: str) -> IdentityStoreData:
             pinned = _PINNED.get(store_id)
@@ -155,6 +161,16 @@ def make_moto_strict() -> None:
                 raise ResourceNotFoundException(message="GROUP_MEMBERSHIP not found.", resource_type="GROUP_MEMBERSHIP")
             return json.dumps(membership)
 
+        def describe_user(self: IdentityStoreResponse) -> str:
+            body = json.loads(original_describe_user(self))
+            return json.dumps({**body, "UserStatus": _status(self._get_param("IdentityStoreId"), body["UserId"])})
+
+        def list_users(self: IdentityStoreResponse) -> str:
+            body = json.loads(original_list_users(self))
+            store_id = self._get_param("IdentityStoreId")
+            body["Users"] = [{**user, "UserStatus": _status(store_id, user["UserId"])} for user in body["Users"]]
+            return json.dumps(body)
+
         def update_user(self: IdentityStoreResponse) -> str:
             store = get_store(self.identitystore_backend, self._get_param("IdentityStoreId"))
             apply_user_update(store, self._get_param("UserId"), self._get_param("Operations") or [])
@@ -173,6 +189,8 @@ def make_moto_strict() -> None:
                 "get_group_membership_id": get_group_membership_id,
                 "is_member_in_groups": is_member_in_groups,
                 "describe_group_membership": describe_group_membership,
+                "describe_user": describe_user,
+                "list_users": list_users,
                 "update_user": update_user,
             },
         }
@@ -181,6 +199,17 @@ def make_moto_strict() -> None:
                 setattr(cls, name, method)
         _strict = True
         log.debug("moto identitystore made strict")
+
+
+def set_user_status(store_id: str, user_id: str, *, enabled: bool) -> None:
+    """Enable or disable a user of the store, as the Identity Center console or SCIM (`active`) does."""
+    with _STRICT_LOCK:
+        (_DISABLED.discard if enabled else _DISABLED.add)((store_id, user_id))
+
+
+def _status(store_id: str, user_id: str) -> str:
+    with _STRICT_LOCK:
+        return "DISABLED" if (store_id, user_id) in _DISABLED else "ENABLED"
 
 
 def _membership_of(store: IdentityStoreData, group_id: str, user_id: str) -> dict[str, Any] | None:

@@ -173,3 +173,26 @@ def test_a_user_deleted_from_identity_center_loses_every_grant(rechecking: Jit, 
     system.wait_reason("accessrequest", "lapse-dora", "EligibilityLapsed")
     assert system.members(PAYMENTS) == set()
     eventually(lambda: audit_lines(system, "lapsed", "AccessGrant", "lapse-dora"), timeout=10, what="audited")
+
+
+@pytest.fixture
+def alice_enabled_again(jit: Jit) -> Iterator[None]:
+    try:
+        yield None
+    finally:
+        jit.ic.set_user_enabled(ALICE, True)
+
+
+def test_a_user_disabled_in_identity_center_loses_every_grant_and_the_membership(
+    rechecking: Jit, alice_enabled_again: None
+) -> None:
+    """Disabling keeps the user's group memberships in Identity Center: the operator removes them."""
+    system = rechecking
+    system.request("lapse-disabled", PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", "lapse-disabled", "Active")
+    system.ic.set_user_enabled(ALICE, False)
+    grant = system.wait_reason("accessgrant", "lapse-disabled", "EligibilityLapsed", timeout=WITHIN)
+    assert "disabled" in ready(grant)["message"], ready(grant)["message"]
+    assert system.members(PAYMENTS) == set()
+    assert ALICE in system.members(ELIGIBLE), "disabling took no one out of the eligibility groups"
+    eventually(lambda: ALICE not in eligible_users(system, PAYMENTS), timeout=WITHIN, what="alice no longer listed")
