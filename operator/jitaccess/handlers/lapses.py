@@ -20,8 +20,8 @@ Identity Center not answering costs a pass, not an error: the next pass checks a
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -55,28 +55,31 @@ class Listings:
     The timers of all Entitlements fire within moments of each other (they start together and run
     `sharp`), so a listing younger than a tenth of the interval is taken as this pass's: each group
     is listed once a pass, not once per Entitlement naming it. A lapse is thus seen at most an
-    interval and a tenth after it happens. One lock: the timers that wait for a listing in the
-    making take it instead of listing again.
+    interval and a tenth after it happens.
+
+    One listing at a time (`guard`, held by the timers on the event loop): the timers that wait
+    for a listing in the making take it instead of listing again, and wait without holding one of
+    the handlers' threads, which dozens of Entitlements would otherwise take for a whole listing.
     """
 
     def __init__(self, max_age: float) -> None:
         self.max_age = max_age
-        self._lock = threading.Lock()
+        self.guard = asyncio.Lock()
         self._users: tuple[float, dict[str, rules.User]] | None = None
         self._groups: dict[str, tuple[float, frozenset[str] | None]] = {}
 
     def directory(self, rt: Runtime, groups: Sequence[str]) -> rules.Directory:
-        with self._lock:
-            now = time.monotonic()
-            if self._users is None or now - self._users[0] > self.max_age:
-                self._users = (now, rt.identity_center.users())
-            members: dict[str, frozenset[str] | None] = {}
-            for group in groups:
-                listed = self._groups.get(group)
-                if listed is None or now - listed[0] > self.max_age:
-                    listed = self._groups[group] = (time.monotonic(), _members(rt, group))
-                members[group] = listed[1]
-            return rules.Directory(self._users[1], members)
+        """The listings `groups` need, listed afresh where older than `max_age`; callers hold `guard`."""
+        now = time.monotonic()
+        if self._users is None or now - self._users[0] > self.max_age:
+            self._users = (now, rt.identity_center.users())
+        members: dict[str, frozenset[str] | None] = {}
+        for group in groups:
+            listed = self._groups.get(group)
+            if listed is None or now - listed[0] > self.max_age:
+                listed = self._groups[group] = (time.monotonic(), _members(rt, group))
+            members[group] = listed[1]
+        return rules.Directory(self._users[1], members)
 
 
 def _members(rt: Runtime, group: str) -> frozenset[str] | None:
@@ -107,13 +110,26 @@ async def recheck_eligibility(name: str, body: kopf.Body, memo: kopf.Memo, entit
     for key, grant in looked_after(name, rt.active, entitlements):
         (grants if key == name else orphans).append(grant)
     waiting = [rules.Holder(p.name, p.requester, p.user_id) for p in rt.pending.get(name, ())]
-    await rt.run_blocking(recheck, rt, _listings(memo), entitlement, grants, orphans, waiting)
+    listings = _listings(memo)
+    groups = entitlement.spec.eligibility.identity_center_groups
+    try:
+        async with listings.guard:
+            directory = await rt.run_blocking(listings.directory, rt, groups)
+        await rt.run_blocking(recheck, rt, entitlement, directory, grants, orphans, waiting)
+    except (RetryLater, PermanentFailure) as exc:
+        # Nothing is wrong with the operator: the next pass checks again.
+        log.info(
+            "eligibility re-check of %s: Identity Center not answering (%s); next pass in %ss",
+            name,
+            exc,
+            RECHECK_SECONDS,
+        )
 
 
 def recheck(
     rt: Runtime,
-    listings: Listings,
     entitlement: Entitlement,
+    directory: rules.Directory,
     grants: Sequence[rules.Holder],
     orphans: Sequence[rules.Holder],
     waiting: Sequence[rules.Holder],
@@ -127,30 +143,15 @@ def recheck(
     """
     name = entitlement.metadata.name
     groups = entitlement.spec.eligibility.identity_center_groups
-    try:
-        directory = listings.directory(rt, groups)
-    except (RetryLater, PermanentFailure) as exc:
-        # Nothing is wrong with the operator: the next pass checks again.
-        log.info(
-            "eligibility re-check of %s: Identity Center not answering (%s); next pass in %ss",
-            name,
-            exc,
-            RECHECK_SECONDS,
-        )
-        return
-    try:
-        for lapse in rules.lapses(grants, groups, directory):
-            if _confirmed(rt, lapse, groups):
-                _end(rt, name, lapse)
-        for lapse in rules.lapses(orphans, (), directory):
-            if _confirmed(rt, lapse, ()):
-                _end(rt, name, lapse)
-        for lapse in rules.lapses(waiting, groups, directory):
-            if _confirmed(rt, lapse, groups):
-                _refuse(rt, name, lapse)
-    except (RetryLater, PermanentFailure) as exc:
-        log.info("eligibility re-check of %s: Identity Center not answering (%s); next pass", name, exc)
-        return
+    for lapse in rules.lapses(grants, groups, directory):
+        if _confirmed(rt, lapse, groups):
+            _end(rt, name, lapse)
+    for lapse in rules.lapses(orphans, (), directory):
+        if _confirmed(rt, lapse, ()):
+            _end(rt, name, lapse)
+    for lapse in rules.lapses(waiting, groups, directory):
+        if _confirmed(rt, lapse, groups):
+            _refuse(rt, name, lapse)
     if groups:
         _publish(rt, name, rules.eligible(groups, directory))
 
