@@ -9,7 +9,7 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
 - 34: an AccessRequest is deleted while the operator is down (the webhook configurations deleted
   too, as an administrator could), or deleted and re-created under the same name;
 - 35: someone deletes another user's pending request, or a finished one (the audit record);
-  the requester withdraws their own.
+  the requester withdraws their own (`kubectl jit withdraw`, or `kubectl delete`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.cli_run import Cli
 from tests.support.harness import WEBHOOK_CONFIGURATION, Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -190,13 +191,19 @@ def test_35_nobody_but_the_requester_withdraws_a_pending_request(system: Jit) ->
         f"{MALLORY} may not",
     )
     assert system.get("accessrequest", "e35") is not None
-    system.kubectl("delete", "accessrequest", "e35", user=ALICE)
+    withdrawn = Cli(system).run("withdraw", "e35", user=ALICE)
+    assert withdrawn.code == 0, withdrawn
+    assert withdrawn.out == "withdrew accessrequest e35 (prod-eng-ledger): nothing is granted of it\n"
     assert system.get("accessrequest", "e35") is None
     # Nothing comes of it: not an approval arriving late, nor a grant.
     late = system.kubectl("annotate", "accessrequest", "e35", "jitaccess.dev/approved=true", user=LENA, check=False)
     assert late.returncode != 0 and "NotFound" in late.stderr
     assert system.get("accessgrant", "e35") is None
     assert system.members(LEDGER) == set()
+    # Plain kubectl does the same.
+    system.request("e35-kubectl", LEDGER, user=ALICE)
+    system.kubectl("delete", "accessrequest", "e35-kubectl", user=ALICE)
+    assert system.get("accessrequest", "e35-kubectl") is None
 
 
 def test_35_a_finished_request_is_kept_as_the_record(system: Jit) -> None:

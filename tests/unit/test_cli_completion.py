@@ -31,6 +31,7 @@ def test_commands_flags_and_fixed_values() -> None:
         "deny",
         "revoke",
         "done",
+        "withdraw",
         "list",
         "status",
         "who-has",
@@ -84,6 +85,7 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(completion, "_items", fake_items)
     assert complete("approve", "")[0] == ["r-pending"]
+    assert complete("withdraw", "")[0] == ["r-pending"]
     assert complete("status", "r")[0] == ["r-done", "r-pending"]
     assert complete("--context", "ctx", "request", "--kubeconfig", "/k", "prod")[0] == ["prod-eng-payments"]
     assert seen[-1] == {"context": "ctx", "kubeconfig": "/k"}

@@ -191,7 +191,7 @@ def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tup
         values = [("bash", ""), ("zsh", "")]
     elif command in ("request", "who-has", "review"):
         values = _entitlements(cluster)
-    elif command in ("approve", "deny", "status"):
+    elif command in ("approve", "deny", "status", "withdraw"):
         values = _requests(cluster, pending_only=command != "status")
     elif command == "revoke":
         values = _grants(cluster)

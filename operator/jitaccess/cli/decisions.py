@@ -1,4 +1,5 @@
-"""`approve`, `deny`, `revoke` and `done`: the annotations of the API contract, set with manners.
+"""`approve`, `deny`, `revoke`, `done` and `withdraw`: the API contract's annotations (and a
+deletion), set with manners.
 
 Each is what `kubectl annotate` would do (a JSON merge patch of `jitaccess.dev/*` annotations;
 the admission webhook records who did it), preceded by the checks that let the plugin refuse
@@ -7,7 +8,8 @@ their own request, a backup approver waits for the escalation (the rule is the o
 `jitaccess.domain.teams.may_approve`). The server has the last word: its refusal is printed as is.
 
 Approvals and denials carry the resourceVersion they were checked against, so a decision taken
-by someone else in between makes the patch fail (409) and the checks run again.
+by someone else in between makes the patch fail (409) and the checks run again; so does a
+withdrawal, whose deletion is conditional on the request checked (uid and resourceVersion).
 """
 
 from __future__ import annotations
@@ -124,6 +126,47 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
             f"you may not {verb} accessrequest {wire.name_of(request)}: {problem} "
             f"(team {wire.name_of(team)} approvers now: {approvers})"
         )
+
+
+# --- withdraw ------------------------------------------------------------------------------------
+
+
+def withdraw(session: Session, name: str) -> int:
+    """Delete my own request while nobody has decided on it (the webhook allows nobody else but
+    the owner team's approvers, who use `kubectl delete`)."""
+    api, me = session.api, session.me
+    for _ in range(_CONFLICT_RETRIES):
+        request = o.get(api, names.REQUESTS, name)
+        requester = o.requester(request)
+        if requester != me.username:
+            raise Refused(
+                f"accessrequest {name} is {requester or 'someone else'}'s: only its requester withdraws a request "
+                "(an approver of the owner team may delete a pending one with `kubectl delete accessrequest`)"
+            )
+        state = wire.ready_reason(request)
+        if state is not None and not o.awaiting_decision(request):
+            word = "approved" if wire.is_true(request, names.APPROVED) else state
+            raise Refused(
+                f"accessrequest {name} is no longer pending ({word}: {o.ready_message(request)}): only a request "
+                "nobody has decided on can be withdrawn (a decided one stays as the record; access it gave is "
+                "ended with `kubectl jit done`)"
+            )
+        metadata = wire.metadata(request)
+        preconditions = {
+            "uid": str(metadata.get("uid", "")),
+            "resourceVersion": str(metadata.get("resourceVersion", "")),
+        }
+        try:
+            api.delete(o.path(names.REQUESTS, name), {k: v for k, v in preconditions.items() if v})
+        except ApiError as exc:
+            if exc.status == 409:
+                continue
+            raise o.refusal(exc, f"withdrawing accessrequest {name}") from exc
+        session.say(
+            f"withdrew accessrequest {name} ({wire.spec(request).get('entitlement')}): nothing is granted of it"
+        )
+        return OK
+    raise Refused(f"accessrequest {name} kept changing while you withdrew it: run the command again")
 
 
 # --- revoke / done -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ and `kubectl-jit ...` work. Commands:
     request [ENTITLEMENT] [--for 1h] [--reason TEXT] [--wait/--no-wait] [--timeout 15m]
     approve NAME [--reason TEXT]       deny NAME --reason TEXT
     revoke GRANT [--reason TEXT]       done
+    withdraw NAME
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
     status NAME                        who-has ENTITLEMENT
     audit [--since 30d] [--entitlement E] [--user U] [--archive s3://B/P] [-o table|json|csv]
@@ -71,6 +72,12 @@ def _done(session: Session, args: argparse.Namespace) -> int:
     return decisions.done(session, wait=args.wait, timeout=args.timeout)
 
 
+def _withdraw(session: Session, args: argparse.Namespace) -> int:
+    from jitaccess.cli import decisions
+
+    return decisions.withdraw(session, args.name)
+
+
 def _list(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import views
 
@@ -119,6 +126,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "deny": _deny,
     "revoke": _revoke,
     "done": _done,
+    "withdraw": _withdraw,
     "list": _list,
     "status": _status,
     "who-has": _who_has,

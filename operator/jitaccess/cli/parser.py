@@ -23,6 +23,7 @@ COMMAND_HELP = {
     "deny": "deny a pending request, saying why",
     "revoke": "end a grant early (its grantee, or an approver of the owner team)",
     "done": "end all of your own active grants",
+    "withdraw": "withdraw your own pending request (it is deleted; nothing is granted of it)",
     "list": "list access requests",
     "status": "show a request and its grant: state, conditions, who approved, expiry",
     "who-has": "who holds an entitlement now, until when, why, approved by whom",
@@ -190,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="DURATION",
             help="stop waiting after this long, with exit code 3 (default: 30s)",
         )
+
+    withdraw = command(
+        "withdraw",
+        "Withdraw your own pending request: it is deleted, and nothing is granted of it.\n\n"
+        "Only while nobody has approved or denied it; a decided request stays as the record\n"
+        "(end access with `kubectl jit done` or `kubectl jit revoke`).",
+    )
+    withdraw.add_argument("name", metavar="NAME", help="the AccessRequest")
 
     listing = command("list", "List access requests, oldest first.")
     listing.add_argument("--pending", action="store_true", help="only requests waiting for a decision")

@@ -228,6 +228,11 @@ class KubeApi:
     def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
 
+    def delete(self, path: str, preconditions: Mapping[str, str]) -> dict[str, Any]:
+        """Delete the object only if it is still the one described (uid, resourceVersion): else 409."""
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": dict(preconditions)}
+        return self.request("DELETE", path, body=options)
+
     def watch(
         self, path: str, *, resource_version: str, timeout_seconds: int, **query: Any
     ) -> Iterator[dict[str, Any]]:
