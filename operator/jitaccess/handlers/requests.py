@@ -188,13 +188,13 @@ def approve(
         return
     metrics.REQUESTS.labels(request.spec.entitlement, reason.lower()).inc()
     record(updated, reason, message, who=who or valid.requester, request_reason=request.spec.reason)
-    _create_grant(rt, approved, valid, current=updated)
+    _create_grant(rt, approved, valid)
 
 
 def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements: Index) -> None:
     """An approved request whose grant is missing (a crash in between) gets it now, if the approval
     still stands (see `_create_grant`)."""
-    if request.status.grant:
+    if request.status.grant or _own_grant(rt, request) is not None:
         return
     entitlement, team = lookup(rt, request, teams, entitlements)
     if entitlement is None:
@@ -209,9 +209,14 @@ def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements
     _create_grant(rt, request, request_rules.validate(request, entitlement, team, rt.settings.limits))
 
 
-def _create_grant(
-    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, current: dict[str, Any] | None = None
-) -> None:
+def _own_grant(rt: Runtime, request: AccessRequest) -> dict[str, Any] | None:
+    """The grant this request led to, if it exists already (created before a crash, say)."""
+    grant = rt.kube.get(names.GRANTS, request.metadata.name)
+    made_for = ((grant or {}).get("metadata", {}).get("labels") or {}).get(names.LABEL_REQUEST)
+    return grant if made_for == request.metadata.uid else None
+
+
+def _create_grant(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> None:
     refusal = activation_refusal(rt, request, valid)
     if refusal is not None:
         _finish(rt, request.wire(), refusal.reason, refusal.message, entitlement=request.spec.entitlement)
@@ -252,11 +257,9 @@ def _create_grant(
             entitlement=request.spec.entitlement,
         )
         return
-
-    def build(current: AccessRequest) -> dict[str, Any] | None:
-        return None if current.status.grant else {"grant": name}
-
-    rt.kube.update_status(names.REQUESTS, name, status_change(AccessRequest, build), current=current)
+    # No status write of its own: the grant's handler writes `status.grant` with the request's next
+    # `Ready`, and until then the grant is found by name (it has the request's), so an approved
+    # request whose grant exists is never granted twice (`kube.create` returns the existing one).
 
 
 def activation_refusal(
