@@ -50,7 +50,9 @@ def test_a_service_client_gets_the_handler_path() -> None:
 
 def test_the_definition_is_what_kopf_serves() -> None:
     """Each webhook names a registered kopf admission handler, of the same kind, for the same writes."""
-    registered = {str(h.id): h for h in kopf.get_default_registry()._webhooks.get_all_handlers() if h.reason is not None}
+    registered = {
+        str(h.id): h for h in kopf.get_default_registry()._webhooks.get_all_handlers() if h.reason is not None
+    }
     defined = {hook.id: (kind, hook) for kind, hooks in HOOKS.items() for hook in hooks}
     assert set(defined) == set(registered)
     for hook_id, (kind, hook) in defined.items():
