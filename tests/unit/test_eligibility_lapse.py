@@ -4,10 +4,12 @@ check before an activation noticing a disabled account."""
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Sequence
 from typing import Any, cast
 
+import kopf
 import pytest
 
 from jitaccess.adapters.identitycenter import IdentityCenter, _enabled
@@ -21,7 +23,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, lapse_reason, lapses
 from jitaccess.errors import NotFound
 from jitaccess.handlers.eligibility import eligibility_problem
-from jitaccess.handlers.lapses import Listings
+from jitaccess.handlers.lapses import Listings, recheck
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit.factories import entitlement, request, team
@@ -255,3 +257,168 @@ def test_kubectl_jit_status_says_a_lapsed_grant_lapsed_not_that_someone_revoked_
     text = shown.out.getvalue()  # type: ignore[attr-defined]
     assert "Lapsed:" in text and "Revoked:" not in text
     assert f"{name}: EligibilityLapsed" in text and "prod-eligible" in text
+
+
+class StoredKube:
+    """The Kubernetes adapter's read and status write, on a dict of objects."""
+
+    def __init__(self, *objects: dict[str, Any]) -> None:
+        self.objects = {(plural_of(obj), obj["metadata"]["name"]): obj for obj in objects}
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((plural, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def update_status(
+        self, plural: str, name: str, change: Any, current: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        obj = self.get(plural, name)
+        fields = change(obj) if obj is not None else None
+        if obj is None or fields is None:
+            return None
+        obj["status"] = {**obj.get("status", {}), **fields}
+        self.objects[(plural, name)] = obj
+        return copy.deepcopy(obj)
+
+    def status(self, plural: str, name: str) -> dict[str, Any]:
+        return dict(self.objects[(plural, name)].get("status") or {})
+
+
+def plural_of(obj: dict[str, Any]) -> str:
+    return {v: k for k, v in names.KINDS.items()}[obj["kind"]]
+
+
+def ready_of(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == names.READY)
+
+
+NOON = "2026-11-23T12:00:00Z"
+LAPSING = entitlement(eligibility={"identityCenterGroups": GROUPS})
+
+
+def active_grant(name: str, user: str, user_id: str, entitlement_name: str = "prod-eng-payments") -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_GRANT,
+        "metadata": {"name": name, "uid": f"uid-{name}"},
+        "spec": {
+            "user": user,
+            "userId": user_id,
+            "entitlement": entitlement_name,
+            "groupName": "prod-eng-payments",
+            "request": name,
+            "duration": "1h",
+        },
+        "status": {
+            "userId": user_id,
+            "groupId": "g-prod-eng-payments",
+            "membershipId": f"m-{name}",
+            "activationTime": NOON,
+            "expirationTime": "2026-11-23T13:00:00Z",
+            "conditions": [{"type": names.READY, "status": "True", "reason": names.ACTIVE, "lastTransitionTime": NOON}],
+        },
+    }
+
+
+def pending_request(name: str, requester: str, user_id: str) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_REQUEST,
+        "metadata": {"name": name, "uid": f"uid-{name}", "generation": 1},
+        "spec": {
+            "entitlement": "prod-eng-payments",
+            "reason": "INC-1 x",
+            "requester": requester,
+            "requesterUserId": user_id,
+        },
+        "status": {
+            "conditions": [
+                {"type": names.READY, "status": "False", "reason": names.PENDING, "lastTransitionTime": NOON}
+            ]
+        },
+    }
+
+
+class RemovingIdentityCenter(CountingIdentityCenter):
+    def __init__(self, members: dict[str, set[str]], users: dict[str, User]) -> None:
+        super().__init__(members, users)
+        self.removed: list[tuple[str, str]] = []
+
+    def user_enabled(self, user_id: str) -> bool:
+        if user_id not in self.store:
+            raise NotFound("USER not found.", operation="DescribeUser", code="ResourceNotFoundException")
+        return super().user_enabled(user_id)
+
+    def missing_groups(self, user_id: str, group_ids: Sequence[str]) -> list[str]:
+        if user_id not in self.store:
+            raise NotFound("USER not found.", operation="IsMemberInGroups", code="ResourceNotFoundException")
+        return super().missing_groups(user_id, group_ids)
+
+    def remove_member(self, group_id: str, user_id: str, membership_id: str | None = None) -> bool:
+        self.removed.append((group_id, user_id))
+        return True
+
+
+@pytest.fixture
+def lapsing(monkeypatch: pytest.MonkeyPatch) -> tuple[Runtime, RemovingIdentityCenter, StoredKube]:
+    monkeypatch.setattr(kopf, "event", lambda *_, **__: None)  # no operator to post Events through
+    ic = RemovingIdentityCenter(
+        {"prod-eligible": {"u-bob", "u-alice", "u-carol"}, "pci-trained": {"u-alice", "u-carol"}}, dict(USERS)
+    )
+    kube = StoredKube(
+        active_grant("bob-1", "bob@example.com", "u-bob"),
+        active_grant("alice-1", "alice@example.com", "u-alice"),
+        active_grant("old-bob", "bob@example.com", "u-bob", "deleted-entitlement"),
+        active_grant("old-dave", "dave@example.com", "u-dave", "deleted-entitlement"),
+        pending_request("bob-r", "bob@example.com", "u-bob"),
+        pending_request("alice-r", "alice@example.com", "u-alice"),
+        {"apiVersion": names.API_VERSION, "kind": names.ENTITLEMENT, **LAPSING.wire()},
+    )
+    rt = Runtime(Settings(), cast(IdentityCenter, ic), cast(Kube, kube))
+    for (plural, name), obj in kube.objects.items():
+        if plural == names.GRANTS:  # what `indexes` keeps: who holds each (user, group) membership
+            rt.holders.observe(name, ((obj["spec"]["userId"], obj["spec"]["groupName"]), name))
+    return rt, ic, kube
+
+
+def holder(name: str, user: str, user_id: str) -> Holder:
+    return Holder(name, user, user_id)
+
+
+def test_a_pass_ends_lapsed_grants_refuses_lapsed_requests_and_lists_the_eligible(
+    lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube],
+) -> None:
+    rt, ic, kube = lapsing
+    grants = [holder("bob-1", "bob@example.com", "u-bob"), holder("alice-1", "alice@example.com", "u-alice")]
+    # Grants of a deleted Entitlement: their groups are unknown, so only a user gone or disabled lapses.
+    orphans = [holder("old-bob", "bob@example.com", "u-bob"), holder("old-dave", "dave@example.com", "u-dave")]
+    waiting = [holder("bob-r", "bob@example.com", "u-bob"), holder("alice-r", "alice@example.com", "u-alice")]
+    recheck(rt, LAPSING, DIRECTORY, grants, orphans, waiting)
+
+    ended = kube.status(names.GRANTS, "bob-1")
+    assert ready_of(ended)["reason"] == names.ELIGIBILITY_LAPSED and ended["revocationTime"]
+    assert "eligibility lapsed" in ready_of(ended)["message"] and "pci-trained" in ready_of(ended)["message"]
+    assert "no longer exists" in ready_of(kube.status(names.GRANTS, "old-dave"))["message"]
+    for kept in ("alice-1", "old-bob"):
+        assert ready_of(kube.status(names.GRANTS, kept))["reason"] == names.ACTIVE, kept
+    # old-bob, still Active, holds bob's membership too: only dave's is removed.
+    assert ic.removed == [("g-prod-eng-payments", "u-dave")]
+    refused = ready_of(kube.status(names.REQUESTS, "bob-r"))
+    assert refused["reason"] == names.NOT_ELIGIBLE and "pci-trained" in refused["message"]
+    assert ready_of(kube.status(names.REQUESTS, "alice-r"))["reason"] == names.PENDING
+    published = kube.status(names.ENTITLEMENTS, LAPSING.metadata.name)
+    assert published["eligibleUsers"] == [{"userId": "u-alice", "username": "alice@example.com"}]
+    assert published["eligibleUserCount"] == 1
+
+
+def test_a_stale_listing_is_confirmed_with_identity_center_before_anything_ends(
+    lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube],
+) -> None:
+    rt, ic, kube = lapsing
+    # The listing predates alice's joining pci-trained, which Identity Center now confirms.
+    stale = Directory(USERS, {"prod-eligible": frozenset({"u-alice"}), "pci-trained": frozenset()})
+    grants = [holder("alice-1", "alice@example.com", "u-alice")]
+    recheck(rt, LAPSING, stale, grants, [], [holder("alice-r", "alice@example.com", "u-alice")])
+    assert ready_of(kube.status(names.GRANTS, "alice-1"))["reason"] == names.ACTIVE
+    assert ready_of(kube.status(names.REQUESTS, "alice-r"))["reason"] == names.PENDING
+    assert ic.removed == [] and ic.calls["IsMemberInGroups"] == 2
