@@ -29,6 +29,7 @@ FULL = {
     "recovery_active": 500,
     "recovery_overdue": 100,
     "scale": 5000,
+    "scale_large": 10000,
     "scale_probes": 100,
     "audit": 500,
 }
@@ -40,6 +41,7 @@ QUICK = {
     "recovery_active": 100,
     "recovery_overdue": 20,
     "scale": 300,
+    "scale_large": 600,
     "scale_probes": 20,
     "audit": 100,
 }
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         "sizes": sizes,
         "scenarios": {},
     }
-    users = max(sizes["throughput"], sizes["recovery_active"], sizes["scale"] + sizes["scale_probes"],
+    users = max(sizes["throughput"], sizes["recovery_active"], sizes["scale_large"] + sizes["scale_probes"],
                 sizes["latency"], sizes["floor"], sizes["expiry"], sizes["audit"])  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
     system = System(workdir, users)
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         if "scale" in only:
             run("scale", None, lambda: scenarios.scale(system, sizes["scale"], sizes["scale_probes"]))
+            run("scale_large", None, lambda: scenarios.scale(system, sizes["scale_large"], sizes["scale_probes"]))
         if "audit" in only:
             run("audit", None, lambda: scenarios.audit_archive(system, sizes["audit"]))
     finally:
@@ -189,6 +192,9 @@ def headline(results: dict[str, Any]) -> None:
         results["rss_mb_5000_grants"] = s["scale"]["rss_mb"]
         results["expiry_lag_at_scale_p50_s"] = s["scale"]["expiry_lag"]["p50"]
         results["expiry_lag_at_scale_p99_s"] = s["scale"]["expiry_lag"]["p99"]
+    if "scale_large" in s:
+        results["rss_mb_10000_grants"] = s["scale_large"]["rss_mb"]
+        results["expiry_lag_at_10000_p99_s"] = s["scale_large"]["expiry_lag"]["p99"]
     if "recovery" in s:
         results["restart_recovery_s"] = s["recovery"]["recovery_s"]
 

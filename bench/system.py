@@ -204,7 +204,7 @@ class System:
         in the emulator. kopf's own bookkeeping (`status.kopf`) is left to kopf: an operator is run
         once over the objects, finds each Active (its create handlers change nothing, and call
         Identity Center not at all) and records them as handled, and is stopped. An operator
-        started afterwards finds them as after a restart: resume handlers, one expiry daemon each.
+        started afterwards finds them as after a restart: resume handlers, each scheduled for expiry.
         """
         assert self.operator is None and self.ic is not None
         group_id = self.group_ids[TARGET_GROUP]
