@@ -34,13 +34,12 @@ from devenv.emulator import IdentityCenterEmulator
 from devenv.operator_process import OperatorProcess
 from jitaccess.adapters.tls import generate_serving_files
 from jitaccess.adapters.webhooks import configurations
-from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary
+from tests.helm.chart import CHART, REPO, Helm, documents, helm_binary
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
 JIT_CRDS = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "crds").glob("*.yaml"))
-PEERING_CRD = "clusterkopfpeerings.kopf.dev"
 WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 TEST_USER = "chart-test-approver@example.com"  # not one of the session's test users
 
@@ -61,8 +60,10 @@ def get(cluster: ControlPlane, kind: str, name: str, namespace: str | None = Non
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
-def can_i(cluster: ControlPlane, who: str, verb: str, resource: str, *, subresource: str = "") -> bool:
-    args = ["auth", "can-i", verb, resource, f"--as={who}"]
+def can_i(
+    cluster: ControlPlane, who: str, verb: str, resource: str, *, subresource: str = "", namespace: str = ""
+) -> bool:
+    args = ["auth", "can-i", verb, resource, f"--as={who}", *([f"--namespace={namespace}"] if namespace else [])]
     if subresource:
         args.append(f"--subresource={subresource}")
     result = cluster.kubectl(*args, check=False)
@@ -132,7 +133,7 @@ def applied(control_plane: ControlPlane, helm: Helm, suffix: str) -> Iterator[tu
         release,
         namespace,
         include_crds=True,
-        set_values={"peering.name": release, "rbac.approvers.users[0]": TEST_USER},
+        set_values={"leaderElection.leaseName": release, "rbac.approvers.users[0]": TEST_USER},
     )
     objects = documents(manifest)
     restricted_namespace(control_plane, namespace)
@@ -151,7 +152,7 @@ def test_rendered_chart_applies_server_side(
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
     webhooks = [o for o in objects if o["kind"] in WEBHOOK_KINDS]
     rest = [o for o in objects if o["kind"] != "CustomResourceDefinition" and o not in webhooks]
-    # CRDs first: the ClusterKopfPeering object needs its kind served (as Helm's crds/ folder ensures).
+    # CRDs first: served before anything of their kinds is applied (as Helm installs them).
     establish(control_plane, crds, "jitaccess-chart-test")
     result = control_plane.kubectl(
         "apply",
@@ -186,7 +187,7 @@ def test_rendered_chart_applies_server_side(
     for crd in JIT_CRDS:
         stored = get(control_plane, "crd", crd)
         assert stored is not None and stored["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert get(control_plane, "clusterkopfpeering", release) is not None
+    assert get(control_plane, "role", f"{release}-lease", namespace) is not None
     assert get(control_plane, "secret", f"{release}-webhook-tls", namespace) is not None
 
     # The API server's own Pod Security admission accepts the pod the Deployment would create.
@@ -217,14 +218,20 @@ def test_rbac_as_the_api_server_evaluates_it(
         "-f",
         "-",
         input="\n---\n".join(
-            yaml.safe_dump(o) for o in objects if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+            yaml.safe_dump(o)
+            for o in objects
+            if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
         ),
     )
     operator = f"system:serviceaccount:{namespace}:{release}"
     assert can_i(control_plane, operator, "patch", "accessgrants.jitaccess.dev", subresource="status")
     assert can_i(control_plane, operator, "create", "accessgrants.jitaccess.dev")
     assert can_i(control_plane, operator, "watch", "accessrequests.jitaccess.dev")
-    assert can_i(control_plane, operator, "patch", f"clusterkopfpeerings.kopf.dev/{release}")
+    # Leader election: its own Lease in its own namespace, and nothing else of the kind.
+    assert can_i(control_plane, operator, "create", "leases.coordination.k8s.io", namespace=namespace)
+    assert can_i(control_plane, operator, "update", f"leases.coordination.k8s.io/{release}", namespace=namespace)
+    assert not can_i(control_plane, operator, "update", "leases.coordination.k8s.io/other", namespace=namespace)
+    assert not can_i(control_plane, operator, "create", "leases.coordination.k8s.io", namespace="default")
     # The chart installs the webhook configurations; the operator reads them and cannot change them.
     assert can_i(control_plane, operator, "get", "validatingwebhookconfigurations/jitaccess.dev")
     assert not can_i(control_plane, operator, "patch", "validatingwebhookconfigurations/jitaccess.dev")
@@ -361,7 +368,7 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suff
         "--namespace",
         namespace,
         "--set",
-        f"peering.name={release}",
+        f"leaderElection.leaseName={release}",
         "--set",
         f"webhook.configurationName={webhooks}",
     ]
@@ -404,11 +411,11 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suff
 
         uninstalled = helm.run("uninstall", release, "--namespace", namespace)
         assert "kept due to the resource policy" in uninstalled.stdout
-        for crd in [*JIT_CRDS, PEERING_CRD]:
+        for crd in JIT_CRDS:
             assert get(control_plane, "crd", crd) is not None, f"{crd} was removed by the uninstall"
         assert get(control_plane, "deployment", release, namespace) is None
         assert get(control_plane, "clusterrole", f"{release}-operator") is None
-        assert get(control_plane, "clusterkopfpeering", release) is None
+        assert get(control_plane, "role", f"{release}-lease", namespace) is None
         assert get(control_plane, "validatingwebhookconfiguration", webhooks) is None
     finally:
         helm.run("uninstall", release, "--namespace", namespace, "--ignore-not-found", check=False)
@@ -416,7 +423,7 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suff
         return_crds_to_the_session(control_plane)
 
 
-# --- peering: two replicas, one active ---------------------------------------------------------
+# --- leader election: two replicas, one acts --------------------------------------------------
 
 
 def said(operator: OperatorProcess, fragment: str) -> bool:
@@ -425,20 +432,19 @@ def said(operator: OperatorProcess, fragment: str) -> bool:
 
 
 @pytest.fixture
-def peering(control_plane: ControlPlane, helm: Helm, suffix: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """The chart's peering CRD and object, and a kubeconfig with the chart's RBAC for the replicas."""
-    name, namespace = f"jitaccess-peering-{suffix}", f"jit-peering-{suffix}"
-    objects = documents(helm.template(name, namespace, include_crds=True, set_values={"peering.name": name}))
-    establish(control_plane, [find(objects, "CustomResourceDefinition", PEERING_CRD)], "jitaccess-chart-test")
-    applied = [
-        o for o in objects if o["kind"] in ("ClusterKopfPeering", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-    ]
+def elected(control_plane: ControlPlane, helm: Helm, suffix: str, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """The chart's RBAC (with its Lease Role) in a namespace of its own, and a kubeconfig with it."""
+    name, namespace = f"jitaccess-lease-{suffix}", f"jit-lease-{suffix}"
+    objects = documents(helm.template(name, namespace, set_values={"leaderElection.leaseName": name}))
+    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    applied = [o for o in objects if o["kind"] in kinds]
     control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input="\n---\n".join(yaml.safe_dump(o) for o in applied))
     try:
-        yield name, token_kubeconfig(control_plane, namespace, name, tmp_path / "replica.kubeconfig")
+        yield name, namespace, token_kubeconfig(control_plane, namespace, name, tmp_path / "replica.kubeconfig")
     finally:
         delete_all(control_plane, applied, namespace)
+        control_plane.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
 
 
 def active_grants(operator: OperatorProcess) -> float | None:
@@ -452,53 +458,59 @@ def active_grants(operator: OperatorProcess) -> float | None:
     return None
 
 
-def test_two_replicas_one_active(
+def test_two_replicas_one_leads_with_the_charts_rbac(
     system: Jit,
     control_plane: ControlPlane,
     identity_center: IdentityCenterEmulator,
-    peering: tuple[str, Path],
+    elected: tuple[str, str, Path],
     tmp_path: Path,
 ) -> None:
-    """The older replica runs, the newer one waits without even listing objects, and takes over when
-    the older one stops. What each one has listed shows in its active-grants gauge."""
-    name, kubeconfig = peering
-    system.request("peering-grant", "prod-eng-payments", duration="1h")
-    system.wait_reason("accessrequest", "peering-grant", "Granted")
+    """The first replica takes the Lease, the second waits as a standby, and takes over at once when
+    the first stops cleanly (it releases the Lease). The chart's Role is all the Lease needs."""
+    name, namespace, kubeconfig = elected
+    system.request("lease-grant", "prod-eng-payments", duration="1h")
+    system.wait_reason("accessrequest", "lease-grant", "Granted")
     env = {
-        "JITACCESS_STANDALONE": "false",
-        "JITACCESS_PEERING_NAME": name,
+        "JITACCESS_LEADER_ELECTION": "true",
+        "JITACCESS_LEASE_NAME": name,
+        "JITACCESS_LEASE_NAMESPACE": namespace,
         "JITACCESS_LOG_FORMAT": "json",
         # The session's own operator works meanwhile: these two must not undo any of its work.
         "JITACCESS_REMOVE_UNBACKED_MEMBERS": "false",
         "JITACCESS_RESYNC_SECONDS": "3600",
     }
     first, second = replicas = [
-        OperatorProcess(kubeconfig, identity_center.env(), tmp_path / f"{n}.log", extra_env=env, webhooks=False)
+        OperatorProcess(
+            kubeconfig,
+            identity_center.env(),
+            tmp_path / f"{n}.log",
+            extra_env={**env, "JITACCESS_LEADER_IDENTITY": n},
+            webhooks=False,
+        )
         for n in ("first", "second")
     ]
 
-    def peers() -> dict[str, Any]:
-        obj = get(control_plane, "clusterkopfpeering", name) or {}
-        return dict(obj.get("status") or {})
+    def holder() -> str | None:
+        lease = get(control_plane, "lease", name, namespace) or {}
+        return (lease.get("spec") or {}).get("holderIdentity")
 
     try:
         first.start()
-        eventually(lambda: said(first, "Resuming operations") or None, what="the first replica becomes active")
-        eventually(lambda: active_grants(first) == 1 or None, what="the active replica lists the grants")
-
+        eventually(lambda: holder() == "first" or None, what="the first replica takes the Lease")
+        assert said(first, "leading: first holds")
         second.start()
-        eventually(lambda: len(peers()) == 2 or None, what=f"both replicas keep {name} alive")
-        assert len({peer["priority"] for peer in peers().values()}) == 2, "equal priorities pause everyone"
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:  # a standby stays idle: it has not even listed the grants
-            assert active_grants(second) is None
-            assert not said(second, "Resuming operations")
+        while time.monotonic() < deadline:  # a standby stays one
+            assert holder() == "first" and not said(second, "leading:")
             time.sleep(0.2)
+        assert active_grants(second) == 1, "a standby keeps its indexes (and gauges) current too"
 
-        first.stop()  # a graceful stop leaves the peering at once; a crash would take its lifetime (60 s)
-        eventually(lambda: said(second, "Resuming operations") or None, what="the second replica takes over")
-        eventually(lambda: active_grants(second) == 1 or None, what="the new active replica lists the grants")
-        assert len(peers()) == 1
+        first.stop()  # a clean stop stops its work, then releases the Lease: no waiting for it to expire
+        stopped = time.monotonic()
+        eventually(lambda: holder() == "second" or None, timeout=5, what="the second replica takes over")
+        assert time.monotonic() - stopped < 3  # the retry period (2 s) and a little
+        assert said(first, "released Lease")
+        eventually(lambda: said(second, "leading: second holds") or None)
     finally:
         for replica in replicas:
             replica.stop()

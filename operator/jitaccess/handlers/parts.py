@@ -94,13 +94,8 @@ class Controller:
         self._stop = threading.Event()
         logging.getLogger("kopf._core.reactor.running").addFilter(_SignalsAreTheAdmissionParts())
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     async def start(self) -> None:
-        if self.running:
-            await self.stop()  # a previous term still finishing its work
+        await self.stop()  # a previous term may still be finishing its work
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(self._stop,), name=self.THREAD, daemon=True)
         self._thread.start()
@@ -108,7 +103,7 @@ class Controller:
     async def stop(self) -> None:
         """Stop it now (kopf stops its watches and handlers); return once it has stopped."""
         self._stop.set()
-        thread = self._thread
+        thread, self._thread = self._thread, None
         if thread is not None:
             await asyncio.to_thread(thread.join)
             log.info("the controller has stopped")
