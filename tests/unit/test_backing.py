@@ -11,13 +11,17 @@ import pytest
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import backing
 from jitaccess.domain.requests import Limits
+from jitaccess.handlers.known_requests import KnownRequests
 from tests.unit.factories import T0, condition, entitlement, request, team
 
 LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
 NOW = T0 + timedelta(minutes=2)
 UID = "uid-r1"
 BY_PAULA = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"}
-APPROVED = [condition("Approved", "True", "Approved", T0 + timedelta(minutes=1)), condition("Ready", "False", "Pending")]
+APPROVED = [
+    condition("Approved", "True", "Approved", T0 + timedelta(minutes=1)),
+    condition("Ready", "False", "Pending"),
+]
 
 
 def approved(**changes: Any) -> AccessRequest:
@@ -144,3 +148,36 @@ def test_an_active_grant_is_orphaned_once_its_request_is_gone_or_re_created() ->
     assert not backing.orphaned(UID, UID)
     assert not backing.orphaned("", "any"), "a grant from before the label: only a missing request counts"
     assert backing.orphaned("", None)
+
+
+class FakeKube:
+    def __init__(self, stored: dict[str, str]) -> None:
+        self.stored = stored
+        self.calls: list[str] = []
+
+    def list(self, plural: str, label_selector: str = "", *, missing_ok: bool = False) -> list[dict[str, Any]]:
+        self.calls.append(f"list {plural}")
+        return [{"metadata": {"name": n, "uid": u}} for n, u in self.stored.items()]
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"get {name}")
+        uid = self.stored.get(name)
+        return None if uid is None else {"metadata": {"name": name, "uid": uid}}
+
+
+def test_known_requests_list_once_keep_what_the_watch_showed_and_confirm_with_a_get() -> None:
+    kube = FakeKube({"r1": "uid-1", "r2": "uid-2", "gone": "uid-old"})
+    known = KnownRequests()
+    known.observe("r1", "uid-1")
+    known.observe("gone", None)  # the watch saw it go after the listing was taken
+    assert known.known("r1") == "uid-1" and known.known("r2") is None
+    known.list_once(kube)  # type: ignore[arg-type]
+    known.list_once(kube)  # type: ignore[arg-type]
+    assert kube.calls == ["list accessrequests"]
+    assert known.known("r2") == "uid-2"
+    assert known.known("gone") == "uid-old", "a listing older than the watch is only a hint"
+    del kube.stored["gone"]
+    assert known.stored_uid("gone", kube) is None  # type: ignore[arg-type]
+    assert known.stored_uid("r2", kube) == "uid-2"  # type: ignore[arg-type]
+    known.observe("r2", None)
+    assert known.known("r2") is None

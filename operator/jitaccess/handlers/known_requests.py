@@ -1,9 +1,9 @@
 """Which AccessRequests are stored, by name and uid: is the request of an active grant still there?
 
-Kept from the requests' watch events, and completed by one listing the first time it is needed (so
-a restarted operator asks once for all its grants, not once per grant, whichever watch delivers
-first). The answer is a hint: a name it does not know, or knows with another uid, is confirmed
-with the API server before anyone acts on it (`stored_uid`).
+Kept from the requests' watch events, and completed by one listing the first time a name is
+missing (so a restarted operator asks once for all its grants, not once per grant, whichever watch
+delivers first). A uid seen is taken as the answer; a name it does not know, or knows with another
+uid, is confirmed with the API server before anyone acts on it (`stored_uid`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ class KnownRequests:
                 self._uids[name] = uid
 
     def known(self, name: str) -> str | None:
-        """The uid last seen for `name`, without I/O; None when unknown, or before the listing."""
+        """The uid last seen for `name`, without I/O; None when not seen (yet)."""
         with self._lock:
-            return self._uids.get(name) if self._listed else None
+            return self._uids.get(name)
 
     def list_once(self, kube: Kube) -> None:
         """List every request, the first time only (blocking). What the watch has already shown
