@@ -122,9 +122,7 @@ def classify(exc: Exception, operation: str) -> IdentityCenterError:
 class IdentityCenter:
     """Identity Store operations the operator needs, on one identity store."""
 
-    def __init__(
-        self, client: Any, identity_store_id: str, rate_limit: float = 20.0, max_in_flight: int = 16
-    ) -> None:
+    def __init__(self, client: Any, identity_store_id: str, rate_limit: float = 20.0, max_in_flight: int = 16) -> None:
         self._client = client
         self.identity_store_id = identity_store_id
         self.rate_limit = rate_limit
