@@ -44,7 +44,8 @@ def looked_after(name: str, index: ObjectIndex, entitlements: Index) -> Iterator
     """(entitlement, entry) of the objects the timer of Entitlement `name` looks after."""
     orphans = bool(entitlements) and name == min(entitlements)
     for key in list(index):
-        if key == name or (orphans and key not in entitlements):
+        # The pending and finished indexes are keyed by entitlement name.
+        if isinstance(key, str) and (key == name or (orphans and key not in entitlements)):
             for entry in index.get(key, ()):
                 yield key, entry
 
