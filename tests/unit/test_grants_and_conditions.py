@@ -45,12 +45,12 @@ def test_membership_key_is_the_user_id_not_a_case_folded_name() -> None:
     assert grant_rules.membership_key("id-alice", "g") != grant_rules.membership_key("id-Alice", "g")
 
 
-def test_retention() -> None:
+def test_a_grant_ended_when_it_expired_and_an_active_one_has_not() -> None:
+    """Retention counts from here (the finished index files grants by it)."""
     ended = grant(conditions=[condition("Ready", "False", "Expired")], expirationTime=T0.isoformat())
-    assert not grant_rules.retention_due(ended, T0 + timedelta(days=1), timedelta(days=90))
-    assert grant_rules.retention_due(ended, T0 + timedelta(days=90), timedelta(days=90))
+    assert grant_rules.ended_at(ended.status) == T0
     active = grant(conditions=[condition("Ready", "True", "Active")], expirationTime=T0.isoformat())
-    assert not grant_rules.retention_due(active, T0 + timedelta(days=900), timedelta(days=90))
+    assert grant_rules.ended_at(active.status) is None
 
 
 def test_condition_transition_time_moves_only_on_status_flip() -> None:

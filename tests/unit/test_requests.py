@@ -203,10 +203,10 @@ def test_ignored_annotation_does_not_hide_a_deadline() -> None:
     assert decision is not None and decision.outcome is Outcome.ESCALATE
 
 
-def test_next_deadline_is_the_escalation_first() -> None:
-    req = request(conditions=PENDING)
-    checked = request_rules.validate(req, entitlement(), team(), LIMITS)
-    assert request_rules.next_deadline(req, checked, LIMITS) == T0 + timedelta(minutes=15)
+def test_the_pending_deadline_is_the_escalation_first() -> None:
+    escalate_after = team().escalate_after
+    assert request_rules.pending_deadline(T0, False, escalate_after, LIMITS) == T0 + timedelta(minutes=15)
+    assert request_rules.pending_deadline(T0, True, escalate_after, LIMITS) == T0 + LIMITS.pending_timeout
 
 
 def test_lifecycle_predicates() -> None:
@@ -221,22 +221,21 @@ def test_eligibility_message_names_the_groups() -> None:
     assert "eve@example.com" in text and "prod-eligible, pci-secure-code-trained" in text
 
 
-def test_retention_of_requests_that_ended_without_a_grant() -> None:
-    ninety = timedelta(days=90)
+def test_requests_that_ended_without_a_grant_have_an_end() -> None:
+    """Retention counts from here (the finished index files requests by it)."""
     for reason in ("Denied", "NotEligible", "Invalid", "TimedOut"):
         ended = request(conditions=[condition("Ready", "False", reason)])
-        assert not request_rules.retention_due(ended, T0 + timedelta(days=89), ninety), reason
-        assert request_rules.retention_due(ended, T0 + ninety, ninety), reason
+        assert request_rules.ended_at(ended.status) == T0, reason
     for reason in ("Pending", "Granted", "Approved"):
         live = request(conditions=[condition("Ready", "False", reason)])
-        assert not request_rules.retention_due(live, T0 + timedelta(days=900), ninety), reason
-    assert not request_rules.retention_due(request(), T0 + timedelta(days=900), ninety)
+        assert request_rules.ended_at(live.status) is None, reason
+    assert request_rules.ended_at(request().status) is None
 
 
 def test_a_request_with_a_grant_goes_with_its_grant_not_on_its_own() -> None:
     expired = request(conditions=[condition("Ready", "False", "Expired")])
     expired.status.grant = "r1"
-    assert not request_rules.retention_due(expired, T0 + timedelta(days=900), timedelta(days=90))
+    assert request_rules.ended_at(expired.status) is None
 
 
 @pytest.mark.parametrize("value", ["TRUE", "True", "true ", " true", "yes", "1"])

@@ -215,13 +215,6 @@ class IdentityCenter:
         self._call("DescribeGroup", self._client.describe_group, GroupId=name_or_id)
         return name_or_id
 
-    def group_exists(self, group_id: str) -> bool:
-        try:
-            self._call("DescribeGroup", self._client.describe_group, GroupId=group_id)
-        except NotFound:
-            return False
-        return True
-
     # --- memberships --------------------------------------------------------------------------
 
     def find_membership(self, group_id: str, user_id: str) -> str | None:

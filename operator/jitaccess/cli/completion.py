@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 # Cobra's ShellCompDirective bits.
 DEFAULT = 0
-NO_SPACE = 2
 NO_FILE = 4
 
 _FIXED_VALUES = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessGrantStatus
@@ -78,9 +78,3 @@ def ended_at(status: AccessGrantStatus) -> datetime | None:
     if ready is None or ready.reason not in names.GRANT_FINISHED:
         return None
     return status.revocation_time or status.expiration_time or ready.last_transition_time
-
-
-def retention_due(grant: AccessGrant, now: datetime, retention: timedelta) -> bool:
-    """Finished grants stay listed as the audit trail until the retention period has passed."""
-    ended = ended_at(grant.status)
-    return ended is not None and now - ended >= retention

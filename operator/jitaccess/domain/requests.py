@@ -67,12 +67,6 @@ def ended_at(status: AccessRequestStatus) -> datetime | None:
     return ready.last_transition_time
 
 
-def retention_due(request: AccessRequest, now: datetime, retention: timedelta) -> bool:
-    """A request that ended without a grant goes once the retention period has passed."""
-    ended = ended_at(request.status)
-    return ended is not None and now - ended >= retention
-
-
 def is_decided(request: AccessRequest) -> bool:
     return cond.is_true(request.status.conditions, names.APPROVED) or cond.is_true(
         request.status.conditions, names.DENIED
@@ -260,15 +254,6 @@ def _escalation_due(
         if now - created >= after:
             return PendingDecision(Outcome.ESCALATE, why=f"pending for more than {format_duration(after)}")
     return None
-
-
-def next_deadline(request: AccessRequest, valid: ValidRequest, limits: Limits) -> datetime | None:
-    """When `decide_pending` will next have something to say without any annotation changing."""
-    created = request.metadata.creation_timestamp
-    if created is None:
-        return None
-    escalated = cond.is_true(request.status.conditions, names.ESCALATED)
-    return pending_deadline(created, escalated, valid.team.escalate_after, limits)
 
 
 def decision_deadline(created: datetime | None, limits: Limits) -> datetime | None:

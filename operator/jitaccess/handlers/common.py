@@ -39,13 +39,6 @@ def first(index: Index | None, key: Any) -> Any | None:
     return next(iter(index[key]), None)
 
 
-def with_condition(
-    conditions: list[Condition], type_: str, status: bool, reason: str, message: str, generation: int | None = None
-) -> list[dict[str, Any]]:
-    updated = cond.set_condition(conditions, type_, status, reason, message, now(), generation)
-    return [c.wire() for c in updated]
-
-
 def conditions_after(
     conditions: list[Condition], changes: Iterable[tuple[str, bool, str, str]], generation: int | None = None
 ) -> list[dict[str, Any]]:

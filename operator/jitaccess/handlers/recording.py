@@ -18,11 +18,6 @@ def ref(kind: str, name: str, uid: str = "") -> dict[str, Any]:
     return {"apiVersion": names.API_VERSION, "kind": kind, "metadata": {"name": name, "uid": uid}}
 
 
-def ref_of(body: Mapping[str, Any]) -> dict[str, Any]:
-    meta = body.get("metadata", {})
-    return ref(str(body.get("kind", "")), str(meta.get("name", "")), str(meta.get("uid", "")))
-
-
 def record(
     obj: Mapping[str, Any],
     reason: str,
