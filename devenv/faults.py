@@ -215,7 +215,7 @@ def s3_operation(environ: WSGIEnvironment) -> str:
     return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, "")
 
 
-def _ignore_start(status: str, headers: list[tuple[str, str]], exc_info: Any = None, /) -> Callable[[bytes], object]:
+def _ignore_start(_status: str, _headers: list[tuple[str, str]], _exc_info: Any = None, /) -> Callable[[bytes], object]:
     return lambda data: None
 
 

@@ -91,7 +91,6 @@ class WebhookServer(kopf.WebhookServer):
         self.operator_usernames = frozenset(operator_usernames)
         self.configuration_name = configuration_name
         self.apply = apply
-        self.advertised: kopf.WebhookClientConfig | None = None
         self.expected: list[dict[str, Any]] | None = None
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
@@ -110,7 +109,7 @@ class WebhookServer(kopf.WebhookServer):
             expected = configurations(config, self.operator_usernames, name=self.configuration_name)
             if self.apply:
                 await asyncio.to_thread(apply_configurations, expected)
-            self.advertised, self.expected = config, expected
+            self.expected = expected
             yield config
 
 

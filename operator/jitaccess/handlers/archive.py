@@ -101,7 +101,6 @@ class AuditTrail:
     _marker: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(MARK_THREADS, thread_name_prefix="jitaccess-audit-mark")
     )
-    archived: int = 0
 
     # --- the watch side (event loop) ----------------------------------------------------------
 
@@ -149,7 +148,6 @@ class AuditTrail:
                 self._known[record["id"]] = written
             self._inflight.difference_update(batch.refs)
             self._batch = None
-            self.archived += len(batch.records)
         self._mark(batch.refs)
         self._forget_before(_now() - REMEMBER)
         return len(batch.refs)
