@@ -104,7 +104,8 @@ def _enforce(
     name = (body or {}).get("metadata", {}).get("name") or (body or {}).get("metadata", {}).get("generateName", "")
     fields = {"event": "AdmissionRefused", "object_kind": kind, "object_name": name, "who": caller.username}
     if isinstance(verdict, Refusal):
-        audit.warning(
+        # Refusing is the webhook doing its job, not a fault of the operator: an audit line, not a warning.
+        audit.info(
             "refused %s %s/%s by %s%s: %s",
             operation,
             kind,

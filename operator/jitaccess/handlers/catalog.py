@@ -91,7 +91,13 @@ def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, **_: Any) 
         groupId=group_id,
     )
     if rt.settings.remove_unbacked_members:
-        _scan_drift(rt, entitlement, target, group_id, rt.holders)
+        try:
+            _scan_drift(rt, entitlement, target, group_id, rt.holders)
+        except RetryLater as exc:
+            # Nothing is wrong with the operator: the next pass scans again.
+            log.info(
+                "drift scan of %s: Identity Center not answering (%s); next pass in %ss", target, exc, RESYNC_SECONDS
+            )
 
 
 def _set_ready(
@@ -145,7 +151,9 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
         with rt.membership_lock(key):
             if set(holders.get(key, [])) - rt.recently_ended():
                 continue
-            ic.remove_member(group_id, user_id, membership_id)
+            if not ic.remove_member(group_id, user_id, membership_id):
+                # Gone already: a grant ended since the listing (its expiry took the member out).
+                continue
         # For the event only: the name as it is now (users can be renamed), not as it was once known.
         user = ic.user_name(user_id)
         message = f"{user} was in Identity Center group {group_name} with no active grant: removed"

@@ -22,6 +22,7 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
+from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers.backing import unbacked
@@ -127,7 +128,7 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
     expiration = ts(window.expiration_time)
     message = f"{spec.user} added to {spec.group_name} until {expiration}"
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    request = _follow_request(rt, active, names.GRANTED, True, f"access active until {expiration}", expiration)
+    request = follow_request(rt, active)
     if request is not None and request.metadata.creation_timestamp is not None:
         metrics.GRANT_LATENCY.observe((window.activation_time - request.metadata.creation_timestamp).total_seconds())
 
@@ -167,9 +168,11 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
         }
 
     updated = rt.kube.update_status(names.GRANTS, grant.metadata.name, status_change(AccessGrant, build))
-    if updated is not None:
-        record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
-    _follow_request(rt, grant, names.FAILED, False, message, None)
+    if updated is None:
+        # Gone, or finished by a concurrent call: that call follows the request.
+        return
+    record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
+    follow_request(rt, AccessGrant.model_validate(updated))
 
 
 @kopf.on.update(*GRANT, field="metadata.annotations", when=_revoked)
@@ -255,12 +258,7 @@ def end_grant(
     )
     message = f"{gone}{kept}" + (f" (revoked by {who})" if who else "") + (f": {why}" if why else "")
     record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
-    request_message = (
-        f"access expired at {ts(status.expiration_time or stamp)}"
-        if reason == names.EXPIRED
-        else "access revoked" + (f" by {who}" if who else "")
-    )
-    _follow_request(rt, grant, reason, False, request_message, None)
+    follow_request(rt, AccessGrant.model_validate(updated))
 
 
 def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:
@@ -278,26 +276,32 @@ def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:
         return False
 
 
-def _follow_request(
-    rt: Runtime, grant: AccessGrant, reason: str, ready: bool, message: str, expiration: str | None
-) -> AccessRequest | None:
-    """The request's `Ready` mirrors its grant: Granted, then Expired or Revoked (or Failed)."""
+def follow_request(rt: Runtime, grant: AccessGrant) -> AccessRequest | None:
+    """Bring the request's `Ready` into line with `grant` as it now stands (see `domain.following`):
+    Granted, then Expired or Revoked (or Failed). Idempotent: None when nothing was written."""
+    wanted = following.request_ready(grant)
+    if wanted is None:
+        return None
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
+        if not following.belongs_to(grant, current.metadata.uid):
+            return None
         if (current.status.grant or current.metadata.name) != grant.metadata.name:
             return None  # another grant names this request (one made by hand, say): not the request's own
-        if cond.ready_reason(current.status.conditions) == reason:
+        if cond.ready_reason(current.status.conditions) == wanted.reason:
             return None
         fields: dict[str, Any] = {
             "grant": grant.metadata.name,
-            "conditions": conditions_after(current.status.conditions, [(names.READY, ready, reason, message)]),
+            "conditions": conditions_after(
+                current.status.conditions, [(names.READY, wanted.ready, wanted.reason, wanted.message)]
+            ),
         }
-        if expiration:
-            fields["expirationTime"] = expiration
+        if wanted.expiration_time is not None:
+            fields["expirationTime"] = ts(wanted.expiration_time)
         return fields
 
     updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, status_change(AccessRequest, build))
     if updated is None:
         return None
-    record(updated, reason, message, warning=reason == names.FAILED, who=grant.spec.user)
+    record(updated, wanted.reason, wanted.message, warning=wanted.reason == names.FAILED, who=grant.spec.user)
     return AccessRequest.model_validate(updated)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
+from jitaccess.domain.following import Laggards
 from jitaccess.handlers.known_requests import KnownRequests
 from jitaccess.handlers.scheduler import ExpiryScheduler
 from jitaccess.settings import Settings
@@ -98,6 +99,8 @@ class Runtime:
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
+    # Requests that lag behind their grants (a crash between the two writes): see `handlers.following`.
+    laggards: Laggards = field(default_factory=Laggards)
     # Stored requests by name and uid: whether an active grant's request is still there (`deleted_requests`).
     requests: KnownRequests = field(default_factory=KnownRequests)
     # Active grants by expiration time: see `handlers.expiry`.
