@@ -20,7 +20,7 @@ from bench.system import System
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "scale", "audit")
+SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "failover", "scale", "audit")
 FULL = {
     "floor": 200,
     "latency": 200,
@@ -28,6 +28,7 @@ FULL = {
     "throughput": 1000,
     "recovery_active": 500,
     "recovery_overdue": 100,
+    "failover": 1000,
     "scale": 5000,
     "scale_large": 10000,
     "scale_probes": 100,
@@ -40,12 +41,15 @@ QUICK = {
     "throughput": 100,
     "recovery_active": 100,
     "recovery_overdue": 20,
+    "failover": 100,
     "scale": 300,
     "scale_large": 600,
     "scale_probes": 20,
     "audit": 100,
 }
 UNLIMITED = 0.0
+#: Users for the requests created every 100 ms during a fail-over (up to a minute of them) and its probe.
+FAILOVER_REQUESTS = 700
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         "scenarios": {},
     }
     users = max(sizes["throughput"], sizes["recovery_active"], sizes["scale_large"] + sizes["scale_probes"],
-                sizes["latency"], sizes["floor"], sizes["expiry"], sizes["audit"])  # fmt: skip
+                sizes["latency"], sizes["floor"], sizes["expiry"], sizes["audit"],
+                sizes["failover"] + FAILOVER_REQUESTS)  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
     system = System(workdir, users)
     began = time.monotonic()
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                 UNLIMITED,
                 lambda: scenarios.restart_recovery(system, sizes["recovery_active"], sizes["recovery_overdue"]),
             )
+        if "failover" in only:
+            run("failover", None, lambda: scenarios.failover(system, sizes["failover"]))
         if "scale" in only:
             run("scale", None, lambda: scenarios.scale(system, sizes["scale"], sizes["scale_probes"]))
             run("scale_large", None, lambda: scenarios.scale(system, sizes["scale_large"], sizes["scale_probes"]))
@@ -188,6 +195,9 @@ def headline(results: dict[str, Any]) -> None:
         }
     if "throughput_limited" in s:
         results["quota_fraction_used"] = s["throughput_limited"]["quota_fraction_used"]
+    if "failover" in s:
+        results["failover_s"] = s["failover"]["failover_s"]
+        results["failover_webhook_refusals"] = s["failover"]["webhook_refusals"]
     if "scale" in s:
         results["rss_mb_5000_grants"] = s["scale"]["rss_mb"]
         results["expiry_lag_at_scale_p50_s"] = s["scale"]["expiry_lag"]["p50"]

@@ -14,9 +14,11 @@ import statistics
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from typing import Any
 
 from bench.system import ENTITLEMENT, GROUP, TARGET_GROUP, VERSION, System, user_name
+from devenv.replicas import Replicas
 from jitaccess.adapters.archive import Archive
 from jitaccess.api import audit, names
 
@@ -354,3 +356,90 @@ def _all_objects(system: System) -> list[dict[str, Any]]:
         listing: Any = system.custom.list_cluster_custom_object(GROUP, VERSION, plural)
         found += [{**item, "kind": kind} for item in listing["items"]]
     return found
+
+
+def failover(system: System, active: int, short_seconds: int = 10) -> dict[str, Any]:
+    """Two replicas electing a leader (default timings: a 15 s Lease), holding `active` Active
+    grants; the leader is SIGKILLed a second before one more grant expires. Measured: from the kill
+    until the standby has revoked that grant (membership gone, grant Expired); and the webhook
+    refusals meanwhile, for a request created every 100 ms from the kill until the revocation
+    (every replica serves the webhooks: `devenv.replicas`, one port as behind a Service).
+    """
+    assert system.cp is not None and system.ic is not None
+    items = [(f"failover-{i:05d}", user_name(i), "1h") for i in range(1, active + 1)]
+    system.seed_active(items)
+    workdir = system.workdir / f"failover-{time.time_ns()}"
+    workdir.mkdir(parents=True)
+    replicas = Replicas(
+        2,
+        system.cp.admin_kubeconfig,
+        system.ic.env(),
+        workdir,
+        env={"JITACCESS_MIN_DURATION_SECONDS": "1", "JITACCESS_RATE_LIMIT": str(DEFAULT_RATE_LIMIT)},
+    )
+    try:
+        replicas.start()
+        leaders = _wait_for(replicas.leaders, 30, "a replica leads")
+        system.wait_entitlement_resolved()
+        probe, probe_user = "failover-probe", user_name(active + 1)
+        system.create_request(probe, probe_user, f"{short_seconds}s")
+        _delivered(system, [probe], [probe_user], 60)
+        expiration = system.watcher.grants[probe].expiration
+        assert expiration is not None
+        time.sleep(max(0.0, expiration - 1.0 - time.time()))
+        replicas[leaders[0]].kill()
+        killed = time.time()
+        revoked = threading.Event()
+        created, refused = _every_100ms(system, active + 2, revoked)
+        key = system.membership_key(probe_user)
+        if not system.memberships.wait(system.memberships.removed, {key}, 60):
+            raise TimeoutError("the standby did not revoke the overdue grant within 60 s of the kill")
+        expired = system.watcher.wait([probe], {"Expired"}, 60)[probe]
+        revoked.set()
+        done = max(system.memberships.removed[key], expired)
+        successors = replicas.leaders()
+        wrongly = len(set(system.memberships.removed) - {key})
+        return {
+            "active_grants": active,
+            "failover_s": round(done - killed, 2),
+            "overdue_by_s": round(done - expiration, 2),
+            "new_leader": bool(successors) and successors != leaders,
+            "requests_during_failover": created.result(),
+            "webhook_refusals": refused.result(),
+            "memberships_wrongly_removed": wrongly,
+        }
+    finally:
+        replicas.stop()
+
+
+def _wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise TimeoutError(f"not within {timeout}s: {what}")
+
+
+def _every_100ms(system: System, first_user: int, stop: threading.Event) -> tuple[Future[int], Future[int]]:
+    """Create a request every 100 ms (each by a user of its own) until `stop`: (created, refused)."""
+    created: Future[int] = Future()
+    refused: Future[int] = Future()
+
+    def run() -> None:
+        count = failures = 0
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                system.create_request(f"during-failover-{count:04d}", user_name(first_user + count), "1h")
+            except Exception as exc:  # a refusal: what the hand-over must not cause
+                failures += 1
+                log.warning("request refused during the fail-over: %s", str(exc)[:300])
+            count += 1
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - began)))
+        created.set_result(count)
+        refused.set_result(failures)
+
+    threading.Thread(target=run, name="failover-requests", daemon=True).start()
+    return created, refused
