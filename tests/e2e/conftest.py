@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.operator_process import OperatorProcess
-from tests.support.harness import OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, install
+from devenv.replicas import Replicas
+from tests.support.harness import OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, eventually, install
 
 
 @pytest.fixture(scope="session")
@@ -17,9 +20,14 @@ def jit(
     control_plane: ControlPlane, identity_center: IdentityCenterEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Jit]:
     install(control_plane)
-    log_file = tmp_path_factory.mktemp("operator") / "operator.log"
-    operator = OperatorProcess(control_plane.admin_kubeconfig, identity_center.env(), log_file, extra_env=OPERATOR_ENV)
-    operator.start()
+    workdir = tmp_path_factory.mktemp("operator")
+    if os.environ.get("JITACCESS_E2E_REPLICAS") == "2":
+        operator = _survivor(control_plane, identity_center, workdir)
+    else:
+        operator = OperatorProcess(
+            control_plane.admin_kubeconfig, identity_center.env(), workdir / "operator.log", extra_env=OPERATOR_ENV
+        )
+        operator.start()
     system = Jit(control_plane, identity_center, operator)
     system.apply_examples()
     try:
@@ -41,3 +49,14 @@ def system(jit: Jit) -> Iterator[Jit]:
     jit.clean()
     for group in ("prod-eng-payments", "prod-eng-ledger"):
         assert jit.members(group) == set(), f"memberships left behind in {group}"
+
+
+def _survivor(control_plane: ControlPlane, identity_center: IdentityCenterEmulator, workdir: Path) -> OperatorProcess:
+    """JITACCESS_E2E_REPLICAS=2: the operator scaled to two replicas electing a leader, and the one
+    that led stopped: the tier runs against the standby that took over (and its webhooks)."""
+    replicas = Replicas(2, control_plane.admin_kubeconfig, identity_center.env(), workdir, env=OPERATOR_ENV)
+    replicas.start()
+    (leader,) = eventually(lambda: replicas.leaders() or None, timeout=10, what="a replica leads")
+    replicas[leader].stop()
+    eventually(lambda: replicas.leaders() == [1 - leader] or None, timeout=10, what="the other replica takes over")
+    return replicas[1 - leader]
