@@ -39,7 +39,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import IdentityCenterError, NotFound, RetryLater
-from jitaccess.handlers.common import Index, first, now
+from jitaccess.handlers.common import NO_INDEX, Index, first, now
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -213,15 +213,16 @@ async def _review_request(
     names.GROUP, names.VERSION, names.REQUESTS, id="accessrequests-stamp", operations=WRITES, persistent=True
 )
 async def stamp_request(
-    operation: str | None,
-    old: kopf.Body | None,
-    new: kopf.Body | None,
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
     userinfo: Mapping[str, Any],
     patch: kopf.Patch,
     dryrun: bool,
     memo: kopf.Memo,
-    teams: Index,
-    entitlements: Index,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
     warnings: list[str],
     **_: Any,
 ) -> None:
@@ -243,14 +244,15 @@ async def stamp_request(
     persistent=True,
 )
 async def check_request(
-    operation: str | None,
-    old: kopf.Body | None,
-    new: kopf.Body | None,
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
     userinfo: Mapping[str, Any],
     dryrun: bool,
     memo: kopf.Memo,
-    teams: Index,
-    entitlements: Index,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
     warnings: list[str],
     **_: Any,
 ) -> None:
@@ -295,15 +297,16 @@ async def _review_grant(
 
 @kopf.on.mutate(names.GROUP, names.VERSION, names.GRANTS, id="accessgrants-stamp", operations=WRITES, persistent=True)
 async def stamp_grant(
-    operation: str | None,
-    old: kopf.Body | None,
-    new: kopf.Body | None,
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
     userinfo: Mapping[str, Any],
     patch: kopf.Patch,
     dryrun: bool,
     memo: kopf.Memo,
-    teams: Index,
-    entitlements: Index,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
     **_: Any,
 ) -> None:
     """Only the operator writes grants; a revocation by the grantee or an approver is stamped."""
@@ -315,14 +318,15 @@ async def stamp_grant(
     names.GROUP, names.VERSION, names.GRANTS, id="accessgrants-check", operations=[*WRITES, "DELETE"], persistent=True
 )
 async def check_grant(
-    operation: str | None,
-    old: kopf.Body | None,
-    new: kopf.Body | None,
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
     userinfo: Mapping[str, Any],
     dryrun: bool,
     memo: kopf.Memo,
-    teams: Index,
-    entitlements: Index,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
     **_: Any,
 ) -> None:
     """The final object (revoked-by is the caller's), and who may delete a grant."""
@@ -340,9 +344,10 @@ async def check_grant(
     names.GROUP, names.VERSION, names.ENTITLEMENTS, id="entitlements-check", operations=WRITES, persistent=True
 )
 async def check_catalog(
-    operation: str | None,
-    old: kopf.Body | None,
-    new: kopf.Body | None,
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
     userinfo: Mapping[str, Any],
     dryrun: bool,
     memo: kopf.Memo,
@@ -357,7 +362,13 @@ async def check_catalog(
 
 
 async def check_status(
-    operation: str | None, userinfo: Mapping[str, Any], dryrun: bool, memo: kopf.Memo, body: kopf.Body, **_: Any
+    *,
+    operation: str | None = None,
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
+    memo: kopf.Memo,
+    body: kopf.Body,
+    **_: Any,
 ) -> None:
     """Status is the operator's record of what happened (RBAC says so too; this holds if RBAC slips)."""
     operator = _context(memo)[1]

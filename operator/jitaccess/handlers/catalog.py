@@ -19,7 +19,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers.common import Index, conditions_after, first, now, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.settings import Settings
@@ -51,7 +51,7 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*ENT)
 @kopf.on.update(*ENT, field="spec")
 @kopf.timer(*ENT, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def check_entitlement(body: kopf.Body, memo: kopf.Memo, teams: Index, **_: Any) -> None:
+def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
     rt = runtime_of(memo)
     entitlement = Entitlement.model_validate(dict(body))
     target = entitlement.spec.identity_center.group_id or entitlement.spec.identity_center.group_name or ""

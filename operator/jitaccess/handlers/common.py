@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -15,6 +16,10 @@ from jitaccess.errors import InvalidInput
 M = TypeVar("M", bound=BaseModel)
 #: What a handler receives for one of kopf's indexes (or a Runtime `ObjectIndex`): values by key.
 Index = Mapping[Any, Iterable[Any]]
+# kopf passes every registered index to every handler, by keyword. This default is never used: it
+# lets a handler that reads an index match the signature kopf declares (which has no index), so
+# strict mypy checks each handler against kopf's protocols.
+NO_INDEX: Index = MappingProxyType({})
 
 
 def now() -> dt.datetime:

@@ -18,7 +18,7 @@ import kopf
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant
-from jitaccess.handlers.common import Index
+from jitaccess.handlers.common import NO_INDEX, Index
 from jitaccess.handlers.grants import follow_request
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -59,7 +59,7 @@ async def watch_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
 
 
 @kopf.timer(*ENT, interval=CHECK_SECONDS)
-async def repair_laggards(name: str, memo: kopf.Memo, entitlements: Index, **_: Any) -> None:
+async def repair_laggards(*, name: str, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_: Any) -> None:
     """Follow the grants of this Entitlement's requests that lag behind them (orphans: see `schedules`)."""
     rt = runtime_of(memo)
     orphans = bool(entitlements) and name == min(entitlements)

@@ -26,7 +26,7 @@ from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers.backing import unbacked
-from jitaccess.handlers.common import Index, conditions_after, now, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -40,7 +40,9 @@ def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
 
 @kopf.on.resume(*GRANT)
 @kopf.on.create(*GRANT)
-async def provision_grant(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+async def provision_grant(
+    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
     rt = runtime_of(memo)
     await rt.run_blocking(_provision, rt, body, rt.holders, teams, entitlements)
 

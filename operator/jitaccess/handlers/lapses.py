@@ -35,7 +35,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import eligibility as rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers.common import Index, conditions_after, status_change
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, status_change
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -102,7 +102,9 @@ def _listings(memo: kopf.Memo) -> Listings:
 
 
 @kopf.timer(*ENT, interval=RECHECK_SECONDS, sharp=True)
-async def recheck_eligibility(name: str, body: kopf.Body, memo: kopf.Memo, entitlements: Index, **_: Any) -> None:
+async def recheck_eligibility(
+    *, name: str, body: kopf.Body, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
     rt = runtime_of(memo)
     entitlement = Entitlement.model_validate(dict(body))
     grants: list[rules.Holder] = []

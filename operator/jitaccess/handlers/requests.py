@@ -20,7 +20,7 @@ from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, RetryLater
-from jitaccess.handlers.common import Index, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -32,7 +32,9 @@ REQ = (names.GROUP, names.VERSION, names.REQUESTS)
 @kopf.on.resume(*REQ)
 @kopf.on.create(*REQ)
 @kopf.on.update(*REQ, field="metadata.annotations")
-async def reconcile_request(body: kopf.Body, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+async def reconcile_request(
+    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
     rt = runtime_of(memo)
     await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=True)
 

@@ -27,7 +27,7 @@ from jitaccess.api import audit, names
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput
-from jitaccess.handlers.common import Index, first, now
+from jitaccess.handlers.common import NO_INDEX, Index, first, now
 from jitaccess.handlers.indexes import Ended, Pending
 from jitaccess.handlers.requests import reconcile
 from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
@@ -51,7 +51,9 @@ def looked_after(name: str, index: ObjectIndex, entitlements: Index) -> Iterator
 
 
 @kopf.timer(*ENT, interval=DEADLINE_SECONDS)
-async def pending_deadlines(name: str, memo: kopf.Memo, teams: Index, entitlements: Index, **_: Any) -> None:
+async def pending_deadlines(
+    *, name: str, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
     """Escalate or time out this entitlement's pending requests whose deadline has come."""
     rt = runtime_of(memo)
     due = [e for key, e in looked_after(name, rt.pending, entitlements) if _due(rt, key, e, teams, entitlements)]
@@ -85,7 +87,7 @@ def _reconcile_one(rt: Runtime, name: str, teams: Index, entitlements: Index) ->
 
 
 @kopf.timer(*ENT, interval=RETENTION_CHECK_SECONDS, initial_delay=RETENTION_CHECK_SECONDS)
-async def retire_finished(name: str, memo: kopf.Memo, entitlements: Index, **_: Any) -> None:
+async def retire_finished(*, name: str, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_: Any) -> None:
     """Delete this entitlement's finished grants (with their requests) and requests that ended
     without a grant, once the retention period has passed since they ended (and, with an audit
     archive, once their audit records are in it)."""
