@@ -211,7 +211,7 @@ def test_30_a_request_whose_access_runs_cannot_be_deleted(system: Jit, lena_may_
     system.wait_reason("accessgrant", "e30", "Active")
     result = system.kubectl("delete", "accessrequest", "e30", user=LENA, check=False)
     assert result.returncode != 0
-    assert "kubectl jit done e30" in result.stderr and f"{REVOKED}=true" in result.stderr, result.stderr
+    assert "kubectl jit revoke e30" in result.stderr and f"{REVOKED}=true" in result.stderr, result.stderr
     assert system.get("accessrequest", "e30") is not None
     assert system.members(PAYMENTS) == {ALICE}
     # Once the access has ended, the request may go: deleted by an approver of its owner team (attack 35).

@@ -157,7 +157,7 @@ def test_access_not_ended() -> None:
 def test_deleting_a_request_whose_access_runs_is_refused_with_the_way_out() -> None:
     verdict = _delete(_approved("Granted"), BOB)
     assert isinstance(verdict, Refusal)
-    assert "kubectl jit done r1" in verdict.message
+    assert "kubectl jit revoke r1" in verdict.message
     assert "kubectl annotate accessgrant r1 jitaccess.dev/revoked=true" in verdict.message
 
 

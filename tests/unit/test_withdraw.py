@@ -91,7 +91,7 @@ def test_a_finished_request_is_the_audit_record_even_for_its_requester(old: dict
 
 
 def test_while_access_runs_not_even_an_approver_deletes_the_request() -> None:
-    refused(delete(GRANTED, PAULA), "kubectl jit done r1")
+    refused(delete(GRANTED, PAULA), "kubectl jit revoke r1")
 
 
 @pytest.mark.parametrize("old", [PENDING, DENIED, EXPIRED, GRANTED])

@@ -317,8 +317,8 @@ def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity, team:
     return Refusal(
         f"AccessRequest {wire.name_of(old)} is the record of access that has not ended yet (its AccessGrant "
         f"{grant}; the request is {wire.ready_reason(old)}): deleting it would drop the record while the access "
-        f"remains. End the access first, with `kubectl jit done {grant}` (the grantee) or "
-        f"`kubectl annotate accessgrant {grant} {REVOKED}=true` (the grantee or an approver of the owner team); "
+        f"remains. End the access first, with `kubectl jit revoke {grant}` (the grantee or an approver of the owner team) or "
+        f"`kubectl annotate accessgrant {grant} {REVOKED}=true`; "
         "then the request may be deleted"
     )
 

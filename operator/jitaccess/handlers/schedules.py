@@ -5,8 +5,8 @@ One timer per Entitlement (there are dozens) acts on the requests and grants of 
 found in the Runtime's `pending` and `finished` indexes (see `indexes`), instead of a kopf timer
 per request and per finished grant: kopf keeps the whole body of every object of a kind that has
 any timer or daemon in memory for as long as the object exists, and finished objects live for the
-90-day retention period. Being kopf timers, these pause with the operator (peering), as the
-per-object timers would have.
+90-day retention period. Being kopf timers, they run only on the replica that holds the leader
+Lease (`leadership`), with every other handler.
 
 Objects naming an Entitlement that does not exist (any more) are looked after by the first
 Entitlement by name: a request left pending when its Entitlement is deleted is declared Invalid
