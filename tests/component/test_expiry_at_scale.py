@@ -57,20 +57,22 @@ def cluster(control_plane: ControlPlane) -> Iterator[tuple[ControlPlane, Identit
         try:
             yield control_plane, emulator
         finally:
-            # Finished grants only hold the finalizer until the operator lets them go: strip it,
-            # then delete each kind in one call (kubectl deletes one object at a time).
+            # The operator has stopped, so nothing lets its finalizers go (grants', and those kopf
+            # put on Entitlements): strip them, or the objects stay Terminating and the next test's
+            # Entitlements of the same names never resolve. Then delete each kind in one call
+            # (kubectl deletes one object at a time).
             api = _api(control_plane)
-            grants = api.list_cluster_custom_object(names.GROUP, names.VERSION, names.GRANTS)["items"]
 
-            def release(grant: dict[str, Any]) -> None:
-                name = grant["metadata"]["name"]
-                api.patch_cluster_custom_object(
-                    names.GROUP, names.VERSION, names.GRANTS, name, {"metadata": {"finalizers": []}}
-                )
+            def release(plural: str, obj: dict[str, Any]) -> None:
+                if obj["metadata"].get("finalizers"):
+                    api.patch_cluster_custom_object(
+                        names.GROUP, names.VERSION, plural, obj["metadata"]["name"], {"metadata": {"finalizers": []}}
+                    )
 
-            with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                list(pool.map(release, grants))
             for plural in (names.GRANTS, names.REQUESTS, names.ENTITLEMENTS, names.TEAMS):
+                items = api.list_cluster_custom_object(names.GROUP, names.VERSION, plural)["items"]
+                with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                    list(pool.map(lambda obj, plural=plural: release(plural, obj), items))
                 api.delete_collection_cluster_custom_object(names.GROUP, names.VERSION, plural)
             emulator.stop()
 

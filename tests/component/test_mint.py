@@ -13,12 +13,12 @@ from devenv.controlplane import ControlPlane
 from devenv.mint import CONTROLPLANE_ENV
 from devenv.paths import REPO
 from devenv.processes import child_env
-from tests.support.harness import install
+from tests.support.harness import install_rbac
 
 
 @pytest.fixture(scope="module")
 def cluster(control_plane: ControlPlane) -> ControlPlane:
-    install(control_plane)  # examples/rbac.yaml binds roles to user names
+    install_rbac(control_plane)  # examples/rbac.yaml binds roles to user names
     return control_plane
 
 

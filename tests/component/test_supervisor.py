@@ -13,7 +13,7 @@ import pytest
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.operator_process import OperatorProcess, OperatorSupervisor, describe_exit
-from tests.support.harness import eventually, install
+from tests.support.harness import eventually, install_rbac
 
 # No owner team by that name: the operator answers each with Ready=False, OwnerNotFound.
 ENTITLEMENT = """
@@ -45,7 +45,7 @@ def wait_for_restart(supervisor: OperatorSupervisor, count: int, reports: list[s
 def supervised(
     control_plane: ControlPlane, fresh_identity_center: IdentityCenterEmulator, tmp_path: Path
 ) -> Iterator[tuple[OperatorSupervisor, list[str]]]:
-    install(control_plane)
+    install_rbac(control_plane)
     operator = OperatorProcess(
         control_plane.admin_kubeconfig, fresh_identity_center.env(), tmp_path / "operator.log", webhooks=False
     )

@@ -166,10 +166,12 @@ def test_rendered_chart_applies_server_side(
     )
     assert "Warning" not in result.stderr, result.stderr  # e.g. "would violate PodSecurity"
     # The webhook configurations, as the API server would store them (their CEL compiles), without
-    # replacing the session's own (the same name): a server-side dry run.
+    # replacing the session's own (the same name): a server-side dry run, which may take over the
+    # fields the session's operator applied (nothing is stored).
     assert len(webhooks) == 2
     stored = control_plane.kubectl(
-        "apply", "--server-side", "--dry-run=server", "--field-manager=jitaccess-chart-test", "-o", "json", "-f", "-",
+        "apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=jitaccess-chart-test",
+        "-o", "json", "-f", "-",
         input="\n---\n".join(yaml.safe_dump(o) for o in webhooks),
     )  # fmt: skip
     for obj in json.loads(stored.stdout)["items"]:
