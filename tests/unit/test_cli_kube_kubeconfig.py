@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from jitaccess.cli.errors import Unreachable, UsageError
-from jitaccess.cli.kube import load_credentials
-from jitaccess.cli.kube.kubeconfig import Credentials
+from jitaccess.cli.kube import Credentials, load_credentials
 
 
 def kubeconfig(
