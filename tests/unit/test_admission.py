@@ -100,7 +100,7 @@ def with_annotations(base: dict[str, Any], **changes: str | None) -> dict[str, A
     return new
 
 
-def review(
+def review_request(
     operation: str,
     old: dict[str, Any] | None,
     new: dict[str, Any] | None,
@@ -139,7 +139,9 @@ def create(
     entitlement: Entitlement | None = ENTITLEMENT,
     team: TeamOwnershipSpec | None = TEAM,
 ) -> Verdict:
-    return review("CREATE", None, new, caller, phase=phase, eligibility=eligibility, entitlement=entitlement, team=team)
+    return review_request(
+        "CREATE", None, new, caller, phase=phase, eligibility=eligibility, entitlement=entitlement, team=team
+    )
 
 
 def update(
@@ -152,12 +154,12 @@ def update(
     entitlement: Entitlement | None = ENTITLEMENT,
     now: datetime = NOW,
 ) -> Verdict:
-    return review("UPDATE", old, new, caller, phase=phase, team=team, entitlement=entitlement, now=now)
+    return review_request("UPDATE", old, new, caller, phase=phase, team=team, entitlement=entitlement, now=now)
 
 
 def delete(old: dict[str, Any], caller: Caller, team: TeamOwnershipSpec | None = TEAM) -> Verdict:
     """A request deleted (validated only; the Entitlement need not exist any more)."""
-    return review("DELETE", old, None, caller, phase=Phase.VALIDATE, entitlement=None, team=team)
+    return review_request("DELETE", old, None, caller, phase=Phase.VALIDATE, entitlement=None, team=team)
 
 
 def refused(verdict: Verdict, *fragments: str) -> Refusal:

@@ -29,7 +29,7 @@ from tests.unit.test_admission import (
     cond,
     delete,
     request,
-    review,
+    review_request,
 )
 
 BOB_ID = "906723e1e5-1111-2222-3333-444455556666"
@@ -43,7 +43,7 @@ def _lookup(ids: dict[str, str]) -> adm.UserIdLookup:
 
 
 def _create(new: dict[str, Any], phase: Phase, ids: dict[str, str], caller: Caller = BOB) -> Verdict:
-    return review("CREATE", None, new, caller, phase=phase, user_id=_lookup(ids))
+    return review_request("CREATE", None, new, caller, phase=phase, user_id=_lookup(ids))
 
 
 # --- item 6: the requester's UserId ---------------------------------------------------------------
