@@ -39,7 +39,7 @@ from typing import Final, Self
 from devenv.kubeconfigs import ADMIN_FILE, write_admin, write_client_cert_user, write_users
 from devenv.paths import CONTROLPLANE_BUILD
 from devenv.pki import CA_CERT, ControlPlanePki, issue_client_cert, write_private
-from devenv.processes import ChildProcess, child_env, free_ports, tail, wait_for
+from devenv.processes import ChildProcess, built_binary, child_env, free_ports, wait_for
 
 __all__ = ["TEST_USERS", "ControlPlane", "ControlPlaneError", "KubectlError", "mint_kubeconfig"]
 
@@ -94,23 +94,7 @@ def find_binary() -> Path:
     build.sh is cached by a hash of the Go sources, so calling it costs a few milliseconds once
     built; the first build takes many minutes.
     """
-    configured = os.environ.get(BINARY_ENV)
-    if configured:
-        path = Path(configured)
-        if not os.access(path, os.X_OK):
-            raise ControlPlaneError(f"${BINARY_ENV}={configured} is not an executable file")
-        return path
-    log.info("locating the control-plane binary with %s (first build takes minutes)", CONTROLPLANE_BUILD)
-    result = subprocess.run(["bash", str(CONTROLPLANE_BUILD)], capture_output=True, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise ControlPlaneError(
-            f"{CONTROLPLANE_BUILD} failed with exit code {result.returncode}:\n{tail(result.stderr)}"
-        )
-    path = Path(lines[-1])
-    if not os.access(path, os.X_OK):
-        raise ControlPlaneError(f"{CONTROLPLANE_BUILD} printed {path}, which is not executable")
-    return path
+    return built_binary(BINARY_ENV, CONTROLPLANE_BUILD, ControlPlaneError)
 
 
 def mint_kubeconfig(workdir: Path, user: str, groups: Sequence[str] = ()) -> Path:

@@ -59,8 +59,8 @@ def _wrappers(binary: Path, directory: Path) -> Path:
     return bin_dir
 
 
-def aws_command(ic: IdentityCenterEmulator, group_id: str) -> str:
-    """An AWS CLI line listing a group's memberships in the emulator, with its dummy credentials."""
+def _aws(ic: IdentityCenterEmulator, *args: str) -> str:
+    """An AWS CLI line against the emulator, with its dummy credentials."""
     env = ic.env()
     argv = [
         f"AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']}",
@@ -70,33 +70,27 @@ def aws_command(ic: IdentityCenterEmulator, group_id: str) -> str:
         ic.endpoint_url,
         "--region",
         ic.region,
+        *args,
+    ]
+    return shlex.join(argv)
+
+
+def aws_command(ic: IdentityCenterEmulator, group_id: str) -> str:
+    """An AWS CLI line listing a group's memberships in the emulator."""
+    return _aws(
+        ic,
         "identitystore",
         "list-group-memberships",
         "--identity-store-id",
         ic.identity_store_id,
         "--group-id",
         group_id,
-    ]
-    return shlex.join(argv)
+    )
 
 
 def archive_listing(ic: IdentityCenterEmulator) -> str:
     """An AWS CLI line listing the audit archive's objects in the emulator."""
-    env = ic.env()
-    argv = [
-        f"AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']}",
-        f"AWS_SECRET_ACCESS_KEY={env['AWS_SECRET_ACCESS_KEY']}",
-        "aws",
-        "--endpoint-url",
-        ic.endpoint_url,
-        "--region",
-        ic.region,
-        "s3",
-        "ls",
-        "--recursive",
-        f"s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/",
-    ]
-    return shlex.join(argv)
+    return _aws(ic, "s3", "ls", "--recursive", f"s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/")
 
 
 def _instructions(cp: ControlPlane, ic: IdentityCenterEmulator, bin_dir: Path, env_file: Path) -> str:

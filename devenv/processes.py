@@ -46,6 +46,26 @@ def tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def built_binary(env_var: str, script: Path, error: Callable[[str], Exception]) -> Path:
+    """The executable ``$env_var`` names, else the one a build script of tests/ prints last (it
+    builds it first when its cached copy is missing, which takes minutes); `error` is raised."""
+    configured = os.environ.get(env_var)
+    if configured:
+        path = Path(configured)
+        if not os.access(path, os.X_OK):
+            raise error(f"${env_var}={configured} is not an executable file")
+        return path
+    log.info("locating a binary with %s (first build takes minutes)", script)
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise error(f"{script} failed with exit code {result.returncode}:\n{tail(result.stderr)}")
+    path = Path(lines[-1])
+    if not os.access(path, os.X_OK):
+        raise error(f"{script} printed {path}, which is not executable")
+    return path
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on loopback."""
     # Hold every socket until all are chosen so the kernel never hands out one port twice.

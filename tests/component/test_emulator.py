@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -20,7 +19,6 @@ from devenv.emulator import IdentityCenterEmulator
 from devenv.paths import SEED_FILE
 from devenv.strict_moto import make_moto_strict
 
-NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 EVERYONE_ELIGIBLE = {
     "alice@example.com",
     "paula@example.com",
@@ -28,18 +26,6 @@ EVERYONE_ELIGIBLE = {
     "lena@example.com",
     "carol@example.com",
 }
-
-
-@pytest.fixture
-def emulator() -> Iterator[IdentityCenterEmulator]:
-    with IdentityCenterEmulator() as emulator:
-        emulator.seed(SEED_FILE)
-        yield emulator
-
-
-@pytest.fixture
-def client(emulator: IdentityCenterEmulator) -> Any:
-    return emulator.client(config=NO_RETRIES)
 
 
 def error_code(exc: pytest.ExceptionInfo[ClientError]) -> str:

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devenv.emulator import IdentityCenterEmulator
-from devenv.paths import SEED_FILE
-
-NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
-
-
-@pytest.fixture
-def emulator() -> Iterator[IdentityCenterEmulator]:
-    with IdentityCenterEmulator() as emulator:
-        emulator.seed(SEED_FILE)
-        yield emulator
-
-
-@pytest.fixture
-def client(emulator: IdentityCenterEmulator) -> Any:
-    return emulator.client(config=NO_RETRIES)
 
 
 def update(emulator: IdentityCenterEmulator, client: Any, user_id: str, *operations: dict[str, Any]) -> Any:

@@ -22,8 +22,9 @@ from kopf.testing import KopfRunner
 
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
-from devenv.paths import EXAMPLES, REPO
+from devenv.paths import EXAMPLES
 from jitaccess.api import names
+from tests.component.test_handlers import prepare
 from tests.support.harness import eventually
 
 COUNT = 1000
@@ -39,18 +40,8 @@ def _ts(moment: dt.datetime) -> str:
 
 @pytest.fixture
 def cluster(control_plane: ControlPlane) -> Iterator[tuple[ControlPlane, IdentityCenterEmulator]]:
-    emulator = IdentityCenterEmulator().start()
-    emulator.seed(EXAMPLES / "identitycenter" / "seed.yaml")
     with pytest.MonkeyPatch.context() as patcher:
-        for key, value in {
-            **emulator.env(),
-            "KUBECONFIG": str(control_plane.admin_kubeconfig),
-            "JITACCESS_MIN_DURATION_SECONDS": "1",
-            "JITACCESS_RATE_LIMIT": "0",
-        }.items():
-            patcher.setenv(key, value)
-        control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        emulator = prepare(control_plane, patcher, JITACCESS_RATE_LIMIT="0")
         control_plane.kubectl(
             "apply", "-f", str(EXAMPLES / "01-teams.yaml"), "-f", str(EXAMPLES / "02-entitlements.yaml")
         )

@@ -77,21 +77,27 @@ class Local:
         self.cluster.kubectl("annotate", "--overwrite", kind, name, *pairs)
 
 
-@contextmanager
-def in_process_operator(control_plane: ControlPlane, patcher: pytest.MonkeyPatch, **env: str) -> Iterator[Local]:
-    """The operator's handlers run in-process over the examples' teams and entitlements."""
+def prepare(control_plane: ControlPlane, patcher: pytest.MonkeyPatch, **env: str) -> IdentityCenterEmulator:
+    """For handlers run in-process: a seeded emulator of their own, the environment that points
+    them at it and at `control_plane` (with `env` on top), and the CRDs installed."""
     emulator = IdentityCenterEmulator().start()
     emulator.seed(EXAMPLES / "identitycenter" / "seed.yaml")
     for key, value in {
         **emulator.env(),
         "KUBECONFIG": str(control_plane.admin_kubeconfig),
         "JITACCESS_MIN_DURATION_SECONDS": "1",
-        "JITACCESS_PENDING_TIMEOUT_SECONDS": "8",
         **env,
     }.items():
         patcher.setenv(key, value)
     control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    return emulator
+
+
+@contextmanager
+def in_process_operator(control_plane: ControlPlane, patcher: pytest.MonkeyPatch, **env: str) -> Iterator[Local]:
+    """The operator's handlers run in-process over the examples' teams and entitlements."""
+    emulator = prepare(control_plane, patcher, **{"JITACCESS_PENDING_TIMEOUT_SECONDS": "8", **env})
     system = Local(control_plane, emulator)
     with KopfRunner(["run", "-A", "--standalone", "-m", "jitaccess.handlers"], timeout=60) as runner:
         system.cluster.kubectl(

@@ -13,20 +13,6 @@ from jitaccess.adapters.identitycenter import IdentityCenter, RateLimiter
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 
 
-@pytest.fixture
-def adapter(fresh_identity_center: IdentityCenterEmulator, monkeypatch: pytest.MonkeyPatch) -> IdentityCenter:
-    env = fresh_identity_center.env()
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return IdentityCenter.connect(
-        env["JITACCESS_IDENTITY_STORE_ID"],
-        region=env["AWS_DEFAULT_REGION"],
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        rate_limit=0,
-        max_attempts=1,
-    )
-
-
 def test_resolves_users_and_groups_by_name(
     adapter: IdentityCenter, fresh_identity_center: IdentityCenterEmulator
 ) -> None:

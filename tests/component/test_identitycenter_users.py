@@ -11,20 +11,6 @@ from jitaccess.domain.eligibility import User
 from jitaccess.errors import NotFound
 
 
-@pytest.fixture
-def adapter(fresh_identity_center: IdentityCenterEmulator, monkeypatch: pytest.MonkeyPatch) -> IdentityCenter:
-    env = fresh_identity_center.env()
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)  # the emulator's dummy credentials
-    return IdentityCenter.connect(
-        env["JITACCESS_IDENTITY_STORE_ID"],
-        region=env["AWS_DEFAULT_REGION"],
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        rate_limit=0,
-        max_attempts=1,
-    )
-
-
 def test_users_lists_every_page(adapter: IdentityCenter, fresh_identity_center: IdentityCenterEmulator) -> None:
     ids = fresh_identity_center.seed_users(f"user{i:03}@example.com" for i in range(250))
     listed = adapter.users()

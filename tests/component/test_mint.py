@@ -53,17 +53,22 @@ def test_a_minted_user_is_who_it_says_and_rbac_applies(cluster: ControlPlane) ->
     assert 'User "dave@example.com" cannot list resource "accessrequests"' in result.stderr
 
 
-def test_mint_from_another_process(cluster: ControlPlane) -> None:
-    env = {**child_env(), CONTROLPLANE_ENV: str(cluster.workdir)}
-    result = subprocess.run(
-        [sys.executable, "-m", "devenv.mint", "alice@example.com", "--group", "team-ledger"],
+def _mint(env: dict[str, str], *args: str, check: bool) -> subprocess.CompletedProcess[str]:
+    """`python -m devenv.mint` in a process of its own, from the repository's root."""
+    return subprocess.run(
+        [sys.executable, "-m", "devenv.mint", *args],
         capture_output=True,
         text=True,
-        check=True,
+        check=check,
         timeout=60,
         cwd=REPO,
         env=env,
     )
+
+
+def test_mint_from_another_process(cluster: ControlPlane) -> None:
+    env = {**child_env(), CONTROLPLANE_ENV: str(cluster.workdir)}
+    result = _mint(env, "alice@example.com", "--group", "team-ledger", check=True)
     kubeconfig = Path(result.stdout.strip())
     user = whoami(cluster, kubeconfig)
     assert (user["username"], user["groups"]) == ("alice@example.com", ["team-ledger", "system:authenticated"])
@@ -76,14 +81,6 @@ def test_mint_from_another_process(cluster: ControlPlane) -> None:
 
 def test_mint_without_a_control_plane_says_what_to_do() -> None:
     env = {key: value for key, value in child_env().items() if key != CONTROLPLANE_ENV}
-    result = subprocess.run(
-        [sys.executable, "-m", "devenv.mint", "dave"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-        cwd=REPO,
-        env=env,
-    )
+    result = _mint(env, "dave", check=False)
     assert result.returncode == 2
     assert "env.sh" in result.stderr

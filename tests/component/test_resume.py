@@ -18,10 +18,9 @@ import pytest
 from kopf.testing import KopfRunner
 
 from devenv.controlplane import ControlPlane
-from devenv.emulator import IdentityCenterEmulator
-from devenv.paths import EXAMPLES, REPO
+from devenv.paths import EXAMPLES
 from jitaccess.handlers.following import CHECK_SECONDS, GRACE_SECONDS
-from tests.component.test_handlers import Local
+from tests.component.test_handlers import Local, prepare
 
 LENA = "lena@example.com"
 
@@ -36,17 +35,8 @@ def handlers_running() -> Iterator[None]:
 
 @pytest.fixture
 def local(control_plane: ControlPlane) -> Iterator[Local]:
-    emulator = IdentityCenterEmulator().start()
-    emulator.seed(EXAMPLES / "identitycenter" / "seed.yaml")
     with pytest.MonkeyPatch.context() as patcher:
-        for key, value in {
-            **emulator.env(),
-            "KUBECONFIG": str(control_plane.admin_kubeconfig),
-            "JITACCESS_MIN_DURATION_SECONDS": "1",
-        }.items():
-            patcher.setenv(key, value)
-        control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        emulator = prepare(control_plane, patcher)
         try:
             yield Local(control_plane, emulator)
         finally:

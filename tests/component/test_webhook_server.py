@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devenv.processes import free_port
-from jitaccess.adapters.tls import generate_serving_files
+from jitaccess.adapters.tls import ServingFiles, generate_serving_files
 from jitaccess.adapters.webhooks import ServiceRef, WebhookServer, configurations
 
 
@@ -51,41 +53,11 @@ async def _first_config(server: WebhookServer) -> tuple[dict[str, Any], asyncio.
     return await asyncio.wait_for(configs.get(), 10), task
 
 
-async def test_served_certificate_is_trusted_through_the_ca_bundle(tmp_path: Path) -> None:
-    files = generate_serving_files(["127.0.0.1", "localhost"], tmp_path)
-    assert oct(files.keyfile.stat().st_mode & 0o777) == "0o600"
-    server = WebhookServer(
-        addr="127.0.0.1",
-        port=free_port(),
-        host="127.0.0.1",
-        certfile=files.certfile,
-        pkeyfile=files.keyfile,
-        cafile=files.cafile,
-        operator_usernames={"operator"},
-    )
-    config, task = await _first_config(server)
-    try:
-        assert base64.b64decode(config["caBundle"]) == files.cafile.read_bytes()
-        # What the server will put in place is what it serves: every webhook trusts this CA.
-        assert server.expected is not None
-        hooks = [hook for configuration in server.expected for hook in configuration["webhooks"]]
-        assert hooks and all(hook["clientConfig"]["caBundle"] == config["caBundle"] for hook in hooks)
-        # What it expects of the cluster: the configurations that call it, by handler id.
-        assert server.expected == configurations(config, ["operator"])
-        response = await asyncio.to_thread(_post, f"{config['url']}/some-handler", files.cafile)
-        assert response["response"] == {"uid": "u-1", "allowed": True}
-        # A certificate for other names does not pass for this host.
-        other = generate_serving_files(["127.0.0.1"], tmp_path / "other")
-        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
-            await asyncio.to_thread(_post, f"{config['url']}/x", other.cafile)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def test_in_cluster_the_service_is_advertised_not_a_url(tmp_path: Path) -> None:
-    service = ServiceRef.parse("jitaccess/jitaccess-webhook")
-    files = generate_serving_files(["127.0.0.1", *service.hostnames], tmp_path)
+@contextlib.asynccontextmanager
+async def _serving(
+    files: ServingFiles, service: ServiceRef | None = None
+) -> AsyncIterator[tuple[WebhookServer, dict[str, Any]]]:
+    """A server on a free local port with `files`, serving for the block; with its first client config."""
     server = WebhookServer(
         addr="127.0.0.1",
         port=free_port(),
@@ -98,15 +70,37 @@ async def test_in_cluster_the_service_is_advertised_not_a_url(tmp_path: Path) ->
     )
     config, task = await _first_config(server)
     try:
+        yield server, config
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_served_certificate_is_trusted_through_the_ca_bundle(tmp_path: Path) -> None:
+    files = generate_serving_files(["127.0.0.1", "localhost"], tmp_path)
+    assert oct(files.keyfile.stat().st_mode & 0o777) == "0o600"
+    async with _serving(files) as (server, config):
+        assert base64.b64decode(config["caBundle"]) == files.cafile.read_bytes()
+        # What it expects of the cluster: the configurations that call it, by handler id.
+        assert server.expected == configurations(config, ["operator"])
+        response = await asyncio.to_thread(_post, f"{config['url']}/some-handler", files.cafile)
+        assert response["response"] == {"uid": "u-1", "allowed": True}
+        # A certificate for other names does not pass for this host.
+        other = generate_serving_files(["127.0.0.1"], tmp_path / "other")
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            await asyncio.to_thread(_post, f"{config['url']}/x", other.cafile)
+
+
+async def test_in_cluster_the_service_is_advertised_not_a_url(tmp_path: Path) -> None:
+    service = ServiceRef.parse("jitaccess/jitaccess-webhook")
+    files = generate_serving_files(["127.0.0.1", *service.hostnames], tmp_path)
+    async with _serving(files, service) as (server, config):
         assert config == {
             "service": {"namespace": "jitaccess", "name": "jitaccess-webhook", "port": 443, "path": ""},
             "caBundle": base64.b64encode(files.cafile.read_bytes()).decode(),
         }
         assert server.expected is not None
         assert server.expected[0]["webhooks"][0]["clientConfig"]["service"]["path"] == "/accessrequests-stamp"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def test_service_reference_parsing() -> None:

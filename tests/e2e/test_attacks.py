@@ -395,23 +395,21 @@ def test_06_spec_is_immutable_after_approval(system: Jit, spec: dict[str, str]) 
 # --- 7. status written by a user -----------------------------------------------------------------
 
 
+#: An `Approved` condition as a user would forge it into a request's status.
+FORGED_APPROVAL = {
+    "type": "Approved",
+    "status": "True",
+    "reason": "Approved",
+    "message": "",
+    "lastTransitionTime": "2026-01-01T00:00:00Z",
+}
+
+
 def test_07_users_cannot_write_status(system: Jit) -> None:
     granted_request(system, "a07")
     expiry = (system.get("accessgrant", "a07") or {})["status"]["expirationTime"]
     later = {"status": {"expirationTime": "2099-01-01T00:00:00Z"}}
-    fake = {
-        "status": {
-            "conditions": [
-                {
-                    "type": "Approved",
-                    "status": "True",
-                    "reason": "Approved",
-                    "message": "",
-                    "lastTransitionTime": "2026-01-01T00:00:00Z",
-                }
-            ]
-        }
-    }
+    fake = {"status": {"conditions": [FORGED_APPROVAL]}}
     for user in (ALICE, LENA):
         for kind, name, body in (("accessgrant", "a07", later), ("accessrequest", "a07", fake)):
             for patch_type in ("merge", "json"):
@@ -430,20 +428,7 @@ def test_07_users_cannot_write_status(system: Jit) -> None:
 
 def test_07_status_holds_even_when_rbac_allows_it(system: Jit, mallory_can_do_anything: str) -> None:
     pending_request(system, "a07-broad")
-    granted = {
-        "status": {
-            "conditions": [
-                {
-                    "type": "Approved",
-                    "status": "True",
-                    "reason": "Approved",
-                    "message": "",
-                    "lastTransitionTime": "2026-01-01T00:00:00Z",
-                }
-            ],
-            "approvedBy": LENA,
-        }
-    }
+    granted = {"status": {"conditions": [FORGED_APPROVAL], "approvedBy": LENA}}
     result = attempt(
         system,
         "patch",

@@ -19,6 +19,7 @@ import base64
 import json
 import secrets
 import shutil
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -97,6 +98,20 @@ def delete_all(cluster: ControlPlane, objects: list[dict[str, Any]], namespace: 
     cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
 
 
+def apply_in(cluster: ControlPlane, namespace: str, objects: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    """Apply `objects` server-side in `namespace`, as the chart tests' field manager."""
+    return cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=jitaccess-chart-test",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="\n---\n".join(yaml.safe_dump(o) for o in objects),
+    )
+
+
 def establish(cluster: ControlPlane, crds: list[dict[str, Any]], field_manager: str) -> None:
     """Apply CRDs server-side and wait until they are served.
 
@@ -154,16 +169,7 @@ def test_rendered_chart_applies_server_side(
     rest = [o for o in objects if o["kind"] != "CustomResourceDefinition" and o not in webhooks]
     # CRDs first: served before anything of their kinds is applied (as Helm installs them).
     establish(control_plane, crds, "jitaccess-chart-test")
-    result = control_plane.kubectl(
-        "apply",
-        "--server-side",
-        "--field-manager=jitaccess-chart-test",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input="\n---\n".join(yaml.safe_dump(o) for o in rest),
-    )
+    result = apply_in(control_plane, namespace, rest)
     assert "Warning" not in result.stderr, result.stderr  # e.g. "would violate PodSecurity"
     # The webhook configurations, as the API server would store them (their CEL compiles), without
     # replacing the session's own (the same name): a server-side dry run, which may take over the
@@ -211,19 +217,14 @@ def test_rbac_as_the_api_server_evaluates_it(
     control_plane: ControlPlane, applied: tuple[str, str, list[dict[str, Any]]]
 ) -> None:
     release, namespace, objects = applied
-    control_plane.kubectl(
-        "apply",
-        "--server-side",
-        "--field-manager=jitaccess-chart-test",
-        "-n",
+    apply_in(
+        control_plane,
         namespace,
-        "-f",
-        "-",
-        input="\n---\n".join(
-            yaml.safe_dump(o)
+        [
+            o
             for o in objects
             if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-        ),
+        ],
     )
     operator = f"system:serviceaccount:{namespace}:{release}"
     assert can_i(control_plane, operator, "patch", "accessgrants.jitaccess.dev", subresource="status")
@@ -280,16 +281,7 @@ def test_operator_does_its_whole_job_with_the_charts_rbac(
     revokes: the chart's ClusterRole is enough (a 403 would stall it)."""
     release, namespace, objects = applied
     rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
-    control_plane.kubectl(
-        "apply",
-        "--server-side",
-        "--field-manager=jitaccess-chart-test",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input="\n---\n".join(yaml.safe_dump(o) for o in rbac),
-    )
+    apply_in(control_plane, namespace, rbac)
     kubeconfig = token_kubeconfig(control_plane, namespace, release, tmp_path / "operator.kubeconfig")
     tls = generate_serving_files(["127.0.0.1", "localhost"], tmp_path / "tls")
     env = {

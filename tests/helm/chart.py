@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from devenv.processes import built_binary
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "jitaccess"
 BUILD_SCRIPT = Path(__file__).with_name("build.sh")
@@ -27,17 +29,7 @@ BINARY_ENV = "JITACCESS_HELM_BIN"
 
 def helm_binary() -> Path:
     """``$JITACCESS_HELM_BIN``, else the binary build.sh prints (building it when needed)."""
-    configured = os.environ.get(BINARY_ENV)
-    if configured:
-        path = Path(configured)
-        if not os.access(path, os.X_OK):
-            raise RuntimeError(f"${BINARY_ENV}={configured} is not an executable file")
-        return path
-    result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise RuntimeError(f"{BUILD_SCRIPT} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return Path(lines[-1])
+    return built_binary(BINARY_ENV, BUILD_SCRIPT, RuntimeError)
 
 
 def _cache() -> Path:

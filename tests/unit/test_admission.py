@@ -16,6 +16,7 @@ from jitaccess.domain.admission import ALLOW, Admit, OperatorIdentity, Phase, Re
 from jitaccess.domain.requests import Limits, ValidRequest
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import InvalidInput
+from tests.unit import factories
 
 OPERATOR_NAME = "system:serviceaccount:jitaccess:jitaccess"
 OPERATOR = OperatorIdentity(frozenset({OPERATOR_NAME}))
@@ -41,18 +42,7 @@ TEAM = TeamOwnershipSpec.model_validate(
         "escalateAfter": "15m",
     }
 )
-ENTITLEMENT = Entitlement.model_validate(
-    {
-        "metadata": {"name": "prod-eng-payments"},
-        "spec": {
-            "owner": "payments",
-            "identityCenter": {"groupName": "prod-eng-payments"},
-            "defaultDuration": "1h",
-            "maxDuration": "4h",
-            "reasonPattern": "^[A-Z]+-[0-9]+",
-        },
-    }
-)
+ENTITLEMENT = factories.entitlement()
 
 
 def obj(
@@ -110,6 +100,36 @@ def with_annotations(base: dict[str, Any], **changes: str | None) -> dict[str, A
     return new
 
 
+def review_request(
+    operation: str,
+    old: dict[str, Any] | None,
+    new: dict[str, Any] | None,
+    caller: Caller,
+    *,
+    phase: Phase = Phase.MUTATE,
+    entitlement: Entitlement | None = ENTITLEMENT,
+    team: TeamOwnershipSpec | None = TEAM,
+    now: datetime = NOW,
+    eligibility: adm.EligibilityCheck | None = None,
+    user_id: adm.UserIdLookup | None = None,
+) -> Verdict:
+    """`adm.review_request` by this module's operator, limits and clock, for payments' entitlement."""
+    return adm.review_request(
+        operation,
+        old,
+        new,
+        caller,
+        operator=OPERATOR,
+        entitlement=entitlement,
+        team=team,
+        limits=LIMITS,
+        phase=phase,
+        now=now,
+        eligibility=eligibility,
+        user_id=user_id,
+    )
+
+
 def create(
     new: dict[str, Any],
     caller: Caller = BOB,
@@ -119,18 +139,8 @@ def create(
     entitlement: Entitlement | None = ENTITLEMENT,
     team: TeamOwnershipSpec | None = TEAM,
 ) -> Verdict:
-    return adm.review_request(
-        "CREATE",
-        None,
-        new,
-        caller,
-        operator=OPERATOR,
-        entitlement=entitlement,
-        team=team,
-        limits=LIMITS,
-        phase=phase,
-        now=NOW,
-        eligibility=eligibility,
+    return review_request(
+        "CREATE", None, new, caller, phase=phase, eligibility=eligibility, entitlement=entitlement, team=team
     )
 
 
@@ -144,18 +154,12 @@ def update(
     entitlement: Entitlement | None = ENTITLEMENT,
     now: datetime = NOW,
 ) -> Verdict:
-    return adm.review_request(
-        "UPDATE",
-        old,
-        new,
-        caller,
-        operator=OPERATOR,
-        entitlement=entitlement,
-        team=team,
-        limits=LIMITS,
-        phase=phase,
-        now=now,
-    )
+    return review_request("UPDATE", old, new, caller, phase=phase, team=team, entitlement=entitlement, now=now)
+
+
+def delete(old: dict[str, Any], caller: Caller, team: TeamOwnershipSpec | None = TEAM) -> Verdict:
+    """A request deleted (validated only; the Entitlement need not exist any more)."""
+    return review_request("DELETE", old, None, caller, phase=Phase.VALIDATE, entitlement=None, team=team)
 
 
 def refused(verdict: Verdict, *fragments: str) -> Refusal:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from jitaccess.cli.errors import Unreachable, UsageError
-from jitaccess.cli.kube import load_credentials
+from jitaccess.cli.kube import Credentials, load_credentials
 
 
 def kubeconfig(
@@ -121,25 +121,24 @@ def _exec_plugin(tmp_path: Path, status: dict[str, Any], exit_code: int = 0) -> 
     return wrapper
 
 
+def _exec_credentials(path: Path, plugin: dict[str, Any]) -> Credentials:
+    """The credentials of a kubeconfig whose user runs the exec plugin configured so."""
+    return load_credentials(str(kubeconfig(path, user={"exec": plugin})))
+
+
 def test_exec_plugin_gives_a_token_and_runs_again_on_refresh(tmp_path: Path) -> None:
     plugin = _exec_plugin(tmp_path, {"token": "exec-token"})
     seen = tmp_path / "seen.json"
-    creds = load_credentials(
-        str(
-            kubeconfig(
-                tmp_path / "c",
-                user={
-                    "exec": {
-                        "apiVersion": "client.authentication.k8s.io/v1",
-                        "command": str(plugin),
-                        "args": [str(seen)],
-                        "env": [{"name": "EXTRA", "value": "yes"}],
-                        "interactiveMode": "Never",
-                        "provideClusterInfo": True,
-                    }
-                },
-            )
-        )
+    creds = _exec_credentials(
+        tmp_path / "c",
+        {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": str(plugin),
+            "args": [str(seen)],
+            "env": [{"name": "EXTRA", "value": "yes"}],
+            "interactiveMode": "Never",
+            "provideClusterInfo": True,
+        },
     )
     assert creds.headers() == [("Authorization", "Bearer exec-token")]
     recorded = json.loads(seen.read_text())
@@ -153,35 +152,23 @@ def test_exec_plugin_gives_a_token_and_runs_again_on_refresh(tmp_path: Path) -> 
 
 def test_exec_plugin_failures(tmp_path: Path) -> None:
     failing = _exec_plugin(tmp_path, {}, exit_code=3)
-    creds = load_credentials(
-        str(
-            kubeconfig(
-                tmp_path / "c",
-                user={
-                    "exec": {
-                        "apiVersion": "client.authentication.k8s.io/v1beta1",
-                        "command": str(failing),
-                        "args": [str(tmp_path / "x")],
-                    }
-                },
-            )
-        )
+    creds = _exec_credentials(
+        tmp_path / "c",
+        {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": str(failing),
+            "args": [str(tmp_path / "x")],
+        },
     )
     with pytest.raises(Unreachable, match=r"failed \(exit 3\): log in again"):
         creds.headers()
-    missing = load_credentials(
-        str(
-            kubeconfig(
-                tmp_path / "d",
-                user={
-                    "exec": {
-                        "apiVersion": "client.authentication.k8s.io/v1",
-                        "command": "no-such-plugin-here",
-                        "installHint": "brew it",
-                    }
-                },
-            )
-        )
+    missing = _exec_credentials(
+        tmp_path / "d",
+        {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": "no-such-plugin-here",
+            "installHint": "brew it",
+        },
     )
     with pytest.raises(Unreachable, match="brew it"):
         missing.headers()

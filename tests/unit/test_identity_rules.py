@@ -18,7 +18,19 @@ from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
 from jitaccess.handlers.indexes import holding
 from jitaccess.handlers.runtime import Runtime
-from tests.unit.test_admission import BOB, ENTITLEMENT, LIMITS, NOW, OPERATOR, PAULA, SYSTEM, TEAM, cond, request
+from tests.unit.test_admission import (
+    BOB,
+    ENTITLEMENT,
+    LIMITS,
+    OPERATOR,
+    PAULA,
+    SYSTEM,
+    TEAM,
+    cond,
+    delete,
+    request,
+    review_request,
+)
 
 BOB_ID = "906723e1e5-1111-2222-3333-444455556666"
 
@@ -31,34 +43,7 @@ def _lookup(ids: dict[str, str]) -> adm.UserIdLookup:
 
 
 def _create(new: dict[str, Any], phase: Phase, ids: dict[str, str], caller: Caller = BOB) -> Verdict:
-    return adm.review_request(
-        "CREATE",
-        None,
-        new,
-        caller,
-        operator=OPERATOR,
-        entitlement=ENTITLEMENT,
-        team=TEAM,
-        limits=LIMITS,
-        phase=phase,
-        now=NOW,
-        user_id=_lookup(ids),
-    )
-
-
-def _delete(old: dict[str, Any], caller: Caller) -> Verdict:
-    return adm.review_request(
-        "DELETE",
-        old,
-        None,
-        caller,
-        operator=OPERATOR,
-        entitlement=None,
-        team=None,
-        limits=LIMITS,
-        phase=Phase.VALIDATE,
-        now=NOW,
-    )
+    return review_request("CREATE", None, new, caller, phase=phase, user_id=_lookup(ids))
 
 
 # --- item 6: the requester's UserId ---------------------------------------------------------------
@@ -155,7 +140,7 @@ def test_access_not_ended() -> None:
 
 
 def test_deleting_a_request_whose_access_runs_is_refused_with_the_way_out() -> None:
-    verdict = _delete(_approved("Granted"), BOB)
+    verdict = delete(_approved("Granted"), BOB, team=None)
     assert isinstance(verdict, Refusal)
     assert "kubectl jit revoke r1" in verdict.message
     assert "kubectl annotate accessgrant r1 jitaccess.dev/revoked=true" in verdict.message
@@ -163,7 +148,7 @@ def test_deleting_a_request_whose_access_runs_is_refused_with_the_way_out() -> N
 
 def test_a_pending_request_may_be_withdrawn_and_the_operator_retires_any() -> None:
     """Who else may delete which request: tests/unit/test_withdraw.py."""
-    assert _delete(request(conditions=[cond("Ready", "False", "Pending")]), BOB) == adm.ALLOW
-    assert isinstance(_delete(_approved("Expired"), BOB), Refusal), "a finished request is the audit record"
-    assert _delete(_approved("Expired"), SYSTEM) == adm.ALLOW
-    assert _delete(_approved("Granted"), SYSTEM) == adm.ALLOW
+    assert delete(request(conditions=[cond("Ready", "False", "Pending")]), BOB, team=None) == adm.ALLOW
+    assert isinstance(delete(_approved("Expired"), BOB, team=None), Refusal), "a finished request is the audit record"
+    assert delete(_approved("Expired"), SYSTEM, team=None) == adm.ALLOW
+    assert delete(_approved("Granted"), SYSTEM, team=None) == adm.ALLOW

@@ -9,40 +9,20 @@ from typing import Any
 import pytest
 
 from jitaccess.domain import admission as adm
-from jitaccess.domain.admission import Phase, Verdict
 from jitaccess.domain.teams import Caller
 from tests.unit.test_admission import (
     ALICE,
     BOB,
     CAROL,
     LEAD,
-    LIMITS,
     MALLORY,
-    NOW,
-    OPERATOR,
     PAULA,
     SYSTEM,
-    TEAM,
     cond,
+    delete,
     refused,
     request,
 )
-
-
-def delete(old: dict[str, Any], caller: Caller, team: Any = TEAM) -> Verdict:
-    return adm.review_request(
-        "DELETE",
-        old,
-        None,
-        caller,
-        operator=OPERATOR,
-        entitlement=None,
-        team=team,
-        limits=LIMITS,
-        phase=Phase.VALIDATE,
-        now=NOW,
-    )
-
 
 PENDING = request(conditions=[cond("Ready", "False", "Pending")])
 NEW = request()  # not seen by the operator yet

@@ -135,13 +135,17 @@ def _duration_problem(text: str, entitlement: Obj) -> str | None:
     return None
 
 
+def _given(flag: str, value: str, problem: str | None) -> str:
+    """A value from the command line, refused for the problem the prompt would have refused it for."""
+    if problem:
+        raise UsageError(f"{flag}: {problem}")
+    return value.strip()
+
+
 def choose_duration(session: Session, entitlement: Obj, given: str | None) -> str | None:
     """The duration to ask for; None leaves it to the entitlement's default."""
     if given is not None:
-        problem = _duration_problem(given, entitlement)
-        if problem:
-            raise UsageError(f"--for: {problem}")
-        return given.strip()
+        return _given("--for", given, _duration_problem(given, entitlement))
     if not session.prompter.interactive:
         return None
     spec = wire.spec(entitlement)
@@ -171,10 +175,7 @@ def _reason_problem(text: str, entitlement: Obj) -> str | None:
 
 def choose_reason(session: Session, entitlement: Obj, given: str | None) -> str:
     if given is not None:
-        problem = _reason_problem(given, entitlement)
-        if problem:
-            raise UsageError(f"--reason: {problem}")
-        return given.strip()
+        return _given("--reason", given, _reason_problem(given, entitlement))
     if not session.prompter.interactive:
         raise UsageError(
             "--reason is required (why you need access, e.g. --reason 'INC-123 fix the stuck batch'): "

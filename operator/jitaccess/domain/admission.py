@@ -370,6 +370,14 @@ def _request_valid(
     return ALLOW
 
 
+def _as_stamped(verdict: Verdict, phase: Phase, added: Mapping[str, str], what: str) -> Verdict:
+    """At VALIDATE, an admitted change must carry exactly the annotations MUTATE stamped (`added`:
+    those the final object has and the stored one had not)."""
+    if phase is Phase.VALIDATE and isinstance(verdict, Admit) and added != dict(verdict.annotations):
+        return _not_stamped(what)
+    return verdict
+
+
 def _not_stamped(what: str) -> Refusal:
     return Refusal(
         f"{what} must be exactly what the jitaccess mutating webhook stamped from the authenticated caller, "
@@ -398,11 +406,8 @@ def _request_updated(
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
     verdict = _decision(old, before, after, caller, entitlement, team)
-    if phase is Phase.VALIDATE and isinstance(verdict, Admit):
-        added = {k: after[k] for k in REQUEST_STAMPS if k in after and k not in before}
-        if added != dict(verdict.annotations):
-            return _not_stamped(f"metadata.annotations {', '.join(sorted(added) or REQUEST_STAMPS[:1])}")
-    return verdict
+    added = {k: after[k] for k in REQUEST_STAMPS if k in after and k not in before}
+    return _as_stamped(verdict, phase, added, f"metadata.annotations {', '.join(sorted(added) or REQUEST_STAMPS[:1])}")
 
 
 def _decision(
@@ -557,11 +562,8 @@ def review_grant(
             f"identity the API server authenticated: leave it out, and set {REVOKED}=true"
         )
     verdict = _revocation(old, before, after, caller, team, owner)
-    if phase is Phase.VALIDATE and isinstance(verdict, Admit):
-        added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
-        if added != dict(verdict.annotations):
-            return _not_stamped(f"metadata.annotations[{REVOKED_BY}]")
-    return verdict
+    added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
+    return _as_stamped(verdict, phase, added, f"metadata.annotations[{REVOKED_BY}]")
 
 
 def _revocation(
