@@ -171,14 +171,14 @@ def test_rendered_chart_applies_server_side(
     establish(control_plane, crds, "jitaccess-chart-test")
     result = apply_in(control_plane, namespace, rest)
     assert "Warning" not in result.stderr, result.stderr  # e.g. "would violate PodSecurity"
-    # The webhook configurations, as the API server would store them (their CEL compiles), without
-    # replacing the session's own (the same name): a server-side dry run, which may take over the
-    # fields the session's operator applied (nothing is stored).
+    # The webhook configurations, as the API server would store them (their CEL compiles): a
+    # server-side dry run, under a name of their own so that it is not merged into the session's
+    # configurations of the same default name (nothing is stored either way).
     assert len(webhooks) == 2
+    tried = [{**o, "metadata": {**o["metadata"], "name": f"{release}-dry-run"}} for o in webhooks]
     stored = control_plane.kubectl(
-        "apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=jitaccess-chart-test",
-        "-o", "json", "-f", "-",
-        input="\n---\n".join(yaml.safe_dump(o) for o in webhooks),
+        "apply", "--server-side", "--dry-run=server", "--field-manager=jitaccess-chart-test", "-o", "json", "-f", "-",
+        input="\n---\n".join(yaml.safe_dump(o) for o in tried),
     )  # fmt: skip
     for obj in json.loads(stored.stdout)["items"]:
         for webhook in obj["webhooks"]:
