@@ -72,6 +72,38 @@ class Settings(BaseSettings):
     audit_batch_records: int = Field(default=500, ge=1, le=10000, description="Most records in one archive object")
     audit_batch_seconds: float = Field(default=5.0, gt=0, description="Records wait at most this long for a batch")
 
+    slack_token: str | None = Field(
+        default=None, description="Slack bot token (xoxb-...); unset = no Slack messages (docs/notifications.md)"
+    )
+    slack_signing_secret: str | None = Field(
+        default=None, description="Slack app signing secret: verifies button clicks; unset = no interactivity"
+    )
+    slack_api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL")
+    slack_default_channel: str | None = Field(
+        default=None, description="Channel id for teams whose TeamOwnership names no slackChannel"
+    )
+    slack_security_channel: str | None = Field(
+        default=None, description="Channel id told of standing access the drift scan removed"
+    )
+    slack_interactions_port: int = Field(
+        default=0, ge=0, description="Port of the Slack interactivity endpoint (POST /slack/interactions); 0 = off"
+    )
+    slack_impersonator_kubeconfig: str | None = Field(
+        default=None,
+        description="Kubeconfig of the narrow identity that applies Slack decisions as the clicking user "
+        "(may impersonate the approvers, nothing else); unset in a Pod = its projected token file",
+    )
+    slack_impersonator_token_file: str | None = Field(
+        default=None, description="In a Pod: the impersonating ServiceAccount's projected token"
+    )
+    notify_expiring_before_seconds: float = Field(
+        default=600, ge=0, description="Tell a grantee this long before their access ends; 0 = never"
+    )
+    event_sink_url: str | None = Field(
+        default=None, description="CloudEvents webhook sink (HTTPS URL); unset = none (docs/notifications.md)"
+    )
+    event_sink_secret: str | None = Field(default=None, description="HMAC-SHA256 key signing each event")
+
     metrics_port: int = Field(default=0, ge=0, description="Prometheus /metrics port; 0 = off")
     log_format: str = Field(default="text", pattern="^(text|json)$")
     leader_election: bool = Field(

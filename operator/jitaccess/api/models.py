@@ -97,7 +97,44 @@ class ObjectMeta(Model):
     finalizers: list[str] = Field(default_factory=list)
 
 
+class Notified(Model):
+    """What the operator has told people about an object, so that a restart never tells them again."""
+
+    sent: list[str] = Field(
+        default_factory=list, description="Delivered notices as `<sink>:<step>` (`slack:pending`, `webhook:granted`)"
+    )
+    slack_channel: str | None = Field(default=None, description="Channel of the approvers' message, to update it")
+    slack_ts: str | None = Field(default=None, description="Timestamp (Slack's message id) of the approvers' message")
+
+
+_NOTIFIED = "What was notified (docs/notifications.md); written by the operator only"
+
+
 # --- TeamOwnership -----------------------------------------------------------------------------
+
+
+SLACK_CHANNEL_PATTERN = r"^[CG][A-Z0-9]{2,20}$"
+SLACK_USER_PATTERN = r"^[UW][A-Z0-9]{2,20}$"
+
+
+class TeamNotifications(Model):
+    """Where this team's approvers are told of requests for its entitlements (docs/notifications.md)."""
+
+    slack_channel: str | None = Field(
+        default=None,
+        pattern=SLACK_CHANNEL_PATTERN,
+        description="Slack channel id (C0123ABCD, not the #name: Slack renames keep the id) for this team's "
+        "approval messages; unset = the operator's default channel",
+    )
+    slack_users: dict[str, str] = Field(
+        default_factory=dict,
+        description="Kubernetes username -> Slack user id (U0123ABCD), for people whose Slack email is not "
+        "their username: mentions them, and maps their clicks to that username",
+        json_schema_extra={
+            "maxProperties": 500,
+            "additionalProperties": {"type": "string", "pattern": SLACK_USER_PATTERN},
+        },
+    )
 
 
 class TeamOwnershipSpec(Model):
@@ -112,6 +149,7 @@ class TeamOwnershipSpec(Model):
     )
     backup_approver_groups: list[str] = Field(default_factory=list, description="Groups of backup approvers")
     escalate_after: str | None = _duration("Pending this long -> escalate to backup approvers")
+    notifications: TeamNotifications | None = Field(default=None, description="Where approvers are told")
 
 
 class TeamOwnershipStatus(Model):
@@ -201,6 +239,7 @@ class EntitlementStatus(Model):
         f"{limits.ELIGIBLE_USERS_LISTED} (eligibleUserCount counts them all); absent when no group is named",
     )
     eligible_user_count: int | None = Field(default=None, description="How many users are eligible")
+    notifications: Notified | None = Field(default=None, description=_NOTIFIED)
 
 
 class Entitlement(Model):
@@ -252,6 +291,7 @@ class AccessRequestStatus(Model):
         description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
         "operator only, and retention waits for all of them",
     )
+    notifications: Notified | None = Field(default=None, description=_NOTIFIED)
 
 
 class AccessRequest(Model):
@@ -303,6 +343,7 @@ class AccessGrantStatus(Model):
         description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
         "operator only, and retention waits for all of them",
     )
+    notifications: Notified | None = Field(default=None, description=_NOTIFIED)
 
 
 class AccessGrant(Model):
