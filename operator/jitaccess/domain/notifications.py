@@ -1,0 +1,339 @@
+"""Who is told what, and in which words: notices derived from the objects as stored.
+
+Like the audit trail (`jitaccess.api.audit`), notices are a pure function of an object's stored
+state, not events remembered by a process: an operator that restarts derives them again, and an
+object's `status.notifications.sent` lists the ones already delivered, by key, so nothing is told
+twice and nothing is lost. A notice's key is `<sink>:<recipient>:<step>` for Slack and
+`webhook:<action>` for the CloudEvents sink, stable for the object's life.
+
+Who hears of what (docs/notifications.md):
+- the owner team's approvers: one message per request that needs them, posted to the team's
+  channel when it starts waiting and updated in place at each later step (escalated, then
+  approved, denied, timed out...), so that a stale Approve button never looks live whoever decided
+  and however;
+- the backup approvers: a direct message when a request escalates to them, saying why;
+- the requester: a direct message when their request is decided (unless the owner team's own
+  member was auto-approved: the grant's message follows within seconds), when access is active,
+  before it runs out, and when it is revoked early or lapses;
+- the team's channel: a grant revoked early, or lapsed;
+- the security channel: standing access the drift scan removed;
+- the CloudEvents sink: every step (every audit record, plus `pending` and `expiring`).
+
+Slack's mrkdwn reads `<...>` as links and mentions (`<!channel>` pings everyone): every text that
+comes from a user (reasons, names) is escaped before it goes into a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from jitaccess.api import audit, names, wire
+
+SLACK = "slack"
+WEBHOOK = "webhook"
+
+# Steps that are not audit actions: a request waiting for approvers, a grant about to end.
+PENDING = "pending"
+EXPIRING = "expiring"
+
+#: Recipients of Slack notices: the approvers' message of a request, the team's channel, the
+#: security channel; a person is `@<username>`.
+TEAM_MESSAGE = "team-message"
+TEAM_CHANNEL = "team"
+SECURITY = "security"
+
+# Button contract with the interactivity endpoint (handlers/interactions.py): the value is the
+# AccessRequest's name.
+APPROVE_ACTION = "approve"
+DENY_ACTION = "deny"
+
+_KIND_OF = {names.ACCESS_REQUEST: "request", names.ACCESS_GRANT: "grant", names.ENTITLEMENT: "entitlement"}
+_PLURAL_OF = {
+    names.ACCESS_REQUEST: names.REQUESTS,
+    names.ACCESS_GRANT: names.GRANTS,
+    names.ENTITLEMENT: names.ENTITLEMENTS,
+}
+# How a request ended, as the approvers' message and the requester are told.
+_DECISIONS = frozenset({audit.APPROVED, audit.DENIED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED})
+_EARLY_ENDINGS = frozenset({audit.REVOKED, audit.LAPSED})
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the operator was configured to tell, and where (settings)."""
+
+    slack: bool = False
+    webhook: bool = False
+    default_channel: str | None = None
+    security_channel: str | None = None
+    expiring_before: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Team:
+    """What notices need of a TeamOwnership."""
+
+    name: str
+    channel: str | None = None
+    slack_users: Mapping[str, str] = field(default_factory=dict)
+    approvers: tuple[str, ...] = ()
+    backup_approvers: tuple[str, ...] = ()
+    approver_groups: tuple[str, ...] = ()
+    backup_approver_groups: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, obj: wire.Obj) -> Team:
+        spec = wire.spec(obj)
+        notify = spec.get("notifications") or {}
+        return cls(
+            name=wire.name_of(obj),
+            channel=notify.get("slackChannel") or None,
+            slack_users=dict(notify.get("slackUsers") or {}),
+            approvers=tuple(spec.get("approvers") or ()),
+            backup_approvers=tuple(spec.get("backupApprovers") or ()),
+            approver_groups=tuple(spec.get("approverGroups") or ()),
+            backup_approver_groups=tuple(spec.get("backupApproverGroups") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One thing to tell one recipient (or the sink) about one object."""
+
+    key: str
+    sink: str
+    step: str
+    record: Mapping[str, Any]
+    #: Slack only: TEAM_MESSAGE, TEAM_CHANNEL, SECURITY or `@<username>` (a direct message).
+    recipient: str = ""
+    #: Usernames the Slack text mentions (resolved to Slack ids by the caller, when it can).
+    mentions: tuple[str, ...] = ()
+
+    @property
+    def event_type(self) -> str:
+        """The CloudEvents type: `dev.jitaccess.<kind>.<step>`."""
+        kind = _KIND_OF.get(str(self.record.get("kind") or ""), "object")
+        return f"dev.jitaccess.{kind}.{self.step}"
+
+    @property
+    def username(self) -> str:
+        """The person a direct message goes to ("" for a channel)."""
+        return self.recipient[1:] if self.recipient.startswith("@") else ""
+
+
+def source_of(obj: wire.Obj) -> str:
+    """The CloudEvents source: the object's API path."""
+    plural = _PLURAL_OF.get(str(obj.get("kind") or ""), "objects")
+    return f"/apis/{names.API_VERSION}/{plural}/{wire.name_of(obj)}"
+
+
+def sent_keys(obj: wire.Obj) -> frozenset[str]:
+    """The notices already delivered for `obj`, by key."""
+    notified = wire.status(obj).get("notifications") or {}
+    return frozenset(str(k) for k in notified.get("sent") or ())
+
+
+def team_message_of(obj: wire.Obj) -> tuple[str, str] | None:
+    """(channel, ts) of a request's approvers' message, once posted."""
+    notified = wire.status(obj).get("notifications") or {}
+    channel, ts = notified.get("slackChannel"), notified.get("slackTs")
+    return (str(channel), str(ts)) if channel and ts else None
+
+
+# --- which notices ---------------------------------------------------------------------------
+
+
+def notices(obj: wire.Obj, team: Team | None, config: Config, now: datetime) -> list[Notice]:
+    """Every notice `obj`'s stored state implies at `now`, delivered or not, in the order they
+    arose; `unsent` leaves out the delivered ones."""
+    kind = obj.get("kind")
+    if kind == names.ACCESS_REQUEST:
+        return _of_request(obj, team, config)
+    if kind == names.ACCESS_GRANT:
+        return _of_grant(obj, team, config, now)
+    if kind == names.ENTITLEMENT:
+        return _of_entitlement(obj, config)
+    return []
+
+
+def unsent(obj: wire.Obj, team: Team | None, config: Config, now: datetime) -> list[Notice]:
+    done = sent_keys(obj)
+    return [n for n in notices(obj, team, config, now) if n.key not in done]
+
+
+def _webhook(record: Mapping[str, Any], step: str) -> Notice:
+    return Notice(
+        key=f"{WEBHOOK}:{audit.action_key(str(record.get('id') or ''))}", sink=WEBHOOK, step=step, record=record
+    )
+
+
+def _slack(record: Mapping[str, Any], step: str, recipient: str, mentions: Sequence[str] = ()) -> Notice:
+    return Notice(
+        key=f"{SLACK}:{recipient}:{step}",
+        sink=SLACK,
+        step=step,
+        record=record,
+        recipient=recipient,
+        mentions=tuple(mentions),
+    )
+
+
+def _derived(obj: wire.Obj, action: str, time: str | None, **fields: Any) -> dict[str, Any]:
+    """A record-shaped fact for the steps the audit trail does not record (pending, expiring)."""
+    meta = wire.metadata(obj)
+    return {
+        "id": f"{meta.get('uid') or ''}/{action}",
+        "time": time,
+        "action": action,
+        "kind": obj.get("kind"),
+        "name": wire.name_of(obj),
+        "uid": meta.get("uid"),
+        **{k: v for k, v in fields.items() if v not in (None, "")},
+    }
+
+
+def awaits_approvers(request: wire.Obj) -> bool:
+    """The request waits, or waited, for a person's decision: it was found valid and pending
+    (Ready=Pending) and not auto-approved. A request refused at its first look (not eligible,
+    invalid) never reached the approvers."""
+    approved = wire.condition(request, names.APPROVED)
+    if approved is not None and approved.get("status") == "True":
+        return approved.get("reason") != names.AUTO_APPROVED
+    reason = wire.ready_reason(request)
+    return reason in (names.PENDING, names.DENIED, names.TIMED_OUT) or wire.is_true(request, names.DENIED)
+
+
+def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[Notice]:
+    records = {r["action"]: r for r in audit.records_of_request(request)}
+    requested = records[audit.REQUESTED]
+    requester = str((requested.get("user") or {}).get("username") or "")
+    # Once the approvers' message is out, it follows the request to its end, whatever the end.
+    waited = awaits_approvers(request) or team_message_of(request) is not None
+    out: list[Notice] = []
+    if config.webhook:
+        if waited:
+            out.append(_webhook(_derived(request, PENDING, requested.get("time"), **_facts(requested)), PENDING))
+        out.extend(_webhook(r, r["action"]) for r in records.values())
+    if not config.slack or not waited:
+        return out
+    approvers = team.approvers if team is not None else ()
+    out.append(_slack(requested, PENDING, TEAM_MESSAGE, approvers))
+    escalated = records.get(audit.ESCALATED)
+    backups = team.backup_approvers if team is not None else ()
+    if escalated is not None:
+        out.append(_slack(escalated, audit.ESCALATED, TEAM_MESSAGE, (*approvers, *backups)))
+        out.extend(_slack(escalated, audit.ESCALATED, f"@{user}") for user in backups)
+    for action, record in records.items():
+        if action in _DECISIONS:
+            out.append(_slack(record, action, TEAM_MESSAGE))
+            if requester:
+                out.append(_slack(record, action, f"@{requester}"))
+    return out
+
+
+def _of_grant(grant: wire.Obj, team: Team | None, config: Config, now: datetime) -> list[Notice]:
+    records = audit.records_of_grant(grant)
+    out: list[Notice] = []
+    user = str(wire.spec(grant).get("user") or "")
+    due = expiring_due(grant, config)
+    expiring = None
+    if due is not None and now >= due and wire.ready_reason(grant) == names.ACTIVE:
+        status = wire.status(grant)
+        expiring = _derived(
+            grant,
+            EXPIRING,
+            audit.rfc3339(due),
+            **_facts(records[0] if records else {}),
+            endTime=audit.rfc3339(status.get("expirationTime")),
+        )
+    if config.webhook:
+        out.extend(_webhook(r, r["action"]) for r in records)
+        if expiring is not None:
+            out.append(_webhook(expiring, EXPIRING))
+    if not config.slack or not user:
+        return out
+    for record in records:
+        action = record["action"]
+        if action == audit.GRANTED:
+            out.append(_slack(record, action, f"@{user}"))
+        elif action in _EARLY_ENDINGS:
+            by = str((record.get("actor") or {}).get("username") or "")
+            if by != user:  # ending one's own access early is no news to oneself
+                out.append(_slack(record, action, f"@{user}"))
+            out.append(_slack(record, action, TEAM_CHANNEL))
+    if expiring is not None:
+        out.append(_slack(expiring, EXPIRING, f"@{user}"))
+    return out
+
+
+def _of_entitlement(entitlement: wire.Obj, config: Config) -> list[Notice]:
+    out: list[Notice] = []
+    for record in audit.records_of_entitlement(entitlement):
+        if config.webhook:
+            out.append(_webhook(record, audit.DRIFT_REMOVED))
+        if config.slack:
+            key = audit.action_key(str(record.get("id") or ""))
+            out.append(
+                Notice(
+                    key=f"{SLACK}:{SECURITY}:{key}",
+                    sink=SLACK,
+                    step=audit.DRIFT_REMOVED,
+                    record=record,
+                    recipient=SECURITY,
+                )
+            )
+    return out
+
+
+def _facts(record: Mapping[str, Any]) -> dict[str, Any]:
+    keep = ("request", "grant", "entitlement", "ownerTeam", "user", "reason", "duration")
+    return {k: record[k] for k in keep if k in record}
+
+
+def expiring_due(grant: wire.Obj, config: Config) -> datetime | None:
+    """When an Active grant's "access ends soon" notice is due: `expiring_before` before its end,
+    and never before it began (a grant shorter than that lead time is told at activation)."""
+    if not config.expiring_before or wire.ready_reason(grant) != names.ACTIVE:
+        return None
+    status = wire.status(grant)
+    end, start = _parse(status.get("expirationTime")), _parse(status.get("activationTime"))
+    if end is None or start is None:
+        return None
+    return max(start, end - config.expiring_before)
+
+
+def _parse(value: Any) -> datetime | None:
+    text = audit.rfc3339(value)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def channel_of(notice: Notice, team: Team | None, config: Config) -> str | None:
+    """The channel a channel notice goes to; None when none is configured (the notice is then
+    dropped: there is nobody to tell)."""
+    if notice.recipient == SECURITY:
+        return config.security_channel or config.default_channel
+    if notice.recipient in (TEAM_MESSAGE, TEAM_CHANNEL):
+        return (team.channel if team is not None else None) or config.default_channel
+    return None
+
+
+def slack_user_of(username: str, teams: Sequence[Team]) -> str | None:
+    """A username's Slack id from the TeamOwnerships' explicit maps (else the caller looks the
+    username up by email)."""
+    for team in teams:
+        found = team.slack_users.get(username)
+        if found:
+            return found
+    return None
+
+
+def username_of(slack_user: str, teams: Sequence[Team]) -> str | None:
+    """The Kubernetes username an explicit map gives a Slack user id."""
+    for team in teams:
+        for username, slack_id in team.slack_users.items():
+            if slack_id == slack_user:
+                return username
+    return None

@@ -1,0 +1,257 @@
+"""The words of each Slack notice: plain text (the notification and the fallback) and Block Kit.
+
+A message is rendered from the object as it is now, not as it was when the step happened: the
+approvers' message of a request that was decided while Slack was down is posted already decided,
+without buttons. Buttons appear only while the request waits for a decision, with the request's
+name as their value (the interactivity endpoint's contract), next to the `kubectl jit` commands
+that do the same.
+
+People are mentioned by Slack id when the caller resolved one (`ids`: username -> Slack id) and
+named in plain text otherwise. Everything that comes from users is escaped (`escape`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jitaccess.api import audit, names, wire
+from jitaccess.domain.notifications import (
+    APPROVE_ACTION,
+    DENY_ACTION,
+    EXPIRING,
+    SECURITY,
+    TEAM_CHANNEL,
+    TEAM_MESSAGE,
+    Notice,
+    Team,
+)
+
+Block = dict[str, Any]
+# Slack refuses a section text over 3000 characters; reasons are bounded well below, but a
+# message must never fail for its length.
+SECTION_LIMIT = 3000
+
+_OUTCOME = {
+    audit.APPROVED: ":white_check_mark: Approved",
+    audit.DENIED: ":no_entry: Denied",
+    audit.TIMED_OUT: ":hourglass: Timed out",
+    audit.NOT_ELIGIBLE: ":no_entry_sign: Refused: not eligible",
+    audit.INVALID: ":warning: Refused: invalid",
+    audit.FAILED: ":x: Failed",
+}
+
+
+def escape(text: Any) -> str:
+    """`text` as Slack mrkdwn shows it literally: `&`, `<` and `>` are the only control characters
+    (links, mentions, `<!channel>`)."""
+    return str(text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _who(username: str, ids: Mapping[str, str]) -> str:
+    slack_id = ids.get(username)
+    return f"<@{slack_id}>" if slack_id else escape(username)
+
+
+def _section(text: str) -> Block:
+    if len(text) > SECTION_LIMIT:
+        text = text[: SECTION_LIMIT - 1] + "…"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+
+
+def _user(record: Mapping[str, Any]) -> str:
+    return str((record.get("user") or {}).get("username") or "")
+
+
+def _actor(record: Mapping[str, Any]) -> str:
+    return str((record.get("actor") or {}).get("username") or "")
+
+
+def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, str]) -> tuple[str, list[Block]]:
+    """(text, blocks) of a Slack notice about `obj` (as stored now)."""
+    if notice.recipient == TEAM_MESSAGE:
+        return approvers_message(obj, team, ids)
+    if notice.recipient == SECURITY:
+        return _drift(notice.record)
+    if notice.recipient == TEAM_CHANNEL:
+        return _ended_early(notice.record, ids, to_team=True)
+    if notice.step == audit.ESCALATED:
+        return _escalated_to_backup(notice.record, obj, team)
+    if notice.step in _OUTCOME:
+        return _decision_to_requester(notice.record, obj)
+    if notice.step == audit.GRANTED:
+        return _granted(notice.record)
+    if notice.step == EXPIRING:
+        return _expiring(notice.record)
+    return _ended_early(notice.record, ids, to_team=False)
+
+
+# --- the approvers' message --------------------------------------------------------------------
+
+
+def approvers_message(request: wire.Obj, team: Team | None, ids: Mapping[str, str]) -> tuple[str, list[Block]]:
+    """The message in the owner team's channel: the request's facts, who may decide, and, while it
+    waits, Approve / Deny buttons; once decided, who decided and why, without buttons."""
+    name = wire.name_of(request)
+    spec, status = wire.spec(request), wire.status(request)
+    requester = str(spec.get("requester") or status.get("requester") or "")
+    entitlement = str(spec.get("entitlement") or "")
+    duration = str(status.get("duration") or spec.get("duration") or "its default duration")
+    headline = f"{escape(requester)} asks for *{escape(entitlement)}* for {escape(duration)}"
+    blocks: list[Block] = [
+        _section(f":key: *Access request* `{escape(name)}`: {headline}"),
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*Requester*\n{escape(requester)}"},
+                {"type": "mrkdwn", "text": f"*Entitlement*\n{escape(entitlement)}"},
+                {"type": "mrkdwn", "text": f"*Duration*\n{escape(duration)}"},
+                {"type": "mrkdwn", "text": f"*Team*\n{escape(team.name if team else '?')}"},
+            ],
+        },
+        _section(f"*Reason*\n{escape(spec.get('reason'))}"),
+    ]
+    outcome = _outcome_of(request)
+    escalated = wire.is_true(request, names.ESCALATED)
+    if outcome is None:
+        approvers = team.approvers if team else ()
+        who = [_who(u, ids) for u in approvers] + [f"group {escape(g)}" for g in (team.approver_groups if team else ())]
+        if escalated and team is not None:
+            who += [_who(u, ids) for u in team.backup_approvers]
+            who += [f"group {escape(g)}" for g in team.backup_approver_groups]
+            blocks.append(
+                _context(f":rotating_light: Escalated to the backup approvers: {_escalation_reason(request)}")
+            )
+        blocks.append(_context("Can decide: " + (", ".join(who) or "nobody")))
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "decision",
+                "elements": [
+                    _button("Approve", APPROVE_ACTION, name, "primary"),
+                    _button("Deny", DENY_ACTION, name, "danger"),
+                ],
+            }
+        )
+        blocks.append(
+            _context(f'Or: `kubectl jit approve {escape(name)}` · `kubectl jit deny {escape(name)} --reason "..."`')
+        )
+        state = "escalated, waiting for approval" if escalated else "waiting for approval"
+        return f"Access request {name}: {requester} asks for {entitlement} for {duration} ({state})", blocks
+    label, by, why, when = outcome
+    line = f"{label}" + (f" by {_who(by, ids)}" if by else "") + (f" at {escape(when)}" if when else "")
+    if why:
+        line += f": {escape(why)}"
+    blocks.append(_section(line))
+    plain_label = label.split(" ", 1)[1] if " " in label else label
+    text = f"Access request {name} ({requester}, {entitlement}): {plain_label}" + (f" by {by}" if by else "")
+    return text, blocks
+
+
+def _button(text: str, action_id: str, value: str, style: str) -> Block:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+        "style": style,
+    }
+
+
+def _escalation_reason(request: wire.Obj) -> str:
+    found = wire.condition(request, names.ESCALATED) or {}
+    return escape(found.get("message") or "pending too long")
+
+
+def _outcome_of(request: wire.Obj) -> tuple[str, str, str, str] | None:
+    """(label, by whom, why, when) of a decided or ended request; None while it waits."""
+    records = {r["action"]: r for r in audit.records_of_request(request)}
+    for action in (audit.DENIED, audit.APPROVED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED):
+        record = records.get(action)
+        if record is None:
+            continue
+        by = _actor(record)
+        by = "" if by == audit.OPERATOR else by
+        why = str(record.get("decisionReason") or ("" if by else record.get("message") or ""))
+        return _OUTCOME[action], by, why, str(record.get("time") or "")
+    return None
+
+
+# --- to one person ---------------------------------------------------------------------------
+
+
+def _decision_to_requester(record: Mapping[str, Any], request: wire.Obj) -> tuple[str, list[Block]]:
+    name = wire.name_of(request)
+    label = _OUTCOME.get(str(record.get("action")), str(record.get("action")))
+    by = _actor(record)
+    by_text = f" by {escape(by)}" if by and by != audit.OPERATOR else ""
+    why = record.get("decisionReason") or record.get("message")
+    line = f"{label}{by_text}: your request `{escape(name)}` for *{escape(record.get('entitlement'))}*"
+    if why:
+        line += f"\n>{escape(why)}"
+    if record.get("action") == audit.APPROVED:
+        line += "\nAccess follows in seconds: `kubectl jit list` shows it."
+    text = f"Your request {name} for {record.get('entitlement')}: {label.split(' ', 1)[-1]}" + (
+        f" by {by}" if by_text else ""
+    )
+    return text, [_section(line)]
+
+
+def _granted(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
+    grant, entitlement, end = record.get("grant"), record.get("entitlement"), record.get("endTime")
+    line = (
+        f":unlock: Your access to *{escape(entitlement)}* is active until {escape(end)} (grant `{escape(grant)}`)."
+        f"\nDone early? `kubectl jit done`: access ends at once."
+    )
+    return f"Your access to {entitlement} is active until {end}", [_section(line)]
+
+
+def _expiring(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
+    entitlement, end = record.get("entitlement"), record.get("endTime")
+    line = (
+        f":hourglass_flowing_sand: Your access to *{escape(entitlement)}* ends at {escape(end)}"
+        f" (grant `{escape(record.get('grant'))}`). Save your work; for more time, request again with a reason."
+    )
+    return f"Your access to {entitlement} ends at {end}", [_section(line)]
+
+
+def _escalated_to_backup(record: Mapping[str, Any], request: wire.Obj, team: Team | None) -> tuple[str, list[Block]]:
+    name = wire.name_of(request)
+    requester = _user(record)
+    line = (
+        f":rotating_light: Request `{escape(name)}` by {escape(requester)} for *{escape(record.get('entitlement'))}*"
+        f" escalated to you as a backup approver of team {escape(team.name if team else '?')}:"
+        f" {_escalation_reason(request)}.\nReason given: {escape(record.get('reason'))}"
+        f"\nDecide with the buttons in the team's channel, or `kubectl jit approve {escape(name)}`"
+        f' / `kubectl jit deny {escape(name)} --reason "..."`.'
+    )
+    return f"Request {name} escalated to you: {requester} asks for {record.get('entitlement')}", [_section(line)]
+
+
+def _ended_early(record: Mapping[str, Any], ids: Mapping[str, str], *, to_team: bool) -> tuple[str, list[Block]]:
+    user, entitlement = _user(record), record.get("entitlement")
+    if record.get("action") == audit.LAPSED:
+        what = f"ended early: {escape(user)} is no longer eligible ({escape(record.get('message'))})"
+    else:
+        by = _actor(record)
+        what = f"revoked early by {_who(by, ids) if by != audit.OPERATOR else 'the operator'}"
+        if record.get("revokeReason"):
+            what += f": {escape(record.get('revokeReason'))}"
+    subject = f"{escape(user)}'s access" if to_team else "Your access"
+    line = f":lock: {subject} to *{escape(entitlement)}* (grant `{escape(record.get('grant'))}`) {what}."
+    plain = f"{user}'s access" if to_team else "Your access"
+    return f"{plain} to {entitlement} ended early", [_section(line)]
+
+
+def _drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
+    user, group = _user(record) or "an unknown user", (record.get("group") or {}).get("name")
+    line = (
+        f":shield: Standing access removed: {escape(user)} was in Identity Center group *{escape(group)}*"
+        f" (entitlement *{escape(record.get('entitlement'))}*, team {escape(record.get('ownerTeam'))})"
+        f" without a grant, and was taken out. {escape(record.get('message'))}"
+    )
+    return f"Standing access removed: {user} from {group}", [_section(line)]

@@ -1,0 +1,205 @@
+"""Who is told what (domain.notifications) and in which words (domain.slackmessages)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jitaccess.api import names
+from jitaccess.domain import notifications as notify
+from jitaccess.domain.slackmessages import approvers_message, escape, render
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+BOTH = notify.Config(slack=True, webhook=True, default_channel="C0DEFAULT", security_channel="C0SECURITY")
+LEDGER = notify.Team(
+    name="ledger",
+    channel="C0LEDGER",
+    slack_users={"lena@example.com": "U0LENA"},
+    approvers=("lena@example.com",),
+    backup_approvers=("carol@example.com",),
+)
+
+
+def _stamp(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _cond(type_: str, status: str, reason: str, message: str = "", at: datetime = T0) -> dict[str, Any]:
+    return {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": _stamp(at)}
+
+
+def request(*conditions: dict[str, Any], reason: str = "fix INC-1", **status: Any) -> dict[str, Any]:
+    return {
+        "kind": names.ACCESS_REQUEST,
+        "metadata": {"name": "bob-ledger-1", "uid": "u-req", "creationTimestamp": _stamp(T0)},
+        "spec": {"entitlement": "ledger-prod", "reason": reason, "requester": "bob@example.com", "duration": "1h"},
+        "status": {"requester": "bob@example.com", "duration": "1h", "conditions": list(conditions), **status},
+    }
+
+
+PENDING = _cond(names.READY, "False", names.PENDING, "waiting for approval")
+
+
+def keys(notices: list[notify.Notice]) -> list[str]:
+    return [n.key for n in notices]
+
+
+def test_a_request_that_waits_posts_the_approvers_message_and_the_pending_event() -> None:
+    found = notify.notices(request(PENDING), LEDGER, BOTH, T0)
+    assert keys(found) == ["webhook:pending", "webhook:requested", "slack:team-message:pending"]
+    team_message = found[-1]
+    assert team_message.mentions == ("lena@example.com",)
+    assert found[0].event_type == "dev.jitaccess.request.pending"
+    assert found[0].record["id"] == "u-req/pending"
+
+
+def test_a_request_not_classified_yet_tells_nobody_in_slack() -> None:
+    # At creation, before the operator looked at it, it may still be auto-approved: no message.
+    assert keys(notify.notices(request(), LEDGER, BOTH, T0)) == ["webhook:requested"]
+
+
+def test_an_auto_approved_request_sends_no_slack_notice_and_no_pending_event() -> None:
+    auto = _cond(names.APPROVED, "True", names.AUTO_APPROVED, "auto-approved")
+    found = notify.notices(request(auto, PENDING), LEDGER, BOTH, T0)
+    assert keys(found) == ["webhook:requested", "webhook:approved"]
+
+
+def test_escalation_updates_the_message_and_tells_each_backup_directly() -> None:
+    escalated = _cond(names.ESCALATED, "True", names.PENDING_TOO_LONG, "pending for over 30m")
+    found = notify.notices(request(PENDING, escalated), LEDGER, BOTH, T0)
+    slack = [n for n in found if n.sink == notify.SLACK]
+    assert keys(slack) == [
+        "slack:team-message:pending",
+        "slack:team-message:escalated",
+        "slack:@carol@example.com:escalated",
+    ]
+    assert slack[1].mentions == ("lena@example.com", "carol@example.com")
+
+
+def test_a_decision_updates_the_message_and_tells_the_requester() -> None:
+    approved = _cond(names.APPROVED, "True", names.APPROVED, "approved by lena")
+    found = notify.notices(request(approved, PENDING, approvedBy="lena@example.com"), LEDGER, BOTH, T0)
+    assert "slack:team-message:approved" in keys(found)
+    assert "slack:@bob@example.com:approved" in keys(found)
+    denied = _cond(names.DENIED, "True", names.DENIED, "no")
+    ended = _cond(names.READY, "False", names.DENIED, "denied")
+    found = notify.notices(request(denied, ended, deniedBy="lena@example.com"), LEDGER, BOTH, T0)
+    assert {"slack:team-message:denied", "slack:@bob@example.com:denied"} <= set(keys(found))
+
+
+def test_a_request_refused_at_first_look_never_reaches_the_approvers_but_a_posted_message_follows_it() -> None:
+    refused = _cond(names.READY, "False", names.NOT_ELIGIBLE, "not in prod-eligible")
+    assert [n.key for n in notify.notices(request(refused), LEDGER, BOTH, T0) if n.sink == notify.SLACK] == []
+    posted = request(refused, notifications={"slackChannel": "C0LEDGER", "slackTs": "1.000100"})
+    found = [n.key for n in notify.notices(posted, LEDGER, BOTH, T0) if n.sink == notify.SLACK]
+    assert "slack:team-message:not-eligible" in found
+
+
+def test_delivered_keys_are_not_offered_again() -> None:
+    obj = request(PENDING, notifications={"sent": ["slack:team-message:pending", "webhook:requested"]})
+    assert keys(notify.unsent(obj, LEDGER, BOTH, T0)) == ["webhook:pending"]
+
+
+def grant(ready: str, *, revoked_by: str = "", end: datetime = T0 + timedelta(hours=1)) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "activationTime": _stamp(T0),
+        "expirationTime": _stamp(end),
+        "conditions": [_cond(names.READY, "True" if ready == names.ACTIVE else "False", ready, at=T0)],
+    }
+    if revoked_by:
+        status |= {"revokedBy": revoked_by, "revocationTime": _stamp(T0 + timedelta(minutes=5))}
+    return {
+        "kind": names.ACCESS_GRANT,
+        "metadata": {"name": "bob-ledger-1", "uid": "u-grant"},
+        "spec": {
+            "user": "bob@example.com",
+            "entitlement": "ledger-prod",
+            "ownerTeam": "ledger",
+            "request": "bob-ledger-1",
+        },
+        "status": status,
+    }
+
+
+def test_an_active_grant_tells_its_user_and_warns_before_it_ends() -> None:
+    active = grant(names.ACTIVE)
+    assert keys(notify.notices(active, LEDGER, BOTH, T0)) == ["webhook:granted", "slack:@bob@example.com:granted"]
+    due = notify.expiring_due(active, BOTH)
+    assert due == T0 + timedelta(minutes=50)
+    later = notify.notices(active, LEDGER, BOTH, due)
+    assert "slack:@bob@example.com:expiring" in keys(later)
+    assert "webhook:expiring" in keys(later)
+    # A grant shorter than the lead time is warned at activation, never before it began.
+    short = grant(names.ACTIVE, end=T0 + timedelta(minutes=5))
+    assert notify.expiring_due(short, BOTH) == T0
+
+
+def test_revoked_early_tells_the_user_and_the_team_unless_the_user_ended_it() -> None:
+    by_lead = notify.notices(grant(names.REVOKED, revoked_by="lena@example.com"), LEDGER, BOTH, T0)
+    assert {"slack:@bob@example.com:revoked", "slack:team:revoked"} <= set(keys(by_lead))
+    by_self = notify.notices(grant(names.REVOKED, revoked_by="bob@example.com"), LEDGER, BOTH, T0)
+    assert "slack:team:revoked" in keys(by_self)
+    assert "slack:@bob@example.com:revoked" not in keys(by_self)
+
+
+def test_drift_removals_go_to_the_security_channel() -> None:
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "ledger-prod", "uid": "u-ent"},
+        "spec": {"owner": "ledger", "identityCenter": {"groupName": "ledger-prod"}},
+        "status": {
+            "driftRemovals": [{"membershipId": "m-1", "userId": "x", "user": "eve@example.com", "time": _stamp(T0)}]
+        },
+    }
+    found = notify.notices(entitlement, LEDGER, BOTH, T0)
+    assert keys(found) == ["webhook:drift-removed/m-1", "slack:security:drift-removed/m-1"]
+    assert notify.channel_of(found[1], LEDGER, BOTH) == "C0SECURITY"
+    text, _ = render(found[1], entitlement, LEDGER, {})
+    assert "eve@example.com" in text
+
+
+def test_only_configured_sinks_get_notices() -> None:
+    assert notify.notices(request(PENDING), LEDGER, notify.Config(), T0) == []
+    only_slack = notify.notices(request(PENDING), LEDGER, notify.Config(slack=True), T0)
+    assert {n.sink for n in only_slack} == {notify.SLACK}
+
+
+def _buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_the_approvers_message_has_buttons_only_while_the_request_waits() -> None:
+    text, blocks = approvers_message(request(PENDING), LEDGER, {"lena@example.com": "U0LENA"})
+    assert [(b["action_id"], b["value"]) for b in _buttons(blocks)] == [
+        (notify.APPROVE_ACTION, "bob-ledger-1"),
+        (notify.DENY_ACTION, "bob-ledger-1"),
+    ]
+    assert "<@U0LENA>" in str(blocks)
+    assert "kubectl jit approve bob-ledger-1" in str(blocks)
+    assert "waiting for approval" in text
+    approved = _cond(names.APPROVED, "True", names.APPROVED, "approved by lena")
+    text, blocks = approvers_message(request(approved, PENDING, approvedBy="lena@example.com"), LEDGER, {})
+    assert _buttons(blocks) == []
+    assert "Approved by lena@example.com" in str(blocks)
+    assert "Approved by lena@example.com" in text
+
+
+def test_an_unknown_slack_user_is_named_in_plain_text() -> None:
+    _, blocks = approvers_message(request(PENDING), LEDGER, {})
+    assert "lena@example.com" in str(blocks)
+    assert "<@" not in str(blocks)
+
+
+def test_text_from_users_cannot_mention_everyone_or_make_links() -> None:
+    hostile = request(PENDING, reason="<!channel> see <https://evil.example|the ticket> & more")
+    _, blocks = approvers_message(hostile, LEDGER, {})
+    shown = str(blocks)
+    assert "<!channel>" not in shown
+    assert "<https://evil" not in shown
+    assert escape("<!channel> & <x>") == "&lt;!channel&gt; &amp; &lt;x&gt;"
+
+
+def test_slack_users_map_both_ways() -> None:
+    assert notify.slack_user_of("lena@example.com", [LEDGER]) == "U0LENA"
+    assert notify.username_of("U0LENA", [LEDGER]) == "lena@example.com"
+    assert notify.username_of("U0NOBODY", [LEDGER]) is None
