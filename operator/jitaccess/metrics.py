@@ -43,6 +43,11 @@ AUDIT_EVENTS = Counter(
     "Decisions and findings recorded as Events and audit log lines (Granted, Expired, DriftFound, ...)",
     ["event"],
 )
+SLACK_INTERACTIONS = Counter(
+    "jitaccess_slack_interactions_total",
+    "Slack button clicks and deny-modal submissions by action and result (jitaccess.handlers.interactions)",
+    ["action", "result"],
+)
 
 #: Names of the gauges computed at scrape time (`jitaccess.observability.StateCollector`).
 ACTIVE_GRANTS = "jitaccess_active_grants"

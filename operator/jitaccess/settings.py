@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     slack_impersonator_token_file: str | None = Field(
         default=None, description="In a Pod: the impersonating ServiceAccount's projected token"
     )
+    slack_impersonator_service_account: str | None = Field(
+        default=None,
+        description="namespace/name of the ServiceAccount that applies Slack decisions: the operator obtains "
+        "short-lived tokens of it with the TokenRequest API (the chart's way; docs/security.md)",
+    )
     notify_expiring_before_seconds: float = Field(
         default=600, ge=0, description="Tell a grantee this long before their access ends; 0 = never"
     )

@@ -37,8 +37,10 @@ def test_commands_flags_and_fixed_values() -> None:
         "who-has",
         "audit",
         "review",
+        "rbac",
         "completion",
     ]
+    assert complete("rbac", "")[0] == ["slack"]
     assert complete("d") == (["deny", "done"], ":4")
     assert "--no-wait" in complete("request", "--")[0] and "--reason" in complete("request", "--")[0]
     assert complete("request", "--for", "") == (["15m", "30m", "1h", "2h", "4h"], ":4")

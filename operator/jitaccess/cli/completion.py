@@ -188,6 +188,8 @@ def _flag_values(
 def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tuple[str, str]]:
     if command == "completion":
         values = [("bash", ""), ("zsh", "")]
+    elif command == "rbac":
+        values = [("slack", "whom the Slack endpoint may act as")]
     elif command in ("request", "who-has", "review"):
         values = _entitlements(cluster)
     elif command in ("approve", "deny", "status", "withdraw"):

@@ -11,6 +11,7 @@ and `kubectl-jit ...` work. Commands:
     status NAME                        who-has ENTITLEMENT
     audit [--since 30d] [--entitlement E] [--user U] [--archive s3://B/P] [-o table|json|csv]
     review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]
+    rbac slack [-f FILE]... [--name NAME] [-o yaml|values]
     completion bash|zsh
 
 kubectl's flags work as in kubectl: --kubeconfig, --context, --as, --as-group (impersonation).
@@ -113,6 +114,12 @@ def _review(session: Session, args: argparse.Namespace) -> int:
     return reports.review(session, args.entitlement, days=args.days, archive=archive, output=args.output)
 
 
+def _rbac(session: Session, args: argparse.Namespace) -> int:
+    from jitaccess.cli import rbac
+
+    return rbac.slack(session, args.files, args.name, args.output)
+
+
 def _completion(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import completion
 
@@ -132,6 +139,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "who-has": _who_has,
     "audit": _audit,
     "review": _review,
+    "rbac": _rbac,
     "completion": _completion,
 }
 

@@ -29,6 +29,7 @@ COMMAND_HELP = {
     "who-has": "who holds an entitlement now, until when, why, approved by whom",
     "audit": "the audit trail: who requested, decided, was granted and ended what, and when",
     "review": "review an entitlement: who used it and how often, who never did, reasons without a ticket",
+    "rbac": "print RBAC for the platform team: `slack`, whom the Slack endpoint may act as (the approvers)",
     "completion": "print a shell completion script (bash or zsh)",
 }
 COMPLETION_EPILOG = """\
@@ -253,6 +254,38 @@ def build_parser() -> argparse.ArgumentParser:
     _archive(review)
     review.add_argument(
         "-o", "--output", choices=("table", "json"), default="table", help="output format (default: table)"
+    )
+
+    rbac = command(
+        "rbac",
+        "Print RBAC that follows the TeamOwnerships, for the platform team to apply.\n\n"
+        "slack: the ClusterRole of the identity that applies Slack decisions as the clicking user:\n"
+        "impersonate exactly the approvers and backup approvers of every TeamOwnership, nothing else.\n"
+        "From the cluster's TeamOwnerships, or from files (-f, repeatable; - is stdin). Apply it with\n"
+        "`kubectl jit rbac slack | kubectl apply -f -`; with the chart, `-o values` prints slack.approvers.",
+    )
+    rbac.add_argument("what", choices=("slack",), help="which RBAC: slack")
+    rbac.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read TeamOwnerships from this YAML file instead of the cluster (repeatable; - is stdin)",
+    )
+    rbac.add_argument(
+        "--name",
+        default="jitaccess-slack-impersonator",
+        metavar="NAME",
+        help="the ClusterRole's name (default: the chart's for a release named jitaccess)",
+    )
+    rbac.add_argument(
+        "-o",
+        "--output",
+        choices=("yaml", "values"),
+        default="yaml",
+        help="yaml: the ClusterRole (default); values: the chart's slack.approvers",
     )
 
     completion = command("completion", epilog=COMPLETION_EPILOG)

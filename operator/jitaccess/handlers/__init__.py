@@ -12,10 +12,12 @@ from jitaccess.handlers import (
     following,
     grants,
     indexes,
+    interactions,
     lapses,
     observability,
     requests,
     schedules,
+    slack_rbac,
     startup,
 )
 
@@ -28,9 +30,11 @@ __all__ = [
     "following",
     "grants",
     "indexes",
+    "interactions",
     "lapses",
     "observability",
     "requests",
     "schedules",
+    "slack_rbac",
     "startup",
 ]

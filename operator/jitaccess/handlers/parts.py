@@ -2,7 +2,8 @@
 
 - the admission part, on every replica for the life of the process: the admission webhooks and
   what they read (the TeamOwnership and Entitlement indexes), the Runtime's indexes of grants and
-  requests (`indexes`), start-up, probes and metrics. It acts on nothing: the webhooks are
+  requests (`indexes`), start-up, probes and metrics, and the Slack interactivity endpoint (which
+  writes only through the API server, as the clicking user). It acts on nothing: the webhooks are
   stateless, so a fail-closed webhook keeps answering while one replica is down.
 - the controller part, only while this replica leads (`leadership`): every other handler, timer
   and the expiry scheduler, i.e. everything that writes to the cluster or to Identity Center.
@@ -33,6 +34,7 @@ ADMISSION_MODULES = frozenset(
     {
         "jitaccess.handlers.admission",
         "jitaccess.handlers.indexes",
+        "jitaccess.handlers.interactions",
         "jitaccess.handlers.observability",
         "jitaccess.handlers.startup",
     }

@@ -1,0 +1,60 @@
+"""Who the Slack endpoint may act as: the approvers the TeamOwnerships name, and nothing else.
+
+A Slack click is applied through the API server as the clicking user (impersonation), so that the
+admission webhooks, RBAC and the audit log see that user, exactly as for `kubectl annotate`. The
+identity that impersonates is given `impersonate` on `users` limited by `resourceNames` to every
+approver and backup approver of every TeamOwnership: it can act as no one else (not the requester
+of a request, not an administrator, not a ServiceAccount), and do nothing in its own name.
+
+Groups are never impersonated: Slack cannot tell which Kubernetes groups a user is in, so an
+approver known only by group (`approverGroups`) decides with kubectl, not from Slack.
+
+Pure and standard library only: `kubectl jit rbac slack` (which must not import pydantic) prints
+what `cluster_role` returns, and the chart renders the same rule from the list `usernames` yields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: The ClusterRole's name in a local run, and the chart's for a release named "jitaccess".
+ROLE_NAME = "jitaccess-slack-impersonator"
+_APPROVER_FIELDS = ("approvers", "backupApprovers")
+_GROUP_FIELDS = ("approverGroups", "backupApproverGroups")
+
+
+def usernames(teams: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every user a TeamOwnership (a raw object) names as an approver or backup approver, sorted."""
+    found: set[str] = set()
+    for team in teams:
+        spec = team.get("spec") or {}
+        for field in _APPROVER_FIELDS:
+            found.update(str(name) for name in spec.get(field) or [] if str(name))
+    return sorted(found)
+
+
+def group_only_teams(teams: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Teams that name approver groups (their members cannot decide from Slack): team -> groups."""
+    found: dict[str, list[str]] = {}
+    for team in teams:
+        spec = team.get("spec") or {}
+        groups = sorted({str(g) for field in _GROUP_FIELDS for g in spec.get(field) or []})
+        if groups:
+            found[str((team.get("metadata") or {}).get("name", ""))] = groups
+    return found
+
+
+def cluster_role(teams: Iterable[Mapping[str, Any]], name: str = ROLE_NAME) -> dict[str, Any]:
+    """The impersonating identity's ClusterRole: impersonate exactly these users, nothing else.
+
+    With no approver at all it has no rule: an empty `resourceNames` would mean *every* user.
+    """
+    users = usernames(teams)
+    rules = [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"], "resourceNames": users}]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "jitaccess"}},
+        "rules": rules if users else [],
+    }

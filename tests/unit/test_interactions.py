@@ -1,0 +1,383 @@
+"""The Slack interactivity endpoint alone: the signature, timestamp and replay gate, the payloads,
+who a Slack user is, and what each click becomes (a fake impersonator stands for the API server)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from jitaccess import metrics
+from jitaccess.adapters.impersonation import DecisionError
+from jitaccess.handlers import interactions
+from jitaccess.handlers.interactions import (
+    Endpoint,
+    Gate,
+    Interaction,
+    PayloadError,
+    UnknownUser,
+    email_username,
+    mapped_username,
+    parse,
+)
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+NOW = 1_700_000_000
+APPROVED, DENIED, REASON = "jitaccess.dev/approved", "jitaccess.dev/denied", "jitaccess.dev/decision-reason"
+LEDGER = {
+    "approvers": ["lena@example.com"],
+    "backupApprovers": ["carol@example.com"],
+    "notifications": {"slackUsers": {"carol@example.com": "U0CAROLSRE"}},  # her Slack email is another one
+}
+PAYMENTS = {"approvers": ["paula@example.com"], "notifications": {"slackUsers": {}}}
+
+
+def sign(body: bytes, stamp: int = NOW, secret: str = SECRET) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(stamp), "X-Slack-Signature": f"v0={digest}"}
+
+
+def form(payload: Mapping[str, Any]) -> bytes:
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def click(action: str, user: str = "U0LENA", request: str = "ledger-x1") -> bytes:
+    return form(
+        {
+            "type": "block_actions",
+            "user": {"id": user},
+            "trigger_id": "1234.5678",
+            "channel": {"id": "C0LEDGER1"},
+            "actions": [{"action_id": action, "value": request, "type": "button"}],
+        }
+    )
+
+
+def submission(reason: str, user: str = "U0LENA", request: str = "ledger-x1") -> bytes:
+    values = {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}
+    return form(
+        {
+            "type": "view_submission",
+            "user": {"id": user},
+            "view": {"callback_id": "deny", "private_metadata": request, "state": {"values": values}},
+        }
+    )
+
+
+# --- the gate ----------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(NOW)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_gate_passes_a_signed_delivery_once() -> None:
+    gate = Gate(SECRET, Clock())
+    body = click("approve")
+    assert gate.refusal(body, sign(body)) is None
+    assert gate.refusal(body, sign(body)) == "replayed"
+
+
+@pytest.mark.parametrize(
+    ("headers", "refusal"),
+    [
+        (lambda body: {}, "unsigned"),
+        (lambda body: {"X-Slack-Request-Timestamp": str(NOW)}, "unsigned"),
+        (lambda body: sign(body, NOW - 301), "stale"),
+        (lambda body: sign(body, NOW + 301), "stale"),
+        (lambda body: {"X-Slack-Request-Timestamp": "17e8", "X-Slack-Signature": "v0=00"}, "stale"),
+        (lambda body: sign(body, NOW, secret="another secret"), "forged"),
+        (lambda body: {"X-Slack-Request-Timestamp": str(NOW), "X-Slack-Signature": "v0=" + "0" * 64}, "forged"),
+    ],
+    ids=["none", "no-signature", "old", "future", "not-a-number", "other-secret", "made-up"],
+)
+def test_gate_refuses(headers: Callable[[bytes], dict[str, str]], refusal: str) -> None:
+    body = click("approve")
+    assert Gate(SECRET, Clock()).refusal(body, headers(body)) == refusal
+
+
+def test_gate_refuses_a_changed_body_and_bytes_that_are_not_text() -> None:
+    gate = Gate(SECRET, Clock())
+    body = click("approve")
+    assert gate.refusal(click("approve", user="U0MALLORY"), sign(body)) == "forged"
+    assert gate.refusal(b"\xff\xfe", sign(b"\xff\xfe")) == "forged"
+
+
+def test_gate_forgets_a_signature_once_its_timestamp_is_out_of_the_window() -> None:
+    clock = Clock()
+    gate = Gate(SECRET, clock)
+    body = click("approve")
+    assert gate.refusal(body, sign(body)) is None
+    clock.now += 299
+    assert gate.refusal(body, sign(body)) == "replayed"
+    clock.now += 2
+    assert gate.refusal(body, sign(body)) == "stale"  # no longer remembered, and still refused
+    later = click("deny")
+    assert gate.refusal(later, sign(later, int(clock.now))) is None
+    assert len(gate._seen) == 1
+
+
+# --- payloads ----------------------------------------------------------------------------------
+
+
+def test_parse_the_buttons_and_the_deny_modal() -> None:
+    assert parse(click("approve")) == Interaction("approve", "U0LENA", "ledger-x1", "C0LEDGER1", "1234.5678")
+    assert parse(click("deny")) == Interaction("deny", "U0LENA", "ledger-x1", "C0LEDGER1", "1234.5678")
+    assert parse(submission("  INC-7 not needed ")) == Interaction(
+        "deny-submit", "U0LENA", "ledger-x1", reason="INC-7 not needed"
+    )
+
+
+def test_parse_ignores_what_is_not_a_decision() -> None:
+    assert parse(click("open-details")) is None
+    assert parse(form({"type": "view_closed", "user": {"id": "U1"}})) is None
+    assert parse(form({"type": "view_submission", "user": {"id": "U1"}, "view": {"callback_id": "other"}})) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"payload=not-json",
+        b"something=else",
+        b"",
+        form({"type": "block_actions", "actions": [{"action_id": "approve", "value": "x"}]}),  # no user
+        click("approve", request="../../secrets/x"),
+        click("approve", request="A-Upper"),
+        click("approve", request=""),
+        click("approve", request="a" * 254),
+        urlencode({"payload": "[1, 2]"}).encode(),
+    ],
+)
+def test_parse_refuses_malformed_payloads(body: bytes) -> None:
+    with pytest.raises(PayloadError):
+        parse(body)
+
+
+def test_deny_modal_follows_the_contract() -> None:
+    modal = interactions.deny_modal("ledger-x1")
+    assert (modal["callback_id"], modal["private_metadata"]) == ("deny", "ledger-x1")
+    (reason,) = [b for b in modal["blocks"] if b["type"] == "input"]
+    assert reason["block_id"] == "reason" and reason["element"]["action_id"] == "reason"
+    assert reason["element"]["max_length"] == 1024
+
+
+# --- who clicked -------------------------------------------------------------------------------
+
+
+def test_explicit_mapping_first_and_unique() -> None:
+    assert mapped_username("U0CAROLSRE", [LEDGER, PAYMENTS]) == "carol@example.com"
+    assert mapped_username("U0LENA", [LEDGER, PAYMENTS]) is None
+    twice = {"notifications": {"slackUsers": {"paula@example.com": "U0CAROLSRE"}}}
+    with pytest.raises(UnknownUser, match="more than one Kubernetes user"):
+        mapped_username("U0CAROLSRE", [LEDGER, twice])
+
+
+def test_an_email_stands_for_its_username_unless_mapped_to_someone_else() -> None:
+    assert email_username("U0PAULA", "paula@example.com", [LEDGER, PAYMENTS]) == "paula@example.com"
+    with pytest.raises(UnknownUser, match="not to you"):
+        email_username("U0IMPOSTOR", "carol@example.com", [LEDGER])
+    assert email_username("U0CAROLSRE", "carol@example.com", [LEDGER]) == "carol@example.com"
+
+
+# --- the endpoint ------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeSlack:
+    emails: dict[str, str | None] = field(default_factory=dict)
+    ephemerals: list[tuple[str, str, str]] = field(default_factory=list)
+    views: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def ephemeral(self, channel: str, user: str, text: str) -> None:
+        self.ephemerals.append((channel, user, text))
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        self.views.append((trigger_id, view))
+
+    async def email_of(self, user_id: str) -> str | None:
+        return self.emails.get(user_id)
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeApiServer:
+    """Admits what `allow` says, as the user it is told; records every patch."""
+
+    refusals: dict[str, DecisionError] = field(default_factory=dict)  # username -> refusal
+    patches: list[tuple[str, str, dict[str, str], bool]] = field(default_factory=list)
+
+    def annotate_request(
+        self, name: str, username: str, annotations: Mapping[str, str], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        self.patches.append((name, username, dict(annotations), dry_run))
+        if username in self.refusals:
+            raise self.refusals[username]
+        return {}
+
+
+@dataclass
+class Harness:
+    client: TestClient[aiohttp.web.Request, aiohttp.web.Application]
+    slack: FakeSlack
+    api: FakeApiServer
+    endpoint: Endpoint
+
+    async def post(self, body: bytes, headers: Mapping[str, str] | None = None) -> aiohttp.ClientResponse:
+        signed = sign(body, int(time.time())) if headers is None else dict(headers)
+        response = await self.client.post("/slack/interactions", data=body, headers=signed)
+        await response.read()
+        await self.endpoint.close()  # the ephemeral replies, sent after the answer
+        return response
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    slack = FakeSlack(emails={"U0LENA": "lena@example.com", "U0ALICE": "alice@example.com", "U0GHOST": None})
+    api = FakeApiServer()
+    endpoint = Endpoint(Gate(SECRET), slack, api, lambda: [LEDGER, PAYMENTS])
+    async with TestClient(TestServer(endpoint.app(), host="127.0.0.1")) as client:
+        yield Harness(client, slack, api, endpoint)
+
+
+def counted(action: str, result: str) -> float:
+    value = metrics.SLACK_INTERACTIONS.labels(action, result)._value.get()
+    return float(value)
+
+
+async def test_approve_is_patched_as_the_clicking_user(harness: Harness) -> None:
+    before = counted("approve", "applied")
+    response = await harness.post(click("approve"))
+    assert response.status == 200
+    assert harness.api.patches == [("ledger-x1", "lena@example.com", {APPROVED: "true"}, False)]
+    assert harness.slack.ephemerals == [("C0LEDGER1", "U0LENA", "You approved AccessRequest ledger-x1.")]
+    assert counted("approve", "applied") == before + 1
+
+
+async def test_a_refusal_is_the_api_servers_words_to_the_clicker_alone(harness: Harness) -> None:
+    harness.api.refusals["alice@example.com"] = DecisionError(
+        403, "alice@example.com requested this access and cannot decide on it: ask an approver of the team"
+    )
+    before = counted("approve", "refused")
+    response = await harness.post(click("approve", user="U0ALICE"))
+    assert response.status == 200
+    ((channel, user, text),) = harness.slack.ephemerals
+    assert (channel, user) == ("C0LEDGER1", "U0ALICE")
+    assert (
+        text
+        == "Not applied: alice@example.com requested this access and cannot decide on it: ask an approver of the team"
+    )
+    assert counted("approve", "refused") == before + 1
+
+
+async def test_impersonation_refused_says_who_jitaccess_acts_for(harness: Harness) -> None:
+    harness.api.refusals["alice@example.com"] = DecisionError(
+        403, 'users "alice@example.com" is forbidden: User "imp" cannot impersonate resource "users" in API group ""'
+    )
+    await harness.post(click("approve", user="U0ALICE"))
+    ((_, _, text),) = harness.slack.ephemerals
+    assert "only for the approvers and backup approvers the TeamOwnerships name" in text
+    assert "kubectl jit rbac slack" in text and "kubectl jit approve ledger-x1" in text
+    assert "&quot;" not in text and '"users"' in text
+
+
+async def test_unknown_user_is_told_the_fix_and_nothing_is_patched(harness: Harness) -> None:
+    await harness.post(click("approve", user="U0GHOST"))
+    assert harness.api.patches == []
+    ((_, user, text),) = harness.slack.ephemerals
+    assert user == "U0GHOST" and "spec.notifications.slackUsers" in text
+
+
+async def test_explicit_mapping_is_who_the_patch_is_made_as(harness: Harness) -> None:
+    await harness.post(click("approve", user="U0CAROLSRE"))
+    assert harness.api.patches[0][1] == "carol@example.com"
+
+
+async def test_deny_asks_the_api_server_then_opens_the_modal(harness: Harness) -> None:
+    response = await harness.post(click("deny"))
+    assert response.status == 200
+    ((name, username, annotations, dry_run),) = harness.api.patches
+    assert (name, username, dry_run) == ("ledger-x1", "lena@example.com", True)
+    assert annotations[DENIED] == "true"
+    ((trigger, view),) = harness.slack.views
+    assert trigger == "1234.5678" and view["private_metadata"] == "ledger-x1"
+
+
+async def test_deny_by_someone_refused_opens_no_modal(harness: Harness) -> None:
+    harness.api.refusals["alice@example.com"] = DecisionError(403, "alice@example.com requested this access")
+    await harness.post(click("deny", user="U0ALICE"))
+    assert harness.slack.views == []
+    assert "requested this access" in harness.slack.ephemerals[0][2]
+
+
+async def test_deny_submission_patches_the_reason_as_the_user(harness: Harness) -> None:
+    response = await harness.post(submission("INC-7 not needed"))
+    assert response.status == 200 and await response.text() == ""
+    assert harness.api.patches == [
+        ("ledger-x1", "lena@example.com", {DENIED: "true", REASON: "INC-7 not needed"}, False)
+    ]
+
+
+async def test_deny_submission_refused_shows_the_error_in_the_modal(harness: Harness) -> None:
+    harness.api.refusals["lena@example.com"] = DecisionError(409, "this request was already approved by paula")
+    response = await harness.post(submission("INC-7"))
+    assert response.status == 200
+    assert await response.json() == {
+        "response_action": "errors",
+        "errors": {"reason": "Not applied: this request was already approved by paula"},
+    }
+    assert harness.slack.ephemerals == []
+
+
+async def test_an_empty_reason_is_refused_before_the_api_server(harness: Harness) -> None:
+    response = await harness.post(submission("   "))
+    assert (await response.json())["errors"]["reason"].startswith("say why")
+    assert harness.api.patches == []
+
+
+async def test_forged_replayed_and_old_deliveries_are_refused_unread(harness: Harness) -> None:
+    body = click("approve")
+    forged = await harness.post(body, sign(body, int(time.time()), secret="guessed"))
+    old = await harness.post(body, sign(body, int(time.time()) - 301))
+    assert (forged.status, old.status) == (401, 401)
+    headers = sign(body, int(time.time()))
+    first, again = await harness.post(body, headers), await harness.post(body, headers)
+    assert (first.status, again.status) == (200, 401)
+    assert len(harness.api.patches) == 1
+    assert len(harness.slack.ephemerals) == 1
+
+
+async def test_health(harness: Harness) -> None:
+    response = await harness.client.get("/slack/healthz")
+    assert response.status == 200 and await response.text() == "ok"
+
+
+async def test_an_api_server_that_does_not_answer_in_time_is_said(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(interactions, "ANSWER_WITHIN", 0.2)
+    real = harness.api.annotate_request
+
+    def slow(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harness.api, "annotate_request", slow)
+    started = time.monotonic()
+    response = await harness.post(click("approve"))
+    assert response.status == 200 and time.monotonic() - started < 0.45
+    assert "could not confirm" in harness.slack.ephemerals[0][2]
