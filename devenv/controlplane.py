@@ -37,6 +37,8 @@ from types import MappingProxyType
 from typing import Final, Self
 
 from devenv.kubeconfigs import ADMIN_FILE, write_admin, write_client_cert_user, write_users
+from devenv.node import CONTROLLERS as NODE_CONTROLLERS
+from devenv.node import Node, apiserver_flags
 from devenv.paths import CONTROLPLANE_BUILD
 from devenv.pki import CA_CERT, ControlPlanePki, issue_client_cert, write_private
 from devenv.processes import ChildProcess, built_binary, child_env, free_ports, wait_for
@@ -175,6 +177,7 @@ class _Started:
         self.user_kubeconfigs = write_users(workdir / _USERS_DIR, self.server_url, self.pki, self.tokens)
         self.processes: list[ChildProcess] = []
         self.controller_manager: ChildProcess | None = None
+        self.node: Node | None = None
 
     def write_token_file(self) -> Path:
         lines = []
@@ -198,7 +201,9 @@ class ControlPlane:
     Its attributes are available once `start` has returned.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, with_node: bool = False) -> None:
+        """``with_node``: also a node (`devenv.node`) that runs Pods: root only, see that module."""
+        self._with_node = with_node
         self._keep_workdir = os.environ.get(KEEP_ENV, "") not in ("", "0")
         self._started: _Started | None = None
         self._lock = threading.Lock()
@@ -232,6 +237,16 @@ class ControlPlane:
             )
             if controller_manager:
                 self.start_controller_manager()
+            if self._with_node:
+                pki = started.pki
+                started.node = Node(
+                    workdir / "node",
+                    server_url=started.server_url,
+                    ca_file=pki.ca_file,
+                    admin_kubeconfig=started.admin_kubeconfig,
+                    admin_cert=pki.admin_cert,
+                    admin_key=pki.admin_key,
+                ).start()
         except BaseException:
             # The logs the error points at stay until a later process finds this dir stale.
             self._stop(remove_workdir=False)
@@ -271,6 +286,7 @@ class ControlPlane:
                 f"--cert-dir={workdir / 'apiserver-certs'}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *(apiserver_flags(pki.admin_cert, pki.admin_key) if self._with_node else []),
             ],
         )
         probe = _AdminHttp(started.server_url, pki)
@@ -291,7 +307,7 @@ class ControlPlane:
                 "kube-controller-manager",
                 [
                     f"--kubeconfig={started.admin_kubeconfig}",
-                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--controllers={','.join(CONTROLLERS + (NODE_CONTROLLERS if self._with_node else ()))}",
                     f"--service-account-private-key-file={pki.sa_private}",
                     f"--root-ca-file={pki.ca_file}",
                     "--use-service-account-credentials=false",
@@ -321,8 +337,11 @@ class ControlPlane:
         with self._lock:
             started = self._started
             processes, workdir = (started.processes, started.workdir) if started else ([], None)
+            node = started.node if started else None
             if started is not None:
-                started.processes, started.controller_manager = [], None
+                started.processes, started.controller_manager, started.node = [], None, None
+        if node is not None:
+            node.stop()  # while the API server runs: its Pods are deleted through it
         for process in reversed(processes):
             process.stop()
         with _LIVE_LOCK:
@@ -344,6 +363,14 @@ class ControlPlane:
         self.stop()
 
     # -- what tests use ----------------------------------------------------------------------
+
+    @property
+    def node(self) -> Node:
+        """The node of a ``ControlPlane(with_node=True)``."""
+        started = self._require()
+        if started.node is None:
+            raise ControlPlaneError("this control plane has no node: ControlPlane(with_node=True)")
+        return started.node
 
     @property
     def binary(self) -> Path:
