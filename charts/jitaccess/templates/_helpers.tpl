@@ -129,3 +129,17 @@ the root context, so the Secret and the Deployment's checksum annotation see the
 {{- define "jitaccess.leaseName" -}}
 {{- .Values.leaderElection.leaseName | default (include "jitaccess.fullname" .) -}}
 {{- end }}
+
+{{/* The Slack interactivity endpoint is on: Slack is, and its interactions are. */}}
+{{- define "jitaccess.slackInteractions" -}}
+{{- if and .Values.slack.enabled .Values.slack.interactions.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The ServiceAccount that applies Slack decisions (impersonating the approvers), and its ClusterRole. */}}
+{{- define "jitaccess.slackServiceAccountName" -}}
+{{- printf "%s-slack" (include "jitaccess.fullname" .) }}
+{{- end }}
+
+{{- define "jitaccess.slackImpersonatorRole" -}}
+{{- printf "%s-slack-impersonator" (include "jitaccess.fullname" .) }}
+{{- end }}

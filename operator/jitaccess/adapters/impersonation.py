@@ -131,9 +131,12 @@ class Impersonator:
         return cls(kubernetes.client.ApiClient(config), timeout=timeout)
 
     @classmethod
-    def from_service_account(cls, account: str, *, timeout: float = 2.0) -> Impersonator:
-        """The API server and its CA as the operator reaches them; the credentials a token of `account`."""
-        operator = kubernetes.client.Configuration.get_default_copy()
+    def from_service_account(
+        cls, account: str, *, timeout: float = 2.0, operator: kubernetes.client.Configuration | None = None
+    ) -> Impersonator:
+        """The API server and its CA as the operator reaches them (its client configuration, by default
+        the process's); the credentials tokens of `account`, which the operator asks for."""
+        operator = operator or kubernetes.client.Configuration.get_default_copy()
         config = kubernetes.client.Configuration(host=operator.host)
         config.ssl_ca_cert, config.verify_ssl = operator.ssl_ca_cert, operator.verify_ssl
         config.tls_server_name = operator.tls_server_name
