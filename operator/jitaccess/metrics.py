@@ -53,3 +53,14 @@ SLACK_INTERACTIONS = Counter(
 ACTIVE_GRANTS = "jitaccess_active_grants"
 PENDING_REQUESTS = "jitaccess_pending_requests"
 OLDEST_PENDING = "jitaccess_oldest_pending_request_age_seconds"
+NOTIFICATIONS = Counter(
+    "jitaccess_notifications_total",
+    "Notices by sink (slack, webhook), event (pending, approved, granted, expiring, ...) and result "
+    "(sent, retry, refused, skipped, stale)",
+    ["sink", "event", "result"],
+)
+NOTIFICATION_DELAY = Histogram(
+    "jitaccess_notification_delay_seconds",
+    "From the step (its stored time) to the notice's delivery",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)

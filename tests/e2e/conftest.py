@@ -10,22 +10,49 @@ import pytest
 
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
+from devenv.eventsink import EventSinkReceiver
+from devenv.notifications import LocalNotifications
 from devenv.operator_process import OperatorProcess
 from devenv.replicas import Replicas
+from devenv.slack import SlackStandIn
 from tests.support.harness import OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, eventually, install
 
 
 @pytest.fixture(scope="session")
+def notifications() -> Iterator[LocalNotifications]:
+    """The example Slack workspace and a CloudEvents receiver, which the session operator tells."""
+    local = LocalNotifications().start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def slack(notifications: LocalNotifications) -> SlackStandIn:
+    return notifications.slack
+
+
+@pytest.fixture
+def events(notifications: LocalNotifications) -> EventSinkReceiver:
+    return notifications.events
+
+
+@pytest.fixture(scope="session")
 def jit(
-    control_plane: ControlPlane, identity_center: IdentityCenterEmulator, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane,
+    identity_center: IdentityCenterEmulator,
+    notifications: LocalNotifications,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Jit]:
     install(control_plane)
     workdir = tmp_path_factory.mktemp("operator")
+    env = OPERATOR_ENV | notifications.operator_env()
     if os.environ.get("JITACCESS_E2E_REPLICAS") == "2":
-        operator = _survivor(control_plane, identity_center, workdir)
+        operator = _survivor(control_plane, identity_center, workdir, env)
     else:
         operator = OperatorProcess(
-            control_plane.admin_kubeconfig, identity_center.env(), workdir / "operator.log", extra_env=OPERATOR_ENV
+            control_plane.admin_kubeconfig, identity_center.env(), workdir / "operator.log", extra_env=env
         )
         operator.start()
     system = Jit(control_plane, identity_center, operator)
@@ -51,10 +78,12 @@ def system(jit: Jit) -> Iterator[Jit]:
         assert jit.members(group) == set(), f"memberships left behind in {group}"
 
 
-def _survivor(control_plane: ControlPlane, identity_center: IdentityCenterEmulator, workdir: Path) -> OperatorProcess:
+def _survivor(
+    control_plane: ControlPlane, identity_center: IdentityCenterEmulator, workdir: Path, env: dict[str, str]
+) -> OperatorProcess:
     """JITACCESS_E2E_REPLICAS=2: the operator scaled to two replicas electing a leader, and the one
     that led stopped: the tier runs against the standby that took over (and its webhooks)."""
-    replicas = Replicas(2, control_plane.admin_kubeconfig, identity_center.env(), workdir, env=OPERATOR_ENV)
+    replicas = Replicas(2, control_plane.admin_kubeconfig, identity_center.env(), workdir, env=env)
     replicas.start()
     (leader,) = eventually(lambda: replicas.leaders() or None, timeout=10, what="a replica leads")
     replicas[leader].stop()

@@ -228,7 +228,8 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
         out.extend(_slack(escalated, audit.ESCALATED, f"@{user}") for user in backups)
     for action, record in records.items():
         if action in _DECISIONS:
-            out.append(_slack(record, action, TEAM_MESSAGE))
+            by = str((record.get("actor") or {}).get("username") or "")
+            out.append(_slack(record, action, TEAM_MESSAGE, (by,) if by and by != audit.OPERATOR else ()))
             if requester:
                 out.append(_slack(record, action, f"@{requester}"))
     return out

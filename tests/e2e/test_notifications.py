@@ -1,0 +1,135 @@
+"""Notifications end to end: the session operator tells the example Slack workspace (the strict
+stand-in) and a CloudEvents receiver; decisions come back through Slack as the clicking user."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from devenv.eventsink import EventSinkReceiver
+from devenv.notifications import slack_id_of
+from devenv.slack import Message, SlackStandIn
+from tests.support.harness import Jit, eventually
+
+ALICE, LENA, BOB = "alice@example.com", "lena@example.com", "bob@example.com"
+LEDGER_CHANNEL, PAYMENTS_CHANNEL = "C0LEDGER1", "C0PAYMENTS1"
+OUTAGE_SECONDS = 60
+
+
+def _about(slack: SlackStandIn, name: str, channel: str | None = None) -> list[Message]:
+    return [m for m in slack.messages(channel) if f"`{name}`" in json.dumps(m.blocks) or name in (m.text or "")]
+
+
+def _buttons(message: Message) -> list[dict[str, Any]]:
+    return [e for b in message.blocks or [] if b.get("type") == "actions" for e in b.get("elements", [])]
+
+
+def _dms(slack: SlackStandIn, user: str, name: str) -> list[Message]:
+    return [m for m in _about(slack, name) if m.channel in (slack_id_of(user), f"D{slack_id_of(user)[1:]}")]
+
+
+def _events(events: EventSinkReceiver, name: str) -> dict[str, Any]:
+    return {e.get_type(): e for e in events.events() if e.get_subject() == name}
+
+
+def test_a_waiting_request_reaches_its_approvers_and_the_message_follows_a_kubectl_decision(
+    system: Jit, slack: SlackStandIn, events: EventSinkReceiver
+) -> None:
+    system.request("alice-ledger-n1", "prod-eng-ledger", user=ALICE, reason="LEDGER-12 reconcile the books")
+    (message,) = eventually(lambda: _about(slack, "alice-ledger-n1", LEDGER_CHANNEL), what="the approvers' message")
+    assert [(b["action_id"], b["value"]) for b in _buttons(message)] == [
+        ("approve", "alice-ledger-n1"),
+        ("deny", "alice-ledger-n1"),
+    ]
+    shown = json.dumps(message.blocks)
+    assert "LEDGER-12 reconcile the books" in shown and "prod-eng-ledger" in shown
+    assert f"<@{slack_id_of(LENA)}>" in shown, "the tech lead is mentioned by Slack id (found by email)"
+    assert "kubectl jit approve alice-ledger-n1" in shown
+
+    system.kubectl("annotate", "accessrequest", "alice-ledger-n1", "jitaccess.dev/approved=true", user=LENA)
+    system.wait_reason("accessrequest", "alice-ledger-n1", "Granted")
+    updated = eventually(
+        lambda: next((m for m in _about(slack, "alice-ledger-n1", LEDGER_CHANNEL) if m.updates), None),
+        what="the approvers' message updated",
+    )
+    assert updated.ts == message.ts, "the same message, updated in place"
+    assert _buttons(updated) == [], "no live button once decided"
+    assert "Approved" in json.dumps(updated.blocks) and f"<@{slack_id_of(LENA)}>" in json.dumps(updated.blocks)
+    eventually(lambda: len(_dms(slack, ALICE, "alice-ledger-n1")) >= 2 or None, what="approved + granted DMs")
+
+    seen = eventually(
+        lambda: (found := _events(events, "alice-ledger-n1")) and len(found) >= 4 and found, what="events"
+    )
+    for step in ("request.pending", "request.requested", "request.approved", "grant.granted"):
+        assert f"dev.jitaccess.{step}" in seen, step
+    approved = seen["dev.jitaccess.request.approved"]
+    assert approved.get_source() == "/apis/jitaccess.dev/v1alpha1/accessrequests/alice-ledger-n1"
+    assert approved.get_data()["actor"]["username"] == LENA
+    assert approved.get_id() == f"{system.get('accessrequest', 'alice-ledger-n1')['metadata']['uid']}/approved"
+    sent = eventually(
+        lambda: (
+            (s := system.get("accessrequest", "alice-ledger-n1")["status"].get("notifications"))
+            and "slack:team-message:approved" in s["sent"]
+            and s
+        ),
+        what="delivery recorded in status",
+    )
+    assert sent["slackChannel"] == LEDGER_CHANNEL and sent["slackTs"] == message.ts
+    assert events.refusals() == [], "every event signed with the shared secret"
+
+
+def test_an_own_team_request_tells_only_its_requester(system: Jit, slack: SlackStandIn) -> None:
+    system.request("alice-own-n2", "prod-eng-payments", user=ALICE)
+    system.wait_reason("accessrequest", "alice-own-n2", "Granted")
+    (dm,) = eventually(lambda: _dms(slack, ALICE, "alice-own-n2"), what="the granted DM")
+    assert "active until" in (dm.text or "")
+    assert _about(slack, "alice-own-n2", PAYMENTS_CHANNEL) == [], "auto-approved: no approvers' message"
+
+
+def test_a_slack_outage_delays_no_grant_and_loses_no_message(system: Jit, slack: SlackStandIn) -> None:
+    slack.down(True)
+    back = time.monotonic() + OUTAGE_SECONDS
+    try:
+        system.request("bob-own-n4", "prod-eng-ledger", user=BOB)
+        system.wait_reason("accessrequest", "bob-own-n4", "Granted", timeout=10)  # Slack's outage is not ours
+        system.request("alice-ledger-n4", "prod-eng-ledger", user=ALICE)
+        system.wait_reason("accessrequest", "alice-ledger-n4", "Pending")
+        eventually(
+            lambda: any(c.status == 503 for c in slack.calls("chat.postMessage")) or None, what="tried while down"
+        )
+        time.sleep(max(0.0, back - time.monotonic()))
+    finally:
+        slack.down(False)
+    eventually(lambda: _about(slack, "alice-ledger-n4", LEDGER_CHANNEL), timeout=90, what="the message once back")
+    eventually(lambda: _dms(slack, BOB, "bob-own-n4"), timeout=90, what="the granted DM once back")
+    assert len(_about(slack, "alice-ledger-n4", LEDGER_CHANNEL)) == 1
+    assert len(_dms(slack, BOB, "bob-own-n4")) == 1
+
+
+def test_a_crash_between_decision_and_update_updates_the_message_exactly_once(system: Jit, slack: SlackStandIn) -> None:
+    system.request("alice-ledger-n5", "prod-eng-ledger", user=ALICE)
+    (message,) = eventually(lambda: _about(slack, "alice-ledger-n5", LEDGER_CHANNEL), what="the approvers' message")
+    slack.down(True)
+    try:
+        system.kubectl("annotate", "accessrequest", "alice-ledger-n5", "jitaccess.dev/approved=true", user=LENA)
+        system.wait_reason("accessrequest", "alice-ledger-n5", "Granted")
+        eventually(lambda: any(c.status == 503 for c in slack.calls("chat.update")) or None, what="update tried")
+        system.operator.kill()
+    finally:
+        slack.down(False)
+    system.operator.start()
+    updated = eventually(
+        lambda: next((m for m in _about(slack, "alice-ledger-n5", LEDGER_CHANNEL) if m.updates), None),
+        timeout=60,
+        what="the update after the restart",
+    )
+    assert updated.ts == message.ts
+    eventually(
+        lambda: (
+            "slack:team-message:approved"
+            in (system.get("accessrequest", "alice-ledger-n5")["status"].get("notifications") or {}).get("sent", [])
+        ),
+        what="the update recorded",
+    )
+    assert [m.updates for m in _about(slack, "alice-ledger-n5", LEDGER_CHANNEL)] == [1]
