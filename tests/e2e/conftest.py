@@ -15,6 +15,7 @@ from devenv.notifications import LocalNotifications
 from devenv.operator_process import OperatorProcess
 from devenv.replicas import Replicas
 from devenv.slack import SlackStandIn
+from devenv.slack_identity import impersonator_kubeconfig
 from tests.support.harness import OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, eventually, install
 
 
@@ -47,6 +48,8 @@ def jit(
 ) -> Iterator[Jit]:
     install(control_plane)
     workdir = tmp_path_factory.mktemp("operator")
+    # Slack decisions are applied as the clicking user by the narrow impersonating identity.
+    notifications.impersonator_kubeconfig = impersonator_kubeconfig(control_plane)
     env = OPERATOR_ENV | notifications.operator_env()
     if os.environ.get("JITACCESS_E2E_REPLICAS") == "2":
         operator = _survivor(control_plane, identity_center, workdir, env)

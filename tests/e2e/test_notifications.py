@@ -133,3 +133,71 @@ def test_a_crash_between_decision_and_update_updates_the_message_exactly_once(sy
         what="the update recorded",
     )
     assert [m.updates for m in _about(slack, "alice-ledger-n5", LEDGER_CHANNEL)] == [1]
+
+
+def _button_of(slack: SlackStandIn, name: str, action: str) -> Message:
+    def find() -> Message | None:
+        try:
+            return slack.find_button(name, action, LEDGER_CHANNEL)[0]
+        except LookupError:
+            return None
+
+    return eventually(find, what=f"the {action} button of {name}")
+
+
+def test_the_tech_lead_approves_with_a_click_applied_as_herself(system: Jit, slack: SlackStandIn) -> None:
+    system.request("alice-ledger-n6", "prod-eng-ledger", user=ALICE)
+    message = _button_of(slack, "alice-ledger-n6", "approve")
+    status, _ = slack.click(slack_id_of(LENA), message, "approve")
+    assert status == 200
+    granted = system.wait_reason("accessrequest", "alice-ledger-n6", "Granted")
+    assert granted["status"]["approvedBy"] == LENA
+    # Stamped by the admission webhook from the authenticated (impersonated) user, as for kubectl.
+    assert granted["metadata"]["annotations"]["jitaccess.dev/approved-by"] == LENA
+    assert system.members("prod-eng-ledger") == {ALICE}
+    updated = eventually(
+        lambda: next((m for m in _about(slack, "alice-ledger-n6", LEDGER_CHANNEL) if m.updates), None),
+        what="the message updated",
+    )
+    assert _buttons(updated) == [] and "Approved" in json.dumps(updated.blocks)
+
+
+def test_a_deny_click_asks_for_the_reason_the_requester_then_reads(system: Jit, slack: SlackStandIn) -> None:
+    system.request("alice-ledger-n7", "prod-eng-ledger", user=ALICE)
+    message = _button_of(slack, "alice-ledger-n7", "deny")
+    status, _ = slack.click(slack_id_of(LENA), message, "deny")
+    assert status == 200
+    (view,) = eventually(
+        lambda: [v for v in slack.views() if v.private_metadata == "alice-ledger-n7" and not v.closed],
+        what="the deny modal",
+    )
+    assert system.ready_reason("accessrequest", "alice-ledger-n7") == "Pending", "a click alone denies nothing"
+    status, _ = slack.submit_view(slack_id_of(LENA), view.id, {"reason": {"reason": "use the read-only role"}})
+    assert status == 200
+    denied = system.wait_reason("accessrequest", "alice-ledger-n7", "Denied")
+    assert denied["status"]["deniedBy"] == LENA
+    assert denied["status"]["decisionReason"] == "use the read-only role"
+    (dm,) = eventually(
+        lambda: [m for m in _dms(slack, ALICE, "alice-ledger-n7") if "Denied" in json.dumps(m.blocks)],
+        what="the requester told",
+    )
+    assert "use the read-only role" in json.dumps(dm.blocks)
+    assert system.members("prod-eng-ledger") == set()
+
+
+def test_the_requesters_own_click_is_refused_and_told_why(system: Jit, slack: SlackStandIn) -> None:
+    system.request("alice-ledger-n8", "prod-eng-ledger", user=ALICE)
+    message = _button_of(slack, "alice-ledger-n8", "approve")
+    slack.click(slack_id_of(ALICE), message, "approve")
+    (told,) = eventually(
+        lambda: (
+            [e for e in slack.ephemerals() if e.user == slack_id_of(ALICE) and "alice-ledger-n8" in (e.text or "")]
+            or None
+        ),
+        what="an ephemeral refusal",
+    )
+    assert system.ready_reason("accessrequest", "alice-ledger-n8") == "Pending"
+    assert system.members("prod-eng-ledger") == set()
+    (still,) = _about(slack, "alice-ledger-n8", LEDGER_CHANNEL)
+    assert still.updates == 0 and _buttons(still), "the buttons stay live for the real approver"
+    assert told.channel == LEDGER_CHANNEL
