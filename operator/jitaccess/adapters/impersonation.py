@@ -140,6 +140,8 @@ class Impersonator:
         config = kubernetes.client.Configuration(host=operator.host)
         config.ssl_ca_cert, config.verify_ssl = operator.ssl_ca_cert, operator.verify_ssl
         config.tls_server_name = operator.tls_server_name
+        # The client calls the hook only for a key it has: this one, which the hook fills before each call.
+        config.api_key = {"authorization": ""}
         config.refresh_api_key_hook = _TokenRequests(  # type: ignore[assignment]
             ServiceAccountRef.parse(account), kubernetes.client.ApiClient(operator), timeout
         )

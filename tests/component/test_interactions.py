@@ -1,0 +1,212 @@
+"""The Slack interactivity endpoint against the real API server: signed clicks, in process, applied
+by the narrow impersonator (a minted user bound to the ClusterRole `kubectl jit rbac slack` prints,
+or a ServiceAccount whose tokens come from the TokenRequest API) as the clicking user.
+
+The control plane here runs RBAC (examples/rbac.yaml) but no admission webhook, so nothing stamps
+`approved-by`: these tests show that the API server authorizes each patch as the clicking user
+(RBAC tells them apart) and that the impersonator can act as nobody else. The whole gate, webhooks
+included, is tried in tests/e2e/test_attacks_slack.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import kubernetes
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from devenv.controlplane import ControlPlane
+from devenv.slack_identity import IMPERSONATOR, ROLE, apply_role, example_teams, impersonator_kubeconfig
+from jitaccess.adapters.impersonation import DecisionError, Impersonator
+from jitaccess.handlers.interactions import Endpoint, Gate
+from tests.support.harness import install_rbac
+
+SECRET = "component-signing-secret"
+APPROVED, DENIED, REASON = "jitaccess.dev/approved", "jitaccess.dev/denied", "jitaccess.dev/decision-reason"
+EMAILS = {f"U0{n.upper()}": f"{n}@example.com" for n in ("alice", "bob", "lena", "carol", "mallory")}
+ACCOUNT = "jitaccess-slack-component"
+
+
+@pytest.fixture(scope="module")
+def cluster(control_plane: ControlPlane) -> Iterator[ControlPlane]:
+    install_rbac(control_plane)
+    yield control_plane
+    control_plane.kubectl("delete", "clusterrolebinding,clusterrole", ROLE, "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(cluster: ControlPlane) -> Path:
+    return impersonator_kubeconfig(cluster)
+
+
+@pytest.fixture
+def request_name(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "slack-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
+    body = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessRequest",
+        "metadata": {"name": name},
+        "spec": {"entitlement": "prod-eng-ledger", "reason": "INFRA-1 slack", "requester": "bob@example.com"},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+    yield name
+    cluster.kubectl("delete", "accessrequest", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+@dataclass
+class Slack:
+    ephemerals: list[tuple[str, str, str]] = field(default_factory=list)
+    views: list[dict[str, Any]] = field(default_factory=list)
+
+    async def ephemeral(self, channel: str, user: str, text: str) -> None:
+        self.ephemerals.append((channel, user, text))
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        self.views.append(view)
+
+    async def email_of(self, user_id: str) -> str | None:
+        return EMAILS.get(user_id)
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class Served:
+    client: TestClient[aiohttp.web.Request, aiohttp.web.Application]
+    slack: Slack
+    endpoint: Endpoint
+
+    async def post(self, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        stamp = str(int(time.time()))
+        signature = hmac.new(SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+        headers = {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={signature}"}
+        response = await self.client.post("/slack/interactions", data=body, headers=headers)
+        await response.read()
+        await self.endpoint.close()
+        return response
+
+    async def click(self, user: str, action: str, name: str) -> aiohttp.ClientResponse:
+        return await self.post(
+            {
+                "type": "block_actions",
+                "user": {"id": user},
+                "trigger_id": "1.2",
+                "channel": {"id": "C0LEDGER1"},
+                "actions": [{"action_id": action, "value": name}],
+            }
+        )
+
+
+@pytest.fixture
+async def served(kubeconfig: Path) -> AsyncIterator[Served]:
+    slack = Slack()
+    impersonator = Impersonator.from_kubeconfig(str(kubeconfig))
+    specs = [team["spec"] for team in example_teams()]
+    endpoint = Endpoint(Gate(SECRET), slack, impersonator, lambda: specs)
+    async with TestClient(TestServer(endpoint.app(), host="127.0.0.1")) as client:
+        yield Served(client, slack, endpoint)
+    impersonator.close()
+
+
+def annotations_of(cluster: ControlPlane, name: str) -> dict[str, str]:
+    obj = json.loads(cluster.kubectl("get", "accessrequest", name, "-o", "json").stdout)
+    return dict(obj["metadata"].get("annotations") or {})
+
+
+async def test_an_approvers_click_is_applied_as_that_approver(
+    cluster: ControlPlane, served: Served, request_name: str
+) -> None:
+    started = time.monotonic()
+    response = await served.click("U0LENA", "approve", request_name)
+    took = time.monotonic() - started
+    assert response.status == 200
+    assert annotations_of(cluster, request_name).get(APPROVED) == "true"
+    assert served.slack.ephemerals == [("C0LEDGER1", "U0LENA", f"You approved AccessRequest {request_name}.")]
+    assert took < 3, f"{took:.2f} s from click to answer"
+    print(f"click to stored annotation: {took * 1000:.0f} ms")
+
+
+async def test_nobody_but_the_listed_approvers_can_be_acted_as(
+    cluster: ControlPlane, served: Served, request_name: str
+) -> None:
+    for user in ("U0MALLORY", "U0ALICE"):
+        await served.click(user, "approve", request_name)
+    assert annotations_of(cluster, request_name) == {}
+    texts = [text for _, _, text in served.slack.ephemerals]
+    assert len(texts) == 2 and all("cannot impersonate" in t and "kubectl jit rbac slack" in t for t in texts)
+
+
+async def test_the_patch_is_authorized_as_the_clicking_user(
+    cluster: ControlPlane, served: Served, request_name: str
+) -> None:
+    # bob may be impersonated here, but bob (a requester) may not patch requests: RBAC says so *as bob*.
+    apply_role(cluster, [*example_teams(), {"spec": {"approvers": ["bob@example.com"]}}])
+    try:
+        await served.click("U0BOB", "approve", request_name)
+    finally:
+        apply_role(cluster, example_teams())
+    ((_, _, text),) = served.slack.ephemerals
+    assert 'User "bob@example.com" cannot patch resource "accessrequests"' in text, text
+    assert annotations_of(cluster, request_name) == {}
+
+
+async def test_deny_asks_for_the_reason_then_applies_it_as_the_user(
+    cluster: ControlPlane, served: Served, request_name: str
+) -> None:
+    await served.click("U0LENA", "deny", request_name)
+    assert annotations_of(cluster, request_name) == {}  # the question was a dry run
+    (view,) = served.slack.views
+    values = {"reason": {"reason": {"type": "plain_text_input", "value": "INC-9 not needed"}}}
+    view = {**view, "state": {"values": values}}
+    response = await served.post({"type": "view_submission", "user": {"id": "U0LENA"}, "view": view})
+    assert response.status == 200 and await response.text() == ""
+    assert annotations_of(cluster, request_name) == {DENIED: "true", REASON: "INC-9 not needed"}
+
+
+def test_the_impersonator_itself_may_do_nothing_else(cluster: ControlPlane, kubeconfig: Path) -> None:
+    impersonator = Impersonator.from_kubeconfig(str(kubeconfig))
+    try:
+        assert impersonator.may_impersonate("lena@example.com")
+        assert not impersonator.may_impersonate("mallory@example.com")
+        assert not impersonator.may_impersonate("system:admin")
+    finally:
+        impersonator.close()
+    as_itself = cluster.kubectl("--kubeconfig", str(kubeconfig), "get", "accessrequests", check=False)
+    assert as_itself.returncode != 0 and f'User "{IMPERSONATOR}" cannot list' in as_itself.stderr
+
+
+def test_a_service_accounts_tokens_from_the_token_request_api(cluster: ControlPlane, request_name: str) -> None:
+    cluster.kubectl("create", "serviceaccount", ACCOUNT, "-n", "default")
+    cluster.kubectl(
+        "create", "clusterrolebinding", ACCOUNT, f"--clusterrole={ROLE}", f"--serviceaccount=default:{ACCOUNT}"
+    )
+    operator = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(cluster.admin_kubeconfig), client_configuration=operator, persist_config=False
+    )
+    impersonator = Impersonator.from_service_account(f"default/{ACCOUNT}", operator=operator)
+    missing = Impersonator.from_service_account("default/no-such-account", operator=operator)
+    try:
+        assert impersonator.may_impersonate("lena@example.com")
+        assert not impersonator.may_impersonate("mallory@example.com")
+        impersonator.annotate_request(request_name, "lena@example.com", {APPROVED: "true"}, dry_run=True)
+        assert annotations_of(cluster, request_name) == {}
+        with pytest.raises(DecisionError, match="no token of ServiceAccount default/no-such-account"):
+            missing.may_impersonate("lena@example.com")
+    finally:
+        impersonator.close()
+        missing.close()
+        cluster.kubectl("delete", "clusterrolebinding", ACCOUNT, "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "serviceaccount", ACCOUNT, "-n", "default", "--ignore-not-found", check=False)
