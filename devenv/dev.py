@@ -24,9 +24,12 @@ from pathlib import Path
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.mint import CONTROLPLANE_ENV
+from devenv.notifications import DEFAULT_CHANNEL, SECURITY_CHANNEL, LocalNotifications
 from devenv.operator_process import OperatorProcess, OperatorSupervisor
 from devenv.paths import CRDS, EXAMPLES, REPO, SEED_FILE
 from devenv.processes import LOOPBACK
+from devenv.slack import STATE_ENV
+from devenv.slack_identity import impersonator_kubeconfig
 
 AUDIT_BUCKET, AUDIT_PREFIX = "jitaccess-audit", "jitaccess"
 
@@ -51,6 +54,8 @@ def _wrappers(binary: Path, directory: Path) -> Path:
         "kubectl": f'exec "{binary}" kubectl "$@"',
         # devenv is not installed: it is found from the repository's root.
         "mint-user": f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" -m devenv.mint "$@"',
+        # The Slack stand-in's command line: click a button as someone, list the messages.
+        "slack": f'PYTHONPATH="{REPO}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" -m devenv.slack "$@"',
     }
     for name, command in scripts.items():
         wrapper = bin_dir / name
@@ -93,7 +98,9 @@ def archive_listing(ic: IdentityCenterEmulator) -> str:
     return _aws(ic, "s3", "ls", "--recursive", f"s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/")
 
 
-def _instructions(cp: ControlPlane, ic: IdentityCenterEmulator, bin_dir: Path, env_file: Path) -> str:
+def _instructions(
+    cp: ControlPlane, ic: IdentityCenterEmulator, bin_dir: Path, env_file: Path, notifications: LocalNotifications
+) -> str:
     def kc(user: str) -> str:
         return str(cp.user_kubeconfig(user))
 
@@ -120,6 +127,12 @@ In another terminal:
   kubectl jit who-has prod-eng-payments
   kubectl jit done
 
+  # Slack (a local stand-in for the workspace, docs/notifications.md): the approvers' message of
+  # alice's ledger request in #ledger-approvals (C0LEDGER1), and lena clicking "Approve" on it:
+  slack messages --channel C0LEDGER1
+  slack click --as lena@example.com approve NAME
+  slack messages --channel U0ALICE        # what alice was told (her direct messages)
+
 Users (kubeconfigs in {cp.users_dir}): alice, paula (payments lead), bob, lena (ledger lead),
 carol (backup approver), mallory (outsider), eve (payments, not eligible); admin: {cp.admin_kubeconfig}
 Anyone else, with any groups (a client certificate; prints the kubeconfig's path):
@@ -132,6 +145,8 @@ AWS side: Identity Center emulator at {ic.endpoint_url}, region {ic.region}, ide
 Audit archive (docs/audit.md): s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/v1/ in the emulator's S3
   AWS_ENDPOINT_URL={ic.endpoint_url} kubectl jit audit --archive s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}
   {archive_listing(ic)}
+Slack Web API stand-in: {notifications.slack.api_url} (default channel {DEFAULT_CHANNEL}, security {SECURITY_CHANNEL});
+CloudEvents receiver: {notifications.events.url}
 Ctrl-C stops everything.
 """
 
@@ -146,13 +161,20 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-dev-"))
     started = time.monotonic()
     try:
-        with ControlPlane().start(controller_manager=False) as cp, IdentityCenterEmulator() as ic:
+        with (
+            ControlPlane().start(controller_manager=False) as cp,
+            IdentityCenterEmulator() as ic,
+            LocalNotifications() as notifications,
+        ):
             ic.seed(SEED_FILE)
             cp.kubectl("apply", "--server-side", "-f", str(CRDS))
             cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
             cp.start_controller_manager()
             # The audit archive: a bucket with Object Lock in the emulator's S3, as in production.
             ic.create_bucket(AUDIT_BUCKET, object_lock=True)
+            # Slack decisions are applied as the clicking user, by an identity that may only impersonate approvers.
+            notifications.impersonator_kubeconfig = impersonator_kubeconfig(cp)
+            notifications.slack.write_state(workdir / "slack.json")
             operator = OperatorProcess(
                 cp.admin_kubeconfig,
                 ic.env(),
@@ -162,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                     "JITACCESS_AUDIT_BUCKET": AUDIT_BUCKET,
                     "JITACCESS_AUDIT_PREFIX": AUDIT_PREFIX,
                     "JITACCESS_AUDIT_ENDPOINT_URL": ic.endpoint_url,
-                },
+                }
+                | notifications.operator_env(),
             )
             with OperatorSupervisor(operator, _say):
                 cp.kubectl("apply", "-f", str(EXAMPLES))
@@ -173,8 +196,9 @@ def main(argv: list[str] | None = None) -> None:
                     f'export PATH="{bin_dir}:{scripts}:$PATH"\n'
                     f'export KUBECONFIG="{cp.user_kubeconfig("alice@example.com")}"\n'
                     f'export {CONTROLPLANE_ENV}="{cp.workdir}"\n'
+                    f'export {STATE_ENV}="{workdir / "slack.json"}"\n'
                 )
-                print(_instructions(cp, ic, bin_dir, env_file), flush=True)
+                print(_instructions(cp, ic, bin_dir, env_file, notifications), flush=True)
                 print(
                     f"(up in {time.monotonic() - started:.1f} s; operator pid {operator.pid}, "
                     f"log {operator.log_file}; restarted if it crashes)\n",

@@ -86,3 +86,9 @@ class LocalNotifications:
         if self.impersonator_kubeconfig is not None:
             env["JITACCESS_SLACK_IMPERSONATOR_KUBECONFIG"] = str(self.impersonator_kubeconfig)
         return env
+
+    def __enter__(self) -> LocalNotifications:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -173,6 +173,19 @@ def test_make_dev_restarts_a_crashed_operator_and_leaves_nothing_behind(dev: Dev
     user = json.loads(minted.stdout)["status"]["userInfo"]
     assert (user["username"], user["groups"]) == ("dave@example.com", ["team-payments", "system:authenticated"])
 
+    # The Slack flow as printed: alice asks for ledger's role, lena clicks "Approve" in the stand-in.
+    asked = shell(env_file, 'kubectl jit request prod-eng-ledger --for 30m --reason "INC-7 reconcile ledger" --no-wait')
+    assert asked.returncode == 3, asked.stderr  # 3: it waits for an approver (the exit-code table)
+    name = re.search(r"accessrequest (\S+)", asked.stdout + asked.stderr).group(1)  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while "approve" not in (listed := shell(env_file, "slack messages --channel C0LEDGER1")).stdout:
+        assert time.monotonic() < deadline, f"no approvers' message for {name}: {listed.stdout}{listed.stderr}"
+        time.sleep(0.5)
+    clicked = shell(env_file, f"slack click --as lena@example.com approve {name}")
+    assert clicked.returncode == 0, clicked.stdout + clicked.stderr
+    waited = shell(env_file, f"kubectl wait --for=condition=Ready accessrequest/{name} --timeout=30s")
+    assert waited.returncode == 0, waited.stderr
+
     children = descendants(dev.popen.pid)
     assert operator_pid in children
     os.killpg(operator_pid, signal.SIGKILL)
