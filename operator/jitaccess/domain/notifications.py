@@ -148,7 +148,7 @@ def team_message_of(obj: wire.Obj) -> tuple[str, str] | None:
 
 def notices(obj: wire.Obj, team: Team | None, config: Config, now: datetime) -> list[Notice]:
     """Every notice `obj`'s stored state implies at `now`, delivered or not, in the order they
-    arose; `unsent` leaves out the delivered ones."""
+    arose (`sent_keys` says which were delivered)."""
     kind = obj.get("kind")
     if kind == names.ACCESS_REQUEST:
         return _of_request(obj, team, config)
@@ -157,11 +157,6 @@ def notices(obj: wire.Obj, team: Team | None, config: Config, now: datetime) -> 
     if kind == names.ENTITLEMENT:
         return _of_entitlement(obj, config)
     return []
-
-
-def unsent(obj: wire.Obj, team: Team | None, config: Config, now: datetime) -> list[Notice]:
-    done = sent_keys(obj)
-    return [n for n in notices(obj, team, config, now) if n.key not in done]
 
 
 def _webhook(record: Mapping[str, Any], step: str) -> Notice:
@@ -328,13 +323,4 @@ def slack_user_of(username: str, teams: Sequence[Team]) -> str | None:
         found = team.slack_users.get(username)
         if found:
             return found
-    return None
-
-
-def username_of(slack_user: str, teams: Sequence[Team]) -> str | None:
-    """The Kubernetes username an explicit map gives a Slack user id."""
-    for team in teams:
-        for username, slack_id in team.slack_users.items():
-            if slack_id == slack_user:
-                return username
     return None
