@@ -502,7 +502,8 @@ async def serve_interactions(memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any)
     endpoint = Endpoint(Gate(config.slack_signing_secret), slack, impersonator, lambda: _team_specs(teams))
     runner = web.AppRunner(endpoint.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "0.0.0.0", config.slack_interactions_port).start()
+    # SO_REUSEPORT, as kopf's webhook server: replicas sharing a host's port (a local run) all serve.
+    await web.TCPSite(runner, "0.0.0.0", config.slack_interactions_port, reuse_port=True).start()
     memo[_MEMO_KEY] = _Serving(runner, endpoint, slack, impersonator)
     log.info("Slack interactivity served on http://0.0.0.0:%d%s", config.slack_interactions_port, PATH)
 
