@@ -201,3 +201,36 @@ def test_the_requesters_own_click_is_refused_and_told_why(system: Jit, slack: Sl
     (still,) = _about(slack, "alice-ledger-n8", LEDGER_CHANNEL)
     assert still.updates == 0 and _buttons(still), "the buttons stay live for the real approver"
     assert told.channel == LEDGER_CHANNEL
+
+
+def test_standing_access_the_drift_scan_removes_is_told_to_the_security_channel(
+    system: Jit, slack: SlackStandIn
+) -> None:
+    system.ic.add_members("prod-eng-ledger", ["eve@example.com"])  # by hand, in the console: no grant
+    eventually(lambda: system.members("prod-eng-ledger") == set() or None, timeout=30, what="drift removed")
+    (told,) = eventually(
+        lambda: [m for m in slack.messages("C0SECURITY1") if "eve@example.com" in (m.text or "")],
+        timeout=30,
+        what="the security channel told",
+    )
+    assert "prod-eng-ledger" in (told.text or "")
+
+
+def test_a_sink_that_keeps_refusing_raises_a_warning_event(system: Jit, slack: SlackStandIn) -> None:
+    # A channel id of the right shape that the workspace does not have: Slack refuses every post.
+    patch = '{"spec":{"notifications":{"slackChannel":"C0NOSUCH1"}}}'
+    system.kubectl("patch", "teamownership", "ledger", "--type=merge", "-p", patch)
+    try:
+        names = [f"alice-ledger-f{n}" for n in range(5)]
+        for name in names:
+            system.request(name, "prod-eng-ledger", user=ALICE)
+        warned = eventually(
+            lambda: [e for n in names for e in system.events(n) if e["reason"] == "NotificationFailing"] or None,
+            timeout=30,
+            what="a NotificationFailing warning",
+        )
+        assert warned[0]["type"] == "Warning" and "channel_not_found" in warned[0]["message"]
+        assert all(system.ready_reason("accessrequest", n) == "Pending" for n in names), "requests unaffected"
+    finally:
+        restore = '{"spec":{"notifications":{"slackChannel":"C0LEDGER1"}}}'
+        system.kubectl("patch", "teamownership", "ledger", "--type=merge", "-p", restore)

@@ -203,3 +203,14 @@ def test_text_from_users_cannot_mention_everyone_or_make_links() -> None:
 def test_slack_users_map_usernames_to_slack_ids() -> None:
     assert notify.slack_user_of("lena@example.com", [LEDGER]) == "U0LENA"
     assert notify.slack_user_of("paula@example.com", [LEDGER]) is None
+
+
+def test_an_entitlements_delivered_drift_keys_leave_with_its_archived_removals() -> None:
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "ledger-prod", "uid": "u-ent"},
+        "status": {"driftRemovals": [{"membershipId": "m-2"}]},
+    }
+    sent = {"slack:security:drift-removed/m-1", "webhook:drift-removed/m-1", "webhook:drift-removed/m-2"}
+    assert notify.still_meaningful(entitlement, sent) == {"webhook:drift-removed/m-2"}
+    assert notify.still_meaningful(request(PENDING), {"slack:team-message:pending"}) == {"slack:team-message:pending"}

@@ -136,6 +136,21 @@ def sent_keys(obj: wire.Obj) -> frozenset[str]:
     return frozenset(str(k) for k in notified.get("sent") or ())
 
 
+def still_meaningful(obj: wire.Obj, keys: set[str]) -> set[str]:
+    """The delivered keys worth keeping in `obj`'s status: an Entitlement's drift removals leave
+    its status once archived (`handlers.archive`), and their keys with them, so that the list does
+    not grow for ever; every other object's keys stay for its life."""
+    if obj.get("kind") != names.ENTITLEMENT:
+        return keys
+    listed = {f"{audit.DRIFT_REMOVED}/{r.get('membershipId')}" for r in wire.status(obj).get("driftRemovals") or []}
+    # A key ends with the record's action key: `...:drift-removed/<membershipId>`.
+    return {
+        k
+        for k in keys
+        if not k.rpartition(":")[2].startswith(f"{audit.DRIFT_REMOVED}/") or k.rpartition(":")[2] in listed
+    }
+
+
 def team_message_of(obj: wire.Obj) -> tuple[str, str] | None:
     """(channel, ts) of a request's approvers' message, once posted."""
     notified = wire.status(obj).get("notifications") or {}

@@ -355,9 +355,10 @@ class Notifier:
                 return None
             notified = dict(wire.status(obj).get("notifications") or {})
             have = set(notified.get("sent") or ())
-            if keys <= have and (message is None or notified.get("slackTs")):
+            kept = notify.still_meaningful(obj, have | keys)
+            if kept == have and (message is None or notified.get("slackTs")):
                 return None
-            notified["sent"] = sorted(have | keys)
+            notified["sent"] = sorted(kept)
             if message is not None and not notified.get("slackTs"):
                 notified["slackChannel"], notified["slackTs"] = message
             return {"notifications": notified}
