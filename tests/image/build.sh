@@ -40,6 +40,7 @@ if ! podman image exists "$base"; then
   trap 'rm -rf "$tmp"' EXIT
   nice -n 10 mmdebstrap --quiet --variant=minbase --include="$base_packages" "$suite" "$tmp/base.tar" "$mirror" >&2
   podman import --quiet "$tmp/base.tar" "$base" >/dev/null
+  podman images --format '{{.Repository}}:{{.Tag}}' localhost/jitaccess-base | grep -vx "$base" | xargs -r podman rmi >/dev/null 2>&1 || true
   rm -rf "$tmp"
   trap - EXIT
 fi
@@ -55,5 +56,8 @@ if ! podman image exists "$image"; then
     --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
     -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
     --build-arg "PYTHON_IMAGE=$base" -t "$image" "$repo" >&2
+  # Older builds (and what the node tier derived from them) are not kept, as tests/gobuild.sh does.
+  podman images --format '{{.Repository}}:{{.Tag}}' localhost/jitaccess | grep -v "^$image" | xargs -r podman rmi -f >/dev/null || true
+  podman image prune -f >/dev/null
 fi
 echo "$image"
