@@ -63,6 +63,7 @@ def test_contract_names_from_api_md() -> None:
         "Entitlement": ["ent"],
         "AccessRequest": ["areq"],
         "AccessGrant": ["agrant"],
+        "AccessExtension": ["aext"],
     }
     for crd in by_kind.values():
         assert crd["spec"]["scope"] == "Cluster"
@@ -73,9 +74,14 @@ def test_contract_names_from_api_md() -> None:
     assert grant_columns["Expires"]["type"] == "string"
     request_columns = {c["name"] for c in by_kind["AccessRequest"]["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert {"Requester", "Entitlement", "Duration", "Status", "Age"} <= request_columns
+    assert grant_columns["Extended"]["jsonPath"] == ".status.extensionCount"
+    extension_columns = [
+        c["name"] for c in by_kind["AccessExtension"]["spec"]["versions"][0]["additionalPrinterColumns"]
+    ]
+    assert [c for c in extension_columns if c in {"Grant", "By", "Status", "Age"}] == ["Grant", "By", "Status", "Age"]
 
 
-@pytest.mark.parametrize("kind", ["AccessRequest", "AccessGrant"])
+@pytest.mark.parametrize("kind", ["AccessRequest", "AccessGrant", "AccessExtension"])
 def test_spec_is_immutable_by_cel(kind: str) -> None:
     crd = next(crdgen.crd(k) for k in crdgen.KINDS if k.kind == kind)
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

@@ -1,4 +1,4 @@
-"""Pydantic models of TeamOwnership, Entitlement, AccessRequest and AccessGrant.
+"""Pydantic models of TeamOwnership, Entitlement, AccessRequest, AccessGrant and AccessExtension.
 
 These models are the single source of the API contract (docs/api.md): the CRD
 schemas in `crds/` are generated from them (see `crdgen`), and the handlers parse every object
@@ -207,6 +207,13 @@ class EntitlementSpec(Model):
         description="Regex the request's reason must match",
         json_schema_extra=_bounded(limits.PATTERN_MAX_LENGTH),
     )
+    max_extensions: int = Field(
+        default=2,
+        ge=0,
+        le=100,
+        description="How many times one grant may be extended (AccessExtension); 0 = never. Extended or not, "
+        "no grant lasts longer than maxDuration from its activation",
+    )
 
 
 class DriftRemoval(Model):
@@ -329,6 +336,18 @@ class AccessGrantSpec(Model):
     )
 
 
+class GrantExtension(Model):
+    """An AccessExtension applied to a grant: how much later its access now ends, and on whose word."""
+
+    name: str = Field(description="The AccessExtension")
+    by: str = Field(description="The time added (its spec.duration)")
+    approved_by: str = Field(description="The approver, or `auto` for an owner-team member's own extension")
+    time: datetime = Field(description="When the operator applied it")
+    reason: str | None = Field(default=None, description="The extension's spec.reason")
+    previous_expiration_time: datetime | None = Field(default=None, description="When access was to end before")
+    expiration_time: datetime = Field(description="When access ends after it")
+
+
 class AccessGrantStatus(Model):
     user_id: str | None = None
     group_id: str | None = None
@@ -337,6 +356,10 @@ class AccessGrantStatus(Model):
     expiration_time: datetime | None = None
     revocation_time: datetime | None = None
     revoked_by: str | None = None
+    extensions: list[GrantExtension] | None = Field(
+        default=None, description="The AccessExtensions applied, in order: each moved expirationTime later"
+    )
+    extension_count: int | None = Field(default=None, description="How many extensions were applied (a column)")
     conditions: list[Condition] = Field(default_factory=list)
     archived_records: list[str] | None = Field(
         default=None,
@@ -352,3 +375,43 @@ class AccessGrant(Model):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: AccessGrantSpec
     status: AccessGrantStatus = Field(default_factory=AccessGrantStatus)
+
+
+# --- AccessExtension ---------------------------------------------------------------------------
+
+
+class AccessExtensionSpec(Model):
+    grant: str = Field(
+        min_length=1,
+        description="The Active AccessGrant to extend (the caller's own)",
+        json_schema_extra=_bounded(limits.NAME_MAX_LENGTH),
+    )
+    duration: str = _duration("How much longer access lasts (added to the grant's expirationTime)")
+    reason: str = Field(
+        description="Why more time is needed: one line of plain text",
+        json_schema_extra=_bounded(limits.REASON_MAX_LENGTH, _REASON_RULES),
+    )
+    requester: str | None = Field(
+        default=None, description="Set from the authenticated caller at admission; never from the client"
+    )
+    requester_groups: list[str] = Field(
+        default_factory=list, description="The caller's groups, stamped at admission with the requester"
+    )
+
+
+class AccessExtensionStatus(Model):
+    entitlement: str | None = Field(default=None, description="The grant's Entitlement")
+    approved_by: str | None = None
+    denied_by: str | None = None
+    decision_reason: str | None = None
+    previous_expiration_time: datetime | None = Field(default=None, description="The grant's end before")
+    expiration_time: datetime | None = Field(default=None, description="The grant's end once extended")
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class AccessExtension(Model):
+    api_version: str = API_VERSION
+    kind: Literal["AccessExtension"] = "AccessExtension"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: AccessExtensionSpec
+    status: AccessExtensionStatus = Field(default_factory=AccessExtensionStatus)

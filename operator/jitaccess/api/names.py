@@ -15,13 +15,21 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Plurals (the resource names in API paths and kopf's handler selectors) and kinds.
 REQUESTS = "accessrequests"
 GRANTS = "accessgrants"
+EXTENSIONS = "accessextensions"
 ENTITLEMENTS = "entitlements"
 TEAMS = "teamownerships"
 ACCESS_REQUEST = "AccessRequest"
 ACCESS_GRANT = "AccessGrant"
+ACCESS_EXTENSION = "AccessExtension"
 ENTITLEMENT = "Entitlement"
 TEAM_OWNERSHIP = "TeamOwnership"
-KINDS = {REQUESTS: ACCESS_REQUEST, GRANTS: ACCESS_GRANT, ENTITLEMENTS: ENTITLEMENT, TEAMS: TEAM_OWNERSHIP}
+KINDS = {
+    REQUESTS: ACCESS_REQUEST,
+    GRANTS: ACCESS_GRANT,
+    ENTITLEMENTS: ENTITLEMENT,
+    TEAMS: TEAM_OWNERSHIP,
+    EXTENSIONS: ACCESS_EXTENSION,
+}
 
 # Annotations users and the webhook write. The `-by` ones (and their `-groups`) are written only
 # by admission, from the identity the API server authenticated.
@@ -74,6 +82,11 @@ PENDING_TOO_LONG = "PendingTooLong"
 DECISION_IGNORED = "DecisionIgnored"
 DRIFT_FOUND = "DriftFound"
 
+# Reason of an AccessExtension's `Ready` once its time is added to the grant (besides PENDING,
+# DENIED, FAILED).
+EXTENDED = "Extended"
+
 # `Ready` reasons after which a grant, or a request, never changes again.
 GRANT_FINISHED = frozenset({EXPIRED, REVOKED, FAILED, ELIGIBILITY_LAPSED})
 REQUEST_FINISHED = frozenset({DENIED, NOT_ELIGIBLE, INVALID, TIMED_OUT}) | GRANT_FINISHED
+EXTENSION_FINISHED = frozenset({EXTENDED, DENIED, FAILED})
