@@ -279,7 +279,7 @@ async def test_a_refusal_is_the_api_servers_words_to_the_clicker_alone(harness: 
     assert (channel, user) == ("C0LEDGER1", "U0ALICE")
     assert (
         text
-        == "Not applied: alice@example.com requested this access and cannot decide on it: ask an approver of the team"
+        == "Not applied to AccessRequest ledger-x1: alice@example.com requested this access and cannot decide on it: ask an approver of the team"
     )
     assert counted("approve", "refused") == before + 1
 
@@ -338,7 +338,7 @@ async def test_deny_submission_refused_shows_the_error_in_the_modal(harness: Har
     assert response.status == 200
     assert await response.json() == {
         "response_action": "errors",
-        "errors": {"reason": "Not applied: this request was already approved by paula"},
+        "errors": {"reason": "Not applied to AccessRequest ledger-x1: this request was already approved by paula"},
     }
     assert harness.slack.ephemerals == []
 

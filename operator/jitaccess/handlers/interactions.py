@@ -281,7 +281,7 @@ def refusal_text(request: str, username: str, error: DecisionError) -> str:
         return f"AccessRequest {request} does not exist (any more): nothing was decided"
     if error.status == 0:
         return f"jitaccess could not reach the Kubernetes API server ({error.message}): nothing was decided, try again"
-    return f"Not applied: {error.message}"
+    return f"Not applied to AccessRequest {request}: {error.message}"
 
 
 class Endpoint:

@@ -1,0 +1,285 @@
+"""The attacks of docs/security.md through Slack: clicks on the approvers' message (the strict Slack
+stand-in signs them as Slack does) reach the session operator's interactivity endpoint, which
+applies them as the clicking user through the API server, impersonating them with the narrow
+identity `devenv.slack_identity` sets up (the ClusterRole `kubectl jit rbac slack` prints).
+
+There is no second decision path: each click below is refused as the same user's `kubectl annotate`
+would be (the webhook's words, or RBAC's), or never read at all (signature, timestamp, replay). Each
+test shows the clicker was told why (an ephemeral message), and that nothing was approved.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from devenv.notifications import LocalNotifications, slack_id_of
+from devenv.slack import Ephemeral, Message, SlackStandIn
+from devenv.slack_identity import IMPERSONATOR
+from tests.support.harness import Jit, eventually
+
+pytestmark = pytest.mark.e2e
+
+ALICE, PAULA, LENA, CAROL, MALLORY = (f"{n}@example.com" for n in ("alice", "paula", "lena", "carol", "mallory"))
+LEDGER, LEDGER_CHANNEL = "prod-eng-ledger", "C0LEDGER1"
+APPROVED, APPROVED_BY, DENIED = "jitaccess.dev/approved", "jitaccess.dev/approved-by", "jitaccess.dev/denied"
+CANNOT_IMPERSONATE = "cannot impersonate"
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def waiting(system: Jit, slack: SlackStandIn, name: str, user: str = ALICE) -> Message:
+    """A pending request for the ledger entitlement, and the approvers' message with its buttons."""
+    system.request(name, LEDGER, user=user)
+    system.wait_reason("accessrequest", name, "Pending")
+
+    def message() -> Message | None:
+        try:
+            return slack.find_button(name, "approve", LEDGER_CHANNEL)[0]
+        except LookupError:
+            return None
+
+    return eventually(message, what=f"the approvers' message about {name}")
+
+
+def told(slack: SlackStandIn, user: str, *fragments: str) -> Ephemeral:
+    """The ephemeral message `user` (a username) was shown, holding every fragment."""
+
+    def found() -> list[Ephemeral] | None:
+        shown = [e for e in slack.ephemerals() if e.user == slack_id_of(user)]
+        return [e for e in shown if all(f in (e.text or "") for f in fragments)] or None
+
+    return eventually(found, what=f"{user} told {fragments}; shown: {[e.text for e in slack.ephemerals()]}")[-1]
+
+
+def nothing_approved(system: Jit, name: str) -> None:
+    request = system.get("accessrequest", name) or {}
+    annotations = request.get("metadata", {}).get("annotations") or {}
+    assert not {APPROVED, APPROVED_BY, DENIED} & set(annotations), annotations
+    assert system.ready_reason("accessrequest", name) == "Pending"
+    assert system.get("accessgrant", name) is None
+    assert system.members(LEDGER) == set()
+
+
+def as_user(body: bytes, user: str) -> bytes:
+    """The same click, claiming another Slack user (what a forger would send)."""
+    payload = json.loads(parse_qs(body.decode())["payload"][0])
+    payload["user"]["id"] = slack_id_of(user)
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+@pytest.fixture
+def impersonator(notifications: LocalNotifications) -> Path:
+    assert notifications.impersonator_kubeconfig is not None, "the session operator has no impersonator"
+    return notifications.impersonator_kubeconfig
+
+
+def as_impersonator(system: Jit, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result: subprocess.CompletedProcess[str] = system.kubectl("--kubeconfig", str(kubeconfig), *args, check=False)
+    return result
+
+
+def can_i(system: Jit, kubeconfig: Path, *args: str) -> bool:
+    return as_impersonator(system, kubeconfig, "auth", "can-i", *args).stdout.strip() == "yes"
+
+
+# --- 36. the requester clicks Approve on their own request ---------------------------------------
+
+
+def test_36_requesters_own_click_is_refused(system: Jit, slack: SlackStandIn) -> None:
+    # carol is a backup approver (so jitaccess may act as her) and asks for ledger access herself:
+    # the webhook refuses her own approval exactly as it refuses her kubectl annotate.
+    message = waiting(system, slack, "s36-own", user=CAROL)
+    status, _ = slack.click(slack_id_of(CAROL), message, "approve")
+    assert status == 200
+    told(slack, CAROL, f"{CAROL} requested this access and cannot decide on it")
+    nothing_approved(system, "s36-own")
+    # alice is no approver anywhere: jitaccess may not act as her at all.
+    other = waiting(system, slack, "s36-alice")
+    slack.click(slack_id_of(ALICE), other, "approve")
+    told(slack, ALICE, CANNOT_IMPERSONATE, "s36-alice")
+    nothing_approved(system, "s36-alice")
+
+
+# --- 37. someone who is not an approver of the owner team clicks ---------------------------------
+
+
+def test_37_non_approvers_click_is_refused(system: Jit, slack: SlackStandIn) -> None:
+    message = waiting(system, slack, "s37")
+    # paula approves for payments, not ledger: impersonated, then refused by the webhook.
+    slack.click(slack_id_of(PAULA), message, "approve")
+    told(slack, PAULA, f"{PAULA} is not an approver of the owner team")
+    # mallory is nobody's approver: RBAC refuses to let jitaccess act as her.
+    slack.click(slack_id_of(MALLORY), message, "approve")
+    told(slack, MALLORY, CANNOT_IMPERSONATE)
+    # Deny is refused alike, before any modal opens (a dry run as that user).
+    slack.click(slack_id_of(PAULA), message, "deny")
+    eventually(
+        lambda: len([e for e in slack.ephemerals() if e.user == slack_id_of(PAULA)]) >= 2 or None,
+        what="paula's deny refused",
+    )
+    assert not [v for v in slack.views() if v.private_metadata == "s37"], "no reason asked of a non-approver"
+    nothing_approved(system, "s37")
+
+
+# --- 38. a backup approver clicks before the request has escalated -------------------------------
+
+
+def test_38_backup_approvers_click_before_escalation_is_refused(system: Jit, slack: SlackStandIn) -> None:
+    message = waiting(system, slack, "s38")
+    assert system.condition("accessrequest", "s38", "Escalated") is None
+    slack.click(slack_id_of(CAROL), message, "approve")
+    told(slack, CAROL, "is a backup approver: they may decide only after the request has escalated")
+    nothing_approved(system, "s38")
+
+
+# --- 39. a click replayed --------------------------------------------------------------------
+
+
+def test_39_replayed_click_is_refused(system: Jit, slack: SlackStandIn) -> None:
+    message = waiting(system, slack, "s39")
+    slack.click(slack_id_of(CAROL), message, "approve")  # refused: before escalation
+    told(slack, CAROL, "backup approver")
+    body, headers = slack.last_request
+    assert slack.send_raw(body, headers) == (401, "refused: replayed")
+    nothing_approved(system, "s39")
+    # An accepted click is not applied twice either.
+    slack.click(slack_id_of(LENA), message, "approve")
+    system.wait_reason("accessrequest", "s39", "Granted")
+    told(slack, LENA, "You approved AccessRequest s39")
+    body, headers = slack.last_request
+    assert slack.send_raw(body, headers) == (401, "refused: replayed")
+    time.sleep(0.5)  # an answer to the replay would be sent by now
+    answers = [e.text for e in slack.ephemerals() if "AccessRequest s39" in (e.text or "")]
+    assert len(answers) == 2, answers  # carol's refusal and lena's approval, none to a replay
+    assert [e["reason"] for e in system.events("s39", "AccessRequest")].count("Approved") == 1
+
+
+# --- 40. a click with a forged signature ---------------------------------------------------------
+
+
+def test_40_forged_signature_is_refused(system: Jit, slack: SlackStandIn) -> None:
+    message = waiting(system, slack, "s40")
+    slack.click(slack_id_of(MALLORY), message, "approve")
+    body, signed_by_slack = slack.last_request
+    forged = as_user(body, LENA)  # mallory's click, now claiming to be lena's
+    guessed = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=" + "0" * 64}
+    assert slack.send_raw(forged, guessed) == (401, "refused: forged")
+    assert slack.send_raw(forged, {}) == (401, "refused: unsigned")
+    assert slack.send_raw(forged, signed_by_slack) == (401, "refused: forged")  # a real signature, another body
+    time.sleep(0.5)
+    assert not [e for e in slack.ephemerals() if "s40" in (e.text or "") and e.user == slack_id_of(LENA)], (
+        "nobody acted as lena"
+    )
+    nothing_approved(system, "s40")
+
+
+# --- 41. a correctly signed click with an old timestamp ------------------------------------------
+
+
+def test_41_old_timestamp_is_refused(system: Jit, slack: SlackStandIn) -> None:
+    message = waiting(system, slack, "s41")
+    slack.click(slack_id_of(MALLORY), message, "approve")
+    body = as_user(slack.last_request[0], LENA)
+    # Signed with the real secret (as a click captured 6 minutes ago would be): still refused.
+    assert slack.send_raw(body, slack.sign(body, int(time.time()) - 360)) == (401, "refused: stale")
+    assert slack.send_raw(body, slack.sign(body, int(time.time()) + 360)) == (401, "refused: stale")
+    nothing_approved(system, "s41")
+
+
+# --- 42. a Slack user whose email is no approver -------------------------------------------------
+
+
+def test_42_slack_user_who_maps_to_no_approver_is_refused(system: Jit, slack: SlackStandIn) -> None:
+    message = waiting(system, slack, "s42")
+    slack.click(slack_id_of(MALLORY), message, "approve")
+    text = told(slack, MALLORY, CANNOT_IMPERSONATE).text or ""
+    assert f"may not act as {MALLORY}" in text and "kubectl jit rbac slack" in text
+    nothing_approved(system, "s42")
+
+
+# --- 43. the impersonator acts as someone it does not list ----------------------------------------
+
+
+def test_43_impersonator_cannot_impersonate_anyone_unlisted(system: Jit, impersonator: Path) -> None:
+    for approver in (LENA, PAULA, CAROL):
+        assert can_i(system, impersonator, "impersonate", f"users/{approver}")
+    for other in (ALICE, MALLORY, "system:admin", "system:kube-controller-manager"):
+        assert not can_i(system, impersonator, "impersonate", f"users/{other}"), other
+    assert not can_i(system, impersonator, "impersonate", "groups/system:masters")
+    assert not can_i(system, impersonator, "impersonate", "serviceaccounts", "-n", "kube-system")
+    assert not can_i(system, impersonator, "impersonate", "userextras/scopes")
+    name = waiting_request(system, "s43")
+    for who in ([f"--as={MALLORY}"], [f"--as={LENA}", "--as-group=system:masters"], ["--as=system:admin"]):
+        result = as_impersonator(system, impersonator, *who, "annotate", "accessrequest", name, f"{APPROVED}=true")
+        assert result.returncode != 0 and CANNOT_IMPERSONATE in result.stderr, (who, result.stderr)
+    nothing_approved(system, name)
+
+
+def waiting_request(system: Jit, name: str) -> str:
+    system.request(name, LEDGER, user=ALICE)
+    system.wait_reason("accessrequest", name, "Pending")
+    return name
+
+
+# --- 44. the impersonator acts in its own name ------------------------------------------------
+
+
+def test_44_impersonator_can_do_nothing_but_impersonate(system: Jit, impersonator: Path) -> None:
+    name = waiting_request(system, "s44")
+    for verb, resource in (
+        ("patch", "accessrequests.jitaccess.dev"),
+        ("get", "accessrequests.jitaccess.dev"),
+        ("create", "accessgrants.jitaccess.dev"),
+        ("patch", "accessrequests.jitaccess.dev/status"),
+        ("get", "secrets"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+        ("create", "serviceaccounts/token"),
+    ):
+        assert not can_i(system, impersonator, verb, resource), (verb, resource)
+    # A bare PATCH in its own name (kubectl would GET first, which it may not either).
+    client = kubernetes.config.new_client_from_config(config_file=str(impersonator))  # type: ignore[no-untyped-call]
+    patch = {"metadata": {"annotations": {APPROVED: "true"}}}
+    with pytest.raises(ApiException) as refused:
+        kubernetes.client.CustomObjectsApi(client).patch_cluster_custom_object(
+            "jitaccess.dev", "v1alpha1", "accessrequests", name, patch
+        )
+    client.close()
+    message = json.loads(refused.value.body or "{}").get("message", "")
+    assert refused.value.status == 403 and f'User "{IMPERSONATOR}" cannot patch' in message, message
+    # Everything it may do: impersonate the listed users, and what every authenticated identity may
+    # (ask who it is and what it may do), as the API server lists it (SelfSubjectRulesReview).
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectRulesReview",
+        "spec": {"namespace": "kube-system"},
+    }
+    answer = system.kubectl(
+        "--kubeconfig",
+        str(impersonator),
+        "create",
+        "--validate=false",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input=json.dumps(review),
+    )
+    rules: list[dict[str, Any]] = json.loads(answer.stdout)["status"]["resourceRules"]
+    assert any(r["verbs"] == ["impersonate"] for r in rules), rules
+    for rule in rules:
+        if rule["verbs"] == ["impersonate"]:
+            assert rule["resources"] == ["users"] and set(rule["resourceNames"]) == {CAROL, LENA, PAULA}
+        else:
+            assert rule["verbs"] == ["create"] and all(r.startswith("self") for r in rule["resources"]), rule
+    nothing_approved(system, name)
