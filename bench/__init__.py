@@ -10,5 +10,6 @@ Modules, each importing only downward:
 - `watcher`: a watch on AccessGrants recording when each one first showed each `Ready` reason;
 - `system`: the system under test, its bench users, and a reset between scenarios;
 - `scenarios`: one function per measurement;
+- `notifications`: the approvers' Slack message, with the local Slack stand-in;
 - `report`: the machine, the table and the JSON file.
 """

@@ -1,5 +1,7 @@
 """`python -m bench [--quick] [--only floor,latency,...]`: run the benchmarks, print the table,
-write `bench/results/latest.json` (a `--quick` run writes `bench/results/quick.json.tmp`)."""
+write `bench/results/latest.json` (a `--quick` run writes `bench/results/quick.json.tmp`).
+One scenario alone, with the small system's users: `python -m bench --quick --only notifications
+--size notifications=100`."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios
+from bench import notifications, report, scenarios
 from bench.procstats import cpu_seconds, cpu_used, machine
 from bench.system import System
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "failover", "scale", "audit")
+SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "failover", "scale", "audit", "notifications")
 FULL = {
     "floor": 200,
     "latency": 200,
@@ -33,6 +35,7 @@ FULL = {
     "scale_large": 10000,
     "scale_probes": 100,
     "audit": 500,
+    "notifications": 100,
 }
 QUICK = {
     "floor": 20,
@@ -46,6 +49,7 @@ QUICK = {
     "scale_large": 600,
     "scale_probes": 20,
     "audit": 100,
+    "notifications": 20,
 }
 UNLIMITED = 0.0
 #: Users for the requests created every 100 ms during a fail-over (up to a minute of them) and its probe.
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         "scenarios": {},
     }
     users = max(sizes["throughput"], sizes["recovery_active"], sizes["scale_large"] + sizes["scale_probes"],
-                sizes["latency"], sizes["floor"], sizes["expiry"], sizes["audit"],
+                sizes["latency"], sizes["floor"], sizes["expiry"], sizes["audit"], sizes["notifications"],
                 sizes["failover"] + FAILOVER_REQUESTS)  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
     system = System(workdir, users)
@@ -145,6 +149,12 @@ def main(argv: list[str] | None = None) -> None:
             run("scale_large", None, lambda: scenarios.scale(system, sizes["scale_large"], sizes["scale_probes"]))
         if "audit" in only:
             run("audit", None, lambda: scenarios.audit_archive(system, sizes["audit"]))
+        if "notifications" in only:
+            run(
+                "notifications",
+                None,
+                lambda: notifications.approvers_message_latency(system, sizes["notifications"]),
+            )
     finally:
         system.stop()
         if not args.keep_logs:
@@ -207,6 +217,10 @@ def headline(results: dict[str, Any]) -> None:
         results["expiry_lag_at_10000_p99_s"] = s["scale_large"]["expiry_lag"]["p99"]
     if "recovery" in s:
         results["restart_recovery_s"] = s["recovery"]["recovery_s"]
+    if "notifications" in s:
+        results["slack_message_p50_s"] = s["notifications"]["approvers_message"]["p50"]
+        results["slack_message_p99_s"] = s["notifications"]["approvers_message"]["p99"]
+        results["slack_message_max_s"] = s["notifications"]["approvers_message"]["max"]
 
 
 if __name__ == "__main__":

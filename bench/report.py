@@ -32,6 +32,9 @@ ROWS: list[Row] = [
     ("restart_recovery_s", "restart -> every overdue grant revoked", "<= 5 s", lambda v: v <= 5, "s"),
     ("failover_s", "leader SIGKILLed -> the standby revokes an overdue grant", "<= 15 s", lambda v: v <= 15, "s"),
     ("failover_webhook_refusals", "requests refused during the hand-over (one per 100 ms)", "0", lambda v: v == 0, ""),
+    ("slack_message_p50_s", "approvers' Slack message p50 (request created -> posted)", "< 1 s", lambda v: v < 1, "s"),
+    ("slack_message_p99_s", "approvers' Slack message p99", "< 1 s", lambda v: v < 1, "s"),
+    ("slack_message_max_s", "approvers' Slack message max", "", lambda v: True, "s"),
 ]
 
 

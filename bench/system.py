@@ -150,15 +150,15 @@ class System:
             self.wait_entitlement_resolved()
         return self.operator
 
-    def wait_entitlement_resolved(self, timeout: float = 60) -> None:
+    def wait_entitlement_resolved(self, timeout: float = 60, entitlement: str = ENTITLEMENT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            obj: Any = self.custom.get_cluster_custom_object(GROUP, VERSION, "entitlements", ENTITLEMENT)
+            obj: Any = self.custom.get_cluster_custom_object(GROUP, VERSION, "entitlements", entitlement)
             conditions = (obj.get("status") or {}).get("conditions") or []
             if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"Entitlement {ENTITLEMENT} not Ready within {timeout}s")
+        raise TimeoutError(f"Entitlement {entitlement} not Ready within {timeout}s")
 
     def rss_mb(self) -> tuple[float, float]:
         """The operator's resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
@@ -167,21 +167,22 @@ class System:
 
     # --- objects -----------------------------------------------------------------------------
 
-    def request_body(self, name: str, duration: str) -> dict[str, Any]:
+    def request_body(self, name: str, duration: str, entitlement: str = ENTITLEMENT) -> dict[str, Any]:
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "AccessRequest",
             "metadata": {"name": name},
-            "spec": {"entitlement": ENTITLEMENT, "reason": REASON, "duration": duration},
+            "spec": {"entitlement": entitlement, "reason": REASON, "duration": duration},
         }
 
-    def create_request(self, name: str, user: str, duration: str) -> None:
-        """Create an AccessRequest as `user` of the payments team (auto-approved)."""
+    def create_request(self, name: str, user: str, duration: str, entitlement: str = ENTITLEMENT) -> None:
+        """Create an AccessRequest as `user` of the payments team (auto-approved for payments'
+        entitlement; another team's waits for that team's approvers)."""
         self.custom.create_cluster_custom_object(
             GROUP,
             VERSION,
             "accessrequests",
-            self.request_body(name, duration),
+            self.request_body(name, duration, entitlement),
             _headers={"Impersonate-User": user, "Impersonate-Group": TEAM_GROUP},
         )
 

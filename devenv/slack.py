@@ -75,7 +75,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
 
@@ -266,6 +266,8 @@ class Message:
     versions: list[tuple[str | None, list[dict[str, Any]] | None]]
     #: When it was last updated, in Slack's ts format.
     edited_ts: str | None = None
+    #: When the stand-in recorded the post (`time.time()`): what a latency measurement reads.
+    received: float = field(default_factory=time.time)
 
     @property
     def text(self) -> str | None:
