@@ -89,6 +89,8 @@ class Waiting:
     obj: dict[str, Any]
     team: notify.Team | None
     notices: OrderedDict[str, notify.Notice] = field(default_factory=OrderedDict)
+    #: Keys found too old to tell when offered: marked without being sent.
+    stale: set[str] = field(default_factory=set)
 
 
 class Notifier:
@@ -128,8 +130,10 @@ class Notifier:
             waiting = Waiting(plural, wire.name_of(body), body, team)
         waiting.obj, waiting.team = body, team
         for notice in notify.notices(body, team, self.config, now):
-            if notice.key not in done:
-                waiting.notices.setdefault(notice.key, notice)
+            if notice.key not in done and notice.key not in waiting.notices:
+                waiting.notices[notice.key] = notice
+                if self._stale(notice, body, now):
+                    waiting.stale.add(notice.key)
         due = notify.expiring_due(body, self.config)
         if due is not None and due > now:
             if uid not in self._due_objects:
@@ -210,7 +214,6 @@ class Notifier:
         marks: set[str] = set()
         message: tuple[str, str] | None = None
         retry: float | None = None
-        now = datetime.now(UTC)
         team_message_done = False
         for key, notice in list(waiting.notices.items()):
             if key in delivered or key in notify.sent_keys(waiting.obj):
@@ -220,7 +223,7 @@ class Notifier:
             if paused > 0:
                 retry = paused if retry is None else min(retry, paused)
                 continue
-            if self._stale(notice, waiting.obj, now):
+            if key in waiting.stale:
                 result = "stale"
             elif notice.recipient == notify.TEAM_MESSAGE and team_message_done:
                 result = "sent"  # one post or update renders the request as it is now: it told this too
@@ -249,18 +252,26 @@ class Notifier:
             delivered.add(key)
             marks.add(key)
             waiting.notices.pop(key, None)
+            waiting.stale.discard(key)
         if marks:
             await self._mark(waiting, marks, message)
         return retry
 
     def _stale(self, notice: notify.Notice, obj: Mapping[str, Any], now: datetime) -> bool:
+        """Too old to be worth telling when first seen (the operator was down, or notifications
+        were just turned on). Judged when the notice is offered, never later: a notice found fresh
+        waits out any outage of its sink, however long."""
         when = _parse(notice.record.get("time"))
         if when is None:
             return False
         if notice.sink == notify.WEBHOOK:
             return now - when > STALE_WEBHOOK
-        if notice.recipient == notify.TEAM_MESSAGE and wire.ready_reason(obj) == names.PENDING:
-            return False  # the approvers' message of a request that still waits is never too late
+        if notice.recipient == notify.TEAM_MESSAGE:
+            uid = str(wire.metadata(obj).get("uid") or "")
+            if wire.ready_reason(obj) == names.PENDING or notify.team_message_of(obj) or uid in self._messages:
+                # A waiting request's message is never too late, and a posted one is always
+                # updated: a stale button must not look live, however late.
+                return False
         return now - when > STALE_SLACK
 
     def _pause(self, sink: str, after: float) -> float:
