@@ -88,6 +88,8 @@ KINDS = [
             {"name": "Entitlement", "type": "string", "jsonPath": ".spec.entitlement"},
             {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
             {"name": "Status", "type": "string", "jsonPath": READY_REASON},
+            # `1/2` while approvals are collected; `auto`, `auto (on call)` or `break-glass`.
+            {"name": "Approvals", "type": "string", "jsonPath": ".status.approvalSummary"},
             {"name": "Approved-By", "type": "string", "jsonPath": ".status.approvedBy", "priority": 1},
             {"name": "Reason", "type": "string", "jsonPath": ".spec.reason", "priority": 1},
             _age(),

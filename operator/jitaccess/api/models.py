@@ -101,7 +101,9 @@ class Notified(Model):
     """What the operator has told people about an object, so that a restart never tells them again."""
 
     sent: list[str] = Field(
-        default_factory=list, description="Delivered notices as `<sink>:<step>` (`slack:pending`, `webhook:granted`)"
+        default_factory=list,
+        description="Delivered notices: `slack:<recipient>:<step>` (`slack:team-message:pending`, "
+        "`slack:@alice@example.com:granted`) and `webhook:<action>` (`webhook:granted`)",
     )
     slack_channel: str | None = Field(default=None, description="Channel of the approvers' message, to update it")
     slack_ts: str | None = Field(default=None, description="Timestamp (Slack's message id) of the approvers' message")
@@ -184,6 +186,43 @@ class Approval(Model):
     auto_approve_owner_team: bool = Field(
         default=True, description="Members of the owner team get it without a human approval"
     )
+    approvals_required: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="How many distinct approvers of the owner team must approve (never the requester); "
+        "one denial ends the request",
+    )
+    auto_approve_groups: list[str] = Field(
+        default_factory=list,
+        description="On call: members of these Kubernetes groups (as authenticated at the request) get it at once",
+    )
+    auto_approve_identity_center_groups: list[str] = Field(
+        default_factory=list,
+        description="On call: members of these Identity Center groups, asked at the moment of the request, "
+        "get it at once",
+    )
+
+
+class BreakGlass(Model):
+    """Who may approve their own request in an emergency, and the limits that come with it."""
+
+    groups: list[str] = Field(
+        min_length=1, description="Kubernetes groups whose members may use break-glass on this entitlement"
+    )
+    min_reason_length: int = Field(
+        default=40,
+        ge=1,
+        le=limits.REASON_MAX_LENGTH,
+        description="A break-glass reason has at least this many characters",
+    )
+    max_duration: str = _duration(
+        "No break-glass grant lasts longer (and a request naming none gets this at most)", default="1h"
+    )
+    review_within: str = _duration("An approver of the owner team reviews it within this long", default="24h")
+    per_user_per_day: int = Field(
+        default=2, ge=1, le=100, description="Break-glass requests one user may make in any 24 hours"
+    )
 
 
 class EntitlementSpec(Model):
@@ -202,6 +241,9 @@ class EntitlementSpec(Model):
     max_duration: str = _duration("No grant lasts longer", default="4h")
     eligibility: Eligibility = Field(default_factory=Eligibility)
     approval: Approval = Field(default_factory=Approval)
+    break_glass: BreakGlass | None = Field(
+        default=None, description="Allows break-glass: named groups approve their own request (docs/api.md)"
+    )
     reason_pattern: str | None = Field(
         default=None,
         description="Regex the request's reason must match",
@@ -269,6 +311,11 @@ class AccessRequestSpec(Model):
         description="Why access is needed (a ticket, an incident): one line of plain text",
         json_schema_extra=_bounded(limits.REASON_MAX_LENGTH, _REASON_RULES),
     )
+    break_glass: bool | None = Field(
+        default=None,
+        description="Break-glass: the requester approves their own request, as the Entitlement's spec.breakGlass "
+        "allows (its groups, reason length, duration cap and rate); reviewed afterwards by the owner team",
+    )
     requester: str | None = Field(
         default=None, description="Set from the authenticated caller at admission; never from the client"
     )
@@ -283,9 +330,24 @@ class AccessRequestSpec(Model):
     )
 
 
+class GivenApproval(Model):
+    """One approver's approval, as the operator counted it."""
+
+    by: str
+    time: datetime = Field(description="When the operator counted it")
+
+
 class AccessRequestStatus(Model):
     requester: str | None = None
     duration: str | None = Field(default=None, description="The duration that applies, defaults resolved")
+    approvals: list[GivenApproval] | None = Field(
+        default=None, description="Every approval counted, in order (an entitlement's approvalsRequired)"
+    )
+    approval_summary: str | None = Field(
+        default=None, description="Approvals so far (`1/2`), or `auto`, `auto (on call)`, `break-glass` (a column)"
+    )
+    reviewed_by: str | None = Field(default=None, description="Who reviewed a break-glass request")
+    review_deadline: datetime | None = Field(default=None, description="When a break-glass request's review is due")
     approved_by: str | None = None
     denied_by: str | None = None
     decision_reason: str | None = None

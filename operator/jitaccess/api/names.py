@@ -43,6 +43,12 @@ ANNOTATION_DENIED_BY_GROUPS = f"{ANNOTATION_DENIED_BY}-groups"
 ANNOTATION_REVOKED = f"{GROUP}/revoked"
 ANNOTATION_REVOKED_BY = f"{GROUP}/revoked-by"
 ANNOTATION_REVOKE_REASON = f"{GROUP}/revoke-reason"
+# Multi-party approval: every approval so far, as the webhook stamped it (`domain.approvals`).
+ANNOTATION_APPROVALS = f"{GROUP}/approvals"
+# The owner team's review of a break-glass request (`domain.breakglass`), and its stamps.
+ANNOTATION_REVIEWED = f"{GROUP}/reviewed"
+ANNOTATION_REVIEWED_BY = f"{GROUP}/reviewed-by"
+ANNOTATION_REVIEWED_BY_GROUPS = f"{ANNOTATION_REVIEWED_BY}-groups"
 # kopf's finalizer (handlers/startup.py): grants are created with it, sparing kopf a patch.
 FINALIZER = f"{GROUP}/finalizer"
 LABEL_ENTITLEMENT = f"{GROUP}/entitlement"
@@ -54,6 +60,8 @@ READY = "Ready"
 APPROVED = "Approved"
 DENIED = "Denied"
 ESCALATED = "Escalated"
+# A break-glass request's review by the owner team (True once reviewed).
+REVIEWED = "Reviewed"
 
 # Reasons of an AccessRequest's `Ready` (DENIED above is one too).
 PENDING = "Pending"
@@ -81,6 +89,12 @@ PENDING_TOO_LONG = "PendingTooLong"
 # Reasons of Events that no condition carries.
 DECISION_IGNORED = "DecisionIgnored"
 DRIFT_FOUND = "DriftFound"
+# Break-glass: the `Approved` reason (and its Warning Event), `Reviewed`'s False reasons, and the
+# Event of one approval of several counted.
+BREAK_GLASS = "BreakGlass"
+AWAITING_REVIEW = "AwaitingReview"
+REVIEW_OVERDUE = "ReviewOverdue"
+APPROVAL_COUNTED = "ApprovalCounted"
 
 # Reason of an AccessExtension's `Ready` once its time is added to the grant (besides PENDING,
 # DENIED, FAILED).

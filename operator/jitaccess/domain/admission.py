@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain import text
 from jitaccess.domain.durations import format_duration
@@ -68,7 +69,7 @@ _DECISIONS: dict[str, tuple[str, str, str]] = {
 }
 REQUEST_STAMPS = (APPROVED_BY, APPROVED_BY_GROUPS, DENIED_BY, DENIED_BY_GROUPS)
 #: Nothing of a decision may exist when a request is created.
-DECISION_ANNOTATIONS = (APPROVED, DENIED, DECISION_REASON, *REQUEST_STAMPS)
+DECISION_ANNOTATIONS = (APPROVED, DENIED, DECISION_REASON, *REQUEST_STAMPS, approval_rules.APPROVALS)
 #: What a grantee or an approver may change on an AccessGrant (the rest is the operator's).
 _REVOCATION_ANNOTATIONS = frozenset({REVOKED, REVOKE_REASON, REVOKED_BY, LAST_APPLIED})
 #: Annotations that carry free text people write (any later one belongs here too).
@@ -100,6 +101,8 @@ class Admit:
 
     spec: Mapping[str, Any] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    #: Annotations taken out again (an approval of several, counted in `jitaccess.dev/approvals`).
+    removed: tuple[str, ...] = ()
 
 
 Verdict = Refusal | Admit
@@ -405,9 +408,47 @@ def _request_updated(
                 "identity the API server authenticated, and never changes afterwards: leave it out of your "
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
-    verdict = _decision(old, before, after, caller, entitlement, team)
-    added = {k: after[k] for k in REQUEST_STAMPS if k in after and k not in before}
+    verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase) or _decision(
+        old, before, after, caller, entitlement, team
+    )
+    added = {
+        k: after[k] for k in (*REQUEST_STAMPS, approval_rules.APPROVALS) if k in after and after[k] != before.get(k)
+    }
     return _as_stamped(verdict, phase, added, f"metadata.annotations {', '.join(sorted(added) or REQUEST_STAMPS[:1])}")
+
+
+def _approvals_changed(
+    old: Obj,
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    caller: Caller,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    phase: Phase,
+) -> Verdict | None:
+    """A change of the approvals list (`domain.approvals`): the client's own is refused; at VALIDATE,
+    one approval of several that the webhook counted (it took `approved` out again) is checked here,
+    the approval that completes the count by `_decision` with its stamps."""
+    key = approval_rules.APPROVALS
+    if before.get(key) == after.get(key):
+        return None
+    if phase is Phase.MUTATE:
+        return Refusal(
+            f"metadata.annotations[{key}] is written only by the jitaccess admission webhook, which records there "
+            f"each approver the API server authenticated: leave it out of your change. To approve, set {APPROVED}=true"
+        )
+    if wire.truthy(after.get(APPROVED)) and APPROVED_BY not in before:
+        return None
+    state = _decided_or_finished(old)
+    if state is not None or team is None or entitlement is None:
+        return Refusal(f"this request cannot be approved any more ({state or 'its Entitlement or team is gone'})")
+    spec = old.get("spec") or {}
+    refusal = may_approve(
+        team, caller, requester=str(spec.get("requester") or ""), escalated=wire.is_true(old, names.ESCALATED)
+    ) or approval_rules.validated(before, after, caller, approval_rules.required(entitlement))
+    if refusal is not None:
+        return _not_stamped(f"metadata.annotations[{key}] ({refusal})")
+    return Admit(annotations={key: after[key]})
 
 
 def _decision(
@@ -476,6 +517,12 @@ def _decision(
     stamps = {by: caller.username}
     if caller.groups:
         stamps[by_groups] = groups_text(caller)
+    needed = approval_rules.required(entitlement)
+    if flag == APPROVED and needed > 1:
+        counted = approval_rules.stamp(before, caller, needed, after.get(DECISION_REASON, ""), stamps)
+        if isinstance(counted, str):
+            return Refusal(counted)
+        return Admit(annotations=counted.annotations, removed=counted.removed)
     return Admit(annotations=stamps)
 
 

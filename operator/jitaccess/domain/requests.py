@@ -24,6 +24,7 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import Caller, is_member, may_approve
@@ -195,6 +196,7 @@ class Outcome(Enum):
     ESCALATE = "Escalate"
     TIME_OUT = "TimeOut"
     IGNORE = "Ignore"  # an annotation that does not count, said in a Warning event
+    COUNT = "Count"  # one approval of several (approvalsRequired) to record in status
 
 
 @dataclass(frozen=True)
@@ -236,11 +238,60 @@ def decide_pending(
             continue
         groups = frozenset(g for g in annotations.get(groups_key, "").split(",") if g)
         refusal = may_approve(valid.team, Caller(who, groups), requester=valid.requester, escalated=escalated)
+        if refusal is None and outcome is Outcome.APPROVE:
+            refusal = _approvals_short(request, valid, now)
         if refusal is not None:
             ignored = ignored or PendingDecision(Outcome.IGNORE, who=who, why=refusal)
             continue
         return PendingDecision(outcome, who=who, why=reason)
-    return _escalation_due(request, valid, now, escalated) or ignored
+    return _newly_counted(request, valid, now) or _escalation_due(request, valid, now, escalated) or ignored
+
+
+def approvals_counted(request: AccessRequest, valid: ValidRequest, now: datetime) -> approval_rules.Count:
+    """The stamped approvals that count (`approval_rules.count`): a backup approver's only if the request
+    had escalated when the operator counted it (`status.approvals`; not yet counted: now)."""
+    created = request.metadata.creation_timestamp
+    times = {a.by: a.time for a in request.status.approvals or []}
+    owner = valid.entitlement.spec.owner
+    after = (
+        parse_duration(valid.team.escalate_after, f"TeamOwnership {owner!r} spec.escalateAfter")
+        if valid.team.escalate_after
+        else None
+    )
+
+    def escalated_at(by: str) -> bool:
+        return (
+            after is not None and created is not None and approval_rules.approved_at(times, by, now) - created >= after
+        )
+
+    return approval_rules.count(
+        approval_rules.given(request.metadata.annotations), valid.team, valid.requester, escalated_at
+    )
+
+
+def _approvals_short(request: AccessRequest, valid: ValidRequest, now: datetime) -> str | None:
+    """Why an approval does not complete the entitlement's approvalsRequired yet; None when it does."""
+    needed = valid.entitlement.spec.approval.approvals_required
+    if needed <= 1:
+        return None
+    counted = approvals_counted(request, valid, now)
+    if len(counted.counted) >= needed:
+        return None
+    return (
+        f"approvalsRequired is {needed}, and only {len(counted.counted)} approval(s) stamped by the admission "
+        f"webhook count ({', '.join(counted.counted) or 'none'}"
+        + (f"; not counted: {'; '.join(counted.rejected)}" if counted.rejected else "")
+        + ")"
+    )
+
+
+def _newly_counted(request: AccessRequest, valid: ValidRequest, now: datetime) -> PendingDecision | None:
+    """An approval of several that status does not list yet."""
+    if valid.entitlement.spec.approval.approvals_required <= 1:
+        return None
+    recorded = {a.by for a in request.status.approvals or []}
+    new = [by for by in approvals_counted(request, valid, now).counted if by not in recorded]
+    return PendingDecision(Outcome.COUNT, who=", ".join(new)) if new else None
 
 
 def _escalation_due(
@@ -316,9 +367,34 @@ def grant_basis(request: AccessRequest, valid: ValidRequest, limits: Limits, now
     if wire.truthy(annotations.get(names.ANNOTATION_DENIED)) and denier:
         return NoGrant(names.DENIED, f"denied by {denier} ({names.ANNOTATION_DENIED_BY}): nothing is granted")
     stamped = _stamped_approval(request, valid, limits, min(_approved_at(request) or now, now))
-    if isinstance(stamped, Basis) or not _auto_approved(valid):
+    if isinstance(stamped, Basis):
+        return _all_approvals(request, valid, limits, now) or stamped
+    if not _auto_approved(valid):
         return stamped
     return Basis(auto=True, who=valid.requester)
+
+
+def _all_approvals(request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime) -> NoGrant | None:
+    """With approvalsRequired N > 1: N distinct approvers, each allowed to approve when counted and
+    counted before the request's deadline, the stamped `approved-by` among them."""
+    needed = valid.entitlement.spec.approval.approvals_required
+    if needed <= 1:
+        return None
+    short = _approvals_short(request, valid, now)
+    if short is not None:
+        return NoGrant(names.FAILED, f"not granted: {short}")
+    deadline = decision_deadline(request.metadata.creation_timestamp, limits)
+    times = {a.by: a.time for a in request.status.approvals or []}
+    late = [
+        by
+        for by in approvals_counted(request, valid, now).counted
+        if deadline and approval_rules.approved_at(times, by, now) >= deadline
+    ]
+    if late:
+        return NoGrant(
+            names.TIMED_OUT, f"timed out: the approval(s) of {', '.join(late)} came at or after the deadline"
+        )
+    return None
 
 
 def _approved_at(request: AccessRequest) -> datetime | None:

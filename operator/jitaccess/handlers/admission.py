@@ -10,7 +10,8 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 | AccessRequest           | CREATE, UPDATE     | CREATE (+ validity, eligibility), UPDATE, DELETE |
 | AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
 | TeamOwnership, Entitlement |                 | CREATE, UPDATE (kopf's bookkeeping only)      |
-| `status` of all four    |                    | UPDATE (the operator only)                    |
+| AccessExtension         | CREATE, UPDATE     | `extension_admission`                         |
+| `status` of all five    |                    | UPDATE (the operator only)                    |
 
 Every webhook is `persistent` (kopf leaves it configured when the operator stops) and fails
 closed (`failurePolicy: Fail`): while the operator is down, the writes that need it are refused.
@@ -122,6 +123,8 @@ def _enforce(
         patch.spec[key] = value
     for key, value in verdict.annotations.items():
         patch.metadata.annotations[key] = value
+    for key in verdict.removed:
+        patch.metadata.annotations[key] = None
     if verdict.annotations:
         audit.info(
             "stamped %s on %s/%s%s",
@@ -378,7 +381,7 @@ async def check_status(
     _enforce(verdict, kind=f"{kind} status", operation=operation, body=body, caller=caller, dryrun=dryrun)
 
 
-for _plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS):
+for _plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS, names.EXTENSIONS):
     kopf.on.validate(
         names.GROUP,
         names.VERSION,

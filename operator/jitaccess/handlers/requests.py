@@ -17,9 +17,11 @@ import kopf
 from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, RetryLater
+from jitaccess.handlers import approvals as approval_counts
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.recording import record
@@ -115,6 +117,8 @@ def _decide(
         _escalate(rt, request, valid, decision.why)
     elif decision.outcome is request_rules.Outcome.TIME_OUT:
         _finish(rt, request.wire(), names.TIMED_OUT, f"timed out: {decision.why}", entitlement=request.spec.entitlement)
+    elif decision.outcome is request_rules.Outcome.COUNT:
+        approval_counts.count(rt, request, valid)
     elif decision.outcome is request_rules.Outcome.IGNORE and announce_ignored:
         record(request.wire(), names.DECISION_IGNORED, decision.why, warning=True, who=decision.who)
 
@@ -129,6 +133,7 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
         return {
             "requester": valid.requester,
             "duration": valid.duration_text,
+            "approvalSummary": approval_rules.progress(0, valid.entitlement.spec.approval.approvals_required),
             "conditions": conditions_after(
                 current.status.conditions, [(names.READY, False, names.PENDING, message)], current.metadata.generation
             ),
@@ -158,6 +163,12 @@ def approve(
         if auto
         else (f"approved by {who}" + (f": {why}" if why else ""))
     )
+    needed = valid.entitlement.spec.approval.approvals_required
+    counted = () if auto or needed <= 1 else request_rules.approvals_counted(request, valid, now()).counted
+    if counted:
+        message = f"approved by {approval_rules.in_words(counted)} ({len(counted)} of {needed})" + (
+            f": {why}" if why else ""
+        )
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
         if request_rules.is_decided(current) or request_rules.is_finished(current):
@@ -174,6 +185,9 @@ def approve(
                 current.metadata.generation,
             ),
         }
+        fields["approvalSummary"] = "auto" if auto else approval_rules.progress(max(len(counted), 1), needed)
+        if counted:
+            fields["approvals"] = approval_counts.listed(current, counted, now())
         if not auto:
             fields["approvedBy"] = who
             if why:

@@ -1,0 +1,162 @@
+"""Multi-party approval: an Entitlement's `approval.approvalsRequired` distinct approvers.
+
+Every approver approves the same way (`jitaccess.dev/approved=true`), and an annotation is one
+key, so the mutating webhook keeps the list: each approval it admits is appended to the annotation
+`jitaccess.dev/approvals` (JSON: `[{"by": user, "groups": [...]}]`, from the authenticated
+caller, never from the client). While approvals are missing it removes `approved` (and
+`decision-reason`, kept in the entry) again, so that the next approver writes it afresh; the
+approval that completes the count stays, with the usual `approved-by` stamp.
+
+Counted: distinct usernames, each an approver of the owner team (a backup approver only once the
+request has escalated), never the requester. The operator re-derives the count from the stamped
+list and the live TeamOwnership before it grants; `status.approvals` only records when it counted
+each one. Pure functions on wire dicts; admission wraps their answers (`domain.admission`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from jitaccess.api import names
+from jitaccess.api.models import Entitlement, TeamOwnershipSpec
+from jitaccess.domain.teams import Caller, may_approve
+
+APPROVALS = names.ANNOTATION_APPROVALS
+
+
+@dataclass(frozen=True)
+class Given:
+    """One approval as the webhook stamped it."""
+
+    by: str
+    groups: frozenset[str]
+    reason: str = ""
+
+
+def required(entitlement: Entitlement | None) -> int:
+    return entitlement.spec.approval.approvals_required if entitlement is not None else 1
+
+
+def given(annotations: Mapping[str, str]) -> list[Given]:
+    """The approvals stamped so far, in order. Anything malformed counts as none (fail closed):
+    only the webhook writes the annotation."""
+    try:
+        raw = json.loads(annotations.get(APPROVALS) or "[]")
+    except ValueError:
+        return []
+    if not isinstance(raw, list):
+        return []
+    found = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not isinstance(entry.get("by"), str) or not entry["by"]:
+            return []
+        groups = entry.get("groups") or []
+        reason = entry.get("reason") or ""
+        if not isinstance(groups, list) or not isinstance(reason, str):
+            return []
+        found.append(Given(entry["by"], frozenset(str(g) for g in groups), reason))
+    return found
+
+
+def encode(approvals: Sequence[Given]) -> str:
+    """The annotation's text: compact, keys sorted, so the same list is always the same string."""
+    entries = []
+    for a in approvals:
+        entry: dict[str, object] = {"by": a.by, "groups": sorted(a.groups)}
+        if a.reason:
+            entry["reason"] = a.reason
+        entries.append(entry)
+    return json.dumps(entries, sort_keys=True, separators=(",", ":"))
+
+
+def progress(count: int, needed: int) -> str:
+    """`1/2`: the APPROVALS column."""
+    return f"{count}/{needed}"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What the webhook writes for an approval it admits: `annotations` set, `removed` taken out."""
+
+    annotations: dict[str, str]
+    removed: tuple[str, ...] = ()
+
+
+def stamp(
+    before: Mapping[str, str], caller: Caller, needed: int, reason: str, by_stamps: dict[str, str]
+) -> Stamp | str:
+    """The caller's approval added to the list (MUTATE); a refusal message when it may not count.
+
+    `by_stamps` are the usual `approved-by` stamps, written when this approval completes the count.
+    """
+    so_far = given(before)
+    if any(a.by == caller.username for a in so_far):
+        return (
+            f"{caller.username} has already approved this request ({progress(len(so_far), needed)}): each approver "
+            f"counts once, and approvalsRequired is {needed}; another approver of the owner team must approve"
+        )
+    after = [*so_far, Given(caller.username, caller.groups, reason)]
+    annotations = {APPROVALS: encode(after)}
+    if len(after) >= needed:
+        return Stamp({**annotations, **by_stamps})
+    removed = (names.ANNOTATION_APPROVED,) + ((names.ANNOTATION_DECISION_REASON,) if reason else ())
+    return Stamp(annotations, removed)
+
+
+def validated(before: Mapping[str, str], after: Mapping[str, str], caller: Caller, needed: int) -> str | None:
+    """At VALIDATE, an approvals list that changed without the approval itself in the object (the
+    webhook took `approved` out again): it must be the stored list plus the caller's one entry,
+    still short of the count. Why not, or None."""
+    was, now = given(before), given(after)
+    if any(a.by == caller.username for a in was):
+        return f"{caller.username} has already approved this request"
+    if len(now) != len(was) + 1 or now[:-1] != was or len(now) >= needed:
+        return "the approvals list must be the stored one plus the caller's approval"
+    last = now[-1]
+    if last.by != caller.username or last.groups != caller.groups:
+        return "the last approval in the list must be the authenticated caller's"
+    return None
+
+
+@dataclass(frozen=True)
+class Count:
+    """The approvals that count (distinct approvers allowed to approve), and why others do not."""
+
+    counted: tuple[str, ...]
+    rejected: tuple[str, ...]
+
+
+def count(
+    approvals: Sequence[Given],
+    team: TeamOwnershipSpec,
+    requester: str,
+    escalated_at: Callable[[str], bool],
+) -> Count:
+    """Which stamped approvals count: `escalated_at(by)` says whether the request had escalated when
+    `by` approved (a backup approver's counts only then)."""
+    counted: list[str] = []
+    rejected: list[str] = []
+    for a in approvals:
+        if a.by in counted:
+            rejected.append(f"{a.by} approved twice and counts once")
+            continue
+        refusal = may_approve(team, Caller(a.by, a.groups), requester=requester, escalated=escalated_at(a.by))
+        if refusal is not None:
+            rejected.append(refusal)
+            continue
+        counted.append(a.by)
+    return Count(tuple(counted), tuple(rejected))
+
+
+def approved_at(times: Mapping[str, datetime], by: str, now: datetime) -> datetime:
+    """When the operator counted `by`'s approval (status.approvals), never later than `now`."""
+    return min(times.get(by) or now, now)
+
+
+def in_words(approvers: Sequence[str]) -> str:
+    if len(approvers) <= 1:
+        return "".join(approvers)
+    return ", ".join(approvers[:-1]) + f" and {approvers[-1]}"

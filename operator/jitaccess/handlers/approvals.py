@@ -1,0 +1,71 @@
+"""Multi-party approval in status: each approval counted as it comes (`status.approvals`, the
+`1/2` of `kubectl get areq`, an `ApprovalCounted` Event), until the last one approves the request.
+
+What counts is decided from the stamped annotation (`domain.approvals`, `requests.approvals_counted`);
+status only records when the operator counted each approval, which is when a backup approver's
+approval is judged against the escalation and every approval against the deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessRequest
+from jitaccess.domain import approvals
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import requests as request_rules
+from jitaccess.handlers.common import conditions_after, now, status_change, ts
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import Runtime
+
+
+def listed(current: AccessRequest, counted: Sequence[str], stamp: datetime) -> list[dict[str, Any]]:
+    """`status.approvals` with the counted approvers it does not list yet added, timed `stamp`."""
+    recorded = list(current.status.approvals or [])
+    known = {a.by for a in recorded}
+    return [a.wire() for a in recorded] + [{"by": by, "time": ts(stamp)} for by in counted if by not in known]
+
+
+def waiting_message(valid: request_rules.ValidRequest, counted: Sequence[str], escalated: bool) -> str:
+    needed = valid.entitlement.spec.approval.approvals_required
+    who = request_rules.approvers_text(valid.team, escalated)
+    return (
+        f"{len(counted)} of {needed} approvals ({approvals.in_words(counted) or 'none yet'}): waiting for "
+        f"{needed - len(counted)} more, by another approver of team {valid.entitlement.spec.owner} ({who})"
+    )
+
+
+def count(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> None:
+    """Record the approvals of several that status does not list yet."""
+    counted = request_rules.approvals_counted(request, valid, now()).counted
+    needed = valid.entitlement.spec.approval.approvals_required
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        if not request_rules.is_pending(current):
+            return None
+        approvals_now = listed(current, counted, now())
+        if len(approvals_now) == len(current.status.approvals or []):
+            return None
+        message = waiting_message(
+            valid, [a["by"] for a in approvals_now], cond.is_true(current.status.conditions, names.ESCALATED)
+        )
+        return {
+            "approvals": approvals_now,
+            "approvalSummary": approvals.progress(len(approvals_now), needed),
+            "conditions": conditions_after(
+                current.status.conditions, [(names.READY, False, names.PENDING, message)], current.metadata.generation
+            ),
+        }
+
+    before = {a.by for a in request.status.approvals or []}
+    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    if updated is None:
+        return
+    after = AccessRequest.model_validate(updated)
+    for given in after.status.approvals or []:
+        if given.by not in before:
+            summary = after.status.approval_summary or ""
+            record(updated, names.APPROVAL_COUNTED, f"approval {summary} by {given.by}", who=given.by)

@@ -1,0 +1,174 @@
+"""Multi-party approval (`jitaccess.domain.approvals`): what the webhook stamps for each approver,
+what it refuses, and what the operator counts before it grants.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from jitaccess.api import names
+from jitaccess.domain import approvals
+from jitaccess.domain import requests as rules
+from jitaccess.domain.admission import Admit, Phase, Refusal
+from jitaccess.domain.requests import Basis, NoGrant, Outcome
+from tests.unit import factories
+from tests.unit.test_admission import CAROL, LEAD, PAULA, PENDING, TEAM, request, review_request, with_annotations
+
+TWO = factories.entitlement(approval={"approvalsRequired": 2, "autoApproveOwnerTeam": False})
+APPROVALS = names.ANNOTATION_APPROVALS
+LIMITS = rules.Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
+
+
+def stored(*given: tuple[str, list[str]], **kwargs: Any) -> dict[str, Any]:
+    """Bob's pending request with these approvals already stamped."""
+    annotations = {APPROVALS: approvals.encode([approvals.Given(by, frozenset(g)) for by, g in given])} if given else {}
+    return request(annotations=annotations, conditions=kwargs.pop("conditions", PENDING), **kwargs)
+
+
+def approve(old: dict[str, Any], caller: Any, phase: Phase = Phase.MUTATE, **extra: str) -> Any:
+    new = with_annotations(old, jitaccess_dev__approved="true", **extra)
+    return review_request("UPDATE", old, new, caller, entitlement=TWO, phase=phase)
+
+
+def test_the_first_approval_of_two_is_listed_and_the_flag_taken_out_again() -> None:
+    verdict = approve(stored(), PAULA, jitaccess_dev__decision_reason="fine by me")
+    assert isinstance(verdict, Admit)
+    assert verdict.removed == (names.ANNOTATION_APPROVED, names.ANNOTATION_DECISION_REASON)
+    assert names.ANNOTATION_APPROVED_BY not in verdict.annotations
+    listed = json.loads(verdict.annotations[APPROVALS])
+    assert listed == [{"by": PAULA.username, "groups": sorted(PAULA.groups), "reason": "fine by me"}]
+
+
+def test_the_approval_that_completes_the_count_is_stamped_as_usual() -> None:
+    verdict = approve(stored((PAULA.username, sorted(PAULA.groups))), LEAD)
+    assert isinstance(verdict, Admit) and verdict.removed == ()
+    assert verdict.annotations[names.ANNOTATION_APPROVED_BY] == LEAD.username
+    assert [e["by"] for e in json.loads(verdict.annotations[APPROVALS])] == [PAULA.username, LEAD.username]
+
+
+def test_one_approver_twice_is_refused() -> None:
+    verdict = approve(stored((PAULA.username, sorted(PAULA.groups))), PAULA)
+    assert isinstance(verdict, Refusal)
+    assert "has already approved this request (1/2)" in verdict.message and "counts once" in verdict.message
+
+
+def test_the_requester_is_never_one_of_the_approvers() -> None:
+    verdict = approve(stored(requester=PAULA.username), PAULA)
+    assert isinstance(verdict, Refusal) and "cannot decide on it" in verdict.message
+
+
+def test_a_backup_approver_adds_to_the_approvals_only_once_escalated() -> None:
+    first = (PAULA.username, sorted(PAULA.groups))
+    assert isinstance(approve(stored(first), CAROL), Refusal)
+    escalated = [*PENDING, {"type": "Escalated", "status": "True", "reason": "PendingTooLong", "message": ""}]
+    verdict = approve(stored(first, conditions=escalated), CAROL)
+    assert isinstance(verdict, Admit) and verdict.annotations[names.ANNOTATION_APPROVED_BY] == CAROL.username
+
+
+def test_a_client_written_approvals_list_is_refused() -> None:
+    old = stored()
+    forged = approvals.encode([approvals.Given("paula@example.com", frozenset()), approvals.Given("x", frozenset())])
+    new = with_annotations(old, jitaccess_dev__approvals=forged)
+    verdict = review_request("UPDATE", old, new, PAULA, entitlement=TWO)
+    assert isinstance(verdict, Refusal) and "written only by the jitaccess admission webhook" in verdict.message
+
+
+def test_validate_accepts_exactly_the_callers_entry_added() -> None:
+    old = stored()
+    mine = approvals.encode([approvals.Given(PAULA.username, PAULA.groups)])
+    new = with_annotations(old, jitaccess_dev__approvals=mine)
+    verdict = review_request("UPDATE", old, new, PAULA, entitlement=TWO, phase=Phase.VALIDATE)
+    assert verdict == Admit(annotations={APPROVALS: mine})
+    someone_else = approvals.encode([approvals.Given(LEAD.username, LEAD.groups)])
+    wrong = with_annotations(old, jitaccess_dev__approvals=someone_else)
+    refused = review_request("UPDATE", old, wrong, PAULA, entitlement=TWO, phase=Phase.VALIDATE)
+    assert isinstance(refused, Refusal) and "caller's" in refused.message
+
+
+def test_a_denial_after_one_approval_ends_the_request() -> None:
+    old = stored((PAULA.username, sorted(PAULA.groups)))
+    new = with_annotations(old, jitaccess_dev__denied="true")
+    verdict = review_request("UPDATE", old, new, LEAD, entitlement=TWO)
+    assert isinstance(verdict, Admit) and verdict.annotations[names.ANNOTATION_DENIED_BY] == LEAD.username
+
+
+def test_an_entitlement_of_one_approval_is_stamped_as_before() -> None:
+    verdict = review_request("UPDATE", stored(), with_annotations(stored(), jitaccess_dev__approved="true"), PAULA)
+    assert isinstance(verdict, Admit) and APPROVALS not in verdict.annotations and verdict.removed == ()
+
+
+# --- what the operator counts ------------------------------------------------------------------
+
+
+def valid_for(entitlement: Any = TWO) -> rules.ValidRequest:
+    return rules.ValidRequest("bob@example.com", frozenset({"team-ledger"}), timedelta(hours=1), entitlement, TEAM)
+
+
+def operator_view(*given: tuple[str, frozenset[str]], approved_by: str = "", escalated: bool = False) -> Any:
+    annotations = {APPROVALS: approvals.encode([approvals.Given(by, g) for by, g in given])}
+    if approved_by:
+        groups = ",".join(sorted(next(g for by, g in given if by == approved_by)))
+        annotations |= {
+            names.ANNOTATION_APPROVED: "true",
+            names.ANNOTATION_APPROVED_BY: approved_by,
+            names.ANNOTATION_APPROVED_BY_GROUPS: groups,
+        }
+    conditions = [factories.condition("Ready", "False", "Pending")]
+    if escalated:
+        conditions.append(factories.condition("Escalated", "True", "PendingTooLong"))
+    return factories.request(annotations=annotations, conditions=conditions)
+
+
+def test_one_of_two_approvals_is_counted_not_approved() -> None:
+    request = operator_view((PAULA.username, PAULA.groups))
+    decision = rules.decide_pending(request, valid_for(), LIMITS, factories.T0 + timedelta(minutes=1))
+    assert decision is not None and decision.outcome is Outcome.COUNT and decision.who == PAULA.username
+
+
+def test_an_approved_flag_without_enough_approvals_is_ignored_and_grants_nothing() -> None:
+    # approved=true with approved-by, as if the webhook had admitted it alone: the list has one entry.
+    request = operator_view((PAULA.username, PAULA.groups), approved_by=PAULA.username)
+    now = factories.T0 + timedelta(minutes=1)
+    decision = rules.decide_pending(request, valid_for(), LIMITS, now)
+    assert decision is not None and decision.outcome is Outcome.COUNT, "counted, not approved"
+    basis = rules.grant_basis(request, valid_for(), LIMITS, now)
+    assert isinstance(basis, NoGrant) and basis.reason == names.FAILED
+    assert "approvalsRequired is 2, and only 1 approval(s)" in basis.message
+
+
+def test_the_same_approver_twice_counts_once() -> None:
+    request = operator_view((PAULA.username, PAULA.groups), (PAULA.username, PAULA.groups), approved_by=PAULA.username)
+    basis = rules.grant_basis(request, valid_for(), LIMITS, factories.T0 + timedelta(minutes=1))
+    assert isinstance(basis, NoGrant) and "approved twice and counts once" in basis.message
+
+
+def test_the_requester_in_the_list_does_not_count() -> None:
+    request = operator_view(("bob@example.com", frozenset()), (PAULA.username, PAULA.groups), approved_by=PAULA.username)
+    basis = rules.grant_basis(request, valid_for(), LIMITS, factories.T0 + timedelta(minutes=1))
+    assert isinstance(basis, NoGrant) and "requested this access" in basis.message
+
+
+def test_two_distinct_approvers_approve() -> None:
+    request = operator_view((PAULA.username, PAULA.groups), (LEAD.username, LEAD.groups), approved_by=LEAD.username)
+    now = factories.T0 + timedelta(minutes=1)
+    decision = rules.decide_pending(request, valid_for(), LIMITS, now)
+    assert decision is not None and decision.outcome is Outcome.APPROVE and decision.who == LEAD.username
+    assert rules.grant_basis(request, valid_for(), LIMITS, now) == Basis(auto=False, who=LEAD.username)
+
+
+def test_escalation_counts_the_approvals_already_given() -> None:
+    # Paula approved before the escalation, Carol (backup) after it: together they are two.
+    request = operator_view((PAULA.username, PAULA.groups), (CAROL.username, CAROL.groups), approved_by=CAROL.username)
+    later = factories.T0 + timedelta(minutes=20)
+    assert rules.grant_basis(request, valid_for(), LIMITS, later) == Basis(auto=False, who=CAROL.username)
+    # Counted before the escalation was due, the backup approver's approval does not count.
+    early = factories.T0 + timedelta(minutes=5)
+    assert isinstance(rules.grant_basis(request, valid_for(), LIMITS, early), NoGrant)
+
+
+def test_malformed_approvals_count_as_none() -> None:
+    assert approvals.given({APPROVALS: "not json"}) == []
+    assert approvals.given({APPROVALS: '[{"by": ""}]'}) == []
+    assert approvals.given({APPROVALS: '{"by": "x"}'}) == []
