@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.operator_process import OperatorProcess
+from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.adapters.tls import generate_serving_files
 from jitaccess.adapters.webhooks import configurations
 from tests.helm.chart import CHART, REPO, Helm, documents, helm_binary
@@ -512,3 +514,68 @@ def test_two_replicas_one_leads_with_the_charts_rbac(
         lines = [line for line in replica.log_file.read_text().splitlines() if line.strip()]
         assert lines and all({"time", "level", "logger", "message"} <= json.loads(line).keys() for line in lines)
         assert not [line for line in lines if "Forbidden" in line], "the chart's RBAC lacks a permission"
+
+
+# --- Slack: the impersonating identity ----------------------------------------------------------
+
+
+def test_slack_impersonator_rbac_and_tokens(
+    system: Jit, control_plane: ControlPlane, helm: Helm, suffix: str, tmp_path: Path
+) -> None:
+    """The chart's Slack identity as the API server sees it: the operator may obtain tokens of that
+    one ServiceAccount (TokenRequest) and impersonates nobody itself; the ServiceAccount may
+    impersonate exactly slack.approvers and do nothing else; a token obtained as the operator
+    decides as an approver (a dry run, stamped by the session's webhook as that approver)."""
+    release, namespace = f"jitaccess-slack-{suffix}", f"jit-slack-{suffix}"
+    objects = documents(
+        helm.template(
+            release,
+            namespace,
+            values=[CHART / "ci" / "slack-values.yaml"],
+            set_values={"leaderElection.leaseName": release},
+        )
+    )
+    kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "Ingress")
+    applied = [o for o in objects if o["kind"] in kinds]
+    restricted_namespace(control_plane, namespace)
+    try:
+        result = apply_in(control_plane, namespace, applied)
+        assert "Warning" not in result.stderr, result.stderr
+        operator, account = f"system:serviceaccount:{namespace}:{release}", f"{release}-slack"
+        impersonator = f"system:serviceaccount:{namespace}:{account}"
+        token = "serviceaccounts"
+        assert can_i(control_plane, operator, "create", f"{token}/{account}", subresource="token", namespace=namespace)
+        assert not can_i(
+            control_plane, operator, "create", f"{token}/{release}", subresource="token", namespace=namespace
+        )
+        assert not can_i(
+            control_plane, operator, "create", f"{token}/default", subresource="token", namespace="default"
+        )
+        assert not can_i(control_plane, operator, "impersonate", "users/lena@example.com")
+        assert can_i(control_plane, impersonator, "impersonate", "users/lena@example.com")
+        for other in ("users/mallory@example.com", "groups/system:masters", "users/system:admin"):
+            assert not can_i(control_plane, impersonator, "impersonate", other), other
+        assert not can_i(control_plane, impersonator, "patch", "accessrequests.jitaccess.dev")
+        assert not can_i(control_plane, impersonator, "get", "secrets", namespace=namespace)
+
+        kubeconfig = token_kubeconfig(control_plane, namespace, release, tmp_path / "operator.kubeconfig")
+        as_operator = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=as_operator, persist_config=False
+        )
+        slack = Impersonator.from_service_account(f"{namespace}/{account}", operator=as_operator)
+        try:
+            system.request("chart-slack", "prod-eng-ledger")
+            system.wait_reason("accessrequest", "chart-slack", "Pending")
+            decided = slack.annotate_request(
+                "chart-slack", "lena@example.com", {"jitaccess.dev/approved": "true"}, dry_run=True
+            )
+            assert decided["metadata"]["annotations"]["jitaccess.dev/approved-by"] == "lena@example.com"
+            with pytest.raises(DecisionError) as refused:
+                slack.annotate_request("chart-slack", "mallory@example.com", {"jitaccess.dev/approved": "true"})
+            assert refused.value.impersonation_refused, refused.value.message
+            assert system.ready_reason("accessrequest", "chart-slack") == "Pending"
+        finally:
+            slack.close()
+    finally:
+        delete_all(control_plane, applied, namespace)
