@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     pending_timeout_seconds: float = Field(default=24 * 3600, gt=0)
     min_duration_seconds: float = Field(default=60, gt=0)
+    max_start_ahead_seconds: float = Field(
+        default=7 * 24 * 3600, gt=0, description="How far ahead a request's spec.startTime may lie (from its creation)"
+    )
     retention_seconds: float = Field(
         default=90 * 24 * 3600, gt=0, description="Finished grants and requests kept this long after they ended"
     )
@@ -148,4 +151,5 @@ class Settings(BaseSettings):
         return Limits(
             min_duration=timedelta(seconds=self.min_duration_seconds),
             pending_timeout=timedelta(seconds=self.pending_timeout_seconds),
+            max_start_ahead=timedelta(seconds=self.max_start_ahead_seconds),
         )

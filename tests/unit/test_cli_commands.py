@@ -237,7 +237,7 @@ def test_prompts_only_on_a_terminal(api: FakeApi) -> None:
     assert "Request prod-eng-payments (team payments, yours: 1h by default, at most 4h, granted at once)? [Y/n]" in err(
         s
     )
-    assert "does not match prod-eng-payments's reason pattern" in err(s)
+    assert "does not match prod-eng-payments's reasonPattern '^[A-Z]+-[0-9]+': cite a ticket" in err(s)
     created = next(body for verb, body in api.calls if verb == "create")
     assert created["spec"]["duration"] == "1h" and created["spec"]["reason"] == "INC-9 why"
 
@@ -246,7 +246,7 @@ def test_bad_input_is_a_usage_error(api: FakeApi) -> None:
     for changes, words in (
         ({"duration": "5h"}, "above prod-eng-payments's maximum of 4h"),
         ({"duration": "1d"}, "is not a duration"),
-        ({"reason": "because"}, "reason pattern"),
+        ({"reason": "because"}, "reasonPattern"),
     ):
         with pytest.raises(UsageError, match=words):
             request.run(session(api), options(**changes))

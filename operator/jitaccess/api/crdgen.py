@@ -87,6 +87,8 @@ KINDS = [
             {"name": "Requester", "type": "string", "jsonPath": ".spec.requester"},
             {"name": "Entitlement", "type": "string", "jsonPath": ".spec.entitlement"},
             {"name": "Duration", "type": "string", "jsonPath": ".status.duration"},
+            # type string, as Expires below: `date` renders future times as <invalid>.
+            {"name": "Start", "type": "string", "jsonPath": ".spec.startTime"},
             {"name": "Status", "type": "string", "jsonPath": READY_REASON},
             # `1/2` while approvals are collected; `auto`, `auto (on call)` or `break-glass`.
             {"name": "Approvals", "type": "string", "jsonPath": ".status.approvalSummary"},
@@ -109,6 +111,7 @@ KINDS = [
             {"name": "Status", "type": "string", "jsonPath": READY_REASON},
             # type string: `date` renders future times as <invalid>.
             {"name": "Expires", "type": "string", "jsonPath": ".status.expirationTime"},
+            {"name": "Started", "type": "string", "jsonPath": ".status.activationTime"},
             {"name": "Extended", "type": "integer", "jsonPath": ".status.extensionCount"},
             {"name": "Group", "type": "string", "jsonPath": ".spec.groupName", "priority": 1},
             _age(),

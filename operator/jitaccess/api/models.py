@@ -249,6 +249,12 @@ class EntitlementSpec(Model):
         description="Regex the request's reason must match",
         json_schema_extra=_bounded(limits.PATTERN_MAX_LENGTH),
     )
+    reason_example: str | None = Field(
+        default=None,
+        description="A reason that matches reasonPattern (e.g. `INC-1234 roll back the deploy`): shown with the "
+        "pattern when a reason is refused, and by `kubectl jit request`; admission refuses one that does not match",
+        json_schema_extra=_bounded(limits.REASON_MAX_LENGTH, _REASON_RULES),
+    )
     max_extensions: int = Field(
         default=2,
         ge=0,
@@ -327,6 +333,12 @@ class AccessRequestSpec(Model):
         max_length=USER_ID_MAX_LENGTH,
         description="The requester's Identity Center UserId, resolved from spec.requester and stamped at "
         "admission; never from the client. Access goes to this user only",
+    )
+    start_time: datetime | None = Field(
+        default=None,
+        description="When access is to begin (RFC 3339), at most the operator's horizon ahead (default 7 days); "
+        "unset: as soon as approved. Approval may come before; eligibility and the approval are checked again "
+        "at this time, and the duration counts from it",
     )
 
 

@@ -65,6 +65,8 @@ REVIEWED = "Reviewed"
 
 # Reasons of an AccessRequest's `Ready` (DENIED above is one too).
 PENDING = "Pending"
+# Approved, waiting for its `spec.startTime` (no grant yet; `domain.schedule`).
+SCHEDULED = "Scheduled"
 GRANTED = "Granted"
 NOT_ELIGIBLE = "NotEligible"
 INVALID = "Invalid"

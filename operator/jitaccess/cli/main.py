@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 def _request(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import request
 
-    options = request.RequestOptions(args.entitlement, args.duration, args.reason, args.wait, args.timeout)
+    options = request.RequestOptions(
+        args.entitlement, args.duration, args.reason, args.wait, args.timeout, start=args.start
+    )
     return request.run(session, options)
 
 

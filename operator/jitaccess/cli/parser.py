@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     request.add_argument("--reason", metavar="TEXT", help="why you need access (often: a ticket id first)")
     request.add_argument(
+        "--start",
+        metavar="TIME",
+        help="begin access at this time, not as soon as approved: RFC 3339 (2026-12-01T06:00:00Z) or from now "
+        "(+30m); approval may come before, and the duration counts from the start",
+    )
+    request.add_argument(
         "--wait",
         action=argparse.BooleanOptionalAction,
         default=True,

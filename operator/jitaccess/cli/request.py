@@ -4,7 +4,8 @@
 2. Which entitlement: the one named, or, on a terminal, my team's proposed ("Request X? [Y/n]")
    with a numbered pick list of all entitlements as the alternative.
 3. For how long and why: the flags, else asked on the terminal, checked against the
-   entitlement's limits and reason pattern before anything is sent.
+   entitlement's limits and reason pattern (the prompt shows it, with its example) before anything
+   is sent; and from when (`--start`, `cli.start`), else as soon as approved.
 4. A server-side dry run of the AccessRequest: an admission refusal (not eligible, above the
    maximum) is printed as the server words it, and nothing is created.
 5. The create (generateName `<me>-<entitlement>-`), then a watch on that one request from the
@@ -18,16 +19,18 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
+from jitaccess.cli import start as starts
 from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import human_age, until
+from jitaccess.domain import reasons
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.errors import InvalidInput
 
@@ -45,6 +48,8 @@ class RequestOptions:
     reason: str | None
     wait: bool
     timeout: timedelta | None
+    #: `--start` as typed (`cli.start`); None: access begins once approved.
+    start: str | None = None
 
 
 def run(session: Session, options: RequestOptions) -> int:
@@ -53,7 +58,8 @@ def run(session: Session, options: RequestOptions) -> int:
     entitlement = o.get(api, names.ENTITLEMENTS, named) if named else propose(session, me)
     duration = choose_duration(session, entitlement, options.duration)
     reason = choose_reason(session, entitlement, options.reason)
-    manifest = request_manifest(me, entitlement, duration, reason)
+    start = starts.start_time(options.start, datetime.now(UTC)) if options.start else None
+    manifest = request_manifest(me, entitlement, duration, reason, start)
     try:
         api.create(o.path(names.REQUESTS), manifest, dry_run=True)
     except ApiError as exc:
@@ -64,7 +70,8 @@ def run(session: Session, options: RequestOptions) -> int:
         raise _refused_at_admission(exc, wire.name_of(entitlement)) from exc
     name = wire.name_of(request)
     shown = duration or f"{wire.spec(entitlement).get('defaultDuration', '1h')} (the default)"
-    session.say(f"requested {wire.name_of(entitlement)} for {shown} as {me.username}: accessrequest {name}")
+    starting = f" from {until(start)}" if start else ""
+    session.say(f"requested {wire.name_of(entitlement)} for {shown}{starting} as {me.username}: accessrequest {name}")
     timeout = options.timeout or (DEFAULT_WAIT if options.wait else DEFAULT_NO_WAIT)
     return Follower(session, request, entitlement, wait=options.wait).follow(timeout)
 
@@ -159,18 +166,11 @@ def choose_duration(session: Session, entitlement: Obj, given: str | None) -> st
 def _reason_problem(text: str, entitlement: Obj) -> str | None:
     if not text.strip():
         return "say why you need access, for example a ticket or an incident id"
-    pattern = wire.spec(entitlement).get("reasonPattern")
-    if not pattern:
-        return None
+    spec = wire.spec(entitlement)
     try:
-        compiled = re.compile(pattern)
+        return reasons.mismatch(text, spec.get("reasonPattern"), spec.get("reasonExample"), wire.name_of(entitlement))
     except re.error:
         return None  # the operator reports a broken pattern on the request
-    if compiled.search(text):
-        return None
-    return (
-        f"{text!r} does not match {wire.name_of(entitlement)}'s reason pattern {pattern!r}: cite a ticket, e.g. INC-123"
-    )
 
 
 def choose_reason(session: Session, entitlement: Obj, given: str | None) -> str:
@@ -181,8 +181,8 @@ def choose_reason(session: Session, entitlement: Obj, given: str | None) -> str:
             "--reason is required (why you need access, e.g. --reason 'INC-123 fix the stuck batch'): "
             "there is no terminal to ask on"
         )
-    pattern = wire.spec(entitlement).get("reasonPattern")
-    hint = f" (must match {pattern})" if pattern else ""
+    spec = wire.spec(entitlement)
+    hint = reasons.prompt_hint(spec.get("reasonPattern"), spec.get("reasonExample"))
     return session.prompter.ask(
         f"Why do you need it?{hint}", check=lambda text: _reason_problem(text, entitlement)
     ).strip()
@@ -195,12 +195,16 @@ def generate_name(me: Identity, entitlement: str) -> str:
     return f"{prefix}-"
 
 
-def request_manifest(me: Identity, entitlement: Obj, duration: str | None, reason: str) -> dict[str, Any]:
+def request_manifest(
+    me: Identity, entitlement: Obj, duration: str | None, reason: str, start: datetime | None = None
+) -> dict[str, Any]:
     # The admission webhook stamps the requester from the authenticated caller and refuses a
     # different one; sending the same value keeps requests valid where no webhook is installed.
     spec: dict[str, Any] = {"entitlement": wire.name_of(entitlement), "reason": reason, "requester": me.username}
     if duration:
         spec["duration"] = duration
+    if start is not None:
+        spec["startTime"] = starts.wire_text(start)
     return {
         "apiVersion": names.API_VERSION,
         "kind": names.ACCESS_REQUEST,
@@ -292,6 +296,9 @@ class Follower:
             return OK
         if reason in names.REQUEST_FINISHED:
             raise Refused(f"accessrequest {self.name} {reason}: {o.ready_message(request) or 'no message'}")
+        if reason == names.SCHEDULED:
+            self._scheduled(request)
+            return OK
         if wire.is_true(request, names.APPROVED) and "approved" not in self._said:
             self._said.add("approved")
             who = o.approved_by(request)
@@ -302,6 +309,14 @@ class Follower:
             if not self.wait:
                 raise self._still_pending(None)
         return None
+
+    def _scheduled(self, request: Obj) -> None:
+        """Approved for a start to come: nothing more to wait for now (it may be days away)."""
+        start = o.parse_time(wire.spec(request).get("startTime"))
+        who = o.approved_by(request)
+        approved = f"approved by {who}" if who and not who.startswith("auto") else "approved"
+        self.session.say(f"{approved}; access to {o.role_of(self.entitlement)} begins at {until(start)}")
+        self.session.say(f"  eligibility is checked again then; `kubectl jit status {self.name}` shows where it stands")
 
     def _granted(self, request: Obj) -> None:
         expiry = o.parse_time(wire.status(request).get("expirationTime"))

@@ -83,6 +83,7 @@ def status(session: Session, name: str, *, output: str) -> int:
             ("Entitlement", str(spec.get("entitlement", ""))),
             ("Duration", str(state.get("duration") or spec.get("duration") or "the entitlement's default")),
             ("Reason", str(spec.get("reason", ""))),
+            *([("Starts", until(o.parse_time(spec.get("startTime")), now))] if spec.get("startTime") else []),
             (
                 "Status",
                 f"{_state(request)}: {o.ready_message(request)}"

@@ -38,8 +38,8 @@ from pydantic import ValidationError
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
+from jitaccess.domain import reasons, text
 from jitaccess.domain import requests as request_rules
-from jitaccess.domain import text
 from jitaccess.domain.durations import format_duration
 from jitaccess.domain.teams import Caller, is_approver, may_approve
 from jitaccess.errors import InvalidInput
@@ -184,8 +184,21 @@ def review_text(old: Obj | None, new: Obj | None) -> Refusal | None:
 def review_catalog(
     operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, operator: OperatorIdentity
 ) -> Verdict:
-    """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping."""
-    return review_bookkeeping(operation, old, new, caller, operator) or ALLOW
+    """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping;
+    and an Entitlement's reason policy must hold together (`_reason_policy`)."""
+    return review_bookkeeping(operation, old, new, caller, operator) or _reason_policy(new, old) or ALLOW
+
+
+def _reason_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
+    """An Entitlement whose reasonPattern does not compile, or whose reasonExample fails it, is refused
+    when either is written (`reasons.entitlement_problem`): requesters are shown both."""
+    if new is None or new.get("kind") != names.ENTITLEMENT:
+        return None
+    before, after = wire.spec(old), wire.spec(new)
+    if old is not None and all(before.get(k) == after.get(k) for k in (reasons.PATTERN, reasons.EXAMPLE)):
+        return None  # the operator's own writes, and GitOps changes elsewhere, are not held up by it
+    problem = reasons.entitlement_problem(after)
+    return Refusal(problem, INVALID) if problem is not None else None
 
 
 def review_status(kind: str, caller: Caller, *, operator: OperatorIdentity) -> Verdict:
@@ -315,7 +328,8 @@ def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity, team:
     if operator.includes(caller):
         return ALLOW
     grant = request_rules.access_not_ended(old)
-    if grant is None:
+    # A request approved for a start still to come has no access yet: it may be withdrawn as a pending one.
+    if grant is None or wire.ready_reason(old) == names.SCHEDULED:
         return _request_withdrawn(old, caller, team)
     return Refusal(
         f"AccessRequest {wire.name_of(old)} is the record of access that has not ended yet (its AccessGrant "

@@ -26,6 +26,7 @@ from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import conditions as cond
+from jitaccess.domain import reasons, schedule
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import Caller, is_member, may_approve
 from jitaccess.errors import InvalidInput
@@ -37,6 +38,8 @@ class Limits:
 
     min_duration: timedelta
     pending_timeout: timedelta
+    #: How far after its creation a request's `spec.startTime` may lie (`domain.schedule`).
+    max_start_ahead: timedelta = schedule.DEFAULT_HORIZON
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ def validate(
             f"{format_duration(duration)} is below the operator's minimum {format_duration(limits.min_duration)}",
         )
     _check_reason(spec.reason, entitlement)
+    schedule.check_start(spec.start_time, request.metadata.creation_timestamp, limits.max_start_ahead)
     return ValidRequest(
         requester=spec.requester,
         requester_groups=frozenset(spec.requester_groups),
@@ -145,21 +149,15 @@ def validate(
 def _check_reason(reason: str, entitlement: Entitlement) -> None:
     if not reason or not reason.strip():
         raise InvalidInput("spec.reason", "is empty: say why you need access, for example a ticket id")
-    pattern = entitlement.spec.reason_pattern
-    if not pattern:
-        return
     try:
-        compiled = re.compile(pattern)
+        problem = reasons.mismatch(reason, entitlement.spec.reason_pattern, entitlement.spec.reason_example)
     except re.error as exc:
         raise InvalidInput(
             f"Entitlement {entitlement.metadata.name!r} spec.reasonPattern",
             f"is not a valid regular expression ({exc}): the entitlement's owners must fix it",
         ) from exc
-    if not compiled.search(reason):
-        raise InvalidInput(
-            "spec.reason",
-            f"{reason!r} does not match the entitlement's reasonPattern {pattern!r}: cite a ticket",
-        )
+    if problem is not None:
+        raise InvalidInput("spec.reason", problem)
 
 
 def eligibility_message(requester: str, missing_groups: Sequence[str]) -> str:

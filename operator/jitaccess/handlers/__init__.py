@@ -19,6 +19,7 @@ from jitaccess.handlers import (
     requests,
     schedules,
     slack_rbac,
+    starts,
     startup,
 )
 
@@ -38,5 +39,6 @@ __all__ = [
     "requests",
     "schedules",
     "slack_rbac",
+    "starts",
     "startup",
 ]

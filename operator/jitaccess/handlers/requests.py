@@ -20,12 +20,14 @@ from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain import schedule
 from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers import approvals as approval_counts
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
+from jitaccess.handlers.scheduler import utcnow
 
 log = logging.getLogger(__name__)
 REQ = (names.GROUP, names.VERSION, names.REQUESTS)
@@ -163,6 +165,12 @@ def approve(
         if auto
         else (f"approved by {who}" + (f": {why}" if why else ""))
     )
+    start = request.spec.start_time
+    ready = (
+        (names.READY, False, names.SCHEDULED, schedule.scheduled_message(message, start))
+        if start is not None and schedule.waits(start, now())
+        else (names.READY, False, names.PENDING, f"{message}; provisioning access")
+    )
     needed = valid.entitlement.spec.approval.approvals_required
     counted = () if auto or needed <= 1 else request_rules.approvals_counted(request, valid, now()).counted
     if counted:
@@ -178,10 +186,7 @@ def approve(
             "duration": valid.duration_text,
             "conditions": conditions_after(
                 current.status.conditions,
-                [
-                    (names.APPROVED, True, reason, message),
-                    (names.READY, False, names.PENDING, f"{message}; provisioning access"),
-                ],
+                [(names.APPROVED, True, reason, message), ready],
                 current.metadata.generation,
             ),
         }
@@ -233,6 +238,8 @@ def _own_grant(rt: Runtime, request: AccessRequest) -> dict[str, Any] | None:
 
 
 def _create_grant(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> None:
+    if schedule.waits(request.spec.start_time, utcnow()):
+        return  # `Scheduled`: `handlers.starts` comes back at spec.startTime
     refusal = activation_refusal(rt, request, valid)
     if refusal is not None:
         _finish(rt, request.wire(), refusal.reason, refusal.message, entitlement=request.spec.entitlement)
@@ -286,12 +293,13 @@ def activation_refusal(
     The approval is re-derived from what admission stamped (`request_rules.grant_basis`), never taken
     from `status`, and the requester's eligibility is asked again: a human approval comes minutes or
     hours after the check at creation, so Identity Center is asked afresh (no cached "yes"); an
-    auto-approval is taken in the moment of that check, whose answer is seconds old at most.
+    auto-approval is taken in the moment of that check, whose answer is seconds old at most, unless
+    the request waited for its `spec.startTime`.
     """
     basis = request_rules.grant_basis(request, valid, rt.settings.limits, now())
     if isinstance(basis, request_rules.NoGrant):
         return basis
-    problem = eligibility_problem(rt, valid, fresh=not basis.auto)
+    problem = eligibility_problem(rt, valid, fresh=not basis.auto or request.spec.start_time is not None)
     if problem is not None:
         return request_rules.NoGrant(names.NOT_ELIGIBLE, f"not granted: when access was to begin, {problem}")
     return None

@@ -98,6 +98,8 @@ class Runtime:
     holders: ObjectIndex = field(default_factory=ObjectIndex)
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
+    # Approved requests waiting for their spec.startTime, by entitlement: see `handlers.starts`.
+    starts: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
     # Requests that lag behind their grants (a crash between the two writes): see `handlers.following`.
     laggards: Laggards = field(default_factory=Laggards)

@@ -1,0 +1,80 @@
+"""An Entitlement's reason policy: what the `spec.reason` of its requests must look like.
+
+Auditors want every reason to carry a ticket. The Entitlement (GitOps-owned) says how:
+
+- `reasonPattern`: a regular expression the reason must contain a match of (Python's `re.search`:
+  anchor it with `^` to say "starts with");
+- `reasonExample`: a reason that passes, such as "INC-1234 roll back the deploy". A refusal shows
+  the pattern and this example, and `kubectl jit request` prompts with both, so whoever is refused
+  reads what would pass. Admission refuses an Entitlement whose pattern does not compile or whose
+  example fails its own pattern: an example that would be refused teaches the wrong thing.
+
+The request is checked at admission (`kubectl create --dry-run=server` tells in advance) and again
+by the operator before anything is granted, with the same words. A CEL expression over the request
+(the issue's alternative to a pattern) is not offered: see docs/api.md, "Reason policy".
+
+Standard library only: the `kubectl jit` plugin checks a typed reason with these rules before it
+sends anything, on its fast path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+#: The reason fields of an EntitlementSpec, as the wire spells them.
+PATTERN, EXAMPLE = "reasonPattern", "reasonExample"
+
+
+def _quoted(text: str) -> str:
+    return repr(text)
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` is not a usable regular expression, or None."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"is not a valid regular expression ({exc})"
+    return None
+
+
+def fix_text(example: str | None) -> str:
+    """What to do about a reason the pattern refused: cite a ticket, as the example does."""
+    if example:
+        return f"cite a ticket, for example {_quoted(example)}"
+    return "cite a ticket (the entitlement gives no reasonExample)"
+
+
+def mismatch(reason: str, pattern: str | None, example: str | None, entitlement: str = "the entitlement") -> str | None:
+    """Why `reason` fails the pattern, in words that follow "spec.reason"; None when it passes (or
+    there is no pattern). Raises `re.error` for a pattern that does not compile: that is the
+    Entitlement's fault, which the caller words."""
+    if not pattern or re.search(pattern, reason):
+        return None
+    owner = "the entitlement's" if entitlement == "the entitlement" else f"{entitlement}'s"
+    return f"{_quoted(reason)} does not match {owner} reasonPattern {_quoted(pattern)}: {fix_text(example)}"
+
+
+def prompt_hint(pattern: str | None, example: str | None) -> str:
+    """The words after "Why do you need it?": the pattern and an example, when the entitlement has them."""
+    parts = ([f"must match {pattern}"] if pattern else []) + ([f"e.g. {example}"] if example else [])
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def entitlement_problem(spec: Mapping[str, Any]) -> str | None:
+    """Why an EntitlementSpec's reason policy cannot stand (the pattern does not compile, the example
+    fails it), naming the field and the fix; None when it holds."""
+    pattern, example = spec.get(PATTERN), spec.get(EXAMPLE)
+    if isinstance(pattern, str) and pattern:
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            return f"spec.{PATTERN} {_quoted(pattern)} {problem}: fix the expression"
+        if isinstance(example, str) and not re.search(pattern, example):
+            return (
+                f"spec.{EXAMPLE} {_quoted(example)} does not match spec.{PATTERN} {_quoted(pattern)}: requesters "
+                "are shown the example as a reason that passes, so give one that matches the pattern "
+                "(e.g. 'INC-1234 roll back the deploy' for '^[A-Z]+-[0-9]+')"
+            )
+    return None

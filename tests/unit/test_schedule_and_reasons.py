@@ -1,0 +1,249 @@
+"""Issue 13, capabilities 4 and 5: the rules of a scheduled start (`domain.schedule`, the request
+rules and admission around it, `kubectl jit request --start`) and of an Entitlement's reason
+policy (`domain.reasons`: the pattern and its example, at request and at Entitlement admission)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessRequest
+from jitaccess.cli.errors import UsageError
+from jitaccess.cli.start import start_time, wire_text
+from jitaccess.domain import admission as adm
+from jitaccess.domain import reasons, schedule
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.requests import Limits
+from jitaccess.errors import InvalidInput
+from jitaccess.handlers.starts import Start, scheduled
+from jitaccess.settings import Settings
+from tests.unit import factories
+from tests.unit.test_admission import BOB, MALLORY, OPERATOR, PAULA, SYSTEM, cond, delete, refused, request
+
+T0 = factories.T0
+HORIZON = timedelta(days=7)
+LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24), max_start_ahead=HORIZON)
+EXAMPLE = "INC-1234 roll back the deploy"
+
+
+def _stamp(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def validate(start: datetime | None, created: datetime = T0, **entitlement: Any) -> request_rules.ValidRequest:
+    extra: dict[str, Any] = {"startTime": start.isoformat()} if start is not None else {}
+    return request_rules.validate(
+        factories.request(created=created, **extra), factories.entitlement(**entitlement), factories.team(), LIMITS
+    )
+
+
+# --- the start time ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        T0 + timedelta(hours=18),  # tomorrow's change window
+        T0 + HORIZON,  # exactly the horizon
+        T0 - timedelta(seconds=30),  # the client's clock a little behind the API server's
+    ],
+)
+def test_a_start_within_the_horizon_is_valid(start: datetime) -> None:
+    assert validate(start).requester == "bob@example.com"
+
+
+def test_a_start_in_the_past_names_the_field_and_the_fix() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate(T0 - timedelta(minutes=5))
+    assert caught.value.field == "spec.startTime"
+    assert "2026-11-23T11:55:00Z is in the past (the request was created at 2026-11-23T12:00:00Z)" in str(caught.value)
+    assert "leave spec.startTime out to begin as soon as the request is approved" in str(caught.value)
+
+
+def test_a_start_beyond_the_horizon_names_the_setting_and_the_latest_start() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        validate(T0 + HORIZON + timedelta(seconds=1))
+    assert caught.value.field == "spec.startTime"
+    assert "is more than 168h ahead" in str(caught.value)
+    assert "JITACCESS_MAX_START_AHEAD_SECONDS" in str(caught.value)
+    assert "ask for a start before 2026-11-30T12:00:00Z" in str(caught.value)
+
+
+def test_the_start_is_judged_from_the_requests_creation_not_from_now() -> None:
+    """Reconciled a week later (after a restart, say), the request is as valid as it was: the rule
+    reads the creation time, so the start is not 'in the past' once it has come."""
+    start = T0 + timedelta(hours=1)
+    assert validate(start, created=T0).requester
+    with pytest.raises(InvalidInput, match="in the past"):
+        validate(start, created=T0 + timedelta(hours=2))
+
+
+def test_the_horizon_is_the_operators_setting() -> None:
+    assert Settings().limits.max_start_ahead == timedelta(days=7)
+    assert Settings(max_start_ahead_seconds=3600).limits.max_start_ahead == timedelta(hours=1)
+
+
+def test_a_start_waits_until_it_has_come_never_earlier() -> None:
+    start = T0 + timedelta(hours=1)
+    assert schedule.waits(start, start - timedelta(microseconds=1))
+    assert not schedule.waits(start, start)
+    assert not schedule.waits(None, T0)
+    assert "access begins at 2026-11-23T13:00:00Z (spec.startTime)" in schedule.scheduled_message("approved", start)
+
+
+def _approved(reason: str, start: datetime | None = T0 + timedelta(hours=1)) -> dict[str, Any]:
+    spec = {"startTime": _stamp(start)} if start is not None else {}
+    return request(conditions=[cond("Approved", "True", "Approved"), cond("Ready", "False", reason)], **spec)
+
+
+def test_the_start_index_holds_approved_scheduled_requests_only() -> None:
+    assert scheduled(_approved(names.SCHEDULED)) == Start("r1", T0 + timedelta(hours=1))
+    assert scheduled(_approved(names.PENDING)) is None, "approved, being provisioned"
+    assert scheduled(_approved(names.GRANTED)) is None
+    assert scheduled(_approved(names.SCHEDULED, start=None)) is None, "no start: nothing to wait for"
+    pending = request(conditions=[cond("Ready", "False", "Scheduled")], startTime=_stamp(T0))
+    assert scheduled(pending) is None, "Scheduled without Approved=True is nobody's approval"
+
+
+def test_a_scheduled_request_may_be_withdrawn_as_a_pending_one() -> None:
+    """Approved for a start to come, it has no access yet: its requester (or an approver) may take it
+    back; nobody else may."""
+    waiting = _approved(names.SCHEDULED)
+    assert delete(waiting, BOB) == adm.ALLOW
+    assert delete(waiting, PAULA) == adm.ALLOW
+    assert delete(waiting, SYSTEM) == adm.ALLOW
+    refused(delete(waiting, MALLORY), "only bob@example.com may withdraw it")
+    refused(delete(_approved(names.GRANTED), BOB), "the record of access that has not ended yet")
+
+
+def test_the_start_cannot_change_once_the_request_exists() -> None:
+    """The request spec is immutable (the webhook as well as the CRD's CEL rule): moving a start after
+    the approval would turn an approval for one window into access in another."""
+    old = _approved(names.SCHEDULED)
+    new = {**old, "spec": {**old["spec"], "startTime": _stamp(T0 + timedelta(hours=5))}}
+    verdict = adm.review_request(
+        "UPDATE",
+        old,
+        new,
+        BOB,
+        operator=OPERATOR,
+        entitlement=factories.entitlement(),
+        team=factories.team(),
+        limits=LIMITS,
+        phase=adm.Phase.VALIDATE,
+        now=T0,
+    )
+    refused(verdict, "spec is immutable once a request is created (spec.startTime would change)")
+
+
+# --- kubectl jit request --start -----------------------------------------------------------------
+
+NOW = datetime(2026, 11, 30, 17, 0, 12, 500000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("2026-12-01T06:00:00Z", "2026-12-01T06:00:00Z"),
+        ("2026-12-01T07:00:00+01:00", "2026-12-01T06:00:00Z"),
+        ("+30m", "2026-11-30T17:30:12Z"),
+        ("+1h30m", "2026-11-30T18:30:12Z"),
+    ],
+)
+def test_start_flag_takes_rfc3339_or_a_time_from_now(text: str, wanted: str) -> None:
+    assert wire_text(start_time(text, NOW)) == wanted
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("tomorrow", "is not a time: give one in RFC 3339 (2026-12-01T06:00:00Z) or from now (+30m)"),
+        ("2026-12-01T06:00:00", "has no time zone: add Z"),
+        ("2026-11-01T06:00:00Z", "is in the past"),
+        ("+1d", "is not a duration"),
+    ],
+)
+def test_start_flag_refuses_what_it_cannot_mean(text: str, words: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        start_time(text, NOW)
+    assert words in str(caught.value)
+
+
+# --- the reason policy ---------------------------------------------------------------------------
+
+
+def test_a_refused_reason_shows_the_pattern_and_the_example() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        request_rules.validate(
+            factories.request(reason="rolling back"),
+            factories.entitlement(reasonExample=EXAMPLE),
+            factories.team(),
+            LIMITS,
+        )
+    assert caught.value.field == "spec.reason"
+    assert str(caught.value) == (
+        "spec.reason 'rolling back' does not match the entitlement's reasonPattern '^[A-Z]+-[0-9]+': "
+        "cite a ticket, for example 'INC-1234 roll back the deploy'"
+    )
+
+
+def test_without_an_example_the_refusal_says_none_is_given() -> None:
+    assert reasons.mismatch("because", "^[A-Z]+-[0-9]+", None) == (
+        "'because' does not match the entitlement's reasonPattern '^[A-Z]+-[0-9]+': "
+        "cite a ticket (the entitlement gives no reasonExample)"
+    )
+    assert reasons.mismatch("INC-1 x", "^[A-Z]+-[0-9]+", None) is None
+    assert reasons.mismatch("anything", None, EXAMPLE) is None, "an example alone asks nothing of the reason"
+
+
+def test_the_prompt_shows_the_pattern_and_the_example() -> None:
+    assert reasons.prompt_hint("^[A-Z]+-[0-9]+", EXAMPLE) == f" (must match ^[A-Z]+-[0-9]+; e.g. {EXAMPLE})"
+    assert reasons.prompt_hint(None, None) == ""
+
+
+def _entitlement(**spec: Any) -> dict[str, Any]:
+    return {"kind": names.ENTITLEMENT, "metadata": {"name": "prod"}, "spec": {"owner": "payments", **spec}}
+
+
+def test_an_entitlement_whose_example_fails_its_own_pattern_is_refused() -> None:
+    bad = _entitlement(reasonPattern="^[A-Z]+-[0-9]+", reasonExample="roll back the deploy")
+    verdict = refused(
+        adm.review_catalog("CREATE", None, bad, MALLORY, operator=OPERATOR),
+        "spec.reasonExample 'roll back the deploy' does not match spec.reasonPattern '^[A-Z]+-[0-9]+'",
+        "give one that matches the pattern",
+    )
+    assert verdict.code == adm.INVALID
+
+
+def test_an_entitlement_whose_pattern_does_not_compile_is_refused() -> None:
+    refused(
+        adm.review_catalog("CREATE", None, _entitlement(reasonPattern="(["), MALLORY, operator=OPERATOR),
+        "spec.reasonPattern '([' is not a valid regular expression",
+    )
+
+
+def test_a_sound_policy_and_changes_elsewhere_are_admitted() -> None:
+    good = _entitlement(reasonPattern="^[A-Z]+-[0-9]+", reasonExample=EXAMPLE)
+    assert adm.review_catalog("CREATE", None, good, MALLORY, operator=OPERATOR) == adm.ALLOW
+    # An Entitlement stored before the rule (a broken example) is not held up by writes elsewhere.
+    stored = _entitlement(reasonPattern="^[A-Z]+-", reasonExample="nope")
+    relabelled = {**stored, "metadata": {"name": "prod", "labels": {"team": "payments"}}}
+    assert adm.review_catalog("UPDATE", stored, relabelled, MALLORY, operator=OPERATOR) == adm.ALLOW
+    refused(
+        adm.review_catalog(
+            "UPDATE", stored, {**stored, "spec": {**stored["spec"], "reasonExample": "no"}}, MALLORY, operator=OPERATOR
+        ),
+        "spec.reasonExample 'no'",
+    )
+    team = {"kind": names.TEAM_OWNERSHIP, "metadata": {"name": "t"}, "spec": {"reasonPattern": "(["}}
+    assert adm.review_catalog("CREATE", None, team, MALLORY, operator=OPERATOR) == adm.ALLOW
+
+
+def test_the_request_model_reads_a_start_time() -> None:
+    parsed = AccessRequest.model_validate(
+        {"spec": {"entitlement": "e", "reason": "INC-1 x", "startTime": "2026-12-01T06:00:00Z"}}
+    )
+    assert parsed.spec.start_time == datetime(2026, 12, 1, 6, tzinfo=UTC)
