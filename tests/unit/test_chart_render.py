@@ -78,12 +78,26 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         ("rbac.requesters.groups[0]=system:authenticated", "/rbac/requesters/groups/0"),
         ("rbac.viewers.groups[0]=system:serviceaccounts", "/rbac/viewers/groups/0"),
         ("rbac.approvers.groups[0]=system:unauthenticated", "/rbac/approvers/groups/0"),
+        # Events say who has access: never sent in the clear.
+        ("eventSink.url=http://siem.example.com/hook", "/eventSink/url"),
+        ("eventSink.url=https://siem.example.com/hook", "eventSink.url needs eventSink.existingSecret"),
     ],
 )
 def test_schema_refuses_bad_values(helm: Helm, setting: str, complaint: str) -> None:
     result = helm.run("template", "jitaccess", str(CHART), "--set", setting, check=False)
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+def test_the_event_sink_takes_its_signing_secret_from_a_secret(helm: Helm) -> None:
+    objects = documents(
+        helm.template(set_values={"eventSink.url": "https://siem.example.com/hook", "eventSink.existingSecret": "sink"})
+    )
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    listed = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert listed["JITACCESS_EVENT_SINK_URL"]["value"] == "https://siem.example.com/hook"
+    assert listed["JITACCESS_EVENT_SINK_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "sink", "key": "secret"}
+    assert "JITACCESS_EVENT_SINK_URL" not in env(documents(helm.template()))
 
 
 def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
