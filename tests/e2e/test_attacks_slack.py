@@ -283,3 +283,33 @@ def test_44_impersonator_can_do_nothing_but_impersonate(system: Jit, impersonato
         else:
             assert rule["verbs"] == ["create"] and all(r.startswith("self") for r in rule["resources"]), rule
     nothing_approved(system, name)
+
+
+# --- not an attack: an approver the impersonator's ClusterRole misses is reported ------------------
+
+
+def test_an_approver_the_impersonator_may_not_act_as_is_reported(system: Jit) -> None:
+    team = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "TeamOwnership",
+        "metadata": {"name": "e2e-new-lead"},
+        "spec": {"approvers": [LENA, "newlead@example.com"]},
+    }
+    system.apply(team)
+    try:
+        (event,) = eventually(
+            lambda: (
+                [
+                    e
+                    for e in system.events("e2e-new-lead", "TeamOwnership")
+                    if e["reason"] == "SlackApproverNotImpersonable"
+                ]
+                or None
+            ),
+            what="a warning on the TeamOwnership",
+        )
+        assert event["type"] == "Warning"
+        assert "may not act as newlead@example.com" in event["message"] and LENA not in event["message"]
+        assert "kubectl jit rbac slack" in event["message"]
+    finally:
+        system.kubectl("delete", "teamownership", "e2e-new-lead", "--ignore-not-found")
