@@ -43,6 +43,17 @@ AUDIT_EVENTS = Counter(
     "Decisions and findings recorded as Events and audit log lines (Granted, Expired, DriftFound, ...)",
     ["event"],
 )
+BREAK_GLASS = Counter(
+    "jitaccess_break_glass_total",
+    "Break-glass requests approved by their requester (domain.breakglass)",
+    ["entitlement"],
+)
+# Set afresh by each Entitlement's review timer (handlers.breakglass) from the index, never moved by +1/-1.
+BREAK_GLASS_UNREVIEWED = Gauge(
+    "jitaccess_break_glass_unreviewed",
+    "Break-glass requests whose review by the owner team is overdue (spec.breakGlass.reviewWithin)",
+    ["entitlement"],
+)
 SLACK_INTERACTIONS = Counter(
     "jitaccess_slack_interactions_total",
     "Slack button clicks and deny-modal submissions by action and result (jitaccess.handlers.interactions)",

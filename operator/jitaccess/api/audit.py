@@ -34,6 +34,9 @@ OPERATOR = "system:jitaccess"
 REQUESTED = "requested"
 ESCALATED = "escalated"
 APPROVED = "approved"
+# A break-glass request approved by its own requester (in place of `approved`), and its review.
+BREAK_GLASS = "break-glass"
+REVIEWED = "reviewed"
 DENIED = "denied"
 TIMED_OUT = "timed-out"
 NOT_ELIGIBLE = "not-eligible"
@@ -49,6 +52,7 @@ ACTIONS = (
     REQUESTED,
     ESCALATED,
     APPROVED,
+    BREAK_GLASS,
     DENIED,
     TIMED_OUT,
     NOT_ELIGIBLE,
@@ -174,9 +178,13 @@ def records_of_request(request: wire.Obj) -> list[Record]:
             )
         )
     approved = wire.condition(request, names.APPROVED)
+    action = APPROVED
     if approved is not None and approved.get("status") == "True":
-        if approved.get("reason") == names.AUTO_APPROVED:
-            actor = _operator(via="auto-approved (owner team)")
+        if approved.get("reason") == names.BREAK_GLASS:
+            action, actor = BREAK_GLASS, _actor(requester, spec.get("requesterGroups") or [], via="break-glass")
+        elif approved.get("reason") == names.AUTO_APPROVED:
+            on_call = status.get("approvalSummary") == "auto (on call)"
+            actor = _operator(via="auto (on call)" if on_call else "auto-approved (owner team)")
         else:
             actor = _actor(
                 str(status.get("approvedBy") or annotations.get(names.ANNOTATION_APPROVED_BY) or ""),
@@ -185,12 +193,27 @@ def records_of_request(request: wire.Obj) -> list[Record]:
         records.append(
             _base(
                 request,
-                APPROVED,
+                action,
                 _when(request, names.APPROVED),
                 actor,
                 **common,
                 decisionReason=status.get("decisionReason"),
+                approvals=[
+                    _drop_empty({"by": a.get("by"), "time": rfc3339(a.get("time"))})
+                    for a in status.get("approvals") or []
+                ],
                 message=_message(request, names.APPROVED),
+            )
+        )
+    if wire.is_true(request, names.REVIEWED):
+        records.append(
+            _base(
+                request,
+                REVIEWED,
+                _when(request, names.REVIEWED),
+                _actor(str(status.get("reviewedBy") or ""), annotations.get(names.ANNOTATION_REVIEWED_BY_GROUPS, "")),
+                **common,
+                message=_message(request, names.REVIEWED),
             )
         )
     if wire.is_true(request, names.DENIED):

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
+from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import reasons, text
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import format_duration
@@ -69,7 +70,16 @@ _DECISIONS: dict[str, tuple[str, str, str]] = {
 }
 REQUEST_STAMPS = (APPROVED_BY, APPROVED_BY_GROUPS, DENIED_BY, DENIED_BY_GROUPS)
 #: Nothing of a decision may exist when a request is created.
-DECISION_ANNOTATIONS = (APPROVED, DENIED, DECISION_REASON, *REQUEST_STAMPS, approval_rules.APPROVALS)
+DECISION_ANNOTATIONS = (
+    APPROVED,
+    DENIED,
+    DECISION_REASON,
+    *REQUEST_STAMPS,
+    approval_rules.APPROVALS,
+    *break_glass_rules.REVIEW_ANNOTATIONS,
+)
+#: The user's earlier break-glass requests (a listing), for the rate limit at creation.
+EarlierBreakGlass = Callable[[str], "list[break_glass_rules.Earlier]"]
 #: What a grantee or an approver may change on an AccessGrant (the rest is the operator's).
 _REVOCATION_ANNOTATIONS = frozenset({REVOKED, REVOKE_REASON, REVOKED_BY, LAST_APPLIED})
 #: Annotations that carry free text people write (any later one belongs here too).
@@ -228,6 +238,7 @@ def review_request(
     now: datetime,
     eligibility: EligibilityCheck | None = None,
     user_id: UserIdLookup | None = None,
+    earlier_break_glass: EarlierBreakGlass | None = None,
 ) -> Verdict:
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver,
     until the request's deadline (`now` is the API server's moment of the write, near enough);
@@ -241,7 +252,8 @@ def review_request(
     if refusal is not None:
         return refusal
     if operation == "CREATE" and new is not None:
-        return _request_created(new, caller, entitlement, team, limits, phase, eligibility, user_id)
+        created = _request_created(new, caller, entitlement, team, limits, phase, eligibility, user_id)
+        return _break_glass_rate(created, new, entitlement, caller, now, earlier_break_glass)
     if operation == "DELETE" and old is not None:
         return _request_deleted(old, caller, operator, team)
     if operation == "UPDATE" and old is not None and new is not None:
@@ -252,6 +264,25 @@ def review_request(
             return _too_late(old, limits, now) or verdict
         return verdict
     return ALLOW
+
+
+def _break_glass_rate(
+    verdict: Verdict,
+    new: Obj,
+    entitlement: Entitlement | None,
+    caller: Caller,
+    now: datetime,
+    earlier: EarlierBreakGlass | None,
+) -> Verdict:
+    """A valid break-glass request beyond the entitlement's `perUserPerDay` is refused (VALIDATE,
+    where `earlier` lists the user's break-glass requests)."""
+    if not isinstance(verdict, Admit) or earlier is None or entitlement is None:
+        return verdict
+    rules = entitlement.spec.break_glass
+    if rules is None or not break_glass_rules.is_break_glass(new):
+        return verdict
+    problem = break_glass_rules.rate_problem(rules, caller.username, earlier(caller.username), at=now)
+    return Refusal(problem) if problem is not None else verdict
 
 
 def _too_late(old: Obj, limits: request_rules.Limits, now: datetime) -> Refusal | None:
@@ -422,6 +453,9 @@ def _request_updated(
                 "identity the API server authenticated, and never changes afterwards: leave it out of your "
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
+    reviewed = _reviewed(old, before, after, caller, team, phase)
+    if reviewed is not None:
+        return reviewed
     verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase) or _decision(
         old, before, after, caller, entitlement, team
     )
@@ -429,6 +463,29 @@ def _request_updated(
         k: after[k] for k in (*REQUEST_STAMPS, approval_rules.APPROVALS) if k in after and after[k] != before.get(k)
     }
     return _as_stamped(verdict, phase, added, f"metadata.annotations {', '.join(sorted(added) or REQUEST_STAMPS[:1])}")
+
+
+def _reviewed(
+    old: Obj,
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    caller: Caller,
+    team: TeamOwnershipSpec | None,
+    phase: Phase,
+) -> Verdict | None:
+    """A review of a break-glass request (`breakglass.review`), on its own: never with a decision."""
+    verdict = break_glass_rules.review(old, before, after, caller, team, stamped=phase is Phase.VALIDATE)
+    if verdict is None:
+        return None
+    decided = [k for k in (APPROVED, DENIED, DECISION_REASON) if before.get(k) != after.get(k)]
+    if decided:
+        return Refusal(f"{break_glass_rules.REVIEWED}=true is set on its own, not with {', '.join(decided)}", INVALID)
+    if isinstance(verdict, str):
+        return Refusal(verdict)
+    added = {k: after[k] for k in break_glass_rules.REVIEW_ANNOTATIONS[1:] if k in after and k not in before}
+    return _as_stamped(
+        Admit(annotations=verdict), phase, added, f"metadata.annotations[{break_glass_rules.REVIEWED_BY}]"
+    )
 
 
 def _approvals_changed(

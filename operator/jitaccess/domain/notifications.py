@@ -16,7 +16,7 @@ Who hears of what (docs/notifications.md):
   member was auto-approved: the grant's message follows within seconds), when access is active,
   before it runs out, and when it is revoked early or lapses;
 - the team's channel: a grant revoked early, or lapsed;
-- the security channel: standing access the drift scan removed;
+- the security channel: standing access the drift scan removed, and every break-glass approval;
 - the CloudEvents sink: every step (every audit record, plus `pending` and `expiring`).
 
 Slack's mrkdwn reads `<...>` as links and mentions (`<!channel>` pings everyone): every text that
@@ -211,7 +211,7 @@ def awaits_approvers(request: wire.Obj) -> bool:
     invalid) never reached the approvers."""
     approved = wire.condition(request, names.APPROVED)
     if approved is not None and approved.get("status") == "True":
-        return approved.get("reason") != names.AUTO_APPROVED
+        return approved.get("reason") not in (names.AUTO_APPROVED, names.BREAK_GLASS)
     reason = wire.ready_reason(request)
     return reason in (names.PENDING, names.DENIED, names.TIMED_OUT) or wire.is_true(request, names.DENIED)
 
@@ -227,6 +227,9 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
         if waited:
             out.append(_webhook(_derived(request, PENDING, requested.get("time"), **_facts(requested)), PENDING))
         out.extend(_webhook(r, r["action"]) for r in records.values())
+    glass = records.get(audit.BREAK_GLASS)
+    if config.slack and glass is not None:  # break-glass is told to the security channel, loudly
+        out.append(_slack(glass, audit.BREAK_GLASS, SECURITY))
     if not config.slack or not waited:
         return out
     approvers = team.approvers if team is not None else ()

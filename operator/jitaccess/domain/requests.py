@@ -16,7 +16,7 @@ Eligibility (membership in Identity Center groups) needs I/O and is asked by the
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -25,6 +25,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
+from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import reasons, schedule
 from jitaccess.domain.durations import format_duration, parse_duration
@@ -52,6 +53,8 @@ class ValidRequest:
     #: The requester's Identity Center UserId as admission stamped it; None on a request admitted
     #: without it (before jitaccess stamped it), whose user is then resolved by name.
     user_id: str | None = None
+    #: `spec.breakGlass`, its rules checked (`breakglass.checked_duration`): the requester approves it.
+    break_glass: bool = False
 
     @property
     def duration_text(self) -> str:
@@ -134,6 +137,11 @@ def validate(
             "spec.duration",
             f"{format_duration(duration)} is below the operator's minimum {format_duration(limits.min_duration)}",
         )
+    if spec.break_glass:
+        explicit = spec.duration is not None
+        duration = break_glass_rules.checked_duration(
+            entitlement, spec.requester_groups, spec.reason, duration, explicit
+        )
     _check_reason(spec.reason, entitlement)
     schedule.check_start(spec.start_time, request.metadata.creation_timestamp, limits.max_start_ahead)
     return ValidRequest(
@@ -143,6 +151,7 @@ def validate(
         entitlement=entitlement,
         team=team,
         user_id=spec.requester_user_id,
+        break_glass=bool(spec.break_glass),
     )
 
 
@@ -347,7 +356,13 @@ class NoGrant:
     message: str
 
 
-def grant_basis(request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime) -> Basis | NoGrant:
+def grant_basis(
+    request: AccessRequest,
+    valid: ValidRequest,
+    limits: Limits,
+    now: datetime,
+    on_call: Callable[[], bool] | None = None,
+) -> Basis | NoGrant:
     """Re-derive, right before a grant is created, that the request may be granted at all.
 
     From what admission stamped (`approved-by` and `approved-by-groups`, which nobody can write by
@@ -359,6 +374,10 @@ def grant_basis(request: AccessRequest, valid: ValidRequest, limits: Limits, now
     The approval counts as taken when the operator recorded it (`Approved`'s lastTransitionTime),
     never later than `now`: before the request's time-out, and by a backup approver only once the
     request had been pending for the team's `escalateAfter`.
+
+    A break-glass request rests on its own rules (`ValidRequest.break_glass`: checked again by
+    `validate`; the rate limit when it was approved), and an on-call requester's on `on_call`,
+    asked live (the requester still in an on-call group).
     """
     annotations: Mapping[str, str] = request.metadata.annotations
     denier = annotations.get(names.ANNOTATION_DENIED_BY, "")
@@ -367,9 +386,9 @@ def grant_basis(request: AccessRequest, valid: ValidRequest, limits: Limits, now
     stamped = _stamped_approval(request, valid, limits, min(_approved_at(request) or now, now))
     if isinstance(stamped, Basis):
         return _all_approvals(request, valid, limits, now) or stamped
-    if not _auto_approved(valid):
-        return stamped
-    return Basis(auto=True, who=valid.requester)
+    if valid.break_glass or _auto_approved(valid) or (on_call is not None and on_call()):
+        return Basis(auto=True, who=valid.requester)
+    return stamped
 
 
 def _all_approvals(request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime) -> NoGrant | None:

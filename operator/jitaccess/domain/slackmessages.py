@@ -76,7 +76,7 @@ def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, s
     if notice.recipient == TEAM_MESSAGE:
         return approvers_message(obj, team, ids)
     if notice.recipient == SECURITY:
-        return _drift(notice.record)
+        return _break_glass(notice.record) if notice.step == audit.BREAK_GLASS else _drift(notice.record)
     if notice.recipient == TEAM_CHANNEL:
         return _ended_early(notice.record, ids, to_team=True)
     if notice.step == audit.ESCALATED:
@@ -245,6 +245,17 @@ def _ended_early(record: Mapping[str, Any], ids: Mapping[str, str], *, to_team: 
     line = f":lock: {subject} to *{escape(entitlement)}* (grant `{escape(record.get('grant'))}`) {what}."
     plain = f"{user}'s access" if to_team else "Your access"
     return f"{plain} to {entitlement} ended early", [_section(line)]
+
+
+def _break_glass(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
+    user, entitlement = _user(record), record.get("entitlement")
+    line = (
+        f":rotating_light: Break-glass: {escape(user)} approved their own access to *{escape(entitlement)}*"
+        f" for {escape(record.get('duration'))}"
+        f" (request `{escape(record.get('request'))}`): {escape(record.get('reason'))}."
+        " An approver of the owner team must review it."
+    )
+    return f"Break-glass: {user} on {entitlement}", [_section(line)]
 
 
 def _drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:

@@ -6,6 +6,7 @@ Importing this package registers every handler with kopf's default registry.
 from jitaccess.handlers import (
     admission,
     archive,
+    breakglass,
     catalog,
     deleted_requests,
     expiry,
@@ -26,6 +27,7 @@ from jitaccess.handlers import (
 __all__ = [
     "admission",
     "archive",
+    "breakglass",
     "catalog",
     "deleted_requests",
     "expiry",

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from jitaccess.api import names
 from jitaccess.api.models import Entitlement, TeamOwnershipSpec
 from jitaccess.domain import admission
+from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
@@ -206,10 +207,17 @@ async def _review_request(
         phase=phase,
         eligibility=eligibility if asks else None,
         user_id=user_id if creates else None,
+        earlier_break_glass=functools.partial(_earlier_break_glass, rt) if asks else None,
     )
     # Only a new request asks Identity Center (blocking calls); every other review is pure.
     verdict = await asyncio.to_thread(review) if creates else review()
     return verdict, caller
+
+
+def _earlier_break_glass(rt: Runtime, user: str) -> list[break_glass_rules.Earlier]:
+    """The user's stored break-glass requests, listed from the API server: asked only when a
+    break-glass request is created (rare), and every replica answers webhooks, leader or not."""
+    return break_glass_rules.earlier(rt.kube.list(names.REQUESTS), user)
 
 
 @kopf.on.mutate(

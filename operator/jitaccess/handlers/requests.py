@@ -16,13 +16,15 @@ import kopf
 
 from jitaccess import metrics
 from jitaccess.api import names, wire
-from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.api.models import AccessRequest, Condition, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
+from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain import schedule
 from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers import approvals as approval_counts
+from jitaccess.handlers import breakglass, oncall
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.recording import record
@@ -69,6 +71,9 @@ def reconcile(
     except InvalidInput as exc:
         _finish(rt, dict(body), names.INVALID, str(exc), entitlement=str(body.get("spec", {}).get("entitlement", "")))
         return
+    if request.spec.break_glass and _review_to_record(request):
+        breakglass.record_review(rt, request, lookup(rt, request, teams, entitlements)[1])
+        return
     if request_rules.is_finished(request):
         return
     if cond.is_true(request.status.conditions, names.DENIED):
@@ -100,9 +105,20 @@ def _decide(
         if problem is not None:
             _finish(rt, dict(body), names.NOT_ELIGIBLE, problem, entitlement=request.spec.entitlement)
             return
+        if valid.break_glass:
+            problem = breakglass.rate_refusal(rt, request, valid)
+            if problem is not None:
+                _finish(rt, dict(body), names.INVALID, problem, entitlement=request.spec.entitlement)
+                return
+            approve(rt, request, valid, who="", why="", auto=True, kind=break_glass_rules.SUMMARY, current=dict(body))
+            return
         if request_rules.route(valid) is request_rules.Route.AUTO_APPROVE:
             # The body kopf just delivered is current (nothing else writes a new request): no re-read.
             approve(rt, request, valid, who="", why="member of the owner team", auto=True, current=dict(body))
+            return
+        group = oncall.on_call_group(rt, valid)
+        if group is not None:
+            approve(rt, request, valid, who="", why=group, auto=True, kind=oncall.SUMMARY, current=dict(body))
             return
         updated = _mark_pending(rt, request, valid)
         if updated is None:
@@ -123,6 +139,12 @@ def _decide(
         approval_counts.count(rt, request, valid)
     elif decision.outcome is request_rules.Outcome.IGNORE and announce_ignored:
         record(request.wire(), names.DECISION_IGNORED, decision.why, warning=True, who=decision.who)
+
+
+def _review_to_record(request: AccessRequest) -> bool:
+    """A review of a break-glass request stamped by the webhook that status does not have yet."""
+    stamped = break_glass_rules.REVIEWED_BY in request.metadata.annotations
+    return stamped and not cond.is_true(request.status.conditions, names.REVIEWED)
 
 
 def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> AccessRequest | None:
@@ -158,18 +180,14 @@ def approve(
     why: str,
     auto: bool,
     current: dict[str, Any] | None = None,
+    kind: str = "",
 ) -> None:
+    """`kind` names an approval other than the owner team's or an approver's: break-glass, on call."""
     reason = names.AUTO_APPROVED if auto else names.APPROVED
     message = (
         f"auto-approved: {valid.requester} is a member of team {valid.entitlement.spec.owner}"
         if auto
         else (f"approved by {who}" + (f": {why}" if why else ""))
-    )
-    start = request.spec.start_time
-    ready = (
-        (names.READY, False, names.SCHEDULED, schedule.scheduled_message(message, start))
-        if start is not None and schedule.waits(start, now())
-        else (names.READY, False, names.PENDING, f"{message}; provisioning access")
     )
     needed = valid.entitlement.spec.approval.approvals_required
     counted = () if auto or needed <= 1 else request_rules.approvals_counted(request, valid, now()).counted
@@ -177,6 +195,16 @@ def approve(
         message = f"approved by {approval_rules.in_words(counted)} ({len(counted)} of {needed})" + (
             f": {why}" if why else ""
         )
+    if kind == break_glass_rules.SUMMARY:
+        reason, message = names.BREAK_GLASS, f"break-glass: {valid.requester} approved their own request"
+    elif kind == oncall.SUMMARY:
+        message = f"{oncall.SUMMARY}: {valid.requester} is in the on-call group {why}"
+    start = request.spec.start_time
+    ready = (
+        (names.READY, False, names.SCHEDULED, schedule.scheduled_message(message, start))
+        if start is not None and schedule.waits(start, now())
+        else (names.READY, False, names.PENDING, f"{message}; provisioning access")
+    )
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
         if request_rules.is_decided(current) or request_rules.is_finished(current):
@@ -190,7 +218,13 @@ def approve(
                 current.metadata.generation,
             ),
         }
-        fields["approvalSummary"] = "auto" if auto else approval_rules.progress(max(len(counted), 1), needed)
+        fields["approvalSummary"] = kind or ("auto" if auto else approval_rules.progress(max(len(counted), 1), needed))
+        if kind == break_glass_rules.SUMMARY:
+            review_due, reviewed = breakglass.approval_fields(valid, request.metadata.name)
+            fields |= review_due
+            fields["conditions"] = conditions_after(
+                [Condition.model_validate(c) for c in fields["conditions"]], [reviewed], current.metadata.generation
+            )
         if counted:
             fields["approvals"] = approval_counts.listed(current, counted, now())
         if not auto:
@@ -208,7 +242,10 @@ def approve(
     if not cond.is_true(approved.status.conditions, names.APPROVED):
         return
     metrics.REQUESTS.labels(request.spec.entitlement, reason.lower()).inc()
-    record(updated, reason, message, who=who or valid.requester, request_reason=request.spec.reason)
+    if kind == break_glass_rules.SUMMARY:
+        metrics.BREAK_GLASS.labels(request.spec.entitlement).inc()
+    warn = reason == names.BREAK_GLASS
+    record(updated, reason, message, warning=warn, who=who or valid.requester, request_reason=request.spec.reason)
     _create_grant(rt, approved, valid)
 
 
@@ -296,7 +333,9 @@ def activation_refusal(
     auto-approval is taken in the moment of that check, whose answer is seconds old at most, unless
     the request waited for its `spec.startTime`.
     """
-    basis = request_rules.grant_basis(request, valid, rt.settings.limits, now())
+    basis = request_rules.grant_basis(
+        request, valid, rt.settings.limits, now(), on_call=lambda: oncall.on_call_group(rt, valid) is not None
+    )
     if isinstance(basis, request_rules.NoGrant):
         return basis
     problem = eligibility_problem(rt, valid, fresh=not basis.auto or request.spec.start_time is not None)
