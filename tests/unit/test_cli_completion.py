@@ -31,6 +31,7 @@ def test_commands_flags_and_fixed_values() -> None:
         "deny",
         "revoke",
         "done",
+        "extend",
         "withdraw",
         "list",
         "status",
@@ -78,6 +79,10 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
         names.ENTITLEMENTS: [{"metadata": {"name": "prod-eng-payments"}, "spec": {"owner": "payments"}}],
         names.GRANTS: [{"metadata": {"name": "g-live"}, "spec": {"user": "a", "groupName": "g"}, "status": {}}],
         names.TEAMS: [{"metadata": {"name": "payments"}}],
+        names.EXTENSIONS: [
+            {**request("x-waits", "Pending"), "spec": {"grant": "g-live", "duration": "30m", "requester": "a"}},
+            {**request("x-done", "Extended"), "spec": {"grant": "g-live", "duration": "30m", "requester": "a"}},
+        ],
     }
     seen: list[dict[str, str]] = []
 
@@ -86,7 +91,8 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
         return items[plural]
 
     monkeypatch.setattr(completion, "_items", fake_items)
-    assert complete("approve", "")[0] == ["r-pending"]
+    assert complete("approve", "")[0] == ["r-pending", "x-waits"]
+    assert complete("extend", "")[0] == ["g-live"]
     assert complete("withdraw", "")[0] == ["r-pending"]
     assert complete("status", "r")[0] == ["r-done", "r-pending"]
     assert complete("--context", "ctx", "request", "--kubeconfig", "/k", "prod")[0] == ["prod-eng-payments"]

@@ -82,7 +82,12 @@ def test_only_the_operator_is_skipped_and_only_where_nothing_is_refused_to_it() 
             "accessgrants-check",
             "teamownerships-check",
             "entitlements-check",
-            *(f"{plural}-status" for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS)),
+            "accessextensions-stamp",
+            "accessextensions-check",
+            *(
+                f"{plural}-status"
+                for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS, names.EXTENSIONS)
+            ),
         )
     }
 

@@ -197,15 +197,17 @@ HOOKS: dict[str, tuple[Hook, ...]] = {
     MUTATING: (
         Hook("accessrequests-stamp", names.REQUESTS, _WRITES),
         Hook("accessgrants-stamp", names.GRANTS, _WRITES, skips_operator=True),
+        Hook("accessextensions-stamp", names.EXTENSIONS, _WRITES, skips_operator=True),
     ),
     VALIDATING: (
         Hook("accessrequests-check", names.REQUESTS, (*_WRITES, "DELETE")),
         Hook("accessgrants-check", names.GRANTS, (*_WRITES, "DELETE"), skips_operator=True),
         Hook("teamownerships-check", names.TEAMS, _WRITES, skips_operator=True),
         Hook("entitlements-check", names.ENTITLEMENTS, _WRITES, skips_operator=True),
+        Hook("accessextensions-check", names.EXTENSIONS, (*_WRITES, "DELETE"), skips_operator=True),
         *(
             Hook(f"{plural}-status", plural, ("UPDATE",), "status", skips_operator=True)
-            for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS)
+            for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS, names.EXTENSIONS)
         ),
     ),
 }

@@ -245,8 +245,9 @@ def records_of_request(request: wire.Obj) -> list[Record]:
 
 
 def records_of_grant(grant: wire.Obj) -> list[Record]:
-    """The records of an AccessGrant as stored: granted (once its membership was in place), then
-    expired, revoked, lapsed (its user no longer eligible) or failed. `startTime`/`endTime` bound
+    """The records of an AccessGrant as stored: granted (once its membership was in place), extended
+    (`extended/<n>`, each AccessExtension applied), then expired, revoked, lapsed (its user no longer
+    eligible) or failed. `startTime`/`endTime` bound
     the time the user held the group: the scheduled end in `granted`, the actual end in `expired`,
     `revoked` and `lapsed`."""
     spec, status = wire.spec(grant), wire.status(grant)
@@ -265,7 +266,10 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
         "duration": spec.get("duration"),
     }
     records: list[Record] = []
+    extensions = [e for e in status.get("extensions") or [] if isinstance(e, Mapping)]
     if start is not None:
+        # The end as granted: an extension moves expirationTime, never the granted record.
+        first_end = extensions[0].get("previousExpirationTime") if extensions else None
         records.append(
             _base(
                 grant,
@@ -274,9 +278,10 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
                 _operator(),
                 **common,
                 startTime=start,
-                endTime=rfc3339(status.get("expirationTime")),
+                endTime=rfc3339(first_end or status.get("expirationTime")),
             )
         )
+    records.extend(_extended(grant, common, start, extensions))
     reason = wire.ready_reason(grant) or ""
     ending = _GRANT_ENDINGS.get(reason)
     if ending is None:
@@ -304,6 +309,31 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
             message=_message(grant, names.READY),
         )
     )
+    return records
+
+
+def _extended(grant: wire.Obj, common: Mapping[str, Any], start: str | None, extensions: list[Any]) -> list[Record]:
+    """`extended/<n>`, one per AccessExtension applied (`status.extensions`, in order): who approved
+    it (the operator for an owner-team member's own), the time added, and the end before and after."""
+    records = []
+    for number, extension in enumerate(extensions, start=1):
+        who = str(extension.get("approvedBy") or "")
+        records.append(
+            _base(
+                grant,
+                f"{EXTENDED}/{number}",
+                rfc3339(extension.get("time")),
+                _operator(via="auto-approved (owner team)") if who in ("", "auto") else _actor(who),
+                **common,
+                extension=extension.get("name"),
+                extendedBy=extension.get("by"),
+                extensionReason=extension.get("reason"),
+                startTime=start,
+                previousEndTime=rfc3339(extension.get("previousExpirationTime")),
+                endTime=rfc3339(extension.get("expirationTime")),
+            )
+            | {"action": EXTENDED}
+        )
     return records
 
 

@@ -6,7 +6,7 @@ plugin's `kubectl_complete-jit` executable. So one implementation serves `kubect
 (through the scripts here) and `kubectl jit <TAB>` (through that executable).
 
 Commands, flags and fixed values come from the argument parser; names of objects (pending
-requests for `approve`, active grants for `revoke`, entitlements, teams) from the cluster, with
+requests and extensions for `approve`, active grants for `revoke` and `extend`, entitlements, teams) from the cluster, with
 a short timeout and silence on any error: completion must never print an error into a prompt.
 """
 
@@ -194,7 +194,9 @@ def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tup
         values = _entitlements(cluster)
     elif command in ("approve", "deny", "status", "withdraw"):
         values = _requests(cluster, pending_only=command != "status")
-    elif command == "revoke":
+        if command in ("approve", "deny"):
+            values += _waiting_extensions(cluster)
+    elif command in ("revoke", "extend"):
         values = _grants(cluster)
     else:
         values = []
@@ -233,6 +235,13 @@ def _requests(cluster: dict[str, str], *, pending_only: bool) -> list[tuple[str,
     return sorted(
         (wire.name_of(r), f"{o.requester(r)} {wire.spec(r).get('entitlement', '')} {wire.ready_reason(r) or 'New'}")
         for r in requests
+    )
+
+
+def _waiting_extensions(cluster: dict[str, str]) -> list[tuple[str, str]]:
+    waiting = [x for x in _items(names.EXTENSIONS, cluster) if wire.ready_reason(x) == names.PENDING]
+    return sorted(
+        (wire.name_of(x), f"{wire.spec(x).get('requester')} +{wire.spec(x).get('duration')}") for x in waiting
     )
 
 

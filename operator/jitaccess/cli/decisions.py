@@ -40,6 +40,12 @@ _CONFLICT_RETRIES = 3
 
 def decide(session: Session, name: str, *, approve: bool, reason: str | None) -> int:
     api, me = session.api, session.me
+    if o.get_optional(api, names.REQUESTS, name) is None:
+        extension = o.get_optional(api, names.EXTENSIONS, name)
+        if extension is not None:
+            from jitaccess.cli import extend
+
+            return extend.decide(session, extension, approve=approve, reason=reason)
     verb = "approve" if approve else "deny"
     for _ in range(_CONFLICT_RETRIES):
         request = o.get(api, names.REQUESTS, name)

@@ -6,6 +6,7 @@ and `kubectl-jit ...` work. Commands:
     request [ENTITLEMENT] [--for 1h] [--reason TEXT] [--wait/--no-wait] [--timeout 15m]
     approve NAME [--reason TEXT]       deny NAME --reason TEXT
     revoke GRANT [--reason TEXT]       done
+    extend GRANT --by 30m --reason TEXT [--wait/--no-wait] [--timeout 15m]
     withdraw NAME
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
     status NAME                        who-has ENTITLEMENT
@@ -75,6 +76,12 @@ def _done(session: Session, args: argparse.Namespace) -> int:
     return decisions.done(session, wait=args.wait, timeout=args.timeout)
 
 
+def _extend(session: Session, args: argparse.Namespace) -> int:
+    from jitaccess.cli import extend
+
+    return extend.run(session, args.name, by=args.by, reason=args.reason, wait=args.wait, timeout=args.timeout)
+
+
 def _withdraw(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import decisions
 
@@ -135,6 +142,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "deny": _deny,
     "revoke": _revoke,
     "done": _done,
+    "extend": _extend,
     "withdraw": _withdraw,
     "list": _list,
     "status": _status,

@@ -135,6 +135,7 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
 _LISTED_BY = {
     names.REQUESTS: "`kubectl jit list`",
     names.GRANTS: "`kubectl get accessgrants`",
+    names.EXTENSIONS: "`kubectl get accessextensions`",
     names.ENTITLEMENTS: "`kubectl get entitlements`",
     names.TEAMS: "`kubectl get teamownerships`",
 }

@@ -19,9 +19,10 @@ ARCHIVE_ENV = "JITACCESS_AUDIT_ARCHIVE"
 DESCRIPTION = "Just-in-time production access: request it, approve it, end it, see who has it."
 COMMAND_HELP = {
     "request": "request an entitlement (your team's, when none is named) and wait until access is active",
-    "approve": "approve a pending request (approvers of the owner team)",
-    "deny": "deny a pending request, saying why",
+    "approve": "approve a pending request or extension (approvers of the owner team)",
+    "deny": "deny a pending request or extension, saying why",
     "revoke": "end a grant early (its grantee, or an approver of the owner team)",
+    "extend": "ask for more time on one of your active grants, and wait until its new end is set",
     "done": "end all of your own active grants",
     "withdraw": "withdraw your own pending request (it is deleted; nothing is granted of it)",
     "list": "list access requests",
@@ -174,11 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     approve = command("approve")
-    approve.add_argument("name", metavar="NAME", help="the AccessRequest")
+    approve.add_argument("name", metavar="NAME", help="the AccessRequest (or AccessExtension)")
     approve.add_argument("--reason", metavar="TEXT", help="why (recorded with the decision)")
 
     deny = command("deny")
-    deny.add_argument("name", metavar="NAME", help="the AccessRequest")
+    deny.add_argument("name", metavar="NAME", help="the AccessRequest (or AccessExtension)")
     deny.add_argument("--reason", metavar="TEXT", required=True, help="why (the requester reads it)")
 
     for name, what in (("revoke", "the AccessGrant (same name as its request)"), ("done", "")):
@@ -198,6 +199,31 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="DURATION",
             help="stop waiting after this long, with exit code 3 (default: 30s)",
         )
+
+    extend = command(
+        "extend",
+        "Ask for more time on one of your Active grants, and wait until its new end is set.\n\n"
+        "It follows the entitlement's approval rule: your own team's role is extended at once, another\n"
+        "team's waits for its approvers (`kubectl jit approve NAME`). The whole grant stays within the\n"
+        "entitlement's maxDuration, and a grant is extended at most its maxExtensions times.\n"
+        "A server-side dry run first: a refusal is printed and nothing is created.",
+    )
+    extend.add_argument("name", metavar="GRANT", help="the AccessGrant (same name as its request)")
+    extend.add_argument("--by", required=True, metavar="DURATION", help="how much longer, e.g. 30m, 1h")
+    extend.add_argument("--reason", required=True, metavar="TEXT", help="why more time is needed")
+    extend.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait until the new end is set, also through a human approval (default); with --no-wait, "
+        "return once the operator has routed it (exit 3 if it needs an approval)",
+    )
+    extend.add_argument(
+        "--timeout",
+        type=_duration,
+        metavar="DURATION",
+        help="stop waiting after this long, with exit code 3 (default: 15m; 30s with --no-wait)",
+    )
 
     withdraw = command(
         "withdraw",

@@ -435,6 +435,14 @@ def _not_stamped(what: str) -> Refusal:
     )
 
 
+def decision_update(
+    old: Obj, new: Obj, caller: Caller, entitlement: Entitlement | None, team: TeamOwnershipSpec | None, phase: Phase
+) -> Verdict:
+    """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension): spec
+    immutable, the stamps the webhook's alone, and who may approve or deny."""
+    return _request_updated(old, new, caller, entitlement, team, phase)
+
+
 def _request_updated(
     old: Obj, new: Obj, caller: Caller, entitlement: Entitlement | None, team: TeamOwnershipSpec | None, phase: Phase
 ) -> Verdict:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ADMISSION_MODULES = frozenset(
     {
         "jitaccess.handlers.admission",
+        "jitaccess.handlers.extension_admission",
         "jitaccess.handlers.indexes",
         "jitaccess.handlers.interactions",
         "jitaccess.handlers.observability",

@@ -1,0 +1,165 @@
+"""`kubectl jit extend GRANT --by 30m --reason TEXT`: more time for one of my Active grants.
+
+1. The grant: mine and Active, or refused early with what to do instead.
+2. A server-side dry run of the AccessExtension: the webhook's refusal (above maxDuration, beyond
+   maxExtensions, with the numbers) is printed as the server words it, and nothing is created.
+3. The create (generateName `<grant>-ext-`), then a watch on that one extension until it is
+   Extended (the new end is printed), Denied or Failed, or waits for an approver (named).
+
+`approve` and `deny` take an extension's name as well as a request's (`decide` here).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import timedelta
+from typing import Any
+
+from jitaccess.api import names, wire
+from jitaccess.cli import objects as o
+from jitaccess.cli.errors import OK, Interrupted, Refused, StillPending
+from jitaccess.cli.kube import ApiError
+from jitaccess.cli.objects import Obj
+from jitaccess.cli.session import Session
+from jitaccess.cli.text import human_age, until
+
+DEFAULT_WAIT = timedelta(minutes=15)
+DEFAULT_NO_WAIT = timedelta(seconds=30)
+
+
+def run(session: Session, grant_name: str, *, by: str, reason: str, wait: bool, timeout: timedelta | None) -> int:
+    api, me = session.api, session.me
+    grant = o.get(api, names.GRANTS, grant_name)
+    spec = wire.spec(grant)
+    if spec.get("user") != me.username:
+        raise Refused(
+            f"accessgrant {grant_name} is {spec.get('user')}'s: only its grantee extends it "
+            f"(for access of your own: kubectl jit request {spec.get('entitlement')})"
+        )
+    state = wire.ready_reason(grant)
+    if state != names.ACTIVE:
+        raise Refused(
+            f"accessgrant {grant_name} is {state or 'not active yet'}: only an Active grant can be extended"
+            + (f" (request access again: kubectl jit request {spec.get('entitlement')})" if state else "")
+        )
+    manifest = _manifest(grant_name, by, reason, me.username)
+    for dry_run in (True, False):
+        try:
+            extension = api.create(o.path(names.EXTENSIONS), manifest, dry_run=dry_run)
+        except ApiError as exc:
+            if exc.status == 404 and not exc.object_missing:
+                raise o.refusal(exc, f"extending accessgrant {grant_name}") from exc
+            raise Refused(
+                f"the cluster refused to extend accessgrant {grant_name}, nothing was created: {exc.message}"
+            ) from exc
+    name = wire.name_of(extension)
+    session.say(f"asked to extend accessgrant {grant_name} by {by} as {me.username}: accessextension {name}")
+    timeout = timeout or (DEFAULT_WAIT if wait else DEFAULT_NO_WAIT)
+    return _follow(session, extension, wait=wait, timeout=timeout)
+
+
+def _manifest(grant: str, by: str, reason: str, me: str) -> dict[str, Any]:
+    # The webhook stamps the requester from the caller and refuses a different one.
+    prefix = f"{grant}"[:57].rstrip("-.")
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_EXTENSION,
+        "metadata": {"generateName": f"{prefix}-ext-"},
+        "spec": {"grant": grant, "duration": by, "reason": reason, "requester": me},
+    }
+
+
+def _follow(session: Session, extension: Obj, *, wait: bool, timeout: timedelta) -> int:
+    """Watch the extension until it settles; say who decides while it waits."""
+    name = wire.name_of(extension)
+    deadline = time.monotonic() + timeout.total_seconds()
+    version = str(wire.metadata(extension).get("resourceVersion", ""))
+    said: set[str] = set()
+    current = extension
+    try:
+        while True:
+            outcome = _react(session, current, said, wait)
+            if outcome is not None:
+                return outcome
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StillPending(
+                    f"accessextension {name} is still waiting after {human_age(timeout.total_seconds())}; "
+                    f"it stays open: `kubectl get accessextension {name}` shows where it stands"
+                )
+            try:
+                for event in session.api.watch(
+                    o.path(names.EXTENSIONS),
+                    resource_version=version,
+                    timeout_seconds=math.ceil(remaining),
+                    fieldSelector=f"metadata.name={name}",
+                ):
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        raise ApiError(int(obj.get("code") or 500), str(obj.get("reason", "")), str(obj.get("message")))
+                    version = str(wire.metadata(obj).get("resourceVersion") or version)
+                    if event.get("type") == "BOOKMARK":
+                        continue
+                    if event.get("type") == "DELETED":
+                        raise Refused(f"accessextension {name} was deleted while waiting for it")
+                    current = obj
+                    outcome = _react(session, current, said, wait)
+                    if outcome is not None:
+                        return outcome
+            except ApiError as exc:
+                if exc.status != 410:
+                    raise o.refusal(exc, f"watching accessextension {name}") from exc
+                current = o.get(session.api, names.EXTENSIONS, name)
+                version = str(wire.metadata(current).get("resourceVersion", ""))
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped waiting; accessextension {name} stays: `kubectl get accessextension {name}`"
+        ) from None
+
+
+def _react(session: Session, extension: Obj, said: set[str], wait: bool) -> int | None:
+    name, reason = wire.name_of(extension), wire.ready_reason(extension)
+    if reason == names.EXTENDED:
+        ends = o.parse_time(wire.status(extension).get("expirationTime"))
+        session.say(f"extended accessgrant {wire.spec(extension).get('grant')}: access now ends {until(ends)}")
+        return OK
+    if reason in names.EXTENSION_FINISHED:
+        raise Refused(f"accessextension {name} {reason}: {o.ready_message(extension) or 'no message'}")
+    if reason == names.PENDING and "pending" not in said:
+        said.add("pending")
+        session.say(o.ready_message(extension))
+        session.say(f"  an approver runs: kubectl jit approve {name}")
+        if not wait:
+            raise StillPending(f"accessextension {name} waits for an approval: `kubectl get accessextension {name}`")
+    return None
+
+
+# --- approve / deny an extension -----------------------------------------------------------------
+
+
+def decide(session: Session, extension: Obj, *, approve: bool, reason: str | None) -> int:
+    """`kubectl jit approve|deny NAME` when NAME is an AccessExtension: the request's annotations,
+    with the same early checks (the webhook has the last word)."""
+    name, verb = wire.name_of(extension), "approve" if approve else "deny"
+    state = wire.ready_reason(extension)
+    if state in names.EXTENSION_FINISHED or wire.is_true(extension, names.APPROVED):
+        raise Refused(
+            f"accessextension {name} is {state or 'approved'}: there is nothing left to decide "
+            f"({o.ready_message(extension) or 'a decision cannot be changed'})"
+        )
+    if (wire.spec(extension).get("requester") or "") == session.me.username:
+        raise Refused(f"you may not {verb} accessextension {name}: you asked for it; an approver of the team decides")
+    flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
+    patched = {flag: "true", **({names.ANNOTATION_DECISION_REASON: reason} if reason else {})}
+    patch = {"metadata": {"resourceVersion": wire.metadata(extension).get("resourceVersion"), "annotations": patched}}
+    try:
+        session.api.merge_patch(o.path(names.EXTENSIONS, name), patch)
+    except ApiError as exc:
+        raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessextension {name}") from exc
+    spec = wire.spec(extension)
+    what = f"{spec.get('requester') or 'the grantee'}, +{spec.get('duration')} on accessgrant {spec.get('grant')}"
+    session.say(
+        f"{'approved' if approve else 'denied'} accessextension {name} ({what})" + (f": {reason}" if reason else "")
+    )
+    return OK

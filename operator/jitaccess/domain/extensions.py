@@ -1,0 +1,456 @@
+"""The rules of an AccessExtension: more time for one Active grant, asked by its grantee.
+
+An extension is an object of its own (the request stays as it was asked, and each extension is
+its own record): `spec.grant`, `spec.duration` (the time added) and `spec.reason`, the requester
+stamped at admission. It follows the grant's Entitlement as a request does: an owner-team member
+gets it at once when the Entitlement auto-approves the team, anyone else waits for an approver of
+the owner team (`jitaccess.dev/approved=true` or `denied=true`, stamped as on a request; never the
+requester). Two caps hold, at admission and again when the operator applies it:
+
+- the whole grant, activation to its new end, stays within the Entitlement's `maxDuration`;
+- a grant is extended at most `maxExtensions` times (0: never).
+
+At admission the extensions still waiting for the same grant count against both caps, as if
+applied; the operator, which applies them one at a time, counts what the grant records. The grant's
+`status.expirationTime` only ever moves forward, and an extension still waiting when its grant
+ends fails: the grant ended as usual.
+
+Pure functions of the objects as stored; `handlers.extensions` and `handlers.extension_admission`
+do the reading and writing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from jitaccess.api import names, wire
+from jitaccess.api.models import AccessExtension, AccessGrant, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import admission
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.admission import ALLOW, INVALID, Admit, OperatorIdentity, Phase, Refusal, Verdict
+from jitaccess.domain.durations import format_duration, parse_duration
+from jitaccess.domain.teams import Caller, is_approver, is_member, may_approve
+from jitaccess.errors import InvalidInput
+
+Obj = Mapping[str, Any]
+#: An extension is applied only while this much of the grant is left: closer to its end, the
+#: expiry (which removes the membership first) might already be under way.
+MARGIN = timedelta(seconds=2)
+#: Who approved an owner-team member's own extension, in `status.extensions[].approvedBy`.
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Another extension of the same grant that has not finished: it counts against the caps."""
+
+    name: str
+    duration: timedelta
+
+
+def grant_end(grant: AccessGrant) -> tuple[datetime, datetime] | None:
+    """An Active grant's activation and expiration times; None for any other grant."""
+    status = grant.status
+    if cond.ready_reason(status.conditions) != names.ACTIVE:
+        return None
+    if status.activation_time is None or status.expiration_time is None:
+        return None
+    return status.activation_time, status.expiration_time
+
+
+def applied(grant: AccessGrant) -> int:
+    return len(grant.status.extensions or [])
+
+
+def cap_problem(
+    grant: AccessGrant,
+    entitlement: Entitlement,
+    by: timedelta,
+    waiting: Sequence[Waiting] = (),
+) -> str | None:
+    """Why adding `by` (after the `waiting` ones) would break a cap, naming the numbers and the fix;
+    None when it fits. The grant must be Active (`grant_end`)."""
+    ent = entitlement.metadata.name
+    window = grant_end(grant)
+    if window is None:
+        return f"AccessGrant {grant.metadata.name} is not Active"
+    activated, expires = window
+    most = entitlement.spec.max_extensions
+    done = applied(grant)
+    if most == 0:
+        return (
+            f"spec.grant: Entitlement {ent} allows no extensions (maxExtensions 0): "
+            f"request access again when this grant ends (kubectl jit request {ent})"
+        )
+    if done + len(waiting) + 1 > most:
+        queued = f" and {len(waiting)} more wait{'s' if len(waiting) == 1 else ''}" if waiting else ""
+        return (
+            f"spec.grant: AccessGrant {grant.metadata.name} has been extended {done} time(s){queued}, and "
+            f"Entitlement {ent} allows maxExtensions {most}: request access again when it ends "
+            f"(kubectl jit request {ent})"
+        )
+    maximum = parse_duration(entitlement.spec.max_duration, f"Entitlement {ent!r} spec.maxDuration")
+    reserved = sum((w.duration for w in waiting), timedelta())
+    total = expires + reserved + by - activated
+    if total > maximum:
+        room = maximum - (expires + reserved - activated)
+        fix = (
+            f"extend by at most {format_duration(room)}"
+            if room.total_seconds() >= 1
+            else "it cannot be extended any more; request access again when it ends"
+        )
+        queued = f" (and {format_duration(reserved)} already asked for)" if waiting else ""
+        return (
+            f"spec.duration: {format_duration(by)} more{queued} would make AccessGrant {grant.metadata.name} last "
+            f"{format_duration(total)} from its activation at {_stamp(activated)}, above Entitlement {ent}'s "
+            f"maxDuration {format_duration(maximum)}: {fix}"
+        )
+    return None
+
+
+def duration_of(extension: AccessExtension, limits: request_rules.Limits) -> timedelta:
+    """The time an extension adds; `InvalidInput` below the operator's minimum duration."""
+    by = parse_duration(extension.spec.duration, "spec.duration")
+    if by < limits.min_duration:
+        raise InvalidInput(
+            "spec.duration",
+            f"{format_duration(by)} is below the operator's minimum {format_duration(limits.min_duration)}",
+        )
+    return by
+
+
+def reason_problem(reason: str, entitlement: Entitlement) -> str | None:
+    """An extension's reason matches the Entitlement's `reasonPattern`, as a request's must."""
+    pattern = entitlement.spec.reason_pattern
+    if not pattern:
+        return None
+    try:
+        matches = re.search(pattern, reason) is not None
+    except re.error:
+        return None  # the requests of the Entitlement already say what is wrong with the pattern
+    if matches:
+        return None
+    return f"spec.reason: {reason!r} does not match Entitlement {entitlement.metadata.name}'s reasonPattern {pattern!r}: cite a ticket"
+
+
+# --- the operator's decision ------------------------------------------------------------------
+
+
+class Step(Enum):
+    WAIT = "Wait"  # for an approver (mark Pending once)
+    APPLY = "Apply"
+    DENY = "Deny"
+    FAIL = "Fail"
+    IGNORE = "Ignore"  # a decision that does not count, said in a Warning Event
+
+
+@dataclass(frozen=True)
+class Next:
+    step: Step
+    message: str = ""
+    who: str = ""
+    auto: bool = False
+    why: str = ""
+
+
+def approvers_text(team: TeamOwnershipSpec) -> str:
+    return request_rules.approvers_text(team, escalated=False)
+
+
+def next_step(
+    extension: AccessExtension,
+    grant: AccessGrant | None,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    limits: request_rules.Limits,
+) -> Next:
+    """What the operator does with an unfinished extension, from the objects as stored.
+
+    The approval is re-derived every time from what admission stamped and the live TeamOwnership
+    (as a grant's basis is: `requests.grant_basis`), never from `status`.
+    """
+    spec = extension.spec
+    requester = spec.requester or ""
+    if grant is None:
+        return Next(Step.FAIL, f"AccessGrant {spec.grant} does not exist (any more): nothing was extended")
+    reason = cond.ready_reason(grant.status.conditions)
+    if reason != names.ACTIVE:
+        state = reason or names.PROVISIONING
+        return Next(
+            Step.FAIL,
+            f"AccessGrant {spec.grant} is {state}, not Active: nothing was extended"
+            + (" (it ended as usual while the extension waited)" if reason in names.GRANT_FINISHED else ""),
+        )
+    if not requester or requester != grant.spec.user:
+        return Next(
+            Step.FAIL,
+            f"spec.requester {requester or '(not stamped)'} is not the grantee {grant.spec.user} of AccessGrant "
+            f"{spec.grant}: only the grantee extends a grant; nothing was extended",
+        )
+    if entitlement is None or team is None:
+        return Next(
+            Step.FAIL,
+            f"Entitlement {grant.spec.entitlement!r} or its owner team no longer exists: there is nothing to check "
+            "the extension against, and nobody to approve it; nothing was extended",
+        )
+    try:
+        duration_of(extension, limits)
+    except InvalidInput as exc:
+        return Next(Step.FAIL, f"{exc}; nothing was extended")
+    annotations = extension.metadata.annotations
+    why = annotations.get(names.ANNOTATION_DECISION_REASON, "")
+    ignored: Next | None = None
+    if wire.truthy(annotations.get(names.ANNOTATION_DENIED)):
+        denier = _stamped(team, annotations, names.ANNOTATION_DENIED_BY, names.ANNOTATION_DENIED_BY_GROUPS, requester)
+        if isinstance(denier, str):
+            return Next(Step.DENY, who=denier, why=why)
+        ignored = denier
+    if entitlement.spec.approval.auto_approve_owner_team and is_member(
+        team, Caller(requester, frozenset(spec.requester_groups))
+    ):
+        return Next(Step.APPLY, who=requester, auto=True)
+    if wire.truthy(annotations.get(names.ANNOTATION_APPROVED)):
+        approver = _stamped(
+            team, annotations, names.ANNOTATION_APPROVED_BY, names.ANNOTATION_APPROVED_BY_GROUPS, requester
+        )
+        if isinstance(approver, str):
+            return Next(Step.APPLY, who=approver, why=why)
+        ignored = ignored or approver
+    if not team.approvers and not team.approver_groups:
+        return Next(
+            Step.FAIL,
+            f"TeamOwnership {entitlement.spec.owner} names no approvers, so nobody can approve this extension; "
+            "nothing was extended",
+        )
+    return ignored or Next(
+        Step.WAIT, f"waiting for approval by an approver of team {entitlement.spec.owner} ({approvers_text(team)})"
+    )
+
+
+def _stamped(
+    team: TeamOwnershipSpec, annotations: Mapping[str, str], by_key: str, groups_key: str, requester: str
+) -> str | Next:
+    """Who took a decision, as admission stamped them, when they still may; else why it does not count."""
+    who = annotations.get(by_key, "")
+    if not who:
+        return Next(
+            Step.IGNORE,
+            f"the decision carries no {by_key}: decisions are only taken when the admission webhook has recorded "
+            "who made them",
+        )
+    groups = frozenset(g for g in annotations.get(groups_key, "").split(",") if g)
+    refusal = may_approve(team, Caller(who, groups), requester=requester, escalated=False)
+    if refusal is not None:
+        return Next(Step.IGNORE, f"the decision stamped for {who} does not count ({refusal})", who=who)
+    return who
+
+
+@dataclass(frozen=True)
+class Extended:
+    """The grant's new end, once an extension is applied."""
+
+    previous: datetime
+    expiration: datetime
+    by: timedelta
+
+
+def apply(
+    extension: AccessExtension,
+    grant: AccessGrant,
+    entitlement: Entitlement,
+    limits: request_rules.Limits,
+    now: datetime,
+) -> Extended | str:
+    """The grant as it is stored now, extended: its new end, or why not (the caps, counted on
+    what the grant records; a grant that ends within `MARGIN`)."""
+    by = duration_of(extension, limits)
+    window = grant_end(grant)
+    if window is None:
+        return f"AccessGrant {grant.metadata.name} is no longer Active: nothing was extended"
+    expires = window[1]
+    if expires - now < MARGIN:
+        return (
+            f"AccessGrant {grant.metadata.name} was ending ({_stamp(expires)}) when the extension was to be applied: "
+            "nothing was extended; request access again"
+        )
+    problem = cap_problem(grant, entitlement, by)
+    if problem is not None:
+        return f"{problem}; nothing was extended"
+    return Extended(expires, expires + by, by)
+
+
+def already_applied(grant: AccessGrant, name: str) -> bool:
+    return any(e.name == name for e in grant.status.extensions or [])
+
+
+# --- admission -------------------------------------------------------------------------------
+
+
+def review_extension(
+    operation: str,
+    old: Obj | None,
+    new: Obj | None,
+    caller: Caller,
+    *,
+    operator: OperatorIdentity,
+    grant: AccessGrant | None,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    waiting: Sequence[Waiting],
+    limits: request_rules.Limits,
+    phase: Phase,
+) -> Verdict:
+    """CREATE stamps the requester and checks the extension against its grant and caps; UPDATE
+    takes a decision from an approver of the owner team (the request's rules: `admission`);
+    DELETE is allowed to the requester while it waits, and to the owner team's approvers."""
+    if operator.includes(caller):
+        return ALLOW
+    refusal = admission.review_bookkeeping(operation, old, new, caller, operator) or admission.review_text(old, new)
+    if refusal is not None:
+        return refusal
+    if operation == "CREATE" and new is not None:
+        return _created(new, caller, grant, entitlement, team, waiting, limits, phase)
+    if operation == "DELETE" and old is not None:
+        return _deleted(old, caller, team)
+    if operation == "UPDATE" and old is not None and new is not None:
+        verdict = admission.decision_update(old, new, caller, entitlement, team, phase)
+        if isinstance(verdict, Refusal):
+            # The decision rules are the request's; the fix they name is an extension's.
+            return Refusal(
+                verdict.message.replace(names.ACCESS_REQUEST, names.ACCESS_EXTENSION).replace(
+                    "accessrequest", "accessextension"
+                ),
+                verdict.code,
+            )
+        return verdict
+    return ALLOW
+
+
+def _created(
+    new: Obj,
+    caller: Caller,
+    grant: AccessGrant | None,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    waiting: Sequence[Waiting],
+    limits: request_rules.Limits,
+    phase: Phase,
+) -> Verdict:
+    present = [k for k in admission.DECISION_ANNOTATIONS if k in wire.annotations_of(new)]
+    if present:
+        return Refusal(
+            f"metadata.annotations {', '.join(present)}: an extension cannot be created already decided; remove "
+            "them. Once it exists, an approver of the owner team decides with "
+            f"`kubectl jit approve NAME` (or `kubectl annotate accessextension NAME {names.ANNOTATION_APPROVED}=true`)"
+        )
+    spec = wire.spec(new)
+    requester, groups, wanted = spec.get("requester"), spec.get("requesterGroups"), sorted(caller.groups)
+    if requester not in (None, "", caller.username):
+        return Refusal(
+            f"spec.requester is {requester!r}, but you are authenticated as {caller.username!r}: an extension is "
+            "always asked by the grantee who creates it; remove spec.requester (jitaccess fills it in)"
+        )
+    if groups not in (None, []) and (not isinstance(groups, list) or sorted(set(map(str, groups))) != wanted):
+        return Refusal(
+            f"spec.requesterGroups is {groups!r}, but the API server authenticated you with the groups {wanted!r}: "
+            "remove spec.requesterGroups (jitaccess fills it in from your authenticated identity)"
+        )
+    if phase is Phase.MUTATE:
+        return Admit(spec={"requester": caller.username, "requesterGroups": wanted})
+    if requester != caller.username or groups != wanted:
+        return Refusal(
+            "spec.requester and spec.requesterGroups must be exactly what the jitaccess mutating webhook stamped "
+            "from the authenticated caller, and they are not: ask the cluster administrators",
+            INVALID,
+        )
+    problem = _creation_problem(new, caller, grant, entitlement, team, waiting, limits)
+    return Refusal(problem, INVALID) if problem is not None else ALLOW
+
+
+def _creation_problem(
+    new: Obj,
+    caller: Caller,
+    grant: AccessGrant | None,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    waiting: Sequence[Waiting],
+    limits: request_rules.Limits,
+) -> str | None:
+    name = str(wire.spec(new).get("grant") or "")
+    if grant is None:
+        return f"spec.grant names AccessGrant {name!r}, which does not exist: `kubectl get accessgrants` lists them"
+    user, ent = grant.spec.user, grant.spec.entitlement
+    if caller.username != user:
+        return (
+            f"spec.grant: AccessGrant {name} is {user}'s, and only its grantee may extend it; {caller.username} may "
+            f"not. For access of your own, request it: kubectl jit request {ent}"
+        )
+    state = cond.ready_reason(grant.status.conditions)
+    if state in names.GRANT_FINISHED:
+        return (
+            f"spec.grant: AccessGrant {name} has already ended ({state}): only an Active grant can be extended; "
+            f"request access again: kubectl jit request {ent}"
+        )
+    if grant_end(grant) is None:
+        return (
+            f"spec.grant: AccessGrant {name} is not Active yet ({state or names.PROVISIONING}): try again in a moment"
+        )
+    if entitlement is None or team is None:
+        return (
+            f"spec.grant: the Entitlement {ent!r} of AccessGrant {name}, or its owner team, no longer exists: there "
+            "is nothing to check an extension against; request access again"
+        )
+    try:
+        extension = AccessExtension.model_validate(dict(new))
+        by = duration_of(extension, limits)
+    except InvalidInput as exc:
+        return str(exc)
+    except ValueError as exc:  # pydantic's ValidationError: the schema's, normally refused before
+        return f"the AccessExtension is invalid: {exc}"
+    return cap_problem(grant, entitlement, by, waiting) or reason_problem(extension.spec.reason, entitlement)
+
+
+def _deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Verdict:
+    if team is not None and is_approver(team, caller):
+        return ALLOW
+    requester = str(wire.spec(old).get("requester") or "")
+    state = wire.ready_reason(old)
+    waits = state not in names.EXTENSION_FINISHED
+    if waits and caller.username == requester:
+        return ALLOW
+    name = wire.name_of(old)
+    if waits:
+        return Refusal(
+            f"AccessExtension {name} is {requester}'s: only {requester} may withdraw it while it waits, or an approver "
+            f"of the owner team delete it; {caller.username} may not"
+        )
+    return Refusal(
+        f"AccessExtension {name} is finished ({state}): it is a record of its grant, retired with the grant; only an "
+        f"approver of the owner team may delete it earlier, and {caller.username} may not"
+    )
+
+
+def waiting_of(extensions: Sequence[Obj], grant: str, besides: str) -> list[Waiting]:
+    """The extensions of `grant` (other than `besides`) that have not finished, with their durations."""
+    found = []
+    for obj in extensions:
+        spec = wire.spec(obj)
+        if spec.get("grant") != grant or wire.name_of(obj) == besides:
+            continue
+        if wire.ready_reason(obj) in names.EXTENSION_FINISHED:
+            continue
+        try:
+            found.append(Waiting(wire.name_of(obj), parse_duration(str(spec.get("duration") or ""), "spec.duration")))
+        except InvalidInput:
+            continue
+    return found
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,127 @@
+"""Admission webhooks of AccessExtensions: the grantee's own, within the caps, decided as a request.
+
+| kind             | mutating (stamps)  | validating (final object)                                  |
+|------------------|--------------------|------------------------------------------------------------|
+| AccessExtension  | CREATE, UPDATE     | CREATE (+ grant, caps), UPDATE (decisions), DELETE         |
+| its `status`     |                    | UPDATE (the operator only: `admission.check_status`)       |
+
+The rules are `jitaccess.domain.extensions.review_extension`; this module looks up what they need:
+the grant (from the API server: grants are not kept whole in memory), its Entitlement and owner
+team (the same lookups as the request's webhooks), and, when one is created, the other extensions
+of the grant still waiting (they count against the caps). The operator's own writes never reach
+here (`matchConditions`), and would be admitted if they did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from jitaccess.api import names, wire
+from jitaccess.api.models import AccessGrant, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import admission
+from jitaccess.domain import extensions as rules
+from jitaccess.domain.admission import Phase, Verdict
+from jitaccess.domain.teams import Caller
+from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team
+from jitaccess.handlers.common import NO_INDEX, Index
+
+
+async def _review(
+    phase: Phase,
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    userinfo: Mapping[str, Any],
+    memo: Any,
+    teams: Index,
+    entitlements: Index,
+) -> tuple[Verdict, Caller]:
+    rt, operator = _context(memo)
+    caller = admission.caller_of(userinfo)
+    grant: AccessGrant | None = None
+    entitlement: Entitlement | None = None
+    team: TeamOwnershipSpec | None = None
+    waiting: list[rules.Waiting] = []
+    creating = operation == "CREATE" and phase is Phase.VALIDATE
+    if not operator.includes(caller) and (creating or operation in ("UPDATE", "DELETE")):
+        obj = new or old
+        name = str(wire.spec(obj).get("grant") or "")
+        raw = await asyncio.to_thread(rt.kube.get, names.GRANTS, name) if name else None
+        try:
+            grant = AccessGrant.model_validate(raw) if raw is not None else None
+        except ValidationError:
+            grant = None
+        ent = grant.spec.entitlement if grant is not None else str(wire.status(obj).get("entitlement") or "")
+        entitlement, team = await _entitlement_and_team(rt, ent, teams, entitlements)
+        if creating and grant is not None:
+            others = await asyncio.to_thread(rt.kube.list, names.EXTENSIONS)
+            waiting = rules.waiting_of(others, name, besides=wire.name_of(new))
+    verdict = rules.review_extension(
+        operation or "",
+        old,
+        new,
+        caller,
+        operator=operator,
+        grant=grant,
+        entitlement=entitlement,
+        team=team,
+        waiting=waiting,
+        limits=rt.settings.limits,
+        phase=phase,
+    )
+    return verdict, caller
+
+
+@kopf.on.mutate(
+    names.GROUP, names.VERSION, names.EXTENSIONS, id="accessextensions-stamp", operations=WRITES, persistent=True
+)
+async def stamp_extension(
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+    dryrun: bool,
+    memo: kopf.Memo,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
+    **_: Any,
+) -> None:
+    """Stamp the requester at CREATE, and the approver or denier of a decision at UPDATE."""
+    verdict, caller = await _review(Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements)
+    _enforce(
+        verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch
+    )
+
+
+@kopf.on.validate(
+    names.GROUP,
+    names.VERSION,
+    names.EXTENSIONS,
+    id="accessextensions-check",
+    operations=[*WRITES, "DELETE"],
+    persistent=True,
+)
+async def check_extension(
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
+    memo: kopf.Memo,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
+    **_: Any,
+) -> None:
+    """The final object: stamps intact; a new extension for the caller's own Active grant, within
+    the caps; a decision by an approver of the owner team; a deletion by its requester while it
+    waits, or by an approver."""
+    verdict, caller = await _review(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements)
+    _enforce(verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new or old, caller=caller, dryrun=dryrun)

@@ -1,0 +1,321 @@
+"""AccessExtension handlers: approve or wait, then move the grant's end; and tidy up after grants.
+
+- create / resume / an annotation change: `reconcile` asks `domain.extensions.next_step` and
+  applies an approved extension: the grant's `status.expirationTime` moves forward and
+  `status.extensions` records it (one optimistic-locked write, idempotent by the extension's name),
+  then the extension and the grant's request say so. The expiry scheduler follows the grant's new
+  time from the watch (`expiry.schedule_expiry`), and re-reads a grant before ending it, so a
+  grant extended while its expiry was being taken up is not ended early.
+- A grant that ends while extensions of it wait fails them ("it ended as usual"); a grant that is
+  deleted (retention, or an approver) takes its extensions with it. Which extensions belong to
+  which grant is kept in an index in the memo, fed by the watch of extensions.
+
+A crash between the grant's write and the extension's leaves a grant that lists the extension:
+the next look finds it there and only records it on the extension.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from jitaccess.api import names, wire
+from jitaccess.api.models import (
+    AccessExtension,
+    AccessExtensionStatus,
+    AccessGrant,
+    AccessRequest,
+    Entitlement,
+    TeamOwnershipSpec,
+)
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import extensions as rules
+from jitaccess.domain import following
+from jitaccess.errors import InvalidInput
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
+
+log = logging.getLogger(__name__)
+EXT = (names.GROUP, names.VERSION, names.EXTENSIONS)
+#: The memo key of the index: by grant, its extensions as (name, whether it still waits).
+_BY_GRANT = "extensions_by_grant"
+
+
+def _index(memo: Any) -> ObjectIndex:
+    found = memo.get(_BY_GRANT) if hasattr(memo, "get") else None
+    if not isinstance(found, ObjectIndex):
+        raise kopf.TemporaryError("the extensions index is not set up yet", delay=0.1)
+    return found
+
+
+@kopf.on.startup()
+async def extensions_index(memo: kopf.Memo, **_: Any) -> None:
+    # Set on the operator's memo before any watch: every object's memo (a shallow copy) shares it.
+    memo[_BY_GRANT] = ObjectIndex()
+
+
+@kopf.on.event(*EXT)
+async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    grant = str(body.spec.get("grant") or "")
+    waits = wire.ready_reason(body) not in names.EXTENSION_FINISHED
+    name = body.metadata.name
+    _index(memo).observe(name, None if type == "DELETED" or not grant else (grant, (name, waits)))
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
+async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A grant gone takes its extensions along; a grant ended fails those still waiting."""
+    name, index = body.metadata.name, _index(memo)
+    if name not in index:
+        return
+    gone = type == "DELETED"
+    if not gone and wire.ready_reason(body) not in names.GRANT_FINISHED:
+        return
+    mine = [str(ext) for ext, waits in index.get(name, ()) if gone or waits]
+    if mine:
+        rt = runtime_of(memo)
+        await rt.run_blocking(_after_grant, rt, name, mine, gone)
+
+
+def _after_grant(rt: Runtime, grant: str, extensions: list[str], gone: bool) -> None:
+    for name in extensions:
+        if gone:
+            rt.kube.delete(names.EXTENSIONS, name)
+        else:
+            body = rt.kube.get(names.EXTENSIONS, name)
+            if body is not None:
+                reconcile(rt, body, NO_INDEX, NO_INDEX)
+
+
+@kopf.on.resume(*EXT)
+@kopf.on.create(*EXT)
+@kopf.on.update(*EXT, field="metadata.annotations")
+async def reconcile_extension(
+    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
+    rt = runtime_of(memo)
+    await rt.run_blocking(reconcile, rt, body, teams, entitlements)
+
+
+def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: Index) -> None:
+    try:
+        extension = parse(AccessExtension, body)
+    except InvalidInput as exc:
+        _finish(rt, wire.name_of(body), names.FAILED, f"{exc}; nothing was extended")
+        return
+    raw = rt.kube.get(names.GRANTS, extension.spec.grant)
+    if cond.ready_reason(extension.status.conditions) in names.EXTENSION_FINISHED:
+        if raw is None:
+            # Its grant went while the operator was not watching: it goes the same way.
+            rt.kube.delete(names.EXTENSIONS, extension.metadata.name)
+        return
+    grant = AccessGrant.model_validate(raw) if raw is not None else None
+    entitlement, team = _lookup(rt, grant, teams, entitlements)
+    if grant is not None and rules.already_applied(grant, extension.metadata.name):
+        # Applied before a crash: only the extension's own record is missing.
+        _record_applied(rt, extension, grant)
+        return
+    step = rules.next_step(extension, grant, entitlement, team, rt.settings.limits)
+    if step.step is rules.Step.FAIL:
+        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True)
+    elif step.step is rules.Step.DENY:
+        message = f"denied by {step.who}" + (f": {step.why}" if step.why else "")
+        _finish(rt, extension.metadata.name, names.DENIED, message, denied_by=step.who, why=step.why)
+    elif step.step is rules.Step.WAIT:
+        _mark_pending(rt, extension, step.message, grant)
+    elif step.step is rules.Step.IGNORE:
+        record(extension.wire(), names.DECISION_IGNORED, step.message, warning=True, who=step.who)
+    elif grant is not None and entitlement is not None:
+        _apply(rt, extension, grant, entitlement, step)
+
+
+def _lookup(
+    rt: Runtime, grant: AccessGrant | None, teams: Index, entitlements: Index
+) -> tuple[Entitlement | None, TeamOwnershipSpec | None]:
+    """The grant's Entitlement and its owner team, as they are now (an index miss is confirmed)."""
+    if grant is None:
+        return None, None
+    name = grant.spec.entitlement
+    raw = first(entitlements, name) or rt.kube.get(names.ENTITLEMENTS, name)
+    if raw is None:
+        return None, None
+    entitlement = Entitlement.model_validate(raw)
+    team = first(teams, entitlement.spec.owner) or (rt.kube.get(names.TEAMS, entitlement.spec.owner) or {}).get("spec")
+    return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
+
+
+def _mark_pending(rt: Runtime, extension: AccessExtension, message: str, grant: AccessGrant | None) -> None:
+    def build(current: AccessExtension) -> dict[str, Any] | None:
+        if cond.ready_reason(current.status.conditions) is not None:
+            return None
+        return {
+            **({"entitlement": grant.spec.entitlement} if grant is not None else {}),
+            "conditions": conditions_after(
+                current.status.conditions, [(names.READY, False, names.PENDING, message)], current.metadata.generation
+            ),
+        }
+
+    updated = rt.kube.update_status(names.EXTENSIONS, extension.metadata.name, status_change(AccessExtension, build))
+    if updated is not None:
+        record(updated, names.PENDING, message, who=extension.spec.requester or "")
+
+
+def _apply(
+    rt: Runtime, extension: AccessExtension, grant: AccessGrant, entitlement: Entitlement, step: rules.Next
+) -> None:
+    name = extension.metadata.name
+    refused: list[str] = []
+
+    def build(current: AccessGrant) -> dict[str, Any] | None:
+        refused.clear()
+        if rules.already_applied(current, name):
+            return None
+        outcome = rules.apply(extension, current, entitlement, rt.settings.limits, now())
+        if isinstance(outcome, str):
+            refused.append(outcome)
+            return None
+        listed = [e.wire() for e in current.status.extensions or []]
+        listed.append(
+            {
+                "name": name,
+                "by": extension.spec.duration,
+                "approvedBy": rules.AUTO if step.auto else step.who,
+                "time": ts(now()),
+                "reason": extension.spec.reason,
+                "previousExpirationTime": ts(outcome.previous),
+                "expirationTime": ts(outcome.expiration),
+            }
+        )
+        spec = current.spec
+        message = (
+            f"{spec.user} is in Identity Center group {spec.group_name} until {ts(outcome.expiration)} "
+            f"(extended {len(listed)} time(s), last by {extension.spec.duration}: {name})"
+        )
+        return {
+            "expirationTime": ts(outcome.expiration),
+            "extensions": listed,
+            "extensionCount": len(listed),
+            "conditions": conditions_after(current.status.conditions, [(names.READY, True, names.ACTIVE, message)]),
+        }
+
+    updated = rt.kube.update_status(names.GRANTS, grant.metadata.name, status_change(AccessGrant, build))
+    if refused:
+        _finish(rt, name, names.FAILED, refused[0], warning=True)
+        return
+    if updated is None:
+        return  # gone, or applied by a concurrent call, which records it
+    extended = AccessGrant.model_validate(updated)
+    entry = extended.status.extensions[-1] if extended.status.extensions else None
+    if entry is not None:
+        who = "auto-approved (owner team)" if step.auto else f"approved by {step.who}"
+        record(
+            updated,
+            names.EXTENDED,
+            f"extended by {entry.by} to {ts(entry.expiration_time)} ({name}, {who})",
+            who=extension.spec.requester or "",
+            entitlement=extended.spec.entitlement,
+            expires=ts(entry.expiration_time),
+        )
+    _record_applied(rt, extension, extended)
+
+
+def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant) -> None:
+    """The extension's own status (and the request's end) once the grant lists it."""
+    entry = next((e for e in grant.status.extensions or [] if e.name == extension.metadata.name), None)
+    if entry is None:
+        return
+    auto = entry.approved_by == rules.AUTO
+    reason = names.AUTO_APPROVED if auto else names.APPROVED
+    approval = (
+        f"auto-approved: {extension.spec.requester} is a member of the owner team"
+        if auto
+        else f"approved by {entry.approved_by}"
+    )
+    message = f"AccessGrant {grant.metadata.name} now ends at {ts(entry.expiration_time)}" + (
+        f" (was {ts(entry.previous_expiration_time)})" if entry.previous_expiration_time else ""
+    )
+
+    def build(current: AccessExtension) -> dict[str, Any] | None:
+        if cond.ready_reason(current.status.conditions) in names.EXTENSION_FINISHED:
+            return None
+        fields: dict[str, Any] = {
+            "entitlement": grant.spec.entitlement,
+            "expirationTime": ts(entry.expiration_time),
+            "conditions": conditions_after(
+                current.status.conditions,
+                [(names.APPROVED, True, reason, approval), (names.READY, True, names.EXTENDED, message)],
+                current.metadata.generation,
+            ),
+        }
+        if entry.previous_expiration_time is not None:
+            fields["previousExpirationTime"] = ts(entry.previous_expiration_time)
+        if not auto:
+            fields["approvedBy"] = entry.approved_by
+        why = current.metadata.annotations.get(names.ANNOTATION_DECISION_REASON)
+        if why and not auto:
+            fields["decisionReason"] = why
+        return fields
+
+    updated = rt.kube.update_status(names.EXTENSIONS, extension.metadata.name, status_change(AccessExtension, build))
+    if updated is not None:
+        record(updated, names.EXTENDED, f"{approval}; {message}", who=entry.approved_by)
+    _follow_request(rt, grant)
+
+
+def _follow_request(rt: Runtime, grant: AccessGrant) -> None:
+    """The grant's request says until when access lasts (`status.expirationTime`, `Ready`'s message)."""
+    wanted = following.request_ready(grant)
+    if wanted is None or wanted.reason != names.GRANTED or wanted.expiration_time is None:
+        return
+    until = wanted.expiration_time
+
+    def build(current: AccessRequest) -> dict[str, Any] | None:
+        if not following.belongs_to(grant, current.metadata.uid):
+            return None
+        if cond.ready_reason(current.status.conditions) != names.GRANTED or current.status.expiration_time == until:
+            return None
+        return {
+            "expirationTime": ts(until),
+            "conditions": conditions_after(
+                current.status.conditions, [(names.READY, True, names.GRANTED, wanted.message)]
+            ),
+        }
+
+    rt.kube.update_status(names.REQUESTS, grant.spec.request, status_change(AccessRequest, build))
+
+
+def _finish(
+    rt: Runtime,
+    name: str,
+    reason: str,
+    message: str,
+    *,
+    warning: bool = False,
+    denied_by: str = "",
+    why: str = "",
+) -> None:
+    """End an extension that moves nothing: Denied or Failed, with the message that says why."""
+
+    def build(current: dict[str, Any]) -> dict[str, Any] | None:
+        if wire.ready_reason(current) in names.EXTENSION_FINISHED:
+            return None
+        # Only the status is read: an extension that cannot be parsed ends here too.
+        status = AccessExtensionStatus.model_validate(current.get("status") or {})
+        generation = wire.metadata(current).get("generation")
+        changes = [(names.READY, False, reason, message)]
+        fields: dict[str, Any] = {}
+        if denied_by:
+            changes.insert(0, (names.DENIED, True, names.DENIED, message))
+            fields["deniedBy"] = denied_by
+            if why:
+                fields["decisionReason"] = why
+        fields["conditions"] = conditions_after(status.conditions, changes, generation)
+        return fields
+
+    updated = rt.kube.update_status(names.EXTENSIONS, name, build)
+    if updated is not None:
+        record(updated, reason, message, warning=warning, who=denied_by)
