@@ -94,10 +94,12 @@ class Settings(BaseSettings):
     slack_impersonator_kubeconfig: str | None = Field(
         default=None,
         description="Kubeconfig of the narrow identity that applies Slack decisions as the clicking user "
-        "(may impersonate the approvers, nothing else); unset in a Pod = its projected token file",
+        "(may impersonate the approvers, nothing else): a local run",
     )
     slack_impersonator_token_file: str | None = Field(
-        default=None, description="In a Pod: the impersonating ServiceAccount's projected token"
+        default=None,
+        description="A bearer token file of the impersonating identity, used against the in-cluster API server "
+        "(the chart uses slack_impersonator_service_account instead)",
     )
     slack_impersonator_service_account: str | None = Field(
         default=None,
