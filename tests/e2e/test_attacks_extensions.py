@@ -1,0 +1,191 @@
+"""The extension attacks of docs/security.md (50-59), tried as the users of examples/ would: more
+time than the Entitlement allows, more extensions than it allows, someone else's grant, a grant
+that has ended, and an extension approved by its own requester. Plain kubectl against the real API
+server, the webhooks, RBAC and the admission policy.
+
+Each test asserts the refusal (the field, the numbers, the fix), that the grant's end did not move,
+and (the `system` fixture, after each test) that no Identity Center membership is left.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.harness import Jit
+
+pytestmark = pytest.mark.e2e
+
+ALICE, PAULA, BOB, LENA, MALLORY = (f"{n}@example.com" for n in ("alice", "paula", "bob", "lena", "mallory"))
+LEDGER = "prod-eng-ledger"
+APPROVED, APPROVED_BY = "jitaccess.dev/approved", "jitaccess.dev/approved-by"
+
+
+@pytest.fixture
+def jit(system: Jit) -> Iterator[Jit]:
+    yield system
+    system.kubectl("delete", "accessextensions", "--all", "--wait=false", check=False)
+
+
+def try_extend(
+    system: Jit,
+    name: str,
+    grant: str,
+    by: str,
+    user: str,
+    *,
+    dry_run: bool = False,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> subprocess.CompletedProcess[str]:
+    manifest = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessExtension",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "spec": {"grant": grant, "duration": by, "reason": "INC-50 more time", **spec},
+    }
+    flags = ["--dry-run=server"] if dry_run else []
+    result: subprocess.CompletedProcess[str] = system.kubectl(
+        "create", *flags, "-f", "-", user=user, input=yaml.safe_dump(manifest), check=False
+    )
+    return result
+
+
+def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0, f"accepted:\n{result.stdout}"
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"
+
+
+def grant_of(system: Jit, name: str, duration: str, user: str = BOB) -> dict[str, Any]:
+    system.request(name, LEDGER, duration=duration, user=user, reason="INC-50 e2e")
+    if user != BOB:
+        system.wait_reason("accessrequest", name, "Pending")
+        system.kubectl("annotate", "accessrequest", name, f"{APPROVED}=true", user=LENA)
+    return system.wait_reason("accessgrant", name, "Active")
+
+
+def unmoved(system: Jit, grant: dict[str, Any]) -> None:
+    now = system.get("accessgrant", grant["metadata"]["name"]) or {}
+    assert now["status"]["expirationTime"] == grant["status"]["expirationTime"], "the grant's end moved"
+    assert not now["status"].get("extensions")
+
+
+# --- 50. an extension beyond the Entitlement's maxDuration ------------------------------------------
+
+
+def test_extension_beyond_max_duration_is_refused_with_the_numbers(jit: Jit) -> None:
+    grant = grant_of(jit, "bob-long", "3h")
+    result = try_extend(jit, "bob-long-x", "bob-long", "2h", BOB)
+    refused(result, "spec.duration", "above Entitlement prod-eng-ledger's maxDuration 4h", "extend by at most 1h")
+    full = grant_of(jit, "bob-full", "4h")
+    refused(try_extend(jit, "bob-full-x", "bob-full", "1m", BOB), "it cannot be extended any more")
+    probe = try_extend(jit, "bob-long-dry", "bob-long", "2h", BOB, dry_run=True)
+    refused(probe, "maxDuration 4h")
+    assert jit.get("accessextension", "bob-long-x") is None
+    unmoved(jit, grant)
+    unmoved(jit, full)
+
+
+def test_waiting_extensions_count_against_max_duration(jit: Jit) -> None:
+    grant = grant_of(jit, "alice-queue", "3h", user=ALICE)
+    assert try_extend(jit, "alice-queue-1", "alice-queue", "40m", ALICE).returncode == 0
+    jit.wait_reason("accessextension", "alice-queue-1", "Pending")
+    refused(
+        try_extend(jit, "alice-queue-2", "alice-queue", "40m", ALICE),
+        "(and 40m already asked for)",
+        "extend by at most 20m",
+    )
+    unmoved(jit, grant)
+
+
+# --- 51. more extensions than the Entitlement's maxExtensions ---------------------------------------
+
+
+def test_extensions_beyond_max_extensions_are_refused(jit: Jit) -> None:
+    grant_of(jit, "bob-many", "1h")
+    for number in (1, 2):
+        assert try_extend(jit, f"bob-many-{number}", "bob-many", "1m", BOB).returncode == 0
+        jit.wait_reason("accessextension", f"bob-many-{number}", "Extended")
+    before = jit.get("accessgrant", "bob-many") or {}
+    refused(
+        try_extend(jit, "bob-many-3", "bob-many", "1m", BOB),
+        "spec.grant",
+        "has been extended 2 time(s)",
+        "allows maxExtensions 2",
+        "kubectl jit request prod-eng-ledger",
+    )
+    after = jit.get("accessgrant", "bob-many") or {}
+    assert after["status"]["expirationTime"] == before["status"]["expirationTime"]
+    assert [e["name"] for e in after["status"]["extensions"]] == ["bob-many-1", "bob-many-2"]
+
+
+# --- 52. extending someone else's grant ------------------------------------------------------------
+
+
+def test_someone_elses_grant_cannot_be_extended(jit: Jit) -> None:
+    grant = grant_of(jit, "bob-mine", "1h")
+    refused(try_extend(jit, "mallory-x", "bob-mine", "30m", MALLORY), "is bob@example.com's", "only its grantee")
+    # The owner team's tech lead neither: an approver approves, never asks for someone.
+    refused(try_extend(jit, "lena-x", "bob-mine", "30m", LENA), "only its grantee may extend it")
+    # Claiming to be the grantee is refused by the webhook and by the admission policy.
+    refused(try_extend(jit, "mallory-as-bob", "bob-mine", "30m", MALLORY, requester=BOB), "spec.requester")
+    unmoved(jit, grant)
+    assert jit.members(LEDGER) == {BOB}
+
+
+# --- 53. extending a finished grant ----------------------------------------------------------------
+
+
+def test_a_finished_grant_cannot_be_extended(jit: Jit) -> None:
+    grant = grant_of(jit, "bob-over", "1h")
+    jit.kubectl("annotate", "accessgrant", "bob-over", "jitaccess.dev/revoked=true", user=BOB)
+    jit.wait_reason("accessgrant", "bob-over", "Revoked")
+    refused(
+        try_extend(jit, "bob-over-x", "bob-over", "30m", BOB),
+        "has already ended (Revoked)",
+        "kubectl jit request prod-eng-ledger",
+    )
+    refused(try_extend(jit, "bob-none-x", "bob-never-was", "30m", BOB), "does not exist")
+    after = jit.get("accessgrant", "bob-over") or {}
+    assert after["status"]["expirationTime"] == grant["status"]["expirationTime"]
+    assert jit.members(LEDGER) == set()
+
+
+# --- 54. an extension approved by its own requester -------------------------------------------------
+
+
+def test_an_extension_is_never_approved_by_its_requester(jit: Jit) -> None:
+    # paula is an approver (of payments: she may patch extensions) asking for more ledger time,
+    # which waits for lena.
+    grant = grant_of(jit, "paula-self", "1h", user=PAULA)
+    assert try_extend(jit, "paula-self-1", "paula-self", "30m", PAULA).returncode == 0
+    jit.wait_reason("accessextension", "paula-self-1", "Pending")
+    refused(
+        jit.kubectl("annotate", "accessextension", "paula-self-1", f"{APPROVED}=true", user=PAULA, check=False),
+        "requested this access and cannot decide on it",
+    )
+    # A stamp written by hand, naming someone else or herself: the webhook's alone.
+    refused(
+        jit.kubectl("annotate", "accessextension", "paula-self-1", f"{APPROVED_BY}={LENA}", user=PAULA, check=False),
+        "is written only by the jitaccess admission webhook",
+    )
+    # Created already approved: refused by the webhook (and the admission policy).
+    refused(
+        try_extend(jit, "paula-self-2", "paula-self", "30m", PAULA, annotations={APPROVED: "true", APPROVED_BY: LENA}),
+        "cannot be created already decided",
+    )
+    # A plain requester has no verb for it at all (RBAC).
+    alice = grant_of(jit, "alice-self", "1h", user=ALICE)
+    assert try_extend(jit, "alice-self-1", "alice-self", "30m", ALICE).returncode == 0
+    refused(
+        jit.kubectl("annotate", "accessextension", "alice-self-1", f"{APPROVED}=true", user=ALICE, check=False),
+        "forbidden",
+    )
+    assert jit.ready_reason("accessextension", "paula-self-1") == "Pending"
+    unmoved(jit, grant)
+    unmoved(jit, alice)
