@@ -214,3 +214,12 @@ def test_an_entitlements_delivered_drift_keys_leave_with_its_archived_removals()
     sent = {"slack:security:drift-removed/m-1", "webhook:drift-removed/m-1", "webhook:drift-removed/m-2"}
     assert notify.still_meaningful(entitlement, sent) == {"webhook:drift-removed/m-2"}
     assert notify.still_meaningful(request(PENDING), {"slack:team-message:pending"}) == {"slack:team-message:pending"}
+
+
+def test_access_ending_soon_says_how_to_extend() -> None:
+    active = grant(names.ACTIVE)
+    later = T0 + timedelta(minutes=55)
+    (notice,) = [n for n in notify.notices(active, LEDGER, BOTH, later) if n.step == "expiring" and n.sink == "slack"]
+    text, blocks = render(notice, active, LEDGER, {})
+    assert "kubectl jit extend bob-ledger-1 --by 30m" in str(blocks)
+    assert "ends at" in text

@@ -214,7 +214,8 @@ def _expiring(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
     entitlement, end = record.get("entitlement"), record.get("endTime")
     line = (
         f":hourglass_flowing_sand: Your access to *{escape(entitlement)}* ends at {escape(end)}"
-        f" (grant `{escape(record.get('grant'))}`). Save your work; for more time, request again with a reason."
+        f" (grant `{escape(record.get('grant'))}`). More time: "
+        f'`kubectl jit extend {escape(record.get("grant"))} --by 30m --reason "..."`.'
     )
     return f"Your access to {entitlement} ends at {end}", [_section(line)]
 
