@@ -223,3 +223,17 @@ def test_access_ending_soon_says_how_to_extend() -> None:
     text, blocks = render(notice, active, LEDGER, {})
     assert "kubectl jit extend bob-ledger-1 --by 30m" in str(blocks)
     assert "ends at" in text
+
+
+def test_an_extension_is_told_to_the_grantee_and_warns_again_before_the_new_end() -> None:
+    active = grant(names.ACTIVE, end=T0 + timedelta(hours=2))
+    active["status"]["extensions"] = [
+        {"name": "x1", "by": "1h", "approvedBy": "lena@example.com", "time": _stamp(T0 + timedelta(minutes=50))}
+    ]
+    later = T0 + timedelta(hours=1, minutes=55)
+    found = notify.notices(active, LEDGER, BOTH, later)
+    assert {"slack:@bob@example.com:extended/1", "webhook:extended/1"} <= set(keys(found))
+    assert {"slack:@bob@example.com:expiring/1", "webhook:expiring/1"} <= set(keys(found))
+    (told,) = [n for n in found if n.key == "slack:@bob@example.com:extended/1"]
+    text, _ = render(told, active, LEDGER, {})
+    assert "now ends at" in text

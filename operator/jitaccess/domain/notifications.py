@@ -180,9 +180,13 @@ def _webhook(record: Mapping[str, Any], step: str) -> Notice:
     )
 
 
-def _slack(record: Mapping[str, Any], step: str, recipient: str, mentions: Sequence[str] = ()) -> Notice:
+def _slack(
+    record: Mapping[str, Any], step: str, recipient: str, mentions: Sequence[str] = (), *, key: str = ""
+) -> Notice:
+    """A Slack notice; `key` names the step in the key where one object has it more than once
+    (`extended/2`)."""
     return Notice(
-        key=f"{SLACK}:{recipient}:{step}",
+        key=f"{SLACK}:{recipient}:{key or step}",
         sink=SLACK,
         step=step,
         record=record,
@@ -254,15 +258,18 @@ def _of_grant(grant: wire.Obj, team: Team | None, config: Config, now: datetime)
     user = str(wire.spec(grant).get("user") or "")
     due = expiring_due(grant, config)
     expiring = None
+    status = wire.status(grant)
+    # Each extension moves the end, and the warning with it: one warning per end (`expiring/2`).
+    extended = len(status.get("extensions") or [])
+    expiring_key = f"{EXPIRING}/{extended}" if extended else EXPIRING
     if due is not None and now >= due and wire.ready_reason(grant) == names.ACTIVE:
-        status = wire.status(grant)
         expiring = _derived(
             grant,
-            EXPIRING,
+            expiring_key,
             audit.rfc3339(due),
             **_facts(records[0] if records else {}),
             endTime=audit.rfc3339(status.get("expirationTime")),
-        )
+        ) | {"action": EXPIRING}
     if config.webhook:
         out.extend(_webhook(r, r["action"]) for r in records)
         if expiring is not None:
@@ -273,13 +280,15 @@ def _of_grant(grant: wire.Obj, team: Team | None, config: Config, now: datetime)
         action = record["action"]
         if action == audit.GRANTED:
             out.append(_slack(record, action, f"@{user}"))
+        elif action == audit.EXTENDED:
+            out.append(_slack(record, action, f"@{user}", key=audit.action_key(str(record.get("id") or ""))))
         elif action in _EARLY_ENDINGS:
             by = str((record.get("actor") or {}).get("username") or "")
             if by != user:  # ending one's own access early is no news to oneself
                 out.append(_slack(record, action, f"@{user}"))
             out.append(_slack(record, action, TEAM_CHANNEL))
     if expiring is not None:
-        out.append(_slack(expiring, EXPIRING, f"@{user}"))
+        out.append(_slack(expiring, EXPIRING, f"@{user}", key=expiring_key))
     return out
 
 

@@ -87,6 +87,8 @@ def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, s
         return _granted(notice.record)
     if notice.step == EXPIRING:
         return _expiring(notice.record)
+    if notice.step == audit.EXTENDED:
+        return _extended(notice.record)
     return _ended_early(notice.record, ids, to_team=False)
 
 
@@ -218,6 +220,17 @@ def _expiring(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f'`kubectl jit extend {escape(record.get("grant"))} --by 30m --reason "..."`.'
     )
     return f"Your access to {entitlement} ends at {end}", [_section(line)]
+
+
+def _extended(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
+    entitlement, end = record.get("entitlement"), record.get("endTime")
+    by = _actor(record)
+    who = f" (approved by {escape(by)})" if by and by != audit.OPERATOR else ""
+    line = (
+        f":hourglass_flowing_sand: Your access to *{escape(entitlement)}* was extended by"
+        f" {escape(record.get('extendedBy'))}{who}: it now ends at {escape(end)} (grant `{escape(record.get('grant'))}`)."
+    )
+    return f"Your access to {entitlement} now ends at {end}", [_section(line)]
 
 
 def _escalated_to_backup(record: Mapping[str, Any], request: wire.Obj, team: Team | None) -> tuple[str, list[Block]]:
