@@ -120,6 +120,10 @@ In another terminal:
   kubectl --kubeconfig {kc("lena@example.com")} get accessrequests
   kubectl --kubeconfig {kc("lena@example.com")} annotate accessrequest NAME jitaccess.dev/approved=true
 
+  # a change window: alice asks for her role from 5 minutes on (approval now, membership then);
+  # START in `kubectl get accessrequests`, and `kubectl jit status NAME` says when it begins:
+  kubectl jit request prod-eng-payments --for 1h --start +5m --reason "CHG-88 rotate the keys"
+
   # alice cannot approve her own request (refused at admission):
   kubectl annotate accessrequest NAME jitaccess.dev/approved=true
 

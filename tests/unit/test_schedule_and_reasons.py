@@ -11,7 +11,8 @@ import pytest
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessRequest
-from jitaccess.cli.errors import UsageError
+from jitaccess.cli import decisions
+from jitaccess.cli.errors import Refused, UsageError
 from jitaccess.cli.start import start_time, wire_text
 from jitaccess.domain import admission as adm
 from jitaccess.domain import reasons, schedule
@@ -22,6 +23,9 @@ from jitaccess.handlers.starts import Start, scheduled
 from jitaccess.settings import Settings
 from tests.unit import factories
 from tests.unit.test_admission import BOB, MALLORY, OPERATOR, PAULA, SYSTEM, cond, delete, refused, request
+from tests.unit.test_cli_commands import cond as cli_cond
+from tests.unit.test_cli_commands import session
+from tests.unit.test_cli_withdraw import PATH, DeletingApi, stored
 
 T0 = factories.T0
 HORIZON = timedelta(days=7)
@@ -247,3 +251,13 @@ def test_the_request_model_reads_a_start_time() -> None:
         {"spec": {"entitlement": "e", "reason": "INC-1 x", "startTime": "2026-12-01T06:00:00Z"}}
     )
     assert parsed.spec.start_time == datetime(2026, 12, 1, 6, tzinfo=UTC)
+
+
+def test_kubectl_jit_withdraw_takes_back_a_scheduled_request() -> None:
+    api = DeletingApi()
+    api.objects[PATH] = stored(cli_cond("Approved", "True", "Approved"), cli_cond("Ready", "False", "Scheduled"))
+    assert decisions.withdraw(session(api), "r") == 0
+    assert PATH not in api.objects
+    api.objects[PATH] = stored(cli_cond("Approved", "True", "Approved"), cli_cond("Ready", "True", "Granted"))
+    with pytest.raises(Refused, match="no longer pending"):
+        decisions.withdraw(session(api), "r")

@@ -150,7 +150,8 @@ def withdraw(session: Session, name: str) -> int:
                 "(an approver of the owner team may delete a pending one with `kubectl delete accessrequest`)"
             )
         state = wire.ready_reason(request)
-        if state is not None and not o.awaiting_decision(request):
+        # Approved for a start still to come (`Scheduled`): no access yet, so it may be taken back.
+        if state is not None and state != names.SCHEDULED and not o.awaiting_decision(request):
             word = "approved" if wire.is_true(request, names.APPROVED) else state
             raise Refused(
                 f"accessrequest {name} is no longer pending ({word}: {o.ready_message(request)}): only a request "
