@@ -5,9 +5,10 @@ operator running in another process (pointed at it by `IdentityCenterEmulator.en
 (through `client`, `members_of`, ...) see the same identity store. moto is made to answer as AWS
 does by `devenv.strict_moto`; faults are injected at the HTTP layer by `devenv.faults`.
 
-Each emulator has an identity store of its own, its id in the AWS pattern ``d-`` + 10 hex digits.
-moto's sso-admin ``list_instances`` knows nothing of it, so give the operator the id
-(``JITACCESS_IDENTITY_STORE_ID``, part of `env`).
+Each emulator has an identity store of its own, its id in the AWS pattern ``d-`` + 10 hex digits,
+and an Identity Center instance over it (`sso`, served by `devenv.strict_ssoadmin`: permission sets,
+account assignments, asynchronous provisioning), which sso-admin ``ListInstances`` answers with.
+`env` gives the operator both (``JITACCESS_IDENTITY_STORE_ID``, ``JITACCESS_SSO_INSTANCE_ARN``).
 
 Content is created through the API (`seed`, `create_user`, `add_member`, ...), or, for the
 thousands of users a benchmark needs, in bulk straight in the store (`seed_users`, `add_members`,
@@ -36,8 +37,11 @@ from moto.server import ThreadedMotoServer
 
 from devenv.faults import FaultInjector
 from devenv.strict_moto import MembershipListener, pin_store, set_user_status, unpin_store
+from devenv.strict_ssoadmin import INSTANCE_HEADER, Instance, pin_instance, unpin_instance
 
 if TYPE_CHECKING:
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
     from werkzeug.serving import BaseWSGIServer
 
 __all__ = ["IdentityCenterEmulator"]
@@ -58,6 +62,7 @@ class IdentityCenterEmulator:
         self._server: ThreadedMotoServer | None = None
         self._endpoint_url: str | None = None
         self._store: IdentityStoreData | None = None
+        self._sso: Instance | None = None
         self._listeners: list[MembershipListener] = []
         self._client: Any = None
         self._user_names: dict[str, str] = {}
@@ -71,13 +76,14 @@ class IdentityCenterEmulator:
             # level is unset), drowning the lines of the code under test.
             werkzeug_log.setLevel(logging.WARNING)
         self._store, self._listeners = pin_store(self.identity_store_id)
+        self._sso = pin_instance(self.identity_store_id, self._store)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         self._server = server
         wsgi = self._wsgi_server(server)
         # ThreadedMotoServer offers no hook for middleware; the werkzeug server it
         # built calls whatever its `app` attribute holds, so wrap that.
-        wsgi.app = self.faults.wrap(wsgi.app)
+        wsgi.app = self.faults.wrap(_tagged(wsgi.app, self._sso.arn))
         host, port = server.get_host_and_port()
         self._endpoint_url = f"http://{host}:{port}"
         log.info("Identity Center emulator at %s, store %s", self._endpoint_url, self.identity_store_id)
@@ -101,6 +107,8 @@ class IdentityCenterEmulator:
         if self._store is not None:
             unpin_store(self.identity_store_id)
             self._store = None
+        if self._sso is not None:
+            unpin_instance(self._sso)
         self._client = None
 
     def __enter__(self) -> Self:
@@ -152,6 +160,7 @@ class IdentityCenterEmulator:
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
             "JITACCESS_IDENTITY_STORE_ID": self.identity_store_id,
+            "JITACCESS_SSO_INSTANCE_ARN": self.sso.arn,
         }
 
     def create_bucket(self, name: str, *, object_lock: bool = False) -> str:
@@ -161,6 +170,14 @@ class IdentityCenterEmulator:
         s3 = self.client("s3")
         s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
         return name
+
+    @property
+    def sso(self) -> Instance:
+        """The Identity Center instance (sso-admin): its ARN, permission sets, assignments, what
+        each account got provisioned, and `async_seconds`, how long its asynchronous requests take."""
+        if self._sso is None:
+            raise RuntimeError("start() the emulator first")
+        return self._sso
 
     @property
     def _identitystore(self) -> Any:
@@ -368,3 +385,13 @@ class IdentityCenterEmulator:
         if self._store is None:
             raise RuntimeError("start() the emulator first")
         return self._store
+
+
+def _tagged(app: WSGIApplication, instance_arn: str) -> WSGIApplication:
+    """Tell `devenv.strict_ssoadmin` which instance answers a request: this emulator's."""
+
+    def middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ["HTTP_" + INSTANCE_HEADER.upper().replace("-", "_")] = instance_arn
+        return app(environ, start_response)
+
+    return middleware

@@ -8,6 +8,7 @@
     emulator.faults.fail("CreateGroupMembership", after_apply=True)   # applied, then 500: a "timed out" write
     emulator.faults.delay("ListGroupMemberships", seconds=2.0)
     emulator.faults.calls["CreateGroupMembership"]    # requests seen, failed ones included
+    emulator.faults.throttle(["CreateAccountAssignment", ...], rate=20)   # a quota: ThrottlingException beyond 20/s
 
 S3 is a REST API without that header: its operations are named from the method and the path
 (`PutObject`, `GetObject`, `ListObjectsV2`, ...; see `s3_operation`), and its errors are answered
@@ -60,6 +61,23 @@ class _Fault:
     probability: float | None = None
 
 
+class _Bucket:
+    """A token bucket (callers hold the injector's lock)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.capacity = rate, max(1.0, burst)
+        self.tokens, self.stamp = self.capacity, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class FaultInjector:
     """WSGI middleware that makes chosen operations of one emulator fail or stall.
 
@@ -76,6 +94,9 @@ class FaultInjector:
         self.calls: Counter[str] = Counter()
         #: Faults served per operation.
         self.injected: Counter[str] = Counter()
+        #: Calls refused by a `throttle` quota, per operation.
+        self.throttled: Counter[str] = Counter()
+        self._quotas: dict[str, _Bucket] = {}
 
     def fail(
         self,
@@ -118,6 +139,15 @@ class FaultInjector:
             fault = _Fault(1, error, status or _DEFAULT_STATUS.get(error, 400), 0.0, after_apply, probability)
             self._rules.setdefault(operation, []).append(fault)
 
+    def throttle(self, operations: Iterable[str], rate: float, burst: float | None = None) -> None:
+        """A quota shared by ``operations``, as AWS counts one: a token bucket of ``rate`` calls a
+        second (``burst`` at once, default ``rate``); a call beyond it is answered
+        ``ThrottlingException`` (429), until `clear`. ``throttled`` counts them."""
+        bucket = _Bucket(rate, burst if burst is not None else rate)
+        with self._lock:
+            for operation in operations:
+                self._quotas[operation] = bucket
+
     def delay(self, operation: str, seconds: float, times: int = 1) -> None:
         """Hold the next ``times`` calls of ``operation`` for ``seconds`` before serving them."""
         self._add(operation, _Fault(times, None, 200, seconds, False))
@@ -128,6 +158,8 @@ class FaultInjector:
             self._rules.clear()
             self.calls.clear()
             self.injected.clear()
+            self.throttled.clear()
+            self._quotas.clear()
 
     def pending(self, operation: str) -> int:
         """How many more calls of ``operation`` the current rules will affect."""
@@ -143,6 +175,10 @@ class FaultInjector:
     def _take(self, operation: str) -> _Fault | None:
         with self._lock:
             self.calls[operation] += 1
+            quota = self._quotas.get(operation)
+            if quota is not None and not quota.take():
+                self.throttled[operation] += 1
+                return _Fault(1, "ThrottlingException", 429, 0.0, False)
             rules = self._rules.get(operation)
             if not rules:
                 return None
