@@ -114,6 +114,8 @@ In another terminal:
   # alice (payments engineer) gets her own team's production role at once:
   kubectl jit request prod-eng-payments --for 1h --reason "INFRA-2441 fix stuck settlement batch"
   kubectl get accessrequests,accessgrants
+  # ... and 30 minutes more of it, at once (EXTENDED in `kubectl get accessgrants`):
+  kubectl jit extend NAME --by 30m --reason "INFRA-2441 the batch needs longer"
 
   # alice asks for ledger's role; lena (ledger tech lead) approves it:
   kubectl jit request prod-eng-ledger --for 30m --reason "INC-7 reconcile ledger" --no-wait

@@ -1,0 +1,308 @@
+"""The rules of an AccessExtension (`jitaccess.domain.extensions`): the caps, who extends and who
+decides, what the operator does next, and the audit records of an extended grant."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jitaccess.api import audit, names
+from jitaccess.api.models import AccessExtension, AccessGrant
+from jitaccess.domain import extensions as rules
+from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal
+from jitaccess.domain.requests import Limits
+from jitaccess.domain.teams import Caller
+from tests.unit.factories import T0, condition, entitlement, grant, team
+
+LIMITS = Limits(min_duration=timedelta(seconds=60), pending_timeout=timedelta(hours=24))
+OPERATOR = OperatorIdentity(frozenset({"system:serviceaccount:jitaccess:jitaccess"}))
+ALICE, PAULA, BOB = Caller("alice@example.com"), Caller("paula@example.com"), Caller("bob@example.com")
+
+
+def active(duration: timedelta = timedelta(hours=1), extensions: list[dict[str, Any]] | None = None) -> AccessGrant:
+    return grant(
+        conditions=[condition(names.READY, "True", names.ACTIVE)],
+        activationTime=T0.isoformat(),
+        expirationTime=(T0 + duration).isoformat(),
+        **({"extensions": extensions} if extensions else {}),
+    )
+
+
+def applied(n: int) -> list[dict[str, Any]]:
+    return [
+        {"name": f"x{i}", "by": "1m", "approvedBy": "auto", "time": T0.isoformat(), "expirationTime": T0.isoformat()}
+        for i in range(n)
+    ]
+
+
+def extension(
+    by: str = "30m", requester: str = ALICE.username, annotations: dict[str, str] | None = None, **spec: Any
+) -> AccessExtension:
+    return AccessExtension.model_validate(
+        {
+            "metadata": {"name": "g1-ext-1", "annotations": annotations or {}},
+            "spec": {"grant": "g1", "duration": by, "reason": "INC-1 more", "requester": requester, **spec},
+        }
+    )
+
+
+# --- caps ----------------------------------------------------------------------------------------
+
+
+def test_the_whole_grant_stays_within_max_duration() -> None:
+    three_hours = active(timedelta(hours=3))
+    assert rules.cap_problem(three_hours, entitlement(), timedelta(hours=1)) is None
+    problem = rules.cap_problem(three_hours, entitlement(), timedelta(hours=2))
+    assert problem is not None
+    assert problem.startswith("spec.duration: 2h more would make AccessGrant g1 last 5h")
+    assert "maxDuration 4h: extend by at most 1h" in problem
+    full = rules.cap_problem(active(timedelta(hours=4)), entitlement(), timedelta(minutes=1))
+    assert full is not None and "it cannot be extended any more" in full
+
+
+def test_waiting_extensions_are_counted_as_if_applied() -> None:
+    waiting = [rules.Waiting("other", timedelta(minutes=40))]
+    problem = rules.cap_problem(active(timedelta(hours=3)), entitlement(), timedelta(minutes=40), waiting)
+    assert problem is not None and "(and 40m already asked for)" in problem and "at most 20m" in problem
+    count = rules.cap_problem(active(extensions=applied(1)), entitlement(), timedelta(minutes=1), waiting)
+    assert count is not None and "extended 1 time(s) and 1 more waits" in count
+
+
+def test_max_extensions_counts_the_applied_ones_and_zero_means_never() -> None:
+    assert rules.cap_problem(active(extensions=applied(1)), entitlement(), timedelta(minutes=1)) is None
+    problem = rules.cap_problem(active(extensions=applied(2)), entitlement(), timedelta(minutes=1))
+    assert problem == (
+        "spec.grant: AccessGrant g1 has been extended 2 time(s), and Entitlement prod-eng-payments allows "
+        "maxExtensions 2: request access again when it ends (kubectl jit request prod-eng-payments)"
+    )
+    never = rules.cap_problem(active(), entitlement(maxExtensions=0), timedelta(minutes=1))
+    assert never is not None and "allows no extensions (maxExtensions 0)" in never
+    assert entitlement().spec.max_extensions == 2, "the default"
+
+
+def test_the_operator_applies_on_the_grant_as_stored_and_only_forward() -> None:
+    outcome = rules.apply(extension(), active(), entitlement(), LIMITS, T0)
+    assert isinstance(outcome, rules.Extended)
+    assert outcome.previous == T0 + timedelta(hours=1)
+    assert outcome.expiration == T0 + timedelta(hours=1, minutes=30) > outcome.previous
+    late = rules.apply(extension(), active(), entitlement(), LIMITS, T0 + timedelta(minutes=59, seconds=59))
+    assert isinstance(late, str) and "was ending" in late
+    ended = grant(conditions=[condition(names.READY, "False", names.EXPIRED)])
+    assert isinstance(rules.apply(extension(), ended, entitlement(), LIMITS, T0), str)
+    capped = rules.apply(extension(), active(extensions=applied(2)), entitlement(), LIMITS, T0)
+    assert isinstance(capped, str) and capped.endswith("nothing was extended")
+
+
+# --- what the operator does next -------------------------------------------------------------------
+
+
+def test_an_owner_team_member_is_extended_at_once_and_others_wait() -> None:
+    mine = rules.next_step(extension(), active(), entitlement(), team(), LIMITS)
+    assert (mine.step, mine.auto) == (rules.Step.APPLY, True)
+    not_auto = rules.next_step(
+        extension(), active(), entitlement(approval={"autoApproveOwnerTeam": False}), team(), LIMITS
+    )
+    assert not_auto.step is rules.Step.WAIT and PAULA.username in not_auto.message
+    outsider = rules.next_step(extension(), active(), entitlement(), team(members=[]), LIMITS)
+    assert outsider.step is rules.Step.WAIT
+
+
+def stamped(flag: str, who: str) -> dict[str, str]:
+    by = names.ANNOTATION_APPROVED_BY if flag == names.ANNOTATION_APPROVED else names.ANNOTATION_DENIED_BY
+    return {flag: "true", by: who}
+
+
+def test_decisions_count_only_when_stamped_by_an_approver_who_is_not_the_requester() -> None:
+    others = team(members=[])
+    approved = rules.next_step(
+        extension(annotations=stamped(names.ANNOTATION_APPROVED, PAULA.username)),
+        active(),
+        entitlement(),
+        others,
+        LIMITS,
+    )
+    assert (approved.step, approved.who, approved.auto) == (rules.Step.APPLY, PAULA.username, False)
+    denied = rules.next_step(
+        extension(annotations=stamped(names.ANNOTATION_DENIED, PAULA.username)), active(), entitlement(), others, LIMITS
+    )
+    assert (denied.step, denied.who) == (rules.Step.DENY, PAULA.username)
+    own = rules.next_step(
+        extension(requester=PAULA.username, annotations=stamped(names.ANNOTATION_APPROVED, PAULA.username)),
+        grant(conditions=[condition(names.READY, "True", names.ACTIVE)]).model_copy(
+            update={"spec": active().spec.model_copy(update={"user": PAULA.username}), "status": active().status}
+        ),
+        entitlement(),
+        others,
+        LIMITS,
+    )
+    assert own.step is rules.Step.IGNORE and "cannot decide" in own.message
+    unstamped = rules.next_step(
+        extension(annotations={names.ANNOTATION_APPROVED: "true"}), active(), entitlement(), others, LIMITS
+    )
+    assert unstamped.step is rules.Step.IGNORE and names.ANNOTATION_APPROVED_BY in unstamped.message
+    backup = rules.next_step(
+        extension(annotations=stamped(names.ANNOTATION_APPROVED, "carol@example.com")),
+        active(),
+        entitlement(),
+        others,
+        LIMITS,
+    )
+    assert backup.step is rules.Step.IGNORE, "extensions do not escalate: backups never decide"
+
+
+@pytest.mark.parametrize(
+    ("the_grant", "fragment"),
+    [
+        (None, "does not exist"),
+        (grant(conditions=[condition(names.READY, "False", names.EXPIRED)]), "it ended as usual"),
+        (grant(), "is Provisioning, not Active"),
+    ],
+)
+def test_an_extension_of_a_grant_not_active_fails(the_grant: AccessGrant | None, fragment: str) -> None:
+    step = rules.next_step(extension(), the_grant, entitlement(), team(), LIMITS)
+    assert step.step is rules.Step.FAIL and fragment in step.message and "nothing was extended" in step.message
+
+
+def test_an_extension_by_someone_other_than_the_grantee_fails() -> None:
+    step = rules.next_step(extension(requester=BOB.username), active(), entitlement(), team(), LIMITS)
+    assert step.step is rules.Step.FAIL and "only the grantee extends a grant" in step.message
+
+
+# --- admission -------------------------------------------------------------------------------------
+
+
+def review(
+    caller: Caller,
+    new: dict[str, Any] | None,
+    *,
+    operation: str = "CREATE",
+    phase: Phase = Phase.VALIDATE,
+    old: dict[str, Any] | None = None,
+    the_grant: AccessGrant | None = None,
+    waiting: list[rules.Waiting] | None = None,
+) -> Admit | Refusal:
+    return rules.review_extension(
+        operation,
+        old,
+        new,
+        caller,
+        operator=OPERATOR,
+        grant=active() if the_grant is None else the_grant,
+        entitlement=entitlement(),
+        team=team(),
+        waiting=waiting or [],
+        limits=LIMITS,
+        phase=phase,
+    )
+
+
+def wire(requester: str = ALICE.username, by: str = "30m", reason: str = "INC-1 more", **meta: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "g1-ext-1", **meta},
+        "spec": {"grant": "g1", "duration": by, "reason": reason, "requester": requester, "requesterGroups": []},
+    }
+
+
+def test_admission_stamps_the_requester_and_admits_the_grantee_within_the_caps() -> None:
+    stamped_now = review(ALICE, {"spec": {"grant": "g1", "duration": "30m", "reason": "INC-1"}}, phase=Phase.MUTATE)
+    assert stamped_now == Admit(spec={"requester": ALICE.username, "requesterGroups": []})
+    assert review(ALICE, wire()) == Admit()
+
+
+def test_admission_refuses_with_the_field_and_the_fix() -> None:
+    other = review(BOB, wire(requester=BOB.username))
+    assert isinstance(other, Refusal) and "is alice@example.com's, and only its grantee may extend it" in other.message
+    forged = review(BOB, {"spec": {**wire()["spec"]}}, phase=Phase.MUTATE)
+    assert isinstance(forged, Refusal) and forged.message.startswith("spec.requester is 'alice@example.com'")
+    ended = review(ALICE, wire(), the_grant=grant(conditions=[condition(names.READY, "False", names.REVOKED)]))
+    assert isinstance(ended, Refusal) and "has already ended (Revoked)" in ended.message
+    too_long = review(ALICE, wire(by="4h"))
+    assert isinstance(too_long, Refusal) and "maxDuration 4h: extend by at most 3h" in too_long.message
+    too_short = review(ALICE, wire(by="10s"))
+    assert isinstance(too_short, Refusal) and "below the operator's minimum 1m" in too_short.message
+    no_ticket = review(ALICE, wire(reason="because"))
+    assert isinstance(no_ticket, Refusal) and "reasonPattern" in no_ticket.message
+    decided = review(ALICE, wire(annotations={names.ANNOTATION_APPROVED: "true"}))
+    assert isinstance(decided, Refusal) and "cannot be created already decided" in decided.message
+
+
+def test_decisions_at_admission_follow_the_request_rules() -> None:
+    old = {**wire(), "status": {"entitlement": "prod-eng-payments"}}
+    by_approver = review(
+        PAULA,
+        {**old, "metadata": {"name": "g1-ext-1", "annotations": {names.ANNOTATION_APPROVED: "true"}}},
+        operation="UPDATE",
+        phase=Phase.MUTATE,
+        old=old,
+    )
+    assert by_approver == Admit(annotations={names.ANNOTATION_APPROVED_BY: PAULA.username})
+    own = review(
+        ALICE,
+        {**old, "metadata": {"name": "g1-ext-1", "annotations": {names.ANNOTATION_APPROVED: "true"}}},
+        operation="UPDATE",
+        phase=Phase.MUTATE,
+        old=old,
+    )
+    assert isinstance(own, Refusal) and "cannot decide on it" in own.message
+    edited = review(ALICE, {**old, "spec": {**old["spec"], "duration": "4h"}}, operation="UPDATE", old=old)
+    assert isinstance(edited, Refusal) and "create a new AccessExtension instead" in edited.message
+
+
+def test_who_may_delete_an_extension() -> None:
+    waiting = {**wire(), "status": {"conditions": [condition(names.READY, "False", names.PENDING)]}}
+    done = {**wire(), "status": {"conditions": [condition(names.READY, "True", names.EXTENDED)]}}
+    assert review(ALICE, None, operation="DELETE", old=waiting) == Admit()
+    assert isinstance(review(BOB, None, operation="DELETE", old=waiting), Refusal)
+    assert isinstance(review(ALICE, None, operation="DELETE", old=done), Refusal)
+    assert review(PAULA, None, operation="DELETE", old=done) == Admit()
+
+
+def test_waiting_of_lists_the_unfinished_extensions_of_one_grant() -> None:
+    objs = [
+        {**wire(), "metadata": {"name": "a"}},
+        {**wire(), "metadata": {"name": "b"}, "status": {"conditions": [condition(names.READY, "False", "Denied")]}},
+        {**wire(), "metadata": {"name": "c"}, "spec": {"grant": "other", "duration": "1m"}},
+        {**wire(), "metadata": {"name": "self"}},
+    ]
+    assert rules.waiting_of(objs, "g1", besides="self") == [rules.Waiting("a", timedelta(minutes=30))]
+
+
+# --- audit -----------------------------------------------------------------------------------------
+
+
+def test_an_extended_grant_has_one_record_per_extension_and_keeps_its_granted_end() -> None:
+    first_end, second_end = T0 + timedelta(hours=1), T0 + timedelta(hours=1, minutes=30)
+    extended = active(
+        timedelta(hours=2),
+        extensions=[
+            {
+                "name": "x1",
+                "by": "30m",
+                "approvedBy": "auto",
+                "time": T0.isoformat(),
+                "reason": "INC-2",
+                "previousExpirationTime": first_end.isoformat(),
+                "expirationTime": second_end.isoformat(),
+            },
+            {
+                "name": "x2",
+                "by": "30m",
+                "approvedBy": PAULA.username,
+                "time": (T0 + timedelta(minutes=5)).isoformat(),
+                "previousExpirationTime": second_end.isoformat(),
+                "expirationTime": (T0 + timedelta(hours=2)).isoformat(),
+            },
+        ],
+    ).wire()
+    extended["metadata"]["uid"] = "u1"
+    records = audit.records_of_grant(extended)
+    assert [audit.action_key(r["id"]) for r in records] == ["granted", "extended/1", "extended/2"]
+    assert records[0]["endTime"] == "2026-11-23T13:00:00Z", "the end as granted"
+    first, second = records[1], records[2]
+    assert first["action"] == second["action"] == audit.EXTENDED
+    assert first["actor"] == {"username": audit.OPERATOR, "via": "auto-approved (owner team)"}
+    assert second["actor"] == {"username": PAULA.username}
+    assert (second["previousEndTime"], second["endTime"]) == ("2026-11-23T13:30:00Z", "2026-11-23T14:00:00Z")
+    assert first["extension"] == "x1" and first["extendedBy"] == "30m" and first["extensionReason"] == "INC-2"
