@@ -64,6 +64,7 @@ def test_contract_names_from_api_md() -> None:
         "AccessRequest": ["areq"],
         "AccessGrant": ["agrant"],
         "AccessExtension": ["aext"],
+        "PermissionCatalog": ["pcat"],
     }
     for crd in by_kind.values():
         assert crd["spec"]["scope"] == "Cluster"
@@ -95,6 +96,7 @@ def test_examples_parse_with_the_models() -> None:
         "TeamOwnership": models.TeamOwnership,
         "Entitlement": models.Entitlement,
         "AccessRequest": models.AccessRequest,
+        "PermissionCatalog": models.PermissionCatalog,
     }
     examples = Path(__file__).resolve().parents[2] / "examples"
     seen = 0

@@ -136,6 +136,30 @@ KINDS = [
             _age(),
         ],
     ),
+    Kind(
+        kind=names.PERMISSION_CATALOG,
+        plural=names.CATALOGS,
+        short_names=["pcat"],
+        spec=models.PermissionCatalogSpec,
+        status=models.PermissionCatalogStatus,
+        description="What a team's roles may do (one per team, named after its TeamOwnership): baseline, and "
+        "what production adds, rendered into IAM Identity Center permission sets.",
+        columns=[
+            {"name": "Baseline-Group", "type": "string", "jsonPath": ".spec.baseline.groupName"},
+            {"name": "Production-Group", "type": "string", "jsonPath": ".spec.production.groupName"},
+            {"name": names.READY, "type": "string", "jsonPath": READY_STATUS},
+            {"name": "Status", "type": "string", "jsonPath": READY_REASON},
+            {"name": "Last-Result", "type": "string", "jsonPath": ".status.lastResult.outcome"},
+            {"name": "Baseline-Set", "type": "string", "jsonPath": ".status.baseline.permissionSetArn", "priority": 1},
+            {
+                "name": "Production-Set",
+                "type": "string",
+                "jsonPath": ".status.production.permissionSetArn",
+                "priority": 1,
+            },
+            _age(),
+        ],
+    ),
 ]
 
 _DROP = {"title", "additionalProperties", "$defs", "discriminator"}

@@ -37,3 +37,32 @@ def forbidden_class() -> str:
     """The ranges as an RE2 character class, for CEL's `matches`."""
     parts = (f"\\x{{{lo:x}}}" + ("" if lo == hi else f"-\\x{{{hi:x}}}") for lo, hi in FORBIDDEN_RANGES)
     return "[" + "".join(parts) + "]"
+
+
+# --- AWS IAM Identity Center limits a PermissionCatalog is checked against at admission ---------
+# Source: "Quotas and limits in IAM Identity Center" (docs.aws.amazon.com/singlesignon/latest/
+# userguide/limits.html) and the API reference of the calls the operator makes (sso-admin).
+
+#: A permission set's inline policy: at most 32,768 bytes (PutInlinePolicyToPermissionSet) ...
+INLINE_POLICY_MAX_BYTES = 32_768
+#: ... and at most 10,240 characters that are not whitespace (the IAM role it becomes): the binding one.
+INLINE_POLICY_MAX_CHARACTERS = 10_240
+#: Room kept free in every rendered inline policy for the session-revocation deny statement (about
+#: 40 Identity Store UserIds), so that revoking sessions never pushes a policy over AWS's limit.
+REVOCATION_RESERVE_CHARACTERS = 2_048
+#: AWS managed (and customer managed) policies per permission set; not adjustable.
+MANAGED_POLICIES_MAX = 20
+#: What the IAM role it becomes takes by default (the IAM quota "Managed policies attached to an IAM
+#: role", raised per account up to 20): above it, admission warns.
+MANAGED_POLICIES_ROLE_DEFAULT = 10
+#: A permission set's session duration, in hours (CreatePermissionSet: PT1H to PT12H).
+SESSION_HOURS_MIN, SESSION_HOURS_MAX = 1, 12
+#: A permission set's name (CreatePermissionSet: 1-32 characters of [\w+=,.@-]).
+PERMISSION_SET_NAME_MAX_LENGTH = 32
+#: A permission set's description (CreatePermissionSet: 1-700 characters).
+PERMISSION_SET_DESCRIPTION_MAX_LENGTH = 700
+#: Entries one list of a catalog may hold: a bound for the schema (and CEL's cost estimate); the
+#: inline policy limit above is reached well before it.
+CATALOG_LIST_MAX_ITEMS = 100
+#: The AWS accounts one tier is assigned in.
+CATALOG_ACCOUNTS_MAX = 100

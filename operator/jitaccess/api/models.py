@@ -1,4 +1,5 @@
-"""Pydantic models of TeamOwnership, Entitlement, AccessRequest, AccessGrant and AccessExtension.
+"""Pydantic models of TeamOwnership, Entitlement, AccessRequest, AccessGrant, AccessExtension and
+PermissionCatalog.
 
 These models are the single source of the API contract (docs/api.md): the CRD
 schemas in `crds/` are generated from them (see `crdgen`), and the handlers parse every object
@@ -489,3 +490,277 @@ class AccessExtension(Model):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: AccessExtensionSpec
     status: AccessExtensionStatus = Field(default_factory=AccessExtensionStatus)
+
+
+# --- PermissionCatalog -------------------------------------------------------------------------
+# What a team's roles contain, kept in the team's GitOps file and rendered by
+# `jitaccess.domain.permissions` into one Identity Center permission set per tier. Production is
+# written as what it adds to baseline, so it is a superset of baseline by construction. The
+# patterns below are enforced by the API server (CEL, with a message saying what is expected); the
+# admission webhook checks what a schema cannot (rendered policy size, AWS quotas, the tier totals).
+
+ACCOUNT_PATTERN = r"^[0-9]{12}$"
+REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$"
+#: An AWS managed policy (the only kind AttachManagedPolicyToPermissionSet takes).
+MANAGED_POLICY_PATTERN = r"^arn:aws:iam::aws:policy/([A-Za-z0-9+=,.@_-]+/)*[A-Za-z0-9+=,.@_-]+$"
+PIPELINE_PATTERN = r"^[A-Za-z0-9.@_-]{1,100}$"
+LAMBDA_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+ECS_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,255}$"
+SECRET_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"
+#: `bucket/*` (the whole bucket), `bucket/prefix/*` (everything under a prefix) or `bucket/key`
+#: (one object): a wildcard only as a trailing `/*`, and none of IAM's other wildcards or variables.
+S3_PATH_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(\*|[^*?$\s]*[^*?$\s/](/\*)?)$"
+GROUP_NAME_MAX_LENGTH = 1024
+
+
+#: The schema's bound on any string of a catalog: above every pattern's own, so that a name too long
+#: is refused with the pattern's message (saying what is expected), not a bare "too long".
+ENTRY_MAX_LENGTH = 1024
+
+
+def _rules(pattern: str, message: str) -> list[Any]:
+    return [{"rule": f"self.matches({_cel_quoted(pattern)})", "message": message}]
+
+
+def _matching(pattern: str, message: str, description: str) -> Any:
+    """A string field the API server checks against `pattern` (CEL), refusing with `message`."""
+    return Field(description=description, json_schema_extra=_bounded(ENTRY_MAX_LENGTH, _rules(pattern, message)))
+
+
+def _optional_matching(pattern: str, message: str, description: str) -> Any:
+    extra = _bounded(ENTRY_MAX_LENGTH, _rules(pattern, message))
+    return Field(default=None, description=description, json_schema_extra=extra)
+
+
+def _matching_items(pattern: str, message: str) -> dict[str, Any]:
+    """The `items` of a list of strings each checked against `pattern`."""
+    return {
+        "items": {"type": "string", "maxLength": ENTRY_MAX_LENGTH, "x-kubernetes-validations": _rules(pattern, message)}
+    }
+
+
+_ACCOUNT_MESSAGE = "an AWS account id is 12 digits, e.g. '111122223333' (quote it in YAML)"
+_REGION_MESSAGE = "must be an AWS region such as eu-west-1"
+_ENTRY_REGION = "Region of this entry; unset = spec.region"
+_ENTRY_ACCOUNT = "Account of this entry; unset = every account of the tier it is rendered for"
+
+
+def _account_list(description: str, min_length: int = 0) -> Any:
+    return Field(
+        default_factory=list,
+        min_length=min_length,
+        max_length=limits.CATALOG_ACCOUNTS_MAX,
+        description=description,
+        json_schema_extra=_matching_items(ACCOUNT_PATTERN, _ACCOUNT_MESSAGE),
+    )
+
+
+class CatalogEntry(Model):
+    """Where an entry lives: its region and account, when not the catalog's default."""
+
+    region: str | None = _optional_matching(REGION_PATTERN, _REGION_MESSAGE, _ENTRY_REGION)
+    account: str | None = _optional_matching(ACCOUNT_PATTERN, _ACCOUNT_MESSAGE, _ENTRY_ACCOUNT)
+
+
+class PipelineEntry(CatalogEntry):
+    name: str = _matching(
+        PIPELINE_PATTERN,
+        "a CodePipeline name is 1-100 of A-Z a-z 0-9 . @ _ - (the name, not its ARN)",
+        "CodePipeline pipeline: start, stop and retry its executions, read its state",
+    )
+
+
+class LambdaEntry(CatalogEntry):
+    name: str = _matching(
+        LAMBDA_PATTERN,
+        "a Lambda function name is 1-64 of A-Z a-z 0-9 _ - (the name, not its ARN or an alias)",
+        "Lambda function: invoke it (any version or alias)",
+    )
+
+
+class EcsServiceEntry(CatalogEntry):
+    cluster: str = _matching(
+        ECS_NAME_PATTERN, "an ECS cluster name is 1-255 of A-Z a-z 0-9 _ - (not its ARN)", "ECS cluster name"
+    )
+    service: str = _matching(
+        ECS_NAME_PATTERN,
+        "an ECS service name is 1-255 of A-Z a-z 0-9 _ - (not its ARN)",
+        "ECS service: exec into its tasks (ECS Exec; the service must set enableECSManagedTags)",
+    )
+
+
+class SecretEntry(CatalogEntry):
+    name: str = _matching(
+        SECRET_PATTERN,
+        "a Secrets Manager secret name is 1-512 of A-Z a-z 0-9 / _ + = . @ - (the name, not its ARN: no wildcards)",
+        "Secrets Manager secret name",
+    )
+
+
+def _entries(description: str) -> Any:
+    return Field(default_factory=list, max_length=limits.CATALOG_LIST_MAX_ITEMS, description=description)
+
+
+_S3_MESSAGE = (
+    "an S3 path is bucket/* (the whole bucket), bucket/prefix/* (everything under a prefix) or bucket/key "
+    "(one object): a wildcard only as a trailing /*, no ? or ${...}"
+)
+
+
+def _s3_paths(description: str) -> Any:
+    return Field(
+        default_factory=list,
+        max_length=limits.CATALOG_LIST_MAX_ITEMS,
+        description=description,
+        json_schema_extra=_matching_items(S3_PATH_PATTERN, _S3_MESSAGE),
+    )
+
+
+class S3Access(Model):
+    read: list[str] = _s3_paths("Paths to read: s3:GetObject, and s3:ListBucket limited to the prefix")
+    write: list[str] = _s3_paths("Paths to write: s3:PutObject and s3:DeleteObject")
+
+
+class SecretsAccess(Model):
+    read: list[SecretEntry] = _entries("secretsmanager:GetSecretValue and DescribeSecret")
+    edit: list[SecretEntry] = _entries("secretsmanager:PutSecretValue, UpdateSecret, DescribeSecret")
+
+
+class Permissions(Model):
+    """What a role may do, by resource type (docs/api.md lists the IAM actions each one renders to)."""
+
+    managed_policies: list[str] = Field(
+        default_factory=list,
+        max_length=limits.MANAGED_POLICIES_MAX,
+        description="AWS managed policy ARNs attached to the permission set",
+        json_schema_extra=_matching_items(
+            MANAGED_POLICY_PATTERN, "must be an AWS managed policy ARN, e.g. arn:aws:iam::aws:policy/ReadOnlyAccess"
+        ),
+    )
+    pipelines: list[PipelineEntry] = _entries("CodePipeline pipelines it may run")
+    lambda_functions: list[LambdaEntry] = _entries("Lambda functions it may invoke")
+    ecs_exec: list[EcsServiceEntry] = _entries("ECS services whose tasks it may exec into")
+    s3: S3Access = Field(default_factory=S3Access, description="S3 paths it may read and write")
+    secrets: SecretsAccess = Field(default_factory=SecretsAccess, description="Secrets it may read and edit")
+
+
+_SESSION_RULES: list[Any] = [
+    *_DURATION_RULES,
+    {
+        "rule": f"!self.matches('{DURATION_PATTERN}') || (duration(self) >= duration('{limits.SESSION_HOURS_MIN}h') "
+        f"&& duration(self) <= duration('{limits.SESSION_HOURS_MAX}h'))",
+        "message": f"an AWS session lasts {limits.SESSION_HOURS_MIN}h to {limits.SESSION_HOURS_MAX}h",
+    },
+]
+
+
+def _session(default: str) -> Any:
+    return Field(
+        default=default,
+        description=f"How long an AWS session of this permission set lasts ({limits.SESSION_HOURS_MIN}h to "
+        f"{limits.SESSION_HOURS_MAX}h): also how long a revoked user's sessions are denied",
+        json_schema_extra=_bounded(limits.DURATION_MAX_LENGTH, _SESSION_RULES),
+    )
+
+
+def _group_name(description: str) -> Any:
+    return Field(min_length=1, description=description, json_schema_extra=_bounded(GROUP_NAME_MAX_LENGTH))
+
+
+class BaselineTier(Model):
+    """The team's everyday (non-production) role: a standing group, its accounts, what it may do."""
+
+    group_name: str = _group_name("Identity Center group (DisplayName) the baseline permission set is assigned to")
+    accounts: list[str] = _account_list("Accounts the baseline permission set is assigned in", min_length=1)
+    session_duration: str = _session("8h")
+    permissions: Permissions = Field(default_factory=Permissions, description="What the baseline role may do")
+
+
+class ProductionTier(Model):
+    """The production role: everything baseline may do, plus `adds`; held only through a grant."""
+
+    group_name: str = _group_name(
+        "Identity Center group the production permission set is assigned to: the group of the team's "
+        "Entitlement, which jitaccess puts people into for the length of a grant"
+    )
+    accounts: list[str] = _account_list("Accounts the production permission set is assigned in", min_length=1)
+    session_duration: str = _session("1h")
+    adds: Permissions = Field(
+        default_factory=Permissions, description="What production may do beyond baseline (rendered as baseline + adds)"
+    )
+
+
+class PermissionCatalogSpec(Model):
+    region: str = Field(
+        description="Default region of the entries (each may name its own)",
+        json_schema_extra=_bounded(ENTRY_MAX_LENGTH, _rules(REGION_PATTERN, _REGION_MESSAGE)),
+    )
+    description: str | None = Field(
+        default=None,
+        description="What the team's roles are for, in words (shown by `kubectl jit permissions`)",
+        json_schema_extra=_bounded(200),
+    )
+    baseline: BaselineTier
+    production: ProductionTier | None = Field(
+        default=None, description="The production tier; unset = the team has no production permission set"
+    )
+
+
+class AccountAssignmentState(Model):
+    """The permission set's assignment to the tier's group in one account, as Identity Center reported it."""
+
+    account: str
+    state: str = Field(description="`Provisioned`, `InProgress`, `Failed` or `Removing`")
+    message: str | None = Field(default=None, description="Identity Center's reason, when it failed")
+    request_id: str | None = Field(default=None, description="The last asynchronous request about it")
+    time: datetime | None = Field(default=None, description="When this state was observed")
+
+
+class DeniedUser(Model):
+    """A user whose sessions of this permission set are denied (session revocation, docs/api.md)."""
+
+    user_id: str = Field(description="Identity Store UserId, in the deny statement's condition")
+    user: str | None = Field(default=None, description="The user's name")
+    grant: str | None = Field(default=None, description="The AccessGrant whose early end put it there")
+    since: datetime = Field(description="When the grant ended")
+    until: datetime = Field(description="When the entry goes: since + the session duration")
+
+
+class TierStatus(Model):
+    """One tier's permission set in Identity Center."""
+
+    permission_set_name: str | None = None
+    permission_set_arn: str | None = None
+    digest: str | None = Field(
+        default=None, description="Digest of the rendered permission set last provisioned (unchanged: nothing to do)"
+    )
+    accounts: list[AccountAssignmentState] | None = Field(default=None, description="Assignment state, per account")
+    denied_users: list[DeniedUser] | None = Field(
+        default=None, description="Users whose sessions are denied until their entry's `until`"
+    )
+    provisioned_time: datetime | None = Field(default=None, description="When it was last provisioned")
+
+
+class ProvisioningResult(Model):
+    """The outcome of the last pass that brought Identity Center to the catalog."""
+
+    time: datetime
+    outcome: Literal["Succeeded", "Failed"]
+    message: str = ""
+    calls: int | None = Field(default=None, description="sso-admin calls the pass made")
+
+
+class PermissionCatalogStatus(Model):
+    conditions: list[Condition] = Field(default_factory=list)
+    baseline: TierStatus | None = None
+    production: TierStatus | None = None
+    last_result: ProvisioningResult | None = Field(default=None, description="The last provisioning pass")
+    observed_generation: int | None = None
+
+
+class PermissionCatalog(Model):
+    api_version: str = API_VERSION
+    kind: Literal["PermissionCatalog"] = "PermissionCatalog"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PermissionCatalogSpec
+    status: PermissionCatalogStatus = Field(default_factory=PermissionCatalogStatus)

@@ -18,17 +18,20 @@ GRANTS = "accessgrants"
 EXTENSIONS = "accessextensions"
 ENTITLEMENTS = "entitlements"
 TEAMS = "teamownerships"
+CATALOGS = "permissioncatalogs"
 ACCESS_REQUEST = "AccessRequest"
 ACCESS_GRANT = "AccessGrant"
 ACCESS_EXTENSION = "AccessExtension"
 ENTITLEMENT = "Entitlement"
 TEAM_OWNERSHIP = "TeamOwnership"
+PERMISSION_CATALOG = "PermissionCatalog"
 KINDS = {
     REQUESTS: ACCESS_REQUEST,
     GRANTS: ACCESS_GRANT,
     ENTITLEMENTS: ENTITLEMENT,
     TEAMS: TEAM_OWNERSHIP,
     EXTENSIONS: ACCESS_EXTENSION,
+    CATALOGS: PERMISSION_CATALOG,
 }
 
 # Annotations users and the webhook write. The `-by` ones (and their `-groups`) are written only
@@ -85,6 +88,11 @@ NO_APPROVERS = "NoApprovers"
 RESOLVED = "Resolved"
 OWNER_NOT_FOUND = "OwnerNotFound"
 GROUP_NOT_FOUND = "GroupNotFound"
+# Reasons of a PermissionCatalog's `Ready`: Identity Center matches it, is being brought to it,
+# could not be, or the TeamOwnership it is named after does not exist (yet: GitOps apply order).
+PROVISIONED = "Provisioned"
+PROVISIONING_FAILED = "ProvisioningFailed"
+TEAM_NOT_FOUND = "TeamNotFound"
 # Reasons of `Approved` (besides APPROVED) and of `Escalated`.
 AUTO_APPROVED = "AutoApproved"
 PENDING_TOO_LONG = "PendingTooLong"
