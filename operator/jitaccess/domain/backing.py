@@ -19,6 +19,7 @@ and re-created under the same name): access never outlives its basis.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from jitaccess.api import names
@@ -28,6 +29,9 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import parse_duration
 from jitaccess.errors import InvalidInput
 
+#: Whether the requester of a valid request is in one of its Entitlement's on-call groups now.
+OnCall = Callable[[request_rules.ValidRequest], bool]
+
 
 def unbacked(
     grant: AccessGrant,
@@ -36,10 +40,12 @@ def unbacked(
     team: TeamOwnershipSpec | None,
     limits: request_rules.Limits,
     now: datetime,
+    on_call: OnCall | None = None,
 ) -> str | None:
     """Why `grant` must not be provisioned, as the message its `Failed` condition carries; None
-    when its request backs it. `request`, `entitlement` and `team` are as stored now."""
-    problem = _why_not(grant, request, entitlement, team, limits, now)
+    when its request backs it. `request`, `entitlement` and `team` are as stored now; `on_call`
+    asks whether the requester is in an on-call group now (`requests.grant_basis`)."""
+    problem = _why_not(grant, request, entitlement, team, limits, now, on_call)
     if problem is None:
         return None
     return (
@@ -55,6 +61,7 @@ def _why_not(
     team: TeamOwnershipSpec | None,
     limits: request_rules.Limits,
     now: datetime,
+    on_call: OnCall | None,
 ) -> str | None:
     name, spec = grant.metadata.name, grant.spec
     if request is None:
@@ -75,7 +82,9 @@ def _why_not(
         valid = request_rules.validate(request, entitlement, team, limits)
     except InvalidInput as exc:
         return f"AccessRequest {spec.request} does not hold against its Entitlement: {exc}"
-    basis = request_rules.grant_basis(request, valid, limits, now)
+    basis = request_rules.grant_basis(
+        request, valid, limits, now, on_call=(lambda: on_call(valid)) if on_call is not None else None
+    )
     if isinstance(basis, request_rules.NoGrant):
         return f"AccessRequest {spec.request}: {basis.message}"
     return _mismatch(grant, request, valid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import backing
+from jitaccess.handlers import oncall
 from jitaccess.handlers.common import Index, now
 from jitaccess.handlers.requests import lookup
 from jitaccess.handlers.runtime import Runtime
@@ -20,4 +21,12 @@ def unbacked(rt: Runtime, grant: AccessGrant, teams: Index, entitlements: Index)
     raw = rt.kube.get(names.REQUESTS, grant.spec.request)
     request = AccessRequest.model_validate(raw) if raw is not None else None
     entitlement, team = lookup(rt, request, teams, entitlements) if request is not None else (None, None)
-    return backing.unbacked(grant, request, entitlement, team, rt.settings.limits, now())
+    return backing.unbacked(
+        grant,
+        request,
+        entitlement,
+        team,
+        rt.settings.limits,
+        now(),
+        on_call=lambda valid: oncall.on_call_group(rt, valid) is not None,
+    )

@@ -1,0 +1,47 @@
+"""What the approval-policy e2e tests and attacks share: the PCI example (examples/03-pci.yaml:
+two approvers, on-call, break-glass for SREs), installed once per test and cleaned after it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devenv.paths import EXAMPLES
+from tests.support.harness import Jit
+
+ALICE, PAULA, BOB, LENA, CAROL, MALLORY = (
+    f"{n}@example.com" for n in ("alice", "paula", "bob", "lena", "carol", "mallory")
+)
+PCI = "prod-eng-payments-pci"
+ONCALL = "payments-oncall"
+#: A break-glass reason long enough for the example's minReasonLength of 40.
+EMERGENCY = "INC-900 card authorisations failing since 03:10, rolling back the release"
+
+
+@pytest.fixture
+def pci(system: Jit) -> Iterator[Jit]:
+    system.kubectl("apply", "-f", str(EXAMPLES / "03-pci.yaml"))
+    system.wait_reason("entitlement", PCI, "Resolved", timeout=30)
+    yield system
+    system.clean()
+    system.ic.empty_group(ONCALL)
+    assert system.members(PCI) == set(), f"memberships left behind in {PCI}"
+
+
+def break_glass(system: Jit, name: str, user: str = CAROL, reason: str = EMERGENCY, **spec: Any) -> Any:
+    return system.request(name, PCI, reason=reason, user=user, check=False, breakGlass=True, **spec)
+
+
+def annotate(system: Jit, name: str, *annotations: str, user: str) -> Any:
+    return system.kubectl("annotate", "accessrequest", name, *annotations, user=user, check=False)
+
+
+def status(system: Jit, name: str) -> dict[str, Any]:
+    return dict((system.get("accessrequest", name) or {}).get("status") or {})
+
+
+def nothing_granted(system: Jit, name: str) -> None:
+    assert system.get("accessgrant", name) is None
+    assert system.members(PCI) == set()

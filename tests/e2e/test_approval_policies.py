@@ -1,0 +1,90 @@
+"""Approval policies end to end, as the real users of examples/: two approvers for the PCI
+entitlement, break-glass by an SRE and its review, the on-call engineer auto-approved."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.approval_policies import (
+    ALICE,
+    BOB,
+    CAROL,
+    LENA,
+    ONCALL,
+    PAULA,
+    PCI,
+    annotate,
+    break_glass,
+    pci,
+    status,
+)
+from tests.support.harness import Jit, eventually
+
+pytestmark = pytest.mark.e2e
+__all__ = ["pci"]
+
+
+def test_two_approvers_grant_the_pci_entitlement(pci: Jit) -> None:
+    pci.request("alice-pci", PCI, user=ALICE)
+    assert pci.wait_reason("accessrequest", "alice-pci", "Pending")["status"]["approvalSummary"] == "0/2"
+    assert annotate(pci, "alice-pci", "jitaccess.dev/approved=true", user=PAULA).returncode == 0
+    counted = eventually(lambda: status(pci, "alice-pci").get("approvalSummary") == "1/2" or None, timeout=15)
+    assert counted
+    request = pci.get("accessrequest", "alice-pci") or {}
+    notes = request["metadata"]["annotations"]
+    assert "jitaccess.dev/approved" not in notes and '"by":"paula@example.com"' in notes["jitaccess.dev/approvals"]
+    assert pci.ready_reason("accessrequest", "alice-pci") == "Pending" and pci.members(PCI) == set()
+    table = pci.kubectl("get", "areq", "alice-pci", user=LENA).stdout
+    assert "APPROVALS" in table.splitlines()[0] and "1/2" in table.splitlines()[1]
+    assert "ApprovalCounted" in {e["reason"] for e in pci.events("alice-pci", "AccessRequest")}
+
+    assert annotate(pci, "alice-pci", "jitaccess.dev/approved=true", user=LENA).returncode == 0
+    granted = pci.wait_reason("accessrequest", "alice-pci", "Granted")
+    assert [a["by"] for a in granted["status"]["approvals"]] == [PAULA, LENA]
+    assert granted["status"]["approvalSummary"] == "2/2" and granted["status"]["approvedBy"] == LENA
+    assert pci.members(PCI) == {ALICE}
+
+
+def test_break_glass_is_granted_at_once_loudly_and_reviewed(pci: Jit) -> None:
+    assert break_glass(pci, "carol-glass").returncode == 0
+    granted = pci.wait_reason("accessrequest", "carol-glass", "Granted")
+    assert granted["status"]["approvalSummary"] == "break-glass" and granted["status"]["duration"] == "1h"
+    assert pci.members(PCI) == {CAROL}
+    events = pci.events("carol-glass", "AccessRequest")
+    assert any(e["reason"] == "BreakGlass" and e["type"] == "Warning" for e in events), events
+    awaiting = pci.condition("accessrequest", "carol-glass", "Reviewed")
+    assert awaiting is not None and awaiting["reason"] == "AwaitingReview"
+
+    assert annotate(pci, "carol-glass", "jitaccess.dev/reviewed=true", user=PAULA).returncode == 0
+    reviewed = eventually(
+        lambda: (pci.condition("accessrequest", "carol-glass", "Reviewed") or {}).get("status") == "True" or None
+    )
+    assert reviewed and status(pci, "carol-glass")["reviewedBy"] == PAULA
+    stamped = (pci.get("accessrequest", "carol-glass") or {})["metadata"]["annotations"]
+    assert stamped["jitaccess.dev/reviewed-by"] == PAULA
+
+
+def test_an_unreviewed_break_glass_is_warned_of_once(pci: Jit) -> None:
+    pci.kubectl("patch", "entitlement", PCI, "--type=merge", "-p", '{"spec":{"breakGlass":{"reviewWithin":"2s"}}}')
+    try:
+        assert break_glass(pci, "carol-unreviewed").returncode == 0
+        pci.wait_reason("accessrequest", "carol-unreviewed", "Granted")
+        overdue = eventually(
+            lambda: [e for e in pci.events("carol-unreviewed", "AccessRequest") if e["reason"] == "ReviewOverdue"],
+            timeout=20,
+        )
+        assert overdue[0]["type"] == "Warning" and overdue[0].get("count", 1) == 1
+        assert pci.condition("accessrequest", "carol-unreviewed", "Reviewed")["reason"] == "ReviewOverdue"
+    finally:
+        pci.kubectl("patch", "entitlement", PCI, "--type=merge", "-p", '{"spec":{"breakGlass":{"reviewWithin":"24h"}}}')
+
+
+def test_the_on_call_engineer_is_approved_at_once(pci: Jit) -> None:
+    pci.ic.add_member(ONCALL, BOB)
+    pci.request("bob-oncall", PCI, user=BOB)
+    granted = pci.wait_reason("accessrequest", "bob-oncall", "Granted")
+    assert granted["status"]["approvalSummary"] == "auto (on call)"
+    approved = pci.condition("accessrequest", "bob-oncall", "Approved")
+    assert approved is not None and approved["reason"] == "AutoApproved"
+    assert approved["message"].startswith("auto (on call): bob@example.com is in the on-call group payments-oncall")
+    assert pci.members(PCI) == {BOB}
