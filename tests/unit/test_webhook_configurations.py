@@ -84,9 +84,17 @@ def test_only_the_operator_is_skipped_and_only_where_nothing_is_refused_to_it() 
             "entitlements-check",
             "accessextensions-stamp",
             "accessextensions-check",
+            "permissioncatalogs-check",
             *(
                 f"{plural}-status"
-                for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS, names.EXTENSIONS)
+                for plural in (
+                    names.REQUESTS,
+                    names.GRANTS,
+                    names.TEAMS,
+                    names.ENTITLEMENTS,
+                    names.EXTENSIONS,
+                    names.CATALOGS,
+                )
             ),
         )
     }

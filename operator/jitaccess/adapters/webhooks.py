@@ -204,10 +204,18 @@ HOOKS: dict[str, tuple[Hook, ...]] = {
         Hook("accessgrants-check", names.GRANTS, (*_WRITES, "DELETE"), skips_operator=True),
         Hook("teamownerships-check", names.TEAMS, _WRITES, skips_operator=True),
         Hook("entitlements-check", names.ENTITLEMENTS, _WRITES, skips_operator=True),
+        Hook("permissioncatalogs-check", names.CATALOGS, _WRITES, skips_operator=True),
         Hook("accessextensions-check", names.EXTENSIONS, (*_WRITES, "DELETE"), skips_operator=True),
         *(
             Hook(f"{plural}-status", plural, ("UPDATE",), "status", skips_operator=True)
-            for plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS, names.EXTENSIONS)
+            for plural in (
+                names.REQUESTS,
+                names.GRANTS,
+                names.TEAMS,
+                names.ENTITLEMENTS,
+                names.EXTENSIONS,
+                names.CATALOGS,
+            )
         ),
     ),
 }

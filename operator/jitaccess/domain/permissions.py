@@ -27,7 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from jitaccess.api import limits
+from pydantic import ValidationError
+
+from jitaccess.api import limits, names, wire
 from jitaccess.api.models import (
     CatalogEntry,
     EcsServiceEntry,
@@ -39,7 +41,9 @@ from jitaccess.api.models import (
     SecretEntry,
     SecretsAccess,
 )
+from jitaccess.domain.admission import ALLOW, INVALID, Obj, OperatorIdentity, Refusal, Verdict, review_bookkeeping
 from jitaccess.domain.durations import parse_duration
+from jitaccess.domain.teams import Caller
 from jitaccess.errors import InvalidInput
 
 Tier = Literal["baseline", "production"]
@@ -151,13 +155,14 @@ def permissions(catalog: PermissionCatalog, tier: Tier) -> Permissions:
     if production is None:
         raise InvalidInput("spec.production", "is not set: the catalog has no production tier")
     adds = production.adds
-    return Permissions(
+    # Constructed, not validated: a tier's total may exceed one list's bound, which `problems` reports.
+    return Permissions.model_construct(
         managed_policies=[*base.managed_policies, *adds.managed_policies],
         pipelines=[*base.pipelines, *adds.pipelines],
         lambda_functions=[*base.lambda_functions, *adds.lambda_functions],
         ecs_exec=[*base.ecs_exec, *adds.ecs_exec],
-        s3=S3Access(read=[*base.s3.read, *adds.s3.read], write=[*base.s3.write, *adds.s3.write]),
-        secrets=SecretsAccess(
+        s3=S3Access.model_construct(read=[*base.s3.read, *adds.s3.read], write=[*base.s3.write, *adds.s3.write]),
+        secrets=SecretsAccess.model_construct(
             read=[*base.secrets.read, *adds.secrets.read], edit=[*base.secrets.edit, *adds.secrets.edit]
         ),
     )
@@ -433,3 +438,24 @@ def warnings(catalog: PermissionCatalog) -> list[str]:
                 "IAM role' is raised in every account it is assigned in, or provisioning fails there"
             )
     return found
+
+
+def review(operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, operator: OperatorIdentity) -> Verdict:
+    """A PermissionCatalog comes from GitOps (RBAC says who may write one): besides kopf's bookkeeping,
+    a new or changed spec must render within AWS's limits (`problems`), all of them said at once."""
+    refusal = review_bookkeeping(operation, old, new, caller, operator)
+    if refusal is not None or new is None:
+        return refusal or ALLOW
+    if old is not None and wire.spec(old) == wire.spec(new):
+        return ALLOW  # metadata only: a catalog stored before a limit changed is not held up by it
+    try:
+        catalog = PermissionCatalog.model_validate(new)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return Refusal(f"{names.PERMISSION_CATALOG} {where}: {first['msg']}", INVALID)
+    found = problems(catalog)
+    if not found:
+        return ALLOW
+    name = catalog.metadata.name
+    return Refusal(f"{names.PERMISSION_CATALOG} {name} cannot be provisioned: " + "; ".join(found), INVALID)

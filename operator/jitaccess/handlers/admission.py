@@ -10,8 +10,9 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 | AccessRequest           | CREATE, UPDATE     | CREATE (+ validity, eligibility), UPDATE, DELETE |
 | AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
 | TeamOwnership, Entitlement |                 | CREATE, UPDATE (kopf's bookkeeping only)      |
+| PermissionCatalog       |                    | CREATE, UPDATE (renders within AWS's limits)  |
 | AccessExtension         | CREATE, UPDATE     | `extension_admission`                         |
-| `status` of all five    |                    | UPDATE (the operator only)                    |
+| `status` of all six     |                    | UPDATE (the operator only)                    |
 
 Every webhook is `persistent` (kopf leaves it configured when the operator stops) and fails
 closed (`failurePolicy: Fail`): while the operator is down, the writes that need it are refused.
@@ -34,9 +35,10 @@ import kopf
 from pydantic import ValidationError
 
 from jitaccess.api import names
-from jitaccess.api.models import Entitlement, TeamOwnershipSpec
+from jitaccess.api.models import Entitlement, PermissionCatalog, TeamOwnershipSpec
 from jitaccess.domain import admission
 from jitaccess.domain import breakglass as break_glass_rules
+from jitaccess.domain import permissions as permission_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
@@ -372,6 +374,40 @@ async def check_catalog(
     _enforce(verdict, kind=str(body.get("kind", "")), operation=operation, body=body, caller=caller, dryrun=dryrun)
 
 
+@kopf.on.validate(
+    names.GROUP, names.VERSION, names.CATALOGS, id="permissioncatalogs-check", operations=WRITES, persistent=True
+)
+async def check_permission_catalog(
+    *,
+    operation: str | None = None,
+    old: kopf.Body | None = None,
+    new: kopf.Body | None = None,
+    userinfo: Mapping[str, Any],
+    dryrun: bool,
+    warnings: list[str],
+    memo: kopf.Memo,
+    body: kopf.Body,
+    teams: Index = NO_INDEX,
+    **_: Any,
+) -> None:
+    """A catalog that renders within AWS's limits (`domain.permissions.review`); a warning when its
+    team does not exist (yet: GitOps may apply the catalog first) or it nears an IAM role's quota."""
+    rt, operator = _context(memo)
+    caller = admission.caller_of(userinfo)
+    verdict = permission_rules.review(operation or "", old, new, caller, operator=operator)
+    _enforce(verdict, kind=names.PERMISSION_CATALOG, operation=operation, body=body, caller=caller, dryrun=dryrun)
+    if new is None or (old is not None and old.get("spec") == new.get("spec")):
+        return
+    catalog = PermissionCatalog.model_validate(new)
+    warnings.extend(permission_rules.warnings(catalog))
+    team = catalog.metadata.name
+    if await _team(rt, team, teams) is None:
+        warnings.append(
+            f"there is no TeamOwnership {team}: a PermissionCatalog is named after its team, and is provisioned "
+            "once the TeamOwnership exists"
+        )
+
+
 async def check_status(
     *,
     operation: str | None = None,
@@ -389,7 +425,7 @@ async def check_status(
     _enforce(verdict, kind=f"{kind} status", operation=operation, body=body, caller=caller, dryrun=dryrun)
 
 
-for _plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS, names.EXTENSIONS):
+for _plural in (names.REQUESTS, names.GRANTS, names.TEAMS, names.ENTITLEMENTS, names.EXTENSIONS, names.CATALOGS):
     kopf.on.validate(
         names.GROUP,
         names.VERSION,

@@ -1,0 +1,190 @@
+"""Attacks 80-84 of docs/security.md: a team's PermissionCatalog (issue 14).
+
+The same style as `test_attacks.py` (real identities, plain kubectl, the real API server, the
+operator's webhooks, RBAC). A catalog is what a team's roles may do in AWS, so a bad one must never
+be stored: the operator would render it into a permission set. Each refusal names the entry and
+what to write instead, and the stored catalog is unchanged:
+
+- 80: a team member (or anyone but GitOps) writing a catalog, their own team's or another's;
+- 81: entries that are not what they say: an account that is not 12 digits, an ARN that is not an
+  AWS managed policy, a name that is an ARN or holds a wildcard;
+- 82: an S3 path with a wildcard beyond a trailing `/*` (`bucket/*/secrets`, `bucket/a*`), which
+  would grant far more than the path reads;
+- 83: a catalog past AWS's limits (the rendered inline policy over what a permission set takes,
+  more managed policies than a permission set carries, a session longer than 12h), refused before
+  any AWS call;
+- 84: a catalog for a team that does not exist: stored (GitOps may apply it first) with a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.harness import Jit
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "04-permissions.yaml"
+ALICE, PAULA, MALLORY = "alice@example.com", "paula@example.com", "mallory@example.com"
+
+
+def example(name: str) -> dict[str, Any]:
+    docs = [d for d in yaml.safe_load_all(EXAMPLES.read_text()) if d]
+    return copy.deepcopy(next(d for d in docs if d["metadata"]["name"] == name))
+
+
+#: GitOps: a deploy identity with every right, impersonated by the admin (the e2e operator runs as the
+#: admin, and the operator's own writes skip the webhooks).
+GITOPS = ("--as", "gitops@example.com", "--as-group", "system:masters")
+
+
+def as_gitops(system: Jit, manifest: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    result: subprocess.CompletedProcess[str] = system.kubectl(
+        "apply", "-f", "-", *GITOPS, input=yaml.safe_dump(manifest), check=False
+    )
+    return result
+
+
+def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert result.returncode != 0, f"{result.args} was accepted:\n{result.stdout}"
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"
+    return result.stderr
+
+
+@pytest.fixture
+def catalogs(system: Jit) -> Iterator[Jit]:
+    """The example catalogs applied (by the admin, as GitOps would), and put back afterwards."""
+    system.kubectl("apply", "-f", str(EXAMPLES))
+    yield system
+    system.kubectl("apply", "-f", str(EXAMPLES))
+
+
+# --- 80. a team member writing a catalog ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("user", [ALICE, PAULA, MALLORY])
+def test_80_only_gitops_writes_catalogs(catalogs: Jit, user: str) -> None:
+    """What a team's roles may do changes by pull request: no user (the team's tech lead included)
+    may create, change or delete a catalog, while everyone may read them."""
+    mine = example("payments")
+    mine["spec"]["production"]["adds"]["managedPolicies"] = ["arn:aws:iam::aws:policy/AdministratorAccess"]
+    refused(catalogs.apply(mine, user=user, check=False), "forbidden")
+    new = example("ledger")
+    new["metadata"]["name"] = "shadow"
+    refused(catalogs.apply(new, user=user, verb="create", check=False), "forbidden")
+    refused(catalogs.kubectl("delete", "permissioncatalog", "ledger", user=user, check=False), "forbidden")
+    patch = '{"spec":{"production":{"sessionDuration":"12h"}}}'
+    merge = ("patch", "permissioncatalog", "payments", "--type=merge", "-p", patch)
+    refused(catalogs.kubectl(*merge, user=user, check=False), "forbidden")
+    status = '{"status":{"conditions":[]}}'
+    refused(catalogs.kubectl(*merge[:4], "--subresource=status", "-p", status, user=user, check=False), "forbidden")
+    assert catalogs.kubectl("get", "permissioncatalog", "payments", user=user).returncode == 0
+    stored = catalogs.get("permissioncatalog", "payments")
+    assert stored is not None and stored["spec"] == example("payments")["spec"]
+    assert catalogs.get("permissioncatalog", "shadow") is None
+
+
+# --- 81. entries that are not what they say ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (("baseline", "accounts", 0), "12345", "an AWS account id is 12 digits"),
+        (
+            ("baseline", "permissions", "managedPolicies", 0),
+            "arn:aws:iam::111122223333:policy/Everything",
+            "must be an AWS managed policy ARN",
+        ),
+        (
+            ("production", "adds", "lambdaFunctions", 0, "name"),
+            "arn:aws:lambda:eu-west-1:444455556666:function:payments-issue-refund",
+            "a Lambda function name is 1-64",
+        ),
+        (("production", "adds", "secrets", "edit", 0, "name"), "payments/*", "no wildcards"),
+        (("region",), "Europe", "must be an AWS region"),
+    ],
+)
+def test_81_malformed_entries_are_refused_by_the_schema(
+    catalogs: Jit, where: tuple[Any, ...], value: str, message: str
+) -> None:
+    bad = example("payments")
+    node = bad["spec"]
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    refused(as_gitops(catalogs, bad), message)
+    stored = catalogs.get("permissioncatalog", "payments")
+    assert stored is not None and stored["spec"] == example("payments")["spec"]
+
+
+# --- 82. an S3 path wider than it reads ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["payments-scratch/*/secrets", "payments-scratch/a*", "payments-scratch", "payments-*/x", "p/x?y"]
+)
+def test_82_s3_wildcards_only_as_a_trailing_slash_star(catalogs: Jit, path: str) -> None:
+    bad = example("payments")
+    bad["spec"]["baseline"]["permissions"]["s3"]["read"] = [path]
+    refused(as_gitops(catalogs, bad), "a wildcard only as a trailing /*")
+    stored = catalogs.get("permissioncatalog", "payments")
+    assert stored is not None and stored["spec"] == example("payments")["spec"]
+
+
+# --- 83. past AWS's limits -------------------------------------------------------------------------
+
+
+def test_83_an_inline_policy_past_the_limit_is_refused_before_any_aws_call(catalogs: Jit) -> None:
+    bad = example("payments")
+    bad["spec"]["production"]["adds"]["lambdaFunctions"] = [{"name": f"payments-job-{i:03}"} for i in range(100)]
+    refused(
+        as_gitops(catalogs, bad),
+        "PermissionCatalog payments cannot be provisioned",
+        "the production permission set's inline policy renders to",
+        "AWS takes 10,240",
+        "the largest part is spec.baseline.permissions.lambdaFunctions and spec.production.adds.lambdaFunctions",
+    )
+    stored = catalogs.get("permissioncatalog", "payments")
+    assert stored is not None and stored["spec"] == example("payments")["spec"]
+
+
+def test_83_too_many_managed_policies_and_a_long_session_are_refused(catalogs: Jit) -> None:
+    bad = example("payments")
+    bad["spec"]["production"]["adds"]["managedPolicies"] = [f"arn:aws:iam::aws:policy/Job{i}" for i in range(20)]
+    refused(
+        as_gitops(catalogs, bad),
+        "the production permission set would carry 21 managed policies",
+        "at most 20",
+    )
+    bad = example("payments")
+    bad["spec"]["production"]["sessionDuration"] = "13h"
+    refused(as_gitops(catalogs, bad), "an AWS session lasts 1h to 12h")
+    bad = example("payments")
+    bad["spec"]["production"]["groupName"] = bad["spec"]["baseline"]["groupName"]
+    refused(as_gitops(catalogs, bad), "spec.production.groupName 'eng-payments' is the baseline group")
+    stored = catalogs.get("permissioncatalog", "payments")
+    assert stored is not None and stored["spec"] == example("payments")["spec"]
+
+
+# --- 84. a catalog for a team that does not exist -------------------------------------------------
+
+
+def test_84_a_catalog_without_its_team_is_stored_with_a_warning(catalogs: Jit) -> None:
+    orphan = example("ledger")
+    orphan["metadata"]["name"] = "treasury"
+    try:
+        result = as_gitops(catalogs, orphan)
+        assert result.returncode == 0, result.stderr
+        assert "there is no TeamOwnership treasury" in result.stderr
+        assert catalogs.get("permissioncatalog", "treasury") is not None
+    finally:
+        catalogs.kubectl("delete", "permissioncatalog", "treasury", "--ignore-not-found")
