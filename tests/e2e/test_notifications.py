@@ -234,3 +234,40 @@ def test_a_sink_that_keeps_refusing_raises_a_warning_event(system: Jit, slack: S
     finally:
         restore = '{"spec":{"notifications":{"slackChannel":"C0LEDGER1"}}}'
         system.kubectl("patch", "teamownership", "ledger", "--type=merge", "-p", restore)
+
+
+def test_an_extension_waiting_for_approvers_is_told_to_the_team_and_its_end_to_the_grantee(
+    system: Jit, slack: SlackStandIn
+) -> None:
+    system.request("alice-ledger-n9", "prod-eng-ledger", duration="1h", user=ALICE)
+    system.wait_reason("accessrequest", "alice-ledger-n9", "Pending")
+    system.kubectl("annotate", "accessrequest", "alice-ledger-n9", "jitaccess.dev/approved=true", user=LENA)
+    system.wait_reason("accessgrant", "alice-ledger-n9", "Active")
+    for name, verdict in (("alice-ledger-n9-1", "jitaccess.dev/approved=true"), ("alice-ledger-n9-2", None)):
+        manifest = {
+            "apiVersion": "jitaccess.dev/v1alpha1",
+            "kind": "AccessExtension",
+            "metadata": {"name": name},
+            "spec": {"grant": "alice-ledger-n9", "duration": "30m", "reason": "INC-9 the migration runs long"},
+        }
+        system.apply(manifest, user=ALICE, verb="create")
+        system.wait_reason("accessextension", name, "Pending")
+        (asked,) = eventually(
+            lambda name=name: [m for m in slack.messages(LEDGER_CHANNEL) if name in (m.text or "")] or None,
+            what="the team asked",
+        )
+        assert f"kubectl jit approve {name}" in json.dumps(asked.blocks)
+        assert f"<@{slack_id_of(LENA)}>" in json.dumps(asked.blocks)
+        decision = verdict or "jitaccess.dev/denied=true"
+        extra = () if verdict else ("jitaccess.dev/decision-reason=finish tomorrow",)
+        system.kubectl("annotate", "accessextension", name, decision, *extra, user=LENA)
+    eventually(
+        lambda: [m for m in slack.messages(slack_id_of(ALICE)) if "now ends at" in (m.text or "")] or None,
+        what="the grantee told of the new end",
+    )
+    (denied,) = eventually(
+        lambda: [m for m in slack.messages(slack_id_of(ALICE)) if "alice-ledger-n9-2" in (m.text or "")] or None,
+        what="the requester told of the denial",
+    )
+    assert "finish tomorrow" in json.dumps(denied.blocks)
+    system.kubectl("delete", "accessextensions", "alice-ledger-n9-1", "alice-ledger-n9-2", "--wait=false", check=False)

@@ -482,6 +482,7 @@ class AccessExtensionStatus(Model):
     previous_expiration_time: datetime | None = Field(default=None, description="The grant's end before")
     expiration_time: datetime | None = Field(default=None, description="The grant's end once extended")
     conditions: list[Condition] = Field(default_factory=list)
+    notifications: Notified | None = Field(default=None, description=_NOTIFIED)
 
 
 class AccessExtension(Model):

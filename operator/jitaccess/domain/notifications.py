@@ -50,12 +50,20 @@ SECURITY = "security"
 APPROVE_ACTION = "approve"
 DENY_ACTION = "deny"
 
-_KIND_OF = {names.ACCESS_REQUEST: "request", names.ACCESS_GRANT: "grant", names.ENTITLEMENT: "entitlement"}
+_KIND_OF = {
+    names.ACCESS_REQUEST: "request",
+    names.ACCESS_GRANT: "grant",
+    names.ENTITLEMENT: "entitlement",
+    names.ACCESS_EXTENSION: "extension",
+}
 _PLURAL_OF = {
     names.ACCESS_REQUEST: names.REQUESTS,
     names.ACCESS_GRANT: names.GRANTS,
     names.ENTITLEMENT: names.ENTITLEMENTS,
+    names.ACCESS_EXTENSION: names.EXTENSIONS,
 }
+#: An extension's steps (its grant's audit records tell the extension itself, `extended/<n>`).
+EXTENSION_PENDING = "extension-pending"
 # How a request ended, as the approvers' message and the requester are told.
 _DECISIONS = frozenset({audit.APPROVED, audit.DENIED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED})
 _EARLY_ENDINGS = frozenset({audit.REVOKED, audit.LAPSED})
@@ -124,6 +132,11 @@ class Notice:
         return self.recipient[1:] if self.recipient.startswith("@") else ""
 
 
+def plural_of(obj: wire.Obj) -> str | None:
+    """The plural of a kind notices are derived from; None for any other kind."""
+    return _PLURAL_OF.get(str(obj.get("kind") or ""))
+
+
 def source_of(obj: wire.Obj) -> str:
     """The CloudEvents source: the object's API path."""
     plural = _PLURAL_OF.get(str(obj.get("kind") or ""), "objects")
@@ -171,6 +184,8 @@ def notices(obj: wire.Obj, team: Team | None, config: Config, now: datetime) -> 
         return _of_grant(obj, team, config, now)
     if kind == names.ENTITLEMENT:
         return _of_entitlement(obj, config)
+    if kind == names.ACCESS_EXTENSION:
+        return _of_extension(obj, team, config)
     return []
 
 
@@ -289,6 +304,45 @@ def _of_grant(grant: wire.Obj, team: Team | None, config: Config, now: datetime)
             out.append(_slack(record, action, TEAM_CHANNEL))
     if expiring is not None:
         out.append(_slack(expiring, EXPIRING, f"@{user}", key=expiring_key))
+    return out
+
+
+def _of_extension(extension: wire.Obj, team: Team | None, config: Config) -> list[Notice]:
+    """An extension that waits for the owner team's approvers is told to the team's channel (with
+    the commands that decide it); one denied or failed, to its requester. An applied one is its
+    grant's `extended/<n>` record, told to the grantee with the new end."""
+    if not config.slack:
+        return []
+    spec, status = wire.spec(extension), wire.status(extension)
+    requester = str(spec.get("requester") or "")
+    facts = {
+        "grant": spec.get("grant"),
+        "entitlement": status.get("entitlement"),
+        "user": {"username": requester},
+        "extendedBy": spec.get("duration"),
+        "reason": spec.get("reason"),
+    }
+    approved = wire.condition(extension, names.APPROVED)
+    auto = approved is not None and approved.get("reason") == names.AUTO_APPROVED
+    reason = wire.ready_reason(extension)
+    out: list[Notice] = []
+    if not auto and (reason == names.PENDING or wire.is_true(extension, names.APPROVED) or reason == names.DENIED):
+        created = audit.rfc3339(wire.metadata(extension).get("creationTimestamp"))
+        pending = _derived(extension, EXTENSION_PENDING, created, **facts)
+        out.append(_slack(pending, EXTENSION_PENDING, TEAM_CHANNEL, team.approvers if team is not None else ()))
+    if reason in (names.DENIED, names.FAILED) and requester:
+        ended = wire.condition(extension, names.READY) or {}
+        step = audit.DENIED if reason == names.DENIED else audit.FAILED
+        record = _derived(
+            extension,
+            step,
+            audit.rfc3339(ended.get("lastTransitionTime")),
+            **facts,
+            actor={"username": str(status.get("deniedBy") or audit.OPERATOR)},
+            decisionReason=status.get("decisionReason"),
+            message=ended.get("message"),
+        )
+        out.append(_slack(record, step, f"@{requester}"))
     return out
 
 

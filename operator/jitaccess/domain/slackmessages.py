@@ -20,6 +20,7 @@ from jitaccess.domain.notifications import (
     APPROVE_ACTION,
     DENY_ACTION,
     EXPIRING,
+    EXTENSION_PENDING,
     SECURITY,
     TEAM_CHANNEL,
     TEAM_MESSAGE,
@@ -77,8 +78,12 @@ def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, s
         return approvers_message(obj, team, ids)
     if notice.recipient == SECURITY:
         return _break_glass(notice.record) if notice.step == audit.BREAK_GLASS else _drift(notice.record)
+    if notice.step == EXTENSION_PENDING:
+        return _extension_pending(notice.record, obj, team, ids)
     if notice.recipient == TEAM_CHANNEL:
         return _ended_early(notice.record, ids, to_team=True)
+    if obj.get("kind") == names.ACCESS_EXTENSION:
+        return _extension_ended(notice.record, obj)
     if notice.step == audit.ESCALATED:
         return _escalated_to_backup(notice.record, obj, team)
     if notice.step in _OUTCOME:
@@ -231,6 +236,37 @@ def _extended(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f" {escape(record.get('extendedBy'))}{who}: it now ends at {escape(end)} (grant `{escape(record.get('grant'))}`)."
     )
     return f"Your access to {entitlement} now ends at {end}", [_section(line)]
+
+
+def _extension_pending(
+    record: Mapping[str, Any], extension: wire.Obj, team: Team | None, ids: Mapping[str, str]
+) -> tuple[str, list[Block]]:
+    name, user = wire.name_of(extension), _user(record)
+    approvers = ", ".join(_who(u, ids) for u in (team.approvers if team else ())) or "an approver of the team"
+    line = (
+        f":hourglass_flowing_sand: {escape(user)} asks to extend grant `{escape(record.get('grant'))}`"
+        f" (*{escape(record.get('entitlement'))}*) by {escape(record.get('extendedBy'))}:"
+        f" {escape(record.get('reason'))}\nFor {approvers}: `kubectl jit approve {escape(name)}`"
+        f' · `kubectl jit deny {escape(name)} --reason "..."`'
+    )
+    text = f"{user} asks to extend grant {record.get('grant')} by {record.get('extendedBy')} (extension {name})"
+    return text, [_section(line)]
+
+
+def _extension_ended(record: Mapping[str, Any], extension: wire.Obj) -> tuple[str, list[Block]]:
+    name = wire.name_of(extension)
+    by = _actor(record)
+    if record.get("action") == audit.DENIED:
+        what = f":no_entry: Denied by {escape(by)}" if by and by != audit.OPERATOR else ":no_entry: Denied"
+    else:
+        what = ":x: Not applied"
+    why = record.get("decisionReason") or record.get("message")
+    line = (
+        f"{what}: your extension `{escape(name)}` of grant `{escape(record.get('grant'))}`; your access ends as before."
+    )
+    if why:
+        line += f"\n>{escape(why)}"
+    return f"Your extension {name} of grant {record.get('grant')}: {what.split(' ', 1)[1]}", [_section(line)]
 
 
 def _escalated_to_backup(record: Mapping[str, Any], request: wire.Obj, team: Team | None) -> tuple[str, list[Block]]:

@@ -62,13 +62,6 @@ FAILING_AFTER = 5
 # send a notice again.
 REMEMBERED_OBJECTS = 20_000
 
-_PLURALS = {
-    names.ACCESS_REQUEST: names.REQUESTS,
-    names.ACCESS_GRANT: names.GRANTS,
-    names.ENTITLEMENT: names.ENTITLEMENTS,
-}
-
-
 def config_of(settings: Settings) -> notify.Config:
     return notify.Config(
         slack=bool(settings.slack_token),
@@ -121,7 +114,7 @@ class Notifier:
             "status": {k: v for k, v in wire.status(obj).items() if k != "kopf"}
         }
         uid = str(wire.metadata(body).get("uid") or "")
-        plural = _PLURALS.get(str(body.get("kind") or ""))
+        plural = notify.plural_of(body)
         if not uid or plural is None:
             return 0
         done = notify.sent_keys(body) | self._delivered.get(uid, set())
@@ -494,6 +487,14 @@ async def notify_request(
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def notify_grant(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
     _offer(memo, body, body.spec.get("ownerTeam"), teams)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.EXTENSIONS)
+async def notify_extension(
+    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
+    entitlement = first(entitlements, body.status.get("entitlement"))
+    _offer(memo, body, wire.spec(entitlement).get("owner") if entitlement else None, teams)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
