@@ -237,3 +237,38 @@ def test_an_extension_is_told_to_the_grantee_and_warns_again_before_the_new_end(
     (told,) = [n for n in found if n.key == "slack:@bob@example.com:extended/1"]
     text, _ = render(told, active, LEDGER, {})
     assert "now ends at" in text
+
+
+def extension(*conditions: dict[str, Any], **status: Any) -> dict[str, Any]:
+    return {
+        "kind": names.ACCESS_EXTENSION,
+        "metadata": {"name": "alice-ledger-1-x", "uid": "u-ext", "creationTimestamp": _stamp(T0)},
+        "spec": {
+            "grant": "alice-ledger-1",
+            "duration": "30m",
+            "reason": "<!here> INC-9",
+            "requester": "alice@example.com",
+        },
+        "status": {"entitlement": "ledger-prod", "conditions": list(conditions), **status},
+    }
+
+
+def test_an_extension_waiting_for_approvers_asks_the_team_and_a_denial_tells_the_requester() -> None:
+    waiting = extension(_cond(names.READY, "False", names.PENDING))
+    (asked,) = notify.notices(waiting, LEDGER, BOTH, T0)
+    assert (asked.key, asked.mentions) == ("slack:team:extension-pending", ("lena@example.com",))
+    text, blocks = render(asked, waiting, LEDGER, {"lena@example.com": "U0LENA"})
+    assert "kubectl jit approve alice-ledger-1-x" in str(blocks) and "<@U0LENA>" in str(blocks)
+    assert "<!here>" not in str(blocks)
+    denied = extension(
+        _cond(names.DENIED, "True", names.DENIED),
+        _cond(names.READY, "True", names.DENIED, "denied"),
+        deniedBy="lena@example.com",
+        decisionReason="finish tomorrow",
+    )
+    found = {n.key: n for n in notify.notices(denied, LEDGER, BOTH, T0)}
+    assert set(found) == {"slack:team:extension-pending", "slack:@alice@example.com:denied"}
+    text, blocks = render(found["slack:@alice@example.com:denied"], denied, LEDGER, {})
+    assert "finish tomorrow" in str(blocks) and "Denied" in text
+    auto = extension(_cond(names.APPROVED, "True", names.AUTO_APPROVED), _cond(names.READY, "True", names.EXTENDED))
+    assert notify.notices(auto, LEDGER, BOTH, T0) == [], "an owner-team member's own: the grant's record tells"
