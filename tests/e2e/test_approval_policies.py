@@ -3,12 +3,15 @@ entitlement, break-glass by an SRE and its review, the on-call engineer auto-app
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.e2e.approval_policies import (
     ALICE,
     BOB,
     CAROL,
+    EMERGENCY,
     LENA,
     ONCALL,
     PAULA,
@@ -18,6 +21,7 @@ from tests.e2e.approval_policies import (
     pci,
     status,
 )
+from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -88,3 +92,33 @@ def test_the_on_call_engineer_is_approved_at_once(pci: Jit) -> None:
     assert approved is not None and approved["reason"] == "AutoApproved"
     assert approved["message"].startswith("auto (on call): bob@example.com is in the on-call group payments-oncall")
     assert pci.members(PCI) == {BOB}
+
+
+# --- kubectl jit ---------------------------------------------------------------------------------
+
+
+def test_kubectl_jit_break_glass_review_and_two_approvals(pci: Jit) -> None:
+    cli = Cli(pci)
+    try:
+        glass = cli.run("break-glass", PCI, "--reason", EMERGENCY, user=CAROL)
+        assert glass.code == 0, glass
+        name = next(w.rstrip(";") for w in glass.out.split() if w.startswith("carol-"))
+        assert pci.members(PCI) == {CAROL}
+        report = json.loads(cli.run("review", PCI, "-o", "json", user=PAULA).out)
+        assert report["breakGlass"]["enabled"] and [g["request"] for g in report["breakGlass"]["unreviewed"]] == [name]
+        assert cli.run("review", name, user=CAROL).code != 0, "the requester cannot review"
+        reviewed = cli.run("review", name, user=PAULA)
+        assert reviewed.code == 0 and f"reviewed break-glass accessrequest {name}" in reviewed.out, reviewed
+        short = cli.run("break-glass", PCI, "--reason", "INC-1 down", user=CAROL)
+        assert short.code != 0 and "needs at least 40" in short.err, short
+
+        pending = cli.run("request", PCI, "--for", "30m", "--reason", "INC-901 x", "--no-wait", user=ALICE)
+        asked = next(w for w in pending.out.split() if w.startswith("alice-"))
+        first = cli.run("approve", asked, user=PAULA)
+        assert first.code == 0 and "recorded your approval" in first.out, first
+        eventually(lambda: status(pci, asked).get("approvalSummary") == "1/2" or None, timeout=15)
+        second = cli.run("approve", asked, user=LENA)
+        assert second.code == 0 and f"approved accessrequest {asked}" in second.out, second
+        pci.wait_reason("accessrequest", asked, "Granted")
+    finally:
+        cli.stop_all()

@@ -38,6 +38,7 @@ def test_commands_flags_and_fixed_values() -> None:
         "who-has",
         "audit",
         "review",
+        "break-glass",
         "rbac",
         "completion",
     ]

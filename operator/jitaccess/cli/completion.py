@@ -190,7 +190,7 @@ def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tup
         values = [("bash", ""), ("zsh", "")]
     elif command == "rbac":
         values = [("slack", "whom the Slack endpoint may act as")]
-    elif command in ("request", "who-has", "review"):
+    elif command in ("request", "who-has", "review", "break-glass"):
         values = _entitlements(cluster)
     elif command in ("approve", "deny", "status", "withdraw"):
         values = _requests(cluster, pending_only=command != "status")

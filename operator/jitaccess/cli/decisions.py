@@ -14,6 +14,7 @@ withdrawal, whose deletion is conditional on the request checked (uid and resour
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import timedelta
@@ -31,6 +32,10 @@ DEFAULT_REVOKE_WAIT = timedelta(seconds=30)
 AWS_SESSIONS_NOTE = (
     "note: AWS sessions started before now stay valid until their session duration ends "
     "(Identity Center cannot cut them short)"
+)
+SESSIONS_REVOKED_NOTE = (
+    "note: AWS sessions started before now are denied by the permission set until their session duration ends "
+    "(session revocation)"
 )
 _CONFLICT_RETRIES = 3
 
@@ -58,11 +63,15 @@ def decide(session: Session, name: str, *, approve: bool, reason: str | None) ->
             patched[names.ANNOTATION_DECISION_REASON] = reason
         patch = {"metadata": {"resourceVersion": request["metadata"]["resourceVersion"], "annotations": patched}}
         try:
-            api.merge_patch(o.path(names.REQUESTS, name), patch)
+            patched = api.merge_patch(o.path(names.REQUESTS, name), patch)
         except ApiError as exc:
             if exc.status == 409:
                 continue
             raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessrequest {name}") from exc
+        if approve and names.ANNOTATION_APPROVED not in wire.annotations_of(patched):
+            # One approval of several (approvalsRequired): the webhook listed it and took the flag out.
+            session.say(f"recorded your approval of accessrequest {name}: {_more_needed(patched, team)}")
+            return OK
         spec = wire.spec(request)
         what = f"{o.requester(request) or 'the requester'}, {spec.get('entitlement')}"
         what += f" for {wire.status(request).get('duration') or spec.get('duration') or 'the default duration'}"
@@ -70,6 +79,13 @@ def decide(session: Session, name: str, *, approve: bool, reason: str | None) ->
         session.say(f"{'approved' if approve else 'denied'} accessrequest {name} ({what}){because}")
         return OK
     raise Refused(f"accessrequest {name} kept changing while you decided: run the command again")
+
+
+def _more_needed(request: Obj, team: Obj) -> str:
+    listed = json.loads(wire.annotations_of(request).get(names.ANNOTATION_APPROVALS) or "[]")
+    by = ", ".join(str(a.get("by")) for a in listed if isinstance(a, dict))
+    approvers = ", ".join(o.approvers_of(team, escalated=wire.is_true(request, names.ESCALATED))) or "nobody"
+    return f"approved so far by {by}; another approver of team {wire.name_of(team)} must approve ({approvers})"
 
 
 def check_undecided(request: Obj) -> None:
@@ -287,8 +303,25 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
                         del waiting[wire.name_of(obj)]
     except KeyboardInterrupt:
         raise Interrupted("stopped waiting; the revocation is recorded and the operator will carry it out") from None
-    session.say(AWS_SESSIONS_NOTE)
+    session.say(_sessions_note(session, grants))
     return OK
+
+
+def _sessions_note(session: Session, grants: list[Obj]) -> str:
+    """Whether AWS sessions outlive the grants: not when a PermissionCatalog tier covers each
+    grant's group, for the operator then denies them (session revocation)."""
+    try:
+        catalogs, _ = o.list_all(session.api, names.CATALOGS)
+    except ApiError:
+        return AWS_SESSIONS_NOTE
+    covered = {
+        str(tier.get("groupName"))
+        for catalog in catalogs
+        for tier in (wire.spec(catalog).get("baseline") or {}, wire.spec(catalog).get("production") or {})
+    }
+    if all(wire.spec(g).get("groupName") in covered for g in grants):
+        return SESSIONS_REVOKED_NOTE
+    return AWS_SESSIONS_NOTE
 
 
 def _say_ended(session: Session, grant: Obj) -> None:

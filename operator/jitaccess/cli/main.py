@@ -11,7 +11,8 @@ and `kubectl-jit ...` work. Commands:
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
     status NAME                        who-has ENTITLEMENT
     audit [--since 30d] [--entitlement E] [--user U] [--archive s3://B/P] [-o table|json|csv]
-    review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]
+    review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]      review BREAK-GLASS-REQUEST
+    break-glass ENTITLEMENT --reason TEXT [--for 1h] [--wait/--no-wait]
     rbac slack [-f FILE]... [--name NAME] [-o yaml|values]
     completion bash|zsh
 
@@ -116,11 +117,19 @@ def _audit(session: Session, args: argparse.Namespace) -> int:
 
 
 def _review(session: Session, args: argparse.Namespace) -> int:
-    from jitaccess.cli import reports
+    from jitaccess.cli import breakglass, reports
     from jitaccess.cli.history import archive_location
 
+    if breakglass.is_break_glass_request(session, args.entitlement):
+        return breakglass.review(session, args.entitlement)
     archive = archive_location(args.archive, os.environ)
     return reports.review(session, args.entitlement, days=args.days, archive=archive, output=args.output)
+
+
+def _break_glass(session: Session, args: argparse.Namespace) -> int:
+    from jitaccess.cli import breakglass
+
+    return breakglass.run(session, args.entitlement, args.duration, args.reason, wait=args.wait)
 
 
 def _rbac(session: Session, args: argparse.Namespace) -> int:
@@ -149,6 +158,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "who-has": _who_has,
     "audit": _audit,
     "review": _review,
+    "break-glass": _break_glass,
     "rbac": _rbac,
     "completion": _completion,
 }

@@ -29,7 +29,9 @@ COMMAND_HELP = {
     "status": "show a request and its grant: state, conditions, who approved, expiry",
     "who-has": "who holds an entitlement now, until when, why, approved by whom",
     "audit": "the audit trail: who requested, decided, was granted and ended what, and when",
-    "review": "review an entitlement: who used it and how often, who never did, reasons without a ticket",
+    "review": "review an entitlement: who used it and how often, who never did, reasons without a ticket; "
+    "or review a break-glass request (approvers of the owner team)",
+    "break-glass": "approve your own request in an emergency, where the entitlement allows it (reviewed afterwards)",
     "rbac": "print RBAC for the platform team: `slack`, whom the Slack endpoint may act as (the approvers)",
     "completion": "print a shell completion script (bash or zsh)",
 }
@@ -281,11 +283,29 @@ def build_parser() -> argparse.ArgumentParser:
         "the operator reads: the plugin shows eligible users when the Entitlement's status lists\n"
         "them, and says so when it does not.",
     )
-    review.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
+    review.add_argument(
+        "entitlement",
+        metavar="NAME",
+        help="an Entitlement (its access review), or a break-glass AccessRequest (records your review of it)",
+    )
     review.add_argument("--days", type=_days, default=30, metavar="N", help="the window, in days (default: 30)")
     _archive(review)
     review.add_argument(
         "-o", "--output", choices=("table", "json"), default="table", help="output format (default: table)"
+    )
+
+    glass = command(
+        "break-glass",
+        "Approve your own request in an emergency, where the entitlement's spec.breakGlass allows it:\n"
+        "only its groups, with a reason of at least its minReasonLength, for at most its maxDuration, a\n"
+        "few times a day. Access is active at once; the security channel is told, and an approver of the\n"
+        "owner team reviews it afterwards (`kubectl jit review NAME`).",
+    )
+    glass.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
+    glass.add_argument("--reason", metavar="TEXT", required=True, help="what is broken and why it cannot wait")
+    glass.add_argument("--for", dest="duration", metavar="DURATION", help="how long (default: the cap)")
+    glass.add_argument(
+        "--wait", action=argparse.BooleanOptionalAction, default=True, help="wait until access is active (default)"
     )
 
     rbac = command(

@@ -204,8 +204,20 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
         "neverUsed": None if eligible is None else [u for u in eligible if u not in used],
         "reasonPattern": pattern,
         "grantsWithoutTicket": unticketed,
-        "breakGlass": {"enabled": False, "unreviewed": []},
+        "breakGlass": _break_glass(spec, records),
     }
+
+
+def _break_glass(spec: Mapping[str, Any], records: list[Record]) -> dict[str, Any]:
+    """Whether the entitlement allows break-glass, and its break-glass approvals of the window that
+    no `reviewed` record answers (docs/audit.md)."""
+    reviewed = {str(r.get("request")) for r in records if r.get("action") == "reviewed"}
+    unreviewed = [
+        {"request": r.get("request"), "user": username(r.get("user")), "time": r.get("time"), "reason": r.get("reason")}
+        for r in records
+        if r.get("action") == "break-glass" and str(r.get("request")) not in reviewed
+    ]
+    return {"enabled": bool(spec.get("breakGlass")), "unreviewed": unreviewed}
 
 
 def _print_review(report: dict[str, Any], out: TextIO) -> None:
@@ -245,4 +257,15 @@ def _print_review(report: dict[str, Any], out: TextIO) -> None:
     if unticketed:
         rows = [(str(g["grant"]), g["user"], str(g["time"] or "-"), shorten(g["reason"], 50)) for g in unticketed]
         table(rows, ("GRANT", "USER", "GRANTED", "REASON"), out, indent="  ")
-    say("Break-glass grants not reviewed: none (break-glass is not enabled)")
+    glass = report["breakGlass"]
+    if not glass["enabled"] and not glass["unreviewed"]:
+        say("Break-glass grants not reviewed: none (break-glass is not enabled)")
+        return
+    say(f"Break-glass grants not reviewed: {'' if glass['unreviewed'] else 'none'}".rstrip())
+    if glass["unreviewed"]:
+        rows = [
+            (str(g["request"]), g["user"], str(g["time"] or "-"), shorten(str(g["reason"] or ""), 50))
+            for g in glass["unreviewed"]
+        ]
+        table(rows, ("REQUEST", "USER", "APPROVED", "REASON"), out, indent="  ")
+        say("  review each with `kubectl jit review REQUEST` (an approver of the owner team)")
