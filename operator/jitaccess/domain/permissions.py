@@ -68,10 +68,11 @@ PIPELINE_ACTIONS = (
     "codepipeline:GetPipelineState",
     "codepipeline:ListActionExecutions",
     "codepipeline:ListPipelineExecutions",
-    "codepipeline:RetryStageExecution",
     "codepipeline:StartPipelineExecution",
     "codepipeline:StopPipelineExecution",
 )
+#: Retrying is authorized on the pipeline's stages (`<pipeline>/<stage>`), not on the pipeline.
+PIPELINE_STAGE_ACTIONS = ("codepipeline:RetryStageExecution",)
 LAMBDA_ACTIONS = ("lambda:InvokeFunction",)
 ECS_EXEC_ACTIONS = ("ecs:ExecuteCommand",)
 ECS_DESCRIBE_ACTIONS = ("ecs:DescribeTasks",)
@@ -249,7 +250,13 @@ def _arn(service: str, region: str, account: str, resource: str) -> str:
 
 def _pipelines(entries: list[PipelineEntry], accounts: tuple[str, ...], region: str) -> list[Statement]:
     arns = [_arn("codepipeline", r, a, e.name) for e in entries for a, r in _where(e, accounts, region)]
-    return [_statement("CodePipeline", PIPELINE_ACTIONS, arns)] if arns else []
+    if not arns:
+        return []
+    stages = [f"{arn}/*" for arn in arns]
+    return [
+        _statement("CodePipeline", PIPELINE_ACTIONS, arns),
+        _statement("CodePipelineStages", PIPELINE_STAGE_ACTIONS, stages),
+    ]
 
 
 def _lambdas(entries: list[LambdaEntry], accounts: tuple[str, ...], region: str) -> list[Statement]:
@@ -264,8 +271,10 @@ def _lambdas(entries: list[LambdaEntry], accounts: tuple[str, ...], region: str)
 
 
 def _ecs(entries: list[EcsServiceEntry], accounts: tuple[str, ...], region: str) -> list[Statement]:
-    """ECS Exec into the listed services' tasks: `ecs:ExecuteCommand` is authorized on the cluster and
-    on the task; the task is the service's when it carries the service's managed tag."""
+    """ECS Exec into the listed services' tasks. `ecs:ExecuteCommand` is authorized on the cluster and
+    the task together; the condition on the tag ECS puts on a service's tasks (`enableECSManagedTags`)
+    keeps it to the listed services, as AWS documents tag-limited ECS Exec. Finding the task takes
+    `ecs:ListTasks` (which has no resource but the cluster condition) and `ecs:DescribeTasks`."""
     services: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for entry in entries:
         for account, where in _where(entry, accounts, region):
@@ -275,12 +284,16 @@ def _ecs(entries: list[EcsServiceEntry], accounts: tuple[str, ...], region: str)
     clusters = {key: _arn("ecs", key[1], key[0], f"cluster/{key[2]}") for key in services}
     tasks = {key: _arn("ecs", key[1], key[0], f"task/{key[2]}/*") for key in services}
     statements = [
-        _statement("EcsExecCluster", ECS_EXEC_ACTIONS, clusters.values()),
         _statement("EcsDescribeTasks", ECS_DESCRIBE_ACTIONS, tasks.values()),
         _statement("EcsListTasks", ECS_LIST_ACTIONS, ["*"], {"ArnEquals": {"ecs:cluster": sorted(clusters.values())}}),
     ]
     statements += [
-        _statement("EcsExecTasks", ECS_EXEC_ACTIONS, [tasks[key]], {"StringEquals": {ECS_SERVICE_TAG: sorted(names)}})
+        _statement(
+            "EcsExec",
+            ECS_EXEC_ACTIONS,
+            [clusters[key], tasks[key]],
+            {"StringEquals": {ECS_SERVICE_TAG: sorted(names)}},
+        )
         for key, names in services.items()
     ]
     return statements

@@ -1,0 +1,309 @@
+"""PermissionCatalog rendering and admission (`jitaccess.domain.permissions`).
+
+The example catalogs (examples/04-permissions.yaml) render to the permission sets under
+tests/unit/golden/permissions/, one JSON file per team and tier; after a deliberate change, rewrite
+them with `JITACCESS_UPDATE_GOLDEN=1 pytest tests/unit/test_permissions.py` and review their diff.
+Every rendered policy is also linted with parliament (duo-labs), which checks each action exists,
+each resource has the format the action takes, and the condition keys.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import types
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jitaccess.api import limits
+from jitaccess.api.models import PermissionCatalog
+from jitaccess.domain import permissions
+from jitaccess.domain.admission import Admit, OperatorIdentity, Refusal
+from jitaccess.domain.teams import Caller
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden" / "permissions"
+EXAMPLES = [d for d in yaml.safe_load_all((REPO / "examples" / "04-permissions.yaml").read_text()) if d]
+OPERATOR = OperatorIdentity(frozenset({"system:serviceaccount:jitaccess:operator"}))
+GITOPS = Caller("gitops@example.com", frozenset({"system:masters"}))
+USER_ID = "9067b4a2-f0a1-70e0-5c1c-1d2e3f4a5b6c"
+# The one finding parliament makes, on purpose: `ecs:ListTasks` has no resource type but the
+# container instance, and is limited by its `ecs:cluster` condition instead.
+EXPECTED_FINDINGS = {("RESOURCE_STAR", "ecs:ListTasks")}
+
+
+def example(name: str) -> dict[str, Any]:
+    return copy.deepcopy(next(d for d in EXAMPLES if d["metadata"]["name"] == name))
+
+
+def catalog(doc: dict[str, Any]) -> PermissionCatalog:
+    return PermissionCatalog.model_validate(doc)
+
+
+def statements(policy: dict[str, Any], sid_prefix: str) -> list[dict[str, Any]]:
+    return [s for s in policy["Statement"] if str(s["Sid"]).startswith(sid_prefix)]
+
+
+def parliament_findings(policy: dict[str, Any]) -> set[tuple[str, str]]:
+    # parliament 1.6.4 finds its data files with pkg_resources, which setuptools no longer ships:
+    # the one function it calls, from importlib.resources.
+    shim = types.ModuleType("pkg_resources")
+    shim.resource_filename = lambda package, name: str(resources.files(package) / name)  # type: ignore[attr-defined]
+    sys.modules.setdefault("pkg_resources", shim)
+    from parliament import analyze_policy_string  # type: ignore[import-untyped]
+
+    found = analyze_policy_string(json.dumps(policy), include_community_auditors=False).findings
+    return {
+        (
+            f.issue,
+            ",".join(f.detail)
+            if isinstance(f.detail, list) and all(isinstance(d, str) for d in f.detail)
+            else json.dumps(f.detail),
+        )
+        for f in found
+    }
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("team", "tier"), [(d["metadata"]["name"], t) for d in EXAMPLES for t in permissions.TIERS], ids=str
+)
+def test_example_catalogs_render_as_golden_and_lint_clean(team: str, tier: permissions.Tier) -> None:
+    spec = permissions.render(catalog(example(team)), tier)
+    rendered = {
+        "name": spec.name,
+        "description": spec.description,
+        "sessionDuration": spec.session_duration,
+        "groupName": spec.group_name,
+        "accounts": list(spec.accounts),
+        "managedPolicyArns": list(spec.managed_policy_arns),
+        "tags": spec.tags,
+        "inlinePolicy": spec.inline_policy,
+    }
+    text = json.dumps(rendered, indent=2, sort_keys=True) + "\n"
+    path = GOLDEN / f"{team}-{tier}.json"
+    if os.environ.get("JITACCESS_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{path.name} differs from its golden file (see this module's docstring)"
+    assert parliament_findings(permissions.with_denied_users(spec.inline_policy, [USER_ID])) == EXPECTED_FINDINGS
+    assert len(spec.inline_policy_json) <= permissions.INLINE_POLICY_BUDGET
+
+
+def test_production_is_baseline_plus_adds() -> None:
+    doc = catalog(example("payments"))
+    base, prod = permissions.render(doc, "baseline"), permissions.render(doc, "production")
+    assert (base.name, prod.name) == ("jit-payments-base", "jit-payments-prod")
+    assert (base.session_duration, prod.session_duration) == ("PT8H", "PT1H")
+    assert (base.group_name, prod.group_name) == ("eng-payments", "prod-eng-payments")
+    assert prod.accounts == ("444455556666",)
+    assert prod.tags == {
+        "managed-by": "jitaccess",
+        "jitaccess.dev/team": "payments",
+        "jitaccess.dev/tier": "production",
+    }
+    lambdas = statements(prod.inline_policy, "LambdaInvoke")[0]["Resource"]
+    # Baseline's function, in production's account, with the function production adds.
+    assert lambdas == [
+        "arn:aws:lambda:eu-west-1:444455556666:function:payments-issue-refund",
+        "arn:aws:lambda:eu-west-1:444455556666:function:payments-issue-refund:*",
+        "arn:aws:lambda:eu-west-1:444455556666:function:payments-replay-webhook",
+        "arn:aws:lambda:eu-west-1:444455556666:function:payments-replay-webhook:*",
+    ]
+    assert statements(base.inline_policy, "LambdaInvoke")[0]["Resource"] == [
+        "arn:aws:lambda:eu-west-1:111122223333:function:payments-replay-webhook",
+        "arn:aws:lambda:eu-west-1:111122223333:function:payments-replay-webhook:*",
+    ]
+
+
+def test_rendering_is_deterministic_whatever_the_order_of_the_entries() -> None:
+    doc = example("ledger")
+    shuffled = copy.deepcopy(doc)
+    adds = shuffled["spec"]["production"]["adds"]
+    adds["lambdaFunctions"].reverse()
+    adds["lambdaFunctions"].append(adds["lambdaFunctions"][0])  # a duplicate renders once
+    first, again = permissions.render(catalog(doc), "production"), permissions.render(catalog(shuffled), "production")
+    assert first.inline_policy == again.inline_policy and first.digest == again.digest
+    changed = copy.deepcopy(doc)
+    changed["spec"]["production"]["adds"]["lambdaFunctions"][0]["name"] = "ledger-rerun-close-v2"
+    other = permissions.render(catalog(changed), "production")
+    assert other.digest != first.digest
+    # Only the Lambda statement changes, Sid included; every other statement is the same.
+    before = {s["Sid"] for s in first.inline_policy["Statement"]}
+    after = {s["Sid"] for s in other.inline_policy["Statement"]}
+    assert [s[:12] for s in sorted(before ^ after)] == ["LambdaInvoke", "LambdaInvoke"]
+
+
+def test_entries_with_their_own_account_and_region() -> None:
+    doc = example("ledger")
+    doc["spec"]["production"]["accounts"] = ["555566667777", "888899990000"]
+    doc["spec"]["production"]["adds"]["secrets"]["edit"] = [{"name": "ledger/db-admin", "account": "555566667777"}]
+    spec = permissions.render(catalog(doc), "production")
+    assert statements(spec.inline_policy, "SecretsEdit")[0]["Resource"] == [
+        "arn:aws:secretsmanager:eu-west-1:555566667777:secret:ledger/db-admin-??????"
+    ]
+    lambdas = statements(spec.inline_policy, "LambdaInvoke")[0]["Resource"]
+    assert "arn:aws:lambda:eu-central-1:888899990000:function:ledger-dr-failover" in lambdas
+    assert "arn:aws:lambda:eu-west-1:888899990000:function:ledger-rerun-close" in lambdas
+
+
+def test_s3_listing_is_limited_to_the_prefixes_read() -> None:
+    doc = example("payments")
+    doc["spec"]["baseline"]["permissions"]["s3"] = {
+        "read": ["exports/reports/*", "exports/daily/summary.csv", "public-assets/*"],
+        "write": ["exports/uploads/*"],
+    }
+    policy = permissions.render(catalog(doc), "baseline").inline_policy
+    listing = {s["Resource"][0]: s.get("Condition") for s in statements(policy, "S3List")}
+    assert listing == {
+        "arn:aws:s3:::exports": {"StringLike": {"s3:prefix": ["daily/summary.csv", "reports/", "reports/*"]}},
+        "arn:aws:s3:::public-assets": None,
+    }
+    assert statements(policy, "S3Write")[0]["Resource"] == ["arn:aws:s3:::exports/uploads/*"]
+    assert statements(policy, "S3Write")[0]["Action"] == ["s3:DeleteObject", "s3:PutObject"]
+
+
+def test_ecs_exec_is_limited_to_the_services_listed() -> None:
+    policy = permissions.render(catalog(example("payments")), "production").inline_policy
+    (exec_,) = statements(policy, "EcsExec")
+    assert exec_["Resource"] == [
+        "arn:aws:ecs:eu-west-1:444455556666:cluster/payments",
+        "arn:aws:ecs:eu-west-1:444455556666:task/payments/*",
+    ]
+    assert exec_["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/aws:ecs:serviceName": ["payments-api", "payments-refunds-worker"]}
+    }
+
+
+def test_a_tier_with_nothing_inline_has_no_inline_policy() -> None:
+    doc = example("payments")
+    doc["spec"]["baseline"]["permissions"] = {"managedPolicies": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}
+    spec = permissions.render(catalog(doc), "baseline")
+    assert spec.inline_policy == {} and spec.inline_policy_json == ""
+    assert spec.managed_policy_arns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)
+
+
+# --- session revocation --------------------------------------------------------------------------
+
+
+def test_denied_users_are_one_sorted_deny_statement_replaced_not_doubled() -> None:
+    policy = permissions.render(catalog(example("payments")), "production").inline_policy
+    denied = permissions.with_denied_users(policy, ["b-user", "a-user", "b-user"])
+    deny = [s for s in denied["Statement"] if s["Sid"] == permissions.DENY_SID]
+    assert deny == [
+        {
+            "Sid": "JitaccessRevokedSessions",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"identitystore:UserId": ["a-user", "b-user"]}},
+        }
+    ]
+    again = permissions.with_denied_users(denied, ["c-user"])
+    assert [s["Condition"] for s in again["Statement"] if s["Sid"] == permissions.DENY_SID] == [
+        {"StringEquals": {"identitystore:UserId": ["c-user"]}}
+    ]
+    assert permissions.with_denied_users(denied, []) == policy
+    assert permissions.with_denied_users({}, ["a-user"])["Version"] == "2012-10-17"
+    assert parliament_findings(permissions.with_denied_users({}, ["a-user"])) == set()
+
+
+def test_the_revocation_reserve_holds_forty_user_ids() -> None:
+    ids = [f"{i:08x}-0000-0000-0000-000000000000" for i in range(40)]
+    deny = permissions.policy_json(permissions.with_denied_users({}, ids))
+    assert len(deny) <= limits.REVOCATION_RESERVE_CHARACTERS
+
+
+# --- admission -----------------------------------------------------------------------------------
+
+
+def review(doc: dict[str, Any], old: dict[str, Any] | None = None) -> Admit | Refusal:
+    return permissions.review("UPDATE" if old else "CREATE", old, doc, GITOPS, operator=OPERATOR)
+
+
+def test_the_examples_are_admitted() -> None:
+    for doc in EXAMPLES:
+        assert review(doc) == Admit()
+        assert permissions.warnings(catalog(doc)) == []
+
+
+def test_an_inline_policy_over_the_limit_is_refused_naming_the_largest_part() -> None:
+    doc = example("payments")
+    doc["spec"]["production"]["accounts"] = [f"{n:012}" for n in range(1, 6)]
+    doc["spec"]["production"]["adds"]["secrets"]["read"] = [{"name": f"payments/s{i:02}"} for i in range(40)]
+    verdict = review(doc)
+    assert isinstance(verdict, Refusal) and verdict.code == 422
+    assert verdict.message.startswith("PermissionCatalog payments cannot be provisioned: the production permission ")
+    assert "AWS takes 10,240 (not counting whitespace)" in verdict.message
+    assert "so at most 8,192" in verdict.message
+    assert "the largest part is spec.baseline.permissions.secrets and spec.production.adds.secrets" in verdict.message
+    assert "across 5 account(s)" in verdict.message
+    # Baseline, in its one account, still fits: only production is named.
+    assert "the baseline permission set" not in verdict.message
+
+
+def test_managed_policies_count_across_baseline_and_adds() -> None:
+    doc = example("payments")
+    doc["spec"]["production"]["adds"]["managedPolicies"] = [f"arn:aws:iam::aws:policy/P{i}" for i in range(20)]
+    verdict = review(doc)
+    assert isinstance(verdict, Refusal)
+    assert (
+        "the production permission set would carry 21 managed policies (spec.baseline.permissions.managedPolicies "
+        "and spec.production.adds.managedPolicies): Identity Center attaches at most 20" in verdict.message
+    )
+    doc["spec"]["production"]["adds"]["managedPolicies"] = [f"arn:aws:iam::aws:policy/P{i}" for i in range(10)]
+    assert review(doc) == Admit()
+    (warning,) = permissions.warnings(catalog(doc))
+    assert warning.startswith("the production permission set carries 11 managed policies: an IAM role takes 10")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"production": {"sessionDuration": "13h"}},
+            "spec.production.sessionDuration '13h': an AWS session lasts 1h to 12h",
+        ),
+        ({"baseline": {"sessionDuration": "30m"}}, "spec.baseline.sessionDuration '30m': an AWS session lasts 1h"),
+        (
+            {"production": {"groupName": "eng-payments"}},
+            "spec.production.groupName 'eng-payments' is the baseline group",
+        ),
+    ],
+)
+def test_sessions_and_groups(change: dict[str, Any], message: str) -> None:
+    doc = example("payments")
+    for tier, fields in change.items():
+        doc["spec"][tier].update(fields)
+    verdict = review(doc)
+    assert isinstance(verdict, Refusal) and message in verdict.message
+
+
+def test_a_team_name_too_long_for_a_permission_set_name() -> None:
+    doc = example("ledger")
+    doc["metadata"]["name"] = "x" * 24
+    verdict = review(doc)
+    assert isinstance(verdict, Refusal)
+    assert "Identity Center allows 32 characters, so a team's catalog name has at most 23" in verdict.message
+    doc["metadata"]["name"] = "x" * 23
+    assert review(doc) == Admit()
+
+
+def test_unchanged_spec_and_the_operator_are_not_held_up() -> None:
+    doc = example("payments")
+    doc["spec"]["production"]["sessionDuration"] = "13h"  # stored before the rule existed, say
+    relabelled = copy.deepcopy(doc)
+    relabelled["metadata"]["labels"] = {"owner": "payments"}
+    assert review(relabelled, old=doc) == Admit()
+    kopf_note = copy.deepcopy(doc)
+    kopf_note["metadata"]["annotations"] = {"kopf.zalando.org/last-handled-configuration": "{}"}
+    refused = review(kopf_note, old=doc)
+    assert isinstance(refused, Refusal) and "kopf.zalando.org/" in refused.message
