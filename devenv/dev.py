@@ -122,6 +122,16 @@ In another terminal:
   kubectl --kubeconfig {kc("lena@example.com")} get accessrequests
   kubectl --kubeconfig {kc("lena@example.com")} annotate accessrequest NAME jitaccess.dev/approved=true
 
+  # a two-party approval: prod-eng-payments-pci needs paula and lena (APPROVALS 1/2, then 2/2):
+  kubectl jit request prod-eng-payments-pci --for 30m --reason "PCI-12 rotate the card vault key" --no-wait
+  kubectl --kubeconfig {kc("paula@example.com")} jit approve NAME
+  kubectl --kubeconfig {kc("lena@example.com")} jit approve NAME
+
+  # break-glass: carol (SRE) approves her own emergency access, reviewed by paula afterwards:
+  kubectl --kubeconfig {kc("carol@example.com")} jit break-glass prod-eng-payments-pci \
+    --reason "INC-900 card authorisations failing, rolling back release 2026.11.3"
+  kubectl --kubeconfig {kc("paula@example.com")} jit review NAME
+
   # a change window: alice asks for her role from 5 minutes on (approval now, membership then);
   # START in `kubectl get accessrequests`, and `kubectl jit status NAME` says when it begins:
   kubectl jit request prod-eng-payments --for 1h --start +5m --reason "CHG-88 rotate the keys"
