@@ -25,6 +25,16 @@ class Settings(BaseSettings):
     endpoint_url: str | None = Field(default=None, description="Identity Center endpoint (the emulator)")
     rate_limit: float = Field(default=20.0, ge=0, description="Identity Store calls per second; 0 = no limit")
     aws_max_attempts: int = Field(default=3, ge=1, description="SDK attempts per call before kopf retries")
+    sso_instance_arn: str | None = Field(
+        default=None, description="Identity Center instance ARN (PermissionCatalogs); found with ListInstances when unset"
+    )
+    sso_rate_limit: float = Field(default=20.0, ge=0, description="sso-admin calls per second, per API; 0 = no limit")
+    revocation_hold_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long a revoked user's sessions stay denied; unset = the permission set's session duration "
+        "(tests shorten it)",
+    )
 
     pending_timeout_seconds: float = Field(default=24 * 3600, gt=0)
     min_duration_seconds: float = Field(default=60, gt=0)

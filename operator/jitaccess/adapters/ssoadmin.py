@@ -344,28 +344,28 @@ class SsoAdmin:
         )
         return [(str(r["PrincipalType"]), str(r["PrincipalId"])) for r in rows]
 
-    def _assignment(self, arn: str, account: str, group_id: str) -> dict[str, Any]:
+    def _assignment(self, arn: str, account: str, principal: str, principal_type: str) -> dict[str, Any]:
         return {
             "TargetId": account,
             "TargetType": "AWS_ACCOUNT",
             "PermissionSetArn": arn,
-            "PrincipalType": "GROUP",
-            "PrincipalId": group_id,
+            "PrincipalType": principal_type,
+            "PrincipalId": principal,
         }
 
     def assign(self, arn: str, account: str, group_id: str) -> Request:
         status = self._call(
             "CreateAccountAssignment",
             self._client.create_account_assignment,
-            **self._assignment(arn, account, group_id),
+            **self._assignment(arn, account, group_id, "GROUP"),
         )["AccountAssignmentCreationStatus"]
         return _request("create", status)
 
-    def unassign(self, arn: str, account: str, group_id: str) -> Request:
+    def unassign(self, arn: str, account: str, principal: str, principal_type: str = "GROUP") -> Request:
         status = self._call(
             "DeleteAccountAssignment",
             self._client.delete_account_assignment,
-            **self._assignment(arn, account, group_id),
+            **self._assignment(arn, account, principal, principal_type),
         )["AccountAssignmentDeletionStatus"]
         return _request("delete", status)
 

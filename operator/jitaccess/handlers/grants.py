@@ -25,6 +25,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers import sessions
 from jitaccess.handlers.backing import unbacked
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
@@ -225,6 +226,9 @@ def end_grant(
     with rt.membership_lock(key):
         others = grant_rules.other_holders(holders.get(key, []), name, rt.recently_ended())
         removed = False
+        if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
+            # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
+            sessions.deny(rt, grant, key[0])
         if not others:
             removed = _remove_membership(rt, grant)
         rt.mark_ended(name)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
+from jitaccess.adapters.ssoadmin import SsoAdmin
 from jitaccess.domain.following import Laggards
 from jitaccess.handlers.known_requests import KnownRequests
 from jitaccess.handlers.scheduler import ExpiryScheduler
@@ -85,6 +86,8 @@ class Runtime:
     settings: Settings
     identity_center: IdentityCenter
     kube: Kube
+    # sso-admin, for PermissionCatalogs: connected on first use (`handlers.permissionsets.sso_of`).
+    sso_admin: SsoAdmin | None = None
     # One lock per (UserId, group) membership: adding and removing it, and deciding whether any
     # other grant still holds it, must not interleave.
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))

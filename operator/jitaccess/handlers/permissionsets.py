@@ -1,0 +1,527 @@
+"""PermissionCatalog handlers: make IAM Identity Center hold each tier's permission set as rendered.
+
+For each tier of a team's catalog (`domain.permissions.render`), one pass makes Identity Center
+match: the permission set (created with tags marking it jitaccess's; description, session
+duration, inline policy with the session-revocation deny statement, managed policies), its
+assignment to the tier's group in each account (asynchronous: followed to the end), and a
+provisioning when the content changed. What the catalog no longer lists goes: a tier's accounts
+and a tier itself, with its permission set, but only permission sets carrying the
+`managed-by=jitaccess` tag, and within them only what jitaccess put there.
+
+Provisioning happens on change only. A pass compares the digest of what it would provision
+(`domain.revocations.digest`: the rendered spec and the deny statement) with the one recorded in
+`status.<tier>.digest`: equal on a create/update/event pass, and nothing is called. The periodic
+pass (`RESYNC_SECONDS`) and the pass at start-up read Identity Center instead, report what was
+changed by hand (a `DriftFound` Warning Event) and repair it; the digest is also kept as a tag of
+the permission set, written only after its provisioning succeeded, so a pass interrupted between
+writing a policy and provisioning it (a crash) provisions it on the next pass even though the
+policy already reads right.
+
+Session revocation (`handlers.sessions`) adds entries to `status.<tier>.deniedUsers`; a watch-event
+pass picks up every entry newer than the last pass (so concurrent revocations share one
+provisioning), and a short timer drops entries whose time has come.
+
+Passes over one catalog never overlap (a lock per catalog): kopf runs timers beside event handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import kopf
+
+from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin, policy_key
+from jitaccess.api import names
+from jitaccess.api.models import PermissionCatalog, TierStatus
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import permissions as rules
+from jitaccess.domain import revocations
+from jitaccess.domain.grants import membership_key
+from jitaccess.errors import InvalidInput, NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import Runtime, runtime_of
+from jitaccess.settings import Settings
+
+log = logging.getLogger(__name__)
+CATALOG = (names.GROUP, names.VERSION, names.CATALOGS)
+RESYNC_SECONDS = Settings().resync_seconds
+#: How often the denials are checked for entries whose time has come (a check of the status only).
+DENIAL_CHECK_SECONDS = min(5.0, RESYNC_SECONDS)
+#: The tag holding the digest last provisioned (written after the provisioning succeeded).
+DIGEST_TAG = "jitaccess.dev/digest"
+
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+_connect_guard = threading.Lock()
+
+
+def sso_of(rt: Runtime) -> SsoAdmin:
+    """The sso-admin adapter, connected on first use (a cluster without catalogs never needs it)."""
+    with _connect_guard:
+        if rt.sso_admin is None:
+            settings = rt.settings
+            sso = SsoAdmin.connect(
+                settings.sso_instance_arn,
+                region=settings.region,
+                endpoint_url=settings.endpoint_url,
+                rate_limit=settings.sso_rate_limit,
+                max_attempts=settings.aws_max_attempts,
+                queue=rt.identity_center.queue,
+            )
+            sso.may_write = lambda: rt.identity_center.may_write()
+            rt.sso_admin = sso
+        return rt.sso_admin
+
+
+def _lock(name: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks[name]
+
+
+def _denials(status: TierStatus | None) -> list[revocations.Denial]:
+    return [revocations.Denial(d.user_id, d.since, d.until) for d in (status.denied_users if status else None) or []]
+
+
+def _revocation_pending(body: kopf.Body, **_: Any) -> bool:
+    """A denial newer than the last pass over its tier (a revocation to provision)."""
+    status = body.get("status") or {}
+    for tier in rules.TIERS:
+        tier_status = status.get(tier) or {}
+        since_pass = tier_status.get("provisionedTime") or ""
+        if any(str(d.get("since", "")) >= since_pass for d in tier_status.get("deniedUsers") or []):
+            return True
+    return False
+
+
+def _denial_expired(body: kopf.Body, **_: Any) -> bool:
+    stamp = ts(now())
+    status = body.get("status") or {}
+    return any(
+        str(d.get("until", "")) <= stamp
+        for tier in rules.TIERS
+        for d in (status.get(tier) or {}).get("deniedUsers") or []
+    )
+
+
+@kopf.on.resume(*CATALOG)
+@kopf.on.create(*CATALOG)
+@kopf.on.update(*CATALOG, field="spec")
+@kopf.timer(*CATALOG, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+async def sync_catalog(
+    *, body: kopf.Body, memo: kopf.Memo, reason: str = "", teams: Index = NO_INDEX, **_: Any
+) -> None:
+    rt = runtime_of(memo)
+    # create/update change the digest anyway; resume and the timer read Identity Center (drift).
+    verify = reason not in ("create", "update")
+    await rt.run_blocking(_sync_or_retry, rt, body.metadata.name, teams, verify)
+
+
+@kopf.on.event(*CATALOG, when=_revocation_pending)
+@kopf.timer(*CATALOG, interval=DENIAL_CHECK_SECONDS, when=_denial_expired)
+async def provision_denials(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
+    rt = runtime_of(memo)
+    await rt.run_blocking(_sync_or_retry, rt, body.metadata.name, teams, False)
+
+
+@kopf.on.delete(*CATALOG)
+async def remove_catalog(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The catalog is gone: so are its permission sets (only the tagged ones of its team)."""
+    rt = runtime_of(memo)
+    await rt.run_blocking(_remove_or_retry, rt, body.metadata.name)
+
+
+def _sync_or_retry(rt: Runtime, name: str, teams: Index, verify: bool) -> None:
+    try:
+        sync(rt, name, teams, verify=verify)
+    except RetryLater as exc:
+        raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=5) from exc
+
+
+def _remove_or_retry(rt: Runtime, name: str) -> None:
+    try:
+        with _lock(name):
+            sso = sso_of(rt)
+            for arn, _tier in _owned(sso, name).items():
+                _remove_permission_set(sso, arn)
+    except RetryLater as exc:
+        raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=5) from exc
+
+
+@dataclass
+class _Pass:
+    """What one pass found and did, for the status and the events."""
+
+    drift: list[str] = field(default_factory=list)
+    provisioned: bool = False
+    tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> None:
+    """One pass over catalog `name` (module doc). `verify` reads Identity Center even when the
+    recorded digest says nothing changed."""
+    with _lock(name):
+        obj = rt.kube.get(names.CATALOGS, name)
+        if obj is None:
+            return
+        catalog = PermissionCatalog.model_validate(obj)
+        if teams is not NO_INDEX and first(teams, name) is None:
+            _finish(
+                rt, catalog, None, False, names.TEAM_NOT_FOUND, f"no TeamOwnership named {name}: nothing provisioned"
+            )
+            return
+        started = now()
+        done = _Pass()
+        wanted: dict[str, tuple[rules.PermissionSetSpec, revocations.Effective, str]] = {}
+        for tier in rules.tiers(catalog):
+            spec = rules.render(catalog, tier)
+            denials = _in_force(rt, spec, _denials(getattr(catalog.status, tier)), started)
+            effective = revocations.effective_policy(spec.inline_policy, denials)
+            wanted[tier] = (spec, effective, revocations.digest(spec.digest, effective))
+        unchanged = all(
+            (getattr(catalog.status, tier) or TierStatus()).digest == digest and not _stale_accounts(catalog, tier)
+            for tier, (_spec, _eff, digest) in wanted.items()
+        )
+        gone = [t for t in rules.TIERS if t not in wanted and getattr(catalog.status, t) is not None]
+        if unchanged and not verify and not gone:
+            _finish(rt, catalog, done, True, names.PROVISIONED, _summary(wanted), started=started, calls=0)
+            return
+        sso = sso_of(rt)
+        before = sso.calls_made()
+        try:
+            owned = _owned(sso, name)
+            for spec, effective, digest in wanted.values():
+                done.tiers[spec.tier] = _sync_tier(rt, sso, catalog, spec, effective, digest, owned, done)
+            for arn, owned_tier in owned.items():
+                if owned_tier not in wanted:
+                    _remove_permission_set(sso, arn)
+                    done.tiers[owned_tier] = {}
+        except PermanentFailure as exc:
+            _finish(
+                rt,
+                catalog,
+                done,
+                False,
+                names.PROVISIONING_FAILED,
+                str(exc),
+                started=started,
+                calls=sso.calls_made() - before,
+            )
+            return
+        except InvalidInput as exc:
+            _finish(rt, catalog, done, False, names.PROVISIONING_FAILED, str(exc), started=started, calls=0)
+            return
+        for what in done.drift:
+            record(catalog.wire(), names.DRIFT_FOUND, what, warning=True)
+        _finish(
+            rt,
+            catalog,
+            done,
+            True,
+            names.PROVISIONED,
+            _summary(wanted),
+            started=started,
+            calls=sso.calls_made() - before,
+        )
+
+
+def _in_force(
+    rt: Runtime, spec: rules.PermissionSetSpec, denials: Iterable[revocations.Denial], at: datetime
+) -> list[revocations.Denial]:
+    """The denials to provision: those whose time has not come, less the users who hold the group
+    again through a live grant (they are entitled to sessions now)."""
+    kept = []
+    for denial in revocations.current(denials, at):
+        holders = set(rt.holders.get(membership_key(denial.user_id, spec.group_name), ())) - rt.recently_ended()
+        if not holders:
+            kept.append(denial)
+    return kept
+
+
+def _stale_accounts(catalog: PermissionCatalog, tier: str) -> bool:
+    status = getattr(catalog.status, tier)
+    return status is None or any(a.state != "Provisioned" for a in status.accounts or [])
+
+
+def _summary(wanted: dict[str, tuple[rules.PermissionSetSpec, revocations.Effective, str]]) -> str:
+    parts = [f"{spec.name} in {len(spec.accounts)} account(s)" for spec, _e, _d in wanted.values()]
+    overflow = [spec.name for spec, effective, _d in wanted.values() if effective.overflow]
+    text = "Identity Center holds " + ", ".join(parts)
+    if overflow:
+        text += (
+            f"; revoked sessions overflow the inline policy of {', '.join(overflow)}: every session issued "
+            "before the latest revocation is denied"
+        )
+    return text
+
+
+def _owned(sso: SsoAdmin, team: str) -> dict[str, str]:
+    """The permission sets jitaccess created for this team: ARN -> tier (by their tags)."""
+    found: dict[str, str] = {}
+    for arn in sso.permission_set_arns():
+        tags = _identity_tags(sso, arn)
+        if tags is not None and tags[0] == team:
+            found[arn] = tags[1]
+    return found
+
+
+# ARN -> (team, tier) of a jitaccess permission set, or None for one that is not; these tags are
+# written at creation and never changed, so each ARN is asked about once per process.
+_identity: dict[str, tuple[str, str] | None] = {}
+
+
+def _identity_tags(sso: SsoAdmin, arn: str) -> tuple[str, str] | None:
+    if arn not in _identity:
+        try:
+            tags = sso.tags(arn)
+        except NotFound:
+            return None
+        managed = tags.get(rules.MANAGED_BY_TAG) == rules.MANAGED_BY
+        _identity[arn] = (tags.get(rules.TEAM_TAG, ""), tags.get(rules.TIER_TAG, "")) if managed else None
+    return _identity[arn]
+
+
+def _sync_tier(
+    rt: Runtime,
+    sso: SsoAdmin,
+    catalog: PermissionCatalog,
+    spec: rules.PermissionSetSpec,
+    effective: revocations.Effective,
+    digest: str,
+    owned: dict[str, str],
+    done: _Pass,
+) -> dict[str, Any]:
+    status = getattr(catalog.status, spec.tier) or TierStatus()
+    arn = next((a for a, tier in owned.items() if tier == spec.tier), None)
+    if arn is None and status.permission_set_arn:
+        done.drift.append(
+            f"permission set {spec.name} ({status.permission_set_arn}) was deleted outside jitaccess: created again"
+        )
+    state: PermissionSetState | None = None
+    if arn is not None:
+        try:
+            state = sso.read(arn)
+        except NotFound:
+            _identity.pop(arn, None)
+            arn = None
+    if state is None:
+        try:
+            arn = sso.create(spec.name, spec.description, spec.session_duration, spec.tags)
+        except PermanentFailure as exc:
+            if exc.code == "ConflictException":
+                raise PermanentFailure(
+                    f"a permission set named {spec.name} exists that jitaccess did not create (it lacks the tag "
+                    f"{rules.MANAGED_BY_TAG}={rules.MANAGED_BY}): rename or delete it, jitaccess never changes it",
+                    operation="CreatePermissionSet",
+                    code=exc.code,
+                ) from exc
+            raise
+        _identity[arn] = (spec.team, spec.tier)
+        state = PermissionSetState(arn, spec.name, spec.description, spec.session_duration, "", (), dict(spec.tags))
+        created = True
+    else:
+        created = False
+    assert arn is not None
+    changed = _content(sso, spec, effective, state, done, created, digest)
+    group_id = _group(rt, spec)
+    accounts, requests, existing = _assignments(sso, spec, arn, group_id, status, done)
+    finished = {r.request_id: r for r in sso.wait(requests)}
+    if (changed or state.tags.get(DIGEST_TAG) != digest) and existing:
+        sso.wait([sso.provision(arn)])
+        done.provisioned = True
+    if state.tags.get(DIGEST_TAG) != digest:
+        sso.tag(arn, {DIGEST_TAG: digest})
+    stamp = ts(now())
+    return {
+        "permissionSetName": spec.name,
+        "permissionSetArn": arn,
+        "digest": digest,
+        "accounts": [
+            {
+                "account": acc,
+                "state": "Provisioned",
+                "time": stamp,
+                **({"requestId": rid} if (rid := accounts.get(acc)) and rid in finished else {}),
+            }
+            for acc in spec.accounts
+        ],
+    }
+
+
+def _content(
+    sso: SsoAdmin,
+    spec: rules.PermissionSetSpec,
+    effective: revocations.Effective,
+    state: PermissionSetState,
+    done: _Pass,
+    created: bool,
+    digest: str,
+) -> bool:
+    """Bring the permission set's content to `spec`; whether anything had to change."""
+    changes: list[str] = []
+    if (state.description, state.session_duration) != (spec.description, spec.session_duration):
+        sso.update(state.arn, spec.description, spec.session_duration)
+        changes.append("description or session duration")
+    if _parsed(state.inline_policy) != _parsed(effective.json):
+        sso.put_inline_policy(state.arn, effective.json)
+        changes.append("inline policy")
+    want = {policy_key(a) for a in spec.managed_policy_arns}
+    have = set(state.managed_policies)
+    for key in sorted(want - have):
+        sso.attach(state.arn, key)
+    for key in sorted(have - want):
+        sso.detach(state.arn, key)
+    if want != have:
+        changes.append("managed policies")
+    # Provisioned by jitaccess as wanted now (the digest tag), yet different: changed by hand.
+    if changes and not created and state.tags.get(DIGEST_TAG) == digest:
+        done.drift.append(f"permission set {spec.name}: {', '.join(changes)} changed outside jitaccess: repaired")
+    return bool(changes)
+
+
+def _parsed(policy: str) -> Any:
+    try:
+        return json.loads(policy) if policy else {}
+    except ValueError:
+        return policy
+
+
+def _group(rt: Runtime, spec: rules.PermissionSetSpec) -> str:
+    try:
+        return rt.cached("group", spec.group_name, rt.identity_center.resolve_group)
+    except NotFound as exc:
+        raise PermanentFailure(
+            f"Identity Center group {spec.group_name!r} (spec.{spec.tier}.groupName) does not exist: create it",
+            operation="GetGroupId",
+        ) from exc
+
+
+def _assignments(
+    sso: SsoAdmin,
+    spec: rules.PermissionSetSpec,
+    arn: str,
+    group_id: str,
+    status: TierStatus,
+    done: _Pass,
+) -> tuple[dict[str, str], list[Request], bool]:
+    """Assign the group in each account of the spec and nowhere else; (account -> request id of the
+    assignments started, every request started, whether any wanted account had it already)."""
+    started: dict[str, str] = {}
+    requests: list[Request] = []
+    existing = False
+    known = {a.account for a in status.accounts or []}
+    for account in spec.accounts:
+        principals = sso.assignments(arn, account)
+        if ("GROUP", group_id) in principals:
+            existing = True
+        else:
+            if account in known:
+                done.drift.append(
+                    f"{spec.name}: the assignment to {spec.group_name} in {account} was removed outside jitaccess: assigned again"
+                )
+            request = sso.assign(arn, account, group_id)
+            started[account] = request.request_id
+            requests.append(request)
+        for principal_type, principal in principals:
+            if (principal_type, principal) != ("GROUP", group_id):
+                done.drift.append(
+                    f"{spec.name}: {principal_type.lower()} {principal} was assigned in {account} outside jitaccess: removed"
+                )
+                requests.append(sso.unassign(arn, account, principal, principal_type))
+    for account in sorted(set(sso.assigned_accounts(arn)) - set(spec.accounts)):
+        for principal_type, principal in sso.assignments(arn, account):
+            requests.append(sso.unassign(arn, account, principal, principal_type))
+    return started, requests, existing
+
+
+def _remove_permission_set(sso: SsoAdmin, arn: str) -> None:
+    """Every assignment of a jitaccess permission set, then the permission set."""
+    requests = [
+        sso.unassign(arn, account, principal, principal_type)
+        for account in sso.assigned_accounts(arn)
+        for principal_type, principal in sso.assignments(arn, account)
+    ]
+    sso.wait(requests)
+    sso.delete(arn)
+    _identity.pop(arn, None)
+
+
+def _finish(
+    rt: Runtime,
+    catalog: PermissionCatalog,
+    done: _Pass | None,
+    ready: bool,
+    reason: str,
+    message: str,
+    *,
+    started: datetime | None = None,
+    calls: int | None = None,
+) -> None:
+    """Record the pass in the catalog's status: the tiers, the result, `Ready`."""
+
+    def build(current: PermissionCatalog) -> dict[str, Any] | None:
+        fields: dict[str, Any] = {}
+        stamp = started or now()
+        for tier, values in (done.tiers if done else {}).items():
+            if not values:
+                fields[tier] = None
+                continue
+            kept = [
+                d.wire() for d in (getattr(current.status, tier) or TierStatus()).denied_users or [] if d.until > stamp
+            ]
+            fields[tier] = {**values, "deniedUsers": kept, "provisionedTime": ts(stamp)}
+        if done is not None and (done.tiers or calls):
+            fields["lastResult"] = {
+                "time": ts(now()),
+                "outcome": "Succeeded" if ready else "Failed",
+                "message": message,
+                "calls": calls,
+            }
+        previous = cond.find(current.status.conditions, names.READY)
+        same = (
+            previous is not None
+            and previous.status == ("True" if ready else "False")
+            and previous.reason == reason
+            and previous.message == message
+            and previous.observed_generation == current.metadata.generation
+        )
+        if same and not fields:
+            return None
+        fields["conditions"] = conditions_after(
+            current.status.conditions, [(names.READY, ready, reason, message)], current.metadata.generation
+        )
+        fields["observedGeneration"] = current.metadata.generation
+        return fields
+
+    before = cond.find(catalog.status.conditions, names.READY)
+    updated = rt.kube.update_status(names.CATALOGS, catalog.metadata.name, status_change(PermissionCatalog, build))
+    if updated is not None and (before is None or before.reason != reason):
+        record(updated, reason, message, warning=not ready)
+    if done is not None and done.provisioned:
+        log.info("catalog %s provisioned: %s", catalog.metadata.name, message)
+
+
+def hold(rt: Runtime, session_duration: str) -> timedelta:
+    """How long a revoked user's sessions are denied: the permission set's session duration, or
+    `JITACCESS_REVOCATION_HOLD_SECONDS` when set (tests)."""
+    if rt.settings.revocation_hold_seconds is not None:
+        return timedelta(seconds=rt.settings.revocation_hold_seconds)
+    return timedelta(seconds=_iso_seconds(session_duration))
+
+
+def _iso_seconds(iso: str) -> int:
+    total, number = 0, ""
+    for ch in iso.removeprefix("PT"):
+        if ch.isdigit():
+            number += ch
+        else:
+            total += int(number or 0) * {"H": 3600, "M": 60, "S": 1}.get(ch, 0)
+            number = ""
+    return total

@@ -1,0 +1,68 @@
+"""Session revocation: a grant that ends early denies the user's AWS sessions of its permission set.
+
+Taking a user out of the group stops new sessions, not the ones Identity Center issued already.
+When a grant that was Active ends as Revoked or EligibilityLapsed (a revoke by its holder or an
+owner, a deletion, a lapse) and no other grant keeps the membership, `deny` records the user in
+`status.<tier>.deniedUsers` of every PermissionCatalog tier whose group is the grant's group (the
+permission set assigned to that group is the one the user's sessions belong to): the UserId, the
+grant, when, and until when (the permission set's session duration later). The record is
+written before the grant is marked ended, so a crash between the two cannot lose it; the
+permission-set pass (`handlers.permissionsets`) provisions it and later removes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant, PermissionCatalog, TierStatus
+from jitaccess.domain import permissions as rules
+from jitaccess.errors import InvalidInput
+from jitaccess.handlers.common import now, status_change, ts
+from jitaccess.handlers.permissionsets import hold
+from jitaccess.handlers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def deny(rt: Runtime, grant: AccessGrant, user_id: str) -> int:
+    """Record the grant's user as denied in each catalog tier of the grant's group; how many tiers."""
+    group = grant.spec.group_name
+    since = now()
+    found = 0
+    for obj in rt.kube.each(names.CATALOGS):
+        catalog = PermissionCatalog.model_validate(obj)
+        for tier in rules.tiers(catalog):
+            try:
+                spec = rules.render(catalog, tier)
+            except InvalidInput:
+                continue  # admission refuses such a catalog: it has no permission set to deny in
+            if spec.group_name != group:
+                continue
+            found += 1
+            entry = {
+                "userId": user_id,
+                "user": grant.spec.user,
+                "grant": grant.metadata.name,
+                "since": ts(since),
+                "until": ts(since + hold(rt, spec.session_duration)),
+            }
+
+            def build(
+                current: PermissionCatalog, tier: str = tier, entry: dict[str, Any] = entry
+            ) -> dict[str, Any] | None:
+                listed = (getattr(current.status, tier) or TierStatus()).denied_users or []
+                if any(d.grant == entry["grant"] for d in listed):
+                    return None
+                return {tier: {"deniedUsers": [*(d.wire() for d in listed), entry]}}
+
+            rt.kube.update_status(names.CATALOGS, catalog.metadata.name, status_change(PermissionCatalog, build))
+            log.info(
+                "sessions of %s in %s denied until %s (grant %s)",
+                grant.spec.user,
+                spec.name,
+                entry["until"],
+                grant.metadata.name,
+            )
+    return found

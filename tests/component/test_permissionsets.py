@@ -1,0 +1,251 @@
+"""The permission-set reconciler against the real API server and the strict emulator's sso-admin:
+catalog -> permission sets, assignments and policies as rendered; provisioning on change only;
+removal; drift repaired; session revocation held for its time and surviving an interrupted pass."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devenv.controlplane import ControlPlane
+from devenv.emulator import IdentityCenterEmulator
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube, load_client_config
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant, PermissionCatalog
+from jitaccess.domain import permissions as rules
+from jitaccess.errors import RetryLater
+from jitaccess.handlers import permissionsets, sessions
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.component.test_handlers import prepare
+from tests.support.harness import eventually
+
+BASE_ACCOUNT, PROD_ACCOUNTS = "111122223333", ("444455556666", "777788889999")
+CATALOG = f"""
+apiVersion: jitaccess.dev/v1alpha1
+kind: PermissionCatalog
+metadata: {{name: payments}}
+spec:
+  region: eu-west-1
+  baseline:
+    groupName: eng-payments
+    accounts: ["{BASE_ACCOUNT}"]
+    sessionDuration: 8h
+    permissions:
+      managedPolicies: [arn:aws:iam::aws:policy/ReadOnlyAccess]
+      lambdaFunctions: [{{name: payments-replay-webhook}}]
+  production:
+    groupName: prod-eng-payments
+    accounts: {json.dumps(list(PROD_ACCOUNTS))}
+    sessionDuration: 1h
+    adds:
+      lambdaFunctions: [{{name: payments-issue-refund}}]
+"""
+
+
+EVENTS: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def system(
+    control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Runtime, IdentityCenterEmulator]]:
+    emulator = prepare(control_plane, monkeypatch, JITACCESS_REVOCATION_HOLD_SECONDS="3")
+    emulator.sso.async_seconds = 0.05
+    emulator.create_group("eng-payments")
+    load_client_config()
+    rt = Runtime(
+        settings=Settings(),
+        identity_center=IdentityCenter.connect(
+            emulator.identity_store_id, endpoint_url=emulator.endpoint_url, rate_limit=0
+        ),
+        kube=Kube(),
+    )
+    # Events are kopf's to post, from inside a handler: here they are kept for the test to read.
+    EVENTS.clear()
+    monkeypatch.setattr(permissionsets, "record", lambda _obj, reason, message, **_: EVENTS.append((reason, message)))
+    control_plane.kubectl("apply", "-f", "-", input=CATALOG)
+    try:
+        yield rt, emulator
+    finally:
+        control_plane.kubectl("delete", "permissioncatalogs", "--all", "--timeout=30s", check=False)
+        emulator.stop()
+
+
+def catalog(rt: Runtime) -> PermissionCatalog:
+    obj = rt.kube.get(names.CATALOGS, "payments")
+    assert obj is not None
+    return PermissionCatalog.model_validate(obj)
+
+
+def by_name(emulator: IdentityCenterEmulator) -> dict[str, Any]:
+    return {ps.name: ps for ps in emulator.sso.permission_sets.values()}
+
+
+def deny_statement(policy: str) -> list[str]:
+    for statement in json.loads(policy or "{}").get("Statement", []):
+        if statement.get("Sid") == rules.DENY_SID:
+            return list(statement["Condition"]["StringEquals"][rules.USER_ID_CONDITION_KEY])
+    return []
+
+
+def test_catalog_becomes_permission_sets_exactly_as_rendered(system: tuple[Runtime, IdentityCenterEmulator]) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    sets = by_name(emulator)
+    assert set(sets) == {"jit-payments-base", "jit-payments-prod"}
+    for tier in rules.TIERS:
+        spec = rules.render(catalog(rt), tier)
+        ps = sets[spec.name]
+        assert json.loads(ps.inline_policy) == spec.inline_policy
+        assert (ps.session_duration, ps.description, sorted(ps.managed)) == (
+            spec.session_duration,
+            spec.description,
+            sorted(spec.managed_policy_arns),
+        )
+        assert ps.tags[rules.MANAGED_BY_TAG] == rules.MANAGED_BY
+        group = emulator.group_id(spec.group_name)
+        assert {a for a in emulator.sso.assignments if a[1] == ps.arn} == {
+            (account, ps.arn, "GROUP", group) for account in spec.accounts
+        }
+        for account in spec.accounts:  # what each account got is the rendered policy
+            assert json.loads(emulator.sso.provisioned[(ps.arn, account)]["InlinePolicy"]) == spec.inline_policy
+    status = catalog(rt).status
+    assert status.production is not None and status.production.permission_set_arn == sets["jit-payments-prod"].arn
+    assert [a.account for a in status.production.accounts or []] == list(PROD_ACCOUNTS)
+    assert status.last_result is not None and status.last_result.outcome == "Succeeded"
+    assert [(c.type, c.status, c.reason) for c in status.conditions] == [("Ready", "True", "Provisioned")]
+
+    # Unchanged input: nothing is called at all, and a verifying pass writes and provisions nothing.
+    calls = sum(emulator.faults.calls.values())
+    permissionsets.sync(rt, "payments", verify=False)
+    assert sum(emulator.faults.calls.values()) == calls
+    emulator.faults.clear()
+    permissionsets.sync(rt, "payments", verify=True)
+    writes = {op for op in emulator.faults.calls if not op.startswith(("List", "Describe", "Get"))}
+    assert writes == set(), emulator.faults.calls
+
+
+def test_one_lambda_more_is_one_provisioning_and_removal_takes_only_ours(
+    system: tuple[Runtime, IdentityCenterEmulator], control_plane: ControlPlane
+) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    emulator.faults.clear()
+    patch = {"spec": {"production": {"adds": {"lambdaFunctions": [{"name": "payments-issue-refund"}, {"name": "x"}]}}}}
+    control_plane.kubectl("patch", "permissioncatalog", "payments", "--type=merge", "-p", json.dumps(patch))
+    permissionsets.sync(rt, "payments", verify=False)
+    assert emulator.faults.calls["ProvisionPermissionSet"] == 1
+    prod = by_name(emulator)["jit-payments-prod"]
+    for account in PROD_ACCOUNTS:
+        assert "function:x" in emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]
+
+    # A permission set someone else made is never touched; the production tier removed goes.
+    sso = emulator.client("sso-admin")
+    foreign = sso.create_permission_set(InstanceArn=emulator.sso.arn, Name="hand-made")["PermissionSet"]
+    control_plane.kubectl(
+        "patch", "permissioncatalog", "payments", "--type=json", "-p", '[{"op":"remove","path":"/spec/production"}]'
+    )
+    permissionsets.sync(rt, "payments", verify=False)
+    assert set(by_name(emulator)) == {"jit-payments-base", "hand-made"}
+    assert not [a for a in emulator.sso.assignments if a[1] == prod.arn]
+    assert catalog(rt).status.production is None
+    assert foreign["PermissionSetArn"] in emulator.sso.permission_sets
+
+
+def test_drift_made_by_hand_is_repaired_on_the_next_pass(system: tuple[Runtime, IdentityCenterEmulator]) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    sso, instance = emulator.client("sso-admin"), emulator.sso.arn
+    prod = by_name(emulator)["jit-payments-prod"]
+    rendered = prod.inline_policy
+    sso.put_inline_policy_to_permission_set(
+        InstanceArn=instance, PermissionSetArn=prod.arn, InlinePolicy='{"Statement":[]}'
+    )
+    group = emulator.group_id("prod-eng-payments")
+    sso.delete_account_assignment(
+        InstanceArn=instance,
+        TargetId=PROD_ACCOUNTS[0],
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=prod.arn,
+        PrincipalType="GROUP",
+        PrincipalId=group,
+    )
+    emulator.sso.settle()
+    permissionsets.sync(rt, "payments", verify=True)
+    assert prod.inline_policy == rendered
+    assert (PROD_ACCOUNTS[0], prod.arn, "GROUP", group) in emulator.sso.assignments
+    assert emulator.sso.provisioned[(prod.arn, PROD_ACCOUNTS[1])]["InlinePolicy"] == rendered
+    drift = [message for reason, message in EVENTS if reason == "DriftFound"]
+    assert any("inline policy changed outside jitaccess" in m for m in drift), EVENTS
+    assert any(f"in {PROD_ACCOUNTS[0]} was removed outside jitaccess" in m for m in drift), EVENTS
+
+
+def grant_of(rt: Runtime, user: str, name: str) -> tuple[AccessGrant, str]:
+    user_id = rt.identity_center.resolve_user(user)
+    grant = AccessGrant.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "user": user,
+                "entitlement": "prod-eng-payments",
+                "groupName": "prod-eng-payments",
+                "request": name,
+                "duration": "1h",
+                "userId": user_id,
+            },
+        }
+    )
+    return grant, user_id
+
+
+def test_revoked_sessions_are_denied_for_the_hold_then_released(system: tuple[Runtime, IdentityCenterEmulator]) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
+    bob, bob_id = grant_of(rt, "bob@example.com", "g-bob")
+    # Two revocations at once: one pass, one provisioning of each account.
+    assert sessions.deny(rt, alice, alice_id) == 1
+    assert sessions.deny(rt, bob, bob_id) == 1
+    emulator.faults.clear()
+    permissionsets.sync(rt, "payments", verify=False)
+    assert emulator.faults.calls["ProvisionPermissionSet"] == 1
+    prod = by_name(emulator)["jit-payments-prod"]
+    for account in PROD_ACCOUNTS:
+        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == sorted(
+            [alice_id, bob_id]
+        )
+    assert deny_statement(by_name(emulator)["jit-payments-base"].inline_policy) == []
+    denied = catalog(rt).status.production.denied_users  # type: ignore[union-attr]
+    assert {d.grant for d in denied or []} == {"g-alice", "g-bob"}
+
+    def released() -> bool:
+        permissionsets.sync(rt, "payments", verify=False)
+        return all(deny_statement(emulator.sso.provisioned[(prod.arn, a)]["InlinePolicy"]) == [] for a in PROD_ACCOUNTS)
+
+    eventually(released, timeout=10)
+    assert not catalog(rt).status.production.denied_users  # type: ignore[union-attr]
+
+
+def test_a_deny_written_but_not_provisioned_is_provisioned_on_the_next_pass(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
+    sessions.deny(rt, alice, alice_id)
+    # The pass stops between writing the policy and provisioning it, as a killed operator would.
+    emulator.faults.fail("ProvisionPermissionSet", error="InternalServerException", times=3)
+    with pytest.raises(RetryLater):
+        permissionsets.sync(rt, "payments", verify=False)
+    prod = by_name(emulator)["jit-payments-prod"]
+    assert deny_statement(prod.inline_policy) == [alice_id]
+    assert deny_statement(emulator.sso.provisioned[(prod.arn, PROD_ACCOUNTS[0])]["InlinePolicy"]) == []
+    # A fresh process: the resume pass verifies, finds the policy right but not provisioned.
+    permissionsets.sync(rt, "payments", verify=True)
+    for account in PROD_ACCOUNTS:
+        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == [alice_id]
