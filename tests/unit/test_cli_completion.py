@@ -36,6 +36,7 @@ def test_commands_flags_and_fixed_values() -> None:
         "list",
         "status",
         "who-has",
+        "permissions",
         "audit",
         "review",
         "break-glass",

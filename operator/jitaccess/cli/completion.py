@@ -190,6 +190,8 @@ def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tup
         values = [("bash", ""), ("zsh", "")]
     elif command == "rbac":
         values = [("slack", "whom the Slack endpoint may act as")]
+    elif command == "permissions":
+        values = [(name, "team") for name in _names(names.CATALOGS, cluster)]
     elif command in ("request", "who-has", "review", "break-glass"):
         values = _entitlements(cluster)
     elif command in ("approve", "deny", "status", "withdraw"):

@@ -10,6 +10,7 @@ and `kubectl-jit ...` work. Commands:
     withdraw NAME
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
     status NAME                        who-has ENTITLEMENT
+    permissions [TEAM] [-o table|json|yaml]
     audit [--since 30d] [--entitlement E] [--user U] [--archive s3://B/P] [-o table|json|csv]
     review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]      review BREAK-GLASS-REQUEST
     break-glass ENTITLEMENT --reason TEXT [--for 1h] [--wait/--no-wait]
@@ -107,6 +108,12 @@ def _who_has(session: Session, args: argparse.Namespace) -> int:
     return views.who_has(session, args.entitlement, output=args.output)
 
 
+def _permissions(session: Session, args: argparse.Namespace) -> int:
+    from jitaccess.cli import permissions
+
+    return permissions.show(session, args.team, output=args.output)
+
+
 def _audit(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import reports
     from jitaccess.cli.history import archive_location
@@ -156,6 +163,7 @@ COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
     "list": _list,
     "status": _status,
     "who-has": _who_has,
+    "permissions": _permissions,
     "audit": _audit,
     "review": _review,
     "break-glass": _break_glass,

@@ -138,6 +138,7 @@ _LISTED_BY = {
     names.EXTENSIONS: "`kubectl get accessextensions`",
     names.ENTITLEMENTS: "`kubectl get entitlements`",
     names.TEAMS: "`kubectl get teamownerships`",
+    names.CATALOGS: "`kubectl get permissioncatalogs`",
 }
 
 

@@ -28,6 +28,7 @@ COMMAND_HELP = {
     "list": "list access requests",
     "status": "show a request and its grant: state, conditions, who approved, expiry",
     "who-has": "who holds an entitlement now, until when, why, approved by whom",
+    "permissions": "what a team's roles may do in AWS (baseline, and what production adds) and their state",
     "audit": "the audit trail: who requested, decided, was granted and ended what, and when",
     "review": "review an entitlement: who used it and how often, who never did, reasons without a ticket; "
     "or review a break-glass request (approvers of the owner team)",
@@ -248,6 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     who_has = command("who-has")
     who_has.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
     _output(who_has)
+
+    permissions = command(
+        "permissions",
+        "What a team's roles may do in AWS, from its PermissionCatalog: baseline and production side by\n"
+        "side (production is baseline plus what it adds), then each permission set in Identity Center,\n"
+        "its state in each account and the last provisioning result. With no TEAM, your own team(s).\n"
+        "A team changes its roles by pull request to its catalog (GitOps); docs/api.md lists the IAM\n"
+        "actions behind each line.",
+    )
+    permissions.add_argument("team", nargs="?", metavar="TEAM", help="the team (its TeamOwnership's name)")
+    _output(permissions)
 
     audit = command(
         "audit",
