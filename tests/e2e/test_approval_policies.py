@@ -78,7 +78,8 @@ def test_an_unreviewed_break_glass_is_warned_of_once(pci: Jit) -> None:
             timeout=20,
         )
         assert overdue[0]["type"] == "Warning" and overdue[0].get("count", 1) == 1
-        assert pci.condition("accessrequest", "carol-unreviewed", "Reviewed")["reason"] == "ReviewOverdue"
+        reviewed = pci.condition("accessrequest", "carol-unreviewed", "Reviewed")
+        assert reviewed is not None and reviewed["reason"] == "ReviewOverdue"
     finally:
         pci.kubectl("patch", "entitlement", PCI, "--type=merge", "-p", '{"spec":{"breakGlass":{"reviewWithin":"24h"}}}')
 

@@ -7,6 +7,8 @@ ends with nothing granted and nobody in the PCI group.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from tests.e2e.approval_policies import (
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.e2e
 __all__ = ["pci"]
 
 
-def refused(result: object, *words: str) -> str:
+def refused(result: subprocess.CompletedProcess[str], *words: str) -> str:
     returncode, stderr = result.returncode, str(result.stderr)
     assert returncode != 0, "the API server accepted it"
     for word in words:

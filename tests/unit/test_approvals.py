@@ -145,7 +145,9 @@ def test_the_same_approver_twice_counts_once() -> None:
 
 
 def test_the_requester_in_the_list_does_not_count() -> None:
-    request = operator_view(("bob@example.com", frozenset()), (PAULA.username, PAULA.groups), approved_by=PAULA.username)
+    request = operator_view(
+        ("bob@example.com", frozenset()), (PAULA.username, PAULA.groups), approved_by=PAULA.username
+    )
     basis = rules.grant_basis(request, valid_for(), LIMITS, factories.T0 + timedelta(minutes=1))
     assert isinstance(basis, NoGrant) and "requested this access" in basis.message
 

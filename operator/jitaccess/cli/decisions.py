@@ -68,7 +68,8 @@ def decide(session: Session, name: str, *, approve: bool, reason: str | None) ->
             if exc.status == 409:
                 continue
             raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessrequest {name}") from exc
-        if approve and names.ANNOTATION_APPROVED not in wire.annotations_of(patched):
+        notes = wire.annotations_of(patched)
+        if approve and names.ANNOTATION_APPROVALS in notes and names.ANNOTATION_APPROVED not in notes:
             # One approval of several (approvalsRequired): the webhook listed it and took the flag out.
             session.say(f"recorded your approval of accessrequest {name}: {_more_needed(patched, team)}")
             return OK
