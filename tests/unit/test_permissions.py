@@ -307,3 +307,18 @@ def test_unchanged_spec_and_the_operator_are_not_held_up() -> None:
     kopf_note["metadata"]["annotations"] = {"kopf.zalando.org/last-handled-configuration": "{}"}
     refused = review(kopf_note, old=doc)
     assert isinstance(refused, Refusal) and "kopf.zalando.org/" in refused.message
+
+
+def test_docs_api_md_lists_every_action_rendered() -> None:
+    text = (REPO / "docs" / "api.md").read_text()
+    section = text[text.index("### Permissions and the IAM actions they render to") : text.index("### Admission: AWS")]
+    rendered = {
+        action
+        for doc in EXAMPLES
+        for tier in permissions.TIERS
+        for statement in permissions.render(catalog(doc), tier).inline_policy["Statement"]
+        for action in statement["Action"]
+    }
+    assert rendered >= {*permissions.PIPELINE_ACTIONS, *permissions.SECRET_EDIT_ACTIONS, *permissions.S3_WRITE_ACTIONS}
+    missing = sorted(a for a in rendered if f"`{a}`" not in section and f"`{a.split(':')[1]}`" not in section)
+    assert missing == [], "actions rendered but not listed in docs/api.md"
