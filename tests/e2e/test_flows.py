@@ -27,6 +27,8 @@ def test_gitops_apply_of_examples_makes_everything_ready(system: Jit) -> None:
         assert obj["status"]["groupId"] == system.ic.group_id(entitlement)
     listed = system.kubectl("get", "jit", user=ALICE).stdout
     assert "teamownership.jitaccess.dev/payments" in listed and "entitlement.jitaccess.dev/prod-eng-ledger" in listed
+    # The example catalogs (04-permissions.yaml) are admitted and readable by engineers.
+    assert "permissioncatalog.jitaccess.dev/payments" in listed and "permissioncatalog.jitaccess.dev/ledger" in listed
 
 
 def test_engineer_gets_own_team_role_at_once(system: Jit) -> None:
