@@ -59,8 +59,6 @@ MANAGED_POLICIES_ROLE_DEFAULT = 10
 SESSION_HOURS_MIN, SESSION_HOURS_MAX = 1, 12
 #: A permission set's name (CreatePermissionSet: 1-32 characters of [\w+=,.@-]).
 PERMISSION_SET_NAME_MAX_LENGTH = 32
-#: A permission set's description (CreatePermissionSet: 1-700 characters).
-PERMISSION_SET_DESCRIPTION_MAX_LENGTH = 700
 #: Entries one list of a catalog may hold: a bound for the schema (and CEL's cost estimate); the
 #: inline policy limit above is reached well before it.
 CATALOG_LIST_MAX_ITEMS = 100
