@@ -73,6 +73,7 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         ("config.identityStoreId=store-1", "/config/identityStoreId"),
         ("config.retentionSeconds=0", "/config/retentionSeconds"),
         ("webhook.port=70000", "/webhook/port"),
+        ("shutdownDelaySeconds=-1", "/shutdownDelaySeconds"),
         ("replicas=2", "additional properties 'replicas' not allowed"),
         # Every ServiceAccount is in system:authenticated: it could read every request's reason.
         ("rbac.requesters.groups[0]=system:authenticated", "/rbac/requesters/groups/0"),
@@ -243,6 +244,20 @@ def test_probes_use_kopf_liveness_endpoint(which: str, request: pytest.FixtureRe
     assert operator["args"] == ["--liveness", f"http://0.0.0.0:{ports['health']}/healthz"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_a_stopping_pod_keeps_serving_while_its_endpoint_is_removed(helm: Helm, options: Objects) -> None:
+    """A preStop sleep before SIGTERM, the native action from Kubernetes 1.30, the image's sleep before;
+    the operator's 30 s to stop come after it."""
+    for version, pre_stop in (("1.30.0", {"sleep": {"seconds": 5}}), ("1.29.4", {"exec": {"command": ["sleep", "5"]}})):
+        objects = documents(helm.run("template", "jitaccess", str(CHART), "--kube-version", version).stdout)
+        assert container(objects)["lifecycle"] == {"preStop": pre_stop}, version
+        assert find(objects, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 35
+    assert container(options)["lifecycle"]["preStop"]["sleep"] == {"seconds": 10}
+    assert find(options, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
+    at_once = documents(helm.template(set_values={"shutdownDelaySeconds": "0"}))
+    assert "lifecycle" not in container(at_once)
+    assert find(at_once, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 30
 
 
 def test_image(default: Objects, options: Objects) -> None:
