@@ -54,6 +54,7 @@ def test_a_member_of_the_groups_gets_it_capped_to_the_break_glass_duration() -> 
         ({"requesterGroups": ["team-payments"]}, "spec.breakGlass", "only to members of the group(s) sre"),
         ({"reason": "INC-7 down"}, "spec.reason", "needs at least 40"),
         ({"duration": "2h"}, "spec.duration", "ask for 1h or less"),
+        ({"startTime": "2030-01-01T06:00:00Z"}, "spec.startTime", "begins at once"),
     ],
 )
 def test_refused_outside_the_groups_with_a_short_reason_or_too_long(

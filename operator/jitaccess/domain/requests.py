@@ -137,6 +137,13 @@ def validate(
             "spec.duration",
             f"{format_duration(duration)} is below the operator's minimum {format_duration(limits.min_duration)}",
         )
+    if spec.break_glass and spec.start_time is not None:
+        # Break-glass is for an emergency now; an approval held for later is what approvers are for.
+        raise InvalidInput(
+            "spec.startTime",
+            "cannot go with spec.breakGlass: break-glass access begins at once; for later access, "
+            "request it normally with --start, for an approver to decide",
+        )
     if spec.break_glass:
         explicit = spec.duration is not None
         duration = break_glass_rules.checked_duration(
