@@ -16,13 +16,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import notifications, report, scenarios
+from bench import notifications, permissionsets, report, scenarios
 from bench.procstats import cpu_seconds, cpu_used, machine
 from bench.system import System
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("floor", "latency", "expiry", "throughput", "recovery", "failover", "scale", "audit", "notifications")
+SCENARIOS = (
+    "floor",
+    "latency",
+    "expiry",
+    "throughput",
+    "recovery",
+    "failover",
+    "scale",
+    "audit",
+    "notifications",
+    "permissionsets",
+)
 FULL = {
     "floor": 200,
     "latency": 200,
@@ -36,6 +47,8 @@ FULL = {
     "scale_probes": 100,
     "audit": 500,
     "notifications": 100,
+    "permissionsets_teams": 20,
+    "permissionsets_accounts": 5,
 }
 QUICK = {
     "floor": 20,
@@ -50,6 +63,8 @@ QUICK = {
     "scale_probes": 20,
     "audit": 100,
     "notifications": 20,
+    "permissionsets_teams": 4,
+    "permissionsets_accounts": 2,
 }
 UNLIMITED = 0.0
 #: Users for the requests created every 100 ms during a fail-over (up to a minute of them) and its probe.
@@ -149,6 +164,12 @@ def main(argv: list[str] | None = None) -> None:
             run("scale_large", None, lambda: scenarios.scale(system, sizes["scale_large"], sizes["scale_probes"]))
         if "audit" in only:
             run("audit", None, lambda: scenarios.audit_archive(system, sizes["audit"]))
+        if "permissionsets" in only:
+            run(
+                "permissionsets",
+                None,
+                lambda: permissionsets.resync(system, sizes["permissionsets_teams"], sizes["permissionsets_accounts"]),
+            )
         if "notifications" in only:
             run(
                 "notifications",

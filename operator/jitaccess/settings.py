@@ -26,7 +26,8 @@ class Settings(BaseSettings):
     rate_limit: float = Field(default=20.0, ge=0, description="Identity Store calls per second; 0 = no limit")
     aws_max_attempts: int = Field(default=3, ge=1, description="SDK attempts per call before kopf retries")
     sso_instance_arn: str | None = Field(
-        default=None, description="Identity Center instance ARN (PermissionCatalogs); found with ListInstances when unset"
+        default=None,
+        description="Identity Center instance ARN (PermissionCatalogs); found with ListInstances when unset",
     )
     sso_rate_limit: float = Field(default=20.0, ge=0, description="sso-admin calls per second, per API; 0 = no limit")
     revocation_hold_seconds: float | None = Field(

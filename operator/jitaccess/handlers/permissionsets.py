@@ -131,6 +131,19 @@ async def provision_denials(*, body: kopf.Body, memo: kopf.Memo, teams: Index = 
     await rt.run_blocking(_sync_or_retry, rt, body.metadata.name, teams, False)
 
 
+@kopf.on.event(*CATALOG)
+def index_catalog(*, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any) -> None:
+    observe(runtime_of(memo), None if type == "DELETED" else dict(body), body.metadata.name)
+
+
+def observe(rt: Runtime, obj: dict[str, Any] | None, name: str) -> None:
+    """File the catalog under its tiers' groups in `Runtime.catalog_groups` (None: it is gone)."""
+    spec = (obj or {}).get("spec") or {}
+    for tier in rules.TIERS:
+        group = (spec.get(tier) or {}).get("groupName")
+        rt.catalog_groups.observe(f"{name}/{tier}", (group, name) if group else None)
+
+
 @kopf.on.delete(*CATALOG)
 async def remove_catalog(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The catalog is gone: so are its permission sets (only the tagged ones of its team)."""
@@ -169,6 +182,7 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
     recorded digest says nothing changed."""
     with _lock(name):
         obj = rt.kube.get(names.CATALOGS, name)
+        observe(rt, obj, name)
         if obj is None:
             return
         catalog = PermissionCatalog.model_validate(obj)
@@ -198,6 +212,9 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
         try:
             owned = _owned(sso, name)
             for spec, effective, digest in wanted.values():
+                recorded = getattr(catalog.status, spec.tier) or TierStatus()
+                if not verify and recorded.digest == digest and not _stale_accounts(catalog, spec.tier):
+                    continue  # this tier is as provisioned: only the other one changed
                 done.tiers[spec.tier] = _sync_tier(rt, sso, catalog, spec, effective, digest, owned, done)
             for arn, owned_tier in owned.items():
                 if owned_tier not in wanted:

@@ -88,6 +88,9 @@ class Runtime:
     kube: Kube
     # sso-admin, for PermissionCatalogs: connected on first use (`handlers.permissionsets.sso_of`).
     sso_admin: SsoAdmin | None = None
+    # PermissionCatalog names by the Identity Center group of a tier (`permissionsets.observe`):
+    # where a revoked grant's sessions are denied (`sessions`).
+    catalog_groups: ObjectIndex = field(default_factory=ObjectIndex)
     # One lock per (UserId, group) membership: adding and removing it, and deciding whether any
     # other grant still holds it, must not interleave.
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))

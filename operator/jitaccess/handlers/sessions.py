@@ -31,7 +31,10 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str) -> int:
     group = grant.spec.group_name
     since = now()
     found = 0
-    for obj in rt.kube.each(names.CATALOGS):
+    for name in sorted(set(rt.catalog_groups.get(group, ()))):
+        obj = rt.kube.get(names.CATALOGS, name)
+        if obj is None:
+            continue
         catalog = PermissionCatalog.model_validate(obj)
         for tier in rules.tiers(catalog):
             try:
