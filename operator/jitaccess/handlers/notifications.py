@@ -62,6 +62,7 @@ FAILING_AFTER = 5
 # send a notice again.
 REMEMBERED_OBJECTS = 20_000
 
+
 def config_of(settings: Settings) -> notify.Config:
     return notify.Config(
         slack=bool(settings.slack_token),
