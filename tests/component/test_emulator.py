@@ -208,10 +208,14 @@ def test_env_points_another_process_at_the_emulator(emulator: IdentityCenterEmul
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=60
     )
     assert json.loads(result.stdout) == [
+        "eng-ledger",
+        "eng-payments",
+        "payments-oncall",
         "pci-secure-code-trained",
         "prod-eligible",
         "prod-eng-ledger",
         "prod-eng-payments",
+        "prod-eng-payments-pci",
     ]
 
 
