@@ -28,6 +28,7 @@ OPERATOR_ENV = {
     "JITACCESS_MIN_DURATION_SECONDS": "1",
     "JITACCESS_RESYNC_SECONDS": "5",
     "JITACCESS_PENDING_TIMEOUT_SECONDS": "120",
+    "JITACCESS_REVOCATION_HOLD_SECONDS": "15",
 }
 #: The example Entitlements, which `Jit.apply_examples` waits for.
 EXAMPLE_ENTITLEMENTS = ("prod-eng-payments", "prod-eng-ledger")
