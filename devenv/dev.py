@@ -139,6 +139,8 @@ In another terminal:
   # alice cannot approve her own request (refused at admission):
   kubectl annotate accessrequest NAME jitaccess.dev/approved=true
 
+  kubectl jit permissions payments   # what payments' roles may do, and their permission sets in Identity Center
+
   # who has production access right now, and end it:
   kubectl jit who-has prod-eng-payments
   kubectl jit done

@@ -173,6 +173,14 @@ def test_make_dev_restarts_a_crashed_operator_and_leaves_nothing_behind(dev: Dev
     user = json.loads(minted.stdout)["status"]["userInfo"]
     assert (user["username"], user["groups"]) == ("dave@example.com", ["team-payments", "system:authenticated"])
 
+    # The example catalogs, provisioned into the emulator's Identity Center as the printed command shows.
+    deadline = time.monotonic() + 60
+    while "arn:aws:sso:::permissionSet/" not in (shown := shell(env_file, "kubectl jit permissions payments")).stdout:
+        assert shown.returncode == 0, shown.stderr
+        assert time.monotonic() < deadline, f"no permission set ARN: {shown.stdout}"
+        time.sleep(0.5)
+    assert "Provisioned: Identity Center holds jit-payments-base in 1 account(s), jit-payments-prod" in shown.stdout
+
     # The Slack flow as printed: alice asks for ledger's role, lena clicks "Approve" in the stand-in.
     asked = shell(env_file, 'kubectl jit request prod-eng-ledger --for 30m --reason "INC-7 reconcile ledger" --no-wait')
     assert asked.returncode == 3, asked.stderr  # 3: it waits for an approver (the exit-code table)
