@@ -144,7 +144,7 @@ def test_requests_without_a_terminal_need_flags(cli: Cli, system: Jit) -> None:
 
     no_ticket = cli.run("request", PAYMENTS, "--reason", "because", user=ALICE)
     assert no_ticket.code == 2, no_ticket
-    assert "reason pattern" in no_ticket.err
+    assert "reasonPattern" in no_ticket.err and "INC-1234 roll back the deploy" in no_ticket.err
 
     unknown = cli.run("request", "prod-eng-paymnts", "--reason", "INC-7 x", user=ALICE)
     assert unknown.code == 4, unknown
@@ -431,7 +431,7 @@ def test_interactive_request_in_a_terminal(cli: Cli, system: Jit, tmp_path: Path
         child.sendline("9h")
         child.expect(r"above prod-eng-payments's maximum of 4h.*\r\nFor how long\? \(at most 4h\) \[1h\] ")
         child.sendline("20m")
-        child.expect(r"Why do you need it\? \(must match \^\[A-Z\]\+-\[0-9\]\+\) ")
+        child.expect(r"Why do you need it\? \(must match \^\[A-Z\]\+-\[0-9\]\+; e\.g\. INC-1234 roll back the deploy\) ")
         child.sendline("INC-2441 fix the stuck settlement batch")
         child.expect(
             r"requested prod-eng-payments for 20m as alice@example.com: accessrequest alice-prod-eng-payments-"
