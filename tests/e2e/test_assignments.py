@@ -95,3 +95,23 @@ def test_one_failing_account_leaves_nothing_and_fails_the_grant(system: Jit, dir
     assert ACCOUNTS[1] in message and "taken back" in message, message
     assert _assigned(system, direct, ALICE) == set(), "the account that succeeded was rolled back"
     system.wait_reason("accessrequest", "alice-direct-fail", "Failed")
+
+
+def test_group_and_assignment_together_are_refused(system: Jit) -> None:
+    both = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "Entitlement",
+        "metadata": {"name": "both-modes"},
+        "spec": {
+            "owner": "payments",
+            "identityCenter": {
+                "groupName": "prod-eng-payments",
+                "accountAssignment": {"permissionSet": {"catalog": "payments"}, "accounts": ["4444"]},
+            },
+        },
+    }
+    result = system.apply(both, check=False)
+    assert result.returncode != 0
+    assert "identityCenter needs exactly one of" in result.stderr
+    assert "permissionSet needs either catalog and tier" in result.stderr
+    assert "an AWS account id is 12 digits" in result.stderr
