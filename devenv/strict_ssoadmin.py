@@ -136,6 +136,8 @@ class Instance:
         self.provisioned: dict[tuple[str, str], dict[str, Any]] = {}
         #: Provisionings that took effect, per permission set ARN (explicit and by assignment).
         self.provisions: Counter[str] = Counter()
+        #: Accounts where every new assignment ends FAILED (an account AWS cannot reach, say): tests.
+        self.failing_accounts: set[str] = set()
         self._requests: dict[str, _Request] = {}
         self._queue: list[_Request] = []
         self._lock = threading.RLock()
@@ -328,6 +330,8 @@ class Instance:
         snapshot = self.permission_set(key[1]).content()
 
         def apply() -> str | None:
+            if key[0] in self.failing_accounts:
+                return f"Received a 400 status error: the account {key[0]} cannot be assigned to (emulator fault)"
             table = self.store.users if key[2] == "USER" else self.store.groups
             if key[3] not in table:
                 return (

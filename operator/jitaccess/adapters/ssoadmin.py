@@ -353,11 +353,11 @@ class SsoAdmin:
             "PrincipalId": principal,
         }
 
-    def assign(self, arn: str, account: str, group_id: str) -> Request:
+    def assign(self, arn: str, account: str, principal: str, principal_type: str = "GROUP") -> Request:
         status = self._call(
             "CreateAccountAssignment",
             self._client.create_account_assignment,
-            **self._assignment(arn, account, group_id, "GROUP"),
+            **self._assignment(arn, account, principal, principal_type),
         )["AccountAssignmentCreationStatus"]
         return _request("create", status)
 

@@ -170,11 +170,84 @@ class TeamOwnership(Model):
 # --- Entitlement -------------------------------------------------------------------------------
 
 
+#: A permission set ARN as Identity Center writes it (`arn:aws:sso:::permissionSet/ssoins-.../ps-...`).
+PERMISSION_SET_ARN_PATTERN = (
+    r"^arn:(aws|aws-us-gov|aws-cn):sso:::permissionSet/(sso)?ins-[a-zA-Z0-9.-]{16}/ps-[a-zA-Z0-9./-]{16}$"
+)
+ASSIGNMENT_ACCOUNTS_MAX = 20
+
+
+class PermissionSetRef(Model):
+    """A permission set: a tier of a PermissionCatalog (the one jitaccess provisions), or an ARN."""
+
+    catalog: str | None = Field(
+        default=None, description="A PermissionCatalog name", json_schema_extra=_bounded(limits.NAME_MAX_LENGTH)
+    )
+    tier: Literal["baseline", "production"] | None = Field(
+        default=None, description="The catalog's tier whose permission set is meant (with catalog)"
+    )
+    arn: str | None = Field(
+        default=None,
+        description="A permission set ARN (instead of catalog and tier)",
+        json_schema_extra=_bounded(
+            200,
+            [
+                {
+                    "rule": f"self.matches({_cel_quoted(PERMISSION_SET_ARN_PATTERN)})",
+                    "message": "must be a permission set ARN, arn:aws:sso:::permissionSet/ssoins-.../ps-...",
+                }
+            ],
+        ),
+    )
+
+
+_ASSIGNMENT_ACCOUNT_MESSAGE = "an AWS account id is 12 digits, e.g. '111122223333' (quote it in YAML)"
+
+
+class AccountAssignmentTarget(Model):
+    """Account-assignment mode: the user gets the permission set in these accounts directly."""
+
+    permission_set: PermissionSetRef = Field(
+        description="{catalog, tier} of a PermissionCatalog, or {arn}",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.arn) != (has(self.catalog) && has(self.tier))"
+                    " && (has(self.catalog) == has(self.tier))",
+                    "message": "permissionSet needs either catalog and tier (a PermissionCatalog tier) or arn, "
+                    "not both",
+                }
+            ]
+        },
+    )
+    accounts: list[str] = Field(
+        min_length=1,
+        max_length=ASSIGNMENT_ACCOUNTS_MAX,
+        description="AWS account ids (12 digits) the permission set is assigned in for the grant's length",
+        json_schema_extra={
+            "items": {
+                "type": "string",
+                "maxLength": 12,
+                "x-kubernetes-validations": [
+                    {"rule": "self.matches('^[0-9]{12}$')", "message": _ASSIGNMENT_ACCOUNT_MESSAGE}
+                ],
+            },
+            "x-kubernetes-list-type": "set",
+        },
+    )
+
+
 class IdentityCenterTarget(Model):
-    """The Identity Center group a grant puts the user into."""
+    """What a grant gives: membership of an Identity Center group, or (accountAssignment) a
+    permission set assigned to the user in named accounts."""
 
     group_name: str | None = Field(default=None, description="Group DisplayName in the identity store")
     group_id: str | None = Field(default=None, description="Group id; takes precedence over groupName")
+    account_assignment: AccountAssignmentTarget | None = Field(
+        default=None,
+        description="Account-assignment mode, instead of a group: the permission set is assigned to the user "
+        "in each account for the length of a grant",
+    )
 
 
 class Eligibility(Model):
@@ -232,8 +305,9 @@ class EntitlementSpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.groupName) || has(self.groupId)",
-                    "message": "identityCenter needs groupName (the group's DisplayName) or groupId",
+                    "rule": "(has(self.groupName) || has(self.groupId)) != has(self.accountAssignment)",
+                    "message": "identityCenter needs exactly one of: groupName (the group's DisplayName) or groupId, "
+                    "or accountAssignment (a permission set and accounts)",
                 }
             ]
         }
@@ -390,7 +464,14 @@ class AccessRequest(Model):
 class AccessGrantSpec(Model):
     user: str = Field(min_length=1, description="The grantee's username")
     entitlement: str = Field(min_length=1)
-    group_name: str = Field(min_length=1, description="Identity Center group (DisplayName or id)")
+    group_name: str = Field(
+        min_length=1,
+        description="Identity Center group (DisplayName or id); in account-assignment mode the permission set "
+        "reference (`catalog:<name>/<tier>` or its ARN)",
+    )
+    account_assignment: AccountAssignmentTarget | None = Field(
+        default=None, description="Account-assignment mode: the Entitlement's, copied when the grant was created"
+    )
     request: str = Field(min_length=1, description="The AccessRequest this grant fulfils")
     duration: str = _duration("How long the membership lasts from activation")
     user_id: str | None = Field(
@@ -427,6 +508,10 @@ class AccessGrantStatus(Model):
     user_id: str | None = None
     group_id: str | None = None
     membership_id: str | None = None
+    permission_set_arn: str | None = Field(default=None, description="Account-assignment mode: the permission set")
+    account_assignments: list[AccountAssignmentState] | None = Field(
+        default=None, description="Account-assignment mode: the user's assignment in each account"
+    )
     activation_time: datetime | None = None
     expiration_time: datetime | None = None
     revocation_time: datetime | None = None

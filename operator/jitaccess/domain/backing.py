@@ -24,6 +24,7 @@ from datetime import datetime
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import parse_duration
@@ -97,7 +98,8 @@ def _mismatch(grant: AccessGrant, request: AccessRequest, valid: request_rules.V
         ("spec.user", spec.user, valid.requester),
         ("spec.userId", spec.user_id, valid.user_id),
         ("spec.entitlement", spec.entitlement, request.spec.entitlement),
-        ("spec.groupName", spec.group_name, target.group_id or target.group_name),
+        ("spec.groupName", spec.group_name, assignment_rules.target_name(target)),
+        ("spec.accountAssignment", spec.account_assignment, target.account_assignment),
     )
     for field, actual, wanted in expected:
         if actual != wanted:

@@ -15,6 +15,7 @@ import kopf
 
 from jitaccess.api import names
 from jitaccess.api.models import Entitlement, TeamOwnership
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
@@ -63,6 +64,20 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
             False,
             names.OWNER_NOT_FOUND,
             f"owner team {entitlement.spec.owner!r} does not exist: add its TeamOwnership",
+        )
+        return
+    assignment = entitlement.spec.identity_center.account_assignment
+    if assignment is not None:
+        # No group to resolve, nor to scan for drift: a permission set assigned to a user by hand
+        # is the PermissionCatalog pass's to report (`handlers.permissionsets`), for catalog tiers.
+        reference = assignment_rules.reference(assignment.permission_set)
+        _set_ready(
+            rt,
+            names.ENTITLEMENTS,
+            entitlement,
+            True,
+            names.RESOLVED,
+            f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}",
         )
         return
     try:

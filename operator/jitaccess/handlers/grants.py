@@ -25,7 +25,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers import sessions
+from jitaccess.handlers import assignments, sessions
 from jitaccess.handlers.backing import unbacked
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
@@ -79,6 +79,9 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
     name, spec = grant.metadata.name, grant.spec
     user_id = confirmed_grantee(rt, grant)
     if user_id is None:
+        return
+    if spec.account_assignment is not None:
+        _activate_assignments(rt, grant, user_id, current)
         return
     try:
         group_id = rt.cached("group", spec.group_name, ic.resolve_group)
@@ -134,6 +137,59 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
     request = follow_request(rt, active)
     if request is not None and request.metadata.creation_timestamp is not None:
         metrics.GRANT_LATENCY.observe((window.activation_time - request.metadata.creation_timestamp).total_seconds())
+
+
+def _activate_assignments(rt: Runtime, grant: AccessGrant, user_id: str, current: dict[str, Any] | None) -> None:
+    """Account-assignment mode: the permission set assigned to the user in each account, then Active."""
+    spec = grant.spec
+    try:
+        arn = assignments.permission_set_arn(rt, grant)
+    except NotFound as exc:
+        fail(rt, grant, f"the permission set {spec.group_name} cannot be found ({exc}): fix the Entitlement")
+        return
+    key = grant_rules.membership_key(user_id, spec.group_name)
+    with rt.membership_lock(key):
+        others = assignments.others_holding(rt, grant, key, rt.holders)
+        try:
+            states = assignments.assign(rt, grant, user_id, arn, others)
+        except (NotFound, PermanentFailure) as exc:
+            fail(rt, grant, f"Identity Center refused to assign {spec.group_name} to {spec.user}: {exc}")
+            return
+        window = grant_rules.activation_window(grant, now())
+        accounts = ", ".join(s["account"] for s in states)
+
+        def build(current: AccessGrant) -> dict[str, Any] | None:
+            if grant_rules.state(current) != names.PROVISIONING:
+                return None
+            return {
+                "userId": user_id,
+                "permissionSetArn": arn,
+                "accountAssignments": states,
+                "activationTime": ts(window.activation_time),
+                "expirationTime": ts(window.expiration_time),
+                "conditions": conditions_after(
+                    current.status.conditions,
+                    [
+                        (
+                            names.READY,
+                            True,
+                            names.ACTIVE,
+                            f"{spec.user} holds permission set {spec.group_name} in {accounts} "
+                            f"until {ts(window.expiration_time)}",
+                        )
+                    ],
+                ),
+            }
+
+        updated = rt.kube.update_status(
+            names.GRANTS, grant.metadata.name, status_change(AccessGrant, build), current=current
+        )
+    if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
+        return
+    expiration = ts(window.expiration_time)
+    message = f"{spec.user} assigned {spec.group_name} in {accounts} until {expiration}"
+    record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
+    follow_request(rt, AccessGrant.model_validate(updated))
 
 
 def confirmed_grantee(rt: Runtime, grant: AccessGrant) -> str | None:
@@ -229,7 +285,10 @@ def end_grant(
         if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
             # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
             sessions.deny(rt, grant, key[0])
-        if not others:
+        if spec.account_assignment is not None:
+            removed_from = assignments.unassign(rt, grant, key[0], assignments.others_holding(rt, grant, key, holders))
+            removed = bool(removed_from)
+        elif not others:
             removed = _remove_membership(rt, grant)
         rt.mark_ended(name)
         stamp = now()

@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +39,8 @@ import kopf
 
 from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin, policy_key
 from jitaccess.api import names
-from jitaccess.api.models import PermissionCatalog, TierStatus
+from jitaccess.api.models import PermissionCatalog, PermissionSetRef, TierStatus
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import permissions as rules
 from jitaccess.domain import revocations
@@ -256,10 +257,18 @@ def _in_force(
     again through a live grant (they are entitled to sessions now)."""
     kept = []
     for denial in revocations.current(denials, at):
-        holders = set(rt.holders.get(membership_key(denial.user_id, spec.group_name), ())) - rt.recently_ended()
-        if not holders:
+        if not _held(rt, spec, denial.user_id):
             kept.append(denial)
     return kept
+
+
+def _held(rt: Runtime, spec: rules.PermissionSetSpec, user_id: str, arn: str = "") -> bool:
+    """Whether a live grant gives the user this permission set: a membership of the tier's group,
+    or a direct assignment (account-assignment mode, by catalog tier or by ARN)."""
+    groups = [spec.group_name, assignment_rules.reference(PermissionSetRef(catalog=spec.team, tier=spec.tier))]
+    if arn:
+        groups.append(arn)
+    return any(set(rt.holders.get(membership_key(user_id, g), ())) - rt.recently_ended() for g in groups)
 
 
 def _stale_accounts(catalog: PermissionCatalog, tier: str) -> bool:
@@ -348,7 +357,9 @@ def _sync_tier(
     assert arn is not None
     changed = _content(sso, spec, effective, state, done, created, digest)
     group_id = _group(rt, spec)
-    accounts, requests, existing = _assignments(sso, spec, arn, group_id, status, done)
+    accounts, requests, existing = _assignments(
+        sso, spec, arn, group_id, status, done, lambda user: _held(rt, spec, user, arn)
+    )
     finished = {r.request_id: r for r in sso.wait(requests)}
     if (changed or state.tags.get(DIGEST_TAG) != digest) and existing:
         sso.wait([sso.provision(arn)])
@@ -427,9 +438,12 @@ def _assignments(
     group_id: str,
     status: TierStatus,
     done: _Pass,
+    granted: Callable[[str], bool],
 ) -> tuple[dict[str, str], list[Request], bool]:
     """Assign the group in each account of the spec and nowhere else; (account -> request id of the
-    assignments started, every request started, whether any wanted account had it already)."""
+    assignments started, every request started, whether any wanted account had it already). A
+    user's own assignment stays while a live grant gives them the permission set (`granted`:
+    account-assignment mode)."""
     started: dict[str, str] = {}
     requests: list[Request] = []
     existing = False
@@ -447,6 +461,8 @@ def _assignments(
             started[account] = request.request_id
             requests.append(request)
         for principal_type, principal in principals:
+            if principal_type == "USER" and granted(principal):
+                continue
             if (principal_type, principal) != ("GROUP", group_id):
                 done.drift.append(
                     f"{spec.name}: {principal_type.lower()} {principal} was assigned in {account} outside jitaccess: removed"
@@ -454,6 +470,8 @@ def _assignments(
                 requests.append(sso.unassign(arn, account, principal, principal_type))
     for account in sorted(set(sso.assigned_accounts(arn)) - set(spec.accounts)):
         for principal_type, principal in sso.assignments(arn, account):
+            if principal_type == "USER" and granted(principal):
+                continue
             requests.append(sso.unassign(arn, account, principal, principal_type))
     return started, requests, existing
 

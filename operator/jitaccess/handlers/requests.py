@@ -18,6 +18,7 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Condition, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
@@ -296,7 +297,8 @@ def _create_grant(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
         "spec": {
             "user": valid.requester,
             "entitlement": request.spec.entitlement,
-            "groupName": target.group_id or target.group_name,
+            "groupName": assignment_rules.target_name(target),
+            **({"accountAssignment": target.account_assignment.wire()} if target.account_assignment else {}),
             "request": name,
             "duration": valid.duration_text,
             # Recorded for good: the person who asked (the UserId admission stamped), the team whose

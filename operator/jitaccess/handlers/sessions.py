@@ -4,7 +4,8 @@ Taking a user out of the group stops new sessions, not the ones Identity Center 
 When a grant that was Active ends as Revoked or EligibilityLapsed (a revoke by its holder or an
 owner, a deletion, a lapse) and no other grant keeps the membership, `deny` records the user in
 `status.<tier>.deniedUsers` of every PermissionCatalog tier whose group is the grant's group (the
-permission set assigned to that group is the one the user's sessions belong to): the UserId, the
+permission set assigned to that group is the one the user's sessions belong to), or, in
+account-assignment mode, of the catalog tier the grant names: the UserId, the
 grant, when, and until when (the permission set's session duration later). The record is
 written before the grant is marked ended, so a crash between the two cannot lose it; the
 permission-set pass (`handlers.permissionsets`) provisions it and later removes it.
@@ -17,6 +18,7 @@ from typing import Any
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, PermissionCatalog, TierStatus
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import permissions as rules
 from jitaccess.errors import InvalidInput
 from jitaccess.handlers.common import now, status_change, ts
@@ -29,9 +31,11 @@ log = logging.getLogger(__name__)
 def deny(rt: Runtime, grant: AccessGrant, user_id: str) -> int:
     """Record the grant's user as denied in each catalog tier of the grant's group; how many tiers."""
     group = grant.spec.group_name
+    # Account-assignment mode names its catalog tier itself (`domain.assignments`).
+    named = assignment_rules.catalog_tier(group) if grant.spec.account_assignment is not None else None
     since = now()
     found = 0
-    for name in sorted(set(rt.catalog_groups.get(group, ()))):
+    for name in [named[0]] if named else sorted(set(rt.catalog_groups.get(group, ()))):
         obj = rt.kube.get(names.CATALOGS, name)
         if obj is None:
             continue
@@ -41,7 +45,7 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str) -> int:
                 spec = rules.render(catalog, tier)
             except InvalidInput:
                 continue  # admission refuses such a catalog: it has no permission set to deny in
-            if spec.group_name != group:
+            if (tier != named[1]) if named else (spec.group_name != group):
                 continue
             found += 1
             entry = {

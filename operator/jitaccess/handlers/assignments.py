@@ -1,0 +1,129 @@
+"""Account-assignment mode (`domain.assignments`): a grant's permission set assigned to the user in each account.
+
+`assign` creates the user's assignment (PrincipalType USER) in every account of the grant and
+follows each asynchronous request to its end; when any account fails, the assignments this grant
+made are taken back (those no other live grant holds) and `PermanentFailure` names the accounts,
+so the grant ends Failed with nobody left holding access. `unassign` removes the grant's
+assignments when it ends, but not in the accounts another live grant of the same user and
+permission set still holds. Both run under the grant's membership lock (see `handlers.grants`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from jitaccess.adapters.ssoadmin import Request
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant, AccountAssignmentTarget
+from jitaccess.domain import assignments as rules
+from jitaccess.domain import grants as grant_rules
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers.common import Index, now, ts
+from jitaccess.handlers.permissionsets import sso_of
+from jitaccess.handlers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def permission_set_arn(rt: Runtime, grant: AccessGrant) -> str:
+    """The ARN of the grant's permission set: recorded on it once active, else resolved. A catalog
+    tier's is the one its PermissionCatalog reports (`NotFound`: no such catalog or tier;
+    `RetryLater`: not provisioned yet)."""
+    if grant.status.permission_set_arn:
+        return grant.status.permission_set_arn
+    reference = grant.spec.group_name
+    pair = rules.catalog_tier(reference)
+    if pair is None:
+        return reference
+    catalog, tier = pair
+    obj = rt.kube.get(names.CATALOGS, catalog)
+    if obj is None:
+        raise NotFound(f"PermissionCatalog {catalog} does not exist", operation="resolve")
+    spec_tier = ((obj.get("spec") or {}).get(tier)) or None
+    if spec_tier is None:
+        raise NotFound(f"PermissionCatalog {catalog} has no {tier} tier", operation="resolve")
+    arn = ((obj.get("status") or {}).get(tier) or {}).get("permissionSetArn")
+    if not arn:
+        raise RetryLater(f"PermissionCatalog {catalog} has not provisioned its {tier} permission set yet")
+    return str(arn)
+
+
+def others_holding(
+    rt: Runtime, grant: AccessGrant, key: tuple[str, str], holders: Index
+) -> list[AccountAssignmentTarget]:
+    """What the other live grants of the same user and permission set hold (read afresh)."""
+    held = []
+    for name in sorted(grant_rules.other_holders(holders.get(key, []), grant.metadata.name, rt.recently_ended())):
+        obj = rt.kube.get(names.GRANTS, name)
+        if obj is None:
+            continue
+        other = AccessGrant.model_validate(obj)
+        if not grant_rules.is_finished(other) and other.spec.account_assignment is not None:
+            held.append(other.spec.account_assignment)
+    return held
+
+
+def assign(
+    rt: Runtime, grant: AccessGrant, user_id: str, arn: str, others: list[AccountAssignmentTarget]
+) -> list[dict[str, Any]]:
+    """Assign the permission set to the user in each account of the grant; the per-account states
+    for `status.accountAssignments`. All or nothing: see the module doc."""
+    target = grant.spec.account_assignment
+    assert target is not None
+    sso = sso_of(rt)
+    started: dict[str, Request] = {}
+    failed: dict[str, str] = {}
+    for account in target.accounts:
+        try:
+            started[account] = sso.assign(arn, account, user_id, "USER")
+        except (NotFound, PermanentFailure) as exc:
+            failed[account] = str(exc)
+            break
+    done: dict[str, Request] = {}
+    for account, request in started.items():
+        try:
+            done[account] = sso.wait([request])[0]
+        except PermanentFailure as exc:
+            failed[account] = str(exc)
+    if failed:
+        made = [account for account in done if account not in failed]
+        _remove(rt, arn, user_id, rules.to_remove(made, others))
+        reasons = "; ".join(f"{account}: {why}" for account, why in sorted(failed.items()))
+        raise PermanentFailure(
+            f"the assignment failed in {len(failed)} of {len(target.accounts)} account(s) ({reasons}); "
+            f"the others were taken back",
+            operation="CreateAccountAssignment",
+        )
+    stamp = ts(now())
+    return [
+        {"account": account, "state": "Provisioned", "requestId": done[account].request_id, "time": stamp}
+        for account in target.accounts
+    ]
+
+
+def unassign(rt: Runtime, grant: AccessGrant, user_id: str, others: list[AccountAssignmentTarget]) -> list[str]:
+    """Remove the grant's assignments that no other live grant holds; the accounts removed from."""
+    target = grant.spec.account_assignment
+    assert target is not None
+    try:
+        arn = permission_set_arn(rt, grant)
+    except NotFound:
+        # The catalog went, and its permission set with every assignment of it.
+        return []
+    accounts = rules.to_remove(target.accounts, others)
+    _remove(rt, arn, user_id, accounts)
+    return accounts
+
+
+def _remove(rt: Runtime, arn: str, user_id: str, accounts: list[str]) -> None:
+    sso = sso_of(rt)
+    requests = []
+    for account in accounts:
+        try:
+            requests.append(sso.unassign(arn, account, user_id, "USER"))
+        except NotFound:
+            continue  # the permission set is gone, and its assignments with it
+    sso.wait(requests)
+    if accounts:
+        log.info("assignments of %s to %s removed in %s", arn, user_id, ", ".join(accounts))
