@@ -431,7 +431,9 @@ def test_interactive_request_in_a_terminal(cli: Cli, system: Jit, tmp_path: Path
         child.sendline("9h")
         child.expect(r"above prod-eng-payments's maximum of 4h.*\r\nFor how long\? \(at most 4h\) \[1h\] ")
         child.sendline("20m")
-        child.expect(r"Why do you need it\? \(must match \^\[A-Z\]\+-\[0-9\]\+; e\.g\. INC-1234 roll back the deploy\) ")
+        child.expect(
+            r"Why do you need it\? \(must match \^\[A-Z\]\+-\[0-9\]\+; e\.g\. INC-1234 roll back the deploy\) "
+        )
         child.sendline("INC-2441 fix the stuck settlement batch")
         child.expect(
             r"requested prod-eng-payments for 20m as alice@example.com: accessrequest alice-prod-eng-payments-"
