@@ -289,6 +289,9 @@ def test_operator_does_its_whole_job_with_the_charts_rbac(
     env = {
         "JITACCESS_MIN_DURATION_SECONDS": "1",
         "JITACCESS_RESYNC_SECONDS": "5",
+        # As the session's operator: a revocation's session deny is held seconds, not the session
+        # duration, so that later tests find the permission sets as the catalogs render them.
+        "JITACCESS_REVOCATION_HOLD_SECONDS": "15",
         "JITACCESS_LOG_FORMAT": "json",
         "JITACCESS_WEBHOOK_MANAGED": "false",
         "JITACCESS_WEBHOOK_CERTFILE": str(tls.certfile),
@@ -513,7 +516,10 @@ def test_two_replicas_one_leads_with_the_charts_rbac(
     for replica in replicas:  # JITACCESS_LOG_FORMAT=json: every line one JSON object
         lines = [line for line in replica.log_file.read_text().splitlines() if line.strip()]
         assert lines and all({"time", "level", "logger", "message"} <= json.loads(line).keys() for line in lines)
-        assert not [line for line in lines if "Forbidden" in line], "the chart's RBAC lacks a permission"
+        # RBAC's refusals only: the session operator's webhooks rightly refuse these replicas (another
+        # identity) writing status it alone writes, e.g. a PermissionCatalog's after a pass.
+        refused = [line for line in lines if "Forbidden" in line and "admission webhook" not in line]
+        assert not refused, "the chart's RBAC lacks a permission"
 
 
 # --- Slack: the impersonating identity ----------------------------------------------------------
