@@ -140,10 +140,10 @@ class Settings(BaseSettings):
         default=None, description="This replica's name in the Lease (the pod name); unset = hostname and pid"
     )
     lease_duration_seconds: float = Field(
-        default=15.0, gt=0, description="A standby takes over this long after the last renewal"
+        default=12.0, gt=0, description="A standby takes over this long after the last renewal"
     )
     renew_deadline_seconds: float = Field(
-        default=10.0, gt=0, description="The leader stops acting this long after its last renewal"
+        default=8.0, gt=0, description="The leader stops acting this long after its last renewal"
     )
     retry_period_seconds: float = Field(default=2.0, gt=0, description="How often the Lease is renewed (or tried)")
     max_workers: int = Field(default=32, ge=1, description="Threads for blocking calls (AWS, Kubernetes)")

@@ -18,11 +18,12 @@ import pytest
 
 from devenv.partition import Partition, kubeconfig_through
 from devenv.replicas import Replicas
+from jitaccess.domain.election import Timing
 from tests.support.harness import OPERATOR_ENV, Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
-LEASE_SECONDS, RENEW_DEADLINE_SECONDS = 15.0, 10.0
+LEASE_SECONDS, RENEW_DEADLINE_SECONDS = Timing().lease_duration, Timing().renew_deadline
 PAYMENTS = "prod-eng-payments"
 ALICE = "alice@example.com"
 

@@ -185,8 +185,8 @@ def test_environment_from_values(options: Objects) -> None:
         "JITACCESS_LEASE_NAME": "jit-prod",
         "JITACCESS_LEASE_NAMESPACE": NAMESPACE,
         "JITACCESS_LEADER_IDENTITY": "",  # the pod's name, from the downward API
-        "JITACCESS_LEASE_DURATION_SECONDS": "15",
-        "JITACCESS_RENEW_DEADLINE_SECONDS": "10",
+        "JITACCESS_LEASE_DURATION_SECONDS": "12",
+        "JITACCESS_RENEW_DEADLINE_SECONDS": "8",
         "JITACCESS_RETRY_PERIOD_SECONDS": "2",
         "JITACCESS_IDENTITY_STORE_ID": "d-1234567890",
         "JITACCESS_REGION": "eu-west-1",

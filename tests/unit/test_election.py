@@ -9,7 +9,7 @@ import pytest
 from jitaccess.domain.election import LeaseRecord, Timing, claim, released
 
 T0 = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
-TIMING = Timing()
+TIMING = Timing(lease_duration=15, renew_deadline=10, retry_period=2)
 
 
 def held_by(holder: str, renewed: dt.datetime, transitions: int = 3) -> LeaseRecord:

@@ -58,3 +58,32 @@ def test_a_free_slot_is_taken_without_waiting() -> None:
     with queue:
         pass
     assert queue.queued == 0
+
+
+class _TwoApis:
+    """GetUserId returns at once; DeleteGroupMembership is recorded."""
+
+    def __init__(self) -> None:
+        self.deleted = threading.Event()
+
+    def get_user_id(self, **_: object) -> dict[str, str]:
+        return {"UserId": "u-1"}
+
+    def delete_group_membership(self, **_: object) -> dict[str, str]:
+        self.deleted.set()
+        return {}
+
+
+def test_callers_waiting_for_one_apis_quota_hold_no_slot_another_api_needs() -> None:
+    # A burst of lookups (one a second, the quota spent) fills more threads than there are slots;
+    # a revocation, on another API with its own quota, goes out at once instead of behind them.
+    client = _TwoApis()
+    ic = IdentityCenter(client, "d-1", rate_limit=1, max_in_flight=2)
+    lookups = [threading.Thread(target=ic.resolve_user, args=(f"user{i}",), daemon=True) for i in range(6)]
+    for thread in lookups:
+        thread.start()
+    time.sleep(0.2)  # the first lookup took the one token; the others wait for theirs
+    started = time.monotonic()
+    ic.remove_member("g-1", "u-1", membership_id="m-1")
+    assert client.deleted.is_set()
+    assert time.monotonic() - started < 0.5

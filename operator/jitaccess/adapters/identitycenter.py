@@ -177,8 +177,10 @@ class IdentityCenter:
     def _call(self, operation: str, fn: Callable[..., T], **kwargs: Any) -> T:
         if operation in _WRITES and not self.may_write():
             raise NotLeading(f"{operation} refused: this replica is not the leader", operation=operation)
+        # The token first, then a slot: a thread waiting out one API's quota must not hold a slot
+        # another API's call could use (a revocation queued behind a burst of grants' lookups).
+        self._limiter(operation).acquire()
         with self.queue:
-            self._limiter(operation).acquire()
             try:
                 result = fn(IdentityStoreId=self.identity_store_id, **kwargs)
             except Exception as exc:

@@ -3,7 +3,8 @@
 - The start-up listing (`startup.configure`) schedules every Active grant at its persisted
   `status.expirationTime`, before kopf's watches adopt anything; the watch keeps the schedule
   current (`schedule_expiry`): a grant that ends, or is no longer Active, is unscheduled, and a new
-  expiration time replaces the old. Only the name and the time are kept per grant.
+  expiration time replaces the old. Only the name and the time are kept per grant. A standby runs
+  `schedule_expiry` too (`parts.WARM`), so its schedule is current the moment it takes over.
 - The scheduler starts with the operator and stops with it. It acts only once this process may:
   its webhooks are in place (the status writes go through them) and the watch has begun (kopf posts
   Events from the context its watch sets up). With leader election, the leader starts and stops it.
@@ -51,6 +52,8 @@ class _Wiring:
     pool: ThreadPoolExecutor
     # The context kopf's watch runs handlers in: `kopf.event()` finds its queue there.
     context: contextvars.Context | None = None
+    # Once the webhook configurations are in place (they stay: only a new process changes them).
+    webhooks_ready: bool = False
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
@@ -129,8 +132,14 @@ async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:
 async def _may_act(wiring: _Wiring, settings: kopf.OperatorSettings, memo: kopf.Memo) -> bool:
     if wiring.context is None:
         return False
+    if wiring.webhooks_ready:
+        return True
+    # In the scheduler's own threads, not the loop's shared default executor: whatever else a new
+    # leader's start keeps busy must not hold an overdue grant back.
+    check = functools.partial(webhooks_configured, settings=settings, memo=memo)
     try:
-        await asyncio.to_thread(functools.partial(webhooks_configured, settings=settings, memo=memo))
+        await asyncio.get_running_loop().run_in_executor(wiring.pool, check)
     except kopf.TemporaryError:
         return False
+    wiring.webhooks_ready = True
     return True

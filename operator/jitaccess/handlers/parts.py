@@ -13,7 +13,8 @@
   everything again and resumes every grant from its persisted status.
 
 Handlers are assigned by module (`ADMISSION_MODULES`); a new module belongs to the controller
-unless listed, so nothing new acts on a standby by accident. The kopf indexes and the login go to
+unless listed, so nothing new acts on a standby by accident (`WARM` lists the few controller
+handlers that only keep memory current and also run on a standby). The kopf indexes and the login go to
 both parts: each kopf operator passes its handlers its own indexes and needs credentials.
 """
 
@@ -44,6 +45,10 @@ ADMISSION_MODULES = frozenset(
 SHARED = frozenset(
     {"jitaccess.handlers.indexes.teams", "jitaccess.handlers.indexes.entitlements", "jitaccess.handlers.startup.login"}
 )
+#: Controller handlers a standby runs too because they only keep in-memory state current: the
+#: expiry schedule, so that a new leader ends a grant that ran out during the hand-over at once
+#: instead of after its own watch has gone through every grant (seconds, at thousands of grants).
+WARM = frozenset({"jitaccess.handlers.expiry.schedule_expiry"})
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def split(registry: kopf.OperatorRegistry) -> Parts:
             module, qualified = getattr(fn, "__module__", ""), f"{getattr(fn, '__module__', '')}.{fn.__name__}"
             if getattr(handler, "_fallback", False):
                 continue  # kopf's own fallback logins: `startup.login` replaces them
-            if module in ADMISSION_MODULES:
+            if module in ADMISSION_MODULES or qualified in WARM:
                 getattr(parts.admission, kind).append(handler)
             if module not in ADMISSION_MODULES or qualified in SHARED:
                 getattr(parts.controller, kind).append(handler)
