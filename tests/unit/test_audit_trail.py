@@ -180,18 +180,55 @@ def test_marks_that_failed_are_written_with_a_later_batch(trail: AuditTrail, clu
     assert cluster.objects[(names.REQUESTS, "r1")]["status"]["archivedRecords"] == ["requested"]
 
 
-def test_without_a_bucket_records_go_to_stdout_and_are_marked(
+def test_without_a_bucket_records_are_printed_once_per_process_and_not_marked(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
+    def printed() -> list[str]:
+        return [r.__dict__["audit"]["id"] for r in caplog.records if r.name == "jitaccess.audit"]
+
     trail = trail_over(None, cluster)
+    stored = cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED))
+    cluster.down = True  # no status write is made: any would fail the flush
     with caplog.at_level(logging.INFO, logger="jitaccess.audit"):
-        trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED)))
+        trail.offer(names.REQUESTS, stored)
+        assert trail.flush() == 0 and trail.pending() == 0
+        # Every later event of the object (it is never marked) finds its records printed.
+        assert trail.offer(names.REQUESTS, copy.deepcopy(stored)) == []
+        assert printed() == ["u1/requested", "u1/approved"]
+        assert caplog.records[1].getMessage() == "audit approved AccessRequest/r1 by system:jitaccess"
+        assert "archivedRecords" not in cluster.objects[(names.REQUESTS, "r1")]["status"]
+        # A restarted operator prints them again (docs/audit.md: consumers de-duplicate by id).
+        again = trail_over(None, cluster)
+        assert [r["id"] for r in again.offer(names.REQUESTS, copy.deepcopy(stored))] == ["u1/requested", "u1/approved"]
+        again.close()
+        # Deleted: its ids are let go (no event of it comes again), as an offer shows.
+        trail.forget(names.REQUESTS, stored)
+        assert len(trail.offer(names.REQUESTS, stored)) == 2
+        trail.close()
+    assert printed() == ["u1/requested", "u1/approved"] * 3
+
+
+def test_with_a_bucket_a_deleted_objects_ids_are_kept_for_the_crash_checks(trail: AuditTrail, cluster: Cluster) -> None:
+    stored = cluster.add(names.REQUESTS, request("r1", "u1"))
+    trail.offer(names.REQUESTS, stored)
     trail.flush()
+    trail.forget(names.REQUESTS, stored)
+    assert trail.offer(names.REQUESTS, stored) == []
+
+
+def test_without_a_bucket_drift_removals_still_leave_the_entitlements_status(cluster: Cluster) -> None:
+    trail = trail_over(None, cluster)
+    removal = {"membershipId": "m1", "userId": "uid-eve", "user": "eve", "time": "2026-11-23T12:00:00Z"}
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "prod-payments", "uid": "e1"},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": "g"}},
+        "status": {"driftRemovals": [removal]},
+    }
+    trail.offer(names.ENTITLEMENTS, cluster.add(names.ENTITLEMENTS, entitlement))
+    assert trail.flush() == 1
     trail.close()
-    lines = [r for r in caplog.records if r.name == "jitaccess.audit"]
-    assert [r.__dict__["audit"]["id"] for r in lines] == ["u1/requested", "u1/approved"]
-    assert lines[1].getMessage() == "audit approved AccessRequest/r1 by system:jitaccess"
-    assert cluster.objects[(names.REQUESTS, "r1")]["status"]["archivedRecords"] == ["approved", "requested"]
+    assert cluster.objects[(names.ENTITLEMENTS, "prod-payments")]["status"]["driftRemovals"] == []
 
 
 def test_archived_drift_removals_leave_the_entitlements_status(trail: AuditTrail, cluster: Cluster) -> None:

@@ -10,8 +10,14 @@ records come from, so a restarted operator derives again whatever it had not arc
 A task of its own (never in the way of grants and expiry) writes the queue in batches, up to
 `audit_batch_records` records or every `audit_batch_seconds`, one S3 object each, with a
 conditional PUT (no key is ever overwritten), then lists the archived records in each object's
-status. Without a bucket the batches go to stdout only, and are marked all the same, so that a
-restart does not print every record again.
+status.
+
+Without a bucket there is no archive to keep in step with: records go to stdout only, each printed
+once per process (their ids remembered while their object exists), and requests and grants are
+not marked (a mark would be a status write per object, on the path of every grant, for nothing
+durable). A restarted operator (or a new leader) prints again the records of the objects still in
+the cluster; their ids are deterministic, so a log consumer de-duplicates them. An Entitlement's
+drift removals are still dropped from its status once printed (so that the list does not grow).
 
 Exactly once by record id, across failures and crashes:
 - a failed PUT is retried with the same key and the same bytes, however long S3 fails; a retry of
@@ -92,7 +98,8 @@ class AuditTrail:
     _pending: dict[str, tuple[audit.Record, Ref]] = field(default_factory=dict)
     _inflight: set[str] = field(default_factory=set)
     _batch: Batch | None = None
-    # Ids in batches written (with the batch's write time), and since when that is all of them.
+    # Ids in batches written (with the batch's write time), and since when that is all of them;
+    # without an archive, the ids printed (of the objects still there).
     _known: dict[str, datetime] = field(default_factory=dict)
     _read: set[str] = field(default_factory=set)
     _covered_since: datetime | None = None
@@ -111,13 +118,17 @@ class AuditTrail:
             return []
         meta = wire.metadata(obj)
         ref = Ref(plural, str(meta.get("name") or ""), str(meta.get("uid") or ""))
+        marked = self.marks(plural)
         fresh = []
         with self._lock:
             for record in records:
                 rid = record["id"]
                 if rid in self._pending or rid in self._inflight or rid in self._known:
                     continue
-                self._pending[rid] = (record, ref)
+                if marked:
+                    self._pending[rid] = (record, ref)
+                else:
+                    self._known[rid] = _now()
                 fresh.append(record)
             full = len(self._pending) >= self.batch_records
         for record in fresh:
@@ -125,6 +136,21 @@ class AuditTrail:
         if full:
             self._wake.set()
         return fresh
+
+    def marks(self, plural: str) -> bool:
+        """Whether the records of this kind are marked in their object's status once written: with
+        an archive, always; without one, only an Entitlement's (its drift removals leave its status)."""
+        return self.archive is not None or plural == names.ENTITLEMENTS
+
+    def forget(self, plural: str, obj: Mapping[str, Any]) -> None:
+        """The object is deleted: without marks, its ids need not be remembered any longer (no
+        event of it comes again). With an archive, `_known` is kept for the crash checks, and
+        bounded by time."""
+        if self.marks(plural):
+            return
+        with self._lock:
+            for record in audit.records_of(obj):
+                self._known.pop(record["id"], None)
 
     def pending(self) -> int:
         with self._lock:
@@ -380,17 +406,21 @@ async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
-async def audit_request(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     trail = trail_of(memo)
     if trail is not None:
         trail.offer(names.REQUESTS, dict(body))
+        if type == "DELETED":
+            trail.forget(names.REQUESTS, dict(body))
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
-async def audit_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def audit_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     trail = trail_of(memo)
     if trail is not None:
         trail.offer(names.GRANTS, dict(body))
+        if type == "DELETED":
+            trail.forget(names.GRANTS, dict(body))
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
