@@ -359,7 +359,7 @@ def _all_objects(system: System) -> list[dict[str, Any]]:
 
 
 def failover(system: System, active: int, short_seconds: int = 10) -> dict[str, Any]:
-    """Two replicas electing a leader (default timings: a 15 s Lease), holding `active` Active
+    """Two replicas electing a leader (default timings: a 12 s Lease), holding `active` Active
     grants; the leader is SIGKILLed a second before one more grant expires. Measured: from the kill
     until the standby has revoked that grant (membership gone, grant Expired); and the webhook
     refusals meanwhile, for a request created every 100 ms from the kill until the revocation
