@@ -13,7 +13,7 @@ the decision and the removal happen under one lock per membership, against the R
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -25,8 +25,8 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers import assignments, sessions
-from jitaccess.handlers.backing import unbacked
+from jitaccess.handlers import assignments, diffbase, sessions
+from jitaccess.handlers.backing import stored_request, unbacked
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -42,13 +42,27 @@ def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
 @kopf.on.resume(*GRANT)
 @kopf.on.create(*GRANT)
 async def provision_grant(
-    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    reason: Any = None,
+    old: Any = None,
+    new: Any = None,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
+    **_: Any,
 ) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(_provision, rt, body, rt.holders, teams, entitlements)
+    # `Active` is this handler's last write: it carries kopf's diff-base (`diffbase`), which kopf
+    # would write with a PATCH of its own once the handler returns. Nothing is left to retry after
+    # it but following the request, which `following` repairs.
+    essence = diffbase.to_carry(reason, old, new)
+    await rt.run_blocking(_provision, rt, body, rt.holders, teams, entitlements, essence)
 
 
-def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index, teams: Index, entitlements: Index) -> None:
+def _provision(
+    rt: Runtime, body: kopf.Body, grant_holders: Index, teams: Index, entitlements: Index, essence: str | None = None
+) -> None:
     grant = AccessGrant.model_validate(dict(body))
     if grant_rules.is_finished(grant):
         return
@@ -61,27 +75,40 @@ def _provision(rt: Runtime, body: kopf.Body, grant_holders: Index, teams: Index,
         return
     # Whoever can act as the operator could create a grant by hand: it is provisioned only if its
     # request, as stored now, leads to exactly this grant.
-    problem = unbacked(rt, grant, teams, entitlements)
+    request = stored_request(rt, grant)
+    problem = unbacked(rt, grant, request, teams, entitlements)
     if problem is not None:
         fail(rt, grant, problem)
         return
+    # kopf writes the request's diff-base as the request handler returns, that is, as this grant is
+    # created: a request read before that write would only make the write of `Granted` conflict
+    # (a wasted PATCH and a re-read), so it stands in for that write's read only when read after it.
+    base = request if request is not None and diffbase.stored(request) else None
     try:
-        activate(rt, grant, current=dict(body))
+        activate(rt, grant, current=dict(body), request=base, essence=essence)
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
 
 
-def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = None) -> None:
+def activate(
+    rt: Runtime,
+    grant: AccessGrant,
+    current: dict[str, Any] | None = None,
+    request: dict[str, Any] | None = None,
+    essence: str | None = None,
+) -> None:
     """Ensure the membership, then mark the grant Active; `current` (the body kopf delivered)
-    spares a re-read of the grant, and a stale one only costs a conflict and a re-read."""
+    spares a re-read of the grant, and `request` (as the basis check read it) one of the request
+    before `Granted`: a stale one only costs a conflict and a re-read. `essence`: kopf's diff-base
+    for the `Active` write to carry (`diffbase`)."""
     ic = rt.identity_center
     name, spec = grant.metadata.name, grant.spec
     user_id = confirmed_grantee(rt, grant)
     if user_id is None:
         return
     if spec.account_assignment is not None:
-        _activate_assignments(rt, grant, user_id, current)
+        _activate_assignments(rt, grant, user_id, current, request, essence)
         return
     try:
         group_id = rt.cached("group", spec.group_name, ic.resolve_group)
@@ -127,19 +154,30 @@ def activate(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = N
                 ),
             }
 
-        updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=current)
+        updated = rt.kube.update_status(
+            names.GRANTS, name, status_change(AccessGrant, _carrying(build, essence)), current=current
+        )
     if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
         return
+    if essence is not None:
+        diffbase.carried(grant.metadata.uid, essence)
     active = AccessGrant.model_validate(updated)
     expiration = ts(window.expiration_time)
     message = f"{spec.user} added to {spec.group_name} until {expiration}"
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    request = follow_request(rt, active)
-    if request is not None and request.metadata.creation_timestamp is not None:
-        metrics.GRANT_LATENCY.observe((window.activation_time - request.metadata.creation_timestamp).total_seconds())
+    followed = follow_request(rt, active, current=request)
+    if followed is not None and followed.metadata.creation_timestamp is not None:
+        metrics.GRANT_LATENCY.observe((window.activation_time - followed.metadata.creation_timestamp).total_seconds())
 
 
-def _activate_assignments(rt: Runtime, grant: AccessGrant, user_id: str, current: dict[str, Any] | None) -> None:
+def _activate_assignments(
+    rt: Runtime,
+    grant: AccessGrant,
+    user_id: str,
+    current: dict[str, Any] | None,
+    request: dict[str, Any] | None,
+    essence: str | None,
+) -> None:
     """Account-assignment mode: the permission set assigned to the user in each account, then Active."""
     spec = grant.spec
     try:
@@ -182,14 +220,30 @@ def _activate_assignments(rt: Runtime, grant: AccessGrant, user_id: str, current
             }
 
         updated = rt.kube.update_status(
-            names.GRANTS, grant.metadata.name, status_change(AccessGrant, build), current=current
+            names.GRANTS, grant.metadata.name, status_change(AccessGrant, _carrying(build, essence)), current=current
         )
     if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
         return
+    if essence is not None:
+        diffbase.carried(grant.metadata.uid, essence)
     expiration = ts(window.expiration_time)
     message = f"{spec.user} assigned {spec.group_name} in {accounts} until {expiration}"
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    follow_request(rt, AccessGrant.model_validate(updated))
+    follow_request(rt, AccessGrant.model_validate(updated), current=request)
+
+
+def _carrying(
+    build: Callable[[AccessGrant], dict[str, Any] | None], essence: str | None
+) -> Callable[[AccessGrant], dict[str, Any] | None]:
+    """`build`, whose write (when it makes one) also stores kopf's diff-base `essence`."""
+    if essence is None:
+        return build
+
+    def carrying(current: AccessGrant) -> dict[str, Any] | None:
+        fields = build(current)
+        return None if fields is None else {**fields, **diffbase.fields(essence)}
+
+    return carrying
 
 
 def confirmed_grantee(rt: Runtime, grant: AccessGrant) -> str | None:
@@ -341,9 +395,10 @@ def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:
         return False
 
 
-def follow_request(rt: Runtime, grant: AccessGrant) -> AccessRequest | None:
+def follow_request(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = None) -> AccessRequest | None:
     """Bring the request's `Ready` into line with `grant` as it now stands (see `domain.following`):
-    Granted, then Expired or Revoked (or Failed). Idempotent: None when nothing was written."""
+    Granted, then Expired or Revoked (or Failed). Idempotent: None when nothing was written.
+    `current` (the request as read a moment ago) spares the first read of the write."""
     wanted = following.request_ready(grant)
     if wanted is None:
         return None
@@ -365,7 +420,9 @@ def follow_request(rt: Runtime, grant: AccessGrant) -> AccessRequest | None:
             fields["expirationTime"] = ts(wanted.expiration_time)
         return fields
 
-    updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(
+        names.REQUESTS, grant.spec.request, status_change(AccessRequest, build), current=current
+    )
     if updated is None:
         return None
     record(updated, wanted.reason, wanted.message, warning=wanted.reason == names.FAILED, who=grant.spec.user)

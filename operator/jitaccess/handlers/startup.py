@@ -16,6 +16,7 @@ from jitaccess.adapters.tls import temporary_serving_files
 from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServer, configuration_problem, own_username
 from jitaccess.api import names
 from jitaccess.domain.admission import OperatorIdentity
+from jitaccess.handlers import diffbase
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
 from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.leadership import Leadership
@@ -78,7 +79,8 @@ def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
     # kopf's bookkeeping lives in status, which only the operator may write (RBAC): a user who
     # could edit an annotation must not be able to mark a handler as done.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    # A handler's last status write may carry kopf's diff-base, sparing kopf's own PATCH (`diffbase`).
+    settings.persistence.diffbase_storage = diffbase.CarriedDiffBase(field=diffbase.FIELD)
     settings.persistence.finalizer = names.FINALIZER
     # Our own Events carry the decisions; kopf's per-handler chatter is kept to errors.
     settings.posting.level = logging.WARNING
