@@ -38,9 +38,13 @@ def test_engineer_gets_own_team_role_at_once(system: Jit) -> None:
         "metadata": {"name": "alice-own"},
         "spec": {"entitlement": "prod-eng-payments", "duration": "1h", "reason": "INFRA-2441 fix stuck batch"},
     }
+    lookups = system.ic.faults.calls["GetUserId"]
     system.apply(manifest, user=ALICE)
     system.kubectl("wait", "--for=condition=Ready", "accessrequest/alice-own", "--timeout=20s", user=ALICE)
     assert system.members("prod-eng-payments") == {ALICE}
+    # Identity Center is asked who alice is once, by admission: the grant, seconds later, takes
+    # that fresh answer rather than spending the GetUserId quota on the same question.
+    assert system.ic.faults.calls["GetUserId"] - lookups == 1
     request = system.get("accessrequest", "alice-own")
     assert request["spec"]["requester"] == ALICE, "stamped at admission from the authenticated caller"
     table = system.kubectl("get", "accessgrants", user=ALICE).stdout

@@ -80,3 +80,15 @@ def test_team_membership_and_approval_rules() -> None:
 
 def test_team_without_approvers_is_reported() -> None:
     assert team_problems(team(approvers=[])) and not team_problems(team())
+
+
+def test_a_stamped_user_id_stands_for_a_fresh_answer_for_a_few_seconds_only() -> None:
+    admitted = T0
+    assert grant_rules.stamp_is_fresh(admitted, admitted + timedelta(seconds=0.3))
+    assert grant_rules.stamp_is_fresh(admitted, admitted + grant_rules.STAMP_STANDS_FOR)
+    assert not grant_rules.stamp_is_fresh(admitted, admitted + grant_rules.STAMP_STANDS_FOR + timedelta(seconds=0.1))
+    # An approval that took a person, a scheduled start: asked again.
+    assert not grant_rules.stamp_is_fresh(admitted, admitted + timedelta(minutes=10))
+    # No creation time known, or one in the future (clocks apart): asked again.
+    assert not grant_rules.stamp_is_fresh(None, admitted)
+    assert not grant_rules.stamp_is_fresh(admitted, admitted - timedelta(seconds=1))

@@ -9,6 +9,7 @@ null fields read as empty.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from jitaccess.api.names import READY
@@ -23,6 +24,15 @@ def metadata(obj: Obj | None) -> Mapping[str, Any]:
 
 def name_of(obj: Obj | None) -> str:
     return str(metadata(obj).get("name") or "")
+
+
+def created_at(obj: Obj | None) -> datetime | None:
+    """`metadata.creationTimestamp`, or None when absent or not a timestamp."""
+    stamp = metadata(obj).get("creationTimestamp")
+    try:
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
+    except ValueError:
+        return None
 
 
 def annotations_of(obj: Obj | None) -> Mapping[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessGrantStatus
@@ -54,6 +54,20 @@ def membership_key(user_id: str, group_name: str) -> tuple[str, str]:
     be two people, and a deleted user's name may pass to someone new.
     """
     return (user_id, group_name)
+
+
+#: How long the UserId that admission stamped on a request (asked afresh as the request was
+#: created) stands in for asking again before access is given: the few seconds an eligibility
+#: answer is reused for. An auto-approved grant follows its request well within it; an approval
+#: that took a person, or a scheduled start, asks again.
+STAMP_STANDS_FOR = timedelta(seconds=5)
+
+
+def stamp_is_fresh(admitted: datetime | None, at: datetime) -> bool:
+    """Whether a request admitted at `admitted` (its creationTimestamp: whole seconds, rounded
+    down, so the age is if anything overstated) was admitted recently enough at `at` that its
+    stamped UserId is as good as a fresh answer."""
+    return admitted is not None and timedelta(0) <= at - admitted <= STAMP_STANDS_FOR
 
 
 def grantee_id(spec_user_id: str | None, status_user_id: str | None, user: str) -> str:

@@ -12,6 +12,7 @@ the decision and the removal happen under one lock per membership, against the R
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -84,8 +85,9 @@ def _provision(
     # created: a request read before that write would only make the write of `Granted` conflict
     # (a wasted PATCH and a re-read), so it stands in for that write's read only when read after it.
     base = request if request is not None and diffbase.stored(request) else None
+    admitted = wire.created_at(request)
     try:
-        activate(rt, grant, current=dict(body), request=base, essence=essence)
+        activate(rt, grant, current=dict(body), request=base, essence=essence, admitted=admitted)
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
@@ -97,14 +99,16 @@ def activate(
     current: dict[str, Any] | None = None,
     request: dict[str, Any] | None = None,
     essence: str | None = None,
+    admitted: dt.datetime | None = None,
 ) -> None:
     """Ensure the membership, then mark the grant Active; `current` (the body kopf delivered)
     spares a re-read of the grant, and `request` (as the basis check read it) one of the request
     before `Granted`: a stale one only costs a conflict and a re-read. `essence`: kopf's diff-base
-    for the `Active` write to carry (`diffbase`)."""
+    for the `Active` write to carry (`diffbase`); `admitted`: when the request was created
+    (`confirmed_grantee`)."""
     ic = rt.identity_center
     name, spec = grant.metadata.name, grant.spec
-    user_id = confirmed_grantee(rt, grant)
+    user_id = confirmed_grantee(rt, grant, admitted)
     if user_id is None:
         return
     if spec.account_assignment is not None:
@@ -246,16 +250,22 @@ def _carrying(
     return carrying
 
 
-def confirmed_grantee(rt: Runtime, grant: AccessGrant) -> str | None:
+def confirmed_grantee(rt: Runtime, grant: AccessGrant, admitted: dt.datetime | None = None) -> str | None:
     """The UserId to add: the one admission stamped on the request (`spec.userId`), once Identity
     Center confirms that the user name still belongs to it. Else the grant fails closed (and its
     request with it) and this returns None: a user deleted and re-created under the same name since
     the request, or a renamed one, is not the person who asked.
 
-    Asked afresh, never from the cache: the cache may hold the very answer admission stamped.
-    A grant from before grants recorded the UserId gets whoever has the name now.
+    Asked afresh, never from the cache: the cache may hold the very answer admission stamped;
+    except when the request was admitted (`admitted`, its creation) so recently that admission's
+    own fresh answer is seconds old (`grants.stamp_is_fresh`): an auto-approved grant, which
+    would otherwise ask Identity Center twice for the same answer and halve the grants the
+    `GetUserId` quota allows. A grant from before grants recorded the UserId gets whoever has
+    the name now.
     """
     ic, spec = rt.identity_center, grant.spec
+    if spec.user_id is not None and grant_rules.stamp_is_fresh(admitted, dt.datetime.now(dt.UTC)):
+        return spec.user_id
     try:
         current = ic.resolve_user(spec.user)
     except NotFound:
