@@ -276,6 +276,11 @@ def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str
     operator started afterwards, as after a restart; creating them through it takes about
     `count / throughput` seconds (see the throughput scenario, which also reads the memory at its size).
     """
+    # The same operator holding nothing: what the grants add to it (`kb_per_grant`).
+    system.start_operator(0.0)
+    system.wait_operator_idle()
+    idle_rss, _ = system.rss_mb()
+    system.reset()
     items = [(f"scale-{i:05d}", user_name(i), "1h") for i in range(1, count + 1)]
     seeding = system.seed_active(items)
     began = time.monotonic()
@@ -297,6 +302,8 @@ def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str
         "operator_ready_s": round(ready, 1),
         "adopted_s": round(settled, 1),
         "rss_mb": round(rss, 1),
+        "idle_rss_mb": round(idle_rss, 1),
+        "kb_per_grant": round((rss - idle_rss) * 1024 / count, 1),
         "peak_rss_mb": round(max(peak, peak_after), 1),
         "rss_mb_after_probes": round(rss_after, 1),
         "memberships_lost": lost,

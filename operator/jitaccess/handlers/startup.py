@@ -88,6 +88,13 @@ def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
     settings.execution.max_workers = config.max_workers
     settings.execution.default_backoff = 5
     settings.watching.server_timeout = 300
+    # Memory (bench/README.md): kopf hands each listed object to a worker of its own that keeps the
+    # whole body until it has been idle `idle_timeout`; at kopf's 5 s and one unpaged listing,
+    # every grant and request body was alive at once at start-up (~9 KB each, in both parts), and
+    # the freed memory stayed with the process. Paged listings and workers that go once done keep
+    # only a few pages of bodies at a time; a worker awaiting its own write's echo stays regardless.
+    settings.watching.chunk_size = 100
+    settings.queueing.idle_timeout = 0.1
     settings.networking.request_timeout = 60
     # No kopf peering: replicas elect a leader on a Lease (`handlers.leadership`).
     settings.peering.standalone = True
