@@ -5,6 +5,7 @@ removal; drift repaired; session revocation held for its time and surviving an i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,7 +176,13 @@ def test_drift_made_by_hand_is_repaired_on_the_next_pass(system: tuple[Runtime, 
         PrincipalType="GROUP",
         PrincipalId=group,
     )
-    emulator.sso.settle()
+    # The deletion is asynchronous, as in AWS: the drift exists once it has taken effect.
+    removed = (PROD_ACCOUNTS[0], prod.arn, "GROUP", group)
+    deadline = time.monotonic() + 10
+    while removed in emulator.sso.assignments and time.monotonic() < deadline:
+        time.sleep(0.02)
+        emulator.sso.settle()
+    assert removed not in emulator.sso.assignments
     permissionsets.sync(rt, "payments", verify=True)
     assert prod.inline_policy == rendered
     assert (PROD_ACCOUNTS[0], prod.arn, "GROUP", group) in emulator.sso.assignments
