@@ -16,7 +16,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.support.harness import Jit
+from tests.support.harness import Jit, interruptible
 
 SCRIPT_DIR = Path(sys.executable).parent
 KUBECTL_JIT = SCRIPT_DIR / "kubectl-jit"
@@ -125,6 +125,7 @@ class Cli:
             encoding="utf-8",
             timeout=timeout,
             dimensions=(50, 160),
+            preexec_fn=interruptible,
         )
 
     def via_kubectl(self, *args: str, user: str | None, path: list[Path] | None = None) -> Result:

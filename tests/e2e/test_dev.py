@@ -27,6 +27,7 @@ from botocore import xform_name
 
 from devenv.paths import REPO
 from devenv.processes import child_env
+from tests.support.harness import interruptible
 
 START_TIMEOUT = 240.0
 
@@ -43,6 +44,7 @@ class Dev:
             stderr=subprocess.STDOUT,
             text=True,
             env=child_env(),
+            preexec_fn=interruptible,
         )
         self.output: list[str] = []
         self._lines: queue.Queue[str] = queue.Queue()

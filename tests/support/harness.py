@@ -8,6 +8,7 @@ Waiting is always a poll against a deadline on the real objects, never a bare sl
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -46,6 +47,13 @@ def install_rbac(cluster: ControlPlane) -> None:
     cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "", "--all", "--timeout=60s")
     cluster.kubectl("apply", "-f", str(EXAMPLES / "rbac.yaml"))
+
+
+def interruptible() -> None:
+    """A child's `preexec_fn`: Ctrl-C (SIGINT) stops it as in a terminal, also when the suite itself
+    runs with SIGINT ignored (started in the background by a shell without job control, or under
+    nohup), which a child would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> T:
