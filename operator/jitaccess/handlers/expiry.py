@@ -52,8 +52,6 @@ class _Wiring:
     pool: ThreadPoolExecutor
     # The context kopf's watch runs handlers in: `kopf.event()` finds its queue there.
     context: contextvars.Context | None = None
-    # Once the webhook configurations are in place (they stay: only a new process changes them).
-    webhooks_ready: bool = False
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
@@ -132,14 +130,8 @@ async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:
 async def _may_act(wiring: _Wiring, settings: kopf.OperatorSettings, memo: kopf.Memo) -> bool:
     if wiring.context is None:
         return False
-    if wiring.webhooks_ready:
-        return True
-    # In the scheduler's own threads, not the loop's shared default executor: whatever else a new
-    # leader's start keeps busy must not hold an overdue grant back.
-    check = functools.partial(webhooks_configured, settings=settings, memo=memo)
     try:
-        await asyncio.get_running_loop().run_in_executor(wiring.pool, check)
+        await asyncio.to_thread(functools.partial(webhooks_configured, settings=settings, memo=memo))
     except kopf.TemporaryError:
         return False
-    wiring.webhooks_ready = True
     return True

@@ -1,7 +1,7 @@
 """What the handlers share for the life of the operator: settings, adapters, locks, caches.
 
 One `Runtime` lives in kopf's operator memo (`memo.runtime`), so tests can run the handlers
-with `kopf.testing.KopfRunner` and their own Runtime (a moto-backed Identity Center, say).
+with `kopf.testing.KopfRunner` and their own Runtime (an emulated Identity Center, say).
 
 The blocking work of the request and grant handlers runs in the Runtime's own threads
 (`run_blocking`), not in kopf's executor: their writes to the API server wait for the admission
