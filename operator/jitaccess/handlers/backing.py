@@ -5,6 +5,15 @@ The rules are `jitaccess.domain.backing`'s; here the request is read afresh from
 request seen as it was before its approval, or before its deletion, would say the wrong thing, so
 no index stands in for this read), and its Entitlement and owner team come from kopf's indexes as
 for the request handler.
+
+One thing stands in for the read: the request as the approval's own write left it, which the
+request handler hands over (`Runtime.handoffs`, by request name, as it creates the grant), taken
+once and only for a few seconds. It is the API server's answer to that write, as current as a
+read a moment later would be: the operator alone writes a request's status, and its next write is
+the one this grant's handler makes. It is the request's content, not a permission: the grant is
+checked against it exactly as against a read (a grant made by hand under the same name included),
+and a deletion in between is what it was with a read (it can also come just after one): an Active
+grant whose request is gone is revoked (`deleted_requests`).
 """
 
 from __future__ import annotations
@@ -21,8 +30,9 @@ from jitaccess.handlers.runtime import Runtime
 
 
 def stored_request(rt: Runtime, grant: AccessGrant) -> dict[str, Any] | None:
-    """The grant's request as stored now (None when there is none)."""
-    return rt.kube.get(names.REQUESTS, grant.spec.request)
+    """The grant's request as stored now (None when there is none): handed over, or read."""
+    handed = rt.handoffs.take(grant.spec.request)
+    return handed if handed is not None else rt.kube.get(names.REQUESTS, grant.spec.request)
 
 
 def unbacked(

@@ -12,13 +12,25 @@ is stored, the object looks handled to kopf, which would not retry a handler tha
 that write. kopf calls `store` only once every handler of the cause has succeeded, so what a
 failed handler carried is never taken as stored by kopf; the essence in status is the one kopf
 would have stored (that of the body the handler got), so kopf's change detection is unchanged.
+
+A handler whose last act makes *another* handler write the object soon (the request handler
+creates the grant, whose handler then writes the request's `Granted`) defers kopf's write
+instead (`defer`): kopf's storage then holds the essence in memory and answers kopf's reads with
+it, and that other write carries it (`held_fields`); once a watch event shows it stored, memory
+lets it go. Nothing is lost if the process dies first: kopf then finds no diff-base (or the one
+before) and runs the object's handlers again, which is safe only for handlers that act on the
+object as it stands (the request handler is one `reconcile` for every cause). `defer` comes after
+the handler's last step that can fail, so a handler kopf must retry never looks handled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import kopf
@@ -45,17 +57,73 @@ class _Carried:
             return self._by_uid.pop(uid, None) == encoded
 
 
-# One per process: the handlers and the kopf operators that run them (`handlers.parts`) share it.
+class _Held:
+    """Object uid -> the essence kopf stored in memory only (`defer`), until the object shows it.
+
+    An essence no write ever carries (its object deleted first, say) is let go after
+    `HOLD_SECONDS`: kopf then runs the object's handlers once more, which find nothing to do.
+    """
+
+    HOLD_SECONDS = 600.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._deferred: dict[str, float] = {}
+        self._held: dict[str, tuple[str, float]] = {}
+
+    def defer(self, uid: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._deferred[uid] = now
+            for table in (self._deferred, self._held):
+                for key in [k for k, v in table.items() if now - _since(v) > self.HOLD_SECONDS]:
+                    del table[key]
+
+    def hold(self, uid: str, encoded: str) -> bool:
+        """Hold `encoded` if the object's handler deferred it; else let go of what was held."""
+        with self._lock:
+            if self._deferred.pop(uid, None) is None:
+                self._held.pop(uid, None)
+                return False
+            self._held[uid] = (encoded, time.monotonic())
+            return True
+
+    def held(self, uid: str, stored: str | None) -> str | None:
+        """What is held for the object whose body stores `stored`; let go once that is it."""
+        with self._lock:
+            entry = self._held.get(uid)
+            if entry is not None and entry[0] == stored:
+                del self._held[uid]
+            return None if entry is None else entry[0]
+
+
+def _since(value: float | tuple[str, float]) -> float:
+    return value[1] if isinstance(value, tuple) else value
+
+
+# One per process: the handlers and the kopf operators that run them (`handlers.parts`) share them.
 _CARRIED = _Carried()
+_HELD = _Held()
+# The object whose kopf handler is running (`handling`): only its own handler defers its diff-base,
+# never a timer that reaches the same code (kopf would store nothing after it).
+_HANDLING: ContextVar[str] = ContextVar("jitaccess_diffbase_handling", default="")
 
 
 class CarriedDiffBase(kopf.StatusDiffBaseStorage):
     """kopf's status diff-base storage, which does not write again what a handler's write carried."""
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        if _CARRIED.take(str(body.metadata.uid or ""), encode(essence)):
+        uid, encoded = str(body.metadata.uid or ""), encode(essence)
+        if _CARRIED.take(uid, encoded) or _HELD.hold(uid, encoded):
             return
         super().store(body=body, patch=patch, essence=essence)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        held = _HELD.held(str(body.metadata.uid or ""), _stored(body))
+        if held is not None:
+            essence: kopf.BodyEssence = json.loads(held)
+            return essence
+        return super().fetch(body=body)
 
 
 def encode(essence: Any) -> str:
@@ -84,6 +152,32 @@ def carried(uid: str, encoded: str) -> None:
         _CARRIED.put(uid, encoded)
 
 
-def stored(obj: Mapping[str, Any]) -> bool:
-    """Whether kopf's diff-base is in the object as read (its create handlers are done with it)."""
-    return (wire.status(obj).get("kopf") or {}).get("diffbase") is not None
+@contextlib.contextmanager
+def handling(uid: str) -> Iterator[None]:
+    """Around a kopf handler of the object `uid` (threads started with the context see it)."""
+    token = _HANDLING.set(uid)
+    try:
+        yield
+    finally:
+        _HANDLING.reset(token)
+
+
+def defer(uid: str) -> None:
+    """kopf's next diff-base of the object is to be held in memory and carried by a later write
+    of another handler (`held_fields`): call it after the handler's last step that can fail.
+    Outside that object's own kopf handler (`handling`), nothing."""
+    if uid and _HANDLING.get() == uid:
+        _HELD.defer(uid)
+
+
+def held_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The status fields that store the diff-base held for `obj` (as read), for a write of it to
+    carry; none when nothing is held or `obj` stores it already."""
+    stored = _stored(obj)
+    held = _HELD.held(str(wire.metadata(obj).get("uid") or ""), stored)
+    return fields(held) if held is not None and held != stored else {}
+
+
+def _stored(obj: Mapping[str, Any]) -> str | None:
+    value = (wire.status(obj).get("kopf") or {}).get("diffbase")
+    return value if isinstance(value, str) else None

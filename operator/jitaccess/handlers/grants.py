@@ -81,13 +81,9 @@ def _provision(
     if problem is not None:
         fail(rt, grant, problem)
         return
-    # kopf writes the request's diff-base as the request handler returns, that is, as this grant is
-    # created: a request read before that write would only make the write of `Granted` conflict
-    # (a wasted PATCH and a re-read), so it stands in for that write's read only when read after it.
-    base = request if request is not None and diffbase.stored(request) else None
     admitted = wire.created_at(request)
     try:
-        activate(rt, grant, current=dict(body), request=base, essence=essence, admitted=admitted)
+        activate(rt, grant, current=dict(body), request=request, essence=essence, admitted=admitted)
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
@@ -248,6 +244,18 @@ def _carrying(
         return None if fields is None else {**fields, **diffbase.fields(essence)}
 
     return carrying
+
+
+def _holding(build: Callable[[AccessRequest], dict[str, Any] | None]) -> Callable[[dict[str, Any]], Any]:
+    """`build` as a request's status change whose write (when it makes one) also stores the
+    diff-base kopf holds for the request since its handler created this grant (`diffbase.defer`)."""
+    change = status_change(AccessRequest, build)
+
+    def holding(current: dict[str, Any]) -> dict[str, Any] | None:
+        fields = change(current)
+        return None if fields is None else {**fields, **diffbase.held_fields(current)}
+
+    return holding
 
 
 def confirmed_grantee(rt: Runtime, grant: AccessGrant, admitted: dt.datetime | None = None) -> str | None:
@@ -430,9 +438,7 @@ def follow_request(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | No
             fields["expirationTime"] = ts(wanted.expiration_time)
         return fields
 
-    updated = rt.kube.update_status(
-        names.REQUESTS, grant.spec.request, status_change(AccessRequest, build), current=current
-    )
+    updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, _holding(build), current=current)
     if updated is None:
         return None
     record(updated, wanted.reason, wanted.message, warning=wanted.reason == names.FAILED, who=grant.spec.user)

@@ -25,7 +25,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain import schedule
 from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers import approvals as approval_counts
-from jitaccess.handlers import breakglass, oncall
+from jitaccess.handlers import breakglass, diffbase, oncall
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.recording import record
@@ -43,7 +43,9 @@ async def reconcile_request(
     *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
 ) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=True)
+    # A grant created here defers kopf's diff-base write to the grant handler's `Granted` (`diffbase`).
+    with diffbase.handling(str(body.metadata.uid or "")):
+        await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=True)
 
 
 def lookup(
@@ -247,7 +249,7 @@ def approve(
         metrics.BREAK_GLASS.labels(request.spec.entitlement).inc()
     warn = reason == names.BREAK_GLASS
     record(updated, reason, message, warning=warn, who=who or valid.requester, request_reason=request.spec.reason)
-    _create_grant(rt, approved, valid)
+    _create_grant(rt, approved, valid, written=updated)
 
 
 def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements: Index) -> None:
@@ -275,7 +277,11 @@ def _own_grant(rt: Runtime, request: AccessRequest) -> dict[str, Any] | None:
     return grant if made_for == request.metadata.uid else None
 
 
-def _create_grant(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> None:
+def _create_grant(
+    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, written: dict[str, Any] | None = None
+) -> None:
+    """Create the grant of an approved request; `written`: the request as this handler's own write
+    (the approval) left it, handed to the grant's handler in place of a read (`handlers.backing`)."""
     if schedule.waits(request.spec.start_time, utcnow()):
         return  # `Scheduled`: `handlers.starts` comes back at spec.startTime
     refusal = activation_refusal(rt, request, valid)
@@ -308,7 +314,12 @@ def _create_grant(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
             "reason": request.spec.reason,
         },
     }
-    grant, _created = rt.kube.create(names.GRANTS, manifest)
+    if written is not None:
+        # Handed over before the grant exists: its handler may start before `create` returns here.
+        rt.handoffs.put(name, written)
+    grant, created = rt.kube.create(names.GRANTS, manifest)
+    if not created:
+        rt.handoffs.take(name)
     if grant.get("metadata", {}).get("labels", {}).get(names.LABEL_REQUEST) != request.metadata.uid:
         _finish(
             rt,
@@ -322,6 +333,10 @@ def _create_grant(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
     # No status write of its own: the grant's handler writes `status.grant` with the request's next
     # `Ready`, and until then the grant is found by name (it has the request's), so an approved
     # request whose grant exists is never granted twice (`kube.create` returns the existing one).
+    # A new grant's handler writes the request next: that write carries kopf's diff-base of the
+    # request too (nothing here can fail any more).
+    if created:
+        diffbase.defer(request.metadata.uid)
 
 
 def activation_refusal(

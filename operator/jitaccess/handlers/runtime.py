@@ -36,6 +36,9 @@ _CACHE_SECONDS = 60.0
 # The webhook checks a new request's eligibility, and the handler checks it again a moment later:
 # a "yes" this fresh is taken as the answer, sparing Identity Center a second identical call.
 _ELIGIBLE_SECONDS = 5.0
+# A request handed to its grant's handler stands for a read of it only while that is as fresh as a
+# read: the moment between creating the grant and its handler running, unless a burst queues it.
+_HANDOFF_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -81,6 +84,28 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
         return len(self._values)
 
 
+class Handoffs:
+    """What one handler gives the next, by key, taken once and only while fresh: a request's name
+    -> the request as the request handler's write left it, for its new grant (`handlers.backing`)."""
+
+    def __init__(self, seconds: float = _HANDOFF_SECONDS) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for stale in [k for k, (stamp, _) in self._items.items() if now - stamp > self._seconds]:
+                del self._items[stale]
+            self._items[key] = (now, value)
+
+    def take(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._items.pop(key, None)
+        return item[1] if item is not None and time.monotonic() - item[0] <= self._seconds else None
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -115,6 +140,8 @@ class Runtime:
     requests: KnownRequests = field(default_factory=KnownRequests)
     # Active grants by expiration time: see `handlers.expiry`.
     expiries: ExpiryScheduler = field(default_factory=ExpiryScheduler)
+    # Requests the request handler hands to their new grants' handler (`handlers.backing`).
+    handoffs: Handoffs = field(default_factory=Handoffs)
     _pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
