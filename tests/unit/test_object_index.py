@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
+import kopf
+
 from jitaccess.api.names import GRANTS, REQUESTS
-from jitaccess.handlers.indexes import Ended, Pending, ended, holding, pending
+from jitaccess.handlers.indexes import Ended, Pending, ended, entitlements, holding, pending
 from jitaccess.handlers.runtime import ObjectIndex
 from jitaccess.handlers.schedules import looked_after
 
@@ -117,3 +119,22 @@ def test_each_entitlement_timer_looks_after_its_own_and_the_first_after_orphans(
     assert sorted(looked_after("ent-a", index, entitlements)) == [("ent-a", "A"), ("gone", "X")]
     assert sorted(looked_after("ent-b", index, entitlements)) == [("ent-b", "B")]
     assert list(looked_after("ent-a", index, {})) == [("ent-a", "A")], "no orphans while the index is empty"
+
+
+async def test_the_entitlement_index_keeps_spec_and_resolution_not_the_status_lists() -> None:
+    listed = [{"user": f"u{i}@example.com", "groups": ["prod-eligible"]} for i in range(1000)]
+    status = {
+        "groupId": "g-1",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Resolved"}],
+        "eligibleUsers": listed,
+        "eligibleUserCount": 1000,
+        "driftRemovals": [{"membershipId": "m-1"}],
+        "kopf": {"progress": {}},
+    }
+    body = kopf.Body({"metadata": {"name": "e"}, "spec": {"owner": "payments"}, "status": status})
+    indexed = (await entitlements(name="e", body=body))["e"]
+    assert indexed == {
+        "metadata": {"name": "e"},
+        "spec": {"owner": "payments"},
+        "status": {"groupId": "g-1", "conditions": status["conditions"]},
+    }
