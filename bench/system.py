@@ -160,6 +160,23 @@ class System:
             time.sleep(0.1)
         raise TimeoutError(f"Entitlement {entitlement} not Ready within {timeout}s")
 
+    def wait_first_recheck(self, timeout: float = 120, quiet: float = 1.5) -> float:
+        """Until the operator's first eligibility re-check pass is over: it lists every user of the
+        store (`ListUsers`, 100 a page: ~100 pages for the bench's 10,100 users) as it starts, and
+        once every `JITACCESS_ELIGIBILITY_RECHECK_SECONDS` after. Done when users were listed and
+        no listing call came for `quiet` seconds. Returns how long it took."""
+        began = time.monotonic()
+        deadline, seen, since = began + timeout, -1, began
+        while time.monotonic() < deadline:
+            calls = self.ic_calls()
+            listed = calls.get("ListUsers", 0) + calls.get("ListGroupMemberships", 0)
+            if listed != seen:
+                seen, since = listed, time.monotonic()
+            elif calls.get("ListUsers", 0) and time.monotonic() - since >= quiet:
+                return round(time.monotonic() - began, 2)
+            time.sleep(0.1)
+        raise TimeoutError(f"the operator's first eligibility re-check did not finish within {timeout}s")
+
     def rss_mb(self) -> tuple[float, float]:
         """The operator's resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
         assert self.operator is not None and self.operator.pid is not None
