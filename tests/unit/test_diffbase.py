@@ -102,3 +102,12 @@ def test_what_no_write_carries_is_let_go_in_time(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(diffbase.time, "monotonic", lambda: clock)
     deferred_by_its_handler("r6")  # any later defer sweeps
     assert diffbase.CarriedDiffBase(field=diffbase.FIELD).fetch(body=body("r5")) is None
+
+
+def test_what_a_failed_handler_carried_is_let_go_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    diffbase.carried("g1", diffbase.encode(ESSENCE))  # kopf never takes it: the handler failed after
+    clock = time.monotonic() + diffbase._Held.HOLD_SECONDS + 1
+    monkeypatch.setattr(diffbase.time, "monotonic", lambda: clock)
+    diffbase.carried("g2", diffbase.encode(ESSENCE))  # any later one sweeps
+    assert stored_by_kopf("g1", ESSENCE) != {}
+    assert stored_by_kopf("g2", ESSENCE) == {}

@@ -37,24 +37,32 @@ import kopf
 
 from jitaccess.api import wire
 
-#: Where kopf keeps it (`fields` and `stored` spell it out).
+#: Where kopf keeps it (`fields` and `_stored` spell it out).
 FIELD = "status.kopf.diffbase"
 
 
 class _Carried:
-    """Object uid -> the essence its handler's write carried, until kopf's storage takes it."""
+    """Object uid -> the essence its handler's write carried, until kopf's storage takes it.
+
+    kopf takes none from a handler that failed after its write: such an entry is let go after
+    `_Held.HOLD_SECONDS`, as nothing would ever take it.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_uid: dict[str, str] = {}
+        self._by_uid: dict[str, tuple[str, float]] = {}
 
     def put(self, uid: str, encoded: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._by_uid[uid] = encoded
+            for key in [k for k, (_, at) in self._by_uid.items() if now - at > _Held.HOLD_SECONDS]:
+                del self._by_uid[key]
+            self._by_uid[uid] = (encoded, now)
 
     def take(self, uid: str, encoded: str) -> bool:
         with self._lock:
-            return self._by_uid.pop(uid, None) == encoded
+            entry = self._by_uid.pop(uid, None)
+        return entry is not None and entry[0] == encoded
 
 
 class _Held:
