@@ -82,10 +82,9 @@ class _Held:
     def defer(self, uid: str) -> None:
         now = time.monotonic()
         with self._lock:
+            self._deferred = {k: at for k, at in self._deferred.items() if now - at <= self.HOLD_SECONDS}
+            self._held = {k: entry for k, entry in self._held.items() if now - entry[1] <= self.HOLD_SECONDS}
             self._deferred[uid] = now
-            for table in (self._deferred, self._held):
-                for key in [k for k, v in table.items() if now - _since(v) > self.HOLD_SECONDS]:
-                    del table[key]
 
     def hold(self, uid: str, encoded: str) -> bool:
         """Hold `encoded` if the object's handler deferred it; else let go of what was held."""
@@ -103,10 +102,6 @@ class _Held:
             if entry is not None and entry[0] == stored:
                 del self._held[uid]
             return None if entry is None else entry[0]
-
-
-def _since(value: float | tuple[str, float]) -> float:
-    return value[1] if isinstance(value, tuple) else value
 
 
 # One per process: the handlers and the kopf operators that run them (`handlers.parts`) share them.
