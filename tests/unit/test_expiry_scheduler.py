@@ -1,14 +1,22 @@
-"""The expiry scheduler: its queue (ordering, rescheduling, stale entries) and its task (waking,
-retrying, stopping), with a fake `expire` and real asyncio time in small steps."""
+"""The expiry scheduler: its queue (ordering, rescheduling, stale entries), its task (waking,
+retrying, stopping), with a fake `expire` and real asyncio time in small steps, and when the
+operator lets it act."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+
+from jitaccess.adapters.webhooks import HOOKS
+from jitaccess.api import names
 from jitaccess.domain.expiry import ExpiryQueue
+from jitaccess.handlers import expiry, scheduler
 from jitaccess.handlers.scheduler import ExpiryScheduler, utcnow
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -238,7 +246,11 @@ def test_failures_are_retried_and_errors_do_not_stop_the_scheduler() -> None:
     run(scenario())
 
 
-def test_grants_wait_while_the_scheduler_may_not_act() -> None:
+def test_grants_wait_while_the_scheduler_may_not_act_and_go_at_once_when_woken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator wakes the scheduler when what `may_act` depends on changes (its watch has
+    begun): overdue grants do not wait for the scheduler's next look."""
+    monkeypatch.setattr(scheduler, "HOLD_SECONDS", 60.0)
+
     async def scenario() -> None:
         s, rec = ExpiryScheduler(), Recorder()
         allowed = False
@@ -251,7 +263,8 @@ def test_grants_wait_while_the_scheduler_may_not_act() -> None:
         await asyncio.sleep(0.1)
         assert rec.ended == []
         allowed = True
-        await until(lambda: rec.ended == ["g"], timeout=3)
+        s.wake()
+        await until(lambda: rec.ended == ["g"], timeout=10)
         await s.stop()
 
     run(scenario())
@@ -301,3 +314,19 @@ def test_schedule_from_another_thread_wakes_the_scheduler() -> None:
         await s.stop()
 
     run(scenario())
+
+
+def test_the_operator_expires_once_its_watch_has_begun_without_waiting_for_its_webhooks() -> None:
+    """Every write an expiry makes is the operator's own status write, which the webhook
+    configurations skip: after a restart, overdue grants end while the webhook server starts."""
+    wiring = expiry._Wiring(ThreadPoolExecutor(1))
+    try:
+        assert asyncio.run(expiry._may_act(wiring)) is False  # no watch yet: Events could not be posted
+        wiring.context = contextvars.copy_context()
+        assert asyncio.run(expiry._may_act(wiring)) is True
+    finally:
+        wiring.pool.shutdown()
+    # Every hook on a status subresource and on grants skips the operator's writes.
+    for hook in (h for hooks in HOOKS.values() for h in hooks):
+        if hook.subresource == "status" or hook.plural == names.GRANTS:
+            assert hook.skips_operator, hook.id

@@ -5,10 +5,14 @@
   current (`schedule_expiry`): a grant that ends, or is no longer Active, is unscheduled, and a new
   expiration time replaces the old. Only the name and the time are kept per grant. A standby runs
   `schedule_expiry` too (`parts.WARM`), so its schedule is current the moment it takes over.
-- The scheduler starts with the operator and stops with it. It acts only once this process may:
-  its webhooks are in place (the status writes go through them) and the watch has begun (kopf posts
-  Events from the context its watch sets up). With leader election, the leader starts and stops it.
-  Overdue grants are the first due, oldest first; the Identity Center rate limiter paces them.
+- The scheduler starts with the operator and stops with it. It acts once the watch has begun
+  (kopf posts Events from the context its watch sets up), without waiting for the admission
+  webhooks: every write an expiry makes is the operator's own status write, which the webhook
+  configurations skip (`adapters.webhooks`, matchConditions), and one refused by a stale
+  configuration is tried again after the membership is already gone. After a crash the overdue
+  memberships go while the webhook server is still starting. With leader election, the leader
+  starts and stops it. Overdue grants are the first due, oldest first; the Identity Center rate
+  limiter paces them.
 - Each due grant is re-read: the persisted expiration time is the deadline, so a grant is never
   ended early, and one whose time has moved is rescheduled. It ends through `grants.end_grant`,
   the path every revocation takes (reference counting, status, Event, audit line, request).
@@ -36,7 +40,6 @@ from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.indexes import expiring
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.handlers.scheduler import utcnow
-from jitaccess.handlers.startup import webhooks_configured
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -59,6 +62,8 @@ async def schedule_expiry(type: str | None, body: kopf.Body, memo: kopf.Memo, **
     rt, name, wiring = runtime_of(memo), body.metadata.name, memo.get(_WIRING)
     if isinstance(wiring, _Wiring) and wiring.context is None:
         wiring.context = contextvars.copy_context()
+        # The scheduler may act from now on: overdue grants must not wait for its next look.
+        rt.expiries.wake()
     when = None if type == "DELETED" else expiring(body)
     if when is None:
         rt.expiries.unschedule(name)
@@ -67,7 +72,7 @@ async def schedule_expiry(type: str | None, body: kopf.Body, memo: kopf.Memo, **
 
 
 @kopf.on.startup()
-async def start_expiry(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def start_expiry(memo: kopf.Memo, **_: Any) -> None:
     rt = memo.get("runtime")
     if not isinstance(rt, Runtime):
         raise kopf.TemporaryError("the Runtime is not set up yet (startup.configure)", delay=0.1)
@@ -75,7 +80,7 @@ async def start_expiry(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: An
     memo[_WIRING] = wiring
     rt.expiries.start(
         functools.partial(expire, rt, wiring),
-        may_act=functools.partial(_may_act, wiring, settings, memo),
+        may_act=functools.partial(_may_act, wiring),
     )
     log.info("expiry scheduler started with %d Active grant(s) scheduled", len(rt.expiries))
 
@@ -127,11 +132,5 @@ async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:
     return await asyncio.get_running_loop().run_in_executor(wiring.pool, call)
 
 
-async def _may_act(wiring: _Wiring, settings: kopf.OperatorSettings, memo: kopf.Memo) -> bool:
-    if wiring.context is None:
-        return False
-    try:
-        await asyncio.to_thread(functools.partial(webhooks_configured, settings=settings, memo=memo))
-    except kopf.TemporaryError:
-        return False
-    return True
+async def _may_act(wiring: _Wiring) -> bool:
+    return wiring.context is not None

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: `expire(name)` ends the grant, or returns when to try again (None: nothing more to do for it).
 Expire = Callable[[str], Awaitable[dt.datetime | None]]
-#: Whether this process may act now (its webhooks are serving, it leads): else it holds off.
+#: Whether this process may act now (its watch has begun): else it holds off.
 MayAct = Callable[[], Awaitable[bool]]
 RETRY_AFTER_ERROR = dt.timedelta(seconds=5)
 HOLD_SECONDS = 1.0
@@ -69,6 +69,10 @@ class ExpiryScheduler:
             earliest = self._queue.schedule(name, when)
         if earliest:
             self._poke()
+
+    def wake(self) -> None:
+        """Look again now: what `may_act` depends on has changed (else it is asked every `HOLD_SECONDS`)."""
+        self._poke()
 
     def unschedule(self, name: str) -> None:
         with self._lock:
