@@ -83,7 +83,7 @@ class IdentityCenterEmulator:
         wsgi = self._wsgi_server(server)
         # ThreadedMotoServer offers no hook for middleware; the werkzeug server it
         # built calls whatever its `app` attribute holds, so wrap that.
-        wsgi.app = self.faults.wrap(_tagged(wsgi.app, self._sso.arn))
+        wsgi.app = self.faults.wrap(_tagged(_routed(wsgi.app), self._sso.arn))
         host, port = server.get_host_and_port()
         self._endpoint_url = f"http://{host}:{port}"
         log.info("Identity Center emulator at %s, store %s", self._endpoint_url, self.identity_store_id)
@@ -385,6 +385,32 @@ class IdentityCenterEmulator:
         if self._store is None:
             raise RuntimeError("start() the emulator first")
         return self._store
+
+
+#: The services this emulator serves, by the prefix of their `X-Amz-Target` header.
+_TARGETS: Final = ("AWSIdentityStore.", "SWBExternalService.")
+
+
+def _routed(dispatcher: Any) -> WSGIApplication:
+    """moto's dispatcher, asked once per service this emulator serves, then by-passed.
+
+    moto picks the service of every request under one process-wide lock, listing its own package
+    directory each time: a tenth of the emulator's CPU, and every call of every thread in a queue.
+    The answer for a service does not change, so it is remembered (other requests go to moto).
+    """
+    apps: dict[str, WSGIApplication] = {}
+
+    def middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        target = str(environ.get("HTTP_X_AMZ_TARGET") or "")
+        prefix = next((t for t in _TARGETS if target.startswith(t)), None)
+        if prefix is None:
+            return dispatcher(environ, start_response)  # type: ignore[no-any-return]
+        app = apps.get(prefix)
+        if app is None:
+            app = apps[prefix] = dispatcher.get_application(environ)
+        return app(environ, start_response)
+
+    return middleware
 
 
 def _tagged(app: WSGIApplication, instance_arn: str) -> WSGIApplication:

@@ -16,17 +16,25 @@
 
 A pinned store's tables hand out snapshots when scanned, so that moto's server threads can scan
 them while others write, and its membership table tells listeners of every change as it happens.
+A pinned store also answers in time independent of its size, as AWS does, where moto scans: its
+membership table is indexed by (group, user) and by group, and ``ListUsers`` and
+``ListGroupMemberships`` render and skip only the page asked for (moto renders every user and
+looks for the token's place from the start on every page). Without this, a benchmark's store of
+10,000 users spent more CPU in the emulator than the operator spent on the grants it measured.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
-from moto.identitystore.exceptions import ConflictException, ResourceNotFoundException
+from moto.identitystore.exceptions import ConflictException, ResourceNotFoundException, ValidationException
 from moto.identitystore.models import IdentityStoreBackend, IdentityStoreData
 from moto.identitystore.responses import IdentityStoreResponse
 
@@ -51,30 +59,104 @@ class _SnapshotTable(dict[str, Any]):
 
 
 class _MembershipTable(_SnapshotTable):
-    """A pinned store's memberships (membership id -> membership), telling listeners of each change."""
+    """A pinned store's memberships (membership id -> membership), indexed by (group, user) and by
+    group, telling listeners of each change."""
 
     def __init__(self) -> None:
         super().__init__()
         self.listeners: list[MembershipListener] = []
+        self._guard = threading.Lock()
+        self._by_pair: dict[tuple[str, str], str] = {}
+        # Insertion order, as moto lists a group's memberships.
+        self._by_group: dict[str, dict[str, dict[str, Any]]] = {}
 
     def _tell(self, added: bool, membership: dict[str, Any]) -> None:
         for listener in self.listeners:
             listener(added, membership)
 
     def __setitem__(self, membership_id: str, membership: dict[str, Any]) -> None:
-        super().__setitem__(membership_id, membership)
+        with self._guard:
+            self._unindex(membership_id)
+            super().__setitem__(membership_id, membership)
+            group, user = _pair(membership)
+            self._by_pair[group, user] = membership_id
+            self._by_group.setdefault(group, {})[membership_id] = membership
         self._tell(True, membership)
 
     def __delitem__(self, membership_id: str) -> None:
-        membership = super().pop(membership_id)
+        with self._guard:
+            self._unindex(membership_id)
+            membership = super().pop(membership_id)
         self._tell(False, membership)
 
     def pop(self, membership_id: str, *default: Any) -> Any:
-        if membership_id not in self:
-            return super().pop(membership_id, *default)
-        membership = super().pop(membership_id)
+        with self._guard:
+            if membership_id not in self:
+                return super().pop(membership_id, *default)
+            self._unindex(membership_id)
+            membership = super().pop(membership_id)
         self._tell(False, membership)
         return membership
+
+    def _unindex(self, membership_id: str) -> None:
+        old = self.get(membership_id)
+        if old is None:
+            return
+        group, user = _pair(old)
+        if self._by_pair.get((group, user)) == membership_id:
+            del self._by_pair[group, user]
+        in_group = self._by_group.get(group, {})
+        in_group.pop(membership_id, None)
+        if not in_group:
+            self._by_group.pop(group, None)
+
+    def of(self, group_id: str, user_id: str) -> dict[str, Any] | None:
+        with self._guard:
+            membership_id = self._by_pair.get((group_id, user_id))
+            return None if membership_id is None else dict(self[membership_id])
+
+    def in_group(self, group_id: str) -> list[dict[str, Any]]:
+        with self._guard:
+            return list(self._by_group.get(group_id, {}).values())
+
+
+def _pair(membership: dict[str, Any]) -> tuple[str, str]:
+    return str(membership["GroupId"]), str(membership["MemberId"].get("UserId", ""))
+
+
+T = TypeVar("T")
+
+
+def _page(
+    rows: Sequence[T], key: Callable[[T], str], max_results: int | None, token: str | None, asked: dict[str, Any]
+) -> tuple[Sequence[T], str | None]:
+    """One page of `rows` and the token of the next, as moto's paginator gives them (up to 100
+    by default; a token names the next row, and is refused for other parameters or once that row
+    is gone), found in time independent of where the page starts: the token also says where. As
+    AWS does, MaxResults over 100 and a bad token answer ValidationException."""
+    if max_results is not None and not 1 <= int(max_results) <= 100:
+        raise ValidationException(message=f"MaxResults {max_results} is not between 1 and 100.")
+    checksum = hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    start = 0
+    if token:
+        try:
+            told = json.loads(base64.b64decode(token, validate=True))
+            wanted, at, sum_ = str(told["next"]), int(told["at"]), str(told["sum"])
+        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+            raise ValidationException(message="NextToken is not valid.") from exc
+        if sum_ != checksum:
+            raise ValidationException(message="NextToken was given for other parameters.")
+        if 0 <= at < len(rows) and key(rows[at]) == wanted:
+            start = at
+        else:  # rows came or went before it: look for it, as moto does
+            start = next((i for i, row in enumerate(rows) if key(row) == wanted), -1)
+            if start < 0:
+                raise ValidationException(message="NextToken names a resource that is gone.")
+    end = start + int(max_results or 100)
+    if end >= len(rows):
+        return rows[start:], None
+    told = {"next": key(rows[end]), "at": end, "sum": checksum}
+    return rows[start:end], base64.b64encode(json.dumps(told).encode()).decode()
 
 
 _STRICT_LOCK = threading.Lock()
@@ -102,6 +184,8 @@ def make_moto_strict() -> None:
         original_delete_group = IdentityStoreBackend.delete_group
         original_describe_user = IdentityStoreResponse.describe_user
         original_list_users = IdentityStoreResponse.list_users
+        original_backend_list_users = IdentityStoreBackend.list_users
+        original_list_memberships = IdentityStoreBackend.list_group_memberships
 
         def get_store(self: IdentityStoreBackend, store_id: str) -> IdentityStoreData:
             pinned = _PINNED.get(store_id)
@@ -122,6 +206,44 @@ def make_moto_strict() -> None:
             store = get_store(self, identity_store_id)
             if store.group_memberships.pop(membership_id, None) is None:
                 raise ResourceNotFoundException(message="GROUP_MEMBERSHIP not found.", resource_type="GROUP_MEMBERSHIP")
+
+        def backend_list_users(
+            self: IdentityStoreBackend,
+            identity_store_id: str,
+            filters: list[dict[str, str]] | None = None,
+            max_results: int | None = None,
+            next_token: str | None = None,
+        ) -> tuple[list[dict[str, Any]], str | None]:
+            store = _PINNED.get(identity_store_id)
+            if store is None:
+                return original_backend_list_users(
+                    self, identity_store_id=identity_store_id, filters=filters, max_results=max_results,
+                    next_token=next_token,
+                )  # fmt: skip
+            users: list[Any] = list(store.users.values())
+            if filters and filters[0].get("AttributePath") == "UserName":
+                users = [u for u in users if u.UserName == filters[0].get("AttributeValue")]
+            asked = {"identity_store_id": identity_store_id, "filters": filters}
+            page, token = _page(users, lambda u: str(u.UserId), max_results, next_token, asked)
+            return [_user_dict(u) for u in page], token
+
+        def list_group_memberships(
+            self: IdentityStoreBackend,
+            identity_store_id: str,
+            group_id: str,
+            max_results: int | None = None,
+            next_token: str | None = None,
+        ) -> tuple[list[dict[str, Any]], str | None]:
+            store = _PINNED.get(identity_store_id)
+            if store is None or not isinstance(store.group_memberships, _MembershipTable):
+                return original_list_memberships(
+                    self, identity_store_id=identity_store_id, group_id=group_id, max_results=max_results,
+                    next_token=next_token,
+                )  # fmt: skip
+            rows = store.group_memberships.in_group(group_id)
+            asked = {"identity_store_id": identity_store_id, "group_id": group_id}
+            page, token = _page(rows, lambda m: str(m["MembershipId"]), max_results, next_token, asked)
+            return list(page), token
 
         def delete_user(self: IdentityStoreBackend, identity_store_id: str, user_id: str) -> None:
             original_delete_user(self, identity_store_id, user_id)
@@ -183,6 +305,8 @@ def make_moto_strict() -> None:
                 "delete_group_membership": delete_group_membership,
                 "delete_user": delete_user,
                 "delete_group": delete_group,
+                "list_users": backend_list_users,
+                "list_group_memberships": list_group_memberships,
             },
             # moto dispatches an action to the response method of the same (snake_case) name.
             IdentityStoreResponse: {
@@ -212,7 +336,18 @@ def _status(store_id: str, user_id: str) -> str:
         return "DISABLED" if (store_id, user_id) in _DISABLED else "ENABLED"
 
 
+def _user_dict(user: Any) -> dict[str, Any]:
+    """A moto user as `ListUsers` renders it."""
+    rendered: dict[str, Any] = user._asdict()
+    if rendered.get("Name"):
+        rendered["Name"] = user.Name._asdict()
+    return rendered
+
+
 def _membership_of(store: IdentityStoreData, group_id: str, user_id: str) -> dict[str, Any] | None:
+    memberships = store.group_memberships
+    if isinstance(memberships, _MembershipTable):
+        return memberships.of(group_id, user_id)
     for membership in store.group_memberships.values():
         if membership["GroupId"] == group_id and membership["MemberId"].get("UserId") == user_id:
             return dict(membership)

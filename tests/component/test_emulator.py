@@ -239,3 +239,75 @@ def test_strict_moto_in_process() -> None:
         with pytest.raises(ClientError) as exc:
             client.delete_group_membership(IdentityStoreId=store, MembershipId=membership["MembershipId"])
         assert error_code(exc) == "ResourceNotFoundException"
+
+
+def test_listings_page_every_row_once_while_rows_come_and_go(emulator: IdentityCenterEmulator, client: Any) -> None:
+    store = emulator.identity_store_id
+    emulator.seed_users([f"page-{i:03d}@example.com" for i in range(250)])
+
+    def page(token: str | None = None, **kwargs: Any) -> tuple[list[str], str | None]:
+        answer = client.list_users(
+            IdentityStoreId=store, MaxResults=100, **({"NextToken": token} if token else {}), **kwargs
+        )
+        return [u["UserName"] for u in answer["Users"]], answer.get("NextToken")
+
+    first, token = page()
+    assert len(first) == 100 and token
+    # Between pages: a user listed already goes, one not listed yet goes, and a new one comes.
+    client.delete_user(IdentityStoreId=store, UserId=emulator.user_id(first[0]))
+    client.delete_user(IdentityStoreId=store, UserId=emulator.user_id("page-200@example.com"))
+    emulator.seed_users(["page-late@example.com"])
+    names, pages = list(first), 1
+    while token:
+        more, token = page(token)
+        names += more
+        pages += 1
+    everyone = {
+        u["UserName"]
+        for u in client.get_paginator("list_users").paginate(IdentityStoreId=store).build_full_result()["Users"]
+    }
+    assert len(names) == len(set(names)), "no user twice"
+    assert set(names) == everyone | {first[0]}, "every user still there, the one gone after its page included"
+    assert "page-late@example.com" in names and "page-200@example.com" not in names
+    assert pages == 3
+
+    _, token = page()
+    for bad in (
+        lambda: page(token, Filters=[{"AttributePath": "UserName", "AttributeValue": "page-late@example.com"}]),
+        lambda: page("not-a-token"),
+        lambda: client.list_users(IdentityStoreId=store, MaxResults=101),
+    ):
+        with pytest.raises(ClientError) as exc:
+            bad()
+        assert error_code(exc) == "ValidationException"
+    late = [{"AttributePath": "UserName", "AttributeValue": "page-late@example.com"}]
+    assert page(Filters=late)[0] == ["page-late@example.com"]
+
+
+def test_group_listings_and_lookups_follow_every_change(emulator: IdentityCenterEmulator, client: Any) -> None:
+    store, ledger = emulator.identity_store_id, emulator.group_id("prod-eng-ledger")
+    users = [f"member-{i:03d}@example.com" for i in range(150)]
+    emulator.seed_users(users)
+    emulator.add_members("prod-eng-ledger", users)
+    listed = client.get_paginator("list_group_memberships").paginate(IdentityStoreId=store, GroupId=ledger)
+    pages = [p["GroupMemberships"] for p in listed]
+    assert [len(p) for p in pages] == [100, 50]
+    assert {m["GroupId"] for p in pages for m in p} == {ledger}, "only the group's memberships"
+
+    carol = emulator.user_id(users[7])
+    found = client.get_group_membership_id(IdentityStoreId=store, GroupId=ledger, MemberId={"UserId": carol})
+    client.delete_group_membership(IdentityStoreId=store, MembershipId=found["MembershipId"])
+    with pytest.raises(ClientError) as exc:
+        client.get_group_membership_id(IdentityStoreId=store, GroupId=ledger, MemberId={"UserId": carol})
+    assert error_code(exc) == "ResourceNotFoundException"
+    again = client.create_group_membership(IdentityStoreId=store, GroupId=ledger, MemberId={"UserId": carol})
+    answer = client.is_member_in_groups(IdentityStoreId=store, MemberId={"UserId": carol}, GroupIds=[ledger])
+    assert answer["Results"][0]["MembershipExists"] is True
+    assert (
+        client.get_group_membership_id(IdentityStoreId=store, GroupId=ledger, MemberId={"UserId": carol})[
+            "MembershipId"
+        ]
+        == again["MembershipId"]
+    )
+    assert emulator.empty_group("prod-eng-ledger") == 150
+    assert client.list_group_memberships(IdentityStoreId=store, GroupId=ledger)["GroupMemberships"] == []
