@@ -142,3 +142,40 @@ def test_rate_limit_zero_means_unlimited() -> None:
     for _ in range(10_000):
         limiter.acquire()
     assert time.monotonic() - started < 1.0
+
+
+def test_sdk_retries_wait_for_a_token_of_their_api(
+    fresh_identity_center: IdentityCenterEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore retries a throttled call itself: each attempt takes a token of the call's API, or
+    the retries go out over the quota beside the paced calls."""
+    env = fresh_identity_center.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    taken: list[str] = []
+
+    class Counting(RateLimiter):
+        def acquire(self) -> None:
+            taken.append(self.name)
+            super().acquire()
+
+        name = ""
+
+    def counting(operation: str) -> RateLimiter:
+        limiter = Counting(1000)
+        limiter.name = operation
+        return limiter
+
+    monkeypatch.setattr(IdentityCenter, "_limiter", lambda _self, operation: counting(operation))
+    adapter = IdentityCenter.connect(
+        env["JITACCESS_IDENTITY_STORE_ID"],
+        region=env["AWS_DEFAULT_REGION"],
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        rate_limit=1000,
+        max_attempts=3,
+    )
+    adapter.resolve_group("prod-eligible")
+    assert taken == ["GetGroupId"]
+    fresh_identity_center.faults.fail("GetUserId", times=2)  # ThrottlingException twice, then the answer
+    adapter.resolve_user("alice@example.com")
+    assert taken == ["GetGroupId", "GetUserId", "GetUserId", "GetUserId"], "three attempts, three tokens"

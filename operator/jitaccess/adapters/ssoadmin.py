@@ -25,7 +25,7 @@ import boto3
 from botocore.config import Config
 
 from jitaccess import metrics
-from jitaccess.adapters.identitycenter import _THROTTLE_CODES, CallQueue, RateLimiter, classify
+from jitaccess.adapters.identitycenter import _THROTTLE_CODES, CallQueue, RateLimiter, classify, pace_retries
 from jitaccess.errors import NotFound, NotLeading, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class SsoAdmin:
         self._guard = threading.Lock()
         #: Calls made, per operation (the bench and the pass's status count them).
         self.calls: dict[str, int] = {}
+        pace_retries(client, self._limiter)
         # Whether this replica may change Identity Center now (the leader only; `identitycenter`).
         self.may_write: Callable[[], bool] = lambda: True
 
@@ -153,7 +154,6 @@ class SsoAdmin:
             limiter = self._limiters.get(operation)
             if limiter is None:
                 limiter = self._limiters[operation] = RateLimiter(self.rate_limit)
-            self.calls[operation] = self.calls.get(operation, 0) + 1
             return limiter
 
     def _call(self, operation: str, fn: Callable[..., T], *, instance: bool = True, **kwargs: Any) -> T:
@@ -161,6 +161,8 @@ class SsoAdmin:
             raise NotLeading(f"{operation} refused: this replica is not the leader", operation=operation)
         if instance:
             kwargs["InstanceArn"] = self.instance_arn
+        with self._guard:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
         with self.queue:
             self._limiter(operation).acquire()
             try:
