@@ -144,7 +144,6 @@ class IdentityCenter:
         self.queue = CallQueue(max_in_flight)
         self._limiters: dict[str, RateLimiter] = {}
         self._limiters_guard = threading.Lock()
-        pace_retries(client, self._limiter)
         # Whether this replica may change memberships now: only the leader may, and a leader cut
         # off from the API server stops at its renew deadline, before another one takes over.
         self.may_write: Callable[[], bool] = lambda: True
@@ -181,7 +180,9 @@ class IdentityCenter:
                     operation="ListInstances",
                 )
             identity_store_id = instances[0]["IdentityStoreId"]
-        return cls(client, identity_store_id, rate_limit)
+        adapter = cls(client, identity_store_id, rate_limit)
+        pace_retries(client, adapter._limiter)
+        return adapter
 
     def _limiter(self, operation: str) -> RateLimiter:
         with self._limiters_guard:

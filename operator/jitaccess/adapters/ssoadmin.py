@@ -111,7 +111,6 @@ class SsoAdmin:
         self._guard = threading.Lock()
         #: Calls made, per operation (the bench and the pass's status count them).
         self.calls: dict[str, int] = {}
-        pace_retries(client, self._limiter)
         # Whether this replica may change Identity Center now (the leader only; `identitycenter`).
         self.may_write: Callable[[], bool] = lambda: True
 
@@ -135,6 +134,7 @@ class SsoAdmin:
         )
         client = boto3.session.Session(region_name=region).client("sso-admin", endpoint_url=endpoint_url, config=config)
         adapter = cls(client, instance_arn or "", rate_limit, queue)
+        pace_retries(client, adapter._limiter)
         if not instance_arn:
             instances = adapter._call("ListInstances", client.list_instances, instance=False).get("Instances", [])
             if len(instances) != 1:
