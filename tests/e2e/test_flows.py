@@ -183,6 +183,13 @@ def test_operator_killed_while_grants_expire_revokes_them_on_restart(system: Jit
     system.operator.start()
     system.wait_reason("accessgrant", "crash-bob-short", "Expired", timeout=10)
     system.wait_reason("accessgrant", "crash-alice-short", "Expired", timeout=10)
+    # Ended as soon as the operator started, before kopf's watch began: their Events follow.
+    for name in ("crash-alice-short", "crash-bob-short"):
+        eventually(
+            lambda n=name: any(e["reason"] == "Expired" for e in system.events(n, "AccessGrant")) or None,
+            timeout=10,
+            what=f"the Expired Event of {name}",
+        )
     assert system.members("prod-eng-ledger") == set()
     assert system.members("prod-eng-payments") == {ALICE}, "the long grant still holds payments"
     assert system.ready_reason("accessgrant", "crash-alice-long") == "Active"

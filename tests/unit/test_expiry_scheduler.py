@@ -11,12 +11,15 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import kopf
 import pytest
+from kopf._core.engines import posting
 
 from jitaccess.adapters.webhooks import HOOKS
 from jitaccess.api import names
 from jitaccess.domain.expiry import ExpiryQueue
-from jitaccess.handlers import expiry, scheduler
+from jitaccess.handlers import expiry
+from jitaccess.handlers.recording import record, ref
 from jitaccess.handlers.scheduler import ExpiryScheduler, utcnow
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -246,30 +249,6 @@ def test_failures_are_retried_and_errors_do_not_stop_the_scheduler() -> None:
     run(scenario())
 
 
-def test_grants_wait_while_the_scheduler_may_not_act_and_go_at_once_when_woken(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The operator wakes the scheduler when what `may_act` depends on changes (its watch has
-    begun): overdue grants do not wait for the scheduler's next look."""
-    monkeypatch.setattr(scheduler, "HOLD_SECONDS", 60.0)
-
-    async def scenario() -> None:
-        s, rec = ExpiryScheduler(), Recorder()
-        allowed = False
-
-        async def may_act() -> bool:
-            return allowed
-
-        s.schedule("g", soon(-1))
-        s.start(rec, may_act)
-        await asyncio.sleep(0.1)
-        assert rec.ended == []
-        allowed = True
-        s.wake()
-        await until(lambda: rec.ended == ["g"], timeout=10)
-        await s.stop()
-
-    run(scenario())
-
-
 def test_bounded_concurrency_and_stop_hands_back_what_was_not_ended() -> None:
     async def scenario() -> None:
         s = ExpiryScheduler(concurrency=3)
@@ -316,16 +295,59 @@ def test_schedule_from_another_thread_wakes_the_scheduler() -> None:
     run(scenario())
 
 
-def test_the_operator_expires_once_its_watch_has_begun_without_waiting_for_its_webhooks() -> None:
+def _watch_context(queue: asyncio.Queue[Any]) -> contextvars.Context:
+    """A context like the one kopf's watch runs handlers in: its Event queue is there."""
+    context = contextvars.copy_context()
+    context.run(posting.event_queue_var.set, queue)
+    context.run(posting.event_queue_loop_var.set, asyncio.get_running_loop())
+    context.run(posting.settings_var.set, kopf.OperatorSettings())
+    return context
+
+
+def _reasons(queue: asyncio.Queue[Any]) -> list[tuple[str, str]]:
+    posted = []
+    while not queue.empty():
+        event = queue.get_nowait()
+        posted.append((event.ref["name"], event.reason))
+    return posted
+
+
+def test_the_operator_expires_before_its_watch_has_begun_and_posts_the_events_once_it_has() -> None:
+    """After a restart overdue grants end before kopf has adopted anything: the expiry's audit
+    lines are written at once, its Events wait for the watch's context and are all posted then, in
+    order; later ones go at once. Nothing is dropped, and nothing else is deferred unnoticed."""
+
+    def ended(name: str) -> None:
+        record(ref(names.ACCESS_GRANT, name), names.EXPIRED, f"{name} expired")
+
+    async def scenario() -> None:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        wiring = expiry._Wiring(ThreadPoolExecutor(2))
+        try:
+            await expiry._in_thread(wiring, ended, "first")
+            await expiry._in_thread(wiring, ended, "second")
+            assert len(wiring.events) == 2 and queue.empty()
+            wiring.context = _watch_context(queue)
+            wiring.events.open(wiring.context)
+            assert _reasons(queue) == [("first", "Expired"), ("second", "Expired")]
+            await expiry._in_thread(wiring, ended, "third")  # in the watch's context now
+            # A worker that found no watch context before `open`, adding after it, from its thread.
+            late = ref(names.ACCESS_GRANT, "late")
+            await asyncio.to_thread(wiring.events.add, late, "Normal", "Expired", "late")
+            assert _reasons(queue) == [("third", "Expired"), ("late", "Expired")]
+            assert len(wiring.events) == 0
+        finally:
+            wiring.pool.shutdown()
+        # Anywhere else an Event that cannot be posted is an error, not a silent loss.
+        with pytest.raises(LookupError):
+            ended("elsewhere")
+
+    run(scenario())
+
+
+def test_expiry_writes_skip_the_webhooks() -> None:
     """Every write an expiry makes is the operator's own status write, which the webhook
     configurations skip: after a restart, overdue grants end while the webhook server starts."""
-    wiring = expiry._Wiring(ThreadPoolExecutor(1))
-    try:
-        assert asyncio.run(expiry._may_act(wiring)) is False  # no watch yet: Events could not be posted
-        wiring.context = contextvars.copy_context()
-        assert asyncio.run(expiry._may_act(wiring)) is True
-    finally:
-        wiring.pool.shutdown()
     # Every hook on a status subresource and on grants skips the operator's writes.
     for hook in (h for hooks in HOOKS.values() for h in hooks):
         if hook.subresource == "status" or hook.plural == names.GRANTS:

@@ -5,14 +5,15 @@
   current (`schedule_expiry`): a grant that ends, or is no longer Active, is unscheduled, and a new
   expiration time replaces the old. Only the name and the time are kept per grant. A standby runs
   `schedule_expiry` too (`parts.WARM`), so its schedule is current the moment it takes over.
-- The scheduler starts with the operator and stops with it. It acts once the watch has begun
-  (kopf posts Events from the context its watch sets up), without waiting for the admission
-  webhooks: every write an expiry makes is the operator's own status write, which the webhook
-  configurations skip (`adapters.webhooks`, matchConditions), and one refused by a stale
-  configuration is tried again after the membership is already gone. After a crash the overdue
-  memberships go while the webhook server is still starting. With leader election, the leader
-  starts and stops it. Overdue grants are the first due, oldest first; the Identity Center rate
-  limiter paces them.
+- The scheduler starts with the operator and stops with it, and acts at once: after a crash the
+  overdue memberships go while kopf is still adopting objects and the webhook server is starting.
+  Every write an expiry makes is the operator's own status write, which the webhook configurations
+  skip (`adapters.webhooks`, matchConditions); one refused by a stale configuration is tried again
+  after the membership is already gone. The reference counts come from the start-up listing
+  (`indexes.holders`), not from the watch. Only Events wait for the watch, where kopf keeps their
+  queue: until its first event they are kept (`recording.Deferred`) and posted then. With leader
+  election, the leader starts and stops it. Overdue grants are the first due, oldest first; the
+  Identity Center rate limiter paces them.
 - Each due grant is re-read: the persisted expiration time is the deadline, so a grant is never
   ended early, and one whose time has moved is rescheduled. It ends through `grants.end_grant`,
   the path every revocation takes (reference counting, status, Event, audit line, request).
@@ -27,7 +28,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import kopf
@@ -38,6 +39,7 @@ from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import RetryLater
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.indexes import expiring
+from jitaccess.handlers.recording import DEFERRED, Deferred
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.handlers.scheduler import utcnow
 
@@ -55,6 +57,8 @@ class _Wiring:
     pool: ThreadPoolExecutor
     # The context kopf's watch runs handlers in: `kopf.event()` finds its queue there.
     context: contextvars.Context | None = None
+    # Events of grants ended before the watch began (no context yet), posted once it has.
+    events: Deferred = field(default_factory=Deferred)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
@@ -62,8 +66,7 @@ async def schedule_expiry(type: str | None, body: kopf.Body, memo: kopf.Memo, **
     rt, name, wiring = runtime_of(memo), body.metadata.name, memo.get(_WIRING)
     if isinstance(wiring, _Wiring) and wiring.context is None:
         wiring.context = contextvars.copy_context()
-        # The scheduler may act from now on: overdue grants must not wait for its next look.
-        rt.expiries.wake()
+        wiring.events.open(wiring.context)
     when = None if type == "DELETED" else expiring(body)
     if when is None:
         rt.expiries.unschedule(name)
@@ -78,10 +81,7 @@ async def start_expiry(memo: kopf.Memo, **_: Any) -> None:
         raise kopf.TemporaryError("the Runtime is not set up yet (startup.configure)", delay=0.1)
     wiring = _Wiring(ThreadPoolExecutor(rt.expiries.concurrency, thread_name_prefix="jitaccess-expiry"))
     memo[_WIRING] = wiring
-    rt.expiries.start(
-        functools.partial(expire, rt, wiring),
-        may_act=functools.partial(_may_act, wiring),
-    )
+    rt.expiries.start(functools.partial(expire, rt, wiring))
     log.info("expiry scheduler started with %d Active grant(s) scheduled", len(rt.expiries))
 
 
@@ -94,6 +94,10 @@ async def stop_expiry(memo: kopf.Memo, **_: Any) -> None:
     wiring = memo.get(_WIRING)
     if isinstance(wiring, _Wiring):
         wiring.pool.shutdown(wait=False)
+        if unposted := len(wiring.events):
+            log.warning(
+                "%d Event(s) of grants ended before the watch began were not posted (the audit log has them)", unposted
+            )
 
 
 async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
@@ -126,11 +130,9 @@ def expire_now(rt: Runtime, name: str) -> dt.datetime | None:
 
 async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:
     """Run in the scheduler's own threads (handlers queued in the Runtime's pool do not hold
-    expiries back), in a copy of the watch's context (see `_Wiring`)."""
+    expiries back), in a copy of the watch's context, or before it has begun, with Events deferred
+    (see `_Wiring`)."""
     context = wiring.context.copy() if wiring.context is not None else contextvars.copy_context()
+    context.run(DEFERRED.set, wiring.events)
     call = functools.partial(context.run, fn, *args)
     return await asyncio.get_running_loop().run_in_executor(wiring.pool, call)
-
-
-async def _may_act(wiring: _Wiring) -> bool:
-    return wiring.context is not None
