@@ -36,7 +36,11 @@ class Deferred:
     def add(self, body: Any, type: str, reason: str, message: str) -> None:
         with self._lock:
             if self._context is None:
-                self._pending.append((body, type, reason, message))
+                # Only what the Event refers to is kept, not the whole object.
+                meta = body.get("metadata", {})
+                self._pending.append(
+                    (ref(body.get("kind", ""), meta.get("name", ""), meta.get("uid", "")), type, reason, message)
+                )
                 return
             context = self._context
         _post(context, (body, type, reason, message))
