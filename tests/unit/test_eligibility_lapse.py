@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import threading
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -21,7 +22,7 @@ from jitaccess.cli.kube import ApiError
 from jitaccess.cli.session import ClusterFlags, Session
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, lapse_reason, lapses
-from jitaccess.errors import NotFound
+from jitaccess.errors import NotFound, RetryLater
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.lapses import Listings, recheck
 from jitaccess.handlers.runtime import Runtime
@@ -163,6 +164,41 @@ def test_one_pass_lists_the_store_once_and_each_group_once_for_all_entitlements(
     second = listings.directory(rt, ["prod-eligible", "pci-trained"])
     assert ic.calls == {"ListUsers": 1, "GetGroupId": 2, "ListGroupMemberships": 2}
     assert first.members["prod-eligible"] == second.members["prod-eligible"] == frozenset(ic.members["prod-eligible"])
+
+
+def test_the_users_are_listed_beside_the_groups_members(
+    rt: Runtime, ic: CountingIdentityCenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ListUsers` and `ListGroupMemberships` have a quota each: one listing does not wait for the other."""
+    members_listed = threading.Event()
+    list_users, list_members = ic.users, ic.group_members
+
+    def users() -> dict[str, User]:
+        assert members_listed.wait(5), "the store's users were listed before the groups' members, not beside"
+        return list_users()
+
+    def group_members(group_id: str) -> dict[str, str]:
+        members_listed.set()
+        return list_members(group_id)
+
+    monkeypatch.setattr(ic, "users", users)
+    monkeypatch.setattr(ic, "group_members", group_members)
+    directory = Listings(max_age=30).directory(rt, ["prod-eligible"])
+    assert directory.users == USERS and directory.members["prod-eligible"] == frozenset(ic.members["prod-eligible"])
+
+
+def test_the_users_listing_failing_fails_the_pass(
+    rt: Runtime, ic: CountingIdentityCenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def users() -> dict[str, User]:
+        raise RetryLater("ListUsers: throttled", operation="ListUsers", code="ThrottlingException")
+
+    monkeypatch.setattr(ic, "users", users)
+    listings = Listings(max_age=30)
+    with pytest.raises(RetryLater, match="ListUsers"):
+        listings.directory(rt, ["prod-eligible"])
+    monkeypatch.undo()
+    assert listings.directory(rt, ["prod-eligible"]).users == USERS  # nothing half-listed was kept
 
 
 def test_the_next_pass_lists_again(rt: Runtime, ic: CountingIdentityCenter) -> None:
