@@ -172,9 +172,9 @@ def grant_latency(system: System, count: int) -> dict[str, Any]:
     """Auto-approved requests, one after another: created -> membership present and grant Active.
 
     Measured once the operator's start-up work is over: its first eligibility re-check lists the
-    store's 10,100 users and the eligibility groups' members (about 300 pages one after another,
-    24 s, and the CPU to parse them), which would otherwise be under the first third of the
-    samples; a pass comes every 5 minutes in a running operator."""
+    store's 10,100 users and the eligibility groups' members (about 100 and 200 pages, side by side,
+    about 16 s, and the CPU to parse them), which would otherwise be under the first samples; a
+    pass comes every 5 minutes in a running operator."""
     recheck_s = system.wait_first_recheck()
     before, api_before = system.ic_calls(), system.api_calls()
     names, users, latencies = [], [], []
