@@ -327,8 +327,7 @@ def test_the_operator_expires_before_its_watch_has_begun_and_posts_the_events_on
             await expiry._in_thread(wiring, ended, "first")
             await expiry._in_thread(wiring, ended, "second")
             assert len(wiring.events) == 2 and queue.empty()
-            wiring.context = _watch_context(queue)
-            wiring.events.open(wiring.context)
+            wiring.events.open(_watch_context(queue))
             assert _reasons(queue) == [("first", "Expired"), ("second", "Expired")]
             await expiry._in_thread(wiring, ended, "third")  # in the watch's context now
             # A worker that found no watch context before `open`, adding after it, from its thread.

@@ -55,18 +55,16 @@ class _Wiring:
     object) all hold this same instance."""
 
     pool: ThreadPoolExecutor
-    # The context kopf's watch runs handlers in: `kopf.event()` finds its queue there.
-    context: contextvars.Context | None = None
-    # Events of grants ended before the watch began (no context yet), posted once it has.
+    # Opened with the context kopf's watch runs handlers in (`kopf.event()` finds its queue there);
+    # until then, it keeps the Events of the grants ended.
     events: Deferred = field(default_factory=Deferred)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def schedule_expiry(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name, wiring = runtime_of(memo), body.metadata.name, memo.get(_WIRING)
-    if isinstance(wiring, _Wiring) and wiring.context is None:
-        wiring.context = contextvars.copy_context()
-        wiring.events.open(wiring.context)
+    if isinstance(wiring, _Wiring) and wiring.events.context is None:
+        wiring.events.open(contextvars.copy_context())
     when = None if type == "DELETED" else expiring(body)
     if when is None:
         rt.expiries.unschedule(name)
@@ -132,7 +130,8 @@ async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:
     """Run in the scheduler's own threads (handlers queued in the Runtime's pool do not hold
     expiries back), in a copy of the watch's context, or before it has begun, with Events deferred
     (see `_Wiring`)."""
-    context = wiring.context.copy() if wiring.context is not None else contextvars.copy_context()
+    watch = wiring.events.context
+    context = watch.copy() if watch is not None else contextvars.copy_context()
     context.run(DEFERRED.set, wiring.events)
     call = functools.partial(context.run, fn, *args)
     return await asyncio.get_running_loop().run_in_executor(wiring.pool, call)

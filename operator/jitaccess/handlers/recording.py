@@ -33,6 +33,11 @@ class Deferred:
         with self._lock:
             return len(self._pending)
 
+    @property
+    def context(self) -> contextvars.Context | None:
+        """The watch's context once it has begun (`open`), else None."""
+        return self._context
+
     def add(self, body: Any, type: str, reason: str, message: str) -> None:
         with self._lock:
             if self._context is None:
