@@ -216,6 +216,11 @@ def headline(results: dict[str, Any]) -> None:
         results["floor_latency_p50_s"] = s["floor"]["floor_latency"]["p50"]
         if "latency" in s:
             results["grant_latency_ratio"] = round(results["grant_latency_p50_s"] / results["floor_latency_p50_s"], 2)
+    if "latency" in s and "grant_latency_settled" in s["latency"]:
+        results["grant_latency_settled_p50_s"] = s["latency"]["grant_latency_settled"]["p50"]
+        if "floor" in s:
+            settled = results["grant_latency_settled_p50_s"] / results["floor_latency_p50_s"]
+            results["grant_latency_settled_ratio"] = round(settled, 2)
     if "expiry" in s:
         results["expiry_lag_p50_s"] = s["expiry"]["expiry_lag"]["p50"]
         results["expiry_lag_p99_s"] = s["expiry"]["expiry_lag"]["p99"]

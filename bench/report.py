@@ -20,6 +20,8 @@ ROWS: list[Row] = [
     ("grant_latency_p99_s", "grant latency p99", "< 1.5 s", lambda v: v < 1.5, "s"),
     ("floor_latency_p50_s", "floor p50 (same work, one client, no operator)", "", lambda v: True, "s"),
     ("grant_latency_ratio", "ratio grant p50 / floor p50", "< 3", lambda v: v < 3, "x"),
+    ("grant_latency_settled_p50_s", "grant latency p50, the operator idle", "", lambda v: True, "s"),
+    ("grant_latency_settled_ratio", "ratio settled grant p50 / floor p50", "<= 2", lambda v: v <= 2, "x"),
     ("expiry_lag_p50_s", "expiry lag p50 (membership removed - expirationTime)", "", lambda v: True, "s"),
     ("expiry_lag_p99_s", "expiry lag p99", "< 1 s", lambda v: v < 1, "s"),
     ("throughput_grants_per_s.limited", "throughput, 20/s rate limit", "", lambda v: True, "/s"),

@@ -347,6 +347,25 @@ class System:
                 )
         return counts
 
+    def api_seconds(self) -> Counter[str]:
+        """Seconds the API server has spent serving each kind of `api_calls`, and in each webhook
+        call, by its own clock (the `_sum` of the duration histograms beside those counts)."""
+        assert self.cp is not None
+        text = self.cp.kubectl("get", "--raw", "/metrics").stdout
+        seconds: Counter[str] = Counter()
+        for line in text.splitlines():
+            if line.startswith("apiserver_request_duration_seconds_sum{"):
+                labels = dict(_LABEL.findall(line))
+                if labels.get("group") == GROUP or labels.get("resource") == "events":
+                    sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+                    seconds[f"{labels.get('verb')} {labels.get('resource')}{sub}"] += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("apiserver_admission_webhook_admission_duration_seconds_sum{"):
+                labels = dict(_LABEL.findall(line))
+                seconds[f"webhook {labels.get('name', '').removesuffix('.jitaccess.dev')}"] += float(
+                    line.rsplit(" ", 1)[1]
+                )
+        return seconds
+
     def ic_calls(self) -> dict[str, int]:
         """Identity Center calls served so far, by operation (from the emulator's HTTP layer)."""
         assert self.ic is not None
