@@ -58,14 +58,13 @@ def api_calls_since(system: System, before: Counter[str], grants: int) -> dict[s
     return per_grant
 
 
-def api_ms_since(system: System, before: Counter[str], seconds_before: Counter[str]) -> dict[str, float]:
+def api_ms_since(system: System, before: Counter[str], seconds_before: dict[str, float]) -> dict[str, float]:
     """The API server's mean time per request and per webhook call since `before` / `seconds_before`
     (its own clock, in ms; a create's time includes its webhook calls), watches and lists left out."""
     calls, seconds = system.api_calls(), system.api_seconds()
     calls.subtract(before)
-    seconds.subtract(seconds_before)
     return {
-        k: round(1000 * seconds[k] / n, 2)
+        k: round(1000 * (seconds[k] - seconds_before.get(k, 0.0)) / n, 2)
         for k, n in sorted(calls.items())
         if n > 0 and k in seconds and k.split()[0] not in ("WATCH", "LIST")
     }

@@ -331,40 +331,38 @@ class System:
         Keys: `VERB resource[/subresource]` for the jitaccess kinds and Events (every client: the
         bench creates the requests, all the rest is the operator), and `webhook NAME`.
         """
-        assert self.cp is not None
-        text = self.cp.kubectl("get", "--raw", "/metrics").stdout
-        counts: Counter[str] = Counter()
-        for line in text.splitlines():
-            if line.startswith("apiserver_request_total{"):
-                labels = dict(_LABEL.findall(line))
-                if labels.get("group") == GROUP or labels.get("resource") == "events":
-                    sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
-                    counts[f"{labels.get('verb')} {labels.get('resource')}{sub}"] += int(float(line.rsplit(" ", 1)[1]))
-            elif line.startswith("apiserver_admission_webhook_admission_duration_seconds_count{"):
-                labels = dict(_LABEL.findall(line))
-                counts[f"webhook {labels.get('name', '').removesuffix('.jitaccess.dev')}"] += int(
-                    float(line.rsplit(" ", 1)[1])
-                )
-        return counts
+        totals = self._api_metrics(
+            "apiserver_request_total", "apiserver_admission_webhook_admission_duration_seconds_count"
+        )
+        return Counter({key: int(value) for key, value in totals.items()})
 
-    def api_seconds(self) -> Counter[str]:
+    def api_seconds(self) -> dict[str, float]:
         """Seconds the API server has spent serving each kind of `api_calls`, and in each webhook
         call, by its own clock (the `_sum` of the duration histograms beside those counts)."""
+        return self._api_metrics(
+            "apiserver_request_duration_seconds_sum", "apiserver_admission_webhook_admission_duration_seconds_sum"
+        )
+
+    def _api_metrics(self, requests: str, webhooks: str) -> dict[str, float]:
+        """The API server's series `requests` (by verb and resource) and `webhooks` (by webhook),
+        summed under the keys of `api_calls`."""
         assert self.cp is not None
         text = self.cp.kubectl("get", "--raw", "/metrics").stdout
-        seconds: Counter[str] = Counter()
+        totals: dict[str, float] = {}
         for line in text.splitlines():
-            if line.startswith("apiserver_request_duration_seconds_sum{"):
-                labels = dict(_LABEL.findall(line))
-                if labels.get("group") == GROUP or labels.get("resource") == "events":
-                    sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
-                    seconds[f"{labels.get('verb')} {labels.get('resource')}{sub}"] += float(line.rsplit(" ", 1)[1])
-            elif line.startswith("apiserver_admission_webhook_admission_duration_seconds_sum{"):
-                labels = dict(_LABEL.findall(line))
-                seconds[f"webhook {labels.get('name', '').removesuffix('.jitaccess.dev')}"] += float(
-                    line.rsplit(" ", 1)[1]
-                )
-        return seconds
+            series = line.partition("{")[0]
+            if series not in (requests, webhooks):
+                continue
+            labels = dict(_LABEL.findall(line))
+            if series == webhooks:
+                key = f"webhook {labels.get('name', '').removesuffix('.jitaccess.dev')}"
+            elif labels.get("group") == GROUP or labels.get("resource") == "events":
+                sub = f"/{labels['subresource']}" if labels.get("subresource") else ""
+                key = f"{labels.get('verb')} {labels.get('resource')}{sub}"
+            else:
+                continue
+            totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        return totals
 
     def ic_calls(self) -> dict[str, int]:
         """Identity Center calls served so far, by operation (from the emulator's HTTP layer)."""
