@@ -81,7 +81,7 @@ def _orphaned(rt: Runtime, request: str, made_for: str) -> bool:
 async def _revoke(rt: Runtime, grant: str) -> None:
     while True:
         try:
-            await rt.run_blocking(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY)
+            await rt.run_granting(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY)
             return
         except RetryLater as exc:
             # Nothing retries an event handler: keep at it until Identity Center answers.

@@ -69,7 +69,7 @@ async def repair_laggards(*, name: str, memo: kopf.Memo, entitlements: Index = N
         GRACE_SECONDS,
     )
     for request, grant in due:
-        await rt.run_blocking(_repair, rt, request, grant)
+        await rt.run_granting(_repair, rt, request, grant)
 
 
 def _repair(rt: Runtime, request: str, grant: str) -> None:

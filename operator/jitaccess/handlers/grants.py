@@ -58,7 +58,7 @@ async def provision_grant(
     # would write with a PATCH of its own once the handler returns. Nothing is left to retry after
     # it but following the request, which `following` repairs.
     essence = diffbase.to_carry(reason, old, new)
-    await rt.run_blocking(_provision, rt, body, rt.holders, teams, entitlements, essence)
+    await rt.run_granting(_provision, rt, body, rt.holders, teams, entitlements, essence)
 
 
 def _provision(
@@ -309,7 +309,7 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
 @kopf.on.update(*GRANT, field="metadata.annotations", when=_revoked)
 async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(
+    await rt.run_granting(
         _end_or_retry, rt, body, names.REVOKED, rt.holders, who=_revoker(body), why="revoked by annotation"
     )
 
@@ -317,7 +317,7 @@ async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
 @kopf.on.delete(*GRANT)
 async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(_end_or_retry, rt, body, names.REVOKED, rt.holders, who="", why="the AccessGrant was deleted")
+    await rt.run_granting(_end_or_retry, rt, body, names.REVOKED, rt.holders, who="", why="the AccessGrant was deleted")
 
 
 def _end_or_retry(rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str) -> None:

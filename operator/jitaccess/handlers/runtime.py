@@ -7,7 +7,8 @@ The blocking work of the request and grant handlers runs in the Runtime's own th
 (`run_blocking`), not in kopf's executor: their writes to the API server wait for the admission
 webhooks, which kopf serves from its executor. In one shared pool, a burst of handlers takes every
 thread and then waits for webhook calls that have no thread left to run in (each failing after
-the API server's 30 s webhook timeout).
+the API server's 30 s webhook timeout). Work on grants has threads apart from the requests'
+decisions (`run_granting`), so that a grant never waits behind a burst of new requests.
 """
 
 from __future__ import annotations
@@ -143,14 +144,28 @@ class Runtime:
     # Requests the request handler hands to their new grants' handler (`handlers.backing`).
     handoffs: Handoffs = field(default_factory=Handoffs)
     _pool: ThreadPoolExecutor | None = None
+    _granting_pool: ThreadPoolExecutor | None = None
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking handler body in the handlers' own threads (see the module doc)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="jitaccess-handler")
-        # kopf.event() finds its queue through context variables: carry them into the thread.
-        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await _run_in(self._pool, fn, *args, **kwargs)
+
+    async def run_granting(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run the blocking work on a grant (provisioning, ending it) in threads of its own.
+
+        A burst of new requests queues their decisions for `run_blocking`'s threads; the grants
+        those decisions create must not wait behind the rest of the burst: a grant provisioned
+        seconds after its request's approval outlives what the approval handed it (a read of the
+        request, kopf's diff-base: `handoffs`, `diffbase`), and each then costs more API calls,
+        which slows the burst further. In threads of their own, grants go at once, and so do
+        revocations.
+        """
+        if self._granting_pool is None:
+            workers = max(4, self.settings.max_workers // 2)
+            self._granting_pool = ThreadPoolExecutor(workers, thread_name_prefix="jitaccess-grant")
+        return await _run_in(self._granting_pool, fn, *args, **kwargs)
 
     def membership_lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._locks_guard:
@@ -204,3 +219,9 @@ def runtime_of(memo: Any) -> Runtime:
     if not isinstance(runtime, Runtime):
         raise RuntimeError("the operator memo has no Runtime: was the startup handler skipped?")
     return runtime
+
+
+async def _run_in(pool: ThreadPoolExecutor, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    # kopf.event() finds its queue through context variables: carry them into the thread.
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(pool, call)
