@@ -224,13 +224,15 @@ class IdentityCenterEmulator:
     ) -> str:
         """Create a user (or find it, if it exists); its UserId."""
         local = user_name.split("@", 1)[0]
+        # AWS takes no empty list of Emails: a user name that is no address gets none.
+        emails = {"Emails": [{"Value": user_name, "Type": "work", "Primary": True}]} if "@" in user_name else {}
         try:
             response = self._identitystore.create_user(
                 IdentityStoreId=self.identity_store_id,
                 UserName=user_name,
                 DisplayName=display_name or local.title(),
                 Name={"GivenName": given_name or local.title(), "FamilyName": family_name or "Example"},
-                Emails=[{"Value": user_name, "Type": "work", "Primary": True}] if "@" in user_name else [],
+                **emails,
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConflictException":

@@ -124,6 +124,14 @@ def test_membership_changes_are_told_as_they_happen(emulator: IdentityCenterEmul
     assert seen == [(True, payments, alice), (True, payments, bob), (False, payments, alice), (False, payments, bob)]
 
 
+def test_a_user_name_that_is_no_email_address_gets_no_email(emulator: IdentityCenterEmulator, client: Any) -> None:
+    user_id = emulator.create_user("svc-deploy")
+    user = client.describe_user(IdentityStoreId=emulator.identity_store_id, UserId=user_id)
+    assert user["UserName"] == "svc-deploy"
+    assert not user.get("Emails")
+    assert emulator.create_user("svc-deploy") == user_id  # and again: found, not created twice
+
+
 def test_deleting_a_user_deletes_its_memberships(emulator: IdentityCenterEmulator, client: Any) -> None:
     client.delete_user(IdentityStoreId=emulator.identity_store_id, UserId=emulator.user_id("carol@example.com"))
     assert "carol@example.com" not in emulator.members_of("prod-eligible")
