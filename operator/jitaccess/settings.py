@@ -146,7 +146,11 @@ class Settings(BaseSettings):
         default=8.0, gt=0, description="The leader stops acting this long after its last renewal"
     )
     retry_period_seconds: float = Field(default=2.0, gt=0, description="How often the Lease is renewed (or tried)")
-    max_workers: int = Field(default=32, ge=1, description="Threads for blocking calls (AWS, Kubernetes)")
+    max_workers: int = Field(
+        default=32,
+        ge=1,
+        description="Threads for blocking calls (AWS, Kubernetes); grants have half as many again of their own",
+    )
 
     @field_validator("operator_usernames", mode="before")
     @classmethod
