@@ -9,10 +9,13 @@ webhooks and real user identities.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import kubernetes
 import pytest
 from kopf.testing import KopfRunner
 
@@ -364,3 +367,55 @@ def test_grant_is_created_with_its_finalizer_not_patched_after(local: Local) -> 
     assert len(owners) == 1 and "f:spec" in owners[0]["fieldsV1"], "set by the write that created the spec"
     local.cluster.kubectl("delete", "accessgrant", "c-finalizer", "--timeout=30s")
     eventually(lambda: local.ic.members_of("prod-eng-payments") == set() or None, what="membership gone")
+
+
+def _watch(
+    cluster: ControlPlane, plural: str, name: str, seconds: int
+) -> tuple[threading.Thread, list[dict[str, Any]]]:
+    """Every watch event of the object `name` for `seconds`, from before it exists."""
+    api = kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(str(cluster.admin_kubeconfig)))
+    seen: list[dict[str, Any]] = []
+    ready = threading.Event()
+
+    def run() -> None:
+        stream = kubernetes.watch.Watch().stream(
+            api.list_cluster_custom_object,
+            "jitaccess.dev",
+            "v1alpha1",
+            plural,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=seconds,
+        )
+        ready.set()
+        for event in stream:
+            seen.append({"type": event["type"], "status": event["object"].get("status") or {}})
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    time.sleep(0.5)  # the watch request is on its way once the generator has started
+    return thread, seen
+
+
+def test_an_auto_approved_grant_costs_two_writes_of_its_request_and_one_of_itself(local: Local) -> None:
+    """Provisioned by its request's handler, the grant's `Active` and the request's `Granted` carry
+    kopf's diff-base of each (`handlers.diffbase`): kopf writes neither object again, and handles
+    neither again (a request handled twice would be seen here as a third write of kopf's)."""
+    requests, request_events = _watch(local.cluster, "accessrequests", "c-writes", 12)
+    grants, grant_events = _watch(local.cluster, "accessgrants", "c-writes", 12)
+    local.request("c-writes", duration="1h")
+    local.wait("accessrequest", "c-writes", "Granted")
+    requests.join(15)
+    grants.join(15)
+
+    def ready(status: dict[str, Any]) -> str:
+        return next((c["reason"] for c in status.get("conditions", []) if c["type"] == "Ready"), "")
+
+    assert [(e["type"], ready(e["status"])) for e in request_events] == [
+        ("ADDED", ""),
+        ("MODIFIED", "Pending"),  # the approval
+        ("MODIFIED", "Granted"),
+    ]
+    assert [(e["type"], ready(e["status"])) for e in grant_events] == [("ADDED", ""), ("MODIFIED", "Active")]
+    assert "diffbase" in request_events[-1]["status"]["kopf"] and "diffbase" in grant_events[-1]["status"]["kopf"]
+    assert local.ic.members_of("prod-eng-payments") >= {"alice@example.com"}

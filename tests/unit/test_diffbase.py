@@ -111,3 +111,68 @@ def test_what_a_failed_handler_carried_is_let_go_in_time(monkeypatch: pytest.Mon
     diffbase.carried("g2", diffbase.encode(ESSENCE))  # any later one sweeps
     assert stored_by_kopf("g1", ESSENCE) != {}
     assert stored_by_kopf("g2", ESSENCE) == {}
+
+
+def test_the_essence_of_a_new_object_is_what_kopf_gives_its_create_handlers() -> None:
+    """The request handler computes the essence of the grant it has just created: kopf adds the
+    fields the kind's handlers watch (`field=`) to it, so `grants.WATCHED` must be all of them."""
+    from kopf._cogs.structs.references import Resource
+
+    from jitaccess.handlers import grants
+
+    resource = Resource(group="jitaccess.dev", version="v1alpha1", plural="accessgrants")
+    registry = kopf.get_default_registry()
+    watched = registry._changing.get_extra_fields(resource=resource) | registry._spawning.get_extra_fields(
+        resource=resource
+    )
+    assert watched == {tuple(grants.WATCHED.split("."))}
+    created = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessGrant",
+        "metadata": {
+            "name": "g",
+            "uid": "u-g",
+            "resourceVersion": "7",
+            "labels": {"jitaccess.dev/request": "u-req"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "payments"},
+            "finalizers": ["jitaccess.dev/finalizer"],
+        },
+        "spec": {"user": "alice"},
+        "status": {"kopf": {"progress": {}}},
+    }
+    storage = diffbase.CarriedDiffBase(field=diffbase.FIELD)
+    kopfs = storage.build(body=kopf.Body(created), extra_fields=watched)  # type: ignore[arg-type]
+    assert diffbase.essence(created, [grants.WATCHED]) == diffbase.encode(kopfs)
+    assert json.loads(diffbase.essence(created, [grants.WATCHED])) == {
+        "spec": {"user": "alice"},
+        "metadata": {
+            "labels": {"jitaccess.dev/request": "u-req"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "payments"},
+        },
+    }
+
+
+def test_only_the_running_create_handler_of_the_object_may_carry_its_essence() -> None:
+    encoded = diffbase.encode(ESSENCE)
+    assert diffbase.carriable("u-req") is None
+    with diffbase.handling("u-req", encoded):
+        assert diffbase.carriable("u-req") == encoded
+        assert diffbase.carriable("u-other") is None
+    with diffbase.handling("u-req"):  # an update's or a resume's handler: kopf may run others after it
+        assert diffbase.carriable("u-req") is None
+    assert diffbase.carriable("u-req") is None
+
+
+def test_what_a_write_carried_answers_for_the_events_from_before_it() -> None:
+    """The request handler that provisions its grant writes the request twice before kopf stores
+    the diff-base: kopf then handles the first write's event, which does not show it stored, and
+    must not take the request for a new one."""
+    storage = diffbase.CarriedDiffBase(field=diffbase.FIELD)
+    encoded = diffbase.encode(ESSENCE)
+    diffbase.carried("u-keep", encoded)
+    assert stored_by_kopf("u-keep", ESSENCE) == {}
+    assert storage.fetch(body=body("u-keep")) == ESSENCE  # the approval's event: nothing stored in it
+    assert storage.fetch(body=body("u-keep", diffbase.fields(encoded))) == ESSENCE  # the carrying write's
+    later = {"spec": {"user": "alice"}, "metadata": {"annotations": {"jitaccess.dev/revoked": "true"}}}
+    assert storage.fetch(body=body("u-keep", diffbase.fields(diffbase.encode(later)))) == later
+    assert storage.fetch(body=body("u-keep")) is None  # once seen, memory has let go

@@ -21,11 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from jitaccess.api import names
-from jitaccess.api.models import AccessGrant, AccessRequest
+from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import backing
 from jitaccess.handlers import oncall
 from jitaccess.handlers.common import Index, now
-from jitaccess.handlers.requests import lookup
+from jitaccess.handlers.owners import lookup
 from jitaccess.handlers.runtime import Runtime
 
 
@@ -42,6 +42,18 @@ def unbacked(
     `raw` is the request as `stored_request` read it, just before."""
     request = AccessRequest.model_validate(raw) if raw is not None else None
     entitlement, team = lookup(rt, request, teams, entitlements) if request is not None else (None, None)
+    return unbacked_by(rt, grant, request, entitlement, team)
+
+
+def unbacked_by(
+    rt: Runtime,
+    grant: AccessGrant,
+    request: AccessRequest | None,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+) -> str | None:
+    """`unbacked`, with the request parsed and its Entitlement and owner team as its handler has
+    just looked them up (`grants.provision_at_once`)."""
     return backing.unbacked(
         grant,
         request,

@@ -21,6 +21,12 @@ lets it go. Nothing is lost if the process dies first: kopf then finds no diff-b
 before) and runs the object's handlers again, which is safe only for handlers that act on the
 object as it stands (the request handler is one `reconcile` for every cause). `defer` comes after
 the handler's last step that can fail, so a handler kopf must retry never looks handled.
+
+The request handler that provisions its new grant itself (`grants.provision_at_once`) makes
+both objects' last writes before kopf stores either: the grant's `Active` carries the grant's
+essence as kopf's create handler of it will get it (`essence`, from the grant as created), and
+the request's `Granted` carries the request's (`carriable`: the essence of the create cause whose
+handler is running), each then `carried`.
 """
 
 from __future__ import annotations
@@ -29,16 +35,17 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from jitaccess.api import wire
 
-#: Where kopf keeps it (`fields` and `_stored` spell it out).
+#: Where kopf keeps it (`fields` and `_stored` spell it out), and its handlers' progress.
 FIELD = "status.kopf.diffbase"
+PROGRESS_FIELD = "status.kopf.progress"
 
 
 class _Carried:
@@ -86,6 +93,13 @@ class _Held:
             self._held = {k: entry for k, entry in self._held.items() if now - entry[1] <= self.HOLD_SECONDS}
             self._deferred[uid] = now
 
+    def keep(self, uid: str, encoded: str) -> None:
+        """Answer kopf's reads with `encoded`, which a handler's write stored, until the object shows it."""
+        now = time.monotonic()
+        with self._lock:
+            self._held = {k: entry for k, entry in self._held.items() if now - entry[1] <= self.HOLD_SECONDS}
+            self._held[uid] = (encoded, now)
+
     def hold(self, uid: str, encoded: str) -> bool:
         """Hold `encoded` if the object's handler deferred it; else let go of what was held."""
         with self._lock:
@@ -107,9 +121,10 @@ class _Held:
 # One per process: the handlers and the kopf operators that run them (`handlers.parts`) share them.
 _CARRIED = _Carried()
 _HELD = _Held()
-# The object whose kopf handler is running (`handling`): only its own handler defers its diff-base,
-# never a timer that reaches the same code (kopf would store nothing after it).
-_HANDLING: ContextVar[str] = ContextVar("jitaccess_diffbase_handling", default="")
+# The object whose kopf handler is running (`handling`), and the essence its last write may carry:
+# only its own handler defers or carries its diff-base, never a timer that reaches the same code
+# (kopf would store nothing after it).
+_HANDLING: ContextVar[tuple[str, str | None]] = ContextVar("jitaccess_diffbase_handling", default=("", None))
 
 
 class CarriedDiffBase(kopf.StatusDiffBaseStorage):
@@ -117,7 +132,12 @@ class CarriedDiffBase(kopf.StatusDiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         uid, encoded = str(body.metadata.uid or ""), encode(essence)
-        if _CARRIED.take(uid, encoded) or _HELD.hold(uid, encoded):
+        if _CARRIED.take(uid, encoded):
+            # Events of the object from before that write, which kopf may handle next, do not
+            # show it stored: kopf would take them for a new object and run its handlers again.
+            _HELD.keep(uid, encoded)
+            return
+        if _HELD.hold(uid, encoded):
             return
         super().store(body=body, patch=patch, essence=essence)
 
@@ -155,10 +175,27 @@ def carried(uid: str, encoded: str) -> None:
         _CARRIED.put(uid, encoded)
 
 
+def essence(body: Mapping[str, Any], watched: Iterable[str] = ()) -> str:
+    """The encoded essence kopf's create handlers of `body` get as `new` (`to_carry`), `watched`
+    being the fields kopf's handlers of its kind name (`field=`), which kopf adds to it."""
+    built = CarriedDiffBase(field=FIELD).build(
+        body=kopf.Body(cast(kopf.RawBody, dict(body))), extra_fields=list(watched)
+    )
+    return encode(kopf.StatusProgressStorage(field=PROGRESS_FIELD).clear(essence=built))
+
+
+def carriable(uid: str) -> str | None:
+    """The essence the running create handler of the object `uid` may carry in its last write
+    (`to_carry`, given to `handling`); None anywhere else."""
+    handled, encoded = _HANDLING.get()
+    return encoded if uid and handled == uid else None
+
+
 @contextlib.contextmanager
-def handling(uid: str) -> Iterator[None]:
-    """Around a kopf handler of the object `uid` (threads started with the context see it)."""
-    token = _HANDLING.set(uid)
+def handling(uid: str, encoded: str | None = None) -> Iterator[None]:
+    """Around a kopf handler of the object `uid`, whose last write may carry `encoded` (`to_carry`):
+    threads started with the context see it."""
+    token = _HANDLING.set((uid, encoded))
     try:
         yield
     finally:
@@ -169,7 +206,7 @@ def defer(uid: str) -> None:
     """kopf's next diff-base of the object is to be held in memory and carried by a later write
     of another handler (`held_fields`): call it after the handler's last step that can fail.
     Outside that object's own kopf handler (`handling`), nothing."""
-    if uid and _HANDLING.get() == uid:
+    if uid and _HANDLING.get()[0] == uid:
         _HELD.defer(uid)
 
 

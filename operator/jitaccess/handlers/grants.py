@@ -1,6 +1,8 @@
 """AccessGrant handlers: put the user into the Identity Center group, and take them out again.
 
 - create / resume: resolve ids, ensure the membership, become `Active` with an expiration time;
+  a grant that an auto-approval creates is provisioned by its request's handler at once
+  (`provision_at_once`), and its own handler then finds that done;
 - the expiry scheduler (`expiry`) ends each Active grant at its persisted `status.expirationTime`
   through `end_grant`; after a restart the overdue ones end first;
 - `jitaccess.dev/revoked=true` or deletion (finalizer) ends a grant early.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import kopf
@@ -25,15 +28,22 @@ from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
+from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import assignments, diffbase, sessions
-from jitaccess.handlers.backing import stored_request, unbacked
+from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 GRANT = (names.GROUP, names.VERSION, names.GRANTS)
+
+
+#: The field `revoke_on_annotation` watches: kopf adds it to the essence it keeps (`diffbase.essence`).
+WATCHED = "metadata.annotations"
+# How long the grant's handler waits for its request's handler to provision it (`provision_at_once`).
+_AT_ONCE_WAIT_SECONDS = 60.0
 
 
 def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
@@ -54,6 +64,8 @@ async def provision_grant(
     **_: Any,
 ) -> None:
     rt = runtime_of(memo)
+    if await rt.provisions.handled(body.metadata.name, str(body.metadata.uid or ""), _AT_ONCE_WAIT_SECONDS):
+        return
     # `Active` is this handler's last write: it carries kopf's diff-base (`diffbase`), which kopf
     # would write with a PATCH of its own once the handler returns. Nothing is left to retry after
     # it but following the request, which `following` repairs.
@@ -89,6 +101,48 @@ def _provision(
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
 
 
+def provision_at_once(
+    rt: Runtime,
+    created: dict[str, Any],
+    request: dict[str, Any],
+    valid: request_rules.ValidRequest,
+    request_essence: str,
+    done: Future[str],
+) -> bool:
+    """Provision the grant an auto-approval has just `created`, in the request's handler, without
+    waiting for the grant's watch event and handler: the latency of every auto-approved grant.
+
+    `request` is the API server's answer to the approval's write, checked exactly as the grant's
+    handler checks a read (`backing`); `valid` the Entitlement and owner team that handler has
+    just looked up. The grant's `Active` carries its kopf diff-base, the request's `Granted` the
+    request's (`request_essence`, `diffbase`). `done` tells the grant's own handler, which kopf
+    starts meanwhile, whether it is left anything to do. True when the request's diff-base was
+    carried; False leaves the rest, as for any grant, to the grant's handler, which a failure
+    here (Identity Center not answering, say) also leaves it to.
+    """
+    handled = ""
+    try:
+        grant = AccessGrant.model_validate(created)
+        rt.handoffs.take(grant.spec.request)  # used here: the grant's handler, if it must act, reads
+        problem = unbacked_by(rt, grant, AccessRequest.model_validate(request), valid.entitlement, valid.team)
+        if problem is not None:
+            fail(rt, grant, problem)
+            handled = grant.metadata.uid
+            return False
+        essence = diffbase.essence(created, [WATCHED])
+        followed = activate(
+            rt, grant, current=created, request=request, essence=essence, admitted=wire.created_at(request),
+            request_essence=request_essence,
+        )  # fmt: skip
+        handled = grant.metadata.uid
+        return followed
+    except Exception as exc:  # whatever it is, the grant's own handler does the work, and retries
+        log.warning("AccessGrant %s is left to its own handler: %s", created["metadata"]["name"], exc)
+        return False
+    finally:
+        done.set_result(handled)
+
+
 def activate(
     rt: Runtime,
     grant: AccessGrant,
@@ -96,39 +150,40 @@ def activate(
     request: dict[str, Any] | None = None,
     essence: str | None = None,
     admitted: dt.datetime | None = None,
-) -> None:
+    request_essence: str | None = None,
+) -> bool:
     """Ensure the membership, then mark the grant Active; `current` (the body kopf delivered)
     spares a re-read of the grant, and `request` (as the basis check read it) one of the request
     before `Granted`: a stale one only costs a conflict and a re-read. `essence`: kopf's diff-base
-    for the `Active` write to carry (`diffbase`); `admitted`: when the request was created
-    (`confirmed_grantee`)."""
+    for the `Active` write to carry (`diffbase`), `request_essence` the request's for `Granted`;
+    `admitted`: when the request was created (`confirmed_grantee`). True when `Granted` carried
+    `request_essence`."""
     ic = rt.identity_center
     name, spec = grant.metadata.name, grant.spec
     user_id = confirmed_grantee(rt, grant, admitted)
     if user_id is None:
-        return
+        return False
     if spec.account_assignment is not None:
-        _activate_assignments(rt, grant, user_id, current, request, essence)
-        return
+        return _activate_assignments(rt, grant, user_id, current, request, essence, request_essence)
     try:
         group_id = rt.cached("group", spec.group_name, ic.resolve_group)
     except NotFound:
         fail(rt, grant, f"Identity Center group {spec.group_name!r} does not exist: fix the Entitlement")
-        return
+        return False
     except PermanentFailure as exc:
         fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}")
-        return
+        return False
     with rt.membership_lock(grant_rules.membership_key(user_id, spec.group_name)):
         try:
             membership_id = ic.add_member(group_id, user_id)
         except NotFound:
             rt.forget("group", spec.group_name)
             fail(rt, grant, f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared")
-            return
+            return False
         except PermanentFailure as exc:
             # Access denied by IAM, a malformed id: another try will not help, and nobody got access.
             fail(rt, grant, f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}")
-            return
+            return False
         window = grant_rules.activation_window(grant, now())
 
         def build(current: AccessGrant) -> dict[str, Any] | None:
@@ -158,16 +213,17 @@ def activate(
             names.GRANTS, name, status_change(AccessGrant, _carrying(build, essence)), current=current
         )
     if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
-        return
+        return False
     if essence is not None:
         diffbase.carried(grant.metadata.uid, essence)
     active = AccessGrant.model_validate(updated)
     expiration = ts(window.expiration_time)
     message = f"{spec.user} added to {spec.group_name} until {expiration}"
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    followed = follow_request(rt, active, current=request)
+    followed = follow_request(rt, active, current=request, essence=request_essence)
     if followed is not None and followed.metadata.creation_timestamp is not None:
         metrics.GRANT_LATENCY.observe((window.activation_time - followed.metadata.creation_timestamp).total_seconds())
+    return followed is not None and request_essence is not None
 
 
 def _activate_assignments(
@@ -177,14 +233,15 @@ def _activate_assignments(
     current: dict[str, Any] | None,
     request: dict[str, Any] | None,
     essence: str | None,
-) -> None:
+    request_essence: str | None,
+) -> bool:
     """Account-assignment mode: the permission set assigned to the user in each account, then Active."""
     spec = grant.spec
     try:
         arn = assignments.permission_set_arn(rt, grant)
     except NotFound as exc:
         fail(rt, grant, f"the permission set {spec.group_name} cannot be found ({exc}): fix the Entitlement")
-        return
+        return False
     key = grant_rules.membership_key(user_id, spec.group_name)
     with rt.membership_lock(key):
         others = assignments.others_holding(rt, grant, key, rt.holders)
@@ -192,7 +249,7 @@ def _activate_assignments(
             states = assignments.assign(rt, grant, user_id, arn, others)
         except (NotFound, PermanentFailure) as exc:
             fail(rt, grant, f"Identity Center refused to assign {spec.group_name} to {spec.user}: {exc}")
-            return
+            return False
         window = grant_rules.activation_window(grant, now())
         accounts = ", ".join(s["account"] for s in states)
 
@@ -223,13 +280,14 @@ def _activate_assignments(
             names.GRANTS, grant.metadata.name, status_change(AccessGrant, _carrying(build, essence)), current=current
         )
     if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
-        return
+        return False
     if essence is not None:
         diffbase.carried(grant.metadata.uid, essence)
     expiration = ts(window.expiration_time)
     message = f"{spec.user} assigned {spec.group_name} in {accounts} until {expiration}"
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
-    follow_request(rt, AccessGrant.model_validate(updated), current=request)
+    followed = follow_request(rt, AccessGrant.model_validate(updated), current=request, essence=request_essence)
+    return followed is not None and request_essence is not None
 
 
 def _carrying(
@@ -246,14 +304,19 @@ def _carrying(
     return carrying
 
 
-def _holding(build: Callable[[AccessRequest], dict[str, Any] | None]) -> Callable[[dict[str, Any]], Any]:
+def _holding(
+    build: Callable[[AccessRequest], dict[str, Any] | None], essence: str | None = None
+) -> Callable[[dict[str, Any]], Any]:
     """`build` as a request's status change whose write (when it makes one) also stores the
-    diff-base kopf holds for the request since its handler created this grant (`diffbase.defer`)."""
+    request's diff-base: `essence` (`provision_at_once`), or the one kopf holds for the request
+    since its handler created this grant (`diffbase.defer`)."""
     change = status_change(AccessRequest, build)
 
     def holding(current: dict[str, Any]) -> dict[str, Any] | None:
         fields = change(current)
-        return None if fields is None else {**fields, **diffbase.held_fields(current)}
+        if fields is None:
+            return None
+        return {**fields, **(diffbase.fields(essence) if essence is not None else diffbase.held_fields(current))}
 
     return holding
 
@@ -306,7 +369,7 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
     follow_request(rt, AccessGrant.model_validate(updated))
 
 
-@kopf.on.update(*GRANT, field="metadata.annotations", when=_revoked)
+@kopf.on.update(*GRANT, field=WATCHED, when=_revoked)
 async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
     await rt.run_granting(
@@ -413,10 +476,13 @@ def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:
         return False
 
 
-def follow_request(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = None) -> AccessRequest | None:
+def follow_request(
+    rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None = None, essence: str | None = None
+) -> AccessRequest | None:
     """Bring the request's `Ready` into line with `grant` as it now stands (see `domain.following`):
     Granted, then Expired or Revoked (or Failed). Idempotent: None when nothing was written.
-    `current` (the request as read a moment ago) spares the first read of the write."""
+    `current` (the request as read a moment ago) spares the first read of the write; `essence`:
+    the request's diff-base for the write to carry (`provision_at_once`)."""
     wanted = following.request_ready(grant)
     if wanted is None:
         return None
@@ -438,8 +504,10 @@ def follow_request(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | No
             fields["expirationTime"] = ts(wanted.expiration_time)
         return fields
 
-    updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, _holding(build), current=current)
+    updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, _holding(build, essence), current=current)
     if updated is None:
         return None
+    if essence is not None:
+        diffbase.carried(str(wire.metadata(updated).get("uid") or ""), essence)
     record(updated, wanted.reason, wanted.message, warning=wanted.reason == names.FAILED, who=grant.spec.user)
     return AccessRequest.model_validate(updated)

@@ -3,7 +3,9 @@
 Every entry point (create, resume, an annotation change, the deadline timer in `schedules`) runs the same
 level-triggered `reconcile`, so a restarted operator simply picks up where the object stands.
 Status is written with optimistic locking *before* the grant is created, so the grant's own
-handler (which writes the request's `Ready` as the grant progresses) never races with it.
+handler (which writes the request's `Ready` as the grant progresses) never races with it. A
+request approved by its own create handler (an auto-approval) has its new grant provisioned by
+that same handler (`grants.provision_at_once`), sparing the grant's watch event and handler.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import kopf
 
 from jitaccess import metrics
 from jitaccess.api import names, wire
-from jitaccess.api.models import AccessRequest, Condition, Entitlement, TeamOwnershipSpec
+from jitaccess.api.models import AccessRequest, Condition
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import breakglass as break_glass_rules
@@ -26,8 +28,10 @@ from jitaccess.domain import schedule
 from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers import approvals as approval_counts
 from jitaccess.handlers import breakglass, diffbase, oncall
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
+from jitaccess.handlers.grants import provision_at_once
+from jitaccess.handlers.owners import lookup
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.handlers.scheduler import utcnow
@@ -40,30 +44,21 @@ REQ = (names.GROUP, names.VERSION, names.REQUESTS)
 @kopf.on.create(*REQ)
 @kopf.on.update(*REQ, field="metadata.annotations")
 async def reconcile_request(
-    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+    *,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    reason: Any = None,
+    old: Any = None,
+    new: Any = None,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
+    **_: Any,
 ) -> None:
     rt = runtime_of(memo)
-    # A grant created here defers kopf's diff-base write to the grant handler's `Granted` (`diffbase`).
-    with diffbase.handling(str(body.metadata.uid or "")):
+    # A grant created here carries kopf's diff-base of the request in the request's `Granted`, made
+    # here (`grants.provision_at_once`) or deferred to the grant's handler (`diffbase`).
+    with diffbase.handling(str(body.metadata.uid or ""), diffbase.to_carry(reason, old, new)):
         await rt.run_blocking(reconcile, rt, body, teams, entitlements, announce_ignored=True)
-
-
-def lookup(
-    rt: Runtime, request: AccessRequest, teams: Index, entitlements: Index
-) -> tuple[Entitlement | None, TeamOwnershipSpec | None]:
-    """The request's Entitlement and owner team, from the indexes.
-
-    An object applied a moment before the request may not have reached the index yet (each kind
-    has its own watch), so a miss is confirmed with the API server before it counts.
-    """
-    raw = first(entitlements, request.spec.entitlement) or rt.kube.get(names.ENTITLEMENTS, request.spec.entitlement)
-    if raw is None:
-        return None, None
-    entitlement = Entitlement.model_validate(raw)
-    team = first(teams, entitlement.spec.owner)
-    if team is None:
-        team = (rt.kube.get(names.TEAMS, entitlement.spec.owner) or {}).get("spec")
-    return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
 
 
 def reconcile(
@@ -314,22 +309,34 @@ def _create_grant(
             "reason": request.spec.reason,
         },
     }
-    if written is not None:
-        # Handed over before the grant exists: its handler may start before `create` returns here.
-        rt.handoffs.put(name, written)
-    grant, created = rt.kube.create(names.GRANTS, manifest)
-    if not created:
-        rt.handoffs.take(name)
-    if grant.get("metadata", {}).get("labels", {}).get(names.LABEL_REQUEST) != request.metadata.uid:
-        _finish(
-            rt,
-            request.wire(),
-            names.FAILED,
-            f"an AccessGrant named {name} already exists from an earlier request: "
-            "create the request again under a new name (metadata.generateName)",
-            entitlement=request.spec.entitlement,
-        )
-        return
+    # The request's create handler, its approval just written, provisions the grant itself
+    # (`grants.provision_at_once`); the grant's own handler waits for that rather than doing it.
+    essence = diffbase.carriable(request.metadata.uid) if written is not None else None
+    done = rt.provisions.start(name) if essence is not None else None
+    try:
+        if written is not None:
+            # Handed over before the grant exists: its handler may start before `create` returns here.
+            rt.handoffs.put(name, written)
+        grant, created = rt.kube.create(names.GRANTS, manifest)
+        if not created:
+            rt.handoffs.take(name)
+        if grant.get("metadata", {}).get("labels", {}).get(names.LABEL_REQUEST) != request.metadata.uid:
+            _finish(
+                rt,
+                request.wire(),
+                names.FAILED,
+                f"an AccessGrant named {name} already exists from an earlier request: "
+                "create the request again under a new name (metadata.generateName)",
+                entitlement=request.spec.entitlement,
+            )
+            return
+        if created and done is not None and written is not None and essence is not None:
+            at_once, done = done, None
+            if provision_at_once(rt, grant, written, valid, essence, at_once):
+                return  # the request's `Granted`, its last write, carried its diff-base
+    finally:
+        if done is not None:
+            done.set_result("")  # not provisioned here: the grant's handler does it
     # No status write of its own: the grant's handler writes `status.grant` with the request's next
     # `Ready`, and until then the grant is found by name (it has the request's), so an approved
     # request whose grant exists is never granted twice (`kube.create` returns the existing one).

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -40,6 +40,9 @@ _ELIGIBLE_SECONDS = 5.0
 # A request handed to its grant's handler stands for a read of it only while that is as fresh as a
 # read: the moment between creating the grant and its handler running, unless a burst queues it.
 _HANDOFF_SECONDS = 5.0
+# A grant its request's handler provisions itself is forgotten if kopf never runs the grant's own
+# handler for it (kopf can see the grant first once it is `Active`, with nothing left to do).
+_PROVISION_MEMORY_SECONDS = 60.0
 T = TypeVar("T")
 
 
@@ -107,6 +110,42 @@ class Handoffs:
         return item[1] if item is not None and time.monotonic() - item[0] <= self._seconds else None
 
 
+class Provisions:
+    """Grants their request's handler provisions itself (`grants.provision_at_once`), by name:
+    kopf runs the grant's own handler for the same grant a moment later, which waits for that
+    work (`handled`) instead of doing it again."""
+
+    def __init__(self, seconds: float = _PROVISION_MEMORY_SECONDS) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, Future[str]]] = {}
+
+    def start(self, name: str) -> Future[str]:
+        """Before the grant `name` is created: its result is the uid of the grant it provisioned
+        (or failed, for good), or "" when the grant's handler must do it."""
+        future: Future[str] = Future()
+        future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it
+        now = time.monotonic()
+        with self._lock:
+            for stale in [k for k, (stamp, _) in self._items.items() if now - stamp > self._seconds]:
+                del self._items[stale]
+            self._items[name] = (now, future)
+        return future
+
+    async def handled(self, name: str, uid: str, timeout: float) -> bool:
+        """Whether the request's handler provisioned the grant `name` (this very `uid`) itself,
+        once that work is over; False when it did not, failed, or takes longer than `timeout`."""
+        with self._lock:
+            item = self._items.pop(name, None)
+        if item is None:
+            return False
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(item[1]), timeout) == uid
+        except TimeoutError:
+            # Provisioning twice is safe (one membership lock, optimistic writes), only wasteful.
+            return False
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -143,6 +182,8 @@ class Runtime:
     expiries: ExpiryScheduler = field(default_factory=ExpiryScheduler)
     # Requests the request handler hands to their new grants' handler (`handlers.backing`).
     handoffs: Handoffs = field(default_factory=Handoffs)
+    # Grants their request's handler provisions itself (`grants.provision_at_once`).
+    provisions: Provisions = field(default_factory=Provisions)
     _pool: ThreadPoolExecutor | None = None
     _granting_pool: ThreadPoolExecutor | None = None
 

@@ -40,6 +40,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     kopf_settings(settings, config)
     if memo.get(ADMISSION_PART):
         settings.persistence.finalizer = NO_FINALIZER
+        # It handles no change of any object, but reads the diff-base of each it sees: what the
+        # controller holds in memory (`diffbase`) is not for it, nor to be let go when it sees it.
+        settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field=diffbase.FIELD)
 
     if not isinstance(runtime, Runtime):
         load_client_config()
@@ -78,7 +81,7 @@ def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
     """kopf's settings for the handlers (both parts of the operator: `handlers.parts`)."""
     # kopf's bookkeeping lives in status, which only the operator may write (RBAC): a user who
     # could edit an annotation must not be able to mark a handler as done.
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field=diffbase.PROGRESS_FIELD)
     # A handler's last status write may carry kopf's diff-base, sparing kopf's own PATCH (`diffbase`).
     settings.persistence.diffbase_storage = diffbase.CarriedDiffBase(field=diffbase.FIELD)
     settings.persistence.finalizer = names.FINALIZER
