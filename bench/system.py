@@ -146,9 +146,39 @@ class System:
             },
         )
         self.operator.start(timeout=120)
+        if self.operator.webhook_port:
+            self.wait_admission()
         if wait_resolved:
             self.wait_entitlement_resolved()
         return self.operator
+
+    def wait_admission(self, timeout: float = 60) -> None:
+        """Until the API server calls the new operator's webhooks, tried with a server-side dry run
+        of a request as a bench user (its answer, admitted or refused, is the webhooks').
+
+        The operator is ready once the stored webhook configurations name it; the API server acts
+        on its own watched copy of them, which can lag behind. One scenario of a full run had its
+        first request refused with "connection refused" on the webhook port right after a ready
+        operator started: such an error is now logged with the address the API server called, and
+        waited out."""
+        deadline, last = time.monotonic() + timeout, ""
+        while True:
+            try:
+                self.custom.create_cluster_custom_object(
+                    GROUP, VERSION, "accessrequests", self.request_body("admission-check", "1h"), dry_run="All",
+                    _headers={"Impersonate-User": user_name(1), "Impersonate-Group": TEAM_GROUP},
+                )  # fmt: skip
+                return
+            except ApiException as exc:
+                error = str(exc.body)
+                if "failed calling webhook" not in error:
+                    return  # refused by the webhooks themselves: they answer
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the API server did not reach the operator's webhooks: {error}") from exc
+                if error != last:
+                    log.warning("the API server cannot reach the operator's webhooks yet: %s", error)
+                    last = error
+            time.sleep(0.1)
 
     def wait_entitlement_resolved(self, timeout: float = 60, entitlement: str = ENTITLEMENT) -> None:
         deadline = time.monotonic() + timeout

@@ -42,8 +42,9 @@ GRANT = (names.GROUP, names.VERSION, names.GRANTS)
 
 #: The field `revoke_on_annotation` watches: kopf adds it to the essence it keeps (`diffbase.essence`).
 WATCHED = "metadata.annotations"
-# How long the grant's handler waits for its request's handler to provision it (`provision_at_once`).
-_AT_ONCE_WAIT_SECONDS = 60.0
+# How long the grant's handler waits for its request's handler to provision it (`provision_at_once`):
+# longer than a burst's queue for Identity Center's rate limit lasts, so the work is not done twice.
+_AT_ONCE_WAIT_SECONDS = 600.0
 
 
 def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:

@@ -309,9 +309,11 @@ def _create_grant(
             "reason": request.spec.reason,
         },
     }
-    # The request's create handler, its approval just written, provisions the grant itself
-    # (`grants.provision_at_once`); the grant's own handler waits for that rather than doing it.
-    essence = diffbase.carriable(request.metadata.uid) if written is not None else None
+    # The request's create handler, its approval just written, provisions a group membership
+    # itself (`grants.provision_at_once`); the grant's own handler waits for that rather than doing
+    # it. Account assignments take sso-admin seconds to minutes: they are left to the grant's handler.
+    membership = written is not None and target.account_assignment is None
+    essence = diffbase.carriable(request.metadata.uid) if membership else None
     done = rt.provisions.start(name) if essence is not None else None
     try:
         if written is not None:
@@ -331,8 +333,8 @@ def _create_grant(
             )
             return
         if created and done is not None and written is not None and essence is not None:
-            at_once, done = done, None
-            if provision_at_once(rt, grant, written, valid, essence, at_once):
+            provisioning, done = done, None
+            if provision_at_once(rt, grant, written, valid, essence, provisioning):
                 return  # the request's `Granted`, its last write, carried its diff-base
     finally:
         if done is not None:
