@@ -137,8 +137,15 @@ def provision_at_once(
         )  # fmt: skip
         handled = grant.metadata.uid
         return followed
-    except Exception as exc:  # whatever it is, the grant's own handler does the work, and retries
-        log.warning("AccessGrant %s is left to its own handler: %s", created["metadata"]["name"], exc)
+    except RetryLater as exc:
+        # A handler's failure that is retried, as kopf's would be: by the grant's own handler.
+        metrics.ERRORS.labels("identitycenter_retry").inc()
+        metrics.ERRORS.labels("handler").inc()
+        log.warning("AccessGrant %s is left to its own handler: Identity Center: %s", created["metadata"]["name"], exc)
+        return False
+    except Exception:  # whatever it is, the grant's own handler does the work again, and retries
+        metrics.ERRORS.labels("handler").inc()
+        log.warning("AccessGrant %s is left to its own handler", created["metadata"]["name"], exc_info=True)
         return False
     finally:
         done.set_result(handled)
