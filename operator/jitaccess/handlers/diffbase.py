@@ -90,14 +90,18 @@ class _Held:
         now = time.monotonic()
         with self._lock:
             self._deferred = {k: at for k, at in self._deferred.items() if now - at <= self.HOLD_SECONDS}
-            self._held = {k: entry for k, entry in self._held.items() if now - entry[1] <= self.HOLD_SECONDS}
+            self._let_go_of_old(now)
             self._deferred[uid] = now
+
+    def _let_go_of_old(self, now: float) -> None:
+        """Under the lock: forget what was held longer than `HOLD_SECONDS`."""
+        self._held = {k: entry for k, entry in self._held.items() if now - entry[1] <= self.HOLD_SECONDS}
 
     def keep(self, uid: str, encoded: str) -> None:
         """Answer kopf's reads with `encoded`, which a handler's write stored, until the object shows it."""
         now = time.monotonic()
         with self._lock:
-            self._held = {k: entry for k, entry in self._held.items() if now - entry[1] <= self.HOLD_SECONDS}
+            self._let_go_of_old(now)
             self._held[uid] = (encoded, now)
 
     def hold(self, uid: str, encoded: str) -> bool:
