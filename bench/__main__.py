@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,6 +16,7 @@ from typing import Any
 
 from bench import notifications, permissionsets, report, scenarios
 from bench.procstats import cpu_seconds, cpu_used, machine
+from bench.profiles import Profiles
 from bench.system import System
 
 log = logging.getLogger("bench")
@@ -77,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"comma-separated subset of {SCENARIOS}")
     parser.add_argument("--size", action="append", default=[], metavar="NAME=N", help="override one size")
     parser.add_argument("--out", type=Path, help="where to write the JSON")
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="record the operator with py-spy into DIR")
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="profile the operator (py-spy) and the API server (pprof) into DIR"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the operator logs (their path is printed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                 sizes["latency"], sizes["floor"], sizes["expiry"], sizes["audit"], sizes["notifications"],
                 sizes["failover"] + FAILOVER_REQUESTS)  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
-    system = System(workdir, users)
+    system = System(workdir, users, profiling=args.profile is not None)
     began = time.monotonic()
 
     def run(name: str, rate_limit: float | None, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         if rate_limit is not None:
             system.start_operator(rate_limit)
-        profiler = _profile(system, args.profile, name)
+        profiler = Profiles(system, args.profile, name) if args.profile is not None else None
         cpu_before = cpu_seconds()
         try:
             result = measure()
@@ -125,8 +126,7 @@ def main(argv: list[str] | None = None) -> None:
             result = {"error": f"{type(exc).__name__}: {str(exc)[:500]}"}
         finally:
             if profiler is not None:
-                profiler.send_signal(signal.SIGINT)
-                profiler.wait(30)
+                profiler.stop()
             if system.operator is not None:
                 log.info("operator log: %s", system.operator.log_file)
             system.reset()
@@ -188,22 +188,6 @@ def main(argv: list[str] | None = None) -> None:
     report.write(results, out)
     print(report.table(results))
     print(f"\nwritten to {out}")
-
-
-def _profile(system: System, directory: Path | None, name: str) -> subprocess.Popen[bytes] | None:
-    """py-spy on the operator for one scenario (collapsed stacks, for flame graphs or grep)."""
-    if directory is None or system.operator is None or system.operator.pid is None:
-        return None
-    py_spy = shutil.which("py-spy")
-    if py_spy is None:
-        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
-    directory.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [py_spy, "record", "--pid", str(system.operator.pid), "--rate", "50", "--format", "raw", "--gil",
-         "--output", str(directory / f"{name}.txt"), "--nonblocking"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 def headline(results: dict[str, Any]) -> None:

@@ -75,6 +75,19 @@ def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, f
     return used
 
 
+def cpu_ms_per(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], count: int
+) -> dict[str, float]:
+    """CPU milliseconds each part used per one of `count` units of work (grants) between two
+    `cpu_seconds` snapshots, and all of them together (`all`): unlike a rate, it does not move
+    with how fast the machine is that day, only with what the work costs."""
+    used: dict[str, float] = {}
+    for pid, (what, seconds) in after.items():
+        used[what] = used.get(what, 0.0) + seconds - before.get(pid, (what, 0.0))[1]
+    used["all"] = sum(used.values())
+    return {what: round(seconds * 1000 / count, 1) for what, seconds in used.items()}
+
+
 def machine() -> dict[str, Any]:
     """Cores, CPU model and memory of this machine."""
     meminfo = dict(line.split(":", 1) for line in (_PROC / "meminfo").read_text().splitlines() if ":" in line)

@@ -17,6 +17,7 @@ from collections import Counter
 from concurrent.futures import Future
 from typing import Any
 
+from bench.procstats import cpu_ms_per, cpu_seconds
 from bench.system import ENTITLEMENT, GROUP, TARGET_GROUP, VERSION, System, user_name
 from devenv.replicas import Replicas
 from jitaccess.adapters.archive import Archive
@@ -236,11 +237,13 @@ def throughput(system: System, count: int, rate_limit: float) -> dict[str, Any]:
     recheck_s = system.wait_first_recheck()
     before, api_before = system.ic_calls(), system.api_calls()
     items = [(f"burst-{i:05d}", user_name(i), "1h") for i in range(1, count + 1)]
+    cpu_before = cpu_seconds()
     names, users = [n for n, _, _ in items], [u for _, u, _ in items]
     began = time.time()
     creating = system.create_requests(items)
     delivered = _delivered(system, names, users, timeout=120 + count / 2)
     elapsed = max(delivered.values()) - began
+    cpu = cpu_ms_per(cpu_before, cpu_seconds(), count)
     rss, _ = system.rss_mb()
     writes = sorted(system.memberships.added[system.membership_key(u)] for u in users)
     write_rate = (len(writes) - 1) / (writes[-1] - writes[0]) if writes[-1] > writes[0] else float("inf")
@@ -256,6 +259,8 @@ def throughput(system: System, count: int, rate_limit: float) -> dict[str, Any]:
         "latency": summary([delivered[n] - began for n in names]),
         "ic_calls_per_grant": calls_since(system, before, count),
         "api_calls_per_grant": api_calls_since(system, api_before, count),
+        # From the first request's creation until the last grant was delivered: the burst alone.
+        "cpu_ms_per_grant": cpu,
     }
     if rate_limit:
         result["quota_fraction_used"] = round(write_rate / rate_limit, 3)

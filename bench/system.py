@@ -66,8 +66,9 @@ def user_name(index: int) -> str:
 class System:
     """Start with `start`, stop with `stop`; `operator` is the running operator, if any."""
 
-    def __init__(self, workdir: Path, users: int) -> None:
+    def __init__(self, workdir: Path, users: int, *, profiling: bool = False) -> None:
         self.workdir = workdir
+        self.profiling = profiling
         self.user_count = users
         self.cp: ControlPlane | None = None
         self.ic: IdentityCenterEmulator | None = None
@@ -80,7 +81,7 @@ class System:
 
     def start(self) -> System:
         began = time.monotonic()
-        self.cp = ControlPlane().start(controller_manager=False)
+        self.cp = ControlPlane(profiling=self.profiling).start(controller_manager=False)
         self.ic = IdentityCenterEmulator().start()
         self.ic.seed(SEED_FILE)
         self._add_users()

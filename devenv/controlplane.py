@@ -201,9 +201,12 @@ class ControlPlane:
     Its attributes are available once `start` has returned.
     """
 
-    def __init__(self, *, with_node: bool = False) -> None:
-        """``with_node``: also a node (`devenv.node`) that runs Pods: root only, see that module."""
+    def __init__(self, *, with_node: bool = False, profiling: bool = False) -> None:
+        """``with_node``: also a node (`devenv.node`) that runs Pods: root only, see that module.
+        ``profiling``: the API server serves Go's CPU profiler at ``/debug/pprof`` (to the admin;
+        the benchmarks' ``--profile``)."""
         self._with_node = with_node
+        self._profiling = profiling
         self._keep_workdir = os.environ.get(KEEP_ENV, "") not in ("", "0")
         self._started: _Started | None = None
         self._lock = threading.Lock()
@@ -285,7 +288,7 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki.sa_private}",
                 f"--cert-dir={workdir / 'apiserver-certs'}",
                 "--allow-privileged=true",
-                "--profiling=false",
+                f"--profiling={str(self._profiling).lower()}",
                 *(apiserver_flags(pki.admin_cert, pki.admin_key) if self._with_node else []),
             ],
         )

@@ -106,6 +106,7 @@ def provision_at_once(
     rt: Runtime,
     created: dict[str, Any],
     request: dict[str, Any],
+    approved: AccessRequest,
     valid: request_rules.ValidRequest,
     request_essence: str,
     done: Future[str],
@@ -113,8 +114,8 @@ def provision_at_once(
     """Provision the grant an auto-approval has just `created`, in the request's handler, without
     waiting for the grant's watch event and handler: the latency of every auto-approved grant.
 
-    `request` is the API server's answer to the approval's write, checked exactly as the grant's
-    handler checks a read (`backing`); `valid` the Entitlement and owner team that handler has
+    `request` is the API server's answer to the approval's write (`approved`, parsed), checked
+    exactly as the grant's handler checks a read (`backing`); `valid` the Entitlement and owner team that handler has
     just looked up. The grant's `Active` carries its kopf diff-base, the request's `Granted` the
     request's (`request_essence`, `diffbase`). `done` tells the grant's own handler, which kopf
     starts meanwhile, whether it is left anything to do. True when the request's diff-base was
@@ -125,7 +126,7 @@ def provision_at_once(
     try:
         grant = AccessGrant.model_validate(created)
         rt.handoffs.take(grant.spec.request)  # used here: the grant's handler, if it must act, reads
-        problem = unbacked_by(rt, grant, AccessRequest.model_validate(request), valid.entitlement, valid.team)
+        problem = unbacked_by(rt, grant, approved, valid.entitlement, valid.team)
         if problem is not None:
             fail(rt, grant, problem)
             handled = grant.metadata.uid
@@ -220,11 +221,13 @@ def activate(
         updated = rt.kube.update_status(
             names.GRANTS, name, status_change(AccessGrant, _carrying(build, essence)), current=current
         )
-    if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
+    if updated is None:
+        return False
+    active = AccessGrant.model_validate(updated)
+    if not grant_rules.is_active(active):
         return False
     if essence is not None:
         diffbase.carried(grant.metadata.uid, essence)
-    active = AccessGrant.model_validate(updated)
     expiration = ts(window.expiration_time)
     message = f"{spec.user} added to {spec.group_name} until {expiration}"
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)

@@ -334,7 +334,8 @@ def _create_grant(
             return
         if created and done is not None and written is not None and essence is not None:
             provisioning, done = done, None
-            if provision_at_once(rt, grant, written, valid, essence, provisioning):
+            # `request` is `written` parsed (`approve`): the approval as the API server stored it.
+            if provision_at_once(rt, grant, written, request, valid, essence, provisioning):
                 return  # the request's `Granted`, its last write, carried its diff-base
     finally:
         if done is not None:
