@@ -63,3 +63,60 @@ async def test_the_grants_handler_does_nothing_more_for_a_grant_provisioned_at_o
     rt.provisions.start("g").set_result("")
     await grants.provision_grant(body=kopf.Body(GRANT), memo=memo)
     assert rt.lanes == [("grants", "_provision")]
+
+
+async def test_work_still_running_is_never_forgotten_so_a_late_grant_handler_still_waits_for_it() -> None:
+    provisions = Provisions(seconds=0.0)
+    slow = provisions.start("queued")  # a burst: waiting for the quota long after it began
+    provisions.start("next")
+    waiting = asyncio.ensure_future(provisions.handled("queued", "u-queued", timeout=5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    slow.set_result("u-queued")
+    assert await waiting is True
+
+
+def test_ending_a_grant_waits_for_its_provisioning_in_flight() -> None:
+    provisions = Provisions()
+    assert provisions.wait_finished("none", timeout=5) is False
+    done = provisions.start("g")
+    threading.Timer(0.05, done.set_result, args=("u-g",)).start()
+    assert provisions.wait_finished("g", timeout=5) is True
+    assert done.done()
+    assert provisions.wait_finished("g", timeout=5) is False  # over: nothing to wait for
+
+
+class _Reads:
+    """A Kube that only answers reads, recording them: the grant is gone by the time it is read."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def get(self, plural: str, name: str) -> None:
+        self.reads.append(name)
+
+
+def test_a_grant_ended_while_its_request_handler_provisions_it_is_ended_as_it_stands_after() -> None:
+    # kopf hands the grant's deletion over with the body it last saw (`Provisioning`, no
+    # membership): the end waits for the provisioning under way, then reads the grant afresh.
+    kube = _Reads()
+    rt = _Recording(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
+    done = rt.provisions.start("g")
+    ending = threading.Thread(
+        target=grants.end_grant, args=(rt, "g", "Revoked", {}), kwargs={"current": dict(GRANT)}, daemon=True
+    )
+    ending.start()
+    ending.join(0.1)
+    assert ending.is_alive() and kube.reads == []  # waiting, not ending the stale `Provisioning` body
+    done.set_result("u-g")
+    ending.join(5)
+    assert not ending.is_alive() and kube.reads == ["g"]
+
+
+async def test_a_grant_kopf_first_sees_revoked_is_revoked_even_when_provisioned_at_once() -> None:
+    rt = _Recording(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    rt.lanes = []
+    revoked = {**GRANT, "metadata": {**GRANT["metadata"], "annotations": {"jitaccess.dev/revoked": "true"}}}
+    rt.provisions.start("g").set_result("u-g")
+    await grants.provision_grant(body=kopf.Body(revoked), memo=kopf.Memo(runtime=rt))
+    assert rt.lanes == [("grants", "_end_or_retry")]

@@ -66,6 +66,13 @@ async def provision_grant(
 ) -> None:
     rt = runtime_of(memo)
     if await rt.provisions.handled(body.metadata.name, str(body.metadata.uid or ""), _AT_ONCE_WAIT_SECONDS):
+        if _revoked(body.metadata.annotations):
+            # kopf saw the grant first already revoked (after a re-list, say): it takes this state
+            # as handled once this returns, so `revoke_on_annotation` would never run for it.
+            await rt.run_granting(
+                _end_or_retry, rt, body, names.REVOKED, rt.holders, who=_revoker(body), why="revoked by annotation",
+                fresh=True,
+            )  # fmt: skip
         return
     # `Active` is this handler's last write: it carries kopf's diff-base (`diffbase`), which kopf
     # would write with a PATCH of its own once the handler returns. Nothing is left to retry after
@@ -394,9 +401,13 @@ async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await rt.run_granting(_end_or_retry, rt, body, names.REVOKED, rt.holders, who="", why="the AccessGrant was deleted")
 
 
-def _end_or_retry(rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str) -> None:
+def _end_or_retry(
+    rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str, fresh: bool = False
+) -> None:
+    """`fresh`: read the grant rather than trust kopf's `body`, which may be older than its
+    provisioning."""
     try:
-        end_grant(rt, body.metadata.name, reason, holders, who=who, why=why, current=dict(body))
+        end_grant(rt, body.metadata.name, reason, holders, who=who, why=why, current=None if fresh else dict(body))
     except RetryLater as exc:
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
 
@@ -417,6 +428,8 @@ def end_grant(
 ) -> None:
     """End a grant as Expired, Revoked or EligibilityLapsed (`why` says what lapsed); remove the
     membership unless another grant holds it."""
+    if rt.provisions.wait_finished(name, _AT_ONCE_WAIT_SECONDS):
+        current = None  # provisioned meanwhile: `current` may not show the membership it added
     obj = current or rt.kube.get(names.GRANTS, name)
     if obj is None:
         return

@@ -8,14 +8,18 @@ The blocking work of the request and grant handlers runs in the Runtime's own th
 webhooks, which kopf serves from its executor. In one shared pool, a burst of handlers takes every
 thread and then waits for webhook calls that have no thread left to run in (each failing after
 the API server's 30 s webhook timeout). Work on grants has threads apart from the requests'
-decisions (`run_granting`), so that a grant never waits behind a burst of new requests; an
-auto-approved grant is provisioned within its request's decision (`grants.provision_at_once`),
-behind nothing either.
+decisions (`run_granting`), so that a grant never waits behind a burst of new requests. An
+auto-approved grant is provisioned within its request's decision (`grants.provision_at_once`), in
+the request's thread: under a burst held to the Identity Center quota, the request threads then
+wait for membership tokens, and the other work that runs in them (a deleted request's grant, the
+eligibility re-check's revocations) waits its turn behind that, as revocations of grants always
+did behind provisioning in the grant threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import threading
@@ -115,12 +119,14 @@ class Handoffs:
 class Provisions:
     """Grants their request's handler provisions itself (`grants.provision_at_once`), by name:
     kopf runs the grant's own handler for the same grant a moment later, which waits for that
-    work (`handled`) instead of doing it again."""
+    work (`handled`) instead of doing it again; whatever ends the grant meanwhile waits for it
+    too (`wait_finished`), as kopf makes one object's handlers wait for each other."""
 
     def __init__(self, seconds: float = _PROVISION_MEMORY_SECONDS) -> None:
         self._seconds = seconds
         self._lock = threading.Lock()
         self._items: dict[str, tuple[float, Future[str]]] = {}
+        self._running: dict[str, Future[str]] = {}
 
     def start(self, name: str) -> Future[str]:
         """Before the grant `name` is created: its result is the uid of the grant it provisioned
@@ -129,10 +135,34 @@ class Provisions:
         future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it
         now = time.monotonic()
         with self._lock:
-            for stale in [k for k, (stamp, _) in self._items.items() if now - stamp > self._seconds]:
-                del self._items[stale]
+            # Only finished work is forgotten: a grant's handler that came late to work still
+            # running (a burst queued for the quota) must still wait for it.
+            stale = [k for k, (stamp, f) in self._items.items() if f.done() and now - stamp > self._seconds]
+            for key in stale:
+                del self._items[key]
             self._items[name] = (now, future)
+            self._running[name] = future
+        future.add_done_callback(functools.partial(self._finished, name))
         return future
+
+    def _finished(self, name: str, future: Future[str]) -> None:
+        with self._lock:
+            if self._running.get(name) is future:
+                del self._running[name]
+
+    def wait_finished(self, name: str, timeout: float) -> bool:
+        """Block until the provisioning of grant `name` under way in this process, if any, is
+        over (at most `timeout`); True if there was one. Before a grant is ended: kopf can hand
+        over the grant's deletion or revocation while its request's handler still provisions it
+        (its first event of the grant already a deletion, say), and a membership added after the
+        end removed nothing would be access with no grant."""
+        with self._lock:
+            future = self._running.get(name)
+        if future is None:
+            return False
+        with contextlib.suppress(TimeoutError):
+            future.result(timeout)
+        return True
 
     async def handled(self, name: str, uid: str, timeout: float) -> bool:
         """Whether the request's handler provisioned the grant `name` (this very `uid`) itself,
