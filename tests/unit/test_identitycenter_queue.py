@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import REGISTRY
 
-from jitaccess.adapters.identitycenter import CallQueue, IdentityCenter
+from jitaccess.adapters.identitycenter import CallQueue, IdentityCenter, RateLimiter
 
 
 class _SlowClient:
@@ -87,3 +87,23 @@ def test_callers_waiting_for_one_apis_quota_hold_no_slot_another_api_needs() -> 
     ic.remove_member("g-1", "u-1", membership_id="m-1")
     assert client.deleted.is_set()
     assert time.monotonic() - started < 0.5
+
+
+def test_whether_a_membership_could_be_added_now_takes_no_token() -> None:
+    clock = [0.0]
+    limiter = RateLimiter(rate=2, burst=1, clock=lambda: clock[0])
+    assert limiter.ready() and limiter.ready()  # asking takes nothing
+    limiter.acquire()
+    assert not limiter.ready()  # the quota is spent: a caller would wait
+    clock[0] += 0.5
+    assert limiter.ready()
+    assert RateLimiter(rate=0).ready()  # no limit
+
+
+def test_the_membership_quota_is_asked_of_its_own_api() -> None:
+    ic = IdentityCenter(_SlowClient(), "d-1", rate_limit=1, max_in_flight=3)
+    assert ic.can_add_member_now()
+    ic._limiter("GetUserId").acquire()  # another API's quota spent: no matter
+    assert ic.can_add_member_now()
+    ic._limiter("CreateGroupMembership").acquire()
+    assert not ic.can_add_member_now()

@@ -57,6 +57,13 @@ class RateLimiter:
         self._stamp = clock()
         self._lock = threading.Lock()
 
+    def ready(self) -> bool:
+        """Whether a call could go out now, without waiting for a token (none is taken)."""
+        if self.rate <= 0:
+            return True
+        with self._lock:
+            return self._tokens + (self._clock() - self._stamp) * self.rate >= 1
+
     def acquire(self) -> None:
         if self.rate <= 0:
             return
@@ -247,6 +254,12 @@ class IdentityCenter:
         except NotFound:
             return None
         return str(response["MembershipId"])
+
+    def can_add_member_now(self) -> bool:
+        """Whether a membership could be added now without waiting out the quota (under a burst
+        held to it, a caller would wait its turn: `grants.provision_at_once` then leaves the work
+        to the grant's own threads rather than hold a thread of the request's decisions)."""
+        return self._limiter("CreateGroupMembership").ready()
 
     def add_member(self, group_id: str, user_id: str) -> str:
         """Ensure `user_id` is in `group_id`; returns the membership id either way."""

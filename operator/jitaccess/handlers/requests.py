@@ -311,8 +311,10 @@ def _create_grant(
     }
     # The request's create handler, its approval just written, provisions a group membership
     # itself (`grants.provision_at_once`); the grant's own handler waits for that rather than doing
-    # it. Account assignments take sso-admin seconds to minutes: they are left to the grant's handler.
-    membership = written is not None and target.account_assignment is None
+    # it. Account assignments take sso-admin seconds to minutes: they are left to the grant's handler,
+    # as is every grant while the membership quota is spent (a burst): the request threads, which
+    # also end the grants of deleted requests and of lapsed eligibility, must not wait out the quota.
+    membership = written is not None and target.account_assignment is None and rt.identity_center.can_add_member_now()
     essence = diffbase.carriable(request.metadata.uid) if membership else None
     done = rt.provisions.start(name) if essence is not None else None
     try:

@@ -10,10 +10,9 @@ thread and then waits for webhook calls that have no thread left to run in (each
 the API server's 30 s webhook timeout). Work on grants has threads apart from the requests'
 decisions (`run_granting`), so that a grant never waits behind a burst of new requests. An
 auto-approved grant is provisioned within its request's decision (`grants.provision_at_once`), in
-the request's thread: under a burst held to the Identity Center quota, the request threads then
-wait for membership tokens, and the other work that runs in them (a deleted request's grant, the
-eligibility re-check's revocations) waits its turn behind that, as revocations of grants always
-did behind provisioning in the grant threads.
+the request's thread, while the Identity Center quota has room for its membership at once; under
+a burst held to the quota its grant's own handler does it, so that the request threads, which
+also end the grants of deleted requests and of lapsed eligibility, never wait out the quota.
 """
 
 from __future__ import annotations
