@@ -22,6 +22,7 @@ from kopf.testing import KopfRunner
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.paths import EXAMPLES, REPO
+from jitaccess.adapters.identitycenter import IdentityCenter
 from tests.support.harness import eventually
 
 
@@ -401,10 +402,32 @@ def test_an_auto_approved_grant_costs_two_writes_of_its_request_and_one_of_itsel
     """Provisioned by its request's handler, the grant's `Active` and the request's `Granted` carry
     kopf's diff-base of each (`handlers.diffbase`): kopf writes neither object again, and handles
     neither again (a request handled twice would be seen here as a third write of kopf's)."""
-    requests, request_events = _watch(local.cluster, "accessrequests", "c-writes", 12)
-    grants, grant_events = _watch(local.cluster, "accessgrants", "c-writes", 12)
-    local.request("c-writes", duration="1h")
-    local.wait("accessrequest", "c-writes", "Granted")
+    _assert_two_writes_of_the_request_and_one_of_the_grant(local, "c-writes")
+
+
+def test_an_auto_approved_grant_left_to_its_own_handler_costs_the_same_writes(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the membership quota is spent (a burst), the request's handler leaves the grant to the
+    grant's own handler instead of waiting out the quota in a request thread: granted all the same,
+    with the same writes, the request's `Granted` carrying the diff-base the request's handler left
+    (`diffbase.defer`). The operator runs in this process: the quota is made spent here."""
+    asked: list[str] = []
+
+    def spent(_: IdentityCenter) -> bool:
+        asked.append("CreateGroupMembership")
+        return False
+
+    monkeypatch.setattr(IdentityCenter, "can_add_member_now", spent)
+    _assert_two_writes_of_the_request_and_one_of_the_grant(local, "c-writes-spent")
+    assert asked == ["CreateGroupMembership"]
+
+
+def _assert_two_writes_of_the_request_and_one_of_the_grant(local: Local, name: str) -> None:
+    requests, request_events = _watch(local.cluster, "accessrequests", name, 12)
+    grants, grant_events = _watch(local.cluster, "accessgrants", name, 12)
+    local.request(name, duration="1h")
+    local.wait("accessrequest", name, "Granted")
     requests.join(15)
     grants.join(15)
 
