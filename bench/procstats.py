@@ -66,13 +66,17 @@ def cpu_seconds() -> dict[int, tuple[str, float]]:
     return found
 
 
-def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds each part used between two `cpu_seconds` snapshots."""
+def _spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each part used between two `cpu_seconds` snapshots, unrounded."""
     used: dict[str, float] = {}
     for pid, (what, seconds) in after.items():
-        spent = seconds - before.get(pid, (what, 0.0))[1]
-        used[what] = round(used.get(what, 0.0) + spent, 1)
+        used[what] = used.get(what, 0.0) + seconds - before.get(pid, (what, 0.0))[1]
     return used
+
+
+def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each part used between two `cpu_seconds` snapshots."""
+    return {what: round(seconds, 1) for what, seconds in _spent(before, after).items()}
 
 
 def cpu_ms_per(
@@ -81,9 +85,7 @@ def cpu_ms_per(
     """CPU milliseconds each part used per one of `count` units of work (grants) between two
     `cpu_seconds` snapshots, and all of them together (`all`): unlike a rate, it does not move
     with how fast the machine is that day, only with what the work costs."""
-    used: dict[str, float] = {}
-    for pid, (what, seconds) in after.items():
-        used[what] = used.get(what, 0.0) + seconds - before.get(pid, (what, 0.0))[1]
+    used = _spent(before, after)
     used["all"] = sum(used.values())
     return {what: round(seconds * 1000 / count, 1) for what, seconds in used.items()}
 
