@@ -176,3 +176,77 @@ def test_what_a_write_carried_answers_for_the_events_from_before_it() -> None:
     later = {"spec": {"user": "alice"}, "metadata": {"annotations": {"jitaccess.dev/revoked": "true"}}}
     assert storage.fetch(body=body("u-keep", diffbase.fields(diffbase.encode(later)))) == later
     assert storage.fetch(body=body("u-keep")) is None  # once seen, memory has let go
+
+
+# --- the essence, built from the parts kopf keeps ------------------------------------------------
+
+_MANAGED = [
+    {
+        "manager": f"m{i}",
+        "operation": "Update",
+        "fieldsV1": {"f:status": {"f:conditions": {f"k{j}": {} for j in range(9)}}},
+    }
+    for i in range(6)
+]
+BODIES: list[dict[str, Any]] = [
+    {},
+    {"spec": {"a": 1}},
+    {"apiVersion": "jitaccess.dev/v1alpha1", "kind": "AccessRequest", "spec": {"entitlement": "e", "reason": "r"}},
+    {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessGrant",
+        "metadata": {
+            "name": "g",
+            "uid": "u",
+            "resourceVersion": "7",
+            "generation": 1,
+            "finalizers": ["jitaccess.dev/finalizer"],
+            "labels": {"jitaccess.dev/request": "u-req"},
+            "annotations": {
+                "jitaccess.dev/revoked": "true",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "other.example/last-handled-configuration": "{}",
+                "other.example/handler": "{}",
+            },
+            "managedFields": _MANAGED,
+        },
+        "spec": {"user": "alice", "nested": {"list": [1, {"x": None}]}},
+        "status": {"conditions": [{"type": "Ready"}], "kopf": {"diffbase": "{}"}, "phase": "Active"},
+        "extra": {"top": ["level"]},
+    },
+    {"metadata": {"name": "n", "labels": {}, "annotations": {}}, "spec": {}, "status": {}},
+]
+EXTRA_FIELDS: list[list[Any]] = [
+    [],
+    ["metadata.annotations"],
+    [("metadata", "annotations")],
+    ["status.phase", "metadata.generation"],
+    [("status", "conditions"), ("metadata", "finalizers"), ("spec", "user")],
+    ["metadata"],
+    ["status"],
+    ["metadata.missing", "status.missing.deeper"],
+]
+
+
+@pytest.mark.parametrize("extra", EXTRA_FIELDS, ids=repr)
+@pytest.mark.parametrize("raw", BODIES, ids=[f"body{i}" for i in range(len(BODIES))])
+def test_the_essence_built_from_the_parts_kopf_keeps_is_kopfs_own(raw: dict[str, Any], extra: list[Any]) -> None:
+    storages = (diffbase.CarriedDiffBase(field=diffbase.FIELD), diffbase.StatusDiffBase(field=diffbase.FIELD))
+    theirs = kopf.StatusDiffBaseStorage(field=diffbase.FIELD).build(body=kopf.Body(raw), extra_fields=extra)
+    for storage in storages:
+        ours = storage.build(body=kopf.Body(raw), extra_fields=extra)
+        assert ours == theirs
+    # A copy: changing what was built leaves the object alone, as with kopf's own.
+    built = storages[0].build(body=kopf.Body(raw), extra_fields=extra)
+    before = json.dumps(raw, sort_keys=True)
+    for value in built.values():
+        if isinstance(value, dict):
+            value.clear()
+    assert json.dumps(raw, sort_keys=True) == before
+
+
+def test_the_essence_is_built_without_copying_managed_fields_or_status() -> None:
+    raw = BODIES[3]
+    kept = diffbase.essential(raw, ["metadata.annotations"])
+    assert "managedFields" not in kept["metadata"] and "status" not in kept
+    assert kept["spec"] is raw["spec"]  # shared: kopf's build copies what it keeps

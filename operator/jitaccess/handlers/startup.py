@@ -42,7 +42,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings.persistence.finalizer = NO_FINALIZER
         # It handles no change of any object, but reads the diff-base of each it sees: what the
         # controller holds in memory (`diffbase`) is not for it, nor to be let go when it sees it.
-        settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field=diffbase.FIELD)
+        settings.persistence.diffbase_storage = diffbase.StatusDiffBase(field=diffbase.FIELD)
 
     if not isinstance(runtime, Runtime):
         load_client_config()
