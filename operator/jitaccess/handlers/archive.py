@@ -405,7 +405,6 @@ async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
     writer.shutdown(wait=False)
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
 async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     trail = trail_of(memo)
     if trail is not None:
@@ -414,7 +413,6 @@ async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
             trail.forget(names.REQUESTS, dict(body))
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def audit_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     trail = trail_of(memo)
     if trail is not None:

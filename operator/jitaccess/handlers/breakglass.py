@@ -52,7 +52,6 @@ def awaiting_review(obj: Mapping[str, Any]) -> tuple[str, Awaiting] | None:
     return str(wire.spec(obj).get("entitlement", "")), Awaiting(wire.name_of(obj), deadline, overdue)
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS, id="break-glass-reviews")
 async def observe_break_glass(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
     rt.break_glass.observe(body.metadata.name, None if type == "DELETED" else awaiting_review(body))

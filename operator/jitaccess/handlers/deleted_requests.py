@@ -35,12 +35,9 @@ log = logging.getLogger(__name__)
 WHY = "its AccessRequest was deleted"
 
 
-def _deleted_with_access(type: str | None, body: kopf.Body, **_: Any) -> bool:
-    return type == "DELETED" and request_rules.access_not_ended(body) is not None
-
-
-@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS, when=_deleted_with_access)
-async def end_grant_of_deleted_request(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def end_grant_of_deleted_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if type != "DELETED":
+        return
     rt, grant = runtime_of(memo), request_rules.access_not_ended(body)
     if grant is None:
         return
@@ -54,8 +51,9 @@ def _active_grant(type: str | None, body: kopf.Body, **_: Any) -> bool:
     return type != "DELETED" and wire.ready_reason(body) == names.ACTIVE
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS, when=_active_grant)
-async def end_orphaned_grant(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def end_orphaned_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if not _active_grant(type, body):
+        return
     rt, request = runtime_of(memo), str(wire.spec(body).get("request") or "")
     made_for = str((wire.metadata(body).get("labels") or {}).get(names.LABEL_REQUEST) or "")
     known = rt.requests.known(request)

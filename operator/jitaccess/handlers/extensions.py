@@ -66,7 +66,6 @@ async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     _index(memo).observe(name, None if type == "DELETED" or not grant else (grant, (name, waits)))
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A grant gone takes its extensions along; a grant ended fails those still waiting."""
     name, index = body.metadata.name, _index(memo)

@@ -29,7 +29,6 @@ GRACE_SECONDS = 5.0
 CHECK_SECONDS = 2.0
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def watch_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     laggards, spec = runtime_of(memo).laggards, wire.spec(body)
     request = str(spec.get("request") or "")
@@ -47,7 +46,6 @@ async def watch_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
     )
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
 async def watch_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     laggards, name = runtime_of(memo).laggards, wire.name_of(body)
     if type == "DELETED":

@@ -477,7 +477,6 @@ def _offer(memo: Any, body: kopf.Body, owner: Any, teams: Index) -> None:
     notifier.offer(dict(body), _team(teams, owner), datetime.now(UTC))
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
 async def notify_request(
     *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
 ) -> None:
@@ -485,7 +484,6 @@ async def notify_request(
     _offer(memo, body, wire.spec(entitlement).get("owner") if entitlement else None, teams)
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def notify_grant(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
     _offer(memo, body, body.spec.get("ownerTeam"), teams)
 

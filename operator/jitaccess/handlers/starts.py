@@ -58,7 +58,6 @@ def scheduled(obj: Mapping[str, Any]) -> Start | None:
     return Start(wire.name_of(obj), start)
 
 
-@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
 async def observe_start(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     waiting = None if type == "DELETED" else scheduled(body)
     entitlement = str(wire.spec(body).get("entitlement") or "")

@@ -1,0 +1,70 @@
+"""The controller's watch of requests and grants: one kopf handler per kind, which hands every
+watch event to each of the modules' observers in turn.
+
+An observer keeps something in memory current (the laggards `following` repairs, the scheduled
+starts, the break-glass reviews due, the notifications to send, the audit archive's queue) or
+acts on the rare event that calls for it (a request deleted while its access runs). kopf's cost
+of an `on.event` handler is per handler and per event, whatever the handler does: its arguments,
+its logger, its state and outcome are built for each. With six handlers on each kind, that was
+kopf's largest share of the operator's CPU in a burst of grants (py-spy, bench/README.md), for
+observers that mostly return at once. Here kopf runs one handler, and the observers are plain
+`async` functions, called in the order listed with the arguments kopf gives a handler.
+
+As kopf does for `on.event` handlers, an observer's failure is logged (on the object's logger,
+which also posts a Warning Event) and the next observer still runs; nothing is retried: the next
+event of the object, or the observer's own timer, catches up.
+
+`expiry.schedule_expiry` stays a kopf handler of its own: it runs on a standby too (`parts.WARM`),
+where this module's observers must not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+
+from jitaccess.api import names
+from jitaccess.handlers import archive, breakglass, deleted_requests, extensions, following, notifications, starts
+
+Observer = Callable[..., Awaitable[None]]
+
+REQUEST_OBSERVERS: tuple[Observer, ...] = (
+    archive.audit_request,
+    breakglass.observe_break_glass,
+    deleted_requests.end_grant_of_deleted_request,
+    following.watch_request,
+    notifications.notify_request,
+    starts.observe_start,
+)
+GRANT_OBSERVERS: tuple[Observer, ...] = (
+    archive.audit_grant,
+    deleted_requests.end_orphaned_grant,
+    extensions.follow_grant,
+    following.watch_grant,
+    notifications.notify_grant,
+)
+
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+
+async def hand_to(observers: tuple[Observer, ...], logger: Logger, **kwargs: Any) -> None:
+    """Give one watch event (kopf's handler arguments, `logger` the object's) to each observer."""
+    for observer in observers:
+        try:
+            await observer(logger=logger, **kwargs)
+        except Exception:  # one observer's failure must not keep the event from the others
+            logger.exception("%s.%s failed on this event", observer.__module__, observer.__name__)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
+async def on_request_event(*, logger: Logger, **kwargs: Any) -> None:
+    await hand_to(REQUEST_OBSERVERS, logger, **kwargs)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
+async def on_grant_event(*, logger: Logger, **kwargs: Any) -> None:
+    await hand_to(GRANT_OBSERVERS, logger, **kwargs)
