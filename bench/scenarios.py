@@ -421,10 +421,10 @@ def failover(system: System, active: int, short_seconds: int = 10) -> dict[str, 
     workdir.mkdir(parents=True)
     replicas = Replicas(
         2,
-        system.cp.admin_kubeconfig,
+        system.operator_kubeconfig(),
         system.ic.env(),
         workdir,
-        env={"JITACCESS_MIN_DURATION_SECONDS": "1", "JITACCESS_RATE_LIMIT": str(DEFAULT_RATE_LIMIT)},
+        env={**system.operator_env(), "JITACCESS_RATE_LIMIT": str(DEFAULT_RATE_LIMIT)},
     )
     try:
         replicas.start()

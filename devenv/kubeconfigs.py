@@ -62,3 +62,11 @@ def write_client_cert_user(directory: Path, server: str, ca_pem: bytes, user: st
     directory.mkdir(parents=True, exist_ok=True)
     credentials = {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}
     return write_private(directory / f"{_file_name(user)}.kubeconfig", _kubeconfig(server, ca_pem, user, credentials))
+
+
+def write_token_user(directory: Path, server: str, ca_pem: bytes, user: str, token: str) -> Path:
+    """A kubeconfig authenticating as ``user`` with a bearer token (a ServiceAccount's, say)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_private(
+        directory / f"{_file_name(user)}.kubeconfig", _kubeconfig(server, ca_pem, user, {"token": token})
+    )
