@@ -10,9 +10,10 @@ kopf's largest share of the operator's CPU in a burst of grants (py-spy, bench/R
 observers that mostly return at once. Here kopf runs one handler, and the observers are plain
 `async` functions, called in the order listed with the arguments kopf gives a handler.
 
-As kopf does for `on.event` handlers, an observer's failure is logged (on the object's logger,
-which also posts a Warning Event) and the next observer still runs; nothing is retried: the next
-event of the object, or the observer's own timer, catches up.
+As kopf does for `on.event` handlers, an observer's failure is logged, with the traceback, on the
+logger kopf gives watch handlers (the object's, which posts no Event: a watch sees every event of
+every object) and the next observer still runs; nothing is retried: the next event of the object,
+or the observer's own timer, catches up.
 
 `expiry.schedule_expiry` stays a kopf handler of its own: it runs on a standby too (`parts.WARM`),
 where this module's observers must not.
