@@ -16,10 +16,14 @@ from devenv.operator_process import OperatorProcess
 from devenv.replicas import Replicas
 from devenv.slack import SlackStandIn
 from devenv.slack_identity import impersonator_kubeconfig
-from tests.support.harness import OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, eventually, install
+from tests.support.harness import ADMISSION_POLICY, OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, eventually, install
 
 
-@pytest.fixture(scope="session")
+# Package-scoped, not session-scoped: the tier's operator stops, and its admission layer goes,
+# when the tier's last test is done, so a tier that runs after it in the same pytest run (the
+# component tier's in-process handlers, on the same shared control plane) finds the cluster as
+# it would first.
+@pytest.fixture(scope="package")
 def notifications() -> Iterator[LocalNotifications]:
     """The example Slack workspace and a CloudEvents receiver, which the session operator tells."""
     local = LocalNotifications().start()
@@ -39,7 +43,7 @@ def events(notifications: LocalNotifications) -> EventSinkReceiver:
     return notifications.events
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def jit(
     control_plane: ControlPlane,
     identity_center: IdentityCenterEmulator,
@@ -68,6 +72,9 @@ def jit(
         # A failurePolicy=Fail webhook pointing at a dead port would block every later write.
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
             control_plane.kubectl("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)
+        # The tier's admission policy too: the component tier writes objects as the webhooks would
+        # have stamped them, which the policy (rightly) refuses.
+        control_plane.kubectl("delete", "-f", str(ADMISSION_POLICY), "--ignore-not-found", check=False)
 
 
 @pytest.fixture

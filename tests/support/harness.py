@@ -35,10 +35,14 @@ OPERATOR_ENV = {
 EXAMPLE_ENTITLEMENTS = ("prod-eng-payments", "prod-eng-ledger")
 
 
+#: The API server's own layer under the webhooks (a ValidatingAdmissionPolicy and its binding).
+ADMISSION_POLICY = EXAMPLES / "admission-policy.yaml"
+
+
 def install(cluster: ControlPlane) -> None:
     """The CRDs, then who may do what (RBAC) and the API server's own layer under the webhooks (CEL)."""
     install_rbac(cluster)
-    cluster.kubectl("apply", "-f", str(EXAMPLES / "admission-policy.yaml"))
+    cluster.kubectl("apply", "-f", str(ADMISSION_POLICY))
 
 
 def install_rbac(cluster: ControlPlane) -> None:
