@@ -12,7 +12,7 @@ import pytest
 
 import jitaccess.handlers  # noqa: F401  (registers the handlers with kopf's default registry)
 from jitaccess.api import names
-from jitaccess.handlers import observers, parts
+from jitaccess.handlers import deleted_requests, observers, parts
 
 
 def _watching(registry: kopf.OperatorRegistry, plural: str) -> list[str]:
@@ -66,3 +66,37 @@ def test_a_cancelled_event_is_not_taken_for_an_observers_failure() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(observers.hand_to((cancelled,), logging.getLogger("test.observers")))
+
+
+def _granted_request() -> kopf.Body:
+    ready = {"type": "Ready", "status": "True", "reason": "Granted"}
+    approved = {"type": "Approved", "status": "True", "reason": "AutoApproved"}
+    raw: Any = {"metadata": {"name": "r1", "uid": "u1"}, "status": {"conditions": [approved, ready]}}
+    return kopf.Body(raw)
+
+
+def _active_grant() -> kopf.Body:
+    raw: Any = {
+        "metadata": {"name": "r1", "labels": {names.LABEL_REQUEST: "u1"}},
+        "spec": {"request": "r1"},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Active"}]},
+    }
+    return kopf.Body(raw)
+
+
+@pytest.mark.parametrize("type", [None, "ADDED", "MODIFIED"])
+def test_a_request_with_access_that_is_not_deleted_is_left_alone(type: str | None) -> None:
+    # What kopf's `when=` filter did: only a DELETED request ends its grant. An empty memo has no
+    # Runtime, so any step further would raise.
+    asyncio.run(deleted_requests.end_grant_of_deleted_request(type=type, body=_granted_request(), memo={}))
+
+
+def test_only_an_active_grant_is_checked_for_its_request() -> None:
+    ended = _active_grant()
+    ended["status"]["conditions"][0]["reason"] = "Expired"
+    asyncio.run(deleted_requests.end_orphaned_grant(type="MODIFIED", body=ended, memo={}))
+    asyncio.run(deleted_requests.end_orphaned_grant(type="DELETED", body=_active_grant(), memo={}))
+    with pytest.raises(RuntimeError, match="no Runtime"):  # an Active one is: it goes further
+        asyncio.run(deleted_requests.end_orphaned_grant(type="MODIFIED", body=_active_grant(), memo={}))
+    with pytest.raises(RuntimeError, match="no Runtime"):
+        asyncio.run(deleted_requests.end_grant_of_deleted_request(type="DELETED", body=_granted_request(), memo={}))
