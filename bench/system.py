@@ -39,7 +39,6 @@ from bench.membership import MembershipLog
 from bench.watcher import GROUP, VERSION, GrantWatcher
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
-from devenv.kubeconfigs import write_token_user
 from devenv.operator_process import OperatorProcess
 from devenv.paths import EXAMPLES, SEED_FILE
 from jitaccess.api import names
@@ -153,13 +152,8 @@ class System:
             namespace, account = OPERATOR_ACCOUNT
             self.cp.kubectl("create", "namespace", namespace)
             self.cp.kubectl("create", "serviceaccount", account, "-n", namespace)
-            token = self.cp.kubectl("create", "token", account, "-n", namespace, "--duration=24h").stdout.strip()
-            self._operator_kubeconfig = write_token_user(
-                self.workdir / "operator-identity",
-                self.cp.server_url,
-                self.cp.ca_file.read_bytes(),
-                f"system:serviceaccount:{namespace}:{account}",
-                token,
+            self._operator_kubeconfig = self.cp.service_account_kubeconfig(
+                namespace, account, self.workdir / "operator-identity", hours=24
             )
         return self._operator_kubeconfig
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Self
 
-from devenv.kubeconfigs import ADMIN_FILE, write_admin, write_client_cert_user, write_users
+from devenv.kubeconfigs import ADMIN_FILE, write_admin, write_client_cert_user, write_token_user, write_users
 from devenv.node import CONTROLLERS as NODE_CONTROLLERS
 from devenv.node import Node, apiserver_flags
 from devenv.paths import CONTROLPLANE_BUILD
@@ -403,6 +403,13 @@ class ControlPlane:
     def mint_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
         """A kubeconfig for any ``user`` in ``groups``, by client certificate (`mint_kubeconfig`)."""
         return mint_kubeconfig(self._require().workdir, user, groups)
+
+    def service_account_kubeconfig(self, namespace: str, account: str, directory: Path, hours: int = 1) -> Path:
+        """A kubeconfig in ``directory`` acting as ServiceAccount ``namespace/account`` (which must
+        exist), as a Pod of it would: a token from the TokenRequest API, valid ``hours``."""
+        token = self.kubectl("create", "token", account, "-n", namespace, f"--duration={hours}h").stdout.strip()
+        user = f"system:serviceaccount:{namespace}:{account}"
+        return write_token_user(directory, self.server_url, self.ca_file.read_bytes(), user, token)
 
     def user_kubeconfig(self, name: str) -> Path:
         """The kubeconfig authenticating as test user ``name`` (bearer token)."""

@@ -25,7 +25,7 @@ from tests.support.harness import ADMISSION_POLICY, OPERATOR_ENV, WEBHOOK_CONFIG
 # it would first.
 @pytest.fixture(scope="package")
 def notifications() -> Iterator[LocalNotifications]:
-    """The example Slack workspace and a CloudEvents receiver, which the session operator tells."""
+    """The example Slack workspace and a CloudEvents receiver, which the tier's operator tells."""
     local = LocalNotifications().start()
     try:
         yield local

@@ -252,23 +252,8 @@ def test_rbac_as_the_api_server_evaluates_it(
 
 
 def token_kubeconfig(cluster: ControlPlane, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig acting as the ServiceAccount, with a token from the TokenRequest API."""
-    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    server: dict[str, Any] = {
-        "server": cluster.server_url,
-        "certificate-authority-data": base64.b64encode(cluster.ca_file.read_bytes()).decode(),
-    }
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "test", "cluster": server}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": account}}],
-        "current-context": "test",
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
+    """A kubeconfig in `path`'s folder acting as the ServiceAccount, with a token from the TokenRequest API."""
+    return cluster.service_account_kubeconfig(namespace, account, path.parent)
 
 
 def test_operator_does_its_whole_job_with_the_charts_rbac(

@@ -47,7 +47,7 @@ async def end_grant_of_deleted_request(type: str | None, body: kopf.Body, memo: 
     await _revoke(rt, grant)
 
 
-def _active_grant(type: str | None, body: kopf.Body, **_: Any) -> bool:
+def _active_grant(type: str | None, body: kopf.Body) -> bool:
     return type != "DELETED" and wire.ready_reason(body) == names.ACTIVE
 
 
