@@ -3,6 +3,10 @@
 Two kopf operators in one process (`handlers.parts`): the admission part serves the webhooks on
 every replica from start to stop; the controller part acts, on the leader only (`handlers.leadership`),
 or always when leader election is off (a single replica).
+
+SIGTERM (a Pod's deletion) hands the Lease over at once; a replica behind a Service then drains its
+webhooks (`adapters.webhooks.WebhookServer.drain`) before kopf stops serving them. A second SIGTERM,
+or SIGINT, stops at once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -20,6 +25,7 @@ import kopf
 
 import jitaccess.handlers  # noqa: F401  (registers the handlers with kopf's default registry)
 from jitaccess.adapters.lease import LeaseStore
+from jitaccess.adapters.webhooks import WebhookServer
 from jitaccess.domain.election import Timing
 from jitaccess.handlers import parts, startup
 from jitaccess.handlers.leadership import Always, Elector, Leadership
@@ -28,6 +34,12 @@ from jitaccess.settings import Settings
 
 log = logging.getLogger("jitaccess.main")
 _NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+#: A draining replica stops once no webhook call has reached it for this long: the API server's
+#: kept connections to it are then closed (each by its last answer) or unused.
+DRAIN_QUIET_SECONDS = 1.0
+#: ... and at the latest after this long, well within the chart's grace period (30 s after the
+#: preStop delay), so that the controller part and kopf still have time to stop.
+DRAIN_LIMIT_SECONDS = 10.0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,6 +59,7 @@ async def run(config: Settings, liveness: str | None) -> bool:
     split = parts.split(kopf.get_default_registry())
     leadership = Leadership() if config.leader_election else Always()
     memo = kopf.Memo(settings=config, **{startup.ADMISSION_PART: True, startup.LEADERSHIP: leadership})
+    admission_settings = kopf.OperatorSettings()  # its start-up puts the webhook server in it
     ready, stop = asyncio.Event(), asyncio.Event()
     failure: list[BaseException | None] = []
     loop = asyncio.get_running_loop()
@@ -88,9 +101,39 @@ async def run(config: Settings, liveness: str | None) -> bool:
         with contextlib.suppress(asyncio.CancelledError):
             await leading
 
+    draining: list[asyncio.Task[None]] = []
+
+    async def drain_then_stop() -> None:
+        leading.cancel()  # the standby may take over now; `hand_over` awaits the hand-over
+        server = admission_settings.admission.server
+        if isinstance(server, WebhookServer) and server.service is not None:
+            # With a URL (a local run) no other replica could answer the calls a drain turns away.
+            log.info("SIGTERM: draining the admission webhooks before stopping")
+            started = loop.time()
+            await server.drain(quiet=DRAIN_QUIET_SECONDS, limit=DRAIN_LIMIT_SECONDS)
+            log.info(
+                "webhooks drained in %.1f s: %d calls answered, each closing its connection",
+                loop.time() - started,
+                server.drained_calls,
+            )
+        stop.set()
+
+    def on_sigterm() -> None:
+        if draining:
+            stop.set()
+        else:
+            draining.append(asyncio.create_task(drain_then_stop(), name="webhook drain"))
+
+    async def catch_sigterm() -> None:
+        """Take SIGTERM over from kopf, which would cancel the webhook server at once."""
+        await ready.wait()  # kopf installs its signal handlers before it starts up
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    catching = asyncio.create_task(catch_sigterm(), name="SIGTERM catcher")
     admission = asyncio.create_task(
         kopf.operator(
             registry=split.admission,
+            settings=admission_settings,
             clusterwide=True,
             standalone=True,
             liveness_endpoint=liveness,
@@ -103,6 +146,7 @@ async def run(config: Settings, liveness: str | None) -> bool:
     try:
         await admission
     finally:
+        catching.cancel()
         leading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await leading

@@ -1,8 +1,11 @@
 """Writes through the admission webhooks at a steady pace, each one's outcome kept.
 
-`AdmissionCalls` sends a server-side dry run of a user's AccessRequest every 100 ms from a thread
-(the API server calls the mutating and validating webhooks for it, and stores nothing), straight
-over HTTPS with the user's token, so the pace holds on a busy machine where forking kubectl would not.
+`AdmissionCalls` sends a server-side dry run of a user's AccessRequest every 100 ms from each of its
+threads (the API server calls the mutating and validating webhooks for it, and stores nothing),
+straight over HTTPS with the user's token, so the pace holds on a busy machine where forking kubectl
+would not. Several threads keep several calls in flight at once, as several users would: the API
+server then keeps several connections to each Pod, and a Pod that stops must leave none of them
+with a call unanswered.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ PATH = "/apis/jitaccess.dev/v1alpha1/accessrequests?dryRun=All"
 
 
 class AdmissionCalls:
-    """Dry-run creations of ``user``'s AccessRequest every ``period`` s while in the ``with`` block."""
+    """Dry-run creations of ``user``'s AccessRequest every ``period`` s from each of ``callers``
+    threads while in the ``with`` block."""
 
-    def __init__(self, cluster: ControlPlane, user: str, entitlement: str, period: float = 0.1) -> None:
+    def __init__(
+        self, cluster: ControlPlane, user: str, entitlement: str, period: float = 0.1, callers: int = 1
+    ) -> None:
         config = json.loads(Path(cluster.user_kubeconfig(user)).read_text())
         self._token = config["users"][0]["user"]["token"]
         self._port = int(cluster.server_url.rsplit(":", 1)[1])
@@ -39,27 +45,33 @@ class AdmissionCalls:
         )
         self._period = period
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="admission-calls", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"admission-calls-{n}", daemon=True) for n in range(callers)
+        ]
+        self._lock = threading.Lock()
         self.admitted = 0
         #: (HTTP status, message) of every call that was not admitted.
         self.refused: list[tuple[int, str]] = []
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
         self._stop.set()
-        self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     def _run(self) -> None:
         next_call = time.monotonic()
         while not self._stop.is_set():
             status, message = self._call()
-            if status == 201:
-                self.admitted += 1
-            else:
-                self.refused.append((status, message))
+            with self._lock:
+                if status == 201:
+                    self.admitted += 1
+                else:
+                    self.refused.append((status, message))
             next_call += self._period
             self._stop.wait(max(0.0, next_call - time.monotonic()))
 

@@ -6,7 +6,7 @@
   from `chart_file` (kopf's managed configuration cannot express `matchConditions`).
 - `WebhookServer`: kopf's HTTPS server, which in a cluster advertises a Service (the API server
   reaches pods through one) instead of its own URL, and computes (and in a local run applies) the
-  configurations that call it.
+  configurations that call it; before it stops it drains (`WebhookServer.drain`).
 - `NoWebhookServer`: stands in when webhooks are off; kopf refuses to start with admission
   handlers registered and no server.
 - `own_username`: who the operator authenticates as (SelfSubjectReview), the identity the
@@ -21,10 +21,12 @@ import asyncio
 import base64
 import json
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp.web
 import kopf
 import kubernetes
 import yaml
@@ -92,6 +94,52 @@ class WebhookServer(kopf.WebhookServer):
         self.configuration_name = configuration_name
         self.apply = apply
         self.expected: list[dict[str, Any]] | None = None
+        self.draining = False
+        #: Calls answered while draining (each closed its connection).
+        self.drained_calls = 0
+        self._in_flight = 0
+        self._last_call = time.monotonic()
+
+    # kopf's is a staticmethod, but kopf calls it as `self._serve(fn, request)`: a method works.
+    async def _serve(  # type: ignore[override]
+        self, fn: kopf.WebhookFn, request: aiohttp.web.Request
+    ) -> aiohttp.web.Response:
+        """kopf's serving of one call, counted; while draining, the answer closes its connection."""
+        self._in_flight += 1
+        try:
+            response = await super()._serve(fn, request)
+        except aiohttp.web.HTTPException as refusal:  # kopf's answer to a malformed call, raised
+            if self.draining:
+                refusal.force_close()
+                self.drained_calls += 1
+            raise
+        finally:
+            self._in_flight -= 1
+            self._last_call = time.monotonic()
+        if self.draining:
+            response.force_close()
+            self.drained_calls += 1
+        return response
+
+    async def drain(self, *, quiet: float, limit: float) -> None:
+        """Answer every call with `Connection: close` until none has come for `quiet` seconds (and
+        none is in flight), or for at most `limit` seconds; then the server can stop.
+
+        Why: the API server keeps its connections to a Pod open and reuses them, whatever the
+        Service's endpoints say. A server that stops by closing them races the API server's next
+        call on one: a call written as the connection closes gets no answer (EOF), and the API
+        server does not retry a POST, so a user's write is refused. A call answered with
+        `Connection: close` has its connection closed by the client itself, which then calls again
+        through the Service, reaching a Pod that stays."""
+        self.draining = True
+        started = time.monotonic()
+        while True:
+            now = time.monotonic()
+            idle_since = max(started, self._last_call)
+            if now - started >= limit or (self._in_flight == 0 and now - idle_since >= quiet):
+                return
+            wait = quiet - (now - idle_since) if self._in_flight == 0 else quiet / 10
+            await asyncio.sleep(max(0.01, min(wait, limit - (now - started))))
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
         async for config in super().__call__(fn):

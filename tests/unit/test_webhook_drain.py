@@ -1,0 +1,154 @@
+"""A stopping replica drains its webhooks (`WebhookServer.drain`): every call it answers from then on
+closes its connection (`Connection: close`), so the API server calls again through the Service
+instead of reusing a connection that the stopping server would otherwise close under a call; a call
+in flight is answered in full; the drain ends once calls stop coming, or at its limit.
+
+The server is kopf's own aiohttp server (plain HTTP here); the calls are raw HTTP/1.1 on kept
+connections, as the API server makes them, so the test sees exactly what the connection does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+from jitaccess.adapters.webhooks import WebhookServer
+
+BODY = json.dumps({"request": {"uid": "u"}}).encode()
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Calls:
+    """The webhook function: answers at once, or holds the calls while `held` is clear."""
+
+    def __init__(self) -> None:
+        self.held = asyncio.Event()
+        self.held.set()
+        self.started = asyncio.Event()
+
+    async def __call__(self, request: Any, **_: Any) -> dict[str, Any]:
+        self.started.set()
+        await self.held.wait()
+        return {"response": {"uid": request["request"]["uid"], "allowed": True}}
+
+
+@contextlib.asynccontextmanager
+async def serving(calls: Calls) -> AsyncIterator[tuple[WebhookServer, int]]:
+    port = _free_port()
+    server = WebhookServer(operator_usernames=["op"], addr="127.0.0.1", port=port, host="127.0.0.1", insecure=True)
+    configs = server(calls)
+    await configs.__anext__()  # serving from here
+    try:
+        yield server, port
+    finally:
+        await configs.aclose()  # as kopf stops it
+
+
+async def call(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, str]:
+    """One POST on a kept connection; the answer's headers (lower-case names) and its status."""
+    writer.write(
+        b"POST /accessrequests-check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(BODY)}\r\n\r\n".encode()
+        + BODY
+    )
+    await writer.drain()
+    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+    status, *lines = head.strip().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    body = json.loads(await reader.readexactly(int(headers["content-length"])))
+    assert body["response"]["allowed"] is True, body
+    return {"status": status.split()[1], **headers}
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    return await asyncio.wait_for(reader.read(1), timeout=5) == b""
+
+
+async def test_calls_keep_their_connection_until_the_drain_then_each_answer_closes_it() -> None:
+    calls = Calls()
+    async with serving(calls) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):  # one connection, reused, as the API server does
+            answer = await call(reader, writer)
+            assert answer["status"] == "200" and answer.get("connection", "keep-alive").lower() != "close"
+        drain = asyncio.create_task(server.drain(quiet=0.5, limit=30))
+        answer = await call(reader, writer)
+        assert answer["status"] == "200" and answer["connection"].lower() == "close"
+        assert await closed_by_server(reader)
+        writer.close()
+        # A new connection (the API server calls again) is answered too, and closed the same way.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await call(reader, writer))["connection"].lower() == "close"
+        assert await closed_by_server(reader)
+        writer.close()
+        await asyncio.wait_for(drain, timeout=5)
+        assert server.drained_calls == 2
+
+
+async def test_the_drain_waits_for_a_call_in_flight_and_answers_it_in_full() -> None:
+    calls = Calls()
+    async with serving(calls) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        calls.held.clear()
+        answer = asyncio.create_task(call(reader, writer))
+        await asyncio.wait_for(calls.started.wait(), timeout=5)
+        drain = asyncio.create_task(server.drain(quiet=0.05, limit=30))
+        await asyncio.sleep(0.3)  # six quiet periods: only the call in flight keeps the drain going
+        assert not drain.done()
+        calls.held.set()
+        assert (await asyncio.wait_for(answer, timeout=5))["connection"].lower() == "close"
+        await asyncio.wait_for(drain, timeout=5)
+        writer.close()
+
+
+async def test_the_drain_ends_a_quiet_period_after_the_last_call_or_at_its_limit() -> None:
+    loop = asyncio.get_running_loop()
+    async with serving(Calls()) as (server, port):
+        # Nothing comes: the drain still waits one quiet period (a call may be on its way).
+        started = loop.time()
+        await asyncio.wait_for(server.drain(quiet=0.2, limit=30), timeout=5)
+        assert loop.time() - started >= 0.2
+
+    async with serving(Calls()) as (server, port):
+        # Calls keep coming, each on a new connection: the limit ends the drain.
+        async def keep_calling() -> None:
+            while True:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                await call(reader, writer)
+                writer.close()
+                await asyncio.sleep(0.02)
+
+        caller = asyncio.create_task(keep_calling())
+        started = loop.time()
+        await asyncio.wait_for(server.drain(quiet=0.2, limit=0.6), timeout=5)
+        assert loop.time() - started >= 0.6 and not caller.done()
+        caller.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await caller
+
+
+async def test_a_refused_malformed_call_closes_its_connection_while_draining() -> None:
+    body = b"not json"  # kopf refuses it with a raised 400
+    async with serving(Calls()) as (server, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        drain = asyncio.create_task(server.drain(quiet=0.3, limit=30))
+        writer.write(
+            b"POST /accessrequests-check HTTP/1.1\r\nHost: x\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        head = (await reader.readuntil(b"\r\n\r\n")).decode().lower()
+        assert head.startswith("http/1.1 400"), head
+        assert "connection: close" in head
+        writer.close()
+        await asyncio.wait_for(drain, timeout=5)
