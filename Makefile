@@ -1,6 +1,6 @@
 # jitaccess: the two commands of the README, and a few more.
 #   make dev    set everything up, run the whole system locally (control plane, emulator, operator)
-#   make test   set everything up, run every test (unit, component, end-to-end)
+#   make test   set everything up, run every test (unit, component, end-to-end, node; attacks on two replicas)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export NO_PROXY := 127.0.0.1,localhost
 
-.PHONY: setup dev test unit lint bench crds clean
+.PHONY: setup dev test replicas unit lint bench crds clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,15 @@ dev: setup
 	$(PY) -m devenv.dev
 
 # Lint first: a tree that fails its static checks is not worth ten minutes of end-to-end tests.
+# Then every tier, then the attack suites and leader election again against two replicas.
 test: setup lint
 	$(PY) -m pytest -p no:cacheprovider
+	$(MAKE) --no-print-directory replicas
+
+# The attacks must fail the same with the operator scaled to two replicas and the leader stopped:
+# the end-to-end tier's operator is then the standby that took over (tests/e2e/conftest.py).
+replicas: setup
+	JITACCESS_E2E_REPLICAS=2 $(PY) -m pytest -p no:cacheprovider tests/e2e/test_attacks*.py tests/e2e/test_leader_election.py
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -p no:cacheprovider tests/unit

@@ -6,7 +6,8 @@
   from `chart_file` (kopf's managed configuration cannot express `matchConditions`).
 - `WebhookServer`: kopf's HTTPS server, which in a cluster advertises a Service (the API server
   reaches pods through one) instead of its own URL, and computes (and in a local run applies) the
-  configurations that call it; before it stops it drains (`WebhookServer.drain`).
+  configurations that call it. It never cuts a connection the API server keeps while it serves: a
+  renewed certificate is loaded in place, and before it stops it drains (`WebhookServer.drain`).
 - `NoWebhookServer`: stands in when webhooks are off; kopf refuses to start with admission
   handlers registered and no server.
 - `own_username`: who the operator authenticates as (SelfSubjectReview), the identity the
@@ -19,11 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import logging
+import ssl
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
@@ -34,6 +40,7 @@ from kubernetes.client.exceptions import ApiException
 
 from jitaccess.api import names
 
+log = logging.getLogger(__name__)
 #: The name of the Validating- and MutatingWebhookConfiguration: the API group's.
 CONFIGURATION_NAME = names.GROUP
 #: The API server's limit; a webhook that asks Identity Center may need a good part of it.
@@ -142,23 +149,107 @@ class WebhookServer(kopf.WebhookServer):
             await asyncio.sleep(max(0.01, min(wait, limit - (now - started))))
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        async for config in super().__call__(fn):
-            if self.service is not None:
-                # Each webhook appends its handler's id to this path, as to a URL (`configurations`).
-                config = kopf.WebhookClientConfig(
-                    service=kopf.WebhookClientConfigService(
-                        namespace=self.service.namespace,
-                        name=self.service.name,
-                        port=self.service.port,
-                        path=(self.path or "").rstrip("/"),
-                    ),
-                    caBundle=config.get("caBundle"),
-                )
-            expected = configurations(config, self.operator_usernames, name=self.configuration_name)
-            if self.apply:
-                await asyncio.to_thread(apply_configurations, expected)
-            self.expected = expected
-            yield config
+        """Serve kopf's webhook route until cancelled; yield the client config at once and again
+        whenever the certificate files change.
+
+        Not kopf's own loop, which on a renewed certificate (cert-manager's, mounted from a Secret)
+        stops the server and starts another: every connection the API server keeps is cut, calls
+        written on them get no answer, and new ones are refused until it listens again, on every
+        replica at about the same time. Here the renewed certificate is loaded into the same TLS
+        context: new connections get it, kept ones go on, and nothing stops serving."""
+
+        async def serve(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            return await self._serve(fn, request)
+
+        # Read before the files are loaded: a change in between is only loaded once more, never missed.
+        loaded = self._files_digest()
+        cadata, context = self._build_ssl()
+        app = aiohttp.web.Application()
+        app.add_routes([aiohttp.web.post(f"{(self.path or '').rstrip('/')}/{{id:.*}}", serve)])
+        runner = aiohttp.web.AppRunner(app, handle_signals=False)
+        await runner.setup()
+        try:
+            port = self.port or self._allocate_free_port()
+            site = aiohttp.web.TCPSite(
+                runner, self.addr or None, port, ssl_context=context, reuse_port=True, reuse_address=True
+            )
+            await site.start()
+            host = self.host or self.DEFAULT_HOST or self._get_accessible_addr(self.addr)
+            url = self._build_url("http" if context is None else "https", host, port, self.path or "")
+            while True:
+                yield await self._advertise(url, cadata)
+                cadata, loaded = await self._renewed(context, loaded)
+        finally:
+            await runner.cleanup()
+
+    async def _advertise(self, url: str, cadata: bytes | None) -> kopf.WebhookClientConfig:
+        """The client config for `url` (or the Service) and `cadata`, with the configurations that
+        call it computed (`expected`) and, in a local run, applied."""
+        config = kopf.WebhookClientConfig(url=url)
+        if cadata is not None:
+            config["caBundle"] = base64.b64encode(cadata).decode("ascii")
+        if self.service is not None:
+            # Each webhook appends its handler's id to this path, as to a URL (`configurations`).
+            config = kopf.WebhookClientConfig(
+                service=kopf.WebhookClientConfigService(
+                    namespace=self.service.namespace,
+                    name=self.service.name,
+                    port=self.service.port,
+                    path=(self.path or "").rstrip("/"),
+                ),
+                caBundle=config.get("caBundle"),
+            )
+        expected = configurations(config, self.operator_usernames, name=self.configuration_name)
+        if self.apply:
+            await asyncio.to_thread(apply_configurations, expected)
+        self.expected = expected
+        return config
+
+    def _load(self, context: ssl.SSLContext, certfile: Path, pkeyfile: Path) -> bytes:
+        """Load the certificate and key into the serving `context` if they are a pair; the CA bundle.
+
+        A pair that does not load would leave `context` half-changed (OpenSSL has taken the new
+        certificate when it refuses the key), and every handshake would fail: so the same bytes are
+        loaded first into a context of their own, from private copies that cannot change between
+        the two loads."""
+        with tempfile.TemporaryDirectory(prefix="jitaccess-tls-") as directory:
+            cert, key = Path(directory, "tls.crt"), Path(directory, "tls.key")
+            cert.write_bytes(certfile.read_bytes())
+            key.write_bytes(pkeyfile.read_bytes())
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, self.password)
+            context.load_cert_chain(cert, key, self.password)
+            return Path(self.cafile).read_bytes() if self.cafile else cert.read_bytes()
+
+    def _files_digest(self) -> str:
+        digest = hashlib.sha256()
+        for path in (self.certfile, self.pkeyfile, self.cafile):
+            if path is not None:
+                digest.update(Path(path).read_bytes())
+        return digest.hexdigest()
+
+    async def _renewed(self, context: ssl.SSLContext | None, loaded: str) -> tuple[bytes | None, str]:
+        """Wait until the certificate files differ from those `loaded` (their digest) and load them
+        into `context`; the new CA bundle, and the new files' digest.
+
+        A Secret's files are replaced together, but a poll can still meet a certificate without its
+        key (or files edited by hand one at a time): a pair that does not load is tried again at
+        the next poll, and the server keeps the certificate it has meanwhile."""
+        certfile, pkeyfile = self.certfile, self.pkeyfile
+        if context is None or certfile is None or pkeyfile is None:
+            await asyncio.Event().wait()  # plain HTTP, or a certificate made in memory: never renewed
+            raise AssertionError("unreachable: nobody sets that Event")
+        while True:
+            await asyncio.sleep(self.file_check_interval)
+            try:
+                digest = self._files_digest()
+                if digest == loaded:
+                    continue
+                cadata = self._load(context, Path(certfile), Path(pkeyfile))
+            except (OSError, ssl.SSLError) as problem:  # a file missing, or not the key of the certificate
+                log.warning("the renewed webhook certificate does not load yet (%s): serving the one before", problem)
+                continue
+            log.info("the webhook certificate was renewed: new connections get it, kept ones go on")
+            return cadata, digest
 
 
 class NoWebhookServer:

@@ -1,20 +1,34 @@
-"""A stopping replica drains its webhooks (`WebhookServer.drain`): every call it answers from then on
-closes its connection (`Connection: close`), so the API server calls again through the Service
-instead of reusing a connection that the stopping server would otherwise close under a call; a call
-in flight is answered in full; the drain ends once calls stop coming, or at its limit.
+"""The webhook server (`jitaccess.adapters.webhooks.WebhookServer`) never cuts a connection the API
+server keeps while it serves:
 
-The server is kopf's own aiohttp server (plain HTTP here); the calls are raw HTTP/1.1 on kept
-connections, as the API server makes them, so the test sees exactly what the connection does.
+- a stopping replica drains (`WebhookServer.drain`): every call it answers from then on closes its
+  connection (`Connection: close`), so the API server calls again through the Service instead of
+  reusing a connection that the stopping server would otherwise close under a call; a call in
+  flight is answered in full; the drain ends once calls stop coming, or at its limit;
+- a renewed certificate (cert-manager's Secret, mounted) is loaded into the serving TLS context:
+  new connections get it, kept ones go on, and the new CA bundle is advertised.
+
+The server serves kopf's route with aiohttp; the calls are raw HTTP/1.1 on kept connections, as the
+API server makes them, so the tests see exactly what a connection does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import logging
+import os
 import socket
-from collections.abc import AsyncIterator
-from typing import Any
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import kopf
+import pytest
+import trustme
 
 from jitaccess.adapters.webhooks import WebhookServer
 
@@ -35,7 +49,7 @@ class Calls:
         self.held.set()
         self.started = asyncio.Event()
 
-    async def __call__(self, request: Any, **_: Any) -> dict[str, Any]:
+    async def __call__(self, request: dict[str, Any], **_: Any) -> dict[str, Any]:
         self.started.set()
         await self.held.wait()
         return {"response": {"uid": request["request"]["uid"], "allowed": True}}
@@ -45,7 +59,8 @@ class Calls:
 async def serving(calls: Calls) -> AsyncIterator[tuple[WebhookServer, int]]:
     port = _free_port()
     server = WebhookServer(operator_usernames=["op"], addr="127.0.0.1", port=port, host="127.0.0.1", insecure=True)
-    configs = server(calls)
+    configs = server(cast(kopf.WebhookFn, calls))
+    assert isinstance(configs, AsyncGenerator)
     await configs.__anext__()  # serving from here
     try:
         yield server, port
@@ -152,3 +167,81 @@ async def test_a_refused_malformed_call_closes_its_connection_while_draining() -
         assert "connection: close" in head
         writer.close()
         await asyncio.wait_for(drain, timeout=5)
+
+
+# --- a renewed certificate ---------------------------------------------------------------------
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace the file at once, as the kubelet swaps a Secret's files."""
+    temporary = path.with_suffix(".new")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _issue(ca: trustme.CA, directory: Path) -> None:
+    cert = ca.issue_cert("127.0.0.1")
+    _write(directory / "tls.key", cert.private_key_pem.bytes())
+    _write(directory / "tls.crt", b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    _write(directory / "ca.crt", ca.cert_pem.bytes())
+
+
+def _trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+async def test_a_renewed_certificate_is_served_without_cutting_a_kept_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old, new = trustme.CA(), trustme.CA()
+    _issue(old, tmp_path)
+    port = _free_port()
+    server = WebhookServer(
+        operator_usernames=["op"],
+        addr="127.0.0.1",
+        port=port,
+        host="127.0.0.1",
+        certfile=str(tmp_path / "tls.crt"),
+        pkeyfile=str(tmp_path / "tls.key"),
+        cafile=str(tmp_path / "ca.crt"),
+        file_check_interval=0.05,
+    )
+    configs = server(cast(kopf.WebhookFn, Calls()))
+    assert isinstance(configs, AsyncGenerator)
+    first = await configs.__anext__()
+    try:
+        assert base64.b64decode(str(first["caBundle"])) == old.cert_pem.bytes()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_trusting(old))
+        assert (await call(reader, writer))["status"] == "200"
+
+        # A certificate without its key (a half-done swap) is not loaded: the old one is served.
+        _write(tmp_path / "tls.crt", new.issue_cert("127.0.0.1").cert_chain_pems[0].bytes())
+        with caplog.at_level(logging.WARNING, logger="jitaccess.adapters.webhooks"), pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(renewal := asyncio.ensure_future(configs.__anext__())), 0.5)
+        assert "does not load yet" in caplog.text
+        probe_r, probe_w = await asyncio.open_connection("127.0.0.1", port, ssl=_trusting(old))
+        assert (await call(probe_r, probe_w))["status"] == "200"
+        probe_w.close()
+
+        _issue(new, tmp_path)
+        second = await asyncio.wait_for(renewal, timeout=5)
+        assert base64.b64decode(str(second["caBundle"])) == new.cert_pem.bytes()
+        assert server.expected is not None  # the configurations to apply carry the new bundle
+        assert all(
+            base64.b64decode(w["clientConfig"]["caBundle"]) == new.cert_pem.bytes()
+            for obj in server.expected
+            for w in obj["webhooks"]
+        )
+        # The kept connection goes on (kopf's own loop would have cut it), ...
+        assert (await call(reader, writer))["status"] == "200"
+        writer.close()
+        # ... a new one gets the new certificate, which a client of the old CA does not trust.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_trusting(new))
+        assert (await call(reader, writer))["status"] == "200"
+        writer.close()
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.open_connection("127.0.0.1", port, ssl=_trusting(old))
+    finally:
+        await configs.aclose()
