@@ -4,9 +4,10 @@ Two kopf operators in one process (`handlers.parts`): the admission part serves 
 every replica from start to stop; the controller part acts, on the leader only (`handlers.leadership`),
 or always when leader election is off (a single replica).
 
-SIGTERM (a Pod's deletion) hands the Lease over at once; a replica behind a Service then drains its
-webhooks (`adapters.webhooks.WebhookServer.drain`) before kopf stops serving them. A second SIGTERM,
-or SIGINT, stops at once.
+SIGTERM (a Pod's deletion) hands the Lease over at once; a replica that others can stand in for
+(behind a Service, or electing a leader) then drains its webhooks
+(`adapters.webhooks.WebhookServer.drain`) before kopf stops serving them. A second SIGTERM, or
+SIGINT, stops at once.
 """
 
 from __future__ import annotations
@@ -106,8 +107,9 @@ async def run(config: Settings, liveness: str | None) -> bool:
     async def drain_then_stop() -> None:
         leading.cancel()  # the standby may take over now; `hand_over` awaits the hand-over
         server = admission_settings.admission.server
-        if isinstance(server, WebhookServer) and server.service is not None:
-            # With a URL (a local run) no other replica could answer the calls a drain turns away.
+        if isinstance(server, WebhookServer) and (server.service is not None or config.leader_election):
+            # Only where another replica can answer the calls a drain sends away: not in a single
+            # local process (a URL, no leader election), which stops at once as before.
             log.info("SIGTERM: draining the admission webhooks before stopping")
             started = loop.time()
             await server.drain(quiet=DRAIN_QUIET_SECONDS, limit=DRAIN_LIMIT_SECONDS)

@@ -19,6 +19,7 @@ import pytest
 from devenv.partition import Partition, kubeconfig_through
 from devenv.replicas import Replicas
 from jitaccess.domain.election import Timing
+from tests.support.admission import AdmissionCalls
 from tests.support.harness import OPERATOR_ENV, Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -166,3 +167,32 @@ def test_a_partitioned_leader_stops_acting_before_its_lease_expires(replaced: Ji
             partition.heal()
             system.clean()
             replicas.stop()
+
+
+def test_a_replica_stopped_cleanly_drains_and_no_write_is_refused(replaced: Jit, tmp_path: Path) -> None:
+    """SIGTERM to the leader while users write: it hands the Lease over at once and drains its
+    webhooks (no new connection; each call on a kept one answered with `Connection: close`), so
+    the API server's calls all reach a replica that answers them (docs/operations.md)."""
+    system = replaced
+    replicas = Replicas(2, system.cluster.admin_kubeconfig, system.ic.env(), tmp_path, env=OPERATOR_ENV)
+    start(replicas)
+    try:
+        leader = one_leader(replicas)
+        with AdmissionCalls(system.cluster, ALICE, PAYMENTS, period=0.05, callers=3) as calls:
+            time.sleep(2)  # the API server now keeps connections to both replicas
+            stopping = time.monotonic()
+            replicas[leader].stop()
+            stopped = time.monotonic() - stopping
+            eventually(lambda: replicas.leaders() == [1 - leader] or None, timeout=10, what="the other takes over")
+            time.sleep(2)
+        assert calls.refused == [], calls.refused[:5]
+        assert calls.admitted >= 150, f"only {calls.admitted} calls"
+        log = replicas[leader].log_file.read_text(errors="replace")
+        assert "draining the admission webhooks" in log and "webhooks drained in" in log, log[-3000:]
+        # The drain waits out a quiet second, well within the stop's patience.
+        assert stopped < 12, f"the replica took {stopped:.1f}s to stop"
+        system.request("after-the-stop", PAYMENTS, duration="1h")
+        system.wait_reason("accessgrant", "after-the-stop", "Active")
+    finally:
+        system.clean()
+        replicas.stop()

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 from tests.helm.chart import CHART, Helm
-from tests.node.admission import AdmissionCalls
 from tests.node.conftest import DEPLOYMENT, NAMESPACE, RELEASE, pods
+from tests.support.admission import AdmissionCalls
 from tests.support.harness import Jit, eventually
 
 ALICE, LENA, MALLORY = "alice@example.com", "lena@example.com", "mallory@example.com"
@@ -130,7 +130,6 @@ def test_the_other_replica_serves_when_one_pod_is_deleted(system: Jit) -> None:
     # The stopping Pod drained its webhooks before it stopped serving them (docs/operations.md).
     assert "draining the admission webhooks" in victims_log, victims_log[-3000:]
     assert "webhooks drained in" in victims_log, victims_log[-3000:]
-    print(*(line for line in victims_log.splitlines() if "drain" in line), sep="\n")
 
 
 def test_uninstall_keeps_the_crds_and_the_grants_memberships(installed: Jit, helm: Helm) -> None:

@@ -106,6 +106,7 @@ class WebhookServer(kopf.WebhookServer):
         self.drained_calls = 0
         self._in_flight = 0
         self._last_call = time.monotonic()
+        self._site: aiohttp.web.TCPSite | None = None
 
     # kopf's is a staticmethod, but kopf calls it as `self._serve(fn, request)`: a method works.
     async def _serve(  # type: ignore[override]
@@ -129,8 +130,9 @@ class WebhookServer(kopf.WebhookServer):
         return response
 
     async def drain(self, *, quiet: float, limit: float) -> None:
-        """Answer every call with `Connection: close` until none has come for `quiet` seconds (and
-        none is in flight), or for at most `limit` seconds; then the server can stop.
+        """Stop accepting connections, and answer every call on those open with `Connection: close`
+        until none has come for `quiet` seconds (and none is in flight), or for at most `limit`
+        seconds; then the server can stop.
 
         Why: the API server keeps its connections to a Pod open and reuses them, whatever the
         Service's endpoints say. A server that stops by closing them races the API server's next
@@ -139,6 +141,11 @@ class WebhookServer(kopf.WebhookServer):
         `Connection: close` has its connection closed by the client itself, which then calls again
         through the Service, reaching a Pod that stays."""
         self.draining = True
+        if self._site is not None:
+            # New connections go to a replica that stays (through the Service, or to the other
+            # listeners of a shared port); the ones open here are kept until answered.
+            await self._site.stop()
+            self._site = None
         started = time.monotonic()
         while True:
             now = time.monotonic()
@@ -174,6 +181,7 @@ class WebhookServer(kopf.WebhookServer):
                 runner, self.addr or None, port, ssl_context=context, reuse_port=True, reuse_address=True
             )
             await site.start()
+            self._site = site
             host = self.host or self.DEFAULT_HOST or self._get_accessible_addr(self.addr)
             url = self._build_url("http" if context is None else "https", host, port, self.path or "")
             while True:
