@@ -91,21 +91,19 @@ async def run(config: Settings, liveness: str | None) -> bool:
         await Elector(store, identity, timing, leadership).run(controller.start, controller.stop)
 
     # Created before the admission part starts, so kopf leaves it to us when it stops.
-    leading = asyncio.create_task(lead(), name="leader election")
+    leading = HandOver(asyncio.create_task(lead(), name="leader election"))
 
     @kopf.on.cleanup(registry=split.admission)
     async def hand_over(**_: object) -> None:
         """On a signal, stop acting and release the Lease as soon as the admission part has stopped,
         not after kopf's wind-down (which gives stray tasks seconds to finish): a standby takes over
         at its next try."""
-        leading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leading
+        await leading.done()
 
     draining: list[asyncio.Task[None]] = []
 
     async def drain_then_stop() -> None:
-        leading.cancel()  # the standby may take over now; `hand_over` awaits the hand-over
+        leading.let_go()  # the standby may take over now; `hand_over` awaits the hand-over
         server = admission_settings.admission.server
         if isinstance(server, WebhookServer) and (server.service is not None or config.leader_election):
             # Only where another replica can answer the calls a drain sends away: not in a single
@@ -149,13 +147,31 @@ async def run(config: Settings, liveness: str | None) -> bool:
         await admission
     finally:
         catching.cancel()
-        leading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leading
+        await leading.done()
         await controller.stop()
     if failure:
         log.error("the controller part stopped on its own (%s): the operator exits", failure[0] or "no error")
     return bool(failure)
+
+
+class HandOver:
+    """The leader election's task, stopped once: on cancellation it stops the controller, then
+    releases the Lease (`handlers.leadership.Elector.run`)."""
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+
+    def let_go(self) -> None:
+        """Ask it to stop, once only: a second cancellation would cut the hand-over short, and the
+        Lease would stay held until it expires (a standby then waits its whole duration)."""
+        if not self.task.done() and not self.task.cancelling():
+            self.task.cancel()
+
+    async def done(self) -> None:
+        """Let go, and wait until the hand-over has ended."""
+        self.let_go()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self.task)  # shielded: the waiter's own cancellation must not reach it
 
 
 def _lease_namespace(config: Settings) -> str:
