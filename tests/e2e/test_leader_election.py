@@ -180,13 +180,14 @@ def test_a_replica_stopped_cleanly_drains_and_no_write_is_refused(replaced: Jit,
         leader = one_leader(replicas)
         with AdmissionCalls(system.cluster, ALICE, PAYMENTS, period=0.05, callers=3) as calls:
             time.sleep(2)  # the API server now keeps connections to both replicas
-            stopping = time.monotonic()
+            stopping, before = time.monotonic(), calls.admitted
             replicas[leader].stop()
-            stopped = time.monotonic() - stopping
+            stopped, during = time.monotonic() - stopping, calls.admitted - before
             eventually(lambda: replicas.leaders() == [1 - leader] or None, timeout=10, what="the other takes over")
             time.sleep(2)
         assert calls.refused == [], calls.refused[:5]
-        assert calls.admitted >= 150, f"only {calls.admitted} calls"
+        # Calls kept coming while it stopped (the pace itself depends on the machine's load).
+        assert during >= 3, f"only {during} calls while the replica stopped ({stopped:.1f}s)"
         log = replicas[leader].log_file.read_text(errors="replace")
         assert "draining the admission webhooks" in log and "webhooks drained in" in log, log[-3000:]
         assert "released Lease" in log, log[-3000:]  # the hand-over ran to its end, drain or not
