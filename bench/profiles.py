@@ -57,11 +57,10 @@ class Profiles:
             with path.open("wb") as out, self._lock:
                 if not self._stopping.is_set():
                     self._window = window = subprocess.Popen(
-                        [str(cp.binary), "kubectl", "--kubeconfig", str(cp.admin_kubeconfig), "get", "--raw",
-                         f"/debug/pprof/profile?seconds={WINDOW_S}"],
+                        cp.kubectl_argv("get", "--raw", f"/debug/pprof/profile?seconds={WINDOW_S}"),
                         stdout=out,
                         stderr=subprocess.DEVNULL,
-                    )  # fmt: skip
+                    )
             if window is None or window.wait() != 0:
                 path.unlink(missing_ok=True)  # cut short, or refused (a control plane not profiling)
                 return

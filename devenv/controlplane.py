@@ -427,14 +427,18 @@ class ControlPlane:
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl as admin, or as test user ``user``; raises `KubectlError` if ``check``."""
-        kubeconfig = self.admin_kubeconfig if user is None else self.user_kubeconfig(user)
-        cmd = [str(self.binary), "kubectl", "--kubeconfig", str(kubeconfig), *args]
+        cmd = self.kubectl_argv(*args, user=user)
         result = subprocess.run(
             cmd, input=input, capture_output=True, text=True, check=False, timeout=timeout, env=child_env()
         )
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, cmd, result.stdout, result.stderr)
         return result
+
+    def kubectl_argv(self, *args: str, user: str | None = None) -> list[str]:
+        """The command line of `kubectl`, for a process of its own (a `--follow`, a long download)."""
+        kubeconfig = self.admin_kubeconfig if user is None else self.user_kubeconfig(user)
+        return [str(self.binary), "kubectl", "--kubeconfig", str(kubeconfig), *args]
 
     # -- internals ---------------------------------------------------------------------------
 

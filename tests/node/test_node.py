@@ -106,16 +106,7 @@ def test_the_other_replica_serves_when_one_pod_is_deleted(system: Jit) -> None:
     # delay but no drain, now and then a call the API server wrote on a kept connection as the
     # stopping server closed it got no answer ("EOF"). Three callers keep calls in flight then.
     victim, survivor = (p["metadata"]["name"] for p in pods(system.cluster))  # type: ignore[index]
-    follow = [
-        str(system.cluster.binary),
-        "kubectl",
-        f"--kubeconfig={system.cluster.admin_kubeconfig}",
-        "logs",
-        "--follow",
-        "-n",
-        NAMESPACE,
-        victim,
-    ]
+    follow = system.cluster.kubectl_argv("logs", "--follow", "-n", NAMESPACE, victim)
     with (
         subprocess.Popen(follow, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as log,
         AdmissionCalls(system.cluster, ALICE, PAYMENTS, callers=3) as calls,

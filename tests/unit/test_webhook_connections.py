@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import ssl
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
@@ -30,15 +29,10 @@ import kopf
 import pytest
 import trustme
 
+from devenv.processes import free_port
 from jitaccess.adapters.webhooks import WebhookServer
 
 BODY = json.dumps({"request": {"uid": "u"}}).encode()
-
-
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Calls:
@@ -57,7 +51,7 @@ class Calls:
 
 @contextlib.asynccontextmanager
 async def serving(calls: Calls) -> AsyncIterator[tuple[WebhookServer, int]]:
-    port = _free_port()
+    port = free_port()
     server = WebhookServer(operator_usernames=["op"], addr="127.0.0.1", port=port, host="127.0.0.1", insecure=True)
     configs = server(cast(kopf.WebhookFn, calls))
     assert isinstance(configs, AsyncGenerator)
@@ -195,7 +189,7 @@ async def test_a_renewed_certificate_is_served_without_cutting_a_kept_connection
 ) -> None:
     old, new = trustme.CA(), trustme.CA()
     _issue(old, tmp_path)
-    port = _free_port()
+    port = free_port()
     server = WebhookServer(
         operator_usernames=["op"],
         addr="127.0.0.1",
