@@ -16,7 +16,7 @@ WORKDIR /src
 COPY requirements-image.txt ./
 RUN pip install -r requirements-image.txt \
  && pip check
-COPY pyproject.toml ./
+COPY pyproject.toml LICENSE ./
 COPY operator/ operator/
 RUN pip install --no-deps .
 

@@ -46,7 +46,7 @@ if ! podman image exists "$base"; then
 fi
 
 # --- The image: the Dockerfile on that base, tagged by a hash of its build context and base.
-context_hash="$(cd "$repo" && find Dockerfile .dockerignore pyproject.toml requirements-image.txt operator \
+context_hash="$(cd "$repo" && find Dockerfile .dockerignore pyproject.toml LICENSE requirements-image.txt operator \
   -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 image="localhost/jitaccess:$(echo "$context_hash $base" | sha256sum | cut -c1-16)"
 if ! podman image exists "$image"; then

@@ -34,7 +34,7 @@ def _imported_roots(source: str) -> set[str]:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[zipfile.ZipFile]:
     """The wheel built offline, with the venv's own setuptools, from a copy of what the Dockerfile copies."""
     source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
     shutil.copytree(REPO / "operator", source / "operator", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp_path_factory.mktemp("wheel")
@@ -78,3 +78,12 @@ def test_no_shipped_module_imports_development_code(wheel: zipfile.ZipFile) -> N
     for name in modules:
         roots = _imported_roots(wheel.read(name).decode())
         assert not roots & {"devenv", "moto", "tests", "bench", "trustme"}, f"{name} imports {roots}"
+
+
+def test_the_wheel_declares_its_license_and_carries_its_text(wheel: zipfile.ZipFile) -> None:
+    (metadata,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    headers = wheel.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: Apache-2.0" in headers
+    assert "License-File: LICENSE" in headers
+    (text,) = [n for n in wheel.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+    assert wheel.read(text) == (REPO / "LICENSE").read_bytes()
