@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     )
 
     pending_timeout_seconds: float = Field(default=24 * 3600, gt=0)
+    max_pending_per_user: int = Field(
+        default=5,
+        ge=0,
+        description="Requests waiting for an approver one user may have at once, and one per entitlement; 0 = neither",
+    )
     min_duration_seconds: float = Field(default=60, gt=0)
     max_start_ahead_seconds: float = Field(
         default=7 * 24 * 3600, gt=0, description="How far ahead a request's spec.startTime may lie (from its creation)"
@@ -169,4 +174,5 @@ class Settings(BaseSettings):
             min_duration=timedelta(seconds=self.min_duration_seconds),
             pending_timeout=timedelta(seconds=self.pending_timeout_seconds),
             max_start_ahead=timedelta(seconds=self.max_start_ahead_seconds),
+            max_pending_per_user=self.max_pending_per_user,
         )

@@ -16,7 +16,6 @@ import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -697,12 +696,20 @@ ROUNDS = 20
 
 def test_13_concurrent_decisions_have_exactly_one_outcome(system: Jit, racers: str) -> None:
     names = [f"a13-race-{i}" for i in range(ROUNDS)]
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        list(pool.map(lambda name: system.request(name, racers, user=ALICE), names))
-        list(pool.map(lambda name: system.wait_reason("accessrequest", name, "Pending"), names))
     actors = ((PAULA, f"{APPROVED}=true"), (LENA, f"{APPROVED}=true"), (CAROL, f"{DENIED}=true"))
     winners: dict[str, str] = {}
+
+    def outcome(name: str) -> None:
+        winner = winners[name]
+        if winner == CAROL:
+            assert system.wait_reason("accessrequest", name, "Denied")["status"]["deniedBy"] == CAROL
+        else:
+            assert system.wait_reason("accessrequest", name, "Granted")["status"]["approvedBy"] == winner
+
     for name in names:
+        # One round at a time: alice may have one request for this access waiting (attack 90).
+        system.request(name, racers, user=ALICE)
+        system.wait_reason("accessrequest", name, "Pending")
         barrier = threading.Barrier(len(actors))
         results: dict[str, subprocess.CompletedProcess[str]] = {}
 
@@ -735,16 +742,7 @@ def test_13_concurrent_decisions_have_exactly_one_outcome(system: Jit, racers: s
         winner = next(iter(stamps.values()))
         assert winner in accepted
         winners[name] = winner
-
-    def outcome(name: str) -> None:
-        winner = winners[name]
-        if winner == CAROL:
-            assert system.wait_reason("accessrequest", name, "Denied")["status"]["deniedBy"] == CAROL
-        else:
-            assert system.wait_reason("accessrequest", name, "Granted")["status"]["approvedBy"] == winner
-
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        list(pool.map(outcome, names))
+        outcome(name)
     grants = json.loads(system.kubectl("get", "accessgrants", "-o", "json").stdout)["items"]
     granted = sorted(g["metadata"]["name"] for g in grants)
     assert granted == sorted(n for n, w in winners.items() if w != CAROL), "one grant per approval, none per denial"

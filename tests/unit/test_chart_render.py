@@ -192,6 +192,7 @@ def test_environment_from_values(options: Objects) -> None:
         "JITACCESS_REGION": "eu-west-1",
         "JITACCESS_RATE_LIMIT": "5.5",
         "JITACCESS_PENDING_TIMEOUT_SECONDS": "3600",
+        "JITACCESS_MAX_PENDING_PER_USER": "3",
         "JITACCESS_MIN_DURATION_SECONDS": "300",
         "JITACCESS_RETENTION_SECONDS": "2592000",
         "JITACCESS_RESYNC_SECONDS": "120",

@@ -50,6 +50,9 @@ Obj = Mapping[str, Any]
 EligibilityCheck = Callable[[request_rules.ValidRequest], str | None]
 #: Asks Identity Center for the UserId of a user name; a `Refusal` when there is none (or no answer).
 UserIdLookup = Callable[[str], "str | Refusal"]
+#: For a valid request that waits for an approver: why its requester may not add it to the requests
+#: they already have waiting (`requests.waiting_problem`), or None (and then it counts as waiting).
+WaitingCheck = Callable[[request_rules.ValidRequest], str | None]
 
 APPROVED, DENIED = names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED
 APPROVED_BY, DENIED_BY = names.ANNOTATION_APPROVED_BY, names.ANNOTATION_DENIED_BY
@@ -239,6 +242,7 @@ def review_request(
     eligibility: EligibilityCheck | None = None,
     user_id: UserIdLookup | None = None,
     earlier_break_glass: EarlierBreakGlass | None = None,
+    waiting: WaitingCheck | None = None,
 ) -> Verdict:
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver,
     until the request's deadline (`now` is the API server's moment of the write, near enough);
@@ -252,7 +256,7 @@ def review_request(
     if refusal is not None:
         return refusal
     if operation == "CREATE" and new is not None:
-        created = _request_created(new, caller, entitlement, team, limits, phase, eligibility, user_id)
+        created = _request_created(new, caller, entitlement, team, limits, phase, eligibility, user_id, waiting)
         return _break_glass_rate(created, new, entitlement, caller, now, earlier_break_glass)
     if operation == "DELETE" and old is not None:
         return _request_deleted(old, caller, operator, team)
@@ -307,6 +311,7 @@ def _request_created(
     phase: Phase,
     eligibility: EligibilityCheck | None,
     user_id: UserIdLookup | None,
+    waiting: WaitingCheck | None = None,
 ) -> Verdict:
     present = [k for k in DECISION_ANNOTATIONS if k in wire.annotations_of(new)]
     if present:
@@ -346,7 +351,7 @@ def _request_created(
         return _not_stamped("spec.requester and spec.requesterGroups")
     if resolved is not None and stamped_id != resolved:
         return _not_stamped("spec.requesterUserId")
-    return _request_valid(new, team, entitlement, limits, eligibility)
+    return _request_valid(new, team, entitlement, limits, eligibility, waiting)
 
 
 def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity, team: TeamOwnershipSpec | None) -> Verdict:
@@ -400,12 +405,14 @@ def _request_valid(
     entitlement: Entitlement | None,
     limits: request_rules.Limits,
     eligibility: EligibilityCheck | None,
+    waiting: WaitingCheck | None = None,
 ) -> Verdict:
-    """The checks the operator would make, made before the object exists (so `--dry-run=server` tells)."""
+    """The checks the operator would make, made before the object exists (so `--dry-run=server` tells);
+    and, last, whether a request that waits for an approver fits beside the requester's others."""
     try:
         request = AccessRequest.model_validate(dict(new))
         valid = request_rules.validate(request, entitlement, team, limits)
-        request_rules.route(valid)
+        waits = request_rules.route(valid) is request_rules.Route.NEEDS_APPROVAL and not valid.break_glass
         problem = eligibility(valid) if eligibility is not None else None
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -415,7 +422,9 @@ def _request_valid(
         return Refusal(str(exc), INVALID)
     if problem is not None:
         return Refusal(f"{problem}: ask your identity team to add you, then request again")
-    return ALLOW
+    # Asked last, of a request admitted in every other way: a yes counts it as waiting at once.
+    crowded = waiting(valid) if waits and waiting is not None else None
+    return Refusal(crowded) if crowded is not None else ALLOW
 
 
 def _as_stamped(verdict: Verdict, phase: Phase, added: Mapping[str, str], what: str) -> Verdict:

@@ -41,6 +41,9 @@ class Limits:
     pending_timeout: timedelta
     #: How far after its creation a request's `spec.startTime` may lie (`domain.schedule`).
     max_start_ahead: timedelta = schedule.DEFAULT_HORIZON
+    #: How many requests waiting for an approver one user may have at once (`waiting_problem`); 0: any
+    #: number, and several for the same access too.
+    max_pending_per_user: int = 5
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,57 @@ def route(valid: ValidRequest) -> Route:
             "is empty, so nobody can approve this request: the team must name approvers",
         )
     return Route.NEEDS_APPROVAL
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A request of the same user that waits for a decision (`waiting_problem`)."""
+
+    name: str
+    entitlement: str
+    #: It has a `spec.startTime`: access for a window of its own, not for now.
+    scheduled: bool = False
+    #: Its `creationTimestamp`; None while it is not stored yet.
+    created: datetime | None = None
+
+
+def waiting_problem(
+    name: str, valid: ValidRequest, scheduled: bool, waiting: Sequence[Waiting], limits: Limits, now: datetime
+) -> str | None:
+    """Why a request that waits for an approver must not be added to what its requester already has
+    waiting; None when it may.
+
+    Approvers are asked once per need: a second request for the same access now only asks them
+    again, and a user must not be able to bury them in requests until one is approved by mistake
+    (approval fatigue, as a flood of MFA prompts gets one accepted). So there is at most one such
+    request per entitlement for now (requests for windows of their own, `spec.startTime`, may be
+    several), and at most `limits.max_pending_per_user` in all (0 turns both off). Auto-approved and break-glass
+    requests wait for nobody, and the caller does not ask this of them. A request past its decision
+    deadline waits no more (no decision can reach it), even before the operator's timer marks it.
+    """
+    most = limits.max_pending_per_user
+    if not most:
+        return None
+    others = [w for w in waiting if w.name != name and not _past(decision_deadline(w.created, limits), now)]
+    entitlement = valid.entitlement.metadata.name
+    same = sorted(w.name for w in others if w.entitlement == entitlement and not w.scheduled)
+    if same and not scheduled:
+        return (
+            f"spec.entitlement: your AccessRequest {same[0]} for {entitlement} already waits for a decision by "
+            f"{approvers_text(valid.team, False)}, and a second request would only ask them again: wait for that "
+            f"decision, or withdraw it (`kubectl jit withdraw {same[0]}`) and then ask again"
+        )
+    if len(others) >= most:
+        return (
+            f"you already have {len(others)} requests waiting for a decision ({', '.join(sorted(w.name for w in others))}), "
+            f"the most one user may have waiting at once ({most}): wait for their decisions, or withdraw one you no "
+            "longer need (`kubectl jit withdraw NAME`), then ask again"
+        )
+    return None
+
+
+def _past(deadline: datetime | None, now: datetime) -> bool:
+    return deadline is not None and deadline <= now
 
 
 def _auto_approved(valid: ValidRequest) -> bool:

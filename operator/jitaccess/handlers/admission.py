@@ -28,13 +28,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, PermissionCatalog, TeamOwnershipSpec
 from jitaccess.domain import admission
 from jitaccess.domain import breakglass as break_glass_rules
@@ -152,6 +153,7 @@ async def _review_request(
     teams: Index,
     entitlements: Index,
     warnings: list[str],
+    dryrun: bool = False,
 ) -> tuple[Verdict, Caller]:
     rt, operator = _context(memo)
     caller = admission.caller_of(userinfo)
@@ -193,6 +195,15 @@ async def _review_request(
                 503,
             )
 
+    def waiting(valid: request_rules.ValidRequest) -> str | None:
+        # The name the API server gave it (a generated one too); a dry run counts as nothing.
+        name = wire.name_of(new) or f"unnamed-{uuid.uuid4().hex[:8]}"
+        mine = request_rules.Waiting(name, valid.entitlement.metadata.name, bool(wire.spec(new).get("startTime")))
+        check = functools.partial(
+            request_rules.waiting_problem, name, valid, mine.scheduled, limits=rt.settings.limits, now=now()
+        )
+        return check(rt.waiting.of(caller.username)) if dryrun else rt.waiting.admit(caller.username, mine, check)
+
     creates = operation == "CREATE"
     asks = creates and phase is Phase.VALIDATE
     review = functools.partial(
@@ -210,6 +221,7 @@ async def _review_request(
         eligibility=eligibility if asks else None,
         user_id=user_id if creates else None,
         earlier_break_glass=functools.partial(_earlier_break_glass, rt) if asks else None,
+        waiting=waiting if asks else None,
     )
     # Only a new request asks Identity Center (blocking calls); every other review is pure.
     verdict = await asyncio.to_thread(review) if creates else review()
@@ -273,7 +285,7 @@ async def check_request(
     request deleted while the access it led to has not ended, nor by anyone but its requester (while
     pending) or an approver of its owner team."""
     verdict, caller = await _review_request(
-        Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, warnings
+        Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, warnings, dryrun
     )
     _enforce(verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
 

@@ -9,6 +9,7 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
   start-up as well, so a restarted operator knows every live grant before it expires any;
 - `active`: Active grants and whose they are (the gauges, the eligibility re-check);
 - `pending`: requests awaiting a decision, with what their deadlines depend on and whose they are;
+- `waiting`: the same by requester, from their creation on (the approval-fatigue limits at admission);
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
 - `requests`: every stored request's uid (is an active grant's request still there?).
 
@@ -118,6 +119,21 @@ def pending(obj: Mapping[str, Any]) -> Pending | None:
     return Pending(str(metadata.get("name", "")), created, escalated, requester, str(user_id) if user_id else None)
 
 
+def waiting(obj: Mapping[str, Any]) -> tuple[str, request_rules.Waiting] | None:
+    """A stored request that waits for a decision, under its requester: neither decided nor finished
+    (the operator may not have seen it yet); None for any other, and for break-glass (it waits for
+    nobody)."""
+    decided = wire.is_true(obj, names.APPROVED) or wire.is_true(obj, names.DENIED)
+    if decided or wire.ready_reason(obj) not in (None, names.PENDING):
+        return None
+    spec = wire.spec(obj)
+    requester = str(spec.get("requester") or "")
+    if not requester or spec.get("breakGlass"):
+        return None
+    entitlement, scheduled = str(spec.get("entitlement") or ""), bool(spec.get("startTime"))
+    return requester, request_rules.Waiting(wire.name_of(obj), entitlement, scheduled, wire.created_at(obj))
+
+
 def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:
     """A finished grant, or a request that ended without a grant, and when it ended; else None."""
     if wire.ready_reason(obj) not in names.REQUEST_FINISHED:
@@ -163,8 +179,9 @@ async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
 async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
     gone = type == "DELETED"
-    waiting = None if gone else pending(body)
-    rt.pending.observe(name, None if waiting is None else (_entitlement(body), waiting))
+    undecided = None if gone else pending(body)
+    rt.pending.observe(name, None if undecided is None else (_entitlement(body), undecided))
+    rt.waiting.observe(name, None if gone else waiting(body))
     done = None if gone else ended(names.REQUESTS, body)
     rt.finished.observe(f"{names.REQUESTS}/{name}", None if done is None else (_entitlement(body), done))
     rt.requests.observe(name, None if gone else str(body.metadata.uid or ""))

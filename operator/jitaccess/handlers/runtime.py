@@ -33,6 +33,7 @@ from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.ssoadmin import SsoAdmin
 from jitaccess.domain.following import Laggards
+from jitaccess.domain.requests import Waiting
 from jitaccess.handlers.known_requests import KnownRequests
 from jitaccess.handlers.scheduler import ExpiryScheduler
 from jitaccess.settings import Settings
@@ -48,6 +49,9 @@ _HANDOFF_SECONDS = 5.0
 # A grant its request's handler provisions itself is forgotten if kopf never runs the grant's own
 # handler for it (kopf can see the grant first once it is `Active`, with nothing left to do).
 _PROVISION_MEMORY_SECONDS = 60.0
+# A request admitted here counts as waiting until the watch shows it (normally milliseconds), or
+# this long if it never does (refused after this webhook, by a policy or another webhook).
+_ADMITTED_SECONDS = 15.0
 T = TypeVar("T")
 
 
@@ -113,6 +117,51 @@ class Handoffs:
         with self._lock:
             item = self._items.pop(key, None)
         return item[1] if item is not None and time.monotonic() - item[0] <= self._seconds else None
+
+
+class WaitingRequests:
+    """Requests that wait for a decision, by requester (`requests.waiting_problem` asks of them).
+
+    Kept from the watch (`observe`: stored requests neither decided nor finished), and with the
+    requests this replica has just admitted and the watch does not show yet (`admit`): requests
+    created at the same moment are each checked before any of them is stored, and without these
+    every one of them would find nothing waiting. A replica knows only its own admissions, so with
+    N replicas at most N such requests can pass at the same moment.
+    """
+
+    def __init__(self, seconds: float = _ADMITTED_SECONDS) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._stored = ObjectIndex()
+        # name -> (requester, what waits, when admitted)
+        self._admitted: dict[str, tuple[str, Waiting, float]] = {}
+
+    def observe(self, name: str, entry: tuple[str, Waiting] | None) -> None:
+        """The watch's view of request `name`: (requester, what waits), or None (decided, finished, gone)."""
+        with self._lock:
+            self._stored.observe(name, entry)
+            self._admitted.pop(name, None)  # from now on the watch knows it
+
+    def of(self, user: str) -> list[Waiting]:
+        with self._lock:
+            return self._of(user)
+
+    def admit(self, user: str, waiting: Waiting, check: Callable[[list[Waiting]], str | None]) -> str | None:
+        """`check` the user's waiting requests; when it finds no problem, count `waiting` among them
+        until the watch shows it. Both under one lock, so that concurrent admissions see each other."""
+        with self._lock:
+            problem = check(self._of(user))
+            if problem is None:
+                self._admitted[waiting.name] = (user, waiting, time.monotonic())
+            return problem
+
+    def _of(self, user: str) -> list[Waiting]:
+        now = time.monotonic()
+        for stale in [n for n, (_, _, at) in self._admitted.items() if now - at > self._seconds]:
+            del self._admitted[stale]
+        stored = {w.name: w for w in self._stored.get(user, ())}
+        admitted = {w.name: w for who, w, _ in self._admitted.values() if who == user and w.name not in stored}
+        return [*stored.values(), *admitted.values()]
 
 
 class Provisions:
@@ -200,6 +249,8 @@ class Runtime:
     holders: ObjectIndex = field(default_factory=ObjectIndex)
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
+    # Requests that wait for a decision, by requester (the approval-fatigue limits at admission).
+    waiting: WaitingRequests = field(default_factory=WaitingRequests)
     # Approved requests waiting for their spec.startTime, by entitlement: see `handlers.starts`.
     starts: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)

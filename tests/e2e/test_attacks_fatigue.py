@@ -1,0 +1,135 @@
+"""Attacks 90-93 of docs/security.md: approvers buried in requests (approval fatigue).
+
+A requester who may ask for another team's access can ask again and again, hoping that a tired
+approver approves one by mistake, as a flood of MFA prompts gets one accepted. Admission lets a
+user have one request for the same access waiting for a decision, and a few in all
+(`JITACCESS_MAX_PENDING_PER_USER`, 5 here as by default); what waits for nobody (auto-approved, break-glass)
+is never held back. The same style as `test_attacks.py`: real identities, plain kubectl, the real
+API server with the operator's webhooks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support.harness import Jit, eventually
+
+pytestmark = pytest.mark.e2e
+
+ALICE, LENA = "alice@example.com", "lena@example.com"
+PAYMENTS, LEDGER = "prod-eng-payments", "prod-eng-ledger"
+
+
+def refused(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert result.returncode != 0, f"{result.args} was accepted:\n{result.stdout}"
+    for fragment in fragments:
+        assert fragment in result.stderr, f"{fragment!r} not in:\n{result.stderr}"
+    return result.stderr
+
+
+def at(hours: float) -> str:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def waits(system: Jit, name: str) -> None:
+    system.wait_reason("accessrequest", name, "Pending")
+
+
+# --- 90. a second request for the same access while the first waits ----------------------------
+
+
+def test_90_a_second_request_for_what_already_waits_is_refused(system: Jit) -> None:
+    assert system.request("alice-ledger-1", LEDGER, user=ALICE).returncode == 0
+    waits(system, "alice-ledger-1")
+
+    message = refused(
+        system.request("alice-ledger-2", LEDGER, user=ALICE, check=False),
+        "AccessRequest alice-ledger-1 for prod-eng-ledger already waits for a decision by lena@example.com",
+        "kubectl jit withdraw alice-ledger-1",
+    )
+    assert "spec.entitlement" in message
+    # A dry run gets the same answer, and holds nothing back for later.
+    dry = system.kubectl(
+        "create", "--dry-run=server", "-f", "-", user=ALICE, check=False, input=_manifest("alice-ledger-3", LEDGER)
+    )
+    refused(dry, "alice-ledger-1 for prod-eng-ledger already waits")
+    assert system.get("accessrequest", "alice-ledger-2") is None
+    assert system.get("accessrequest", "alice-ledger-3") is None
+
+    # Withdrawn, the first no longer waits: asking again is admitted at once.
+    system.kubectl("delete", "accessrequest", "alice-ledger-1", user=ALICE)
+    eventually(lambda: system.get("accessrequest", "alice-ledger-1") is None or None, 10, what="withdrawn")
+    assert system.request("alice-ledger-2", LEDGER, user=ALICE).returncode == 0
+    waits(system, "alice-ledger-2")
+    # Decided, it no longer waits either.
+    system.kubectl("annotate", "accessrequest", "alice-ledger-2", "jitaccess.dev/denied=true", user=LENA)
+    system.wait_reason("accessrequest", "alice-ledger-2", "Denied")
+    assert system.request("alice-ledger-4", LEDGER, user=ALICE).returncode == 0
+    assert system.members(LEDGER) == set()
+
+
+# --- 91. many requests created at the same moment ---------------------------------------------------
+
+
+def test_91_requests_created_at_the_same_moment_are_admitted_once(system: Jit) -> None:
+    names = [f"alice-burst-{i:02d}" for i in range(12)]
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = list(pool.map(lambda n: system.request(n, LEDGER, user=ALICE, check=False), names))
+    admitted = [n for n, r in zip(names, results, strict=True) if r.returncode == 0]
+    # One replica answers (the tier's operator, or the survivor of two): each call is checked
+    # against the others it admitted, stored or not yet.
+    assert len(admitted) == 1, admitted
+    for name, result in zip(names, results, strict=True):
+        if name not in admitted:
+            refused(result, f"AccessRequest {admitted[0]} for prod-eng-ledger already waits")
+    stored = system.kubectl("get", "accessrequests", "-o", "name").stdout.split()
+    assert stored == [f"accessrequest.jitaccess.dev/{admitted[0]}"]
+    waits(system, admitted[0])
+    assert system.members(LEDGER) == set()
+
+
+# --- 92. requests for several windows, up to the limit ----------------------------------------------
+
+
+def test_92_beyond_the_limit_of_waiting_requests_is_refused(system: Jit) -> None:
+    # Windows of their own are not the same access twice, but each waits for an approver.
+    for hour in range(1, 6):
+        assert system.request(f"alice-window-{hour}", LEDGER, user=ALICE, startTime=at(hour)).returncode == 0
+    refused(
+        system.request("alice-window-6", LEDGER, user=ALICE, startTime=at(6), check=False),
+        "you already have 5 requests waiting for a decision (alice-window-1, alice-window-2",
+        "the most one user may have waiting at once (5)",
+        "kubectl jit withdraw NAME",
+    )
+    # Another user is not held back by alice's.
+    assert system.request("paula-ledger", LEDGER, user="paula@example.com").returncode == 0
+    # One approved leaves room for one more.
+    system.kubectl("annotate", "accessrequest", "alice-window-1", "jitaccess.dev/approved=true", user=LENA)
+    system.wait_reason("accessrequest", "alice-window-1", "Scheduled")
+    assert system.request("alice-window-6", LEDGER, user=ALICE, startTime=at(6)).returncode == 0
+    assert system.members(LEDGER) == set()
+
+
+# --- 93. what waits for nobody is never held back ---------------------------------------------------
+
+
+def test_93_auto_approved_requests_are_not_held_back(system: Jit) -> None:
+    for hour in range(1, 6):
+        assert system.request(f"alice-later-{hour}", LEDGER, user=ALICE, startTime=at(hour)).returncode == 0
+    # At the limit for what waits, alice's own team's access is still granted at once, twice.
+    for name in ("alice-own-1", "alice-own-2"):
+        assert system.request(name, PAYMENTS, user=ALICE, duration="1h").returncode == 0
+        system.wait_reason("accessgrant", name, "Active")
+    assert system.members(PAYMENTS) == {ALICE}
+
+
+def _manifest(name: str, entitlement: str) -> str:
+    return (
+        "apiVersion: jitaccess.dev/v1alpha1\nkind: AccessRequest\n"
+        f"metadata: {{name: {name}}}\nspec: {{entitlement: {entitlement}, reason: INFRA-1 e2e test}}\n"
+    )
