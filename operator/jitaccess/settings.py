@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     )
 
     pending_timeout_seconds: float = Field(default=24 * 3600, gt=0)
+    requests_per_user_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="AccessRequests one user may create per minute on each replica (each asks Identity Center); 0 = any",
+    )
     max_pending_per_user: int = Field(
         default=5,
         ge=0,

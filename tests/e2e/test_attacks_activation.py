@@ -22,8 +22,7 @@ from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
 
-from devenv.operator_process import OperatorProcess
-from tests.support.harness import OPERATOR_ENV, Jit, eventually
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -49,18 +48,9 @@ def no_access(system: Jit, name: str) -> None:
 def short_timeout(jit: Jit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jit]:
     """The system with an operator whose requests time out after TIMEOUT_SECONDS, in place of the
     shared one (two operators would both serve the webhooks and act on every request)."""
-    jit.operator.stop()
-    log_file = tmp_path_factory.mktemp("operator-short-timeout") / "operator.log"
-    env = {**OPERATOR_ENV, "JITACCESS_PENDING_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS)}
-    operator = OperatorProcess(jit.cluster.admin_kubeconfig, jit.ic.env(), log_file, extra_env=env)
-    operator.start()
-    system = Jit(jit.cluster, jit.ic, operator)
-    try:
+    log_dir = tmp_path_factory.mktemp("operator-short-timeout")
+    with jit.replaced(log_dir, JITACCESS_PENDING_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS)) as system:
         yield system
-        system.clean()
-    finally:
-        operator.stop()
-        jit.operator.start()
 
 
 def test_23_an_approval_just_after_the_deadline_is_refused_and_grants_nothing(short_timeout: Jit) -> None:

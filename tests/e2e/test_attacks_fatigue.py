@@ -1,17 +1,21 @@
-"""Attacks 90-93 of docs/security.md: approvers buried in requests (approval fatigue).
+"""Attacks 90-94 of docs/security.md: approvers buried in requests (approval fatigue), and the
+identity store's quota used up by a script creating requests.
 
 A requester who may ask for another team's access can ask again and again, hoping that a tired
 approver approves one by mistake, as a flood of MFA prompts gets one accepted. Admission lets a
 user have one request for the same access waiting for a decision, and a few in all
 (`JITACCESS_MAX_PENDING_PER_USER`, 5 here as by default); what waits for nobody (auto-approved, break-glass)
-is never held back. The same style as `test_attacks.py`: real identities, plain kubectl, the real
+is never held back. Each creation asks Identity Center, so one user may create only so many a minute
+(`JITACCESS_REQUESTS_PER_USER_PER_MINUTE`). The same style as `test_attacks.py`: real identities, plain kubectl, the real
 API server with the operator's webhooks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -126,6 +130,55 @@ def test_93_auto_approved_requests_are_not_held_back(system: Jit) -> None:
         assert system.request(name, PAYMENTS, user=ALICE, duration="1h").returncode == 0
         system.wait_reason("accessgrant", name, "Active")
     assert system.members(PAYMENTS) == {ALICE}
+
+
+# --- 94. a script creating requests, to use up the Identity Center quota ---------------------------------
+
+PER_MINUTE = 4
+
+
+@pytest.fixture
+def paced(jit: Jit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jit]:
+    """The system with an operator that lets a user create PER_MINUTE requests a minute, in place
+    of the shared one (two operators would both serve the webhooks and act on every request)."""
+    log_dir = tmp_path_factory.mktemp("operator-paced")
+    with jit.replaced(log_dir, JITACCESS_REQUESTS_PER_USER_PER_MINUTE=str(PER_MINUTE)) as system:
+        yield system
+
+
+def test_94_a_user_creating_requests_in_a_loop_is_refused_before_identity_center_is_asked(paced: Jit) -> None:
+    system = paced
+    # Four at once, of any kind (a dry run, one refused as a duplicate, one granted) count alike.
+    dry = system.kubectl("create", "--dry-run=server", "-f", "-", user=ALICE, check=False, input=_manifest("d", LEDGER))
+    assert dry.returncode == 0, dry.stderr
+    assert system.request("loop-1", LEDGER, user=ALICE).returncode == 0
+    refused(system.request("loop-2", LEDGER, user=ALICE, check=False), "already waits")
+    assert system.request("loop-3", PAYMENTS, user=ALICE, duration="1h").returncode == 0
+    system.wait_reason("accessgrant", "loop-3", "Active")
+    # Who the caller is: the first thing admission asks Identity Center of a new request.
+    asked = system.ic.faults.calls.get("GetUserId", 0)
+    assert asked > 0
+
+    message = refused(
+        system.request("loop-4", PAYMENTS, user=ALICE, duration="1h", check=False),
+        f"you are creating AccessRequests faster than the {PER_MINUTE} a minute one user may",
+        "try again in",
+    )
+    wait = re.search(r"try again in (\d+) s", message)
+    assert wait is not None and 1 <= int(wait.group(1)) <= 60 // PER_MINUTE, message
+    assert system.ic.faults.calls.get("GetUserId", 0) == asked, "Identity Center was asked about a refused creation"
+    assert system.get("accessrequest", "loop-4") is None
+    # Another user's requests go on.
+    assert system.request("paula-own", PAYMENTS, user="paula@example.com", duration="1h").returncode == 0
+    system.wait_reason("accessgrant", "paula-own", "Active")
+    # A minute's pace later (one every 15 s here), alice may create one more.
+    eventually(
+        lambda: system.request("loop-4", PAYMENTS, user=ALICE, duration="1h", check=False).returncode == 0 or None,
+        timeout=20,
+        interval=1,
+        what="alice's next request admitted",
+    )
+    system.wait_reason("accessgrant", "loop-4", "Active")
 
 
 def _manifest(name: str, entitlement: str) -> str:

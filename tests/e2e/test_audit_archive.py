@@ -131,7 +131,12 @@ def test_every_decision_is_archived_exactly_once_through_s3_failures_and_two_cra
         jit.ic.faults.flaky(operation, 0.15, seed=16)
         jit.ic.faults.flaky(operation, 0.18, after_apply=True)
     # mallory's 60 requests for ledger's access wait at once: the approval-fatigue limits are off.
-    env = {"JITACCESS_PENDING_TIMEOUT_SECONDS": str(PENDING_TIMEOUT_SECONDS), "JITACCESS_MAX_PENDING_PER_USER": "0"}
+    env = {
+        "JITACCESS_PENDING_TIMEOUT_SECONDS": str(PENDING_TIMEOUT_SECONDS),
+        "JITACCESS_MAX_PENDING_PER_USER": "0",
+        # ... and 52 of each owner-team member's in a few seconds: their pace is not limited either.
+        "JITACCESS_REQUESTS_PER_USER_PER_MINUTE": "0",
+    }
     operator = archiving_operator(jit, tmp_path, bucket, **env).start()
     admin, lena = api_as(jit), api_as(jit, LENA)
     pool = ThreadPoolExecutor(len(AUTO) + 1)

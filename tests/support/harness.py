@@ -7,10 +7,12 @@ Waiting is always a poll against a deadline on the real objects, never a bare sl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -81,6 +83,24 @@ class Jit:
         self.operator = operator
 
     # --- kubectl as anyone -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def replaced(self, log_dir: Path, **env: str) -> Iterator[Jit]:
+        """This system with its operator replaced by one run with `env` on top of OPERATOR_ENV (two
+        operators would both serve the webhooks and act on every request); afterwards cleaned, and
+        the shared operator back."""
+        self.operator.stop()
+        log_file = log_dir / "operator.log"
+        operator = OperatorProcess(
+            self.cluster.admin_kubeconfig, self.ic.env(), log_file, extra_env={**OPERATOR_ENV, **env}
+        ).start()
+        system = Jit(self.cluster, self.ic, operator)
+        try:
+            yield system
+            system.clean()
+        finally:
+            operator.stop()
+            self.operator.start()
 
     def kubectl(self, *args: str, user: str | None = None, input: str | None = None, check: bool = True) -> Any:
         return self.cluster.kubectl(*args, user=user, input=input, check=check)

@@ -17,7 +17,7 @@ from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal
 from jitaccess.domain.requests import Limits, ValidRequest, Waiting
 from jitaccess.domain.teams import Caller
 from jitaccess.handlers import indexes
-from jitaccess.handlers.runtime import WaitingRequests
+from jitaccess.handlers.runtime import PerUser, WaitingRequests
 from tests.unit.factories import T0, entitlement, request, team
 
 LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24), max_pending_per_user=3)
@@ -226,3 +226,52 @@ def test_concurrent_admissions_see_each_other() -> None:
     for thread in threads:
         thread.join()
     assert answers.count(None) == 1 and answers.count("dup") == 15
+
+
+# --- how fast one user may create requests ---------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_user_may_create_per_minute_at_once_then_at_that_pace() -> None:
+    clock = Clock()
+    creations = PerUser(6, clock=clock)
+    assert [creations.take("bob") for _ in range(6)] == [0.0] * 6
+    assert creations.take("bob") == pytest.approx(10.0)  # one every 10 s
+    assert creations.take("alice") == 0.0  # each user has their own
+    clock.now += 5
+    assert creations.take("bob") == pytest.approx(5.0)  # a refusal takes nothing
+    clock.now += 5
+    assert creations.take("bob") == 0.0
+    assert creations.take("bob") == pytest.approx(10.0)
+    clock.now += 600
+    assert [creations.take("bob") for _ in range(7)][-2:] == [0.0, pytest.approx(10.0)]  # full again, no more
+
+
+def test_zero_per_minute_is_no_limit() -> None:
+    creations = PerUser(0)
+    assert {creations.take("bob") for _ in range(1000)} == {0.0}
+
+
+def test_users_idle_for_a_minute_are_forgotten_once_there_are_many() -> None:
+    clock = Clock()
+    creations = PerUser(2, clock=clock)
+    for n in range(1000):
+        creations.take(f"user-{n}")
+    creations.take("bob")
+    creations.take("bob")
+    clock.now += 61
+    assert creations.take("carol") == 0.0  # the pruning pass: only carol is left
+    assert len(creations._buckets) == 1
+    assert creations.take("bob") == 0.0  # bob's bucket had filled up again anyway
+
+
+def test_the_refusal_says_the_limit_and_when_to_try_again() -> None:
+    message = request_rules.creation_rate_problem(30, 1.2)
+    assert "faster than the 30 a minute one user may" in message and message.endswith("try again in 2 s")

@@ -64,18 +64,21 @@ class RateLimiter:
         with self._lock:
             return self._tokens + (self._clock() - self._stamp) * self.rate >= 1
 
-    def acquire(self) -> None:
+    def take(self) -> float:
+        """Take a token if there is one (0.0); else take none and say how long until there is one."""
         if self.rate <= 0:
-            return
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                wait = (1 - self._tokens) / self.rate
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return 0.0
+            return (1 - self._tokens) / self.rate
+
+    def acquire(self) -> None:
+        while (wait := self.take()) > 0:
             time.sleep(wait)
 
 

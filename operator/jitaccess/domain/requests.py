@@ -15,6 +15,7 @@ Eligibility (membership in Identity Center groups) needs I/O and is asked by the
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -247,6 +248,16 @@ def waiting_problem(
             "longer need (`kubectl jit withdraw NAME`), then ask again"
         )
     return None
+
+
+def creation_rate_problem(per_minute: int, wait: float) -> str:
+    """A user creating requests faster than the operator's limit: each one asks Identity Center at
+    admission, whose quota (per API, for the whole company) a script in a loop would otherwise take
+    from everyone else's requests."""
+    return (
+        f"you are creating AccessRequests faster than the {per_minute} a minute one user may (each one is "
+        f"checked with Identity Center, whose quota everyone's requests share): try again in {math.ceil(wait)} s"
+    )
 
 
 def _past(deadline: datetime | None, now: datetime) -> bool:

@@ -157,6 +157,12 @@ async def _review_request(
 ) -> tuple[Verdict, Caller]:
     rt, operator = _context(memo)
     caller = admission.caller_of(userinfo)
+    if phase is Phase.MUTATE and operation == "CREATE" and not operator.includes(caller):
+        # First, before Identity Center is asked anything: a dry run and a refused request count too.
+        wait = rt.creation_wait(caller.username)
+        if wait > 0:
+            per_minute = rt.settings.requests_per_user_per_minute
+            return Refusal(request_rules.creation_rate_problem(per_minute, wait)), caller
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
     # DELETE: who may withdraw a request depends on its owner team (the operator's own need no lookup).

@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.identitycenter import IdentityCenter, RateLimiter
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.ssoadmin import SsoAdmin
 from jitaccess.domain.following import Laggards
@@ -52,6 +52,8 @@ _PROVISION_MEMORY_SECONDS = 60.0
 # A request admitted here counts as waiting until the watch shows it (normally milliseconds), or
 # this long if it never does (refused after this webhook, by a policy or another webhook).
 _ADMITTED_SECONDS = 15.0
+# How many users' creation buckets a replica keeps before it drops those unused for a minute.
+_PER_USER_PRUNE_AT = 1000
 T = TypeVar("T")
 
 
@@ -117,6 +119,32 @@ class Handoffs:
         with self._lock:
             item = self._items.pop(key, None)
         return item[1] if item is not None and time.monotonic() - item[0] <= self._seconds else None
+
+
+class PerUser:
+    """A token bucket per user (`RateLimiter`, `per_minute` a minute, as many at once): how fast
+    each may create AccessRequests on this replica. A bucket unused for a minute is full again and
+    is dropped, so memory follows the users who created something in the last minute."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[RateLimiter, float]] = {}
+
+    def take(self, user: str) -> float:
+        """0.0 if `user` may create one now (and it counts), else the seconds until they may."""
+        if self.per_minute <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            if len(self._buckets) >= _PER_USER_PRUNE_AT:
+                self._buckets = {u: b for u, b in self._buckets.items() if now - b[1] < 60}
+            bucket = self._buckets.get(user, (None, now))[0] or RateLimiter(
+                self.per_minute / 60, burst=self.per_minute, clock=self._clock
+            )
+            self._buckets[user] = (bucket, now)
+        return bucket.take()
 
 
 class WaitingRequests:
@@ -268,6 +296,13 @@ class Runtime:
     provisions: Provisions = field(default_factory=Provisions)
     _pool: ThreadPoolExecutor | None = None
     _granting_pool: ThreadPoolExecutor | None = None
+    _creations: PerUser | None = None
+
+    def creation_wait(self, user: str) -> float:
+        """0.0 if `user` may create an AccessRequest now (it counts), else the seconds until then."""
+        if self._creations is None:
+            self._creations = PerUser(self.settings.requests_per_user_per_minute)
+        return self._creations.take(user)
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking handler body in the handlers' own threads (see the module doc)."""
