@@ -43,6 +43,12 @@ AUDIT_EVENTS = Counter(
     "Decisions and findings recorded as Events and audit log lines (Granted, Expired, DriftFound, ...)",
     ["event"],
 )
+REQUESTS_LIMITED = Counter(
+    "jitaccess_requests_limited_total",
+    "AccessRequests refused at creation by a per-user limit (approval fatigue, domain.requests): "
+    "waiting (one per access, JITACCESS_MAX_PENDING_PER_USER in all), pace (JITACCESS_REQUESTS_PER_USER_PER_MINUTE)",
+    ["limit"],
+)
 BREAK_GLASS = Counter(
     "jitaccess_break_glass_total",
     "Break-glass requests approved by their requester (domain.breakglass)",

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.e2e.test_metrics import grown, scrape
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +51,7 @@ def waits(system: Jit, name: str) -> None:
 def test_90_a_second_request_for_what_already_waits_is_refused(system: Jit) -> None:
     assert system.request("alice-ledger-1", LEDGER, user=ALICE).returncode == 0
     waits(system, "alice-ledger-1")
+    before = scrape(system)
 
     message = refused(
         system.request("alice-ledger-2", LEDGER, user=ALICE, check=False),
@@ -64,6 +66,7 @@ def test_90_a_second_request_for_what_already_waits_is_refused(system: Jit) -> N
     refused(dry, "alice-ledger-1 for prod-eng-ledger already waits")
     assert system.get("accessrequest", "alice-ledger-2") is None
     assert system.get("accessrequest", "alice-ledger-3") is None
+    assert grown(before, scrape(system), "jitaccess_requests_limited_total", limit="waiting") == 2
 
     # Withdrawn, the first no longer waits: asking again is admitted at once.
     system.kubectl("delete", "accessrequest", "alice-ledger-1", user=ALICE)
@@ -158,6 +161,7 @@ def test_94_a_user_creating_requests_in_a_loop_is_refused_before_identity_center
     # Who the caller is: the first thing admission asks Identity Center of a new request.
     asked = system.ic.faults.calls.get("GetUserId", 0)
     assert asked > 0
+    before = scrape(system)
 
     message = refused(
         system.request("loop-4", PAYMENTS, user=ALICE, duration="1h", check=False),
@@ -167,6 +171,7 @@ def test_94_a_user_creating_requests_in_a_loop_is_refused_before_identity_center
     wait = re.search(r"try again in (\d+) s", message)
     assert wait is not None and 1 <= int(wait.group(1)) <= 60 // PER_MINUTE, message
     assert system.ic.faults.calls.get("GetUserId", 0) == asked, "Identity Center was asked about a refused creation"
+    assert grown(before, scrape(system), "jitaccess_requests_limited_total", limit="pace") == 1
     assert system.get("accessrequest", "loop-4") is None
     # Another user's requests go on.
     assert system.request("paula-own", PAYMENTS, user="paula@example.com", duration="1h").returncode == 0

@@ -35,6 +35,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, PermissionCatalog, TeamOwnershipSpec
 from jitaccess.domain import admission
@@ -161,6 +162,7 @@ async def _review_request(
         # First, before Identity Center is asked anything: a dry run and a refused request count too.
         wait = rt.creation_wait(caller.username)
         if wait > 0:
+            metrics.REQUESTS_LIMITED.labels("pace").inc()
             per_minute = rt.settings.requests_per_user_per_minute
             return Refusal(request_rules.creation_rate_problem(per_minute, wait)), caller
     entitlement: Entitlement | None = None
@@ -208,7 +210,10 @@ async def _review_request(
         check = functools.partial(
             request_rules.waiting_problem, name, valid, mine.scheduled, limits=rt.settings.limits, now=now()
         )
-        return check(rt.waiting.of(caller.username)) if dryrun else rt.waiting.admit(caller.username, mine, check)
+        problem = check(rt.waiting.of(caller.username)) if dryrun else rt.waiting.admit(caller.username, mine, check)
+        if problem is not None:
+            metrics.REQUESTS_LIMITED.labels("waiting").inc()
+        return problem
 
     creates = operation == "CREATE"
     asks = creates and phase is Phase.VALIDATE
