@@ -31,7 +31,7 @@ from jitaccess.domain.election import Timing
 from jitaccess.handlers import parts, startup
 from jitaccess.handlers.leadership import Always, Elector, Leadership
 from jitaccess.logs import configure_logging
-from jitaccess.settings import Settings
+from jitaccess.settings import Settings, load
 
 log = logging.getLogger("jitaccess.main")
 _NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = load()
     configure_logging(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
     failed = asyncio.run(run(settings, args.liveness))
     if failed:

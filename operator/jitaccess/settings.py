@@ -2,14 +2,17 @@
 
 Durations are given in seconds here (they are operator tuning, not user input), so tests and
 benchmarks can run seconds-long grants with `JITACCESS_MIN_DURATION_SECONDS=1`.
+
+The operator reads them with `load()`: a bad value stops it before it does anything, with one line
+per bad variable saying what is wrong and what the setting is for, not a traceback.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jitaccess.domain.requests import Limits
@@ -169,6 +172,17 @@ class Settings(BaseSettings):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _election_timing(self) -> Self:
+        timing = (self.retry_period_seconds, self.renew_deadline_seconds, self.lease_duration_seconds)
+        if self.leader_election and not timing[0] < timing[1] < timing[2]:
+            raise ValueError(
+                "leader election needs JITACCESS_RETRY_PERIOD_SECONDS < JITACCESS_RENEW_DEADLINE_SECONDS < "
+                f"JITACCESS_LEASE_DURATION_SECONDS, and they are {timing[0]:g}, {timing[1]:g} and {timing[2]:g}: "
+                "a leader must stop acting before anyone else may take its Lease"
+            )
+        return self
+
     @property
     def retention(self) -> timedelta:
         return timedelta(seconds=self.retention_seconds)
@@ -181,3 +195,29 @@ class Settings(BaseSettings):
             max_start_ahead=timedelta(seconds=self.max_start_ahead_seconds),
             max_pending_per_user=self.max_pending_per_user,
         )
+
+
+class SettingsError(SystemExit):
+    """Settings that do not validate. A `SystemExit`: the process stops with this message and no
+    traceback, wherever the settings are first read (some handler modules read them on import)."""
+
+
+def load() -> Settings:
+    """The settings from the environment, or a `SettingsError` naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    lines = ["jitaccess cannot start: fix these settings (environment variables; the chart's config values):"]
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if not field:
+            lines.append(f"- {error['msg'].removeprefix('Value error, ')}")
+            continue
+        info = Settings.model_fields.get(field)
+        what = f" ({info.description})" if info is not None and info.description else ""
+        lines.append(f"- JITACCESS_{field.upper()}={error.get('input')!r}: {error['msg']}{what}")
+    return "\n".join(lines)

@@ -23,13 +23,13 @@ from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
-from jitaccess.settings import Settings
+from jitaccess.settings import load
 
 log = logging.getLogger(__name__)
 TEAM = (names.GROUP, names.VERSION, names.TEAMS)
 ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
 # Timer intervals are fixed when the handlers are registered, so they are read once here.
-RESYNC_SECONDS = Settings().resync_seconds
+RESYNC_SECONDS = load().resync_seconds
 
 
 @kopf.on.resume(*TEAM)

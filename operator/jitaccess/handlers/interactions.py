@@ -56,7 +56,7 @@ from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
 from jitaccess.handlers.common import NO_INDEX, Index
-from jitaccess.settings import Settings
+from jitaccess.settings import Settings, load
 
 log = logging.getLogger(__name__)
 
@@ -483,7 +483,7 @@ def _off_because(config: Settings) -> str | None:
 
 @kopf.on.startup()
 async def serve_interactions(memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
-    config: Settings = memo.get("settings") or Settings()
+    config: Settings = memo.get("settings") or load()
     off = _off_because(config)
     if off is not None:
         if off:

@@ -42,12 +42,12 @@ from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.handlers.schedules import looked_after
-from jitaccess.settings import Settings
+from jitaccess.settings import load
 
 log = logging.getLogger(__name__)
 ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
 # Timer intervals are fixed when the handlers are registered, so they are read once here.
-RECHECK_SECONDS = Settings().eligibility_recheck_seconds
+RECHECK_SECONDS = load().eligibility_recheck_seconds
 _MEMO_KEY = "eligibility_listings"
 
 

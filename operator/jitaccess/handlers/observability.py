@@ -19,7 +19,7 @@ import kopf
 from jitaccess.handlers.common import Index
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.observability import MetricsServer, State
-from jitaccess.settings import Settings
+from jitaccess.settings import Settings, load
 
 
 def take_snapshot(active: Index, pending: Index) -> State:
@@ -36,7 +36,7 @@ def take_snapshot(active: Index, pending: Index) -> State:
 @kopf.on.startup()
 async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
     runtime = memo.get("runtime")
-    config: Settings = runtime.settings if isinstance(runtime, Runtime) else memo.get("settings") or Settings()
+    config: Settings = runtime.settings if isinstance(runtime, Runtime) else memo.get("settings") or load()
     if not config.metrics_port or memo.get("metrics_server") is not None:
         return
 

@@ -49,11 +49,11 @@ from jitaccess.errors import InvalidInput, NotFound, PermanentFailure, RetryLate
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
-from jitaccess.settings import Settings
+from jitaccess.settings import load
 
 log = logging.getLogger(__name__)
 CATALOG = (names.GROUP, names.VERSION, names.CATALOGS)
-RESYNC_SECONDS = Settings().resync_seconds
+RESYNC_SECONDS = load().resync_seconds
 #: How often the denials are checked for entries whose time has come (a check of the status only).
 DENIAL_CHECK_SECONDS = min(5.0, RESYNC_SECONDS)
 #: The tag holding the digest last provisioned (written after the provisioning succeeded).

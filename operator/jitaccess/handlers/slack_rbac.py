@@ -21,7 +21,7 @@ from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names
 from jitaccess.domain import impersonation
 from jitaccess.handlers.interactions import impersonator_of
-from jitaccess.settings import Settings
+from jitaccess.settings import Settings, load
 
 log = logging.getLogger(__name__)
 _CHECKER, _CHECKED = "slack_impersonator_check", "slack_impersonator_checked"
@@ -30,7 +30,7 @@ REASON = "SlackApproverNotImpersonable"
 
 @kopf.on.startup()
 def impersonator_for_checks(memo: kopf.Memo, **_: Any) -> None:
-    config: Settings = memo.get("settings") or Settings()
+    config: Settings = memo.get("settings") or load()
     if config.slack_interactions_port and config.slack_signing_secret:
         memo[_CHECKER] = impersonator_of(config)
         memo[_CHECKED] = {}

@@ -21,7 +21,7 @@ from jitaccess.handlers.admission import OPERATOR_IDENTITY
 from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.leadership import Leadership
 from jitaccess.handlers.runtime import Runtime
-from jitaccess.settings import Settings
+from jitaccess.settings import Settings, load
 
 log = logging.getLogger(__name__)
 #: Memo keys `jitaccess.main` sets: this kopf operator is the admission part (`handlers.parts`),
@@ -35,7 +35,7 @@ NO_FINALIZER = f"{names.GROUP}/none"
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     runtime = memo.get("runtime")
-    config: Settings = runtime.settings if isinstance(runtime, Runtime) else memo.get("settings") or Settings()
+    config: Settings = runtime.settings if isinstance(runtime, Runtime) else memo.get("settings") or load()
 
     kopf_settings(settings, config)
     if memo.get(ADMISSION_PART):
