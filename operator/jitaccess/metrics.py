@@ -46,7 +46,8 @@ AUDIT_EVENTS = Counter(
 REQUESTS_LIMITED = Counter(
     "jitaccess_requests_limited_total",
     "AccessRequests refused at creation by a per-user limit (approval fatigue, domain.requests): "
-    "waiting (one per access, JITACCESS_MAX_PENDING_PER_USER in all), pace (JITACCESS_REQUESTS_PER_USER_PER_MINUTE)",
+    "waiting (one per access, JITACCESS_MAX_PENDING_PER_USER in all), asks (JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR), "
+    "pace (JITACCESS_REQUESTS_PER_USER_PER_MINUTE)",
     ["limit"],
 )
 BREAK_GLASS = Counter(

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         ge=0,
         description="AccessRequests one user may create per minute on each replica (each asks Identity Center); 0 = any",
     )
+    approval_requests_per_user_per_hour: int = Field(
+        default=12,
+        ge=0,
+        description="Requests that go to an approver one user may create per hour on each replica, withdrawn ones "
+        "included (approval fatigue); 0 = any",
+    )
     max_pending_per_user: int = Field(
         default=5,
         ge=0,

@@ -1,4 +1,4 @@
-"""Attacks 90-94 of docs/security.md: approvers buried in requests (approval fatigue), and the
+"""Attacks 90-95 of docs/security.md: approvers buried in requests (approval fatigue), and the
 identity store's quota used up by a script creating requests.
 
 A requester who may ask for another team's access can ask again and again, hoping that a tired
@@ -6,7 +6,8 @@ approver approves one by mistake, as a flood of MFA prompts gets one accepted. A
 user have one request for the same access waiting for a decision, and a few in all
 (`JITACCESS_MAX_PENDING_PER_USER`, 5 here as by default); what waits for nobody (auto-approved, break-glass)
 is never held back. Each creation asks Identity Center, so one user may create only so many a minute
-(`JITACCESS_REQUESTS_PER_USER_PER_MINUTE`). The same style as `test_attacks.py`: real identities, plain kubectl, the real
+(`JITACCESS_REQUESTS_PER_USER_PER_MINUTE`), and ask approvers only so many times an hour
+(`JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR`, off in the shared operator). The same style as `test_attacks.py`: real identities, plain kubectl, the real
 API server with the operator's webhooks.
 """
 
@@ -186,8 +187,60 @@ def test_94_a_user_creating_requests_in_a_loop_is_refused_before_identity_center
     system.wait_reason("accessgrant", "loop-4", "Active")
 
 
-def _manifest(name: str, entitlement: str) -> str:
+# --- 95. withdrawn and asked again, and again -------------------------------------------------------------
+
+ASKS_PER_HOUR = 3
+
+
+@pytest.fixture
+def counted(jit: Jit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jit]:
+    """The system with an operator that lets a user ask approvers ASKS_PER_HOUR times an hour."""
+    log_dir = tmp_path_factory.mktemp("operator-counted")
+    with jit.replaced(log_dir, JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR=str(ASKS_PER_HOUR)) as system:
+        yield system
+
+
+def test_95_asking_approvers_again_and_again_is_refused_withdrawn_requests_included(counted: Jit) -> None:
+    system = counted
+    names = [f"alice-ask-{hour}" for hour in range(ASKS_PER_HOUR)]
+    for hour, name in enumerate(names):
+        extra = {"startTime": at(hour)} if hour else {}
+        assert system.request(name, LEDGER, user=ALICE, **extra).returncode == 0
+        waits(system, name)
+    for name in names:  # withdrawn: nothing of alice's waits any more
+        system.kubectl("delete", "accessrequest", name, user=ALICE)
+    before = scrape(system)
+
+    message = refused(
+        system.request("alice-ask-again", LEDGER, user=ALICE, startTime=at(5), check=False),
+        f"you have asked approvers for access {ASKS_PER_HOUR} times within the last hour",
+        "withdrawn requests count too",
+        "or talk to an approver",
+    )
+    wait = re.search(r"ask again in (\d+)m", message)
+    assert wait is not None and int(wait.group(1)) <= 60 // ASKS_PER_HOUR, message
+    dry = system.kubectl(
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        user=ALICE,
+        check=False,
+        input=_manifest("alice-ask-dry", LEDGER, at(6)),
+    )
+    refused(dry, "you have asked approvers for access")
+    assert grown(before, scrape(system), "jitaccess_requests_limited_total", limit="asks") == 2
+    assert system.get("accessrequest", "alice-ask-again") is None
+    # What goes to no approver is not counted, and other users ask as before.
+    assert system.request("alice-own", PAYMENTS, user=ALICE, duration="1h").returncode == 0
+    system.wait_reason("accessgrant", "alice-own", "Active")
+    assert system.request("paula-ask", LEDGER, user="paula@example.com").returncode == 0
+    waits(system, "paula-ask")
+
+
+def _manifest(name: str, entitlement: str, start: str | None = None) -> str:
+    window = f", startTime: '{start}'" if start else ""
     return (
         "apiVersion: jitaccess.dev/v1alpha1\nkind: AccessRequest\n"
-        f"metadata: {{name: {name}}}\nspec: {{entitlement: {entitlement}, reason: INFRA-1 e2e test}}\n"
+        f"metadata: {{name: {name}}}\nspec: {{entitlement: {entitlement}, reason: INFRA-1 e2e test{window}}}\n"
     )

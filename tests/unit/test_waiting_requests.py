@@ -275,3 +275,21 @@ def test_users_idle_for_a_minute_are_forgotten_once_there_are_many() -> None:
 def test_the_refusal_says_the_limit_and_when_to_try_again() -> None:
     message = request_rules.creation_rate_problem(30, 1.2)
     assert "faster than the 30 a minute one user may" in message and message.endswith("try again in 2 s")
+
+
+def test_a_peek_answers_the_same_and_takes_nothing() -> None:
+    clock = Clock()
+    asks = PerUser(2, period=3600.0, clock=clock)
+    assert asks.take("bob", peek=True) == 0.0
+    assert [asks.take("bob"), asks.take("bob")] == [0.0, 0.0]
+    assert asks.take("bob", peek=True) == pytest.approx(1800.0)  # 2 an hour: one every 30 minutes
+    assert asks.take("bob") == pytest.approx(1800.0)
+    clock.now += 1800
+    assert asks.take("bob", peek=True) == 0.0
+    assert asks.take("bob") == 0.0
+
+
+def test_asking_too_often_says_when_to_ask_again() -> None:
+    message = request_rules.asks_problem(12, 289.2)
+    assert message.startswith("you have asked approvers for access 12 times within the last hour")
+    assert "withdrawn requests count too" in message and "ask again in 4m50s, or talk to an approver" in message

@@ -64,8 +64,9 @@ class RateLimiter:
         with self._lock:
             return self._tokens + (self._clock() - self._stamp) * self.rate >= 1
 
-    def take(self) -> float:
-        """Take a token if there is one (0.0); else take none and say how long until there is one."""
+    def take(self, *, peek: bool = False) -> float:
+        """Take a token if there is one (0.0); else take none and say how long until there is one.
+        `peek`: the same answer, and nothing taken either way."""
         if self.rate <= 0:
             return 0.0
         with self._lock:
@@ -73,7 +74,7 @@ class RateLimiter:
             self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
             if self._tokens >= 1:
-                self._tokens -= 1
+                self._tokens -= 0 if peek else 1
                 return 0.0
             return (1 - self._tokens) / self.rate
 

@@ -260,6 +260,16 @@ def creation_rate_problem(per_minute: int, wait: float) -> str:
     )
 
 
+def asks_problem(per_hour: int, wait: float) -> str:
+    """A user asking approvers more often than the operator's limit, withdrawn requests included:
+    withdrawing each request and asking again would otherwise keep approvers' prompts coming."""
+    return (
+        f"you have asked approvers for access {per_hour} times within the last hour, the most one user may "
+        "(withdrawn requests count too, so that approvers are not worn down into approving by mistake): ask "
+        f"again in {format_duration(timedelta(seconds=math.ceil(wait)))}, or talk to an approver"
+    )
+
+
 def _past(deadline: datetime | None, now: datetime) -> bool:
     return deadline is not None and deadline <= now
 

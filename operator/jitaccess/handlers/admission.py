@@ -207,12 +207,22 @@ async def _review_request(
         # The name the API server gave it (a generated one too); a dry run counts as nothing.
         name = wire.name_of(new) or f"unnamed-{uuid.uuid4().hex[:8]}"
         mine = request_rules.Waiting(name, valid.entitlement.metadata.name, bool(wire.spec(new).get("startTime")))
-        check = functools.partial(
-            request_rules.waiting_problem, name, valid, mine.scheduled, limits=rt.settings.limits, now=now()
-        )
+        limit = "waiting"
+
+        def check(others: list[request_rules.Waiting]) -> str | None:
+            nonlocal limit
+            problem = request_rules.waiting_problem(name, valid, mine.scheduled, others, rt.settings.limits, now())
+            # Last: a request refused for anything else has asked nobody, and takes nothing.
+            if problem is None and (wait := rt.ask_wait(caller.username, peek=dryrun)) > 0:
+                limit, problem = (
+                    "asks",
+                    request_rules.asks_problem(rt.settings.approval_requests_per_user_per_hour, wait),
+                )
+            return problem
+
         problem = check(rt.waiting.of(caller.username)) if dryrun else rt.waiting.admit(caller.username, mine, check)
         if problem is not None:
-            metrics.REQUESTS_LIMITED.labels("waiting").inc()
+            metrics.REQUESTS_LIMITED.labels(limit).inc()
         return problem
 
     creates = operation == "CREATE"

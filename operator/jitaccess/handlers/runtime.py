@@ -122,29 +122,29 @@ class Handoffs:
 
 
 class PerUser:
-    """A token bucket per user (`RateLimiter`, `per_minute` a minute, as many at once): how fast
-    each may create AccessRequests on this replica. A bucket unused for a minute is full again and
-    is dropped, so memory follows the users who created something in the last minute."""
+    """A token bucket per user (`RateLimiter`, `count` per `period` seconds, as many at once): how
+    often each may do something on this replica (create AccessRequests; ask approvers). A bucket
+    unused for a period is full again and is dropped, so memory follows the users active lately."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
+    def __init__(self, count: int, period: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.count, self.period = count, period
         self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, tuple[RateLimiter, float]] = {}
 
-    def take(self, user: str) -> float:
-        """0.0 if `user` may create one now (and it counts), else the seconds until they may."""
-        if self.per_minute <= 0:
+    def take(self, user: str, *, peek: bool = False) -> float:
+        """0.0 if `user` may now (and it counts, unless `peek`), else the seconds until they may."""
+        if self.count <= 0:
             return 0.0
         now = self._clock()
         with self._lock:
             if len(self._buckets) >= _PER_USER_PRUNE_AT:
-                self._buckets = {u: b for u, b in self._buckets.items() if now - b[1] < 60}
+                self._buckets = {u: b for u, b in self._buckets.items() if now - b[1] < self.period}
             bucket = self._buckets.get(user, (None, now))[0] or RateLimiter(
-                self.per_minute / 60, burst=self.per_minute, clock=self._clock
+                self.count / self.period, burst=self.count, clock=self._clock
             )
             self._buckets[user] = (bucket, now)
-        return bucket.take()
+        return bucket.take(peek=peek)
 
 
 class WaitingRequests:
@@ -297,12 +297,20 @@ class Runtime:
     _pool: ThreadPoolExecutor | None = None
     _granting_pool: ThreadPoolExecutor | None = None
     _creations: PerUser | None = None
+    _asks: PerUser | None = None
 
     def creation_wait(self, user: str) -> float:
         """0.0 if `user` may create an AccessRequest now (it counts), else the seconds until then."""
         if self._creations is None:
             self._creations = PerUser(self.settings.requests_per_user_per_minute)
         return self._creations.take(user)
+
+    def ask_wait(self, user: str, *, peek: bool = False) -> float:
+        """0.0 if `user` may ask approvers for access now (it counts, unless `peek`), else the
+        seconds until then (`approval_requests_per_user_per_hour`)."""
+        if self._asks is None:
+            self._asks = PerUser(self.settings.approval_requests_per_user_per_hour, period=3600.0)
+        return self._asks.take(user, peek=peek)
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking handler body in the handlers' own threads (see the module doc)."""
