@@ -7,7 +7,8 @@ user have one request for the same access waiting for a decision, and a few in a
 (`JITACCESS_MAX_PENDING_PER_USER`, 5 here as by default); what waits for nobody (auto-approved, break-glass)
 is never held back. Each creation asks Identity Center, so one user may create only so many a minute
 (`JITACCESS_REQUESTS_PER_USER_PER_MINUTE`), and ask approvers only so many times an hour
-(`JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR`, off in the shared operator). The same style as `test_attacks.py`: real identities, plain kubectl, the real
+(`JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR`): both off in the shared operator, whose tests
+create requests faster than people would, and on in the operators of attacks 94 and 95. The same style as `test_attacks.py`: real identities, plain kubectl, the real
 API server with the operator's webhooks.
 """
 

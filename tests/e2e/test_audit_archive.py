@@ -134,9 +134,6 @@ def test_every_decision_is_archived_exactly_once_through_s3_failures_and_two_cra
     env = {
         "JITACCESS_PENDING_TIMEOUT_SECONDS": str(PENDING_TIMEOUT_SECONDS),
         "JITACCESS_MAX_PENDING_PER_USER": "0",
-        # ... and 52 of each owner-team member's in a few seconds: their pace is not limited either.
-        "JITACCESS_REQUESTS_PER_USER_PER_MINUTE": "0",
-        "JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR": "0",
     }
     operator = archiving_operator(jit, tmp_path, bucket, **env).start()
     admin, lena = api_as(jit), api_as(jit, LENA)

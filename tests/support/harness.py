@@ -32,8 +32,10 @@ OPERATOR_ENV = {
     "JITACCESS_RESYNC_SECONDS": "5",
     "JITACCESS_PENDING_TIMEOUT_SECONDS": "120",
     "JITACCESS_REVOCATION_HOLD_SECONDS": "15",
-    # The suite has alice ask ledger's approvers dozens of times an hour; attack 95 runs an operator
-    # with this limit (tests/e2e/test_attacks_fatigue.py).
+    # The suite has alice create requests faster than a person would, and ask ledger's approvers
+    # dozens of times an hour: attacks 94 and 95 run operators with these limits
+    # (tests/e2e/test_attacks_fatigue.py).
+    "JITACCESS_REQUESTS_PER_USER_PER_MINUTE": "0",
     "JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR": "0",
 }
 #: The example Entitlements, which `Jit.apply_examples` waits for.
