@@ -7,12 +7,17 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 
 | kind                    | mutating (stamps)  | validating (final object)                     |
 |-------------------------|--------------------|-----------------------------------------------|
-| AccessRequest           | CREATE, UPDATE     | CREATE (+ validity, eligibility), UPDATE, DELETE |
+| AccessRequest           | CREATE (+ pace), UPDATE | CREATE (+ validity, eligibility, what waits), UPDATE, DELETE |
 | AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
 | TeamOwnership, Entitlement |                 | CREATE, UPDATE (kopf's bookkeeping only)      |
 | PermissionCatalog       |                    | CREATE, UPDATE (renders within AWS's limits)  |
 | AccessExtension         | CREATE, UPDATE     | `extension_admission`                         |
 | `status` of all six     |                    | UPDATE (the operator only)                    |
+
+A new request also meets its user's limits (docs/security.md, approval fatigue and floods): at
+MUTATE, how fast they create requests (`Runtime.creation_wait`), before Identity Center is asked;
+at VALIDATE, for one that goes to an approver, what they already have waiting
+(`Runtime.waiting`) and how often they asked approvers this hour (`Runtime.ask_wait`).
 
 Every webhook is `persistent` (kopf leaves it configured when the operator stops) and fails
 closed (`failurePolicy: Fail`): while the operator is down, the writes that need it are refused.
