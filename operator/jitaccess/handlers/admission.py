@@ -15,9 +15,9 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 | `status` of all six     |                    | UPDATE (the operator only)                    |
 
 A new request also meets its user's limits (docs/security.md, approval fatigue and floods): at
-MUTATE, how fast they create requests (`Runtime.creation_wait`), before Identity Center is asked;
+MUTATE, how fast they create requests (`Runtime.creations`), before Identity Center is asked;
 at VALIDATE, for one that goes to an approver, what they already have waiting
-(`Runtime.waiting`) and how often they asked approvers this hour (`Runtime.ask_wait`).
+(`Runtime.waiting`) and how often they asked approvers this hour (`Runtime.asks`).
 
 Every webhook is `persistent` (kopf leaves it configured when the operator stops) and fails
 closed (`failurePolicy: Fail`): while the operator is down, the writes that need it are refused.
@@ -165,7 +165,7 @@ async def _review_request(
     caller = admission.caller_of(userinfo)
     if phase is Phase.MUTATE and operation == "CREATE" and not operator.includes(caller):
         # First, before Identity Center is asked anything: a dry run and a refused request count too.
-        wait = rt.creation_wait(caller.username)
+        wait = rt.creations.take(caller.username)
         if wait > 0:
             metrics.REQUESTS_LIMITED.labels("pace").inc()
             per_minute = rt.settings.requests_per_user_per_minute
@@ -218,7 +218,7 @@ async def _review_request(
             nonlocal limit
             problem = request_rules.waiting_problem(name, valid, mine.scheduled, others, rt.settings.limits, now())
             # Last: a request refused for anything else has asked nobody, and takes nothing.
-            if problem is None and (wait := rt.ask_wait(caller.username, peek=dryrun)) > 0:
+            if problem is None and (wait := rt.asks.take(caller.username, peek=dryrun)) > 0:
                 limit, problem = (
                     "asks",
                     request_rules.asks_problem(rt.settings.approval_requests_per_user_per_hour, wait),

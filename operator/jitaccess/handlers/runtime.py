@@ -296,21 +296,14 @@ class Runtime:
     provisions: Provisions = field(default_factory=Provisions)
     _pool: ThreadPoolExecutor | None = None
     _granting_pool: ThreadPoolExecutor | None = None
-    _creations: PerUser | None = None
-    _asks: PerUser | None = None
+    # How fast each user creates AccessRequests, and how often they ask approvers (the limits at
+    # admission; docs/security.md, approval fatigue and floods).
+    creations: PerUser = field(init=False)
+    asks: PerUser = field(init=False)
 
-    def creation_wait(self, user: str) -> float:
-        """0.0 if `user` may create an AccessRequest now (it counts), else the seconds until then."""
-        if self._creations is None:
-            self._creations = PerUser(self.settings.requests_per_user_per_minute)
-        return self._creations.take(user)
-
-    def ask_wait(self, user: str, *, peek: bool = False) -> float:
-        """0.0 if `user` may ask approvers for access now (it counts, unless `peek`), else the
-        seconds until then (`approval_requests_per_user_per_hour`)."""
-        if self._asks is None:
-            self._asks = PerUser(self.settings.approval_requests_per_user_per_hour, period=3600.0)
-        return self._asks.take(user, peek=peek)
+    def __post_init__(self) -> None:
+        self.creations = PerUser(self.settings.requests_per_user_per_minute)
+        self.asks = PerUser(self.settings.approval_requests_per_user_per_hour, period=3600.0)
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking handler body in the handlers' own threads (see the module doc)."""
