@@ -44,12 +44,13 @@ class Settings(BaseSettings):
     requests_per_user_per_minute: int = Field(
         default=30,
         ge=0,
-        description="AccessRequests one user may create per minute on each replica (each asks Identity Center); 0 = any",
+        description="AccessRequests and AccessExtensions one user may create per minute on each replica (each request "
+        "asks Identity Center); 0 = any",
     )
     approval_requests_per_user_per_hour: int = Field(
         default=12,
         ge=0,
-        description="Requests that go to an approver one user may create per hour on each replica, withdrawn ones "
+        description="Requests and extensions that go to an approver one user may create per hour on each replica, withdrawn ones "
         "included (approval fatigue); 0 = any",
     )
     max_pending_per_user: int = Field(

@@ -1,4 +1,4 @@
-"""Attacks 90-95 of docs/security.md: approvers buried in requests (approval fatigue), and the
+"""Attacks 90-97 of docs/security.md: approvers buried in requests (approval fatigue), and the
 identity store's quota used up by a script creating requests.
 
 A requester who may ask for another team's access can ask again and again, hoping that a tired
@@ -237,6 +237,91 @@ def test_95_asking_approvers_again_and_again_is_refused_withdrawn_requests_inclu
     system.wait_reason("accessgrant", "alice-own", "Active")
     assert system.request("paula-ask", LEDGER, user="paula@example.com").returncode == 0
     waits(system, "paula-ask")
+
+
+# --- 96. an extension withdrawn and asked again, and again --------------------------------------------------
+
+
+def extend(system: Jit, name: str, grant: str, *, dry_run: bool = False) -> subprocess.CompletedProcess[str]:
+    manifest = (
+        "apiVersion: jitaccess.dev/v1alpha1\nkind: AccessExtension\n"
+        f"metadata: {{name: {name}}}\nspec: {{grant: {grant}, duration: 10m, reason: INFRA-1 more time}}\n"
+    )
+    flags = ["--dry-run=server"] if dry_run else []
+    result: subprocess.CompletedProcess[str] = system.kubectl(
+        "create", *flags, "-f", "-", user=ALICE, check=False, input=manifest
+    )
+    return result
+
+
+def test_96_an_extension_withdrawn_and_asked_again_takes_from_the_same_hourly_count(counted: Jit) -> None:
+    system = counted
+    # The request that gave alice ledger's access was the first time she asked its approvers.
+    assert system.request("alice-ledger", LEDGER, user=ALICE, duration="1h").returncode == 0
+    waits(system, "alice-ledger")
+    system.kubectl("annotate", "accessrequest", "alice-ledger", "jitaccess.dev/approved=true", user=LENA)
+    system.wait_reason("accessgrant", "alice-ledger", "Active")
+    for number in range(1, ASKS_PER_HOUR):
+        name = f"alice-more-{number}"
+        created = extend(system, name, "alice-ledger")
+        assert created.returncode == 0, created.stderr
+        system.wait_reason("accessextension", name, "Pending")
+        system.kubectl("delete", "accessextension", name, user=ALICE)  # withdrawn: nothing waits
+    before = scrape(system)
+
+    refused(
+        extend(system, "alice-more-again", "alice-ledger"),
+        f"you have asked approvers for access {ASKS_PER_HOUR} times within the last hour",
+        "ask again in",
+    )
+    refused(extend(system, "alice-more-dry", "alice-ledger", dry_run=True), "you have asked approvers for access")
+    assert grown(before, scrape(system), "jitaccess_requests_limited_total", limit="asks") == 2
+    assert system.get("accessextension", "alice-more-again") is None
+    grant = system.get("accessgrant", "alice-ledger") or {}
+    assert not grant["status"].get("extensions"), "the grant was extended"
+    # An extension of her own team's access goes to no approver, and is not held back.
+    assert system.request("alice-own", PAYMENTS, user=ALICE, duration="1h").returncode == 0
+    system.wait_reason("accessgrant", "alice-own", "Active")
+    created = extend(system, "alice-own-more", "alice-own")
+    assert created.returncode == 0, created.stderr
+    system.wait_reason("accessextension", "alice-own-more", "Extended")
+    system.kubectl("delete", "accessextensions", "--all", "--wait=false", check=False)
+
+
+# --- 97. extensions created in a loop ------------------------------------------------------------------------
+
+
+def test_97_extensions_created_in_a_loop_take_from_the_same_pace_as_requests(paced: Jit) -> None:
+    system = paced
+    assert system.request("alice-own", PAYMENTS, user=ALICE, duration="1h").returncode == 0
+    system.wait_reason("accessgrant", "alice-own", "Active")
+    # The request and three dry-run extensions: PER_MINUTE creations in all.
+    for number in range(PER_MINUTE - 1):
+        dry = extend(system, f"alice-dry-{number}", "alice-own", dry_run=True)
+        assert dry.returncode == 0, dry.stderr
+    before = scrape(system)
+
+    message = refused(
+        extend(system, "alice-loop", "alice-own"),
+        f"you are creating AccessExtensions faster than the {PER_MINUTE} a minute one user may",
+        "AccessRequests and AccessExtensions together",
+        "try again in",
+    )
+    wait = re.search(r"try again in (\d+) s", message)
+    assert wait is not None and 1 <= int(wait.group(1)) <= 60 // PER_MINUTE, message
+    assert grown(before, scrape(system), "jitaccess_requests_limited_total", limit="pace") == 1
+    assert system.get("accessextension", "alice-loop") is None
+    grant = system.get("accessgrant", "alice-own") or {}
+    assert not grant["status"].get("extensions"), "the grant was extended"
+    # Once the pace allows (one every 15 s here), the same extension is admitted and applied.
+    eventually(
+        lambda: extend(system, "alice-loop", "alice-own").returncode == 0 or None,
+        timeout=20,
+        interval=1,
+        what="alice's extension admitted",
+    )
+    system.wait_reason("accessextension", "alice-loop", "Extended")
+    system.kubectl("delete", "accessextensions", "--all", "--wait=false", check=False)
 
 
 def _manifest(name: str, entitlement: str, start: str | None = None) -> str:

@@ -274,7 +274,12 @@ def test_users_idle_for_a_minute_are_forgotten_once_there_are_many() -> None:
 
 def test_the_refusal_says_the_limit_and_when_to_try_again() -> None:
     message = request_rules.creation_rate_problem(30, 1.2)
-    assert "faster than the 30 a minute one user may" in message and message.endswith("try again in 2 s")
+    assert message.startswith("you are creating AccessRequests faster than the 30 a minute one user may")
+    assert message.endswith("try again in 2 s")
+    # Extensions take from the same budget, and the message says so.
+    message = request_rules.creation_rate_problem(30, 0.1, "AccessExtension")
+    assert message.startswith("you are creating AccessExtensions faster than the 30 a minute")
+    assert "AccessRequests and AccessExtensions together" in message and message.endswith("try again in 1 s")
 
 
 def test_a_peek_answers_the_same_and_takes_nothing() -> None:

@@ -250,13 +250,15 @@ def waiting_problem(
     return None
 
 
-def creation_rate_problem(per_minute: int, wait: float) -> str:
-    """A user creating requests faster than the operator's limit: each one asks Identity Center at
-    admission, whose quota (per API, for the whole company) a script in a loop would otherwise take
-    from everyone else's requests."""
+def creation_rate_problem(per_minute: int, wait: float, kind: str = "AccessRequest") -> str:
+    """A user creating requests (or extensions: the same count) faster than the operator's limit:
+    each new request asks Identity Center at admission, whose quota (per API, for the whole
+    company) a script in a loop would otherwise take from everyone else's requests, and each new
+    extension reads its grant and every extension from the API server."""
     return (
-        f"you are creating AccessRequests faster than the {per_minute} a minute one user may (each one is "
-        f"checked with Identity Center, whose quota everyone's requests share): try again in {math.ceil(wait)} s"
+        f"you are creating {kind}s faster than the {per_minute} a minute one user may (AccessRequests and "
+        "AccessExtensions together; each one is checked at admission with Identity Center or the API server, "
+        f"which everyone's requests share): try again in {math.ceil(wait)} s"
     )
 
 

@@ -10,6 +10,12 @@ the grant (from the API server: grants are not kept whole in memory), its Entitl
 team (the same lookups as the request's webhooks), and, when one is created, the other extensions
 of the grant still waiting (they count against the caps). The operator's own writes never reach
 here (`matchConditions`), and would be admitted if they did.
+
+A new extension meets its user's limits as a new request does, in the same buckets: the pace of
+creations (at MUTATE, before anything is read: each creation reads its grant and lists every
+extension), and, for one that goes to an approver, the approvers' prompts an hour (last, when it
+is admitted in every other way), since withdrawing a waiting extension and asking again would
+otherwise prompt the approvers each time.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import admission
 from jitaccess.domain import extensions as rules
-from jitaccess.domain.admission import Phase, Verdict
-from jitaccess.domain.teams import Caller
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
+from jitaccess.domain.teams import Caller, is_member
 from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team
 from jitaccess.handlers.common import NO_INDEX, Index
 
@@ -40,9 +48,17 @@ async def _review(
     memo: Any,
     teams: Index,
     entitlements: Index,
+    dryrun: bool,
 ) -> tuple[Verdict, Caller]:
     rt, operator = _context(memo)
     caller = admission.caller_of(userinfo)
+    if phase is Phase.MUTATE and operation == "CREATE" and not operator.includes(caller):
+        # The requests' bucket: a creation of either kind, a dry run and a refused one count alike.
+        wait = rt.creations.take(caller.username)
+        if wait > 0:
+            metrics.REQUESTS_LIMITED.labels("pace").inc()
+            per_minute = rt.settings.requests_per_user_per_minute
+            return Refusal(request_rules.creation_rate_problem(per_minute, wait, names.ACCESS_EXTENSION)), caller
     grant: AccessGrant | None = None
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
@@ -74,6 +90,13 @@ async def _review(
         limits=rt.settings.limits,
         phase=phase,
     )
+    if creating and isinstance(verdict, Admit) and not operator.includes(caller) and entitlement and team:
+        auto = entitlement.spec.approval.auto_approve_owner_team and is_member(team, caller)
+        # Last: an extension refused for anything else prompts nobody, and takes nothing.
+        if not auto and (wait := rt.asks.take(caller.username, peek=dryrun)) > 0:
+            metrics.REQUESTS_LIMITED.labels("asks").inc()
+            per_hour = rt.settings.approval_requests_per_user_per_hour
+            return Refusal(request_rules.asks_problem(per_hour, wait)), caller
     return verdict, caller
 
 
@@ -94,7 +117,7 @@ async def stamp_extension(
     **_: Any,
 ) -> None:
     """Stamp the requester at CREATE, and the approver or denier of a decision at UPDATE."""
-    verdict, caller = await _review(Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements)
+    verdict, caller = await _review(Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun)
     _enforce(
         verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch
     )
@@ -123,5 +146,5 @@ async def check_extension(
     """The final object: stamps intact; a new extension for the caller's own Active grant, within
     the caps; a decision by an approver of the owner team; a deletion by its requester while it
     waits, or by an approver."""
-    verdict, caller = await _review(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements)
+    verdict, caller = await _review(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun)
     _enforce(verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new or old, caller=caller, dryrun=dryrun)

@@ -110,13 +110,10 @@ def pending(obj: Mapping[str, Any]) -> Pending | None:
     decided = wire.is_true(obj, names.APPROVED) or wire.is_true(obj, names.DENIED)
     if wire.ready_reason(obj) != names.PENDING or decided:
         return None
-    metadata = obj.get("metadata") or {}
-    stamp = metadata.get("creationTimestamp")
-    created = dt.datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
     escalated = wire.is_true(obj, names.ESCALATED)
     spec = wire.spec(obj)
     requester, user_id = str(spec.get("requester") or ""), spec.get("requesterUserId")
-    return Pending(str(metadata.get("name", "")), created, escalated, requester, str(user_id) if user_id else None)
+    return Pending(wire.name_of(obj), wire.created_at(obj), escalated, requester, str(user_id) if user_id else None)
 
 
 def waiting(obj: Mapping[str, Any]) -> tuple[str, request_rules.Waiting] | None:

@@ -123,7 +123,7 @@ class Handoffs:
 
 class PerUser:
     """A token bucket per user (`RateLimiter`, `count` per `period` seconds, as many at once): how
-    often each may do something on this replica (create AccessRequests; ask approvers). A bucket
+    often each may do something on this replica (create AccessRequests and AccessExtensions; ask approvers). A bucket
     unused for a period is full again and is dropped, so memory follows the users active lately."""
 
     def __init__(self, count: int, period: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
