@@ -462,6 +462,18 @@ def test_metrics_service_and_monitor(options: Objects, default: Objects) -> None
     assert {"name": "metrics", "containerPort": 9191, "protocol": "TCP"} in container(options)["ports"]
 
 
+def test_alerts_as_a_prometheus_rule_of_the_releases_job(options: Objects, default: Objects) -> None:
+    assert not [o for o in default if o["kind"] == "PrometheusRule"]
+    rule = find(options, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    service = find(options, "Service", "jit-metrics")
+    # files/alerts.yaml, every selector's job set to this release's metrics Service.
+    shipped = (CHART / "files" / "alerts.yaml").read_text()
+    expected = yaml.safe_load(shipped.replace('job="jitaccess-metrics"', f'job="{service["metadata"]["name"]}"'))
+    assert rule["spec"] == expected
+    assert 'job="jitaccess-metrics"' not in yaml.safe_dump(rule) and 'job="jit-metrics"' in yaml.safe_dump(rule)
+
+
 def test_metrics_off(helm: Helm) -> None:
     objects = documents(helm.template(set_values={"metrics.enabled": "false"}))
     assert env(objects)["JITACCESS_METRICS_PORT"] == "0"
