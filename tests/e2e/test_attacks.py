@@ -635,6 +635,8 @@ def test_10_reapplied_approval_grants_nothing_new(system: Jit) -> None:
         ("0s", "spec.duration '0s' is zero"),
         ("soon", "must be a duration such as 30m, 1h or 1h30m"),
         ("1d", "must be a duration such as 30m, 1h or 1h30m"),
+        # 31 digits: within the schema's pattern and length, past what a date can hold.
+        ("9" * 31 + "h", "is longer than 87600h (ten years), the longest duration jitaccess takes"),
     ],
 )
 def test_11_durations_out_of_bounds_are_refused(system: Jit, duration: str, message: str) -> None:

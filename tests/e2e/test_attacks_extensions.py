@@ -1,6 +1,7 @@
 """The extension attacks of docs/security.md (50-59), tried as the users of examples/ would: more
 time than the Entitlement allows, more extensions than it allows, someone else's grant, a grant
-that has ended, and an extension approved by its own requester. Plain kubectl against the real API
+that has ended, an extension approved by its own requester, and a request named like a waiting
+extension to be approved in its place. Plain kubectl against the real API
 server, the webhooks, RBAC and the admission policy.
 
 Each test asserts the refusal (the field, the numbers, the fix), that the grant's end did not move,
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit
 
 pytestmark = pytest.mark.e2e
@@ -189,3 +191,37 @@ def test_an_extension_is_never_approved_by_its_requester(jit: Jit) -> None:
     assert jit.ready_reason("accessextension", "paula-self-1") == "Pending"
     unmoved(jit, grant)
     unmoved(jit, alice)
+
+
+# --- 55. a request created under the name of an extension that waits --------------------------------
+
+
+def test_a_request_squatting_an_extensions_name_is_never_what_the_approver_decides(jit: Jit) -> None:
+    # alice's extension of her ledger grant waits for lena, who is told `kubectl jit approve extension/NAME`.
+    grant = grant_of(jit, "alice-squat", "1h", user=ALICE)
+    assert try_extend(jit, "alice-squat-more", "alice-squat", "15m", ALICE).returncode == 0
+    jit.wait_reason("accessextension", "alice-squat-more", "Pending")
+    # mallory, who may list extensions, creates a 4 h request of the same name with alice's reason.
+    assert (
+        jit.request("alice-squat-more", LEDGER, duration="4h", user=MALLORY, reason="INC-50 more time").returncode == 0
+    )
+    jit.wait_reason("accessrequest", "alice-squat-more", "Pending")
+    cli = Cli(jit)
+    try:
+        for verb, extra in (("approve", ()), ("deny", ("--reason", "INC-50 no"))):
+            bare = cli.run(verb, "alice-squat-more", *extra, user=LENA)
+            assert bare.code != 0, bare
+            assert "is both an AccessRequest (mallory@example.com, prod-eng-ledger)" in bare.err, bare
+            assert "`request/alice-squat-more` or `extension/alice-squat-more`" in bare.err, bare
+        assert jit.ready_reason("accessrequest", "alice-squat-more") == "Pending"
+        approved = cli.run("approve", "extension/alice-squat-more", "--reason", "fine", user=LENA)
+        assert approved.code == 0, approved
+        jit.wait_reason("accessextension", "alice-squat-more", "Extended")
+        # mallory's request was decided by nobody: it still waits, and she holds nothing.
+        assert jit.ready_reason("accessrequest", "alice-squat-more") == "Pending"
+        assert jit.get("accessgrant", "alice-squat-more") is None
+        assert jit.members(LEDGER) == {ALICE}
+        moved = jit.get("accessgrant", "alice-squat") or {}
+        assert moved["status"]["expirationTime"] != grant["status"]["expirationTime"]
+    finally:
+        cli.stop_all()

@@ -259,7 +259,7 @@ def test_an_extension_waiting_for_approvers_is_told_to_the_team_and_its_end_to_t
             lambda name=name: [m for m in slack.messages(LEDGER_CHANNEL) if name in (m.text or "")] or None,
             what="the team asked",
         )
-        assert f"kubectl jit approve {name}" in json.dumps(asked.blocks)
+        assert f"kubectl jit approve extension/{name}" in json.dumps(asked.blocks)
         assert f"<@{slack_id_of(LENA)}>" in json.dumps(asked.blocks)
         decision = verdict or "jitaccess.dev/denied=true"
         extra = () if verdict else ("jitaccess.dev/decision-reason=finish tomorrow",)

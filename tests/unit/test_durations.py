@@ -39,3 +39,11 @@ def test_empty_is_refused(text: str | None) -> None:
 @pytest.mark.parametrize("text", ["1h", "30m", "1h30m", "2h5s", "59s", "4h"])
 def test_format_is_the_inverse(text: str) -> None:
     assert format_duration(parse_duration(text, "x")) == text
+
+
+@pytest.mark.parametrize("text", ["87601h", "5256001m", "9999999999999999999999999999999h", "99999999999999999999s"])
+def test_beyond_ten_years_is_refused_naming_the_field_not_an_overflow(text: str) -> None:
+    # 31 digits fit the CRDs' pattern and length; unchecked, timedelta raised OverflowError.
+    with pytest.raises(InvalidInput, match=r"^spec.duration .* is longer than 87600h \(ten years\)"):
+        parse_duration(text, "spec.duration")
+    assert parse_duration("87600h", "spec.duration") == timedelta(days=3650)

@@ -258,7 +258,7 @@ def test_an_extension_waiting_for_approvers_asks_the_team_and_a_denial_tells_the
     (asked,) = notify.notices(waiting, LEDGER, BOTH, T0)
     assert (asked.key, asked.mentions) == ("slack:team:extension-pending", ("lena@example.com",))
     text, blocks = render(asked, waiting, LEDGER, {"lena@example.com": "U0LENA"})
-    assert "kubectl jit approve alice-ledger-1-x" in str(blocks) and "<@U0LENA>" in str(blocks)
+    assert "kubectl jit approve extension/alice-ledger-1-x" in str(blocks) and "<@U0LENA>" in str(blocks)
     assert "<!here>" not in str(blocks)
     denied = extension(
         _cond(names.DENIED, "True", names.DENIED),

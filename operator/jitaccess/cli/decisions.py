@@ -43,14 +43,50 @@ _CONFLICT_RETRIES = 3
 # --- approve / deny ----------------------------------------------------------------------------
 
 
-def decide(session: Session, name: str, *, approve: bool, reason: str | None) -> int:
-    api, me = session.api, session.me
-    if o.get_optional(api, names.REQUESTS, name) is None:
-        extension = o.get_optional(api, names.EXTENSIONS, name)
-        if extension is not None:
-            from jitaccess.cli import extend
+#: How a decision names the kind of what it decides, as kubectl does (`request/NAME`, `extension/NAME`).
+_KINDS = {
+    "request": names.REQUESTS,
+    "accessrequest": names.REQUESTS,
+    names.REQUESTS: names.REQUESTS,
+    "extension": names.EXTENSIONS,
+    "accessextension": names.EXTENSIONS,
+    names.EXTENSIONS: names.EXTENSIONS,
+}
 
-            return extend.decide(session, extension, approve=approve, reason=reason)
+
+def decision_target(session: Session, given: str) -> tuple[str, str]:
+    """(plural, name) of what `given` names: `KIND/NAME`, or a bare NAME when only one kind has it.
+
+    AccessRequests and AccessExtensions are different kinds, so one name can be both, and any
+    requester can create a request of any free name: a bare name that is both is refused, naming
+    both, rather than deciding on the one looked up first. Otherwise someone who saw an extension
+    waiting could create a request of its name, and its approver, running the command they were
+    given, would approve that request instead.
+    """
+    kind, _, name = given.rpartition("/")
+    if kind:
+        plural = _KINDS.get(kind.lower())
+        if plural is None:
+            raise Refused(f"{given}: the kind before / is request or extension (`request/NAME`, `extension/NAME`)")
+        return plural, name
+    found = [plural for plural in (names.REQUESTS, names.EXTENSIONS) if o.get_optional(session.api, plural, name)]
+    if len(found) > 1:
+        request, extension = (o.get(session.api, plural, name) for plural in found)
+        raise Refused(
+            f"{name} is both an AccessRequest ({o.requester(request) or 'no requester'}, "
+            f"{wire.spec(request).get('entitlement')}) and an AccessExtension ({o.requester(extension) or 'no requester'}, "
+            f"of grant {wire.spec(extension).get('grant')}): say which, `request/{name}` or `extension/{name}`"
+        )
+    return (found or [names.REQUESTS])[0], name
+
+
+def decide(session: Session, given: str, *, approve: bool, reason: str | None) -> int:
+    api, me = session.api, session.me
+    plural, name = decision_target(session, given)
+    if plural == names.EXTENSIONS:
+        from jitaccess.cli import extend
+
+        return extend.decide(session, o.get(api, names.EXTENSIONS, name), approve=approve, reason=reason)
     verb = "approve" if approve else "deny"
     for _ in range(_CONFLICT_RETRIES):
         request = o.get(api, names.REQUESTS, name)

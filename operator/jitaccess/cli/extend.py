@@ -129,7 +129,7 @@ def _react(session: Session, extension: Obj, said: set[str], wait: bool) -> int 
     if reason == names.PENDING and "pending" not in said:
         said.add("pending")
         session.say(o.ready_message(extension))
-        session.say(f"  an approver runs: kubectl jit approve {name}")
+        session.say(f"  an approver runs: kubectl jit approve extension/{name}")
         if not wait:
             raise StillPending(f"accessextension {name} waits for an approval: `kubectl get accessextension {name}`")
     return None

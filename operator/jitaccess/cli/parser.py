@@ -178,11 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     approve = command("approve")
-    approve.add_argument("name", metavar="NAME", help="the AccessRequest (or AccessExtension)")
+    approve.add_argument(
+        "name",
+        metavar="NAME",
+        help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
+    )
     approve.add_argument("--reason", metavar="TEXT", help="why (recorded with the decision)")
 
     deny = command("deny")
-    deny.add_argument("name", metavar="NAME", help="the AccessRequest (or AccessExtension)")
+    deny.add_argument(
+        "name",
+        metavar="NAME",
+        help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
+    )
     deny.add_argument("--reason", metavar="TEXT", required=True, help="why (the requester reads it)")
 
     for name, what in (("revoke", "the AccessGrant (same name as its request)"), ("done", "")):

@@ -347,7 +347,7 @@ def _created(
         return Refusal(
             f"metadata.annotations {', '.join(present)}: an extension cannot be created already decided; remove "
             "them. Once it exists, an approver of the owner team decides with "
-            f"`kubectl jit approve NAME` (or `kubectl annotate accessextension NAME {names.ANNOTATION_APPROVED}=true`)"
+            f"`kubectl jit approve extension/NAME` (or `kubectl annotate accessextension NAME {names.ANNOTATION_APPROVED}=true`)"
         )
     spec = wire.spec(new)
     requester, groups, wanted = spec.get("requester"), spec.get("requesterGroups"), sorted(caller.groups)

@@ -246,8 +246,8 @@ def _extension_pending(
     line = (
         f":hourglass_flowing_sand: {escape(user)} asks to extend grant `{escape(record.get('grant'))}`"
         f" (*{escape(record.get('entitlement'))}*) by {escape(record.get('extendedBy'))}:"
-        f" {escape(record.get('reason'))}\nFor {approvers}: `kubectl jit approve {escape(name)}`"
-        f' · `kubectl jit deny {escape(name)} --reason "..."`'
+        f" {escape(record.get('reason'))}\nFor {approvers}: `kubectl jit approve extension/{escape(name)}`"
+        f' · `kubectl jit deny extension/{escape(name)} --reason "..."`'
     )
     text = f"{user} asks to extend grant {record.get('grant')} by {record.get('extendedBy')} (extension {name})"
     return text, [_section(line)]
