@@ -64,6 +64,19 @@ def _wrappers(binary: Path, directory: Path) -> Path:
     return bin_dir
 
 
+def _aws_env(ic: IdentityCenterEmulator) -> str:
+    """The variables that point an AWS SDK at the emulator, with its dummy credentials."""
+    env = ic.env()
+    return shlex.join(
+        [
+            f"AWS_ACCESS_KEY_ID={env['AWS_ACCESS_KEY_ID']}",
+            f"AWS_SECRET_ACCESS_KEY={env['AWS_SECRET_ACCESS_KEY']}",
+            f"AWS_DEFAULT_REGION={ic.region}",
+            f"AWS_ENDPOINT_URL={ic.endpoint_url}",
+        ]
+    )
+
+
 def _aws(ic: IdentityCenterEmulator, *args: str) -> str:
     """An AWS CLI line against the emulator, with its dummy credentials."""
     env = ic.env()
@@ -124,19 +137,20 @@ In another terminal:
 
   # a two-party approval: prod-eng-payments-pci needs paula and lena (APPROVALS 1/2, then 2/2):
   kubectl jit request prod-eng-payments-pci --for 30m --reason "PCI-12 rotate the card vault key" --no-wait
-  kubectl --kubeconfig {kc("paula@example.com")} jit approve NAME
-  kubectl --kubeconfig {kc("lena@example.com")} jit approve NAME
+  KUBECONFIG={kc("paula@example.com")} kubectl jit approve NAME
+  KUBECONFIG={kc("lena@example.com")} kubectl jit approve NAME
 
   # break-glass: carol (SRE) approves her own emergency access, reviewed by paula afterwards:
-  kubectl --kubeconfig {kc("carol@example.com")} jit break-glass prod-eng-payments-pci \
+  KUBECONFIG={kc("carol@example.com")} kubectl jit break-glass prod-eng-payments-pci \
     --reason "INC-900 card authorisations failing, rolling back release 2026.11.3"
-  kubectl --kubeconfig {kc("paula@example.com")} jit review NAME
+  KUBECONFIG={kc("paula@example.com")} kubectl jit review NAME
 
   # a change window: alice asks for her role from 5 minutes on (approval now, membership then);
   # START in `kubectl get accessrequests`, and `kubectl jit status NAME` says when it begins:
   kubectl jit request prod-eng-payments --for 1h --start +5m --reason "CHG-88 rotate the keys"
 
-  # alice cannot approve her own request (refused at admission):
+  # alice cannot approve her own request: refused (RBAC gives requesters no verb on requests but
+  # create and delete; `kubectl jit approve NAME` says why in words):
   kubectl annotate accessrequest NAME jitaccess.dev/approved=true
 
   kubectl jit permissions payments   # what payments' roles may do, and their permission sets in Identity Center
@@ -161,7 +175,7 @@ AWS side: Identity Center emulator at {ic.endpoint_url}, region {ic.region}, ide
   # who is in prod-eng-payments now:
   {aws_command(ic, ic.group_id("prod-eng-payments"))}
 Audit archive (docs/audit.md): s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/v1/ in the emulator's S3
-  AWS_ENDPOINT_URL={ic.endpoint_url} kubectl jit audit --archive s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}
+  {_aws_env(ic)} kubectl jit audit --archive s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}
   {archive_listing(ic)}
 Slack Web API stand-in: {notifications.slack.api_url} (default channel {DEFAULT_CHANNEL}, security {SECURITY_CHANNEL});
 CloudEvents receiver: {notifications.events.url}

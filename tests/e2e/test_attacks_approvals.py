@@ -149,3 +149,31 @@ def test_67_break_glass_on_an_entitlement_without_it_is_refused(pci: Jit) -> Non
                          breakGlass=True)  # fmt: skip
     refused(result, "does not allow break-glass")
     assert pci.members("prod-eng-ledger") == set()
+
+
+# --- 68. a break-glass request deleted, to drop it from its review and from the daily count -----------------
+
+
+def test_68_a_break_glass_request_is_kept_for_its_review(pci: Jit) -> None:
+    assert break_glass(pci, "carol-gone").returncode == 0
+    pci.wait_reason("accessrequest", "carol-gone", "Granted")
+    pci.kubectl("annotate", "accessgrant", "carol-gone", "jitaccess.dev/revoked=true", user=CAROL)
+    pci.wait_reason("accessrequest", "carol-gone", "Revoked")
+    # Its access has ended; it stays the record the review and perUserPerDay read.
+    refused(
+        pci.kubectl("delete", "accessrequest", "carol-gone", "--wait=false", user=PAULA, check=False),
+        "is a break-glass request not reviewed yet: review it first",
+    )
+    refused(
+        pci.kubectl("delete", "accessrequest", "carol-gone", "--wait=false", user=CAROL, check=False),
+        "is your break-glass request",
+    )
+    assert pci.get("accessrequest", "carol-gone") is not None
+    assert annotate(pci, "carol-gone", "jitaccess.dev/reviewed=true", user=PAULA).returncode == 0
+    eventually(
+        lambda: ((c := pci.condition("accessrequest", "carol-gone", "Reviewed")) and c["status"] == "True") or None,
+        what="the review recorded",
+    )
+    # Reviewed, an approver of the owner team may delete it before the retention period ends.
+    pci.kubectl("delete", "accessrequest", "carol-gone", "--timeout=30s", user=PAULA)
+    assert pci.get("accessrequest", "carol-gone") is None

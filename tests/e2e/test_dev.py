@@ -196,6 +196,22 @@ def test_make_dev_restarts_a_crashed_operator_and_leaves_nothing_behind(dev: Dev
     waited = shell(env_file, f"kubectl wait --for=condition=Ready accessrequest/{name} --timeout=30s")
     assert waited.returncode == 0, waited.stderr
 
+    # The printed plugin lines of other users work as copied (kubectl refuses flags before a plugin's name).
+    pci = shell(
+        env_file,
+        'kubectl jit request prod-eng-payments-pci --for 30m --reason "PCI-12 rotate the card vault key" --no-wait',
+    )
+    assert pci.returncode == 3, pci.stdout + pci.stderr
+    pci_name = re.search(r"accessrequest (\S+)", pci.stdout + pci.stderr).group(1)  # type: ignore[union-attr]
+    for who in ("paula", "lena"):
+        line = dev.line_with(rf"^\s*(KUBECONFIG=\S*/{who}_example\.com\.kubeconfig kubectl jit approve NAME)$").group(1)
+        approved = shell(env_file, line.replace("NAME", pci_name))
+        assert approved.returncode == 0, approved.stdout + approved.stderr
+    granted = shell(env_file, f"kubectl wait --for=condition=Ready accessgrant/{pci_name} --timeout=30s")
+    assert granted.returncode == 0, granted.stderr
+    audit = shell(env_file, dev.line_with(r"^\s*(AWS_ACCESS_KEY_ID=\S+ .*kubectl jit audit --archive \S+)$").group(1))
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
     children = descendants(dev.popen.pid)
     assert operator_pid in children
     os.killpg(operator_pid, signal.SIGKILL)

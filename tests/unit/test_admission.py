@@ -250,11 +250,32 @@ def test_create_refuses_forged_kopf_bookkeeping_and_operator_finalizers() -> Non
     refused(create(new, BOB), "metadata.finalizers", "jitaccess.dev/finalizer")
 
 
-def test_create_allows_other_finalizers_and_annotations() -> None:
+def test_create_allows_annotations_but_no_finalizer_or_jitaccess_label() -> None:
     new = new_request()
-    new["metadata"]["finalizers"] = ["example.com/keep"]
     new["metadata"]["annotations"] = {"note": "for the audit"}
+    new["metadata"]["labels"] = {"example.com/ticket": "INC-1"}
     admitted(create(new, BOB))
+    # A finalizer of anyone's would keep the request from ever going once withdrawn.
+    new["metadata"]["finalizers"] = ["example.com/keep"]
+    refused(create(new, BOB), "metadata.finalizers example.com/keep", "only the jitaccess operator sets finalizers")
+    new = new_request()
+    new["metadata"]["labels"] = {"jitaccess.dev/entitlement": "prod-eng-ledger"}
+    refused(create(new, BOB), "metadata.labels jitaccess.dev/entitlement", "written only by the jitaccess operator")
+
+
+def test_nobody_but_the_requester_and_owner_approvers_changes_a_request() -> None:
+    old = request(conditions=PENDING)
+    labelled = {**old, "metadata": {**old["metadata"], "labels": {"x": "1"}}}
+    pinned = {**old, "metadata": {**old["metadata"], "finalizers": ["lena.example/pin"]}}
+    noted = with_annotations(old, note="mine")
+    # carol approves for no team here; this one is payments', whose approver is paula.
+    for new, what in ((labelled, "label x"), (noted, "annotation note")):
+        refused(update(old, new, CAROL), f"may change it ({what}); carol@example.com may not")
+        assert update(old, new, BOB) == ALLOW, "the requester's own request"
+        assert update(old, new, PAULA) == ALLOW, "an approver of the owner team"
+    for who in (CAROL, BOB, PAULA):  # a finalizer: nobody's but the operator's
+        refused(update(old, pinned, who), "metadata.finalizers lena.example/pin")
+    assert update(old, pinned, SYSTEM) == ALLOW
 
 
 def test_mutate_phase_does_not_ask_eligibility() -> None:
@@ -730,9 +751,25 @@ def test_kubectl_apply_bookkeeping_on_a_grant_is_harmless() -> None:
     new = with_annotations(old, jitaccess_dev__revoked="true")
     new["metadata"]["annotations"][adm.LAST_APPLIED] = "{}"
     assert admitted(review_grant("UPDATE", old, new, BOB)).annotations
+    # Without a revocation, kubectl apply's record is someone writing into the grant: nobody may.
     no_op = with_annotations(old)
-    no_op["metadata"]["annotations"][adm.LAST_APPLIED] = "{}"
-    assert review_grant("UPDATE", old, no_op, BOB) == ALLOW
+    no_op["metadata"]["annotations"][adm.LAST_APPLIED] = "x" * 200_000
+    for who in (BOB, PAULA, MALLORY):
+        refused(review_grant("UPDATE", old, no_op, who), adm.LAST_APPLIED, "only with a revocation")
+
+
+def test_nobody_but_the_operator_puts_a_finalizer_on_a_grant() -> None:
+    old = grant()
+    pinned = {**old, "metadata": {**old["metadata"], "finalizers": [*old["metadata"]["finalizers"], "m.example/pin"]}}
+    for who in (BOB, PAULA, MALLORY):
+        refused(review_grant("UPDATE", old, pinned, who), "metadata.finalizers m.example/pin")
+    assert review_grant("UPDATE", old, pinned, SYSTEM) == ALLOW
+    # The garbage collector's own, added by the API server on a foreground DELETE, it removes itself.
+    held = {
+        **old,
+        "metadata": {**old["metadata"], "finalizers": [*old["metadata"]["finalizers"], "foregroundDeletion"]},
+    }
+    assert review_grant("UPDATE", held, old, MALLORY) == ALLOW
 
 
 def test_deleting_a_grant_is_for_owner_approvers_and_the_operator() -> None:

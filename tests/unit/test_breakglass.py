@@ -22,6 +22,7 @@ from tests.unit.test_admission import (
     NOW,
     OPERATOR,
     PAULA,
+    SYSTEM,
     TEAM,
     obj,
     review_request,
@@ -192,3 +193,23 @@ def test_audit_records_break_glass_and_its_review() -> None:
     records = {r["action"]: r for r in audit.records_of_request(request)}
     assert records["break-glass"]["actor"]["via"] == "break-glass" and "approved" not in records
     assert records["reviewed"]["actor"]["username"] == PAULA.username
+
+
+def test_a_break_glass_request_is_kept_for_its_review_and_the_daily_limit() -> None:
+    ended = approved_glass()
+    ended["status"]["conditions"].append({"type": "Ready", "status": "False", "reason": "Expired", "message": ""})
+    # Its requester never deletes it: not even one who approves for the owner team (the daily limit
+    # counts the stored ones, and the review reads it).
+    approver_too = TEAM.model_copy(update={"approvers": [*TEAM.approvers, CAROL.username]})
+    verdict = review_request("DELETE", ended, None, CAROL, entitlement=ENTITLEMENT, team=approver_too)
+    assert isinstance(verdict, Refusal) and "is your break-glass request" in verdict.message
+    # Nobody deletes it before its review.
+    verdict = review_request("DELETE", ended, None, PAULA, entitlement=ENTITLEMENT)
+    assert isinstance(verdict, Refusal) and "not reviewed yet: review it first" in verdict.message
+    reviewed = approved_glass()
+    reviewed["status"]["conditions"] += [
+        {"type": "Ready", "status": "False", "reason": "Expired", "message": ""},
+        {"type": "Reviewed", "status": "True", "reason": "Reviewed", "message": ""},
+    ]
+    assert isinstance(review_request("DELETE", reviewed, None, PAULA, entitlement=ENTITLEMENT), Admit)
+    assert isinstance(review_request("DELETE", ended, None, SYSTEM, entitlement=ENTITLEMENT), Admit)

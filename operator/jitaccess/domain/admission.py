@@ -22,7 +22,10 @@ they are written, in both phases and whoever writes them: bounded, one line of p
 
 The operator itself is recognised by username (`OperatorIdentity`): only it may create or change
 AccessGrants, write any `status`, or touch kopf's bookkeeping (annotations under
-`kopf.zalando.org/`, and the finalizers of jitaccess and kopf) on any of the four kinds.
+`kopf.zalando.org/`, and the finalizers of jitaccess and kopf) on any of the four kinds. On the
+records (requests, grants, extensions) it alone sets finalizers of any kind and labels under
+`jitaccess.dev/` (`review_record`), and only the requester or grantee and the owner team's
+approvers change anything of one at all.
 """
 
 from __future__ import annotations
@@ -181,6 +184,47 @@ def review_bookkeeping(
     return None
 
 
+#: The garbage collector's own finalizers: the API server adds them on a DELETE that asks for them,
+#: and the garbage collector removes them, under its own identity.
+_GC_FINALIZERS = frozenset({"orphan", "foregroundDeletion"})
+
+
+def _finalizers(obj: Obj | None) -> list[str]:
+    finalizers = map(str, (obj or {}).get("metadata", {}).get("finalizers") or [])
+    return sorted(f for f in finalizers if f not in _GC_FINALIZERS)
+
+
+def review_record(
+    operation: str, old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity
+) -> Refusal | None:
+    """Finalizers and `jitaccess.dev/` labels on a record (AccessRequest, AccessGrant,
+    AccessExtension) are the operator's alone, whatever their name.
+
+    A finalizer of anyone else's keeps the record from ever going: a withdrawn request would stay,
+    still counted as waiting for its requester, a revoked grant would stay and keep its name taken.
+    Labels under `jitaccess.dev/` are what tools select records by, so a request labelled with
+    another entitlement than its own would mislead them.
+    """
+    if operator.includes(caller) or operation not in ("CREATE", "UPDATE"):
+        return None
+    if _finalizers(old) != _finalizers(new):
+        return Refusal(
+            f"metadata.finalizers {', '.join(sorted(set(_finalizers(old)) ^ set(_finalizers(new))))}: "
+            "only the jitaccess operator sets finalizers on AccessRequests, AccessGrants and AccessExtensions "
+            "(a finalizer of anyone else's would keep the record from being withdrawn, revoked or retired); leave "
+            "metadata.finalizers out of your change"
+        )
+    before = ((old or {}).get("metadata") or {}).get("labels") or {}
+    after = ((new or {}).get("metadata") or {}).get("labels") or {}
+    touched = [k for k in _changed(before, after) if str(k).startswith(f"{names.GROUP}/")]
+    if touched:
+        return Refusal(
+            f"metadata.labels {', '.join(touched)}: labels under {names.GROUP}/ are written only by the jitaccess "
+            "operator (tools select records by them); use a label of your own prefix"
+        )
+    return None
+
+
 def review_text(old: Obj | None, new: Obj | None) -> Refusal | None:
     """The reasons this change writes (new, or different from `old`) must be storable (`text.problem`)."""
     before, after = wire.annotations_of(old), wire.annotations_of(new)
@@ -252,7 +296,11 @@ def review_request(
     `user_id` resolves the caller's Identity Center UserId at CREATE, stamped as
     `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
     """
-    refusal = review_bookkeeping(operation, old, new, caller, operator) or review_text(old, new)
+    refusal = (
+        review_bookkeeping(operation, old, new, caller, operator)
+        or review_record(operation, old, new, caller, operator)
+        or review_text(old, new)
+    )
     if refusal is not None:
         return refusal
     if operation == "CREATE" and new is not None:
@@ -261,7 +309,10 @@ def review_request(
     if operation == "DELETE" and old is not None:
         return _request_deleted(old, caller, operator, team)
     if operation == "UPDATE" and old is not None and new is not None:
-        verdict = _request_updated(old, new, caller, entitlement, team, phase)
+        if operator.includes(caller):
+            verdict = _request_updated(old, new, caller, entitlement, team, phase)
+        else:
+            verdict = decision_update(old, new, caller, entitlement, team, phase)
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
         # whether or not the operator's timer has declared the request TimedOut yet.
         if isinstance(verdict, Admit) and verdict.annotations:
@@ -378,10 +429,14 @@ def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity, team:
 
 def _request_withdrawn(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Verdict:
     """A request with no access running: who may delete it (see `_request_deleted`)."""
-    if team is not None and is_approver(team, caller):
-        return ALLOW
     spec, name = old.get("spec") or {}, wire.name_of(old)
     requester = str(spec.get("requester") or "")
+    if spec.get("breakGlass") and wire.is_true(old, names.APPROVED):
+        refusal = _break_glass_kept(old, caller, requester)
+        if refusal is not None:
+            return refusal
+    if team is not None and is_approver(team, caller):
+        return ALLOW
     reason = wire.ready_reason(old)
     pending = reason not in names.REQUEST_FINISHED and not wire.is_true(old, names.DENIED)
     if pending and caller.username == requester:
@@ -397,6 +452,26 @@ def _request_withdrawn(old: Obj, caller: Caller, team: TeamOwnershipSpec | None)
         "kept until the operator retires it after the retention period; only "
         f"{approvers} may delete it earlier, and {caller.username} may not"
     )
+
+
+def _break_glass_kept(old: Obj, caller: Caller, requester: str) -> Refusal | None:
+    """A break-glass request is the record its review and the daily limit read (the user's
+    break-glass requests of the last day are counted from the stored ones): its own requester
+    never deletes it, even one who approves for the owner team, and nobody does before its review."""
+    name = wire.name_of(old)
+    if caller.username == requester:
+        return Refusal(
+            f"AccessRequest {name} is your break-glass request: it stays as the record of that access, for its "
+            "review by the owner team and your daily break-glass limit; the operator retires it after the "
+            "retention period"
+        )
+    if not wire.is_true(old, names.REVIEWED):
+        return Refusal(
+            f"AccessRequest {name} is a break-glass request not reviewed yet: review it first "
+            f"(`kubectl jit review {name}`, an approver of the owner team other than {requester}); "
+            "an unreviewed one is kept"
+        )
+    return None
 
 
 def _request_valid(
@@ -447,9 +522,10 @@ def _not_stamped(what: str) -> Refusal:
 def decision_update(
     old: Obj, new: Obj, caller: Caller, entitlement: Entitlement | None, team: TeamOwnershipSpec | None, phase: Phase
 ) -> Verdict:
-    """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension): spec
-    immutable, the stamps the webhook's alone, and who may approve or deny."""
-    return _request_updated(old, new, caller, entitlement, team, phase)
+    """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension), by
+    anyone but the operator: spec immutable, the stamps the webhook's alone, who may approve or
+    deny, and who may change anything else of it."""
+    return _others_change(old, new, caller, team) or _request_updated(old, new, caller, entitlement, team, phase)
 
 
 def _request_updated(
@@ -480,6 +556,29 @@ def _request_updated(
         k: after[k] for k in (*REQUEST_STAMPS, approval_rules.APPROVALS) if k in after and after[k] != before.get(k)
     }
     return _as_stamped(verdict, phase, added, f"metadata.annotations {', '.join(sorted(added) or REQUEST_STAMPS[:1])}")
+
+
+def _others_change(old: Obj, new: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Refusal | None:
+    """Labels and annotations besides a decision's are changed only by the requester and the owner
+    team's approvers: RBAC lets every approver patch every request (they decide for their own
+    team), and the webhook is what tells the teams apart."""
+    requester = str(wire.spec(old).get("requester") or "")
+    if caller.username == requester or (team is not None and is_approver(team, caller)):
+        return None
+    labels = [
+        f"label {k}"
+        for k in _changed(
+            ((old.get("metadata") or {}).get("labels")) or {}, ((new.get("metadata") or {}).get("labels")) or {}
+        )
+    ]
+    annotations = _changed(wire.annotations_of(old), wire.annotations_of(new))
+    others = labels + [f"annotation {k}" for k in annotations if k not in DECISION_ANNOTATIONS]
+    if not others:
+        return None
+    return Refusal(
+        f"AccessRequest {wire.name_of(old)} is {requester or 'its requester'}'s: only they or an approver of its owner "
+        f"team{_approvers_suffix(team)} may change it ({', '.join(others)}); {caller.username} may not"
+    )
 
 
 def _reviewed(
@@ -668,7 +767,11 @@ def review_grant(
         return _grant_deleted(old, caller, team, owner)
     if operation != "UPDATE" or old is None or new is None:
         return ALLOW
-    refusal = review_bookkeeping(operation, old, new, caller, operator) or review_text(old, new)
+    refusal = (
+        review_bookkeeping(operation, old, new, caller, operator)
+        or review_record(operation, old, new, caller, operator)
+        or review_text(old, new)
+    )
     if refusal is not None:
         return refusal
     old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
@@ -695,6 +798,13 @@ def review_grant(
         return Refusal(
             f"metadata.annotations[{REVOKED_BY}] is written only by the jitaccess admission webhook, from the "
             f"identity the API server authenticated: leave it out, and set {REVOKED}=true"
+        )
+    # What is left to change is a revocation, whose rules (and who may) follow; kubectl apply's
+    # record of the manifest goes with one or not at all, so nobody else writes into the grant.
+    if LAST_APPLIED in changed and not {REVOKED, REVOKE_REASON} & set(changed):
+        return Refusal(
+            f"metadata.annotations[{LAST_APPLIED}] changes on an AccessGrant only with a revocation: "
+            f"`kubectl annotate accessgrant NAME {REVOKED}=true` ends the grant; nothing else of it is yours to change"
         )
     verdict = _revocation(old, before, after, caller, team, owner)
     added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}

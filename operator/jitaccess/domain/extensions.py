@@ -311,7 +311,11 @@ def review_extension(
     DELETE is allowed to the requester while it waits, and to the owner team's approvers."""
     if operator.includes(caller):
         return ALLOW
-    refusal = admission.review_bookkeeping(operation, old, new, caller, operator) or admission.review_text(old, new)
+    refusal = (
+        admission.review_bookkeeping(operation, old, new, caller, operator)
+        or admission.review_record(operation, old, new, caller, operator)
+        or admission.review_text(old, new)
+    )
     if refusal is not None:
         return refusal
     if operation == "CREATE" and new is not None:

@@ -41,9 +41,15 @@ async def end_grant_of_deleted_request(type: str | None, body: kopf.Body, memo: 
     rt, grant = runtime_of(memo), request_rules.access_not_ended(body)
     if grant is None:
         return
-    log.warning(
-        "AccessRequest %s was deleted while its access runs: revoking AccessGrant %s", body.metadata.name, grant
-    )
+    if wire.ready_reason(body) == names.SCHEDULED:
+        # Withdrawn before its start, as users may: routine, and its grant is normally not made yet.
+        log.info(
+            "AccessRequest %s was withdrawn before its start: ending AccessGrant %s if made", body.metadata.name, grant
+        )
+    else:
+        log.warning(
+            "AccessRequest %s was deleted while its access runs: revoking AccessGrant %s", body.metadata.name, grant
+        )
     await _revoke(rt, grant)
 
 

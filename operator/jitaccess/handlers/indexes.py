@@ -118,10 +118,12 @@ def pending(obj: Mapping[str, Any]) -> Pending | None:
 
 def waiting(obj: Mapping[str, Any]) -> tuple[str, request_rules.Waiting] | None:
     """A stored request that waits for a decision, under its requester: neither decided nor finished
-    (the operator may not have seen it yet); None for any other, and for break-glass (it waits for
-    nobody)."""
+    (the operator may not have seen it yet); None for any other, for break-glass (it waits for
+    nobody), and for one withdrawn (being deleted: it prompts nobody any more, whatever keeps it)."""
     decided = wire.is_true(obj, names.APPROVED) or wire.is_true(obj, names.DENIED)
     if decided or wire.ready_reason(obj) not in (None, names.PENDING):
+        return None
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
         return None
     spec = wire.spec(obj)
     requester = str(spec.get("requester") or "")

@@ -1,0 +1,141 @@
+"""Attacks 45-47 of docs/security.md: writing into someone else's record. RBAC lets every approver
+patch every request (they decide for their own team) and every requester patch every grant (a
+grantee revokes their own): the webhooks are what keep a record its owners'. A finalizer of
+anyone's would keep a withdrawn request or a revoked grant from ever going, a `jitaccess.dev/`
+label would mislead the tools that select records by it, and kubectl's last-applied record is room
+for anyone's text in someone else's grant. Tried with every kubectl verb, as the users of
+examples/ would, against the real API server with the operator's webhooks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_attacks import (
+    ALICE,
+    LEDGER,
+    LENA,
+    MALLORY,
+    PAULA,
+    all_refused,
+    attempt,
+    every_way_to_change,
+    granted_request,
+    pending_request,
+    refused,
+)
+from tests.support.harness import Jit, eventually
+
+pytestmark = pytest.mark.e2e
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+ONLY_THE_OPERATOR = "only the jitaccess operator sets finalizers"
+
+
+def finalizers_of(system: Jit, kind: str, name: str) -> list[str]:
+    return list(((system.get(kind, name) or {}).get("metadata") or {}).get("finalizers") or [])
+
+
+def manifest(name: str, **metadata: Any) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "jitaccess.dev/v1alpha1",
+            "kind": "AccessRequest",
+            "metadata": {"name": name, **metadata},
+            "spec": {"entitlement": LEDGER, "reason": "INFRA-1 e2e test"},
+        }
+    )
+
+
+# --- 45. a finalizer on a request, so that once withdrawn it never goes ------------------------------------
+
+
+def test_45_nobody_pins_a_request_with_a_finalizer(system: Jit) -> None:
+    pending_request(system, "a45")
+    pinned = [*finalizers_of(system, "accessrequest", "a45"), "paula.example/pin"]
+    # paula approves for payments only, but RBAC lets her patch and update every request.
+    all_refused(
+        every_way_to_change(system, "accessrequest", "a45", PAULA, finalizers=pinned),
+        "metadata.finalizers paula.example/pin",
+        ONLY_THE_OPERATOR,
+    )
+    refused(
+        attempt(system, "create", "-f", "-", input=manifest("a45-pinned", finalizers=["x.example/keep"]), user=ALICE),
+        "metadata.finalizers x.example/keep",
+        ONLY_THE_OPERATOR,
+    )
+    # Withdrawn, it goes, and asking again is admitted (nothing of alice's waits any more).
+    system.kubectl("delete", "accessrequest", "a45", "--timeout=30s", user=ALICE)
+    assert system.get("accessrequest", "a45") is None
+    eventually(
+        lambda: system.request("a45-again", LEDGER, user=ALICE, check=False).returncode == 0 or None,
+        timeout=10,
+        what="alice's request for ledger admitted again",
+    )
+
+
+# --- 46. writing into someone else's grant ---------------------------------------------------------------
+
+
+def test_46_nobody_writes_into_a_grant_but_to_revoke_it(system: Jit) -> None:
+    granted_request(system, "a46")
+    pinned = [*finalizers_of(system, "accessgrant", "a46"), "mallory.example/pin"]
+    # paula approves for payments only (RBAC: patch and update on every grant); mallory may patch.
+    all_refused(
+        every_way_to_change(system, "accessgrant", "a46", PAULA, finalizers=pinned),
+        "metadata.finalizers mallory.example/pin",
+        ONLY_THE_OPERATOR,
+    )
+    add = json.dumps([{"op": "add", "path": "/metadata/finalizers/-", "value": "mallory.example/pin"}])
+    refused(
+        attempt(system, "patch", "accessgrant", "a46", "--type", "json", "-p", add, user=MALLORY),
+        "metadata.finalizers mallory.example/pin",
+    )
+    # kubectl apply's record, 200 KB of someone's text: refused to everyone, the grantee too,
+    # unless it comes with a revocation.
+    blob = json.dumps({"metadata": {"annotations": {LAST_APPLIED: "x" * 200_000}}})
+    for who in (MALLORY, ALICE, LENA):
+        refused(
+            attempt(system, "patch", "accessgrant", "a46", "--type", "merge", "-p", blob, user=who),
+            LAST_APPLIED,
+            "only with a revocation",
+        )
+    grant = system.get("accessgrant", "a46") or {}
+    assert LAST_APPLIED not in (grant["metadata"].get("annotations") or {})
+    # Deleted by an approver, it goes at once: no finalizer of anyone's holds it.
+    system.kubectl("delete", "accessgrant", "a46", "--timeout=30s", user=LENA)
+    assert system.get("accessgrant", "a46") is None
+    assert system.members(LEDGER) == set()
+
+
+# --- 47. someone else's request relabelled, or a request labelled as another entitlement's -----------------
+
+
+def test_47_only_its_requester_and_its_approvers_change_a_request(system: Jit) -> None:
+    pending_request(system, "a47")
+    refused(
+        attempt(system, "label", "accessrequest", "a47", "x.example/sorted=yes", user=PAULA),
+        "may change it (label x.example/sorted); paula@example.com may not",
+    )
+    refused(
+        attempt(system, "annotate", "accessrequest", "a47", "note=mine", user=PAULA),
+        "may change it (annotation note); paula@example.com may not",
+    )
+    # Its owner team's approver and its requester may (alice through a patch: RBAC gives her no
+    # `patch` on requests, only create and delete, so hers is refused by RBAC, not by the webhook).
+    system.kubectl("label", "accessrequest", "a47", "x.example/sorted=yes", user=LENA)
+    # Labels under jitaccess.dev/ are what tools select records by: nobody's but the operator's.
+    refused(
+        attempt(system, "label", "accessrequest", "a47", "jitaccess.dev/entitlement=prod-eng-payments", user=LENA),
+        "metadata.labels jitaccess.dev/entitlement",
+        "written only by the jitaccess operator",
+    )
+    labelled = manifest("a47-labelled", labels={"jitaccess.dev/entitlement": "prod-eng-payments"})
+    refused(
+        attempt(system, "create", "-f", "-", input=labelled, user=ALICE),
+        "metadata.labels jitaccess.dev/entitlement",
+    )
+    assert system.get("accessrequest", "a47-labelled") is None
