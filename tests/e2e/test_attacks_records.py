@@ -35,8 +35,12 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 ONLY_THE_OPERATOR = "only the jitaccess operator sets finalizers"
 
 
-def finalizers_of(system: Jit, kind: str, name: str) -> list[str]:
-    return list(((system.get(kind, name) or {}).get("metadata") or {}).get("finalizers") or [])
+def pin_refused(system: Jit, kind: str, name: str, pin: str) -> None:
+    """`pin` added to the live finalizers with every verb, by paula: she approves for payments only,
+    but RBAC lets her patch and update every request and grant."""
+    live = list(((system.get(kind, name) or {}).get("metadata") or {}).get("finalizers") or [])
+    results = every_way_to_change(system, kind, name, PAULA, finalizers=[*live, pin])
+    all_refused(results, f"metadata.finalizers {pin}", ONLY_THE_OPERATOR)
 
 
 def manifest(name: str, **metadata: Any) -> str:
@@ -55,13 +59,7 @@ def manifest(name: str, **metadata: Any) -> str:
 
 def test_45_nobody_pins_a_request_with_a_finalizer(system: Jit) -> None:
     pending_request(system, "a45")
-    pinned = [*finalizers_of(system, "accessrequest", "a45"), "paula.example/pin"]
-    # paula approves for payments only, but RBAC lets her patch and update every request.
-    all_refused(
-        every_way_to_change(system, "accessrequest", "a45", PAULA, finalizers=pinned),
-        "metadata.finalizers paula.example/pin",
-        ONLY_THE_OPERATOR,
-    )
+    pin_refused(system, "accessrequest", "a45", "paula.example/pin")
     refused(
         attempt(system, "create", "-f", "-", input=manifest("a45-pinned", finalizers=["x.example/keep"]), user=ALICE),
         "metadata.finalizers x.example/keep",
@@ -82,13 +80,7 @@ def test_45_nobody_pins_a_request_with_a_finalizer(system: Jit) -> None:
 
 def test_46_nobody_writes_into_a_grant_but_to_revoke_it(system: Jit) -> None:
     granted_request(system, "a46")
-    pinned = [*finalizers_of(system, "accessgrant", "a46"), "mallory.example/pin"]
-    # paula approves for payments only (RBAC: patch and update on every grant); mallory may patch.
-    all_refused(
-        every_way_to_change(system, "accessgrant", "a46", PAULA, finalizers=pinned),
-        "metadata.finalizers mallory.example/pin",
-        ONLY_THE_OPERATOR,
-    )
+    pin_refused(system, "accessgrant", "a46", "mallory.example/pin")
     add = json.dumps([{"op": "add", "path": "/metadata/finalizers/-", "value": "mallory.example/pin"}])
     refused(
         attempt(system, "patch", "accessgrant", "a46", "--type", "json", "-p", add, user=MALLORY),
