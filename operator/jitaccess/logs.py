@@ -43,6 +43,23 @@ class RefusalsAreNotErrors(logging.Filter):
         return True
 
 
+class ProbeRetriesAreNotErrors(logging.Filter):
+    """Demote kopf's line for a liveness probe that will be tried again from ERROR to INFO.
+
+    The `webhooks` probe answers "not yet" (a `kopf.TemporaryError`) until the webhook
+    configurations reach the new server, a fraction of a second after every start; kopf logs each
+    such answer as "Activity '...' failed temporarily" at ERROR, where it would also count in
+    `jitaccess_errors_total`. A probe that keeps failing still ends in kopf's own ERROR line, and
+    the liveness check fails.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno == logging.ERROR and message.startswith("Activity ") and " failed temporarily: " in message:
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return True
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     if log_format == "json":
@@ -57,6 +74,9 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     kopf_objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, RefusalsAreNotErrors) for f in kopf_objects.filters):
         kopf_objects.addFilter(RefusalsAreNotErrors())
+    probes = logging.getLogger("kopf.activities.probe")
+    if not any(isinstance(f, ProbeRetriesAreNotErrors) for f in probes.filters):
+        probes.addFilter(ProbeRetriesAreNotErrors())
     if level > logging.DEBUG:
         # kopf says "Handler ... succeeded" for every handler and every admission call (each
         # status write included); the decisions themselves are in the jitaccess.audit lines.

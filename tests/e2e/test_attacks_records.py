@@ -86,9 +86,9 @@ def test_46_nobody_writes_into_a_grant_but_to_revoke_it(system: Jit) -> None:
         attempt(system, "patch", "accessgrant", "a46", "--type", "json", "-p", add, user=MALLORY),
         "metadata.finalizers mallory.example/pin",
     )
-    # kubectl apply's record, 200 KB of someone's text: refused to everyone, the grantee too,
+    # kubectl apply's record, 100 KB of someone's text: refused to everyone, the grantee too,
     # unless it comes with a revocation.
-    blob = json.dumps({"metadata": {"annotations": {LAST_APPLIED: "x" * 200_000}}})
+    blob = json.dumps({"metadata": {"annotations": {LAST_APPLIED: "x" * 100_000}}})
     for who in (MALLORY, ALICE, LENA):
         refused(
             attempt(system, "patch", "accessgrant", "a46", "--type", "merge", "-p", blob, user=who),

@@ -171,6 +171,8 @@ def test_kubectl_jit_extend_and_approve(jit: Jit) -> None:
     cli = Cli(jit)
     try:
         own = active(jit, "bob-cli-ext", LEDGER, "1h", BOB)
+        bad = cli.run("extend", "bob-cli-ext", "--by", "90", "--reason", "INC-8 long apply", user=BOB)
+        assert bad.code == 2 and "--by: the duration '90' is not a duration" in bad.err, bad
         result = cli.run("extend", "bob-cli-ext", "--by", "30m", "--reason", "INC-8 long apply", user=BOB)
         assert result.code == 0, result
         assert "extended accessgrant bob-cli-ext: access now ends" in result.out

@@ -12,6 +12,7 @@ import pytest
 
 from jitaccess.api.models import Entitlement, TeamOwnershipSpec
 from jitaccess.domain import admission as adm
+from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import ALLOW, Admit, OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.requests import Limits, ValidRequest
 from jitaccess.domain.teams import Caller
@@ -415,7 +416,8 @@ def test_the_requester_may_not_approve_even_when_an_approver() -> None:
     refused(
         update(old, with_annotations(old, jitaccess_dev__approved="true"), PAULA),
         "requested this access and cannot decide on it",
-        "approver of team payments (paula@example.com, group:payments-leads)",
+        # Not named among who may: she is the one person who may not.
+        "may be set only by an approver of team payments (group:payments-leads)",
     )
 
 
@@ -856,4 +858,28 @@ def test_a_variant_of_true_does_not_revoke(value: str) -> None:
     refused(
         review_grant("UPDATE", old, with_annotations(old, jitaccess_dev__revoked=value), BOB),
         f'metadata.annotations[jitaccess.dev/revoked] is {value!r}: its only value is "true"',
+    )
+
+
+def test_an_approval_applied_by_a_non_approver_is_refused_as_a_decision() -> None:
+    # kubectl apply writes its record with the decision: the decision's rules answer, naming why.
+    old = request(conditions=PENDING)
+    applied = with_annotations(old, jitaccess_dev__approved="true")
+    applied["metadata"]["annotations"][adm.LAST_APPLIED] = "{}"
+    refused(update(old, applied, MALLORY), "is not an approver of the owner team")
+    # Alone, the record is someone writing into another's request.
+    alone = with_annotations(old)
+    alone["metadata"]["annotations"][adm.LAST_APPLIED] = "x" * 1000
+    refused(update(old, alone, MALLORY), f"annotation {adm.LAST_APPLIED}); mallory@example.com may not")
+
+
+def test_who_may_decide_leaves_out_the_requester_and_who_already_approved() -> None:
+    team = TEAM.model_copy(update={"approvers": ["paula@example.com", "lena@example.com"], "approver_groups": []})
+    assert request_rules.approvers_text(team, False, excluding={"paula@example.com"}) == "lena@example.com"
+    # paula asked, lena approved one of two: nobody is left until the backups may decide.
+    nobody = request_rules.approvers_text(team, False, excluding={"paula@example.com", "lena@example.com"})
+    assert nobody == "nobody before the escalation, then carol@example.com"
+    assert (
+        request_rules.approvers_text(team, True, excluding={"paula@example.com", "lena@example.com"})
+        == "carol@example.com"
     )

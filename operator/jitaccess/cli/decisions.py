@@ -121,8 +121,14 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None) -
 def _more_needed(request: Obj, team: Obj) -> str:
     listed = json.loads(wire.annotations_of(request).get(names.ANNOTATION_APPROVALS) or "[]")
     by = ", ".join(str(a.get("by")) for a in listed if isinstance(a, dict))
-    approvers = ", ".join(o.approvers_of(team, escalated=wire.is_true(request, names.ESCALATED))) or "nobody"
-    return f"approved so far by {by}; another approver of team {wire.name_of(team)} must approve ({approvers})"
+    escalated = wire.is_true(request, names.ESCALATED)
+    given = {str(a.get("by")) for a in listed if isinstance(a, dict)}
+    others = o.approvers_of(team, escalated=escalated, excluding={o.requester(request), *given})
+    if not others and not escalated and o.backup_approvers_of(team):
+        waiting = f"nobody before the escalation, then {', '.join(o.backup_approvers_of(team))}"
+    else:
+        waiting = ", ".join(others) or "nobody"
+    return f"approved so far by {by}; another approver of team {wire.name_of(team)} must approve ({waiting})"
 
 
 def check_undecided(request: Obj) -> None:
@@ -180,7 +186,8 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
         escalated=escalated,
     )
     if problem is not None:
-        approvers = ", ".join(o.approvers_of(team, escalated=escalated)) or "nobody"
+        others = o.approvers_of(team, escalated=escalated, excluding={o.requester(request), me.username})
+        approvers = ", ".join(others) or ("nobody before the escalation" if not escalated else "nobody")
         raise Refused(
             f"you may not {verb} accessrequest {wire.name_of(request)}: {problem} "
             f"(team {wire.name_of(team)} approvers now: {approvers})"

@@ -18,11 +18,13 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import OK, Interrupted, Refused, StillPending
+from jitaccess.cli.errors import OK, Interrupted, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Obj
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import human_age, until
+from jitaccess.domain.durations import parse_duration
+from jitaccess.errors import InvalidInput
 
 DEFAULT_WAIT = timedelta(minutes=15)
 DEFAULT_NO_WAIT = timedelta(seconds=30)
@@ -30,6 +32,10 @@ DEFAULT_NO_WAIT = timedelta(seconds=30)
 
 def run(session: Session, grant_name: str, *, by: str, reason: str, wait: bool, timeout: timedelta | None) -> int:
     api, me = session.api, session.me
+    try:  # as `request --for` is: here, naming the flag, before the server names a field
+        parse_duration(by, "the duration")
+    except InvalidInput as exc:
+        raise UsageError(f"--by: {exc}") from exc
     grant = o.get(api, names.GRANTS, grant_name)
     spec = wire.spec(grant)
     if spec.get("user") != me.username:

@@ -7,6 +7,7 @@ names from `jitaccess.api.names`, both standard library only.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -101,11 +102,14 @@ def is_member(team: Obj, me: Identity) -> bool:
     return me.username in (team_spec.get("members") or []) or bool(me.groups & set(team_spec.get("memberGroups") or []))
 
 
-def approvers_of(team: Obj, *, escalated: bool) -> list[str]:
+def approvers_of(team: Obj, *, escalated: bool, excluding: Collection[str] = ()) -> list[str]:
+    """Who may decide now, leaving out `excluding` (the requester, who already approved): the
+    operator's `requests.approvers_text`, on the wire form."""
     team_spec = wire.spec(team)
-    names = list(team_spec.get("approvers") or []) + [f"group:{g}" for g in team_spec.get("approverGroups") or []]
+    names = [a for a in team_spec.get("approvers") or [] if a not in excluding]
+    names += [f"group:{g}" for g in team_spec.get("approverGroups") or []]
     if escalated:
-        names += list(team_spec.get("backupApprovers") or [])
+        names += [a for a in team_spec.get("backupApprovers") or [] if a not in excluding]
         names += [f"group:{g}" for g in team_spec.get("backupApproverGroups") or []]
     return names
 

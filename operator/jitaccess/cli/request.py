@@ -332,7 +332,8 @@ class Follower:
             if team is None:
                 self.session.say(f"waiting for approval: {o.ready_message(request)}")
             else:
-                approvers = ", ".join(o.approvers_of(team, escalated=escalated)) or "nobody"
+                mine = {o.requester(request) or self.session.me.username}
+                approvers = ", ".join(o.approvers_of(team, escalated=escalated, excluding=mine)) or "nobody"
                 backups = o.backup_approvers_of(team)
                 after = f" (after escalation also {', '.join(backups)})" if backups and not escalated else ""
                 self.session.say(f"waiting for approval by team {owner}: {approvers}{after}")

@@ -572,7 +572,10 @@ def _others_change(old: Obj, new: Obj, caller: Caller, team: TeamOwnershipSpec |
         )
     ]
     annotations = _changed(wire.annotations_of(old), wire.annotations_of(new))
-    others = labels + [f"annotation {k}" for k in annotations if k not in DECISION_ANNOTATIONS]
+    # kubectl apply's record goes with a decision applied, whose rules then say who may decide.
+    decision = [k for k in annotations if k in DECISION_ANNOTATIONS]
+    ignored = {*DECISION_ANNOTATIONS, *([LAST_APPLIED] if decision else [])}
+    others = labels + [f"annotation {k}" for k in annotations if k not in ignored]
     if not others:
         return None
     return Refusal(
@@ -695,7 +698,7 @@ def _decision(
     escalated = wire.is_true(old, names.ESCALATED)
     refusal = may_approve(team, caller, requester=requester, escalated=escalated)
     if refusal is not None:
-        who = request_rules.approvers_text(team, escalated)
+        who = request_rules.approvers_text(team, escalated, excluding={requester})
         return Refusal(
             f"{refusal}; {flag}=true on requests for {entitlement.metadata.name} may be set only by an approver of "
             f"team {entitlement.spec.owner} ({who})"

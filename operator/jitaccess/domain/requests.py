@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -413,11 +413,17 @@ def pending_deadline(created: datetime, escalated: bool, escalate_after: str | N
     return min(deadlines)
 
 
-def approvers_text(team: TeamOwnershipSpec, escalated: bool) -> str:
-    """Who can act on a pending request, for messages and the CLI."""
-    names = list(team.approvers) + [f"group:{g}" for g in team.approver_groups]
+def approvers_text(team: TeamOwnershipSpec, escalated: bool, excluding: Collection[str] = ()) -> str:
+    """Who can act on a pending request, for messages and the CLI; `excluding` are people who cannot
+    (its requester, who already approved): a message naming them sends the requester to the wrong
+    person. Groups are named whole (whoever of them may)."""
+    names = [a for a in team.approvers if a not in excluding] + [f"group:{g}" for g in team.approver_groups]
+    backups = [a for a in team.backup_approvers if a not in excluding]
+    backups += [f"group:{g}" for g in team.backup_approver_groups]
     if escalated:
-        names += list(team.backup_approvers) + [f"group:{g}" for g in team.backup_approver_groups]
+        names += backups
+    elif not names and backups:
+        return f"nobody before the escalation, then {', '.join(backups)}"
     return ", ".join(names) or "nobody"
 
 

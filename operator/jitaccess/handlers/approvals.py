@@ -31,7 +31,7 @@ def listed(current: AccessRequest, counted: Sequence[str], stamp: datetime) -> l
 
 def waiting_message(valid: request_rules.ValidRequest, counted: Sequence[str], escalated: bool) -> str:
     needed = valid.entitlement.spec.approval.approvals_required
-    who = request_rules.approvers_text(valid.team, escalated)
+    who = request_rules.approvers_text(valid.team, escalated, excluding={valid.requester, *counted})
     return (
         f"{len(counted)} of {needed} approvals ({approvals.in_words(counted) or 'none yet'}): waiting for "
         f"{needed - len(counted)} more, by another approver of team {valid.entitlement.spec.owner} ({who})"

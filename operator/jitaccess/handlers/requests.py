@@ -146,7 +146,7 @@ def _review_to_record(request: AccessRequest) -> bool:
 
 
 def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> AccessRequest | None:
-    who = request_rules.approvers_text(valid.team, escalated=False)
+    who = request_rules.approvers_text(valid.team, escalated=False, excluding={valid.requester})
     message = f"waiting for approval by an approver of team {valid.entitlement.spec.owner} ({who})"
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
@@ -402,7 +402,7 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
         valid.team.model_copy(update={"approvers": [], "approver_groups": []}), escalated=True
     )
     message = f"escalated to the backup approvers of team {valid.entitlement.spec.owner} ({backups}): {why}"
-    pending = f"waiting for approval by {request_rules.approvers_text(valid.team, escalated=True)}"
+    pending = f"waiting for approval by {request_rules.approvers_text(valid.team, True, excluding={valid.requester})}"
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
         if cond.is_true(current.status.conditions, names.ESCALATED) or not request_rules.is_pending(current):
