@@ -883,3 +883,22 @@ def test_who_may_decide_leaves_out_the_requester_and_who_already_approved() -> N
         request_rules.approvers_text(team, True, excluding={"paula@example.com", "lena@example.com"})
         == "carol@example.com"
     )
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"defaultDuration": "8h", "maxDuration": "1h"}, "spec.defaultDuration 8h is above spec.maxDuration 1h"),
+        ({"defaultDuration": "5h"}, "spec.defaultDuration 5h is above spec.maxDuration 4h"),  # the default max
+        ({"maxDuration": "30m"}, "spec.defaultDuration 1h is above spec.maxDuration 30m"),  # the default default
+        ({"maxDuration": "0s"}, "spec.maxDuration '0s' is zero"),
+    ],
+)
+def test_an_entitlement_whose_default_is_above_its_maximum_is_refused(spec: dict[str, str], words: str) -> None:
+    entitlement = {"kind": "Entitlement", "metadata": {"name": "e"}, "spec": {"owner": "ledger", **spec}}
+    refused(adm.review_catalog("CREATE", None, entitlement, MALLORY, operator=OPERATOR), words)
+    fine = {**entitlement, "spec": {"owner": "ledger", "defaultDuration": "1h", "maxDuration": "1h"}}
+    assert adm.review_catalog("CREATE", None, fine, MALLORY, operator=OPERATOR) == ALLOW
+    # A stored one, changed elsewhere, is not held up by it (GitOps fixes it when it can).
+    relabelled = {**entitlement, "metadata": {"name": "e", "labels": {"x": "1"}}}
+    assert adm.review_catalog("UPDATE", entitlement, relabelled, MALLORY, operator=OPERATOR) == ALLOW

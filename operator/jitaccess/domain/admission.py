@@ -44,7 +44,7 @@ from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import reasons, text
 from jitaccess.domain import requests as request_rules
-from jitaccess.domain.durations import format_duration
+from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import Caller, is_approver, may_approve
 from jitaccess.errors import InvalidInput
 
@@ -243,7 +243,12 @@ def review_catalog(
 ) -> Verdict:
     """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping;
     and an Entitlement's reason policy must hold together (`_reason_policy`)."""
-    return review_bookkeeping(operation, old, new, caller, operator) or _reason_policy(new, old) or ALLOW
+    return (
+        review_bookkeeping(operation, old, new, caller, operator)
+        or _reason_policy(new, old)
+        or _duration_policy(new, old)
+        or ALLOW
+    )
 
 
 def _reason_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
@@ -256,6 +261,32 @@ def _reason_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
         return None  # the operator's own writes, and GitOps changes elsewhere, are not held up by it
     problem = reasons.entitlement_problem(after)
     return Refusal(problem, INVALID) if problem is not None else None
+
+
+#: An Entitlement's durations, with the model's defaults: a request naming none gets the first.
+_DURATIONS = (("defaultDuration", "1h"), ("maxDuration", "4h"))
+
+
+def _duration_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
+    """An Entitlement whose defaultDuration is above its maxDuration is refused when either is
+    written: every request naming no duration would be refused, blaming a duration its requester
+    never gave. (The form is the schema's; zero and beyond ten years are `parse_duration`'s.)"""
+    if new is None or new.get("kind") != names.ENTITLEMENT:
+        return None
+    before, after = wire.spec(old), wire.spec(new)
+    if old is not None and all(before.get(k) == after.get(k) for k, _ in _DURATIONS):
+        return None
+    try:
+        default, most = (parse_duration(str(after.get(k) or d), f"spec.{k}") for k, d in _DURATIONS)
+    except InvalidInput as exc:
+        return Refusal(str(exc), INVALID)
+    if default > most:
+        return Refusal(
+            f"spec.defaultDuration {format_duration(default)} is above spec.maxDuration {format_duration(most)}: every "
+            "request that names no duration would be refused; make defaultDuration at most maxDuration",
+            INVALID,
+        )
+    return None
 
 
 def review_status(kind: str, caller: Caller, *, operator: OperatorIdentity) -> Verdict:
