@@ -167,8 +167,11 @@ In another terminal:
 
 Users (kubeconfigs in {cp.users_dir}): alice, paula (payments lead), bob, lena (ledger lead),
 carol (backup approver), mallory (outsider), eve (payments, not eligible); admin: {cp.admin_kubeconfig}
+(the operator runs as admin here, so admin's writes skip the webhooks, as the operator's own do; to
+meet what a GitOps writer or a user meets, use a minted user, e.g. the GitOps line below)
 Anyone else, with any groups (a client certificate; prints the kubeconfig's path):
   kubectl --kubeconfig "$(mint-user dave@example.com --group team-payments)" auth whoami
+  kubectl --kubeconfig "$(mint-user gitops@example.com --group system:masters)" apply -f {EXAMPLES / "02-entitlements.yaml"}
 kubectl: {bin_dir}/kubectl   kubectl-jit: {scripts}/kubectl-jit   mint-user: {bin_dir}/mint-user
 
 AWS side: Identity Center emulator at {ic.endpoint_url}, region {ic.region}, identity store {ic.identity_store_id}

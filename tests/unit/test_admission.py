@@ -902,3 +902,12 @@ def test_an_entitlement_whose_default_is_above_its_maximum_is_refused(spec: dict
     # A stored one, changed elsewhere, is not held up by it (GitOps fixes it when it can).
     relabelled = {**entitlement, "metadata": {"name": "e", "labels": {"x": "1"}}}
     assert adm.review_catalog("UPDATE", entitlement, relabelled, MALLORY, operator=OPERATOR) == ALLOW
+
+
+def test_a_spec_change_is_refused_as_such_whoever_makes_it() -> None:
+    # Naming another entitlement makes the webhook look up another owner team, of which lena is
+    # no approver: the answer is still that the spec is immutable.
+    old = request(conditions=PENDING)
+    moved = {**old, "spec": {**old["spec"], "entitlement": "prod-eng-ledger"}}
+    moved["metadata"] = {**old["metadata"], "annotations": {adm.LAST_APPLIED: "{}"}}
+    refused(update(old, moved, MALLORY), "spec is immutable", "spec.entitlement")

@@ -366,3 +366,49 @@ def test_errors_are_one_line_on_stderr(capsys: pytest.CaptureFixture[str], tmp_p
     assert (
         captured.err == f"error: kubeconfig {tmp_path / 'none'} does not exist: pass an existing file to --kubeconfig\n"
     )
+
+
+def grant(name: str, group: str, reason: str = "Active", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"user": "alice@example.com", "groupName": group, **spec},
+        "status": {"conditions": [cond("Ready", "True", reason)], "expirationTime": "2030-01-01T10:00:00Z"},
+    }
+
+
+CATALOG = {"metadata": {"name": "payments"}, "spec": {"production": {"groupName": "prod-eng-payments"}}}
+
+
+@pytest.mark.parametrize(
+    ("ended", "others", "catalogs", "said"),
+    [
+        # The same group still held through another grant: the membership stays, nothing is denied.
+        (
+            grant("g1", "prod-eng-payments", "Revoked"),
+            [grant("g2", "prod-eng-payments")],
+            [CATALOG],
+            "note: alice@example.com still holds Identity Center group prod-eng-payments through accessgrant g2 "
+            "(until 2030-01-01T10:00:00Z): ending g1 removed none of that access",
+        ),
+        (grant("g1", "prod-eng-payments", "Revoked"), [], [CATALOG], decisions.SESSIONS_REVOKED_NOTE),
+        (grant("g1", "prod-eng-payments", "Revoked"), [], [], decisions.AWS_SESSIONS_NOTE),
+        # Account-assignment of a catalog tier: the tier's permission set denies the sessions too.
+        (
+            grant("g1", "catalog:payments/production", "Revoked", accountAssignment={"accounts": ["444455556666"]}),
+            [grant("g2", "prod-eng-payments")],
+            [CATALOG],
+            decisions.SESSIONS_REVOKED_NOTE,
+        ),
+    ],
+)
+def test_the_sessions_note_says_what_ending_a_grant_did(
+    api: FakeApi, ended: dict[str, Any], others: list[dict[str, Any]], catalogs: list[dict[str, Any]], said: str
+) -> None:
+    for obj in [ended, *others]:
+        api.objects[o.path(names.GRANTS, obj["metadata"]["name"])] = obj
+    for catalog in catalogs:
+        api.objects[o.path(names.CATALOGS, catalog["metadata"]["name"])] = catalog
+    assert decisions._sessions_note(session(api), [ended]) == said
+    assert o.holding(ended["spec"]).startswith(
+        "permission set catalog:" if "accountAssignment" in ended["spec"] else "Identity Center group"
+    )

@@ -25,6 +25,8 @@ ACCESS_EXTENSION = "AccessExtension"
 ENTITLEMENT = "Entitlement"
 TEAM_OWNERSHIP = "TeamOwnership"
 PERMISSION_CATALOG = "PermissionCatalog"
+#: How an account-assignment grant names a catalog tier's permission set: `catalog:TEAM/TIER`.
+CATALOG_REFERENCE_PREFIX = "catalog:"
 KINDS = {
     REQUESTS: ACCESS_REQUEST,
     GRANTS: ACCESS_GRANT,

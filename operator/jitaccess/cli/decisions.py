@@ -352,23 +352,54 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
 
 
 def _sessions_note(session: Session, grants: list[Obj]) -> str:
-    """Whether AWS sessions outlive the grants: not when a PermissionCatalog tier covers each
-    grant's group, for the operator then denies them (session revocation)."""
+    """What ending `grants` did to AWS access, as the operator carries it out: nothing, where the
+    user still holds the same access through another grant (the membership is kept, and no session
+    is denied); else sessions denied when a PermissionCatalog tier covers each grant's access (its
+    group, or in account-assignment mode the tier's permission set: session revocation), or left
+    to run out."""
     try:
         catalogs, _ = o.list_all(session.api, names.CATALOGS)
+        current, _ = o.list_all(session.api, names.GRANTS)
     except ApiError:
         return AWS_SESSIONS_NOTE
-    covered = {
-        str(tier.get("groupName"))
-        for catalog in catalogs
-        for tier in (wire.spec(catalog).get("baseline") or {}, wire.spec(catalog).get("production") or {})
-    }
-    if all(wire.spec(g).get("groupName") in covered for g in grants):
-        return SESSIONS_REVOKED_NOTE
-    return AWS_SESSIONS_NOTE
+    ended = {wire.name_of(g) for g in grants}
+    lines, gone = [], []
+    for grant in grants:
+        spec = wire.spec(grant)
+        same = [
+            other
+            for other in current
+            if wire.name_of(other) not in ended
+            and wire.ready_reason(other) == names.ACTIVE
+            and (wire.spec(other).get("user"), wire.spec(other).get("groupName"))
+            == (spec.get("user"), spec.get("groupName"))
+        ]
+        if not same:
+            gone.append(grant)
+            continue
+        keeps = same[0]
+        until_text = wire.status(keeps).get("expirationTime") or "its end"
+        lines.append(
+            f"note: {spec.get('user')} still holds {o.holding(spec)} through accessgrant {wire.name_of(keeps)} "
+            f"(until {until_text}): ending {wire.name_of(grant)} removed none of that access"
+        )
+    if gone:
+        covered = {
+            str(tier.get("groupName"))
+            for catalog in catalogs
+            for tier in (wire.spec(catalog).get("baseline") or {}, wire.spec(catalog).get("production") or {})
+        }
+        tiers = {
+            f"{names.CATALOG_REFERENCE_PREFIX}{wire.name_of(c)}/{tier}"
+            for c in catalogs
+            for tier in ("baseline", "production")
+        }
+        revoked = all(wire.spec(g).get("groupName") in covered | tiers for g in gone)
+        lines.append(SESSIONS_REVOKED_NOTE if revoked else AWS_SESSIONS_NOTE)
+    return "\n".join(lines)
 
 
 def _say_ended(session: Session, grant: Obj) -> None:
     spec = wire.spec(grant)
     state = wire.ready_reason(grant) or names.REVOKED
-    session.say(f"{state.lower()} accessgrant {wire.name_of(grant)} ({spec.get('user')} in {spec.get('groupName')})")
+    session.say(f"{state.lower()} accessgrant {wire.name_of(grant)} ({spec.get('user')} in {o.holding(spec)})")

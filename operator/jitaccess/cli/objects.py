@@ -102,6 +102,16 @@ def is_member(team: Obj, me: Identity) -> bool:
     return me.username in (team_spec.get("members") or []) or bool(me.groups & set(team_spec.get("memberGroups") or []))
 
 
+def holding(grant_spec: wire.Obj) -> str:
+    """What a grant holds, in words: an Identity Center group, or in account-assignment mode a
+    permission set in accounts (its `groupName` then names the permission set, not a group)."""
+    assignment = grant_spec.get("accountAssignment") or {}
+    if assignment:
+        accounts = ", ".join(map(str, assignment.get("accounts") or [])) or "its accounts"
+        return f"permission set {grant_spec.get('groupName')} in {accounts}"
+    return f"Identity Center group {grant_spec.get('groupName')}"
+
+
 def approvers_of(team: Obj, *, escalated: bool, excluding: Collection[str] = ()) -> list[str]:
     """Who may decide now, leaving out `excluding` (the requester, who already approved): the
     operator's `requests.approvers_text`, on the wire form."""

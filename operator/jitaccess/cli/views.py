@@ -108,7 +108,7 @@ def status(session: Session, name: str, *, output: str) -> int:
         gspec, gstate = wire.spec(grant), wire.status(grant)
         lines += [
             ("Grant", f"{wire.name_of(grant)}: {wire.ready_reason(grant) or 'Provisioning'}"),
-            ("User", f"{gspec.get('user')} in Identity Center group {gspec.get('groupName')}"),
+            ("User", f"{gspec.get('user')} in {o.holding(gspec)}"),
         ]
         if gstate.get("activationTime"):
             lines.append(("Active since", until(o.parse_time(gstate.get("activationTime")), now)))

@@ -556,19 +556,20 @@ def decision_update(
     """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension), by
     anyone but the operator: spec immutable, the stamps the webhook's alone, who may approve or
     deny, and who may change anything else of it."""
-    return _others_change(old, new, caller, team) or _request_updated(old, new, caller, entitlement, team, phase)
+    # The spec first: a change of spec.entitlement makes `team` another entitlement's owner team.
+    return (
+        _spec_changed(old, new)
+        or _others_change(old, new, caller, team)
+        or _request_updated(old, new, caller, entitlement, team, phase)
+    )
 
 
 def _request_updated(
     old: Obj, new: Obj, caller: Caller, entitlement: Entitlement | None, team: TeamOwnershipSpec | None, phase: Phase
 ) -> Verdict:
-    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
-    if old_spec != new_spec:
-        fields = ", ".join(f"spec.{k}" for k in _changed(old_spec, new_spec))
-        return Refusal(
-            f"spec is immutable once a request is created ({fields} would change): create a new AccessRequest instead",
-            INVALID,
-        )
+    refusal = _spec_changed(old, new)
+    if refusal is not None:
+        return refusal
     before, after = wire.annotations_of(old), wire.annotations_of(new)
     for key in REQUEST_STAMPS:
         if before.get(key) != after.get(key) and (phase is Phase.MUTATE or key in before):
@@ -587,6 +588,17 @@ def _request_updated(
         k: after[k] for k in (*REQUEST_STAMPS, approval_rules.APPROVALS) if k in after and after[k] != before.get(k)
     }
     return _as_stamped(verdict, phase, added, f"metadata.annotations {', '.join(sorted(added) or REQUEST_STAMPS[:1])}")
+
+
+def _spec_changed(old: Obj, new: Obj) -> Refusal | None:
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if old_spec == new_spec:
+        return None
+    fields = ", ".join(f"spec.{k}" for k in _changed(old_spec, new_spec))
+    return Refusal(
+        f"spec is immutable once a request is created ({fields} would change): create a new AccessRequest instead",
+        INVALID,
+    )
 
 
 def _others_change(old: Obj, new: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Refusal | None:

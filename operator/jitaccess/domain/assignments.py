@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from jitaccess.api import names
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
 
-CATALOG_PREFIX = "catalog:"
+CATALOG_PREFIX = names.CATALOG_REFERENCE_PREFIX
 
 
 def reference(ref: PermissionSetRef) -> str:
