@@ -813,25 +813,16 @@ def review_grant(
         return _grant_deleted(old, caller, team, owner)
     if operation != "UPDATE" or old is None or new is None:
         return ALLOW
+    # Labels of any prefix are the operator's on a grant: its own message says so, before the
+    # records' rule (`review_record`), which then holds the finalizers.
     refusal = (
         review_bookkeeping(operation, old, new, caller, operator)
+        or _grant_fields_changed(old, new, owner)
         or review_record(operation, old, new, caller, operator)
         or review_text(old, new)
     )
     if refusal is not None:
         return refusal
-    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
-    for where, was, will in (
-        ("spec", old.get("spec"), new.get("spec")),
-        ("metadata.labels", old_meta.get("labels"), new_meta.get("labels")),
-        ("metadata.ownerReferences", old_meta.get("ownerReferences"), new_meta.get("ownerReferences")),
-    ):
-        if (was or None) != (will or None):
-            return Refusal(
-                f"{where} of an AccessGrant is written only by the jitaccess operator: a grant records what was "
-                f"approved. The grantee or an approver of team {owner or '(unknown)'} may only revoke it, with "
-                f"`kubectl annotate accessgrant NAME {REVOKED}=true`"
-            )
     before, after = wire.annotations_of(old), wire.annotations_of(new)
     changed = _changed(before, after)
     foreign = [k for k in changed if k not in _REVOCATION_ANNOTATIONS]
@@ -855,6 +846,22 @@ def review_grant(
     verdict = _revocation(old, before, after, caller, team, owner)
     added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
     return _as_stamped(verdict, phase, added, f"metadata.annotations[{REVOKED_BY}]")
+
+
+def _grant_fields_changed(old: Obj, new: Obj, owner: str) -> Refusal | None:
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    for where, was, will in (
+        ("spec", old.get("spec"), new.get("spec")),
+        ("metadata.labels", old_meta.get("labels"), new_meta.get("labels")),
+        ("metadata.ownerReferences", old_meta.get("ownerReferences"), new_meta.get("ownerReferences")),
+    ):
+        if (was or None) != (will or None):
+            return Refusal(
+                f"{where} of an AccessGrant is written only by the jitaccess operator: a grant records what was "
+                f"approved. The grantee or an approver of team {owner or '(unknown)'} may only revoke it, with "
+                f"`kubectl annotate accessgrant NAME {REVOKED}=true`"
+            )
+    return None
 
 
 def _revocation(
