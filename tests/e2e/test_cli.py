@@ -305,7 +305,7 @@ def test_revoke_by_the_owner_team_approver(cli: Cli, system: Jit) -> None:
 
     revoked = cli.run("revoke", name, "--reason", "INC-12 done here", user=PAULA)
     assert revoked.code == 0, revoked
-    assert f"revoked accessgrant {name} ({ALICE} in {PAYMENTS})" in revoked.out
+    assert f"revoked accessgrant {name} ({ALICE} in Identity Center group {PAYMENTS})" in revoked.out
     assert "session duration" in revoked.out
     assert system.members(PAYMENTS) == set()
     grant = system.get("accessgrant", name)
