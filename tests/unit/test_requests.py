@@ -243,3 +243,17 @@ def test_a_request_with_a_grant_goes_with_its_grant_not_on_its_own() -> None:
 def test_a_variant_of_true_is_no_decision(flag: str, value: str) -> None:
     """The webhook refuses these; should one reach the operator anyway, it decides nothing."""
     assert decide({f"jitaccess.dev/{flag}": value, f"jitaccess.dev/{flag}-by": "paula@example.com"}) is None
+
+
+def test_a_request_that_could_never_get_enough_approvals_is_refused() -> None:
+    # Two approvals needed; the team's only other approver and no backup: it would wait until it timed out.
+    two = entitlement(approval={"approvalsRequired": 2})
+    alone = team(approvers=["paula@example.com"], backupApprovers=[])
+    short = request_rules.validate(request(), two, alone, LIMITS)
+    with pytest.raises(InvalidInput, match=r"names 1 who may approve a request of .*needs 2 approvals"):
+        request_rules.route(short)
+    # The requester never counts; a backup does; a group may hold anyone, so it is not counted against.
+    enough = team(approvers=["paula@example.com"], backupApprovers=["carol@example.com"])
+    assert request_rules.route(request_rules.validate(request(), two, enough, LIMITS)) is Route.NEEDS_APPROVAL
+    grouped = team(approvers=["paula@example.com"], backupApprovers=[], approverGroups=["leads"])
+    assert request_rules.route(request_rules.validate(request(), two, grouped, LIMITS)) is Route.NEEDS_APPROVAL

@@ -200,7 +200,29 @@ def route(valid: ValidRequest) -> Route:
             f"TeamOwnership {valid.entitlement.spec.owner!r} spec.approvers",
             "is empty, so nobody can approve this request: the team must name approvers",
         )
+    short = _approvers_short(valid)
+    if short is not None:
+        raise InvalidInput(f"TeamOwnership {valid.entitlement.spec.owner!r} spec.approvers", short)
     return Route.NEEDS_APPROVAL
+
+
+def _approvers_short(valid: ValidRequest) -> str | None:
+    """Why a request can never get the approvals its Entitlement needs: fewer people may approve it
+    (approvers and backups, never its requester) than `approvalsRequired`. Else it would wait until
+    it times out. None when it can, and when a group approves (its members are not known here);
+    break-glass is approved by its requester and only reviewed."""
+    team, needed = valid.team, valid.entitlement.spec.approval.approvals_required
+    if valid.break_glass or team.approver_groups or team.backup_approver_groups:
+        return None
+    people = sorted((set(team.approvers) | set(team.backup_approvers)) - {valid.requester})
+    if len(people) >= needed:
+        return None
+    return (
+        f"names {len(people)} who may approve a request of {valid.requester} ({', '.join(people) or 'nobody'}, backup "
+        f"approvers included), and Entitlement {valid.entitlement.metadata.name} needs {needed} approvals "
+        "(spec.approval.approvalsRequired): it could never be approved; the team must name more approvers, or the "
+        "Entitlement need fewer"
+    )
 
 
 @dataclass(frozen=True)
