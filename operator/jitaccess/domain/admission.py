@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitaccess.api import names, wire
-from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.api.models import AccessRequest, Entitlement, EntitlementSpec, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import reasons, text
@@ -263,8 +263,11 @@ def _reason_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
     return Refusal(problem, INVALID) if problem is not None else None
 
 
-#: An Entitlement's durations, with the model's defaults: a request naming none gets the first.
-_DURATIONS = (("defaultDuration", "1h"), ("maxDuration", "4h"))
+#: An Entitlement's durations (wire name, the model's default): a request naming none gets the first.
+_DURATIONS = tuple(
+    (str(EntitlementSpec.model_fields[field].alias), str(EntitlementSpec.model_fields[field].default))
+    for field in ("default_duration", "max_duration")
+)
 
 
 def _duration_policy(new: Obj | None, old: Obj | None) -> Refusal | None:

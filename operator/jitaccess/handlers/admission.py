@@ -97,6 +97,16 @@ async def _team(rt: Runtime, name: str, teams: Index) -> TeamOwnershipSpec | Non
         return None
 
 
+def paced(rt: Runtime, caller: Caller, kind: str) -> Refusal | None:
+    """A new request or extension of `caller`, counted against their creations a minute
+    (`Runtime.creations`, one budget for both kinds); the refusal when they are past it."""
+    wait = rt.creations.take(caller.username)
+    if wait <= 0:
+        return None
+    metrics.REQUESTS_LIMITED.labels("pace").inc()
+    return Refusal(request_rules.creation_rate_problem(rt.settings.requests_per_user_per_minute, wait, kind))
+
+
 def _entitlement_name(obj: Mapping[str, Any] | None) -> str:
     spec = (obj or {}).get("spec") or {}
     return str(spec.get("entitlement") or "")
@@ -165,11 +175,9 @@ async def _review_request(
     caller = admission.caller_of(userinfo)
     if phase is Phase.MUTATE and operation == "CREATE" and not operator.includes(caller):
         # First, before Identity Center is asked anything: a dry run and a refused request count too.
-        wait = rt.creations.take(caller.username)
-        if wait > 0:
-            metrics.REQUESTS_LIMITED.labels("pace").inc()
-            per_minute = rt.settings.requests_per_user_per_minute
-            return Refusal(request_rules.creation_rate_problem(per_minute, wait)), caller
+        refusal = paced(rt, caller, names.ACCESS_REQUEST)
+        if refusal is not None:
+            return refusal, caller
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
     # DELETE: who may withdraw a request depends on its owner team (the operator's own need no lookup).

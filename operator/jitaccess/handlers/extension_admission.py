@@ -35,7 +35,7 @@ from jitaccess.domain import extensions as rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller, is_member
-from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team
+from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team, paced
 from jitaccess.handlers.common import NO_INDEX, Index
 
 
@@ -54,11 +54,9 @@ async def _review(
     caller = admission.caller_of(userinfo)
     if phase is Phase.MUTATE and operation == "CREATE" and not operator.includes(caller):
         # The requests' bucket: a creation of either kind, a dry run and a refused one count alike.
-        wait = rt.creations.take(caller.username)
-        if wait > 0:
-            metrics.REQUESTS_LIMITED.labels("pace").inc()
-            per_minute = rt.settings.requests_per_user_per_minute
-            return Refusal(request_rules.creation_rate_problem(per_minute, wait, names.ACCESS_EXTENSION)), caller
+        refusal = paced(rt, caller, names.ACCESS_EXTENSION)
+        if refusal is not None:
+            return refusal, caller
     grant: AccessGrant | None = None
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
