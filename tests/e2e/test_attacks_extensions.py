@@ -10,12 +10,18 @@ and (the `system` fixture, after each test) that no Identity Center membership i
 
 from __future__ import annotations
 
+import json
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit
@@ -124,6 +130,40 @@ def test_extensions_beyond_max_extensions_are_refused(jit: Jit) -> None:
     after = jit.get("accessgrant", "bob-many") or {}
     assert after["status"]["expirationTime"] == before["status"]["expirationTime"]
     assert [e["name"] for e in after["status"]["extensions"]] == ["bob-many-1", "bob-many-2"]
+
+
+def test_extensions_created_at_the_same_moment_never_wait_beyond_max_extensions(jit: Jit) -> None:
+    # Each creation lists the grant's other extensions; created together, none is stored yet when
+    # the others are checked, so the replica counts what it has just admitted as well. The API
+    # calls go out at once from one process (a kubectl each starts too slowly to overlap).
+    grant = grant_of(jit, "alice-race", "1h", user=ALICE)
+    start = threading.Barrier(6)
+
+    def one(number: int) -> str | None:
+        body = {
+            "apiVersion": "jitaccess.dev/v1alpha1",
+            "kind": "AccessExtension",
+            "metadata": {"name": f"alice-race-{number}"},
+            "spec": {"grant": "alice-race", "duration": "1m", "reason": "INC-50 more time"},
+        }
+        with k8s_config.new_client_from_config(str(jit.cluster.user_kubeconfig(ALICE))) as api:  # type: ignore[no-untyped-call]
+            objects = k8s.CustomObjectsApi(api)
+            start.wait()
+            try:
+                objects.create_cluster_custom_object("jitaccess.dev", "v1alpha1", "accessextensions", body)
+            except ApiException as exc:
+                return str(exc.body)
+        return None
+
+    with ThreadPoolExecutor(6) as pool:
+        refusals = list(pool.map(one, range(1, 7)))
+    admitted = [f"alice-race-{n}" for n, refusal in enumerate(refusals, 1) if refusal is None]
+    assert len(admitted) == 2, refusals
+    for refusal in filter(None, refusals):
+        assert "has been extended 0 time(s) and 2 more wait" in refusal and "allows maxExtensions 2" in refusal
+    stored = json.loads(jit.kubectl("get", "accessextensions", "-o", "json").stdout)["items"]
+    assert sorted(e["metadata"]["name"] for e in stored if e["spec"]["grant"] == "alice-race") == admitted
+    unmoved(jit, grant)
 
 
 # --- 52. extending someone else's grant ------------------------------------------------------------

@@ -3,6 +3,9 @@ decides, what the operator does next, and the audit records of an extended grant
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,9 +14,10 @@ import pytest
 from jitaccess.api import audit, names
 from jitaccess.api.models import AccessExtension, AccessGrant
 from jitaccess.domain import extensions as rules
-from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal
+from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.requests import Limits
 from jitaccess.domain.teams import Caller
+from jitaccess.handlers.runtime import ExtensionAdmissions
 from tests.unit.factories import T0, condition, entitlement, grant, team
 
 LIMITS = Limits(min_duration=timedelta(seconds=60), pending_timeout=timedelta(hours=24))
@@ -259,14 +263,14 @@ def test_who_may_delete_an_extension() -> None:
     assert review(PAULA, None, operation="DELETE", old=done) == Admit()
 
 
-def test_waiting_of_lists_the_unfinished_extensions_of_one_grant() -> None:
+def test_extensions_of_a_grant_say_what_each_unfinished_one_adds() -> None:
     objs = [
         {**wire(), "metadata": {"name": "a"}},
         {**wire(), "metadata": {"name": "b"}, "status": {"conditions": [condition(names.READY, "False", "Denied")]}},
         {**wire(), "metadata": {"name": "c"}, "spec": {"grant": "other", "duration": "1m"}},
-        {**wire(), "metadata": {"name": "self"}},
+        {**wire(), "metadata": {"name": "d"}, "spec": {"grant": "g1", "duration": "soon"}},
     ]
-    assert rules.waiting_of(objs, "g1", besides="self") == [rules.Waiting("a", timedelta(minutes=30))]
+    assert rules.extensions_of(objs, "g1") == {"a": rules.Waiting("a", timedelta(minutes=30)), "b": None, "d": None}
 
 
 # --- audit -----------------------------------------------------------------------------------------
@@ -316,3 +320,53 @@ def test_every_write_of_the_operator_is_admitted(operation: str) -> None:
     for old in odd:
         for new in odd:
             assert review(as_operator, new, operation=operation, old=old, the_grant=grant()) == Admit()
+
+
+# --- extensions admitted at the same moment (runtime.ExtensionAdmissions) --------------------------------
+
+
+def _caps(most: int) -> Callable[[list[rules.Waiting]], Verdict]:
+    return lambda waiting: Admit() if len(waiting) < most else Refusal(f"{len(waiting)} wait")
+
+
+def test_an_admitted_extension_counts_until_a_listing_shows_it() -> None:
+    known, thirty = ExtensionAdmissions(), timedelta(minutes=30)
+    a, b, c = (rules.Waiting(n, thirty) for n in "abc")
+    assert known.admit("g1", a, {}, _caps(2)) == Admit()
+    assert known.admit("g1", b, {}, _caps(2)) == Admit()
+    assert known.admit("g1", c, {}, _caps(2)) == Refusal("2 wait")
+    assert known.admit("g2", rules.Waiting("d", thirty), {}, _caps(2)) == Admit()  # another grant's room
+    # The listing shows a finished and b still waiting: a no longer counts, b once, not twice.
+    assert known.admit("g1", c, {"a": None, "b": b}, _caps(2)) == Admit()
+
+
+def test_a_dry_run_or_a_refusal_reserves_nothing() -> None:
+    known, a, b = ExtensionAdmissions(), rules.Waiting("a", timedelta(minutes=5)), rules.Waiting("b", timedelta(1))
+    assert known.admit("g1", a, {}, _caps(1), reserve=False) == Admit()
+    assert known.admit("g1", a, {}, lambda _: Refusal("no")) == Refusal("no")
+    assert known.admit("g1", b, {}, _caps(1)) == Admit()
+
+
+def test_a_withdrawn_or_forgotten_admission_frees_its_room() -> None:
+    known, a, b = ExtensionAdmissions(seconds=0.05), rules.Waiting("a", timedelta(1)), rules.Waiting("b", timedelta(1))
+    assert known.admit("g1", a, {}, _caps(1)) == Admit()
+    known.forget("a")
+    assert known.admit("g1", b, {}, _caps(1)) == Admit()
+    time.sleep(0.1)  # never listed (refused after this webhook): forgotten after `seconds`
+    assert known.admit("g1", a, {}, _caps(1)) == Admit()
+
+
+def test_extensions_admitted_concurrently_see_each_other() -> None:
+    known, start = ExtensionAdmissions(), threading.Barrier(16)
+    answers: list[Verdict] = []
+
+    def one(i: int) -> None:
+        start.wait()
+        answers.append(known.admit("g1", rules.Waiting(f"e{i}", timedelta(minutes=1)), {}, _caps(2)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers.count(Admit()) == 2

@@ -440,17 +440,18 @@ def _deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Verdic
     )
 
 
-def waiting_of(extensions: Sequence[Obj], grant: str, besides: str) -> list[Waiting]:
-    """The extensions of `grant` (other than `besides`) that have not finished, with their durations."""
-    found = []
+def extensions_of(extensions: Sequence[Obj], grant: str) -> dict[str, Waiting | None]:
+    """The extensions of `grant` by name: what each adds while it has not finished, else None."""
+    found: dict[str, Waiting | None] = {}
     for obj in extensions:
-        spec = wire.spec(obj)
-        if spec.get("grant") != grant or wire.name_of(obj) == besides:
+        spec, name = wire.spec(obj), wire.name_of(obj)
+        if spec.get("grant") != grant:
             continue
+        found[name] = None
         if wire.ready_reason(obj) in names.EXTENSION_FINISHED:
             continue
         try:
-            found.append(Waiting(wire.name_of(obj), parse_duration(str(spec.get("duration") or ""), "spec.duration")))
+            found[name] = Waiting(name, parse_duration(str(spec.get("duration") or ""), "spec.duration"))
         except InvalidInput:
             continue
     return found

@@ -21,7 +21,10 @@ otherwise prompt the approvers each time.
 from __future__ import annotations
 
 import asyncio
+import functools
+import uuid
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -34,7 +37,9 @@ from jitaccess.domain import admission
 from jitaccess.domain import extensions as rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
+from jitaccess.domain.durations import parse_duration
 from jitaccess.domain.teams import Caller, is_member
+from jitaccess.errors import InvalidInput
 from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team, paced
 from jitaccess.handlers.common import NO_INDEX, Index
 
@@ -60,7 +65,7 @@ async def _review(
     grant: AccessGrant | None = None
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
-    waiting: list[rules.Waiting] = []
+    listed: dict[str, rules.Waiting | None] = {}
     creating = operation == "CREATE" and phase is Phase.VALIDATE
     if not operator.includes(caller) and (creating or operation in ("UPDATE", "DELETE")):
         obj = new or old
@@ -73,9 +78,9 @@ async def _review(
         ent = grant.spec.entitlement if grant is not None else str(wire.status(obj).get("entitlement") or "")
         entitlement, team = await _entitlement_and_team(rt, ent, teams, entitlements)
         if creating and grant is not None:
-            others = await asyncio.to_thread(rt.kube.list, names.EXTENSIONS)
-            waiting = rules.waiting_of(others, name, besides=wire.name_of(new))
-    verdict = rules.review_extension(
+            listed = rules.extensions_of(await asyncio.to_thread(rt.kube.list, names.EXTENSIONS), name)
+    review = functools.partial(
+        rules.review_extension,
         operation or "",
         old,
         new,
@@ -84,18 +89,39 @@ async def _review(
         grant=grant,
         entitlement=entitlement,
         team=team,
-        waiting=waiting,
         limits=rt.settings.limits,
         phase=phase,
     )
-    if creating and isinstance(verdict, Admit) and not operator.includes(caller) and entitlement and team:
-        auto = entitlement.spec.approval.auto_approve_owner_team and is_member(team, caller)
-        # Last: an extension refused for anything else prompts nobody, and takes nothing.
-        if not auto and (wait := rt.asks.take(caller.username, peek=dryrun)) > 0:
-            metrics.REQUESTS_LIMITED.labels("asks").inc()
-            per_hour = rt.settings.approval_requests_per_user_per_hour
-            return Refusal(request_rules.asks_problem(per_hour, wait)), caller
+    if not creating or grant is None or operator.includes(caller):
+        verdict = review(waiting=[])
+        if phase is Phase.VALIDATE and operation == "DELETE" and isinstance(verdict, Admit):
+            rt.extension_admissions.forget(wire.name_of(old))
+        return verdict, caller
+
+    def check(waiting: list[rules.Waiting]) -> Verdict:
+        verdict = review(waiting=waiting)
+        if isinstance(verdict, Admit) and entitlement and team:
+            auto = entitlement.spec.approval.auto_approve_owner_team and is_member(team, caller)
+            # Last: an extension refused for anything else prompts nobody, and takes nothing.
+            if not auto and (wait := rt.asks.take(caller.username, peek=dryrun)) > 0:
+                metrics.REQUESTS_LIMITED.labels("asks").inc()
+                per_hour = rt.settings.approval_requests_per_user_per_hour
+                return Refusal(request_rules.asks_problem(per_hour, wait))
+        return verdict
+
+    # The name the API server gave it (a generated one too); a dry run reserves nothing.
+    mine = rules.Waiting(wire.name_of(new) or f"unnamed-{uuid.uuid4().hex[:8]}", _adds(new))
+    verdict = rt.extension_admissions.admit(grant.metadata.name, mine, listed, check, reserve=not dryrun)
     return verdict, caller
+
+
+def _adds(new: kopf.Body | None) -> timedelta:
+    """What a new extension asks for, for the caps of the ones after it (zero when it cannot be
+    read: it is then refused, and reserves nothing)."""
+    try:
+        return parse_duration(str(wire.spec(new).get("duration") or ""), "spec.duration")
+    except InvalidInput:
+        return timedelta()
 
 
 @kopf.on.mutate(

@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 from jitaccess.adapters.identitycenter import IdentityCenter, RateLimiter
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.ssoadmin import SsoAdmin
+from jitaccess.domain.admission import Admit, Verdict
+from jitaccess.domain.extensions import Waiting as ExtensionWaiting
 from jitaccess.domain.following import Laggards
 from jitaccess.domain.requests import Waiting
 from jitaccess.handlers.known_requests import KnownRequests
@@ -192,6 +194,50 @@ class WaitingRequests:
         return [*stored.values(), *admitted.values()]
 
 
+class ExtensionAdmissions:
+    """Extensions this replica has just admitted, by grant, until a listing shows them.
+
+    A new extension is checked against its grant's other unfinished extensions as listed from the
+    API server; extensions created at the same moment are each checked before any of them is
+    stored, so without these every one of them would find the caps' room free (four waiting where
+    `maxExtensions` allows two). As with `WaitingRequests`, a replica knows only its own admissions.
+    """
+
+    def __init__(self, seconds: float = _ADMITTED_SECONDS) -> None:
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        # name -> (grant, what it adds, when admitted)
+        self._admitted: dict[str, tuple[str, ExtensionWaiting, float]] = {}
+
+    def admit(
+        self,
+        grant: str,
+        mine: ExtensionWaiting,
+        listed: Mapping[str, ExtensionWaiting | None],
+        check: Callable[[list[ExtensionWaiting]], Verdict],
+        *,
+        reserve: bool = True,
+    ) -> Verdict:
+        """`check` the grant's unfinished extensions: those `listed` (name -> what it adds, None
+        when finished) and those admitted here that the listing does not show yet; when `check`
+        admits (and `reserve`: not a dry run), count `mine` among them. Under one lock, so that
+        concurrent admissions see each other."""
+        now = time.monotonic()
+        with self._lock:
+            for name in [n for n, (_, _, at) in self._admitted.items() if n in listed or now - at > self._seconds]:
+                del self._admitted[name]
+            recent = [w for g, w, _ in self._admitted.values() if g == grant and w.name != mine.name]
+            verdict = check([*(w for w in listed.values() if w is not None and w.name != mine.name), *recent])
+            if isinstance(verdict, Admit) and reserve:
+                self._admitted[mine.name] = (grant, mine, now)
+            return verdict
+
+    def forget(self, name: str) -> None:
+        """Extension `name` is deleted (withdrawn) before any listing showed it."""
+        with self._lock:
+            self._admitted.pop(name, None)
+
+
 class Provisions:
     """Grants their request's handler provisions itself (`grants.provision_at_once`), by name:
     kopf runs the grant's own handler for the same grant a moment later, which waits for that
@@ -279,6 +325,8 @@ class Runtime:
     pending: ObjectIndex = field(default_factory=ObjectIndex)
     # Requests that wait for a decision, by requester (the approval-fatigue limits at admission).
     waiting: WaitingRequests = field(default_factory=WaitingRequests)
+    # Extensions just admitted here, by grant (the caps at admission: `extension_admission`).
+    extension_admissions: ExtensionAdmissions = field(default_factory=ExtensionAdmissions)
     # Approved requests waiting for their spec.startTime, by entitlement: see `handlers.starts`.
     starts: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
