@@ -54,8 +54,9 @@ _KINDS = {
 }
 
 
-def decision_target(session: Session, given: str) -> tuple[str, str]:
-    """(plural, name) of what `given` names: `KIND/NAME`, or a bare NAME when only one kind has it.
+def decision_target(session: Session, given: str) -> tuple[str, str, Obj | None]:
+    """(plural, name, the object when already read) of what `given` names: `KIND/NAME`, or a bare
+    NAME when only one kind has it.
 
     AccessRequests and AccessExtensions are different kinds, so one name can be both, and any
     requester can create a request of any free name: a bare name that is both is refused, naming
@@ -68,28 +69,31 @@ def decision_target(session: Session, given: str) -> tuple[str, str]:
         plural = _KINDS.get(kind.lower())
         if plural is None:
             raise Refused(f"{given}: the kind before / is request or extension (`request/NAME`, `extension/NAME`)")
-        return plural, name
-    found = [plural for plural in (names.REQUESTS, names.EXTENSIONS) if o.get_optional(session.api, plural, name)]
-    if len(found) > 1:
-        request, extension = (o.get(session.api, plural, name) for plural in found)
+        return plural, name, None
+    found = {plural: o.get_optional(session.api, plural, name) for plural in (names.REQUESTS, names.EXTENSIONS)}
+    request, extension = found[names.REQUESTS], found[names.EXTENSIONS]
+    if request is not None and extension is not None:
         raise Refused(
             f"{name} is both an AccessRequest ({o.requester(request) or 'no requester'}, "
             f"{wire.spec(request).get('entitlement')}) and an AccessExtension ({o.requester(extension) or 'no requester'}, "
             f"of grant {wire.spec(extension).get('grant')}): say which, `request/{name}` or `extension/{name}`"
         )
-    return (found or [names.REQUESTS])[0], name
+    if extension is not None:
+        return names.EXTENSIONS, name, extension
+    return names.REQUESTS, name, request
 
 
 def decide(session: Session, given: str, *, approve: bool, reason: str | None) -> int:
     api, me = session.api, session.me
-    plural, name = decision_target(session, given)
+    plural, name, read = decision_target(session, given)
     if plural == names.EXTENSIONS:
         from jitaccess.cli import extend
 
-        return extend.decide(session, o.get(api, names.EXTENSIONS, name), approve=approve, reason=reason)
+        return extend.decide(session, read or o.get(api, names.EXTENSIONS, name), approve=approve, reason=reason)
     verb = "approve" if approve else "deny"
     for _ in range(_CONFLICT_RETRIES):
-        request = o.get(api, names.REQUESTS, name)
+        # What the target's lookup read is as fresh as a read; after a conflict, read again.
+        request, read = read or o.get(api, names.REQUESTS, name), None
         check_undecided(request)
         team = _owner_team(session, request)
         check_may_decide(request, team, me, verb)
@@ -118,17 +122,23 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None) -
     raise Refused(f"accessrequest {name} kept changing while you decided: run the command again")
 
 
+def _approvers_now(request: Obj, team: Obj, excluding: set[str]) -> str:
+    """Who may still decide `request`, in the operator's words (`requests.approvers_text`)."""
+    # Imported here only, as in `check_may_decide`: pydantic is too slow for the request path.
+    from jitaccess.api.models import TeamOwnershipSpec
+    from jitaccess.domain.requests import approvers_text
+
+    spec = TeamOwnershipSpec.model_validate(wire.spec(team))
+    return approvers_text(spec, wire.is_true(request, names.ESCALATED), excluding={o.requester(request), *excluding})
+
+
 def _more_needed(request: Obj, team: Obj) -> str:
     listed = json.loads(wire.annotations_of(request).get(names.ANNOTATION_APPROVALS) or "[]")
-    by = ", ".join(str(a.get("by")) for a in listed if isinstance(a, dict))
-    escalated = wire.is_true(request, names.ESCALATED)
-    given = {str(a.get("by")) for a in listed if isinstance(a, dict)}
-    others = o.approvers_of(team, escalated=escalated, excluding={o.requester(request), *given})
-    if not others and not escalated and o.backup_approvers_of(team):
-        waiting = f"nobody before the escalation, then {', '.join(o.backup_approvers_of(team))}"
-    else:
-        waiting = ", ".join(others) or "nobody"
-    return f"approved so far by {by}; another approver of team {wire.name_of(team)} must approve ({waiting})"
+    given = [str(a.get("by")) for a in listed if isinstance(a, dict)]
+    waiting = _approvers_now(request, team, set(given))
+    return (
+        f"approved so far by {', '.join(given)}; another approver of team {wire.name_of(team)} must approve ({waiting})"
+    )
 
 
 def check_undecided(request: Obj) -> None:
@@ -186,8 +196,7 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
         escalated=escalated,
     )
     if problem is not None:
-        others = o.approvers_of(team, escalated=escalated, excluding={o.requester(request), me.username})
-        approvers = ", ".join(others) or ("nobody before the escalation" if not escalated else "nobody")
+        approvers = _approvers_now(request, team, {me.username})
         raise Refused(
             f"you may not {verb} accessrequest {wire.name_of(request)}: {problem} "
             f"(team {wire.name_of(team)} approvers now: {approvers})"
