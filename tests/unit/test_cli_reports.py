@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import gzip
 import io
 import json
@@ -137,7 +138,7 @@ def test_the_golden_json_holds_the_records_of_the_window_unchanged_oldest_first(
     assert (first["action"], second["action"]) == ("requested", "approved"), "in the order of the object's life"
     assert {r["action"] for r in document["records"]} == {
         "requested", "approved", "denied", "escalated", "timed-out", "not-eligible",
-        "granted", "revoked", "expired", "drift-removed",
+        "granted", "extended", "revoked", "expired", "drift-removed",
     }  # fmt: skip
     assert not any(r["name"].endswith("old01") for r in document["records"])
 
@@ -161,13 +162,14 @@ def test_since_narrows_the_window() -> None:
         ("requested", "lena-prod-eng-ledger-llll1"),
         ("approved", "lena-prod-eng-ledger-llll1"),
         ("granted", "lena-prod-eng-ledger-llll1"),
+        ("extended", "lena-prod-eng-ledger-llll1"),
     ]
     assert len(audited(since=timedelta(days=90))) == len(audited()) + 4  # alice's request and grant of October
 
 
 def test_entitlement_filter() -> None:
     records = audited(entitlement="prod-eng-ledger")
-    assert [r["action"] for r in records] == ["requested", "approved", "granted"]
+    assert [r["action"] for r in records] == ["requested", "approved", "granted", "extended"]
     assert {r["entitlement"] for r in records} == {"prod-eng-ledger"}
 
 
@@ -365,7 +367,7 @@ def test_main_runs_audit_and_review_and_refuses_bad_flags(monkeypatch: pytest.Mo
     monkeypatch.delenv(parser.ARCHIVE_ENV, raising=False)
     stdout, stderr = io.StringIO(), io.StringIO()
     assert main.run(["audit", "--since", "3650d", "-o", "csv", "--user", "lena"], io.StringIO(), stdout, stderr) == 0
-    assert stdout.getvalue().count("\n") == 4  # the header, and lena's requested, approved, granted
+    assert stdout.getvalue().count("\n") == 5  # the header, and lena's requested, approved, granted, extended
     assert fake.listed == [names.REQUESTS, names.GRANTS, names.ENTITLEMENTS]
     stdout = io.StringIO()
     assert main.run(["review", "prod-eng-ledger", "--days", "3650"], io.StringIO(), stdout, stderr) == 0
@@ -375,3 +377,21 @@ def test_main_runs_audit_and_review_and_refuses_bad_flags(monkeypatch: pytest.Mo
         with pytest.raises(SystemExit) as exited:
             main.run(argv, io.StringIO(), io.StringIO(), io.StringIO())
         assert exited.value.code == 2
+
+
+def test_an_extension_shows_its_own_reason_and_time_and_approvals_their_approvers() -> None:
+    table = (GOLDEN / "audit.table").read_text()
+    extended = next(line for line in table.splitlines() if " extended " in line)
+    assert "+30m, until 2026-11-30T12:30:02Z: LED-12 the clos" in extended  # not the request's reason
+    rows = list(csv.DictReader(io.StringIO((GOLDEN / "audit.csv").read_text())))
+    row = next(r for r in rows if r["action"] == "extended")
+    assert (row["extension"], row["extendedBy"], row["extensionReason"]) == (
+        "lena-prod-eng-ledger-llll1-more",
+        "30m",
+        "LED-12 the close runs long",
+    )
+    assert (row["previousEndTime"], row["endTime"]) == ("2026-11-30T12:00:02Z", "2026-11-30T12:30:02Z")
+    approved = next(r for r in rows if r["action"] == "approved" and r["name"].endswith("bbbb2"))
+    assert (
+        approved["approvals"] == "carol@example.com at 2026-11-27T16:01:00Z; paula@example.com at 2026-11-27T16:02:00Z"
+    )

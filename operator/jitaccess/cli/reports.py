@@ -32,6 +32,8 @@ CSV_COLUMNS = (
     "time", "action", "entitlement", "ownerTeam", "user", "identityStoreUserId", "actor", "via", "kind", "name",
     "request", "grant", "group", "reason", "decisionReason", "revokeReason", "duration", "startTime", "endTime",
     "message", "id",
+    # Added within v1, after the first columns so that readers by position keep working.
+    "extension", "extendedBy", "extensionReason", "previousEndTime", "approvals",
 )  # fmt: skip
 # A ticket or incident id as most trackers write it: INFRA-2441, INC-17, SEC2-9.
 TICKET = r"[A-Z][A-Z0-9]+-[0-9]+"
@@ -80,6 +82,9 @@ def _detail(record: Record) -> str:
     action = record.get("action")
     if action == "granted" and record.get("duration"):
         return f"{record['duration']}, until {record.get('endTime') or '?'}"
+    if action == "extended":
+        because = f": {record['extensionReason']}" if record.get("extensionReason") else ""
+        return f"+{record.get('extendedBy') or '?'}, until {record.get('endTime') or '?'}{because}"
     fields = ("reason", "message") if action == "requested" else _DECISION_FIELDS
     return next((str(record[f]) for f in fields if record.get(f)), "")
 
@@ -109,6 +114,10 @@ def _part(record: Record, key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _approval(approval: Mapping[str, Any]) -> str:
+    return f"{approval.get('by') or '?'} at {approval.get('time') or '?'}"
+
+
 def write_csv(records: Sequence[Record], out: TextIO) -> None:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -121,6 +130,7 @@ def write_csv(records: Sequence[Record], out: TextIO) -> None:
             "actor": actor.get("username"),
             "via": actor.get("via"),
             "group": group.get("name") or group.get("id"),
+            "approvals": "; ".join(_approval(a) for a in record.get("approvals") or [] if isinstance(a, Mapping)),
         }
         writer.writerow([_csv_cell(flat.get(column)) for column in CSV_COLUMNS])
 
