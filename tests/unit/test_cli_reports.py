@@ -395,3 +395,14 @@ def test_an_extension_shows_its_own_reason_and_time_and_approvals_their_approver
     assert (
         approved["approvals"] == "carol@example.com at 2026-11-27T16:01:00Z; paula@example.com at 2026-11-27T16:02:00Z"
     )
+
+
+def test_an_entitlement_filter_that_names_nothing_suggests_the_close_names() -> None:
+    typo = audit(entitlement="prod-eng-ledgr", output="table")
+    assert (
+        "No Entitlement 'prod-eng-ledgr' exists, and no record in this window names it: did you mean prod-eng-ledger?"
+        in err(typo)
+    )
+    assert "did you mean" not in err(audit(entitlement="prod-eng-ledger", output="table"))
+    # An Entitlement that exists but has nothing in the window is not a typo.
+    assert "No Entitlement" not in err(audit(entitlement="prod-eng-ledger", output="table", since=timedelta(minutes=1)))

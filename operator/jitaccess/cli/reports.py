@@ -55,6 +55,8 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     history = load(session, options.archive, start, end)
     records = select(history.records, entitlement=options.entitlement, user=options.user)
     session.note(history.described)
+    if not records and options.entitlement:
+        _unknown_entitlement(session, options.entitlement, history.records)
     if options.output == "json":
         document = {"source": history.source, "since": _rfc3339(start), "records": records}
         session.out.write(json.dumps(document, indent=2) + "\n")
@@ -65,6 +67,20 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     else:
         session.note("No records in this window.")
     return 0
+
+
+def _unknown_entitlement(session: Session, name: str, seen: Sequence[Record]) -> None:
+    """No record names `name`: if no Entitlement of that name exists either, it may be a typo
+    (a deleted Entitlement's records are still found, so only an empty answer is checked)."""
+    if o.get_optional(session.api, names.ENTITLEMENTS, name) is not None:
+        return
+    import difflib
+
+    known = {wire.name_of(e) for e in o.list_all(session.api, names.ENTITLEMENTS)[0]}
+    known |= {str(r["entitlement"]) for r in seen if r.get("entitlement")}
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    hint = f": did you mean {' or '.join(close)}?" if close else ""
+    session.note(f"No Entitlement {name!r} exists, and no record in this window names it{hint}")
 
 
 def _rfc3339(when: datetime) -> str:
