@@ -400,7 +400,7 @@ def test_an_extension_shows_its_own_reason_and_time_and_approvals_their_approver
 def test_an_entitlement_filter_that_names_nothing_suggests_the_close_names() -> None:
     typo = audit(entitlement="prod-eng-ledgr", output="table")
     assert (
-        "No Entitlement 'prod-eng-ledgr' exists, and no record in this window names it: did you mean prod-eng-ledger?"
+        "No Entitlement 'prod-eng-ledgr' exists, and no record in this window names it: did you mean prod-eng-ledger"
         in err(typo)
     )
     assert "did you mean" not in err(audit(entitlement="prod-eng-ledger", output="table"))
