@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -412,3 +413,9 @@ def test_the_sessions_note_says_what_ending_a_grant_did(
     assert o.holding(ended["spec"]).startswith(
         "permission set catalog:" if "accountAssignment" in ended["spec"] else "Identity Center group"
     )
+
+
+def test_the_readme_names_every_command() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("- `kubectl jit --help`"))
+    assert {c for c in main.COMMANDS if f"`{c}`" not in line} == set()
