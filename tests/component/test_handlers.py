@@ -262,6 +262,29 @@ spec: {owner: c-no-such-team, identityCenter: {groupName: prod-eng-ledger}}
     assert local.ic.members_of("prod-eng-ledger") == set()
 
 
+def test_entitlement_needing_more_approvals_than_its_team_can_give_is_not_ready(local: Local) -> None:
+    local.apply("""
+apiVersion: jitaccess.dev/v1alpha1
+kind: TeamOwnership
+metadata: {name: c-small}
+spec: {members: [lena@example.com], approvers: [lena@example.com], backupApprovers: [carol@example.com]}
+---
+apiVersion: jitaccess.dev/v1alpha1
+kind: Entitlement
+metadata: {name: c-small-prod}
+spec: {owner: c-small, identityCenter: {groupName: prod-eng-ledger}, approval: {approvalsRequired: 3}}
+""")
+    short = local.wait("entitlement", "c-small-prod", "TooFewApprovers")
+    assert "approvalsRequired is 3, but team c-small names 2 who may approve" in short["message"]
+    assert (local.get("entitlement", "c-small-prod").get("status") or {}).get("groupId")  # still resolved
+    local.cluster.kubectl(
+        "patch", "entitlement", "c-small-prod", "--type=merge", "-p", '{"spec":{"approval":{"approvalsRequired":2}}}'
+    )
+    local.wait("entitlement", "c-small-prod", "Resolved")
+    local.cluster.kubectl("delete", "entitlement", "c-small-prod")
+    local.cluster.kubectl("delete", "teamownership", "c-small")
+
+
 def test_entitlement_whose_group_does_not_exist(local: Local) -> None:
     local.apply("""
 apiVersion: jitaccess.dev/v1alpha1

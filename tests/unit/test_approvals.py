@@ -174,3 +174,15 @@ def test_malformed_approvals_count_as_none() -> None:
     assert approvals.given({APPROVALS: "not json"}) == []
     assert approvals.given({APPROVALS: '[{"by": ""}]'}) == []
     assert approvals.given({APPROVALS: '{"by": "x"}'}) == []
+
+
+def test_an_entitlement_whose_team_cannot_give_its_approvals_says_who_there_is() -> None:
+    three = factories.entitlement(approval={"approvalsRequired": 3})
+    short = rules.approvals_unreachable(three, factories.team())
+    assert short is not None
+    assert "approvalsRequired is 3, but team payments names 2 who may approve" in short
+    assert "(carol@example.com, paula@example.com, backup approvers included)" in short
+    assert "name more approvers in the team, or lower approvalsRequired" in short
+    assert rules.approvals_unreachable(TWO, factories.team()) is None
+    # A group approves: its members are not known, so nothing is claimed.
+    assert rules.approvals_unreachable(three, factories.team(approverGroups=["payments-leads"])) is None

@@ -89,6 +89,7 @@ VALID = "Valid"
 NO_APPROVERS = "NoApprovers"
 RESOLVED = "Resolved"
 OWNER_NOT_FOUND = "OwnerNotFound"
+TOO_FEW_APPROVERS = "TooFewApprovers"
 GROUP_NOT_FOUND = "GroupNotFound"
 # Reasons of a PermissionCatalog's `Ready`: Identity Center matches it, is being brought to it,
 # could not be, or the TeamOwnership it is named after does not exist (yet: GitOps apply order).

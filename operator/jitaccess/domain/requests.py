@@ -206,22 +206,44 @@ def route(valid: ValidRequest) -> Route:
     return Route.NEEDS_APPROVAL
 
 
+def _who_may_approve(team: TeamOwnershipSpec, excluding: Collection[str] = ()) -> list[str] | None:
+    """The people who may approve (approvers and backups, less `excluding`); None when a group
+    approves (its members are not known here)."""
+    if team.approver_groups or team.backup_approver_groups:
+        return None
+    return sorted((set(team.approvers) | set(team.backup_approvers)) - set(excluding))
+
+
 def _approvers_short(valid: ValidRequest) -> str | None:
     """Why a request can never get the approvals its Entitlement needs: fewer people may approve it
     (approvers and backups, never its requester) than `approvalsRequired`. Else it would wait until
-    it times out. None when it can, and when a group approves (its members are not known here);
-    break-glass is approved by its requester and only reviewed."""
-    team, needed = valid.team, valid.entitlement.spec.approval.approvals_required
-    if valid.break_glass or team.approver_groups or team.backup_approver_groups:
-        return None
-    people = sorted((set(team.approvers) | set(team.backup_approvers)) - {valid.requester})
-    if len(people) >= needed:
+    it times out. None when it can, and when a group approves; break-glass is approved by its
+    requester and only reviewed."""
+    needed = valid.entitlement.spec.approval.approvals_required
+    people = None if valid.break_glass else _who_may_approve(valid.team, {valid.requester})
+    if people is None or len(people) >= needed:
         return None
     return (
         f"names {len(people)} who may approve a request of {valid.requester} ({', '.join(people) or 'nobody'}, backup "
         f"approvers included), and Entitlement {valid.entitlement.metadata.name} needs {needed} approvals "
         "(spec.approval.approvalsRequired): it could never be approved; the team must name more approvers, or the "
         "Entitlement need fewer"
+    )
+
+
+def approvals_unreachable(entitlement: Entitlement, team: TeamOwnershipSpec) -> str | None:
+    """Why no request needing an approver can ever be approved: the owner team names fewer people
+    who may approve than the Entitlement's `approvalsRequired` (its status says so, before anyone
+    asks). None when it can, and when a group approves."""
+    needed = entitlement.spec.approval.approvals_required
+    people = _who_may_approve(team)
+    if people is None or len(people) >= needed:
+        return None
+    return (
+        f"spec.approval.approvalsRequired is {needed}, but team {entitlement.spec.owner} names {len(people)} who "
+        f"may approve ({', '.join(people) or 'nobody'}, backup approvers included): no request that needs an "
+        "approver can be granted (only auto-approvals and break-glass); name more approvers in the team, or "
+        "lower approvalsRequired"
     )
 
 

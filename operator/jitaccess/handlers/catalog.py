@@ -14,9 +14,10 @@ from typing import Any
 import kopf
 
 from jitaccess.api import names
-from jitaccess.api.models import Entitlement, TeamOwnership
+from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
+from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
@@ -56,7 +57,8 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
     rt = runtime_of(memo)
     entitlement = Entitlement.model_validate(dict(body))
     target = entitlement.spec.identity_center.group_id or entitlement.spec.identity_center.group_name or ""
-    if first(teams, entitlement.spec.owner) is None:
+    team = first(teams, entitlement.spec.owner)
+    if team is None:
         _set_ready(
             rt,
             names.ENTITLEMENTS,
@@ -71,14 +73,8 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
         # No group to resolve, nor to scan for drift: a permission set assigned to a user by hand
         # is the PermissionCatalog pass's to report (`handlers.permissionsets`), for catalog tiers.
         reference = assignment_rules.reference(assignment.permission_set)
-        _set_ready(
-            rt,
-            names.ENTITLEMENTS,
-            entitlement,
-            True,
-            names.RESOLVED,
-            f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}",
-        )
+        resolved = f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}"
+        _set_ready(rt, names.ENTITLEMENTS, entitlement, *_usable(entitlement, team, resolved))
         return
     try:
         rt.forget("group", target)
@@ -96,15 +92,8 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
         return
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
-    _set_ready(
-        rt,
-        names.ENTITLEMENTS,
-        entitlement,
-        True,
-        names.RESOLVED,
-        f"Identity Center group {target} resolved",
-        groupId=group_id,
-    )
+    resolved = f"Identity Center group {target} resolved"
+    _set_ready(rt, names.ENTITLEMENTS, entitlement, *_usable(entitlement, team, resolved), groupId=group_id)
     if rt.settings.remove_unbacked_members:
         try:
             _scan_drift(rt, entitlement, target, group_id, rt.holders)
@@ -113,6 +102,15 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
             log.info(
                 "drift scan of %s: Identity Center not answering (%s); next pass in %ss", target, exc, RESYNC_SECONDS
             )
+
+
+def _usable(entitlement: Entitlement, team: Any, resolved: str) -> tuple[bool, str, str]:
+    """`Ready` of an Entitlement whose owner team exists and whose target resolved: False when its
+    team can never give the approvals it needs (re-checked by the timer after a team changes)."""
+    short = request_rules.approvals_unreachable(entitlement, TeamOwnershipSpec.model_validate(team))
+    if short is not None:
+        return False, names.TOO_FEW_APPROVERS, f"{resolved}, but {short}"
+    return True, names.RESOLVED, resolved
 
 
 def _set_ready(
