@@ -144,3 +144,17 @@ def test_kubectl_jit_request_with_start_then_status(system: Jit) -> None:
         system.wait_reason("accessgrant", name, "Expired", timeout=15)
     finally:
         cli.stop_all()
+
+
+def test_a_scheduled_request_withdrawn_before_its_start_grants_nothing_and_is_routine(system: Jit) -> None:
+    scheduled_and_approved(system, "alice-never", ahead=60, duration="1h")
+    system.kubectl("delete", "accessrequest", "alice-never", user=ALICE)
+    line = eventually(
+        lambda: next((x for x in system.operator.tail(200).splitlines() if "alice-never was withdrawn" in x), None),
+        timeout=10,
+        what="the operator's word on the withdrawal",
+    )
+    # Withdrawing before the start is what users may do: told, not warned about.
+    assert "INFO" in line and "WARNING" not in line, line
+    assert system.get("accessgrant", "alice-never") is None
+    assert system.members(LEDGER) == set()

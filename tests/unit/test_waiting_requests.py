@@ -182,6 +182,10 @@ def test_the_watch_counts_requests_from_their_creation_until_their_decision() ->
         assert indexes.waiting(_stored("a", reason=reason)) is None, reason
     assert indexes.waiting(_stored("a", breakGlass=True)) is None
     assert indexes.waiting(_stored("a", requester="")) is None
+    # Withdrawn, whatever keeps it from going (a finalizer): it waits for nobody any more.
+    deleting = _stored("a", reason="Pending")
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-23T12:05:00Z"
+    assert indexes.waiting(deleting) is None
 
 
 def _admit(known: WaitingRequests, name: str, entitlement: str = "prod-eng-ledger") -> str | None:
