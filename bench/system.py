@@ -52,8 +52,6 @@ ELIGIBILITY_GROUPS = ("prod-eligible", "pci-secure-code-trained")
 GRANTED_GROUPS = (TARGET_GROUP, "prod-eng-ledger")  # the example Entitlements' groups
 REQUESTER_ROLE = "jitaccess-requester"  # examples/rbac.yaml
 REASON = "BENCH-1 benchmark"
-#: The operator's ServiceAccount (namespace, name): examples/rbac.yaml binds the operator ClusterRole to it.
-OPERATOR_ACCOUNT = ("jitaccess", "jitaccess")
 ADMIN_USERNAME = "admin"  # the common name of the control plane's admin certificate (devenv.pki)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
@@ -143,18 +141,13 @@ class System:
     # --- the operator ------------------------------------------------------------------------
 
     def operator_kubeconfig(self) -> Path:
-        """The operator's credentials, as a chart-installed operator has them: a token of the
-        ServiceAccount that examples/rbac.yaml binds the operator's ClusterRole to. So the API server
-        authorizes each of its requests by RBAC, and verifies no client certificate per request (7-8 %
-        of the API server's CPU in a burst when the operator used the admin's certificate)."""
+        """The operator's credentials, as a chart-installed operator has them (`operator_kubeconfig`
+        of the control plane): the API server authorizes each of its requests by RBAC, and verifies no
+        client certificate per request (7-8 % of the API server's CPU in a burst when the operator
+        used the admin's certificate)."""
         assert self.cp is not None
         if self._operator_kubeconfig is None:
-            namespace, account = OPERATOR_ACCOUNT
-            self.cp.kubectl("create", "namespace", namespace)
-            self.cp.kubectl("create", "serviceaccount", account, "-n", namespace)
-            self._operator_kubeconfig = self.cp.service_account_kubeconfig(
-                namespace, account, self.workdir / "operator-identity", hours=24
-            )
+            self._operator_kubeconfig = self.cp.operator_kubeconfig(self.workdir / "operator-identity")
         return self._operator_kubeconfig
 
     def operator_env(self) -> dict[str, str]:

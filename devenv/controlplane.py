@@ -71,6 +71,8 @@ CONTROLLERS: Final = (
     "root-ca-certificate-publisher-controller",
 )
 _SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"
+#: The operator's ServiceAccount (namespace, name): examples/rbac.yaml binds the operator ClusterRole to it.
+OPERATOR_ACCOUNT: Final = ("jitaccess", "jitaccess")
 _READY_TIMEOUT: Final = 120.0
 _WORKDIR_PREFIX: Final = "jitaccess-controlplane-"
 _PKI_DIR: Final = "pki"
@@ -410,6 +412,18 @@ class ControlPlane:
         token = self.kubectl("create", "token", account, "-n", namespace, f"--duration={hours}h").stdout.strip()
         user = f"system:serviceaccount:{namespace}:{account}"
         return write_token_user(directory, self.server_url, self.ca_file.read_bytes(), user, token)
+
+    def operator_kubeconfig(self, directory: Path, hours: int = 24) -> Path:
+        """The operator's credentials as a chart-installed operator has them: a token of ServiceAccount
+        `OPERATOR_ACCOUNT`, created here, which examples/rbac.yaml binds the operator's ClusterRole to
+        (applying that RBAC is the caller's). The API server then authorizes each of the operator's
+        requests by that RBAC, and no admin's write passes for the operator's."""
+        namespace, account = OPERATOR_ACCOUNT
+        if self.kubectl("get", "namespace", namespace, check=False).returncode != 0:
+            self.kubectl("create", "namespace", namespace)
+        if self.kubectl("get", "serviceaccount", account, "-n", namespace, check=False).returncode != 0:
+            self.kubectl("create", "serviceaccount", account, "-n", namespace)
+        return self.service_account_kubeconfig(namespace, account, directory, hours=hours)
 
     def user_kubeconfig(self, name: str) -> Path:
         """The kubeconfig authenticating as test user ``name`` (bearer token)."""

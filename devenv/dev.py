@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devenv.controlplane import ControlPlane
+from devenv.controlplane import OPERATOR_ACCOUNT, ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.mint import CONTROLPLANE_ENV
 from devenv.notifications import DEFAULT_CHANNEL, SECURITY_CHANNEL, LocalNotifications
@@ -118,6 +118,7 @@ def _instructions(
         return str(cp.user_kubeconfig(user))
 
     scripts = Path(sys.executable).parent
+    namespace, account = OPERATOR_ACCOUNT
     return f"""
 jitaccess is running: Kubernetes {cp.server_url}, Identity Center emulator, operator with webhooks.
 
@@ -167,8 +168,8 @@ In another terminal:
 
 Users (kubeconfigs in {cp.users_dir}): alice, paula (payments lead), bob, lena (ledger lead),
 carol (backup approver), mallory (outsider), eve (payments, not eligible); admin: {cp.admin_kubeconfig}
-(the operator runs as admin here, so admin's writes skip the webhooks, as the operator's own do; to
-meet what a GitOps writer or a user meets, use a minted user, e.g. the GitOps line below)
+(cluster-admin, checked by the webhooks like everyone; the operator runs as ServiceAccount
+{namespace}/{account} with the RBAC of examples/rbac.yaml, as the Helm chart installs it)
 Anyone else, with any groups (a client certificate; prints the kubeconfig's path):
   kubectl --kubeconfig "$(mint-user dave@example.com --group team-payments)" auth whoami
   kubectl --kubeconfig "$(mint-user gitops@example.com --group system:masters)" apply -f {EXAMPLES / "02-entitlements.yaml"}
@@ -210,8 +211,12 @@ def main(argv: list[str] | None = None) -> None:
             # Slack decisions are applied as the clicking user, by an identity that may only impersonate approvers.
             notifications.impersonator_kubeconfig = impersonator_kubeconfig(cp)
             notifications.slack.write_state(workdir / "slack.json")
+            # The operator runs as its own ServiceAccount, under the RBAC a chart install gives it (so
+            # a missing permission shows here first), and the admin's writes meet the webhooks.
+            cp.kubectl("apply", "-f", str(EXAMPLES / "rbac.yaml"))
+            operator_kubeconfig = cp.operator_kubeconfig(workdir / "operator-identity", hours=24 * 365)
             operator = OperatorProcess(
-                cp.admin_kubeconfig,
+                operator_kubeconfig,
                 ic.env(),
                 workdir / "operator.log",
                 extra_env={

@@ -175,6 +175,16 @@ def test_make_dev_restarts_a_crashed_operator_and_leaves_nothing_behind(dev: Dev
     user = json.loads(minted.stdout)["status"]["userInfo"]
     assert (user["username"], user["groups"]) == ("dave@example.com", ["team-payments", "system:authenticated"])
 
+    # The operator runs as its own ServiceAccount, so the admin is checked by the webhooks like anyone.
+    forged = shell(
+        env_file,
+        f'kubectl --kubeconfig "{admin}" create -f - <<EOF\n'
+        "apiVersion: jitaccess.dev/v1alpha1\nkind: AccessGrant\nmetadata: {name: admin-forged}\n"
+        "spec: {user: alice@example.com, entitlement: prod-eng-payments, groupName: prod-eng-payments,"
+        " request: none, duration: 1h}\nEOF",
+    )
+    assert forged.returncode != 0 and "created only by the jitaccess operator" in forged.stderr, forged.stderr
+
     # The example catalogs, provisioned into the emulator's Identity Center as the printed command shows.
     deadline = time.monotonic() + 60
     while "arn:aws:sso:::permissionSet/" not in (shown := shell(env_file, "kubectl jit permissions payments")).stdout:
