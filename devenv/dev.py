@@ -163,7 +163,9 @@ In another terminal:
   # Slack (a local stand-in for the workspace, docs/notifications.md): the approvers' message of
   # alice's ledger request in #ledger-approvals (C0LEDGER1), and lena clicking "Approve" on it:
   slack messages --channel C0LEDGER1
-  slack click --as lena@example.com approve NAME
+  slack click --as lena@example.com approve NAME     # prints what Slack showed lena (a refusal is hers alone)
+  slack click --as lena@example.com deny NAME        # or Deny instead: it opens the reason dialog; then:
+  slack submit --as lena@example.com --reason "not during the freeze"
   slack messages --channel U0ALICE        # what alice was told (her direct messages)
 
 Users (kubeconfigs in {cp.users_dir}): alice, paula (payments lead), bob, lena (ledger lead),

@@ -594,6 +594,7 @@ class SlackStandIn:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/_standin/messages", self._control_messages)
         app.router.add_post("/_standin/click", self._control_click)
+        app.router.add_post("/_standin/submit", self._control_submit)
         app.cleanup_ctx.append(self._client_session)
         self._server = LoopServer(app, name="slack-standin")
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -1150,10 +1151,60 @@ class SlackStandIn:
         ask = await request.json()
         try:
             message, _ = self.find_button(ask["request"], ask["action_id"])
+            before = self._seen()
             status, body = await self._click(ask["user"], message.channel, message.ts, ask["action_id"])
         except (LookupError, ValueError, RuntimeError, OSError) as error:  # OSError: unreachable, timed out
             return web.json_response({"error": str(error)}, status=404)
-        return web.json_response({"status": status, "body": body})
+        shown = await self._shown_after(ask["user"], before) if status == 200 else {}
+        return web.json_response({"status": status, "body": body, **shown})
+
+    async def _control_submit(self, request: web.Request) -> web.Response:
+        """The user's newest open modal, its one text input filled with ``text``, submitted."""
+        ask = await request.json()
+        with self._lock:
+            views = [v for v in self._views.values() if v.user == ask["user"] and not v.closed]
+        if not views:
+            return web.json_response({"error": "no dialog is open for this user: click Deny first"}, status=404)
+        view = views[-1]
+        inputs = [b for b in view.view.get("blocks") or [] if b.get("type") == "input"]
+        if len(inputs) != 1:
+            return web.json_response({"error": f"the dialog has {len(inputs)} inputs; the CLI fills one"}, status=404)
+        values = {inputs[0]["block_id"]: {inputs[0]["element"].get("action_id"): ask["text"]}}
+        before = self._seen()
+        try:
+            status, body = await self._submit_view(ask["user"], view.id, values)
+        except (ValueError, RuntimeError, OSError) as error:
+            return web.json_response({"error": str(error)}, status=404)
+        shown = await self._shown_after(ask["user"], before) if status == 200 else {}
+        return web.json_response({"status": status, "body": body, **shown})
+
+    def _seen(self) -> tuple[int, frozenset[str], dict[tuple[str, str], int]]:
+        """What has been shown so far: ephemerals, modals, and each message's versions."""
+        with self._lock:
+            versions = {(m.channel, m.ts): len(m.versions) for m in self._messages}
+            return len(self._ephemerals), frozenset(self._views), versions
+
+    async def _shown_after(
+        self, user_id: str, before: tuple[int, frozenset[str], dict[tuple[str, str], int]], timeout: float = 5.0
+    ) -> dict[str, Any]:
+        """What Slack showed ``user_id`` after an interaction the endpoint acknowledged at once and then
+        acted on: messages only they see (a refusal, say), a modal opened for them (the Deny dialog),
+        or a message updated. Waits for the first of these, then a moment for the rest."""
+        ephemerals, views, versions = before
+        deadline, settle = time.monotonic() + timeout, None
+        said: list[str] = []
+        opened: list[View] = []
+        updated = False
+        while time.monotonic() < (settle or deadline):
+            with self._lock:
+                said = [e.text or "" for e in self._ephemerals[ephemerals:] if e.user == user_id]
+                opened = [v for k, v in self._views.items() if k not in views and v.user == user_id]
+                updated = any(len(m.versions) > versions.get((m.channel, m.ts), 1) for m in self._messages)
+            if (said or opened or updated) and settle is None:
+                settle = time.monotonic() + 0.3
+            await asyncio.sleep(0.05)
+        dialog = {"title": opened[-1].view.get("title", {}).get("text"), "id": opened[-1].id} if opened else None
+        return {"ephemerals": said, "dialog": dialog, "updated": updated}
 
 
 def _view_problems(view: Any) -> list[str]:
@@ -1247,6 +1298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     click.add_argument("--as", dest="email", required=True, help="the clicking Slack user's email")
     click.add_argument("action", choices=("approve", "deny"))
     click.add_argument("request", help="the AccessRequest's name (the button's value)")
+    submit = commands.add_parser("submit", help="type a reason into the dialog Deny opened, and submit it")
+    submit.add_argument("--as", dest="email", required=True, help="the Slack user whose dialog it is")
+    submit.add_argument("--reason", required=True, help="what to type into the dialog")
     listing = commands.add_parser("messages", help="the messages the bot posted, with their buttons")
     listing.add_argument("--channel", help="only this channel (or the DM with this user id)")
     args = parser.parse_args(argv)
@@ -1275,15 +1329,40 @@ def _command(args: argparse.Namespace, state: Mapping[str, Any]) -> int:
     if user_id is None:
         print(f"{args.email} is not a Slack user of the stand-in (known: {', '.join(sorted(users))})", file=sys.stderr)
         return 2
-    answer = _request(f"{control}click", {"user": user_id, "request": args.request, "action_id": args.action})
+    if args.command == "submit":
+        did = "submitted the dialog"
+        answer = _request(f"{control}submit", {"user": user_id, "text": args.reason})
+    else:
+        did = f"clicked {args.action} on {args.request}"
+        answer = _request(f"{control}click", {"user": user_id, "request": args.request, "action_id": args.action})
     if "error" in answer:
-        print(f"cannot click {args.action} on {args.request}: {answer['error']}", file=sys.stderr)
+        print(f"cannot do that as {args.email}: {answer['error']}", file=sys.stderr)
         return 1
     if answer["status"] != 200:
         print(f"the interactivity endpoint refused: HTTP {answer['status']} {answer['body']}", file=sys.stderr)
         return 1
-    print(f"clicked {args.action} on {args.request} as {args.email} ({user_id}): HTTP 200 {answer['body']}".rstrip())
-    return 0
+    print(f"{did} as {args.email} ({user_id}): HTTP 200 {answer['body']}".rstrip())
+    return _print_shown(answer, args.email)
+
+
+def _print_shown(answer: Mapping[str, Any], email: str) -> int:
+    """What Slack showed the user afterwards (a refusal is shown to the clicker alone); 1 when a
+    dialog's submission was refused (Slack keeps it open with the error under the input)."""
+    for text in answer.get("ephemerals") or ():
+        print(f"  shown only to {email}: {text}")
+    if answer.get("dialog"):
+        print(
+            f"  a dialog opened: {answer['dialog']['title']}; fill it in with: slack submit --as {email} --reason TEXT"
+        )
+    if answer.get("updated"):
+        print("  the message was updated (`slack messages` shows it)")
+    if not (answer.get("ephemerals") or answer.get("dialog") or answer.get("updated")):
+        print("  nothing else was shown within 5 s")
+    try:
+        body = json.loads(answer.get("body") or "{}")
+    except ValueError:
+        return 0
+    return 1 if isinstance(body, dict) and body.get("response_action") == "errors" else 0
 
 
 if __name__ == "__main__":

@@ -123,6 +123,12 @@ class Interactions:
             await client.views_open(
                 trigger_id=payload["trigger_id"], view=_reason_modal(container["channel_id"], container["message_ts"])
             )
+        elif payload["type"] == "block_actions" and payload["user"]["id"] == CAROL.id:
+            # A refusal, told to the clicker alone after the answer, as the operator tells it.
+            channel = payload["container"]["channel_id"]
+            task = asyncio.create_task(self._refused(client, channel, CAROL.id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif payload["type"] == "view_submission":
             where = json.loads(payload["view"]["private_metadata"])
             reason = payload["view"]["state"]["values"]["reason"]["text"]["value"]
@@ -130,6 +136,10 @@ class Interactions:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return web.Response(status=self.status)
+
+    @staticmethod
+    async def _refused(client: AsyncWebClient, channel: str, user: str) -> None:
+        await client.chat_postEphemeral(channel=channel, user=user, text="You may not approve: not yet escalated.")
 
     @staticmethod
     async def _decided(client: AsyncWebClient, where: dict[str, str], reason: str) -> None:
@@ -587,6 +597,31 @@ def test_the_cli_clicks_as_a_user_and_lists_messages(
     assert f"{LEDGER} {ts}" in listing.stdout and f"{REQUEST} waits" in listing.stdout
     assert f"button approve: Approve (value {REQUEST})" in listing.stdout
     assert f"button deny: Deny (value {REQUEST})" in listing.stdout
+
+
+def test_the_cli_shows_what_only_the_clicker_sees_and_completes_a_deny(
+    slack: SlackStandIn, interactions: Interactions, client: WebClient, tmp_path: Path
+) -> None:
+    state = tmp_path / "slack.json"
+    slack.write_state(state)
+    _post_request(client)
+
+    refused = _cli("--state", str(state), "click", "--as", CAROL.email, "approve", REQUEST)
+    assert refused.returncode == 0, refused.stderr  # Slack answered; what it showed says the rest
+    assert f"shown only to {CAROL.email}: You may not approve: not yet escalated." in refused.stdout
+
+    nothing = _cli("--state", str(state), "submit", "--as", LENA.email, "--reason", "too early")
+    assert nothing.returncode == 1 and "no dialog is open" in nothing.stderr
+    denied = _cli("--state", str(state), "click", "--as", LENA.email, "deny", REQUEST)
+    assert denied.returncode == 0, denied.stderr
+    assert "a dialog opened: Deny the request;" in denied.stdout
+    assert f"slack submit --as {LENA.email} --reason TEXT" in denied.stdout
+    submitted = _cli("--state", str(state), "submit", "--as", LENA.email, "--reason", "not during the freeze")
+    assert submitted.returncode == 0, submitted.stderr
+    assert "the message was updated" in submitted.stdout
+    assert slack.messages(LEDGER)[0].text == "Denied: not during the freeze"
+    again = _cli("--state", str(state), "submit", "--as", LENA.email, "--reason", "again")
+    assert again.returncode == 1 and "no dialog is open" in again.stderr
 
 
 def test_the_cli_says_when_the_standin_is_not_running(tmp_path: Path) -> None:
