@@ -18,7 +18,7 @@ interactivity endpoint signed as Slack signs them::
 **The contract the operator follows** so that tests (and people, through the CLI below) find the
 buttons of a request: the message that asks the approvers carries an Approve button with
 ``action_id`` ``"approve"`` and a Deny button with ``action_id`` ``"deny"``, each with the
-AccessRequest's name as its ``value``. `find_button` looks for exactly that.
+AccessRequest's ``NAME/UID`` as its ``value``. `find_button` looks for that, by the name.
 
 Methods (POST with a form or JSON body, or GET with a query, as slack_sdk sends them; token in
 ``Authorization: Bearer``, or a ``token`` form field): ``auth.test``, ``chat.postMessage``
@@ -678,10 +678,10 @@ class SlackStandIn:
     def find_button(
         self, request_name: str, action_id: str, channel: str | None = None
     ) -> tuple[Message, dict[str, Any]]:
-        """The latest message with a button ``action_id`` whose value is ``request_name``, and that button.
+        """The latest message with a button ``action_id`` for request ``request_name``, and that button.
 
         The operator's contract (module docstring): Approve is ``"approve"``, Deny ``"deny"``, each
-        with the AccessRequest's name as its value. Only messages as they stand count: a button an
+        with the AccessRequest's ``NAME/UID`` as its value (a bare name matches that name's). Only messages as they stand count: a button an
         update took away cannot be clicked.
         """
         for message in reversed(self.messages(channel)):
@@ -690,7 +690,7 @@ class SlackStandIn:
                     if (
                         element.get("type") == "button"
                         and element.get("action_id") == action_id
-                        and element.get("value") == request_name
+                        and str(element.get("value")).partition("/")[0] == request_name
                     ):
                         return message, element
         raise LookupError(
@@ -1297,7 +1297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     click = commands.add_parser("click", help="click a request's Approve or Deny button in Slack")
     click.add_argument("--as", dest="email", required=True, help="the clicking Slack user's email")
     click.add_argument("action", choices=("approve", "deny"))
-    click.add_argument("request", help="the AccessRequest's name (the button's value)")
+    click.add_argument("request", help="the AccessRequest's name (the button's value is NAME/UID)")
     submit = commands.add_parser("submit", help="type a reason into the dialog Deny opened, and submit it")
     submit.add_argument("--as", dest="email", required=True, help="the Slack user whose dialog it is")
     submit.add_argument("--reason", required=True, help="what to type into the dialog")

@@ -97,14 +97,15 @@ class Served:
         await self.endpoint.close()
         return response
 
-    async def click(self, user: str, action: str, name: str) -> aiohttp.ClientResponse:
+    async def click(self, user: str, action: str, value: str) -> aiohttp.ClientResponse:
+        """A click on a button whose value is `value` (the message's `NAME/UID`)."""
         return await self.post(
             {
                 "type": "block_actions",
                 "user": {"id": user},
                 "trigger_id": "1.2",
                 "channel": {"id": "C0LEDGER1"},
-                "actions": [{"action_id": action, "value": name}],
+                "actions": [{"action_id": action, "value": value}],
             }
         )
 
@@ -120,6 +121,12 @@ async def served(kubeconfig: Path) -> AsyncIterator[Served]:
     impersonator.close()
 
 
+def button(cluster: ControlPlane, name: str) -> str:
+    """What the approvers' message carries for request `name` as it now is: `NAME/UID`."""
+    obj = json.loads(cluster.kubectl("get", "accessrequest", name, "-o", "json").stdout)
+    return f"{name}/{obj['metadata']['uid']}"
+
+
 def annotations_of(cluster: ControlPlane, name: str) -> dict[str, str]:
     obj = json.loads(cluster.kubectl("get", "accessrequest", name, "-o", "json").stdout)
     return dict(obj["metadata"].get("annotations") or {})
@@ -129,11 +136,14 @@ async def test_an_approvers_click_is_applied_as_that_approver(
     cluster: ControlPlane, served: Served, request_name: str
 ) -> None:
     started = time.monotonic()
-    response = await served.click("U0LENA", "approve", request_name)
+    response = await served.click("U0LENA", "approve", button(cluster, request_name))
     took = time.monotonic() - started
     assert response.status == 200
     assert annotations_of(cluster, request_name).get(APPROVED) == "true"
-    assert served.slack.ephemerals == [("C0LEDGER1", "U0LENA", f"You approved AccessRequest {request_name}.")]
+    said = (
+        f"You approved AccessRequest {request_name}: bob@example.com asks for prod-eng-ledger for its default duration."
+    )
+    assert served.slack.ephemerals == [("C0LEDGER1", "U0LENA", said)]
     assert took < 3, f"{took:.2f} s from click to answer"
     print(f"click to stored annotation: {took * 1000:.0f} ms")
 
@@ -142,7 +152,7 @@ async def test_nobody_but_the_listed_approvers_can_be_acted_as(
     cluster: ControlPlane, served: Served, request_name: str
 ) -> None:
     for user in ("U0MALLORY", "U0ALICE"):
-        await served.click(user, "approve", request_name)
+        await served.click(user, "approve", button(cluster, request_name))
     assert annotations_of(cluster, request_name) == {}
     texts = [text for _, _, text in served.slack.ephemerals]
     assert len(texts) == 2 and all("cannot impersonate" in t and "kubectl jit rbac slack" in t for t in texts)
@@ -154,7 +164,7 @@ async def test_the_patch_is_authorized_as_the_clicking_user(
     # bob may be impersonated here, but bob (a requester) may not patch requests: RBAC says so *as bob*.
     apply_role(cluster, [*example_teams(), {"spec": {"approvers": ["bob@example.com"]}}])
     try:
-        await served.click("U0BOB", "approve", request_name)
+        await served.click("U0BOB", "approve", button(cluster, request_name))
     finally:
         apply_role(cluster, example_teams())
     ((_, _, text),) = served.slack.ephemerals
@@ -165,7 +175,7 @@ async def test_the_patch_is_authorized_as_the_clicking_user(
 async def test_deny_asks_for_the_reason_then_applies_it_as_the_user(
     cluster: ControlPlane, served: Served, request_name: str
 ) -> None:
-    await served.click("U0LENA", "deny", request_name)
+    await served.click("U0LENA", "deny", button(cluster, request_name))
     assert annotations_of(cluster, request_name) == {}  # the question was a dry run
     (view,) = served.slack.views
     values = {"reason": {"reason": {"type": "plain_text_input", "value": "INC-9 not needed"}}}
@@ -173,6 +183,28 @@ async def test_deny_asks_for_the_reason_then_applies_it_as_the_user(
     response = await served.post({"type": "view_submission", "user": {"id": "U0LENA"}, "view": view})
     assert response.status == 200 and await response.text() == ""
     assert annotations_of(cluster, request_name) == {DENIED: "true", REASON: "INC-9 not needed"}
+
+
+async def test_a_click_decides_the_request_it_was_posted_for_or_nothing(
+    cluster: ControlPlane, served: Served, request_name: str
+) -> None:
+    # The message was posted for this request; it is withdrawn, and one of the same name created
+    # again (by someone else, or asking for more): the old message's buttons decide nothing.
+    posted = button(cluster, request_name)
+    obj = json.loads(cluster.kubectl("get", "accessrequest", request_name, "-o", "json").stdout)
+    cluster.kubectl("delete", "accessrequest", request_name)
+    again = {k: obj[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {"name": request_name}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(again))
+    assert button(cluster, request_name) != posted
+    await served.click("U0LENA", "approve", posted)
+    await served.click("U0LENA", "deny", posted)
+    assert annotations_of(cluster, request_name) == {} and served.slack.views == []
+    texts = [text for _, _, text in served.slack.ephemerals]
+    assert len(texts) == 2 and all("is no longer the request this message was posted for" in t for t in texts), texts
+    # A message from before buttons carried the uid cannot tell either: it decides nothing.
+    await served.click("U0LENA", "approve", request_name)
+    assert annotations_of(cluster, request_name) == {}
+    assert "posted before jitaccess tied its buttons to one request" in served.slack.ephemerals[-1][2]
 
 
 def test_the_impersonator_itself_may_do_nothing_else(cluster: ControlPlane, kubeconfig: Path) -> None:

@@ -127,7 +127,8 @@ def test_37_non_approvers_click_is_refused(system: Jit, slack: SlackStandIn) -> 
         lambda: len([e for e in slack.ephemerals() if e.user == slack_id_of(PAULA)]) >= 2 or None,
         what="paula's deny refused",
     )
-    assert not [v for v in slack.views() if v.private_metadata == "s37"], "no reason asked of a non-approver"
+    asked = [v for v in slack.views() if (v.private_metadata or "").partition("/")[0] == "s37"]
+    assert not asked, "no reason asked of a non-approver"
     nothing_approved(system, "s37")
 
 
@@ -162,6 +163,48 @@ def test_39_replayed_click_is_refused(system: Jit, slack: SlackStandIn) -> None:
     answers = [e.text for e in slack.ephemerals() if "AccessRequest s39" in (e.text or "")]
     assert len(answers) == 2, answers  # carol's refusal and lena's approval, none to a replay
     assert [e["reason"] for e in system.events("s39", "AccessRequest")].count("Approved") == 1
+
+
+# --- 98. a button left on a withdrawn request's message, its name taken again -------------------------
+
+
+def test_98_a_click_decides_only_the_request_its_message_was_posted_for(system: Jit, slack: SlackStandIn) -> None:
+    # alice asks; carol's early click (refused: not escalated) gives us the button as Slack sent it.
+    message = waiting(system, slack, "s98-reuse")
+    slack.click(slack_id_of(CAROL), message, "approve")
+    told(slack, CAROL, "backup approver")
+    stale_click, _ = slack.last_request
+    system.kubectl("delete", "accessrequest", "s98-reuse", user=ALICE)
+    # The message of a request withdrawn while it waited loses its buttons.
+    withdrawn = eventually(
+        lambda: next((m for m in slack.messages(LEDGER_CHANNEL) if m.ts == message.ts and m.updates), None),
+        what="the withdrawn request's message updated",
+    )
+    assert "withdrawn" in (withdrawn.text or "") and "button" not in json.dumps(withdrawn.blocks)
+    # mallory takes the name, asking for the same thing; lena clicks Approve on the message she had
+    # open from before (a Slack client that had not refreshed it, or an update that failed).
+    system.request("s98-reuse", LEDGER, user=MALLORY, reason="INFRA-1 e2e test")
+    system.wait_reason("accessrequest", "s98-reuse", "Pending")
+    lenas = as_user(stale_click, LENA)
+    assert slack.send_raw(lenas, slack.sign(lenas))[0] == 200
+    told(slack, LENA, "AccessRequest s98-reuse is no longer the request this message was posted for")
+    nothing_approved(system, "s98-reuse")
+    # mallory's request has a message of its own, whose buttons decide it (and say whose it is).
+    fresh = waiting_message(slack, "s98-reuse", besides=message.ts)
+    slack.click(slack_id_of(LENA), fresh, "approve")
+    told(slack, LENA, f"You approved AccessRequest s98-reuse: {MALLORY} asks for {LEDGER}")
+    system.wait_reason("accessrequest", "s98-reuse", "Granted")
+
+
+def waiting_message(slack: SlackStandIn, name: str, besides: str) -> Message:
+    def found() -> Message | None:
+        try:
+            message = slack.find_button(name, "approve", LEDGER_CHANNEL)[0]
+        except LookupError:
+            return None
+        return message if message.ts != besides else None
+
+    return eventually(found, what=f"a new approvers' message about {name}")
 
 
 # --- 40. a click with a forged signature ---------------------------------------------------------

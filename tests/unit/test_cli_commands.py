@@ -419,3 +419,18 @@ def test_the_readme_names_every_command() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     line = next(line for line in readme.splitlines() if line.startswith("- `kubectl jit --help`"))
     assert {c for c in main.COMMANDS if f"`{c}`" not in line} == set()
+
+
+def test_approve_with_uid_decides_only_that_object(api: FakeApi) -> None:
+    pending = req(cond("Ready", "False", "Pending"))
+    api.objects[o.path(names.REQUESTS, "r")] = {
+        **pending,
+        "metadata": {**pending["metadata"], "name": "r", "uid": "u-2"},
+    }
+    paula = session(api)
+    paula.__dict__["me"] = Identity("paula@example.com", frozenset())
+    # The Slack message named the first request of that name; this one was created after it was withdrawn.
+    with pytest.raises(Refused, match=r"accessrequest r is not the one you meant \(uid u-1\): it was withdrawn"):
+        decisions.decide(paula, "r", approve=True, reason=None, uid="u-1")
+    assert not [c for c in api.calls if c[0] == "patch"]
+    assert decisions.decide(paula, "r", approve=True, reason=None, uid="u-2") == 0

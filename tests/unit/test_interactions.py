@@ -50,7 +50,10 @@ def form(payload: Mapping[str, Any]) -> bytes:
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-def click(action: str, user: str = "U0LENA", request: str = "ledger-x1") -> bytes:
+UID = "0b6f2c1e-3d4a-4f5b-9c8d-7e6f5a4b3c2d"
+
+
+def click(action: str, user: str = "U0LENA", request: str = f"ledger-x1/{UID}") -> bytes:
     return form(
         {
             "type": "block_actions",
@@ -62,7 +65,7 @@ def click(action: str, user: str = "U0LENA", request: str = "ledger-x1") -> byte
     )
 
 
-def submission(reason: str, user: str = "U0LENA", request: str = "ledger-x1") -> bytes:
+def submission(reason: str, user: str = "U0LENA", request: str = f"ledger-x1/{UID}") -> bytes:
     values = {"reason": {"reason": {"type": "plain_text_input", "value": reason}}}
     return form(
         {
@@ -134,10 +137,14 @@ def test_gate_forgets_a_signature_once_its_timestamp_is_out_of_the_window() -> N
 
 
 def test_parse_the_buttons_and_the_deny_modal() -> None:
-    assert parse(click("approve")) == Interaction("approve", "U0LENA", "ledger-x1", "C0LEDGER1", "1234.5678")
-    assert parse(click("deny")) == Interaction("deny", "U0LENA", "ledger-x1", "C0LEDGER1", "1234.5678")
+    assert parse(click("approve")) == Interaction("approve", "U0LENA", "ledger-x1", "C0LEDGER1", "1234.5678", uid=UID)
+    assert parse(click("deny")) == Interaction("deny", "U0LENA", "ledger-x1", "C0LEDGER1", "1234.5678", uid=UID)
+    # A message posted before buttons carried the uid: parsed, and refused by the endpoint.
+    assert parse(click("approve", request="ledger-x1")) == Interaction(
+        "approve", "U0LENA", "ledger-x1", "C0LEDGER1", "1234.5678"
+    )
     assert parse(submission("  INC-7 not needed ")) == Interaction(
-        "deny-submit", "U0LENA", "ledger-x1", reason="INC-7 not needed"
+        "deny-submit", "U0LENA", "ledger-x1", reason="INC-7 not needed", uid=UID
     )
 
 
@@ -167,8 +174,8 @@ def test_parse_refuses_malformed_payloads(body: bytes) -> None:
 
 
 def test_deny_modal_follows_the_contract() -> None:
-    modal = interactions.deny_modal("ledger-x1")
-    assert (modal["callback_id"], modal["private_metadata"]) == ("deny", "ledger-x1")
+    modal = interactions.deny_modal("ledger-x1", UID)
+    assert (modal["callback_id"], modal["private_metadata"]) == ("deny", f"ledger-x1/{UID}")
     (reason,) = [b for b in modal["blocks"] if b["type"] == "input"]
     assert reason["block_id"] == "reason" and reason["element"]["action_id"] == "reason"
     assert reason["element"]["max_length"] == 1024
@@ -220,14 +227,16 @@ class FakeApiServer:
 
     refusals: dict[str, DecisionError] = field(default_factory=dict)  # username -> refusal
     patches: list[tuple[str, str, dict[str, str], bool]] = field(default_factory=list)
+    uids: list[str | None] = field(default_factory=list)  # the precondition of each patch
 
     def annotate_request(
-        self, name: str, username: str, annotations: Mapping[str, str], *, dry_run: bool = False
+        self, name: str, username: str, annotations: Mapping[str, str], *, uid: str | None = None, dry_run: bool = False
     ) -> dict[str, Any]:
         self.patches.append((name, username, dict(annotations), dry_run))
+        self.uids.append(uid)
         if username in self.refusals:
             raise self.refusals[username]
-        return {}
+        return {"spec": {"requester": "bob@example.com", "entitlement": "prod-eng-ledger", "duration": "2h"}}
 
 
 @dataclass
@@ -264,7 +273,9 @@ async def test_approve_is_patched_as_the_clicking_user(harness: Harness) -> None
     response = await harness.post(click("approve"))
     assert response.status == 200
     assert harness.api.patches == [("ledger-x1", "lena@example.com", {APPROVED: "true"}, False)]
-    assert harness.slack.ephemerals == [("C0LEDGER1", "U0LENA", "You approved AccessRequest ledger-x1.")]
+    assert harness.api.uids == [UID]  # only if it is still the request the message was posted for
+    said = "You approved AccessRequest ledger-x1: bob@example.com asks for prod-eng-ledger for 2h."
+    assert harness.slack.ephemerals == [("C0LEDGER1", "U0LENA", said)]
     assert counted("approve", "applied") == before + 1
 
 
@@ -314,7 +325,23 @@ async def test_deny_asks_the_api_server_then_opens_the_modal(harness: Harness) -
     assert (name, username, dry_run) == ("ledger-x1", "lena@example.com", True)
     assert annotations[DENIED] == "true"
     ((trigger, view),) = harness.slack.views
-    assert trigger == "1234.5678" and view["private_metadata"] == "ledger-x1"
+    assert trigger == "1234.5678" and view["private_metadata"] == f"ledger-x1/{UID}"
+    assert harness.api.uids == [UID]  # the dry run asks of the same object
+
+
+async def test_a_click_from_before_buttons_carried_the_uid_decides_nothing(harness: Harness) -> None:
+    await harness.post(click("approve", request="ledger-x1"))
+    assert harness.api.patches == []
+    assert "posted before jitaccess tied its buttons to one request" in harness.slack.ephemerals[0][2]
+
+
+async def test_a_request_replaced_under_its_name_is_said_so(harness: Harness) -> None:
+    harness.api.refusals["lena@example.com"] = DecisionError(
+        422, 'AccessRequest.jitaccess.dev "ledger-x1" is invalid: metadata.uid: Invalid value: "x": field is immutable'
+    )
+    await harness.post(click("approve"))
+    ((_, _, text),) = harness.slack.ephemerals
+    assert "is no longer the request this message was posted for" in text and "Nothing was decided" in text
 
 
 async def test_deny_by_someone_refused_opens_no_modal(harness: Harness) -> None:

@@ -172,8 +172,9 @@ def _buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_the_approvers_message_has_buttons_only_while_the_request_waits() -> None:
     text, blocks = approvers_message(request(PENDING), LEDGER, {"lena@example.com": "U0LENA"})
     assert [(b["action_id"], b["value"]) for b in _buttons(blocks)] == [
-        (notify.APPROVE_ACTION, "bob-ledger-1"),
-        (notify.DENY_ACTION, "bob-ledger-1"),
+        # NAME/UID: a click decides this very request, never another created under its name later.
+        (notify.APPROVE_ACTION, "bob-ledger-1/u-req"),
+        (notify.DENY_ACTION, "bob-ledger-1/u-req"),
     ]
     assert "<@U0LENA>" in str(blocks)
     assert "kubectl jit approve bob-ledger-1" in str(blocks)

@@ -56,6 +56,11 @@ class DecisionError(Exception):
         self.message = message
 
     @property
+    def replaced(self) -> bool:
+        """The object of that name is not the one the change was for (the uid precondition failed)."""
+        return self.status == 422 and "metadata.uid" in self.message
+
+    @property
     def impersonation_refused(self) -> bool:
         """RBAC refused to let this identity act as the user (not the user's own permissions)."""
         return self.status == 403 and "cannot impersonate" in self.message
@@ -154,16 +159,22 @@ class Impersonator:
         return cls(kubernetes.client.ApiClient(config), timeout=timeout)
 
     def annotate_request(
-        self, name: str, username: str, annotations: Mapping[str, str], *, dry_run: bool = False
+        self, name: str, username: str, annotations: Mapping[str, str], *, uid: str | None = None, dry_run: bool = False
     ) -> dict[str, Any]:
-        """Merge-patch `annotations` onto AccessRequest `name` as `username`; `DecisionError` when refused."""
+        """Merge-patch `annotations` onto AccessRequest `name` as `username`, only if it is still the
+        object of `uid` (a uid in an update must match the stored one: the API server refuses the
+        change, `DecisionError.replaced`, when the name now belongs to another object); `DecisionError`
+        when refused."""
+        metadata: dict[str, Any] = {"annotations": dict(annotations)}
+        if uid:
+            metadata["uid"] = uid
         try:
             patched = self._objects.patch_cluster_custom_object(
                 names.GROUP,
                 names.VERSION,
                 names.REQUESTS,
                 name,
-                {"metadata": {"annotations": dict(annotations)}},
+                {"metadata": metadata},
                 dry_run="All" if dry_run else None,
                 field_manager="jitaccess-slack",
                 _headers={"Impersonate-User": username},

@@ -83,17 +83,20 @@ def decision_target(session: Session, given: str) -> tuple[str, str, Obj | None]
     return names.REQUESTS, name, request
 
 
-def decide(session: Session, given: str, *, approve: bool, reason: str | None) -> int:
+def decide(session: Session, given: str, *, approve: bool, reason: str | None, uid: str | None = None) -> int:
     api, me = session.api, session.me
     plural, name, read = decision_target(session, given)
     if plural == names.EXTENSIONS:
         from jitaccess.cli import extend
 
-        return extend.decide(session, read or o.get(api, names.EXTENSIONS, name), approve=approve, reason=reason)
+        extension = read or o.get(api, names.EXTENSIONS, name)
+        check_same(extension, uid, "accessextension")
+        return extend.decide(session, extension, approve=approve, reason=reason)
     verb = "approve" if approve else "deny"
     for _ in range(_CONFLICT_RETRIES):
         # What the target's lookup read is as fresh as a read; after a conflict, read again.
         request, read = read or o.get(api, names.REQUESTS, name), None
+        check_same(request, uid, "accessrequest")
         check_undecided(request)
         team = _owner_team(session, request)
         check_may_decide(request, team, me, verb)
@@ -139,6 +142,17 @@ def _more_needed(request: Obj, team: Obj) -> str:
     return (
         f"approved so far by {', '.join(given)}; another approver of team {wire.name_of(team)} must approve ({waiting})"
     )
+
+
+def check_same(obj: Obj, uid: str | None, kind: str) -> None:
+    """With `--uid`: refuse an object of the name that is not the one meant. The decision's patch is
+    conditional on the resourceVersion read, so the object checked here is the one decided."""
+    if uid and wire.metadata(obj).get("uid") != uid:
+        raise Refused(
+            f"{kind} {wire.name_of(obj)} is not the one you meant (uid {uid}): it was withdrawn, and "
+            f"{o.requester(obj) or 'someone'} created another under the same name. Nothing was decided; "
+            f"look at it with `kubectl jit status {wire.name_of(obj)}` first"
+        )
 
 
 def check_undecided(request: Obj) -> None:

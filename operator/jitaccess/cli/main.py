@@ -57,13 +57,13 @@ def _request(session: Session, args: argparse.Namespace) -> int:
 def _approve(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import decisions
 
-    return decisions.decide(session, args.name, approve=True, reason=args.reason)
+    return decisions.decide(session, args.name, approve=True, reason=args.reason, uid=args.uid)
 
 
 def _deny(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import decisions
 
-    return decisions.decide(session, args.name, approve=False, reason=args.reason)
+    return decisions.decide(session, args.name, approve=False, reason=args.reason, uid=args.uid)
 
 
 def _revoke(session: Session, args: argparse.Namespace) -> int:

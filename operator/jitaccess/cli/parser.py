@@ -16,6 +16,10 @@ from jitaccess.cli.errors import EXIT_CODES_HELP
 
 PROG = "kubectl jit"
 ARCHIVE_ENV = "JITACCESS_AUDIT_ARCHIVE"
+_UID_HELP = (
+    "decide only if NAME is still this object (its metadata.uid, as the Slack message gives it): a request "
+    "withdrawn and created again under the same name is another object"
+)
 DESCRIPTION = "Just-in-time production access: request it, approve it, end it, see who has it."
 COMMAND_HELP = {
     "request": "request an entitlement (your team's, when none is named) and wait until access is active",
@@ -184,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
     )
     approve.add_argument("--reason", metavar="TEXT", help="why (recorded with the decision)")
+    approve.add_argument("--uid", metavar="UID", help=_UID_HELP)
 
     deny = command("deny")
     deny.add_argument(
@@ -192,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
     )
     deny.add_argument("--reason", metavar="TEXT", required=True, help="why (the requester reads it)")
+    deny.add_argument("--uid", metavar="UID", help=_UID_HELP)
 
     for name, what in (("revoke", "the AccessGrant (same name as its request)"), ("done", "")):
         parser_ = command(name)

@@ -100,9 +100,12 @@ def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, s
 # --- the approvers' message --------------------------------------------------------------------
 
 
-def approvers_message(request: wire.Obj, team: Team | None, ids: Mapping[str, str]) -> tuple[str, list[Block]]:
+def approvers_message(
+    request: wire.Obj, team: Team | None, ids: Mapping[str, str], *, withdrawn: bool = False
+) -> tuple[str, list[Block]]:
     """The message in the owner team's channel: the request's facts, who may decide, and, while it
-    waits, Approve / Deny buttons; once decided, who decided and why, without buttons."""
+    waits, Approve / Deny buttons; once decided (or `withdrawn`: deleted while it waited), what
+    became of it, without buttons."""
     name = wire.name_of(request)
     spec, status = wire.spec(request), wire.status(request)
     requester = str(spec.get("requester") or status.get("requester") or "")
@@ -124,6 +127,9 @@ def approvers_message(request: wire.Obj, team: Team | None, ids: Mapping[str, st
     ]
     outcome = _outcome_of(request)
     escalated = wire.is_true(request, names.ESCALATED)
+    if outcome is None and withdrawn:
+        blocks.append(_section(":wastebasket: Withdrawn: the request was deleted before anyone decided it"))
+        return f"Access request {name} ({requester}, {entitlement}): withdrawn", blocks
     if outcome is None:
         approvers = team.approvers if team else ()
         who = [_who(u, ids) for u in approvers] + [f"group {escape(g)}" for g in (team.approver_groups if team else ())]
@@ -139,14 +145,13 @@ def approvers_message(request: wire.Obj, team: Team | None, ids: Mapping[str, st
                 "type": "actions",
                 "block_id": "decision",
                 "elements": [
-                    _button("Approve", APPROVE_ACTION, name, "primary"),
-                    _button("Deny", DENY_ACTION, name, "danger"),
+                    _button("Approve", APPROVE_ACTION, button_value(request), "primary"),
+                    _button("Deny", DENY_ACTION, button_value(request), "danger"),
                 ],
             }
         )
-        blocks.append(
-            _context(f'Or: `kubectl jit approve {escape(name)}` · `kubectl jit deny {escape(name)} --reason "..."`')
-        )
+        pinned = _pinned(request)
+        blocks.append(_context(f'Or: `kubectl jit approve {pinned}` · `kubectl jit deny {pinned} --reason "..."`'))
         state = "escalated, waiting for approval" if escalated else "waiting for approval"
         return f"Access request {name}: {requester} asks for {entitlement} for {duration} ({state})", blocks
     label, by, why, when = outcome
@@ -157,6 +162,21 @@ def approvers_message(request: wire.Obj, team: Team | None, ids: Mapping[str, st
     plain_label = label.split(" ", 1)[1] if " " in label else label
     text = f"Access request {name} ({requester}, {entitlement}): {plain_label}" + (f" by {by}" if by else "")
     return text, blocks
+
+
+def button_value(request: wire.Obj) -> str:
+    """What a decision button carries: the request's name and uid (`NAME/UID`; a name has no `/`).
+    The uid binds the click to this very object: a request withdrawn and created again under the
+    same name (by someone else, or asking for more) is another object, which the click never decides."""
+    uid = str(wire.metadata(request).get("uid") or "")
+    return f"{wire.name_of(request)}/{uid}" if uid else wire.name_of(request)
+
+
+def _pinned(obj: wire.Obj) -> str:
+    """`NAME --uid UID` for a command line in a message: the CLI then decides this very object,
+    not another created under its name after this one was withdrawn."""
+    uid = str(wire.metadata(obj).get("uid") or "")
+    return f"{escape(wire.name_of(obj))} --uid {escape(uid)}" if uid else escape(wire.name_of(obj))
 
 
 def _button(text: str, action_id: str, value: str, style: str) -> Block:
@@ -172,6 +192,11 @@ def _button(text: str, action_id: str, value: str, style: str) -> Block:
 def _escalation_reason(request: wire.Obj) -> str:
     found = wire.condition(request, names.ESCALATED) or {}
     return escape(found.get("message") or "pending too long")
+
+
+def waits_for_decision(request: wire.Obj) -> bool:
+    """Whether the approvers' message of `request` still offers its buttons (nothing decided or ended it)."""
+    return _outcome_of(request) is None
 
 
 def _outcome_of(request: wire.Obj) -> tuple[str, str, str, str] | None:
@@ -246,8 +271,8 @@ def _extension_pending(
     line = (
         f":hourglass_flowing_sand: {escape(user)} asks to extend grant `{escape(record.get('grant'))}`"
         f" (*{escape(record.get('entitlement'))}*) by {escape(record.get('extendedBy'))}:"
-        f" {escape(record.get('reason'))}\nFor {approvers}: `kubectl jit approve extension/{escape(name)}`"
-        f' · `kubectl jit deny extension/{escape(name)} --reason "..."`'
+        f" {escape(record.get('reason'))}\nFor {approvers}: `kubectl jit approve extension/{_pinned(extension)}`"
+        f' · `kubectl jit deny extension/{_pinned(extension)} --reason "..."`'
     )
     text = f"{user} asks to extend grant {record.get('grant')} by {record.get('extendedBy')} (extension {name})"
     return text, [_section(line)]
@@ -276,8 +301,8 @@ def _escalated_to_backup(record: Mapping[str, Any], request: wire.Obj, team: Tea
         f":rotating_light: Request `{escape(name)}` by {escape(requester)} for *{escape(record.get('entitlement'))}*"
         f" escalated to you as a backup approver of team {escape(team.name if team else '?')}:"
         f" {_escalation_reason(request)}.\nReason given: {escape(record.get('reason'))}"
-        f"\nDecide with the buttons in the team's channel, or `kubectl jit approve {escape(name)}`"
-        f' / `kubectl jit deny {escape(name)} --reason "..."`.'
+        f"\nDecide with the buttons in the team's channel, or `kubectl jit approve {_pinned(request)}`"
+        f' / `kubectl jit deny {_pinned(request)} --reason "..."`.'
     )
     return f"Request {name} escalated to you: {requester} asks for {record.get('entitlement')}", [_section(line)]
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -53,7 +54,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
 from jitaccess.handlers.common import NO_INDEX, Index
 from jitaccess.settings import Settings, load
@@ -72,6 +73,8 @@ REASON_BLOCK = REASON_ACTION = "reason"
 APPROVE, DENY, DENY_SUBMIT = "approve", "deny", "deny-submit"
 _MEMO_KEY = "slack_interactions"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# An object's uid as the API server writes it (a UUID).
+_UID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DRY_RUN_REASON = "(asked in Slack whether a denial would be admitted)"
 # Slack reads &, < and > in message text as markup (links, mentions): escaped, they are shown as is.
 _MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
@@ -90,7 +93,7 @@ class Decider(Protocol):
     """What the endpoint needs of `Impersonator`: its one write (blocking)."""
 
     def annotate_request(
-        self, name: str, username: str, annotations: Mapping[str, str], *, dry_run: bool = False
+        self, name: str, username: str, annotations: Mapping[str, str], *, uid: str | None = None, dry_run: bool = False
     ) -> dict[str, Any]: ...
 
 
@@ -154,6 +157,9 @@ class Interaction:
     channel: str = ""
     trigger_id: str = ""
     reason: str = ""
+    #: The uid of the request the message was posted for (the button's `NAME/UID`; empty in a
+    #: message posted before buttons carried it, which is refused).
+    uid: str = ""
 
 
 def parse(body: bytes) -> Interaction | None:
@@ -190,17 +196,21 @@ def parse(body: bytes) -> Interaction | None:
         return None
     if not user:
         raise PayloadError("the payload names no user")
-    if len(interaction.request) > NAME_MAX_LENGTH or not _NAME.match(interaction.request):
-        raise PayloadError(f"{interaction.request[:80]!r} is not an AccessRequest name")
-    return interaction
+    name, _, uid = interaction.request.partition("/")
+    if len(name) > NAME_MAX_LENGTH or not _NAME.match(name):
+        raise PayloadError(f"{name[:80]!r} is not an AccessRequest name")
+    if uid and not _UID.match(uid):
+        raise PayloadError(f"{uid[:80]!r} is not an object's uid")
+    return dataclasses.replace(interaction, request=name, uid=uid)
 
 
-def deny_modal(request: str) -> dict[str, Any]:
-    """The modal a Deny click opens: the reason, which the requester reads."""
+def deny_modal(request: str, uid: str) -> dict[str, Any]:
+    """The modal a Deny click opens: the reason, which the requester reads. It carries what the
+    button did (`NAME/UID`), so that the submission decides the same object."""
     return {
         "type": "modal",
         "callback_id": DENY_MODAL,
-        "private_metadata": request,
+        "private_metadata": f"{request}/{uid}",
         "title": {"type": "plain_text", "text": "Deny access"},
         "submit": {"type": "plain_text", "text": "Deny"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -268,6 +278,13 @@ def _text(message: str, limit: int = 1000) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
+def _described(request: Mapping[str, Any]) -> str:
+    """Whose request, for what and how long: what the clicker has just decided, in their reply."""
+    spec, status = wire.spec(request), wire.status(request)
+    duration = status.get("duration") or spec.get("duration") or "its default duration"
+    return f"{spec.get('requester') or 'someone'} asks for {spec.get('entitlement')} for {duration}"
+
+
 def refusal_text(request: str, username: str, error: DecisionError) -> str:
     """What the clicker reads when the API server did not apply their decision."""
     if error.impersonation_refused:
@@ -279,6 +296,12 @@ def refusal_text(request: str, username: str, error: DecisionError) -> str:
         )
     if error.status == 404:
         return f"AccessRequest {request} does not exist (any more): nothing was decided"
+    if error.replaced:
+        return (
+            f"AccessRequest {request} is no longer the request this message was posted for: it was withdrawn, and "
+            "a new request was created under the same name (by its requester or by someone else). Nothing was "
+            f"decided; the new request is posted on its own. Look at it with `kubectl jit status {request}`"
+        )
     if error.status == 0:
         return f"jitaccess could not reach the Kubernetes API server ({error.message}): nothing was decided, try again"
     return f"Not applied to AccessRequest {request}: {error.message}"
@@ -344,6 +367,15 @@ class Endpoint:
     # --- steps -----------------------------------------------------------------------------
 
     async def _act(self, interaction: Interaction) -> web.Response:
+        if not interaction.uid:
+            count(interaction.action, "refused")
+            return self._refuse(
+                interaction,
+                f"This message was posted before jitaccess tied its buttons to one request, so it cannot tell "
+                f"that AccessRequest {interaction.request} is still the request shown: nothing was decided. "
+                f"Check it with `kubectl jit status {interaction.request}`, then decide with "
+                f"`kubectl jit approve {interaction.request}` (or deny)",
+            )
         try:
             username = await self._username(interaction.user)
         except UnknownUser as exc:
@@ -377,13 +409,22 @@ class Endpoint:
             )
         return email_username(user_id, email, teams)
 
-    async def _patch(self, name: str, username: str, annotations: Mapping[str, str], *, dry_run: bool = False) -> None:
-        await asyncio.to_thread(self._decider.annotate_request, name, username, annotations, dry_run=dry_run)
+    async def _patch(
+        self, interaction: Interaction, username: str, annotations: Mapping[str, str], *, dry_run: bool = False
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(
+            self._decider.annotate_request,
+            interaction.request,
+            username,
+            annotations,
+            uid=interaction.uid,
+            dry_run=dry_run,
+        )
 
     async def _decide(self, interaction: Interaction, username: str, annotations: Mapping[str, str]) -> web.Response:
         name, verb = interaction.request, "approved" if interaction.action == APPROVE else "denied"
         try:
-            await self._patch(name, username, annotations)
+            decided = await self._patch(interaction, username, annotations)
         except DecisionError as exc:
             count(interaction.action, "refused" if exc.status else "failed")
             log.info("Slack: %s's decision on %s not applied: %s", username, name, exc.message)
@@ -391,19 +432,20 @@ class Endpoint:
         count(interaction.action, "applied")
         log.info("Slack: %s %s AccessRequest %s (as %s)", interaction.user, verb, name, username)
         if interaction.action == APPROVE:
-            self._reply(interaction, f"You approved AccessRequest {name}.")
+            self._reply(interaction, f"You approved AccessRequest {name}: {_described(decided)}.")
         return web.Response()
 
     async def _ask_reason(self, interaction: Interaction, username: str) -> web.Response:
         dry_run = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: _DRY_RUN_REASON}
         try:
-            await self._patch(interaction.request, username, dry_run, dry_run=True)
+            await self._patch(interaction, username, dry_run, dry_run=True)
         except DecisionError as exc:
             count(interaction.action, "refused" if exc.status else "failed")
             return self._refuse(interaction, refusal_text(interaction.request, username, exc))
         try:
             await asyncio.wait_for(
-                self._slack.open_view(interaction.trigger_id, deny_modal(interaction.request)), SLACK_TIMEOUT
+                self._slack.open_view(interaction.trigger_id, deny_modal(interaction.request, interaction.uid)),
+                SLACK_TIMEOUT,
             )
         except Exception as exc:  # the modal did not open: say so instead of leaving the click unanswered
             count(interaction.action, "failed")

@@ -45,7 +45,7 @@ from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.slack import Slack, SlackRefused, SlackRetry
 from jitaccess.api import names, wire
 from jitaccess.domain import notifications as notify
-from jitaccess.domain.slackmessages import render
+from jitaccess.domain.slackmessages import approvers_message, render, waits_for_decision
 from jitaccess.handlers.common import NO_INDEX, Index, first
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
@@ -105,6 +105,7 @@ class Notifier:
         self._due: list[tuple[datetime, str]] = []  # (when, uid): grants' `expiring`
         self._due_objects: dict[str, tuple[dict[str, Any], notify.Team | None]] = {}
         self._messages: dict[str, tuple[str, str]] = {}  # uid -> the approvers' message, once posted
+        self._withdrawals: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
     # --- what waits --------------------------------------------------------------------------
@@ -142,6 +143,25 @@ class Notifier:
         self._waiting[uid] = waiting
         self._enqueue(uid)
         return len(waiting.notices)
+
+    def withdrawn(self, obj: Mapping[str, Any], team: notify.Team | None) -> None:
+        """A request deleted while it waited: its approvers' message loses its buttons. Best effort,
+        once: the object is gone, so nothing can record that it was done; a button left behind
+        (the operator down, Slack failing) decides nothing, since it names the deleted request's uid."""
+        message = notify.team_message_of(obj) or self._messages.get(str(wire.metadata(obj).get("uid")))
+        if self.slack is None or message is None or not waits_for_decision(obj):
+            return
+        task = asyncio.get_running_loop().create_task(self._withdraw(message, obj, team))
+        self._withdrawals.add(task)
+        task.add_done_callback(self._withdrawals.discard)
+
+    async def _withdraw(self, message: tuple[str, str], obj: Mapping[str, Any], team: notify.Team | None) -> None:
+        assert self.slack is not None
+        text, blocks = approvers_message(obj, team, {}, withdrawn=True)
+        try:
+            await self.slack.update(message[0], message[1], text, blocks)
+        except (SlackRetry, SlackRefused) as exc:
+            log.info("notifications: the message of withdrawn %s keeps its buttons (%s)", wire.name_of(obj), exc)
 
     def _enqueue(self, uid: str) -> None:
         if uid not in self._queued and uid not in self._busy:
@@ -478,10 +498,22 @@ def _offer(memo: Any, body: kopf.Body, owner: Any, teams: Index) -> None:
 
 
 async def notify_request(
-    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+    *,
+    type: str | None = None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    teams: Index = NO_INDEX,
+    entitlements: Index = NO_INDEX,
+    **_: Any,
 ) -> None:
     entitlement = first(entitlements, body.spec.get("entitlement"))
-    _offer(memo, body, wire.spec(entitlement).get("owner") if entitlement else None, teams)
+    owner = wire.spec(entitlement).get("owner") if entitlement else None
+    if type == "DELETED":
+        notifier = notifier_of(memo)
+        if notifier is not None:
+            notifier.withdrawn(dict(body), _team(teams, owner))
+        return
+    _offer(memo, body, owner, teams)
 
 
 async def notify_grant(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
