@@ -76,10 +76,18 @@ HOSTILE_REASONS = [
     ("INFRA-1\x00hidden", "U+0000 (NUL) at character 8"),
     ("INFRA-1 \u202egnp.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE) at character 9"),
     ("INFRA-1\nApproved: yes", "U+000A (LF) at character 8"),
+    # A second line in Slack, and text invisible to the approver that tools still read.
+    ("INC-14 fix\u2028(pre-approved by paula)", "U+2028 (LINE SEPARATOR) at character 11"),
+    ("INC-14 fix\U000e0041\U000e0042", "U+E0041 (TAG LATIN CAPITAL LETTER A) at character 11"),
+    ("INC-14\u200b fix", "U+200B (ZERO WIDTH SPACE) at character 7"),
 ]
 
 
-@pytest.mark.parametrize(("reason", "named"), HOSTILE_REASONS, ids=["esc", "bel", "nul", "rlo", "newline"])
+@pytest.mark.parametrize(
+    ("reason", "named"),
+    HOSTILE_REASONS,
+    ids=["esc", "bel", "nul", "rlo", "newline", "line-separator", "tags", "zero-width"],
+)
 def test_31_request_reason_with_terminal_controls_is_refused(system: Jit, reason: str, named: str) -> None:
     refused(create(system, "t-reason", reason), "admission webhook", f"spec.reason holds {named}", "plain text")
     assert system.get("accessrequest", "t-reason") is None

@@ -76,15 +76,17 @@ def test_length_is_bounded_in_characters_not_bytes() -> None:
     )
 
 
-def test_every_c0_c1_and_bidi_control_is_forbidden_and_nothing_printable_else() -> None:
-    for code in range(0x2100):
+def test_every_c0_c1_and_bidi_control_separator_and_invisible_character_is_forbidden_and_nothing_else() -> None:
+    invisible = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\ufff9\ufffa\ufffb"
+    for code in [*range(0x2100), *range(0xFE00, 0x10000), *range(0xE0000, 0xE0100)]:
         char = chr(code)
-        control = unicodedata.category(char) == "Cc" or unicodedata.bidirectional(char) in (
+        control = unicodedata.category(char) in ("Cc", "Zl", "Zp") or unicodedata.bidirectional(char) in (
             "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI",
         )  # fmt: skip
-        marks = char in "\u061c\u200e\u200f"
-        assert text.is_forbidden(char) == (control or marks), f"U+{code:04X}"
-    assert text.is_forbidden("\ufffd")
+        marks = char in "\u061c\u200e\u200f\ufffd" + invisible
+        tags = 0xE0000 <= code <= 0xE007F
+        assert text.is_forbidden(char) == (control or marks or tags), f"U+{code:04X}"
+    assert text.problem("spec.reason", "INC-14 fix\u2028(pre-approved by paula)") is not None
 
 
 def test_the_crd_refuses_the_same_characters_with_cel() -> None:
@@ -96,7 +98,7 @@ def test_the_crd_refuses_the_same_characters_with_cel() -> None:
     assert cel_literal is not None
     as_re2 = cel_literal.group(1).replace("\\\\", "\\")
     as_python = re.compile(re.sub(r"\\x\{([0-9a-f]+)\}", lambda m: f"\\U{int(m.group(1), 16):08x}", as_re2))
-    for code in range(0x10000):
+    for code in [*range(0x10000), *range(0xE0000, 0xE0100)]:
         assert bool(as_python.search(chr(code))) == text.is_forbidden(chr(code)), f"U+{code:04X}"
 
 

@@ -20,16 +20,23 @@ DURATION_MAX_LENGTH = 32
 ELIGIBLE_USERS_LISTED = 1000
 
 #: Code point ranges (inclusive) a reason may not hold: C0 controls, DEL and C1 controls, U+FFFD,
-#: and the bidirectional-text controls (the Arabic letter mark, LRM and RLM, embeddings and
-#: overrides, isolates).
+#: the bidirectional-text controls (the Arabic letter mark, LRM and RLM, embeddings and overrides,
+#: isolates), the line and paragraph separators, and invisible characters.
 FORBIDDEN_RANGES = (
     (0x00, 0x1F),
     (0x7F, 0x9F),
+    (0x00AD, 0x00AD),  # soft hyphen: invisible
     (0x061C, 0x061C),
-    (0x200E, 0x200F),
+    (0x180E, 0x180E),  # Mongolian vowel separator: invisible
+    (0x200B, 0x200F),  # zero-width space, non-joiner, joiner; left-to-right and right-to-left marks
+    (0x2028, 0x2029),  # line and paragraph separators: a second line in some viewers and in Slack
     (0x202A, 0x202E),
+    (0x2060, 0x2064),  # word joiner and the invisible operators
     (0x2066, 0x2069),
+    (0xFEFF, 0xFEFF),  # zero-width no-break space (a byte order mark)
+    (0xFFF9, 0xFFFB),  # interlinear annotation marks
     (0xFFFD, 0xFFFD),
+    (0xE0000, 0xE007F),  # tag characters: invisible text that tools still read
 )
 
 

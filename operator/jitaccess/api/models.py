@@ -53,8 +53,8 @@ _REASON_RULES: list[Any] = [
     {"rule": "self.matches('\\\\S')", "message": "reason must say why access is needed"},
     {
         "rule": f"!self.matches({_cel_quoted(limits.forbidden_class())})",
-        "message": "reason may not hold control characters (tab and newline included), DEL, U+FFFD or "
-        "bidirectional-text controls: write it as one line of plain text",
+        "message": "reason may not hold control characters (tab and newline included), DEL, U+FFFD, "
+        "bidirectional-text controls, line separators or invisible characters: write it as one line of plain text",
     },
 ]
 

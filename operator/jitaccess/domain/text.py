@@ -5,7 +5,10 @@ A reason is read by someone else, often in a terminal: an approver runs `kubectl
 acts on instead of showing (an escape sequence, BEL, a bidirectional override that reorders the
 rest of the line) would let a requester rewrite what the approver reads. So a reason is one line
 of printable text: no C0 or C1 control character (tab and newline included), no DEL, no U+FFFD
-(what a broken encoding leaves behind), no bidirectional control (`api.limits.FORBIDDEN_RANGES`).
+(what a broken encoding leaves behind), no bidirectional control, no line or paragraph separator
+(a second line in Slack and some viewers), and nothing invisible (zero-width characters, tag
+characters, the soft hyphen), which would hide text from the approver that tools still read
+(`api.limits.FORBIDDEN_RANGES`).
 The length limit keeps a reason a sentence and a ticket id, and bounds what CEL rules may cost.
 """
 
@@ -88,7 +91,7 @@ def problem(where: str, text: str, max_length: int = REASON_MAX_LENGTH) -> str |
         return None
     return (
         f"{where} holds {describe(text[index])} at character {index + 1}: control characters (tab and "
-        "newline included), DEL, U+FFFD and bidirectional-text controls are not allowed, because "
-        "whoever reads it in a terminal would get what they do, not what they are; write it as one "
-        "line of plain text"
+        "newline included), DEL, U+FFFD, bidirectional-text controls, line separators and invisible "
+        "characters are not allowed, because whoever reads it would get what they do, or nothing, not "
+        "what they are; write it as one line of plain text"
     )
