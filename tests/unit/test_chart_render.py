@@ -115,6 +115,79 @@ def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
     assert not [o for o in single if o["kind"] in ("Role", "RoleBinding", "PodDisruptionBudget")]
 
 
+@pytest.mark.parametrize(
+    ("settings", "complaint"),
+    [
+        # Two servers of the operator on one port: the second could not listen.
+        (["metrics.port=8080"], "health.port and metrics.port are both 8080"),
+        (["webhook.port=9090"], "metrics.port and webhook.port are both 9090"),
+        (["webhook.port=8080"], "health.port and webhook.port are both 8080"),
+        (
+            ["slack.enabled=true", "slack.existingSecret=slack", "slack.interactions.port=9443"],
+            "webhook.port and slack.interactions.port are both 9443",
+        ),
+        # The order the operator checks at start (jitaccess/settings.py): retry < renew deadline < lease.
+        (["leaderElection.renewDeadlineSeconds=12"], "and they are 2, 12 and 12"),
+        (["leaderElection.renewDeadlineSeconds=20"], "and they are 2, 20 and 12"),
+        (["leaderElection.retryPeriodSeconds=8"], "and they are 8, 8 and 12"),
+        (["leaderElection.retryPeriodSeconds=9", "leaderElection.leaseDurationSeconds=30"], "and they are 9, 8 and 30"),
+        # A budget that keeps every replica up blocks every node drain.
+        (["podDisruptionBudget.minAvailable=2"], "podDisruptionBudget.minAvailable is 2 with replicaCount 2"),
+        (["replicaCount=3", "podDisruptionBudget.minAvailable=4"], "minAvailable is 4 with replicaCount 3"),
+        (["podDisruptionBudget.minAvailable=100%"], "podDisruptionBudget.minAvailable is 100%: no replica"),
+        (["podDisruptionBudget.minAvailable=two"], "/podDisruptionBudget/minAvailable"),
+    ],
+)
+def test_values_that_cannot_work_are_refused(helm: Helm, settings: list[str], complaint: str) -> None:
+    """Refused at render with a message naming the values and the fix, not installed to fail later."""
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    result = helm.run("template", "jitaccess", str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # A port no server uses is free for another.
+        {"metrics.enabled": "false", "metrics.port": "8080"},
+        {"webhook.enabled": "false", "webhook.port": "9090"},
+        # Without leader election the operator reads no timing, and neither does the chart.
+        {"leaderElection.enabled": "false", "replicaCount": "1", "leaderElection.renewDeadlineSeconds": "20"},
+        # No budget is rendered for one replica, and one below the replicas lets drains go on.
+        {"replicaCount": "1", "podDisruptionBudget.minAvailable": "1"},
+        {"replicaCount": "3", "podDisruptionBudget.minAvailable": "2"},
+        {"podDisruptionBudget.minAvailable": "50%"},
+    ],
+    ids=["metrics-off", "webhook-off", "no-election", "one-replica", "two-of-three", "percentage"],
+)
+def test_values_next_to_the_refused_ones_render(helm: Helm, settings: dict[str, str]) -> None:
+    assert find(documents(helm.template(set_values=settings)), "Deployment")
+
+
+def test_the_checks_mirror_the_operators_election_timing(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the chart refuses, the operator would refuse at start; what it renders, the operator takes."""
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("JITACCESS_LEADER_ELECTION", "true")
+    for retry, renew, lease in ((2, 8, 12), (2, 12, 12), (8, 8, 12), (1, 2, 3), (3, 2, 4), (2, 8, 7)):
+        timing = {
+            "leaderElection.retryPeriodSeconds": str(retry),
+            "leaderElection.renewDeadlineSeconds": str(renew),
+            "leaderElection.leaseDurationSeconds": str(lease),
+        }
+        args = [arg for key, value in timing.items() for arg in ("--set", f"{key}={value}")]
+        rendered = helm.run("template", "jitaccess", str(CHART), *args, check=False).returncode == 0
+        for name, value in (("RETRY_PERIOD", retry), ("RENEW_DEADLINE", renew), ("LEASE_DURATION", lease)):
+            monkeypatch.setenv(f"JITACCESS_{name}_SECONDS", str(value))
+        try:
+            Settings()
+            starts = True
+        except ValueError:
+            starts = False
+        assert rendered == starts, (retry, renew, lease)
+
+
 # --- what is rendered --------------------------------------------------------------------------
 
 

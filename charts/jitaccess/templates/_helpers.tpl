@@ -143,3 +143,55 @@ the root context, so the Secret and the Deployment's checksum annotation see the
 {{- define "jitaccess.slackImpersonatorRole" -}}
 {{- printf "%s-slack-impersonator" (include "jitaccess.fullname" .) }}
 {{- end }}
+
+{{/*
+Values the schema lets through but that cannot work: the render fails, naming the value and the fix,
+rather than installing an operator that stops at start or a budget that blocks every drain.
+*/}}
+{{- define "jitaccess.checks" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled: replicas without leader election would all act at once" }}
+{{- end }}
+{{- /* Each port the container serves on needs a number of its own: the second server could not listen. */}}
+{{- $ports := list (list "health.port" .Values.health.port) }}
+{{- if .Values.metrics.enabled }}
+{{- $ports = append $ports (list "metrics.port" .Values.metrics.port) }}
+{{- end }}
+{{- if .Values.webhook.enabled }}
+{{- $ports = append $ports (list "webhook.port" .Values.webhook.port) }}
+{{- end }}
+{{- if include "jitaccess.slackInteractions" . }}
+{{- $ports = append $ports (list "slack.interactions.port" .Values.slack.interactions.port) }}
+{{- end }}
+{{- $taken := dict }}
+{{- range $ports }}
+{{- $name := index . 0 }}
+{{- $number := index . 1 | int | toString }}
+{{- if hasKey $taken $number }}
+{{- fail (printf "%s and %s are both %s: the operator serves each on a port of its own; set one of them to another port" (get $taken $number) $name $number) }}
+{{- end }}
+{{- $_ := set $taken $number $name }}
+{{- end }}
+{{- /* The operator's own check (jitaccess/settings.py), which would otherwise stop every replica at start. */}}
+{{- if .Values.leaderElection.enabled }}
+{{- $election := .Values.leaderElection }}
+{{- $retry := float64 $election.retryPeriodSeconds }}
+{{- $renew := float64 $election.renewDeadlineSeconds }}
+{{- $lease := float64 $election.leaseDurationSeconds }}
+{{- if not (and (lt $retry $renew) (lt $renew $lease)) }}
+{{- fail (printf "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds, and they are %v, %v and %v: a leader must stop acting before anyone else may take its Lease (the operator refuses to start otherwise); set them in that order, like the defaults 2, 8 and 12" $retry $renew $lease) }}
+{{- end }}
+{{- end }}
+{{- /* A budget that keeps every replica up lets no node drain finish (the eviction is refused forever). */}}
+{{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicaCount) 1) }}
+{{- $min := .Values.podDisruptionBudget.minAvailable }}
+{{- if kindIs "string" $min }}
+{{- /* A percentage (the schema allows no other string). */}}
+{{- if ge (int (trimSuffix "%" $min)) 100 }}
+{{- fail (printf "podDisruptionBudget.minAvailable is %s: no replica could ever be evicted and node drains would block; set it below 100%% (or a number below replicaCount)" $min) }}
+{{- end }}
+{{- else if ge (int $min) (int .Values.replicaCount) }}
+{{- fail (printf "podDisruptionBudget.minAvailable is %d with replicaCount %d: no replica could ever be evicted and node drains would block; set minAvailable below replicaCount (or raise replicaCount)" (int $min) (int .Values.replicaCount)) }}
+{{- end }}
+{{- end }}
+{{- end }}
