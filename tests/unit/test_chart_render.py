@@ -22,6 +22,7 @@ from jitaccess.settings import Settings
 from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary
 
 OPTIONS = CHART / "ci" / "options-values.yaml"
+SLACK = CHART / "ci" / "slack-values.yaml"
 NAMESPACE = "jitaccess-system"
 Objects = list[dict[str, Any]]
 
@@ -565,6 +566,139 @@ def test_long_release_names_stay_valid(helm: Helm) -> None:
         name = obj["metadata"]["name"]
         if obj["kind"] != "CustomResourceDefinition":
             assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+
+
+# --- network policy ----------------------------------------------------------------------------
+
+
+def ingress_ports(policy: dict[str, Any]) -> dict[int, list[dict[str, Any]] | None]:
+    """Each port the policy admits, with the peers it admits from (None: anyone)."""
+    return {port["port"]: rule.get("from") for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+
+
+def egress(policy: dict[str, Any]) -> list[tuple[set[tuple[int, str]], list[dict[str, Any]] | None]]:
+    """Each egress rule as (its ports and protocols, the peers it allows; None: anywhere)."""
+    return [({(p["port"], p["protocol"]) for p in rule["ports"]}, rule.get("to")) for rule in policy["spec"]["egress"]]
+
+
+def test_no_network_policy_unless_asked(default: Objects) -> None:
+    assert not [o for o in default if o["kind"] == "NetworkPolicy"]
+
+
+@pytest.mark.parametrize(
+    ("values", "settings"),
+    [([], {"networkPolicy.enabled": "true"}), ([OPTIONS], {}), ([SLACK], {"networkPolicy.enabled": "true"})],
+    ids=["defaults", "options", "slack"],
+)
+def test_network_policy_admits_every_port_the_operator_serves_and_no_other(
+    helm: Helm, values: list[Path], settings: dict[str, str]
+) -> None:
+    objects = documents(helm.template("jitaccess", NAMESPACE, values=values, set_values=settings))
+    policy = find(objects, "NetworkPolicy")
+    assert policy["metadata"]["namespace"] == NAMESPACE
+    assert policy["spec"]["podSelector"] == find(objects, "Deployment")["spec"]["selector"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    served = {p["name"]: p["containerPort"] for p in container(objects)["ports"]}
+    admitted = ingress_ports(policy)
+    assert set(admitted) == set(served.values())
+    # The API server's address is not predictable, nor the kubelet's probes' origin.
+    assert admitted[served["webhook"]] is None
+    assert admitted[served["health"]] is None
+
+
+def test_network_policy_defaults(helm: Helm) -> None:
+    policy = find(documents(helm.template(set_values={"networkPolicy.enabled": "true"})), "NetworkPolicy")
+    assert ingress_ports(policy) == {8080: None, 9443: None, 9090: None}
+    assert egress(policy) == [
+        ({(53, "UDP"), (53, "TCP")}, None),
+        ({(443, "TCP"), (6443, "TCP")}, None),  # the API server, wherever its endpoints are
+        ({(443, "TCP")}, None),  # AWS and Slack
+    ]
+
+
+def test_network_policy_options(options: Objects) -> None:
+    policy = find(options, "NetworkPolicy", "jit")
+    assert ingress_ports(policy) == {
+        8181: None,
+        8443: None,
+        9191: [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+    }
+    assert egress(policy) == [
+        ({(53, "UDP"), (53, "TCP")}, None),
+        ({(443, "TCP")}, [{"ipBlock": {"cidr": "10.0.0.0/16"}}]),
+        ({(443, "TCP")}, [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]),
+        ({(3128, "TCP")}, [{"ipBlock": {"cidr": "10.20.0.10/32"}}]),  # extraEgress, as given
+    ]
+
+
+def test_network_policy_for_slack_clicks(helm: Helm) -> None:
+    ingress = {"kubernetes.io/metadata.name": "ingress-nginx"}
+    objects = documents(
+        helm.template(
+            values=[SLACK],
+            set_values={
+                "networkPolicy.enabled": "true",
+                "networkPolicy.slack.from[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name": (
+                    "ingress-nginx"
+                ),
+            },
+        )
+    )
+    admitted = ingress_ports(find(objects, "NetworkPolicy"))
+    assert admitted[8091] == [{"namespaceSelector": {"matchLabels": ingress}}]
+    messages_only = documents(
+        helm.template(
+            values=[SLACK], set_values={"networkPolicy.enabled": "true", "slack.interactions.enabled": "false"}
+        )
+    )
+    assert 8091 not in ingress_ports(find(messages_only, "NetworkPolicy"))
+
+
+def test_network_policy_follows_the_servers_turned_off(helm: Helm) -> None:
+    settings = {"networkPolicy.enabled": "true", "webhook.enabled": "false", "metrics.enabled": "false"}
+    policy = find(documents(helm.template(set_values=settings)), "NetworkPolicy")
+    assert ingress_ports(policy) == {8080: None}
+
+
+def test_network_policy_https_narrowed_to_extra_egress(helm: Helm) -> None:
+    """Without HTTPS to anywhere, only what extraEgress names (VPC endpoints, a proxy) is reachable."""
+    settings = {
+        "networkPolicy.enabled": "true",
+        "networkPolicy.https.enabled": "false",
+        "networkPolicy.apiServer.cidrs[0]": "172.20.0.0/16",
+        "networkPolicy.extraEgress[0].to[0].ipBlock.cidr": "10.0.8.0/24",
+        "networkPolicy.extraEgress[0].ports[0].port": "443",
+        "networkPolicy.extraEgress[0].ports[0].protocol": "TCP",
+    }
+    policy = find(documents(helm.template(set_values=settings)), "NetworkPolicy")
+    assert egress(policy) == [
+        ({(53, "UDP"), (53, "TCP")}, None),
+        ({(443, "TCP"), (6443, "TCP")}, [{"ipBlock": {"cidr": "172.20.0.0/16"}}]),
+        ({(443, "TCP")}, [{"ipBlock": {"cidr": "10.0.8.0/24"}}]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("--set=networkPolicy.apiServer.cidrs[0]=kubernetes.default", "/networkPolicy/apiServer/cidrs/0"),
+        # A rule without ports would allow every port.
+        ("--set-json=networkPolicy.apiServer.ports=[]", "/networkPolicy/apiServer/ports"),
+        ("--set=networkPolicy.apiServer.ports=null", "networkPolicy.apiServer.ports: the API server's ports"),
+        ("--set=networkPolicy.metrics.from[0].podSelecter.app=prometheus", "/networkPolicy/metrics/from/0"),
+        ("--set=networkPolicy.extraEgress[0].ports[0].protocol=ICMP", "/networkPolicy/extraEgress/0/ports/0/protocol"),
+        ("--set=networkPolicy.ingress=true", "additional properties 'ingress' not allowed"),
+    ],
+)
+def test_network_policy_values_are_checked(helm: Helm, setting: str, complaint: str) -> None:
+    result = helm.run("template", "jitaccess", str(CHART), "--set=networkPolicy.enabled=true", setting, check=False)
+    assert result.returncode != 0
+    assert complaint in result.stderr
 
 
 # --- the admission policy ----------------------------------------------------------------------
