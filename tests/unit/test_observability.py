@@ -191,7 +191,7 @@ def test_json_logs() -> None:
     assert granted["who"] == "alice@example.com"
     assert granted["entitlement"] == "prod-eng-payments"
     assert granted["message"].startswith("Granted AccessGrant/alice-1")
-    datetime.strptime(granted["time"], "%Y-%m-%dT%H:%M:%S")
+    datetime.strptime(granted["time"], "%Y-%m-%dT%H:%M:%S.%f%z")  # RFC 3339 UTC, milliseconds (test_logs.py)
     assert failed["level"] == "ERROR"
     assert "RuntimeError: boom" in failed["exception"]
 
