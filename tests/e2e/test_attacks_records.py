@@ -1,9 +1,11 @@
-"""Attacks 45-47 of docs/security.md: writing into someone else's record. RBAC lets every approver
+"""Attacks 45-49 of docs/security.md: writing into someone else's record, or too much into any. RBAC lets every approver
 patch every request (they decide for their own team) and every requester patch every grant (a
 grantee revokes their own): the webhooks are what keep a record its owners'. A finalizer of
 anyone's would keep a withdrawn request or a revoked grant from ever going, a `jitaccess.dev/`
 label would mislead the tools that select records by it, and kubectl's last-applied record is room
-for anyone's text in someone else's grant. Tried with every kubectl verb, as the users of
+for anyone's text in someone else's grant. An owner reference would have the garbage collector
+delete a record past every rule on who may end it; megabytes of labels, copied by the operator and
+kept for 90 days, would fill etcd's quota and stop every writer in the cluster. Tried with every kubectl verb, as the users of
 examples/ would, against the real API server with the operator's webhooks.
 """
 
@@ -16,6 +18,7 @@ import pytest
 
 from tests.e2e.test_attacks import (
     ALICE,
+    BOB,
     LEDGER,
     LENA,
     MALLORY,
@@ -86,9 +89,9 @@ def test_46_nobody_writes_into_a_grant_but_to_revoke_it(system: Jit) -> None:
         attempt(system, "patch", "accessgrant", "a46", "--type", "json", "-p", add, user=MALLORY),
         "metadata.finalizers mallory.example/pin",
     )
-    # kubectl apply's record, 100 KB of someone's text: refused to everyone, the grantee too,
-    # unless it comes with a revocation.
-    blob = json.dumps({"metadata": {"annotations": {LAST_APPLIED: "x" * 100_000}}})
+    # kubectl apply's record, 10 KB of someone's text: refused to everyone, the grantee too,
+    # unless it comes with a revocation (and more than 16 KB to anyone: attack 49).
+    blob = json.dumps({"metadata": {"annotations": {LAST_APPLIED: "x" * 10_000}}})
     for who in (MALLORY, ALICE, LENA):
         refused(
             attempt(system, "patch", "accessgrant", "a46", "--type", "merge", "-p", blob, user=who),
@@ -131,3 +134,53 @@ def test_47_only_its_requester_and_its_approvers_change_a_request(system: Jit) -
         "metadata.labels jitaccess.dev/entitlement",
     )
     assert system.get("accessrequest", "a47-labelled") is None
+
+
+# --- 48. an owner reference on a record, so that the garbage collector deletes it ----------------------------
+
+
+def test_48_nobody_but_the_operator_sets_owner_references(system: Jit) -> None:
+    pending_request(system, "a48")
+    entitlement = system.get("entitlement", LEDGER) or {}
+    owner = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "Entitlement",
+        "name": LEDGER,
+        "uid": entitlement["metadata"]["uid"],
+    }
+    owned = json.dumps({"metadata": {"ownerReferences": [owner]}})
+    for who in (PAULA, LENA):  # another team's approver, and its own team's
+        refused(
+            attempt(system, "patch", "accessrequest", "a48", "--type", "merge", "-p", owned, user=who),
+            "metadata.ownerReferences: only the jitaccess operator sets owner references",
+        )
+    refused(
+        attempt(system, "create", "-f", "-", input=manifest("a48-owned", ownerReferences=[owner]), user=ALICE),
+        "metadata.ownerReferences",
+    )
+    assert not ((system.get("accessrequest", "a48") or {})["metadata"].get("ownerReferences"))
+    assert system.get("accessrequest", "a48-owned") is None
+
+
+# --- 49. megabytes of labels and annotations on records, kept for 90 days ------------------------------------
+
+
+def test_49_a_record_holds_at_most_16k_of_labels_and_annotations(system: Jit) -> None:
+    # bob's own team's entitlement: auto-approved, limited only by the pace of creations.
+    bulk = {f"k{i:05d}": "v" * 63 for i in range(300)}  # 20,700 characters
+    refused(
+        attempt(system, "create", "-f", "-", input=manifest("a49-bulk", labels=bulk), user=BOB),
+        "metadata: labels and annotations of 20,700 characters",
+        "at most 16,384",
+    )
+    assert system.get("accessrequest", "a49-bulk") is None
+    # Added later, by an approver who may otherwise annotate it: refused too.
+    pending_request(system, "a49")
+    note = json.dumps({"metadata": {"annotations": {"x.example/notes": "n" * 20_000}}})
+    refused(
+        attempt(system, "patch", "accessrequest", "a49", "--type", "merge", "-p", note, user=LENA),
+        "at most 16,384",
+    )
+    # What people do write fits: kubectl apply's own record, labels of a ticket system.
+    system.request("a49-applied", LEDGER, user=BOB, verb="apply")
+    system.wait_reason("accessrequest", "a49-applied", "Granted")

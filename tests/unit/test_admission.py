@@ -755,9 +755,12 @@ def test_kubectl_apply_bookkeeping_on_a_grant_is_harmless() -> None:
     assert admitted(review_grant("UPDATE", old, new, BOB)).annotations
     # Without a revocation, kubectl apply's record is someone writing into the grant: nobody may.
     no_op = with_annotations(old)
-    no_op["metadata"]["annotations"][adm.LAST_APPLIED] = "x" * 200_000
+    no_op["metadata"]["annotations"][adm.LAST_APPLIED] = "x" * 2_000
     for who in (BOB, PAULA, MALLORY):
         refused(review_grant("UPDATE", old, no_op, who), adm.LAST_APPLIED, "only with a revocation")
+    # And however it comes, nobody leaves 200 KB in a record: the operator keeps a copy for 90 days.
+    new["metadata"]["annotations"][adm.LAST_APPLIED] = "x" * 200_000
+    refused(review_grant("UPDATE", old, new, BOB), "metadata: labels and annotations of 200,0", "at most 16,384")
 
 
 def test_nobody_but_the_operator_puts_a_finalizer_on_a_grant() -> None:
@@ -911,3 +914,27 @@ def test_a_spec_change_is_refused_as_such_whoever_makes_it() -> None:
     moved = {**old, "spec": {**old["spec"], "entitlement": "prod-eng-ledger"}}
     moved["metadata"] = {**old["metadata"], "annotations": {adm.LAST_APPLIED: "{}"}}
     refused(update(old, moved, MALLORY), "spec is immutable", "spec.entitlement")
+
+
+# --- owner references and the size of what users leave in records (attacks 48, 49) ------------------------
+
+
+def test_owner_references_are_the_operators_but_may_be_taken_away() -> None:
+    ref = {"apiVersion": "jitaccess.dev/v1alpha1", "kind": "Entitlement", "name": "e", "uid": "u-1"}
+    old = request(conditions=PENDING)
+    owned = {**old, "metadata": {**old["metadata"], "ownerReferences": [ref]}}
+    for who in (BOB, PAULA):
+        refused(review_request("UPDATE", old, owned, who), "metadata.ownerReferences", "only the jitaccess operator")
+    assert not isinstance(review_request("UPDATE", old, owned, SYSTEM), Refusal)
+    # Taking one away (the garbage collector orphaning it, say) makes nothing worse.
+    assert not isinstance(review_request("UPDATE", owned, old, PAULA), Refusal)
+
+
+def test_a_write_may_not_leave_more_than_16k_in_labels_and_annotations() -> None:
+    old = request(conditions=PENDING)
+    bulky = {**old, "metadata": {**old["metadata"], "labels": {f"k{i}": "v" * 63 for i in range(300)}}}
+    refused(review_request("UPDATE", old, bulky, PAULA), "labels and annotations of", "at most 16,384")
+    # A record stored that large before the bound may still be decided: jitaccess's own
+    # annotations do not count, and the write makes nothing larger.
+    decided = with_annotations(bulky, jitaccess_dev__approved="true")
+    assert not isinstance(review_request("UPDATE", bulky, decided, PAULA), Refusal)

@@ -15,6 +15,13 @@ PATTERN_MAX_LENGTH = 512
 NAME_MAX_LENGTH = 253
 #: A duration such as `1h30m`; far more than any sensible one needs.
 DURATION_MAX_LENGTH = 32
+#: The most a user's write may leave in the labels and annotations of a record (AccessRequest,
+#: AccessGrant, AccessExtension), in characters of keys and values, jitaccess's own annotations not
+#: counted (each is bounded where it is checked). The operator copies labels and annotations into
+#: its bookkeeping in the record's status and keeps records for 90 days: without a bound, one user's
+#: few hundred requests of a megabyte each would fill etcd's quota, and every writer in the cluster
+#: would stop. kubectl's last-applied record of a request is about a kilobyte.
+USER_METADATA_MAX_CHARACTERS = 16_384
 #: The most eligible users an Entitlement's status lists (`status.eligibleUsers`): a bound on the
 #: object's size (about 100 bytes each), far above the people who may hold one production role.
 ELIGIBLE_USERS_LISTED = 1000

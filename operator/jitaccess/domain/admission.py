@@ -30,6 +30,7 @@ approvers change anything of one at all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jitaccess.api import names, wire
+from jitaccess.api import limits, names, wire
 from jitaccess.api.models import AccessRequest, Entitlement, EntitlementSpec, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
@@ -197,8 +198,9 @@ def _finalizers(obj: Obj | None) -> list[str]:
 def review_record(
     operation: str, old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity
 ) -> Refusal | None:
-    """Finalizers and `jitaccess.dev/` labels on a record (AccessRequest, AccessGrant,
-    AccessExtension) are the operator's alone, whatever their name.
+    """Finalizers, owner references and `jitaccess.dev/` labels on a record (AccessRequest,
+    AccessGrant, AccessExtension) are the operator's alone, whatever their name; and what others
+    leave in its labels and annotations is bounded (`_metadata_grown`).
 
     A finalizer of anyone else's keeps the record from ever going: a withdrawn request would stay,
     still counted as waiting for its requester, a revoked grant would stay and keep its name taken.
@@ -222,7 +224,51 @@ def review_record(
             f"metadata.labels {', '.join(touched)}: labels under {names.GROUP}/ are written only by the jitaccess "
             "operator (tools select records by them); use a label of your own prefix"
         )
-    return None
+    return _owners_added(old, new) or _metadata_grown(old, new)
+
+
+def _owner_references(obj: Obj | None) -> list[str]:
+    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+    return [json.dumps(r, sort_keys=True) for r in refs if isinstance(r, Mapping)]
+
+
+def _owners_added(old: Obj | None, new: Obj | None) -> Refusal | None:
+    """Owner references on a record are the operator's: the deletion of an owner has the garbage
+    collector delete the record, as the controller-manager's identity, which no rule of withdrawal,
+    revocation or break-glass review would then hold (one taken away makes nothing worse)."""
+    added = set(_owner_references(new)) - set(_owner_references(old))
+    if not added:
+        return None
+    return Refusal(
+        "metadata.ownerReferences: only the jitaccess operator sets owner references on AccessRequests, "
+        "AccessGrants and AccessExtensions (an owner's deletion would have the garbage collector delete the "
+        "record, past the rules on who may end it); leave metadata.ownerReferences out of your change"
+    )
+
+
+#: Annotations jitaccess itself defines: bounded where they are checked, so not counted against
+#: `USER_METADATA_MAX_CHARACTERS` (a decision on a record already above it must still be possible).
+_OWN_ANNOTATIONS = frozenset(v for k, v in vars(names).items() if k.startswith("ANNOTATION_") and isinstance(v, str))
+
+
+def _user_metadata(obj: Obj | None) -> int:
+    meta = (obj or {}).get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    counted = [*labels.items(), *((k, v) for k, v in annotations.items() if k not in _OWN_ANNOTATIONS)]
+    return sum(len(str(k)) + len(str(v)) for k, v in counted)
+
+
+def _metadata_grown(old: Obj | None, new: Obj | None) -> Refusal | None:
+    """A write that leaves more than `USER_METADATA_MAX_CHARACTERS` in a record's labels and
+    annotations is refused, unless it made them no larger (a record stored before the bound)."""
+    size = _user_metadata(new)
+    if size <= limits.USER_METADATA_MAX_CHARACTERS or size <= _user_metadata(old):
+        return None
+    return Refusal(
+        f"metadata: labels and annotations of {size:,} characters; AccessRequests, AccessGrants and "
+        f"AccessExtensions hold at most {limits.USER_METADATA_MAX_CHARACTERS:,} (the operator keeps a copy of them "
+        "with each record, for 90 days): remove labels or annotations, or keep the data elsewhere and link to it"
+    )
 
 
 def review_text(old: Obj | None, new: Obj | None) -> Refusal | None:
