@@ -150,6 +150,9 @@ class IdentityCenter:
 
     def __init__(self, client: Any, identity_store_id: str, rate_limit: float = 20.0, max_in_flight: int = 16) -> None:
         self._client = client
+        # Builds another client of the same store with another `Config` (`quick`); None when the
+        # client was given, not connected.
+        self._make_client: Callable[[Config], Any] | None = None
         self.identity_store_id = identity_store_id
         self.rate_limit = rate_limit
         self.queue = CallQueue(max_in_flight)
@@ -193,7 +196,30 @@ class IdentityCenter:
             identity_store_id = instances[0]["IdentityStoreId"]
         adapter = cls(client, identity_store_id, rate_limit)
         pace_retries(client, adapter._limiter)
+        adapter._make_client = lambda other: session.client("identitystore", endpoint_url=endpoint_url, config=other)
         return adapter
+
+    def quick(self, *, read_timeout: float = 5.0, connect_timeout: float = 3.0) -> IdentityCenter:
+        """The same store, quota and call queue, through a client that tries once and waits at most
+        `connect_timeout` + `read_timeout`: for the admission webhooks. The API server gives a webhook
+        `webhooks.TIMEOUT_SECONDS`; with the SDK's three attempts of up to 10 s each, a slow Identity
+        Center outlasted it, and the user read "the webhook did not answer, is the operator running?"
+        after the full wait instead of the webhook's own "Identity Center did not answer".
+        Itself when it was not connected (a test's client)."""
+        if self._make_client is None:
+            return self
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=50,
+        )
+        sibling = type(self)(self._make_client(config), self.identity_store_id, self.rate_limit)
+        # One quota and one queue for both: they are the account's and the replica's.
+        sibling._limiters, sibling._limiters_guard, sibling.queue = self._limiters, self._limiters_guard, self.queue
+        sibling.may_write = lambda: self.may_write()
+        pace_retries(sibling._client, sibling._limiter)
+        return sibling
 
     def _limiter(self, operation: str) -> RateLimiter:
         with self._limiters_guard:

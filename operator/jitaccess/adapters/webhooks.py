@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 #: The name of the Validating- and MutatingWebhookConfiguration: the API group's.
 CONFIGURATION_NAME = names.GROUP
 #: The API server's limit; a webhook that asks Identity Center may need a good part of it.
-TIMEOUT_SECONDS = 30
+TIMEOUT_SECONDS = 15
 VALIDATING, MUTATING = "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"
 _FIELD_MANAGER = "jitaccess"
 

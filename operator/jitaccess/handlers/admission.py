@@ -188,7 +188,7 @@ async def _review_request(
 
     def eligibility(valid: request_rules.ValidRequest) -> str | None:
         try:
-            return eligibility_problem(rt, valid)
+            return eligibility_problem(rt, valid, ic=rt.asking)
         except RetryLater as exc:
             # The operator checks again before it grants anything, so an outage of Identity Center
             # need not block every request: it is let through with a word of warning.
@@ -196,7 +196,7 @@ async def _review_request(
             return None
 
     def user_id(user_name: str) -> str | Refusal:
-        ic = rt.identity_center
+        ic = rt.asking
         if phase is Phase.MUTATE:
             # The stamp is asked afresh: a user name may have passed to a new Identity Center user
             # since it was cached. VALIDATE, a moment later, compares with this very answer.

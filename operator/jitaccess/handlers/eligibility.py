@@ -9,20 +9,24 @@ extension's to come). While access runs, `handlers.lapses` re-checks every grant
 
 from __future__ import annotations
 
+from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, NotFound
 from jitaccess.handlers.runtime import Runtime
 
 
-def eligibility_problem(rt: Runtime, valid: request_rules.ValidRequest, *, fresh: bool = False) -> str | None:
+def eligibility_problem(
+    rt: Runtime, valid: request_rules.ValidRequest, *, fresh: bool = False, ic: IdentityCenter | None = None
+) -> str | None:
     """Why the requester may not ask at all (Identity Center groups), or None. `fresh` asks Identity
     Center even when it said "yes" a few seconds ago (`Runtime.recently_eligible`), and also whether
     the user's account is disabled (one more call, `DescribeUser`): the check before an activation.
 
     Raises `InvalidInput` when the entitlement names a group that does not exist, and `RetryLater`
-    when Identity Center does not answer.
+    when Identity Center does not answer. `ic`: the client to ask (the admission webhooks' gives up
+    sooner, `Runtime.asking`); the handlers' by default.
     """
-    ic = rt.identity_center
+    ic = ic or rt.identity_center
     wanted = valid.entitlement.spec.eligibility.identity_center_groups
     try:
         # The UserId admission stamped: the person who asked, whoever holds the user name now.

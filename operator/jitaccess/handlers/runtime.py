@@ -305,6 +305,9 @@ class Runtime:
     settings: Settings
     identity_center: IdentityCenter
     kube: Kube
+    # The admission webhooks' way to Identity Center: the same quota through a client that gives up
+    # within the API server's webhook timeout (`IdentityCenter.quick`); the handlers' by default.
+    admission_identity_center: IdentityCenter | None = None
     # sso-admin, for PermissionCatalogs: connected on first use (`handlers.permissionsets.sso_of`).
     sso_admin: SsoAdmin | None = None
     # PermissionCatalog names by the Identity Center group of a tier (`permissionsets.observe`):
@@ -352,6 +355,11 @@ class Runtime:
     def __post_init__(self) -> None:
         self.creations = PerUser(self.settings.requests_per_user_per_minute)
         self.asks = PerUser(self.settings.approval_requests_per_user_per_hour, period=3600.0)
+
+    @property
+    def asking(self) -> IdentityCenter:
+        """Identity Center as the admission webhooks ask it (`admission_identity_center`)."""
+        return self.admission_identity_center or self.identity_center
 
     async def run_blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run a blocking handler body in the handlers' own threads (see the module doc)."""

@@ -57,6 +57,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
             ),
             kube=Kube(),
         )
+    if memo["runtime"].admission_identity_center is None:
+        memo["runtime"].admission_identity_center = memo["runtime"].identity_center.quick()
     leadership = memo.get(LEADERSHIP)
     if isinstance(leadership, Leadership):
         memo["runtime"].identity_center.may_write = leadership.leading
