@@ -542,6 +542,21 @@ def test_unreachable_cluster_and_bad_kubeconfig(cli: Cli, tmp_path: Path) -> Non
     assert rejected.code == 5 and "rejected your credentials" in rejected.err
 
 
+def test_request_while_identity_center_hangs_is_refused_by_the_webhook_in_its_own_words(
+    cli: Cli, system: Jit
+) -> None:
+    # The emulator holds the user lookup longer than the webhook's client waits: the webhook, not the
+    # API server's timeout, answers, and says what is wrong (not "is the operator running?").
+    system.ic.faults.delay("GetUserId", 20, times=3)
+    try:
+        result = cli.run("request", PAYMENTS, "--for", "5m", "--reason", "INC-17 x", "--no-wait", user=ALICE)
+    finally:
+        system.ic.faults.clear()
+    assert result.code != 0, result
+    assert "Identity Center did not answer" in result.err and "try again in a minute" in result.err, result
+    assert "is the jitaccess operator running?" not in result.err
+
+
 def test_request_while_the_operator_is_down(cli: Cli, system: Jit) -> None:
     system.operator.stop()
     try:
