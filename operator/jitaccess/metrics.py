@@ -71,6 +71,10 @@ SLACK_INTERACTIONS = Counter(
 ACTIVE_GRANTS = "jitaccess_active_grants"
 PENDING_REQUESTS = "jitaccess_pending_requests"
 OLDEST_PENDING = "jitaccess_oldest_pending_request_age_seconds"
+# Every replica's, from the grants' persisted expiration times: unlike `EXPIRY_LAG`, which gets a
+# sample only once a removal succeeds, they show an expiry that is not happening while it lasts.
+GRANTS_OVERDUE = "jitaccess_grants_overdue"
+GRANT_OVERDUE_SECONDS = "jitaccess_grant_overdue_seconds"
 NOTIFICATIONS = Counter(
     "jitaccess_notifications_total",
     "Notices by sink (slack, webhook), event (pending, approved, granted, expiring, ...) and result "

@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jitaccess import metrics
+from jitaccess.domain.expiry import overdue
 
 log = logging.getLogger(__name__)
 #: The logger every decision is written to (`jitaccess.handlers.recording`).
@@ -31,14 +32,21 @@ AUDIT_LOGGER = "jitaccess.audit"
 
 @dataclass(frozen=True)
 class State:
-    """What the gauges show: live grants by entitlement, and the creation times of pending requests."""
+    """What the gauges show: live grants by entitlement, and the creation times of pending requests;
+    the persisted expiration times of the Active grants (None: not known, the gauges left out)."""
 
     active_grants: Mapping[str, int] = field(default_factory=dict)
     pending_since: Mapping[str, Iterable[datetime]] = field(default_factory=dict)
+    expirations: Iterable[datetime] | None = None
 
 
 def state_metrics(state: State, now: datetime) -> list[Metric]:
-    """The state gauges for one scrape. Every entitlement seen in either map gets both gauges."""
+    """The state gauges for one scrape."""
+    return [*_by_entitlement(state, now), *_overdue(state, now)]
+
+
+def _by_entitlement(state: State, now: datetime) -> list[Metric]:
+    """Every entitlement seen in either map gets the three gauges."""
     active = GaugeMetricFamily(metrics.ACTIVE_GRANTS, "Active grants by entitlement", labels=["entitlement"])
     pending = GaugeMetricFamily(
         metrics.PENDING_REQUESTS, "Requests waiting for a human decision, by entitlement", labels=["entitlement"]
@@ -54,6 +62,21 @@ def state_metrics(state: State, now: datetime) -> list[Metric]:
         pending.add_metric([entitlement], len(created))
         oldest.add_metric([entitlement], max(0.0, (now - min(created)).total_seconds()) if created else 0.0)
     return [active, pending, oldest]
+
+
+def _overdue(state: State, now: datetime) -> list[Metric]:
+    """Active grants past their expiration time by more than the grace (`domain.expiry.overdue`)."""
+    count = GaugeMetricFamily(
+        metrics.GRANTS_OVERDUE, "Active grants more than 30 s past their status.expirationTime (not removed yet)"
+    )
+    oldest = GaugeMetricFamily(
+        metrics.GRANT_OVERDUE_SECONDS, "How far past its expiration time the oldest overdue grant is (0 when none is)"
+    )
+    if state.expirations is not None:
+        found, late = overdue(state.expirations, now)
+        count.add_metric([], found)
+        oldest.add_metric([], late)
+    return [count, oldest]
 
 
 class StateCollector(Collector):

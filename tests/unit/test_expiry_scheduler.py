@@ -7,20 +7,27 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import datetime as dt
+import logging
+import re
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
 from kopf._core.engines import posting
 
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.webhooks import HOOKS
 from jitaccess.api import names
-from jitaccess.domain.expiry import ExpiryQueue
+from jitaccess.domain.expiry import ExpiryQueue, overdue
+from jitaccess.errors import RetryLater
 from jitaccess.handlers import expiry
 from jitaccess.handlers.recording import record, ref
+from jitaccess.handlers.runtime import Runtime
 from jitaccess.handlers.scheduler import ExpiryScheduler, utcnow
+from jitaccess.settings import Settings
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 
@@ -351,3 +358,103 @@ def test_expiry_writes_skip_the_webhooks() -> None:
     for hook in (h for hooks in HOOKS.values() for h in hooks):
         if hook.subresource == "status" or hook.plural == names.GRANTS:
             assert hook.skips_operator, hook.id
+
+
+# --- overdue grants -------------------------------------------------------------------------------
+
+
+def test_overdue_counts_the_grants_past_the_grace_and_the_oldest() -> None:
+    now = at(0)
+    assert overdue([], now) == (0, 0.0)
+    # Due now, and within the 30 s grace: an expiry under way, not overdue.
+    assert overdue([at(0), at(-30), at(60)], now) == (0, 0.0)
+    assert overdue([at(-31), at(-300), at(-5), at(60)], now) == (2, 300.0)
+
+
+class _Grants:
+    """A `Kube` that holds Active grants and reads them back."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+
+    def expired(self, name: str, seconds_ago: float) -> dict[str, Any]:
+        when = utcnow() - dt.timedelta(seconds=seconds_ago)
+        self.objects[name] = {
+            "apiVersion": names.API_VERSION,
+            "kind": names.ACCESS_GRANT,
+            "metadata": {"name": name, "uid": f"uid-{name}"},
+            "spec": {"user": "alice", "entitlement": "prod", "groupName": "prod", "request": name, "duration": "1h"},
+            "status": {
+                "expirationTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Active",
+                        "message": "",
+                        "lastTransitionTime": "2030-01-01T00:00:00Z",
+                    }
+                ],
+            },
+        }
+        return self.objects[name]
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(name)
+
+
+def test_an_expiry_identity_center_does_not_answer_is_an_error_once_overdue_and_one_event(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Identity Center down at expiry: a WARNING within the grace; past it an ERROR each retry (the
+    membership outlives the grant), and one ExpiryOverdue Warning Event per grant, not one per retry."""
+    kube = _Grants()
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
+    outage = True
+
+    def end(rt: Runtime, name: str, *_: Any, **__: Any) -> None:
+        if outage:
+            raise RetryLater("CreateGroupMembership: 503", operation="DeleteGroupMembership")
+
+    monkeypatch.setattr(expiry, "end_grant", end)
+
+    async def scenario() -> None:
+        nonlocal outage
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        wiring = expiry._Wiring(ThreadPoolExecutor(2))
+        wiring.events.open(_watch_context(queue))
+        try:
+            kube.expired("fresh", seconds_ago=5)
+            assert await expiry.expire(rt, wiring, "fresh") is not None
+            assert [r.levelname for r in caplog.records if "fresh" in r.getMessage()] == ["WARNING"]
+            assert _reasons(queue) == []
+
+            body = kube.expired("late", seconds_ago=300)
+            rt.expirations.observe("late", ("prod", utcnow() - dt.timedelta(seconds=300)))
+            for _ in range(3):
+                assert await expiry.expire(rt, wiring, "late") is not None
+            errors = [r for r in caplog.records if r.levelname == "ERROR" and "late" in r.getMessage()]
+            assert len(errors) == 3 and re.search("outlives the grant by 30[01]s", errors[0].getMessage())
+            assert _reasons(queue) == [("late", names.EXPIRY_OVERDUE)]
+
+            # Ended at last: forgotten, so that a grant overdue again later is reported again.
+            outage = False
+            assert await expiry.expire(rt, wiring, "late") is None
+            outage = True
+            kube.objects["late"] = body
+            assert await expiry.expire(rt, wiring, "late") is not None
+            assert _reasons(queue) == [("late", names.EXPIRY_OVERDUE)]
+        finally:
+            wiring.pool.shutdown()
+
+    with caplog.at_level(logging.WARNING, logger=expiry.log.name):
+        run(scenario())
+
+
+def test_the_grants_reported_overdue_are_kept_to_active_grants() -> None:
+    reported = expiry.Overdue()
+    active = {"a", "b"}
+    assert reported.first("a", active.__contains__) and not reported.first("a", active.__contains__)
+    active.discard("a")  # ended some other way (revoked, deleted): dropped at the next report
+    assert reported.first("b", active.__contains__)
+    assert reported._names == {"b"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -12,16 +13,22 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
+import kopf
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from jitaccess import metrics
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
+from jitaccess.handlers import indexes
 from jitaccess.handlers.indexes import Pending
 from jitaccess.handlers.observability import take_snapshot
-from jitaccess.handlers.runtime import ObjectIndex
+from jitaccess.handlers.runtime import ObjectIndex, Runtime
 from jitaccess.observability import AuditCounter, ErrorCounter, MetricsServer, State, StateCollector, state_metrics
+from jitaccess.settings import Settings
 
 NOW = datetime(2025, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -61,7 +68,20 @@ def test_nothing_known_nothing_shown() -> None:
         metrics.ACTIVE_GRANTS,
         metrics.PENDING_REQUESTS,
         metrics.OLDEST_PENDING,
+        metrics.GRANTS_OVERDUE,
+        metrics.GRANT_OVERDUE_SECONDS,
     ]
+
+
+def test_overdue_grants_from_their_expiration_times() -> None:
+    """Counted from the persisted expiration times, whether or not a removal was tried: past the
+    30 s grace only; 0 (not absent) when none is, so that the alert resolves at once."""
+    state = State(expirations=[NOW - timedelta(minutes=5), NOW - timedelta(seconds=45), NOW - timedelta(seconds=10)])
+    assert gauges(state) == {("jitaccess_grants_overdue", ()): 2, ("jitaccess_grant_overdue_seconds", ()): 300}
+    assert gauges(State(expirations=[NOW + timedelta(hours=1)])) == {
+        ("jitaccess_grants_overdue", ()): 0,
+        ("jitaccess_grant_overdue_seconds", ()): 0,
+    }
 
 
 def test_clock_skew_never_gives_a_negative_age() -> None:
@@ -95,6 +115,17 @@ def test_snapshot_of_the_indexes() -> None:
     state = take_snapshot(active, pending)
     assert state.active_grants == {"prod-payments": 2}
     assert list(state.pending_since["prod-ledger"]) == [datetime(2025, 11, 23, 11, 55, tzinfo=UTC)]
+    assert state.expirations is None
+
+
+def test_snapshot_of_the_expiration_times() -> None:
+    expirations = ObjectIndex()
+    expirations.observe("alice-1", ("prod-payments", NOW - timedelta(minutes=2)))
+    expirations.observe("bob-2", ("prod-ledger", NOW + timedelta(minutes=2)))
+    expirations.observe("carol-3", ("prod-ledger", NOW - timedelta(hours=2)))
+    expirations.observe("carol-3", None)  # ended
+    state = take_snapshot(ObjectIndex(), ObjectIndex(), expirations)
+    assert sorted(state.expirations or []) == [NOW - timedelta(minutes=2), NOW + timedelta(minutes=2)]
 
 
 def test_errors_counted_from_logs() -> None:
@@ -206,3 +237,32 @@ def test_text_logs_by_default() -> None:
     assert result.stderr.rstrip().endswith("INFO jitaccess: hello")
     with pytest.raises(json.JSONDecodeError):
         json.loads(result.stderr)
+
+
+def _grant(reason: str, expiration: str = "2025-11-23T11:58:00Z") -> kopf.Body:
+    return kopf.Body(
+        {
+            "metadata": {"name": "alice-1"},
+            "spec": {"user": "alice", "entitlement": "prod-payments", "groupName": "prod-payments"},
+            "status": {
+                "expirationTime": expiration,
+                "conditions": [{"type": "Ready", "status": str(reason == "Active"), "reason": reason}],
+            },
+        }
+    )
+
+
+def test_the_grant_watch_keeps_each_active_grants_expiration_time() -> None:
+    """On every replica (the indexes are the admission part's): until the grant ends or is deleted."""
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    memo = kopf.Memo(runtime=rt)
+
+    def seen(kind: str | None, body: kopf.Body) -> list[datetime]:
+        asyncio.run(indexes.observe_grant(type=kind, body=body, memo=memo))
+        return [when for key in rt.expirations for when in rt.expirations.get(key, ())]
+
+    assert seen(None, _grant("Provisioning")) == []
+    assert seen(None, _grant("Active")) == [datetime(2025, 11, 23, 11, 58, tzinfo=UTC)]
+    assert seen("MODIFIED", _grant("Active", "2025-11-23T12:30:00Z")) == [datetime(2025, 11, 23, 12, 30, tzinfo=UTC)]
+    assert seen("MODIFIED", _grant("Expired")) == []
+    assert seen(None, _grant("Active")) and seen("DELETED", _grant("Active")) == []

@@ -17,6 +17,10 @@
 - Each due grant is re-read: the persisted expiration time is the deadline, so a grant is never
   ended early, and one whose time has moved is rescheduled. It ends through `grants.end_grant`,
   the path every revocation takes (reference counting, status, Event, audit line, request).
+- Identity Center not answering, the grant is tried again every second: logged at WARNING while
+  within `OVERDUE_GRACE` of its expiration, then at ERROR, as an access outliving its grant; and
+  once overdue, one `ExpiryOverdue` Warning Event on the grant says so and why (once per grant
+  and term of leadership: `Overdue`). The gauge `jitaccess_grant_overdue_seconds` shows it too.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import contextvars
 import datetime as dt
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,10 +41,12 @@ import kopf
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.domain import grants as grant_rules
-from jitaccess.errors import RetryLater
+from jitaccess.domain.expiry import OVERDUE_GRACE
+from jitaccess.errors import NotLeading, RetryLater
+from jitaccess.handlers.common import ts
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.indexes import expiring
-from jitaccess.handlers.recording import DEFERRED, Deferred
+from jitaccess.handlers.recording import DEFERRED, Deferred, record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.handlers.scheduler import utcnow
 
@@ -47,6 +54,28 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY_SECONDS = 1.0
 _WIRING = "expiry"
+
+
+class Overdue:
+    """The grants whose overdue removal an Event has reported, so that each gets one, not one per
+    retry. Only grants still Active are kept (`active`): as many as there are at most."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: set[str] = set()
+
+    def first(self, name: str, active: Callable[[str], bool]) -> bool:
+        """Whether grant `name` is reported for the first time (it is remembered from now on)."""
+        with self._lock:
+            if name in self._names:
+                return False
+            self._names = {n for n in self._names if active(n)}
+            self._names.add(name)
+            return True
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._names.discard(name)
 
 
 @dataclass
@@ -58,6 +87,7 @@ class _Wiring:
     # Opened with the context kopf's watch runs handlers in (`kopf.event()` finds its queue there);
     # until then, it keeps the Events of the grants ended.
     events: Deferred = field(default_factory=Deferred)
+    overdue: Overdue = field(default_factory=Overdue)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
@@ -101,17 +131,20 @@ async def stop_expiry(memo: kopf.Memo, **_: Any) -> None:
 async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
     """End grant `name` if its time has come; else, or when Identity Center does not answer, when to try again."""
     try:
-        return await _in_thread(wiring, expire_now, rt, name)
-    except RetryLater as exc:
-        log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
-        return utcnow() + dt.timedelta(seconds=RETRY_SECONDS)
+        return await _in_thread(wiring, expire_now, rt, name, wiring.overdue)
+    except NotLeading as exc:  # the controller is stopping: the next leader ends it
+        log.warning("expiring %s: %s; retrying", name, exc)
+    except RetryLater:  # logged by `_not_answering`
+        pass
+    return utcnow() + dt.timedelta(seconds=RETRY_SECONDS)
 
 
-def expire_now(rt: Runtime, name: str) -> dt.datetime | None:
+def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.datetime | None:
     """Re-read the grant; end it as Expired once its persisted expiration time has passed.
 
     Returns the grant's expiration time when that is still to come (never early), else None
-    (ended now, or gone, or no longer Active).
+    (ended now, or gone, or no longer Active). Raises `RetryLater` when Identity Center does not
+    answer, once it has logged it (and, overdue, reported it in `reported`'s Event).
     """
     obj = rt.kube.get(names.GRANTS, name)
     if obj is None:
@@ -122,8 +155,41 @@ def expire_now(rt: Runtime, name: str) -> dt.datetime | None:
     # The exact time, not `now()` (whole seconds): truncation would make expiry up to a second late.
     if grant_rules.seconds_left(grant, utcnow()) > 0:
         return grant.status.expiration_time
-    end_grant(rt, name, names.EXPIRED, rt.holders, current=obj)
+    try:
+        end_grant(rt, name, names.EXPIRED, rt.holders, current=obj)
+    except NotLeading:
+        raise
+    except RetryLater as exc:
+        _not_answering(rt, obj, grant.status.expiration_time, exc, reported)
+        raise
+    if reported is not None:
+        reported.forget(name)
     return None
+
+
+def _not_answering(
+    rt: Runtime, obj: dict[str, Any], expired: dt.datetime, exc: RetryLater, reported: Overdue | None
+) -> None:
+    """The membership of an expired grant could not be removed: a WARNING within the grace, then
+    an ERROR (someone holds access past its time), and the first time a Warning Event on the grant."""
+    name = obj["metadata"]["name"]
+    late = utcnow() - expired
+    if late <= OVERDUE_GRACE:
+        log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
+        return
+    log.error(
+        "expiring %s: Identity Center not answering (%s); the membership outlives the grant by %ds, retrying",
+        name,
+        exc,
+        late.total_seconds(),
+    )
+    if reported is None or not reported.first(name, lambda n: rt.expirations.key_of(n) is not None):
+        return
+    message = (
+        f"expired at {ts(expired)}, but its membership is not removed yet: Identity Center is not "
+        f"answering ({exc}); the operator keeps trying, every {RETRY_SECONDS:g} s"
+    )
+    record(obj, names.EXPIRY_OVERDUE, message, warning=True)
 
 
 async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:

@@ -8,6 +8,7 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 - `holders`: which live grants hold each (user, group) membership, filled from a listing at
   start-up as well, so a restarted operator knows every live grant before it expires any;
 - `active`: Active grants and whose they are (the gauges, the eligibility re-check);
+- `expirations`: Active grants' persisted expiration times (the overdue gauges, on every replica);
 - `pending`: requests awaiting a decision, with what their deadlines depend on and whose they are;
 - `waiting`: the same by requester, from their creation on (the approval-fatigue limits at admission);
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
@@ -170,6 +171,8 @@ async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     rt.holders.observe(name, None if key is None else (key, name))
     active = not gone and wire.ready_reason(body) == names.ACTIVE
     rt.active.observe(name, (_entitlement(body), grantee(body)) if active else None)
+    expires = None if gone else expiring(body)
+    rt.expirations.observe(name, None if expires is None else (_entitlement(body), expires))
     done = None if gone else ended(names.GRANTS, body)
     rt.finished.observe(f"{names.GRANTS}/{name}", None if done is None else (_entitlement(body), done))
 

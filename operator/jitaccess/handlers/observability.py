@@ -1,8 +1,8 @@
 """Metrics wiring: `/metrics` served from start-up to clean-up, its gauges read from the Runtime's indexes.
 
-Two of the Runtime's indexes (see `indexes`), kept current from the same watches the handlers use,
-hold what the state gauges show: the Active grants and the requests awaiting a decision, by
-entitlement. kopf's listing re-fills them whenever it (re)starts watching, so the gauges are right
+The Runtime's indexes (see `indexes`), kept current from the same watches the handlers use,
+hold what the state gauges show: the Active grants with their expiration times, and the requests
+awaiting a decision, by entitlement. kopf's listing re-fills them whenever it (re)starts watching, so the gauges are right
 after a restart without any bookkeeping in the handlers.
 
 The HTTP server answers scrapes in its own thread; the indexes are thread-safe, so a scrape reads
@@ -22,14 +22,15 @@ from jitaccess.observability import MetricsServer, State
 from jitaccess.settings import Settings, load
 
 
-def take_snapshot(active: Index, pending: Index) -> State:
-    """The gauges' state from the two indexes."""
+def take_snapshot(active: Index, pending: Index, expirations: Index | None = None) -> State:
+    """The gauges' state from the indexes."""
     return State(
         active_grants={entitlement: len(list(names)) for entitlement, names in active.items()},
         pending_since={
             entitlement: [entry.created for entry in entries if entry.created is not None]
             for entitlement, entries in pending.items()
         },
+        expirations=None if expirations is None else [when for key in expirations for when in expirations.get(key, ())],
     )
 
 
@@ -42,7 +43,7 @@ async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
 
     def snapshot() -> State:
         rt = runtime_of(memo)
-        return take_snapshot(rt.active, rt.pending)
+        return take_snapshot(rt.active, rt.pending, rt.expirations)
 
     memo["metrics_server"] = MetricsServer(config.metrics_port, snapshot, lambda: datetime.now(UTC))
 

@@ -100,6 +100,11 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def key_of(self, name: str) -> Hashable | None:
+        """The key object `name` is filed under, or None (filtered out, or gone)."""
+        with self._lock:
+            return self._key_of.get(name)
+
 
 class Handoffs:
     """What one handler gives the next, by key, taken once and only while fresh: a request's name
@@ -326,6 +331,9 @@ class Runtime:
     holders: ObjectIndex = field(default_factory=ObjectIndex)
     active: ObjectIndex = field(default_factory=ObjectIndex)
     pending: ObjectIndex = field(default_factory=ObjectIndex)
+    # The persisted expiration time of each Active grant, by entitlement: the overdue gauges. Not
+    # `expiries`, which on the leader holds a retry's time instead, and not a grant being ended.
+    expirations: ObjectIndex = field(default_factory=ObjectIndex)
     # Requests that wait for a decision, by requester (the approval-fatigue limits at admission).
     waiting: WaitingRequests = field(default_factory=WaitingRequests)
     # Extensions just admitted here, by grant (the caps at admission: `extension_admission`).
