@@ -61,6 +61,12 @@ BREAK_GLASS_UNREVIEWED = Gauge(
     "Break-glass requests whose review by the owner team is overdue (spec.breakGlass.reviewWithin)",
     ["entitlement"],
 )
+LEADER_TRANSITIONS = Counter(
+    "jitaccess_leader_transitions_total",
+    "This replica's changes of leadership (handlers.leadership): acquired, lost (not renewed in time, "
+    "or taken by another replica), released (on a clean stop)",
+    ["change"],
+)
 SLACK_INTERACTIONS = Counter(
     "jitaccess_slack_interactions_total",
     "Slack button clicks and deny-modal submissions by action and result (jitaccess.handlers.interactions)",
@@ -75,6 +81,9 @@ OLDEST_PENDING = "jitaccess_oldest_pending_request_age_seconds"
 # sample only once a removal succeeds, they show an expiry that is not happening while it lasts.
 GRANTS_OVERDUE = "jitaccess_grants_overdue"
 GRANT_OVERDUE_SECONDS = "jitaccess_grant_overdue_seconds"
+# Whether this replica may act now (`Leadership.leading`, read at scrape time): 0 the moment its
+# renew deadline passes, before it has even stopped its controller.
+LEADER = "jitaccess_leader"
 NOTIFICATIONS = Counter(
     "jitaccess_notifications_total",
     "Notices by sink (slack, webhook), event (pending, approved, granted, expiring, ...) and result "

@@ -38,11 +38,13 @@ class State:
     active_grants: Mapping[str, int] = field(default_factory=dict)
     pending_since: Mapping[str, Iterable[datetime]] = field(default_factory=dict)
     expirations: Iterable[datetime] | None = None
+    #: Whether this replica leads (may act) now; None: not known (no leadership in this process).
+    leader: bool | None = None
 
 
 def state_metrics(state: State, now: datetime) -> list[Metric]:
     """The state gauges for one scrape."""
-    return [*_by_entitlement(state, now), *_overdue(state, now)]
+    return [*_by_entitlement(state, now), *_overdue(state, now), _leader(state)]
 
 
 def _by_entitlement(state: State, now: datetime) -> list[Metric]:
@@ -77,6 +79,13 @@ def _overdue(state: State, now: datetime) -> list[Metric]:
         count.add_metric([], found)
         oldest.add_metric([], late)
     return [count, oldest]
+
+
+def _leader(state: State) -> Metric:
+    leader = GaugeMetricFamily(metrics.LEADER, "1 on the replica that holds the leader Lease and acts, else 0")
+    if state.leader is not None:
+        leader.add_metric([], 1 if state.leader else 0)
+    return leader
 
 
 class StateCollector(Collector):

@@ -70,6 +70,7 @@ def test_nothing_known_nothing_shown() -> None:
         metrics.OLDEST_PENDING,
         metrics.GRANTS_OVERDUE,
         metrics.GRANT_OVERDUE_SECONDS,
+        metrics.LEADER,
     ]
 
 

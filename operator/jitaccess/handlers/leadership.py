@@ -16,6 +16,9 @@ never releases the Lease on a clean stop, and compares naive local times. The ru
   and its controller is stopped at that moment too, even while a renewal is still hanging;
 - a leader that stops cleanly stops its work first, then releases the Lease, so a standby takes
   over at its next try (within `retry_period`).
+
+Each change is counted in `jitaccess_leader_transitions_total`; `jitaccess_leader` is read from
+`Leadership.leading` at scrape time (`handlers.observability`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from jitaccess import metrics
 from jitaccess.adapters.lease import LeaseConflict, LeaseStore
 from jitaccess.domain import election
 from jitaccess.domain.election import LeaseRecord, Timing
@@ -93,6 +97,7 @@ class Elector:
                     self.leadership.hold_until(started + self.timing.renew_deadline)
                     if not self._led:
                         self._led = True
+                        metrics.LEADER_TRANSITIONS.labels("acquired").inc()
                         record = self._seen.record
                         log.info(
                             "leading: %s holds %s (transition %d); starting the controller",
@@ -142,6 +147,7 @@ class Elector:
     async def _step_down(self, follow: Callable[[], Awaitable[None]], *, releasing: bool = False) -> None:
         self.leadership.drop()
         self._led = False
+        metrics.LEADER_TRANSITIONS.labels("released" if releasing else "lost").inc()
         holder = self._seen.record.holder if self._seen.record else None
         if releasing:
             log.info("stopping: the controller stops, then %s is released", self.where)

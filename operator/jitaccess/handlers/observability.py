@@ -2,8 +2,9 @@
 
 The Runtime's indexes (see `indexes`), kept current from the same watches the handlers use,
 hold what the state gauges show: the Active grants with their expiration times, and the requests
-awaiting a decision, by entitlement. kopf's listing re-fills them whenever it (re)starts watching, so the gauges are right
-after a restart without any bookkeeping in the handlers.
+awaiting a decision, by entitlement. kopf's listing re-fills them whenever it (re)starts watching,
+so the gauges are right after a restart without any bookkeeping in the handlers. Whether this
+replica leads is asked of its `Leadership` at each scrape, so a lost Lease shows at once.
 
 The HTTP server answers scrapes in its own thread; the indexes are thread-safe, so a scrape reads
 them there, and is answered even while the event loop is busy (a start-up with thousands of grants).
@@ -11,13 +12,16 @@ them there, and is answered even while the event loop is busy (a start-up with t
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from jitaccess.handlers.common import Index
+from jitaccess.handlers.leadership import Leadership
 from jitaccess.handlers.runtime import Runtime, runtime_of
+from jitaccess.handlers.startup import LEADERSHIP
 from jitaccess.observability import MetricsServer, State
 from jitaccess.settings import Settings, load
 
@@ -41,9 +45,15 @@ async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
     if not config.metrics_port or memo.get("metrics_server") is not None:
         return
 
+    # `jitaccess.main` puts it there: `Always` with leader election off (the one replica leads).
+    leadership = memo.get(LEADERSHIP)
+
     def snapshot() -> State:
         rt = runtime_of(memo)
-        return take_snapshot(rt.active, rt.pending, rt.expirations)
+        state = take_snapshot(rt.active, rt.pending, rt.expirations)
+        if isinstance(leadership, Leadership):
+            state = dataclasses.replace(state, leader=leadership.leading())
+        return state
 
     memo["metrics_server"] = MetricsServer(config.metrics_port, snapshot, lambda: datetime.now(UTC))
 
