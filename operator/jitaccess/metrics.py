@@ -61,6 +61,11 @@ BREAK_GLASS_UNREVIEWED = Gauge(
     "Break-glass requests whose review by the owner team is overdue (spec.breakGlass.reviewWithin)",
     ["entitlement"],
 )
+AUDIT_ARCHIVE_WRITES = Counter(
+    "jitaccess_audit_archive_writes",
+    "Batches of audit records PUT to the S3 archive (handlers.archive), by outcome: ok, failed (retried)",
+    ["outcome"],
+)
 LEADER_TRANSITIONS = Counter(
     "jitaccess_leader_transitions_total",
     "This replica's changes of leadership (handlers.leadership): acquired, lost (not renewed in time, "
@@ -84,6 +89,9 @@ GRANT_OVERDUE_SECONDS = "jitaccess_grant_overdue_seconds"
 # Whether this replica may act now (`Leadership.leading`, read at scrape time): 0 the moment its
 # renew deadline passes, before it has even stopped its controller.
 LEADER = "jitaccess_leader"
+# The audit archive's queue (`handlers.archive`): the leader's, and only with a bucket configured.
+ARCHIVE_PENDING = "jitaccess_audit_archive_pending_records"
+ARCHIVE_OLDEST_PENDING = "jitaccess_audit_archive_oldest_pending_seconds"
 NOTIFICATIONS = Counter(
     "jitaccess_notifications_total",
     "Notices by sink (slack, webhook), event (pending, approved, granted, expiring, ...) and result "

@@ -40,11 +40,13 @@ class State:
     expirations: Iterable[datetime] | None = None
     #: Whether this replica leads (may act) now; None: not known (no leadership in this process).
     leader: bool | None = None
+    #: The audit archive's records waiting, and when the oldest was queued; None: no archive here.
+    archive_backlog: tuple[int, datetime | None] | None = None
 
 
 def state_metrics(state: State, now: datetime) -> list[Metric]:
     """The state gauges for one scrape."""
-    return [*_by_entitlement(state, now), *_overdue(state, now), _leader(state)]
+    return [*_by_entitlement(state, now), *_overdue(state, now), _leader(state), *_archive(state, now)]
 
 
 def _by_entitlement(state: State, now: datetime) -> list[Metric]:
@@ -86,6 +88,19 @@ def _leader(state: State) -> Metric:
     if state.leader is not None:
         leader.add_metric([], 1 if state.leader else 0)
     return leader
+
+
+def _archive(state: State, now: datetime) -> list[Metric]:
+    pending = GaugeMetricFamily(metrics.ARCHIVE_PENDING, "Audit records waiting to be written to the S3 archive")
+    oldest = GaugeMetricFamily(
+        metrics.ARCHIVE_OLDEST_PENDING,
+        "How long the oldest audit record waiting for the S3 archive has waited (0 when none does)",
+    )
+    if state.archive_backlog is not None:
+        count, since = state.archive_backlog
+        pending.add_metric([], count)
+        oldest.add_metric([], max(0.0, (now - since).total_seconds()) if since is not None else 0.0)
+    return [pending, oldest]
 
 
 class StateCollector(Collector):

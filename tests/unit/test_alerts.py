@@ -71,7 +71,7 @@ def written_in_the_operator(value: str) -> bool:
 
 
 RULES = rules()
-EVERY_GAUGE = State(active_grants={"e": 1}, expirations=[], leader=True)
+EVERY_GAUGE = State(active_grants={"e": 1}, expirations=[], leader=True, archive_backlog=(0, None))
 
 
 def test_the_file_holds_alerts_with_unique_names() -> None:

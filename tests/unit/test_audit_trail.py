@@ -11,9 +11,11 @@ from typing import Any, cast
 
 import pytest
 
+from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
+from jitaccess.handlers import archive as trail_module
 from jitaccess.handlers.archive import AuditTrail
 
 PREFIX = "audit"
@@ -242,3 +244,25 @@ def test_archived_drift_removals_leave_the_entitlements_status(trail: AuditTrail
     trail.offer(names.ENTITLEMENTS, cluster.add(names.ENTITLEMENTS, entitlement))
     assert trail.flush() == 2
     assert cluster.objects[(names.ENTITLEMENTS, "prod-payments")]["status"]["driftRemovals"] == []
+
+
+def test_the_queue_and_its_oldest_record_for_the_gauges_and_each_put_counted(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    """`backlog` is what waits (pending or in a batch S3 refused) and since when the oldest has
+    been queued; written, it leaves. Each PUT counts by outcome."""
+    assert trail.backlog() == (0, None)
+    before = trail_module._now()
+    trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED)))
+    count, since = trail.backlog()
+    assert count == 2 and since is not None and before <= since <= trail_module._now()
+    ok, failed = (metrics.AUDIT_ARCHIVE_WRITES.labels(o)._value.get() for o in ("ok", "failed"))
+    bucket.fail_next = ["before"]
+    with pytest.raises(ArchiveUnavailable):
+        trail.flush()
+    trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r2", "u2")))
+    assert trail.backlog() == (3, since)  # the failed batch still waits, and the oldest with it
+    assert trail.flush() == 2 and trail.backlog()[0] == 1
+    assert trail.flush() == 1 and trail.backlog() == (0, None)
+    assert metrics.AUDIT_ARCHIVE_WRITES.labels("failed")._value.get() == failed + 1
+    assert metrics.AUDIT_ARCHIVE_WRITES.labels("ok")._value.get() == ok + 2

@@ -1,5 +1,6 @@
 """Leadership in the metrics: `jitaccess_leader` read from `Leadership` at scrape time (0 the moment
-the renew deadline passes), and each change counted in `jitaccess_leader_transitions_total`."""
+the renew deadline passes), each change counted in `jitaccess_leader_transitions_total`, and the
+leader-only gauges (the audit archive's queue) shown by the leader only."""
 
 from __future__ import annotations
 
@@ -112,6 +113,8 @@ def test_transitions_are_counted_and_a_lost_lease_shows_at_once() -> None:
 
 
 def test_the_operators_metrics_ask_its_leadership_at_each_scrape() -> None:
+    """The wiring (`handlers.observability`): the leader gauge, and the archive's queue gauges only
+    on the leader."""
     leadership = Leadership()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -120,16 +123,18 @@ def test_the_operators_metrics_ask_its_leadership_at_each_scrape() -> None:
     memo = kopf.Memo(runtime=rt, **{startup.LEADERSHIP: leadership})
     asyncio.run(observability.serve_metrics(memo=memo))
 
-    def leader() -> list[float]:
+    def scraped(name: str) -> list[float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             families = text_string_to_metric_families(response.read().decode())
-            return [s.value for f in families if f.name == metrics.LEADER for s in f.samples]
+            return [s.value for f in families if f.name == name for s in f.samples]
 
+    # The audit archive's queue, lent by the leader's trail: shown only while this replica leads.
+    rt.audit_backlog = lambda: (4, datetime.now(UTC))
     try:
-        assert leader() == [0]
+        assert scraped(metrics.LEADER) == [0] and scraped(metrics.ARCHIVE_PENDING) == []
         leadership.hold_until(time.monotonic() + 60)
-        assert leader() == [1]
+        assert scraped(metrics.LEADER) == [1] and scraped(metrics.ARCHIVE_PENDING) == [4]
         leadership.drop()
-        assert leader() == [0]
+        assert scraped(metrics.LEADER) == [0] and scraped(metrics.ARCHIVE_PENDING) == []
     finally:
         observability.stop_metrics(memo=memo)

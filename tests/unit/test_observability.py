@@ -71,6 +71,8 @@ def test_nothing_known_nothing_shown() -> None:
         metrics.GRANTS_OVERDUE,
         metrics.GRANT_OVERDUE_SECONDS,
         metrics.LEADER,
+        metrics.ARCHIVE_PENDING,
+        metrics.ARCHIVE_OLDEST_PENDING,
     ]
 
 
@@ -82,6 +84,19 @@ def test_overdue_grants_from_their_expiration_times() -> None:
     assert gauges(State(expirations=[NOW + timedelta(hours=1)])) == {
         ("jitaccess_grants_overdue", ()): 0,
         ("jitaccess_grant_overdue_seconds", ()): 0,
+    }
+
+
+def test_the_audit_archives_queue() -> None:
+    """Only with an archive (the leader's): its size and the age of the oldest record in it."""
+    state = State(archive_backlog=(3, NOW - timedelta(minutes=20)))
+    assert gauges(state) == {
+        ("jitaccess_audit_archive_pending_records", ()): 3,
+        ("jitaccess_audit_archive_oldest_pending_seconds", ()): 1200,
+    }
+    assert gauges(State(archive_backlog=(0, None))) == {
+        ("jitaccess_audit_archive_pending_records", ()): 0,
+        ("jitaccess_audit_archive_oldest_pending_seconds", ()): 0,
     }
 
 

@@ -31,6 +31,10 @@ Exactly once by record id, across failures and crashes:
 - a stale watch event (showing an object as it was before its mark) finds its records remembered.
 
 Retention (`schedules`) deletes a finished object only once its status lists all its records.
+
+Metrics: each PUT's outcome counts in `jitaccess_audit_archive_writes_total`; the queue's size and
+the age of its oldest record (since it was queued) are read at scrape time (`backlog`, which the
+trail lends the Runtime while it runs with a bucket: `Runtime.audit_backlog`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from typing import Any
 
 import kopf
 
+from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names, wire
@@ -97,6 +102,8 @@ class AuditTrail:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: dict[str, tuple[audit.Record, Ref]] = field(default_factory=dict)
     _inflight: set[str] = field(default_factory=set)
+    # When each record pending or in flight was queued (the age of the oldest, a gauge).
+    _queued: dict[str, datetime] = field(default_factory=dict)
     _batch: Batch | None = None
     # Ids in batches written (with the batch's write time), and since when that is all of them;
     # without an archive, the ids printed (of the objects still there).
@@ -120,6 +127,7 @@ class AuditTrail:
         ref = Ref(plural, str(meta.get("name") or ""), str(meta.get("uid") or ""))
         marked = self.marks(plural)
         fresh = []
+        queued = _now()
         with self._lock:
             for record in records:
                 rid = record["id"]
@@ -127,6 +135,7 @@ class AuditTrail:
                     continue
                 if marked:
                     self._pending[rid] = (record, ref)
+                    self._queued[rid] = queued
                 else:
                     self._known[rid] = _now()
                 fresh.append(record)
@@ -156,6 +165,11 @@ class AuditTrail:
         with self._lock:
             return len(self._pending) + len(self._inflight)
 
+    def backlog(self) -> tuple[int, datetime | None]:
+        """The records waiting to be written, and when the oldest of them was queued (None: none is)."""
+        with self._lock:
+            return len(self._queued), min(self._queued.values(), default=None)
+
     # --- the writing side (its own thread) ----------------------------------------------------
 
     def flush(self) -> int:
@@ -173,6 +187,8 @@ class AuditTrail:
             for record in batch.records:
                 self._known[record["id"]] = written
             self._inflight.difference_update(batch.refs)
+            for rid in batch.refs:
+                self._queued.pop(rid, None)
             self._batch = None
         self._mark(batch.refs)
         self._forget_before(_now() - REMEMBER)
@@ -208,7 +224,13 @@ class AuditTrail:
             batch.data = audit.encode_lines(batch.records)
             digest = hashlib.sha256("\n".join(r["id"] for r in batch.records).encode()).hexdigest()[:16]
             batch.key = audit.archive_key(archive.prefix, batch.written, digest)
-        if archive.put_new(batch.key, batch.data):
+        try:
+            landed = archive.put_new(batch.key, batch.data)
+        except ArchiveUnavailable:
+            metrics.AUDIT_ARCHIVE_WRITES.labels("failed").inc()
+            raise
+        metrics.AUDIT_ARCHIVE_WRITES.labels("ok").inc()
+        if landed:
             log.debug("archived %d record(s) in s3://%s/%s", len(batch.records), archive.bucket, batch.key)
         else:
             log.info("s3://%s/%s was written by an earlier try: not written again", archive.bucket, batch.key)
@@ -374,6 +396,8 @@ def trail_of(memo: Any) -> AuditTrail | None:
     except RuntimeError:
         return None
     trail = slot.trail = connect(rt.settings, rt.kube)
+    if trail.archive is not None:
+        rt.audit_backlog = trail.backlog
     slot.writer = ThreadPoolExecutor(1, thread_name_prefix="jitaccess-audit")
     slot.task = asyncio.get_running_loop().create_task(trail.run(slot.writer), name="jitaccess audit archive")
     where = f"s3://{trail.archive.bucket}/{trail.archive.prefix}" if trail.archive else "stdout only (no bucket)"
@@ -389,6 +413,10 @@ async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
     if not isinstance(slot, TrailSlot) or slot.trail is None or slot.task is None or slot.writer is None:
         return
     trail, task, writer = slot.trail, slot.task, slot.writer
+    with contextlib.suppress(RuntimeError):  # no Runtime: nothing was lent to it
+        rt = runtime_of(memo)
+        if rt.audit_backlog == trail.backlog:
+            rt.audit_backlog = None  # the next leader's trail takes over the records still waiting
     task.cancel()
     loop = asyncio.get_running_loop()
 

@@ -4,7 +4,8 @@ The Runtime's indexes (see `indexes`), kept current from the same watches the ha
 hold what the state gauges show: the Active grants with their expiration times, and the requests
 awaiting a decision, by entitlement. kopf's listing re-fills them whenever it (re)starts watching,
 so the gauges are right after a restart without any bookkeeping in the handlers. Whether this
-replica leads is asked of its `Leadership` at each scrape, so a lost Lease shows at once.
+replica leads is asked of its `Leadership` at each scrape, so a lost Lease shows at once; the
+audit archive's queue, of the leader's trail (`archive`), likewise.
 
 The HTTP server answers scrapes in its own thread; the indexes are thread-safe, so a scrape reads
 them there, and is answered even while the event loop is busy (a start-up with thousands of grants).
@@ -51,9 +52,12 @@ async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
     def snapshot() -> State:
         rt = runtime_of(memo)
         state = take_snapshot(rt.active, rt.pending, rt.expirations)
-        if isinstance(leadership, Leadership):
-            state = dataclasses.replace(state, leader=leadership.leading())
-        return state
+        leading = leadership.leading() if isinstance(leadership, Leadership) else None
+        # The archive's queue is the leader's; one left behind by a controller that stopped
+        # without its clean-up is no longer worked on by anyone here.
+        backlog = rt.audit_backlog
+        archive = backlog() if backlog is not None and leading is not False else None
+        return dataclasses.replace(state, leader=leading, archive_backlog=archive)
 
     memo["metrics_server"] = MetricsServer(config.metrics_port, snapshot, lambda: datetime.now(UTC))
 

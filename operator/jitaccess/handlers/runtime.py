@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter, RateLimiter
@@ -349,6 +350,9 @@ class Runtime:
     requests: KnownRequests = field(default_factory=KnownRequests)
     # Active grants by expiration time: see `handlers.expiry`.
     expiries: ExpiryScheduler = field(default_factory=ExpiryScheduler)
+    # The audit archive's queue, while this replica's trail runs with a bucket (`handlers.archive`):
+    # how many records wait and since when the oldest has, for the gauges.
+    audit_backlog: Callable[[], tuple[int, datetime | None]] | None = None
     # Requests the request handler hands to their new grants' handler (`handlers.backing`).
     handoffs: Handoffs = field(default_factory=Handoffs)
     # Grants their request's handler provisions itself (`grants.provision_at_once`).
