@@ -89,6 +89,9 @@ GRANT_OVERDUE_SECONDS = "jitaccess_grant_overdue_seconds"
 # Whether this replica may act now (`Leadership.leading`, read at scrape time): 0 the moment its
 # renew deadline passes, before it has even stopped its controller.
 LEADER = "jitaccess_leader"
+# Entitlements and PermissionCatalogs by Ready status and reason (every replica's watch of them).
+ENTITLEMENTS = "jitaccess_entitlements"
+PERMISSION_CATALOGS = "jitaccess_permission_catalogs"
 # The audit archive's queue (`handlers.archive`): the leader's, and only with a bucket configured.
 ARCHIVE_PENDING = "jitaccess_audit_archive_pending_records"
 ARCHIVE_OLDEST_PENDING = "jitaccess_audit_archive_oldest_pending_seconds"

@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jitaccess import metrics
+from jitaccess.api import names
 from jitaccess.domain.expiry import overdue
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,20 @@ class State:
     leader: bool | None = None
     #: The audit archive's records waiting, and when the oldest was queued; None: no archive here.
     archive_backlog: tuple[int, datetime | None] | None = None
+    #: How many Entitlements (`entitlements`) and PermissionCatalogs (`permissioncatalogs`) there
+    #: are by (plural, Ready status, reason).
+    readiness: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 def state_metrics(state: State, now: datetime) -> list[Metric]:
     """The state gauges for one scrape."""
-    return [*_by_entitlement(state, now), *_overdue(state, now), _leader(state), *_archive(state, now)]
+    return [
+        *_by_entitlement(state, now),
+        *_overdue(state, now),
+        _leader(state),
+        *_archive(state, now),
+        *_readiness(state),
+    ]
 
 
 def _by_entitlement(state: State, now: datetime) -> list[Metric]:
@@ -101,6 +111,24 @@ def _archive(state: State, now: datetime) -> list[Metric]:
         pending.add_metric([], count)
         oldest.add_metric([], max(0.0, (now - since).total_seconds()) if since is not None else 0.0)
     return [pending, oldest]
+
+
+#: The plurals of the kinds whose readiness is counted, and their gauges.
+READINESS_GAUGES = {
+    names.ENTITLEMENTS: (metrics.ENTITLEMENTS, "Entitlements by their Ready condition's status and reason"),
+    names.CATALOGS: (metrics.PERMISSION_CATALOGS, "PermissionCatalogs by their Ready condition's status and reason"),
+}
+
+
+def _readiness(state: State) -> list[Metric]:
+    families = {
+        plural: GaugeMetricFamily(name, text, labels=["ready", "reason"])
+        for plural, (name, text) in READINESS_GAUGES.items()
+    }
+    for (plural, ready, reason), count in sorted(state.readiness.items()):
+        if plural in families and count:
+            families[plural].add_metric([ready, reason], count)
+    return list(families.values())
 
 
 class StateCollector(Collector):

@@ -71,7 +71,13 @@ def written_in_the_operator(value: str) -> bool:
 
 
 RULES = rules()
-EVERY_GAUGE = State(active_grants={"e": 1}, expirations=[], leader=True, archive_backlog=(0, None))
+EVERY_GAUGE = State(
+    active_grants={"e": 1},
+    expirations=[],
+    leader=True,
+    archive_backlog=(0, None),
+    readiness={("entitlements", "true", "Resolved"): 1, ("permissioncatalogs", "true", "Provisioned"): 1},
+)
 
 
 def test_the_file_holds_alerts_with_unique_names() -> None:

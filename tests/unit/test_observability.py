@@ -73,6 +73,8 @@ def test_nothing_known_nothing_shown() -> None:
         metrics.LEADER,
         metrics.ARCHIVE_PENDING,
         metrics.ARCHIVE_OLDEST_PENDING,
+        metrics.ENTITLEMENTS,
+        metrics.PERMISSION_CATALOGS,
     ]
 
 
@@ -282,3 +284,51 @@ def test_the_grant_watch_keeps_each_active_grants_expiration_time() -> None:
     assert seen("MODIFIED", _grant("Active", "2025-11-23T12:30:00Z")) == [datetime(2025, 11, 23, 12, 30, tzinfo=UTC)]
     assert seen("MODIFIED", _grant("Expired")) == []
     assert seen(None, _grant("Active")) and seen("DELETED", _grant("Active")) == []
+
+
+def test_entitlements_and_catalogs_by_readiness() -> None:
+    state = State(
+        readiness={
+            ("entitlements", "true", "Resolved"): 3,
+            ("entitlements", "false", "GroupNotFound"): 1,
+            ("entitlements", "false", "OwnerNotFound"): 0,  # none left: no series
+            ("permissioncatalogs", "false", "ProvisioningFailed"): 2,
+        }
+    )
+    assert gauges(state) == {
+        ("jitaccess_entitlements", (("ready", "false"), ("reason", "GroupNotFound"))): 1,
+        ("jitaccess_entitlements", (("ready", "true"), ("reason", "Resolved"))): 3,
+        ("jitaccess_permission_catalogs", (("ready", "false"), ("reason", "ProvisioningFailed"))): 2,
+    }
+
+
+def _entitlement(ready: str | None, reason: str = "", name: str = "prod-payments") -> kopf.Body:
+    conditions = [] if ready is None else [{"type": "Ready", "status": ready, "reason": reason}]
+    return kopf.Body({"metadata": {"name": name}, "spec": {}, "status": {"conditions": conditions}})
+
+
+def test_the_watch_keeps_each_entitlements_and_catalogs_readiness() -> None:
+    """Every replica's (the admission part's watch): a group deleted in AWS shows at once, and a
+    deleted Entitlement leaves no series behind."""
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    memo = kopf.Memo(runtime=rt)
+
+    def counted() -> dict[tuple[str, str, str], int]:
+        return dict(take_snapshot(ObjectIndex(), ObjectIndex(), readiness=rt.readiness).readiness)
+
+    asyncio.run(indexes.observe_entitlement(type=None, body=_entitlement(None), memo=memo))
+    asyncio.run(indexes.observe_catalog(type=None, body=_entitlement("True", "Provisioned", "payments"), memo=memo))
+    assert counted() == {("entitlements", "unknown", ""): 1, ("permissioncatalogs", "true", "Provisioned"): 1}
+    asyncio.run(indexes.observe_entitlement(type="MODIFIED", body=_entitlement("True", "Resolved"), memo=memo))
+    asyncio.run(
+        indexes.observe_entitlement(type=None, body=_entitlement("False", "GroupNotFound", "ledger"), memo=memo)
+    )
+    assert counted() == {
+        ("entitlements", "true", "Resolved"): 1,
+        ("entitlements", "false", "GroupNotFound"): 1,
+        ("permissioncatalogs", "true", "Provisioned"): 1,
+    }
+    asyncio.run(
+        indexes.observe_entitlement(type="DELETED", body=_entitlement("False", "GroupNotFound", "ledger"), memo=memo)
+    )
+    assert counted() == {("entitlements", "true", "Resolved"): 1, ("permissioncatalogs", "true", "Provisioned"): 1}

@@ -13,6 +13,8 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 - `waiting`: the same by requester, from their creation on (the approval-fatigue limits at admission);
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
 - `requests`: every stored request's uid (is an active grant's request still there?).
+- `readiness`: Entitlements and PermissionCatalogs by their `Ready` status and reason (the gauges
+  of what is not Ready, on every replica: a group deleted in AWS, a permission set refused).
 
 The handlers are `async` (they do no I/O): kopf runs them inline on every watch event, where a
 plain function would cost a trip through the thread pool each time.
@@ -187,3 +189,29 @@ async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **
     done = None if gone else ended(names.REQUESTS, body)
     rt.finished.observe(f"{names.REQUESTS}/{name}", None if done is None else (_entitlement(body), done))
     rt.requests.observe(name, None if gone else str(body.metadata.uid or ""))
+
+
+def readiness(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """`Ready`'s status, as a label value (`true`, `false`, `unknown`: also before the operator has
+    written one), and its reason ("" when none)."""
+    found = wire.condition(obj, names.READY)
+    if found is None:
+        return "unknown", ""
+    status = str(found.get("status") or "").lower()
+    return status if status in ("true", "false") else "unknown", str(found.get("reason") or "")
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
+async def observe_entitlement(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _observe_readiness(names.ENTITLEMENTS, type, body, memo)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.CATALOGS)
+async def observe_catalog(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _observe_readiness(names.CATALOGS, type, body, memo)
+
+
+def _observe_readiness(plural: str, type: str | None, body: kopf.Body, memo: kopf.Memo) -> None:
+    name = body.metadata.name
+    key = None if type == "DELETED" else (plural, *readiness(body))
+    runtime_of(memo).readiness.observe(f"{plural}/{name}", None if key is None else (key, name))

@@ -2,7 +2,7 @@
 
 The Runtime's indexes (see `indexes`), kept current from the same watches the handlers use,
 hold what the state gauges show: the Active grants with their expiration times, and the requests
-awaiting a decision, by entitlement. kopf's listing re-fills them whenever it (re)starts watching,
+awaiting a decision, by entitlement; the Entitlements and PermissionCatalogs by readiness. kopf's listing re-fills them whenever it (re)starts watching,
 so the gauges are right after a restart without any bookkeeping in the handlers. Whether this
 replica leads is asked of its `Leadership` at each scrape, so a lost Lease shows at once; the
 audit archive's queue, of the leader's trail (`archive`), likewise.
@@ -27,7 +27,9 @@ from jitaccess.observability import MetricsServer, State
 from jitaccess.settings import Settings, load
 
 
-def take_snapshot(active: Index, pending: Index, expirations: Index | None = None) -> State:
+def take_snapshot(
+    active: Index, pending: Index, expirations: Index | None = None, readiness: Index | None = None
+) -> State:
     """The gauges' state from the indexes."""
     return State(
         active_grants={entitlement: len(list(names)) for entitlement, names in active.items()},
@@ -36,6 +38,7 @@ def take_snapshot(active: Index, pending: Index, expirations: Index | None = Non
             for entitlement, entries in pending.items()
         },
         expirations=None if expirations is None else [when for key in expirations for when in expirations.get(key, ())],
+        readiness={} if readiness is None else {key: len(list(readiness.get(key, ()))) for key in readiness},
     )
 
 
@@ -51,7 +54,7 @@ async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
 
     def snapshot() -> State:
         rt = runtime_of(memo)
-        state = take_snapshot(rt.active, rt.pending, rt.expirations)
+        state = take_snapshot(rt.active, rt.pending, rt.expirations, rt.readiness)
         leading = leadership.leading() if isinstance(leadership, Leadership) else None
         # The archive's queue is the leader's; one left behind by a controller that stopped
         # without its clean-up is no longer worked on by anyone here.

@@ -2,8 +2,9 @@
 
 - the admission part, on every replica for the life of the process: the admission webhooks and
   what they read (the TeamOwnership and Entitlement indexes), the Runtime's indexes of grants and
-  requests (`indexes`), start-up, probes and metrics, and the Slack interactivity endpoint (which
-  writes only through the API server, as the clicking user). It acts on nothing: the webhooks are
+  requests, and of the readiness of Entitlements and PermissionCatalogs (`indexes`), start-up,
+  probes and metrics, and the Slack interactivity endpoint (which writes only through the API
+  server, as the clicking user). It acts on nothing: the webhooks are
   stateless, so a fail-closed webhook keeps answering while one replica is down.
 - the controller part, only while this replica leads (`leadership`): every other handler, timer
   and the expiry scheduler, i.e. everything that writes to the cluster or to Identity Center.
