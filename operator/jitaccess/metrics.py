@@ -55,12 +55,6 @@ BREAK_GLASS = Counter(
     "Break-glass requests approved by their requester (domain.breakglass)",
     ["entitlement"],
 )
-# Set afresh by each Entitlement's review timer (handlers.breakglass) from the index, never moved by +1/-1.
-BREAK_GLASS_UNREVIEWED = Gauge(
-    "jitaccess_break_glass_unreviewed",
-    "Break-glass requests whose review by the owner team is overdue (spec.breakGlass.reviewWithin)",
-    ["entitlement"],
-)
 AUDIT_ARCHIVE_WRITES = Counter(
     "jitaccess_audit_archive_writes",
     "Batches of audit records PUT to the S3 archive (handlers.archive), by outcome: ok, failed (retried)",
@@ -92,6 +86,9 @@ LEADER = "jitaccess_leader"
 # Entitlements and PermissionCatalogs by Ready status and reason (every replica's watch of them).
 ENTITLEMENTS = "jitaccess_entitlements"
 PERMISSION_CATALOGS = "jitaccess_permission_catalogs"
+# Break-glass requests whose review is overdue, by entitlement: every replica's, from the requests'
+# review deadlines (`handlers.breakglass`), for the Entitlements that exist.
+BREAK_GLASS_UNREVIEWED = "jitaccess_break_glass_unreviewed"
 # The audit archive's queue (`handlers.archive`): the leader's, and only with a bucket configured.
 ARCHIVE_PENDING = "jitaccess_audit_archive_pending_records"
 ARCHIVE_OLDEST_PENDING = "jitaccess_audit_archive_oldest_pending_seconds"

@@ -46,6 +46,8 @@ class State:
     #: How many Entitlements (`entitlements`) and PermissionCatalogs (`permissioncatalogs`) there
     #: are by (plural, Ready status, reason).
     readiness: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: The review deadlines of the break-glass requests awaiting review, by entitlement.
+    review_deadlines: Mapping[str, Iterable[datetime]] = field(default_factory=dict)
 
 
 def state_metrics(state: State, now: datetime) -> list[Metric]:
@@ -56,6 +58,7 @@ def state_metrics(state: State, now: datetime) -> list[Metric]:
         _leader(state),
         *_archive(state, now),
         *_readiness(state),
+        _unreviewed(state, now),
     ]
 
 
@@ -129,6 +132,17 @@ def _readiness(state: State) -> list[Metric]:
         if plural in families and count:
             families[plural].add_metric([ready, reason], count)
     return list(families.values())
+
+
+def _unreviewed(state: State, now: datetime) -> Metric:
+    unreviewed = GaugeMetricFamily(
+        metrics.BREAK_GLASS_UNREVIEWED,
+        "Break-glass requests whose review by the owner team is overdue (spec.breakGlass.reviewWithin)",
+        labels=["entitlement"],
+    )
+    for entitlement, deadlines in sorted(state.review_deadlines.items()):
+        unreviewed.add_metric([entitlement], sum(1 for deadline in deadlines if deadline <= now))
+    return unreviewed
 
 
 class StateCollector(Collector):

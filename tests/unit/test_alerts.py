@@ -77,6 +77,7 @@ EVERY_GAUGE = State(
     leader=True,
     archive_backlog=(0, None),
     readiness={("entitlements", "true", "Resolved"): 1, ("permissioncatalogs", "true", "Provisioned"): 1},
+    review_deadlines={"e": []},
 )
 
 

@@ -75,6 +75,7 @@ def test_nothing_known_nothing_shown() -> None:
         metrics.ARCHIVE_OLDEST_PENDING,
         metrics.ENTITLEMENTS,
         metrics.PERMISSION_CATALOGS,
+        metrics.BREAK_GLASS_UNREVIEWED,
     ]
 
 
@@ -332,3 +333,53 @@ def test_the_watch_keeps_each_entitlements_and_catalogs_readiness() -> None:
         indexes.observe_entitlement(type="DELETED", body=_entitlement("False", "GroupNotFound", "ledger"), memo=memo)
     )
     assert counted() == {("entitlements", "true", "Resolved"): 1, ("permissioncatalogs", "true", "Provisioned"): 1}
+
+
+def test_break_glass_reviews_overdue_by_entitlement() -> None:
+    """Every replica's, at each scrape, from the review deadlines: one reviewed or deleted is no
+    longer counted, on the replica that was the leader too."""
+    state = State(review_deadlines={"prod-payments": [NOW - timedelta(minutes=1), NOW, NOW + timedelta(hours=1)]})
+    assert gauges(state) == {("jitaccess_break_glass_unreviewed", (("entitlement", "prod-payments"),)): 2}
+
+
+def _break_glass(name: str, entitlement: str, reviewed: bool = False) -> kopf.Body:
+    conditions = [{"type": "Reviewed", "status": str(reviewed), "reason": "Reviewed" if reviewed else "AwaitingReview"}]
+    return kopf.Body(
+        {
+            "metadata": {"name": name},
+            "spec": {"entitlement": entitlement, "requester": "bob", "breakGlass": True},
+            "status": {"reviewDeadline": "2025-11-23T11:00:00Z", "conditions": conditions},
+        }
+    )
+
+
+def test_the_request_watch_keeps_the_break_glass_reviews_on_every_replica() -> None:
+    """The admission part's watch (every replica, leader or not) keeps the break-glass requests
+    awaiting review; the gauge counts them for the Entitlements that exist."""
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    memo = kopf.Memo(runtime=rt)
+
+    def unreviewed() -> dict[str, list[datetime]]:
+        state = take_snapshot(ObjectIndex(), ObjectIndex(), readiness=rt.readiness, break_glass=rt.break_glass)
+        return {entitlement: list(deadlines) for entitlement, deadlines in state.review_deadlines.items()}
+
+    for entitlement in ("prod-payments", "prod-ledger"):
+        asyncio.run(
+            indexes.observe_entitlement(type=None, body=_entitlement("True", "Resolved", entitlement), memo=memo)
+        )
+    asyncio.run(indexes.observe_request(type=None, body=_break_glass("bob-1", "prod-payments"), memo=memo))
+    asyncio.run(indexes.observe_request(type=None, body=_break_glass("bob-2", "prod-ledger"), memo=memo))
+    due = datetime(2025, 11, 23, 11, 0, tzinfo=UTC)
+    assert unreviewed() == {"prod-payments": [due], "prod-ledger": [due]}
+    assert (
+        gauges(take_snapshot(ObjectIndex(), ObjectIndex(), readiness=rt.readiness, break_glass=rt.break_glass))[
+            ("jitaccess_break_glass_unreviewed", (("entitlement", "prod-ledger"),))
+        ]
+        == 1
+    )
+    # Reviewed: no longer waiting. Its Entitlement deleted: no timer, no reviewer, no series.
+    asyncio.run(indexes.observe_request(type="MODIFIED", body=_break_glass("bob-1", "prod-payments", True), memo=memo))
+    asyncio.run(
+        indexes.observe_entitlement(type="DELETED", body=_entitlement("True", "Resolved", "prod-ledger"), memo=memo)
+    )
+    assert unreviewed() == {}

@@ -1,60 +1,35 @@
 """Break-glass requests in the operator: the rate limit before the approval, what the approval
 records (a review due by `status.reviewDeadline`), the review when it is stamped, and the reviews
-that are overdue (`jitaccess_break_glass_unreviewed`, a `ReviewOverdue` Warning Event, once).
+that are overdue (a `ReviewOverdue` Warning Event, once).
 
 The rules are `domain.breakglass`'s. Requests awaiting review are kept in the Runtime's
-`break_glass` index (by entitlement) from the watch; one timer per Entitlement looks at its own,
-as `schedules` does for pending requests, so only the Lease holder acts.
+`break_glass` index (by entitlement) from every replica's watch (`indexes.awaiting_review`); one
+timer per Entitlement looks at its own, as `schedules` does for pending requests, so only the
+Lease holder acts. The gauge `jitaccess_break_glass_unreviewed` is computed from the index at
+scrape time, on every replica (`handlers.observability`), not set by the timer: a former leader
+or a deleted Entitlement would leave a value set by a timer behind.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import kopf
 
-from jitaccess import metrics
-from jitaccess.api import names, wire
+from jitaccess.api import names
 from jitaccess.api.models import AccessRequest, TeamOwnershipSpec
 from jitaccess.domain import breakglass as rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
+from jitaccess.handlers.indexes import Awaiting
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 #: How often each Entitlement's break-glass requests are looked at for an overdue review.
 REVIEW_CHECK_SECONDS = 5.0
-
-
-class Awaiting(NamedTuple):
-    """A break-glass request not reviewed yet: when its review is due, and whether it was warned of."""
-
-    name: str
-    deadline: dt.datetime
-    overdue: bool
-
-
-def awaiting_review(obj: Mapping[str, Any]) -> tuple[str, Awaiting] | None:
-    """(entitlement, entry) of an approved break-glass request that awaits its review; else None."""
-    if not rules.is_break_glass(obj) or wire.is_true(obj, names.REVIEWED):
-        return None
-    stamp = wire.status(obj).get("reviewDeadline")
-    if not isinstance(stamp, str) or not stamp:
-        return None
-    found = wire.condition(obj, names.REVIEWED)
-    overdue = found is not None and found.get("reason") == names.REVIEW_OVERDUE
-    deadline = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return str(wire.spec(obj).get("entitlement", "")), Awaiting(wire.name_of(obj), deadline, overdue)
-
-
-async def observe_break_glass(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    rt = runtime_of(memo)
-    rt.break_glass.observe(body.metadata.name, None if type == "DELETED" else awaiting_review(body))
 
 
 def rate_refusal(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> str | None:
@@ -107,12 +82,10 @@ def record_review(rt: Runtime, request: AccessRequest, team: TeamOwnershipSpec |
 
 @kopf.timer(names.GROUP, names.VERSION, names.ENTITLEMENTS, interval=REVIEW_CHECK_SECONDS)
 async def overdue_reviews(*, name: str, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_: Any) -> None:
-    """Count this entitlement's break-glass requests whose review is overdue, and warn of each once."""
+    """Warn once of each of this entitlement's break-glass requests whose review is overdue."""
     rt = runtime_of(memo)
     at = now()
-    overdue = [e for e in rt.break_glass.get(name, ()) if e.deadline <= at]
-    metrics.BREAK_GLASS_UNREVIEWED.labels(name).set(len(overdue))
-    due = [e for e in overdue if not e.overdue]
+    due = [e for e in rt.break_glass.get(name, ()) if e.deadline <= at and not e.overdue]
     if due:
         await rt.run_blocking(_warn, rt, due)
 

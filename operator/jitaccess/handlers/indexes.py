@@ -13,6 +13,8 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 - `waiting`: the same by requester, from their creation on (the approval-fatigue limits at admission);
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
 - `requests`: every stored request's uid (is an active grant's request still there?).
+- `break_glass`: break-glass requests awaiting their review, with its deadline (the leader's
+  review timers, `breakglass`, and the gauge of overdue reviews on every replica).
 - `readiness`: Entitlements and PermissionCatalogs by their `Ready` status and reason (the gauges
   of what is not Ready, on every replica: a group deleted in AWS, a permission set refused).
 
@@ -32,6 +34,7 @@ from pydantic import ValidationError
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrantStatus, AccessRequestStatus
+from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.eligibility import Holder
@@ -59,6 +62,14 @@ class Ended(NamedTuple):
     name: str
     request: str
     ended: dt.datetime
+
+
+class Awaiting(NamedTuple):
+    """A break-glass request not reviewed yet: when its review is due, and whether it was warned of."""
+
+    name: str
+    deadline: dt.datetime
+    overdue: bool
 
 
 @kopf.index(names.GROUP, names.VERSION, names.TEAMS)
@@ -136,6 +147,19 @@ def waiting(obj: Mapping[str, Any]) -> tuple[str, request_rules.Waiting] | None:
     return requester, request_rules.Waiting(wire.name_of(obj), entitlement, scheduled, wire.created_at(obj))
 
 
+def awaiting_review(obj: Mapping[str, Any]) -> tuple[str, Awaiting] | None:
+    """(entitlement, entry) of an approved break-glass request that awaits its review; else None."""
+    if not break_glass_rules.is_break_glass(obj) or wire.is_true(obj, names.REVIEWED):
+        return None
+    stamp = wire.status(obj).get("reviewDeadline")
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    found = wire.condition(obj, names.REVIEWED)
+    overdue = found is not None and found.get("reason") == names.REVIEW_OVERDUE
+    deadline = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return str(wire.spec(obj).get("entitlement", "")), Awaiting(wire.name_of(obj), deadline, overdue)
+
+
 def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:
     """A finished grant, or a request that ended without a grant, and when it ended; else None."""
     if wire.ready_reason(obj) not in names.REQUEST_FINISHED:
@@ -189,6 +213,7 @@ async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **
     done = None if gone else ended(names.REQUESTS, body)
     rt.finished.observe(f"{names.REQUESTS}/{name}", None if done is None else (_entitlement(body), done))
     rt.requests.observe(name, None if gone else str(body.metadata.uid or ""))
+    rt.break_glass.observe(name, None if gone else awaiting_review(body))
 
 
 def readiness(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 watch event to each of the modules' observers in turn.
 
 An observer keeps something in memory current (the laggards `following` repairs, the scheduled
-starts, the break-glass reviews due, the notifications to send, the audit archive's queue) or
+starts, the notifications to send, the audit archive's queue) or
 acts on the rare event that calls for it (a request deleted while its access runs). kopf's cost
 of an `on.event` handler is per handler and per event, whatever the handler does: its arguments,
 its logger, its state and outcome are built for each. With six handlers on each kind, that was
@@ -28,13 +28,12 @@ from typing import Any
 import kopf
 
 from jitaccess.api import names
-from jitaccess.handlers import archive, breakglass, deleted_requests, extensions, following, notifications, starts
+from jitaccess.handlers import archive, deleted_requests, extensions, following, notifications, starts
 
 Observer = Callable[..., Awaitable[None]]
 
 REQUEST_OBSERVERS: tuple[Observer, ...] = (
     archive.audit_request,
-    breakglass.observe_break_glass,
     deleted_requests.end_grant_of_deleted_request,
     following.watch_request,
     notifications.notify_request,

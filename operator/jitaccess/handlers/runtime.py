@@ -342,7 +342,7 @@ class Runtime:
     # Approved requests waiting for their spec.startTime, by entitlement: see `handlers.starts`.
     starts: ObjectIndex = field(default_factory=ObjectIndex)
     finished: ObjectIndex = field(default_factory=ObjectIndex)
-    # Break-glass requests awaiting their review, by entitlement (`handlers.breakglass`).
+    # Break-glass requests awaiting their review, by entitlement, on every replica (`handlers.breakglass`).
     break_glass: ObjectIndex = field(default_factory=ObjectIndex)
     # Requests that lag behind their grants (a crash between the two writes): see `handlers.following`.
     laggards: Laggards = field(default_factory=Laggards)
