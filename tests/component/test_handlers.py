@@ -9,8 +9,10 @@ webhooks and real user identities.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import kubernetes
 import pytest
 from kopf.testing import KopfRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
@@ -121,8 +124,29 @@ def in_process_operator(control_plane: ControlPlane, patcher: pytest.MonkeyPatch
 
 @pytest.fixture(scope="module")
 def local(control_plane: ControlPlane, monkeypatch_module: pytest.MonkeyPatch) -> Iterator[Local]:
-    with in_process_operator(control_plane, monkeypatch_module) as system:
+    with in_process_operator(control_plane, monkeypatch_module, JITACCESS_METRICS_PORT=str(METRICS_PORT)) as system:
         yield system
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+METRICS_PORT = _free_port()
+
+
+def scraped(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The in-process operator's samples of metric `name`, by their labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
 
 
 @pytest.fixture(scope="module")
@@ -293,11 +317,16 @@ metadata: {name: c-no-group}
 spec: {owner: payments, identityCenter: {groupName: prod-eng-vanished}}
 """)
     assert "prod-eng-vanished" in local.wait("entitlement", "c-no-group", "GroupNotFound")["message"]
+    # The readiness gauge, from the operator's watch of Entitlements.
+    not_ready = (("ready", "false"), ("reason", "GroupNotFound"))
+    eventually(lambda: scraped("jitaccess_entitlements").get(not_ready) == 1, 10, what="the gauge counts it")
+    assert scraped("jitaccess_grants_overdue") == {(): 0}
     local.request("c-to-no-group", entitlement="c-no-group", reason="INFRA-1 x")
     failed = local.wait("accessgrant", "c-to-no-group", "Failed")
     assert "does not exist" in failed["message"]
     local.wait("accessrequest", "c-to-no-group", "Failed")
     local.cluster.kubectl("delete", "entitlement", "c-no-group")
+    eventually(lambda: not_ready not in scraped("jitaccess_entitlements"), 10, what="the deleted one is not counted")
 
 
 def test_group_deleted_in_identity_center_while_granted(local: Local) -> None:
