@@ -542,9 +542,7 @@ def test_unreachable_cluster_and_bad_kubeconfig(cli: Cli, tmp_path: Path) -> Non
     assert rejected.code == 5 and "rejected your credentials" in rejected.err
 
 
-def test_request_while_identity_center_hangs_is_refused_by_the_webhook_in_its_own_words(
-    cli: Cli, system: Jit
-) -> None:
+def test_request_while_identity_center_hangs_is_refused_by_the_webhook_in_its_own_words(cli: Cli, system: Jit) -> None:
     # The emulator holds the user lookup longer than the webhook's client waits: the webhook, not the
     # API server's timeout, answers, and says what is wrong (not "is the operator running?").
     system.ic.faults.delay("GetUserId", 20, times=3)
