@@ -406,6 +406,7 @@ def test_who_has_lists_active_holders_only(cli: Cli, system: Jit) -> None:
     [holder] = json.loads(holders.out)["items"]
     assert holder == {
         "user": ALICE,
+        "entitlement": PAYMENTS,
         "until": holder["until"],
         "reason": "INC-1 e2e",
         "approvedBy": "auto (owner team)",
@@ -414,6 +415,11 @@ def test_who_has_lists_active_holders_only(cli: Cli, system: Jit) -> None:
     assert cli.run("who-has", LEDGER, user=CAROL).out == ""
     missing = cli.run("who-has", "nope", user=CAROL)
     assert missing.code == 4
+    # Without an entitlement: everyone who holds production access now, by entitlement.
+    everyone = cli.run("who-has", user=CAROL)
+    header, *rows = everyone.out.splitlines()
+    assert header.split()[:2] == ["ENTITLEMENT", "USER"]
+    assert [row.split()[:2] for row in rows] == [[PAYMENTS, ALICE]], everyone.out
 
 
 # --- the terminal -------------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def test_the_kubectl_complete_entry_point(monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.setattr(sys, "argv", ["kubectl_complete-jit", "who"])
     assert main.complete() == 0
     assert capsys.readouterr().out.splitlines() == [
-        "who-has\twho holds an entitlement now, until when, why, approved by whom",
+        "who-has\twho holds an entitlement (or any, without one) now, until when, why, approved by whom",
         ":4",
     ]
 

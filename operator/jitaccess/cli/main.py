@@ -9,7 +9,7 @@ and `kubectl-jit ...` work. Commands:
     extend GRANT --by 30m --reason TEXT [--wait/--no-wait] [--timeout 15m]
     withdraw NAME
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
-    status NAME                        who-has ENTITLEMENT
+    status NAME                        who-has [ENTITLEMENT]
     permissions [TEAM] [-o table|json|yaml]
     audit [--since 30d] [--entitlement E] [--user U] [--archive s3://B/P] [-o table|json|csv]
     review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]      review BREAK-GLASS-REQUEST

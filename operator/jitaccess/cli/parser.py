@@ -31,7 +31,7 @@ COMMAND_HELP = {
     "withdraw": "withdraw your own pending request (it is deleted; nothing is granted of it)",
     "list": "list access requests",
     "status": "show a request and its grant: state, conditions, who approved, expiry",
-    "who-has": "who holds an entitlement now, until when, why, approved by whom",
+    "who-has": "who holds an entitlement (or any, without one) now, until when, why, approved by whom",
     "permissions": "what a team's roles may do in AWS (baseline, and what production adds) and their state",
     "audit": "the audit trail: who requested, decided, was granted and ended what, and when",
     "review": "review an entitlement: who used it and how often, who never did, reasons without a ticket; "
@@ -261,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output(status)
 
     who_has = command("who-has")
-    who_has.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
+    who_has.add_argument(
+        "entitlement", metavar="ENTITLEMENT", nargs="?", help="the Entitlement (without one: every entitlement)"
+    )
     _output(who_has)
 
     permissions = command(

@@ -171,13 +171,22 @@ def _deciders(session: Session, request: Obj) -> str:
     return f"an approver of team {owner}: {approvers} (`kubectl jit approve {wire.name_of(request)}`)"
 
 
-def who_has(session: Session, entitlement: str, *, output: str) -> int:
-    """Who holds an entitlement now: active grants, until when, why, approved by whom."""
+def who_has(session: Session, entitlement: str | None, *, output: str) -> int:
+    """Who holds an entitlement now (every entitlement, without one): active grants, until when,
+    why, approved by whom."""
     api = session.api
-    o.get(api, names.ENTITLEMENTS, entitlement)
-    grants, _ = o.list_all(api, names.GRANTS, labelSelector=f"{names.LABEL_ENTITLEMENT}={entitlement}")
+    if entitlement is not None:
+        o.get(api, names.ENTITLEMENTS, entitlement)
+        query = {"labelSelector": f"{names.LABEL_ENTITLEMENT}={entitlement}"}
+    else:
+        query = {}
+    grants, _ = o.list_all(api, names.GRANTS, **query)
     active = _sorted(
-        [g for g in grants if wire.spec(g).get("entitlement") == entitlement and wire.ready_reason(g) == names.ACTIVE]
+        [
+            g
+            for g in grants
+            if wire.ready_reason(g) == names.ACTIVE and entitlement in (None, wire.spec(g).get("entitlement"))
+        ]
     )
     requests = {wire.name_of(r): r for r in o.list_all(api, names.REQUESTS)[0]} if active else {}
     holders = []
@@ -186,6 +195,7 @@ def who_has(session: Session, entitlement: str, *, output: str) -> int:
         holders.append(
             {
                 "user": wire.spec(grant).get("user"),
+                "entitlement": wire.spec(grant).get("entitlement"),
                 "until": wire.status(grant).get("expirationTime"),
                 "reason": wire.spec(request).get("reason", "") if request else "",
                 "approvedBy": (o.approved_by(request) if request else "") or "-",
@@ -196,18 +206,19 @@ def who_has(session: Session, entitlement: str, *, output: str) -> int:
         dump(as_list(holders), output, session.out)
         return 0
     if not holders:
-        session.note(f"Nobody holds {entitlement} now.")
+        session.note(f"Nobody holds {entitlement} now." if entitlement else "Nobody holds any entitlement now.")
         return 0
     now = datetime.now(UTC)
     rows = [
         (
+            *(() if entitlement else (str(h["entitlement"]),)),
             str(h["user"]),
             until(o.parse_time(h["until"]), now),
             shorten(str(h["reason"]), 40),
             str(h["approvedBy"]),
             str(h["grant"]),
         )
-        for h in holders
+        for h in sorted(holders, key=lambda h: (str(h["entitlement"]), str(h["user"])))
     ]
-    table(rows, HOLDER_COLUMNS, session.out)
+    table(rows, HOLDER_COLUMNS if entitlement else ("ENTITLEMENT", *HOLDER_COLUMNS), session.out)
     return 0
