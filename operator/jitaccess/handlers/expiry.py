@@ -17,8 +17,9 @@
 - Each due grant is re-read: the persisted expiration time is the deadline, so a grant is never
   ended early, and one whose time has moved is rescheduled. It ends through `grants.end_grant`,
   the path every revocation takes (reference counting, status, Event, audit line, request).
-- Identity Center not answering, the grant is tried again every second: logged at WARNING while
-  within `OVERDUE_GRACE` of its expiration, then at ERROR, as an access outliving its grant; and
+- Identity Center not answering, the grant is tried again every second: logged (once a minute per
+  grant) at WARNING while within `OVERDUE_GRACE` of its expiration, then at ERROR, as an access
+  outliving its grant; and
   once overdue, one `ExpiryOverdue` Warning Event on the grant says so and why (once per grant
   and term of leadership: `Overdue`). The gauge `jitaccess_grant_overdue_seconds` shows it too.
 """
@@ -31,6 +32,7 @@ import datetime as dt
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -76,6 +78,30 @@ class Overdue:
     def forget(self, name: str) -> None:
         with self._lock:
             self._names.discard(name)
+
+
+class _Throttle:
+    """When a line about a key was last logged: a grant retried every second through an outage of
+    an hour is said once a minute, not 3,600 times (the gauge and the Event say it continuously)."""
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+
+    def due(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._last) > 10_000:
+                self._last = {k: t for k, t in self._last.items() if now - t < self._every}
+            if now - self._last.get(key, -self._every) < self._every:
+                return False
+            self._last[key] = now
+            return True
+
+
+_LOG_EVERY_SECONDS = 60
+_LOGGED = _Throttle(_LOG_EVERY_SECONDS)
 
 
 @dataclass
@@ -175,14 +201,19 @@ def _not_answering(
     name = obj["metadata"]["name"]
     late = utcnow() - expired
     if late <= OVERDUE_GRACE:
-        log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
+        if _LOGGED.due(f"{name}/late"):
+            log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
         return
-    log.error(
-        "expiring %s: Identity Center not answering (%s); the membership outlives the grant by %ds, retrying",
-        name,
-        exc,
-        late.total_seconds(),
-    )
+    if _LOGGED.due(f"{name}/overdue"):
+        log.error(
+            "expiring %s: Identity Center not answering (%s); the membership outlives the grant by %ds, "
+            "retrying every %gs (said again every %ds while it lasts)",
+            name,
+            exc,
+            late.total_seconds(),
+            RETRY_SECONDS,
+            _LOG_EVERY_SECONDS,
+        )
     if reported is None or not reported.first(name, lambda n: rt.expirations.key_of(n) is not None):
         return
     message = (
