@@ -393,6 +393,23 @@ def test_install_upgrade_uninstall(control_plane: ControlPlane, helm: Helm, suff
         secret_after = get(control_plane, "secret", f"{release}-webhook-tls", namespace)
         assert secret_after is not None and secret_after["data"] == secret_before["data"]
 
+        # Rotated: a new CA and certificate, and for this one upgrade the webhooks trust both CAs
+        # (replicas not yet restarted serve the previous certificate); the next upgrade drops the old.
+        def bundles() -> set[str]:
+            configured = get(control_plane, "validatingwebhookconfiguration", webhooks) or {}
+            return {base64.b64decode(w["clientConfig"]["caBundle"]).decode() for w in configured["webhooks"]}
+
+        rotate = ["--values", str(values), "--set", "webhook.certificate.rotate=true"]
+        helm.run("upgrade", release, str(upgraded_chart), *base, *rotate)
+        rotated = get(control_plane, "secret", f"{release}-webhook-tls", namespace)
+        assert rotated is not None and rotated["data"]["ca.crt"] != secret_before["data"]["ca.crt"]
+        new_ca, old_ca = (base64.b64decode(x["data"]["ca.crt"]).decode() for x in (rotated, secret_before))
+        assert bundles() == {new_ca + old_ca}
+        helm.run("upgrade", release, str(upgraded_chart), *base, "--values", str(values))
+        assert bundles() == {new_ca}
+        kept = get(control_plane, "secret", f"{release}-webhook-tls", namespace)
+        assert kept is not None and kept["data"] == rotated["data"]
+
         uninstalled = helm.run("uninstall", release, "--namespace", namespace)
         assert "kept due to the resource policy" in uninstalled.stdout
         for crd in JIT_CRDS:

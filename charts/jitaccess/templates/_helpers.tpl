@@ -109,7 +109,11 @@ the root context, so the Secret and the Deployment's checksum annotation see the
 {{- if not (hasKey $ "jitaccessWebhookTLS") }}
 {{- $secret := lookup "v1" "Secret" .Release.Namespace (include "jitaccess.webhookSecretName" .) }}
 {{- $data := dict }}
-{{- if and $secret $secret.data (hasKey $secret.data "tls.crt") (hasKey $secret.data "tls.key") (hasKey $secret.data "ca.crt") }}
+{{- $whole := and $secret $secret.data (hasKey $secret.data "tls.crt") (hasKey $secret.data "tls.key") (hasKey $secret.data "ca.crt") }}
+{{- if $whole }}
+{{- $_ := set $ "jitaccessWebhookPreviousCA" (get $secret.data "ca.crt") }}
+{{- end }}
+{{- if and $whole (not .Values.webhook.certificate.rotate) }}
 {{- $data = pick $secret.data "tls.crt" "tls.key" "ca.crt" }}
 {{- else }}
 {{- $service := include "jitaccess.webhookServiceName" . }}
@@ -123,6 +127,19 @@ the root context, so the Secret and the Deployment's checksum annotation see the
 {{- $_ := set $ "jitaccessWebhookTLS" $data }}
 {{- end }}
 {{- toYaml (get $ "jitaccessWebhookTLS") }}
+{{- end }}
+
+{{/* The CA bundle of the webhook configurations for the generated certificate: its CA, and while
+rotating (webhook.certificate.rotate) the previous one too, so that the replicas not yet restarted,
+which serve the previous certificate, are still trusted during the rollout. */}}
+{{- define "jitaccess.webhookCABundle" -}}
+{{- $new := get (include "jitaccess.webhookTLS" . | fromYaml) "ca.crt" }}
+{{- $previous := get $ "jitaccessWebhookPreviousCA" | default "" }}
+{{- if and .Values.webhook.certificate.rotate $previous (ne $previous $new) }}
+{{- printf "%s%s" ($new | b64dec) ($previous | b64dec) | b64enc }}
+{{- else }}
+{{- $new }}
+{{- end }}
 {{- end }}
 
 {{/* The leader-election Lease, in the release's namespace. */}}
