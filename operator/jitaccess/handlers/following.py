@@ -66,8 +66,15 @@ async def repair_laggards(*, name: str, memo: kopf.Memo, entitlements: Index = N
         time.monotonic(),
         GRACE_SECONDS,
     )
+    failed = 0
     for request, grant in due:
-        await rt.run_granting(_repair, rt, request, grant)
+        try:
+            await rt.run_granting(_repair, rt, request, grant)
+        except Exception:  # one that cannot be repaired must not keep the others behind it waiting
+            failed += 1
+            log.exception("request %s is behind its grant %s and could not be brought into line", request, grant)
+    if failed:
+        raise kopf.TemporaryError(f"{failed} request(s) behind their grants could not be brought into line", delay=5)
 
 
 def _repair(rt: Runtime, request: str, grant: str) -> None:
