@@ -370,3 +370,13 @@ def test_extensions_admitted_concurrently_see_each_other() -> None:
     for thread in threads:
         thread.join()
     assert answers.count(Admit()) == 2
+
+
+def test_an_admission_a_listing_shows_still_counts_for_one_that_listed_before() -> None:
+    known, thirty = ExtensionAdmissions(), timedelta(minutes=30)
+    a, b, c = (rules.Waiting(n, thirty) for n in "abc")
+    assert known.admit("g1", a, {}, _caps(2)) == Admit()
+    # c lists after a is stored: a counts as listed (once, not twice).
+    assert known.admit("g1", c, {"a": a}, _caps(2)) == Admit()
+    # b had listed before a was stored: a and c still count for it.
+    assert known.admit("g1", b, {}, _caps(2)) == Refusal("2 wait")

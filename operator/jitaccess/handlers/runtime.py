@@ -201,7 +201,7 @@ class WaitingRequests:
 
 
 class ExtensionAdmissions:
-    """Extensions this replica has just admitted, by grant, until a listing shows them.
+    """Extensions this replica has just admitted, by grant, counted where a listing does not show them.
 
     A new extension is checked against its grant's other unfinished extensions as listed from the
     API server; extensions created at the same moment are each checked before any of them is
@@ -230,9 +230,13 @@ class ExtensionAdmissions:
         concurrent admissions see each other."""
         now = time.monotonic()
         with self._lock:
-            for name in [n for n, (_, _, at) in self._admitted.items() if n in listed or now - at > self._seconds]:
+            for name in [n for n, (_, _, at) in self._admitted.items() if now - at > self._seconds]:
                 del self._admitted[name]
-            recent = [w for g, w, _ in self._admitted.values() if g == grant and w.name != mine.name]
+            # What a listing shows counts as it shows it. An admission is not forgotten when one listing
+            # shows it: another, concurrent, may have listed before it was stored and still needs it.
+            recent = [
+                w for g, w, _ in self._admitted.values() if g == grant and w.name != mine.name and w.name not in listed
+            ]
             verdict = check([*(w for w in listed.values() if w is not None and w.name != mine.name), *recent])
             if isinstance(verdict, Admit) and reserve:
                 self._admitted[mine.name] = (grant, mine, now)
