@@ -7,7 +7,7 @@ The blocking work of the request and grant handlers runs in the Runtime's own th
 (`run_blocking`), not in kopf's executor: their writes to the API server wait for the admission
 webhooks, which kopf serves from its executor. In one shared pool, a burst of handlers takes every
 thread and then waits for webhook calls that have no thread left to run in (each failing after
-the API server's 30 s webhook timeout). Work on grants has threads apart from the requests'
+the webhooks' 15 s timeout). Work on grants has threads apart from the requests'
 decisions (`run_granting`), so that a grant never waits behind a burst of new requests. An
 auto-approved grant is provisioned within its request's decision (`grants.provision_at_once`), in
 the request's thread, while the Identity Center quota has room for its membership at once; under
