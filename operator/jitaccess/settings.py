@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         description="Comma-separated usernames that act as the operator at admission (kopf bookkeeping, "
         "AccessGrant writes, status), besides the one the operator authenticates as (SelfSubjectReview)",
     )
+    responder_groups: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Kubernetes groups of incident responders: on any team's objects they may "
+        "revoke grants, deny pending requests and withdraw requests not yet granted (never approve); empty = none",
+    )
 
     audit_bucket: str | None = Field(
         default=None, description="S3 bucket of the audit archive (docs/audit.md); unset = audit records to stdout only"
@@ -172,7 +177,7 @@ class Settings(BaseSettings):
         description="Threads for blocking calls (AWS, Kubernetes); grants have half as many again of their own",
     )
 
-    @field_validator("operator_usernames", mode="before")
+    @field_validator("operator_usernames", "responder_groups", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

@@ -136,6 +136,38 @@ class OperatorIdentity:
         return caller.username in self.usernames
 
 
+@dataclass(frozen=True)
+class Responders:
+    """The incident responders: members of the groups `JITACCESS_RESPONDER_GROUPS` names.
+
+    In an incident they end access across every team: they may revoke any AccessGrant, deny any
+    pending AccessRequest and withdraw any request that has no access yet (pending, or approved for
+    a start still to come), always with a reason where the object has one to record. They never
+    give access or erase its record: no approval, no break-glass review, no extension, no deletion
+    of a grant or of a finished request. The webhook stamps them like anyone else (`revoked-by`,
+    `denied-by`), so the audit trail says who acted.
+    """
+
+    groups: frozenset[str] = frozenset()
+
+    def includes(self, caller: Caller) -> bool:
+        return bool(self.groups & caller.groups)
+
+
+NO_RESPONDERS = Responders()
+#: What an incident responder may do, for refusals that tell one why not.
+RESPONDER_MAY = (
+    "incident responders may revoke any AccessGrant and deny any pending AccessRequest (each with a reason), "
+    "and withdraw a request that is pending or approved and Scheduled (`kubectl jit revoke --all`); they never "
+    "approve, review break-glass, extend, or delete grants or finished requests"
+)
+
+
+def _as_responder(caller: Caller, responders: Responders) -> str:
+    """A refusal's last words for a responder: what they may do instead; nothing for anyone else."""
+    return f" ({caller.username} is an incident responder: {RESPONDER_MAY})" if responders.includes(caller) else ""
+
+
 def caller_of(userinfo: Mapping[str, Any]) -> Caller:
     """The caller of an admission review, from the `userInfo` the API server authenticated."""
     return Caller(str(userinfo.get("username") or ""), frozenset(str(g) for g in userinfo.get("groups") or []))
@@ -367,11 +399,13 @@ def review_request(
     user_id: UserIdLookup | None = None,
     earlier_break_glass: EarlierBreakGlass | None = None,
     waiting: WaitingCheck | None = None,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict:
-    """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver,
-    until the request's deadline (`now` is the API server's moment of the write, near enough);
-    DELETE is refused while the request's access has not ended, and otherwise allowed to the
-    requester (a pending request only) and the approvers of the owner team.
+    """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver
+    (or a denial from an incident responder), until the request's deadline (`now` is the API
+    server's moment of the write, near enough); DELETE is refused while the request's access has
+    not ended, and otherwise allowed to the requester and the `responders` (a pending or Scheduled
+    request only) and the approvers of the owner team.
 
     `user_id` resolves the caller's Identity Center UserId at CREATE, stamped as
     `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
@@ -387,12 +421,12 @@ def review_request(
         created = _request_created(new, caller, entitlement, team, limits, phase, eligibility, user_id, waiting)
         return _break_glass_rate(created, new, entitlement, caller, now, earlier_break_glass)
     if operation == "DELETE" and old is not None:
-        return _request_deleted(old, caller, operator, team)
+        return _request_deleted(old, caller, operator, team, responders)
     if operation == "UPDATE" and old is not None and new is not None:
         if operator.includes(caller):
             verdict = _request_updated(old, new, caller, entitlement, team, phase)
         else:
-            verdict = decision_update(old, new, caller, entitlement, team, phase)
+            verdict = decision_update(old, new, caller, entitlement, team, phase, responders=responders)
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
         # whether or not the operator's timer has declared the request TimedOut yet.
         if isinstance(verdict, Admit) and verdict.annotations:
@@ -485,30 +519,47 @@ def _request_created(
     return _request_valid(new, team, entitlement, limits, eligibility, waiting)
 
 
-def _request_deleted(old: Obj, caller: Caller, operator: OperatorIdentity, team: TeamOwnershipSpec | None) -> Verdict:
+def _request_deleted(
+    old: Obj,
+    caller: Caller,
+    operator: OperatorIdentity,
+    team: TeamOwnershipSpec | None,
+    responders: Responders = NO_RESPONDERS,
+) -> Verdict:
     """A request is the audit record of the access it led to: it goes only once that access has ended.
 
-    A pending request may be withdrawn by its requester or an approver of the owner team; a finished
-    one deleted by such an approver (the operator retires them itself after the retention period).
-    Nobody else: RBAC lets every requester delete requests, so that they can withdraw their own.
+    A pending request may be withdrawn by its requester, an incident responder or an approver of
+    the owner team; a finished one deleted by such an approver (the operator retires them itself
+    after the retention period). Nobody else: RBAC lets every requester delete requests, so that
+    they can withdraw their own.
     """
     if operator.includes(caller):
         return ALLOW
     grant = request_rules.access_not_ended(old)
     # A request approved for a start still to come has no access yet: it may be withdrawn as a pending one.
     if grant is None or wire.ready_reason(old) == names.SCHEDULED:
-        return _request_withdrawn(old, caller, team)
+        return _request_withdrawn(old, caller, team, responders)
+    responder = (
+        f" ({caller.username} is an incident responder: revoke its grant, `kubectl jit revoke {grant} "
+        '--reason "..."`; the request stays as the record of that access)'
+        if responders.includes(caller)
+        else ""
+    )
     return Refusal(
         f"AccessRequest {wire.name_of(old)} is the record of access that has not ended yet (its AccessGrant "
         f"{grant}; the request is {wire.ready_reason(old)}): deleting it would drop the record while the access "
         f"remains. End the access first, with `kubectl jit revoke {grant}` (the grantee or an approver of the owner team) or "
         f"`kubectl annotate accessgrant {grant} {REVOKED}=true`; "
-        "then the request may be deleted"
+        f"then the request may be deleted{responder}"
     )
 
 
-def _request_withdrawn(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Verdict:
-    """A request with no access running: who may delete it (see `_request_deleted`)."""
+def _request_withdrawn(
+    old: Obj, caller: Caller, team: TeamOwnershipSpec | None, responders: Responders = NO_RESPONDERS
+) -> Verdict:
+    """A request with no access running: who may delete it (see `_request_deleted`). An incident
+    responder withdraws one still to be decided or approved for a later start (`Scheduled`), of any
+    team: the access it would give has not begun."""
     spec, name = old.get("spec") or {}, wire.name_of(old)
     requester = str(spec.get("requester") or "")
     if spec.get("breakGlass") and wire.is_true(old, names.APPROVED):
@@ -519,7 +570,7 @@ def _request_withdrawn(old: Obj, caller: Caller, team: TeamOwnershipSpec | None)
         return ALLOW
     reason = wire.ready_reason(old)
     pending = reason not in names.REQUEST_FINISHED and not wire.is_true(old, names.DENIED)
-    if pending and caller.username == requester:
+    if pending and (caller.username == requester or responders.includes(caller)):
         return ALLOW
     approvers = "an approver of its owner team" + (f" ({request_rules.approvers_text(team, False)})" if team else "")
     if pending:
@@ -530,7 +581,7 @@ def _request_withdrawn(old: Obj, caller: Caller, team: TeamOwnershipSpec | None)
     return Refusal(
         f"AccessRequest {name} is finished ({reason or names.DENIED}): it is the audit record of that outcome, "
         "kept until the operator retires it after the retention period; only "
-        f"{approvers} may delete it earlier, and {caller.username} may not"
+        f"{approvers} may delete it earlier, and {caller.username} may not{_as_responder(caller, responders)}"
     )
 
 
@@ -600,21 +651,35 @@ def _not_stamped(what: str) -> Refusal:
 
 
 def decision_update(
-    old: Obj, new: Obj, caller: Caller, entitlement: Entitlement | None, team: TeamOwnershipSpec | None, phase: Phase
+    old: Obj,
+    new: Obj,
+    caller: Caller,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    phase: Phase,
+    *,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict:
     """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension), by
     anyone but the operator: spec immutable, the stamps the webhook's alone, who may approve or
-    deny, and who may change anything else of it."""
+    deny, and who may change anything else of it. `responders` may deny (AccessRequests only: an
+    AccessExtension's review passes none)."""
     # The spec first: a change of spec.entitlement makes `team` another entitlement's owner team.
     return (
         _spec_changed(old, new)
         or _others_change(old, new, caller, team)
-        or _request_updated(old, new, caller, entitlement, team, phase)
+        or _request_updated(old, new, caller, entitlement, team, phase, responders)
     )
 
 
 def _request_updated(
-    old: Obj, new: Obj, caller: Caller, entitlement: Entitlement | None, team: TeamOwnershipSpec | None, phase: Phase
+    old: Obj,
+    new: Obj,
+    caller: Caller,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    phase: Phase,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict:
     refusal = _spec_changed(old, new)
     if refusal is not None:
@@ -627,11 +692,11 @@ def _request_updated(
                 "identity the API server authenticated, and never changes afterwards: leave it out of your "
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
-    reviewed = _reviewed(old, before, after, caller, team, phase)
+    reviewed = _reviewed(old, before, after, caller, team, phase, responders)
     if reviewed is not None:
         return reviewed
-    verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase) or _decision(
-        old, before, after, caller, entitlement, team
+    verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase, responders) or _decision(
+        old, before, after, caller, entitlement, team, responders
     )
     added = {
         k: after[k] for k in (*REQUEST_STAMPS, approval_rules.APPROVALS) if k in after and after[k] != before.get(k)
@@ -683,8 +748,10 @@ def _reviewed(
     caller: Caller,
     team: TeamOwnershipSpec | None,
     phase: Phase,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict | None:
-    """A review of a break-glass request (`breakglass.review`), on its own: never with a decision."""
+    """A review of a break-glass request (`breakglass.review`), on its own: never with a decision.
+    Never by an incident responder as such: a review is the owner team's account of that access."""
     verdict = break_glass_rules.review(old, before, after, caller, team, stamped=phase is Phase.VALIDATE)
     if verdict is None:
         return None
@@ -692,7 +759,7 @@ def _reviewed(
     if decided:
         return Refusal(f"{break_glass_rules.REVIEWED}=true is set on its own, not with {', '.join(decided)}", INVALID)
     if isinstance(verdict, str):
-        return Refusal(verdict)
+        return Refusal(verdict + _as_responder(caller, responders))
     added = {k: after[k] for k in break_glass_rules.REVIEW_ANNOTATIONS[1:] if k in after and k not in before}
     return _as_stamped(
         Admit(annotations=verdict), phase, added, f"metadata.annotations[{break_glass_rules.REVIEWED_BY}]"
@@ -707,6 +774,7 @@ def _approvals_changed(
     entitlement: Entitlement | None,
     team: TeamOwnershipSpec | None,
     phase: Phase,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict | None:
     """A change of the approvals list (`domain.approvals`): the client's own is refused; at VALIDATE,
     one approval of several that the webhook counted (it took `approved` out again) is checked here,
@@ -729,7 +797,7 @@ def _approvals_changed(
         team, caller, requester=str(spec.get("requester") or ""), escalated=wire.is_true(old, names.ESCALATED)
     ) or approval_rules.validated(before, after, caller, approval_rules.required(entitlement))
     if refusal is not None:
-        return _not_stamped(f"metadata.annotations[{key}] ({refusal})")
+        return _not_stamped(f"metadata.annotations[{key}] ({refusal}{_as_responder(caller, responders)})")
     return Admit(annotations={key: after[key]})
 
 
@@ -740,8 +808,10 @@ def _decision(
     caller: Caller,
     entitlement: Entitlement | None,
     team: TeamOwnershipSpec | None,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict:
-    """An update that touches the decision annotations: who may, and what gets stamped."""
+    """An update that touches the decision annotations: who may, and what gets stamped. An incident
+    responder who may not approve for the team may still deny, with a reason (`_responder_denial`)."""
     changed = [f for f in _DECISIONS if before.get(f) != after.get(f)]
     if not changed and before.get(DECISION_REASON) == after.get(DECISION_REASON):
         return ALLOW
@@ -789,7 +859,11 @@ def _decision(
     requester = str(spec.get("requester") or (old.get("status") or {}).get("requester") or "")
     escalated = wire.is_true(old, names.ESCALATED)
     refusal = may_approve(team, caller, requester=requester, escalated=escalated)
-    if refusal is not None:
+    if refusal is not None and caller.username != requester and responders.includes(caller):
+        refusal = _responder_denial(flag, after, caller)
+        if refusal is not None:
+            return Refusal(refusal, INVALID if flag == DENIED else FORBIDDEN)
+    elif refusal is not None:
         who = request_rules.approvers_text(team, escalated, excluding={requester})
         return Refusal(
             f"{refusal}; {flag}=true on requests for {entitlement.metadata.name} may be set only by an approver of "
@@ -806,6 +880,23 @@ def _decision(
             return Refusal(counted)
         return Admit(annotations=counted.annotations, removed=counted.removed)
     return Admit(annotations=stamps)
+
+
+def _responder_denial(flag: str, after: Mapping[str, str], caller: Caller) -> str | None:
+    """Why an incident responder (not an approver of the team) may not take this decision; None for
+    a denial with a reason, which they may take on any team's request."""
+    if flag != DENIED:
+        return (
+            f"{caller.username} is not an approver of the owner team, and as an incident responder may not set "
+            f"{flag}=true: {RESPONDER_MAY}"
+        )
+    if not (after.get(DECISION_REASON) or "").strip():
+        return (
+            f"metadata.annotations[{DECISION_REASON}] is required when an incident responder denies another "
+            f"team's request: say why, for the requester and the audit trail (`kubectl annotate accessrequest NAME "
+            f'{DENIED}=true {DECISION_REASON}="..."`, or `kubectl jit deny NAME --reason "..."`)'
+        )
+    return None
 
 
 def _decided_or_finished(request: Obj) -> str | None:
@@ -845,11 +936,13 @@ def review_grant(
     team: TeamOwnershipSpec | None,
     owner: str,
     phase: Phase,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict:
     """Grants are the operator's; others may only revoke (annotation) or, as approvers, delete them.
 
     `team` is the grant's owner team, `owner` its name (for messages): the team `recorded_owner`
     names, whose approvers keep the right to end the grant whatever becomes of its Entitlement.
+    The `responders` may revoke any grant, with a reason; never delete one.
     """
     if operator.includes(caller):
         return ALLOW
@@ -859,7 +952,7 @@ def review_grant(
             "create an AccessRequest instead (`kubectl create -f request.yaml`)"
         )
     if operation == "DELETE" and old is not None:
-        return _grant_deleted(old, caller, team, owner)
+        return _grant_deleted(old, caller, team, owner, responders)
     if operation != "UPDATE" or old is None or new is None:
         return ALLOW
     # Labels of any prefix are the operator's on a grant: its own message says so, before the
@@ -892,7 +985,7 @@ def review_grant(
             f"metadata.annotations[{LAST_APPLIED}] changes on an AccessGrant only with a revocation: "
             f"`kubectl annotate accessgrant NAME {REVOKED}=true` ends the grant; nothing else of it is yours to change"
         )
-    verdict = _revocation(old, before, after, caller, team, owner)
+    verdict = _revocation(old, before, after, caller, team, owner, responders)
     added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
     return _as_stamped(verdict, phase, added, f"metadata.annotations[{REVOKED_BY}]")
 
@@ -920,6 +1013,7 @@ def _revocation(
     caller: Caller,
     team: TeamOwnershipSpec | None,
     owner: str,
+    responders: Responders = NO_RESPONDERS,
 ) -> Verdict:
     if before.get(REVOKED) == after.get(REVOKED) and before.get(REVOKE_REASON) == after.get(REVOKE_REASON):
         return ALLOW
@@ -945,18 +1039,38 @@ def _revocation(
         return Refusal(f"this grant has already ended ({state}): there is no access left to revoke")
     spec = old.get("spec") or {}
     grantee = str(spec.get("user") or "")
-    if caller.username != grantee and not (team is not None and is_approver(team, caller)):
+    if caller.username == grantee or (team is not None and is_approver(team, caller)):
+        return Admit(annotations={REVOKED_BY: caller.username})
+    if not responders.includes(caller):
         return Refusal(
             f"{caller.username} may not revoke this grant: only the grantee {grantee} or an approver of team "
-            f"{owner or '(unknown)'}{_approvers_suffix(team)} may set {REVOKED}=true"
+            f"{owner or '(unknown)'}{_approvers_suffix(team)} may set {REVOKED}=true, or an incident responder "
+            f"(with {REVOKE_REASON})"
+        )
+    if not (after.get(REVOKE_REASON) or "").strip():
+        return Refusal(
+            f"metadata.annotations[{REVOKE_REASON}] is required when an incident responder revokes someone else's "
+            f"grant: say why, for the grantee and the audit trail (`kubectl jit revoke {wire.name_of(old)} "
+            f'--reason "..."`, or `kubectl annotate accessgrant {wire.name_of(old)} {REVOKED}=true '
+            f'{REVOKE_REASON}="..."`)',
+            INVALID,
         )
     return Admit(annotations={REVOKED_BY: caller.username})
 
 
-def _grant_deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None, owner: str) -> Verdict:
+def _grant_deleted(
+    old: Obj, caller: Caller, team: TeamOwnershipSpec | None, owner: str, responders: Responders = NO_RESPONDERS
+) -> Verdict:
     if team is not None and is_approver(team, caller):
         return ALLOW
     name = (old.get("metadata") or {}).get("name", "NAME")
+    if responders.includes(caller):
+        return Refusal(
+            f"deleting an AccessGrant removes the record of that access from the audit trail, which only approvers "
+            f"of team {owner or '(unknown)'}{_approvers_suffix(team)} may do; {caller.username} is an incident "
+            f"responder, who ends access without erasing its record: `kubectl jit revoke {name} --reason '...'` "
+            f"({RESPONDER_MAY})"
+        )
     return Refusal(
         f"deleting an AccessGrant revokes it and removes it from the audit trail, which only approvers of team "
         f"{owner or '(unknown)'}{_approvers_suffix(team)} may do; to end your own access, annotate it instead: "

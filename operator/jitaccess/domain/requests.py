@@ -342,13 +342,20 @@ class PendingDecision:
 
 
 def decide_pending(
-    request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime
+    request: AccessRequest,
+    valid: ValidRequest,
+    limits: Limits,
+    now: datetime,
+    *,
+    responder_groups: frozenset[str] = frozenset(),
 ) -> PendingDecision | None:
     """What happens to a pending request now; None when it keeps waiting.
 
     The time-out is looked at first: nothing decided at or after `decision_deadline` counts, however
     late the deadline timer runs (admission refuses such decisions too). Then denial: when both
-    annotations are somehow present, the safe outcome wins.
+    annotations are somehow present, the safe outcome wins. A denial stamped with one of the
+    `responder_groups` (incident responders, `JITACCESS_RESPONDER_GROUPS`) counts on any team's
+    request; an approval needs an approver of the team, whoever stamped it.
     """
     deadline = decision_deadline(request.metadata.creation_timestamp, limits)
     if deadline is not None and now >= deadline:
@@ -373,6 +380,8 @@ def decide_pending(
             continue
         groups = frozenset(g for g in annotations.get(groups_key, "").split(",") if g)
         refusal = may_approve(valid.team, Caller(who, groups), requester=valid.requester, escalated=escalated)
+        if refusal is not None and outcome is Outcome.DENY and who != valid.requester and groups & responder_groups:
+            refusal = None
         if refusal is None and outcome is Outcome.APPROVE:
             refusal = _approvals_short(request, valid, now)
         if refusal is not None:

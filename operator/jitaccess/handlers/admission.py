@@ -97,6 +97,11 @@ async def _team(rt: Runtime, name: str, teams: Index) -> TeamOwnershipSpec | Non
         return None
 
 
+def responders(rt: Runtime) -> admission.Responders:
+    """The incident responders (`JITACCESS_RESPONDER_GROUPS`)."""
+    return admission.Responders(frozenset(rt.settings.responder_groups))
+
+
 def paced(rt: Runtime, caller: Caller, kind: str) -> Refusal | None:
     """A new request or extension of `caller`, counted against their creations a minute
     (`Runtime.creations`, one budget for both kinds); the refusal when they are past it."""
@@ -256,6 +261,7 @@ async def _review_request(
         user_id=user_id if creates else None,
         earlier_break_glass=functools.partial(_earlier_break_glass, rt) if asks else None,
         waiting=waiting if asks else None,
+        responders=responders(rt),
     )
     # Only a new request asks Identity Center (blocking calls); every other review is pure.
     verdict = await asyncio.to_thread(review) if creates else review()
@@ -322,6 +328,23 @@ async def check_request(
         Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, warnings, dryrun
     )
     _enforce(verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
+    if operation == "DELETE" and old is not None and not dryrun and not _context(memo)[1].includes(caller):
+        # A deletion leaves no stamp behind: this line is its record of who withdrew what.
+        name = wire.name_of(old)
+        audit.info(
+            "AccessRequest %s (%s, %s) deleted by %s (groups %s)",
+            name,
+            wire.spec(old).get("requester") or "?",
+            wire.ready_reason(old) or "new",
+            caller.username,
+            admission.groups_text(caller) or "none",
+            extra={
+                "event": "AdmissionDeleted",
+                "object_kind": names.ACCESS_REQUEST,
+                "object_name": name,
+                "who": caller.username,
+            },
+        )
 
 
 # --- AccessGrant ----------------------------------------------------------------------------
@@ -349,7 +372,15 @@ async def _review_grant(
             entitlement, team = await _entitlement_and_team(rt, _entitlement_name(old or new), teams, entitlements)
             owner = entitlement.spec.owner if entitlement is not None else ""
     verdict = admission.review_grant(
-        operation or "", old, new, caller, operator=operator, team=team, owner=owner, phase=phase
+        operation or "",
+        old,
+        new,
+        caller,
+        operator=operator,
+        team=team,
+        owner=owner,
+        phase=phase,
+        responders=responders(rt),
     )
     return verdict, caller
 

@@ -122,7 +122,9 @@ def _decide(
         if updated is None:
             return
         request = updated
-    decision = request_rules.decide_pending(request, valid, rt.settings.limits, now())
+    decision = request_rules.decide_pending(
+        request, valid, rt.settings.limits, now(), responder_groups=frozenset(rt.settings.responder_groups)
+    )
     if decision is None:
         return
     if decision.outcome is request_rules.Outcome.APPROVE:

@@ -1,0 +1,230 @@
+"""Incident responders (`JITACCESS_RESPONDER_GROUPS`): on any team's objects they revoke grants and
+deny pending requests, each with a reason, and withdraw requests that have no access yet; they never
+approve, review break-glass, or delete grants or finished requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jitaccess.domain import admission as adm
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.admission import ALLOW, Phase, Verdict
+from jitaccess.domain.requests import Outcome
+from jitaccess.domain.teams import Caller
+from jitaccess.settings import Settings
+from tests.unit import factories
+from tests.unit.test_admission import (
+    AUTH,
+    BOB,
+    ENTITLEMENT,
+    LIMITS,
+    NOW,
+    OPERATOR,
+    PAULA,
+    TEAM,
+    admitted,
+    cond,
+    grant,
+    refused,
+    request,
+    with_annotations,
+)
+
+#: Not in any team of payments': a responder by group only.
+SRE = Caller("sre@example.com", frozenset({"sre-oncall", AUTH}))
+#: Claims the group by name only: not a member of it.
+IMPOSTOR = Caller("sre-oncall", frozenset({"sre", AUTH}))
+RESPONDERS = adm.Responders(frozenset({"sre-oncall"}))
+PENDING = [cond("Ready", "False", "Pending")]
+SCHEDULED = [cond("Approved", "True", "Approved"), cond("Ready", "False", "Scheduled")]
+GRANTED = [cond("Approved", "True", "Approved"), cond("Ready", "True", "Granted")]
+DENIED = [cond("Denied", "True", "Denied"), cond("Ready", "False", "Denied")]
+EXPIRED = [cond("Approved", "True", "Approved"), cond("Ready", "False", "Expired")]
+
+
+def on_request(operation: str, old: dict[str, Any], new: dict[str, Any] | None, caller: Caller, **kw: Any) -> Verdict:
+    return adm.review_request(
+        operation,
+        old,
+        new,
+        caller,
+        operator=OPERATOR,
+        entitlement=ENTITLEMENT,
+        team=kw.pop("team", TEAM),
+        limits=LIMITS,
+        phase=kw.pop("phase", Phase.MUTATE if new is not None else Phase.VALIDATE),
+        now=NOW,
+        responders=kw.pop("responders", RESPONDERS),
+    )
+
+
+def on_grant(operation: str, old: dict[str, Any], new: dict[str, Any] | None, caller: Caller, **kw: Any) -> Verdict:
+    return adm.review_grant(
+        operation,
+        old,
+        new,
+        caller,
+        operator=OPERATOR,
+        team=TEAM,
+        owner="payments",
+        phase=kw.pop("phase", Phase.MUTATE if new is not None else Phase.VALIDATE),
+        responders=kw.pop("responders", RESPONDERS),
+    )
+
+
+def test_the_setting_is_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JITACCESS_RESPONDER_GROUPS", " sre-oncall, security-ir ,,")
+    assert Settings().responder_groups == ["sre-oncall", "security-ir"]
+    monkeypatch.delenv("JITACCESS_RESPONDER_GROUPS")
+    assert Settings().responder_groups == []
+
+
+def test_membership_is_by_authenticated_group_only() -> None:
+    assert RESPONDERS.includes(SRE)
+    assert not RESPONDERS.includes(IMPOSTOR), "a username equal to the group's name is not a member"
+    assert not adm.NO_RESPONDERS.includes(SRE)
+
+
+# --- grants -------------------------------------------------------------------------------------
+
+
+def test_a_responder_revokes_any_grant_with_a_reason_and_is_stamped() -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true", jitaccess_dev__revoke_reason="INC-7 key leak")
+    assert admitted(on_grant("UPDATE", old, new, SRE)).annotations == {"jitaccess.dev/revoked-by": SRE.username}
+    stamped = with_annotations(new, jitaccess_dev__revoked_by=SRE.username)
+    assert admitted(on_grant("UPDATE", old, stamped, SRE, phase=Phase.VALIDATE))
+
+
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_a_responder_revokes_only_with_a_reason(reason: str | None) -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true", jitaccess_dev__revoke_reason=reason)
+    verdict = refused(on_grant("UPDATE", old, new, SRE), "jitaccess.dev/revoke-reason] is required", "incident")
+    assert verdict.code == 422
+
+
+def test_the_grantee_and_approvers_need_no_reason_even_when_responders() -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true")
+    for who in (BOB, PAULA, Caller(PAULA.username, PAULA.groups | {"sre-oncall"})):
+        assert admitted(on_grant("UPDATE", old, new, who)).annotations == {"jitaccess.dev/revoked-by": who.username}
+
+
+def test_without_the_group_nobody_revokes_anothers_grant() -> None:
+    old = grant()
+    new = with_annotations(old, jitaccess_dev__revoked="true", jitaccess_dev__revoke_reason="INC-7")
+    refused(on_grant("UPDATE", old, new, IMPOSTOR), "sre-oncall may not revoke this grant")
+    refused(on_grant("UPDATE", old, new, SRE, responders=adm.NO_RESPONDERS), "sre@example.com may not revoke")
+
+
+def test_a_responder_never_deletes_a_grant() -> None:
+    refused(
+        on_grant("DELETE", grant(), None, SRE),
+        "removes the record of that access",
+        "incident responder",
+        "kubectl jit revoke r1",
+        "never approve",
+    )
+
+
+def test_a_responder_changes_nothing_else_of_a_grant() -> None:
+    old = grant()
+    refused(on_grant("UPDATE", old, with_annotations(old, example_com__note="x"), SRE), "users may set only")
+    revoked = grant(annotations={"jitaccess.dev/revoked": "true", "jitaccess.dev/revoked-by": "bob@example.com"})
+    again = with_annotations(revoked, jitaccess_dev__revoke_reason="INC-7")
+    refused(on_grant("UPDATE", revoked, again, SRE), "already revoked by bob")
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def test_a_responder_denies_any_pending_request_with_a_reason_and_is_stamped() -> None:
+    old = request(conditions=PENDING)
+    new = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="INC-7 freeze")
+    assert admitted(on_request("UPDATE", old, new, SRE)).annotations == {
+        "jitaccess.dev/denied-by": SRE.username,
+        "jitaccess.dev/denied-by-groups": f"sre-oncall,{AUTH}",
+    }
+    bare = with_annotations(old, jitaccess_dev__denied="true")
+    assert refused(on_request("UPDATE", old, bare, SRE), "decision-reason] is required").code == 422
+
+
+def test_a_responder_never_approves() -> None:
+    old = request(conditions=PENDING)
+    new = with_annotations(old, jitaccess_dev__approved="true", jitaccess_dev__decision_reason="INC-7")
+    refused(
+        on_request("UPDATE", old, new, SRE),
+        "not an approver of the owner team",
+        "as an incident responder may not set jitaccess.dev/approved=true",
+        "deny any pending AccessRequest",
+    )
+
+
+def test_a_responder_denies_nothing_already_decided() -> None:
+    old = request(conditions=SCHEDULED, annotations={"jitaccess.dev/approved-by": PAULA.username})
+    new = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="INC-7")
+    refused(on_request("UPDATE", old, new, SRE), "already approved by paula")
+
+
+def test_a_responder_never_reviews_break_glass() -> None:
+    old = request(conditions=[cond("Approved", "True", "BreakGlass")], breakGlass=True)
+    new = with_annotations(old, jitaccess_dev__reviewed="true")
+    refused(on_request("UPDATE", old, new, SRE), "not an approver of the owner team", "incident responder")
+
+
+@pytest.mark.parametrize("conditions", [PENDING, [], SCHEDULED], ids=["pending", "new", "scheduled"])
+def test_a_responder_withdraws_a_request_with_no_access_yet(conditions: list[dict[str, str]]) -> None:
+    assert on_request("DELETE", request(conditions=conditions), None, SRE) == ALLOW
+    assert on_request("DELETE", request(conditions=conditions), None, SRE, team=None) == ALLOW
+    refused(on_request("DELETE", request(conditions=conditions), None, IMPOSTOR), "may not")
+
+
+def test_a_responder_never_deletes_a_finished_request_or_one_whose_access_runs() -> None:
+    for conditions in (DENIED, EXPIRED):
+        refused(
+            on_request("DELETE", request(conditions=conditions), None, SRE),
+            "is finished",
+            "audit record",
+            "incident responder",
+        )
+    refused(
+        on_request("DELETE", request(conditions=GRANTED), None, SRE),
+        "access that has not ended",
+        "kubectl jit revoke r1 --reason",
+    )
+
+
+def test_an_unreviewed_break_glass_request_stays() -> None:
+    old = request(conditions=[cond("Approved", "True", "BreakGlass"), cond("Ready", "False", "Scheduled")])
+    old["spec"]["breakGlass"] = True
+    refused(on_request("DELETE", old, None, SRE), "not reviewed yet")
+
+
+# --- the operator counts a responder's denial --------------------------------------------------
+
+
+def decide(annotations: dict[str, str], responders: frozenset[str]) -> request_rules.PendingDecision | None:
+    req = factories.request(annotations=annotations, conditions=[factories.condition("Ready", "False", "Pending")])
+    checked = request_rules.validate(req, factories.entitlement(), factories.team(), LIMITS)
+    return request_rules.decide_pending(req, checked, LIMITS, factories.T0, responder_groups=responders)
+
+
+def test_the_operator_counts_a_denial_stamped_with_a_responder_group() -> None:
+    denial = {
+        "jitaccess.dev/denied": "true",
+        "jitaccess.dev/denied-by": SRE.username,
+        "jitaccess.dev/denied-by-groups": "sre-oncall",
+        "jitaccess.dev/decision-reason": "INC-7",
+    }
+    decision = decide(denial, frozenset({"sre-oncall"}))
+    assert decision is not None and decision.outcome is Outcome.DENY and decision.who == SRE.username
+    ignored = decide(denial, frozenset())
+    assert ignored is not None and ignored.outcome is Outcome.IGNORE
+    approval = {**denial, "jitaccess.dev/denied": "", "jitaccess.dev/approved": "true"}
+    approval["jitaccess.dev/approved-by"] = approval.pop("jitaccess.dev/denied-by")
+    approval["jitaccess.dev/approved-by-groups"] = approval.pop("jitaccess.dev/denied-by-groups")
+    decided = decide(approval, frozenset({"sre-oncall"}))
+    assert decided is not None and decided.outcome is Outcome.IGNORE, "a responder's approval never counts"
