@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
                     "JITACCESS_AUDIT_BUCKET": AUDIT_BUCKET,
                     "JITACCESS_AUDIT_PREFIX": AUDIT_PREFIX,
                     "JITACCESS_AUDIT_ENDPOINT_URL": ic.endpoint_url,
+                    # examples/rbac.yaml binds it to jitaccess-responder: `python -m devenv.mint NAME -g sre-oncall`.
+                    "JITACCESS_RESPONDER_GROUPS": "sre-oncall",
                 }
                 | notifications.operator_env(),
             )

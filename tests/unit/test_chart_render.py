@@ -80,6 +80,8 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         ("rbac.requesters.groups[0]=system:authenticated", "/rbac/requesters/groups/0"),
         ("rbac.viewers.groups[0]=system:serviceaccounts", "/rbac/viewers/groups/0"),
         ("rbac.approvers.groups[0]=system:unauthenticated", "/rbac/approvers/groups/0"),
+        ("incidentResponders.groups[0]=system:authenticated", "/incidentResponders/groups/0"),
+        ("incidentResponders.users={alice@example.com}", "additional properties 'users' not allowed"),
         # Events say who has access: never sent in the clear.
         ("eventSink.url=http://siem.example.com/hook", "/eventSink/url"),
         ("eventSink.url=https://siem.example.com/hook", "eventSink.url needs eventSink.existingSecret"),
@@ -198,6 +200,7 @@ def test_default_objects(default: Objects) -> None:
         "ClusterRole/jitaccess-approver",
         "ClusterRole/jitaccess-operator",
         "ClusterRole/jitaccess-requester",
+        "ClusterRole/jitaccess-responder",
         "ClusterRole/jitaccess-viewer",
         "ClusterRoleBinding/jitaccess-operator",
         "Deployment/jitaccess",
@@ -275,6 +278,7 @@ def test_environment_from_values(options: Objects) -> None:
         "JITACCESS_ELIGIBILITY_RECHECK_SECONDS": "600",
         "JITACCESS_REMOVE_UNBACKED_MEMBERS": "false",
         "JITACCESS_LOG_FORMAT": "text",
+        "JITACCESS_RESPONDER_GROUPS": "sre-oncall",
         "JITACCESS_AUDIT_BUCKET": "jit-audit-archive",
         "JITACCESS_AUDIT_PREFIX": "prod/jitaccess",
         "JITACCESS_AUDIT_REGION": "eu-central-1",
@@ -484,6 +488,31 @@ def test_user_roles(default: Objects) -> None:
         assert _can(role, "create", "authentication.k8s.io", "selfsubjectreviews")
 
 
+def test_the_responder_role_ends_access_and_keeps_the_records(default: Objects) -> None:
+    group, responder = "jitaccess.dev", rules(default, "jitaccess-responder")
+    for kind in ("accessrequests", "accessgrants"):
+        for verb in ("get", "list", "watch", "patch"):
+            assert _can(responder, verb, group, kind)
+        assert not _can(responder, "create", group, kind)
+        assert not _can(responder, "patch", group, f"{kind}/status")
+    assert _can(responder, "delete", group, "accessrequests"), "to withdraw a request not granted yet"
+    assert not _can(responder, "delete", group, "accessgrants"), "a grant is the record of that access"
+    for kind in ("teamownerships", "entitlements", "accessextensions"):
+        assert not [v for v in ("create", "patch", "update", "delete") if _can(responder, v, group, kind)]
+
+
+def test_incident_responders_reach_the_operator_and_their_binding(helm: Helm, default: Objects) -> None:
+    assert "JITACCESS_RESPONDER_GROUPS" not in env(default)
+    assert not [o for o in default if o["metadata"]["name"] == "jitaccess-responder" and o["kind"].endswith("Binding")]
+    objects = documents(
+        helm.template("jitaccess", NAMESPACE, set_values={"incidentResponders.groups": "{sre-oncall,security-ir}"})
+    )
+    assert env(objects)["JITACCESS_RESPONDER_GROUPS"] == "sre-oncall,security-ir"
+    binding = find(objects, "ClusterRoleBinding", "jitaccess-responder")
+    assert binding["roleRef"]["name"] == "jitaccess-responder"
+    assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [("Group", "sre-oncall"), ("Group", "security-ir")]
+
+
 def test_user_roles_mirror_the_example(default: Objects) -> None:
     """examples/rbac.yaml and the chart grant users the same (the chart's names follow the release)."""
     example = {
@@ -495,7 +524,7 @@ def test_user_roles_mirror_the_example(default: Objects) -> None:
     def normal(rule_list: list[dict[str, Any]]) -> list[dict[str, list[str]]]:
         return sorted(({k: sorted(v) for k, v in rule.items()} for rule in rule_list), key=repr)
 
-    for role in ("viewer", "requester", "approver"):
+    for role in ("viewer", "requester", "approver", "responder"):
         assert normal(rules(default, f"jitaccess-{role}")) == normal(example[f"jitaccess-{role}"]), role
 
 
@@ -505,8 +534,10 @@ def test_example_bindings_name_people_not_everyone() -> None:
         o for o in documents((REPO / "examples" / "rbac.yaml").read_text()) if o["kind"] == "ClusterRoleBinding"
     ]
     people = [s for b in bindings if b["roleRef"]["name"] != "jitaccess-operator" for s in b["subjects"]]
-    assert people and {s["kind"] for s in people} == {"User"}
+    assert people and {s["kind"] for s in people} == {"User", "Group"}
     assert not [s for s in people if s["name"].startswith("system:")]
+    groups = {b["roleRef"]["name"]: s["name"] for b in bindings for s in b["subjects"] if s["kind"] == "Group"}
+    assert groups == {"jitaccess-responder": "sre-oncall"}, "only the responders, by a named group"
 
 
 def test_optional_bindings(default: Objects, options: Objects) -> None:
