@@ -497,7 +497,8 @@ def test_the_responder_role_ends_access_and_keeps_the_records(default: Objects) 
         assert not _can(responder, "patch", group, f"{kind}/status")
     assert _can(responder, "delete", group, "accessrequests"), "to withdraw a request not granted yet"
     assert not _can(responder, "delete", group, "accessgrants"), "a grant is the record of that access"
-    for kind in ("teamownerships", "entitlements", "accessextensions"):
+    for kind in ("teamownerships", "entitlements", "accessextensions", "permissioncatalogs"):
+        assert _can(responder, "list", group, kind)
         assert not [v for v in ("create", "patch", "update", "delete") if _can(responder, v, group, kind)]
 
 
