@@ -10,13 +10,16 @@ nor erase its record (99), and nobody becomes one by claiming the group (100).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devenv.processes import child_env
 from tests.e2e.approval_policies import CAROL, PCI, annotate, break_glass, pci
+from tests.e2e.cli_run import Cli, Result
 from tests.support.harness import Jit
 
 pytestmark = pytest.mark.e2e
@@ -249,3 +252,62 @@ def test_100_claiming_the_responder_group_gives_nothing(system: Jit) -> None:
     )
     assert system.ready_reason("accessgrant", "inc-claim") == "Active"
     assert system.members(LEDGER) == {ALICE}
+
+
+# --- kubectl jit revoke --all -----------------------------------------------------------------------
+
+
+def jit_as(cli: Cli, kubeconfig: Path, *args: str) -> Result:
+    done = subprocess.run(
+        [str(cli.script), "--kubeconfig", str(kubeconfig), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli.env,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def cli(system: Jit) -> Iterator[Cli]:
+    runner = Cli(system)
+    yield runner
+    runner.stop_all()
+
+
+def test_revoke_all_ends_every_grant_and_request_in_reach(system: Jit, cli: Cli, responder: Path) -> None:
+    granted(system, "all-ledger")
+    granted(system, "all-payments", entitlement=PAYMENTS, user=BOB, approver="paula@example.com")
+    pending(system, "all-pending")
+    scheduled(system, "all-later")
+    result = jit_as(cli, responder, "revoke", "--all", "--reason", INCIDENT)
+    assert result.code == 0, result
+    for line in (
+        "revoked AccessGrant all-ledger",
+        "revoked AccessGrant all-payments",
+        "denied AccessRequest all-pending",
+        "withdrew AccessRequest all-later",
+    ):
+        assert line in result.out, result
+    assert "2 grants revoked, 1 request denied, 1 request withdrawn" in result.out, result
+    for name in ("all-ledger", "all-payments"):
+        grant = system.wait_reason("accessgrant", name, "Revoked")
+        assert grant["metadata"]["annotations"][REVOKE_REASON] == INCIDENT
+    assert system.wait_reason("accessrequest", "all-pending", "Denied")
+    assert system.get("accessrequest", "all-later") is None
+    assert system.members(LEDGER) == set() and system.members(PAYMENTS) == set()
+
+
+def test_revoke_all_says_what_was_refused(system: Jit, cli: Cli) -> None:
+    granted(system, "mine-a")
+    granted(system, "bobs", entitlement=PAYMENTS, user=BOB, approver="paula@example.com")
+    # Alice is no responder: her own grant is revoked, bob's is refused, and the exit code says so.
+    result = cli.run("revoke", "--all", "--grants-only", "--reason", "INC-1 done", user=ALICE)
+    assert result.code != 0, result
+    assert "revoked AccessGrant mine-a" in result.out, result
+    assert "bobs" in result.err and "may not revoke this grant" in result.err, result
+    assert system.wait_reason("accessgrant", "mine-a", "Revoked")
+    assert system.ready_reason("accessgrant", "bobs") == "Active"
+    assert json.loads(system.kubectl("get", "accessgrant", "bobs", "-o", "json").stdout)["spec"]["user"] == BOB

@@ -300,7 +300,11 @@ def test_revoke_by_the_owner_team_approver(cli: Cli, system: Jit) -> None:
     name = granted(cli, ALICE)
     refused = cli.run("revoke", name, user=BOB)
     assert refused.code == 1, refused
-    assert f"only its grantee ({ALICE}) or an approver of team payments ({PAULA})" in refused.err
+    # The webhook's words: only it knows the incident responders (JITACCESS_RESPONDER_GROUPS).
+    assert f"{BOB} may not revoke this grant: only the grantee {ALICE} or an approver of team payments ({PAULA})" in (
+        refused.err
+    )
+    assert "or an incident responder" in refused.err
     assert system.members(PAYMENTS) == {ALICE}
 
     revoked = cli.run("revoke", name, "--reason", "INC-12 done here", user=PAULA)

@@ -83,6 +83,12 @@ class FakeApi:
             raise self.patch_errors.pop(0)
         return {**self.objects.get(path, {}), "metadata": {"name": path.rsplit("/", 1)[1], "resourceVersion": "11"}}
 
+    def delete(self, path: str, preconditions: dict[str, str]) -> dict[str, Any]:
+        self.calls.append(("delete", (path, preconditions)))
+        if self.patch_errors:
+            raise self.patch_errors.pop(0)
+        return dict(self.objects.pop(path, {}))
+
     def watch(
         self, path: str, *, resource_version: str, timeout_seconds: int, **query: Any
     ) -> Iterator[dict[str, Any]]:
@@ -434,3 +440,135 @@ def test_approve_with_uid_decides_only_that_object(api: FakeApi) -> None:
         decisions.decide(paula, "r", approve=True, reason=None, uid="u-1")
     assert not [c for c in api.calls if c[0] == "patch"]
     assert decisions.decide(paula, "r", approve=True, reason=None, uid="u-2") == 0
+
+
+# --- revoke --all ----------------------------------------------------------------------------------
+
+
+def stored(api: FakeApi, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+    obj["metadata"].setdefault("uid", f"uid-{obj['metadata']['name']}")
+    api.objects[o.path(plural, obj["metadata"]["name"])] = obj
+    return obj
+
+
+def incident(api: FakeApi) -> None:
+    stored(
+        api, names.GRANTS, grant("g-alice", "prod-eng-payments", entitlement="prod-eng-payments", ownerTeam="payments")
+    )
+    bobs = grant("g-bob", "prod-eng-ledger", entitlement="prod-eng-ledger", ownerTeam="ledger")
+    bobs["spec"]["user"] = "bob@example.com"
+    stored(api, names.GRANTS, bobs)
+    stored(api, names.GRANTS, grant("g-old", "prod-eng-payments", "Expired", entitlement="prod-eng-payments"))
+    for name, requester, reason in (
+        ("r-bob", "bob@example.com", "Pending"),
+        ("r-mine", "alice@example.com", "Pending"),
+        ("r-later", "bob@example.com", "Scheduled"),
+        ("r-done", "bob@example.com", "Denied"),
+    ):
+        request_ = req(cond("Ready", "False", reason), name=name)
+        request_["spec"]["requester"] = requester
+        if reason == "Scheduled":
+            request_["status"]["conditions"].append(cond("Approved", "True", "Approved"))
+        stored(api, names.REQUESTS, request_)
+
+
+def test_revoke_all_ends_grants_and_requests_and_sums_up(api: FakeApi) -> None:
+    incident(api)
+    s = session(api)
+    assert decisions.revoke_all(s, decisions.Scope(), reason="INC-9 leak", wait=False, timeout=None) == 0
+    lines = out(s).splitlines()
+    assert "revoked AccessGrant g-alice (alice@example.com in Identity Center group prod-eng-payments)" in lines
+    assert "revoked AccessGrant g-bob (bob@example.com in Identity Center group prod-eng-ledger)" in lines
+    assert "denied AccessRequest r-bob (bob@example.com, prod-eng-payments)" in lines
+    assert "withdrew AccessRequest r-mine (alice@example.com, prod-eng-payments)" in lines, "one's own: withdrawn"
+    assert "withdrew AccessRequest r-later (bob@example.com, prod-eng-payments, Scheduled)" in lines
+    assert lines[-1] == "2 grants revoked, 1 request denied, 2 requests withdrawn"
+    assert not any("g-old" in line or "r-done" in line for line in lines), "finished ones are left alone"
+    patches = {
+        path: body for verb, (path, body) in [c for c in api.calls if c[0] in ("patch", "delete")] if verb == "patch"
+    }
+    revoked = patches[o.path(names.GRANTS, "g-bob")]["metadata"]["annotations"]
+    assert revoked == {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-9 leak"}
+    denied = patches[o.path(names.REQUESTS, "r-bob")]["metadata"]
+    assert denied["annotations"] == {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: "INC-9 leak"}
+    assert denied["resourceVersion"] == "9", "a denial is conditional on the request as read"
+    deletes = [body for verb, body in api.calls if verb == "delete"]
+    assert (o.path(names.REQUESTS, "r-later"), {"uid": "uid-r-later", "resourceVersion": "9"}) in deletes
+
+
+def test_revoke_all_in_a_scope_and_grants_only(api: FakeApi) -> None:
+    incident(api)
+    s = session(api)
+    scope = decisions.Scope(team="ledger", grants_only=True)
+    assert decisions.revoke_all(s, scope, reason="INC-9", wait=False, timeout=None) == 0
+    assert out(s).splitlines() == [
+        "revoked AccessGrant g-bob (bob@example.com in Identity Center group prod-eng-ledger)",
+        "1 grant revoked, 0 requests denied, 0 requests withdrawn (in team ledger)",
+    ]
+    s = session(api)
+    scope = decisions.Scope(entitlement="nothing-here")
+    assert decisions.revoke_all(s, scope, reason="INC-9", wait=False, timeout=None) == 0
+    assert out(s) == "nothing to revoke: no active grants or requests (in entitlement nothing-here)\n"
+
+
+def test_revoke_all_names_what_was_refused_and_exits_1(api: FakeApi) -> None:
+    incident(api)
+    refusal = ApiError(
+        403,
+        "Forbidden",
+        'admission webhook "accessgrants-stamp.jitaccess.dev" denied the request: '
+        "alice@example.com may not revoke this grant",
+    )
+    api.patch_errors = [refusal]
+    s = session(api)
+    scope = decisions.Scope(grants_only=True)
+    with pytest.raises(Refused) as refused:
+        decisions.revoke_all(s, scope, reason="INC-9", wait=False, timeout=None)
+    assert "1 could not be ended (accessgrant g-alice)" in refused.value.message
+    assert "refused: AccessGrant g-alice (alice@example.com): revoking accessgrant g-alice was refused" in err(s)
+    assert "may not revoke this grant" in err(s)
+    assert out(s).splitlines()[-1] == "1 grant revoked, 0 requests denied, 0 requests withdrawn, 1 refused"
+
+
+def test_revoke_all_goes_round_again_for_a_grant_made_meanwhile(api: FakeApi) -> None:
+    incident(api)
+    real_delete = api.delete
+
+    def delete(path: str, preconditions: dict[str, str]) -> dict[str, Any]:
+        # While r-later is withdrawn, another request was approved and its grant made.
+        stored(api, names.GRANTS, grant("g-new", "prod-eng-payments", entitlement="prod-eng-payments"))
+        return real_delete(path, preconditions)
+
+    api.delete = delete  # type: ignore[method-assign]
+    s = session(api)
+    assert decisions.revoke_all(s, decisions.Scope(), reason="INC-9", wait=False, timeout=None) == 0
+    assert "revoked AccessGrant g-new (alice@example.com in Identity Center group prod-eng-payments)" in out(s)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["revoke", "--all"], "--all needs --reason"),
+        (["revoke", "g1", "--all", "--reason", "x"], "either GRANT or --all"),
+        (["revoke"], "name the GRANT to revoke"),
+        (["revoke", "g1", "--team", "payments"], "--team go only with --all"),
+    ],
+)
+def test_revoke_all_usage(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(argv) == USAGE
+    assert words in capsys.readouterr().err
+
+
+def test_the_sessions_note_when_catalogs_may_not_be_read(api: FakeApi) -> None:
+    """An incident responder's role reads catalogs, but one who may not still gets the general note."""
+    real_get = api.get
+
+    def get(path: str, **query: Any) -> dict[str, Any]:
+        if path == o.path(names.CATALOGS):
+            raise ApiError(403, "Forbidden", "cannot list resource permissioncatalogs")
+        return real_get(path, **query)
+
+    api.get = get  # type: ignore[method-assign]
+    assert decisions._sessions_note(session(api), [grant("g1", "prod-eng-payments", "Revoked")]) == (
+        decisions.AWS_SESSIONS_NOTE
+    )

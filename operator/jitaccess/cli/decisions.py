@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import OK, Interrupted, NotFound, Refused, StillPending
+from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
@@ -263,14 +264,14 @@ def withdraw(session: Session, name: str) -> int:
 
 
 def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeout: timedelta | None) -> int:
-    api, me = session.api, session.me
+    api = session.api
     grant = o.get(api, names.GRANTS, name)
     state = wire.ready_reason(grant)
     if state in names.GRANT_FINISHED:
         raise Refused(f"accessgrant {name} has already ended ({state}: {o.ready_message(grant)})")
     spec = wire.spec(grant)
-    if spec.get("user") != me.username:
-        _check_may_revoke(session, grant, me)
+    # Someone else's: an approver of the owner team or an incident responder (whom only the webhook
+    # knows, JITACCESS_RESPONDER_GROUPS) may end it; the webhook decides, and its refusal says why.
     patched = _mark_revoked(session, grant, reason)
     if not wait:
         session.say(f"revoking accessgrant {name} ({spec.get('user')} in {spec.get('groupName')})")
@@ -300,22 +301,160 @@ def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
     return _wait_ended(session, mine, timeout or DEFAULT_REVOKE_WAIT, version)
 
 
-def _check_may_revoke(session: Session, grant: Obj, me: Identity) -> None:
-    from jitaccess.api.models import TeamOwnershipSpec
-    from jitaccess.domain.teams import Caller, is_approver
+# --- revoke --all (an incident) ------------------------------------------------------------------
 
-    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, str(wire.spec(grant).get("entitlement", "")))
-    owner = str(wire.spec(entitlement).get("owner", "")) if entitlement else ""
-    team = o.get_optional(session.api, names.TEAMS, owner) if owner else None
-    if team is not None and is_approver(
-        TeamOwnershipSpec.model_validate(wire.spec(team)), Caller(me.username, me.groups)
+
+@dataclass(frozen=True)
+class Scope:
+    """What `revoke --all` ends: every team's, or one entitlement's or one team's; requests too, or not."""
+
+    entitlement: str | None = None
+    team: str | None = None
+    grants_only: bool = False
+
+
+@dataclass
+class _Tally:
+    revoked: list[Obj] = field(default_factory=list)
+    denied: int = 0
+    withdrawn: int = 0
+    refused: list[str] = field(default_factory=list)
+    #: uid of every object acted on or refused: each is tried once.
+    seen: set[str] = field(default_factory=set)
+
+    def summary(self) -> str:
+        def count(n: int, what: str, done: str) -> str:
+            return f"{n} {what}{'' if n == 1 else 's'} {done}"
+
+        parts = [count(len(self.revoked), "grant", "revoked")]
+        parts += [count(self.denied, "request", "denied"), count(self.withdrawn, "request", "withdrawn")]
+        return ", ".join(parts) + (f", {len(self.refused)} refused" if self.refused else "")
+
+
+#: Passes over the lists: a request approved while the first pass ran has a grant in the next.
+_ALL_PASSES = 3
+
+
+def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeout: timedelta | None) -> int:
+    """End everything in `scope` that gives or may soon give access: Active (and still provisioning)
+    grants are revoked, pending requests denied (one's own withdrawn), Scheduled ones withdrawn.
+
+    The cluster decides what the caller may end (an incident responder: everyone's); each refusal is
+    named on stderr and makes the exit code REFUSED. The lists are read again until a pass finds
+    nothing new, so a request approved meanwhile has its grant revoked too.
+    """
+    api = session.api
+    tally = _Tally()
+    owners: dict[str, str] = {}
+    if scope.team:
+        entitlements, _ = o.list_all(api, names.ENTITLEMENTS)
+        owners = {wire.name_of(e): str(wire.spec(e).get("owner") or "") for e in entitlements}
+        if scope.team not in owners.values():
+            session.note(f"note: no Entitlement is owned by team {scope.team} now; grants it recorded are still ended")
+    version = ""
+    for _ in range(_ALL_PASSES):
+        grants, listed = o.list_all(api, names.GRANTS)
+        version = version or listed
+        acted = sum(_revoke_one(session, g, reason, tally) for g in grants if _in_scope(g, scope, owners))
+        if not scope.grants_only:
+            requests, _ = o.list_all(api, names.REQUESTS)
+            acted += sum(_end_request(session, r, reason, tally) for r in requests if _in_scope(r, scope, owners))
+        if not acted:
+            break
+    if not tally.revoked and not tally.denied and not tally.withdrawn and not tally.refused:
+        what = "grants" if scope.grants_only else "grants or requests"
+        session.say(f"nothing to revoke: no active {what}{_scope_text(scope)}")
+        return OK
+    session.say(tally.summary() + _scope_text(scope))
+    if wait and tally.revoked:
+        _wait_ended(session, tally.revoked, timeout or DEFAULT_REVOKE_WAIT, version, each=False)
+    if tally.refused:
+        raise Refused(
+            f"{len(tally.refused)} could not be ended ({', '.join(tally.refused)}): the reasons are above. Incident "
+            "responders (the groups of JITACCESS_RESPONDER_GROUPS) may end everyone's; others their own grants and, "
+            "as approvers, their teams'"
+        )
+    return OK
+
+
+def _scope_text(scope: Scope) -> str:
+    parts = [f"entitlement {scope.entitlement}"] * bool(scope.entitlement) + [f"team {scope.team}"] * bool(scope.team)
+    return f" (in {' and '.join(parts)})" if parts else ""
+
+
+def _in_scope(obj: Obj, scope: Scope, owners: dict[str, str]) -> bool:
+    spec = wire.spec(obj)
+    entitlement = str(spec.get("entitlement") or "")
+    if scope.entitlement and entitlement != scope.entitlement:
+        return False
+    if scope.team:
+        # A grant records its owner team (`spec.ownerTeam`); a request's is its Entitlement's now.
+        owner = str(spec.get("ownerTeam") or owners.get(entitlement, ""))
+        return owner == scope.team
+    return True
+
+
+def _first_time(obj: Obj, tally: _Tally) -> bool:
+    key = str(wire.metadata(obj).get("uid") or wire.name_of(obj))
+    if key in tally.seen:
+        return False
+    tally.seen.add(key)
+    return True
+
+
+def _revoke_one(session: Session, grant: Obj, reason: str, tally: _Tally) -> bool:
+    if wire.ready_reason(grant) in names.GRANT_FINISHED or wire.truthy(
+        wire.annotations_of(grant).get(names.ANNOTATION_REVOKED)
     ):
-        return
-    approvers = ", ".join(o.approvers_of(team, escalated=False)) if team else "the owner team's approvers"
-    raise Refused(
-        f"you may not revoke accessgrant {wire.name_of(grant)}: only its grantee ({wire.spec(grant).get('user')}) "
-        f"or an approver of team {owner or '?'} ({approvers}) may"
-    )
+        return False
+    if not _first_time(grant, tally):
+        return False
+    name, spec = wire.name_of(grant), wire.spec(grant)
+    try:
+        tally.revoked.append(_mark_revoked(session, grant, reason))
+    except NotFound:
+        return False  # gone meanwhile: nothing left to end
+    except Refused as exc:
+        tally.refused.append(f"accessgrant {name}")
+        session.note(f"refused: AccessGrant {name} ({spec.get('user')}): {exc.message}")
+        return True
+    session.say(f"revoked AccessGrant {name} ({spec.get('user')} in {o.holding(spec)})")
+    return True
+
+
+def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> bool:
+    """Deny a pending request (withdraw one's own), withdraw a Scheduled one; nothing else."""
+    scheduled = wire.ready_reason(request) == names.SCHEDULED
+    pending = o.awaiting_decision(request) or (wire.ready_reason(request) is None and not request.get("status"))
+    if not (scheduled or pending) or not _first_time(request, tally):
+        return False
+    name, requester = wire.name_of(request), o.requester(request)
+    what = f"{requester}, {wire.spec(request).get('entitlement')}"
+    metadata = wire.metadata(request)
+    try:
+        if scheduled or requester == session.me.username:
+            preconditions = {
+                "uid": str(metadata.get("uid") or ""),
+                "resourceVersion": str(metadata.get("resourceVersion") or ""),
+            }
+            session.api.delete(o.path(names.REQUESTS, name), {k: v for k, v in preconditions.items() if v})
+            tally.withdrawn += 1
+            session.say(f"withdrew AccessRequest {name} ({what}{', Scheduled' if scheduled else ''})")
+        else:
+            annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: reason}
+            patch = {"metadata": {"annotations": annotations, "resourceVersion": metadata.get("resourceVersion")}}
+            session.api.merge_patch(o.path(names.REQUESTS, name), patch)
+            tally.denied += 1
+            session.say(f"denied AccessRequest {name} ({what})")
+    except ApiError as exc:
+        if exc.status == 404:
+            return False  # gone meanwhile: nothing left to end
+        if exc.status == 409:
+            tally.seen.discard(str(metadata.get("uid") or name))  # changed meanwhile: the next pass reads it again
+            return True
+        tally.refused.append(f"accessrequest {name}")
+        session.note(f"refused: AccessRequest {name} ({requester}): {o.refusal(exc, 'ending it').message}")
+    return True
 
 
 def _mark_revoked(session: Session, grant: Obj, reason: str | None) -> Obj:
@@ -329,8 +468,9 @@ def _mark_revoked(session: Session, grant: Obj, reason: str | None) -> Obj:
         raise o.refusal(exc, f"revoking accessgrant {name}") from exc
 
 
-def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version: str) -> int:
-    """Watch the grants from `version` (taken before they were marked) until each one has ended."""
+def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version: str, *, each: bool = True) -> int:
+    """Watch the grants from `version` (taken before they were marked) until each one has ended;
+    `each`: a line per grant ended, else one for all."""
     api = session.api
     waiting = {wire.name_of(g): g for g in grants}
     deadline = time.monotonic() + timeout.total_seconds()
@@ -356,7 +496,8 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
                     if event.get("type") == "BOOKMARK" or name not in waiting:
                         continue
                     if event.get("type") == "DELETED" or wire.ready_reason(obj) in names.GRANT_FINISHED:
-                        _say_ended(session, obj)
+                        if each:
+                            _say_ended(session, obj)
                         del waiting[name]
                         if not waiting:
                             break
@@ -366,10 +507,13 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
                 items, version = o.list_all(api, names.GRANTS)
                 for obj in items:
                     if wire.name_of(obj) in waiting and wire.ready_reason(obj) in names.GRANT_FINISHED:
-                        _say_ended(session, obj)
+                        if each:
+                            _say_ended(session, obj)
                         del waiting[wire.name_of(obj)]
     except KeyboardInterrupt:
         raise Interrupted("stopped waiting; the revocation is recorded and the operator will carry it out") from None
+    if not each:
+        session.say(f"the operator has ended all {len(grants)} revoked grant{'' if len(grants) == 1 else 's'}")
     session.say(_sessions_note(session, grants))
     return OK
 
@@ -383,7 +527,8 @@ def _sessions_note(session: Session, grants: list[Obj]) -> str:
     try:
         catalogs, _ = o.list_all(session.api, names.CATALOGS)
         current, _ = o.list_all(session.api, names.GRANTS)
-    except ApiError:
+    except (ApiError, CliError):
+        # `list_all` turns API errors into ours: one who may not read catalogs gets the general note.
         return AWS_SESSIONS_NOTE
     ended = {wire.name_of(g) for g in grants}
     lines, gone = [], []

@@ -36,7 +36,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from jitaccess.cli.errors import INTERRUPTED, OK, PENDING, CliError
+from jitaccess.cli.errors import INTERRUPTED, OK, PENDING, CliError, UsageError
 from jitaccess.cli.parser import build_parser
 
 if TYPE_CHECKING:
@@ -69,6 +69,19 @@ def _deny(session: Session, args: argparse.Namespace) -> int:
 def _revoke(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import decisions
 
+    given = {"--entitlement": args.entitlement, "--team": args.team, "--grants-only": args.grants_only}
+    scoped = [flag for flag, value in given.items() if value]
+    if args.all_:
+        if args.name:
+            raise UsageError(f"give either GRANT or --all, not both (GRANT {args.name})")
+        if not (args.reason or "").strip():
+            raise UsageError('--all needs --reason "..." (it is recorded on every grant and request it ends)')
+        scope = decisions.Scope(entitlement=args.entitlement, team=args.team, grants_only=args.grants_only)
+        return decisions.revoke_all(session, scope, reason=args.reason, wait=args.wait, timeout=args.timeout)
+    if not args.name:
+        raise UsageError("name the GRANT to revoke (`kubectl get accessgrants`), or give --all")
+    if scoped:
+        raise UsageError(f"{', '.join(scoped)} go only with --all")
     return decisions.revoke(session, args.name, reason=args.reason, wait=args.wait, timeout=args.timeout)
 
 

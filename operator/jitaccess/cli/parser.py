@@ -25,7 +25,7 @@ COMMAND_HELP = {
     "request": "request an entitlement (your team's, when none is named) and wait until access is active",
     "approve": "approve a pending request or extension (approvers of the owner team)",
     "deny": "deny a pending request or extension, saying why",
-    "revoke": "end a grant early (its grantee, or an approver of the owner team)",
+    "revoke": "end a grant early (its grantee, or an approver of the owner team); --all: everything, in an incident",
     "extend": "ask for more time on one of your active grants, and wait until its new end is set",
     "done": "end all of your own active grants",
     "withdraw": "withdraw your own pending request (it is deleted; nothing is granted of it)",
@@ -199,11 +199,34 @@ def build_parser() -> argparse.ArgumentParser:
     deny.add_argument("--reason", metavar="TEXT", required=True, help="why (the requester reads it)")
     deny.add_argument("--uid", metavar="UID", help=_UID_HELP)
 
+    revoke_description = (
+        "End a grant early (its grantee, an approver of the owner team, or an incident responder).\n\n"
+        "With --all instead of GRANT (an incident): revoke every Active grant, deny every pending request\n"
+        "and withdraw every request approved for a later start (Scheduled), in every team or only in\n"
+        "--team / --entitlement; --grants-only leaves requests alone. Your own pending requests are\n"
+        "withdrawn, not denied. --reason is required and recorded on each. What you may not end is\n"
+        "refused by the cluster, named on stderr, and makes the exit code 1: incident responders\n"
+        "(JITACCESS_RESPONDER_GROUPS, the chart's incidentResponders.groups) may end everyone's,\n"
+        "others only their own grants and their teams' (as approvers)."
+    )
     for name, what in (("revoke", "the AccessGrant (same name as its request)"), ("done", "")):
-        parser_ = command(name)
+        parser_ = command(name, revoke_description if what else "")
         if what:
-            parser_.add_argument("name", metavar="GRANT", help=what)
-            parser_.add_argument("--reason", metavar="TEXT", help="why (recorded on the grant)")
+            parser_.add_argument("name", metavar="GRANT", nargs="?", help=what)
+            parser_.add_argument(
+                "--reason", metavar="TEXT", help="why (recorded on the grant; required with --all and of responders)"
+            )
+            parser_.add_argument(
+                "--all",
+                dest="all_",
+                action="store_true",
+                help="every Active grant, pending and Scheduled request (in scope) instead of one GRANT",
+            )
+            parser_.add_argument("--entitlement", metavar="NAME", help="with --all: only this entitlement's")
+            parser_.add_argument("--team", metavar="TEAM", help="with --all: only entitlements that TEAM owns")
+            parser_.add_argument(
+                "--grants-only", action="store_true", help="with --all: revoke grants, leave requests as they are"
+            )
         parser_.add_argument(
             "--wait",
             action=argparse.BooleanOptionalAction,
