@@ -39,9 +39,11 @@ def test_a_waiting_request_reaches_its_approvers_and_the_message_follows_a_kubec
 ) -> None:
     system.request("alice-ledger-n1", "prod-eng-ledger", user=ALICE, reason="LEDGER-12 reconcile the books")
     (message,) = eventually(lambda: _about(slack, "alice-ledger-n1", LEDGER_CHANNEL), what="the approvers' message")
+    # NAME/UID: a click decides this very request, never another created later under its name.
+    uid = (system.get("accessrequest", "alice-ledger-n1") or {})["metadata"]["uid"]
     assert [(b["action_id"], b["value"]) for b in _buttons(message)] == [
-        ("approve", "alice-ledger-n1"),
-        ("deny", "alice-ledger-n1"),
+        ("approve", f"alice-ledger-n1/{uid}"),
+        ("deny", f"alice-ledger-n1/{uid}"),
     ]
     shown = json.dumps(message.blocks)
     assert "LEDGER-12 reconcile the books" in shown and "prod-eng-ledger" in shown
@@ -169,7 +171,9 @@ def test_a_deny_click_asks_for_the_reason_the_requester_then_reads(system: Jit, 
     status, _ = slack.click(slack_id_of(LENA), message, "deny")
     assert status == 200
     (view,) = eventually(
-        lambda: [v for v in slack.views() if v.private_metadata == "alice-ledger-n7" and not v.closed],
+        lambda: [
+            v for v in slack.views() if (v.private_metadata or "").startswith("alice-ledger-n7/") and not v.closed
+        ],
         what="the deny modal",
     )
     assert system.ready_reason("accessrequest", "alice-ledger-n7") == "Pending", "a click alone denies nothing"
