@@ -106,3 +106,23 @@ def test_examples_parse_with_the_models() -> None:
                 kinds[doc["kind"]].model_validate(doc)
                 seen += 1
     assert seen >= 5
+
+
+@pytest.mark.parametrize("kind", [k for k in crdgen.KINDS if k.selectable], ids=lambda k: k.kind)
+def test_selectable_fields_are_spec_scalars_and_at_most_eight(kind: crdgen.Kind) -> None:
+    # The API server takes at most 8, each a simple path to a string, boolean or integer.
+    version = crdgen.crd(kind)["spec"]["versions"][0]
+    paths = [f["jsonPath"] for f in version["selectableFields"]]
+    assert len(paths) <= 8 and paths == [f".{p}" for p in kind.selectable]
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    for path in kind.selectable:
+        assert path.startswith("spec.") and "[" not in path
+        assert spec[path.removeprefix("spec.")]["type"] in ("string", "boolean", "integer"), path
+
+
+def test_what_the_operator_selects_by_is_selectable() -> None:
+    from jitaccess.domain import breakglass
+
+    by_plural = {k.plural: set(k.selectable) for k in crdgen.KINDS}
+    assert set(breakglass.selecting("a@example.com")) <= by_plural[names.REQUESTS]
+    assert {"spec.grant"} <= by_plural[names.EXTENSIONS] and {"spec.requester"} <= by_plural[names.REQUESTS]

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class Kube:
             config.connection_pool_maxsize = POOL_CONNECTIONS
             api_client = kubernetes.client.ApiClient(config)
         self._api = kubernetes.client.CustomObjectsApi(api_client)
+        # Said once per process: a server without selectable fields refuses every listing by field.
+        self._said_unsupported = False
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         try:
@@ -54,17 +56,44 @@ class Kube:
             raise
         return obj
 
-    def list(self, plural: str, label_selector: str = "", *, missing_ok: bool = False) -> list[dict[str, Any]]:
-        """Every object of a kind; with `missing_ok`, none when the kind is not installed (yet)."""
+    def list(
+        self,
+        plural: str,
+        label_selector: str = "",
+        *,
+        fields: Mapping[str, str] | None = None,
+        missing_ok: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Every object of a kind, or those whose `fields` (selectable spec fields) have these values;
+        with `missing_ok`, none when the kind is not installed (yet).
+
+        A server that cannot select by those fields answers with every object instead: callers
+        filter what they read, and read the same either way."""
+        selector = wire.field_selector(fields) if fields else ""
         try:
             result: Any = self._api.list_cluster_custom_object(
-                names.GROUP, names.VERSION, plural, label_selector=label_selector
+                names.GROUP, names.VERSION, plural, label_selector=label_selector, field_selector=selector
             )
         except ApiException as exc:
             if missing_ok and exc.status == 404:
                 return []
+            if selector and exc.status == 400 and names.FIELD_LABEL_UNSUPPORTED in str(exc.body or ""):
+                # Asked again each time (listings by field are rare): CRDs upgraded meanwhile are used at once.
+                self._fields_unsupported(plural)
+                return self.list(plural, label_selector, missing_ok=missing_ok)
             raise
         return list(result.get("items", []))
+
+    def _fields_unsupported(self, plural: str) -> None:
+        if not self._said_unsupported:
+            self._said_unsupported = True
+            log.warning(
+                "the API server cannot select %s by field (its CRD has no selectableFields: Kubernetes before "
+                "1.31, the CustomResourceFieldSelectors feature gate off, or CRDs older than the operator): "
+                "listing every object instead, which grows with the records kept (upgrade the CRDs, then "
+                "Kubernetes)",
+                plural,
+            )
 
     def each(self, plural: str, page: int = 500) -> Iterator[dict[str, Any]]:
         """Every object of a kind, read a page at a time (none when the kind is not installed):

@@ -119,3 +119,7 @@ EXTENDED = "Extended"
 GRANT_FINISHED = frozenset({EXPIRED, REVOKED, FAILED, ELIGIBILITY_LAPSED})
 REQUEST_FINISHED = frozenset({DENIED, NOT_ELIGIBLE, INVALID, TIMED_OUT}) | GRANT_FINISHED
 EXTENSION_FINISHED = frozenset({EXTENDED, DENIED, FAILED})
+
+#: What the API server answers (400) to a field selector on a field its CRD does not make selectable
+#: (`selectableFields` needs Kubernetes 1.31): listings then fall back to every object.
+FIELD_LABEL_UNSUPPORTED = "field label not supported"

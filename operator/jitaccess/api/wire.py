@@ -70,3 +70,17 @@ def truthy(value: str | None) -> bool:
     `true`. Not `TRUE`, not `"true "`: one spelling, so the webhook that admits a decision and the
     operator that acts on it never disagree on whether one was taken (the webhook refuses the rest)."""
     return value == "true"
+
+
+def field_selector(fields: Mapping[str, str]) -> str:
+    """A `fieldSelector` matching every `fields` path to its value exactly (`spec.requester=a@b,...`),
+    with the separators a value may hold escaped as the API server reads them (`\\`, `,`, `=`).
+
+    The paths are the CRDs' `selectableFields` (`crdgen`); a server that has none (Kubernetes before
+    1.31, or the feature gate off) refuses the selector, so callers must be able to list without it
+    and filter what they read themselves."""
+    return ",".join(f"{path}={_escape(value)}" for path, value in fields.items())
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")

@@ -7,7 +7,7 @@ names from `jitaccess.api.names`, both standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -180,10 +180,24 @@ def get_optional(api: KubeApi, plural: str, name: str) -> Obj | None:
         raise refusal(exc, f"reading {names.KINDS[plural]} {name}") from exc
 
 
-def list_all(api: KubeApi, plural: str, **query: Any) -> tuple[list[Obj], str]:
-    """All objects of a kind and the list's resourceVersion (to watch from)."""
+def list_all(
+    api: KubeApi, plural: str, *, labels: str = "", fields: Mapping[str, str] | None = None
+) -> tuple[list[Obj], str]:
+    """All objects of a kind (with `labels`: a label selector) and the list's resourceVersion (to
+    watch from); with `fields`, only those the server selects by these spec fields, or all of them
+    from a server that cannot select them (before Kubernetes 1.31): the caller filters what it
+    reads either way."""
+    query = {"labelSelector": labels} if labels else {}
     try:
-        answer = api.get(path(plural), **query)
+        if fields:
+            try:
+                answer = api.get(path(plural), fieldSelector=wire.field_selector(fields), **query)
+            except ApiError as exc:
+                if exc.status != 400 or names.FIELD_LABEL_UNSUPPORTED not in exc.message:
+                    raise
+                answer = api.get(path(plural), **query)
+        else:
+            answer = api.get(path(plural), **query)
     except ApiError as exc:
         raise refusal(exc, f"listing {plural}") from exc
     return list(answer.get("items") or []), str(answer.get("metadata", {}).get("resourceVersion", ""))

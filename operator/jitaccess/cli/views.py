@@ -27,14 +27,15 @@ def _state(request: Obj) -> str:
 
 def list_requests(session: Session, *, pending: bool, mine: bool, team: str | None, output: str) -> int:
     api = session.api
-    requests, _ = o.list_all(api, names.REQUESTS)
+    me = session.me.username if mine else ""
+    # Only the caller's own, selected by the server, when that is all that is shown.
+    requests, _ = o.list_all(api, names.REQUESTS, fields={"spec.requester": me} if mine else None)
     if team:
         o.get(api, names.TEAMS, team, what="team")
         entitlements, _ = o.list_all(api, names.ENTITLEMENTS)
         owned = {wire.name_of(e) for e in entitlements if wire.spec(e).get("owner") == team}
         requests = [r for r in requests if wire.spec(r).get("entitlement") in owned]
     if mine:
-        me = session.me.username
         requests = [r for r in requests if o.requester(r) == me]
     if pending:
         requests = [r for r in requests if o.awaiting_decision(r)]
@@ -177,10 +178,10 @@ def who_has(session: Session, entitlement: str | None, *, output: str) -> int:
     api = session.api
     if entitlement is not None:
         o.get(api, names.ENTITLEMENTS, entitlement)
-        query = {"labelSelector": f"{names.LABEL_ENTITLEMENT}={entitlement}"}
+        labels = f"{names.LABEL_ENTITLEMENT}={entitlement}"
     else:
-        query = {}
-    grants, _ = o.list_all(api, names.GRANTS, **query)
+        labels = ""
+    grants, _ = o.list_all(api, names.GRANTS, labels=labels)
     active = _sorted(
         [
             g
@@ -188,7 +189,9 @@ def who_has(session: Session, entitlement: str | None, *, output: str) -> int:
             if wire.ready_reason(g) == names.ACTIVE and entitlement in (None, wire.spec(g).get("entitlement"))
         ]
     )
-    requests = {wire.name_of(r): r for r in o.list_all(api, names.REQUESTS)[0]} if active else {}
+    # The grants' requests, for their reasons: of this entitlement only, when it is named.
+    selected = {"spec.entitlement": entitlement} if entitlement is not None else None
+    requests = {wire.name_of(r): r for r in o.list_all(api, names.REQUESTS, fields=selected)[0]} if active else {}
     holders = []
     for grant in active:
         request = requests.get(str(wire.spec(grant).get("request", "")), {})

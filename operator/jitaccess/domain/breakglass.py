@@ -92,6 +92,11 @@ class Earlier:
     created: datetime
 
 
+def selecting(user: str) -> dict[str, str]:
+    """The field selector of `user`'s break-glass requests (what `earlier` keeps, before its other tests)."""
+    return {"spec.requester": user, "spec.breakGlass": "true"}
+
+
 def earlier(requests: Iterable[Mapping[str, Any]], user: str, entitlement: str = "") -> list[Earlier]:
     """The user's stored break-glass requests that count against the limit (ended Invalid or
     NotEligible ones do not: they gave nothing), from a listing of requests on the wire."""

@@ -270,8 +270,9 @@ async def _review_request(
 
 def _earlier_break_glass(rt: Runtime, user: str) -> list[break_glass_rules.Earlier]:
     """The user's stored break-glass requests, listed from the API server: asked only when a
-    break-glass request is created (rare), and every replica answers webhooks, leader or not."""
-    return break_glass_rules.earlier(rt.kube.list(names.REQUESTS), user)
+    break-glass request is created (rare), and every replica answers webhooks, leader or not. The
+    server selects them (by field), so the answer does not grow with the records kept."""
+    return break_glass_rules.earlier(rt.kube.list(names.REQUESTS, fields=break_glass_rules.selecting(user)), user)
 
 
 @kopf.on.mutate(

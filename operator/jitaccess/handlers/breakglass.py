@@ -36,7 +36,7 @@ def rate_refusal(rt: Runtime, request: AccessRequest, valid: request_rules.Valid
     """Why this break-glass request is beyond the user's `perUserPerDay`, counting only the ones made
     before it (admission counted too, but two made at once would both have passed there)."""
     policy = rules.policy(valid.entitlement)
-    others = rules.earlier(rt.kube.list(names.REQUESTS), valid.requester)
+    others = rules.earlier(rt.kube.list(names.REQUESTS, fields=rules.selecting(valid.requester)), valid.requester)
     at = request.metadata.creation_timestamp or now()
     return rules.rate_problem(policy, valid.requester, others, at=at, name=request.metadata.name)
 

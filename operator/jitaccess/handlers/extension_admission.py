@@ -78,7 +78,9 @@ async def _review(
         ent = grant.spec.entitlement if grant is not None else str(wire.status(obj).get("entitlement") or "")
         entitlement, team = await _entitlement_and_team(rt, ent, teams, entitlements)
         if creating and grant is not None:
-            listed = rules.extensions_of(await asyncio.to_thread(rt.kube.list, names.EXTENSIONS), name)
+            # Selected by the server: the grant's own extensions, not 90 days of everyone's.
+            found = await asyncio.to_thread(rt.kube.list, names.EXTENSIONS, fields={"spec.grant": name})
+            listed = rules.extensions_of(found, name)
     review = functools.partial(
         rules.review_extension,
         operation or "",

@@ -1,0 +1,14 @@
+"""Field selectors are written as the API server reads them: separators in values escaped."""
+
+from jitaccess.api import wire
+
+
+def test_fields_are_joined_with_commas() -> None:
+    selector = wire.field_selector({"spec.requester": "alice@example.com", "spec.breakGlass": "true"})
+    assert selector == "spec.requester=alice@example.com,spec.breakGlass=true"
+
+
+def test_a_value_cannot_add_a_term_of_its_own() -> None:
+    # A username holding ",spec.breakGlass=false" must stay one value, not become a second condition.
+    selector = wire.field_selector({"spec.requester": r"a,spec.breakGlass=false\x"})
+    assert selector == r"spec.requester=a\,spec.breakGlass\=false\\x"
