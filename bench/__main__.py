@@ -225,6 +225,9 @@ def headline(results: dict[str, Any]) -> None:
     if "scale_large" in s:
         results["rss_mb_10000_grants"] = s["scale_large"]["rss_mb"]
         results["expiry_lag_at_10000_p99_s"] = s["scale_large"]["expiry_lag"]["p99"]
+        lookups = s["scale_large"]["lookup_one_users_requests_s"]
+        results["lookup_among_10000_all_s"] = lookups["every_request"]
+        results["lookup_among_10000_selected_s"] = lookups["selected_by_field"]
     if "recovery" in s:
         results["restart_recovery_s"] = s["recovery"]["recovery_s"]
     if "notifications" in s:

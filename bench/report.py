@@ -31,6 +31,8 @@ ROWS: list[Row] = [
     ("expiry_lag_at_scale_p99_s", "expiry lag p99 beside them", "< 1 s", lambda v: v < 1, "s"),
     ("rss_mb_10000_grants", "operator RSS holding 10,000 Active grants", "<= 250 MB", lambda v: v <= 250, "MB"),
     ("expiry_lag_at_10000_p99_s", "expiry lag p99 beside them", "<= 0.5 s", lambda v: v <= 0.5, "s"),
+    ("lookup_among_10000_all_s", "one user's requests among 10,000: listing all", "", lambda v: True, "s"),
+    ("lookup_among_10000_selected_s", "the same, selected by spec.requester", "", lambda v: True, "s"),
     ("restart_recovery_s", "restart -> every overdue grant revoked", "<= 5 s", lambda v: v <= 5, "s"),
     ("failover_s", "leader SIGKILLed -> the standby revokes an overdue grant", "<= 15 s", lambda v: v <= 15, "s"),
     ("failover_webhook_refusals", "requests refused during the hand-over (one per 100 ms)", "0", lambda v: v == 0, ""),

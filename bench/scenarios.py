@@ -338,6 +338,7 @@ def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str
     rss_after, peak_after = system.rss_mb()
     assert system.ic is not None
     lost = count - len(system.ic.members_of(TARGET_GROUP) & {u for _, u, _ in items})
+    lookups = _lookups(system, user_name(1))
     return {
         "grants": count,
         "seed_seconds": round(seeding, 1),
@@ -351,7 +352,25 @@ def scale(system: System, count: int, probes: int, seconds: int = 5) -> dict[str
         "memberships_lost": lost,
         "expiry_lag": summary(removed),
         "expiry_status_lag": summary(status),
+        "lookup_one_users_requests_s": lookups,
     }
+
+
+def _lookups(system: System, user: str, runs: int = 5) -> dict[str, float]:
+    """What reading one user's requests costs among all those kept, as the webhooks (a break-glass
+    request's count, an extension's caps) and `kubectl jit list --mine` read them: the median of
+    `runs` listings of every request, and of those the API server selects by `spec.requester`."""
+
+    def timed(**query: str) -> float:
+        times = []
+        for _ in range(runs):
+            began = time.monotonic()
+            answer = system.custom.list_cluster_custom_object(names.GROUP, names.VERSION, names.REQUESTS, **query)
+            times.append(time.monotonic() - began)
+            assert answer["items"], query
+        return round(statistics.median(times), 4)
+
+    return {"every_request": timed(), "selected_by_field": timed(field_selector=f"spec.requester={user}")}
 
 
 def audit_archive(system: System, count: int) -> dict[str, Any]:
