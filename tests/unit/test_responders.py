@@ -1,14 +1,18 @@
 """Incident responders (`JITACCESS_RESPONDER_GROUPS`): on any team's objects they revoke grants and
-deny pending requests, each with a reason, and withdraw requests that have no access yet; they never
-approve, review break-glass, or delete grants or finished requests."""
+deny pending requests and extensions, each with a reason, and withdraw requests that have no access
+yet; they never approve (a request or an extension), review break-glass, or delete grants or
+finished requests."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from jitaccess.api.models import AccessExtension
 from jitaccess.domain import admission as adm
+from jitaccess.domain import extensions as extension_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import ALLOW, Phase, Verdict
 from jitaccess.domain.requests import Outcome
@@ -228,3 +232,119 @@ def test_the_operator_counts_a_denial_stamped_with_a_responder_group() -> None:
     approval["jitaccess.dev/approved-by-groups"] = approval.pop("jitaccess.dev/denied-by-groups")
     decided = decide(approval, frozenset({"sre-oncall"}))
     assert decided is not None and decided.outcome is Outcome.IGNORE, "a responder's approval never counts"
+
+
+# --- extensions ---------------------------------------------------------------------------------
+
+
+def pending_extension(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """Alice's extension of her Active grant of payments', waiting for an approver."""
+    return {
+        "metadata": {"name": "g1-ext-1", "annotations": annotations or {}},
+        "spec": {
+            "grant": "g1",
+            "duration": "30m",
+            "reason": "INC-1 more",
+            "requester": "alice@example.com",
+            "requesterGroups": [],
+        },
+        "status": {"entitlement": "prod-eng-payments", "conditions": PENDING},
+    }
+
+
+def on_extension(old: dict[str, Any], new: dict[str, Any], caller: Caller, **kw: Any) -> Verdict:
+    return extension_rules.review_extension(
+        "UPDATE",
+        old,
+        new,
+        caller,
+        operator=OPERATOR,
+        grant=None,
+        entitlement=factories.entitlement(approval={"autoApproveOwnerTeam": False}),
+        team=factories.team(),
+        waiting=[],
+        limits=LIMITS,
+        phase=kw.pop("phase", Phase.MUTATE),
+        responders=kw.pop("responders", RESPONDERS),
+    )
+
+
+def test_a_responder_denies_any_pending_extension_with_a_reason_and_is_stamped() -> None:
+    old = pending_extension()
+    new = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="INC-7 freeze")
+    stamps = {"jitaccess.dev/denied-by": SRE.username, "jitaccess.dev/denied-by-groups": f"sre-oncall,{AUTH}"}
+    assert admitted(on_extension(old, new, SRE)).annotations == stamps
+    stamped = with_annotations(new, jitaccess_dev__denied_by=SRE.username, jitaccess_dev__denied_by_groups=f"sre-oncall,{AUTH}")
+    assert admitted(on_extension(old, stamped, SRE, phase=Phase.VALIDATE))
+    bare = with_annotations(old, jitaccess_dev__denied="true")
+    verdict = refused(
+        on_extension(old, bare, SRE),
+        "decision-reason] is required when an incident responder denies another team's AccessExtension",
+        "kubectl annotate accessextension NAME",
+        "kubectl jit deny extension/NAME",
+    )
+    assert verdict.code == 422
+    refused(on_extension(old, new, IMPOSTOR), "may be set only by an approver")
+    refused(on_extension(old, new, SRE, responders=adm.NO_RESPONDERS), "may be set only by an approver")
+
+
+def test_a_responder_never_approves_an_extension() -> None:
+    old = pending_extension()
+    new = with_annotations(old, jitaccess_dev__approved="true", jitaccess_dev__decision_reason="INC-7")
+    verdict = refused(
+        on_extension(old, new, SRE),
+        "not an approver of the owner team",
+        "as an incident responder may not set jitaccess.dev/approved=true",
+        # What a responder may do names both kinds, untouched by the extension's wording.
+        "deny any pending AccessRequest or AccessExtension",
+    )
+    assert verdict.code == 403
+
+
+def test_a_responder_denies_no_extension_already_decided_or_finished() -> None:
+    approved = pending_extension({"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": PAULA.username})
+    new = with_annotations(approved, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="INC-7")
+    refused(on_extension(approved, new, SRE), "already approved by paula")
+    failed = pending_extension()
+    failed["status"]["conditions"] = [cond("Ready", "False", "Failed")]
+    new = with_annotations(failed, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="INC-7")
+    refused(on_extension(failed, new, SRE), "already finished (Failed)")
+
+
+def next_step(annotations: dict[str, str], responders: frozenset[str]) -> extension_rules.Next:
+    extension = AccessExtension.model_validate({**pending_extension(annotations), "status": {}})
+    active = factories.grant(
+        conditions=[factories.condition("Ready", "True", "Active")],
+        activationTime=factories.T0.isoformat(),
+        expirationTime=(factories.T0 + timedelta(hours=1)).isoformat(),
+    )
+    return extension_rules.next_step(
+        extension,
+        active,
+        factories.entitlement(approval={"autoApproveOwnerTeam": False}),
+        factories.team(),
+        LIMITS,
+        responder_groups=responders,
+    )
+
+
+def test_the_operator_counts_a_responders_denial_of_an_extension_never_an_approval() -> None:
+    denial = {
+        "jitaccess.dev/denied": "true",
+        "jitaccess.dev/denied-by": SRE.username,
+        "jitaccess.dev/denied-by-groups": "sre-oncall",
+        "jitaccess.dev/decision-reason": "INC-7",
+    }
+    step = next_step(denial, frozenset({"sre-oncall"}))
+    assert (step.step, step.who, step.why) == (extension_rules.Step.DENY, SRE.username, "INC-7")
+    assert next_step(denial, frozenset()).step is extension_rules.Step.IGNORE
+    approval = {
+        "jitaccess.dev/approved": "true",
+        "jitaccess.dev/approved-by": SRE.username,
+        "jitaccess.dev/approved-by-groups": "sre-oncall",
+    }
+    ignored = next_step(approval, frozenset({"sre-oncall"}))
+    assert ignored.step is extension_rules.Step.IGNORE, "a responder's approval never counts"
+    # The requester's own denial does not count even from a responder group (they withdraw instead).
+    own = {**denial, "jitaccess.dev/denied-by": "alice@example.com"}
+    assert next_step(own, frozenset({"sre-oncall"})).step is extension_rules.Step.IGNORE

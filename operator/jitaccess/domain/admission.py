@@ -141,11 +141,12 @@ class Responders:
     """The incident responders: members of the groups `JITACCESS_RESPONDER_GROUPS` names.
 
     In an incident they end access across every team: they may revoke any AccessGrant, deny any
-    pending AccessRequest and withdraw any request that has no access yet (pending, or approved for
-    a start still to come), always with a reason where the object has one to record. They never
-    give access or erase its record: no approval, no break-glass review, no extension, no deletion
-    of a grant or of a finished request. The webhook stamps them like anyone else (`revoked-by`,
-    `denied-by`), so the audit trail says who acted.
+    pending AccessRequest or AccessExtension and withdraw any request that has no access yet
+    (pending, or approved for a start still to come), always with a reason where the object has one
+    to record. They never give access or erase its record: no approval (of a request or of an
+    extension), no break-glass review, no extension, no deletion of a grant or of a finished
+    request. The webhook stamps them like anyone else (`revoked-by`, `denied-by`), so the audit
+    trail says who acted.
     """
 
     groups: frozenset[str] = frozenset()
@@ -157,9 +158,9 @@ class Responders:
 NO_RESPONDERS = Responders()
 #: What an incident responder may do, for refusals that tell one why not.
 RESPONDER_MAY = (
-    "incident responders may revoke any AccessGrant and deny any pending AccessRequest (each with a reason), "
-    "and withdraw a request that is pending or approved and Scheduled (`kubectl jit revoke --all`); they never "
-    "approve, review break-glass, extend, or delete grants or finished requests"
+    "incident responders may revoke any AccessGrant and deny any pending AccessRequest or AccessExtension (each "
+    "with a reason), and withdraw a request that is pending or approved and Scheduled (`kubectl jit revoke --all`); "
+    "they never approve, review break-glass, extend, or delete grants or finished requests"
 )
 
 
@@ -662,8 +663,7 @@ def decision_update(
 ) -> Verdict:
     """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension), by
     anyone but the operator: spec immutable, the stamps the webhook's alone, who may approve or
-    deny, and who may change anything else of it. `responders` may deny (AccessRequests only: an
-    AccessExtension's review passes none)."""
+    deny, and who may change anything else of it. `responders` may deny either, never approve."""
     # The spec first: a change of spec.entitlement makes `team` another entitlement's owner team.
     return (
         _spec_changed(old, new)
@@ -884,7 +884,7 @@ def _decision(
 
 def _responder_denial(flag: str, after: Mapping[str, str], caller: Caller) -> str | None:
     """Why an incident responder (not an approver of the team) may not take this decision; None for
-    a denial with a reason, which they may take on any team's request."""
+    a denial with a reason, which they may take on any team's request or extension."""
     if flag != DENIED:
         return (
             f"{caller.username} is not an approver of the owner team, and as an incident responder may not set "
@@ -893,8 +893,8 @@ def _responder_denial(flag: str, after: Mapping[str, str], caller: Caller) -> st
     if not (after.get(DECISION_REASON) or "").strip():
         return (
             f"metadata.annotations[{DECISION_REASON}] is required when an incident responder denies another "
-            f"team's request: say why, for the requester and the audit trail (`kubectl annotate accessrequest NAME "
-            f'{DENIED}=true {DECISION_REASON}="..."`, or `kubectl jit deny NAME --reason "..."`)'
+            f"team's AccessRequest: say why, for the requester and the audit trail (`kubectl annotate accessrequest "
+            f'NAME {DENIED}=true {DECISION_REASON}="..."`, or `kubectl jit deny request/NAME --reason "..."`)'
         )
     return None
 

@@ -5,7 +5,8 @@ its own record): `spec.grant`, `spec.duration` (the time added) and `spec.reason
 stamped at admission. It follows the grant's Entitlement as a request does: an owner-team member
 gets it at once when the Entitlement auto-approves the team, anyone else waits for an approver of
 the owner team (`jitaccess.dev/approved=true` or `denied=true`, stamped as on a request; never the
-requester). Two caps hold, at admission and again when the operator applies it:
+requester). An incident responder (`JITACCESS_RESPONDER_GROUPS`) may deny one of any team, with a
+reason, as they may a request, and never approve it. Two caps hold, at admission and again when the operator applies it:
 
 - the whole grant, activation to its new end, stays within the Entitlement's `maxDuration`;
 - a grant is extended at most `maxExtensions` times (0: never).
@@ -169,11 +170,15 @@ def next_step(
     entitlement: Entitlement | None,
     team: TeamOwnershipSpec | None,
     limits: request_rules.Limits,
+    *,
+    responder_groups: frozenset[str] = frozenset(),
 ) -> Next:
     """What the operator does with an unfinished extension, from the objects as stored.
 
     The approval is re-derived every time from what admission stamped and the live TeamOwnership
-    (as a grant's basis is: `requests.grant_basis`), never from `status`.
+    (as a grant's basis is: `requests.grant_basis`), never from `status`. A denial stamped with one
+    of the `responder_groups` (incident responders) counts on any team's extension, as on a request
+    (`requests.decide_pending`); an approval needs an approver of the team, whoever stamped it.
     """
     spec = extension.spec
     requester = spec.requester or ""
@@ -207,7 +212,14 @@ def next_step(
     why = annotations.get(names.ANNOTATION_DECISION_REASON, "")
     ignored: Next | None = None
     if wire.truthy(annotations.get(names.ANNOTATION_DENIED)):
-        denier = _stamped(team, annotations, names.ANNOTATION_DENIED_BY, names.ANNOTATION_DENIED_BY_GROUPS, requester)
+        denier = _stamped(
+            team,
+            annotations,
+            names.ANNOTATION_DENIED_BY,
+            names.ANNOTATION_DENIED_BY_GROUPS,
+            requester,
+            responder_groups=responder_groups,
+        )
         if isinstance(denier, str):
             return Next(Step.DENY, who=denier, why=why)
         ignored = denier
@@ -234,9 +246,16 @@ def next_step(
 
 
 def _stamped(
-    team: TeamOwnershipSpec, annotations: Mapping[str, str], by_key: str, groups_key: str, requester: str
+    team: TeamOwnershipSpec,
+    annotations: Mapping[str, str],
+    by_key: str,
+    groups_key: str,
+    requester: str,
+    *,
+    responder_groups: frozenset[str] = frozenset(),
 ) -> str | Next:
-    """Who took a decision, as admission stamped them, when they still may; else why it does not count."""
+    """Who took a decision, as admission stamped them, when they still may; else why it does not count.
+    `responder_groups` are given for a denial only: an incident responder's counts, not being the requester."""
     who = annotations.get(by_key, "")
     if not who:
         return Next(
@@ -246,6 +265,8 @@ def _stamped(
         )
     groups = frozenset(g for g in annotations.get(groups_key, "").split(",") if g)
     refusal = may_approve(team, Caller(who, groups), requester=requester, escalated=False)
+    if refusal is not None and who != requester and groups & responder_groups:
+        refusal = None
     if refusal is not None:
         return Next(Step.IGNORE, f"the decision stamped for {who} does not count ({refusal})", who=who)
     return who
@@ -305,10 +326,12 @@ def review_extension(
     waiting: Sequence[Waiting],
     limits: request_rules.Limits,
     phase: Phase,
+    responders: admission.Responders = admission.NO_RESPONDERS,
 ) -> Verdict:
     """CREATE stamps the requester and checks the extension against its grant and caps; UPDATE
-    takes a decision from an approver of the owner team (the request's rules: `admission`);
-    DELETE is allowed to the requester while it waits, and to the owner team's approvers."""
+    takes a decision from an approver of the owner team, or a denial with a reason from one of the
+    `responders` (the request's rules: `admission`); DELETE is allowed to the requester while it
+    waits, and to the owner team's approvers."""
     if operator.includes(caller):
         return ALLOW
     refusal = (
@@ -323,17 +346,23 @@ def review_extension(
     if operation == "DELETE" and old is not None:
         return _deleted(old, caller, team)
     if operation == "UPDATE" and old is not None and new is not None:
-        verdict = admission.decision_update(old, new, caller, entitlement, team, phase)
+        verdict = admission.decision_update(old, new, caller, entitlement, team, phase, responders=responders)
         if isinstance(verdict, Refusal):
-            # The decision rules are the request's; the fix they name is an extension's.
-            return Refusal(
-                verdict.message.replace(names.ACCESS_REQUEST, names.ACCESS_EXTENSION).replace(
-                    "accessrequest", "accessextension"
-                ),
-                verdict.code,
-            )
+            return Refusal(_as_extension(verdict.message), verdict.code)
         return verdict
     return ALLOW
+
+
+def _as_extension(message: str) -> str:
+    """A refusal of the request's decision rules, naming the extension's kind and fix; what an
+    incident responder may do (`admission.RESPONDER_MAY`, both kinds) is left as it is."""
+    kept = admission.RESPONDER_MAY
+    return kept.join(
+        part.replace(names.ACCESS_REQUEST, names.ACCESS_EXTENSION)
+        .replace("accessrequest", "accessextension")
+        .replace("jit deny request/", "jit deny extension/")
+        for part in message.split(kept)
+    )
 
 
 def _created(

@@ -40,7 +40,7 @@ from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
 from jitaccess.domain.durations import parse_duration
 from jitaccess.domain.teams import Caller, is_member
 from jitaccess.errors import InvalidInput
-from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team, paced
+from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team, paced, responders
 from jitaccess.handlers.common import NO_INDEX, Index
 
 
@@ -93,6 +93,7 @@ async def _review(
         team=team,
         limits=rt.settings.limits,
         phase=phase,
+        responders=responders(rt),
     )
     if not creating or grant is None or operator.includes(caller):
         verdict = review(waiting=[])
@@ -142,7 +143,8 @@ async def stamp_extension(
     entitlements: Index = NO_INDEX,
     **_: Any,
 ) -> None:
-    """Stamp the requester at CREATE, and the approver or denier of a decision at UPDATE."""
+    """Stamp the requester at CREATE, and the approver or denier (an incident responder too) of a
+    decision at UPDATE."""
     verdict, caller = await _review(Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun)
     _enforce(
         verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch
@@ -170,7 +172,7 @@ async def check_extension(
     **_: Any,
 ) -> None:
     """The final object: stamps intact; a new extension for the caller's own Active grant, within
-    the caps; a decision by an approver of the owner team; a deletion by its requester while it
-    waits, or by an approver."""
+    the caps; a decision by an approver of the owner team (a denial, with a reason, by an incident
+    responder too); a deletion by its requester while it waits, or by an approver."""
     verdict, caller = await _review(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun)
     _enforce(verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new or old, caller=caller, dryrun=dryrun)

@@ -118,7 +118,9 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         # Applied before a crash: only the extension's own record is missing.
         _record_applied(rt, extension, grant)
         return
-    step = rules.next_step(extension, grant, entitlement, team, rt.settings.limits)
+    step = rules.next_step(
+        extension, grant, entitlement, team, rt.settings.limits, responder_groups=frozenset(rt.settings.responder_groups)
+    )
     if step.step is rules.Step.FAIL:
         _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True)
     elif step.step is rules.Step.DENY:
