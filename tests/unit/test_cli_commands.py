@@ -470,6 +470,20 @@ def incident(api: FakeApi) -> None:
         if reason == "Scheduled":
             request_["status"]["conditions"].append(cond("Approved", "True", "Approved"))
         stored(api, names.REQUESTS, request_)
+    for name, of, requester, reason in (
+        ("x-bob", "g-bob", "bob@example.com", "Pending"),
+        ("x-mine", "g-alice", "alice@example.com", "Pending"),
+        ("x-done", "g-bob", "bob@example.com", "Extended"),
+    ):
+        stored(api, names.EXTENSIONS, extension(name, of, requester, reason))
+
+
+def extension(name: str, grant_name: str, requester: str, reason: str = "Pending") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "resourceVersion": "9", "annotations": {}},
+        "spec": {"grant": grant_name, "duration": "30m", "reason": "INC-1 more", "requester": requester},
+        "status": {"conditions": [cond("Ready", str(reason == "Extended"), reason)]},
+    }
 
 
 def test_revoke_all_ends_grants_and_requests_and_sums_up(api: FakeApi) -> None:
@@ -482,8 +496,15 @@ def test_revoke_all_ends_grants_and_requests_and_sums_up(api: FakeApi) -> None:
     assert "denied AccessRequest r-bob (bob@example.com, prod-eng-payments)" in lines
     assert "withdrew AccessRequest r-mine (alice@example.com, prod-eng-payments)" in lines, "one's own: withdrawn"
     assert "withdrew AccessRequest r-later (bob@example.com, prod-eng-payments, Scheduled)" in lines
-    assert lines[-1] == "2 grants revoked, 1 request denied, 2 requests withdrawn"
-    assert not any("g-old" in line or "r-done" in line for line in lines), "finished ones are left alone"
+    assert "denied AccessExtension x-bob (bob@example.com, +30m on AccessGrant g-bob)" in lines
+    assert "withdrew AccessExtension x-mine (alice@example.com, +30m on AccessGrant g-alice)" in lines
+    assert lines.index("denied AccessExtension x-bob (bob@example.com, +30m on AccessGrant g-bob)") < lines.index(
+        "revoked AccessGrant g-bob (bob@example.com in Identity Center group prod-eng-ledger)"
+    ), "denied before its grant's revocation could fail it"
+    assert lines[-1] == (
+        "2 grants revoked, 1 request denied, 2 requests withdrawn, 1 extension denied, 1 extension withdrawn"
+    )
+    assert not any(w in line for line in lines for w in ("g-old", "r-done", "x-done")), "finished ones are left alone"
     patches = {
         path: body for verb, (path, body) in [c for c in api.calls if c[0] in ("patch", "delete")] if verb == "patch"
     }
@@ -492,8 +513,11 @@ def test_revoke_all_ends_grants_and_requests_and_sums_up(api: FakeApi) -> None:
     denied = patches[o.path(names.REQUESTS, "r-bob")]["metadata"]
     assert denied["annotations"] == {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: "INC-9 leak"}
     assert denied["resourceVersion"] == "9", "a denial is conditional on the request as read"
+    extended = patches[o.path(names.EXTENSIONS, "x-bob")]["metadata"]
+    assert extended == denied, "an extension is denied as a request is"
     deletes = [body for verb, body in api.calls if verb == "delete"]
     assert (o.path(names.REQUESTS, "r-later"), {"uid": "uid-r-later", "resourceVersion": "9"}) in deletes
+    assert (o.path(names.EXTENSIONS, "x-mine"), {"uid": "uid-x-mine", "resourceVersion": "9"}) in deletes
 
 
 def test_revoke_all_in_a_scope_and_grants_only(api: FakeApi) -> None:
@@ -503,12 +527,45 @@ def test_revoke_all_in_a_scope_and_grants_only(api: FakeApi) -> None:
     assert decisions.revoke_all(s, scope, reason="INC-9", wait=False, timeout=None) == 0
     assert out(s).splitlines() == [
         "revoked AccessGrant g-bob (bob@example.com in Identity Center group prod-eng-ledger)",
-        "1 grant revoked, 0 requests denied, 0 requests withdrawn (in team ledger)",
+        "1 grant revoked, 0 requests denied, 0 requests withdrawn, 0 extensions denied (in team ledger)",
     ]
+    assert not [c for c in api.calls if c == ("get", o.path(names.EXTENSIONS))], "--grants-only: not even read"
     s = session(api)
     scope = decisions.Scope(entitlement="nothing-here")
     assert decisions.revoke_all(s, scope, reason="INC-9", wait=False, timeout=None) == 0
-    assert out(s) == "nothing to revoke: no active grants or requests (in entitlement nothing-here)\n"
+    assert out(s) == "nothing to revoke: no active grants, requests or extensions (in entitlement nothing-here)\n"
+
+
+def test_revoke_all_denies_the_extensions_in_scope_by_their_grant(api: FakeApi) -> None:
+    incident(api)
+    # Its grant is gone: the entitlement the operator recorded on it scopes it.
+    orphan = extension("x-orphan", "g-gone", "carol@example.com")
+    orphan["status"]["entitlement"] = "prod-eng-payments"
+    stored(api, names.EXTENSIONS, orphan)
+    s = session(api)
+    assert decisions.revoke_all(s, decisions.Scope(team="ledger"), reason="INC-9", wait=False, timeout=None) == 0
+    lines = out(s).splitlines()
+    assert "denied AccessExtension x-bob (bob@example.com, +30m on AccessGrant g-bob)" in lines
+    assert not any("x-mine" in line or "x-orphan" in line for line in lines), "payments' are out of scope"
+    s = session(api)
+    scope = decisions.Scope(entitlement="prod-eng-payments")
+    assert decisions.revoke_all(s, scope, reason="INC-9", wait=False, timeout=None) == 0
+    assert "denied AccessExtension x-orphan (carol@example.com, +30m on AccessGrant g-gone)" in out(s)
+
+
+def test_revoke_all_leaves_an_extension_finished_meanwhile_alone(api: FakeApi) -> None:
+    """Its grant ended under it (the operator failed it): the denial's refusal is no refusal of yours."""
+    api.objects.clear()
+    stored(api, names.EXTENSIONS, extension("x-bob", "g-bob", "bob@example.com"))
+
+    def merge_patch(path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        api.objects[path]["status"]["conditions"] = [cond("Ready", "False", "Failed")]
+        raise ApiError(403, "Forbidden", "this request is already finished (Failed)")
+
+    api.merge_patch = merge_patch  # type: ignore[method-assign]
+    s = session(api)
+    assert decisions.revoke_all(s, decisions.Scope(), reason="INC-9", wait=False, timeout=None) == 0
+    assert err(s) == ""
 
 
 def test_revoke_all_names_what_was_refused_and_exits_1(api: FakeApi) -> None:
@@ -527,7 +584,9 @@ def test_revoke_all_names_what_was_refused_and_exits_1(api: FakeApi) -> None:
     assert "1 could not be ended (accessgrant g-alice)" in refused.value.message
     assert "refused: AccessGrant g-alice (alice@example.com): revoking accessgrant g-alice was refused" in err(s)
     assert "may not revoke this grant" in err(s)
-    assert out(s).splitlines()[-1] == "1 grant revoked, 0 requests denied, 0 requests withdrawn, 1 refused"
+    assert out(s).splitlines()[-1] == (
+        "1 grant revoked, 0 requests denied, 0 requests withdrawn, 0 extensions denied, 1 refused"
+    )
 
 
 def test_revoke_all_goes_round_again_for_a_grant_made_meanwhile(api: FakeApi) -> None:

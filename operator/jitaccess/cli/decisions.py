@@ -306,7 +306,8 @@ def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
 
 @dataclass(frozen=True)
 class Scope:
-    """What `revoke --all` ends: every team's, or one entitlement's or one team's; requests too, or not."""
+    """What `revoke --all` ends: every team's, or one entitlement's or one team's; requests and
+    extensions too, or not."""
 
     entitlement: str | None = None
     team: str | None = None
@@ -318,6 +319,8 @@ class _Tally:
     revoked: list[Obj] = field(default_factory=list)
     denied: int = 0
     withdrawn: int = 0
+    extensions_denied: int = 0
+    extensions_withdrawn: int = 0
     refused: list[str] = field(default_factory=list)
     #: uid of every object acted on or refused: each is tried once.
     seen: set[str] = field(default_factory=set)
@@ -328,6 +331,8 @@ class _Tally:
 
         parts = [count(len(self.revoked), "grant", "revoked")]
         parts += [count(self.denied, "request", "denied"), count(self.withdrawn, "request", "withdrawn")]
+        parts += [count(self.extensions_denied, "extension", "denied")]
+        parts += [count(self.extensions_withdrawn, "extension", "withdrawn")] * bool(self.extensions_withdrawn)
         return ", ".join(parts) + (f", {len(self.refused)} refused" if self.refused else "")
 
 
@@ -337,7 +342,8 @@ _ALL_PASSES = 3
 
 def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeout: timedelta | None) -> int:
     """End everything in `scope` that gives or may soon give access: Active (and still provisioning)
-    grants are revoked, pending requests denied (one's own withdrawn), Scheduled ones withdrawn.
+    grants are revoked, pending requests denied (one's own withdrawn), Scheduled ones withdrawn,
+    pending extensions denied (one's own withdrawn), so that a grant left running is not prolonged.
 
     The cluster decides what the caller may end (an incident responder: everyone's); each refusal is
     named on stderr and makes the exit code REFUSED. The lists are read again until a pass finds
@@ -355,14 +361,26 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
     for _ in range(_ALL_PASSES):
         grants, listed = o.list_all(api, names.GRANTS)
         version = version or listed
-        acted = sum(_revoke_one(session, g, reason, tally) for g in grants if _in_scope(g, scope, owners))
+        acted = 0
+        if not scope.grants_only:
+            # Before the grants: revoking a grant fails its waiting extensions, and denying one that the
+            # operator failed meanwhile would be refused. Denied, each says why, as requests do.
+            extensions, _ = o.list_all(api, names.EXTENSIONS)
+            of = {wire.name_of(g): g for g in grants}
+            acted += sum(
+                _end_extension(session, x, reason, tally)
+                for x in extensions
+                if _in_scope(_extension_scope(x, of), scope, owners)
+            )
+        acted += sum(_revoke_one(session, g, reason, tally) for g in grants if _in_scope(g, scope, owners))
         if not scope.grants_only:
             requests, _ = o.list_all(api, names.REQUESTS)
             acted += sum(_end_request(session, r, reason, tally) for r in requests if _in_scope(r, scope, owners))
         if not acted:
             break
-    if not tally.revoked and not tally.denied and not tally.withdrawn and not tally.refused:
-        what = "grants" if scope.grants_only else "grants or requests"
+    ended = tally.denied + tally.withdrawn + tally.extensions_denied + tally.extensions_withdrawn
+    if not tally.revoked and not ended and not tally.refused:
+        what = "grants" if scope.grants_only else "grants, requests or extensions"
         session.say(f"nothing to revoke: no active {what}{_scope_text(scope)}")
         return OK
     session.say(tally.summary() + _scope_text(scope))
@@ -392,6 +410,13 @@ def _in_scope(obj: Obj, scope: Scope, owners: dict[str, str]) -> bool:
         owner = str(spec.get("ownerTeam") or owners.get(entitlement, ""))
         return owner == scope.team
     return True
+
+
+def _extension_scope(extension: Obj, grants: dict[str, Obj]) -> Obj:
+    """What scopes an extension: its grant (entitlement, recorded owner team), or, with the grant
+    gone, the entitlement the operator recorded on it."""
+    grant = grants.get(str(wire.spec(extension).get("grant") or ""))
+    return grant or {"spec": {"entitlement": wire.status(extension).get("entitlement")}}
 
 
 def _first_time(obj: Obj, tally: _Tally) -> bool:
@@ -454,6 +479,48 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
             return True
         tally.refused.append(f"accessrequest {name}")
         session.note(f"refused: AccessRequest {name} ({requester}): {o.refusal(exc, 'ending it').message}")
+    return True
+
+
+def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally) -> bool:
+    """Deny a pending extension (withdraw one's own); nothing else: one decided or finished is left."""
+    state, notes = wire.ready_reason(extension), wire.annotations_of(extension)
+    pending = state == names.PENDING or (state is None and not extension.get("status"))
+    decided = any(wire.truthy(notes.get(f)) for f in (names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED))
+    if not pending or decided or not _first_time(extension, tally):
+        return False
+    name, spec, requester = wire.name_of(extension), wire.spec(extension), o.requester(extension)
+    what = f"{requester}, +{spec.get('duration')} on AccessGrant {spec.get('grant')}"
+    metadata = wire.metadata(extension)
+    try:
+        if requester == session.me.username:
+            preconditions = {
+                "uid": str(metadata.get("uid") or ""),
+                "resourceVersion": str(metadata.get("resourceVersion") or ""),
+            }
+            session.api.delete(o.path(names.EXTENSIONS, name), {k: v for k, v in preconditions.items() if v})
+            tally.extensions_withdrawn += 1
+            session.say(f"withdrew AccessExtension {name} ({what})")
+        else:
+            annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: reason}
+            patch = {"metadata": {"annotations": annotations, "resourceVersion": metadata.get("resourceVersion")}}
+            session.api.merge_patch(o.path(names.EXTENSIONS, name), patch)
+            tally.extensions_denied += 1
+            session.say(f"denied AccessExtension {name} ({what})")
+    except ApiError as exc:
+        if exc.status == 404:
+            return False  # gone meanwhile: nothing left to end
+        if exc.status == 409:
+            tally.seen.discard(str(metadata.get("uid") or name))  # changed meanwhile: the next pass reads it again
+            return True
+        try:
+            now = o.get_optional(session.api, names.EXTENSIONS, name)
+        except CliError:
+            now = extension
+        if now is None or wire.ready_reason(now) in names.EXTENSION_FINISHED:
+            return False  # finished meanwhile (its grant ended, or an approver decided): nothing left to deny
+        tally.refused.append(f"accessextension {name}")
+        session.note(f"refused: AccessExtension {name} ({requester}): {o.refusal(exc, 'denying it').message}")
     return True
 
 

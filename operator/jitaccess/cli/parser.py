@@ -202,12 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     revoke_description = (
         "End a grant early (its grantee, an approver of the owner team, or an incident responder).\n\n"
         "With --all instead of GRANT (an incident): revoke every Active grant, deny every pending request\n"
-        "and withdraw every request approved for a later start (Scheduled), in every team or only in\n"
-        "--team / --entitlement; --grants-only leaves requests alone. Your own pending requests are\n"
-        "withdrawn, not denied. --reason is required and recorded on each. What you may not end is\n"
-        "refused by the cluster, named on stderr, and makes the exit code 1: incident responders\n"
-        "(JITACCESS_RESPONDER_GROUPS, the chart's incidentResponders.groups) may end everyone's,\n"
-        "others only their own grants and their teams' (as approvers)."
+        "and extension, and withdraw every request approved for a later start (Scheduled), in every team\n"
+        "or only in --team / --entitlement; --grants-only leaves requests and extensions alone. Your own\n"
+        "pending requests and extensions are withdrawn, not denied. --reason is required and recorded on\n"
+        "each. What you may not end is refused by the cluster, named on stderr, and makes the exit code\n"
+        "1: incident responders (JITACCESS_RESPONDER_GROUPS, the chart's incidentResponders.groups) may\n"
+        "end everyone's, others only their own grants and their teams' (as approvers)."
     )
     for name, what in (("revoke", "the AccessGrant (same name as its request)"), ("done", "")):
         parser_ = command(name, revoke_description if what else "")
@@ -220,12 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--all",
                 dest="all_",
                 action="store_true",
-                help="every Active grant, pending and Scheduled request (in scope) instead of one GRANT",
+                help="every Active grant, pending and Scheduled request, pending extension (in scope) instead of one GRANT",
             )
             parser_.add_argument("--entitlement", metavar="NAME", help="with --all: only this entitlement's")
             parser_.add_argument("--team", metavar="TEAM", help="with --all: only entitlements that TEAM owns")
             parser_.add_argument(
-                "--grants-only", action="store_true", help="with --all: revoke grants, leave requests as they are"
+                "--grants-only", action="store_true", help="with --all: revoke grants, leave requests and extensions as they are"
             )
         parser_.add_argument(
             "--wait",
