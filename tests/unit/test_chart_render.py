@@ -490,14 +490,16 @@ def test_user_roles(default: Objects) -> None:
 
 def test_the_responder_role_ends_access_and_keeps_the_records(default: Objects) -> None:
     group, responder = "jitaccess.dev", rules(default, "jitaccess-responder")
-    for kind in ("accessrequests", "accessgrants"):
+    for kind in ("accessrequests", "accessgrants", "accessextensions"):
         for verb in ("get", "list", "watch", "patch"):
             assert _can(responder, verb, group, kind)
         assert not _can(responder, "create", group, kind)
+        assert not _can(responder, "update", group, kind)
         assert not _can(responder, "patch", group, f"{kind}/status")
     assert _can(responder, "delete", group, "accessrequests"), "to withdraw a request not granted yet"
     assert not _can(responder, "delete", group, "accessgrants"), "a grant is the record of that access"
-    for kind in ("teamownerships", "entitlements", "accessextensions", "permissioncatalogs"):
+    assert not _can(responder, "delete", group, "accessextensions"), "an extension is a record of its grant"
+    for kind in ("teamownerships", "entitlements", "permissioncatalogs"):
         assert _can(responder, "list", group, kind)
         assert not [v for v in ("create", "patch", "update", "delete") if _can(responder, v, group, kind)]
 
