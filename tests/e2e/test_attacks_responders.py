@@ -2,9 +2,10 @@
 
 A responder is a member of group sre-oncall (the e2e operator's setting; examples/rbac.yaml binds
 the group to jitaccess-responder), minted here as a client-certificate user of the control plane.
-In an incident they end access across teams: revoke another team's grant, deny a pending request,
-withdraw a Scheduled one; each with a reason where the object records one. They never give access
-nor erase its record (99), and nobody becomes one by claiming the group (100).
+In an incident they end access across teams: revoke another team's grant, deny a pending request or
+a pending extension of a grant they leave running, withdraw a Scheduled request; each with a reason
+where the object records one. They never give access (approve a request or an extension) nor erase
+its record (99), and nobody becomes one by claiming the group (100).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +80,30 @@ def scheduled(system: Jit, name: str, ahead: float = 600) -> None:
     system.wait_reason("accessrequest", name, "Scheduled")
 
 
+@pytest.fixture
+def extensions(system: Jit) -> Iterator[Jit]:
+    """The shared system; extensions a test leaves go with it (the operator deletes a grant's own
+    with it, but not before the next test may list them)."""
+    yield system
+    system.kubectl("delete", "accessextensions", "--all", "--wait=false", check=False)
+
+
+def extension_pending(system: Jit, name: str, grant: str, user: str = ALICE) -> Any:
+    """`user`'s extension of their Active grant of ledger's (not their team's), waiting for LENA."""
+    manifest = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessExtension",
+        "metadata": {"name": name},
+        "spec": {"grant": grant, "duration": "30m", "reason": "INC-4711 the migration needs longer"},
+    }
+    system.apply(manifest, user=user, verb="create")
+    return system.wait_reason("accessextension", name, "Pending")
+
+
+def ends(system: Jit, grant: str) -> str:
+    return str(((system.get("accessgrant", grant) or {}).get("status") or {}).get("expirationTime"))
+
+
 def audit_lines(system: Jit, text: str) -> list[str]:
     return [line for line in system.operator.log_file.read_text().splitlines() if text in line]
 
@@ -123,6 +149,37 @@ def test_a_responder_withdraws_a_scheduled_request(system: Jit, responder: Path)
     assert any(OSCAR in line for line in audit_lines(system, "AccessRequest inc-later")), "who withdrew it"
 
 
+def test_a_responder_denies_a_pending_extension_and_the_grant_keeps_its_end(extensions: Jit, responder: Path) -> None:
+    system = extensions
+    granted(system, "inc-run")
+    before = ends(system, "inc-run")
+    extension_pending(system, "inc-run-longer", "inc-run")
+    ok(
+        as_(
+            system,
+            responder,
+            "annotate",
+            "accessextension",
+            "inc-run-longer",
+            f"{DENIED}=true",
+            f"{DECISION_REASON}={INCIDENT}",
+        )
+    )
+    denied = system.wait_reason("accessextension", "inc-run-longer", "Denied")
+    assert denied["metadata"]["annotations"]["jitaccess.dev/denied-by"] == OSCAR
+    assert RESPONDERS in denied["metadata"]["annotations"]["jitaccess.dev/denied-by-groups"].split(",")
+    assert denied["status"]["deniedBy"] == OSCAR and denied["status"]["decisionReason"] == INCIDENT
+    # The access runs on as it was, not a second longer.
+    assert system.ready_reason("accessgrant", "inc-run") == "Active"
+    assert ends(system, "inc-run") == before
+    assert not (system.get("accessgrant", "inc-run") or {})["status"].get("extensions")
+    assert system.members(LEDGER) == {ALICE}
+    refused(
+        system.kubectl("annotate", "accessextension", "inc-run-longer", f"{APPROVED}=true", user=LENA, check=False),
+        "already denied by oscar@example.com",
+    )
+
+
 # --- 99. a responder tries to give access, or to erase its record -----------------------------------
 
 
@@ -135,6 +192,36 @@ def test_99_a_responder_never_approves(system: Jit, responder: Path) -> None:
     )
     assert system.ready_reason("accessrequest", "inc-approve") == "Pending"
     assert system.get("accessgrant", "inc-approve") is None
+
+
+def test_99_a_responder_never_approves_an_extension(extensions: Jit, responder: Path) -> None:
+    system = extensions
+    granted(system, "inc-prolong")
+    before = ends(system, "inc-prolong")
+    extension_pending(system, "inc-prolong-more", "inc-prolong")
+    refused(
+        as_(
+            system,
+            responder,
+            "annotate",
+            "accessextension",
+            "inc-prolong-more",
+            f"{APPROVED}=true",
+            f"{DECISION_REASON}={INCIDENT}",
+        ),
+        "as an incident responder may not set jitaccess.dev/approved=true",
+        "never approve",
+    )
+    refused(
+        as_(system, responder, "annotate", "accessextension", "inc-prolong-more", f"{DENIED}=true"),
+        "jitaccess.dev/decision-reason] is required when an incident responder denies another team's AccessExtension",
+        "kubectl jit deny extension/NAME",
+    )
+    assert system.ready_reason("accessextension", "inc-prolong-more") == "Pending"
+    assert "jitaccess.dev/approved-by" not in (system.get("accessextension", "inc-prolong-more") or {})["metadata"].get(
+        "annotations", {}
+    )
+    assert ends(system, "inc-prolong") == before
 
 
 def test_99_a_responder_acts_only_with_a_reason(system: Jit, responder: Path) -> None:
@@ -277,11 +364,13 @@ def cli(system: Jit) -> Iterator[Cli]:
     runner.stop_all()
 
 
-def test_revoke_all_ends_every_grant_and_request_in_reach(system: Jit, cli: Cli, responder: Path) -> None:
+def test_revoke_all_ends_every_grant_and_request_in_reach(extensions: Jit, cli: Cli, responder: Path) -> None:
+    system = extensions
     granted(system, "all-ledger")
     granted(system, "all-payments", entitlement=PAYMENTS, user=BOB, approver="paula@example.com")
     pending(system, "all-pending")
     scheduled(system, "all-later")
+    extension_pending(system, "all-ledger-longer", "all-ledger")
     result = jit_as(cli, responder, "revoke", "--all", "--reason", INCIDENT)
     assert result.code == 0, result
     for line in (
@@ -289,9 +378,13 @@ def test_revoke_all_ends_every_grant_and_request_in_reach(system: Jit, cli: Cli,
         "revoked AccessGrant all-payments",
         "denied AccessRequest all-pending",
         "withdrew AccessRequest all-later",
+        f"denied AccessExtension all-ledger-longer ({ALICE}, +30m on AccessGrant all-ledger)",
     ):
         assert line in result.out, result
-    assert "2 grants revoked, 1 request denied, 1 request withdrawn" in result.out, result
+    assert "2 grants revoked, 1 request denied, 1 request withdrawn, 1 extension denied" in result.out, result
+    # Denied, with the incident's reason, before its grant's revocation could fail it.
+    longer = system.wait_reason("accessextension", "all-ledger-longer", "Denied")
+    assert longer["status"]["deniedBy"] == OSCAR and longer["status"]["decisionReason"] == INCIDENT
     for name in ("all-ledger", "all-payments"):
         grant = system.wait_reason("accessgrant", name, "Revoked")
         assert grant["metadata"]["annotations"][REVOKE_REASON] == INCIDENT

@@ -274,7 +274,9 @@ def test_a_responder_denies_any_pending_extension_with_a_reason_and_is_stamped()
     new = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason="INC-7 freeze")
     stamps = {"jitaccess.dev/denied-by": SRE.username, "jitaccess.dev/denied-by-groups": f"sre-oncall,{AUTH}"}
     assert admitted(on_extension(old, new, SRE)).annotations == stamps
-    stamped = with_annotations(new, jitaccess_dev__denied_by=SRE.username, jitaccess_dev__denied_by_groups=f"sre-oncall,{AUTH}")
+    stamped = with_annotations(
+        new, jitaccess_dev__denied_by=SRE.username, jitaccess_dev__denied_by_groups=f"sre-oncall,{AUTH}"
+    )
     assert admitted(on_extension(old, stamped, SRE, phase=Phase.VALIDATE))
     bare = with_annotations(old, jitaccess_dev__denied="true")
     verdict = refused(
