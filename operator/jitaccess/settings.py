@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     responder_groups: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated Kubernetes groups of incident responders: on any team's objects they may "
-        "revoke grants, deny pending requests and withdraw requests not yet granted (never approve); empty = none",
+        "revoke grants, deny pending requests and extensions and withdraw requests not yet granted (never approve); "
+        "empty = none",
     )
 
     audit_bucket: str | None = Field(

@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
             parser_.add_argument("--entitlement", metavar="NAME", help="with --all: only this entitlement's")
             parser_.add_argument("--team", metavar="TEAM", help="with --all: only entitlements that TEAM owns")
             parser_.add_argument(
-                "--grants-only", action="store_true", help="with --all: revoke grants, leave requests and extensions as they are"
+                "--grants-only",
+                action="store_true",
+                help="with --all: revoke grants, leave requests and extensions as they are",
             )
         parser_.add_argument(
             "--wait",

@@ -119,7 +119,12 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         _record_applied(rt, extension, grant)
         return
     step = rules.next_step(
-        extension, grant, entitlement, team, rt.settings.limits, responder_groups=frozenset(rt.settings.responder_groups)
+        extension,
+        grant,
+        entitlement,
+        team,
+        rt.settings.limits,
+        responder_groups=frozenset(rt.settings.responder_groups),
     )
     if step.step is rules.Step.FAIL:
         _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True)
