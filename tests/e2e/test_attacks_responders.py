@@ -404,3 +404,16 @@ def test_revoke_all_says_what_was_refused(system: Jit, cli: Cli) -> None:
     assert system.wait_reason("accessgrant", "mine-a", "Revoked")
     assert system.ready_reason("accessgrant", "bobs") == "Active"
     assert json.loads(system.kubectl("get", "accessgrant", "bobs", "-o", "json").stdout)["spec"]["user"] == BOB
+
+
+def test_kubectl_jit_deny_as_a_responder_and_as_nobody(system: Jit, cli: Cli, responder: Path) -> None:
+    pending(system, "inc-cli-pending")
+    # An approver of payments, not of ledger, nor a responder: the webhook refuses, and the plugin says why.
+    result = cli.run("deny", "request/inc-cli-pending", "--reason", "INC-1 not mine", user="paula@example.com")
+    assert result.code != 0 and "not an approver" in result.err, result
+    assert system.ready_reason("accessrequest", "inc-cli-pending") == "Pending"
+    # The responder, who approves nothing, denies any team's request from the plugin too.
+    result = jit_as(cli, responder, "deny", "request/inc-cli-pending", "--reason", INCIDENT)
+    assert result.code == 0 and "denied accessrequest inc-cli-pending" in result.out, result
+    request = system.wait_reason("accessrequest", "inc-cli-pending", "Denied")
+    assert request["status"].get("deniedBy") == OSCAR and request["status"].get("decisionReason") == INCIDENT

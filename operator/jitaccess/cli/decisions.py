@@ -100,7 +100,10 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None, u
         check_same(request, uid, "accessrequest")
         check_undecided(request)
         team = _owner_team(session, request)
-        check_may_decide(request, team, me, verb)
+        if approve:
+            check_may_decide(request, team, me, verb)
+        # A denial is the webhook's to judge: only it knows the incident responders (who may deny
+        # any team's request), and its refusal is printed as it says it.
         flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
         patched: dict[str, Any] = {flag: "true"}
         if reason:
