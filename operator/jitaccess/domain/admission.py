@@ -425,7 +425,7 @@ def review_request(
         return _request_deleted(old, caller, operator, team, responders)
     if operation == "UPDATE" and old is not None and new is not None:
         if operator.includes(caller):
-            verdict = _request_updated(old, new, caller, entitlement, team, phase)
+            verdict = _spec_changed(old, new) or _request_updated(old, new, caller, entitlement, team, phase)
         else:
             verdict = decision_update(old, new, caller, entitlement, team, phase, responders=responders)
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
@@ -681,9 +681,7 @@ def _request_updated(
     phase: Phase,
     responders: Responders = NO_RESPONDERS,
 ) -> Verdict:
-    refusal = _spec_changed(old, new)
-    if refusal is not None:
-        return refusal
+    """The annotations' part of an update (the spec is checked unchanged before it)."""
     before, after = wire.annotations_of(old), wire.annotations_of(new)
     for key in REQUEST_STAMPS:
         if before.get(key) != after.get(key) and (phase is Phase.MUTATE or key in before):
