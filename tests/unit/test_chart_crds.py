@@ -67,3 +67,15 @@ def test_chart_admission_policy_is_the_examples() -> None:
     assert copy.read_bytes() == original.read_bytes(), (
         f"stale: run `cp {original.relative_to(REPO)} {copy.relative_to(REPO)}`"
     )
+
+
+def test_before_1_31_the_crds_go_without_selectable_fields() -> None:
+    # 1.29 rejects the unknown field under strict validation, and 1.30 serves no field selector on them.
+    args = ("template", "jitaccess", str(CHART), "--namespace", "jitaccess-system")
+    for version, expected in (("1.29.4", False), ("1.30.2", False), ("1.31.0", True), ("1.35.4", True)):
+        objects = documents(Helm(helm_binary()).run(*args, "--kube-version", version).stdout)
+        crds = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CustomResourceDefinition"}
+        selectable = {n for n, c in crds.items() if any("selectableFields" in v for v in c["spec"]["versions"])}
+        assert bool(selectable) is expected, version
+        if expected:
+            assert "accessrequests.jitaccess.dev" in selectable
