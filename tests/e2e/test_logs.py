@@ -7,7 +7,9 @@ leave INFO audit lines (who, what, why) and nothing louder.
 from __future__ import annotations
 
 import re
+import subprocess
 
+from devenv.processes import child_env
 from tests.support.harness import Jit
 
 ALICE, PAULA, BOB = (f"{n}@example.com" for n in ("alice", "paula", "bob"))
@@ -44,3 +46,28 @@ def test_refusals_and_expiries_log_no_warnings_or_errors(system: Jit) -> None:
         f"refused UPDATE AccessRequest/quiet-pending by {PAULA}" in line and "not an approver" in line for line in audit
     ), "\n".join(lines)
     assert [line for line in lines if LOUD.match(line)] == [], "\n".join(lines)
+
+
+def test_a_policy_change_is_an_audit_line_naming_who_and_what(system: Jit) -> None:
+    """The operator sees only the result of an edit; the webhook sees who made it (here a GitOps
+    identity in system:masters: the admin of these tests is trusted as the operator)."""
+    gitops = system.cluster.mint_kubeconfig("gitops@example.com", ["system:masters"])
+
+    def as_gitops(*args: str) -> None:
+        argv = [str(system.cluster.binary), "kubectl", "--kubeconfig", str(gitops), *args]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=child_env())
+        assert done.returncode == 0, done.stderr
+
+    offset = system.operator.log_file.stat().st_size
+    as_gitops("patch", "entitlement", "prod-eng-ledger", "--type=merge", "-p", '{"spec":{"maxDuration":"3h"}}')
+    try:
+        as_gitops("label", "teamownership", "ledger", "x=y")
+        lines = _lines_since(system, offset)
+        changed = [line for line in lines if "policy changed Entitlement/prod-eng-ledger by gitops@example.com" in line]
+        assert len(changed) == 1, "\n".join(lines)
+        assert 'spec.maxDuration: "4h" -> "3h"' in changed[0] and " INFO jitaccess.audit: " in changed[0]
+        # A label is no policy: no line for it.
+        assert not [line for line in lines if "policy changed TeamOwnership/ledger" in line], "\n".join(lines)
+    finally:
+        as_gitops("patch", "entitlement", "prod-eng-ledger", "--type=merge", "-p", '{"spec":{"maxDuration":"4h"}}')
+        as_gitops("label", "teamownership", "ledger", "x-")

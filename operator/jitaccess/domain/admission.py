@@ -1081,3 +1081,38 @@ def _approvers_suffix(team: TeamOwnershipSpec | None) -> str:
         return " (the team no longer exists)"
     names: Sequence[str] = [*team.approvers, *(f"group:{g}" for g in team.approver_groups)]
     return f" ({', '.join(names) or 'nobody'})"
+
+
+#: How much of one changed value a policy-change line quotes (a whole approver list is kept; a long
+#: reason pattern is cut).
+_POLICY_VALUE_CHARACTERS = 200
+
+
+def policy_changes(old: Obj | None, new: Obj | None) -> list[str]:
+    """What a write changes in a policy object's spec (TeamOwnership, Entitlement,
+    PermissionCatalog), one `path: before -> after` per changed leaf, in path order: who may ask,
+    who approves and what is granted, for the audit log line the webhook writes for each change."""
+    changes: list[str] = []
+
+    def walk(path: str, before: Any, after: Any) -> None:
+        if before == after:
+            return
+        if isinstance(before, Mapping) or isinstance(after, Mapping):
+            if not isinstance(before, Mapping | None) or not isinstance(after, Mapping | None):
+                changes.append(f"{path}: {_quoted(before)} -> {_quoted(after)}")
+                return
+            before, after = before or {}, after or {}
+            for key in sorted(set(before) | set(after), key=str):
+                walk(f"{path}.{key}", before.get(key), after.get(key))
+            return
+        changes.append(f"{path}: {_quoted(before)} -> {_quoted(after)}")
+
+    walk("spec", wire.spec(old) if old is not None else None, wire.spec(new) if new is not None else None)
+    return changes
+
+
+def _quoted(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return text if len(text) <= _POLICY_VALUE_CHARACTERS else text[: _POLICY_VALUE_CHARACTERS - 3] + "..."

@@ -450,6 +450,41 @@ async def check_catalog(
     caller = admission.caller_of(userinfo)
     verdict = admission.review_catalog(operation or "", old, new, caller, operator=operator)
     _enforce(verdict, kind=str(body.get("kind", "")), operation=operation, body=body, caller=caller, dryrun=dryrun)
+    _policy_changed(operation, old, new, body, caller, dryrun)
+
+
+def _policy_changed(
+    operation: str | None,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    body: Mapping[str, Any],
+    caller: Caller,
+    dryrun: bool,
+) -> None:
+    """An admitted change of who may ask, who approves or what is granted is an audit line naming
+    who made it and what changed: the operator sees only the result, and an edit of an
+    Entitlement (another group, no eligibility) or a team (one more member) changes access."""
+    changes = admission.policy_changes(old, new)
+    if dryrun or not changes:
+        return
+    kind, name = str(body.get("kind", "")), str((body.get("metadata") or {}).get("name", ""))
+    audit.info(
+        "policy %s %s/%s by %s: %s",
+        {"CREATE": "created", "DELETE": "deleted"}.get(operation or "", "changed"),
+        kind,
+        name,
+        caller.username,
+        "; ".join(changes),
+        extra={
+            "event": "PolicyChanged",
+            "object_kind": kind,
+            "object_name": name,
+            "who": caller.username,
+            "groups": sorted(caller.groups),
+            "operation": operation,
+            "changes": changes,
+        },
+    )
 
 
 @kopf.on.validate(
@@ -474,6 +509,7 @@ async def check_permission_catalog(
     caller = admission.caller_of(userinfo)
     verdict = permission_rules.review(operation or "", old, new, caller, operator=operator)
     _enforce(verdict, kind=names.PERMISSION_CATALOG, operation=operation, body=body, caller=caller, dryrun=dryrun)
+    _policy_changed(operation, old, new, body, caller, dryrun)
     if new is None or (old is not None and old.get("spec") == new.get("spec")):
         return
     catalog = PermissionCatalog.model_validate(new)
