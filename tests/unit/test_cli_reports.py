@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from jitaccess.api import audit as records_api
 from jitaccess.api import names
 from jitaccess.cli import archive, history, main, parser, reports
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import NOT_FOUND, NotFound, Refused, UsageError
+from jitaccess.cli.errors import DOUBTFUL, NOT_FOUND, Doubtful, NotFound, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import ClusterFlags, Session
@@ -253,12 +254,161 @@ def test_a_location_that_is_not_s3_is_a_usage_error(location: str) -> None:
         archive.parse_location(location)
 
 
+# --- the archive: what the reader checks ----------------------------------------------------------
+
+
+def a_record(**changes: Any) -> dict[str, Any]:
+    return {**all_records()[0], **changes}
+
+
+def test_decode_keeps_each_record_with_its_key_and_skips_each_bad_line_by_number() -> None:
+    good, other = a_record(), a_record(id="other/approved", reason="a\u2028b\u0085c")  # U+2028 is no line end
+    lines = [
+        records_api.encode_lines([good]),
+        b"not json\n",
+        b"\n",  # blank: not counted as bad, still numbered
+        b'"a string"\n',
+        b'{"schema": "jitaccess.dev/audit/v2", "id": "x/approved", "action": "approved"}\n',
+        json.dumps({**good, "id": ""}).encode() + b"\n",
+        json.dumps({k: v for k, v in good.items() if k != "action"}).encode() + b"\n",
+        json.dumps({**good, "time": 17}).encode() + b"\n",
+        b"\xff\xfe\n",
+        records_api.encode_lines([other]),
+    ]
+    read = archive.Read()
+    archive.decode("k1.jsonl", b"".join(lines), read)
+    assert read.records == [("k1.jsonl", good), ("k1.jsonl", other)]
+    skipped = [(s.key, s.line, s.why.split(" (")[0].split(":")[0]) for s in read.skipped]
+    assert skipped == [
+        ("k1.jsonl", 2, "not JSON"),
+        ("k1.jsonl", 4, "not an audit record"),
+        ("k1.jsonl", 5, "not an audit record of schema jitaccess.dev/audit/v1"),
+        ("k1.jsonl", 6, "not an audit record"),
+        ("k1.jsonl", 7, "not an audit record"),
+        ("k1.jsonl", 8, "not an audit record"),
+        ("k1.jsonl", 9, "not UTF-8"),
+    ]
+    assert "'id' is missing" in read.skipped[3].why and "'action' is missing" in read.skipped[4].why
+    assert read.skipped[0].described == "skipped line 2 of the archive object k1.jsonl: " + read.skipped[0].why
+
+
+@pytest.mark.parametrize("key", ["k.jsonl.gz", "k.jsonl"])
+def test_decode_skips_a_whole_object_that_is_not_gzip_or_cut_short(key: str) -> None:
+    read = archive.Read()
+    archive.decode(key, b"\x1f\x8bcut short" if key == "k.jsonl" else b"plain text\n", read)
+    assert read.records == []
+    assert [(s.key, s.line) for s in read.skipped] == [(key, None)]
+    assert read.skipped[0].described.startswith(f"skipped the archive object {key}: not gzip, or cut short")
+
+
+def test_unique_keeps_identical_copies_once_and_every_version_of_a_conflicting_id() -> None:
+    real, other = a_record(), a_record(id="b/granted")
+    forged = {**real, "actor": {"username": "mallory@example.com"}}
+    records, conflicts = history.unique(
+        [("k0", forged), ("k1", real), ("k2", other), ("k3", real), ("k3", real), ("k4", other)]
+    )
+    assert records == [forged, real, other]
+    assert conflicts == [history.Conflict(real["id"], [(["k0"], forged), (["k1", "k3"], real)])]
+    assert conflicts[0].described.startswith(
+        f"the audit archive holds 2 different records with the id {real['id']}: version 1 in k0; version 2 in k1, k3;"
+    )
+    assert history.unique([("k1", real), ("k2", dict(real))]) == ([real], []), "at-least-once: no conflict"
+
+
+def test_history_warns_after_the_report_and_raises_doubtful_only_when_in_doubt() -> None:
+    s = session()
+    history.History("cluster", []).warn(s)
+    assert err(s) == ""
+    real = a_record()
+    doubtful = history.History(
+        LOCATION,
+        [real],
+        history.unique([("k0", {**real, "reason": "x"}), ("k1", real)])[1],
+        [archive.Skipped("k2", 3, "not JSON (boom)")],
+    )
+    with pytest.raises(
+        Doubtful, match=r"1 id\(s\) with conflicting records.*1 unreadable object\(s\) or line\(s\)"
+    ) as raised:
+        doubtful.warn(s)
+    assert raised.value.code == DOUBTFUL == 6
+    assert err(s).splitlines() == [
+        f"warning: the audit archive holds 2 different records with the id {real['id']}: version 1 in k0; "
+        "version 2 in k1; all are in the report, marked CONFLICT, and at most one is what the operator wrote",
+        "warning: skipped line 3 of the archive object k2: not JSON (boom)",
+    ]
+
+
+def forged_approval(s3: Any) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """The archive as the operator wrote it, and a new object with an earlier key holding a copy of
+    one approval with another approver (what Object Lock does not stop)."""
+    records = sorted(all_records(), key=lambda r: r["time"])
+    put_batch(s3, datetime(2026, 11, 30, 11, 59, tzinfo=UTC), records)
+    real = next(r for r in records if r["action"] == "approved" and r["time"] >= "2026-11-01")
+    forged = {**real, "actor": {"username": "mallory@example.com"}}
+    early = records_api.archive_key(PREFIX, datetime(2026, 11, 30, 0, 0, tzinfo=UTC), "0000000000000000")
+    s3.put_object(Bucket=BUCKET, Key=early, Body=records_api.encode_lines([forged]))
+    real_key = records_api.archive_key(PREFIX, datetime(2026, 11, 30, 11, 59, tzinfo=UTC), f"batch{len(records)}")
+    return real, forged, early, real_key
+
+
+def test_a_forged_copy_of_a_record_is_reported_with_both_versions_and_doubtful(s3: Any) -> None:
+    real, forged, early, real_key = forged_approval(s3)
+    s = session()
+    with pytest.raises(Doubtful, match=re.escape("1 id(s) with conflicting records")):
+        reports.audit(s, options(archive=LOCATION), now=NOW)
+    document = json.loads(out(s))
+    assert [r for r in document["records"] if r["id"] == real["id"]] == [forged, real]
+    others = [r for r in document["records"] if r["id"] != real["id"]]
+    assert others == [r for r in json.loads((GOLDEN / "audit.json").read_text())["records"] if r["id"] != real["id"]]
+    assert document["conflicts"] == [
+        {"id": real["id"], "versions": [{"keys": [early], "record": forged}, {"keys": [real_key], "record": real}]}
+    ]
+    assert f"warning: the audit archive holds 2 different records with the id {real['id']}: " in err(s)
+    assert f"version 1 in {early}; version 2 in {real_key}" in err(s)
+
+    table = session()
+    with pytest.raises(Doubtful):
+        reports.audit(table, options(archive=LOCATION, output="table"), now=NOW)
+    marked = [line for line in out(table).splitlines() if "CONFLICT: " in line]
+    assert len(marked) == 2 and any("mallory@example.com" in line for line in marked), out(table)
+
+
+def test_the_command_prints_the_report_then_the_warnings_and_exits_doubtful(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, _, early, _ = forged_approval(s3)
+    monkeypatch.setattr(Session, "api", FakeApi(), raising=False)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = main.run(["audit", "--archive", LOCATION, "--since", "30d", "-o", "json"], io.StringIO(), stdout, stderr)
+    assert code == DOUBTFUL, stderr.getvalue()
+    assert json.loads(stdout.getvalue())["conflicts"][0]["id"] == real["id"]
+    assert stderr.getvalue().splitlines()[-1].startswith("error: the report above is in doubt")
+    assert early in stderr.getvalue()
+
+
 @pytest.mark.parametrize("body", [b"not json\n", b"\x1f\x8bcut short", b"\xff\xfe\n"])
-def test_an_archive_object_that_is_not_json_lines_is_refused_by_name(s3: Any, body: bytes) -> None:
+def test_an_archive_object_that_is_not_json_lines_is_skipped_by_name_and_the_rest_reported(
+    s3: Any, body: bytes
+) -> None:
+    put_batch(s3, datetime(2026, 11, 30, 11, 59, tzinfo=UTC), sorted(all_records(), key=lambda r: r["time"]))
     key = records_api.archive_key(PREFIX, NOW, "bad")
     s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-    with pytest.raises(Refused, match=f"not JSON lines: {key}"):
-        reports.audit(session(), options(archive=LOCATION), now=NOW)
+    s = session()
+    with pytest.raises(Doubtful, match=re.escape("1 unreadable object(s) or line(s), whose records are missing")):
+        reports.audit(s, options(archive=LOCATION), now=NOW)
+    assert json.loads(out(s))["records"] == json.loads((GOLDEN / "audit.json").read_text())["records"]
+    line = "" if body.startswith(b"\x1f\x8b") else "line 1 of "
+    assert f"warning: skipped {line}the archive object {key}: " in err(s)
+    assert [s["key"] for s in json.loads(out(s))["skipped"]] == [key]
+
+
+def test_review_prints_its_report_then_warns_of_a_forged_copy(s3: Any) -> None:
+    real, _, early, real_key = forged_approval(s3)
+    s = session()
+    with pytest.raises(Doubtful):
+        reports.review(s, real["entitlement"], days=30, archive=LOCATION, output="text", now=NOW)
+    assert out(s).startswith(f"Entitlement {real['entitlement']}")
+    assert f"version 1 in {early}; version 2 in {real_key}" in err(s)
 
 
 def test_a_missing_bucket_is_not_found(s3: Any) -> None:

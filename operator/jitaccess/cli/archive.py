@@ -3,8 +3,13 @@
 The operator writes JSON-lines objects under `s3://BUCKET/PREFIX/v1/YYYY/MM/DD/` (docs/audit.md),
 gzip-compressed or not; this reads every object under the day folders from the window's first day
 to its last (batches are filed by the day they were written) and decodes them with the stdlib
-function the operator encodes with. A record written twice has the same id both times: the caller
-keeps one.
+function the operator encodes with. Each record comes with the key of the object that holds it: a
+record written twice has the same id both times, and the caller keeps one, unless the two differ
+(`history.load` reports that as a conflict).
+
+An object that is not JSON lines (not gzip though it says so, cut short), and a line that is not
+UTF-8 JSON or not an audit record of schema v1, is skipped and listed as `Skipped` with its key and
+line: one bad object must not hide the rest of the archive, and the caller says what was skipped.
 
 The only module of the plugin that imports boto3, and only inside `read`: the other commands never
 pay for it (import-linter allows it here alone). Credentials, region and endpoint come from the
@@ -14,14 +19,38 @@ usual AWS environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...), as fo
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitaccess.api.audit import day_prefix, decode_lines
+from jitaccess.api.audit import SCHEMA, day_prefix
 from jitaccess.cli.errors import NotFound, Refused, Unreachable, UsageError
 
 SCHEME = "s3://"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """What could not be read: an object (`line` None: the whole of it) or one line of it (from 1)."""
+
+    key: str
+    line: int | None
+    why: str
+
+    @property
+    def described(self) -> str:
+        where = f"line {self.line} of the archive object" if self.line else "the archive object"
+        return f"skipped {where} {self.key}: {self.why}"
+
+
+@dataclass
+class Read:
+    """The records of the window's day folders, each with the key of its object, and what was skipped."""
+
+    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def parse_location(location: str) -> tuple[str, str]:
@@ -52,13 +81,13 @@ def _decompressed(key: str, body: bytes) -> bytes:
     return gzip.decompress(body) if key.endswith(".gz") or body[:2] == b"\x1f\x8b" else body
 
 
-def read(location: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Every record archived in the day folders of the window ending at `end` (now)."""
+def read(location: str, start: datetime, end: datetime) -> Read:
+    """Every record archived in the day folders of the window ending at `end` (now), with its key."""
     bucket, prefix = parse_location(location)
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    records: list[dict[str, Any]] = []
+    found = Read()
     try:
         client = boto3.client("s3")
         pages = client.get_paginator("list_objects_v2")
@@ -66,7 +95,7 @@ def read(location: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
             for page in pages.paginate(Bucket=bucket, Prefix=folder):
                 for item in page.get("Contents", []):
                     body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-                    records += _records(location, item["Key"], body)
+                    decode(item["Key"], body, found)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(exc)
@@ -78,12 +107,46 @@ def read(location: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
             f"cannot read the audit archive {location} ({exc}): check your AWS credentials and region, "
             "or give --archive '' to read the cluster instead"
         ) from exc
-    return records
+    return found
 
 
-def _records(location: str, key: str, body: bytes) -> list[dict[str, Any]]:
+def decode(key: str, body: bytes, into: Read) -> None:
+    """The records of one object into `into`, line by line; what is not a record into its `skipped`."""
     try:
-        decoded = decode_lines(_decompressed(key, body))
-    except (ValueError, OSError, EOFError) as exc:  # not UTF-8 JSON lines, not gzip, cut short
-        raise Refused(f"the audit archive {location} holds an object that is not JSON lines: {key} ({exc})") from exc
-    return [record for record in decoded if isinstance(record, dict)]
+        data = _decompressed(key, body)
+    except (OSError, EOFError) as exc:  # says gzip but is not, or cut short
+        into.skipped.append(Skipped(key, None, f"not gzip, or cut short ({exc})"))
+        return
+    # Split on the newline byte alone: the encoder never writes one inside a record, but it does
+    # write U+2028 and friends raw (ensure_ascii=False), which str.splitlines would split on.
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode())
+        except UnicodeDecodeError as exc:
+            into.skipped.append(Skipped(key, number, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
+            continue
+        except ValueError as exc:
+            into.skipped.append(Skipped(key, number, f"not JSON ({exc})"))
+            continue
+        why = not_a_record(record)
+        if why:
+            into.skipped.append(Skipped(key, number, why))
+        else:
+            into.records.append((key, record))
+
+
+def not_a_record(value: Any) -> str:
+    """Why `value` is not an audit record of schema v1 (docs/audit.md), or empty when it is one.
+    Only what the reader relies on is checked: the schema, a non-empty id and action, a string time."""
+    if not isinstance(value, dict):
+        return f"not an audit record (a JSON {type(value).__name__}, not an object)"
+    if value.get("schema") != SCHEMA:
+        return f"not an audit record of schema {SCHEMA} (schema {value.get('schema')!r})"
+    for name in ("id", "action"):
+        if not isinstance(value.get(name), str) or not value[name]:
+            return f"not an audit record: {name!r} is missing or not a non-empty string"
+    if "time" in value and not isinstance(value["time"], str):
+        return "not an audit record: 'time' is not a string"
+    return ""

@@ -9,6 +9,7 @@ below, and `kubectl jit --help` (every command's --help) prints the table as `EX
     ├── StillPending  PENDING
     ├── NotFound      NOT_FOUND
     ├── Unreachable   UNREACHABLE
+    ├── Doubtful      DOUBTFUL (raised after the report is printed: `audit`, `review`)
     └── Interrupted   INTERRUPTED
 
 Every message says what happened and what to do next.
@@ -22,6 +23,7 @@ USAGE = 2
 PENDING = 3
 NOT_FOUND = 4
 UNREACHABLE = 5
+DOUBTFUL = 6
 INTERRUPTED = 130
 
 EXIT_CODES: dict[int, str] = {
@@ -31,6 +33,7 @@ EXIT_CODES: dict[int, str] = {
     PENDING: "still pending when the wait ended (--timeout, or --no-wait on a request that needs approval)",
     NOT_FOUND: "not found: no such request, grant, entitlement or team (or audit archive bucket)",
     UNREACHABLE: "cannot reach the cluster (or the audit archive): kubeconfig, network, credentials, or jitaccess not installed",
+    DOUBTFUL: "report printed, but the audit archive has conflicting records (one id, two contents) or unreadable objects: see the warnings",
     INTERRUPTED: "interrupted (Ctrl-C); a request already created stays: see `kubectl jit status NAME`",
 }
 
@@ -65,6 +68,12 @@ class NotFound(CliError):
 
 class Unreachable(CliError):
     code = UNREACHABLE
+
+
+class Doubtful(CliError):
+    """The report is out, but the archive it read is in doubt: a script must not take it as complete."""
+
+    code = DOUBTFUL
 
 
 class Interrupted(CliError):

@@ -6,21 +6,31 @@ by the same pure functions the operator archives with (`jitaccess.api.audit`), s
 give the same records for the same objects. The cluster forgets: the operator retires finished
 requests after a while, so only the archive has the whole history. Either way the caller is told
 which source it read.
+
+Each record is kept once by id. The same id with the same contents is one record delivered more
+than once (the archiver is at-least-once under failures): kept once, silently. The same id with
+different contents is a **conflict**: one of them is not what the operator wrote (a forged or
+changed object, docs/audit.md). The reader cannot tell which is genuine, so it keeps every version
+and names the objects holding each; the reports mark them and end with exit code DOUBTFUL.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jitaccess.api import names
 from jitaccess.api.audit import ACTIONS, records_of_entitlement, records_of_grant, records_of_request
 from jitaccess.cli import objects as o
+from jitaccess.cli.errors import Doubtful
 from jitaccess.cli.parser import ARCHIVE_ENV
 from jitaccess.cli.session import Session
+
+if TYPE_CHECKING:
+    from jitaccess.cli.archive import Skipped
 
 Record = dict[str, Any]
 CLUSTER = "cluster"
@@ -31,11 +41,64 @@ _STEP = {action: step for step, action in enumerate(ACTIONS)}
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """Records sharing an id whose contents differ: each version with the keys of the objects holding it
+    (in the order read, S3's key order), the version read first first."""
+
+    id: str
+    versions: list[tuple[list[str], Record]]
+
+    @property
+    def described(self) -> str:
+        where = "; ".join(f"version {n} in {', '.join(keys)}" for n, (keys, _) in enumerate(self.versions, start=1))
+        return (
+            f"the audit archive holds {len(self.versions)} different records with the id {self.id}: {where}; "
+            "all are in the report, marked CONFLICT, and at most one is what the operator wrote"
+        )
+
+
+@dataclass(frozen=True)
 class History:
-    """The records of a window, oldest first, and where they came from (`cluster` or an s3:// location)."""
+    """The records of a window, oldest first, and where they came from (`cluster` or an s3:// location);
+    the ids with conflicting versions, and the objects or lines of the archive that could not be read."""
 
     source: str
     records: list[Record]
+    conflicts: list[Conflict] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def conflicting(self) -> set[str]:
+        return {c.id for c in self.conflicts}
+
+    def problems(self) -> dict[str, Any]:
+        """The conflicts and skipped parts as JSON output holds them."""
+        return {
+            "conflicts": [
+                {"id": c.id, "versions": [{"keys": keys, "record": r} for keys, r in c.versions]}
+                for c in self.conflicts
+            ],
+            "skipped": [{"key": s.key, "line": s.line, "reason": s.why} for s in self.skipped],
+        }
+
+    def warn(self, session: Session) -> None:
+        """After the report: a warning per conflict and per skipped part on stderr, and `Doubtful`
+        (exit code DOUBTFUL) when there was any, for the report is then not the archive's whole truth."""
+        session.out.flush()  # the report first, then what puts it in doubt
+        for conflict in self.conflicts:
+            session.note(f"warning: {conflict.described}")
+        for skipped in self.skipped:
+            session.note(f"warning: {skipped.described}")
+        doubts = []
+        if self.conflicts:
+            doubts.append(
+                f"{len(self.conflicts)} id(s) with conflicting records, so an object was forged or changed "
+                "(find who put the objects named in S3 server access logs or CloudTrail data events)"
+            )
+        if self.skipped:
+            doubts.append(f"{len(self.skipped)} unreadable object(s) or line(s), whose records are missing")
+        if doubts:
+            raise Doubtful(f"the report above is in doubt: the audit archive {self.source} has {'; and '.join(doubts)}")
 
     @property
     def described(self) -> str:
@@ -57,28 +120,55 @@ def time_of(record: Record) -> datetime | None:
 
 
 def load(session: Session, archive: str, start: datetime, end: datetime) -> History:
-    """The records since `start` (and any without a time), each id once, oldest first. None is left
-    out for being after `end`, the caller's now: the caller's clock may be behind the cluster's."""
+    """The records since `start` (and any without a time), each id once (every version of a
+    conflicting id), oldest first. None is left out for being after `end`, the caller's now: the
+    caller's clock may be behind the cluster's."""
+    skipped: list[Skipped] = []
     if archive:
         from jitaccess.cli import archive as s3
 
-        source, found = archive, s3.read(archive, start, end)
+        read = s3.read(archive, start, end)
+        source, found, skipped = archive, read.records, read.skipped
     else:
         api = session.api
-        found = [r for q in o.list_all(api, names.REQUESTS)[0] for r in records_of_request(q)]
-        found += [r for g in o.list_all(api, names.GRANTS)[0] for r in records_of_grant(g)]
-        found += [r for e in o.list_all(api, names.ENTITLEMENTS)[0] for r in records_of_entitlement(e)]
-        source = CLUSTER
-    unique: dict[str, Record] = {}
-    for record in found:
+        derived = [r for q in o.list_all(api, names.REQUESTS)[0] for r in records_of_request(q)]
+        derived += [r for g in o.list_all(api, names.GRANTS)[0] for r in records_of_grant(g)]
+        derived += [r for e in o.list_all(api, names.ENTITLEMENTS)[0] for r in records_of_entitlement(e)]
+        source, found = CLUSTER, [(CLUSTER, r) for r in derived]
+    records, conflicts = unique(found)
+
+    def in_window(record: Record) -> bool:
         when = time_of(record)
-        if when is None or when >= start:
-            unique.setdefault(str(record.get("id") or json.dumps(record, sort_keys=True)), record)
-    ordered = sorted(unique.values(), key=_order)
-    return History(source, ordered)
+        return when is None or when >= start
+
+    # A conflict counts when any of its versions is in the window (a forged copy may carry another
+    # time), and then all its versions are shown.
+    conflicts = [c for c in conflicts if any(in_window(r) for _, r in c.versions)]
+    shown = {c.id for c in conflicts}
+    kept = [r for r in records if in_window(r) or str(r.get("id")) in shown]
+    return History(source, sorted(kept, key=_order), conflicts, skipped)
+
+
+def unique(found: Iterable[tuple[str, Record]]) -> tuple[list[Record], list[Conflict]]:
+    """Each record once by id, each with the key of the object it was read from. The same id with
+    the same contents: one record (kept silently). The same id with different contents: every
+    version is kept, and the id is a `Conflict` naming the keys of each version."""
+    versions: dict[str, list[tuple[list[str], Record]]] = {}
+    for key, record in found:
+        rid = str(record.get("id") or json.dumps(record, sort_keys=True))
+        seen = versions.setdefault(rid, [])
+        same = next((keys for keys, kept in seen if kept == record), None)
+        if same is None:
+            seen.append(([key], record))
+        elif key not in same:
+            same.append(key)
+    records = [record for kept in versions.values() for _, record in kept]
+    conflicts = [Conflict(rid, kept) for rid, kept in versions.items() if len(kept) > 1]
+    return records, conflicts
 
 
 def _order(record: Record) -> tuple[datetime, int, str]:
+    # Python's sort is stable: the versions of a conflicting id stay in the order read.
     return (time_of(record) or _LAST, _STEP.get(str(record.get("action")), len(_STEP)), str(record.get("id")))
 
 

@@ -1,10 +1,12 @@
 """`audit` and `review`: the decision records of a window, and an entitlement's review for its owners.
 
 `audit` prints the records (docs/audit.md) as a table, as JSON (an object with the source and the
-records, unchanged) or as CSV (a header row, one fixed column per field). `review` reads the same
-records for one entitlement and answers the questions of an access review: who used it and how
-often, who is eligible but never used it, which grants cite no ticket, which break-glass grants
-nobody has reviewed.
+records, unchanged, and the archive's conflicts and skipped parts) or as CSV (a header row, one
+fixed column per field). `review` reads the same records for one entitlement and answers the
+questions of an access review: who used it and how often, who is eligible but never used it, which
+grants cite no ticket, which break-glass grants nobody has reviewed. Both end, after the report,
+with a warning per conflicting id and per unreadable part of the archive, and exit code DOUBTFUL
+(`History.warn`).
 
 Text from the records (reasons, names) goes to the terminal escaped: through `table` and `say`,
 `printable` in CSV cells, and JSON's own escapes. CSV cells that a spreadsheet would run as a
@@ -58,14 +60,16 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     if not records and options.entitlement:
         _unknown_entitlement(session, options.entitlement, history.records)
     if options.output == "json":
-        document = {"source": history.source, "since": _rfc3339(start), "records": records}
+        document = {"source": history.source, "since": _rfc3339(start), "records": records, **history.problems()}
         session.out.write(json.dumps(document, indent=2) + "\n")
     elif options.output == "csv":
         write_csv(records, session.out)
     elif records:
-        table([_audit_row(r) for r in records], AUDIT_COLUMNS, session.out)
+        conflicting = history.conflicting
+        table([_audit_row(r, str(r.get("id")) in conflicting) for r in records], AUDIT_COLUMNS, session.out)
     else:
         session.note("No records in this window.")
+    history.warn(session)
     return 0
 
 
@@ -108,7 +112,9 @@ def _detail(record: Record) -> str:
 _DECISION_FIELDS = ("decisionReason", "revokeReason", "message", "reason")
 
 
-def _audit_row(record: Record) -> tuple[str, ...]:
+def _audit_row(record: Record, conflict: bool = False) -> tuple[str, ...]:
+    # A version of a conflicting id says so in its last column; the warning after the table names the id.
+    detail = shorten(_detail(record), 50)
     return (
         str(record.get("time", "")),
         str(record.get("action", "")),
@@ -116,7 +122,7 @@ def _audit_row(record: Record) -> tuple[str, ...]:
         username(record.get("user")),
         _actor(record),
         str(record.get("request") or "-"),
-        shorten(_detail(record), 50),
+        f"CONFLICT: {detail}" if conflict else detail,
     )
 
 
@@ -167,6 +173,7 @@ def review(
         session.out.write(json.dumps(report, indent=2) + "\n")
     else:
         _print_review(report, session.out)
+    history.warn(session)
     return 0
 
 
