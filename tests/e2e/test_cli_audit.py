@@ -1,7 +1,8 @@
 """`kubectl jit audit` and `review` end to end: the real executable reads the records of a real,
 auto-approved request from the real cluster (no archive configured), as the users who ask; and
 from an S3 archive in the emulator, over HTTP, when one is configured: one the test writes, and
-one the operator writes as it decides.
+one the operator writes as it decides; and one with a forged copy of a record and an object that is
+not JSON lines, which the reports show, warn of and exit 6 for (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -117,6 +118,59 @@ def test_audit_reads_the_archive_when_the_environment_names_one(cli: Cli, system
     assert of_request(back, name) == from_cluster, "--archive '' reads the cluster"
     missing = cli.run("audit", "--archive", "s3://no-such-bucket-e2e/x", user=ALICE)
     assert missing.code == 4 and "does not exist" in missing.err, missing
+
+
+def test_a_forged_copy_of_a_record_and_a_bad_object_are_reported_and_exit_doubtful(cli: Cli, system: Jit) -> None:
+    name = requested(cli)
+    request, grant = system.get("accessrequest", name), system.get("accessgrant", name)
+    assert request is not None and grant is not None
+    real = audit.records_of_request(request) + audit.records_of_grant(grant)
+    bucket, prefix = system.ic.create_bucket(f"audit-{secrets.token_hex(4)}", object_lock=True), "jitaccess/e2e"
+    s3, now = system.ic.client("s3"), datetime.now(UTC)
+    real_key = audit.archive_key(prefix, now, "e2e")
+    s3.put_object(Bucket=bucket, Key=real_key, Body=audit.encode_lines(real))
+    # What Object Lock does not stop: a new object, with an earlier key (read first), holding the
+    # approval again with another approver; and an object that is not JSON lines.
+    approved = next(r for r in real if r["action"] == "approved")
+    forged = {**approved, "actor": {"username": "mallory@example.com"}}
+    forged_key = audit.archive_key(prefix, now.replace(hour=0, minute=0, second=0, microsecond=0), "0" * 16)
+    bad_key = audit.archive_key(prefix, now, "bad")
+    s3.put_object(Bucket=bucket, Key=forged_key, Body=audit.encode_lines([forged]))
+    s3.put_object(Bucket=bucket, Key=bad_key, Body=b"this is not json\n")
+    location = f"s3://{bucket}/{prefix}"
+    cli.env.update(system.ic.env())
+
+    result = cli.run("audit", "--archive", location, "-o", "json", user=PAULA)
+    assert result.code == 6, result
+    records = json.loads(result.out)["records"]
+    assert [r for r in records if r["id"] == approved["id"]] == [forged, approved], (
+        "both versions, the first read first"
+    )
+    assert [r for r in records if r["id"] != approved["id"]] == [r for r in real if r["id"] != approved["id"]]
+    assert (
+        f"warning: the audit archive holds 2 different records with the id {approved['id']}: "
+        f"version 1 in {forged_key}; version 2 in {real_key}"
+    ) in result.err, result
+    assert f"warning: skipped line 1 of the archive object {bad_key}: not JSON" in result.err, result
+    assert result.err.rstrip().splitlines()[-1].startswith("error: the report above is in doubt"), result
+
+    table = cli.run("audit", "--archive", location, user=PAULA)
+    assert table.code == 6, table
+    marked = [line for line in table.out.splitlines() if "CONFLICT: " in line]
+    assert len(marked) == 2 and "mallory@example.com" in "".join(marked), table
+
+    review = cli.run("review", PAYMENTS, "--days", "1", "--archive", location, user=PAULA)
+    assert review.code == 6 and review.out.startswith(f"Entitlement {PAYMENTS}"), review
+    assert f"version 1 in {forged_key}" in review.err, review
+
+    # Copies that are the same (at-least-once delivery) stay silent, and the exit code 0.
+    for digest in ("e2e", "again"):
+        key = audit.archive_key(f"{prefix}-clean", now, digest)
+        s3.put_object(Bucket=bucket, Key=key, Body=audit.encode_lines(real))
+    clean = f"s3://{bucket}/{prefix}-clean"
+    again = cli.run("audit", "--archive", clean, "-o", "json", user=PAULA)
+    assert again.code == 0 and "warning" not in again.err, again
+    assert of_request(again, name, source=clean) == [r for r in real if r.get("request") == name]
 
 
 @pytest.fixture
