@@ -23,6 +23,7 @@ from jitaccess.api import models, names
 
 READY_REASON = f'.status.conditions[?(@.type=="{names.READY}")].reason'
 READY_STATUS = f'.status.conditions[?(@.type=="{names.READY}")].status'
+OVERLAPPING_STATUS = f'.status.conditions[?(@.type=="{names.OVERLAPPING}")].status'
 IMMUTABLE_SPEC = {"rule": "self == oldSelf", "message": "spec is immutable: create a new object instead"}
 
 
@@ -77,6 +78,8 @@ KINDS = [
             {"name": "Max", "type": "string", "jsonPath": ".spec.maxDuration"},
             {"name": names.READY, "type": "string", "jsonPath": READY_STATUS},
             {"name": "Reason", "type": "string", "jsonPath": READY_REASON, "priority": 1},
+            # Another Entitlement grants the same access (`domain.overlaps`); empty: it never has.
+            {"name": names.OVERLAPPING, "type": "string", "jsonPath": OVERLAPPING_STATUS, "priority": 1},
             _age(),
         ],
     ),

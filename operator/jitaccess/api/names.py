@@ -67,6 +67,8 @@ DENIED = "Denied"
 ESCALATED = "Escalated"
 # A break-glass request's review by the owner team (True once reviewed).
 REVIEWED = "Reviewed"
+# An Entitlement's: another Entitlement grants the same access (`domain.overlaps`).
+OVERLAPPING = "Overlapping"
 
 # Reasons of an AccessRequest's `Ready` (DENIED above is one too).
 PENDING = "Pending"
@@ -91,6 +93,11 @@ RESOLVED = "Resolved"
 OWNER_NOT_FOUND = "OwnerNotFound"
 TOO_FEW_APPROVERS = "TooFewApprovers"
 GROUP_NOT_FOUND = "GroupNotFound"
+# Reasons of an Entitlement's `Overlapping`: True, another grants the same access under other rules
+# (a Warning: its rules are a way around these) or under the same rules; False, no more.
+SAME_ACCESS = "SameAccess"
+DUPLICATE = "Duplicate"
+NO_OVERLAP = "NoOverlap"
 # Reasons of a PermissionCatalog's `Ready`: Identity Center matches it, is being brought to it,
 # could not be, or the TeamOwnership it is named after does not exist (yet: GitOps apply order).
 PROVISIONED = "Provisioned"

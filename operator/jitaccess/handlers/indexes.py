@@ -89,7 +89,8 @@ async def entitlements(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     status = dict(body.status)
     return {
         name: {
-            "metadata": {"name": name},
+            # The generation: whether `status.groupId` is the current spec's (`domain.overlaps`).
+            "metadata": {"name": name, "generation": body.metadata.get("generation", 0)},
             "spec": dict(body.spec),
             "status": {k: status[k] for k in _ENTITLEMENT_STATUS_KEPT if k in status},
         }

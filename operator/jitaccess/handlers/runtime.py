@@ -310,6 +310,16 @@ class Provisions:
             return False
 
 
+class Passes:
+    """A pass over many objects that each of their watch events asks for: at most one runs at a
+    time, and any number of requests during it make exactly one more (`handlers.overlaps`). Only
+    ever touched from the controller's event loop, between two awaits: no lock is needed."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.again = False
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -360,6 +370,8 @@ class Runtime:
     # The audit archive's queue, while this replica's trail runs with a bucket (`handlers.archive`):
     # how many records wait and since when the oldest has, for the gauges.
     audit_backlog: Callable[[], tuple[int, datetime | None]] | None = None
+    # The passes over Entitlements that keep their `Overlapping` condition current (`handlers.overlaps`).
+    overlap_passes: Passes = field(default_factory=Passes)
     # Requests the request handler hands to their new grants' handler (`handlers.backing`).
     handoffs: Handoffs = field(default_factory=Handoffs)
     # Grants their request's handler provisions itself (`grants.provision_at_once`).

@@ -1,0 +1,207 @@
+"""Entitlements that grant the same access: which overlap, how their rules differ, and the
+`Overlapping` condition each should carry.
+
+Two Entitlements overlap when a grant of either gives what a grant of the other does: the same
+Identity Center group (by DisplayName, or by id: `spec.identityCenter.groupId`, or the
+`status.groupId` the operator resolved a `groupName` to for the current generation), or the same
+permission set reference in at least one common account. Whoever may get the one with the weaker
+rules gets what the other guards, so each names the other(s) and the rules that differ: owner team,
+eligibility groups, approvals, break-glass, maxDuration, reasonPattern. Overlap under identical
+rules is reported too, with its own reason (`Duplicate`, a Normal Event): nothing is bypassed
+today, but two names for one access split its audit trail and reviews, and the next edit of one
+of them, not the other, is the bypass (then `SameAccess`, a Warning).
+
+A permission set named by catalog tier in one Entitlement and by ARN in another is not matched
+(the same limitation as the grants' reference counting, `domain.assignments`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from jitaccess.api import names
+from jitaccess.api.models import Condition, Entitlement, EntitlementSpec
+from jitaccess.domain import assignments
+from jitaccess.domain import conditions as cond
+from jitaccess.domain.durations import format_duration, parse_duration
+from jitaccess.errors import InvalidInput
+
+#: At most this many other Entitlements are described in one message (the rest are counted).
+LISTED = 10
+
+# What an Entitlement grants, as keys two overlapping Entitlements share at least one of.
+_GROUP_NAME, _GROUP_ID, _ASSIGNMENT = "group-name", "group-id", "assignment"
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Another Entitlement (`other`) that grants some of what this one does (`shared`, in words),
+    and how its rules differ from this one's (`differences`, empty when they are the same)."""
+
+    other: str
+    shared: str
+    differences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The `Overlapping` condition an Entitlement should carry."""
+
+    status: bool
+    reason: str
+    message: str
+
+    @property
+    def warning(self) -> bool:
+        return self.reason == names.SAME_ACCESS
+
+
+def keys(entitlement: Entitlement) -> frozenset[Key]:
+    """What the Entitlement grants: its group by name and by id (the id alone when the spec names
+    one: it takes precedence over the name), or its permission set in each of its accounts."""
+    target = entitlement.spec.identity_center
+    if target.account_assignment is not None:
+        reference = assignments.reference(target.account_assignment.permission_set)
+        return frozenset((_ASSIGNMENT, reference, account) for account in target.account_assignment.accounts)
+    if target.group_id:
+        return frozenset({(_GROUP_ID, target.group_id)})
+    found: set[Key] = set()
+    if target.group_name:
+        found.add((_GROUP_NAME, target.group_name))
+    resolved = entitlement.status.group_id
+    if resolved and _resolved_for_this_generation(entitlement):
+        found.add((_GROUP_ID, resolved))
+    return frozenset(found)
+
+
+def _resolved_for_this_generation(entitlement: Entitlement) -> bool:
+    """`status.groupId` is written with `Ready`: it is the current spec's group only when `Ready`
+    observed the current generation (a `groupName` just changed still has the old group's id)."""
+    ready = cond.find(entitlement.status.conditions, names.READY)
+    generation = entitlement.metadata.generation
+    return ready is not None and (not generation or ready.observed_generation == generation)
+
+
+def describe(shared: Iterable[Key]) -> str:
+    """The shared keys in words: `Identity Center group payments-prod`, `permission set ... in account ...`."""
+    found = sorted(shared)
+    groups = [k for k in found if k[0] != _ASSIGNMENT]
+    if groups:
+        named = next((k[1] for k in groups if k[0] == _GROUP_NAME), None)
+        return f"Identity Center group {named}" if named else f"Identity Center group id {groups[0][1]}"
+    reference = found[0][1]
+    accounts = sorted(k[2] for k in found)
+    plural = "account" if len(accounts) == 1 else "accounts"
+    return f"permission set {reference} in {plural} {', '.join(accounts)}"
+
+
+def rules(spec: EntitlementSpec) -> dict[str, str]:
+    """The rules that decide who gets the access, how, and for how long, each as it reads in a
+    message; lists are compared as sets, durations by length (`60m` is `1h`)."""
+    approval, glass = spec.approval, spec.break_glass
+    return {
+        "owner team": spec.owner,
+        "eligibility groups": _listed(spec.eligibility.identity_center_groups),
+        "approvalsRequired": str(approval.approvals_required),
+        "autoApproveOwnerTeam": str(approval.auto_approve_owner_team).lower(),
+        "autoApproveGroups": _listed(approval.auto_approve_groups),
+        "autoApproveIdentityCenterGroups": _listed(approval.auto_approve_identity_center_groups),
+        "breakGlass": "off"
+        if glass is None
+        else f"groups {_listed(glass.groups)}, maxDuration {_length(glass.max_duration)}, "
+        f"{glass.per_user_per_day} per user per day",
+        "maxDuration": _length(spec.max_duration),
+        "reasonPattern": repr(spec.reason_pattern) if spec.reason_pattern else "none",
+    }
+
+
+def _listed(values: Sequence[str]) -> str:
+    return f"[{', '.join(sorted(set(values)))}]" if values else "none"
+
+
+def _length(text: str) -> str:
+    try:
+        return format_duration(parse_duration(text, "maxDuration"))
+    except InvalidInput:
+        return text
+
+
+def differences(here: EntitlementSpec, there: EntitlementSpec) -> tuple[str, ...]:
+    """Each rule that differs: `eligibility groups [a, b] here, none there`."""
+    mine, theirs = rules(here), rules(there)
+    return tuple(f"{label} {mine[label]} here, {theirs[label]} there" for label in mine if mine[label] != theirs[label])
+
+
+def overlaps(entitlements: Iterable[Entitlement]) -> dict[str, list[Overlap]]:
+    """For every Entitlement that overlaps another, the others (by name) and how; those that overlap
+    none are absent. Entitlements are bucketed by what they grant: no pair is compared that shares nothing."""
+    by_name = {e.metadata.name: e for e in entitlements if e.metadata.name}
+    granted = {name: keys(e) for name, e in by_name.items()}
+    holders: defaultdict[Key, set[str]] = defaultdict(set)
+    for name, found in granted.items():
+        for key in found:
+            holders[key].add(name)
+    found_overlaps: dict[str, list[Overlap]] = {}
+    for name, mine in granted.items():
+        others = sorted({other for key in mine for other in holders[key]} - {name})
+        if not others:
+            continue
+        here = by_name[name].spec
+        found_overlaps[name] = [
+            Overlap(other, describe(mine & granted[other]), differences(here, by_name[other].spec)) for other in others
+        ]
+    return found_overlaps
+
+
+def verdict(found: Sequence[Overlap], previous: Condition | None) -> Verdict | None:
+    """The `Overlapping` condition to write, given the overlaps found and the condition as it is;
+    None when it is right already. An Entitlement that never overlapped carries none."""
+    if not found:
+        if previous is None or previous.status != "True":
+            return None
+        return Verdict(False, names.NO_OVERLAP, "no other Entitlement grants the same access any more")
+    wanted = Verdict(True, _reason(found), message(found))
+    if (
+        previous is not None
+        and previous.status == "True"
+        and previous.reason == wanted.reason
+        and previous.message == wanted.message
+    ):
+        return None
+    return wanted
+
+
+def _reason(found: Sequence[Overlap]) -> str:
+    return names.SAME_ACCESS if any(o.differences for o in found) else names.DUPLICATE
+
+
+def message(found: Sequence[Overlap]) -> str:
+    """One sentence per other Entitlement, those whose rules differ first (they are the bypass)."""
+    ordered = sorted(found, key=lambda o: (not o.differences, o.other))
+    sentences = [_sentence(o) for o in ordered[:LISTED]]
+    if len(ordered) > LISTED:
+        sentences.append(f"And {len(ordered) - LISTED} more.")
+    return " ".join(sentences)
+
+
+def _sentence(overlap: Overlap) -> str:
+    start = f"Entitlement {overlap.other} also grants {overlap.shared}"
+    if not overlap.differences:
+        return f"{start}, under the same rules: keep one of them."
+    return f"{start}, under other rules: {'; '.join(overlap.differences)}."
+
+
+def changes(entitlements: Iterable[Entitlement]) -> list[tuple[Entitlement, Verdict]]:
+    """Every Entitlement whose `Overlapping` condition is not what the overlaps say, with what it should be."""
+    listed = list(entitlements)
+    found = overlaps(listed)
+    stale = []
+    for entitlement in listed:
+        previous = cond.find(entitlement.status.conditions, names.OVERLAPPING)
+        wanted = verdict(found.get(entitlement.metadata.name or "", []), previous)
+        if wanted is not None:
+            stale.append((entitlement, wanted))
+    return stale

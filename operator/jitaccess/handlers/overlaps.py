@@ -1,0 +1,93 @@
+"""Entitlements that grant the same access: keep each one's `Overlapping` condition current.
+
+Any watch event of any Entitlement (created, its spec or status changed, deleted) may start or end
+an overlap of others, so every event asks for a pass over all of them (`domain.overlaps.changes`,
+from the Entitlement index, which kopf has updated before the handler runs) and the pass writes
+only the conditions that are not right. A pass reads every Entitlement: events that arrive while
+one runs (kopf lists every Entitlement at a start, each an event) are folded into a single next
+pass rather than one pass each. The writes are the controller's, the leader's alone; what they
+change comes back as events, whose pass finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from jitaccess.api import names
+from jitaccess.api.models import Entitlement
+from jitaccess.domain import conditions as cond
+from jitaccess.domain import overlaps as overlap_rules
+from jitaccess.domain.overlaps import Verdict
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, status_change
+from jitaccess.handlers.recording import record
+from jitaccess.handlers.runtime import Runtime, runtime_of
+
+log = logging.getLogger(__name__)
+ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
+#: After a pass failed (the API server not answering), the next one waits this long.
+RETRY_SECONDS = 10.0
+
+
+@kopf.on.event(*ENT)
+async def watch_overlaps(*, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_: Any) -> None:
+    rt = runtime_of(memo)
+    passes = rt.overlap_passes  # the Runtime's, not the memo's: kopf gives each object a copy of that
+    if passes.running:
+        passes.again = True
+        return
+    passes.running = True
+    try:
+        while True:
+            passes.again = False
+            # The index is the event loop's: a snapshot here, parsed and compared in a thread.
+            listed = [body for name in list(entitlements) if (body := first(entitlements, name)) is not None]
+            try:
+                await rt.run_blocking(reconcile, rt, listed)
+            except Exception:  # the next pass (after a pause) tries again; an event must not be lost
+                log.exception("the Overlapping conditions of Entitlements could not be brought up to date")
+                passes.again = True
+                await asyncio.sleep(RETRY_SECONDS)
+            if not passes.again:
+                return
+    finally:
+        passes.running = False
+
+
+def reconcile(rt: Runtime, listed: list[dict[str, Any]]) -> None:
+    """Write every `Overlapping` condition that is not what the Entitlements' overlaps say."""
+    parsed = []
+    for body in listed:
+        try:
+            parsed.append(Entitlement.model_validate(body))
+        except ValidationError as exc:  # the CRD's schema should have refused it: compared with nothing
+            log.warning("Entitlement %s cannot be read (%s); left out of the overlap check", _name(body), exc)
+    for entitlement, wanted in overlap_rules.changes(parsed):
+        write(rt, entitlement.metadata.name, entitlement.metadata.generation, wanted)
+
+
+def write(rt: Runtime, name: str, generation: int, wanted: Verdict) -> None:
+    """Set `Overlapping` as `wanted`, unless the Entitlement changed since (its next event's pass
+    decides) or the condition already says so (a concurrent pass did it); one Event per change."""
+
+    def build(current: Entitlement) -> dict[str, Any] | None:
+        if generation and current.metadata.generation != generation:
+            return None
+        previous = cond.find(current.status.conditions, names.OVERLAPPING)
+        if previous is not None and (previous.status == "True") == wanted.status:
+            if previous.reason == wanted.reason and previous.message == wanted.message:
+                return None
+        changes = [(names.OVERLAPPING, wanted.status, wanted.reason, wanted.message)]
+        return {"conditions": conditions_after(current.status.conditions, changes, current.metadata.generation)}
+
+    updated = rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build))
+    if updated is not None:
+        record(updated, wanted.reason, wanted.message, warning=wanted.warning)
+
+
+def _name(body: dict[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("name", ""))
