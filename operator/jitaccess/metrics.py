@@ -86,6 +86,8 @@ LEADER = "jitaccess_leader"
 # Entitlements and PermissionCatalogs by Ready status and reason (every replica's watch of them).
 ENTITLEMENTS = "jitaccess_entitlements"
 PERMISSION_CATALOGS = "jitaccess_permission_catalogs"
+# Entitlements that grant the same access as another, by their `Overlapping` reason (every replica's).
+ENTITLEMENTS_OVERLAPPING = "jitaccess_entitlements_overlapping"
 # Break-glass requests whose review is overdue, by entitlement: every replica's, from the requests'
 # review deadlines (`handlers.breakglass`), for the Entitlements that exist.
 BREAK_GLASS_UNREVIEWED = "jitaccess_break_glass_unreviewed"

@@ -48,6 +48,8 @@ class State:
     readiness: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     #: The review deadlines of the break-glass requests awaiting review, by entitlement.
     review_deadlines: Mapping[str, Iterable[datetime]] = field(default_factory=dict)
+    #: How many Entitlements grant the same access as another, by their `Overlapping` reason.
+    overlapping: Mapping[str, int] = field(default_factory=dict)
 
 
 def state_metrics(state: State, now: datetime) -> list[Metric]:
@@ -58,6 +60,7 @@ def state_metrics(state: State, now: datetime) -> list[Metric]:
         _leader(state),
         *_archive(state, now),
         *_readiness(state),
+        _overlapping(state),
         _unreviewed(state, now),
     ]
 
@@ -132,6 +135,19 @@ def _readiness(state: State) -> list[Metric]:
         if plural in families and count:
             families[plural].add_metric([ready, reason], count)
     return list(families.values())
+
+
+def _overlapping(state: State) -> Metric:
+    overlapping = GaugeMetricFamily(
+        metrics.ENTITLEMENTS_OVERLAPPING,
+        "Entitlements that grant the same access as another, by their Overlapping condition's reason "
+        "(SameAccess: under other rules; Duplicate: under the same)",
+        labels=["reason"],
+    )
+    for reason, count in sorted(state.overlapping.items()):
+        if count:
+            overlapping.add_metric([reason], count)
+    return overlapping
 
 
 def _unreviewed(state: State, now: datetime) -> Metric:

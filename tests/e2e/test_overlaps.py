@@ -4,7 +4,10 @@ as a subprocess, Identity Center emulated."""
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.harness import Jit, eventually
 
@@ -35,6 +38,19 @@ def overlapping(system: Jit, name: str, reason: str, status: str = "True") -> di
     )
 
 
+def overlapping_gauge(system: Jit, reason: str) -> float:
+    """`jitaccess_entitlements_overlapping{reason}` as the operator serves it now (0: no series)."""
+    url = f"http://127.0.0.1:{system.operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "jitaccess_entitlements_overlapping" and sample.labels == {"reason": reason}
+    )
+
+
 def reasons(system: Jit, name: str) -> list[tuple[str, str]]:
     return [(e["type"], e["reason"]) for e in system.events(name, kind="Entitlement")]
 
@@ -56,6 +72,11 @@ def test_a_second_entitlement_to_the_same_group_is_flagged_on_both_until_it_is_d
         )
         for name in ("prod-eng-payments", QUICK):
             eventually(lambda n=name: ("Warning", "SameAccess") in reasons(system, n) or None, timeout=10)
+        eventually(lambda: overlapping_gauge(system, "SameAccess") == 2 or None, timeout=10, what="the gauge at 2")
+        header, row = (
+            line.split() for line in system.kubectl("get", "ent", "prod-eng-payments", "-o", "wide").stdout.splitlines()
+        )
+        assert dict(zip(header, row, strict=True))["OVERLAPPING"] == "True"
         # Ready is not touched: the example still grants as before.
         assert system.ready_reason("entitlement", "prod-eng-payments") == "Resolved"
         system.request("alice-while-overlapping", "prod-eng-payments", user=ALICE)
@@ -77,6 +98,8 @@ def test_a_second_entitlement_to_the_same_group_is_flagged_on_both_until_it_is_d
             "keep one of them."
         )
         eventually(lambda: ("Normal", "Duplicate") in reasons(system, "prod-eng-payments") or None, timeout=10)
+        eventually(lambda: overlapping_gauge(system, "Duplicate") == 2 or None, timeout=10, what="2 duplicates")
+        assert overlapping_gauge(system, "SameAccess") == 0
     finally:
         system.kubectl("delete", "entitlement", QUICK, "--ignore-not-found")
 
@@ -86,3 +109,5 @@ def test_a_second_entitlement_to_the_same_group_is_flagged_on_both_until_it_is_d
     warnings = [r for r in reasons(system, "prod-eng-payments") if r == ("Warning", "SameAccess")]
     assert len(warnings) == 1, "one Warning Event when it started overlapping, not one per pass"
     assert system.ready_reason("entitlement", "prod-eng-payments") == "Resolved"
+    eventually(lambda: overlapping_gauge(system, "Duplicate") == 0 or None, timeout=10, what="the gauge back at 0")
+    assert overlapping_gauge(system, "SameAccess") == 0

@@ -78,6 +78,7 @@ EVERY_GAUGE = State(
     archive_backlog=(0, None),
     readiness={("entitlements", "true", "Resolved"): 1, ("permissioncatalogs", "true", "Provisioned"): 1},
     review_deadlines={"e": []},
+    overlapping={"SameAccess": 1},
 )
 
 

@@ -75,6 +75,7 @@ def test_nothing_known_nothing_shown() -> None:
         metrics.ARCHIVE_OLDEST_PENDING,
         metrics.ENTITLEMENTS,
         metrics.PERMISSION_CATALOGS,
+        metrics.ENTITLEMENTS_OVERLAPPING,
         metrics.BREAK_GLASS_UNREVIEWED,
     ]
 
@@ -383,3 +384,33 @@ def test_the_request_watch_keeps_the_break_glass_reviews_on_every_replica() -> N
         indexes.observe_entitlement(type="DELETED", body=_entitlement("True", "Resolved", "prod-ledger"), memo=memo)
     )
     assert unreviewed() == {}
+
+
+def _overlapping(name: str, status: str | None, reason: str = "") -> kopf.Body:
+    conditions = [] if status is None else [{"type": "Overlapping", "status": status, "reason": reason}]
+    return kopf.Body({"metadata": {"name": name}, "spec": {}, "status": {"conditions": conditions}})
+
+
+def test_the_watch_counts_the_entitlements_that_overlap_by_reason() -> None:
+    """Every replica's: those whose `Overlapping` is True, by reason; cleared or deleted ones are not counted."""
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    memo = kopf.Memo(runtime=rt)
+
+    def seen(kind: str | None, body: kopf.Body) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        asyncio.run(indexes.observe_entitlement(type=kind, body=body, memo=memo))
+        state = take_snapshot(ObjectIndex(), ObjectIndex(), overlapping=rt.overlapping)
+        return {k: v for k, v in gauges(state).items() if k[0] == "jitaccess_entitlements_overlapping"}
+
+    assert seen(None, _overlapping("a", None)) == {}
+    assert seen(None, _overlapping("a", "True", "SameAccess")) == {
+        ("jitaccess_entitlements_overlapping", (("reason", "SameAccess"),)): 1
+    }
+    seen(None, _overlapping("b", "True", "SameAccess"))
+    assert seen(None, _overlapping("c", "True", "Duplicate")) == {
+        ("jitaccess_entitlements_overlapping", (("reason", "Duplicate"),)): 1,
+        ("jitaccess_entitlements_overlapping", (("reason", "SameAccess"),)): 2,
+    }
+    seen("MODIFIED", _overlapping("a", "False", "NoOverlap"))
+    assert seen("DELETED", _overlapping("c", "True", "Duplicate")) == {
+        ("jitaccess_entitlements_overlapping", (("reason", "SameAccess"),)): 1
+    }

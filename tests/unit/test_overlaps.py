@@ -74,9 +74,7 @@ def test_the_condition_says_same_access_and_names_the_other_and_the_differences(
 def test_identical_rules_are_a_duplicate_not_a_warning() -> None:
     # Same rules written differently: lists in another order, a duration in other units.
     a = ent("a", maxDuration="4h")
-    b = ent(
-        "b", maxDuration="240m", eligibility={"identityCenterGroups": ["pci-secure-code-trained", "prod-eligible"]}
-    )
+    b = ent("b", maxDuration="240m", eligibility={"identityCenterGroups": ["pci-secure-code-trained", "prod-eligible"]})
     verdicts = dict((e.metadata.name, v) for e, v in rules.changes([a, b]))
     assert verdicts["a"].reason == names.DUPLICATE and not verdicts["a"].warning
     assert verdicts["a"].message == (
@@ -164,18 +162,14 @@ def test_an_overlap_that_ended_is_cleared_and_one_that_never_was_is_not_written(
     assert rules.verdict([], None) is None
     assert rules.verdict([], condition("False", names.NO_OVERLAP, "no other")) is None
     cleared = rules.verdict([], condition("True", names.SAME_ACCESS, "Entitlement b also grants ..."))
-    assert cleared == rules.Verdict(
-        False, names.NO_OVERLAP, "no other Entitlement grants the same access any more"
-    )
+    assert cleared == rules.Verdict(False, names.NO_OVERLAP, "no other Entitlement grants the same access any more")
     assert not cleared.warning
 
 
 def test_changes_after_the_other_was_deleted() -> None:
     a, b = ent("a"), ent("b", owner="platform")
     (verdict_a, _), (verdict_b, _) = ((v, e) for e, v in rules.changes([a, b]))
-    overlapping = ent(
-        "a", status={"conditions": [condition("True", verdict_a.reason, verdict_a.message).wire()]}
-    )
+    overlapping = ent("a", status={"conditions": [condition("True", verdict_a.reason, verdict_a.message).wire()]})
     ((entitlement, cleared),) = rules.changes([overlapping])
     assert entitlement.metadata.name == "a" and cleared.reason == names.NO_OVERLAP
     assert verdict_b.reason == names.SAME_ACCESS

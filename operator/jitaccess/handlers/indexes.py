@@ -17,6 +17,8 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
   review timers, `breakglass`, and the gauge of overdue reviews on every replica).
 - `readiness`: Entitlements and PermissionCatalogs by their `Ready` status and reason (the gauges
   of what is not Ready, on every replica: a group deleted in AWS, a permission set refused).
+- `overlapping`: Entitlements that grant the same access as another, by their `Overlapping`
+  reason (the gauge, on every replica; `handlers.overlaps` writes the condition).
 
 The handlers are `async` (they do no I/O): kopf runs them inline on every watch event, where a
 plain function would cost a trip through the thread pool each time.
@@ -230,6 +232,10 @@ def readiness(obj: Mapping[str, Any]) -> tuple[str, str]:
 @kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
 async def observe_entitlement(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _observe_readiness(names.ENTITLEMENTS, type, body, memo)
+    found = None if type == "DELETED" else wire.condition(body, names.OVERLAPPING)
+    overlapping = found is not None and found.get("status") == "True"
+    name = body.metadata.name
+    runtime_of(memo).overlapping.observe(name, (str(found.get("reason") or ""), name) if overlapping else None)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.CATALOGS)

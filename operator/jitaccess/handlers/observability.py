@@ -3,9 +3,9 @@
 The Runtime's indexes (see `indexes`), kept current from the same watches the handlers use,
 hold what the state gauges show: the Active grants with their expiration times, the requests
 awaiting a decision, and the break-glass requests awaiting review, by entitlement; the
-Entitlements and PermissionCatalogs by readiness. kopf's listing re-fills them whenever it
-(re)starts watching, so the gauges are right after a restart without any bookkeeping in the
-handlers. Whether this replica leads is asked of its `Leadership` at each scrape, so a lost Lease
+Entitlements and PermissionCatalogs by readiness, and the Entitlements that overlap another. kopf's
+listing re-fills them whenever it (re)starts watching, so the gauges are right after a restart
+without any bookkeeping in the handlers. Whether this replica leads is asked of its `Leadership` at each scrape, so a lost Lease
 shows at once; the audit archive's queue, of the leader's trail (`archive`), likewise.
 
 The HTTP server answers scrapes in its own thread; the indexes are thread-safe, so a scrape reads
@@ -38,6 +38,7 @@ def take_snapshot(
     expirations: Index | None = None,
     readiness: ObjectIndex | None = None,
     break_glass: Index | None = None,
+    overlapping: ObjectIndex | None = None,
 ) -> State:
     """The gauges' state from the indexes. Break-glass reviews count for the Entitlements that
     exist (`readiness` has them): a deleted one's requests have no timer and no reviewer left."""
@@ -60,6 +61,9 @@ def take_snapshot(
             for entitlement, entries in (break_glass or {}).items()
             if exists(entitlement)
         },
+        overlapping={}
+        if overlapping is None
+        else {str(key): len(list(overlapping.get(key, ()))) for key in overlapping},
     )
 
 
@@ -75,7 +79,7 @@ async def serve_metrics(memo: kopf.Memo, **_: Any) -> None:
 
     def snapshot() -> State:
         rt = runtime_of(memo)
-        state = take_snapshot(rt.active, rt.pending, rt.expirations, rt.readiness, rt.break_glass)
+        state = take_snapshot(rt.active, rt.pending, rt.expirations, rt.readiness, rt.break_glass, rt.overlapping)
         leading = leadership.leading() if isinstance(leadership, Leadership) else None
         # The archive's queue is the leader's; one left behind by a controller that stopped
         # without its clean-up is no longer worked on by anyone here.

@@ -78,9 +78,12 @@ def write(rt: Runtime, name: str, generation: int, wanted: Verdict) -> None:
         if generation and current.metadata.generation != generation:
             return None
         previous = cond.find(current.status.conditions, names.OVERLAPPING)
-        if previous is not None and (previous.status == "True") == wanted.status:
-            if previous.reason == wanted.reason and previous.message == wanted.message:
-                return None
+        if previous is not None and (previous.status, previous.reason, previous.message) == (
+            "True" if wanted.status else "False",
+            wanted.reason,
+            wanted.message,
+        ):
+            return None
         changes = [(names.OVERLAPPING, wanted.status, wanted.reason, wanted.message)]
         return {"conditions": conditions_after(current.status.conditions, changes, current.metadata.generation)}
 

@@ -367,6 +367,8 @@ class Runtime:
     # Entitlements and PermissionCatalogs by (plural, Ready status, reason), from every replica's
     # watch (`indexes.observe_readiness`): the readiness gauges.
     readiness: ObjectIndex = field(default_factory=ObjectIndex)
+    # Entitlements whose `Overlapping` condition is True, by its reason, likewise: the gauge.
+    overlapping: ObjectIndex = field(default_factory=ObjectIndex)
     # The audit archive's queue, while this replica's trail runs with a bucket (`handlers.archive`):
     # how many records wait and since when the oldest has, for the gauges.
     audit_backlog: Callable[[], tuple[int, datetime | None]] | None = None
