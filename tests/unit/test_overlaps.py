@@ -173,3 +173,39 @@ def test_changes_after_the_other_was_deleted() -> None:
     ((entitlement, cleared),) = rules.changes([overlapping])
     assert entitlement.metadata.name == "a" and cleared.reason == names.NO_OVERLAP
     assert verdict_b.reason == names.SAME_ACCESS
+
+
+PRODUCTION = rules.Tier("catalog:payments/production", "payments-prod", frozenset({"444455556666"}), ARN)
+
+
+def test_a_tier_assigned_directly_overlaps_the_group_the_catalog_assigns_it_to() -> None:
+    # examples/04-permissions.yaml and 05-assignment.yaml: the production tier's group, and the tier assigned directly.
+    group = ent("payments-prod", reasonPattern="^[A-Z]+-[0-9]+")
+    direct = assigned(
+        "payments-prod-direct", ["444455556666", "555566667777"], {"catalog": "payments", "tier": "production"}
+    )
+    assert rules.overlaps([group, direct]) == {}, "without the catalog, nothing says they are one access"
+    found = rules.overlaps([group, direct], [PRODUCTION])
+    (mine,) = found["payments-prod"]
+    assert mine.other == "payments-prod-direct"
+    assert mine.shared == "permission set catalog:payments/production in account 444455556666"
+    assert mine.differences == ("reasonPattern '^[A-Z]+-[0-9]+' here, none there",)
+    assert found["payments-prod-direct"][0].shared == mine.shared
+    # Not in the tier's accounts: the group gives nothing there.
+    elsewhere = assigned("dr-only", ["555566667777"], {"catalog": "payments", "tier": "production"})
+    assert rules.overlaps([group, elsewhere], [PRODUCTION]) == {}
+
+
+def test_a_tier_named_by_its_arn_is_the_same_permission_set() -> None:
+    by_tier = assigned("by-tier", ["111122223333"], {"catalog": "payments", "tier": "production"})
+    by_arn = assigned("by-arn", ["111122223333"], {"arn": ARN}, owner="ledger")
+    assert rules.overlaps([by_tier, by_arn]) == {}, "the ARN is known only once the catalog reports it"
+    found = rules.overlaps([by_tier, by_arn], [PRODUCTION])
+    assert found["by-arn"][0].shared == "permission set catalog:payments/production in account 111122223333"
+    unprovisioned = rules.Tier(PRODUCTION.reference, PRODUCTION.group, PRODUCTION.accounts)
+    assert rules.overlaps([by_tier, by_arn], [unprovisioned]) == {}
+
+
+def test_two_entitlements_to_a_tier_group_are_described_by_the_group() -> None:
+    found = rules.overlaps([ent("a"), ent("b", owner="ledger")], [PRODUCTION])
+    assert found["a"][0].shared == "Identity Center group payments-prod"

@@ -4,15 +4,18 @@
 Two Entitlements overlap when a grant of either gives what a grant of the other does: the same
 Identity Center group (by DisplayName, or by id: `spec.identityCenter.groupId`, or the
 `status.groupId` the operator resolved a `groupName` to for the current generation), or the same
-permission set reference in at least one common account. Whoever may get the one with the weaker
+permission set in at least one common account. A PermissionCatalog tier (`Tier`) assigns its
+permission set to its group in its accounts, so a grant of that group gives the permission set
+there, as one of an Entitlement assigning the tier (by `catalog`/`tier`, or by the ARN the tier
+was provisioned as) does in those accounts. Whoever may get the one with the weaker
 rules gets what the other guards, so each names the other(s) and the rules that differ: owner team,
 eligibility groups, approvals, break-glass, maxDuration, reasonPattern. Overlap under identical
 rules is reported too, with its own reason (`Duplicate`, a Normal Event): nothing is bypassed
 today, but two names for one access split its audit trail and reviews, and the next edit of one
 of them, not the other, is the bypass (then `SameAccess`, a Warning).
 
-A permission set named by catalog tier in one Entitlement and by ARN in another is not matched
-(the same limitation as the grants' reference counting, `domain.assignments`).
+A permission set named by catalog tier in one Entitlement and by ARN in another is matched once
+the catalog has reported the tier's ARN; an ARN of no catalog is matched only with the same ARN.
 """
 
 from __future__ import annotations
@@ -34,6 +37,17 @@ LISTED = 10
 # What an Entitlement grants, as keys two overlapping Entitlements share at least one of.
 _GROUP_NAME, _GROUP_ID, _ASSIGNMENT = "group-name", "group-id", "assignment"
 Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A PermissionCatalog tier: its permission set (`reference`, `catalog:<catalog>/<tier>`, and
+    `arn` once provisioned) is assigned to Identity Center group `group` in `accounts`."""
+
+    reference: str
+    group: str
+    accounts: frozenset[str]
+    arn: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,22 +73,42 @@ class Verdict:
         return self.reason == names.SAME_ACCESS
 
 
-def keys(entitlement: Entitlement) -> frozenset[Key]:
+def keys(entitlement: Entitlement, tiers: Sequence[Tier] = ()) -> frozenset[Key]:
     """What the Entitlement grants: its group by name and by id (the id alone when the spec names
-    one: it takes precedence over the name), or its permission set in each of its accounts."""
+    one: it takes precedence over the name), with the permission sets catalog `tiers` assign to that
+    group, in their accounts; or its permission set (under each of its names) in each of its accounts."""
     target = entitlement.spec.identity_center
     if target.account_assignment is not None:
         reference = assignments.reference(target.account_assignment.permission_set)
-        return frozenset((_ASSIGNMENT, reference, account) for account in target.account_assignment.accounts)
+        named = _names_of(reference, tiers)
+        return frozenset(
+            (_ASSIGNMENT, name, account) for name in named for account in target.account_assignment.accounts
+        )
     if target.group_id:
         return frozenset({(_GROUP_ID, target.group_id)})
     found: set[Key] = set()
     if target.group_name:
         found.add((_GROUP_NAME, target.group_name))
+        for tier in tiers:
+            if tier.group == target.group_name:
+                found.update((_ASSIGNMENT, name, account) for name in _names(tier) for account in tier.accounts)
     resolved = entitlement.status.group_id
     if resolved and _resolved_for_this_generation(entitlement):
         found.add((_GROUP_ID, resolved))
     return frozenset(found)
+
+
+def _names(tier: Tier) -> tuple[str, ...]:
+    return (tier.reference, tier.arn) if tier.arn else (tier.reference,)
+
+
+def _names_of(reference: str, tiers: Sequence[Tier]) -> set[str]:
+    """A permission set reference and its other name: a tier's ARN, or the tier of an ARN."""
+    named = {reference}
+    for tier in tiers:
+        if reference in _names(tier):
+            named.update(_names(tier))
+    return named
 
 
 def _resolved_for_this_generation(entitlement: Entitlement) -> bool:
@@ -92,8 +126,9 @@ def describe(shared: Iterable[Key]) -> str:
     if groups:
         named = next((k[1] for k in groups if k[0] == _GROUP_NAME), None)
         return f"Identity Center group {named}" if named else f"Identity Center group id {groups[0][1]}"
-    reference = found[0][1]
-    accounts = sorted(k[2] for k in found)
+    # A tier's permission set is keyed by reference and by ARN: the reference (`catalog:...`) reads best.
+    reference = min((k[1] for k in found), key=lambda name: (not name.startswith(names.CATALOG_REFERENCE_PREFIX), name))
+    accounts = sorted({k[2] for k in found if k[1] == reference})
     plural = "account" if len(accounts) == 1 else "accounts"
     return f"permission set {reference} in {plural} {', '.join(accounts)}"
 
@@ -135,11 +170,11 @@ def differences(here: EntitlementSpec, there: EntitlementSpec) -> tuple[str, ...
     return tuple(f"{label} {mine[label]} here, {theirs[label]} there" for label in mine if mine[label] != theirs[label])
 
 
-def overlaps(entitlements: Iterable[Entitlement]) -> dict[str, list[Overlap]]:
+def overlaps(entitlements: Iterable[Entitlement], tiers: Sequence[Tier] = ()) -> dict[str, list[Overlap]]:
     """For every Entitlement that overlaps another, the others (by name) and how; those that overlap
     none are absent. Entitlements are bucketed by what they grant: no pair is compared that shares nothing."""
     by_name = {e.metadata.name: e for e in entitlements if e.metadata.name}
-    granted = {name: keys(e) for name, e in by_name.items()}
+    granted = {name: keys(e, tiers) for name, e in by_name.items()}
     holders: defaultdict[Key, set[str]] = defaultdict(set)
     for name, found in granted.items():
         for key in found:
@@ -194,10 +229,10 @@ def _sentence(overlap: Overlap) -> str:
     return f"{start}, under other rules: {'; '.join(overlap.differences)}."
 
 
-def changes(entitlements: Iterable[Entitlement]) -> list[tuple[Entitlement, Verdict]]:
+def changes(entitlements: Iterable[Entitlement], tiers: Sequence[Tier] = ()) -> list[tuple[Entitlement, Verdict]]:
     """Every Entitlement whose `Overlapping` condition is not what the overlaps say, with what it should be."""
     listed = list(entitlements)
-    found = overlaps(listed)
+    found = overlaps(listed, tiers)
     stale = []
     for entitlement in listed:
         previous = cond.find(entitlement.status.conditions, names.OVERLAPPING)

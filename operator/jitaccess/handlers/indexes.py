@@ -233,9 +233,9 @@ def readiness(obj: Mapping[str, Any]) -> tuple[str, str]:
 async def observe_entitlement(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _observe_readiness(names.ENTITLEMENTS, type, body, memo)
     found = None if type == "DELETED" else wire.condition(body, names.OVERLAPPING)
-    overlapping = found is not None and found.get("status") == "True"
     name = body.metadata.name
-    runtime_of(memo).overlapping.observe(name, (str(found.get("reason") or ""), name) if overlapping else None)
+    key = str(found.get("reason") or "") if found is not None and found.get("status") == "True" else None
+    runtime_of(memo).overlapping.observe(name, None if key is None else (key, name))
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.CATALOGS)

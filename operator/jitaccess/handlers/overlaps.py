@@ -1,9 +1,10 @@
 """Entitlements that grant the same access: keep each one's `Overlapping` condition current.
 
 Any watch event of any Entitlement (created, its spec or status changed, deleted) may start or end
-an overlap of others, so every event asks for a pass over all of them (`domain.overlaps.changes`,
-from the Entitlement index, which kopf has updated before the handler runs) and the pass writes
-only the conditions that are not right. A pass reads every Entitlement: events that arrive while
+an overlap of others, and so may one of a PermissionCatalog (a tier's group, accounts or ARN), so
+every event asks for a pass over all of them (`domain.overlaps.changes`, from the Entitlement index
+and this module's index of catalog tiers, which kopf has updated before the handler runs) and the
+pass writes only the conditions that are not right. A pass reads every Entitlement: events that arrive while
 one runs (kopf lists every Entitlement at a start, each an event) are folded into a single next
 pass rather than one pass each. The writes are the controller's, the leader's alone; what they
 change comes back as events, whose pass finds nothing left to do.
@@ -22,19 +23,40 @@ from jitaccess.api import names
 from jitaccess.api.models import Entitlement
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import overlaps as overlap_rules
-from jitaccess.domain.overlaps import Verdict
+from jitaccess.domain import permissions as permission_rules
+from jitaccess.domain.overlaps import Tier, Verdict
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, status_change
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
+CATALOG = (names.GROUP, names.VERSION, names.CATALOGS)
 #: After a pass failed (the API server not answering), the next one waits this long.
 RETRY_SECONDS = 10.0
 
 
+@kopf.index(*CATALOG)
+async def catalog_tiers(name: str, body: kopf.Body, **_: Any) -> dict[str, list[Tier]]:
+    """A catalog's tiers: the permission set each assigns to its group, where, and its ARN once provisioned."""
+    spec, status = dict(body.spec), dict(body.status)
+    tiers = []
+    for tier in permission_rules.TIERS:
+        declared = spec.get(tier) or {}
+        group, accounts = declared.get("groupName"), declared.get("accounts") or []
+        if not group:
+            continue
+        arn = (status.get(tier) or {}).get("permissionSetArn")
+        reference = f"{names.CATALOG_REFERENCE_PREFIX}{name}/{tier}"
+        tiers.append(Tier(reference, str(group), frozenset(map(str, accounts)), str(arn) if arn else None))
+    return {name: tiers}
+
+
 @kopf.on.event(*ENT)
-async def watch_overlaps(*, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_: Any) -> None:
+@kopf.on.event(*CATALOG)
+async def watch_overlaps(
+    *, memo: kopf.Memo, entitlements: Index = NO_INDEX, catalog_tiers: Index = NO_INDEX, **_: Any
+) -> None:
     rt = runtime_of(memo)
     passes = rt.overlap_passes  # the Runtime's, not the memo's: kopf gives each object a copy of that
     if passes.running:
@@ -46,8 +68,9 @@ async def watch_overlaps(*, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_
             passes.again = False
             # The index is the event loop's: a snapshot here, parsed and compared in a thread.
             listed = [body for name in list(entitlements) if (body := first(entitlements, name)) is not None]
+            tiers = [tier for name in list(catalog_tiers) for tier in first(catalog_tiers, name) or ()]
             try:
-                await rt.run_blocking(reconcile, rt, listed)
+                await rt.run_blocking(reconcile, rt, listed, tiers)
             except Exception:  # the next pass (after a pause) tries again; an event must not be lost
                 log.exception("the Overlapping conditions of Entitlements could not be brought up to date")
                 passes.again = True
@@ -58,7 +81,7 @@ async def watch_overlaps(*, memo: kopf.Memo, entitlements: Index = NO_INDEX, **_
         passes.running = False
 
 
-def reconcile(rt: Runtime, listed: list[dict[str, Any]]) -> None:
+def reconcile(rt: Runtime, listed: list[dict[str, Any]], tiers: list[Tier] | None = None) -> None:
     """Write every `Overlapping` condition that is not what the Entitlements' overlaps say."""
     parsed = []
     for body in listed:
@@ -66,7 +89,7 @@ def reconcile(rt: Runtime, listed: list[dict[str, Any]]) -> None:
             parsed.append(Entitlement.model_validate(body))
         except ValidationError as exc:  # the CRD's schema should have refused it: compared with nothing
             log.warning("Entitlement %s cannot be read (%s); left out of the overlap check", _name(body), exc)
-    for entitlement, wanted in overlap_rules.changes(parsed):
+    for entitlement, wanted in overlap_rules.changes(parsed, tiers or ()):
         write(rt, entitlement.metadata.name, entitlement.metadata.generation, wanted)
 
 
