@@ -1,28 +1,51 @@
-"""Two Entitlements that grant the same group: the operator says so on both (`Overlapping`), with
-how their rules differ, and stops saying so once the second is gone. Real API server, the operator
-as a subprocess, Identity Center emulated."""
+"""Two Entitlements that grant the same access: the operator says so on both (`Overlapping`), with
+how their rules differ, and stops saying so once the second is gone; a PermissionCatalog tier's
+group and the tier assigned directly are the same access too. Real API server, the operator as a
+subprocess, Identity Center (and sso-admin) emulated."""
 
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devenv.paths import EXAMPLES
 from tests.support.harness import Jit, eventually
 
 ALICE = "alice@example.com"
-QUICK = "e2e-payments-quick"
+GROUP = "e2e-overlap-prod"
+GUARDED = "e2e-overlap-guarded"
+QUICK = "e2e-overlap-quick"
+#: What the guarded Entitlement requires, as the example prod-eng-payments does.
+RULES: dict[str, Any] = {
+    "owner": "payments",
+    "maxDuration": "4h",
+    "eligibility": {"identityCenterGroups": ["prod-eligible", "pci-secure-code-trained"]},
+    "reasonPattern": "^[A-Z]+-[0-9]+",
+}
 
 
-def quick(**spec: Any) -> dict[str, Any]:
-    """Another team's Entitlement to the example prod-eng-payments's group, with no eligibility."""
+def entitlement(name: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "jitaccess.dev/v1alpha1",
         "kind": "Entitlement",
-        "metadata": {"name": QUICK},
-        "spec": {"owner": "ledger", "identityCenter": {"groupName": "prod-eng-payments"}, "maxDuration": "8h", **spec},
+        "metadata": {"name": name},
+        "spec": {"identityCenter": {"groupName": GROUP}, **spec},
     }
+
+
+@pytest.fixture
+def guarded(system: Jit) -> Iterator[str]:
+    """An Entitlement to a group of its own (no other Entitlement grants it), with the example's rules."""
+    system.ic.create_group(GROUP)
+    system.apply(entitlement(GUARDED, **RULES))
+    system.wait_reason("entitlement", GUARDED, "Resolved")
+    yield GUARDED
+    system.clean()  # its grants, before the Entitlement goes
+    system.kubectl("delete", "entitlement", GUARDED, QUICK, "--ignore-not-found")
 
 
 def overlapping(system: Jit, name: str, reason: str, status: str = "True") -> dict[str, Any]:
@@ -55,59 +78,92 @@ def reasons(system: Jit, name: str) -> list[tuple[str, str]]:
     return [(e["type"], e["reason"]) for e in system.events(name, kind="Entitlement")]
 
 
-def test_a_second_entitlement_to_the_same_group_is_flagged_on_both_until_it_is_deleted(system: Jit) -> None:
-    system.apply(quick())
-    try:
-        mine = overlapping(system, "prod-eng-payments", "SameAccess")
-        assert mine["message"] == (
-            f"Entitlement {QUICK} also grants Identity Center group prod-eng-payments, under other rules: "
-            "owner team payments here, ledger there; "
-            "eligibility groups [pci-secure-code-trained, prod-eligible] here, none there; "
-            "maxDuration 4h here, 8h there; reasonPattern '^[A-Z]+-[0-9]+' here, none there."
-        )
-        theirs = overlapping(system, QUICK, "SameAccess")
-        assert theirs["message"].startswith(
-            "Entitlement prod-eng-payments also grants Identity Center group prod-eng-payments, under other rules: "
-            "owner team ledger here, payments there; eligibility groups none here, "
-        )
-        for name in ("prod-eng-payments", QUICK):
-            eventually(lambda n=name: ("Warning", "SameAccess") in reasons(system, n) or None, timeout=10)
-        eventually(lambda: overlapping_gauge(system, "SameAccess") == 2 or None, timeout=10, what="the gauge at 2")
-        header, row = (
-            line.split() for line in system.kubectl("get", "ent", "prod-eng-payments", "-o", "wide").stdout.splitlines()
-        )
-        assert dict(zip(header, row, strict=True))["OVERLAPPING"] == "True"
-        # Ready is not touched: the example still grants as before.
-        assert system.ready_reason("entitlement", "prod-eng-payments") == "Resolved"
-        system.request("alice-while-overlapping", "prod-eng-payments", user=ALICE)
-        system.wait_reason("accessrequest", "alice-while-overlapping", "Granted")
-        assert system.members("prod-eng-payments") == {ALICE}
+def test_a_second_entitlement_to_the_same_group_is_flagged_on_both_until_it_is_deleted(
+    system: Jit, guarded: str
+) -> None:
+    assert system.condition("entitlement", guarded, "Overlapping") is None, "alone: no condition at all"
+    # Another team's, to the same group, with no eligibility and twice the duration.
+    system.apply(entitlement(QUICK, owner="ledger", maxDuration="8h"))
+    mine = overlapping(system, guarded, "SameAccess")
+    assert mine["message"] == (
+        f"Entitlement {QUICK} also grants Identity Center group {GROUP}, under other rules: "
+        "owner team payments here, ledger there; "
+        "eligibility groups [pci-secure-code-trained, prod-eligible] here, none there; "
+        "maxDuration 4h here, 8h there; reasonPattern '^[A-Z]+-[0-9]+' here, none there."
+    )
+    theirs = overlapping(system, QUICK, "SameAccess")
+    assert theirs["message"].startswith(
+        f"Entitlement {guarded} also grants Identity Center group {GROUP}, under other rules: "
+        "owner team ledger here, payments there; eligibility groups none here, "
+    )
+    for name in (guarded, QUICK):
+        eventually(lambda n=name: ("Warning", "SameAccess") in reasons(system, n) or None, timeout=10)
+    eventually(lambda: overlapping_gauge(system, "SameAccess") >= 2 or None, timeout=10, what="the gauge counts both")
+    table = system.kubectl("get", "ent", guarded, "-o", "wide").stdout.splitlines()
+    header, row = (line.split() for line in table)
+    assert dict(zip(header, row, strict=True))["OVERLAPPING"] == "True"
+    # Ready is not touched: the guarded Entitlement still grants as before.
+    assert system.ready_reason("entitlement", guarded) == "Resolved"
+    system.request("alice-while-overlapping", guarded, user=ALICE)
+    system.wait_reason("accessrequest", "alice-while-overlapping", "Granted")
+    assert system.members(GROUP) == {ALICE}
 
-        # The same rules as the example's: still two names for one access, but not a bypass.
-        system.apply(
-            quick(
-                owner="payments",
-                maxDuration="240m",
-                eligibility={"identityCenterGroups": ["pci-secure-code-trained", "prod-eligible"]},
-                reasonPattern="^[A-Z]+-[0-9]+",
-            )
+    # The same rules, written otherwise: still two names for one access, but not a bypass.
+    same = {
+        **RULES,
+        "maxDuration": "240m",
+        "eligibility": {"identityCenterGroups": ["pci-secure-code-trained", "prod-eligible"]},
+    }
+    system.apply(entitlement(QUICK, **same))
+    duplicate = overlapping(system, guarded, "Duplicate")
+    assert duplicate["message"] == (
+        f"Entitlement {QUICK} also grants Identity Center group {GROUP}, under the same rules: keep one of them."
+    )
+    eventually(lambda: ("Normal", "Duplicate") in reasons(system, guarded) or None, timeout=10)
+    eventually(lambda: overlapping_gauge(system, "Duplicate") >= 2 or None, timeout=10, what="2 duplicates")
+
+    system.kubectl("delete", "entitlement", QUICK)
+    cleared = overlapping(system, guarded, "NoOverlap", status="False")
+    assert cleared["message"] == "no other Entitlement grants the same access any more"
+    eventually(lambda: ("Normal", "NoOverlap") in reasons(system, guarded) or None, timeout=10)
+    warnings = [r for r in reasons(system, guarded) if r == ("Warning", "SameAccess")]
+    assert len(warnings) == 1, "one Warning Event when it started overlapping, not one per pass"
+    assert system.ready_reason("entitlement", guarded) == "Resolved"
+
+
+def test_a_catalog_tiers_group_and_the_tier_assigned_directly_overlap(system: Jit) -> None:
+    """examples/04-permissions.yaml assigns payments' production permission set to the group
+    prod-eng-payments in 444455556666; examples/05-assignment.yaml assigns it directly there and in
+    555566667777, without the reason policy of prod-eng-payments."""
+    for group in ("eng-payments", "eng-ledger"):  # the catalogs' baseline groups, not in the seed
+        system.ic.create_group(group)
+    system.kubectl("apply", "-f", str(EXAMPLES / "04-permissions.yaml"))
+    system.kubectl("apply", "-f", str(EXAMPLES / "05-assignment.yaml"))
+    direct = overlapping(system, "payments-prod-direct", "SameAccess")
+    assert direct["message"] == (
+        "Entitlement prod-eng-payments also grants permission set catalog:payments/production in account "
+        "444455556666, under other rules: reasonPattern none here, '^[A-Z]+-[0-9]+' there."
+    )
+    assert (
+        "Entitlement payments-prod-direct also grants permission set catalog:payments/production"
+        in (overlapping(system, "prod-eng-payments", "SameAccess")["message"])
+    )
+
+    # The tier by its ARN, in the account only the direct one names: overlaps that one, not the group.
+    def arn() -> str | None:
+        production = ((system.get("permissioncatalog", "payments") or {}).get("status") or {}).get("production") or {}
+        return production.get("permissionSetArn")
+
+    provisioned = eventually(arn, timeout=60, what=f"payments production provisioned; log:\n{system.operator.tail(20)}")
+    # payments-prod-direct's rules, the permission set named by its ARN, in one of its accounts only.
+    by_arn = {"accountAssignment": {"permissionSet": {"arn": provisioned}, "accounts": ["555566667777"]}}
+    rules = {"owner": "payments", "maxDuration": "4h", "eligibility": RULES["eligibility"]}
+    system.apply({**entitlement(QUICK, **rules), "spec": {"identityCenter": by_arn, **rules}})
+    try:
+        mine = overlapping(system, QUICK, "Duplicate")
+        assert mine["message"] == (
+            "Entitlement payments-prod-direct also grants permission set catalog:payments/production in account "
+            "555566667777, under the same rules: keep one of them."
         )
-        duplicate = overlapping(system, "prod-eng-payments", "Duplicate")
-        assert duplicate["message"] == (
-            f"Entitlement {QUICK} also grants Identity Center group prod-eng-payments, under the same rules: "
-            "keep one of them."
-        )
-        eventually(lambda: ("Normal", "Duplicate") in reasons(system, "prod-eng-payments") or None, timeout=10)
-        eventually(lambda: overlapping_gauge(system, "Duplicate") == 2 or None, timeout=10, what="2 duplicates")
-        assert overlapping_gauge(system, "SameAccess") == 0
     finally:
         system.kubectl("delete", "entitlement", QUICK, "--ignore-not-found")
-
-    cleared = overlapping(system, "prod-eng-payments", "NoOverlap", status="False")
-    assert cleared["message"] == "no other Entitlement grants the same access any more"
-    eventually(lambda: ("Normal", "NoOverlap") in reasons(system, "prod-eng-payments") or None, timeout=10)
-    warnings = [r for r in reasons(system, "prod-eng-payments") if r == ("Warning", "SameAccess")]
-    assert len(warnings) == 1, "one Warning Event when it started overlapping, not one per pass"
-    assert system.ready_reason("entitlement", "prod-eng-payments") == "Resolved"
-    eventually(lambda: overlapping_gauge(system, "Duplicate") == 0 or None, timeout=10, what="the gauge back at 0")
-    assert overlapping_gauge(system, "SameAccess") == 0
