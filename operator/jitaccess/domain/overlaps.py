@@ -7,12 +7,14 @@ Identity Center group (by DisplayName, or by id: `spec.identityCenter.groupId`, 
 permission set in at least one common account. A PermissionCatalog tier (`Tier`) assigns its
 permission set to its group in its accounts, so a grant of that group gives the permission set
 there, as one of an Entitlement assigning the tier (by `catalog`/`tier`, or by the ARN the tier
-was provisioned as) does in those accounts. Whoever may get the one with the weaker
-rules gets what the other guards, so each names the other(s) and the rules that differ: owner team,
-eligibility groups, approvals, break-glass, maxDuration, reasonPattern. Overlap under identical
-rules is reported too, with its own reason (`Duplicate`, a Normal Event): nothing is bypassed
-today, but two names for one access split its audit trail and reviews, and the next edit of one
-of them, not the other, is the bypass (then `SameAccess`, a Warning).
+was provisioned as) does in those accounts.
+
+Whoever may get the one with the weaker rules gets what the other guards, so each names the
+other(s) and the rules that differ: owner team, eligibility groups, approvals, break-glass,
+maxDuration, reasonPattern. Overlap under identical rules is reported too, with its own reason
+(`Duplicate`, a Normal Event): nothing is bypassed today, but two names for one access split its
+audit trail and reviews, and the next edit of one of them, not the other, is the bypass (then
+`SameAccess`, a Warning).
 
 A permission set named by catalog tier in one Entitlement and by ARN in another is matched once
 the catalog has reported the tier's ARN; an ARN of no catalog is matched only with the same ARN.

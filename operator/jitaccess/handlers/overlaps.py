@@ -3,11 +3,11 @@
 Any watch event of any Entitlement (created, its spec or status changed, deleted) may start or end
 an overlap of others, and so may one of a PermissionCatalog (a tier's group, accounts or ARN), so
 every event asks for a pass over all of them (`domain.overlaps.changes`, from the Entitlement index
-and this module's index of catalog tiers, which kopf has updated before the handler runs) and the
-pass writes only the conditions that are not right. A pass reads every Entitlement: events that arrive while
-one runs (kopf lists every Entitlement at a start, each an event) are folded into a single next
-pass rather than one pass each. The writes are the controller's, the leader's alone; what they
-change comes back as events, whose pass finds nothing left to do.
+and this module's index of catalog tiers, both updated by kopf before the handler runs), and the
+pass writes only the conditions that are not right. A pass reads every Entitlement: events that
+arrive while one runs (kopf lists every Entitlement at a start, each an event) are folded into a
+single next pass rather than one pass each. The writes are the controller's, the leader's alone;
+what they change comes back as events, whose pass finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def reconcile(rt: Runtime, listed: list[dict[str, Any]], tiers: list[Tier] | Non
 
 def write(rt: Runtime, name: str, generation: int, wanted: Verdict) -> None:
     """Set `Overlapping` as `wanted`, unless the Entitlement changed since (its next event's pass
-    decides) or the condition already says so (a concurrent pass did it); one Event per change."""
+    decides) or the stored condition says so already (the index had not caught up with an earlier
+    write); an Event with each change, by the write that made it."""
 
     def build(current: Entitlement) -> dict[str, Any] | None:
         if generation and current.metadata.generation != generation:
