@@ -133,37 +133,37 @@ def test_a_second_entitlement_to_the_same_group_is_flagged_on_both_until_it_is_d
 
 def test_a_catalog_tiers_group_and_the_tier_assigned_directly_overlap(system: Jit) -> None:
     """examples/04-permissions.yaml assigns payments' production permission set to the group
-    prod-eng-payments in 444455556666; examples/05-assignment.yaml assigns it directly there and in
-    555566667777, without the reason policy of prod-eng-payments."""
+    prod-eng-payments in 444455556666; examples/05-assignment.yaml assigns it directly there (and in
+    555566667777), under the same rules as prod-eng-payments."""
     for group in ("eng-payments", "eng-ledger"):  # the catalogs' baseline groups, not in the seed
         system.ic.create_group(group)
     system.kubectl("apply", "-f", str(EXAMPLES / "04-permissions.yaml"))
     system.kubectl("apply", "-f", str(EXAMPLES / "05-assignment.yaml"))
-    direct = overlapping(system, "payments-prod-direct", "SameAccess")
+    direct = overlapping(system, "payments-prod-direct", "Duplicate")
     assert direct["message"] == (
         "Entitlement prod-eng-payments also grants permission set catalog:payments/production in account "
-        "444455556666, under other rules: reasonPattern none here, '^[A-Z]+-[0-9]+' there."
-    )
-    assert (
-        "Entitlement payments-prod-direct also grants permission set catalog:payments/production"
-        in (overlapping(system, "prod-eng-payments", "SameAccess")["message"])
+        "444455556666, under the same rules."
     )
 
-    # The tier by its ARN, in the account only the direct one names: overlaps that one, not the group.
+    # The tier by its ARN, in the account only the direct one names, with no reason policy: the way
+    # round payments-prod-direct's, and nothing prod-eng-payments' group gives.
     def arn() -> str | None:
         production = ((system.get("permissioncatalog", "payments") or {}).get("status") or {}).get("production") or {}
         return production.get("permissionSetArn")
 
     provisioned = eventually(arn, timeout=60, what=f"payments production provisioned; log:\n{system.operator.tail(20)}")
-    # payments-prod-direct's rules, the permission set named by its ARN, in one of its accounts only.
     by_arn = {"accountAssignment": {"permissionSet": {"arn": provisioned}, "accounts": ["555566667777"]}}
     rules = {"owner": "payments", "maxDuration": "4h", "eligibility": RULES["eligibility"]}
     system.apply({**entitlement(QUICK, **rules), "spec": {"identityCenter": by_arn, **rules}})
     try:
-        mine = overlapping(system, QUICK, "Duplicate")
+        mine = overlapping(system, QUICK, "SameAccess")
         assert mine["message"] == (
             "Entitlement payments-prod-direct also grants permission set catalog:payments/production in account "
-            "555566667777, under the same rules: keep one of them."
+            "555566667777, under other rules: reasonPattern none here, '^[A-Z]+-[0-9]+' there."
         )
+        theirs = overlapping(system, "payments-prod-direct", "SameAccess")["message"]
+        assert theirs.startswith(f"Entitlement {QUICK} also grants permission set catalog:payments/production")
+        assert "Entitlement prod-eng-payments also grants" in theirs, "both others are named"
     finally:
         system.kubectl("delete", "entitlement", QUICK, "--ignore-not-found")
+    overlapping(system, "payments-prod-direct", "Duplicate")

@@ -191,6 +191,18 @@ def test_a_tier_assigned_directly_overlaps_the_group_the_catalog_assigns_it_to()
     assert mine.shared == "permission set catalog:payments/production in account 444455556666"
     assert mine.differences == ("reasonPattern '^[A-Z]+-[0-9]+' here, none there",)
     assert found["payments-prod-direct"][0].shared == mine.shared
+    # Only some of it in common: the same rules are still no reason to keep one of them only.
+    same = assigned(
+        "same",
+        ["444455556666", "555566667777"],
+        {"catalog": "payments", "tier": "production"},
+        reasonPattern="^[A-Z]+-[0-9]+",
+    )
+    (partial,) = rules.overlaps([group, same], [PRODUCTION])["same"]
+    assert rules.message([partial]) == (
+        "Entitlement payments-prod also grants permission set catalog:payments/production in account 444455556666, "
+        "under the same rules."
+    )
     # Not in the tier's accounts: the group gives nothing there.
     elsewhere = assigned("dr-only", ["555566667777"], {"catalog": "payments", "tier": "production"})
     assert rules.overlaps([group, elsewhere], [PRODUCTION]) == {}

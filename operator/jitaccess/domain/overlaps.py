@@ -55,11 +55,13 @@ class Tier:
 @dataclass(frozen=True)
 class Overlap:
     """Another Entitlement (`other`) that grants some of what this one does (`shared`, in words),
-    and how its rules differ from this one's (`differences`, empty when they are the same)."""
+    and how its rules differ from this one's (`differences`, empty when they are the same);
+    `whole`: the two grant exactly the same (not only some accounts of a permission set in common)."""
 
     other: str
     shared: str
     differences: tuple[str, ...]
+    whole: bool = True
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,13 @@ def overlaps(entitlements: Iterable[Entitlement], tiers: Sequence[Tier] = ()) ->
             continue
         here = by_name[name].spec
         found_overlaps[name] = [
-            Overlap(other, describe(mine & granted[other]), differences(here, by_name[other].spec)) for other in others
+            Overlap(
+                other,
+                describe(mine & granted[other]),
+                differences(here, by_name[other].spec),
+                whole=mine == granted[other],
+            )
+            for other in others
         ]
     return found_overlaps
 
@@ -227,7 +235,7 @@ def message(found: Sequence[Overlap]) -> str:
 def _sentence(overlap: Overlap) -> str:
     start = f"Entitlement {overlap.other} also grants {overlap.shared}"
     if not overlap.differences:
-        return f"{start}, under the same rules: keep one of them."
+        return f"{start}, under the same rules" + (": keep one of them." if overlap.whole else ".")
     return f"{start}, under other rules: {'; '.join(overlap.differences)}."
 
 
