@@ -100,6 +100,10 @@ def test_a_group_named_by_id_overlaps_the_one_resolved_to_it_for_the_current_gen
     # Its groupName just changed (generation 2): the resolved id is the old group's.
     renamed = ent("by-name", status=resolved("g-123"), generation=2, identityCenter={"groupName": "other"})
     assert rules.overlaps([by_id, renamed]) == {}
+    # The group is gone (deleted in AWS): the id left in the status is of no group any more.
+    gone = resolved("g-123")
+    gone["conditions"][0].update(status="False", reason="GroupNotFound")
+    assert rules.overlaps([by_id, ent("by-name", status=gone)]) == {}
 
 
 def test_a_group_id_in_the_spec_takes_precedence_over_its_name() -> None:

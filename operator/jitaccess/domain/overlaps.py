@@ -115,12 +115,19 @@ def _names_of(reference: str, tiers: Sequence[Tier]) -> set[str]:
     return named
 
 
+#: `Ready` reasons written once the group resolved.
+_RESOLVED = frozenset({names.RESOLVED, names.TOO_FEW_APPROVERS})
+
+
 def _resolved_for_this_generation(entitlement: Entitlement) -> bool:
     """`status.groupId` is written with `Ready`: it is the current spec's group only when `Ready`
-    observed the current generation (a `groupName` just changed still has the old group's id)."""
+    observed the current generation (a `groupName` just changed still has the old group's id) and
+    says the group resolved (after `GroupNotFound` the id left in the status is of a group gone)."""
     ready = cond.find(entitlement.status.conditions, names.READY)
     generation = entitlement.metadata.generation
-    return ready is not None and (not generation or ready.observed_generation == generation)
+    if ready is None or ready.reason not in _RESOLVED:
+        return False
+    return not generation or ready.observed_generation == generation
 
 
 def describe(shared: Iterable[Key]) -> str:
