@@ -330,22 +330,23 @@ async def check_request(
     )
     _enforce(verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
     if operation == "DELETE" and old is not None and not dryrun and not _context(memo)[1].includes(caller):
-        # A deletion leaves no stamp behind: this line is its record of who withdrew what.
-        name = wire.name_of(old)
-        audit.info(
-            "AccessRequest %s (%s, %s) deleted by %s (groups %s)",
-            name,
-            wire.spec(old).get("requester") or "?",
-            wire.ready_reason(old) or "new",
-            caller.username,
-            admission.groups_text(caller) or "none",
-            extra={
-                "event": "AdmissionDeleted",
-                "object_kind": names.ACCESS_REQUEST,
-                "object_name": name,
-                "who": caller.username,
-            },
-        )
+        _deleted(names.ACCESS_REQUEST, old, str(wire.spec(old).get("requester") or "?"), caller)
+
+
+def _deleted(kind: str, old: Mapping[str, Any], whose: str, caller: Caller) -> None:
+    """A deletion leaves no stamp behind (the object goes): this line is its record of who
+    withdrew a request, or ended a grant by deleting it, and in what state it was."""
+    name = wire.name_of(old)
+    audit.info(
+        "%s %s (%s, %s) deleted by %s (groups %s)",
+        kind,
+        name,
+        whose,
+        wire.ready_reason(old) or "new",
+        caller.username,
+        admission.groups_text(caller) or "none",
+        extra={"event": "AdmissionDeleted", "object_kind": kind, "object_name": name, "who": caller.username},
+    )
 
 
 # --- AccessGrant ----------------------------------------------------------------------------
@@ -423,6 +424,8 @@ async def check_grant(
     """The final object (revoked-by is the caller's), and who may delete a grant."""
     verdict, caller = await _review_grant(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements)
     _enforce(verdict, kind=names.ACCESS_GRANT, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
+    if operation == "DELETE" and old is not None and not dryrun and not _context(memo)[1].includes(caller):
+        _deleted(names.ACCESS_GRANT, old, str(wire.spec(old).get("user") or "?"), caller)
 
 
 # --- TeamOwnership, Entitlement, and everyone's status ------------------------------------------

@@ -398,7 +398,15 @@ async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
 @kopf.on.delete(*GRANT)
 async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
-    await rt.run_granting(_end_or_retry, rt, body, names.REVOKED, rt.holders, who="", why="the AccessGrant was deleted")
+    await rt.run_granting(
+        _end_or_retry,
+        rt,
+        body,
+        names.REVOKED,
+        rt.holders,
+        who="",
+        why="the AccessGrant was deleted (the jitaccess.audit line AdmissionDeleted names who deleted it)",
+    )
 
 
 def _end_or_retry(
