@@ -266,3 +266,33 @@ def test_the_queue_and_its_oldest_record_for_the_gauges_and_each_put_counted(
     assert trail.flush() == 1 and trail.backlog() == (0, None)
     assert metrics.AUDIT_ARCHIVE_WRITES.labels("failed")._value.get() == failed + 1
     assert metrics.AUDIT_ARCHIVE_WRITES.labels("ok")._value.get() == ok + 2
+
+
+def test_an_object_that_is_no_batch_of_ours_does_not_stop_the_archiving(
+    bucket: Bucket, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Someone else's object in the folder the trail reads back (the key of a batch, the body not),
+    # and a record of ours holding a raw line separator, which a split on lines would cut in two.
+    first = trail_over(bucket, cluster)
+    first.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1")))
+    assert first.flush() == 1
+    first.close()
+    [ours] = bucket.objects
+    bucket.objects[ours] = bucket.objects[ours].replace(b'"INC-1"', '"INC-1\u2028x"'.encode())
+    foreign = ours.replace(".jsonl", "0.jsonl")
+    bucket.objects[foreign] = b'this is not json\n{"no": "id"}\n'
+    second = trail_over(bucket, cluster)
+    second.offer(names.REQUESTS, copy.deepcopy(cluster.objects[(names.REQUESTS, "r1")]))
+    second.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r2", "u2")))
+    with caplog.at_level(logging.WARNING, logger=trail_module.__name__):
+        while second.flush():
+            pass
+    second.close()
+    # r1's record was read back (not written again), r2's written, and the foreign object named.
+    assert sorted(
+        r for d in (bucket.objects[k] for k in bucket.objects if k != foreign) for r in audit.ids_in(d)[0]
+    ) == [
+        "u1/requested",
+        "u2/requested",
+    ]
+    assert any(foreign in m and "2 line(s)" in m for m in caplog.messages), caplog.messages

@@ -403,8 +403,31 @@ def encode_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
 
 
 def decode_lines(data: bytes) -> list[Record]:
-    """The records of JSON lines (blank lines skipped)."""
-    return [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    """The records of JSON lines (blank lines skipped); raises on a line that is not JSON."""
+    return [json.loads(line) for line in data.split(b"\n") if line.strip()]
+
+
+def ids_in(data: bytes) -> tuple[list[str], int]:
+    """The record ids in JSON lines, and how many non-blank lines hold no record with an id.
+
+    Lines are split on the newline byte alone: records hold U+2028 and the like raw (the encoder
+    does not escape them), which `str.splitlines` would split on. What is not a record is counted,
+    not raised: an object some other writer put in the archive must not stop the archiving."""
+    ids, unreadable = [], 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:  # UnicodeDecodeError too
+            unreadable += 1
+            continue
+        rid = value.get("id") if isinstance(value, dict) else None
+        if isinstance(rid, str) and rid:
+            ids.append(rid)
+        else:
+            unreadable += 1
+    return ids, unreadable
 
 
 def archive_key(prefix: str, written: datetime, digest: str) -> str:

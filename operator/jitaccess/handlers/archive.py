@@ -243,11 +243,19 @@ class AuditTrail:
         keys = [k for k in archive.keys_written(since, until) if k not in self._read]
         for key in keys:
             written = audit.written_at(key) or _now()
-            ids = [r.get("id") for r in audit.decode_lines(archive.get(key))]
+            ids, unreadable = audit.ids_in(archive.get(key))
+            if unreadable:
+                log.warning(
+                    "s3://%s/%s holds %d line(s) that are no audit record (damaged, or put there by another "
+                    "writer than jitaccess): skipped; find out who writes to the archive (kubectl jit audit "
+                    "--archive names them too)",
+                    archive.bucket,
+                    key,
+                    unreadable,
+                )
             with self._lock:
                 for rid in ids:
-                    if isinstance(rid, str):
-                        self._known[rid] = written
+                    self._known[rid] = written
             self._read.add(key)
         if keys:
             log.info("read %d batch(es) back from the archive, written since %s", len(keys), since.isoformat())
