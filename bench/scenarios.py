@@ -401,7 +401,7 @@ def audit_archive(system: System, count: int) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC)
     archived = Archive(system.ic.client("s3"), bucket, "jitaccess")
     keys = archived.keys_written(now - dt.timedelta(hours=1), now + dt.timedelta(minutes=1))
-    in_bucket = sum(len(audit.decode_lines(archived.get(k))) for k in keys)
+    in_bucket = sum(len(audit.ids_in(archived.get(k))[0]) for k in keys)
     # The archiver was backing off when S3 came back: the rate counts from its first batch that
     # landed (S3's LastModified; a key's own time is its first, failed, try).
     listing = system.ic.client("s3").list_objects_v2(Bucket=bucket)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import secrets
 import time
 from collections import Counter
@@ -110,7 +111,7 @@ def archive_records(jit: Jit, bucket: str) -> list[dict[str, Any]]:
     archive = Archive(jit.ic.client("s3"), bucket, "audit")
     now = dt.datetime.now(dt.UTC)
     keys = archive.keys_written(now - dt.timedelta(days=1), now + dt.timedelta(minutes=1))
-    return [record for key in keys for record in audit.decode_lines(archive.get(key))]
+    return [json.loads(line) for key in keys for line in archive.get(key).split(b"\n") if line.strip()]
 
 
 def everything(api: CustomObjectsApi) -> list[dict[str, Any]]:

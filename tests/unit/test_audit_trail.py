@@ -49,7 +49,7 @@ class Bucket:
         return self.objects[key]
 
     def ids(self) -> list[str]:
-        return [r["id"] for data in self.objects.values() for r in audit.decode_lines(data)]
+        return [rid for data in self.objects.values() for rid in audit.ids_in(data)[0]]
 
 
 class Cluster:
@@ -133,7 +133,7 @@ def test_batches_hold_at_most_batch_records(bucket: Bucket, cluster: Cluster) ->
     while trail.flush():
         pass
     trail.close()
-    assert sorted(len(audit.decode_lines(data)) for data in bucket.objects.values()) == [2, 3, 3]
+    assert sorted(len(audit.ids_in(data)[0]) for data in bucket.objects.values()) == [2, 3, 3]
     assert sorted(bucket.ids()) == sorted(f"u{n}/{a}" for n in range(4) for a in ("requested", "approved"))
 
 

@@ -402,11 +402,6 @@ def encode_lines(records: Iterable[Mapping[str, Any]]) -> bytes:
     )
 
 
-def decode_lines(data: bytes) -> list[Record]:
-    """The records of JSON lines (blank lines skipped); raises on a line that is not JSON."""
-    return [json.loads(line) for line in data.split(b"\n") if line.strip()]
-
-
 def ids_in(data: bytes) -> tuple[list[str], int]:
     """The record ids in JSON lines, and how many non-blank lines hold no record with an id.
 
