@@ -208,8 +208,9 @@ def main(argv: list[str] | None = None) -> None:
             cp.kubectl("apply", "--server-side", "-f", str(CRDS))
             cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
             cp.start_controller_manager()
-            # The audit archive: a bucket with Object Lock in the emulator's S3, as in production.
-            ic.create_bucket(AUDIT_BUCKET, object_lock=True)
+            # The audit archive: a bucket whose objects are locked in COMPLIANCE mode, as in production
+            # (a day here: the emulator's S3 lives only as long as this run).
+            ic.create_bucket(AUDIT_BUCKET, compliance_days=1)
             # Slack decisions are applied as the clicking user, by an identity that may only impersonate approvers.
             notifications.impersonator_kubeconfig = impersonator_kubeconfig(cp)
             notifications.slack.write_state(workdir / "slack.json")

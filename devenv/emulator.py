@@ -163,12 +163,18 @@ class IdentityCenterEmulator:
             "JITACCESS_SSO_INSTANCE_ARN": self.sso.arn,
         }
 
-    def create_bucket(self, name: str, *, object_lock: bool = False) -> str:
-        """Create an S3 bucket in the emulator (the audit archive's), with Object Lock if asked;
+    def create_bucket(self, name: str, *, object_lock: bool = False, compliance_days: int = 0) -> str:
+        """Create an S3 bucket in the emulator (the audit archive's), with Object Lock if asked, and
+        with `compliance_days` a default retention in COMPLIANCE mode (every object locked that long);
         its name. moto's S3 refuses a conditional PUT (`If-None-Match: *`) on a taken key with
         412 PreconditionFailed, as S3 does: no write overwrites a record silently."""
         s3 = self.client("s3")
-        s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
+        s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock or compliance_days > 0)
+        if compliance_days:
+            retention = {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": compliance_days}}
+            s3.put_object_lock_configuration(
+                Bucket=name, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": retention}
+            )
         return name
 
     @property

@@ -236,6 +236,9 @@ def test_retention_waits_for_the_archive(archived: tuple[Jit, str], tmp_path: An
         )
     finally:
         operator.stop()
+    # Object Lock with no default retention: the operator says at start that the bucket is not write-once.
+    said = operator.log_file.read_text()
+    assert "is not write-once: Object Lock is on but with no default retention" in said, operator.tail(40)
     archived_ids = Counter(r["id"] for r in archive_records(jit, bucket))
     assert sorted(Counter(rid.split("/", 1)[1] for rid in archived_ids).items()) == [
         ("approved", 3),
@@ -244,3 +247,20 @@ def test_retention_waits_for_the_archive(archived: tuple[Jit, str], tmp_path: An
         ("requested", 3),
     ]
     assert set(archived_ids.values()) == {1}
+
+
+def test_the_operator_says_whether_the_bucket_keeps_records_for_good(archived: tuple[Jit, str], tmp_path: Any) -> None:
+    """A bucket locked in COMPLIANCE mode is said to be at INFO; one with no Object Lock at all at WARNING."""
+    jit, _ = archived
+    locked = jit.ic.create_bucket(f"audit-{secrets.token_hex(4)}", compliance_days=1)
+    plain = jit.ic.create_bucket(f"audit-{secrets.token_hex(4)}")
+    for bucket, words in (
+        (locked, f"audit archive s3://{locked}/audit: every record is locked in COMPLIANCE mode once written"),
+        (plain, f"audit archive s3://{plain}/audit is not write-once: the bucket has no Object Lock"),
+    ):
+        operator = archiving_operator(jit, tmp_path, bucket).start()
+        try:
+            log = operator.log_file
+            eventually(lambda w=words, f=log: w in f.read_text() or None, timeout=30, what=words)
+        finally:
+            operator.stop()

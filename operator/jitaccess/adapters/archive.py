@@ -92,6 +92,31 @@ class Archive:
             raise ArchiveUnavailable(f"GetObject {key}: {exc}") from exc
         return body
 
+    def unprotected(self) -> str | None:
+        """Why the bucket does not keep what is written in it for good (no Object Lock, no default
+        retention, or retention in GOVERNANCE mode, which a privileged user may bypass), or None when
+        every new object is locked in COMPLIANCE mode. Raises `ArchiveUnavailable` when S3 does not say."""
+        try:
+            lock = self._client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+                return "the bucket has no Object Lock: a writer of the bucket can overwrite or delete records"
+            raise ArchiveUnavailable(f"GetObjectLockConfiguration: {_describe(exc)}") from exc
+        except BotoCoreError as exc:
+            raise ArchiveUnavailable(f"GetObjectLockConfiguration: {exc}") from exc
+        retention = (lock.get("Rule") or {}).get("DefaultRetention") or {}
+        if lock.get("ObjectLockEnabled") != "Enabled" or not retention:
+            return (
+                "Object Lock is on but with no default retention: objects are written unlocked and can be "
+                "deleted or replaced by a new version"
+            )
+        if retention.get("Mode") != "COMPLIANCE":
+            return (
+                f"the default retention is in {retention.get('Mode')} mode: anyone allowed "
+                "s3:BypassGovernanceRetention can delete records before it ends (COMPLIANCE mode: nobody)"
+            )
+        return None
+
     def _list(self, prefix: str, start_after: str) -> Iterator[str]:
         token: str | None = None
         while True:

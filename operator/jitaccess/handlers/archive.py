@@ -368,9 +368,31 @@ def connect(settings: Settings, kube: Kube) -> AuditTrail:
             region=settings.audit_region or settings.region,
             endpoint_url=settings.audit_endpoint_url,
         )
+        _say_protection(archive)
+    else:
+        log.warning(
+            "no audit archive (audit.s3.bucket, JITACCESS_AUDIT_BUCKET): the records are kept only in the "
+            "cluster's objects, which approvers may delete and retention deletes after %s days, and printed "
+            "to the log: configure an S3 bucket with Object Lock for an audit trail that outlives them",
+            round(settings.retention_seconds / 86400),
+        )
     return AuditTrail(
         kube, archive, batch_records=settings.audit_batch_records, batch_seconds=settings.audit_batch_seconds
     )
+
+
+def _say_protection(archive: Archive) -> None:
+    """Once at start: whether the bucket keeps what is written in it, as an auditor will ask."""
+    where = f"s3://{archive.bucket}/{archive.prefix}"
+    try:
+        problem = archive.unprotected()
+    except ArchiveUnavailable as exc:  # the role may not read the setting: say so, and go on archiving
+        log.warning("audit archive %s: cannot read its Object Lock configuration (%s)", where, exc)
+        return
+    if problem is None:
+        log.info("audit archive %s: every record is locked in COMPLIANCE mode once written", where)
+    else:
+        log.warning("audit archive %s is not write-once: %s (docs/audit.md, the bucket)", where, problem)
 
 
 # --- kopf ------------------------------------------------------------------------------------
