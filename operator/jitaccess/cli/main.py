@@ -11,7 +11,8 @@ and `kubectl-jit ...` work. Commands:
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
     status NAME                        who-has [ENTITLEMENT]
     permissions [TEAM] [-o table|json|yaml]
-    audit [--since 30d] [--entitlement E] [--user U] [--archive s3://B/P] [-o table|json|csv]
+    audit [--since 30d|T] [--until 7d|T] [--access] [--entitlement E] [--user U] [--archive s3://B/P]
+          [-o table|json|csv]
     review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]      review BREAK-GLASS-REQUEST
     break-glass ENTITLEMENT --reason TEXT [--for 1h] [--wait/--no-wait]
     rbac slack [-f FILE]... [--name NAME] [-o yaml|values]
@@ -132,7 +133,9 @@ def _audit(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli.history import archive_location
 
     archive = archive_location(args.archive, os.environ)
-    options = reports.AuditOptions(args.since, args.entitlement, args.user, archive, args.output)
+    options = reports.AuditOptions(
+        args.since, args.entitlement, args.user, archive, args.output, args.until, args.access, args.lookback
+    )
     return reports.audit(session, options)
 
 

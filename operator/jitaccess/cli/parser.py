@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from jitaccess import __version__
 from jitaccess.cli.errors import EXIT_CODES_HELP
@@ -65,6 +65,12 @@ def _duration(text: str) -> timedelta:
 _SINCE_PART = re.compile(r"([0-9]+)([dhm])")
 _SINCE_WHOLE = re.compile(r"^([0-9]+[dhm])+$")
 _SINCE_UNITS = {"d": 86400, "h": 3600, "m": 60}
+# RFC 3339 with its zone required: a time without one would silently mean the caller's local time.
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+#: A point in time as `--since` and `--until` take it: how long ago (a timedelta), or a time with a zone.
+Moment = timedelta | datetime
 
 
 def since(text: str) -> timedelta:
@@ -78,6 +84,24 @@ def since(text: str) -> timedelta:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{cleaned!r} is zero: the window must be positive")
     return timedelta(seconds=seconds)
+
+
+def moment(text: str) -> Moment:
+    """`--since`/`--until`: how long ago (`7d`, `12h`, `1d12h`: that long before now), or an absolute
+    RFC 3339 time with its zone (`2026-11-01T00:00:00Z`, `2026-11-01T02:00:00+02:00`). argparse
+    names the flag in front of the error."""
+    cleaned = text.strip()
+    if _SINCE_WHOLE.match(cleaned):
+        return since(cleaned)
+    if _RFC3339.match(cleaned):
+        try:
+            return datetime.fromisoformat(cleaned.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as exc:  # the right shape, but no such day or hour (2026-02-30, 25:00)
+            raise argparse.ArgumentTypeError(f"{cleaned!r} is not a valid time ({exc})") from exc
+    raise argparse.ArgumentTypeError(
+        f"{cleaned!r} is neither how long ago (whole numbers with units d, h, m: 7d, 12h) nor an RFC 3339 "
+        "time with its zone (2026-11-01T00:00:00Z, 2026-11-01T02:00:00+02:00)"
+    )
 
 
 def _days(text: str) -> int:
@@ -314,10 +338,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument(
         "--since",
+        type=moment,
+        default=timedelta(days=30),
+        metavar="WHEN",
+        help="where the window starts: how long ago (12h, 7d) or an RFC 3339 time with its zone "
+        "(2026-11-01T00:00:00Z) (default: 30d)",
+    )
+    audit.add_argument(
+        "--until",
+        type=moment,
+        metavar="WHEN",
+        help="where the window ends, read as --since is (7d: 7 days ago; 2026-11-08T00:00:00+01:00); "
+        "not before --since (default: now)",
+    )
+    audit.add_argument(
+        "--access",
+        action="store_true",
+        help="list access periods instead of records: one row per grant that overlaps the window "
+        "(start, end or still active, how it ended, extensions, approvers, reason), and members the "
+        "drift scan removed",
+    )
+    audit.add_argument(
+        "--lookback",
         type=since,
         default=timedelta(days=30),
         metavar="WINDOW",
-        help="how far back, e.g. 12h, 7d (default: 30d)",
+        help="with --access and an archive: how far before the window to read, for grants that began "
+        "before it (default: 30d)",
     )
     audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records of this Entitlement")
     audit.add_argument(

@@ -25,7 +25,10 @@ from typing import Any, TextIO
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
-from jitaccess.cli.history import History, Record, load, select, username
+from jitaccess.cli import periods as access
+from jitaccess.cli.errors import UsageError
+from jitaccess.cli.history import History, Record, is_user, load, select, time_of, username
+from jitaccess.cli.parser import Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
 
@@ -42,25 +45,65 @@ TICKET = r"[A-Z][A-Z0-9]+-[0-9]+"
 _FORMULA_START = ("=", "+", "-", "@")
 
 
+ACCESS_COLUMNS = ("USER", "ENTITLEMENT", "GROUP", "START", "END", "ENDED", "EXTENDED", "APPROVED BY", "REASON")
+ACCESS_CSV_COLUMNS = (
+    "user", "identityStoreUserId", "entitlement", "ownerTeam", "group", "groupId", "start", "end", "ending",
+    "endedBy", "endReason", "scheduledEnd", "extensions", "approval", "approvers", "reason", "kind", "grant",
+    "request",
+)  # fmt: skip
+# From the cluster every object is read anyway: a period is found however long ago it began.
+_EVER = datetime.min.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class AuditOptions:
-    since: timedelta
+    since: Moment
     entitlement: str | None
     user: str | None
     archive: str
     output: str
+    until: Moment | None = None
+    access: bool = False
+    lookback: timedelta = timedelta(days=30)
+
+
+def window(since: Moment, until: Moment | None, now: datetime) -> tuple[datetime, datetime]:
+    """The window's start and end: a relative value is that long before `now` (`--until 7d`: 7 days
+    ago), an absolute one is itself; no --until is now. An end before the start is a usage error."""
+
+    def resolved(when: Moment) -> datetime:
+        return now - when if isinstance(when, timedelta) else when.astimezone(UTC)
+
+    start, end = resolved(since), resolved(until) if until is not None else now
+    if end < start:
+        raise UsageError(
+            f"--until {_rfc3339(end)} is before --since {_rfc3339(start)}: give an --until at or after --since "
+            "(e.g. --since 2026-11-01T00:00:00Z --until 2026-11-08T00:00:00Z)"
+        )
+    return start, end
 
 
 def audit(session: Session, options: AuditOptions, now: datetime | None = None) -> int:
-    end = now or datetime.now(UTC)
-    start = end - options.since
+    current = now or datetime.now(UTC)
+    start, end = window(options.since, options.until, current)
+    if options.access:
+        return _access(session, options, start, end, current)
+    # Without --until, nothing is left out for being late: the caller's clock may be behind the cluster's.
     history = load(session, options.archive, start, end)
     records = select(history.records, entitlement=options.entitlement, user=options.user)
+    if options.until is not None:
+        records = [r for r in records if (time_of(r) or start) <= end]
     session.note(history.described)
     if not records and options.entitlement:
         _unknown_entitlement(session, options.entitlement, history.records)
     if options.output == "json":
-        document = {"source": history.source, "since": _rfc3339(start), "records": records, **history.problems()}
+        document = {
+            "source": history.source,
+            "since": _rfc3339(start),
+            "until": _rfc3339(end),
+            "records": records,
+            **history.problems(),
+        }
         session.out.write(json.dumps(document, indent=2) + "\n")
     elif options.output == "csv":
         write_csv(records, session.out)
@@ -71,6 +114,86 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
         session.note("No records in this window.")
     history.warn(session)
     return 0
+
+
+def _access(session: Session, options: AuditOptions, start: datetime, end: datetime, now: datetime) -> int:
+    """`--access`: the access periods overlapping [start, end]. Read up to now, for a period's end
+    may come after the window; from the archive, from `lookback` before the window too, for its
+    start may come before."""
+    history = load(session, options.archive, start - options.lookback if options.archive else _EVER, now)
+    session.note(history.described)
+    found = [
+        p
+        for p in access.build(history.records)
+        if p.overlaps(start, end)
+        and (options.entitlement is None or p.entitlement == options.entitlement)
+        and (options.user is None or is_user(p.username, options.user))
+    ]
+    if options.output == "json":
+        document = {
+            "source": history.source,
+            "since": _rfc3339(start),
+            "until": _rfc3339(end),
+            "periods": [p.as_json() for p in found],
+            **history.problems(),
+        }
+        session.out.write(json.dumps(document, indent=2) + "\n")
+    elif options.output == "csv":
+        write_access_csv(found, session.out)
+    elif found:
+        table([_access_row(p) for p in found], ACCESS_COLUMNS, session.out)
+    else:
+        session.note(f"Nobody held access between {_rfc3339(start)} and {_rfc3339(end)}.")
+    history.warn(session)
+    return 0
+
+
+def _extensions(period: access.Period) -> str:
+    return "; ".join(
+        f"{e.get('added') or '?'} added at {e.get('time') or '?'} by {e.get('approvedBy') or '?'}"
+        + (f": {e['reason']}" if e.get("reason") else "")
+        for e in period.extensions
+    )
+
+
+def _ended(period: access.Period) -> str:
+    if period.ending == "active":
+        return f"- (due to end {period.scheduled_end or '?'})"
+    if period.ending == "revoked" and period.ended_by:
+        return f"revoked by {period.ended_by}"
+    if period.ending == "drift-removed":
+        return "drift-removed (outside jitaccess)"
+    return period.ending
+
+
+def _access_row(period: access.Period) -> tuple[str, ...]:
+    return (
+        period.username,
+        period.entitlement,
+        str(period.group.get("name") or period.group.get("id") or ""),
+        period.start or f"unknown (before {period.end})",
+        period.end or "still active",
+        _ended(period),
+        ", ".join(f"+{e.get('added') or '?'}" for e in period.extensions) or "-",
+        period.approval,
+        shorten(period.reason, 40) or "-",
+    )
+
+
+def write_access_csv(periods: Sequence[access.Period], out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ACCESS_CSV_COLUMNS)
+    for period in periods:
+        flat = {
+            **period.as_json(),
+            "user": period.username,
+            "identityStoreUserId": period.user.get("identityStoreUserId"),
+            "group": period.group.get("name"),
+            "groupId": period.group.get("id"),
+            "extensions": _extensions(period),
+            "approvers": "; ".join(period.approvers),
+        }
+        writer.writerow([_csv_cell(flat.get(column)) for column in ACCESS_CSV_COLUMNS])
 
 
 def _unknown_entitlement(session: Session, name: str, seen: Sequence[Record]) -> None:

@@ -1,0 +1,203 @@
+"""Access periods for `kubectl jit audit --access`: who held which access, from when to when.
+
+The records say what happened to each object; an auditor asks who had access between T1 and T2.
+A period is built from the records of one grant (`granted`, each `extended`, and its ending:
+`expired`, `revoked`, `lapsed` or `failed`) with its request's decision (`approved`, each
+approval of a multi-party one, or `break-glass` and its `reviewed`). It overlaps a window when it
+began at or before the window's end and ended at or after its start, or has not ended: so a grant
+made before the window and still running is listed, which filtering records by time would miss.
+
+A member the drift scan removed (`drift-removed`: in the group with no grant behind it) is a period
+too, outside jitaccess, ending at its removal; its start is what the record says of it, or unknown.
+With an unknown start it is listed only when the removal itself falls in the window.
+
+Pure functions on records (docs/audit.md's schema), whichever source they were read from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jitaccess.cli import objects as o
+
+Record = dict[str, Any]
+_ENDINGS = ("expired", "revoked", "lapsed", "failed")
+_AUTO = {"auto-approved (owner team)": "auto (owner team)", "auto (on call)": "auto (on call)"}
+GRANT, OUTSIDE = "grant", "outside-jitaccess"
+
+
+@dataclass
+class Period:
+    """One grant's hold on its group (or one member found without a grant), as JSON output shows it.
+    `end` is None while active; `start` is None when no record says when a drift-removed member began."""
+
+    kind: str
+    user: Mapping[str, Any]
+    entitlement: str
+    group: Mapping[str, Any]
+    start: str | None
+    end: str | None
+    ending: str
+    owner_team: str = ""
+    grant: str = ""
+    request: str = ""
+    scheduled_end: str = ""
+    ended_by: str = ""
+    end_reason: str = ""
+    extensions: list[dict[str, Any]] = field(default_factory=list)
+    approval: str = ""
+    approvers: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def username(self) -> str:
+        return str(self.user.get("username") or "")
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        began, ended = o.parse_time(self.start), o.parse_time(self.end)
+        if began is None:
+            # Only the removal is known: listed when it falls in the window.
+            return ended is not None and start <= ended <= end
+        return began <= end and (ended is None or ended >= start)
+
+    def as_json(self) -> dict[str, Any]:
+        shown = {
+            "kind": self.kind,
+            "user": dict(self.user),
+            "entitlement": self.entitlement,
+            "ownerTeam": self.owner_team,
+            "group": dict(self.group),
+            "grant": self.grant,
+            "request": self.request,
+            "start": self.start,
+            "end": self.end,
+            "active": self.end is None,
+            "ending": self.ending,
+            "scheduledEnd": self.scheduled_end,
+            "endedBy": self.ended_by,
+            "endReason": self.end_reason,
+            "extensions": self.extensions,
+            "approval": self.approval,
+            "approvers": self.approvers,
+            "reason": self.reason,
+        }
+        # As in the records: unknown is absent (but `active` is always said).
+        return {k: v for k, v in shown.items() if v not in (None, "", [], {}) or k == "active"}
+
+
+def build(records: Iterable[Record]) -> list[Period]:
+    """Every access period the records show, oldest start first (unknown starts by their end)."""
+    grants: dict[str, list[Record]] = {}
+    decisions: dict[str, list[Record]] = {}
+    drift: list[Record] = []
+    for record in records:
+        action, kind = record.get("action"), record.get("kind")
+        if action == "drift-removed":
+            drift.append(record)
+        elif kind == "AccessGrant" and record.get("uid"):
+            grants.setdefault(str(record["uid"]), []).append(record)
+        elif kind == "AccessRequest" and action in ("approved", "break-glass", "reviewed"):
+            decisions.setdefault(str(record.get("request") or record.get("name")), []).append(record)
+    periods = [p for p in (_of_grant(rs, decisions) for rs in grants.values()) if p is not None]
+    periods += [_of_drift(r) for r in drift]
+    return sorted(periods, key=lambda p: (p.start or p.end or "", p.username, p.grant))
+
+
+def _of_grant(records: list[Record], decisions: Mapping[str, list[Record]]) -> Period | None:
+    by_action: dict[str, Record] = {}
+    extended: list[Record] = []
+    for record in records:
+        if record.get("action") == "extended":
+            extended.append(record)
+        else:
+            by_action[str(record.get("action"))] = record
+    granted = by_action.get("granted")
+    ending = next((by_action[a] for a in _ENDINGS if a in by_action), None)
+    start = next((str(r["startTime"]) for r in [granted, ending, *extended] if r and r.get("startTime")), None)
+    if start is None:
+        return None  # failed before anything was granted: no access to account for
+    any_record = granted or ending or extended[0]
+    extended.sort(key=lambda r: str(r.get("time") or ""))
+    scheduled = str((extended[-1] if extended else granted or {}).get("endTime") or "")
+    request = str(any_record.get("request") or "")
+    approval, approvers = _approval(decisions.get(request, []), start)
+    end = str(ending.get("endTime") or ending.get("time")) if ending else None
+    ended_by = ""
+    if ending is not None and ending.get("action") == "revoked":
+        ended_by = str((ending.get("actor") or {}).get("username") or "")
+    return Period(
+        kind=GRANT,
+        user=any_record.get("user") or {},
+        entitlement=str(any_record.get("entitlement") or ""),
+        group=any_record.get("group") or {},
+        start=start,
+        end=end,
+        ending=str(ending["action"]) if ending else "active",
+        owner_team=str(any_record.get("ownerTeam") or ""),
+        grant=str(any_record.get("grant") or any_record.get("name") or ""),
+        request=request,
+        scheduled_end=scheduled,
+        ended_by=ended_by,
+        end_reason=str((ending or {}).get("revokeReason") or (ending or {}).get("message") or ""),
+        extensions=[_extension(r) for r in extended],
+        approval=approval,
+        approvers=approvers,
+        reason=str(any_record.get("reason") or ""),
+    )
+
+
+def _extension(record: Record) -> dict[str, Any]:
+    actor = record.get("actor") or {}
+    by = _AUTO.get(str(actor.get("via") or ""), "") or str(actor.get("username") or "")
+    shown = {
+        "time": record.get("time"),
+        "added": record.get("extendedBy"),
+        "approvedBy": by,
+        "reason": record.get("extensionReason"),
+        "previousEnd": record.get("previousEndTime"),
+        "end": record.get("endTime"),
+    }
+    return {k: v for k, v in shown.items() if v}
+
+
+def _approval(decided: list[Record], start: str) -> tuple[str, list[str]]:
+    """How the grant's request was approved, and by whom: every approver of a multi-party one.
+    A request name may be used again after a withdrawal: the decision taken last before the grant began."""
+    before = [r for r in decided if str(r.get("time") or "") <= start]
+    approvals = [r for r in before if r.get("action") in ("approved", "break-glass")]
+    if not approvals:
+        return "unknown (no approval record read)", []
+    decision = max(approvals, key=lambda r: str(r.get("time") or ""))
+    actor = decision.get("actor") or {}
+    if decision.get("action") == "break-glass":
+        reviews = [r for r in decided if r.get("action") == "reviewed" and r.get("uid") == decision.get("uid")]
+        reviewer = str((reviews[0].get("actor") or {}).get("username") or "") if reviews else ""
+        requester = str(actor.get("username") or "")
+        return (f"break-glass, reviewed by {reviewer}" if reviewer else "break-glass, not reviewed"), [requester]
+    via = str(actor.get("via") or "")
+    if via:
+        return _AUTO.get(via, via), []
+    listed = [str(a.get("by")) for a in decision.get("approvals") or [] if isinstance(a, Mapping) and a.get("by")]
+    approvers = listed or [str(actor.get("username") or "?")]
+    return ", ".join(approvers), approvers
+
+
+def _of_drift(record: Record) -> Period:
+    # A removal's record says when the member was first seen only if it carries `startTime`
+    # (the records of today's operator do not).
+    start = record.get("startTime")
+    return Period(
+        kind=OUTSIDE,
+        user=record.get("user") or {},
+        entitlement=str(record.get("entitlement") or ""),
+        group=record.get("group") or {},
+        start=str(start) if start else None,
+        end=str(record.get("time") or "") or None,
+        ending="drift-removed",
+        owner_team=str(record.get("ownerTeam") or ""),
+        end_reason=str(record.get("message") or ""),
+        approval="none: outside jitaccess",
+    )

@@ -1,0 +1,313 @@
+"""`kubectl jit audit --since/--until` and `--access`: the window's times as given on the command
+line (how long ago, or RFC 3339 with a zone) and their errors, and access periods built from a
+grant's records (docs/audit.md, "Who had access between T1 and T2").
+
+The records are written here as the operator derives them (`jitaccess.api.audit`) from objects
+made for each case, so that a change to the record schema shows up here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from jitaccess.api import audit as records_api
+from jitaccess.api import names
+from jitaccess.cli import parser, periods, reports
+from jitaccess.cli.errors import UsageError
+from tests.unit.test_cli_reports import NOW, err, options, out, session
+
+T = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+
+
+def stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request(name: str, *, at: datetime, approvals: list[str] | None = None, how: str = "Approved") -> dict[str, Any]:
+    """An approved AccessRequest: by `approvals` (each in turn, a minute apart), or auto-approved, or break-glass."""
+    status: dict[str, Any] = {
+        "conditions": [{"type": names.APPROVED, "status": "True", "reason": how, "lastTransitionTime": stamp(at)}],
+        "grant": name,
+    }
+    if approvals:
+        status["approvedBy"] = approvals[-1]
+        status["approvals"] = [
+            {"by": by, "time": stamp(at - timedelta(minutes=len(approvals) - n))} for n, by in enumerate(approvals, 1)
+        ]
+    return {
+        "kind": names.ACCESS_REQUEST,
+        "metadata": {"name": name, "uid": f"req-{name}", "creationTimestamp": stamp(at - timedelta(minutes=10))},
+        "spec": {"entitlement": "prod-eng-payments", "requester": "bob@example.com", "reason": "INC-9 look"},
+        "status": status,
+    }
+
+
+def grant(
+    name: str,
+    start: datetime,
+    length: timedelta,
+    *,
+    ended: str = "",
+    at: datetime | None = None,
+    revoked_by: str = "",
+    extensions: list[timedelta] | None = None,
+) -> dict[str, Any]:
+    """An AccessGrant activated at `start` for `length`, extended by each of `extensions` (30 minutes
+    after the start, a minute apart), and ended (`Expired`, `Revoked`, ...) at `at`, or running."""
+    end = start + length
+    applied = []
+    for n, more in enumerate(extensions or []):
+        applied.append(
+            {
+                "name": f"{name}-ext-{n}",
+                "by": f"{int(more.total_seconds() // 60)}m",
+                "approvedBy": "paula@example.com",
+                "time": stamp(start + timedelta(minutes=30 + n)),
+                "reason": "INC-9 longer",
+                "previousExpirationTime": stamp(end),
+                "expirationTime": stamp(end + more),
+            }
+        )
+        end += more
+    status: dict[str, Any] = {
+        "activationTime": stamp(start),
+        "expirationTime": stamp(end),
+        "groupId": "g-payments",
+        "extensions": applied,
+        "conditions": [],
+    }
+    if ended:
+        when = stamp(at or end)
+        status["conditions"] = [{"type": names.READY, "status": "False", "reason": ended, "lastTransitionTime": when}]
+        if ended != names.EXPIRED:
+            status["revocationTime"] = when
+        if revoked_by:
+            status["revokedBy"] = revoked_by
+    return {
+        "kind": names.ACCESS_GRANT,
+        "metadata": {"name": name, "uid": f"grant-{name}"},
+        "spec": {
+            "request": name,
+            "entitlement": "prod-eng-payments",
+            "ownerTeam": "payments",
+            "user": "bob@example.com",
+            "groupName": "prod-eng-payments",
+            "reason": "INC-9 look",
+            "duration": "1h",
+        },
+        "status": status,
+    }
+
+
+def records(*objects: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for obj in objects for r in records_api.records_of(obj)]
+
+
+def overlapping(found: list[dict[str, Any]], start: datetime, end: datetime) -> list[periods.Period]:
+    return [p for p in periods.build(found) if p.overlaps(start, end)]
+
+
+# --- access periods ---------------------------------------------------------------------------------
+
+
+def test_a_grant_begun_before_the_window_and_still_running_is_included() -> None:
+    found = records(request("g1", at=T - timedelta(days=2)), grant("g1", T - timedelta(days=2), timedelta(days=5)))
+    [period] = overlapping(found, T, T + timedelta(hours=1))
+    assert (period.start, period.end, period.ending) == (stamp(T - timedelta(days=2)), None, "active")
+    assert period.as_json()["active"] is True
+    assert period.scheduled_end == stamp(T + timedelta(days=3))
+
+
+def test_a_grant_ended_before_the_window_is_not_included_and_one_ended_in_it_is() -> None:
+    found = records(grant("g1", T - timedelta(hours=3), timedelta(hours=1), ended=names.EXPIRED))
+    assert overlapping(found, T - timedelta(hours=2) + timedelta(seconds=1), T) == []
+    [period] = overlapping(found, T - timedelta(hours=2), T)  # ended at the window's very start: held then
+    assert (period.end, period.ending) == (stamp(T - timedelta(hours=2)), "expired")
+    assert overlapping(found, T - timedelta(days=1), T - timedelta(hours=3, seconds=1)) == [], "began after the window"
+
+
+def test_an_extension_moves_the_end_and_is_listed_with_the_time_added() -> None:
+    start = T - timedelta(hours=2)
+    extended = grant("g1", start, timedelta(hours=1), extensions=[timedelta(minutes=90)], ended=names.EXPIRED)
+    # Granted for 1 hour, it would have ended 1 hour before T; extended by 90 minutes, it ran into the window.
+    [period] = overlapping(records(extended), T, T + timedelta(hours=1))
+    assert period.end == stamp(T + timedelta(minutes=30)) == period.scheduled_end
+    assert period.extensions == [
+        {
+            "time": stamp(start + timedelta(minutes=30)),
+            "added": "90m",
+            "approvedBy": "paula@example.com",
+            "reason": "INC-9 longer",
+            "previousEnd": stamp(T - timedelta(hours=1)),
+            "end": stamp(T + timedelta(minutes=30)),
+        }
+    ]
+    assert overlapping(records(grant("g2", start, timedelta(hours=1), ended=names.EXPIRED)), T, T) == []
+
+
+def test_every_approver_of_a_multi_party_request_is_listed() -> None:
+    approvers = ["carol@example.com", "paula@example.com"]
+    found = records(request("g1", at=T, approvals=approvers), grant("g1", T, timedelta(hours=1)))
+    [period] = overlapping(found, T, T)
+    assert period.approvers == approvers and period.approval == "carol@example.com, paula@example.com"
+
+
+def test_auto_approval_break_glass_and_its_review_revocation_and_a_missing_request() -> None:
+    auto = records(request("a", at=T, how=names.AUTO_APPROVED), grant("a", T, timedelta(hours=1)))
+    assert periods.build(auto)[0].approval == "auto (owner team)"
+    glass = request("b", at=T, how=names.BREAK_GLASS)
+    assert periods.build(records(glass, grant("b", T, timedelta(hours=1))))[0].approval == "break-glass, not reviewed"
+    glass["status"]["conditions"].append(
+        {"type": names.REVIEWED, "status": "True", "reason": "Reviewed", "lastTransitionTime": stamp(T)}
+    )
+    glass["status"]["reviewedBy"] = "lena@example.com"
+    reviewed = periods.build(records(glass, grant("b", T, timedelta(hours=1))))[0]
+    assert reviewed.approval == "break-glass, reviewed by lena@example.com"
+    revoked = grant("c", T, timedelta(hours=1), ended=names.REVOKED, at=T + timedelta(minutes=5), revoked_by="paula")
+    [period] = periods.build(records(revoked))
+    assert (period.ending, period.ended_by, period.end) == ("revoked", "paula", stamp(T + timedelta(minutes=5)))
+    assert period.approval == "unknown (no approval record read)", "the request's records were not read"
+
+
+def test_a_grant_that_failed_before_activation_held_nothing() -> None:
+    failed = grant("f", T, timedelta(hours=1), ended=names.FAILED)
+    del failed["status"]["activationTime"]
+    assert periods.build(records(failed)) == []
+
+
+def test_a_drift_removed_member_is_outside_jitaccess_with_its_start_when_the_record_has_one() -> None:
+    removal = {
+        "schema": records_api.SCHEMA,
+        "id": "ent/drift-removed/m-1",
+        "time": stamp(T),
+        "action": "drift-removed",
+        "kind": "Entitlement",
+        "entitlement": "prod-eng-payments",
+        "user": {"username": "eve@example.com"},
+        "group": {"name": "prod-eng-payments"},
+    }
+    [unknown] = periods.build([removal])
+    assert (unknown.kind, unknown.start, unknown.end) == ("outside-jitaccess", None, stamp(T))
+    assert unknown.overlaps(T - timedelta(hours=1), T) and not unknown.overlaps(
+        T + timedelta(seconds=1), T + timedelta(hours=1)
+    )
+    assert not unknown.overlaps(T - timedelta(hours=2), T - timedelta(hours=1)), "an unknown start is not assumed early"
+    [known] = periods.build([{**removal, "startTime": stamp(T - timedelta(hours=3))}])
+    assert known.overlaps(T - timedelta(hours=2), T - timedelta(hours=1))
+
+
+# --- through the command: the window and the outputs -----------------------------------------------
+
+
+def test_access_from_the_golden_history_lists_the_running_grant_in_a_window_after_its_start() -> None:
+    # lena's grant began at 11:00:02 and runs (extended) past NOW (12:00); no record of it is in 11:30-11:45.
+    s = session()
+    window = {"since": datetime(2026, 11, 30, 11, 30, tzinfo=UTC), "until": datetime(2026, 11, 30, 11, 45, tzinfo=UTC)}
+    assert reports.audit(s, options(access=True, **window), now=NOW) == 0
+    document = json.loads(out(s))
+    assert (document["since"], document["until"]) == ("2026-11-30T11:30:00Z", "2026-11-30T11:45:00Z")
+    assert [(p["user"]["username"], p["ending"], p["active"]) for p in document["periods"]] == [
+        ("lena@example.com", "active", True)
+    ]
+    records = json.loads(out(audit_records(**window)))["records"]
+    assert records == [], "records are filtered by their time: none of lena's is in the window"
+
+
+def audit_records(**changes: Any) -> Any:
+    s = session()
+    assert reports.audit(s, options(**changes), now=NOW) == 0
+    return s
+
+
+def test_until_cuts_the_records_at_the_end_of_the_window() -> None:
+    s = audit_records(since=timedelta(hours=12), until=datetime(2026, 11, 30, 11, 0, 1, tzinfo=UTC))
+    assert [r["action"] for r in json.loads(out(s))["records"]] == ["requested", "approved"]
+
+
+def test_access_csv_has_its_documented_columns_and_the_table_says_who_and_how() -> None:
+    s = session()
+    assert reports.audit(s, options(access=True, output="csv", since=timedelta(days=10)), now=NOW) == 0
+    rows = list(csv.DictReader(io.StringIO(out(s))))
+    assert tuple(rows[0]) == reports.ACCESS_CSV_COLUMNS
+    bob = next(r for r in rows if r["grant"] == "bob-prod-eng-payments-bbbb2")
+    assert bob["approvers"] == "carol@example.com; paula@example.com" and bob["ending"] == "expired"
+    eve = next(r for r in rows if r["user"] == "eve@example.com")
+    assert (eve["kind"], eve["start"], eve["ending"]) == ("outside-jitaccess", "", "drift-removed")
+    lena = next(r for r in rows if r["user"] == "lena@example.com")
+    assert lena["end"] == "" and lena["extensions"].startswith("30m added at 2026-11-30T11:50:00Z by auto (owner team)")
+    table = session()
+    assert reports.audit(table, options(access=True, output="table", since=timedelta(days=10)), now=NOW) == 0
+    text = out(table)
+    assert "revoked by paula@example.com" in text and "still active" in text and "outside jitaccess" in text
+    empty = session()
+    assert (
+        reports.audit(empty, options(access=True, output="table", since=timedelta(days=10), user="nobody"), now=NOW)
+        == 0
+    )
+    assert out(empty) == "" and "Nobody held access between" in err(empty)
+
+
+def test_relative_until_is_that_long_ago_and_an_end_before_the_start_is_refused() -> None:
+    assert reports.window(timedelta(days=7), timedelta(days=1), NOW) == (
+        NOW - timedelta(days=7),
+        NOW - timedelta(days=1),
+    )
+    plus_two = datetime(2026, 11, 1, 2, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert reports.window(plus_two, None, NOW) == (datetime(2026, 11, 1, 0, 0, tzinfo=UTC), NOW)
+    assert reports.window(NOW, NOW, NOW) == (NOW, NOW), "one instant: who held access then"
+    with pytest.raises(UsageError, match=r"--until 2026-11-29T12:00:00Z is before --since 2026-11-30T00:00:00Z"):
+        reports.window(datetime(2026, 11, 30, tzinfo=UTC), timedelta(days=1), NOW)
+    with pytest.raises(UsageError, match=r"--until .* is before --since"):
+        reports.window(timedelta(days=1), timedelta(days=2), NOW)
+
+
+# --- the times on the command line ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "meant"),
+    [
+        ("7d", timedelta(days=7)),
+        ("1d12h", timedelta(hours=36)),
+        ("2026-11-01T00:00:00Z", datetime(2026, 11, 1, tzinfo=UTC)),
+        ("2026-11-01t00:00:00z", datetime(2026, 11, 1, tzinfo=UTC)),
+        ("2026-11-01T02:00:00+02:00", datetime(2026, 11, 1, tzinfo=UTC)),
+        ("2026-11-01 00:00:00.5-01:30", datetime(2026, 11, 1, 1, 30, 0, 500000, tzinfo=UTC)),
+    ],
+)
+def test_since_and_until_read_how_long_ago_or_an_rfc3339_time_with_a_zone(text: str, meant: Any) -> None:
+    assert parser.moment(text) == meant
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("2026-11-01T00:00:00", "neither how long ago"),  # no zone: whose local time?
+        ("2026-11-01", "neither how long ago"),
+        ("yesterday", "neither how long ago"),
+        ("7 days", "neither how long ago"),
+        ("0d", "is zero"),
+        ("2026-02-30T00:00:00Z", "not a valid time"),
+        ("2026-11-01T25:00:00Z", "not a valid time"),
+    ],
+)
+def test_a_bad_time_is_refused_with_an_example(text: str, why: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=why):
+        parser.moment(text)
+
+
+@pytest.mark.parametrize("flag", ["--since", "--until"])
+def test_the_error_names_the_flag_and_gives_an_example(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parser.build_parser().parse_args(["audit", flag, "2026-11-01"])
+    said = capsys.readouterr().err
+    assert f"argument {flag}: '2026-11-01' is neither how long ago" in said and "2026-11-01T00:00:00Z" in said
+    args = parser.build_parser().parse_args(["audit", flag, "2026-11-01T00:00:00Z", "--access"])
+    assert getattr(args, flag[2:]) == datetime(2026, 11, 1, tzinfo=UTC) and args.access
