@@ -15,13 +15,23 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import boto3
 import pytest
 
 from jitaccess.api import audit as records_api
 from jitaccess.api import names
 from jitaccess.cli import parser, periods, reports
 from jitaccess.cli.errors import UsageError
-from tests.unit.test_cli_reports import NOW, err, options, out, session
+from tests.unit.test_cli_reports import (
+    LOCATION,
+    NOW,
+    err,
+    options,
+    out,
+    put_batch,
+    s3,  # noqa: F401 (a fixture: the archive's bucket in moto)
+    session,
+)
 
 T = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
@@ -30,8 +40,9 @@ def stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def request(name: str, *, at: datetime, approvals: list[str] | None = None, how: str = "Approved") -> dict[str, Any]:
-    """An approved AccessRequest: by `approvals` (each in turn, a minute apart), or auto-approved, or break-glass."""
+def request(name: str, *, at: datetime, approvals: list[str] | None = None, how: str = "") -> dict[str, Any]:
+    """An approved AccessRequest: by `approvals` (each in turn, a minute apart), else auto-approved, or as `how` says."""
+    how = how or ("Approved" if approvals else names.AUTO_APPROVED)
     status: dict[str, Any] = {
         "conditions": [{"type": names.APPROVED, "status": "True", "reason": how, "lastTransitionTime": stamp(at)}],
         "grant": name,
@@ -311,3 +322,19 @@ def test_the_error_names_the_flag_and_gives_an_example(flag: str, capsys: pytest
     assert f"argument {flag}: '2026-11-01' is neither how long ago" in said and "2026-11-01T00:00:00Z" in said
     args = parser.build_parser().parse_args(["audit", flag, "2026-11-01T00:00:00Z", "--access"])
     assert getattr(args, flag[2:]) == datetime(2026, 11, 1, tzinfo=UTC) and args.access
+
+
+@pytest.mark.usefixtures("s3")
+def test_access_from_the_archive_reads_before_the_window_for_grants_begun_earlier() -> None:
+    # Granted 3 days before the window (records filed that day), still running: only the lookback finds it.
+    start = NOW - timedelta(days=3)
+    running = records(request("g1", at=start), grant("g1", start, timedelta(days=5)))
+    put_batch(boto3.client("s3"), start + timedelta(seconds=5), running)
+    window = {"since": NOW - timedelta(hours=1), "access": True, "archive": LOCATION}
+    s = session()
+    assert reports.audit(s, options(**window), now=NOW) == 0
+    [period] = json.loads(out(s))["periods"]
+    assert (period["grant"], period["active"], period["approval"]) == ("g1", True, "auto (owner team)")
+    short = session()
+    assert reports.audit(short, options(**window, lookback=timedelta(days=1)), now=NOW) == 0
+    assert json.loads(out(short))["periods"] == [], "its records are older than the lookback"

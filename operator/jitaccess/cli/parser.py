@@ -334,7 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"variable {ARCHIVE_ENV}), else from the objects still in the cluster (finished requests\n"
         "are retired after a while, so the cluster holds only the recent past). A line on stderr,\n"
         "and the `source` field of -o json, say which. The archive is read with your own AWS\n"
-        "credentials, as the AWS CLI finds them (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...).",
+        "credentials, as the AWS CLI finds them (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...).\n\n"
+        "With --access: who had access in the window, one row per grant that overlaps it (however long\n"
+        "before it began), e.g. --access --since 2026-11-01T00:00:00Z --until 2026-11-08T00:00:00Z.",
     )
     audit.add_argument(
         "--since",
