@@ -2,7 +2,8 @@
 auto-approved request from the real cluster (no archive configured), as the users who ask; and
 from an S3 archive in the emulator, over HTTP, when one is configured: one the test writes, and
 one the operator writes as it decides; and one with a forged copy of a record and an object that is
-not JSON lines, which the reports show, warn of and exit 6 for (docs/audit.md).
+not JSON lines, which the reports show, warn of and exit 6 for (docs/audit.md). And `--access`
+over an absolute window: a grant running across it is listed, and not once it ended before it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,53 @@ def test_audit_reads_what_the_operator_archived(cli: Cli, system: Jit, archiving
 
     records = eventually(archived, timeout=30, interval=0.5, what=f"{name}'s records in {archiving}")
     assert records == of_request(cli.run("audit", "--since", "1h", "-o", "json", user=PAULA), name)
+
+
+def stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def periods_of(cli: Cli, name: str, *window: str) -> list[dict[str, Any]]:
+    result = cli.run("audit", "--access", *window, "-o", "json", user=PAULA)
+    assert result.code == 0, result
+    return [p for p in json.loads(result.out)["periods"] if p.get("grant") == name]
+
+
+def test_access_lists_a_grant_running_across_the_window_and_not_one_ended_before_it(cli: Cli, system: Jit) -> None:
+    name = requested(cli)
+    grant = system.get("accessgrant", name)
+    assert grant is not None
+    started = datetime.fromisoformat(grant["status"]["activationTime"].replace("Z", "+00:00"))
+    time.sleep(1.1)  # records have whole seconds: the window below begins after the grant's start
+    inside = ("--since", stamp(started + timedelta(seconds=1)), "--until", stamp(datetime.now(UTC)))
+
+    # Begun before the window and still running: a period; none of its records is in the window.
+    [period] = periods_of(
+        cli, name, "--since", stamp(started - timedelta(minutes=1)), "--until", stamp(datetime.now(UTC))
+    )
+    assert (period["start"], period["active"], period["ending"]) == (stamp(started), True, "active"), period
+    assert period["user"]["username"] == ALICE and period["approval"] == "auto (owner team)", period
+    assert period["reason"] == REASON and period["group"]["name"] == PAYMENTS, period
+    assert periods_of(cli, name, *inside) == [period]
+    records = cli.run("audit", *inside, "-o", "json", user=PAULA)
+    assert of_request(records, name) == [], "records are selected by their time, periods by overlap"
+
+    revoked = cli.run("revoke", name, "--reason", "INC-4711 done", user=PAULA)
+    assert revoked.code == 0, revoked
+
+    def ended() -> dict[str, Any] | None:
+        found = periods_of(cli, name, "--since", stamp(started), "--until", stamp(datetime.now(UTC)))
+        return found[0] if found and not found[0]["active"] else None
+
+    period = eventually(ended, timeout=20, interval=0.5, what=f"{name}'s period ended")
+    assert (period["ending"], period["endedBy"], period["endReason"]) == ("revoked", PAULA, "INC-4711 done"), period
+    end = datetime.fromisoformat(period["end"].replace("Z", "+00:00"))
+    time.sleep(1.1)
+    # A window after the end: not listed; one that holds the end: listed.
+    assert periods_of(cli, name, "--since", stamp(end + timedelta(seconds=1))) == []
+    assert periods_of(cli, name, "--since", stamp(end), "--until", stamp(end + timedelta(hours=1))) == [period]
+
+    backwards = cli.run("audit", "--access", "--since", stamp(end), "--until", stamp(started), user=PAULA)
+    assert backwards.code == 2 and f"--until {stamp(started)} is before --since {stamp(end)}" in backwards.err
+    no_zone = cli.run("audit", "--until", stamp(end)[:-1], user=PAULA)
+    assert no_zone.code == 2 and "argument --until:" in no_zone.err and "2026-11-01T00:00:00Z" in no_zone.err

@@ -21,7 +21,7 @@ import pytest
 from jitaccess.api import audit as records_api
 from jitaccess.api import names
 from jitaccess.cli import parser, periods, reports
-from jitaccess.cli.errors import UsageError
+from jitaccess.cli.errors import Doubtful, UsageError
 from tests.unit.test_cli_reports import (
     LOCATION,
     NOW,
@@ -338,3 +338,26 @@ def test_access_from_the_archive_reads_before_the_window_for_grants_begun_earlie
     short = session()
     assert reports.audit(short, options(**window, lookback=timedelta(days=1)), now=NOW) == 0
     assert json.loads(out(short))["periods"] == [], "its records are older than the lookback"
+
+
+@pytest.mark.usefixtures("s3")
+def test_a_period_built_from_a_conflicting_record_says_so_and_the_report_is_doubtful() -> None:
+    found = records(
+        request("g1", at=NOW - timedelta(hours=1)), grant("g1", NOW - timedelta(hours=1), timedelta(days=1))
+    )
+    granted = next(r for r in found if r["action"] == "granted")
+    client = boto3.client("s3")
+    put_batch(client, NOW - timedelta(minutes=50), found)
+    put_batch(client, NOW - timedelta(minutes=40), [{**granted, "reason": "forged"}])
+    s = session()
+    with pytest.raises(Doubtful, match="conflicting records"):
+        reports.audit(s, options(since=timedelta(minutes=30), access=True, archive=LOCATION), now=NOW)
+    [period] = json.loads(out(s))["periods"]
+    assert period["conflict"] is True and period["grant"] == "g1"
+    assert f"the audit archive holds 2 different records with the id {granted['id']}" in err(s)
+
+
+def test_lookback_goes_only_with_access() -> None:
+    with pytest.raises(UsageError, match="--lookback goes only with --access"):
+        reports.audit(session(), options(lookback=timedelta(days=1)), now=NOW)
+    assert "conflict" not in periods.build(records(grant("g1", T, timedelta(hours=1))))[0].as_json()

@@ -363,7 +363,6 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--lookback",
         type=since,
-        default=timedelta(days=30),
         metavar="WINDOW",
         help="with --access and an archive: how far before the window to read, for grants that began "
         "before it (default: 30d)",

@@ -16,7 +16,7 @@ Pure functions on records (docs/audit.md's schema), whichever source they were r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,6 +51,8 @@ class Period:
     approval: str = ""
     approvers: list[str] = field(default_factory=list)
     reason: str = ""
+    #: Built from a record whose id has conflicting versions in the archive (`history.Conflict`).
+    conflict: bool = False
 
     @property
     def username(self) -> str:
@@ -83,13 +85,16 @@ class Period:
             "approval": self.approval,
             "approvers": self.approvers,
             "reason": self.reason,
+            "conflict": self.conflict,
         }
-        # As in the records: unknown is absent (but `active` is always said).
-        return {k: v for k, v in shown.items() if v not in (None, "", [], {}) or k == "active"}
+        # As in the records: unknown is absent (`active` is always said; `conflict` only when true).
+        return {k: v for k, v in shown.items() if v not in (None, "", [], {}, False) or k == "active"}
 
 
-def build(records: Iterable[Record]) -> list[Period]:
-    """Every access period the records show, oldest start first (unknown starts by their end)."""
+def build(records: Iterable[Record], conflicting: Collection[str] = ()) -> list[Period]:
+    """Every access period the records show, oldest start first (unknown starts by their end).
+    A period built from a record of a `conflicting` id says so (`conflict`): which version it took
+    is arbitrary, and the report warns of the conflict."""
     grants: dict[str, list[Record]] = {}
     decisions: dict[str, list[Record]] = {}
     drift: list[Record] = []
@@ -101,12 +106,14 @@ def build(records: Iterable[Record]) -> list[Period]:
             grants.setdefault(str(record["uid"]), []).append(record)
         elif kind == "AccessRequest" and action in ("approved", "break-glass", "reviewed"):
             decisions.setdefault(str(record.get("request") or record.get("name")), []).append(record)
-    periods = [p for p in (_of_grant(rs, decisions) for rs in grants.values()) if p is not None]
-    periods += [_of_drift(r) for r in drift]
+    periods = [p for p in (_of_grant(rs, decisions, conflicting) for rs in grants.values()) if p is not None]
+    periods += [_of_drift(r, str(r.get("id")) in conflicting) for r in drift]
     return sorted(periods, key=lambda p: (p.start or p.end or "", p.username, p.grant))
 
 
-def _of_grant(records: list[Record], decisions: Mapping[str, list[Record]]) -> Period | None:
+def _of_grant(
+    records: list[Record], decisions: Mapping[str, list[Record]], conflicting: Collection[str]
+) -> Period | None:
     by_action: dict[str, Record] = {}
     extended: list[Record] = []
     for record in records:
@@ -123,7 +130,9 @@ def _of_grant(records: list[Record], decisions: Mapping[str, list[Record]]) -> P
     extended.sort(key=lambda r: str(r.get("time") or ""))
     scheduled = str((extended[-1] if extended else granted or {}).get("endTime") or "")
     request = str(any_record.get("request") or "")
-    approval, approvers = _approval(decisions.get(request, []), start)
+    decided = decisions.get(request, [])
+    approval, approvers = _approval(decided, start)
+    conflict = any(str(r.get("id")) in conflicting for r in [*records, *decided])
     end = str(ending.get("endTime") or ending.get("time")) if ending else None
     ended_by = ""
     if ending is not None and ending.get("action") == "revoked":
@@ -146,6 +155,7 @@ def _of_grant(records: list[Record], decisions: Mapping[str, list[Record]]) -> P
         approval=approval,
         approvers=approvers,
         reason=str(any_record.get("reason") or ""),
+        conflict=conflict,
     )
 
 
@@ -185,7 +195,7 @@ def _approval(decided: list[Record], start: str) -> tuple[str, list[str]]:
     return ", ".join(approvers), approvers
 
 
-def _of_drift(record: Record) -> Period:
+def _of_drift(record: Record, conflict: bool) -> Period:
     # A removal's record says when the member was first seen only if it carries `startTime`
     # (the records of today's operator do not).
     start = record.get("startTime")
@@ -200,4 +210,5 @@ def _of_drift(record: Record) -> Period:
         owner_team=str(record.get("ownerTeam") or ""),
         end_reason=str(record.get("message") or ""),
         approval="none: outside jitaccess",
+        conflict=conflict,
     )

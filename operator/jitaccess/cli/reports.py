@@ -51,6 +51,7 @@ ACCESS_CSV_COLUMNS = (
     "endedBy", "endReason", "scheduledEnd", "extensions", "approval", "approvers", "reason", "kind", "grant",
     "request",
 )  # fmt: skip
+LOOKBACK = timedelta(days=30)
 # From the cluster every object is read anyway: a period is found however long ago it began.
 _EVER = datetime.min.replace(tzinfo=UTC)
 
@@ -64,7 +65,7 @@ class AuditOptions:
     output: str
     until: Moment | None = None
     access: bool = False
-    lookback: timedelta = timedelta(days=30)
+    lookback: timedelta | None = None  # --access only; None: LOOKBACK
 
 
 def window(since: Moment, until: Moment | None, now: datetime) -> tuple[datetime, datetime]:
@@ -86,6 +87,8 @@ def window(since: Moment, until: Moment | None, now: datetime) -> tuple[datetime
 def audit(session: Session, options: AuditOptions, now: datetime | None = None) -> int:
     current = now or datetime.now(UTC)
     start, end = window(options.since, options.until, current)
+    if options.lookback is not None and not options.access:
+        raise UsageError("--lookback goes only with --access (how far before the window to read for access periods)")
     if options.access:
         return _access(session, options, start, end, current)
     # Without --until, nothing is left out for being late: the caller's clock may be behind the cluster's.
@@ -120,11 +123,12 @@ def _access(session: Session, options: AuditOptions, start: datetime, end: datet
     """`--access`: the access periods overlapping [start, end]. Read up to now, for a period's end
     may come after the window; from the archive, from `lookback` before the window too, for its
     start may come before."""
-    history = load(session, options.archive, start - options.lookback if options.archive else _EVER, now)
+    lookback = options.lookback if options.lookback is not None else LOOKBACK
+    history = load(session, options.archive, start - lookback if options.archive else _EVER, now)
     session.note(history.described)
     found = [
         p
-        for p in access.build(history.records)
+        for p in access.build(history.records, history.conflicting)
         if p.overlaps(start, end)
         and (options.entitlement is None or p.entitlement == options.entitlement)
         and (options.user is None or is_user(p.username, options.user))
@@ -176,7 +180,7 @@ def _access_row(period: access.Period) -> tuple[str, ...]:
         _ended(period),
         ", ".join(f"+{e.get('added') or '?'}" for e in period.extensions) or "-",
         period.approval,
-        shorten(period.reason, 40) or "-",
+        f"CONFLICT: {shorten(period.reason, 40)}" if period.conflict else shorten(period.reason, 40) or "-",
     )
 
 
