@@ -367,9 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --access and an archive: how far before the window to read, for grants that began "
         "before it (default: 30d)",
     )
-    audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records of this Entitlement")
+    audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records (or periods) of this Entitlement")
     audit.add_argument(
-        "--user", metavar="USER", help="only records about or by USER (a username, or its part before @)"
+        "--user",
+        metavar="USER",
+        help="only records about or by USER, or with --access the periods of USER's access (a username, or "
+        "its part before @)",
     )
     _archive(audit)
     audit.add_argument(
