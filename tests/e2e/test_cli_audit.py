@@ -3,7 +3,8 @@ auto-approved request from the real cluster (no archive configured), as the user
 from an S3 archive in the emulator, over HTTP, when one is configured: one the test writes, and
 one the operator writes as it decides; and one with a forged copy of a record and an object that is
 not JSON lines, which the reports show, warn of and exit 6 for (docs/audit.md). And `--access`
-over an absolute window: a grant running across it is listed, and not once it ended before it.
+over an absolute window: a grant running across it is listed, and not once it ended before it; the
+same period from the operator's archive as from the cluster.
 """
 
 from __future__ import annotations
@@ -208,6 +209,13 @@ def test_audit_reads_what_the_operator_archived(cli: Cli, system: Jit, archiving
 
     records = eventually(archived, timeout=30, interval=0.5, what=f"{name}'s records in {archiving}")
     assert records == of_request(cli.run("audit", "--since", "1h", "-o", "json", user=PAULA), name)
+
+    # The same grant as an access period, from the archive the operator wrote, and from the cluster alike.
+    started = next(r for r in records if r["action"] == "granted")["startTime"]
+    window = ("--since", started, "--until", started)
+    from_archive = periods_of(cli, name, "--archive", archiving, *window)
+    assert [(p["start"], p["active"], p["approval"]) for p in from_archive] == [(started, True, "auto (owner team)")]
+    assert from_archive == periods_of(cli, name, "--archive", "", *window)
 
 
 def stamp(when: datetime) -> str:
