@@ -264,3 +264,24 @@ def test_the_operator_says_whether_the_bucket_keeps_records_for_good(archived: t
             eventually(lambda w=words, f=log: w in f.read_text() or None, timeout=30, what=words)
         finally:
             operator.stop()
+
+
+def test_a_withdrawn_request_ends_with_a_withdrawn_record(archived: tuple[Jit, str], tmp_path: Any) -> None:
+    jit, bucket = archived
+    operator = archiving_operator(jit, tmp_path, bucket).start()
+    try:
+        jit.request("audit-withdrawn", "prod-eng-ledger", user=ALICE)
+        uid = jit.wait_reason("accessrequest", "audit-withdrawn", "Pending")["metadata"]["uid"]
+        jit.kubectl("delete", "accessrequest", "audit-withdrawn", user=ALICE)
+
+        def withdrawn() -> dict[str, Any] | None:
+            return next((r for r in archive_records(jit, bucket) if r["id"] == f"{uid}/withdrawn"), None)
+
+        record = eventually(withdrawn, timeout=30, what=f"the withdrawn record in the archive:\n{operator.tail(20)}")
+    finally:
+        operator.stop()
+    assert record["action"] == "withdrawn" and record["request"] == "audit-withdrawn" and "actor" not in record
+    assert record["user"]["username"] == ALICE and record["time"].endswith("Z")
+    # Who withdrew it: the webhook's audit line (AdmissionDeleted), which the record points to.
+    said = f"AccessRequest audit-withdrawn ({ALICE}, Pending) deleted by {ALICE}"
+    assert said in operator.log_file.read_text(), operator.tail(40)

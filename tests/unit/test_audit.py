@@ -228,3 +228,16 @@ def test_archive_keys_are_dated_by_when_they_were_written() -> None:
     assert audit.archive_key("/audit/", when, "abc") == "audit/v1/2026/11/23/20261123T235959.123456Z-abc.jsonl"
     assert audit.archive_key("", when, "abc").startswith("v1/2026/11/23/")
     assert audit.day_prefix("audit", when) == "audit/v1/2026/11/23/"
+
+
+def test_a_request_deleted_while_it_waited_ends_withdrawn_and_a_finished_one_does_not() -> None:
+    waiting = request()
+    waiting["metadata"]["deletionTimestamp"] = "2026-11-23T12:09:00Z"
+    [*_, last] = audit.records_of(waiting)
+    assert last["action"] == "withdrawn" and last["time"] == "2026-11-23T12:09:00Z" and "actor" not in last
+    assert last["id"].endswith("/withdrawn") and last["request"] == waiting["metadata"]["name"]
+    # A denied request deleted (by an approver, or by retention) keeps its last word: denied.
+    denied = request(conditions=[{"type": "Denied", "status": "True", "lastTransitionTime": "2026-11-23T12:01:00Z"},
+                                 {"type": "Ready", "status": "False", "reason": "Denied"}])  # fmt: skip
+    denied["metadata"]["deletionTimestamp"] = "2026-11-23T12:09:00Z"
+    assert "withdrawn" not in {r["action"] for r in audit.records_of(denied)}

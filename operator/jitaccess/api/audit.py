@@ -48,6 +48,8 @@ REVOKED = "revoked"
 EXPIRED = "expired"
 LAPSED = "lapsed"
 DRIFT_REMOVED = "drift-removed"
+# A request deleted while it waited for a decision or for its start: it ends without a grant.
+WITHDRAWN = "withdrawn"
 ACTIONS = (
     REQUESTED,
     ESCALATED,
@@ -64,6 +66,7 @@ ACTIONS = (
     EXPIRED,
     LAPSED,
     DRIFT_REMOVED,
+    WITHDRAWN,
 )
 
 # A request that ended without a grant: its `Ready` reason -> the action.
@@ -227,6 +230,19 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 **common,
                 decisionReason=status.get("decisionReason"),
                 message=_message(request, names.DENIED),
+            )
+        )
+    deleted = rfc3339(wire.metadata(request).get("deletionTimestamp"))
+    if deleted and (wire.ready_reason(request) or names.PENDING) in (names.PENDING, names.SCHEDULED):
+        # Who deleted it is not in the object: the webhook's audit line (AdmissionDeleted) names them.
+        records.append(
+            _base(
+                request,
+                WITHDRAWN,
+                deleted,
+                {},
+                **common,
+                message="deleted before a decision, or before its start: nothing was granted",
             )
         )
     ending = _REQUEST_ENDINGS.get(wire.ready_reason(request) or "")

@@ -466,9 +466,14 @@ async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
 async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     trail = trail_of(memo)
     if trail is not None:
-        trail.offer(names.REQUESTS, dict(body))
+        obj = dict(body)
+        if type == "DELETED" and not wire.metadata(obj).get("deletionTimestamp"):
+            # A request has no finalizer: it goes at once, and its last state does not say when.
+            # The moment the watch saw it go dates the deletion (`withdrawn`, if it still waited).
+            obj["metadata"] = {**wire.metadata(obj), "deletionTimestamp": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        trail.offer(names.REQUESTS, obj)
         if type == "DELETED":
-            trail.forget(names.REQUESTS, dict(body))
+            trail.forget(names.REQUESTS, obj)
 
 
 async def audit_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
