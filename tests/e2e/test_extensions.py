@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jitaccess.api import audit, wire
 from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit, eventually
 
@@ -75,6 +76,13 @@ def test_own_team_member_extends_at_once_and_expiry_follows_the_new_end(jit: Jit
     assert when(expired["status"]["expirationTime"]) == after
     reasons = {e["reason"] for e in jit.events("bob-ext", kind="AccessGrant")}
     assert "Extended" in reasons
+    # The audit records say the duration that applied: 4s granted, 8s once extended, and the
+    # `expired` record's from activation to the actual end (docs/audit.md), not the 4s granted.
+    records = {r["action"]: r for r in audit.records_of(expired)}
+    assert records["granted"]["duration"] == "4s" and records["extended"]["duration"] == "8s"
+    ending = records["expired"]
+    lasted = when(ending["endTime"]) - when(ending["startTime"])
+    assert lasted >= dt.timedelta(seconds=8) and ending["duration"] == wire.duration_text(lasted), ending
 
 
 def test_thirty_minutes_more_shows_in_kubectl_get(jit: Jit) -> None:

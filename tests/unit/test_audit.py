@@ -154,6 +154,8 @@ def test_an_expired_grant_has_its_window_and_ids_for_cloudtrail() -> None:
         assert record["startTime"] == "2026-11-23T12:06:00Z"
     assert granted["endTime"] == "2026-11-23T13:06:00Z"
     assert expired["endTime"] == expired["time"] == "2026-11-23T13:06:01Z"
+    # As granted in `granted`; from the start to the actual end (1 s after the scheduled one) in `expired`.
+    assert (granted["duration"], expired["duration"]) == ("1h", "1h1s")
 
 
 def test_a_revocation_names_who_and_why() -> None:
@@ -241,3 +243,44 @@ def test_a_request_deleted_while_it_waited_ends_withdrawn_and_a_finished_one_doe
                                  {"type": "Ready", "status": "False", "reason": "Denied"}])  # fmt: skip
     denied["metadata"]["deletionTimestamp"] = "2026-11-23T12:09:00Z"
     assert "withdrawn" not in {r["action"] for r in audit.records_of(denied)}
+
+
+def test_an_extended_grant_ends_with_the_duration_that_applied() -> None:
+    # Granted for 1h, extended by 30m, expired at the new end: 1h30m applied, not the 1h granted.
+    extension = {
+        "name": "r1-ext-a",
+        "by": "30m",
+        "approvedBy": "paula",
+        "time": "2026-11-23T12:50:00Z",
+        "previousExpirationTime": "2026-11-23T13:06:00Z",
+        "expirationTime": "2026-11-23T13:36:00Z",
+    }
+    ended = cond(names.READY, "False", names.EXPIRED, "2026-11-23T13:36:00Z", "expired")
+    stored = grant(
+        activationTime="2026-11-23T12:06:00Z",
+        expirationTime="2026-11-23T13:36:00Z",
+        extensions=[extension],
+        conditions=[ended],
+    )
+    granted, extended, expired = audit.records_of_grant(stored)
+    assert (granted["duration"], granted["endTime"]) == ("1h", "2026-11-23T13:06:00Z")
+    assert (extended["duration"], extended["endTime"]) == ("1h30m", "2026-11-23T13:36:00Z")
+    assert (expired["duration"], expired["endTime"]) == ("1h30m", "2026-11-23T13:36:00Z")
+
+
+def test_an_early_end_carries_how_long_access_lasted() -> None:
+    for reason, action in ((names.REVOKED, "revoked"), (names.ELIGIBILITY_LAPSED, "lapsed")):
+        stored = grant(
+            activationTime="2026-11-23T12:06:00Z",
+            expirationTime="2026-11-23T13:06:00Z",
+            revocationTime="2026-11-23T12:30:15Z",
+            conditions=[cond(names.READY, "False", reason, "2026-11-23T12:30:16Z")],
+        )
+        ending = by_action(audit.records_of_grant(stored))[action]
+        assert (ending["startTime"], ending["endTime"]) == ("2026-11-23T12:06:00Z", "2026-11-23T12:30:15Z")
+        assert ending["duration"] == "24m15s", action
+
+
+def test_a_grant_never_activated_keeps_the_duration_as_granted() -> None:
+    (failed,) = audit.records_of_grant(grant(conditions=[cond(names.READY, "False", names.FAILED)]))
+    assert failed["duration"] == "1h"

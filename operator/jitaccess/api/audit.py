@@ -265,7 +265,10 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
     (`extended/<n>`, each AccessExtension applied), then expired, revoked, lapsed (its user no longer
     eligible) or failed. `startTime`/`endTime` bound
     the time the user held the group: the scheduled end in `granted`, the actual end in `expired`,
-    `revoked` and `lapsed`."""
+    `revoked` and `lapsed`. `duration` is always `endTime - startTime` where a record has both: as
+    granted (`spec.duration`) in `granted`, as extended in `extended`, as it applied in the endings
+    (an extension, an early revocation or lapse included); the ending of a grant never activated
+    keeps the duration as granted."""
     spec, status = wire.spec(grant), wire.status(grant)
     annotations = wire.annotations_of(grant)
     start = rfc3339(status.get("activationTime"))
@@ -312,41 +315,54 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
         who = str(status.get("revokedBy") or "")
         actor = _actor(who) if who else _operator()
         extra["revokeReason"] = annotations.get(names.ANNOTATION_REVOKE_REASON)
+    end = ended if start is not None else None
     records.append(
         _base(
             grant,
             ending,
             ended,
             actor,
-            **common,
+            **{**common, "duration": _lasted(start, end) or common["duration"]},
             **extra,
             startTime=start,
-            endTime=ended if start is not None else None,
+            endTime=end,
             message=_message(grant, names.READY),
         )
     )
     return records
 
 
+def _lasted(start: str | None, end: str | None) -> str | None:
+    """The duration from `start` to `end` (`1h30m`): what applied to a grant, extensions and an early
+    end included, as its `startTime` and `endTime` say; None when either is unknown."""
+    if start is None or end is None:
+        return None
+    began = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    ended = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    return wire.duration_text(ended - began) if ended >= began else None
+
+
 def _extended(grant: wire.Obj, common: Mapping[str, Any], start: str | None, extensions: list[Any]) -> list[Record]:
     """`extended/<n>`, one per AccessExtension applied (`status.extensions`, in order): who approved
-    it (the operator for an owner-team member's own), the time added, and the end before and after."""
+    it (the operator for an owner-team member's own), the time added, the end before and after, and
+    the duration that applies from then on (activation to the new end)."""
     records = []
     for number, extension in enumerate(extensions, start=1):
         who = str(extension.get("approvedBy") or "")
+        end = rfc3339(extension.get("expirationTime"))
         records.append(
             _base(
                 grant,
                 f"{EXTENDED}/{number}",
                 rfc3339(extension.get("time")),
                 _operator(via="auto-approved (owner team)") if who in ("", "auto") else _actor(who),
-                **common,
+                **{**common, "duration": _lasted(start, end) or common["duration"]},
                 extension=extension.get("name"),
                 extendedBy=extension.get("by"),
                 extensionReason=extension.get("reason"),
                 startTime=start,
                 previousEndTime=rfc3339(extension.get("previousExpirationTime")),
-                endTime=rfc3339(extension.get("expirationTime")),
+                endTime=end,
             )
             | {"action": EXTENDED}
         )

@@ -9,12 +9,22 @@ null fields read as empty.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.api.names import READY
 
 Obj = Mapping[str, Any]
+
+
+def duration_text(value: timedelta) -> str:
+    """A duration in the form the API's duration fields take: the shortest `XhYmZs` (`1h30m`), whole
+    seconds (`domain.durations` parses it back; the audit records write the durations that applied)."""
+    total = int(value.total_seconds())
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return "".join(parts) or "0s"
 
 
 def metadata(obj: Obj | None) -> Mapping[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from jitaccess.api import wire
 from jitaccess.errors import InvalidInput
 
 _PART = re.compile(r"([0-9]+)(h|m|s)")
@@ -40,8 +41,4 @@ def parse_duration(text: str | None, field: str) -> timedelta:
 
 def format_duration(value: timedelta) -> str:
     """The shortest `XhYmZs` form of a positive duration (the inverse of `parse_duration`)."""
-    total = int(value.total_seconds())
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n]
-    return "".join(parts) or "0s"
+    return wire.duration_text(value)
