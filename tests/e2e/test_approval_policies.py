@@ -108,8 +108,18 @@ def test_kubectl_jit_break_glass_review_and_two_approvals(pci: Jit) -> None:
         report = json.loads(cli.run("review", PCI, "-o", "json", user=PAULA).out)
         assert report["breakGlass"]["enabled"] and [g["request"] for g in report["breakGlass"]["unreviewed"]] == [name]
         assert cli.run("review", name, user=CAROL).code != 0, "the requester cannot review"
+
+        def approved_by() -> str:
+            holders = cli.run("who-has", PCI, "-o", "json", user=PAULA)
+            assert holders.code == 0, holders
+            [holder] = [h for h in json.loads(holders.out)["items"] if h["grant"] == name]
+            return str(holder["approvedBy"])
+
+        due = status(pci, name)["reviewDeadline"]
+        assert approved_by() == f"break-glass (not reviewed yet, due {due})"
         reviewed = cli.run("review", name, user=PAULA)
         assert reviewed.code == 0 and f"reviewed break-glass accessrequest {name}" in reviewed.out, reviewed
+        eventually(lambda: approved_by() == f"break-glass (reviewed by {PAULA})" or None, timeout=15)
         short = cli.run("break-glass", PCI, "--reason", "INC-1 down", user=CAROL)
         assert short.code != 0 and "needs at least 40" in short.err, short
 

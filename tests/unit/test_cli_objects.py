@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.cli import objects as o
-from jitaccess.cli import text
+from jitaccess.cli import text, views
 from jitaccess.cli.objects import Identity
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.teams import Caller, is_member
@@ -89,3 +90,24 @@ def test_ages_and_expiry_times(utc: None) -> None:
     assert text.until(now + timedelta(days=1), now) == "2030-01-03 10:00:00 UTC (in 24h)"
     assert text.until(now - timedelta(seconds=30), now) == "09:59:30 UTC (30s ago)"
     assert text.until(None, now) == "-"
+
+
+def test_who_has_shows_a_break_glass_approval_with_its_review() -> None:
+    now = datetime(2026, 12, 2, 6, 30, tzinfo=UTC)
+    approved = {"type": "Approved", "status": "True", "reason": "BreakGlass", "message": "break-glass"}
+
+    def request(**status: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "carol-x", "annotations": {}}, "status": {**status, "conditions": [approved]}}
+
+    due = "2026-12-03T06:06:31Z"
+    assert views.holder_approval(request(reviewDeadline=due), now) == f"break-glass (not reviewed yet, due {due})"
+    overdue = views.holder_approval(request(reviewDeadline=due), now + timedelta(days=2))
+    assert overdue == f"break-glass (review overdue since {due})"
+    reviewed = request(reviewDeadline=due, reviewedBy="paula")
+    assert views.holder_approval(reviewed, now + timedelta(days=2)) == "break-glass (reviewed by paula)"
+    # Other approvals read as before.
+    human = {"metadata": {"annotations": {}}, "status": {"approvedBy": "lena", "conditions": []}}
+    assert views.holder_approval(human, now) == "lena"
+    auto = {"status": {"conditions": [{**approved, "reason": "AutoApproved"}]}}
+    assert views.holder_approval(auto, now) == "auto (owner team)"
+    assert views.holder_approval({}, now) == "-"

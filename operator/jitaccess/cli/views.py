@@ -172,6 +172,25 @@ def _deciders(session: Session, request: Obj) -> str:
     return f"an approver of team {owner}: {approvers} (`kubectl jit approve {wire.name_of(request)}`)"
 
 
+def holder_approval(request: Obj, now: datetime) -> str:
+    """Who approved a holder's request, for `who-has`: the approver, `auto (owner team)`, or for a
+    break-glass request (its requester approved it) `break-glass` and where its review stands, which
+    is what makes it an approval after the fact: by whom, or when it is due."""
+    approved = wire.condition(request, names.APPROVED)
+    if approved is None or approved.get("status") != "True" or approved.get("reason") != names.BREAK_GLASS:
+        return o.approved_by(request) or "-"
+    status = wire.status(request)
+    if status.get("reviewedBy"):
+        return f"break-glass (reviewed by {status['reviewedBy']})"
+    due = o.parse_time(status.get("reviewDeadline"))
+    if due is None:
+        return "break-glass (not reviewed yet)"
+    stamp = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"break-glass (not reviewed yet, due {stamp})" if now < due else f"break-glass (review overdue since {stamp})"
+    )
+
+
 def who_has(session: Session, entitlement: str | None, *, output: str) -> int:
     """Who holds an entitlement now (every entitlement, without one): active grants, until when,
     why, approved by whom."""
@@ -201,7 +220,7 @@ def who_has(session: Session, entitlement: str | None, *, output: str) -> int:
                 "entitlement": wire.spec(grant).get("entitlement"),
                 "until": wire.status(grant).get("expirationTime"),
                 "reason": wire.spec(request).get("reason", "") if request else "",
-                "approvedBy": (o.approved_by(request) if request else "") or "-",
+                "approvedBy": holder_approval(request, datetime.now(UTC)) if request else "-",
                 "grant": wire.name_of(grant),
             }
         )
