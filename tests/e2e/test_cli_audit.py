@@ -30,7 +30,8 @@ from tests.support.harness import OPERATOR_ENV, Jit, eventually
 pytestmark = pytest.mark.e2e
 
 ALICE, PAULA = "alice@example.com", "paula@example.com"
-PAYMENTS = "prod-eng-payments"
+LENA, MALLORY = "lena@example.com", "mallory@example.com"
+PAYMENTS, LEDGER = "prod-eng-payments", "prod-eng-ledger"
 REASON = "INC-4711 audit trail e2e"
 
 
@@ -67,6 +68,8 @@ def test_audit_json_has_the_records_of_an_auto_approved_request(cli: Cli) -> Non
     assert approved["actor"] == {"username": "system:jitaccess", "via": "auto-approved (owner team)"}
     assert granted["kind"] == "AccessGrant" and granted["user"]["username"] == ALICE
     assert granted["group"]["name"] == PAYMENTS and granted["duration"] == "5m"
+    # The owner team the operator looked up names the decision; the request as created has none.
+    assert "ownerTeam" not in request and approved["ownerTeam"] == granted["ownerTeam"] == "payments"
     assert request["time"] <= approved["time"] <= granted["time"] < granted["endTime"]
     assert all(r["schema"] == "jitaccess.dev/audit/v1" and r["entitlement"] == PAYMENTS for r in records)
     assert len({r["id"] for r in records}) == 3
@@ -75,6 +78,22 @@ def test_audit_json_has_the_records_of_an_auto_approved_request(cli: Cli) -> Non
     again = cli.run("audit", "--since", "1h", "--entitlement", PAYMENTS, "--user", "alice", "-o", "json", user=ALICE)
     assert of_request(again, name) == records
     assert of_request(cli.run("audit", "--user", "bob", "-o", "json", user=ALICE), name) == []
+
+
+def test_a_denial_names_the_owner_team_whose_approver_denied(cli: Cli) -> None:
+    pending = cli.run("request", LEDGER, "--for", "5m", "--reason", "INC-12 outsider", "--no-wait", user=MALLORY)
+    assert pending.code == 3, pending
+    name = next(w for w in pending.out.split() if w.startswith("mallory-"))
+    denied = cli.run("deny", name, "--reason", "use the read-only role", user=LENA)
+    assert denied.code == 0, denied
+
+    def records() -> list[dict[str, Any]] | None:
+        found = of_request(cli.run("audit", "-o", "json", user=LENA), name)
+        return found if [r["action"] for r in found] == ["requested", "denied"] else None
+
+    request, denial = eventually(records, timeout=15)
+    assert "ownerTeam" not in request
+    assert denial["ownerTeam"] == "ledger" and denial["actor"]["username"] == LENA
 
 
 def test_audit_csv_table_and_review_of_the_same_request(cli: Cli) -> None:

@@ -284,3 +284,26 @@ def test_an_early_end_carries_how_long_access_lasted() -> None:
 def test_a_grant_never_activated_keeps_the_duration_as_granted() -> None:
     (failed,) = audit.records_of_grant(grant(conditions=[cond(names.READY, "False", names.FAILED)]))
     assert failed["duration"] == "1h"
+
+
+def test_decisions_on_a_request_name_the_owner_team_the_operator_looked_up() -> None:
+    stored = request(
+        annotations={names.ANNOTATION_DENIED_BY: "carol"},
+        ownerTeam="payments",
+        deniedBy="carol",
+        escalationTime="2026-11-23T12:15:00Z",
+        conditions=[
+            cond(names.ESCALATED, "True", names.PENDING_TOO_LONG, "2026-11-23T12:15:00Z"),
+            cond(names.DENIED, "True", names.DENIED, "2026-11-23T12:20:00Z"),
+        ],
+    )
+    requested, escalated, denied = audit.records_of_request(stored)
+    # The request as created has none: the operator looks the owner up when it takes the request up.
+    assert "ownerTeam" not in requested
+    assert escalated["ownerTeam"] == denied["ownerTeam"] == "payments"
+    for reason in (names.APPROVED, names.AUTO_APPROVED, names.BREAK_GLASS):
+        approved = request(ownerTeam="payments", conditions=[cond(names.APPROVED, "True", reason)])
+        assert audit.records_of_request(approved)[-1]["ownerTeam"] == "payments", reason
+    # A request stored before the operator wrote ownerTeam: absent, never null.
+    (_, older) = audit.records_of_request(request(conditions=[cond(names.APPROVED, "True", names.APPROVED)]))
+    assert "ownerTeam" not in older

@@ -158,7 +158,13 @@ def records_of_request(request: wire.Obj) -> list[Record]:
         "user": _drop_empty({"username": requester, "identityStoreUserId": spec.get("requesterUserId")}),
         "reason": spec.get("reason"),
     }
-    common = {**asked, "duration": status.get("duration") or spec.get("duration")}
+    # The owner team is the operator's to look up, once it takes the request up (`status.ownerTeam`):
+    # the records of its decisions name it, the `requested` record (the request as created) cannot.
+    common = {
+        **asked,
+        "ownerTeam": status.get("ownerTeam"),
+        "duration": status.get("duration") or spec.get("duration"),
+    }
     records = [
         _base(
             request,

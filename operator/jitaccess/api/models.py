@@ -427,6 +427,12 @@ class GivenApproval(Model):
 class AccessRequestStatus(Model):
     requester: str | None = None
     duration: str | None = Field(default=None, description="The duration that applies, defaults resolved")
+    owner_team: str | None = Field(
+        default=None,
+        max_length=limits.NAME_MAX_LENGTH,
+        description="The TeamOwnership that owned the Entitlement when the operator took the request up (set once, "
+        "for the audit records: docs/audit.md)",
+    )
     approvals: list[GivenApproval] | None = Field(
         default=None, description="Every approval counted, in order (an entitlement's approvalsRequired)"
     )

@@ -99,14 +99,15 @@ def _decide(
     entitlement, team = lookup(rt, request, teams, entitlements)
     valid = request_rules.validate(request, entitlement, team, rt.settings.limits)
     if cond.ready_reason(request.status.conditions) is None:
+        owner = valid.entitlement.spec.owner
         problem = eligibility_problem(rt, valid)
         if problem is not None:
-            _finish(rt, dict(body), names.NOT_ELIGIBLE, problem, entitlement=request.spec.entitlement)
+            _finish(rt, dict(body), names.NOT_ELIGIBLE, problem, entitlement=request.spec.entitlement, owner_team=owner)
             return
         if valid.break_glass:
             problem = breakglass.rate_refusal(rt, request, valid)
             if problem is not None:
-                _finish(rt, dict(body), names.INVALID, problem, entitlement=request.spec.entitlement)
+                _finish(rt, dict(body), names.INVALID, problem, entitlement=request.spec.entitlement, owner_team=owner)
                 return
             approve(rt, request, valid, who="", why="", auto=True, kind=break_glass_rules.SUMMARY, current=dict(body))
             return
@@ -157,6 +158,7 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
         return {
             "requester": valid.requester,
             "duration": valid.duration_text,
+            "ownerTeam": _owner_team(current, valid),
             "approvalSummary": approval_rules.progress(0, valid.entitlement.spec.approval.approvals_required),
             "conditions": conditions_after(
                 current.status.conditions, [(names.READY, False, names.PENDING, message)], current.metadata.generation
@@ -169,6 +171,13 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
     metrics.REQUESTS.labels(request.spec.entitlement, "pending").inc()
     record(updated, names.PENDING, message, who=valid.requester, request_reason=request.spec.reason)
     return AccessRequest.model_validate(updated)
+
+
+def _owner_team(current: AccessRequest, valid: request_rules.ValidRequest) -> str:
+    """The owner team the request's audit records name: the Entitlement's owner when the operator
+    first took the request up, kept from then on (a record never changes once written, so a later
+    change of owner does not rewrite who was asked)."""
+    return current.status.owner_team or valid.entitlement.spec.owner
 
 
 def approve(
@@ -212,6 +221,7 @@ def approve(
         fields: dict[str, Any] = {
             "requester": valid.requester,
             "duration": valid.duration_text,
+            "ownerTeam": _owner_team(current, valid),
             "conditions": conditions_after(
                 current.status.conditions,
                 [(names.APPROVED, True, reason, message), ready],
@@ -426,8 +436,11 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
         record(updated, names.ESCALATED, message)
 
 
-def _finish(rt: Runtime, body: dict[str, Any], reason: str, message: str, *, entitlement: str) -> None:
-    """End a request that will never be granted, with the message that says what to fix."""
+def _finish(
+    rt: Runtime, body: dict[str, Any], reason: str, message: str, *, entitlement: str, owner_team: str = ""
+) -> None:
+    """End a request that will never be granted, with the message that says what to fix. `owner_team`:
+    the Entitlement's owner, when the request got as far as being checked against it."""
     name = wire.name_of(body)
     requester = body.get("spec", {}).get("requester")
 
@@ -451,6 +464,8 @@ def _finish(rt: Runtime, body: dict[str, Any], reason: str, message: str, *, ent
         }
         if requester:
             fields["requester"] = requester
+        if owner_team and not status.get("ownerTeam"):
+            fields["ownerTeam"] = owner_team
         return fields
 
     updated = rt.kube.update_status(names.REQUESTS, name, build, current=None)
