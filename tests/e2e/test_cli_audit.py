@@ -285,3 +285,29 @@ def test_access_lists_a_grant_running_across_the_window_and_not_one_ended_before
     assert backwards.code == 2 and f"--until {stamp(started)} is before --since {stamp(end)}" in backwards.err
     no_zone = cli.run("audit", "--until", stamp(end)[:-1], user=PAULA)
     assert no_zone.code == 2 and "argument --until:" in no_zone.err and "2026-11-01T00:00:00Z" in no_zone.err
+
+
+def test_a_drift_removal_is_archived_with_when_the_scan_first_saw_the_member(
+    cli: Cli, system: Jit, archiving: str
+) -> None:
+    """A member added by hand is removed by the scan; its record starts when the scan first saw it
+    (after it was added, at or before its removal), never at a time made up."""
+    intruder = f"drift-audit-{secrets.token_hex(3)}@example.com"
+    system.ic.seed_users([intruder])
+    added = datetime.now(UTC).replace(microsecond=0)
+    system.ic.add_member(PAYMENTS, intruder)
+    cli.env.update(system.ic.env())
+
+    def archived() -> dict[str, Any] | None:
+        result = cli.run("audit", "--archive", archiving, "--since", "1h", "-o", "json", user=PAULA)
+        assert result.code == 0, result
+        found = [r for r in json.loads(result.out)["records"] if r.get("user", {}).get("username") == intruder]
+        return found[0] if found else None
+
+    record = eventually(archived, timeout=60, interval=1, what=f"the drift removal of {intruder} in {archiving}")
+    assert record["action"] == "drift-removed" and record["kind"] == "Entitlement", record
+    assert record["group"]["name"] == PAYMENTS and record["ownerTeam"] == "payments"
+    first_seen, removed = (datetime.fromisoformat(record[k].replace("Z", "+00:00")) for k in ("startTime", "endTime"))
+    assert added <= first_seen <= removed <= datetime.now(UTC), record
+    assert record["endTime"] == record["time"]
+    assert intruder not in system.members(PAYMENTS)

@@ -199,6 +199,21 @@ def test_drift_removals_are_records_of_the_entitlement() -> None:
     assert record["id"] == "u-e1/drift-removed/m-1" and record["action"] == "drift-removed"
     assert record["user"] == {"username": "eve", "identityStoreUserId": "uid-eve"}
     assert audit.action_key(record["id"]) == "drift-removed/m-1"
+    # Listed before the scan kept when it first saw the member: no start, never a made-up one.
+    assert "startTime" not in record and record["endTime"] == record["time"] == T0
+
+
+def test_a_drift_removal_starts_when_the_scan_first_saw_the_member() -> None:
+    removal = {"membershipId": "m-1", "userId": "uid-eve", "time": "2026-11-23T12:00:02Z"}
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "prod-payments", "uid": "u-e1"},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": "prod-payments-admins"}},
+        "status": {"driftRemovals": [{**removal, "firstSeen": "2026-11-23T12:00:01Z"}]},
+    }
+    (record,) = audit.records_of(entitlement)
+    assert (record["startTime"], record["endTime"]) == ("2026-11-23T12:00:01Z", "2026-11-23T12:00:02Z")
+    assert record["time"] == record["endTime"] and record["ownerTeam"] == "payments"
 
 
 def test_records_never_hold_nulls_or_empties_and_ids_are_stable() -> None:

@@ -396,6 +396,9 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
                 group=_drop_empty(
                     {"name": target.get("groupName") or target.get("groupId"), "id": removal.get("groupId")}
                 ),
+                # First seen by the drift scan, not when the membership began (unknown: docs/audit.md).
+                startTime=rfc3339(removal.get("firstSeen")),
+                endTime=rfc3339(removal.get("time")),
                 message=removal.get("message"),
             )
             | {"action": DRIFT_REMOVED}

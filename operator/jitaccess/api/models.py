@@ -347,6 +347,10 @@ class DriftRemoval(Model):
     user: str | None = Field(default=None, description="The user's name when removed")
     group_id: str | None = None
     time: datetime
+    first_seen: datetime | None = Field(
+        default=None,
+        description="When the drift scan listed the member (first seen by jitaccess, not when the membership began)",
+    )
     message: str | None = None
 
 

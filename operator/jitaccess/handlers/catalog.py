@@ -154,9 +154,16 @@ def _snake(name: str) -> str:
 
 
 def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id: str, holders: Index) -> None:
-    """Remove members of the group whom no live grant backs."""
+    """Remove members of the group whom no live grant backs.
+
+    A member is removed in the pass that first lists it, so the listing's time is when jitaccess
+    first saw it (`firstSeen`, the record's `startTime`). When the membership itself began is not
+    known: the scan reads only who is a member, and keeps no history between passes (docs/audit.md)."""
     ic = rt.identity_center
-    for user_id, membership_id in ic.group_members(group_id).items():
+    members = ic.group_members(group_id)
+    # Taken after the listing answered: a member it holds was in the group by then at the latest.
+    seen = ts(now())
+    for user_id, membership_id in members.items():
         # Grants hold memberships by UserId: no name needs to be known to tell whether one is backed.
         key = membership_key(user_id, group_name)
         if set(holders.get(key, [])) - rt.recently_ended():
@@ -170,9 +177,8 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
         # For the event only: the name as it is now (users can be renamed), not as it was once known.
         user = ic.user_name(user_id)
         message = f"{user} was in Identity Center group {group_name} with no active grant: removed"
-        _keep_for_audit(
-            rt, entitlement, {"membershipId": membership_id, "userId": user_id, "user": user}, group_id, message
-        )
+        removal = {"membershipId": membership_id, "userId": user_id, "user": user, "firstSeen": seen}
+        _keep_for_audit(rt, entitlement, removal, group_id, message)
         record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user)
 
 
