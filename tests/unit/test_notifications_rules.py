@@ -51,6 +51,9 @@ def test_a_request_that_waits_posts_the_approvers_message_and_the_pending_event(
     assert team_message.mentions == ("lena@example.com",)
     assert found[0].event_type == "dev.jitaccess.request.pending"
     assert found[0].record["id"] == "u-req/pending"
+    assert "ownerTeam" not in found[0].record, "not looked up yet: absent, never null"
+    owned = notify.notices(request(PENDING, ownerTeam="ledger"), LEDGER, BOTH, T0)
+    assert owned[0].record["ownerTeam"] == "ledger"
 
 
 def test_a_request_not_classified_yet_tells_nobody_in_slack() -> None:

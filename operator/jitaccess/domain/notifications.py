@@ -244,7 +244,11 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
     out: list[Notice] = []
     if config.webhook:
         if waited:
-            out.append(_webhook(_derived(request, PENDING, requested.get("time"), **_facts(requested)), PENDING))
+            # The owner team is looked up by the operator in the same write that made it pending.
+            owner = {"ownerTeam": wire.status(request).get("ownerTeam")}
+            out.append(
+                _webhook(_derived(request, PENDING, requested.get("time"), **{**_facts(requested), **owner}), PENDING)
+            )
         out.extend(_webhook(r, r["action"]) for r in records.values())
     glass = records.get(audit.BREAK_GLASS)
     if config.slack and glass is not None:  # break-glass is told to the security channel, loudly
