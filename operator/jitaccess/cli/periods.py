@@ -53,6 +53,9 @@ class Period:
     reason: str = ""
     #: Built from a record whose id has conflicting versions in the archive (`history.Conflict`).
     conflict: bool = False
+    #: A drift-removed member: when jitaccess first saw it in the group (it was there since, at
+    #: least; when it came is unknown, so `start` stays None).
+    first_seen: str = ""
 
     @property
     def username(self) -> str:
@@ -61,8 +64,10 @@ class Period:
     def overlaps(self, start: datetime, end: datetime) -> bool:
         began, ended = o.parse_time(self.start), o.parse_time(self.end)
         if began is None:
-            # Only the removal is known: listed when it falls in the window.
-            return ended is not None and start <= ended <= end
+            # A member found without a grant: held for certain from when it was first seen (else
+            # only at its removal) to its removal; listed when that much overlaps the window.
+            seen = o.parse_time(self.first_seen) or ended
+            return ended is not None and seen is not None and seen <= end and ended >= start
         return began <= end and (ended is None or ended >= start)
 
     def as_json(self) -> dict[str, Any]:
@@ -86,6 +91,7 @@ class Period:
             "approvers": self.approvers,
             "reason": self.reason,
             "conflict": self.conflict,
+            "firstSeen": self.first_seen,
         }
         # As in the records: unknown is absent (`active` is always said; `conflict` only when true).
         return {k: v for k, v in shown.items() if v not in (None, "", [], {}, False) or k == "active"}
@@ -196,15 +202,15 @@ def _approval(decided: list[Record], start: str) -> tuple[str, list[str]]:
 
 
 def _of_drift(record: Record, conflict: bool) -> Period:
-    # A removal's record says when the member was first seen only if it carries `startTime`
-    # (the records of today's operator do not).
-    start = record.get("startTime")
+    # A removal's `startTime` is when the drift scan first saw the member, not when it came (which
+    # nothing tells): the period's start stays unknown.
     return Period(
         kind=OUTSIDE,
         user=record.get("user") or {},
         entitlement=str(record.get("entitlement") or ""),
         group=record.get("group") or {},
-        start=str(start) if start else None,
+        start=None,
+        first_seen=str(record.get("startTime") or ""),
         end=str(record.get("time") or "") or None,
         ending="drift-removed",
         owner_team=str(record.get("ownerTeam") or ""),

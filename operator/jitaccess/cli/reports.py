@@ -49,7 +49,7 @@ ACCESS_COLUMNS = ("USER", "ENTITLEMENT", "GROUP", "START", "END", "ENDED", "EXTE
 ACCESS_CSV_COLUMNS = (
     "user", "identityStoreUserId", "entitlement", "ownerTeam", "group", "groupId", "start", "end", "ending",
     "endedBy", "endReason", "scheduledEnd", "extensions", "approval", "approvers", "reason", "kind", "grant",
-    "request",
+    "request", "firstSeen",
 )  # fmt: skip
 LOOKBACK = timedelta(days=30)
 # From the cluster every object is read anyway: a period is found however long ago it began.
@@ -175,7 +175,7 @@ def _access_row(period: access.Period) -> tuple[str, ...]:
         period.username,
         period.entitlement,
         str(period.group.get("name") or period.group.get("id") or ""),
-        period.start or f"unknown (before {period.end})",
+        period.start or f"unknown (first seen {period.first_seen or period.end})",
         period.end or "still active",
         _ended(period),
         ", ".join(f"+{e.get('added') or '?'}" for e in period.extensions) or "-",
