@@ -245,13 +245,8 @@ def withdraw(session: Session, name: str) -> int:
                 "nobody has decided on can be withdrawn (a decided one stays as the record; access it gave is "
                 "ended with `kubectl jit done`)"
             )
-        metadata = wire.metadata(request)
-        preconditions = {
-            "uid": str(metadata.get("uid", "")),
-            "resourceVersion": str(metadata.get("resourceVersion", "")),
-        }
         try:
-            api.delete(o.path(names.REQUESTS, name), {k: v for k, v in preconditions.items() if v})
+            _delete_as_read(session, names.REQUESTS, request)
         except ApiError as exc:
             if exc.status == 409:
                 continue
@@ -461,17 +456,11 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
     metadata = wire.metadata(request)
     try:
         if scheduled or requester == session.me.username:
-            preconditions = {
-                "uid": str(metadata.get("uid") or ""),
-                "resourceVersion": str(metadata.get("resourceVersion") or ""),
-            }
-            session.api.delete(o.path(names.REQUESTS, name), {k: v for k, v in preconditions.items() if v})
+            _delete_as_read(session, names.REQUESTS, request)
             tally.withdrawn += 1
             session.say(f"withdrew AccessRequest {name} ({what}{', Scheduled' if scheduled else ''})")
         else:
-            annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: reason}
-            patch = {"metadata": {"annotations": annotations, "resourceVersion": metadata.get("resourceVersion")}}
-            session.api.merge_patch(o.path(names.REQUESTS, name), patch)
+            _deny_as_read(session, names.REQUESTS, request, reason)
             tally.denied += 1
             session.say(f"denied AccessRequest {name} ({what})")
     except ApiError as exc:
@@ -483,6 +472,24 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
         tally.refused.append(f"accessrequest {name}")
         session.note(f"refused: AccessRequest {name} ({requester}): {o.refusal(exc, 'ending it').message}")
     return True
+
+
+def _delete_as_read(session: Session, plural: str, obj: Obj) -> None:
+    """Delete `obj` only as it was read (uid and resourceVersion as preconditions): a request or
+    extension decided, or created again under its name, meanwhile is not withdrawn (409)."""
+    metadata = wire.metadata(obj)
+    preconditions = {
+        "uid": str(metadata.get("uid") or ""),
+        "resourceVersion": str(metadata.get("resourceVersion") or ""),
+    }
+    session.api.delete(o.path(plural, wire.name_of(obj)), {k: v for k, v in preconditions.items() if v})
+
+
+def _deny_as_read(session: Session, plural: str, obj: Obj, reason: str) -> None:
+    """Deny `obj` with `reason`, only as it was read (its resourceVersion: 409 when it changed)."""
+    annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: reason}
+    patch = {"metadata": {"annotations": annotations, "resourceVersion": wire.metadata(obj).get("resourceVersion")}}
+    session.api.merge_patch(o.path(plural, wire.name_of(obj)), patch)
 
 
 def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally) -> bool:
@@ -497,17 +504,11 @@ def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally)
     metadata = wire.metadata(extension)
     try:
         if requester == session.me.username:
-            preconditions = {
-                "uid": str(metadata.get("uid") or ""),
-                "resourceVersion": str(metadata.get("resourceVersion") or ""),
-            }
-            session.api.delete(o.path(names.EXTENSIONS, name), {k: v for k, v in preconditions.items() if v})
+            _delete_as_read(session, names.EXTENSIONS, extension)
             tally.extensions_withdrawn += 1
             session.say(f"withdrew AccessExtension {name} ({what})")
         else:
-            annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: reason}
-            patch = {"metadata": {"annotations": annotations, "resourceVersion": metadata.get("resourceVersion")}}
-            session.api.merge_patch(o.path(names.EXTENSIONS, name), patch)
+            _deny_as_read(session, names.EXTENSIONS, extension, reason)
             tally.extensions_denied += 1
             session.say(f"denied AccessExtension {name} ({what})")
     except ApiError as exc:
