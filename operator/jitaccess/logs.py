@@ -7,6 +7,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from jitaccess.domain.releases import WAITING
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -70,6 +72,24 @@ class ProbeRetriesAreNotErrors(logging.Filter):
         return True
 
 
+class WaitsAreNotErrors(logging.Filter):
+    """Demote kopf's line for a handler that waits on purpose from ERROR to INFO.
+
+    A handler that must wait (a deleted Entitlement whose grants are still active,
+    `handlers.catalog.release_entitlement`) raises `kopf.TemporaryError` with a message that
+    begins `waiting:` (`domain.releases.WAITING`), and kopf logs each retry as "Handler '...'
+    failed temporarily" at ERROR, which would also post a Warning Event every few seconds and
+    count in `jitaccess_errors_total`. The object's condition says what it waits for, once.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno == logging.ERROR and f" failed temporarily: {WAITING}" in message:
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     if log_format == "json":
@@ -84,6 +104,8 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     kopf_objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, RefusalsAreNotErrors) for f in kopf_objects.filters):
         kopf_objects.addFilter(RefusalsAreNotErrors())
+    if not any(isinstance(f, WaitsAreNotErrors) for f in kopf_objects.filters):
+        kopf_objects.addFilter(WaitsAreNotErrors())
     probes = logging.getLogger("kopf.activities.probe")
     if not any(isinstance(f, ProbeRetriesAreNotErrors) for f in probes.filters):
         probes.addFilter(ProbeRetriesAreNotErrors())

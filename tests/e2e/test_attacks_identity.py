@@ -174,10 +174,12 @@ def short_lived_entitlement(system: Jit) -> Iterator[str]:
 def test_29_owner_approver_revokes_after_the_entitlement_is_deleted(system: Jit, short_lived_entitlement: str) -> None:
     system.request("e29", short_lived_entitlement, user=ALICE, reason="INC-29 payments outage")
     system.wait_reason("accessgrant", "e29", "Active")
-    system.kubectl("delete", "entitlement", short_lived_entitlement)
-    eventually(lambda: system.get("entitlement", short_lived_entitlement) is None, what="entitlement deleted")
+    # Deleted, it is kept (Deleting) while its grant runs, and nothing new can be asked of it.
+    system.kubectl("delete", "entitlement", short_lived_entitlement, "--wait=false")
+    system.wait_reason("entitlement", short_lived_entitlement, "Deleting", timeout=30)
     system.kubectl("annotate", "accessgrant", "e29", f"{REVOKED}=true", user=PAULA)
     revoked = system.wait_reason("accessgrant", "e29", "Revoked")
+    eventually(lambda: system.get("entitlement", short_lived_entitlement) is None, timeout=40, what="entitlement gone")
     assert revoked["status"]["revokedBy"] == PAULA
     eventually(lambda: system.members(PAYMENTS) == set(), what="membership removed")
     # The grant itself records who owned it and why access was asked for, whatever becomes of the rest.

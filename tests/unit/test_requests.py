@@ -1,5 +1,6 @@
 """The request rules: validation, routing, pending decisions, escalation and time-out."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -42,7 +43,9 @@ def test_bad_input_names_field_and_fix(spec: dict[str, object], field: str, text
 
 
 def test_unknown_entitlement_and_missing_owner_team() -> None:
-    with pytest.raises(InvalidInput, match="which does not exist: `kubectl get entitlements`"):
+    with pytest.raises(
+        InvalidInput, match=re.escape("which does not exist (or is being deleted): `kubectl get entitlements`")
+    ):
         request_rules.validate(request(entitlement="nope"), None, None, LIMITS)
     with pytest.raises(InvalidInput, match="owner team 'payments' does not exist"):
         request_rules.validate(request(), entitlement(), None, LIMITS)

@@ -93,6 +93,9 @@ RESOLVED = "Resolved"
 OWNER_NOT_FOUND = "OwnerNotFound"
 TOO_FEW_APPROVERS = "TooFewApprovers"
 GROUP_NOT_FOUND = "GroupNotFound"
+# A deleted Entitlement kept until no access it gave remains (`domain.releases`), and its last Event.
+DELETING = "Deleting"
+RELEASED = "Released"
 # Reasons of an Entitlement's `Overlapping`: True, another grants the same access under other rules
 # (a Warning: its rules are a way around these) or under the same rules; False, no more.
 SAME_ACCESS = "SameAccess"

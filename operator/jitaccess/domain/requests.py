@@ -117,7 +117,7 @@ def validate(
     if entitlement is None:
         raise InvalidInput(
             "spec.entitlement",
-            f"names {spec.entitlement!r}, which does not exist: `kubectl get entitlements` lists them",
+            f"names {spec.entitlement!r}, which does not exist (or is being deleted): `kubectl get entitlements` lists them",
         )
     if team is None:
         raise InvalidInput(

@@ -50,7 +50,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import IdentityCenterError, NotFound, RetryLater
-from jitaccess.handlers.common import NO_INDEX, Index, first, now
+from jitaccess.handlers.common import NO_INDEX, Index, first, live, now
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -76,7 +76,7 @@ async def _entitlement_and_team(
         return None, None
     raw = first(entitlements, name)
     if raw is None:
-        raw = await asyncio.to_thread(rt.kube.get, names.ENTITLEMENTS, name)
+        raw = live(await asyncio.to_thread(rt.kube.get, names.ENTITLEMENTS, name))
     try:
         entitlement = Entitlement.model_validate(raw) if raw is not None else None
     except ValidationError:

@@ -1,9 +1,12 @@
-"""TeamOwnership and Entitlement handlers: report whether each is usable, and scan for drift.
+"""TeamOwnership and Entitlement handlers: report whether each is usable, scan for drift, and
+let a deleted Entitlement go once no access it gave remains.
 
-These objects come from a GitOps repo; the operator only writes their status. An Entitlement is
-`Ready` once its owner team exists and its Identity Center group resolves. The periodic scan also
-finds group members that no live grant backs (someone added them by hand in AWS) and removes
-them, since rule 1 of the API says a user is in the group only while a grant says so.
+These objects come from a GitOps repo; the operator only writes their status (and, on
+Entitlements, kopf's finalizer). An Entitlement is `Ready` once its owner team exists and its
+Identity Center group resolves. The periodic scan also finds group members that no live grant
+backs (someone added them by hand in AWS) and removes them, since rule 1 of the API says a user
+is in the group only while a grant says so. A deleted Entitlement is kept, and its group
+scanned, until its last grant has ended (`domain.releases` says why).
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from typing import Any
 
 import kopf
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
+from jitaccess.domain import releases
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
+from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.settings import load
@@ -31,6 +36,9 @@ TEAM = (names.GROUP, names.VERSION, names.TEAMS)
 ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
 # Timer intervals are fixed when the handlers are registered, so they are read once here.
 RESYNC_SECONDS = load().resync_seconds
+#: How often a deleted Entitlement that still has active grants is looked at again (and its group
+#: scanned): it goes within this long of its last grant's end.
+RELEASE_CHECK_SECONDS = 10
 
 
 @kopf.on.resume(*TEAM)
@@ -104,6 +112,76 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
             )
 
 
+@kopf.on.delete(*ENT)
+async def release_entitlement(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Let a deleted Entitlement go once no grant of it is left and its drift records are kept;
+    until then, keep its group clear of anyone no grant backs, and say what it waits for.
+
+    Waiting is kopf's retry of this handler (a `TemporaryError`), which `logs.WaitsAreNotErrors`
+    keeps out of the error log and the Events: the `Deleting` condition says it once."""
+    rt = runtime_of(memo)
+    await rt.run_blocking(_release, rt, dict(body))
+
+
+def _release(rt: Runtime, raw: dict[str, Any]) -> None:
+    entitlement = Entitlement.model_validate(raw)
+    name = entitlement.metadata.name
+    target = _group_of(entitlement)
+    # Grants name their Entitlement; the listing is by that field where the server can select it.
+    grants = [
+        (str(g["metadata"]["name"]), expiring(g))
+        for g in rt.kube.list(names.GRANTS, fields={"spec.entitlement": name})
+        if g.get("spec", {}).get("entitlement") == name and holding(g) is not None
+    ]
+    if target is not None and rt.settings.remove_unbacked_members:
+        group_id = entitlement.status.group_id
+        try:
+            group_id = group_id or rt.cached("group", target, rt.identity_center.resolve_group)
+            _scan_drift(rt, entitlement, target, group_id, rt.holders)
+        except NotFound:
+            pass  # the group is gone: nobody can be in it
+        except (RetryLater, PermanentFailure) as exc:
+            raise kopf.TemporaryError(
+                f"{releases.WAITING} Identity Center not answering ({exc}): the group is scanned again first",
+                delay=RELEASE_CHECK_SECONDS,
+            ) from exc
+    current = rt.kube.get(names.ENTITLEMENTS, name)
+    if current is None:
+        return
+    unkept = len(wire.status(current).get("driftRemovals") or [])
+    remaining = releases.Remaining(grants=grants, unkept_records=unkept)
+    if not remaining.done:
+        message = releases.waiting(name, remaining, now())
+        _set_ready(
+            rt, names.ENTITLEMENTS, Entitlement.model_validate(current), False, names.DELETING, message, warning=False
+        )
+        raise kopf.TemporaryError(f"{releases.WAITING} {message}", delay=RELEASE_CHECK_SECONDS)
+    others = [] if target is None else [other for other in _granting(rt, target) if other != name]
+    message = releases.released(target, others)
+    record(current, names.RELEASED, message, warning=not others and target is not None)
+    log.info("Entitlement %s released: %s", name, message)
+
+
+def _group_of(entitlement: Entitlement) -> str | None:
+    """The group an Entitlement grants (its name or id as written), None in account-assignment mode."""
+    ic = entitlement.spec.identity_center
+    if ic.account_assignment is not None:
+        return None
+    return ic.group_id or ic.group_name or None
+
+
+def _granting(rt: Runtime, target: str) -> list[str]:
+    """The live Entitlements that name `target` as their group (as written: by name or by id)."""
+    found = []
+    for raw in rt.kube.list(names.ENTITLEMENTS):
+        if raw.get("metadata", {}).get("deletionTimestamp"):
+            continue
+        ic = raw.get("spec", {}).get("identityCenter") or {}
+        if target in (ic.get("groupName"), ic.get("groupId"), raw.get("status", {}).get("groupId")):
+            found.append(str(raw["metadata"]["name"]))
+    return found
+
+
 def _usable(entitlement: Entitlement, team: Any, resolved: str) -> tuple[bool, str, str]:
     """`Ready` of an Entitlement whose owner team exists and whose target resolved: False when its
     team can never give the approvals it needs (re-checked by the timer after a team changes)."""
@@ -120,8 +198,11 @@ def _set_ready(
     ready: bool,
     reason: str,
     message: str,
+    warning: bool | None = None,
     **extra: Any,
 ) -> None:
+    """Write `Ready` when it changed, with an Event when its reason did (a Warning when not ready,
+    unless `warning` says otherwise)."""
     model = type(obj)
 
     def build(current: Any) -> dict[str, Any] | None:
@@ -146,7 +227,7 @@ def _set_ready(
     before = cond.find(obj.status.conditions, names.READY)
     updated = rt.kube.update_status(plural, obj.metadata.name, status_change(model, build))
     if updated is not None and (before is None or before.reason != reason):
-        record(updated, reason, message, warning=not ready)
+        record(updated, reason, message, warning=not ready if warning is None else warning)
 
 
 def _snake(name: str) -> str:

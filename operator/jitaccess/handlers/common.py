@@ -44,6 +44,14 @@ def first(index: Index | None, key: Any) -> Any | None:
     return next(iter(index[key]), None)
 
 
+def live(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`obj` unless it is being deleted: a deleted Entitlement, kept until its grants end, is read as
+    gone when an index miss is confirmed with the API server, as the index itself has it."""
+    if obj is None or obj.get("metadata", {}).get("deletionTimestamp"):
+        return None
+    return obj
+
+
 def conditions_after(
     conditions: list[Condition], changes: Iterable[tuple[str, bool, str, str]], generation: int | None = None
 ) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import extensions as rules
 from jitaccess.domain import following
 from jitaccess.errors import InvalidInput
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, live, now, parse, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
 
@@ -146,7 +146,7 @@ def _lookup(
     if grant is None:
         return None, None
     name = grant.spec.entitlement
-    raw = first(entitlements, name) or rt.kube.get(names.ENTITLEMENTS, name)
+    raw = first(entitlements, name) or live(rt.kube.get(names.ENTITLEMENTS, name))
     if raw is None:
         return None, None
     entitlement = Entitlement.model_validate(raw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
-from jitaccess.handlers.common import Index, first
+from jitaccess.handlers.common import Index, first, live
 from jitaccess.handlers.runtime import Runtime
 
 
@@ -21,7 +21,9 @@ def lookup(
     An object applied a moment before the request may not have reached the index yet (each kind
     has its own watch), so a miss is confirmed with the API server before it counts.
     """
-    raw = first(entitlements, request.spec.entitlement) or rt.kube.get(names.ENTITLEMENTS, request.spec.entitlement)
+    raw = first(entitlements, request.spec.entitlement) or live(
+        rt.kube.get(names.ENTITLEMENTS, request.spec.entitlement)
+    )
     if raw is None:
         return None, None
     entitlement = Entitlement.model_validate(raw)

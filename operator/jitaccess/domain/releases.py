@@ -1,0 +1,90 @@
+"""When a deleted Entitlement may go, and what it says meanwhile and when it goes.
+
+Deleting an Entitlement ends jitaccess's watch over what it grants. While a grant of it is still
+active, its Identity Center group still holds access that jitaccess gave, and the drift scan is
+what keeps everyone else out of that group; were the Entitlement gone at once, the group would
+keep its permission sets with nobody watching who is added to it. So a deleted Entitlement stays
+(`Terminating`, `Ready=False` reason `Deleting`) and its group is scanned until its last grant
+has ended and the records of the members the scan removed are kept (archived, or printed when
+there is no archive), the way Kubernetes keeps a PersistentVolumeClaim that a pod still uses.
+Its grants are not revoked by the deletion: ending access is a decision someone takes, one
+`kubectl jit revoke` away, and the message says so.
+
+When it goes (`Released`), the group is left as jitaccess leaves a group after every grant: with
+nobody in it that no grant backs. It keeps the permission sets assigned to it in AWS, which
+jitaccess did not assign and does not remove: the Event and the audit line say so, and name any
+other Entitlement that still grants the group (then it is still watched).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jitaccess.domain.durations import format_duration
+
+#: How a wait's retry begins (kopf says "failed temporarily: <this> ..."): `logs` keeps such
+#: lines out of the error log and the Events, where they would repeat every few seconds.
+WAITING = "waiting:"
+
+#: At most this many grants are named in a message (the rest are counted).
+LISTED = 5
+
+
+@dataclass(frozen=True)
+class Remaining:
+    """What still keeps a deleted Entitlement: its unfinished grants (name, end if known) and the
+    drift removals its status still lists (records not yet archived)."""
+
+    grants: Sequence[tuple[str, dt.datetime | None]]
+    unkept_records: int = 0
+
+    @property
+    def done(self) -> bool:
+        return not self.grants and not self.unkept_records
+
+
+def waiting(entitlement: str, remaining: Remaining, at: dt.datetime) -> str:
+    """The `Deleting` message: what the deletion waits for, and how to end it sooner."""
+    parts = []
+    if remaining.grants:
+        named = sorted(remaining.grants, key=lambda g: (g[1] is None, g[1] or at, g[0]))
+        listed = ", ".join(name for name, _ in named[:LISTED])
+        more = f" and {len(named) - LISTED} more" if len(named) > LISTED else ""
+        ends = [end for _, end in named if end is not None]
+        last = (
+            f", the last ending in {format_duration(dt.timedelta(seconds=max(1, round((max(ends) - at).total_seconds()))))}"
+            if ends and len(ends) == len(named)
+            else ""
+        )
+        parts.append(
+            f"deleted, but {len(named)} grant(s) of it are still active ({listed}{more}){last}: it goes when "
+            "they end, and its group is kept clear of anyone else until then; to end them now: "
+            f"kubectl jit revoke --all --grants-only --entitlement {entitlement} --reason TEXT"
+        )
+    if remaining.unkept_records:
+        parts.append(
+            f"{remaining.unkept_records} drift removal record(s) not archived yet: it goes once they are "
+            "(the operator's log says why the archive is not taking them)"
+        )
+    return "; ".join(parts)
+
+
+def released(target: str | None, others: Sequence[str]) -> str:
+    """The `Released` message: what jitaccess no longer does, and what it leaves in AWS.
+
+    `target` is the group (None in account-assignment mode); `others` the live Entitlements that
+    grant the same group."""
+    if target is None:
+        return "deleted, and no access it gave remains: every account assignment of its grants is gone"
+    if others:
+        return (
+            f"deleted, and no access it gave remains: Identity Center group {target} is still granted, and "
+            f"watched, through Entitlement(s) {', '.join(sorted(others))}"
+        )
+    return (
+        f"deleted, and no access it gave remains: jitaccess no longer watches Identity Center group {target}. "
+        "The group keeps the permission sets assigned to it in AWS, and whoever is added to it gets them: "
+        "remove those assignments or the group, or give it an Entitlement again"
+    )
