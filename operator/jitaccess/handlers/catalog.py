@@ -133,6 +133,16 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> None:
         for g in rt.kube.list(names.GRANTS, fields={"spec.entitlement": name})
         if g.get("spec", {}).get("entitlement") == name and holding(g) is not None
     ]
+    # A request approved a moment before the deletion may not have its grant yet: it is waited
+    # for, and its grant is made or the request fails (the Entitlement reads as gone), in seconds.
+    granted = {grant for grant, _ in grants}
+    grants += [
+        (str(r["metadata"]["name"]), None)
+        for r in rt.kube.list(names.REQUESTS, fields={"spec.entitlement": name})
+        if r.get("spec", {}).get("entitlement") == name
+        and wire.ready_reason(r) == names.APPROVED
+        and r["metadata"]["name"] not in granted
+    ]
     if target is not None and rt.settings.remove_unbacked_members:
         group_id = entitlement.status.group_id
         try:
