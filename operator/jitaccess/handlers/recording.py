@@ -81,13 +81,16 @@ def record(
     *,
     warning: bool = False,
     who: str = "",
+    event: bool = True,
     **fields: Any,
 ) -> None:
-    """Post an Event on `obj` and write the matching audit log line."""
+    """Post an Event on `obj` and write the matching audit log line; with `event` False, the line
+    alone (a change that another object's Event reports already)."""
     body: Any = dict(obj)
     kind, text = "Warning" if warning else "Normal", message[:1000]
     try:
-        kopf.event(body, type=kind, reason=reason, message=text)
+        if event:
+            kopf.event(body, type=kind, reason=reason, message=text)
     except LookupError:  # kopf's Event queue is not in this context: no watch has begun yet
         deferred = DEFERRED.get()
         if deferred is None:
