@@ -16,6 +16,7 @@ from devenv.operator_process import OperatorProcess
 from devenv.replicas import Replicas
 from devenv.slack import SlackStandIn
 from devenv.slack_identity import impersonator_kubeconfig
+from tests.e2e.cli_run import Cli
 from tests.support.harness import ADMISSION_POLICY, OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, eventually, install
 
 
@@ -86,6 +87,14 @@ def system(jit: Jit) -> Iterator[Jit]:
     jit.clean()
     for group in ("prod-eng-payments", "prod-eng-ledger"):
         assert jit.members(group) == set(), f"memberships left behind in {group}"
+
+
+@pytest.fixture
+def cli(system: Jit) -> Iterator[Cli]:
+    """`kubectl jit` run as the example users against the shared system (tests/e2e/cli_run.py)."""
+    runner = Cli(system)
+    yield runner
+    runner.stop_all()
 
 
 def _survivor(

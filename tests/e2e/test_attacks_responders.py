@@ -357,13 +357,6 @@ def jit_as(cli: Cli, kubeconfig: Path, *args: str) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-@pytest.fixture
-def cli(system: Jit) -> Iterator[Cli]:
-    runner = Cli(system)
-    yield runner
-    runner.stop_all()
-
-
 def test_revoke_all_ends_every_grant_and_request_in_reach(extensions: Jit, cli: Cli, responder: Path) -> None:
     system = extensions
     granted(system, "all-ledger")

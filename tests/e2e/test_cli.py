@@ -31,13 +31,6 @@ PAYMENTS, LEDGER = "prod-eng-payments", "prod-eng-ledger"
 NEXT_STEP = "the AWS access portal may need a fresh sign-in to show the new role"
 
 
-@pytest.fixture
-def cli(system: Jit) -> Iterator[Cli]:
-    runner = Cli(system)
-    yield runner
-    runner.stop_all()
-
-
 def request_name(result: Result) -> str:
     """The name from `requested X for D as U: accessrequest NAME`."""
     line = next(line for line in result.out.splitlines() if line.startswith("requested "))

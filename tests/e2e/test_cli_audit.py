@@ -36,11 +36,10 @@ REASON = "INC-4711 audit trail e2e"
 
 
 @pytest.fixture
-def cli(system: Jit) -> Iterator[Cli]:
-    runner = Cli(system)
-    runner.env.pop("JITACCESS_AUDIT_ARCHIVE", None)
-    yield runner
-    runner.stop_all()
+def cli(cli: Cli) -> Cli:
+    """The shared `cli`, reading the cluster unless a test names an archive."""
+    cli.env.pop("JITACCESS_AUDIT_ARCHIVE", None)
+    return cli
 
 
 def requested(cli: Cli) -> str:

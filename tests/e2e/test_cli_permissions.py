@@ -7,7 +7,6 @@ read any team's catalog, and without TEAM the plugin shows the caller's own team
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,10 @@ ALICE, BOB, MALLORY = "alice@example.com", "bob@example.com", "mallory@example.c
 
 
 @pytest.fixture
-def cli(system: Jit) -> Iterator[Cli]:
+def cli(system: Jit, cli: Cli) -> Cli:
+    """The shared `cli`, with every example applied (the catalogs included)."""
     system.kubectl("apply", "-f", str(EXAMPLES))
-    runner = Cli(system)
-    yield runner
-    runner.stop_all()
+    return cli
 
 
 def test_my_teams_catalog_side_by_side(cli: Cli) -> None:

@@ -24,13 +24,6 @@ PAYMENTS, LEDGER = "prod-eng-payments", "prod-eng-ledger"
 REQUESTS_CRD = "accessrequests.jitaccess.dev"
 
 
-@pytest.fixture
-def cli(system: Jit) -> Iterator[Cli]:
-    runner = Cli(system)
-    yield runner
-    runner.stop_all()
-
-
 def selected(system: Jit, kind: str, selector: str, user: str | None = None) -> set[str]:
     """The names `kubectl get KIND --field-selector SELECTOR` answers `user` with."""
     answer = system.kubectl("get", kind, "--field-selector", selector, "-o", "json", user=user)
