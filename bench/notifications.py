@@ -36,15 +36,8 @@ PER_SECOND = 1.0
 
 
 def request_of(message: Message) -> str | None:
-    """The AccessRequest an approvers' message is about: its Approve button's value, as first posted."""
-    _, blocks = message.versions[0]
-    for block in blocks or ():
-        if block.get("type") != "actions":
-            continue
-        for element in block.get("elements", []):
-            if element.get("action_id") == APPROVE_ACTION:
-                return str(element.get("value"))
-    return None
+    """The AccessRequest an approvers' message is about: its Approve button's, as first posted."""
+    return message.request(APPROVE_ACTION, as_posted=True)
 
 
 def _posts(slack: SlackStandIn, names: set[str]) -> dict[str, list[float]]:

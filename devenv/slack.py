@@ -281,6 +281,23 @@ class Message:
     def updates(self) -> int:
         return len(self.versions) - 1
 
+    def request(self, action_id: str, *, as_posted: bool = False) -> str | None:
+        """The AccessRequest this message's ``action_id`` button decides (the name of its
+        ``NAME/UID`` value: the module docstring's contract), in the message as it stands or,
+        with `as_posted`, as first posted; None without such a button."""
+        _, blocks = self.versions[0] if as_posted else self.versions[-1]
+        for block in blocks or ():
+            for element in _elements(block):
+                if element.get("type") == "button" and element.get("action_id") == action_id:
+                    return button_request(element.get("value"))
+        return None
+
+
+def button_request(value: Any) -> str:
+    """The AccessRequest a decision button is for: the name in its ``NAME/UID`` value (a bare name
+    is that name)."""
+    return str(value).partition("/")[0]
+
 
 @dataclass(frozen=True)
 class Ephemeral:
@@ -690,7 +707,7 @@ class SlackStandIn:
                     if (
                         element.get("type") == "button"
                         and element.get("action_id") == action_id
-                        and str(element.get("value")).partition("/")[0] == request_name
+                        and button_request(element.get("value")) == request_name
                     ):
                         return message, element
         raise LookupError(

@@ -276,3 +276,16 @@ def test_an_extension_waiting_for_approvers_asks_the_team_and_a_denial_tells_the
     assert "finish tomorrow" in str(blocks) and "Denied" in text
     auto = extension(_cond(names.APPROVED, "True", names.AUTO_APPROVED), _cond(names.READY, "True", names.EXTENDED))
     assert notify.notices(auto, LEDGER, BOTH, T0) == [], "an owner-team member's own: the grant's record tells"
+
+
+def test_the_slack_stand_in_reads_the_request_a_button_decides() -> None:
+    """The Slack stand-in tells which request a message's button decides (bench/notifications.py
+    matches messages to requests so): it must follow the button's value, `NAME/UID`."""
+    from devenv.slack import Message
+    from jitaccess.domain.notifications import APPROVE_ACTION, DENY_ACTION
+
+    text, blocks = approvers_message(request(PENDING), LEDGER, {})
+    message = Message(channel="C0LEDGER1", ts="1.0", versions=[(text, blocks)])
+    assert message.request(APPROVE_ACTION, as_posted=True) == "bob-ledger-1"
+    assert message.request(DENY_ACTION) == "bob-ledger-1"
+    assert message.request("something-else") is None
