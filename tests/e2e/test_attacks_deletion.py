@@ -70,7 +70,7 @@ def test_101_kept_while_a_grant_runs_its_group_scanned_and_released_after(system
     deleting = system.wait_reason("entitlement", own_group, "Deleting", timeout=30)
     assert deleting["metadata"].get("deletionTimestamp")
     message = next(c for c in deleting["status"]["conditions"] if c["type"] == "Ready")["message"]
-    assert "1 grant(s) of it are still active (del-alice), the last ending in" in message, message
+    assert "1 grant(s) of it are still active (del-alice), the last ending at 20" in message, message
     assert f"kubectl jit revoke --all --grants-only --entitlement {own_group} --reason TEXT" in message, message
 
     # Nothing new is asked of it: a new request is refused, or declared invalid, naming the deletion.

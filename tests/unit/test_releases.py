@@ -23,7 +23,7 @@ def test_waiting_names_the_grants_the_last_end_and_how_to_end_them() -> None:
         grants=[("late", AT + dt.timedelta(hours=2)), ("soon", AT + dt.timedelta(minutes=5))]
     )
     message = releases.waiting("prod-x", remaining, AT)
-    assert "2 grant(s) of it are still active (soon, late), the last ending in 2h" in message
+    assert "2 grant(s) of it are still active (soon, late), the last ending at 2026-12-02T14:00:00Z" in message
     assert "kubectl jit revoke --all --grants-only --entitlement prod-x --reason TEXT" in message
     assert "drift removal" not in message
 

@@ -22,8 +22,6 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from jitaccess.domain.durations import format_duration
-
 #: How a wait's retry begins (kopf says "failed temporarily: <this> ..."): `logs` keeps such
 #: lines out of the error log and the Events, where they would repeat every few seconds.
 WAITING = "waiting:"
@@ -53,8 +51,9 @@ def waiting(entitlement: str, remaining: Remaining, at: dt.datetime) -> str:
         listed = ", ".join(name for name, _ in named[:LISTED])
         more = f" and {len(named) - LISTED} more" if len(named) > LISTED else ""
         ends = [end for _, end in named if end is not None]
+        # A time, not a countdown: the message (and so the status) changes only when the grants do.
         last = (
-            f", the last ending in {format_duration(dt.timedelta(seconds=max(1, round((max(ends) - at).total_seconds()))))}"
+            f", the last ending at {max(ends).astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
             if ends and len(ends) == len(named)
             else ""
         )
