@@ -111,5 +111,7 @@ def test_requests_left_behind_by_a_crash_catch_up_with_their_grants(local: Local
                 "get", "events", "-A", "--field-selector", "involvedObject.name=r-expired,reason=Expired", "-o", "json"
             ).stdout
         )["items"]
-        assert [e["involvedObject"]["kind"] for e in events] == ["AccessRequest"], "the repair posts the Event"
+        # The repair writes the request's status and its audit line, not an Event: a change of the
+        # access is an Event on the grant alone (docs/api.md, Events), and this grant was ended by hand.
+        assert events == [], "the request does not repeat its grant's Event"
         assert (local.ready("accessgrant", "r-activated") or {}).get("reason") == "Active"
