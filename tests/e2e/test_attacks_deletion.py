@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit, eventually
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
@@ -60,7 +61,9 @@ def own_group(system: Jit) -> Iterator[str]:
 # --- 101. an Entitlement deleted to leave its group unwatched ----------------------------------------
 
 
-def test_101_kept_while_a_grant_runs_its_group_scanned_and_released_after(system: Jit, own_group: str) -> None:
+def test_101_kept_while_a_grant_runs_its_group_scanned_and_released_after(
+    system: Jit, own_group: str, cli: Cli
+) -> None:
     offset = system.operator.log_file.stat().st_size
     system.request("del-alice", own_group, user=ALICE)
     system.wait_reason("accessgrant", "del-alice", "Active")
@@ -82,6 +85,10 @@ def test_101_kept_while_a_grant_runs_its_group_scanned_and_released_after(system
         text = created.stderr
     assert "does not exist (or is being deleted)" in text, text
     assert system.get("accessgrant", "del-alice-2") is None
+    # Nor does `kubectl jit request` offer it: the entitlements of alice's team, without it.
+    offered = cli.run("request", "--for", "1h", "--reason", "INFRA-1 e2e", user=ALICE)
+    assert offered.code != 0 and "your team's: " in offered.err, offered
+    assert "prod-eng-payments" in offered.err and own_group not in offered.err, offered
 
     # Someone adds themselves to the group by hand meanwhile: still drift, still removed.
     system.ic.add_member(GROUP, BOB)

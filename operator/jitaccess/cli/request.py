@@ -89,7 +89,9 @@ def propose(session: Session, me: Identity) -> Obj:
     """The entitlement to request when none was named: my team's, or one picked from a list."""
     api = session.api
     teams, _ = o.list_all(api, names.TEAMS)
-    entitlements, _ = o.list_all(api, names.ENTITLEMENTS)
+    listed, _ = o.list_all(api, names.ENTITLEMENTS)
+    # A deleted one waits for its grants to end: nothing new can be asked of it.
+    entitlements = [e for e in listed if not wire.metadata(e).get("deletionTimestamp")]
     my_teams = sorted(wire.name_of(t) for t in teams if o.is_member(t, me))
     mine = sorted((e for e in entitlements if wire.spec(e).get("owner") in my_teams), key=wire.name_of)
     if not session.prompter.interactive:
