@@ -69,6 +69,11 @@ def is_true(obj: Obj | None, type_: str) -> bool:
     return found is not None and found.get("status") == "True"
 
 
+def deleting(obj: Obj | None) -> bool:
+    """Whether the object is being deleted (a `deletionTimestamp`; finalizers keep it until then)."""
+    return bool(metadata(obj).get("deletionTimestamp"))
+
+
 def ready_reason(obj: Obj | None) -> str | None:
     """The reason of the `Ready` condition; None while there is none."""
     found = condition(obj, READY)

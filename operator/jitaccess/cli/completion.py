@@ -229,7 +229,7 @@ def _entitlements(cluster: dict[str, str]) -> list[tuple[str, str]]:
         (wire.name_of(e), f"team {wire.spec(e).get('owner', '?')}")
         for e in _items(names.ENTITLEMENTS, cluster)
         # A deleted one waits for its grants to end: nothing new can be asked of it.
-        if not wire.metadata(e).get("deletionTimestamp")
+        if not wire.deleting(e)
     )
 
 

@@ -91,7 +91,7 @@ def propose(session: Session, me: Identity) -> Obj:
     teams, _ = o.list_all(api, names.TEAMS)
     listed, _ = o.list_all(api, names.ENTITLEMENTS)
     # A deleted one waits for its grants to end: nothing new can be asked of it.
-    entitlements = [e for e in listed if not wire.metadata(e).get("deletionTimestamp")]
+    entitlements = [e for e in listed if not wire.deleting(e)]
     my_teams = sorted(wire.name_of(t) for t in teams if o.is_member(t, me))
     mine = sorted((e for e in entitlements if wire.spec(e).get("owner") in my_teams), key=wire.name_of)
     if not session.prompter.interactive:

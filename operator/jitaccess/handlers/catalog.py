@@ -15,12 +15,13 @@ import logging
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import releases
+from jitaccess.domain import overlaps, releases
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
@@ -64,7 +65,7 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
     rt = runtime_of(memo)
     entitlement = Entitlement.model_validate(dict(body))
-    target = entitlement.spec.identity_center.group_id or entitlement.spec.identity_center.group_name or ""
+    target = _group_of(entitlement) or ""
     team = first(teams, entitlement.spec.owner)
     if team is None:
         _set_ready(
@@ -158,15 +159,13 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> None:
     current = rt.kube.get(names.ENTITLEMENTS, name)
     if current is None:
         return
-    unkept = len(wire.status(current).get("driftRemovals") or [])
-    remaining = releases.Remaining(grants=grants, unkept_records=unkept)
+    now_stored = Entitlement.model_validate(current)
+    remaining = releases.Remaining(grants=grants, unkept_records=len(now_stored.status.drift_removals or []))
     if not remaining.done:
         message = releases.waiting(name, remaining, now())
-        _set_ready(
-            rt, names.ENTITLEMENTS, Entitlement.model_validate(current), False, names.DELETING, message, warning=False
-        )
+        _set_ready(rt, names.ENTITLEMENTS, now_stored, False, names.DELETING, message, warning=False)
         raise kopf.TemporaryError(f"{releases.WAITING} {message}", delay=RELEASE_CHECK_SECONDS)
-    others = [] if target is None else [other for other in _granting(rt, target) if other != name]
+    others = [] if target is None else _granting(rt, now_stored)
     message = releases.released(target, others)
     record(current, names.RELEASED, message, warning=not others and target is not None)
     log.info("Entitlement %s released: %s", name, message)
@@ -180,15 +179,20 @@ def _group_of(entitlement: Entitlement) -> str | None:
     return ic.group_id or ic.group_name or None
 
 
-def _granting(rt: Runtime, target: str) -> list[str]:
-    """The live Entitlements that name `target` as their group (as written: by name or by id)."""
+def _granting(rt: Runtime, entitlement: Entitlement) -> list[str]:
+    """The other live Entitlements that grant its group (by name, by id, or by the id a name was
+    resolved to: what `domain.overlaps` counts as the same group)."""
+    mine = overlaps.keys(entitlement)
     found = []
     for raw in rt.kube.list(names.ENTITLEMENTS):
-        if raw.get("metadata", {}).get("deletionTimestamp"):
+        if wire.deleting(raw) or wire.name_of(raw) == entitlement.metadata.name:
             continue
-        ic = raw.get("spec", {}).get("identityCenter") or {}
-        if target in (ic.get("groupName"), ic.get("groupId"), raw.get("status", {}).get("groupId")):
-            found.append(str(raw["metadata"]["name"]))
+        try:
+            other = Entitlement.model_validate(raw)
+        except ValidationError:
+            continue  # one the operator cannot read grants nothing it knows of
+        if mine & overlaps.keys(other):
+            found.append(other.metadata.name)
     return found
 
 

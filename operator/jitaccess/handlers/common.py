@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from jitaccess.api import wire
 from jitaccess.api.models import Condition
 from jitaccess.domain import conditions as cond
 from jitaccess.errors import InvalidInput
@@ -47,9 +48,7 @@ def first(index: Index | None, key: Any) -> Any | None:
 def live(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """`obj` unless it is being deleted: a deleted Entitlement, kept until its grants end, is read as
     gone when an index miss is confirmed with the API server, as the index itself has it."""
-    if obj is None or obj.get("metadata", {}).get("deletionTimestamp"):
-        return None
-    return obj
+    return None if obj is None or wire.deleting(obj) else obj
 
 
 def conditions_after(

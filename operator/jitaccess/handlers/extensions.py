@@ -35,7 +35,8 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import extensions as rules
 from jitaccess.domain import following
 from jitaccess.errors import InvalidInput
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, live, now, parse, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
+from jitaccess.handlers.owners import entitlement_and_team
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
 
@@ -145,13 +146,7 @@ def _lookup(
     """The grant's Entitlement and its owner team, as they are now (an index miss is confirmed)."""
     if grant is None:
         return None, None
-    name = grant.spec.entitlement
-    raw = first(entitlements, name) or live(rt.kube.get(names.ENTITLEMENTS, name))
-    if raw is None:
-        return None, None
-    entitlement = Entitlement.model_validate(raw)
-    team = first(teams, entitlement.spec.owner) or (rt.kube.get(names.TEAMS, entitlement.spec.owner) or {}).get("spec")
-    return entitlement, (TeamOwnershipSpec.model_validate(team) if team is not None else None)
+    return entitlement_and_team(rt, grant.spec.entitlement, teams, entitlements)
 
 
 def _mark_pending(rt: Runtime, extension: AccessExtension, message: str, grant: AccessGrant | None) -> None:

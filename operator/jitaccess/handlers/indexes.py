@@ -88,7 +88,7 @@ _ENTITLEMENT_STATUS_KEPT = ("groupId", "conditions")
 
 @kopf.index(names.GROUP, names.VERSION, names.ENTITLEMENTS)
 async def entitlements(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
-    if body.metadata.get("deletionTimestamp"):
+    if wire.deleting(body):
         # Deleted, and kept only until its grants end (`domain.releases`): nothing new is asked of
         # it, decided on it or granted by it, as if it were gone.
         return {}

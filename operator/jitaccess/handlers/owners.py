@@ -21,9 +21,15 @@ def lookup(
     An object applied a moment before the request may not have reached the index yet (each kind
     has its own watch), so a miss is confirmed with the API server before it counts.
     """
-    raw = first(entitlements, request.spec.entitlement) or live(
-        rt.kube.get(names.ENTITLEMENTS, request.spec.entitlement)
-    )
+    return entitlement_and_team(rt, request.spec.entitlement, teams, entitlements)
+
+
+def entitlement_and_team(
+    rt: Runtime, name: str, teams: Index, entitlements: Index
+) -> tuple[Entitlement | None, TeamOwnershipSpec | None]:
+    """An Entitlement by name, as it is now, and its owner team; an index miss is confirmed with
+    the API server (a deleted Entitlement still waiting for its grants reads as missing)."""
+    raw = first(entitlements, name) or live(rt.kube.get(names.ENTITLEMENTS, name))
     if raw is None:
         return None, None
     entitlement = Entitlement.model_validate(raw)
