@@ -15,6 +15,7 @@ from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
+from jitaccess.domain import chain
 from jitaccess.handlers import archive as trail_module
 from jitaccess.handlers.archive import AuditTrail
 
@@ -29,15 +30,17 @@ class Bucket:
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
         self.fail_next: list[str] = []  # "before" (nothing written) or "after" (written, then an error)
 
-    def put_new(self, key: str, data: bytes) -> bool:
+    def put_new(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> bool:
         failure = self.fail_next.pop(0) if self.fail_next else ""
         if failure == "before":
             raise ArchiveUnavailable("InternalError (500)")
         if key in self.objects:
             return False
         self.objects[key] = data
+        self.metadata[key] = dict(metadata or {})
         if failure == "after":
             raise ArchiveUnavailable("InternalError (500) after writing")
         return True
@@ -47,6 +50,12 @@ class Bucket:
 
     def get(self, key: str) -> bytes:
         return self.objects[key]
+
+    def latest_key(self) -> str | None:
+        return max(self.objects, default=None)
+
+    def stored(self) -> list[chain.Stored]:
+        return [chain.Stored(key, data, self.metadata.get(key, {})) for key, data in sorted(self.objects.items())]
 
     def ids(self) -> list[str]:
         return [rid for data in self.objects.values() for rid in audit.ids_in(data)[0]]
@@ -296,3 +305,30 @@ def test_an_object_that_is_no_batch_of_ours_does_not_stop_the_archiving(
         "u2/requested",
     ]
     assert any(foreign in m and "2 line(s)" in m for m in caplog.messages), caplog.messages
+
+
+def test_each_batch_names_the_one_before_it_and_a_restarted_trail_continues_the_chain(
+    bucket: Bucket, cluster: Cluster
+) -> None:
+    first = trail_over(bucket, cluster, batch_records=2)
+    for n in range(3):
+        first.offer(names.REQUESTS, cluster.add(names.REQUESTS, request(f"r{n}", f"u{n}", **APPROVED)))
+    bucket.fail_next = ["before"]  # a retried batch keeps the link it was named with
+    with pytest.raises(ArchiveUnavailable):
+        first.flush()
+    while first.flush():
+        pass
+    first.close()
+    second = trail_over(bucket, cluster)  # a restart, or a new leader
+    second.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r9", "u9")))
+    assert second.flush() == 1
+    second.close()
+    keys = sorted(bucket.objects)
+    assert len(keys) == 4
+    links = [bucket.metadata[key][chain.PREVIOUS] for key in keys]
+    assert links[0] == ""
+    for before, link in zip(keys[:-1], links[1:], strict=True):
+        assert link == f"{before} {chain.digest(bucket.objects[before])}"
+    for key in keys:
+        assert bucket.metadata[key][chain.DIGEST] == chain.digest(bucket.objects[key])
+    assert [f for f in chain.verify(bucket.stored(), lambda _: None) if f.problem] == []

@@ -13,7 +13,7 @@ The key layout is `jitaccess.api.audit.archive_key`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,12 +56,18 @@ class Archive:
         client = boto3.session.Session(region_name=region).client("s3", endpoint_url=endpoint_url, config=config)
         return cls(client, bucket, prefix)
 
-    def put_new(self, key: str, data: bytes) -> bool:
-        """Write `data` at `key` unless an object is there already: True when this call wrote it,
-        False when the key was taken (its content is whatever the first write put there)."""
+    def put_new(self, key: str, data: bytes, metadata: Mapping[str, str] | None = None) -> bool:
+        """Write `data` at `key` (with S3 user `metadata`) unless an object is there already: True
+        when this call wrote it, False when the key was taken (its content is whatever the first
+        write put there)."""
         try:
             self._client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ContentType="application/x-ndjson"
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                IfNoneMatch="*",
+                ContentType="application/x-ndjson",
+                Metadata=dict(metadata or {}),
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
@@ -92,6 +98,17 @@ class Archive:
             raise ArchiveUnavailable(f"GetObject {key}: {exc}") from exc
         return body
 
+    def latest_key(self) -> str | None:
+        """The key of the newest batch (by the write time that begins each key), or None in an
+        empty archive: the newest year, month and day folders, then the newest key in that day."""
+        folder = audit.layout_prefix(self.prefix)
+        for _ in ("year", "month", "day"):
+            folders = self._folders(folder)
+            if not folders:
+                return None
+            folder = max(folders)
+        return max(self._list(folder, start_after=""), default=None)
+
     def unprotected(self) -> str | None:
         """Why the bucket does not keep what is written in it for good (no Object Lock, no default
         retention, or retention in GOVERNANCE mode, which a privileged user may bypass), or None when
@@ -116,6 +133,19 @@ class Archive:
                 "s3:BypassGovernanceRetention can delete records before it ends (COMPLIANCE mode: nobody)"
             )
         return None
+
+    def _folders(self, prefix: str) -> list[str]:
+        folders: list[str] = []
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, Delimiter="/"
+            ):
+                folders += [str(item["Prefix"]) for item in page.get("CommonPrefixes", [])]
+        except ClientError as exc:
+            raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {_describe(exc)}") from exc
+        except BotoCoreError as exc:
+            raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {exc}") from exc
+        return folders
 
     def _list(self, prefix: str, start_after: str) -> Iterator[str]:
         token: str | None = None

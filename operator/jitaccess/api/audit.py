@@ -487,7 +487,12 @@ def written_at(key: str) -> datetime | None:
         return None
 
 
+def layout_prefix(prefix: str) -> str:
+    """The folder of every batch: `<prefix>/v1/`, holding the year, month and day folders."""
+    head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+    return f"{head}{LAYOUT}/"
+
+
 def day_prefix(prefix: str, day: datetime) -> str:
     """The folder of the batches written on `day` (UTC)."""
-    head = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
-    return f"{head}{LAYOUT}/{day.astimezone(UTC):%Y/%m/%d}/"
+    return f"{layout_prefix(prefix)}{day.astimezone(UTC):%Y/%m/%d}/"

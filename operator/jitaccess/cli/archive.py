@@ -11,7 +11,10 @@ An object that is not JSON lines (not gzip though it says so, cut short), and a 
 UTF-8 JSON or not an audit record of schema v1, is skipped and listed as `Skipped` with its key and
 line: one bad object must not hide the rest of the archive, and the caller says what was skipped.
 
-The only module of the plugin that imports boto3, and only inside `read`: the other commands never
+`stored` reads the same folders for `audit --verify`: every version of every key, and each key's
+current bytes and S3 metadata, for the chain's check (`jitaccess.domain.chain`).
+
+The only module of the plugin that imports boto3, and only inside `read` and `stored`: the other commands never
 pay for it (import-linter allows it here alone). Credentials, region and endpoint come from the
 usual AWS environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...), as for the AWS CLI.
 """
@@ -20,13 +23,14 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitaccess.api.audit import SCHEMA, day_prefix
 from jitaccess.cli.errors import NotFound, Refused, Unreachable, UsageError
+from jitaccess.domain import chain
 
 SCHEME = "s3://"
 
@@ -79,6 +83,65 @@ def _days(first: datetime, last: datetime) -> Iterator[datetime]:
 def _decompressed(key: str, body: bytes) -> bytes:
     # By name or by content: an object may be gzip without saying so in its key.
     return gzip.decompress(body) if key.endswith(".gz") or body[:2] == b"\x1f\x8b" else body
+
+
+def stored(location: str, start: datetime, end: datetime) -> tuple[list[chain.Stored], Callable[[str], str | None]]:
+    """Every key of the window's day folders as the bucket holds it (its versions counted, its
+    current bytes and metadata), for `domain.chain.verify`; and how to ask for the digest of a
+    batch before the window."""
+    bucket, prefix = parse_location(location)
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("s3")
+
+    def current(key: str) -> tuple[bytes, dict[str, str]] | None:
+        try:
+            answer = client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return answer["Body"].read(), {str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()}
+
+    def earlier(key: str) -> str | None:
+        try:
+            found = current(key)
+        except (ClientError, BotoCoreError) as exc:
+            raise Unreachable(f"cannot read {key} from the audit archive {location} ({exc})") from exc
+        return chain.digest(found[0]) if found is not None else None
+
+    keys: list[chain.Stored] = []
+    try:
+        pages = client.get_paginator("list_object_versions")
+        versions: dict[str, int] = {}
+        deleted: set[str] = set()
+        for folder in day_prefixes(prefix, start, end):
+            for page in pages.paginate(Bucket=bucket, Prefix=folder):
+                for item in page.get("Versions", []):
+                    versions[item["Key"]] = versions.get(item["Key"], 0) + 1
+                for item in page.get("DeleteMarkers", []):
+                    versions[item["Key"]] = versions.get(item["Key"], 0) + 1
+                    if item.get("IsLatest"):
+                        deleted.add(item["Key"])
+        for key, count in sorted(versions.items()):
+            found = None if key in deleted else current(key)
+            data, meta = found if found is not None else (None, {})
+            keys.append(chain.Stored(key, data, meta, count))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(exc)
+        if code == "NoSuchBucket":
+            raise NotFound(f"the audit archive's bucket {bucket!r} does not exist: check --archive") from exc
+        raise Refused(
+            f"checking the audit archive {location} was refused ({code}: {message}): it takes s3:ListBucketVersions "
+            "and s3:GetObject"
+        ) from exc
+    except BotoCoreError as exc:
+        raise Unreachable(
+            f"cannot read the audit archive {location} ({exc}): check your AWS credentials and region"
+        ) from exc
+    return keys, earlier
 
 
 def read(location: str, start: datetime, end: datetime) -> Read:

@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timedelta
 
 from jitaccess import __version__
-from jitaccess.cli.errors import EXIT_CODES_HELP
+from jitaccess.cli.errors import DOUBTFUL, EXIT_CODES_HELP
 
 PROG = "kubectl jit"
 ARCHIVE_ENV = "JITACCESS_AUDIT_ARCHIVE"
@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and the `source` field of -o json, say which. The archive is read with your own AWS\n"
         "credentials, as the AWS CLI finds them (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...).\n\n"
         "With --access: who had access in the window, one row per grant that overlaps it (however long\n"
-        "before it began), e.g. --access --since 2026-11-01T00:00:00Z --until 2026-11-08T00:00:00Z.",
+        "before it began), e.g. --access --since 2026-11-01T00:00:00Z --until 2026-11-08T00:00:00Z.\n\n"
+        "With --verify: whether the archive is as the operator wrote it, e.g. --verify --since 90d.",
     )
     audit.add_argument(
         "--since",
@@ -366,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="WINDOW",
         help="with --access and an archive: how far before the window to read, for grants that began "
         "before it (default: 30d)",
+    )
+    audit.add_argument(
+        "--verify",
+        action="store_true",
+        help="with an archive: check it instead of listing records: every batch of the window's days is as the "
+        "operator wrote it (its digest), none is missing, replaced or slipped in (each names the one before it); "
+        f"exit {DOUBTFUL} when one is not",
     )
     audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records (or periods) of this Entitlement")
     audit.add_argument(

@@ -11,6 +11,9 @@ with a warning per conflicting id and per unreadable part of the archive, and ex
 Text from the records (reasons, names) goes to the terminal escaped: through `table` and `say`,
 `printable` in CSV cells, and JSON's own escapes. CSV cells that a spreadsheet would run as a
 formula (starting with =, +, -, @) get a leading apostrophe, the usual defence against CSV injection.
+
+`audit --verify` checks the archive itself instead: whether each batch is as the operator wrote
+it and follows the one before it (`jitaccess.domain.chain`), a row per finding.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from typing import Any, TextIO
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli import periods as access
-from jitaccess.cli.errors import UsageError
+from jitaccess.cli.errors import Doubtful, UsageError
 from jitaccess.cli.history import History, Record, is_user, load, select, time_of, username
-from jitaccess.cli.parser import Moment
+from jitaccess.cli.parser import ARCHIVE_ENV, Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
+from jitaccess.domain import chain
 
 AUDIT_COLUMNS = ("TIME", "ACTION", "ENTITLEMENT", "USER", "BY", "REQUEST", "DETAIL")
 CSV_COLUMNS = (
@@ -66,6 +70,7 @@ class AuditOptions:
     until: Moment | None = None
     access: bool = False
     lookback: timedelta | None = None  # --access only; None: LOOKBACK
+    verify: bool = False
 
 
 def window(since: Moment, until: Moment | None, now: datetime) -> tuple[datetime, datetime]:
@@ -89,6 +94,8 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     start, end = window(options.since, options.until, current)
     if options.lookback is not None and not options.access:
         raise UsageError("--lookback goes only with --access (how far before the window to read for access periods)")
+    if options.verify:
+        return _verify(session, options, start, end)
     if options.access:
         return _access(session, options, start, end, current)
     # Without --until, nothing is left out for being late: the caller's clock may be behind the cluster's.
@@ -116,6 +123,47 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     else:
         session.note("No records in this window.")
     history.warn(session)
+    return 0
+
+
+VERIFY_COLUMNS = ("BATCH", "FINDING", "DETAIL")
+
+
+def _verify(session: Session, options: AuditOptions, start: datetime, end: datetime) -> int:
+    """`--verify`: whether the archive's batches in the window's day folders are as the operator
+    wrote them (`jitaccess.domain.chain`): a row per finding; exit DOUBTFUL when any is a problem."""
+    if not options.archive:
+        raise UsageError(
+            f"--verify checks the audit archive: give --archive s3://BUCKET/PREFIX (or set ${ARCHIVE_ENV})"
+        )
+    if options.access or options.entitlement or options.user:
+        raise UsageError("--verify checks every batch of the window: it goes without --access, --entitlement, --user")
+    from jitaccess.cli import archive as s3
+
+    keys, earlier = s3.stored(options.archive, start, end)
+    findings = chain.verify(keys, earlier)
+    problems = [f for f in findings if f.problem]
+    batches = sorted(k.key for k in keys if k.data is not None)
+    if options.output == "json":
+        document = {
+            "source": options.archive,
+            "since": _rfc3339(start),
+            "until": _rfc3339(end),
+            "batches": len(batches),
+            "intact": not problems,
+            "findings": [{"key": f.key, "problem": f.problem, "detail": f.text} for f in findings],
+        }
+        session.out.write(json.dumps(document, indent=2) + "\n")
+    elif findings:
+        rows = [(f.key, "PROBLEM" if f.problem else "note", f.text) for f in findings]
+        table(rows, VERIFY_COLUMNS, session.out)
+    what = f"{len(batches)} batch(es) of {options.archive}" + (f", {batches[0]} to {batches[-1]}" if batches else "")
+    if problems:
+        raise Doubtful(
+            f"{what}: {len(problems)} problem(s) above; the archive is not as jitaccess wrote it (docs/audit.md, "
+            "Verifying the archive)"
+        )
+    session.note(f"{what}: every batch is as written and each follows the one before it")
     return 0
 
 

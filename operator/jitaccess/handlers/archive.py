@@ -57,6 +57,7 @@ from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names, wire
+from jitaccess.domain import chain
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
 
@@ -91,6 +92,8 @@ class Batch:
     key: str = ""
     data: bytes = b""
     written: datetime | None = None
+    # Its S3 metadata: its digest and the batch before it (`domain.chain`).
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,6 +113,10 @@ class AuditTrail:
     _known: dict[str, datetime] = field(default_factory=dict)
     _read: set[str] = field(default_factory=set)
     _covered_since: datetime | None = None
+    # The newest batch of the archive, which the next one names (`domain.chain`); found in the
+    # bucket before this process's first batch, then the last one it wrote.
+    _head: chain.Link | None = None
+    _head_found: bool = False
     _unmarked: dict[Ref, set[str]] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _marker: ThreadPoolExecutor = field(
@@ -207,6 +214,8 @@ class AuditTrail:
 
     def _write(self, batch: Batch, archive: Archive) -> None:
         if not batch.key:
+            # Found before the batch is named: once named, a batch is retried exactly as it is.
+            previous = self._chain_head(archive)
             earliest = min((_parse(r.get("time")) for r in batch.records), default=_now())
             self._cover(archive, earliest - SKEW)
             with self._lock:
@@ -223,9 +232,10 @@ class AuditTrail:
             batch.written = _now()
             batch.data = audit.encode_lines(batch.records)
             digest = hashlib.sha256("\n".join(r["id"] for r in batch.records).encode()).hexdigest()[:16]
+            batch.metadata = chain.metadata(batch.data, previous)
             batch.key = audit.archive_key(archive.prefix, batch.written, digest)
         try:
-            landed = archive.put_new(batch.key, batch.data)
+            landed = archive.put_new(batch.key, batch.data, batch.metadata)
         except ArchiveUnavailable:
             metrics.AUDIT_ARCHIVE_WRITES.labels("failed").inc()
             raise
@@ -234,6 +244,24 @@ class AuditTrail:
             log.debug("archived %d record(s) in s3://%s/%s", len(batch.records), archive.bucket, batch.key)
         else:
             log.info("s3://%s/%s was written by an earlier try: not written again", archive.bucket, batch.key)
+        self._head = chain.Link(batch.key, batch.metadata[chain.DIGEST])
+
+    def _chain_head(self, archive: Archive) -> chain.Link | None:
+        """The batch the next one follows: the newest in the bucket when this process has written
+        none yet (a restart, a new leader), else the last one it wrote."""
+        if not self._head_found:
+            key = archive.latest_key()
+            self._head = chain.Link(key, chain.digest(archive.get(key))) if key is not None else None
+            self._head_found = True
+            if self._head is None:
+                log.info(
+                    "audit archive s3://%s/%s is empty: its chain starts with the next batch",
+                    archive.bucket,
+                    archive.prefix,
+                )
+            else:
+                log.info("audit archive: the chain continues from s3://%s/%s", archive.bucket, self._head.key)
+        return self._head
 
     def _cover(self, archive: Archive, since: datetime) -> None:
         """Know every id in the batches written since `since` (reading those not known yet)."""

@@ -1,0 +1,156 @@
+"""The audit archive's chain: each batch names the one written before it, so that a batch taken
+out, changed, replaced or slipped in shows.
+
+The operator writes every batch object with two pieces of S3 user metadata (docs/audit.md):
+- `jitaccess-sha256`: the SHA-256 of the object's bytes as written;
+- `jitaccess-previous`: `KEY SHA256` of the batch the archive's writer wrote before it (found in
+  the bucket when an operator starts), or empty for the first batch of a chain.
+
+One writer (the leader) writes one batch at a time, so the batches form one line, in the order of
+their keys (which begin with the time they were written). `verify` reads that line back over a
+window of the archive (what `kubectl jit audit --verify` shows) and says where it breaks:
+
+- a batch whose bytes no longer have its digest (changed in place), or with no digest at all
+  (not written by a chaining jitaccess: another writer, or a jitaccess from before the chain);
+- a key the bucket holds more than one version of, or whose current version is a delete marker
+  (jitaccess writes each key once, conditionally, and deletes none);
+- a batch named as the previous one that is not there (deleted), or whose digest is not the one
+  recorded when its successor was written (replaced, with its own digest updated to match);
+- two batches that name the same previous one (a batch slipped in beside the real one, or two
+  writers at once), and a batch that no later batch in the window names (one after it is gone, or
+  it was slipped in at the end of the window's line).
+
+What a chain of digests cannot show, since anyone who can write the bucket can compute one: a
+batch slipped in after the newest one while no operator runs (a starting operator continues the
+chain from the newest batch it finds, and logs which), or the whole line rewritten from some batch
+to the newest. Object Lock in COMPLIANCE mode stops both (nothing written can be replaced or
+deleted, so a rewrite shows as versions); the operator says at start whether the bucket has it.
+Signing the batches with a key the writer alone holds would close the first: not done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+DIGEST = "jitaccess-sha256"
+PREVIOUS = "jitaccess-previous"
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Link:
+    """A batch as its successor names it: its key and the digest of its bytes."""
+
+    key: str
+    sha256: str
+
+    def text(self) -> str:
+        return f"{self.key} {self.sha256}"
+
+    @classmethod
+    def parse(cls, text: str) -> Link | None:
+        key, _, sha = text.strip().rpartition(" ")
+        return cls(key, sha) if key and len(sha) == 64 else None
+
+
+def metadata(data: bytes, previous: Link | None) -> dict[str, str]:
+    """The S3 user metadata of a batch holding `data`, written after `previous` (None: the first)."""
+    return {DIGEST: digest(data), PREVIOUS: previous.text() if previous else ""}
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One key of the archive as the bucket holds it: its current version's bytes and metadata
+    (None when the current version is a delete marker), and how many versions the bucket keeps."""
+
+    key: str
+    data: bytes | None
+    metadata: dict[str, str]
+    versions: int = 1
+
+    @property
+    def recorded(self) -> str:
+        return self.metadata.get(DIGEST, "")
+
+    @property
+    def previous(self) -> str | None:
+        """What the batch names as its previous one: `KEY SHA256`, empty (the first), None (no chain)."""
+        return self.metadata.get(PREVIOUS) if DIGEST in self.metadata else None
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    problem: bool  # False: a fact worth saying (a chain starts), not a sign of tampering
+    text: str
+
+
+def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> list[Finding]:
+    """What the window's keys (`stored`) say about the chain, oldest key first. `earlier(key)`: the
+    digest the bucket's object at `key` carries (its metadata), for a batch before the window
+    that one in it names (of its bytes); None when there is no such object."""
+    batches = sorted(stored, key=lambda s: s.key)
+    findings: list[Finding] = []
+    here = {s.key: s for s in batches if s.data is not None}
+    followers: defaultdict[str, list[str]] = defaultdict(list)
+    chained = [s for s in batches if s.data is not None and s.previous is not None]
+    for s in batches:
+        if s.versions > 1:
+            findings.append(
+                Finding(s.key, True, f"the bucket holds {s.versions} versions of it: jitaccess writes a key once")
+            )
+        if s.data is None:
+            findings.append(Finding(s.key, True, "deleted (its current version is a delete marker)"))
+            continue
+        if s.previous is None:
+            first_chained = chained[0].key if chained else None
+            if first_chained is not None and s.key > first_chained:
+                findings.append(Finding(s.key, True, "no jitaccess digest: not written by the operator"))
+            else:
+                findings.append(Finding(s.key, False, "no jitaccess digest (written before the chain began)"))
+            continue
+        if digest(s.data) != s.recorded:
+            findings.append(Finding(s.key, True, "changed after it was written: its bytes no longer have its digest"))
+        previous = s.previous
+        if not previous:
+            findings.append(Finding(s.key, False, "a chain starts here (the first batch of its writer's archive)"))
+            continue
+        link = Link.parse(previous)
+        if link is None:
+            findings.append(Finding(s.key, True, f"names its previous batch unreadably ({previous!r})"))
+            continue
+        followers[link.key].append(s.key)
+        if link.key >= s.key:
+            findings.append(Finding(s.key, True, f"names {link.key} as its previous batch, which is not older"))
+            continue
+        before = here.get(link.key)
+        if before is not None and before.data is not None:
+            held: str | None = digest(before.data)
+        elif link.key >= batches[0].key:
+            held = None  # in the window, and not there
+        else:
+            held = earlier(link.key)
+        if held is None:
+            findings.append(Finding(s.key, True, f"follows {link.key}, which is missing: deleted?"))
+        elif held != link.sha256:
+            findings.append(
+                Finding(link.key, True, f"changed or replaced since {s.key} was written after it: its digest differs")
+            )
+    newest = chained[-1].key if chained else None
+    for key, after in sorted(followers.items()):
+        if len(after) > 1:
+            findings.append(
+                Finding(key, True, f"{len(after)} batches follow it ({', '.join(after)}): one was slipped in")
+            )
+    for s in chained:
+        if s.key != newest and s.key not in followers:
+            findings.append(
+                Finding(s.key, True, "no later batch follows it: the one after it is missing, or it was slipped in")
+            )
+    return sorted(findings, key=lambda f: (f.key, f.text))
