@@ -146,7 +146,11 @@ def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> li
     for key, after in sorted(followers.items()):
         if len(after) > 1:
             findings.append(
-                Finding(key, True, f"{len(after)} batches follow it ({', '.join(after)}): one was slipped in")
+                Finding(
+                    key,
+                    True,
+                    f"{len(after)} batches follow it ({', '.join(after)}): one was slipped in, or two operators wrote at once",
+                )
             )
     for s in chained:
         if s.key != newest and s.key not in followers:
