@@ -51,6 +51,9 @@ class Bucket:
     def get(self, key: str) -> bytes:
         return self.objects[key]
 
+    def read(self, key: str) -> tuple[bytes, dict[str, str]]:
+        return self.objects[key], self.metadata.get(key, {})
+
     def latest_key(self) -> str | None:
         return max(self.objects, default=None)
 
@@ -332,3 +335,20 @@ def test_each_batch_names_the_one_before_it_and_a_restarted_trail_continues_the_
     for key in keys:
         assert bucket.metadata[key][chain.DIGEST] == chain.digest(bucket.objects[key])
     assert [f for f in chain.verify(bucket.stored(), lambda _: None) if f.problem] == []
+
+
+def test_a_chain_that_continues_from_an_object_not_written_as_a_batch_says_so(
+    bucket: Bucket, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket.objects["audit/v1/2026/12/02/20261202T235959.000000Z-made-up.jsonl"] = b'{"id": "made-up"}\n'
+    trail = trail_over(bucket, cluster)
+    trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1")))
+    with caplog.at_level(logging.INFO, logger=trail_module.log.name):
+        assert trail.flush() == 1
+    trail.close()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "audit archive: the chain continues from s3://test-bucket/audit/v1/2026/12/02/20261202T235959.000000Z-made-up"
+        ".jsonl, the newest object there, which has no jitaccess digest: check the archive with kubectl jit audit "
+        "--verify"
+    ]

@@ -90,13 +90,18 @@ class Archive:
         return keys
 
     def get(self, key: str) -> bytes:
+        return self.read(key)[0]
+
+    def read(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """The object's bytes and its S3 user metadata (names lower-cased, without `x-amz-meta-`)."""
         try:
-            body: bytes = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            answer = self._client.get_object(Bucket=self.bucket, Key=key)
+            body: bytes = answer["Body"].read()
         except ClientError as exc:
             raise ArchiveUnavailable(f"GetObject {key}: {_describe(exc)}") from exc
         except BotoCoreError as exc:
             raise ArchiveUnavailable(f"GetObject {key}: {exc}") from exc
-        return body
+        return body, {str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()}
 
     def latest_key(self) -> str | None:
         """The key of the newest batch (by the write time that begins each key), or None in an

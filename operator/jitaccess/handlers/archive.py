@@ -251,16 +251,31 @@ class AuditTrail:
         none yet (a restart, a new leader), else the last one it wrote."""
         if not self._head_found:
             key = archive.latest_key()
-            self._head = chain.Link(key, chain.digest(archive.get(key))) if key is not None else None
-            self._head_found = True
-            if self._head is None:
+            if key is None:
+                self._head = None
                 log.info(
                     "audit archive s3://%s/%s is empty: its chain starts with the next batch",
                     archive.bucket,
                     archive.prefix,
                 )
             else:
-                log.info("audit archive: the chain continues from s3://%s/%s", archive.bucket, self._head.key)
+                data, metadata = archive.read(key)
+                self._head = chain.Link(key, chain.digest(data))
+                if metadata.get(chain.DIGEST) == self._head.sha256:
+                    log.info("audit archive: the chain continues from s3://%s/%s", archive.bucket, key)
+                else:
+                    # Written by an older jitaccess (no digest), or by someone else: the chain goes
+                    # on from it all the same (there is nothing better to name), and says so.
+                    log.warning(
+                        "audit archive: the chain continues from s3://%s/%s, the newest object there, which %s: "
+                        "check the archive with kubectl jit audit --verify",
+                        archive.bucket,
+                        key,
+                        "has no jitaccess digest"
+                        if chain.DIGEST not in metadata
+                        else "does not have the digest it carries",
+                    )
+            self._head_found = True
         return self._head
 
     def _cover(self, archive: Archive, since: datetime) -> None:
