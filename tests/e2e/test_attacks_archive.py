@@ -97,8 +97,9 @@ def test_102_a_rewritten_archive_shows_every_change(system: Jit, bucket: str, cl
     assert len(keys) >= 5, keys
     s3 = system.ic.client("s3")
     for before, after in itertools.pairwise(keys):
-        data = s3.get_object(Bucket=bucket, Key=before)["Body"].read()
-        assert s3.head_object(Bucket=bucket, Key=after)["Metadata"][chain.PREVIOUS] == f"{before} {chain.digest(data)}"
+        got = s3.get_object(Bucket=bucket, Key=before)
+        named = chain.link_to(before, got["Body"].read(), got["Metadata"]).text()
+        assert s3.head_object(Bucket=bucket, Key=after)["Metadata"][chain.PREVIOUS] == named
 
     code, findings, err = verify(cli, location)
     assert code == 0, (findings, err)
@@ -120,12 +121,12 @@ def test_102_a_rewritten_archive_shows_every_change(system: Jit, bucket: str, cl
     s3.delete_object(Bucket=bucket, Key=deleted)
     # Slipped in: a batch of its own after the first, named as the operator names them.
     slipped = keys[0].rsplit("-", 1)[0] + "-ffffffffffffffff.jsonl"
-    first = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    first = s3.get_object(Bucket=bucket, Key=keys[0])
     s3.put_object(
         Bucket=bucket,
         Key=slipped,
         Body=forged,
-        Metadata=chain.metadata(forged, chain.Link(keys[0], chain.digest(first))),
+        Metadata=chain.metadata(forged, chain.link_to(keys[0], first["Body"].read(), first["Metadata"])),
     )
 
     code, findings, err = verify(cli, location)

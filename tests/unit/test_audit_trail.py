@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -316,9 +316,12 @@ def test_each_batch_names_the_one_before_it_and_a_restarted_trail_continues_the_
     first = trail_over(bucket, cluster, batch_records=2)
     for n in range(3):
         first.offer(names.REQUESTS, cluster.add(names.REQUESTS, request(f"r{n}", f"u{n}", **APPROVED)))
-    bucket.fail_next = ["before"]  # a retried batch keeps the link it was named with
+    # A PUT that lands but is answered with an error: retried as named (412), and the next batch
+    # follows it; the head moves only once the batch is in.
+    bucket.fail_next = ["after"]
     with pytest.raises(ArchiveUnavailable):
         first.flush()
+    assert first.flush() == 2
     while first.flush():
         pass
     first.close()
@@ -331,7 +334,7 @@ def test_each_batch_names_the_one_before_it_and_a_restarted_trail_continues_the_
     links = [bucket.metadata[key][chain.PREVIOUS] for key in keys]
     assert links[0] == ""
     for before, link in zip(keys[:-1], links[1:], strict=True):
-        assert link == f"{before} {chain.digest(bucket.objects[before])}"
+        assert link == chain.link_to(before, bucket.objects[before], bucket.metadata[before]).text()
     for key in keys:
         assert bucket.metadata[key][chain.DIGEST] == chain.digest(bucket.objects[key])
     assert [f for f in chain.verify(bucket.stored(), lambda _: None) if f.problem] == []
@@ -340,7 +343,7 @@ def test_each_batch_names_the_one_before_it_and_a_restarted_trail_continues_the_
 def test_a_chain_that_continues_from_an_object_not_written_as_a_batch_says_so(
     bucket: Bucket, cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bucket.objects["audit/v1/2026/12/02/20261202T235959.000000Z-made-up.jsonl"] = b'{"id": "made-up"}\n'
+    bucket.objects["audit/v1/2026/12/02/20261202T000001.000000Z-made-up.jsonl"] = b'{"id": "made-up"}\n'
     trail = trail_over(bucket, cluster)
     trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1")))
     with caplog.at_level(logging.INFO, logger=trail_module.log.name):
@@ -348,7 +351,19 @@ def test_a_chain_that_continues_from_an_object_not_written_as_a_batch_says_so(
     trail.close()
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warned == [
-        "audit archive: the chain continues from s3://test-bucket/audit/v1/2026/12/02/20261202T235959.000000Z-made-up"
+        "audit archive: the chain continues from s3://test-bucket/audit/v1/2026/12/02/20261202T000001.000000Z-made-up"
         ".jsonl, the newest object there, which has no jitaccess digest: check the archive with kubectl jit audit "
         "--verify"
     ]
+
+
+def test_a_batch_is_dated_after_the_one_it_follows_when_another_replicas_clock_is_ahead() -> None:
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    ahead = chain.Link(audit.archive_key(PREFIX, now + timedelta(seconds=3), "x"), "0" * 64)
+    assert trail_module._after(ahead, now) == now + timedelta(seconds=3, microseconds=1)
+    behind = chain.Link(audit.archive_key(PREFIX, now - timedelta(seconds=3), "x"), "0" * 64)
+    assert trail_module._after(behind, now) == now
+    # Further ahead than clocks differ: not followed (a key dated in the future is put there by hand).
+    far = chain.Link(audit.archive_key(PREFIX, now + timedelta(hours=1), "x"), "0" * 64)
+    assert trail_module._after(far, now) == now
+    assert trail_module._after(None, now) == now

@@ -15,9 +15,14 @@ def line(count: int, start: str = "2026-12-02") -> list[chain.Stored]:
     for n in range(count):
         key = f"audit/v1/{start.replace('-', '/')}/{start.replace('-', '')}T10{n:02d}00.000000Z-{n:016x}.jsonl"
         data = f'{{"id": "u{n}/requested"}}\n'.encode()
-        made.append(chain.Stored(key, data, chain.metadata(data, previous)))
-        previous = chain.Link(key, chain.digest(data))
+        meta = chain.metadata(data, previous)
+        made.append(chain.Stored(key, data, meta))
+        previous = chain.link_to(key, data, meta)
     return made
+
+
+def link(batch: chain.Stored) -> chain.Link:
+    return chain.link_to(batch.key, batch.data or b"", batch.metadata)
 
 
 def problems(stored: list[chain.Stored], earlier: Callable[[str], str | None] = lambda _: None) -> list[str]:
@@ -73,14 +78,14 @@ def test_a_batch_slipped_in_forks_the_chain() -> None:
     inserted = chain.Stored(
         stored[1].key.replace("-0000000000000001", "-00000000000000ff"),
         data,
-        chain.metadata(data, chain.Link(stored[0].key, chain.digest(stored[0].data or b""))),
+        chain.metadata(data, link(stored[0])),
     )
     found = problems([*stored, inserted])
     assert (
         f"0: 2 batches follow it ({stored[1].key}, {inserted.key}): one was slipped in, or two operators wrote at once"
         in found
     )
-    assert any("no later batch follows it" in f for f in found)
+    assert "f: no later batch follows it: the one after it is missing, or it was slipped in" in found
 
 
 def test_an_object_without_a_digest_is_foreign_once_the_chain_has_begun() -> None:
@@ -98,7 +103,7 @@ def test_the_batch_before_the_window_is_asked_for() -> None:
     stored = line(3)
     window = stored[1:]
     first = stored[0]
-    assert problems(window, lambda key: chain.digest(first.data or b"") if key == first.key else None) == []
+    assert problems(window, lambda key: link(first).sha256 if key == first.key else None) == []
     assert problems(window, lambda _: None) == [f"1: follows {first.key}, which is missing: deleted?"]
     assert problems(window, lambda _: "0" * 64) == [
         f"0: changed or replaced since {window[0].key} was written after it: its digest differs"
@@ -109,3 +114,58 @@ def test_links_are_read_back_as_written() -> None:
     link = chain.Link("audit/v1/2026/12/02/x.jsonl", "a" * 64)
     assert chain.Link.parse(link.text()) == link
     assert chain.Link.parse("no digest") is None
+
+
+def test_a_batch_re_linked_round_a_deleted_one_breaks_the_next_link() -> None:
+    """No versions to give it away (a bucket without versioning): K1 deleted, and K2's own link
+    rewritten to name K0, its bytes kept. K2's link digest changes with it, so K3's no longer matches."""
+    stored = line(4)
+    stored.pop(1)
+    k2 = stored[1]
+    stored[1] = chain.Stored(k2.key, k2.data, chain.metadata(k2.data or b"", link(stored[0])))
+    assert problems(stored) == [
+        f"2: changed or replaced since {stored[2].key} was written after it: its digest differs",
+    ]
+
+
+def test_a_batch_slipped_in_by_re_linking_the_next_one_breaks_the_link_after() -> None:
+    stored = line(3)
+    data = b'{"id": "made-up/granted"}\n'
+    slipped = chain.Stored(stored[0].key.replace("000000Z-", "500000Z-"), data, chain.metadata(data, link(stored[0])))
+    k1 = stored[1]
+    stored[1] = chain.Stored(k1.key, k1.data, chain.metadata(k1.data or b"", link(slipped)))
+    assert problems([*stored, slipped]) == [
+        f"1: changed or replaced since {stored[2].key} was written after it: its digest differs",
+    ]
+
+
+def test_metadata_stripped_at_the_window_start_breaks_the_link_of_the_next_batch() -> None:
+    window = line(6)[2:]
+    stripped = [chain.Stored(b.key, b"forged\n" if n < 2 else b.data, {}) for n, b in enumerate(window[:3])]
+    stored = [*stripped, window[3]]
+    assert problems(stored, lambda _: "0" * 64) == [
+        f"4: changed or replaced since {window[3].key} was written after it: its digest differs",
+    ]
+
+
+def test_a_second_chain_start_is_a_problem_and_a_digest_without_a_link_is_not_foreign() -> None:
+    stored = line(4)
+    stored[2] = chain.Stored(stored[2].key, stored[2].data, chain.metadata(stored[2].data or b"", None))
+    found = problems(stored)
+    assert f"2: starts a chain of its own after {stored[0].key}: it should follow one" in found
+    lone = chain.Stored(stored[0].key, b"x\n", {chain.DIGEST: chain.digest(b"x\n")})
+    assert [f.text for f in chain.verify([lone], lambda _: None)] == [
+        "a chain starts here (the first batch of its writer's archive)"
+    ]
+
+
+def test_a_window_that_begins_with_a_delete_marker_and_a_key_out_of_order() -> None:
+    stored = line(3)
+    stored[0] = chain.Stored(stored[0].key, None, {}, versions=2)
+    found = problems(stored)
+    assert "0: deleted (its current version is a delete marker)" in found
+    assert f"1: follows {stored[0].key}, which is missing: deleted?" in found
+    late = line(2)
+    data = late[0].data or b""
+    late[0] = chain.Stored(late[0].key, data, chain.metadata(data, link(late[1])))
+    assert f"0: names {late[1].key} as its previous batch, which is not older" in problems(late)

@@ -109,7 +109,7 @@ def stored(location: str, start: datetime, end: datetime) -> tuple[list[chain.St
             found = current(key)
         except (ClientError, BotoCoreError) as exc:
             raise Unreachable(f"cannot read {key} from the audit archive {location} ({exc})") from exc
-        return chain.digest(found[0]) if found is not None else None
+        return chain.link_to(key, *found).sha256 if found is not None else None
 
     keys: list[chain.Stored] = []
     try:

@@ -3,36 +3,38 @@ out, changed, replaced or slipped in shows.
 
 The operator writes every batch object with two pieces of S3 user metadata (docs/audit.md):
 - `jitaccess-sha256`: the SHA-256 of the object's bytes as written;
-- `jitaccess-previous`: `KEY SHA256` of the batch the archive's writer wrote before it (found in
-  the bucket when an operator starts), or empty for the first batch of a chain.
+- `jitaccess-previous`: `KEY DIGEST` of the batch the archive's writer wrote before it (found in
+  the bucket when an operator starts), or empty for the first batch of a chain. DIGEST covers that
+  batch's key, its own `jitaccess-previous` and its bytes (`link_to`): a batch cannot be re-linked
+  (to skip a deleted one, or to take in a made-up one) without breaking the link of the next.
 
 One writer (the leader) writes one batch at a time, so the batches form one line, in the order of
 their keys (which begin with the time they were written). `verify` reads that line back over a
 window of the archive (what `kubectl jit audit --verify` shows) and says where it breaks:
 
 - a batch whose bytes no longer have its digest (changed in place), or with no digest at all
-  (not written by a chaining jitaccess: another writer, or a jitaccess from before the chain);
+  among chained batches (not written by the operator);
 - a key the bucket holds more than one version of, or whose current version is a delete marker
   (jitaccess writes each key once, conditionally, and deletes none);
-- a batch named as the previous one that is not there (deleted), or whose digest is not the one
-  recorded when its successor was written (replaced, with its own digest updated to match);
+- a batch named as the previous one that is not there (deleted), or that is not what it was when
+  its successor named it (its bytes or its own link replaced, even with its digest recomputed);
 - two batches that name the same previous one (a batch slipped in beside the real one, or two
-  writers at once), and a batch that no later batch in the window names (one after it is gone, or
-  it was slipped in at the end of the window's line).
+  writers at once), a batch that no later batch in the window names (one after it is gone, or it
+  was slipped in at the end of the window's line), and a second chain start.
 
-What a chain of digests cannot show, since anyone who can write the bucket can compute one: a
-batch slipped in after the newest one while no operator runs (a starting operator continues the
-chain from the newest batch it finds, and logs which), or the whole line rewritten from some batch
-to the newest. Object Lock in COMPLIANCE mode stops both (nothing written can be replaced or
-deleted, so a rewrite shows as versions); the operator says at start whether the bucket has it.
-Signing the batches with a key the writer alone holds would close the first: not done.
+What a chain of digests cannot show, since anyone who can write the bucket can compute one: the
+newest batches deleted, or made-up ones added after the newest, while no operator runs (a
+starting operator continues from the newest batch it finds, and logs which), and the whole line
+rewritten from some batch to the newest. Object Lock in COMPLIANCE mode stops deletion and rewrites
+(an overwrite is a new version, which shows); a bucket policy with no other writer stops additions.
+Signing the batches with a key the writer alone holds would close these: not done.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 DIGEST = "jitaccess-sha256"
@@ -45,7 +47,8 @@ def digest(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Link:
-    """A batch as its successor names it: its key and the digest of its bytes."""
+    """A batch as its successor names it: its key, and the digest of its key, of the link it
+    carries itself and of its bytes (`link_to`), so that changing any of them breaks the link."""
 
     key: str
     sha256: str
@@ -57,6 +60,14 @@ class Link:
     def parse(cls, text: str) -> Link | None:
         key, _, sha = text.strip().rpartition(" ")
         return cls(key, sha) if key and len(sha) == 64 else None
+
+
+def link_to(key: str, data: bytes, meta: Mapping[str, str]) -> Link:
+    """How the batch after the object at `key` (with these bytes and S3 metadata) names it. An
+    object with no jitaccess metadata (a batch of a jitaccess from before the chain) counts as
+    naming nothing."""
+    carried = meta.get(PREVIOUS, "") if DIGEST in meta else ""
+    return Link(key, digest(f"{key}\n{carried}\n{digest(data)}".encode()))
 
 
 def metadata(data: bytes, previous: Link | None) -> dict[str, str]:
@@ -80,8 +91,8 @@ class Stored:
 
     @property
     def previous(self) -> str | None:
-        """What the batch names as its previous one: `KEY SHA256`, empty (the first), None (no chain)."""
-        return self.metadata.get(PREVIOUS) if DIGEST in self.metadata else None
+        """What the batch names as its previous one: `KEY DIGEST`, empty (the first), None (no chain)."""
+        return self.metadata.get(PREVIOUS, "") if DIGEST in self.metadata else None
 
 
 @dataclass(frozen=True)
@@ -93,13 +104,14 @@ class Finding:
 
 def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> list[Finding]:
     """What the window's keys (`stored`) say about the chain, oldest key first. `earlier(key)`: the
-    digest the bucket's object at `key` carries (its metadata), for a batch before the window
-    that one in it names (of its bytes); None when there is no such object."""
+    link digest (`link_to`) of the object at `key`, for a batch before the window that the first
+    one in it names; None when there is no such object."""
     batches = sorted(stored, key=lambda s: s.key)
     findings: list[Finding] = []
     here = {s.key: s for s in batches if s.data is not None}
     followers: defaultdict[str, list[str]] = defaultdict(list)
     chained = [s for s in batches if s.data is not None and s.previous is not None]
+    first_chained = chained[0].key if chained else None
     for s in batches:
         if s.versions > 1:
             findings.append(
@@ -109,7 +121,6 @@ def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> li
             findings.append(Finding(s.key, True, "deleted (its current version is a delete marker)"))
             continue
         if s.previous is None:
-            first_chained = chained[0].key if chained else None
             if first_chained is not None and s.key > first_chained:
                 findings.append(Finding(s.key, True, "no jitaccess digest: not written by the operator"))
             else:
@@ -119,7 +130,13 @@ def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> li
             findings.append(Finding(s.key, True, "changed after it was written: its bytes no longer have its digest"))
         previous = s.previous
         if not previous:
-            findings.append(Finding(s.key, False, "a chain starts here (the first batch of its writer's archive)"))
+            if s.key != first_chained:
+                # The operator starts a chain only in an empty archive: the batches before it were there.
+                findings.append(
+                    Finding(s.key, True, f"starts a chain of its own after {first_chained}: it should follow one")
+                )
+            else:
+                findings.append(Finding(s.key, False, "a chain starts here (the first batch of its writer's archive)"))
             continue
         link = Link.parse(previous)
         if link is None:
@@ -131,7 +148,7 @@ def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> li
             continue
         before = here.get(link.key)
         if before is not None and before.data is not None:
-            held: str | None = digest(before.data)
+            held: str | None = link_to(before.key, before.data, before.metadata).sha256
         elif link.key >= batches[0].key:
             held = None  # in the window, and not there
         else:
@@ -149,7 +166,8 @@ def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> li
                 Finding(
                     key,
                     True,
-                    f"{len(after)} batches follow it ({', '.join(after)}): one was slipped in, or two operators wrote at once",
+                    f"{len(after)} batches follow it ({', '.join(after)}): one was slipped in, or two operators "
+                    "wrote at once",
                 )
             )
     for s in chained:

@@ -117,6 +117,7 @@ class AuditTrail:
     # bucket before this process's first batch, then the last one it wrote.
     _head: chain.Link | None = None
     _head_found: bool = False
+    _closed: bool = False
     _unmarked: dict[Ref, set[str]] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _marker: ThreadPoolExecutor = field(
@@ -182,6 +183,8 @@ class AuditTrail:
     def flush(self) -> int:
         """Write one batch (the one a failure left, else the next); mark what was written.
         Returns how many records it took care of; raises `ArchiveUnavailable` when S3 fails (retry later)."""
+        if self._closed:
+            return 0
         self._retry_marks()
         batch = self._batch or self._take()
         if batch is None:
@@ -229,7 +232,7 @@ class AuditTrail:
             batch.records = fresh
             if not batch.records:
                 return
-            batch.written = _now()
+            batch.written = _after(previous, _now())
             batch.data = audit.encode_lines(batch.records)
             digest = hashlib.sha256("\n".join(r["id"] for r in batch.records).encode()).hexdigest()[:16]
             batch.metadata = chain.metadata(batch.data, previous)
@@ -244,7 +247,7 @@ class AuditTrail:
             log.debug("archived %d record(s) in s3://%s/%s", len(batch.records), archive.bucket, batch.key)
         else:
             log.info("s3://%s/%s was written by an earlier try: not written again", archive.bucket, batch.key)
-        self._head = chain.Link(batch.key, batch.metadata[chain.DIGEST])
+        self._head = chain.link_to(batch.key, batch.data, batch.metadata)
 
     def _chain_head(self, archive: Archive) -> chain.Link | None:
         """The batch the next one follows: the newest in the bucket when this process has written
@@ -260,8 +263,17 @@ class AuditTrail:
                 )
             else:
                 data, metadata = archive.read(key)
-                self._head = chain.Link(key, chain.digest(data))
-                if metadata.get(chain.DIGEST) == self._head.sha256:
+                self._head = chain.link_to(key, data, metadata)
+                ahead = audit.written_at(key)
+                if ahead is not None and ahead > _now() + SKEW:
+                    log.warning(
+                        "audit archive: the newest object, s3://%s/%s, is dated %s, later than this replica's "
+                        "clock allows: check the clocks, and the archive with kubectl jit audit --verify",
+                        archive.bucket,
+                        key,
+                        ahead.isoformat(),
+                    )
+                if metadata.get(chain.DIGEST) == chain.digest(data):
                     log.info("audit archive: the chain continues from s3://%s/%s", archive.bucket, key)
                 else:
                     # Written by an older jitaccess (no digest), or by someone else: the chain goes
@@ -376,7 +388,21 @@ class AuditTrail:
                 log.exception("audit archive: batch failed; %d record(s) wait", self.pending())
 
     def close(self) -> None:
+        """No batch is begun after this (one being written is finished): a replica that stopped
+        leading must not write beside the next leader, which continues the chain."""
+        self._closed = True
         self._marker.shutdown(wait=False, cancel_futures=True)
+
+
+def _after(previous: chain.Link | None, now: datetime) -> datetime:
+    """When a batch is written, for its key: now, unless the batch it follows has a later time in its
+    key (another replica's clock ahead of this one's, within SKEW): then a microsecond after it, so
+    that the keys keep the chain's order. A head further ahead than SKEW is not followed in time
+    (`_chain_head` warns of it), and `kubectl jit audit --verify` shows the order broken."""
+    before = audit.written_at(previous.key) if previous is not None else None
+    if before is not None and now <= before <= now + SKEW:
+        return before + timedelta(microseconds=1)
+    return now
 
 
 def _print(record: audit.Record) -> None:
