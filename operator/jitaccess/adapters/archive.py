@@ -7,7 +7,8 @@ a 409 from a concurrent conditional write) is `ArchiveUnavailable`, and the call
 later: S3 keeps no half-written object, so a retried batch is simply written again.
 
 boto3 sends a CRC32 checksum with every PUT, which is what a bucket with Object Lock requires.
-The key layout is `jitaccess.api.audit.archive_key`.
+The key layout is `jitaccess.api.audit.archive_key`; the chain's metadata written with each batch,
+`jitaccess.domain.chain`.
 """
 
 from __future__ import annotations

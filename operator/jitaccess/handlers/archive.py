@@ -32,6 +32,11 @@ Exactly once by record id, across failures and crashes:
 
 Retention (`schedules`) deletes a finished object only once its status lists all its records.
 
+Each batch names the one written before it, in its S3 metadata (`jitaccess.domain.chain`: what
+`kubectl jit audit --verify` checks). The one writer writes one batch at a time; a process that has
+written none yet (a restart, a new leader) continues from the newest batch in the bucket, and a
+stopped one begins no batch, so that two leaders in turn make one line.
+
 Metrics: each PUT's outcome counts in `jitaccess_audit_archive_writes_total`; the queue's size and
 the age of its oldest record (since it was queued) are read at scrape time (`backlog`, which the
 trail lends the Runtime while it runs with a bucket: `Runtime.audit_backlog`).
