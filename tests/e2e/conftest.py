@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +110,18 @@ def _survivor(
     replicas[leader].stop()
     eventually(lambda: replicas.leaders() == [1 - leader] or None, timeout=10, what="the other replica takes over")
     return replicas[1 - leader]
+
+
+@pytest.fixture
+def archived(jit: Jit, tmp_path: Any) -> Iterator[tuple[Jit, str]]:
+    """The shared system with its operator replaced by one that archives to a fresh bucket (two
+    operators would both act on every request); the shared one comes back afterwards."""
+    bucket = jit.ic.create_bucket(f"audit-{secrets.token_hex(4)}", object_lock=True)
+    jit.operator.stop()
+    try:
+        yield jit, bucket
+    finally:
+        jit.ic.faults.clear()
+        if not jit.operator.running:
+            jit.operator.start()
+        jit.clean()

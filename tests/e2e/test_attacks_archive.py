@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,19 +28,6 @@ PAYMENTS = "prod-eng-payments"
 PREFIX = "audit"
 
 
-@pytest.fixture
-def bucket(system: Jit) -> Iterator[str]:
-    """A fresh bucket, and the shared operator stopped meanwhile (two operators would both act)."""
-    made = system.ic.create_bucket(f"audit-{secrets.token_hex(4)}", object_lock=True)
-    system.operator.stop()
-    try:
-        yield made
-    finally:
-        if not system.operator.running:
-            system.operator.start()
-        system.clean()
-
-
 def batches(system: Jit, bucket: str) -> list[str]:
     listed = system.ic.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/")
     return sorted(item["Key"] for item in listed.get("Contents", []))
@@ -55,7 +40,7 @@ def granted_and_archived(system: Jit, bucket: str, name: str, operator: Any) -> 
     granted = system.wait_reason("accessgrant", name, "Active")
     uid = granted["metadata"]["labels"][names.LABEL_REQUEST]
 
-    def archived() -> bool:
+    def in_archive() -> bool:
         s3 = system.ic.client("s3")
         ids = {
             json.loads(line)["id"]
@@ -65,7 +50,7 @@ def granted_and_archived(system: Jit, bucket: str, name: str, operator: Any) -> 
         }
         return f"{uid}/requested" in ids and f"{granted['metadata']['uid']}/granted" in ids
 
-    eventually(archived, timeout=30, interval=0.3, what=f"{name}'s records archived:\n{operator.tail(20)}")
+    eventually(in_archive, timeout=30, interval=0.3, what=f"{name}'s records archived:\n{operator.tail(20)}")
 
 
 def verify(cli: Cli, location: str) -> tuple[int, list[dict[str, Any]], str]:
@@ -77,7 +62,10 @@ def verify(cli: Cli, location: str) -> tuple[int, list[dict[str, Any]], str]:
 # --- 102. rewriting the audit archive: a batch replaced, one deleted, one slipped in ------------------------
 
 
-def test_102_a_rewritten_archive_shows_every_change(system: Jit, bucket: str, cli: Cli, tmp_path: Any) -> None:
+def test_102_a_rewritten_archive_shows_every_change(
+    system: Jit, archived: tuple[Jit, str], cli: Cli, tmp_path: Any
+) -> None:
+    bucket = archived[1]
     location = f"s3://{bucket}/{PREFIX}"
     cli.env.update(system.ic.env())  # the archive is read with the reader's own AWS credentials
     operator = archiving_operator(system, tmp_path, bucket).start()

@@ -11,11 +11,10 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
@@ -90,21 +89,6 @@ def archiving_operator(jit: Jit, tmp: Any, bucket: str, **env: str) -> OperatorP
     return OperatorProcess(
         jit.cluster.admin_kubeconfig, jit.ic.env(), tmp / f"operator-{time.time_ns()}.log", extra_env=settings
     )
-
-
-@pytest.fixture
-def archived(jit: Jit, tmp_path: Any) -> Iterator[tuple[Jit, str]]:
-    """The shared system with its operator replaced by one that archives to a fresh bucket (two
-    operators would both act on every request); the shared one comes back afterwards."""
-    bucket = jit.ic.create_bucket(f"audit-{secrets.token_hex(4)}", object_lock=True)
-    jit.operator.stop()
-    try:
-        yield jit, bucket
-    finally:
-        jit.ic.faults.clear()
-        if not jit.operator.running:
-            jit.operator.start()
-        jit.clean()
 
 
 def archive_records(jit: Jit, bucket: str) -> list[dict[str, Any]]:

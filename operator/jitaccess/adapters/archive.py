@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from jitaccess.api import audit
+from jitaccess.domain import chain
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class Archive:
             raise ArchiveUnavailable(f"GetObject {key}: {_describe(exc)}") from exc
         except BotoCoreError as exc:
             raise ArchiveUnavailable(f"GetObject {key}: {exc}") from exc
-        return body, {str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()}
+        return body, chain.user_metadata(answer.get("Metadata"))
 
     def latest_key(self) -> str | None:
         """The key of the newest batch (by the write time that begins each key), or None in an

@@ -21,8 +21,10 @@ usual AWS environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...), as fo
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -91,7 +93,7 @@ def stored(location: str, start: datetime, end: datetime) -> tuple[list[chain.St
     batch before the window."""
     bucket, prefix = parse_location(location)
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import ClientError
 
     client = boto3.client("s3")
 
@@ -102,56 +104,58 @@ def stored(location: str, start: datetime, end: datetime) -> tuple[list[chain.St
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
-        return answer["Body"].read(), {str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()}
+        return answer["Body"].read(), chain.user_metadata(answer.get("Metadata"))
 
     def earlier(key: str) -> str | None:
-        try:
+        with _answered(location, bucket):
             found = current(key)
-        except (ClientError, BotoCoreError) as exc:
-            raise Unreachable(f"cannot read {key} from the audit archive {location} ({exc})") from exc
         return chain.link_to(key, *found).sha256 if found is not None else None
 
     keys: list[chain.Stored] = []
-    try:
+    with _answered(location, bucket, refused=": --verify takes s3:ListBucketVersions and s3:GetObject"):
         pages = client.get_paginator("list_object_versions")
-        versions: dict[str, int] = {}
+        versions: Counter[str] = Counter()
         deleted: set[str] = set()
         for folder in day_prefixes(prefix, start, end):
             for page in pages.paginate(Bucket=bucket, Prefix=folder):
-                for item in page.get("Versions", []):
-                    versions[item["Key"]] = versions.get(item["Key"], 0) + 1
+                versions.update(item["Key"] for item in page.get("Versions", []))
                 for item in page.get("DeleteMarkers", []):
-                    versions[item["Key"]] = versions.get(item["Key"], 0) + 1
+                    versions[item["Key"]] += 1
                     if item.get("IsLatest"):
                         deleted.add(item["Key"])
         for key, count in sorted(versions.items()):
             found = None if key in deleted else current(key)
             data, meta = found if found is not None else (None, {})
             keys.append(chain.Stored(key, data, meta, count))
+    return keys, earlier
+
+
+@contextlib.contextmanager
+def _answered(location: str, bucket: str, *, refused: str = "", unreachable: str = "") -> Iterator[None]:
+    """S3's failures while reading the archive, as the plugin's errors (exit codes, a hint each)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(exc)
         if code == "NoSuchBucket":
             raise NotFound(f"the audit archive's bucket {bucket!r} does not exist: check --archive") from exc
-        raise Refused(
-            f"checking the audit archive {location} was refused ({code}: {message}): it takes s3:ListBucketVersions "
-            "and s3:GetObject"
-        ) from exc
+        raise Refused(f"reading the audit archive {location} was refused ({code}: {message}){refused}") from exc
     except BotoCoreError as exc:
         raise Unreachable(
-            f"cannot read the audit archive {location} ({exc}): check your AWS credentials and region"
+            f"cannot read the audit archive {location} ({exc}): check your AWS credentials and region{unreachable}"
         ) from exc
-    return keys, earlier
 
 
 def read(location: str, start: datetime, end: datetime) -> Read:
     """Every record archived in the day folders of the window ending at `end` (now), with its key."""
     bucket, prefix = parse_location(location)
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
 
     found = Read()
-    try:
+    with _answered(location, bucket, unreachable=", or give --archive '' to read the cluster instead"):
         client = boto3.client("s3")
         pages = client.get_paginator("list_objects_v2")
         for folder in day_prefixes(prefix, start, end):
@@ -159,17 +163,6 @@ def read(location: str, start: datetime, end: datetime) -> Read:
                 for item in page.get("Contents", []):
                     body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
                     decode(item["Key"], body, found)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code, message = str(error.get("Code", "")), str(error.get("Message", "")) or str(exc)
-        if code == "NoSuchBucket":
-            raise NotFound(f"the audit archive's bucket {bucket!r} does not exist: check --archive") from exc
-        raise Refused(f"reading the audit archive {location} was refused ({code}: {message})") from exc
-    except BotoCoreError as exc:
-        raise Unreachable(
-            f"cannot read the audit archive {location} ({exc}): check your AWS credentials and region, "
-            "or give --archive '' to read the cluster instead"
-        ) from exc
     return found
 
 

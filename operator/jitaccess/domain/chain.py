@@ -70,6 +70,12 @@ def link_to(key: str, data: bytes, meta: Mapping[str, str]) -> Link:
     return Link(key, digest(f"{key}\n{carried}\n{digest(data)}".encode()))
 
 
+def user_metadata(raw: Mapping[str, str] | None) -> dict[str, str]:
+    """S3 user metadata as boto3 returns it, with names lower-cased (S3 keeps them so; a stand-in
+    or a proxy may not), to read the chain's names from."""
+    return {str(k).lower(): str(v) for k, v in (raw or {}).items()}
+
+
 def metadata(data: bytes, previous: Link | None) -> dict[str, str]:
     """The S3 user metadata of a batch holding `data`, written after `previous` (None: the first)."""
     return {DIGEST: digest(data), PREVIOUS: previous.text() if previous else ""}
@@ -147,7 +153,7 @@ def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> li
             findings.append(Finding(s.key, True, f"names {link.key} as its previous batch, which is not older"))
             continue
         before = here.get(link.key)
-        if before is not None and before.data is not None:
+        if before is not None and before.data is not None:  # `here` holds only keys with bytes
             held: str | None = link_to(before.key, before.data, before.metadata).sha256
         elif link.key >= batches[0].key:
             held = None  # in the window, and not there

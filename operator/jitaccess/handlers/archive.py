@@ -269,29 +269,7 @@ class AuditTrail:
             else:
                 data, metadata = archive.read(key)
                 self._head = chain.link_to(key, data, metadata)
-                ahead = audit.written_at(key)
-                if ahead is not None and ahead > _now() + SKEW:
-                    log.warning(
-                        "audit archive: the newest object, s3://%s/%s, is dated %s, later than this replica's "
-                        "clock allows: check the clocks, and the archive with kubectl jit audit --verify",
-                        archive.bucket,
-                        key,
-                        ahead.isoformat(),
-                    )
-                if metadata.get(chain.DIGEST) == chain.digest(data):
-                    log.info("audit archive: the chain continues from s3://%s/%s", archive.bucket, key)
-                else:
-                    # Written by an older jitaccess (no digest), or by someone else: the chain goes
-                    # on from it all the same (there is nothing better to name), and says so.
-                    log.warning(
-                        "audit archive: the chain continues from s3://%s/%s, the newest object there, which %s: "
-                        "check the archive with kubectl jit audit --verify",
-                        archive.bucket,
-                        key,
-                        "has no jitaccess digest"
-                        if chain.DIGEST not in metadata
-                        else "does not have the digest it carries",
-                    )
+                _say_head(archive, key, data, metadata)
             self._head_found = True
         return self._head
 
@@ -397,6 +375,32 @@ class AuditTrail:
         leading must not write beside the next leader, which continues the chain."""
         self._closed = True
         self._marker.shutdown(wait=False, cancel_futures=True)
+
+
+def _say_head(archive: Archive, key: str, data: bytes, metadata: Mapping[str, str]) -> None:
+    """Which batch a starting writer continues the chain from; a WARNING when it is dated later
+    than clocks allow, or is not a batch as the operator writes them (an older jitaccess's, with
+    no digest, or someone else's): the chain goes on from it all the same, there being nothing
+    better to name."""
+    ahead = audit.written_at(key)
+    if ahead is not None and ahead > _now() + SKEW:
+        log.warning(
+            "audit archive: the newest object, s3://%s/%s, is dated %s, later than this replica's "
+            "clock allows: check the clocks, and the archive with kubectl jit audit --verify",
+            archive.bucket,
+            key,
+            ahead.isoformat(),
+        )
+    if metadata.get(chain.DIGEST) == chain.digest(data):
+        log.info("audit archive: the chain continues from s3://%s/%s", archive.bucket, key)
+        return
+    log.warning(
+        "audit archive: the chain continues from s3://%s/%s, the newest object there, which %s: "
+        "check the archive with kubectl jit audit --verify",
+        archive.bucket,
+        key,
+        "has no jitaccess digest" if chain.DIGEST not in metadata else "does not have the digest it carries",
+    )
 
 
 def _after(previous: chain.Link | None, now: datetime) -> datetime:
