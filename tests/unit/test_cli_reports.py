@@ -35,6 +35,7 @@ from jitaccess.cli.errors import DOUBTFUL, NOT_FOUND, Doubtful, NotFound, UsageE
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import ClusterFlags, Session
+from jitaccess.domain import chain
 
 GOLDEN = Path(__file__).parent / "golden" / "audit"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -556,3 +557,49 @@ def test_an_entitlement_filter_that_names_nothing_suggests_the_close_names() -> 
     assert "did you mean" not in err(audit(entitlement="prod-eng-ledger", output="table"))
     # An Entitlement that exists but has nothing in the window is not a typo.
     assert "No Entitlement" not in err(audit(entitlement="prod-eng-ledger", output="table", since=timedelta(minutes=1)))
+
+
+# --- audit --verify ---------------------------------------------------------------------------------
+
+
+def chained_batches(s3: Any, count: int) -> list[str]:
+    """`count` batches in the window as the operator writes them, each naming the one before."""
+    keys, previous = [], None
+    for n in range(count):
+        body = records_api.encode_lines(all_records()[n : n + 1])
+        key = records_api.archive_key(PREFIX, NOW - timedelta(hours=count - n), f"chain{n}")
+        meta = chain.metadata(body, previous)
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata=meta)
+        previous = chain.link_to(key, body, meta)
+        keys.append(key)
+    return keys
+
+
+def test_verify_needs_an_archive_and_goes_alone() -> None:
+    with pytest.raises(UsageError, match=r"--verify checks the audit archive: give --archive s3://BUCKET/PREFIX"):
+        reports.audit(session(), options(verify=True), now=NOW)
+    for extra in ({"access": True}, {"entitlement": "prod-payments"}, {"user": "bob"}):
+        with pytest.raises(UsageError, match="it goes without --access, --entitlement, --user"):
+            reports.audit(session(), options(verify=True, archive=LOCATION, **extra), now=NOW)
+
+
+def test_verify_passes_an_intact_chain_and_fails_a_replaced_batch(s3: Any) -> None:
+    keys = chained_batches(s3, 3)
+    s = session()
+    assert reports.audit(s, options(verify=True, archive=LOCATION), now=NOW) == 0
+    document = json.loads(out(s))
+    assert document["batches"] == 3 and document["intact"] is True
+    assert [f["problem"] for f in document["findings"]] == [False]
+    assert "each follows the one before it" in err(s)
+    forged = b'{"id": "made-up"}\n'
+    meta = s3.head_object(Bucket=BUCKET, Key=keys[1])["Metadata"]
+    s3.put_object(Bucket=BUCKET, Key=keys[1], Body=forged, Metadata={**meta, chain.DIGEST: chain.digest(forged)})
+    s = session()
+    with pytest.raises(Doubtful, match="1 problem"):
+        reports.audit(s, options(verify=True, archive=LOCATION, output="table"), now=NOW)
+    assert f"{keys[1]}   PROBLEM   changed or replaced since {keys[2]}" in out(s)
+
+
+def test_verify_of_a_missing_bucket_says_so() -> None:
+    with mock_aws(), pytest.raises(NotFound, match="bucket 'audit-archive' does not exist"):
+        reports.audit(session(), options(verify=True, archive=LOCATION), now=NOW)
