@@ -322,3 +322,83 @@ def test_decisions_on_a_request_name_the_owner_team_the_operator_looked_up() -> 
     # A request stored before the operator wrote ownerTeam: absent, never null.
     (_, older) = audit.records_of_request(request(conditions=[cond(names.APPROVED, "True", names.APPROVED)]))
     assert "ownerTeam" not in older
+
+
+def extension(*, annotations: dict[str, str] | None = None, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_EXTENSION,
+        "metadata": {"name": "r1-ext-1", "uid": "u-x1", "creationTimestamp": T0, "annotations": annotations or {}},
+        "spec": {
+            "grant": "r1",
+            "duration": "30m",
+            "reason": "INC-1 the apply runs on",
+            "requester": "bob",
+            "requesterGroups": ["eng"],
+        },
+        "status": status,
+    }
+
+
+def test_an_extension_asked_is_a_record_of_its_requester_with_what_was_asked() -> None:
+    [asked] = audit.records_of(extension())
+    assert asked == {
+        "schema": audit.SCHEMA,
+        "id": "u-x1/extension-requested",
+        "time": T0,
+        "action": "extension-requested",
+        "actor": {"username": "bob", "groups": ["eng"]},
+        "kind": "AccessExtension",
+        "name": "r1-ext-1",
+        "uid": "u-x1",
+        "grant": "r1",
+        "user": {"username": "bob"},
+        "extension": "r1-ext-1",
+        "extendedBy": "30m",
+        "extensionReason": "INC-1 the apply runs on",
+    }
+    # As created: the Entitlement the operator looks up later is not in it, so a record derived
+    # again after that is the same record.
+    taken_up = extension(entitlement="prod-payments", conditions=[cond("Ready", "False", "Pending")])
+    assert audit.records_of(taken_up) == [asked]
+
+
+def test_a_denied_extension_names_the_denier_their_groups_and_why() -> None:
+    denied = extension(
+        annotations={names.ANNOTATION_DENIED_BY_GROUPS: "leads,payments"},
+        entitlement="prod-payments",
+        deniedBy="paula",
+        decisionReason="not during the freeze",
+        conditions=[
+            cond("Denied", "True", "Denied", "2026-11-23T12:03:00Z", "denied by paula"),
+            cond("Ready", "False", "Denied", "2026-11-23T12:03:00Z", "denied by paula"),
+        ],
+    )
+    found = by_action(audit.records_of(denied))
+    assert set(found) == {"extension-requested", "extension-denied"}
+    record = found["extension-denied"]
+    assert record["id"] == "u-x1/extension-denied" and record["time"] == "2026-11-23T12:03:00Z"
+    assert record["actor"] == {"username": "paula", "groups": ["leads", "payments"]}
+    assert record["decisionReason"] == "not during the freeze" and record["entitlement"] == "prod-payments"
+    assert record["grant"] == "r1" and record["extendedBy"] == "30m" and record["user"] == {"username": "bob"}
+
+
+def test_an_extension_that_moved_nothing_says_why_and_one_applied_is_the_grants_record() -> None:
+    failed = extension(conditions=[cond("Ready", "False", "Failed", "2026-11-23T12:30:00Z",
+                                        "AccessGrant r1 is Expired, not Active: nothing was extended")])  # fmt: skip
+    record = by_action(audit.records_of(failed))["extension-failed"]
+    assert record["actor"] == {"username": audit.OPERATOR} and record["time"] == "2026-11-23T12:30:00Z"
+    assert "nothing was extended" in record["message"]
+    applied = extension(conditions=[cond("Approved", "True", "AutoApproved"), cond("Ready", "True", "Extended")])
+    assert [r["action"] for r in audit.records_of(applied)] == ["extension-requested"]
+
+
+def test_an_extension_deleted_while_it_waited_ends_withdrawn_and_a_finished_one_does_not() -> None:
+    waiting = extension(conditions=[cond("Ready", "False", "Pending")])
+    waiting["metadata"]["deletionTimestamp"] = "2026-11-23T12:09:00Z"
+    [_, last] = audit.records_of(waiting)
+    assert last["action"] == "extension-withdrawn" and last["time"] == "2026-11-23T12:09:00Z" and "actor" not in last
+    assert last["id"] == "u-x1/extension-withdrawn"
+    denied = extension(conditions=[cond("Denied", "True", "Denied"), cond("Ready", "False", "Denied")])
+    denied["metadata"]["deletionTimestamp"] = "2026-11-23T12:09:00Z"
+    assert [r["action"] for r in audit.records_of(denied)] == ["extension-requested", "extension-denied"]

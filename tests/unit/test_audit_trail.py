@@ -138,6 +138,29 @@ def test_records_go_out_once_and_are_marked_in_status(trail: AuditTrail, bucket:
     assert audit.unarchived(stored) == []
 
 
+def test_an_extensions_records_are_archived_and_marked_on_the_extension(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    denied = {
+        "kind": names.ACCESS_EXTENSION,
+        "metadata": {"name": "r1-ext-1", "uid": "x1", "creationTimestamp": "2026-11-23T12:00:00Z"},
+        "spec": {"grant": "r1", "duration": "30m", "reason": "INC-1 more", "requester": "bob"},
+        "status": {
+            "deniedBy": "paula",
+            "conditions": [
+                {"type": "Denied", "status": "True", "reason": "Denied", "lastTransitionTime": "2026-11-23T12:01:00Z"},
+                {"type": "Ready", "status": "False", "reason": "Denied", "lastTransitionTime": "2026-11-23T12:01:00Z"},
+            ],
+        },
+    }
+    offered = trail.offer(names.EXTENSIONS, cluster.add(names.EXTENSIONS, denied))
+    assert [r["id"] for r in offered] == ["x1/extension-requested", "x1/extension-denied"]
+    assert trail.flush() == 2 and bucket.ids() == ["x1/extension-requested", "x1/extension-denied"]
+    stored = cluster.objects[(names.EXTENSIONS, "r1-ext-1")]
+    assert stored["status"]["archivedRecords"] == ["extension-denied", "extension-requested"]
+    assert audit.unarchived(stored) == []
+
+
 def test_batches_hold_at_most_batch_records(bucket: Bucket, cluster: Cluster) -> None:
     trail = trail_over(bucket, cluster, batch_records=3)
     for n in range(4):
@@ -367,3 +390,44 @@ def test_a_batch_is_dated_after_the_one_it_follows_when_another_replicas_clock_i
     far = chain.Link(audit.archive_key(PREFIX, now + timedelta(hours=1), "x"), "0" * 64)
     assert trail_module._after(far, now) == now
     assert trail_module._after(None, now) == now
+
+
+class Retained:
+    """What retention reads of the cluster: objects by kind and name, extensions selected by grant
+    (a server without selectable fields answers with all of them)."""
+
+    def __init__(self, *objects: tuple[str, dict[str, Any]]) -> None:
+        self.objects = {(plural, obj["metadata"]["name"]): obj for plural, obj in objects}
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((plural, name))
+
+    def list(self, plural: str, label_selector: str = "", *, fields: Any = None) -> list[dict[str, Any]]:
+        return [obj for (kind, _), obj in self.objects.items() if kind == plural]
+
+
+def test_retention_waits_for_the_records_of_a_grants_extensions(cluster: Cluster) -> None:
+    from types import SimpleNamespace
+
+    from jitaccess.handlers import schedules
+    from jitaccess.handlers.indexes import Ended
+
+    def of(kind: str, name: str, uid: str, spec: dict[str, Any], **status: Any) -> dict[str, Any]:
+        return {"kind": kind, "metadata": {"name": name, "uid": uid, "creationTimestamp": "2026-11-23T12:00:00Z"},
+                "spec": spec, "status": status}  # fmt: skip
+
+    asked = {"grant": "g1", "duration": "10m", "reason": "INC-1", "requester": "bob"}
+    mine = of(names.ACCESS_EXTENSION, "g1-ext-1", "x1", asked, archivedRecords=["extension-requested"])
+    # Another grant's extension, not archived: it holds nothing of g1's back.
+    others = of(names.ACCESS_EXTENSION, "g2-ext-1", "x2", {**asked, "grant": "g2"})
+    requested = of(names.ACCESS_REQUEST, "g1", "r1", {"entitlement": "e", "reason": "INC-1", "requester": "bob"})
+    requested["status"]["archivedRecords"] = [audit.action_key(r["id"]) for r in audit.records_of(requested)]
+    grant = of(names.ACCESS_GRANT, "g1", "g1", {"request": "g1"})
+    kube = Retained((names.GRANTS, grant), (names.REQUESTS, requested), (names.EXTENSIONS, mine),
+                    (names.EXTENSIONS, others))  # fmt: skip
+    rt = cast(Any, SimpleNamespace(kube=kube))
+    entry = Ended(names.GRANTS, "g1", "g1", datetime(2026, 11, 23, tzinfo=UTC))
+    assert audit.unarchived(others) and not audit.unarchived(grant)
+    assert schedules._archived(rt, entry)
+    mine["status"]["archivedRecords"] = []
+    assert not schedules._archived(rt, entry), "its extension's record is not archived yet"

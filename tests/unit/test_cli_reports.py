@@ -519,7 +519,7 @@ def test_main_runs_audit_and_review_and_refuses_bad_flags(monkeypatch: pytest.Mo
     stdout, stderr = io.StringIO(), io.StringIO()
     assert main.run(["audit", "--since", "3650d", "-o", "csv", "--user", "lena"], io.StringIO(), stdout, stderr) == 0
     assert stdout.getvalue().count("\n") == 5  # the header, and lena's requested, approved, granted, extended
-    assert fake.listed == [names.REQUESTS, names.GRANTS, names.ENTITLEMENTS]
+    assert fake.listed == [names.REQUESTS, names.GRANTS, names.EXTENSIONS, names.ENTITLEMENTS]
     stdout = io.StringIO()
     assert main.run(["review", "prod-eng-ledger", "--days", "3650"], io.StringIO(), stdout, stderr) == 0
     assert "Never used (candidates for removal): bob@example.com, carol@example.com" in stdout.getvalue()

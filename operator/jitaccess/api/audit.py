@@ -50,6 +50,12 @@ LAPSED = "lapsed"
 DRIFT_REMOVED = "drift-removed"
 # A request deleted while it waited for a decision or for its start: it ends without a grant.
 WITHDRAWN = "withdrawn"
+# An AccessExtension's own life (one applied is the grant's `extended` record): asked, and how it
+# ended when it moved nothing.
+EXTENSION_REQUESTED = "extension-requested"
+EXTENSION_DENIED = "extension-denied"
+EXTENSION_FAILED = "extension-failed"
+EXTENSION_WITHDRAWN = "extension-withdrawn"
 ACTIONS = (
     REQUESTED,
     ESCALATED,
@@ -61,12 +67,16 @@ ACTIONS = (
     INVALID,
     FAILED,
     GRANTED,
+    EXTENSION_REQUESTED,
     EXTENDED,
     REVOKED,
     EXPIRED,
     LAPSED,
     DRIFT_REMOVED,
     WITHDRAWN,
+    EXTENSION_DENIED,
+    EXTENSION_FAILED,
+    EXTENSION_WITHDRAWN,
 )
 
 # A request that ended without a grant: its `Ready` reason -> the action.
@@ -406,13 +416,84 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
     return records
 
 
+def records_of_extension(extension: wire.Obj) -> list[Record]:
+    """The records of an AccessExtension as stored: `extension-requested`, then, when it moved
+    nothing, how it ended: `extension-denied` (who, and why), `extension-failed` (the operator's
+    message says why), or `extension-withdrawn` (deleted while it waited). One that was applied has
+    no ending of its own: its grant's `extended/<n>` record says who approved it and the new end."""
+    spec, status = wire.spec(extension), wire.status(extension)
+    annotations = wire.annotations_of(extension)
+    requester = str(spec.get("requester") or "")
+    asked = {
+        "grant": spec.get("grant"),
+        "user": _drop_empty({"username": requester}),
+        "extension": wire.name_of(extension),
+        "extendedBy": spec.get("duration"),
+        "extensionReason": spec.get("reason"),
+    }
+    # The grant's Entitlement is the operator's to look up once it takes the extension up: the
+    # records of its endings name it, `extension-requested` (the extension as created) cannot.
+    common = {**asked, "entitlement": status.get("entitlement")}
+    records = [
+        _base(
+            extension,
+            EXTENSION_REQUESTED,
+            rfc3339(wire.metadata(extension).get("creationTimestamp")),
+            _actor(requester, spec.get("requesterGroups") or []) if requester else {},
+            **asked,
+        )
+    ]
+    reason = wire.ready_reason(extension) or names.PENDING
+    if reason == names.DENIED or wire.is_true(extension, names.DENIED):
+        who = str(status.get("deniedBy") or annotations.get(names.ANNOTATION_DENIED_BY) or "")
+        records.append(
+            _base(
+                extension,
+                EXTENSION_DENIED,
+                _when(extension, names.DENIED) or _when(extension, names.READY),
+                _actor(who, annotations.get(names.ANNOTATION_DENIED_BY_GROUPS, "")),
+                **common,
+                decisionReason=status.get("decisionReason"),
+                message=_message(extension, names.READY),
+            )
+        )
+    elif reason == names.FAILED:
+        records.append(
+            _base(
+                extension,
+                EXTENSION_FAILED,
+                _when(extension, names.READY),
+                _operator(),
+                **common,
+                message=_message(extension, names.READY),
+            )
+        )
+    deleted = rfc3339(wire.metadata(extension).get("deletionTimestamp"))
+    if deleted and reason not in names.EXTENSION_FINISHED:
+        # Who deleted it is not in the object: the webhook's audit line (AdmissionDeleted) names them.
+        records.append(
+            _base(
+                extension,
+                EXTENSION_WITHDRAWN,
+                deleted,
+                {},
+                **common,
+                message="deleted while it waited for a decision: nothing was extended",
+            )
+        )
+    return records
+
+
 def records_of(obj: wire.Obj) -> list[Record]:
-    """The records of an AccessRequest, an AccessGrant or an Entitlement; none of any other kind."""
+    """The records of an AccessRequest, an AccessGrant, an AccessExtension or an Entitlement; none
+    of any other kind."""
     kind = obj.get("kind")
     if kind == names.ACCESS_REQUEST:
         return records_of_request(obj)
     if kind == names.ACCESS_GRANT:
         return records_of_grant(obj)
+    if kind == names.ACCESS_EXTENSION:
+        return records_of_extension(obj)
     if kind == names.ENTITLEMENT:
         return records_of_entitlement(obj)
     return []

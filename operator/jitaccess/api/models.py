@@ -577,6 +577,11 @@ class AccessExtensionStatus(Model):
     previous_expiration_time: datetime | None = Field(default=None, description="The grant's end before")
     expiration_time: datetime | None = Field(default=None, description="The grant's end once extended")
     conditions: list[Condition] = Field(default_factory=list)
+    archived_records: list[str] | None = Field(
+        default=None,
+        description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
+        "operator only, and its grant's retention waits for all of them",
+    )
     notifications: Notified | None = Field(default=None, description=_NOTIFIED)
 
 

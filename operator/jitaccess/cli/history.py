@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from jitaccess.api import names
-from jitaccess.api.audit import ACTIONS, records_of_entitlement, records_of_grant, records_of_request
+from jitaccess.api.audit import (
+    ACTIONS,
+    records_of_entitlement,
+    records_of_extension,
+    records_of_grant,
+    records_of_request,
+)
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import Doubtful
 from jitaccess.cli.parser import ARCHIVE_ENV
@@ -133,6 +139,7 @@ def load(session: Session, archive: str, start: datetime, end: datetime) -> Hist
         api = session.api
         derived = [r for q in o.list_all(api, names.REQUESTS)[0] for r in records_of_request(q)]
         derived += [r for g in o.list_all(api, names.GRANTS)[0] for r in records_of_grant(g)]
+        derived += [r for x in o.list_all(api, names.EXTENSIONS)[0] for r in records_of_extension(x)]
         derived += [r for e in o.list_all(api, names.ENTITLEMENTS)[0] for r in records_of_entitlement(e)]
         source, found = CLUSTER, [(CLUSTER, r) for r in derived]
     records, conflicts = unique(found)

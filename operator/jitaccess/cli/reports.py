@@ -280,6 +280,9 @@ def _detail(record: Record) -> str:
     if action == "extended":
         because = f": {record['extensionReason']}" if record.get("extensionReason") else ""
         return f"+{record.get('extendedBy') or '?'}, until {record.get('endTime') or '?'}{because}"
+    if action == "extension-requested":
+        because = f": {record['extensionReason']}" if record.get("extensionReason") else ""
+        return f"+{record.get('extendedBy') or '?'} on {record.get('grant') or '?'}{because}"
     fields = ("reason", "message") if action == "requested" else _DECISION_FIELDS
     return next((str(record[f]) for f in fields if record.get(f)), "")
 

@@ -1,7 +1,7 @@
 """The audit trail: every decision's record to stdout at once, and to the S3 archive in batches.
 
 Records are derived from the objects as stored (`jitaccess.api.audit`), on every watch event of
-AccessRequests, AccessGrants and Entitlements, the listing at start-up included. What an object's
+AccessRequests, AccessGrants, AccessExtensions and Entitlements, the listing at start-up included. What an object's
 `status.archivedRecords` does not list yet is pending: written at once as one JSON log line to the
 `jitaccess.audit` logger (stdout, for log shippers; at least once: again after a restart, until
 archived), and queued for the archive. Nothing is kept on disk: the cluster holds the state the
@@ -542,16 +542,25 @@ async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _offer_unfinalized(memo, names.REQUESTS, type, body)
+
+
+async def audit_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _offer_unfinalized(memo, names.EXTENSIONS, type, body)
+
+
+def _offer_unfinalized(memo: kopf.Memo, plural: str, type: str | None, body: kopf.Body) -> None:
+    """Requests and extensions have no finalizer: one goes at once, and its last state does not say
+    when. The moment the watch saw it go dates the deletion (`withdrawn`, `extension-withdrawn`,
+    when it still waited)."""
     trail = trail_of(memo)
     if trail is not None:
         obj = dict(body)
         if type == "DELETED" and not wire.metadata(obj).get("deletionTimestamp"):
-            # A request has no finalizer: it goes at once, and its last state does not say when.
-            # The moment the watch saw it go dates the deletion (`withdrawn`, if it still waited).
             obj["metadata"] = {**wire.metadata(obj), "deletionTimestamp": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
-        trail.offer(names.REQUESTS, obj)
+        trail.offer(plural, obj)
         if type == "DELETED":
-            trail.forget(names.REQUESTS, obj)
+            trail.forget(plural, obj)
 
 
 async def audit_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

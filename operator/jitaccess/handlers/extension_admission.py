@@ -40,7 +40,15 @@ from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
 from jitaccess.domain.durations import parse_duration
 from jitaccess.domain.teams import Caller, is_member
 from jitaccess.errors import InvalidInput
-from jitaccess.handlers.admission import WRITES, _context, _enforce, _entitlement_and_team, paced, responders
+from jitaccess.handlers.admission import (
+    WRITES,
+    _context,
+    _deleted,
+    _enforce,
+    _entitlement_and_team,
+    paced,
+    responders,
+)
 from jitaccess.handlers.common import NO_INDEX, Index
 
 
@@ -176,3 +184,6 @@ async def check_extension(
     responder too); a deletion by its requester while it waits, or by an approver."""
     verdict, caller = await _review(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun)
     _enforce(verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
+    if operation == "DELETE" and old is not None and not dryrun and not _context(memo)[1].includes(caller):
+        # Who withdrew it: the `extension-withdrawn` record cannot say (the object goes), this line does.
+        _deleted(names.ACCESS_EXTENSION, old, str(wire.spec(old).get("requester") or "?"), caller)

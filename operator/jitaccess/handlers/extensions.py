@@ -7,7 +7,8 @@
   time from the watch (`expiry.schedule_expiry`), and re-reads a grant before ending it, so a
   grant extended while its expiry was being taken up is not ended early.
 - A grant that ends while extensions of it wait fails them ("it ended as usual"); a grant that is
-  deleted (retention, or an approver) takes its extensions with it. Which extensions belong to
+  deleted (retention, or an approver) takes its extensions with it, with an audit archive once
+  their own records are in it (an extension left behind goes on the event of its records' mark). Which extensions belong to
   which grant is kept in an index in the memo, fed by the watch of extensions.
 
 A crash between the grant's write and the extension's leaves a grant that lists the extension:
@@ -22,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from jitaccess.api import names, wire
+from jitaccess.api import audit, names, wire
 from jitaccess.api.models import (
     AccessExtension,
     AccessExtensionStatus,
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 EXT = (names.GROUP, names.VERSION, names.EXTENSIONS)
 #: The memo key of the index: by grant, its extensions as (name, whether it still waits).
 _BY_GRANT = "extensions_by_grant"
+#: The memo key of the extensions left behind by their grant until archived (`_left_behind`).
+_LEFT = "extensions_left_behind"
 
 
 def _index(memo: Any) -> ObjectIndex:
@@ -57,14 +60,23 @@ def _index(memo: Any) -> ObjectIndex:
 async def extensions_index(memo: kopf.Memo, **_: Any) -> None:
     # Set on the operator's memo before any watch: every object's memo (a shallow copy) shares it.
     memo[_BY_GRANT] = ObjectIndex()
+    memo[_LEFT] = set()
 
 
-@kopf.on.event(*EXT)
 async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     grant = str(body.spec.get("grant") or "")
     waits = wire.ready_reason(body) not in names.EXTENSION_FINISHED
     name = body.metadata.name
     _index(memo).observe(name, None if type == "DELETED" or not grant else (grant, (name, waits)))
+    left = _left_behind(memo)
+    if name not in left:
+        return
+    if type == "DELETED":
+        left.discard(name)
+    elif not audit.unarchived(body):
+        # Its grant has gone; its own records are in the archive now (this is their mark's event).
+        left.discard(name)
+        await runtime_of(memo).run_blocking(runtime_of(memo).kube.delete, names.EXTENSIONS, name)
 
 
 async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -78,13 +90,36 @@ async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
     mine = [str(ext) for ext, waits in index.get(name, ()) if gone or waits]
     if mine:
         rt = runtime_of(memo)
-        await rt.run_blocking(_after_grant, rt, name, mine, gone)
+        await rt.run_blocking(_after_grant, rt, memo, name, mine, gone)
 
 
-def _after_grant(rt: Runtime, grant: str, extensions: list[str], gone: bool) -> None:
+def _left_behind(memo: Any) -> set[str]:
+    """Extensions whose grant has gone while their audit records were not archived yet: each goes
+    once they are (`observe_extension`, on their mark's event; after a restart, `reconcile`)."""
+    found = memo.get(_LEFT) if hasattr(memo, "get") else None
+    return found if isinstance(found, set) else set()
+
+
+def _may_go(rt: Runtime, body: Mapping[str, Any]) -> bool:
+    """Whether an extension whose grant has gone may go too: with an audit archive, only once its
+    records are in it (evidence leaves the cluster only once archived, as a grant does)."""
+    return not rt.settings.audit_bucket or not audit.unarchived(body)
+
+
+def _follow_gone_grant(rt: Runtime, memo: Any, name: str, body: Mapping[str, Any] | None) -> None:
+    if body is None:
+        return
+    if _may_go(rt, body):
+        rt.kube.delete(names.EXTENSIONS, name)
+    else:
+        _left_behind(memo).add(name)
+        log.info("AccessExtension %s: its grant has gone; it stays until its audit records are archived", name)
+
+
+def _after_grant(rt: Runtime, memo: Any, grant: str, extensions: list[str], gone: bool) -> None:
     for name in extensions:
         if gone:
-            rt.kube.delete(names.EXTENSIONS, name)
+            _follow_gone_grant(rt, memo, name, rt.kube.get(names.EXTENSIONS, name))
         else:
             body = rt.kube.get(names.EXTENSIONS, name)
             if body is not None:
@@ -98,10 +133,10 @@ async def reconcile_extension(
     *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
 ) -> None:
     rt = runtime_of(memo)
-    await rt.run_blocking(reconcile, rt, body, teams, entitlements)
+    await rt.run_blocking(reconcile, rt, body, teams, entitlements, memo)
 
 
-def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: Index) -> None:
+def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: Index, memo: Any = None) -> None:
     try:
         extension = parse(AccessExtension, body)
     except InvalidInput as exc:
@@ -111,7 +146,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
     if cond.ready_reason(extension.status.conditions) in names.EXTENSION_FINISHED:
         if raw is None:
             # Its grant went while the operator was not watching: it goes the same way.
-            rt.kube.delete(names.EXTENSIONS, extension.metadata.name)
+            _follow_gone_grant(rt, memo, extension.metadata.name, body)
         return
     grant = AccessGrant.model_validate(raw) if raw is not None else None
     entitlement, team = _lookup(rt, grant, teams, entitlements)

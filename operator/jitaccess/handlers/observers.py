@@ -1,4 +1,4 @@
-"""The controller's watch of requests and grants: one kopf handler per kind, which hands every
+"""The controller's watch of requests, grants and extensions: one kopf handler per kind, which hands every
 watch event to each of the modules' observers in turn.
 
 An observer keeps something in memory current (the laggards `following` repairs, the scheduled
@@ -46,6 +46,10 @@ GRANT_OBSERVERS: tuple[Observer, ...] = (
     following.watch_grant,
     notifications.notify_grant,
 )
+EXTENSION_OBSERVERS: tuple[Observer, ...] = (
+    archive.audit_extension,
+    extensions.observe_extension,
+)
 
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -68,3 +72,8 @@ async def on_request_event(*, logger: Logger, **kwargs: Any) -> None:
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
 async def on_grant_event(*, logger: Logger, **kwargs: Any) -> None:
     await hand_to(GRANT_OBSERVERS, logger, **kwargs)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.EXTENSIONS)
+async def on_extension_event(*, logger: Logger, **kwargs: Any) -> None:
+    await hand_to(EXTENSION_OBSERVERS, logger, **kwargs)

@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from jitaccess.api import audit, names
+from jitaccess.api import audit, names, wire
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput
@@ -117,9 +117,13 @@ def _retire(rt: Runtime, due: list[Ended]) -> None:
 
 
 def _archived(rt: Runtime, entry: Ended) -> bool:
-    """Whether every audit record of the object (and of a grant's request) is in the archive, as
-    their status lists them (`handlers.archive`): evidence leaves the cluster only once archived."""
+    """Whether every audit record of the object (and of a grant's request and extensions) is in
+    the archive, as their status lists them (`handlers.archive`): evidence leaves the cluster only
+    once archived."""
     objects = [rt.kube.get(entry.plural, entry.name)]
     if entry.plural == names.GRANTS and entry.request:
         objects.append(rt.kube.get(names.REQUESTS, entry.request))
+    if entry.plural == names.GRANTS:
+        listed = rt.kube.list(names.EXTENSIONS, fields={"spec.grant": entry.name})
+        objects.extend(e for e in listed if wire.spec(e).get("grant") == entry.name)
     return not any(audit.unarchived(obj) for obj in objects if obj is not None)
