@@ -1,16 +1,23 @@
-"""Attack 102 of docs/security.md: rewriting the audit archive. Whoever can write the bucket (an
+"""Attacks 102 and 103 of docs/security.md. 102: rewriting the audit archive. Whoever can write the bucket (an
 administrator of the AWS account, a leaked key with s3:PutObject) replaces a batch with one of their
 own (its digest recomputed to match), deletes another, and slips a made-up batch in: the operator
 writes each batch naming the one before it, and `kubectl jit audit --verify` shows every change.
 Against the real operator (two processes one after the other: a restart continues the chain) and
 the emulator's S3, in a bucket with Object Lock but no default retention, so nothing stops the
 writes themselves.
+
+Attack 103: no trace of an extension. An extension asked and denied, or withdrawn, had no record
+of its own, and went with its grant: an approver who deleted the grant (or retention) took the
+only evidence along. Now each is archived, and an extension leaves with its grant only once its
+records are in the bucket.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -18,13 +25,13 @@ import pytest
 from jitaccess.api import audit, names
 from jitaccess.domain import chain
 from tests.e2e.cli_run import Cli
-from tests.e2e.test_attacks import ALICE, PAULA
-from tests.e2e.test_audit_archive import archiving_operator
+from tests.e2e.test_attacks import ALICE, LENA, PAULA
+from tests.e2e.test_audit_archive import archive_records, archiving_operator
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
-PAYMENTS = "prod-eng-payments"
+PAYMENTS, LEDGER = "prod-eng-payments", "prod-eng-ledger"
 PREFIX = "audit"
 
 
@@ -130,3 +137,81 @@ def test_102_a_rewritten_archive_shows_every_change(
     # The table says the same to a person.
     table = cli.run("audit", "--verify", "--since", "1d", "--archive", location, user=PAULA)
     assert table.code == 6 and f"{deleted}   PROBLEM   deleted" in table.out, table
+
+
+# --- 103. no trace of an extension: its grant deleted while the archive is unreachable ---------------
+
+
+def extend(jit: Jit, name: str, grant: str, user: str) -> None:
+    manifest = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_EXTENSION,
+        "metadata": {"name": name},
+        "spec": {"grant": grant, "duration": "10s", "reason": "INC-7 the apply runs on"},
+    }
+    jit.apply(manifest, user=user, verb="create")
+
+
+def test_103_an_extension_denied_or_withdrawn_leaves_its_records_whatever_becomes_of_its_grant(
+    archived: tuple[Jit, str], tmp_path: Any
+) -> None:
+    """An extension asked and denied, one withdrawn, one applied: each is its own evidence (who
+    asked, who denied, who withdrew), archived exactly once. An approver deletes the grant while S3
+    refuses every write: its extensions stay until their records are in the bucket."""
+    jit, bucket = archived
+    operator = archiving_operator(jit, tmp_path, bucket).start()
+    grant = "audit-ext"
+    kept = ("audit-ext-denied", "audit-ext-applied")
+    try:
+        jit.request(grant, LEDGER, duration="1h", user=ALICE)
+        jit.wait_reason("accessrequest", grant, "Pending")
+        jit.kubectl("annotate", "accessrequest", grant, "jitaccess.dev/approved=true", user=LENA)
+        jit.wait_reason("accessgrant", grant, names.ACTIVE)
+        jit.ic.faults.flaky("PutObject", 1.0)
+        extend(jit, "audit-ext-denied", grant, ALICE)
+        jit.wait_reason("accessextension", "audit-ext-denied", "Pending")
+        deny = ("jitaccess.dev/denied=true", "jitaccess.dev/decision-reason=finish tomorrow")
+        jit.kubectl("annotate", "accessextension", "audit-ext-denied", *deny, user=LENA)
+        jit.wait_reason("accessextension", "audit-ext-denied", names.DENIED)
+        extend(jit, "audit-ext-withdrawn", grant, ALICE)
+        withdrawn_uid = jit.wait_reason("accessextension", "audit-ext-withdrawn", "Pending")["metadata"]["uid"]
+        jit.kubectl("delete", "accessextension", "audit-ext-withdrawn", user=ALICE)
+        extend(jit, "audit-ext-applied", grant, ALICE)
+        jit.kubectl("annotate", "accessextension", "audit-ext-applied", "jitaccess.dev/approved=true", user=LENA)
+        jit.wait_reason("accessextension", "audit-ext-applied", names.EXTENDED)
+        jit.kubectl("delete", "accessgrant", grant, "--wait=false", user=LENA)
+        eventually(lambda: jit.get("accessgrant", grant) is None or None, timeout=30, what="the grant deleted")
+        time.sleep(6)  # six batches' time, every PUT refused
+        for name in kept:
+            assert jit.get("accessextension", name) is not None, f"{name} left before its records were archived"
+        jit.ic.faults.clear()
+        eventually(
+            lambda: all(jit.get("accessextension", name) is None for name in kept) or None,
+            timeout=30,
+            interval=0.5,
+            what=f"gone with their grant once archived:\n{operator.tail(20)}",
+        )
+    finally:
+        operator.stop()
+    records = archive_records(jit, bucket)
+    assert all(n == 1 for n in Counter(r["id"] for r in records).values()), "each record once"
+    of_extensions = {(r["extension"], r["action"]): r for r in records if r.get("kind") == names.ACCESS_EXTENSION}
+    assert sorted(of_extensions) == [
+        ("audit-ext-applied", "extension-requested"),
+        ("audit-ext-denied", "extension-denied"),
+        ("audit-ext-denied", "extension-requested"),
+        ("audit-ext-withdrawn", "extension-requested"),
+        ("audit-ext-withdrawn", "extension-withdrawn"),
+    ]
+    asked = of_extensions[("audit-ext-denied", "extension-requested")]
+    assert asked["actor"]["username"] == ALICE and asked["grant"] == grant and asked["extendedBy"] == "10s"
+    denied = of_extensions[("audit-ext-denied", "extension-denied")]
+    assert denied["actor"]["username"] == LENA and denied["decisionReason"] == "finish tomorrow"
+    assert denied["entitlement"] == LEDGER
+    assert of_extensions[("audit-ext-withdrawn", "extension-withdrawn")]["id"] == f"{withdrawn_uid}/extension-withdrawn"
+    # The one applied is the grant's own record, with its approver.
+    [extended] = [r for r in records if r["action"] == "extended"]
+    assert extended["extension"] == "audit-ext-applied" and extended["actor"]["username"] == LENA
+    # Who withdrew one: the webhook's audit line (AdmissionDeleted), which the docs point to.
+    said = f"AccessExtension audit-ext-withdrawn ({ALICE}, Pending) deleted by {ALICE}"
+    assert said in operator.log_file.read_text(), operator.tail(40)

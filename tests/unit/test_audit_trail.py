@@ -32,6 +32,7 @@ class Bucket:
         self.objects: dict[str, bytes] = {}
         self.metadata: dict[str, dict[str, str]] = {}
         self.fail_next: list[str] = []  # "before" (nothing written) or "after" (written, then an error)
+        self.reads: list[str] = []  # the keys read back (`get`), in order
 
     def put_new(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> bool:
         failure = self.fail_next.pop(0) if self.fail_next else ""
@@ -49,6 +50,7 @@ class Bucket:
         return sorted(k for k in self.objects if since <= (audit.written_at(k) or since) <= until)
 
     def get(self, key: str) -> bytes:
+        self.reads.append(key)
         return self.objects[key]
 
     def read(self, key: str) -> tuple[bytes, dict[str, str]]:
@@ -431,3 +433,29 @@ def test_retention_waits_for_the_records_of_a_grants_extensions(cluster: Cluster
     assert schedules._archived(rt, entry)
     mine["status"]["archivedRecords"] = []
     assert not schedules._archived(rt, entry), "its extension's record is not archived yet"
+
+
+def test_records_from_months_ago_read_the_archive_back_once_not_once_per_batch(
+    bucket: Bucket, cluster: Cluster
+) -> None:
+    """An upgrade that archives a kind for the first time (AccessExtensions) offers records as old as
+    the retention: the batches written since the oldest are read back once, for all of them."""
+    now = datetime.now(UTC)
+    for days in (40, 30, 20, 10):
+        key = audit.archive_key(PREFIX, now - timedelta(days=days), f"d{days}")
+        bucket.objects[key] = audit.encode_lines([{"schema": audit.SCHEMA, "id": f"old{days}/requested"}])
+    trail = trail_over(bucket, cluster, batch_records=1)
+    try:
+        for n, days in enumerate((35, 25, 15)):
+            old = request(f"r{n}", f"u{n}")
+            old["metadata"]["creationTimestamp"] = (now - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, old))
+        assert trail.flush() == 1 and trail.flush() == 1 and trail.flush() == 1
+        assert sorted(bucket.reads) == sorted(set(bucket.reads)), "no batch read back twice"
+        assert len(bucket.reads) == 3, "those written since the oldest record (less the clock margin)"
+        # Once nothing old waits, the ids of long ago are forgotten again.
+        trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r9", "u9")))
+        trail.flush()
+        assert all(when >= now - timedelta(minutes=11) for when in trail._known.values())
+    finally:
+        trail.close()

@@ -206,8 +206,18 @@ class AuditTrail:
                 self._queued.pop(rid, None)
             self._batch = None
         self._mark(batch.refs)
-        self._forget_before(_now() - REMEMBER)
+        self._forget_before(self._horizon())
         return len(batch.refs)
+
+    def _horizon(self) -> datetime:
+        """Before when written ids may be forgotten: REMEMBER ago, or earlier while records older
+        than that wait. What was read back for them is kept, not read again for each batch (records
+        of months ago, such as those of kinds an upgrade archives for the first time, would
+        otherwise read the archive since then once per batch)."""
+        with self._lock:
+            oldest = min((_parse(record.get("time")) for record, _ in self._pending.values()), default=None)
+        horizon = _now() - REMEMBER
+        return min(horizon, oldest - SKEW) if oldest is not None else horizon
 
     def _take(self) -> Batch | None:
         with self._lock:

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 EXT = (names.GROUP, names.VERSION, names.EXTENSIONS)
 #: The memo key of the index: by grant, its extensions as (name, whether it still waits).
 _BY_GRANT = "extensions_by_grant"
-#: The memo key of the extensions left behind by their grant until archived (`_left_behind`).
+#: The memo key of the extensions left behind by their grant until archived (`left_behind`).
 _LEFT = "extensions_left_behind"
 
 
@@ -68,15 +68,16 @@ async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     waits = wire.ready_reason(body) not in names.EXTENSION_FINISHED
     name = body.metadata.name
     _index(memo).observe(name, None if type == "DELETED" or not grant else (grant, (name, waits)))
-    left = _left_behind(memo)
+    left = left_behind(memo)
     if name not in left:
         return
     if type == "DELETED":
         left.discard(name)
     elif not audit.unarchived(body):
         # Its grant has gone; its own records are in the archive now (this is their mark's event).
-        left.discard(name)
-        await runtime_of(memo).run_blocking(runtime_of(memo).kube.delete, names.EXTENSIONS, name)
+        # It leaves the set on its DELETED event: a failed deletion is tried again (`sweep_left_behind`).
+        rt = runtime_of(memo)
+        await rt.run_blocking(rt.kube.delete, names.EXTENSIONS, name)
 
 
 async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -93,11 +94,31 @@ async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
         await rt.run_blocking(_after_grant, rt, memo, name, mine, gone)
 
 
-def _left_behind(memo: Any) -> set[str]:
+def left_behind(memo: Any) -> set[str]:
     """Extensions whose grant has gone while their audit records were not archived yet: each goes
-    once they are (`observe_extension`, on their mark's event; after a restart, `reconcile`)."""
+    once they are, on their mark's event (`observe_extension`), or at the next retention pass
+    (`sweep_left_behind`). A new leader finds them again as it resumes every extension (`reconcile`)."""
     found = memo.get(_LEFT) if hasattr(memo, "get") else None
     return found if isinstance(found, set) else set()
+
+
+def sweep_left_behind(rt: Runtime, memo: Any) -> None:
+    """Delete the extensions left behind whose records are archived by now (a deletion that failed,
+    or a mark whose event came first); forget those already gone."""
+    left = left_behind(memo)
+    for name in list(left):
+        _go_if_archived(rt, left, name)
+
+
+def _go_if_archived(rt: Runtime, left: set[str], name: str) -> bool:
+    """Read the extension left behind afresh: delete it once it may go. Whether it has gone."""
+    body = rt.kube.get(names.EXTENSIONS, name)
+    if body is not None and not _may_go(rt, body):
+        return False
+    if body is not None:
+        rt.kube.delete(names.EXTENSIONS, name)
+    left.discard(name)
+    return True
 
 
 def _may_go(rt: Runtime, body: Mapping[str, Any]) -> bool:
@@ -107,12 +128,18 @@ def _may_go(rt: Runtime, body: Mapping[str, Any]) -> bool:
 
 
 def _follow_gone_grant(rt: Runtime, memo: Any, name: str, body: Mapping[str, Any] | None) -> None:
+    """An extension whose grant has gone goes too. One still waiting first fails (nothing was
+    extended, and its record says so: it was not withdrawn). With an archive, it stays until its
+    records are in it."""
     if body is None:
         return
-    if _may_go(rt, body):
-        rt.kube.delete(names.EXTENSIONS, name)
-    else:
-        _left_behind(memo).add(name)
+    if wire.ready_reason(body) not in names.EXTENSION_FINISHED:
+        grant = str(wire.spec(body).get("grant") or "")
+        _finish(rt, name, names.FAILED, f"AccessGrant {grant} is gone: nothing was extended")
+    left = left_behind(memo)
+    # Listed before it is read again: the event of its records' mark may come at any moment.
+    left.add(name)
+    if not _go_if_archived(rt, left, name):
         log.info("AccessExtension %s: its grant has gone; it stays until its audit records are archived", name)
 
 
@@ -123,7 +150,7 @@ def _after_grant(rt: Runtime, memo: Any, grant: str, extensions: list[str], gone
         else:
             body = rt.kube.get(names.EXTENSIONS, name)
             if body is not None:
-                reconcile(rt, body, NO_INDEX, NO_INDEX)
+                reconcile(rt, body, NO_INDEX, NO_INDEX, memo)
 
 
 @kopf.on.resume(*EXT)
@@ -136,17 +163,18 @@ async def reconcile_extension(
     await rt.run_blocking(reconcile, rt, body, teams, entitlements, memo)
 
 
-def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: Index, memo: Any = None) -> None:
+def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: Index, memo: Any) -> None:
     try:
         extension = parse(AccessExtension, body)
     except InvalidInput as exc:
         _finish(rt, wire.name_of(body), names.FAILED, f"{exc}; nothing was extended")
         return
     raw = rt.kube.get(names.GRANTS, extension.spec.grant)
+    if raw is None:
+        # Its grant went while the operator was not watching (or right after its admission).
+        _follow_gone_grant(rt, memo, extension.metadata.name, body)
+        return
     if cond.ready_reason(extension.status.conditions) in names.EXTENSION_FINISHED:
-        if raw is None:
-            # Its grant went while the operator was not watching: it goes the same way.
-            _follow_gone_grant(rt, memo, extension.metadata.name, body)
         return
     grant = AccessGrant.model_validate(raw) if raw is not None else None
     entitlement, team = _lookup(rt, grant, teams, entitlements)
@@ -162,11 +190,12 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         rt.settings.limits,
         responder_groups=frozenset(rt.settings.responder_groups),
     )
+    of = grant.spec.entitlement if grant is not None else ""
     if step.step is rules.Step.FAIL:
-        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True)
+        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, entitlement=of)
     elif step.step is rules.Step.DENY:
         message = f"denied by {step.who}" + (f": {step.why}" if step.why else "")
-        _finish(rt, extension.metadata.name, names.DENIED, message, denied_by=step.who, why=step.why)
+        _finish(rt, extension.metadata.name, names.DENIED, message, denied_by=step.who, why=step.why, entitlement=of)
     elif step.step is rules.Step.WAIT:
         _mark_pending(rt, extension, step.message, grant)
     elif step.step is rules.Step.IGNORE:
@@ -333,8 +362,10 @@ def _finish(
     warning: bool = False,
     denied_by: str = "",
     why: str = "",
+    entitlement: str = "",
 ) -> None:
-    """End an extension that moves nothing: Denied or Failed, with the message that says why."""
+    """End an extension that moves nothing: Denied or Failed, with the message that says why (and
+    the grant's Entitlement, for its audit record, when the extension has none yet)."""
 
     def build(current: dict[str, Any]) -> dict[str, Any] | None:
         if wire.ready_reason(current) in names.EXTENSION_FINISHED:
@@ -344,6 +375,8 @@ def _finish(
         generation = wire.metadata(current).get("generation")
         changes = [(names.READY, False, reason, message)]
         fields: dict[str, Any] = {}
+        if entitlement and not status.entitlement:
+            fields["entitlement"] = entitlement
         if denied_by:
             changes.insert(0, (names.DENIED, True, names.DENIED, message))
             fields["deniedBy"] = denied_by

@@ -27,6 +27,7 @@ from jitaccess.api import audit, names, wire
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput
+from jitaccess.handlers import extensions
 from jitaccess.handlers.common import NO_INDEX, Index, first, now
 from jitaccess.handlers.indexes import Ended, Pending
 from jitaccess.handlers.requests import reconcile
@@ -96,6 +97,8 @@ async def retire_finished(*, name: str, memo: kopf.Memo, entitlements: Index = N
     due = [entry for _, entry in looked_after(name, rt.finished, entitlements) if entry.ended <= cutoff]
     if due:
         await rt.run_blocking(_retire, rt, due)
+    if extensions.left_behind(memo):
+        await rt.run_blocking(extensions.sweep_left_behind, rt, memo)
 
 
 def _retire(rt: Runtime, due: list[Ended]) -> None:
@@ -123,7 +126,10 @@ def _archived(rt: Runtime, entry: Ended) -> bool:
     objects = [rt.kube.get(entry.plural, entry.name)]
     if entry.plural == names.GRANTS and entry.request:
         objects.append(rt.kube.get(names.REQUESTS, entry.request))
+    if any(audit.unarchived(obj) for obj in objects if obj is not None):
+        return False
     if entry.plural == names.GRANTS:
+        # Listed only for a grant about to go, which it then takes along.
         listed = rt.kube.list(names.EXTENSIONS, fields={"spec.grant": entry.name})
-        objects.extend(e for e in listed if wire.spec(e).get("grant") == entry.name)
-    return not any(audit.unarchived(obj) for obj in objects if obj is not None)
+        return not any(audit.unarchived(e) for e in listed if wire.spec(e).get("grant") == entry.name)
+    return True
