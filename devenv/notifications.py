@@ -9,13 +9,13 @@ Slack account whose email is its Kubernetes username.
 from __future__ import annotations
 
 import secrets
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 from devenv.controlplane import TEST_USERS
 from devenv.eventsink import EventSinkReceiver
+from devenv.processes import free_port
 from devenv.slack import SlackStandIn, SlackUser
 
 #: The channels of the example workspace (examples/01-teams.yaml names the teams' ones).
@@ -38,13 +38,6 @@ def slack_id_of(username: str) -> str:
 
 def slack_users() -> list[SlackUser]:
     return [SlackUser(id=slack_id_of(u), email=u, name=u.split("@", 1)[0]) for u in TEST_USERS]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class LocalNotifications:

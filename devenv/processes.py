@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -66,19 +67,48 @@ def built_binary(env_var: str, script: Path, error: Callable[[str], Exception]) 
     return path
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on loopback."""
-    # Hold every socket until all are chosen so the kernel never hands out one port twice.
-    sockets: list[socket.socket] = []
+#: Ports this process has handed out: never handed out twice, even once their probe is closed.
+_GIVEN: set[int] = set()
+_GIVEN_LOCK = threading.Lock()
+
+
+def _unassigned_range() -> range | None:
+    """Ports below the kernel's ephemeral range, which it never picks for a bind to port 0 or for
+    an outgoing connection's own end; None when that range is too small to draw from."""
     try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return range(10000, low) if low - 10000 >= 2000 else None
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports on loopback, none handed out before by this process.
+
+    A port the kernel picks for port 0 is free only until someone else binds it: a server that
+    binds port 0 itself, or the next call here once the probe is closed, may be given the same one
+    (a replica's liveness port once came out equal to the replicas' shared webhook port). So the
+    ports are drawn outside the kernel's ephemeral range when it leaves room, probed, and
+    remembered.
+    """
+    pool = _unassigned_range()
+    chosen: list[int] = []
+    with _GIVEN_LOCK:
+        for _ in range(count * 50):
+            if len(chosen) == count:
+                break
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", random.choice(pool) if pool else 0))
+                except OSError:
+                    continue  # taken: draw again
+                port = int(probe.getsockname()[1])
+            if port not in _GIVEN:
+                _GIVEN.add(port)
+                chosen.append(port)
+        if len(chosen) < count:
+            raise OSError(f"no {count} free loopback ports found")
+    return chosen
 
 
 def free_port() -> int:

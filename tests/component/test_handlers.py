@@ -9,7 +9,6 @@ webhooks and real user identities.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.paths import EXAMPLES, REPO
+from devenv.processes import free_port
 from jitaccess.adapters.identitycenter import IdentityCenter
 from tests.support.harness import eventually
 
@@ -128,13 +128,7 @@ def local(control_plane: ControlPlane, monkeypatch_module: pytest.MonkeyPatch) -
         yield system
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-METRICS_PORT = _free_port()
+METRICS_PORT = free_port()
 
 
 def scraped(name: str) -> dict[tuple[tuple[str, str], ...], float]:
