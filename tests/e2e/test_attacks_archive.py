@@ -157,7 +157,8 @@ def test_103_an_extension_denied_or_withdrawn_leaves_its_records_whatever_become
 ) -> None:
     """An extension asked and denied, one withdrawn, one applied: each is its own evidence (who
     asked, who denied, who withdrew), archived exactly once. An approver deletes the grant while S3
-    refuses every write: its extensions stay until their records are in the bucket."""
+    refuses every write: its extensions stay until their records are in the bucket, and so does the
+    withdrawn one (the records finalizer)."""
     jit, bucket = archived
     operator = archiving_operator(jit, tmp_path, bucket).start()
     grant = "audit-ext"
@@ -175,18 +176,30 @@ def test_103_an_extension_denied_or_withdrawn_leaves_its_records_whatever_become
         jit.wait_reason("accessextension", "audit-ext-denied", names.DENIED)
         extend(jit, "audit-ext-withdrawn", grant, ALICE)
         withdrawn_uid = jit.wait_reason("accessextension", "audit-ext-withdrawn", "Pending")["metadata"]["uid"]
-        jit.kubectl("delete", "accessextension", "audit-ext-withdrawn", user=ALICE)
+        # S3 refuses every write: the withdrawn extension stays (held by the records finalizer), and
+        # a `kubectl delete` that waited would wait for S3.
+        jit.kubectl("delete", "accessextension", "audit-ext-withdrawn", "--wait=false", user=ALICE)
         extend(jit, "audit-ext-applied", grant, ALICE)
         jit.kubectl("annotate", "accessextension", "audit-ext-applied", "jitaccess.dev/approved=true", user=LENA)
         jit.wait_reason("accessextension", "audit-ext-applied", names.EXTENDED)
         jit.kubectl("delete", "accessgrant", grant, "--wait=false", user=LENA)
-        eventually(lambda: jit.get("accessgrant", grant) is None or None, timeout=30, what="the grant deleted")
+        # The access ends at once; the grant itself stays until its `revoked` record is archived.
+        jit.wait_reason("accessgrant", grant, names.REVOKED)
+        eventually(lambda: ALICE not in jit.members(LEDGER) or None, timeout=10, what="alice out of the group")
         time.sleep(6)  # six batches' time, every PUT refused
-        for name in kept:
+        for name in (*kept, "audit-ext-withdrawn"):
             assert jit.get("accessextension", name) is not None, f"{name} left before its records were archived"
+        deleting = jit.get("accessgrant", grant)
+        assert deleting is not None and deleting["metadata"].get("deletionTimestamp"), "held until archived"
         jit.ic.faults.clear()
         eventually(
-            lambda: all(jit.get("accessextension", name) is None for name in kept) or None,
+            lambda: (
+                (
+                    all(jit.get("accessextension", name) is None for name in (*kept, "audit-ext-withdrawn"))
+                    and jit.get("accessgrant", grant) is None
+                )
+                or None
+            ),
             timeout=30,
             interval=0.5,
             what=f"gone with their grant once archived:\n{operator.tail(20)}",
@@ -215,3 +228,57 @@ def test_103_an_extension_denied_or_withdrawn_leaves_its_records_whatever_become
     # Who withdrew one: the webhook's audit line (AdmissionDeleted), which the docs point to.
     said = f"AccessExtension audit-ext-withdrawn ({ALICE}, Pending) deleted by {ALICE}"
     assert said in operator.log_file.read_text(), operator.tail(40)
+
+
+# --- 104. a withdrawal with no record: deleted while S3 is down, then the operator killed ------------------
+
+
+def test_104_a_withdrawal_is_archived_even_when_the_operator_dies_before_writing_it(
+    archived: tuple[Jit, str], tmp_path: Any
+) -> None:
+    """The webhook gives a new request the records finalizer: deleted, it stays (its approval
+    refused) until its `withdrawn` record is in the archive, through S3 failing and a SIGKILL of the
+    operator; then it goes, and the record is dated by the API server's deletionTimestamp."""
+    jit, bucket = archived
+    operator = archiving_operator(jit, tmp_path, bucket).start()
+    try:
+        jit.request("audit-held", LEDGER, user=ALICE)
+        held = jit.wait_reason("accessrequest", "audit-held", "Pending")
+        assert held["metadata"]["finalizers"] == [names.RECORDS_FINALIZER], held["metadata"]
+        uid = held["metadata"]["uid"]
+        jit.ic.faults.flaky("PutObject", 1.0)
+        jit.kubectl("delete", "accessrequest", "audit-held", "--wait=false", user=ALICE)
+        deleted = jit.get("accessrequest", "audit-held")
+        assert deleted is not None and deleted["metadata"].get("deletionTimestamp"), "held by its finalizer"
+        approval = jit.kubectl(
+            "annotate", "accessrequest", "audit-held", f"{names.ANNOTATION_APPROVED}=true", user=LENA, check=False
+        )
+        assert approval.returncode != 0 and "was deleted at" in approval.stderr, approval.stderr
+        # Nor can an approver (RBAC lets them patch requests) let it go unrecorded.
+        unheld = '{"metadata":{"finalizers":null}}'
+        dropped = jit.kubectl(
+            "patch", "accessrequest", "audit-held", "--type=merge", "-p", unheld, user=LENA, check=False
+        )
+        assert dropped.returncode != 0 and names.RECORDS_FINALIZER in dropped.stderr, dropped.stderr
+        time.sleep(3)  # three batches' time, every PUT refused
+        operator.kill()
+    finally:
+        operator.stop()
+    assert jit.get("accessrequest", "audit-held") is not None, "no record archived: still held"
+    assert not any(r["id"] == f"{uid}/withdrawn" for r in archive_records(jit, bucket))
+    jit.ic.faults.clear()
+    operator = archiving_operator(jit, tmp_path, bucket).start()
+    try:
+        eventually(
+            lambda: jit.get("accessrequest", "audit-held") is None,
+            timeout=30,
+            interval=0.3,
+            what=f"the withdrawn request let go once archived:\n{operator.tail(20)}",
+        )
+    finally:
+        operator.stop()
+    (record,) = [r for r in archive_records(jit, bucket) if r["id"] == f"{uid}/withdrawn"]
+    assert record["time"] == deleted["metadata"]["deletionTimestamp"]
+    assert not any(
+        r["id"].startswith(f"{uid}/") and r["action"] in ("approved", "granted") for r in archive_records(jit, bucket)
+    )

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from jitaccess.api import names
 from jitaccess.api.models import Entitlement, TeamOwnershipSpec
 from jitaccess.domain import admission as adm
 from jitaccess.domain import requests as request_rules
@@ -262,6 +263,35 @@ def test_create_allows_annotations_but_no_finalizer_or_jitaccess_label() -> None
     new = new_request()
     new["metadata"]["labels"] = {"jitaccess.dev/entitlement": "prod-eng-ledger"}
     refused(create(new, BOB), "metadata.labels jitaccess.dev/entitlement", "written only by the jitaccess operator")
+
+
+def test_the_records_finalizer_the_stamp_adds_is_admitted_on_a_create_only() -> None:
+    # The mutating webhook gives a new request `jitaccess.dev/records` (with an archive): the
+    # validating one sees it in the final object, as it would one the requester wrote.
+    new = new_request()
+    new["metadata"]["finalizers"] = [names.RECORDS_FINALIZER]
+    admitted(create(new, BOB))
+    new["metadata"]["finalizers"] = [names.RECORDS_FINALIZER, names.FINALIZER]
+    refused(create(new, BOB), "metadata.finalizers", names.FINALIZER)
+    # Once created it is the operator's: neither dropped (the withdrawal would go unarchived) nor added.
+    held = request(conditions=PENDING, finalizers=[names.RECORDS_FINALIZER])
+    bare = request(conditions=PENDING)
+    for who in (BOB, PAULA):
+        refused(update(held, bare, who), "metadata.finalizers", names.RECORDS_FINALIZER)
+        refused(update(bare, held, who), "metadata.finalizers", names.RECORDS_FINALIZER)
+    assert update(held, bare, SYSTEM) == ALLOW
+    # Not on the GitOps kinds: nothing would ever remove it there.
+    team = {"metadata": {"name": "payments", "finalizers": [names.RECORDS_FINALIZER]}, "spec": {}}
+    refused(adm.review_catalog("CREATE", None, team, BOB, operator=OPERATOR), "metadata.finalizers", "records")
+
+
+def test_a_request_being_deleted_takes_no_decision() -> None:
+    old = request(conditions=PENDING, finalizers=[names.RECORDS_FINALIZER])
+    old["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:20Z"
+    approval = with_annotations(old, jitaccess_dev__approved="true")
+    refused(update(old, approval, PAULA), "was deleted at 2026-11-23T12:00:20Z", "create a new")
+    live = request(conditions=PENDING)
+    assert isinstance(update(live, with_annotations(live, jitaccess_dev__approved="true"), PAULA), Admit)
 
 
 def test_nobody_but_the_requester_and_owner_approvers_changes_a_request() -> None:

@@ -89,6 +89,18 @@ class Cluster:
         obj.setdefault("status", {}).update(fields)
         return copy.deepcopy(obj)
 
+    def remove_finalizer(self, plural: str, name: str, uid: str, finalizer: str) -> bool:
+        if self.down:
+            raise RuntimeError("the API server is not answering")
+        obj = self.objects.get((plural, name))
+        finalizers = (obj or {}).get("metadata", {}).get("finalizers") or []
+        if obj is None or obj["metadata"]["uid"] != uid or finalizer not in finalizers:
+            return False
+        obj["metadata"]["finalizers"] = [f for f in finalizers if f != finalizer]
+        if not obj["metadata"]["finalizers"] and obj["metadata"].get("deletionTimestamp"):
+            del self.objects[(plural, name)]  # the API server lets it go
+        return True
+
 
 def request(name: str, uid: str, **status: Any) -> dict[str, Any]:
     return {
@@ -459,3 +471,107 @@ def test_records_from_months_ago_read_the_archive_back_once_not_once_per_batch(
         assert all(when >= now - timedelta(minutes=11) for when in trail._known.values())
     finally:
         trail.close()
+
+
+# --- a deleted request or extension, held by the records finalizer until its records are archived
+
+
+def withdrawn(name: str, uid: str, **status: Any) -> dict[str, Any]:
+    """A request being deleted while it waited, held by the finalizer the webhook gave it."""
+    obj = request(name, uid, **status)
+    obj["metadata"] |= {"deletionTimestamp": "2026-11-23T12:03:00Z", "finalizers": [names.RECORDS_FINALIZER]}
+    return obj
+
+
+def deleted(trail: AuditTrail, cluster: Cluster, obj: dict[str, Any]) -> dict[str, Any]:
+    """The watch event of `obj` being deleted, as `handlers.archive` hands it to the trail."""
+    body = cluster.add(names.REQUESTS, obj)
+    trail.offer(names.REQUESTS, body)
+    trail.release_when_archived(names.REQUESTS, body)
+    return body
+
+
+def test_a_withdrawn_request_goes_only_once_its_withdrawal_is_archived(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    body = deleted(trail, cluster, withdrawn("r1", "u1"))
+    assert (names.REQUESTS, "r1") in cluster.objects  # nothing written yet: it stays
+    bucket.fail_next = ["before"]
+    with pytest.raises(ArchiveUnavailable):
+        trail.flush()
+    assert (names.REQUESTS, "r1") in cluster.objects  # S3 failed: still held
+    assert trail.flush() == 2
+    assert bucket.ids() == ["u1/requested", "u1/withdrawn"]
+    withdrawal = [r for r in audit.records_of(body) if r["action"] == "withdrawn"]
+    assert withdrawal[0]["time"] == "2026-11-23T12:03:00Z"  # the API server's moment of the deletion
+    assert (names.REQUESTS, "r1") not in cluster.objects  # let go, not marked
+
+
+def test_one_whose_records_are_archived_already_goes_at_the_next_flush_with_no_write(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    deleted(trail, cluster, withdrawn("r1", "u1", archivedRecords=["requested", "withdrawn"]))
+    assert trail.flush() == 0
+    assert bucket.objects == {} and (names.REQUESTS, "r1") not in cluster.objects
+
+
+def test_one_whose_records_an_earlier_life_archived_is_let_go_without_sending_them_again(
+    bucket: Bucket, cluster: Cluster
+) -> None:
+    first = trail_over(bucket, cluster)
+    deleted(first, cluster, withdrawn("r1", "u1"))
+    cluster.down = True
+    first.flush()  # written; the finalizer's removal fails, and then the operator dies
+    first.close()
+    cluster.down = False
+    assert (names.REQUESTS, "r1") in cluster.objects
+    second = trail_over(bucket, cluster)
+    deleted(second, cluster, cluster.objects[(names.REQUESTS, "r1")])
+    second.flush()
+    second.close()
+    assert sorted(bucket.ids()) == ["u1/requested", "u1/withdrawn"] and len(bucket.objects) == 1
+    assert (names.REQUESTS, "r1") not in cluster.objects
+
+
+def test_a_failed_release_is_tried_again_with_the_next_flush(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    deleted(trail, cluster, withdrawn("r1", "u1"))
+    cluster.down = True
+    trail.flush()
+    assert len(bucket.objects) == 1 and (names.REQUESTS, "r1") in cluster.objects
+    cluster.down = False
+    assert trail.flush() == 0
+    assert (names.REQUESTS, "r1") not in cluster.objects and len(bucket.objects) == 1
+
+
+def test_without_an_archive_a_held_request_goes_at_once(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    trail = AuditTrail(cast(Kube, cluster), None)
+    with caplog.at_level(logging.INFO, logger="jitaccess.audit"):
+        deleted(trail, cluster, withdrawn("r1", "u1"))
+        trail.flush()
+    trail.close()
+    assert (names.REQUESTS, "r1") not in cluster.objects
+    assert any(r.getMessage().startswith("audit withdrawn AccessRequest/r1") for r in caplog.records)
+
+
+def test_another_object_under_the_same_name_is_not_let_go(trail: AuditTrail, bucket: Bucket, cluster: Cluster) -> None:
+    deleted(trail, cluster, withdrawn("r1", "u1"))
+    cluster.objects[(names.REQUESTS, "r1")] = withdrawn("r1", "u2")  # deleted by hand, created again, deleted
+    trail.flush()
+    assert cluster.objects[(names.REQUESTS, "r1")]["metadata"]["finalizers"] == [names.RECORDS_FINALIZER]
+
+
+def test_a_deleted_grant_is_archived_only_once_its_records_are_written(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    # What the grant's deletion handler asks before kopf lets the grant go (`grants.revoke_on_delete`).
+    body = cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED))
+    assert not trail.archived(names.REQUESTS, body)
+    bucket.fail_next = ["before"]
+    with pytest.raises(ArchiveUnavailable):
+        trail.flush()
+    assert not trail.archived(names.REQUESTS, body)
+    trail.flush()
+    assert trail.archived(names.REQUESTS, body)
+    assert trail.archived(names.REQUESTS, cluster.objects[(names.REQUESTS, "r1")])  # marked: nothing left

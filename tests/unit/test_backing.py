@@ -181,3 +181,32 @@ def test_known_requests_list_once_keep_what_the_watch_showed_and_confirm_with_a_
     assert known.stored_uid("r2", kube) == "uid-2"  # type: ignore[arg-type]
     known.observe("r2", None)
     assert known.known("r2") is None
+
+
+def test_a_request_being_deleted_backs_no_grant_and_counts_as_gone() -> None:
+    # Held by the records finalizer until its audit records are archived: stored, but withdrawn.
+    req = approved()
+    req.metadata.deletion_timestamp = NOW
+    message = why(grant(), req)
+    assert message is not None and "AccessRequest r1 is being deleted" in message
+
+    class Deleting(FakeKube):
+        def list(self, plural: str, **_: Any) -> list[dict[str, Any]]:
+            return [
+                {**o, "metadata": {**o["metadata"], "deletionTimestamp": "2026-11-23T12:00:00Z"}}
+                for o in super().list(plural)
+            ]
+
+        def get(self, plural: str, name: str) -> dict[str, Any] | None:
+            found = super().get(plural, name)
+            return (
+                None
+                if found is None
+                else {"metadata": {**found["metadata"], "deletionTimestamp": "2026-11-23T12:00:00Z"}}
+            )
+
+    kube = Deleting({"r1": "uid-1"})
+    known = KnownRequests()
+    known.list_once(kube)  # type: ignore[arg-type]
+    assert known.known("r1") is None
+    assert known.stored_uid("r1", kube) is None  # type: ignore[arg-type]

@@ -99,3 +99,16 @@ def test_the_servers_refusal_and_a_missing_request_exit_with_their_codes(
     assert main.run(["withdraw", "r"], io.StringIO(), alice.out, alice.err) == REFUSED
     assert "withdrawing accessrequest r was refused: admission webhook denied the request" in err(alice)
     assert main.run(["withdraw", "nope"], io.StringIO(), alice.out, alice.err) == NOT_FOUND
+
+
+def test_a_request_withdrawn_already_is_said_to_be_and_not_deleted_again(api: DeletingApi) -> None:
+    # Held by the records finalizer until its `withdrawn` record is archived: no longer pending.
+    held = stored(cond("Ready", "False", "Pending"))
+    held["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:00Z"
+    api.objects[PATH] = held
+    alice = session(api)
+    assert decisions.withdraw(alice, "r") == 0
+    assert not [c for c in api.calls if c[0] == "delete"]
+    assert out(alice) == "accessrequest r is withdrawn already: it goes once its audit record is archived\n"
+    assert not o.awaiting_decision(held)
+    assert o.awaiting_decision(stored(cond("Ready", "False", "Pending")))

@@ -254,6 +254,18 @@ def test_decisions_at_admission_follow_the_request_rules() -> None:
     assert isinstance(edited, Refusal) and "create a new AccessExtension instead" in edited.message
 
 
+def test_an_extension_being_deleted_takes_no_decision_and_keeps_its_records_finalizer() -> None:
+    held = {**wire(finalizers=[names.RECORDS_FINALIZER]), "status": {"entitlement": "prod-eng-payments"}}
+    assert review(ALICE, held) == Admit()  # the stamp's finalizer, on the create
+    gone = {**held, "metadata": {**held["metadata"], "deletionTimestamp": "2026-11-23T12:05:00Z"}}
+    approval = {**gone, "metadata": {**gone["metadata"], "annotations": {names.ANNOTATION_APPROVED: "true"}}}
+    late = review(PAULA, approval, operation="UPDATE", phase=Phase.MUTATE, old=gone)
+    assert isinstance(late, Refusal) and "was deleted at 2026-11-23T12:05:00Z" in late.message
+    unheld = {**held, "metadata": {**held["metadata"], "finalizers": []}}
+    dropped = review(PAULA, unheld, operation="UPDATE", old=held)
+    assert isinstance(dropped, Refusal) and names.RECORDS_FINALIZER in dropped.message
+
+
 def test_who_may_delete_an_extension() -> None:
     waiting = {**wire(), "status": {"conditions": [condition(names.READY, "False", names.PENDING)]}}
     done = {**wire(), "status": {"conditions": [condition(names.READY, "True", names.EXTENDED)]}}

@@ -137,36 +137,67 @@ class Kube:
             raise
         return True
 
+    def remove_finalizer(self, plural: str, name: str, uid: str, finalizer: str) -> bool:
+        """Remove `finalizer` from the object named `name` if it is still the one with `uid`, under
+        optimistic locking. False when there was nothing to remove: the object is gone, is another
+        one now, or no longer has it."""
+
+        def without(obj: dict[str, Any]) -> dict[str, Any] | None:
+            meta = obj.get("metadata") or {}
+            finalizers = list(meta.get("finalizers") or [])
+            if meta.get("uid") != uid or finalizer not in finalizers:
+                return None
+            return {"metadata": {"finalizers": [f for f in finalizers if f != finalizer]}}
+
+        patch = self._api.patch_cluster_custom_object
+        return self._read_modify_write(patch, plural, name, without, None, "its finalizers") is not None
+
     def update_status(
         self, plural: str, name: str, change: StatusChange, current: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         """Read-modify-write of `status` under optimistic locking.
 
         `change` gets the object and returns the status fields to merge (None: nothing to do).
-        The patch carries the resourceVersion it was computed from, so a concurrent writer makes
-        it fail with 409 and it is recomputed from a fresh read; `current` spares the first read.
-        Returns the object as this write left it; None when nothing was written (the object is
-        gone, or `change` found nothing to do, typically because a concurrent call did it), so
-        that only the caller whose write made the change posts the event and counts the metric.
+        `current` spares the first read. Returns the object as this write left it; None when
+        nothing was written (the object is gone, or `change` found nothing to do, typically because
+        a concurrent call did it), so that only the caller whose write made the change posts the
+        event and counts the metric.
         """
+
+        def merged(obj: dict[str, Any]) -> dict[str, Any] | None:
+            fields = change(obj)
+            return None if fields is None else {"status": fields}
+
+        patch = self._api.patch_cluster_custom_object_status
+        return self._read_modify_write(patch, plural, name, merged, current, "status")
+
+    def _read_modify_write(
+        self,
+        patch: Callable[..., Any],
+        plural: str,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        current: dict[str, Any] | None,
+        what: str,
+    ) -> dict[str, Any] | None:
+        """Patch what `change` makes of the object (None: nothing to do), carrying the
+        resourceVersion it was computed from: a concurrent writer makes it fail with 409, and it is
+        computed again from a fresh read. The object as written; None when nothing was (or it is gone)."""
         for _ in range(8):
             obj = current if current is not None else self.get(plural, name)
             current = None
             if obj is None:
                 return None
-            fields = change(obj)
-            if fields is None:
+            body = change(obj)
+            if body is None:
                 return None
-            body = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "status": fields}
+            version = {"resourceVersion": obj["metadata"]["resourceVersion"]}
+            body = {**body, "metadata": {**(body.get("metadata") or {}), **version}}
             try:
-                patched = cast(
-                    dict[str, Any],
-                    self._api.patch_cluster_custom_object_status(names.GROUP, names.VERSION, plural, name, body),
-                )
-                return patched
+                return cast(dict[str, Any], patch(names.GROUP, names.VERSION, plural, name, body))
             except ApiException as exc:
                 if exc.status == 404:
                     return None
                 if exc.status != 409:
                     raise
-        raise RuntimeError(f"{plural}/{name}: status kept changing under us; giving up for now")
+        raise RuntimeError(f"{plural}/{name}: {what} kept changing under us; giving up for now")

@@ -56,6 +56,10 @@ ANNOTATION_REVIEWED_BY = f"{GROUP}/reviewed-by"
 ANNOTATION_REVIEWED_BY_GROUPS = f"{ANNOTATION_REVIEWED_BY}-groups"
 # kopf's finalizer (handlers/startup.py): grants are created with it, sparing kopf a patch.
 FINALIZER = f"{GROUP}/finalizer"
+# Keeps a deleted request or extension until its audit records are in the archive: the admission
+# webhook adds it at creation when an archive is configured, the audit trail removes it
+# (`handlers.archive`).
+RECORDS_FINALIZER = f"{GROUP}/records"
 LABEL_ENTITLEMENT = f"{GROUP}/entitlement"
 LABEL_REQUEST = f"{GROUP}/request"
 

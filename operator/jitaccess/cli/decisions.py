@@ -236,6 +236,9 @@ def withdraw(session: Session, name: str) -> int:
                 f"accessrequest {name} is {requester or 'someone else'}'s: only its requester withdraws a request "
                 "(an approver of the owner team may delete a pending one with `kubectl delete accessrequest`)"
             )
+        if wire.deleting(request):
+            session.say(f"accessrequest {name} is withdrawn already: it goes once its audit record is archived")
+            return OK
         state = wire.ready_reason(request)
         # Approved for a start still to come (`Scheduled`): no access yet, so it may be taken back.
         if state is not None and state != names.SCHEDULED and not o.awaiting_decision(request):

@@ -61,9 +61,12 @@ def requester(request: Obj) -> str:
 
 
 def awaiting_decision(request: Obj) -> bool:
-    """Pending, and nobody has approved or denied it yet."""
-    return wire.ready_reason(request) == names.PENDING and not (
-        wire.is_true(request, names.APPROVED) or wire.is_true(request, names.DENIED)
+    """Pending, and nobody has approved or denied it yet; not deleted (one withdrawn stays a moment,
+    until its audit record is archived, and takes no decision)."""
+    return (
+        wire.ready_reason(request) == names.PENDING
+        and not (wire.is_true(request, names.APPROVED) or wire.is_true(request, names.DENIED))
+        and not wire.deleting(request)
     )
 
 

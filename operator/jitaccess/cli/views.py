@@ -92,6 +92,9 @@ def status(session: Session, name: str, *, output: str) -> int:
                 else "New: the operator has not looked at it yet",
             ),
         ]
+        if wire.deleting(request):
+            deleted = o.parse_time(wire.metadata(request).get("deletionTimestamp"))
+            lines.append(("Deleted", f"{age(deleted, now)} ago: it goes once its audit records are archived"))
         decided = o.approved_by(request)
         if decided:
             lines.append(

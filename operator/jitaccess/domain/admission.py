@@ -186,21 +186,37 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
 
 
-def _operator_finalizers(obj: Obj | None) -> list[str]:
+def _operator_finalizers(obj: Obj | None, stamped: frozenset[str] = frozenset()) -> list[str]:
     finalizers = (obj or {}).get("metadata", {}).get("finalizers") or []
-    return sorted(f for f in finalizers if str(f).startswith(_OPERATOR_FINALIZER_PREFIXES))
+    return sorted(f for f in finalizers if str(f).startswith(_OPERATOR_FINALIZER_PREFIXES) and f not in stamped)
+
+
+def _stamped_finalizers(operation: str, held: bool) -> frozenset[str]:
+    """What the operator's own webhook adds to a new request or extension (`held`) as it is
+    created: `names.RECORDS_FINALIZER`, which holds a deleted one until its audit records are
+    archived. Found on a create, it is the stamp's (or the same finalizer, asked for by its
+    writer: it changes nothing, the operator removes it all the same); never on a change."""
+    return frozenset({names.RECORDS_FINALIZER}) if held and operation == "CREATE" else frozenset()
 
 
 def review_bookkeeping(
-    operation: str, old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity
+    operation: str,
+    old: Obj | None,
+    new: Obj | None,
+    caller: Caller,
+    operator: OperatorIdentity,
+    *,
+    held: bool = False,
 ) -> Refusal | None:
     """kopf's annotations and the operator's finalizers are the operator's alone, on every kind.
 
     With them a user could mark a handler as done (so it never runs) or drop the finalizer that
-    makes the operator remove an Identity Center membership before a grant goes away.
+    makes the operator remove an Identity Center membership before a grant goes away. `held`: the
+    kind is one the webhook gives `names.RECORDS_FINALIZER` at creation (`_stamped_finalizers`).
     """
     if operator.includes(caller) or operation not in ("CREATE", "UPDATE"):
         return None
+    stamped = _stamped_finalizers(operation, held)
     before, after = wire.annotations_of(old), wire.annotations_of(new)
     touched = [k for k in _changed(before, after) if k.startswith(KOPF_PREFIX)]
     if touched:
@@ -208,9 +224,9 @@ def review_bookkeeping(
             f"metadata.annotations {', '.join(touched)}: annotations under {KOPF_PREFIX} are the jitaccess "
             "operator's bookkeeping and only the operator may write them; leave them out of your change"
         )
-    if _operator_finalizers(old) != _operator_finalizers(new):
+    if _operator_finalizers(old) != _operator_finalizers(new, stamped):
         return Refusal(
-            f"metadata.finalizers: {', '.join(_operator_finalizers(old) or _operator_finalizers(new))} "
+            f"metadata.finalizers: {', '.join(_operator_finalizers(old) or _operator_finalizers(new, stamped))} "
             "belong to the jitaccess operator, which removes them itself once it has cleaned up (for a grant: "
             "once the Identity Center membership is gone); leave metadata.finalizers as they are. "
             f"To end a grant early, annotate it {REVOKED}=true"
@@ -223,13 +239,19 @@ def review_bookkeeping(
 _GC_FINALIZERS = frozenset({"orphan", "foregroundDeletion"})
 
 
-def _finalizers(obj: Obj | None) -> list[str]:
+def _finalizers(obj: Obj | None, stamped: frozenset[str] = frozenset()) -> list[str]:
     finalizers = map(str, (obj or {}).get("metadata", {}).get("finalizers") or [])
-    return sorted(f for f in finalizers if f not in _GC_FINALIZERS)
+    return sorted(f for f in finalizers if f not in _GC_FINALIZERS and f not in stamped)
 
 
 def review_record(
-    operation: str, old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity
+    operation: str,
+    old: Obj | None,
+    new: Obj | None,
+    caller: Caller,
+    operator: OperatorIdentity,
+    *,
+    held: bool = False,
 ) -> Refusal | None:
     """Finalizers, owner references and `jitaccess.dev/` labels on a record (AccessRequest,
     AccessGrant, AccessExtension) are the operator's alone, whatever their name; and what others
@@ -242,9 +264,10 @@ def review_record(
     """
     if operator.includes(caller) or operation not in ("CREATE", "UPDATE"):
         return None
-    if _finalizers(old) != _finalizers(new):
+    stamped = _stamped_finalizers(operation, held)
+    if _finalizers(old) != _finalizers(new, stamped):
         return Refusal(
-            f"metadata.finalizers {', '.join(sorted(set(_finalizers(old)) ^ set(_finalizers(new))))}: "
+            f"metadata.finalizers {', '.join(sorted(set(_finalizers(old)) ^ set(_finalizers(new, stamped))))}: "
             "only the jitaccess operator sets finalizers on AccessRequests, AccessGrants and AccessExtensions "
             "(a finalizer of anyone else's would keep the record from being withdrawn, revoked or retired); leave "
             "metadata.finalizers out of your change"
@@ -301,6 +324,20 @@ def _metadata_grown(old: Obj | None, new: Obj | None) -> Refusal | None:
         f"metadata: labels and annotations of {size:,} characters; AccessRequests, AccessGrants and "
         f"AccessExtensions hold at most {limits.USER_METADATA_MAX_CHARACTERS:,} (the operator keeps a copy of them "
         "with each record, for 90 days): remove labels or annotations, or keep the data elsewhere and link to it"
+    )
+
+
+def review_withdrawn(old: Obj | None, caller: Caller, operator: OperatorIdentity) -> Refusal | None:
+    """A request or extension being deleted (held by `names.RECORDS_FINALIZER` until its audit
+    records are archived, which takes seconds) takes no decision or change from anyone but the
+    operator: it was withdrawn, and nothing may be granted or extended by it any more."""
+    if old is None or operator.includes(caller) or not wire.deleting(old):
+        return None
+    kind = str(old.get("kind") or "object")
+    return Refusal(
+        f"{kind} {wire.name_of(old)} was deleted at {wire.metadata(old).get('deletionTimestamp')} and stays only "
+        f"until its audit records are archived: nothing on it can change any more, and it leads to nothing; "
+        f"create a new {kind} if the access is still needed"
     )
 
 
@@ -412,8 +449,8 @@ def review_request(
     `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
     """
     refusal = (
-        review_bookkeeping(operation, old, new, caller, operator)
-        or review_record(operation, old, new, caller, operator)
+        review_bookkeeping(operation, old, new, caller, operator, held=True)
+        or review_record(operation, old, new, caller, operator, held=True)
         or review_text(old, new)
     )
     if refusal is not None:
@@ -427,7 +464,9 @@ def review_request(
         if operator.includes(caller):
             verdict = _spec_changed(old, new) or _request_updated(old, new, caller, entitlement, team, phase)
         else:
-            verdict = decision_update(old, new, caller, entitlement, team, phase, responders=responders)
+            verdict = review_withdrawn(old, caller, operator) or decision_update(
+                old, new, caller, entitlement, team, phase, responders=responders
+            )
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
         # whether or not the operator's timer has declared the request TimedOut yet.
         if isinstance(verdict, Admit) and verdict.annotations:

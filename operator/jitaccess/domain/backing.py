@@ -67,6 +67,8 @@ def _why_not(
     name, spec = grant.metadata.name, grant.spec
     if request is None:
         return f"AccessRequest {spec.request} does not exist"
+    if request.metadata.deletion_timestamp is not None:
+        return f"AccessRequest {spec.request} is being deleted"
     made_for = grant.metadata.labels.get(names.LABEL_REQUEST)
     if made_for != request.metadata.uid:
         return (

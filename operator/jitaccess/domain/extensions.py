@@ -335,8 +335,8 @@ def review_extension(
     if operator.includes(caller):
         return ALLOW
     refusal = (
-        admission.review_bookkeeping(operation, old, new, caller, operator)
-        or admission.review_record(operation, old, new, caller, operator)
+        admission.review_bookkeeping(operation, old, new, caller, operator, held=True)
+        or admission.review_record(operation, old, new, caller, operator, held=True)
         or admission.review_text(old, new)
     )
     if refusal is not None:
@@ -346,7 +346,9 @@ def review_extension(
     if operation == "DELETE" and old is not None:
         return _deleted(old, caller, team)
     if operation == "UPDATE" and old is not None and new is not None:
-        verdict = admission.decision_update(old, new, caller, entitlement, team, phase, responders=responders)
+        verdict = admission.review_withdrawn(old, caller, operator) or admission.decision_update(
+            old, new, caller, entitlement, team, phase, responders=responders
+        )
         if isinstance(verdict, Refusal):
             return Refusal(_as_extension(verdict.message), verdict.code)
         return verdict

@@ -299,6 +299,19 @@ async def stamp_request(
     _enforce(
         verdict, kind=names.ACCESS_REQUEST, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch
     )
+    hold_for_the_archive(memo, operation, new, patch)
+
+
+def hold_for_the_archive(memo: Any, operation: str | None, new: Mapping[str, Any] | None, patch: kopf.Patch) -> None:
+    """A new request or extension, when there is an archive, carries `names.RECORDS_FINALIZER`:
+    deleted, it stays until its audit records are archived (`handlers.archive`), so that neither a
+    crash nor a moment without a leader loses the record of a withdrawal. Added here, in the
+    create itself, it costs no write of its own."""
+    if operation != "CREATE" or not _context(memo)[0].settings.audit_bucket:
+        return
+    finalizers = list(wire.metadata(new).get("finalizers") or [])
+    if names.RECORDS_FINALIZER not in finalizers:
+        patch.metadata["finalizers"] = [*finalizers, names.RECORDS_FINALIZER]
 
 
 @kopf.on.validate(

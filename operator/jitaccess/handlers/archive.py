@@ -124,6 +124,8 @@ class AuditTrail:
     _head_found: bool = False
     _closed: bool = False
     _unmarked: dict[Ref, set[str]] = field(default_factory=dict)
+    # Deleted objects held by `names.RECORDS_FINALIZER`, and the ids that must be written first.
+    _releasing: dict[Ref, set[str]] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _marker: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(MARK_THREADS, thread_name_prefix="jitaccess-audit-mark")
@@ -159,6 +161,29 @@ class AuditTrail:
             self._wake.set()
         return fresh
 
+    def release_when_archived(self, plural: str, obj: Mapping[str, Any]) -> None:
+        """`obj` is being deleted and `names.RECORDS_FINALIZER` holds it: remove the finalizer once
+        every record it has (those `offer` took) is in the archive; at once without an archive (its
+        records went to the log when offered). Its records are written without delay: someone may
+        be waiting for the deletion (`kubectl delete` does)."""
+        meta = wire.metadata(obj)
+        ref = Ref(plural, str(meta.get("name") or ""), str(meta.get("uid") or ""))
+        ids = {record["id"] for record in audit.unarchived(obj)} if self.archive is not None else set()
+        with self._lock:
+            self._releasing[ref] = self._releasing.get(ref, set()) | ids
+        self._wake.set()
+
+    def archived(self, plural: str, obj: Mapping[str, Any]) -> bool:
+        """Whether every record of `obj` is written (in the archive; without one, printed). Those
+        not yet are offered, and written without waiting for the batch's time. Event loop only."""
+        self.offer(plural, obj)
+        ids = {record["id"] for record in audit.unarchived(obj)}
+        with self._lock:
+            done = ids <= self._known.keys()
+        if not done:
+            self._wake.set()
+        return done
+
     def marks(self, plural: str) -> bool:
         """Whether the records of this kind are marked in their object's status once written: with
         an archive, always; without one, only an Entitlement's (its drift removals leave its status)."""
@@ -191,6 +216,7 @@ class AuditTrail:
         if self._closed:
             return 0
         self._retry_marks()
+        self._release(self._releasable())
         batch = self._batch or self._take()
         if batch is None:
             return 0
@@ -205,7 +231,10 @@ class AuditTrail:
             for rid in batch.refs:
                 self._queued.pop(rid, None)
             self._batch = None
-        self._mark(batch.refs)
+        released = self._releasable()
+        # An object on its way out is not marked (its status goes with it): its finalizer goes.
+        self._mark({rid: ref for rid, ref in batch.refs.items() if ref not in released})
+        self._release(released)
         self._forget_before(self._horizon())
         return len(batch.refs)
 
@@ -325,6 +354,31 @@ class AuditTrail:
             if not done:
                 with self._lock:
                     self._unmarked.setdefault(ref, set()).update(by_object[ref])
+
+    def _releasable(self) -> set[Ref]:
+        """The deleted objects whose records are all written now (taken off the waiting list)."""
+        with self._lock:
+            ready = {ref for ref, ids in self._releasing.items() if ids <= self._known.keys()}
+            for ref in ready:
+                del self._releasing[ref]
+        return ready
+
+    def _release(self, refs: set[Ref]) -> None:
+        for ref, done in zip(refs, self._marker.map(self._release_one, refs), strict=True):
+            if not done:
+                with self._lock:
+                    self._releasing.setdefault(ref, set())  # written: only the removal is retried
+
+    def _release_one(self, ref: Ref) -> bool:
+        """Let the deleted object go. False when the write failed (it is retried with the next batch)."""
+        try:
+            self.kube.remove_finalizer(ref.plural, ref.name, ref.uid, names.RECORDS_FINALIZER)
+        except Exception as exc:  # any failure: the records are archived, only the deletion waits
+            log.warning(
+                "%s/%s: cannot let it go after archiving its records yet (%s); will retry", ref.plural, ref.name, exc
+            )
+            return False
+        return True
 
     def _retry_marks(self) -> None:
         with self._lock:
@@ -552,25 +606,30 @@ async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _offer_unfinalized(memo, names.REQUESTS, type, body)
+    _offer_withdrawable(memo, names.REQUESTS, type, body)
 
 
 async def audit_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _offer_unfinalized(memo, names.EXTENSIONS, type, body)
+    _offer_withdrawable(memo, names.EXTENSIONS, type, body)
 
 
-def _offer_unfinalized(memo: kopf.Memo, plural: str, type: str | None, body: kopf.Body) -> None:
-    """Requests and extensions have no finalizer: one goes at once, and its last state does not say
-    when. The moment the watch saw it go dates the deletion (`withdrawn`, `extension-withdrawn`,
-    when it still waited)."""
+def _offer_withdrawable(memo: kopf.Memo, plural: str, type: str | None, body: kopf.Body) -> None:
+    """Requests and extensions carry `names.RECORDS_FINALIZER` when an archive is configured (the
+    admission webhook adds it): a deleted one stays until its records are archived, with the API
+    server's `deletionTimestamp` dating the deletion (`withdrawn`, `extension-withdrawn`, when it
+    still waited). One without it (made before the finalizer, or without an archive) goes at once,
+    and its last state does not say when: the moment the watch saw it go dates the deletion."""
     trail = trail_of(memo)
-    if trail is not None:
-        obj = dict(body)
-        if type == "DELETED" and not wire.metadata(obj).get("deletionTimestamp"):
-            obj["metadata"] = {**wire.metadata(obj), "deletionTimestamp": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
-        trail.offer(plural, obj)
-        if type == "DELETED":
-            trail.forget(plural, obj)
+    if trail is None:
+        return
+    obj = dict(body)
+    if type == "DELETED" and not wire.metadata(obj).get("deletionTimestamp"):
+        obj["metadata"] = {**wire.metadata(obj), "deletionTimestamp": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+    trail.offer(plural, obj)
+    if type == "DELETED":
+        trail.forget(plural, obj)
+    elif wire.deleting(obj) and names.RECORDS_FINALIZER in (wire.metadata(obj).get("finalizers") or []):
+        trail.release_when_archived(plural, obj)
 
 
 async def audit_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

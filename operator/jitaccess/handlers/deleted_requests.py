@@ -36,7 +36,7 @@ WHY = "its AccessRequest was deleted"
 
 
 async def end_grant_of_deleted_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if type != "DELETED":
+    if type != "DELETED" and not wire.deleting(body):
         return
     rt, grant = runtime_of(memo), request_rules.access_not_ended(body)
     if grant is None:

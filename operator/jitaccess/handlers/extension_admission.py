@@ -46,6 +46,7 @@ from jitaccess.handlers.admission import (
     _deleted,
     _enforce,
     _entitlement_and_team,
+    hold_for_the_archive,
     paced,
     responders,
 )
@@ -157,6 +158,7 @@ async def stamp_extension(
     _enforce(
         verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch
     )
+    hold_for_the_archive(memo, operation, new, patch)
 
 
 @kopf.on.validate(

@@ -67,13 +67,14 @@ async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     grant = str(body.spec.get("grant") or "")
     waits = wire.ready_reason(body) not in names.EXTENSION_FINISHED
     name = body.metadata.name
-    _index(memo).observe(name, None if type == "DELETED" or not grant else (grant, (name, waits)))
+    gone = type == "DELETED" or wire.deleting(body)  # being deleted: it waits for nothing any more
+    _index(memo).observe(name, None if gone or not grant else (grant, (name, waits)))
     left = left_behind(memo)
     if name not in left:
         return
     if type == "DELETED":
         left.discard(name)
-    elif not audit.unarchived(body):
+    elif not wire.deleting(body) and not audit.unarchived(body):
         # Its grant has gone; its own records are in the archive now (this is their mark's event).
         # It leaves the set on its DELETED event: a failed deletion is tried again (`sweep_left_behind`).
         rt = runtime_of(memo)
@@ -164,6 +165,8 @@ async def reconcile_extension(
 
 
 def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: Index, memo: Any) -> None:
+    if wire.deleting(body):
+        return  # withdrawn, or left behind by its grant: kept only until its audit records are archived
     try:
         extension = parse(AccessExtension, body)
     except InvalidInput as exc:

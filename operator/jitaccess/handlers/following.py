@@ -48,7 +48,7 @@ async def watch_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
 
 async def watch_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     laggards, name = runtime_of(memo).laggards, wire.name_of(body)
-    if type == "DELETED":
+    if type == "DELETED" or wire.deleting(body):
         laggards.forget_request(name, time.monotonic())
         return
     uid = str(wire.metadata(body).get("uid") or "")

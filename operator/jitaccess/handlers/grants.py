@@ -30,7 +30,7 @@ from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers import assignments, diffbase, sessions
+from jitaccess.handlers import archive, assignments, diffbase, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
@@ -407,6 +407,16 @@ async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         who="",
         why="the AccessGrant was deleted (the jitaccess.audit line AdmissionDeleted names who deleted it)",
     )
+    # The access has ended; the grant itself (kopf's finalizer) goes only once its records, the
+    # `revoked` one among them, are in the archive: a crash or a leader's change meanwhile would
+    # otherwise lose them with it. kopf calls this handler again until they are.
+    trail = archive.trail_of(memo)
+    if trail is not None and trail.archive is not None:
+        current = await rt.run_blocking(rt.kube.get, names.GRANTS, body.metadata.name)
+        if current is not None and not trail.archived(names.GRANTS, current):
+            raise kopf.TemporaryError(
+                "ended; its audit records are not in the archive yet: it goes once they are", delay=1
+            )
 
 
 def _end_or_retry(

@@ -213,7 +213,9 @@ async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
 @kopf.on.event(names.GROUP, names.VERSION, names.REQUESTS)
 async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
-    gone = type == "DELETED"
+    # Being deleted (held until its audit records are archived) is gone already: it waits for no
+    # decision, retention has nothing to do with it, and no grant rests on it (`deleted_requests`).
+    gone = type == "DELETED" or wire.deleting(body)
     undecided = None if gone else pending(body)
     rt.pending.observe(name, None if undecided is None else (_entitlement(body), undecided))
     rt.waiting.observe(name, None if gone else waiting(body))

@@ -3,7 +3,8 @@
 Kept from the requests' watch events, and completed by one listing the first time a name is
 missing (so a restarted operator asks once for all its grants, not once per grant, whichever watch
 delivers first). A uid seen is taken as the answer; a name it does not know, or knows with another
-uid, is confirmed with the API server before anyone acts on it (`stored_uid`).
+uid, is confirmed with the API server before anyone acts on it (`stored_uid`). A request being
+deleted counts as gone.
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ class KnownRequests:
             items = kube.list(names.REQUESTS, missing_ok=True)
             with self._lock:
                 for obj in items:
-                    self._uids.setdefault(wire.name_of(obj), str(wire.metadata(obj).get("uid") or ""))
+                    if not wire.deleting(obj):
+                        self._uids.setdefault(wire.name_of(obj), str(wire.metadata(obj).get("uid") or ""))
                 self._listed = True
 
     @staticmethod
     def stored_uid(name: str, kube: Kube) -> str | None:
-        """The uid of the request stored under `name`, asked of the API server now; None when there is none."""
+        """The uid of the request stored under `name`, asked of the API server now; None when there is
+        none, or it is being deleted (kept only until its audit records are archived)."""
         stored = kube.get(names.REQUESTS, name)
-        return None if stored is None else str(wire.metadata(stored).get("uid") or "")
+        return None if stored is None or wire.deleting(stored) else str(wire.metadata(stored).get("uid") or "")

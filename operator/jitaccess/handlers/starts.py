@@ -45,7 +45,7 @@ class Start(NamedTuple):
 
 def scheduled(obj: Mapping[str, Any]) -> Start | None:
     """The request's start when it is approved and `Scheduled`; None for any other request."""
-    if wire.ready_reason(obj) != names.SCHEDULED or not wire.is_true(obj, names.APPROVED):
+    if wire.ready_reason(obj) != names.SCHEDULED or not wire.is_true(obj, names.APPROVED) or wire.deleting(obj):
         return None
     text = wire.spec(obj).get("startTime")
     try:
