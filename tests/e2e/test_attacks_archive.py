@@ -221,6 +221,8 @@ def test_103_an_extension_denied_or_withdrawn_leaves_its_records_whatever_become
     denied = of_extensions[("audit-ext-denied", "extension-denied")]
     assert denied["actor"]["username"] == LENA and denied["decisionReason"] == "finish tomorrow"
     assert denied["entitlement"] == LEDGER
+    [granted] = [r for r in records if r["action"] == "granted"]
+    assert granted["ownerTeam"] and denied["ownerTeam"] == granted["ownerTeam"], "the grant's owner team"
     assert of_extensions[("audit-ext-withdrawn", "extension-withdrawn")]["id"] == f"{withdrawn_uid}/extension-withdrawn"
     # The one applied is the grant's own record, with its approver.
     [extended] = [r for r in records if r["action"] == "extended"]

@@ -359,7 +359,9 @@ def test_an_extension_asked_is_a_record_of_its_requester_with_what_was_asked() -
     }
     # As created: the Entitlement the operator looks up later is not in it, so a record derived
     # again after that is the same record.
-    taken_up = extension(entitlement="prod-payments", conditions=[cond("Ready", "False", "Pending")])
+    taken_up = extension(
+        entitlement="prod-payments", ownerTeam="payments", conditions=[cond("Ready", "False", "Pending")]
+    )
     assert audit.records_of(taken_up) == [asked]
 
 
@@ -367,6 +369,7 @@ def test_a_denied_extension_names_the_denier_their_groups_and_why() -> None:
     denied = extension(
         annotations={names.ANNOTATION_DENIED_BY_GROUPS: "leads,payments"},
         entitlement="prod-payments",
+        ownerTeam="payments",
         deniedBy="paula",
         decisionReason="not during the freeze",
         conditions=[
@@ -380,6 +383,7 @@ def test_a_denied_extension_names_the_denier_their_groups_and_why() -> None:
     assert record["id"] == "u-x1/extension-denied" and record["time"] == "2026-11-23T12:03:00Z"
     assert record["actor"] == {"username": "paula", "groups": ["leads", "payments"]}
     assert record["decisionReason"] == "not during the freeze" and record["entitlement"] == "prod-payments"
+    assert record["ownerTeam"] == "payments"
     assert record["grant"] == "r1" and record["extendedBy"] == "30m" and record["user"] == {"username": "bob"}
 
 

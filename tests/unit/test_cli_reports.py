@@ -603,3 +603,13 @@ def test_verify_passes_an_intact_chain_and_fails_a_replaced_batch(s3: Any) -> No
 def test_verify_of_a_missing_bucket_says_so() -> None:
     with mock_aws(), pytest.raises(NotFound, match="bucket 'audit-archive' does not exist"):
         reports.audit(session(), options(verify=True, archive=LOCATION), now=NOW)
+
+
+def test_selecting_an_entitlement_takes_in_the_extension_requests_of_its_grants() -> None:
+    # `extension-requested` names only its grant; the grant's records name the entitlement.
+    granted = {"id": "g/granted", "action": "granted", "grant": "g1", "entitlement": "prod-eng-payments"}
+    asked = {"id": "x/extension-requested", "action": "extension-requested", "grant": "g1"}
+    elsewhere = {"id": "y/extension-requested", "action": "extension-requested", "grant": "g2"}
+    other = {"id": "h/granted", "action": "granted", "grant": "g2", "entitlement": "prod-eng-ledger"}
+    chosen = history.select([granted, asked, elsewhere, other], entitlement="prod-eng-payments")
+    assert [r["id"] for r in chosen] == ["g/granted", "x/extension-requested"]

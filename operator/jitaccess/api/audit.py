@@ -431,9 +431,10 @@ def records_of_extension(extension: wire.Obj) -> list[Record]:
         "extendedBy": spec.get("duration"),
         "extensionReason": spec.get("reason"),
     }
-    # The grant's Entitlement is the operator's to look up once it takes the extension up: the
-    # records of its endings name it, `extension-requested` (the extension as created) cannot.
-    common = {**asked, "entitlement": status.get("entitlement")}
+    # The grant's Entitlement and owner team are the operator's to look up once it takes the
+    # extension up: the records of its endings name them, `extension-requested` (the extension as
+    # created) cannot (`kubectl jit audit --entitlement` finds it by its grant).
+    common = {**asked, "entitlement": status.get("entitlement"), "ownerTeam": status.get("ownerTeam")}
     records = [
         _base(
             extension,

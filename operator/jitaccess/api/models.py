@@ -571,6 +571,11 @@ class AccessExtensionSpec(Model):
 
 class AccessExtensionStatus(Model):
     entitlement: str | None = Field(default=None, description="The grant's Entitlement")
+    owner_team: str | None = Field(
+        default=None,
+        max_length=limits.NAME_MAX_LENGTH,
+        description="The grant's owner team (its spec.ownerTeam), set with the entitlement, for the audit records",
+    )
     approved_by: str | None = None
     denied_by: str | None = None
     decision_reason: str | None = None

@@ -190,10 +190,15 @@ def is_user(name: str, wanted: str) -> bool:
 
 
 def select(records: Iterable[Record], *, entitlement: str | None = None, user: str | None = None) -> list[Record]:
-    """The records of one entitlement, and about or by one user, when those are given."""
+    """The records of one entitlement, and about or by one user, when those are given.
+
+    `extension-requested` names no entitlement (the extension as created names only its grant):
+    its grant's records among `records` say which it is."""
+    records = list(records)
+    of_grant = {str(r["grant"]): r.get("entitlement") for r in records if r.get("grant") and r.get("entitlement")}
     return [
         r
         for r in records
-        if (entitlement is None or r.get("entitlement") == entitlement)
+        if (entitlement is None or (r.get("entitlement") or of_grant.get(str(r.get("grant") or ""))) == entitlement)
         and (user is None or is_user(username(r.get("user")), user) or is_user(username(r.get("actor")), user))
     ]

@@ -194,11 +194,21 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         responder_groups=frozenset(rt.settings.responder_groups),
     )
     of = grant.spec.entitlement if grant is not None else ""
+    owner = (grant.spec.owner_team or "") if grant is not None else ""
     if step.step is rules.Step.FAIL:
-        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, entitlement=of)
+        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, entitlement=of, owner_team=owner)
     elif step.step is rules.Step.DENY:
         message = f"denied by {step.who}" + (f": {step.why}" if step.why else "")
-        _finish(rt, extension.metadata.name, names.DENIED, message, denied_by=step.who, why=step.why, entitlement=of)
+        _finish(
+            rt,
+            extension.metadata.name,
+            names.DENIED,
+            message,
+            denied_by=step.who,
+            why=step.why,
+            entitlement=of,
+            owner_team=owner,
+        )
     elif step.step is rules.Step.WAIT:
         _mark_pending(rt, extension, step.message, grant)
     elif step.step is rules.Step.IGNORE:
@@ -216,12 +226,20 @@ def _lookup(
     return entitlement_and_team(rt, grant.spec.entitlement, teams, entitlements)
 
 
+def _owners(grant: AccessGrant) -> dict[str, str]:
+    """The grant's Entitlement and owner team, as an extension's status keeps them for its records."""
+    return {
+        "entitlement": grant.spec.entitlement,
+        **({"ownerTeam": grant.spec.owner_team} if grant.spec.owner_team else {}),
+    }
+
+
 def _mark_pending(rt: Runtime, extension: AccessExtension, message: str, grant: AccessGrant | None) -> None:
     def build(current: AccessExtension) -> dict[str, Any] | None:
         if cond.ready_reason(current.status.conditions) is not None:
             return None
         return {
-            **({"entitlement": grant.spec.entitlement} if grant is not None else {}),
+            **(_owners(grant) if grant is not None else {}),
             "conditions": conditions_after(
                 current.status.conditions, [(names.READY, False, names.PENDING, message)], current.metadata.generation
             ),
@@ -311,7 +329,7 @@ def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant)
         if cond.ready_reason(current.status.conditions) in names.EXTENSION_FINISHED:
             return None
         fields: dict[str, Any] = {
-            "entitlement": grant.spec.entitlement,
+            **_owners(grant),
             "expirationTime": ts(entry.expiration_time),
             "conditions": conditions_after(
                 current.status.conditions,
@@ -366,9 +384,10 @@ def _finish(
     denied_by: str = "",
     why: str = "",
     entitlement: str = "",
+    owner_team: str = "",
 ) -> None:
     """End an extension that moves nothing: Denied or Failed, with the message that says why (and
-    the grant's Entitlement, for its audit record, when the extension has none yet)."""
+    the grant's Entitlement and owner team, for its audit record, when the extension has none yet)."""
 
     def build(current: dict[str, Any]) -> dict[str, Any] | None:
         if wire.ready_reason(current) in names.EXTENSION_FINISHED:
@@ -380,6 +399,8 @@ def _finish(
         fields: dict[str, Any] = {}
         if entitlement and not status.entitlement:
             fields["entitlement"] = entitlement
+        if owner_team and not status.owner_team:
+            fields["ownerTeam"] = owner_team
         if denied_by:
             changes.insert(0, (names.DENIED, True, names.DENIED, message))
             fields["deniedBy"] = denied_by
