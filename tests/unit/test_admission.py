@@ -968,3 +968,17 @@ def test_a_write_may_not_leave_more_than_16k_in_labels_and_annotations() -> None
     # annotations do not count, and the write makes nothing larger.
     decided = with_annotations(bulky, jitaccess_dev__approved="true")
     assert not isinstance(review_request("UPDATE", bulky, decided, PAULA), Refusal)
+
+
+@pytest.mark.parametrize("gc", ["foregroundDeletion", "orphan"])
+def test_the_garbage_collector_still_removes_its_finalizer_from_a_request_being_deleted(gc: str) -> None:
+    # `kubectl delete --cascade=foreground` adds the collector's finalizer: were its removal refused,
+    # the request would stay once the operator has removed its own.
+    collector = Caller("system:serviceaccount:kube-system:generic-garbage-collector", frozenset({AUTH}))
+    old = request(conditions=PENDING, finalizers=[names.RECORDS_FINALIZER, gc])
+    old["metadata"]["deletionTimestamp"] = "2026-11-23T12:00:20Z"
+    new = {**old, "metadata": {**old["metadata"], "finalizers": [names.RECORDS_FINALIZER]}}
+    assert update(old, new, collector) == ALLOW
+    # Nor does it pass anything else along with it.
+    noted = with_annotations(new, jitaccess_dev__approved="true")
+    refused(update(old, noted, collector), "was deleted at")

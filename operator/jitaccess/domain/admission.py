@@ -239,6 +239,22 @@ def review_bookkeeping(
 _GC_FINALIZERS = frozenset({"orphan", "foregroundDeletion"})
 
 
+def _gc_finalizers_removed(old: Obj, new: Obj | None) -> bool:
+    """Whether `new` is `old` less some of the garbage collector's finalizers, and nothing else
+    that a decision could be made of (spec, labels, annotations)."""
+    if new is None:
+        return False
+    before, after = (set(map(str, wire.metadata(o).get("finalizers") or [])) for o in (old, new))
+    removed = before - after
+    return (
+        bool(removed)
+        and removed <= _GC_FINALIZERS
+        and after <= before
+        and all(wire.metadata(old).get(k) == wire.metadata(new).get(k) for k in ("labels", "annotations"))
+        and wire.spec(old) == wire.spec(new)
+    )
+
+
 def _finalizers(obj: Obj | None, stamped: frozenset[str] = frozenset()) -> list[str]:
     finalizers = map(str, (obj or {}).get("metadata", {}).get("finalizers") or [])
     return sorted(f for f in finalizers if f not in _GC_FINALIZERS and f not in stamped)
@@ -327,11 +343,13 @@ def _metadata_grown(old: Obj | None, new: Obj | None) -> Refusal | None:
     )
 
 
-def review_withdrawn(old: Obj | None, caller: Caller, operator: OperatorIdentity) -> Refusal | None:
+def review_withdrawn(old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity) -> Refusal | None:
     """A request or extension being deleted (held by `names.RECORDS_FINALIZER` until its audit
     records are archived, which takes seconds) takes no decision or change from anyone but the
-    operator: it was withdrawn, and nothing may be granted or extended by it any more."""
-    if old is None or operator.includes(caller) or not wire.deleting(old):
+    operator: it was withdrawn, and nothing may be granted or extended by it any more. The
+    garbage collector still removes its own finalizers (a `kubectl delete --cascade=foreground`
+    added one): refused, the object would stay for good."""
+    if old is None or operator.includes(caller) or not wire.deleting(old) or _gc_finalizers_removed(old, new):
         return None
     kind = str(old.get("kind") or "object")
     return Refusal(
@@ -464,7 +482,7 @@ def review_request(
         if operator.includes(caller):
             verdict = _spec_changed(old, new) or _request_updated(old, new, caller, entitlement, team, phase)
         else:
-            verdict = review_withdrawn(old, caller, operator) or decision_update(
+            verdict = review_withdrawn(old, new, caller, operator) or decision_update(
                 old, new, caller, entitlement, team, phase, responders=responders
             )
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,

@@ -346,7 +346,7 @@ def review_extension(
     if operation == "DELETE" and old is not None:
         return _deleted(old, caller, team)
     if operation == "UPDATE" and old is not None and new is not None:
-        verdict = admission.review_withdrawn(old, caller, operator) or admission.decision_update(
+        verdict = admission.review_withdrawn(old, new, caller, operator) or admission.decision_update(
             old, new, caller, entitlement, team, phase, responders=responders
         )
         if isinstance(verdict, Refusal):

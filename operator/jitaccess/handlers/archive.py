@@ -170,7 +170,7 @@ class AuditTrail:
         ref = Ref(plural, str(meta.get("name") or ""), str(meta.get("uid") or ""))
         ids = {record["id"] for record in audit.unarchived(obj)} if self.archive is not None else set()
         with self._lock:
-            self._releasing[ref] = self._releasing.get(ref, set()) | ids
+            self._releasing[ref] = (self._releasing.get(ref, set()) | ids) - self._known.keys()
         self._wake.set()
 
     def archived(self, plural: str, obj: Mapping[str, Any]) -> bool:
@@ -356,9 +356,13 @@ class AuditTrail:
                     self._unmarked.setdefault(ref, set()).update(by_object[ref])
 
     def _releasable(self) -> set[Ref]:
-        """The deleted objects whose records are all written now (taken off the waiting list)."""
+        """The deleted objects whose records are all written now (taken off the waiting list). What
+        each still waits for shrinks as its records are written, so that written ids the trail
+        forgets later (`_forget_before`) cannot hold it."""
         with self._lock:
-            ready = {ref for ref, ids in self._releasing.items() if ids <= self._known.keys()}
+            for ids in self._releasing.values():
+                ids.difference_update(self._known.keys())
+            ready = {ref for ref, ids in self._releasing.items() if not ids}
             for ref in ready:
                 del self._releasing[ref]
         return ready

@@ -213,8 +213,17 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         _mark_pending(rt, extension, step.message, grant)
     elif step.step is rules.Step.IGNORE:
         record(extension.wire(), names.DECISION_IGNORED, step.message, warning=True, who=step.who)
-    elif grant is not None and entitlement is not None:
+    elif grant is not None and entitlement is not None and not _withdrawn_meanwhile(rt, extension):
         _apply(rt, extension, grant, entitlement, step)
+
+
+def _withdrawn_meanwhile(rt: Runtime, extension: AccessExtension) -> bool:
+    """Whether the extension was deleted since kopf's view of it (its requester may withdraw it
+    after an approval was admitted, before it is applied): read afresh, as the grant's write that
+    follows carries no precondition on the extension. A deletion after this read, a moment before
+    the grant's write, still extends the grant (docs/audit.md)."""
+    stored = rt.kube.get(names.EXTENSIONS, extension.metadata.name)
+    return stored is None or wire.deleting(stored) or wire.metadata(stored).get("uid") != extension.metadata.uid
 
 
 def _lookup(
@@ -236,7 +245,7 @@ def _owners(grant: AccessGrant) -> dict[str, str]:
 
 def _mark_pending(rt: Runtime, extension: AccessExtension, message: str, grant: AccessGrant | None) -> None:
     def build(current: AccessExtension) -> dict[str, Any] | None:
-        if cond.ready_reason(current.status.conditions) is not None:
+        if cond.ready_reason(current.status.conditions) is not None or current.metadata.deletion_timestamp:
             return None
         return {
             **(_owners(grant) if grant is not None else {}),
@@ -390,8 +399,8 @@ def _finish(
     the grant's Entitlement and owner team, for its audit record, when the extension has none yet)."""
 
     def build(current: dict[str, Any]) -> dict[str, Any] | None:
-        if wire.ready_reason(current) in names.EXTENSION_FINISHED:
-            return None
+        if wire.ready_reason(current) in names.EXTENSION_FINISHED or wire.deleting(current):
+            return None  # ended, or withdrawn: its `extension-withdrawn` record says so
         # Only the status is read: an extension that cannot be parsed ends here too.
         status = AccessExtensionStatus.model_validate(current.get("status") or {})
         generation = wire.metadata(current).get("generation")

@@ -26,7 +26,7 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import following
+from jitaccess.domain import following, releases
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
@@ -45,6 +45,9 @@ WATCHED = "metadata.annotations"
 # How long the grant's handler waits for its request's handler to provision it (`provision_at_once`):
 # longer than a burst's queue for Identity Center's rate limit lasts, so the work is not done twice.
 _AT_ONCE_WAIT_SECONDS = 600.0
+# A deleted grant waits for its audit records (`revoke_on_delete`): asked again after 0.5 s,
+# then doubling up to this while S3 stays unreachable.
+HOLD_MAX_SECONDS = 30.0
 
 
 def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
@@ -396,7 +399,7 @@ async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> No
 
 
 @kopf.on.delete(*GRANT)
-async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
     rt = runtime_of(memo)
     await rt.run_granting(
         _end_or_retry,
@@ -414,8 +417,10 @@ async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if trail is not None and trail.archive is not None:
         current = await rt.run_blocking(rt.kube.get, names.GRANTS, body.metadata.name)
         if current is not None and not trail.archived(names.GRANTS, current):
+            # A wait, not a failure (`logs.WaitsAreNotErrors`); asked less often while S3 stays away.
             raise kopf.TemporaryError(
-                "ended; its audit records are not in the archive yet: it goes once they are", delay=1
+                f"{releases.WAITING} ended; its audit records are not in the archive yet: it goes once they are",
+                delay=min(HOLD_MAX_SECONDS, 0.5 * 2**retry),
             )
 
 

@@ -220,6 +220,8 @@ def approve(
     def build(current: AccessRequest) -> dict[str, Any] | None:
         if request_rules.is_decided(current) or request_rules.is_finished(current):
             return None
+        if current.metadata.deletion_timestamp is not None:
+            return None  # withdrawn since kopf's view of it: no approval on it any more
         fields: dict[str, Any] = {
             "requester": valid.requester,
             "duration": valid.duration_text,
