@@ -269,3 +269,35 @@ def test_a_withdrawn_request_ends_with_a_withdrawn_record(archived: tuple[Jit, s
     # Who withdrew it: the webhook's audit line (AdmissionDeleted), which the record points to.
     said = f"AccessRequest audit-withdrawn ({ALICE}, Pending) deleted by {ALICE}"
     assert said in operator.log_file.read_text(), operator.tail(40)
+
+
+def test_a_deleted_entitlement_goes_once_its_released_record_is_archived(
+    archived: tuple[Jit, str], tmp_path: Any
+) -> None:
+    """When jitaccess stops watching a group is evidence too: a deleted Entitlement is let go
+    (`Released`), and goes only once its `released` record is in the archive (S3 refusing meanwhile)."""
+    jit, bucket = archived
+    name, group = "e2e-audit-released", "e2e-audit-released-group"
+    jit.ic.create_group(group)
+    operator = archiving_operator(jit, tmp_path, bucket).start()
+    try:
+        jit.apply({
+            "apiVersion": names.API_VERSION,
+            "kind": names.ENTITLEMENT,
+            "metadata": {"name": name},
+            "spec": {"owner": "payments", "identityCenter": {"groupName": group}},
+        })  # fmt: skip
+        uid = jit.wait_reason("entitlement", name, "Resolved", timeout=30)["metadata"]["uid"]
+        jit.ic.faults.flaky("PutObject", 1.0)
+        jit.kubectl("delete", "entitlement", name, "--wait=false")
+        jit.wait_reason("entitlement", name, names.RELEASED, timeout=30)
+        time.sleep(3)  # three batches' time, every PUT refused
+        assert jit.get("entitlement", name) is not None, "gone before its record was archived"
+        jit.ic.faults.clear()
+        eventually(lambda: jit.get("entitlement", name) is None or None, timeout=30, what="let go once archived")
+    finally:
+        operator.stop()
+        jit.kubectl("delete", "entitlement", name, "--ignore-not-found", "--wait=false")
+    (record,) = [r for r in archive_records(jit, bucket) if r["id"] == f"{uid}/released"]
+    assert record["group"]["name"] == group and record["ownerTeam"] == "payments"
+    assert f"no longer watches Identity Center group {group}" in record["message"], record

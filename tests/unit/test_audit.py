@@ -216,6 +216,29 @@ def test_a_drift_removal_starts_when_the_scan_first_saw_the_member() -> None:
     assert record["time"] == record["endTime"] and record["ownerTeam"] == "payments"
 
 
+def test_a_released_entitlement_has_a_record_of_when_its_group_was_let_go() -> None:
+    released = cond(names.READY, "False", names.RELEASED, "2026-11-23T13:00:00Z",
+                    "jitaccess no longer watches Identity Center group prod-payments-admins")  # fmt: skip
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "prod-payments", "uid": "u-e1", "deletionTimestamp": "2026-11-23T12:00:00Z"},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": "prod-payments-admins"}},
+        "status": {"groupId": "gid-1", "conditions": [released]},
+    }
+    (record,) = audit.records_of(entitlement)
+    assert (
+        record["id"] == "u-e1/released" and record["action"] == "released" and record["time"] == "2026-11-23T13:00:00Z"
+    )
+    assert record["group"] == {"name": "prod-payments-admins", "id": "gid-1"} and record["ownerTeam"] == "payments"
+    assert record["startTime"] == "2026-11-23T12:00:00Z" and record["actor"] == {"username": audit.OPERATOR}
+    assert "no longer watches" in record["message"]
+    # Only once it is let go: while it waits (Deleting), and never on a live Entitlement.
+    waiting = cond(names.READY, "False", names.DELETING, "2026-11-23T12:00:01Z")
+    assert audit.records_of({**entitlement, "status": {"conditions": [waiting]}}) == []
+    live = {**entitlement, "metadata": {"name": "prod-payments", "uid": "u-e1"}}
+    assert audit.records_of(live) == []
+
+
 def test_records_never_hold_nulls_or_empties_and_ids_are_stable() -> None:
     stored = grant(
         activationTime="2026-11-23T12:06:00+00:00",

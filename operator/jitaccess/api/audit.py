@@ -56,6 +56,8 @@ EXTENSION_REQUESTED = "extension-requested"
 EXTENSION_DENIED = "extension-denied"
 EXTENSION_FAILED = "extension-failed"
 EXTENSION_WITHDRAWN = "extension-withdrawn"
+# A deleted Entitlement let go: from then on nothing watches its group (`domain.releases`).
+RELEASED = "released"
 ACTIONS = (
     REQUESTED,
     ESCALATED,
@@ -77,6 +79,7 @@ ACTIONS = (
     EXTENSION_DENIED,
     EXTENSION_FAILED,
     EXTENSION_WITHDRAWN,
+    RELEASED,
 )
 
 # A request that ended without a grant: its `Ready` reason -> the action.
@@ -389,7 +392,8 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
     """The drift removals an Entitlement's status still lists (`status.driftRemovals`): members
     found in its Identity Center group with no grant behind them, and taken out. The operator drops
     an entry once its record is archived, so these are the ones not archived yet. The id names the
-    membership, which Identity Center never gives twice."""
+    membership, which Identity Center never gives twice. And, once a deleted Entitlement is let go
+    (`Ready` reason `Released`, written once), `released`: its group is watched no more."""
     spec = wire.spec(entitlement)
     target = spec.get("identityCenter") or {}
     records = []
@@ -412,6 +416,26 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
                 message=removal.get("message"),
             )
             | {"action": DRIFT_REMOVED}
+        )
+    if wire.deleting(entitlement) and wire.ready_reason(entitlement) == names.RELEASED:
+        records.append(
+            _base(
+                entitlement,
+                RELEASED,
+                _when(entitlement, names.READY),
+                _operator(),
+                entitlement=wire.name_of(entitlement),
+                ownerTeam=spec.get("owner"),
+                group=_drop_empty(
+                    {
+                        "name": target.get("groupName") or target.get("groupId"),
+                        "id": wire.status(entitlement).get("groupId"),
+                    }
+                ),
+                # When it was deleted; who did is in the API server's audit log only.
+                startTime=rfc3339(wire.metadata(entitlement).get("deletionTimestamp")),
+                message=_message(entitlement, names.READY),
+            )
         )
     return records
 

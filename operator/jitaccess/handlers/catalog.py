@@ -26,6 +26,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers import archive
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.recording import record
@@ -114,17 +115,30 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
 
 
 @kopf.on.delete(*ENT)
-async def release_entitlement(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def release_entitlement(*, body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
     """Let a deleted Entitlement go once no grant of it is left and its drift records are kept;
-    until then, keep its group clear of anyone no grant backs, and say what it waits for.
+    until then, keep its group clear of anyone no grant backs, and say what it waits for. Then
+    `Released` (written once), and, with an archive, the wait for its `released` record to be in
+    it: the record of when jitaccess stopped watching the group.
 
     Waiting is kopf's retry of this handler (a `TemporaryError`), which `logs.WaitsAreNotErrors`
     keeps out of the error log and the Events: the `Deleting` condition says it once."""
     rt = runtime_of(memo)
-    await rt.run_blocking(_release, rt, dict(body))
+    released = await rt.run_blocking(_release, rt, dict(body))
+    trail = archive.trail_of(memo)
+    if released is None or trail is None or trail.archive is None:
+        return
+    if not trail.archived(names.ENTITLEMENTS, released):
+        raise kopf.TemporaryError(
+            f"{releases.WAITING} released; its audit record is not in the archive yet: it goes once it is",
+            delay=min(RELEASE_CHECK_SECONDS, 0.5 * 2**retry),
+        )
 
 
-def _release(rt: Runtime, raw: dict[str, Any]) -> None:
+def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The Entitlement as released (None: gone already), or `TemporaryError` while it must wait."""
+    if wire.ready_reason(raw) == names.RELEASED:
+        return rt.kube.get(names.ENTITLEMENTS, wire.name_of(raw))  # a retry that waits for the archive
     entitlement = Entitlement.model_validate(raw)
     name = entitlement.metadata.name
     target = _group_of(entitlement)
@@ -158,7 +172,9 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> None:
             ) from exc
     current = rt.kube.get(names.ENTITLEMENTS, name)
     if current is None:
-        return
+        return None
+    if wire.ready_reason(current) == names.RELEASED:
+        return current  # said once: its `released` record must not change (a retry waits for the archive)
     now_stored = Entitlement.model_validate(current)
     remaining = releases.Remaining(grants=grants, unkept_records=len(now_stored.status.drift_removals or []))
     if not remaining.done:
@@ -167,8 +183,11 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> None:
         raise kopf.TemporaryError(f"{releases.WAITING} {message}", delay=RELEASE_CHECK_SECONDS)
     others = [] if target is None else _granting(rt, now_stored)
     message = releases.released(target, others)
-    record(current, names.RELEASED, message, warning=not others and target is not None)
+    _set_ready(
+        rt, names.ENTITLEMENTS, now_stored, False, names.RELEASED, message, warning=not others and target is not None
+    )
     log.info("Entitlement %s released: %s", name, message)
+    return rt.kube.get(names.ENTITLEMENTS, name)
 
 
 def _group_of(entitlement: Entitlement) -> str | None:
