@@ -223,12 +223,12 @@ def test_a_released_entitlement_has_a_record_of_when_its_group_was_let_go() -> N
         "kind": names.ENTITLEMENT,
         "metadata": {"name": "prod-payments", "uid": "u-e1", "deletionTimestamp": "2026-11-23T12:00:00Z"},
         "spec": {"owner": "payments", "identityCenter": {"groupName": "prod-payments-admins"}},
-        "status": {"groupId": "gid-1", "conditions": [released]},
+        "status": {"groupId": "gid-1", "conditions": [released], "releasedAt": "2026-11-23T13:00:05Z"},
     }
     (record,) = audit.records_of(entitlement)
-    assert (
-        record["id"] == "u-e1/released" and record["action"] == "released" and record["time"] == "2026-11-23T13:00:00Z"
-    )
+    # Its own moment, not Ready's transition time (that of Deleting: both are False).
+    assert record["id"] == "u-e1/released" and record["action"] == "released"
+    assert record["time"] == "2026-11-23T13:00:05Z"
     assert record["group"] == {"name": "prod-payments-admins", "id": "gid-1"} and record["ownerTeam"] == "payments"
     assert record["startTime"] == "2026-11-23T12:00:00Z" and record["actor"] == {"username": audit.OPERATOR}
     assert "no longer watches" in record["message"]

@@ -575,3 +575,30 @@ def test_a_deleted_grant_is_archived_only_once_its_records_are_written(
     trail.flush()
     assert trail.archived(names.REQUESTS, body)
     assert trail.archived(names.REQUESTS, cluster.objects[(names.REQUESTS, "r1")])  # marked: nothing left
+
+
+def test_an_entitlements_released_record_is_listed_as_archived_and_so_known_after_a_restart(
+    bucket: Bucket, cluster: Cluster
+) -> None:
+    released = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "e1", "uid": "u-e1", "deletionTimestamp": "2026-11-23T12:00:00Z"},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": "g"}},
+        "status": {
+            "releasedAt": "2026-11-23T13:00:00Z",
+            "driftRemovals": [{"membershipId": "m-1", "userId": "uid-eve", "time": "2026-11-23T12:30:00Z"}],
+            "conditions": [{"type": "Ready", "status": "False", "reason": "Released"}],
+        },
+    }
+    first = trail_over(bucket, cluster)
+    body = cluster.add(names.ENTITLEMENTS, released)
+    assert not first.archived(names.ENTITLEMENTS, body)
+    first.flush()
+    first.close()
+    stored = cluster.objects[(names.ENTITLEMENTS, "e1")]
+    assert stored["status"]["archivedRecords"] == ["released"] and stored["status"]["driftRemovals"] == []
+    # A process that starts long after (nothing remembered): the stored object says it is archived.
+    later = trail_over(bucket, cluster)
+    assert later.archived(names.ENTITLEMENTS, stored)
+    later.close()
+    assert sorted(bucket.ids()) == ["u-e1/drift-removed/m-1", "u-e1/released"]

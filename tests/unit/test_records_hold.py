@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Iterator
 from typing import Any, cast
 
 import kopf
@@ -16,10 +17,11 @@ from kubernetes.client.exceptions import ApiException
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import names
-from jitaccess.api.models import AccessExtension
+from jitaccess.api.models import AccessExtension, Entitlement
 from jitaccess.domain.admission import OperatorIdentity
-from jitaccess.handlers import admission, archive, extensions, indexes, requests, starts
+from jitaccess.handlers import admission, archive, catalog, extensions, indexes, requests, starts
 from jitaccess.handlers.archive import AuditTrail, TrailSlot
+from jitaccess.handlers.recording import DEFERRED, Deferred
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit import test_audit_trail as audit_trail
@@ -200,3 +202,39 @@ def test_a_failed_removal_raises_for_the_trail_to_retry(status: int) -> None:
     obj["metadata"]["resourceVersion"] = "7"
     with pytest.raises(ApiException):
         kube_over(Refusing(obj, status)).remove_finalizer(names.REQUESTS, "r1", "u-r1", names.RECORDS_FINALIZER)
+
+
+# --- a released Entitlement's word stands -----------------------------------------------------------
+
+
+@pytest.fixture
+def events_kept() -> Iterator[None]:
+    token = DEFERRED.set(Deferred())
+    yield
+    DEFERRED.reset(token)
+
+
+@pytest.mark.usefixtures("events_kept")
+def test_a_deleted_entitlements_ready_is_the_deletions_and_released_is_said_once() -> None:
+    cluster = audit_trail.Cluster()
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+
+    def stored(reason: str) -> dict[str, Any]:
+        return cluster.add(names.ENTITLEMENTS, {
+            "kind": names.ENTITLEMENT,
+            "metadata": {"name": "e1", "uid": "u-e1", "deletionTimestamp": DELETED_AT},
+            "spec": {"owner": "payments", "identityCenter": {"groupName": "g"}},
+            "status": {"conditions": [{"type": "Ready", "status": "False", "reason": reason, "message": reason, "lastTransitionTime": DELETED_AT}]},
+        })  # fmt: skip
+
+    def ready_after(body: dict[str, Any], ready: bool, reason: str) -> str:
+        catalog._set_ready(rt, names.ENTITLEMENTS, Entitlement.model_validate(body), ready, reason, "again")
+        return str(cluster.objects[(names.ENTITLEMENTS, "e1")]["status"]["conditions"][0]["reason"])
+
+    # A check begun before the deletion and finishing after it does not write over it.
+    assert ready_after(stored(names.DELETING), True, "Resolved") == names.DELETING
+    assert ready_after(stored(names.DELETING), False, names.RELEASED) == names.RELEASED
+    # Released is written once: its record must not change.
+    body = stored(names.RELEASED)
+    assert ready_after(body, False, names.DELETING) == names.RELEASED
+    assert cluster.objects[(names.ENTITLEMENTS, "e1")]["status"]["conditions"][0]["message"] == names.RELEASED

@@ -422,7 +422,8 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
             _base(
                 entitlement,
                 RELEASED,
-                _when(entitlement, names.READY),
+                # Not `Ready`'s transition time: it stays that of `Deleting` (both False).
+                rfc3339(wire.status(entitlement).get("releasedAt")) or _when(entitlement, names.READY),
                 _operator(),
                 entitlement=wire.name_of(entitlement),
                 ownerTeam=spec.get("owner"),

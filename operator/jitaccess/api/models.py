@@ -374,6 +374,14 @@ class EntitlementStatus(Model):
     )
     eligible_user_count: int | None = Field(default=None, description="How many users are eligible")
     notifications: Notified | None = Field(default=None, description=_NOTIFIED)
+    released_at: datetime | None = Field(
+        default=None, description="When the deleted Entitlement was let go (Ready reason Released): its group unwatched"
+    )
+    archived_records: list[str] | None = Field(
+        default=None,
+        description="Its audit records other than drift removals (`released`) already in the audit archive; "
+        "written by the operator only",
+    )
 
 
 class Entitlement(Model):

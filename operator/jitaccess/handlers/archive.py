@@ -398,11 +398,16 @@ class AuditTrail:
         def change(obj: dict[str, Any]) -> dict[str, Any] | None:
             if str(wire.metadata(obj).get("uid") or "") != ref.uid:
                 return None  # deleted, and created again under the same name: not the same object
+            have = audit.archived_keys(obj)
             if ref.plural == names.ENTITLEMENTS:
+                # Drift removals leave its status once archived; its other records are listed.
                 removals = wire.status(obj).get("driftRemovals") or []
                 kept = [r for r in removals if f"{audit.DRIFT_REMOVED}/{r.get('membershipId')}" not in keys]
-                return {"driftRemovals": kept} if len(kept) != len(removals) else None
-            have = audit.archived_keys(obj)
+                listed = {k for k in keys if not k.startswith(f"{audit.DRIFT_REMOVED}/")}
+                fields: dict[str, Any] = {"driftRemovals": kept} if len(kept) != len(removals) else {}
+                if not listed <= have:
+                    fields["archivedRecords"] = sorted(have | listed)
+                return fields or None
             return None if keys <= have else {"archivedRecords": sorted(have | keys)}
 
         try:

@@ -131,7 +131,7 @@ async def release_entitlement(*, body: kopf.Body, memo: kopf.Memo, retry: int = 
     if not trail.archived(names.ENTITLEMENTS, released):
         raise kopf.TemporaryError(
             f"{releases.WAITING} released; its audit record is not in the archive yet: it goes once it is",
-            delay=min(RELEASE_CHECK_SECONDS, 0.5 * 2**retry),
+            delay=min(RELEASE_CHECK_SECONDS, 0.5 * 2 ** min(retry, 5)),
         )
 
 
@@ -184,7 +184,14 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
     others = [] if target is None else _granting(rt, now_stored)
     message = releases.released(target, others)
     _set_ready(
-        rt, names.ENTITLEMENTS, now_stored, False, names.RELEASED, message, warning=not others and target is not None
+        rt,
+        names.ENTITLEMENTS,
+        now_stored,
+        False,
+        names.RELEASED,
+        message,
+        warning=not others and target is not None,
+        releasedAt=ts(now()),
     )
     log.info("Entitlement %s released: %s", name, message)
     return rt.kube.get(names.ENTITLEMENTS, name)
@@ -240,6 +247,10 @@ def _set_ready(
 
     def build(current: Any) -> dict[str, Any] | None:
         previous = cond.find(current.status.conditions, names.READY)
+        if previous is not None and previous.reason == names.RELEASED:
+            return None  # said once: its `released` record must not change
+        if current.metadata.deletion_timestamp is not None and reason not in (names.DELETING, names.RELEASED):
+            return None  # a check begun before the deletion, finishing after it: the deletion's word stands
         same = (
             previous is not None
             and previous.status == ("True" if ready else "False")

@@ -420,7 +420,7 @@ async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_
             # A wait, not a failure (`logs.WaitsAreNotErrors`); asked less often while S3 stays away.
             raise kopf.TemporaryError(
                 f"{releases.WAITING} ended; its audit records are not in the archive yet: it goes once they are",
-                delay=min(HOLD_MAX_SECONDS, 0.5 * 2**retry),
+                delay=min(HOLD_MAX_SECONDS, 0.5 * 2 ** min(retry, 6)),
             )
 
 
