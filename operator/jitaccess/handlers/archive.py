@@ -62,7 +62,7 @@ from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names, wire
-from jitaccess.domain import chain
+from jitaccess.domain import chain, releases
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
 
@@ -612,6 +612,28 @@ async def stop_audit_trail(memo: kopf.Memo, **_: Any) -> None:
         log.warning("audit archive: stopping with %d record(s) not archived (%s)", trail.pending(), exc)
     trail.close()
     writer.shutdown(wait=False)
+
+
+def archiving(memo: Any) -> bool:
+    """Whether this operator's audit trail writes to an archive (else records go to stdout only)."""
+    trail = trail_of(memo)
+    return trail is not None and trail.archive is not None
+
+
+def hold_until_archived(
+    memo: Any, plural: str, obj: Mapping[str, Any] | None, *, retry: int, longest: float, what: str
+) -> None:
+    """For a deletion handler whose object kopf's finalizer keeps until its audit records are
+    written (a deleted grant, a released Entitlement): returns once they are (or without an archive,
+    or once the object is gone); else a `waiting:` retry (`logs.WaitsAreNotErrors`: a wait, not a
+    failure), asked again after 0.5 s, doubling up to `longest` while S3 stays away."""
+    trail = trail_of(memo)
+    if obj is None or trail is None or trail.archive is None or trail.archived(plural, obj):
+        return
+    raise kopf.TemporaryError(
+        f"{releases.WAITING} {what} not in the archive yet: it goes once it is",
+        delay=min(longest, 0.5 * 2 ** min(retry, 6)),  # capped: kopf's retry counts every earlier wait
+    )
 
 
 async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -125,14 +125,10 @@ async def release_entitlement(*, body: kopf.Body, memo: kopf.Memo, retry: int = 
     keeps out of the error log and the Events: the `Deleting` condition says it once."""
     rt = runtime_of(memo)
     released = await rt.run_blocking(_release, rt, dict(body))
-    trail = archive.trail_of(memo)
-    if released is None or trail is None or trail.archive is None:
-        return
-    if not trail.archived(names.ENTITLEMENTS, released):
-        raise kopf.TemporaryError(
-            f"{releases.WAITING} released; its audit record is not in the archive yet: it goes once it is",
-            delay=min(RELEASE_CHECK_SECONDS, 0.5 * 2 ** min(retry, 5)),
-        )
+    what = "released; its audit record is"
+    archive.hold_until_archived(
+        memo, names.ENTITLEMENTS, released, retry=retry, longest=RELEASE_CHECK_SECONDS, what=what
+    )
 
 
 def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:

@@ -193,10 +193,9 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         rt.settings.limits,
         responder_groups=frozenset(rt.settings.responder_groups),
     )
-    of = grant.spec.entitlement if grant is not None else ""
-    owner = (grant.spec.owner_team or "") if grant is not None else ""
+    owners = _owners(grant) if grant is not None else {}
     if step.step is rules.Step.FAIL:
-        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, entitlement=of, owner_team=owner)
+        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, owners=owners)
     elif step.step is rules.Step.DENY:
         message = f"denied by {step.who}" + (f": {step.why}" if step.why else "")
         _finish(
@@ -206,8 +205,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
             message,
             denied_by=step.who,
             why=step.why,
-            entitlement=of,
-            owner_team=owner,
+            owners=owners,
         )
     elif step.step is rules.Step.WAIT:
         _mark_pending(rt, extension, step.message, grant)
@@ -392,8 +390,7 @@ def _finish(
     warning: bool = False,
     denied_by: str = "",
     why: str = "",
-    entitlement: str = "",
-    owner_team: str = "",
+    owners: Mapping[str, str] | None = None,
 ) -> None:
     """End an extension that moves nothing: Denied or Failed, with the message that says why (and
     the grant's Entitlement and owner team, for its audit record, when the extension has none yet)."""
@@ -405,11 +402,9 @@ def _finish(
         status = AccessExtensionStatus.model_validate(current.get("status") or {})
         generation = wire.metadata(current).get("generation")
         changes = [(names.READY, False, reason, message)]
-        fields: dict[str, Any] = {}
-        if entitlement and not status.entitlement:
-            fields["entitlement"] = entitlement
-        if owner_team and not status.owner_team:
-            fields["ownerTeam"] = owner_team
+        # Set once: the records already derived from them must not change.
+        known = {"entitlement": status.entitlement, "ownerTeam": status.owner_team}
+        fields: dict[str, Any] = {k: v for k, v in (owners or {}).items() if v and not known.get(k)}
         if denied_by:
             changes.insert(0, (names.DENIED, True, names.DENIED, message))
             fields["deniedBy"] = denied_by

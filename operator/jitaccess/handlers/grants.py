@@ -26,7 +26,7 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import following, releases
+from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
@@ -413,15 +413,10 @@ async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_
     # The access has ended; the grant itself (kopf's finalizer) goes only once its records, the
     # `revoked` one among them, are in the archive: a crash or a leader's change meanwhile would
     # otherwise lose them with it. kopf calls this handler again until they are.
-    trail = archive.trail_of(memo)
-    if trail is not None and trail.archive is not None:
+    if archive.archiving(memo):
         current = await rt.run_blocking(rt.kube.get, names.GRANTS, body.metadata.name)
-        if current is not None and not trail.archived(names.GRANTS, current):
-            # A wait, not a failure (`logs.WaitsAreNotErrors`); asked less often while S3 stays away.
-            raise kopf.TemporaryError(
-                f"{releases.WAITING} ended; its audit records are not in the archive yet: it goes once they are",
-                delay=min(HOLD_MAX_SECONDS, 0.5 * 2 ** min(retry, 6)),
-            )
+        what = "ended; its audit records are"
+        archive.hold_until_archived(memo, names.GRANTS, current, retry=retry, longest=HOLD_MAX_SECONDS, what=what)
 
 
 def _end_or_retry(
