@@ -12,6 +12,7 @@ import json
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -397,6 +398,56 @@ def test_unbacked_member_is_found_and_removed(local: Local) -> None:
         timeout=90,
         what="mallory removed by the drift scan",
     )
+
+
+def test_removals_a_killed_operator_began_are_settled_by_the_next_scan(local: Local) -> None:
+    """Removals listed but never confirmed (the operator was killed between listing a removal and
+    confirming it): one whose member is backed by a grant now is taken back, one whose member is
+    still in the group unbacked is made, one whose member is gone is confirmed; each of the last two
+    has its DriftFound Event, and every entry leaves the status once its record is printed."""
+    group = "prod-eng-payments"
+    local.request("c-intent-backed", duration="1h")
+    local.wait("accessgrant", "c-intent-backed", "Active")
+    backed = local.ic.add_member(group, "alice@example.com")  # hers already: the grant's membership
+    first_seen = "2026-12-01T10:00:00Z"
+
+    def intent(membership_id: str, user: str) -> dict[str, str]:
+        user_id = local.ic.user_id(user)
+        return {"membershipId": membership_id, "userId": user_id, "user": user, "firstSeen": first_seen}
+
+    def drift_found() -> Counter[str]:
+        shown = local.cluster.kubectl(
+            "get", "events", "--field-selector", f"involvedObject.name={group},reason=DriftFound", "-o", "json"
+        )
+        return Counter(e["message"] for e in json.loads(shown.stdout)["items"])
+
+    said_before = drift_found()  # an earlier test's removal of mallory has its Event too
+    unbacked = local.ic.add_member(group, "mallory@example.com")
+    intents = [
+        intent(backed, "alice@example.com"),
+        intent(unbacked, "mallory@example.com"),
+        intent("m-gone-" + unbacked[-6:], "bob@example.com"),
+    ]
+    patch = json.dumps({"status": {"driftRemovals": intents}})
+    local.cluster.kubectl("patch", "entitlement", group, "--subresource=status", "--type=merge", "-p", patch)
+    # A change of spec re-checks the Entitlement (and scans its group) at once; it is put back after.
+    before = local.get("entitlement", group)["spec"]["defaultDuration"]
+    local.cluster.kubectl("patch", "entitlement", group, "--type=merge", "-p", '{"spec":{"defaultDuration":"59m"}}')
+
+    def settled() -> list[str] | None:
+        status = local.get("entitlement", group).get("status", {})
+        ours = sorted((drift_found() - said_before).elements())
+        return ours if len(ours) == 2 and not status.get("driftRemovals") else None
+
+    said = eventually(settled, timeout=30, what="the three removals settled")
+    assert said[0].startswith("bob@example.com was in Identity Center group prod-eng-payments with no active grant")
+    assert "not confirmed" in said[0] and "gone when the scan looked again" in said[0], said
+    assert said[1] == "mallory@example.com was in Identity Center group prod-eng-payments with no active grant: removed"
+    assert local.ic.members_of(group) == {"alice@example.com"}, "the backed member stays"
+    put_back = json.dumps({"spec": {"defaultDuration": before}})
+    local.cluster.kubectl("patch", "entitlement", group, "--type=merge", "-p", put_back)
+    local.cluster.kubectl("delete", "accessgrant", "c-intent-backed", "--timeout=30s")
+    eventually(lambda: local.ic.members_of(group) == set() or None, what="membership gone")
 
 
 def test_grant_is_created_with_its_finalizer_not_patched_after(local: Local) -> None:

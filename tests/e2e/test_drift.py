@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
+from typing import Any
 
 from tests.support.harness import Jit, eventually
 
@@ -78,3 +80,80 @@ def test_identity_center_throttling_the_scan_is_no_error(system: Jit) -> None:
     finally:
         system.ic.faults.clear()
     assert [line for line in lines if LOUD.match(line) or "Traceback" in line] == [], "\n".join(lines)
+
+
+def _removals_of(system: Jit, user_id: str) -> list[dict[str, Any]]:
+    status = (system.get("entitlement", GROUP) or {}).get("status") or {}
+    return [r for r in status.get("driftRemovals") or [] if r.get("userId") == user_id]
+
+
+def test_a_removal_cut_short_by_a_crash_is_still_recorded(system: Jit) -> None:
+    """The scan lists a removal in the Entitlement's status before it makes it: an operator killed
+    while Identity Center carries it out leaves that entry, and the next operator confirms it (the
+    member gone meanwhile), so the drift found has its record, Event and log line all the same."""
+    intruder = f"drift-crash-{secrets.token_hex(3)}@example.com"
+    system.ic.seed_users([intruder])
+    user_id = system.ic.user_id(intruder)
+    # Every removal is held a while (a grant of another test may be ending too): the scan's is
+    # under way, its membership still in the group, when the operator is killed.
+    system.ic.faults.delay("DeleteGroupMembership", 3.0, times=20)
+    held = system.ic.faults.injected
+    try:
+        system.ic.add_member(GROUP, intruder)
+        listed = eventually(
+            lambda: _removals_of(system, user_id) or None, timeout=30, interval=0.05, what="the removal listed first"
+        )
+        assert [r.get("time") for r in listed] == [None], listed
+        assert intruder in system.members(GROUP), "listed before it is made"
+        eventually(lambda: held["DeleteGroupMembership"] or None, timeout=2, interval=0.02, what="the removal sent")
+        system.operator.kill()
+    finally:
+        system.ic.faults.clear()
+    # The call reached Identity Center before the kill: it is carried out all the same.
+    eventually(lambda: intruder not in system.members(GROUP) or None, timeout=10, what="the stalled removal done")
+    assert [r.get("time") for r in _removals_of(system, user_id)] == [None], "nobody confirmed it"
+
+    offset = system.operator.log_file.stat().st_size
+    system.operator.start()
+
+    def recorded() -> list[str] | None:
+        lines = _lines_since(system, offset)
+        said = [i for i, line in enumerate(lines) if intruder in line and f"DriftFound Entitlement/{GROUP}: " in line]
+        # The record's line names the action and the Entitlement (its JSON form, the user too).
+        archived = f"audit drift-removed Entitlement/{GROUP} by system:jitaccess"
+        return lines[said[0] :] if said and any(archived in line for line in lines[said[0] :]) else None
+
+    lines = eventually(recorded, timeout=30, what="the removal confirmed, recorded and reported")
+    said = lines[0]
+    assert "not confirmed" in said and "gone when the scan looked again" in said, said
+    # Without an archive its record is printed, and the entry leaves the status once it is.
+    eventually(lambda: _removals_of(system, user_id) == [] or None, timeout=15, what="the entry gone once printed")
+
+
+def test_a_removal_identity_center_refused_is_made_and_confirmed_by_the_next_pass(system: Jit) -> None:
+    intruder = f"drift-retry-{secrets.token_hex(3)}@example.com"
+    system.ic.seed_users([intruder])
+    user_id = system.ic.user_id(intruder)
+    offset = system.operator.log_file.stat().st_size
+    # More failures than the SDK's attempts in one call: the scan's removal fails outright at least once.
+    system.ic.faults.fail("DeleteGroupMembership", times=12, error="InternalServerException")
+
+    def failures_served() -> bool | None:
+        # The status first, then the group: a removal confirmed while its member is still in the
+        # group would be a record of something not done.
+        confirmed = [r for r in _removals_of(system, user_id) if r.get("time")]
+        assert not (confirmed and intruder in system.members(GROUP)), confirmed
+        return system.ic.faults.pending("DeleteGroupMembership") == 0 or None
+
+    try:
+        system.ic.add_member(GROUP, intruder)
+        eventually(failures_served, timeout=60, interval=0.05, what="the failures served")
+    finally:
+        system.ic.faults.clear()
+    eventually(lambda: intruder not in system.members(GROUP) or None, timeout=30, what="removed by a later pass")
+    found = eventually(
+        lambda: [line for line in _drift_found(_lines_since(system, offset)) if intruder in line] or None,
+        timeout=15,
+        what="the DriftFound line",
+    )
+    assert len(found) == 1 and "with no active grant: removed" in found[0], found

@@ -216,6 +216,19 @@ def test_a_drift_removal_starts_when_the_scan_first_saw_the_member() -> None:
     assert record["time"] == record["endTime"] and record["ownerTeam"] == "payments"
 
 
+def test_a_drift_removal_under_way_is_no_record_until_confirmed() -> None:
+    """Listed before the removal is made (no `time`): a record only once confirmed, never one that
+    says a member was removed when the removal may not have happened."""
+    intent = {"membershipId": "m-1", "userId": "uid-eve", "user": "eve", "firstSeen": "2026-11-23T12:00:01Z"}
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "prod-payments", "uid": "u-e1"},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": "prod-payments-admins"}},
+        "status": {"driftRemovals": [intent, {**intent, "membershipId": "m-2", "time": "2026-11-23T12:00:02Z"}]},
+    }
+    assert [r["id"] for r in audit.records_of(entitlement)] == ["u-e1/drift-removed/m-2"]
+
+
 def test_a_released_entitlement_has_a_record_of_when_its_group_was_let_go() -> None:
     released = cond(names.READY, "False", names.RELEASED, "2026-11-23T13:00:00Z",
                     "jitaccess no longer watches Identity Center group prod-payments-admins")  # fmt: skip

@@ -398,6 +398,8 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
     target = spec.get("identityCenter") or {}
     records = []
     for removal in wire.status(entitlement).get("driftRemovals") or []:
+        if not removal.get("time"):
+            continue  # under way: a record once the removal is confirmed
         records.append(
             _base(
                 entitlement,

@@ -340,13 +340,17 @@ class EntitlementSpec(Model):
 
 
 class DriftRemoval(Model):
-    """A member the drift scan took out of the group, kept until its audit record is archived."""
+    """A member the drift scan takes out of the group, listed before the removal (no `time` yet) until archived."""
 
     membership_id: str
     user_id: str
     user: str | None = Field(default=None, description="The user's name when removed")
     group_id: str | None = None
-    time: datetime
+    time: datetime | None = Field(
+        default=None,
+        description="When the member was removed; absent while the removal is under way (listed before it is "
+        "made, so that an operator stopped in between still leaves a record)",
+    )
     first_seen: datetime | None = Field(
         default=None,
         description="When the drift scan listed the member (first seen by jitaccess, not when the membership began)",

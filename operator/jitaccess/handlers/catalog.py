@@ -160,7 +160,9 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
             group_id = group_id or rt.cached("group", target, rt.identity_center.resolve_group)
             _scan_drift(rt, entitlement, target, group_id, rt.holders)
         except NotFound:
-            pass  # the group is gone: nobody can be in it
+            # The group is gone: nobody can be in it, and a removal begun before is done.
+            unconfirmed = {r.membership_id: r.wire() for r in entitlement.status.drift_removals or [] if r.time is None}
+            _settle_unconfirmed(rt, entitlement, target, unconfirmed, None, ts(now()))
         except (RetryLater, PermanentFailure) as exc:
             raise kopf.TemporaryError(
                 f"{releases.WAITING} Identity Center not answering ({exc}): the group is scanned again first",
@@ -279,40 +281,109 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
 
     A member is removed in the pass that first lists it, so the listing's time is when jitaccess
     first saw it (`firstSeen`, the record's `startTime`). When the membership itself began is not
-    known: the scan reads only who is a member, and keeps no history between passes (docs/audit.md)."""
+    known: the scan reads only who is a member, and keeps no history between passes (docs/audit.md).
+
+    Each removal is listed in the Entitlement's status before it is made (an entry with no `time`
+    yet) and confirmed after: an operator killed in between leaves the entry, which the next pass
+    settles (`_settle_unconfirmed`), so no removal goes unrecorded."""
     ic = rt.identity_center
     members = ic.group_members(group_id)
     # Taken after the listing answered: a member it holds was in the group by then at the latest.
     seen = ts(now())
+    unconfirmed = {r.membership_id: r.wire() for r in entitlement.status.drift_removals or [] if r.time is None}
+    _settle_unconfirmed(rt, entitlement, group_name, unconfirmed, set(members.values()), seen)
     for user_id, membership_id in members.items():
         # Grants hold memberships by UserId: no name needs to be known to tell whether one is backed.
         key = membership_key(user_id, group_name)
         if set(holders.get(key, [])) - rt.recently_ended():
+            _drop_unconfirmed(rt, entitlement, unconfirmed, membership_id, "a grant backs it now")
             continue
+        # For the record: the name as it is now (users can be renamed), not as it was once known.
+        user = _name_of(rt, user_id)
         with rt.membership_lock(key):
             if set(holders.get(key, [])) - rt.recently_ended():
+                _drop_unconfirmed(rt, entitlement, unconfirmed, membership_id, "a grant backs it now")
                 continue
+            intent = unconfirmed.get(membership_id) or {
+                "membershipId": membership_id,
+                "userId": user_id,
+                "user": user,
+                "groupId": group_id,
+                "firstSeen": seen,
+            }
+            _keep_for_audit(rt, entitlement, intent)
             if not ic.remove_member(group_id, user_id, membership_id):
                 # Gone already: a grant ended since the listing (its expiry took the member out).
+                _drop_unconfirmed(rt, entitlement, {membership_id: intent}, membership_id, "gone already")
                 continue
-        # For the event only: the name as it is now (users can be renamed), not as it was once known.
-        user = ic.user_name(user_id)
-        message = f"{user} was in Identity Center group {group_name} with no active grant: removed"
-        removal = {"membershipId": membership_id, "userId": user_id, "user": user, "firstSeen": seen}
-        _keep_for_audit(rt, entitlement, removal, group_id, message)
-        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user)
+        who = intent.get("user") or user
+        message = f"{who} was in Identity Center group {group_name} with no active grant: removed"
+        _keep_for_audit(rt, entitlement, {**intent, "time": ts(now()), "message": message})
+        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=who)
 
 
-def _keep_for_audit(
-    rt: Runtime, entitlement: Entitlement, removal: dict[str, Any], group_id: str, message: str
+def _name_of(rt: Runtime, user_id: str) -> str:
+    """The user's name for a drift record; the id itself when Identity Center has no such user."""
+    try:
+        return rt.identity_center.user_name(user_id)
+    except NotFound:
+        return user_id
+
+
+def _settle_unconfirmed(
+    rt: Runtime,
+    entitlement: Entitlement,
+    group_name: str,
+    unconfirmed: dict[str, dict[str, Any]],
+    present: set[str] | None,
+    seen: str,
 ) -> None:
-    """List the removal in the Entitlement's status until its audit record is archived (`archive`)."""
-    entry = {**removal, "groupId": group_id, "time": ts(now()), "message": message}
+    """Confirm the removals a killed operator began (listed, never confirmed) whose membership is
+    no longer in the group (`present`: the membership ids listed now; None: the group is gone).
+    Who took the member out last is not known (the removal under way, most likely); that the member
+    was in the group with no grant behind it when the scan listed it is, and that is the record.
+    Those still present are left to the pass, which removes them and confirms the same entry."""
+    for membership_id, intent in list(unconfirmed.items()):
+        if present is not None and membership_id in present:
+            continue
+        user = intent.get("user") or intent.get("userId")
+        message = (
+            f"{user} was in Identity Center group {group_name} with no active grant: a removal "
+            "was begun and not confirmed (the operator stopped, or could not write its status), and the member "
+            "was gone when the scan looked again"
+        )
+        _keep_for_audit(rt, entitlement, {**intent, "time": seen, "message": message})
+        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user or "")
+        del unconfirmed[membership_id]
+
+
+def _drop_unconfirmed(
+    rt: Runtime, entitlement: Entitlement, unconfirmed: dict[str, dict[str, Any]], membership_id: str, why: str
+) -> None:
+    """Take back a removal listed but not made: the member is backed now, or went otherwise."""
+    if membership_id not in unconfirmed:
+        return
 
     def build(current: Entitlement) -> dict[str, Any] | None:
         kept = [r.wire() for r in current.status.drift_removals or []]
-        if any(r["membershipId"] == removal["membershipId"] for r in kept):
-            return None
-        return {"driftRemovals": [*kept, entry]}
+        left = [r for r in kept if not (r["membershipId"] == membership_id and r.get("time") is None)]
+        return None if len(left) == len(kept) else {"driftRemovals": left}
+
+    rt.kube.update_status(names.ENTITLEMENTS, entitlement.metadata.name, status_change(Entitlement, build))
+    log.info("drift removal of membership %s (%s) not made: %s", membership_id, entitlement.metadata.name, why)
+    del unconfirmed[membership_id]
+
+
+def _keep_for_audit(rt: Runtime, entitlement: Entitlement, removal: dict[str, Any]) -> None:
+    """List the removal in the Entitlement's status until its audit record is archived (`archive`):
+    before it is made (no `time`), then confirmed (with `time` and `message`), replacing that entry."""
+
+    def build(current: Entitlement) -> dict[str, Any] | None:
+        kept = [r.wire() for r in current.status.drift_removals or []]
+        same = [r for r in kept if r["membershipId"] == removal["membershipId"]]
+        if same and (same[0].get("time") is not None or removal.get("time") is None):
+            return None  # listed already: confirmed (never changed again), or the same intent
+        others = [r for r in kept if r["membershipId"] != removal["membershipId"]]
+        return {"driftRemovals": [*others, removal]}
 
     rt.kube.update_status(names.ENTITLEMENTS, entitlement.metadata.name, status_change(Entitlement, build))
