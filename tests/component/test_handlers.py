@@ -441,7 +441,7 @@ def test_removals_a_killed_operator_began_are_settled_by_the_next_scan(local: Lo
 
     said = eventually(settled, timeout=30, what="the three removals settled")
     assert said[0].startswith("bob@example.com was in Identity Center group prod-eng-payments with no active grant")
-    assert "not confirmed" in said[0] and "gone when the scan looked again" in said[0], said
+    assert "not confirmed" in said[0] and "gone when it was looked at again" in said[0], said
     assert said[1] == "mallory@example.com was in Identity Center group prod-eng-payments with no active grant: removed"
     assert local.ic.members_of(group) == {"alice@example.com"}, "the backed member stays"
     put_back = json.dumps({"spec": {"defaultDuration": before}})

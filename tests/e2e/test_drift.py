@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import time
 from typing import Any
 
 from tests.support.harness import Jit, eventually
@@ -125,7 +126,7 @@ def test_a_removal_cut_short_by_a_crash_is_still_recorded(system: Jit) -> None:
 
     lines = eventually(recorded, timeout=30, what="the removal confirmed, recorded and reported")
     said = lines[0]
-    assert "not confirmed" in said and "gone when the scan looked again" in said, said
+    assert "not confirmed" in said and "gone when it was looked at again" in said, said
     # Without an archive its record is printed, and the entry leaves the status once it is.
     eventually(lambda: _removals_of(system, user_id) == [] or None, timeout=15, what="the entry gone once printed")
 
@@ -157,3 +158,27 @@ def test_a_removal_identity_center_refused_is_made_and_confirmed_by_the_next_pas
         what="the DriftFound line",
     )
     assert len(found) == 1 and "with no active grant: removed" in found[0], found
+
+
+def test_a_removal_whose_answer_was_lost_is_recorded_once(system: Jit) -> None:
+    """Identity Center carries the removal out and its answer is lost: the SDK's retry finds the
+    membership gone. No grant of ours took the member out, so the scan's own removal did: it is
+    recorded, once, and says so."""
+    intruder = f"drift-lost-{secrets.token_hex(3)}@example.com"
+    system.ic.seed_users([intruder])
+    offset = system.operator.log_file.stat().st_size
+    system.ic.faults.fail("DeleteGroupMembership", error="InternalServerException", after_apply=True)
+    try:
+        system.ic.add_member(GROUP, intruder)
+        found = eventually(
+            lambda: [line for line in _drift_found(_lines_since(system, offset)) if intruder in line] or None,
+            timeout=30,
+            what="the DriftFound line",
+        )
+    finally:
+        system.ic.faults.clear()
+    assert intruder not in system.members(GROUP)
+    assert len(found) == 1 and "removed (an earlier attempt had taken it out" in found[0], found
+    time.sleep(6)  # a later pass (every 5 s here) must not record it again
+    again = [line for line in _drift_found(_lines_since(system, offset)) if intruder in line]
+    assert again == found, again

@@ -410,7 +410,11 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
                 ownerTeam=spec.get("owner"),
                 user=_drop_empty({"username": removal.get("user"), "identityStoreUserId": removal.get("userId")}),
                 group=_drop_empty(
-                    {"name": target.get("groupName") or target.get("groupId"), "id": removal.get("groupId")}
+                    {
+                        # As listed with the removal: the spec may name another group since.
+                        "name": removal.get("groupName") or target.get("groupName") or target.get("groupId"),
+                        "id": removal.get("groupId"),
+                    }
                 ),
                 # First seen by the drift scan, not when the membership began (unknown: docs/audit.md).
                 startTime=rfc3339(removal.get("firstSeen")),

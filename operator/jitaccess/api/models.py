@@ -346,6 +346,7 @@ class DriftRemoval(Model):
     user_id: str
     user: str | None = Field(default=None, description="The user's name when removed")
     group_id: str | None = None
+    group_name: str | None = Field(default=None, description="The group's name when the removal was listed")
     time: datetime | None = Field(
         default=None,
         description="When the member was removed; absent while the removal is under way (listed before it is "

@@ -85,6 +85,7 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
         reference = assignment_rules.reference(assignment.permission_set)
         resolved = f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}"
         _set_ready(rt, names.ENTITLEMENTS, entitlement, *_usable(entitlement, team, resolved))
+        _settle_unscanned(rt, entitlement)
         return
     try:
         rt.forget("group", target)
@@ -99,19 +100,20 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
             f"Identity Center group {target!r} does not exist in store "
             f"{rt.identity_center.identity_store_id}: create it or fix spec.identityCenter",
         )
+        _settle_unscanned(rt, entitlement)
         return
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
     resolved = f"Identity Center group {target} resolved"
     _set_ready(rt, names.ENTITLEMENTS, entitlement, *_usable(entitlement, team, resolved), groupId=group_id)
-    if rt.settings.remove_unbacked_members:
-        try:
+    try:
+        if rt.settings.remove_unbacked_members:
             _scan_drift(rt, entitlement, target, group_id, rt.holders)
-        except RetryLater as exc:
-            # Nothing is wrong with the operator: the next pass scans again.
-            log.info(
-                "drift scan of %s: Identity Center not answering (%s); next pass in %ss", target, exc, RESYNC_SECONDS
-            )
+        else:
+            _settle_unscanned(rt, entitlement)
+    except RetryLater as exc:
+        # Nothing is wrong with the operator: the next pass scans again.
+        log.info("drift scan of %s: Identity Center not answering (%s); next pass in %ss", target, exc, RESYNC_SECONDS)
 
 
 @kopf.on.delete(*ENT)
@@ -154,20 +156,21 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         and wire.ready_reason(r) == names.APPROVED
         and r["metadata"]["name"] not in granted
     ]
-    if target is not None and rt.settings.remove_unbacked_members:
-        group_id = entitlement.status.group_id
-        try:
-            group_id = group_id or rt.cached("group", target, rt.identity_center.resolve_group)
-            _scan_drift(rt, entitlement, target, group_id, rt.holders)
-        except NotFound:
-            # The group is gone: nobody can be in it, and a removal begun before is done.
-            unconfirmed = {r.membership_id: r.wire() for r in entitlement.status.drift_removals or [] if r.time is None}
-            _settle_unconfirmed(rt, entitlement, target, unconfirmed, None, ts(now()))
-        except (RetryLater, PermanentFailure) as exc:
-            raise kopf.TemporaryError(
-                f"{releases.WAITING} Identity Center not answering ({exc}): the group is scanned again first",
-                delay=RELEASE_CHECK_SECONDS,
-            ) from exc
+    try:
+        if target is not None and rt.settings.remove_unbacked_members:
+            group_id = entitlement.status.group_id
+            try:
+                group_id = group_id or rt.cached("group", target, rt.identity_center.resolve_group)
+                _scan_drift(rt, entitlement, target, group_id, rt.holders)
+            except NotFound:
+                _settle_unscanned(rt, entitlement)  # the group is gone: nobody can be in it
+        else:
+            _settle_unscanned(rt, entitlement)
+    except (RetryLater, PermanentFailure) as exc:
+        raise kopf.TemporaryError(
+            f"{releases.WAITING} Identity Center not answering ({exc}): the group is scanned again first",
+            delay=RELEASE_CHECK_SECONDS,
+        ) from exc
     current = rt.kube.get(names.ENTITLEMENTS, name)
     if current is None:
         return None
@@ -285,41 +288,108 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
 
     Each removal is listed in the Entitlement's status before it is made (an entry with no `time`
     yet) and confirmed after: an operator killed in between leaves the entry, which the next pass
-    settles (`_settle_unconfirmed`), so no removal goes unrecorded."""
-    ic = rt.identity_center
-    members = ic.group_members(group_id)
-    # Taken after the listing answered: a member it holds was in the group by then at the latest.
-    seen = ts(now())
-    unconfirmed = {r.membership_id: r.wire() for r in entitlement.status.drift_removals or [] if r.time is None}
-    _settle_unconfirmed(rt, entitlement, group_name, unconfirmed, set(members.values()), seen)
-    for user_id, membership_id in members.items():
-        # Grants hold memberships by UserId: no name needs to be known to tell whether one is backed.
-        key = membership_key(user_id, group_name)
-        if set(holders.get(key, [])) - rt.recently_ended():
-            _drop_unconfirmed(rt, entitlement, unconfirmed, membership_id, "a grant backs it now")
-            continue
-        # For the record: the name as it is now (users can be renamed), not as it was once known.
-        user = _name_of(rt, user_id)
-        with rt.membership_lock(key):
+    settles, so no removal goes unrecorded."""
+    name = entitlement.metadata.name
+    # One scan of an Entitlement at a time in a process: kopf runs its timer beside its change
+    # handlers, and two scans would each settle the removal the other is making.
+    with rt.membership_lock(("drift scan", name)):
+        ic = rt.identity_center
+        members = ic.group_members(group_id)
+        # Taken after the listing answered: a member it holds was in the group by then at the latest.
+        seen = ts(now())
+        unconfirmed = _unconfirmed(rt, entitlement)
+        listed = set(members.values())
+        for membership_id, begun in list(unconfirmed.items()):
+            if membership_id not in listed:
+                _confirm_gone(rt, entitlement, begun, seen, group_name)
+                del unconfirmed[membership_id]
+        for user_id, membership_id in members.items():
+            # Grants hold memberships by UserId: no name needs to be known to tell whether one is backed.
+            key = membership_key(user_id, group_name)
+            intent = unconfirmed.get(membership_id)
             if set(holders.get(key, [])) - rt.recently_ended():
-                _drop_unconfirmed(rt, entitlement, unconfirmed, membership_id, "a grant backs it now")
+                if intent is not None:
+                    _take_back(rt, name, intent, "a grant backs the member now")
                 continue
-            intent = unconfirmed.get(membership_id) or {
-                "membershipId": membership_id,
-                "userId": user_id,
-                "user": user,
-                "groupId": group_id,
-                "firstSeen": seen,
-            }
-            _keep_for_audit(rt, entitlement, intent)
-            if not ic.remove_member(group_id, user_id, membership_id):
+            # For the record: the name as it is now (users can be renamed), not as it was once known.
+            user = intent.get("user") if intent else _name_of(rt, user_id)
+            with rt.membership_lock(key):
+                if set(holders.get(key, [])) - rt.recently_ended():
+                    if intent is not None:
+                        _take_back(rt, name, intent, "a grant backs the member now")
+                    continue
+                if intent is None:
+                    intent = {
+                        "membershipId": membership_id,
+                        "userId": user_id,
+                        "user": user,
+                        "groupId": group_id,
+                        "groupName": group_name,
+                        "firstSeen": seen,
+                    }
+                    _list(rt, name, intent)
+                removed = ic.remove_member(group_id, user_id, membership_id)
+            if not removed and (holders.get(key) or rt.ended_here(key)):
                 # Gone already: a grant ended since the listing (its expiry took the member out).
-                _drop_unconfirmed(rt, entitlement, {membership_id: intent}, membership_id, "gone already")
+                _take_back(rt, name, intent, "a grant that ended meanwhile took the member out")
                 continue
-        who = intent.get("user") or user
-        message = f"{who} was in Identity Center group {group_name} with no active grant: removed"
-        _keep_for_audit(rt, entitlement, {**intent, "time": ts(now()), "message": message})
-        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=who)
+            message = f"{user} was in Identity Center group {group_name} with no active grant: removed"
+            if not removed:
+                # The delete found it gone, and no grant of ours took it out: an earlier attempt
+                # did (its answer lost and retried, or sent by an operator killed since).
+                message += " (an earlier attempt had taken it out when this one was confirmed)"
+            if _confirm(rt, name, intent, ts(now()), message, append=True):
+                record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user or "")
+
+
+def _settle_unscanned(rt: Runtime, entitlement: Entitlement) -> None:
+    """Settle removals a stopped operator began, where no scan will (removal of unbacked members
+    is off now, the Entitlement has no group any more, or its group is gone): a membership still
+    there is left alone and its entry taken back; one gone is confirmed as removed."""
+    unconfirmed = _unconfirmed(rt, entitlement)
+    for membership_id, intent in unconfirmed.items():
+        group_id = str(intent.get("groupId") or "")
+        try:
+            present = rt.identity_center.find_membership(group_id, str(intent.get("userId"))) if group_id else None
+        except NotFound:
+            present = None  # the group is gone: nobody is in it
+        except (RetryLater, PermanentFailure) as exc:
+            # The entry waits for the next pass (a deleted Entitlement counts it as a record to keep).
+            log.info("%s: a drift removal left unconfirmed is settled later: %s", entitlement.metadata.name, exc)
+            return
+        if present == membership_id:
+            _take_back(rt, entitlement.metadata.name, intent, "drift removal does not apply to this Entitlement now")
+        else:
+            _confirm_gone(rt, entitlement, intent, ts(now()), None)
+
+
+def _unconfirmed(rt: Runtime, entitlement: Entitlement) -> dict[str, dict[str, Any]]:
+    """The removals listed and not confirmed, by membership id, as stored: kopf's body may show
+    one that was settled since (only when it shows any is the object read)."""
+    if not any(r.time is None for r in entitlement.status.drift_removals or []):
+        return {}
+    stored = rt.kube.get(names.ENTITLEMENTS, entitlement.metadata.name)
+    if stored is None:
+        return {}
+    removals = wire.status(stored).get("driftRemovals") or []
+    return {str(r["membershipId"]): r for r in removals if not r.get("time")}
+
+
+def _confirm_gone(
+    rt: Runtime, entitlement: Entitlement, intent: dict[str, Any], when: str, group_name: str | None
+) -> None:
+    """Confirm a removal begun and never confirmed whose member is gone now, and report it."""
+    user = str(intent.get("user") or intent.get("userId") or "")
+    group = intent.get("groupName") or group_name or intent.get("groupId")
+    # Who took the member out last is not known (the removal under way, most likely); that the
+    # member was in the group with no grant behind it when the scan listed it is: that is the record.
+    message = (
+        f"{user} was in Identity Center group {group} with no active grant: a removal was begun and not "
+        "confirmed (the operator stopped, or could not write its status), and the member was gone when "
+        "it was looked at again"
+    )
+    if _confirm(rt, entitlement.metadata.name, intent, when, message):
+        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user)
 
 
 def _name_of(rt: Runtime, user_id: str) -> str:
@@ -330,60 +400,42 @@ def _name_of(rt: Runtime, user_id: str) -> str:
         return user_id
 
 
-def _settle_unconfirmed(
-    rt: Runtime,
-    entitlement: Entitlement,
-    group_name: str,
-    unconfirmed: dict[str, dict[str, Any]],
-    present: set[str] | None,
-    seen: str,
-) -> None:
-    """Confirm the removals a killed operator began (listed, never confirmed) whose membership is
-    no longer in the group (`present`: the membership ids listed now; None: the group is gone).
-    Who took the member out last is not known (the removal under way, most likely); that the member
-    was in the group with no grant behind it when the scan listed it is, and that is the record.
-    Those still present are left to the pass, which removes them and confirms the same entry."""
-    for membership_id, intent in list(unconfirmed.items()):
-        if present is not None and membership_id in present:
-            continue
-        user = intent.get("user") or intent.get("userId")
-        message = (
-            f"{user} was in Identity Center group {group_name} with no active grant: a removal "
-            "was begun and not confirmed (the operator stopped, or could not write its status), and the member "
-            "was gone when the scan looked again"
-        )
-        _keep_for_audit(rt, entitlement, {**intent, "time": seen, "message": message})
-        record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user or "")
-        del unconfirmed[membership_id]
-
-
-def _drop_unconfirmed(
-    rt: Runtime, entitlement: Entitlement, unconfirmed: dict[str, dict[str, Any]], membership_id: str, why: str
-) -> None:
-    """Take back a removal listed but not made: the member is backed now, or went otherwise."""
-    if membership_id not in unconfirmed:
-        return
+def _list(rt: Runtime, name: str, intent: dict[str, Any]) -> None:
+    """List a removal about to be made (no `time`), unless the member's membership is listed already."""
 
     def build(current: Entitlement) -> dict[str, Any] | None:
         kept = [r.wire() for r in current.status.drift_removals or []]
-        left = [r for r in kept if not (r["membershipId"] == membership_id and r.get("time") is None)]
+        if any(r["membershipId"] == intent["membershipId"] for r in kept):
+            return None
+        return {"driftRemovals": [*kept, intent]}
+
+    rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build))
+
+
+def _confirm(rt: Runtime, name: str, intent: dict[str, Any], when: str, message: str, append: bool = False) -> bool:
+    """Confirm a listed removal (`time`, `message`): its record is then due (`archive`). Only an
+    entry still unconfirmed is (a confirmed one never changes); with `append`, one missing is added
+    (this process made the removal). True when this call wrote it: only then is it reported."""
+
+    def build(current: Entitlement) -> dict[str, Any] | None:
+        kept = [r.wire() for r in current.status.drift_removals or []]
+        same = [r for r in kept if r["membershipId"] == intent["membershipId"]]
+        if (same and same[0].get("time")) or (not same and not append):
+            return None
+        others = [r for r in kept if r["membershipId"] != intent["membershipId"]]
+        return {"driftRemovals": [*others, {**intent, "time": when, "message": message}]}
+
+    return rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build)) is not None
+
+
+def _take_back(rt: Runtime, name: str, intent: dict[str, Any], why: str) -> None:
+    """Take back a removal listed but not made (or not ours to record): the entry goes, with no record."""
+    membership_id = intent["membershipId"]
+
+    def build(current: Entitlement) -> dict[str, Any] | None:
+        kept = [r.wire() for r in current.status.drift_removals or []]
+        left = [r for r in kept if not (r["membershipId"] == membership_id and not r.get("time"))]
         return None if len(left) == len(kept) else {"driftRemovals": left}
 
-    rt.kube.update_status(names.ENTITLEMENTS, entitlement.metadata.name, status_change(Entitlement, build))
-    log.info("drift removal of membership %s (%s) not made: %s", membership_id, entitlement.metadata.name, why)
-    del unconfirmed[membership_id]
-
-
-def _keep_for_audit(rt: Runtime, entitlement: Entitlement, removal: dict[str, Any]) -> None:
-    """List the removal in the Entitlement's status until its audit record is archived (`archive`):
-    before it is made (no `time`), then confirmed (with `time` and `message`), replacing that entry."""
-
-    def build(current: Entitlement) -> dict[str, Any] | None:
-        kept = [r.wire() for r in current.status.drift_removals or []]
-        same = [r for r in kept if r["membershipId"] == removal["membershipId"]]
-        if same and (same[0].get("time") is not None or removal.get("time") is None):
-            return None  # listed already: confirmed (never changed again), or the same intent
-        others = [r for r in kept if r["membershipId"] != removal["membershipId"]]
-        return {"driftRemovals": [*others, removal]}
-
-    rt.kube.update_status(names.ENTITLEMENTS, entitlement.metadata.name, status_change(Entitlement, build))
+    if rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build)) is not None:
+        log.info("drift removal of membership %s (%s) not recorded: %s", membership_id, name, why)

@@ -467,7 +467,7 @@ def end_grant(
             removed = bool(removed_from)
         elif not others:
             removed = _remove_membership(rt, grant)
-        rt.mark_ended(name)
+        rt.mark_ended(name, key)
         stamp = now()
 
         def build(latest: AccessGrant) -> dict[str, Any] | None:

@@ -338,6 +338,7 @@ class Runtime:
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _ended: dict[str, float] = field(default_factory=dict)
+    _ended_keys: dict[tuple[str, str], float] = field(default_factory=dict)
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     # Kept by `indexes` from the watches. Which live grants hold each (UserId, group) membership
@@ -419,14 +420,21 @@ class Runtime:
         with self._locks_guard:
             return self._locks[key]
 
-    def mark_ended(self, grant: str) -> None:
-        """Remember a grant this process ended, until the grant index has caught up with it."""
+    def mark_ended(self, grant: str, key: tuple[str, str] | None = None) -> None:
+        """Remember a grant this process ended (and the membership `key` it held), until the grant
+        index has caught up with it."""
         now = time.monotonic()
         with self._locks_guard:
             self._ended[grant] = now
-            for name, stamp in list(self._ended.items()):
-                if now - stamp > _ENDED_MEMORY_SECONDS:
-                    del self._ended[name]
+            if key is not None:
+                self._ended_keys[key] = now
+            self._ended = {n: t for n, t in self._ended.items() if now - t <= _ENDED_MEMORY_SECONDS}
+            self._ended_keys = {k: t for k, t in self._ended_keys.items() if now - t <= _ENDED_MEMORY_SECONDS}
+
+    def ended_here(self, key: tuple[str, str]) -> bool:
+        """Whether this process ended a grant of membership `key` lately (its end took the member out)."""
+        with self._locks_guard:
+            return key in self._ended_keys
 
     def recently_ended(self) -> set[str]:
         with self._locks_guard:

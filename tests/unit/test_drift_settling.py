@@ -1,0 +1,176 @@
+"""Drift removals listed before they are made (`handlers.catalog`): what settles an entry left
+unconfirmed, and what keeps a record from being written twice or for a removal that was a grant's.
+
+The cluster and Identity Center here are small stand-ins holding the few facts these rules read;
+the end-to-end tier kills a real operator in the middle of a removal (tests/e2e/test_drift.py)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
+from jitaccess.api import audit, names
+from jitaccess.api.models import Entitlement
+from jitaccess.domain.grants import membership_key
+from jitaccess.errors import NotFound
+from jitaccess.handlers import catalog
+from jitaccess.handlers.recording import DEFERRED, Deferred
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit import test_audit_trail as audit_trail
+
+GROUP, GROUP_ID = "prod-payments-admins", "gid-1"
+
+
+class Cluster(audit_trail.Cluster):
+    """Entitlements by name, read and status-written."""
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        found = self.objects.get((plural, name))
+        return copy.deepcopy(found) if found is not None else None
+
+
+class Store:
+    """The group's memberships (membership id -> user id); the delete can be made to find it gone."""
+
+    def __init__(self, **members: str) -> None:
+        self.members = dict(members)
+        self.group_exists = True
+        self.deleted: list[str] = []
+
+    def group_members(self, group_id: str) -> dict[str, str]:
+        return {user: membership for membership, user in self.members.items()}
+
+    def find_membership(self, group_id: str, user_id: str) -> str | None:
+        if not self.group_exists:
+            raise NotFound(f"group {group_id}")
+        return next((m for m, u in self.members.items() if u == user_id), None)
+
+    def remove_member(self, group_id: str, user_id: str, membership_id: str | None = None) -> bool:
+        self.deleted.append(str(membership_id))
+        return self.members.pop(str(membership_id), None) is not None
+
+    def user_name(self, user_id: str) -> str:
+        return f"{user_id}@example.com"
+
+
+@pytest.fixture(autouse=True)
+def events() -> Iterator[Deferred]:
+    # No kopf watch here to post Events from: they wait, as before a watch has begun.
+    deferred = Deferred()
+    token = DEFERRED.set(deferred)
+    yield deferred
+    DEFERRED.reset(token)
+
+
+def setup(store: Store, *removals: dict[str, Any]) -> tuple[Cluster, Runtime]:
+    cluster = Cluster()
+    cluster.add(
+        names.ENTITLEMENTS,
+        {
+            "kind": names.ENTITLEMENT,
+            "metadata": {"name": "prod-payments", "uid": "u-e1"},
+            "spec": {"owner": "payments", "identityCenter": {"groupName": GROUP}},
+            "status": {"groupId": GROUP_ID, "driftRemovals": list(removals)},
+        },
+    )
+    return cluster, Runtime(Settings(), cast(IdentityCenter, store), cast(Kube, cluster))
+
+
+def begun(membership_id: str, user_id: str, **more: Any) -> dict[str, Any]:
+    return {"membershipId": membership_id, "userId": user_id, "user": f"{user_id}@example.com",
+            "groupId": GROUP_ID, "groupName": GROUP, "firstSeen": "2026-12-01T10:00:00Z", **more}  # fmt: skip
+
+
+def stored(cluster: Cluster) -> dict[str, Any]:
+    return cluster.objects[(names.ENTITLEMENTS, "prod-payments")]
+
+
+def entitlement(cluster: Cluster) -> Entitlement:
+    return Entitlement.model_validate(copy.deepcopy(stored(cluster)))
+
+
+def removals(cluster: Cluster) -> dict[str, dict[str, Any]]:
+    return {r["membershipId"]: r for r in stored(cluster)["status"]["driftRemovals"]}
+
+
+def scan(cluster: Cluster, rt: Runtime, body: Entitlement | None = None, holders: Any = None) -> None:
+    catalog._scan_drift(rt, body or entitlement(cluster), GROUP, GROUP_ID, holders or {})
+
+
+def test_a_removal_is_listed_before_it_is_made_and_confirmed_after(events: Deferred) -> None:
+    store = Store(**{"m-1": "eve"})
+    listed_first: list[dict[str, Any]] = []
+    remove = store.remove_member
+
+    def watched(group_id: str, user_id: str, membership_id: str | None = None) -> bool:
+        listed_first.append(copy.deepcopy(removals(cluster)))
+        return remove(group_id, user_id, membership_id)
+
+    cluster, rt = setup(store)
+    store.remove_member = watched  # type: ignore[method-assign]
+    scan(cluster, rt)
+    assert [set(r) for r in listed_first] == [{"m-1"}] and "time" not in listed_first[0]["m-1"]
+    confirmed = removals(cluster)["m-1"]
+    assert confirmed["message"] == f"eve@example.com was in Identity Center group {GROUP} with no active grant: removed"
+    assert [r["id"] for r in audit.records_of(stored(cluster))] == ["u-e1/drift-removed/m-1"]
+    assert len(events) == 1
+
+
+def test_entries_a_killed_operator_left_are_made_confirmed_or_taken_back(events: Deferred) -> None:
+    # m-1: still there, unbacked (made now); m-2: gone meanwhile (confirmed); m-3: backed now (taken back).
+    store = Store(**{"m-1": "eve", "m-3": "alice"})
+    cluster, rt = setup(store, begun("m-1", "eve"), begun("m-2", "bob"), begun("m-3", "alice"))
+    scan(cluster, rt, holders={membership_key("alice", GROUP): ["g-alice"]})
+    left = removals(cluster)
+    assert sorted(left) == ["m-1", "m-2"] and store.members == {"m-3": "alice"}
+    assert left["m-1"]["message"].endswith("with no active grant: removed")
+    assert left["m-1"]["firstSeen"] == "2026-12-01T10:00:00Z", "the entry's own, not this pass's"
+    assert "was begun and not confirmed" in left["m-2"]["message"] and left["m-2"]["time"]
+    assert len(events) == 2
+
+
+def test_a_stale_body_never_records_a_settled_removal_again(events: Deferred) -> None:
+    store = Store()
+    cluster, rt = setup(store, begun("m-1", "eve"))
+    stale = entitlement(cluster)  # shows m-1 unconfirmed
+    scan(cluster, rt)  # m-1 is gone: confirmed, then archived and dropped from the status
+    assert removals(cluster)["m-1"]["time"] and len(events) == 1
+    stored(cluster)["status"]["driftRemovals"] = []
+    scan(cluster, rt, body=stale)
+    assert removals(cluster) == {} and len(events) == 1
+
+
+def test_a_member_found_gone_by_the_delete_is_a_grants_end_or_our_removal(events: Deferred) -> None:
+    key = membership_key("eve", GROUP)
+    for ended_here in (True, False):
+        store = Store(**{"m-1": "eve"})
+        cluster, rt = setup(store)
+        if ended_here:
+            rt.mark_ended("g-eve", key)
+        store.members.clear()  # the listing saw it; the delete finds it gone
+        store.group_members = lambda group_id: {"eve": "m-1"}  # type: ignore[method-assign]
+        scan(cluster, rt)
+        if ended_here:
+            assert removals(cluster) == {}, "a grant's expiry took it out: no drift"
+        else:
+            assert "removed (an earlier attempt had taken it out" in removals(cluster)["m-1"]["message"]
+    assert len(events) == 1
+
+
+def test_without_a_scan_an_entry_is_confirmed_when_gone_and_taken_back_when_not(events: Deferred) -> None:
+    store = Store(**{"m-1": "eve"})
+    cluster, rt = setup(store, begun("m-1", "eve"), begun("m-2", "bob"))
+    catalog._settle_unscanned(rt, entitlement(cluster))
+    assert sorted(removals(cluster)) == ["m-2"] and removals(cluster)["m-2"]["time"]
+    assert store.members == {"m-1": "eve"}, "nothing is removed when no scan runs"
+    store.group_exists = False
+    cluster, rt = setup(store, begun("m-1", "eve"))
+    catalog._settle_unscanned(rt, entitlement(cluster))
+    assert removals(cluster)["m-1"]["time"], "a group gone has nobody in it"
+    assert len(events) == 2
