@@ -12,6 +12,7 @@ process and no file behind.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import shlex
 import shutil
@@ -111,8 +112,23 @@ def archive_listing(ic: IdentityCenterEmulator) -> str:
     return _aws(ic, "s3", "ls", "--recursive", f"s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/")
 
 
+def signing_key(ic: IdentityCenterEmulator, workdir: Path) -> tuple[str, Path]:
+    """A KMS key in the emulator that signs the audit batches, as in production, and the file of its
+    public half (what `aws kms get-public-key --output text --query PublicKey` writes)."""
+    kms = ic.client("kms")
+    key_id = str(kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["KeyId"])
+    public_key = workdir / "audit-signing.pub"
+    public_key.write_bytes(base64.b64encode(kms.get_public_key(KeyId=key_id)["PublicKey"]))
+    return key_id, public_key
+
+
 def _instructions(
-    cp: ControlPlane, ic: IdentityCenterEmulator, bin_dir: Path, env_file: Path, notifications: LocalNotifications
+    cp: ControlPlane,
+    ic: IdentityCenterEmulator,
+    bin_dir: Path,
+    env_file: Path,
+    notifications: LocalNotifications,
+    public_key: Path,
 ) -> str:
     def kc(user: str) -> str:
         return str(cp.user_kubeconfig(user))
@@ -182,6 +198,8 @@ AWS side: Identity Center emulator at {ic.endpoint_url}, region {ic.region}, ide
   {aws_command(ic, ic.group_id("prod-eng-payments"))}
 Audit archive (docs/audit.md): s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}/v1/ in the emulator's S3
   {_aws_env(ic)} kubectl jit audit --archive s3://{AUDIT_BUCKET}/{AUDIT_PREFIX}
+  # every batch as the operator wrote and signed it (the KMS key's public half: {public_key}):
+  {_aws_env(ic)} kubectl jit audit --verify --archive s3://{AUDIT_BUCKET}/{AUDIT_PREFIX} --public-key {public_key}
   {archive_listing(ic)}
 Slack Web API stand-in: {notifications.slack.api_url} (default channel {DEFAULT_CHANNEL}, security {SECURITY_CHANNEL});
 CloudEvents receiver: {notifications.events.url}
@@ -211,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             # The audit archive: a bucket whose objects are locked in COMPLIANCE mode, as in production
             # (a day here: the emulator's S3 lives only as long as this run).
             ic.create_bucket(AUDIT_BUCKET, compliance_days=1)
+            audit_key, public_key = signing_key(ic, workdir)
             # Slack decisions are applied as the clicking user, by an identity that may only impersonate approvers.
             notifications.impersonator_kubeconfig = impersonator_kubeconfig(cp)
             notifications.slack.write_state(workdir / "slack.json")
@@ -227,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
                     "JITACCESS_AUDIT_BUCKET": AUDIT_BUCKET,
                     "JITACCESS_AUDIT_PREFIX": AUDIT_PREFIX,
                     "JITACCESS_AUDIT_ENDPOINT_URL": ic.endpoint_url,
+                    "JITACCESS_AUDIT_SIGNING_KEY": audit_key,
+                    "JITACCESS_AUDIT_KMS_ENDPOINT_URL": ic.endpoint_url,
                     # examples/rbac.yaml binds it to jitaccess-responder: `python -m devenv.mint NAME -g sre-oncall`.
                     "JITACCESS_RESPONDER_GROUPS": "sre-oncall",
                 }
@@ -243,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
                     f'export {CONTROLPLANE_ENV}="{cp.workdir}"\n'
                     f'export {STATE_ENV}="{workdir / "slack.json"}"\n'
                 )
-                print(_instructions(cp, ic, bin_dir, env_file, notifications), flush=True)
+                print(_instructions(cp, ic, bin_dir, env_file, notifications, public_key), flush=True)
                 print(
                     f"(up in {time.monotonic() - started:.1f} s; operator pid {operator.pid}, "
                     f"log {operator.log_file}; restarted if it crashes)\n",

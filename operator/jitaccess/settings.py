@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     audit_endpoint_url: str | None = Field(default=None, description="S3 endpoint (the emulator)")
     audit_batch_records: int = Field(default=500, ge=1, le=10000, description="Most records in one archive object")
     audit_batch_seconds: float = Field(default=5.0, gt=0, description="Records wait at most this long for a batch")
+    audit_signing_key: str | None = Field(
+        default=None,
+        description="KMS key (id, ARN or alias; asymmetric, SIGN_VERIFY, ECC_NIST_P256 or RSA) that signs each audit "
+        "batch; `kubectl jit audit --verify --public-key` checks the signatures (docs/audit.md); unset = not signed",
+    )
+    audit_kms_endpoint_url: str | None = Field(default=None, description="KMS endpoint (the emulator)")
 
     slack_token: str | None = Field(
         default=None, description="Slack bot token (xoxb-...); unset = no Slack messages (docs/notifications.md)"
@@ -184,6 +190,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _signing_needs_an_archive(self) -> Self:
+        if self.audit_signing_key and not self.audit_bucket:
+            raise ValueError(
+                "JITACCESS_AUDIT_SIGNING_KEY signs the batches of the audit archive, and there is none: "
+                "set JITACCESS_AUDIT_BUCKET too, or unset the signing key"
+            )
+        return self
 
     @model_validator(mode="after")
     def _election_timing(self) -> Self:

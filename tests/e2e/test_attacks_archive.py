@@ -14,6 +14,7 @@ records are in the bucket.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
@@ -137,6 +138,71 @@ def test_102_a_rewritten_archive_shows_every_change(
     # The table says the same to a person.
     table = cli.run("audit", "--verify", "--since", "1d", "--archive", location, user=PAULA)
     assert table.code == 6 and f"{deleted}   PROBLEM   deleted" in table.out, table
+
+
+# --- 105. the archive rewritten from some batch on, its chain recomputed: the signatures show it ----------
+
+
+def test_105_batches_rewritten_with_their_chain_recomputed_fail_the_signing_keys_check(
+    system: Jit, archived: tuple[Jit, str], cli: Cli, tmp_path: Any
+) -> None:
+    """Whoever can write the bucket can recompute every digest and link: attack 102's checks then
+    see nothing. With a KMS signing key, the operator signs each batch, and `--verify --public-key`
+    finds every batch that its key did not sign, the slipped-in one and the rewritten one alike."""
+    bucket = archived[1]
+    location = f"s3://{bucket}/{PREFIX}"
+    cli.env.update(system.ic.env())
+    kms = system.ic.client("kms")
+    key_id = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256")["KeyMetadata"]["KeyId"]
+    public_key = tmp_path / "audit-signing.pub"
+    public_key.write_bytes(base64.b64encode(kms.get_public_key(KeyId=key_id)["PublicKey"]))
+    signing = {"JITACCESS_AUDIT_SIGNING_KEY": key_id, "JITACCESS_AUDIT_KMS_ENDPOINT_URL": system.ic.endpoint_url}
+    operator = archiving_operator(system, tmp_path, bucket, **signing).start()
+    try:
+        for n in range(3):
+            granted_and_archived(system, bucket, f"signed-{n}", operator)
+    finally:
+        operator.stop()
+    assert "each batch is signed with KMS key" in operator.log_file.read_text(), operator.tail(40)
+    keys = batches(system, bucket)
+    s3 = system.ic.client("s3")
+
+    def signed(*extra: str) -> tuple[int, list[dict[str, Any]], str]:
+        result = cli.run("audit", "--verify", "--since", "1d", "--archive", location, "-o", "json",
+                         "--public-key", str(public_key), *extra, user=PAULA)  # fmt: skip
+        document = json.loads(result.out) if result.out.strip() else {}
+        return result.code, document.get("findings", []), result.err
+
+    code, findings, err = signed()
+    assert code == 0 and [f for f in findings if f["problem"]] == [], (findings, err)
+    assert "each signed with the key given" in err, err
+
+    # From the second batch on, the line is written again by hand: the same keys' successors, made-up
+    # records, every digest and link recomputed as the operator computes them, the old signature kept.
+    forged = audit.encode_lines([{"schema": audit.SCHEMA, "id": "made-up/approved", "action": "approved"}])
+    first = s3.get_object(Bucket=bucket, Key=keys[0])
+    previous = chain.link_to(keys[0], first["Body"].read(), first["Metadata"])
+    rewritten = [key.rsplit("-", 1)[0] + "-eeeeeeeeeeeeeeee.jsonl" for key in keys[1:]]
+    for old, new in zip(keys[1:], rewritten, strict=True):
+        meta = chain.metadata(forged, previous)
+        carried = s3.head_object(Bucket=bucket, Key=old)["Metadata"]
+        meta[chain.SIGNATURE] = carried[chain.SIGNATURE]  # a real signature, of another batch
+        s3.put_object(Bucket=bucket, Key=new, Body=forged, Metadata=meta)
+        s3.delete_object(Bucket=bucket, Key=old)
+        previous = chain.link_to(new, forged, meta)
+    # Without the key, the chain looks whole but for the delete markers the versioned bucket keeps.
+    code, findings, _ = verify(cli, location)
+    assert not any(f["key"] in rewritten for f in findings if f["problem"]), findings
+    code, findings, err = signed()
+    assert code == 6, (code, findings, err)
+    problems = {(f["key"], f["detail"]) for f in findings if f["problem"]}
+    for key in rewritten:
+        assert (key, "its signature does not verify with the public key given: not signed by it") in problems
+    assert not any(key == keys[0] for key, _ in problems), problems
+    # A file that is no public key is said, before the archive is read.
+    public_key.write_text("-----BEGIN NOTHING-----\n")
+    code, _, err = signed()
+    assert code == 2 and "--public-key" in err and "aws kms get-public-key" in err, err
 
 
 # --- 103. no trace of an extension: its grant deleted while the archive is unreachable ---------------

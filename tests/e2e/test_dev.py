@@ -27,7 +27,7 @@ from botocore import xform_name
 
 from devenv.paths import REPO
 from devenv.processes import child_env
-from tests.support.harness import interruptible
+from tests.support.harness import eventually, interruptible
 
 START_TIMEOUT = 240.0
 
@@ -221,6 +221,15 @@ def test_make_dev_restarts_a_crashed_operator_and_leaves_nothing_behind(dev: Dev
     assert granted.returncode == 0, granted.stderr
     audit = shell(env_file, dev.line_with(r"^\s*(AWS_ACCESS_KEY_ID=\S+ .*kubectl jit audit --archive \S+)$").group(1))
     assert audit.returncode == 0, audit.stdout + audit.stderr
+    verify = dev.line_with(r"^\s*(AWS_ACCESS_KEY_ID=\S+ .*kubectl jit audit --verify .* --public-key \S+)$").group(1)
+
+    def signed_and_verified() -> str | None:
+        checked = shell(env_file, verify)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        signed = "each signed with the key given" in checked.stderr and " 0 batch(es) " not in f" {checked.stderr}"
+        return checked.stderr if signed else None
+
+    eventually(signed_and_verified, timeout=30, what="the local archive's batches, signed, verified")
 
     children = descendants(dev.popen.pid)
     assert operator_pid in children

@@ -12,7 +12,7 @@ and `kubectl-jit ...` work. Commands:
     status NAME                        who-has [ENTITLEMENT]
     permissions [TEAM] [-o table|json|yaml]
     audit [--since 30d|T] [--until 7d|T] [--access] [--entitlement E] [--user U] [--archive s3://B/P]
-          [--verify] [-o table|json|csv]
+          [--verify [--public-key FILE]] [-o table|json|csv]
     review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]      review BREAK-GLASS-REQUEST
     break-glass ENTITLEMENT --reason TEXT [--for 1h] [--wait/--no-wait]
     rbac slack [-f FILE]... [--name NAME] [-o yaml|values]
@@ -143,6 +143,7 @@ def _audit(session: Session, args: argparse.Namespace) -> int:
         args.access,
         args.lookback,
         args.verify,
+        args.public_key,
     )
     return reports.audit(session, options)
 

@@ -375,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
         "operator wrote it (its digest), none is missing, replaced or slipped in (each names the one before it); "
         f"exit {DOUBTFUL} when one is not",
     )
+    audit.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="with --verify: every batch must also carry a signature this key's holder made (the public half of "
+        "the operator's KMS signing key: aws kms get-public-key --key-id KEY --output text --query PublicKey)",
+    )
     audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records (or periods) of this Entitlement")
     audit.add_argument(
         "--user",

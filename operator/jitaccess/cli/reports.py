@@ -71,6 +71,7 @@ class AuditOptions:
     access: bool = False
     lookback: timedelta | None = None  # --access only; None: LOOKBACK
     verify: bool = False
+    public_key: str | None = None  # --verify only: the file of the signing key's public half
 
 
 def window(since: Moment, until: Moment | None, now: datetime) -> tuple[datetime, datetime]:
@@ -94,6 +95,8 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     start, end = window(options.since, options.until, current)
     if options.lookback is not None and not options.access:
         raise UsageError("--lookback goes only with --access (how far before the window to read for access periods)")
+    if options.public_key and not options.verify:
+        raise UsageError("--public-key goes only with --verify (the key the archive's batches must be signed with)")
     if options.verify:
         return _verify(session, options, start, end)
     if options.access:
@@ -139,9 +142,12 @@ def _verify(session: Session, options: AuditOptions, start: datetime, end: datet
     if options.access or options.entitlement or options.user:
         raise UsageError("--verify checks every batch of the window: it goes without --access, --entitlement, --user")
     from jitaccess.cli import archive as s3
+    from jitaccess.cli import signatures
 
+    # The key is read first: a wrong file is said before the archive is read.
+    signature_valid = signatures.check_of(options.public_key) if options.public_key else None
     keys, earlier = s3.stored(options.archive, start, end)
-    findings = chain.verify(keys, earlier)
+    findings = chain.verify(keys, earlier, signature_valid)
     problems = [f for f in findings if f.problem]
     batches = sorted(k.key for k in keys if k.data is not None)
     if options.output == "json":
@@ -163,7 +169,8 @@ def _verify(session: Session, options: AuditOptions, start: datetime, end: datet
             f"{what}: {len(problems)} problem(s) above; the archive is not as jitaccess wrote it (docs/audit.md, "
             "Verifying the archive)"
         )
-    session.note(f"{what}: every batch is as written and each follows the one before it")
+    signed = ", each signed with the key given" if options.public_key else ""
+    session.note(f"{what}: every batch is as written and each follows the one before it{signed}")
     return 0
 
 

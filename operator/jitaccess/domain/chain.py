@@ -27,7 +27,12 @@ newest batches deleted, or made-up ones added after the newest, while no operato
 starting operator continues from the newest batch it finds, and logs which), and the whole line
 rewritten from some batch to the newest. Object Lock in COMPLIANCE mode stops deletion and rewrites
 (an overwrite is a new version, which shows); a bucket policy with no other writer stops additions.
-Signing the batches with a key the writer alone holds would close these: not done.
+
+With a signing key (`jitaccess.adapters.signing`), each batch also carries a KMS signature of
+`signed_message` (its key, its link and its bytes' digest) in `jitaccess-signature`: a batch
+made up or rewritten by anyone who cannot sign with that key shows, chain or no chain, when the
+window is verified against the key's public half (`verify`'s `signature_valid`). The newest
+batches deleted still show only as a gap in time (nothing after them names them).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from dataclasses import dataclass
 
 DIGEST = "jitaccess-sha256"
 PREVIOUS = "jitaccess-previous"
+SIGNATURE = "jitaccess-signature"
+SIGNED_BY = "jitaccess-signing-key"
+SIGNING_ALGORITHM = "jitaccess-signing-algorithm"
 
 
 def digest(data: bytes) -> str:
@@ -68,6 +76,12 @@ def link_to(key: str, data: bytes, meta: Mapping[str, str]) -> Link:
     naming nothing."""
     carried = meta.get(PREVIOUS, "") if DIGEST in meta else ""
     return Link(key, digest(f"{key}\n{carried}\n{digest(data)}".encode()))
+
+
+def signed_message(key: str, data: bytes, meta: Mapping[str, str]) -> bytes:
+    """What a batch's signature is of: its key, the link it carries and its bytes, as its successor's
+    link digest covers them (`link_to`), so that none can change without the signature failing."""
+    return f"jitaccess audit batch v1\n{link_to(key, data, meta).text()}".encode()
 
 
 def user_metadata(raw: Mapping[str, str] | None) -> dict[str, str]:
@@ -108,12 +122,19 @@ class Finding:
     text: str
 
 
-def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> list[Finding]:
+def verify(
+    stored: Iterable[Stored],
+    earlier: Callable[[str], str | None],
+    signature_valid: Callable[[bytes, str], bool] | None = None,
+) -> list[Finding]:
     """What the window's keys (`stored`) say about the chain, oldest key first. `earlier(key)`: the
     link digest (`link_to`) of the object at `key`, for a batch before the window that the first
-    one in it names; None when there is no such object."""
+    one in it names; None when there is no such object. With `signature_valid(message, signature)`
+    (the check of a public key), every batch of the window must carry a signature it accepts."""
     batches = sorted(stored, key=lambda s: s.key)
     findings: list[Finding] = []
+    if signature_valid is not None:
+        findings += [f for s in batches if s.data is not None for f in _signature(s, signature_valid)]
     here = {s.key: s for s in batches if s.data is not None}
     followers: defaultdict[str, list[str]] = defaultdict(list)
     chained = [s for s in batches if s.data is not None and s.previous is not None]
@@ -182,3 +203,13 @@ def verify(stored: Iterable[Stored], earlier: Callable[[str], str | None]) -> li
                 Finding(s.key, True, "no later batch follows it: the one after it is missing, or it was slipped in")
             )
     return sorted(findings, key=lambda f: (f.key, f.text))
+
+
+def _signature(s: Stored, valid: Callable[[bytes, str], bool]) -> list[Finding]:
+    assert s.data is not None
+    signature = s.metadata.get(SIGNATURE)
+    if not signature:
+        return [Finding(s.key, True, "not signed: written before signing was turned on, or not by the operator")]
+    if not valid(signed_message(s.key, s.data, s.metadata), signature):
+        return [Finding(s.key, True, "its signature does not verify with the public key given: not signed by it")]
+    return []

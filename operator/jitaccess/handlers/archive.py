@@ -61,6 +61,7 @@ import kopf
 from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
+from jitaccess.adapters.signing import BatchSigner
 from jitaccess.api import audit, names, wire
 from jitaccess.domain import chain, releases
 from jitaccess.handlers.runtime import runtime_of
@@ -107,6 +108,8 @@ class AuditTrail:
     archive: Archive | None
     batch_records: int = 500
     batch_seconds: float = 5.0
+    # Signs each batch (`adapters.signing`); None: batches carry the chain's digests only.
+    signer: BatchSigner | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: dict[str, tuple[audit.Record, Ref]] = field(default_factory=dict)
     _inflight: set[str] = field(default_factory=set)
@@ -279,8 +282,16 @@ class AuditTrail:
             batch.written = _after(previous, _now())
             batch.data = audit.encode_lines(batch.records)
             digest = hashlib.sha256("\n".join(r["id"] for r in batch.records).encode()).hexdigest()[:16]
-            batch.metadata = chain.metadata(batch.data, previous)
-            batch.key = audit.archive_key(archive.prefix, batch.written, digest)
+            metadata = chain.metadata(batch.data, previous)
+            key = audit.archive_key(archive.prefix, batch.written, digest)
+            if self.signer is not None:
+                try:
+                    # Once per batch: a retry sends the same bytes, the same signature.
+                    metadata |= self.signer.sign(chain.signed_message(key, batch.data, metadata))
+                except ArchiveUnavailable:
+                    metrics.AUDIT_ARCHIVE_WRITES.labels("failed").inc()
+                    raise
+            batch.metadata, batch.key = metadata, key
         try:
             landed = archive.put_new(batch.key, batch.data, batch.metadata)
         except ArchiveUnavailable:
@@ -511,7 +522,7 @@ def _parse(value: Any) -> datetime:
 
 
 def connect(settings: Settings, kube: Kube) -> AuditTrail:
-    archive = None
+    archive, signer = None, None
     if settings.audit_bucket:
         archive = Archive.connect(
             settings.audit_bucket,
@@ -520,6 +531,13 @@ def connect(settings: Settings, kube: Kube) -> AuditTrail:
             endpoint_url=settings.audit_endpoint_url,
         )
         _say_protection(archive)
+        if settings.audit_signing_key:
+            signer = BatchSigner.connect(
+                settings.audit_signing_key,
+                region=settings.audit_region or settings.region,
+                endpoint_url=settings.audit_kms_endpoint_url,
+            )
+            log.info("audit archive: each batch is signed with KMS key %s", settings.audit_signing_key)
     else:
         log.warning(
             "no audit archive (audit.s3.bucket, JITACCESS_AUDIT_BUCKET): the records are kept only in the "
@@ -528,7 +546,11 @@ def connect(settings: Settings, kube: Kube) -> AuditTrail:
             round(settings.retention_seconds / 86400),
         )
     return AuditTrail(
-        kube, archive, batch_records=settings.audit_batch_records, batch_seconds=settings.audit_batch_seconds
+        kube,
+        archive,
+        batch_records=settings.audit_batch_records,
+        batch_seconds=settings.audit_batch_seconds,
+        signer=signer,
     )
 
 
