@@ -171,11 +171,16 @@ def test_105_batches_rewritten_with_their_chain_recomputed_fail_the_signing_keys
         result = cli.run("audit", "--verify", "--since", "1d", "--archive", location, "-o", "json",
                          "--public-key", str(public_key), *extra, user=PAULA)  # fmt: skip
         document = json.loads(result.out) if result.out.strip() else {}
+        if document:
+            assert document["signatures"]["checked"] is True and len(document["signatures"]["publicKeySha256"]) == 1
         return result.code, document.get("findings", []), result.err
 
     code, findings, err = signed()
     assert code == 0 and [f for f in findings if f["problem"]] == [], (findings, err)
     assert "each signed with the key given" in err, err
+    # An empty value (a variable a script forgot to set) is refused, never taken as "no key".
+    empty = cli.run("audit", "--verify", "--since", "1d", "--archive", location, "--public-key", "", user=PAULA)
+    assert empty.code == 2 and "--public-key needs a file" in empty.err, empty
 
     # From the second batch on, the line is written again by hand: the same keys' successors, made-up
     # records, every digest and link recomputed as the operator computes them, the old signature kept.

@@ -143,7 +143,7 @@ def _audit(session: Session, args: argparse.Namespace) -> int:
         args.access,
         args.lookback,
         args.verify,
-        args.public_key,
+        None if args.public_key is None else tuple(args.public_key),
     )
     return reports.audit(session, options)
 

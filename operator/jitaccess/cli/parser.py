@@ -378,8 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--public-key",
         metavar="FILE",
+        action="append",
         help="with --verify: every batch must also carry a signature this key's holder made (the public half of "
-        "the operator's KMS signing key: aws kms get-public-key --key-id KEY --output text --query PublicKey)",
+        "the operator's KMS signing key: aws kms get-public-key --key-id KEY --output text --query PublicKey); "
+        "again for each key of a window across a key rotation",
     )
     audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records (or periods) of this Entitlement")
     audit.add_argument(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
@@ -71,7 +71,7 @@ class AuditOptions:
     access: bool = False
     lookback: timedelta | None = None  # --access only; None: LOOKBACK
     verify: bool = False
-    public_key: str | None = None  # --verify only: the file of the signing key's public half
+    public_keys: tuple[str, ...] | None = None  # --verify only: the files of the signing keys' public halves
 
 
 def window(since: Moment, until: Moment | None, now: datetime) -> tuple[datetime, datetime]:
@@ -95,7 +95,7 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     start, end = window(options.since, options.until, current)
     if options.lookback is not None and not options.access:
         raise UsageError("--lookback goes only with --access (how far before the window to read for access periods)")
-    if options.public_key and not options.verify:
+    if options.public_keys is not None and not options.verify:
         raise UsageError("--public-key goes only with --verify (the key the archive's batches must be signed with)")
     if options.verify:
         return _verify(session, options, start, end)
@@ -144,8 +144,11 @@ def _verify(session: Session, options: AuditOptions, start: datetime, end: datet
     from jitaccess.cli import archive as s3
     from jitaccess.cli import signatures
 
-    # The key is read first: a wrong file is said before the archive is read.
-    signature_valid = signatures.check_of(options.public_key) if options.public_key else None
+    # The keys are read first: a wrong file is said before the archive is read.
+    signature_valid: Callable[[bytes, str], bool] | None = None
+    fingerprints: list[str] = []
+    if options.public_keys is not None:
+        signature_valid, fingerprints = signatures.check_of(options.public_keys)
     keys, earlier = s3.stored(options.archive, start, end)
     findings = chain.verify(keys, earlier, signature_valid)
     problems = [f for f in findings if f.problem]
@@ -157,6 +160,8 @@ def _verify(session: Session, options: AuditOptions, start: datetime, end: datet
             "until": _rfc3339(end),
             "batches": len(batches),
             "intact": not problems,
+            # Whether signatures were checked, and with which keys (SHA-256 of each, DER).
+            "signatures": {"checked": signature_valid is not None, "publicKeySha256": fingerprints},
             "findings": [{"key": f.key, "problem": f.problem, "detail": f.text} for f in findings],
         }
         session.out.write(json.dumps(document, indent=2) + "\n")
@@ -169,7 +174,7 @@ def _verify(session: Session, options: AuditOptions, start: datetime, end: datet
             f"{what}: {len(problems)} problem(s) above; the archive is not as jitaccess wrote it (docs/audit.md, "
             "Verifying the archive)"
         )
-    signed = ", each signed with the key given" if options.public_key else ""
+    signed = ", each signed with the key given" if signature_valid is not None else ""
     session.note(f"{what}: every batch is as written and each follows the one before it{signed}")
     return 0
 

@@ -320,6 +320,14 @@ class AuditTrail:
                 data, metadata = archive.read(key)
                 self._head = chain.link_to(key, data, metadata)
                 _say_head(archive, key, data, metadata)
+                if self.signer is not None and not self.signer.signed(key, data, metadata):
+                    log.warning(
+                        "audit archive: the newest object, s3://%s/%s, is not signed with the archive's signing "
+                        "key (written before signing began, or not by jitaccess): check the archive with "
+                        "kubectl jit audit --verify --public-key",
+                        archive.bucket,
+                        key,
+                    )
             self._head_found = True
         return self._head
 
@@ -331,7 +339,19 @@ class AuditTrail:
         keys = [k for k in archive.keys_written(since, until) if k not in self._read]
         for key in keys:
             written = audit.written_at(key) or _now()
-            ids, unreadable = audit.ids_in(archive.get(key))
+            data, metadata = archive.read(key) if self.signer is not None else (archive.get(key), {})
+            if self.signer is not None and not self.signer.signed(key, data, metadata):
+                # Its ids are not taken as archived: the records they name are written (again).
+                log.warning(
+                    "s3://%s/%s is not signed with the archive's signing key: not counted as written by "
+                    "jitaccess (its records are archived anew); check the archive with kubectl jit audit "
+                    "--verify --public-key",
+                    archive.bucket,
+                    key,
+                )
+                self._read.add(key)
+                continue
+            ids, unreadable = audit.ids_in(data)
             if unreadable:
                 log.warning(
                     "s3://%s/%s holds %d line(s) that are no audit record (damaged, or put there by another "
