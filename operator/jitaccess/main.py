@@ -25,6 +25,7 @@ from pathlib import Path
 import kopf
 
 import jitaccess.handlers  # noqa: F401  (registers the handlers with kopf's default registry)
+from jitaccess import memory
 from jitaccess.adapters.lease import LeaseStore
 from jitaccess.adapters.webhooks import WebhookServer
 from jitaccess.domain.election import Timing
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load()
     configure_logging(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    memory.start()
     failed = asyncio.run(run(settings, args.liveness))
     if failed:
         sys.exit(1)
