@@ -74,7 +74,7 @@ class Archive:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
                 return False
-            raise ArchiveUnavailable(f"PutObject {key}: {_describe(exc)}") from exc
+            raise ArchiveUnavailable(f"PutObject {key}: {describe(exc)}") from exc
         except BotoCoreError as exc:
             raise ArchiveUnavailable(f"PutObject {key}: {exc}") from exc
         return True
@@ -100,7 +100,7 @@ class Archive:
             answer = self._client.get_object(Bucket=self.bucket, Key=key)
             body: bytes = answer["Body"].read()
         except ClientError as exc:
-            raise ArchiveUnavailable(f"GetObject {key}: {_describe(exc)}") from exc
+            raise ArchiveUnavailable(f"GetObject {key}: {describe(exc)}") from exc
         except BotoCoreError as exc:
             raise ArchiveUnavailable(f"GetObject {key}: {exc}") from exc
         return body, chain.user_metadata(answer.get("Metadata"))
@@ -125,7 +125,7 @@ class Archive:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
                 return "the bucket has no Object Lock: a writer of the bucket can overwrite or delete records"
-            raise ArchiveUnavailable(f"GetObjectLockConfiguration: {_describe(exc)}") from exc
+            raise ArchiveUnavailable(f"GetObjectLockConfiguration: {describe(exc)}") from exc
         except BotoCoreError as exc:
             raise ArchiveUnavailable(f"GetObjectLockConfiguration: {exc}") from exc
         retention = (lock.get("Rule") or {}).get("DefaultRetention") or {}
@@ -149,7 +149,7 @@ class Archive:
             ):
                 folders += [str(item["Prefix"]) for item in page.get("CommonPrefixes", [])]
         except ClientError as exc:
-            raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {_describe(exc)}") from exc
+            raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {describe(exc)}") from exc
         except BotoCoreError as exc:
             raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {exc}") from exc
         return folders
@@ -162,7 +162,7 @@ class Archive:
             try:
                 page = self._client.list_objects_v2(**args)
             except ClientError as exc:
-                raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {_describe(exc)}") from exc
+                raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {describe(exc)}") from exc
             except BotoCoreError as exc:
                 raise ArchiveUnavailable(f"ListObjectsV2 {prefix}: {exc}") from exc
             for item in page.get("Contents", []):
@@ -179,7 +179,8 @@ def _days(since: datetime, until: datetime) -> Iterator[datetime]:
         day += timedelta(days=1)
 
 
-def _describe(exc: ClientError) -> str:
+def describe(exc: ClientError) -> str:
+    """An AWS error as a log line says it: its code, HTTP status and message."""
     error = exc.response.get("Error", {})
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
     return f"{error.get('Code', '?')} ({status}): {error.get('Message', '')}"

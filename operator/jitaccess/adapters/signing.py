@@ -25,7 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jitaccess.adapters.archive import ArchiveUnavailable
+from jitaccess.adapters.archive import ArchiveUnavailable, describe
 from jitaccess.domain import chain, signatures
 
 #: The signing algorithm for each key spec taken (SHA-256 throughout, as the chain's digests).
@@ -122,7 +122,4 @@ class BatchSigner:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip()
-    return str(exc)
+    return describe(exc) if isinstance(exc, ClientError) else str(exc)
