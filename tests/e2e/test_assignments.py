@@ -118,3 +118,45 @@ def test_group_and_assignment_together_are_refused(system: Jit) -> None:
     assert "identityCenter needs exactly one of" in result.stderr
     assert "permissionSet needs either catalog and tier" in result.stderr
     assert "an AWS account id is 12 digits" in result.stderr
+
+
+def test_a_grant_that_fails_on_a_retry_takes_back_what_an_earlier_attempt_assigned(system: Jit, direct: str) -> None:
+    """An attempt assigns the first account, then Identity Center stops answering (the assignment
+    is made, the answer lost, every retry of the SDK too): the grant stays Provisioning and is
+    retried. Before the retry the Entitlement changes under the request (its longest duration is cut
+    below the request's hour), so the retry fails the grant as no longer backed: the assignment the
+    earlier attempt made is taken back, not left with no grant and no expiry."""
+    system.ic.faults.fail("CreateAccountAssignment", times=10_000, after_apply=True)
+    system.request("alice-direct-retry", ENTITLEMENT, duration="1h", user=ALICE)
+    eventually(
+        lambda: _assigned(system, direct, ALICE) == {ACCOUNTS[0]} or None,
+        timeout=30,
+        what="the first account assigned by an attempt cut short",
+    )
+    assert system.ready_reason("accessgrant", "alice-direct-retry") in (None, "Provisioning")
+    cut = '{"spec":{"defaultDuration":"30m","maxDuration":"30m"}}'
+    system.kubectl("patch", "entitlement", ENTITLEMENT, "--type=merge", "-p", cut)
+    # Identity Center answers again only once an attempt has begun after the operator saw the
+    # change (its overlap check says when): one that began before it would rightly still grant.
+    eventually(
+        lambda: "maxDuration 30m here" in system.operator.tail(400) or None,
+        timeout=30,
+        what="the operator saw the Entitlement's change",
+    )
+    retried = "Handler 'provision_grant' failed temporarily"
+
+    def attempts_since_the_change() -> int:
+        log = system.operator.tail(400)
+        return log[log.index("maxDuration 30m here") :].count(retried)
+
+    def begun_after_the_change() -> bool:
+        failed = system.ready_reason("accessgrant", "alice-direct-retry") == "Failed"
+        return failed or attempts_since_the_change() >= 1
+
+    eventually(lambda: begun_after_the_change() or None, timeout=30, what="an attempt after the change")
+    system.ic.faults.clear()
+    grant = system.wait_reason("accessgrant", "alice-direct-retry", "Failed", timeout=30)
+    message = next(c["message"] for c in grant["status"]["conditions"] if c["type"] == "Ready")
+    assert "does not hold against its Entitlement" in message, message
+    assert _assigned(system, direct, ALICE) == set(), "the earlier attempt's assignment was taken back"
+    assert "was taken back" in system.operator.tail(200)

@@ -83,19 +83,35 @@ class RateLimiter:
             time.sleep(wait)
 
 
-def pace_retries(client: Any, limiter: Callable[[str], RateLimiter]) -> None:
-    """Make the SDK's own retries of a call wait for a token of its API, as its first attempt did.
+def pace_retries(
+    client: Any,
+    limiter: Callable[[str], RateLimiter],
+    writes: frozenset[str] = frozenset(),
+    may_write: Callable[[], bool] = lambda: True,
+) -> None:
+    """Make the SDK's own retries of a call wait for a token of its API, as its first attempt did,
+    and go out, for a write (`writes`), only while `may_write()` still says this replica leads.
 
     botocore retries a throttled or failed call by itself (`standard` mode). Unpaced, those
     attempts go out beside the paced ones, over the quota: at the quota's edge one throttled call
-    begets others, until a caller gives up (seen with eight threads against a 20/s quota).
+    begets others, until a caller gives up (seen with eight threads against a 20/s quota). A retry
+    of a write can go out seconds after the first attempt (a 10 s read timeout, then a token): by
+    then the lease may have passed to another replica, which must be the only one to change
+    memberships.
     """
 
     def paced(request: Any, operation_name: str, **_: Any) -> None:
         if ((getattr(request, "context", None) or {}).get("retries") or {}).get("attempt", 1) > 1:
             limiter(operation_name).acquire()
+            refuse_unless_leading(operation_name, writes, may_write)
 
     client.meta.events.register("request-created", paced)
+
+
+def refuse_unless_leading(operation: str, writes: frozenset[str], may_write: Callable[[], bool]) -> None:
+    """`NotLeading` for a write (`writes`) when this replica may not change anything now."""
+    if operation in writes and not may_write():
+        raise NotLeading(f"{operation} refused: this replica is not the leader", operation=operation)
 
 
 class CallQueue:
@@ -195,7 +211,7 @@ class IdentityCenter:
                 )
             identity_store_id = instances[0]["IdentityStoreId"]
         adapter = cls(client, identity_store_id, rate_limit)
-        pace_retries(client, adapter._limiter)
+        pace_retries(client, adapter._limiter, _WRITES, lambda: adapter.may_write())
         adapter._make_client = lambda other: session.client("identitystore", endpoint_url=endpoint_url, config=other)
         return adapter
 
@@ -218,7 +234,7 @@ class IdentityCenter:
         # One quota and one queue for both: they are the account's and the replica's.
         sibling._limiters, sibling._limiters_guard, sibling.queue = self._limiters, self._limiters_guard, self.queue
         sibling.may_write = lambda: self.may_write()
-        pace_retries(sibling._client, sibling._limiter)
+        pace_retries(sibling._client, sibling._limiter, _WRITES, lambda: sibling.may_write())
         return sibling
 
     def _limiter(self, operation: str) -> RateLimiter:
@@ -229,12 +245,13 @@ class IdentityCenter:
             return limiter
 
     def _call(self, operation: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        if operation in _WRITES and not self.may_write():
-            raise NotLeading(f"{operation} refused: this replica is not the leader", operation=operation)
+        refuse_unless_leading(operation, _WRITES, self.may_write)
         # The token first, then a slot: a thread waiting out one API's quota must not hold a slot
         # another API's call could use (a revocation queued behind a burst of grants' lookups).
         self._limiter(operation).acquire()
         with self.queue:
+            # Asked again as the call goes out: the waits above can outlast the lease.
+            refuse_unless_leading(operation, _WRITES, self.may_write)
             try:
                 result = fn(IdentityStoreId=self.identity_store_id, **kwargs)
             except Exception as exc:

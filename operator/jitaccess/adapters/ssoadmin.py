@@ -25,8 +25,15 @@ import boto3
 from botocore.config import Config
 
 from jitaccess import metrics
-from jitaccess.adapters.identitycenter import _THROTTLE_CODES, CallQueue, RateLimiter, classify, pace_retries
-from jitaccess.errors import NotFound, NotLeading, PermanentFailure, RetryLater
+from jitaccess.adapters.identitycenter import (
+    _THROTTLE_CODES,
+    CallQueue,
+    RateLimiter,
+    classify,
+    pace_retries,
+    refuse_unless_leading,
+)
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,7 +141,7 @@ class SsoAdmin:
         )
         client = boto3.session.Session(region_name=region).client("sso-admin", endpoint_url=endpoint_url, config=config)
         adapter = cls(client, instance_arn or "", rate_limit, queue)
-        pace_retries(client, adapter._limiter)
+        pace_retries(client, adapter._limiter, _WRITES, lambda: adapter.may_write())
         if not instance_arn:
             instances = adapter._call("ListInstances", client.list_instances, instance=False).get("Instances", [])
             if len(instances) != 1:
@@ -157,14 +164,15 @@ class SsoAdmin:
             return limiter
 
     def _call(self, operation: str, fn: Callable[..., T], *, instance: bool = True, **kwargs: Any) -> T:
-        if operation in _WRITES and not self.may_write():
-            raise NotLeading(f"{operation} refused: this replica is not the leader", operation=operation)
+        refuse_unless_leading(operation, _WRITES, self.may_write)
         if instance:
             kwargs["InstanceArn"] = self.instance_arn
         with self._guard:
             self.calls[operation] = self.calls.get(operation, 0) + 1
         with self.queue:
             self._limiter(operation).acquire()
+            # Asked again as the call goes out: the waits above can outlast the lease.
+            refuse_unless_leading(operation, _WRITES, self.may_write)
             try:
                 result = fn(**kwargs)
             except Exception as exc:

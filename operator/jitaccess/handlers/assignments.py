@@ -3,7 +3,9 @@
 `assign` creates the user's assignment (PrincipalType USER) in every account of the grant and
 follows each asynchronous request to its end; when any account fails, the assignments this grant
 made are taken back (those no other live grant holds) and `PermanentFailure` names the accounts,
-so the grant ends Failed with nobody left holding access. `unassign` removes the grant's
+so the grant ends Failed with nobody left holding access. `take_back` removes what an earlier
+attempt of a grant that fails later may have assigned (that attempt was cut short by a transient
+error and retried). `unassign` removes the grant's
 assignments when it ends, but not in the accounts another live grant of the same user and
 permission set still holds. Both run under the grant's membership lock (see `handlers.grants`).
 """
@@ -114,6 +116,28 @@ def unassign(rt: Runtime, grant: AccessGrant, user_id: str, others: list[Account
     accounts = rules.to_remove(target.accounts, others)
     _remove(rt, arn, user_id, accounts)
     return accounts
+
+
+def take_back(rt: Runtime, grant: AccessGrant, user_id: str | None, others: list[AccountAssignmentTarget]) -> list[str]:
+    """Remove what an attempt of a grant that never became Active may have assigned: the user's
+    assignment in each account of the grant where it exists now and no other live grant holds it
+    (asked per account first: an attempt may have got anywhere, or nowhere). The accounts removed from."""
+    target = grant.spec.account_assignment
+    assert target is not None
+    if user_id is None:
+        return []
+    try:
+        arn = permission_set_arn(rt, grant)
+    except (NotFound, RetryLater):
+        # No such catalog tier, or not provisioned yet: nothing can have been assigned from it.
+        return []
+    sso = sso_of(rt)
+    try:
+        held = [a for a in rules.to_remove(target.accounts, others) if ("USER", user_id) in sso.assignments(arn, a)]
+    except NotFound:
+        return []  # the permission set is gone, and its assignments with it
+    _remove(rt, arn, user_id, held)
+    return held
 
 
 def _remove(rt: Runtime, arn: str, user_id: str, accounts: list[str]) -> None:

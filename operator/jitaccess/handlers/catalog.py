@@ -153,7 +153,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         (str(r["metadata"]["name"]), None)
         for r in rt.kube.list(names.REQUESTS, fields={"spec.entitlement": name})
         if r.get("spec", {}).get("entitlement") == name
-        and wire.ready_reason(r) == names.APPROVED
+        and _approved_ungranted(r)
         and r["metadata"]["name"] not in granted
     ]
     try:
@@ -196,6 +196,13 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
     )
     log.info("Entitlement %s released: %s", name, message)
     return rt.kube.get(names.ENTITLEMENTS, name)
+
+
+def _approved_ungranted(request: dict[str, Any]) -> bool:
+    """Approved, its grant about to be made: `Approved` is a condition of its own, and `Ready`
+    says `Pending` until the grant is Active (a scheduled one, whose start may be days away, is
+    not waited for: at its start the Entitlement reads as gone and it fails)."""
+    return wire.is_true(request, names.APPROVED) and wire.ready_reason(request) in (None, names.PENDING)
 
 
 def _group_of(entitlement: Entitlement) -> str | None:

@@ -101,12 +101,11 @@ def _provision(
     # request, as stored now, leads to exactly this grant.
     request = stored_request(rt, grant)
     problem = unbacked(rt, grant, request, teams, entitlements)
-    if problem is not None:
-        fail(rt, grant, problem)
-        return
-    admitted = wire.created_at(request)
     try:
-        activate(rt, grant, current=dict(body), request=request, essence=essence, admitted=admitted)
+        if problem is not None:
+            fail(rt, grant, problem)
+            return
+        activate(rt, grant, current=dict(body), request=request, essence=essence, admitted=wire.created_at(request))
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
@@ -192,45 +191,36 @@ def activate(
     except PermanentFailure as exc:
         fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}")
         return False
+    refused = ""
+    updated: dict[str, Any] | None = None
     with rt.membership_lock(grant_rules.membership_key(user_id, spec.group_name)):
+        if _ended_meanwhile(rt, grant):
+            return False
         try:
             membership_id = ic.add_member(group_id, user_id)
         except NotFound:
             rt.forget("group", spec.group_name)
-            fail(rt, grant, f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared")
-            return False
+            refused = f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared"
         except PermanentFailure as exc:
-            # Access denied by IAM, a malformed id: another try will not help, and nobody got access.
-            fail(rt, grant, f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}")
-            return False
-        window = grant_rules.activation_window(grant, now())
+            # Access denied by IAM, a malformed id: another try will not help.
+            refused = f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}"
+        else:
+            window = grant_rules.activation_window(grant, now())
 
-        def build(current: AccessGrant) -> dict[str, Any] | None:
-            if grant_rules.state(current) != names.PROVISIONING:
-                return None
-            return {
-                "userId": user_id,
-                "groupId": group_id,
-                "membershipId": membership_id,
-                "activationTime": ts(window.activation_time),
-                "expirationTime": ts(window.expiration_time),
-                "conditions": conditions_after(
-                    current.status.conditions,
-                    [
-                        (
-                            names.READY,
-                            True,
-                            names.ACTIVE,
-                            f"{spec.user} is in Identity Center group {spec.group_name} "
-                            f"until {ts(window.expiration_time)}",
-                        )
-                    ],
-                ),
-            }
-
-        updated = rt.kube.update_status(
-            names.GRANTS, name, status_change(AccessGrant, _carrying(build, essence)), current=current
-        )
+            build = _becoming_active(
+                window,
+                f"{spec.user} is in Identity Center group {spec.group_name}",
+                userId=user_id,
+                groupId=group_id,
+                membershipId=membership_id,
+            )
+            updated = rt.kube.update_status(
+                names.GRANTS, name, status_change(AccessGrant, _carrying(build, essence)), current=current
+            )
+    if refused:
+        # Outside the lock: failing takes back what an earlier attempt may have added, under it.
+        fail(rt, grant, refused)
+        return False
     if updated is None:
         return False
     active = AccessGrant.model_validate(updated)
@@ -264,42 +254,37 @@ def _activate_assignments(
         fail(rt, grant, f"the permission set {spec.group_name} cannot be found ({exc}): fix the Entitlement")
         return False
     key = grant_rules.membership_key(user_id, spec.group_name)
+    refused = ""
+    updated: dict[str, Any] | None = None
     with rt.membership_lock(key):
+        if _ended_meanwhile(rt, grant):
+            return False
         others = assignments.others_holding(rt, grant, key, rt.holders)
         try:
             states = assignments.assign(rt, grant, user_id, arn, others)
         except (NotFound, PermanentFailure) as exc:
-            fail(rt, grant, f"Identity Center refused to assign {spec.group_name} to {spec.user}: {exc}")
-            return False
-        window = grant_rules.activation_window(grant, now())
-        accounts = ", ".join(s["account"] for s in states)
+            refused = f"Identity Center refused to assign {spec.group_name} to {spec.user}: {exc}"
+        else:
+            window = grant_rules.activation_window(grant, now())
+            accounts = ", ".join(s["account"] for s in states)
 
-        def build(current: AccessGrant) -> dict[str, Any] | None:
-            if grant_rules.state(current) != names.PROVISIONING:
-                return None
-            return {
-                "userId": user_id,
-                "permissionSetArn": arn,
-                "accountAssignments": states,
-                "activationTime": ts(window.activation_time),
-                "expirationTime": ts(window.expiration_time),
-                "conditions": conditions_after(
-                    current.status.conditions,
-                    [
-                        (
-                            names.READY,
-                            True,
-                            names.ACTIVE,
-                            f"{spec.user} holds permission set {spec.group_name} in {accounts} "
-                            f"until {ts(window.expiration_time)}",
-                        )
-                    ],
-                ),
-            }
-
-        updated = rt.kube.update_status(
-            names.GRANTS, grant.metadata.name, status_change(AccessGrant, _carrying(build, essence)), current=current
-        )
+            build = _becoming_active(
+                window,
+                f"{spec.user} holds permission set {spec.group_name} in {accounts}",
+                userId=user_id,
+                permissionSetArn=arn,
+                accountAssignments=states,
+            )
+            updated = rt.kube.update_status(
+                names.GRANTS,
+                grant.metadata.name,
+                status_change(AccessGrant, _carrying(build, essence)),
+                current=current,
+            )
+    if refused:
+        # Outside the lock: failing takes back what an earlier attempt may have assigned, under it.
+        fail(rt, grant, refused)
+        return False
     if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
         return False
     if essence is not None:
@@ -309,6 +294,28 @@ def _activate_assignments(
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
     followed = follow_request(rt, AccessGrant.model_validate(updated), current=request, essence=request_essence)
     return followed is not None and request_essence is not None
+
+
+def _becoming_active(
+    window: grant_rules.Window, held: str, **fields: Any
+) -> Callable[[AccessGrant], dict[str, Any] | None]:
+    """The status change that makes a Provisioning grant Active (`held`: what the user now holds),
+    with `fields` (the ids of what was added); nothing for a grant in any other state."""
+
+    def build(current: AccessGrant) -> dict[str, Any] | None:
+        if grant_rules.state(current) != names.PROVISIONING:
+            return None
+        until = ts(window.expiration_time)
+        return {
+            **fields,
+            "activationTime": ts(window.activation_time),
+            "expirationTime": until,
+            "conditions": conditions_after(
+                current.status.conditions, [(names.READY, True, names.ACTIVE, f"{held} until {until}")]
+            ),
+        }
+
+    return build
 
 
 def _carrying(
@@ -375,6 +382,15 @@ def confirmed_grantee(rt: Runtime, grant: AccessGrant, admitted: dt.datetime | N
 
 
 def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
+    """End a grant that never became Active as Failed, after taking back whatever an earlier
+    attempt of it may have given: an attempt that added the membership (or assigned the permission
+    set in some accounts) and then could not record it (Identity Center or the API server stopped
+    answering) is retried, and the retry can find the grant no longer backed. Taken back first, so
+    that a crash between the two leaves a grant that is still retried, never a Failed one whose
+    access stays. `RetryLater` (and any refusal to take back) leaves the grant to be retried."""
+    if not grant_rules.is_finished(grant) and not grant_rules.is_active(grant):
+        _take_back(rt, grant)
+
     def build(current: AccessGrant) -> dict[str, Any] | None:
         if grant_rules.is_finished(current):
             return None
@@ -388,6 +404,47 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
         return
     record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
     follow_request(rt, AccessGrant.model_validate(updated))
+
+
+def _ended_meanwhile(rt: Runtime, grant: AccessGrant) -> bool:
+    """Whether this process ended the grant (revoked, its request withdrawn) while an attempt to
+    provision it looked things up; asked under the membership lock, which the end took too, so an
+    addition after it would give access that no grant shows and nothing would take out."""
+    if not rt.ended_grant(grant.metadata.uid or ""):
+        return False
+    log.info("AccessGrant %s ended while it was being provisioned: nothing added", grant.metadata.name)
+    return True
+
+
+def _take_back(rt: Runtime, grant: AccessGrant) -> None:
+    """Remove what a grant that is not Active may hold (see `fail`), unless another live grant
+    holds it too; a membership lookup (or an assignment listing per account) when it holds nothing."""
+    spec, status = grant.spec, grant.status
+    key = grant_rules.membership_key(grant_rules.grantee_id(spec.user_id, status.user_id, spec.user), spec.group_name)
+    with rt.membership_lock(key):
+        others = grant_rules.other_holders(rt.holders.get(key, []), grant.metadata.name, rt.recently_ended())
+        if spec.account_assignment is not None:
+            held = assignments.others_holding(rt, grant, key, rt.holders)
+            taken = assignments.take_back(rt, grant, _user_id_of(rt, grant), held)
+        else:
+            taken = [spec.group_name] if not others and _remove_membership(rt, grant) else []
+    if taken:
+        log.warning(
+            "AccessGrant %s: what an earlier attempt gave %s was taken back (%s): the grant did not become Active",
+            grant.metadata.name,
+            spec.user,
+            ", ".join(taken),
+        )
+
+
+def _user_id_of(rt: Runtime, grant: AccessGrant) -> str | None:
+    """The UserId a grant's access was (or would be) given to; None when Identity Center knows no
+    such user (so nobody holds anything by it)."""
+    spec, status = grant.spec, grant.status
+    try:
+        return spec.user_id or status.user_id or rt.cached("user", spec.user, rt.identity_center.resolve_user)
+    except NotFound:
+        return None
 
 
 @kopf.on.update(*GRANT, field=WATCHED, when=_revoked)
@@ -467,7 +524,7 @@ def end_grant(
             removed = bool(removed_from)
         elif not others:
             removed = _remove_membership(rt, grant)
-        rt.mark_ended(name, key)
+        rt.mark_ended(name, key, grant.metadata.uid or "")
         stamp = now()
 
         def build(latest: AccessGrant) -> dict[str, Any] | None:

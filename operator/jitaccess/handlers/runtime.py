@@ -339,6 +339,7 @@ class Runtime:
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
     _ended: dict[str, float] = field(default_factory=dict)
     _ended_keys: dict[tuple[str, str], float] = field(default_factory=dict)
+    _ended_uids: dict[str, float] = field(default_factory=dict)
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     # Kept by `indexes` from the watches. Which live grants hold each (UserId, group) membership
@@ -420,16 +421,25 @@ class Runtime:
         with self._locks_guard:
             return self._locks[key]
 
-    def mark_ended(self, grant: str, key: tuple[str, str] | None = None) -> None:
-        """Remember a grant this process ended (and the membership `key` it held), until the grant
-        index has caught up with it."""
+    def mark_ended(self, grant: str, key: tuple[str, str] | None = None, uid: str = "") -> None:
+        """Remember a grant this process ended (and the membership `key` it held, and its `uid`),
+        until the grant index has caught up with it."""
         now = time.monotonic()
         with self._locks_guard:
             self._ended[grant] = now
             if key is not None:
                 self._ended_keys[key] = now
+            if uid:
+                self._ended_uids[uid] = now
             self._ended = {n: t for n, t in self._ended.items() if now - t <= _ENDED_MEMORY_SECONDS}
             self._ended_keys = {k: t for k, t in self._ended_keys.items() if now - t <= _ENDED_MEMORY_SECONDS}
+            self._ended_uids = {u: t for u, t in self._ended_uids.items() if now - t <= _ENDED_MEMORY_SECONDS}
+
+    def ended_grant(self, uid: str) -> bool:
+        """Whether this process has ended the grant with this uid (a grant's name can come back
+        with a new object; its uid cannot)."""
+        with self._locks_guard:
+            return bool(uid) and uid in self._ended_uids
 
     def ended_here(self, key: tuple[str, str]) -> bool:
         """Whether this process ended a grant of membership `key` lately (its end took the member out)."""
