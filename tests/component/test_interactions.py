@@ -23,12 +23,14 @@ from urllib.parse import urlencode
 import aiohttp
 import kubernetes
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from devenv.controlplane import ControlPlane
+from devenv.paths import EXAMPLES
 from devenv.slack_identity import IMPERSONATOR, ROLE, apply_role, example_teams, impersonator_kubeconfig
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
-from jitaccess.handlers.interactions import Endpoint, Gate
+from jitaccess.handlers.interactions import Endpoint, Gate, owner_team_reader
 from tests.support.harness import install_rbac
 
 SECRET = "component-signing-secret"
@@ -111,14 +113,21 @@ class Served:
 
 
 @pytest.fixture
-async def served(kubeconfig: Path) -> AsyncIterator[Served]:
+async def served(cluster: ControlPlane, kubeconfig: Path) -> AsyncIterator[Served]:
     slack = Slack()
     impersonator = Impersonator.from_kubeconfig(str(kubeconfig))
-    specs = [team["spec"] for team in example_teams()]
-    endpoint = Endpoint(Gate(SECRET), slack, impersonator, lambda: specs)
+    teams = {team["metadata"]["name"]: [team["spec"]] for team in example_teams()}
+    entitlements = {e["metadata"]["name"]: [e] for e in example_entitlements()}
+    operator = kubernetes.config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
+    endpoint = Endpoint(Gate(SECRET), slack, impersonator, owner_team_reader(teams, entitlements, operator))
     async with TestClient(TestServer(endpoint.app(), host="127.0.0.1")) as client:
         yield Served(client, slack, endpoint)
     impersonator.close()
+    operator.close()
+
+
+def example_entitlements() -> list[dict[str, Any]]:
+    return [e for e in yaml.safe_load_all((EXAMPLES / "02-entitlements.yaml").read_text()) if e]
 
 
 def button(cluster: ControlPlane, name: str) -> str:

@@ -356,3 +356,30 @@ def test_an_approver_the_impersonator_may_not_act_as_is_reported(system: Jit) ->
         assert "kubectl jit rbac slack" in event["message"]
     finally:
         system.kubectl("delete", "teamownership", "e2e-new-lead", "--ignore-not-found")
+
+
+# --- 106. another team's TeamOwnership maps this team's approver to its own Slack user -----------
+
+
+def test_106_another_teams_map_cannot_make_its_slack_user_this_teams_approver(system: Jit, slack: SlackStandIn) -> None:
+    """paula, of team payments, edits payments' own TeamOwnership (her team reviews its own file)
+    to map ledger's approver lena to paula's Slack user, then clicks Approve on a ledger request.
+    Only ledger's own map says who ledger's approvers are in Slack: the click is paula's, and
+    refused as hers."""
+    hijack = json.dumps({"spec": {"notifications": {"slackUsers": {LENA: slack_id_of(PAULA)}}}})
+    system.kubectl("patch", "teamownership", "payments", "--type=merge", "-p", hijack)
+    try:
+        # The operator has taken the change up (its index with it) once the status says so.
+        def taken_up() -> bool:
+            ready = system.condition("teamownership", "payments", "Ready") or {}
+            generation = (system.get("teamownership", "payments") or {})["metadata"]["generation"]
+            return ready.get("observedGeneration") == generation
+
+        eventually(lambda: taken_up() or None, what="payments' change taken up")
+        message = waiting(system, slack, "s106")
+        slack.click(slack_id_of(PAULA), message, "approve")
+        told(slack, PAULA, f"{PAULA} is not an approver of the owner team")
+        nothing_approved(system, "s106")
+    finally:
+        undo = json.dumps({"spec": {"notifications": {"slackUsers": {LENA: None}}}})
+        system.kubectl("patch", "teamownership", "payments", "--type=merge", "-p", undo)

@@ -258,7 +258,7 @@ class Harness:
 async def harness() -> AsyncIterator[Harness]:
     slack = FakeSlack(emails={"U0LENA": "lena@example.com", "U0ALICE": "alice@example.com", "U0GHOST": None})
     api = FakeApiServer()
-    endpoint = Endpoint(Gate(SECRET), slack, api, lambda: [LEDGER, PAYMENTS])
+    endpoint = Endpoint(Gate(SECRET), slack, api, lambda name, _: PAYMENTS if name.startswith("payments-") else LEDGER)
     async with TestClient(TestServer(endpoint.app(), host="127.0.0.1")) as client:
         yield Harness(client, slack, api, endpoint)
 
@@ -408,3 +408,27 @@ async def test_an_api_server_that_does_not_answer_in_time_is_said(
     response = await harness.post(click("approve"))
     assert response.status == 200 and time.monotonic() - started < 0.45
     assert "could not confirm" in harness.slack.ephemerals[0][2]
+
+
+async def test_another_teams_map_cannot_make_its_slack_user_this_teams_approver(harness: Harness) -> None:
+    """Team ledger's TeamOwnership (which ledger edits) maps payments' approver paula to lena's Slack
+    user: lena's click on a payments request is still lena's own, never paula's; only the request's
+    owner team's map says who its approvers are in Slack."""
+    ledger = {**LEDGER, "notifications": {"slackUsers": {"paula@example.com": "U0LENA"}}}
+    harness.endpoint._owner_team = lambda name, _: PAYMENTS if name.startswith("payments-") else ledger
+    await harness.post(click("approve", request=f"payments-x1/{UID}"))
+    assert [p[1] for p in harness.api.patches] == ["lena@example.com"]
+    # On ledger's own request, ledger's map is the one that counts.
+    await harness.post(click("approve", request=f"ledger-x2/{UID}"))
+    assert [p[1] for p in harness.api.patches] == ["lena@example.com", "paula@example.com"]
+
+
+async def test_a_request_that_cannot_be_read_decides_nothing(harness: Harness) -> None:
+    def unreadable(name: str, uid: str) -> None:
+        raise ConnectionError("API server down")
+
+    harness.endpoint._owner_team = unreadable
+    await harness.post(click("approve"))
+    assert harness.api.patches == []
+    ((_, _, text),) = harness.slack.ephemerals
+    assert "could not read AccessRequest ledger-x1" in text and "nothing was decided" in text

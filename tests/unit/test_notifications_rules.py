@@ -209,6 +209,15 @@ def test_slack_users_map_usernames_to_slack_ids() -> None:
     assert notify.slack_user_of("paula@example.com", [LEDGER]) is None
 
 
+def test_the_owner_teams_map_routes_its_notices_before_another_teams() -> None:
+    """Another team's TeamOwnership maps this team's approver to someone else's Slack user: a
+    notice about this team's request still goes to the Slack user this team names."""
+    hijack = notify.Team(name="ledger", slack_users={"paula@example.com": "U0LENA"})
+    payments = notify.Team(name="payments", slack_users={"paula@example.com": "U0PAULA"})
+    assert notify.slack_user_of("paula@example.com", [hijack, payments], payments) == "U0PAULA"
+    assert notify.slack_user_of("paula@example.com", [hijack, payments]) == "U0LENA"  # no owner: as before
+
+
 def test_an_entitlements_delivered_drift_keys_leave_with_its_archived_removals() -> None:
     entitlement = {
         "kind": names.ENTITLEMENT,

@@ -401,9 +401,12 @@ def channel_of(notice: Notice, team: Team | None, config: Config) -> str | None:
     return None
 
 
-def slack_user_of(username: str, teams: Sequence[Team]) -> str | None:
+def slack_user_of(username: str, teams: Sequence[Team], owner: Team | None = None) -> str | None:
     """A username's Slack id from the TeamOwnerships' explicit maps (else the caller looks the
-    username up by email)."""
+    username up by email). The `owner` team's map first: the notice is about its request, and
+    another team's TeamOwnership (which that team edits) must not route the message elsewhere."""
+    if owner is not None and owner.slack_users.get(username):
+        return owner.slack_users[username]
     for team in teams:
         found = team.slack_users.get(username)
         if found:

@@ -22,8 +22,11 @@ In order, for every POST, each step bounded so that Slack has its answer within 
    then it applies what that user did click. docs/security.md says the same.
 2. The payload: `block_actions` with action_id `approve` or `deny` and the AccessRequest name as
    value (the team message's buttons), or the deny modal's `view_submission` (`DENY_MODAL`).
-3. Who clicked: the Kubernetes username a TeamOwnership maps the Slack user id to
-   (`spec.notifications.slackUsers`), else the Slack profile's email, which is the username here.
+3. Who clicked: the Kubernetes username the owner team of the clicked request maps the Slack user
+   id to (its TeamOwnership's `spec.notifications.slackUsers`), else the Slack profile's email,
+   which is the username here. Only the owner team's map counts: the team whose decision it is
+   says who its approvers are in Slack. Another team's TeamOwnership (which that team edits) could
+   otherwise map one of this team's approvers to its own Slack user and click Approve as them.
 4. Approve: patch `jitaccess.dev/approved=true` as that user. Deny: ask the API server first, in
    a server-side dry run as that user, whether the denial would be admitted (a refusal is told at
    once), then open the modal that asks for the reason; its submission patches
@@ -45,7 +48,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs
 
 import kopf
@@ -56,7 +59,7 @@ from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
-from jitaccess.handlers.common import NO_INDEX, Index
+from jitaccess.handlers.common import NO_INDEX, Index, first
 from jitaccess.settings import Settings, load
 
 log = logging.getLogger(__name__)
@@ -267,8 +270,38 @@ def email_username(user_id: str, email: str, teams: Iterable[Mapping[str, Any]])
     return email
 
 
-def _team_specs(teams: Index) -> list[Mapping[str, Any]]:
-    return [spec for store in list(teams.values()) for spec in list(store) if isinstance(spec, Mapping)]
+def owner_team_reader(
+    teams: Index, entitlements: Index, api_client: Any = None
+) -> Callable[[str, str], Mapping[str, Any] | None]:
+    """`Endpoint`'s `owner_team`: the request read as the operator (`api_client`, the default
+    client's configuration when None; a click is rare, and no index of requests is kept on every
+    replica), its owner team's spec from the indexes."""
+    import kubernetes
+
+    api = kubernetes.client.CustomObjectsApi(api_client)
+
+    def owner_team(name: str, uid: str) -> Mapping[str, Any] | None:
+        try:
+            obj = cast(
+                dict[str, Any],
+                api.get_cluster_custom_object(
+                    names.GROUP, names.VERSION, names.REQUESTS, name, _request_timeout=SLACK_TIMEOUT
+                ),
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if uid and wire.metadata(obj).get("uid") != uid:
+            return None  # replaced under its name: the patch's precondition refuses it too
+        # The Entitlement's owner now, as admission decides whose approvers may decide; the owner
+        # recorded when the request was taken up if the Entitlement is gone.
+        entitlement = first(entitlements, wire.spec(obj).get("entitlement"))
+        owner = ((entitlement or {}).get("spec") or {}).get("owner") or (obj.get("status") or {}).get("ownerTeam")
+        spec = first(teams, owner) if owner else None
+        return spec if isinstance(spec, Mapping) else None
+
+    return owner_team
 
 
 # --- 4. the endpoint ---------------------------------------------------------------------------
@@ -315,9 +348,11 @@ class Endpoint:
         gate: Gate,
         slack: SlackApi,
         decider: Decider,
-        teams: Callable[[], Iterable[Mapping[str, Any]]],
+        owner_team: Callable[[str, str], Mapping[str, Any] | None],
     ) -> None:
-        self._gate, self._slack, self._decider, self._teams = gate, slack, decider, teams
+        """`owner_team(name, uid)`: the TeamOwnership spec of the request's owner team (its
+        `status.ownerTeam`), None when the request is gone, replaced, or not taken up yet (blocking)."""
+        self._gate, self._slack, self._decider, self._owner_team = gate, slack, decider, owner_team
         self._replies: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
@@ -377,7 +412,17 @@ class Endpoint:
                 f"`kubectl jit approve {interaction.request}` (or deny)",
             )
         try:
-            username = await self._username(interaction.user)
+            owner = await asyncio.to_thread(self._owner_team, interaction.request, interaction.uid)
+        except Exception as exc:  # any failure to read: nobody is taken for anyone
+            count(interaction.action, "failed")
+            log.warning("Slack: could not read AccessRequest %s: %s", interaction.request, exc)
+            return self._refuse(
+                interaction,
+                f"jitaccess could not read AccessRequest {interaction.request} to tell who you are there: nothing was "
+                "decided, try again",
+            )
+        try:
+            username = await self._username(interaction.user, [owner] if owner is not None else [])
         except UnknownUser as exc:
             count(interaction.action, "unknown-user")
             return self._refuse(interaction, str(exc))
@@ -391,8 +436,8 @@ class Endpoint:
         annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: interaction.reason}
         return await self._decide(interaction, username, annotations)
 
-    async def _username(self, user_id: str) -> str:
-        teams = list(self._teams())
+    async def _username(self, user_id: str, teams: list[Mapping[str, Any]]) -> str:
+        """The Kubernetes user a Slack user is, by the maps of `teams` (the request's owner team)."""
         mapped = mapped_username(user_id, teams)
         if mapped is not None:
             return mapped
@@ -524,7 +569,9 @@ def _off_because(config: Settings) -> str | None:
 
 
 @kopf.on.startup()
-async def serve_interactions(memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
+async def serve_interactions(
+    memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
     config: Settings = memo.get("settings") or load()
     off = _off_because(config)
     if off is not None:
@@ -541,7 +588,7 @@ async def serve_interactions(memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any)
     if impersonator is None or not config.slack_signing_secret or not config.slack_token:
         return  # `_off_because` said so already
     slack = Slack(config.slack_token, config.slack_api_url, timeout=SLACK_TIMEOUT)
-    endpoint = Endpoint(Gate(config.slack_signing_secret), slack, impersonator, lambda: _team_specs(teams))
+    endpoint = Endpoint(Gate(config.slack_signing_secret), slack, impersonator, owner_team_reader(teams, entitlements))
     runner = web.AppRunner(endpoint.app(), access_log=None)
     await runner.setup()
     # SO_REUSEPORT, as kopf's webhook server: replicas sharing a host's port (a local run) all serve.

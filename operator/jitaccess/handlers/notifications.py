@@ -328,10 +328,10 @@ class Notifier:
             self._observe(notice)
             return "sent", None
         assert self.slack is not None
-        ids = {u: i for u in notice.mentions if (i := await self._slack_id(u))}
+        ids = {u: i for u in notice.mentions if (i := await self._slack_id(u, waiting.team))}
         text, blocks = render(notice, obj, waiting.team, ids)
         if notice.username:
-            user = await self._slack_id(notice.username)
+            user = await self._slack_id(notice.username, waiting.team)
             if user is None:
                 log.info("notifications: no Slack user for %s; %s not sent", notice.username, notice.key)
                 return "skipped", None
@@ -359,11 +359,11 @@ class Notifier:
         if when is not None:
             metrics.NOTIFICATION_DELAY.observe(max(0.0, (datetime.now(UTC) - when).total_seconds()))
 
-    async def _slack_id(self, username: str) -> str | None:
+    async def _slack_id(self, username: str, owner: notify.Team | None = None) -> str | None:
         """A username's Slack id: the TeamOwnerships' map, else Slack's user with that email; None
         when Slack knows nobody by it. Slack being unavailable is not "nobody": SlackRetry goes up,
         and the notice waits."""
-        found = notify.slack_user_of(username, self.teams)
+        found = notify.slack_user_of(username, self.teams, owner)
         if found or self.slack is None or "@" not in username:
             return found
         try:
