@@ -991,6 +991,14 @@ def test_policy_holds_the_identity_invariants_with_the_webhooks_gone(system: Jit
             VAP,
             f"spec.requester must be the authenticated caller ({ALICE})",
         )
+        # Groups the caller does not have would be an auto-approval (owner team, on call, break-glass).
+        grouped = copy.deepcopy(body)
+        grouped["spec"]["requesterGroups"] = ["team-ledger"]
+        refused(
+            system.apply(grouped, user=ALICE, check=False),
+            VAP,
+            "spec.requesterGroups can only name groups the API server authenticated you with",
+        )
         # Without the webhook nothing is stamped; the policy still keeps every stamp the caller's own.
         system.apply(body, user=ALICE)
         refused(
