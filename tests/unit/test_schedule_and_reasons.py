@@ -229,6 +229,26 @@ def test_an_entitlement_whose_pattern_does_not_compile_is_refused() -> None:
     )
 
 
+@pytest.mark.parametrize("pattern", [r"^(INC)-[0-9]+ \1", r"^(?=INC)[A-Z]+-[0-9]+", r"^(?<=x)INC"])
+def test_a_pattern_that_cannot_be_matched_in_linear_time_is_refused(pattern: str) -> None:
+    """Backreferences and lookaround need a backtracking matcher, whose time can explode on a
+    reason that fails the pattern; RE2 refuses them, and admission says so with the fix."""
+    review = adm.review_catalog("CREATE", None, _entitlement(reasonPattern=pattern), MALLORY, operator=OPERATOR)
+    refused(review, f"spec.reasonPattern {pattern!r} is not a valid regular expression")
+    refused(review, "patterns use RE2's syntax, without backreferences or lookaround")
+
+
+def test_a_pattern_that_backtracks_in_python_is_checked_in_linear_time() -> None:
+    """`^(\\w+ ?)+$` against a long reason that fails it: Python's `re` tries every way to split the
+    words (2**n of them; seconds at 25 characters, hours at 60), holding the interpreter's lock, so
+    one requester would stop every webhook and expiry of the replica. RE2 answers at once, with the
+    same verdicts as `re` where `re` finishes."""
+    pattern = r"^(\w+ ?)+$"
+    assert reasons.mismatch("INC-1234 restart the stuck payment batch job at once, please.", pattern, None)
+    assert reasons.mismatch("INC1234 restart the job", pattern, None) is None
+    assert reasons.mismatch("INC-1 x", "^[A-Z]+-[0-9]+", None) is None
+
+
 def test_a_sound_policy_and_changes_elsewhere_are_admitted() -> None:
     good = _entitlement(reasonPattern="^[A-Z]+-[0-9]+", reasonExample=EXAMPLE)
     assert adm.review_catalog("CREATE", None, good, MALLORY, operator=OPERATOR) == adm.ALLOW

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from jitaccess.cli.parser import ARCHIVE_ENV, Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
 from jitaccess.domain import chain
+from jitaccess.domain import reasons as reason_rules
 
 AUDIT_COLUMNS = ("TIME", "ACTION", "ENTITLEMENT", "USER", "BY", "REQUEST", "DETAIL")
 CSV_COLUMNS = (
@@ -375,14 +375,15 @@ def eligible_users(entitlement: o.Obj) -> list[str] | None:
     return sorted({str(u.get("username") if isinstance(u, Mapping) else u) for u in listed} - {"None", ""})
 
 
-def _ticket_pattern(reason_pattern: str) -> tuple[str, re.Pattern[str]]:
-    """The owners' reasonPattern when they set one (and it compiles), else the usual ticket id."""
+def _ticket_pattern(reason_pattern: str) -> tuple[str, Any]:
+    """The owners' reasonPattern when they set one (and RE2 compiles it: `domain.reasons`), else the
+    usual ticket id."""
     if reason_pattern:
         try:
-            return reason_pattern, re.compile(reason_pattern)
-        except re.error:
+            return reason_pattern, reason_rules.compiled(reason_pattern)
+        except reason_rules.PatternError:
             pass
-    return TICKET, re.compile(TICKET)
+    return TICKET, reason_rules.compiled(TICKET)
 
 
 def _review(entitlement: o.Obj, records: list[Record], history: History, days: int, start: datetime) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def _reason_problem(text: str, entitlement: Obj) -> str | None:
     spec = wire.spec(entitlement)
     try:
         return reasons.mismatch(text, spec.get("reasonPattern"), spec.get("reasonExample"), wire.name_of(entitlement))
-    except re.error:
+    except reasons.PatternError:
         return None  # the operator reports a broken pattern on the request
 
 

@@ -22,7 +22,6 @@ do the reading and writing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessExtension, AccessGrant, Entitlement, TeamOwnershipSpec
-from jitaccess.domain import admission
+from jitaccess.domain import admission, reasons
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import ALLOW, INVALID, Admit, OperatorIdentity, Phase, Refusal, Verdict
@@ -132,11 +131,14 @@ def reason_problem(reason: str, entitlement: Entitlement) -> str | None:
     if not pattern:
         return None
     try:
-        matches = re.search(pattern, reason) is not None
-    except re.error:
-        return None  # the requests of the Entitlement already say what is wrong with the pattern
-    if matches:
-        return None
+        if reasons.search(pattern, reason):
+            return None
+    except reasons.PatternError:
+        # Refused, as a request would be: no extension rests on a reason nobody could check.
+        return (
+            f"Entitlement {entitlement.metadata.name}'s spec.reasonPattern {pattern!r} "
+            f"{reasons.pattern_problem(pattern)}: the entitlement's owners must fix it"
+        )
     return f"spec.reason: {reason!r} does not match Entitlement {entitlement.metadata.name}'s reasonPattern {pattern!r}: cite a ticket"
 
 

@@ -16,7 +16,6 @@ Eligibility (membership in Identity Center groups) needs I/O and is asked by the
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -171,10 +170,10 @@ def _check_reason(reason: str, entitlement: Entitlement) -> None:
         raise InvalidInput("spec.reason", "is empty: say why you need access, for example a ticket id")
     try:
         problem = reasons.mismatch(reason, entitlement.spec.reason_pattern, entitlement.spec.reason_example)
-    except re.error as exc:
+    except reasons.PatternError as exc:
         raise InvalidInput(
             f"Entitlement {entitlement.metadata.name!r} spec.reasonPattern",
-            f"is not a valid regular expression ({exc}): the entitlement's owners must fix it",
+            f"{reasons.pattern_problem(entitlement.spec.reason_pattern or '')}: the entitlement's owners must fix it",
         ) from exc
     if problem is not None:
         raise InvalidInput("spec.reason", problem)
