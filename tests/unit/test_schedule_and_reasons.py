@@ -281,3 +281,50 @@ def test_kubectl_jit_withdraw_takes_back_a_scheduled_request() -> None:
     api.objects[PATH] = stored(cli_cond("Approved", "True", "Approved"), cli_cond("Ready", "True", "Granted"))
     with pytest.raises(Refused, match="no longer pending"):
         decisions.withdraw(session(api), "r")
+
+
+def _team(**spec: Any) -> dict[str, Any]:
+    return {
+        "kind": names.TEAM_OWNERSHIP,
+        "metadata": {"name": "payments"},
+        "spec": {"approvers": ["paula@example.com"], **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "said"),
+    [
+        (_team(escalateAfter="0s"), "spec.escalateAfter '0s' is zero"),
+        (_team(escalateAfter="90000h"), "spec.escalateAfter '90000h'"),
+        (
+            _entitlement(breakGlass={"groups": ["sre"], "reviewWithin": "0s"}),
+            "spec.breakGlass.reviewWithin '0s' is zero",
+        ),
+        (_entitlement(breakGlass={"groups": ["sre"], "maxDuration": "0m"}), "spec.breakGlass.maxDuration '0m' is zero"),
+    ],
+)
+def test_a_duration_the_operator_cannot_use_is_refused_when_written(obj: dict[str, Any], said: str) -> None:
+    """Admitted, these made every request that needs an approver (or every break-glass request, in
+    an incident) end Invalid after it had been admitted."""
+    verdict = refused(adm.review_catalog("CREATE", None, obj, MALLORY, operator=OPERATOR), said)
+    assert verdict.code == adm.INVALID
+    fixed = {**obj, "spec": {**obj["spec"], "escalateAfter": "15m"}} if obj["kind"] == names.TEAM_OWNERSHIP else None
+    if fixed is not None:
+        assert adm.review_catalog("UPDATE", obj, fixed, MALLORY, operator=OPERATOR) == adm.ALLOW
+    # Stored before the rule: writes elsewhere are not held up by it.
+    relabelled = {**obj, "metadata": {**obj["metadata"], "labels": {"team": "payments"}}}
+    assert adm.review_catalog("UPDATE", obj, relabelled, MALLORY, operator=OPERATOR) == adm.ALLOW
+
+
+def test_a_team_stored_with_a_zero_escalation_says_so_in_its_status() -> None:
+    from jitaccess.api.models import TeamOwnershipSpec
+    from jitaccess.domain.teams import team_problems
+
+    (problem,) = team_problems(
+        TeamOwnershipSpec.model_validate({"approvers": ["paula@example.com"], "escalateAfter": "0s"})
+    )
+    assert problem.startswith("spec.escalateAfter '0s' is zero") and "cannot be decided" in problem
+    assert (
+        team_problems(TeamOwnershipSpec.model_validate({"approvers": ["paula@example.com"], "escalateAfter": "15m"}))
+        == []
+    )

@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitaccess.api import limits, names, wire
-from jitaccess.api.models import AccessRequest, Entitlement, EntitlementSpec, TeamOwnershipSpec
+from jitaccess.api.models import AccessRequest, BreakGlass, Entitlement, EntitlementSpec, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import reasons, text
@@ -405,18 +405,24 @@ _DURATIONS = tuple(
 
 
 def _duration_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
-    """An Entitlement whose defaultDuration is above its maxDuration is refused when either is
-    written: every request naming no duration would be refused, blaming a duration its requester
-    never gave. (The form is the schema's; zero and beyond ten years are `parse_duration`'s.)"""
-    if new is None or new.get("kind") != names.ENTITLEMENT:
+    """Every duration a TeamOwnership or an Entitlement sets must be one the operator can use, and
+    is checked when written: zero and beyond ten years are refused (`parse_duration`), as is an
+    Entitlement whose defaultDuration is above its maxDuration (every request naming no duration
+    would be refused, blaming a duration its requester never gave). Admitted, a zero escalateAfter
+    or break-glass reviewWithin made every such request end Invalid after it was admitted, in the
+    middle of an incident for break-glass. (The form is the schema's.)"""
+    if new is None or new.get("kind") not in (names.ENTITLEMENT, names.TEAM_OWNERSHIP):
         return None
-    before, after = wire.spec(old), wire.spec(new)
-    if old is not None and all(before.get(k) == after.get(k) for k, _ in _DURATIONS):
-        return None
+    fields = _duration_fields(new)
+    if old is not None and fields == _duration_fields(old):
+        return None  # the operator's own writes, and GitOps changes elsewhere, are not held up by it
     try:
-        default, most = (parse_duration(str(after.get(k) or d), f"spec.{k}") for k, d in _DURATIONS)
+        parsed = {path: parse_duration(text, path) for path, text in fields.items()}
     except InvalidInput as exc:
         return Refusal(str(exc), INVALID)
+    if new.get("kind") != names.ENTITLEMENT:
+        return None
+    default, most = (parsed[f"spec.{k}"] for k, _ in _DURATIONS)
     if default > most:
         return Refusal(
             f"spec.defaultDuration {format_duration(default)} is above spec.maxDuration {format_duration(most)}: every "
@@ -424,6 +430,19 @@ def _duration_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
             INVALID,
         )
     return None
+
+
+def _duration_fields(obj: Obj) -> dict[str, str]:
+    """The durations an Entitlement or a TeamOwnership sets (path -> text), defaults filled in."""
+    spec = wire.spec(obj)
+    if obj.get("kind") == names.TEAM_OWNERSHIP:
+        return {"spec.escalateAfter": str(spec["escalateAfter"])} if spec.get("escalateAfter") else {}
+    fields = {f"spec.{k}": str(spec.get(k) or d) for k, d in _DURATIONS}
+    glass = spec.get("breakGlass")
+    if isinstance(glass, Mapping):
+        for key, model_field in (("maxDuration", "max_duration"), ("reviewWithin", "review_within")):
+            fields[f"spec.breakGlass.{key}"] = str(glass.get(key) or BreakGlass.model_fields[model_field].default)
+    return fields
 
 
 def review_status(kind: str, caller: Caller, *, operator: OperatorIdentity) -> Verdict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jitaccess.api.models import TeamOwnershipSpec
+from jitaccess.domain.durations import parse_duration
+from jitaccess.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,12 @@ def may_approve(team: TeamOwnershipSpec, caller: Caller, *, requester: str, esca
 def team_problems(team: TeamOwnershipSpec) -> list[str]:
     """What makes a TeamOwnership unusable, each as a sentence that says the fix."""
     problems = []
+    if team.escalate_after:
+        try:
+            parse_duration(team.escalate_after, "spec.escalateAfter")
+        except InvalidInput as exc:
+            # Stored before admission checked it: every request that needs an approver would end Invalid.
+            problems.append(f"{exc}: requests that need an approver cannot be decided until it is fixed")
     if not team.approvers and not team.approver_groups:
         problems.append(
             "the team has no approvers: set spec.approvers or spec.approverGroups, "

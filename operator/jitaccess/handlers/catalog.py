@@ -51,7 +51,8 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     team = TeamOwnership.model_validate(dict(body))
     problems = team_problems(team.spec)
     ready = not problems
-    reason = names.VALID if ready else names.NO_APPROVERS
+    approvers = team.spec.approvers or team.spec.approver_groups
+    reason = names.VALID if ready else (names.INVALID if approvers else names.NO_APPROVERS)
     message = "; ".join(problems) or (
         f"{len(team.spec.members)} member(s), {len(team.spec.approvers)} approver(s), "
         f"{len(team.spec.backup_approvers)} backup approver(s)"
