@@ -105,3 +105,15 @@ NOTIFICATION_DELAY = Histogram(
     "From the step (its stored time) to the notice's delivery",
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
 )
+
+# A labelled series exists only from its first increment, and Prometheus sees no increase in a
+# series whose first sample is already 1: the single event an alert of
+# charts/jitaccess/files/alerts.yaml waits for (one drift removal, one forged click) would never
+# fire it, after every restart or change of leader too. So the series the alerts select are made
+# here, at 0; tests/unit/test_alerts.py checks the file against a registry fresh from import.
+AUDIT_EVENTS.labels("DriftFound")
+REQUESTS_LIMITED.labels("asks")
+ERRORS.labels("handler")
+for _refused in ("forged", "replayed", "unsigned"):
+    # Refused before the body is read, so with no action yet (handlers.interactions).
+    SLACK_INTERACTIONS.labels("unknown", _refused)

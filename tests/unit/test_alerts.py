@@ -7,7 +7,12 @@ docs/metrics.md lists the same alerts.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,7 @@ import promql_parser
 import pytest
 import yaml
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from jitaccess import metrics
 from jitaccess.observability import State, state_metrics
@@ -124,6 +130,110 @@ def test_a_rule_with_an_unknown_metric_or_label_is_caught() -> None:
     assert not written_in_the_operator("throttling")
     with pytest.raises(ValueError):
         promql_parser.parse('sum(rate(jitaccess_errors_total{job="x"}[5m]) >')
+
+
+# --- series there from the start ---------------------------------------------------------------
+# A counter's labelled series appears at its first increment, and Prometheus sees no increase in a
+# series whose first sample is already 1: an alert on `increase()` or `rate()` of it would miss the
+# first event, after every restart too. What the registry holds before anything happens must
+# already include every series an alert selects, at 0. (Gauges are set, or computed at each
+# scrape: their first sample is their value.)
+
+Series = list[tuple[dict[str, str], float]]
+
+
+def registry_after_import() -> dict[str, Series]:
+    """Counter samples by name, as /metrics serves them right after `import jitaccess.handlers`: in a
+    process of its own, since this one's counters have moved in other tests."""
+    script = (
+        "import jitaccess.handlers\nfrom prometheus_client import generate_latest\nprint(generate_latest().decode())"
+    )
+    path = os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")]))
+    text = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": path},
+        timeout=60,
+    ).stdout
+    found: dict[str, Series] = {}
+    for family in text_string_to_metric_families(text):
+        if family.type == "counter":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+COUNTERS = {f"{value._name}_total" for value in vars(metrics).values() if isinstance(value, Counter)}
+_LITERAL = re.compile(r"[\w.-]+")
+
+
+def missing_series(expr: str, registry: dict[str, Series]) -> Iterator[str]:
+    """What `expr` selects of a counter that the registry does not hold at 0. Each value an equality
+    or a regex of alternatives (`a|b`) names is required; a label left open, or only excluded
+    (`!=`, `!~`), may take any value the code gives it, but one series at least must match."""
+    for selector in selectors(expr):
+        if selector.name not in COUNTERS:
+            continue
+        required: dict[str, list[str]] = {}
+        tests: list[tuple[str, Any]] = []
+        for matcher in selector.matchers.matchers:
+            if matcher.name == "job":  # the target's, added by Prometheus
+                continue
+            options = matcher.value.split("|")
+            if matcher.op == promql_parser.MatchOp.Equal:
+                required[matcher.name] = [matcher.value]
+            elif matcher.op == promql_parser.MatchOp.Re and all(_LITERAL.fullmatch(o) for o in options):
+                required[matcher.name] = options
+            else:
+                tests.append((matcher.name, matcher))
+        series = registry.get(selector.name, [])
+        for combination in itertools.product(*required.values()):
+            wanted = dict(zip(required, combination, strict=True))
+            matching = [
+                value
+                for labels, value in series
+                if all(labels.get(k) == v for k, v in wanted.items())
+                and all(_matches(m, labels.get(name, "")) for name, m in tests)
+            ]
+            if not matching or any(value != 0 for value in matching):
+                shown = ",".join(f'{k}="{v}"' for k, v in wanted.items())
+                yield f"{selector.name}{{{shown}}} ({'at ' + str(matching) if matching else 'absent'})"
+
+
+def _matches(matcher: Any, value: str) -> bool:
+    op = matcher.op
+    if op == promql_parser.MatchOp.Equal:
+        return bool(value == matcher.value)
+    if op == promql_parser.MatchOp.NotEqual:
+        return bool(value != matcher.value)
+    found = re.fullmatch(matcher.value, value) is not None
+    return found if op == promql_parser.MatchOp.Re else not found
+
+
+@pytest.fixture(scope="module")
+def registry() -> dict[str, Series]:
+    return registry_after_import()
+
+
+def test_every_series_an_alert_selects_is_there_at_zero_from_the_start(registry: dict[str, Series]) -> None:
+    checked = [rule for rule in RULES if any(s.name in COUNTERS for s in selectors(rule["expr"]))]
+    assert len(checked) >= 5, [rule["alert"] for rule in checked]
+    missing = {rule["alert"]: list(missing_series(rule["expr"], registry)) for rule in checked}
+    assert not any(missing.values()), {alert: series for alert, series in missing.items() if series}
+
+
+def test_a_series_made_only_at_its_first_event_is_caught(registry: dict[str, Series]) -> None:
+    # The check above must be able to fail: a value no code made in advance, a label never given one.
+    assert list(missing_series('increase(jitaccess_audit_events_total{job="j",event="Granted"}[1h])', registry))
+    assert list(
+        missing_series('rate(jitaccess_slack_interactions_total{job="j",result=~"stale|forged"}[5m])', registry)
+    )
+    assert list(missing_series('rate(jitaccess_requests_total{job="j",outcome!="x"}[5m])', registry))
+    assert not list(missing_series('rate(jitaccess_errors_total{job="j",kind="handler"}[5m])', registry))
 
 
 def test_docs_list_the_same_alerts() -> None:

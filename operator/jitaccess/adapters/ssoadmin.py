@@ -57,6 +57,9 @@ _WRITES = frozenset(
         "UntagResource",
     }
 )
+# Throttled writes are what the throttling alert watches: their series start at 0 (jitaccess.metrics).
+for _operation in _WRITES:
+    metrics.IDENTITY_CENTER_CALLS.labels(_operation, "throttled")
 _AWS_MANAGED_PREFIX = ":iam::aws:policy/"
 
 
