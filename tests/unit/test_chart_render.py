@@ -139,6 +139,12 @@ def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
         (["replicaCount=3", "podDisruptionBudget.minAvailable=4"], "minAvailable is 4 with replicaCount 3"),
         (["podDisruptionBudget.minAvailable=100%"], "podDisruptionBudget.minAvailable is 100%: no replica"),
         (["podDisruptionBudget.minAvailable=two"], "/podDisruptionBudget/minAvailable"),
+        # No CA for the webhook configurations (helm template cannot look the Secret's up): they
+        # would fail closed, refusing every write and every replica's readiness.
+        (
+            ["webhook.certificate.existingSecret=jit-webhook-cert"],
+            "webhook.certificate.existingSecret is jit-webhook-cert but the chart has no CA",
+        ),
     ],
 )
 def test_values_that_cannot_work_are_refused(helm: Helm, settings: list[str], complaint: str) -> None:
@@ -406,6 +412,22 @@ def test_existing_webhook_secret(options: Objects) -> None:
     volumes = find(options, "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "webhook-tls", "secret": {"secretName": "jit-webhook-cert", "defaultMode": 0o440}} in volumes
     assert "checksum/webhook-tls" not in find(options, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_existing_webhook_secret_with_its_ca(helm: Helm, options: Objects) -> None:
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n").decode()
+    settings = {"webhook.certificate.existingSecret": "jit-webhook-cert", "webhook.certificate.caBundle": ca}
+    given = [o for o in documents(helm.template(set_values=settings)) if o["kind"].endswith("WebhookConfiguration")]
+    assert len(given) == 2
+    assert {w["clientConfig"]["caBundle"] for o in given for w in o["webhooks"]} == {ca}
+    # With cert-manager's injector, the chart leaves the CA to it.
+    injected = [o for o in options if o["kind"].endswith("WebhookConfiguration")]
+    assert len(injected) == 2
+    for configuration in injected:
+        assert configuration["metadata"]["annotations"] == {
+            "cert-manager.io/inject-ca-from": "jitaccess-system/jit-webhook-cert"
+        }
+        assert not [w for w in configuration["webhooks"] if "caBundle" in w["clientConfig"]]
 
 
 def test_webhooks_off(helm: Helm) -> None:
