@@ -5,11 +5,14 @@ the webhook admits every write of the operator unseen."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 from typing import Any
 
 import kopf
+import kubernetes
 import pytest
+import trustme
 import yaml
 
 import jitaccess.handlers  # noqa: F401  (registers the admission handlers)
@@ -154,3 +157,53 @@ def test_the_chart_renders_the_definition_for_the_release() -> None:
 def test_the_chart_file_is_yaml_of_both_kinds() -> None:
     kinds = [d["kind"] for d in yaml.safe_load_all(chart_file()) if d]
     assert kinds == [MUTATING, VALIDATING]
+
+
+# --- whether the cluster's configurations trust this server ------------------------------------
+
+SERVICE = {"namespace": "jitaccess-system", "name": "jitaccess-webhook", "port": 443}
+
+
+def _bundle(*cas: trustme.CA) -> str:
+    return base64.b64encode(b"".join(ca.cert_pem.bytes() for ca in cas)).decode()
+
+
+def _problem(monkeypatch: pytest.MonkeyPatch, served: str, installed: str) -> str | None:
+    """`configuration_problem` of a server whose CA bundle is `served`, with the cluster's
+    configurations made for the bundle `installed`."""
+    live = {o["kind"]: o for o in configurations({"service": SERVICE, "caBundle": installed}, [OPERATOR])}
+
+    class Api:
+        api_client = type("Client", (), {"sanitize_for_serialization": staticmethod(lambda obj: obj)})()
+
+        def read_validating_webhook_configuration(self, name: str) -> dict[str, Any]:
+            return live[VALIDATING]
+
+        def read_mutating_webhook_configuration(self, name: str) -> dict[str, Any]:
+            return live[MUTATING]
+
+    monkeypatch.setattr(kubernetes.client, "AdmissionregistrationV1Api", Api)
+    return webhooks.configuration_problem(configurations({"service": SERVICE, "caBundle": served}, [OPERATOR]))
+
+
+def test_a_rotation_bundle_trusts_replicas_of_either_ca(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With webhook.certificate.rotate the chart installs the new CA and the previous one: a new
+    replica (new CA) and one not yet restarted (previous CA) are both healthy, so the rollout goes on."""
+    old, new = trustme.CA(), trustme.CA()
+    assert _problem(monkeypatch, _bundle(new), _bundle(new, old)) is None
+    assert _problem(monkeypatch, _bundle(old), _bundle(new, old)) is None
+    assert _problem(monkeypatch, _bundle(new), _bundle(new)) is None
+    # Decoded or base64, a bundle is the same certificates.
+    assert _problem(monkeypatch, _bundle(new), base64.b64decode(_bundle(old, new)).decode()) is None
+
+
+def test_a_bundle_without_the_servers_ca_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new, other = trustme.CA(), trustme.CA(), trustme.CA()
+    untrusted = "does not trust this server's certificate yet"
+    assert untrusted in (_problem(monkeypatch, _bundle(new), _bundle(old)) or "")
+    assert untrusted in (_problem(monkeypatch, _bundle(new), _bundle(old, other)) or "")
+    # Every certificate the server names must be there, not just one of them.
+    assert untrusted in (_problem(monkeypatch, _bundle(new, other), _bundle(new, old)) or "")
+    garbage = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nNOTACERT\n-----END CERTIFICATE-----\n").decode()
+    assert untrusted in (_problem(monkeypatch, _bundle(new), garbage) or "")
+    assert untrusted in (_problem(monkeypatch, _bundle(new), "") or "")

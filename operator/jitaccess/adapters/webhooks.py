@@ -13,7 +13,8 @@
 - `own_username`: who the operator authenticates as (SelfSubjectReview), the identity the
   webhooks trust with the operator's own writes.
 - `configuration_problem`: whether the webhook configurations in the cluster are the ones this
-  server expects, so the operator reports itself healthy only once its webhooks can answer.
+  server expects (their CA bundle holding its CA, alone or with others), so the operator reports
+  itself healthy only once its webhooks can answer.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import aiohttp.web
 import kopf
 import kubernetes
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes.client.exceptions import ApiException
 
 from jitaccess.api import names
@@ -287,6 +290,24 @@ def _pem(bundle: bytes | str | None) -> bytes | None:
     return raw if raw.lstrip().startswith(b"-----") else base64.b64decode(raw)
 
 
+def _trusts(configured: bytes | str | None, own: bytes | str | None) -> bool:
+    """Whether a webhook's configured caBundle trusts this server's CA: every certificate of `own` is
+    one of the bundle's. While the chart rotates the certificate, the bundle holds the new CA and
+    the previous one, and a replica serving either is trusted (docs/install.md)."""
+    mine, theirs = _pem(own), _pem(configured)
+    if mine == theirs:
+        return True
+    if not mine or not theirs:
+        return False
+    try:
+        wanted, there = (
+            {cert.public_bytes(Encoding.DER) for cert in x509.load_pem_x509_certificates(pem)} for pem in (mine, theirs)
+        )
+    except ValueError:  # no certificate in it, or one that does not parse: nothing the API server could trust
+        return False
+    return wanted <= there
+
+
 def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
     """Why the webhook configurations in the cluster are not yet `expected` (every webhook there, as
     defined, calling this server and trusting its certificate); None when they are."""
@@ -307,7 +328,7 @@ def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
             if there is None:
                 return f"{kind} {name} has no webhook {webhook['name']} yet"
             wanted, client = dict(webhook["clientConfig"]), dict(there.get("clientConfig") or {})
-            if _pem(client.pop("caBundle", None)) != _pem(wanted.pop("caBundle", None)):
+            if not _trusts(client.pop("caBundle", None), wanted.pop("caBundle", None)):
                 return f"{kind} {name} webhook {webhook['name']} does not trust this server's certificate yet"
             if client != wanted:
                 return f"{kind} {name} webhook {webhook['name']} calls {client}, not this server ({wanted})"
