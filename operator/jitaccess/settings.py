@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jitaccess.domain.requests import Limits
 
+#: The longest time a setting may give (`le=`), far beyond any sensible one: a date computed from a
+#: much longer time (a request's deadline, a grant's retention) passes the year 9999 and overflows
+#: where it is computed, long after the operator started; refused at start instead, like any typo.
+TEN_YEARS = 10 * 365 * 24 * 3600
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JITACCESS_", extra="ignore")
@@ -36,11 +41,12 @@ class Settings(BaseSettings):
     revocation_hold_seconds: float | None = Field(
         default=None,
         gt=0,
+        le=TEN_YEARS,
         description="How long a revoked user's sessions stay denied; unset = the permission set's session duration "
         "(tests shorten it)",
     )
 
-    pending_timeout_seconds: float = Field(default=24 * 3600, gt=0)
+    pending_timeout_seconds: float = Field(default=24 * 3600, gt=0, le=TEN_YEARS)
     requests_per_user_per_minute: int = Field(
         default=30,
         ge=0,
@@ -58,17 +64,26 @@ class Settings(BaseSettings):
         ge=0,
         description="Requests waiting for an approver one user may have at once, and one per entitlement; 0 = neither",
     )
-    min_duration_seconds: float = Field(default=60, gt=0)
+    min_duration_seconds: float = Field(default=60, gt=0, le=TEN_YEARS)
     max_start_ahead_seconds: float = Field(
-        default=7 * 24 * 3600, gt=0, description="How far ahead a request's spec.startTime may lie (from its creation)"
+        default=7 * 24 * 3600,
+        gt=0,
+        le=TEN_YEARS,
+        description="How far ahead a request's spec.startTime may lie (from its creation)",
     )
     retention_seconds: float = Field(
-        default=90 * 24 * 3600, gt=0, description="Finished grants and requests kept this long after they ended"
+        default=90 * 24 * 3600,
+        gt=0,
+        le=TEN_YEARS,
+        description="Finished grants and requests kept this long after they ended",
     )
-    resync_seconds: float = Field(default=60, gt=0, description="Entitlement re-check and drift scan interval")
+    resync_seconds: float = Field(
+        default=60, gt=0, le=TEN_YEARS, description="Entitlement re-check and drift scan interval"
+    )
     eligibility_recheck_seconds: float = Field(
         default=300,
         gt=0,
+        le=TEN_YEARS,
         description="How often the eligibility of every Active grant's user and pending requester is re-checked",
     )
     remove_unbacked_members: bool = Field(
@@ -110,7 +125,9 @@ class Settings(BaseSettings):
     audit_region: str | None = Field(default=None, description="Region of the audit bucket; defaults to `region`")
     audit_endpoint_url: str | None = Field(default=None, description="S3 endpoint (the emulator)")
     audit_batch_records: int = Field(default=500, ge=1, le=10000, description="Most records in one archive object")
-    audit_batch_seconds: float = Field(default=5.0, gt=0, description="Records wait at most this long for a batch")
+    audit_batch_seconds: float = Field(
+        default=5.0, gt=0, le=TEN_YEARS, description="Records wait at most this long for a batch"
+    )
     audit_signing_key: str | None = Field(
         default=None,
         description="KMS key (id, ARN or alias; asymmetric, SIGN_VERIFY, ECC_NIST_P256 or RSA) that signs each audit "
@@ -150,7 +167,7 @@ class Settings(BaseSettings):
         "short-lived tokens of it with the TokenRequest API (the chart's way; docs/security.md)",
     )
     notify_expiring_before_seconds: float = Field(
-        default=600, ge=0, description="Tell a grantee this long before their access ends; 0 = never"
+        default=600, ge=0, le=TEN_YEARS, description="Tell a grantee this long before their access ends; 0 = never"
     )
     event_sink_url: str | None = Field(
         default=None, description="CloudEvents webhook sink (HTTPS URL); unset = none (docs/notifications.md)"
@@ -172,12 +189,14 @@ class Settings(BaseSettings):
         default=None, description="This replica's name in the Lease (the pod name); unset = hostname and pid"
     )
     lease_duration_seconds: float = Field(
-        default=12.0, gt=0, description="A standby takes over this long after the last renewal"
+        default=12.0, gt=0, le=TEN_YEARS, description="A standby takes over this long after the last renewal"
     )
     renew_deadline_seconds: float = Field(
-        default=8.0, gt=0, description="The leader stops acting this long after its last renewal"
+        default=8.0, gt=0, le=TEN_YEARS, description="The leader stops acting this long after its last renewal"
     )
-    retry_period_seconds: float = Field(default=2.0, gt=0, description="How often the Lease is renewed (or tried)")
+    retry_period_seconds: float = Field(
+        default=2.0, gt=0, le=TEN_YEARS, description="How often the Lease is renewed (or tried)"
+    )
     max_workers: int = Field(
         default=32,
         ge=1,
@@ -247,5 +266,8 @@ def describe(exc: ValidationError) -> str:
             continue
         info = Settings.model_fields.get(field)
         what = f" ({info.description})" if info is not None and info.description else ""
-        lines.append(f"- JITACCESS_{field.upper()}={error.get('input')!r}: {error['msg']}{what}")
+        message = error["msg"]
+        if error["type"] == "less_than_equal" and (error.get("ctx") or {}).get("le") == TEN_YEARS:
+            message = f"Input should be at most ten years, {TEN_YEARS} seconds"
+        lines.append(f"- JITACCESS_{field.upper()}={error.get('input')!r}: {message}{what}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,12 @@ from typing import Any
 
 import pytest
 import yaml
+from annotated_types import Le
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from jitaccess.settings import Settings
-from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary
+from jitaccess.settings import TEN_YEARS, Settings
+from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary, value_args
 
 OPTIONS = CHART / "ci" / "options-values.yaml"
 SLACK = CHART / "ci" / "slack-values.yaml"
@@ -139,6 +141,8 @@ def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
         (["replicaCount=3", "podDisruptionBudget.minAvailable=4"], "minAvailable is 4 with replicaCount 3"),
         (["podDisruptionBudget.minAvailable=100%"], "podDisruptionBudget.minAvailable is 100%: no replica"),
         (["podDisruptionBudget.minAvailable=two"], "/podDisruptionBudget/minAvailable"),
+        # The operator refuses to start with a signing key and no archive to sign.
+        (["audit.s3.signingKey=alias/jitaccess-audit"], "audit.s3.signingKey signs the batches of the audit archive"),
         # No CA for the webhook configurations (helm template cannot look the Secret's up): they
         # would fail closed, refusing every write and every replica's readiness.
         (
@@ -195,6 +199,78 @@ def test_the_checks_mirror_the_operators_election_timing(helm: Helm, monkeypatch
         except ValueError:
             starts = False
         assert rendered == starts, (retry, renew, lease)
+
+
+def test_the_checks_mirror_the_operators_signing_key(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    for bucket in ("", "audit-bucket"):
+        settings = {"audit.s3.signingKey": "alias/jitaccess-audit", "audit.s3.bucket": bucket}
+        rendered = helm.run("template", "jitaccess", str(CHART), *value_args(set_values=settings), check=False)
+        monkeypatch.setenv("JITACCESS_AUDIT_SIGNING_KEY", "alias/jitaccess-audit")
+        monkeypatch.setenv("JITACCESS_AUDIT_BUCKET", bucket)
+        try:
+            Settings()
+            starts = True
+        except ValueError:
+            starts = False
+        assert (rendered.returncode == 0) == starts, bucket
+    assert starts and rendered.returncode == 0
+
+
+# The chart's values of a time in seconds, by the setting each becomes; shutdownDelaySeconds is the
+# pod's (its preStop sleep), no setting of the operator.
+SECONDS_VALUES = {
+    "config.pendingTimeoutSeconds": "JITACCESS_PENDING_TIMEOUT_SECONDS",
+    "config.minDurationSeconds": "JITACCESS_MIN_DURATION_SECONDS",
+    "config.retentionSeconds": "JITACCESS_RETENTION_SECONDS",
+    "config.resyncSeconds": "JITACCESS_RESYNC_SECONDS",
+    "config.eligibilityRecheckSeconds": "JITACCESS_ELIGIBILITY_RECHECK_SECONDS",
+    "audit.s3.batchSeconds": "JITACCESS_AUDIT_BATCH_SECONDS",
+    "leaderElection.leaseDurationSeconds": "JITACCESS_LEASE_DURATION_SECONDS",
+    "leaderElection.renewDeadlineSeconds": "JITACCESS_RENEW_DEADLINE_SECONDS",
+    "leaderElection.retryPeriodSeconds": "JITACCESS_RETRY_PERIOD_SECONDS",
+    "slack.expiringBeforeSeconds": "JITACCESS_NOTIFY_EXPIRING_BEFORE_SECONDS",
+}
+SLACK_ON = {"slack.enabled": "true", "slack.existingSecret": "slack"}
+
+
+def _schema_properties(schema: dict[str, Any], path: str = "") -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for name, prop in schema.get("properties", {}).items():
+        found[path + name] = prop
+        found.update(_schema_properties(prop, f"{path}{name}."))
+    return found
+
+
+def test_the_schema_bounds_each_time_as_the_operator_does() -> None:
+    """What the schema lets through, the operator takes: a longer time would stop every replica at start."""
+    properties = _schema_properties(json.loads((CHART / "values.schema.json").read_text()))
+    assert {p for p in properties if p.endswith("Seconds")} == set(SECONDS_VALUES) | {"shutdownDelaySeconds"}
+    for path, variable in SECONDS_VALUES.items():
+        field = Settings.model_fields[variable.removeprefix("JITACCESS_").lower()]
+        (le,) = [m.le for m in field.metadata if isinstance(m, Le)]
+        assert properties[path]["maximum"] == le, path
+
+
+def test_the_longest_times_render_and_the_operator_takes_them(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
+    longest = {path: str(TEN_YEARS) for path in SECONDS_VALUES}
+    # In the order the election needs: retry < renew deadline < lease.
+    longest["leaderElection.renewDeadlineSeconds"] = str(TEN_YEARS - 1)
+    longest["leaderElection.retryPeriodSeconds"] = str(TEN_YEARS - 2)
+    given = env(documents(helm.template(set_values={**SLACK_ON, **longest})))
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    for path, variable in SECONDS_VALUES.items():
+        assert float(given[variable]) == float(longest[path]), variable
+        monkeypatch.setenv(variable, given[variable])
+    monkeypatch.setenv("JITACCESS_LEADER_ELECTION", given["JITACCESS_LEADER_ELECTION"])
+    assert Settings().retention_seconds == TEN_YEARS
+    longer = {path: str(TEN_YEARS + 1) for path in SECONDS_VALUES}
+    result = helm.run("template", "jitaccess", str(CHART), *value_args(set_values={**SLACK_ON, **longer}), check=False)
+    assert result.returncode != 0
+    for path in SECONDS_VALUES:
+        assert f"at '/{path.replace('.', '/')}': maximum" in result.stderr, path
 
 
 # --- what is rendered --------------------------------------------------------------------------

@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from annotated_types import Le
 
-from jitaccess.settings import SettingsError, load
+from jitaccess.settings import TEN_YEARS, Settings, SettingsError, load
 
 
 def _start(**env: str) -> subprocess.CompletedProcess[str]:
@@ -45,3 +46,29 @@ def test_leader_election_timing_that_could_split_the_brain_is_refused(monkeypatc
     )
     monkeypatch.setenv("JITACCESS_LEADER_ELECTION", "false")  # one replica: no Lease to take
     assert load().renew_deadline_seconds == 20
+
+
+SECONDS = sorted(name for name in Settings.model_fields if name.endswith("_seconds"))
+
+
+def test_every_time_in_seconds_is_at_most_ten_years() -> None:
+    assert len(SECONDS) >= 10, SECONDS
+    for name in SECONDS:
+        assert [m.le for m in Settings.model_fields[name].metadata if isinstance(m, Le)] == [TEN_YEARS], name
+
+
+@pytest.mark.parametrize("name", SECONDS)
+def test_a_time_beyond_ten_years_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Dates computed from it would overflow later, where they are computed: refused at start."""
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    variable = f"JITACCESS_{name.upper()}"
+    monkeypatch.setenv(variable, str(TEN_YEARS))
+    assert getattr(load(), name) == TEN_YEARS
+    for too_long in (str(TEN_YEARS + 1), "1e12", "inf"):
+        monkeypatch.setenv(variable, too_long)
+        with pytest.raises(SettingsError) as caught:
+            load()
+        assert f"- {variable}={too_long!r}: Input should be at most ten years, 315360000 seconds" in str(
+            caught.value.code
+        )

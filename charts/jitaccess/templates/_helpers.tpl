@@ -199,6 +199,10 @@ rather than installing an operator that stops at start or a budget that blocks e
 {{- fail (printf "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds, and they are %v, %v and %v: a leader must stop acting before anyone else may take its Lease (the operator refuses to start otherwise); set them in that order, like the defaults 2, 8 and 12" $retry $renew $lease) }}
 {{- end }}
 {{- end }}
+{{- /* The operator's own check too: a signing key signs the archive's batches, and there is no archive. */}}
+{{- if and .Values.audit.s3.signingKey (not .Values.audit.s3.bucket) }}
+{{- fail "audit.s3.signingKey signs the batches of the audit archive, and there is none: set audit.s3.bucket too, or unset the signing key (the operator refuses to start otherwise)" }}
+{{- end }}
 {{- /* A budget that keeps every replica up lets no node drain finish (the eviction is refused forever). */}}
 {{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicaCount) 1) }}
 {{- $min := .Values.podDisruptionBudget.minAvailable }}
