@@ -66,6 +66,34 @@ def test_impersonator_may_impersonate_the_listed_approvers_only(slack: Objects) 
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jitaccess-slack", "namespace": NAMESPACE}]
 
 
+def _bound_approvers(objects: Objects) -> set[tuple[str, str]]:
+    bindings = [
+        o for o in objects if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == "jitaccess-approver"
+    ]
+    return {(s["kind"], s["name"]) for b in bindings for s in b["subjects"]}
+
+
+def test_the_approvers_a_click_acts_as_are_bound_to_the_approver_role_by_name(helm: Helm, slack: Objects) -> None:
+    """A click is applied impersonating the user name alone (no group is ever impersonated): an
+    approver bound to the approver ClusterRole only through a group would be refused by RBAC."""
+    (rule,) = find(slack, "ClusterRole", "jitaccess-slack-impersonator")["rules"]
+    impersonated = {("User", name) for name in rule["resourceNames"]}
+    assert _bound_approvers(slack) == impersonated
+    with_groups = documents(
+        helm.template(
+            values=[SLACK],
+            set_values={
+                "rbac.approvers.groups": "{tech-leads}",
+                "rbac.approvers.users": "{lena@example.com,z@example.com}",
+            },
+        )
+    )
+    assert _bound_approvers(with_groups) == impersonated | {("User", "z@example.com"), ("Group", "tech-leads")}
+    # Without the endpoint nobody is impersonated, and only rbac.approvers is bound.
+    messages_only = documents(helm.template(values=[SLACK], set_values={"slack.interactions.enabled": "false"}))
+    assert _bound_approvers(messages_only) == set()
+
+
 def test_operator_may_obtain_tokens_of_the_impersonator_only(slack: Objects) -> None:
     (rule,) = find(slack, "Role", "jitaccess-slack-token")["rules"]
     assert rule == {
