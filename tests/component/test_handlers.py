@@ -450,6 +450,44 @@ def test_removals_a_killed_operator_began_are_settled_by_the_next_scan(local: Lo
     eventually(lambda: local.ic.members_of(group) == set() or None, what="membership gone")
 
 
+def test_an_entitlement_given_its_groups_id_keeps_the_members_its_grants_hold(local: Local) -> None:
+    """A GitOps edit gives the Entitlement its group's id beside the name it had: the group is the
+    same, and the grants made under the name still hold their memberships. The drift scan that the
+    change runs finds them backed (they are filed under the group's id too once Active), removes no
+    one and reports no drift; a grant of the new spelling and one of the old share the membership."""
+    group, entitlement = "prod-eng-payments", "prod-eng-payments"
+    local.request("c-spelled-by-name", duration="1h")
+    local.wait("accessgrant", "c-spelled-by-name", "Active")
+    assert local.get("accessgrant", "c-spelled-by-name")["spec"]["groupName"] == group
+    patch = json.dumps({"spec": {"identityCenter": {"groupId": local.ic.group_id(group)}}})
+    local.cluster.kubectl("patch", "entitlement", entitlement, "--type=merge", "-p", patch)
+    try:
+        local.wait("entitlement", entitlement, "Resolved")
+        local.request("c-spelled-by-id", duration="1h")
+        local.wait("accessgrant", "c-spelled-by-id", "Active")
+        assert local.get("accessgrant", "c-spelled-by-id")["spec"]["groupName"] == local.ic.group_id(group)
+        # Re-check (and scan) at once, as a change of spec does, then look: nobody was taken out.
+        local.cluster.kubectl(
+            "patch", "entitlement", entitlement, "--type=merge", "-p", '{"spec":{"defaultDuration":"59m"}}'
+        )
+        time.sleep(3)
+        assert local.ic.members_of(group) == {"alice@example.com"}
+        drift = local.cluster.kubectl(
+            "get", "events", "--field-selector", f"involvedObject.name={entitlement},reason=DriftFound", "-o", "json"
+        )
+        assert not [e for e in json.loads(drift.stdout)["items"] if "alice@example.com" in e["message"]]
+        # Ending the grant of the old spelling keeps the membership the other still holds.
+        local.cluster.kubectl("delete", "accessgrant", "c-spelled-by-name", "--timeout=30s")
+        time.sleep(1)
+        assert local.ic.members_of(group) == {"alice@example.com"}
+        local.cluster.kubectl("delete", "accessgrant", "c-spelled-by-id", "--timeout=30s")
+        eventually(lambda: local.ic.members_of(group) == set() or None, what="membership gone with the last grant")
+    finally:
+        undo = json.dumps({"spec": {"identityCenter": {"groupId": None}, "defaultDuration": "1h"}})
+        local.cluster.kubectl("patch", "entitlement", entitlement, "--type=merge", "-p", undo)
+        local.wait("entitlement", entitlement, "Resolved")
+
+
 def test_grant_is_created_with_its_finalizer_not_patched_after(local: Local) -> None:
     """kopf's finalizer comes in the grant's creating write, sparing a PATCH and two webhook calls."""
     local.request("c-finalizer", duration="1h")

@@ -138,3 +138,28 @@ async def test_the_entitlement_index_keeps_spec_and_resolution_not_the_status_li
         "spec": {"owner": "payments"},
         "status": {"groupId": "g-1", "conditions": status["conditions"]},
     }
+
+
+def test_an_active_grant_is_filed_under_its_spelling_and_its_groups_id() -> None:
+    """One group, two spellings (an Entitlement given the id where it had the name): an Active grant
+    is found by either, so a lookup by the group's id sees every grant of the group."""
+    from jitaccess.handlers.indexes import holdings
+
+    spec = {"user": "alice@example.com", "userId": "u-1", "groupName": "prod-eng-payments"}
+    provisioning = {"metadata": {"name": "g"}, "spec": spec, "status": {}}
+    assert holdings(provisioning) == (("u-1", "prod-eng-payments"),)
+    active = {
+        "metadata": {"name": "g"},
+        "spec": spec,
+        "status": {"groupId": "g-123", "conditions": [{"type": "Ready", "status": "True", "reason": "Active"}]},
+    }
+    assert holdings(active) == (("u-1", "prod-eng-payments"), ("u-1", "g-123"))
+    assert holding(active) == ("u-1", "prod-eng-payments")
+    index = ObjectIndex()
+    index.file("g", holdings(active), "g")
+    assert index[("u-1", "g-123")] == ("g",) and index[("u-1", "prod-eng-payments")] == ("g",)
+    assert index.key_of("g") == ("u-1", "prod-eng-payments")
+    index.file("g", holdings(provisioning), "g")  # filed anew: the key it no longer has is dropped
+    assert ("u-1", "g-123") not in index
+    index.file("g", (), "g")
+    assert len(index) == 0 and index.key_of("g") is None

@@ -311,18 +311,27 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
             if membership_id not in listed:
                 _confirm_gone(rt, entitlement, begun, seen, group_name)
                 del unconfirmed[membership_id]
+        # The group as grants may name it: as the Entitlement names it now (`group_name`), by its id
+        # (every Active grant is filed under it too, whatever its spelling: `indexes.holdings`), and
+        # by the name it also gives beside a groupId (an Entitlement that had only the name before).
+        spellings = {group_name, group_id, entitlement.spec.identity_center.group_name or group_name}
+
+        def backers(user_id: str) -> set[str]:
+            held = {g for spelled in spellings for g in holders.get(membership_key(user_id, spelled), [])}
+            return held - rt.recently_ended()
+
         for user_id, membership_id in members.items():
             # Grants hold memberships by UserId: no name needs to be known to tell whether one is backed.
             key = membership_key(user_id, group_name)
             intent = unconfirmed.get(membership_id)
-            if set(holders.get(key, [])) - rt.recently_ended():
+            if backers(user_id):
                 if intent is not None:
                     _take_back(rt, name, intent, "a grant backs the member now")
                 continue
             # For the record: the name as it is now (users can be renamed), not as it was once known.
             user = intent.get("user") if intent else _name_of(rt, user_id)
             with rt.membership_lock(key):
-                if set(holders.get(key, [])) - rt.recently_ended():
+                if backers(user_id):
                     if intent is not None:
                         _take_back(rt, name, intent, "a grant backs the member now")
                     continue
@@ -337,7 +346,7 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
                     }
                     _list(rt, name, intent)
                 removed = ic.remove_member(group_id, user_id, membership_id)
-            if not removed and (holders.get(key) or rt.ended_here(key)):
+            if not removed and (backers(user_id) or rt.ended_here(key)):
                 # Gone already: a grant ended since the listing (its expiry took the member out).
                 _take_back(rt, name, intent, "a grant that ended meanwhile took the member out")
                 continue

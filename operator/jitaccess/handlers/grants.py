@@ -422,7 +422,9 @@ def _take_back(rt: Runtime, grant: AccessGrant) -> None:
     spec, status = grant.spec, grant.status
     key = grant_rules.membership_key(grant_rules.grantee_id(spec.user_id, status.user_id, spec.user), spec.group_name)
     with rt.membership_lock(key):
-        others = grant_rules.other_holders(rt.holders.get(key, []), grant.metadata.name, rt.recently_ended())
+        others = grant_rules.other_holders(
+            _filed_with(rt.holders, key, status.group_id), grant.metadata.name, rt.recently_ended()
+        )
         if spec.account_assignment is not None:
             held = assignments.others_holding(rt, grant, key, rt.holders)
             taken = assignments.take_back(rt, grant, _user_id_of(rt, grant), held)
@@ -514,7 +516,7 @@ def end_grant(
     spec, status = grant.spec, grant.status
     key = grant_rules.membership_key(grant_rules.grantee_id(spec.user_id, status.user_id, spec.user), spec.group_name)
     with rt.membership_lock(key):
-        others = grant_rules.other_holders(holders.get(key, []), name, rt.recently_ended())
+        others = grant_rules.other_holders(_filed_with(holders, key, status.group_id), name, rt.recently_ended())
         removed = False
         if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
             # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
@@ -558,6 +560,16 @@ def end_grant(
     message = f"{gone}{kept}" + (f" (revoked by {who})" if who else "") + (f": {why}" if why else "")
     record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
     follow_request(rt, AccessGrant.model_validate(updated))
+
+
+def _filed_with(holders: Index, key: tuple[str, str], group_id: str | None) -> set[str]:
+    """The live grants filed under a grant's membership `key`, and under its group's id once it was
+    Active (`indexes.holdings`): the grants of an Entitlement that spells the same group otherwise
+    (its id where this one has its name) hold the same membership."""
+    filed = set(holders.get(key, []))
+    if group_id:
+        filed |= set(holders.get(grant_rules.membership_key(key[0], group_id), []))
+    return filed
 
 
 def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:

@@ -105,11 +105,25 @@ async def entitlements(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
 
 def holding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     """The membership a grant holds (or is about to hold), or None once it is finished."""
+    keys = holdings(obj)
+    return keys[0] if keys else None
+
+
+def holdings(obj: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Every key a live grant is filed under in `Runtime.holders`: its membership as its spec names
+    the group (`groupName`, which is the Entitlement's groupId or groupName), and, once Active in
+    group mode, as the group's id (`status.groupId`). One group has two spellings: an Entitlement
+    given a groupId where it had the name (a GitOps edit), or two Entitlements that spell it
+    differently; a lookup by the id finds the Active grants of every spelling. Empty once finished."""
     if wire.ready_reason(obj) in names.GRANT_FINISHED:
-        return None
+        return ()
     spec, status = wire.spec(obj), wire.status(obj)
     user = grant_rules.grantee_id(spec.get("userId"), status.get("userId"), str(spec.get("user", "")))
-    return membership_key(user, str(spec.get("groupName", "")))
+    spelled = membership_key(user, str(spec.get("groupName", "")))
+    group_id = status.get("groupId")
+    if spec.get("accountAssignment") is None and isinstance(group_id, str) and group_id and group_id != spelled[1]:
+        return (spelled, membership_key(user, group_id))
+    return (spelled,)
 
 
 def expiring(obj: Mapping[str, Any]) -> dt.datetime | None:
@@ -200,8 +214,7 @@ def grantee(obj: Mapping[str, Any]) -> Holder:
 async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
     gone = type == "DELETED"
-    key = None if gone else holding(body)
-    rt.holders.observe(name, None if key is None else (key, name))
+    rt.holders.file(name, () if gone else holdings(body), name)
     active = not gone and wire.ready_reason(body) == names.ACTIVE
     rt.active.observe(name, (_entitlement(body), grantee(body)) if active else None)
     expires = None if gone else expiring(body)

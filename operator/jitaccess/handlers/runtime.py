@@ -63,7 +63,7 @@ T = TypeVar("T")
 class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
     """A thread-safe index of watched objects: key -> the values of the objects filed under it.
 
-    Each object (by name) is filed under at most one key. What kopf's `@kopf.index` gives, kept
+    Each object (by name) is filed under one key (`observe`), or several (`file`). What kopf's `@kopf.index` gives, kept
     instead by `@kopf.on.event` handlers (`observe`) for the kinds that grow with use (grants,
     requests): at start-up kopf holds every handler back until each object of an indexed kind is
     indexed, and wakes every waiting worker each time one is, which is quadratic in the number of
@@ -74,21 +74,24 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[Hashable, dict[str, Any]] = {}
-        self._key_of: dict[str, Hashable] = {}
+        self._keys_of: dict[str, tuple[Hashable, ...]] = {}
 
     def observe(self, name: str, entry: tuple[Hashable, Any] | None) -> None:
         """File object `name` under `entry` = (key, value), or nowhere (None: filtered out, or gone)."""
+        self.file(name, () if entry is None else (entry[0],), None if entry is None else entry[1])
+
+    def file(self, name: str, keys: tuple[Hashable, ...], value: Any) -> None:
+        """File object `name` under each of `keys` with `value`, and under nothing else (no keys: nowhere)."""
         with self._lock:
-            old = self._key_of.pop(name, None)
-            if old is not None:
+            for old in self._keys_of.pop(name, ()):
                 rest = self._values.get(old, {})
                 rest.pop(name, None)
                 if not rest:
                     self._values.pop(old, None)
-            if entry is not None:
-                key, value = entry
-                self._key_of[name] = key
-                self._values.setdefault(key, {})[name] = value
+            if keys:
+                self._keys_of[name] = keys
+                for key in keys:
+                    self._values.setdefault(key, {})[name] = value
 
     def __getitem__(self, key: Hashable) -> tuple[Any, ...]:
         with self._lock:
@@ -102,9 +105,10 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
         return len(self._values)
 
     def key_of(self, name: str) -> Hashable | None:
-        """The key object `name` is filed under, or None (filtered out, or gone)."""
+        """The (first) key object `name` is filed under, or None (filtered out, or gone)."""
         with self._lock:
-            return self._key_of.get(name)
+            keys = self._keys_of.get(name, ())
+            return keys[0] if keys else None
 
 
 class Handoffs:

@@ -18,7 +18,7 @@ from jitaccess.api import names
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers import diffbase
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
-from jitaccess.handlers.indexes import expiring, holding
+from jitaccess.handlers.indexes import expiring, holdings
 from jitaccess.handlers.leadership import Leadership
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings, load
@@ -67,8 +67,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Before kopf's watches start, so no grant can expire before the operator knows every holder,
     # and the overdue grants are the first the expiry scheduler ends, before kopf adopts anything.
     for grant in rt.kube.each(names.GRANTS):
-        name, key, expiration = grant["metadata"]["name"], holding(grant), expiring(grant)
-        rt.holders.observe(name, None if key is None else (key, name))
+        name, expiration = grant["metadata"]["name"], expiring(grant)
+        rt.holders.file(name, holdings(grant), name)
         if expiration is not None:
             rt.expiries.schedule(name, expiration)
     log.info(
