@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending
+from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
@@ -314,6 +315,12 @@ class Scope:
     team: str | None = None
     grants_only: bool = False
 
+    def __post_init__(self) -> None:
+        # The filters are tested by truthiness: an empty one would widen the scope to everyone's.
+        for flag, value in (("--entitlement", self.entitlement), ("--team", self.team)):
+            if value is not None and not value.strip():
+                raise UsageError(f"{flag} is empty: name one, or leave {flag} out to end every team's")
+
 
 @dataclass
 class _Tally:
@@ -353,11 +360,21 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
     api = session.api
     tally = _Tally()
     owners: dict[str, str] = {}
-    if scope.team:
+    if scope.team or scope.entitlement:
         entitlements, _ = o.list_all(api, names.ENTITLEMENTS)
         owners = {wire.name_of(e): str(wire.spec(e).get("owner") or "") for e in entitlements}
-        if scope.team not in owners.values():
-            session.note(f"note: no Entitlement is owned by team {scope.team} now; grants it recorded are still ended")
+        # A typo ends nothing, which looks like "nothing to revoke": say the name matches nothing now
+        # (what it recorded is still ended: a deleted Entitlement's grants may still be running).
+        if scope.team and scope.team not in owners.values():
+            session.note(
+                f"note: no Entitlement is owned by team {scope.team} now{_close(scope.team, owners.values())}; "
+                "grants it recorded are still ended"
+            )
+        if scope.entitlement and scope.entitlement not in owners:
+            session.note(
+                f"note: no Entitlement {scope.entitlement} exists now{_close(scope.entitlement, owners)}; "
+                "grants and requests that name it are still ended"
+            )
     version = ""
     for _ in range(_ALL_PASSES):
         grants, listed = o.list_all(api, names.GRANTS)
@@ -394,6 +411,13 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
             "as approvers, their teams'"
         )
     return OK
+
+
+def _close(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(set(known) - {""}), n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def _scope_text(scope: Scope) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from jitaccess import __version__
@@ -104,6 +105,19 @@ def moment(text: str) -> Moment:
     )
 
 
+def _named(what: str, without: str) -> Callable[[str], str]:
+    """A filter's value, `what` (a team, an entitlement): never empty. Code that reads an empty value
+    as a name not given would widen the filter to `without` (`revoke --all --team ""` ended every
+    team's grants), so an empty value is refused. argparse names the flag in front of the error."""
+
+    def named(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"is empty: give {what}, or leave it out ({without})")
+        return text
+
+    return named
+
+
 def _days(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (a whole number, 1 or more)")
@@ -176,7 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         "reason when they are not given and a terminal is attached; without one, --reason is required.\n"
         "A server-side dry run first: a refusal is printed and nothing is created.",
     )
-    request.add_argument("entitlement", nargs="?", metavar="ENTITLEMENT", help="the Entitlement to request")
+    request.add_argument(
+        "entitlement",
+        nargs="?",
+        type=_named("an Entitlement", "then: your team's is proposed"),
+        metavar="ENTITLEMENT",
+        help="the Entitlement to request",
+    )
     request.add_argument(
         "--for",
         dest="duration",
@@ -212,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
     )
     approve.add_argument("--reason", metavar="TEXT", help="why (recorded with the decision)")
-    approve.add_argument("--uid", metavar="UID", help=_UID_HELP)
+    approve.add_argument(
+        "--uid", type=_named("the object's metadata.uid", "then: not checked"), metavar="UID", help=_UID_HELP
+    )
 
     deny = command("deny")
     deny.add_argument(
@@ -221,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
     )
     deny.add_argument("--reason", metavar="TEXT", required=True, help="why (the requester reads it)")
-    deny.add_argument("--uid", metavar="UID", help=_UID_HELP)
+    deny.add_argument(
+        "--uid", type=_named("the object's metadata.uid", "then: not checked"), metavar="UID", help=_UID_HELP
+    )
 
     revoke_description = (
         "End a grant early (its grantee, an approver of the owner team, or an incident responder).\n\n"
@@ -246,8 +270,18 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="every Active grant, pending and Scheduled request, pending extension (in scope) instead of one GRANT",
             )
-            parser_.add_argument("--entitlement", metavar="NAME", help="with --all: only this entitlement's")
-            parser_.add_argument("--team", metavar="TEAM", help="with --all: only entitlements that TEAM owns")
+            parser_.add_argument(
+                "--entitlement",
+                type=_named("an Entitlement", "then: every entitlement's"),
+                metavar="NAME",
+                help="with --all: only this entitlement's",
+            )
+            parser_.add_argument(
+                "--team",
+                type=_named("a team", "then: every team's"),
+                metavar="TEAM",
+                help="with --all: only entitlements that TEAM owns",
+            )
             parser_.add_argument(
                 "--grants-only",
                 action="store_true",
@@ -302,7 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = command("list", "List access requests, oldest first.")
     listing.add_argument("--pending", action="store_true", help="only requests waiting for a decision")
     listing.add_argument("--mine", action="store_true", help="only the requests you made")
-    listing.add_argument("--team", metavar="TEAM", help="only requests for entitlements that TEAM owns")
+    listing.add_argument(
+        "--team",
+        type=_named("a team", "then: every team's"),
+        metavar="TEAM",
+        help="only requests for entitlements that TEAM owns",
+    )
     _output(listing)
 
     status = command("status")
@@ -311,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     who_has = command("who-has")
     who_has.add_argument(
-        "entitlement", metavar="ENTITLEMENT", nargs="?", help="the Entitlement (without one: every entitlement)"
+        "entitlement",
+        metavar="ENTITLEMENT",
+        nargs="?",
+        type=_named("an Entitlement", "then: every entitlement"),
+        help="the Entitlement (without one: every entitlement)",
     )
     _output(who_has)
 
@@ -323,7 +366,13 @@ def build_parser() -> argparse.ArgumentParser:
         "A team changes its roles by pull request to its catalog (GitOps); docs/api.md lists the IAM\n"
         "actions behind each line.",
     )
-    permissions.add_argument("team", nargs="?", metavar="TEAM", help="the team (its TeamOwnership's name)")
+    permissions.add_argument(
+        "team",
+        nargs="?",
+        type=_named("a team", "then: your own teams"),
+        metavar="TEAM",
+        help="the team (its TeamOwnership's name)",
+    )
     _output(permissions)
 
     audit = command(
@@ -383,9 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the operator's KMS signing key: aws kms get-public-key --key-id KEY --output text --query PublicKey); "
         "again for each key of a window across a key rotation",
     )
-    audit.add_argument("--entitlement", metavar="ENTITLEMENT", help="only records (or periods) of this Entitlement")
+    audit.add_argument(
+        "--entitlement",
+        type=_named("an Entitlement", "then: every entitlement's"),
+        metavar="ENTITLEMENT",
+        help="only records (or periods) of this Entitlement",
+    )
     audit.add_argument(
         "--user",
+        type=_named("a user", "then: everyone's"),
         metavar="USER",
         help="only records about or by USER, or with --access the periods of USER's access (a username, or "
         "its part before @)",
