@@ -187,14 +187,15 @@ def check_undecided(request: Obj) -> None:
 
 def _owner_team(session: Session, request: Obj) -> Obj:
     entitlement_name = str(wire.spec(request).get("entitlement", ""))
-    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, entitlement_name)
+    # No name is no object here (`object_path` refuses an empty one as the user's mistake).
+    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, entitlement_name) if entitlement_name else None
     if entitlement is None:
         raise NotFound(
             f"accessrequest {wire.name_of(request)} asks for entitlement {entitlement_name!r}, which does "
             "not exist: nobody can approve it"
         )
     owner = str(wire.spec(entitlement).get("owner", ""))
-    team = o.get_optional(session.api, names.TEAMS, owner)
+    team = o.get_optional(session.api, names.TEAMS, owner) if owner else None
     if team is None:
         raise NotFound(
             f"entitlement {entitlement_name} names owner team {owner!r}, which does not exist: nobody can approve it"

@@ -166,7 +166,8 @@ def _decision_marked(request: Obj) -> str:
 
 
 def _deciders(session: Session, request: Obj) -> str:
-    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, str(wire.spec(request).get("entitlement", "")))
+    named = str(wire.spec(request).get("entitlement") or "")
+    entitlement = o.get_optional(session.api, names.ENTITLEMENTS, named) if named else None
     owner = str(wire.spec(entitlement).get("owner", "")) if entitlement else ""
     team = o.get_optional(session.api, names.TEAMS, owner) if owner else None
     if team is None:

@@ -16,7 +16,8 @@ modules, and never http.client, ssl, socket or urllib itself; nothing in the CLI
     KubeApi(credentials, timeout): get, create (dry_run), merge_patch, watch, close
         -> decoded JSON dicts; ApiError (the server's Status: status, reason, message, details)
         or Unreachable (exit 5) with what to do
-    object_path(group, version, plural, name)     context_names(kubeconfig)   (for completion)
+    object_path(group, version, plural, name)     (an empty name: UsageError, never the collection's path)
+    context_names(kubeconfig)                     (for completion)
 
 Why not a library: lightkube 1.0.1 (httpx2, msgspec), measured 2026-11-30 on the 2-core dev
 machine against the local control plane and operator of bench/cli_latency.py, each command a new

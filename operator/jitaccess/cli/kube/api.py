@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from jitaccess import __version__
-from jitaccess.cli.errors import Unreachable
+from jitaccess.cli.errors import Unreachable, UsageError
 from jitaccess.cli.kube.kubeconfig import Credentials
 
 USER_AGENT = f"kubectl-jit/{__version__}"
@@ -286,6 +286,13 @@ def _environment_proxy(scheme: str, host: str) -> str | None:
 
 
 def object_path(group: str, version: str, plural: str, name: str | None = None) -> str:
-    """The path of a cluster-scoped custom resource collection, or of one object in it."""
+    """The path of a cluster-scoped custom resource collection (`name` None), or of one object in it.
+
+    An empty name is refused (`UsageError`): its path would be the collection's, so a read would
+    take the whole list for one object, and a deletion would delete every object of the kind."""
     base = f"/apis/{group}/{version}/{plural}"
-    return f"{base}/{quote(name, safe='')}" if name else base
+    if name is None:
+        return base
+    if not name.strip():
+        raise UsageError(f"NAME is empty: give the name of the {plural.removesuffix('s')}")
+    return f"{base}/{quote(name, safe='')}"
