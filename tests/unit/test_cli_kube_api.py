@@ -51,9 +51,10 @@ class Server:
                         self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.write(b"0\r\n\r\n")
                     return
-                payload = json.dumps(body).encode()
+                # Bytes as they are: what is not an API server (a proxy's login page) on the port.
+                payload = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if isinstance(body, bytes) else "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -167,3 +168,20 @@ def test_a_401_runs_the_exec_plugin_again(server: Server, monkeypatch: pytest.Mo
     server.reply = lambda r: (200, {"ok": 1}) if r["headers"]["Authorization"] == "Bearer new" else (401, {})
     assert client.get("/") == {"ok": 1}
     assert [r["headers"]["Authorization"] for r in server.seen] == ["Bearer old", "Bearer new"]
+
+
+LOGIN_PAGE = b"<html><body>Sign in to continue</body></html>\n"
+
+
+@pytest.mark.parametrize("body", [LOGIN_PAGE, b"\xff\xfe<\x00h\x00", b"[1, 2]", b'"ok"'])
+def test_an_answer_that_is_not_kubernetes_json_is_unreachable(server: Server, body: bytes) -> None:
+    client = api(server)
+    server.reply = lambda r: (200, body)
+    expected = (
+        rf"^{server.url} \(context test\) answered with something that is not Kubernetes JSON \(200, text/html\): "
+        r"a login page or a proxy\? Check the cluster's server in the kubeconfig"
+    )
+    with pytest.raises(Unreachable, match=expected):
+        client.get("/apis/x/v1/things")
+    with pytest.raises(Unreachable, match=expected):
+        list(client.watch("/apis/x/v1/things", resource_version="1", timeout_seconds=3))

@@ -193,8 +193,23 @@ class KubeApi:
                 continue
             if response.status >= 400:
                 raise self._error(response.status, data)
-            decoded: dict[str, Any] = json.loads(data) if data else {}
+            try:
+                decoded = json.loads(data) if data else {}
+            except ValueError:  # not UTF-8, or not JSON
+                decoded = None
+            if not isinstance(decoded, dict):
+                raise self._not_kubernetes(response)
             return decoded
+
+    def _not_kubernetes(self, response: http.client.HTTPResponse) -> Unreachable:
+        """A success that is no API server's answer: a login page of an authenticating proxy, a web
+        server on the port, a load balancer's placeholder."""
+        kind = response.getheader("Content-Type") or "no Content-Type"
+        return Unreachable(
+            f"{self.credentials.server} (context {self.credentials.context}) answered with something that is not "
+            f"Kubernetes JSON ({response.status}, {kind}): a login page or a proxy? Check the cluster's server "
+            "in the kubeconfig (its host and port), and that it is the API server's"
+        )
 
     def _error(self, status: int, data: bytes) -> ApiError | Unreachable:
         try:
@@ -258,7 +273,7 @@ class KubeApi:
                     continue
                 if response.status >= 400:
                     raise self._error(response.status, response.read())
-                yield from _events(response)
+                yield from _events(response, self._not_kubernetes(response))
                 return
             except (OSError, http.client.HTTPException) as exc:
                 raise self._unreachable(exc) from exc
@@ -266,13 +281,19 @@ class KubeApi:
                 conn.close()
 
 
-def _events(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+def _events(response: http.client.HTTPResponse, garbled: Unreachable) -> Iterator[dict[str, Any]]:
+    """The stream's events; `garbled` is raised at a line that is not one."""
     while True:
         line = response.readline()
         if not line:
             return
         if line.strip():
-            event: dict[str, Any] = json.loads(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = None
+            if not isinstance(event, dict):
+                raise garbled
             yield event
 
 
