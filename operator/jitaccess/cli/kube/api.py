@@ -15,7 +15,7 @@ import ssl
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
 from jitaccess import __version__
 from jitaccess.cli.errors import Unreachable, UsageError
@@ -73,7 +73,7 @@ class KubeApi:
             raise Unreachable(f"the kubeconfig's server {credentials.server!r} is not an http(s) URL: fix it")
         self._scheme = url.scheme
         self._host = url.hostname
-        self._port = url.port
+        self._port = _port(url, f"the server {credentials.server!r} of context {credentials.context}")
         self._prefix = url.path.rstrip("/")
         self._ssl: ssl.SSLContext | None = None
         self._conn: http.client.HTTPConnection | None = None
@@ -96,7 +96,12 @@ class KubeApi:
         host, port = self._host, self._port
         if proxy:
             proxy_url = urlsplit(proxy)
-            host, port = proxy_url.hostname or host, proxy_url.port or 3128
+            named = (
+                "the kubeconfig's proxy-url"
+                if self.credentials.proxy_url
+                else f"{self._scheme.upper()}_PROXY (or {self._scheme}_proxy)"
+            )
+            host, port = proxy_url.hostname or host, _port(proxy_url, f"{named} {proxy!r}") or 3128
         conn: http.client.HTTPConnection
         if self._scheme == "https":
             conn = _Connection(
@@ -136,7 +141,9 @@ class KubeApi:
         conn.putheader("Accept", "application/json")
         conn.putheader("User-Agent", USER_AGENT)
         for name, value in self.credentials.headers():
-            conn.putheader(name, value)
+            # UTF-8, as kubectl sends them: http.client would encode latin-1, an impersonated José
+            # garbled and 张三 not sent at all (the credentials checked what a header cannot carry).
+            conn.putheader(name, value.encode())
         if body is not None:
             conn.putheader("Content-Type", content_type)
             conn.putheader("Content-Length", str(len(body)))
@@ -304,6 +311,13 @@ def _environment_proxy(scheme: str, host: str) -> str | None:
     from urllib.request import proxy_bypass
 
     return None if proxy_bypass(host) else proxy
+
+
+def _port(url: SplitResult, what: str) -> int | None:
+    try:
+        return url.port
+    except ValueError as exc:  # `:abc`, `:99999`
+        raise Unreachable(f"{what} has no usable port ({exc}): give a port from 1 to 65535, or none") from exc
 
 
 def object_path(group: str, version: str, plural: str, name: str | None = None) -> str:

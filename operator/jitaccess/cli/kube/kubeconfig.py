@@ -11,6 +11,10 @@ impersonation (`as`, `as-groups`, or the `--as` / `--as-group` flags), `proxy-ur
 `tls-server-name`, `insecure-skip-tls-verify`, and a pod's service account when there is no
 kubeconfig. Legacy `auth-provider` users (gcp, azure, oidc) go through the `kubernetes` client's
 own loader: slower, but complete.
+
+A kubeconfig that is not what kubectl reads (not UTF-8, an entry that is a string where kubectl wants
+a mapping, a server without a usable port, a token an HTTP header cannot carry) is an `Unreachable`
+naming the file, the entry and its field, never a traceback: kubectl refuses such a file too.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jitaccess.cli.errors import Unreachable, UsageError
 
@@ -80,6 +85,7 @@ class Credentials:
         token = self.token
         if token is None and self.token_file:
             token = _read_text(self.token_file, "tokenFile").strip()
+            _check_token(token, f"the kubeconfig's tokenFile {self.token_file}", "copy it again")
         if token:
             headers.append(("Authorization", token if token.startswith(("Bearer ", "bearer ")) else f"Bearer {token}"))
         elif self.basic_auth:
@@ -105,6 +111,9 @@ class Credentials:
         status = run_exec_plugin(self.exec_plugin, self.server, self.ca_data)
         if status.get("token"):
             self.token = str(status["token"])
+            _check_token(
+                self.token, f"the token of credential plugin {self.exec_plugin.get('command')}", "log in again"
+            )
         if status.get("clientCertificateData") and status.get("clientKeyData"):
             self.cert_data = str(status["clientCertificateData"]).encode()
             self.key_data = str(status["clientKeyData"]).encode()
@@ -125,13 +134,35 @@ def _read_text(path: str, what: str) -> str:
         return Path(path).read_text()
     except OSError as exc:
         raise Unreachable(f"cannot read the kubeconfig's {what} {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise Unreachable(f"the kubeconfig's {what} {path} is not UTF-8 text ({_undecodable(exc)})") from exc
 
 
-def _decode(data: str, what: str) -> bytes:
+def _undecodable(exc: UnicodeDecodeError) -> str:
+    return f"byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+
+
+def _check_token(token: str, what: str, fix: str) -> None:
+    """A bearer token goes into an HTTP header, which carries printable ASCII: anything else is a
+    token copied wrongly (a smart quote, a line break), which http.client would refuse mid-request."""
+    bad = next((c for c in token if not (c.isascii() and c.isprintable())), None)
+    if bad is not None:
+        raise Unreachable(f"{what} has a character an HTTP header cannot carry ({bad!r}): a token is ASCII; {fix}")
+
+
+def _check_impersonation(value: str, what: str, error: type[Unreachable | UsageError]) -> None:
+    """An impersonated user or group is sent as UTF-8, as kubectl sends it (any language's letters
+    pass); a control character (a line break) cannot be sent in a header at all."""
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        raise error(f"{what} {value!r} has a control character ({bad!r}): give the name alone")
+
+
+def _decode(data: str, entry: Entry, key: str) -> bytes:
     try:
         return base64.b64decode(data, validate=False)
     except ValueError as exc:
-        raise Unreachable(f"the kubeconfig's {what} is not valid base64: fix the kubeconfig") from exc
+        raise Unreachable(f"{entry.where}: {key} is not valid base64: fix the kubeconfig") from exc
 
 
 def kubeconfig_paths(explicit: str | None) -> list[Path]:
@@ -150,6 +181,10 @@ def _parse(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise Unreachable(
             f"cannot read kubeconfig {path}: {exc.strerror}: pass --kubeconfig or set KUBECONFIG"
+        ) from exc
+    except UnicodeDecodeError as exc:  # UTF-16, as some Windows editors save it, or not text at all
+        raise Unreachable(
+            f"kubeconfig {path} is not UTF-8 text ({_undecodable(exc)}): save it as UTF-8, as kubectl reads it"
         ) from exc
     if text.lstrip().startswith("{"):
         try:
@@ -170,13 +205,28 @@ def _parse(path: Path) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One named cluster, user or context: its fields, and the file it came from."""
+
+    fields: dict[str, Any]
+    file: Path
+    #: How an error names it: `user 'dev' in kubeconfig /home/me/.kube/config`.
+    where: str
+
+    @property
+    def base(self) -> Path:
+        """Where its relative file names (certificate-authority, tokenFile, an exec command) start."""
+        return self.file.resolve().parent
+
+
 @dataclass
 class KubeConfig:
-    """Merged kubeconfig files: named entries with the directory they came from."""
+    """Merged kubeconfig files: named entries with the file they came from."""
 
-    clusters: dict[str, tuple[dict[str, Any], Path]] = field(default_factory=dict)
-    users: dict[str, tuple[dict[str, Any], Path]] = field(default_factory=dict)
-    contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clusters: dict[str, Entry] = field(default_factory=dict)
+    users: dict[str, Entry] = field(default_factory=dict)
+    contexts: dict[str, Entry] = field(default_factory=dict)
     current_context: str = ""
     sources: list[Path] = field(default_factory=list)
 
@@ -188,19 +238,92 @@ class KubeConfig:
                 continue
             data = _parse(path)
             merged.sources.append(path)
-            base = path.resolve().parent
-            for key, target in (("clusters", merged.clusters), ("users", merged.users)):
-                for entry in data.get(key) or []:
-                    name = entry.get("name")
-                    if name is not None and name not in target:
-                        target[name] = (entry.get(key[:-1]) or {}, base)
-            for entry in data.get("contexts") or []:
-                name = entry.get("name")
-                if name is not None and name not in merged.contexts:
-                    merged.contexts[name] = entry.get("context") or {}
+            for key, target in (("clusters", merged.clusters), ("users", merged.users), ("contexts", merged.contexts)):
+                for name, entry in _entries(data, key, path):
+                    target.setdefault(name, entry)
             if not merged.current_context and data.get("current-context"):
                 merged.current_context = str(data["current-context"])
         return merged
+
+
+def _a(value: Any) -> str:
+    """What a YAML value is, in words, for an error."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return {str: "a string", list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _entries(data: Mapping[str, Any], key: str, path: Path) -> list[tuple[str, Entry]]:
+    """The named entries of `clusters`, `users` or `contexts` of one file, each a mapping as kubectl
+    requires (`- name: N` and `cluster:`, `user:` or `context:` a mapping of fields)."""
+    listed, singular = data.get(key) or [], key[:-1]
+    if not isinstance(listed, list):
+        raise Unreachable(
+            f"kubeconfig {path}: {key} is {_a(listed)}, not a list of named entries (- name: N, {singular}: ...): "
+            "fix the kubeconfig"
+        )
+    found = []
+    for index, item in enumerate(listed):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if isinstance(name, (int, float)) and not isinstance(name, bool):
+            name = str(name)  # `name: 1` in YAML
+        if not isinstance(item, Mapping) or not isinstance(name, (str, type(None))):
+            what = f"{_a(item)}, not a mapping" if not isinstance(item, Mapping) else f"named by {_a(name)}"
+            raise Unreachable(
+                f"kubeconfig {path}: {key}[{index}] is {what} (- name: N, {singular}: ...): fix the kubeconfig"
+            )
+        if name is None:
+            continue
+        fields = item.get(singular) or {}
+        if not isinstance(fields, Mapping):
+            raise Unreachable(
+                f"kubeconfig {path}: {key}[{index}] ({name}): {singular} is {_a(fields)}, not a mapping of its fields "
+                f"({singular}: {{...}}): fix the kubeconfig"
+            )
+        found.append((name, Entry(dict(fields), path, f"{singular} {name!r} in kubeconfig {path}")))
+    return found
+
+
+def _text(entry: Entry, key: str) -> str | None:
+    """A field that kubectl reads as a string (a number too, as YAML may write it); None when unset."""
+    value = entry.fields.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise Unreachable(f"{entry.where}: {key} is {_a(value)}, not a string: fix the kubeconfig")
+    return str(value)
+
+
+def _texts(entry: Entry, key: str) -> list[str]:
+    value = entry.fields.get(key) or []
+    if not isinstance(value, list) or any(isinstance(v, (bool, list, Mapping)) or v is None for v in value):
+        raise Unreachable(f"{entry.where}: {key} is {_a(value)}, not a list of strings: fix the kubeconfig")
+    return [str(v) for v in value]
+
+
+def _url(entry: Entry, key: str, schemes: tuple[str, ...]) -> str | None:
+    """A URL field (server, proxy-url) that http.client can dial: a scheme, a host, a port of 1 to 65535."""
+    value = _text(entry, key)
+    if value is None:
+        return None
+    url = urlsplit(value)
+    try:
+        url.port  # noqa: B018 -- the check: urllib raises ValueError for `:abc` or `:99999`
+    except ValueError as exc:
+        raise Unreachable(
+            f"{entry.where}: {key} {value!r} has no usable port ({exc}): fix the kubeconfig "
+            f"({schemes[0]}://HOST or {schemes[0]}://HOST:PORT, a port from 1 to 65535)"
+        ) from exc
+    if url.scheme not in schemes or not url.hostname:
+        raise Unreachable(
+            f"{entry.where}: {key} {value!r} is not a URL this plugin can use ({' or '.join(schemes)}://HOST:PORT): "
+            "fix the kubeconfig"
+        )
+    return value
 
 
 def load_credentials(
@@ -212,6 +335,8 @@ def load_credentials(
     """Credentials of the chosen context, with the `--as` / `--as-group` flags applied."""
     if impersonate_groups and not impersonate:
         raise UsageError("--as-group needs --as: name the user to impersonate")
+    for flag, value in [("--as", impersonate or ""), *(("--as-group", g) for g in impersonate_groups)]:
+        _check_impersonation(value, flag, UsageError)
     paths = kubeconfig_paths(kubeconfig)
     config = KubeConfig.load(paths)
     if not config.sources:
@@ -252,56 +377,89 @@ def _from_config(config: KubeConfig, context_name: str | None, explicit: str | N
         known = ", ".join(sorted(config.contexts)) or "none"
         error = UsageError if context_name else Unreachable
         raise error(f"context {name!r} is not in the kubeconfig ({where}); contexts: {known}")
-    cluster_name = context.get("cluster", "")
+    cluster_name = _text(context, "cluster") or ""
     if cluster_name not in config.clusters:
         raise Unreachable(f"context {name!r} names cluster {cluster_name!r}, which the kubeconfig lacks: fix it")
-    cluster, cluster_dir = config.clusters[cluster_name]
-    server = str(cluster.get("server") or "")
+    cluster = config.clusters[cluster_name]
+    server = _url(cluster, "server", ("https", "http"))
     if not server:
         raise Unreachable(f"cluster {cluster_name!r} of context {name!r} has no server: fix the kubeconfig")
+    insecure = cluster.fields.get("insecure-skip-tls-verify", False)
+    if not isinstance(insecure, bool):  # "false" in quotes is a string, and any string would read as true
+        raise Unreachable(
+            f"{cluster.where}: insecure-skip-tls-verify is {_a(insecure)}, not true or false: fix the kubeconfig"
+        )
     creds = Credentials(
         server=server.rstrip("/"),
         context=name,
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        tls_server_name=cluster.get("tls-server-name") or None,
-        proxy_url=cluster.get("proxy-url") or None,
+        insecure=insecure,
+        tls_server_name=_text(cluster, "tls-server-name"),
+        proxy_url=_url(cluster, "proxy-url", ("http", "https")),
     )
-    if cluster.get("certificate-authority-data"):
-        creds.ca_data = _decode(cluster["certificate-authority-data"], "certificate-authority-data")
-    elif cluster.get("certificate-authority"):
-        creds.ca_file = str(cluster_dir / cluster["certificate-authority"])
-    user_name = context.get("user", "")
+    if ca_data := _text(cluster, "certificate-authority-data"):
+        creds.ca_data = _decode(ca_data, cluster, "certificate-authority-data")
+    elif ca_file := _text(cluster, "certificate-authority"):
+        creds.ca_file = str(cluster.base / ca_file)
+    user_name = _text(context, "user")
     if not user_name:
         return creds
     if user_name not in config.users:
         raise Unreachable(f"context {name!r} names user {user_name!r}, which the kubeconfig lacks: fix it")
-    user, user_dir = config.users[user_name]
-    if user.get("auth-provider"):
+    user = config.users[user_name]
+    if user.fields.get("auth-provider"):
         return _auth_provider(creds, explicit)
-    _apply_user(creds, user, user_dir)
+    _apply_user(creds, user)
     return creds
 
 
-def _apply_user(creds: Credentials, user: Mapping[str, Any], base: Path) -> None:
-    if user.get("client-certificate-data"):
-        creds.cert_data = _decode(user["client-certificate-data"], "client-certificate-data")
-    elif user.get("client-certificate"):
-        creds.cert_file = str(base / user["client-certificate"])
-    if user.get("client-key-data"):
-        creds.key_data = _decode(user["client-key-data"], "client-key-data")
-    elif user.get("client-key"):
-        creds.key_file = str(base / user["client-key"])
-    if user.get("token"):
-        creds.token = str(user["token"])
-    elif user.get("tokenFile"):
-        creds.token_file = str(base / user["tokenFile"])
-    if user.get("username") and user.get("password"):
-        creds.basic_auth = (str(user["username"]), str(user["password"]))
-    if user.get("exec"):
-        creds.exec_plugin = {**user["exec"], "_base": str(base)}
-    if user.get("as"):
-        creds.impersonate_user = str(user["as"])
-        creds.impersonate_groups = [str(g) for g in user.get("as-groups") or []]
+def _apply_user(creds: Credentials, user: Entry) -> None:
+    if cert_data := _text(user, "client-certificate-data"):
+        creds.cert_data = _decode(cert_data, user, "client-certificate-data")
+    elif cert_file := _text(user, "client-certificate"):
+        creds.cert_file = str(user.base / cert_file)
+    if key_data := _text(user, "client-key-data"):
+        creds.key_data = _decode(key_data, user, "client-key-data")
+    elif key_file := _text(user, "client-key"):
+        creds.key_file = str(user.base / key_file)
+    if token := _text(user, "token"):
+        _check_token(token, f"{user.where}: token", "copy it again from where it was issued")
+        creds.token = token
+    elif token_file := _text(user, "tokenFile"):
+        creds.token_file = str(user.base / token_file)
+    username, password = _text(user, "username"), _text(user, "password")
+    if username and password:
+        creds.basic_auth = (username, password)
+    if user.fields.get("exec"):
+        creds.exec_plugin = {**_exec_plugin(user), "_base": str(user.base)}
+    if impersonate := _text(user, "as"):
+        groups = _texts(user, "as-groups")
+        for value, key in [(impersonate, "as"), *((g, "as-groups") for g in groups)]:
+            _check_impersonation(value, f"{user.where}: {key}", Unreachable)
+        creds.impersonate_user, creds.impersonate_groups = impersonate, groups
+
+
+def _exec_plugin(user: Entry) -> dict[str, Any]:
+    """The user's `exec:` as `run_exec_plugin` reads it, checked as kubectl checks it: a mapping, its
+    args a list, each of its env a mapping with a name and a value."""
+    plugin = user.fields["exec"]
+    if not isinstance(plugin, Mapping):
+        raise Unreachable(
+            f"{user.where}: exec is {_a(plugin)}, not a mapping (exec: {{apiVersion: "
+            f"{_EXEC_API_VERSIONS[0]}, command: ..., args: [...]}}): fix the kubeconfig"
+        )
+    exec_entry = Entry(dict(plugin), user.file, f"{user.where}: exec")
+    _text(exec_entry, "command")
+    _texts(exec_entry, "args")
+    env = plugin.get("env") or []
+    if not isinstance(env, list):
+        raise Unreachable(f"{exec_entry.where}: env is {_a(env)}, not a list of name and value: fix the kubeconfig")
+    for index, variable in enumerate(env):
+        if not isinstance(variable, Mapping) or not variable.get("name") or "value" not in variable:
+            raise Unreachable(
+                f"{exec_entry.where}: env[{index}] is not a name and a value (- name: VARIABLE, value: TEXT): "
+                "fix the kubeconfig"
+            )
+    return dict(plugin)
 
 
 def run_exec_plugin(plugin: Mapping[str, Any], server: str, ca_data: bytes | None) -> dict[str, Any]:
