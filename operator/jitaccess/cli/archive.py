@@ -14,7 +14,7 @@ line: one bad object must not hide the rest of the archive, and the caller says 
 `stored` reads the same folders for `audit --verify`: every version of every key, and each key's
 current bytes and S3 metadata, for the chain's check (`jitaccess.domain.chain`).
 
-The only module of the plugin that imports boto3, and only inside `read` and `stored`: the other commands never
+The only module of the plugin that imports boto3, and only inside `_client`: the other commands never
 pay for it (import-linter allows it here alone). Credentials, region and endpoint come from the
 usual AWS environment (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_S3, ...), as for the AWS CLI.
 """
@@ -92,10 +92,9 @@ def stored(location: str, start: datetime, end: datetime) -> tuple[list[chain.St
     current bytes and metadata), for `domain.chain.verify`; and how to ask for the digest of a
     batch before the window."""
     bucket, prefix = parse_location(location)
-    import boto3
     from botocore.exceptions import ClientError
 
-    client = boto3.client("s3")
+    client = _client(location, bucket)
 
     def current(key: str) -> tuple[bytes, dict[str, str]] | None:
         try:
@@ -149,14 +148,29 @@ def _answered(location: str, bucket: str, *, refused: str = "", unreachable: str
         ) from exc
 
 
+def _client(location: str, bucket: str, *, unreachable: str = "") -> Any:
+    """The S3 client, made from the AWS environment as the AWS CLI makes it. A setting it cannot
+    use fails here, before any call: a profile that does not exist (botocore's ProfileNotFound),
+    or an endpoint URL without its scheme (a plain ValueError, `Invalid endpoint: localhost:4566`)."""
+    import boto3
+
+    with _answered(location, bucket, unreachable=unreachable):
+        try:
+            return boto3.client("s3")
+        except ValueError as exc:
+            raise Unreachable(
+                f"cannot read the audit archive {location} ({exc}): check your AWS settings: AWS_ENDPOINT_URL_S3 "
+                f"or AWS_ENDPOINT_URL is a URL with its scheme (http://localhost:4566){unreachable}"
+            ) from exc
+
+
 def read(location: str, start: datetime, end: datetime) -> Read:
     """Every record archived in the day folders of the window ending at `end` (now), with its key."""
     bucket, prefix = parse_location(location)
-    import boto3
-
     found = Read()
-    with _answered(location, bucket, unreachable=", or give --archive '' to read the cluster instead"):
-        client = boto3.client("s3")
+    cluster_instead = ", or give --archive '' to read the cluster instead"
+    client = _client(location, bucket, unreachable=cluster_instead)
+    with _answered(location, bucket, unreachable=cluster_instead):
         pages = client.get_paginator("list_objects_v2")
         for folder in day_prefixes(prefix, start, end):
             for page in pages.paginate(Bucket=bucket, Prefix=folder):
