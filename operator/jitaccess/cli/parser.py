@@ -75,7 +75,9 @@ Moment = timedelta | datetime
 
 
 def since(text: str) -> timedelta:
-    """A look-back window such as `30d`, `12h` or `1d12h` (days, hours, minutes)."""
+    """A look-back window such as `30d`, `12h` or `1d12h` (days, hours, minutes), at most ten years."""
+    from jitaccess.domain.durations import LONGEST
+
     cleaned = text.strip()
     if not _SINCE_WHOLE.match(cleaned):
         raise argparse.ArgumentTypeError(
@@ -84,6 +86,12 @@ def since(text: str) -> timedelta:
     seconds = sum(int(n) * _SINCE_UNITS[unit] for n, unit in _SINCE_PART.findall(cleaned))
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{cleaned!r} is zero: the window must be positive")
+    if seconds > LONGEST.total_seconds():
+        # As for durations: past what a date can hold once taken from now (an OverflowError, which
+        # argparse does not catch), and far past any record jitaccess keeps.
+        raise argparse.ArgumentTypeError(
+            f"{cleaned!r} is longer than {LONGEST.days}d (ten years), the longest look-back jitaccess takes"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -119,8 +127,14 @@ def _named(what: str, without: str) -> Callable[[str], str]:
 
 
 def _days(text: str) -> int:
+    from jitaccess.domain.durations import LONGEST
+
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (a whole number, 1 or more)")
+    if int(text) > LONGEST.days:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is more than {LONGEST.days} days (ten years), the longest window jitaccess takes"
+        )
     return int(text)
 
 

@@ -35,6 +35,7 @@ from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
 from jitaccess.domain import chain
 from jitaccess.domain import reasons as reason_rules
+from jitaccess.domain.durations import LONGEST
 
 AUDIT_COLUMNS = ("TIME", "ACTION", "ENTITLEMENT", "USER", "BY", "REQUEST", "DETAIL")
 CSV_COLUMNS = (
@@ -76,12 +77,21 @@ class AuditOptions:
 
 def window(since: Moment, until: Moment | None, now: datetime) -> tuple[datetime, datetime]:
     """The window's start and end: a relative value is that long before `now` (`--until 7d`: 7 days
-    ago), an absolute one is itself; no --until is now. An end before the start is a usage error."""
+    ago), an absolute one is itself; no --until is now. An end before the start is a usage error,
+    and so is a time more than ten years from now (the parser caps relative ones): year 1 or 9999
+    would overflow once converted or widened by a day, and no record is that old."""
 
-    def resolved(when: Moment) -> datetime:
-        return now - when if isinstance(when, timedelta) else when.astimezone(UTC)
+    def resolved(when: Moment, flag: str) -> datetime:
+        if isinstance(when, timedelta):
+            return now - when
+        if abs(when - now) > LONGEST:
+            raise UsageError(
+                f"{flag} {when.isoformat()} is more than {LONGEST.days} days (ten years) from now, the furthest "
+                "the audit reads: give a nearer time"
+            )
+        return when.astimezone(UTC)
 
-    start, end = resolved(since), resolved(until) if until is not None else now
+    start, end = resolved(since, "--since"), resolved(until, "--until") if until is not None else now
     if end < start:
         raise UsageError(
             f"--until {_rfc3339(end)} is before --since {_rfc3339(start)}: give an --until at or after --since "

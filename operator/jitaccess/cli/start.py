@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from jitaccess.cli.errors import UsageError
-from jitaccess.domain.durations import parse_duration
+from jitaccess.domain.durations import LONGEST, format_duration, parse_duration
 from jitaccess.errors import InvalidInput
 
 
@@ -35,6 +35,11 @@ def start_time(text: str, now: datetime) -> datetime:
         )
     if parsed < now:
         raise UsageError(f"--start {cleaned!r} is in the past: give a time to come, or leave --start out")
+    if parsed - now > LONGEST:  # as +DURATION is capped; year 9999 overflows once put in UTC
+        raise UsageError(
+            f"--start {cleaned!r} is more than {format_duration(LONGEST)} (ten years) ahead, the furthest "
+            "jitaccess takes: give a nearer time"
+        )
     return parsed
 
 
