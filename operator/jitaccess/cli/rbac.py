@@ -23,29 +23,70 @@ from jitaccess.domain import impersonation
 
 
 def teams_in_files(paths: Sequence[str]) -> list[dict[str, Any]]:
-    """The TeamOwnerships in YAML files (`-` is stdin), also inside a `List`; other kinds are skipped."""
+    """The TeamOwnerships in YAML files (`-` is stdin), also inside a `List`; other kinds are skipped.
+
+    A file is read as it is written, unchecked by the API server: a TeamOwnership the rule cannot
+    read (a string for a list) is refused naming the file, the object and the field, and so are
+    files that hold no TeamOwnership at all: the role printed would let Slack act as nobody, and
+    applied it would take every approver's Slack rights away."""
     import yaml
 
     found: list[dict[str, Any]] = []
+    others: set[str] = set()
     for path in paths:
         try:
             text = sys.stdin.read() if path == "-" else Path(path).read_text()
             documents = list(yaml.safe_load_all(text))
         except (OSError, yaml.YAMLError) as exc:
             raise UsageError(f"cannot read TeamOwnerships from {path}: {exc}") from exc
-        found += _teams(documents)
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"cannot read TeamOwnerships from {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                f"offset {exc.start}): save it as UTF-8"
+            ) from exc
+        kinds: set[str] = set()
+        teams = _teams(documents, kinds)
+        # `kind: Teamownership` is no TeamOwnership to kubectl either: its approvers would be left out.
+        misspelt = sorted(k for k in kinds if k.lower() == names.TEAM_OWNERSHIP.lower())
+        if misspelt:
+            raise UsageError(
+                f"{path}: kind {misspelt[0]} is not {names.TEAM_OWNERSHIP} (its case matters): fix the file"
+            )
+        others |= kinds
+        for index, team in enumerate(teams):
+            _check(team, f"{'stdin' if path == '-' else path}: TeamOwnership", index)
+        found += teams
+    if not found:
+        seen = f" (kinds found: {', '.join(sorted(others))})" if others else ""
+        raise UsageError(
+            f"no TeamOwnership in {', '.join(paths)}{seen}: a role from none would let Slack act as nobody; "
+            "give the files that hold your TeamOwnerships (kind: TeamOwnership)"
+        )
     return found
 
 
-def _teams(documents: Iterable[Any]) -> list[dict[str, Any]]:
+def _check(team: Mapping[str, Any], where: str, index: int) -> None:
+    metadata = team.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{where} #{index + 1} has no metadata.name: name it as in the cluster")
+    problems = impersonation.shape_problems(team)
+    if problems:
+        raise UsageError(f"{where} {name}: {'; '.join(problems)}: fix it (kubectl apply would refuse it too)")
+
+
+def _teams(documents: Iterable[Any], others: set[str]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for doc in documents:
         if not isinstance(doc, Mapping):
             continue
         if doc.get("kind") == "List":
-            found += _teams(doc.get("items") or [])
+            items = doc.get("items") or []
+            found += _teams(items if isinstance(items, list) else [], others)
         elif doc.get("kind") == names.TEAM_OWNERSHIP:
             found.append(dict(doc))
+        elif doc.get("kind"):
+            others.add(str(doc["kind"]))
     return found
 
 
@@ -54,6 +95,8 @@ def slack(session: Session, files: Sequence[str], name: str, output: str) -> int
         teams = teams_in_files(files)
     else:
         teams = list(session.api.get(object_path(names.GROUP, names.VERSION, names.TEAMS)).get("items") or [])
+        for index, listed in enumerate(teams):
+            _check(listed, "the cluster's TeamOwnership", index)
     for team, groups in impersonation.group_only_teams(teams).items():
         session.note(
             f"# team {team} names approver groups ({', '.join(groups)}): Slack cannot tell who is in a group, so "

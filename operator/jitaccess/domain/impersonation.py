@@ -24,6 +24,42 @@ _APPROVER_FIELDS = ("approvers", "backupApprovers")
 _GROUP_FIELDS = ("approverGroups", "backupApproverGroups")
 
 
+def shape_problems(team: Mapping[str, Any]) -> list[str]:
+    """What in a TeamOwnership (a raw object) is not the shape the functions here read: `spec` a
+    mapping, each approver and group field a list of names. The CRD's schema refuses these in the
+    cluster, but a file is read as it is written, and a string where a list belongs would be read
+    as its letters (`approvers: paula` made p, a, u, l impersonable)."""
+    spec = team.get("spec")
+    if spec is None:
+        return []
+    if not isinstance(spec, Mapping):
+        return [f"spec is {_what(spec)}, not a mapping of its fields"]
+    problems = []
+    for field in (*_APPROVER_FIELDS, *_GROUP_FIELDS):
+        value = spec.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            problems.append(f"spec.{field} is {_what(value)}, not a list ({field}: [NAME, ...])")
+            continue
+        problems += [
+            f"spec.{field}[{index}] is {_what(item)}, not a name"
+            for index, item in enumerate(value)
+            if not isinstance(item, str)
+        ]
+    return problems
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a mapping", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
 def usernames(teams: Iterable[Mapping[str, Any]]) -> list[str]:
     """Every user a TeamOwnership (a raw object) names as an approver or backup approver, sorted."""
     found: set[str] = set()
