@@ -36,8 +36,14 @@ def slack_id_of(username: str) -> str:
     return "U0" + username.split("@", 1)[0].upper()
 
 
+#: Someone of another company in a Slack Connect channel, whose company gave them an approver's
+#: email (lena's): the attack tests' outsider. Listed after the workspace's own lena, so a lookup
+#: of lena's email finds lena.
+OUTSIDER = SlackUser(id="U0OUTSIDER", email="lena@example.com", name="outsider", team_id="T0OTHERCO")
+
+
 def slack_users() -> list[SlackUser]:
-    return [SlackUser(id=slack_id_of(u), email=u, name=u.split("@", 1)[0]) for u in TEST_USERS]
+    return [SlackUser(id=slack_id_of(u), email=u, name=u.split("@", 1)[0]) for u in TEST_USERS] + [OUTSIDER]
 
 
 class LocalNotifications:

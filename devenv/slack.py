@@ -255,6 +255,8 @@ class SlackUser:
     id: str
     email: str
     name: str
+    #: Another workspace's id for someone a Slack Connect channel shares messages with.
+    team_id: str = _TEAM_ID
 
 
 @dataclass
@@ -969,7 +971,7 @@ class SlackStandIn:
     def _user_json(self, user: SlackUser) -> dict[str, Any]:
         return {
             "id": user.id,
-            "team_id": _TEAM_ID,
+            "team_id": user.team_id,
             "name": user.name,
             "deleted": False,
             "real_name": user.name,
@@ -979,7 +981,7 @@ class SlackStandIn:
                 "email": user.email,
                 "real_name": user.name,
                 "display_name": user.name,
-                "team": _TEAM_ID,
+                "team": user.team_id,
             },
         }
 

@@ -1,6 +1,7 @@
 """The exceptions of jitaccess, one tree for the whole package.
 
     JitAccessError
+    ├── ForeignUser               a Slack user of another workspace: no identity here (never retried)
     ├── InvalidInput              bad user input: names the field and the fix (never retried)
     └── IdentityCenterError       a call to AWS IAM Identity Center failed
         ├── RetryLater            throttled, 5xx, timeout, connection: worth another try later
@@ -52,3 +53,8 @@ class NotFound(IdentityCenterError):
 
 class PermanentFailure(IdentityCenterError):
     """A failure that another try will not fix (access denied, a malformed request)."""
+
+
+class ForeignUser(JitAccessError):
+    """A Slack user of another workspace or organization (a Slack Connect channel shares the
+    approvers' messages with people of other companies, whose profile emails that company sets)."""

@@ -18,11 +18,14 @@ from aiohttp.test_utils import TestServer
 
 from devenv.slack import SlackStandIn, SlackUser
 from jitaccess.adapters.slack import DEFAULT_RETRY_AFTER, Slack, SlackRefused, SlackRetry
+from jitaccess.errors import ForeignUser
 
 TOKEN = "xoxb-jitaccess-component-test"
 LEDGER = "C0LEDGER1"
 LENA = SlackUser("U0LENA", "lena@example.com", "lena")
 ALICE = SlackUser("U0ALICE", "alice@example.com", "alice")
+# Of another company, in a Slack Connect channel: her company set her profile email to an approver's.
+OUTSIDER = SlackUser("U0OUTSIDER", "lena@example.com", "outsider", team_id="T0OTHERCO")
 REQUEST = "alice-ledger-read-x7k2p"
 
 
@@ -74,7 +77,7 @@ def stand_in(**limits: Any) -> SlackStandIn:
         token=TOKEN,
         signing_secret="component-signing-secret",
         channels={LEDGER: "ledger-oncall"},
-        users=[LENA, ALICE],
+        users=[LENA, ALICE, OUTSIDER],
         **limits,
     )
 
@@ -175,6 +178,14 @@ async def test_a_wrong_token_is_refused(standin: SlackStandIn) -> None:
 # --- lookups
 
 
+async def test_a_user_of_another_workspace_is_nobody_here(standin: SlackStandIn, slack: Slack) -> None:
+    """Whatever email another company gives its people, it names nobody in this workspace."""
+    with pytest.raises(ForeignUser, match="U0OUTSIDER belongs to workspace T0OTHERCO"):
+        await slack.email_of(OUTSIDER.id)
+    assert await slack.email_of(LENA.id) == "lena@example.com"
+    assert [call.method for call in standin.calls()].count("auth.test") == 1  # the workspace, asked once
+
+
 async def test_lookups_map_emails_and_user_ids_both_ways_and_ask_once(standin: SlackStandIn, slack: Slack) -> None:
     for _ in range(2):
         assert await slack.user_id_by_email("lena@example.com") == LENA.id
@@ -186,6 +197,7 @@ async def test_lookups_map_emails_and_user_ids_both_ways_and_ask_once(standin: S
         ("users.lookupByEmail", None),
         ("users.lookupByEmail", "users_not_found"),
         ("users.info", None),
+        ("auth.test", None),  # once: whose workspace the bot is in, to tell its members from others
         ("users.info", "user_not_found"),
     ]
 

@@ -21,7 +21,7 @@ import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from devenv.notifications import LocalNotifications, slack_id_of
+from devenv.notifications import OUTSIDER, LocalNotifications, slack_id_of
 from devenv.slack import Ephemeral, Message, SlackStandIn
 from devenv.slack_identity import IMPERSONATOR
 from tests.support.harness import Jit, eventually
@@ -383,3 +383,18 @@ def test_106_another_teams_map_cannot_make_its_slack_user_this_teams_approver(sy
     finally:
         undo = json.dumps({"spec": {"notifications": {"slackUsers": {LENA: None}}}})
         system.kubectl("patch", "teamownership", "payments", "--type=merge", "-p", undo)
+
+
+# --- 107. someone of another company in a Slack Connect channel, with an approver's email ---------
+
+
+def test_107_a_user_of_another_workspace_is_nobody_here(system: Jit, slack: SlackStandIn) -> None:
+    """The approvers' channel is shared with another company, whose Slack admin gave one of their
+    people ledger's approver's email: that click is nobody's, and nothing is decided."""
+    message = waiting(system, slack, "s107")
+    slack.click(OUTSIDER.id, message, "approve")
+    shown = eventually(
+        lambda: [e for e in slack.ephemerals() if e.user == OUTSIDER.id] or None, what="the outsider told why"
+    )
+    assert "not a member of the workspace" in (shown[-1].text or ""), shown[-1].text
+    nothing_approved(system, "s107")

@@ -18,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from jitaccess.adapters.slack import DEFAULT_RETRY_AFTER, Slack, SlackRefused, SlackRetry
+from jitaccess.errors import ForeignUser
 
 TOKEN = "xoxb-unit-test-token-0123456789"
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*alice@example.com* asks"}}]
@@ -320,14 +321,29 @@ async def test_an_unknown_email_is_none_and_asked_again_after_five_minutes(
 
 
 async def test_email_of_reads_the_profile_email_and_caches_it(fake: FakeSlack, slack: Slack) -> None:
-    fake.script(
-        "users.info", Reply(body={"ok": True, "user": {"id": "U0LENA001", "profile": {"email": "lena@example.com"}}})
-    )
+    lena = {"id": "U0LENA001", "team_id": "T0ACME001", "profile": {"email": "lena@example.com"}}
+    fake.script("users.info", Reply(body={"ok": True, "user": lena}))
+    fake.script("auth.test", Reply(body={"ok": True, "team_id": "T0ACME001"}))
 
     assert await slack.email_of("U0LENA001") == "lena@example.com"
     assert await slack.email_of("U0LENA001") == "lena@example.com"
 
-    assert [(call.method, call.args) for call in fake.calls] == [("users.info", {"user": "U0LENA001"})]
+    # The bot's own workspace is asked once, to tell its members from people of other companies.
+    assert [(call.method, call.args) for call in fake.calls] == [
+        ("users.info", {"user": "U0LENA001"}),
+        ("auth.test", {}),
+    ]
+
+
+async def test_email_of_someone_of_another_workspace_or_organization(fake: FakeSlack, slack: Slack) -> None:
+    fake.script("auth.test", Reply(body={"ok": True, "team_id": "T0ACME001", "enterprise_id": "E0ACME001"}))
+    outsider = {"id": "U0OUT0001", "team_id": "T0OTHER01", "profile": {"email": "lena@example.com"}}
+    colleague = {"id": "U0COL0001", "team_id": "T0ACME002", "enterprise_user": {"enterprise_id": "E0ACME001"},
+                 "profile": {"email": "carol@example.com"}}  # fmt: skip
+    fake.script("users.info", Reply(body={"ok": True, "user": outsider}), Reply(body={"ok": True, "user": colleague}))
+    with pytest.raises(ForeignUser, match="U0OUT0001 belongs to workspace T0OTHER01, not T0ACME001"):
+        await slack.email_of("U0OUT0001")
+    assert await slack.email_of("U0COL0001") == "carol@example.com"  # another workspace of the same organization
 
 
 async def test_email_of_an_unknown_user_or_a_bot_is_none_and_cached_for_five_minutes(
@@ -342,11 +358,11 @@ async def test_email_of_an_unknown_user_or_a_bot_is_none_and_cached_for_five_min
     clock.now += 299
     assert await slack.email_of("U0GONE001") is None
     assert await slack.email_of("B0BOT0001") is None
-    assert fake.methods() == ["users.info"] * 2
+    assert fake.methods() == ["users.info", "users.info", "auth.test"]
 
     clock.now += 2
     assert await slack.email_of("U0GONE001") is None
-    assert fake.methods() == ["users.info"] * 3
+    assert fake.methods() == ["users.info", "users.info", "auth.test", "users.info"]
 
 
 async def test_failed_lookups_raise_and_are_not_cached(fake: FakeSlack, slack: Slack) -> None:

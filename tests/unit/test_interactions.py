@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError
+from jitaccess.errors import ForeignUser
 from jitaccess.handlers import interactions
 from jitaccess.handlers.interactions import (
     Endpoint,
@@ -207,6 +208,7 @@ class FakeSlack:
     emails: dict[str, str | None] = field(default_factory=dict)
     ephemerals: list[tuple[str, str, str]] = field(default_factory=list)
     views: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    foreign: set[str] = field(default_factory=set)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         self.ephemerals.append((channel, user, text))
@@ -215,6 +217,8 @@ class FakeSlack:
         self.views.append((trigger_id, view))
 
     async def email_of(self, user_id: str) -> str | None:
+        if user_id in self.foreign:
+            raise ForeignUser(f"Slack user {user_id} belongs to workspace T0OTHERCO, not T0JITACCESS")
         return self.emails.get(user_id)
 
     async def close(self) -> None:
@@ -432,3 +436,14 @@ async def test_a_request_that_cannot_be_read_decides_nothing(harness: Harness) -
     assert harness.api.patches == []
     ((_, _, text),) = harness.slack.ephemerals
     assert "could not read AccessRequest ledger-x1" in text and "nothing was decided" in text
+
+
+async def test_a_click_from_another_workspace_decides_nothing(harness: Harness) -> None:
+    """A Slack Connect channel shares the approvers' message with another company, which can give
+    its people any profile email, an approver's included: such a click is nobody's."""
+    harness.slack.foreign.add("U0OUTSIDER")
+    harness.slack.emails["U0OUTSIDER"] = "lena@example.com"
+    await harness.post(click("approve", user="U0OUTSIDER"))
+    assert harness.api.patches == []
+    ((_, user, text),) = harness.slack.ephemerals
+    assert user == "U0OUTSIDER" and "not a member of the workspace" in text and "kubectl jit approve" in text

@@ -37,6 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from jitaccess.adapters.eventsink import require_https, retry_after
+from jitaccess.errors import ForeignUser
 
 #: Seconds to wait before trying again when Slack gave no Retry-After; the caller's backoff grows it.
 DEFAULT_RETRY_AFTER = 1.0
@@ -124,6 +125,7 @@ class Slack:
         self._client = AsyncWebClient(token=token, base_url=api_url, retry_handlers=[])
         self._emails = _Cache(cache_size, clock)
         self._user_ids = _Cache(cache_size, clock)
+        self._workspace: tuple[str, str] | None = None  # (team id, enterprise id) of the bot's install
 
     async def post(self, channel: str, text: str, blocks: list[dict[str, Any]]) -> tuple[str, str]:
         """Post a message; returns (channel id, ts), what `update` needs (a DM's channel id starts with D)."""
@@ -160,7 +162,9 @@ class Slack:
         return user_id
 
     async def email_of(self, user_id: str) -> str | None:
-        """The profile email of a Slack user; None when Slack knows no such user or it has no email (a bot)."""
+        """The profile email of a Slack user of the bot's own workspace (or Enterprise Grid
+        organization); None when Slack knows no such user or it has no email (a bot). `ForeignUser`
+        for anyone else: a profile email set by another company is no identity here."""
         cached = self._emails.get(user_id)
         if cached is not None:
             return cached.value
@@ -171,9 +175,22 @@ class Slack:
                 raise
             email = None
         else:
-            email = response["user"].get("profile", {}).get("email") or None
+            user = response["user"]
+            team, enterprise = await self._own_workspace()
+            theirs = str(user.get("team_id") or "")
+            their_enterprise = str((user.get("enterprise_user") or {}).get("enterprise_id") or "")
+            if theirs != team and not (enterprise and their_enterprise == enterprise):
+                raise ForeignUser(f"Slack user {user_id} belongs to workspace {theirs or 'unknown'}, not {team}")
+            email = user.get("profile", {}).get("email") or None
         self._emails.put(user_id, email)
         return email
+
+    async def _own_workspace(self) -> tuple[str, str]:
+        """(team id, enterprise id) of the bot's install, asked once (`auth.test`)."""
+        if self._workspace is None:
+            response = await self._call("auth.test", self._web().auth_test())
+            self._workspace = (str(response.get("team_id") or ""), str(response.get("enterprise_id") or ""))
+        return self._workspace
 
     async def close(self) -> None:
         session, self._client.session = self._client.session, None

@@ -59,6 +59,7 @@ from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
+from jitaccess.errors import ForeignUser
 from jitaccess.handlers.common import NO_INDEX, Index, first
 from jitaccess.settings import Settings, load
 
@@ -443,6 +444,13 @@ class Endpoint:
             return mapped
         try:
             email = await asyncio.wait_for(self._slack.email_of(user_id), SLACK_TIMEOUT)
+        except ForeignUser as exc:
+            log.warning("Slack: a click from outside the workspace: %s", exc)
+            raise UnknownUser(
+                f"your Slack user ({user_id}) is not a member of the workspace jitaccess is installed in, so its "
+                "email says nothing about who you are here: decide with `kubectl jit approve NAME`, or ask the "
+                "owner team to map you in its TeamOwnership (spec.notifications.slackUsers)"
+            ) from exc
         except Exception as exc:  # any Slack failure: nobody is taken for anyone
             log.warning("Slack did not say who %s is: %s", user_id, exc)
             raise UnknownUser(f"Slack did not tell jitaccess who you are ({type(exc).__name__}); try again") from exc
