@@ -791,6 +791,18 @@ def test_network_policy_for_slack_clicks(helm: Helm) -> None:
     assert 8091 not in ingress_ports(find(messages_only, "NetworkPolicy"))
 
 
+def test_network_policy_can_keep_the_webhooks_to_the_api_servers_addresses(helm: Helm) -> None:
+    control_plane = [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    narrowed = documents(
+        helm.template(
+            set_values={"networkPolicy.enabled": "true", "networkPolicy.webhook.from[0].ipBlock.cidr": "10.0.0.0/24"}
+        )
+    )
+    assert ingress_ports(find(narrowed, "NetworkPolicy"))[9443] == control_plane
+    anyone = documents(helm.template(set_values={"networkPolicy.enabled": "true"}))
+    assert ingress_ports(find(anyone, "NetworkPolicy"))[9443] is None
+
+
 def test_network_policy_follows_the_servers_turned_off(helm: Helm) -> None:
     settings = {"networkPolicy.enabled": "true", "webhook.enabled": "false", "metrics.enabled": "false"}
     policy = find(documents(helm.template(set_values=settings)), "NetworkPolicy")
