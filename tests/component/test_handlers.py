@@ -466,11 +466,17 @@ def test_an_entitlement_given_its_groups_id_keeps_the_members_its_grants_hold(lo
         local.request("c-spelled-by-id", duration="1h")
         local.wait("accessgrant", "c-spelled-by-id", "Active")
         assert local.get("accessgrant", "c-spelled-by-id")["spec"]["groupName"] == local.ic.group_id(group)
-        # Re-check (and scan) at once, as a change of spec does, then look: nobody was taken out.
+        # Re-check (and scan) at once, as a change of spec does; once kopf has recorded the change
+        # as handled (its diff-base, written after the handler and its scan), nobody was taken out.
         local.cluster.kubectl(
             "patch", "entitlement", entitlement, "--type=merge", "-p", '{"spec":{"defaultDuration":"59m"}}'
         )
-        time.sleep(3)
+
+        def handled() -> bool:
+            status = local.get("entitlement", entitlement).get("status") or {}
+            return '"59m"' in str((status.get("kopf") or {}).get("diffbase"))
+
+        eventually(lambda: handled() or None, what="the change handled (and the group scanned)")
         assert local.ic.members_of(group) == {"alice@example.com"}
         drift = local.cluster.kubectl(
             "get", "events", "--field-selector", f"involvedObject.name={entitlement},reason=DriftFound", "-o", "json"

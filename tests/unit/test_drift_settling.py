@@ -147,7 +147,7 @@ def test_a_stale_body_never_records_a_settled_removal_again(events: Deferred) ->
 
 
 def test_a_member_found_gone_by_the_delete_is_a_grants_end_or_our_removal(events: Deferred) -> None:
-    key = membership_key("eve", GROUP)
+    key = membership_key("eve", GROUP_ID)  # as grants key their memberships: by the group's id
     for ended_here in (True, False):
         store = Store(**{"m-1": "eve"})
         cluster, rt = setup(store)

@@ -14,6 +14,7 @@ import kopf
 import pytest
 
 from jitaccess.api import names
+from jitaccess.api.models import AccessGrant
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
@@ -138,3 +139,39 @@ def test_a_deleted_entitlement_waits_for_an_approved_request_whose_grant_is_not_
     assert not _approved_ungranted(request("True", names.SCHEDULED)), "its start may be days away"
     assert not _approved_ungranted(request("True", names.GRANTED))
     assert not _approved_ungranted(request("False", names.PENDING)), "still waiting for an approver"
+
+
+def test_a_grant_another_writer_ended_while_its_member_was_added_gives_the_membership_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not this process's end (another replica's, before this one knew it had lost the lease; an
+    administrator's status write): the Active write finds the grant finished, and what the attempt
+    has just added is taken out again, under the same lock."""
+    monkeypatch.setattr(grants, "record", lambda *a, **k: None)
+    kube = _Kube()
+
+    class Ending(_IdentityCenter):
+        def resolve_user(self, _: str) -> str:
+            return "id-bob"
+
+        def add_member(self, group_id: str, user_id: str) -> str:
+            added = super().add_member(group_id, user_id)
+            ended = kube.get(names.GRANTS, "r1")
+            assert ended is not None
+            revoked = {"type": "Ready", "status": "False", "reason": names.REVOKED, "message": "revoked",
+                       "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
+            ended["status"] = {"conditions": [revoked]}
+            kube.put(names.GRANTS, ended)
+            return added
+
+    ic = Ending()
+    rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
+    grant = {
+        "metadata": {"name": "r1", "uid": "uid-g1"},
+        "spec": {"user": "bob@example.com", "userId": "id-bob", "entitlement": GROUP, "groupName": GROUP,
+                 "request": "r1", "duration": "1h", "ownerTeam": "payments", "reason": "CHG-1 window"},
+        "status": {},
+    }  # fmt: skip
+    kube.put(names.GRANTS, grant)
+    assert grants.activate(rt, AccessGrant.model_validate(copy.deepcopy(grant))) is False
+    assert ic.members == {}, "the member added for a grant ended meanwhile is taken out again"

@@ -312,17 +312,20 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
                 _confirm_gone(rt, entitlement, begun, seen, group_name)
                 del unconfirmed[membership_id]
         # The group as grants may name it: as the Entitlement names it now (`group_name`), by its id
-        # (every Active grant is filed under it too, whatever its spelling: `indexes.holdings`), and
-        # by the name it also gives beside a groupId (an Entitlement that had only the name before).
+        # (every Active grant is filed under it too, whatever its spelling: `indexes.holdings`), by
+        # the name it also gives beside a groupId (an Entitlement that had only the name before),
+        # and by any name this process resolved to it (Provisioning grants of another Entitlement).
         spellings = {group_name, group_id, entitlement.spec.identity_center.group_name or group_name}
+        spellings |= rt.group_names(group_id)
 
         def backers(user_id: str) -> set[str]:
             held = {g for spelled in spellings for g in holders.get(membership_key(user_id, spelled), [])}
             return held - rt.recently_ended()
 
         for user_id, membership_id in members.items():
-            # Grants hold memberships by UserId: no name needs to be known to tell whether one is backed.
-            key = membership_key(user_id, group_name)
+            # Grants hold memberships by UserId: no name needs to be known to tell whether one is
+            # backed. The lock is the grants' own (`grants.membership_of`: by the group's id).
+            key = membership_key(user_id, group_id)
             intent = unconfirmed.get(membership_id)
             if backers(user_id):
                 if intent is not None:

@@ -109,6 +109,14 @@ def _provision(
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
+    except PermanentFailure as exc:
+        # Failing the grant takes back what an earlier attempt may have added; Identity Center
+        # refused that (IAM): the grant is not failed with access left, it waits for the fix.
+        raise kopf.TemporaryError(
+            f"Identity Center refused to take back what an earlier attempt of this grant may have added ({exc}); "
+            "check the operator's IAM policy (docs/aws-iam.md); will retry",
+            delay=60,
+        ) from exc
 
 
 def provision_at_once(
@@ -193,7 +201,8 @@ def activate(
         return False
     refused = ""
     updated: dict[str, Any] | None = None
-    with rt.membership_lock(grant_rules.membership_key(user_id, spec.group_name)):
+    key = grant_rules.membership_key(user_id, group_id)
+    with rt.membership_lock(key):
         if _ended_meanwhile(rt, grant):
             return False
         try:
@@ -214,9 +223,17 @@ def activate(
                 groupId=group_id,
                 membershipId=membership_id,
             )
+            seen: list[str] = []
             updated = rt.kube.update_status(
-                names.GRANTS, name, status_change(AccessGrant, _carrying(build, essence)), current=current
+                names.GRANTS,
+                name,
+                status_change(AccessGrant, _carrying(_seeing(build, seen), essence)),
+                current=current,
             )
+            if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
+                # Ended (or deleted) by another writer while this attempt added the member: nothing
+                # else would take it out.
+                _give_back(rt, grant, key, group_id, lambda: ic.remove_member(group_id, user_id, membership_id))
     if refused:
         # Outside the lock: failing takes back what an earlier attempt may have added, under it.
         fail(rt, grant, refused)
@@ -275,12 +292,15 @@ def _activate_assignments(
                 permissionSetArn=arn,
                 accountAssignments=states,
             )
+            seen: list[str] = []
             updated = rt.kube.update_status(
                 names.GRANTS,
                 grant.metadata.name,
-                status_change(AccessGrant, _carrying(build, essence)),
+                status_change(AccessGrant, _carrying(_seeing(build, seen), essence)),
                 current=current,
             )
+            if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
+                _give_back(rt, grant, key, None, lambda: bool(assignments.take_back(rt, grant, user_id, others)))
     if refused:
         # Outside the lock: failing takes back what an earlier attempt may have assigned, under it.
         fail(rt, grant, refused)
@@ -385,25 +405,104 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
     """End a grant that never became Active as Failed, after taking back whatever an earlier
     attempt of it may have given: an attempt that added the membership (or assigned the permission
     set in some accounts) and then could not record it (Identity Center or the API server stopped
-    answering) is retried, and the retry can find the grant no longer backed. Taken back first, so
-    that a crash between the two leaves a grant that is still retried, never a Failed one whose
-    access stays. `RetryLater` (and any refusal to take back) leaves the grant to be retried."""
-    if not grant_rules.is_finished(grant) and not grant_rules.is_active(grant):
-        _take_back(rt, grant)
+    answering) is retried, and the retry can find the grant no longer backed. Both happen under the
+    membership's lock, the take-back first, so that a crash between them leaves a grant that is
+    still retried, never a Failed one whose access stays. `RetryLater` (and any refusal to take
+    back) leaves the grant to be retried."""
+    name = grant.metadata.name
 
     def build(current: AccessGrant) -> dict[str, Any] | None:
-        if grant_rules.is_finished(current):
-            return None
+        if grant_rules.is_finished(current) or grant_rules.is_active(current):
+            return None  # finished meanwhile, or made Active by an attempt that got further
         return {
             "conditions": conditions_after(current.status.conditions, [(names.READY, False, names.FAILED, message)])
         }
 
-    updated = rt.kube.update_status(names.GRANTS, grant.metadata.name, status_change(AccessGrant, build))
+    key, group_id = membership_of(rt, grant)
+    taken: list[str] = []
+    with rt.membership_lock(key):
+        latest = rt.kube.get(names.GRANTS, name)
+        current = AccessGrant.model_validate(latest) if latest is not None else None
+        if current is not None and not grant_rules.is_finished(current) and not grant_rules.is_active(current):
+            taken = _take_back(rt, current, key, group_id)
+        updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=latest)
+        if updated is not None:
+            # Ended here: no attempt still under way adds anything for it (`_ended_meanwhile`).
+            rt.mark_ended(name, key, grant.metadata.uid or "")
+    if taken:
+        log.warning(
+            "AccessGrant %s: what an earlier attempt gave %s was taken back (%s): the grant did not become Active",
+            name,
+            grant.spec.user,
+            ", ".join(taken),
+        )
     if updated is None:
         # Gone, or finished by a concurrent call: that call follows the request.
         return
     record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
     follow_request(rt, AccessGrant.model_validate(updated))
+
+
+def membership_of(rt: Runtime, grant: AccessGrant) -> tuple[tuple[str, str], str | None]:
+    """The key of a grant's membership, for its lock and its reference count, and its group's id.
+
+    In group mode the group is keyed by its id (`status.groupId`, else resolved, cached), so that
+    grants whose Entitlements spell one group differently (its name here, its id there) take one
+    lock and count each other; by the spelling when Identity Center knows no such group (nobody
+    can be in it). In account-assignment mode, the permission set's reference."""
+    spec, status = grant.spec, grant.status
+    user = grant_rules.grantee_id(spec.user_id, status.user_id, spec.user)
+    if spec.account_assignment is not None:
+        return grant_rules.membership_key(user, spec.group_name), None
+    group_id = status.group_id
+    if not group_id:
+        try:
+            group_id = rt.cached("group", spec.group_name, rt.identity_center.resolve_group)
+        except NotFound:
+            group_id = None
+    return grant_rules.membership_key(user, group_id or spec.group_name), group_id
+
+
+def holders_of(rt: Runtime, holders: Index, grant: AccessGrant, key: tuple[str, str], group_id: str | None) -> set[str]:
+    """The live grants holding the membership `key` (`membership_of`): in group mode those filed
+    under the group's id or any spelling of it, this grant's and the names this process resolved
+    to it (`Runtime.group_names`): an Active grant is filed under the id too (`indexes.holdings`),
+    a Provisioning one only under its own spelling."""
+    if group_id is None:
+        return set(holders.get(key, []))
+    spellings = {grant.spec.group_name, group_id} | rt.group_names(group_id)
+    return {g for spelled in spellings for g in holders.get(grant_rules.membership_key(key[0], spelled), [])}
+
+
+def _seeing(
+    build: Callable[[AccessGrant], dict[str, Any] | None], seen: list[str]
+) -> Callable[[AccessGrant], dict[str, Any] | None]:
+    """`build`, noting in `seen` the state of each version of the grant it is given."""
+
+    def seeing(current: AccessGrant) -> dict[str, Any] | None:
+        seen.append(grant_rules.state(current))
+        return build(current)
+
+    return seeing
+
+
+def _give_back(
+    rt: Runtime, grant: AccessGrant, key: tuple[str, str], group_id: str | None, remove: Callable[[], bool]
+) -> None:
+    """Under the membership lock: `remove` what this attempt has just added for a grant that
+    another writer ended meanwhile, unless another live grant holds it."""
+    others = grant_rules.other_holders(
+        holders_of(rt, rt.holders, grant, key, group_id), grant.metadata.name, rt.recently_ended()
+    )
+    if others:
+        return
+    removed = remove()
+    log.warning(
+        "AccessGrant %s ended while it was being provisioned; what was just added for %s was %s",
+        grant.metadata.name,
+        grant.spec.user,
+        "taken back" if removed else "gone already",
+    )
 
 
 def _ended_meanwhile(rt: Runtime, grant: AccessGrant) -> bool:
@@ -416,27 +515,18 @@ def _ended_meanwhile(rt: Runtime, grant: AccessGrant) -> bool:
     return True
 
 
-def _take_back(rt: Runtime, grant: AccessGrant) -> None:
-    """Remove what a grant that is not Active may hold (see `fail`), unless another live grant
-    holds it too; a membership lookup (or an assignment listing per account) when it holds nothing."""
-    spec, status = grant.spec, grant.status
-    key = grant_rules.membership_key(grant_rules.grantee_id(spec.user_id, status.user_id, spec.user), spec.group_name)
-    with rt.membership_lock(key):
-        others = grant_rules.other_holders(
-            _filed_with(rt.holders, key, status.group_id), grant.metadata.name, rt.recently_ended()
-        )
-        if spec.account_assignment is not None:
-            held = assignments.others_holding(rt, grant, key, rt.holders)
-            taken = assignments.take_back(rt, grant, _user_id_of(rt, grant), held)
-        else:
-            taken = [spec.group_name] if not others and _remove_membership(rt, grant) else []
-    if taken:
-        log.warning(
-            "AccessGrant %s: what an earlier attempt gave %s was taken back (%s): the grant did not become Active",
-            grant.metadata.name,
-            spec.user,
-            ", ".join(taken),
-        )
+def _take_back(rt: Runtime, grant: AccessGrant, key: tuple[str, str], group_id: str | None) -> list[str]:
+    """Under the membership lock: remove what a grant that is not Active may hold (see `fail`),
+    unless another live grant holds it too; a membership lookup (or an assignment listing per
+    account) when it holds nothing. What was taken back."""
+    spec = grant.spec
+    if spec.account_assignment is not None:
+        held = assignments.others_holding(rt, grant, key, rt.holders)
+        return assignments.take_back(rt, grant, _user_id_of(rt, grant), held)
+    others = grant_rules.other_holders(
+        holders_of(rt, rt.holders, grant, key, group_id), grant.metadata.name, rt.recently_ended()
+    )
+    return [spec.group_name] if not others and _remove_membership(rt, grant) else []
 
 
 def _user_id_of(rt: Runtime, grant: AccessGrant) -> str | None:
@@ -514,9 +604,9 @@ def end_grant(
     if grant_rules.is_finished(grant):
         return
     spec, status = grant.spec, grant.status
-    key = grant_rules.membership_key(grant_rules.grantee_id(spec.user_id, status.user_id, spec.user), spec.group_name)
+    key, group_id = membership_of(rt, grant)
     with rt.membership_lock(key):
-        others = grant_rules.other_holders(_filed_with(holders, key, status.group_id), name, rt.recently_ended())
+        others = grant_rules.other_holders(holders_of(rt, holders, grant, key, group_id), name, rt.recently_ended())
         removed = False
         if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
             # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
@@ -526,7 +616,7 @@ def end_grant(
             removed = bool(removed_from)
         elif not others:
             removed = _remove_membership(rt, grant)
-        rt.mark_ended(name, key, grant.metadata.uid or "")
+        rt.mark_ended(name, key)
         stamp = now()
 
         def build(latest: AccessGrant) -> dict[str, Any] | None:
@@ -548,6 +638,10 @@ def end_grant(
             return fields
 
         updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=obj)
+        if updated is not None:
+            # Once the end is written (a failed write is retried, and the grant may still become
+            # Active meanwhile): no attempt still under way adds anything for it (`_ended_meanwhile`).
+            rt.mark_ended(name, key, grant.metadata.uid or "")
     if updated is None:
         # Gone, or ended by a concurrent call (expiry racing a revoke): that call reports it.
         return
@@ -560,16 +654,6 @@ def end_grant(
     message = f"{gone}{kept}" + (f" (revoked by {who})" if who else "") + (f": {why}" if why else "")
     record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
     follow_request(rt, AccessGrant.model_validate(updated))
-
-
-def _filed_with(holders: Index, key: tuple[str, str], group_id: str | None) -> set[str]:
-    """The live grants filed under a grant's membership `key`, and under its group's id once it was
-    Active (`indexes.holdings`): the grants of an Entitlement that spells the same group otherwise
-    (its id where this one has its name) hold the same membership."""
-    filed = set(holders.get(key, []))
-    if group_id:
-        filed |= set(holders.get(grant_rules.membership_key(key[0], group_id), []))
-    return filed
 
 
 def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:

@@ -464,6 +464,11 @@ class Runtime:
         self._cache[(kind, key)] = (now, value)
         return value
 
+    def group_names(self, group_id: str) -> set[str]:
+        """The names this process has resolved to the group `group_id` (`cached`, entries kept past
+        their freshness): the spellings grants of that group may be filed under besides its id."""
+        return {key for (kind, key), (_, value) in list(self._cache.items()) if kind == "group" and value == group_id}
+
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
 

@@ -1,0 +1,98 @@
+"""One group, spelled two ways by two Entitlements (its DisplayName here, its GroupId there): the
+grants of both share one membership, one lock and one reference count (`grants.membership_of`,
+`grants.holders_of`, `indexes.holdings`), so ending or failing a grant of one spelling never takes
+away the membership a grant of the other still holds, and the last to end takes it out, also while
+the grant index has not caught up with a grant this process failed a moment before."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant
+from jitaccess.handlers import grants
+from jitaccess.handlers.indexes import holdings
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit.test_grant_ended_while_provisioning import _Kube
+
+ACTIVE = {
+    "type": "Ready",
+    "status": "True",
+    "reason": "Active",
+    "message": "",
+    "lastTransitionTime": "2026-01-01T00:00:00Z",
+}
+
+
+class _IdentityCenter:
+    """One group, `g-123`, whose DisplayName is `Admins`; alice (`u-1`) a member of it."""
+
+    identity_store_id = "d-1234567890"
+
+    def __init__(self) -> None:
+        self.members = {("g-123", "u-1"): "m-1"}
+
+    def resolve_user(self, _: str) -> str:
+        return "u-1"
+
+    def resolve_group(self, _: str) -> str:
+        return "g-123"
+
+    def remove_member(self, group_id: str, user_id: str, membership_id: str | None = None) -> bool:
+        return self.members.pop((group_id, user_id), None) is not None
+
+
+def _grant(name: str, spelled: str, active: bool) -> dict[str, Any]:
+    status = {"groupId": "g-123", "userId": "u-1", "membershipId": "m-1", "conditions": [ACTIVE]} if active else {}
+    spec = {"user": "alice@example.com", "userId": "u-1", "entitlement": "e", "groupName": spelled,
+            "request": name, "duration": "1h", "ownerTeam": "t", "reason": "INC-1 x"}  # fmt: skip
+    return {"metadata": {"name": name, "uid": f"uid-{name}"}, "spec": spec, "status": status}
+
+
+@pytest.fixture
+def system(monkeypatch: pytest.MonkeyPatch) -> tuple[Runtime, _Kube, _IdentityCenter]:
+    monkeypatch.setattr(grants, "record", lambda *a, **k: None)  # no kopf Event poster here
+    monkeypatch.setattr(grants, "follow_request", lambda *a, **k: None)
+    monkeypatch.setattr(grants.sessions, "deny", lambda *a, **k: None)
+    kube, ic = _Kube(), _IdentityCenter()
+    return Runtime(Settings(), ic, kube), kube, ic  # type: ignore[arg-type]
+
+
+def _store(rt: Runtime, kube: _Kube, *objs: dict[str, Any]) -> None:
+    for obj in objs:
+        kube.put(names.GRANTS, obj)
+        rt.holders.file(obj["metadata"]["name"], holdings(obj), obj["metadata"]["name"])
+
+
+def test_a_grant_of_the_name_that_fails_keeps_the_membership_a_grant_of_the_id_holds(system: Any) -> None:
+    rt, kube, ic = system
+    _store(rt, kube, _grant("by-id", "g-123", active=True), _grant("by-name", "Admins", active=False))
+    grants.fail(rt, AccessGrant.model_validate(kube.get(names.GRANTS, "by-name")), "no longer backed")
+    assert kube.get(names.GRANTS, "by-name")["status"]["conditions"][-1]["reason"] == names.FAILED
+    assert ic.members == {("g-123", "u-1"): "m-1"}
+
+
+def test_a_grant_of_the_name_revoked_before_it_began_keeps_the_membership_a_grant_of_the_id_holds(
+    system: Any,
+) -> None:
+    rt, kube, ic = system
+    _store(rt, kube, _grant("by-id", "g-123", active=True), _grant("by-name", "Admins", active=False))
+    grants.end_grant(rt, "by-name", names.REVOKED, rt.holders, why="its request was withdrawn")
+    assert ic.members == {("g-123", "u-1"): "m-1"}
+    grants.end_grant(rt, "by-id", names.REVOKED, rt.holders, why="the last one")
+    assert ic.members == {}
+
+
+def test_the_last_grant_to_end_takes_the_membership_out_while_the_index_lags(system: Any) -> None:
+    """b fails (its Failed not yet seen by the index, which still files it), then a ends: nothing
+    holds the membership any more, and a's end must not count b."""
+    rt, kube, ic = system
+    _store(rt, kube, _grant("a", "Admins", active=True), _grant("b", "Admins", active=False))
+    grants.fail(rt, AccessGrant.model_validate(copy.deepcopy(kube.get(names.GRANTS, "b"))), "no longer backed")
+    assert ic.members, "a still holds it"
+    grants.end_grant(rt, "a", names.REVOKED, rt.holders, why="revoked")
+    assert ic.members == {}
