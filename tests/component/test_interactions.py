@@ -216,6 +216,24 @@ async def test_a_click_decides_the_request_it_was_posted_for_or_nothing(
     assert "posted before jitaccess tied its buttons to one request" in served.slack.ephemerals[-1][2]
 
 
+def test_the_owner_team_is_read_from_the_request_as_stored(cluster: ControlPlane, request_name: str) -> None:
+    """The team whose map says who clicked: the Entitlement's owner now (ledger); nothing when the
+    request was replaced under its name (the patch's precondition then says so); and an error, so
+    that nothing is decided, when it cannot be told (the teams' index still empty after a start)."""
+    teams = {team["metadata"]["name"]: [team["spec"]] for team in example_teams()}
+    entitlements = {e["metadata"]["name"]: [e] for e in example_entitlements()}
+    operator = kubernetes.config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
+    try:
+        uid = button(cluster, request_name).partition("/")[2]
+        assert owner_team_reader(teams, entitlements, operator)(request_name, uid) == teams["ledger"][0]
+        assert owner_team_reader(teams, entitlements, operator)(request_name, "0" * 8 + uid[8:]) is None
+        assert owner_team_reader(teams, entitlements, operator)("no-such-request", "") is None
+        with pytest.raises(LookupError, match=f"owner team of AccessRequest {request_name} \\(ledger\\) is not known"):
+            owner_team_reader({}, entitlements, operator)(request_name, uid)
+    finally:
+        operator.close()
+
+
 def test_the_impersonator_itself_may_do_nothing_else(cluster: ControlPlane, kubeconfig: Path) -> None:
     impersonator = Impersonator.from_kubeconfig(str(kubeconfig))
     try:

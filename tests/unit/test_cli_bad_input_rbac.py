@@ -39,6 +39,10 @@ from tests.unit.test_interactions_rbac import TEAMS, run_cli, team
             "kind: List\nitems: [{kind: TeamOwnership, metadata: {name: t}, spec: {approvers: bob}}]\n",
             "TeamOwnership t: spec.approvers is a string",
         ),
+        (
+            "kind: TeamOwnership\nmetadata: {name: t}\nspec: {backupApprovers: [carol, 'system:serviceaccount:kube-system:x']}\n",
+            "TeamOwnership t: spec.backupApprovers[1] is system:serviceaccount:kube-system:x, a system: user: approvers are people",
+        ),
     ],
 )
 def test_a_team_the_rule_cannot_read_is_refused_naming_file_object_and_field(

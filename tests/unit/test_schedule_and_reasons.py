@@ -238,6 +238,13 @@ def test_a_pattern_that_cannot_be_matched_in_linear_time_is_refused(pattern: str
     refused(review, "patterns use RE2's syntax, without backreferences or lookaround")
 
 
+def test_a_pattern_too_large_to_check_quickly_is_refused() -> None:
+    pattern = "|".join(f"{c}.{{950,999}}c" for c in "abc")
+    review = adm.review_catalog("CREATE", None, _entitlement(reasonPattern=pattern), MALLORY, operator=OPERATOR)
+    refused(review, "too large to check quickly", "use smaller repetition counts")
+    assert reasons.pattern_problem("^.{10,1000}$") is None  # a length rule, UTF-8 and all, is fine
+
+
 def test_a_pattern_that_backtracks_in_python_is_checked_in_linear_time() -> None:
     """`^(\\w+ ?)+$` against a long reason that fails it: Python's `re` tries every way to split the
     words (2**n of them; seconds at 25 characters, hours at 60), holding the interpreter's lock, so
@@ -327,4 +334,52 @@ def test_a_team_stored_with_a_zero_escalation_says_so_in_its_status() -> None:
     assert (
         team_problems(TeamOwnershipSpec.model_validate({"approvers": ["paula@example.com"], "escalateAfter": "15m"}))
         == []
+    )
+
+
+def test_an_entitlement_stored_with_a_pattern_re2_refuses_is_not_ready() -> None:
+    """Stored before admission refused such (an upgrade from a release that matched with Python's
+    `re`): its status says so with the fix, where `kubectl get entitlements` shows it."""
+    from jitaccess.api.models import Entitlement
+    from jitaccess.handlers.catalog import _usable
+
+    def usable(pattern: str) -> tuple[bool, str, str]:
+        stored = {"metadata": {"name": "prod"}, "spec": {"owner": "payments", "identityCenter": {"groupName": "g"},
+                                                         "reasonPattern": pattern}}  # fmt: skip
+        return _usable(Entitlement.model_validate(stored), {"approvers": ["paula@example.com"]}, "group g resolved")
+
+    ready, reason, message = usable(r"^INC-\d+\Z")
+    assert (ready, reason) == (False, names.INVALID)
+    assert message.startswith(
+        "group g resolved, but spec.reasonPattern '^INC-\\\\d+\\\\Z' is not a valid regular expression"
+    )
+    assert usable(r"^INC-\d+\z") == (True, names.RESOLVED, "group g resolved")
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ({"approvers": ["system:serviceaccount:kube-system:replicaset-controller"]}, "spec.approvers names system:"),
+        ({"backupApprovers": ["system:admin"]}, "spec.backupApprovers names system:admin"),
+        (
+            {"memberGroups": ["system:authenticated"]},
+            "spec.memberGroups names system:authenticated, which stands for everyone",
+        ),
+        ({"approverGroups": ["system:serviceaccounts"]}, "spec.approverGroups names system:serviceaccounts"),
+    ],
+)
+def test_a_team_naming_a_system_user_as_approver_or_everyone_as_a_group_is_refused(
+    spec: dict[str, Any], said: str
+) -> None:
+    """Approvers become the users the Slack endpoint's identity may impersonate: a ServiceAccount
+    there would give that identity its rights; a group of everyone makes everyone a member (an
+    auto-approval for all) or an approver."""
+    team = _team(**spec)
+    verdict = refused(adm.review_catalog("CREATE", None, team, MALLORY, operator=OPERATOR), said)
+    assert verdict.code == adm.INVALID
+    relabelled = {**team, "metadata": {**team["metadata"], "labels": {"x": "y"}}}
+    assert adm.review_catalog("UPDATE", team, relabelled, MALLORY, operator=OPERATOR) == adm.ALLOW  # stored before
+    assert (
+        adm.review_catalog("CREATE", None, _team(approverGroups=["system:masters"]), MALLORY, operator=OPERATOR)
+        == adm.ALLOW
     )

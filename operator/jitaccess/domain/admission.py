@@ -381,8 +381,48 @@ def review_catalog(
         review_bookkeeping(operation, old, new, caller, operator)
         or _reason_policy(new, old)
         or _duration_policy(new, old)
+        or _approver_names(new, old)
         or ALLOW
     )
+
+
+#: The approver fields of a TeamOwnership: the users the Slack endpoint's identity may impersonate.
+_APPROVER_FIELDS = ("approvers", "backupApprovers")
+#: Its group fields, and the groups that stand for everyone (or every ServiceAccount): as members
+#: they would auto-approve every requester, as approvers let anyone approve.
+_GROUP_FIELDS = ("memberGroups", "approverGroups", "backupApproverGroups")
+_EVERYONE = frozenset({"system:authenticated", "system:unauthenticated", "system:serviceaccounts"})
+
+
+def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
+    """A TeamOwnership's approvers are people: a `system:` name (a ServiceAccount, a node, the API
+    server's own users) is refused when written, as is a group that stands for everyone in any of
+    its group fields. Approvers become the users the Slack endpoint's identity may impersonate
+    (`kubectl jit rbac slack`, the chart's ClusterRole), and a team that named
+    `system:serviceaccount:kube-system:...` there would hand that identity a controller's rights."""
+    if new is None or new.get("kind") != names.TEAM_OWNERSHIP:
+        return None
+    before, after = wire.spec(old), wire.spec(new)
+    fields = _APPROVER_FIELDS + _GROUP_FIELDS
+    if old is not None and all(before.get(k) == after.get(k) for k in fields):
+        return None
+    for key in _APPROVER_FIELDS:
+        named = [str(n) for n in (after.get(key) or []) if str(n).startswith("system:")]
+        if named:
+            return Refusal(
+                f"spec.{key} names {', '.join(named)}: approvers are people, and a system: user (a "
+                "ServiceAccount, a node) cannot be one; name the people who decide, or their group in "
+                f"spec.{'approverGroups' if key == 'approvers' else 'backupApproverGroups'}",
+                INVALID,
+            )
+    for key in _GROUP_FIELDS:
+        everyone = [str(g) for g in (after.get(key) or []) if str(g) in _EVERYONE]
+        if everyone:
+            return Refusal(
+                f"spec.{key} names {', '.join(everyone)}, which stands for everyone: name the team's own groups",
+                INVALID,
+            )
+    return None
 
 
 def _reason_policy(new: Obj | None, old: Obj | None) -> Refusal | None:

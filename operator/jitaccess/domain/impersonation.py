@@ -47,6 +47,14 @@ def shape_problems(team: Mapping[str, Any]) -> list[str]:
             for index, item in enumerate(value)
             if not isinstance(item, str)
         ]
+        if field in _APPROVER_FIELDS:
+            # The ClusterRole would let the Slack identity act as it: a ServiceAccount's rights
+            # (admission refuses these in a TeamOwnership; a file, or one stored before, is read here).
+            problems += [
+                f"spec.{field}[{index}] is {item}, a system: user: approvers are people"
+                for index, item in enumerate(value)
+                if isinstance(item, str) and item.startswith("system:")
+            ]
     return problems
 
 

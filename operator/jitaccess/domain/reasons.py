@@ -34,6 +34,13 @@ _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # noqa: V101 - the refusal says what is wrong; RE2's own log line would go to stderr
 
 
+#: The largest compiled pattern accepted, in RE2 instructions. Linear time is still time: a legal
+#: 512-character pattern of fifty `a.{950,999}c` alternatives compiles to ~390,000 instructions and
+#: takes half a second on a long reason, on the operator's event loop. Real ticket patterns are tens
+#: of instructions; `^.{10,1000}$` (any character, as UTF-8) is about 9,000.
+MAX_PROGRAM_SIZE = 20_000
+
+
 class PatternError(ValueError):
     """A reasonPattern RE2 cannot compile; the message says why."""
 
@@ -43,10 +50,16 @@ def compiled(pattern: str) -> Any:
     """The compiled pattern (kept: every request of an Entitlement is checked against the same one);
     `PatternError` when RE2 refuses it."""
     try:
-        return re2.compile(pattern, options=_OPTIONS)
+        regexp = re2.compile(pattern, options=_OPTIONS)
     except re2.error as exc:
         detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise PatternError(detail) from None
+    if regexp.programsize > MAX_PROGRAM_SIZE:
+        raise PatternError(
+            f"too large to check quickly: {regexp.programsize} instructions, at most {MAX_PROGRAM_SIZE}; "
+            "use smaller repetition counts"
+        )
+    return regexp
 
 
 def search(pattern: str, text: str) -> bool:

@@ -21,7 +21,7 @@ from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import overlaps, releases
+from jitaccess.domain import overlaps, reasons, releases
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
@@ -233,10 +233,16 @@ def _granting(rt: Runtime, entitlement: Entitlement) -> list[str]:
 
 def _usable(entitlement: Entitlement, team: Any, resolved: str) -> tuple[bool, str, str]:
     """`Ready` of an Entitlement whose owner team exists and whose target resolved: False when its
-    team can never give the approvals it needs (re-checked by the timer after a team changes)."""
+    team can never give the approvals it needs (re-checked by the timer after a team changes), or
+    when its reason policy cannot be checked (a pattern stored before admission refused such, as
+    RE2 does what Python's `re` compiled: every request of it would be refused)."""
     short = request_rules.approvals_unreachable(entitlement, TeamOwnershipSpec.model_validate(team))
     if short is not None:
         return False, names.TOO_FEW_APPROVERS, f"{resolved}, but {short}"
+    pattern = entitlement.spec.reason_pattern
+    problem = reasons.pattern_problem(pattern) if pattern else None
+    if problem is not None:
+        return False, names.INVALID, f"{resolved}, but spec.reasonPattern {pattern!r} {problem}: fix the expression"
     return True, names.RESOLVED, resolved
 
 

@@ -300,7 +300,12 @@ def owner_team_reader(
         entitlement = first(entitlements, wire.spec(obj).get("entitlement"))
         owner = ((entitlement or {}).get("spec") or {}).get("owner") or (obj.get("status") or {}).get("ownerTeam")
         spec = first(teams, owner) if owner else None
-        return spec if isinstance(spec, Mapping) else None
+        if not isinstance(spec, Mapping):
+            # The request is there, but whose it is cannot be told (the indexes still filling after
+            # a start, the team gone): without its map, an email its owner team maps to another
+            # Slack user could be taken for that user. Nothing is decided; the clicker may retry.
+            raise LookupError(f"the owner team of AccessRequest {name} ({owner or 'not known yet'}) is not known")
+        return spec
 
     return owner_team
 
@@ -351,8 +356,9 @@ class Endpoint:
         decider: Decider,
         owner_team: Callable[[str, str], Mapping[str, Any] | None],
     ) -> None:
-        """`owner_team(name, uid)`: the TeamOwnership spec of the request's owner team (its
-        `status.ownerTeam`), None when the request is gone, replaced, or not taken up yet (blocking)."""
+        """`owner_team(name, uid)`: the TeamOwnership spec of the request's owner team, None when
+        the request is gone or replaced (the patch's precondition then says so); raises when it
+        cannot be told (blocking)."""
         self._gate, self._slack, self._decider, self._owner_team = gate, slack, decider, owner_team
         self._replies: set[asyncio.Task[None]] = set()
 
