@@ -345,6 +345,9 @@ class Runtime:
     _ended_keys: dict[tuple[str, str], float] = field(default_factory=dict)
     _ended_uids: dict[str, float] = field(default_factory=dict)
     _cache: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    # Group id -> the names resolved to it (`group_names`), kept beside the cache: asked at every
+    # grant's end, where going through the cache's users would cost a pass over thousands.
+    _group_names: dict[str, set[str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     # Kept by `indexes` from the watches. Which live grants hold each (UserId, group) membership
     # (rule 1's reference count); Active grants (the gauges), requests awaiting a decision and
@@ -462,12 +465,20 @@ class Runtime:
             return hit[1]
         value = resolve(key)
         self._cache[(kind, key)] = (now, value)
+        if kind == "group":
+            with self._locks_guard:
+                self._group_names.setdefault(value, set()).add(key)
         return value
 
     def group_names(self, group_id: str) -> set[str]:
         """The names this process has resolved to the group `group_id` (`cached`, entries kept past
         their freshness): the spellings grants of that group may be filed under besides its id."""
-        return {key for (kind, key), (_, value) in list(self._cache.items()) if kind == "group" and value == group_id}
+        with self._locks_guard:
+            return {
+                name
+                for name in self._group_names.get(group_id, ())
+                if self._cache.get(("group", name), ("", ""))[1] == group_id
+            }
 
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
