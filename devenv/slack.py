@@ -661,7 +661,11 @@ class SlackStandIn:
             "control_url": f"{self._server.url}/_standin/",
             "signing_secret": self.signing_secret,
             "interactions_url": self.interactions_url,
-            "users": [{"id": u.id, "email": u.email, "name": u.name} for u in self._users.values()],
+            # The CLI clicks as a member of the workspace, found by email: not as someone of another
+            # company a Slack Connect channel shares messages with, whatever email theirs gave them.
+            "users": [
+                {"id": u.id, "email": u.email, "name": u.name} for u in self._users.values() if u.team_id == _TEAM_ID
+            ],
         }
         path.write_text(json.dumps(state, indent=2) + "\n")
 
@@ -990,7 +994,8 @@ class SlackStandIn:
         if not isinstance(email, str) or not email:
             raise _SlackError("invalid_arguments")
         for user in self._users.values():
-            if user.email.casefold() == email.casefold():
+            # Slack finds the members of its own workspace by email, not people of other companies.
+            if user.team_id == _TEAM_ID and user.email.casefold() == email.casefold():
                 return {"user": self._user_json(user)}
         raise _SlackError("users_not_found")
 
