@@ -185,7 +185,7 @@ def activate(
     `admitted`: when the request was created (`confirmed_grantee`). True when `Granted` carried
     `request_essence`."""
     ic = rt.identity_center
-    name, spec = grant.metadata.name, grant.spec
+    spec = grant.spec
     user_id = confirmed_grantee(rt, grant, admitted)
     if user_id is None:
         return False
@@ -223,17 +223,16 @@ def activate(
                 groupId=group_id,
                 membershipId=membership_id,
             )
-            seen: list[str] = []
-            updated = rt.kube.update_status(
-                names.GRANTS,
-                name,
-                status_change(AccessGrant, _carrying(_seeing(build, seen), essence)),
-                current=current,
+            updated = _record_active(
+                rt,
+                grant,
+                build,
+                essence,
+                current,
+                key,
+                group_id,
+                lambda: ic.remove_member(group_id, user_id, membership_id),
             )
-            if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
-                # Ended (or deleted) by another writer while this attempt added the member: nothing
-                # else would take it out.
-                _give_back(rt, grant, key, group_id, lambda: ic.remove_member(group_id, user_id, membership_id))
     if refused:
         # Outside the lock: failing takes back what an earlier attempt may have added, under it.
         fail(rt, grant, refused)
@@ -292,15 +291,16 @@ def _activate_assignments(
                 permissionSetArn=arn,
                 accountAssignments=states,
             )
-            seen: list[str] = []
-            updated = rt.kube.update_status(
-                names.GRANTS,
-                grant.metadata.name,
-                status_change(AccessGrant, _carrying(_seeing(build, seen), essence)),
-                current=current,
+            updated = _record_active(
+                rt,
+                grant,
+                build,
+                essence,
+                current,
+                key,
+                None,
+                lambda: bool(assignments.take_back(rt, grant, user_id, others)),
             )
-            if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
-                _give_back(rt, grant, key, None, lambda: bool(assignments.take_back(rt, grant, user_id, others)))
     if refused:
         # Outside the lock: failing takes back what an earlier attempt may have assigned, under it.
         fail(rt, grant, refused)
@@ -474,16 +474,32 @@ def holders_of(rt: Runtime, holders: Index, grant: AccessGrant, key: tuple[str, 
     return {g for spelled in spellings for g in holders.get(grant_rules.membership_key(key[0], spelled), [])}
 
 
-def _seeing(
-    build: Callable[[AccessGrant], dict[str, Any] | None], seen: list[str]
-) -> Callable[[AccessGrant], dict[str, Any] | None]:
-    """`build`, noting in `seen` the state of each version of the grant it is given."""
+def _record_active(
+    rt: Runtime,
+    grant: AccessGrant,
+    build: Callable[[AccessGrant], dict[str, Any] | None],
+    essence: str | None,
+    current: dict[str, Any] | None,
+    key: tuple[str, str],
+    group_id: str | None,
+    remove: Callable[[], bool],
+) -> dict[str, Any] | None:
+    """Under the membership lock: write the grant Active (`build`, carrying kopf's diff-base
+    `essence`); the grant as written, None when nothing was. When the write finds the grant ended
+    (or deleted) by another writer while this attempt added access, nothing else would take that
+    access out: `remove` it again (`_give_back`)."""
+    seen: list[str] = []
 
-    def seeing(current: AccessGrant) -> dict[str, Any] | None:
-        seen.append(grant_rules.state(current))
-        return build(current)
+    def seeing(latest: AccessGrant) -> dict[str, Any] | None:
+        seen.append(grant_rules.state(latest))
+        return build(latest)
 
-    return seeing
+    updated = rt.kube.update_status(
+        names.GRANTS, grant.metadata.name, status_change(AccessGrant, _carrying(seeing, essence)), current=current
+    )
+    if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
+        _give_back(rt, grant, key, group_id, remove)
+    return updated
 
 
 def _give_back(
