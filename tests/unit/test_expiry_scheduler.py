@@ -256,6 +256,37 @@ def test_failures_are_retried_and_errors_do_not_stop_the_scheduler() -> None:
     run(scenario())
 
 
+def test_a_step_of_the_wall_clock_forward_wakes_the_scheduler() -> None:
+    """Deadlines are wall-clock times and asyncio sleeps on the monotonic clock: after an NTP step
+    or a VM resume that makes a grant overdue, it is ended within a second, not when the sleep
+    computed before the step runs out (an hour here)."""
+    t0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
+    wall = [t0]
+    ended: list[str] = []
+
+    async def expire(name: str) -> dt.datetime | None:
+        ended.append(name)
+        return None
+
+    async def main() -> None:
+        s = ExpiryScheduler(concurrency=1, clock=lambda: wall[0])
+        s.schedule("g1", t0 + dt.timedelta(hours=1))
+        stop = asyncio.Event()
+        task = asyncio.create_task(s.run(expire, stop))
+        await asyncio.sleep(0.2)
+        assert ended == []
+        wall[0] = t0 + dt.timedelta(hours=2)
+        for _ in range(40):
+            if ended:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert ended == ["g1"]
+
+
 def test_bounded_concurrency_and_stop_hands_back_what_was_not_ended() -> None:
     async def scenario() -> None:
         s = ExpiryScheduler(concurrency=3)

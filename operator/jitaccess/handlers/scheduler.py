@@ -35,6 +35,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+#: The longest the scheduler sleeps before comparing the earliest deadline with the wall clock again.
+RECHECK_SECONDS = 1.0
+
+
 class ExpiryScheduler:
     # A worker holds its grant through the rate limiter's wait and the grant's API writes; at
     # start-up, with kopf adopting every object on the same cores, those took ~0.4 s a grant and 8
@@ -102,6 +106,12 @@ class ExpiryScheduler:
                         self._busy.add(name)
                         ready.put_nowait((name, when))
                 delay = None if earliest is None else max(0.0, (earliest - self._clock()).total_seconds())
+                if delay is not None:
+                    # The deadlines are wall-clock times and asyncio sleeps on the monotonic clock:
+                    # after a step of the wall clock forward (an NTP step, a VM paused or resumed),
+                    # one long sleep would keep overdue grants' access until it ran out. A look
+                    # at the queue's head each second costs nothing.
+                    delay = min(delay, RECHECK_SECONDS)
                 await _first_of(self._wake, stop, delay)
         finally:
             # Grants not yet handed to `expire` go back into the queue, for the next start.
