@@ -631,3 +631,18 @@ def test_the_sessions_note_when_catalogs_may_not_be_read(api: FakeApi) -> None:
     assert decisions._sessions_note(session(api), [grant("g1", "prod-eng-payments", "Revoked")]) == (
         decisions.AWS_SESSIONS_NOTE
     )
+
+
+def test_extend_sends_the_duration_as_checked(api: FakeApi) -> None:
+    """`--by " 30m"` passes the CLI's parser, which forgives padding; the schema's pattern does not,
+    so the value is sent trimmed rather than refused by the server with a message about a pattern."""
+    from jitaccess.cli import extend
+
+    api.objects[o.path(names.GRANTS, "g-alice")] = grant("g-alice", "prod-eng-payments", user="alice@example.com")
+    with pytest.raises(StillPending):  # nothing decides it here
+        extend.run(
+            session(api), "g-alice", by=" 30m\n", reason="INC-1 still running", wait=False,
+            timeout=timedelta(milliseconds=1),
+        )  # fmt: skip
+    sent = [body for verb, body in api.calls if verb in ("dry-run", "create")]
+    assert [body["spec"]["duration"] for body in sent] == ["30m", "30m"]

@@ -32,6 +32,7 @@ DEFAULT_NO_WAIT = timedelta(seconds=30)
 
 def run(session: Session, grant_name: str, *, by: str, reason: str, wait: bool, timeout: timedelta | None) -> int:
     api, me = session.api, session.me
+    by = by.strip()  # sent as checked: the schema's pattern refuses the padding the parser forgives
     try:  # as `request --for` is: here, naming the flag, before the server names a field
         parse_duration(by, "the duration")
     except InvalidInput as exc:
