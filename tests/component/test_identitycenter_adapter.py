@@ -31,16 +31,16 @@ def test_unknown_names_are_not_found(adapter: IdentityCenter) -> None:
 
 def test_add_member_is_an_ensure(adapter: IdentityCenter, fresh_identity_center: IdentityCenterEmulator) -> None:
     user, group = adapter.resolve_user("alice@example.com"), adapter.resolve_group("prod-eng-payments")
-    first = adapter.add_member(group, user)
-    # The strict emulator answers ConflictException for the duplicate, as AWS does.
-    second = adapter.add_member(group, user)
-    assert first == second
+    first = adapter.ensure_member(group, user)
+    # The strict emulator answers ConflictException for the duplicate, as AWS does: found, not added.
+    second = adapter.ensure_member(group, user)
+    assert first == (second[0], True) and second[1] is False
     assert fresh_identity_center.members_of("prod-eng-payments") == {"alice@example.com"}
 
 
 def test_remove_member_is_an_ensure(adapter: IdentityCenter, fresh_identity_center: IdentityCenterEmulator) -> None:
     user, group = adapter.resolve_user("alice@example.com"), adapter.resolve_group("prod-eng-payments")
-    membership = adapter.add_member(group, user)
+    membership = adapter.ensure_member(group, user)[0]
     assert adapter.remove_member(group, user, membership) is True
     # Gone already (AWS: ResourceNotFoundException): done, not an error.
     assert adapter.remove_member(group, user, membership) is False
@@ -50,9 +50,9 @@ def test_remove_member_is_an_ensure(adapter: IdentityCenter, fresh_identity_cent
 
 def test_stale_membership_id_still_removes_the_current_one(adapter: IdentityCenter) -> None:
     user, group = adapter.resolve_user("alice@example.com"), adapter.resolve_group("prod-eng-payments")
-    old = adapter.add_member(group, user)
+    old = adapter.ensure_member(group, user)[0]
     adapter.remove_member(group, user, old)
-    adapter.add_member(group, user)
+    adapter.ensure_member(group, user)[0]
     assert adapter.remove_member(group, user, old) is True
     assert adapter.find_membership(group, user) is None
 
@@ -63,10 +63,10 @@ def test_timed_out_write_that_was_applied(
     user, group = adapter.resolve_user("bob@example.com"), adapter.resolve_group("prod-eng-ledger")
     fresh_identity_center.faults.fail("CreateGroupMembership", error="InternalServerException", after_apply=True)
     with pytest.raises(RetryLater):
-        adapter.add_member(group, user)
+        adapter.ensure_member(group, user)[0]
     # The retry finds the membership the failed call did create, and creates no second one.
-    membership = adapter.add_member(group, user)
-    assert membership == adapter.find_membership(group, user)
+    membership, added = adapter.ensure_member(group, user)
+    assert membership == adapter.find_membership(group, user) and not added
     assert fresh_identity_center.members_of("prod-eng-ledger") == {"bob@example.com"}
 
 

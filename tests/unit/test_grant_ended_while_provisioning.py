@@ -73,9 +73,10 @@ class _IdentityCenter:
     def resolve_group(self, name: str) -> str:
         return "gid-" + name
 
-    def add_member(self, group_id: str, user_id: str) -> str:
+    def ensure_member(self, group_id: str, user_id: str) -> tuple[str, bool]:
+        added = (group_id, user_id) not in self.members
         self.members[(group_id, user_id)] = "m-1"
-        return "m-1"
+        return "m-1", added
 
     def remove_member(self, group_id: str, user_id: str, membership_id: str | None = None) -> bool:
         return self.members.pop((group_id, user_id), None) is not None
@@ -154,8 +155,8 @@ def test_a_grant_another_writer_ended_while_its_member_was_added_gives_the_membe
         def resolve_user(self, _: str) -> str:
             return "id-bob"
 
-        def add_member(self, group_id: str, user_id: str) -> str:
-            added = super().add_member(group_id, user_id)
+        def ensure_member(self, group_id: str, user_id: str) -> tuple[str, bool]:
+            added = super().ensure_member(group_id, user_id)
             ended = kube.get(names.GRANTS, "r1")
             assert ended is not None
             revoked = {"type": "Ready", "status": "False", "reason": names.REVOKED, "message": "revoked",

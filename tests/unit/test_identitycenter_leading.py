@@ -32,12 +32,12 @@ def test_a_write_waiting_for_its_token_when_the_lease_goes_is_not_sent() -> None
     ic = IdentityCenter(client, "d-1234567890", rate_limit=2.0)
     ic.may_write = lambda: leading["now"]
     ic._limiter("CreateGroupMembership")._tokens = 1  # one call now; the next waits half a second
-    ic.add_member("g-1", "u-1")
+    ic.ensure_member("g-1", "u-1")
     outcome: list[BaseException] = []
 
     def second() -> None:
         try:
-            ic.add_member("g-1", "u-2")
+            ic.ensure_member("g-1", "u-2")
         except BaseException as exc:
             outcome.append(exc)
 
@@ -69,7 +69,7 @@ def test_the_sdks_retry_of_a_write_is_not_sent_once_the_lease_is_gone(monkeypatc
 
     ic._client.meta.events.register("before-send", answer)
     with pytest.raises(NotLeading):
-        ic.add_member("g-1", "u-1")
+        ic.ensure_member("g-1", "u-1")
     assert attempts == [True]
 
 

@@ -311,8 +311,10 @@ class IdentityCenter:
         to the grant's own threads rather than hold a thread of the request's decisions)."""
         return self._limiter("CreateGroupMembership").ready()
 
-    def add_member(self, group_id: str, user_id: str) -> str:
-        """Ensure `user_id` is in `group_id`; returns the membership id either way."""
+    def ensure_member(self, group_id: str, user_id: str) -> tuple[str, bool]:
+        """Ensure `user_id` is in `group_id`: (the membership id, whether this call added it rather
+        than found it there). Identity Center keeps no time of a membership's creation: whether
+        it was there already is all a caller can learn of when the access began."""
         try:
             response = self._call(
                 "CreateGroupMembership",
@@ -320,14 +322,14 @@ class IdentityCenter:
                 GroupId=group_id,
                 MemberId={"UserId": user_id},
             )
-            return str(response["MembershipId"])
+            return str(response["MembershipId"]), True
         except PermanentFailure as exc:
             if exc.code != "ConflictException":
                 raise
         existing = self.find_membership(group_id, user_id)
         if existing is None:
             raise RetryLater("membership conflicted but cannot be found yet", operation="CreateGroupMembership")
-        return existing
+        return existing, False
 
     def remove_member(self, group_id: str, user_id: str, membership_id: str | None = None) -> bool:
         """Ensure `user_id` is not in `group_id`; True when this call removed it."""

@@ -54,6 +54,16 @@ def _revoked(annotations: kopf.Annotations, **_: Any) -> bool:
     return wire.truthy(annotations.get(names.ANNOTATION_REVOKED))
 
 
+@kopf.on.startup()
+async def begin_attempts(memo: kopf.Memo, **_: Any) -> None:
+    """A fresh controller (this replica has just taken the Lease): grants created before now may
+    have been tried by the previous one (`Runtime.attempts`)."""
+    rt = memo.get("runtime")
+    if not isinstance(rt, Runtime):
+        raise kopf.TemporaryError("the Runtime is not set up yet (startup.configure)", delay=0.1)
+    rt.attempts.begin()
+
+
 @kopf.on.resume(*GRANT)
 @kopf.on.create(*GRANT)
 async def provision_grant(
@@ -206,7 +216,7 @@ def activate(
         if _ended_meanwhile(rt, grant):
             return False
         try:
-            membership_id = ic.add_member(group_id, user_id)
+            membership_id, added = ic.ensure_member(group_id, user_id)
         except NotFound:
             rt.forget("group", spec.group_name)
             refused = f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared"
@@ -214,7 +224,7 @@ def activate(
             # Access denied by IAM, a malformed id: another try will not help.
             refused = f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}"
         else:
-            window = grant_rules.activation_window(grant, now())
+            window = grant_rules.activation_window(grant, now() if added else activation_start(grant))
 
             build = _becoming_active(
                 window,
@@ -276,12 +286,13 @@ def _activate_assignments(
         if _ended_meanwhile(rt, grant):
             return False
         others = assignments.others_holding(rt, grant, key, rt.holders)
+        first = rt.attempts.first(grant.metadata.uid or "", grant.metadata.creation_timestamp)
         try:
             states = assignments.assign(rt, grant, user_id, arn, others)
         except (NotFound, PermanentFailure) as exc:
             refused = f"Identity Center refused to assign {spec.group_name} to {spec.user}: {exc}"
         else:
-            window = grant_rules.activation_window(grant, now())
+            window = grant_rules.activation_window(grant, now() if first else activation_start(grant))
             accounts = ", ".join(s["account"] for s in states)
 
             build = _becoming_active(
@@ -307,6 +318,7 @@ def _activate_assignments(
         return False
     if updated is None or not grant_rules.is_active(AccessGrant.model_validate(updated)):
         return False
+    rt.attempts.over(grant.metadata.uid or "")
     if essence is not None:
         diffbase.carried(grant.metadata.uid, essence)
     expiration = ts(window.expiration_time)
@@ -314,6 +326,18 @@ def _activate_assignments(
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
     followed = follow_request(rt, AccessGrant.model_validate(updated), current=request, essence=request_essence)
     return followed is not None and request_essence is not None
+
+
+def activation_start(grant: AccessGrant) -> dt.datetime:
+    """When a grant's time starts if its access may have been given before the attempt now under
+    way (the membership was there already; an assignment tried before, or by another process):
+    its creation, the earliest any attempt of it could have added anything. Counting from now
+    would run a grant whose `Active` write was lost (a crash, an API server error, then a retry
+    hours later) for its full duration again, on top of the access already held. The user loses
+    the time between the creation and now, which for a grant provisioned at once is a moment."""
+    created = grant.metadata.creation_timestamp
+    current = now()
+    return current if created is None else min(created, current)
 
 
 def _becoming_active(

@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from jitaccess.adapters.identitycenter import IdentityCenter, RateLimiter
@@ -314,6 +314,39 @@ class Provisions:
             return False
 
 
+class Attempts:
+    """Which grants this controller has tried to provision since it began acting, and when that
+    was: whether anything could have given a grant's access before the attempt now under way.
+    Identity Center says whether a membership was there already; an account assignment made
+    again looks like a new one, so in account-assignment mode a grant created before this
+    controller began (a previous leader or process may have assigned it, then died) or tried
+    before in it (the first attempt assigned, then its `Active` write failed) counts its time
+    from its creation (`grants.activation_start`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since = datetime.now(UTC)
+        self._tried: set[str] = set()
+
+    def begin(self) -> None:
+        """The controller starts acting (a fresh kopf operator, on each acquisition of the Lease)."""
+        with self._lock:
+            self.since = datetime.now(UTC)
+            self._tried.clear()
+
+    def first(self, uid: str, created: datetime | None) -> bool:
+        """Whether this is the first attempt at the grant `uid` anywhere; records it as tried."""
+        with self._lock:
+            tried = uid in self._tried
+            self._tried.add(uid)
+            return not tried and created is not None and created >= self.since
+
+    def over(self, uid: str) -> None:
+        """The grant is Active or finished: nothing more to remember of it."""
+        with self._lock:
+            self._tried.discard(uid)
+
+
 class Passes:
     """A pass over many objects that each of their watch events asks for: at most one runs at a
     time, and any number of requests during it make exactly one more (`handlers.overlaps`). Only
@@ -387,6 +420,8 @@ class Runtime:
     handoffs: Handoffs = field(default_factory=Handoffs)
     # Grants their request's handler provisions itself (`grants.provision_at_once`).
     provisions: Provisions = field(default_factory=Provisions)
+    # Grants tried since this controller began (`grants.activation_start`).
+    attempts: Attempts = field(default_factory=Attempts)
     _pool: ThreadPoolExecutor | None = None
     _granting_pool: ThreadPoolExecutor | None = None
     # How fast each user creates AccessRequests, and how often they ask approvers (the limits at

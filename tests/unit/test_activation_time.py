@@ -1,0 +1,96 @@
+"""When a grant's time starts. Identity Center keeps no time of a membership's creation, and a grant
+becomes Active in a status write after the membership is added: if that write is lost (the process
+killed, the API server erring) and the grant is tried again later, the membership found there must
+not start a fresh duration, or a 1h grant retried 2h later would end 3h after its access began."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant
+from jitaccess.handlers import grants
+from jitaccess.handlers.runtime import Attempts, Runtime
+from jitaccess.settings import Settings
+from tests.unit.test_grant_ended_while_provisioning import GROUP, _IdentityCenter, _Kube
+
+T0 = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
+
+
+class _Known(_IdentityCenter):
+    def resolve_user(self, _: str) -> str:
+        return "id-bob"
+
+
+def _grant(created: dt.datetime) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "r1", "uid": "uid-g1", "creationTimestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "spec": {"user": "bob@example.com", "userId": "id-bob", "entitlement": GROUP, "groupName": GROUP,
+                 "request": "r1", "duration": "1h", "ownerTeam": "payments", "reason": "CHG-1"},
+        "status": {},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
+    at = [T0]
+    monkeypatch.setattr(grants, "now", lambda: at[0])
+    monkeypatch.setattr(grants, "record", lambda *a, **k: None)  # no kopf Event poster here
+    return at
+
+
+def test_a_membership_added_fresh_starts_the_grant_now(clock: list[dt.datetime]) -> None:
+    kube, ic = _Kube(), _Known()
+    rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
+    kube.put(names.GRANTS, _grant(T0 - dt.timedelta(minutes=5)))  # queued five minutes for the quota
+    grants.activate(rt, AccessGrant.model_validate(kube.get(names.GRANTS, "r1")))
+    status = (kube.get(names.GRANTS, "r1") or {})["status"]
+    assert (status["activationTime"], status["expirationTime"]) == ("2026-12-01T06:00:00Z", "2026-12-01T07:00:00Z")
+
+
+def test_a_lost_active_write_retried_later_counts_from_the_grants_creation(
+    clock: list[dt.datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube, ic = _Kube(), _Known()
+    rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
+    kube.put(names.GRANTS, _grant(T0))
+    written = kube.update_status
+
+    def lost(*_: Any, **__: Any) -> None:
+        raise RuntimeError("the API server did not answer the Active write")
+
+    monkeypatch.setattr(kube, "update_status", lost)
+    with pytest.raises(RuntimeError):
+        grants.activate(rt, AccessGrant.model_validate(kube.get(names.GRANTS, "r1")))
+    assert ic.members, "the first attempt added the membership at 06:00"
+
+    monkeypatch.setattr(kube, "update_status", written)
+    clock[0] = T0 + dt.timedelta(hours=2)  # kopf's retry, or the next process, two hours later
+    grants.activate(rt, AccessGrant.model_validate(copy.deepcopy(kube.get(names.GRANTS, "r1"))))
+    status = (kube.get(names.GRANTS, "r1") or {})["status"]
+    assert (status["activationTime"], status["expirationTime"]) == ("2026-12-01T06:00:00Z", "2026-12-01T07:00:00Z")
+
+
+def test_an_assignment_counts_from_now_only_at_its_first_attempt_since_the_controller_began() -> None:
+    attempts = Attempts()
+    begun = attempts.since
+    assert attempts.first("g-new", begun + dt.timedelta(seconds=1))
+    assert not attempts.first("g-new", begun + dt.timedelta(seconds=1)), "tried before in this controller"
+    assert not attempts.first("g-old", begun - dt.timedelta(seconds=1)), "a previous leader may have tried it"
+    assert not attempts.first("g-unknown", None)
+    attempts.begin()  # the next acquisition of the Lease: a grant created since is new again
+    assert attempts.first("g-later", attempts.since + dt.timedelta(seconds=1))
+
+
+def test_a_membership_of_another_holder_counts_from_the_grants_creation(clock: list[dt.datetime]) -> None:
+    kube, ic = _Kube(), _Known()
+    ic.members[("gid-" + GROUP, "id-bob")] = "m-0"  # there already: another grant, or standing access
+    rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
+    kube.put(names.GRANTS, _grant(T0 - dt.timedelta(seconds=3)))
+    grants.activate(rt, AccessGrant.model_validate(kube.get(names.GRANTS, "r1")))
+    status = (kube.get(names.GRANTS, "r1") or {})["status"]
+    assert status["activationTime"] == "2026-12-01T05:59:57Z"
