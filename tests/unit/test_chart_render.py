@@ -118,6 +118,10 @@ def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
     assert env(single)["JITACCESS_LEADER_ELECTION"] == "false"
     assert "JITACCESS_LEASE_NAME" not in env(single)
     assert not [o for o in single if o["kind"] in ("Role", "RoleBinding", "PodDisruptionBudget")]
+    # Without a Lease a new pod acts from its start: a rolling update would run two acting
+    # operators side by side until the old one stopped.
+    (deployment,) = [o for o in single if o["kind"] == "Deployment"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
 @pytest.mark.parametrize(
@@ -323,6 +327,7 @@ def test_restricted_pod_security(which: str, request: pytest.FixtureRequest) -> 
 def test_two_replicas_with_leader_election_by_default(default: Objects) -> None:
     deployment = find(default, "Deployment")
     assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     variables = env(default)
     assert variables["JITACCESS_LEADER_ELECTION"] == "true"
