@@ -40,11 +40,11 @@ def grown(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
 
 
-def gauge_becomes(system: Jit, name: str, expected: float, **labels: str) -> Samples:
+def gauge_becomes(system: Jit, name: str, expected: float, timeout: float = 20, **labels: str) -> Samples:
     """Gauges follow the watch stream: poll until the scrape shows `expected`."""
     return eventually(
         lambda: samples if value(samples := scrape(system), name, **labels) == expected else None,
-        timeout=20,
+        timeout=timeout,
         what=f"{name}{labels} == {expected}",
     )
 
@@ -148,3 +148,23 @@ def test_drift_is_counted(system: Jit) -> None:
         grown(before, after, "jitaccess_identitycenter_calls_total", operation="DeleteGroupMembership", outcome="ok")
         == 1
     )
+
+
+def test_a_revocation_identity_center_refuses_is_overdue_from_the_revocation(system: Jit) -> None:
+    """The operator's IAM policy lost identitystore:DeleteGroupMembership: the revoked grant stays
+    Active with its membership. It counts as overdue from the revocation, so the critical
+    JitaccessExpiryLate pages within minutes, not at the grant's own end an hour later."""
+    alice = "alice@example.com"
+    system.request("refused-revoke", PAYMENTS, duration="1h", user=alice)
+    system.wait_reason("accessgrant", "refused-revoke", "Active")
+    system.ic.faults.fail("DeleteGroupMembership", times=100_000, error="AccessDeniedException")
+    try:
+        system.kubectl("annotate", "accessgrant", "refused-revoke", "jitaccess.dev/revoked=true", user=alice)
+        after = gauge_becomes(system, "jitaccess_grants_overdue", 1, timeout=60)  # past the 30 s grace
+        assert value(after, "jitaccess_grant_overdue_seconds") > 0
+        assert alice in system.members(PAYMENTS), "still refused: the access is there, and shown"
+    finally:
+        system.ic.faults.clear()
+    system.wait_reason("accessgrant", "refused-revoke", "Revoked", timeout=60)
+    assert alice not in system.members(PAYMENTS)
+    gauge_becomes(system, "jitaccess_grants_overdue", 0)

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jitaccess import metrics
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
+from jitaccess.domain.expiry import overdue
 from jitaccess.handlers import indexes
 from jitaccess.handlers.indexes import Pending
 from jitaccess.handlers.observability import take_snapshot
@@ -146,6 +147,39 @@ def test_snapshot_of_the_expiration_times() -> None:
     expirations.observe("carol-3", None)  # ended
     state = take_snapshot(ObjectIndex(), ObjectIndex(), expirations)
     assert sorted(state.expirations or []) == [NOW - timedelta(minutes=2), NOW + timedelta(minutes=2)]
+
+
+def test_a_grant_asked_to_end_counts_as_overdue_from_the_ask_not_its_expiration() -> None:
+    """A revocation or deletion Identity Center keeps refusing (an IAM policy edited) leaves the
+    grant Active: it pages as a late expiry does, from when it was asked to end, not hours later."""
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    memo = kopf.Memo(runtime=rt)
+    now = datetime.now(UTC)
+    grant = {
+        "metadata": {"name": "alice-1", "annotations": {}},
+        "spec": {"entitlement": "prod-payments", "user": "alice@example.com", "groupName": "prod-payments"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Active"}],
+            "expirationTime": (now + timedelta(hours=8)).isoformat(),
+        },
+    }
+
+    def seen(body: dict[str, object]) -> list[datetime]:
+        asyncio.run(indexes.observe_grant(type="MODIFIED", body=kopf.Body(body), memo=memo))
+        return sorted(take_snapshot(ObjectIndex(), ObjectIndex(), rt.expirations).expirations or [])
+
+    assert seen(grant) == [now + timedelta(hours=8)]
+    revoked = {**grant, "metadata": {"name": "alice-1", "annotations": {"jitaccess.dev/revoked": "true"}}}
+    first = seen(revoked)[0]
+    assert now <= first <= datetime.now(UTC), "from when this replica first saw the revocation"
+    assert seen(revoked) == [first], "and not from each later event"
+    rt.revocations_seen["alice-1"] = now - timedelta(minutes=5)  # as if seen five minutes ago
+    assert overdue(seen(revoked), now) == (1, 300.0)
+    deleted_at = (now - timedelta(minutes=3)).replace(microsecond=0)
+    deleting = {**grant, "metadata": {"name": "alice-1", "deletionTimestamp": deleted_at.isoformat()}}
+    assert seen(deleting) == [deleted_at]
+    ended = {**grant, "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Revoked"}]}}
+    assert seen(ended) == [] and "alice-1" not in rt.revocations_seen
 
 
 def test_errors_counted_from_logs() -> None:

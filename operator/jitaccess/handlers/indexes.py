@@ -8,7 +8,8 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 - `holders`: which live grants hold each (user, group) membership, filled from a listing at
   start-up as well, so a restarted operator knows every live grant before it expires any;
 - `active`: Active grants and whose they are (the gauges, the eligibility re-check);
-- `expirations`: Active grants' persisted expiration times (the overdue gauges, on every replica);
+- `expirations`: Active grants' persisted expiration times, or the moment a revocation or deletion
+  asked them to end if earlier (the overdue gauges, on every replica);
 - `pending`: requests awaiting a decision, with what their deadlines depend on and whose they are;
 - `waiting`: the same by requester, from their creation on (the approval-fatigue limits at admission);
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
@@ -26,6 +27,7 @@ plain function would cost a trip through the thread pool each time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -140,6 +142,23 @@ def expiring(obj: Mapping[str, Any]) -> dt.datetime | None:
         return None
 
 
+def asked_to_end(obj: Mapping[str, Any], seen: dict[str, dt.datetime]) -> dt.datetime | None:
+    """When an Active grant was asked to end before its time, or None: its deletion (the API
+    server's stamp), or its revocation (the annotation has no time: when `seen`, this replica's
+    memory, first met it). From then it counts toward the overdue gauges as an expired one does:
+    a revocation Identity Center keeps refusing (an IAM policy edited) pages like a late expiry,
+    not hours later at the grant's own end."""
+    name = wire.name_of(obj)
+    stamp = (obj.get("metadata") or {}).get("deletionTimestamp")
+    if isinstance(stamp, str) and stamp:
+        with contextlib.suppress(ValueError):
+            return dt.datetime.fromisoformat(stamp)
+    if wire.truthy(wire.annotations_of(obj).get(names.ANNOTATION_REVOKED)):
+        return seen.setdefault(name, dt.datetime.now(dt.UTC))
+    seen.pop(name, None)
+    return None
+
+
 def pending(obj: Mapping[str, Any]) -> Pending | None:
     """A request awaiting a decision (Pending, and neither Approved nor Denied yet), or None."""
     decided = wire.is_true(obj, names.APPROVED) or wire.is_true(obj, names.DENIED)
@@ -218,6 +237,11 @@ async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_:
     active = not gone and wire.ready_reason(body) == names.ACTIVE
     rt.active.observe(name, (_entitlement(body), grantee(body)) if active else None)
     expires = None if gone else expiring(body)
+    if expires is not None:
+        asked = asked_to_end(body, rt.revocations_seen)
+        expires = expires if asked is None else min(expires, asked)
+    else:
+        rt.revocations_seen.pop(name, None)
     rt.expirations.observe(name, None if expires is None else (_entitlement(body), expires))
     done = None if gone else ended(names.GRANTS, body)
     rt.finished.observe(f"{names.GRANTS}/{name}", None if done is None else (_entitlement(body), done))

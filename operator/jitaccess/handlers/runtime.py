@@ -391,6 +391,9 @@ class Runtime:
     # The persisted expiration time of each Active grant, by entitlement: the overdue gauges. Not
     # `expiries`, which on the leader holds a retry's time instead, and not a grant being ended.
     expirations: ObjectIndex = field(default_factory=ObjectIndex)
+    # When this replica first saw each still-Active grant marked revoked (the annotation carries no
+    # time): such a grant counts as overdue from then, not from its expiration time (`indexes`).
+    revocations_seen: dict[str, datetime] = field(default_factory=dict)
     # Requests that wait for a decision, by requester (the approval-fatigue limits at admission).
     waiting: WaitingRequests = field(default_factory=WaitingRequests)
     # Extensions just admitted here, by grant (the caps at admission: `extension_admission`).
