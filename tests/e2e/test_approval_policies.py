@@ -84,6 +84,28 @@ def test_an_unreviewed_break_glass_is_warned_of_once(pci: Jit) -> None:
         pci.kubectl("patch", "entitlement", PCI, "--type=merge", "-p", '{"spec":{"breakGlass":{"reviewWithin":"24h"}}}')
 
 
+def test_a_break_glass_is_reviewed_by_its_owner_team_after_its_entitlement_is_deleted(pci: Jit) -> None:
+    """Renaming an Entitlement in Git deletes the old one: the use of production access made under
+    it still wants its review, by the team that owned it then (`status.ownerTeam`). It was refused
+    ("not an approver of the owner team"), and the request could then be neither reviewed nor
+    deleted."""
+    assert break_glass(pci, "carol-orphan").returncode == 0
+    pci.wait_reason("accessrequest", "carol-orphan", "Granted")
+    pci.kubectl("annotate", "accessgrant", "carol-orphan", "jitaccess.dev/revoked=true", user=CAROL)
+    pci.wait_reason("accessgrant", "carol-orphan", "Revoked")
+    pci.kubectl("delete", "entitlement", PCI, "--timeout=60s")
+    eventually(lambda: pci.get("entitlement", PCI) is None or None, timeout=60, what="entitlement gone")
+    self_review = annotate(pci, "carol-orphan", "jitaccess.dev/reviewed=true", user=CAROL)
+    assert self_review.returncode != 0, "still never by the requester"
+    reviewed = annotate(pci, "carol-orphan", "jitaccess.dev/reviewed=true", user=PAULA)
+    assert reviewed.returncode == 0, reviewed.stderr
+    eventually(
+        lambda: (pci.condition("accessrequest", "carol-orphan", "Reviewed") or {}).get("status") == "True" or None,
+        what="review recorded",
+    )
+    assert status(pci, "carol-orphan")["reviewedBy"] == PAULA
+
+
 def test_the_on_call_engineer_is_approved_at_once(pci: Jit) -> None:
     pci.ic.add_member(ONCALL, BOB)
     pci.request("bob-oncall", PCI, user=BOB)

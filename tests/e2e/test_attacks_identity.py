@@ -8,7 +8,9 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
   grant counts for the other;
 - 28: the user is deleted and re-created under the same name between request and approval;
 - 29: an owner-team approver ends a grant after its Entitlement was deleted;
-- 30: a request is deleted while the access it led to runs.
+- 30: a request is deleted while the access it led to runs;
+- 109: the grant's owner team is renamed in Git (its TeamOwnership deleted): the approvers of the
+  Entitlement's owner now end the grant; the approvers of another team still may not.
 
 Kubernetes knows `Alice@example.com` only through impersonation by the administrator (who may);
 RBAC lets that identity request, as it lets the other test users.
@@ -185,6 +187,65 @@ def test_29_owner_approver_revokes_after_the_entitlement_is_deleted(system: Jit,
     # The grant itself records who owned it and why access was asked for, whatever becomes of the rest.
     assert revoked["spec"]["ownerTeam"] == "payments"
     assert revoked["spec"]["reason"] == "INC-29 payments outage"
+
+
+# --- 109. revocation once the grant's owner team is gone ------------------------------------------
+
+
+def _team(name: str, approvers: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "TeamOwnership",
+        "metadata": {"name": name},
+        "spec": {"members": [ALICE], "approvers": approvers},
+    }
+
+
+def _owned_by(team: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "Entitlement",
+        "metadata": {"name": "e2e-renamed-team"},
+        "spec": {
+            "owner": team,
+            "identityCenter": {"groupName": PAYMENTS},
+            "eligibility": {"identityCenterGroups": ["prod-eligible"]},
+        },
+    }
+
+
+def test_109_the_new_owner_teams_approver_revokes_once_the_recorded_team_is_gone(system: Jit) -> None:
+    system.apply(_team("e2e-team-old", [PAULA]))
+    system.apply(_owned_by("e2e-team-old"))
+    system.wait_reason("entitlement", "e2e-renamed-team", "Resolved", timeout=30)
+    try:
+        system.request("e109", "e2e-renamed-team", user=ALICE)
+        system.wait_reason("accessgrant", "e109", "Active")
+        # The rename as one commit: the new team, the Entitlement pointing at it, the old one pruned.
+        system.apply(_team("e2e-team-new", [PAULA]))
+        system.apply(_owned_by("e2e-team-new"))
+        system.kubectl("delete", "teamownership", "e2e-team-old")
+        eventually(lambda: system.get("teamownership", "e2e-team-old") is None or None, what="old team gone")
+        # Another team's approver is nobody here, before and after.
+        other = system.kubectl("annotate", "accessgrant", "e109", f"{REVOKED}=true", user=LENA, check=False)
+        assert other.returncode != 0 and "may not revoke" in other.stderr
+        # It was refused for the new team's approver too ("an approver of team e2e-team-old (the
+        # team no longer exists)"): only the grantee or a cluster administrator could end it.
+        eventually(
+            lambda: system.kubectl(
+                "annotate", "accessgrant", "e109", f"{REVOKED}=true", user=PAULA, check=False
+            ).returncode == 0 or None,
+            timeout=15,
+            what="the new owner team's approver may revoke",
+        )  # fmt: skip
+        revoked = system.wait_reason("accessgrant", "e109", "Revoked")
+        assert revoked["status"]["revokedBy"] == PAULA and revoked["spec"]["ownerTeam"] == "e2e-team-old"
+        eventually(lambda: system.members(PAYMENTS) == set() or None, what="membership removed")
+    finally:
+        system.clean()
+        system.kubectl("delete", "entitlement", "e2e-renamed-team", "--ignore-not-found", "--timeout=60s")
+        for team in ("e2e-team-old", "e2e-team-new"):
+            system.kubectl("delete", "teamownership", team, "--ignore-not-found")
 
 
 # --- 30. a request deleted while its access runs -------------------------------------------------

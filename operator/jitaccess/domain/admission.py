@@ -515,6 +515,7 @@ def review_request(
     earlier_break_glass: EarlierBreakGlass | None = None,
     waiting: WaitingCheck | None = None,
     responders: Responders = NO_RESPONDERS,
+    reviewers: TeamOwnershipSpec | None = None,
 ) -> Verdict:
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver
     (or a denial from an incident responder), until the request's deadline (`now` is the API
@@ -524,6 +525,8 @@ def review_request(
 
     `user_id` resolves the caller's Identity Center UserId at CREATE, stamped as
     `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
+    `reviewers`: the team whose approvers review a break-glass request, when not `team` (the one
+    that owned the Entitlement when the request was taken up, `status.ownerTeam`).
     """
     refusal = (
         review_bookkeeping(operation, old, new, caller, operator, held=True)
@@ -542,7 +545,7 @@ def review_request(
             verdict = _spec_changed(old, new) or _request_updated(old, new, caller, entitlement, team, phase)
         else:
             verdict = review_withdrawn(old, new, caller, operator) or decision_update(
-                old, new, caller, entitlement, team, phase, responders=responders
+                old, new, caller, entitlement, team, phase, responders=responders, reviewers=reviewers
             )
         # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
         # whether or not the operator's timer has declared the request TimedOut yet.
@@ -776,15 +779,17 @@ def decision_update(
     phase: Phase,
     *,
     responders: Responders = NO_RESPONDERS,
+    reviewers: TeamOwnershipSpec | None = None,
 ) -> Verdict:
     """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension), by
     anyone but the operator: spec immutable, the stamps the webhook's alone, who may approve or
-    deny, and who may change anything else of it. `responders` may deny either, never approve."""
+    deny, and who may change anything else of it. `responders` may deny either, never approve;
+    `reviewers` (default: `team`) review a break-glass request."""
     # The spec first: a change of spec.entitlement makes `team` another entitlement's owner team.
     return (
         _spec_changed(old, new)
         or _others_change(old, new, caller, team)
-        or _request_updated(old, new, caller, entitlement, team, phase, responders)
+        or _request_updated(old, new, caller, entitlement, team, phase, responders, reviewers)
     )
 
 
@@ -796,6 +801,7 @@ def _request_updated(
     team: TeamOwnershipSpec | None,
     phase: Phase,
     responders: Responders = NO_RESPONDERS,
+    reviewers: TeamOwnershipSpec | None = None,
 ) -> Verdict:
     """The annotations' part of an update (the spec is checked unchanged before it)."""
     before, after = wire.annotations_of(old), wire.annotations_of(new)
@@ -806,7 +812,7 @@ def _request_updated(
                 "identity the API server authenticated, and never changes afterwards: leave it out of your "
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
-    reviewed = _reviewed(old, before, after, caller, team, phase, responders)
+    reviewed = _reviewed(old, before, after, caller, reviewers or team, phase, responders)
     if reviewed is not None:
         return reviewed
     verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase, responders) or _decision(

@@ -86,6 +86,22 @@ async def _entitlement_and_team(
     return entitlement, await _team(rt, entitlement.spec.owner, teams)
 
 
+async def _reviewers(
+    rt: Runtime, operation: str | None, old: kopf.Body | None, entitlement: Entitlement | None, teams: Index
+) -> TeamOwnershipSpec | None:
+    """Who reviews a break-glass request: the approvers of the team that owned its Entitlement when
+    the operator took it up (`status.ownerTeam`), as revocation rights come from a grant's record.
+    The live Entitlement may be gone (renamed in Git) or owned by another team since, and the use
+    of production access still wants its review by those who owned it. None: the live owner team
+    (no record, or the recorded team no longer exists)."""
+    if operation != "UPDATE" or old is None or not break_glass_rules.is_break_glass(old):
+        return None
+    recorded = str(wire.status(old).get("ownerTeam") or "")
+    if not recorded or (entitlement is not None and entitlement.spec.owner == recorded):
+        return None
+    return await _team(rt, recorded, teams)
+
+
 async def _team(rt: Runtime, name: str, teams: Index) -> TeamOwnershipSpec | None:
     """A TeamOwnership's spec by name; an index miss is confirmed with the API server."""
     team = first(teams, name)
@@ -190,6 +206,7 @@ async def _review_request(
     if operation == "UPDATE" or (phase is Phase.VALIDATE and operation == "CREATE") or deletes:
         name = _entitlement_name(new or old)
         entitlement, team = await _entitlement_and_team(rt, name, teams, entitlements)
+    reviewers = await _reviewers(rt, operation, old, entitlement, teams)
 
     def eligibility(valid: request_rules.ValidRequest) -> str | None:
         try:
@@ -262,6 +279,7 @@ async def _review_request(
         earlier_break_glass=functools.partial(_earlier_break_glass, rt) if asks else None,
         waiting=waiting if asks else None,
         responders=responders(rt),
+        reviewers=reviewers,
     )
     # Only a new request asks Identity Center (blocking calls); every other review is pure.
     verdict = await asyncio.to_thread(review) if creates else review()
@@ -383,6 +401,14 @@ async def _review_grant(
         recorded = admission.recorded_owner(old or new or {})
         if recorded is not None:
             owner, team = recorded, await _team(rt, recorded, teams)
+            if team is None:
+                # The team that owned the grant is gone (renamed or deleted in Git): the approvers of
+                # the Entitlement's owner now may end it early, or nobody but the grantee could.
+                entitlement, current = await _entitlement_and_team(
+                    rt, _entitlement_name(old or new), teams, entitlements
+                )
+                if entitlement is not None and current is not None:
+                    owner, team = entitlement.spec.owner, current
         else:
             entitlement, team = await _entitlement_and_team(rt, _entitlement_name(old or new), teams, entitlements)
             owner = entitlement.spec.owner if entitlement is not None else ""

@@ -16,13 +16,14 @@ import logging
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessRequest, TeamOwnershipSpec
 from jitaccess.domain import breakglass as rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.indexes import Awaiting
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -50,6 +51,17 @@ def approval_fields(valid: request_rules.ValidRequest, name: str) -> tuple[dict[
         f"`kubectl jit review {name}`"
     )
     return {"reviewDeadline": ts(deadline)}, (names.REVIEWED, False, names.AWAITING_REVIEW, message)
+
+
+def reviewers(request: AccessRequest, teams: Index, live: TeamOwnershipSpec | None) -> TeamOwnershipSpec | None:
+    """The team whose approvers review the request: the one that owned its Entitlement when the
+    operator took it up (`status.ownerTeam`), as the admission webhook has it; `live` (the
+    Entitlement's owner now) when none was recorded or that team is gone."""
+    recorded = first(teams, request.status.owner_team) if request.status.owner_team else None
+    try:
+        return TeamOwnershipSpec.model_validate(recorded) if recorded is not None else live
+    except ValidationError:
+        return live
 
 
 def record_review(rt: Runtime, request: AccessRequest, team: TeamOwnershipSpec | None) -> None:
