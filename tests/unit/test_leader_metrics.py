@@ -138,3 +138,40 @@ def test_the_operators_metrics_ask_its_leadership_at_each_scrape() -> None:
         assert scraped(metrics.LEADER) == [0] and scraped(metrics.ARCHIVE_PENDING) == []
     finally:
         observability.stop_metrics(memo=memo)
+
+
+def test_a_lease_deleted_by_hand_is_not_taken_while_its_holder_may_still_act() -> None:
+    """`kubectl delete lease` while A leads: B took the missing Lease at once, and both acted until
+    A's next try found B holding it. A missing Lease last seen held by another counts as held,
+    unchanged since: A re-creates it at its next try, and B stays a standby."""
+    timing = Timing(lease_duration=1.2, renew_deadline=0.8, retry_period=0.2)
+    store = Store()
+    la, lb = Leadership(), Leadership()
+    a = Elector(store, "pod-a", timing, la)  # type: ignore[arg-type]
+    b = Elector(store, "pod-b", timing, lb)  # type: ignore[arg-type]
+    both: list[float] = []
+
+    async def nothing() -> None:
+        return None
+
+    async def scenario() -> None:
+        ta = asyncio.create_task(a.run(nothing, nothing))
+        while not la.leading():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # B's tries fall between A's
+        tb = asyncio.create_task(b.run(nothing, nothing))
+        await asyncio.sleep(0.5)
+        assert la.leading() and not lb.leading()
+        store.record, store.version = None, 0  # deleted by hand: the next create succeeds
+        start = time.monotonic()
+        while time.monotonic() - start < 1.5:
+            if la.leading() and lb.leading():
+                both.append(time.monotonic() - start)
+            await asyncio.sleep(0.01)
+        assert store.record is not None and store.record.holder == "pod-a", "its holder took it back"
+        for task in (ta, tb):
+            task.cancel()
+        await asyncio.gather(ta, tb, return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert not both, f"two replicas acted at once for {len(both) * 0.01:.2f} s"

@@ -129,7 +129,14 @@ class Elector:
         now, mono = dt.datetime.now(dt.UTC), time.monotonic()
         current = self.store.read()
         record, version = current if current is not None else (None, "")
-        if record != self._seen.record or version != self._seen.version:
+        previous = self._seen.record
+        if record is None and previous is not None and previous.holder not in (None, self.identity):
+            # Gone while another held it (deleted by hand): that holder acts until its own next
+            # try, so it counts as there still, unchanged since last seen; it re-creates the Lease
+            # at that try, or, dead, is waited out as a silent holder is. Taking it at once let two
+            # replicas act together for up to a retry period.
+            record = previous
+        elif record != previous or version != self._seen.version:
             self._seen = _Observed(record, version, mono)
         wanted = election.claim(
             record, self.identity, now, unchanged_for=mono - self._seen.changed_at, timing=self.timing
