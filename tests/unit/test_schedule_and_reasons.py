@@ -366,6 +366,10 @@ def test_an_entitlement_stored_with_a_pattern_re2_refuses_is_not_ready() -> None
             "spec.memberGroups names system:authenticated, which stands for everyone",
         ),
         ({"approverGroups": ["system:serviceaccounts"]}, "spec.approverGroups names system:serviceaccounts"),
+        (
+            {"approverGroups": ["cn=payments-leads,ou=groups"]},
+            "spec.approverGroups names 'cn=payments-leads,ou=groups': a group whose name holds a comma",
+        ),
     ],
 )
 def test_a_team_naming_a_system_user_as_approver_or_everyone_as_a_group_is_refused(
@@ -383,3 +387,15 @@ def test_a_team_naming_a_system_user_as_approver_or_everyone_as_a_group_is_refus
         adm.review_catalog("CREATE", None, _team(approverGroups=["system:masters"]), MALLORY, operator=OPERATOR)
         == adm.ALLOW
     )
+
+
+def test_a_group_whose_name_holds_a_comma_is_left_out_of_a_decisions_stamp() -> None:
+    """Stamps list groups separated by commas and are read back split: a group named
+    `x,payments-leads` would have read as `payments-leads`, an approver group the caller is not in."""
+    from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, groups_text
+
+    caller = Caller("mallory@example.com", frozenset({"x,payments-leads", "sre", "cn=a,dc=corp"}))
+    stamped = groups_text(caller)
+    assert stamped == "sre"
+    assert "payments-leads" not in stamped.split(GROUPS_SEPARATOR)
+    assert groups_text(Caller("m", frozenset({"a,b"}))) == ""

@@ -46,7 +46,7 @@ from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import reasons, text
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.teams import Caller, is_approver, may_approve
+from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, groups_text, is_approver, may_approve
 from jitaccess.errors import InvalidInput
 
 Obj = Mapping[str, Any]
@@ -172,11 +172,6 @@ def _as_responder(caller: Caller, responders: Responders) -> str:
 def caller_of(userinfo: Mapping[str, Any]) -> Caller:
     """The caller of an admission review, from the `userInfo` the API server authenticated."""
     return Caller(str(userinfo.get("username") or ""), frozenset(str(g) for g in userinfo.get("groups") or []))
-
-
-def groups_text(caller: Caller) -> str:
-    """How a caller's groups are stamped (and read back by `requests.decide_pending`)."""
-    return ",".join(sorted(caller.groups))
 
 
 # --- what every kind shares -----------------------------------------------------------------
@@ -420,6 +415,14 @@ def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
         if everyone:
             return Refusal(
                 f"spec.{key} names {', '.join(everyone)}, which stands for everyone: name the team's own groups",
+                INVALID,
+            )
+        split = [str(g) for g in (after.get(key) or []) if GROUPS_SEPARATOR in str(g)]
+        if split:
+            return Refusal(
+                f"spec.{key} names {', '.join(repr(g) for g in split)}: a group whose name holds a comma cannot be "
+                "recorded in a decision's stamp (`approved-by-groups` lists groups separated by commas); name a "
+                "group without one (an alias of it in your identity provider, or its members)",
                 INVALID,
             )
     return None
@@ -991,8 +994,8 @@ def _decision(
             + ("" if escalated else ", or by its backup approvers once the request has escalated")
         )
     stamps = {by: caller.username}
-    if caller.groups:
-        stamps[by_groups] = groups_text(caller)
+    if groups := groups_text(caller):
+        stamps[by_groups] = groups
     needed = approval_rules.required(entitlement)
     if flag == APPROVED and needed > 1:
         counted = approval_rules.stamp(before, caller, needed, after.get(DECISION_REASON, ""), stamps)

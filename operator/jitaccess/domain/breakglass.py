@@ -23,7 +23,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.api.models import BreakGlass, Entitlement, TeamOwnershipSpec
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.teams import Caller, is_approver
+from jitaccess.domain.teams import Caller, groups_text, is_approver
 from jitaccess.errors import InvalidInput
 
 REVIEWED = names.ANNOTATION_REVIEWED
@@ -182,8 +182,8 @@ def review(
             f"(`kubectl jit review {name}`)"
         )
     stamps = {REVIEWED_BY: caller.username}
-    if caller.groups:
-        stamps[REVIEWED_BY_GROUPS] = ",".join(sorted(caller.groups))
+    if groups := groups_text(caller):
+        stamps[REVIEWED_BY_GROUPS] = groups
     return stamps
 
 

@@ -17,6 +17,19 @@ class Caller:
     groups: frozenset[str] = field(default_factory=frozenset)
 
 
+#: What separates the groups in a `...-by-groups` stamp (`groups_text`).
+GROUPS_SEPARATOR = ","
+
+
+def groups_text(caller: Caller) -> str:
+    """How a caller's groups are stamped (`approved-by-groups`, `denied-by-groups`,
+    `reviewed-by-groups`), read back by splitting on the separator. A group whose name holds one
+    (an LDAP-style `cn=leads,ou=groups`) cannot be written so: it is left out, and so never counts
+    for the caller; read back split, a group named `x,payments-leads` would have counted as
+    `payments-leads`, which the caller is not in. TeamOwnerships cannot name such groups."""
+    return GROUPS_SEPARATOR.join(sorted(g for g in caller.groups if GROUPS_SEPARATOR not in g))
+
+
 def is_member(team: TeamOwnershipSpec, caller: Caller) -> bool:
     return caller.username in team.members or bool(caller.groups & set(team.member_groups))
 

@@ -48,7 +48,7 @@ from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import permissions as permission_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
-from jitaccess.domain.teams import Caller
+from jitaccess.domain.teams import Caller, groups_text
 from jitaccess.errors import IdentityCenterError, NotFound, RetryLater
 from jitaccess.handlers.common import NO_INDEX, Index, first, live, now
 from jitaccess.handlers.eligibility import eligibility_problem
@@ -375,7 +375,7 @@ def _deleted(kind: str, old: Mapping[str, Any], whose: str, caller: Caller) -> N
         whose,
         wire.ready_reason(old) or "new",
         caller.username,
-        admission.groups_text(caller) or "none",
+        groups_text(caller) or "none",
         extra={"event": "AdmissionDeleted", "object_kind": kind, "object_name": name, "who": caller.username},
     )
 
