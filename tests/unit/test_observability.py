@@ -448,3 +448,26 @@ def test_the_watch_counts_the_entitlements_that_overlap_by_reason() -> None:
     assert seen("DELETED", _overlapping("c", "True", "Duplicate")) == {
         ("jitaccess_entitlements_overlapping", (("reason", "SameAccess"),)): 1
     }
+
+
+def test_a_grant_created_again_under_an_ended_ones_name_holds_its_membership() -> None:
+    """A request withdrawn, deleted and created again by name makes a grant of the same name within
+    minutes: the name no longer stands for the ended grant, or the drift scan and other grants' ends
+    would take its member for one nobody backs."""
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    memo = kopf.Memo(runtime=rt)
+
+    def grant(uid: str, reason: str) -> kopf.Body:
+        return kopf.Body(
+            {
+                "metadata": {"name": "alice-1", "uid": uid},
+                "spec": {"entitlement": "prod", "user": "alice@example.com", "userId": "u-a", "groupName": "g"},
+                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": reason}]},
+            }
+        )
+
+    rt.mark_ended("alice-1", ("u-a", "g"), uid="uid-old")
+    asyncio.run(indexes.observe_grant(type="MODIFIED", body=grant("uid-old", "Active"), memo=memo))
+    assert "alice-1" in rt.recently_ended(), "the index has not caught up with the end yet"
+    asyncio.run(indexes.observe_grant(type="ADDED", body=grant("uid-new", "Provisioning"), memo=memo))
+    assert "alice-1" not in rt.recently_ended()

@@ -233,7 +233,10 @@ def grantee(obj: Mapping[str, Any]) -> Holder:
 async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
     gone = type == "DELETED"
-    rt.holders.file(name, () if gone else holdings(body), name)
+    held = () if gone else holdings(body)
+    if held:
+        rt.seen_live(name, str(body.metadata.uid or ""))
+    rt.holders.file(name, held, name)
     active = not gone and wire.ready_reason(body) == names.ACTIVE
     rt.active.observe(name, (_entitlement(body), grantee(body)) if active else None)
     expires = None if gone else expiring(body)

@@ -495,6 +495,14 @@ class Runtime:
         with self._locks_guard:
             return set(self._ended)
 
+    def seen_live(self, grant: str, uid: str) -> None:
+        """The watch shows a live grant `grant` with `uid`: if that is a new object under the name of
+        one this process ended lately (a request withdrawn, deleted and created again by name), the
+        name stands for it now, and no longer for the ended one: it holds its membership."""
+        with self._locks_guard:
+            if grant in self._ended and uid and uid not in self._ended_uids:
+                del self._ended[grant]
+
     def cached(self, kind: str, key: str, resolve: Callable[[str], str]) -> str:
         """Names-to-ids lookups are stable: cache them briefly to spare the AWS quota."""
         now = time.monotonic()
