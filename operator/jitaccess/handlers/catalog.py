@@ -12,6 +12,7 @@ scanned, until its last grant has ended (`domain.releases` says why).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import kopf
@@ -68,53 +69,67 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
     rt = runtime_of(memo)
     entitlement = Entitlement.model_validate(dict(body))
     target = _group_of(entitlement) or ""
+    # A missing owner team stops requests, not the watch over the groups: rule 1 (a member only while
+    # a grant says so) holds whatever state the catalog is in, a team deleted or misspelled in Git too.
     team = first(teams, entitlement.spec.owner)
-    if team is None:
-        _set_ready(
-            rt,
-            names.ENTITLEMENTS,
-            entitlement,
-            False,
-            names.OWNER_NOT_FOUND,
-            f"owner team {entitlement.spec.owner!r} does not exist: add its TeamOwnership",
-        )
-        return
     assignment = entitlement.spec.identity_center.account_assignment
     if assignment is not None:
         # No group to resolve, nor to scan for drift: a permission set assigned to a user by hand
         # is the PermissionCatalog pass's to report (`handlers.permissionsets`), for catalog tiers.
         reference = assignment_rules.reference(assignment.permission_set)
         resolved = f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}"
-        _set_ready(rt, names.ENTITLEMENTS, entitlement, *_usable(entitlement, team, resolved))
-        _settle_unscanned(rt, entitlement)
+        _set_ready(rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved))
+        _watch_logged(rt, entitlement, None)
         return
     try:
         rt.forget("group", target)
         group_id = rt.cached("group", target, rt.identity_center.resolve_group)
     except NotFound:
-        _set_ready(
-            rt,
-            names.ENTITLEMENTS,
-            entitlement,
-            False,
-            names.GROUP_NOT_FOUND,
+        missing = (
             f"Identity Center group {target!r} does not exist in store "
-            f"{rt.identity_center.identity_store_id}: create it or fix spec.identityCenter",
+            f"{rt.identity_center.identity_store_id}: create it or fix spec.identityCenter"
         )
-        _settle_unscanned(rt, entitlement)
+        _set_ready(
+            rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, "", (names.GROUP_NOT_FOUND, missing))
+        )
+        _watch_logged(rt, entitlement, None)
         return
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
     resolved = f"Identity Center group {target} resolved"
-    _set_ready(rt, names.ENTITLEMENTS, entitlement, *_usable(entitlement, team, resolved), groupId=group_id)
+    _set_ready(rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved), groupId=group_id)
+    _watch_logged(rt, entitlement, (target, group_id))
+
+
+def _verdict(
+    entitlement: Entitlement, team: Any, resolved: str, problem: tuple[str, str] | None = None
+) -> tuple[bool, str, str]:
+    """`Ready` of an Entitlement: its owner team first (no request of it can be decided without
+    one), then what was found wrong with its target (`problem`: reason, message), then `_usable`."""
+    if team is None:
+        return (
+            False,
+            names.OWNER_NOT_FOUND,
+            f"owner team {entitlement.spec.owner!r} does not exist: add its TeamOwnership (requests are refused "
+            "until then; its group is still kept clear of members no grant backs)",
+        )
+    if problem is not None:
+        return False, *problem
+    return _usable(entitlement, team, resolved)
+
+
+def _watch_logged(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> None:
+    """`_watch` from the periodic check: Identity Center not answering costs a pass, not an error."""
     try:
-        if rt.settings.remove_unbacked_members:
-            _scan_drift(rt, entitlement, target, group_id, rt.holders)
-        else:
-            _settle_unscanned(rt, entitlement)
-    except RetryLater as exc:
+        _watch(rt, entitlement, current)
+    except (RetryLater, PermanentFailure) as exc:
         # Nothing is wrong with the operator: the next pass scans again.
-        log.info("drift scan of %s: Identity Center not answering (%s); next pass in %ss", target, exc, RESYNC_SECONDS)
+        log.info(
+            "drift scan of %s: Identity Center not answering (%s); next pass in %ss",
+            entitlement.metadata.name,
+            exc,
+            RESYNC_SECONDS,
+        )
 
 
 @kopf.on.delete(*ENT)
@@ -158,15 +173,17 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         and r["metadata"]["name"] not in granted
     ]
     try:
-        if target is not None and rt.settings.remove_unbacked_members:
-            group_id = entitlement.status.group_id
+        own = None
+        if target is not None:
             try:
-                group_id = group_id or rt.cached("group", target, rt.identity_center.resolve_group)
-                _scan_drift(rt, entitlement, target, group_id, rt.holders)
+                # The id the group had while the Entitlement lived: its grants are in that group.
+                own = (
+                    target,
+                    entitlement.status.group_id or rt.cached("group", target, rt.identity_center.resolve_group),
+                )
             except NotFound:
-                _settle_unscanned(rt, entitlement)  # the group is gone: nobody can be in it
-        else:
-            _settle_unscanned(rt, entitlement)
+                own = None  # the group is gone: nobody can be in it
+        _watch(rt, entitlement, own)
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(
             f"{releases.WAITING} Identity Center not answering ({exc}): the group is scanned again first",
@@ -196,6 +213,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         releasedAt=ts(now()),
     )
     log.info("Entitlement %s released: %s", name, message)
+    _forget_scanned(now_stored)
     return rt.kube.get(names.ENTITLEMENTS, name)
 
 
@@ -293,8 +311,118 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
-def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id: str, holders: Index) -> None:
-    """Remove members of the group whom no live grant backs.
+def _watch(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> None:
+    """Scan for drift every group the Entitlement gives access to: its own (`current`: its name as
+    written and its id; None when it names none that resolves), and each group its Active grants are
+    in (`status.groupId`) while the last of them runs, as the Entitlement may name another group
+    now (a GitOps edit, a typo) and those grants still hold access there. A group that stops being
+    scanned is said (`ScanStopped`). Raises what Identity Center raised, once every group was tried."""
+    if not rt.settings.remove_unbacked_members:
+        _settle_unscanned(rt, entitlement)
+        return
+    groups = _granted_groups(rt, entitlement, current)
+    if current is not None:
+        groups[current[1]] = current[0]
+    tried: set[str] = set()
+    failed: Exception | None = None
+    for group_id, group_name in groups.items():
+        # The current group is also spelled as the Entitlement gives its name beside a groupId.
+        own = current is not None and group_id == current[1]
+        also = {entitlement.spec.identity_center.group_name or group_name} if own else set()
+        try:
+            _scan_drift(rt, entitlement, group_name, group_id, rt.holders, also)
+        except NotFound:
+            continue  # the group is gone: nobody can be in it (its listed removals are settled below)
+        except (RetryLater, PermanentFailure) as exc:
+            failed = failed or exc
+        tried.add(group_id)
+    _settle_unscanned(rt, entitlement, tried)
+    _report_unscanned(rt, entitlement, groups, current)
+    if failed is not None:
+        raise failed
+
+
+def _granted_groups(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> dict[str, str]:
+    """The groups, by id (and a name a grant gives it), that Active grants of the Entitlement are in
+    other than `current`. From the grant index: a grant filed under the current group (by its name
+    or id) is read no further, so only the grants of a group given up are read from the API."""
+    name = entitlement.metadata.name
+    spelled = set(current or ())
+    if entitlement.spec.identity_center.group_name:
+        spelled.add(entitlement.spec.identity_center.group_name)
+    found: dict[str, str] = {}
+    for holder in rt.active.get(name, ()):
+        keys = rt.holders.keys_of(holder.name)
+        if any(isinstance(k, tuple) and k[1] in spelled for k in keys):
+            continue
+        grant = rt.kube.get(names.GRANTS, holder.name)
+        if grant is None or grant.get("spec", {}).get("entitlement") != name or holding(grant) is None:
+            continue
+        group_id = wire.status(grant).get("groupId")
+        if wire.spec(grant).get("accountAssignment") is None and isinstance(group_id, str) and group_id:
+            found.setdefault(group_id, str(wire.spec(grant).get("groupName") or group_id))
+    return found
+
+
+#: The groups each Entitlement's last pass scanned (by Entitlement uid: id -> name), to tell when one
+#: stops being scanned. In memory: a process that starts anew says nothing of a group given up before.
+_SCANNED: dict[str, dict[str, str]] = {}
+_SCANNED_GUARD = threading.Lock()
+
+
+def _report_unscanned(
+    rt: Runtime, entitlement: Entitlement, groups: dict[str, str], current: tuple[str, str] | None
+) -> None:
+    """A Warning Event (`ScanStopped`) for each group the last pass scanned and this one does not:
+    no Entitlement of jitaccess may watch who is added to it now (a Normal one when another names it)."""
+    key = str(entitlement.metadata.uid or entitlement.metadata.name)
+    with _SCANNED_GUARD:
+        before = _SCANNED.get(key, {})
+        _SCANNED[key] = dict(groups)
+    for group_id, group_name in sorted(before.items()):
+        if group_id in groups:
+            continue
+        others = _watching(rt, entitlement, group_id)
+        now_names = f"names {current[0]} now" if current is not None else "names no group that resolves now"
+        message = (
+            f"no longer scans Identity Center group {group_name} (id {group_id}) for members no grant backs: "
+            f"the Entitlement {now_names}, and no active grant of it is in that group any more"
+        )
+        if others:
+            message += f"; the group is still watched through Entitlement(s) {', '.join(others)}"
+        else:
+            message += (
+                ". The group keeps the permission sets assigned to it in AWS, and whoever is added to it gets them: "
+                "remove those assignments or the group, or give it an Entitlement again"
+            )
+        record(entitlement.wire(), names.SCAN_STOPPED, message, warning=not others)
+
+
+def _watching(rt: Runtime, entitlement: Entitlement, group_id: str) -> list[str]:
+    """The other live Entitlements whose group resolved to `group_id`."""
+    return sorted(
+        wire.name_of(raw)
+        for raw in rt.kube.list(names.ENTITLEMENTS)
+        if wire.name_of(raw) != entitlement.metadata.name
+        and not wire.deleting(raw)
+        and wire.status(raw).get("groupId") == group_id
+    )
+
+
+def _forget_scanned(entitlement: Entitlement) -> None:
+    with _SCANNED_GUARD:
+        _SCANNED.pop(str(entitlement.metadata.uid or entitlement.metadata.name), None)
+
+
+def _scan_drift(
+    rt: Runtime,
+    entitlement: Entitlement,
+    group_name: str,
+    group_id: str,
+    holders: Index,
+    also: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Remove members of the group whom no live grant backs (`also`: other names grants may give it).
 
     A member is removed in the pass that first lists it, so the listing's time is when jitaccess
     first saw it (`firstSeen`, the record's `startTime`). When the membership itself began is not
@@ -311,17 +439,18 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
         members = ic.group_members(group_id)
         # Taken after the listing answered: a member it holds was in the group by then at the latest.
         seen = ts(now())
-        unconfirmed = _unconfirmed(rt, entitlement)
+        # Removals listed in this group only: an Entitlement may scan several (`_watch`).
+        unconfirmed = {m: r for m, r in _unconfirmed(rt, entitlement).items() if r.get("groupId") == group_id}
         listed = set(members.values())
         for membership_id, begun in list(unconfirmed.items()):
             if membership_id not in listed:
                 _confirm_gone(rt, entitlement, begun, seen, group_name)
                 del unconfirmed[membership_id]
-        # The group as grants may name it: as the Entitlement names it now (`group_name`), by its id
-        # (every Active grant is filed under it too, whatever its spelling: `indexes.holdings`), by
-        # the name it also gives beside a groupId (an Entitlement that had only the name before),
-        # and by any name this process resolved to it (Provisioning grants of another Entitlement).
-        spellings = {group_name, group_id, entitlement.spec.identity_center.group_name or group_name}
+        # The group as grants may name it: as the Entitlement (or a grant) names it (`group_name`), by
+        # its id (every Active grant is filed under it too, whatever its spelling: `indexes.holdings`),
+        # by the name the Entitlement also gives beside a groupId (`also`: one that had only the name
+        # before), and by any name this process resolved to it (Provisioning grants of another Entitlement).
+        spellings = {group_name, group_id, *also}
         spellings |= rt.group_names(group_id)
 
         def backers(user_id: str) -> set[str]:
@@ -368,13 +497,16 @@ def _scan_drift(rt: Runtime, entitlement: Entitlement, group_name: str, group_id
                 record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user or "")
 
 
-def _settle_unscanned(rt: Runtime, entitlement: Entitlement) -> None:
+def _settle_unscanned(rt: Runtime, entitlement: Entitlement, scanned: set[str] | frozenset[str] = frozenset()) -> None:
     """Settle removals a stopped operator began, where no scan will (removal of unbacked members
-    is off now, the Entitlement has no group any more, or its group is gone): a membership still
-    there is left alone and its entry taken back; one gone is confirmed as removed."""
+    is off now, the Entitlement has no group any more, or its group is gone; `scanned`: the groups
+    a scan looks after): a membership still there is left alone and its entry taken back; one gone
+    is confirmed as removed."""
     unconfirmed = _unconfirmed(rt, entitlement)
     for membership_id, intent in unconfirmed.items():
         group_id = str(intent.get("groupId") or "")
+        if group_id in scanned:
+            continue
         try:
             present = rt.identity_center.find_membership(group_id, str(intent.get("userId"))) if group_id else None
         except NotFound:
