@@ -124,3 +124,66 @@ def test_a_group_changed_under_a_running_grant_is_scanned_until_the_grant_ends(s
         for group in (old, "cc-move-2"):
             with contextlib.suppress(Exception):  # not made by this case
                 system.ic.empty_group(group)
+
+
+def test_an_eligibility_group_that_does_not_exist_is_not_ready(system: Jit) -> None:
+    group = _group(system, "cc-elig")
+    spec = _entitlement("cc-elig", "payments", group)
+    spec["spec"]["eligibility"]["identityCenterGroups"] = ["prod-eligible", "prod-eligble"]
+    system.apply(spec)
+    try:
+        ready = system.wait_reason("entitlement", "cc-elig", "EligibilityGroupNotFound", timeout=30)
+        message = next(c for c in ready["status"]["conditions"] if c["type"] == "Ready")["message"]
+        assert "spec.eligibility.identityCenterGroups" in message and "'prod-eligble'" in message
+        assert "fix the name or create the group" in message
+        refused = system.request("cc-elig-a", "cc-elig", user=ALICE, check=False)
+        assert refused.returncode != 0 and "prod-eligble" in refused.stderr
+        # Fixed in Git: Ready again.
+        system.apply(_entitlement("cc-elig", "payments", group))
+        system.wait_reason("entitlement", "cc-elig", "Resolved", timeout=30)
+    finally:
+        system.clean()
+        system.kubectl("delete", "entitlement", "cc-elig", "--ignore-not-found", "--timeout=60s")
+
+
+def test_an_eligibility_typo_ends_no_running_grant(jit: Jit, tmp_path: Any) -> None:
+    from devenv.operator_process import OperatorProcess
+    from tests.support.harness import OPERATOR_ENV
+
+    jit.operator.stop()
+    env = {**OPERATOR_ENV, "JITACCESS_ELIGIBILITY_RECHECK_SECONDS": "2"}
+    operator = OperatorProcess(jit.cluster.admin_kubeconfig, jit.ic.env(), tmp_path / "operator.log", extra_env=env)
+    group = _group(jit, "cc-elig-typo")
+    try:
+        operator.start()
+        system = Jit(jit.cluster, jit.ic, operator)
+        system.apply(_entitlement("cc-elig-typo", "payments", group))
+        system.wait_reason("entitlement", "cc-elig-typo", "Resolved", timeout=30)
+        system.request("cc-elig-typo-a", "cc-elig-typo", user=ALICE, duration="1h")
+        system.wait_reason("accessgrant", "cc-elig-typo-a", "Active")
+        typo = _entitlement("cc-elig-typo", "payments", group)
+        typo["spec"]["eligibility"]["identityCenterGroups"] = ["prod-eligible", "prod-eligble"]
+        system.apply(typo)
+        system.wait_reason("entitlement", "cc-elig-typo", "EligibilityGroupNotFound", timeout=30)
+        time.sleep(8)  # four re-check passes
+        assert system.ready_reason("accessgrant", "cc-elig-typo-a") == "Active"
+        assert ALICE in system.members(group)
+        # A real lapse still counts: alice out of a group that exists ends the grant, naming that group.
+        client, store = jit.ic.client(), jit.ic.identity_store_id
+        member = {"UserId": jit.ic.user_id(ALICE)}
+        found = client.get_group_membership_id(
+            IdentityStoreId=store, GroupId=jit.ic.group_id("prod-eligible"), MemberId=member
+        )
+        client.delete_group_membership(IdentityStoreId=store, MembershipId=found["MembershipId"])
+        try:
+            lapsed = system.wait_reason("accessgrant", "cc-elig-typo-a", "EligibilityLapsed", timeout=30)
+        finally:
+            jit.ic.add_member("prod-eligible", ALICE)
+        message = next(c for c in lapsed["status"]["conditions"] if c["type"] == "Ready")["message"]
+        assert "prod-eligible" in message and "prod-eligble" not in message
+    finally:
+        operator.stop()
+        jit.operator.start()
+        jit.clean()
+        jit.kubectl("delete", "entitlement", "cc-elig-typo", "--ignore-not-found", "--timeout=60s")
+        jit.ic.empty_group(group)

@@ -21,7 +21,7 @@ from jitaccess.cli import views
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.session import ClusterFlags, Session
 from jitaccess.domain import requests as request_rules
-from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, lapse_reason, lapses
+from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, known, lapse_reason, lapses
 from jitaccess.errors import NotFound, RetryLater
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.lapses import Listings, recheck
@@ -65,9 +65,22 @@ def test_a_disabled_user_lapses_even_in_every_group() -> None:
     assert why is not None and "disabled" in why
 
 
-def test_a_group_that_no_longer_exists_has_nobody_in_it() -> None:
+def test_a_group_that_does_not_exist_is_said_to_be_the_catalogs_mistake_not_the_users() -> None:
+    """For a waiting request (which cannot be granted): the message blames the Entitlement's spec."""
     why = lapse_reason("alice@example.com", "u-alice", ["no-such-group"], DIRECTORY)
-    assert why is not None and "no-such-group" in why
+    assert why is not None and "no-such-group" in why and "does not exist in Identity Center" in why
+    assert "alice@example.com is not in" not in why
+
+
+def test_a_running_grant_is_held_only_to_groups_that_exist() -> None:
+    """A typo in spec.eligibility.identityCenterGroups ends nobody's grant: `known` leaves it out."""
+    held_to = known([*GROUPS, "no-such-group"], DIRECTORY)
+    assert held_to == GROUPS
+    assert lapse_reason("alice@example.com", "u-alice", held_to, DIRECTORY) is None
+    # Another reason still counts: bob is out of a group that exists.
+    assert lapse_reason("bob@example.com", "u-bob", held_to, DIRECTORY) == request_rules.eligibility_message(
+        "bob@example.com", ["pci-trained"]
+    )
 
 
 def test_users_are_known_by_id_and_a_new_user_with_an_old_name_is_not_the_grantee() -> None:

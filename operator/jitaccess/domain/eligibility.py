@@ -73,10 +73,24 @@ def lapse_reason(user: str, user_id: str | None, groups: Sequence[str], director
         return f"{user} (UserId {uid or 'unknown'}) no longer exists in Identity Center"
     if not found.enabled:
         return f"{user}'s Identity Center account (UserId {uid}) is disabled"
-    missing = [g for g in groups if uid not in (directory.members.get(g) or frozenset())]
+    absent = [g for g in groups if directory.members.get(g) is None]
+    missing = [g for g in groups if g not in absent and uid not in (directory.members.get(g) or frozenset())]
     if missing:
         return eligibility_message(user, missing)
+    if absent:
+        # The catalog's mistake, not the user's: said as such (a grant never lapses over it, `known`).
+        return (
+            f"the Entitlement's spec.eligibility.identityCenterGroups names {', '.join(absent)}, which "
+            "does not exist in Identity Center: its owners must fix the name or create the group"
+        )
     return None
+
+
+def known(groups: Sequence[str], directory: Directory) -> list[str]:
+    """The groups that exist, of `groups`: those a running grant is held to. A group that does not
+    exist is a typo in the catalog (the Entitlement says so, `EligibilityGroupNotFound`), never a
+    sign that its user left it: read as "nobody is a member", it would end every grant at once."""
+    return [g for g in groups if directory.members.get(g) is not None]
 
 
 def lapses(holders: Iterable[Holder], groups: Sequence[str], directory: Directory) -> list[Lapse]:

@@ -97,8 +97,32 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
     resolved = f"Identity Center group {target} resolved"
-    _set_ready(rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved), groupId=group_id)
+    problem = _eligibility_problem(rt, entitlement, resolved)
+    _set_ready(rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved, problem), groupId=group_id)
     _watch_logged(rt, entitlement, (target, group_id))
+
+
+def _eligibility_problem(rt: Runtime, entitlement: Entitlement, resolved: str) -> tuple[str, str] | None:
+    """`EligibilityGroupNotFound` when spec.eligibility.identityCenterGroups names a group that does
+    not exist: a typo of the catalog's, which refuses every request, and which the eligibility
+    re-check does not hold against anyone's running grant (`handlers.lapses`)."""
+    missing = []
+    for group in entitlement.spec.eligibility.identity_center_groups:
+        try:
+            rt.cached("group", group, rt.identity_center.resolve_group)
+        except NotFound:
+            missing.append(group)
+        except (RetryLater, PermanentFailure) as exc:
+            raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
+    if not missing:
+        return None
+    return (
+        names.ELIGIBILITY_GROUP_NOT_FOUND,
+        f"{resolved}, but spec.eligibility.identityCenterGroups names {', '.join(map(repr, missing))}, which "
+        f"{'is not a group' if len(missing) == 1 else 'are not groups'} in Identity Center store "
+        f"{rt.identity_center.identity_store_id}: fix the name or create the group. Until then every request "
+        "is refused; running grants are kept (nobody lapses over a group that does not exist)",
+    )
 
 
 def _verdict(

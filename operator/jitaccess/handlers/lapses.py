@@ -157,8 +157,11 @@ def recheck(
     """
     name = entitlement.metadata.name
     groups = entitlement.spec.eligibility.identity_center_groups
-    for lapse in rules.lapses(grants, groups, directory):
-        if _confirmed(rt, lapse, groups):
+    # A running grant is held to the groups that exist only: a name that resolves to no group is the
+    # catalog's typo (`EligibilityGroupNotFound`), not its user's lapse. Requests are still refused.
+    held_to = rules.known(groups, directory)
+    for lapse in rules.lapses(grants, held_to, directory):
+        if _confirmed(rt, lapse, held_to, absent_lapses=False):
             _end(rt, name, lapse)
     for lapse in rules.lapses(orphans, (), directory):
         if _confirmed(rt, lapse, ()):
@@ -170,17 +173,19 @@ def recheck(
         _publish(rt, name, rules.eligible(groups, directory))
 
 
-def _confirmed(rt: Runtime, lapse: rules.Lapse, groups: Sequence[str]) -> bool:
+def _confirmed(rt: Runtime, lapse: rules.Lapse, groups: Sequence[str], *, absent_lapses: bool = True) -> bool:
     """Ask Identity Center about this one user before acting on a listing: the listing may be a
     few seconds older than a grant made since (the user added to the group in between), and
-    listings are eventually consistent. Lapses are rare, so this costs next to nothing."""
+    listings are eventually consistent. Lapses are rare, so this costs next to nothing.
+    `absent_lapses`: whether a group that does not exist (any more) confirms it (a waiting request:
+    it cannot be granted), or is left out (a running grant: the catalog's mistake, not the user's)."""
     ic = rt.identity_center
     if lapse.user_id is None:
         return True  # not in the store's listing, and no UserId to ask about: gone
     try:
         group_ids = [gid for gid in (_group_id(rt, g) for g in groups) if gid is not None]
-        if len(group_ids) < len(groups):
-            return True  # a group that does not exist has no members
+        if len(group_ids) < len(groups) and absent_lapses:
+            return True  # a request for a group that does not exist cannot be granted
         return bool(ic.missing_groups(lapse.user_id, group_ids)) or not ic.user_enabled(lapse.user_id)
     except NotFound:
         return True  # the user does not exist
