@@ -1,7 +1,8 @@
 """The extension attacks of docs/security.md (50-59), tried as the users of examples/ would: more
 time than the Entitlement allows, more extensions than it allows, someone else's grant, a grant
-that has ended, an extension approved by its own requester, and a request named like a waiting
-extension to be approved in its place. Plain kubectl against the real API
+that has ended, an extension approved by its own requester, a request named like a waiting
+extension to be approved in its place, approvals that no longer count, an Entitlement handed to
+another team, and one whose group changed. Plain kubectl against the real API
 server, the webhooks, RBAC and the admission policy.
 
 Each test asserts the refusal (the field, the numbers, the fix), that the grant's end did not move,
@@ -23,8 +24,10 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from devenv.paths import EXAMPLES
+from tests.e2e.approval_policies import CAROL, PCI
 from tests.e2e.cli_run import Cli
-from tests.support.harness import Jit
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -265,3 +268,165 @@ def test_a_request_squatting_an_extensions_name_is_never_what_the_approver_decid
         assert moved["status"]["expirationTime"] != grant["status"]["expirationTime"]
     finally:
         cli.stop_all()
+
+
+# --- 56. an extension's approvals, one of which no longer counts --------------------------------------
+
+
+def test_an_extension_needs_approvals_required_approvers_who_count_now(jit: Jit) -> None:
+    jit.kubectl("apply", "-f", str(EXAMPLES / "03-pci.yaml"))
+    jit.wait_reason("entitlement", PCI, "Resolved", timeout=30)
+    try:
+        _pci_extension_approvals(jit)
+    finally:
+        jit.clean()
+        jit.kubectl("delete", "-f", str(EXAMPLES / "03-pci.yaml"), "--ignore-not-found", "--timeout=60s")
+
+
+def _pci_extension_approvals(pci: Jit) -> None:
+    # alice's PCI grant (two approvers of team pci) is Active; her extension needs two approvals too.
+    pci.request("alice-pci-more", PCI, user=ALICE, duration="1h", reason="INC-56 e2e")
+    pci.wait_reason("accessrequest", "alice-pci-more", "Pending")
+    for approver in (PAULA, LENA):
+        pci.kubectl("annotate", "accessrequest", "alice-pci-more", f"{APPROVED}=true", user=approver)
+    grant = pci.wait_reason("accessgrant", "alice-pci-more", "Active")
+    assert try_extend(pci, "alice-pci-more-1", "alice-pci-more", "30m", ALICE).returncode == 0
+    pending = pci.wait_reason("accessextension", "alice-pci-more-1", "Pending")
+    assert pending["status"]["approvalSummary"] == "0/2"
+    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true", user=PAULA)
+    counted = eventually(
+        lambda: (
+            (s := (pci.get("accessextension", "alice-pci-more-1") or {})["status"])["approvalSummary"] == "1/2" and s
+        ),
+        timeout=15,
+        what="paula's approval counted, 1/2",
+    )
+    assert [a["by"] for a in counted["approvals"]] == [PAULA]
+    assert (pci.condition("accessextension", "alice-pci-more-1", "Ready") or {})["message"].startswith(
+        f"1 of 2 approvals ({PAULA}): waiting for 1 more, by another approver of team pci"
+    )
+    # paula stops approving for team pci (carol takes her place); the operator sees it when carol may approve.
+    team = next(d for d in yaml.safe_load_all((EXAMPLES / "03-pci.yaml").read_text()) if d["kind"] == "TeamOwnership")
+    team["spec"]["approvers"] = [LENA, CAROL]
+    pci.apply(team)
+    eventually(
+        lambda: pci.kubectl(
+            "annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true", "--dry-run=server",
+            user=CAROL, check=False,
+        ).returncode == 0 or None,
+        timeout=30,
+        what="the webhook (and the operator, same indexes) seeing carol approve for pci",
+    )  # fmt: skip
+    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true", user=LENA)
+    ignored = eventually(
+        lambda: (
+            [e for e in pci.events("alice-pci-more-1", "AccessExtension") if e["reason"] == "DecisionIgnored"] or None
+        ),
+        timeout=15,
+        what="lena's approval reported as not completing the count",
+    )
+    assert "approvalsRequired is 2, and only 1 approval(s)" in ignored[0]["message"], ignored
+    assert PAULA in ignored[0]["message"] and "not counted" in ignored[0]["message"], ignored
+    assert pci.ready_reason("accessextension", "alice-pci-more-1") == "Pending"
+    ready = pci.condition("accessextension", "alice-pci-more-1", "Ready") or {}
+    assert ready["message"].startswith(f"1 of 2 approvals ({LENA}); not counted: {PAULA}"), ready
+    assert "withdraw it (kubectl delete accessextension alice-pci-more-1) and ask again" in ready["message"], ready
+    assert (pci.get("accessextension", "alice-pci-more-1") or {})["status"]["approvalSummary"] == "1/2"
+    unmoved(pci, grant)
+
+
+# --- 57. an extension decided by the Entitlement's new owner team -------------------------------------
+
+
+def test_an_extension_is_decided_by_the_team_that_owned_the_entitlement_when_granted(jit: Jit) -> None:
+    # alice (team payments) holds ledger access, approved by lena (team ledger); then GitOps hands
+    # prod-eng-ledger to team payments, whose member alice is.
+    grant = grant_of(jit, "alice-handed", "1h", user=ALICE)
+    assert grant["spec"]["ownerTeam"] == "ledger"
+    handed = json.dumps({"spec": {"owner": "payments"}})
+    jit.kubectl("patch", "entitlement", LEDGER, "--type=merge", "-p", handed)
+    try:
+        eventually(
+            lambda: (
+                all(
+                    c.get("observedGeneration") == (jit.get("entitlement", LEDGER) or {})["metadata"]["generation"]
+                    for c in (jit.get("entitlement", LEDGER) or {})["status"]["conditions"]
+                )
+                or None
+            ),
+            timeout=30,
+            what="the operator seeing the new owner",
+        )
+        # Not auto-extended as a member of payments: it waits for ledger's approver.
+        assert try_extend(jit, "alice-handed-1", "alice-handed", "30m", ALICE).returncode == 0
+        pending = jit.wait_reason("accessextension", "alice-handed-1", "Pending", "Extended")
+        ready = jit.condition("accessextension", "alice-handed-1", "Ready") or {}
+        assert pending["status"]["conditions"] and ready["reason"] == "Pending", ready
+        assert "approver of team ledger (lena@example.com)" in ready["message"], ready
+        unmoved(jit, grant)
+        refused(
+            jit.kubectl("annotate", "accessextension", "alice-handed-1", f"{APPROVED}=true", user=PAULA, check=False),
+            "may be set only by an approver of team ledger",
+        )
+        jit.kubectl("annotate", "accessextension", "alice-handed-1", f"{APPROVED}=true", user=LENA)
+        done = jit.wait_reason("accessextension", "alice-handed-1", "Extended")
+        assert done["status"]["approvedBy"] == LENA and done["status"]["ownerTeam"] == "ledger"
+    finally:
+        jit.kubectl("patch", "entitlement", LEDGER, "--type=merge", "-p", json.dumps({"spec": {"owner": "ledger"}}))
+
+
+# --- 58. an extension of a grant of the Entitlement's former group ------------------------------------
+
+
+def test_a_grant_of_a_group_the_entitlement_no_longer_gives_is_not_extended(jit: Jit) -> None:
+    old, new = "ext-moved-1", "ext-moved-2"
+    for group in (old, new):
+        try:
+            jit.ic.create_group(group)
+        except Exception:  # left by an earlier run
+            jit.ic.empty_group(group)
+    # prod-eng-ledger of examples/, on a group of its own.
+    entitlements = yaml.safe_load_all((EXAMPLES / "02-entitlements.yaml").read_text())
+    entitlement = next(d for d in entitlements if d and d["metadata"]["name"] == LEDGER)
+    entitlement["metadata"] = {"name": "ext-moved"}
+    entitlement["spec"]["identityCenter"] = {"groupName": old}
+    jit.apply(entitlement)
+    jit.wait_reason("entitlement", "ext-moved", "Resolved", timeout=30)
+    try:
+        # bob's (team ledger: at once) and alice's (waiting for lena) grants of the old group.
+        jit.request("bob-moved", "ext-moved", user=BOB, duration="1h", reason="INC-58 e2e")
+        bob = jit.wait_reason("accessgrant", "bob-moved", "Active")
+        jit.request("alice-moved", "ext-moved", user=ALICE, duration="1h", reason="INC-58 e2e")
+        jit.wait_reason("accessrequest", "alice-moved", "Pending")
+        jit.kubectl("annotate", "accessrequest", "alice-moved", f"{APPROVED}=true", user=LENA)
+        alice = jit.wait_reason("accessgrant", "alice-moved", "Active")
+        assert try_extend(jit, "alice-moved-1", "alice-moved", "30m", ALICE).returncode == 0
+        jit.wait_reason("accessextension", "alice-moved-1", "Pending")
+        # GitOps: the Entitlement now gives another group.
+        entitlement["spec"]["identityCenter"] = {"groupName": new}
+        jit.apply(entitlement)
+        eventually(
+            lambda: new in (jit.condition("entitlement", "ext-moved", "Ready") or {}).get("message", "") or None,
+            timeout=30,
+            what="the Entitlement resolved to the new group",
+        )
+        # A new extension of the old group's grant is refused at admission ...
+        refused(
+            try_extend(jit, "bob-moved-1", "bob-moved", "30m", BOB),
+            f"Entitlement ext-moved changed since AccessGrant bob-moved was granted: it now gives group {new}",
+            "request access again (kubectl jit request ext-moved)",
+        )
+        # ... and one that waited fails when approved.
+        jit.kubectl("annotate", "accessextension", "alice-moved-1", f"{APPROVED}=true", user=LENA)
+        failed = jit.wait_reason("accessextension", "alice-moved-1", "Failed", "Extended")
+        ready = jit.condition("accessextension", "alice-moved-1", "Ready") or {}
+        assert failed and ready["reason"] == "Failed", ready
+        assert f"now gives group {new}, and the grant holds {old}" in ready["message"], ready
+        assert "nothing was extended" in ready["message"], ready
+        unmoved(jit, bob)
+        unmoved(jit, alice)
+    finally:
+        jit.clean()
+        jit.kubectl("delete", "entitlement", "ext-moved", "--ignore-not-found", "--timeout=60s")
+        for group in (old, new):
+            jit.ic.empty_group(group)

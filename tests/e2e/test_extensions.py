@@ -96,8 +96,8 @@ def test_thirty_minutes_more_shows_in_kubectl_get(jit: Jit) -> None:
     header, row = table[0].split(), table[1].split()
     assert header[header.index("EXTENDED")] and row[header.index("EXTENDED")] == "1"
     ext_table = jit.kubectl("get", "aext", "bob-ext-30m-1", user=BOB).stdout.splitlines()
-    assert ext_table[0].split() == ["NAME", "GRANT", "BY", "STATUS", "AGE"]
-    assert ext_table[1].split()[:4] == ["bob-ext-30m-1", "bob-ext-30m", "30m", "Extended"]
+    assert ext_table[0].split() == ["NAME", "GRANT", "BY", "STATUS", "APPROVALS", "AGE"]
+    assert ext_table[1].split()[:5] == ["bob-ext-30m-1", "bob-ext-30m", "30m", "Extended", "auto"]
     records = json.loads(jit.kubectl("get", "agrant", "bob-ext-30m", "-o", "json").stdout)["status"]
     assert records["extensions"][0]["reason"] == "INC-7 more time"
 

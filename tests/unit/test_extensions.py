@@ -13,6 +13,7 @@ import pytest
 
 from jitaccess.api import audit, names
 from jitaccess.api.models import AccessExtension, AccessGrant
+from jitaccess.domain import approvals
 from jitaccess.domain import extensions as rules
 from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.requests import Limits
@@ -154,6 +155,74 @@ def test_decisions_count_only_when_stamped_by_an_approver_who_is_not_the_request
         LIMITS,
     )
     assert backup.step is rules.Step.IGNORE, "extensions do not escalate: backups never decide"
+
+
+def two_approvals(*given: str, final: str = "") -> dict[str, str]:
+    """The annotations admission stamps with approvalsRequired 2: the list, and the final stamp."""
+    listed = approvals.encode([approvals.Given(by, frozenset()) for by in given])
+    return {names.ANNOTATION_APPROVALS: listed, **(stamped(names.ANNOTATION_APPROVED, final) if final else {})}
+
+
+def test_n_approvals_are_counted_against_the_live_team_not_the_lists_length() -> None:
+    pci = entitlement(approval={"autoApproveOwnerTeam": False, "approvalsRequired": 2})
+    both = team(approvers=[PAULA.username, "lena@example.com"])
+    one = rules.next_step(extension(annotations=two_approvals(PAULA.username)), active(), pci, both, LIMITS)
+    assert (one.step, one.counted, one.needed) == (rules.Step.WAIT, (PAULA.username,), 2)
+    assert one.message.startswith("1 of 2 approvals (paula@example.com): waiting for 1 more")
+    done = two_approvals(PAULA.username, "lena@example.com", final="lena@example.com")
+    applied = rules.next_step(extension(annotations=done), active(), pci, both, LIMITS)
+    assert (applied.step, applied.who, applied.counted) == (
+        rules.Step.APPLY,
+        "lena@example.com",
+        (PAULA.username, "lena@example.com"),
+    )
+    # paula is no longer an approver of the team: lena's approval does not complete the count.
+    paula_gone = team(approvers=["lena@example.com", "carol@example.com"])
+    short = rules.next_step(extension(annotations=done), active(), pci, paula_gone, LIMITS)
+    assert short.step is rules.Step.IGNORE and short.who == "lena@example.com"
+    assert "approvalsRequired is 2, and only 1 approval(s)" in short.message and "not counted" in short.message
+    assert short.counted == ("lena@example.com",) and short.waiting.startswith("1 of 2 approvals (lena@example.com)")
+    assert "withdraw it (kubectl delete accessextension g1-ext-1)" in short.waiting
+
+
+def test_extensions_are_decided_by_the_team_the_grant_recorded() -> None:
+    recorded = active().model_copy(update={"spec": active().spec.model_copy(update={"owner_team": "ledger"})})
+    assert rules.owner_of(recorded, entitlement()) == "ledger" and rules.owner_of(active(), entitlement()) == "payments"
+    waits = rules.next_step(
+        extension(), recorded, entitlement(approval={"autoApproveOwnerTeam": False}), team(), LIMITS
+    )
+    assert waits.step is rules.Step.WAIT and "approver of team ledger" in waits.message
+    gone = rules.next_step(extension(), recorded, entitlement(), None, LIMITS)
+    assert gone.step is rules.Step.FAIL
+    assert "TeamOwnership ledger, which owned Entitlement prod-eng-payments when AccessGrant g1" in gone.message
+    assert "request access again (kubectl jit request prod-eng-payments)" in gone.message
+    renamed = rules.as_decided(entitlement(), "ledger")
+    assert renamed.spec.owner == "ledger" and entitlement().spec.owner == "payments"
+
+
+def test_a_grant_of_a_group_the_entitlement_no_longer_gives_is_not_extended() -> None:
+    moved = entitlement(identityCenter={"groupName": "prod-eng-payments-v2"})
+    assert rules.target_problem(active(), entitlement()) is None
+    problem = rules.target_problem(active(), moved)
+    assert problem is not None and problem.startswith("spec.grant: Entitlement prod-eng-payments changed since")
+    assert "now gives group prod-eng-payments-v2, and the grant holds prod-eng-payments" in problem
+    step = rules.next_step(extension(), active(), moved, team(), LIMITS)
+    assert step.step is rules.Step.FAIL and "request access again" in step.message
+    assert isinstance(rules.apply(extension(), active(), moved, LIMITS, T0), str)
+    refused = rules.review_extension(
+        "CREATE",
+        None,
+        wire(),
+        ALICE,
+        operator=OPERATOR,
+        grant=active(),
+        entitlement=moved,
+        team=team(),
+        waiting=[],
+        limits=LIMITS,
+        phase=Phase.VALIDATE,
+    )
+    assert isinstance(refused, Refusal) and "changed since AccessGrant g1 was granted" in refused.message
 
 
 @pytest.mark.parametrize(

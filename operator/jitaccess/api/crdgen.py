@@ -140,6 +140,7 @@ KINDS = [
             {"name": "Grant", "type": "string", "jsonPath": ".spec.grant"},
             {"name": "By", "type": "string", "jsonPath": ".spec.duration"},
             {"name": "Status", "type": "string", "jsonPath": READY_REASON},
+            {"name": "Approvals", "type": "string", "jsonPath": ".status.approvalSummary"},
             {"name": "Requester", "type": "string", "jsonPath": ".spec.requester", "priority": 1},
             {"name": "Approved-By", "type": "string", "jsonPath": ".status.approvedBy", "priority": 1},
             {"name": "Ends", "type": "string", "jsonPath": ".status.expirationTime", "priority": 1},

@@ -589,6 +589,14 @@ class AccessExtensionStatus(Model):
         max_length=limits.NAME_MAX_LENGTH,
         description="The grant's owner team (its spec.ownerTeam), set with the entitlement, for the audit records",
     )
+    approvals: list[GivenApproval] | None = Field(
+        default=None,
+        description="The approvals that count, in order (the entitlement's approvalsRequired), against the owner "
+        "team as it is",
+    )
+    approval_summary: str | None = Field(
+        default=None, description="Approvals so far (`1/2`), or `auto` for an owner-team member's own (a column)"
+    )
     approved_by: str | None = None
     denied_by: str | None = None
     decision_reason: str | None = None

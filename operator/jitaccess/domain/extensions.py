@@ -2,10 +2,14 @@
 
 An extension is an object of its own (the request stays as it was asked, and each extension is
 its own record): `spec.grant`, `spec.duration` (the time added) and `spec.reason`, the requester
-stamped at admission. It follows the grant's Entitlement as a request does: an owner-team member
-gets it at once when the Entitlement auto-approves the team, anyone else waits for an approver of
-the owner team (`jitaccess.dev/approved=true` or `denied=true`, stamped as on a request; never the
-requester). An incident responder (`JITACCESS_RESPONDER_GROUPS`) may deny one of any team, with a
+stamped at admission. It follows the grant's Entitlement as a request does, decided by the team
+that owned the Entitlement when the grant was made (the grant's `spec.ownerTeam`, whose approvers
+may also revoke it): a member of that team gets it at once when the Entitlement auto-approves the
+team, anyone else waits for the Entitlement's `approvalsRequired` approvers of that team
+(`jitaccess.dev/approved=true` or `denied=true`, stamped and listed as on a request; never the
+requester), counted again by the operator against the live TeamOwnership before it applies.
+A grant whose group (or permission set) is no longer the Entitlement's is not extended: the
+Entitlement changed since it was granted. An incident responder (`JITACCESS_RESPONDER_GROUPS`) may deny one of any team, with a
 reason, as they may a request, and never approve it. Two caps hold, at admission and again when the operator applies it:
 
 - the whole grant, activation to its new end, stays within the Entitlement's `maxDuration`;
@@ -23,14 +27,22 @@ do the reading and writing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from jitaccess.api import names, wire
-from jitaccess.api.models import AccessExtension, AccessGrant, Entitlement, TeamOwnershipSpec
+from jitaccess.api.models import (
+    AccessExtension,
+    AccessGrant,
+    AccountAssignmentTarget,
+    Entitlement,
+    TeamOwnershipSpec,
+)
 from jitaccess.domain import admission, reasons
+from jitaccess.domain import approvals as approval_rules
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import ALLOW, INVALID, Admit, OperatorIdentity, Phase, Refusal, Verdict
@@ -114,6 +126,42 @@ def cap_problem(
     return None
 
 
+def owner_of(grant: AccessGrant, entitlement: Entitlement | None) -> str:
+    """The team that decides the grant's extensions: the one it recorded when it was made
+    (`spec.ownerTeam`, as for its revocation), or, for a grant from before grants recorded it, the
+    Entitlement's owner."""
+    return grant.spec.owner_team or (entitlement.spec.owner if entitlement is not None else "")
+
+
+def as_decided(entitlement: Entitlement, owner: str) -> Entitlement:
+    """The Entitlement as the request's decision rules read it for an extension: owned by `owner`,
+    the grant's team (the rules name the team from `spec.owner`)."""
+    if entitlement.spec.owner == owner:
+        return entitlement
+    return entitlement.model_copy(update={"spec": entitlement.spec.model_copy(update={"owner": owner})})
+
+
+def target_problem(grant: AccessGrant, entitlement: Entitlement) -> str | None:
+    """Why a grant cannot be extended because the Entitlement no longer gives what the grant holds
+    (another group, permission set or accounts since the grant was made); None when it still does.
+    More time is new access to what the Entitlement gives now, which only a new request decides."""
+    target = entitlement.spec.identity_center
+    now_gives = assignment_rules.target_name(target)
+    if grant.spec.group_name == now_gives and grant.spec.account_assignment == target.account_assignment:
+        return None
+    what = "permission set" if target.account_assignment is not None or grant.spec.account_assignment else "group"
+    held = grant.spec.group_name + _accounts(grant.spec.account_assignment)
+    return (
+        f"spec.grant: Entitlement {entitlement.metadata.name} changed since AccessGrant {grant.metadata.name} was "
+        f"granted: it now gives {what} {now_gives + _accounts(target.account_assignment)}, and the grant holds "
+        f"{held}, so it cannot be extended; request access again (kubectl jit request {entitlement.metadata.name})"
+    )
+
+
+def _accounts(target: AccountAssignmentTarget | None) -> str:
+    return f" in accounts {', '.join(target.accounts)}" if target is not None else ""
+
+
 def duration_of(extension: AccessExtension, limits: request_rules.Limits) -> timedelta:
     """The time an extension adds; `InvalidInput` below the operator's minimum duration."""
     by = parse_duration(extension.spec.duration, "spec.duration")
@@ -146,11 +194,11 @@ def reason_problem(reason: str, entitlement: Entitlement) -> str | None:
 
 
 class Step(Enum):
-    WAIT = "Wait"  # for an approver (mark Pending once)
+    WAIT = "Wait"  # for approvers (Pending, with the approvals counted so far)
     APPLY = "Apply"
     DENY = "Deny"
     FAIL = "Fail"
-    IGNORE = "Ignore"  # a decision that does not count, said in a Warning Event
+    IGNORE = "Ignore"  # a decision that does not count, said in a Warning Event (and still Pending)
 
 
 @dataclass(frozen=True)
@@ -160,10 +208,22 @@ class Next:
     who: str = ""
     auto: bool = False
     why: str = ""
+    #: While it waits (WAIT, IGNORE): the Pending message, and the approvals that count so far of
+    #: the `needed` (the Entitlement's approvalsRequired), as `status.approvals` records them.
+    waiting: str = ""
+    counted: tuple[str, ...] = ()
+    needed: int = 1
 
 
-def approvers_text(team: TeamOwnershipSpec) -> str:
-    return request_rules.approvers_text(team, escalated=False)
+def approvals_counted(extension: AccessExtension, team: TeamOwnershipSpec) -> approval_rules.Count:
+    """The stamped approvals (`jitaccess.dev/approvals`) that count against the live team: distinct
+    approvers of it, never the requester. An extension never escalates: backup approvers do not count."""
+    return approval_rules.count(
+        approval_rules.given(extension.metadata.annotations),
+        team,
+        extension.spec.requester or "",
+        lambda _by: False,
+    )
 
 
 def next_step(
@@ -175,12 +235,15 @@ def next_step(
     *,
     responder_groups: frozenset[str] = frozenset(),
 ) -> Next:
-    """What the operator does with an unfinished extension, from the objects as stored.
+    """What the operator does with an unfinished extension, from the objects as stored. `team` is the
+    grant's recorded owner team (`owner_of`), None when it no longer exists.
 
     The approval is re-derived every time from what admission stamped and the live TeamOwnership
-    (as a grant's basis is: `requests.grant_basis`), never from `status`. A denial stamped with one
-    of the `responder_groups` (incident responders) counts on any team's extension, as on a request
-    (`requests.decide_pending`); an approval needs an approver of the team, whoever stamped it.
+    (as a grant's basis is: `requests.grant_basis`), never from `status`: with approvalsRequired N,
+    N distinct approvers of the team who count now (`approvals_counted`), not the list's length. A
+    denial stamped with one of the `responder_groups` (incident responders) counts on any team's
+    extension, as on a request (`requests.decide_pending`); an approval needs an approver of the
+    team, whoever stamped it.
     """
     spec = extension.spec
     requester = spec.requester or ""
@@ -200,12 +263,18 @@ def next_step(
             f"spec.requester {requester or '(not stamped)'} is not the grantee {grant.spec.user} of AccessGrant "
             f"{spec.grant}: only the grantee extends a grant; nothing was extended",
         )
-    if entitlement is None or team is None:
+    if entitlement is None:
         return Next(
             Step.FAIL,
-            f"Entitlement {grant.spec.entitlement!r} or its owner team no longer exists: there is nothing to check "
-            "the extension against, and nobody to approve it; nothing was extended",
+            f"Entitlement {grant.spec.entitlement!r} no longer exists: there is nothing to check the extension "
+            "against; nothing was extended",
         )
+    owner = owner_of(grant, entitlement)
+    if team is None:
+        return Next(Step.FAIL, f"{team_gone(grant, owner)}; nothing was extended")
+    changed = target_problem(grant, entitlement)
+    if changed is not None:
+        return Next(Step.FAIL, f"{changed}; nothing was extended")
     try:
         duration_of(extension, limits)
     except InvalidInput as exc:
@@ -229,22 +298,76 @@ def next_step(
         team, Caller(requester, frozenset(spec.requester_groups))
     ):
         return Next(Step.APPLY, who=requester, auto=True)
+    needed = entitlement.spec.approval.approvals_required
+    count = approvals_counted(extension, team) if needed > 1 else approval_rules.Count((), ())
     if wire.truthy(annotations.get(names.ANNOTATION_APPROVED)):
         approver = _stamped(
             team, annotations, names.ANNOTATION_APPROVED_BY, names.ANNOTATION_APPROVED_BY_GROUPS, requester
         )
+        short = _short(count, needed) if isinstance(approver, str) else None
+        if isinstance(approver, str) and short is None:
+            return Next(Step.APPLY, who=approver, why=why, counted=count.counted, needed=needed)
         if isinstance(approver, str):
-            return Next(Step.APPLY, who=approver, why=why)
+            approver = Next(
+                Step.IGNORE,
+                f"the approval stamped for {approver} does not complete the extension ({short}): nothing is "
+                "extended on it",
+                who=approver,
+            )
         ignored = ignored or approver
     if not team.approvers and not team.approver_groups:
         return Next(
             Step.FAIL,
-            f"TeamOwnership {entitlement.spec.owner} names no approvers, so nobody can approve this extension; "
-            "nothing was extended",
+            f"TeamOwnership {owner} names no approvers, so nobody can approve this extension; nothing was extended",
         )
-    return ignored or Next(
-        Step.WAIT, f"waiting for approval by an approver of team {entitlement.spec.owner} ({approvers_text(team)})"
+    waiting = _waiting(extension, owner, team, count, needed)
+    if ignored is not None:
+        return replace(ignored, waiting=waiting, counted=count.counted, needed=needed)
+    return Next(Step.WAIT, waiting, waiting=waiting, counted=count.counted, needed=needed)
+
+
+def team_gone(grant: AccessGrant, owner: str) -> str:
+    """Why a grant whose recorded owner team is gone is not extended, with the way out."""
+    ent = grant.spec.entitlement
+    return (
+        f"spec.grant: TeamOwnership {owner or '(none)'}, which owned Entitlement {ent} when AccessGrant "
+        f"{grant.metadata.name} was granted (its spec.ownerTeam) and decides its extensions, no longer exists: "
+        f"nobody may approve an extension of it; request access again (kubectl jit request {ent})"
     )
+
+
+def _short(count: approval_rules.Count, needed: int) -> str | None:
+    """Why the approvals that count do not reach approvalsRequired; None when they do."""
+    if needed <= 1 or len(count.counted) >= needed:
+        return None
+    return (
+        f"approvalsRequired is {needed}, and only {len(count.counted)} approval(s) stamped by the admission webhook "
+        f"count now ({', '.join(count.counted) or 'none'}"
+        + (f"; not counted: {'; '.join(count.rejected)}" if count.rejected else "")
+        + ")"
+    )
+
+
+def _waiting(
+    extension: AccessExtension, owner: str, team: TeamOwnershipSpec, count: approval_rules.Count, needed: int
+) -> str:
+    """The Pending message: who may approve, and with approvalsRequired N how many count so far. An
+    approval already stamped as final that no longer completes the count is a decision taken: the
+    extension cannot complete any more, and the message says what to do instead."""
+    requester = extension.spec.requester or ""
+    who = request_rules.approvers_text(team, escalated=False, excluding={requester, *count.counted})
+    if needed <= 1:
+        return f"waiting for approval by an approver of team {owner} ({who})"
+    message = f"{len(count.counted)} of {needed} approvals ({approval_rules.in_words(count.counted) or 'none yet'})" + (
+        f"; not counted: {'; '.join(count.rejected)}" if count.rejected else ""
+    )
+    if wire.truthy(extension.metadata.annotations.get(names.ANNOTATION_APPROVED)):
+        return (
+            f"{message}: the approval that was to complete the count was taken, and the others no longer all count, "
+            f"so it cannot be approved any more; withdraw it (kubectl delete accessextension "
+            f"{extension.metadata.name}) and ask again"
+        )
+    return f"{message}: waiting for {needed - len(count.counted)} more, by another approver of team {owner} ({who})"
 
 
 def _stamped(
@@ -302,7 +425,7 @@ def apply(
             f"AccessGrant {grant.metadata.name} was ending ({_stamp(expires)}) when the extension was to be applied: "
             "nothing was extended; request access again"
         )
-    problem = cap_problem(grant, entitlement, by)
+    problem = target_problem(grant, entitlement) or cap_problem(grant, entitlement, by)
     if problem is not None:
         return f"{problem}; nothing was extended"
     return Extended(expires, expires + by, by)
@@ -329,11 +452,13 @@ def review_extension(
     limits: request_rules.Limits,
     phase: Phase,
     responders: admission.Responders = admission.NO_RESPONDERS,
+    owner: str = "",
 ) -> Verdict:
     """CREATE stamps the requester and checks the extension against its grant and caps; UPDATE
     takes a decision from an approver of the owner team, or a denial with a reason from one of the
     `responders` (the request's rules: `admission`); DELETE is allowed to the requester while it
-    waits, and to the owner team's approvers."""
+    waits, and to the owner team's approvers. `team` is the grant's recorded owner team, `owner`
+    its name (`owner_of`)."""
     if operator.includes(caller):
         return ALLOW
     refusal = (
@@ -348,8 +473,10 @@ def review_extension(
     if operation == "DELETE" and old is not None:
         return _deleted(old, caller, team)
     if operation == "UPDATE" and old is not None and new is not None:
+        # Decided by the grant's team (`team`), which the request's rules name from the Entitlement.
+        decided = as_decided(entitlement, owner) if entitlement is not None and owner else entitlement
         verdict = admission.review_withdrawn(old, new, caller, operator) or admission.decision_update(
-            old, new, caller, entitlement, team, phase, responders=responders
+            old, new, caller, decided, team, phase, responders=responders
         )
         if isinstance(verdict, Refusal):
             return Refusal(_as_extension(verdict.message), verdict.code)
@@ -438,11 +565,16 @@ def _creation_problem(
         return (
             f"spec.grant: AccessGrant {name} is not Active yet ({state or names.PROVISIONING}): try again in a moment"
         )
-    if entitlement is None or team is None:
+    if entitlement is None:
         return (
-            f"spec.grant: the Entitlement {ent!r} of AccessGrant {name}, or its owner team, no longer exists: there "
-            "is nothing to check an extension against; request access again"
+            f"spec.grant: the Entitlement {ent!r} of AccessGrant {name} no longer exists: there is nothing to check "
+            "an extension against; request access again"
         )
+    if team is None:
+        return team_gone(grant, owner_of(grant, entitlement))
+    changed = target_problem(grant, entitlement)
+    if changed is not None:
+        return changed
     try:
         extension = AccessExtension.model_validate(dict(new))
         by = duration_of(extension, limits)

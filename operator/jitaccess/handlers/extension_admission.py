@@ -6,10 +6,11 @@
 | its `status`     |                    | UPDATE (the operator only: `admission.check_status`)       |
 
 The rules are `jitaccess.domain.extensions.review_extension`; this module looks up what they need:
-the grant (from the API server: grants are not kept whole in memory), its Entitlement and owner
-team (the same lookups as the request's webhooks), and, when one is created, the other extensions
-of the grant still waiting (they count against the caps). The operator's own writes never reach
-here (`matchConditions`), and would be admitted if they did.
+the grant (from the API server: grants are not kept whole in memory), its Entitlement and the
+owner team the grant recorded (`spec.ownerTeam`; the same lookups as the request's webhooks), and,
+when one is created, the other extensions of the grant still waiting (they count against the
+caps). The operator's own writes never reach here (`matchConditions`), and would be admitted if
+they did.
 
 A new extension meets its user's limits as a new request does, in the same buckets: the pace of
 creations (at MUTATE, before anything is read: each creation reads its grant and lists every
@@ -46,6 +47,7 @@ from jitaccess.handlers.admission import (
     _deleted,
     _enforce,
     _entitlement_and_team,
+    _team,
     hold_for_the_archive,
     paced,
     responders,
@@ -75,6 +77,7 @@ async def _review(
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
     listed: dict[str, rules.Waiting | None] = {}
+    owner = ""
     creating = operation == "CREATE" and phase is Phase.VALIDATE
     if not operator.includes(caller) and (creating or operation in ("UPDATE", "DELETE")):
         obj = new or old
@@ -86,6 +89,14 @@ async def _review(
             grant = None
         ent = grant.spec.entitlement if grant is not None else str(wire.status(obj).get("entitlement") or "")
         entitlement, team = await _entitlement_and_team(rt, ent, teams, entitlements)
+        # Decided by the team the grant recorded (its revokers), not the Entitlement's owner now.
+        owner = (
+            rules.owner_of(grant, entitlement)
+            if grant is not None
+            else str(wire.status(obj).get("ownerTeam") or "") or (entitlement.spec.owner if entitlement else "")
+        )
+        if owner and owner != (entitlement.spec.owner if entitlement is not None else None):
+            team = await _team(rt, owner, teams)
         if creating and grant is not None:
             # Selected by the server: the grant's own extensions, not 90 days of everyone's.
             found = await asyncio.to_thread(rt.kube.list, names.EXTENSIONS, fields={"spec.grant": name})
@@ -103,6 +114,7 @@ async def _review(
         limits=rt.settings.limits,
         phase=phase,
         responders=responders(rt),
+        owner=owner,
     )
     if not creating or grant is None or operator.includes(caller):
         verdict = review(waiting=[])

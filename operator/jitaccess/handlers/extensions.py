@@ -18,7 +18,7 @@ the next look finds it there and only records it on the extension.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -32,11 +32,12 @@ from jitaccess.api.models import (
     Entitlement,
     TeamOwnershipSpec,
 )
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import extensions as rules
 from jitaccess.domain import following
 from jitaccess.errors import InvalidInput
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
 from jitaccess.handlers.owners import entitlement_and_team
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
@@ -207,10 +208,10 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
             why=step.why,
             owners=owners,
         )
-    elif step.step is rules.Step.WAIT:
-        _mark_pending(rt, extension, step.message, grant)
-    elif step.step is rules.Step.IGNORE:
-        record(extension.wire(), names.DECISION_IGNORED, step.message, warning=True, who=step.who)
+    elif step.step in (rules.Step.WAIT, rules.Step.IGNORE):
+        if step.step is rules.Step.IGNORE:
+            record(extension.wire(), names.DECISION_IGNORED, step.message, warning=True, who=step.who)
+        _mark_pending(rt, extension, step, grant)
     elif grant is not None and entitlement is not None and not _withdrawn_meanwhile(rt, extension):
         _apply(rt, extension, grant, entitlement, step)
 
@@ -227,10 +228,17 @@ def _withdrawn_meanwhile(rt: Runtime, extension: AccessExtension) -> bool:
 def _lookup(
     rt: Runtime, grant: AccessGrant | None, teams: Index, entitlements: Index
 ) -> tuple[Entitlement | None, TeamOwnershipSpec | None]:
-    """The grant's Entitlement and its owner team, as they are now (an index miss is confirmed)."""
+    """The grant's Entitlement as it is now, and the owner team the grant recorded (`rules.owner_of`:
+    the team that approved it and may revoke it decides its extensions, not the Entitlement's owner
+    of the moment), None when it is gone; an index miss is confirmed with the API server."""
     if grant is None:
         return None, None
-    return entitlement_and_team(rt, grant.spec.entitlement, teams, entitlements)
+    entitlement, team = entitlement_and_team(rt, grant.spec.entitlement, teams, entitlements)
+    owner = rules.owner_of(grant, entitlement)
+    if entitlement is not None and owner != entitlement.spec.owner:
+        found = first(teams, owner) or (rt.kube.get(names.TEAMS, owner) or {}).get("spec")
+        team = TeamOwnershipSpec.model_validate(found) if found is not None else None
+    return entitlement, team
 
 
 def _owners(grant: AccessGrant) -> dict[str, str]:
@@ -241,20 +249,50 @@ def _owners(grant: AccessGrant) -> dict[str, str]:
     }
 
 
-def _mark_pending(rt: Runtime, extension: AccessExtension, message: str, grant: AccessGrant | None) -> None:
+def _mark_pending(rt: Runtime, extension: AccessExtension, step: rules.Next, grant: AccessGrant | None) -> None:
+    """Pending, with the approvals that count so far (`status.approvals`, `approvalSummary` `1/2`, as a
+    request shows them): written again as they change, an `ApprovalCounted` Event for each new one."""
+    message = step.waiting or step.message
+
     def build(current: AccessExtension) -> dict[str, Any] | None:
-        if cond.ready_reason(current.status.conditions) is not None or current.metadata.deletion_timestamp:
+        state = cond.ready_reason(current.status.conditions)
+        if state not in (None, names.PENDING) or current.metadata.deletion_timestamp:
+            return None
+        approvals = _listed(current, step.counted)
+        summary = approval_rules.progress(len(step.counted), step.needed)
+        ready = cond.find(current.status.conditions, names.READY)
+        unchanged = [a["by"] for a in approvals] == [a.by for a in current.status.approvals or []]
+        if unchanged and ready is not None and (ready.message, current.status.approval_summary) == (message, summary):
             return None
         return {
             **(_owners(grant) if grant is not None else {}),
+            "approvals": approvals or None,
+            "approvalSummary": summary,
             "conditions": conditions_after(
                 current.status.conditions, [(names.READY, False, names.PENDING, message)], current.metadata.generation
             ),
         }
 
+    was = AccessExtension.model_validate(extension.wire())
     updated = rt.kube.update_status(names.EXTENSIONS, extension.metadata.name, status_change(AccessExtension, build))
-    if updated is not None:
+    if updated is None:
+        return
+    if cond.ready_reason(was.status.conditions) is None:
         record(updated, names.PENDING, message, who=extension.spec.requester or "")
+    before = {a.by for a in was.status.approvals or []}
+    after = AccessExtension.model_validate(updated)
+    for given in after.status.approvals or []:
+        if given.by not in before:
+            record(
+                updated, names.APPROVAL_COUNTED, f"approval {after.status.approval_summary} by {given.by}", who=given.by
+            )
+
+
+def _listed(current: AccessExtension, counted: Sequence[str]) -> list[dict[str, Any]]:
+    """The approvals that count now, each timed when the operator first counted it (`status.approvals`):
+    one that stopped counting leaves the list."""
+    times = {a.by: a.time for a in current.status.approvals or []}
+    return [{"by": by, "time": ts(times.get(by) or now())} for by in counted]
 
 
 def _apply(
@@ -323,9 +361,14 @@ def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant)
         return
     auto = entry.approved_by == rules.AUTO
     reason = names.AUTO_APPROVED if auto else names.APPROVED
+    # With approvalsRequired N, the stamped list: the operator applied it only once all N counted
+    # (admission completes the count with the N-th approval, so the list is those N).
+    several = [] if auto else [a.by for a in approval_rules.given(extension.metadata.annotations)]
     approval = (
         f"auto-approved: {extension.spec.requester} is a member of the owner team"
         if auto
+        else f"approved by {approval_rules.in_words(several)} ({len(several)} of {len(several)})"
+        if len(several) > 1
         else f"approved by {entry.approved_by}"
     )
     message = f"AccessGrant {grant.metadata.name} now ends at {ts(entry.expiration_time)}" + (
@@ -346,6 +389,11 @@ def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant)
         }
         if entry.previous_expiration_time is not None:
             fields["previousExpirationTime"] = ts(entry.previous_expiration_time)
+        fields["approvalSummary"] = (
+            "auto" if auto else approval_rules.progress(max(len(several), 1), max(len(several), 1))
+        )
+        if len(several) > 1:
+            fields["approvals"] = _listed(current, several)
         if not auto:
             fields["approvedBy"] = entry.approved_by
         why = current.metadata.annotations.get(names.ANNOTATION_DECISION_REASON)
