@@ -8,11 +8,12 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from jitaccess.api import names
+from jitaccess.api import models, names
 from jitaccess.domain import approvals
 from jitaccess.domain import requests as rules
 from jitaccess.domain.admission import Admit, Phase, Refusal
 from jitaccess.domain.requests import Basis, NoGrant, Outcome
+from jitaccess.handlers import approvals as approval_counts
 from tests.unit import factories
 from tests.unit.test_admission import CAROL, LEAD, PAULA, PENDING, TEAM, request, review_request, with_annotations
 
@@ -186,3 +187,84 @@ def test_an_entitlement_whose_team_cannot_give_its_approvals_says_who_there_is()
     assert rules.approvals_unreachable(TWO, factories.team()) is None
     # A group approves: its members are not known, so nothing is claimed.
     assert rules.approvals_unreachable(three, factories.team(approverGroups=["payments-leads"])) is None
+
+
+# --- approvals that no longer count ---------------------------------------------------------------
+
+FORMER = ("former@example.com", ["team-payments"])  # listed, then left the team's approvers
+
+
+def test_an_approval_that_no_longer_counts_does_not_complete_the_count() -> None:
+    # The webhook counts as the operator does: former's entry and lead's make one approval, not two.
+    old = stored(FORMER)
+    verdict = approve(old, LEAD)
+    assert isinstance(verdict, Admit) and names.ANNOTATION_APPROVED_BY not in verdict.annotations
+    assert verdict.removed == (names.ANNOTATION_APPROVED,)
+    assert [e["by"] for e in json.loads(verdict.annotations[APPROVALS])] == [FORMER[0], LEAD.username]
+    validated = review_request(
+        "UPDATE", old, with_annotations(old, jitaccess_dev__approvals=verdict.annotations[APPROVALS]), LEAD,
+        entitlement=TWO, phase=Phase.VALIDATE,
+    )  # fmt: skip
+    assert validated == Admit(annotations={APPROVALS: verdict.annotations[APPROVALS]})
+    # Then paula's is the second that counts, and completes it.
+    then = stored(FORMER, (LEAD.username, sorted(LEAD.groups)))
+    done = approve(then, PAULA)
+    assert isinstance(done, Admit) and done.annotations[names.ANNOTATION_APPROVED_BY] == PAULA.username
+
+
+def test_a_stamped_approval_that_stopped_counting_blocks_no_denial() -> None:
+    # former completed the count (approved-by stamped), then left the team before the operator took it.
+    old = stored((LEAD.username, sorted(LEAD.groups)), FORMER)
+    old["metadata"]["annotations"] |= {
+        names.ANNOTATION_APPROVED: "true",
+        names.ANNOTATION_APPROVED_BY: FORMER[0],
+        names.ANNOTATION_APPROVED_BY_GROUPS: ",".join(FORMER[1]),
+    }
+    denied = review_request("UPDATE", old, with_annotations(old, jitaccess_dev__denied="true"), PAULA, entitlement=TWO)
+    assert isinstance(denied, Admit) and denied.annotations[names.ANNOTATION_DENIED_BY] == PAULA.username
+    # An approval that still counts stays final.
+    counted = stored((PAULA.username, sorted(PAULA.groups)))
+    counted["metadata"]["annotations"] |= {
+        names.ANNOTATION_APPROVED: "true",
+        names.ANNOTATION_APPROVED_BY: LEAD.username,
+        names.ANNOTATION_APPROVED_BY_GROUPS: ",".join(sorted(LEAD.groups)),
+        APPROVALS: approvals.encode(
+            [approvals.Given(PAULA.username, PAULA.groups), approvals.Given(LEAD.username, LEAD.groups)]
+        ),
+    }
+    final = review_request(
+        "UPDATE", counted, with_annotations(counted, jitaccess_dev__denied="true"), PAULA, entitlement=TWO
+    )
+    assert isinstance(final, Refusal) and "a decision is final" in final.message
+
+
+def test_one_approval_stamped_by_someone_who_left_the_team_blocks_no_denial() -> None:
+    old = request(
+        annotations={names.ANNOTATION_APPROVED: "true", names.ANNOTATION_APPROVED_BY: FORMER[0]}, conditions=PENDING
+    )
+    denied = review_request("UPDATE", old, with_annotations(old, jitaccess_dev__denied="true"), PAULA)
+    assert isinstance(denied, Admit) and denied.annotations[names.ANNOTATION_DENIED_BY] == PAULA.username
+
+
+def test_approved_by_must_be_the_last_approval_listed() -> None:
+    request_ = operator_view((LEAD.username, LEAD.groups), (PAULA.username, PAULA.groups), approved_by=LEAD.username)
+    now = factories.T0 + timedelta(minutes=1)
+    decision = rules.decide_pending(request_, valid_for(), LIMITS, now)
+    assert decision is not None and decision.outcome is not Outcome.APPROVE
+    basis = rules.grant_basis(request_, valid_for(), LIMITS, now)
+    assert isinstance(basis, NoGrant) and "the last approval in jitaccess.dev/approvals is paula" in basis.message
+
+
+def test_a_listed_approval_that_no_longer_counts_is_recounted_and_its_ignored_stamp_said() -> None:
+    former = ("former@example.com", frozenset({"team-payments"}))
+    request_ = operator_view(former, (LEAD.username, LEAD.groups), approved_by=LEAD.username)
+    request_.status.approvals = [
+        models.GivenApproval(by=former[0], time=factories.T0),  # counted while former still approved
+        models.GivenApproval(by=LEAD.username, time=factories.T0),
+    ]
+    decision = rules.decide_pending(request_, valid_for(), LIMITS, factories.T0 + timedelta(minutes=1))
+    assert decision is not None and decision.outcome is Outcome.COUNT
+    assert decision.ignored is not None and decision.ignored.who == LEAD.username
+    assert "only 1 approval(s)" in decision.ignored.why and "former@example.com is not" in decision.ignored.why
+    listed = approval_counts.listed(request_, ("lead@example.com",), factories.T0)
+    assert [a["by"] for a in listed] == [LEAD.username]

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -918,7 +918,9 @@ def _approvals_changed(
     spec = old.get("spec") or {}
     refusal = may_approve(
         team, caller, requester=str(spec.get("requester") or ""), escalated=wire.is_true(old, names.ESCALATED)
-    ) or approval_rules.validated(before, after, caller, approval_rules.required(entitlement))
+    ) or approval_rules.validated(
+        before, after, caller, approval_rules.required(entitlement), _counted(old, before, entitlement, team)
+    )
     if refusal is not None:
         return _not_stamped(f"metadata.annotations[{key}] ({refusal}{_as_responder(caller, responders)})")
     return Admit(annotations={key: after[key]})
@@ -939,6 +941,11 @@ def _decision(
     if not changed and before.get(DECISION_REASON) == after.get(DECISION_REASON):
         return ALLOW
     recorded = next(((f, before[by]) for f, (by, _, _) in _DECISIONS.items() if by in before), None)
+    # An approval that no longer counts (and never will as it stands) blocks no denial: both stay
+    # stamped, and the operator takes the denial first (`request_rules.decide_pending`).
+    void = recorded is not None and changed == [DENIED] and _approval_void(old, before, entitlement, team)
+    if void:
+        recorded = None
     if recorded is not None:
         word = "approved" if recorded[0] == APPROVED else "denied"
         return Refusal(
@@ -957,7 +964,7 @@ def _decision(
                 f"(to decide the other way, set {other}=true instead)",
                 INVALID,
             )
-    if wire.truthy(after.get(APPROVED)) and wire.truthy(after.get(DENIED)):
+    if wire.truthy(after.get(APPROVED)) and wire.truthy(after.get(DENIED)) and not void:
         return Refusal(
             f"{APPROVED} and {DENIED} are both set: a request is either approved or denied; set one", INVALID
         )
@@ -998,11 +1005,58 @@ def _decision(
         stamps[by_groups] = groups
     needed = approval_rules.required(entitlement)
     if flag == APPROVED and needed > 1:
-        counted = approval_rules.stamp(before, caller, needed, after.get(DECISION_REASON, ""), stamps)
+        counting = _counted(old, before, entitlement, team)
+        counted = approval_rules.stamp(before, caller, needed, after.get(DECISION_REASON, ""), stamps, counting)
         if isinstance(counted, str):
             return Refusal(counted)
         return Admit(annotations=counted.annotations, removed=counted.removed)
     return Admit(annotations=stamps)
+
+
+def _counted(old: Obj, before: Mapping[str, str], entitlement: Entitlement, team: TeamOwnershipSpec) -> int:
+    """Of the stored approvals list, how many count against the live team, as the operator counts
+    them (`request_rules.approvals_counted`): a backup approver's once the request had escalated
+    when the operator counted it, or, not counted yet, once it has escalated."""
+    status = old.get("status") or {}
+    times = {
+        str(entry.get("by")): when
+        for entry in status.get("approvals") or []
+        if isinstance(entry, dict) and (when := _time(entry.get("time"))) is not None
+    }
+    created = _time(wire.metadata(old).get("creationTimestamp"))
+    # Not counted yet: as after the escalation if the operator marked one, else as at creation.
+    now = datetime.max.replace(tzinfo=UTC) if wire.is_true(old, names.ESCALATED) else (created or datetime.now(UTC))
+    found = request_rules.stamped_approvals_counted(
+        approval_rules.given(before),
+        team,
+        str(wire.spec(old).get("requester") or status.get("requester") or ""),
+        owner=entitlement.spec.owner,
+        created=created,
+        times=times,
+        now=now,
+    )
+    return len(found.counted)
+
+
+def _time(stamp: Any) -> datetime | None:
+    return datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
+
+
+def _approval_void(
+    old: Obj, before: Mapping[str, str], entitlement: Entitlement | None, team: TeamOwnershipSpec | None
+) -> bool:
+    """A stamped approval the operator has not taken and never will as it stands: its approver no
+    longer approves for the team, or (approvalsRequired N > 1) the approvals that still count fall
+    short of N. It must not keep the request from being denied until it times out."""
+    who = before.get(APPROVED_BY)
+    if not who or entitlement is None or team is None or _decided_or_finished(old) is not None:
+        return False
+    groups = frozenset(g for g in before.get(APPROVED_BY_GROUPS, "").split(",") if g)
+    requester = str(wire.spec(old).get("requester") or "")
+    if may_approve(team, Caller(who, groups), requester=requester, escalated=wire.is_true(old, names.ESCALATED)):
+        return True
+    needed = approval_rules.required(entitlement)
+    return needed > 1 and _counted(old, before, entitlement, team) < needed
 
 
 def _responder_denial(flag: str, after: Mapping[str, str], caller: Caller) -> str | None:

@@ -10,7 +10,11 @@ approval that completes the count stays, with the usual `approved-by` stamp.
 Counted: distinct usernames, each an approver of the owner team (a backup approver only once the
 request has escalated), never the requester. The operator re-derives the count from the stamped
 list and the live TeamOwnership before it grants; `status.approvals` only records when it counted
-each one. Pure functions on wire dicts; admission wraps their answers (`domain.admission`).
+each one. The webhook counts the same way, against the same live team: an approval stamped before
+its approver left the team does not complete the count for the next one (who would otherwise stamp
+`approved-by` on approvals the operator then finds short, and nobody could decide any more).
+The approval that completes the count is the list's last entry, and `approved-by` names it.
+Pure functions on wire dicts; admission wraps their answers (`domain.admission`).
 """
 
 from __future__ import annotations
@@ -62,14 +66,16 @@ def given(annotations: Mapping[str, str]) -> list[Given]:
 
 
 def encode(approvals: Sequence[Given]) -> str:
-    """The annotation's text: compact, keys sorted, so the same list is always the same string."""
+    """The annotation's text: compact, keys sorted, so the same list is always the same string, and
+    unicode kept as it is: the ValidatingAdmissionPolicy compares each new entry's `by` and `groups`
+    with the caller's, as text (examples/admission-policy.yaml)."""
     entries = []
     for a in approvals:
         entry: dict[str, object] = {"by": a.by, "groups": sorted(a.groups)}
         if a.reason:
             entry["reason"] = a.reason
         entries.append(entry)
-    return json.dumps(entries, sort_keys=True, separators=(",", ":"))
+    return json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def progress(count: int, needed: int) -> str:
@@ -86,11 +92,13 @@ class Stamp:
 
 
 def stamp(
-    before: Mapping[str, str], caller: Caller, needed: int, reason: str, by_stamps: dict[str, str]
+    before: Mapping[str, str], caller: Caller, needed: int, reason: str, by_stamps: dict[str, str], counting: int
 ) -> Stamp | str:
     """The caller's approval added to the list (MUTATE); a refusal message when it may not count.
 
-    `by_stamps` are the usual `approved-by` stamps, written when this approval completes the count.
+    `by_stamps` are the usual `approved-by` stamps, written when this approval completes the count:
+    when `counting` (of the stored approvals, those that still count, `count`) and this one make
+    `needed`.
     """
     so_far = given(before)
     if any(a.by == caller.username for a in so_far):
@@ -100,20 +108,22 @@ def stamp(
         )
     after = [*so_far, Given(caller.username, caller.groups, reason)]
     annotations = {APPROVALS: encode(after)}
-    if len(after) >= needed:
+    if counting + 1 >= needed:
         return Stamp({**annotations, **by_stamps})
     removed = (names.ANNOTATION_APPROVED,) + ((names.ANNOTATION_DECISION_REASON,) if reason else ())
     return Stamp(annotations, removed)
 
 
-def validated(before: Mapping[str, str], after: Mapping[str, str], caller: Caller, needed: int) -> str | None:
+def validated(
+    before: Mapping[str, str], after: Mapping[str, str], caller: Caller, needed: int, counting: int
+) -> str | None:
     """At VALIDATE, an approvals list that changed without the approval itself in the object (the
     webhook took `approved` out again): it must be the stored list plus the caller's one entry,
-    still short of the count. Why not, or None."""
+    still short of the count (`counting`: the stored approvals that count, `count`). Why not, or None."""
     was, now = given(before), given(after)
     if any(a.by == caller.username for a in was):
         return f"{caller.username} has already approved this request"
-    if len(now) != len(was) + 1 or now[:-1] != was or len(now) >= needed:
+    if len(now) != len(was) + 1 or now[:-1] != was or counting + 1 >= needed:
         return "the approvals list must be the stored one plus the caller's approval"
     last = now[-1]
     if last.by != caller.username or last.groups != caller.groups:
@@ -127,6 +137,8 @@ class Count:
 
     counted: tuple[str, ...]
     rejected: tuple[str, ...]
+    #: Each approver whose approval does not count, with why (`rejected`, by name).
+    why_not: tuple[tuple[str, str], ...] = ()
 
 
 def count(
@@ -139,6 +151,7 @@ def count(
     `by` approved (a backup approver's counts only then)."""
     counted: list[str] = []
     rejected: list[str] = []
+    why_not: list[tuple[str, str]] = []
     for a in approvals:
         if a.by in counted:
             rejected.append(f"{a.by} approved twice and counts once")
@@ -146,9 +159,23 @@ def count(
         refusal = may_approve(team, Caller(a.by, a.groups), requester=requester, escalated=escalated_at(a.by))
         if refusal is not None:
             rejected.append(refusal)
+            why_not.append((a.by, refusal))
             continue
         counted.append(a.by)
-    return Count(tuple(counted), tuple(rejected))
+    return Count(tuple(counted), tuple(rejected), tuple(why_not))
+
+
+def completed_by(approvals: Sequence[Given], approved_by: str) -> str | None:
+    """Why a stamped `approved-by` is not the approval that completed the list (its last entry): the
+    webhook stamps both together, so anything else was written by hand. None when it is."""
+    if not approvals or approvals[-1].by != approved_by:
+        last = approvals[-1].by if approvals else "nobody"
+        return (
+            f"{names.ANNOTATION_APPROVED_BY} is {approved_by}, but the last approval in {APPROVALS} is {last}'s: "
+            "the approval that completes the count is the last one listed, and only the admission webhook "
+            "writes both"
+        )
+    return None
 
 
 def approved_at(times: Mapping[str, datetime], by: str, now: datetime) -> datetime:

@@ -338,6 +338,8 @@ class PendingDecision:
     outcome: Outcome
     who: str = ""
     why: str = ""
+    #: With COUNT: a stamped decision that does not count, to say in a Warning event as IGNORE does.
+    ignored: PendingDecision | None = None
 
 
 def decide_pending(
@@ -382,23 +384,48 @@ def decide_pending(
         if refusal is not None and outcome is Outcome.DENY and who != valid.requester and groups & responder_groups:
             refusal = None
         if refusal is None and outcome is Outcome.APPROVE:
-            refusal = _approvals_short(request, valid, now)
+            refusal = _approvals_short(request, valid, now) or _completion_unstamped(request, valid, who)
         if refusal is not None:
             ignored = ignored or PendingDecision(Outcome.IGNORE, who=who, why=refusal)
             continue
         return PendingDecision(outcome, who=who, why=reason)
-    return _newly_counted(request, valid, now) or _escalation_due(request, valid, now, escalated) or ignored
+    counted = _newly_counted(request, valid, now)
+    if counted is not None:
+        # Recorded first (status shows what counts now), the ignored decision said with it: an
+        # ignored approval left out, another's count would carry the stale one's place.
+        return PendingDecision(counted.outcome, who=counted.who, why=counted.why, ignored=ignored)
+    return _escalation_due(request, valid, now, escalated) or ignored
 
 
 def approvals_counted(request: AccessRequest, valid: ValidRequest, now: datetime) -> approval_rules.Count:
     """The stamped approvals that count (`approval_rules.count`): a backup approver's only if the request
     had escalated when the operator counted it (`status.approvals`; not yet counted: now)."""
-    created = request.metadata.creation_timestamp
-    times = {a.by: a.time for a in request.status.approvals or []}
-    owner = valid.entitlement.spec.owner
+    return stamped_approvals_counted(
+        approval_rules.given(request.metadata.annotations),
+        valid.team,
+        valid.requester,
+        owner=valid.entitlement.spec.owner,
+        created=request.metadata.creation_timestamp,
+        times={a.by: a.time for a in request.status.approvals or []},
+        now=now,
+    )
+
+
+def stamped_approvals_counted(
+    given: Sequence[approval_rules.Given],
+    team: TeamOwnershipSpec,
+    requester: str,
+    *,
+    owner: str,
+    created: datetime | None,
+    times: Mapping[str, datetime],
+    now: datetime,
+) -> approval_rules.Count:
+    """`approvals_counted` from its parts: what the admission webhook counts too, against the same
+    live team, before it stamps the approval that completes the count."""
     after = (
-        parse_duration(valid.team.escalate_after, f"TeamOwnership {owner!r} spec.escalateAfter")
-        if valid.team.escalate_after
+        parse_duration(team.escalate_after, f"TeamOwnership {owner!r} spec.escalateAfter")
+        if team.escalate_after
         else None
     )
 
@@ -407,9 +434,7 @@ def approvals_counted(request: AccessRequest, valid: ValidRequest, now: datetime
             after is not None and created is not None and approval_rules.approved_at(times, by, now) - created >= after
         )
 
-    return approval_rules.count(
-        approval_rules.given(request.metadata.annotations), valid.team, valid.requester, escalated_at
-    )
+    return approval_rules.count(given, team, requester, escalated_at)
 
 
 def _approvals_short(request: AccessRequest, valid: ValidRequest, now: datetime) -> str | None:
@@ -428,13 +453,23 @@ def _approvals_short(request: AccessRequest, valid: ValidRequest, now: datetime)
     )
 
 
+def _completion_unstamped(request: AccessRequest, valid: ValidRequest, who: str) -> str | None:
+    """With approvalsRequired N > 1: why `who`'s stamped `approved-by` is not the approval that
+    completed the list (`approval_rules.completed_by`); None when it is."""
+    if valid.entitlement.spec.approval.approvals_required <= 1:
+        return None
+    return approval_rules.completed_by(approval_rules.given(request.metadata.annotations), who)
+
+
 def _newly_counted(request: AccessRequest, valid: ValidRequest, now: datetime) -> PendingDecision | None:
-    """An approval of several that status does not list yet."""
+    """An approval of several that status does not list yet, or one it lists that no longer counts
+    (its approver left the team, say): status is rewritten to what counts now."""
     if valid.entitlement.spec.approval.approvals_required <= 1:
         return None
     recorded = {a.by for a in request.status.approvals or []}
-    new = [by for by in approvals_counted(request, valid, now).counted if by not in recorded]
-    return PendingDecision(Outcome.COUNT, who=", ".join(new)) if new else None
+    counted = approvals_counted(request, valid, now).counted
+    new = [by for by in counted if by not in recorded]
+    return PendingDecision(Outcome.COUNT, who=", ".join(new)) if new or recorded - set(counted) else None
 
 
 def _escalation_due(
@@ -539,7 +574,9 @@ def _all_approvals(request: AccessRequest, valid: ValidRequest, limits: Limits, 
     needed = valid.entitlement.spec.approval.approvals_required
     if needed <= 1:
         return None
-    short = _approvals_short(request, valid, now)
+    short = _approvals_short(request, valid, now) or _completion_unstamped(
+        request, valid, request.metadata.annotations.get(names.ANNOTATION_APPROVED_BY, "")
+    )
     if short is not None:
         return NoGrant(names.FAILED, f"not granted: {short}")
     deadline = decision_deadline(request.metadata.creation_timestamp, limits)

@@ -23,8 +23,10 @@ from jitaccess.handlers.runtime import Runtime
 
 
 def listed(current: AccessRequest, counted: Sequence[str], stamp: datetime) -> list[dict[str, Any]]:
-    """`status.approvals` with the counted approvers it does not list yet added, timed `stamp`."""
-    recorded = list(current.status.approvals or [])
+    """`status.approvals` as what counts now: the counted approvers it lists keep their time, those it
+    does not list yet are added, timed `stamp`, and those that no longer count (their approver left
+    the team) are left out, so that the count and "waiting for N more" are never made of them."""
+    recorded = [a for a in current.status.approvals or [] if a.by in counted]
     known = {a.by for a in recorded}
     return [a.wire() for a in recorded] + [{"by": by, "time": ts(stamp)} for by in counted if by not in known]
 
@@ -39,15 +41,17 @@ def waiting_message(valid: request_rules.ValidRequest, counted: Sequence[str], e
 
 
 def count(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> None:
-    """Record the approvals of several that status does not list yet."""
-    counted = request_rules.approvals_counted(request, valid, now()).counted
+    """Record the approvals of several that status does not list yet, and drop those it lists that
+    no longer count, each said in a `DecisionIgnored` Warning with who and why."""
+    found = request_rules.approvals_counted(request, valid, now())
+    counted = found.counted
     needed = valid.entitlement.spec.approval.approvals_required
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
         if not request_rules.is_pending(current):
             return None
         approvals_now = listed(current, counted, now())
-        if len(approvals_now) == len(current.status.approvals or []):
+        if [a["by"] for a in approvals_now] == [a.by for a in current.status.approvals or []]:
             return None
         message = waiting_message(
             valid, [a["by"] for a in approvals_now], cond.is_true(current.status.conditions, names.ESCALATED)
@@ -65,6 +69,17 @@ def count(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest
     if updated is None:
         return
     after = AccessRequest.model_validate(updated)
+    now_listed = {a.by for a in after.status.approvals or []}
+    for by, why in found.why_not:
+        if by in before and by not in now_listed:
+            record(
+                updated,
+                names.DECISION_IGNORED,
+                f"the approval by {by} no longer counts ({why}): {after.status.approval_summary} now; "
+                "another approver of the team may approve, or deny",
+                warning=True,
+                who=by,
+            )
     for given in after.status.approvals or []:
         if given.by not in before:
             summary = after.status.approval_summary or ""

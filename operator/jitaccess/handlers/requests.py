@@ -141,6 +141,8 @@ def _decide(
         _finish(rt, request.wire(), names.TIMED_OUT, f"timed out: {decision.why}", entitlement=request.spec.entitlement)
     elif decision.outcome is request_rules.Outcome.COUNT:
         approval_counts.count(rt, request, valid)
+        if decision.ignored is not None and announce_ignored:
+            record(request.wire(), names.DECISION_IGNORED, decision.ignored.why, warning=True, who=decision.ignored.who)
     elif decision.outcome is request_rules.Outcome.IGNORE and announce_ignored:
         record(request.wire(), names.DECISION_IGNORED, decision.why, warning=True, who=decision.who)
 
