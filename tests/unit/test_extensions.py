@@ -225,6 +225,16 @@ def test_a_grant_of_a_group_the_entitlement_no_longer_gives_is_not_extended() ->
     assert isinstance(refused, Refusal) and "changed since AccessGrant g1 was granted" in refused.message
 
 
+def test_the_same_group_spelled_by_its_id_now_is_still_what_the_entitlement_gives() -> None:
+    """A GitOps edit gives the group by its id where it had the name: the grant (spec.groupName the
+    name, status.groupId the id) holds what the Entitlement gives, and may be extended."""
+    by_id = entitlement(identityCenter={"groupId": "g-123"})
+    held = active().model_copy(update={"status": active().status.model_copy(update={"group_id": "g-123"})})
+    assert rules.target_problem(held, by_id) is None
+    other = entitlement(identityCenter={"groupId": "g-456"})
+    assert rules.target_problem(held, other) is not None
+
+
 @pytest.mark.parametrize(
     ("the_grant", "fragment"),
     [

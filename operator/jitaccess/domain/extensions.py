@@ -149,6 +149,11 @@ def target_problem(grant: AccessGrant, entitlement: Entitlement) -> str | None:
     now_gives = assignment_rules.target_name(target)
     if grant.spec.group_name == now_gives and grant.spec.account_assignment == target.account_assignment:
         return None
+    if target.account_assignment is None and grant.spec.account_assignment is None:
+        # The same group, spelled otherwise now (its id given beside the name it had): still what it gives.
+        spellings = {target.group_id, target.group_name, entitlement.status.group_id} - {None, ""}
+        if grant.spec.group_name in spellings or (grant.status.group_id or None) in spellings:
+            return None
     what = "permission set" if target.account_assignment is not None or grant.spec.account_assignment else "group"
     held = grant.spec.group_name + _accounts(grant.spec.account_assignment)
     return (
