@@ -187,3 +187,34 @@ def test_an_eligibility_typo_ends_no_running_grant(jit: Jit, tmp_path: Any) -> N
         jit.clean()
         jit.kubectl("delete", "entitlement", "cc-elig-typo", "--ignore-not-found", "--timeout=60s")
         jit.ic.empty_group(group)
+
+
+def test_an_assignment_to_a_catalog_that_does_not_exist_is_not_ready(system: Jit) -> None:
+    """A typo in a catalog reference read Ready=True ("account-assignment mode: permission set
+    catalog:paymnts/production ..."), while every grant of it then failed."""
+    typo: dict[str, Any] = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "Entitlement",
+        "metadata": {"name": "e2e-catalog-typo"},
+        "spec": {
+            "owner": "payments",
+            "identityCenter": {
+                "accountAssignment": {
+                    "permissionSet": {"catalog": "paymnts", "tier": "production"},
+                    "accounts": ["444455556666"],
+                }
+            },
+            "eligibility": {"identityCenterGroups": ["prod-eligible"]},
+        },
+    }
+    system.apply(typo)
+    try:
+        system.wait_reason("entitlement", "e2e-catalog-typo", "PermissionSetNotFound", timeout=30)
+        ready = system.condition("entitlement", "e2e-catalog-typo", "Ready") or {}
+        assert ready["status"] == "False"
+        assert (
+            "spec.identityCenter.accountAssignment.permissionSet names catalog:paymnts/production" in ready["message"]
+        )
+        assert "PermissionCatalog paymnts does not exist" in ready["message"]
+    finally:
+        system.kubectl("delete", "entitlement", "e2e-catalog-typo", "--ignore-not-found", "--timeout=60s")

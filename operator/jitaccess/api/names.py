@@ -97,6 +97,7 @@ RESOLVED = "Resolved"
 OWNER_NOT_FOUND = "OwnerNotFound"
 TOO_FEW_APPROVERS = "TooFewApprovers"
 GROUP_NOT_FOUND = "GroupNotFound"
+PERMISSION_SET_NOT_FOUND = "PermissionSetNotFound"
 # The group resolves, but spec.eligibility.identityCenterGroups names one that does not exist.
 ELIGIBILITY_GROUP_NOT_FOUND = "EligibilityGroupNotFound"
 # An Entitlement's drift scan of a group ended while the group may still give access (its Event).

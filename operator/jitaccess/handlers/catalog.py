@@ -78,7 +78,9 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
         # is the PermissionCatalog pass's to report (`handlers.permissionsets`), for catalog tiers.
         reference = assignment_rules.reference(assignment.permission_set)
         resolved = f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}"
-        _set_ready(rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved))
+        _set_ready(
+            rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved, _missing_tier(rt, reference))
+        )
         _watch_logged(rt, entitlement, None)
         return
     try:
@@ -140,6 +142,28 @@ def _verdict(
     if problem is not None:
         return False, *problem
     return _usable(entitlement, team, resolved)
+
+
+def _missing_tier(rt: Runtime, reference: str) -> tuple[str, str] | None:
+    """(reason, message) when a `catalog:` reference names a PermissionCatalog or tier that does not
+    exist: requests of it were approved and their grants failed while the Entitlement read Ready. An ARN is not described here (the operator's IAM policy may only describe jitaccess's own
+    permission sets); a grant of a wrong one fails, naming it."""
+    pair = assignment_rules.catalog_tier(reference)
+    if pair is None:
+        return None
+    catalog, tier = pair
+    found = rt.kube.get(names.CATALOGS, catalog)
+    if found is None or wire.deleting(found):
+        why = f"PermissionCatalog {catalog} does not exist"
+    elif not wire.spec(found).get(tier):
+        why = f"PermissionCatalog {catalog} has no {tier} tier"
+    else:
+        return None
+    return (
+        names.PERMISSION_SET_NOT_FOUND,
+        f"spec.identityCenter.accountAssignment.permissionSet names {reference}, but {why}: fix the reference, "
+        "or add the catalog (until then every grant of this Entitlement fails, and nobody gets access)",
+    )
 
 
 def _watch_logged(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> None:
