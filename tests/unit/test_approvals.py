@@ -268,3 +268,23 @@ def test_a_listed_approval_that_no_longer_counts_is_recounted_and_its_ignored_st
     assert "only 1 approval(s)" in decision.ignored.why and "former@example.com is not" in decision.ignored.why
     listed = approval_counts.listed(request_, ("lead@example.com",), factories.T0)
     assert [a["by"] for a in listed] == [LEAD.username]
+
+
+def test_an_approval_is_appended_to_the_stored_list_as_it_is_written() -> None:
+    """The admission policy lets the list only grow: the new text must start with the stored one.
+    A list a previous release wrote escapes non-ASCII (a decision reason with an em dash): re-encoded,
+    it would not, and every later approval of that request would be refused."""
+    from jitaccess.domain.teams import Caller
+
+    stored = json.dumps([{"by": "paula@example.com", "groups": [], "reason": "INC-1 \u2014 ok"}], separators=(",", ":"))
+    assert "\\u2014" in stored
+    made = approvals.stamp(
+        {approvals.APPROVALS: stored}, Caller("lena@example.com", frozenset({"leads"})), 3, "", {}, 1
+    )
+    assert isinstance(made, approvals.Stamp)
+    text = made.annotations[approvals.APPROVALS]
+    assert text.startswith(stored[:-1] + ",")
+    assert [a.by for a in approvals.given({approvals.APPROVALS: text})] == ["paula@example.com", "lena@example.com"]
+    first = approvals.stamp({}, Caller("lena@example.com"), 2, "", {}, 0)
+    assert isinstance(first, approvals.Stamp)
+    assert first.annotations[approvals.APPROVALS] == '[{"by":"lena@example.com","groups":[]}]'

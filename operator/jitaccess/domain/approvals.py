@@ -78,6 +78,17 @@ def encode(approvals: Sequence[Given]) -> str:
     return json.dumps(entries, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def appended(stored: str, approval: Given) -> str:
+    """The stored list's text with `approval` added at its end, the stored part kept byte for byte:
+    the admission policy lets the list only grow (the new text starts with the old one), and a list
+    a previous release wrote (its non-ASCII escaped, `\\u00e9`) would not re-encode to the same text."""
+    entry = encode([approval])[1:-1]
+    text = stored.strip()
+    if not text or text == "[]" or not text.endswith("]"):
+        return f"[{entry}]"
+    return f"{text[:-1]},{entry}]"
+
+
 def progress(count: int, needed: int) -> str:
     """`1/2`: the APPROVALS column."""
     return f"{count}/{needed}"
@@ -106,8 +117,8 @@ def stamp(
             f"{caller.username} has already approved this request ({progress(len(so_far), needed)}): each approver "
             f"counts once, and approvalsRequired is {needed}; another approver of the owner team must approve"
         )
-    after = [*so_far, Given(caller.username, caller.groups, reason)]
-    annotations = {APPROVALS: encode(after)}
+    mine = Given(caller.username, caller.groups, reason)
+    annotations = {APPROVALS: appended(before.get(APPROVALS, ""), mine) if so_far else encode([mine])}
     if counting + 1 >= needed:
         return Stamp({**annotations, **by_stamps})
     removed = (names.ANNOTATION_APPROVED,) + ((names.ANNOTATION_DECISION_REASON,) if reason else ())
