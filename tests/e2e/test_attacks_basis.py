@@ -9,16 +9,21 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
 - 34: an AccessRequest is deleted while the operator is down (the webhook configurations deleted
   too, as an administrator could), or deleted and re-created under the same name;
 - 35: someone deletes another user's pending request, or a finished one (the audit record);
-  the requester withdraws their own (`kubectl jit withdraw`, or `kubectl delete`).
+  the requester withdraws their own (`kubectl jit withdraw`, or `kubectl delete`);
+- 110: someone holding the operator's ServiceAccount token rewrites a TeamOwnership or an
+  Entitlement (adds themselves as a member, drops the eligibility rule).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devenv.processes import child_env
 from tests.e2e.cli_run import Cli
 from tests.support.harness import WEBHOOK_CONFIGURATION, Jit, eventually
 
@@ -220,3 +225,37 @@ def test_35_a_finished_request_is_kept_as_the_record(system: Jit) -> None:
         )
     # An approver of the owner team may delete it before the retention period ends.
     system.kubectl("delete", "accessrequest", "e35-denied", user=LENA)
+
+
+# --- 110. the operator's ServiceAccount token rewrites the policy ----------------------------------
+
+
+def test_110_the_operators_token_cannot_rewrite_who_may_have_what(system: Jit, tmp_path: Path) -> None:
+    """The operator's ClusterRole must `patch` TeamOwnerships and Entitlements (kopf's finalizers and
+    annotations), which RBAC cannot keep to metadata, and its webhooks skipped the operator's writes:
+    with its token, mallory added herself to team payments and dropped the Entitlement's eligibility,
+    unseen by any check and any PolicyChanged line, then was auto-approved. The operator never
+    writes the policy kinds' spec: such a write of its identity is now sent to the webhook, which
+    refuses it; its metadata writes are still skipped."""
+    sa = "system:serviceaccount:jitaccess:jitaccess"
+    with system.replaced(tmp_path, JITACCESS_OPERATOR_USERNAMES=sa) as jit:
+        token = jit.cluster.operator_kubeconfig(tmp_path / "sa")
+
+        def as_operator(*args: str) -> subprocess.CompletedProcess[str]:
+            argv = [str(jit.cluster.binary), "kubectl", "--kubeconfig", str(token), *args]
+            return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=child_env())
+
+        for kind, name, patch in (
+            ("teamownership", "payments", [{"op": "add", "path": "/spec/members/-", "value": MALLORY}]),
+            ("entitlement", PAYMENTS, [{"op": "remove", "path": "/spec/eligibility"}]),
+        ):
+            refused = as_operator("patch", kind, name, "--type=json", "-p", json.dumps(patch))
+            assert refused.returncode != 0, refused.stdout
+            assert "never creates" in refused.stderr and "nor changes its spec" in refused.stderr, refused.stderr
+        team = jit.get("teamownership", "payments") or {}
+        assert MALLORY not in team["spec"].get("members", [])
+        assert (jit.get("entitlement", PAYMENTS) or {})["spec"].get("eligibility")
+        # Its own kind of write, metadata, is not held up.
+        marked = as_operator("annotate", "teamownership", "payments", "example.com/checked=yes")
+        assert marked.returncode == 0, marked.stderr
+        jit.kubectl("annotate", "teamownership", "payments", "example.com/checked-")

@@ -355,6 +355,10 @@ class Hook:
     #: (`domain.admission`: `review_grant`, `review_status` and `review_catalog` begin with it), so
     #: the call could only ever answer "allowed". Users' writes are all still sent.
     skips_operator: bool = False
+    #: Skip the operator's writes only when they leave `spec` as it was: the operator changes the
+    #: policy kinds' finalizers, annotations and status, never their spec, and its credentials in
+    #: anyone else's hands must not rewrite who may have what, unseen (`review_catalog`).
+    unless_spec_changes: bool = False
 
 
 _WRITES = ("CREATE", "UPDATE")
@@ -370,9 +374,9 @@ HOOKS: dict[str, tuple[Hook, ...]] = {
     VALIDATING: (
         Hook("accessrequests-check", names.REQUESTS, (*_WRITES, "DELETE")),
         Hook("accessgrants-check", names.GRANTS, (*_WRITES, "DELETE"), skips_operator=True),
-        Hook("teamownerships-check", names.TEAMS, _WRITES, skips_operator=True),
-        Hook("entitlements-check", names.ENTITLEMENTS, _WRITES, skips_operator=True),
-        Hook("permissioncatalogs-check", names.CATALOGS, _WRITES, skips_operator=True),
+        Hook("teamownerships-check", names.TEAMS, _WRITES, skips_operator=True, unless_spec_changes=True),
+        Hook("entitlements-check", names.ENTITLEMENTS, _WRITES, skips_operator=True, unless_spec_changes=True),
+        Hook("permissioncatalogs-check", names.CATALOGS, _WRITES, skips_operator=True, unless_spec_changes=True),
         Hook("accessextensions-check", names.EXTENSIONS, (*_WRITES, "DELETE"), skips_operator=True),
         *(
             Hook(f"{plural}-status", plural, ("UPDATE",), "status", skips_operator=True)
@@ -389,13 +393,17 @@ HOOKS: dict[str, tuple[Hook, ...]] = {
 }
 
 
-def not_the_operator(usernames: Iterable[str]) -> dict[str, str]:
-    """The `matchCondition` true for everyone but the operator (its usernames, as a CEL list)."""
+def not_the_operator(usernames: Iterable[str], *, unless_spec_changes: bool = False) -> dict[str, str]:
+    """The `matchCondition` true for everyone but the operator (its usernames, as a CEL list), and,
+    `unless_spec_changes`, for the operator too when it creates an object or changes its spec."""
     # A JSON list of strings is a CEL list literal of the same strings.
-    return {
-        "name": "not-the-operator",
-        "expression": f"!(request.userInfo.username in {json.dumps(sorted(usernames))})",
-    }
+    expression = f"!(request.userInfo.username in {json.dumps(sorted(usernames))})"
+    if unless_spec_changes:
+        expression += (
+            " || oldObject == null || !has(object.spec) || !has(oldObject.spec) || object.spec != oldObject.spec"
+        )
+        return {"name": "not-the-operator-or-a-spec-change", "expression": expression}
+    return {"name": "not-the-operator", "expression": expression}
 
 
 def _client_config(client: Mapping[str, Any], hook_id: str) -> dict[str, Any]:
@@ -444,7 +452,7 @@ def configurations(
                 "timeoutSeconds": TIMEOUT_SECONDS,
             }
             if hook.skips_operator:
-                webhook["matchConditions"] = [not_the_operator(usernames)]
+                webhook["matchConditions"] = [not_the_operator(usernames, unless_spec_changes=hook.unless_spec_changes)]
             if kind == MUTATING:
                 webhook["reinvocationPolicy"] = "Never"
             webhooks.append(webhook)

@@ -26,7 +26,7 @@ from datetime import datetime
 
 from jitaccess.api import names
 from jitaccess.api.models import Entitlement, TeamOwnershipSpec
-from jitaccess.domain.teams import Caller, may_approve
+from jitaccess.domain.teams import Caller, may_approve, stamped_groups
 
 APPROVALS = names.ANNOTATION_APPROVALS
 
@@ -117,7 +117,7 @@ def stamp(
             f"{caller.username} has already approved this request ({progress(len(so_far), needed)}): each approver "
             f"counts once, and approvalsRequired is {needed}; another approver of the owner team must approve"
         )
-    mine = Given(caller.username, caller.groups, reason)
+    mine = Given(caller.username, stamped_groups(caller), reason)
     annotations = {APPROVALS: appended(before.get(APPROVALS, ""), mine) if so_far else encode([mine])}
     if counting + 1 >= needed:
         return Stamp({**annotations, **by_stamps})
@@ -137,7 +137,7 @@ def validated(
     if len(now) != len(was) + 1 or now[:-1] != was or counting + 1 >= needed:
         return "the approvals list must be the stored one plus the caller's approval"
     last = now[-1]
-    if last.by != caller.username or last.groups != caller.groups:
+    if last.by != caller.username or last.groups != stamped_groups(caller):
         return "the last approval in the list must be the authenticated caller's"
     return None
 

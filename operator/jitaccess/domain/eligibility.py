@@ -49,6 +49,11 @@ class Holder:
     name: str
     user: str
     user_id: str | None
+    #: The group an Active grant of group mode is in (`status.groupId`; the drift scan of groups an
+    #: Entitlement no longer names reads it here rather than GET each grant at every pass).
+    group_id: str | None = None
+    #: The name the grant gives that group (`spec.groupName`).
+    group_name: str = ""
 
 
 @dataclass(frozen=True)

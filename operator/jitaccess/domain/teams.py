@@ -19,15 +19,26 @@ class Caller:
 
 #: What separates the groups in a `...-by-groups` stamp (`groups_text`).
 GROUPS_SEPARATOR = ","
+#: Characters a group's name cannot hold to be recorded in a decision's stamps: the separator, and
+#: what the admission policy cannot read in the approvals list's JSON text (a quote, a backslash,
+#: a closing bracket), which it checks as text, CEL having no JSON parser.
+_UNRECORDABLE = frozenset(GROUPS_SEPARATOR + '"\\]')
+
+
+def stamped_groups(caller: Caller) -> frozenset[str]:
+    """The caller's groups a decision records (`approved-by-groups`, the approvals list): those a
+    stamp can carry. Others are left out and so never count for that decision: read back split on
+    commas, a group named `x,payments-leads` would have counted as `payments-leads`, which the
+    caller is not in; and one unrelated group such as `CORP\\dba` in an approvals list would have made
+    the admission policy refuse every approval of its member. TeamOwnerships cannot name approver
+    groups with a comma."""
+    return frozenset(g for g in caller.groups if not _UNRECORDABLE & set(g))
 
 
 def groups_text(caller: Caller) -> str:
     """How a caller's groups are stamped (`approved-by-groups`, `denied-by-groups`,
-    `reviewed-by-groups`), read back by splitting on the separator. A group whose name holds one
-    (an LDAP-style `cn=leads,ou=groups`) cannot be written so: it is left out, and so never counts
-    for the caller; read back split, a group named `x,payments-leads` would have counted as
-    `payments-leads`, which the caller is not in. TeamOwnerships cannot name such groups."""
-    return GROUPS_SEPARATOR.join(sorted(g for g in caller.groups if GROUPS_SEPARATOR not in g))
+    `reviewed-by-groups`), read back by splitting on the separator (`stamped_groups`)."""
+    return GROUPS_SEPARATOR.join(sorted(stamped_groups(caller)))
 
 
 def is_member(team: TeamOwnershipSpec, caller: Caller) -> bool:

@@ -392,23 +392,15 @@ def _watch(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | Non
 
 def _granted_groups(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> dict[str, str]:
     """The groups, by id (and a name a grant gives it), that Active grants of the Entitlement are in
-    other than `current`. From the grant index: a grant filed under the current group (by its name
-    or id) is read no further, so only the grants of a group given up are read from the API."""
-    name = entitlement.metadata.name
+    other than `current`: from the index of Active grants, which holds each one's group id (no API
+    read: this runs at every pass, over every grant of the Entitlement)."""
+    if entitlement.spec.identity_center.account_assignment is not None:
+        return {}
     spelled = set(current or ())
-    if entitlement.spec.identity_center.group_name:
-        spelled.add(entitlement.spec.identity_center.group_name)
     found: dict[str, str] = {}
-    for holder in rt.active.get(name, ()):
-        keys = rt.holders.keys_of(holder.name)
-        if any(isinstance(k, tuple) and k[1] in spelled for k in keys):
-            continue
-        grant = rt.kube.get(names.GRANTS, holder.name)
-        if grant is None or grant.get("spec", {}).get("entitlement") != name or holding(grant) is None:
-            continue
-        group_id = wire.status(grant).get("groupId")
-        if wire.spec(grant).get("accountAssignment") is None and isinstance(group_id, str) and group_id:
-            found.setdefault(group_id, str(wire.spec(grant).get("groupName") or group_id))
+    for holder in rt.active.get(entitlement.metadata.name, ()):
+        if holder.group_id is not None and holder.group_id not in spelled:
+            found.setdefault(holder.group_id, holder.group_name or holder.group_id)
     return found
 
 

@@ -226,7 +226,14 @@ def grantee(obj: Mapping[str, Any]) -> Holder:
     """An Active grant and whose it is (the UserId it holds the membership for)."""
     spec, status = wire.spec(obj), wire.status(obj)
     user_id = spec.get("userId") or status.get("userId")
-    return Holder(wire.name_of(obj), str(spec.get("user", "")), str(user_id) if user_id else None)
+    group_id = status.get("groupId") if spec.get("accountAssignment") is None else None
+    return Holder(
+        wire.name_of(obj),
+        str(spec.get("user", "")),
+        str(user_id) if user_id else None,
+        str(group_id) if isinstance(group_id, str) and group_id else None,
+        str(spec.get("groupName") or ""),
+    )
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)

@@ -104,11 +104,6 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
     def __len__(self) -> int:
         return len(self._values)
 
-    def keys_of(self, name: str) -> tuple[Hashable, ...]:
-        """Every key object `name` is filed under (none: filtered out, or gone)."""
-        with self._lock:
-            return self._keys_of.get(name, ())
-
     def key_of(self, name: str) -> Hashable | None:
         """The (first) key object `name` is filed under, or None (filtered out, or gone)."""
         with self._lock:
