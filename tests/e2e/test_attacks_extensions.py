@@ -334,7 +334,10 @@ def _pci_extension_approvals(pci: Jit) -> None:
     unmoved(pci, grant)
     # Another approver who counts completes it.
     pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true", user=CAROL)
-    pci.wait_reason("accessextension", "alice-pci-more-1", "Extended")
+    applied = pci.wait_reason("accessextension", "alice-pci-more-1", "Extended")
+    # Its record names the approvals that made the count, not paula's, which made nothing.
+    assert [a["by"] for a in applied["status"]["approvals"]] == [LENA, CAROL], applied["status"]
+    assert applied["status"]["approvalSummary"] == "2/2"
     extended = pci.get("accessgrant", "alice-pci-more") or {}
     assert extended["status"]["expirationTime"] != grant["status"]["expirationTime"]
 

@@ -288,3 +288,15 @@ def test_an_approval_is_appended_to_the_stored_list_as_it_is_written() -> None:
     first = approvals.stamp({}, Caller("lena@example.com"), 2, "", {}, 0)
     assert isinstance(first, approvals.Stamp)
     assert first.annotations[approvals.APPROVALS] == '[{"by":"lena@example.com","groups":[]}]'
+
+
+def test_an_approval_records_only_the_groups_the_admission_policy_can_read() -> None:
+    """One unrelated group with a backslash (`CORP\\dba`) in the approvals list made the policy refuse
+    every approval of its member: such groups are left out of the entry, and never count for it."""
+    from jitaccess.domain.teams import Caller
+
+    lena = Caller("lena@example.com", frozenset({"team-ledger", "CORP\\dba", 'q"x', "r]", "cn=a,dc=b"}))
+    made = approvals.stamp({}, lena, 2, "", {}, 0)
+    assert isinstance(made, approvals.Stamp)
+    assert json.loads(made.annotations[approvals.APPROVALS]) == [{"by": "lena@example.com", "groups": ["team-ledger"]}]
+    assert approvals.validated({}, made.annotations, lena, 2, 0) is None

@@ -471,3 +471,19 @@ def test_an_admission_a_listing_shows_still_counts_for_one_that_listed_before() 
     assert known.admit("g1", c, {"a": a}, _caps(2)) == Admit()
     # b had listed before a was stored: a and c still count for it.
     assert known.admit("g1", b, {}, _caps(2)) == Refusal("2 wait")
+
+
+def test_a_group_that_does_not_resolve_leaves_no_stale_id_to_extend_the_old_group() -> None:
+    """Moved to a typo, the Entitlement's status still holds the old group's id (GroupNotFound does
+    not write one): that id is not what it gives now."""
+    from jitaccess.api.models import Condition
+
+    held = active().model_copy(update={"status": active().status.model_copy(update={"group_id": "g-old"})})
+    moved = entitlement(identityCenter={"groupName": "prod-eng-payments-v2-typo"})
+    not_found = Condition.model_validate(
+        {"type": "Ready", "status": "False", "reason": names.GROUP_NOT_FOUND, "lastTransitionTime": T0.isoformat()}
+    )
+    moved = moved.model_copy(
+        update={"status": moved.status.model_copy(update={"group_id": "g-old", "conditions": [not_found]})}
+    )
+    assert rules.target_problem(held, moved) is not None

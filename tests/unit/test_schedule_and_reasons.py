@@ -399,3 +399,9 @@ def test_a_group_whose_name_holds_a_comma_is_left_out_of_a_decisions_stamp() -> 
     assert stamped == "sre"
     assert "payments-leads" not in stamped.split(GROUPS_SEPARATOR)
     assert groups_text(Caller("m", frozenset({"a,b"}))) == ""
+
+
+def test_a_member_group_with_a_comma_is_kept_as_no_stamp_reads_it() -> None:
+    """Member groups are matched as a list, never read back from a stamp: an LDAP-style name stays."""
+    team = _team(memberGroups=["cn=payments,ou=groups,dc=example,dc=com"])
+    assert adm.review_catalog("CREATE", None, team, MALLORY, operator=OPERATOR) == adm.ALLOW

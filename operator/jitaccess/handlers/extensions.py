@@ -184,7 +184,8 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
     entitlement, team = _lookup(rt, grant, teams, entitlements)
     if grant is not None and rules.already_applied(grant, extension.metadata.name):
         # Applied before a crash: only the extension's own record is missing.
-        _record_applied(rt, extension, grant)
+        counted = rules.approvals_counted(extension, team).counted if team is not None else ()
+        _record_applied(rt, extension, grant, counted)
         return
     step = rules.next_step(
         extension,
@@ -351,19 +352,20 @@ def _apply(
             entitlement=extended.spec.entitlement,
             expires=ts(entry.expiration_time),
         )
-    _record_applied(rt, extension, extended)
+    _record_applied(rt, extension, extended, step.counted)
 
 
-def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant) -> None:
-    """The extension's own status (and the request's end) once the grant lists it."""
+def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant, counted: Sequence[str] = ()) -> None:
+    """The extension's own status (and the request's end) once the grant lists it; `counted`: the
+    approvals that made the count, when it took several."""
     entry = next((e for e in grant.status.extensions or [] if e.name == extension.metadata.name), None)
     if entry is None:
         return
     auto = entry.approved_by == rules.AUTO
     reason = names.AUTO_APPROVED if auto else names.APPROVED
-    # With approvalsRequired N, the stamped list: the operator applied it only once all N counted
-    # (admission completes the count with the N-th approval, so the list is those N).
-    several = [] if auto else [a.by for a in approval_rules.given(extension.metadata.annotations)]
+    # With approvalsRequired N, the N that counted: the stamped list may also hold approvals that
+    # stopped counting (their approver left the team), which made nothing.
+    several = [] if auto else list(counted) or [a.by for a in approval_rules.given(extension.metadata.annotations)]
     approval = (
         f"auto-approved: {extension.spec.requester} is a member of the owner team"
         if auto
