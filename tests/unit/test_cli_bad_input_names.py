@@ -60,3 +60,21 @@ def test_a_request_naming_no_entitlement_has_no_owner_team() -> None:
     with pytest.raises(NotFound, match="asks for entitlement '', which does not exist") as raised:
         decisions.decide(session(api), "r", approve=True, reason=None)
     assert raised.value.code == NOT_FOUND
+
+
+def test_an_engineer_without_the_role_is_told_whom_to_ask() -> None:
+    """The first thing a new engineer not yet bound meets: RBAC's refusal, and what to do about it."""
+    from jitaccess.cli import objects as o
+    from jitaccess.cli.errors import Refused
+    from jitaccess.cli.kube import ApiError
+
+    rbac = ApiError(
+        403,
+        "Forbidden",
+        'entitlements.jitaccess.dev "prod-eng-payments" is forbidden: User "zed@example.com" cannot get resource '
+        '"entitlements" in API group "jitaccess.dev" at the cluster scope',
+    )
+    said = o.refusal(rbac, "reading Entitlement prod-eng-payments")
+    assert isinstance(said, Refused) and "bind you to the jitaccess-requester ClusterRole" in str(said)
+    webhook = ApiError(403, "Forbidden", "alice@example.com may not approve this request: ...")
+    assert "jitaccess-requester" not in str(o.refusal(webhook, "approving"))

@@ -646,3 +646,9 @@ def test_extend_sends_the_duration_as_checked(api: FakeApi) -> None:
         )  # fmt: skip
     sent = [body for verb, body in api.calls if verb in ("dry-run", "create")]
     assert [body["spec"]["duration"] for body in sent] == ["30m", "30m"]
+
+
+def test_no_command_prints_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main([]) == USAGE
+    said = capsys.readouterr().err
+    assert "request" in said and "who-has" in said and "exit codes" in said.lower()

@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from jitaccess.cli.errors import INTERRUPTED, OK, PENDING, CliError, UsageError
+from jitaccess.cli.errors import INTERRUPTED, OK, PENDING, USAGE, CliError, UsageError
 from jitaccess.cli.parser import build_parser
 
 if TYPE_CHECKING:
@@ -213,6 +213,10 @@ def run(argv: Sequence[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> i
         from jitaccess.cli import completion
 
         return completion.complete(list(argv[1:]), stdout)
+    if not argv:
+        # A first try: the commands, rather than argparse's "the following arguments are required".
+        build_parser().print_help(stderr)
+        return USAGE
     args = build_parser().parse_args(argv)
     flags = ClusterFlags(
         kubeconfig=getattr(args, "kubeconfig", None),

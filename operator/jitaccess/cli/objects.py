@@ -146,6 +146,12 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
         )
     if exc.status == 404:
         return NotFound(f"{doing}: {exc.message}")
+    if exc.status == 403 and f'in API group "{names.GROUP}"' in exc.message and " cannot " in exc.message:
+        # RBAC, not a rule of jitaccess: the first thing an engineer not yet given the role meets.
+        return Refused(
+            f"{doing} was refused: {exc.message}. Your Kubernetes identity has no role for jitaccess yet: ask the "
+            "cluster's administrators to bind you to the jitaccess-requester ClusterRole (jitaccess's docs/rbac.md)"
+        )
     return Refused(f"{doing} was refused: {exc.message}")
 
 
