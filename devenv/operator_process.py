@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Final, Self
 
+from devenv.paths import REPO
 from devenv.processes import LOOPBACK, free_ports
 
 
@@ -46,6 +47,10 @@ class OperatorProcess:
             "JITACCESS_WEBHOOK_PORT": str(self.webhook_port),
             "JITACCESS_WEBHOOK_HOST": "127.0.0.1",
             "JITACCESS_METRICS_PORT": str(self.metrics_port),
+            # The operator of this checkout, whichever the virtualenv's editable install points at:
+            # tests run from a second worktree or clone that shares a virtualenv start the code
+            # they are testing, not the first checkout's.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH", "")])),
             **(extra_env or {}),
         }
         self._popen: subprocess.Popen[bytes] | None = None
