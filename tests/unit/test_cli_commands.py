@@ -652,3 +652,8 @@ def test_no_command_prints_the_commands(capsys: pytest.CaptureFixture[str]) -> N
     assert main.main([]) == USAGE
     said = capsys.readouterr().err
     assert "request" in said and "who-has" in said and "exit codes" in said.lower()
+
+
+def test_status_without_a_name_says_where_the_names_are(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["status"]) == USAGE
+    assert "`kubectl jit list --mine` lists yours" in capsys.readouterr().err

@@ -113,6 +113,8 @@ def _list(session: Session, args: argparse.Namespace) -> int:
 def _status(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import views
 
+    if args.name is None:
+        raise UsageError("name the request: `kubectl jit status NAME`; `kubectl jit list --mine` lists yours")
     return views.status(session, args.name, output=args.output)
 
 

@@ -359,7 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     _output(listing)
 
     status = command("status")
-    status.add_argument("name", metavar="NAME", help="the AccessRequest (or AccessGrant)")
+    status.add_argument(
+        "name",
+        metavar="NAME",
+        nargs="?",
+        help="the AccessRequest (or AccessGrant); `kubectl jit list --mine` lists yours",
+    )
     _output(status)
 
     who_has = command("who-has")

@@ -99,7 +99,7 @@ def propose(session: Session, me: Identity) -> Obj:
         raise UsageError(
             f"name the entitlement to request{yours}, e.g. "
             f"`kubectl jit request {wire.name_of(mine[0]) if mine else 'ENTITLEMENT'} --for 1h --reason 'INC-123 why'`: "
-            "there is no terminal to ask on"
+            "there is no terminal to ask on" + ("" if mine else "; `kubectl get entitlements` lists them")
         )
     if not entitlements:
         raise NotFound("this cluster defines no Entitlements yet: ask your platform team for one")
