@@ -570,7 +570,14 @@ def _unconfirmed(rt: Runtime, entitlement: Entitlement) -> dict[str, dict[str, A
     if stored is None:
         return {}
     removals = wire.status(stored).get("driftRemovals") or []
-    return {str(r["membershipId"]): r for r in removals if not r.get("time")}
+    # An entry without its group's id (written by hand, or damaged) is the Entitlement's own group's:
+    # the one group its scan covered when only one was; scans now settle the entries of their group.
+    own = str(wire.status(stored).get("groupId") or "")
+    return {
+        str(r["membershipId"]): ({**r, "groupId": own} if own and not r.get("groupId") else r)
+        for r in removals
+        if not r.get("time")
+    }
 
 
 def _confirm_gone(
