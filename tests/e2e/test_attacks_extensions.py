@@ -353,12 +353,11 @@ def test_an_extension_is_decided_by_the_team_that_owned_the_entitlement_when_gra
     handed = json.dumps({"spec": {"owner": "payments"}})
     jit.kubectl("patch", "entitlement", LEDGER, "--type=merge", "-p", handed)
     try:
+        # Its Ready condition is written for each generation (Overlapping only when it changes).
         eventually(
             lambda: (
-                all(
-                    c.get("observedGeneration") == (jit.get("entitlement", LEDGER) or {})["metadata"]["generation"]
-                    for c in (jit.get("entitlement", LEDGER) or {})["status"]["conditions"]
-                )
+                (jit.condition("entitlement", LEDGER, "Ready") or {}).get("observedGeneration")
+                == (jit.get("entitlement", LEDGER) or {})["metadata"]["generation"]
                 or None
             ),
             timeout=30,
