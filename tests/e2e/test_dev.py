@@ -217,6 +217,10 @@ def test_make_dev_restarts_a_crashed_operator_and_leaves_nothing_behind(dev: Dev
         line = dev.line_with(rf"^\s*(KUBECONFIG=\S*/{who}_example\.com\.kubeconfig kubectl jit approve NAME)$").group(1)
         approved = shell(env_file, line.replace("NAME", pci_name))
         assert approved.returncode == 0, approved.stdout + approved.stderr
+    # The grant exists only once the operator has read the second approval: wait on the request first
+    # (kubectl wait on a name not yet created fails at once).
+    decided = shell(env_file, f"kubectl wait --for=condition=Ready accessrequest/{pci_name} --timeout=30s")
+    assert decided.returncode == 0, decided.stderr
     granted = shell(env_file, f"kubectl wait --for=condition=Ready accessgrant/{pci_name} --timeout=30s")
     assert granted.returncode == 0, granted.stderr
     audit = shell(env_file, dev.line_with(r"^\s*(AWS_ACCESS_KEY_ID=\S+ .*kubectl jit audit --archive \S+)$").group(1))
