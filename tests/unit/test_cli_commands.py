@@ -145,8 +145,9 @@ def test_request_dry_runs_creates_and_watches_until_granted(api: FakeApi) -> Non
     s = session(api)
     assert request.run(s, options()) == 0
     verbs = [verb for verb, _ in api.calls]
-    assert verbs == ["get", "dry-run", "create", "watch"]
-    created = api.calls[2][1]
+    assert verbs == ["get", "get", "dry-run", "create", "watch"]
+    assert api.calls[1][1] == o.path(names.GRANTS)  # what I hold already
+    created = api.calls[3][1]
     assert created["metadata"] == {"generateName": "alice-prod-eng-payments-"}
     assert created["spec"] == {
         "entitlement": "prod-eng-payments",
@@ -154,7 +155,7 @@ def test_request_dry_runs_creates_and_watches_until_granted(api: FakeApi) -> Non
         "requester": "alice@example.com",
         "duration": "1m",
     }
-    assert api.calls[3][1][0] == "5" and api.calls[3][1][2] == {
+    assert api.calls[4][1][0] == "5" and api.calls[4][1][2] == {
         "fieldSelector": "metadata.name=alice-prod-eng-payments-abcde"
     }
     lines = out(s).splitlines()
@@ -171,7 +172,49 @@ def test_a_refused_dry_run_creates_nothing(api: FakeApi) -> None:
     api.refuse_create = ApiError(403, "Forbidden", "eve is not in the Identity Center group(s) prod-eligible")
     with pytest.raises(Refused, match="nothing was created: eve is not in"):
         request.run(session(api), options())
-    assert [verb for verb, _ in api.calls] == ["get", "dry-run"]
+    assert [verb for verb, _ in api.calls] == ["get", "get", "dry-run"]
+
+
+def held_grant(name: str, user: str, reason: str, expires: str = "2030-01-01T10:00:00Z") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"user": user, "entitlement": "prod-eng-payments", "request": name},
+        "status": {
+            "conditions": [cond("Ready", "True" if reason == "Active" else "False", reason)],
+            "expirationTime": expires,
+        },
+    }
+
+
+def test_a_held_entitlement_is_said_with_how_to_lengthen_it_and_a_script_goes_on(api: FakeApi) -> None:
+    api.objects[o.path(names.GRANTS, "alice-old")] = held_grant("alice-old", "alice@example.com", "Active")
+    api.objects[o.path(names.GRANTS, "alice-ended")] = held_grant("alice-ended", "alice@example.com", "Expired")
+    api.watches = [[{"type": "MODIFIED", "object": GRANTED}]]
+    s = session(api)
+    assert request.run(s, options()) == 0
+    assert "You hold prod-eng-payments already until " in err(s)
+    assert "(accessgrant alice-old); to lengthen it: `kubectl jit extend alice-old --by 1h" in err(s)
+    assert "alice-ended" not in err(s)
+    assert "create" in [verb for verb, _ in api.calls]
+
+
+def test_on_a_terminal_a_held_entitlement_is_asked_again_and_no_creates_nothing(api: FakeApi) -> None:
+    api.objects[o.path(names.GRANTS, "alice-old")] = held_grant("alice-old", "alice@example.com", "Active")
+    s = session(api, stdin="\n", tty=True)  # the default is no
+    assert request.run(s, options()) == 0
+    assert "Request another grant anyway? [y/N]" in err(s)
+    assert out(s) == "nothing requested: you hold prod-eng-payments already\n"
+    assert [verb for verb, _ in api.calls] == ["get", "get"]
+
+
+def test_someone_elses_grant_or_an_ended_one_is_not_mine(api: FakeApi) -> None:
+    # The server may not select by field (before Kubernetes 1.31): the CLI filters what it reads.
+    api.objects[o.path(names.GRANTS, "bob-x")] = held_grant("bob-x", "bob@example.com", "Active")
+    api.objects[o.path(names.GRANTS, "alice-gone")] = held_grant("alice-gone", "alice@example.com", "Revoked")
+    api.watches = [[{"type": "MODIFIED", "object": GRANTED}]]
+    s = session(api, stdin="", tty=False)
+    assert request.run(s, options()) == 0
+    assert "hold" not in err(s)
 
 
 def test_pending_with_no_wait_names_the_approvers(api: FakeApi) -> None:

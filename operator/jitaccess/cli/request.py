@@ -2,7 +2,8 @@
 
 1. Who am I: a SelfSubjectReview (the API server's own answer, impersonation included).
 2. Which entitlement: the one named, or, on a terminal, my team's proposed ("Request X? [Y/n]")
-   with a numbered pick list of all entitlements as the alternative.
+   with a numbered pick list of all entitlements as the alternative. One I hold already is said,
+   with the command that lengthens it instead (on a terminal: "Request another grant anyway?").
 3. For how long and why: the flags, else asked on the terminal, checked against the
    entitlement's limits and reason pattern (the prompt shows it, with its example) before anything
    is sent; and from when (`--start`, `cli.start`), else as soon as approved.
@@ -56,6 +57,9 @@ def run(session: Session, options: RequestOptions) -> int:
     api, me = session.api, session.me
     named = options.entitlement
     entitlement = o.get(api, names.ENTITLEMENTS, named) if named else propose(session, me)
+    if not another_grant_wanted(session, entitlement):
+        session.say(f"nothing requested: you hold {wire.name_of(entitlement)} already")
+        return OK
     duration = choose_duration(session, entitlement, options.duration)
     reason = choose_reason(session, entitlement, options.reason)
     start = starts.start_time(options.start, datetime.now(UTC)) if options.start else None
@@ -124,6 +128,44 @@ def _describe(entitlement: Obj, my_teams: list[str]) -> str:
         how = "granted at once" if auto else f"needs an approver of team {owner}"
         return f"team {owner}, yours: {limits}, {how}"
     return f"team {owner}: {limits}, needs an approver of team {owner}"
+
+
+def held(session: Session, entitlement: Obj) -> list[Obj]:
+    """My Active grants of this entitlement, soonest to end first; none when they cannot be read
+    (the request itself does not depend on them)."""
+    name, me = wire.name_of(entitlement), session.me.username
+    try:
+        grants, _ = o.list_all(session.api, names.GRANTS, fields={"spec.user": me, "spec.entitlement": name})
+    except CliError:
+        return []
+    mine = [
+        g
+        for g in grants
+        if wire.ready_reason(g) == names.ACTIVE
+        and wire.spec(g).get("user") == me
+        and wire.spec(g).get("entitlement") == name
+    ]
+    return sorted(mine, key=lambda g: str(wire.status(g).get("expirationTime") or ""))
+
+
+def another_grant_wanted(session: Session, entitlement: Obj) -> bool:
+    """Say so when I hold this entitlement already: a second request makes a second grant (each
+    ends on its own time), where lengthening the one I hold is usually what was meant. On a
+    terminal, ask (default no); in a script, say it and go on, since overlapping grants are allowed."""
+    grants = held(session, entitlement)
+    if not grants:
+        return True
+    grant = grants[-1]
+    ends = o.parse_time(wire.status(grant).get("expirationTime"))
+    session.note(
+        f"You hold {wire.name_of(entitlement)} already until {until(ends) if ends else 'its expiry'} "
+        f"(accessgrant {wire.name_of(grant)}); to lengthen it: "
+        f"`kubectl jit extend {wire.name_of(grant)} --by 1h --reason '...'`. "
+        "A new request makes a second grant, which ends on its own time."
+    )
+    if not session.prompter.interactive:
+        return True
+    return session.prompter.confirm("Request another grant anyway?", default=False)
 
 
 def _duration_problem(text: str, entitlement: Obj) -> str | None:
