@@ -10,6 +10,9 @@ The shared session operator (which runs without leader election) is stopped mean
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ from tests.support.harness import OPERATOR_ENV, Jit, eventually
 pytestmark = pytest.mark.e2e
 
 LEASE_SECONDS, RENEW_DEADLINE_SECONDS = Timing().lease_duration, Timing().renew_deadline
+RETRY_SECONDS = Timing().retry_period
 PAYMENTS = "prod-eng-payments"
 ALICE = "alice@example.com"
 
@@ -196,6 +200,85 @@ def test_a_replica_stopped_cleanly_drains_and_no_write_is_refused(replaced: Jit,
         assert stopped < 12, f"the replica took {stopped:.1f}s to stop"
         system.request("after-the-stop", PAYMENTS, duration="1h")
         system.wait_reason("accessgrant", "after-the-stop", "Active")
+    finally:
+        system.clean()
+        replicas.stop()
+
+
+def lease(system: Jit, replicas: Replicas) -> dict[str, object] | None:
+    result = system.kubectl("get", "lease", replicas.lease, "-n", "default", "-o", "json", check=False)
+    return json.loads(result.stdout)["spec"] if result.returncode == 0 else None
+
+
+def lease_time(spec: dict[str, object], field: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(str(spec[field]))
+
+
+def test_a_lease_deleted_by_hand_is_not_taken_while_its_holder_may_still_act(replaced: Jit, tmp_path: Path) -> None:
+    """`kubectl delete lease` while one replica leads: the standby treats the Lease as still held,
+    unchanged since it last saw it (docs/operations.md#replicas-and-hand-over). A holder that is
+    alive re-creates it at its next try, and the standby never leads; a holder that is dead is
+    waited out as a silent one is, until its last renewal plus the Lease's duration. (The standby
+    took the missing Lease at its next try: two replicas acted until the old leader's next try.)"""
+    system = replaced
+    replicas = Replicas(2, system.cluster.admin_kubeconfig, system.ic.env(), tmp_path, env=OPERATOR_ENV)
+    start(replicas)
+    try:
+        leader = one_leader(replicas)
+        standby = 1 - leader
+        time.sleep(2 * RETRY_SECONDS)  # the standby has read the Lease held by the leader
+        assert replicas.leaders() == [leader]
+
+        # The leader alive. It is paused (a long GC pause, a stalled node) across the deletion and
+        # a standby's try, so that the standby's try comes first whatever their phases: it is
+        # still within its renew deadline when it resumes, and acts.
+        paused = replicas[leader].pid
+        assert paused is not None
+        os.killpg(paused, signal.SIGSTOP)
+        try:
+            system.kubectl("delete", "lease", replicas.lease, "-n", "default")
+            time.sleep(RETRY_SECONDS + 1)
+            assert replicas.leaders() == [leader], "the standby took the deleted Lease"
+        finally:
+            os.killpg(paused, signal.SIGCONT)
+        recreated = eventually(lambda: lease(system, replicas), timeout=RETRY_SECONDS + 3, what="the Lease re-created")
+        assert recreated["holderIdentity"] == f"replica-{leader}", recreated
+        deadline = time.monotonic() + 2 * RETRY_SECONDS
+        while time.monotonic() < deadline:  # and it stays that way
+            assert replicas.leaders() == [leader], "the standby took the Lease"
+            time.sleep(0.2)
+        assert logged(replicas, "lost Lease") == [], "the leader lost the Lease it re-created"
+        system.request("after-the-deletion", PAYMENTS, duration="1h")
+        system.wait_reason("accessgrant", "after-the-deletion", "Active")
+        assert logged(replicas, "Granted AccessGrant/after-the-deletion") == [leader], "a standby acted"
+
+        # The leader dead, its Lease deleted: nobody acts until its last renewal plus the Lease's
+        # duration, not even on a grant that falls due meanwhile; then the standby, alone.
+        system.request("due-meanwhile", PAYMENTS, duration="3s")
+        system.wait_reason("accessgrant", "due-meanwhile", "Active")
+        replicas[leader].kill()
+        last = lease(system, replicas)
+        assert last is not None and last["holderIdentity"] == f"replica-{leader}", last
+        system.kubectl("delete", "lease", replicas.lease, "-n", "default")
+        term_ends = lease_time(last, "renewTime") + dt.timedelta(seconds=int(str(last["leaseDurationSeconds"])))
+        sleep_until(max(expiration(system, "due-meanwhile"), term_ends - dt.timedelta(seconds=1)))
+        assert dt.datetime.now(dt.UTC) < term_ends, "slept past the dead leader's term: nothing to see"
+        assert replicas.leaders() == [] and lease(system, replicas) is None, "the standby took the deleted Lease"
+        assert system.ready_reason("accessgrant", "due-meanwhile") == "Active", "someone acted"
+        assert ALICE in system.members(PAYMENTS)
+
+        eventually(lambda: replicas.leaders() == [standby] or None, timeout=5, what="the standby takes over")
+        taken = lease(system, replicas)
+        assert taken is not None and taken["holderIdentity"] == f"replica-{standby}", taken
+        # Its own clock says when: no sooner than the dead holder's term would have run out.
+        assert lease_time(taken, "acquireTime") >= term_ends, (taken, term_ends)
+        system.wait_reason("accessgrant", "due-meanwhile", "Expired", timeout=10)
+        expired_by = eventually(
+            lambda: logged(replicas, "Expired AccessGrant/due-meanwhile") or None, timeout=5, what="the expiry logged"
+        )
+        assert expired_by == [standby]
+        assert system.ready_reason("accessgrant", "after-the-deletion") == "Active"
+        assert logged(replicas, "Granted AccessGrant/after-the-deletion") == [leader], "granted twice"
     finally:
         system.clean()
         replicas.stop()
