@@ -6,8 +6,10 @@ grants of one user; an account that fails leaves no assignment behind and the gr
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -160,3 +162,108 @@ def test_a_grant_that_fails_on_a_retry_takes_back_what_an_earlier_attempt_assign
     assert "does not hold against its Entitlement" in message, message
     assert _assigned(system, direct, ALICE) == set(), "the earlier attempt's assignment was taken back"
     assert "was taken back" in system.operator.tail(200)
+
+
+LOST = "alice-direct-lost"
+#: A name the policy also refuses as a ConfigMap, so that a dry run tells when it is in force.
+PROBE = "active-write-lost-probe"
+
+
+def _active_write_lost(grant: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy that refuses the status write that makes `grant` Active: the
+    operator's write is lost after its assignments are made, as in a crash between the two."""
+    refused = (
+        f"object.metadata.name == '{grant}' && has(object.status) && has(object.status.conditions) && "
+        "object.status.conditions.exists(c, c.type == 'Ready' && has(c.reason) && c.reason == 'Active')"
+    )
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": PROBE},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["jitaccess.dev"],
+                            "apiVersions": ["*"],
+                            "operations": ["UPDATE"],
+                            "resources": ["accessgrants/status"],
+                        },
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["configmaps"],
+                        },
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": f"request.resource.resource == 'configmaps' ? object.metadata.name != '{PROBE}'"
+                        f" : !({refused})",
+                        "message": "the Active write is lost (test)",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": PROBE},
+            "spec": {"policyName": PROBE, "validationActions": ["Deny"]},
+        },
+    ]
+
+
+def _policy_in_force(system: Jit) -> bool:
+    dry_run = system.kubectl("create", "configmap", PROBE, "-n", "default", "--dry-run=server", check=False)
+    return dry_run.returncode != 0 and "the Active write is lost" in dry_run.stderr
+
+
+def _time(grant: dict[str, Any], *path: str) -> dt.datetime:
+    value: Any = grant
+    for key in path:
+        value = value[key]
+    return dt.datetime.fromisoformat(str(value))
+
+
+def test_an_assignment_whose_active_write_was_lost_counts_from_the_grant_creation(system: Jit, direct: str) -> None:
+    """The operator assigns the permission set in every account, then its write of `Active` is lost
+    (refused here by an admission policy) and it is killed. Started again a while later, it finds
+    the grant still Provisioning and assigns again, which Identity Center does not tell from a
+    first assignment: the grant's time counts from its creation, the earliest its access can have
+    begun, not from the attempt after the restart (docs/api.md, status.activationTime). Counting
+    from the restart, a crash lengthened the access by the time the operator was down."""
+    system.apply({"apiVersion": "v1", "kind": "List", "items": _active_write_lost(LOST)})
+    try:
+        try:
+            eventually(lambda: _policy_in_force(system) or None, timeout=30, what="the policy in force")
+            system.request(LOST, ENTITLEMENT, duration="1h", user=ALICE)
+            eventually(
+                lambda: _assigned(system, direct, ALICE) == set(ACCOUNTS) or None,
+                timeout=30,
+                what="both accounts assigned",
+            )
+            eventually(
+                lambda: "the Active write is lost" in system.operator.tail(200) or None,
+                timeout=30,
+                what=f"the Active write refused; log:\n{system.operator.tail(20)}",
+            )
+            assert system.ready_reason("accessgrant", LOST) in (None, "Provisioning")
+            system.operator.kill()
+        finally:
+            system.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", PROBE, check=False)
+        eventually(lambda: not _policy_in_force(system) or None, timeout=30, what="the policy gone")
+        created = _time(system.get("accessgrant", LOST) or {}, "metadata", "creationTimestamp")
+        # Down long enough that counting from the restart would show, to the second.
+        time.sleep(max(0.0, (created + dt.timedelta(seconds=5) - dt.datetime.now(dt.UTC)).total_seconds()))
+    finally:
+        if not system.operator.running:
+            system.operator.start()
+    grant = system.wait_reason("accessgrant", LOST, "Active", timeout=30)
+    assert _assigned(system, direct, ALICE) == set(ACCOUNTS)
+    activated, expires = _time(grant, "status", "activationTime"), _time(grant, "status", "expirationTime")
+    assert activated == created, f"activated at {activated}, created at {created}"
+    assert expires == created + dt.timedelta(hours=1), f"expires at {expires}, created at {created}"
