@@ -3,17 +3,20 @@ for how long, how often; the review; what a grant rests on."""
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from jitaccess.api import audit, names
+from jitaccess.api.models import AccessRequest
 from jitaccess.domain import admission as adm
 from jitaccess.domain import breakglass
 from jitaccess.domain import requests as rules
 from jitaccess.domain.admission import Admit, Phase, Refusal
 from jitaccess.errors import InvalidInput
+from jitaccess.handlers import breakglass as break_glass_handlers
 from tests.unit import factories
 from tests.unit.test_admission import (
     ALICE,
@@ -127,6 +130,33 @@ def approved_glass(**annotations: str) -> dict[str, Any]:
     )
     request["metadata"]["name"] = "carol-glass"
     return request
+
+
+def test_the_team_recorded_when_taken_up_reviews_unless_it_is_the_live_owner() -> None:
+    recorded = approved_glass()
+    recorded["status"]["ownerTeam"] = "payments-old"
+    # The Entitlement passed to another team since, or is gone (renamed in Git): the recorded team reviews.
+    assert breakglass.recorded_reviewers(recorded, "payments") == "payments-old"
+    assert breakglass.recorded_reviewers(recorded, None) == "payments-old"
+    # The live owner team reviews: the record names it, there is none, or the request is no break-glass.
+    assert breakglass.recorded_reviewers(recorded, "payments-old") is None
+    assert breakglass.recorded_reviewers(approved_glass(), "payments") is None
+    normal = copy.deepcopy(recorded)
+    del normal["spec"]["breakGlass"]
+    assert breakglass.recorded_reviewers(normal, "payments") is None
+
+
+def test_the_operator_records_a_review_against_the_recorded_team_while_it_exists() -> None:
+    old_team, live = factories.team(approvers=["olga@example.com"]), factories.team()
+    request = AccessRequest.model_validate({**approved_glass(), "status": {"ownerTeam": "payments-old"}})
+    teams = {"payments-old": [old_team.model_dump(by_alias=True, exclude_none=True)]}
+    assert break_glass_handlers.reviewers(request, teams, ENTITLEMENT, live) == old_team
+    assert break_glass_handlers.reviewers(request, teams, None, live) == old_team  # the Entitlement is gone
+    # The recorded team was deleted since: its live owner team's approvers review, as at admission.
+    assert break_glass_handlers.reviewers(request, {}, ENTITLEMENT, live) == live
+    # The record names the live owner: no other team is looked up.
+    owned = AccessRequest.model_validate({**approved_glass(), "status": {"ownerTeam": "payments"}})
+    assert break_glass_handlers.reviewers(owned, teams, ENTITLEMENT, live) == live
 
 
 def test_an_approver_of_the_owner_team_reviews_and_is_stamped() -> None:

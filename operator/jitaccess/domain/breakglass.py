@@ -142,6 +142,24 @@ def is_break_glass(request: Mapping[str, Any]) -> bool:
     return wire.spec(request).get("breakGlass") is True
 
 
+def recorded_reviewers(request: Mapping[str, Any], owner: str | None) -> str | None:
+    """The team whose approvers review break-glass `request` when that is not its Entitlement's
+    owner team now (`owner`; None: the Entitlement is gone): the team that owned the Entitlement
+    when the operator took the request up (`status.ownerTeam`), as revocation rights come from a
+    grant's record. The Entitlement may be gone since (renamed in Git) or owned by another team,
+    and the use of production access still wants its review by those who owned it.
+
+    None: the live owner team reviews (not break-glass, no team recorded, or the recorded one is
+    the live owner). A recorded team that no longer exists leaves the review to the live owner
+    team too: the callers look the name up (the webhook and the operator, each its own way)."""
+    if not is_break_glass(request):
+        return None
+    recorded = str(wire.status(request).get("ownerTeam") or "")
+    if not recorded or recorded == owner:
+        return None
+    return recorded
+
+
 def review(
     old: Mapping[str, Any],
     before: Mapping[str, str],

@@ -89,17 +89,13 @@ async def _entitlement_and_team(
 async def _reviewers(
     rt: Runtime, operation: str | None, old: kopf.Body | None, entitlement: Entitlement | None, teams: Index
 ) -> TeamOwnershipSpec | None:
-    """Who reviews a break-glass request: the approvers of the team that owned its Entitlement when
-    the operator took it up (`status.ownerTeam`), as revocation rights come from a grant's record.
-    The live Entitlement may be gone (renamed in Git) or owned by another team since, and the use
-    of production access still wants its review by those who owned it. None: the live owner team
-    (no record, or the recorded team no longer exists)."""
-    if operation != "UPDATE" or old is None or not break_glass_rules.is_break_glass(old):
+    """The team that reviews a break-glass request being updated, when not its live owner team:
+    the recorded one (`domain.breakglass.recorded_reviewers`). None: the live owner team (also
+    when the recorded team no longer exists)."""
+    if operation != "UPDATE" or old is None:
         return None
-    recorded = str(wire.status(old).get("ownerTeam") or "")
-    if not recorded or (entitlement is not None and entitlement.spec.owner == recorded):
-        return None
-    return await _team(rt, recorded, teams)
+    recorded = break_glass_rules.recorded_reviewers(old, entitlement.spec.owner if entitlement is not None else None)
+    return await _team(rt, recorded, teams) if recorded is not None else None
 
 
 async def _team(rt: Runtime, name: str, teams: Index) -> TeamOwnershipSpec | None:

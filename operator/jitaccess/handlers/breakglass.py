@@ -19,7 +19,7 @@ import kopf
 from pydantic import ValidationError
 
 from jitaccess.api import names
-from jitaccess.api.models import AccessRequest, TeamOwnershipSpec
+from jitaccess.api.models import AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import breakglass as rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
@@ -53,13 +53,16 @@ def approval_fields(valid: request_rules.ValidRequest, name: str) -> tuple[dict[
     return {"reviewDeadline": ts(deadline)}, (names.REVIEWED, False, names.AWAITING_REVIEW, message)
 
 
-def reviewers(request: AccessRequest, teams: Index, live: TeamOwnershipSpec | None) -> TeamOwnershipSpec | None:
-    """The team whose approvers review the request: the one that owned its Entitlement when the
-    operator took it up (`status.ownerTeam`), as the admission webhook has it; `live` (the
-    Entitlement's owner now) when none was recorded or that team is gone."""
-    recorded = first(teams, request.status.owner_team) if request.status.owner_team else None
+def reviewers(
+    request: AccessRequest, teams: Index, entitlement: Entitlement | None, live: TeamOwnershipSpec | None
+) -> TeamOwnershipSpec | None:
+    """The team whose approvers review the request, as the admission webhook has it: the one
+    recorded when the operator took it up (`domain.breakglass.recorded_reviewers`); `live` (the
+    owner team of `entitlement` now) when that is the one, or the recorded team is gone."""
+    recorded = rules.recorded_reviewers(request.wire(), entitlement.spec.owner if entitlement is not None else None)
+    found = first(teams, recorded) if recorded is not None else None
     try:
-        return TeamOwnershipSpec.model_validate(recorded) if recorded is not None else live
+        return TeamOwnershipSpec.model_validate(found) if found is not None else live
     except ValidationError:
         return live
 

@@ -72,7 +72,8 @@ def reconcile(
         _finish(rt, dict(body), names.INVALID, str(exc), entitlement=str(body.get("spec", {}).get("entitlement", "")))
         return
     if request.spec.break_glass and _review_to_record(request):
-        team = breakglass.reviewers(request, teams, lookup(rt, request, teams, entitlements)[1])
+        entitlement, live = lookup(rt, request, teams, entitlements)
+        team = breakglass.reviewers(request, teams, entitlement, live)
         breakglass.record_review(rt, request, team)
         return
     if request_rules.is_finished(request):
