@@ -1,12 +1,22 @@
-"""The rules of account-assignment mode (`jitaccess.domain.assignments`) and its admission rules."""
+"""The rules of account-assignment mode (`jitaccess.domain.assignments`) and its admission rules,
+and how a grant and its Entitlement's check resolve a catalog tier (`handlers.assignments.catalog_tier`)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from jitaccess.api import names
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
 from jitaccess.domain import assignments as rules
+from jitaccess.errors import NotFound, RetryLater
+from jitaccess.handlers import assignments, catalog
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit import factories
 
 ARN = "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef"
 
@@ -43,3 +53,81 @@ def test_only_accounts_no_other_grant_holds_are_removed() -> None:
 def test_accounts_are_required() -> None:
     with pytest.raises(ValidationError):
         AccountAssignmentTarget(permission_set=PermissionSetRef(arn=ARN), accounts=[])
+
+
+class _Catalogs:
+    """PermissionCatalogs as stored, by name; counts the reads."""
+
+    def __init__(self, *stored: dict[str, Any]) -> None:
+        self.stored = {c["metadata"]["name"]: c for c in stored}
+        self.reads = 0
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        assert plural == names.CATALOGS
+        self.reads += 1
+        return self.stored.get(name)
+
+
+def _catalog(name: str = "payments", *, arn: str | None = ARN, deleting: bool = False) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, **({"deletionTimestamp": "2026-11-23T12:00:00Z"} if deleting else {})}
+    tier = {"groupName": "payments-prod", "accounts": ["111122223333"]}
+    return {
+        "metadata": metadata,
+        "spec": {"region": "eu-west-1", "baseline": {**tier, "groupName": "payments"}, "production": tier},
+        "status": {"production": {"permissionSetArn": arn}} if arn else {},
+    }
+
+
+def _runtime(kube: _Catalogs) -> Runtime:
+    return Runtime(Settings(), SimpleNamespace(), kube)  # type: ignore[arg-type]
+
+
+def _grant(reference: str, **status: Any) -> Any:
+    grant = factories.grant(**status)
+    grant.spec.group_name = reference
+    return grant
+
+
+def test_a_catalog_reference_names_its_stored_catalog_and_tier() -> None:
+    stored = _catalog()
+    rt = _runtime(_Catalogs(stored))
+    assert assignments.catalog_tier(rt, "catalog:payments/production") == ("payments", "production", stored)
+    assert assignments.catalog_tier(rt, ARN) is None
+    with pytest.raises(NotFound, match=r"^PermissionCatalog paymnts does not exist$"):
+        assignments.catalog_tier(rt, "catalog:paymnts/production")
+    without = _catalog()
+    del without["spec"]["production"]
+    with pytest.raises(NotFound, match=r"^PermissionCatalog payments has no production tier$"):
+        assignments.catalog_tier(_runtime(_Catalogs(without)), "catalog:payments/production")
+
+
+def test_a_grant_and_its_entitlement_resolve_the_same_way() -> None:
+    kube = _Catalogs(_catalog(arn=None), _catalog("identity"))
+    rt = _runtime(kube)
+    assert assignments.permission_set_arn(rt, _grant("catalog:identity/production")) == ARN
+    with pytest.raises(RetryLater, match="has not provisioned its production permission set yet"):
+        assignments.permission_set_arn(rt, _grant("catalog:payments/production"))
+    assert catalog._missing_tier(rt, "catalog:payments/production") is None  # provisioned or not, it exists
+    for missing, why in [("catalog:paymnts/production", "PermissionCatalog paymnts does not exist"),
+                         ("catalog:payments/staging", "PermissionCatalog payments has no staging tier")]:  # fmt: skip
+        with pytest.raises(NotFound, match=f"^{why}$"):
+            assignments.permission_set_arn(rt, _grant(missing))
+        reason, message = catalog._missing_tier(rt, missing) or ("", "")
+        assert reason == names.PERMISSION_SET_NOT_FOUND
+        assert f"permissionSet names {missing}, but {why}: fix the reference" in message
+    # An ARN is not described; a grant active already has its ARN recorded: neither is read.
+    reads = kube.reads
+    assert catalog._missing_tier(rt, ARN) is None
+    assert assignments.permission_set_arn(rt, _grant("catalog:paymnts/production", permissionSetArn=ARN)) == ARN
+    assert kube.reads == reads
+
+
+def test_a_catalog_being_deleted_is_gone_for_the_entitlement_not_for_its_grants() -> None:
+    """The Entitlement says PermissionSetNotFound at once; a grant still resolves (and an ending one
+    takes its assignments back) until the catalog's permission sets are gone."""
+    rt = _runtime(_Catalogs(_catalog(deleting=True)))
+    assert assignments.permission_set_arn(rt, _grant("catalog:payments/production")) == ARN
+    with pytest.raises(NotFound, match=r"^PermissionCatalog payments does not exist$"):
+        assignments.catalog_tier(rt, "catalog:payments/production", deleting_is_gone=True)
+    reason, message = catalog._missing_tier(rt, "catalog:payments/production") or ("", "")
+    assert reason == names.PERMISSION_SET_NOT_FOUND and "but PermissionCatalog payments does not exist" in message

@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from jitaccess.adapters.ssoadmin import Request
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccountAssignmentTarget
 from jitaccess.domain import assignments as rules
 from jitaccess.domain import grants as grant_rules
@@ -35,20 +35,36 @@ def permission_set_arn(rt: Runtime, grant: AccessGrant) -> str:
     if grant.status.permission_set_arn:
         return grant.status.permission_set_arn
     reference = grant.spec.group_name
-    pair = rules.catalog_tier(reference)
-    if pair is None:
+    named = catalog_tier(rt, reference)
+    if named is None:
         return reference
-    catalog, tier = pair
-    obj = rt.kube.get(names.CATALOGS, catalog)
-    if obj is None:
-        raise NotFound(f"PermissionCatalog {catalog} does not exist", operation="resolve")
-    spec_tier = ((obj.get("spec") or {}).get(tier)) or None
-    if spec_tier is None:
-        raise NotFound(f"PermissionCatalog {catalog} has no {tier} tier", operation="resolve")
-    arn = ((obj.get("status") or {}).get(tier) or {}).get("permissionSetArn")
+    catalog, tier, obj = named
+    arn = (wire.status(obj).get(tier) or {}).get("permissionSetArn")
     if not arn:
         raise RetryLater(f"PermissionCatalog {catalog} has not provisioned its {tier} permission set yet")
     return str(arn)
+
+
+def catalog_tier(
+    rt: Runtime, reference: str, *, deleting_is_gone: bool = False
+) -> tuple[str, str, dict[str, Any]] | None:
+    """What a `catalog:` reference names: (catalog, tier, the PermissionCatalog as stored now);
+    None for an ARN. `NotFound`, naming what is missing, when there is no such catalog or it has
+    no such tier; with `deleting_is_gone`, a catalog being deleted counts as none (its permission
+    sets are on their way out)."""
+    pair = rules.catalog_tier(reference)
+    if pair is None:
+        return None
+    catalog, tier = pair
+    # Read, not taken from `Runtime.catalog_groups`: that is kept by the controller's watch, so it
+    # still lists a catalog deleted while another replica led; and no index of catalogs says which
+    # one is being deleted.
+    obj = rt.kube.get(names.CATALOGS, catalog)
+    if obj is None or (deleting_is_gone and wire.deleting(obj)):
+        raise NotFound(f"PermissionCatalog {catalog} does not exist", operation="resolve")
+    if not wire.spec(obj).get(tier):
+        raise NotFound(f"PermissionCatalog {catalog} has no {tier} tier", operation="resolve")
+    return catalog, tier, obj
 
 
 def others_holding(

@@ -27,7 +27,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers import archive
+from jitaccess.handlers import archive, assignments
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.recording import record
@@ -146,24 +146,19 @@ def _verdict(
 
 def _missing_tier(rt: Runtime, reference: str) -> tuple[str, str] | None:
     """(reason, message) when a `catalog:` reference names a PermissionCatalog or tier that does not
-    exist: requests of it were approved and their grants failed while the Entitlement read Ready. An ARN is not described here (the operator's IAM policy may only describe jitaccess's own
+    exist (`assignments.catalog_tier`, as a grant resolves it; a catalog being deleted counts as
+    gone): requests of it were approved and their grants failed while the Entitlement read Ready.
+    An ARN is not described here (the operator's IAM policy may only describe jitaccess's own
     permission sets); a grant of a wrong one fails, naming it."""
-    pair = assignment_rules.catalog_tier(reference)
-    if pair is None:
-        return None
-    catalog, tier = pair
-    found = rt.kube.get(names.CATALOGS, catalog)
-    if found is None or wire.deleting(found):
-        why = f"PermissionCatalog {catalog} does not exist"
-    elif not wire.spec(found).get(tier):
-        why = f"PermissionCatalog {catalog} has no {tier} tier"
-    else:
-        return None
-    return (
-        names.PERMISSION_SET_NOT_FOUND,
-        f"spec.identityCenter.accountAssignment.permissionSet names {reference}, but {why}: fix the reference, "
-        "or add the catalog (until then every grant of this Entitlement fails, and nobody gets access)",
-    )
+    try:
+        assignments.catalog_tier(rt, reference, deleting_is_gone=True)
+    except NotFound as exc:
+        return (
+            names.PERMISSION_SET_NOT_FOUND,
+            f"spec.identityCenter.accountAssignment.permissionSet names {reference}, but {exc}: fix the reference, "
+            "or add the catalog (until then every grant of this Entitlement fails, and nobody gets access)",
+        )
+    return None
 
 
 def _watch_logged(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> None:
