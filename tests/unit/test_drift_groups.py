@@ -1,5 +1,6 @@
 """Which groups an Entitlement's drift scan covers besides its own: those its Active grants are in,
-from the index of Active grants (each with its group id), with no API read at each pass."""
+from the index of Active grants (each with its group id), with no API read at each pass; and the
+group a pass no longer scans, said by the Runtime that scanned it (`Runtime.scanned`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import kopf
+import pytest
 
+from jitaccess.api import names
 from jitaccess.handlers import catalog, indexes
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
@@ -52,3 +55,36 @@ def test_account_assignment_entitlements_have_no_groups_to_scan_and_read_nothing
     grants = [_grant(f"g{i}", ARN, None, accountAssignment=assignment) for i in range(100)]
     rt = _runtime(*grants)
     assert catalog._granted_groups(rt, ent("prod", identityCenter={"accountAssignment": assignment}), None) == {}
+
+
+class _NoOtherEntitlements:
+    def list(self, plural: str, **_: Any) -> list[dict[str, Any]]:
+        return []
+
+
+def test_a_group_the_last_pass_scanned_is_said_given_up_by_the_runtime_that_scanned_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    said: list[tuple[str, str]] = []
+    monkeypatch.setattr(catalog, "record", lambda body, reason, message, **_: said.append((reason, message)))
+    rt = Runtime(Settings(), SimpleNamespace(), _NoOtherEntitlements())  # type: ignore[arg-type]
+    moved = ent("prod", identityCenter={"groupName": "new-group"})
+    current = ("new-group", "g-new")
+    catalog._report_unscanned(rt, moved, {"g-old": "old-group", "g-new": "new-group"}, current)
+    assert said == []
+    catalog._report_unscanned(rt, moved, {"g-new": "new-group"}, current)
+    [(reason, message)] = said
+    assert reason == names.SCAN_STOPPED and "no longer scans Identity Center group old-group (id g-old)" in message
+    catalog._report_unscanned(rt, moved, {"g-new": "new-group"}, current)
+    assert len(said) == 1, "said once"
+    # A Runtime of its own (a process started anew) knows of no pass before: it says nothing.
+    fresh = Runtime(Settings(), SimpleNamespace(), _NoOtherEntitlements())  # type: ignore[arg-type]
+    catalog._report_unscanned(fresh, moved, {"g-new": "new-group"}, current)
+    assert len(said) == 1
+    catalog._report_unscanned(fresh, moved, {}, None)
+    assert len(said) == 2 and "group new-group (id g-new)" in said[1][1]
+    # A released Entitlement is forgotten: its last pass is said of by nothing to come.
+    catalog._report_unscanned(fresh, moved, {"g-new": "new-group"}, current)
+    fresh.scanned.forget(catalog._scan_key(moved))
+    catalog._report_unscanned(fresh, moved, {}, None)
+    assert len(said) == 2

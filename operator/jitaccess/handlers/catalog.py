@@ -12,7 +12,6 @@ scanned, until its last grant has ended (`domain.releases` says why).
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import kopf
@@ -256,7 +255,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         releasedAt=ts(now()),
     )
     log.info("Entitlement %s released: %s", name, message)
-    _forget_scanned(now_stored)
+    rt.scanned.forget(_scan_key(now_stored))
     return rt.kube.get(names.ENTITLEMENTS, name)
 
 
@@ -399,21 +398,12 @@ def _granted_groups(rt: Runtime, entitlement: Entitlement, current: tuple[str, s
     return found
 
 
-#: The groups each Entitlement's last pass scanned (by Entitlement uid: id -> name), to tell when one
-#: stops being scanned. In memory: a process that starts anew says nothing of a group given up before.
-_SCANNED: dict[str, dict[str, str]] = {}
-_SCANNED_GUARD = threading.Lock()
-
-
 def _report_unscanned(
     rt: Runtime, entitlement: Entitlement, groups: dict[str, str], current: tuple[str, str] | None
 ) -> None:
     """A Warning Event (`ScanStopped`) for each group the last pass scanned and this one does not:
     no Entitlement of jitaccess may watch who is added to it now (a Normal one when another names it)."""
-    key = str(entitlement.metadata.uid or entitlement.metadata.name)
-    with _SCANNED_GUARD:
-        before = _SCANNED.get(key, {})
-        _SCANNED[key] = dict(groups)
+    before = rt.scanned.replace(_scan_key(entitlement), groups)
     for group_id, group_name in sorted(before.items()):
         if group_id in groups:
             continue
@@ -444,9 +434,9 @@ def _watching(rt: Runtime, entitlement: Entitlement, group_id: str) -> list[str]
     )
 
 
-def _forget_scanned(entitlement: Entitlement) -> None:
-    with _SCANNED_GUARD:
-        _SCANNED.pop(str(entitlement.metadata.uid or entitlement.metadata.name), None)
+def _scan_key(entitlement: Entitlement) -> str:
+    """An Entitlement in `Runtime.scanned`: its uid (one deleted and applied again starts afresh)."""
+    return str(entitlement.metadata.uid or entitlement.metadata.name)
 
 
 def _scan_drift(

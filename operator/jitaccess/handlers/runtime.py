@@ -357,6 +357,28 @@ class Passes:
         self.again = False
 
 
+class ScannedGroups:
+    """The groups each Entitlement's last drift scan covered (by Entitlement uid: id -> name), to
+    tell when one stops being scanned (`handlers.catalog`, the `ScanStopped` Event). In memory: a
+    process that starts anew says nothing of a group given up before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: dict[str, dict[str, str]] = {}
+
+    def replace(self, key: str, groups: Mapping[str, str]) -> dict[str, str]:
+        """Record `groups` as what Entitlement `key`'s pass scanned; what its previous pass did."""
+        with self._lock:
+            before = self._groups.get(key, {})
+            self._groups[key] = dict(groups)
+        return before
+
+    def forget(self, key: str) -> None:
+        """The Entitlement is released: no pass of it is to come."""
+        with self._lock:
+            self._groups.pop(key, None)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -419,6 +441,8 @@ class Runtime:
     audit_backlog: Callable[[], tuple[int, datetime | None]] | None = None
     # The passes over Entitlements that keep their `Overlapping` condition current (`handlers.overlaps`).
     overlap_passes: Passes = field(default_factory=Passes)
+    # The groups each Entitlement's drift scan covered last (`handlers.catalog`).
+    scanned: ScannedGroups = field(default_factory=ScannedGroups)
     # Requests the request handler hands to their new grants' handler (`handlers.backing`).
     handoffs: Handoffs = field(default_factory=Handoffs)
     # Grants their request's handler provisions itself (`grants.provision_at_once`).
