@@ -260,7 +260,15 @@ def test_a_lease_deleted_by_hand_is_not_taken_while_its_holder_may_still_act(rep
         last = lease(system, replicas)
         assert last is not None and last["holderIdentity"] == f"replica-{leader}", last
         system.kubectl("delete", "lease", replicas.lease, "-n", "default")
-        term_ends = lease_time(last, "renewTime") + dt.timedelta(seconds=int(str(last["leaseDurationSeconds"])))
+        # The standby counts the Lease's duration from when it last saw a renewal, on its own clock:
+        # the holder's last renewal may have come after that read, by up to a retry period. What
+        # must hold is that it waits that long, and so past the last moment the dead holder could
+        # have acted (its renew deadline after its last renewal).
+        renewed = lease_time(last, "renewTime")
+        assert int(str(last["leaseDurationSeconds"])) == LEASE_SECONDS
+        term_ends = renewed + dt.timedelta(seconds=LEASE_SECONDS - RETRY_SECONDS - 0.5)  # 0.5: the calls' own time
+        holder_stopped = renewed + dt.timedelta(seconds=RENEW_DEADLINE_SECONDS)
+        assert holder_stopped < term_ends
         sleep_until(max(expiration(system, "due-meanwhile"), term_ends - dt.timedelta(seconds=1)))
         assert dt.datetime.now(dt.UTC) < term_ends, "slept past the dead leader's term: nothing to see"
         assert replicas.leaders() == [] and lease(system, replicas) is None, "the standby took the deleted Lease"
@@ -272,6 +280,7 @@ def test_a_lease_deleted_by_hand_is_not_taken_while_its_holder_may_still_act(rep
         assert taken is not None and taken["holderIdentity"] == f"replica-{standby}", taken
         # Its own clock says when: no sooner than the dead holder's term would have run out.
         assert lease_time(taken, "acquireTime") >= term_ends, (taken, term_ends)
+        assert lease_time(taken, "acquireTime") > holder_stopped, (taken, holder_stopped)
         system.wait_reason("accessgrant", "due-meanwhile", "Expired", timeout=10)
         expired_by = eventually(
             lambda: logged(replicas, "Expired AccessGrant/due-meanwhile") or None, timeout=5, what="the expiry logged"
