@@ -8,7 +8,10 @@ them counting wrong. docs/metrics.md lists every metric with its labels.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import contextlib
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
 
 REQUESTS = Counter("jitaccess_requests_total", "AccessRequests by outcome", ["entitlement", "outcome"])
 # Whole seconds (both ends are Kubernetes timestamps), and it includes the wait for a human
@@ -32,6 +35,23 @@ IDENTITY_CENTER_CALLS = Counter(
 IDENTITY_CENTER_QUEUED = Gauge(
     "jitaccess_identitycenter_queued", "Identity Center calls waiting for one of the slots of calls in flight"
 )
+#: Whether the webhook configurations in the cluster call this replica's server and trust its
+#: certificate (`handlers.startup`): checked every 30 s, and at once whenever the certificate changes.
+#: Every replica's; absent with the webhooks off (registered by the first check, `export`): at 0
+#: from import, it would fire the alert in a process that serves no webhooks.
+WEBHOOK_CONFIGURED = Gauge(
+    "jitaccess_webhook_configured",
+    "1 while the webhook configurations call this replica's webhook server and trust its certificate, else 0",
+    registry=None,
+)
+
+
+def export(metric: Collector) -> None:
+    """Serve `metric` from now on (once: registering it again is a no-op)."""
+    with contextlib.suppress(ValueError):  # registered already
+        REGISTRY.register(metric)
+
+
 ERRORS = Counter("jitaccess_errors_total", "Handler errors by kind", ["kind"])
 ELIGIBILITY_LAPSES = Counter(
     "jitaccess_eligibility_lapses_total",

@@ -142,14 +142,14 @@ def test_a_rule_with_an_unknown_metric_or_label_is_caught() -> None:
 Series = list[tuple[dict[str, str], float]]
 
 
-def registry_after_import() -> dict[str, Series]:
-    """Counter samples by name, as /metrics serves them right after `import jitaccess.handlers`: in a
-    process of its own, since this one's counters have moved in other tests."""
+def served_after_import() -> str:
+    """/metrics right after `import jitaccess.handlers`: in a process of its own, since this one's
+    counters have moved in other tests."""
     script = (
         "import jitaccess.handlers\nfrom prometheus_client import generate_latest\nprint(generate_latest().decode())"
     )
     path = os.pathsep.join(filter(None, [str(REPO / "operator"), os.environ.get("PYTHONPATH")]))
-    text = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
@@ -158,6 +158,10 @@ def registry_after_import() -> dict[str, Series]:
         env={**os.environ, "PYTHONPATH": path},
         timeout=60,
     ).stdout
+
+
+def registry_after_import(text: str) -> dict[str, Series]:
+    """Counter samples by name, in what /metrics serves (`served_after_import`)."""
     found: dict[str, Series] = {}
     for family in text_string_to_metric_families(text):
         if family.type == "counter":
@@ -215,8 +219,13 @@ def _matches(matcher: Any, value: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def registry() -> dict[str, Series]:
-    return registry_after_import()
+def served() -> str:
+    return served_after_import()
+
+
+@pytest.fixture(scope="module")
+def registry(served: str) -> dict[str, Series]:
+    return registry_after_import(served)
 
 
 def test_every_series_an_alert_selects_is_there_at_zero_from_the_start(registry: dict[str, Series]) -> None:
@@ -252,3 +261,23 @@ def test_docs_list_every_metric_once() -> None:
     families = {name.removesuffix("_bucket") for name in exported() if not name.endswith(("_count", "_sum"))}
     families.discard("up")
     assert set(listed) == families
+
+
+# --- the webhooks' trust -------------------------------------------------------------------------
+
+
+def test_the_webhook_alert_fires_on_any_replica_not_trusted_and_only_where_webhooks_are_checked(
+    served: str,
+) -> None:
+    rule = next(rule for rule in RULES if rule["alert"] == "JitaccessWebhookNotTrusted")
+    (selector,) = selectors(rule["expr"])
+    assert selector.name == metrics.WEBHOOK_CONFIGURED._name
+    # min: the API server calls whichever replica the Service picks, so one not trusted refuses writes.
+    assert rule["expr"].startswith("min(") and rule["expr"].endswith("< 1"), rule["expr"]
+    assert rule["labels"]["severity"] == "critical"
+    assert promql_parser.parse_duration(rule["for"]).total_seconds() <= 300
+    assert "calling_webhook_error" in rule["annotations"]["description"]
+    # A gauge at 0 from import would fire it in a process that serves no webhooks: it is exported
+    # only once the operator has checked its configurations (`handlers.startup.WebhookTrust`).
+    assert metrics.WEBHOOK_CONFIGURED._name not in served
+    assert "jitaccess_leader_transitions_total" in served  # what was served is the registry's

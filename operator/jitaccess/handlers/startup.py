@@ -4,12 +4,16 @@ webhook server with its TLS and the identity it trusts as the operator.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
+from jitaccess import metrics
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube, load_client_config
 from jitaccess.adapters.tls import temporary_serving_files
@@ -107,8 +111,6 @@ def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
 
 # --- admission webhooks ---------------------------------------------------------------------
 
-_CONFIRMED = "webhooks_confirmed"
-
 
 def _configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, config: Settings) -> None:
     identity = memo[OPERATOR_IDENTITY] = _operator_identity(config)
@@ -182,22 +184,124 @@ def _operator_identity(config: Settings) -> OperatorIdentity:
     return OperatorIdentity(frozenset(names))
 
 
+# --- whether the API server can call the webhooks -------------------------------------------
+# Not only at start-up: the caBundle can be replaced (a `kubectl apply` of an old copy, a CA
+# rotation half done), and a renewed certificate from another CA is loaded in place while the
+# configurations still trust the old one (`WebhookServer._renewed`). Every user's write is then
+# refused with x509 errors while this process runs on. So every replica checks again every
+# `TRUST_CHECK_SECONDS`, and at once when its certificate changes; the gauge
+# `jitaccess_webhook_configured` and the alert JitaccessWebhookNotTrusted say so.
+
+#: How often the configurations are checked while they trust this server...
+TRUST_CHECK_SECONDS = 30.0
+#: ... and while they do not: their repair is seen within seconds.
+UNTRUSTED_CHECK_SECONDS = 5.0
+#: How often a renewed certificate is looked for (an attribute read, no call).
+LOOK_SECONDS = 1.0
+_TRUST = "webhook_trust"
+
+
+@dataclass
+class WebhookTrust:
+    """What the last check of the webhook configurations found (`problem`; None: in place), and
+    whether they were ever in place since this process started (`confirmed`)."""
+
+    problem: str | None = "not checked yet"
+    confirmed: bool = False
+    task: asyncio.Task[None] | None = None
+
+    def found(self, problem: str | None) -> None:
+        """Record a check's finding: the gauge, and a log line when it changes."""
+        before, self.problem = self.problem, problem
+        metrics.export(metrics.WEBHOOK_CONFIGURED)
+        metrics.WEBHOOK_CONFIGURED.set(0 if problem else 1)
+        if problem is None:
+            if self.confirmed and before is not None:
+                log.info("admission webhooks: the API server can call this server again (%s before)", before)
+            self.confirmed = True
+        elif self.confirmed and problem != before:
+            log.error(
+                "admission webhooks: %s; the API server cannot call this server, so every user's write to "
+                "jitaccess objects is refused (failurePolicy Fail) until the configurations trust its certificate "
+                "again (docs/operations.md: 'The webhooks are not trusted')",
+                problem,
+            )
+
+
+def _trust_of(memo: kopf.Memo) -> WebhookTrust:
+    trust = memo.get(_TRUST)
+    if not isinstance(trust, WebhookTrust):
+        trust = memo[_TRUST] = WebhookTrust()
+    return trust
+
+
+def _problem(expected: list[dict[str, Any]]) -> str | None:
+    try:
+        return configuration_problem(expected)
+    except Exception as exc:  # the API server not answering: nothing says the webhooks can be called
+        return f"the webhook configurations cannot be read ({exc})"
+
+
+@kopf.on.startup()
+async def check_webhook_trust(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Check the webhook configurations again and again, for as long as the process runs."""
+    trust = _trust_of(memo)
+    if trust.task is None:  # `configure` may not have put the server in place yet: the task waits for it
+        trust.task = asyncio.get_running_loop().create_task(_keep_checking(settings, trust), name="webhook trust")
+
+
+async def _keep_checking(settings: kopf.OperatorSettings, trust: WebhookTrust) -> None:
+    loop = asyncio.get_running_loop()
+    checked: list[dict[str, Any]] | None = None
+    due = 0.0
+    while True:
+        server = settings.admission.server
+        if isinstance(server, NoWebhookServer):
+            return  # webhooks off: nothing to check, and no gauge
+        expected = server.expected if isinstance(server, WebhookServer) else None
+        # A renewed certificate gives a new `expected` (`WebhookServer._advertise`): checked at once.
+        if expected is not None and (expected is not checked or loop.time() >= due):
+            checked = expected
+            problem = await asyncio.to_thread(_problem, expected)
+            trust.found(problem)
+            due = loop.time() + (TRUST_CHECK_SECONDS if problem is None else UNTRUSTED_CHECK_SECONDS)
+        await asyncio.sleep(min(LOOK_SECONDS, max(0.05, due - loop.time())))
+
+
+@kopf.on.cleanup()
+async def stop_checking_webhook_trust(memo: kopf.Memo, **_: Any) -> None:
+    trust = memo.get(_TRUST)
+    if isinstance(trust, WebhookTrust) and trust.task is not None:
+        trust.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await trust.task
+
+
 # A failing probe is retried within the same liveness call: a few quick tries, then a 500.
 @kopf.on.probe(id="webhooks", retries=10, backoff=0.2)
 def webhooks_configured(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> str:
     """Healthy only once the webhook configurations reach this server (new port, new certificate):
-    until then, writes would be refused, and whoever waits for the operator to be ready must wait."""
+    until then, writes would be refused, and whoever waits for the operator to be ready must wait.
+
+    Once they have, the probe says what the last check found (`WebhookTrust`), but no longer fails:
+    the chart's liveness and readiness probes are this one endpoint, and neither a restart nor a
+    Pod out of the Service puts the right caBundle in the configurations. A failing liveness probe
+    would restart every replica over and over (each new one failing its start-up probe on the same
+    caBundle); a failing readiness probe would take every replica out of the webhook Service,
+    refusing the writes just the same, and on a passing fault of the API server's reads, all at
+    once. The gauge and its alert are what tell somebody."""
     server = settings.admission.server
     if not isinstance(server, WebhookServer):
         return "off"
-    if memo.get(_CONFIRMED):
-        return "configured"
+    trust = _trust_of(memo)
+    if trust.confirmed:
+        return "configured" if trust.problem is None else f"NOT CALLABLE: {trust.problem}"
     if server.expected is None:
         raise kopf.TemporaryError("the admission webhook server is not serving yet", delay=0.2)
     problem = configuration_problem(server.expected)
     if problem is not None:
         raise kopf.TemporaryError(f"admission webhooks not in place yet: {problem}", delay=0.2)
-    memo[_CONFIRMED] = True
+    trust.found(None)
     return "configured"
 
 

@@ -1,0 +1,107 @@
+"""Every replica keeps checking that the webhook configurations call it and trust its certificate
+(`handlers.startup`): not only until the first success, but every 30 s and at once when its
+certificate changes, and the probe then says what it found without failing liveness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import pytest
+from prometheus_client import REGISTRY
+
+from jitaccess import metrics
+from jitaccess.adapters.webhooks import WebhookServer
+from jitaccess.handlers import startup
+
+
+def gauge() -> float | None:
+    return REGISTRY.get_sample_value(metrics.WEBHOOK_CONFIGURED._name)
+
+
+def server() -> WebhookServer:
+    return WebhookServer(operator_usernames=["op"], addr="127.0.0.1", port=1)
+
+
+def test_the_probe_fails_until_first_in_place_then_reports_without_failing(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, memo = kopf.OperatorSettings(), kopf.Memo()
+    settings.admission.server = serving = server()
+    with pytest.raises(kopf.TemporaryError, match="not serving yet"):
+        startup.webhooks_configured(settings=settings, memo=memo)
+    serving.expected = [{"kind": "ValidatingWebhookConfiguration"}]
+    monkeypatch.setattr(
+        startup, "configuration_problem", lambda _: "webhook x does not trust this server's certificate"
+    )
+    with pytest.raises(kopf.TemporaryError, match="not in place yet"):
+        startup.webhooks_configured(settings=settings, memo=memo)
+    monkeypatch.setattr(startup, "configuration_problem", lambda _: None)
+    assert startup.webhooks_configured(settings=settings, memo=memo) == "configured"
+    assert gauge() == 1
+
+    trust = memo[startup._TRUST]
+    trust.found("webhook x does not trust this server's certificate yet")  # a later check
+    answer = startup.webhooks_configured(settings=settings, memo=memo)  # no exception: liveness holds
+    assert answer == "NOT CALLABLE: webhook x does not trust this server's certificate yet"
+    assert gauge() == 0
+    trust.found(None)
+    assert startup.webhooks_configured(settings=settings, memo=memo) == "configured"
+    assert gauge() == 1
+
+
+def test_a_lost_trust_is_logged_once_and_its_return_too(caplog: pytest.LogCaptureFixture) -> None:
+    trust = startup.WebhookTrust()
+    with caplog.at_level(logging.INFO, logger=startup.log.name):
+        trust.found("not yet")  # at start-up: the probe says so, no ERROR
+        trust.found(None)
+        trust.found("caBundle replaced")
+        trust.found("caBundle replaced")
+        trust.found(None)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "caBundle replaced" in errors[0].getMessage()
+    assert "every user's write" in errors[0].getMessage()
+    assert [r.getMessage() for r in caplog.records if "again" in r.getMessage() and r.levelno == logging.INFO]
+
+
+async def until(check: Any, timeout: float = 2.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "not in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_checked_again_periodically_and_at_once_on_a_new_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = kopf.OperatorSettings()
+    settings.admission.server = serving = server()
+    loop = asyncio.get_running_loop()
+    checked: list[tuple[float, Any]] = []
+    answers = iter([None, "does not trust this server's certificate", None, None, None])
+
+    def problem(expected: Any) -> str | None:
+        checked.append((loop.time(), expected))
+        return next(answers)
+
+    monkeypatch.setattr(startup, "_problem", problem)
+    monkeypatch.setattr(startup, "TRUST_CHECK_SECONDS", 0.5)
+    monkeypatch.setattr(startup, "UNTRUSTED_CHECK_SECONDS", 0.1)
+    monkeypatch.setattr(startup, "LOOK_SECONDS", 0.05)
+    trust = startup.WebhookTrust()
+    task = asyncio.create_task(startup._keep_checking(settings, trust))
+    try:
+        await asyncio.sleep(0.1)
+        assert checked == []  # not serving yet: nothing to check
+        first = serving.expected = [{"kind": "first"}]
+        await until(lambda: len(checked) == 1)
+        assert checked[0][1] is first and trust.problem is None and trust.confirmed
+        await until(lambda: len(checked) == 2)  # checked again, after the period: the trust is gone
+        assert checked[1][0] - checked[0][0] >= 0.45 and trust.problem is not None
+        await until(lambda: len(checked) == 3)  # sooner while not trusted: back
+        assert checked[2][0] - checked[1][0] < 0.4 and trust.problem is None
+        renewed = serving.expected = [{"kind": "renewed"}]
+        await until(lambda: len(checked) == 4)  # a new certificate: at once, not after the period
+        assert checked[3][1] is renewed and checked[3][0] - checked[2][0] < 0.3
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
