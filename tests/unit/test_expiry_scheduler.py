@@ -22,8 +22,8 @@ from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.webhooks import HOOKS
 from jitaccess.api import names
 from jitaccess.domain.expiry import ExpiryQueue, overdue
-from jitaccess.errors import RetryLater
-from jitaccess.handlers import expiry
+from jitaccess.errors import PermanentFailure, RetryLater
+from jitaccess.handlers import expiry, grants, removals
 from jitaccess.handlers.recording import record, ref
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.handlers.scheduler import ExpiryScheduler, utcnow
@@ -440,7 +440,7 @@ def test_an_expiry_identity_center_does_not_answer_is_an_error_once_overdue_and_
     """Identity Center down at expiry: a WARNING within the grace; past it an ERROR (the membership
     outlives the grant), said again once a minute, not at each retry; and one ExpiryOverdue Warning
     Event per grant, not one per retry."""
-    monkeypatch.setattr(expiry, "_LOGGED", expiry._Throttle(60))
+    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
     kube = _Grants()
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
     outage = True
@@ -480,12 +480,102 @@ def test_an_expiry_identity_center_does_not_answer_is_an_error_once_overdue_and_
         finally:
             wiring.pool.shutdown()
 
-    with caplog.at_level(logging.WARNING, logger=expiry.log.name):
+    with caplog.at_level(logging.WARNING, logger=removals.log.name):
         run(scenario())
 
 
+def test_an_expiry_identity_center_refuses_is_retried_and_reported_like_one_it_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """AccessDenied on the removal (the IAM policy edited): the grant is tried again every 5 s, not
+    given up, with no traceback; an ERROR once a minute, and one ExpiryOverdue Warning Event naming
+    the AWS error and the IAM action to check."""
+    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
+    kube = _Grants()
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
+    refused = PermanentFailure(
+        "DeleteGroupMembership: AccessDeniedException: not authorized",
+        operation="DeleteGroupMembership",
+        code="AccessDeniedException",
+    )
+
+    def end(rt: Runtime, name: str, *_: Any, **__: Any) -> None:
+        raise refused
+
+    monkeypatch.setattr(expiry, "end_grant", end)
+
+    async def scenario() -> None:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        wiring = expiry._Wiring(ThreadPoolExecutor(2))
+        wiring.events.open(_watch_context(queue))
+        try:
+            kube.expired("denied", seconds_ago=300)
+            rt.expirations.observe("denied", ("prod", utcnow() - dt.timedelta(seconds=300)))
+            for _ in range(3):
+                again = await expiry.expire(rt, wiring, "denied")
+                assert again is not None
+                assert 4 <= (again - utcnow()).total_seconds() <= 5
+            posted = []
+            while not queue.empty():
+                posted.append(queue.get_nowait())
+            assert [(e.ref["name"], e.reason, e.type) for e in posted] == [("denied", names.EXPIRY_OVERDUE, "Warning")]
+            assert "AccessDeniedException" in posted[0].message
+            assert "identitystore:DeleteGroupMembership" in posted[0].message
+        finally:
+            wiring.pool.shutdown()
+
+    with caplog.at_level(logging.WARNING):
+        run(scenario())
+    said = [r for r in caplog.records if "denied" in r.getMessage() and r.name == removals.log.name]
+    assert [r.levelname for r in said] == ["ERROR"]
+    assert not any(r.exc_info for r in caplog.records)
+    assert "identitystore:DeleteGroupMembership" in said[0].getMessage()
+
+
+def test_a_revocation_identity_center_refuses_is_retried_by_kopf_and_reported_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The revocation path: a refusal is a TemporaryError for kopf (retried in 5 s, no traceback),
+    and, once overdue from the deletion, one ExpiryOverdue Warning Event naming the IAM action."""
+    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
+    monkeypatch.setattr(removals, "REVOCATIONS", removals.Overdue())
+    kube = _Grants()
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
+
+    def end(*_: Any, **__: Any) -> None:
+        raise PermanentFailure(
+            "DeleteGroupMembership: AccessDeniedException: no", operation="DeleteGroupMembership", code="x"
+        )
+
+    monkeypatch.setattr(grants, "end_grant", end)
+    body = kube.expired("deleted", seconds_ago=-3600)  # an hour left: deleted early
+    gone = utcnow() - dt.timedelta(seconds=120)
+    body["metadata"]["deletionTimestamp"] = gone.strftime("%Y-%m-%dT%H:%M:%SZ")
+    rt.expirations.observe("deleted", ("prod", gone))
+
+    async def scenario() -> None:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        context = _watch_context(queue)
+        for _ in range(3):
+            with pytest.raises(kopf.TemporaryError) as refused:
+                context.run(grants._end_or_retry, rt, kopf.Body(body), names.REVOKED, rt.holders, who="", why="")
+            assert refused.value.delay == 5
+            assert "identitystore:DeleteGroupMembership" in str(refused.value)
+        await asyncio.sleep(0)
+        posted = _reasons(queue)
+        assert posted == [("deleted", names.EXPIRY_OVERDUE)]
+
+    run(scenario())
+
+
+def test_the_iam_action_of_a_refused_call() -> None:
+    assert removals.iam_action("DeleteGroupMembership") == "identitystore:DeleteGroupMembership"
+    assert removals.iam_action("DeleteAccountAssignment") == "sso:DeleteAccountAssignment"
+    assert removals.iam_action("wait") is None  # the request status of an assignment: no action of its own
+
+
 def test_the_grants_reported_overdue_are_kept_to_active_grants() -> None:
-    reported = expiry.Overdue()
+    reported = removals.Overdue()
     active = {"a", "b"}
     assert reported.first("a", active.__contains__) and not reported.first("a", active.__contains__)
     active.discard("a")  # ended some other way (revoked, deleted): dropped at the next report

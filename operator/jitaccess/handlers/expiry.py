@@ -17,11 +17,10 @@
 - Each due grant is re-read: the persisted expiration time is the deadline, so a grant is never
   ended early, and one whose time has moved is rescheduled. It ends through `grants.end_grant`,
   the path every revocation takes (reference counting, status, Event, audit line, request).
-- Identity Center not answering, the grant is tried again every second: logged (once a minute per
-  grant) at WARNING while within `OVERDUE_GRACE` of its expiration, then at ERROR, as an access
-  outliving its grant; and
-  once overdue, one `ExpiryOverdue` Warning Event on the grant says so and why (once per grant
-  and term of leadership: `Overdue`). The gauge `jitaccess_grant_overdue_seconds` shows it too.
+- Identity Center not answering, the grant is tried again every second; refusing (AccessDenied:
+  the operator's IAM policy), every 5 s, for as long as it lasts. Either is logged once a minute
+  per grant, and once overdue one `ExpiryOverdue` Warning Event on the grant says so and why
+  (`removals`). The gauge `jitaccess_grant_overdue_seconds` shows it too.
 """
 
 from __future__ import annotations
@@ -31,8 +30,6 @@ import contextvars
 import datetime as dt
 import functools
 import logging
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,65 +40,18 @@ import kopf
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.domain import grants as grant_rules
-from jitaccess.domain.expiry import OVERDUE_GRACE
-from jitaccess.errors import NotLeading, RetryLater
-from jitaccess.handlers.common import ts
+from jitaccess.errors import NotLeading, PermanentFailure, RetryLater
+from jitaccess.handlers import removals
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.indexes import expiring
-from jitaccess.handlers.recording import DEFERRED, Deferred, record
+from jitaccess.handlers.recording import DEFERRED, Deferred
+from jitaccess.handlers.removals import RETRY_SECONDS, Overdue
 from jitaccess.handlers.runtime import Runtime, runtime_of
 from jitaccess.handlers.scheduler import utcnow
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-RETRY_SECONDS = 1.0
 _WIRING = "expiry"
-
-
-class Overdue:
-    """The grants whose overdue removal an Event has reported, so that each gets one, not one per
-    retry. Only grants still Active are kept (`active`): as many as there are at most."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._names: set[str] = set()
-
-    def first(self, name: str, active: Callable[[str], bool]) -> bool:
-        """Whether grant `name` is reported for the first time (it is remembered from now on)."""
-        with self._lock:
-            if name in self._names:
-                return False
-            self._names = {n for n in self._names if active(n)}
-            self._names.add(name)
-            return True
-
-    def forget(self, name: str) -> None:
-        with self._lock:
-            self._names.discard(name)
-
-
-class _Throttle:
-    """When a line about a key was last logged: a grant retried every second through an outage of
-    an hour is said once a minute, not 3,600 times (the gauge and the Event say it continuously)."""
-
-    def __init__(self, every: float) -> None:
-        self._every = every
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-
-    def due(self, key: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._last) > 10_000:
-                self._last = {k: t for k, t in self._last.items() if now - t < self._every}
-            if now - self._last.get(key, -self._every) < self._every:
-                return False
-            self._last[key] = now
-            return True
-
-
-_LOG_EVERY_SECONDS = 60
-_LOGGED = _Throttle(_LOG_EVERY_SECONDS)
 
 
 @dataclass
@@ -155,13 +105,14 @@ async def stop_expiry(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
-    """End grant `name` if its time has come; else, or when Identity Center does not answer, when to try again."""
+    """End grant `name` if its time has come; else, or when Identity Center does not answer or
+    refuses, when to try again."""
     try:
         return await _in_thread(wiring, expire_now, rt, name, wiring.overdue)
     except NotLeading as exc:  # the controller is stopping: the next leader ends it
         log.warning("expiring %s: %s; retrying", name, exc)
-    except RetryLater:  # logged by `_not_answering`
-        pass
+    except (RetryLater, PermanentFailure) as exc:  # logged by `removals.not_removed`
+        return utcnow() + dt.timedelta(seconds=removals.retry_seconds(exc))
     return utcnow() + dt.timedelta(seconds=RETRY_SECONDS)
 
 
@@ -170,7 +121,8 @@ def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.da
 
     Returns the grant's expiration time when that is still to come (never early), else None
     (ended now, or gone, or no longer Active). Raises `RetryLater` when Identity Center does not
-    answer, once it has logged it (and, overdue, reported it in `reported`'s Event).
+    answer, `PermanentFailure` when it refuses, once it has logged it (and, overdue, reported it in
+    `reported`'s Event).
     """
     obj = rt.kube.get(names.GRANTS, name)
     if obj is None:
@@ -185,42 +137,20 @@ def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.da
         end_grant(rt, name, names.EXPIRED, rt.holders, current=obj)
     except NotLeading:
         raise
-    except RetryLater as exc:
-        _not_answering(rt, obj, grant.status.expiration_time, exc, reported)
+    except (RetryLater, PermanentFailure) as exc:
+        removals.not_removed(
+            obj,
+            grant.status.expiration_time,
+            exc,
+            utcnow(),
+            doing="expiring",
+            reported=reported,
+            active=lambda n: rt.expirations.key_of(n) is not None,
+        )
         raise
     if reported is not None:
         reported.forget(name)
     return None
-
-
-def _not_answering(
-    rt: Runtime, obj: dict[str, Any], expired: dt.datetime, exc: RetryLater, reported: Overdue | None
-) -> None:
-    """The membership of an expired grant could not be removed: a WARNING within the grace, then
-    an ERROR (someone holds access past its time), and the first time a Warning Event on the grant."""
-    name = obj["metadata"]["name"]
-    late = utcnow() - expired
-    if late <= OVERDUE_GRACE:
-        if _LOGGED.due(f"{name}/late"):
-            log.warning("expiring %s: Identity Center not answering (%s); retrying", name, exc)
-        return
-    if _LOGGED.due(f"{name}/overdue"):
-        log.error(
-            "expiring %s: Identity Center not answering (%s); the membership outlives the grant by %ds, "
-            "retrying every %gs (said again every %ds while it lasts)",
-            name,
-            exc,
-            late.total_seconds(),
-            RETRY_SECONDS,
-            _LOG_EVERY_SECONDS,
-        )
-    if reported is None or not reported.first(name, lambda n: rt.expirations.key_of(n) is not None):
-        return
-    message = (
-        f"expired at {ts(expired)}, but its membership is not removed yet: Identity Center is not "
-        f"answering ({exc}); the operator keeps trying, every {RETRY_SECONDS:g} s"
-    )
-    record(obj, names.EXPIRY_OVERDUE, message, warning=True)
 
 
 async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:

@@ -30,9 +30,10 @@ from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers import archive, assignments, diffbase, sessions
+from jitaccess.handlers import archive, assignments, diffbase, removals, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
+from jitaccess.handlers.indexes import asked_to_end, expiring
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -615,8 +616,28 @@ def _end_or_retry(
     provisioning."""
     try:
         end_grant(rt, body.metadata.name, reason, holders, who=who, why=why, current=None if fresh else dict(body))
-    except RetryLater as exc:
-        raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
+    except (RetryLater, PermanentFailure) as exc:
+        # A refusal too (AccessDenied: the IAM policy) is retried until it succeeds, as an expiry
+        # is: it ends once the policy is fixed, and nothing else would end the access. Once
+        # overdue, one ExpiryOverdue Event says why (`removals`); kopf says each retry in one line.
+        obj = dict(body)
+        expires, asked = expiring(obj), asked_to_end(obj, rt.revocations_seen)
+        due = min((when for when in (expires, asked) if when is not None), default=None)
+        if due is not None:
+            removals.not_removed(
+                obj,
+                due,
+                exc,
+                now(),
+                doing="revoking",
+                reported=removals.REVOCATIONS,
+                active=lambda n: rt.expirations.key_of(n) is not None,
+            )
+        raise kopf.TemporaryError(
+            f"{removals.why(exc)}; will retry",
+            delay=removals.retry_seconds(exc) if isinstance(exc, PermanentFailure) else 2,
+        ) from exc
+    removals.REVOCATIONS.forget(body.metadata.name)
 
 
 def _revoker(body: Mapping[str, Any]) -> str:
