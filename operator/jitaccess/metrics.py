@@ -77,7 +77,8 @@ BREAK_GLASS = Counter(
 )
 AUDIT_ARCHIVE_WRITES = Counter(
     "jitaccess_audit_archive_writes",
-    "Batches of audit records PUT to the S3 archive (handlers.archive), by outcome: ok, failed (retried)",
+    "Tries to write a batch of audit records to the S3 archive (handlers.archive), by outcome: ok, failed "
+    "(S3 refused the PUT or a listing or read before it; retried)",
     ["outcome"],
 )
 LEADER_TRANSITIONS = Counter(

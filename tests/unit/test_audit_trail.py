@@ -3,9 +3,11 @@ once by record id through S3 failures, a crash between a write and its marks, an
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -299,7 +301,7 @@ def test_the_queue_and_its_oldest_record_for_the_gauges_and_each_put_counted(
     trail: AuditTrail, bucket: Bucket, cluster: Cluster
 ) -> None:
     """`backlog` is what waits (pending or in a batch S3 refused) and since when the oldest has
-    been queued; written, it leaves. Each PUT counts by outcome."""
+    been queued; written, it leaves. Each PUT written counts `ok` (failures: `run`, below)."""
     assert trail.backlog() == (0, None)
     before = trail_module._now()
     trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1", **APPROVED)))
@@ -313,8 +315,44 @@ def test_the_queue_and_its_oldest_record_for_the_gauges_and_each_put_counted(
     assert trail.backlog() == (3, since)  # the failed batch still waits, and the oldest with it
     assert trail.flush() == 2 and trail.backlog()[0] == 1
     assert trail.flush() == 1 and trail.backlog() == (0, None)
-    assert metrics.AUDIT_ARCHIVE_WRITES.labels("failed")._value.get() == failed + 1
+    assert metrics.AUDIT_ARCHIVE_WRITES.labels("failed")._value.get() == failed  # counted by `run` alone
     assert metrics.AUDIT_ARCHIVE_WRITES.labels("ok")._value.get() == ok + 2
+
+
+async def test_every_failed_try_counts_whichever_s3_call_failed(
+    bucket: Bucket, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`failed` counts each try of a batch that S3 refused, in the PUT or in the listing and reads
+    before it (ListObjectsV2, GetObject): JitaccessAuditArchiveStuck's text points at it."""
+    monkeypatch.setattr(trail_module, "MAX_BACKOFF_SECONDS", 0.01)
+    listings = ["ListObjectsV2 audit/: AccessDenied (403)", "GetObject audit/x: InternalError (500)"]
+    listed = bucket.keys_written
+
+    def keys_written(since: datetime, until: datetime) -> list[str]:
+        if listings:
+            raise ArchiveUnavailable(listings.pop(0))
+        return listed(since, until)
+
+    monkeypatch.setattr(bucket, "keys_written", keys_written)
+    bucket.fail_next = ["before"]  # and then the PUT
+    trail = trail_over(bucket, cluster)
+    trail.batch_seconds = 0.01
+    ok, failed = (metrics.AUDIT_ARCHIVE_WRITES.labels(o)._value.get() for o in ("ok", "failed"))
+    trail.offer(names.REQUESTS, cluster.add(names.REQUESTS, request("r1", "u1")))
+    with ThreadPoolExecutor(1) as writer:
+        task = asyncio.create_task(trail.run(writer))
+        try:
+            for _ in range(500):
+                if not trail.pending():
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            trail.close()
+    assert bucket.ids() == ["u1/requested"]
+    assert metrics.AUDIT_ARCHIVE_WRITES.labels("failed")._value.get() == failed + 3
+    assert metrics.AUDIT_ARCHIVE_WRITES.labels("ok")._value.get() == ok + 1
 
 
 def test_an_object_that_is_no_batch_of_ours_does_not_stop_the_archiving(
