@@ -22,7 +22,7 @@ from jitaccess.cli.kube import ApiError
 from jitaccess.cli.session import ClusterFlags, Session
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, known, lapse_reason, lapses
-from jitaccess.errors import NotFound, RetryLater
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.lapses import Listings, recheck
 from jitaccess.handlers.runtime import Runtime
@@ -471,3 +471,35 @@ def test_a_stale_listing_is_confirmed_with_identity_center_before_anything_ends(
     assert ready_of(kube.status(names.GRANTS, "alice-1"))["reason"] == names.ACTIVE
     assert ready_of(kube.status(names.REQUESTS, "alice-r"))["reason"] == names.PENDING
     assert ic.removed == [] and ic.calls["IsMemberInGroups"] == 2
+
+
+def test_a_lapse_identity_center_refuses_to_end_is_logged_and_the_others_of_the_pass_go_on(
+    lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rt, ic, kube = lapsing
+    erin = active_grant("old-erin", "erin@example.com", "u-erin", "deleted-entitlement")
+    kube.objects[(names.GRANTS, "old-erin")] = erin
+    rt.holders.observe("old-erin", (("u-erin", "prod-eng-payments"), "old-erin"))
+    removed = ic.remove_member
+
+    def refusing(group_id: str, user_id: str, membership_id: str | None = None) -> bool:
+        if user_id == "u-dave":  # an IAM policy that denies this one removal, say
+            raise PermanentFailure("DeleteGroupMembership: AccessDeniedException: denied", code="AccessDeniedException")
+        return removed(group_id, user_id, membership_id)
+
+    monkeypatch.setattr(ic, "remove_member", refusing)
+    grants = [holder("bob-1", "bob@example.com", "u-bob")]
+    orphans = [holder("old-dave", "dave@example.com", "u-dave"), holder("old-erin", "erin@example.com", "u-erin")]
+    with caplog.at_level("INFO", logger="jitaccess.handlers.lapses"):
+        recheck(rt, LAPSING, DIRECTORY, grants, orphans, [holder("bob-r", "bob@example.com", "u-bob")])
+    # dave's grant stays Active for the next pass; erin's, after it, ends; the rest of the pass goes on.
+    assert ready_of(kube.status(names.GRANTS, "old-dave"))["reason"] == names.ACTIVE
+    assert ready_of(kube.status(names.GRANTS, "old-erin"))["reason"] == names.ELIGIBILITY_LAPSED
+    assert ready_of(kube.status(names.GRANTS, "bob-1"))["reason"] == names.ELIGIBILITY_LAPSED
+    assert ready_of(kube.status(names.REQUESTS, "bob-r"))["reason"] == names.NOT_ELIGIBLE
+    assert kube.status(names.ENTITLEMENTS, LAPSING.metadata.name)["eligibleUserCount"] == 1
+    assert ic.removed == [("g-prod-eng-payments", "u-erin")]
+    refused = [r for r in caplog.records if "refused to end it" in r.getMessage()]
+    assert [r.levelname for r in refused] == ["ERROR"] and "old-dave" in refused[0].getMessage()

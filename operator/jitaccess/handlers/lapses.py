@@ -16,7 +16,9 @@ From the listings (`domain.eligibility` decides):
 
 Grants of an Entitlement that no longer exists are looked after by the first Entitlement by name
 (as `schedules` does): their users still lose them when deleted or disabled.
-Identity Center not answering costs a pass, not an error: the next pass checks again.
+Identity Center not answering costs a pass, not an error: the next pass checks again. A refusal
+(IAM) is logged as an error; each lapse is acted on in a try of its own, so one user's refused
+removal does not keep the others of the pass from ending.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -130,10 +132,20 @@ async def recheck_eligibility(
         async with listings.guard:
             directory = await rt.run_blocking(listings.directory, rt, groups)
         await rt.run_blocking(recheck, rt, entitlement, directory, grants, orphans, waiting)
-    except (RetryLater, PermanentFailure) as exc:
+    except RetryLater as exc:
         # Nothing is wrong with the operator: the next pass checks again.
         log.info(
             "eligibility re-check of %s: Identity Center not answering (%s); next pass in %ss",
+            name,
+            exc,
+            RECHECK_SECONDS,
+        )
+    except PermanentFailure as exc:
+        # A listing refused (IAM): no lapse is seen until someone fixes it.
+        metrics.ERRORS.labels("handler").inc()
+        log.error(
+            "eligibility re-check of %s: Identity Center refused a listing (%s): check the operator's IAM policy "
+            "(docs/aws-iam.md); next pass in %ss",
             name,
             exc,
             RECHECK_SECONDS,
@@ -161,16 +173,49 @@ def recheck(
     # catalog's typo (`EligibilityGroupNotFound`), not its user's lapse. Requests are still refused.
     held_to = rules.known(groups, directory)
     for lapse in rules.lapses(grants, held_to, directory):
-        if _confirmed(rt, lapse, held_to, absent_lapses=False):
-            _end(rt, name, lapse)
+        _act(rt, name, lapse, held_to, _end, absent_lapses=False)
     for lapse in rules.lapses(orphans, (), directory):
-        if _confirmed(rt, lapse, ()):
-            _end(rt, name, lapse)
+        _act(rt, name, lapse, (), _end)
     for lapse in rules.lapses(waiting, groups, directory):
-        if _confirmed(rt, lapse, groups):
-            _refuse(rt, name, lapse)
+        _act(rt, name, lapse, groups, _refuse)
     if groups:
         _publish(rt, name, rules.eligible(groups, directory))
+
+
+def _act(
+    rt: Runtime,
+    entitlement: str,
+    lapse: rules.Lapse,
+    groups: Sequence[str],
+    act: Callable[[Runtime, str, rules.Lapse], None],
+    *,
+    absent_lapses: bool = True,
+) -> None:
+    """`act` on one lapse once Identity Center confirms it (`_confirmed`), in a try of its own: one
+    user's removal refused (an IAM policy that denies that group, say) or unanswered leaves the
+    other lapses of the pass to be acted on, and is tried again on the next pass."""
+    try:
+        if _confirmed(rt, lapse, groups, absent_lapses=absent_lapses):
+            act(rt, entitlement, lapse)
+    except RetryLater as exc:
+        log.warning(
+            "eligibility re-check of %s: %s: Identity Center not answering (%s); next pass in %ss",
+            entitlement,
+            lapse.name,
+            exc,
+            RECHECK_SECONDS,
+        )
+    except PermanentFailure as exc:
+        metrics.ERRORS.labels("handler").inc()
+        log.error(
+            "eligibility re-check of %s: %s lapsed (%s), but Identity Center refused to end it: %s; "
+            "check the operator's IAM policy (docs/aws-iam.md); next try in %ss",
+            entitlement,
+            lapse.name,
+            lapse.message,
+            exc,
+            RECHECK_SECONDS,
+        )
 
 
 def _confirmed(rt: Runtime, lapse: rules.Lapse, groups: Sequence[str], *, absent_lapses: bool = True) -> bool:
