@@ -59,6 +59,8 @@ class _Fault:
     after_apply: bool
     #: Each call is affected with this probability (a `flaky` rule, never spent); None: every call.
     probability: float | None = None
+    #: The error's `Reason` field (identitystore's conflicts carry one); None: no such field.
+    reason: str | None = None
 
 
 class _Bucket:
@@ -106,17 +108,19 @@ class FaultInjector:
         error: str = "ThrottlingException",
         status: int | None = None,
         after_apply: bool = False,
+        reason: str | None = None,
     ) -> None:
         """Answer the next ``times`` calls of ``operation`` with AWS error code ``error``.
 
         ``status`` defaults to what AWS sends for that code (429 for throttling, 500 for
         InternalServerException, else 400).  With ``after_apply`` the call is carried out
         first and only its answer is replaced by the error: a write that "timed out" but
-        was applied.
+        was applied. ``reason`` is sent as the error's ``Reason`` field, as identitystore
+        sends one with ``ConflictException`` (``CONCURRENT_MODIFICATION``, ...).
         """
         self._add(
             operation,
-            _Fault(times, error, status or _DEFAULT_STATUS.get(error, 400), 0.0, after_apply),
+            _Fault(times, error, status or _DEFAULT_STATUS.get(error, 400), 0.0, after_apply, reason=reason),
         )
 
     def flaky(
@@ -218,7 +222,10 @@ class FaultInjector:
             log.info("injecting %s into %s", fault.error, operation)
             message = f"injected by the test emulator ({operation})"
             if target:
-                body = json.dumps({"__type": fault.error, "message": message}).encode()
+                fields = {"__type": fault.error, "message": message}
+                if fault.reason is not None:
+                    fields["Reason"] = fault.reason
+                body = json.dumps(fields).encode()
                 content_type = "application/x-amz-json-1.1"
             else:
                 body = f"<Error><Code>{fault.error}</Code><Message>{message}</Message></Error>".encode()

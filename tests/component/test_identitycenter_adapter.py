@@ -89,6 +89,28 @@ def test_errors_are_classified_by_code(
         adapter.resolve_user("alice@example.com")
 
 
+def test_a_concurrent_modification_is_retried_and_a_duplicate_is_found(
+    adapter: IdentityCenter, fresh_identity_center: IdentityCenterEmulator
+) -> None:
+    user, group = adapter.resolve_user("alice@example.com"), adapter.resolve_group("prod-eng-payments")
+    membership = adapter.ensure_member(group, user)[0]
+    # identitystore says in `Reason` whether a conflict passes: this one does, the call is retried.
+    fresh_identity_center.faults.fail(
+        "DeleteGroupMembership", error="ConflictException", reason="CONCURRENT_MODIFICATION"
+    )
+    with pytest.raises(RetryLater) as exc:
+        adapter.remove_member(group, user, membership)
+    assert exc.value.code == "ConflictException"
+    fresh_identity_center.faults.fail(
+        "CreateGroupMembership", error="ConflictException", reason="CONCURRENT_MODIFICATION"
+    )
+    with pytest.raises(RetryLater):
+        adapter.ensure_member(group, user)
+    # The duplicate (the strict emulator's UNIQUENESS_CONSTRAINT_VIOLATION, as AWS) stays a member found.
+    assert adapter.ensure_member(group, user) == (membership, False)
+    assert adapter.remove_member(group, user, membership) is True
+
+
 def test_eligibility_lists_missing_groups(adapter: IdentityCenter) -> None:
     eligible, trained = adapter.resolve_group("prod-eligible"), adapter.resolve_group("pci-secure-code-trained")
     assert adapter.missing_groups(adapter.resolve_user("alice@example.com"), [eligible, trained]) == []

@@ -110,3 +110,22 @@ def test_throttling_is_retry_later_and_writes_need_the_lead(
         sso.create("team-prod", "", "PT1H", {})
     assert fresh_identity_center.faults.calls["CreatePermissionSet"] == calls
     assert sso.permission_set_arns() == []  # reads still go out
+
+
+def test_an_assignments_conflict_is_retried_a_permission_sets_is_not(
+    sso: SsoAdmin, fresh_identity_center: IdentityCenterEmulator
+) -> None:
+    # sso-admin: a conflict on an assignment is a previous write not yet propagated, to retry.
+    arn = sso.create("team-prod", "", "PT1H", {})
+    for operation, call in (
+        ("CreateAccountAssignment", sso.assign),
+        ("DeleteAccountAssignment", sso.unassign),
+    ):
+        fresh_identity_center.faults.fail(operation, error="ConflictException")
+        with pytest.raises(RetryLater) as retry:
+            call(arn, ACCOUNT, "g-1")
+        assert retry.value.code == "ConflictException"
+    # A name taken stays taken.
+    with pytest.raises(PermanentFailure) as taken:
+        sso.create("team-prod", "", "PT1H", {})
+    assert taken.value.code == "ConflictException"

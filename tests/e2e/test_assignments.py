@@ -267,3 +267,24 @@ def test_an_assignment_whose_active_write_was_lost_counts_from_the_grant_creatio
     activated, expires = _time(grant, "status", "activationTime"), _time(grant, "status", "expirationTime")
     assert activated == created, f"activated at {activated}, created at {created}"
     assert expires == created + dt.timedelta(hours=1), f"expires at {expires}, created at {created}"
+
+
+def test_a_conflict_on_an_assignment_is_retried(system: Jit, direct: str) -> None:
+    """sso-admin answers ConflictException when a previous write has not yet propagated, and says
+    "a retry (with appropriate backoff logic) is the recommended response": one such answer delays
+    the grant, it does not fail it."""
+    time.sleep(6)  # the catalog's own pass (every 5 s in tests) has settled: the fault is the grant's
+    offset = system.operator.log_file.stat().st_size
+    system.ic.faults.fail("CreateAccountAssignment", error="ConflictException")
+    system.request("alice-direct-conflict", ENTITLEMENT, duration="1h", user=ALICE)
+    grant = system.wait_reason("accessgrant", "alice-direct-conflict", "Active", "Failed", timeout=40)
+    ready = next(c for c in grant["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "Active", ready["message"]
+    assert system.ic.faults.injected["CreateAccountAssignment"] == 1
+    with system.operator.log_file.open("rb") as f:
+        f.seek(offset)
+        log = f.read().decode(errors="replace")
+    retried = [line for line in log.splitlines() if "Handler 'provision_grant' failed temporarily" in line]
+    assert len(retried) == 1 and "CreateAccountAssignment: ConflictException" in retried[0], log[-3000:]
+    assert _assigned(system, direct, ALICE) == set(ACCOUNTS)
+    system.wait_reason("accessrequest", "alice-direct-conflict", "Granted")

@@ -2,7 +2,8 @@
 
 Every write is an "ensure": AWS has no idempotency tokens and a timed-out write may still have
 been applied, so a duplicate add (`ConflictException`) and a delete of a membership that is gone
-(`ResourceNotFoundException`) both count as done. Errors are classified by AWS error code, never
+(`ResourceNotFoundException`) both count as done; a conflict AWS says will pass (a concurrent
+modification, an account assignment not yet propagated) is retried. Errors are classified by AWS error code, never
 by HTTP status, into the `jitaccess.errors` tree. Client-side token buckets keep the operator
 under the identity store's quota, which AWS counts per API (20 requests/s each by default): one
 bucket per operation, so that the lookups a grant needs do not eat the quota of its write.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import boto3
@@ -41,6 +42,8 @@ _RETRY_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+#: The sso-admin calls whose `ConflictException` passes (`_passing_conflict`).
+_PASSING_CONFLICTS = frozenset({"CreateAccountAssignment", "DeleteAccountAssignment"})
 _THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
 #: The calls that change who is in a group: the ones a replica that is not the leader must not make.
 _WRITES = frozenset({"CreateGroupMembership", "DeleteGroupMembership"})
@@ -156,12 +159,25 @@ def classify(exc: Exception, operation: str) -> IdentityCenterError:
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
         if code == "ResourceNotFoundException":
             return NotFound(message, operation=operation, code=code)
-        if code in _RETRY_CODES:
+        if code in _RETRY_CODES or (code == "ConflictException" and _passing_conflict(exc.response, operation)):
             return RetryLater(f"{operation}: {code}: {message}", operation=operation, code=code)
         return PermanentFailure(f"{operation}: {code}: {message}", operation=operation, code=code)
     if isinstance(exc, ConnectionError | ReadTimeoutError | BotoCoreError):
         return RetryLater(f"{operation}: {exc}", operation=operation, code=type(exc).__name__)
     raise exc
+
+
+def _passing_conflict(response: Mapping[str, Any], operation: str) -> bool:
+    """Whether a `ConflictException` is one AWS says to retry, rather than a state that stays.
+
+    identitystore says which in `Reason`: `CONCURRENT_MODIFICATION` (another write to the same
+    object, seen on `DeleteGroupMembership`) passes; `UNIQUENESS_CONSTRAINT_VIOLATION` (a
+    duplicate membership, a taken user name) stays. sso-admin sends no reason: its conflicts on
+    account assignments are a previous write not yet propagated, and "a retry (with appropriate
+    backoff logic) is the recommended response"; its other ones (a permission set's name taken,
+    a policy attached already) stay.
+    """
+    return response.get("Reason") == "CONCURRENT_MODIFICATION" or operation in _PASSING_CONFLICTS
 
 
 class IdentityCenter:
@@ -324,6 +340,8 @@ class IdentityCenter:
             )
             return str(response["MembershipId"]), True
         except PermanentFailure as exc:
+            # A conflict that stays (`UNIQUENESS_CONSTRAINT_VIOLATION`): a member already. A
+            # concurrent modification is `RetryLater` (`classify`), and is not caught here.
             if exc.code != "ConflictException":
                 raise
         existing = self.find_membership(group_id, user_id)
