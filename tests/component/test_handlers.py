@@ -27,6 +27,7 @@ from devenv.emulator import IdentityCenterEmulator
 from devenv.paths import EXAMPLES, REPO
 from devenv.processes import free_port
 from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.handlers import runtime as runtime_module
 from tests.support.harness import eventually
 
 
@@ -492,6 +493,46 @@ def test_an_entitlement_given_its_groups_id_keeps_the_members_its_grants_hold(lo
         undo = json.dumps({"spec": {"identityCenter": {"groupId": None}, "defaultDuration": "1h"}})
         local.cluster.kubectl("patch", "entitlement", entitlement, "--type=merge", "-p", undo)
         local.wait("entitlement", entitlement, "Resolved")
+
+
+def test_a_drift_scan_keeps_the_membership_a_fresh_grant_added_before_the_watch_showed_it(
+    local: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An auto-approved grant is provisioned by its request's handler as soon as it is created; the
+    watch event that files the grant as the membership's holder can come after a drift scan has
+    listed the group with the new member in it (here: every filing of the grant by the watch comes
+    3 s late, and the scan's listing is held 1.5 s). The scan finds the member backed all the same."""
+    name, group = "c-drift-race", "prod-eng-payments"
+    filing = runtime_module.ObjectIndex.file
+
+    def lagging(self: runtime_module.ObjectIndex, name_: str, keys: tuple[Any, ...], value: Any) -> None:
+        if name_ == name:
+            threading.Timer(3.0, filing, (self, name_, keys, value)).start()
+        else:
+            filing(self, name_, keys, value)
+
+    monkeypatch.setattr(runtime_module.ObjectIndex, "file", lagging)
+    local.ic.faults.delay("ListGroupMemberships", 1.5, times=10)
+    deletions = local.ic.faults.calls["DeleteGroupMembership"]
+    # A change of spec re-checks the Entitlement, and scans its group, at once; the request follows.
+    local.cluster.kubectl("patch", "entitlement", group, "--type=merge", "-p", '{"spec":{"defaultDuration":"59m"}}')
+    try:
+        time.sleep(0.3)
+        local.apply(
+            f"apiVersion: jitaccess.dev/v1alpha1\nkind: AccessRequest\nmetadata:\n  name: {name}\nspec:\n"
+            "  entitlement: prod-eng-payments\n  requester: alice@example.com\n"
+            f"  requesterUserId: {local.ic.user_id('alice@example.com')}\n  reason: 'INFRA-7 race'\n  duration: '1h'\n"
+        )
+        local.wait("accessgrant", name, "Active")
+        time.sleep(6)  # the scan (its listing held) and the late filings are over
+        assert (local.ready("accessgrant", name) or {}).get("reason") == "Active"
+        assert local.ic.members_of(group) == {"alice@example.com"}, "the scan took the fresh grant's member out"
+        assert local.ic.faults.calls["DeleteGroupMembership"] == deletions
+    finally:
+        local.ic.faults.clear()
+        local.cluster.kubectl("patch", "entitlement", group, "--type=merge", "-p", '{"spec":{"defaultDuration":"1h"}}')
+        local.cluster.kubectl("delete", "accessgrant,accessrequest", name, "--timeout=30s", check=False)
+        eventually(lambda: local.ic.members_of(group) == set() or None, what="membership gone")
 
 
 def test_grant_is_created_with_its_finalizer_not_patched_after(local: Local) -> None:

@@ -31,6 +31,7 @@ from jitaccess.handlers import breakglass, diffbase, oncall
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.grants import provision_at_once
+from jitaccess.handlers.indexes import holdings
 from jitaccess.handlers.owners import lookup
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -355,6 +356,10 @@ def _create_grant(
             )
             return
         if created and done is not None and written is not None and essence is not None:
+            # Filed as a holder before the membership is added, as the watch files it a moment later
+            # (`indexes.observe_grant`): a drift scan listing the group in between would otherwise
+            # see a member no grant backs, and remove the access just granted.
+            rt.holders.file_unless_filed(name, holdings(grant), name)
             provisioning, done = done, None
             # `request` is `written` parsed (`approve`): the approval as the API server stored it.
             if provision_at_once(rt, grant, written, request, valid, essence, provisioning):

@@ -83,15 +83,27 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
     def file(self, name: str, keys: tuple[Hashable, ...], value: Any) -> None:
         """File object `name` under each of `keys` with `value`, and under nothing else (no keys: nowhere)."""
         with self._lock:
-            for old in self._keys_of.pop(name, ()):
-                rest = self._values.get(old, {})
-                rest.pop(name, None)
-                if not rest:
-                    self._values.pop(old, None)
-            if keys:
-                self._keys_of[name] = keys
-                for key in keys:
-                    self._values.setdefault(key, {})[name] = value
+            self._file(name, keys, value)
+
+    def _file(self, name: str, keys: tuple[Hashable, ...], value: Any) -> None:
+        for old in self._keys_of.pop(name, ()):
+            rest = self._values.get(old, {})
+            rest.pop(name, None)
+            if not rest:
+                self._values.pop(old, None)
+        if keys:
+            self._keys_of[name] = keys
+            for key in keys:
+                self._values.setdefault(key, {})[name] = value
+
+    def file_unless_filed(self, name: str, keys: tuple[Hashable, ...], value: Any) -> bool:
+        """`file`, unless object `name` is filed already (the watch, which knows it better, was
+        first): whether this filed it."""
+        with self._lock:
+            if name in self._keys_of:
+                return False
+            self._file(name, keys, value)
+            return True
 
     def __getitem__(self, key: Hashable) -> tuple[Any, ...]:
         with self._lock:
