@@ -184,6 +184,23 @@ def test_34_a_request_deleted_and_re_created_under_its_name_ends_the_grant(syste
     assert_revoked_for_its_request(system, "e34-again")
 
 
+def test_34_a_deleted_requests_grant_whose_removal_is_refused_is_revoked_by_annotation(system: Jit) -> None:
+    """Identity Center refuses the removal once (an IAM edit rolled out and back, say): the event
+    handler that saw the deletion cannot wait that out, so it revokes the grant by annotation, in
+    the operator's name, and the grant's own handler ends it."""
+    system.request("e34-refused", PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", "e34-refused", "Active")
+    system.ic.faults.fail("DeleteGroupMembership", error="AccessDeniedException")
+    system.kubectl("delete", "accessrequest", "e34-refused")
+    eventually(lambda: system.ic.faults.pending("DeleteGroupMembership") == 0 or None, what="the refusal")
+    revoked = system.wait_reason("accessgrant", "e34-refused", "Revoked", timeout=60)
+    annotations = revoked["metadata"]["annotations"]
+    assert annotations["jitaccess.dev/revoked"] == "true"
+    assert annotations["jitaccess.dev/revoke-reason"] == WHY
+    assert annotations.get("jitaccess.dev/revoked-by") not in (None, "", ALICE), annotations
+    eventually(lambda: system.members(PAYMENTS) == set(), what="membership removed")
+
+
 # --- 35. someone else deletes a request; the requester withdraws their own -----------------------
 
 

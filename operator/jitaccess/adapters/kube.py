@@ -152,6 +152,20 @@ class Kube:
         patch = self._api.patch_cluster_custom_object
         return self._read_modify_write(patch, plural, name, without, None, "its finalizers") is not None
 
+    def annotate(self, plural: str, name: str, uid: str, change: StatusChange) -> dict[str, Any] | None:
+        """Read-modify-write of the annotations of the object named `name`, if it is still the one
+        with `uid`, under optimistic locking. `change` gets the object and returns the annotations to
+        merge (None: nothing to do). The object as written; None when nothing was (or it is gone)."""
+
+        def merged(obj: dict[str, Any]) -> dict[str, Any] | None:
+            if (obj.get("metadata") or {}).get("uid") != uid:
+                return None
+            annotations = change(obj)
+            return None if annotations is None else {"metadata": {"annotations": annotations}}
+
+        patch = self._api.patch_cluster_custom_object
+        return self._read_modify_write(patch, plural, name, merged, None, "its annotations")
+
     def update_status(
         self, plural: str, name: str, change: StatusChange, current: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:

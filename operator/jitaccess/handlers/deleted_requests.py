@@ -2,7 +2,10 @@
 
 Admission refuses to delete such a request (it is the audit record of that access), so this
 happens only when the webhook was bypassed, by a cluster administrator say. Access with no request
-to account for it is not left behind until it expires: its grant is revoked, and says why.
+to account for it is not left behind until it expires: its grant is revoked, and says why. If
+Identity Center refuses the removal, the grant is annotated revoked by the operator, as a person
+would revoke it: the grant's own handler then retries until the member is out, and the overdue
+gauges count the grant from that moment.
 
 Requests carry no finalizer (one would cost every request two more writes), so a deletion is
 seen in two ways:
@@ -24,10 +27,11 @@ from typing import Any
 
 import kopf
 
+from jitaccess.adapters.webhooks import own_username
 from jitaccess.api import names, wire
 from jitaccess.domain import backing
 from jitaccess.domain import requests as request_rules
-from jitaccess.errors import RetryLater
+from jitaccess.errors import PermanentFailure, RetryLater
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -91,3 +95,36 @@ async def _revoke(rt: Runtime, grant: str) -> None:
             # Nothing retries an event handler: keep at it until Identity Center answers.
             log.warning("revoking %s: Identity Center not answering (%s); retrying", grant, exc)
             await asyncio.sleep(1.0)
+        except PermanentFailure as exc:
+            # Refused (IAM, say): no loop here can say how long that lasts, and an event handler
+            # that gave up would leave the access with nothing to end it. The grant is revoked by
+            # annotation instead, as a person would: its own handler retries until Identity Center
+            # takes the member out, and the overdue gauge counts it from now (`indexes.asked_to_end`).
+            log.error(
+                "revoking AccessGrant %s: Identity Center refused (%s); marked revoked, retried by its handler",
+                grant,
+                exc,
+            )
+            await rt.run_blocking(_mark_revoked, rt, grant)
+            return
+
+
+def _mark_revoked(rt: Runtime, grant: str) -> None:
+    """Annotate live grant `grant` revoked by the operator (`WHY`), unless it is revoked already."""
+    try:
+        # The API server's name for the operator: `revoked-by` may only ever be the caller's own.
+        who = {names.ANNOTATION_REVOKED_BY: own_username()}
+    except Exception as exc:  # the revocation stands without the name
+        log.error("cannot ask the API server who the operator is (SelfSubjectReview): %s", exc)
+        who = {}
+
+    def change(obj: dict[str, Any]) -> dict[str, str] | None:
+        if wire.truthy(wire.annotations_of(obj).get(names.ANNOTATION_REVOKED)) or wire.ready_reason(obj) in (
+            names.GRANT_FINISHED
+        ):
+            return None
+        return {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: WHY, **who}
+
+    current = rt.kube.get(names.GRANTS, grant)
+    if current is not None:
+        rt.kube.annotate(names.GRANTS, grant, str(current["metadata"].get("uid") or ""), change)
