@@ -10,6 +10,8 @@ adds) is answered by `Instance`, not by moto's backend. Requests without the tag
   effect ``async_seconds`` later (default 0.2 s), when ``Describe*Status`` turns ``SUCCEEDED``.
   moto applies them at once and answers ``SUCCEEDED``. An assignment to a principal that is not in
   the emulator's identity store ends ``FAILED`` with a ``FailureReason``.
+* ``ListAccountAssignmentCreationStatus`` is served (moto lacks it): the creations still
+  ``IN_PROGRESS`` are what ``ListAccountAssignments`` does not show yet.
 * ``DescribePermissionSetProvisioningStatus``, ``TagResource``, ``UntagResource`` and
   ``ListTagsForResource`` are served (moto lacks them); ``CreatePermissionSet`` keeps its tags.
 * Permission set ARNs have AWS's shape, ``arn:aws:sso:::permissionSet/ssoins-.../ps-...``
@@ -181,6 +183,19 @@ class Instance:
             if request is None or request.kind != kind:
                 raise _error("ResourceNotFoundException", f"Could not find request with id {request_id}")
             return self._status(request)
+
+    def list_creations(self, p: dict[str, Any]) -> dict[str, Any]:
+        """``ListAccountAssignmentCreationStatus``: the instance's assignment creations (only their
+        status, id and date, as AWS lists them), with ``Filter.Status`` those in that state."""
+        self.settle()
+        wanted = (p.get("Filter") or {}).get("Status")
+        with self._lock:
+            rows = [
+                {"Status": r.status, "RequestId": r.request_id, "CreatedDate": r.created}
+                for r in self._requests.values()
+                if r.kind == "create" and (wanted is None or r.status == wanted)
+            ]
+        return _page(p, "AccountAssignmentsCreationStatus", rows)
 
     # -- permission sets ------------------------------------------------------------------------
 
@@ -521,6 +536,7 @@ _ROUTES: Final[dict[str, Callable[[Instance, dict[str, Any]], dict[str, Any]]]] 
         "AccountAssignmentDeletionStatus": i.request_status("delete", str(p.get("AccountAssignmentDeletionRequestId")))
     },
     "list_account_assignments": Instance.list_assignments,
+    "list_account_assignment_creation_status": Instance.list_creations,
     "provision_permission_set": Instance.provision,
     "describe_permission_set_provisioning_status": lambda i, p: {
         "PermissionSetProvisioningStatus": i.request_status("provision", str(p.get("ProvisionPermissionSetRequestId")))

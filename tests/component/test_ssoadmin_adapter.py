@@ -129,3 +129,21 @@ def test_an_assignments_conflict_is_retried_a_permission_sets_is_not(
     with pytest.raises(PermanentFailure) as taken:
         sso.create("team-prod", "", "PT1H", {})
     assert taken.value.code == "ConflictException"
+
+
+def test_creations_in_progress_are_found_though_not_listed_yet(
+    sso: SsoAdmin, fresh_identity_center: IdentityCenterEmulator
+) -> None:
+    fresh_identity_center.sso.async_seconds = 1.0
+    user = fresh_identity_center.user_id("alice@example.com")
+    group = fresh_identity_center.group_id("prod-eng-payments")
+    arn = sso.create("team-prod", "", "PT1H", {})
+    mine = sso.assign(arn, ACCOUNT, user, "USER")
+    sso.assign(arn, ACCOUNT, group, "GROUP")  # another principal's
+    sso.assign(arn, "222222222222", user, "USER")  # an account not asked about
+    assert sso.assignments(arn, ACCOUNT) == [], "AWS lists an assignment only once its creation succeeds"
+    found = sso.creations_in_progress(arn, [ACCOUNT], user, "USER")
+    assert [r.request_id for r in found] == [mine.request_id]
+    sso.wait(found)
+    assert ("USER", user) in sso.assignments(arn, ACCOUNT)
+    assert sso.creations_in_progress(arn, [ACCOUNT], user, "USER") == []

@@ -269,6 +269,35 @@ def test_an_assignment_whose_active_write_was_lost_counts_from_the_grant_creatio
     assert expires == created + dt.timedelta(hours=1), f"expires at {expires}, created at {created}"
 
 
+def test_a_grant_that_fails_takes_back_an_assignment_an_earlier_attempt_left_in_progress(
+    system: Jit, direct: str
+) -> None:
+    """Identity Center carries out an assignment seconds after it is asked (here 10 s), and lists it
+    only then. Attempts of a grant ask for it and lose every answer; the Entitlement changes under
+    the request, and the next attempt fails the grant. The creations still in progress are waited
+    for and taken back with the rest: none lands after the grant is Failed, with no grant to end it."""
+    system.ic.sso.async_seconds = 10.0
+    try:
+        system.ic.faults.fail("CreateAccountAssignment", times=10_000, after_apply=True)
+        system.request("alice-direct-pending", ENTITLEMENT, duration="1h", user=ALICE)
+        eventually(
+            lambda: system.ic.faults.calls["CreateAccountAssignment"] >= 3 or None, timeout=30, what="a first attempt"
+        )
+        cut = '{"spec":{"defaultDuration":"30m","maxDuration":"30m"}}'
+        system.kubectl("patch", "entitlement", ENTITLEMENT, "--type=merge", "-p", cut)
+        time.sleep(3)
+        system.ic.faults.clear()
+        grant = system.wait_reason("accessgrant", "alice-direct-pending", "Failed", timeout=90)
+        message = next(c["message"] for c in grant["status"]["conditions"] if c["type"] == "Ready")
+        assert "does not hold against its Entitlement" in message, message
+        assert _assigned(system, direct, ALICE) == set()
+        time.sleep(12)  # past the last creation's 10 s, had one been left in progress
+        assert _assigned(system, direct, ALICE) == set(), "a creation in progress landed after the grant failed"
+    finally:
+        system.ic.sso.async_seconds = 0.2
+        system.ic.faults.clear()
+
+
 def test_a_conflict_on_an_assignment_is_retried(system: Jit, direct: str) -> None:
     """sso-admin answers ConflictException when a previous write has not yet propagated, and says
     "a retry (with appropriate backoff logic) is the recommended response": one such answer delays

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -356,6 +356,37 @@ class SsoAdmin:
             PermissionSetArn=arn,
         )
         return [(str(r["PrincipalType"]), str(r["PrincipalId"])) for r in rows]
+
+    def creations_in_progress(
+        self, arn: str, accounts: Iterable[str], principal: str, principal_type: str = "GROUP"
+    ) -> list[Request]:
+        """The creations of the permission set's assignment to `principal` in any of `accounts` that
+        are still in progress: what `assignments` does not show yet, and will once they succeed.
+        AWS lists only each creation's id and state: each in progress is described to tell whose."""
+        wanted = {
+            "PermissionSetArn": arn,
+            "PrincipalType": principal_type,
+            "PrincipalId": principal,
+        }
+        targets = set(accounts)
+        found = []
+        for item in self._pages(
+            "ListAccountAssignmentCreationStatus",
+            self._client.list_account_assignment_creation_status,
+            "AccountAssignmentsCreationStatus",
+            Filter={"Status": "IN_PROGRESS"},
+        ):
+            try:
+                body = self._call(
+                    "DescribeAccountAssignmentCreationStatus",
+                    self._client.describe_account_assignment_creation_status,
+                    AccountAssignmentCreationRequestId=str(item.get("RequestId", "")),
+                )["AccountAssignmentCreationStatus"]
+            except NotFound:
+                continue
+            if all(body.get(k) == v for k, v in wanted.items()) and body.get("TargetId") in targets:
+                found.append(_request("create", body))
+        return found
 
     def _assignment(self, arn: str, account: str, principal: str, principal_type: str) -> dict[str, Any]:
         return {

@@ -5,7 +5,7 @@ follows each asynchronous request to its end; when any account fails, the assign
 made are taken back (those no other live grant holds) and `PermanentFailure` names the accounts,
 so the grant ends Failed with nobody left holding access. `take_back` removes what an earlier
 attempt of a grant that fails later may have assigned (that attempt was cut short by a transient
-error and retried). `unassign` removes the grant's
+error and retried), creations still in progress included. `unassign` removes the grant's
 assignments when it ends, but not in the accounts another live grant of the same user and
 permission set still holds. Both run under the grant's membership lock (see `handlers.grants`).
 """
@@ -148,8 +148,17 @@ def take_back(rt: Runtime, grant: AccessGrant, user_id: str | None, others: list
         # No such catalog tier, or not provisioned yet: nothing can have been assigned from it.
         return []
     sso = sso_of(rt)
+    accounts = rules.to_remove(target.accounts, others)
     try:
-        held = [a for a in rules.to_remove(target.accounts, others) if ("USER", user_id) in sso.assignments(arn, a)]
+        # A creation an earlier attempt started (its answer lost) may still be in progress: not
+        # listed yet, it would land after this, with no grant to end it. Waited for to its end
+        # first (`RetryLater` past the wait: the grant is retried); one that failed assigned nothing.
+        try:
+            sso.wait(sso.creations_in_progress(arn, accounts, user_id, "USER"))
+        except PermanentFailure as exc:
+            if exc.code != "FAILED":
+                raise
+        held = [a for a in accounts if ("USER", user_id) in sso.assignments(arn, a)]
     except NotFound:
         return []  # the permission set is gone, and its assignments with it
     _remove(rt, arn, user_id, held)
