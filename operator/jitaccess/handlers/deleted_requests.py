@@ -62,7 +62,9 @@ def _active_grant(type: str | None, body: kopf.Body) -> bool:
 
 
 async def end_orphaned_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    if not _active_grant(type, body):
+    if not _active_grant(type, body) or wire.truthy(wire.annotations_of(body).get(names.ANNOTATION_REVOKED)):
+        # A revoked grant's own handler ends it, and retries a refusal: another removal from here
+        # at each of its retries' status writes would double the refused calls and the errors.
         return
     rt, request = runtime_of(memo), str(wire.spec(body).get("request") or "")
     made_for = str((wire.metadata(body).get("labels") or {}).get(names.LABEL_REQUEST) or "")
@@ -86,6 +88,10 @@ def _orphaned(rt: Runtime, request: str, made_for: str) -> bool:
     return backing.orphaned(made_for, rt.requests.stored_uid(request, rt.kube))
 
 
+#: Tries, 5 s apart, at writing a refused revocation down as the grant's own.
+MARK_ATTEMPTS = 12
+
+
 async def _revoke(rt: Runtime, grant: str) -> None:
     while True:
         try:
@@ -105,26 +111,40 @@ async def _revoke(rt: Runtime, grant: str) -> None:
                 grant,
                 exc,
             )
+            break
+    # Bounded: this holds the grant's other handlers back. Past it, the grant's next event tries
+    # again, and its expiry ends it whatever happens here.
+    for attempt in range(MARK_ATTEMPTS):
+        try:
             await rt.run_blocking(_mark_revoked, rt, grant)
             return
+        except Exception as exc:  # the API server, or who the operator is: it may pass
+            if attempt + 1 == MARK_ATTEMPTS:
+                log.error("marking AccessGrant %s revoked failed (%s); its next event tries again", grant, exc)
+                return
+            log.warning("marking AccessGrant %s revoked failed (%s); retrying", grant, exc)
+            await asyncio.sleep(5.0)
+
+
+def _settled(obj: dict[str, Any]) -> bool:
+    """Revoked already (its own handler owns the removal and its retries), or finished."""
+    notes = wire.annotations_of(obj)
+    return wire.truthy(notes.get(names.ANNOTATION_REVOKED)) or wire.ready_reason(obj) in names.GRANT_FINISHED
 
 
 def _mark_revoked(rt: Runtime, grant: str) -> None:
-    """Annotate live grant `grant` revoked by the operator (`WHY`), unless it is revoked already."""
-    try:
-        # The API server's name for the operator: `revoked-by` may only ever be the caller's own.
-        who = {names.ANNOTATION_REVOKED_BY: own_username()}
-    except Exception as exc:  # the revocation stands without the name
-        log.error("cannot ask the API server who the operator is (SelfSubjectReview): %s", exc)
-        who = {}
+    """Annotate live grant `grant` revoked by the operator (`WHY`), unless it is revoked already
+    or finished. Raises when that cannot be done yet (the caller tries again)."""
+    current = rt.kube.get(names.GRANTS, grant)
+    if current is None or _settled(current):
+        return
+    # The API server's name for the operator: `revoked-by` may only ever be the caller's own, and
+    # a revocation without it would be recorded as the grantee's own.
+    who = own_username()
 
     def change(obj: dict[str, Any]) -> dict[str, str] | None:
-        if wire.truthy(wire.annotations_of(obj).get(names.ANNOTATION_REVOKED)) or wire.ready_reason(obj) in (
-            names.GRANT_FINISHED
-        ):
+        if _settled(obj):
             return None
-        return {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: WHY, **who}
+        return {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: WHY, names.ANNOTATION_REVOKED_BY: who}
 
-    current = rt.kube.get(names.GRANTS, grant)
-    if current is not None:
-        rt.kube.annotate(names.GRANTS, grant, str(current["metadata"].get("uid") or ""), change)
+    rt.kube.annotate(names.GRANTS, grant, str(current["metadata"].get("uid") or ""), change)
