@@ -26,8 +26,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import kopf
@@ -128,26 +129,31 @@ async def recheck_eligibility(
     waiting = [rules.Holder(p.name, p.requester, p.user_id) for p in rt.pending.get(name, ())]
     listings = _listings(memo)
     groups = entitlement.spec.eligibility.identity_center_groups
-    try:
+    with _until_next_pass(name, "", "a listing", "no lapse is seen until someone fixes it", logging.INFO):
         async with listings.guard:
             directory = await rt.run_blocking(listings.directory, rt, groups)
         await rt.run_blocking(recheck, rt, entitlement, directory, grants, orphans, waiting)
+
+
+@contextmanager
+def _until_next_pass(entitlement: str, subject: str, refused: str, meaning: str, silent_level: int) -> Iterator[None]:
+    """Identity Center not answering or refusing (IAM) what is tried inside: logged, and left to the
+    next pass, which tries it again. Nothing is wrong with the operator when it does not answer
+    (logged at `silent_level`); a refusal is an error someone must fix (`meaning`: what it costs)."""
+    where = f"eligibility re-check of {entitlement}{subject}"
+    try:
+        yield
     except RetryLater as exc:
-        # Nothing is wrong with the operator: the next pass checks again.
-        log.info(
-            "eligibility re-check of %s: Identity Center not answering (%s); next pass in %ss",
-            name,
-            exc,
-            RECHECK_SECONDS,
-        )
+        log.log(silent_level, "%s: Identity Center not answering (%s); next pass in %ss", where, exc, RECHECK_SECONDS)
     except PermanentFailure as exc:
-        # A listing refused (IAM): no lapse is seen until someone fixes it.
         metrics.ERRORS.labels("handler").inc()
         log.error(
-            "eligibility re-check of %s: Identity Center refused a listing (%s): check the operator's IAM policy "
-            "(docs/aws-iam.md); next pass in %ss",
-            name,
+            "%s: Identity Center refused %s: %s: %s; check the operator's IAM policy (docs/aws-iam.md); "
+            "next pass in %ss",
+            where,
+            refused,
             exc,
+            meaning,
             RECHECK_SECONDS,
         )
 
@@ -194,28 +200,9 @@ def _act(
     """`act` on one lapse once Identity Center confirms it (`_confirmed`), in a try of its own: one
     user's removal refused (an IAM policy that denies that group, say) or unanswered leaves the
     other lapses of the pass to be acted on, and is tried again on the next pass."""
-    try:
+    with _until_next_pass(entitlement, f": {lapse.name}", f"to end it ({lapse.message})", "it stays", logging.WARNING):
         if _confirmed(rt, lapse, groups, absent_lapses=absent_lapses):
             act(rt, entitlement, lapse)
-    except RetryLater as exc:
-        log.warning(
-            "eligibility re-check of %s: %s: Identity Center not answering (%s); next pass in %ss",
-            entitlement,
-            lapse.name,
-            exc,
-            RECHECK_SECONDS,
-        )
-    except PermanentFailure as exc:
-        metrics.ERRORS.labels("handler").inc()
-        log.error(
-            "eligibility re-check of %s: %s lapsed (%s), but Identity Center refused to end it: %s; "
-            "check the operator's IAM policy (docs/aws-iam.md); next try in %ss",
-            entitlement,
-            lapse.name,
-            lapse.message,
-            exc,
-            RECHECK_SECONDS,
-        )
 
 
 def _confirmed(rt: Runtime, lapse: rules.Lapse, groups: Sequence[str], *, absent_lapses: bool = True) -> bool:
