@@ -139,8 +139,9 @@ def _mark_revoked(rt: Runtime, grant: str) -> None:
     if current is None or _settled(current):
         return
     # The API server's name for the operator: `revoked-by` may only ever be the caller's own, and
-    # a revocation without it would be recorded as the grantee's own.
-    who = own_username()
+    # a revocation without it would be recorded as the grantee's own. Cached like a name's id: a
+    # retried mark, or a burst of deleted requests, asks the API server once.
+    who = rt.cached("operator", "username", lambda _: own_username())
 
     def change(obj: dict[str, Any]) -> dict[str, str] | None:
         if _settled(obj):
