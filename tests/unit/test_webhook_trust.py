@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import time
 from typing import Any
 
 import kopf
+import kubernetes
 import pytest
 from prometheus_client import REGISTRY
 
 from jitaccess import metrics
+from jitaccess.adapters import webhooks
 from jitaccess.adapters.webhooks import WebhookServer
 from jitaccess.handlers import startup
 
@@ -105,3 +109,19 @@ async def test_checked_again_periodically_and_at_once_on_a_new_certificate(monke
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_a_configuration_read_held_open_is_a_finding_not_a_stopped_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API server that accepts the read and never answers: the check ends with a problem after
+    `READ_TIMEOUT`, so the checks go on (and the gauge says 0) instead of waiting for good."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        config = kubernetes.client.Configuration()
+        config.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setattr(kubernetes.client.Configuration, "_default", config)
+        monkeypatch.setattr(webhooks, "READ_TIMEOUT", 0.5)
+        started = time.monotonic()
+        problem = startup._problem([{"kind": webhooks.VALIDATING, "metadata": {"name": "x"}, "webhooks": []}])
+        assert time.monotonic() - started < 5
+    assert problem is not None and "cannot be read" in problem

@@ -50,6 +50,8 @@ CONFIGURATION_NAME = names.GROUP
 TIMEOUT_SECONDS = 15
 VALIDATING, MUTATING = "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"
 _FIELD_MANAGER = "jitaccess"
+#: Seconds an API call of this module may take: a read held open must not stop a check for good.
+READ_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,8 @@ class NoWebhookServer:
 def own_username() -> str:
     """The username the API server authenticates the operator as (needs a configured client)."""
     review = kubernetes.client.AuthenticationV1Api().create_self_subject_review(
-        body=kubernetes.client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+        body=kubernetes.client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"),
+        _request_timeout=READ_TIMEOUT,
     )
     user = review.status.user_info if review.status is not None else None
     if user is None or not user.username:
@@ -312,14 +315,14 @@ def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
     """Why the webhook configurations in the cluster are not yet `expected` (every webhook there, as
     defined, calling this server and trusting its certificate); None when they are."""
     api = kubernetes.client.AdmissionregistrationV1Api()
-    readers: dict[str, Callable[[str], Any]] = {
+    readers: dict[str, Callable[..., Any]] = {
         VALIDATING: api.read_validating_webhook_configuration,
         MUTATING: api.read_mutating_webhook_configuration,
     }
     for obj in expected:
         kind, name = obj["kind"], obj["metadata"]["name"]
         try:
-            live = api.api_client.sanitize_for_serialization(readers[kind](name))
+            live = api.api_client.sanitize_for_serialization(readers[kind](name, _request_timeout=READ_TIMEOUT))
         except ApiException as exc:
             return f"{kind} {name} cannot be read ({exc.status} {exc.reason})"
         found = {str(w.get("name")): w for w in live.get("webhooks") or []}
