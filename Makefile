@@ -23,15 +23,15 @@ dev: setup
 	$(PY) -m devenv.dev
 
 # Lint first: a tree that fails its static checks is not worth ten minutes of end-to-end tests.
-# Then every tier, then the attack suites and leader election again against two replicas.
+# Then every tier, and the attack suites and leader election again against two replicas, in two
+# lanes at once (tests/lanes.sh); `make replicas` is the second part alone.
 test: setup lint
-	$(PY) -m pytest -p no:cacheprovider
-	$(MAKE) --no-print-directory replicas
+	PY=$(PY) MAKE="$(MAKE)" bash tests/lanes.sh
 
 # The attacks must fail the same with the operator scaled to two replicas and the leader stopped:
 # the end-to-end tier's operator is then the standby that took over (tests/e2e/conftest.py).
 replicas: setup
-	JITACCESS_E2E_REPLICAS=2 $(PY) -m pytest -p no:cacheprovider tests/e2e/test_attacks*.py tests/e2e/test_leader_election.py
+	JITACCESS_E2E_REPLICAS=2 $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) tests/e2e/test_attacks*.py tests/e2e/test_leader_election.py
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -p no:cacheprovider tests/unit
