@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -144,6 +145,10 @@ def test_creations_in_progress_are_found_though_not_listed_yet(
     assert sso.assignments(arn, ACCOUNT) == [], "AWS lists an assignment only once its creation succeeds"
     found = sso.creations_in_progress(arn, [ACCOUNT], user, "USER")
     assert [r.request_id for r in found] == [mine.request_id]
+    # Creations started before the caller (its grant) existed are not its own: not described.
+    now = datetime.now(UTC)
+    assert sso.creations_in_progress(arn, [ACCOUNT], user, "USER", since=now - timedelta(minutes=4)) == found
+    assert sso.creations_in_progress(arn, [ACCOUNT], user, "USER", since=now + timedelta(minutes=6)) == []
     sso.wait(found)
     assert ("USER", user) in sso.assignments(arn, ACCOUNT)
     assert sso.creations_in_progress(arn, [ACCOUNT], user, "USER") == []

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import boto3
@@ -37,6 +38,9 @@ from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: How far AWS's clock (a creation's `CreatedDate`) may be behind the API server's (a grant's
+#: creation) before a creation of the grant's own is taken for an older one.
+CLOCK_SKEW = timedelta(minutes=5)
 
 #: The calls that change Identity Center: a replica that is not the leader must not make them.
 _WRITES = frozenset(
@@ -358,11 +362,19 @@ class SsoAdmin:
         return [(str(r["PrincipalType"]), str(r["PrincipalId"])) for r in rows]
 
     def creations_in_progress(
-        self, arn: str, accounts: Iterable[str], principal: str, principal_type: str = "GROUP"
+        self,
+        arn: str,
+        accounts: Iterable[str],
+        principal: str,
+        principal_type: str = "GROUP",
+        *,
+        since: datetime | None = None,
     ) -> list[Request]:
         """The creations of the permission set's assignment to `principal` in any of `accounts` that
         are still in progress: what `assignments` does not show yet, and will once they succeed.
-        AWS lists only each creation's id and state: each in progress is described to tell whose."""
+        AWS lists only each creation's id, state and time: each in progress is described to tell
+        whose, except those started before `since` (less `CLOCK_SKEW`), which cannot be the caller's:
+        in a burst of failing grants, each describes the creations of its own moment, not all of them."""
         wanted = {
             "PermissionSetArn": arn,
             "PrincipalType": principal_type,
@@ -376,6 +388,9 @@ class SsoAdmin:
             "AccountAssignmentsCreationStatus",
             Filter={"Status": "IN_PROGRESS"},
         ):
+            created = item.get("CreatedDate")
+            if since is not None and isinstance(created, datetime) and created < since - CLOCK_SKEW:
+                continue
             try:
                 body = self._call(
                     "DescribeAccountAssignmentCreationStatus",

@@ -154,7 +154,8 @@ def take_back(rt: Runtime, grant: AccessGrant, user_id: str | None, others: list
         # listed yet, it would land after this, with no grant to end it. Waited for to its end
         # first (`RetryLater` past the wait: the grant is retried); one that failed assigned nothing.
         try:
-            pending = sso.creations_in_progress(arn, accounts, user_id, "USER")
+            since = grant.metadata.creation_timestamp
+            pending = sso.creations_in_progress(arn, accounts, user_id, "USER", since=since)
         except PermanentFailure as exc:
             # A policy written before this read was needed: what is listed is still taken back,
             # rather than nothing while the grant retries on a refusal that will not pass.
