@@ -190,10 +190,10 @@ def _problem(monkeypatch: pytest.MonkeyPatch, served: str, installed: str) -> st
     class Api:
         api_client = type("Client", (), {"sanitize_for_serialization": staticmethod(lambda obj: obj)})()
 
-        def read_validating_webhook_configuration(self, name: str) -> dict[str, Any]:
+        def read_validating_webhook_configuration(self, name: str, **_: Any) -> dict[str, Any]:
             return live[VALIDATING]
 
-        def read_mutating_webhook_configuration(self, name: str) -> dict[str, Any]:
+        def read_mutating_webhook_configuration(self, name: str, **_: Any) -> dict[str, Any]:
             return live[MUTATING]
 
     monkeypatch.setattr(kubernetes.client, "AdmissionregistrationV1Api", Api)
