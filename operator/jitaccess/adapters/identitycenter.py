@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, NoRegionError, ReadTimeoutError
 
 from jitaccess import metrics
 from jitaccess.domain.eligibility import User
@@ -219,7 +219,15 @@ class IdentityCenter:
             max_pool_connections=50,
         )
         session = boto3.session.Session(region_name=region)
-        client = session.client("identitystore", endpoint_url=endpoint_url, config=config)
+        try:
+            client = session.client("identitystore", endpoint_url=endpoint_url, config=config)
+        except NoRegionError:
+            # botocore's own words name neither setting: say which one to set.
+            raise PermanentFailure(
+                "no AWS region: set JITACCESS_REGION (the chart's config.region) to the Identity Center "
+                "instance's region, or AWS_REGION",
+                operation="connect",
+            ) from None
         if not identity_store_id:
             sso = session.client("sso-admin", endpoint_url=endpoint_url, config=config)
             instances = sso.list_instances().get("Instances", [])
