@@ -6,8 +6,8 @@ emulator), so two pytest processes, each with a control plane of its own, finish
 thirds of the time one takes, even on two cores. `--lane=e2e`: the end-to-end tier but for the
 files in `BESIDE`; `--lane=rest`: everything else (unit, component, node, and `BESIDE`), which
 the lanes script follows with the two-replica tier. An item goes to exactly one lane, so a new
-test file cannot fall between them. `BESIDE` balances the lanes: measured per file with
-`--durations=0`, moved until both take about as long.
+test file cannot fall between them. `BESIDE` balances the lanes: measured per file (pytest's
+`--junitxml` times), moved until both take about as long.
 """
 
 from __future__ import annotations
@@ -38,6 +38,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     lane = config.getoption("lane")
     if lane is None:
         return
-    kept = [item for item in items if lane_of(item.path) == lane]
-    config.hook.pytest_deselected(items=[item for item in items if lane_of(item.path) != lane])
-    items[:] = kept
+    lanes = {item.nodeid: lane_of(item.path) for item in items}
+    config.hook.pytest_deselected(items=[item for item in items if lanes[item.nodeid] != lane])
+    items[:] = [item for item in items if lanes[item.nodeid] == lane]
