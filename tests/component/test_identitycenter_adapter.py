@@ -159,11 +159,9 @@ def test_rate_limiter_is_thread_safe() -> None:
 
 
 def test_rate_limit_zero_means_unlimited() -> None:
+    # No wait is ever asked for, however many calls (acquire sleeps only for what take asks).
     limiter = RateLimiter(0)
-    started = time.monotonic()
-    for _ in range(10_000):
-        limiter.acquire()
-    assert time.monotonic() - started < 1.0
+    assert all(limiter.take() == 0.0 for _ in range(10_000))
 
 
 def test_sdk_retries_wait_for_a_token_of_their_api(

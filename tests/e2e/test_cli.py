@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,11 @@ def granted(cli: Cli, user: str, entitlement: str = PAYMENTS, duration: str = "5
 
 
 def test_request_auto_approved_for_the_owner_team(cli: Cli, system: Jit) -> None:
-    started = time.monotonic()
     result = cli.run("request", PAYMENTS, "--for", "5m", "--reason", "INC-2441 fix the stuck batch", user=ALICE)
-    elapsed = time.monotonic() - started
     assert result.code == 0, result
     assert f"obtained {PAYMENTS} until " in result.out
     assert NEXT_STEP in result.out
     assert result.err == ""
-    assert elapsed < 10, f"took {elapsed:.1f}s"
     name = request_name(result)
     assert name.startswith("alice-prod-eng-payments-")
     request = system.get("accessrequest", name)

@@ -149,7 +149,7 @@ def soon(seconds: float) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=seconds)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
@@ -327,7 +327,7 @@ def test_schedule_from_another_thread_wakes_the_scheduler() -> None:
         s.start(rec)
         await asyncio.sleep(0.05)
         await asyncio.to_thread(s.schedule, "from-thread", soon(0.05))
-        await until(lambda: rec.ended == ["from-thread"], timeout=2)
+        await until(lambda: rec.ended == ["from-thread"])
         await s.stop()
 
     run(scenario())

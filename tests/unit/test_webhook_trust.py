@@ -68,7 +68,7 @@ def test_a_lost_trust_is_logged_once_and_its_return_too(caplog: pytest.LogCaptur
     assert [r.getMessage() for r in caplog.records if "again" in r.getMessage() and r.levelno == logging.INFO]
 
 
-async def until(check: Any, timeout: float = 2.0) -> None:
+async def until(check: Any, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not check():
