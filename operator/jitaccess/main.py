@@ -32,7 +32,7 @@ from jitaccess.domain.election import Timing
 from jitaccess.handlers import parts, startup
 from jitaccess.handlers.leadership import Always, Elector, Leadership
 from jitaccess.logs import configure_logging
-from jitaccess.settings import Settings, load
+from jitaccess.settings import Settings, load, warn_of_unknown
 
 log = logging.getLogger("jitaccess.main")
 _NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load()
     configure_logging(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    warn_of_unknown(os.environ)  # once logging is set up: the warnings come in the log's own format
     memory.start()
     failed = asyncio.run(run(settings, args.liveness))
     if failed:

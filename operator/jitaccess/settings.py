@@ -4,13 +4,19 @@ Durations are given in seconds here (they are operator tuning, not user input), 
 benchmarks can run seconds-long grants with `JITACCESS_MIN_DURATION_SECONDS=1`.
 
 The operator reads them with `load()`: a bad value stops it before it does anything, with one line
-per bad variable saying what is wrong and what the setting is for, not a traceback.
+per bad variable saying what is wrong and what the setting is for, not a traceback. A `JITACCESS_*`
+variable that is no setting (a misspelling, a retired setting) is read by nobody: `warn_of_unknown`
+logs each at start with the setting it is closest to. A warning, not a refusal: retiring a setting
+must not stop a running fleet whose manifests still set it.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated, Self
+from typing import Annotated, Final, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -22,9 +28,32 @@ from jitaccess.domain.requests import Limits
 #: where it is computed, long after the operator started; refused at start instead, like any typo.
 TEN_YEARS = 10 * 365 * 24 * 3600
 
+PREFIX: Final = "JITACCESS_"
+#: `JITACCESS_*` variables that other programs of this repository read, not the operator: a shell
+#: that runs the operator beside them (a developer's, the tests') has them set, and they are no
+#: misspelling. tests/unit/test_settings_unknown.py checks that the repository reads no other.
+OTHER_PROGRAMS: Final = frozenset(
+    {
+        "JITACCESS_AUDIT_ARCHIVE",  # kubectl jit audit (cli/parser.py)
+        "JITACCESS_CACHE",  # the tests' and devenv's built binaries (tests/gobuild.sh)
+        "JITACCESS_CONTROLPLANE_BIN",  # devenv/controlplane.py
+        "JITACCESS_KEEP_CONTROLPLANE",
+        "JITACCESS_DEV_CONTROLPLANE",  # devenv/mint.py
+        "JITACCESS_NODE_BIN",  # devenv/node.py
+        "JITACCESS_HELM_BIN",  # tests/helm/chart.py
+        "JITACCESS_SLACK_STATE",  # devenv/slack.py, the Slack stand-in
+        "JITACCESS_UPDATE_GOLDEN",  # the unit tests' golden files
+    }
+)
+#: The end-to-end tier's switches (`JITACCESS_E2E_REPLICAS`, ...): the tests start the operator from
+#: their own environment, and a switch they add must not make every operator they start warn.
+TESTS_PREFIX: Final = "JITACCESS_E2E_"
+
+log = logging.getLogger("jitaccess.settings")
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JITACCESS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
 
     identity_store_id: str | None = Field(
         default=None, description="IdentityStoreId (d-xxxxxxxxxx); found with sso-admin when unset"
@@ -255,6 +284,31 @@ def load() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise SettingsError(describe(exc)) from None
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """Each `JITACCESS_*` variable of `environ` that no setting reads, with the setting's variable it
+    is closest to (None when none is close). Names are matched as pydantic-settings matches them,
+    whatever their case; those of `OTHER_PROGRAMS` and `TESTS_PREFIX` are not the operator's to judge."""
+    # Compared without the prefix, which every name shares and would make anything look close.
+    fields = [name.upper() for name in Settings.model_fields]
+    unknown: dict[str, str | None] = {}
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper.startswith(TESTS_PREFIX) or upper in OTHER_PROGRAMS:
+            continue
+        if upper.removeprefix(PREFIX) in fields:
+            continue
+        closest = difflib.get_close_matches(upper.removeprefix(PREFIX), fields, n=1)
+        unknown[name] = f"{PREFIX}{closest[0]}" if closest else None
+    return unknown
+
+
+def warn_of_unknown(environ: Mapping[str, str]) -> None:
+    """Log a warning for each variable of `unknown_variables`, by name only: a value may be a secret."""
+    for name, closest in unknown_variables(environ).items():
+        hint = f"did you mean {closest}?" if closest else "the settings are in docs/install.md#values"
+        log.warning("%s is set but is no setting of the operator, and is ignored: %s", name, hint)
 
 
 def describe(exc: ValidationError) -> str:
