@@ -199,20 +199,37 @@ rather than installing an operator that stops at start or a budget that blocks e
 {{- fail (printf "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds, and they are %v, %v and %v: a leader must stop acting before anyone else may take its Lease (the operator refuses to start otherwise); set them in that order, like the defaults 2, 8 and 12" $retry $renew $lease) }}
 {{- end }}
 {{- end }}
+{{- /* The ServiceMonitor scrapes, and the PrometheusRule's alerts read, the metrics Service: with metrics off
+there is none (and no /metrics), so the chart would render neither and say nothing. */}}
+{{- if not .Values.metrics.enabled }}
+{{- range $name := list "serviceMonitor" "prometheusRule" }}
+{{- if (get $.Values.metrics $name).enabled }}
+{{- fail (printf "metrics.%s.enabled needs metrics.enabled: with metrics off the operator serves no /metrics and the chart creates no metrics Service, so no %s would be created; set metrics.enabled=true, or metrics.%s.enabled=false" $name (title $name) $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- /* The operator's own check too: a signing key signs the archive's batches, and there is no archive. */}}
 {{- if and .Values.audit.s3.signingKey (not .Values.audit.s3.bucket) }}
 {{- fail "audit.s3.signingKey signs the batches of the audit archive, and there is none: set audit.s3.bucket too, or unset the signing key (the operator refuses to start otherwise)" }}
 {{- end }}
-{{- /* A budget that keeps every replica up lets no node drain finish (the eviction is refused forever). */}}
+{{- /* A budget that keeps every replica up lets no node drain finish (the eviction is refused forever).
+The chart's budget has minAvailable only (the schema allows no maxUnavailable). */}}
 {{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicaCount) 1) }}
 {{- $min := .Values.podDisruptionBudget.minAvailable }}
+{{- $replicas := int .Values.replicaCount }}
 {{- if kindIs "string" $min }}
-{{- /* A percentage (the schema allows no other string). */}}
-{{- if ge (int (trimSuffix "%" $min)) 100 }}
-{{- fail (printf "podDisruptionBudget.minAvailable is %s: no replica could ever be evicted and node drains would block; set it below 100%% (or a number below replicaCount)" $min) }}
+{{- /* A percentage (the schema allows no other string). The disruption controller rounds it UP to
+pods (GetScaledValueFromIntOrPercent with roundUp): 60% of 2 replicas is 2, every one of them. The
+ceiling in integers: (pct * replicas + 99) / 100. The largest percentage that still lets one replica
+go is floor(100 * (replicas - 1) / replicas): 50% of 2, 66% of 3. */}}
+{{- $percent := int (trimSuffix "%" $min) }}
+{{- $pods := div (add (mul $percent $replicas) 99) 100 }}
+{{- if ge $pods $replicas }}
+{{- $most := div (mul 100 (sub $replicas 1)) $replicas }}
+{{- fail (printf "podDisruptionBudget.minAvailable is %s: no replica could ever be evicted and node drains would block (Kubernetes rounds a percentage up: %s of replicaCount %d is %d pods); set it to %d%% or less (or a number below replicaCount)" $min $min $replicas $pods $most) }}
 {{- end }}
-{{- else if ge (int $min) (int .Values.replicaCount) }}
-{{- fail (printf "podDisruptionBudget.minAvailable is %d with replicaCount %d: no replica could ever be evicted and node drains would block; set minAvailable below replicaCount (or raise replicaCount)" (int $min) (int .Values.replicaCount)) }}
+{{- else if ge (int $min) $replicas }}
+{{- fail (printf "podDisruptionBudget.minAvailable is %d with replicaCount %d: no replica could ever be evicted and node drains would block; set minAvailable below replicaCount (or raise replicaCount)" (int $min) $replicas) }}
 {{- end }}
 {{- end }}
 {{- end }}
