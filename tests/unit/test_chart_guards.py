@@ -1,17 +1,29 @@
-"""Values a first install gets wrong: the chart refuses those that cannot work.
+"""Values a first install gets wrong: the chart refuses those that cannot work, and says in its NOTES
+what it left out.
 
 A PodDisruptionBudget whose percentage Kubernetes rounds up to every replica, and a ServiceMonitor or
 PrometheusRule asked for with metrics off, are refused at render with the value and the fix (like the
-refusals of tests/unit/test_chart_render.py).
+refusals of tests/unit/test_chart_render.py). `rbac.create=false` is a choice, not a mistake (the
+platform team manages RBAC itself): the NOTES then list every RBAC object the chart did not create,
+and the people it did not bind, so that nothing goes missing unseen.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.helm.chart import CHART, Helm, documents, helm_binary, value_args
+
+OPTIONS = CHART / "ci" / "options-values.yaml"
+SLACK = CHART / "ci" / "slack-values.yaml"
+NAMESPACE = "jitaccess-system"
+RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +90,71 @@ def test_a_monitor_or_rules_without_metrics_are_refused(helm: Helm, part: str, k
     assert f"set metrics.enabled=true, or metrics.{part}.enabled=false" in complaint
     objects = documents(helm.template(set_values={f"metrics.{part}.enabled": "true"}))
     assert [o["kind"] for o in objects].count(kind) == 1
+
+
+# --- rbac.create=false: the NOTES say what is missing -------------------------------------------
+
+
+def notes(helm: Helm, tmp_path: Path, values: list[Path], settings: dict[str, str]) -> str:
+    """NOTES.txt as `helm install` prints it. `helm template` never renders NOTES.txt, and
+    `helm install --dry-run` needs a cluster: a copy of the chart has its text as a named template,
+    rendered by the same engine with the same values into a ConfigMap of its own."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    text = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "_test_notes.tpl").write_text('{{- define "test.notes" -}}\n' + text + "{{- end }}\n")
+    (chart / "templates" / "test-notes.yaml").write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "test.notes" . | toJson }}\n'
+    )
+    args = ["template", "jitaccess", str(chart), "--namespace", NAMESPACE, *value_args(values, settings)]
+    rendered = helm.run(*args, "--show-only", "templates/test-notes.yaml").stdout
+    return str(yaml.safe_load(rendered)["data"]["notes"])
+
+
+def rbac_objects(helm: Helm, values: list[Path], settings: dict[str, str]) -> list[dict[str, Any]]:
+    rendered = helm.template("jitaccess", NAMESPACE, values=values, set_values=settings)
+    return [o for o in documents(rendered) if o["kind"] in RBAC_KINDS]
+
+
+@pytest.mark.parametrize(
+    ("values", "settings"),
+    [([], {}), ([OPTIONS], {}), ([SLACK], {}), ([], {"leaderElection.enabled": "false", "replicaCount": "1"})],
+    ids=["defaults", "options", "slack", "no-election"],
+)
+def test_without_rbac_the_notes_list_every_object_the_chart_left_out(
+    helm: Helm, tmp_path: Path, values: list[Path], settings: dict[str, str]
+) -> None:
+    """Whatever the chart creates with rbac.create, the NOTES name without it: a platform team that
+    manages RBAC itself learns what to create, and a new RBAC object of the chart cannot be forgotten here."""
+    off = {**settings, "rbac.create": "false"}
+    assert rbac_objects(helm, values, off) == []
+    missing = {f"{o['kind']}/{o['metadata']['name']}" for o in rbac_objects(helm, values, settings)}
+    text = notes(helm, tmp_path, values, off)
+    warning = text.split("WARNING: rbac.create=false.", 1)[1]
+    assert "docs/install.md#managing-rbac-yourself" in warning
+    lines = warning.splitlines()
+    for entry in sorted(missing):
+        kind, name = entry.split("/")
+        assert any(kind in line and f" {name}" in line for line in lines), f"{entry} not in the NOTES:\n{warning}"
+    assert "--set rbac.create=true --show-only templates/rbac-operator.yaml" in warning
+    with_rbac = notes(helm, tmp_path / "on", values, settings)
+    assert "rbac.create=false" not in with_rbac
+    assert "Let people in: bind the ClusterRoles " in with_rbac
+
+
+def test_without_rbac_the_notes_name_the_people_left_unbound(helm: Helm, tmp_path: Path) -> None:
+    text = notes(helm, tmp_path, [OPTIONS, SLACK], {"rbac.create": "false"})
+    assert "4. Create the RBAC (rbac.create=false" in text
+    warning = text.split("WARNING: rbac.create=false.", 1)[1]
+    assert "ClusterRoleBinding jit-viewer of the people in rbac.viewers: groups auditors\n" in warning
+    assert "ClusterRoleBinding jit-requester of the people in rbac.requesters: groups engineering\n" in warning
+    assert (
+        "ClusterRoleBinding jit-approver of the people in rbac.approvers and slack.approvers: groups tech-leads; "
+        "users alice@example.com, carol@example.com, lena@example.com, paula@example.com\n"
+    ) in warning
+    assert "ClusterRoleBinding jit-responder of the people in incidentResponders.groups: groups sre-oncall\n" in warning
+    assert "jitaccess-system/jit-slack may impersonate the users of slack.approvers" in warning
+    # Nobody listed: no binding was left out, and none is named.
+    bare = notes(helm, tmp_path / "bare", [], {"rbac.create": "false"})
+    assert "of the people in" not in bare
