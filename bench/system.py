@@ -8,11 +8,11 @@ Differences from `make dev`, all for measuring:
   they are no Kubernetes users: requests are created by the admin *as* them, with impersonation
   headers (`Impersonate-User`, `Impersonate-Group: team-payments`), which the admission webhooks see
   as that user in the payments team, so each request is auto-approved;
-- the bench users may create requests through a ClusterRoleBinding of the `jitaccess-requester`
+- the bench users may create requests through a ClusterRoleBinding of the `jitaccess-dev-requester`
   role (examples/rbac.yaml) to the group `team-payments`;
 - every membership change in the emulator is logged as it happens (`bench.membership`);
-- the operator authenticates as a chart-installed one does, with a token of its ServiceAccount
-  (`jitaccess/jitaccess`, bound to the operator's ClusterRole by examples/rbac.yaml), not as the
+- the operator authenticates as a chart-installed one does, with a token of a ServiceAccount (the
+  dev-only `jitaccess-dev/jitaccess-dev`, bound to the operator's ClusterRole by examples/rbac.yaml), not as the
   admin that `make dev` runs it as; the admin, which writes the objects of the scenarios that begin
   with thousands "as the operator leaves them", is trusted as the operator too
   (`JITACCESS_OPERATOR_USERNAMES`);
@@ -42,7 +42,7 @@ from devenv.emulator import IdentityCenterEmulator
 from devenv.operator_process import OperatorProcess
 from devenv.paths import EXAMPLES, SEED_FILE
 from jitaccess.api import names
-from tests.support.harness import WEBHOOK_CONFIGURATION, install
+from tests.support.harness import REQUESTER_ROLE, WEBHOOK_CONFIGURATION, install
 
 log = logging.getLogger(__name__)
 ENTITLEMENT = "prod-eng-payments"
@@ -50,7 +50,6 @@ TARGET_GROUP = "prod-eng-payments"
 TEAM_GROUP = "team-payments"
 ELIGIBILITY_GROUPS = ("prod-eligible", "pci-secure-code-trained")
 GRANTED_GROUPS = (TARGET_GROUP, "prod-eng-ledger")  # the example Entitlements' groups
-REQUESTER_ROLE = "jitaccess-requester"  # examples/rbac.yaml
 REASON = "BENCH-1 benchmark"
 ADMIN_USERNAME = "admin"  # the common name of the control plane's admin certificate (devenv.pki)
 _LABEL = re.compile(r'(\w+)="([^"]*)"')

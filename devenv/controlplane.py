@@ -71,8 +71,11 @@ CONTROLLERS: Final = (
     "root-ca-certificate-publisher-controller",
 )
 _SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"
-#: The operator's ServiceAccount (namespace, name): examples/rbac.yaml binds the operator ClusterRole to it.
-OPERATOR_ACCOUNT: Final = ("jitaccess", "jitaccess")
+#: The operator's ServiceAccount (namespace, name) in the local run and the tests: examples/rbac.yaml
+#: binds its operator ClusterRole (jitaccess-dev-operator) to it. Dev-only names, not the chart's
+#: `jitaccess/jitaccess`: the example's role is wider than the chart's, and applying the example to a
+#: cluster with the chart must not widen what the chart's operator may do.
+OPERATOR_ACCOUNT: Final = ("jitaccess-dev", "jitaccess-dev")
 _READY_TIMEOUT: Final = 120.0
 _WORKDIR_PREFIX: Final = "jitaccess-controlplane-"
 _PKI_DIR: Final = "pki"
@@ -414,10 +417,11 @@ class ControlPlane:
         return write_token_user(directory, self.server_url, self.ca_file.read_bytes(), user, token)
 
     def operator_kubeconfig(self, directory: Path, hours: int = 24) -> Path:
-        """The operator's credentials as a chart-installed operator has them: a token of ServiceAccount
-        `OPERATOR_ACCOUNT`, created here, which examples/rbac.yaml binds the operator's ClusterRole to
-        (applying that RBAC is the caller's). The API server then authorizes each of the operator's
-        requests by that RBAC, and no admin's write passes for the operator's."""
+        """The operator's credentials as a chart-installed operator has them (a ServiceAccount's
+        token): a token of the dev-only ServiceAccount `OPERATOR_ACCOUNT`, created here, which
+        examples/rbac.yaml binds the operator's ClusterRole to (applying that RBAC is the caller's).
+        The API server then authorizes each of the operator's requests by that RBAC, and no admin's
+        write passes for the operator's."""
         namespace, account = OPERATOR_ACCOUNT
         if self.kubectl("get", "namespace", namespace, check=False).returncode != 0:
             self.kubectl("create", "namespace", namespace)

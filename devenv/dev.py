@@ -186,8 +186,8 @@ In another terminal:
 
 Users (kubeconfigs in {cp.users_dir}): alice, paula (payments lead), bob, lena (ledger lead),
 carol (backup approver), mallory (outsider), eve (payments, not eligible); admin: {cp.admin_kubeconfig}
-(cluster-admin, checked by the webhooks like everyone; the operator runs as ServiceAccount
-{namespace}/{account} with the RBAC of examples/rbac.yaml, as the Helm chart installs it)
+(cluster-admin, checked by the webhooks like everyone; the operator runs as the dev-only ServiceAccount
+{namespace}/{account} under the RBAC of examples/rbac.yaml, as a chart-installed one under the chart's)
 Anyone else, with any groups (a client certificate; prints the kubeconfig's path):
   kubectl --kubeconfig "$(mint-user dave@example.com --group team-payments)" auth whoami
   kubectl --kubeconfig "$(mint-user gitops@example.com --group system:masters)" apply -f {EXAMPLES / "02-entitlements.yaml"}
@@ -233,8 +233,9 @@ def main(argv: list[str] | None = None) -> None:
             # Slack decisions are applied as the clicking user, by an identity that may only impersonate approvers.
             notifications.impersonator_kubeconfig = impersonator_kubeconfig(cp)
             notifications.slack.write_state(workdir / "slack.json")
-            # The operator runs as its own ServiceAccount, under the RBAC a chart install gives it (so
-            # a missing permission shows here first), and the admin's writes meet the webhooks.
+            # The operator runs as a ServiceAccount of its own (dev-only names), under RBAC as a chart
+            # install gives it (so a missing permission shows here first), and the admin's writes meet
+            # the webhooks.
             cp.kubectl("apply", "-f", str(EXAMPLES / "rbac.yaml"))
             operator_kubeconfig = cp.operator_kubeconfig(workdir / "operator-identity", hours=24 * 365)
             operator = OperatorProcess(
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
                     "JITACCESS_AUDIT_ENDPOINT_URL": ic.endpoint_url,
                     "JITACCESS_AUDIT_SIGNING_KEY": audit_key,
                     "JITACCESS_AUDIT_KMS_ENDPOINT_URL": ic.endpoint_url,
-                    # examples/rbac.yaml binds it to jitaccess-responder: `python -m devenv.mint NAME -g sre-oncall`.
+                    # examples/rbac.yaml binds it to jitaccess-dev-responder: `python -m devenv.mint NAME -g sre-oncall`.
                     "JITACCESS_RESPONDER_GROUPS": "sre-oncall",
                 }
                 | notifications.operator_env(),

@@ -867,7 +867,7 @@ def test_users_cannot_remove_the_admission_layers(system: Jit) -> None:
         ("mutatingwebhookconfiguration", WEBHOOK_CONFIGURATION),
         ("validatingadmissionpolicy", "jitaccess.dev-identity"),
         ("validatingadmissionpolicybinding", "jitaccess.dev-identity"),
-        ("clusterrolebinding", "jitaccess-approvers"),
+        ("clusterrolebinding", "jitaccess-dev-approvers"),
     ):
         for user in (MALLORY, LENA):
             refused(attempt(system, "delete", kind, name, user=user), "forbidden", how=f"{user} {kind}")

@@ -11,7 +11,8 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
 - 35: someone deletes another user's pending request, or a finished one (the audit record);
   the requester withdraws their own (`kubectl jit withdraw`, or `kubectl delete`);
 - 110: someone holding the operator's ServiceAccount token rewrites a TeamOwnership or an
-  Entitlement (adds themselves as a member, drops the eligibility rule).
+  Entitlement (adds themselves as a member, drops the eligibility rule); and the local run's RBAC
+  (examples/rbac.yaml, wider than the chart's) gives the chart's ServiceAccount nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from devenv.controlplane import OPERATOR_ACCOUNT
 from devenv.processes import child_env
 from tests.e2e.cli_run import Cli
 from tests.support.harness import WEBHOOK_CONFIGURATION, Jit, eventually
@@ -254,7 +256,7 @@ def test_110_the_operators_token_cannot_rewrite_who_may_have_what(system: Jit, t
     unseen by any check and any PolicyChanged line, then was auto-approved. The operator never
     writes the policy kinds' spec: such a write of its identity is now sent to the webhook, which
     refuses it; its metadata writes are still skipped."""
-    sa = "system:serviceaccount:jitaccess:jitaccess"
+    sa = "system:serviceaccount:{}:{}".format(*OPERATOR_ACCOUNT)
     with system.replaced(tmp_path, JITACCESS_OPERATOR_USERNAMES=sa) as jit:
         token = jit.cluster.operator_kubeconfig(tmp_path / "sa")
 
@@ -276,3 +278,27 @@ def test_110_the_operators_token_cannot_rewrite_who_may_have_what(system: Jit, t
         marked = as_operator("annotate", "teamownership", "payments", "example.com/checked=yes")
         assert marked.returncode == 0, marked.stderr
         jit.kubectl("annotate", "teamownership", "payments", "example.com/checked-")
+
+
+def test_the_local_runs_rbac_gives_the_charts_service_account_nothing(system: Jit) -> None:
+    """examples/rbac.yaml, which this session applied, gives the local run's operator more than the
+    chart gives its own (Leases in every namespace, `create` on any webhook configuration). It used to
+    bind that to the chart's ServiceAccount `jitaccess/jitaccess`: applied to a cluster with the chart
+    installed, it widened the production operator's rights. It binds a dev-only ServiceAccount now,
+    and the chart's, as the API server decides, may do nothing by it."""
+    charts = "system:serviceaccount:jitaccess:jitaccess"
+    local = "system:serviceaccount:{}:{}".format(*OPERATOR_ACCOUNT)
+    assert charts != local
+
+    def may(who: str, *args: str) -> bool:
+        answer = system.kubectl("auth", "can-i", *args, f"--as={who}", check=False)
+        return bool(answer.stdout.strip() == "yes")
+
+    for args in (
+        ("create", "leases.coordination.k8s.io", "--namespace=default"),
+        ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+        ("create", "accessgrants.jitaccess.dev"),
+        ("patch", "accessrequests.jitaccess.dev", "--subresource=status"),
+    ):
+        assert may(local, *args), f"the local run's operator may not {args}"
+        assert not may(charts, *args), f"the chart's ServiceAccount may {args} by examples/rbac.yaml"

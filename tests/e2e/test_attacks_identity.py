@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from devenv.paths import EXAMPLES
-from tests.support.harness import Jit, eventually
+from tests.support.harness import REQUESTER_ROLE, Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def delete_ic_user(system: Jit, name: str) -> None:
 def twin(system: Jit) -> Iterator[str]:
     """`Alice@example.com`: a second Identity Center user, in no eligibility group, who may request."""
     created = system.ic.create_user(TWIN, display_name="Alice Twin")
-    system.kubectl("create", "clusterrolebinding", "e2e-twin", "--clusterrole=jitaccess-requester", f"--user={TWIN}")
+    system.kubectl("create", "clusterrolebinding", "e2e-twin", f"--clusterrole={REQUESTER_ROLE}", f"--user={TWIN}")
     eventually(
         lambda: as_twin(system, "auth", "can-i", "create", "accessrequests", check=False).returncode == 0,
         timeout=10,

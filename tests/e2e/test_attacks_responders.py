@@ -1,7 +1,7 @@
 """Incident responders (`JITACCESS_RESPONDER_GROUPS`, attacks 99-100 of docs/security.md).
 
 A responder is a member of group sre-oncall (the e2e operator's setting; examples/rbac.yaml binds
-the group to jitaccess-responder), minted here as a client-certificate user of the control plane.
+the group to jitaccess-dev-responder), minted here as a client-certificate user of the control plane.
 In an incident they end access across teams: revoke another team's grant, deny a pending request or
 a pending extension of a grant they leave running, withdraw a Scheduled request; each with a reason
 where the object records one. They never give access (approve a request or an extension) nor erase

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from devenv.operator_process import OperatorProcess
-from tests.support.harness import OPERATOR_ENV, Jit, eventually
+from tests.support.harness import OPERATOR_ENV, REQUESTER_ROLE, Jit, eventually
 
 RECHECK_SECONDS = 2.0
 # The re-check promises a lapse within an interval and a tenth; the rest is for a loaded machine.
@@ -138,7 +138,7 @@ def dora(jit: Jit) -> Iterator[str]:
     user_id = jit.ic.create_user(DORA, display_name="Dora Dunn")
     for group in (ELIGIBLE, PCI):
         jit.ic.add_member(group, DORA)
-    jit.kubectl("create", "clusterrolebinding", "e2e-dora", "--clusterrole=jitaccess-requester", f"--user={DORA}")
+    jit.kubectl("create", "clusterrolebinding", "e2e-dora", f"--clusterrole={REQUESTER_ROLE}", f"--user={DORA}")
     try:
         yield user_id
     finally:

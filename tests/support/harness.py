@@ -37,10 +37,12 @@ OPERATOR_ENV = {
     # (tests/e2e/test_attacks_fatigue.py).
     "JITACCESS_REQUESTS_PER_USER_PER_MINUTE": "0",
     "JITACCESS_APPROVAL_REQUESTS_PER_USER_PER_HOUR": "0",
-    # Incident responders: examples/rbac.yaml binds the group to jitaccess-responder, and the tests mint
+    # Incident responders: examples/rbac.yaml binds the group to jitaccess-dev-responder, and the tests mint
     # users into it (tests/e2e/test_attacks_responders.py).
     "JITACCESS_RESPONDER_GROUPS": "sre-oncall",
 }
+#: The requesters' ClusterRole of examples/rbac.yaml (its dev-only name; the chart's is jitaccess-requester).
+REQUESTER_ROLE = "jitaccess-dev-requester"
 #: The example Entitlements, which `Jit.apply_examples` waits for.
 EXAMPLE_ENTITLEMENTS = ("prod-eng-payments", "prod-eng-ledger")
 

@@ -20,11 +20,13 @@ from annotated_types import Le
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from devenv.controlplane import OPERATOR_ACCOUNT
 from jitaccess.settings import TEN_YEARS, Settings
 from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary, value_args
 
 OPTIONS = CHART / "ci" / "options-values.yaml"
 SLACK = CHART / "ci" / "slack-values.yaml"
+EXAMPLE_RBAC = REPO / "examples" / "rbac.yaml"
 NAMESPACE = "jitaccess-system"
 Objects = list[dict[str, Any]]
 
@@ -620,30 +622,65 @@ def test_incident_responders_reach_the_operator_and_their_binding(helm: Helm, de
 
 
 def test_user_roles_mirror_the_example(default: Objects) -> None:
-    """examples/rbac.yaml and the chart grant users the same (the chart's names follow the release)."""
+    """examples/rbac.yaml and the chart grant users the same (the chart's names follow the release,
+    the example's are dev-only ones)."""
     example = {
-        o["metadata"]["name"]: o["rules"]
-        for o in documents((REPO / "examples" / "rbac.yaml").read_text())
-        if o["kind"] == "ClusterRole"
+        o["metadata"]["name"]: o["rules"] for o in documents(EXAMPLE_RBAC.read_text()) if o["kind"] == "ClusterRole"
     }
 
     def normal(rule_list: list[dict[str, Any]]) -> list[dict[str, list[str]]]:
         return sorted(({k: sorted(v) for k, v in rule.items()} for rule in rule_list), key=repr)
 
     for role in ("viewer", "requester", "approver", "responder"):
-        assert normal(rules(default, f"jitaccess-{role}")) == normal(example[f"jitaccess-{role}"]), role
+        assert normal(rules(default, f"jitaccess-{role}")) == normal(example[f"jitaccess-dev-{role}"]), role
+
+
+def test_the_example_rbac_shares_no_name_with_the_chart(helm: Helm) -> None:
+    """examples/rbac.yaml, the local run's RBAC, has a wider operator role than the chart's (Leases in
+    every namespace, `create` on any webhook configuration). It named that role and its binding
+    `jitaccess-operator` and bound the chart's ServiceAccount `jitaccess/jitaccess`: applied to a
+    cluster with the chart, it replaced the chart's ClusterRoles and widened the production operator's
+    rights. Its names are dev-only now: none is a name the chart renders, with every option that adds
+    a named object on, in the test namespace and in the docs' (`jitaccess`), and it binds no
+    ServiceAccount of the chart's name in any namespace."""
+    everything = {
+        "rbac.viewers.groups[0]": "auditors",
+        "rbac.requesters.groups[0]": "engineering",
+        "rbac.approvers.users[0]": "alice@example.com",
+        "incidentResponders.groups[0]": "sre-oncall",
+    }
+    chart = [
+        o
+        for namespace in (NAMESPACE, "jitaccess")
+        for o in documents(helm.template("jitaccess", namespace, values=[SLACK], set_values=everything))
+    ]
+    names = {o["metadata"]["name"] for o in chart}
+    roles = ("viewer", "requester", "approver", "responder", "operator")
+    assert {f"jitaccess-{r}" for r in roles} | {"jitaccess-lease", "jitaccess-slack"} <= names, sorted(names)
+    chart_accounts = {o["metadata"]["name"] for o in chart if o["kind"] == "ServiceAccount"} | {
+        s["name"] for o in chart for s in o.get("subjects", []) if s["kind"] == "ServiceAccount"
+    }
+    assert {"jitaccess", "jitaccess-slack"} <= chart_accounts, chart_accounts
+
+    example = documents(EXAMPLE_RBAC.read_text())
+    shared = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in example if o["metadata"]["name"] in names)
+    assert not shared, f"examples/rbac.yaml uses names of the chart's: {shared}"
+    accounts = [
+        (s["namespace"], s["name"]) for o in example for s in o.get("subjects", []) if s["kind"] == "ServiceAccount"
+    ]
+    assert not [a for a in accounts if a[1] in chart_accounts], f"examples/rbac.yaml binds the chart's {accounts}"
+    # The identity the local run and the tests create (devenv.controlplane) is the one the example binds.
+    assert accounts == [OPERATOR_ACCOUNT]
 
 
 def test_example_bindings_name_people_not_everyone() -> None:
     """examples/rbac.yaml binds named users, never a group every ServiceAccount is in (docs/rbac.md)."""
-    bindings = [
-        o for o in documents((REPO / "examples" / "rbac.yaml").read_text()) if o["kind"] == "ClusterRoleBinding"
-    ]
-    people = [s for b in bindings if b["roleRef"]["name"] != "jitaccess-operator" for s in b["subjects"]]
+    bindings = [o for o in documents(EXAMPLE_RBAC.read_text()) if o["kind"] == "ClusterRoleBinding"]
+    people = [s for b in bindings if b["roleRef"]["name"] != "jitaccess-dev-operator" for s in b["subjects"]]
     assert people and {s["kind"] for s in people} == {"User", "Group"}
     assert not [s for s in people if s["name"].startswith("system:")]
     groups = {b["roleRef"]["name"]: s["name"] for b in bindings for s in b["subjects"] if s["kind"] == "Group"}
-    assert groups == {"jitaccess-responder": "sre-oncall"}, "only the responders, by a named group"
+    assert groups == {"jitaccess-dev-responder": "sre-oncall"}, "only the responders, by a named group"
 
 
 def test_optional_bindings(default: Objects, options: Objects) -> None:
