@@ -7,6 +7,7 @@ grants of one user; an account that fails leaves no assignment behind and the gr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,11 +16,13 @@ import pytest
 from botocore.exceptions import ClientError
 
 from devenv.paths import EXAMPLES
+from jitaccess.api import audit
+from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
-ALICE = "alice@example.com"
+ALICE, PAULA = "alice@example.com", "paula@example.com"
 ENTITLEMENT = "payments-prod-direct"
 ACCOUNTS = ("444455556666", "555566667777")
 
@@ -136,32 +139,93 @@ def test_a_grant_that_fails_on_a_retry_takes_back_what_an_earlier_attempt_assign
         what="the first account assigned by an attempt cut short",
     )
     assert system.ready_reason("accessgrant", "alice-direct-retry") in (None, "Provisioning")
+    _cut_below_the_request(system, "alice-direct-retry")
+    grant = system.wait_reason("accessgrant", "alice-direct-retry", "Failed", timeout=30)
+    message = next(c["message"] for c in grant["status"]["conditions"] if c["type"] == "Ready")
+    assert "does not hold against its Entitlement" in message, message
+    assert _assigned(system, direct, ALICE) == set(), "the earlier attempt's assignment was taken back"
+    assert "was taken back" in system.operator.tail(200)
+
+
+def _cut_below_the_request(system: Jit, name: str) -> None:
+    """Cut the Entitlement's longest duration below the hour grant `name` asked for, and let
+    Identity Center answer again (`faults.clear`) only once an attempt has begun after the
+    operator saw the change (its overlap check says when): one that began before it would rightly
+    still grant."""
+    offset = system.operator.log_file.stat().st_size  # an earlier test's lines say the same
+
+    def logged() -> str:
+        with system.operator.log_file.open("rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
     cut = '{"spec":{"defaultDuration":"30m","maxDuration":"30m"}}'
     system.kubectl("patch", "entitlement", ENTITLEMENT, "--type=merge", "-p", cut)
-    # Identity Center answers again only once an attempt has begun after the operator saw the
-    # change (its overlap check says when): one that began before it would rightly still grant.
     eventually(
-        lambda: "maxDuration 30m here" in system.operator.tail(400) or None,
+        lambda: "maxDuration 30m here" in logged() or None,
         timeout=30,
         what="the operator saw the Entitlement's change",
     )
     retried = "Handler 'provision_grant' failed temporarily"
 
     def attempts_since_the_change() -> int:
-        log = system.operator.tail(400)
+        log = logged()
         return log[log.index("maxDuration 30m here") :].count(retried)
 
     def begun_after_the_change() -> bool:
-        failed = system.ready_reason("accessgrant", "alice-direct-retry") == "Failed"
+        failed = system.ready_reason("accessgrant", name) == "Failed"
         return failed or attempts_since_the_change() >= 1
 
     eventually(lambda: begun_after_the_change() or None, timeout=30, what="an attempt after the change")
     system.ic.faults.clear()
-    grant = system.wait_reason("accessgrant", "alice-direct-retry", "Failed", timeout=30)
-    message = next(c["message"] for c in grant["status"]["conditions"] if c["type"] == "Ready")
-    assert "does not hold against its Entitlement" in message, message
-    assert _assigned(system, direct, ALICE) == set(), "the earlier attempt's assignment was taken back"
-    assert "was taken back" in system.operator.tail(200)
+
+
+def test_a_grant_that_fails_half_way_is_audited_as_possible_access(system: Jit, direct: str, cli: Cli) -> None:
+    """The scenario above, as an auditor reads it: the first account's assignment was real for as
+    long as the grant was retried, though its answer was lost and the grant never became Active.
+    The grant keeps when its first attempt asked for it (stamped before the call) and what the
+    take-back removed; its `failed` record does not say that nobody was given access, and
+    `kubectl jit audit --access` lists the period, from the first attempt to the take-back, as
+    possible access (not confirmed)."""
+    name = "alice-direct-possible"
+    system.ic.faults.fail("CreateAccountAssignment", times=10_000, after_apply=True)
+    system.request(name, ENTITLEMENT, duration="1h", user=ALICE)
+    eventually(
+        lambda: _assigned(system, direct, ALICE) == {ACCOUNTS[0]} or None,
+        timeout=30,
+        what="the first account assigned by an attempt whose answer was lost",
+    )
+    asked = ((system.get("accessgrant", name) or {}).get("status") or {}).get("firstAddAttemptTime")
+    assert asked, "the attempt stamped the grant before it asked Identity Center"
+    _cut_below_the_request(system, name)
+    grant = system.wait_reason("accessgrant", name, "Failed", timeout=60)
+    assert _assigned(system, direct, ALICE) == set(), "taken back"
+
+    status = grant["status"]
+    assert status["firstAddAttemptTime"] == asked, "the first attempt's stamp, kept by the retries"
+    back = status["takeBack"]
+    assert back["removed"] == [ACCOUNTS[0]] and back["time"] >= asked, back
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Ready")
+    assert "nobody was given access" not in message, message
+    assert f"may have held access from {asked} until the take-back at {back['time']}" in message, message
+    (failed,) = [r for r in audit.records_of(grant) if r["action"] == "failed"]
+    assert "startTime" not in failed, "no confirmed access"
+    assert (failed["possibleStartTime"], failed["possibleEndTime"], failed["takenBack"]) == (
+        asked,
+        back["time"],
+        [ACCOUNTS[0]],
+    )
+
+    window = ("--since", asked, "--until", back["time"])
+    result = cli.run("audit", "--access", *window, "-o", "json", user=PAULA)
+    assert result.code == 0, result
+    (period,) = [p for p in json.loads(result.out)["periods"] if p.get("grant") == name]
+    assert (period["start"], period["end"], period["ending"]) == (asked, back["time"], "failed"), period
+    assert period["possible"] is True and period["takenBack"] == [ACCOUNTS[0]], period
+    table = cli.run("audit", "--access", *window, "--user", ALICE, user=PAULA)
+    assert table.code == 0, table
+    row = next((line for line in table.out.splitlines() if f"{asked} (possible)" in line), "")
+    assert "POSSIBLE access, not confirmed" in row and back["time"] in row, table.out
 
 
 LOST = "alice-direct-lost"

@@ -287,7 +287,8 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
     `revoked` and `lapsed`. `duration` is always `endTime - startTime` where a record has both: as
     granted (`spec.duration`) in `granted`, as extended in `extended`, as it applied in the endings
     (an extension, an early revocation or lapse included); the ending of a grant never activated
-    keeps the duration as granted."""
+    keeps the duration as granted, and, when an attempt asked Identity Center to add its access,
+    says for how long it may have held it all the same (`possible_access`)."""
     spec, status = wire.spec(grant), wire.status(grant)
     annotations = wire.annotations_of(grant)
     start = rfc3339(status.get("activationTime"))
@@ -345,10 +346,32 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
             **extra,
             startTime=start,
             endTime=end,
+            **(possible_access(status, ended) if start is None else {}),
             message=_message(grant, names.READY),
         )
     )
     return records
+
+
+def possible_access(status: Mapping[str, Any], ended: str | None) -> Record:
+    """For a grant that ended without ever becoming Active: the upper bound of the access it may
+    have given, `possibleStartTime` to `possibleEndTime`, and `takenBack` (what failing it removed).
+
+    An attempt stamps `firstAddAttemptTime` before it asks Identity Center to add anything; an
+    answer lost on the way back (the add made, the grant retried, then failed) leaves no other
+    trace of access that was real. From that stamp the user may have held it, until the take-back
+    (`takeBack.time`, written with `Failed`) or, for a grant revoked before it became Active, its
+    end. Nothing when no add was ever asked for: then nobody was given access."""
+    attempted = rfc3339(status.get("firstAddAttemptTime"))
+    if attempted is None:
+        return {}
+    back = status.get("takeBack")
+    taken: Mapping[str, Any] = back if isinstance(back, Mapping) else {}
+    return {
+        "possibleStartTime": attempted,
+        "possibleEndTime": rfc3339(taken.get("time")) or ended,
+        "takenBack": [str(r) for r in taken.get("removed") or []],
+    }
 
 
 def _lasted(start: str | None, end: str | None) -> str | None:

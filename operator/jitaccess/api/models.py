@@ -527,6 +527,17 @@ class GrantExtension(Model):
     expiration_time: datetime = Field(description="When access ends after it")
 
 
+class GrantTakeBack(Model):
+    """What failing a grant that never became Active took back of what its attempts may have added."""
+
+    time: datetime = Field(description="When the take-back was done: nothing an attempt added is held after it")
+    removed: list[str] = Field(
+        default_factory=list,
+        description="What it removed: the group, or the accounts of the permission set; empty when it found nothing "
+        "left to remove (nothing landed, another live grant holds it, or it was gone already)",
+    )
+
+
 class AccessGrantStatus(Model):
     user_id: str | None = None
     group_id: str | None = None
@@ -539,6 +550,16 @@ class AccessGrantStatus(Model):
     expiration_time: datetime | None = None
     revocation_time: datetime | None = None
     revoked_by: str | None = None
+    first_add_attempt_time: datetime | None = Field(
+        default=None,
+        description="When an attempt first asked Identity Center to add the access (written before the call, once): "
+        "from then on the user may hold it, even if the answer was lost",
+    )
+    take_back: GrantTakeBack | None = Field(
+        default=None,
+        description="A grant failed before it became Active: when what its attempts may have added was "
+        "taken back, and what was removed",
+    )
     extensions: list[GrantExtension] | None = Field(
         default=None, description="The AccessExtensions applied, in order: each moved expirationTime later"
     )

@@ -7,6 +7,11 @@ approval of a multi-party one, or `break-glass` and its `reviewed`). It overlaps
 began at or before the window's end and ended at or after its start, or has not ended: so a grant
 made before the window and still running is listed, which filtering records by time would miss.
 
+A grant that ended without becoming Active held nothing for certain; when one of its attempts had
+asked Identity Center to add its access (the answer may have been lost, the add made all the same),
+its ending record bounds what it may have held (`possibleStartTime`, `possibleEndTime`): a period
+marked `possible`, the upper bound of that access, never a confirmed one.
+
 A member the drift scan removed (`drift-removed`: in the group with no grant behind it) is a period
 too, outside jitaccess, ending at its removal; its start is what the record says of it, or unknown.
 With an unknown start it is listed only when the removal itself falls in the window.
@@ -56,6 +61,11 @@ class Period:
     #: A drift-removed member: when jitaccess first saw it in the group (it was there since, at
     #: least; when it came is unknown, so `start` stays None).
     first_seen: str = ""
+    #: A grant that never became Active but may have held access all the same (an add asked for,
+    #: its answer lost): `start` and `end` are the upper bound, from the first attempt to the
+    #: take-back; `taken_back` is what the take-back removed.
+    possible: bool = False
+    taken_back: list[str] = field(default_factory=list)
 
     @property
     def username(self) -> str:
@@ -92,8 +102,10 @@ class Period:
             "reason": self.reason,
             "conflict": self.conflict,
             "firstSeen": self.first_seen,
+            "possible": self.possible,
+            "takenBack": self.taken_back,
         }
-        # As in the records: unknown is absent (`active` is always said; `conflict` only when true).
+        # As in the records: unknown is absent (`active` is always said; `conflict`, `possible` only when true).
         return {k: v for k, v in shown.items() if v not in (None, "", [], {}, False) or k == "active"}
 
 
@@ -130,8 +142,11 @@ def _of_grant(
     granted = by_action.get("granted")
     ending = next((by_action[a] for a in _ENDINGS if a in by_action), None)
     start = next((str(r["startTime"]) for r in [granted, ending, *extended] if r and r.get("startTime")), None)
+    possible = start is None and ending is not None and bool(ending.get("possibleStartTime"))
+    if possible and ending is not None:
+        start = str(ending["possibleStartTime"])
     if start is None:
-        return None  # failed before anything was granted: no access to account for
+        return None  # ended before anything was asked of Identity Center: no access to account for
     any_record = granted or ending or extended[0]
     extended.sort(key=lambda r: str(r.get("time") or ""))
     scheduled = str((extended[-1] if extended else granted or {}).get("endTime") or "")
@@ -140,6 +155,8 @@ def _of_grant(
     approval, approvers = _approval(decided, start)
     conflict = any(str(r.get("id")) in conflicting for r in [*records, *decided])
     end = str(ending.get("endTime") or ending.get("time")) if ending else None
+    if possible and ending is not None:
+        end = str(ending.get("possibleEndTime") or ending.get("time"))
     ended_by = ""
     if ending is not None and ending.get("action") == "revoked":
         ended_by = str((ending.get("actor") or {}).get("username") or "")
@@ -162,6 +179,8 @@ def _of_grant(
         approvers=approvers,
         reason=str(any_record.get("reason") or ""),
         conflict=conflict,
+        possible=possible,
+        taken_back=[str(t) for t in (ending or {}).get("takenBack") or []] if possible else [],
     )
 
 

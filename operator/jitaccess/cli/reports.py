@@ -44,6 +44,7 @@ CSV_COLUMNS = (
     "message", "id",
     # Added within v1, after the first columns so that readers by position keep working.
     "extension", "extendedBy", "extensionReason", "previousEndTime", "approvals",
+    "possibleStartTime", "possibleEndTime", "takenBack",
 )  # fmt: skip
 # A ticket or incident id as most trackers write it: INFRA-2441, INC-17, SEC2-9.
 TICKET = r"[A-Z][A-Z0-9]+-[0-9]+"
@@ -54,7 +55,7 @@ ACCESS_COLUMNS = ("USER", "ENTITLEMENT", "GROUP", "START", "END", "ENDED", "EXTE
 ACCESS_CSV_COLUMNS = (
     "user", "identityStoreUserId", "entitlement", "ownerTeam", "group", "groupId", "start", "end", "ending",
     "endedBy", "endReason", "scheduledEnd", "extensions", "approval", "approvers", "reason", "kind", "grant",
-    "request", "firstSeen",
+    "request", "firstSeen", "possible", "takenBack",
 )  # fmt: skip
 LOOKBACK = timedelta(days=30)
 # From the cluster every object is read anyway: a period is found however long ago it began.
@@ -231,6 +232,9 @@ def _extensions(period: access.Period) -> str:
 
 
 def _ended(period: access.Period) -> str:
+    if period.possible:
+        # Not confirmed: the upper bound of what a grant that never became Active may have held.
+        return f"{period.ending} before Active: POSSIBLE access, not confirmed (an add's answer may have been lost)"
     if period.ending == "active":
         return f"- (due to end {period.scheduled_end or '?'})"
     if period.ending == "revoked" and period.ended_by:
@@ -245,7 +249,8 @@ def _access_row(period: access.Period) -> tuple[str, ...]:
         period.username,
         period.entitlement,
         str(period.group.get("name") or period.group.get("id") or ""),
-        period.start or f"unknown (first seen {period.first_seen or period.end})",
+        (f"{period.start} (possible)" if period.possible else period.start)
+        or f"unknown (first seen {period.first_seen or period.end})",
         period.end or "still active",
         _ended(period),
         ", ".join(f"+{e.get('added') or '?'}" for e in period.extensions) or "-",
@@ -266,6 +271,8 @@ def write_access_csv(periods: Sequence[access.Period], out: TextIO) -> None:
             "groupId": period.group.get("id"),
             "extensions": _extensions(period),
             "approvers": "; ".join(period.approvers),
+            "possible": "true" if period.possible else "",
+            "takenBack": "; ".join(period.taken_back),
         }
         writer.writerow([_csv_cell(flat.get(column)) for column in ACCESS_CSV_COLUMNS])
 
@@ -353,6 +360,7 @@ def write_csv(records: Sequence[Record], out: TextIO) -> None:
             "via": actor.get("via"),
             "group": group.get("name") or group.get("id"),
             "approvals": "; ".join(_approval(a) for a in record.get("approvals") or [] if isinstance(a, Mapping)),
+            "takenBack": "; ".join(str(t) for t in record.get("takenBack") or []),
         }
         writer.writerow([_csv_cell(flat.get(column)) for column in CSV_COLUMNS])
 

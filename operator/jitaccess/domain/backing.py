@@ -43,15 +43,15 @@ def unbacked(
     now: datetime,
     on_call: OnCall | None = None,
 ) -> str | None:
-    """Why `grant` must not be provisioned, as the message its `Failed` condition carries; None
-    when its request backs it. `request`, `entitlement` and `team` are as stored now; `on_call`
+    """Why `grant` must not be provisioned, as the message its `Failed` condition carries (failing
+    it adds what the user may have held: `grants.failure_message`); None when its request backs it. `request`, `entitlement` and `team` are as stored now; `on_call`
     asks whether the requester is in an on-call group now (`requests.grant_basis`)."""
     problem = _why_not(grant, request, entitlement, team, limits, now, on_call)
     if problem is None:
         return None
     return (
         f"not provisioned: AccessGrant {grant.metadata.name} is not backed by an approved AccessRequest "
-        f"({problem}); nobody was given access. Grants are created by the operator from approved requests only"
+        f"({problem}). Grants are created by the operator from approved requests only"
     )
 
 

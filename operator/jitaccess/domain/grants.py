@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessGrantStatus
@@ -92,3 +92,27 @@ def ended_at(status: AccessGrantStatus) -> datetime | None:
     if ready is None or ready.reason not in names.GRANT_FINISHED:
         return None
     return status.revocation_time or status.expiration_time or ready.last_transition_time
+
+
+def failure_message(
+    why: str, user: str, attempted: datetime | None, taken_at: datetime | None, taken: list[str]
+) -> str:
+    """The message of a grant's `Failed`: `why`, then what the user may have held. Nobody was given
+    access when no attempt ever asked Identity Center to add it (`attempted`: its
+    `status.firstAddAttemptTime`); otherwise an answer may have been lost (the add made all the
+    same), and the user may have held access from that attempt until the take-back (`taken_at`,
+    which removed `taken`), or until now when no take-back ran: the upper bound an auditor needs."""
+    if attempted is None:
+        return f"{why}; nobody was given access"
+    since = _stamp(attempted)
+    until = f"the take-back at {_stamp(taken_at)}" if taken_at is not None else "it failed"
+    removed = f"which removed {', '.join(taken)}" if taken else "which found nothing left to remove"
+    back = f"; {removed}" if taken_at is not None else ""
+    return (
+        f"{why}; {user} may have held access from {since} until {until} (an attempt asked Identity Center to add it "
+        f"at {since} and the grant never became Active: its answer may have been lost{back})"
+    )
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -216,6 +216,9 @@ def activate(
     with rt.membership_lock(key):
         if _ended_meanwhile(rt, grant):
             return False
+        go_on, current = _attempting(rt, grant, current)
+        if not go_on:
+            return False
         try:
             membership_id, added = ic.ensure_member(group_id, user_id)
         except NotFound:
@@ -287,6 +290,9 @@ def _activate_assignments(
         if _ended_meanwhile(rt, grant):
             return False
         others = assignments.others_holding(rt, grant, key, rt.holders)
+        go_on, current = _attempting(rt, grant, current)
+        if not go_on:
+            return False
         first = rt.attempts.first(grant.metadata.uid or "", grant.metadata.creation_timestamp)
         try:
             states = assignments.assign(rt, grant, user_id, arn, others)
@@ -327,6 +333,34 @@ def _activate_assignments(
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
     followed = follow_request(rt, AccessGrant.model_validate(updated), current=request, essence=request_essence)
     return followed is not None and request_essence is not None
+
+
+def _attempting(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
+    """Under the membership lock, before an attempt asks Identity Center to add the grant's access:
+    stamp `status.firstAddAttemptTime` once, so that an answer lost on the way back (the add made,
+    the grant retried, then failed and its access taken back) still leaves the audit trail the
+    time from which the user may have held it (`audit.possible_access`). Whether to go on (not when
+    the grant is gone or has ended meanwhile: nothing is added for it), and the grant as stored
+    now for the `Active` write (None: read it afresh)."""
+    if grant.status.first_add_attempt_time is not None:
+        return True, current  # written once: a copy that has it is as good as the stored one
+    seen: list[AccessGrant] = []
+
+    def build(latest: AccessGrant) -> dict[str, Any] | None:
+        seen.append(latest)
+        if latest.status.first_add_attempt_time is not None or grant_rules.state(latest) != names.PROVISIONING:
+            return None
+        return {"firstAddAttemptTime": ts(now())}
+
+    updated = rt.kube.update_status(
+        names.GRANTS, grant.metadata.name, status_change(AccessGrant, build), current=current
+    )
+    if updated is not None:
+        return True, updated
+    if not seen or grant_rules.is_finished(seen[-1]):
+        log.info("AccessGrant %s is gone or ended before its attempt: nothing added", grant.metadata.name)
+        return False, None
+    return True, None  # stamped by an earlier attempt, or made Active by one that got further
 
 
 def activation_start(grant: AccessGrant) -> dt.datetime:
@@ -420,7 +454,7 @@ def confirmed_grantee(rt: Runtime, grant: AccessGrant, admitted: dt.datetime | N
             rt,
             grant,
             f"the Identity Center user {spec.user} is no longer the one who asked (user id changed from "
-            f"{spec.user_id} to {current}): nobody was given access. If {spec.user} needs access, they request it again",
+            f"{spec.user_id} to {current}). If {spec.user} needs access, they request it again",
         )
         return None
     return current
@@ -433,23 +467,36 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
     answering) is retried, and the retry can find the grant no longer backed. Both happen under the
     membership's lock, the take-back first, so that a crash between them leaves a grant that is
     still retried, never a Failed one whose access stays. `RetryLater` (and any refusal to take
-    back) leaves the grant to be retried."""
+    back) leaves the grant to be retried.
+
+    `message` says why; this adds what the user may have held: nothing when no attempt ever asked
+    Identity Center to add it (`status.firstAddAttemptTime`), else access from that attempt until
+    the take-back, which `status.takeBack` records (when, and what it removed) for the audit trail
+    (`audit.possible_access`)."""
     name = grant.metadata.name
+    taken: list[str] = []
+    taken_at: dt.datetime | None = None
 
     def build(current: AccessGrant) -> dict[str, Any] | None:
         if grant_rules.is_finished(current) or grant_rules.is_active(current):
             return None  # finished meanwhile, or made Active by an attempt that got further
-        return {
-            "conditions": conditions_after(current.status.conditions, [(names.READY, False, names.FAILED, message)])
+        said = grant_rules.failure_message(
+            message, grant.spec.user, current.status.first_add_attempt_time, taken_at, taken
+        )
+        fields: dict[str, Any] = {
+            "conditions": conditions_after(current.status.conditions, [(names.READY, False, names.FAILED, said)])
         }
+        if taken_at is not None:
+            fields["takeBack"] = {"time": ts(taken_at), "removed": taken}
+        return fields
 
     key, group_id = membership_of(rt, grant)
-    taken: list[str] = []
     with rt.membership_lock(key):
         latest = rt.kube.get(names.GRANTS, name)
         current = AccessGrant.model_validate(latest) if latest is not None else None
         if current is not None and not grant_rules.is_finished(current) and not grant_rules.is_active(current):
             taken = _take_back(rt, current, key, group_id)
+            taken_at = now()
         updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=latest)
         if updated is not None:
             # Ended here: no attempt still under way adds anything for it (`_ended_meanwhile`).
