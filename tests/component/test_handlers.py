@@ -580,13 +580,11 @@ def _watch(
     return thread, seen
 
 
-def test_an_auto_approved_grant_costs_two_writes_of_its_request_and_two_of_itself(local: Local) -> None:
+def test_an_auto_approved_grant_costs_two_writes_of_its_request_and_one_of_itself(local: Local) -> None:
     """Provisioned by its request's handler, the grant's `Active` and the request's `Granted` carry
     kopf's diff-base of each (`handlers.diffbase`): kopf writes neither object again, and handles
-    neither again (a request handled twice would be seen here as a third write of kopf's). The
-    grant's one other write is `firstAddAttemptTime`, before Identity Center is asked (an answer
-    lost still leaves the audit trail when access may have begun: docs/audit.md)."""
-    _assert_two_writes_of_the_request_and_two_of_the_grant(local, "c-writes")
+    neither again (a request handled twice would be seen here as a third write of kopf's)."""
+    _assert_two_writes_of_the_request_and_one_of_the_grant(local, "c-writes")
 
 
 def test_an_auto_approved_grant_left_to_its_own_handler_costs_the_same_writes(
@@ -603,11 +601,11 @@ def test_an_auto_approved_grant_left_to_its_own_handler_costs_the_same_writes(
         return False
 
     monkeypatch.setattr(IdentityCenter, "can_add_member_now", spent)
-    _assert_two_writes_of_the_request_and_two_of_the_grant(local, "c-writes-spent")
+    _assert_two_writes_of_the_request_and_one_of_the_grant(local, "c-writes-spent")
     assert asked == ["CreateGroupMembership"]
 
 
-def _assert_two_writes_of_the_request_and_two_of_the_grant(local: Local, name: str) -> None:
+def _assert_two_writes_of_the_request_and_one_of_the_grant(local: Local, name: str) -> None:
     requests, request_events = _watch(local.cluster, "accessrequests", name, 12)
     grants, grant_events = _watch(local.cluster, "accessgrants", name, 12)
     local.request(name, duration="1h")
@@ -623,11 +621,6 @@ def _assert_two_writes_of_the_request_and_two_of_the_grant(local: Local, name: s
         ("MODIFIED", "Pending"),  # the approval
         ("MODIFIED", "Granted"),
     ]
-    assert [(e["type"], ready(e["status"])) for e in grant_events] == [
-        ("ADDED", ""),
-        ("MODIFIED", ""),  # firstAddAttemptTime, before the membership is asked for
-        ("MODIFIED", "Active"),
-    ]
-    assert grant_events[1]["status"].keys() == {"firstAddAttemptTime"}, grant_events[1]["status"]
+    assert [(e["type"], ready(e["status"])) for e in grant_events] == [("ADDED", ""), ("MODIFIED", "Active")]
     assert "diffbase" in request_events[-1]["status"]["kopf"] and "diffbase" in grant_events[-1]["status"]["kopf"]
     assert local.ic.members_of("prod-eng-payments") >= {"alice@example.com"}

@@ -287,8 +287,8 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
     `revoked` and `lapsed`. `duration` is always `endTime - startTime` where a record has both: as
     granted (`spec.duration`) in `granted`, as extended in `extended`, as it applied in the endings
     (an extension, an early revocation or lapse included); the ending of a grant never activated
-    keeps the duration as granted, and, when an attempt asked Identity Center to add its access,
-    says for how long it may have held it all the same (`possible_access`)."""
+    keeps the duration as granted, and, when failing it took back access an attempt had added, says
+    for how long it may have held it all the same (`possible_access`)."""
     spec, status = wire.spec(grant), wire.status(grant)
     annotations = wire.annotations_of(grant)
     start = rfc3339(status.get("activationTime"))
@@ -346,31 +346,32 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
             **extra,
             startTime=start,
             endTime=end,
-            **(possible_access(status, ended) if start is None else {}),
+            **(
+                possible_access(status, rfc3339(wire.metadata(grant).get("creationTimestamp"))) if start is None else {}
+            ),
             message=_message(grant, names.READY),
         )
     )
     return records
 
 
-def possible_access(status: Mapping[str, Any], ended: str | None) -> Record:
+def possible_access(status: Mapping[str, Any], created: str | None) -> Record:
     """For a grant that ended without ever becoming Active: the upper bound of the access it may
     have given, `possibleStartTime` to `possibleEndTime`, and `takenBack` (what failing it removed).
 
-    An attempt stamps `firstAddAttemptTime` before it asks Identity Center to add anything; an
-    answer lost on the way back (the add made, the grant retried, then failed) leaves no other
-    trace of access that was real. From that stamp the user may have held it, until the take-back
-    (`takeBack.time`, written with `Failed`) or, for a grant revoked before it became Active, its
-    end. Nothing when no add was ever asked for: then nobody was given access."""
-    attempted = rfc3339(status.get("firstAddAttemptTime"))
-    if attempted is None:
-        return {}
+    Failing such a grant first takes back what its attempts may have added, and records it with
+    `Failed` (`status.takeBack`). When that removed something, an add had landed though the grant
+    never became Active (its answer lost, say), and nothing else says so: the user may have held it
+    from `takeBack.since` (the first attempt the operator knew of, else the grant's creation) until
+    the take-back (from `created`, the grant's creation, when `since` is missing). Nothing when it
+    removed nothing: no access was found to account for."""
     back = status.get("takeBack")
-    taken: Mapping[str, Any] = back if isinstance(back, Mapping) else {}
+    if not isinstance(back, Mapping) or not back.get("removed"):
+        return {}
     return {
-        "possibleStartTime": attempted,
-        "possibleEndTime": rfc3339(taken.get("time")) or ended,
-        "takenBack": [str(r) for r in taken.get("removed") or []],
+        "possibleStartTime": rfc3339(back.get("since")) or created,
+        "possibleEndTime": rfc3339(back.get("time")),
+        "takenBack": [str(r) for r in back.get("removed") or []],
     }
 
 

@@ -536,6 +536,11 @@ class GrantTakeBack(Model):
         description="What it removed: the group, or the accounts of the permission set; empty when it found nothing "
         "left to remove (nothing landed, another live grant holds it, or it was gone already)",
     )
+    since: datetime | None = Field(
+        default=None,
+        description="The earliest the user may have held what it removed: the first attempt the operator knew of, "
+        "else the grant's creation",
+    )
 
 
 class AccessGrantStatus(Model):
@@ -550,11 +555,6 @@ class AccessGrantStatus(Model):
     expiration_time: datetime | None = None
     revocation_time: datetime | None = None
     revoked_by: str | None = None
-    first_add_attempt_time: datetime | None = Field(
-        default=None,
-        description="When an attempt first asked Identity Center to add the access (written before the call, once): "
-        "from then on the user may hold it, even if the answer was lost",
-    )
     take_back: GrantTakeBack | None = Field(
         default=None,
         description="A grant failed before it became Active: when what its attempts may have added was "

@@ -7,10 +7,10 @@ approval of a multi-party one, or `break-glass` and its `reviewed`). It overlaps
 began at or before the window's end and ended at or after its start, or has not ended: so a grant
 made before the window and still running is listed, which filtering records by time would miss.
 
-A grant that ended without becoming Active held nothing for certain; when one of its attempts had
-asked Identity Center to add its access (the answer may have been lost, the add made all the same),
-its ending record bounds what it may have held (`possibleStartTime`, `possibleEndTime`): a period
-marked `possible`, the upper bound of that access, never a confirmed one.
+A grant that ended without becoming Active held nothing for certain; when failing it took back
+access an attempt had added (the answer may have been lost, the add made all the same), its ending
+record bounds what it may have held (`possibleStartTime`, `possibleEndTime`): a period marked
+`possible`, the upper bound of that access, never a confirmed one.
 
 A member the drift scan removed (`drift-removed`: in the group with no grant behind it) is a period
 too, outside jitaccess, ending at its removal; its start is what the record says of it, or unknown.
@@ -146,7 +146,7 @@ def _of_grant(
     if possible and ending is not None:
         start = str(ending["possibleStartTime"])
     if start is None:
-        return None  # ended before anything was asked of Identity Center: no access to account for
+        return None  # ended before Active with no access found to take back: none to account for
     any_record = granted or ending or extended[0]
     extended.sort(key=lambda r: str(r.get("time") or ""))
     scheduled = str((extended[-1] if extended else granted or {}).get("endTime") or "")

@@ -94,24 +94,42 @@ def ended_at(status: AccessGrantStatus) -> datetime | None:
     return status.revocation_time or status.expiration_time or ready.last_transition_time
 
 
-def failure_message(
-    why: str, user: str, attempted: datetime | None, taken_at: datetime | None, taken: list[str]
-) -> str:
-    """The message of a grant's `Failed`: `why`, then what the user may have held. Nobody was given
-    access when no attempt ever asked Identity Center to add it (`attempted`: its
-    `status.firstAddAttemptTime`); otherwise an answer may have been lost (the add made all the
-    same), and the user may have held access from that attempt until the take-back (`taken_at`,
-    which removed `taken`), or until now when no take-back ran: the upper bound an auditor needs."""
-    if attempted is None:
-        return f"{why}; nobody was given access"
-    since = _stamp(attempted)
-    until = f"the take-back at {_stamp(taken_at)}" if taken_at is not None else "it failed"
-    removed = f"which removed {', '.join(taken)}" if taken else "which found nothing left to remove"
-    back = f"; {removed}" if taken_at is not None else ""
-    return (
-        f"{why}; {user} may have held access from {since} until {until} (an attempt asked Identity Center to add it "
-        f"at {since} and the grant never became Active: its answer may have been lost{back})"
-    )
+@dataclass(frozen=True)
+class TakeBack:
+    """What failing a grant that never became Active took back of what its attempts may have added
+    (`status.takeBack`), and what is known of those attempts."""
+
+    time: datetime  # when it was done: nothing an attempt added is held after it
+    removed: list[str]  # the group, or the accounts of the permission set; empty: nothing was there
+    since: datetime | None  # the earliest the user may have held it: the first attempt known, else the creation
+    attempted: datetime | None  # when this controller first asked Identity Center to add it, if it did
+    maybe_attempted: bool  # whether any attempt (this controller's, a previous one's) may have asked
+
+
+def failure_message(why: str, user: str, back: TakeBack | None) -> str:
+    """The message of a grant's `Failed`: `why`, then what the user may have held. When the
+    take-back removed something, an attempt's add landed (its answer lost, or the grant failed
+    after it): the user may have held access from `since` until the take-back, the upper bound an
+    auditor needs. When it found nothing, an add known to have been asked for is said so, with no
+    period; "nobody was given access" only when no attempt can have asked for anything."""
+    if back is None:
+        return why  # no take-back ran: the grant was gone or had ended, and this message is not written
+    at = _stamp(back.time)
+    if back.removed:
+        since = f"from {_stamp(back.since)} " if back.since is not None else ""
+        return (
+            f"{why}; {user} may have held access {since}until the take-back at {at}, which removed "
+            f"{', '.join(back.removed)} (an attempt's add landed though the grant never became Active: its answer "
+            "may have been lost)"
+        )
+    if back.attempted is not None:
+        return (
+            f"{why}; an add was attempted at {_stamp(back.attempted)} and the take-back at {at} found nothing "
+            "left to remove"
+        )
+    if back.maybe_attempted:
+        return f"{why}; the take-back at {at} found nothing to remove"
+    return f"{why}; nobody was given access"
 
 
 def _stamp(when: datetime) -> str:

@@ -114,7 +114,7 @@ def _provision(
     problem = unbacked(rt, grant, request, teams, entitlements)
     try:
         if problem is not None:
-            fail(rt, grant, problem)
+            fail(rt, grant, problem, before_add=True)
             return
         activate(rt, grant, current=dict(body), request=request, essence=essence, admitted=wire.created_at(request))
     except RetryLater as exc:
@@ -156,7 +156,7 @@ def provision_at_once(
         rt.handoffs.take(grant.spec.request)  # used here: the grant's handler, if it must act, reads
         problem = unbacked_by(rt, grant, approved, valid.entitlement, valid.team)
         if problem is not None:
-            fail(rt, grant, problem)
+            fail(rt, grant, problem, before_add=True)
             handled = grant.metadata.uid
             return False
         essence = diffbase.essence(created, [WATCHED])
@@ -205,10 +205,12 @@ def activate(
     try:
         group_id = rt.cached("group", spec.group_name, ic.resolve_group)
     except NotFound:
-        fail(rt, grant, f"Identity Center group {spec.group_name!r} does not exist: fix the Entitlement")
+        fail(
+            rt, grant, f"Identity Center group {spec.group_name!r} does not exist: fix the Entitlement", before_add=True
+        )
         return False
     except PermanentFailure as exc:
-        fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}")
+        fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}", before_add=True)
         return False
     refused = ""
     updated: dict[str, Any] | None = None
@@ -216,9 +218,10 @@ def activate(
     with rt.membership_lock(key):
         if _ended_meanwhile(rt, grant):
             return False
-        go_on, current = _attempting(rt, grant, current)
-        if not go_on:
-            return False
+        # Remembered here, not written: failing the grant later says from when its user may have
+        # held what this add did if its answer is lost (`fail`); whether it was there already,
+        # Identity Center says.
+        rt.attempts.first(grant.metadata.uid or "", grant.metadata.creation_timestamp, now())
         try:
             membership_id, added = ic.ensure_member(group_id, user_id)
         except NotFound:
@@ -256,6 +259,7 @@ def activate(
     active = AccessGrant.model_validate(updated)
     if not grant_rules.is_active(active):
         return False
+    rt.attempts.over(grant.metadata.uid or "")
     if essence is not None:
         diffbase.carried(grant.metadata.uid, essence)
     expiration = ts(window.expiration_time)
@@ -281,7 +285,12 @@ def _activate_assignments(
     try:
         arn = assignments.permission_set_arn(rt, grant)
     except NotFound as exc:
-        fail(rt, grant, f"the permission set {spec.group_name} cannot be found ({exc}): fix the Entitlement")
+        fail(
+            rt,
+            grant,
+            f"the permission set {spec.group_name} cannot be found ({exc}): fix the Entitlement",
+            before_add=True,
+        )
         return False
     key = grant_rules.membership_key(user_id, spec.group_name)
     refused = ""
@@ -290,10 +299,7 @@ def _activate_assignments(
         if _ended_meanwhile(rt, grant):
             return False
         others = assignments.others_holding(rt, grant, key, rt.holders)
-        go_on, current = _attempting(rt, grant, current)
-        if not go_on:
-            return False
-        first = rt.attempts.first(grant.metadata.uid or "", grant.metadata.creation_timestamp)
+        first = rt.attempts.first(grant.metadata.uid or "", grant.metadata.creation_timestamp, now())
         try:
             states = assignments.assign(rt, grant, user_id, arn, others)
         except (NotFound, PermanentFailure) as exc:
@@ -333,34 +339,6 @@ def _activate_assignments(
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
     followed = follow_request(rt, AccessGrant.model_validate(updated), current=request, essence=request_essence)
     return followed is not None and request_essence is not None
-
-
-def _attempting(rt: Runtime, grant: AccessGrant, current: dict[str, Any] | None) -> tuple[bool, dict[str, Any] | None]:
-    """Under the membership lock, before an attempt asks Identity Center to add the grant's access:
-    stamp `status.firstAddAttemptTime` once, so that an answer lost on the way back (the add made,
-    the grant retried, then failed and its access taken back) still leaves the audit trail the
-    time from which the user may have held it (`audit.possible_access`). Whether to go on (not when
-    the grant is gone or has ended meanwhile: nothing is added for it), and the grant as stored
-    now for the `Active` write (None: read it afresh)."""
-    if grant.status.first_add_attempt_time is not None:
-        return True, current  # written once: a copy that has it is as good as the stored one
-    seen: list[AccessGrant] = []
-
-    def build(latest: AccessGrant) -> dict[str, Any] | None:
-        seen.append(latest)
-        if latest.status.first_add_attempt_time is not None or grant_rules.state(latest) != names.PROVISIONING:
-            return None
-        return {"firstAddAttemptTime": ts(now())}
-
-    updated = rt.kube.update_status(
-        names.GRANTS, grant.metadata.name, status_change(AccessGrant, build), current=current
-    )
-    if updated is not None:
-        return True, updated
-    if not seen or grant_rules.is_finished(seen[-1]):
-        log.info("AccessGrant %s is gone or ended before its attempt: nothing added", grant.metadata.name)
-        return False, None
-    return True, None  # stamped by an earlier attempt, or made Active by one that got further
 
 
 def activation_start(grant: AccessGrant) -> dt.datetime:
@@ -447,7 +425,7 @@ def confirmed_grantee(rt: Runtime, grant: AccessGrant, admitted: dt.datetime | N
     try:
         current = ic.resolve_user(spec.user)
     except NotFound:
-        fail(rt, grant, f"{spec.user} is not a user in Identity Center store {ic.identity_store_id}")
+        fail(rt, grant, f"{spec.user} is not a user in Identity Center store {ic.identity_store_id}", before_add=True)
         return None
     if spec.user_id is not None and current != spec.user_id:
         fail(
@@ -455,12 +433,13 @@ def confirmed_grantee(rt: Runtime, grant: AccessGrant, admitted: dt.datetime | N
             grant,
             f"the Identity Center user {spec.user} is no longer the one who asked (user id changed from "
             f"{spec.user_id} to {current}). If {spec.user} needs access, they request it again",
+            before_add=True,
         )
         return None
     return current
 
 
-def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
+def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False) -> None:
     """End a grant that never became Active as Failed, after taking back whatever an earlier
     attempt of it may have given: an attempt that added the membership (or assigned the permission
     set in some accounts) and then could not record it (Identity Center or the API server stopped
@@ -469,26 +448,27 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
     still retried, never a Failed one whose access stays. `RetryLater` (and any refusal to take
     back) leaves the grant to be retried.
 
-    `message` says why; this adds what the user may have held: nothing when no attempt ever asked
-    Identity Center to add it (`status.firstAddAttemptTime`), else access from that attempt until
-    the take-back, which `status.takeBack` records (when, and what it removed) for the audit trail
-    (`audit.possible_access`)."""
+    `message` says why; this adds what the user may have held, and `status.takeBack` records it in
+    the same write (no other write on the way: an auto-approved grant's requests are counted,
+    bench/README.md): when the take-back ran, what it removed, and `since`, the earliest the user
+    may have held it: this controller's first attempt (`Runtime.attempts`, in memory), else the
+    grant's creation (after a restart, or for a grant an earlier controller may have tried).
+    `before_add`: the caller failed it before asking Identity Center to add anything; only then,
+    with no attempt known or possible and nothing removed, does the message say nobody was given
+    access (`grant_rules.failure_message`, `audit.possible_access`)."""
     name = grant.metadata.name
+    uid = grant.metadata.uid or ""
     taken: list[str] = []
-    taken_at: dt.datetime | None = None
+    back: grant_rules.TakeBack | None = None
 
     def build(current: AccessGrant) -> dict[str, Any] | None:
         if grant_rules.is_finished(current) or grant_rules.is_active(current):
             return None  # finished meanwhile, or made Active by an attempt that got further
-        said = grant_rules.failure_message(
-            message, grant.spec.user, current.status.first_add_attempt_time, taken_at, taken
-        )
+        said = grant_rules.failure_message(message, grant.spec.user, back)
         fields: dict[str, Any] = {
             "conditions": conditions_after(current.status.conditions, [(names.READY, False, names.FAILED, said)])
         }
-        if taken_at is not None:
-            fields["takeBack"] = {"time": ts(taken_at), "removed": taken}
-        return fields
+        return fields if back is None else {**fields, **_take_back_fields(back)}
 
     key, group_id = membership_of(rt, grant)
     with rt.membership_lock(key):
@@ -496,11 +476,12 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
         current = AccessGrant.model_validate(latest) if latest is not None else None
         if current is not None and not grant_rules.is_finished(current) and not grant_rules.is_active(current):
             taken = _take_back(rt, current, key, group_id)
-            taken_at = now()
+            back = _taken_back(rt, grant, taken, now(), before_add)
         updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=latest)
         if updated is not None:
             # Ended here: no attempt still under way adds anything for it (`_ended_meanwhile`).
-            rt.mark_ended(name, key, grant.metadata.uid or "")
+            rt.mark_ended(name, key, uid)
+            rt.attempts.over(uid)
     if taken:
         log.warning(
             "AccessGrant %s: what an earlier attempt gave %s was taken back (%s): the grant did not become Active",
@@ -513,6 +494,32 @@ def fail(rt: Runtime, grant: AccessGrant, message: str) -> None:
         return
     record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
     follow_request(rt, AccessGrant.model_validate(updated))
+
+
+def _taken_back(
+    rt: Runtime, grant: AccessGrant, removed: list[str], at: dt.datetime, before_add: bool = False
+) -> grant_rules.TakeBack:
+    """What ending `grant` before it became Active removed at `at`, and what is known of its
+    attempts: from when its user may have held that (`since`: this controller's first attempt, in
+    memory, when no earlier controller can have tried it; else the grant's creation, before which
+    nothing is added for it), and whether any attempt may have asked for it (`before_add`: the
+    caller ends it before asking Identity Center to add anything)."""
+    uid, created = grant.metadata.uid or "", grant.metadata.creation_timestamp
+    attempted = rt.attempts.tried_at(uid)
+    earlier = rt.attempts.before(created)
+    return grant_rules.TakeBack(
+        time=at,
+        removed=removed,
+        since=created if attempted is None or earlier else attempted,
+        attempted=attempted,
+        maybe_attempted=attempted is not None or earlier or not before_add,
+    )
+
+
+def _take_back_fields(back: grant_rules.TakeBack) -> dict[str, Any]:
+    """`status.takeBack`, written with the grant's end: no write of its own."""
+    since = {"since": ts(back.since)} if back.since is not None else {}
+    return {"takeBack": {"time": ts(back.time), "removed": back.removed, **since}}
 
 
 def membership_of(rt: Runtime, grant: AccessGrant) -> tuple[tuple[str, str], str | None]:
@@ -719,13 +726,18 @@ def end_grant(
         if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
             # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
             sessions.deny(rt, grant, key[0])
+        taken: list[str] = []
         if spec.account_assignment is not None:
-            removed_from = assignments.unassign(rt, grant, key[0], assignments.others_holding(rt, grant, key, holders))
-            removed = bool(removed_from)
+            taken = assignments.unassign(rt, grant, key[0], assignments.others_holding(rt, grant, key, holders))
+            removed = bool(taken)
         elif not others:
             removed = _remove_membership(rt, grant)
+            taken = [spec.group_name] if removed else []
         rt.mark_ended(name, key)
         stamp = now()
+        # Ended before it became Active, yet something was removed: an attempt's add landed, its
+        # answer lost. Recorded with the end, as failing such a grant does (`fail`).
+        back = _taken_back(rt, grant, taken, stamp) if taken and not grant_rules.is_active(grant) else None
 
         def build(latest: AccessGrant) -> dict[str, Any] | None:
             if grant_rules.is_finished(latest):
@@ -743,6 +755,8 @@ def end_grant(
                 fields["revocationTime"] = ts(stamp)
                 if who:
                     fields["revokedBy"] = who
+            if back is not None and not grant_rules.is_active(latest):
+                fields.update(_take_back_fields(back))
             return fields
 
         updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=obj)
@@ -750,6 +764,7 @@ def end_grant(
             # Once the end is written (a failed write is retried, and the grant may still become
             # Active meanwhile): no attempt still under way adds anything for it (`_ended_meanwhile`).
             rt.mark_ended(name, key, grant.metadata.uid or "")
+            rt.attempts.over(grant.metadata.uid or "")
     if updated is None:
         # Gone, or ended by a concurrent call (expiry racing a revoke): that call reports it.
         return

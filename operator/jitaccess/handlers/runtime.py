@@ -333,12 +333,16 @@ class Attempts:
     again looks like a new one, so in account-assignment mode a grant created before this
     controller began (a previous leader or process may have assigned it, then died) or tried
     before in it (the first attempt assigned, then its `Active` write failed) counts its time
-    from its creation (`grants.activation_start`)."""
+    from its creation (`grants.activation_start`).
+
+    When each was first tried here is kept too, in memory only (no write on the way to Identity
+    Center): failing a grant says from when its user may have held what an attempt's lost answer
+    added (`grants.fail`, `status.takeBack.since`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.since = datetime.now(UTC)
-        self._tried: set[str] = set()
+        self._tried: dict[str, datetime] = {}
 
     def begin(self) -> None:
         """The controller starts acting (a fresh kopf operator, on each acquisition of the Lease)."""
@@ -346,17 +350,27 @@ class Attempts:
             self.since = datetime.now(UTC)
             self._tried.clear()
 
-    def first(self, uid: str, created: datetime | None) -> bool:
-        """Whether this is the first attempt at the grant `uid` anywhere; records it as tried."""
+    def first(self, uid: str, created: datetime | None, at: datetime | None = None) -> bool:
+        """Whether this is the first attempt at the grant `uid` anywhere; records it as tried (`at`,
+        by default now), unless it was before."""
         with self._lock:
             tried = uid in self._tried
-            self._tried.add(uid)
-            return not tried and created is not None and created >= self.since
+            self._tried.setdefault(uid, at or datetime.now(UTC))
+            return not tried and not self.before(created)
+
+    def before(self, created: datetime | None) -> bool:
+        """Whether a controller before this one may have tried a grant created at `created`."""
+        return created is None or created < self.since
+
+    def tried_at(self, uid: str) -> datetime | None:
+        """When this controller first tried to add the grant `uid`'s access; None if it has not."""
+        with self._lock:
+            return self._tried.get(uid)
 
     def over(self, uid: str) -> None:
         """The grant is Active or finished: nothing more to remember of it."""
         with self._lock:
-            self._tried.discard(uid)
+            self._tried.pop(uid, None)
 
 
 class Passes:
