@@ -25,6 +25,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from devenv.paths import EXAMPLES
+from jitaccess.api import audit
 from tests.e2e.approval_policies import CAROL, PCI
 from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit, eventually
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.e2e
 ALICE, PAULA, BOB, LENA, MALLORY = (f"{n}@example.com" for n in ("alice", "paula", "bob", "lena", "mallory"))
 LEDGER = "prod-eng-ledger"
 APPROVED, APPROVED_BY = "jitaccess.dev/approved", "jitaccess.dev/approved-by"
+DECISION_REASON = "jitaccess.dev/decision-reason"
 
 
 @pytest.fixture
@@ -288,12 +290,22 @@ def _pci_extension_approvals(pci: Jit) -> None:
     pci.request("alice-pci-more", PCI, user=ALICE, duration="1h", reason="INC-56 e2e")
     pci.wait_reason("accessrequest", "alice-pci-more", "Pending")
     for approver in (PAULA, LENA):
-        pci.kubectl("annotate", "accessrequest", "alice-pci-more", f"{APPROVED}=true", user=approver)
+        pci.kubectl("annotate", "accessrequest", "alice-pci-more", f"{APPROVED}=true",
+                    f"{DECISION_REASON}=INC-56 seen by {approver}", user=approver)  # fmt: skip
     grant = pci.wait_reason("accessgrant", "alice-pci-more", "Active")
+    # The request's `approved` record names each approver with their groups and reason, not only
+    # who and when (each but the last one's reason is only in the webhook's approvals list).
+    (approved,) = (r for r in _records("accessrequest", "alice-pci-more", pci) if r["action"] == "approved")
+    assert [(a["by"], a.get("reason")) for a in approved["approvals"]] == [
+        (PAULA, f"INC-56 seen by {PAULA}"),
+        (LENA, f"INC-56 seen by {LENA}"),
+    ], approved
+    assert all("system:authenticated" in a["groups"] and a["time"] for a in approved["approvals"]), approved
     assert try_extend(pci, "alice-pci-more-1", "alice-pci-more", "30m", ALICE).returncode == 0
     pending = pci.wait_reason("accessextension", "alice-pci-more-1", "Pending")
     assert pending["status"]["approvalSummary"] == "0/2"
-    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true", user=PAULA)
+    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true",
+                f"{DECISION_REASON}=paula: fine", user=PAULA)  # fmt: skip
     counted = eventually(
         lambda: (
             (s := (pci.get("accessextension", "alice-pci-more-1") or {})["status"])["approvalSummary"] == "1/2" and s
@@ -317,7 +329,8 @@ def _pci_extension_approvals(pci: Jit) -> None:
         timeout=30,
         what="the webhook (and the operator, same indexes) seeing carol approve for pci",
     )  # fmt: skip
-    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true", user=LENA)
+    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true",
+                f"{DECISION_REASON}=lena: the close runs long", user=LENA)  # fmt: skip
     # Counted against the team as it is now, lena's is the one approval that counts: 1 of 2, not
     # 2 of 2 on the list's length; nothing is extended, and the extension still waits for another.
     recounted = eventually(
@@ -333,13 +346,27 @@ def _pci_extension_approvals(pci: Jit) -> None:
     assert pci.ready_reason("accessextension", "alice-pci-more-1") == "Pending"
     unmoved(pci, grant)
     # Another approver who counts completes it.
-    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true", user=CAROL)
+    pci.kubectl("annotate", "accessextension", "alice-pci-more-1", f"{APPROVED}=true",
+                f"{DECISION_REASON}=carol: agreed", user=CAROL)  # fmt: skip
     applied = pci.wait_reason("accessextension", "alice-pci-more-1", "Extended")
     # Its record names the approvals that made the count, not paula's, which made nothing.
     assert [a["by"] for a in applied["status"]["approvals"]] == [LENA, CAROL], applied["status"]
     assert applied["status"]["approvalSummary"] == "2/2"
     extended = pci.get("accessgrant", "alice-pci-more") or {}
     assert extended["status"]["expirationTime"] != grant["status"]["expirationTime"]
+    # The grant's `extended` record (an applied extension's only record) names both approvers who
+    # made the count, each with their reason: not just carol, who completed it, nor paula's.
+    (record,) = (r for r in _records("accessgrant", "alice-pci-more", pci) if r["action"] == "extended")
+    assert record["actor"]["username"] == CAROL, record
+    assert [(a["by"], a.get("reason")) for a in record.get("approvals") or []] == [
+        (LENA, "lena: the close runs long"),
+        (CAROL, "carol: agreed"),
+    ], record
+
+
+def _records(kind: str, name: str, system: Jit) -> list[dict[str, Any]]:
+    """The audit records of the object as the API server stores it (what the archive would hold)."""
+    return audit.records_of(system.get(kind, name) or {})
 
 
 # --- 57. an extension decided by the Entitlement's new owner team -------------------------------------

@@ -442,3 +442,101 @@ def test_an_extension_deleted_while_it_waited_ends_withdrawn_and_a_finished_one_
     denied = extension(conditions=[cond("Denied", "True", "Denied"), cond("Ready", "False", "Denied")])
     denied["metadata"]["deletionTimestamp"] = "2026-11-23T12:09:00Z"
     assert [r["action"] for r in audit.records_of(denied)] == ["extension-requested", "extension-denied"]
+
+
+def stamped_approvals(*entries: dict[str, Any]) -> dict[str, str]:
+    """The `jitaccess.dev/approvals` annotation as the webhook writes it."""
+    return {names.ANNOTATION_APPROVALS: json.dumps(list(entries), separators=(",", ":"), sort_keys=True)}
+
+
+COUNTED = [{"by": "carol", "time": "2026-11-23T12:01:00Z"}, {"by": "paula", "time": "2026-11-23T12:05:00Z"}]
+
+
+def test_each_approval_of_several_names_its_approvers_groups_and_reason() -> None:
+    stored = request(
+        annotations={
+            names.ANNOTATION_APPROVED_BY: "paula",
+            names.ANNOTATION_APPROVED_BY_GROUPS: "leads",
+            **stamped_approvals(
+                {"by": "carol", "groups": ["sre", "leads"], "reason": "INC-1 seen on the bridge"},
+                {"by": "paula", "groups": ["leads"], "reason": "ok for INC-1"},
+            ),
+        },
+        approvedBy="paula",
+        decisionReason="ok for INC-1",
+        approvals=COUNTED,
+        conditions=[
+            cond(names.APPROVED, "True", names.APPROVED, "2026-11-23T12:05:00Z", "approved by carol and paula")
+        ],
+    )
+    approved = by_action(audit.records_of_request(stored))["approved"]
+    assert approved["approvals"] == [
+        {
+            "by": "carol",
+            "time": "2026-11-23T12:01:00Z",
+            "groups": ["leads", "sre"],
+            "reason": "INC-1 seen on the bridge",
+        },
+        {"by": "paula", "time": "2026-11-23T12:05:00Z", "groups": ["leads"], "reason": "ok for INC-1"},
+    ]
+
+
+def test_a_malformed_approvals_annotation_leaves_who_and_when_and_never_breaks_the_record() -> None:
+    for text in (
+        "not json",
+        '{"by": "carol"}',
+        "[1, null, []]",
+        '[{"by": 7, "groups": "leads"}]',
+        '[{"by": "carol", "groups": "leads", "reason": 3}, {"by": "paula", "groups": [1, "leads"]}]',
+    ):
+        stored = request(
+            annotations={names.ANNOTATION_APPROVALS: text},
+            approvedBy="paula",
+            approvals=COUNTED,
+            conditions=[cond(names.APPROVED, "True", names.APPROVED)],
+        )
+        approved = by_action(audit.records_of_request(stored))["approved"]
+        assert [(a["by"], a["time"]) for a in approved["approvals"]] == [(a["by"], a["time"]) for a in COUNTED], text
+        assert "reason" not in approved["approvals"][0], text
+    # Each entry on its own: carol's unreadable groups and reason take nothing from paula's.
+    assert approved["approvals"][1] == {"by": "paula", "time": "2026-11-23T12:05:00Z", "groups": ["leads"]}
+    # An approval counted that the list does not hold (nor anything the list holds that was not counted).
+    partial = request(
+        annotations=stamped_approvals({"by": "paula", "groups": ["leads"]}, {"by": "mallory", "reason": "me too"}),
+        approvals=COUNTED,
+        conditions=[cond(names.APPROVED, "True", names.APPROVED)],
+    )
+    assert by_action(audit.records_of_request(partial))["approved"]["approvals"] == [
+        {"by": "carol", "time": "2026-11-23T12:01:00Z"},
+        {"by": "paula", "time": "2026-11-23T12:05:00Z", "groups": ["leads"]},
+    ]
+
+
+def test_an_extension_of_several_approvals_is_extended_with_each_approver_and_why() -> None:
+    entry = {
+        "name": "r1-ext-a",
+        "by": "30m",
+        "approvedBy": "paula",
+        "time": "2026-11-23T12:50:00Z",
+        "previousExpirationTime": "2026-11-23T13:06:00Z",
+        "expirationTime": "2026-11-23T13:36:00Z",
+        "approvals": [
+            {"by": "carol", "time": "2026-11-23T12:40:00+00:00", "groups": ["leads"], "reason": "the close runs long"},
+            {"by": "paula", "time": "2026-11-23T12:50:00Z", "groups": ["leads", "sre"]},
+        ],
+    }
+    single = {**entry, "name": "r1-ext-b", "approvals": None}
+    stored = grant(
+        activationTime="2026-11-23T12:06:00Z", expirationTime="2026-11-23T13:36:00Z", extensions=[entry, single]
+    )
+    first, second = (r for r in audit.records_of_grant(stored) if r["action"] == "extended")
+    assert first["actor"] == {"username": "paula"}
+    assert first["approvals"] == [
+        {"by": "carol", "time": "2026-11-23T12:40:00Z", "groups": ["leads"], "reason": "the close runs long"},
+        {"by": "paula", "time": "2026-11-23T12:50:00Z", "groups": ["leads", "sre"]},
+    ]
+    assert "approvals" not in second
+    # What is not a list of approvals is left out, not raised.
+    odd = grant(activationTime="2026-11-23T12:06:00Z", extensions=[{**entry, "approvals": "carol"}])
+    (extended,) = (r for r in audit.records_of_grant(odd) if r["action"] == "extended")
+    assert "approvals" not in extended

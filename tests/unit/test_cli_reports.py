@@ -544,7 +544,8 @@ def test_an_extension_shows_its_own_reason_and_time_and_approvals_their_approver
     assert (row["previousEndTime"], row["endTime"]) == ("2026-11-30T12:00:02Z", "2026-11-30T12:30:02Z")
     approved = next(r for r in rows if r["action"] == "approved" and r["name"].endswith("bbbb2"))
     assert (
-        approved["approvals"] == "carol@example.com at 2026-11-27T16:01:00Z; paula@example.com at 2026-11-27T16:02:00Z"
+        approved["approvals"]
+        == "carol@example.com at 2026-11-27T16:01:00Z: seen with bob; paula@example.com at 2026-11-27T16:02:00Z"
     )
 
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -487,3 +487,62 @@ def test_a_group_that_does_not_resolve_leaves_no_stale_id_to_extend_the_old_grou
         update={"status": moved.status.model_copy(update={"group_id": "g-old", "conditions": [not_found]})}
     )
     assert rules.target_problem(held, moved) is not None
+
+
+def test_an_extension_applied_on_several_approvals_keeps_each_approver_and_why_with_the_grant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The grant's `status.extensions` entry is what its `extended` record is read from: the
+    # approvals that made the count go there, with the groups and reasons the webhook stamped.
+    from jitaccess.adapters.identitycenter import IdentityCenter
+    from jitaccess.adapters.kube import Kube
+    from jitaccess.handlers import extensions as handler
+    from jitaccess.handlers.recording import DEFERRED, Deferred
+    from jitaccess.handlers.runtime import Runtime
+    from jitaccess.settings import Settings
+    from tests.unit.test_audit_trail import Cluster
+
+    lena = "lena@example.com"
+    pci = entitlement(approval={"autoApproveOwnerTeam": False, "approvalsRequired": 2})
+    both = team(approvers=[PAULA.username, lena])
+    listed = approvals.encode(
+        [
+            approvals.Given(PAULA.username, frozenset({"team-pci"}), "INC-1 the apply runs on"),
+            approvals.Given(lena, frozenset({"team-pci", "sre"}), "seen on the bridge"),
+        ]
+    )
+    stamps = {names.ANNOTATION_APPROVALS: listed, **stamped(names.ANNOTATION_APPROVED, lena)}
+    # paula's approval counted at 12:05 while it waited; lena's completes the count when it is applied.
+    counted = {"approvals": [{"by": PAULA.username, "time": (T0 + timedelta(minutes=5)).isoformat()}]}
+    waiting = AccessExtension.model_validate({**extension(annotations=stamps).wire(), "status": counted})
+    grant_now = active()
+    step = rules.next_step(waiting, grant_now, pci, both, LIMITS)
+    assert step.step is rules.Step.APPLY and step.counted == (PAULA.username, lena)
+    cluster = Cluster()
+    cluster.add(names.GRANTS, grant_now.wire())
+    cluster.add(names.EXTENSIONS, {**waiting.wire(), "kind": names.ACCESS_EXTENSION})
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    monkeypatch.setattr(handler, "now", lambda: T0 + timedelta(minutes=10))
+    token = DEFERRED.set(Deferred())  # no kopf watch to post Events from
+    try:
+        handler._apply(rt, waiting, grant_now, pci, step)
+    finally:
+        DEFERRED.reset(token)
+    stored = cluster.objects[(names.GRANTS, "g1")]
+    (entry,) = stored["status"]["extensions"]
+    assert entry["approvedBy"] == lena
+    assert entry["approvals"] == [
+        {
+            "by": PAULA.username,
+            "time": "2026-11-23T12:05:00Z",
+            "groups": ["team-pci"],
+            "reason": "INC-1 the apply runs on",
+        },
+        {"by": lena, "time": "2026-11-23T12:10:00Z", "groups": ["sre", "team-pci"], "reason": "seen on the bridge"},
+    ]
+    assert AccessGrant.model_validate(stored).status.extensions is not None  # the model reads it back
+    (extended,) = (r for r in audit.records_of({**stored, "kind": names.ACCESS_GRANT}) if r["action"] == "extended")
+    assert [(a["by"], a.get("reason")) for a in extended["approvals"]] == [
+        (PAULA.username, "INC-1 the apply runs on"),
+        (lena, "seen on the bridge"),
+    ]

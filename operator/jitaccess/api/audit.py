@@ -220,10 +220,7 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 actor,
                 **common,
                 decisionReason=status.get("decisionReason"),
-                approvals=[
-                    _drop_empty({"by": a.get("by"), "time": rfc3339(a.get("time"))})
-                    for a in status.get("approvals") or []
-                ],
+                approvals=_approvals(with_stamped(status.get("approvals") or [], annotations)),
                 message=_message(request, names.APPROVED),
             )
         )
@@ -277,6 +274,57 @@ def records_of_request(request: wire.Obj) -> list[Record]:
             )
         )
     return records
+
+
+def with_stamped(counted: Iterable[Any], annotations: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Each approval the operator counted (`{by, time}`: `status.approvals`), with the groups and
+    reason its approver's entry in the `jitaccess.dev/approvals` annotation holds, joined by `by`:
+    the webhook stamps them there, the count keeps only who and when. What is unreadable adds
+    nothing (the approval keeps who and when), so a malformed annotation never stops a record."""
+    stamped = _stamped(annotations)
+    joined = []
+    for given in counted:
+        if not isinstance(given, Mapping):
+            continue
+        entry = stamped.get(str(given.get("by") or ""), {})
+        joined.append(_drop_empty({"by": given.get("by"), "time": given.get("time"), **entry}))
+    return joined
+
+
+def _stamped(annotations: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """By approver, the groups and reason of their entry in `jitaccess.dev/approvals`; each entry
+    read on its own, its first by a name kept (the webhook refuses a second approval by the same)."""
+    try:
+        listed = json.loads(annotations.get(names.ANNOTATION_APPROVALS) or "[]")
+    except (TypeError, ValueError):
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for entry in listed if isinstance(listed, list) else []:
+        by = entry.get("by") if isinstance(entry, dict) else None
+        if not isinstance(by, str) or not by or by in found:
+            continue
+        groups, reason = entry.get("groups"), entry.get("reason")
+        found[by] = {
+            "groups": sorted(str(g) for g in groups if isinstance(g, str) and g) if isinstance(groups, list) else [],
+            "reason": reason if isinstance(reason, str) else "",
+        }
+    return found
+
+
+def _approvals(listed: Iterable[Any]) -> list[Record]:
+    """The `approvals` of a record: by, time (RFC 3339), groups, reason; what is unknown is absent."""
+    return [
+        _drop_empty(
+            {
+                "by": a.get("by"),
+                "time": rfc3339(a.get("time")),
+                "groups": [str(g) for g in a.get("groups") or [] if g] if isinstance(a.get("groups"), list) else [],
+                "reason": a.get("reason") if isinstance(a.get("reason"), str) else None,
+            }
+        )
+        for a in listed
+        if isinstance(a, Mapping)
+    ]
 
 
 def records_of_grant(grant: wire.Obj) -> list[Record]:
@@ -387,8 +435,9 @@ def _lasted(start: str | None, end: str | None) -> str | None:
 
 def _extended(grant: wire.Obj, common: Mapping[str, Any], start: str | None, extensions: list[Any]) -> list[Record]:
     """`extended/<n>`, one per AccessExtension applied (`status.extensions`, in order): who approved
-    it (the operator for an owner-team member's own), the time added, the end before and after, and
-    the duration that applies from then on (activation to the new end)."""
+    it (the operator for an owner-team member's own), the time added, the end before and after, the
+    duration that applies from then on (activation to the new end), and, with approvalsRequired
+    above 1, every approval that made the count (`approvals`, as the extension's were stamped)."""
     records = []
     for number, extension in enumerate(extensions, start=1):
         who = str(extension.get("approvedBy") or "")
@@ -406,6 +455,7 @@ def _extended(grant: wire.Obj, common: Mapping[str, Any], start: str | None, ext
                 startTime=start,
                 previousEndTime=rfc3339(extension.get("previousExpirationTime")),
                 endTime=end,
+                approvals=_approvals(extension.get("approvals") or []),
             )
             | {"action": EXTENDED}
         )

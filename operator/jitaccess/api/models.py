@@ -515,6 +515,13 @@ class AccessGrantSpec(Model):
     )
 
 
+class StampedApproval(GivenApproval):
+    """One approval that made an extension's count, with its stamped groups and reason (audit)."""
+
+    groups: list[str] | None = Field(default=None, description="The approver's groups, as the webhook stamped them")
+    reason: str | None = Field(default=None, description="The approver's decision-reason, if any")
+
+
 class GrantExtension(Model):
     """An AccessExtension applied to a grant: how much later its access now ends, and on whose word."""
 
@@ -525,6 +532,11 @@ class GrantExtension(Model):
     reason: str | None = Field(default=None, description="The extension's spec.reason")
     previous_expiration_time: datetime | None = Field(default=None, description="When access was to end before")
     expiration_time: datetime = Field(description="When access ends after it")
+    approvals: list[StampedApproval] | None = Field(
+        default=None,
+        description="With approvalsRequired above 1: every approval that made the count, in order (who, when the "
+        "operator counted it, their groups and reason)",
+    )
 
 
 class GrantTakeBack(Model):

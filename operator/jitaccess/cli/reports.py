@@ -344,7 +344,8 @@ def _part(record: Record, key: str) -> Mapping[str, Any]:
 
 
 def _approval(approval: Mapping[str, Any]) -> str:
-    return f"{approval.get('by') or '?'} at {approval.get('time') or '?'}"
+    reason = approval.get("reason")
+    return f"{approval.get('by') or '?'} at {approval.get('time') or '?'}" + (f": {reason}" if reason else "")
 
 
 def write_csv(records: Sequence[Record], out: TextIO) -> None:

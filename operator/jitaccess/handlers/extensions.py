@@ -301,6 +301,10 @@ def _apply(
 ) -> None:
     name = extension.metadata.name
     refused: list[str] = []
+    # With approvalsRequired N > 1, the N that made the count, with the groups and reasons their
+    # approvers gave: the grant's `extended` record, which says who approved, is read from this entry.
+    counted = () if step.auto else step.counted
+    approvals = audit.with_stamped(_listed(extension, counted), extension.metadata.annotations)
 
     def build(current: AccessGrant) -> dict[str, Any] | None:
         refused.clear()
@@ -320,6 +324,7 @@ def _apply(
                 "reason": extension.spec.reason,
                 "previousExpirationTime": ts(outcome.previous),
                 "expirationTime": ts(outcome.expiration),
+                **({"approvals": approvals} if approvals else {}),
             }
         )
         spec = current.spec
