@@ -16,9 +16,8 @@ from jitaccess.api.models import AccessGrant
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Attempts, Runtime
 from jitaccess.settings import Settings
+from tests.unit.conftest import T0
 from tests.unit.test_grant_ended_while_provisioning import GROUP, _IdentityCenter, _Kube
-
-T0 = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC)
 
 
 class _Known(_IdentityCenter):
@@ -33,14 +32,6 @@ def _grant(created: dt.datetime) -> dict[str, Any]:
                  "request": "r1", "duration": "1h", "ownerTeam": "payments", "reason": "CHG-1"},
         "status": {},
     }  # fmt: skip
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
-    at = [T0]
-    monkeypatch.setattr(grants, "now", lambda: at[0])
-    monkeypatch.setattr(grants, "record", lambda *a, **k: None)  # no kopf Event poster here
-    return at
 
 
 def test_a_membership_added_fresh_starts_the_grant_now(clock: list[dt.datetime]) -> None:

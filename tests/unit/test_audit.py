@@ -296,21 +296,26 @@ def test_a_request_deleted_while_it_waited_ends_withdrawn_and_a_finished_one_doe
     assert "withdrawn" not in {r["action"] for r in audit.records_of(denied)}
 
 
-def test_an_extended_grant_ends_with_the_duration_that_applied() -> None:
-    # Granted for 1h, extended by 30m, expired at the new end: 1h30m applied, not the 1h granted.
-    extension = {
+def extension_entry(**fields: Any) -> dict[str, Any]:
+    """A grant's status.extensions entry: r1-ext-a, 30m approved by paula, its end 13:06 -> 13:36."""
+    return {
         "name": "r1-ext-a",
         "by": "30m",
         "approvedBy": "paula",
         "time": "2026-11-23T12:50:00Z",
         "previousExpirationTime": "2026-11-23T13:06:00Z",
         "expirationTime": "2026-11-23T13:36:00Z",
+        **fields,
     }
+
+
+def test_an_extended_grant_ends_with_the_duration_that_applied() -> None:
+    # Granted for 1h, extended by 30m, expired at the new end: 1h30m applied, not the 1h granted.
     ended = cond(names.READY, "False", names.EXPIRED, "2026-11-23T13:36:00Z", "expired")
     stored = grant(
         activationTime="2026-11-23T12:06:00Z",
         expirationTime="2026-11-23T13:36:00Z",
-        extensions=[extension],
+        extensions=[extension_entry()],
         conditions=[ended],
     )
     granted, extended, expired = audit.records_of_grant(stored)
@@ -513,18 +518,12 @@ def test_a_malformed_approvals_annotation_leaves_who_and_when_and_never_breaks_t
 
 
 def test_an_extension_of_several_approvals_is_extended_with_each_approver_and_why() -> None:
-    entry = {
-        "name": "r1-ext-a",
-        "by": "30m",
-        "approvedBy": "paula",
-        "time": "2026-11-23T12:50:00Z",
-        "previousExpirationTime": "2026-11-23T13:06:00Z",
-        "expirationTime": "2026-11-23T13:36:00Z",
-        "approvals": [
+    entry = extension_entry(
+        approvals=[
             {"by": "carol", "time": "2026-11-23T12:40:00+00:00", "groups": ["leads"], "reason": "the close runs long"},
             {"by": "paula", "time": "2026-11-23T12:50:00Z", "groups": ["leads", "sre"]},
-        ],
-    }
+        ]
+    )
     single = {**entry, "name": "r1-ext-b", "approvals": None}
     stored = grant(
         activationTime="2026-11-23T12:06:00Z", expirationTime="2026-11-23T13:36:00Z", extensions=[entry, single]

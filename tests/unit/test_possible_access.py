@@ -24,7 +24,8 @@ from jitaccess.errors import RetryLater
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
-from tests.unit.test_activation_time import T0, _grant, _Known
+from tests.unit.conftest import T0
+from tests.unit.test_activation_time import _grant, _Known
 from tests.unit.test_grant_ended_while_provisioning import GROUP, _Kube
 
 WHY = "not provisioned: AccessGrant r1 is not backed by an approved AccessRequest (maxDuration 30m here)"
@@ -56,14 +57,6 @@ class _Counting(_Kube):
         if updated is not None:
             self.writes.append(updated["status"])
         return updated
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
-    at = [T0]
-    monkeypatch.setattr(grants, "now", lambda: at[0])
-    monkeypatch.setattr(grants, "record", lambda *a, **k: None)  # no kopf Event poster here
-    return at
 
 
 def _runtime(ic: _Known, kube: _Kube, began: dt.datetime = T0 - dt.timedelta(minutes=1)) -> Runtime:
