@@ -3,8 +3,8 @@
 In a cluster it is a ServiceAccount whose tokens the operator obtains (the chart); locally it is a
 user of its own, `IMPERSONATOR`, authenticated by a client certificate minted from the control
 plane's CA, and bound to the ClusterRole `kubectl jit rbac slack` prints
-(`jitaccess.domain.impersonation.cluster_role`): impersonate the approvers of the TeamOwnerships
-given, nothing else. Start the operator with `JITACCESS_SLACK_IMPERSONATOR_KUBECONFIG` set to the
+(`jitaccess.domain.impersonation.cluster_role`), under a dev-only name: impersonate the approvers
+of the TeamOwnerships given, nothing else. Start the operator with `JITACCESS_SLACK_IMPERSONATOR_KUBECONFIG` set to the
 path `impersonator_kubeconfig` returns.
 """
 
@@ -22,8 +22,11 @@ from devenv.paths import EXAMPLES
 from jitaccess.domain import impersonation
 
 #: The local impersonator's user name (its client certificate's CN; no groups).
-IMPERSONATOR = "jitaccess-slack-impersonator"
-ROLE = impersonation.ROLE_NAME
+IMPERSONATOR = "jitaccess-dev-slack-impersonator"
+#: Its ClusterRole and that role's binding: a dev-only name, as examples/rbac.yaml's are. The chart's
+#: are `<release>-slack-impersonator` (`jitaccess-slack-impersonator`, `kubectl jit rbac slack`'s
+#: default): in a cluster with the chart a local run named so would replace the chart's objects.
+ROLE = "jitaccess-dev-slack-impersonator"
 
 
 def example_teams() -> list[dict[str, Any]]:
@@ -32,8 +35,8 @@ def example_teams() -> list[dict[str, Any]]:
     return [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "TeamOwnership"]
 
 
-def apply_role(cluster: ControlPlane, teams: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """(Re-)apply the impersonator's ClusterRole for `teams`, and its binding to `IMPERSONATOR`."""
+def objects(teams: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The impersonator's ClusterRole for `teams` and its binding to `IMPERSONATOR`."""
     role = impersonation.cluster_role(teams, ROLE)
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -42,6 +45,12 @@ def apply_role(cluster: ControlPlane, teams: Iterable[Mapping[str, Any]]) -> dic
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": IMPERSONATOR}],
     }
+    return [role, binding]
+
+
+def apply_role(cluster: ControlPlane, teams: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """(Re-)apply the impersonator's ClusterRole for `teams`, and its binding (`objects`); the role."""
+    role, binding = objects(teams)
     cluster.kubectl(
         "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]})
     )

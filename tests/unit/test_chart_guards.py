@@ -1,11 +1,12 @@
 """Values a first install gets wrong: the chart refuses those that cannot work, and says in its NOTES
 what it left out.
 
-A PodDisruptionBudget whose percentage Kubernetes rounds up to every replica, and a ServiceMonitor or
-PrometheusRule asked for with metrics off, are refused at render with the value and the fix (like the
-refusals of tests/unit/test_chart_render.py). `rbac.create=false` is a choice, not a mistake (the
-platform team manages RBAC itself): the NOTES then list every RBAC object the chart did not create,
-and the people it did not bind, so that nothing goes missing unseen.
+A PodDisruptionBudget whose percentage Kubernetes rounds up to every replica, a ServiceMonitor or
+PrometheusRule asked for with metrics off, and a release named like the local run's own objects are
+refused at render with the value and the fix (like the refusals of tests/unit/test_chart_render.py).
+`rbac.create=false` is a choice, not a mistake (the platform team manages RBAC itself): the NOTES
+then list every RBAC object the chart did not create, and the people it did not bind, so that
+nothing goes missing unseen.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from tests.helm.chart import CHART, Helm, documents, helm_binary, value_args
+from tests.unit.test_chart_render import EVERY_NAMED_OBJECT, local_objects
 
 OPTIONS = CHART / "ci" / "options-values.yaml"
 SLACK = CHART / "ci" / "slack-values.yaml"
@@ -31,9 +33,9 @@ def helm() -> Helm:
     return Helm(helm_binary())
 
 
-def refusal(helm: Helm, settings: dict[str, str]) -> str:
+def refusal(helm: Helm, settings: dict[str, str], release: str = "jitaccess") -> str:
     """The render's complaint; fails when it renders."""
-    result = helm.run("template", "jitaccess", str(CHART), *value_args(set_values=settings), check=False)
+    result = helm.run("template", release, str(CHART), *value_args(set_values=settings), check=False)
     assert result.returncode != 0, f"{settings} rendered"
     return result.stderr
 
@@ -158,3 +160,43 @@ def test_without_rbac_the_notes_name_the_people_left_unbound(helm: Helm, tmp_pat
     # Nobody listed: no binding was left out, and none is named.
     bare = notes(helm, tmp_path / "bare", [], {"rbac.create": "false"})
     assert "of the people in" not in bare
+
+
+# --- the local run's names ----------------------------------------------------------------------
+
+
+def clashing_full_names(helm: Helm) -> set[str]:
+    """The full names under which the chart would render an object of a kind and name the local run
+    creates: the chart's names are the full name, or the full name and a suffix of its own."""
+    marker = "marker-name"
+    rendered = documents(helm.template(values=[SLACK], set_values={**EVERY_NAMED_OBJECT, "fullnameOverride": marker}))
+    suffixes = {
+        (o["kind"], o["metadata"]["name"].removeprefix(marker))
+        for o in rendered
+        if o["metadata"]["name"].startswith(marker)
+    }
+    return {
+        o["metadata"]["name"].removesuffix(suffix)
+        for o in local_objects()
+        for kind, suffix in suffixes
+        if o["kind"] == kind and o["metadata"]["name"].endswith(suffix) and o["metadata"]["name"] != suffix
+    }
+
+
+def test_a_release_with_the_local_runs_names_is_refused(helm: Helm) -> None:
+    """examples/ and devenv name their ClusterRoles, bindings and ServiceAccount jitaccess-dev and
+    jitaccess-dev-*, their admission policy jitaccess.dev-identity (tests/unit/test_chart_render.py
+    keeps them off the chart's names): a release of the full name jitaccess-dev (or jitaccess.dev)
+    would render them, and each would replace the other's."""
+    assert clashing_full_names(helm) == {"jitaccess-dev", "jitaccess.dev"}
+    for release, settings, full in (
+        ("jitaccess-dev", {}, "jitaccess-dev"),
+        ("jitaccess", {"nameOverride": "dev"}, "jitaccess-dev"),
+        ("payments", {"fullnameOverride": "jitaccess-dev"}, "jitaccess-dev"),
+        ("jitaccess.dev", {}, "jitaccess.dev"),
+    ):
+        complaint = refusal(helm, settings, release)
+        assert f"the release's full name is {full} (from the release name" in complaint, complaint
+        assert "choose another release name, or set fullnameOverride" in complaint
+    for release in ("jitaccess", "jitaccess-dev-eu", "dev"):
+        assert documents(helm.template(release))

@@ -20,13 +20,15 @@ from annotated_types import Le
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from devenv import slack_identity
 from devenv.controlplane import OPERATOR_ACCOUNT
+from devenv.paths import EXAMPLES
 from jitaccess.settings import TEN_YEARS, Settings
 from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary, value_args
 
 OPTIONS = CHART / "ci" / "options-values.yaml"
 SLACK = CHART / "ci" / "slack-values.yaml"
-EXAMPLE_RBAC = REPO / "examples" / "rbac.yaml"
+EXAMPLE_RBAC = EXAMPLES / "rbac.yaml"
 NAMESPACE = "jitaccess-system"
 Objects = list[dict[str, Any]]
 
@@ -635,40 +637,63 @@ def test_user_roles_mirror_the_example(default: Objects) -> None:
         assert normal(rules(default, f"jitaccess-{role}")) == normal(example[f"jitaccess-dev-{role}"]), role
 
 
-def test_the_example_rbac_shares_no_name_with_the_chart(helm: Helm) -> None:
-    """examples/rbac.yaml, the local run's RBAC, has a wider operator role than the chart's (Leases in
-    every namespace, `create` on any webhook configuration). It named that role and its binding
-    `jitaccess-operator` and bound the chart's ServiceAccount `jitaccess/jitaccess`: applied to a
-    cluster with the chart, it replaced the chart's ClusterRoles and widened the production operator's
-    rights. Its names are dev-only now: none is a name the chart renders, with every option that adds
-    a named object on, in the test namespace and in the docs' (`jitaccess`), and it binds no
-    ServiceAccount of the chart's name in any namespace."""
-    everything = {
-        "rbac.viewers.groups[0]": "auditors",
-        "rbac.requesters.groups[0]": "engineering",
-        "rbac.approvers.users[0]": "alice@example.com",
-        "incidentResponders.groups[0]": "sre-oncall",
-    }
+#: With values/SLACK, every option that adds an object of a name of its own.
+EVERY_NAMED_OBJECT = {
+    "rbac.viewers.groups[0]": "auditors",
+    "rbac.requesters.groups[0]": "engineering",
+    "rbac.approvers.users[0]": "alice@example.com",
+    "incidentResponders.groups[0]": "sre-oncall",
+}
+
+
+def local_objects() -> Objects:
+    """Every object the local run (`make dev`, the test tiers) creates but the CRDs and the webhook
+    configurations: what it applies from examples/ (`kubectl apply -f examples/`: rbac.yaml, the
+    teams, the admission policy), the Slack impersonator's ClusterRole and binding
+    (devenv.slack_identity), and the operator's Namespace and ServiceAccount (devenv.controlplane)."""
+    applied = [o for path in sorted(EXAMPLES.glob("*.yaml")) for o in documents(path.read_text())]
+    namespace, account = OPERATOR_ACCOUNT
+    identity: Objects = [
+        {"kind": "Namespace", "metadata": {"name": namespace}},
+        {"kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}},
+    ]
+    return applied + slack_identity.objects(slack_identity.example_teams()) + identity
+
+
+def test_the_local_run_shares_no_name_with_the_chart(helm: Helm) -> None:
+    """The local run's RBAC has a wider operator role than the chart's (Leases in every namespace,
+    `create` on any webhook configuration). examples/rbac.yaml named that role and its binding
+    `jitaccess-operator` and bound the chart's ServiceAccount `jitaccess/jitaccess`, and devenv named
+    the Slack impersonator's ClusterRole and binding `jitaccess-slack-impersonator`: applied to a
+    cluster with the chart, they replaced the chart's objects and widened the production operator's
+    rights. Their names are dev-only now: none is a name the chart renders, with every option that
+    adds a named object on, in the test namespace and in the docs' (`jitaccess`), and none binds a
+    ServiceAccount of the chart's name in any namespace.
+
+    Shared by design, and so not here: the CRDs, which are the API's (the chart carries them
+    unchanged), and the webhook configurations `jitaccess.dev`, which the local operator applies
+    itself: one operator serves a cluster's jitaccess.dev objects, a local one or the chart's."""
     chart = [
         o
         for namespace in (NAMESPACE, "jitaccess")
-        for o in documents(helm.template("jitaccess", namespace, values=[SLACK], set_values=everything))
+        for o in documents(helm.template("jitaccess", namespace, values=[SLACK], set_values=EVERY_NAMED_OBJECT))
     ]
     names = {o["metadata"]["name"] for o in chart}
-    roles = ("viewer", "requester", "approver", "responder", "operator")
+    roles = ("viewer", "requester", "approver", "responder", "operator", "slack-impersonator")
     assert {f"jitaccess-{r}" for r in roles} | {"jitaccess-lease", "jitaccess-slack"} <= names, sorted(names)
     chart_accounts = {o["metadata"]["name"] for o in chart if o["kind"] == "ServiceAccount"} | {
         s["name"] for o in chart for s in o.get("subjects", []) if s["kind"] == "ServiceAccount"
     }
     assert {"jitaccess", "jitaccess-slack"} <= chart_accounts, chart_accounts
 
-    example = documents(EXAMPLE_RBAC.read_text())
-    shared = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in example if o["metadata"]["name"] in names)
-    assert not shared, f"examples/rbac.yaml uses names of the chart's: {shared}"
+    local = local_objects()
+    assert {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"} <= {o["kind"] for o in local}
+    shared = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in local if o["metadata"]["name"] in names)
+    assert not shared, f"the local run creates objects of the chart's names: {shared}"
     accounts = [
-        (s["namespace"], s["name"]) for o in example for s in o.get("subjects", []) if s["kind"] == "ServiceAccount"
+        (s["namespace"], s["name"]) for o in local for s in o.get("subjects", []) if s["kind"] == "ServiceAccount"
     ]
-    assert not [a for a in accounts if a[1] in chart_accounts], f"examples/rbac.yaml binds the chart's {accounts}"
+    assert not [a for a in accounts if a[1] in chart_accounts], f"the local run binds the chart's {accounts}"
     # The identity the local run and the tests create (devenv.controlplane) is the one the example binds.
     assert accounts == [OPERATOR_ACCOUNT]
 

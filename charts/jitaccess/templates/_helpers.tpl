@@ -166,6 +166,14 @@ Values the schema lets through but that cannot work: the render fails, naming th
 rather than installing an operator that stops at start or a budget that blocks every drain.
 */}}
 {{- define "jitaccess.checks" -}}
+{{- /* The local development run (make dev, examples/) names its ClusterRoles, bindings and ServiceAccount
+jitaccess-dev and jitaccess-dev-*, and its admission policy jitaccess.dev-identity, so that applied beside the
+chart it replaces nothing of the chart's: a release of either full name would render those very names, and each
+would replace the other's (tests/unit/test_chart_guards.py derives these two from the names). */}}
+{{- $full := include "jitaccess.fullname" . }}
+{{- if has $full (list "jitaccess-dev" "jitaccess.dev") }}
+{{- fail (printf "the release's full name is %s (from the release name, nameOverride or fullnameOverride), which gives the chart's objects the names of the local development run's own (make dev, examples/rbac.yaml and examples/admission-policy.yaml: jitaccess-dev, jitaccess-dev-*, jitaccess.dev-identity): where both are applied, each would replace the other's objects and their rights; choose another release name, or set fullnameOverride" $full) }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: replicas without leader election would all act at once" }}
 {{- end }}
