@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 
 from jitaccess.api import audit as records_api
 from jitaccess.api import names
+from jitaccess.cli import objects as cli_objects
 from jitaccess.cli import parser, periods, reports
 from jitaccess.cli.errors import Doubtful, UsageError
 from tests.unit.test_cli_reports import (
@@ -40,21 +42,40 @@ def stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def request(name: str, *, at: datetime, approvals: list[str] | None = None, how: str = "") -> dict[str, Any]:
-    """An approved AccessRequest: by `approvals` (each in turn, a minute apart), else auto-approved, or as `how` says."""
+def request(
+    name: str,
+    *,
+    at: datetime,
+    approvals: list[str] | None = None,
+    how: str = "",
+    why: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An approved AccessRequest: by `approvals` (each in turn, a minute apart), else auto-approved, or
+    as `how` says; `why` the reasons approvers gave, stamped as the webhook does (and the last one's
+    as the decision's reason)."""
     how = how or ("Approved" if approvals else names.AUTO_APPROVED)
     status: dict[str, Any] = {
         "conditions": [{"type": names.APPROVED, "status": "True", "reason": how, "lastTransitionTime": stamp(at)}],
         "grant": name,
     }
+    annotations = {}
     if approvals:
         status["approvedBy"] = approvals[-1]
         status["approvals"] = [
             {"by": by, "time": stamp(at - timedelta(minutes=len(approvals) - n))} for n, by in enumerate(approvals, 1)
         ]
+        stamped = [{"by": by, "reason": (why or {}).get(by, "")} for by in approvals]
+        annotations[names.ANNOTATION_APPROVALS] = json.dumps(stamped)
+        if (why or {}).get(approvals[-1]):
+            status["decisionReason"] = (why or {})[approvals[-1]]
     return {
         "kind": names.ACCESS_REQUEST,
-        "metadata": {"name": name, "uid": f"req-{name}", "creationTimestamp": stamp(at - timedelta(minutes=10))},
+        "metadata": {
+            "name": name,
+            "uid": f"req-{name}",
+            "creationTimestamp": stamp(at - timedelta(minutes=10)),
+            "annotations": annotations,
+        },
         "spec": {"entitlement": "prod-eng-payments", "requester": "bob@example.com", "reason": "INC-9 look"},
         "status": status,
     }
@@ -69,9 +90,11 @@ def grant(
     at: datetime | None = None,
     revoked_by: str = "",
     extensions: list[timedelta] | None = None,
+    approvals: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """An AccessGrant activated at `start` for `length`, extended by each of `extensions` (30 minutes
-    after the start, a minute apart), and ended (`Expired`, `Revoked`, ...) at `at`, or running."""
+    after the start, a minute apart; each with `approvals`, those of an extension approved by several),
+    and ended (`Expired`, `Revoked`, ...) at `at`, or running."""
     end = start + length
     applied = []
     for n, more in enumerate(extensions or []):
@@ -84,6 +107,7 @@ def grant(
                 "reason": "INC-9 longer",
                 "previousExpirationTime": stamp(end),
                 "expirationTime": stamp(end + more),
+                **({"approvals": approvals} if approvals else {}),
             }
         )
         end += more
@@ -361,3 +385,94 @@ def test_lookback_goes_only_with_access() -> None:
     with pytest.raises(UsageError, match="--lookback goes only with --access"):
         reports.audit(session(), options(lookback=timedelta(days=1)), now=NOW)
     assert "conflict" not in periods.build(records(grant("g1", T, timedelta(hours=1))))[0].as_json()
+
+
+# --- the approvers' reasons -----------------------------------------------------------------------
+
+
+def reported(output: str, *objects: dict[str, Any]) -> str:
+    """`audit --access -o OUTPUT` over the last ten days, the cluster holding only `objects`."""
+    s = session()
+    plurals = {names.ACCESS_REQUEST: names.REQUESTS, names.ACCESS_GRANT: names.GRANTS}
+    s.api.objects = {cli_objects.path(plurals[o["kind"]], o["metadata"]["name"]): o for o in objects}  # type: ignore[attr-defined]
+    assert reports.audit(s, options(access=True, output=output, since=timedelta(days=10)), now=NOW) == 0
+    return out(s)
+
+
+def table_row(text: str) -> dict[str, str]:
+    """The one period of a table, by column (columns are three or more spaces apart)."""
+    header, row = (re.split(" {3,}", line) for line in text.splitlines())
+    return dict(zip(header, row, strict=True))
+
+
+def test_each_approver_is_shown_with_the_reason_they_gave() -> None:
+    at = NOW - timedelta(hours=2)
+    why = {"carol@example.com": "INC-9 seen the pager, go ahead"}  # a comma: the approvers are ;-separated
+    several = [request("g1", at=at, approvals=["carol@example.com", "paula@example.com"], why=why),
+               grant("g1", at, timedelta(hours=1))]  # fmt: skip
+    approved_by = table_row(reported("table", *several))["APPROVED BY"]
+    assert approved_by == "carol@example.com: INC-9 seen the pager, go ahead; paula@example.com"
+    [period] = json.loads(reported("json", *several))["periods"]
+    assert period["approval"] == "carol@example.com: INC-9 seen the pager, go ahead; paula@example.com"
+    assert period["approvers"] == ["carol@example.com", "paula@example.com"], "usernames only, as before"
+    assert [(a["by"], a.get("reason")) for a in period["approvals"]] == [
+        ("carol@example.com", "INC-9 seen the pager, go ahead"),
+        ("paula@example.com", None),
+    ]
+    [row] = csv.DictReader(io.StringIO(reported("csv", *several)))
+    assert tuple(row) == reports.ACCESS_CSV_COLUMNS, "the same columns"
+    assert row["approval"] == period["approval"] and row["approvers"] == "carol@example.com; paula@example.com"
+    # One approver: their reason is the decision's.
+    one = request("g2", at=at, approvals=["paula@example.com"], why={"paula@example.com": "INC-9 ok"})
+    assert table_row(reported("table", one, grant("g2", at, timedelta(hours=1))))["APPROVED BY"] == (
+        "paula@example.com: INC-9 ok"
+    )
+    # Nobody gave a reason: the names, as before.
+    plain = request("g3", at=at, approvals=["carol@example.com", "paula@example.com"])
+    plain_row = table_row(reported("table", plain, grant("g3", at, timedelta(hours=1))))
+    assert plain_row["APPROVED BY"] == "carol@example.com, paula@example.com"
+
+
+def test_an_approval_recorded_before_the_approvals_held_reasons_keeps_the_decisions() -> None:
+    at = NOW - timedelta(hours=2)
+    found = records(
+        request("g1", at=at, approvals=["carol@example.com", "paula@example.com"], why={"paula@example.com": "ok"}),
+        grant("g1", at, timedelta(hours=1)),
+    )
+    approved = next(r for r in found if r["action"] == "approved")
+    approved["approvals"] = [{"by": a["by"], "time": a["time"]} for a in approved["approvals"]]  # an older record
+    [period] = periods.build(found)
+    assert period.approval == "carol@example.com; paula@example.com: ok", "the completing approver's decisionReason"
+
+
+def test_a_long_reason_is_shortened_in_the_table_only() -> None:
+    at = NOW - timedelta(hours=2)
+    long = "INC-9 " + "the settlement batch is stuck again " * 3
+    objects = (request("g1", at=at, approvals=["paula@example.com"], why={"paula@example.com": long}),
+               grant("g1", at, timedelta(hours=1)))  # fmt: skip
+    assert table_row(reported("table", *objects))["APPROVED BY"] == f"paula@example.com: {long[:39]}…"
+    [period] = json.loads(reported("json", *objects))["periods"]
+    assert period["approval"] == f"paula@example.com: {long}"
+
+
+def test_an_extension_approved_by_several_shows_their_reasons() -> None:
+    at = NOW - timedelta(hours=2)
+    approvals = [
+        {"by": "carol@example.com", "time": stamp(at + timedelta(minutes=29)), "reason": "INC-9 still burning"},
+        {"by": "paula@example.com", "time": stamp(at + timedelta(minutes=30)), "groups": ["leads"]},
+    ]
+    extended = grant("g1", at, timedelta(hours=1), extensions=[timedelta(minutes=30)], approvals=approvals)
+    objects = (request("g1", at=at), extended)
+    extended_cell = table_row(reported("table", *objects))["EXTENDED"]
+    assert extended_cell == "+30m (carol@example.com: INC-9 still burning; paula@example.com)"
+    [period] = json.loads(reported("json", *objects))["periods"]
+    assert [(a["by"], a.get("reason")) for a in period["extensions"][0]["approvals"]] == [
+        ("carol@example.com", "INC-9 still burning"),
+        ("paula@example.com", None),
+    ]
+    # Approved by one (no approvals kept), or by several who gave no reason: the time added, as before.
+    quiet = [{k: v for k, v in a.items() if k != "reason"} for a in approvals]
+    for plain in (grant("g2", at, timedelta(hours=1), extensions=[timedelta(minutes=30)]),
+                  grant("g3", at, timedelta(hours=1), extensions=[timedelta(minutes=30)], approvals=quiet)):  # fmt: skip
+        name = plain["metadata"]["name"]
+        assert table_row(reported("table", request(name, at=at), plain))["EXTENDED"] == "+30m"

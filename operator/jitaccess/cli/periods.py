@@ -3,9 +3,10 @@
 The records say what happened to each object; an auditor asks who had access between T1 and T2.
 A period is built from the records of one grant (`granted`, each `extended`, and its ending:
 `expired`, `revoked`, `lapsed` or `failed`) with its request's decision (`approved`, each
-approval of a multi-party one, or `break-glass` and its `reviewed`). It overlaps a window when it
-began at or before the window's end and ended at or after its start, or has not ended: so a grant
-made before the window and still running is listed, which filtering records by time would miss.
+approval of a multi-party one with the reason its approver gave, or `break-glass` and its
+`reviewed`). It overlaps a window when it began at or before the window's end and ended at or
+after its start, or has not ended: so a grant made before the window and still running is listed,
+which filtering records by time would miss.
 
 A grant that ended without becoming Active held nothing for certain; when failing it took back
 access an attempt had added (the answer may have been lost, the add made all the same), its ending
@@ -21,7 +22,7 @@ Pure functions on records (docs/audit.md's schema), whichever source they were r
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,9 @@ class Period:
     extensions: list[dict[str, Any]] = field(default_factory=list)
     approval: str = ""
     approvers: list[str] = field(default_factory=list)
+    #: The approvers' approvals as the `approved` record has them (by, time, groups, reason); a
+    #: single approver's from its actor and `decisionReason`. Empty for auto-approval and break-glass.
+    approvals: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
     #: Built from a record whose id has conflicting versions in the archive (`history.Conflict`).
     conflict: bool = False
@@ -99,6 +103,7 @@ class Period:
             "extensions": self.extensions,
             "approval": self.approval,
             "approvers": self.approvers,
+            "approvals": self.approvals,
             "reason": self.reason,
             "conflict": self.conflict,
             "firstSeen": self.first_seen,
@@ -152,7 +157,7 @@ def _of_grant(
     scheduled = str((extended[-1] if extended else granted or {}).get("endTime") or "")
     request = str(any_record.get("request") or "")
     decided = decisions.get(request, [])
-    approval, approvers = _approval(decided, start)
+    approval, approvers, approvals = _approval(decided, start)
     conflict = any(str(r.get("id")) in conflicting for r in [*records, *decided])
     end = str(ending.get("endTime") or ending.get("time")) if ending else None
     if possible and ending is not None:
@@ -177,6 +182,7 @@ def _of_grant(
         extensions=[_extension(r) for r in extended],
         approval=approval,
         approvers=approvers,
+        approvals=approvals,
         reason=str(any_record.get("reason") or ""),
         conflict=conflict,
         possible=possible,
@@ -194,30 +200,53 @@ def _extension(record: Record) -> dict[str, Any]:
         "reason": record.get("extensionReason"),
         "previousEnd": record.get("previousEndTime"),
         "end": record.get("endTime"),
+        "approvals": _listed(record),
     }
     return {k: v for k, v in shown.items() if v}
 
 
-def _approval(decided: list[Record], start: str) -> tuple[str, list[str]]:
-    """How the grant's request was approved, and by whom: every approver of a multi-party one.
-    A request name may be used again after a withdrawal: the decision taken last before the grant began."""
+def _listed(record: Record) -> list[dict[str, Any]]:
+    """A record's `approvals` (by, time, groups, reason), those naming no approver left out."""
+    return [dict(a) for a in record.get("approvals") or [] if isinstance(a, Mapping) and a.get("by")]
+
+
+def approvers_text(approvals: Iterable[Mapping[str, Any]], reason: Callable[[str], str] = str) -> str:
+    """Who approved, each followed by `: reason` when they gave one, `; `-separated (a reason may
+    hold a comma); only names, `, `-separated, when nobody gave a reason. `reason` shapes each."""
+    listed = list(approvals)
+    if not any(a.get("reason") for a in listed):
+        return ", ".join(str(a.get("by")) for a in listed)
+    return "; ".join(
+        f"{a.get('by')}: {reason(str(a['reason']))}" if a.get("reason") else str(a.get("by")) for a in listed
+    )
+
+
+def _approval(decided: list[Record], start: str) -> tuple[str, list[str], list[dict[str, Any]]]:
+    """How the grant's request was approved, by whom, and their approvals: every approver of a
+    multi-party one, each with the reason they gave. A request name may be used again after a
+    withdrawal: the decision taken last before the grant began."""
     before = [r for r in decided if str(r.get("time") or "") <= start]
     approvals = [r for r in before if r.get("action") in ("approved", "break-glass")]
     if not approvals:
-        return "unknown (no approval record read)", []
+        return "unknown (no approval record read)", [], []
     decision = max(approvals, key=lambda r: str(r.get("time") or ""))
     actor = decision.get("actor") or {}
     if decision.get("action") == "break-glass":
         reviews = [r for r in decided if r.get("action") == "reviewed" and r.get("uid") == decision.get("uid")]
         reviewer = str((reviews[0].get("actor") or {}).get("username") or "") if reviews else ""
         requester = str(actor.get("username") or "")
-        return (f"break-glass, reviewed by {reviewer}" if reviewer else "break-glass, not reviewed"), [requester]
+        return (f"break-glass, reviewed by {reviewer}" if reviewer else "break-glass, not reviewed"), [requester], []
     via = str(actor.get("via") or "")
     if via:
-        return _AUTO.get(via, via), []
-    listed = [str(a.get("by")) for a in decision.get("approvals") or [] if isinstance(a, Mapping) and a.get("by")]
-    approvers = listed or [str(actor.get("username") or "?")]
-    return ", ".join(approvers), approvers
+        return _AUTO.get(via, via), [], []
+    who, why = str(actor.get("username") or "?"), str(decision.get("decisionReason") or "")
+    given = _listed(decision) or [{"by": who, "time": decision.get("time"), "groups": actor.get("groups")}]
+    # `decisionReason` is the reason of the approval that completed it (the actor's): an approval
+    # record written before the approvals carried reasons still has that one.
+    given = [{**a, "reason": why} if a["by"] == who and why and not a.get("reason") else a for a in given]
+    given = [{k: v for k, v in a.items() if v} for a in given]
+    known = [a for a in given if a["by"] != "?"]  # an approver no record names is no approval to list
+    return approvers_text(given), [str(a["by"]) for a in given], known
 
 
 def _of_drift(record: Record, conflict: bool) -> Period:

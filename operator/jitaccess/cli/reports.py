@@ -244,6 +244,18 @@ def _ended(period: access.Period) -> str:
     return period.ending
 
 
+def _approvers(approvals: Sequence[Mapping[str, Any]]) -> str:
+    """The table's approvers, each reason shortened as the table's REASON is."""
+    return access.approvers_text(approvals, lambda reason: shorten(reason, 40))
+
+
+def _extended(extension: Mapping[str, Any]) -> str:
+    # The approvers of one approved by several, where any gave a reason: theirs is the "why" of it.
+    approvals = extension.get("approvals") or []
+    why = f" ({_approvers(approvals)})" if any(a.get("reason") for a in approvals) else ""
+    return f"+{extension.get('added') or '?'}{why}"
+
+
 def _access_row(period: access.Period) -> tuple[str, ...]:
     return (
         period.username,
@@ -253,8 +265,8 @@ def _access_row(period: access.Period) -> tuple[str, ...]:
         or f"unknown (first seen {period.first_seen or period.end})",
         period.end or "still active",
         _ended(period),
-        ", ".join(f"+{e.get('added') or '?'}" for e in period.extensions) or "-",
-        period.approval,
+        ", ".join(_extended(e) for e in period.extensions) or "-",
+        _approvers(period.approvals) if period.approvals else period.approval,
         f"CONFLICT: {shorten(period.reason, 40)}" if period.conflict else shorten(period.reason, 40) or "-",
     )
 
