@@ -297,6 +297,48 @@ def test_archived_drift_removals_leave_the_entitlements_status(trail: AuditTrail
     assert cluster.objects[(names.ENTITLEMENTS, "prod-payments")]["status"]["driftRemovals"] == []
 
 
+def _catalog_with(*removals: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": names.PERMISSION_CATALOG,
+        "metadata": {"name": "payments", "uid": "c1"},
+        "spec": {"region": "eu-west-1", "baseline": {"groupName": "eng-payments", "accounts": ["111122223333"]}},
+        "status": {"driftRemovals": list(removals)},
+    }
+
+
+ASSIGNMENT_REMOVAL = {
+    "permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-1/ps-1",
+    "account": "111122223333",
+    "principalType": "USER",
+    "principalId": "uid-eve",
+    "firstSeen": "2026-11-23T12:00:00Z",
+    "time": "2026-11-23T12:00:01Z",
+}
+
+
+def test_archived_assignment_drift_removals_leave_the_catalogs_status_and_one_under_way_stays(
+    trail: AuditTrail, bucket: Bucket, cluster: Cluster
+) -> None:
+    under_way = {**ASSIGNMENT_REMOVAL, "principalId": "uid-bob", "time": None}
+    other = {**ASSIGNMENT_REMOVAL, "account": "444455556666"}
+    catalog = _catalog_with(ASSIGNMENT_REMOVAL, other, {k: v for k, v in under_way.items() if v})
+    trail.offer(names.CATALOGS, cluster.add(names.CATALOGS, catalog))
+    assert trail.flush() == 2
+    key = audit.assignment_removal_key(ASSIGNMENT_REMOVAL)
+    assert f"c1/{audit.ASSIGNMENT_DRIFT_REMOVED}/{key}" in bucket.ids()
+    assert [r["principalId"] for r in cluster.objects[(names.CATALOGS, "payments")]["status"]["driftRemovals"]] == [
+        "uid-bob"
+    ], "the removal under way has no record yet, and stays"
+
+
+def test_without_a_bucket_assignment_drift_removals_still_leave_the_catalogs_status(cluster: Cluster) -> None:
+    trail = trail_over(None, cluster)
+    trail.offer(names.CATALOGS, cluster.add(names.CATALOGS, _catalog_with(ASSIGNMENT_REMOVAL)))
+    assert trail.flush() == 1
+    trail.close()
+    assert cluster.objects[(names.CATALOGS, "payments")]["status"]["driftRemovals"] == []
+
+
 def test_the_queue_and_its_oldest_record_for_the_gauges_and_each_put_counted(
     trail: AuditTrail, bucket: Bucket, cluster: Cluster
 ) -> None:

@@ -42,7 +42,12 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 BUCKET, PREFIX = "audit-archive", "jitaccess/prod"
 LOCATION = f"s3://{BUCKET}/{PREFIX}"
 HISTORY = yaml.safe_load((GOLDEN / "history.yaml").read_text())
-PLURALS = {"entitlements": names.ENTITLEMENTS, "requests": names.REQUESTS, "grants": names.GRANTS}
+PLURALS = {
+    "entitlements": names.ENTITLEMENTS,
+    "catalogs": names.CATALOGS,
+    "requests": names.REQUESTS,
+    "grants": names.GRANTS,
+}
 
 
 class FakeApi:
@@ -114,6 +119,7 @@ def assert_golden(name: str, text: str) -> None:
 def all_records() -> list[dict[str, Any]]:
     found = [r for q in HISTORY["requests"] for r in records_api.records_of_request(q)]
     found += [r for g in HISTORY["grants"] for r in records_api.records_of_grant(g)]
+    found += [r for c in HISTORY["catalogs"] for r in records_api.records_of_catalog(c)]
     return found + [r for e in HISTORY["entitlements"] for r in records_api.records_of_entitlement(e)]
 
 
@@ -140,7 +146,7 @@ def test_the_golden_json_holds_the_records_of_the_window_unchanged_oldest_first(
     assert (first["action"], second["action"]) == ("requested", "approved"), "in the order of the object's life"
     assert {r["action"] for r in document["records"]} == {
         "requested", "approved", "denied", "escalated", "timed-out", "not-eligible",
-        "granted", "extended", "revoked", "expired", "drift-removed",
+        "granted", "extended", "revoked", "expired", "drift-removed", "assignment-drift-removed",
     }  # fmt: skip
     assert not any(r["name"].endswith("old01") for r in document["records"])
 
@@ -519,7 +525,7 @@ def test_main_runs_audit_and_review_and_refuses_bad_flags(monkeypatch: pytest.Mo
     stdout, stderr = io.StringIO(), io.StringIO()
     assert main.run(["audit", "--since", "3650d", "-o", "csv", "--user", "lena"], io.StringIO(), stdout, stderr) == 0
     assert stdout.getvalue().count("\n") == 5  # the header, and lena's requested, approved, granted, extended
-    assert fake.listed == [names.REQUESTS, names.GRANTS, names.EXTENSIONS, names.ENTITLEMENTS]
+    assert fake.listed == [names.REQUESTS, names.GRANTS, names.EXTENSIONS, names.ENTITLEMENTS, names.CATALOGS]
     stdout = io.StringIO()
     assert main.run(["review", "prod-eng-ledger", "--days", "3650"], io.StringIO(), stdout, stderr) == 0
     assert "Never used (candidates for removal): bob@example.com, carol@example.com" in stdout.getvalue()

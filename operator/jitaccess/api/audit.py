@@ -48,6 +48,9 @@ REVOKED = "revoked"
 EXPIRED = "expired"
 LAPSED = "lapsed"
 DRIFT_REMOVED = "drift-removed"
+# An account assignment of a jitaccess permission set made outside jitaccess, removed by its
+# PermissionCatalog's pass (`status.driftRemovals` of the catalog).
+ASSIGNMENT_DRIFT_REMOVED = "assignment-drift-removed"
 # A request deleted while it waited for a decision or for its start: it ends without a grant.
 WITHDRAWN = "withdrawn"
 # An AccessExtension's own life (one applied is the grant's `extended` record): asked, and how it
@@ -75,6 +78,7 @@ ACTIONS = (
     EXPIRED,
     LAPSED,
     DRIFT_REMOVED,
+    ASSIGNMENT_DRIFT_REMOVED,
     WITHDRAWN,
     EXTENSION_DENIED,
     EXTENSION_FAILED,
@@ -521,6 +525,56 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
     return records
 
 
+def assignment_removal_key(removal: Mapping[str, Any]) -> str:
+    """What follows the action in the id of a catalog's assignment drift removal: the permission
+    set (the last part of its ARN), the account, the principal, and when the pass first saw the
+    assignment (`20261123T120000Z`). An assignment has no id of its own, and the same one may be
+    made by hand again after its removal: its first sighting tells the two removals apart."""
+    permission_set = str(removal.get("permissionSetArn") or "").rpartition("/")[2]
+    seen = (rfc3339(removal.get("firstSeen")) or "").replace("-", "").replace(":", "")
+    return f"{permission_set}/{removal.get('account') or ''}/{removal.get('principalId') or ''}/{seen}"
+
+
+def records_of_catalog(catalog: wire.Obj) -> list[Record]:
+    """The assignment drift removals a PermissionCatalog's status still lists (`status.driftRemovals`):
+    a user or group assigned a jitaccess permission set in an account outside jitaccess (no grant and
+    no tier of the catalog backs it), and the assignment removed. As an Entitlement's drift removals:
+    the operator drops an entry once its record is archived; one under way (no `time`) has none yet."""
+    records = []
+    for removal in wire.status(catalog).get("driftRemovals") or []:
+        if not removal.get("time"):
+            continue  # under way: a record once the removal is confirmed
+        user = group = None
+        principal = removal.get("principalId")
+        if removal.get("principalType") == "GROUP":
+            group = {"id": principal}
+        else:
+            user = _drop_empty({"username": removal.get("user"), "identityStoreUserId": principal})
+        records.append(
+            _base(
+                catalog,
+                f"{ASSIGNMENT_DRIFT_REMOVED}/{assignment_removal_key(removal)}",
+                rfc3339(removal.get("time")),
+                _operator(),
+                # A catalog is named after its team (admission refuses any other name).
+                ownerTeam=wire.name_of(catalog),
+                user=user,
+                group=group,
+                permissionSet=_drop_empty(
+                    {"name": removal.get("permissionSetName"), "arn": removal.get("permissionSetArn")}
+                ),
+                account=removal.get("account"),
+                principalType=removal.get("principalType"),
+                # First seen by the pass, not when the assignment was made (unknown: docs/audit.md).
+                startTime=rfc3339(removal.get("firstSeen")),
+                endTime=rfc3339(removal.get("time")),
+                message=removal.get("message"),
+            )
+            | {"action": ASSIGNMENT_DRIFT_REMOVED}
+        )
+    return records
+
+
 def records_of_extension(extension: wire.Obj) -> list[Record]:
     """The records of an AccessExtension as stored: `extension-requested`, then, when it moved
     nothing, how it ended: `extension-denied` (who, and why), `extension-failed` (the operator's
@@ -591,8 +645,8 @@ def records_of_extension(extension: wire.Obj) -> list[Record]:
 
 
 def records_of(obj: wire.Obj) -> list[Record]:
-    """The records of an AccessRequest, an AccessGrant, an AccessExtension or an Entitlement; none
-    of any other kind."""
+    """The records of an AccessRequest, an AccessGrant, an AccessExtension, an Entitlement or a
+    PermissionCatalog; none of any other kind."""
     kind = obj.get("kind")
     if kind == names.ACCESS_REQUEST:
         return records_of_request(obj)
@@ -602,6 +656,8 @@ def records_of(obj: wire.Obj) -> list[Record]:
         return records_of_extension(obj)
     if kind == names.ENTITLEMENT:
         return records_of_entitlement(obj)
+    if kind == names.PERMISSION_CATALOG:
+        return records_of_catalog(obj)
     return []
 
 

@@ -910,12 +910,39 @@ class ProvisioningResult(Model):
     calls: int | None = Field(default=None, description="sso-admin calls the pass made")
 
 
+class AssignmentDriftRemoval(Model):
+    """An account assignment of a jitaccess permission set that no grant nor tier backs, which the
+    catalog's pass removes: listed before the removal (no `time` yet) until archived."""
+
+    permission_set_arn: str
+    permission_set_name: str | None = Field(default=None, description="The permission set's name when listed")
+    account: str
+    principal_type: str = Field(description="`USER` or `GROUP`")
+    principal_id: str = Field(description="The Identity Store UserId or GroupId assigned")
+    user: str | None = Field(default=None, description="The user's name when the principal is a user")
+    first_seen: datetime | None = Field(
+        default=None,
+        description="When the pass listed the assignment (first seen by jitaccess, not when it was made)",
+    )
+    time: datetime | None = Field(
+        default=None,
+        description="When the assignment was removed; absent while the removal is under way (listed before it is "
+        "made, so that an operator stopped in between still leaves a record)",
+    )
+    message: str | None = None
+
+
 class PermissionCatalogStatus(Model):
     conditions: list[Condition] = Field(default_factory=list)
     baseline: TierStatus | None = None
     production: TierStatus | None = None
     last_result: ProvisioningResult | None = Field(default=None, description="The last provisioning pass")
     observed_generation: int | None = None
+    drift_removals: list[AssignmentDriftRemoval] | None = Field(
+        default=None,
+        description="Account assignments made outside jitaccess that were removed, whose audit records are not "
+        "archived yet (docs/audit.md)",
+    )
 
 
 class PermissionCatalog(Model):

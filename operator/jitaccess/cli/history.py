@@ -1,7 +1,7 @@
 """Where `audit` and `review` get their records: the S3 archive when one is configured, else the cluster.
 
 From the cluster, the records are derived from the AccessRequests and AccessGrants it still holds
-(and the drift removals Entitlements list until they are archived),
+(and the drift removals Entitlements and PermissionCatalogs list until they are archived),
 by the same pure functions the operator archives with (`jitaccess.api.audit`), so both sources
 give the same records for the same objects. The cluster forgets: the operator retires finished
 requests after a while, so only the archive has the whole history. Either way the caller is told
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from jitaccess.api import names
 from jitaccess.api.audit import (
     ACTIONS,
+    records_of_catalog,
     records_of_entitlement,
     records_of_extension,
     records_of_grant,
@@ -141,6 +142,7 @@ def load(session: Session, archive: str, start: datetime, end: datetime) -> Hist
         derived += [r for g in o.list_all(api, names.GRANTS)[0] for r in records_of_grant(g)]
         derived += [r for x in o.list_all(api, names.EXTENSIONS)[0] for r in records_of_extension(x)]
         derived += [r for e in o.list_all(api, names.ENTITLEMENTS)[0] for r in records_of_entitlement(e)]
+        derived += [r for c in o.list_all(api, names.CATALOGS)[0] for r in records_of_catalog(c)]
         source, found = CLUSTER, [(CLUSTER, r) for r in derived]
     records, conflicts = unique(found)
 

@@ -15,7 +15,10 @@ record bounds what it may have held (`possibleStartTime`, `possibleEndTime`): a 
 
 A member the drift scan removed (`drift-removed`: in the group with no grant behind it) is a period
 too, outside jitaccess, ending at its removal; its start is what the record says of it, or unknown.
-With an unknown start it is listed only when the removal itself falls in the window.
+With an unknown start it is listed only when the removal itself falls in the window. So is an
+account assignment of a jitaccess permission set that a PermissionCatalog's pass removed
+(`assignment-drift-removed`: a user or group assigned it outside jitaccess), naming the permission
+set and the account.
 
 Pure functions on records (docs/audit.md's schema), whichever source they were read from.
 """
@@ -31,6 +34,7 @@ from jitaccess.cli import objects as o
 
 Record = dict[str, Any]
 _ENDINGS = ("expired", "revoked", "lapsed", "failed")
+_DRIFT = ("drift-removed", "assignment-drift-removed")
 _AUTO = {"auto-approved (owner team)": "auto (owner team)", "auto (on call)": "auto (on call)"}
 GRANT, OUTSIDE = "grant", "outside-jitaccess"
 
@@ -70,6 +74,9 @@ class Period:
     #: take-back; `taken_back` is what the take-back removed.
     possible: bool = False
     taken_back: list[str] = field(default_factory=list)
+    #: An assignment removed as drift: its permission set (`name`, `arn`) and account.
+    permission_set: Mapping[str, Any] = field(default_factory=dict)
+    account: str = ""
 
     @property
     def username(self) -> str:
@@ -109,6 +116,8 @@ class Period:
             "firstSeen": self.first_seen,
             "possible": self.possible,
             "takenBack": self.taken_back,
+            "permissionSet": dict(self.permission_set),
+            "account": self.account,
         }
         # As in the records: unknown is absent (`active` is always said; `conflict`, `possible` only when true).
         return {k: v for k, v in shown.items() if v not in (None, "", [], {}, False) or k == "active"}
@@ -123,7 +132,7 @@ def build(records: Iterable[Record], conflicting: Collection[str] = ()) -> list[
     drift: list[Record] = []
     for record in records:
         action, kind = record.get("action"), record.get("kind")
-        if action == "drift-removed":
+        if action in _DRIFT:
             drift.append(record)
         elif kind == "AccessGrant" and record.get("uid"):
             grants.setdefault(str(record["uid"]), []).append(record)
@@ -260,9 +269,11 @@ def _of_drift(record: Record, conflict: bool) -> Period:
         start=None,
         first_seen=str(record.get("startTime") or ""),
         end=str(record.get("time") or "") or None,
-        ending="drift-removed",
+        ending=str(record.get("action")),
         owner_team=str(record.get("ownerTeam") or ""),
         end_reason=str(record.get("message") or ""),
         approval="none: outside jitaccess",
         conflict=conflict,
+        permission_set=record.get("permissionSet") or {},
+        account=str(record.get("account") or ""),
     )

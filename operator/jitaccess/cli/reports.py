@@ -45,6 +45,7 @@ CSV_COLUMNS = (
     # Added within v1, after the first columns so that readers by position keep working.
     "extension", "extendedBy", "extensionReason", "previousEndTime", "approvals",
     "possibleStartTime", "possibleEndTime", "takenBack",
+    "permissionSet", "account", "principalType",
 )  # fmt: skip
 # A ticket or incident id as most trackers write it: INFRA-2441, INC-17, SEC2-9.
 TICKET = r"[A-Z][A-Z0-9]+-[0-9]+"
@@ -55,7 +56,7 @@ ACCESS_COLUMNS = ("USER", "ENTITLEMENT", "GROUP", "START", "END", "ENDED", "EXTE
 ACCESS_CSV_COLUMNS = (
     "user", "identityStoreUserId", "entitlement", "ownerTeam", "group", "groupId", "start", "end", "ending",
     "endedBy", "endReason", "scheduledEnd", "extensions", "approval", "approvers", "reason", "kind", "grant",
-    "request", "firstSeen", "possible", "takenBack",
+    "request", "firstSeen", "possible", "takenBack", "permissionSet", "account",
 )  # fmt: skip
 LOOKBACK = timedelta(days=30)
 # From the cluster every object is read anyway: a period is found however long ago it began.
@@ -241,6 +242,8 @@ def _ended(period: access.Period) -> str:
         return f"revoked by {period.ended_by}"
     if period.ending == "drift-removed":
         return "drift-removed (outside jitaccess)"
+    if period.ending == "assignment-drift-removed":
+        return f"assignment drift-removed (outside jitaccess) in {period.account or '?'}"
     return period.ending
 
 
@@ -260,7 +263,9 @@ def _access_row(period: access.Period) -> tuple[str, ...]:
     return (
         period.username,
         period.entitlement,
-        str(period.group.get("name") or period.group.get("id") or ""),
+        # An assignment removed as drift: to a group (its id), or to the user; the permission set either way.
+        str(period.group.get("name") or period.group.get("id") or "")
+        + (f" (permission set {_permission_set(period.permission_set)})" if period.permission_set else ""),
         (f"{period.start} (possible)" if period.possible else period.start)
         or f"unknown (first seen {period.first_seen or period.end})",
         period.end or "still active",
@@ -285,6 +290,7 @@ def write_access_csv(periods: Sequence[access.Period], out: TextIO) -> None:
             "approvers": "; ".join(period.approvers),
             "possible": "true" if period.possible else "",
             "takenBack": "; ".join(period.taken_back),
+            "permissionSet": _permission_set(period.permission_set),
         }
         writer.writerow([_csv_cell(flat.get(column)) for column in ACCESS_CSV_COLUMNS])
 
@@ -345,6 +351,11 @@ def _audit_row(record: Record, conflict: bool = False) -> tuple[str, ...]:
     )
 
 
+def _permission_set(permission_set: Mapping[str, Any]) -> str:
+    """A permission set of a record or period: its name, else its ARN."""
+    return str(permission_set.get("name") or permission_set.get("arn") or "")
+
+
 def _csv_cell(value: Any) -> str:
     text = printable(str(value)) if value is not None else ""
     return "'" + text if text.startswith(_FORMULA_START) else text
@@ -374,6 +385,7 @@ def write_csv(records: Sequence[Record], out: TextIO) -> None:
             "group": group.get("name") or group.get("id"),
             "approvals": "; ".join(_approval(a) for a in record.get("approvals") or [] if isinstance(a, Mapping)),
             "takenBack": "; ".join(str(t) for t in record.get("takenBack") or []),
+            "permissionSet": _permission_set(_part(record, "permissionSet")),
         }
         writer.writerow([_csv_cell(flat.get(column)) for column in CSV_COLUMNS])
 

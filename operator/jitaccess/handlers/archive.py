@@ -1,7 +1,8 @@
 """The audit trail: every decision's record to stdout at once, and to the S3 archive in batches.
 
 Records are derived from the objects as stored (`jitaccess.api.audit`), on every watch event of
-AccessRequests, AccessGrants, AccessExtensions and Entitlements, the listing at start-up included. What an object's
+AccessRequests, AccessGrants, AccessExtensions, Entitlements and PermissionCatalogs, the listing at
+start-up included. What an object's
 `status.archivedRecords` does not list yet is pending: written at once as one JSON log line to the
 `jitaccess.audit` logger (stdout, for log shippers; at least once: again after a restart, until
 archived), and queued for the archive. Nothing is kept on disk: the cluster holds the state the
@@ -16,8 +17,9 @@ Without a bucket there is no archive to keep in step with: records go to stdout 
 once per process (their ids remembered while their object exists), and requests and grants are
 not marked (a mark would be a status write per object, on the path of every grant, for nothing
 durable). A restarted operator (or a new leader) prints again the records of the objects still in
-the cluster; their ids are deterministic, so a log consumer de-duplicates them. An Entitlement's
-drift removals are still dropped from its status once printed (so that the list does not grow).
+the cluster; their ids are deterministic, so a log consumer de-duplicates them. The drift removals
+of Entitlements and PermissionCatalogs are still dropped from their status once printed (so that
+the list does not grow).
 
 Exactly once by record id, across failures and crashes:
 - a failed PUT is retried with the same key and the same bytes, however long S3 fails; a retry of
@@ -50,7 +52,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -189,8 +191,9 @@ class AuditTrail:
 
     def marks(self, plural: str) -> bool:
         """Whether the records of this kind are marked in their object's status once written: with
-        an archive, always; without one, only an Entitlement's (its drift removals leave its status)."""
-        return self.archive is not None or plural == names.ENTITLEMENTS
+        an archive, always; without one, only an Entitlement's and a PermissionCatalog's (their
+        drift removals leave their status)."""
+        return self.archive is not None or plural in _DRIFT_LISTS
 
     def forget(self, plural: str, obj: Mapping[str, Any]) -> None:
         """The object is deleted: without marks, its ids need not be remembered any longer (no
@@ -422,11 +425,12 @@ class AuditTrail:
             if str(wire.metadata(obj).get("uid") or "") != ref.uid:
                 return None  # deleted, and created again under the same name: not the same object
             have = audit.archived_keys(obj)
-            if ref.plural == names.ENTITLEMENTS:
+            if ref.plural in _DRIFT_LISTS:
                 # Drift removals leave its status once archived; its other records are listed.
+                action, key_of = _DRIFT_LISTS[ref.plural]
                 removals = wire.status(obj).get("driftRemovals") or []
-                kept = [r for r in removals if f"{audit.DRIFT_REMOVED}/{r.get('membershipId')}" not in keys]
-                listed = {k for k in keys if not k.startswith(f"{audit.DRIFT_REMOVED}/")}
+                kept = [r for r in removals if not (r.get("time") and f"{action}/{key_of(r)}" in keys)]
+                listed = {k for k in keys if not k.startswith(f"{action}/")}
                 fields: dict[str, Any] = {"driftRemovals": kept} if len(kept) != len(removals) else {}
                 if not listed <= have:
                     fields["archivedRecords"] = sorted(have | listed)
@@ -475,6 +479,14 @@ class AuditTrail:
         leading must not write beside the next leader, which continues the chain."""
         self._closed = True
         self._marker.shutdown(wait=False, cancel_futures=True)
+
+
+# The kinds whose `status.driftRemovals` entries leave once their records are written: the action
+# of those records, and the part of the record's id after it that names each entry.
+_DRIFT_LISTS: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
+    names.ENTITLEMENTS: (audit.DRIFT_REMOVED, lambda r: str(r.get("membershipId"))),
+    names.CATALOGS: (audit.ASSIGNMENT_DRIFT_REMOVED, audit.assignment_removal_key),
+}
 
 
 def _say_head(archive: Archive, key: str, data: bytes, metadata: Mapping[str, str]) -> None:
@@ -714,3 +726,10 @@ async def audit_entitlement(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     trail = trail_of(memo)
     if trail is not None:
         trail.offer(names.ENTITLEMENTS, dict(body))
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.CATALOGS)
+async def audit_catalog(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    trail = trail_of(memo)
+    if trail is not None:
+        trail.offer(names.CATALOGS, dict(body))

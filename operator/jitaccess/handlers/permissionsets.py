@@ -17,6 +17,13 @@ the permission set, written only after its provisioning succeeded, so a pass int
 writing a policy and provisioning it (a crash) provisions it on the next pass even though the
 policy already reads right.
 
+Assignments made outside jitaccess (a user or group assigned a tier's permission set by hand, in an
+account of the catalog or one it no longer lists) are removed, each with an audit record: the
+removal is listed in `status.driftRemovals` before it is asked for and confirmed once it is made
+(`domain.assignmentdrift`), and the archiver turns it into an `assignment-drift-removed` record.
+What jitaccess removes of its own (the tier's group in an account no longer listed, the assignment
+of a grant that ended) is no drift and leaves no such record.
+
 Session revocation (`handlers.sessions`) adds entries to `status.<tier>.deniedUsers`; a watch-event
 pass picks up every entry newer than the last pass (so concurrent revocations share one
 provisioning), and a short timer drops entries whose time has come.
@@ -40,12 +47,14 @@ import kopf
 from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin, policy_key
 from jitaccess.api import names
 from jitaccess.api.models import PermissionCatalog, PermissionSetRef, TierStatus
+from jitaccess.domain import assignmentdrift as drift_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import permissions as rules
 from jitaccess.domain import revocations
 from jitaccess.domain.grants import membership_key
 from jitaccess.errors import InvalidInput, NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers import archive
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -146,10 +155,14 @@ def observe(rt: Runtime, obj: dict[str, Any] | None, name: str) -> None:
 
 
 @kopf.on.delete(*CATALOG)
-async def remove_catalog(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The catalog is gone: so are its permission sets (only the tagged ones of its team)."""
+async def remove_catalog(*, body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
+    """The catalog is gone: so are its permission sets (only the tagged ones of its team). It goes
+    once the records of its assignment drift removals are archived (kopf's finalizer holds it)."""
     rt = runtime_of(memo)
     await rt.run_blocking(_remove_or_retry, rt, body.metadata.name)
+    current = rt.kube.get(names.CATALOGS, body.metadata.name)
+    what = "the record of an assignment drift removal is"
+    archive.hold_until_archived(memo, names.CATALOGS, current, retry=retry, longest=5.0, what=what)
 
 
 def _sync_or_retry(rt: Runtime, name: str, teams: Index, verify: bool) -> None:
@@ -165,6 +178,10 @@ def _remove_or_retry(rt: Runtime, name: str) -> None:
             sso = sso_of(rt)
             for arn, _tier in _owned(sso, name).items():
                 _remove_permission_set(sso, arn)
+            # Every assignment of its permission sets is gone with them: removals left under way are made.
+            obj = rt.kube.get(names.CATALOGS, name)
+            if obj is not None:
+                _Drift.of(rt, PermissionCatalog.model_validate(obj), ts(now())).settle_rest(sso, set(), gone=True)
     except RetryLater as exc:
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=5) from exc
 
@@ -176,6 +193,137 @@ class _Pass:
     drift: list[str] = field(default_factory=list)
     provisioned: bool = False
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _Drift:
+    """The assignment drift removals of one pass (module doc, `domain.assignmentdrift`): each listed
+    in the status before its removal is asked for, confirmed once its tier's requests finished."""
+
+    rt: Runtime
+    name: str
+    seen: str
+    #: Removals left unconfirmed by an earlier pass (or operator), as stored when this pass began.
+    listed: dict[drift_rules.Key, drift_rules.Entry] = field(default_factory=dict)
+    #: Removals this pass asked for, and whether the catalog still lists their account.
+    begun: dict[drift_rules.Key, tuple[drift_rules.Entry, bool]] = field(default_factory=dict)
+    #: Assignments the pass found and left (the tier's group, a granted user's).
+    kept: set[drift_rules.Key] = field(default_factory=set)
+    #: The permission sets whose assignments the pass read, every account of them.
+    scanned: set[str] = field(default_factory=set)
+    #: Messages of removals confirmed as gone (for the DriftFound Events).
+    said: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, rt: Runtime, catalog: PermissionCatalog, seen: str) -> _Drift:
+        entries = [r.wire() for r in catalog.status.drift_removals or []]
+        return cls(rt, catalog.metadata.name, seen, drift_rules.unconfirmed(entries))
+
+    def begin(self, spec: rules.PermissionSetSpec, key: drift_rules.Key, wanted: bool) -> str:
+        """List the removal of assignment `key` (unless an earlier pass did), before it is asked
+        for; the message its Event and confirmation carry."""
+        entry = self.listed.get(key)
+        if entry is None:
+            user = self._user_name(key[3]) if key[2] == "USER" else None
+            entry = drift_rules.intent(key, spec.name, user, self.seen)
+            self._write(lambda entries: drift_rules.listed(entries, entry))
+        self.begun[key] = (entry, wanted)
+        return drift_rules.removed_message(entry, wanted)
+
+    def settle(self, arn: str) -> None:
+        """The removals of permission set `arn` are made (its requests finished): confirm them, and
+        settle the entries left under way that this pass did not make: the assignment gone,
+        confirmed; still there and no drift now (a grant backs it), taken back."""
+        when = ts(now())
+        confirmations = {
+            key: (entry, when, drift_rules.removed_message(entry, wanted))
+            for key, (entry, wanted) in self.begun.items()
+            if key[0] == arn
+        }
+        back = []
+        for key, entry in self.listed.items():
+            if key[0] != arn or key in self.begun:
+                continue
+            if key in self.kept:
+                back.append(key)
+            else:
+                confirmations[key] = (entry, when, drift_rules.gone_message(entry))
+        self._confirm(confirmations, made=[k for k in self.begun if k[0] == arn])
+        self._take_back(back)
+        self.scanned.add(arn)
+
+    def settle_rest(self, sso: SsoAdmin, owned: Iterable[str], *, gone: bool = False) -> None:
+        """Settle the entries under way of permission sets the pass did not read (a tier no longer
+        wanted, a permission set deleted, a catalog deleted: `gone`, every assignment of its
+        permission sets removed with them): the assignment gone, confirmed; still there, taken back
+        when the permission set is not this catalog's any more, else left to a pass that reads it."""
+        when = ts(now())
+        confirmations: dict[drift_rules.Key, tuple[drift_rules.Entry, str, str]] = {}
+        back = []
+        why = "" if not gone else " (the catalog was deleted, with its permission sets and their assignments)"
+        for key, entry in self.listed.items():
+            arn, account, principal_type, principal_id = key
+            if arn in self.scanned:
+                continue
+            present = False
+            if not gone:
+                try:
+                    present = (principal_type, principal_id) in sso.assignments(arn, account)
+                except NotFound:
+                    present = False  # the permission set is gone: nobody holds it
+                except (RetryLater, PermanentFailure) as exc:
+                    log.info("%s: a drift removal left under way is settled later: %s", self.name, exc)
+                    continue
+            if not present:
+                confirmations[key] = (entry, when, drift_rules.gone_message(entry, why))
+            elif arn not in owned:
+                back.append(key)
+        self._confirm(confirmations)
+        self._take_back(back)
+
+    def _user_name(self, user_id: str) -> str | None:
+        """The user's name for the record (as it is now: users can be renamed); None when Identity
+        Center has no such user or does not answer (the id is in the record all the same)."""
+        try:
+            return self.rt.identity_center.user_name(user_id)
+        except (NotFound, RetryLater, PermanentFailure):
+            return None
+
+    def _confirm(
+        self,
+        confirmations: dict[drift_rules.Key, tuple[drift_rules.Entry, str, str]],
+        made: Iterable[drift_rules.Key] = (),
+    ) -> None:
+        if not confirmations:
+            return
+        made = list(made)
+        done: list[drift_rules.Key] = []
+
+        def change(entries: list[drift_rules.Entry]) -> list[drift_rules.Entry] | None:
+            result = drift_rules.confirmed(entries, confirmations, made=made)
+            if result is None:
+                return None
+            done[:] = result[1]
+            return result[0]
+
+        if self._write(change):
+            # Only the write that confirmed it reports a removal found gone (a removal made has its Event already).
+            self.said += [confirmations[k][2] for k in done if k not in made]
+
+    def _take_back(self, keys: list[drift_rules.Key]) -> None:
+        if keys and self._write(lambda entries: drift_rules.taken_back(entries, keys)):
+            log.info("%s: %d drift removal(s) left under way not made: no drift now", self.name, len(keys))
+
+    def _write(self, change: Callable[[list[drift_rules.Entry]], list[drift_rules.Entry] | None]) -> bool:
+        """Change `status.driftRemovals` as stored; whether it was written."""
+
+        def build(current: PermissionCatalog) -> dict[str, Any] | None:
+            entries = change([r.wire() for r in current.status.drift_removals or []])
+            return None if entries is None else {"driftRemovals": entries}
+
+        return (
+            self.rt.kube.update_status(names.CATALOGS, self.name, status_change(PermissionCatalog, build)) is not None
+        )
 
 
 def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> None:
@@ -194,6 +342,7 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
             return
         started = now()
         done = _Pass()
+        drift = _Drift.of(rt, catalog, ts(started))
         wanted: dict[str, tuple[rules.PermissionSetSpec, revocations.Effective, str]] = {}
         for tier in rules.tiers(catalog):
             spec = rules.render(catalog, tier)
@@ -216,11 +365,14 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
                 recorded = getattr(catalog.status, spec.tier) or TierStatus()
                 if not verify and recorded.digest == digest and not _stale_accounts(catalog, spec.tier):
                     continue  # this tier is as provisioned: only the other one changed
-                done.tiers[spec.tier] = _sync_tier(rt, sso, catalog, spec, effective, digest, owned, done)
+                done.tiers[spec.tier] = _sync_tier(rt, sso, catalog, spec, effective, digest, owned, done, drift)
             for arn, owned_tier in owned.items():
                 if owned_tier not in wanted:
                     _remove_permission_set(sso, arn)
                     done.tiers[owned_tier] = {}
+            if verify or gone:
+                drift.settle_rest(sso, [arn for arn, tier in owned.items() if tier in wanted])
+            done.drift += drift.said
         except PermanentFailure as exc:
             _finish(
                 rt,
@@ -269,6 +421,13 @@ def _held(rt: Runtime, spec: rules.PermissionSetSpec, user_id: str, arn: str = "
     if arn:
         groups.append(arn)
     return any(set(rt.holders.get(membership_key(user_id, g), ())) - rt.recently_ended() for g in groups)
+
+
+def _ended_here(rt: Runtime, spec: rules.PermissionSetSpec, user_id: str, arn: str) -> bool:
+    """Whether this process ended a grant of the user's assignment of this permission set lately:
+    its end takes the assignment out, and one the pass finds meanwhile is jitaccess's, no drift."""
+    groups = [assignment_rules.reference(PermissionSetRef(catalog=spec.team, tier=spec.tier)), arn]
+    return any(rt.ended_here(membership_key(user_id, g)) for g in groups)
 
 
 def _stale_accounts(catalog: PermissionCatalog, tier: str) -> bool:
@@ -323,6 +482,7 @@ def _sync_tier(
     digest: str,
     owned: dict[str, str],
     done: _Pass,
+    drift: _Drift,
 ) -> dict[str, Any]:
     status = getattr(catalog.status, spec.tier) or TierStatus()
     arn = next((a for a, tier in owned.items() if tier == spec.tier), None)
@@ -358,9 +518,18 @@ def _sync_tier(
     changed = _content(sso, spec, effective, state, done, created, digest)
     group_id = _group(rt, spec)
     accounts, requests, existing = _assignments(
-        sso, spec, arn, group_id, status, done, lambda user: _held(rt, spec, user, arn)
+        sso,
+        spec,
+        arn,
+        group_id,
+        status,
+        done,
+        lambda user: _held(rt, spec, user, arn),
+        drift,
+        lambda user: _ended_here(rt, spec, user, arn),
     )
     finished = {r.request_id: r for r in sso.wait(requests)}
+    drift.settle(arn)
     if (changed or state.tags.get(DIGEST_TAG) != digest) and existing:
         sso.wait([sso.provision(arn)])
         done.provisioned = True
@@ -439,11 +608,15 @@ def _assignments(
     status: TierStatus,
     done: _Pass,
     granted: Callable[[str], bool],
+    drift: _Drift,
+    ended: Callable[[str], bool],
 ) -> tuple[dict[str, str], list[Request], bool]:
     """Assign the group in each account of the spec and nowhere else; (account -> request id of the
     assignments started, every request started, whether any wanted account had it already). A
     user's own assignment stays while a live grant gives them the permission set (`granted`:
-    account-assignment mode)."""
+    account-assignment mode). Any other assignment is drift, listed (`drift`) before its removal;
+    but not the tier's group in an account no longer wanted, nor the assignment of a grant that
+    ended here lately (`ended`): jitaccess's own, which it removes without a drift record."""
     started: dict[str, str] = {}
     requests: list[Request] = []
     existing = False
@@ -461,17 +634,25 @@ def _assignments(
             started[account] = request.request_id
             requests.append(request)
         for principal_type, principal in principals:
-            if principal_type == "USER" and granted(principal):
+            key = (arn, account, principal_type, principal)
+            if (principal_type == "USER" and granted(principal)) or (principal_type, principal) == ("GROUP", group_id):
+                drift.kept.add(key)
                 continue
-            if (principal_type, principal) != ("GROUP", group_id):
-                done.drift.append(
-                    f"{spec.name}: {principal_type.lower()} {principal} was assigned in {account} outside jitaccess: removed"
-                )
+            if principal_type == "USER" and ended(principal):
                 requests.append(sso.unassign(arn, account, principal, principal_type))
+                continue
+            done.drift.append(drift.begin(spec, key, wanted=True))
+            requests.append(sso.unassign(arn, account, principal, principal_type))
     for account in sorted(set(sso.assigned_accounts(arn)) - set(spec.accounts)):
         for principal_type, principal in sso.assignments(arn, account):
+            key = (arn, account, principal_type, principal)
             if principal_type == "USER" and granted(principal):
+                drift.kept.add(key)
                 continue
+            if (principal_type, principal) != ("GROUP", group_id) and not (
+                principal_type == "USER" and ended(principal)
+            ):
+                done.drift.append(drift.begin(spec, key, wanted=False))
             requests.append(sso.unassign(arn, account, principal, principal_type))
     return started, requests, existing
 
