@@ -1,10 +1,14 @@
 """The permission-set reconciler against the real API server and the strict emulator's sso-admin:
 catalog -> permission sets, assignments and policies as rendered; provisioning on change only;
-removal; drift repaired; session revocation held for its time and surviving an interrupted pass."""
+removal; drift repaired; assignments made by hand removed, each with an audit record that reaches the
+archive even when the pass stopped between listing the removal and confirming it; session
+revocation held for its time and surviving an interrupted pass."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +17,7 @@ import pytest
 
 from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
+from jitaccess.adapters.archive import Archive
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube, load_client_config
 from jitaccess.api import names
@@ -20,6 +25,7 @@ from jitaccess.api.models import AccessGrant, PermissionCatalog
 from jitaccess.domain import permissions as rules
 from jitaccess.errors import RetryLater
 from jitaccess.handlers import permissionsets, sessions
+from jitaccess.handlers.archive import AuditTrail
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.component.test_handlers import prepare
@@ -256,3 +262,143 @@ def test_a_deny_written_but_not_provisioned_is_provisioned_on_the_next_pass(
     permissionsets.sync(rt, "payments", verify=True)
     for account in PROD_ACCOUNTS:
         assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == [alice_id]
+
+
+class Stopped(Exception):
+    """Stands for the operator stopping at this point of a pass (killed, or its leadership lost)."""
+
+
+def assign_by_hand(emulator: IdentityCenterEmulator, arn: str, account: str, user_id: str) -> None:
+    """A user assigned the permission set in the console, outside jitaccess (asynchronous, as in AWS)."""
+    emulator.client("sso-admin").create_account_assignment(
+        InstanceArn=emulator.sso.arn,
+        TargetId=account,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=arn,
+        PrincipalType="USER",
+        PrincipalId=user_id,
+    )
+    deadline = time.monotonic() + 10
+    while (account, arn, "USER", user_id) not in emulator.sso.assignments and time.monotonic() < deadline:
+        time.sleep(0.02)
+        emulator.sso.settle()
+    assert (account, arn, "USER", user_id) in emulator.sso.assignments
+
+
+def archive_catalog(rt: Runtime, emulator: IdentityCenterEmulator) -> list[dict[str, Any]]:
+    """The catalog's records as the operator's archiver writes them to a bucket of the emulator's S3:
+    offered from the catalog as stored, written, and marked (its archived drift removals leave its status)."""
+    bucket = emulator.create_bucket(f"audit-{secrets.token_hex(4)}")
+    store = Archive.connect(bucket, "jitaccess", region="us-east-1", endpoint_url=emulator.endpoint_url)
+    trail = AuditTrail(rt.kube, store)
+    obj = rt.kube.get(names.CATALOGS, "payments")
+    assert obj is not None
+    trail.offer(names.CATALOGS, obj)
+    while trail.flush():
+        pass
+    trail.close()
+    today = dt.datetime.now(dt.UTC)
+    written = store.keys_written(today - dt.timedelta(days=1), today + dt.timedelta(days=1))
+    return [json.loads(line) for key in written for line in store.get(key).splitlines()]
+
+
+def removals(rt: Runtime) -> list[dict[str, Any]]:
+    return [r.wire() for r in catalog(rt).status.drift_removals or []]
+
+
+def test_an_assignment_made_by_hand_is_removed_and_its_record_archived(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    prod = by_name(emulator)["jit-payments-prod"]
+    mallory = emulator.user_id("mallory@example.com")
+    assign_by_hand(emulator, prod.arn, PROD_ACCOUNTS[0], mallory)
+    permissionsets.sync(rt, "payments", verify=True)
+    assert (PROD_ACCOUNTS[0], prod.arn, "USER", mallory) not in emulator.sso.assignments
+    (entry,) = removals(rt)
+    assert entry["time"] >= entry["firstSeen"]
+    assert {k: v for k, v in entry.items() if k not in ("time", "firstSeen")} == {
+        "permissionSetArn": prod.arn,
+        "permissionSetName": "jit-payments-prod",
+        "account": PROD_ACCOUNTS[0],
+        "principalType": "USER",
+        "principalId": mallory,
+        "user": "mallory@example.com",
+        "message": f"jit-payments-prod: user mallory@example.com was assigned in {PROD_ACCOUNTS[0]} outside "
+        "jitaccess: removed",
+    }
+    assert ("DriftFound", entry["message"]) in EVENTS, "the Event is kept"
+    (record,) = archive_catalog(rt, emulator)
+    assert (record["action"], record["kind"], record["name"]) == (
+        "assignment-drift-removed",
+        "PermissionCatalog",
+        "payments",
+    )
+    assert record["user"] == {"username": "mallory@example.com", "identityStoreUserId": mallory}
+    assert (record["account"], record["permissionSet"]["arn"]) == (PROD_ACCOUNTS[0], prod.arn)
+    assert removals(rt) == [], "archived: the entry leaves the status"
+    # jitaccess's own assignments are no drift: a pass that finds nothing else records nothing.
+    permissionsets.sync(rt, "payments", verify=True)
+    assert removals(rt) == []
+
+
+def test_a_removal_the_operator_stopped_before_making_is_made_and_recorded_by_the_next_pass(
+    system: tuple[Runtime, IdentityCenterEmulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    prod = by_name(emulator)["jit-payments-prod"]
+    mallory = emulator.user_id("mallory@example.com")
+    assign_by_hand(emulator, prod.arn, PROD_ACCOUNTS[1], mallory)
+    sso = permissionsets.sso_of(rt)
+
+    def stop(*_: Any, **__: Any) -> Any:
+        raise Stopped
+
+    with monkeypatch.context() as patched, pytest.raises(Stopped):
+        patched.setattr(sso, "unassign", stop)
+        permissionsets.sync(rt, "payments", verify=True)
+    (listed,) = removals(rt)
+    assert "time" not in listed, "listed before the removal, which was never asked for"
+    assert (PROD_ACCOUNTS[1], prod.arn, "USER", mallory) in emulator.sso.assignments
+    permissionsets.sync(rt, "payments", verify=True)
+    assert (PROD_ACCOUNTS[1], prod.arn, "USER", mallory) not in emulator.sso.assignments
+    (entry,) = removals(rt)
+    assert entry["firstSeen"] == listed["firstSeen"] and entry["message"].endswith("outside jitaccess: removed")
+    (record,) = archive_catalog(rt, emulator)
+    assert record["startTime"] == listed["firstSeen"] and record["endTime"] == entry["time"]
+    assert removals(rt) == []
+
+
+def test_a_removal_made_and_never_confirmed_is_confirmed_as_gone_by_the_next_pass(
+    system: tuple[Runtime, IdentityCenterEmulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    base = by_name(emulator)["jit-payments-base"]
+    bob = emulator.user_id("bob@example.com")
+    assign_by_hand(emulator, base.arn, BASE_ACCOUNT, bob)
+    sso = permissionsets.sso_of(rt)
+    unassign = sso.unassign
+
+    def sent_then_stopped(*args: Any, **kwargs: Any) -> Any:
+        unassign(*args, **kwargs)
+        raise Stopped
+
+    with monkeypatch.context() as patched, pytest.raises(Stopped):
+        patched.setattr(sso, "unassign", sent_then_stopped)
+        permissionsets.sync(rt, "payments", verify=True)
+    deadline = time.monotonic() + 10
+    while (BASE_ACCOUNT, base.arn, "USER", bob) in emulator.sso.assignments and time.monotonic() < deadline:
+        time.sleep(0.02)
+        emulator.sso.settle()
+    assert [r.get("time") for r in removals(rt)] == [None], "made, and nobody confirmed it"
+    EVENTS.clear()
+    permissionsets.sync(rt, "payments", verify=True)
+    (entry,) = removals(rt)
+    assert "not confirmed" in entry["message"] and "gone when it was looked at again" in entry["message"]
+    assert [m for reason, m in EVENTS if reason == "DriftFound"] == [entry["message"]]
+    (record,) = archive_catalog(rt, emulator)
+    assert record["user"]["username"] == "bob@example.com" and record["message"] == entry["message"]
+    assert removals(rt) == []
