@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,3 +71,21 @@ def grant(*, conditions: list[dict[str, Any]] | None = None, **status: Any) -> A
             "status": {"conditions": conditions or [], **status},
         }
     )
+
+
+def selected(
+    objects: dict[tuple[str, str], dict[str, Any]], plural: str, fields: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """`Kube.list` on a dict of objects by (plural, name): those of `plural` whose `fields`
+    (selectable paths such as `spec.user`) have these values."""
+
+    def value(obj: dict[str, Any], path: str) -> Any:
+        for part in path.split("."):
+            obj = obj.get(part) or {} if isinstance(obj, dict) else {}
+        return obj
+
+    return [
+        copy.deepcopy(obj)
+        for (kind, _), obj in objects.items()
+        if kind == plural and all(value(obj, path) == wanted for path, wanted in (fields or {}).items())
+    ]

@@ -20,6 +20,7 @@ from jitaccess.api import audit, names
 from jitaccess.domain import chain
 from jitaccess.handlers import archive as trail_module
 from jitaccess.handlers.archive import AuditTrail
+from tests.unit.factories import selected
 
 PREFIX = "audit"
 
@@ -90,6 +91,9 @@ class Cluster:
             return None
         obj.setdefault("status", {}).update(fields)
         return copy.deepcopy(obj)
+
+    def list(self, plural: str, label_selector: str = "", *, fields: Any = None, **_: Any) -> list[dict[str, Any]]:
+        return selected(self.objects, plural, fields)
 
     def remove_finalizer(self, plural: str, name: str, uid: str, finalizer: str) -> bool:
         if self.down:

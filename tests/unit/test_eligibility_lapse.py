@@ -27,7 +27,7 @@ from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.lapses import Listings, recheck
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
-from tests.unit.factories import entitlement, request, team
+from tests.unit.factories import entitlement, request, selected, team
 
 USERS = {
     "u-bob": User("bob@example.com"),
@@ -328,6 +328,9 @@ class StoredKube:
         obj["status"] = {**obj.get("status", {}), **fields}
         self.objects[(plural, name)] = obj
         return copy.deepcopy(obj)
+
+    def list(self, plural: str, label_selector: str = "", *, fields: Any = None, **_: Any) -> list[dict[str, Any]]:
+        return selected(self.objects, plural, fields)
 
     def status(self, plural: str, name: str) -> dict[str, Any]:
         return dict(self.objects[(plural, name)].get("status") or {})

@@ -18,6 +18,7 @@ from jitaccess.api.models import AccessGrant
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
+from tests.unit.factories import selected
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 GROUP = "prod-eng-payments"
@@ -40,6 +41,9 @@ class _Kube:
         with self.lock:
             found = self.objects.get((plural, name))
             return copy.deepcopy(found) if found else None
+
+    def list(self, plural: str, label_selector: str = "", *, fields: Any = None, **_: Any) -> list[dict[str, Any]]:
+        return selected(self.objects, plural, fields)
 
     def delete(self, plural: str, name: str) -> None:
         with self.lock:

@@ -22,6 +22,7 @@ from jitaccess.domain import assignments as rules
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers.common import Index, now, ts
+from jitaccess.handlers.holders import stored_holders
 from jitaccess.handlers.permissionsets import sso_of
 from jitaccess.handlers.runtime import Runtime
 
@@ -68,11 +69,16 @@ def catalog_tier(
 
 
 def others_holding(
-    rt: Runtime, grant: AccessGrant, key: tuple[str, str], holders: Index
+    rt: Runtime, grant: AccessGrant, key: tuple[str, str], holders: Index, *, confirm: bool = False
 ) -> list[AccountAssignmentTarget]:
-    """What the other live grants of the same user and permission set hold (read afresh)."""
+    """What the other live grants of the same user and permission set hold (read afresh). `confirm`
+    (before a removal): when the watch-fed index names none, the API server is asked
+    (`holders.stored_holders`)."""
     held = []
-    for name in sorted(grant_rules.other_holders(holders.get(key, []), grant.metadata.name, rt.recently_ended())):
+    listed = grant_rules.other_holders(holders.get(key, []), grant.metadata.name, rt.recently_ended())
+    if confirm and not listed:
+        listed = stored_holders(rt, grant.spec.user, [key], grant.metadata.name)
+    for name in sorted(listed):
         obj = rt.kube.get(names.GRANTS, name)
         if obj is None:
             continue

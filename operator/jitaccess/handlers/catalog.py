@@ -28,6 +28,7 @@ from jitaccess.domain.teams import team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
+from jitaccess.handlers.holders import stored_holders
 from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -494,7 +495,12 @@ def _scan_drift(
             # For the record: the name as it is now (users can be renamed), not as it was once known.
             user = intent.get("user") if intent else _name_of(rt, user_id)
             with rt.membership_lock(key):
-                if backers(user_id):
+                # The index is kept by the admission part's watch, which can lag behind a grant the
+                # controller has just provisioned or resumed: the API server is asked before a
+                # member is removed as unbacked (one listing of the user's grants).
+                if backers(user_id) or stored_holders(
+                    rt, str(user or _name_of(rt, user_id)), {membership_key(user_id, s) for s in spellings}
+                ):
                     if intent is not None:
                         _take_back(rt, name, intent, "a grant backs the member now")
                     continue

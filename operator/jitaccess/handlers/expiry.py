@@ -15,7 +15,10 @@
   election, the leader starts and stops it. Overdue grants are the first due, oldest first; the
   Identity Center rate limiter paces them.
 - Each due grant is re-read: the persisted expiration time is the deadline, so a grant is never
-  ended early, and one whose time has moved is rescheduled. It ends through `grants.end_grant`,
+  ended early, and one whose time has moved is rescheduled. An extension whose write lands after
+  that read, while the membership is being removed, is found by the end's own write (its
+  optimistic lock): the grant is not ended, its access is given back and it is rescheduled
+  (`grants.end_grant`, `due`). It ends through `grants.end_grant`,
   the path every revocation takes (reference counting, status, Event, audit line, request).
 - Identity Center not answering, the grant is tried again every second; refusing (AccessDenied:
   the operator's IAM policy), every 5 s, for as long as it lasts. Either is logged once a minute
@@ -119,8 +122,8 @@ async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
 def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.datetime | None:
     """Re-read the grant; end it as Expired once its persisted expiration time has passed.
 
-    Returns the grant's expiration time when that is still to come (never early), else None
-    (ended now, or gone, or no longer Active). Raises `RetryLater` when Identity Center does not
+    Returns the grant's expiration time when that is still to come (never early; also when an
+    extension moved it while this ended the grant), else None (ended now, or gone, or no longer Active). Raises `RetryLater` when Identity Center does not
     answer, `PermanentFailure` when it refuses, once it has logged it (and, overdue, reported it in
     `reported`'s Event).
     """
@@ -134,7 +137,7 @@ def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.da
     if grant_rules.seconds_left(grant, utcnow()) > 0:
         return grant.status.expiration_time
     try:
-        end_grant(rt, name, names.EXPIRED, rt.holders, current=obj)
+        extended = end_grant(rt, name, names.EXPIRED, rt.holders, current=obj, due=grant.status.expiration_time)
     except NotLeading:
         raise
     except (RetryLater, PermanentFailure) as exc:
@@ -150,7 +153,8 @@ def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.da
         raise
     if reported is not None:
         reported.forget(name)
-    return None
+    # An extension applied while it was being ended: it keeps its access until its new time.
+    return extended
 
 
 async def _in_thread(wiring: _Wiring, fn: Callable[..., T], /, *args: Any) -> T:

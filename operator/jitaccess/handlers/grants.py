@@ -9,7 +9,9 @@
 
 Ending a grant removes the membership only when no other live grant holds the same (user, group):
 the decision and the removal happen under one lock per membership, against the Runtime's
-`holders` (see `indexes`) corrected for the grants this process has just ended.
+`holders` (see `indexes`) corrected for the grants this process has just ended; a grant is filed
+there by its own provisioning, under that lock, before anything is added for it, and when the
+index names no other holder the API server is asked (`holders`) before the removal.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
-from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.errors import IdentityCenterError, NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments, diffbase, removals, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
+from jitaccess.handlers.holders import stored_holders
 from jitaccess.handlers.indexes import asked_to_end, expiring
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -218,6 +221,7 @@ def activate(
     with rt.membership_lock(key):
         if _ended_meanwhile(rt, grant):
             return False
+        _file_as_holder(rt, grant, (grant_rules.membership_key(user_id, spec.group_name), key))
         # Remembered here, not written: failing the grant later says from when its user may have
         # held what this add did if its answer is lost (`fail`); whether it was there already,
         # Identity Center says.
@@ -298,6 +302,7 @@ def _activate_assignments(
     with rt.membership_lock(key):
         if _ended_meanwhile(rt, grant):
             return False
+        _file_as_holder(rt, grant, (key,))
         others = assignments.others_holding(rt, grant, key, rt.holders)
         first = rt.attempts.first(grant.metadata.uid or "", grant.metadata.creation_timestamp, now())
         try:
@@ -482,6 +487,8 @@ def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False
             # Ended here: no attempt still under way adds anything for it (`_ended_meanwhile`).
             rt.mark_ended(name, key, uid)
             rt.attempts.over(uid)
+        elif current is None or grant_rules.is_finished(current):
+            rt.holders.file(name, (), name)  # ended elsewhere: it holds nothing (`_file_as_holder`)
     if taken:
         log.warning(
             "AccessGrant %s: what an earlier attempt gave %s was taken back (%s): the grant did not become Active",
@@ -577,8 +584,24 @@ def _record_active(
         names.GRANTS, grant.metadata.name, status_change(AccessGrant, _carrying(seeing, essence)), current=current
     )
     if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
+        # Finished or gone: it holds nothing, whatever the watch (or `_file_as_holder`) filed last.
+        rt.holders.file(grant.metadata.name, (), grant.metadata.name)
         _give_back(rt, grant, key, group_id, remove)
     return updated
+
+
+def _file_as_holder(rt: Runtime, grant: AccessGrant, keys: tuple[tuple[str, str], ...]) -> None:
+    """Under the membership lock, before anything is added for `grant`: file it in `Runtime.holders`
+    under `keys` (its membership as spelled and by the group's id), unless the watch has filed it
+    (it knows better) or has seen it finished. That index is kept by the admission part's watch, in
+    another event loop: until it shows the grant, a drift scan would find the member it is about to
+    add unbacked, and the end of another grant of the same user and group would find nobody else
+    holding it, and either would take out the access this adds (a scheduled start, a resumed or
+    retried grant, an account assignment: every grant not provisioned at once by its request).
+    Whatever ends the grant files it nowhere again (the watch, `_record_active`, `fail`)."""
+    name = grant.metadata.name
+    if rt.finished.key_of(f"{names.GRANTS}/{name}") is None:
+        rt.holders.file_unless_filed(name, tuple(dict.fromkeys(keys)), name)
 
 
 def _give_back(
@@ -586,10 +609,7 @@ def _give_back(
 ) -> None:
     """Under the membership lock: `remove` what this attempt has just added for a grant that
     another writer ended meanwhile, unless another live grant holds it."""
-    others = grant_rules.other_holders(
-        holders_of(rt, rt.holders, grant, key, group_id), grant.metadata.name, rt.recently_ended()
-    )
-    if others:
+    if _others_holding(rt, rt.holders, grant, key, group_id):
         return
     removed = remove()
     log.warning(
@@ -616,12 +636,25 @@ def _take_back(rt: Runtime, grant: AccessGrant, key: tuple[str, str], group_id: 
     account) when it holds nothing. What was taken back."""
     spec = grant.spec
     if spec.account_assignment is not None:
-        held = assignments.others_holding(rt, grant, key, rt.holders)
+        held = assignments.others_holding(rt, grant, key, rt.holders, confirm=True)
         return assignments.take_back(rt, grant, _user_id_of(rt, grant), held)
-    others = grant_rules.other_holders(
-        holders_of(rt, rt.holders, grant, key, group_id), grant.metadata.name, rt.recently_ended()
-    )
+    others = _others_holding(rt, rt.holders, grant, key, group_id)
     return [spec.group_name] if not others and _remove_membership(rt, grant) else []
+
+
+def _others_holding(
+    rt: Runtime, holders: Index, grant: AccessGrant, key: tuple[str, str], group_id: str | None
+) -> set[str]:
+    """Under the membership lock: the other live grants holding the membership `key` once `grant`
+    ends. The watch-fed index first; when it names nobody, the API server is asked (one listing of
+    the user's grants, `holders.stored_holders`): the index alone is never the evidence a removal
+    rests on."""
+    name = grant.metadata.name
+    others = grant_rules.other_holders(holders_of(rt, holders, grant, key, group_id), name, rt.recently_ended())
+    if others:
+        return others
+    spellings = {key[1]} if group_id is None else {grant.spec.group_name, group_id} | rt.group_names(group_id)
+    return stored_holders(rt, grant.spec.user, {grant_rules.membership_key(key[0], s) for s in spellings}, name)
 
 
 def _user_id_of(rt: Runtime, grant: AccessGrant) -> str | None:
@@ -707,28 +740,38 @@ def end_grant(
     who: str = "",
     why: str = "",
     current: dict[str, Any] | None = None,
-) -> None:
+    due: dt.datetime | None = None,
+) -> dt.datetime | None:
     """End a grant as Expired, Revoked or EligibilityLapsed (`why` says what lapsed); remove the
-    membership unless another grant holds it."""
+    membership unless another grant holds it.
+
+    `due`, for an expiry: the expiration time the scheduler acted on. An extension applied while
+    the membership is being removed (its write lands between the scheduler's read and the end's
+    write) moves the grant's end past it: the grant is not ended then, the access is given back
+    under the same lock, and its new expiration time is returned (the scheduler's next time).
+    Should giving it back fail, the grant ends Expired at the moment its access did end, never at
+    the extension's time. None otherwise."""
     if rt.provisions.wait_finished(name, _AT_ONCE_WAIT_SECONDS):
         current = None  # provisioned meanwhile: `current` may not show the membership it added
     obj = current or rt.kube.get(names.GRANTS, name)
     if obj is None:
-        return
+        return None
     grant = AccessGrant.model_validate(obj)
     if grant_rules.is_finished(grant):
-        return
+        return None
     spec, status = grant.spec, grant.status
     key, group_id = membership_of(rt, grant)
+    cut_short = ""
     with rt.membership_lock(key):
-        others = grant_rules.other_holders(holders_of(rt, holders, grant, key, group_id), name, rt.recently_ended())
+        others = _others_holding(rt, holders, grant, key, group_id)
         removed = False
         if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
             # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
             sessions.deny(rt, grant, key[0])
         taken: list[str] = []
         if spec.account_assignment is not None:
-            taken = assignments.unassign(rt, grant, key[0], assignments.others_holding(rt, grant, key, holders))
+            held = assignments.others_holding(rt, grant, key, holders, confirm=True)
+            taken = assignments.unassign(rt, grant, key[0], held)
             removed = bool(taken)
         elif not others:
             removed = _remove_membership(rt, grant)
@@ -738,9 +781,14 @@ def end_grant(
         # Ended before it became Active, yet something was removed: an attempt's add landed, its
         # answer lost. Recorded with the end, as failing such a grant does (`fail`).
         back = _taken_back(rt, grant, taken, stamp) if taken and not grant_rules.is_active(grant) else None
+        moved: list[AccessGrant] = []
 
         def build(latest: AccessGrant) -> dict[str, Any] | None:
+            moved.clear()
             if grant_rules.is_finished(latest):
+                return None
+            if _extended_past(latest, reason, due):
+                moved.append(latest)
                 return None
             if reason == names.EXPIRED:
                 message = f"expired at {ts(latest.status.expiration_time or stamp)}"
@@ -760,6 +808,28 @@ def end_grant(
             return fields
 
         updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=obj)
+        if updated is None and moved:
+            extended = moved[-1]
+            problem = _give_access_back(rt, extended, key, group_id) if taken else None
+            if problem is None:
+                rt.unmark_ended(name)
+                if taken:
+                    log.warning(
+                        "AccessGrant %s was extended to %s while its expiry (%s) removed %s from %s: given back",
+                        name,
+                        ts(extended.status.expiration_time or stamp),
+                        ts(due or stamp),
+                        spec.user,
+                        ", ".join(taken),
+                    )
+                return extended.status.expiration_time
+            cut_short = (
+                f"extended to {ts(extended.status.expiration_time or stamp)} while its expiry removed the access, "
+                f"which could not be given back ({problem}): request access again"
+            )
+            updated = rt.kube.update_status(
+                names.GRANTS, name, status_change(AccessGrant, _expired_at(stamp, cut_short)), current=None
+            )
         if updated is not None:
             # Once the end is written (a failed write is retried, and the grant may still become
             # Active meanwhile): no attempt still under way adds anything for it (`_ended_meanwhile`).
@@ -767,16 +837,68 @@ def end_grant(
             rt.attempts.over(grant.metadata.uid or "")
     if updated is None:
         # Gone, or ended by a concurrent call (expiry racing a revoke): that call reports it.
-        return
+        return None
     if status.expiration_time is not None and reason == names.EXPIRED:
         metrics.EXPIRY_LAG.observe((stamp - status.expiration_time).total_seconds())
     kept = f"; membership kept for {', '.join(sorted(others))}" if others else ""
     gone = (
         f"{spec.user} removed from {spec.group_name}" if removed else f"{spec.user} no longer holds {spec.group_name}"
     )
-    message = f"{gone}{kept}" + (f" (revoked by {who})" if who else "") + (f": {why}" if why else "")
+    message = (
+        f"{gone}{kept}"
+        + (f" (revoked by {who})" if who else "")
+        + (f": {why or cut_short}" if why or cut_short else "")
+    )
     record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
     follow_request(rt, AccessGrant.model_validate(updated))
+    return None
+
+
+def _extended_past(latest: AccessGrant, reason: str, due: dt.datetime | None) -> bool:
+    """Whether an expiry that acted on the expiration time `due` finds the grant Active until later
+    (an extension's write landed meanwhile): it is not to be written Expired, which would say
+    access ran until the new time."""
+    expires = latest.status.expiration_time
+    return (
+        reason == names.EXPIRED
+        and due is not None
+        and expires is not None
+        and grant_rules.is_active(latest)
+        and expires > due
+    )
+
+
+def _expired_at(stamp: dt.datetime, why: str) -> Callable[[AccessGrant], dict[str, Any] | None]:
+    """An Active grant's end as Expired at `stamp`, when its access was removed, with its
+    expiration time brought back to it: `grant_rules.ended_at` (the audit) reads that time."""
+
+    def build(latest: AccessGrant) -> dict[str, Any] | None:
+        if grant_rules.is_finished(latest):
+            return None
+        message = f"expired at {ts(stamp)}: {why}"
+        return {
+            "expirationTime": ts(stamp),
+            "conditions": conditions_after(latest.status.conditions, [(names.READY, False, names.EXPIRED, message)]),
+        }
+
+    return build
+
+
+def _give_access_back(rt: Runtime, grant: AccessGrant, key: tuple[str, str], group_id: str | None) -> str | None:
+    """Under the membership lock: add again what an expiry has just removed for `grant`, which an
+    extension keeps Active; None when done, else why not."""
+    spec, status = grant.spec, grant.status
+    user_id = status.user_id or spec.user_id or key[0]
+    try:
+        if spec.account_assignment is not None:
+            arn = assignments.permission_set_arn(rt, grant)
+            assignments.assign(rt, grant, user_id, arn, assignments.others_holding(rt, grant, key, rt.holders))
+        else:
+            group = group_id or rt.cached("group", spec.group_name, rt.identity_center.resolve_group)
+            rt.identity_center.ensure_member(group, user_id)
+    except IdentityCenterError as exc:
+        return str(exc)
+    return None
 
 
 def _remove_membership(rt: Runtime, grant: AccessGrant) -> bool:

@@ -6,7 +6,9 @@ handlers need of them is kept in the Runtime's `ObjectIndex`es by `@kopf.on.even
 instead (see `ObjectIndex` for why), and only the few fields each use needs, never whole bodies:
 
 - `holders`: which live grants hold each (user, group) membership, filled from a listing at
-  start-up as well, so a restarted operator knows every live grant before it expires any;
+  start-up as well, so a restarted operator knows every live grant before it expires any, and by
+  the controller before it adds anything for a grant (`grants._file_as_holder`): this watch runs
+  in the admission part's event loop and may show a grant only after its member was added;
 - `active`: Active grants and whose they are (the gauges, the eligibility re-check);
 - `expirations`: Active grants' persisted expiration times, or the moment a revocation or deletion
   asked them to end if earlier (the overdue gauges, on every replica);

@@ -530,6 +530,12 @@ class Runtime:
             self._ended_keys = {k: t for k, t in self._ended_keys.items() if now - t <= _ENDED_MEMORY_SECONDS}
             self._ended_uids = {u: t for u, t in self._ended_uids.items() if now - t <= _ENDED_MEMORY_SECONDS}
 
+    def unmark_ended(self, grant: str) -> None:
+        """`grant` did not end after all (an expiry found it extended meanwhile, `grants.end_grant`):
+        it holds its membership again."""
+        with self._locks_guard:
+            self._ended.pop(grant, None)
+
     def ended_grant(self, uid: str) -> bool:
         """Whether this process has ended the grant with this uid (a grant's name can come back
         with a new object; its uid cannot)."""
