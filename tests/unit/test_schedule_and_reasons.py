@@ -363,7 +363,7 @@ def test_an_entitlement_stored_with_a_pattern_re2_refuses_is_not_ready() -> None
         ({"backupApprovers": ["system:admin"]}, "spec.backupApprovers names system:admin"),
         (
             {"memberGroups": ["system:authenticated"]},
-            "spec.memberGroups names system:authenticated, which stands for everyone",
+            "spec.memberGroups names system:authenticated, which stands for every user",
         ),
         ({"approverGroups": ["system:serviceaccounts"]}, "spec.approverGroups names system:serviceaccounts"),
         (
@@ -383,9 +383,60 @@ def test_a_team_naming_a_system_user_as_approver_or_everyone_as_a_group_is_refus
     assert verdict.code == adm.INVALID
     relabelled = {**team, "metadata": {**team["metadata"], "labels": {"x": "y"}}}
     assert adm.review_catalog("UPDATE", team, relabelled, MALLORY, operator=OPERATOR) == adm.ALLOW  # stored before
-    assert (
-        adm.review_catalog("CREATE", None, _team(approverGroups=["system:masters"]), MALLORY, operator=OPERATOR)
-        == adm.ALLOW
+    assert adm.review_catalog("CREATE", None, _team(approverGroups=["payments-leads"]), MALLORY, operator=OPERATOR) == (
+        adm.ALLOW
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "group", "said"),
+    [
+        (
+            {"approval": {"autoApproveGroups": ["sre-oncall", "system:authenticated"]}},
+            "system:authenticated",
+            "spec.approval.autoApproveGroups names system:authenticated, which stands for every user "
+            "(ServiceAccounts included): name the on-call group",
+        ),
+        ({"approval": {"autoApproveGroups": ["system:unauthenticated"]}}, "", "every anonymous caller"),
+        (
+            {"breakGlass": {"groups": ["system:serviceaccounts"]}},
+            "",
+            "spec.breakGlass.groups names system:serviceaccounts, which stands for every ServiceAccount of the "
+            "cluster: name the group of the people who may break glass",
+        ),
+        (
+            {"breakGlass": {"groups": ["system:serviceaccounts:ci"]}},
+            "",
+            "which stands for every ServiceAccount of namespace ci",
+        ),
+        ({"approval": {"autoApproveGroups": ["system:masters"]}}, "", "a group of Kubernetes' own (system:)"),
+        ({"breakGlass": {"groups": ["system:nodes"]}}, "", "spec.breakGlass.groups names system:nodes"),
+    ],
+)
+def test_an_entitlement_giving_power_to_a_group_of_everyone_is_refused(
+    where: dict[str, Any], group: str, said: str
+) -> None:
+    """autoApproveGroups and breakGlass.groups confer approval on their members as a team's groups
+    do: system:authenticated there auto-approved (or let self-approve) every logged-in user, in no
+    team at all. Every system: group is refused: none of them is a team."""
+    bad = _entitlement(identityCenter={"groupName": "prod"}, **where)
+    verdict = refused(adm.review_catalog("CREATE", None, bad, MALLORY, operator=OPERATOR), said)
+    assert verdict.code == adm.INVALID
+    relabelled = {**bad, "metadata": {**bad["metadata"], "labels": {"x": "y"}}}
+    assert adm.review_catalog("UPDATE", bad, relabelled, MALLORY, operator=OPERATOR) == adm.ALLOW  # stored before
+    fine = _entitlement(approval={"autoApproveGroups": ["sre-oncall"]}, breakGlass={"groups": ["sre"]})
+    assert adm.review_catalog("CREATE", None, fine, MALLORY, operator=OPERATOR) == adm.ALLOW
+    refused(adm.review_catalog("UPDATE", fine, bad, MALLORY, operator=OPERATOR), said)
+
+
+@pytest.mark.parametrize("field", ["memberGroups", "approverGroups", "backupApproverGroups"])
+@pytest.mark.parametrize("group", ["system:masters", "system:nodes", "system:serviceaccounts:kube-system"])
+def test_a_team_naming_any_system_group_is_refused(field: str, group: str) -> None:
+    """Not only the groups of everyone: system:masters, system:nodes, a namespace's ServiceAccounts
+    are Kubernetes' own populations, and never a team's members or approvers."""
+    refused(
+        adm.review_catalog("CREATE", None, _team(**{field: [group]}), MALLORY, operator=OPERATOR),
+        f"spec.{field} names {group}, which stands for",
     )
 
 

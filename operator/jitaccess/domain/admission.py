@@ -371,13 +371,15 @@ def review_catalog(
     operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, operator: OperatorIdentity
 ) -> Verdict:
     """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping;
-    and an Entitlement's reason policy must hold together (`_reason_policy`)."""
+    an Entitlement's reason policy and durations must hold together (`_reason_policy`,
+    `_duration_policy`), and no name may give more than it reads (`_approver_names`, `_policy_groups`)."""
     return (
         _operator_policy_write(operation, old, new, caller, operator)
         or review_bookkeeping(operation, old, new, caller, operator)
         or _reason_policy(new, old)
         or _duration_policy(new, old)
         or _approver_names(new, old)
+        or _policy_groups(new, old)
         or ALLOW
     )
 
@@ -404,23 +406,91 @@ def _operator_policy_write(
 
 #: The approver fields of a TeamOwnership: the users the Slack endpoint's identity may impersonate.
 _APPROVER_FIELDS = ("approvers", "backupApprovers")
-#: Its group fields, and the groups that stand for everyone (or every ServiceAccount): as members
-#: they would auto-approve every requester, as approvers let anyone approve.
-_GROUP_FIELDS = ("memberGroups", "approverGroups", "backupApproverGroups")
-_EVERYONE = frozenset({"system:authenticated", "system:unauthenticated", "system:serviceaccounts"})
+#: Every field of a policy kind that names Kubernetes groups, each of which confers power on its
+#: members (membership of a team and its auto-approval, approval, on-call auto-approval,
+#: break-glass), by kind: path -> the fix a refusal suggests. (`spec.requesterGroups` of requests
+#: and extensions is the caller's own, stamped; the responder groups are the operator's setting.)
+_GROUP_FIELDS: dict[str, dict[str, str]] = {
+    names.TEAM_OWNERSHIP: {
+        "memberGroups": "name the team's own groups",
+        "approverGroups": "name the group of the team's approvers",
+        "backupApproverGroups": "name the group of the backup approvers",
+    },
+    names.ENTITLEMENT: {
+        "approval.autoApproveGroups": "name the on-call group",
+        "breakGlass.groups": "name the group of the people who may break glass",
+    },
+}
+#: Groups whose stamps are read back (split on commas): a TeamOwnership's approver groups.
+_STAMPED_GROUP_FIELDS = ("approverGroups", "backupApproverGroups")
+#: Kubernetes' groups that stand for a whole population, not a team.
+_EVERYONE = {
+    "system:authenticated": "every user (ServiceAccounts included)",
+    "system:unauthenticated": "every anonymous caller",
+    "system:serviceaccounts": "every ServiceAccount of the cluster",
+}
+_NAMESPACE_SERVICE_ACCOUNTS = "system:serviceaccounts:"
+
+
+def _stands_for(group: str) -> str | None:
+    """Who a Kubernetes group of the API server's own (`system:`) stands for, in words; None for any
+    other group. None of them is a team: the authenticator puts everyone, every ServiceAccount (of a
+    namespace), nodes or the cluster's superusers in them, whoever they are."""
+    if group in _EVERYONE:
+        return _EVERYONE[group]
+    if group.startswith(_NAMESPACE_SERVICE_ACCOUNTS):
+        return f"every ServiceAccount of namespace {group[len(_NAMESPACE_SERVICE_ACCOUNTS) :] or '(none)'}"
+    if group.startswith("system:"):
+        return "a group of Kubernetes' own (system:), whose members the cluster chooses, not a team"
+    return None
+
+
+def _at(spec: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted `path` of a spec (None where a part is missing)."""
+    node: Any = spec
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _policy_groups(new: Obj | None, old: Obj | None) -> Refusal | None:
+    """Every group field of a TeamOwnership or an Entitlement (`_GROUP_FIELDS`) confers power on its
+    members, so none may name a group of Kubernetes' own (`_stands_for`): `system:authenticated` as
+    an Entitlement's autoApproveGroups auto-approved every logged-in user into production, and as
+    its breakGlass.groups let anyone approve their own request. Checked when any of them is written
+    (an object stored before is not held up by a change elsewhere)."""
+    fields = _GROUP_FIELDS.get(str((new or {}).get("kind")))
+    if new is None or fields is None:
+        return None
+    before, after = wire.spec(old), wire.spec(new)
+    if old is not None and all(_at(before, k) == _at(after, k) for k in fields):
+        return None
+    for key, fix in fields.items():
+        for group in map(str, _at(after, key) or []):
+            who = _stands_for(group)
+            if who is not None:
+                return Refusal(f"spec.{key} names {group}, which stands for {who}: {fix}", INVALID)
+        # Only approver groups are read back from a stamp (members' are matched as a list).
+        split = [str(g) for g in (_at(after, key) or []) if GROUPS_SEPARATOR in str(g) and key in _STAMPED_GROUP_FIELDS]
+        if split:
+            return Refusal(
+                f"spec.{key} names {', '.join(repr(g) for g in split)}: a group whose name holds a comma cannot be "
+                "recorded in a decision's stamp (`approved-by-groups` lists groups separated by commas); name a "
+                "group without one (an alias of it in your identity provider, or its members)",
+                INVALID,
+            )
+    return None
 
 
 def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
     """A TeamOwnership's approvers are people: a `system:` name (a ServiceAccount, a node, the API
-    server's own users) is refused when written, as is a group that stands for everyone in any of
-    its group fields. Approvers become the users the Slack endpoint's identity may impersonate
-    (`kubectl jit rbac slack`, the chart's ClusterRole), and a team that named
-    `system:serviceaccount:kube-system:...` there would hand that identity a controller's rights."""
+    server's own users) is refused when written. Approvers become the users the Slack endpoint's
+    identity may impersonate (`kubectl jit rbac slack`, the chart's ClusterRole), and a team that
+    named `system:serviceaccount:kube-system:...` there would hand that identity a controller's rights."""
     if new is None or new.get("kind") != names.TEAM_OWNERSHIP:
         return None
     before, after = wire.spec(old), wire.spec(new)
-    fields = _APPROVER_FIELDS + _GROUP_FIELDS
-    if old is not None and all(before.get(k) == after.get(k) for k in fields):
+    if old is not None and all(before.get(k) == after.get(k) for k in _APPROVER_FIELDS):
         return None
     for key in _APPROVER_FIELDS:
         named = [str(n) for n in (after.get(key) or []) if str(n).startswith("system:")]
@@ -429,22 +499,6 @@ def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
                 f"spec.{key} names {', '.join(named)}: approvers are people, and a system: user (a "
                 "ServiceAccount, a node) cannot be one; name the people who decide, or their group in "
                 f"spec.{'approverGroups' if key == 'approvers' else 'backupApproverGroups'}",
-                INVALID,
-            )
-    for key in _GROUP_FIELDS:
-        everyone = [str(g) for g in (after.get(key) or []) if str(g) in _EVERYONE]
-        if everyone:
-            return Refusal(
-                f"spec.{key} names {', '.join(everyone)}, which stands for everyone: name the team's own groups",
-                INVALID,
-            )
-        # Only approver groups are read back from a stamp (members' are matched as a list).
-        split = [str(g) for g in (after.get(key) or []) if GROUPS_SEPARATOR in str(g) and key != "memberGroups"]
-        if split:
-            return Refusal(
-                f"spec.{key} names {', '.join(repr(g) for g in split)}: a group whose name holds a comma cannot be "
-                "recorded in a decision's stamp (`approved-by-groups` lists groups separated by commas); name a "
-                "group without one (an alias of it in your identity provider, or its members)",
                 INVALID,
             )
     return None
