@@ -99,3 +99,54 @@ def test_111_a_team_never_names_a_system_group(policy: Jit, field: str, group: s
     bad = example("01-teams.yaml", "payments")
     bad["spec"][field] = [group]
     refused_and_unchanged(policy, bad, f"spec.{field} names {group}, which stands for")
+
+
+# --- 112. another team's standing group as the production tier's -------------------------------------
+
+
+@pytest.fixture
+def catalogs(policy: Jit) -> Iterator[Jit]:
+    """The example catalogs applied (by the admin, as GitOps would), and put back afterwards."""
+    policy.kubectl("apply", "-f", str(EXAMPLES / "04-permissions.yaml"))
+    yield policy
+    policy.kubectl("apply", "-f", str(EXAMPLES / "04-permissions.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("tier", "group", "said"),
+    [
+        (
+            "production",
+            "eng-ledger",
+            "spec.production.groupName 'eng-ledger' is PermissionCatalog ledger's baseline group, whose members hold "
+            "it standing: they would all hold production with no grant; name the group of an Entitlement of team "
+            "payments",
+        ),
+        ("production", "prod-eligible", "a group Entitlement prod-eng-payments names in spec.eligibility"),
+        (
+            "production",
+            "prod-eng-ledger",
+            "grants of team ledger would give the production permissions of team payments",
+        ),
+        ("baseline", "prod-eng-ledger", "spec.baseline.groupName 'prod-eng-ledger' is PermissionCatalog ledger's"),
+    ],
+)
+def test_112_production_is_never_given_to_a_standing_group(catalogs: Jit, tier: str, group: str, said: str) -> None:
+    """payments' production tier (AdministratorAccess, say) given to eng-ledger, another team's
+    baseline group, was admitted: the whole of that team held production standing, with no grant."""
+    bad = example("04-permissions.yaml", "payments")
+    bad["spec"][tier]["groupName"] = group
+    refused_and_unchanged(catalogs, bad, "PermissionCatalog payments cannot be provisioned", said)
+
+
+def test_112_an_entitlement_never_grants_a_standing_group(catalogs: Jit) -> None:
+    """The same from the Entitlement's side, whichever GitOps applies first: grants into a baseline
+    group would be no grant at all (its members hold it), and into another team's production group
+    would give that team's production."""
+    bad = example("02-entitlements.yaml", "prod-eng-payments")
+    bad["spec"]["identityCenter"]["groupName"] = "eng-ledger"
+    refused_and_unchanged(
+        catalogs, bad, "spec.identityCenter.groupName 'eng-ledger' is PermissionCatalog ledger's baseline group"
+    )
+    bad["spec"]["identityCenter"]["groupName"] = "prod-eng-ledger"
+    refused_and_unchanged(catalogs, bad, "grants of team payments would give the production permissions of team ledger")

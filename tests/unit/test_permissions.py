@@ -322,3 +322,118 @@ def test_docs_api_md_lists_every_action_rendered() -> None:
     assert rendered >= {*permissions.PIPELINE_ACTIONS, *permissions.SECRET_EDIT_ACTIONS, *permissions.S3_WRITE_ACTIONS}
     missing = sorted(a for a in rendered if f"`{a}`" not in section and f"`{a.split(':')[1]}`" not in section)
     assert missing == [], "actions rendered but not listed in docs/api.md"
+
+
+# --- production held only through grants (`domain.standing`) ----------------------------------------
+
+ENTITLEMENTS = [
+    d
+    for file in ("02-entitlements.yaml", "03-pci.yaml", "05-assignment.yaml")
+    for d in yaml.safe_load_all((REPO / "examples" / file).read_text())
+    if d and d["kind"] == "Entitlement"
+]
+
+
+def review_among(doc: dict[str, Any], old: dict[str, Any] | None = None) -> Admit | Refusal:
+    """`doc` reviewed with the example catalogs (its own stored version among them) and Entitlements."""
+    return permissions.review(
+        "UPDATE" if old else "CREATE", old, doc, GITOPS, operator=OPERATOR, catalogs=EXAMPLES, entitlements=ENTITLEMENTS
+    )
+
+
+def test_the_examples_are_admitted_among_each_other() -> None:
+    from jitaccess.domain import standing
+
+    for doc in EXAMPLES:
+        assert review_among(doc) == Admit()
+        assert standing.ungranted_production(doc, ENTITLEMENTS) is None
+    for entitlement in ENTITLEMENTS:
+        assert standing.entitlement_problems(entitlement, EXAMPLES) == []
+
+
+@pytest.mark.parametrize(
+    ("tier", "group", "said"),
+    [
+        # Another team's standing group: everyone in eng-ledger would hold payments' production.
+        (
+            "production",
+            "eng-ledger",
+            "spec.production.groupName 'eng-ledger' is PermissionCatalog ledger's baseline group, whose members hold "
+            "it standing: they would all hold production with no grant; name the group of an Entitlement of team payments",
+        ),
+        ("production", "ENG-Ledger ", "is PermissionCatalog ledger's baseline group"),  # as a reviewer reads it
+        # A group people are in, named as such by an Entitlement.
+        (
+            "production",
+            "prod-eligible",
+            "'prod-eligible' is a group Entitlement prod-eng-payments names in spec.eligibility.identityCenterGroups, "
+            "whose members hold it standing",
+        ),
+        ("production", "payments-oncall", "spec.approval.autoApproveIdentityCenterGroups, whose members hold"),
+        # Another team's production group, or its Entitlement's group: their grants would be ours.
+        (
+            "production",
+            "prod-eng-ledger",
+            "'prod-eng-ledger' is PermissionCatalog ledger's production group: grants of team ledger would give the "
+            "production permissions of team payments",
+        ),
+        ("production", "prod-eng-payments-pci", "is the group of Entitlement prod-eng-payments-pci (team pci)"),
+        # The reverse: a standing tier on a group grants fill.
+        (
+            "baseline",
+            "prod-eng-ledger",
+            "spec.baseline.groupName 'prod-eng-ledger' is PermissionCatalog ledger's production group, which people "
+            "hold only through a grant",
+        ),
+        ("baseline", "prod-eng-payments-pci", "is the group of Entitlement prod-eng-payments-pci (team pci), which"),
+    ],
+)
+def test_a_tier_on_a_group_of_the_other_kind_is_refused(tier: str, group: str, said: str) -> None:
+    """Production given to a standing group (any catalog's baseline, a group an Entitlement names
+    as one people are in) is standing production for all its members; given to another team's
+    production group, it is theirs through that team's grants. A baseline on a group grants fill
+    makes that access standing."""
+    doc = example("payments")
+    doc["spec"][tier]["groupName"] = group
+    verdict = review_among(doc, example("payments"))
+    assert isinstance(verdict, Refusal) and verdict.code == 422, verdict
+    assert said in verdict.message, verdict.message
+    assert review(doc, example("payments")) == Admit()  # the catalog alone says nothing of it
+
+
+def test_the_teams_own_entitlement_group_and_a_new_group_are_admitted() -> None:
+    """Production on the group of the team's own Entitlement is what it is for; on a group nobody
+    names yet it is admitted with a warning (GitOps may apply the catalog before the Entitlement)."""
+    from jitaccess.domain import standing
+
+    doc = example("payments")
+    doc["spec"]["production"]["groupName"] = "prod-eng-payments-v2"
+    assert review_among(doc, example("payments")) == Admit()
+    assert standing.ungranted_production(doc, ENTITLEMENTS) == (
+        "no Entitlement of team payments grants spec.production.groupName 'prod-eng-payments-v2': the production "
+        "tier is held only through such an Entitlement's grants, and nobody holds it until one exists"
+    )
+
+
+@pytest.mark.parametrize(
+    ("group", "said"),
+    [
+        ("eng-payments", "spec.identityCenter.groupName 'eng-payments' is PermissionCatalog payments's baseline group"),
+        ("prod-eng-ledger", "is PermissionCatalog ledger's production group: grants of team payments would give"),
+    ],
+)
+def test_an_entitlement_on_a_standing_group_or_another_teams_production_is_refused(group: str, said: str) -> None:
+    """The same rule from the Entitlement's side, whichever GitOps applies first."""
+    from jitaccess.domain import admission as adm
+
+    entitlement = copy.deepcopy(ENTITLEMENTS[0])
+    assert entitlement["metadata"]["name"] == "prod-eng-payments"
+    assert adm.review_catalog("CREATE", None, entitlement, GITOPS, operator=OPERATOR, catalogs=EXAMPLES) == Admit()
+    old = copy.deepcopy(entitlement)
+    entitlement["spec"]["identityCenter"]["groupName"] = group
+    verdict = adm.review_catalog("UPDATE", old, entitlement, GITOPS, operator=OPERATOR, catalogs=EXAMPLES)
+    assert isinstance(verdict, Refusal) and said in verdict.message, verdict
+    relabelled = {**entitlement, "metadata": {**entitlement["metadata"], "labels": {"x": "y"}}}
+    assert (
+        adm.review_catalog("UPDATE", entitlement, relabelled, GITOPS, operator=OPERATOR, catalogs=EXAMPLES) == Admit()
+    )

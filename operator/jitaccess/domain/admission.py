@@ -31,7 +31,7 @@ approvers change anything of one at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -43,7 +43,7 @@ from jitaccess.api import limits, names, wire
 from jitaccess.api.models import AccessRequest, BreakGlass, Entitlement, EntitlementSpec, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
-from jitaccess.domain import reasons, text
+from jitaccess.domain import reasons, standing, text
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, groups_text, is_approver, may_approve
@@ -368,11 +368,18 @@ def review_text(old: Obj | None, new: Obj | None) -> Refusal | None:
 
 
 def review_catalog(
-    operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, operator: OperatorIdentity
+    operation: str,
+    old: Obj | None,
+    new: Obj | None,
+    caller: Caller,
+    *,
+    operator: OperatorIdentity,
+    catalogs: Iterable[Obj] = (),
 ) -> Verdict:
     """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping;
     an Entitlement's reason policy and durations must hold together (`_reason_policy`,
-    `_duration_policy`), and no name may give more than it reads (`_approver_names`, `_policy_groups`)."""
+    `_duration_policy`), and no name may give more than it reads (`_approver_names`, `_policy_groups`,
+    and an Entitlement's group against the PermissionCatalogs stored, `catalogs`: `_entitlement_group`)."""
     return (
         _operator_policy_write(operation, old, new, caller, operator)
         or review_bookkeeping(operation, old, new, caller, operator)
@@ -380,6 +387,7 @@ def review_catalog(
         or _duration_policy(new, old)
         or _approver_names(new, old)
         or _policy_groups(new, old)
+        or _entitlement_group(new, old, catalogs)
         or ALLOW
     )
 
@@ -502,6 +510,17 @@ def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
                 INVALID,
             )
     return None
+
+
+def _entitlement_group(new: Obj | None, old: Obj | None, catalogs: Iterable[Obj]) -> Refusal | None:
+    """An Entitlement's group is one grants fill: never a catalog's standing baseline group, nor
+    another team's production group (`standing.entitlement_problems`). Checked when written."""
+    if new is None or new.get("kind") != names.ENTITLEMENT:
+        return None
+    if old is not None and wire.spec(old).get("identityCenter") == wire.spec(new).get("identityCenter"):
+        return None
+    found = standing.entitlement_problems(new, catalogs)
+    return Refusal("; ".join(found), INVALID) if found else None
 
 
 def _reason_policy(new: Obj | None, old: Obj | None) -> Refusal | None:

@@ -13,7 +13,7 @@ same `digest`), and never costs a re-provisioning.
 
 `problems` is what admission refuses before any AWS call (the rendered policy over AWS's size
 limit, too many managed policies, a name Identity Center would refuse), each naming the entry and
-the limit; `warnings` what it only warns about. `with_denied_users` adds the session-revocation
+the limit, and `review` adds what the other policy objects make of its groups (`standing`); `warnings` what it only warns about. `with_denied_users` adds the session-revocation
 deny statement (conditioned on `identitystore:UserId`, as AWS documents for revoking the sessions
 of a permission set) to a rendered policy.
 """
@@ -41,6 +41,7 @@ from jitaccess.api.models import (
     SecretEntry,
     SecretsAccess,
 )
+from jitaccess.domain import standing
 from jitaccess.domain.admission import ALLOW, INVALID, Obj, OperatorIdentity, Refusal, Verdict, review_bookkeeping
 from jitaccess.domain.durations import parse_duration
 from jitaccess.domain.teams import Caller
@@ -453,9 +454,20 @@ def warnings(catalog: PermissionCatalog) -> list[str]:
     return found
 
 
-def review(operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, operator: OperatorIdentity) -> Verdict:
+def review(
+    operation: str,
+    old: Obj | None,
+    new: Obj | None,
+    caller: Caller,
+    *,
+    operator: OperatorIdentity,
+    catalogs: Iterable[Obj] = (),
+    entitlements: Iterable[Obj] = (),
+) -> Verdict:
     """A PermissionCatalog comes from GitOps (RBAC says who may write one): besides kopf's bookkeeping,
-    a new or changed spec must render within AWS's limits (`problems`), all of them said at once."""
+    a new or changed spec must render within AWS's limits (`problems`) and keep production held only
+    through grants, given the other `catalogs` and the `entitlements` stored (`standing`), all of
+    them said at once."""
     refusal = review_bookkeeping(operation, old, new, caller, operator)
     if refusal is not None or new is None:
         return refusal or ALLOW
@@ -467,7 +479,7 @@ def review(operation: str, old: Obj | None, new: Obj | None, caller: Caller, *, 
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return Refusal(f"{names.PERMISSION_CATALOG} {where}: {first['msg']}", INVALID)
-    found = problems(catalog)
+    found = problems(catalog) + standing.catalog_problems(new, catalogs, entitlements)
     if not found:
         return ALLOW
     name = catalog.metadata.name

@@ -9,8 +9,8 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 |-------------------------|--------------------|-----------------------------------------------|
 | AccessRequest           | CREATE (+ pace), UPDATE | CREATE (+ validity, eligibility, what waits), UPDATE, DELETE |
 | AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
-| TeamOwnership, Entitlement |                 | CREATE, UPDATE (kopf's bookkeeping only)      |
-| PermissionCatalog       |                    | CREATE, UPDATE (renders within AWS's limits)  |
+| TeamOwnership, Entitlement |                 | CREATE, UPDATE (bookkeeping, names, groups)   |
+| PermissionCatalog       |                    | CREATE, UPDATE (AWS's limits, standing groups) |
 | AccessExtension         | CREATE, UPDATE     | `extension_admission`                         |
 | `status` of all six     |                    | UPDATE (the operator only)                    |
 
@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, PermissionCatalog, TeamOwnershipSpec
-from jitaccess.domain import admission
+from jitaccess.domain import admission, standing
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import permissions as permission_rules
 from jitaccess.domain import requests as request_rules
@@ -484,11 +484,25 @@ async def check_catalog(
     **_: Any,
 ) -> None:
     """GitOps owns these; only kopf's bookkeeping on them is the operator's."""
-    operator = _context(memo)[1]
+    rt, operator = _context(memo)
     caller = admission.caller_of(userinfo)
-    verdict = admission.review_catalog(operation or "", old, new, caller, operator=operator)
+    # An Entitlement's group is checked against the stored catalogs when it changes (never on the
+    # operator's own writes, which keep the spec: `_spec_written`).
+    catalogs = await _listed(rt, names.CATALOGS) if _spec_written(old, new, names.ENTITLEMENT) else []
+    verdict = admission.review_catalog(operation or "", old, new, caller, operator=operator, catalogs=catalogs)
     _enforce(verdict, kind=str(body.get("kind", "")), operation=operation, body=body, caller=caller, dryrun=dryrun)
     _policy_changed(operation, old, new, body, caller, dryrun)
+
+
+def _spec_written(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, kind: str) -> bool:
+    """Whether this write creates an object of `kind` or changes its spec."""
+    return new is not None and new.get("kind") == kind and (old is None or old.get("spec") != new.get("spec"))
+
+
+async def _listed(rt: Runtime, plural: str) -> list[dict[str, Any]]:
+    """Every stored object of a policy kind, from the API server (few, written by GitOps; an index
+    could miss one applied a moment ago, in the same `kubectl apply`)."""
+    return list(await asyncio.to_thread(rt.kube.list, plural))
 
 
 def _policy_changed(
@@ -545,13 +559,21 @@ async def check_permission_catalog(
     team does not exist (yet: GitOps may apply the catalog first) or it nears an IAM role's quota."""
     rt, operator = _context(memo)
     caller = admission.caller_of(userinfo)
-    verdict = permission_rules.review(operation or "", old, new, caller, operator=operator)
+    written = _spec_written(old, new, names.PERMISSION_CATALOG)
+    catalogs, entitlements = (
+        (await _listed(rt, names.CATALOGS), await _listed(rt, names.ENTITLEMENTS)) if written else ([], [])
+    )
+    verdict = permission_rules.review(
+        operation or "", old, new, caller, operator=operator, catalogs=catalogs, entitlements=entitlements
+    )
     _enforce(verdict, kind=names.PERMISSION_CATALOG, operation=operation, body=body, caller=caller, dryrun=dryrun)
     _policy_changed(operation, old, new, body, caller, dryrun)
-    if new is None or (old is not None and old.get("spec") == new.get("spec")):
+    if new is None or not written:
         return
     catalog = PermissionCatalog.model_validate(new)
     warnings.extend(permission_rules.warnings(catalog))
+    if (ungranted := standing.ungranted_production(new, entitlements)) is not None:
+        warnings.append(ungranted)
     team = catalog.metadata.name
     if await _team(rt, team, teams) is None:
         warnings.append(
