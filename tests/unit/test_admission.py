@@ -937,6 +937,37 @@ def test_an_entitlement_whose_default_is_above_its_maximum_is_refused(spec: dict
     assert adm.review_catalog("UPDATE", entitlement, relabelled, MALLORY, operator=OPERATOR) == ALLOW
 
 
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (
+            {"defaultDuration": "30s", "maxDuration": "30s"},
+            "spec.maxDuration 30s is below the operator's minimum 1m (JITACCESS_MIN_DURATION_SECONDS): no request "
+            "could ever be granted; make it at least 1m",
+        ),
+        ({"defaultDuration": "30s"}, "spec.defaultDuration 30s is below the operator's minimum 1m"),
+        (
+            {"breakGlass": {"groups": ["sre"], "maxDuration": "45s"}},
+            "spec.breakGlass.maxDuration 45s is below the operator's minimum 1m (JITACCESS_MIN_DURATION_SECONDS): no "
+            "break-glass request could ever be granted",
+        ),
+    ],
+)
+def test_an_entitlement_below_the_operators_minimum_duration_is_refused(spec: dict[str, Any], words: str) -> None:
+    """Admitted and Ready, such an Entitlement refused every request (each below the minimum), and
+    said so only to the requester."""
+    minimum = LIMITS  # a minimum of 1m
+    entitlement = {"kind": "Entitlement", "metadata": {"name": "e"}, "spec": {"owner": "ledger", **spec}}
+    verdict = refused(
+        adm.review_catalog("CREATE", None, entitlement, MALLORY, operator=OPERATOR, limits=minimum), words
+    )
+    assert verdict.code == adm.INVALID
+    fine = {**entitlement, "spec": {"owner": "ledger", "defaultDuration": "1m", "maxDuration": "1m"}}
+    assert adm.review_catalog("CREATE", None, fine, MALLORY, operator=OPERATOR, limits=minimum) == ALLOW
+    relabelled = {**entitlement, "metadata": {"name": "e", "labels": {"x": "1"}}}
+    assert adm.review_catalog("UPDATE", entitlement, relabelled, MALLORY, operator=OPERATOR, limits=minimum) == ALLOW
+
+
 def test_a_spec_change_is_refused_as_such_whoever_makes_it() -> None:
     # Naming another entitlement makes the webhook look up another owner team, of which lena is
     # no approver: the answer is still that the spec is immutable.

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -375,6 +375,7 @@ def review_catalog(
     *,
     operator: OperatorIdentity,
     catalogs: Iterable[Obj] = (),
+    limits: request_rules.Limits | None = None,
 ) -> Verdict:
     """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping;
     an Entitlement's reason policy and durations must hold together (`_reason_policy`,
@@ -384,7 +385,7 @@ def review_catalog(
         _operator_policy_write(operation, old, new, caller, operator)
         or review_bookkeeping(operation, old, new, caller, operator)
         or _reason_policy(new, old)
-        or _duration_policy(new, old)
+        or _duration_policy(new, old, limits)
         or _approver_names(new, old)
         or _policy_groups(new, old)
         or _entitlement_group(new, old, catalogs)
@@ -542,12 +543,15 @@ _DURATIONS = tuple(
 )
 
 
-def _duration_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
+def _duration_policy(new: Obj | None, old: Obj | None, limits: request_rules.Limits | None = None) -> Refusal | None:
     """Every duration a TeamOwnership or an Entitlement sets must be one the operator can use, and
     is checked when written: zero and beyond ten years are refused (`parse_duration`), as is an
     Entitlement whose defaultDuration is above its maxDuration (every request naming no duration
-    would be refused, blaming a duration its requester never gave). Admitted, a zero escalateAfter
-    or break-glass reviewWithin made every such request end Invalid after it was admitted, in the
+    would be refused, blaming a duration its requester never gave), or whose maxDuration,
+    defaultDuration or breakGlass.maxDuration is below the operator's minimum (`limits`,
+    JITACCESS_MIN_DURATION_SECONDS: no request, none naming no duration, or no break-glass request
+    could ever be granted, yet the Entitlement was Ready). Admitted, a zero escalateAfter or
+    break-glass reviewWithin made every such request end Invalid after it was admitted, in the
     middle of an incident for break-glass. (The form is the schema's.)"""
     if new is None or new.get("kind") not in (names.ENTITLEMENT, names.TEAM_OWNERSHIP):
         return None
@@ -561,12 +565,38 @@ def _duration_policy(new: Obj | None, old: Obj | None) -> Refusal | None:
     if new.get("kind") != names.ENTITLEMENT:
         return None
     default, most = (parsed[f"spec.{k}"] for k, _ in _DURATIONS)
+    short = _below_minimum(parsed, limits)
+    if short is not None:
+        return short
     if default > most:
         return Refusal(
             f"spec.defaultDuration {format_duration(default)} is above spec.maxDuration {format_duration(most)}: every "
             "request that names no duration would be refused; make defaultDuration at most maxDuration",
             INVALID,
         )
+    return None
+
+
+#: What an Entitlement's duration below the operator's minimum would leave impossible, by path.
+_BELOW_MINIMUM = {
+    "spec.maxDuration": "no request could ever be granted",
+    "spec.defaultDuration": "every request that names no duration would be refused",
+    "spec.breakGlass.maxDuration": "no break-glass request could ever be granted",
+}
+
+
+def _below_minimum(parsed: Mapping[str, timedelta], limits: request_rules.Limits | None) -> Refusal | None:
+    """The first of an Entitlement's durations below the operator's minimum, refused."""
+    if limits is None:
+        return None
+    least = limits.min_duration
+    for path, impossible in _BELOW_MINIMUM.items():
+        if path in parsed and parsed[path] < least:
+            return Refusal(
+                f"{path} {format_duration(parsed[path])} is below the operator's minimum {format_duration(least)} "
+                f"(JITACCESS_MIN_DURATION_SECONDS): {impossible}; make it at least {format_duration(least)}",
+                INVALID,
+            )
     return None
 
 

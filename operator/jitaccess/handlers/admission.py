@@ -489,7 +489,9 @@ async def check_catalog(
     # An Entitlement's group is checked against the stored catalogs when it changes (never on the
     # operator's own writes, which keep the spec: `_spec_written`).
     catalogs = await _listed(rt, names.CATALOGS) if _spec_written(old, new, names.ENTITLEMENT) else []
-    verdict = admission.review_catalog(operation or "", old, new, caller, operator=operator, catalogs=catalogs)
+    verdict = admission.review_catalog(
+        operation or "", old, new, caller, operator=operator, catalogs=catalogs, limits=rt.settings.limits
+    )
     _enforce(verdict, kind=str(body.get("kind", "")), operation=operation, body=body, caller=caller, dryrun=dryrun)
     _policy_changed(operation, old, new, body, caller, dryrun)
 
