@@ -1,4 +1,4 @@
-"""Attacks 111 and on of docs/security.md: policy objects (TeamOwnership, Entitlement,
+"""Attacks 111-113 of docs/security.md: policy objects (TeamOwnership, Entitlement,
 PermissionCatalog) written so that they give more than they read.
 
 The GitOps repository is reviewed, but a reviewer reads a group's or a user's name, not what the
@@ -150,3 +150,25 @@ def test_112_an_entitlement_never_grants_a_standing_group(catalogs: Jit) -> None
     )
     bad["spec"]["identityCenter"]["groupName"] = "prod-eng-ledger"
     refused_and_unchanged(catalogs, bad, "grants of team payments would give the production permissions of team ledger")
+
+
+# --- 113. an approver's name that reads as someone else's ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("approvers", "said"),
+    [
+        (["p\u0430ula@example.com"], "spec.approvers[0] 'p\u0430ula@example.com' mixes the scripts Cyrillic and Latin"),
+        (["paula@example.com", "Paula@Example.com"], "spec.approvers[1] 'Paula@Example.com' differs only in case"),
+        (["paula@example.com "], "spec.approvers[0] 'paula@example.com ' has spaces at its ends"),
+        (["paula@example.com", ""], "spec.approvers[1] is empty"),
+    ],
+)
+def test_113_an_approver_is_written_as_the_authenticator_reports_them(
+    policy: Jit, approvers: list[str], said: str
+) -> None:
+    """Reviewed, paula's name with a Cyrillic a (U+0430) reads as paula; matched, it is nobody, or
+    whoever the authenticator may one day report under that name."""
+    bad = example("01-teams.yaml", "payments")
+    bad["spec"]["approvers"] = approvers
+    refused_and_unchanged(policy, bad, said)

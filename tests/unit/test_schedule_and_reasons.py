@@ -456,3 +456,55 @@ def test_a_member_group_with_a_comma_is_kept_as_no_stamp_reads_it() -> None:
     """Member groups are matched as a list, never read back from a stamp: an LDAP-style name stays."""
     team = _team(memberGroups=["cn=payments,ou=groups,dc=example,dc=com"])
     assert adm.review_catalog("CREATE", None, team, MALLORY, operator=OPERATOR) == adm.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("spec", "said"),
+    [
+        ({"approvers": ["paula@example.com", ""]}, "spec.approvers[1] is empty: remove it"),
+        ({"members": [" alice@example.com"]}, "spec.members[0] ' alice@example.com' has spaces at its ends"),
+        ({"backupApprovers": ["carol@example.com\t"]}, "spec.backupApprovers[0] 'carol@example.com\\t' has spaces"),
+        (
+            {"approvers": ["p\u0430ula@example.com"]},
+            "spec.approvers[0] 'p\u0430ula@example.com' mixes the scripts Cyrillic and Latin",
+        ),
+        ({"members": ["alice\uff20example.com"]}, "holds U+FF20 (FULLWIDTH COMMERCIAL AT)"),
+        ({"approvers": ["paula\u200b@example.com"]}, "holds U+200B (ZERO WIDTH SPACE)"),
+        ({"approvers": ["\u202epaula@example.com"]}, "holds U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ({"members": ["alice smith"]}, "spec.members[0] 'alice smith' holds a space: a user name here is"),
+        (
+            {"approvers": ["paula@example.com"], "backupApprovers": ["Paula@Example.com"]},
+            "spec.backupApprovers[0] 'Paula@Example.com' differs only in case from spec.approvers[0] "
+            "'paula@example.com': Kubernetes user names are case-sensitive",
+        ),
+        ({"memberGroups": ["team-payments", " team-ledger"]}, "spec.memberGroups[1] ' team-ledger' has spaces"),
+        ({"approverGroups": ["p\u0430yments-leads"]}, "spec.approverGroups[0] 'p\u0430yments-leads' mixes the scripts"),
+        ({"memberGroups": ["Team-Payments", "team-payments"]}, "spec.memberGroups[1] 'team-payments' differs only"),
+    ],
+)
+def test_a_team_name_that_reads_as_another_is_refused(spec: dict[str, Any], said: str) -> None:
+    """Members and approvers are matched exactly as the authenticator reports them, but reviewed by
+    people: an empty, padded, look-alike or case-variant name reads as someone it is not."""
+    verdict = refused(adm.review_catalog("CREATE", None, _team(**spec), MALLORY, operator=OPERATOR), said)
+    assert verdict.code == adm.INVALID
+    relabelled = {**_team(**spec), "metadata": {"name": "payments", "labels": {"x": "y"}}}
+    assert adm.review_catalog("UPDATE", _team(**spec), relabelled, MALLORY, operator=OPERATOR) == adm.ALLOW
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"members": ["paula@example.com"], "approvers": ["paula@example.com"]},  # the same name twice: fine
+        {"members": ["josé@example.com", "山田@example.jp", "https://issuer.example#1234", "oidc:alice"]},
+        {"memberGroups": ["Domain Admins", "cn=payments,ou=groups,dc=example,dc=com", "やまだ-チーム"]},
+    ],
+)
+def test_names_of_one_script_and_ascii_punctuation_are_admitted(spec: dict[str, Any]) -> None:
+    assert adm.review_catalog("CREATE", None, _team(**spec), MALLORY, operator=OPERATOR) == adm.ALLOW
+
+
+def test_an_entitlements_group_that_reads_as_another_is_refused() -> None:
+    bad = _entitlement(approval={"autoApproveGroups": ["sre-oncall "]})
+    refused(adm.review_catalog("CREATE", None, bad, MALLORY, operator=OPERATOR), "spec.approval.autoApproveGroups[0]")
+    bad = _entitlement(breakGlass={"groups": ["\u0455re"]})  # a Cyrillic dze
+    refused(adm.review_catalog("CREATE", None, bad, MALLORY, operator=OPERATOR), "spec.breakGlass.groups[0]")

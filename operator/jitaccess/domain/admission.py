@@ -43,7 +43,7 @@ from jitaccess.api import limits, names, wire
 from jitaccess.api.models import AccessRequest, BreakGlass, Entitlement, EntitlementSpec, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
-from jitaccess.domain import reasons, standing, text
+from jitaccess.domain import identities, reasons, standing, text
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, groups_text, is_approver, may_approve
@@ -415,6 +415,8 @@ def _operator_policy_write(
 
 #: The approver fields of a TeamOwnership: the users the Slack endpoint's identity may impersonate.
 _APPROVER_FIELDS = ("approvers", "backupApprovers")
+#: Its fields of user names, each written exactly as the authenticator reports it (`identities`).
+_USER_FIELDS = ("members", *_APPROVER_FIELDS)
 #: Every field of a policy kind that names Kubernetes groups, each of which confers power on its
 #: members (membership of a team and its auto-approval, approval, on-call auto-approval,
 #: break-glass), by kind: path -> the fix a refusal suggests. (`spec.requesterGroups` of requests
@@ -474,6 +476,14 @@ def _policy_groups(new: Obj | None, old: Obj | None) -> Refusal | None:
     before, after = wire.spec(old), wire.spec(new)
     if old is not None and all(_at(before, k) == _at(after, k) for k in fields):
         return None
+    named = [(f"spec.{key}[{i}]", str(g)) for key in fields for i, g in enumerate(_at(after, key) or [])]
+    for where, group in named:
+        problem = identities.problem(where, group, group=True)
+        if problem is not None:
+            return Refusal(problem, INVALID)
+    twins = identities.case_twins(named)
+    if twins is not None:
+        return Refusal(twins, INVALID)
     for key, fix in fields.items():
         for group in map(str, _at(after, key) or []):
             who = _stands_for(group)
@@ -492,20 +502,30 @@ def _policy_groups(new: Obj | None, old: Obj | None) -> Refusal | None:
 
 
 def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
-    """A TeamOwnership's approvers are people: a `system:` name (a ServiceAccount, a node, the API
+    """A TeamOwnership's members and approvers are written as the authenticator reports them, and
+    read as what they are (`identities`: not empty, no padding, no look-alikes, no two differing
+    only in case); its approvers are people: a `system:` name (a ServiceAccount, a node, the API
     server's own users) is refused when written. Approvers become the users the Slack endpoint's
     identity may impersonate (`kubectl jit rbac slack`, the chart's ClusterRole), and a team that
     named `system:serviceaccount:kube-system:...` there would hand that identity a controller's rights."""
     if new is None or new.get("kind") != names.TEAM_OWNERSHIP:
         return None
     before, after = wire.spec(old), wire.spec(new)
-    if old is not None and all(before.get(k) == after.get(k) for k in _APPROVER_FIELDS):
+    if old is not None and all(before.get(k) == after.get(k) for k in _USER_FIELDS):
         return None
+    named = [(f"spec.{key}[{i}]", str(n)) for key in _USER_FIELDS for i, n in enumerate(after.get(key) or [])]
+    for where, name in named:
+        problem = identities.problem(where, name)
+        if problem is not None:
+            return Refusal(problem, INVALID)
+    twins = identities.case_twins(named)
+    if twins is not None:
+        return Refusal(twins, INVALID)
     for key in _APPROVER_FIELDS:
-        named = [str(n) for n in (after.get(key) or []) if str(n).startswith("system:")]
-        if named:
+        system = [str(n) for n in (after.get(key) or []) if str(n).startswith("system:")]
+        if system:
             return Refusal(
-                f"spec.{key} names {', '.join(named)}: approvers are people, and a system: user (a "
+                f"spec.{key} names {', '.join(system)}: approvers are people, and a system: user (a "
                 "ServiceAccount, a node) cannot be one; name the people who decide, or their group in "
                 f"spec.{'approverGroups' if key == 'approvers' else 'backupApproverGroups'}",
                 INVALID,

@@ -1,0 +1,95 @@
+"""User and group names as a TeamOwnership or an Entitlement writes them: names that read as what they are.
+
+A team's approvers and members are matched exactly against what the cluster's authenticator
+reports (Kubernetes user names and groups are case-sensitive), but reviewed by people, who read
+`p\u0430ula@example.com` (a Cyrillic a, U+0430) or `paula@example.com ` (a trailing space) as paula. Written
+so, the name matches nobody, or someone else the authenticator may one day report, and the review
+saw an approver who is not one. So a name is refused unless it is:
+
+- not empty, and without spaces at either end;
+- made of letters, marks and digits of any script, and ASCII punctuation (`@ . _ - + : / # =`...);
+  a group name may also hold inner spaces (`Domain Admins`), a user name none; nothing else: no
+  control, bidirectional or invisible character (`text.is_forbidden`), no look-alike punctuation
+  (a fullwidth at sign, U+FF20);
+- not a mix of scripts one of which has letters that look like another's: Cyrillic, Greek,
+  Armenian, Cherokee or Coptic letters, or fullwidth, mathematical or modifier forms, next to letters
+  of any other script (a Cyrillic a in a Latin name) are the look-alike trick itself. Other mixes
+  are how names are written (`山田@example.jp`, Japanese kana with Han).
+
+Within one object, two names that differ only in case are refused as well: the authenticator
+reports one of them, and the other names nobody a reviewer can tell apart.
+"""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+from collections.abc import Iterable
+
+from jitaccess.domain.text import describe, is_forbidden
+
+_ASCII_PUNCTUATION = frozenset(string.punctuation)
+#: Scripts (the first word of a letter's Unicode name) with letters that look like those of others.
+_LOOK_ALIKE = frozenset(
+    {"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC", "FULLWIDTH", "HALFWIDTH", "MATHEMATICAL", "MODIFIER"}
+)
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter, from its Unicode name's first word (`LATIN`, `CYRILLIC`, `GREEK`,
+    `CJK`...; fullwidth, mathematical and modifier forms count as scripts of their own, being
+    look-alikes); None for anything but a letter."""
+    if not unicodedata.category(char).startswith("L"):
+        return None
+    return unicodedata.name(char, "UNNAMED").split()[0]
+
+
+def _allowed(char: str, spaces: bool) -> bool:
+    if is_forbidden(char):
+        return False
+    if char == " ":
+        return spaces
+    if char.isascii():
+        return char.isalnum() or char in _ASCII_PUNCTUATION
+    return unicodedata.category(char)[0] in "LMN"
+
+
+def problem(where: str, name: str, *, group: bool = False) -> str | None:
+    """Why `name`, found at `where` (`spec.approvers[1]`), is not one a reviewer reads as it is;
+    None when it is. `group`: a group's name, which may hold inner spaces."""
+    what = "a group's name" if group else "a user name"
+    if not name.strip():
+        return f"{where} is empty: remove it, or write {what} as the cluster's authenticator reports it"
+    if name != name.strip():
+        return f"{where} {name!r} has spaces at its ends, so it matches nobody: write {name.strip()!r}"
+    bad = next((c for c in name if not _allowed(c, group)), None)
+    if bad is not None:
+        return (
+            f"{where} {name!r} holds {'a space' if bad == ' ' else describe(bad)}: {what} here is letters, digits and ASCII punctuation"
+            + (" (and inner spaces)" if group else "")
+            + "; write it exactly as the cluster's authenticator reports it"
+        )
+    scripts = sorted({s for c in name if (s := _script(c)) is not None})
+    if len(scripts) > 1 and _LOOK_ALIKE.intersection(scripts):
+        return (
+            f"{where} {name!r} mixes the scripts {' and '.join(s.title() for s in scripts)}: a look-alike of another "
+            f"name (a Cyrillic a in a Latin name reads the same); write {what} in one script, as the cluster's "
+            "authenticator reports it"
+        )
+    return None
+
+
+def case_twins(named: Iterable[tuple[str, str]]) -> str | None:
+    """Two names (`(where, name)` pairs of one object) that differ only in case, as a refusal; None
+    when there are none."""
+    seen: dict[str, tuple[str, str]] = {}
+    for where, name in named:
+        folded = name.casefold()
+        first = seen.setdefault(folded, (where, name))
+        if first[1] != name:
+            return (
+                f"{where} {name!r} differs only in case from {first[0]} {first[1]!r}: Kubernetes user names are "
+                "case-sensitive, so one of them matches nobody; write each name exactly as the cluster's "
+                "authenticator reports it, once"
+            )
+    return None
