@@ -14,19 +14,55 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Final, Self
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from jitaccess.adapters.eventsink import require_https
+from jitaccess.api.limits import NAME_MAX_LENGTH
+from jitaccess.api.models import SLACK_CHANNEL_PATTERN
 from jitaccess.domain.requests import Limits
 
 #: The longest time a setting may give (`le=`), far beyond any sensible one: a date computed from a
 #: much longer time (a request's deadline, a grant's retention) passes the year 9999 and overflows
 #: where it is computed, long after the operator started; refused at start instead, like any typo.
 TEN_YEARS = 10 * 365 * 24 * 3600
+
+#: The lowest value (`ge=`) of each setting that is an interval, how often something is done, with
+#: what each round costs: a tiny one (1e-9) is a busy loop against what it calls. Said in the message.
+INTERVAL_FLOORS: Final = {
+    "resync_seconds": (1.0, "each pass reads Identity Center for every Entitlement and PermissionCatalog"),
+    "eligibility_recheck_seconds": (1.0, "each pass reads Identity Center for every grant's user and requester"),
+    "retry_period_seconds": (0.1, "each try writes the Lease to the API server"),
+    "audit_batch_seconds": (0.1, "each batch is one object written to the archive's bucket"),
+}
+#: Highest TCP port.
+PORT_MAX = 65535
+#: Kubernetes names, as the API server checks them (apimachinery's validation), with the message:
+#: a DNS-1123 subdomain (most objects: Leases, ServiceAccounts, webhook configurations), a DNS-1123
+#: label (namespaces) and a DNS-1035 label (Services).
+DNS_1123_SUBDOMAIN: Final = (
+    re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"),
+    NAME_MAX_LENGTH,
+    "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+)
+DNS_1123_LABEL: Final = (
+    re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"),
+    63,
+    "a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit",
+)
+DNS_1035_LABEL: Final = (
+    re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?"),
+    63,
+    "a DNS-1035 label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit",
+)
+#: Kubernetes' own groups (`system:authenticated` is every user, `system:serviceaccounts` every
+#: ServiceAccount, `system:masters` the cluster's admins, `system:nodes` every kubelet...).
+SYSTEM_GROUP_PREFIX: Final = "system:"
 
 PREFIX: Final = "JITACCESS_"
 #: `JITACCESS_*` variables that other programs of this repository read, not the operator: a shell
@@ -107,11 +143,14 @@ class Settings(BaseSettings):
         description="Finished grants and requests kept this long after they ended",
     )
     resync_seconds: float = Field(
-        default=60, gt=0, le=TEN_YEARS, description="Entitlement re-check and drift scan interval"
+        default=60,
+        ge=INTERVAL_FLOORS["resync_seconds"][0],
+        le=TEN_YEARS,
+        description="Entitlement re-check and drift scan interval",
     )
     eligibility_recheck_seconds: float = Field(
         default=300,
-        gt=0,
+        ge=INTERVAL_FLOORS["eligibility_recheck_seconds"][0],
         le=TEN_YEARS,
         description="How often the eligibility of every Active grant's user and pending requester is re-checked",
     )
@@ -119,7 +158,7 @@ class Settings(BaseSettings):
         default=True, description="Drift scan removes group members that no active grant backs"
     )
 
-    webhook_port: int = Field(default=0, ge=0, description="Admission webhook port; 0 = webhooks off")
+    webhook_port: int = Field(default=0, ge=0, le=PORT_MAX, description="Admission webhook port; 0 = webhooks off")
     webhook_host: str | None = Field(default=None, description="Host the API server calls the webhook on")
     webhook_certfile: str | None = None
     webhook_keyfile: str | None = None
@@ -155,7 +194,10 @@ class Settings(BaseSettings):
     audit_endpoint_url: str | None = Field(default=None, description="S3 endpoint (the emulator)")
     audit_batch_records: int = Field(default=500, ge=1, le=10000, description="Most records in one archive object")
     audit_batch_seconds: float = Field(
-        default=5.0, gt=0, le=TEN_YEARS, description="Records wait at most this long for a batch"
+        default=5.0,
+        ge=INTERVAL_FLOORS["audit_batch_seconds"][0],
+        le=TEN_YEARS,
+        description="Records wait at most this long for a batch",
     )
     audit_signing_key: str | None = Field(
         default=None,
@@ -178,7 +220,10 @@ class Settings(BaseSettings):
         default=None, description="Channel id told of standing access the drift scan removed"
     )
     slack_interactions_port: int = Field(
-        default=0, ge=0, description="Port of the Slack interactivity endpoint (POST /slack/interactions); 0 = off"
+        default=0,
+        ge=0,
+        le=PORT_MAX,
+        description="Port of the Slack interactivity endpoint (POST /slack/interactions); 0 = off",
     )
     slack_impersonator_kubeconfig: str | None = Field(
         default=None,
@@ -203,7 +248,7 @@ class Settings(BaseSettings):
     )
     event_sink_secret: str | None = Field(default=None, description="HMAC-SHA256 key signing each event")
 
-    metrics_port: int = Field(default=0, ge=0, description="Prometheus /metrics port; 0 = off")
+    metrics_port: int = Field(default=0, ge=0, le=PORT_MAX, description="Prometheus /metrics port; 0 = off")
     log_format: str = Field(default="text", pattern="^(text|json)$")
     leader_election: bool = Field(
         default=False,
@@ -224,7 +269,10 @@ class Settings(BaseSettings):
         default=8.0, gt=0, le=TEN_YEARS, description="The leader stops acting this long after its last renewal"
     )
     retry_period_seconds: float = Field(
-        default=2.0, gt=0, le=TEN_YEARS, description="How often the Lease is renewed (or tried)"
+        default=2.0,
+        ge=INTERVAL_FLOORS["retry_period_seconds"][0],
+        le=TEN_YEARS,
+        description="How often the Lease is renewed (or tried)",
     )
     max_workers: int = Field(
         default=32,
@@ -238,6 +286,70 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @field_validator("responder_groups")
+    @classmethod
+    def _no_system_groups(cls, groups: list[str]) -> list[str]:
+        system = [group for group in groups if group.startswith(SYSTEM_GROUP_PREFIX)]
+        if system:
+            raise ValueError(
+                f"{', '.join(system)} is a group of Kubernetes itself ({SYSTEM_GROUP_PREFIX}authenticated is every "
+                f"user, {SYSTEM_GROUP_PREFIX}serviceaccounts every ServiceAccount, {SYSTEM_GROUP_PREFIX}masters the "
+                "cluster's admins), and every member would be an incident responder: name a group of your own "
+                "that holds the responders only"
+            )
+        return groups
+
+    @field_validator("slack_default_channel", "slack_security_channel")
+    @classmethod
+    def _slack_channel_id(cls, channel: str | None) -> str | None:
+        if channel is not None and not re.fullmatch(SLACK_CHANNEL_PATTERN, channel):
+            raise ValueError(
+                "not a Slack channel id: give the channel's id (C or G and 2-20 capitals or digits, such as "
+                "C0123ABCDEF; Slack shows it at the bottom of the channel's details), not its name"
+            )
+        return channel
+
+    @field_validator("event_sink_url", "slack_api_url")
+    @classmethod
+    def _https(cls, url: str | None, info: ValidationInfo) -> str | None:
+        if url is not None:
+            require_https(url, f"{PREFIX}{str(info.field_name).upper()}")
+        return url
+
+    @field_validator("lease_name", "webhook_configuration")
+    @classmethod
+    def _object_name(cls, name: str) -> str:
+        _require_name(name, DNS_1123_SUBDOMAIN, "an object name")
+        return name
+
+    @field_validator("lease_namespace")
+    @classmethod
+    def _namespace(cls, namespace: str | None) -> str | None:
+        if namespace is not None:
+            _require_name(namespace, DNS_1123_LABEL, "a namespace")
+        return namespace
+
+    @field_validator("webhook_service")
+    @classmethod
+    def _service(cls, service: str | None) -> str | None:
+        if service is not None:
+            where, colon, port = service.partition(":")
+            namespace, _, name = where.partition("/")
+            _require_name(namespace, DNS_1123_LABEL, "namespace/name[:port] of a Service: the namespace")
+            _require_name(name, DNS_1035_LABEL, "namespace/name[:port] of a Service: the name")
+            if colon and not (port.isdigit() and 1 <= int(port) <= PORT_MAX):
+                raise ValueError(f"must be namespace/name[:port] of a Service, and the port a number 1-{PORT_MAX}")
+        return service
+
+    @field_validator("slack_impersonator_service_account")
+    @classmethod
+    def _service_account(cls, account: str | None) -> str | None:
+        if account is not None:
+            namespace, _, name = account.partition("/")
+            _require_name(namespace, DNS_1123_LABEL, "namespace/name of a ServiceAccount: the namespace")
+            _require_name(name, DNS_1123_SUBDOMAIN, "namespace/name of a ServiceAccount: the name")
+        return account
 
     @model_validator(mode="after")
     def _signing_needs_an_archive(self) -> Self:
@@ -271,6 +383,13 @@ class Settings(BaseSettings):
             max_start_ahead=timedelta(seconds=self.max_start_ahead_seconds),
             max_pending_per_user=self.max_pending_per_user,
         )
+
+
+def _require_name(name: str, rule: tuple[re.Pattern[str], int, str], what: str) -> None:
+    """Refuse at start what the API server would refuse as a name once the operator first uses it."""
+    pattern, longest, form = rule
+    if len(name) > longest or not pattern.fullmatch(name):
+        raise ValueError(f"must be {what}, {form}, at most {longest} characters")
 
 
 class SettingsError(SystemExit):
@@ -320,8 +439,11 @@ def describe(exc: ValidationError) -> str:
             continue
         info = Settings.model_fields.get(field)
         what = f" ({info.description})" if info is not None and info.description else ""
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "less_than_equal" and (error.get("ctx") or {}).get("le") == TEN_YEARS:
             message = f"Input should be at most ten years, {TEN_YEARS} seconds"
+        if error["type"] == "greater_than_equal" and field in INTERVAL_FLOORS:
+            floor, cost = INTERVAL_FLOORS[field]
+            message = f"Input should be at least {floor:g} s: {cost}"
         lines.append(f"- JITACCESS_{field.upper()}={error.get('input')!r}: {message}{what}")
     return "\n".join(lines)

@@ -87,6 +87,10 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         ("rbac.viewers.groups[0]=system:serviceaccounts", "/rbac/viewers/groups/0"),
         ("rbac.approvers.groups[0]=system:unauthenticated", "/rbac/approvers/groups/0"),
         ("incidentResponders.groups[0]=system:authenticated", "/incidentResponders/groups/0"),
+        ("incidentResponders.groups[0]=system:masters", "/incidentResponders/groups/0"),
+        # Intervals: a busy loop against the API server, one archive object per record.
+        ("leaderElection.retryPeriodSeconds=0.01", "/leaderElection/retryPeriodSeconds"),
+        ("audit.s3.batchSeconds=0.01", "/audit/s3/batchSeconds"),
         ("incidentResponders.users={alice@example.com}", "additional properties 'users' not allowed"),
         # Events say who has access: never sent in the clear.
         ("eventSink.url=http://siem.example.com/hook", "/eventSink/url"),

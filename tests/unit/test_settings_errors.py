@@ -72,3 +72,100 @@ def test_a_time_beyond_ten_years_is_refused_by_name(monkeypatch: pytest.MonkeyPa
         assert f"- {variable}={too_long!r}: Input should be at most ten years, 315360000 seconds" in str(
             caught.value.code
         )
+
+
+def _refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> str:
+    """The one line `load()` gives for `variable=value`, all other settings unset."""
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load()
+    lines = str(caught.value.code).splitlines()[1:]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"- {variable}={value!r}: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "groups", ["system:authenticated", "sre, system:masters", "system:serviceaccounts", "system:unauthenticated"]
+)
+def test_a_system_group_of_responders_is_refused(monkeypatch: pytest.MonkeyPatch, groups: str) -> None:
+    """Every member may revoke anyone's grant and deny any request: system:authenticated is everyone."""
+    line = _refused(monkeypatch, "JITACCESS_RESPONDER_GROUPS", groups)
+    assert "is a group of Kubernetes itself" in line
+    assert "name a group of your own that holds the responders only" in line
+    monkeypatch.setenv("JITACCESS_RESPONDER_GROUPS", "sre, platform-oncall")
+    assert load().responder_groups == ["sre", "platform-oncall"]
+
+
+@pytest.mark.parametrize(
+    "name", ["JITACCESS_WEBHOOK_PORT", "JITACCESS_SLACK_INTERACTIONS_PORT", "JITACCESS_METRICS_PORT"]
+)
+def test_a_port_beyond_65535_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    assert "Input should be less than or equal to 65535" in _refused(monkeypatch, name, "99999")
+    monkeypatch.setenv(name, "65535")
+    assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == 65535
+
+
+@pytest.mark.parametrize("name", ["JITACCESS_SLACK_DEFAULT_CHANNEL", "JITACCESS_SLACK_SECURITY_CHANNEL"])
+@pytest.mark.parametrize("channel", ["#general", "general", "c0123abcd", "U0123ABCD", ""])
+def test_a_slack_channel_is_given_by_its_id(monkeypatch: pytest.MonkeyPatch, name: str, channel: str) -> None:
+    line = _refused(monkeypatch, name, channel)
+    assert "not a Slack channel id: give the channel's id" in line
+    monkeypatch.setenv(name, "C0123ABCDEF")
+    assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == "C0123ABCDEF"
+
+
+@pytest.mark.parametrize("name", ["JITACCESS_EVENT_SINK_URL", "JITACCESS_SLACK_API_URL"])
+@pytest.mark.parametrize("url", ["ftp://x", "http://siem.example.com/hook", "siem.example.com"])
+def test_a_url_that_is_not_https_is_refused_at_start(monkeypatch: pytest.MonkeyPatch, name: str, url: str) -> None:
+    assert f"{name} must be an https:// URL (plain http only to a loopback address)" in _refused(monkeypatch, name, url)
+    for good in ("https://siem.example.com/hook", "http://127.0.0.1:8080/events"):  # loopback: the local stand-ins
+        monkeypatch.setenv(name, good)
+        assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == good
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "good", "form"),
+    [
+        ("JITACCESS_LEASE_NAME", "", "jitaccess", "DNS-1123 subdomain"),
+        ("JITACCESS_LEASE_NAME", "Bad_Name", "jitaccess.leader", "DNS-1123 subdomain"),
+        ("JITACCESS_LEASE_NAME", "x" * 254, "x" * 253, "at most 253 characters"),
+        ("JITACCESS_WEBHOOK_CONFIGURATION", "JIT Access", "jitaccess.dev", "DNS-1123 subdomain"),
+        ("JITACCESS_LEASE_NAMESPACE", "jit.access", "jitaccess", "DNS-1123 label"),
+        ("JITACCESS_WEBHOOK_SERVICE", "jitaccess", "jitaccess/jitaccess-webhook", "namespace/name[:port] of a Service"),
+        ("JITACCESS_WEBHOOK_SERVICE", "jitaccess/1webhook", "jitaccess/webhook:8443", "DNS-1035 label"),
+        ("JITACCESS_WEBHOOK_SERVICE", "jitaccess/webhook:99999", "jitaccess/webhook:443", "a number 1-65535"),
+        (
+            "JITACCESS_SLACK_IMPERSONATOR_SERVICE_ACCOUNT",
+            "jitaccess",
+            "jitaccess/slack",
+            "namespace/name of a ServiceAccount",
+        ),
+    ],
+)
+def test_a_kubernetes_name_the_api_server_would_refuse_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, bad: str, good: str, form: str
+) -> None:
+    assert form in _refused(monkeypatch, name, bad)
+    monkeypatch.setenv(name, good)
+    assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == good
+
+
+@pytest.mark.parametrize(
+    ("name", "floor"),
+    [
+        ("JITACCESS_RESYNC_SECONDS", "1"),
+        ("JITACCESS_ELIGIBILITY_RECHECK_SECONDS", "1"),
+        ("JITACCESS_RETRY_PERIOD_SECONDS", "0.1"),
+        ("JITACCESS_AUDIT_BATCH_SECONDS", "0.1"),
+    ],
+)
+def test_an_interval_too_short_to_be_anything_but_a_busy_loop_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, floor: str
+) -> None:
+    line = _refused(monkeypatch, name, "1e-9")
+    assert f"Input should be at least {floor} s: each " in line, line
+    monkeypatch.setenv(name, floor)
+    assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == float(floor)
