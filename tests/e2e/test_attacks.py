@@ -1052,3 +1052,38 @@ def test_policy_holds_the_identity_invariants_with_the_webhooks_gone(system: Jit
         "spec": {"entitlement": LEDGER, "reason": "INFRA-1 policy", "requester": BOB},
     }
     refused(system.apply(forged_again, user=ALICE, check=False), "admission webhook", "spec.requester is")
+
+
+# --- 114. a decision under a key jitaccess does not read (jitaccess.dev/approve=true) ------------------
+
+
+def test_a_misspelt_decision_is_refused_and_the_request_stays_pending(system: Jit) -> None:
+    """Stored, `approve` would be read by nobody: the approver would believe the request decided."""
+    pending_request(system, "x-typo")
+    for key, meant in (("jitaccess.dev/approve", APPROVED), ("jitaccess.dev/deny", DENIED)):
+        all_refused(
+            every_way_to_change(system, "accessrequest", "x-typo", LENA, annotations={key: "true"}),
+            f"metadata.annotations[{key}]: AccessRequests have no such annotation",
+            f"did you mean {meant}?",
+        )
+    nothing_granted(system, "x-typo")
+    # The approver's own annotations are theirs, and the right key still decides.
+    system.kubectl("annotate", "accessrequest", "x-typo", "example.com/ticket=INC-111", user=LENA)
+    system.kubectl("annotate", "accessrequest", "x-typo", f"{APPROVED}=true", user=LENA)
+    system.wait_reason("accessgrant", "x-typo", "Active")
+    # An extension of the grant: the same rule.
+    extension = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessExtension",
+        "metadata": {"name": "x-typo-1"},
+        "spec": {"grant": "x-typo", "duration": "30m", "reason": "INC-111 more time"},
+    }
+    system.kubectl("create", "-f", "-", user=ALICE, input=yaml.safe_dump(extension))
+    system.wait_reason("accessextension", "x-typo-1", "Pending")
+    all_refused(
+        every_way_to_change(system, "accessextension", "x-typo-1", LENA, annotations={"jitaccess.dev/aproved": "true"}),
+        "metadata.annotations[jitaccess.dev/aproved]: AccessExtensions have no such annotation",
+        f"did you mean {APPROVED}?",
+    )
+    assert system.ready_reason("accessextension", "x-typo-1") == "Pending"
+    system.kubectl("delete", "accessextension", "x-typo-1", "--wait=false")

@@ -309,6 +309,48 @@ def test_nobody_but_the_requester_and_owner_approvers_changes_a_request() -> Non
     assert update(old, pinned, SYSTEM) == ALLOW
 
 
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("jitaccess.dev/approve", "jitaccess.dev/approved"),
+        ("jitaccess.dev/deny", "jitaccess.dev/denied"),
+        ("jitaccess.dev/reason", "jitaccess.dev/decision-reason"),
+        ("jitaccess.dev/review", "jitaccess.dev/reviewed"),
+    ],
+)
+def test_a_misspelt_decision_is_refused_with_the_key_it_is_closest_to(key: str, meant: str) -> None:
+    """Stored, it would be read by nobody: the request would stay Pending, its approver thinking it decided."""
+    old = request(conditions=PENDING)
+    for who in (PAULA, BOB):  # an approver, the requester
+        refusal = refused(
+            update(old, {**old, "metadata": {**old["metadata"], "annotations": {key: "true"}}}, who),
+            f"metadata.annotations[{key}]: AccessRequests have no such annotation, and jitaccess would ignore it",
+            f"did you mean {meant}?",
+            "People set only jitaccess.dev/approved, jitaccess.dev/denied, jitaccess.dev/decision-reason, "
+            "jitaccess.dev/reviewed under jitaccess.dev/",
+        )
+        assert refusal.code == adm.INVALID
+    new = new_request()
+    new["metadata"]["annotations"] = {key: "true"}
+    refused(create(new, BOB), f"metadata.annotations[{key}]: AccessRequests have no such annotation")
+
+
+def test_every_documented_annotation_and_those_of_other_prefixes_pass_the_key_check() -> None:
+    old = request(conditions=PENDING)
+    assert set(adm.DECISION_ANNOTATIONS) <= adm.annotationkeys.KNOWN[names.ACCESS_REQUEST]
+    for key in adm.DECISION_ANNOTATIONS:
+        written = {**old, "metadata": {**old["metadata"], "annotations": {key: "x"}}}
+        assert adm.review_annotation_keys(names.ACCESS_REQUEST, "UPDATE", old, written, PAULA, OPERATOR) is None
+    mine = with_annotations(old, note="mine")
+    mine["metadata"]["annotations"]["example.com/ticket"] = "INC-1"
+    assert update(old, mine, BOB) == ALLOW
+    # The operator writes what it likes; one already there is left alone, and may be removed.
+    odd = {**old, "metadata": {**old["metadata"], "annotations": {"jitaccess.dev/approve": "true"}}}
+    assert update(old, odd, SYSTEM) == ALLOW
+    assert update(odd, with_annotations(odd, note="mine"), BOB) == ALLOW
+    assert update(odd, old, BOB) == ALLOW
+
+
 def test_mutate_phase_does_not_ask_eligibility() -> None:
     admitted(create(new_request(), BOB, eligibility=never))
 

@@ -333,6 +333,26 @@ def test_decisions_at_admission_follow_the_request_rules() -> None:
     assert isinstance(edited, Refusal) and "create a new AccessExtension instead" in edited.message
 
 
+def test_a_misspelt_decision_on_an_extension_is_refused_with_the_key_it_is_closest_to() -> None:
+    old = {**wire(), "status": {"entitlement": "prod-eng-payments"}}
+    for key, meant in (
+        ("jitaccess.dev/approve", names.ANNOTATION_APPROVED),
+        ("jitaccess.dev/denyed", names.ANNOTATION_DENIED),
+    ):
+        new = {**old, "metadata": {"name": "g1-ext-1", "annotations": {key: "true"}}}
+        verdict = review(PAULA, new, operation="UPDATE", phase=Phase.MUTATE, old=old)
+        assert isinstance(verdict, Refusal), verdict
+        assert verdict.message.startswith(
+            f"metadata.annotations[{key}]: AccessExtensions have no such annotation, and jitaccess would ignore it; "
+            f"did you mean {meant}? People set only jitaccess.dev/approved, jitaccess.dev/denied, "
+            "jitaccess.dev/decision-reason under jitaccess.dev/"
+        ), verdict.message
+    # A break-glass review is a request's: an extension has none.
+    reviewed = {**old, "metadata": {"name": "g1-ext-1", "annotations": {names.ANNOTATION_REVIEWED: "true"}}}
+    verdict = review(PAULA, reviewed, operation="UPDATE", phase=Phase.MUTATE, old=old)
+    assert isinstance(verdict, Refusal) and "AccessExtensions have no such annotation" in verdict.message
+
+
 def test_an_extension_being_deleted_takes_no_decision_and_keeps_its_records_finalizer() -> None:
     held = {**wire(finalizers=[names.RECORDS_FINALIZER]), "status": {"entitlement": "prod-eng-payments"}}
     assert review(ALICE, held) == Admit()  # the stamp's finalizer, on the create

@@ -43,7 +43,7 @@ from jitaccess.api import limits, names, wire
 from jitaccess.api.models import AccessRequest, BreakGlass, Entitlement, EntitlementSpec, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
-from jitaccess.domain import identities, reasons, standing, text
+from jitaccess.domain import annotationkeys, identities, reasons, standing, text
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, groups_text, is_approver, may_approve
@@ -367,6 +367,17 @@ def review_text(old: Obj | None, new: Obj | None) -> Refusal | None:
     return None
 
 
+def review_annotation_keys(
+    kind: str, operation: str, old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity
+) -> Refusal | None:
+    """A `jitaccess.dev/` annotation `kind` has none of, written by anyone but the operator
+    (`annotationkeys`: a misspelt decision would be ignored)."""
+    if operator.includes(caller) or operation not in ("CREATE", "UPDATE"):
+        return None
+    message = annotationkeys.unknown_key(kind, old, new)
+    return Refusal(message, INVALID) if message is not None else None
+
+
 def review_catalog(
     operation: str,
     old: Obj | None,
@@ -680,6 +691,7 @@ def review_request(
         review_bookkeeping(operation, old, new, caller, operator, held=True)
         or review_record(operation, old, new, caller, operator, held=True)
         or review_text(old, new)
+        or review_annotation_keys(names.ACCESS_REQUEST, operation, old, new, caller, operator)
     )
     if refusal is not None:
         return refusal

@@ -478,6 +478,7 @@ def review_extension(
         admission.review_bookkeeping(operation, old, new, caller, operator, held=True)
         or admission.review_record(operation, old, new, caller, operator, held=True)
         or admission.review_text(old, new)
+        or admission.review_annotation_keys(names.ACCESS_EXTENSION, operation, old, new, caller, operator)
     )
     if refusal is not None:
         return refusal
