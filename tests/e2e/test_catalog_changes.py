@@ -146,6 +146,28 @@ def test_an_eligibility_group_that_does_not_exist_is_not_ready(system: Jit) -> N
         system.kubectl("delete", "entitlement", "cc-elig", "--ignore-not-found", "--timeout=60s")
 
 
+def test_an_on_call_group_that_does_not_exist_is_not_ready(system: Jit) -> None:
+    """Nobody is on call in a group that does not exist: said, not left to an on-call engineer waiting."""
+    group = _group(system, "cc-oncall")
+    spec = _entitlement("cc-oncall", "payments", group)
+    spec["spec"]["approval"] = {"autoApproveIdentityCenterGroups": ["payments-oncal"]}
+    system.apply(spec)
+    try:
+        ready = system.wait_reason("entitlement", "cc-oncall", "OnCallGroupNotFound", timeout=30)
+        condition = next(c for c in ready["status"]["conditions"] if c["type"] == "Ready")
+        assert condition["status"] == "False", condition
+        message = condition["message"]
+        assert "spec.approval.autoApproveIdentityCenterGroups names 'payments-oncal'" in message, message
+        assert "fix the name or create the group" in message and "wait for the owner team's approvers" in message
+        # Fixed in Git: Ready again.
+        spec["spec"]["approval"] = {"autoApproveIdentityCenterGroups": ["payments-oncall"]}
+        system.apply(spec)
+        system.wait_reason("entitlement", "cc-oncall", "Resolved", timeout=30)
+    finally:
+        system.clean()
+        system.kubectl("delete", "entitlement", "cc-oncall", "--ignore-not-found", "--timeout=60s")
+
+
 def test_an_eligibility_typo_ends_no_running_grant(jit: Jit, tmp_path: Any) -> None:
     from devenv.operator_process import OperatorProcess
     from tests.support.harness import OPERATOR_ENV

@@ -100,6 +100,8 @@ GROUP_NOT_FOUND = "GroupNotFound"
 PERMISSION_SET_NOT_FOUND = "PermissionSetNotFound"
 # The group resolves, but spec.eligibility.identityCenterGroups names one that does not exist.
 ELIGIBILITY_GROUP_NOT_FOUND = "EligibilityGroupNotFound"
+# The group resolves, but spec.approval.autoApproveIdentityCenterGroups names one that does not exist.
+ON_CALL_GROUP_NOT_FOUND = "OnCallGroupNotFound"
 # An Entitlement's drift scan of a group ended while the group may still give access (its Event).
 SCAN_STOPPED = "ScanStopped"
 # A deleted Entitlement kept until no access it gave remains (`domain.releases`), and its last Event.

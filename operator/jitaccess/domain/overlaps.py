@@ -116,7 +116,15 @@ def _names_of(reference: str, tiers: Sequence[Tier]) -> set[str]:
 
 
 #: `Ready` reasons written once the group resolved.
-_RESOLVED = frozenset({names.RESOLVED, names.TOO_FEW_APPROVERS, names.INVALID, names.ELIGIBILITY_GROUP_NOT_FOUND})
+_RESOLVED = frozenset(
+    {
+        names.RESOLVED,
+        names.TOO_FEW_APPROVERS,
+        names.INVALID,
+        names.ELIGIBILITY_GROUP_NOT_FOUND,
+        names.ON_CALL_GROUP_NOT_FOUND,
+    }
+)
 
 
 def _resolved_for_this_generation(entitlement: Entitlement) -> bool:

@@ -79,7 +79,12 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
         reference = assignment_rules.reference(assignment.permission_set)
         resolved = f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}"
         _set_ready(
-            rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved, _missing_tier(rt, reference))
+            rt,
+            names.ENTITLEMENTS,
+            entitlement,
+            *_verdict(
+                entitlement, team, resolved, _missing_tier(rt, reference) or _groups_problem(rt, entitlement, resolved)
+            ),
         )
         _watch_logged(rt, entitlement, None)
         return
@@ -99,31 +104,71 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
     resolved = f"Identity Center group {target} resolved"
-    problem = _eligibility_problem(rt, entitlement, resolved)
+    problem = _groups_problem(rt, entitlement, resolved)
     _set_ready(rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved, problem), groupId=group_id)
     _watch_logged(rt, entitlement, (target, group_id))
 
 
-def _eligibility_problem(rt: Runtime, entitlement: Entitlement, resolved: str) -> tuple[str, str] | None:
-    """`EligibilityGroupNotFound` when spec.eligibility.identityCenterGroups names a group that does
-    not exist: a typo of the catalog's, which refuses every request, and which the eligibility
-    re-check does not hold against anyone's running grant (`handlers.lapses`)."""
+def _groups_problem(rt: Runtime, entitlement: Entitlement, resolved: str) -> tuple[str, str] | None:
+    """What is wrong with the Identity Center groups the Entitlement names besides its target."""
+    return _eligibility_problem(rt, entitlement, resolved) or _on_call_problem(rt, entitlement, resolved)
+
+
+def _missing_groups(rt: Runtime, groups: list[str]) -> list[str]:
+    """Those of `groups` that do not exist in Identity Center."""
     missing = []
-    for group in entitlement.spec.eligibility.identity_center_groups:
+    for group in groups:
         try:
             rt.cached("group", group, rt.identity_center.resolve_group)
         except NotFound:
             missing.append(group)
         except (RetryLater, PermanentFailure) as exc:
             raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
+    return missing
+
+
+def _eligibility_problem(rt: Runtime, entitlement: Entitlement, resolved: str) -> tuple[str, str] | None:
+    """`EligibilityGroupNotFound` when spec.eligibility.identityCenterGroups names a group that does
+    not exist: a typo of the catalog's, which refuses every request, and which the eligibility
+    re-check does not hold against anyone's running grant (`handlers.lapses`)."""
+    return _not_found(
+        rt,
+        names.ELIGIBILITY_GROUP_NOT_FOUND,
+        "spec.eligibility.identityCenterGroups",
+        entitlement.spec.eligibility.identity_center_groups,
+        resolved,
+        "Until then every request is refused; running grants are kept (nobody lapses over a group that does not exist)",
+    )
+
+
+def _on_call_problem(rt: Runtime, entitlement: Entitlement, resolved: str) -> tuple[str, str] | None:
+    """`OnCallGroupNotFound` when spec.approval.autoApproveIdentityCenterGroups names a group that
+    does not exist: nobody is ever on call in it (`oncall.on_call_group`), so the on-call engineer
+    the catalog meant to let in at once waits for an approver, at the worst moment, with nothing
+    else saying why."""
+    return _not_found(
+        rt,
+        names.ON_CALL_GROUP_NOT_FOUND,
+        "spec.approval.autoApproveIdentityCenterGroups",
+        entitlement.spec.approval.auto_approve_identity_center_groups,
+        resolved,
+        "Until then nobody is on call through it: requests wait for the owner team's approvers",
+    )
+
+
+def _not_found(
+    rt: Runtime, reason: str, field: str, groups: list[str], resolved: str, until: str
+) -> tuple[str, str] | None:
+    """(reason, message) naming those of `groups` (the Entitlement's `field`) that are no group in
+    Identity Center, and the fix; None when all exist."""
+    missing = _missing_groups(rt, groups)
     if not missing:
         return None
     return (
-        names.ELIGIBILITY_GROUP_NOT_FOUND,
-        f"{resolved}, but spec.eligibility.identityCenterGroups names {', '.join(map(repr, missing))}, which "
+        reason,
+        f"{resolved}, but {field} names {', '.join(map(repr, missing))}, which "
         f"{'is not a group' if len(missing) == 1 else 'are not groups'} in Identity Center store "
-        f"{rt.identity_center.identity_store_id}: fix the name or create the group. Until then every request "
-        "is refused; running grants are kept (nobody lapses over a group that does not exist)",
+        f"{rt.identity_center.identity_store_id}: fix the name or create the group. {until}",
     )
 
 
