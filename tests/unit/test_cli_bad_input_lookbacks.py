@@ -61,3 +61,40 @@ def test_a_start_beyond_ten_years_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match=r"^--start '9999-12-31T23:00:00-01:00' is more than 87600h \(ten years\)"):
         start.start_time("9999-12-31T23:00:00-01:00", NOW)
     assert start.start_time("2036-11-30T12:00:00Z", NOW) == datetime(2036, 11, 30, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag", "value"),
+    [
+        (["request", "prod-eng-payments", "--for", "-5m", "--reason", "INC-1 x"], "--for", "-5m"),
+        (["request", "prod-eng-payments", "--reason", "INC-1 x", "--for", "-1h"], "--for", "-1h"),
+        (["extend", "g1", "--by", "-30m", "--reason", "INC-1 x"], "--by", "-30m"),
+        (["break-glass", "prod-eng-payments", "--reason", "INC-1 x", "--for", "-5"], "--for", "-5"),
+        (["request", "prod-eng-payments", "--timeout", "-5m"], "--timeout", "-5m"),
+        (["request", "prod-eng-payments", "--for=-5m"], "--for", "-5m"),
+    ],
+)
+def test_a_negative_duration_says_durations_are_positive(
+    argv: list[str], flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse alone reads `-5m` as an option and says "expected one argument"."""
+    with pytest.raises(SystemExit) as exited:
+        main.main(argv)
+    assert exited.value.code == USAGE
+    err = capsys.readouterr().err
+    assert (
+        f"argument {flag}: the duration {value!r} is negative: durations are positive, such as 30m, 1h or 1h30m" in err
+    ), err
+
+
+def test_a_duration_flag_before_another_option_is_left_to_argparse() -> None:
+    assert parser.attach_negative_durations(["request", "e", "--for", "--reason", "x", "--by", "-2h"]) == [
+        "request",
+        "e",
+        "--for",
+        "--reason",
+        "x",
+        "--by=-2h",
+    ]
+    built = parser.build_parser()
+    assert built.parse_args(["request", "e", "--for", "1h30m"]).duration == "1h30m"

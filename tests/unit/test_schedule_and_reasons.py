@@ -67,6 +67,23 @@ def test_a_start_in_the_past_names_the_field_and_the_fix() -> None:
     assert "leave spec.startTime out to begin as soon as the request is approved" in str(caught.value)
 
 
+@pytest.mark.parametrize("start", ["2026-12-04T06:00:00+25:00", "tomorrow at six", "2026-13-01T06:00:00Z"])
+def test_a_start_that_is_no_time_says_how_to_write_one(start: str) -> None:
+    """Pydantic's "Input should be a valid datetime" names what is wrong, not the form wanted."""
+    from tests.unit.test_admission import create, new_request, stamped
+
+    verdict = create(stamped(new_request(duration="2h", startTime=start), BOB), BOB, phase=adm.Phase.VALIDATE)
+    refusal = refused(verdict, "spec.startTime is invalid: Input should be a valid datetime")
+    assert refusal.message.endswith("; write an RFC 3339 time with a zone, such as 2026-12-01T06:00:00Z"), refusal
+    # The operator's own parse of a stored one (handlers.common.parse) says the same.
+    from jitaccess.handlers.common import parse
+
+    with pytest.raises(InvalidInput) as caught:
+        parse(AccessRequest, stamped(new_request(duration="2h", startTime=start), BOB))
+    assert caught.value.field == "spec.startTime"
+    assert "write an RFC 3339 time with a zone, such as 2026-12-01T06:00:00Z" in str(caught.value)
+
+
 def test_a_start_beyond_the_horizon_names_the_setting_and_the_latest_start() -> None:
     with pytest.raises(InvalidInput) as caught:
         validate(T0 + HORIZON + timedelta(seconds=1))

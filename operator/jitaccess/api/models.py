@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from jitaccess.api import limits
@@ -951,3 +951,15 @@ class PermissionCatalog(Model):
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: PermissionCatalogSpec
     status: PermissionCatalogStatus = Field(default_factory=PermissionCatalogStatus)
+
+
+def invalid_field(exc: ValidationError) -> tuple[str, str]:
+    """The first problem `exc` found: the field (`spec.startTime`) and what is wrong with it, with
+    the form expected where pydantic's message names none (a time: "Input should be a valid
+    datetime" says what is wrong, not how to write one)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = f"is invalid: {first['msg']}"
+    if str(first["type"]).startswith(("datetime", "timezone")):
+        message += "; write an RFC 3339 time with a zone, such as 2026-12-01T06:00:00Z"
+    return where, message

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from jitaccess.cli.errors import INTERRUPTED, OK, PENDING, USAGE, CliError, UsageError
-from jitaccess.cli.parser import build_parser
+from jitaccess.cli.parser import attach_negative_durations, build_parser
 
 if TYPE_CHECKING:
     from jitaccess.cli.session import Session
@@ -219,7 +219,7 @@ def run(argv: Sequence[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> i
         # A first try: the commands, rather than argparse's "the following arguments are required".
         build_parser().print_help(stderr)
         return USAGE
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(attach_negative_durations(argv))
     flags = ClusterFlags(
         kubeconfig=getattr(args, "kubeconfig", None),
         context=getattr(args, "context", None),

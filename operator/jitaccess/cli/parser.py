@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from jitaccess import __version__
@@ -53,14 +53,45 @@ executable named kubectl_complete-jit on PATH; create it once:
 """
 
 
+#: The flags that take a duration. argparse reads a value that begins with '-' (`--for -5m`) as
+#: another option and says only "expected one argument": `attach_negative_durations` hands it to
+#: the flag, whose check then says what a duration is.
+DURATION_FLAGS = frozenset({"--for", "--by", "--timeout"})
+_NEGATIVE = re.compile(r"^-[0-9]")
+
+
+def attach_negative_durations(argv: Sequence[str]) -> list[str]:
+    """`argv` with each duration flag followed by a negative value written as one `--for=-5m`."""
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in DURATION_FLAGS and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
 def _duration(text: str) -> timedelta:
     from jitaccess.domain.durations import parse_duration
     from jitaccess.errors import InvalidInput
 
+    if text.strip().startswith("-"):
+        raise argparse.ArgumentTypeError(
+            f"the duration {text.strip()!r} is negative: durations are positive, such as 30m, 1h or 1h30m"
+        )
     try:
         return parse_duration(text, "the duration")
     except InvalidInput as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _duration_text(text: str) -> str:
+    """A duration the server is to read (`spec.duration`), checked here first: as written."""
+    _duration(text)
+    return text
 
 
 _SINCE_PART = re.compile(r"([0-9]+)([dhm])")
@@ -214,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     request.add_argument(
         "--for",
         dest="duration",
+        type=_duration_text,
         metavar="DURATION",
         help="how long, e.g. 30m, 1h, 1h30m (default: the entitlement's defaultDuration)",
     )
@@ -323,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
         "A server-side dry run first: a refusal is printed and nothing is created.",
     )
     extend.add_argument("name", metavar="GRANT", help="the AccessGrant (same name as its request)")
-    extend.add_argument("--by", required=True, metavar="DURATION", help="how much longer, e.g. 30m, 1h")
+    extend.add_argument(
+        "--by", required=True, type=_duration_text, metavar="DURATION", help="how much longer, e.g. 30m, 1h"
+    )
     extend.add_argument("--reason", required=True, metavar="TEXT", help="why more time is needed")
     extend.add_argument(
         "--wait",
@@ -497,7 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     glass.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
     glass.add_argument("--reason", metavar="TEXT", required=True, help="what is broken and why it cannot wait")
-    glass.add_argument("--for", dest="duration", metavar="DURATION", help="how long (default: the cap)")
+    glass.add_argument(
+        "--for", dest="duration", type=_duration_text, metavar="DURATION", help="how long (default: the cap)"
+    )
     glass.add_argument(
         "--wait", action=argparse.BooleanOptionalAction, default=True, help="wait until access is active (default)"
     )

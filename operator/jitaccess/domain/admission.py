@@ -40,10 +40,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from jitaccess.api import limits, names, wire
-from jitaccess.api.models import AccessRequest, BreakGlass, Entitlement, EntitlementSpec, TeamOwnershipSpec
+from jitaccess.api.models import (
+    AccessRequest,
+    BreakGlass,
+    Entitlement,
+    EntitlementSpec,
+    TeamOwnershipSpec,
+    invalid_field,
+)
+from jitaccess.domain import annotationkeys, identities, reasons, standing, text
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
-from jitaccess.domain import annotationkeys, identities, reasons, standing, text
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, groups_text, is_approver, may_approve
@@ -901,9 +908,8 @@ def _request_valid(
         waits = request_rules.route(valid) is request_rules.Route.NEEDS_APPROVAL and not valid.break_glass
         problem = eligibility(valid) if eligibility is not None else None
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return Refusal(f"{where} is invalid: {first['msg']}", INVALID)
+        where, message = invalid_field(exc)
+        return Refusal(f"{where} {message}", INVALID)
     except InvalidInput as exc:
         return Refusal(str(exc), INVALID)
     if problem is not None:

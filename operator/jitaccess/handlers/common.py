@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from jitaccess.api import wire
-from jitaccess.api.models import Condition
+from jitaccess.api.models import Condition, invalid_field
 from jitaccess.domain import conditions as cond
 from jitaccess.errors import InvalidInput
 
@@ -33,9 +33,7 @@ def parse(model: type[M], body: Mapping[str, Any]) -> M:
     try:
         return model.model_validate(dict(body))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(where, f"is invalid: {first['msg']}") from exc
+        raise InvalidInput(*invalid_field(exc)) from exc
 
 
 def first(index: Index | None, key: Any) -> Any | None:
