@@ -126,6 +126,16 @@ def test_81_malformed_entries_are_refused_by_the_schema(
     assert stored is not None and stored["spec"] == example("payments")["spec"]
 
 
+@pytest.mark.parametrize("tier", ["baseline", "production"])
+def test_81_an_account_listed_twice_is_refused_by_name(catalogs: Jit, tier: str) -> None:
+    bad = example("payments")
+    accounts = bad["spec"][tier]["accounts"]
+    accounts.append(accounts[0])
+    refused(as_gitops(catalogs, bad), f'spec.{tier}.accounts[{len(accounts) - 1}]: Duplicate value: "{accounts[0]}"')
+    stored = catalogs.get("permissioncatalog", "payments")
+    assert stored is not None and stored["spec"] == example("payments")["spec"]
+
+
 # --- 82. an S3 path wider than it reads ----------------------------------------------------------
 
 

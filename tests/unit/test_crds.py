@@ -126,3 +126,26 @@ def test_what_the_operator_selects_by_is_selectable() -> None:
     by_plural = {k.plural: set(k.selectable) for k in crdgen.KINDS}
     assert set(breakglass.selecting("a@example.com")) <= by_plural[names.REQUESTS]
     assert {"spec.grant"} <= by_plural[names.EXTENSIONS] and {"spec.requester"} <= by_plural[names.REQUESTS]
+
+
+def test_every_list_of_account_ids_in_a_spec_is_a_set() -> None:
+    """An account twice is refused by the API server by name ("Duplicate value"), in a catalog's
+    tiers as in an Entitlement's accountAssignment."""
+    found: dict[str, Any] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for name, sub in (node.get("properties") or {}).items():
+                if name == "accounts" and sub.get("type") == "array" and sub["items"].get("type") == "string":
+                    found[f"{path}.{name}"] = sub.get("x-kubernetes-list-type")
+                walk(sub, f"{path}.{name}")
+
+    for kind in crdgen.KINDS:
+        schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        walk(schema["properties"]["spec"], f"{kind.kind}.spec")
+    assert found == {
+        "AccessGrant.spec.accountAssignment.accounts": "set",
+        "Entitlement.spec.identityCenter.accountAssignment.accounts": "set",
+        "PermissionCatalog.spec.baseline.accounts": "set",
+        "PermissionCatalog.spec.production.accounts": "set",
+    }

@@ -711,7 +711,9 @@ def _account_list(description: str, min_length: int = 0) -> Any:
         min_length=min_length,
         max_length=limits.CATALOG_ACCOUNTS_MAX,
         description=description,
-        json_schema_extra=_matching_items(ACCOUNT_PATTERN, _ACCOUNT_MESSAGE),
+        # A set, as an Entitlement's accountAssignment.accounts: an account twice is a copy-paste
+        # slip the API server refuses by name ("Duplicate value"), not one assignment made twice.
+        json_schema_extra={**_matching_items(ACCOUNT_PATTERN, _ACCOUNT_MESSAGE), "x-kubernetes-list-type": "set"},
     )
 
 
