@@ -1,4 +1,4 @@
-"""Attacks 80-84 of docs/security.md: a team's PermissionCatalog (issue 14).
+"""Attacks 80-84 and 115 of docs/security.md: a team's PermissionCatalog (issue 14).
 
 The same style as `test_attacks.py` (real identities, plain kubectl, the real API server, the
 operator's webhooks, RBAC). A catalog is what a team's roles may do in AWS, so a bad one must never
@@ -13,7 +13,9 @@ what to write instead, and the stored catalog is unchanged:
 - 83: a catalog past AWS's limits (the rendered inline policy over what a permission set takes,
   more managed policies than a permission set carries, a session longer than 12h), refused before
   any AWS call;
-- 84: a catalog for a team that does not exist: stored (GitOps may apply it first) with a warning.
+- 84: a catalog for a team that does not exist: stored (GitOps may apply it first) with a warning;
+- 115: a catalog deleted while grants hold its permission sets (`direct`, an Active account-assignment
+  grant of the example catalog's production tier): refused until they end.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e import test_assignments as assignments
 from tests.support.harness import Jit
 
 pytestmark = pytest.mark.e2e
@@ -198,3 +201,33 @@ def test_84_a_catalog_without_its_team_is_stored_with_a_warning(catalogs: Jit) -
         assert catalogs.get("permissioncatalog", "treasury") is not None
     finally:
         catalogs.kubectl("delete", "permissioncatalog", "treasury", "--ignore-not-found")
+
+
+# --- 115. a catalog deleted under the grants of its permission sets ------------------------------
+
+#: The example catalog provisioned and its assignment-mode Entitlement applied (a fixture: the ARN of
+#: the production permission set).
+direct = assignments.direct
+
+
+def test_115_a_catalog_is_not_deleted_while_a_grant_holds_its_permission_set(system: Jit, direct: str) -> None:
+    """Deleting the catalog deletes its permission sets, and every assignment with them: refused while
+    a grant of it runs, as deleting a request whose access runs is; allowed once the grant ended."""
+    system.request("alice-kept", assignments.ENTITLEMENT, duration="1h", user=ALICE)
+    system.wait_reason("accessgrant", "alice-kept", "Active")
+    for dry_run in (["--dry-run=server"], []):
+        result = system.kubectl("delete", "permissioncatalog", "payments", *dry_run, *GITOPS, check=False)
+        assert result.returncode != 0, result.stdout
+        assert (
+            "PermissionCatalog payments gives the permission sets of 1 AccessGrant(s) that have not ended "
+            "(alice-kept)" in result.stderr
+        ), result.stderr
+        assert "End them first (`kubectl jit revoke GRANT` for each" in result.stderr
+    catalog = system.get("permissioncatalog", "payments") or {}
+    assert catalog and "deletionTimestamp" not in catalog["metadata"]
+    assert system.ready_reason("accessgrant", "alice-kept") == "Active"
+    assert assignments._assigned(system, direct, ALICE) == set(assignments.ACCOUNTS)
+    # Ended: nothing holds the catalog any more (a dry run; later tests use the example catalog).
+    system.kubectl("annotate", "accessgrant", "alice-kept", "jitaccess.dev/revoked=true", user=ALICE)
+    system.wait_reason("accessgrant", "alice-kept", "Revoked")
+    system.kubectl("delete", "permissioncatalog", "payments", "--dry-run=server", *GITOPS)

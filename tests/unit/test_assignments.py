@@ -131,3 +131,42 @@ def test_a_catalog_being_deleted_is_gone_for_the_entitlement_not_for_its_grants(
         assignments.catalog_tier(rt, "catalog:payments/production", deleting_is_gone=True)
     reason, message = catalog._missing_tier(rt, "catalog:payments/production") or ("", "")
     assert reason == names.PERMISSION_SET_NOT_FOUND and "but PermissionCatalog payments does not exist" in message
+
+
+def _stored_grant(name: str, reference: str, reason: str = "Active", arn: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True", "reason": reason}]}
+    if arn:
+        status["permissionSetArn"] = arn
+    return {"metadata": {"name": name}, "spec": {"groupName": reference}, "status": status}
+
+
+PAYMENTS_CATALOG = {
+    "metadata": {"name": "payments"},
+    "spec": {},
+    "status": {"production": {"permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-1/ps-prod"}, "conditions": []},
+}
+
+
+def test_a_catalog_is_held_by_the_unended_grants_of_its_tiers_by_name_or_by_arn() -> None:
+    grants = [
+        _stored_grant("by-tier", "catalog:payments/production"),
+        _stored_grant("being-made", "catalog:payments/baseline", reason="Provisioning"),
+        _stored_grant(
+            "by-arn", "arn:aws:sso:::permissionSet/ssoins-1/ps-prod", arn="arn:aws:sso:::permissionSet/ssoins-1/ps-prod"
+        ),
+        _stored_grant("ended", "catalog:payments/production", reason="Expired"),
+        _stored_grant("revoked", "catalog:payments/production", reason="Revoked"),
+        _stored_grant("another-catalog", "catalog:payments-eu/production"),
+        _stored_grant("a-group", "prod-eng-payments"),
+    ]
+    held = rules.catalog_dependents(PAYMENTS_CATALOG, grants)
+    assert held == ["being-made", "by-arn", "by-tier"]
+    message = rules.catalog_deletion_refusal("payments", held)
+    assert message is not None and message.startswith(
+        "PermissionCatalog payments gives the permission sets of 3 AccessGrant(s) that have not ended "
+        "(being-made, by-arn, by-tier): deleting it would delete those permission sets"
+    )
+    assert "End them first (`kubectl jit revoke GRANT` for each" in message
+    assert rules.catalog_deletion_refusal("payments", rules.catalog_dependents(PAYMENTS_CATALOG, grants[3:])) is None
+    many = rules.catalog_deletion_refusal("payments", [f"g{i}" for i in range(7)])
+    assert many is not None and "(g0, g1, g2, g3, g4 and 2 more)" in many

@@ -79,8 +79,8 @@ def test_only_the_operator_is_skipped_and_only_where_nothing_is_refused_to_it() 
             assert webhook["matchConditions"] == [
                 {
                     "name": "not-the-operator-or-a-spec-change",
-                    "expression": operator + " || oldObject == null || !has(object.spec) || !has(oldObject.spec) "
-                    "|| object.spec != oldObject.spec",
+                    "expression": operator + " || oldObject == null || (object != null && (!has(object.spec) "
+                    "|| !has(oldObject.spec) || object.spec != oldObject.spec))",
                 }
             ]
         else:

@@ -379,7 +379,14 @@ HOOKS: dict[str, tuple[Hook, ...]] = {
         Hook("accessgrants-check", names.GRANTS, (*_WRITES, "DELETE"), skips_operator=True),
         Hook("teamownerships-check", names.TEAMS, _WRITES, skips_operator=True, unless_spec_changes=True),
         Hook("entitlements-check", names.ENTITLEMENTS, _WRITES, skips_operator=True, unless_spec_changes=True),
-        Hook("permissioncatalogs-check", names.CATALOGS, _WRITES, skips_operator=True, unless_spec_changes=True),
+        # DELETE: refused while grants hold its permission sets (`domain.assignments.catalog_deletion_refusal`).
+        Hook(
+            "permissioncatalogs-check",
+            names.CATALOGS,
+            (*_WRITES, "DELETE"),
+            skips_operator=True,
+            unless_spec_changes=True,
+        ),
         Hook("accessextensions-check", names.EXTENSIONS, (*_WRITES, "DELETE"), skips_operator=True),
         *(
             Hook(f"{plural}-status", plural, ("UPDATE",), "status", skips_operator=True)
@@ -398,12 +405,15 @@ HOOKS: dict[str, tuple[Hook, ...]] = {
 
 def not_the_operator(usernames: Iterable[str], *, unless_spec_changes: bool = False) -> dict[str, str]:
     """The `matchCondition` true for everyone but the operator (its usernames, as a CEL list), and,
-    `unless_spec_changes`, for the operator too when it creates an object or changes its spec."""
+    `unless_spec_changes`, for the operator too when it creates an object or changes its spec (not
+    when it deletes one: `object` is null then, and `has()` of a null an error, which a webhook
+    that fails closed would turn into a refusal)."""
     # A JSON list of strings is a CEL list literal of the same strings.
     expression = f"!(request.userInfo.username in {json.dumps(sorted(usernames))})"
     if unless_spec_changes:
         expression += (
-            " || oldObject == null || !has(object.spec) || !has(oldObject.spec) || object.spec != oldObject.spec"
+            " || oldObject == null || (object != null && (!has(object.spec) || !has(oldObject.spec)"
+            " || object.spec != oldObject.spec))"
         )
         return {"name": "not-the-operator-or-a-spec-change", "expression": expression}
     return {"name": "not-the-operator", "expression": expression}

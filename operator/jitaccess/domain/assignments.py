@@ -14,9 +14,10 @@ two references: the Entitlements of one permission set should name it the same w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
 
 CATALOG_PREFIX = names.CATALOG_REFERENCE_PREFIX
@@ -53,3 +54,36 @@ def to_remove(accounts: Iterable[str], others: Iterable[AccountAssignmentTarget 
     """The accounts whose assignment goes when a grant ends: its own, less those others hold."""
     kept = kept_accounts(others)
     return sorted(set(accounts) - kept)
+
+
+def catalog_dependents(catalog: Mapping[str, Any], grants: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The grants, not ended, that hold a permission set of `catalog` (a stored PermissionCatalog):
+    named by its tier (`catalog:<catalog>/<tier>`) or by the ARN its status reports."""
+    name = wire.name_of(catalog)
+    arns = {
+        str(tier["permissionSetArn"])
+        for tier in wire.status(catalog).values()
+        if isinstance(tier, Mapping) and tier.get("permissionSetArn")
+    }
+    held = []
+    for grant in grants:
+        if wire.ready_reason(grant) in names.GRANT_FINISHED:
+            continue
+        pair = catalog_tier(str(wire.spec(grant).get("groupName") or ""))
+        if (pair is not None and pair[0] == name) or wire.status(grant).get("permissionSetArn") in arns:
+            held.append(wire.name_of(grant))
+    return sorted(held)
+
+
+def catalog_deletion_refusal(catalog: str, dependents: list[str]) -> str | None:
+    """Why a catalog may not go yet: deleting it deletes its permission sets, and with them every
+    assignment of them, while the grants that gave those assignments would still say Active."""
+    if not dependents:
+        return None
+    shown = ", ".join(dependents[:5]) + (f" and {len(dependents) - 5} more" if len(dependents) > 5 else "")
+    return (
+        f"PermissionCatalog {catalog} gives the permission sets of {len(dependents)} AccessGrant(s) that have not "
+        f"ended ({shown}): deleting it would delete those permission sets, and the users' access with them, while "
+        "the grants still said Active. End them first (`kubectl jit revoke GRANT` for each, by its grantee or an "
+        "approver of its owner team), or wait until they end; then delete the catalog"
+    )

@@ -44,6 +44,7 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, PermissionCatalog, TeamOwnershipSpec
 from jitaccess.domain import admission, standing
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import permissions as permission_rules
 from jitaccess.domain import requests as request_rules
@@ -542,7 +543,12 @@ def _policy_changed(
 
 
 @kopf.on.validate(
-    names.GROUP, names.VERSION, names.CATALOGS, id="permissioncatalogs-check", operations=WRITES, persistent=True
+    names.GROUP,
+    names.VERSION,
+    names.CATALOGS,
+    id="permissioncatalogs-check",
+    operations=[*WRITES, "DELETE"],
+    persistent=True,
 )
 async def check_permission_catalog(
     *,
@@ -568,6 +574,8 @@ async def check_permission_catalog(
     verdict = permission_rules.review(
         operation or "", old, new, caller, operator=operator, catalogs=catalogs, entitlements=entitlements
     )
+    if operation == "DELETE" and old is not None and verdict == admission.ALLOW and not operator.includes(caller):
+        verdict = await _catalog_deleted(rt, old)
     _enforce(verdict, kind=names.PERMISSION_CATALOG, operation=operation, body=body, caller=caller, dryrun=dryrun)
     _policy_changed(operation, old, new, body, caller, dryrun)
     if new is None or not written:
@@ -582,6 +590,15 @@ async def check_permission_catalog(
             f"there is no TeamOwnership {team}: a PermissionCatalog is named after its team, and is provisioned "
             "once the TeamOwnership exists"
         )
+
+
+async def _catalog_deleted(rt: Runtime, old: Mapping[str, Any]) -> Verdict:
+    """A catalog goes only once no grant holds its permission sets (`catalog_deletion_refusal`).
+    The grants are listed from the API server: a deletion is rare, and any replica may answer."""
+    grants = await asyncio.to_thread(rt.kube.list, names.GRANTS)
+    dependents = assignment_rules.catalog_dependents(old, grants)
+    why = assignment_rules.catalog_deletion_refusal(wire.name_of(old), dependents)
+    return Refusal(why) if why is not None else admission.ALLOW
 
 
 async def check_status(
