@@ -95,7 +95,9 @@ def world(control_plane: ControlPlane) -> Iterator[World]:
             "apply", "-f", str(EXAMPLES / "01-teams.yaml"), "-f", str(EXAMPLES / "02-entitlements.yaml")
         )
         load_client_config()
-        DEFERRED.set(Deferred())  # no kopf watch here to post Events through
+        # No kopf watch here to post Events through; reset after, or the tests that follow in this
+        # process (the same context) would defer Events that must fail loudly elsewhere.
+        deferring = DEFERRED.set(Deferred())
         try:
             yield World(control_plane, emulator, Kube())
         finally:
@@ -108,6 +110,7 @@ def world(control_plane: ControlPlane) -> Iterator[World]:
                     control_plane.kubectl("delete", *listed, "--wait=false", check=False)
             control_plane.kubectl("delete", "entitlements,teamownerships", "--all", "--wait=false", check=False)
             emulator.stop()
+            DEFERRED.reset(deferring)
 
 
 # --- a drift scan right after a grant's own handler added the member ---------------------------

@@ -657,7 +657,8 @@ def test_12_unknown_entitlement_or_owner_team_is_refused(system: Jit) -> None:
             "apiVersion": "jitaccess.dev/v1alpha1",
             "kind": "Entitlement",
             "metadata": {"name": "e2e-orphan"},
-            "spec": {"owner": "no-such-team", "identityCenter": {"groupName": LEDGER}},
+            # A group of its own: ledger's production group is team ledger's alone (attack 112).
+            "spec": {"owner": "no-such-team", "identityCenter": {"groupName": "prod-e2e-orphan"}},
         }
     )
     try:

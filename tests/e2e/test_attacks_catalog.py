@@ -194,6 +194,9 @@ def test_83_too_many_managed_policies_and_a_long_session_are_refused(catalogs: J
 def test_84_a_catalog_without_its_team_is_stored_with_a_warning(catalogs: Jit) -> None:
     orphan = example("ledger")
     orphan["metadata"]["name"] = "treasury"
+    # Its own groups: ledger's production group is team ledger's, and refused to another team (attack 112).
+    orphan["spec"]["baseline"]["groupName"] = "eng-treasury"
+    orphan["spec"]["production"]["groupName"] = "prod-eng-treasury"
     try:
         result = as_gitops(catalogs, orphan)
         assert result.returncode == 0, result.stderr

@@ -201,6 +201,9 @@ def _team(name: str, approvers: list[str]) -> dict[str, Any]:
     }
 
 
+RENAMED_GROUP = "prod-e2e-renamed-team"
+
+
 def _owned_by(team: str) -> dict[str, Any]:
     return {
         "apiVersion": "jitaccess.dev/v1alpha1",
@@ -208,13 +211,15 @@ def _owned_by(team: str) -> dict[str, Any]:
         "metadata": {"name": "e2e-renamed-team"},
         "spec": {
             "owner": team,
-            "identityCenter": {"groupName": PAYMENTS},
+            # A group of its own: payments' production group is team payments' alone (attack 112).
+            "identityCenter": {"groupName": RENAMED_GROUP},
             "eligibility": {"identityCenterGroups": ["prod-eligible"]},
         },
     }
 
 
 def test_109_the_new_owner_teams_approver_revokes_once_the_recorded_team_is_gone(system: Jit) -> None:
+    system.ic.create_group(RENAMED_GROUP)
     system.apply(_team("e2e-team-old", [PAULA]))
     system.apply(_owned_by("e2e-team-old"))
     system.wait_reason("entitlement", "e2e-renamed-team", "Resolved", timeout=30)
@@ -240,7 +245,7 @@ def test_109_the_new_owner_teams_approver_revokes_once_the_recorded_team_is_gone
         )  # fmt: skip
         revoked = system.wait_reason("accessgrant", "e109", "Revoked")
         assert revoked["status"]["revokedBy"] == PAULA and revoked["spec"]["ownerTeam"] == "e2e-team-old"
-        eventually(lambda: system.members(PAYMENTS) == set() or None, what="membership removed")
+        eventually(lambda: system.members(RENAMED_GROUP) == set() or None, what="membership removed")
     finally:
         system.clean()
         system.kubectl("delete", "entitlement", "e2e-renamed-team", "--ignore-not-found", "--timeout=60s")

@@ -169,9 +169,14 @@ def test_73_eligibility_removed_before_the_start_means_no_grant(system: Jit, ali
 # --- 74. the approver is no longer an approver at the start ---------------------------------------
 
 
+WINDOW_GROUP = "prod-e2e-window"
+
+
 @pytest.fixture
 def own_team(system: Jit) -> Iterator[str]:
-    """A team whose approver is lena, owning an entitlement to the ledger group."""
+    """A team whose approver is lena, owning an entitlement to a group of its own (the ledger
+    catalog's production group is team ledger's: attack 112)."""
+    system.ic.create_group(WINDOW_GROUP)
     system.apply("""
 apiVersion: jitaccess.dev/v1alpha1
 kind: TeamOwnership
@@ -181,7 +186,7 @@ spec: {approvers: [lena@example.com]}
 apiVersion: jitaccess.dev/v1alpha1
 kind: Entitlement
 metadata: {name: e2e-window-prod}
-spec: {owner: e2e-window, identityCenter: {groupName: prod-eng-ledger}, maxDuration: 1h}
+spec: {owner: e2e-window, identityCenter: {groupName: prod-e2e-window}, maxDuration: 1h}
 """)
     system.wait_reason("entitlement", "e2e-window-prod", "Resolved")
     try:
@@ -203,7 +208,7 @@ def test_74_an_approval_that_no_longer_stands_at_the_start_grants_nothing(system
     message = ready(ended)["message"]
     assert ready(ended)["reason"] == "Failed", message
     assert f"the approval stamped for {LENA} does not count" in message
-    nothing_granted(system, "stale-approval")
+    nothing_granted(system, "stale-approval", WINDOW_GROUP)
 
 
 # --- 75. a reason that fails the pattern ----------------------------------------------------------

@@ -175,7 +175,10 @@ def test_a_user_with_no_role_is_refused(cli: Cli, system: Jit) -> None:
 
 @pytest.fixture
 def team_without_rbac(system: Jit) -> Iterator[str]:
-    """A team whose approver (mallory) was never given the approver role: a real misconfiguration."""
+    """A team whose approver (mallory) was never given the approver role: a real misconfiguration.
+    Its Entitlement grants a group of its own: the payments catalog's production group is team
+    payments' alone."""
+    system.ic.create_group("prod-e2e-platform")
     system.apply(
         {
             "apiVersion": "jitaccess.dev/v1alpha1",
@@ -189,7 +192,7 @@ def team_without_rbac(system: Jit) -> Iterator[str]:
             "apiVersion": "jitaccess.dev/v1alpha1",
             "kind": "Entitlement",
             "metadata": {"name": "prod-platform"},
-            "spec": {"owner": "platform", "identityCenter": {"groupName": PAYMENTS}, "maxDuration": "1h"},
+            "spec": {"owner": "platform", "identityCenter": {"groupName": "prod-e2e-platform"}, "maxDuration": "1h"},
         }
     )
     system.wait_reason("entitlement", "prod-platform", "Resolved", timeout=30)

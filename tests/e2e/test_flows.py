@@ -98,7 +98,9 @@ def test_tech_lead_denies_with_a_reason(system: Jit) -> None:
 
 @pytest.fixture
 def fast_team(system: Jit) -> str:
-    """A team that escalates after three seconds, owning an entitlement to the ledger group."""
+    """A team that escalates after three seconds, owning an entitlement to a group of its own (the
+    ledger catalog's production group is team ledger's alone)."""
+    system.ic.create_group("prod-e2e-fast")
     system.apply("""
 apiVersion: jitaccess.dev/v1alpha1
 kind: TeamOwnership
@@ -109,7 +111,7 @@ spec: {members: [lena@example.com], approvers: [lena@example.com], backupApprove
 apiVersion: jitaccess.dev/v1alpha1
 kind: Entitlement
 metadata: {name: e2e-fast-prod}
-spec: {owner: e2e-fast, identityCenter: {groupName: prod-eng-ledger}, maxDuration: 1h}
+spec: {owner: e2e-fast, identityCenter: {groupName: prod-e2e-fast}, maxDuration: 1h}
 """)
     system.wait_reason("entitlement", "e2e-fast-prod", "Resolved")
     return "e2e-fast-prod"
@@ -124,7 +126,7 @@ def test_pending_request_escalates_to_the_backup_approver(system: Jit, fast_team
     system.kubectl("annotate", "accessrequest", "alice-escalates", "jitaccess.dev/approved=true", user=CAROL)
     granted = system.wait_reason("accessrequest", "alice-escalates", "Granted")
     assert granted["status"]["approvedBy"] == CAROL
-    assert system.members("prod-eng-ledger") == {ALICE}
+    assert system.members("prod-e2e-fast") == {ALICE}
     # An Entitlement with an active grant is kept until the grant ends (test_attacks_deletion).
     system.clean()
     system.kubectl("delete", "entitlement", fast_team)
