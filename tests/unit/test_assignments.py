@@ -3,17 +3,25 @@ and how a grant and its Entitlement's check resolve a catalog tier (`handlers.as
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
+import kopf
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from devenv.paths import EXAMPLES
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
 from jitaccess.api import names
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
 from jitaccess.domain import assignments as rules
+from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.errors import NotFound, RetryLater
-from jitaccess.handlers import assignments, catalog
+from jitaccess.handlers import admission, assignments, catalog
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit import factories
@@ -161,12 +169,120 @@ def test_a_catalog_is_held_by_the_unended_grants_of_its_tiers_by_name_or_by_arn(
     ]
     held = rules.catalog_dependents(PAYMENTS_CATALOG, grants)
     assert held == ["being-made", "by-arn", "by-tier"]
-    message = rules.catalog_deletion_refusal("payments", held)
+    message = rules.catalog_removal_refusal("payments", held)
     assert message is not None and message.startswith(
         "PermissionCatalog payments gives the permission sets of 3 AccessGrant(s) that have not ended "
         "(being-made, by-arn, by-tier): deleting it would delete those permission sets"
     )
     assert "End them first (`kubectl jit revoke GRANT` for each" in message
-    assert rules.catalog_deletion_refusal("payments", rules.catalog_dependents(PAYMENTS_CATALOG, grants[3:])) is None
-    many = rules.catalog_deletion_refusal("payments", [f"g{i}" for i in range(7)])
+    assert rules.catalog_removal_refusal("payments", rules.catalog_dependents(PAYMENTS_CATALOG, grants[3:])) is None
+    many = rules.catalog_removal_refusal("payments", [f"g{i}" for i in range(7)])
     assert many is not None and "(g0, g1, g2, g3, g4 and 2 more)" in many
+
+
+PRODUCTION_ARN, BASELINE_ARN = (
+    "arn:aws:sso:::permissionSet/ssoins-1/ps-prod",
+    "arn:aws:sso:::permissionSet/ssoins-1/ps-base",
+)
+
+
+def _example_catalog() -> dict[str, Any]:
+    """The example payments catalog as stored, both tiers provisioned."""
+    docs = yaml.safe_load_all((EXAMPLES / "04-permissions.yaml").read_text())
+    stored = copy.deepcopy(next(d for d in docs if d and d["metadata"]["name"] == "payments"))
+    stored["status"] = {
+        "baseline": {"permissionSetArn": BASELINE_ARN},
+        "production": {"permissionSetArn": PRODUCTION_ARN},
+    }
+    return stored
+
+
+def test_only_removing_a_tier_deletes_a_permission_set_and_only_that_tiers_grants_hold_it() -> None:
+    old = _example_catalog()
+    without = copy.deepcopy(old)
+    del without["spec"]["production"]
+    assert rules.removed_tiers(old, without) == ["production"]
+    # Updated in place, their assignments kept (the module doc): accounts, group, permissions, session.
+    changed = copy.deepcopy(old)
+    changed["spec"]["production"].update(accounts=["555566667777"], groupName="prod-eng-other", sessionDuration="2h")
+    changed["spec"]["production"]["adds"] = {}
+    changed["spec"]["baseline"]["accounts"] = ["999988887777"]
+    assert rules.removed_tiers(old, changed) == []
+    assert rules.removed_tiers(without, old) == [], "a tier added deletes nothing"
+    grants = [
+        _stored_grant("prod-by-tier", "catalog:payments/production"),
+        _stored_grant("prod-by-arn", PRODUCTION_ARN, arn=PRODUCTION_ARN),
+        _stored_grant("base-by-tier", "catalog:payments/baseline"),
+        _stored_grant("base-by-arn", BASELINE_ARN, arn=BASELINE_ARN),
+        _stored_grant("prod-ended", "catalog:payments/production", reason="Expired"),
+    ]
+    assert rules.catalog_dependents(old, grants, ["production"]) == ["prod-by-arn", "prod-by-tier"]
+    assert rules.catalog_dependents(old, grants) == ["base-by-arn", "base-by-tier", "prod-by-arn", "prod-by-tier"]
+    message = rules.catalog_removal_refusal("payments", ["prod-by-tier"], ["production"])
+    assert message == (
+        "PermissionCatalog payments gives the production permission set(s) to 1 AccessGrant(s) that have not ended "
+        "(prod-by-tier): removing spec.production would delete them, and the users' access with them, while the "
+        "grants still said Active. End them first (`kubectl jit revoke GRANT` for each, by its grantee or an approver "
+        "of its owner team), or wait until they end; then remove spec.production"
+    )
+    assert rules.catalog_removal_refusal("payments", [], ["production"]) is None
+
+
+class _Stored:
+    """The API server as the catalog webhook reads it: the grants stored, and what was listed."""
+
+    def __init__(self, grants: list[dict[str, Any]]) -> None:
+        self.grants, self.listed = grants, []  # type: list[dict[str, Any]], list[str]
+
+    def list(self, plural: str, **_: Any) -> list[dict[str, Any]]:
+        self.listed.append(plural)
+        return self.grants if plural == names.GRANTS else []
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        return {"metadata": {"name": name}, "spec": {}} if plural == names.TEAMS else None
+
+
+def _review(kube: _Stored, operation: str, old: dict[str, Any], new: dict[str, Any] | None, user: str) -> None:
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
+    memo = kopf.Memo(runtime=rt, **{admission.OPERATOR_IDENTITY: OperatorIdentity(frozenset({"operator"}))})
+    body = new if new is not None else old
+    asyncio.run(
+        admission.check_permission_catalog(
+            operation=operation,
+            old=kopf.Body(old),
+            new=kopf.Body(new) if new is not None else None,
+            userinfo={"username": user, "groups": ["system:masters"]},
+            dryrun=True,
+            warnings=[],
+            memo=memo,
+            body=kopf.Body(body),
+        )
+    )
+
+
+def test_the_catalog_webhook_refuses_removing_a_tier_a_grant_holds_and_admits_the_rest() -> None:
+    old = _example_catalog()
+    without = copy.deepcopy(old)
+    del without["spec"]["production"]
+    kube = _Stored([_stored_grant("alice-db", "catalog:payments/production")])
+    with pytest.raises(kopf.AdmissionError, match=r"removing spec.production would delete them") as refused:
+        _review(kube, "UPDATE", old, without, "gitops@example.com")
+    assert "(alice-db)" in str(refused.value) and "then remove spec.production" in str(refused.value)
+    with pytest.raises(kopf.AdmissionError, match=r"deleting it would delete those permission sets"):
+        _review(kube, "DELETE", old, None, "gitops@example.com")
+    # An account the tier no longer lists keeps the grant's assignment: admitted, no grant listed.
+    moved = copy.deepcopy(old)
+    moved["spec"]["production"]["accounts"] = ["555566667777"]
+    kube.listed.clear()
+    _review(kube, "UPDATE", old, moved, "gitops@example.com")
+    assert names.GRANTS not in kube.listed
+    # The grant ended: nothing holds the tier.
+    _review(
+        _Stored([_stored_grant("alice-db", "catalog:payments/production", reason="Revoked")]),
+        "UPDATE",
+        old,
+        without,
+        "gitops@example.com",
+    )
+    # The operator's own writes are not judged by what grants hold.
+    _review(kube, "UPDATE", old, without, "operator")

@@ -379,7 +379,8 @@ HOOKS: dict[str, tuple[Hook, ...]] = {
         Hook("accessgrants-check", names.GRANTS, (*_WRITES, "DELETE"), skips_operator=True),
         Hook("teamownerships-check", names.TEAMS, _WRITES, skips_operator=True, unless_spec_changes=True),
         Hook("entitlements-check", names.ENTITLEMENTS, _WRITES, skips_operator=True, unless_spec_changes=True),
-        # DELETE: refused while grants hold its permission sets (`domain.assignments.catalog_deletion_refusal`).
+        # DELETE, and UPDATE removing a tier: refused while grants hold the permission sets that would go
+        # (`domain.assignments.catalog_removal_refusal`).
         Hook(
             "permissioncatalogs-check",
             names.CATALOGS,

@@ -10,6 +10,24 @@ its lock and the backing check key grants by (UserId, groupName), so grants of o
 permission set share one reference count and one lock, and `kept_accounts` says which of the
 accounts the others still hold. A permission set named once by catalog tier and once by ARN is
 two references: the Entitlements of one permission set should name it the same way.
+
+A PermissionCatalog is not changed under the grants that assign its permission sets
+(`catalog_removal_refusal`): deleting it, or removing a tier from it (`removed_tiers`: only
+`spec.production` can go, baseline being required), deletes the tier's permission set and every
+assignment of it, while the grants would still say Active; admission refuses either while a grant
+that has not ended holds that tier, by reference or by the ARN the catalog reports. Every other
+change of a catalog's spec is admitted under running grants, because none takes a grant's
+assignment away. A tier's permission set is found by its tags and updated in place (its name,
+`jit-<team>-<tier>`, never changes, and tiers are not renamed: there are two), so its ARN and its
+assignments stay; a tier's `accounts` place only the tier's group, and a user's assignment of a
+live grant is kept in any account, listed or not, until the grant ends (the Entitlement names the
+grant's accounts, not the catalog); a new `groupName` moves the group's assignments, not the
+users'. What such a change does change is what the permission set allows: new permissions, a
+shorter session, or (for entries rendered in each of the tier's accounts) nothing left to act on
+in an account the tier no longer lists. That applies to running grants at the next provisioning,
+as it does to the tier's group: what a tier allows is the catalog owners' to decide, and narrowing
+a role found too broad must not wait for every grant of it to end. Group-mode grants hold a
+membership, not the permission set, and are not counted.
 """
 
 from __future__ import annotations
@@ -19,6 +37,7 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
+from jitaccess.domain.permissions import TIERS
 
 CATALOG_PREFIX = names.CATALOG_REFERENCE_PREFIX
 
@@ -56,34 +75,54 @@ def to_remove(accounts: Iterable[str], others: Iterable[AccountAssignmentTarget 
     return sorted(set(accounts) - kept)
 
 
-def catalog_dependents(catalog: Mapping[str, Any], grants: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The grants, not ended, that hold a permission set of `catalog` (a stored PermissionCatalog):
-    named by its tier (`catalog:<catalog>/<tier>`) or by the ARN its status reports."""
+def removed_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The tiers whose permission sets the operator deletes, with every assignment of them, when
+    stored catalog `old` becomes `new`: each tier `old` has and `new` has not. Nothing else a spec
+    change does deletes a permission set or a grant's assignment (module doc)."""
+    return [tier for tier in TIERS if wire.spec(old).get(tier) and not wire.spec(new).get(tier)]
+
+
+def catalog_dependents(
+    catalog: Mapping[str, Any], grants: Iterable[Mapping[str, Any]], tiers: Iterable[str] | None = None
+) -> list[str]:
+    """The grants, not ended, that hold a permission set of `catalog` (a stored PermissionCatalog),
+    of one of `tiers` (None: of any tier): named by its tier (`catalog:<catalog>/<tier>`) or by the
+    ARN its status reports."""
     name = wire.name_of(catalog)
+    wanted = None if tiers is None else set(tiers)
     arns = {
-        str(tier["permissionSetArn"])
-        for tier in wire.status(catalog).values()
-        if isinstance(tier, Mapping) and tier.get("permissionSetArn")
+        str(state["permissionSetArn"])
+        for tier, state in wire.status(catalog).items()
+        if (wanted is None or tier in wanted) and isinstance(state, Mapping) and state.get("permissionSetArn")
     }
     held = []
     for grant in grants:
         if wire.ready_reason(grant) in names.GRANT_FINISHED:
             continue
         pair = catalog_tier(str(wire.spec(grant).get("groupName") or ""))
-        if (pair is not None and pair[0] == name) or wire.status(grant).get("permissionSetArn") in arns:
+        by_tier = pair is not None and pair[0] == name and (wanted is None or pair[1] in wanted)
+        if by_tier or wire.status(grant).get("permissionSetArn") in arns:
             held.append(wire.name_of(grant))
     return sorted(held)
 
 
-def catalog_deletion_refusal(catalog: str, dependents: list[str]) -> str | None:
-    """Why a catalog may not go yet: deleting it deletes its permission sets, and with them every
-    assignment of them, while the grants that gave those assignments would still say Active."""
+def catalog_removal_refusal(catalog: str, dependents: list[str], tiers: list[str] | None = None) -> str | None:
+    """Why a catalog may not be deleted yet (`tiers` None), or may not lose `tiers` yet: either
+    deletes permission sets, and with them every assignment of them, while the grants that gave
+    those assignments would still say Active."""
     if not dependents:
         return None
     shown = ", ".join(dependents[:5]) + (f" and {len(dependents) - 5} more" if len(dependents) > 5 else "")
+    held = f"{len(dependents)} AccessGrant(s) that have not ended ({shown})"
+    if tiers is None:
+        what = f"gives the permission sets of {held}: deleting it would delete those permission sets, and"
+        then = "delete the catalog"
+    else:
+        fields = " and ".join(f"spec.{tier}" for tier in tiers)
+        what = f"gives the {' and '.join(tiers)} permission set(s) to {held}: removing {fields} would delete them, and"
+        then = f"remove {fields}"
     return (
-        f"PermissionCatalog {catalog} gives the permission sets of {len(dependents)} AccessGrant(s) that have not "
-        f"ended ({shown}): deleting it would delete those permission sets, and the users' access with them, while "
-        "the grants still said Active. End them first (`kubectl jit revoke GRANT` for each, by its grantee or an "
-        "approver of its owner team), or wait until they end; then delete the catalog"
+        f"PermissionCatalog {catalog} {what} the users' access with them, while the grants still said Active. End "
+        "them first (`kubectl jit revoke GRANT` for each, by its grantee or an approver of its owner team), or wait "
+        f"until they end; then {then}"
     )

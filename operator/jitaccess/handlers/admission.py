@@ -10,7 +10,7 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 | AccessRequest           | CREATE (+ pace), UPDATE | CREATE (+ validity, eligibility, what waits), UPDATE, DELETE |
 | AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
 | TeamOwnership, Entitlement |                 | CREATE, UPDATE (bookkeeping, names, groups)   |
-| PermissionCatalog       |                    | CREATE, UPDATE (AWS's limits, standing groups) |
+| PermissionCatalog       |                    | CREATE, UPDATE (AWS's limits, standing groups, a tier grants hold), DELETE (grants hold it) |
 | AccessExtension         | CREATE, UPDATE     | `extension_admission`                         |
 | `status` of all six     |                    | UPDATE (the operator only)                    |
 
@@ -574,8 +574,8 @@ async def check_permission_catalog(
     verdict = permission_rules.review(
         operation or "", old, new, caller, operator=operator, catalogs=catalogs, entitlements=entitlements
     )
-    if operation == "DELETE" and old is not None and verdict == admission.ALLOW and not operator.includes(caller):
-        verdict = await _catalog_deleted(rt, old)
+    if old is not None and verdict == admission.ALLOW and not operator.includes(caller):
+        verdict = await _catalog_removal(rt, old, None if operation == "DELETE" else new)
     _enforce(verdict, kind=names.PERMISSION_CATALOG, operation=operation, body=body, caller=caller, dryrun=dryrun)
     _policy_changed(operation, old, new, body, caller, dryrun)
     if new is None or not written:
@@ -592,12 +592,16 @@ async def check_permission_catalog(
         )
 
 
-async def _catalog_deleted(rt: Runtime, old: Mapping[str, Any]) -> Verdict:
-    """A catalog goes only once no grant holds its permission sets (`catalog_deletion_refusal`).
-    The grants are listed from the API server: a deletion is rare, and any replica may answer."""
+async def _catalog_removal(rt: Runtime, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> Verdict:
+    """A catalog is deleted (`new` None), or loses a tier, only once no grant holds the permission
+    sets that go with it (`domain.assignments.catalog_removal_refusal`). The grants are listed from
+    the API server, and only when a permission set would go: that is rare, and any replica may answer."""
+    tiers = None if new is None else assignment_rules.removed_tiers(old, new)
+    if tiers == []:
+        return admission.ALLOW
     grants = await asyncio.to_thread(rt.kube.list, names.GRANTS)
-    dependents = assignment_rules.catalog_dependents(old, grants)
-    why = assignment_rules.catalog_deletion_refusal(wire.name_of(old), dependents)
+    dependents = assignment_rules.catalog_dependents(old, grants, tiers)
+    why = assignment_rules.catalog_removal_refusal(wire.name_of(old), dependents, tiers)
     return Refusal(why) if why is not None else admission.ALLOW
 
 

@@ -6,7 +6,9 @@ duration, inline policy with the session-revocation deny statement, managed poli
 assignment to the tier's group in each account (asynchronous: followed to the end), and a
 provisioning when the content changed. What the catalog no longer lists goes: a tier's accounts
 and a tier itself, with its permission set, but only permission sets carrying the
-`managed-by=jitaccess` tag, and within them only what jitaccess put there.
+`managed-by=jitaccess` tag, and within them only what jitaccess put there. A user's assignment
+that a live grant holds stays in an account no longer listed; a tier such grants hold is not
+removed, nor the catalog deleted: admission refuses that (`domain.assignments`).
 
 Provisioning happens on change only. A pass compares the digest of what it would provision
 (`domain.revocations.digest`: the rendered spec and the deny statement) with the one recorded in
