@@ -14,13 +14,15 @@ what to write instead, and the stored catalog is unchanged:
   more managed policies than a permission set carries, a session longer than 12h), refused before
   any AWS call;
 - 84: a catalog for a team that does not exist: stored (GitOps may apply it first) with a warning;
-- 115: a catalog deleted while grants hold its permission sets (`direct`, an Active account-assignment
-  grant of the example catalog's production tier): refused until they end.
+- 115: a catalog deleted, or its production tier removed, while grants hold its permission sets
+  (`direct`, an Active account-assignment grant of the example catalog's production tier): refused
+  until they end; a change of the tier that deletes nothing they hold (its accounts) is admitted.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +32,7 @@ import pytest
 import yaml
 
 from tests.e2e import test_assignments as assignments
-from tests.support.harness import Jit
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -206,7 +208,7 @@ def test_84_a_catalog_without_its_team_is_stored_with_a_warning(catalogs: Jit) -
         catalogs.kubectl("delete", "permissioncatalog", "treasury", "--ignore-not-found")
 
 
-# --- 115. a catalog deleted under the grants of its permission sets ------------------------------
+# --- 115. a catalog deleted, or a tier removed, under the grants of its permission sets -----------
 
 #: The example catalog provisioned and its assignment-mode Entitlement applied (a fixture: the ARN of
 #: the production permission set).
@@ -234,3 +236,39 @@ def test_115_a_catalog_is_not_deleted_while_a_grant_holds_its_permission_set(sys
     system.kubectl("annotate", "accessgrant", "alice-kept", "jitaccess.dev/revoked=true", user=ALICE)
     system.wait_reason("accessgrant", "alice-kept", "Revoked")
     system.kubectl("delete", "permissioncatalog", "payments", "--dry-run=server", *GITOPS)
+
+
+def test_115_a_tier_a_grant_holds_is_not_removed_from_the_catalog(system: Jit, direct: str, catalogs: Jit) -> None:
+    """Removing `spec.production` deletes the production permission set, and every assignment of it,
+    as deleting the catalog does: refused while a grant of it runs, admitted once the grant ended.
+    A change that deletes nothing a grant holds is admitted meanwhile: an account the tier no longer
+    lists keeps the assignments of live grants there (only the tier's group leaves it)."""
+    system.request("alice-tier", assignments.ENTITLEMENT, duration="1h", user=ALICE)
+    system.wait_reason("accessgrant", "alice-tier", "Active")
+    without = json.dumps([{"op": "remove", "path": "/spec/production"}])
+    for dry_run in (["--dry-run=server"], []):
+        result = system.kubectl(
+            "patch", "permissioncatalog", "payments", "--type=json", "-p", without, *dry_run, *GITOPS, check=False
+        )
+        refused(
+            result,
+            "PermissionCatalog payments gives the production permission set(s) to 1 AccessGrant(s) that have not ended "
+            "(alice-tier): removing spec.production would delete them",
+            "End them first (`kubectl jit revoke GRANT` for each",
+        )
+    catalog = system.get("permissioncatalog", "payments") or {}
+    assert catalog["spec"].get("production"), "the tier is still there"
+    moved = {"spec": {"production": {"accounts": ["555566667777"]}}}
+    system.kubectl("patch", "permissioncatalog", "payments", "--type=merge", "-p", json.dumps(moved), *GITOPS)
+
+    def provisioned() -> bool:
+        tier = ((system.get("permissioncatalog", "payments") or {}).get("status") or {}).get("production") or {}
+        return [a["account"] for a in tier.get("accounts") or []] == ["555566667777"]
+
+    eventually(provisioned, timeout=60, what="the production tier moved to 555566667777")
+    assert system.ready_reason("accessgrant", "alice-tier") == "Active"
+    assert assignments._assigned(system, direct, ALICE) == set(assignments.ACCOUNTS)
+    # Ended: nothing holds the tier any more (a dry run: the fixture puts the example catalog back).
+    system.kubectl("annotate", "accessgrant", "alice-tier", "jitaccess.dev/revoked=true", user=ALICE)
+    system.wait_reason("accessgrant", "alice-tier", "Revoked")
+    system.kubectl("patch", "permissioncatalog", "payments", "--type=json", "-p", without, "--dry-run=server", *GITOPS)
