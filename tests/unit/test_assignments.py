@@ -215,9 +215,20 @@ def test_only_removing_a_tier_deletes_a_permission_set_and_only_that_tiers_grant
         _stored_grant("base-by-tier", "catalog:payments/baseline"),
         _stored_grant("base-by-arn", BASELINE_ARN, arn=BASELINE_ARN),
         _stored_grant("prod-ended", "catalog:payments/production", reason="Expired"),
+        # Group mode: a membership of the production tier's group is what gives its permission set.
+        _stored_grant("prod-member", "prod-eng-payments"),
+        _stored_grant("prod-member-ended", "prod-eng-payments", reason="Revoked"),
+        _stored_grant("another-group", "prod-eng-ledger"),
     ]
-    assert rules.catalog_dependents(old, grants, ["production"]) == ["prod-by-arn", "prod-by-tier"]
-    assert rules.catalog_dependents(old, grants) == ["base-by-arn", "base-by-tier", "prod-by-arn", "prod-by-tier"]
+    assert rules.catalog_dependents(old, grants, ["production"]) == ["prod-by-arn", "prod-by-tier", "prod-member"]
+    assert rules.catalog_dependents(old, grants) == [
+        "base-by-arn",
+        "base-by-tier",
+        "prod-by-arn",
+        "prod-by-tier",
+        "prod-member",
+    ]
+    assert rules.catalog_dependents(old, grants, ["baseline"]) == ["base-by-arn", "base-by-tier"]
     message = rules.catalog_removal_refusal("payments", ["prod-by-tier"], ["production"])
     assert message == (
         "PermissionCatalog payments gives the production permission set(s) to 1 AccessGrant(s) that have not ended "

@@ -26,8 +26,13 @@ users'. What such a change does change is what the permission set allows: new pe
 shorter session, or (for entries rendered in each of the tier's accounts) nothing left to act on
 in an account the tier no longer lists. That applies to running grants at the next provisioning,
 as it does to the tier's group: what a tier allows is the catalog owners' to decide, and narrowing
-a role found too broad must not wait for every grant of it to end. Group-mode grants hold a
-membership, not the permission set, and are not counted.
+a role found too broad must not wait for every grant of it to end. A group-mode grant holds a
+membership of the tier's group, which gives the permission set: it counts as holding the tier
+too (deleting the tier would leave its membership giving nothing while the grant said Active).
+A new `groupName` for the production tier is admitted under such grants (it comes with the
+Entitlement's own change of group, admission requiring the tier's group to be one of the team's
+Entitlements'): it moves the permission set to the new group, and the memberships the old
+group's grants hold give nothing from then on, until those grants end.
 """
 
 from __future__ import annotations
@@ -87,7 +92,8 @@ def catalog_dependents(
 ) -> list[str]:
     """The grants, not ended, that hold a permission set of `catalog` (a stored PermissionCatalog),
     of one of `tiers` (None: of any tier): named by its tier (`catalog:<catalog>/<tier>`) or by the
-    ARN its status reports."""
+    ARN its status reports, or, in group mode, a membership of the tier's group (the permission
+    set is what that membership gives)."""
     name = wire.name_of(catalog)
     wanted = None if tiers is None else set(tiers)
     arns = {
@@ -95,13 +101,19 @@ def catalog_dependents(
         for tier, state in wire.status(catalog).items()
         if (wanted is None or tier in wanted) and isinstance(state, Mapping) and state.get("permissionSetArn")
     }
+    groups = {
+        str(part["groupName"])
+        for tier, part in wire.spec(catalog).items()
+        if tier in TIERS and (wanted is None or tier in wanted) and isinstance(part, Mapping) and part.get("groupName")
+    }
     held = []
     for grant in grants:
         if wire.ready_reason(grant) in names.GRANT_FINISHED:
             continue
-        pair = catalog_tier(str(wire.spec(grant).get("groupName") or ""))
+        group = str(wire.spec(grant).get("groupName") or "")
+        pair = catalog_tier(group)
         by_tier = pair is not None and pair[0] == name and (wanted is None or pair[1] in wanted)
-        if by_tier or wire.status(grant).get("permissionSetArn") in arns:
+        if by_tier or group in groups or wire.status(grant).get("permissionSetArn") in arns:
             held.append(wire.name_of(grant))
     return sorted(held)
 
