@@ -102,6 +102,8 @@ PERMISSION_SET_NOT_FOUND = "PermissionSetNotFound"
 ELIGIBILITY_GROUP_NOT_FOUND = "EligibilityGroupNotFound"
 # The group resolves, but spec.approval.autoApproveIdentityCenterGroups names one that does not exist.
 ON_CALL_GROUP_NOT_FOUND = "OnCallGroupNotFound"
+# Stored before admission refused such a spec (an upgrade, the webhooks down): it would be refused now.
+POLICY_REFUSED = "PolicyRefused"
 # An Entitlement's drift scan of a group ended while the group may still give access (its Event).
 SCAN_STOPPED = "ScanStopped"
 # A deleted Entitlement kept until no access it gave remains (`domain.releases`), and its last Event.

@@ -411,6 +411,23 @@ def review_catalog(
     )
 
 
+def stored_policy_refusal(obj: Obj, limits: request_rules.Limits | None) -> str | None:
+    """Why admission would refuse this stored TeamOwnership or Entitlement were it written now, by the
+    rules that need nothing but the object and the operator's `limits` (durations, names, groups:
+    `_duration_policy`, `_approver_names`, `_policy_groups`), as a sentence that names the field, the
+    value and the fix; None when it would admit it. One stored before those rules were (an upgrade)
+    or while the webhooks were down is never written again by itself: its `Ready` says this, and the
+    decisions count no name of Kubernetes' own in it meanwhile (`teams.conferring`)."""
+    refusal = _duration_policy(obj, None, limits) or _approver_names(obj, None) or _policy_groups(obj, None)
+    if refusal is None:
+        return None
+    return (
+        f"admission refuses this spec now, and it was stored before it did (an upgrade, or the webhooks were "
+        f"down): {refusal.message}. Until it is fixed, no group or user of Kubernetes' own (system:) it names "
+        "counts for anyone"
+    )
+
+
 def _operator_policy_write(
     operation: str, old: Obj | None, new: Obj | None, caller: Caller, operator: OperatorIdentity
 ) -> Refusal | None:
@@ -452,26 +469,6 @@ _GROUP_FIELDS: dict[str, dict[str, str]] = {
 }
 #: Groups whose stamps are read back (split on commas): a TeamOwnership's approver groups.
 _STAMPED_GROUP_FIELDS = ("approverGroups", "backupApproverGroups")
-#: Kubernetes' groups that stand for a whole population, not a team.
-_EVERYONE = {
-    "system:authenticated": "every user (ServiceAccounts included)",
-    "system:unauthenticated": "every anonymous caller",
-    "system:serviceaccounts": "every ServiceAccount of the cluster",
-}
-_NAMESPACE_SERVICE_ACCOUNTS = "system:serviceaccounts:"
-
-
-def _stands_for(group: str) -> str | None:
-    """Who a Kubernetes group of the API server's own (`system:`) stands for, in words; None for any
-    other group. None of them is a team: the authenticator puts everyone, every ServiceAccount (of a
-    namespace), nodes or the cluster's superusers in them, whoever they are."""
-    if group in _EVERYONE:
-        return _EVERYONE[group]
-    if group.startswith(_NAMESPACE_SERVICE_ACCOUNTS):
-        return f"every ServiceAccount of namespace {group[len(_NAMESPACE_SERVICE_ACCOUNTS) :] or '(none)'}"
-    if group.startswith("system:"):
-        return "a group of Kubernetes' own (system:), whose members the cluster chooses, not a team"
-    return None
 
 
 def _at(spec: Mapping[str, Any], path: str) -> Any:
@@ -484,7 +481,7 @@ def _at(spec: Mapping[str, Any], path: str) -> Any:
 
 def _policy_groups(new: Obj | None, old: Obj | None) -> Refusal | None:
     """Every group field of a TeamOwnership or an Entitlement (`_GROUP_FIELDS`) confers power on its
-    members, so none may name a group of Kubernetes' own (`_stands_for`): `system:authenticated` as
+    members, so none may name a group of Kubernetes' own (`identities.stands_for`): `system:authenticated` as
     an Entitlement's autoApproveGroups auto-approved every logged-in user into production, and as
     its breakGlass.groups let anyone approve their own request. Checked when any of them is written
     (an object stored before is not held up by a change elsewhere)."""
@@ -504,7 +501,7 @@ def _policy_groups(new: Obj | None, old: Obj | None) -> Refusal | None:
         return Refusal(twins, INVALID)
     for key, fix in fields.items():
         for group in map(str, _at(after, key) or []):
-            who = _stands_for(group)
+            who = identities.stands_for(group)
             if who is not None:
                 return Refusal(f"spec.{key} names {group}, which stands for {who}: {fix}", INVALID)
         # Only approver groups are read back from a stamp (members' are matched as a list).
@@ -540,7 +537,7 @@ def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
     if twins is not None:
         return Refusal(twins, INVALID)
     for key in _APPROVER_FIELDS:
-        system = [str(n) for n in (after.get(key) or []) if str(n).startswith("system:")]
+        system = [str(n) for n in (after.get(key) or []) if identities.is_kubernetes_own(str(n))]
         if system:
             return Refusal(
                 f"spec.{key} names {', '.join(system)}: approvers are people, and a system: user (a "

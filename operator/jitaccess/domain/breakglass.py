@@ -23,7 +23,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.api.models import BreakGlass, Entitlement, TeamOwnershipSpec
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.teams import Caller, groups_text, is_approver
+from jitaccess.domain.teams import Caller, conferring, groups_text, is_approver
 from jitaccess.errors import InvalidInput
 
 REVIEWED = names.ANNOTATION_REVIEWED
@@ -54,11 +54,17 @@ def checked_duration(
     rule of the entitlement's `spec.breakGlass` is broken."""
     rules = policy(entitlement)
     name = entitlement.metadata.name
-    if not set(requester_groups) & set(rules.groups):
+    # A group of Kubernetes' own stored before admission refused it lets nobody break glass.
+    allowed = [g for g in rules.groups if g in conferring(rules.groups)]
+    if not set(requester_groups) & set(allowed):
         raise InvalidInput(
             "spec.breakGlass",
-            f"is allowed on {name} only to members of the group(s) {', '.join(rules.groups)}, and you are in none "
-            f"of them: request it normally (`kubectl jit request {name}`), without spec.breakGlass",
+            f"is allowed on {name} only to members of the group(s) {', '.join(allowed)}, and you are in none "
+            f"of them: request it normally (`kubectl jit request {name}`), without spec.breakGlass"
+            if allowed
+            else f"is allowed on {name} to nobody: its spec.breakGlass.groups names only groups of Kubernetes' own "
+            f"(system:), which count for no one; request it normally (`kubectl jit request {name}`), without "
+            "spec.breakGlass",
         )
     length = len(reason.strip())
     if length < rules.min_reason_length:

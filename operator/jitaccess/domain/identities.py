@@ -18,6 +18,11 @@ saw an approver who is not one. So a name is refused unless it is:
 
 Within one object, two names that differ only in case are refused as well: the authenticator
 reports one of them, and the other names nobody a reviewer can tell apart.
+
+Names of Kubernetes' own (`system:`: its groups of everyone, of ServiceAccounts, of nodes, of the
+cluster's superusers; its ServiceAccount and node users) are no team's (`is_kubernetes_own`,
+`stands_for`): admission refuses them where a name confers power, and the decisions do not count
+one stored before it did (`teams.conferring`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,36 @@ _ASCII_PUNCTUATION = frozenset(string.punctuation)
 _LOOK_ALIKE = frozenset(
     {"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC", "FULLWIDTH", "HALFWIDTH", "MATHEMATICAL", "MODIFIER"}
 )
+
+
+#: What begins every name Kubernetes gives its own groups and users.
+KUBERNETES_PREFIX = "system:"
+#: Kubernetes' groups that stand for a whole population, not a team, in words.
+_EVERYONE = {
+    "system:authenticated": "every user (ServiceAccounts included)",
+    "system:unauthenticated": "every anonymous caller",
+    "system:serviceaccounts": "every ServiceAccount of the cluster",
+}
+_NAMESPACE_SERVICE_ACCOUNTS = "system:serviceaccounts:"
+
+
+def is_kubernetes_own(name: str) -> bool:
+    """Whether `name` is a group or user of Kubernetes' own (`system:`), whose members the cluster
+    chooses, whoever they are: never a team's, so it confers nothing in a policy field."""
+    return name.startswith(KUBERNETES_PREFIX)
+
+
+def stands_for(group: str) -> str | None:
+    """Who a group of Kubernetes' own (`is_kubernetes_own`) stands for, in words; None for any other
+    group. None of them is a team: the authenticator puts everyone, every ServiceAccount (of a
+    namespace), nodes or the cluster's superusers in them, whoever they are."""
+    if not is_kubernetes_own(group):
+        return None
+    if group in _EVERYONE:
+        return _EVERYONE[group]
+    if group.startswith(_NAMESPACE_SERVICE_ACCOUNTS):
+        return f"every ServiceAccount of namespace {group[len(_NAMESPACE_SERVICE_ACCOUNTS) :] or '(none)'}"
+    return "a group of Kubernetes' own (system:), whose members the cluster chooses, not a team"
 
 
 def _script(char: str) -> str | None:

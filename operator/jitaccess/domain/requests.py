@@ -29,7 +29,7 @@ from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import reasons, schedule
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.teams import Caller, is_member, may_approve
+from jitaccess.domain.teams import Caller, conferring, is_member, may_approve
 from jitaccess.errors import InvalidInput
 
 
@@ -317,6 +317,14 @@ def asks_problem(per_hour: int, wait: float) -> str:
 
 def _past(deadline: datetime | None, now: datetime) -> bool:
     return deadline is not None and deadline <= now
+
+
+def on_call_kubernetes_groups(valid: ValidRequest) -> list[str]:
+    """The Entitlement's on-call Kubernetes groups (`approval.autoApproveGroups`) the requester was
+    stamped with, sorted: each auto-approves them. Never a group of Kubernetes' own
+    (`teams.conferring`): `system:authenticated` stored before admission refused it would put every
+    user on call."""
+    return sorted(valid.requester_groups & conferring(valid.entitlement.spec.approval.auto_approve_groups))
 
 
 def _auto_approved(valid: ValidRequest) -> bool:

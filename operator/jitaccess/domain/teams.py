@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain.durations import parse_duration
+from jitaccess.domain.identities import is_kubernetes_own
 from jitaccess.errors import InvalidInput
 
 
@@ -41,16 +43,27 @@ def groups_text(caller: Caller) -> str:
     return GROUPS_SEPARATOR.join(sorted(stamped_groups(caller)))
 
 
+def conferring(names: Iterable[str]) -> frozenset[str]:
+    """The names of a policy field (a team's groups or approvers, an Entitlement's on-call or
+    break-glass groups) that confer what the field gives: all but Kubernetes' own
+    (`identities.is_kubernetes_own`). Admission refuses those when written; one stored before it did
+    (an upgrade, the webhooks down) counts for nobody: `system:authenticated` would have made every
+    user a member, an approver or on call."""
+    return frozenset(n for n in names if not is_kubernetes_own(n))
+
+
 def is_member(team: TeamOwnershipSpec, caller: Caller) -> bool:
-    return caller.username in team.members or bool(caller.groups & set(team.member_groups))
+    return caller.username in team.members or bool(caller.groups & conferring(team.member_groups))
 
 
 def is_approver(team: TeamOwnershipSpec, caller: Caller) -> bool:
-    return caller.username in team.approvers or bool(caller.groups & set(team.approver_groups))
+    return caller.username in conferring(team.approvers) or bool(caller.groups & conferring(team.approver_groups))
 
 
 def is_backup_approver(team: TeamOwnershipSpec, caller: Caller) -> bool:
-    return caller.username in team.backup_approvers or bool(caller.groups & set(team.backup_approver_groups))
+    return caller.username in conferring(team.backup_approvers) or bool(
+        caller.groups & conferring(team.backup_approver_groups)
+    )
 
 
 def may_approve(team: TeamOwnershipSpec, caller: Caller, *, requester: str, escalated: bool) -> str | None:

@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
+from jitaccess.domain import admission, overlaps, reasons, releases
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import overlaps, reasons, releases
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import team_problems
@@ -51,13 +51,16 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
     team = TeamOwnership.model_validate(dict(body))
     problems = team_problems(team.spec)
-    ready = not problems
+    refused = None if problems else admission.stored_policy_refusal(dict(body), rt.settings.limits)
+    ready = not problems and refused is None
     approvers = team.spec.approvers or team.spec.approver_groups
     reason = names.VALID if ready else (names.INVALID if approvers else names.NO_APPROVERS)
     message = "; ".join(problems) or (
         f"{len(team.spec.members)} member(s), {len(team.spec.approvers)} approver(s), "
         f"{len(team.spec.backup_approvers)} backup approver(s)"
     )
+    if refused is not None:
+        reason, message = names.POLICY_REFUSED, refused
     _set_ready(rt, names.TEAMS, team, ready, reason, message)
 
 
@@ -72,6 +75,7 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
     # A missing owner team stops requests, not the watch over the groups: rule 1 (a member only while
     # a grant says so) holds whatever state the catalog is in, a team deleted or misspelled in Git too.
     team = first(teams, entitlement.spec.owner)
+    refused = admission.stored_policy_refusal(dict(body), rt.settings.limits)
     assignment = entitlement.spec.identity_center.account_assignment
     if assignment is not None:
         # No group to resolve, nor to scan for drift: a permission set assigned to a user by hand
@@ -83,7 +87,11 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
             names.ENTITLEMENTS,
             entitlement,
             *_verdict(
-                entitlement, team, resolved, _missing_tier(rt, reference) or _groups_problem(rt, entitlement, resolved)
+                entitlement,
+                team,
+                resolved,
+                _missing_tier(rt, reference) or _groups_problem(rt, entitlement, resolved),
+                refused=refused,
             ),
         )
         _watch_logged(rt, entitlement, None)
@@ -97,7 +105,10 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
             f"{rt.identity_center.identity_store_id}: create it or fix spec.identityCenter"
         )
         _set_ready(
-            rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, "", (names.GROUP_NOT_FOUND, missing))
+            rt,
+            names.ENTITLEMENTS,
+            entitlement,
+            *_verdict(entitlement, team, "", (names.GROUP_NOT_FOUND, missing), refused=refused),
         )
         _watch_logged(rt, entitlement, None)
         return
@@ -105,7 +116,13 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
     resolved = f"Identity Center group {target} resolved"
     problem = _groups_problem(rt, entitlement, resolved)
-    _set_ready(rt, names.ENTITLEMENTS, entitlement, *_verdict(entitlement, team, resolved, problem), groupId=group_id)
+    _set_ready(
+        rt,
+        names.ENTITLEMENTS,
+        entitlement,
+        *_verdict(entitlement, team, resolved, problem, refused=refused),
+        groupId=group_id,
+    )
     _watch_logged(rt, entitlement, (target, group_id))
 
 
@@ -173,10 +190,17 @@ def _not_found(
 
 
 def _verdict(
-    entitlement: Entitlement, team: Any, resolved: str, problem: tuple[str, str] | None = None
+    entitlement: Entitlement,
+    team: Any,
+    resolved: str,
+    problem: tuple[str, str] | None = None,
+    *,
+    refused: str | None = None,
 ) -> tuple[bool, str, str]:
     """`Ready` of an Entitlement: its owner team first (no request of it can be decided without
-    one), then what was found wrong with its target (`problem`: reason, message), then `_usable`."""
+    one), then why admission would refuse its spec now (`refused`: stored before it did,
+    `admission.stored_policy_refusal`), then what was found wrong with its target (`problem`:
+    reason, message), then `_usable`."""
     if team is None:
         return (
             False,
@@ -184,6 +208,8 @@ def _verdict(
             f"owner team {entitlement.spec.owner!r} does not exist: add its TeamOwnership (requests are refused "
             "until then; its group is still kept clear of members no grant backs)",
         )
+    if refused is not None:
+        return False, names.POLICY_REFUSED, refused
     if problem is not None:
         return False, *problem
     return _usable(entitlement, team, resolved)

@@ -23,7 +23,7 @@ def on_call_group(rt: Runtime, valid: request_rules.ValidRequest) -> str | None:
     Raises `RetryLater` when Identity Center does not answer: the handler tries again.
     """
     approval = valid.entitlement.spec.approval
-    kubernetes = sorted(valid.requester_groups & set(approval.auto_approve_groups))
+    kubernetes = request_rules.on_call_kubernetes_groups(valid)
     if kubernetes:
         return f"{kubernetes[0]} (Kubernetes group)"
     wanted = approval.auto_approve_identity_center_groups

@@ -1,0 +1,239 @@
+"""Policy objects stored before the admission rules that refuse them (an upgrade, the webhooks down):
+no name of Kubernetes' own in them confers anything when a decision is made (`teams.conferring`),
+and their `Ready` says what admission refuses now (`PolicyRefused`, `admission.stored_policy_refusal`)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import timedelta
+from typing import Any, cast
+
+import kopf
+import pytest
+
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
+from jitaccess.api import names
+from jitaccess.domain import admission as adm
+from jitaccess.domain import breakglass
+from jitaccess.domain import requests as request_rules
+from jitaccess.domain.requests import Outcome, Route
+from jitaccess.domain.teams import Caller, is_approver, is_backup_approver, is_member, may_approve
+from jitaccess.errors import InvalidInput
+from jitaccess.handlers import catalog, oncall
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit.factories import condition, entitlement, request, team
+from tests.unit.test_admission import OPERATOR
+from tests.unit.test_requests import LIMITS
+
+#: What the API server puts every user in, and the cluster's superusers.
+EVERYONE = "system:authenticated"
+MASTERS = "system:masters"
+#: mallory, in no team, as the API server authenticates her (and someone who holds system:masters).
+MALLORY = Caller("mallory@example.com", frozenset({EVERYONE}))
+ADMIN = Caller("root@example.com", frozenset({EVERYONE, MASTERS}))
+
+
+# --- at decision time: a name of Kubernetes' own counts for nobody ---------------------------------
+
+
+def test_a_team_group_of_kubernetes_own_makes_nobody_a_member_or_approver() -> None:
+    stored = team(
+        memberGroups=[EVERYONE, "team-payments"],
+        approverGroups=[MASTERS],
+        backupApproverGroups=["system:serviceaccounts:kube-system"],
+    )
+    assert not is_member(stored, MALLORY)
+    assert not is_approver(stored, ADMIN)
+    sa = Caller("system:serviceaccount:kube-system:x", frozenset({EVERYONE, "system:serviceaccounts:kube-system"}))
+    assert not is_backup_approver(stored, sa)
+    assert may_approve(stored, ADMIN, requester="bob@example.com", escalated=True) == (
+        "root@example.com is not an approver of the owner team"
+    )
+    # The team's own groups still count.
+    assert is_member(stored, Caller("zed@example.com", frozenset({EVERYONE, "team-payments"})))
+
+
+def test_a_system_user_stored_as_an_approver_approves_nothing() -> None:
+    sa = "system:serviceaccount:kube-system:replicaset-controller"
+    stored = team(approvers=[sa, "paula@example.com"], backupApprovers=["system:admin"])
+    assert not is_approver(stored, Caller(sa))
+    assert not is_backup_approver(stored, Caller("system:admin"))
+    assert is_approver(stored, Caller("paula@example.com"))
+
+
+def test_a_member_group_of_everyone_auto_approves_nobody() -> None:
+    checked = request_rules.validate(
+        request(requester="mallory@example.com", requesterGroups=[EVERYONE]),
+        entitlement(),
+        team(memberGroups=[EVERYONE]),
+        LIMITS,
+    )
+    assert request_rules.route(checked) is Route.NEEDS_APPROVAL
+
+
+def test_an_approval_through_a_group_of_kubernetes_own_does_not_count() -> None:
+    req = request(
+        annotations={
+            "jitaccess.dev/approved": "true",
+            "jitaccess.dev/approved-by": "root@example.com",
+            "jitaccess.dev/approved-by-groups": f"{EVERYONE},{MASTERS}",
+        },
+        conditions=[condition("Ready", "False", "Pending")],
+    )
+    checked = request_rules.validate(req, entitlement(), team(approverGroups=[MASTERS]), LIMITS)
+    decision = request_rules.decide_pending(req, checked, LIMITS, req.metadata.creation_timestamp)
+    assert decision is not None and decision.outcome is Outcome.IGNORE
+    assert "is not an approver of the owner team" in decision.why
+
+
+def test_an_on_call_group_of_everyone_puts_nobody_on_call() -> None:
+    """`autoApproveGroups: [system:authenticated]` auto-approved every logged-in user, mallory in no
+    team too; the request now waits for an approver."""
+    stored = entitlement(approval={"autoApproveGroups": [EVERYONE, "sre-oncall"]})
+    mallory = request_rules.validate(
+        request(requester=MALLORY.username, requesterGroups=[EVERYONE]), stored, team(), LIMITS
+    )
+    # No Identity Center group to ask: the runtime is never used.
+    assert oncall.on_call_group(cast(Runtime, None), mallory) is None
+    assert request_rules.on_call_kubernetes_groups(mallory) == []
+    on_call = request_rules.validate(
+        request(requester="carol@example.com", requesterGroups=[EVERYONE, "sre-oncall"]), stored, team(), LIMITS
+    )
+    assert oncall.on_call_group(cast(Runtime, None), on_call) == "sre-oncall (Kubernetes group)"
+
+
+def test_a_break_glass_group_of_everyone_lets_nobody_break_glass() -> None:
+    stored = entitlement(breakGlass={"groups": [EVERYONE]})
+    with pytest.raises(InvalidInput, match="only groups of Kubernetes' own"):
+        breakglass.checked_duration(stored, [EVERYONE], "x" * 60, timedelta(minutes=30), explicit=True)
+    both = entitlement(breakGlass={"groups": [EVERYONE, "sre"]})
+    with pytest.raises(InvalidInput, match=re.escape("only to members of the group(s) sre, and you are in none")):
+        breakglass.checked_duration(both, [EVERYONE], "x" * 60, timedelta(minutes=30), explicit=True)
+    assert breakglass.checked_duration(both, ["sre"], "x" * 60, timedelta(minutes=30), explicit=True)
+
+
+# --- in status: what admission refuses now --------------------------------------------------------
+
+
+def _team_object(**spec: Any) -> dict[str, Any]:
+    base = {"members": ["alice@example.com"], "approvers": ["paula@example.com"]}
+    return {"kind": names.TEAM_OWNERSHIP, "metadata": {"name": "payments", "generation": 1}, "spec": {**base, **spec}}
+
+
+def _entitlement_object(**spec: Any) -> dict[str, Any]:
+    base = {"owner": "payments", "identityCenter": {"groupName": "prod-eng-payments"}}
+    return {"kind": names.ENTITLEMENT, "metadata": {"name": "prod", "generation": 1}, "spec": {**base, **spec}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "said"),
+    [
+        (
+            _entitlement_object(approval={"autoApproveGroups": [EVERYONE]}),
+            "spec.approval.autoApproveGroups names system:authenticated, which stands for every user "
+            "(ServiceAccounts included): name the on-call group",
+        ),
+        (_entitlement_object(breakGlass={"groups": ["system:nodes"]}), "spec.breakGlass.groups names system:nodes"),
+        (
+            _entitlement_object(maxDuration="30s", defaultDuration="30s"),
+            "spec.maxDuration 30s is below the operator's minimum 1m (JITACCESS_MIN_DURATION_SECONDS)",
+        ),
+        (_team_object(approverGroups=[MASTERS]), "spec.approverGroups names system:masters, which stands for"),
+        (
+            _team_object(approvers=["p\u0430ula@example.com"]),
+            "spec.approvers[0] 'p\u0430ula@example.com' mixes the scripts Cyrillic and Latin",
+        ),
+        (_team_object(backupApprovers=["system:admin"]), "spec.backupApprovers names system:admin"),
+    ],
+)
+def test_a_stored_spec_admission_refuses_now_is_said_with_the_field_and_the_fix(obj: dict[str, Any], said: str) -> None:
+    found = adm.stored_policy_refusal(obj, LIMITS)
+    assert found is not None and said in found
+    assert found.startswith("admission refuses this spec now, and it was stored before it did")
+    # The very sentence admission refuses it with.
+    refused = adm.review_catalog("CREATE", None, obj, MALLORY, operator=OPERATOR, limits=LIMITS)
+    assert isinstance(refused, adm.Refusal) and refused.message in found
+    assert adm.stored_policy_refusal(_team_object(), LIMITS) is None
+    assert adm.stored_policy_refusal(_entitlement_object(approval={"autoApproveGroups": ["sre"]}), LIMITS) is None
+
+
+class Cluster:
+    """Stored objects, with `Kube.update_status`'s read-modify-write."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+
+    def update_status(self, plural: str, name: str, change: Any, current: Any = None) -> dict[str, Any] | None:
+        fields = change(copy.deepcopy(self.obj))
+        if fields is None:
+            return None
+        self.obj.setdefault("status", {}).update(fields)
+        return copy.deepcopy(self.obj)
+
+
+class Store:
+    """An Identity Center where every group resolves."""
+
+    identity_store_id = "d-0000000000"
+
+    def resolve_group(self, name: str) -> str:
+        return f"id-{name}"
+
+
+def _ready(cluster: Cluster) -> tuple[str, str, str]:
+    (ready,) = [c for c in cluster.obj["status"]["conditions"] if c["type"] == names.READY]
+    return ready["status"], ready["reason"], ready["message"]
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    found: list[tuple[str, bool]] = []
+
+    def record(obj: dict[str, Any], reason: str, message: str, *, warning: bool = False, **_: Any) -> None:
+        found.append((reason, warning))
+
+    monkeypatch.setattr(catalog, "record", record)
+    return found
+
+
+def test_a_stored_entitlement_with_an_on_call_group_of_everyone_is_not_ready(recorded: list[tuple[str, bool]]) -> None:
+    cluster = Cluster(_entitlement_object(approval={"autoApproveGroups": [EVERYONE]}))
+    rt = Runtime(Settings(remove_unbacked_members=False), cast(IdentityCenter, Store()), cast(Kube, cluster))
+
+    def check() -> None:
+        catalog.check_entitlement(
+            body=kopf.Body(copy.deepcopy(cluster.obj)),
+            memo=kopf.Memo(runtime=rt),
+            teams={"payments": [{"approvers": ["paula@example.com"]}]},
+        )
+
+    check()
+    status, reason, message = _ready(cluster)
+    assert (status, reason) == ("False", names.POLICY_REFUSED)
+    assert "spec.approval.autoApproveGroups names system:authenticated" in message
+    assert "no group or user of Kubernetes' own (system:) it names counts for anyone" in message
+    check()  # the next pass: one Warning Event per change
+    assert recorded == [(names.POLICY_REFUSED, True)]
+    cluster.obj["spec"]["approval"]["autoApproveGroups"] = ["sre-oncall"]
+    cluster.obj["metadata"]["generation"] = 2
+    check()
+    assert _ready(cluster)[:2] == ("True", names.RESOLVED)
+    assert recorded == [(names.POLICY_REFUSED, True), (names.RESOLVED, False)]
+
+
+def test_a_stored_team_with_an_approver_group_of_kubernetes_own_is_not_ready(recorded: list[tuple[str, bool]]) -> None:
+    cluster = Cluster(_team_object(approverGroups=[MASTERS]))
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    catalog.check_team(body=kopf.Body(copy.deepcopy(cluster.obj)), memo=kopf.Memo(runtime=rt))
+    status, reason, message = _ready(cluster)
+    assert (status, reason) == ("False", names.POLICY_REFUSED)
+    assert "spec.approverGroups names system:masters" in message
+    assert recorded == [(names.POLICY_REFUSED, True)]
+    # A problem the team had before keeps its reason.
+    cluster = Cluster(_team_object(approverGroups=[MASTERS], escalateAfter="0s"))
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    catalog.check_team(body=kopf.Body(copy.deepcopy(cluster.obj)), memo=kopf.Memo(runtime=rt))
+    assert _ready(cluster)[1] == names.INVALID
