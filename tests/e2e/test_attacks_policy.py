@@ -5,13 +5,15 @@ The GitOps repository is reviewed, but a reviewer reads a group's or a user's na
 cluster makes of it: `system:authenticated` as an on-call group, another team's standing group as
 the production tier's. Each write is made as GitOps would (the admin, `kubectl apply`), through the
 real API server and the operator's webhooks; each is refused with a message that names the field
-and the fix, and the stored object is unchanged.
+and the fix, and the stored object is unchanged. One stored while the webhooks were gone (or before
+an upgrade brought the rule) gives nothing through such a name, and its `Ready` says why.
 """
 
 from __future__ import annotations
 
 import copy
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +21,10 @@ import pytest
 import yaml
 
 from devenv.paths import EXAMPLES
-from tests.support.harness import Jit
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
+MALLORY, LENA = "mallory@example.com", "lena@example.com"
 
 
 def example(file: str, name: str) -> dict[str, Any]:
@@ -99,6 +102,48 @@ def test_111_a_team_never_names_a_system_group(policy: Jit, field: str, group: s
     bad = example("01-teams.yaml", "payments")
     bad["spec"][field] = [group]
     refused_and_unchanged(policy, bad, f"spec.{field} names {group}, which stands for")
+
+
+def test_111_one_stored_before_the_rule_puts_nobody_on_call(policy: Jit) -> None:
+    """prod-eng-ledger stored with `autoApproveGroups: [system:authenticated]` while the webhooks
+    were gone: mallory, in no team, asks for it, and her request waits for ledger's approvers
+    instead of being auto-approved (on call) into production; the Entitlement is Ready=False
+    PolicyRefused, with admission's sentence, and a Warning Event."""
+    bad = example("02-entitlements.yaml", "prod-eng-ledger")
+    bad["spec"].setdefault("approval", {})["autoApproveGroups"] = ["system:authenticated"]
+    policy.operator.stop()
+    try:
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            policy.kubectl("delete", kind, "jitaccess.dev", "--ignore-not-found")
+        policy.apply(bad)
+    finally:
+        policy.operator.start()
+
+    def taken_up() -> bool:  # the stored spec read by the operator, whatever it made of it
+        stored = policy.get("entitlement", "prod-eng-ledger") or {}
+        ready = policy.condition("entitlement", "prod-eng-ledger", "Ready") or {}
+        return ready.get("observedGeneration") == stored["metadata"]["generation"]
+
+    eventually(lambda: taken_up() or None, timeout=30, what="prod-eng-ledger's stored spec taken up")
+    policy.request("mallory-oncall", "prod-eng-ledger", user=MALLORY)
+    policy.wait_reason("accessrequest", "mallory-oncall", "Pending")
+    time.sleep(3)  # an auto-approval would have been made by now
+    assert policy.ready_reason("accessrequest", "mallory-oncall") == "Pending"
+    assert (policy.condition("accessrequest", "mallory-oncall", "Approved") or {}).get("status") != "True"
+    assert policy.members("prod-eng-ledger") == set()
+    ready = policy.wait_reason("entitlement", "prod-eng-ledger", "PolicyRefused")
+    message = next(c["message"] for c in ready["status"]["conditions"] if c["type"] == "Ready")
+    assert "spec.approval.autoApproveGroups names system:authenticated, which stands for every user" in message
+    assert "name the on-call group" in message
+    warned = eventually(
+        lambda: [e for e in policy.events("prod-eng-ledger", "Entitlement") if e["reason"] == "PolicyRefused"] or None,
+        what="the PolicyRefused Event",
+    )
+    assert warned[0]["type"] == "Warning"
+    # A real approver still decides.
+    policy.kubectl("annotate", "accessrequest", "mallory-oncall", "jitaccess.dev/approved=true", user=LENA)
+    policy.wait_reason("accessrequest", "mallory-oncall", "Granted")
+    assert policy.members("prod-eng-ledger") == {MALLORY}
 
 
 # --- 112. another team's standing group as the production tier's -------------------------------------
