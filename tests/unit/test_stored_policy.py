@@ -17,7 +17,9 @@ from jitaccess.adapters.kube import Kube
 from jitaccess.api import names
 from jitaccess.domain import admission as adm
 from jitaccess.domain import breakglass
+from jitaccess.domain import extensions as extension_rules
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain.admission import Phase
 from jitaccess.domain.requests import Outcome, Route
 from jitaccess.domain.teams import Caller, is_approver, is_backup_approver, is_member, may_approve
 from jitaccess.errors import InvalidInput
@@ -25,7 +27,8 @@ from jitaccess.handlers import catalog, oncall
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit.factories import condition, entitlement, request, team
-from tests.unit.test_admission import OPERATOR
+from tests.unit.test_admission import BOB, OPERATOR, create, new_request, stamped
+from tests.unit.test_extensions import active, extension
 from tests.unit.test_requests import LIMITS
 
 #: What the API server puts every user in, and the cluster's superusers.
@@ -237,3 +240,56 @@ def test_a_stored_team_with_an_approver_group_of_kubernetes_own_is_not_ready(rec
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
     catalog.check_team(body=kopf.Body(copy.deepcopy(cluster.obj)), memo=kopf.Memo(runtime=rt))
     assert _ready(cluster)[1] == names.INVALID
+
+
+# --- who may approve, as counted and as told: only the names that confer ------------------------
+
+#: A team stored with only names of Kubernetes' own to approve: nobody can approve for it.
+OWN_APPROVERS = {
+    "approvers": ["system:admin"],
+    "approverGroups": [MASTERS],
+    "backupApprovers": ["system:serviceaccount:kube-system:replicaset-controller"],
+    "backupApproverGroups": [EVERYONE],
+}
+
+
+def test_a_team_whose_approvers_are_all_kubernetes_own_has_no_approvers(recorded: list[tuple[str, bool]]) -> None:
+    """Not `PolicyRefused`, which would say only what to remove: the team has nobody to approve."""
+    cluster = Cluster(_team_object(**OWN_APPROVERS))
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    catalog.check_team(body=kopf.Body(copy.deepcopy(cluster.obj)), memo=kopf.Memo(runtime=rt))
+    status, reason, message = _ready(cluster)
+    assert (status, reason) == ("False", names.NO_APPROVERS)
+    assert message.startswith("the team has no approvers: set spec.approvers or spec.approverGroups")
+    assert "system:admin and system:masters are Kubernetes' own (system:) and approve nothing" in message
+    assert recorded == [(names.NO_APPROVERS, True)]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"approvers": ["paula@example.com", "system:admin"]},
+        {"approvers": ["paula@example.com"], "backupApproverGroups": [MASTERS]},
+    ],
+)
+def test_an_entitlement_counts_only_approvers_that_confer(stored: dict[str, Any]) -> None:
+    """Two approvals required, and one person (paula) who may give one: `TooFewApprovers`, and a
+    request that waits for approvers is refused at creation rather than left to time out."""
+    needs_two = entitlement(approval={"approvalsRequired": 2})
+    ready, reason, message = catalog._usable(needs_two, stored, "resolved")
+    assert (ready, reason) == (False, names.TOO_FEW_APPROVERS)
+    assert "team payments names 1 who may approve (paula@example.com, backup approvers included)" in message
+    checked = request_rules.validate(request(), needs_two, team(backupApprovers=[], **stored), LIMITS)
+    with pytest.raises(InvalidInput, match=re.escape("names 1 who may approve a request of bob@example.com")):
+        request_rules.route(checked)
+
+
+def test_a_request_to_a_team_whose_approvers_are_all_kubernetes_own_is_refused_at_creation() -> None:
+    stored = team(**OWN_APPROVERS)
+    verdict = create(stamped(new_request(), BOB), BOB, phase=Phase.VALIDATE, team=stored)
+    assert isinstance(verdict, adm.Refusal)
+    assert "nobody can approve this request" in verdict.message
+    assert "system:admin and system:masters are Kubernetes' own (system:) and approve nothing" in verdict.message
+    not_auto = entitlement(approval={"autoApproveOwnerTeam": False})
+    ended = extension_rules.next_step(extension(), active(), not_auto, stored, LIMITS)
+    assert ended.step is extension_rules.Step.FAIL and "names no approvers" in ended.message

@@ -29,7 +29,7 @@ from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import reasons, schedule
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.teams import Caller, conferring, is_member, may_approve
+from jitaccess.domain.teams import Caller, conferring, has_approvers, is_member, kubernetes_own_note, may_approve
 from jitaccess.errors import InvalidInput
 
 
@@ -194,10 +194,14 @@ def route(valid: ValidRequest) -> Route:
     """Members of the owner team get it at once when the entitlement says so; others wait."""
     if _auto_approved(valid):
         return Route.AUTO_APPROVE
-    if not valid.team.approvers and not valid.team.approver_groups:
+    if not has_approvers(valid.team):
+        # Refused at admission (which asks this of every new request), not left to time out.
+        team = valid.team
         raise InvalidInput(
             f"TeamOwnership {valid.entitlement.spec.owner!r} spec.approvers",
-            "is empty, so nobody can approve this request: the team must name approvers",
+            f"{'names nobody who may approve' if team.approvers or team.approver_groups else 'is empty'}, so nobody "
+            "can approve this request: the team must name approvers"
+            + kubernetes_own_note(team.approvers, team.approver_groups),
         )
     short = _approvers_short(valid)
     if short is not None:
@@ -207,10 +211,11 @@ def route(valid: ValidRequest) -> Route:
 
 def _who_may_approve(team: TeamOwnershipSpec, excluding: Collection[str] = ()) -> list[str] | None:
     """The people who may approve (approvers and backups, less `excluding`); None when a group
-    approves (its members are not known here)."""
-    if team.approver_groups or team.backup_approver_groups:
+    approves (its members are not known here). Names of Kubernetes' own count for nobody
+    (`teams.conferring`)."""
+    if conferring(team.approver_groups) or conferring(team.backup_approver_groups):
         return None
-    return sorted((set(team.approvers) | set(team.backup_approvers)) - set(excluding))
+    return sorted((conferring(team.approvers) | conferring(team.backup_approvers)) - set(excluding))
 
 
 def _approvers_short(valid: ValidRequest) -> str | None:

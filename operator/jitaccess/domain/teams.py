@@ -52,6 +52,25 @@ def conferring(names: Iterable[str]) -> frozenset[str]:
     return frozenset(n for n in names if not is_kubernetes_own(n))
 
 
+def has_approvers(team: TeamOwnershipSpec) -> bool:
+    """Whether the team names anyone who may approve before an escalation: an approver or an
+    approver group that confers (`conferring`). A team that names none can approve no request from
+    outside it (backup approvers decide only after an escalation, which needs a pending request)."""
+    return bool(conferring(team.approvers) or conferring(team.approver_groups))
+
+
+def kubernetes_own_note(*fields: Iterable[str]) -> str:
+    """`; X and Y are Kubernetes' own (system:) and approve nothing`: why the names of Kubernetes'
+    own in a team's approver `fields` are not counted (`conferring`), for a message that says whom
+    the team lacks; empty when there are none."""
+    own = [n for names in fields for n in names if is_kubernetes_own(n)]
+    if not own:
+        return ""
+    one = len(own) == 1
+    listed = own[0] if one else f"{', '.join(own[:-1])} and {own[-1]}"
+    return f"; {listed} {'is' if one else 'are'} Kubernetes' own (system:) and approve{'s' if one else ''} nothing"
+
+
 def is_member(team: TeamOwnershipSpec, caller: Caller) -> bool:
     return caller.username in team.members or bool(caller.groups & conferring(team.member_groups))
 
@@ -88,9 +107,10 @@ def team_problems(team: TeamOwnershipSpec) -> list[str]:
         except InvalidInput as exc:
             # Stored before admission checked it: every request that needs an approver would end Invalid.
             problems.append(f"{exc}: requests that need an approver cannot be decided until it is fixed")
-    if not team.approvers and not team.approver_groups:
+    if not has_approvers(team):
         problems.append(
             "the team has no approvers: set spec.approvers or spec.approverGroups, "
             "or requests from outside the team can never be approved"
+            + kubernetes_own_note(team.approvers, team.approver_groups)
         )
     return problems

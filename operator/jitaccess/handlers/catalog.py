@@ -24,7 +24,7 @@ from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
-from jitaccess.domain.teams import team_problems
+from jitaccess.domain.teams import has_approvers, team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
@@ -53,8 +53,7 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     problems = team_problems(team.spec)
     refused = None if problems else admission.stored_policy_refusal(dict(body), rt.settings.limits)
     ready = not problems and refused is None
-    approvers = team.spec.approvers or team.spec.approver_groups
-    reason = names.VALID if ready else (names.INVALID if approvers else names.NO_APPROVERS)
+    reason = names.VALID if ready else (names.INVALID if has_approvers(team.spec) else names.NO_APPROVERS)
     message = "; ".join(problems) or (
         f"{len(team.spec.members)} member(s), {len(team.spec.approvers)} approver(s), "
         f"{len(team.spec.backup_approvers)} backup approver(s)"
