@@ -18,9 +18,11 @@ from jitaccess.api import names
 from jitaccess.domain import admission as adm
 from jitaccess.domain import breakglass
 from jitaccess.domain import extensions as extension_rules
+from jitaccess.domain import notifications as notify
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import Phase
 from jitaccess.domain.requests import Outcome, Route
+from jitaccess.domain.slackmessages import approvers_message
 from jitaccess.domain.teams import Caller, is_approver, is_backup_approver, is_member, may_approve
 from jitaccess.errors import InvalidInput
 from jitaccess.handlers import catalog, oncall
@@ -29,6 +31,8 @@ from jitaccess.settings import Settings
 from tests.unit.factories import condition, entitlement, request, team
 from tests.unit.test_admission import BOB, OPERATOR, create, new_request, stamped
 from tests.unit.test_extensions import active, extension
+from tests.unit.test_notifications_rules import PENDING, T0, _cond
+from tests.unit.test_notifications_rules import request as notice_request
 from tests.unit.test_requests import LIMITS
 
 #: What the API server puts every user in, and the cluster's superusers.
@@ -293,3 +297,33 @@ def test_a_request_to_a_team_whose_approvers_are_all_kubernetes_own_is_refused_a
     not_auto = entitlement(approval={"autoApproveOwnerTeam": False})
     ended = extension_rules.next_step(extension(), active(), not_auto, stored, LIMITS)
     assert ended.step is extension_rules.Step.FAIL and "names no approvers" in ended.message
+
+
+#: A team stored with a real approver and backup beside names of Kubernetes' own in every field.
+MIXED = {**OWN_APPROVERS, "approvers": ["paula@example.com", "system:admin"], "backupApprovers": ["carol@example.com"]}
+
+
+def test_who_may_decide_names_no_name_of_kubernetes_own() -> None:
+    """In the operator's messages and the CLI's (`approvers_text`): a name of Kubernetes' own would
+    send the requester to someone who cannot approve."""
+    assert request_rules.approvers_text(team(**MIXED), False) == "paula@example.com"
+    assert request_rules.approvers_text(team(**MIXED), True) == "paula@example.com, carol@example.com"
+
+
+def test_slack_names_and_tells_no_name_of_kubernetes_own_as_an_approver() -> None:
+    """The approvers' message says who can decide, mentions them, and tells each backup approver of
+    an escalation directly: none of it goes to a name of Kubernetes' own (`notifications.Team`)."""
+    raw = {"metadata": {"name": "ledger"}, "spec": {**MIXED, "notifications": {"slackChannel": "C0LEDGER"}}}
+    ledger = notify.Team.of(raw)
+    escalated = _cond(names.ESCALATED, "True", names.PENDING_TOO_LONG, "pending for over 30m")
+    _, blocks = approvers_message(notice_request(PENDING, escalated), ledger, {})
+    assert "Can decide: paula@example.com, carol@example.com" in str(blocks)
+    assert "system:" not in str(blocks)
+    config = notify.Config(slack=True, webhook=False, default_channel="C0DEFAULT", security_channel="C0SECURITY")
+    found = notify.notices(notice_request(PENDING, escalated), ledger, config, T0)
+    assert [n.key for n in found] == [
+        "slack:team-message:pending",
+        "slack:team-message:escalated",
+        "slack:@carol@example.com:escalated",
+    ]
+    assert found[1].mentions == ("paula@example.com", "carol@example.com")

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.api import audit, names, wire
+from jitaccess.domain.identities import is_kubernetes_own
 
 SLACK = "slack"
 WEBHOOK = "webhook"
@@ -94,16 +95,22 @@ class Team:
 
     @classmethod
     def of(cls, obj: wire.Obj) -> Team:
+        """The team's approvers as notices name them: never a name of Kubernetes' own, which
+        approves nothing (`teams.conferring`), stored before admission refused it."""
         spec = wire.spec(obj)
         notify = spec.get("notifications") or {}
+
+        def deciding(field: str) -> tuple[str, ...]:
+            return tuple(n for n in spec.get(field) or () if not is_kubernetes_own(n))
+
         return cls(
             name=wire.name_of(obj),
             channel=notify.get("slackChannel") or None,
             slack_users=dict(notify.get("slackUsers") or {}),
-            approvers=tuple(spec.get("approvers") or ()),
-            backup_approvers=tuple(spec.get("backupApprovers") or ()),
-            approver_groups=tuple(spec.get("approverGroups") or ()),
-            backup_approver_groups=tuple(spec.get("backupApproverGroups") or ()),
+            approvers=deciding("approvers"),
+            backup_approvers=deciding("backupApprovers"),
+            approver_groups=deciding("approverGroups"),
+            backup_approver_groups=deciding("backupApproverGroups"),
         )
 
 

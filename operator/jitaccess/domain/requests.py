@@ -29,6 +29,7 @@ from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import reasons, schedule
 from jitaccess.domain.durations import format_duration, parse_duration
+from jitaccess.domain.identities import is_kubernetes_own
 from jitaccess.domain.teams import Caller, conferring, has_approvers, is_member, kubernetes_own_note, may_approve
 from jitaccess.errors import InvalidInput
 
@@ -516,10 +517,17 @@ def pending_deadline(created: datetime, escalated: bool, escalate_after: str | N
 def approvers_text(team: TeamOwnershipSpec, escalated: bool, excluding: Collection[str] = ()) -> str:
     """Who can act on a pending request, for messages and the CLI; `excluding` are people who cannot
     (its requester, who already approved): a message naming them sends the requester to the wrong
-    person. Groups are named whole (whoever of them may)."""
-    names = [a for a in team.approvers if a not in excluding] + [f"group:{g}" for g in team.approver_groups]
-    backups = [a for a in team.backup_approvers if a not in excluding]
-    backups += [f"group:{g}" for g in team.backup_approver_groups]
+    person, and so would a name of Kubernetes' own, which approves nothing (`teams.conferring`).
+    Groups are named whole (whoever of them may)."""
+
+    def people(field: list[str]) -> list[str]:
+        return [a for a in field if a not in excluding and not is_kubernetes_own(a)]
+
+    def groups(field: list[str]) -> list[str]:
+        return [f"group:{g}" for g in field if not is_kubernetes_own(g)]
+
+    names = people(team.approvers) + groups(team.approver_groups)
+    backups = people(team.backup_approvers) + groups(team.backup_approver_groups)
     if escalated:
         names += backups
     elif not names and backups:
