@@ -42,6 +42,30 @@ def test_approvers_are_the_domains() -> None:
         assert ", ".join(o.approvers_of(TEAM, escalated=escalated)) == request_rules.approvers_text(spec, escalated)
 
 
+def test_a_name_of_kubernetes_own_makes_nobody_a_member_or_approver_in_the_plugin_either() -> None:
+    """A TeamOwnership stored before admission refused `system:` names: the plugin must not tell
+    mallory (in no team, but in `system:authenticated` as every user is) that she is of the team and
+    gets access at once, nor send a requester to `system:masters` for an approval."""
+    stored = {
+        "spec": {
+            **TEAM["spec"],
+            "memberGroups": ["system:authenticated", "team-payments"],
+            "approvers": ["paula", "system:admin"],
+            "approverGroups": ["system:masters"],
+            "backupApproverGroups": ["system:serviceaccounts"],
+        }
+    }
+    spec = TeamOwnershipSpec.model_validate(stored["spec"])
+    for user, groups in [("mallory", {"system:authenticated"}), ("eve", {"system:authenticated", "team-payments"})]:
+        caller = Identity(user, frozenset(groups))
+        assert o.is_member(stored, caller) == is_member(spec, Caller(user, frozenset(groups))) == (user == "eve")
+    assert o.approvers_of(stored, escalated=False) == ["paula"]
+    assert o.approvers_of(stored, escalated=True) == ["paula", "carol"]
+    assert o.backup_approvers_of(stored) == ["carol"]
+    for escalated in (False, True):
+        assert ", ".join(o.approvers_of(stored, escalated=escalated)) == request_rules.approvers_text(spec, escalated)
+
+
 def condition(type_: str, status: str, reason: str) -> dict[str, str]:
     return {"type": type_, "status": status, "reason": reason}
 

@@ -15,6 +15,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.cli.errors import NotFound, Refused, Unreachable
 from jitaccess.cli.kube import ApiError, KubeApi, object_path
+from jitaccess.domain.identities import is_kubernetes_own
 
 Obj = dict[str, Any]
 
@@ -100,9 +101,18 @@ def role_of(entitlement: Obj) -> str:
     return str(target.get("groupName") or target.get("groupId") or wire.name_of(entitlement))
 
 
+def _deciding(team_spec: Mapping[str, Any], field: str) -> list[str]:
+    """A team's policy field less the names of Kubernetes' own, which confer nothing (the
+    operator's `teams.conferring`; a team stored before admission refused them may hold some)."""
+    return [str(n) for n in team_spec.get(field) or [] if not is_kubernetes_own(str(n))]
+
+
 def is_member(team: Obj, me: Identity) -> bool:
+    """The operator's `teams.is_member`, on the wire form."""
     team_spec = wire.spec(team)
-    return me.username in (team_spec.get("members") or []) or bool(me.groups & set(team_spec.get("memberGroups") or []))
+    return me.username in (team_spec.get("members") or []) or bool(
+        me.groups & set(_deciding(team_spec, "memberGroups"))
+    )
 
 
 def holding(grant_spec: wire.Obj) -> str:
@@ -119,18 +129,18 @@ def approvers_of(team: Obj, *, escalated: bool, excluding: Collection[str] = ())
     """Who may decide now, leaving out `excluding` (the requester, who already approved): the
     operator's `requests.approvers_text`, on the wire form."""
     team_spec = wire.spec(team)
-    names = [a for a in team_spec.get("approvers") or [] if a not in excluding]
-    names += [f"group:{g}" for g in team_spec.get("approverGroups") or []]
+    names = [a for a in _deciding(team_spec, "approvers") if a not in excluding]
+    names += [f"group:{g}" for g in _deciding(team_spec, "approverGroups")]
     if escalated:
-        names += [a for a in team_spec.get("backupApprovers") or [] if a not in excluding]
-        names += [f"group:{g}" for g in team_spec.get("backupApproverGroups") or []]
+        names += [a for a in _deciding(team_spec, "backupApprovers") if a not in excluding]
+        names += [f"group:{g}" for g in _deciding(team_spec, "backupApproverGroups")]
     return names
 
 
 def backup_approvers_of(team: Obj) -> list[str]:
     team_spec = wire.spec(team)
-    return list(team_spec.get("backupApprovers") or []) + [
-        f"group:{g}" for g in team_spec.get("backupApproverGroups") or []
+    return _deciding(team_spec, "backupApprovers") + [
+        f"group:{g}" for g in _deciding(team_spec, "backupApproverGroups")
     ]
 
 
