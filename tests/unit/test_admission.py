@@ -773,6 +773,20 @@ def test_anyone_else_may_not_revoke(who: Caller) -> None:
     )
 
 
+def test_a_refused_revocation_names_no_approver_of_kubernetes_own() -> None:
+    """Stored before admission refused them, system: approvers approve nothing, so are not named."""
+    team = TEAM.model_copy(
+        update={
+            "approvers": ["paula@example.com", "system:admin"],
+            "approver_groups": ["payments-leads", "system:masters"],
+        }
+    )
+    refused(
+        review_grant("UPDATE", grant(), with_annotations(grant(), jitaccess_dev__revoked="true"), MALLORY, team=team),
+        "an approver of team payments (paula@example.com, group:payments-leads) may set",
+    )
+
+
 def test_revocation_rules() -> None:
     old = grant()
     refused(
