@@ -63,6 +63,21 @@ DNS_1035_LABEL: Final = (
 #: Kubernetes' own groups (`system:authenticated` is every user, `system:serviceaccounts` every
 #: ServiceAccount, `system:masters` the cluster's admins, `system:nodes` every kubelet...).
 SYSTEM_GROUP_PREFIX: Final = "system:"
+#: The longest `JITACCESS_LEADER_IDENTITY`: a pod's name (the chart's identity) is at most this long,
+#: and the fallback (hostname and pid) shorter. The API server takes any string as the Lease's
+#: holderIdentity; one longer, or not a printable line, is a mistake that would be written into it.
+IDENTITY_MAX_LENGTH: Final = NAME_MAX_LENGTH
+#: Settings that name a file the operator reads as it starts (the webhook's certificate, key and CA,
+#: the Slack impersonator's kubeconfig or token): checked readable at start, so that a wrong path or
+#: a Secret not mounted is refused by its variable's name rather than with a traceback once read.
+#: Empty means unset to their readers, and is left to them.
+FILE_SETTINGS: Final = (
+    "webhook_certfile",
+    "webhook_keyfile",
+    "webhook_cafile",
+    "slack_impersonator_kubeconfig",
+    "slack_impersonator_token_file",
+)
 
 PREFIX: Final = "JITACCESS_"
 #: `JITACCESS_*` variables that other programs of this repository read, not the operator: a shell
@@ -350,6 +365,38 @@ class Settings(BaseSettings):
             _require_name(namespace, DNS_1123_LABEL, "namespace/name of a ServiceAccount: the namespace")
             _require_name(name, DNS_1123_SUBDOMAIN, "namespace/name of a ServiceAccount: the name")
         return account
+
+    @field_validator("leader_identity")
+    @classmethod
+    def _holder_identity(cls, identity: str | None) -> str | None:
+        # Empty is refused rather than read as unset: a Lease with an empty holder is a free one, and
+        # a variable set empty (a value missing from a manifest) is a mistake, not a wish for the default.
+        if identity is not None and (
+            not identity
+            or identity != identity.strip()
+            or not identity.isprintable()
+            or len(identity) > IDENTITY_MAX_LENGTH
+        ):
+            raise ValueError(
+                "must be this replica's name in the Lease (spec.holderIdentity), unique among the replicas: "
+                f"1-{IDENTITY_MAX_LENGTH} printable characters, no line breaks or control characters, no space "
+                "at either end (the chart gives the pod's name); unset it for hostname and pid"
+            )
+        return identity
+
+    @field_validator(*FILE_SETTINGS)
+    @classmethod
+    def _readable_file(cls, path: str | None) -> str | None:
+        if path:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot read this file ({exc.strerror or exc}): give the path of a file this process "
+                    "may read (in a pod, one of a mounted Secret), or unset the setting"
+                ) from None
+        return path
 
     @model_validator(mode="after")
     def _signing_needs_an_archive(self) -> Self:

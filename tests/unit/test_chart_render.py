@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from devenv import slack_identity
 from devenv.controlplane import OPERATOR_ACCOUNT
 from devenv.paths import EXAMPLES
-from jitaccess.settings import TEN_YEARS, Settings
+from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings
 from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary, value_args
 
 OPTIONS = CHART / "ci" / "options-values.yaml"
@@ -393,9 +393,10 @@ def test_environment_from_values(options: Objects) -> None:
 
 @pytest.mark.parametrize("which", ["default", "options"])
 def test_operator_reads_every_variable_the_chart_sets(
-    which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    which: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A misspelt JITACCESS_* name would be ignored silently (extra="ignore"): check each one."""
+    """A misspelt JITACCESS_* name would be ignored silently (extra="ignore"): check each one. As in
+    the pod: the leader identity is the pod's name, and each file setting names a mounted file."""
     objects: Objects = request.getfixturevalue(which)
     known = {f"JITACCESS_{name.upper()}" for name in Settings.model_fields}
     ours = {k: v for k, v in env(objects).items() if k.startswith("JITACCESS_")}
@@ -403,6 +404,14 @@ def test_operator_reads_every_variable_the_chart_sets(
     for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
         monkeypatch.delenv(key)
     for key, value in ours.items():
+        if key == "JITACCESS_LEADER_IDENTITY":
+            assert value == ""  # from the downward API, which the render leaves to the kubelet
+            value = "jitaccess-6d4f7b9c5-x2k8p"
+        elif key.removeprefix("JITACCESS_").lower() in FILE_SETTINGS:
+            mounted = tmp_path / value.lstrip("/")
+            mounted.parent.mkdir(parents=True, exist_ok=True)
+            mounted.write_text("mounted")
+            value = str(mounted)
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert settings.leader_election is True

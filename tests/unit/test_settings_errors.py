@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from annotated_types import Le
 
-from jitaccess.settings import TEN_YEARS, Settings, SettingsError, load
+from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings, SettingsError, load
 
 
 def _start(**env: str) -> subprocess.CompletedProcess[str]:
@@ -169,3 +170,53 @@ def test_an_interval_too_short_to_be_anything_but_a_busy_loop_is_refused(
     assert f"Input should be at least {floor} s: each " in line, line
     monkeypatch.setenv(name, floor)
     assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == float(floor)
+
+
+@pytest.mark.parametrize("identity", ["", " ", "replica-0 ", "replica\n0", "replica\t0", "replica\x1b[0m", "x" * 254])
+def test_a_leader_identity_that_is_no_name_is_refused(monkeypatch: pytest.MonkeyPatch, identity: str) -> None:
+    """Written into the Lease's holderIdentity, which the API server takes whatever it is: an empty
+    holder reads as a free Lease, and a line break or a 254th character is a manifest's mistake."""
+    line = _refused(monkeypatch, "JITACCESS_LEADER_IDENTITY", identity)
+    assert "must be this replica's name in the Lease (spec.holderIdentity)" in line, line
+    assert "1-253 printable characters" in line, line
+    for good in ("jitaccess-6d4f7b9c5-x2k8p", "replica 0", "x" * 253):
+        monkeypatch.setenv("JITACCESS_LEADER_IDENTITY", good)
+        assert load().leader_identity == good
+
+
+FILES = [
+    "JITACCESS_WEBHOOK_CERTFILE",
+    "JITACCESS_WEBHOOK_KEYFILE",
+    "JITACCESS_WEBHOOK_CAFILE",
+    "JITACCESS_SLACK_IMPERSONATOR_KUBECONFIG",
+    "JITACCESS_SLACK_IMPERSONATOR_TOKEN_FILE",
+]
+
+
+def test_every_file_setting_is_checked() -> None:
+    """A new setting naming a file joins FILE_SETTINGS (its name says what it is)."""
+    named = {n for n in Settings.model_fields if n.endswith(("file", "kubeconfig"))}
+    assert named == set(FILE_SETTINGS)
+    assert {f"JITACCESS_{n.upper()}" for n in named} == set(FILES)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_a_file_the_operator_cannot_read_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """Read as the operator starts (the webhook's server, the Slack endpoint): a wrong path or a Secret
+    not mounted would fail there with a traceback, or in a kopf start-up handler retried forever."""
+    missing = str(tmp_path / "missing.pem")
+    assert "cannot read this file (No such file or directory)" in _refused(monkeypatch, name, missing)
+    assert "cannot read this file (Is a directory)" in _refused(monkeypatch, name, str(tmp_path))
+    if os.geteuid() != 0:  # root reads any file
+        unreadable = tmp_path / "unreadable.pem"
+        unreadable.write_text("x")
+        unreadable.chmod(0)
+        assert "cannot read this file (Permission denied)" in _refused(monkeypatch, name, str(unreadable))
+    readable = tmp_path / "tls.pem"
+    readable.write_text("x")
+    monkeypatch.setenv(name, str(readable))
+    assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == str(readable)
+    monkeypatch.setenv(name, "")  # unset, to every reader of these
+    assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == ""
