@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devenv.controlplane import OPERATOR_ACCOUNT
 from tests.helm.chart import CHART, Helm, documents, helm_binary, value_args
 from tests.unit.test_chart_render import EVERY_NAMED_OBJECT, local_objects
 
@@ -200,3 +201,29 @@ def test_a_release_with_the_local_runs_names_is_refused(helm: Helm) -> None:
         assert "choose another release name, or set fullnameOverride" in complaint
     for release in ("jitaccess", "jitaccess-dev-eu", "dev"):
         assert documents(helm.template(release))
+
+
+def test_a_release_running_as_the_local_runs_service_account_is_refused(helm: Helm) -> None:
+    """The local run's operator is the ServiceAccount OPERATOR_ACCOUNT, which examples/rbac.yaml binds
+    to a wider role than the chart's: a release in its namespace with its name, created or not, would
+    be that account (the chart's operator then the development identity, and its webhooks would skip
+    a local run's writes as the operator's own). The release's full name alone does not make it so."""
+    namespace, account = OPERATOR_ACCOUNT
+    for settings in (
+        {"serviceAccount.name": account},
+        {"serviceAccount.create": "false", "serviceAccount.name": account},
+    ):
+        result = helm.run(
+            "template", "jitaccess", str(CHART), "--namespace", namespace, *value_args(set_values=settings), check=False
+        )
+        assert result.returncode != 0, f"{settings} rendered in {namespace}"
+        assert f"serviceAccount.name is {account} in the namespace {namespace}" in result.stderr, result.stderr
+        assert "the chart's operator would run as the development identity" in result.stderr
+    for where, settings in (
+        (namespace, {}),  # the release's own name, jitaccess
+        (namespace, {"serviceAccount.name": "jitaccess-operator"}),
+        ("jitaccess-system", {"serviceAccount.name": account}),
+    ):
+        rendered = documents(helm.template(namespace=where, set_values=settings))
+        (deployment,) = [o for o in rendered if o["kind"] == "Deployment"]
+        assert (where, deployment["spec"]["template"]["spec"]["serviceAccountName"]) != OPERATOR_ACCOUNT

@@ -174,6 +174,14 @@ would replace the other's (tests/unit/test_chart_guards.py derives these two fro
 {{- if has $full (list "jitaccess-dev" "jitaccess.dev") }}
 {{- fail (printf "the release's full name is %s (from the release name, nameOverride or fullnameOverride), which gives the chart's objects the names of the local development run's own (make dev, examples/rbac.yaml and examples/admission-policy.yaml: jitaccess-dev, jitaccess-dev-*, jitaccess.dev-identity): where both are applied, each would replace the other's objects and their rights; choose another release name, or set fullnameOverride" $full) }}
 {{- end }}
+{{- /* The local run's operator is the ServiceAccount jitaccess-dev/jitaccess-dev (devenv.controlplane.OPERATOR_ACCOUNT),
+which examples/rbac.yaml binds to its wider operator role: a release in that namespace whose ServiceAccount has that
+name would replace (or, not created, run as) that very account, and the example would then widen what the chart's
+operator may do; its webhooks would also take a local run's writes for the operator's own. */}}
+{{- $account := include "jitaccess.serviceAccountName" . }}
+{{- if and (eq .Release.Namespace "jitaccess-dev") (eq $account "jitaccess-dev") }}
+{{- fail "serviceAccount.name is jitaccess-dev in the namespace jitaccess-dev: that is the local development run's own ServiceAccount (make dev, examples/rbac.yaml binds its wider operator role to it), and the chart's operator would run as the development identity; set serviceAccount.name to another name, or install in another namespace" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: replicas without leader election would all act at once" }}
 {{- end }}
