@@ -57,6 +57,20 @@ def test_members_groups_and_requesters_are_never_listed() -> None:
     assert impersonation.group_only_teams(TEAMS) == {"payments": ["leads"]}
 
 
+def test_kubernetes_own_names_are_never_listed_whatever_a_team_says() -> None:
+    """A TeamOwnership stored before admission refused system: approvers (or a file read as
+    written): listed, the Slack endpoint could act as that ServiceAccount or node."""
+    stored = team(
+        "ledger",
+        approvers=["system:serviceaccount:kube-system:default", "lena@example.com"],
+        backupApprovers=["system:node:worker-1", "system:admin"],
+    )
+    assert impersonation.usernames([stored]) == ["lena@example.com"]
+    only_own = team("old", approvers=["system:admin"], backupApprovers=["system:serviceaccount:default:x"])
+    assert impersonation.usernames([only_own]) == []
+    assert impersonation.cluster_role([only_own])["rules"] == [], "never an empty resourceNames (every user)"
+
+
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main.run(list(argv), io.StringIO(), out, err)

@@ -4,7 +4,10 @@ A Slack click is applied through the API server as the clicking user (impersonat
 admission webhooks, RBAC and the audit log see that user, exactly as for `kubectl annotate`. The
 identity that impersonates is given `impersonate` on `users` limited by `resourceNames` to every
 approver and backup approver of every TeamOwnership: it can act as no one else (not the requester
-of a request, not an administrator, not a ServiceAccount), and do nothing in its own name.
+of a request, not an administrator, not a ServiceAccount), and do nothing in its own name. A name of
+Kubernetes' own (`system:`, a ServiceAccount's or a node's) is never listed, even from a TeamOwnership
+stored before admission refused it there: it approves nothing (`teams.conferring`), and listed it would
+let the Slack endpoint act with that identity's rights.
 
 Groups are never impersonated: Slack cannot tell which Kubernetes groups a user is in, so an
 approver known only by group (`approverGroups`) decides with kubectl, not from Slack.
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from jitaccess.domain.identities import is_kubernetes_own
 
 #: The ClusterRole's name in a local run, and the chart's for a release named "jitaccess".
 ROLE_NAME = "jitaccess-slack-impersonator"
@@ -53,7 +58,7 @@ def shape_problems(team: Mapping[str, Any]) -> list[str]:
             problems += [
                 f"spec.{field}[{index}] is {item}, a system: user: approvers are people"
                 for index, item in enumerate(value)
-                if isinstance(item, str) and item.startswith("system:")
+                if isinstance(item, str) and is_kubernetes_own(item)
             ]
     return problems
 
@@ -69,13 +74,15 @@ def _what(value: Any) -> str:
 
 
 def usernames(teams: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Every user a TeamOwnership (a raw object) names as an approver or backup approver, sorted."""
+    """Every user a TeamOwnership (a raw object) names as an approver or backup approver, sorted;
+    never one of Kubernetes' own (`identities.is_kubernetes_own`), whatever the input."""
     found: set[str] = set()
     for team in teams:
         spec = team.get("spec") or {}
         for field in _APPROVER_FIELDS:
-            found.update(str(name) for name in spec.get(field) or [] if str(name))
-    return sorted(found)
+            found.update(str(name) for name in spec.get(field) or [])
+    # A system: name approves nothing; listed, the Slack endpoint could act as that ServiceAccount or node.
+    return sorted(name for name in found if name and not is_kubernetes_own(name))
 
 
 def group_only_teams(teams: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -5,7 +5,9 @@ The identity that applies Slack decisions may impersonate only the users its Clu
 approver that ClusterRole does not list (a new tech lead, a role not re-applied), that approver's
 clicks are refused: this handler asks RBAC for each approver (a SelfSubjectAccessReview as the
 impersonator) whenever a TeamOwnership is listed or its spec changes, and posts a Warning Event
-on it and a log line naming the fix. It writes (Events), so it runs on the leader only (the
+on it and a log line naming the fix. A `system:` approver (stored before admission refused it) is
+not asked about: it approves nothing, and the fix the warning names refuses it
+(`impersonation.usernames` never yields one). It writes (Events), so it runs on the leader only (the
 controller part); the endpoint itself runs on every replica (`handlers.interactions`).
 """
 
