@@ -773,18 +773,29 @@ def test_anyone_else_may_not_revoke(who: Caller) -> None:
     )
 
 
-def test_a_refused_revocation_names_no_approver_of_kubernetes_own() -> None:
-    """Stored before admission refused them, system: approvers approve nothing, so are not named."""
-    team = TEAM.model_copy(
-        update={
-            "approvers": ["paula@example.com", "system:admin"],
-            "approver_groups": ["payments-leads", "system:masters"],
-        }
-    )
-    refused(
+@pytest.mark.parametrize(
+    ("approvers", "groups", "named"),
+    [
+        (
+            ["paula@example.com", "system:admin"],
+            ["payments-leads", "system:masters"],
+            "paula@example.com, group:payments-leads",
+        ),
+        (["system:admin", "system:serviceaccount:kube-system:default"], ["system:masters"], "nobody"),
+    ],
+)
+def test_a_refused_revocation_names_no_approver_of_kubernetes_own(
+    approvers: list[str], groups: list[str], named: str
+) -> None:
+    """Stored before admission refused them, system: approvers approve nothing, so are not named:
+    a team with only such approvers has nobody who may."""
+    team = TEAM.model_copy(update={"approvers": approvers, "approver_groups": groups})
+    said = refused(
         review_grant("UPDATE", grant(), with_annotations(grant(), jitaccess_dev__revoked="true"), MALLORY, team=team),
-        "an approver of team payments (paula@example.com, group:payments-leads) may set",
+        f"an approver of team payments ({named}) may set",
     )
+    assert "system:" not in said.message
+    refused(review_grant("DELETE", grant(), None, MALLORY, team=team), f"approvers of team payments ({named}) may do")
 
 
 def test_revocation_rules() -> None:

@@ -53,7 +53,7 @@ from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, conferring, groups_text, is_approver, may_approve
+from jitaccess.domain.teams import GROUPS_SEPARATOR, Caller, groups_text, is_approver, may_approve
 from jitaccess.errors import InvalidInput
 
 Obj = Mapping[str, Any]
@@ -1420,8 +1420,8 @@ def _approvers_suffix(team: TeamOwnershipSpec | None) -> str:
         return " (the team no longer exists)"
     # Only names that approve: one of Kubernetes' own stored before admission refused it approves nothing.
     names: Sequence[str] = [
-        *(n for n in team.approvers if n in conferring(team.approvers)),
-        *(f"group:{g}" for g in team.approver_groups if g in conferring(team.approver_groups)),
+        *(n for n in team.approvers if not identities.is_kubernetes_own(n)),
+        *(f"group:{g}" for g in team.approver_groups if not identities.is_kubernetes_own(g)),
     ]
     return f" ({', '.join(names) or 'nobody'})"
 
