@@ -24,7 +24,8 @@ from devenv.paths import EXAMPLES
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
-MALLORY, LENA = "mallory@example.com", "lena@example.com"
+MALLORY, LENA, ALICE = "mallory@example.com", "lena@example.com", "alice@example.com"
+SERVICE_ACCOUNT, NEW_LEAD = "system:serviceaccount:kube-system:default", "newlead@example.com"
 
 
 def example(file: str, name: str) -> dict[str, Any]:
@@ -56,6 +57,19 @@ def policy(system: Jit) -> Iterator[Jit]:
     yield system
     for file in ("01-teams.yaml", "02-entitlements.yaml"):
         system.kubectl("apply", "-f", str(EXAMPLES / file))
+
+
+def stored_before_the_rules(system: Jit, manifest: dict[str, Any]) -> None:
+    """`manifest` stored as it was before an upgrade brought admission's rules (or while the webhooks
+    were gone): the operator stopped, its webhook configurations deleted; started again after, which
+    puts them back."""
+    system.operator.stop()
+    try:
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            system.kubectl("delete", kind, "jitaccess.dev", "--ignore-not-found")
+        system.apply(manifest)
+    finally:
+        system.operator.start()
 
 
 # --- 111. a group that stands for everyone, as an Entitlement's on-call or break-glass group ---------
@@ -111,13 +125,7 @@ def test_111_one_stored_before_the_rule_puts_nobody_on_call(policy: Jit) -> None
     PolicyRefused, with admission's sentence, and a Warning Event."""
     bad = example("02-entitlements.yaml", "prod-eng-ledger")
     bad["spec"].setdefault("approval", {})["autoApproveGroups"] = ["system:authenticated"]
-    policy.operator.stop()
-    try:
-        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            policy.kubectl("delete", kind, "jitaccess.dev", "--ignore-not-found")
-        policy.apply(bad)
-    finally:
-        policy.operator.start()
+    stored_before_the_rules(policy, bad)
 
     def taken_up() -> bool:  # the stored spec read by the operator, whatever it made of it
         stored = policy.get("entitlement", "prod-eng-ledger") or {}
@@ -144,6 +152,40 @@ def test_111_one_stored_before_the_rule_puts_nobody_on_call(policy: Jit) -> None
     policy.kubectl("annotate", "accessrequest", "mallory-oncall", "jitaccess.dev/approved=true", user=LENA)
     policy.wait_reason("accessrequest", "mallory-oncall", "Granted")
     assert policy.members("prod-eng-ledger") == {MALLORY}
+
+
+def test_111_a_team_whose_approvers_are_all_kubernetes_own_approves_nothing(policy: Jit) -> None:
+    """ledger stored, while the webhooks were gone, with a ServiceAccount as its approver and
+    system:masters as its approver group, and a backup approver the Slack identity may not act as:
+    nobody can approve its requests, so the team is NoApprovers naming those names, and alice (of
+    payments) asking for prod-eng-ledger is refused at creation, told why, instead of waiting until
+    her request times out. The Slack warning names the backup approver, never the ServiceAccount
+    (the ClusterRole `kubectl jit rbac slack` prints never lists one: it approves nothing)."""
+    bad = example("01-teams.yaml", "ledger")
+    bad["spec"].update(approvers=[SERVICE_ACCOUNT], approverGroups=["system:masters"], backupApprovers=[NEW_LEAD])
+    stored_before_the_rules(policy, bad)
+    ready = policy.wait_reason("teamownership", "ledger", "NoApprovers", timeout=30)
+    message = next(c["message"] for c in ready["status"]["conditions"] if c["type"] == "Ready")
+    own = f"{SERVICE_ACCOUNT} and system:masters are Kubernetes' own (system:) and approve nothing"
+    assert message.startswith("the team has no approvers") and own in message, message
+    refused(
+        policy.request("alice-own-approvers", "prod-eng-ledger", user=ALICE, check=False),
+        "TeamOwnership 'ledger' spec.approvers names nobody who may approve, so nobody can approve this request",
+        own,
+    )
+    assert policy.get("accessrequest", "alice-own-approvers") is None
+    warned = eventually(
+        lambda: (
+            [
+                e
+                for e in policy.events("ledger", "TeamOwnership")
+                if e["reason"] == "SlackApproverNotImpersonable" and NEW_LEAD in e["message"]
+            ]
+            or None
+        ),
+        what="the Slack warning on ledger",
+    )[0]
+    assert f"may not act as {NEW_LEAD} (approvers of team ledger)" in warned["message"], warned["message"]
 
 
 # --- 112. another team's standing group as the production tier's -------------------------------------
