@@ -162,6 +162,23 @@ def test_drift_removals_go_to_the_security_channel() -> None:
     assert "eve@example.com" in text
 
 
+def test_a_released_entitlement_is_an_event_of_its_own_and_no_drift_in_slack() -> None:
+    """A deleted Entitlement let go has a `released` record: the sink gets it as such, and the
+    security channel hears of no "standing access removed" (nobody was)."""
+    entitlement = {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "ledger-prod", "uid": "u-ent", "deletionTimestamp": _stamp(T0)},
+        "spec": {"owner": "ledger", "identityCenter": {"groupName": "ledger-prod"}},
+        "status": {"conditions": [_cond(names.READY, "False", names.RELEASED, "let go")], "releasedAt": _stamp(T0)},
+    }
+    (found,) = notify.notices(entitlement, LEDGER, BOTH, T0)
+    assert (found.key, found.step, found.event_type) == (
+        "webhook:released",
+        "released",
+        "dev.jitaccess.entitlement.released",
+    )
+
+
 def test_only_configured_sinks_get_notices() -> None:
     assert notify.notices(request(PENDING), LEDGER, notify.Config(), T0) == []
     only_slack = notify.notices(request(PENDING), LEDGER, notify.Config(slack=True), T0)

@@ -358,11 +358,13 @@ def _of_extension(extension: wire.Obj, team: Team | None, config: Config) -> lis
 
 
 def _of_entitlement(entitlement: wire.Obj, config: Config) -> list[Notice]:
+    """Each record to the sink, by its own action; drift removals to the security channel too (a
+    deleted Entitlement let go, `released`, is no standing access removed)."""
     out: list[Notice] = []
     for record in audit.records_of_entitlement(entitlement):
         if config.webhook:
-            out.append(_webhook(record, audit.DRIFT_REMOVED))
-        if config.slack:
+            out.append(_webhook(record, record["action"]))
+        if config.slack and record["action"] == audit.DRIFT_REMOVED:
             key = audit.action_key(str(record.get("id") or ""))
             out.append(
                 Notice(
