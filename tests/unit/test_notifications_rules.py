@@ -8,6 +8,7 @@ from typing import Any
 from jitaccess.api import names
 from jitaccess.domain import notifications as notify
 from jitaccess.domain.slackmessages import approvers_message, escape, render
+from jitaccess.handlers.notifications import Notifier
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 BOTH = notify.Config(slack=True, webhook=True, default_channel="C0DEFAULT", security_channel="C0SECURITY")
@@ -177,6 +178,109 @@ def test_a_released_entitlement_is_an_event_of_its_own_and_no_drift_in_slack() -
         "released",
         "dev.jitaccess.entitlement.released",
     )
+
+
+PS_ARN = "arn:aws:sso:::permissionSet/ssoins-1/ps-0abc"
+MALLORY_ID = "9067-mallory"
+
+
+def catalog(*removals: dict[str, Any], sent: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The payments PermissionCatalog whose status lists `removals` (assignment drift)."""
+    status: dict[str, Any] = {"driftRemovals": list(removals)}
+    if sent:
+        status["notifications"] = {"sent": list(sent)}
+    return {
+        "kind": names.PERMISSION_CATALOG,
+        "metadata": {"name": "payments", "uid": "u-cat"},
+        "spec": {},
+        "status": status,
+    }
+
+
+def assignment_removal(
+    principal_type: str = "USER", principal_id: str = MALLORY_ID, *, confirmed: bool = True, **fields: Any
+) -> dict[str, Any]:
+    entry = {
+        "permissionSetArn": PS_ARN,
+        "permissionSetName": "jit-payments-prod",
+        "account": "444455556666",
+        "principalType": principal_type,
+        "principalId": principal_id,
+        "firstSeen": _stamp(T0),
+        **fields,
+    }
+    if confirmed:
+        entry |= {"time": _stamp(T0 + timedelta(seconds=3)), "message": "jit-payments-prod: ... removed"}
+    return entry
+
+
+#: What follows the action in the record id of `assignment_removal()`.
+REMOVAL_KEY = "ps-0abc/444455556666/9067-mallory/20261130T120000Z"
+
+
+def test_assignment_drift_removals_go_to_the_security_channel_and_the_sink_once_confirmed() -> None:
+    under_way = assignment_removal("USER", "someone-else", confirmed=False)
+    obj = catalog(assignment_removal(user="mallory@example.com"), under_way)
+    found = notify.notices(obj, None, BOTH, T0)
+    assert keys(found) == [
+        f"webhook:assignment-drift-removed/{REMOVAL_KEY}",
+        f"slack:security:assignment-drift-removed/{REMOVAL_KEY}",
+    ], "one of each per confirmed removal; none while the removal is under way"
+    event, message = found
+    assert event.event_type == "dev.jitaccess.catalog.assignment-drift-removed"
+    assert event.record["id"] == f"u-cat/assignment-drift-removed/{REMOVAL_KEY}"
+    assert notify.source_of(obj) == "/apis/jitaccess.dev/v1alpha1/permissioncatalogs/payments"
+    assert notify.plural_of(obj) == names.CATALOGS
+    assert (message.step, notify.channel_of(message, None, BOTH)) == ("assignment-drift-removed", "C0SECURITY")
+
+    text, blocks = render(message, obj, None, {})
+    assert text == f"Assignment removed: user mallory@example.com ({MALLORY_ID}) from jit-payments-prod in 444455556666"
+    shown = str(blocks)
+    for fact in (
+        f"user mallory@example.com ({MALLORY_ID})",  # who
+        "*jit-payments-prod*",  # which permission set
+        "in account 444455556666",  # where
+        "team payments",
+        "First seen: 2026-11-30T12:00:00Z",
+        "removed at: 2026-11-30T12:00:03Z",
+    ):
+        assert fact in shown, fact
+
+
+def test_an_assignment_drift_removal_of_a_group_or_an_unnamed_user_names_the_principal_by_id() -> None:
+    group, unnamed = assignment_removal("GROUP", "g-0sneaky"), assignment_removal("USER", "u-0nameless")
+    for entry, who in ((group, "group g-0sneaky"), (unnamed, "user u-0nameless")):
+        (message,) = [n for n in notify.notices(catalog(entry), None, BOTH, T0) if n.sink == notify.SLACK]
+        text, _ = render(message, catalog(entry), None, {})
+        assert text.startswith(f"Assignment removed: {who} from jit-payments-prod"), text
+
+
+def test_an_assignment_drift_message_shows_a_hostile_user_name_literally() -> None:
+    obj = catalog(assignment_removal(user="<!channel>@example.com"))
+    (message,) = [n for n in notify.notices(obj, None, BOTH, T0) if n.sink == notify.SLACK]
+    _, blocks = render(message, obj, None, {})
+    assert "<!channel>" not in str(blocks) and "&lt;!channel&gt;@example.com" in str(blocks)
+
+
+def test_an_assignment_drift_removal_is_told_once_across_restarts_and_again_only_when_made_again() -> None:
+    """The keys are derived from the entry alone (the same on every replica and after a restart): a
+    status that lists them is done. The same assignment made by hand again after its removal is
+    another removal (first seen later), told again."""
+    told = (f"webhook:assignment-drift-removed/{REMOVAL_KEY}", f"slack:security:assignment-drift-removed/{REMOVAL_KEY}")
+    first = catalog(assignment_removal())
+    assert keys(notify.notices(first, None, BOTH, T0)) == keys(notify.notices(first, None, BOTH, T0 + timedelta(1)))
+    assert set(told) <= notify.sent_keys(catalog(assignment_removal(), sent=told))
+    notifier = Notifier(kube=None, config=BOTH, slack=None, sink=None)  # type: ignore[arg-type]  # offer() writes nothing
+    assert notifier.offer(catalog(assignment_removal(), sent=told), None, T0) == 0
+    again = assignment_removal(firstSeen=_stamp(T0 + timedelta(hours=2)))
+    assert notifier.offer(catalog(assignment_removal(), again, sent=told), None, T0) == 2
+
+
+def test_a_catalogs_delivered_drift_keys_leave_with_its_archived_removals() -> None:
+    listed, archived = f"assignment-drift-removed/{REMOVAL_KEY}", "assignment-drift-removed/ps-0abc/1/2/3"
+    sent = {f"slack:security:{listed}", f"webhook:{listed}", f"webhook:{archived}"}
+    assert notify.still_meaningful(catalog(assignment_removal()), sent) == sent - {f"webhook:{archived}"}
+    assert notify.still_meaningful(catalog(), sent) == set()
 
 
 def test_only_configured_sinks_get_notices() -> None:

@@ -18,7 +18,7 @@ import pydantic on its fast paths) both use it. docs/audit.md documents every fi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -533,6 +533,15 @@ def assignment_removal_key(removal: Mapping[str, Any]) -> str:
     permission_set = str(removal.get("permissionSetArn") or "").rpartition("/")[2]
     seen = (rfc3339(removal.get("firstSeen")) or "").replace("-", "").replace(":", "")
     return f"{permission_set}/{removal.get('account') or ''}/{removal.get('principalId') or ''}/{seen}"
+
+
+#: The kinds whose `status.driftRemovals` entries leave their status once their records are written
+#: (the archiver) and whose delivered notices go with them (`domain.notifications`): the action of
+#: those records, and what follows it in a record's id, naming each entry.
+DRIFT_REMOVALS: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
+    names.ENTITLEMENT: (DRIFT_REMOVED, lambda removal: str(removal.get("membershipId"))),
+    names.PERMISSION_CATALOG: (ASSIGNMENT_DRIFT_REMOVED, assignment_removal_key),
+}
 
 
 def records_of_catalog(catalog: wire.Obj) -> list[Record]:

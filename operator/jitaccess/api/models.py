@@ -945,6 +945,7 @@ class PermissionCatalogStatus(Model):
         description="Account assignments made outside jitaccess that were removed, whose audit records are not "
         "archived yet (docs/audit.md)",
     )
+    notifications: Notified | None = Field(default=None, description=_NOTIFIED)
 
 
 class PermissionCatalog(Model):

@@ -16,7 +16,8 @@ Who hears of what (docs/notifications.md):
   member was auto-approved: the grant's message follows within seconds), when access is active,
   before it runs out, and when it is revoked early or lapses;
 - the team's channel: a grant revoked early, or lapsed;
-- the security channel: standing access the drift scan removed, and every break-glass approval;
+- the security channel: standing access the drift scan removed, every assignment of a catalog's
+  permission set made outside jitaccess that its pass removed, and every break-glass approval;
 - the CloudEvents sink: every step (every audit record, plus `pending` and `expiring`).
 
 Slack's mrkdwn reads `<...>` as links and mentions (`<!channel>` pings everyone): every text that
@@ -56,18 +57,23 @@ _KIND_OF = {
     names.ACCESS_GRANT: "grant",
     names.ENTITLEMENT: "entitlement",
     names.ACCESS_EXTENSION: "extension",
+    names.PERMISSION_CATALOG: "catalog",
 }
 _PLURAL_OF = {
     names.ACCESS_REQUEST: names.REQUESTS,
     names.ACCESS_GRANT: names.GRANTS,
     names.ENTITLEMENT: names.ENTITLEMENTS,
     names.ACCESS_EXTENSION: names.EXTENSIONS,
+    names.PERMISSION_CATALOG: names.CATALOGS,
 }
 #: An extension's steps (its grant's audit records tell the extension itself, `extended/<n>`).
 EXTENSION_PENDING = "extension-pending"
 # How a request ended, as the approvers' message and the requester are told.
 _DECISIONS = frozenset({audit.APPROVED, audit.DENIED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED})
 _EARLY_ENDINGS = frozenset({audit.REVOKED, audit.LAPSED})
+#: Access made outside jitaccess and removed (an Entitlement's member, a catalog's assignment): told
+#: to the security channel.
+_DRIFT = frozenset(action for action, _ in audit.DRIFT_REMOVALS.values())
 
 
 @dataclass(frozen=True)
@@ -157,18 +163,16 @@ def sent_keys(obj: wire.Obj) -> frozenset[str]:
 
 
 def still_meaningful(obj: wire.Obj, keys: set[str]) -> set[str]:
-    """The delivered keys worth keeping in `obj`'s status: an Entitlement's drift removals leave
-    its status once archived (`handlers.archive`), and their keys with them, so that the list does
-    not grow for ever; every other object's keys stay for its life."""
-    if obj.get("kind") != names.ENTITLEMENT:
+    """The delivered keys worth keeping in `obj`'s status: the drift removals of an Entitlement or
+    a PermissionCatalog leave its status once archived (`handlers.archive`), and their keys with
+    them, so that the list does not grow for ever; every other key stays for its object's life."""
+    drift = audit.DRIFT_REMOVALS.get(str(obj.get("kind") or ""))
+    if drift is None:
         return keys
-    listed = {f"{audit.DRIFT_REMOVED}/{r.get('membershipId')}" for r in wire.status(obj).get("driftRemovals") or []}
-    # A key ends with the record's action key: `...:drift-removed/<membershipId>`.
-    return {
-        k
-        for k in keys
-        if not k.rpartition(":")[2].startswith(f"{audit.DRIFT_REMOVED}/") or k.rpartition(":")[2] in listed
-    }
+    action, key_of = drift
+    listed = {f"{action}/{key_of(r)}" for r in wire.status(obj).get("driftRemovals") or []}
+    # A key ends with the record's action key: `...:drift-removed/<membershipId>` (no `:` in it).
+    return {k for k in keys if not k.rpartition(":")[2].startswith(f"{action}/") or k.rpartition(":")[2] in listed}
 
 
 def team_message_of(obj: wire.Obj) -> tuple[str, str] | None:
@@ -190,7 +194,9 @@ def notices(obj: wire.Obj, team: Team | None, config: Config, now: datetime) -> 
     if kind == names.ACCESS_GRANT:
         return _of_grant(obj, team, config, now)
     if kind == names.ENTITLEMENT:
-        return _of_entitlement(obj, config)
+        return _of_drift(audit.records_of_entitlement(obj), config)
+    if kind == names.PERMISSION_CATALOG:
+        return _of_drift(audit.records_of_catalog(obj), config)
     if kind == names.ACCESS_EXTENSION:
         return _of_extension(obj, team, config)
     return []
@@ -357,24 +363,18 @@ def _of_extension(extension: wire.Obj, team: Team | None, config: Config) -> lis
     return out
 
 
-def _of_entitlement(entitlement: wire.Obj, config: Config) -> list[Notice]:
-    """Each record to the sink, by its own action; drift removals to the security channel too (a
-    deleted Entitlement let go, `released`, is no standing access removed)."""
+def _of_drift(records: Sequence[Mapping[str, Any]], config: Config) -> list[Notice]:
+    """The records of an Entitlement or a PermissionCatalog (confirmed drift removals only: one
+    under way has no record yet): each to the sink, by its own action; the drift removals to the
+    security channel too, one message each (a deleted Entitlement let go, `released`, is no access
+    removed)."""
     out: list[Notice] = []
-    for record in audit.records_of_entitlement(entitlement):
+    for record in records:
+        action = str(record["action"])
         if config.webhook:
-            out.append(_webhook(record, record["action"]))
-        if config.slack and record["action"] == audit.DRIFT_REMOVED:
-            key = audit.action_key(str(record.get("id") or ""))
-            out.append(
-                Notice(
-                    key=f"{SLACK}:{SECURITY}:{key}",
-                    sink=SLACK,
-                    step=audit.DRIFT_REMOVED,
-                    record=record,
-                    recipient=SECURITY,
-                )
-            )
+            out.append(_webhook(record, action))
+        if config.slack and action in _DRIFT:
+            out.append(_slack(record, action, SECURITY, key=audit.action_key(str(record.get("id") or ""))))
     return out
 
 

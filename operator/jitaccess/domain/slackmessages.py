@@ -77,7 +77,11 @@ def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, s
     if notice.recipient == TEAM_MESSAGE:
         return approvers_message(obj, team, ids)
     if notice.recipient == SECURITY:
-        return _break_glass(notice.record) if notice.step == audit.BREAK_GLASS else _drift(notice.record)
+        if notice.step == audit.BREAK_GLASS:
+            return _break_glass(notice.record)
+        if notice.step == audit.ASSIGNMENT_DRIFT_REMOVED:
+            return _assignment_drift(notice.record)
+        return _drift(notice.record)
     if notice.step == EXTENSION_PENDING:
         return _extension_pending(notice.record, obj, team, ids)
     if notice.recipient == TEAM_CHANNEL:
@@ -341,3 +345,26 @@ def _drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f" without a grant, and was taken out. {escape(record.get('message'))}"
     )
     return f"Standing access removed: {user} from {group}", [_section(line)]
+
+
+def _assignment_drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
+    """An assignment of a catalog's permission set made outside jitaccess (the console, say), and
+    removed: who was assigned what where, when jitaccess first saw it and when it went."""
+    if record.get("principalType") == "GROUP":
+        who = f"group {(record.get('group') or {}).get('id') or '?'}"
+    else:
+        user = record.get("user") or {}
+        name, user_id = user.get("username"), user.get("identityStoreUserId")
+        who = f"user {name} ({user_id})" if name and user_id else f"user {name or user_id or '?'}"
+    named = record.get("permissionSet") or {}
+    permission_set = named.get("name") or named.get("arn")
+    account = record.get("account")
+    line = (
+        f":shield: Assignment removed: {escape(who)} was assigned permission set *{escape(permission_set)}*"
+        f" in account {escape(account)} (team {escape(record.get('ownerTeam'))}'s catalog)"
+        f" outside jitaccess, and the assignment was removed."
+        f"\nFirst seen: {escape(record.get('startTime'))} · removed at: {escape(record.get('endTime'))}"
+    )
+    if record.get("message"):  # how the removal went (one begun and found gone says so)
+        line += f"\n{escape(record.get('message'))}"
+    return f"Assignment removed: {who} from {permission_set} in {account}", [_section(line)]

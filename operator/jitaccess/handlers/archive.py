@@ -481,11 +481,9 @@ class AuditTrail:
         self._marker.shutdown(wait=False, cancel_futures=True)
 
 
-# The kinds whose `status.driftRemovals` entries leave once their records are written: the action
-# of those records, and the part of the record's id after it that names each entry.
+# The kinds whose `status.driftRemovals` entries leave once their records are written, by plural.
 _DRIFT_LISTS: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
-    names.ENTITLEMENTS: (audit.DRIFT_REMOVED, lambda r: str(r.get("membershipId"))),
-    names.CATALOGS: (audit.ASSIGNMENT_DRIFT_REMOVED, audit.assignment_removal_key),
+    plural: audit.DRIFT_REMOVALS[kind] for plural, kind in names.KINDS.items() if kind in audit.DRIFT_REMOVALS
 }
 
 

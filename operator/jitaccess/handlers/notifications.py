@@ -1,9 +1,10 @@
 """Delivery of notices to Slack and the CloudEvents sink: at least once, never in a grant's way.
 
 Notices are derived from the objects (`jitaccess.domain.notifications`) on every watch event of
-AccessRequests, AccessGrants and Entitlements, the listing at start-up included; what an object's
-`status.notifications.sent` lists is done. The rest waits here, per object, for a task of its own
-(on the leader only, like every writer): grants, expiry and the webhooks never wait for Slack.
+AccessRequests, AccessGrants, AccessExtensions, Entitlements and PermissionCatalogs, the listing at
+start-up included; what an object's `status.notifications.sent` lists is done. The rest waits
+here, per object, for a task of its own (on the leader only, like every writer): grants, expiry
+and the webhooks never wait for Slack.
 
 - **At least once, in order, per object.** An object's notices go out in the order they arose, one
   object at a time per worker; each delivered key is then listed in the object's status (with the
@@ -531,3 +532,9 @@ async def notify_extension(
 @kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
 async def notify_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
     _offer(memo, body, body.spec.get("owner"), teams)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.CATALOGS)
+async def notify_catalog(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
+    # A catalog is named after its team (admission refuses any other name).
+    _offer(memo, body, body.metadata.name, teams)
