@@ -29,7 +29,7 @@ from jitaccess.handlers.archive import AuditTrail
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.component.test_handlers import prepare
-from tests.support.harness import eventually
+from tests.support.harness import assign_by_hand, eventually
 
 BASE_ACCOUNT, PROD_ACCOUNTS = "111122223333", ("444455556666", "777788889999")
 CATALOG = f"""
@@ -266,23 +266,6 @@ def test_a_deny_written_but_not_provisioned_is_provisioned_on_the_next_pass(
 
 class Stopped(Exception):
     """Stands for the operator stopping at this point of a pass (killed, or its leadership lost)."""
-
-
-def assign_by_hand(emulator: IdentityCenterEmulator, arn: str, account: str, user_id: str) -> None:
-    """A user assigned the permission set in the console, outside jitaccess (asynchronous, as in AWS)."""
-    emulator.client("sso-admin").create_account_assignment(
-        InstanceArn=emulator.sso.arn,
-        TargetId=account,
-        TargetType="AWS_ACCOUNT",
-        PermissionSetArn=arn,
-        PrincipalType="USER",
-        PrincipalId=user_id,
-    )
-    deadline = time.monotonic() + 10
-    while (account, arn, "USER", user_id) not in emulator.sso.assignments and time.monotonic() < deadline:
-        time.sleep(0.02)
-        emulator.sso.settle()
-    assert (account, arn, "USER", user_id) in emulator.sso.assignments
 
 
 def archive_catalog(rt: Runtime, emulator: IdentityCenterEmulator) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ policies exactly as `domain.permissions.render` gives them; one Lambda changed c
 provisioning; a tier removed takes its permission set and assignments along; a grant revoked early
 puts its user in the production permission set's deny statement for the hold
 (JITACCESS_REVOCATION_HOLD_SECONDS, tests/support/harness.py), even when the operator is killed
-between writing the deny and provisioning it.
+between writing the deny and provisioning it; an assignment made by hand is removed, and told to the
+security channel and the CloudEvents sink once.
 
 Catalogs are written as GitOps writes them (the deploy identity of `test_attacks_catalog`); each
 test puts the examples back and waits until Identity Center holds them again, with no denial left.
@@ -14,18 +15,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
+from devenv.eventsink import EventSinkReceiver
+from devenv.notifications import SECURITY_CHANNEL
 from devenv.paths import EXAMPLES
+from devenv.slack import SlackStandIn
 from jitaccess.api.models import PermissionCatalog
 from jitaccess.domain import permissions as rules
 from tests.e2e.cli_run import Cli
 from tests.e2e.test_attacks_catalog import GITOPS, example
-from tests.support.harness import OPERATOR_ENV, Jit, eventually
+from tests.support.harness import OPERATOR_ENV, Jit, assign_by_hand, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -250,3 +255,86 @@ def test_deny_written_but_not_provisioned_when_killed_is_provisioned_after_resta
         timeout=HOLD,
         what=f"the deny provisioned after the restart; log:\n{catalogs.operator.tail(20)}",
     )
+
+
+def test_assignments_made_by_hand_are_removed_and_told_to_security_once_each(
+    catalogs: Jit, slack: SlackStandIn, events: EventSinkReceiver
+) -> None:
+    """Someone assigns the production permission set in the console, to a user and to a group: the
+    next pass removes both, and the security channel and the CloudEvents sink hear of each removal
+    once (who, which permission set, which account, when first seen and removed), however many
+    passes and restarts follow."""
+    ic, tag = catalogs.ic, secrets.token_hex(3)
+    intruder = f"ps-drift-{tag}@example.com"
+    user_id, group_id = ic.create_user(intruder), ic.create_group(f"ps-drift-{tag}")
+    prod = permission_sets(catalogs)["jit-payments-prod"]
+    made = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for principal_type, principal in (("USER", user_id), ("GROUP", group_id)):
+        assign_by_hand(ic, prod.arn, PROD_ACCOUNT, principal, principal_type)
+    hand_made = {(PROD_ACCOUNT, prod.arn, "USER", user_id), (PROD_ACCOUNT, prod.arn, "GROUP", group_id)}
+    eventually(
+        lambda: not hand_made & set(ic.sso.assignments),
+        timeout=30,
+        what=f"both assignments removed; log:\n{catalogs.operator.tail(20)}",
+    )
+
+    def told() -> list[str]:
+        return [
+            m.text or ""
+            for m in slack.messages(SECURITY_CHANNEL)
+            if tag in (m.text or "") or group_id in (m.text or "")
+        ]
+
+    def sent() -> list[Any]:
+        return [
+            e
+            for e in events.events()
+            if e.get_type() == "dev.jitaccess.catalog.assignment-drift-removed"
+            and e.get_data().get("account") == PROD_ACCOUNT
+            and {
+                (e.get_data().get("user") or {}).get("identityStoreUserId"),
+                (e.get_data().get("group") or {}).get("id"),
+            }
+            & {user_id, group_id}
+        ]
+
+    eventually(lambda: len(told()) >= 2 and len(sent()) >= 2, timeout=30, what=f"security told: {told()}, {sent()}")
+    # A few more passes (RESYNC 5 s), and a fresh operator that lists every catalog again: nothing told twice.
+    catalogs.operator.kill()
+    catalogs.operator.start()
+    passed = dt.datetime.now(dt.UTC)
+    eventually(
+        lambda: (
+            (r := catalog_of(catalogs, "payments").status.last_result) is not None
+            and r.time > passed + dt.timedelta(seconds=6)
+        ),
+        timeout=30,
+        what="a periodic pass after the restart",
+    )
+    messages, delivered = told(), sent()
+    assert sorted(messages) == sorted(
+        [
+            f"Assignment removed: user {intruder} ({user_id}) from jit-payments-prod in {PROD_ACCOUNT}",
+            f"Assignment removed: group {group_id} from jit-payments-prod in {PROD_ACCOUNT}",
+        ]
+    ), messages
+    assert len(delivered) == 2, [e.get_id() for e in delivered]
+    by_principal = {e.get_data()["principalType"]: e for e in delivered}
+    uid = (catalogs.get("permissioncatalog", "payments") or {})["metadata"]["uid"]
+    for principal_type, event in by_principal.items():
+        data = event.get_data()
+        assert event.get_id() == data["id"] and event.get_id().startswith(f"{uid}/assignment-drift-removed/ps-")
+        assert event.get_source() == "/apis/jitaccess.dev/v1alpha1/permissioncatalogs/payments"
+        assert (data["action"], data["kind"], data["ownerTeam"]) == (
+            "assignment-drift-removed",
+            "PermissionCatalog",
+            "payments",
+        )
+        assert data["permissionSet"] == {"name": "jit-payments-prod", "arn": prod.arn}, principal_type
+        first_seen, removed = (
+            dt.datetime.fromisoformat(data[k].replace("Z", "+00:00")) for k in ("startTime", "endTime")
+        )
+        assert made <= first_seen <= removed <= dt.datetime.now(dt.UTC), data
+    assert by_principal["USER"].get_data()["user"] == {"username": intruder, "identityStoreUserId": user_id}
+    assert by_principal["GROUP"].get_data()["group"] == {"id": group_id}
+    assert events.refusals() == []

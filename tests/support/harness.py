@@ -84,6 +84,27 @@ def eventually(check: Callable[[], T | None], timeout: float = 20.0, interval: f
     raise AssertionError(f"not within {timeout}s: {what or check} (last: {last!r})")
 
 
+def assign_by_hand(
+    emulator: IdentityCenterEmulator, arn: str, account: str, principal_id: str, principal_type: str = "USER"
+) -> None:
+    """A user (or group) assigned the permission set in the console, outside jitaccess
+    (asynchronous, as in AWS): returns once the assignment is made."""
+    emulator.client("sso-admin").create_account_assignment(
+        InstanceArn=emulator.sso.arn,
+        TargetId=account,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=arn,
+        PrincipalType=principal_type,
+        PrincipalId=principal_id,
+    )
+    assignment = (account, arn, principal_type, principal_id)
+    deadline = time.monotonic() + 10
+    while assignment not in emulator.sso.assignments and time.monotonic() < deadline:
+        time.sleep(0.02)
+        emulator.sso.settle()
+    assert assignment in emulator.sso.assignments
+
+
 class Jit:
     """One test session's jitaccess system."""
 
