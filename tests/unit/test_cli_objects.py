@@ -42,21 +42,43 @@ def test_approvers_are_the_domains() -> None:
         assert ", ".join(o.approvers_of(TEAM, escalated=escalated)) == request_rules.approvers_text(spec, escalated)
 
 
-def test_a_name_of_kubernetes_own_makes_nobody_a_member_or_approver_in_the_plugin_either() -> None:
-    """A TeamOwnership stored before admission refused `system:` names: the plugin must not tell
-    mallory (in no team, but in `system:authenticated` as every user is) that she is of the team and
-    gets access at once, nor send a requester to `system:masters` for an approval."""
-    stored = {
-        "spec": {
-            **TEAM["spec"],
-            "memberGroups": ["system:authenticated", "team-payments"],
-            "approvers": ["paula", "system:admin"],
-            "approverGroups": ["system:masters"],
-            "backupApproverGroups": ["system:serviceaccounts"],
-        }
-    }
+@pytest.mark.parametrize(
+    ("fields", "outsider", "member"),
+    [
+        (
+            {
+                "memberGroups": ["system:authenticated", "team-payments"],
+                "approvers": ["paula", "system:admin"],
+                "approverGroups": ["system:masters"],
+                "backupApproverGroups": ["system:serviceaccounts"],
+            },
+            {"system:authenticated"},
+            {"system:authenticated", "team-payments"},
+        ),
+        (
+            {
+                "memberGroups": ["te\u0430m-payments", "Domain Admins"],
+                "approvers": ["paula", "p\u0430ula", "lena smith"],
+                "approverGroups": [" leads"],
+                "backupApprovers": ["carol", "carol\u200b"],
+            },
+            {"te\u0430m-payments"},
+            {"Domain Admins"},
+        ),
+    ],
+    ids=["kubernetes-own", "reads-as-another"],
+)
+def test_a_name_that_confers_nothing_makes_nobody_a_member_or_approver_in_the_plugin_either(
+    fields: dict[str, list[str]], outsider: set[str], member: set[str]
+) -> None:
+    """A TeamOwnership stored before admission refused `system:` names, or names that read as
+    someone else's (a Cyrillic a, a padded or an invisible character's name; a user name with a
+    space, which a group's may hold): the plugin must not tell mallory (in no team, but in
+    `system:authenticated` as every user is, or in the look-alike group) that she is of the team and
+    gets access at once, nor send a requester to `system:masters` or `p\u0430ula` for an approval."""
+    stored = {"spec": {**TEAM["spec"], **fields}}
     spec = TeamOwnershipSpec.model_validate(stored["spec"])
-    for user, groups in [("mallory", {"system:authenticated"}), ("eve", {"system:authenticated", "team-payments"})]:
+    for user, groups in [("mallory", outsider), ("eve", member)]:
         caller = Identity(user, frozenset(groups))
         assert o.is_member(stored, caller) == is_member(spec, Caller(user, frozenset(groups))) == (user == "eve")
     assert o.approvers_of(stored, escalated=False) == ["paula"]

@@ -1,6 +1,7 @@
 """Policy objects stored before the admission rules that refuse them (an upgrade, the webhooks down):
-no name of Kubernetes' own in them confers anything when a decision is made (`teams.conferring`),
-and their `Ready` says what admission refuses now (`PolicyRefused`, `admission.stored_policy_refusal`)."""
+no name of Kubernetes' own in them, nor one that reads as someone else's, confers anything when a
+decision is made (`teams.conferring`, `identities.confers_nothing`), and their `Ready` says what
+admission refuses now (`PolicyRefused`, `admission.stored_policy_refusal`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import names
 from jitaccess.domain import admission as adm
-from jitaccess.domain import breakglass
+from jitaccess.domain import breakglass, identities
 from jitaccess.domain import extensions as extension_rules
 from jitaccess.domain import notifications as notify
 from jitaccess.domain import requests as request_rules
@@ -29,7 +30,7 @@ from jitaccess.handlers import catalog, oncall
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit.factories import condition, entitlement, request, team
-from tests.unit.test_admission import BOB, OPERATOR, create, new_request, stamped
+from tests.unit.test_admission import BOB, OPERATOR, create, grant, new_request, stamped, with_annotations
 from tests.unit.test_extensions import active, extension
 from tests.unit.test_notifications_rules import PENDING, T0, _cond
 from tests.unit.test_notifications_rules import request as notice_request
@@ -327,3 +328,215 @@ def test_slack_names_and_tells_no_name_of_kubernetes_own_as_an_approver() -> Non
         "slack:@carol@example.com:escalated",
     ]
     assert found[1].mentions == ("paula@example.com", "carol@example.com")
+
+
+# --- a name that reads as someone else's counts for nobody either ----------------------------------
+
+#: paula@example.com with a Cyrillic a (U+0430): read in review as paula, matched as nobody, or as
+#: whoever the authenticator may one day report under that name.
+LOOK_ALIKE = "p\u0430ula@example.com"
+#: A name admission refuses on its own, one of each kind, as (name, in a group field, what is said).
+UNREADABLE = [
+    (LOOK_ALIKE, False, "mixes the scripts Cyrillic and Latin"),
+    ("\u0455re-oncall", True, "mixes the scripts Cyrillic and Latin"),  # a Cyrillic dze
+    ("carol@example.com ", False, "has spaces at its ends"),
+    (" payments-leads", True, "has spaces at its ends"),
+    ("", False, "is empty"),
+    ("  ", True, "is empty"),
+    ("paula\u200b@example.com", False, "holds U+200B (ZERO WIDTH SPACE)"),
+    ("\u202epayments-leads", True, "holds U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ("paula\uff20example.com", False, "holds U+FF20 (FULLWIDTH COMMERCIAL AT)"),
+    ("paula smith", False, "holds a space"),
+]
+
+
+@pytest.mark.parametrize(("name", "group", "said"), UNREADABLE)
+def test_a_name_admission_refuses_on_its_own_confers_nothing(name: str, group: bool, said: str) -> None:
+    """One definition: what admission refuses a name for is what makes it confer nothing."""
+    assert identities.confers_nothing(name, group=group)
+    assert identities.unreadable(name, group=group) == said
+    refusal = identities.problem("spec.approvers[0]", name, group=group)
+    assert refusal is not None and said in refusal
+
+
+@pytest.mark.parametrize(
+    ("name", "group"),
+    [
+        ("paula@example.com", False),
+        ("Paula@Example.com", False),  # a case variant is an exact name: only its twin in one object is refused
+        ("josé@example.com", False),
+        ("山田@example.jp", False),
+        ("Domain Admins", True),  # a group's name may hold inner spaces
+        ("\u043f\u043b\u0430\u0442\u0435\u0436\u0438", True),  # one script, Cyrillic: no look-alike trick
+    ],
+)
+def test_a_name_that_reads_as_it_is_confers(name: str, group: bool) -> None:
+    assert not identities.confers_nothing(name, group=group)
+    assert identities.unreadable(name, group=group) is None
+    assert identities.problem("spec.approvers[0]", name, group=group) is None
+
+
+def test_a_name_of_kubernetes_own_confers_nothing_whatever_it_reads() -> None:
+    assert identities.confers_nothing("system:masters", group=True)
+    assert identities.confers_nothing("system:admin", group=False)
+
+
+def test_a_look_alike_approver_approves_nothing() -> None:
+    """Whoever the authenticator reports as `p\u0430ula@example.com` is not the approver the review saw;
+    the real paula, named beside it, still approves."""
+    stored = team(
+        approvers=[LOOK_ALIKE, "paula@example.com"],
+        backupApprovers=["carol@example.com "],
+        approverGroups=[" payments-leads"],
+        backupApproverGroups=["\u0455re"],
+    )
+    assert not is_approver(stored, Caller(LOOK_ALIKE))
+    assert may_approve(stored, Caller(LOOK_ALIKE), requester="bob@example.com", escalated=True) == (
+        f"{LOOK_ALIKE} is not an approver of the owner team"
+    )
+    assert not is_backup_approver(stored, Caller("carol@example.com "))
+    assert not is_approver(stored, Caller("lead@example.com", frozenset({" payments-leads"})))
+    assert not is_backup_approver(stored, Caller("sam@example.com", frozenset({"\u0455re"})))
+    assert is_approver(stored, Caller("paula@example.com"))
+
+
+def test_a_look_alike_member_group_makes_nobody_a_member() -> None:
+    stored = team(memberGroups=["te\u0430m-payments", "team-payments"])
+    assert not is_member(stored, Caller("mallory@example.com", frozenset({"te\u0430m-payments"})))
+    assert is_member(stored, Caller("zed@example.com", frozenset({"team-payments"})))
+    checked = request_rules.validate(
+        request(requester="mallory@example.com", requesterGroups=["te\u0430m-payments"]),
+        entitlement(),
+        stored,
+        LIMITS,
+    )
+    assert request_rules.route(checked) is Route.NEEDS_APPROVAL
+
+
+def test_names_that_differ_only_in_case_still_confer() -> None:
+    """Each is an exact, readable name: the authenticator reports one of them. Only the flag applies."""
+    stored = team(approvers=["paula@example.com", "Paula@Example.com"])
+    assert is_approver(stored, Caller("paula@example.com"))
+    assert is_approver(stored, Caller("Paula@Example.com"))
+    found = adm.stored_policy_refusal(_team_object(approvers=["paula@example.com", "Paula@Example.com"]), LIMITS)
+    assert found is not None and "differs only in case" in found
+
+
+def test_an_approval_stamped_by_a_look_alike_does_not_count() -> None:
+    req = request(
+        annotations={"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": LOOK_ALIKE},
+        conditions=[condition("Ready", "False", "Pending")],
+    )
+    checked = request_rules.validate(req, entitlement(), team(approvers=[LOOK_ALIKE, "lena@example.com"]), LIMITS)
+    decision = request_rules.decide_pending(req, checked, LIMITS, req.metadata.creation_timestamp)
+    assert decision is not None and decision.outcome is Outcome.IGNORE
+    assert f"{LOOK_ALIKE} is not an approver of the owner team" in decision.why
+
+
+def test_a_look_alike_on_call_group_puts_nobody_on_call() -> None:
+    stored = entitlement(approval={"autoApproveGroups": ["sre-oncall\u200b", "sre-oncall"]})
+    hidden = request_rules.validate(
+        request(requester=MALLORY.username, requesterGroups=["sre-oncall\u200b"]), stored, team(), LIMITS
+    )
+    assert request_rules.on_call_kubernetes_groups(hidden) == []
+    assert oncall.on_call_group(cast(Runtime, None), hidden) is None
+    on_call = request_rules.validate(
+        request(requester="carol@example.com", requesterGroups=["sre-oncall"]), stored, team(), LIMITS
+    )
+    assert request_rules.on_call_kubernetes_groups(on_call) == ["sre-oncall"]
+
+
+def test_a_look_alike_break_glass_group_lets_nobody_break_glass() -> None:
+    stored = entitlement(breakGlass={"groups": ["\u0455re"]})
+    with pytest.raises(
+        InvalidInput, match="names only groups of Kubernetes' own \\(system:\\) or names that read as another's"
+    ):
+        breakglass.checked_duration(stored, ["\u0455re"], "x" * 60, timedelta(minutes=30), explicit=True)
+
+
+#: A team stored with only names that read as someone else's to approve: nobody can approve for it.
+LOOK_ALIKE_APPROVERS = {
+    "approvers": [LOOK_ALIKE],
+    "approverGroups": [" payments-leads"],
+    "backupApprovers": ["carol@example.com "],
+    "backupApproverGroups": ["\u0455re"],
+}
+#: Why, as the messages that say whom the team lacks put it.
+LOOK_ALIKE_NOTE = (
+    f"; {LOOK_ALIKE!r} mixes the scripts Cyrillic and Latin and approves nothing; "
+    "' payments-leads' has spaces at its ends and approves nothing"
+)
+
+
+def test_a_team_whose_approvers_all_read_as_others_has_no_approvers_and_says_why(
+    recorded: list[tuple[str, bool]],
+) -> None:
+    cluster = Cluster(_team_object(**LOOK_ALIKE_APPROVERS))
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    catalog.check_team(body=kopf.Body(copy.deepcopy(cluster.obj)), memo=kopf.Memo(runtime=rt))
+    status, reason, message = _ready(cluster)
+    assert (status, reason) == ("False", names.NO_APPROVERS)
+    assert message.endswith("or requests from outside the team can never be approved" + LOOK_ALIKE_NOTE)
+
+
+def test_a_request_to_a_team_whose_approvers_all_read_as_others_is_refused_at_creation() -> None:
+    stored = team(**LOOK_ALIKE_APPROVERS)
+    verdict = create(stamped(new_request(), BOB), BOB, phase=Phase.VALIDATE, team=stored)
+    assert isinstance(verdict, adm.Refusal)
+    assert "names nobody who may approve, so nobody can approve this request" in verdict.message
+    assert verdict.message.endswith("the team must name approvers" + LOOK_ALIKE_NOTE)
+    not_auto = entitlement(approval={"autoApproveOwnerTeam": False})
+    ended = extension_rules.next_step(extension(), active(), not_auto, stored, LIMITS)
+    assert ended.step is extension_rules.Step.FAIL
+    assert ended.message.endswith("nothing was extended" + LOOK_ALIKE_NOTE)
+
+
+def test_too_few_approvers_counts_no_look_alike_and_says_why() -> None:
+    stored = {"approvers": ["paula@example.com", LOOK_ALIKE]}
+    needs_two = entitlement(approval={"approvalsRequired": 2})
+    ready, reason, message = catalog._usable(needs_two, stored, "resolved")
+    assert (ready, reason) == (False, names.TOO_FEW_APPROVERS)
+    assert "team payments names 1 who may approve (paula@example.com, backup approvers included)" in message
+    assert message.endswith(
+        f"lower approvalsRequired; {LOOK_ALIKE!r} mixes the scripts Cyrillic and Latin and approves nothing"
+    )
+    checked = request_rules.validate(request(), needs_two, team(backupApprovers=[], **stored), LIMITS)
+    with pytest.raises(InvalidInput, match=re.escape(f"need fewer; {LOOK_ALIKE!r} mixes the scripts Cyrillic")):
+        request_rules.route(checked)
+
+
+def test_who_may_decide_names_no_look_alike() -> None:
+    """In the operator's messages, the CLI's, Slack's and a refused revocation's: a look-alike would
+    send the requester to someone who cannot approve."""
+    mixed = {
+        **LOOK_ALIKE_APPROVERS,
+        "approvers": ["paula@example.com", LOOK_ALIKE],
+        "backupApprovers": ["carol@example.com"],
+    }
+    assert request_rules.approvers_text(team(**mixed), True) == "paula@example.com, carol@example.com"
+    ledger = notify.Team.of({"metadata": {"name": "ledger"}, "spec": mixed})
+    assert (ledger.approvers, ledger.approver_groups, ledger.backup_approver_groups) == (("paula@example.com",), (), ())
+    refused = adm.review_grant(
+        "UPDATE",
+        grant(),
+        with_annotations(grant(), jitaccess_dev__revoked="true"),
+        MALLORY,
+        operator=OPERATOR,
+        team=team(**mixed),
+        owner="payments",
+        phase=Phase.MUTATE,
+    )
+    assert isinstance(refused, adm.Refusal)
+    assert "an approver of team payments (paula@example.com) may set" in refused.message
+
+
+def test_a_stored_team_with_a_look_alike_approver_is_refused_and_says_it_counts_for_nobody(
+    recorded: list[tuple[str, bool]],
+) -> None:
+    cluster = Cluster(_team_object(approvers=["paula@example.com", LOOK_ALIKE]))
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    catalog.check_team(body=kopf.Body(copy.deepcopy(cluster.obj)), memo=kopf.Memo(runtime=rt))
+    status, reason, message = _ready(cluster)
+    assert (status, reason) == ("False", names.POLICY_REFUSED)
+    assert f"spec.approvers[1] {LOOK_ALIKE!r} mixes the scripts Cyrillic and Latin" in message
+    assert "nor does a name that reads as another's (empty, padded, a look-alike)" in message

@@ -15,7 +15,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.cli.errors import NotFound, Refused, Unreachable
 from jitaccess.cli.kube import ApiError, KubeApi, object_path
-from jitaccess.domain.identities import is_kubernetes_own
+from jitaccess.domain.identities import confers_nothing
 
 Obj = dict[str, Any]
 
@@ -102,9 +102,11 @@ def role_of(entitlement: Obj) -> str:
 
 
 def _deciding(team_spec: Mapping[str, Any], field: str) -> list[str]:
-    """A team's policy field less the names of Kubernetes' own, which confer nothing (the
-    operator's `teams.conferring`; a team stored before admission refused them may hold some)."""
-    return [str(n) for n in team_spec.get(field) or [] if not is_kubernetes_own(str(n))]
+    """A team's policy field less the names of Kubernetes' own and those that read as someone
+    else's, which confer nothing (the operator's `teams.conferring`; a team stored before admission
+    refused them may hold some)."""
+    group = field.endswith("Groups")
+    return [str(n) for n in team_spec.get(field) or [] if not confers_nothing(str(n), group=group)]
 
 
 def is_member(team: Obj, me: Identity) -> bool:

@@ -417,14 +417,15 @@ def stored_policy_refusal(obj: Obj, limits: request_rules.Limits | None) -> str 
     `_duration_policy`, `_approver_names`, `_policy_groups`), as a sentence that names the field, the
     value and the fix; None when it would admit it. One stored before those rules were (an upgrade)
     or while the webhooks were down is never written again by itself: its `Ready` says this, and the
-    decisions count no name of Kubernetes' own in it meanwhile (`teams.conferring`)."""
+    decisions count no name of Kubernetes' own in it meanwhile, nor one that reads as someone else's
+    (`teams.conferring`)."""
     refusal = _duration_policy(obj, None, limits) or _approver_names(obj, None) or _policy_groups(obj, None)
     if refusal is None:
         return None
     return (
         f"admission refuses this spec now, and it was stored before it did (an upgrade, or the webhooks were "
         f"down): {refusal.message}. Until it is fixed, no group or user of Kubernetes' own (system:) it names "
-        "counts for anyone"
+        "counts for anyone, nor does a name that reads as another's (empty, padded, a look-alike)"
     )
 
 
@@ -1418,10 +1419,11 @@ def _grant_deleted(
 def _approvers_suffix(team: TeamOwnershipSpec | None) -> str:
     if team is None:
         return " (the team no longer exists)"
-    # Only names that approve: one of Kubernetes' own stored before admission refused it approves nothing.
+    # Only names that approve: one of Kubernetes' own, or one that reads as another's, stored before
+    # admission refused it approves nothing.
     names: Sequence[str] = [
-        *(n for n in team.approvers if not identities.is_kubernetes_own(n)),
-        *(f"group:{g}" for g in team.approver_groups if not identities.is_kubernetes_own(g)),
+        *(n for n in team.approvers if not identities.confers_nothing(n, group=False)),
+        *(f"group:{g}" for g in team.approver_groups if not identities.confers_nothing(g, group=True)),
     ]
     return f" ({', '.join(names) or 'nobody'})"
 

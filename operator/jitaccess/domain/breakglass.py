@@ -54,8 +54,9 @@ def checked_duration(
     rule of the entitlement's `spec.breakGlass` is broken."""
     rules = policy(entitlement)
     name = entitlement.metadata.name
-    # A group of Kubernetes' own stored before admission refused it lets nobody break glass.
-    allowed = [g for g in rules.groups if g in conferring(rules.groups)]
+    # A group of Kubernetes' own, or one that reads as another's, stored before admission refused it
+    # lets nobody break glass.
+    allowed = [g for g in rules.groups if g in conferring(rules.groups, group=True)]
     if not set(requester_groups) & set(allowed):
         raise InvalidInput(
             "spec.breakGlass",
@@ -63,8 +64,8 @@ def checked_duration(
             f"of them: request it normally (`kubectl jit request {name}`), without spec.breakGlass"
             if allowed
             else f"is allowed on {name} to nobody: its spec.breakGlass.groups names only groups of Kubernetes' own "
-            f"(system:), which count for no one; request it normally (`kubectl jit request {name}`), without "
-            "spec.breakGlass",
+            "(system:) or names that read as another's, which count for no one; request it normally "
+            f"(`kubectl jit request {name}`), without spec.breakGlass",
         )
     length = len(reason.strip())
     if length < rules.min_reason_length:

@@ -47,7 +47,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import ALLOW, INVALID, Admit, OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.teams import Caller, has_approvers, is_approver, is_member, may_approve
+from jitaccess.domain.teams import Caller, approves_nothing_note, has_approvers, is_approver, is_member, may_approve
 from jitaccess.errors import InvalidInput
 
 Obj = Mapping[str, Any]
@@ -331,7 +331,8 @@ def next_step(
     if not has_approvers(team):
         return Next(
             Step.FAIL,
-            f"TeamOwnership {owner} names no approvers, so nobody can approve this extension; nothing was extended",
+            f"TeamOwnership {owner} names no approvers, so nobody can approve this extension; nothing was extended"
+            + approves_nothing_note(team),
         )
     waiting = _waiting(extension, owner, team, count, needed)
     if ignored is not None:

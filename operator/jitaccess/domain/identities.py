@@ -19,6 +19,10 @@ saw an approver who is not one. So a name is refused unless it is:
 Within one object, two names that differ only in case are refused as well: the authenticator
 reports one of them, and the other names nobody a reviewer can tell apart.
 
+A name refused on its own (`unreadable`) that was stored before admission refused it (an upgrade,
+the webhooks down) confers nothing when a decision is made (`confers_nothing`, `teams.conferring`):
+the review saw someone it is not. Two names differing only in case still confer, each being exact.
+
 Names of Kubernetes' own (`system:`: its groups of everyone, of ServiceAccounts, of nodes, of the
 cluster's superusers; its ServiceAccount and node users) are no team's (`is_kubernetes_own`,
 `stands_for`): admission refuses them where a name confers power, and the decisions do not count
@@ -89,29 +93,59 @@ def _allowed(char: str, spaces: bool) -> bool:
     return unicodedata.category(char)[0] in "LMN"
 
 
-def problem(where: str, name: str, *, group: bool = False) -> str | None:
-    """Why `name`, found at `where` (`spec.approvers[1]`), is not one a reviewer reads as it is;
-    None when it is. `group`: a group's name, which may hold inner spaces."""
+def _flaw(name: str, group: bool) -> tuple[str, str] | None:
+    """What keeps `name` from reading as it is, in two parts: what it does, said after the name
+    (`mixes the scripts Cyrillic and Latin`), and the rest of a refusal, which says the fix; None
+    when nothing does. `group`: a group's name, which may hold inner spaces."""
     what = "a group's name" if group else "a user name"
     if not name.strip():
-        return f"{where} is empty: remove it, or write {what} as the cluster's authenticator reports it"
+        return "is empty", f": remove it, or write {what} as the cluster's authenticator reports it"
     if name != name.strip():
-        return f"{where} {name!r} has spaces at its ends, so it matches nobody: write {name.strip()!r}"
+        return "has spaces at its ends", f", so it matches nobody: write {name.strip()!r}"
     bad = next((c for c in name if not _allowed(c, group)), None)
     if bad is not None:
         return (
-            f"{where} {name!r} holds {'a space' if bad == ' ' else describe(bad)}: {what} here is letters, digits and ASCII punctuation"
+            f"holds {'a space' if bad == ' ' else describe(bad)}",
+            f": {what} here is letters, digits and ASCII punctuation"
             + (" (and inner spaces)" if group else "")
-            + "; write it exactly as the cluster's authenticator reports it"
+            + "; write it exactly as the cluster's authenticator reports it",
         )
     scripts = sorted({s for c in name if (s := _script(c)) is not None})
     if len(scripts) > 1 and _LOOK_ALIKE.intersection(scripts):
         return (
-            f"{where} {name!r} mixes the scripts {' and '.join(s.title() for s in scripts)}: a look-alike of another "
-            f"name (a Cyrillic a in a Latin name reads the same); write {what} in one script, as the cluster's "
-            "authenticator reports it"
+            f"mixes the scripts {' and '.join(s.title() for s in scripts)}",
+            ": a look-alike of another name (a Cyrillic a in a Latin name reads the same); write "
+            f"{what} in one script, as the cluster's authenticator reports it",
         )
     return None
+
+
+def problem(where: str, name: str, *, group: bool = False) -> str | None:
+    """Why `name`, found at `where` (`spec.approvers[1]`), is not one a reviewer reads as it is;
+    None when it is. `group`: a group's name, which may hold inner spaces."""
+    found = _flaw(name, group)
+    if found is None:
+        return None
+    said, rest = found
+    return f"{where if not name.strip() else f'{where} {name!r}'} {said}{rest}"
+
+
+def unreadable(name: str, *, group: bool = False) -> str | None:
+    """What makes `name` one admission refuses on its own (`problem`), in a few words after it
+    (`has spaces at its ends`); None for a name that reads as it is. Such a name stored before
+    admission refused it confers nothing (`confers_nothing`)."""
+    found = _flaw(name, group)
+    return None if found is None else found[0]
+
+
+def confers_nothing(name: str, *, group: bool) -> bool:
+    """Whether `name`, in a policy field that confers power (a group field if `group`), gives that
+    power to nobody: a name of Kubernetes' own (`is_kubernetes_own`), or one that reads as someone
+    else's (`unreadable`). Admission refuses both when written; one stored before it did (an upgrade,
+    the webhooks down) would give it to whoever the authenticator reports under that exact name, not
+    to the person a reviewer read. Two names that differ only in case (`case_twins`) are each exact
+    and readable, and confer."""
+    return is_kubernetes_own(name) or unreadable(name, group=group) is not None
 
 
 def case_twins(named: Iterable[tuple[str, str]]) -> str | None:

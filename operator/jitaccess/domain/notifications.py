@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.api import audit, names, wire
-from jitaccess.domain.identities import is_kubernetes_own
+from jitaccess.domain.identities import confers_nothing
 
 SLACK = "slack"
 WEBHOOK = "webhook"
@@ -101,13 +101,14 @@ class Team:
 
     @classmethod
     def of(cls, obj: wire.Obj) -> Team:
-        """The team's approvers as notices name them: never a name of Kubernetes' own, which
-        approves nothing (`teams.conferring`), stored before admission refused it."""
+        """The team's approvers as notices name them: never a name of Kubernetes' own, nor one that
+        reads as someone else's, which approves nothing (`teams.conferring`), stored before admission
+        refused it."""
         spec = wire.spec(obj)
         notify = spec.get("notifications") or {}
 
         def deciding(field: str) -> tuple[str, ...]:
-            return tuple(n for n in spec.get(field) or () if not is_kubernetes_own(n))
+            return tuple(n for n in spec.get(field) or () if not confers_nothing(n, group=field.endswith("Groups")))
 
         return cls(
             name=wire.name_of(obj),

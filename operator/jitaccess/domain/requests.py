@@ -29,8 +29,8 @@ from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import reasons, schedule
 from jitaccess.domain.durations import format_duration, parse_duration
-from jitaccess.domain.identities import is_kubernetes_own
-from jitaccess.domain.teams import Caller, conferring, has_approvers, is_member, kubernetes_own_note, may_approve
+from jitaccess.domain.identities import confers_nothing
+from jitaccess.domain.teams import Caller, approves_nothing_note, conferring, has_approvers, is_member, may_approve
 from jitaccess.errors import InvalidInput
 
 
@@ -201,8 +201,7 @@ def route(valid: ValidRequest) -> Route:
         raise InvalidInput(
             f"TeamOwnership {valid.entitlement.spec.owner!r} spec.approvers",
             f"{'names nobody who may approve' if team.approvers or team.approver_groups else 'is empty'}, so nobody "
-            "can approve this request: the team must name approvers"
-            + kubernetes_own_note(team.approvers, team.approver_groups),
+            "can approve this request: the team must name approvers" + approves_nothing_note(team),
         )
     short = _approvers_short(valid)
     if short is not None:
@@ -212,11 +211,13 @@ def route(valid: ValidRequest) -> Route:
 
 def _who_may_approve(team: TeamOwnershipSpec, excluding: Collection[str] = ()) -> list[str] | None:
     """The people who may approve (approvers and backups, less `excluding`); None when a group
-    approves (its members are not known here). Names of Kubernetes' own count for nobody
-    (`teams.conferring`)."""
-    if conferring(team.approver_groups) or conferring(team.backup_approver_groups):
+    approves (its members are not known here). Names of Kubernetes' own, and names that read as
+    someone else's, count for nobody (`teams.conferring`)."""
+    if conferring(team.approver_groups, group=True) or conferring(team.backup_approver_groups, group=True):
         return None
-    return sorted((conferring(team.approvers) | conferring(team.backup_approvers)) - set(excluding))
+    return sorted(
+        (conferring(team.approvers, group=False) | conferring(team.backup_approvers, group=False)) - set(excluding)
+    )
 
 
 def _approvers_short(valid: ValidRequest) -> str | None:
@@ -232,7 +233,7 @@ def _approvers_short(valid: ValidRequest) -> str | None:
         f"names {len(people)} who may approve a request of {valid.requester} ({', '.join(people) or 'nobody'}, backup "
         f"approvers included), and Entitlement {valid.entitlement.metadata.name} needs {needed} approvals "
         "(spec.approval.approvalsRequired): it could never be approved; the team must name more approvers, or the "
-        "Entitlement need fewer"
+        "Entitlement need fewer" + approves_nothing_note(valid.team, backups=True)
     )
 
 
@@ -248,7 +249,7 @@ def approvals_unreachable(entitlement: Entitlement, team: TeamOwnershipSpec) -> 
         f"spec.approval.approvalsRequired is {needed}, but team {entitlement.spec.owner} names {len(people)} who "
         f"may approve ({', '.join(people) or 'nobody'}, backup approvers included): no request that needs an "
         "approver can be granted (only auto-approvals and break-glass); name more approvers in the team, or "
-        "lower approvalsRequired"
+        "lower approvalsRequired" + approves_nothing_note(team, backups=True)
     )
 
 
@@ -327,10 +328,10 @@ def _past(deadline: datetime | None, now: datetime) -> bool:
 
 def on_call_kubernetes_groups(valid: ValidRequest) -> list[str]:
     """The Entitlement's on-call Kubernetes groups (`approval.autoApproveGroups`) the requester was
-    stamped with, sorted: each auto-approves them. Never a group of Kubernetes' own
-    (`teams.conferring`): `system:authenticated` stored before admission refused it would put every
-    user on call."""
-    return sorted(valid.requester_groups & conferring(valid.entitlement.spec.approval.auto_approve_groups))
+    stamped with, sorted: each auto-approves them. Never a group of Kubernetes' own nor one that reads
+    as another's (`teams.conferring`): `system:authenticated` stored before admission refused it would
+    put every user on call."""
+    return sorted(valid.requester_groups & conferring(valid.entitlement.spec.approval.auto_approve_groups, group=True))
 
 
 def _auto_approved(valid: ValidRequest) -> bool:
@@ -517,14 +518,14 @@ def pending_deadline(created: datetime, escalated: bool, escalate_after: str | N
 def approvers_text(team: TeamOwnershipSpec, escalated: bool, excluding: Collection[str] = ()) -> str:
     """Who can act on a pending request, for messages and the CLI; `excluding` are people who cannot
     (its requester, who already approved): a message naming them sends the requester to the wrong
-    person, and so would a name of Kubernetes' own, which approves nothing (`teams.conferring`).
-    Groups are named whole (whoever of them may)."""
+    person, and so would a name of Kubernetes' own or one that reads as someone else's, which
+    approves nothing (`teams.conferring`). Groups are named whole (whoever of them may)."""
 
     def people(field: list[str]) -> list[str]:
-        return [a for a in field if a not in excluding and not is_kubernetes_own(a)]
+        return [a for a in field if a not in excluding and not confers_nothing(a, group=False)]
 
     def groups(field: list[str]) -> list[str]:
-        return [f"group:{g}" for g in field if not is_kubernetes_own(g)]
+        return [f"group:{g}" for g in field if not confers_nothing(g, group=True)]
 
     names = people(team.approvers) + groups(team.approver_groups)
     backups = people(team.backup_approvers) + groups(team.backup_approver_groups)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain.durations import parse_duration
-from jitaccess.domain.identities import is_kubernetes_own
+from jitaccess.domain.identities import confers_nothing, is_kubernetes_own, unreadable
 from jitaccess.errors import InvalidInput
 
 
@@ -43,45 +43,55 @@ def groups_text(caller: Caller) -> str:
     return GROUPS_SEPARATOR.join(sorted(stamped_groups(caller)))
 
 
-def conferring(names: Iterable[str]) -> frozenset[str]:
+def conferring(names: Iterable[str], *, group: bool) -> frozenset[str]:
     """The names of a policy field (a team's groups or approvers, an Entitlement's on-call or
-    break-glass groups) that confer what the field gives: all but Kubernetes' own
-    (`identities.is_kubernetes_own`). Admission refuses those when written; one stored before it did
-    (an upgrade, the webhooks down) counts for nobody: `system:authenticated` would have made every
-    user a member, an approver or on call."""
-    return frozenset(n for n in names if not is_kubernetes_own(n))
+    break-glass groups; `group`: a field of groups) that confer what the field gives: all but those
+    that confer nothing (`identities.confers_nothing`): Kubernetes' own, and names that read as
+    someone else's. Admission refuses both when written; one stored before it did (an upgrade, the
+    webhooks down) counts for nobody: `system:authenticated` would have made every user a member,
+    an approver or on call, and `p\u0430ula@example.com` (a Cyrillic a) an approver the review read
+    as paula."""
+    return frozenset(n for n in names if not confers_nothing(n, group=group))
 
 
 def has_approvers(team: TeamOwnershipSpec) -> bool:
     """Whether the team names anyone who may approve before an escalation: an approver or an
     approver group that confers (`conferring`). A team that names none can approve no request from
     outside it (backup approvers decide only after an escalation, which needs a pending request)."""
-    return bool(conferring(team.approvers) or conferring(team.approver_groups))
+    return bool(conferring(team.approvers, group=False) or conferring(team.approver_groups, group=True))
 
 
-def kubernetes_own_note(*fields: Iterable[str]) -> str:
-    """`; X and Y are Kubernetes' own (system:) and approve nothing`: why the names of Kubernetes'
-    own in a team's approver `fields` are not counted (`conferring`), for a message that says whom
-    the team lacks; empty when there are none."""
-    own = [n for names in fields for n in names if is_kubernetes_own(n)]
-    if not own:
-        return ""
-    one = len(own) == 1
-    listed = own[0] if one else f"{', '.join(own[:-1])} and {own[-1]}"
-    return f"; {listed} {'is' if one else 'are'} Kubernetes' own (system:) and approve{'s' if one else ''} nothing"
+def approves_nothing_note(team: TeamOwnershipSpec, *, backups: bool = False) -> str:
+    """`; X and Y are Kubernetes' own (system:) and approve nothing; 'p\u0430ula@example.com' mixes the
+    scripts Cyrillic and Latin and approves nothing`: why names among the team's approvers and
+    approver groups (and its backup approvers' with `backups`) are not counted (`conferring`), for a
+    message that says whom the team lacks; empty when there are none."""
+    fields = [(team.approvers, False), (team.approver_groups, True)]
+    if backups:
+        fields += [(team.backup_approvers, False), (team.backup_approver_groups, True)]
+    own = list(dict.fromkeys(n for names, _ in fields for n in names if is_kubernetes_own(n)))
+    note = ""
+    if own:
+        one = len(own) == 1
+        listed = own[0] if one else f"{', '.join(own[:-1])} and {own[-1]}"
+        note = f"; {listed} {'is' if one else 'are'} Kubernetes' own (system:) and approve{'s' if one else ''} nothing"
+    unread = {n: said for names, group in fields for n in names if (said := unreadable(n, group=group))}
+    return note + "".join(f"; {n!r} {said} and approves nothing" for n, said in unread.items() if n not in own)
 
 
 def is_member(team: TeamOwnershipSpec, caller: Caller) -> bool:
-    return caller.username in team.members or bool(caller.groups & conferring(team.member_groups))
+    return caller.username in team.members or bool(caller.groups & conferring(team.member_groups, group=True))
 
 
 def is_approver(team: TeamOwnershipSpec, caller: Caller) -> bool:
-    return caller.username in conferring(team.approvers) or bool(caller.groups & conferring(team.approver_groups))
+    return caller.username in conferring(team.approvers, group=False) or bool(
+        caller.groups & conferring(team.approver_groups, group=True)
+    )
 
 
 def is_backup_approver(team: TeamOwnershipSpec, caller: Caller) -> bool:
-    return caller.username in conferring(team.backup_approvers) or bool(
-        caller.groups & conferring(team.backup_approver_groups)
+    return caller.username in conferring(team.backup_approvers, group=False) or bool(
+        caller.groups & conferring(team.backup_approver_groups, group=True)
     )
 
 
@@ -110,7 +120,6 @@ def team_problems(team: TeamOwnershipSpec) -> list[str]:
     if not has_approvers(team):
         problems.append(
             "the team has no approvers: set spec.approvers or spec.approverGroups, "
-            "or requests from outside the team can never be approved"
-            + kubernetes_own_note(team.approvers, team.approver_groups)
+            "or requests from outside the team can never be approved" + approves_nothing_note(team)
         )
     return problems
