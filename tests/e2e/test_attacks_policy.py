@@ -15,12 +15,14 @@ import copy
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from devenv.paths import EXAMPLES
+from devenv.processes import child_env
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -50,6 +52,28 @@ def refused_and_unchanged(system: Jit, manifest: dict[str, Any], *fragments: str
     return said
 
 
+def stored_without_webhooks(system: Jit, manifest: dict[str, Any]) -> None:
+    """`manifest` stored as while the webhooks were gone (attack 22, or before an upgrade brought
+    the rule): the operator stopped and its webhook configurations deleted, the admin applies it;
+    then the operator back (which puts its configurations back), once it has read the stored spec,
+    whatever it made of it."""
+    kind, name = manifest["kind"].lower(), manifest["metadata"]["name"]
+    system.operator.stop()
+    try:
+        for configuration in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            system.kubectl("delete", configuration, "jitaccess.dev", "--ignore-not-found")
+        system.apply(manifest)
+    finally:
+        system.operator.start()
+
+    def taken_up() -> bool:
+        stored = system.get(kind, name) or {}
+        ready = system.condition(kind, name, "Ready") or {}
+        return ready.get("observedGeneration") == stored["metadata"]["generation"]
+
+    eventually(lambda: taken_up() or None, timeout=30, what=f"{kind} {name}'s stored spec taken up")
+
+
 @pytest.fixture
 def policy(system: Jit) -> Iterator[Jit]:
     """The session's teams and Entitlements as the examples have them, put back afterwards (should
@@ -57,19 +81,6 @@ def policy(system: Jit) -> Iterator[Jit]:
     yield system
     for file in ("01-teams.yaml", "02-entitlements.yaml"):
         system.kubectl("apply", "-f", str(EXAMPLES / file))
-
-
-def stored_before_the_rules(system: Jit, manifest: dict[str, Any]) -> None:
-    """`manifest` stored as it was before an upgrade brought admission's rules (or while the webhooks
-    were gone): the operator stopped, its webhook configurations deleted; started again after, which
-    puts them back."""
-    system.operator.stop()
-    try:
-        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            system.kubectl("delete", kind, "jitaccess.dev", "--ignore-not-found")
-        system.apply(manifest)
-    finally:
-        system.operator.start()
 
 
 # --- 111. a group that stands for everyone, as an Entitlement's on-call or break-glass group ---------
@@ -125,14 +136,7 @@ def test_111_one_stored_before_the_rule_puts_nobody_on_call(policy: Jit) -> None
     PolicyRefused, with admission's sentence, and a Warning Event."""
     bad = example("02-entitlements.yaml", "prod-eng-ledger")
     bad["spec"].setdefault("approval", {})["autoApproveGroups"] = ["system:authenticated"]
-    stored_before_the_rules(policy, bad)
-
-    def taken_up() -> bool:  # the stored spec read by the operator, whatever it made of it
-        stored = policy.get("entitlement", "prod-eng-ledger") or {}
-        ready = policy.condition("entitlement", "prod-eng-ledger", "Ready") or {}
-        return ready.get("observedGeneration") == stored["metadata"]["generation"]
-
-    eventually(lambda: taken_up() or None, timeout=30, what="prod-eng-ledger's stored spec taken up")
+    stored_without_webhooks(policy, bad)
     policy.request("mallory-oncall", "prod-eng-ledger", user=MALLORY)
     policy.wait_reason("accessrequest", "mallory-oncall", "Pending")
     time.sleep(3)  # an auto-approval would have been made by now
@@ -163,7 +167,7 @@ def test_111_a_team_whose_approvers_are_all_kubernetes_own_approves_nothing(poli
     (the ClusterRole `kubectl jit rbac slack` prints never lists one: it approves nothing)."""
     bad = example("01-teams.yaml", "ledger")
     bad["spec"].update(approvers=[SERVICE_ACCOUNT], approverGroups=["system:masters"], backupApprovers=[NEW_LEAD])
-    stored_before_the_rules(policy, bad)
+    stored_without_webhooks(policy, bad)
     ready = policy.wait_reason("teamownership", "ledger", "NoApprovers", timeout=30)
     message = next(c["message"] for c in ready["status"]["conditions"] if c["type"] == "Ready")
     own = f"{SERVICE_ACCOUNT} and system:masters are Kubernetes' own (system:) and approve nothing"
@@ -259,3 +263,62 @@ def test_113_an_approver_is_written_as_the_authenticator_reports_them(
     bad = example("01-teams.yaml", "payments")
     bad["spec"]["approvers"] = approvers
     refused_and_unchanged(policy, bad, said)
+
+
+#: lena@example.com with a Cyrillic e (U+0435): read in review as lena.
+LOOK_ALIKE = "l\u0435na@example.com"
+
+
+@pytest.fixture
+def look_alike(policy: Jit) -> Iterator[Path]:
+    """The kubeconfig of whoever the authenticator reports as LOOK_ALIKE (a client certificate of
+    the control plane's CA), bound to the approvers' ClusterRole as lena is; the binding removed
+    afterwards."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "jitaccess-e2e-look-alike-approver"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "jitaccess-dev-approver"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": LOOK_ALIKE}],
+    }
+    policy.apply(binding)
+    try:
+        yield policy.cluster.mint_kubeconfig(LOOK_ALIKE)
+    finally:
+        policy.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"], "--ignore-not-found")
+
+
+def test_113_a_look_alike_stored_before_the_rule_approves_nothing(policy: Jit, look_alike: Path) -> None:
+    """ledger stored, while the webhooks were gone, with `l\u0435na@example.com` (a Cyrillic e)
+    beside lena among its approvers: the review read lena twice. Whoever the authenticator reports
+    under that exact name approves mallory's request for prod-eng-ledger, and the webhook refuses
+    it: the name confers nothing. The team is Ready=False PolicyRefused with admission's sentence,
+    and lena still approves."""
+    bad = example("01-teams.yaml", "ledger")
+    bad["spec"]["approvers"] = [LENA, LOOK_ALIKE]
+    stored_without_webhooks(policy, bad)
+    ready = policy.wait_reason("teamownership", "ledger", "PolicyRefused")
+    message = next(c["message"] for c in ready["status"]["conditions"] if c["type"] == "Ready")
+    assert f"spec.approvers[1] {LOOK_ALIKE!r} mixes the scripts Cyrillic and Latin" in message
+    assert "nor does a name that reads as another's" in message
+    policy.request("mallory-look-alike", "prod-eng-ledger", user=MALLORY)
+    policy.wait_reason("accessrequest", "mallory-look-alike", "Pending")
+    argv = [str(policy.cluster.binary), "kubectl", "--kubeconfig", str(look_alike)]
+    whoami = subprocess.run(
+        [*argv, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=child_env(),
+    )
+    assert whoami.stdout == LOOK_ALIKE  # the authenticator reports the look-alike, not lena
+    approve = [*argv, "annotate", "accessrequest", "mallory-look-alike", "jitaccess.dev/approved=true"]
+    attempt = subprocess.run(approve, capture_output=True, text=True, check=False, timeout=60, env=child_env())
+    refused(attempt, f"{LOOK_ALIKE} is not an approver of the owner team")
+    assert (policy.condition("accessrequest", "mallory-look-alike", "Approved") or {}).get("status") != "True"
+    assert policy.members("prod-eng-ledger") == set()
+    # A real approver still decides.
+    policy.kubectl("annotate", "accessrequest", "mallory-look-alike", "jitaccess.dev/approved=true", user=LENA)
+    policy.wait_reason("accessrequest", "mallory-look-alike", "Granted")
+    assert policy.members("prod-eng-ledger") == {MALLORY}
