@@ -36,6 +36,13 @@ def test_membership_is_the_domains(user: str, groups: set[str]) -> None:
     assert o.is_member(TEAM, Identity(user, frozenset(groups))) == is_member(spec, Caller(user, frozenset(groups)))
 
 
+@pytest.mark.parametrize("user", ["m\u0430llory", "system:serviceaccount:payments:deployer", "alice"])
+def test_a_member_name_that_confers_nothing_is_no_member_in_the_plugin_either(user: str) -> None:
+    stored = {"spec": {"members": ["m\u0430llory", "system:serviceaccount:payments:deployer", "alice"]}}
+    spec = TeamOwnershipSpec.model_validate(stored["spec"])
+    assert o.is_member(stored, Identity(user, frozenset())) == is_member(spec, Caller(user)) == (user == "alice")
+
+
 def test_approvers_are_the_domains() -> None:
     spec = TeamOwnershipSpec.model_validate(TEAM["spec"])
     for escalated in (False, True):

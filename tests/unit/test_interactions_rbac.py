@@ -71,6 +71,13 @@ def test_kubernetes_own_names_are_never_listed_whatever_a_team_says() -> None:
     assert impersonation.cluster_role([only_own])["rules"] == [], "never an empty resourceNames (every user)"
 
 
+def test_a_look_alike_approver_is_never_listed() -> None:
+    """Stored before admission refused it: it approves nothing, and the endpoint must not be able to
+    act as whoever the authenticator reports under that name."""
+    stored = team("ledger", approvers=["l\u0435na@example.com", "lena@example.com"], backupApprovers=[" carol"])
+    assert impersonation.usernames([stored]) == ["lena@example.com"]
+
+
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main.run(list(argv), io.StringIO(), out, err)

@@ -413,6 +413,18 @@ def test_a_look_alike_member_group_makes_nobody_a_member() -> None:
     assert request_rules.route(checked) is Route.NEEDS_APPROVAL
 
 
+def test_a_look_alike_or_system_member_name_makes_nobody_a_member() -> None:
+    """`members` by name, as the approver fields: a look-alike of a member stored before the rule (or
+    a ServiceAccount) is no member, so it gets no auto-approval as the owner team."""
+    sa = "system:serviceaccount:payments:deployer"
+    stored = team(members=[f"m{LOOK_ALIKE[1:]}", sa, "zed@example.com"])
+    assert not is_member(stored, Caller(f"m{LOOK_ALIKE[1:]}"))
+    assert not is_member(stored, Caller(sa))
+    assert is_member(stored, Caller("zed@example.com"))
+    checked = request_rules.validate(request(requester=sa), entitlement(), stored, LIMITS)
+    assert request_rules.route(checked) is Route.NEEDS_APPROVAL
+
+
 def test_names_that_differ_only_in_case_still_confer() -> None:
     """Each is an exact, readable name: the authenticator reports one of them. Only the flag applies."""
     stored = team(approvers=["paula@example.com", "Paula@Example.com"])

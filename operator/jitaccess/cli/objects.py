@@ -112,9 +112,7 @@ def _deciding(team_spec: Mapping[str, Any], field: str) -> list[str]:
 def is_member(team: Obj, me: Identity) -> bool:
     """The operator's `teams.is_member`, on the wire form."""
     team_spec = wire.spec(team)
-    return me.username in (team_spec.get("members") or []) or bool(
-        me.groups & set(_deciding(team_spec, "memberGroups"))
-    )
+    return me.username in _deciding(team_spec, "members") or bool(me.groups & set(_deciding(team_spec, "memberGroups")))
 
 
 def holding(grant_spec: wire.Obj) -> str:

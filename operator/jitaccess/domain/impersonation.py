@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jitaccess.domain.identities import is_kubernetes_own
+from jitaccess.domain.identities import confers_nothing, is_kubernetes_own
 
 #: The ClusterRole's name in a local run, and the chart's for a release named "jitaccess".
 ROLE_NAME = "jitaccess-slack-impersonator"
@@ -75,14 +75,16 @@ def _what(value: Any) -> str:
 
 def usernames(teams: Iterable[Mapping[str, Any]]) -> list[str]:
     """Every user a TeamOwnership (a raw object) names as an approver or backup approver, sorted;
-    never one of Kubernetes' own (`identities.is_kubernetes_own`), whatever the input."""
+    never one that confers nothing (`identities.confers_nothing`: Kubernetes' own, or a name that reads
+    as someone else's), whatever the input."""
     found: set[str] = set()
     for team in teams:
         spec = team.get("spec") or {}
         for field in _APPROVER_FIELDS:
             found.update(str(name) for name in spec.get(field) or [])
-    # A system: name approves nothing; listed, the Slack endpoint could act as that ServiceAccount or node.
-    return sorted(name for name in found if name and not is_kubernetes_own(name))
+    # Such a name approves nothing; listed, the Slack endpoint could act as that ServiceAccount or node,
+    # or as whoever holds the look-alike name.
+    return sorted(name for name in found if name and not confers_nothing(name, group=False))
 
 
 def group_only_teams(teams: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:

@@ -80,7 +80,9 @@ def approves_nothing_note(team: TeamOwnershipSpec, *, backups: bool = False) -> 
 
 
 def is_member(team: TeamOwnershipSpec, caller: Caller) -> bool:
-    return caller.username in team.members or bool(caller.groups & conferring(team.member_groups, group=True))
+    return caller.username in conferring(team.members, group=False) or bool(
+        caller.groups & conferring(team.member_groups, group=True)
+    )
 
 
 def is_approver(team: TeamOwnershipSpec, caller: Caller) -> bool:
