@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from jitaccess.adapters.eventsink import require_https
 from jitaccess.api.limits import NAME_MAX_LENGTH
 from jitaccess.api.models import SLACK_CHANNEL_PATTERN
+from jitaccess.domain.identities import KUBERNETES_PREFIX, is_kubernetes_own
 from jitaccess.domain.requests import Limits
 
 #: The longest time a setting may give (`le=`), far beyond any sensible one: a date computed from a
@@ -60,9 +61,6 @@ DNS_1035_LABEL: Final = (
     63,
     "a DNS-1035 label: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit",
 )
-#: Kubernetes' own groups (`system:authenticated` is every user, `system:serviceaccounts` every
-#: ServiceAccount, `system:masters` the cluster's admins, `system:nodes` every kubelet...).
-SYSTEM_GROUP_PREFIX: Final = "system:"
 #: The longest `JITACCESS_LEADER_IDENTITY`: a pod's name (the chart's identity) is at most this long,
 #: and the fallback (hostname and pid) shorter. The API server takes any string as the Lease's
 #: holderIdentity; one longer, or not a printable line, is a mistake that would be written into it.
@@ -305,11 +303,11 @@ class Settings(BaseSettings):
     @field_validator("responder_groups")
     @classmethod
     def _no_system_groups(cls, groups: list[str]) -> list[str]:
-        system = [group for group in groups if group.startswith(SYSTEM_GROUP_PREFIX)]
+        system = [group for group in groups if is_kubernetes_own(group)]
         if system:
             raise ValueError(
-                f"{', '.join(system)} is a group of Kubernetes itself ({SYSTEM_GROUP_PREFIX}authenticated is every "
-                f"user, {SYSTEM_GROUP_PREFIX}serviceaccounts every ServiceAccount, {SYSTEM_GROUP_PREFIX}masters the "
+                f"{', '.join(system)} is a group of Kubernetes itself ({KUBERNETES_PREFIX}authenticated is every "
+                f"user, {KUBERNETES_PREFIX}serviceaccounts every ServiceAccount, {KUBERNETES_PREFIX}masters the "
                 "cluster's admins), and every member would be an incident responder: name a group of your own "
                 "that holds the responders only"
             )
