@@ -77,7 +77,65 @@ FILE_SETTINGS: Final = (
     "slack_impersonator_token_file",
 )
 
+#: Why a webhook certificate without its key (or the reverse) is refused, and the fix.
+_HALF_A_CERTIFICATE = (
+    "the webhook serves a certificate with its private key, and with one of them alone it would serve a "
+    "temporary self-signed certificate instead, which an API server trusting your CA refuses (every write "
+    "refused, with a TLS error): set both (tls.crt and tls.key of a kubernetes.io/tls Secret), or neither"
+)
+#: Settings that only work with others: (setting, the settings it needs, the message when one is
+#: missing). Each is certainly a mistake, and one the operator would otherwise make the best of in
+#: silence, far from the setting's name: the webhook's with a temporary certificate the API server
+#: does not trust (every write refused, fail-closed, with a TLS error), the others by doing nothing
+#: they ask. Empty means unset, as to the settings' readers. The first missing is said.
+GIVEN_TOGETHER: Final = (
+    (
+        "webhook_certfile",
+        ("webhook_keyfile",),
+        f"JITACCESS_WEBHOOK_CERTFILE is set and JITACCESS_WEBHOOK_KEYFILE is not: {_HALF_A_CERTIFICATE}",
+    ),
+    (
+        "webhook_keyfile",
+        ("webhook_certfile",),
+        f"JITACCESS_WEBHOOK_KEYFILE is set and JITACCESS_WEBHOOK_CERTFILE is not: {_HALF_A_CERTIFICATE}",
+    ),
+    (
+        "webhook_cafile",
+        ("webhook_certfile", "webhook_keyfile"),
+        "JITACCESS_WEBHOOK_CAFILE is the CA of the webhook's certificate, and none is given: the operator "
+        "would serve a temporary certificate of a CA of its own and ignore this one; set "
+        "JITACCESS_WEBHOOK_CERTFILE and JITACCESS_WEBHOOK_KEYFILE too (the certificate it signed and its key), "
+        "or unset the CA file",
+    ),
+    (
+        "event_sink_url",
+        ("event_sink_secret",),
+        "JITACCESS_EVENT_SINK_URL is set and JITACCESS_EVENT_SINK_SECRET is not: every event is signed with "
+        "the secret, and without it none would be sent: set the secret too, or unset the URL",
+    ),
+    (
+        "event_sink_secret",
+        ("event_sink_url",),
+        "JITACCESS_EVENT_SINK_SECRET signs the events sent to JITACCESS_EVENT_SINK_URL, and there is none: "
+        "set the URL too, or unset the secret",
+    ),
+    (
+        "audit_signing_key",
+        ("audit_bucket",),
+        "JITACCESS_AUDIT_SIGNING_KEY signs the batches of the audit archive, and there is none: "
+        "set JITACCESS_AUDIT_BUCKET too, or unset the signing key",
+    ),
+)
+#: The identities that may apply Slack decisions, in the order `handlers.interactions` takes the
+#: first given: more than one is refused, one of them would be ignored.
+IMPERSONATOR_SETTINGS: Final = (
+    "slack_impersonator_kubeconfig",
+    "slack_impersonator_service_account",
+    "slack_impersonator_token_file",
+)
+
 PREFIX: Final = "JITACCESS_"
+
 #: `JITACCESS_*` variables that other programs of this repository read, not the operator: a shell
 #: that runs the operator beside them (a developer's, the tests') has them set, and they are no
 #: misspelling. tests/unit/test_settings_unknown.py checks that the repository reads no other.
@@ -397,11 +455,31 @@ class Settings(BaseSettings):
         return path
 
     @model_validator(mode="after")
-    def _signing_needs_an_archive(self) -> Self:
-        if self.audit_signing_key and not self.audit_bucket:
+    def _given_together(self) -> Self:
+        for name, needs, message in GIVEN_TOGETHER:
+            if getattr(self, name) and not all(getattr(self, need) for need in needs):
+                raise ValueError(message)
+        return self
+
+    @model_validator(mode="after")
+    def _installed_webhooks_need_a_certificate(self) -> Self:
+        if self.webhook_port and not self.webhook_managed and not self.webhook_certfile:
             raise ValueError(
-                "JITACCESS_AUDIT_SIGNING_KEY signs the batches of the audit archive, and there is none: "
-                "set JITACCESS_AUDIT_BUCKET too, or unset the signing key"
+                "JITACCESS_WEBHOOK_MANAGED=false: the webhook configurations are installed by someone else (the "
+                "chart), trusting a CA of theirs, and no certificate is given: the operator would serve a "
+                "temporary one of a CA made as it starts, which they cannot trust (every write refused); set "
+                "JITACCESS_WEBHOOK_CERTFILE, _KEYFILE and _CAFILE to the certificate they trust, or let the "
+                "operator apply them (JITACCESS_WEBHOOK_MANAGED=true)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_impersonator(self) -> Self:
+        given = [f"{PREFIX}{name.upper()}" for name in IMPERSONATOR_SETTINGS if getattr(self, name)]
+        if len(given) > 1:
+            raise ValueError(
+                f"{' and '.join(given)} each name the identity that applies Slack decisions, and the operator "
+                f"would use {given[0]} only: set one (with the chart, _SERVICE_ACCOUNT)"
             )
         return self
 

@@ -122,6 +122,8 @@ def test_a_slack_channel_is_given_by_its_id(monkeypatch: pytest.MonkeyPatch, nam
 @pytest.mark.parametrize("url", ["ftp://x", "http://siem.example.com/hook", "siem.example.com"])
 def test_a_url_that_is_not_https_is_refused_at_start(monkeypatch: pytest.MonkeyPatch, name: str, url: str) -> None:
     assert f"{name} must be an https:// URL (plain http only to a loopback address)" in _refused(monkeypatch, name, url)
+    if name == "JITACCESS_EVENT_SINK_URL":
+        monkeypatch.setenv("JITACCESS_EVENT_SINK_SECRET", "s3cret")  # each needs the other
     for good in ("https://siem.example.com/hook", "http://127.0.0.1:8080/events"):  # loopback: the local stand-ins
         monkeypatch.setenv(name, good)
         assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == good
@@ -191,6 +193,12 @@ FILES = [
     "JITACCESS_SLACK_IMPERSONATOR_KUBECONFIG",
     "JITACCESS_SLACK_IMPERSONATOR_TOKEN_FILE",
 ]
+#: The file settings that work only with others (`test_a_webhook_certificate_without_its_key...`).
+COMPANIONS = {
+    "JITACCESS_WEBHOOK_CERTFILE": ["JITACCESS_WEBHOOK_KEYFILE"],
+    "JITACCESS_WEBHOOK_KEYFILE": ["JITACCESS_WEBHOOK_CERTFILE"],
+    "JITACCESS_WEBHOOK_CAFILE": ["JITACCESS_WEBHOOK_CERTFILE", "JITACCESS_WEBHOOK_KEYFILE"],
+}
 
 
 def test_every_file_setting_is_checked() -> None:
@@ -216,7 +224,124 @@ def test_a_file_the_operator_cannot_read_is_refused_at_start(
         assert "cannot read this file (Permission denied)" in _refused(monkeypatch, name, str(unreadable))
     readable = tmp_path / "tls.pem"
     readable.write_text("x")
+    for companion in COMPANIONS.get(name, []):
+        monkeypatch.setenv(companion, str(readable))
     monkeypatch.setenv(name, str(readable))
     assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == str(readable)
+    for companion in COMPANIONS.get(name, []):
+        monkeypatch.delenv(companion)
     monkeypatch.setenv(name, "")  # unset, to every reader of these
     assert getattr(load(), name.removeprefix("JITACCESS_").lower()) == ""
+
+
+def _refused_together(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """The one line `load()` gives for settings `env` that do not work together, all others unset."""
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError) as caught:
+        load()
+    lines = str(caught.value.code).splitlines()[1:]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture
+def pem(tmp_path: Path) -> Path:
+    """A file any file setting may name (each is checked readable)."""
+    path = tmp_path / "tls.pem"
+    path.write_text("x")
+    return path
+
+
+@pytest.mark.parametrize(("given", "missing"), [("CERTFILE", "KEYFILE"), ("KEYFILE", "CERTFILE")])
+@pytest.mark.parametrize("with_ca", [False, True])
+def test_a_webhook_certificate_without_its_key_or_the_reverse_is_refused(
+    monkeypatch: pytest.MonkeyPatch, pem: Path, given: str, missing: str, with_ca: bool
+) -> None:
+    """With one of them alone the operator served a temporary self-signed certificate instead, and an
+    API server trusting the user's CA refused every webhook call (every write refused, a TLS error)."""
+    env = {"JITACCESS_WEBHOOK_PORT": "9443", f"JITACCESS_WEBHOOK_{given}": str(pem)}
+    if with_ca:
+        env["JITACCESS_WEBHOOK_CAFILE"] = str(pem)
+    for unset in ({}, {f"JITACCESS_WEBHOOK_{missing}": ""}):  # empty is unset, as to the webhook server
+        line = _refused_together(monkeypatch, **env, **unset)
+        assert line.startswith(f"- JITACCESS_WEBHOOK_{given} is set and JITACCESS_WEBHOOK_{missing} is not: "), line
+        assert "set both (tls.crt and tls.key of a kubernetes.io/tls Secret), or neither" in line
+    monkeypatch.setenv(f"JITACCESS_WEBHOOK_{missing}", str(pem))
+    assert load().webhook_keyfile == load().webhook_certfile == str(pem)
+
+
+def test_a_webhook_ca_without_the_certificate_it_signed_is_refused(monkeypatch: pytest.MonkeyPatch, pem: Path) -> None:
+    """The operator served a certificate of its own CA and ignored the one given."""
+    line = _refused_together(monkeypatch, JITACCESS_WEBHOOK_PORT="9443", JITACCESS_WEBHOOK_CAFILE=str(pem))
+    assert line.startswith("- JITACCESS_WEBHOOK_CAFILE is the CA of the webhook's certificate, and none is given"), line
+    assert "set JITACCESS_WEBHOOK_CERTFILE and JITACCESS_WEBHOOK_KEYFILE too" in line
+    monkeypatch.setenv("JITACCESS_WEBHOOK_CERTFILE", str(pem))
+    monkeypatch.setenv("JITACCESS_WEBHOOK_KEYFILE", str(pem))
+    assert load().webhook_cafile == str(pem)
+
+
+def test_installed_webhook_configurations_need_the_certificate_they_trust(
+    monkeypatch: pytest.MonkeyPatch, pem: Path
+) -> None:
+    """Installed by the chart with its CA, they cannot trust a CA the operator makes as it starts."""
+    line = _refused_together(monkeypatch, JITACCESS_WEBHOOK_PORT="9443", JITACCESS_WEBHOOK_MANAGED="false")
+    assert line.startswith("- JITACCESS_WEBHOOK_MANAGED=false: the webhook configurations are installed by"), line
+    assert "set JITACCESS_WEBHOOK_CERTFILE, _KEYFILE and _CAFILE to the certificate they trust" in line
+    monkeypatch.setenv("JITACCESS_WEBHOOK_MANAGED", "true")  # a local run: it applies its own CA
+    assert load().webhook_certfile is None
+    monkeypatch.setenv("JITACCESS_WEBHOOK_MANAGED", "false")
+    monkeypatch.setenv("JITACCESS_WEBHOOK_PORT", "0")  # webhooks off: no certificate served
+    assert not load().webhook_managed
+    monkeypatch.setenv("JITACCESS_WEBHOOK_PORT", "9443")
+    monkeypatch.setenv("JITACCESS_WEBHOOK_CERTFILE", str(pem))
+    monkeypatch.setenv("JITACCESS_WEBHOOK_KEYFILE", str(pem))
+    assert load().webhook_certfile == str(pem)
+
+
+IMPERSONATORS = [
+    "JITACCESS_SLACK_IMPERSONATOR_KUBECONFIG",
+    "JITACCESS_SLACK_IMPERSONATOR_SERVICE_ACCOUNT",
+    "JITACCESS_SLACK_IMPERSONATOR_TOKEN_FILE",
+]
+
+
+@pytest.mark.parametrize(
+    "given", [IMPERSONATORS[:2], IMPERSONATORS[1:], IMPERSONATORS[::2], IMPERSONATORS], ids=lambda g: str(len(g))
+)
+def test_more_than_one_slack_impersonator_is_refused(
+    monkeypatch: pytest.MonkeyPatch, pem: Path, given: list[str]
+) -> None:
+    """The operator used the first of them only, whichever the user meant."""
+    values = {name: "jitaccess/slack" if name.endswith("SERVICE_ACCOUNT") else str(pem) for name in given}
+    line = _refused_together(monkeypatch, **values)
+    assert line.startswith(f"- {' and '.join(given)} each name the identity that applies Slack decisions"), line
+    assert f"the operator would use {given[0]} only: set one" in line
+    for name in given[1:]:
+        monkeypatch.delenv(name)
+    assert getattr(load(), given[0].removeprefix("JITACCESS_").lower()) == values[given[0]]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"JITACCESS_EVENT_SINK_URL": "https://siem.example.com/hook"}, "JITACCESS_EVENT_SINK_URL is set and"),
+        (
+            {"JITACCESS_EVENT_SINK_URL": "https://siem.example.com/hook", "JITACCESS_EVENT_SINK_SECRET": ""},
+            "JITACCESS_EVENT_SINK_URL is set and",
+        ),
+        ({"JITACCESS_EVENT_SINK_SECRET": "s3cret"}, "JITACCESS_EVENT_SINK_SECRET signs the events sent to"),
+    ],
+)
+def test_an_event_sink_without_its_url_or_secret_is_refused(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, str], expected: str
+) -> None:
+    """Events are sent only with both: one alone sent nothing, and said nothing."""
+    line = _refused_together(monkeypatch, **given)
+    assert line.startswith(f"- {expected}"), line
+    assert "s3cret" not in line  # a secret is never shown
+    monkeypatch.setenv("JITACCESS_EVENT_SINK_URL", "https://siem.example.com/hook")
+    monkeypatch.setenv("JITACCESS_EVENT_SINK_SECRET", "s3cret")
+    assert load().event_sink_url == "https://siem.example.com/hook"
