@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 import kopf
@@ -32,7 +33,7 @@ from jitaccess.domain.election import Timing
 from jitaccess.handlers import parts, startup
 from jitaccess.handlers.leadership import Always, Elector, Leadership
 from jitaccess.logs import configure_logging
-from jitaccess.settings import Settings, load, warn_of_unknown
+from jitaccess.settings import Settings, kubeconfig_files, load, warn_of_unknown
 
 log = logging.getLogger("jitaccess.main")
 _NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -50,12 +51,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     args = parser.parse_args(argv)
     settings = load()
+    log_in_as_kubectl_would(os.environ)
     configure_logging(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
     warn_of_unknown(os.environ)  # once logging is set up: the warnings come in the log's own format
     memory.start()
     failed = asyncio.run(run(settings, args.liveness))
     if failed:
         sys.exit(1)
+
+
+def log_in_as_kubectl_would(environ: MutableMapping[str, str]) -> None:
+    """Stop at once, with what to fix, when outside a pod no kubeconfig can be read (`kubeconfig_files`);
+    else leave in `KUBECONFIG` only the files that exist. kopf's login reads each file it lists and
+    fails on one that does not exist, which kubectl and the kubernetes client skip: both log in with
+    the same files, as kubectl would. Before any thread starts, which might read the variable."""
+    files = kubeconfig_files(environ)
+    if files is not None:
+        environ["KUBECONFIG"] = os.pathsep.join(files)
 
 
 async def run(config: Settings, liveness: str | None) -> bool:

@@ -4,7 +4,8 @@ Durations are given in seconds here (they are operator tuning, not user input), 
 benchmarks can run seconds-long grants with `JITACCESS_MIN_DURATION_SECONDS=1`.
 
 The operator reads them with `load()`: a bad value stops it before it does anything, with one line
-per bad variable saying what is wrong and what the setting is for, not a traceback. A `JITACCESS_*`
+per bad variable saying what is wrong and what the setting is for, not a traceback; outside a pod,
+`kubeconfig_files` likewise refuses a `KUBECONFIG` that names no kubeconfig it can read. A `JITACCESS_*`
 variable that is no setting (a misspelling, a retired setting) is read by nobody: `warn_of_unknown`
 logs each at start with the setting it is closest to. A warning, not a refusal: retiring a setting
 must not stop a running fleet whose manifests still set it.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -135,6 +137,13 @@ IMPERSONATOR_SETTINGS: Final = (
 )
 
 PREFIX: Final = "JITACCESS_"
+#: The first line of a refusal; one line per bad variable follows.
+REFUSAL: Final = "jitaccess cannot start: fix these settings (environment variables; the chart's config values):"
+#: A pod's ServiceAccount token. With `KUBERNETES_SERVICE_HOST`, the operator logs in with it (the
+#: kubernetes client and kopf's login alike) and reads no kubeconfig.
+SERVICE_ACCOUNT_TOKEN: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+#: The kubeconfig read when `KUBECONFIG` is unset or empty, as by kubectl.
+DEFAULT_KUBECONFIG: Final = "~/.kube/config"
 
 #: `JITACCESS_*` variables that other programs of this repository read, not the operator: a shell
 #: that runs the operator beside them (a developer's, the tests') has them set, and they are no
@@ -528,6 +537,42 @@ def load() -> Settings:
         raise SettingsError(describe(exc)) from None
 
 
+def kubeconfig_files(environ: Mapping[str, str]) -> list[str] | None:
+    """The kubeconfig files the operator logs in with, or a `SettingsError` saying why there are none;
+    None in a pod, which logs in with its ServiceAccount (`SERVICE_ACCOUNT_TOKEN`) and reads none.
+
+    Read as kubectl and the kubernetes client read them: `KUBECONFIG` is a list separated by
+    `os.pathsep` (else `DEFAULT_KUBECONFIG`), a listed file that does not exist is skipped, and one
+    that exists but cannot be read (a directory, no permission) fails, as does a list of which none
+    exists. Checked at start: both failed later, in kopf's login or a start-up activity, with a
+    traceback (one retried forever)."""
+    if environ.get("KUBERNETES_SERVICE_HOST") and os.path.isfile(SERVICE_ACCOUNT_TOKEN):
+        return None
+    variable = environ.get("KUBECONFIG", "")
+    listed = [os.path.expanduser(path) for path in variable.split(os.pathsep) if path]
+    default = os.path.expanduser(DEFAULT_KUBECONFIG)
+    named = f"KUBECONFIG={variable!r}" if listed else f"KUBECONFIG is unset, and {DEFAULT_KUBECONFIG} ({default})"
+    fix = (
+        "give the kubeconfig this process logs in to the API server with (as kubectl reads KUBECONFIG: "
+        f"a list separated by {os.pathsep!r}, whose files that do not exist are skipped), or run the operator "
+        "in a pod with its ServiceAccount token mounted"
+    )
+    found = []
+    for path in listed or [default]:
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise SettingsError(f"{REFUSAL}\n- {named}: cannot read {path} ({exc.strerror or exc}): {fix}") from None
+        found.append(path)
+    if not found:
+        missing = "none of its files exists" if len(listed) > 1 else "no such file"
+        raise SettingsError(f"{REFUSAL}\n- {named}: {missing}: {fix}")
+    return found
+
+
 def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
     """Each `JITACCESS_*` variable of `environ` that no setting reads, with the setting's variable it
     is closest to (None when none is close). Names are matched as pydantic-settings matches them,
@@ -554,7 +599,7 @@ def warn_of_unknown(environ: Mapping[str, str]) -> None:
 
 
 def describe(exc: ValidationError) -> str:
-    lines = ["jitaccess cannot start: fix these settings (environment variables; the chart's config values):"]
+    lines = [REFUSAL]
     for error in exc.errors():
         field = str(error["loc"][0]) if error["loc"] else ""
         if not field:

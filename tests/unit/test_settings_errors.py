@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kopf
 import pytest
 from annotated_types import Le
 
-from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings, SettingsError, load
+from jitaccess import settings
+from jitaccess.main import log_in_as_kubectl_would
+from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings, SettingsError, kubeconfig_files, load
 
 
 def _start(**env: str) -> subprocess.CompletedProcess[str]:
@@ -345,3 +348,105 @@ def test_an_event_sink_without_its_url_or_secret_is_refused(
     monkeypatch.setenv("JITACCESS_EVENT_SINK_URL", "https://siem.example.com/hook")
     monkeypatch.setenv("JITACCESS_EVENT_SINK_SECRET", "s3cret")
     assert load().event_sink_url == "https://siem.example.com/hook"
+
+
+@pytest.fixture
+def outside_a_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No pod's ServiceAccount, and a home without ~/.kube/config: the operator reads KUBECONFIG."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+    )
+    return kubeconfig
+
+
+def _kubeconfig_refusal(environ: dict[str, str]) -> str:
+    with pytest.raises(SettingsError) as caught:
+        kubeconfig_files(environ)
+    lines = str(caught.value.code).splitlines()
+    assert lines[0].startswith("jitaccess cannot start: fix these settings"), lines
+    assert len(lines) == 2, lines
+    assert lines[1].endswith(
+        "give the kubeconfig this process logs in to the API server with (as kubectl reads KUBECONFIG: a list "
+        "separated by ':', whose files that do not exist are skipped), or run the operator in a pod with its "
+        "ServiceAccount token mounted"
+    ), lines
+    return lines[1]
+
+
+def test_a_kubeconfig_that_does_not_exist_is_refused_at_start(outside_a_pod: Path, tmp_path: Path) -> None:
+    """It failed later, in kopf's login or a start-up activity, with a traceback."""
+    missing, other = str(tmp_path / "missing"), str(tmp_path / "other")
+    line = _kubeconfig_refusal({"KUBECONFIG": missing})
+    assert line.startswith(f"- KUBECONFIG={missing!r}: no such file: "), line
+    line = _kubeconfig_refusal({"KUBECONFIG": f"{missing}:{other}"})
+    assert line.startswith(f"- KUBECONFIG='{missing}:{other}': none of its files exists: "), line
+    for unset in ({}, {"KUBECONFIG": ""}):  # kubectl's default then, ~/.kube/config
+        line = _kubeconfig_refusal(unset)
+        assert line.startswith(f"- KUBECONFIG is unset, and ~/.kube/config ({tmp_path}/home/.kube/config): "), line
+    assert kubeconfig_files({"KUBECONFIG": str(outside_a_pod)}) == [str(outside_a_pod)]
+    (tmp_path / "home" / ".kube").mkdir(parents=True)
+    (tmp_path / "home" / ".kube" / "config").write_text(outside_a_pod.read_text())
+    assert kubeconfig_files({}) == kubeconfig_files({"KUBECONFIG": ""}) == [f"{tmp_path}/home/.kube/config"]
+
+
+def test_a_kubeconfig_that_cannot_be_read_is_refused_at_start(outside_a_pod: Path, tmp_path: Path) -> None:
+    """As kubectl and the kubernetes client refuse it, even beside a readable one."""
+    line = _kubeconfig_refusal({"KUBECONFIG": f"{outside_a_pod}:{tmp_path}"})
+    assert f": cannot read {tmp_path} (Is a directory): " in line, line
+    if os.geteuid() != 0:  # root reads any file
+        unreadable = tmp_path / "unreadable"
+        unreadable.write_text("x")
+        unreadable.chmod(0)
+        line = _kubeconfig_refusal({"KUBECONFIG": str(unreadable)})
+        assert f": cannot read {unreadable} (Permission denied): " in line, line
+
+
+def test_a_kubeconfig_list_logs_in_with_the_files_that_exist(
+    outside_a_pod: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubectl and the kubernetes client skip a listed file that does not exist, and kopf's login failed
+    on it (FileNotFoundError): the operator leaves in KUBECONFIG the files that exist, for both."""
+    listed = f"{tmp_path / 'missing'}::{outside_a_pod}"
+    monkeypatch.setenv("KUBECONFIG", listed)
+    with pytest.raises(FileNotFoundError):
+        kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    log_in_as_kubectl_would(os.environ)
+    assert os.environ["KUBECONFIG"] == str(outside_a_pod)
+    info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
+    assert info is not None
+    assert (info.server, info.token) == ("https://127.0.0.1:6443", "t")
+
+
+def test_in_a_pod_no_kubeconfig_is_read(outside_a_pod: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator logs in with the pod's ServiceAccount, the kubernetes client and kopf alike."""
+    token = tmp_path / "token"
+    token.write_text("t")
+    monkeypatch.setattr(settings, "SERVICE_ACCOUNT_TOKEN", str(token))
+    in_a_pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    assert kubeconfig_files(in_a_pod) is None
+    assert kubeconfig_files({**in_a_pod, "KUBECONFIG": str(tmp_path / "missing")}) is None  # read by neither
+    environ = dict(in_a_pod)
+    log_in_as_kubectl_would(environ)
+    assert environ == in_a_pod
+    # Without the token mounted (automountServiceAccountToken: false), both read the kubeconfig.
+    token.unlink()
+    assert "KUBECONFIG is unset" in _kubeconfig_refusal(in_a_pod)
+
+
+def test_the_operator_refuses_a_missing_kubeconfig_at_start(tmp_path: Path) -> None:
+    result = _start(KUBECONFIG=str(tmp_path / "missing"), HOME=str(tmp_path), KUBERNETES_SERVICE_HOST="")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "jitaccess cannot start: fix these settings (environment variables; the chart's config values):",
+        f"- KUBECONFIG='{tmp_path}/missing': no such file: give the kubeconfig this process logs in to the API "
+        "server with (as kubectl reads KUBECONFIG: a list separated by ':', whose files that do not exist are "
+        "skipped), or run the operator in a pod with its ServiceAccount token mounted",
+    ]

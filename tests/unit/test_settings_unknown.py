@@ -66,7 +66,7 @@ def test_each_is_logged_by_name_never_with_its_value(caplog: pytest.LogCaptureFi
     assert "xoxb-secret" not in caplog.text
 
 
-def test_the_operator_warns_at_start_in_its_log_format() -> None:
+def test_the_operator_warns_at_start_in_its_log_format(tmp_path: Path) -> None:
     """`main` warns once logging is set up, so the line is a JSON object like every other; it goes on
     starting (a retired setting left in a manifest must not stop a running fleet on upgrade)."""
     started = textwrap.dedent(
@@ -82,11 +82,14 @@ def test_the_operator_warns_at_start_in_its_log_format() -> None:
         main.main([])
         """
     )
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("JITACCESS_")}
     environ = clean | {
         "JITACCESS_LOG_FORMAT": "json",
         "JITACCESS_MAX_PENDNIG_PER_USER": "3",
         "JITACCESS_E2E_REPLICAS": "2",
+        "KUBECONFIG": str(kubeconfig),  # outside a pod, one is needed to start (settings.kubeconfig_files)
         "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO)]),
     }
     result = subprocess.run(
