@@ -28,8 +28,9 @@ def load_client_config() -> None:
     try:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        # The client reads KUBECONFIG once, at import: read it again now.
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # type: ignore[no-untyped-call]
+        # The client reads KUBECONFIG once, at import: read it again now. Empty is unset (kubectl's
+        # reading: ~/.kube/config), which the client would take for a file named "".
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None)  # type: ignore[no-untyped-call]
 
 
 class Kube:
