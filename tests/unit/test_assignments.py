@@ -297,3 +297,60 @@ def test_the_catalog_webhook_refuses_removing_a_tier_a_grant_holds_and_admits_th
     )
     # The operator's own writes are not judged by what grants hold.
     _review(kube, "UPDATE", old, without, "operator")
+
+
+def test_a_new_group_of_a_tier_strands_the_group_mode_grants_of_the_old_one_only() -> None:
+    old = _example_catalog()
+    regrouped = copy.deepcopy(old)
+    regrouped["spec"]["production"]["groupName"] = "prod-eng-payments-v2"
+    assert rules.regrouped_tiers(old, regrouped) == ["production"]
+    respelled = copy.deepcopy(old)
+    respelled["spec"]["production"]["groupName"] = "Prod-Eng-Payments"
+    assert rules.regrouped_tiers(old, respelled) == ["production"], "only Identity Center knows it is one group"
+    moved = copy.deepcopy(old)
+    moved["spec"]["production"]["accounts"] = ["555566667777"]
+    without = copy.deepcopy(old)
+    del without["spec"]["production"]
+    assert rules.regrouped_tiers(old, moved) == []
+    assert rules.regrouped_tiers(old, without) == [] and rules.regrouped_tiers(without, old) == []
+    grants = [
+        _stored_grant("prod-member", "prod-eng-payments"),
+        _stored_grant("prod-member-ended", "prod-eng-payments", reason="Expired"),
+        # Account-assignment grants keep their assignments: a new group moves the group's only.
+        _stored_grant("prod-by-tier", "catalog:payments/production"),
+        _stored_grant("prod-by-arn", PRODUCTION_ARN, arn=PRODUCTION_ARN),
+        _stored_grant("base-member", "eng-payments"),
+        _stored_grant("another-group", "prod-eng-ledger"),
+    ]
+    stranded = rules.catalog_dependents(old, grants, ["production"], by_group_only=True)
+    assert stranded == ["prod-member"]
+    message = rules.catalog_regroup_refusal(old, regrouped, stranded, ["production"])
+    assert message == (
+        "PermissionCatalog payments gives the production permission set(s) to 1 AccessGrant(s) that have not ended "
+        "(prod-member) through their membership of prod-eng-payments: changing spec.production.groupName would move "
+        "them to prod-eng-payments-v2, away from the members those grants put in prod-eng-payments, while the grants "
+        "still said Active. End them first (`kubectl jit revoke GRANT` for each, by its grantee or an approver of "
+        "its owner team), or wait until they end; then change spec.production.groupName (to stop new grants joining "
+        "prod-eng-payments meanwhile, point the team's Entitlement at prod-eng-payments-v2 first)"
+    )
+    assert rules.catalog_regroup_refusal(old, regrouped, [], ["production"]) is None
+
+
+def test_the_catalog_webhook_refuses_a_new_group_under_group_mode_grants_of_the_old_one() -> None:
+    old = _example_catalog()
+    regrouped = copy.deepcopy(old)
+    regrouped["spec"]["production"]["groupName"] = "prod-eng-payments-v2"
+    member = _stored_grant("alice-db", "prod-eng-payments")
+    with pytest.raises(kopf.AdmissionError, match=r"changing spec.production.groupName would move them") as refused:
+        _review(_Stored([member]), "UPDATE", old, regrouped, "gitops@example.com")
+    assert "(alice-db)" in str(refused.value) and "then change spec.production.groupName" in str(refused.value)
+    # Removing the tier as well: the removal is what is said (it deletes the permission set).
+    without = copy.deepcopy(regrouped)
+    del without["spec"]["production"]
+    with pytest.raises(kopf.AdmissionError, match=r"removing spec.production would delete them"):
+        _review(_Stored([member]), "UPDATE", old, without, "gitops@example.com")
+    # An account-assignment grant of the tier keeps its assignments; a grant that ended holds nothing.
+    _review(_Stored([_stored_grant("bob-direct", "catalog:payments/production")]), "UPDATE", old, regrouped, "gitops")
+    ended = _stored_grant("alice-db", "prod-eng-payments", reason="Expired")
+    _review(_Stored([ended]), "UPDATE", old, regrouped, "gitops@example.com")
+    _review(_Stored([member]), "UPDATE", old, regrouped, "operator")

@@ -15,24 +15,29 @@ A PermissionCatalog is not changed under the grants that assign its permission s
 (`catalog_removal_refusal`): deleting it, or removing a tier from it (`removed_tiers`: only
 `spec.production` can go, baseline being required), deletes the tier's permission set and every
 assignment of it, while the grants would still say Active; admission refuses either while a grant
-that has not ended holds that tier, by reference or by the ARN the catalog reports. Every other
-change of a catalog's spec is admitted under running grants, because none takes a grant's
-assignment away. A tier's permission set is found by its tags and updated in place (its name,
+that has not ended holds that tier, by reference or by the ARN the catalog reports. A group-mode
+grant holds a membership of the tier's group, which gives the permission set: it counts as holding
+the tier too (deleting the tier would leave its membership giving nothing while the grant said
+Active). For the same reason a tier's `groupName` does not change under the group-mode grants of
+the old group (`regrouped_tiers`, `catalog_regroup_refusal`): the operator moves the permission
+set to the new group, the memberships those grants hold would give nothing from then on while
+they said Active, and their ends would take the users out of a group that no longer gave them
+anything. Account-assignment grants are not held up by it: a new group moves the group's
+assignments, not the users'. There is no other way for a tier to change mode under its grants: a
+tier has both (its group, and the user assignments of grants that name it), and a grant keeps the
+target it was created with (`spec.groupName`, `spec.accountAssignment`), so an Entitlement switched
+between group and account-assignment mode leaves its running grants as they are.
+
+Every other change of a catalog's spec is admitted under running grants, because none takes a
+grant's access away. A tier's permission set is found by its tags and updated in place (its name,
 `jit-<team>-<tier>`, never changes, and tiers are not renamed: there are two), so its ARN and its
 assignments stay; a tier's `accounts` place only the tier's group, and a user's assignment of a
 live grant is kept in any account, listed or not, until the grant ends (the Entitlement names the
-grant's accounts, not the catalog); a new `groupName` moves the group's assignments, not the
-users'. What such a change does change is what the permission set allows: new permissions, a
-shorter session, or (for entries rendered in each of the tier's accounts) nothing left to act on
-in an account the tier no longer lists. That applies to running grants at the next provisioning,
-as it does to the tier's group: what a tier allows is the catalog owners' to decide, and narrowing
-a role found too broad must not wait for every grant of it to end. A group-mode grant holds a
-membership of the tier's group, which gives the permission set: it counts as holding the tier
-too (deleting the tier would leave its membership giving nothing while the grant said Active).
-A new `groupName` for the production tier is admitted under such grants (it comes with the
-Entitlement's own change of group, admission requiring the tier's group to be one of the team's
-Entitlements'): it moves the permission set to the new group, and the memberships the old
-group's grants hold give nothing from then on, until those grants end.
+grant's accounts, not the catalog). What such a change does change is what the permission set
+allows: new permissions, a shorter session, or (for entries rendered in each of the tier's
+accounts) nothing left to act on in an account the tier no longer lists. That applies to running
+grants at the next provisioning, as it does to the tier's group: what a tier allows is the catalog
+owners' to decide, and narrowing a role found too broad must not wait for every grant of it to end.
 """
 
 from __future__ import annotations
@@ -87,35 +92,74 @@ def removed_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return [tier for tier in TIERS if wire.spec(old).get(tier) and not wire.spec(new).get(tier)]
 
 
+def regrouped_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The tiers both `old` and `new` have whose `groupName` differs: the operator moves the tier's
+    permission set from the old group to the new one, and the memberships group-mode grants hold in
+    the old group give nothing from then on. Any difference counts (case, spaces): whether two
+    spellings are one group only Identity Center can say, and admission does not ask it."""
+    before, after = tier_groups(old), tier_groups(new)
+    return [tier for tier in TIERS if tier in before and tier in after and before[tier] != after[tier]]
+
+
+def tier_groups(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:
+    """Each tier of `catalog` (of `tiers`; None: every tier) and its `groupName`."""
+    wanted = None if tiers is None else set(tiers)
+    return {
+        tier: str(part["groupName"])
+        for tier in TIERS
+        if (wanted is None or tier in wanted)
+        and isinstance(part := wire.spec(catalog).get(tier), Mapping)
+        and part.get("groupName")
+    }
+
+
 def catalog_dependents(
-    catalog: Mapping[str, Any], grants: Iterable[Mapping[str, Any]], tiers: Iterable[str] | None = None
+    catalog: Mapping[str, Any],
+    grants: Iterable[Mapping[str, Any]],
+    tiers: Iterable[str] | None = None,
+    *,
+    by_group_only: bool = False,
 ) -> list[str]:
     """The grants, not ended, that hold a permission set of `catalog` (a stored PermissionCatalog),
     of one of `tiers` (None: of any tier): named by its tier (`catalog:<catalog>/<tier>`) or by the
     ARN its status reports, or, in group mode, a membership of the tier's group (the permission
-    set is what that membership gives)."""
+    set is what that membership gives). `by_group_only`: the group-mode ones alone, which a new
+    `groupName` strands (account-assignment grants keep their assignments)."""
     name = wire.name_of(catalog)
     wanted = None if tiers is None else set(tiers)
-    arns = {
-        str(state["permissionSetArn"])
-        for tier, state in wire.status(catalog).items()
-        if (wanted is None or tier in wanted) and isinstance(state, Mapping) and state.get("permissionSetArn")
-    }
-    groups = {
-        str(part["groupName"])
-        for tier, part in wire.spec(catalog).items()
-        if tier in TIERS and (wanted is None or tier in wanted) and isinstance(part, Mapping) and part.get("groupName")
-    }
+    arns = set() if by_group_only else _tier_arns(catalog, wanted)
+    groups = set(tier_groups(catalog, wanted).values())
     held = []
     for grant in grants:
         if wire.ready_reason(grant) in names.GRANT_FINISHED:
             continue
         group = str(wire.spec(grant).get("groupName") or "")
-        pair = catalog_tier(group)
+        pair = None if by_group_only else catalog_tier(group)
         by_tier = pair is not None and pair[0] == name and (wanted is None or pair[1] in wanted)
         if by_tier or group in groups or wire.status(grant).get("permissionSetArn") in arns:
             held.append(wire.name_of(grant))
     return sorted(held)
+
+
+def _tier_arns(catalog: Mapping[str, Any], wanted: set[str] | None) -> set[str]:
+    return {
+        str(state["permissionSetArn"])
+        for tier, state in wire.status(catalog).items()
+        if (wanted is None or tier in wanted) and isinstance(state, Mapping) and state.get("permissionSetArn")
+    }
+
+
+def _held(dependents: list[str]) -> str:
+    shown = ", ".join(dependents[:5]) + (f" and {len(dependents) - 5} more" if len(dependents) > 5 else "")
+    return f"{len(dependents)} AccessGrant(s) that have not ended ({shown})"
+
+
+def _end_them_first(catalog: str, what: str, then: str) -> str:
+    return (
+        f"PermissionCatalog {catalog} {what}, while the grants still said Active. End them first (`kubectl jit "
+        "revoke GRANT` for each, by its grantee or an approver of its owner team), or wait until they end; then "
+        f"{then}"
+    )
 
 
 def catalog_removal_refusal(catalog: str, dependents: list[str], tiers: list[str] | None = None) -> str | None:
@@ -124,17 +168,31 @@ def catalog_removal_refusal(catalog: str, dependents: list[str], tiers: list[str
     those assignments would still say Active."""
     if not dependents:
         return None
-    shown = ", ".join(dependents[:5]) + (f" and {len(dependents) - 5} more" if len(dependents) > 5 else "")
-    held = f"{len(dependents)} AccessGrant(s) that have not ended ({shown})"
     if tiers is None:
-        what = f"gives the permission sets of {held}: deleting it would delete those permission sets, and"
+        what = f"gives the permission sets of {_held(dependents)}: deleting it would delete those permission sets"
         then = "delete the catalog"
     else:
         fields = " and ".join(f"spec.{tier}" for tier in tiers)
-        what = f"gives the {' and '.join(tiers)} permission set(s) to {held}: removing {fields} would delete them, and"
+        what = f"gives the {' and '.join(tiers)} permission set(s) to {_held(dependents)}: removing {fields} would delete them"
         then = f"remove {fields}"
-    return (
-        f"PermissionCatalog {catalog} {what} the users' access with them, while the grants still said Active. End "
-        "them first (`kubectl jit revoke GRANT` for each, by its grantee or an approver of its owner team), or wait "
-        f"until they end; then {then}"
+    return _end_them_first(catalog, f"{what}, and the users' access with them", then)
+
+
+def catalog_regroup_refusal(
+    old: Mapping[str, Any], new: Mapping[str, Any], dependents: list[str], tiers: list[str]
+) -> str | None:
+    """Why stored catalog `old` may not yet give `tiers` the groups `new` names (`regrouped_tiers`):
+    the permission sets would leave the groups whose memberships `dependents` (group-mode grants,
+    `catalog_dependents(..., by_group_only=True)`) hold, while the grants would still say Active,
+    and their ends would take the users out of a group that no longer gives them anything."""
+    if not dependents:
+        return None
+    before, after = tier_groups(old, tiers), tier_groups(new, tiers)
+    fields = " and ".join(f"spec.{tier}.groupName" for tier in tiers)
+    was, now = " and ".join(before[t] for t in tiers), " and ".join(after[t] for t in tiers)
+    what = (
+        f"gives the {' and '.join(tiers)} permission set(s) to {_held(dependents)} through their membership of "
+        f"{was}: changing {fields} would move them to {now}, away from the members those grants put in {was}"
     )
+    then = f"change {fields} (to stop new grants joining {was} meanwhile, point the team's Entitlement at {now} first)"
+    return _end_them_first(wire.name_of(old), what, then)

@@ -594,14 +594,20 @@ async def check_permission_catalog(
 
 async def _catalog_removal(rt: Runtime, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> Verdict:
     """A catalog is deleted (`new` None), or loses a tier, only once no grant holds the permission
-    sets that go with it (`domain.assignments.catalog_removal_refusal`). The grants are listed from
-    the API server, and only when a permission set would go: that is rare, and any replica may answer."""
+    sets that go with it (`domain.assignments.catalog_removal_refusal`); a tier's group changes only
+    once no group-mode grant holds a membership of the old one (`catalog_regroup_refusal`). The
+    grants are listed from the API server, and only when a permission set would go or move: that is
+    rare, and any replica may answer."""
     tiers = None if new is None else assignment_rules.removed_tiers(old, new)
-    if tiers == []:
+    regrouped = [] if new is None else assignment_rules.regrouped_tiers(old, new)
+    if tiers == [] and not regrouped:
         return admission.ALLOW
     grants = await asyncio.to_thread(rt.kube.list, names.GRANTS)
     dependents = assignment_rules.catalog_dependents(old, grants, tiers)
     why = assignment_rules.catalog_removal_refusal(wire.name_of(old), dependents, tiers)
+    if why is None and new is not None and regrouped:
+        stranded = assignment_rules.catalog_dependents(old, grants, regrouped, by_group_only=True)
+        why = assignment_rules.catalog_regroup_refusal(old, new, stranded, regrouped)
     return Refusal(why) if why is not None else admission.ALLOW
 
 
