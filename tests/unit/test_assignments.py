@@ -242,12 +242,20 @@ def test_only_removing_a_tier_deletes_a_permission_set_and_only_that_tiers_grant
 class _Stored:
     """The API server as the catalog webhook reads it: the grants stored, and what was listed."""
 
-    def __init__(self, grants: list[dict[str, Any]]) -> None:
+    def __init__(self, grants: list[dict[str, Any]], selecting: bool = True) -> None:
         self.grants, self.listed = grants, []  # type: list[dict[str, Any]], list[str]
+        # The field selectors asked for, and whether the server applies them (Kubernetes 1.31+).
+        self.selectors: list[dict[str, str]] = []
+        self.selecting = selecting
 
-    def list(self, plural: str, **_: Any) -> list[dict[str, Any]]:
+    def list(self, plural: str, *, fields: dict[str, str] | None = None, **_: Any) -> list[dict[str, Any]]:
         self.listed.append(plural)
-        return self.grants if plural == names.GRANTS else []
+        if plural != names.GRANTS:
+            return []
+        if fields is None or not self.selecting:
+            return self.grants
+        self.selectors.append(fields)
+        return [g for g in self.grants if all(g["spec"].get(f.removeprefix("spec.")) == v for f, v in fields.items())]
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         return {"metadata": {"name": name}, "spec": {}} if plural == names.TEAMS else None
@@ -354,3 +362,39 @@ def test_the_catalog_webhook_refuses_a_new_group_under_group_mode_grants_of_the_
     ended = _stored_grant("alice-db", "prod-eng-payments", reason="Expired")
     _review(_Stored([ended]), "UPDATE", old, regrouped, "gitops@example.com")
     _review(_Stored([member]), "UPDATE", old, regrouped, "operator")
+
+
+def test_the_catalog_webhook_selects_the_grants_it_judges_by_their_group_name() -> None:
+    """Grants are kept for `config.retentionSeconds`: the webhook asks the API server for those that
+    could hold the catalog's permission sets (`spec.groupName` is selectable), not for every one."""
+    old = _example_catalog()
+    kube = _Stored([_stored_grant("bob-old", "prod-eng-ledger"), _stored_grant("alice-db", PRODUCTION_ARN)])
+    with pytest.raises(kopf.AdmissionError, match=r"\(alice-db\): deleting it"):
+        _review(kube, "DELETE", old, None, "gitops@example.com")
+    assert sorted(s["spec.groupName"] for s in kube.selectors) == sorted(
+        [
+            "catalog:payments/baseline",
+            "catalog:payments/production",
+            BASELINE_ARN,
+            PRODUCTION_ARN,
+            "eng-payments",
+            "prod-eng-payments",
+        ]
+    )
+    regrouped = copy.deepcopy(old)
+    regrouped["spec"]["production"]["groupName"] = "prod-eng-payments-v2"
+    kube.selectors.clear()
+    _review(kube, "UPDATE", old, regrouped, "gitops@example.com")
+    assert kube.selectors == [{"spec.groupName": "prod-eng-payments"}], "only the old group's grants are stranded"
+    # A server that cannot select by the field answers every grant: one listing serves, filtered here.
+    every = _Stored(
+        [_stored_grant("bob-old", "prod-eng-ledger"), _stored_grant("alice-db", "prod-eng-payments")], False
+    )
+    with pytest.raises(kopf.AdmissionError, match=r"\(alice-db\) through their membership of prod-eng-payments"):
+        _review(every, "UPDATE", old, regrouped, "gitops@example.com")
+    without = copy.deepcopy(old)
+    del without["spec"]["production"]
+    every.listed.clear()
+    with pytest.raises(kopf.AdmissionError, match=r"\(alice-db\): removing spec.production"):
+        _review(every, "UPDATE", old, without, "gitops@example.com")
+    assert every.listed.count(names.GRANTS) == 1

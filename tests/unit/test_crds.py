@@ -126,6 +126,8 @@ def test_what_the_operator_selects_by_is_selectable() -> None:
     by_plural = {k.plural: set(k.selectable) for k in crdgen.KINDS}
     assert set(breakglass.selecting("a@example.com")) <= by_plural[names.REQUESTS]
     assert {"spec.grant"} <= by_plural[names.EXTENSIONS] and {"spec.requester"} <= by_plural[names.REQUESTS]
+    # The catalog webhook's grants that may hold a tier (`handlers.admission._grants_of`).
+    assert {"spec.groupName", "spec.user"} <= by_plural[names.GRANTS]
 
 
 def test_every_list_of_account_ids_in_a_spec_is_a_set() -> None:

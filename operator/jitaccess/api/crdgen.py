@@ -114,7 +114,7 @@ KINDS = [
         status=models.AccessGrantStatus,
         spec_rules=[IMMUTABLE_SPEC],
         description="One grant, written by the operator only: user U is in group G from T1 to T2.",
-        selectable=["spec.user", "spec.entitlement", "spec.request"],
+        selectable=["spec.user", "spec.entitlement", "spec.request", "spec.groupName"],
         columns=[
             {"name": "User", "type": "string", "jsonPath": ".spec.user"},
             {"name": "Entitlement", "type": "string", "jsonPath": ".spec.entitlement"},

@@ -122,7 +122,8 @@ def catalog_dependents(
 ) -> list[str]:
     """The grants, not ended, that hold a permission set of `catalog` (a stored PermissionCatalog),
     of one of `tiers` (None: of any tier): named by its tier (`catalog:<catalog>/<tier>`) or by the
-    ARN its status reports, or, in group mode, a membership of the tier's group (the permission
+    ARN the catalog reports (in its spec: before its status says it, while it is Provisioning; or in
+    its status), or, in group mode, a membership of the tier's group (the permission
     set is what that membership gives). `by_group_only`: the group-mode ones alone, which a new
     `groupName` strands (account-assignment grants keep their assignments)."""
     name = wire.name_of(catalog)
@@ -136,9 +137,24 @@ def catalog_dependents(
         group = str(wire.spec(grant).get("groupName") or "")
         pair = None if by_group_only else catalog_tier(group)
         by_tier = pair is not None and pair[0] == name and (wanted is None or pair[1] in wanted)
-        if by_tier or group in groups or wire.status(grant).get("permissionSetArn") in arns:
+        if by_tier or group in groups or group in arns or wire.status(grant).get("permissionSetArn") in arns:
             held.append(wire.name_of(grant))
     return sorted(held)
+
+
+def dependent_targets(
+    catalog: Mapping[str, Any], tiers: Iterable[str] | None = None, *, by_group_only: bool = False
+) -> list[str]:
+    """Every `spec.groupName` a grant `catalog_dependents` finds may have (the webhook selects grants
+    by them, not reading every grant kept): the tiers' references, the ARNs the catalog reports, the
+    tiers' groups. A grant it finds by the ARN in its status names its tier, or that ARN, in its spec."""
+    wanted = None if tiers is None else set(tiers)
+    targets = set(tier_groups(catalog, wanted).values())
+    if not by_group_only:
+        tiers_named = [tier for tier in TIERS if wanted is None or tier in wanted]
+        targets |= {f"{CATALOG_PREFIX}{wire.name_of(catalog)}/{tier}" for tier in tiers_named}
+        targets |= _tier_arns(catalog, wanted)
+    return sorted(targets)
 
 
 def _tier_arns(catalog: Mapping[str, Any], wanted: set[str] | None) -> set[str]:

@@ -595,20 +595,38 @@ async def check_permission_catalog(
 async def _catalog_removal(rt: Runtime, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> Verdict:
     """A catalog is deleted (`new` None), or loses a tier, only once no grant holds the permission
     sets that go with it (`domain.assignments.catalog_removal_refusal`); a tier's group changes only
-    once no group-mode grant holds a membership of the old one (`catalog_regroup_refusal`). The
-    grants are listed from the API server, and only when a permission set would go or move: that is
-    rare, and any replica may answer."""
+    once no group-mode grant holds a membership of the old one (`catalog_regroup_refusal`). Asked
+    only when a permission set would go or move: that is rare, and any replica may answer."""
     tiers = None if new is None else assignment_rules.removed_tiers(old, new)
     regrouped = [] if new is None else assignment_rules.regrouped_tiers(old, new)
     if tiers == [] and not regrouped:
         return admission.ALLOW
-    grants = await asyncio.to_thread(rt.kube.list, names.GRANTS)
+    targets = set(assignment_rules.dependent_targets(old, tiers)) if tiers != [] else set()
+    targets |= set(assignment_rules.dependent_targets(old, regrouped, by_group_only=True))
+    grants = await asyncio.to_thread(_grants_of, rt, sorted(targets))
     dependents = assignment_rules.catalog_dependents(old, grants, tiers)
     why = assignment_rules.catalog_removal_refusal(wire.name_of(old), dependents, tiers)
     if why is None and new is not None and regrouped:
         stranded = assignment_rules.catalog_dependents(old, grants, regrouped, by_group_only=True)
         why = assignment_rules.catalog_regroup_refusal(old, new, stranded, regrouped)
     return Refusal(why) if why is not None else admission.ALLOW
+
+
+def _grants_of(rt: Runtime, targets: list[str]) -> list[dict[str, Any]]:
+    """The grants whose `spec.groupName` is one of `targets`, and maybe others (callers filter).
+
+    Read from the API server by field (`spec.groupName` is selectable), one listing per target (a
+    field selector ORs nothing): a few grants each, where listing every grant read all those kept
+    for `config.retentionSeconds`. Not from the Runtime's indexes: they follow a watch, and a grant
+    created a moment ago, its membership about to be added, must block as well. A server that cannot
+    select by the field answers every grant (`Kube.list`): that one listing serves for all targets."""
+    found: dict[str, dict[str, Any]] = {}
+    for target in targets:
+        listed = rt.kube.list(names.GRANTS, fields={"spec.groupName": target})
+        found.update((wire.name_of(grant), grant) for grant in listed)
+        if any(wire.spec(grant).get("groupName") != target for grant in listed):
+            break
+    return list(found.values())
 
 
 async def check_status(
