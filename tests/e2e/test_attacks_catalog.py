@@ -17,6 +17,8 @@ what to write instead, and the stored catalog is unchanged:
 - 115: a catalog deleted, or its production tier removed, while grants hold its permission sets
   (`direct`, an Active account-assignment grant of the example catalog's production tier): refused
   until they end; a change of the tier that deletes nothing they hold (its accounts) is admitted.
+  A group-mode grant (a membership of the tier's group) holds the tier as well, and its group:
+  removing the tier, or giving it another group, is refused until the grant ends.
 """
 
 from __future__ import annotations
@@ -238,6 +240,21 @@ def test_115_a_catalog_is_not_deleted_while_a_grant_holds_its_permission_set(sys
     system.kubectl("delete", "permissioncatalog", "payments", "--dry-run=server", *GITOPS)
 
 
+def patch_refused(system: Jit, patch: str, held: str) -> None:
+    """The JSON patch of the payments catalog refused, dry run and real write alike, as changing the
+    production tier under `held` (the grant named, and what the change would do)."""
+    for dry_run in (["--dry-run=server"], []):
+        result = system.kubectl(
+            "patch", "permissioncatalog", "payments", "--type=json", "-p", patch, *dry_run, *GITOPS, check=False
+        )
+        refused(
+            result,
+            "PermissionCatalog payments gives the production permission set(s) to 1 AccessGrant(s) that have not "
+            f"ended {held}",
+            "End them first (`kubectl jit revoke GRANT` for each",
+        )
+
+
 def test_115_a_tier_a_grant_holds_is_not_removed_from_the_catalog(system: Jit, direct: str, catalogs: Jit) -> None:
     """Removing `spec.production` deletes the production permission set, and every assignment of it,
     as deleting the catalog does: refused while a grant of it runs, admitted once the grant ended.
@@ -246,16 +263,7 @@ def test_115_a_tier_a_grant_holds_is_not_removed_from_the_catalog(system: Jit, d
     system.request("alice-tier", assignments.ENTITLEMENT, duration="1h", user=ALICE)
     system.wait_reason("accessgrant", "alice-tier", "Active")
     without = json.dumps([{"op": "remove", "path": "/spec/production"}])
-    for dry_run in (["--dry-run=server"], []):
-        result = system.kubectl(
-            "patch", "permissioncatalog", "payments", "--type=json", "-p", without, *dry_run, *GITOPS, check=False
-        )
-        refused(
-            result,
-            "PermissionCatalog payments gives the production permission set(s) to 1 AccessGrant(s) that have not ended "
-            "(alice-tier): removing spec.production would delete them",
-            "End them first (`kubectl jit revoke GRANT` for each",
-        )
+    patch_refused(system, without, "(alice-tier): removing spec.production would delete them")
     catalog = system.get("permissioncatalog", "payments") or {}
     assert catalog["spec"].get("production"), "the tier is still there"
     moved = {"spec": {"production": {"accounts": ["555566667777"]}}}
@@ -272,3 +280,33 @@ def test_115_a_tier_a_grant_holds_is_not_removed_from_the_catalog(system: Jit, d
     system.kubectl("annotate", "accessgrant", "alice-tier", "jitaccess.dev/revoked=true", user=ALICE)
     system.wait_reason("accessgrant", "alice-tier", "Revoked")
     system.kubectl("patch", "permissioncatalog", "payments", "--type=json", "-p", without, "--dry-run=server", *GITOPS)
+
+
+def test_115_a_group_mode_grant_holds_its_tier_and_its_group(system: Jit, catalogs: Jit) -> None:
+    """A membership of the production tier's group is what gives its permission set: removing the
+    tier would delete it, and another `groupName` would move it to that group, the grant's member
+    left in a group that gives nothing while the grant said Active. Both refused while the grant
+    runs, the tier and the membership kept; both admitted once it ended."""
+    system.request("alice-member", "prod-eng-payments", duration="1h", user=ALICE)
+    system.wait_reason("accessgrant", "alice-member", "Active")
+    assert system.members("prod-eng-payments") == {ALICE}
+    without = json.dumps([{"op": "remove", "path": "/spec/production"}])
+    regrouped = json.dumps([{"op": "replace", "path": "/spec/production/groupName", "value": "prod-eng-payments-v2"}])
+    said = {
+        without: "(alice-member): removing spec.production would delete them",
+        regrouped: "(alice-member) through their membership of prod-eng-payments: changing "
+        "spec.production.groupName would move them to prod-eng-payments-v2",
+    }
+    for patch, fragment in said.items():
+        patch_refused(system, patch, fragment)
+    production = ((system.get("permissioncatalog", "payments") or {}).get("spec") or {}).get("production") or {}
+    assert production.get("groupName") == "prod-eng-payments", "the tier and its group are kept"
+    assert system.ready_reason("accessgrant", "alice-member") == "Active"
+    assert system.members("prod-eng-payments") == {ALICE}
+    # Ended: nothing holds the tier or its group any more (dry runs: the fixture puts the catalog back).
+    system.kubectl("annotate", "accessgrant", "alice-member", "jitaccess.dev/revoked=true", user=ALICE)
+    system.wait_reason("accessgrant", "alice-member", "Revoked")
+    for patch in said:
+        system.kubectl(
+            "patch", "permissioncatalog", "payments", "--type=json", "-p", patch, "--dry-run=server", *GITOPS
+        )
