@@ -168,18 +168,29 @@ class Kube:
         return self._read_modify_write(patch, plural, name, merged, None, "its annotations")
 
     def update_status(
-        self, plural: str, name: str, change: StatusChange, current: dict[str, Any] | None = None
+        self,
+        plural: str,
+        name: str,
+        change: StatusChange,
+        current: dict[str, Any] | None = None,
+        *,
+        uid: str | None = None,
     ) -> dict[str, Any] | None:
         """Read-modify-write of `status` under optimistic locking.
 
         `change` gets the object and returns the status fields to merge (None: nothing to do).
-        `current` spares the first read. Returns the object as this write left it; None when
-        nothing was written (the object is gone, or `change` found nothing to do, typically because
-        a concurrent call did it), so that only the caller whose write made the change posts the
+        `current` spares the first read. `uid`: write only to that object; one deleted and created
+        again under `name` since the caller's view of it is another object, and counts as gone
+        (a conflict reads the object again by name, and a decision taken for the first must not
+        land on the second). Returns the object as this write left it; None when nothing was
+        written (the object is gone, or `change` found nothing to do, typically because a
+        concurrent call did it), so that only the caller whose write made the change posts the
         event and counts the metric.
         """
 
         def merged(obj: dict[str, Any]) -> dict[str, Any] | None:
+            if uid is not None and (obj.get("metadata") or {}).get("uid") != uid:
+                return None
             fields = change(obj)
             return None if fields is None else {"status": fields}
 

@@ -65,7 +65,9 @@ def count(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest
         }
 
     before = {a.by for a in request.status.approvals or []}
-    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+    )
     if updated is None:
         return
     after = AccessRequest.model_validate(updated)

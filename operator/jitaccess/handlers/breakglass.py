@@ -90,7 +90,9 @@ def record_review(rt: Runtime, request: AccessRequest, team: TeamOwnershipSpec |
             ),
         }
 
-    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+    )
     if updated is not None:
         record(updated, names.REVIEWED, message, who=reviewer)
 

@@ -172,7 +172,9 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
             ),
         }
 
-    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+    )
     if updated is None:
         return None
     metrics.REQUESTS.labels(request.spec.entitlement, "pending").inc()
@@ -253,7 +255,11 @@ def approve(
         return fields
 
     updated = rt.kube.update_status(
-        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), current=current
+        names.REQUESTS,
+        request.metadata.name,
+        status_change(AccessRequest, build),
+        current=current,
+        uid=request.metadata.uid or None,
     )
     if updated is None:
         return
@@ -416,7 +422,9 @@ def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
             fields["decisionReason"] = why
         return fields
 
-    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+    )
     if updated is not None and cond.is_true(AccessRequest.model_validate(updated).status.conditions, names.DENIED):
         metrics.REQUESTS.labels(request.spec.entitlement, "denied").inc()
         record(updated, names.DENIED, message, who=who)
@@ -444,7 +452,9 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
             ),
         }
 
-    updated = rt.kube.update_status(names.REQUESTS, request.metadata.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+    )
     if updated is not None:
         record(updated, names.ESCALATED, message)
 
@@ -481,7 +491,7 @@ def _finish(
             fields["ownerTeam"] = owner_team
         return fields
 
-    updated = rt.kube.update_status(names.REQUESTS, name, build, current=None)
+    updated = rt.kube.update_status(names.REQUESTS, name, build, uid=wire.metadata(body).get("uid") or None)
     if updated is not None:
         metrics.REQUESTS.labels(entitlement, reason.lower()).inc()
         record(updated, reason, message, warning=reason != names.TIMED_OUT, who=requester or "")
