@@ -4,11 +4,13 @@ for how long, how often; the review; what a grant rests on."""
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
 from jitaccess.api.models import AccessRequest
 from jitaccess.domain import admission as adm
@@ -17,6 +19,9 @@ from jitaccess.domain import requests as rules
 from jitaccess.domain.admission import Admit, Phase, Refusal
 from jitaccess.errors import InvalidInput
 from jitaccess.handlers import breakglass as break_glass_handlers
+from jitaccess.handlers.indexes import Awaiting
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
 from tests.unit import factories
 from tests.unit.test_admission import (
     ALICE,
@@ -31,6 +36,7 @@ from tests.unit.test_admission import (
     review_request,
     with_annotations,
 )
+from tests.unit.test_eligibility_lapse import StoredKube
 
 REASON = "INC-7 payments API down since 03:00, rolling back release 2026.11.3"
 GLASS = {"groups": ["sre"], "minReasonLength": 40, "maxDuration": "1h", "reviewWithin": "24h", "perUserPerDay": 2}
@@ -243,3 +249,44 @@ def test_a_break_glass_request_is_kept_for_its_review_and_the_daily_limit() -> N
     ]
     assert isinstance(review_request("DELETE", reviewed, None, PAULA, entitlement=ENTITLEMENT), Admit)
     assert isinstance(review_request("DELETE", ended, None, SYSTEM, entitlement=ENTITLEMENT), Admit)
+
+
+# --- the overdue warning goes to the request whose review is overdue --------------------------------
+
+
+def _awaiting_review(name: str, deadline: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ACCESS_REQUEST,
+        "metadata": {"name": name, "uid": uid, "generation": 1},
+        "spec": {"entitlement": "prod-eng-payments", "reason": "INC-9 x", "requester": "sam@example.com"},
+        "status": {
+            "reviewDeadline": deadline,
+            "conditions": [
+                {
+                    "type": names.REVIEWED,
+                    "status": "False",
+                    "reason": names.AWAITING_REVIEW,
+                    "lastTransitionTime": deadline,
+                }
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("stored_deadline", "warned"), [("2026-11-23T12:00:00Z", True), ("2026-11-24T09:00:00Z", False)]
+)
+def test_an_overdue_review_is_warned_on_its_own_request_not_one_created_since_under_its_name(
+    monkeypatch: pytest.MonkeyPatch, stored_deadline: str, warned: bool
+) -> None:
+    """The review of break-glass `sam-bg` was due at noon; the request stored under that name now is
+    either that one, or one created since (withdrawn and asked again: its own review is due later),
+    which must not be marked overdue: the warning is a write by name."""
+    monkeypatch.setattr("kopf.event", lambda *_, **__: None)  # no operator to post Events through
+    kube = StoredKube(_awaiting_review("sam-bg", stored_deadline, "uid-now"))
+    rt = Runtime(Settings(), cast(IdentityCenter, object()), cast(Kube, kube))
+    noon = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    break_glass_handlers._warn(rt, [Awaiting("sam-bg", noon, overdue=False)])
+    reviewed = next(c for c in kube.status(names.REQUESTS, "sam-bg")["conditions"] if c["type"] == names.REVIEWED)
+    assert (reviewed["reason"] == names.REVIEW_OVERDUE) is warned, reviewed

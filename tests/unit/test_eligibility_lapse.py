@@ -463,6 +463,30 @@ def test_a_pass_ends_lapsed_grants_refuses_lapsed_requests_and_lists_the_eligibl
     assert published["eligibleUserCount"] == 1
 
 
+@pytest.mark.parametrize(
+    "successor",
+    [
+        pending_request("bob-r", "carol@example.com", "u-carol"),  # another's, under the name
+        {**pending_request("bob-r", "bob@example.com", "u-bob2"), "metadata": {"name": "bob-r", "uid": "x"}},
+        {
+            **pending_request("bob-r", "bob@example.com", "u-bob"),
+            "spec": {"entitlement": "prod-eng-ledger", "reason": "INC-1 x", "requester": "bob@example.com"},
+        },
+    ],
+    ids=["another-user", "another-person-same-name", "another-entitlement"],
+)
+def test_a_lapse_refuses_only_the_request_it_was_found_on_not_one_created_since_under_its_name(
+    lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube], successor: dict[str, Any]
+) -> None:
+    """bob's pending request lapsed in the listing; meanwhile withdrawn and created again under its
+    name by someone else, by another person now called bob, or for another Entitlement: the refusal
+    (a write by name) leaves that request as it is."""
+    rt, _, kube = lapsing
+    kube.objects[(names.REQUESTS, "bob-r")] = successor
+    recheck(rt, LAPSING, DIRECTORY, [], [], [holder("bob-r", "bob@example.com", "u-bob")])
+    assert ready_of(kube.status(names.REQUESTS, "bob-r"))["reason"] == names.PENDING
+
+
 def test_a_stale_listing_is_confirmed_with_identity_center_before_anything_ends(
     lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube],
 ) -> None:

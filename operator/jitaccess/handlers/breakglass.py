@@ -12,6 +12,7 @@ or a deleted Entitlement would leave a value set by a timer behind.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -114,7 +115,13 @@ def _warn(rt: Runtime, due: list[Awaiting]) -> None:
             f"`kubectl jit review {entry.name}`"
         )
 
-        def build(current: AccessRequest, message: str = message) -> dict[str, Any] | None:
+        def build(
+            current: AccessRequest, message: str = message, due: dt.datetime = entry.deadline
+        ) -> dict[str, Any] | None:
+            # The request whose deadline passed, not one created since under its name (a write by name
+            # reads the new object): its own review has its own deadline.
+            if current.status.review_deadline != due:
+                return None
             found = cond.find(current.status.conditions, names.REVIEWED)
             if found is None or found.status == "True" or found.reason == names.REVIEW_OVERDUE:
                 return None

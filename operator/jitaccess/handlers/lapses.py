@@ -245,6 +245,14 @@ def _refuse(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
         # Only while nobody has decided: an approved request is checked again before its grant.
         if not request_rules.is_pending(current):
             return None
+        # Only the user's request for this Entitlement: a write by name reads a request created since
+        # under the name, which may be another's, or for another Entitlement (the lapse is neither's).
+        spec = current.spec
+        same_user = spec.requester == lapse.user and (
+            None in (spec.requester_user_id, lapse.user_id) or spec.requester_user_id == lapse.user_id
+        )
+        if spec.entitlement != entitlement or not same_user:
+            return None
         return {
             "conditions": conditions_after(
                 current.status.conditions,
