@@ -124,6 +124,12 @@ def test_catalog_becomes_permission_sets_exactly_as_rendered(system: tuple[Runti
     status = catalog(rt).status
     assert status.production is not None and status.production.permission_set_arn == sets["jit-payments-prod"].arn
     assert [a.account for a in status.production.accounts or []] == list(PROD_ACCOUNTS)
+    # The group each tier's permission set is assigned to, by the name resolved and its id (admission
+    # finds a tier's grants by it, however their Entitlement spells the group: domain.assignments).
+    for tier in (status.baseline, status.production):
+        assert tier is not None and tier.group_name is not None
+        assert tier.group_id == emulator.group_id(tier.group_name)
+    assert status.production.group_name == "prod-eng-payments"
     assert status.last_result is not None and status.last_result.outcome == "Succeeded"
     assert [(c.type, c.status, c.reason) for c in status.conditions] == [("Ready", "True", "Provisioned")]
 

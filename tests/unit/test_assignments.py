@@ -242,23 +242,33 @@ def test_only_removing_a_tier_deletes_a_permission_set_and_only_that_tiers_grant
 class _Stored:
     """The API server as the catalog webhook reads it: the grants stored, and what was listed."""
 
-    def __init__(self, grants: list[dict[str, Any]], selecting: bool = True) -> None:
+    def __init__(
+        self, grants: list[dict[str, Any]], selecting: bool = True, entitlements: list[dict[str, Any]] | None = None
+    ) -> None:
         self.grants, self.listed = grants, []  # type: list[dict[str, Any]], list[str]
+        self.entitlements = entitlements or []
         # The field selectors asked for, and whether the server applies them (Kubernetes 1.31+).
         self.selectors: list[dict[str, str]] = []
         self.selecting = selecting
 
     def list(self, plural: str, *, fields: dict[str, str] | None = None, **_: Any) -> list[dict[str, Any]]:
         self.listed.append(plural)
+        if plural == names.ENTITLEMENTS:
+            return self.entitlements
         if plural != names.GRANTS:
             return []
         if fields is None or not self.selecting:
             return self.grants
         self.selectors.append(fields)
-        return [g for g in self.grants if all(g["spec"].get(f.removeprefix("spec.")) == v for f, v in fields.items())]
+        return [g for g in self.grants if all(_at(g, f) == v for f, v in fields.items())]
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         return {"metadata": {"name": name}, "spec": {}} if plural == names.TEAMS else None
+
+
+def _at(obj: dict[str, Any], path: str) -> Any:
+    part, _, key = path.partition(".")
+    return (obj.get(part) or {}).get(key)
 
 
 def _review(kube: _Stored, operation: str, old: dict[str, Any], new: dict[str, Any] | None, user: str) -> None:
@@ -371,7 +381,7 @@ def test_the_catalog_webhook_selects_the_grants_it_judges_by_their_group_name() 
     kube = _Stored([_stored_grant("bob-old", "prod-eng-ledger"), _stored_grant("alice-db", PRODUCTION_ARN)])
     with pytest.raises(kopf.AdmissionError, match=r"\(alice-db\): deleting it"):
         _review(kube, "DELETE", old, None, "gitops@example.com")
-    assert sorted(s["spec.groupName"] for s in kube.selectors) == sorted(
+    assert sorted(s[rules.GRANT_GROUP_FIELD] for s in kube.selectors) == sorted(
         [
             "catalog:payments/baseline",
             "catalog:payments/production",
@@ -398,3 +408,130 @@ def test_the_catalog_webhook_selects_the_grants_it_judges_by_their_group_name() 
     with pytest.raises(kopf.AdmissionError, match=r"\(alice-db\): removing spec.production"):
         _review(every, "UPDATE", old, without, "gitops@example.com")
     assert every.listed.count(names.GRANTS) == 1
+
+
+PRODUCTION_GROUP_ID = "9067a4b3c2-0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+
+
+def _resolved_catalog() -> dict[str, Any]:
+    """The example payments catalog as a provisioning pass left it: the production tier's group resolved."""
+    stored = _example_catalog()
+    stored["status"]["production"].update(groupName="prod-eng-payments", groupId=PRODUCTION_GROUP_ID)
+    return stored
+
+
+def _by_id_grant(name: str, spelled: str, group_id: str | None = None, reason: str = "Active") -> dict[str, Any]:
+    grant = _stored_grant(name, spelled, reason=reason)
+    if group_id:
+        grant["status"]["groupId"] = group_id
+    return grant
+
+
+def _group_entitlement(name: str, group_id: str | None, **target: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"identityCenter": target},
+        "status": {"groupId": group_id} if group_id else {},
+    }
+
+
+def test_a_tiers_group_mode_grants_are_found_by_the_groups_id_whatever_their_spelling() -> None:
+    """An Entitlement may name the tier's group by `groupId`, or spell its name otherwise: its grants
+    say it that way in `spec.groupName`. They hold the tier all the same (attack 115)."""
+    old = _resolved_catalog()
+    entitlements = [
+        _group_entitlement("by-id", PRODUCTION_GROUP_ID, groupId=PRODUCTION_GROUP_ID),
+        _group_entitlement("respelled", PRODUCTION_GROUP_ID, groupName="Prod-Eng-Payments"),
+        _group_entitlement("another", "other-id", groupName="prod-eng-ledger"),
+        _group_entitlement("unresolved", None, groupName="PROD-ENG-PAYMENTS"),
+        {"metadata": {"name": "direct"}, "spec": {"identityCenter": {"accountAssignment": {}}}, "status": {}},
+    ]
+    assert rules.tier_group_ids(old) == {"production": PRODUCTION_GROUP_ID}
+    assert rules.tier_spellings(old, ["production"], entitlements) == {
+        "prod-eng-payments",
+        PRODUCTION_GROUP_ID,
+        "Prod-Eng-Payments",
+    }
+    grants = [
+        _by_id_grant("by-id", PRODUCTION_GROUP_ID),
+        # Provisioning: no status.groupId yet, its Entitlement's resolution says which group it is.
+        _by_id_grant("respelled-new", "Prod-Eng-Payments", reason="Provisioning"),
+        # Active: its own status.groupId says it, though no Entitlement spells the group so any more.
+        _by_id_grant("respelled-old", "prod-eng-PAYMENTS", PRODUCTION_GROUP_ID),
+        _by_id_grant("by-id-ended", PRODUCTION_GROUP_ID, PRODUCTION_GROUP_ID, reason="Expired"),
+        _by_id_grant("another", "prod-eng-ledger", "other-id"),
+        _by_id_grant("unresolved", "PROD-ENG-PAYMENTS", reason="Provisioning"),
+    ]
+    held = ["by-id", "respelled-new", "respelled-old"]
+    assert rules.catalog_dependents(old, grants, ["production"], entitlements=entitlements) == held
+    assert rules.catalog_dependents(old, grants, ["production"], by_group_only=True, entitlements=entitlements) == held
+    assert rules.catalog_dependents(old, grants, ["baseline"], entitlements=entitlements) == []
+    # Without the Entitlements, the grant not yet Active in another spelling is not known to be of the group.
+    assert rules.catalog_dependents(old, grants, ["production"]) == ["by-id", "respelled-old"]
+    assert (rules.GRANT_GROUP_ID_FIELD, PRODUCTION_GROUP_ID) in rules.dependent_selections(old, ["production"])
+    assert rules.dependent_selections(old, ["production"], by_group_only=True, entitlements=entitlements) == [
+        (rules.GRANT_GROUP_FIELD, PRODUCTION_GROUP_ID),
+        (rules.GRANT_GROUP_FIELD, "Prod-Eng-Payments"),
+        (rules.GRANT_GROUP_FIELD, "prod-eng-payments"),
+        (rules.GRANT_GROUP_ID_FIELD, PRODUCTION_GROUP_ID),
+    ]
+
+
+def test_a_group_id_resolved_from_another_groupname_is_not_the_tiers() -> None:
+    """A pass that has not yet followed a new `groupName` still reports the old group's id: the tier
+    is matched by its name alone until a pass resolves the name it has now."""
+    old = _resolved_catalog()
+    old["spec"]["production"]["groupName"] = "prod-eng-payments-v2"
+    assert rules.tier_group_ids(old) == {}
+    assert rules.tier_spellings(old, ["production"]) == {"prod-eng-payments-v2"}
+    grants = [_by_id_grant("of-the-old-group", PRODUCTION_GROUP_ID, PRODUCTION_GROUP_ID)]
+    assert rules.catalog_dependents(old, grants, ["production"]) == []
+    unresolved = _example_catalog()
+    assert rules.tier_group_ids(unresolved) == {}
+    assert rules.dependent_selections(unresolved, ["production"], by_group_only=True) == [
+        (rules.GRANT_GROUP_FIELD, "prod-eng-payments")
+    ]
+
+
+def test_the_catalog_webhook_refuses_removing_or_regrouping_a_tier_under_grants_of_its_group_by_id() -> None:
+    old = _resolved_catalog()
+    without = copy.deepcopy(old)
+    del without["spec"]["production"]
+    regrouped = copy.deepcopy(old)
+    regrouped["spec"]["production"]["groupName"] = "prod-eng-payments-v2"
+    by_id = _Stored([_by_id_grant("alice-by-id", PRODUCTION_GROUP_ID)])
+    with pytest.raises(kopf.AdmissionError, match=r"\(alice-by-id\): removing spec.production would delete them"):
+        _review(by_id, "UPDATE", old, without, "gitops@example.com")
+    assert {rules.GRANT_GROUP_FIELD: PRODUCTION_GROUP_ID} in by_id.selectors
+    assert {rules.GRANT_GROUP_ID_FIELD: PRODUCTION_GROUP_ID} in by_id.selectors
+    with pytest.raises(kopf.AdmissionError, match=r"\(alice-by-id\) through their membership of prod-eng-payments"):
+        _review(by_id, "UPDATE", old, regrouped, "gitops@example.com")
+    with pytest.raises(kopf.AdmissionError, match=r"\(alice-by-id\): deleting it"):
+        _review(by_id, "DELETE", old, None, "gitops@example.com")
+    # Spelled otherwise and not yet Active: found through the Entitlement whose group resolved to the id.
+    respelled = [_by_id_grant("bob-respelled", "Prod-Eng-Payments", reason="Provisioning")]
+    entitlement = _group_entitlement("respelled", PRODUCTION_GROUP_ID, groupName="Prod-Eng-Payments")
+    with pytest.raises(kopf.AdmissionError, match=r"\(bob-respelled\) through their membership"):
+        _review(_Stored(respelled, entitlements=[entitlement]), "UPDATE", old, regrouped, "gitops@example.com")
+    with pytest.raises(kopf.AdmissionError, match=r"\(bob-respelled\): deleting it"):
+        _review(_Stored(respelled, entitlements=[entitlement]), "DELETE", old, None, "gitops@example.com")
+    # Active in another spelling: its own status.groupId, selected by field, says it.
+    active = _Stored([_by_id_grant("carol", "PROD-ENG-PAYMENTS", PRODUCTION_GROUP_ID)])
+    with pytest.raises(kopf.AdmissionError, match=r"\(carol\): removing spec.production"):
+        _review(active, "UPDATE", old, without, "gitops@example.com")
+    # A server that cannot select by field answers every grant once: still found.
+    every = _Stored(
+        [_stored_grant("bob-old", "prod-eng-ledger"), _by_id_grant("alice-by-id", PRODUCTION_GROUP_ID)], False
+    )
+    with pytest.raises(kopf.AdmissionError, match=r"\(alice-by-id\) through their membership"):
+        _review(every, "UPDATE", old, regrouped, "gitops@example.com")
+    assert every.listed.count(names.GRANTS) == 1
+    # Ended, or of another group: nothing holds the tier.
+    _review(
+        _Stored([_by_id_grant("alice-by-id", PRODUCTION_GROUP_ID, PRODUCTION_GROUP_ID, reason="Revoked")]),
+        "UPDATE",
+        old,
+        without,
+        "gitops@example.com",
+    )
+    _review(_Stored([_by_id_grant("dan", "prod-eng-ledger", "other-id")]), "UPDATE", old, regrouped, "gitops")

@@ -109,25 +109,27 @@ def test_examples_parse_with_the_models() -> None:
 
 
 @pytest.mark.parametrize("kind", [k for k in crdgen.KINDS if k.selectable], ids=lambda k: k.kind)
-def test_selectable_fields_are_spec_scalars_and_at_most_eight(kind: crdgen.Kind) -> None:
-    # The API server takes at most 8, each a simple path to a string, boolean or integer.
+def test_selectable_fields_are_spec_or_status_scalars_and_at_most_eight(kind: crdgen.Kind) -> None:
+    # The API server takes at most 8, each a simple path to a string, boolean or integer, not in metadata.
     version = crdgen.crd(kind)["spec"]["versions"][0]
     paths = [f["jsonPath"] for f in version["selectableFields"]]
     assert len(paths) <= 8 and paths == [f".{p}" for p in kind.selectable]
-    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]
     for path in kind.selectable:
-        assert path.startswith("spec.") and "[" not in path
-        assert spec[path.removeprefix("spec.")]["type"] in ("string", "boolean", "integer"), path
+        part, _, key = path.partition(".")
+        assert part in ("spec", "status") and "." not in key and "[" not in key, path
+        assert schema[part]["properties"][key]["type"] in ("string", "boolean", "integer"), path
 
 
 def test_what_the_operator_selects_by_is_selectable() -> None:
-    from jitaccess.domain import breakglass
+    from jitaccess.domain import assignments, breakglass
 
     by_plural = {k.plural: set(k.selectable) for k in crdgen.KINDS}
     assert set(breakglass.selecting("a@example.com")) <= by_plural[names.REQUESTS]
     assert {"spec.grant"} <= by_plural[names.EXTENSIONS] and {"spec.requester"} <= by_plural[names.REQUESTS]
     # The catalog webhook's grants that may hold a tier (`handlers.admission._grants_of`).
     assert {"spec.groupName", "spec.user"} <= by_plural[names.GRANTS]
+    assert {assignments.GRANT_GROUP_FIELD, assignments.GRANT_GROUP_ID_FIELD} <= by_plural[names.GRANTS]
 
 
 def test_every_list_of_account_ids_in_a_spec_is_a_set() -> None:

@@ -39,9 +39,9 @@ class Kind:
     columns: list[dict[str, Any]]
     spec_rules: list[dict[str, str]] = field(default_factory=list)
     description: str = ""
-    #: Spec fields `--field-selector` may name (`selectableFields`): what the operator, the webhooks
-    #: and `kubectl jit` look objects up by, so that the API server filters 90 days of records
-    #: instead of sending them all.
+    #: Fields `--field-selector` may name (`selectableFields`; of spec or status, never metadata):
+    #: what the operator, the webhooks and `kubectl jit` look objects up by, so that the API server
+    #: filters 90 days of records instead of sending them all.
     selectable: list[str] = field(default_factory=list)
 
 
@@ -114,7 +114,7 @@ KINDS = [
         status=models.AccessGrantStatus,
         spec_rules=[IMMUTABLE_SPEC],
         description="One grant, written by the operator only: user U is in group G from T1 to T2.",
-        selectable=["spec.user", "spec.entitlement", "spec.request", "spec.groupName"],
+        selectable=["spec.user", "spec.entitlement", "spec.request", "spec.groupName", "status.groupId"],
         columns=[
             {"name": "User", "type": "string", "jsonPath": ".spec.user"},
             {"name": "Entitlement", "type": "string", "jsonPath": ".spec.entitlement"},

@@ -893,6 +893,14 @@ class TierStatus(Model):
 
     permission_set_name: str | None = None
     permission_set_arn: str | None = None
+    group_name: str | None = Field(
+        default=None, description="The tier's groupName that the last pass resolved to groupId"
+    )
+    group_id: str | None = Field(
+        default=None,
+        description="The Identity Store GroupId of the group the permission set is assigned to: admission finds the "
+        "grants of the group by it, however their Entitlement spells the group",
+    )
     digest: str | None = Field(
         default=None, description="Digest of the rendered permission set last provisioned (unchanged: nothing to do)"
     )

@@ -18,7 +18,14 @@ assignment of it, while the grants would still say Active; admission refuses eit
 that has not ended holds that tier, by reference or by the ARN the catalog reports. A group-mode
 grant holds a membership of the tier's group, which gives the permission set: it counts as holding
 the tier too (deleting the tier would leave its membership giving nothing while the grant said
-Active). For the same reason a tier's `groupName` does not change under the group-mode grants of
+Active). Such a grant is found by the group's identity, not its spelling (`tier_spellings`): an
+Entitlement may name the group by `groupId`, or by its name spelled otherwise (in another case),
+and its grants' `spec.groupName` says it that way. The provisioning pass records the GroupId it
+resolved a tier's `groupName` to (`status.<tier>.groupId`, with the name resolved: `groupName`);
+a grant matches when its `spec.groupName` is the tier's name or that id, or the spelling of an
+Entitlement whose `status.groupId` is that id (a grant not yet Active), or when its own
+`status.groupId` (written once Active) is that id. A tier whose group no pass has resolved yet is
+matched by its name alone. For the same reason a tier's `groupName` does not change under the group-mode grants of
 the old group (`regrouped_tiers`, `catalog_regroup_refusal`): the operator moves the permission
 set to the new group, the memberships those grants hold would give nothing from then on while
 they said Active, and their ends would take the users out of a group that no longer gave them
@@ -50,6 +57,8 @@ from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, 
 from jitaccess.domain.permissions import TIERS
 
 CATALOG_PREFIX = names.CATALOG_REFERENCE_PREFIX
+#: The selectable fields of AccessGrant that the catalog webhook selects a tier's grants by.
+GRANT_GROUP_FIELD, GRANT_GROUP_ID_FIELD = "spec.groupName", "status.groupId"
 
 
 def reference(ref: PermissionSetRef) -> str:
@@ -101,6 +110,39 @@ def regrouped_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     return [tier for tier in TIERS if tier in before and tier in after and before[tier] != after[tier]]
 
 
+def tier_group_ids(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:
+    """Each tier of `catalog` (of `tiers`; None: every tier) whose group a provisioning pass
+    resolved, and its GroupId (`status.<tier>.groupId`): only while the name it was resolved from
+    (`status.<tier>.groupName`) is the one the spec names, as a pass that has not yet followed a new
+    `groupName` reports the old group's id."""
+    named = tier_groups(catalog, tiers)
+    return {
+        tier: str(state["groupId"])
+        for tier, state in wire.status(catalog).items()
+        if tier in named
+        and isinstance(state, Mapping)
+        and state.get("groupId")
+        and state.get("groupName") == named[tier]
+    }
+
+
+def tier_spellings(
+    catalog: Mapping[str, Any], tiers: Iterable[str] | None = None, entitlements: Iterable[Mapping[str, Any]] = ()
+) -> set[str]:
+    """Every `spec.groupName` a group-mode grant of the groups of `tiers` (None: every tier) may
+    have: each tier's `groupName`, the GroupId it resolved to (`tier_group_ids`), and how each of
+    `entitlements` (stored Entitlements) whose group resolved to that id (`status.groupId`) names it
+    (a grant copies its Entitlement's `groupId`, else its `groupName`: `target_name`)."""
+    wanted = None if tiers is None else list(tiers)
+    ids = set(tier_group_ids(catalog, wanted).values())
+    spellings = set(tier_groups(catalog, wanted).values()) | ids
+    for entitlement in entitlements:
+        target = wire.spec(entitlement).get("identityCenter")
+        if isinstance(target, Mapping) and wire.status(entitlement).get("groupId") in ids:
+            spellings.add(str(target.get("groupId") or target.get("groupName") or ""))
+    return spellings - {""}
+
+
 def tier_groups(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:
     """Each tier of `catalog` (of `tiers`; None: every tier) and its `groupName`."""
     wanted = None if tiers is None else set(tiers)
@@ -119,42 +161,53 @@ def catalog_dependents(
     tiers: Iterable[str] | None = None,
     *,
     by_group_only: bool = False,
+    entitlements: Iterable[Mapping[str, Any]] = (),
 ) -> list[str]:
     """The grants, not ended, that hold a permission set of `catalog` (a stored PermissionCatalog),
     of one of `tiers` (None: of any tier): named by its tier (`catalog:<catalog>/<tier>`) or by the
     ARN the catalog reports (in its spec: before its status says it, while it is Provisioning; or in
-    its status), or, in group mode, a membership of the tier's group (the permission
-    set is what that membership gives). `by_group_only`: the group-mode ones alone, which a new
-    `groupName` strands (account-assignment grants keep their assignments)."""
+    its status), or, in group mode, a membership of the tier's group (the permission set is what
+    that membership gives), however the grant spells the group (`tier_spellings`, with the stored
+    `entitlements`) or by the GroupId it records. `by_group_only`: the group-mode ones alone, which a
+    new `groupName` strands (account-assignment grants keep their assignments)."""
     name = wire.name_of(catalog)
     wanted = None if tiers is None else set(tiers)
     arns = set() if by_group_only else _tier_arns(catalog, wanted)
-    groups = set(tier_groups(catalog, wanted).values())
+    groups = tier_spellings(catalog, wanted, entitlements)
+    ids = set(tier_group_ids(catalog, wanted).values())
     held = []
     for grant in grants:
         if wire.ready_reason(grant) in names.GRANT_FINISHED:
             continue
-        group = str(wire.spec(grant).get("groupName") or "")
+        group, status = str(wire.spec(grant).get("groupName") or ""), wire.status(grant)
         pair = None if by_group_only else catalog_tier(group)
         by_tier = pair is not None and pair[0] == name and (wanted is None or pair[1] in wanted)
-        if by_tier or group in groups or group in arns or wire.status(grant).get("permissionSetArn") in arns:
+        by_group = group in groups or status.get("groupId") in ids
+        if by_tier or by_group or group in arns or status.get("permissionSetArn") in arns:
             held.append(wire.name_of(grant))
     return sorted(held)
 
 
-def dependent_targets(
-    catalog: Mapping[str, Any], tiers: Iterable[str] | None = None, *, by_group_only: bool = False
-) -> list[str]:
-    """Every `spec.groupName` a grant `catalog_dependents` finds may have (the webhook selects grants
-    by them, not reading every grant kept): the tiers' references, the ARNs the catalog reports, the
-    tiers' groups. A grant it finds by the ARN in its status names its tier, or that ARN, in its spec."""
+def dependent_selections(
+    catalog: Mapping[str, Any],
+    tiers: Iterable[str] | None = None,
+    *,
+    by_group_only: bool = False,
+    entitlements: Iterable[Mapping[str, Any]] = (),
+) -> list[tuple[str, str]]:
+    """The (field, value) pairs of the grants `catalog_dependents` may find (the webhook selects
+    grants by them, not reading every grant kept): by `spec.groupName`, the tiers' references, the
+    ARNs the catalog reports and every spelling of the tiers' groups (`tier_spellings`); by
+    `status.groupId`, the tiers' GroupIds (an Active grant whose spelling no Entitlement names any
+    more). A grant it finds by the ARN in its status names its tier, or that ARN, in its spec."""
     wanted = None if tiers is None else set(tiers)
-    targets = set(tier_groups(catalog, wanted).values())
+    targets = tier_spellings(catalog, wanted, entitlements)
     if not by_group_only:
         tiers_named = [tier for tier in TIERS if wanted is None or tier in wanted]
         targets |= {f"{CATALOG_PREFIX}{wire.name_of(catalog)}/{tier}" for tier in tiers_named}
         targets |= _tier_arns(catalog, wanted)
-    return sorted(targets)
+    ids = set(tier_group_ids(catalog, wanted).values())
+    return sorted({(GRANT_GROUP_FIELD, target) for target in targets} | {(GRANT_GROUP_ID_FIELD, i) for i in ids})
 
 
 def _tier_arns(catalog: Mapping[str, Any], wanted: set[str] | None) -> set[str]:

@@ -575,7 +575,9 @@ async def check_permission_catalog(
         operation or "", old, new, caller, operator=operator, catalogs=catalogs, entitlements=entitlements
     )
     if old is not None and verdict == admission.ALLOW and not operator.includes(caller):
-        verdict = await _catalog_removal(rt, old, None if operation == "DELETE" else new)
+        verdict = await _catalog_removal(
+            rt, old, None if operation == "DELETE" else new, entitlements if written else None
+        )
     _enforce(verdict, kind=names.PERMISSION_CATALOG, operation=operation, body=body, caller=caller, dryrun=dryrun)
     _policy_changed(operation, old, new, body, caller, dryrun)
     if new is None or not written:
@@ -592,41 +594,59 @@ async def check_permission_catalog(
         )
 
 
-async def _catalog_removal(rt: Runtime, old: Mapping[str, Any], new: Mapping[str, Any] | None) -> Verdict:
+async def _catalog_removal(
+    rt: Runtime, old: Mapping[str, Any], new: Mapping[str, Any] | None, entitlements: list[dict[str, Any]] | None
+) -> Verdict:
     """A catalog is deleted (`new` None), or loses a tier, only once no grant holds the permission
     sets that go with it (`domain.assignments.catalog_removal_refusal`); a tier's group changes only
-    once no group-mode grant holds a membership of the old one (`catalog_regroup_refusal`). Asked
-    only when a permission set would go or move: that is rare, and any replica may answer."""
+    once no group-mode grant holds a membership of the old one (`catalog_regroup_refusal`), however
+    its Entitlement spells the group (`tier_spellings`: the stored Entitlements, `entitlements` when
+    already listed). Asked only when a permission set would go or move: that is rare, and any
+    replica may answer."""
     tiers = None if new is None else assignment_rules.removed_tiers(old, new)
     regrouped = [] if new is None else assignment_rules.regrouped_tiers(old, new)
     if tiers == [] and not regrouped:
         return admission.ALLOW
-    targets = set(assignment_rules.dependent_targets(old, tiers)) if tiers != [] else set()
-    targets |= set(assignment_rules.dependent_targets(old, regrouped, by_group_only=True))
-    grants = await asyncio.to_thread(_grants_of, rt, sorted(targets))
-    dependents = assignment_rules.catalog_dependents(old, grants, tiers)
+    if entitlements is None:
+        entitlements = await _listed(rt, names.ENTITLEMENTS)
+    selections: set[tuple[str, str]] = set()
+    if tiers != []:
+        selections |= set(assignment_rules.dependent_selections(old, tiers, entitlements=entitlements))
+    selections |= set(
+        assignment_rules.dependent_selections(old, regrouped, by_group_only=True, entitlements=entitlements)
+    )
+    grants = await asyncio.to_thread(_grants_of, rt, sorted(selections))
+    dependents = assignment_rules.catalog_dependents(old, grants, tiers, entitlements=entitlements)
     why = assignment_rules.catalog_removal_refusal(wire.name_of(old), dependents, tiers)
     if why is None and new is not None and regrouped:
-        stranded = assignment_rules.catalog_dependents(old, grants, regrouped, by_group_only=True)
+        stranded = assignment_rules.catalog_dependents(
+            old, grants, regrouped, by_group_only=True, entitlements=entitlements
+        )
         why = assignment_rules.catalog_regroup_refusal(old, new, stranded, regrouped)
     return Refusal(why) if why is not None else admission.ALLOW
 
 
-def _grants_of(rt: Runtime, targets: list[str]) -> list[dict[str, Any]]:
-    """The grants whose `spec.groupName` is one of `targets`, and maybe others (callers filter).
+def _grants_of(rt: Runtime, selections: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The grants whose field (`spec.groupName` or `status.groupId`) has the value of one of
+    `selections`, and maybe others (callers filter).
 
-    Read from the API server by field (`spec.groupName` is selectable), one listing per target (a
-    field selector ORs nothing): a few grants each, where listing every grant read all those kept
-    for `config.retentionSeconds`. Not from the Runtime's indexes: they follow a watch, and a grant
+    Read from the API server by field (both are selectable), one listing per pair (a field
+    selector ORs nothing): a few grants each, where listing every grant read all those kept for
+    `config.retentionSeconds`. Not from the Runtime's indexes: they follow a watch, and a grant
     created a moment ago, its membership about to be added, must block as well. A server that cannot
-    select by the field answers every grant (`Kube.list`): that one listing serves for all targets."""
+    select by the field answers every grant (`Kube.list`): that one listing serves for all pairs."""
     found: dict[str, dict[str, Any]] = {}
-    for target in targets:
-        listed = rt.kube.list(names.GRANTS, fields={"spec.groupName": target})
+    for path, value in selections:
+        listed = rt.kube.list(names.GRANTS, fields={path: value})
         found.update((wire.name_of(grant), grant) for grant in listed)
-        if any(wire.spec(grant).get("groupName") != target for grant in listed):
+        if any(_field(grant, path) != value for grant in listed):
             break
     return list(found.values())
+
+
+def _field(grant: Mapping[str, Any], path: str) -> Any:
+    part, _, key = path.partition(".")
+    return (wire.spec(grant) if part == "spec" else wire.status(grant)).get(key)
 
 
 async def check_status(

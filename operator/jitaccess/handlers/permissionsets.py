@@ -541,6 +541,8 @@ def _sync_tier(
     return {
         "permissionSetName": spec.name,
         "permissionSetArn": arn,
+        "groupName": spec.group_name,
+        "groupId": group_id,
         "digest": digest,
         "accounts": [
             {
