@@ -18,7 +18,9 @@ what to write instead, and the stored catalog is unchanged:
   (`direct`, an Active account-assignment grant of the example catalog's production tier): refused
   until they end; a change of the tier that deletes nothing they hold (its accounts) is admitted.
   A group-mode grant (a membership of the tier's group) holds the tier as well, and its group:
-  removing the tier, or giving it another group, is refused until the grant ends.
+  removing the tier, or giving it another group, is refused until the grant ends; so does the grant
+  of an Entitlement that names the group by its GroupId (the catalog's status records the id the
+  tier's group resolved to).
 """
 
 from __future__ import annotations
@@ -290,23 +292,73 @@ def test_115_a_group_mode_grant_holds_its_tier_and_its_group(system: Jit, catalo
     system.request("alice-member", "prod-eng-payments", duration="1h", user=ALICE)
     system.wait_reason("accessgrant", "alice-member", "Active")
     assert system.members("prod-eng-payments") == {ALICE}
+    holds_tier_and_group(system, "alice-member")
+
+
+def holds_tier_and_group(system: Jit, grant: str) -> None:
+    """The Active group-mode grant `grant` (ALICE's, of the payments production group) holds the tier
+    and its group: removing `spec.production`, or another `groupName`, refused (the tier, its group
+    and the membership kept); both admitted once the grant is revoked."""
     without = json.dumps([{"op": "remove", "path": "/spec/production"}])
     regrouped = json.dumps([{"op": "replace", "path": "/spec/production/groupName", "value": "prod-eng-payments-v2"}])
     said = {
-        without: "(alice-member): removing spec.production would delete them",
-        regrouped: "(alice-member) through their membership of prod-eng-payments: changing "
+        without: f"({grant}): removing spec.production would delete them",
+        regrouped: f"({grant}) through their membership of prod-eng-payments: changing "
         "spec.production.groupName would move them to prod-eng-payments-v2",
     }
     for patch, fragment in said.items():
         patch_refused(system, patch, fragment)
     production = ((system.get("permissioncatalog", "payments") or {}).get("spec") or {}).get("production") or {}
     assert production.get("groupName") == "prod-eng-payments", "the tier and its group are kept"
-    assert system.ready_reason("accessgrant", "alice-member") == "Active"
+    assert system.ready_reason("accessgrant", grant) == "Active"
     assert system.members("prod-eng-payments") == {ALICE}
     # Ended: nothing holds the tier or its group any more (dry runs: the fixture puts the catalog back).
-    system.kubectl("annotate", "accessgrant", "alice-member", "jitaccess.dev/revoked=true", user=ALICE)
-    system.wait_reason("accessgrant", "alice-member", "Revoked")
+    system.kubectl("annotate", "accessgrant", grant, "jitaccess.dev/revoked=true", user=ALICE)
+    system.wait_reason("accessgrant", grant, "Revoked")
     for patch in said:
         system.kubectl(
             "patch", "permissioncatalog", "payments", "--type=json", "-p", patch, "--dry-run=server", *GITOPS
         )
+
+
+@pytest.fixture
+def by_id(system: Jit, direct: str, catalogs: Jit) -> Iterator[str]:
+    """An Entitlement of the payments team naming the production tier's group by its GroupId (the
+    example's otherwise), once the catalog's status records the id the tier's group resolved to."""
+    group_id = system.ic.group_id("prod-eng-payments")
+
+    def recorded() -> bool:
+        tier = ((system.get("permissioncatalog", "payments") or {}).get("status") or {}).get("production") or {}
+        return tier.get("groupId") == group_id and tier.get("groupName") == "prod-eng-payments"
+
+    eventually(recorded, timeout=60, what=f"status.production.groupId {group_id}; log:\n{system.operator.tail(20)}")
+    entitlement = copy.deepcopy(
+        next(
+            d
+            for d in yaml.safe_load_all((EXAMPLES.parent / "02-entitlements.yaml").read_text())
+            if d and d["metadata"]["name"] == "prod-eng-payments"
+        )
+    )
+    entitlement["metadata"]["name"] = "prod-eng-payments-by-id"
+    entitlement["spec"]["identityCenter"] = {"groupId": group_id}
+    system.apply(entitlement)
+    system.wait_reason("entitlement", "prod-eng-payments-by-id", "Resolved", timeout=30)
+    yield "prod-eng-payments-by-id"
+    system.clean()  # the grants first: an Entitlement is not removed under live access
+    system.kubectl("delete", "entitlement", "prod-eng-payments-by-id", "--ignore-not-found", "--timeout=60s")
+
+
+def test_115_a_grant_naming_the_group_by_id_holds_the_tier_and_its_group(system: Jit, by_id: str) -> None:
+    """The grant of an Entitlement naming the tier's group by GroupId says the id, not the tier's
+    `groupName`: it holds the tier and its group all the same, matched by the id the catalog's
+    status records. Without it, removing the tier or giving it another group was admitted, the
+    grant's membership then giving nothing while the grant said Active."""
+    system.request("alice-by-id", by_id, duration="1h", user=ALICE)
+    grant = system.wait_reason("accessgrant", "alice-by-id", "Active")
+    assert grant["spec"]["groupName"] == grant["status"]["groupId"] == system.ic.group_id("prod-eng-payments")
+    assert system.members("prod-eng-payments") == {ALICE}
+    refused(
+        system.kubectl("delete", "permissioncatalog", "payments", "--dry-run=server", *GITOPS, check=False),
+        "PermissionCatalog payments gives the permission sets of 1 AccessGrant(s) that have not ended (alice-by-id)",
+    )
+    holds_tier_and_group(system, "alice-by-id")
