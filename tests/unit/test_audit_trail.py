@@ -16,8 +16,9 @@ import pytest
 from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
-from jitaccess.api import audit, names
+from jitaccess.api import audit, limits, names
 from jitaccess.domain import chain
+from jitaccess.domain import notifications as notify
 from jitaccess.handlers import archive as trail_module
 from jitaccess.handlers.archive import AuditTrail
 from tests.unit.factories import selected
@@ -273,15 +274,19 @@ def test_with_a_bucket_a_deleted_objects_ids_are_kept_for_the_crash_checks(trail
     assert trail.offer(names.REQUESTS, stored) == []
 
 
-def test_without_a_bucket_drift_removals_still_leave_the_entitlements_status(cluster: Cluster) -> None:
-    trail = trail_over(None, cluster)
-    removal = {"membershipId": "m1", "userId": "uid-eve", "user": "eve", "time": "2026-11-23T12:00:00Z"}
-    entitlement = {
+def _entitlement_with(*removals: dict[str, Any]) -> dict[str, Any]:
+    return {
         "kind": names.ENTITLEMENT,
         "metadata": {"name": "prod-payments", "uid": "e1"},
         "spec": {"owner": "payments", "identityCenter": {"groupName": "g"}},
-        "status": {"driftRemovals": [removal]},
+        "status": {"driftRemovals": list(removals)},
     }
+
+
+def test_without_a_bucket_drift_removals_still_leave_the_entitlements_status(cluster: Cluster) -> None:
+    trail = trail_over(None, cluster)
+    removal = {"membershipId": "m1", "userId": "uid-eve", "user": "eve", "time": "2026-11-23T12:00:00Z"}
+    entitlement = _entitlement_with(removal)
     trail.offer(names.ENTITLEMENTS, cluster.add(names.ENTITLEMENTS, entitlement))
     assert trail.flush() == 1
     trail.close()
@@ -290,12 +295,7 @@ def test_without_a_bucket_drift_removals_still_leave_the_entitlements_status(clu
 
 def test_archived_drift_removals_leave_the_entitlements_status(trail: AuditTrail, cluster: Cluster) -> None:
     removal = {"membershipId": "m1", "userId": "uid-eve", "user": "eve", "time": "2026-11-23T12:00:00Z"}
-    entitlement = {
-        "kind": names.ENTITLEMENT,
-        "metadata": {"name": "prod-payments", "uid": "e1"},
-        "spec": {"owner": "payments", "identityCenter": {"groupName": "g"}},
-        "status": {"driftRemovals": [removal, {**removal, "membershipId": "m2"}]},
-    }
+    entitlement = _entitlement_with(removal, {**removal, "membershipId": "m2"})
     trail.offer(names.ENTITLEMENTS, cluster.add(names.ENTITLEMENTS, entitlement))
     assert trail.flush() == 2
     assert cluster.objects[(names.ENTITLEMENTS, "prod-payments")]["status"]["driftRemovals"] == []
@@ -341,6 +341,104 @@ def test_without_a_bucket_assignment_drift_removals_still_leave_the_catalogs_sta
     assert trail.flush() == 1
     trail.close()
     assert cluster.objects[(names.CATALOGS, "payments")]["status"]["driftRemovals"] == []
+
+
+SLACK_AND_SINK = notify.Config(slack=True, webhook=True, security_channel="C0SECURITY")
+
+
+def _told(plural: str, name: str, cluster: Cluster, *keys: str) -> dict[str, Any]:
+    """What the notifier does once it delivered: list `keys` as sent (a status write, then its watch event)."""
+    obj = cluster.objects[(plural, name)]
+    sent = obj["status"].setdefault("notifications", {}).setdefault("sent", [])
+    sent.extend(keys)
+    return copy.deepcopy(obj)
+
+
+@pytest.mark.parametrize("archived", [True, False], ids=["archive", "no archive"])
+def test_an_archived_drift_removal_stays_until_told_to_every_target_then_leaves_with_its_keys(
+    bucket: Bucket, cluster: Cluster, archived: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its notices are derived from the entry: had it left with its record archived (or, without an
+    archive, printed: at once), a notice still waiting then would be told by no restarted operator
+    and no new leader. It stays, its record listed as archived (not written or printed again after
+    a restart), until the notices of every configured target are delivered."""
+    store = bucket if archived else None
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, store), notices=SLACK_AND_SINK)
+    key = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(ASSIGNMENT_REMOVAL)}"
+    trail.offer(names.CATALOGS, cluster.add(names.CATALOGS, _catalog_with(ASSIGNMENT_REMOVAL)))
+    assert trail.flush() == 1
+    stored = cluster.objects[(names.CATALOGS, "payments")]
+    assert stored["status"]["driftRemovals"] == [ASSIGNMENT_REMOVAL] and stored["status"]["archivedRecords"] == [key]
+    # A restarted operator (or a new leader) neither archives nor prints it again: the status says it is.
+    with caplog.at_level(logging.INFO, logger="jitaccess.audit"):
+        later = AuditTrail(cast(Kube, cluster), cast(Archive, store), notices=SLACK_AND_SINK)
+        assert later.offer(names.CATALOGS, copy.deepcopy(stored)) == []
+    assert not [r for r in caplog.records if r.name == "jitaccess.audit"]
+    # Told to the security channel only: the sink's notice still waits, and so does the entry.
+    later.settle(names.CATALOGS, _told(names.CATALOGS, "payments", cluster, f"slack:security:{key}"))
+    later.flush()
+    assert cluster.objects[(names.CATALOGS, "payments")]["status"]["driftRemovals"] == [ASSIGNMENT_REMOVAL]
+    later.settle(names.CATALOGS, _told(names.CATALOGS, "payments", cluster, f"webhook:{key}", "webhook:other"))
+    later.flush()
+    status = cluster.objects[(names.CATALOGS, "payments")]["status"]
+    assert (status["driftRemovals"], status["archivedRecords"]) == ([], [])
+    assert status["notifications"]["sent"] == ["webhook:other"], "the keys of the removal leave with it"
+    # Settled: the watch event of that write asks for nothing more.
+    later.settle(names.CATALOGS, copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")]))
+    assert later._unmarked == {}
+    later.close()
+    trail.close()
+    if archived:
+        assert bucket.ids() == [f"c1/{key}"], "archived once"
+
+
+def test_an_entitlements_drift_removal_waits_for_the_targets_configured_now(bucket: Bucket, cluster: Cluster) -> None:
+    """Only the targets configured count: with the sink alone, the sink's notice; an operator
+    started with notifications turned off since lets a removal that waited for them go at once."""
+    removal = {"membershipId": "m1", "userId": "uid-eve", "user": "eve", "time": "2026-11-23T12:00:00Z"}
+    entitlement = _entitlement_with(removal)
+    sink_only = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=notify.Config(webhook=True))
+    sink_only.offer(names.ENTITLEMENTS, cluster.add(names.ENTITLEMENTS, entitlement))
+    sink_only.flush()
+    sink_only.close()
+    stored = cluster.objects[(names.ENTITLEMENTS, "prod-payments")]
+    assert stored["status"]["driftRemovals"] == [removal]
+    assert stored["status"]["archivedRecords"] == ["drift-removed/m1"]
+    # Restarted with no notification target at all: the listing's watch event lets it go.
+    quiet = trail_over(bucket, cluster)
+    assert quiet.offer(names.ENTITLEMENTS, copy.deepcopy(stored)) == []
+    quiet.settle(names.ENTITLEMENTS, copy.deepcopy(stored))
+    quiet.flush()
+    quiet.close()
+    assert stored["status"]["driftRemovals"] == [] and stored["status"]["archivedRecords"] == []
+    assert bucket.ids() == ["e1/drift-removed/m1"]
+
+
+def test_drift_removals_waiting_for_a_target_that_stays_down_are_bounded(
+    trail: AuditTrail, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At most `limits.DRIFT_REMOVALS_HELD_FOR_NOTICES` archived entries wait for their notices: the
+    oldest beyond it leave untold (their audit records are complete), with a warning that says so.
+    Removals under way and those not archived yet are not counted, and never held back."""
+    trail.notices = SLACK_AND_SINK
+    held = limits.DRIFT_REMOVALS_HELD_FOR_NOTICES
+    start = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+    def removal(n: int) -> dict[str, Any]:
+        at = (start + timedelta(minutes=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {**ASSIGNMENT_REMOVAL, "principalId": f"uid-{n:03}", "firstSeen": at, "time": at}
+
+    under_way = {k: v for k, v in removal(999).items() if k != "time"}
+    removals = [removal(n) for n in range(held + 3)]
+    trail.offer(names.CATALOGS, cluster.add(names.CATALOGS, _catalog_with(*reversed(removals), under_way)))
+    with caplog.at_level(logging.WARNING):
+        assert trail.flush() == held + 3
+    status = cluster.objects[(names.CATALOGS, "payments")]["status"]
+    left = sorted(r["principalId"] for r in status["driftRemovals"])
+    assert left == [f"uid-{n:03}" for n in range(3, held + 3)] + ["uid-999"], "the three oldest left"
+    assert len(status["archivedRecords"]) == held
+    (warning,) = [r.getMessage() for r in caplog.records if "before their notices were delivered" in r.getMessage()]
+    assert "permissioncatalogs/payments: 3 drift removal(s)" in warning and "uid-000" in warning
 
 
 def test_the_queue_and_its_oldest_record_for_the_gauges_and_each_put_counted(

@@ -276,6 +276,18 @@ def test_an_assignment_drift_removal_is_told_once_across_restarts_and_again_only
     assert notifier.offer(catalog(assignment_removal(), again, sent=told), None, T0) == 2
 
 
+def test_a_drift_removal_first_seen_long_after_is_told_all_the_same_unlike_other_steps() -> None:
+    """Its entry waits in the status for its notices (`settle_drift`): a restarted operator that
+    first sees one two days after the removal, the target down all that time, still tells it; another
+    step that old is too late to tell."""
+    two_days_later = T0 + timedelta(days=2)
+    notifier = Notifier(kube=None, config=BOTH, slack=None, sink=None)  # type: ignore[arg-type]  # offer() writes nothing
+    assert notifier.offer(catalog(assignment_removal()), None, two_days_later) == 2
+    assert notifier._waiting["u-cat"].stale == set()
+    assert notifier.offer(grant(names.ACTIVE, end=T0 + timedelta(days=3)), LEDGER, two_days_later) > 0
+    assert notifier._waiting["u-grant"].stale == {"slack:@bob@example.com:granted", "webhook:granted"}
+
+
 def test_a_catalogs_delivered_drift_keys_leave_with_its_archived_removals() -> None:
     listed, archived = f"assignment-drift-removed/{REMOVAL_KEY}", "assignment-drift-removed/ps-0abc/1/2/3"
     sent = {f"slack:security:{listed}", f"webhook:{listed}", f"webhook:{archived}"}

@@ -25,6 +25,11 @@ USER_METADATA_MAX_CHARACTERS = 16_384
 #: The most eligible users an Entitlement's status lists (`status.eligibleUsers`): a bound on the
 #: object's size (about 100 bytes each), far above the people who may hold one production role.
 ELIGIBLE_USERS_LISTED = 1000
+#: The most drift removals an Entitlement's or a PermissionCatalog's status keeps for their notices
+#: alone (archived, not yet delivered to Slack's security channel or the CloudEvents sink,
+#: `domain.notifications.settle_drift`): a bound on the object's size (about 1 KB each, with their
+#: keys) while a notice target stays down. Beyond it the oldest leave untold.
+DRIFT_REMOVALS_HELD_FOR_NOTICES = 100
 
 #: Code point ranges (inclusive) a reason may not hold: C0 controls, DEL and C1 controls, U+FFFD,
 #: the bidirectional-text controls (the Arabic letter mark, LRM and RLM, embeddings and overrides,

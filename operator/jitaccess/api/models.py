@@ -340,7 +340,8 @@ class EntitlementSpec(Model):
 
 
 class DriftRemoval(Model):
-    """A member the drift scan takes out of the group, listed before the removal (no `time` yet) until archived."""
+    """A member the drift scan takes out of the group, listed before the removal (no `time` yet) until
+    archived and told (docs/notifications.md)."""
 
     membership_id: str
     user_id: str
@@ -370,7 +371,9 @@ class EntitlementStatus(Model):
     group_id: str | None = None
     conditions: list[Condition] = Field(default_factory=list)
     drift_removals: list[DriftRemoval] | None = Field(
-        default=None, description="Drift removals whose audit records are not archived yet (docs/audit.md)"
+        default=None,
+        description="Drift removals whose audit records are not archived yet, or whose notices are not yet "
+        "delivered (docs/audit.md, docs/notifications.md)",
     )
     eligible_users: list[EligibleUser] | None = Field(
         default=None,
@@ -384,8 +387,8 @@ class EntitlementStatus(Model):
     )
     archived_records: list[str] | None = Field(
         default=None,
-        description="Its audit records other than drift removals (`released`) already in the audit archive; "
-        "written by the operator only",
+        description="Its audit records already in the audit archive: `released`, and the drift removals still "
+        "listed for their notices; written by the operator only",
     )
 
 
@@ -922,7 +925,8 @@ class ProvisioningResult(Model):
 
 class AssignmentDriftRemoval(Model):
     """An account assignment of a jitaccess permission set that no grant nor tier backs, which the
-    catalog's pass removes: listed before the removal (no `time` yet) until archived."""
+    catalog's pass removes: listed before the removal (no `time` yet) until archived and told
+    (docs/notifications.md)."""
 
     permission_set_arn: str
     permission_set_name: str | None = Field(default=None, description="The permission set's name when listed")
@@ -951,9 +955,14 @@ class PermissionCatalogStatus(Model):
     drift_removals: list[AssignmentDriftRemoval] | None = Field(
         default=None,
         description="Account assignments made outside jitaccess that were removed, whose audit records are not "
-        "archived yet (docs/audit.md)",
+        "archived yet, or whose notices are not yet delivered (docs/audit.md, docs/notifications.md)",
     )
     notifications: Notified | None = Field(default=None, description=_NOTIFIED)
+    archived_records: list[str] | None = Field(
+        default=None,
+        description="The drift removals still listed for their notices whose audit records are already in the "
+        "audit archive; written by the operator only",
+    )
 
 
 class PermissionCatalog(Model):

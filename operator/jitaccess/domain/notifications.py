@@ -26,12 +26,12 @@ comes from a user (reasons, names) is escaped before it goes into a message.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jitaccess.api import audit, names, wire
+from jitaccess.api import audit, limits, names, wire
 from jitaccess.domain.identities import confers_nothing
 
 SLACK = "slack"
@@ -174,6 +174,79 @@ def still_meaningful(obj: wire.Obj, keys: set[str]) -> set[str]:
     listed = {f"{action}/{key_of(r)}" for r in wire.status(obj).get("driftRemovals") or []}
     # A key ends with the record's action key: `...:drift-removed/<membershipId>` (no `:` in it).
     return {k for k in keys if not k.rpartition(":")[2].startswith(f"{action}/") or k.rpartition(":")[2] in listed}
+
+
+def is_drift(notice: Notice) -> bool:
+    """A drift removal's notice (an Entitlement's member, a catalog's assignment): its entry of
+    `status.driftRemovals` waits for it (`settle_drift`), so it is never too late to tell."""
+    return notice.step in _DRIFT
+
+
+@dataclass(frozen=True)
+class DriftSettled:
+    """How an object's `status.driftRemovals` settles (`settle_drift`)."""
+
+    #: The status fields to write: `driftRemovals`, `archivedRecords`, `notifications`, those that change.
+    fields: dict[str, Any]
+    #: The entries (by action key) that leave before every notice of theirs was delivered: more than
+    #: `limits.DRIFT_REMOVALS_HELD_FOR_NOTICES` waited.
+    untold: tuple[str, ...] = ()
+
+
+def settle_drift(obj: wire.Obj, config: Config, written: Collection[str] = ()) -> DriftSettled | None:
+    """What leaves the drift removals of an Entitlement or a PermissionCatalog as stored; None when
+    nothing changes (or `obj` is of another kind).
+
+    A confirmed entry (with its `time`) leaves once its audit record is written, listed in
+    `archivedRecords` or in `written` (the action keys of records just archived, or printed without
+    an archive), AND every notice `config` owes it is listed in `status.notifications.sent`
+    (delivered, or given up for good: refused, skipped, stale). Until then its key is listed in
+    `archivedRecords`, so that a restarted operator does not write its record again, and the
+    notifier, which derives its notices from the entry, still finds it after a restart or a change
+    of leader. What a target no longer configured was owed is owed no more. Bounded: at most
+    `limits.DRIFT_REMOVALS_HELD_FOR_NOTICES` archived entries wait for notices; beyond, the oldest
+    leave untold (`untold`; the audit record stays the complete account). Entries under way, and
+    those whose record is not written yet, stay. The keys of entries gone leave `archivedRecords`
+    and `notifications.sent` with them, so that neither list grows."""
+    kind = str(obj.get("kind") or "")
+    drift = audit.DRIFT_REMOVALS.get(kind)
+    if drift is None:
+        return None
+    action, key_of = drift
+    status = wire.status(obj)
+    removals = list(status.get("driftRemovals") or [])
+    listed = audit.archived_keys(obj)
+    archived = listed | set(written)
+    sent = sent_keys(obj)
+    owed: dict[str, set[str]] = {}
+    for notice in _of_drift(audit.records_of(obj), config):
+        if notice.step == action:
+            owed.setdefault(audit.action_key(str(notice.record.get("id") or "")), set()).add(notice.key)
+    leaving: set[str] = set()
+    waiting: list[tuple[str, str]] = []
+    for removal in removals:
+        key = f"{action}/{key_of(removal)}"
+        if not removal.get("time") or key not in archived:
+            continue
+        if owed.get(key, set()) <= sent:
+            leaving.add(key)
+        else:
+            waiting.append((audit.rfc3339(removal.get("time")) or "", key))
+    waiting.sort()
+    untold = tuple(key for _, key in waiting[: max(0, len(waiting) - limits.DRIFT_REMOVALS_HELD_FOR_NOTICES)])
+    leaving.update(untold)
+    kept = [r for r in removals if not (r.get("time") and f"{action}/{key_of(r)}" in leaving)]
+    held = {f"{action}/{key_of(r)}" for r in kept if r.get("time")}
+    records = {k for k in archived if not k.startswith(f"{action}/") or k in held}
+    fields: dict[str, Any] = {}
+    if len(kept) != len(removals):
+        fields["driftRemovals"] = kept
+    if records != listed:
+        fields["archivedRecords"] = sorted(records)
+    meaningful = still_meaningful({"kind": kind, "status": {"driftRemovals": kept}}, set(sent))
+    if meaningful != sent:
+        fields["notifications"] = {**(status.get("notifications") or {}), "sent": sorted(meaningful)}
+    return DriftSettled(fields, untold) if fields else None
 
 
 def team_message_of(obj: wire.Obj) -> tuple[str, str] | None:

@@ -17,9 +17,15 @@ Without a bucket there is no archive to keep in step with: records go to stdout 
 once per process (their ids remembered while their object exists), and requests and grants are
 not marked (a mark would be a status write per object, on the path of every grant, for nothing
 durable). A restarted operator (or a new leader) prints again the records of the objects still in
-the cluster; their ids are deterministic, so a log consumer de-duplicates them. The drift removals
-of Entitlements and PermissionCatalogs are still dropped from their status once printed (so that
-the list does not grow).
+the cluster; their ids are deterministic, so a log consumer de-duplicates them. The records of
+Entitlements and PermissionCatalogs are marked all the same, printed standing for archived: their
+drift removals must leave their status (so that the list does not grow).
+
+A drift removal's entry leaves `status.driftRemovals` once its record is archived (printed) and
+its notices are delivered to every target configured (`domain.notifications.settle_drift`): they
+are derived from the entry, so an entry that left with a notice still waiting would be told by
+nobody after a restart or a change of leader. While it waits its key is listed in
+`archivedRecords`; the notifier's marks come back as watch events, which settle it (`settle`).
 
 Exactly once by record id, across failures and crashes:
 - a failed PUT is retried with the same key and the same bytes, however long S3 fails; a retry of
@@ -64,8 +70,9 @@ from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.signing import BatchSigner
-from jitaccess.api import audit, names, wire
-from jitaccess.domain import chain, releases
+from jitaccess.api import audit, limits, names, wire
+from jitaccess.domain import chain, notifications, releases
+from jitaccess.handlers.notifications import config_of
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
 
@@ -112,6 +119,9 @@ class AuditTrail:
     batch_seconds: float = 5.0
     # Signs each batch (`adapters.signing`); None: batches carry the chain's digests only.
     signer: BatchSigner | None = None
+    # The notices a drift removal is owed before its entry leaves its object's status (the
+    # notifier's targets as configured: `notifications.settle_drift`).
+    notices: notifications.Config = field(default_factory=notifications.Config)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pending: dict[str, tuple[audit.Record, Ref]] = field(default_factory=dict)
     _inflight: set[str] = field(default_factory=set)
@@ -376,6 +386,9 @@ class AuditTrail:
         by_object: dict[Ref, set[str]] = {}
         for rid, ref in refs.items():
             by_object.setdefault(ref, set()).add(audit.action_key(rid))
+        self._mark_objects(by_object)
+
+    def _mark_objects(self, by_object: Mapping[Ref, set[str]]) -> None:
         for ref, done in zip(by_object, self._marker.map(self._mark_one, by_object.items()), strict=True):
             if not done:
                 with self._lock:
@@ -414,27 +427,23 @@ class AuditTrail:
         with self._lock:
             retry, self._unmarked = self._unmarked, {}
         if retry:
-            self._mark({f"{ref.uid}/{key}": ref for ref, keys in retry.items() for key in keys})
+            self._mark_objects(retry)
 
     def _mark_one(self, item: tuple[Ref, set[str]]) -> bool:
-        """List `keys` as archived in the object's status (for an Entitlement: drop the drift
-        removals they record). False when the write failed (it is retried with the next batch)."""
+        """List `keys` as archived in the object's status; for an Entitlement or a PermissionCatalog,
+        settle its drift removals (`notifications.settle_drift`: those archived and told to every
+        target leave). False when the write failed (it is retried with the next batch)."""
         ref, keys = item
+        untold: list[str] = []
 
         def change(obj: dict[str, Any]) -> dict[str, Any] | None:
             if str(wire.metadata(obj).get("uid") or "") != ref.uid:
                 return None  # deleted, and created again under the same name: not the same object
-            have = audit.archived_keys(obj)
             if ref.plural in _DRIFT_LISTS:
-                # Drift removals leave its status once archived; its other records are listed.
-                action, key_of = _DRIFT_LISTS[ref.plural]
-                removals = wire.status(obj).get("driftRemovals") or []
-                kept = [r for r in removals if not (r.get("time") and f"{action}/{key_of(r)}" in keys)]
-                listed = {k for k in keys if not k.startswith(f"{action}/")}
-                fields: dict[str, Any] = {"driftRemovals": kept} if len(kept) != len(removals) else {}
-                if not listed <= have:
-                    fields["archivedRecords"] = sorted(have | listed)
-                return fields or None
+                settled = notifications.settle_drift(obj, self.notices, keys)
+                untold[:] = settled.untold if settled is not None else ()
+                return settled.fields if settled is not None else None
+            have = audit.archived_keys(obj)
             return None if keys <= have else {"archivedRecords": sorted(have | keys)}
 
         try:
@@ -442,7 +451,30 @@ class AuditTrail:
         except Exception as exc:  # any failure: the record is archived, only its mark waits
             log.warning("%s/%s: cannot list its archived audit records yet (%s); will retry", ref.plural, ref.name, exc)
             return False
+        if untold:
+            log.warning(
+                "%s/%s: %d drift removal(s) leave status.driftRemovals before their notices were delivered, "
+                "more than %d waiting (is Slack or the event sink down?); the audit records are complete: %s",
+                ref.plural,
+                ref.name,
+                len(untold),
+                limits.DRIFT_REMOVALS_HELD_FOR_NOTICES,
+                ", ".join(untold),
+            )
         return True
+
+    def settle(self, plural: str, obj: Mapping[str, Any]) -> None:
+        """An Entitlement or a PermissionCatalog as a watch event shows it: when some of its drift
+        removals may leave its status now (their notices delivered since they were archived, or owed
+        to a target no longer configured), the writer settles them as stored with its next round.
+        Event loop only."""
+        if plural not in _DRIFT_LISTS or notifications.settle_drift(obj, self.notices) is None:
+            return
+        meta = wire.metadata(obj)
+        ref = Ref(plural, str(meta.get("name") or ""), str(meta.get("uid") or ""))
+        with self._lock:
+            self._unmarked.setdefault(ref, set())
+        self._wake.set()
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -481,7 +513,8 @@ class AuditTrail:
         self._marker.shutdown(wait=False, cancel_futures=True)
 
 
-# The kinds whose `status.driftRemovals` entries leave once their records are written, by plural.
+# The kinds whose `status.driftRemovals` entries leave once their records are written (and their
+# notices delivered), by plural.
 _DRIFT_LISTS: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
     plural: audit.DRIFT_REMOVALS[kind] for plural, kind in names.KINDS.items() if kind in audit.DRIFT_REMOVALS
 }
@@ -577,6 +610,7 @@ def connect(settings: Settings, kube: Kube) -> AuditTrail:
         batch_records=settings.audit_batch_records,
         batch_seconds=settings.audit_batch_seconds,
         signer=signer,
+        notices=config_of(settings),
     )
 
 
@@ -721,13 +755,19 @@ async def audit_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: A
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
 async def audit_entitlement(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    trail = trail_of(memo)
-    if trail is not None:
-        trail.offer(names.ENTITLEMENTS, dict(body))
+    _offer_drift(memo, names.ENTITLEMENTS, body)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.CATALOGS)
 async def audit_catalog(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _offer_drift(memo, names.CATALOGS, body)
+
+
+def _offer_drift(memo: kopf.Memo, plural: str, body: kopf.Body) -> None:
+    """An Entitlement's or a PermissionCatalog's records, and its drift removals settled once told
+    (the notifier's marks come back as watch events; so does the listing at start-up, for a
+    notice target no longer configured)."""
     trail = trail_of(memo)
     if trail is not None:
-        trail.offer(names.CATALOGS, dict(body))
+        trail.offer(plural, dict(body))
+        trail.settle(plural, dict(body))

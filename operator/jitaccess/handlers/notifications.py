@@ -20,7 +20,9 @@ and the webhooks never wait for Slack.
   on the object says so.
 - **What is not worth telling.** A Slack notice of a step older than `STALE_SLACK` (the operator was
   down, or the feature just enabled) is marked without being sent, except the approvers' message
-  of a request that still waits; the sink gets everything up to `STALE_WEBHOOK` old.
+  of a request that still waits; the sink gets everything up to `STALE_WEBHOOK` old. A drift
+  removal's notices are never too old: its entry stays in its object's status until they are
+  delivered (`handlers.archive`), so a restart finds them however long the target was down.
 - **Grants about to end.** `expiring` is due at a time, not on an event: a heap of due times wakes
   the worker for them.
 """
@@ -277,7 +279,9 @@ class Notifier:
         were just turned on). Judged when the notice is offered, never later: a notice found fresh
         waits out any outage of its sink, however long."""
         when = _parse(notice.record.get("time"))
-        if when is None:
+        if when is None or notify.is_drift(notice):
+            # A drift removal's entry waits in its status for its notices (`notify.settle_drift`):
+            # however late a restart finds one, it is told.
             return False
         if notice.sink == notify.WEBHOOK:
             return now - when > STALE_WEBHOOK
