@@ -127,8 +127,11 @@ def test_a_removal_cut_short_by_a_crash_is_still_recorded(system: Jit) -> None:
     lines = eventually(recorded, timeout=30, what="the removal confirmed, recorded and reported")
     said = lines[0]
     assert "not confirmed" in said and "gone when it was looked at again" in said, said
-    # Without an archive its record is printed, and the entry leaves the status once it is.
-    eventually(lambda: _removals_of(system, user_id) == [] or None, timeout=15, what="the entry gone once printed")
+    # Without an archive its record is printed, and the entry leaves the status once it is, and told
+    # (the security channel and the sink of the session are up).
+    eventually(
+        lambda: _removals_of(system, user_id) == [] or None, timeout=15, what="the entry gone once printed and told"
+    )
 
 
 def test_a_removal_identity_center_refused_is_made_and_confirmed_by_the_next_pass(system: Jit) -> None:
