@@ -8,11 +8,13 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from jitaccess.cli.errors import USAGE
+from jitaccess.cli.session import Session
 from jitaccess.domain import impersonation
 from tests.unit.test_interactions_rbac import TEAMS, run_cli, team
 
@@ -42,6 +44,10 @@ from tests.unit.test_interactions_rbac import TEAMS, run_cli, team
         (
             "kind: TeamOwnership\nmetadata: {name: t}\nspec: {backupApprovers: [carol, 'system:serviceaccount:kube-system:x']}\n",
             "TeamOwnership t: spec.backupApprovers[1] is system:serviceaccount:kube-system:x, a system: user: approvers are people",
+        ),
+        (
+            'kind: TeamOwnership\nmetadata: {name: t}\nspec: {approvers: [lena@example.com, "l\u0435na@example.com"]}\n',
+            "TeamOwnership t: spec.approvers[1] 'l\u0435na@example.com' mixes the scripts Cyrillic and Latin",
         ),
     ],
 )
@@ -100,3 +106,36 @@ def test_a_file_not_in_utf8_is_a_usage_error(tmp_path: Path, monkeypatch: pytest
 def test_shape_problems_of_a_well_formed_team_are_none() -> None:
     assert [impersonation.shape_problems(t) for t in TEAMS] == [[], []]
     assert impersonation.shape_problems({"metadata": {"name": "t"}}) == []
+
+
+def test_a_team_stored_before_the_rule_is_noted_and_its_names_left_out_not_the_whole_role_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read from the cluster: a team stored before admission refused system: and look-alike approvers
+    keeps nobody else's approvers out of the role; the names are left out and said."""
+    stored = team(
+        "ledger",
+        approvers=["system:serviceaccount:kube-system:default", "l\u0435na@example.com"],
+        backupApprovers=["lena@example.com"],
+    )
+    items = {"items": [stored, *TEAMS]}
+    monkeypatch.setattr(Session, "api", property(lambda self: Listing(items)))
+    code, out, err = run_cli("rbac", "slack", "-o", "values")
+    assert code == 0, err
+    assert yaml.safe_load(out) == {
+        "slack": {"approvers": ["carol@example.com", "lena@example.com", "paula@example.com"]}
+    }
+    assert "team ledger: spec.approvers[0] is system:serviceaccount:kube-system:default, a system: user" in err
+    assert "team ledger: spec.approvers[1] 'l\u0435na@example.com' mixes the scripts Cyrillic and Latin" in err
+    assert "the role leaves it out: fix the team" in err
+
+
+class Listing:
+    """The API server's answer to the one read the command makes: the TeamOwnerships."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        self.answer = answer
+
+    def get(self, path: str, **_: Any) -> dict[str, Any]:
+        assert path.endswith("/teamownerships"), path
+        return self.answer

@@ -65,14 +65,19 @@ def teams_in_files(paths: Sequence[str]) -> list[dict[str, Any]]:
     return found
 
 
-def _check(team: Mapping[str, Any], where: str, index: int) -> None:
+def _check(team: Mapping[str, Any], where: str, index: int, *, stored: bool = False) -> str:
+    """The team's name, once it is one the role can be read from. An approver name that confers
+    nothing is refused in a file (admission would refuse it too), but not in a team `stored` before
+    admission refused it: the operator does not count it, the role leaves it out (`usernames`), and
+    refusing would keep every other team's new approvers out of the role until it is fixed."""
     metadata = team.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where} #{index + 1} has no metadata.name: name it as in the cluster")
-    problems = impersonation.shape_problems(team)
+    problems = impersonation.shape_problems(team) or ([] if stored else impersonation.left_out(team))
     if problems:
         raise UsageError(f"{where} {name}: {'; '.join(problems)}: fix it (kubectl apply would refuse it too)")
+    return name
 
 
 def _teams(documents: Iterable[Any], others: set[str]) -> list[dict[str, Any]]:
@@ -96,7 +101,12 @@ def slack(session: Session, files: Sequence[str], name: str, output: str) -> int
     else:
         teams = list(session.api.get(object_path(names.GROUP, names.VERSION, names.TEAMS)).get("items") or [])
         for index, listed in enumerate(teams):
-            _check(listed, "the cluster's TeamOwnership", index)
+            team = _check(listed, "the cluster's TeamOwnership", index, stored=True)
+            for problem in impersonation.left_out(listed):
+                session.note(
+                    f"# team {team}: {problem}; stored before admission refused it, it approves nothing and "
+                    "the role leaves it out: fix the team"
+                )
     for team, groups in impersonation.group_only_teams(teams).items():
         session.note(
             f"# team {team} names approver groups ({', '.join(groups)}): Slack cannot tell who is in a group, so "

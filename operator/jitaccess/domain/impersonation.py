@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from jitaccess.domain.identities import confers_nothing, is_kubernetes_own
+from jitaccess.domain.identities import confers_nothing, is_kubernetes_own, unreadable
 
 #: The ClusterRole's name in a local run, and the chart's for a release named "jitaccess".
 ROLE_NAME = "jitaccess-slack-impersonator"
@@ -52,15 +52,29 @@ def shape_problems(team: Mapping[str, Any]) -> list[str]:
             for index, item in enumerate(value)
             if not isinstance(item, str)
         ]
-        if field in _APPROVER_FIELDS:
-            # The ClusterRole would let the Slack identity act as it: a ServiceAccount's rights
-            # (admission refuses these in a TeamOwnership; a file, or one stored before, is read here).
-            problems += [
-                f"spec.{field}[{index}] is {item}, a system: user: approvers are people"
-                for index, item in enumerate(value)
-                if isinstance(item, str) and is_kubernetes_own(item)
-            ]
     return problems
+
+
+def left_out(team: Mapping[str, Any]) -> list[str]:
+    """The approver names of a TeamOwnership (a raw object of the shape `shape_problems` checks)
+    that `usernames` leaves out, each with why: they confer nothing (`identities.confers_nothing`).
+    Listed, the ClusterRole would let the Slack identity act as a ServiceAccount (with its rights),
+    a node, or whoever the authenticator reports under a look-alike name. Admission refuses them in
+    a TeamOwnership; a file, or a team stored before the rule, may hold them."""
+    spec = team.get("spec") or {}
+    found = []
+    for field in _APPROVER_FIELDS:
+        for index, name in enumerate(spec.get(field) or []):
+            if not isinstance(name, str) or not confers_nothing(name, group=False):
+                continue
+            where = f"spec.{field}[{index}]"
+            own = is_kubernetes_own(name)
+            found.append(
+                f"{where} is {name}, a system: user: approvers are people"
+                if own
+                else f"{where} {name!r} {unreadable(name)}"
+            )
+    return found
 
 
 def _what(value: Any) -> str:
