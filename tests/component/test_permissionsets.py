@@ -26,6 +26,7 @@ from jitaccess.domain import permissions as rules
 from jitaccess.errors import RetryLater
 from jitaccess.handlers import permissionsets, sessions
 from jitaccess.handlers.archive import AuditTrail
+from jitaccess.handlers.indexes import holdings
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.component.test_handlers import prepare
@@ -248,6 +249,31 @@ def test_revoked_sessions_are_denied_for_the_hold_then_released(system: tuple[Ru
 
     eventually(released, timeout=10)
     assert not catalog(rt).status.production.denied_users  # type: ignore[union-attr]
+
+
+def test_a_user_holding_the_group_again_by_its_id_is_left_out_of_the_deny(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    group_id = catalog(rt).status.production.group_id  # type: ignore[union-attr]
+    assert group_id
+    alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
+    assert sessions.deny(rt, alice, alice_id) == 1
+    # Alice holds the group through another live grant, of an Entitlement that names it by its
+    # GroupId (its spec.groupName is the id), filed as the grants' watch files it.
+    other = {"spec": {"user": alice.spec.user, "userId": alice_id, "groupName": group_id}, "status": {}}
+    rt.holders.file("g-alice-by-id", holdings(other), "g-alice-by-id")
+    permissionsets.sync(rt, "payments", verify=False)
+    prod = by_name(emulator)["jit-payments-prod"]
+    for account in PROD_ACCOUNTS:
+        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == []
+    # Listed still: once that grant ends too, the deny is in force again.
+    assert [d.grant for d in catalog(rt).status.production.denied_users or []] == ["g-alice"]  # type: ignore[union-attr]
+    rt.holders.file("g-alice-by-id", (), "g-alice-by-id")
+    permissionsets.sync(rt, "payments", verify=False)
+    for account in PROD_ACCOUNTS:
+        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == [alice_id]
 
 
 def test_a_deny_written_but_not_provisioned_is_provisioned_on_the_next_pass(

@@ -346,9 +346,10 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
         done = _Pass()
         drift = _Drift.of(rt, catalog, ts(started))
         wanted: dict[str, tuple[rules.PermissionSetSpec, revocations.Effective, str]] = {}
+        group_ids = assignment_rules.tier_group_ids(obj)
         for tier in rules.tiers(catalog):
             spec = rules.render(catalog, tier)
-            denials = _in_force(rt, spec, _denials(getattr(catalog.status, tier)), started)
+            denials = _in_force(rt, spec, _denials(getattr(catalog.status, tier)), started, group_ids.get(tier))
             effective = revocations.effective_policy(spec.inline_policy, denials)
             wanted[tier] = (spec, effective, revocations.digest(spec.digest, effective))
         unchanged = all(
@@ -405,23 +406,34 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
 
 
 def _in_force(
-    rt: Runtime, spec: rules.PermissionSetSpec, denials: Iterable[revocations.Denial], at: datetime
+    rt: Runtime,
+    spec: rules.PermissionSetSpec,
+    denials: Iterable[revocations.Denial],
+    at: datetime,
+    group_id: str | None = None,
 ) -> list[revocations.Denial]:
     """The denials to provision: those whose time has not come, less the users who hold the group
-    again through a live grant (they are entitled to sessions now)."""
+    again through a live grant (they are entitled to sessions now). `group_id`: the GroupId the
+    catalog records for the tier's group (`assignments.tier_group_ids`), None when none is recorded
+    for its current `groupName`."""
     kept = []
     for denial in revocations.current(denials, at):
-        if not _held(rt, spec, denial.user_id):
+        if not _held(rt, spec, denial.user_id, group_id=group_id):
             kept.append(denial)
     return kept
 
 
-def _held(rt: Runtime, spec: rules.PermissionSetSpec, user_id: str, arn: str = "") -> bool:
+def _held(rt: Runtime, spec: rules.PermissionSetSpec, user_id: str, arn: str = "", group_id: str | None = None) -> bool:
     """Whether a live grant gives the user this permission set: a membership of the tier's group,
-    or a direct assignment (account-assignment mode, by catalog tier or by ARN)."""
-    groups = [spec.group_name, assignment_rules.reference(PermissionSetRef(catalog=spec.team, tier=spec.tier))]
+    or a direct assignment (account-assignment mode, by catalog tier or by ARN). The group is known
+    by its id `group_id` too, when known: a grant of an Entitlement naming it by `groupId` is filed
+    under that id, an Active grant of any spelling as well (`indexes.holdings`), a Provisioning one
+    under its own spelling, which may be another name this process resolved to the id."""
+    groups = {spec.group_name, assignment_rules.reference(PermissionSetRef(catalog=spec.team, tier=spec.tier))}
+    if group_id:
+        groups |= {group_id} | rt.group_names(group_id)
     if arn:
-        groups.append(arn)
+        groups.add(arn)
     return any(set(rt.holders.get(membership_key(user_id, g), ())) - rt.recently_ended() for g in groups)
 
 
@@ -526,7 +538,7 @@ def _sync_tier(
         group_id,
         status,
         done,
-        lambda user: _held(rt, spec, user, arn),
+        lambda user: _held(rt, spec, user, arn, group_id),
         drift,
         lambda user: _ended_here(rt, spec, user, arn),
     )
