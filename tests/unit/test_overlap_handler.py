@@ -105,7 +105,7 @@ def test_an_entitlement_changed_since_the_index_is_left_to_its_next_event(
     assert recorded == [("b", names.DUPLICATE, False)]
 
 
-def test_the_catalog_index_keeps_each_tiers_group_accounts_and_arn() -> None:
+def test_the_catalog_index_keeps_each_tiers_group_accounts_arn_and_recorded_group_id() -> None:
     body = kopf.Body(
         {
             "metadata": {"name": "payments"},
@@ -113,7 +113,15 @@ def test_the_catalog_index_keeps_each_tiers_group_accounts_and_arn() -> None:
                 "baseline": {"groupName": "eng-payments", "accounts": ["111122223333"]},
                 "production": {"groupName": "prod-eng-payments", "accounts": ["444455556666"]},
             },
-            "status": {"production": {"permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-1/ps-2"}},
+            "status": {
+                "production": {
+                    "permissionSetArn": "arn:aws:sso:::permissionSet/ssoins-1/ps-2",
+                    "groupName": "prod-eng-payments",
+                    "groupId": "g-prod",
+                },
+                # Resolved from a groupName the spec no longer names: not the group's id now.
+                "baseline": {"groupName": "eng-payments-old", "groupId": "g-old"},
+            },
         }
     )
     indexed = asyncio.run(overlaps.catalog_tiers(name="payments", body=body))
@@ -125,6 +133,7 @@ def test_the_catalog_index_keeps_each_tiers_group_accounts_and_arn() -> None:
                 "prod-eng-payments",
                 frozenset({"444455556666"}),
                 "arn:aws:sso:::permissionSet/ssoins-1/ps-2",
+                "g-prod",
             ),
         ]
     }

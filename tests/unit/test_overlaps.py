@@ -212,6 +212,26 @@ def test_a_tier_assigned_directly_overlaps_the_group_the_catalog_assigns_it_to()
     assert rules.overlaps([group, elsewhere], [PRODUCTION]) == {}
 
 
+def test_a_group_named_by_id_is_the_tiers_group_once_the_catalog_records_that_id() -> None:
+    direct = assigned("payments-prod-direct", ["444455556666"], {"catalog": "payments", "tier": "production"})
+    by_id = ent("by-id", identityCenter={"groupId": "g-prod"}, reasonPattern="^[A-Z]+-[0-9]+")
+    # The catalog names the group, the Entitlement its id: nothing says they are one group yet.
+    assert rules.overlaps([by_id, direct], [PRODUCTION]) == {}
+    recorded = rules.Tier(PRODUCTION.reference, PRODUCTION.group, PRODUCTION.accounts, ARN, "g-prod")
+    found = rules.overlaps([by_id, direct], [recorded])
+    (mine,) = found["by-id"]
+    assert mine.other == "payments-prod-direct"
+    assert mine.shared == "permission set catalog:payments/production in account 444455556666"
+    assert mine.differences == ("reasonPattern '^[A-Z]+-[0-9]+' here, none there",)
+    # By another name that resolved to the id, for the current generation only.
+    other_name = ent("other-name", resolved("g-prod"), identityCenter={"groupName": "PAYMENTS-prod"})
+    assert [o.other for o in rules.overlaps([other_name, direct], [recorded])["other-name"]] == ["payments-prod-direct"]
+    stale = ent("stale", resolved("g-prod"), generation=2, identityCenter={"groupName": "PAYMENTS-prod"})
+    assert rules.overlaps([stale, direct], [recorded]) == {}
+    # Another group's id is not the tier's.
+    assert rules.overlaps([ent("x", identityCenter={"groupId": "g-other"}), direct], [recorded]) == {}
+
+
 def test_a_tier_named_by_its_arn_is_the_same_permission_set() -> None:
     by_tier = assigned("by-tier", ["111122223333"], {"catalog": "payments", "tier": "production"})
     by_arn = assigned("by-arn", ["111122223333"], {"arn": ARN}, owner="ledger")

@@ -7,7 +7,10 @@ Identity Center group (by DisplayName, or by id: `spec.identityCenter.groupId`, 
 permission set in at least one common account. A PermissionCatalog tier (`Tier`) assigns its
 permission set to its group in its accounts, so a grant of that group gives the permission set
 there, as one of an Entitlement assigning the tier (by `catalog`/`tier`, or by the ARN the tier
-was provisioned as) does in those accounts.
+was provisioned as) does in those accounts. An Entitlement's group is the tier's by name, or by id
+once the catalog records the GroupId its pass resolved the tier's `groupName` to (`group_id`, taken
+only while it was resolved from that name: `assignments.tier_group_ids`): the id in the spec, or
+the one resolved for the current generation.
 
 Whoever may get the one with the weaker rules gets what the other guards, so each names the
 other(s) and the rules that differ: owner team, eligibility groups, approvals, break-glass,
@@ -44,12 +47,14 @@ Key = tuple[str, ...]
 @dataclass(frozen=True)
 class Tier:
     """A PermissionCatalog tier: its permission set (`reference`, `catalog:<catalog>/<tier>`, and
-    `arn` once provisioned) is assigned to Identity Center group `group` in `accounts`."""
+    `arn` once provisioned) is assigned to Identity Center group `group` in `accounts`; `group_id`:
+    that group's GroupId, once the catalog records it for that name."""
 
     reference: str
     group: str
     accounts: frozenset[str]
     arn: str | None = None
+    group_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,17 +93,20 @@ def keys(entitlement: Entitlement, tiers: Sequence[Tier] = ()) -> frozenset[Key]
         return frozenset(
             (_ASSIGNMENT, name, account) for name in named for account in target.account_assignment.accounts
         )
-    if target.group_id:
-        return frozenset({(_GROUP_ID, target.group_id)})
     found: set[Key] = set()
-    if target.group_name:
-        found.add((_GROUP_NAME, target.group_name))
-        for tier in tiers:
-            if tier.group == target.group_name:
-                found.update((_ASSIGNMENT, name, account) for name in _names(tier) for account in tier.accounts)
-    resolved = entitlement.status.group_id
-    if resolved and _resolved_for_this_generation(entitlement):
-        found.add((_GROUP_ID, resolved))
+    group = None if target.group_id else target.group_name
+    if target.group_id:
+        found.add((_GROUP_ID, target.group_id))
+    else:
+        if group:
+            found.add((_GROUP_NAME, group))
+        resolved = entitlement.status.group_id
+        if resolved and _resolved_for_this_generation(entitlement):
+            found.add((_GROUP_ID, resolved))
+    ids = {key[1] for key in found if key[0] == _GROUP_ID}
+    for tier in tiers:
+        if (group and tier.group == group) or (tier.group_id and tier.group_id in ids):
+            found.update((_ASSIGNMENT, name, account) for name in _names(tier) for account in tier.accounts)
     return frozenset(found)
 
 

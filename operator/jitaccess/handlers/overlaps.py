@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from jitaccess.api import names
 from jitaccess.api.models import Entitlement
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import overlaps as overlap_rules
 from jitaccess.domain import permissions as permission_rules
@@ -38,8 +39,10 @@ RETRY_SECONDS = 10.0
 
 @kopf.index(*CATALOG)
 async def catalog_tiers(name: str, body: kopf.Body, **_: Any) -> dict[str, list[Tier]]:
-    """A catalog's tiers: the permission set each assigns to its group, where, and its ARN once provisioned."""
+    """A catalog's tiers: the permission set each assigns to its group, where, its ARN once
+    provisioned, and the group's GroupId once a pass recorded it for the tier's `groupName`."""
     spec, status = dict(body.spec), dict(body.status)
+    group_ids = assignment_rules.tier_group_ids({"spec": spec, "status": status})
     tiers = []
     for tier in permission_rules.TIERS:
         declared = spec.get(tier) or {}
@@ -48,7 +51,8 @@ async def catalog_tiers(name: str, body: kopf.Body, **_: Any) -> dict[str, list[
             continue
         arn = (status.get(tier) or {}).get("permissionSetArn")
         reference = f"{names.CATALOG_REFERENCE_PREFIX}{name}/{tier}"
-        tiers.append(Tier(reference, str(group), frozenset(map(str, accounts)), str(arn) if arn else None))
+        held = frozenset(map(str, accounts))
+        tiers.append(Tier(reference, str(group), held, str(arn) if arn else None, group_ids.get(tier)))
     return {name: tiers}
 
 
