@@ -437,3 +437,98 @@ def test_an_entitlement_on_a_standing_group_or_another_teams_production_is_refus
     assert (
         adm.review_catalog("UPDATE", entitlement, relabelled, GITOPS, operator=OPERATOR, catalogs=EXAMPLES) == Admit()
     )
+
+
+def resolved_tier(doc: dict[str, Any], tier: str, group_id: str, group_name: str | None = None) -> dict[str, Any]:
+    """`doc` (a catalog) with the GroupId a provisioning pass recorded for `tier`'s group, resolved
+    from `group_name` (the spec's by default; another: an id for an older name)."""
+    doc = copy.deepcopy(doc)
+    resolved_from = group_name or doc["spec"][tier]["groupName"]
+    doc.setdefault("status", {})[tier] = {"groupName": resolved_from, "groupId": group_id}
+    return doc
+
+
+def by_group_id(entitlement: dict[str, Any], group_id: str, owner: str | None = None) -> dict[str, Any]:
+    """An Entitlement naming its group by `groupId` (of team `owner`, when given)."""
+    entitlement = copy.deepcopy(entitlement)
+    entitlement["spec"]["identityCenter"] = {"groupId": group_id}
+    if owner:
+        entitlement["spec"]["owner"] = owner
+    return entitlement
+
+
+def test_an_entitlement_naming_a_catalogs_group_by_its_recorded_id_is_refused() -> None:
+    """The Entitlement's side by GroupId: compared with a tier's group once the catalog's status
+    records the id it resolved the tier's groupName to, never by an id resolved from an older name."""
+    from jitaccess.domain import admission as adm
+
+    entitlement = copy.deepcopy(ENTITLEMENTS[0])
+    old = copy.deepcopy(entitlement)
+    ledger = [doc for doc in EXAMPLES if doc["metadata"]["name"] != "ledger"]
+    stored = [*ledger, resolved_tier(example("ledger"), "baseline", "g-eng-ledger")]
+    new = by_group_id(entitlement, "g-eng-ledger")
+    verdict = adm.review_catalog("UPDATE", old, new, GITOPS, operator=OPERATOR, catalogs=stored)
+    assert isinstance(verdict, Refusal) and verdict.code == 422, verdict
+    assert verdict.message == (
+        "spec.identityCenter.groupId 'g-eng-ledger' is PermissionCatalog ledger's baseline group, whose members hold "
+        "it standing: a grant of it would be no grant at all, and the drift scan would remove them; name the group "
+        "that carries the production tier"
+    )
+    stored = [*ledger, resolved_tier(example("ledger"), "production", "g-prod-ledger")]
+    verdict = adm.review_catalog(
+        "UPDATE", old, by_group_id(entitlement, "g-prod-ledger"), GITOPS, operator=OPERATOR, catalogs=stored
+    )
+    assert isinstance(verdict, Refusal), verdict
+    assert "is PermissionCatalog ledger's production group: grants of team payments would give" in verdict.message
+    # The id was resolved from the group ledger's baseline named before: not trusted for the name it has now.
+    stale = [*ledger, resolved_tier(example("ledger"), "baseline", "g-eng-ledger", "eng-ledger-old")]
+    assert adm.review_catalog("UPDATE", old, new, GITOPS, operator=OPERATOR, catalogs=stale) == Admit()
+    # No id recorded: nothing to compare an id with (Identity Center is not asked at admission).
+    assert adm.review_catalog("UPDATE", old, new, GITOPS, operator=OPERATOR, catalogs=EXAMPLES) == Admit()
+
+
+def test_a_tier_on_the_group_an_entitlement_names_by_id_is_refused_by_the_recorded_id() -> None:
+    """The catalog's side: another team's Entitlement naming the group by groupId, or by a name
+    that resolved to the id for its current generation, is that group."""
+    pci = next(e for e in ENTITLEMENTS if e["spec"]["owner"] == "pci")
+    others = [e for e in ENTITLEMENTS if e is not pci]
+
+    def reviewed(tier: str, *entitlements: dict[str, Any]) -> Admit | Refusal:
+        # A change the check runs on (another session length), the tier's group resolved to g-prod-payments.
+        old = resolved_tier(example("payments"), tier, "g-prod-payments")
+        new = copy.deepcopy(old)
+        new["spec"][tier]["sessionDuration"] = "2h"
+        return permissions.review(
+            "UPDATE", old, new, GITOPS, operator=OPERATOR, catalogs=EXAMPLES, entitlements=[*others, *entitlements]
+        )
+
+    verdict = reviewed("production", by_group_id(pci, "g-prod-payments"))
+    assert isinstance(verdict, Refusal), verdict
+    assert (
+        "spec.production.groupName 'prod-eng-payments' is the group of Entitlement prod-eng-payments-pci (team pci, "
+        "by groupId g-prod-payments): grants of team pci would give the production permissions of team payments"
+    ) in verdict.message
+    assert reviewed("production", by_group_id(pci, "g-other")) == Admit()
+    # By another name, resolved to the id: for the Entitlement's current generation only.
+    renamed = copy.deepcopy(pci)
+    renamed["spec"]["identityCenter"] = {"groupName": "Prod-Eng-Payments-Renamed"}
+    ready = {"type": "Ready", "status": "True", "reason": "Resolved", "observedGeneration": 3}
+    renamed["metadata"]["generation"] = 3
+    renamed["status"] = {"groupId": "g-prod-payments", "conditions": [ready]}
+    verdict = reviewed("production", renamed)
+    assert isinstance(verdict, Refusal) and "Entitlement prod-eng-payments-pci (team pci)" in verdict.message
+    renamed["metadata"]["generation"] = 4  # its groupName changed since: the id is the old name's
+    assert reviewed("production", renamed) == Admit()
+    # A baseline tier on it makes JIT access standing, by the id as by the name.
+    verdict = reviewed("baseline", by_group_id(pci, "g-prod-payments"))
+    assert isinstance(verdict, Refusal) and "which people hold only through a grant" in verdict.message, verdict
+
+
+def test_the_teams_entitlement_naming_the_production_group_by_its_recorded_id_grants_it() -> None:
+    from jitaccess.domain import standing
+
+    doc = resolved_tier(example("payments"), "production", "g-prod-payments")
+    own = next(e for e in ENTITLEMENTS if e["metadata"]["name"] == "prod-eng-payments")
+    entitlements = [by_group_id(own, "g-prod-payments")]
+    assert standing.ungranted_production(doc, entitlements) is None
+    assert standing.ungranted_production(example("payments"), entitlements) is not None

@@ -1,5 +1,6 @@
-"""The API's names, in one place: group and version, plurals and kinds, annotations, labels, the
-finalizer, condition types and their reasons, and the sets of reasons the code decides on.
+"""The API's names, in one place: group and version, plurals and kinds, a catalog's tiers,
+annotations, labels, the finalizer, condition types and their reasons, and the sets of reasons the
+code decides on.
 
 The models, the CRD generator, the domain rules, the handlers and the `kubectl jit` plugin all
 read them from here. Standard library only: the plugin imports this module on its fast path, where
@@ -7,6 +8,8 @@ pydantic alone would cost a few hundred milliseconds.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 GROUP = "jitaccess.dev"
 VERSION = "v1alpha1"
@@ -27,6 +30,9 @@ TEAM_OWNERSHIP = "TeamOwnership"
 PERMISSION_CATALOG = "PermissionCatalog"
 #: How an account-assignment grant names a catalog tier's permission set: `catalog:TEAM/TIER`.
 CATALOG_REFERENCE_PREFIX = "catalog:"
+#: A PermissionCatalog's tiers (its spec's and its status's fields), in that order.
+Tier = Literal["baseline", "production"]
+TIERS: tuple[Tier, ...] = ("baseline", "production")
 KINDS = {
     REQUESTS: ACCESS_REQUEST,
     GRANTS: ACCESS_GRANT,

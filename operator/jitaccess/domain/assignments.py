@@ -54,7 +54,6 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
-from jitaccess.domain.permissions import TIERS
 
 CATALOG_PREFIX = names.CATALOG_REFERENCE_PREFIX
 #: The selectable fields of AccessGrant that the catalog webhook selects a tier's grants by.
@@ -98,7 +97,7 @@ def removed_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """The tiers whose permission sets the operator deletes, with every assignment of them, when
     stored catalog `old` becomes `new`: each tier `old` has and `new` has not. Nothing else a spec
     change does deletes a permission set or a grant's assignment (module doc)."""
-    return [tier for tier in TIERS if wire.spec(old).get(tier) and not wire.spec(new).get(tier)]
+    return [tier for tier in names.TIERS if wire.spec(old).get(tier) and not wire.spec(new).get(tier)]
 
 
 def regrouped_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -107,7 +106,7 @@ def regrouped_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     the old group give nothing from then on. Any difference counts (case, spaces): whether two
     spellings are one group only Identity Center can say, and admission does not ask it."""
     before, after = tier_groups(old), tier_groups(new)
-    return [tier for tier in TIERS if tier in before and tier in after and before[tier] != after[tier]]
+    return [tier for tier in names.TIERS if tier in before and tier in after and before[tier] != after[tier]]
 
 
 def tier_group_ids(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:
@@ -148,7 +147,7 @@ def tier_groups(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) 
     wanted = None if tiers is None else set(tiers)
     return {
         tier: str(part["groupName"])
-        for tier in TIERS
+        for tier in names.TIERS
         if (wanted is None or tier in wanted)
         and isinstance(part := wire.spec(catalog).get(tier), Mapping)
         and part.get("groupName")
@@ -203,7 +202,7 @@ def dependent_selections(
     wanted = None if tiers is None else set(tiers)
     targets = tier_spellings(catalog, wanted, entitlements)
     if not by_group_only:
-        tiers_named = [tier for tier in TIERS if wanted is None or tier in wanted]
+        tiers_named = [tier for tier in names.TIERS if wanted is None or tier in wanted]
         targets |= {f"{CATALOG_PREFIX}{wire.name_of(catalog)}/{tier}" for tier in tiers_named}
         targets |= _tier_arns(catalog, wanted)
     ids = set(tier_group_ids(catalog, wanted).values())

@@ -26,10 +26,11 @@ the catalog has reported the tier's ARN; an ARN of no catalog is matched only wi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import Condition, Entitlement, EntitlementSpec
 from jitaccess.domain import assignments
 from jitaccess.domain import conditions as cond
@@ -136,14 +137,31 @@ _RESOLVED = frozenset(
 
 
 def _resolved_for_this_generation(entitlement: Entitlement) -> bool:
+    ready = cond.find(entitlement.status.conditions, names.READY)
+    return ready is not None and _resolved(ready.reason, ready.observed_generation, entitlement.metadata.generation)
+
+
+def _resolved(reason: object, observed: object, generation: object) -> bool:
     """`status.groupId` is written with `Ready`: it is the current spec's group only when `Ready`
     observed the current generation (a `groupName` just changed still has the old group's id) and
     says the group resolved (after `GroupNotFound` the id left in the status is of a group gone)."""
-    ready = cond.find(entitlement.status.conditions, names.READY)
-    generation = entitlement.metadata.generation
-    if ready is None or ready.reason not in _RESOLVED:
-        return False
-    return not generation or ready.observed_generation == generation
+    return reason in _RESOLVED and (not generation or observed == generation)
+
+
+def group_id(entitlement: Mapping[str, Any]) -> str | None:
+    """The GroupId of the group an Entitlement (as stored) grants in group mode: its spec's
+    `groupId`, else the `status.groupId` its `groupName` resolved to for the current generation
+    (`_resolved`); None while neither is known, and in account-assignment mode."""
+    target = wire.spec(entitlement).get("identityCenter")
+    if not isinstance(target, Mapping) or target.get("accountAssignment") is not None:
+        return None
+    if target.get("groupId"):
+        return str(target["groupId"])
+    resolved, ready = wire.status(entitlement).get("groupId"), wire.condition(entitlement, names.READY)
+    generation = wire.metadata(entitlement).get("generation")
+    if not resolved or ready is None or not _resolved(ready.get("reason"), ready.get("observedGeneration"), generation):
+        return None
+    return str(resolved)
 
 
 def describe(shared: Iterable[Key]) -> str:

@@ -25,7 +25,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -47,8 +47,8 @@ from jitaccess.domain.durations import parse_duration
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import InvalidInput
 
-Tier = Literal["baseline", "production"]
-TIERS: tuple[Tier, ...] = ("baseline", "production")
+Tier = names.Tier
+TIERS = names.TIERS
 #: The permission set's name is `jit-<team>-<short tier>`: Identity Center allows 32 characters.
 SHORT_TIER: dict[Tier, str] = {"baseline": "base", "production": "prod"}
 NAME_PREFIX = "jit-"

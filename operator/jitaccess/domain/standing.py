@@ -11,9 +11,14 @@ group that is an Entitlement's group makes the JIT access standing (and the drif
 the standing group).
 
 Group DisplayNames are compared case-insensitively and stripped: two names that a reviewer reads
-as one are treated as one, and refused, whatever Identity Center would make of them. An
-Entitlement that names its group by id only (`groupId`) cannot be compared without asking
-Identity Center, and is left out.
+as one are treated as one, and refused, whatever Identity Center would make of them. A group is
+also known by its GroupId where the stored objects say it, and two groups whose ids are both known
+and equal are one: an Entitlement's `groupId`, or the `status.groupId` its `groupName` resolved to
+for the current generation (`overlaps.group_id`); a catalog tier's `status.<tier>.groupId`, while
+the name it was resolved from is the spec's (`assignments.tier_group_ids`). An id resolved for an
+older name or generation is not trusted: admission never refuses on it. An Entitlement naming its
+group by id only is compared by that id alone, so with a catalog tier no provisioning pass has
+resolved yet it is not compared (that needs Identity Center).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jitaccess.api import names, wire
+from jitaccess.domain import assignments, overlaps
 
 Obj = Mapping[str, Any]
 
@@ -40,10 +46,16 @@ def key(group: str) -> str:
 class Use:
     """A group as one object names it: `what` it is to that object, in words for a message."""
 
-    group: str
+    group: str  # its DisplayName; empty for an Entitlement's group named by id only
     what: str
     owner: str  # the team of the object (a catalog's name, an Entitlement's owner)
     standing: bool  # its members hold it standing (True) or through a grant (False)
+    group_id: str | None = None  # its GroupId, where the object says it (the module's docstring)
+
+    def same(self, other: Use) -> bool:
+        """Whether `other` is the same group: by name, or by id where both ids are known."""
+        by_name = bool(key(self.group)) and key(self.group) == key(other.group)
+        return by_name or (self.group_id is not None and self.group_id == other.group_id)
 
 
 def _listed(spec: Mapping[str, Any], path: str) -> list[str]:
@@ -56,12 +68,13 @@ def _listed(spec: Mapping[str, Any], path: str) -> list[str]:
 def catalog_uses(catalog: Obj) -> list[Use]:
     """The groups a PermissionCatalog's tiers are assigned to."""
     name, spec = wire.name_of(catalog), wire.spec(catalog)
+    ids = assignments.tier_group_ids(catalog)
     found = []
     for tier, standing in (("baseline", True), ("production", False)):
         settings = spec.get(tier)
         group = settings.get("groupName") if isinstance(settings, Mapping) else None
         if isinstance(group, str) and group:
-            found.append(Use(group, f"PermissionCatalog {name}'s {tier} group", name, standing))
+            found.append(Use(group, f"PermissionCatalog {name}'s {tier} group", name, standing, ids.get(tier)))
     return found
 
 
@@ -72,29 +85,40 @@ def entitlement_uses(entitlement: Obj) -> list[Use]:
     found = []
     target = spec.get("identityCenter")
     target = target if isinstance(target, Mapping) else {}
-    group = target.get("groupName")
-    if isinstance(group, str) and group and not target.get("groupId"):
-        found.append(Use(group, f"the group of Entitlement {name} (team {owner})", owner, False))
+    group, group_id = target.get("groupName"), overlaps.group_id(entitlement)
+    if target.get("groupId"):
+        what = f"the group of Entitlement {name} (team {owner}, by groupId {group_id})"
+        found.append(Use("", what, owner, False, group_id))
+    elif isinstance(group, str) and group:
+        found.append(Use(group, f"the group of Entitlement {name} (team {owner})", owner, False, group_id))
     for path in STANDING_FIELDS:
         found += [Use(g, f"a group Entitlement {name} names in spec.{path}", owner, True) for g in _listed(spec, path)]
     return found
 
 
-def _others(uses: Iterable[Use], group: str) -> list[Use]:
-    return [u for u in uses if key(u.group) == key(group)]
+def _others(uses: Iterable[Use], group: Use) -> list[Use]:
+    return [u for u in uses if group.same(u)]
+
+
+def _field(use: Use) -> str:
+    """How an Entitlement's own group reads in a message: the field that names it, and its value."""
+    return (
+        f"spec.identityCenter.groupName {use.group!r}" if use.group else f"spec.identityCenter.groupId {use.group_id!r}"
+    )
 
 
 def catalog_problems(catalog: Obj, catalogs: Iterable[Obj], entitlements: Iterable[Obj]) -> list[str]:
     """Why `catalog`'s tiers would make production standing, or JIT access standing, given the
     other catalogs and the Entitlements stored; each names the other object and the fix."""
-    name, spec = wire.name_of(catalog), wire.spec(catalog)
+    name = wire.name_of(catalog)
     others = [u for c in catalogs if wire.name_of(c) != name for u in catalog_uses(c)]
     others += [u for e in entitlements for u in entitlement_uses(e)]
+    mine = catalog_uses(catalog)
     found = []
-    production = spec.get("production") if isinstance(spec.get("production"), Mapping) else None
-    group = (production or {}).get("groupName")
-    if isinstance(group, str) and group:
-        for use in _others(others, group):
+    production = next((u for u in mine if not u.standing), None)
+    if production is not None:
+        group = production.group
+        for use in _others(others, production):
             if use.standing:
                 found.append(
                     f"spec.production.groupName {group!r} is {use.what}, whose members hold it standing: they "
@@ -106,10 +130,10 @@ def catalog_problems(catalog: Obj, catalogs: Iterable[Obj], entitlements: Iterab
                     f"spec.production.groupName {group!r} is {use.what}: grants of team {use.owner} would give the "
                     f"production permissions of team {name}; name the group of an Entitlement of team {name}"
                 )
-    baseline = spec.get("baseline") if isinstance(spec.get("baseline"), Mapping) else None
-    group = (baseline or {}).get("groupName")
-    if isinstance(group, str) and group:
-        for use in _others(others, group):
+    baseline = next((u for u in mine if u.standing), None)
+    if baseline is not None:
+        group = baseline.group
+        for use in _others(others, baseline):
             if not use.standing:
                 found.append(
                     f"spec.baseline.groupName {group!r} is {use.what}, which people hold only through a grant: "
@@ -125,18 +149,18 @@ def entitlement_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]
     mine = [u for u in entitlement_uses(entitlement) if not u.standing]
     if not mine:
         return []
-    group, owner = mine[0].group, mine[0].owner
+    field, owner = _field(mine[0]), mine[0].owner
     found = []
-    for use in _others([u for c in catalogs for u in catalog_uses(c)], group):
+    for use in _others([u for c in catalogs for u in catalog_uses(c)], mine[0]):
         if use.standing:
             found.append(
-                f"spec.identityCenter.groupName {group!r} is {use.what}, whose members hold it standing: a grant "
+                f"{field} is {use.what}, whose members hold it standing: a grant "
                 "of it would be no grant at all, and the drift scan would remove them; name the group that carries "
                 "the production tier"
             )
         elif use.owner != owner:
             found.append(
-                f"spec.identityCenter.groupName {group!r} is {use.what}: grants of team {owner} would give the "
+                f"{field} is {use.what}: grants of team {owner} would give the "
                 f"production permissions of team {use.owner}; name a group of team {owner}"
             )
     return found
@@ -145,15 +169,14 @@ def entitlement_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]
 def ungranted_production(catalog: Obj, entitlements: Iterable[Obj]) -> str | None:
     """A warning: the production group is no Entitlement's of the catalog's team (yet: GitOps may
     apply the catalog first). Nobody can get production until one grants it."""
-    name, spec = wire.name_of(catalog), wire.spec(catalog)
-    production = spec.get("production")
-    group = production.get("groupName") if isinstance(production, Mapping) else None
-    if not isinstance(group, str) or not group:
+    name = wire.name_of(catalog)
+    production = next((u for u in catalog_uses(catalog) if not u.standing), None)
+    if production is None:
         return None
     granted = [u for e in entitlements for u in entitlement_uses(e) if not u.standing and u.owner == name]
-    if _others(granted, group):
+    if _others(granted, production):
         return None
     return (
-        f"no {names.ENTITLEMENT} of team {name} grants spec.production.groupName {group!r}: the production tier is "
+        f"no {names.ENTITLEMENT} of team {name} grants spec.production.groupName {production.group!r}: the production tier is "
         "held only through such an Entitlement's grants, and nobody holds it until one exists"
     )
