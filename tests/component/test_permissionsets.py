@@ -223,6 +223,14 @@ def grant_of(rt: Runtime, user: str, name: str) -> tuple[AccessGrant, str]:
     return grant, user_id
 
 
+def provisioned_group_id(rt: Runtime) -> str:
+    """Provision the catalog; the GroupId its status records for the production tier's group."""
+    permissionsets.sync(rt, "payments", verify=True)
+    group_id = catalog(rt).status.production.group_id  # type: ignore[union-attr]
+    assert group_id
+    return group_id
+
+
 def test_revoked_sessions_are_denied_for_the_hold_then_released(system: tuple[Runtime, IdentityCenterEmulator]) -> None:
     rt, emulator = system
     permissionsets.sync(rt, "payments", verify=True)
@@ -255,9 +263,7 @@ def test_a_user_holding_the_group_again_by_its_id_is_left_out_of_the_deny(
     system: tuple[Runtime, IdentityCenterEmulator],
 ) -> None:
     rt, emulator = system
-    permissionsets.sync(rt, "payments", verify=True)
-    group_id = catalog(rt).status.production.group_id  # type: ignore[union-attr]
-    assert group_id
+    group_id = provisioned_group_id(rt)
     alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
     assert sessions.deny(rt, alice, alice_id) == 1
     # Alice holds the group through another live grant, of an Entitlement that names it by its
@@ -274,6 +280,25 @@ def test_a_user_holding_the_group_again_by_its_id_is_left_out_of_the_deny(
     permissionsets.sync(rt, "payments", verify=False)
     for account in PROD_ACCOUNTS:
         assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == [alice_id]
+
+
+def test_a_grant_naming_the_group_by_its_id_has_its_sessions_denied(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    rt, emulator = system
+    group_id = provisioned_group_id(rt)
+    # The pass's status write, filed as the catalogs' watch files it (`index_catalog`).
+    permissionsets.observe(rt, rt.kube.get(names.CATALOGS, "payments"), "payments")
+    # Its Entitlement names the production group by GroupId: the grant's spec.groupName is the id.
+    alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
+    alice.spec.group_name = group_id
+    assert sessions.deny(rt, alice, alice_id) == 1
+    assert [d.grant for d in catalog(rt).status.production.denied_users or []] == ["g-alice"]  # type: ignore[union-attr]
+    permissionsets.sync(rt, "payments", verify=False)
+    prod = by_name(emulator)["jit-payments-prod"]
+    for account in PROD_ACCOUNTS:
+        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == [alice_id]
+    assert deny_statement(by_name(emulator)["jit-payments-base"].inline_policy) == []
 
 
 def test_a_deny_written_but_not_provisioned_is_provisioned_on_the_next_pass(

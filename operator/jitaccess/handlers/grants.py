@@ -767,7 +767,7 @@ def end_grant(
         removed = False
         if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
             # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
-            sessions.deny(rt, grant, key[0])
+            sessions.deny(rt, grant, key[0], group_id)
         taken: list[str] = []
         if spec.account_assignment is not None:
             held = assignments.others_holding(rt, grant, key, holders, confirm=True)

@@ -149,11 +149,15 @@ def index_catalog(*, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any) -> N
 
 
 def observe(rt: Runtime, obj: dict[str, Any] | None, name: str) -> None:
-    """File the catalog under its tiers' groups in `Runtime.catalog_groups` (None: it is gone)."""
-    spec = (obj or {}).get("spec") or {}
+    """File the catalog under its tiers' groups in `Runtime.catalog_groups` (None: it is gone):
+    under each tier's `groupName`, and under the GroupId its status records for that name
+    (`assignments.tier_group_ids`), as a grant of an Entitlement naming the group by `groupId` has
+    the id for its `spec.groupName` (`sessions.deny`)."""
+    groups = assignment_rules.tier_groups(obj or {})
+    ids = assignment_rules.tier_group_ids(obj or {})
     for tier in rules.TIERS:
-        group = (spec.get(tier) or {}).get("groupName")
-        rt.catalog_groups.observe(f"{name}/{tier}", (group, name) if group else None)
+        keys = tuple(group for group in (groups.get(tier), ids.get(tier)) if group)
+        rt.catalog_groups.file(f"{name}/{tier}", keys, name)
 
 
 @kopf.on.delete(*CATALOG)
