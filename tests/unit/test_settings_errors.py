@@ -15,11 +15,20 @@ from jitaccess import settings
 from jitaccess.main import log_in_as_kubectl_would
 from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings, SettingsError, kubeconfig_files, load
 
+#: This tree's operator package: `python -m jitaccess` must start this code, not whatever tree the
+#: virtualenv's editable install points at (a venv shared between checkouts).
+OPERATOR_SOURCE = Path(__file__).resolve().parents[2] / "operator"
+
 
 def _start(**env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("JITACCESS_")}
+    path = os.pathsep.join(p for p in (str(OPERATOR_SOURCE), clean.get("PYTHONPATH", "")) if p)
     return subprocess.run(
-        [sys.executable, "-m", "jitaccess"], env={**clean, **env}, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "jitaccess"],
+        env={**clean, "PYTHONPATH": path, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
