@@ -301,6 +301,63 @@ def test_a_grant_naming_the_group_by_its_id_has_its_sessions_denied(
     assert deny_statement(by_name(emulator)["jit-payments-base"].inline_policy) == []
 
 
+def denied_grants(rt: Runtime) -> list[str]:
+    tier = catalog(rt).status.production
+    return [d.grant for d in (tier.denied_users if tier else None) or []]
+
+
+def test_a_grant_by_id_of_a_tier_no_pass_has_resolved_yet_has_its_sessions_denied(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    rt, emulator = system
+    # The catalog as its watch files it before any pass: no GroupId recorded for its tiers yet.
+    permissionsets.observe(rt, rt.kube.get(names.CATALOGS, "payments"), "payments")
+    assert catalog(rt).status.production is None
+    # Its Entitlement names the production group by GroupId: the grant's spec.groupName is the id.
+    alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
+    alice.spec.group_name = emulator.group_id("prod-eng-payments")
+    # Identity Center not answering: nothing is recorded and the error reaches the caller, whose
+    # end of the grant (denial first) is retried, never ended without it.
+    emulator.faults.fail("GetGroupId", error="InternalServerException", times=3)
+    with pytest.raises(RetryLater):
+        sessions.deny(rt, alice, alice_id)
+    assert denied_grants(rt) == []
+    # Answering, it resolves the tier's groupName to the grant's group.
+    assert sessions.deny(rt, alice, alice_id) == 1
+    assert denied_grants(rt) == ["g-alice"]
+    permissionsets.sync(rt, "payments", verify=False)
+    prod = by_name(emulator)["jit-payments-prod"]
+    for account in PROD_ACCOUNTS:
+        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == [alice_id]
+    assert deny_statement(by_name(emulator)["jit-payments-base"].inline_policy) == []
+
+
+def test_a_grant_spelling_an_unresolved_tier_group_in_another_case_has_its_sessions_denied(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    rt, emulator = system
+    permissionsets.observe(rt, rt.kube.get(names.CATALOGS, "payments"), "payments")
+    bob, bob_id = grant_of(rt, "bob@example.com", "g-bob")
+    bob.spec.group_name = "Prod-Eng-Payments"
+    bob.status.group_id = emulator.group_id("prod-eng-payments")
+    assert sessions.deny(rt, bob, bob_id) == 1
+    assert denied_grants(rt) == ["g-bob"]
+
+
+def test_a_grant_of_no_tier_asks_identity_center_nothing_once_every_tier_is_resolved(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    rt, emulator = system
+    provisioned_group_id(rt)
+    permissionsets.observe(rt, rt.kube.get(names.CATALOGS, "payments"), "payments")
+    carol, carol_id = grant_of(rt, "carol@example.com", "g-carol")
+    carol.spec.group_name = "prod-eng-ledger"
+    emulator.faults.clear()
+    assert sessions.deny(rt, carol, carol_id) == 0
+    assert emulator.faults.calls["GetGroupId"] == 0
+    assert denied_grants(rt) == []
+
+
 def test_a_deny_written_but_not_provisioned_is_provisioned_on_the_next_pass(
     system: tuple[Runtime, IdentityCenterEmulator],
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
+from jitaccess.errors import NotFound
 from jitaccess.handlers import permissionsets, sessions
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
@@ -52,11 +53,31 @@ def _grant(spelled: str, group_id: str | None = None) -> AccessGrant:
     return found
 
 
+class _Directory:
+    """Identity Center's GetGroupId, by DisplayName, and who asked for what."""
+
+    def __init__(self, groups: dict[str, str]) -> None:
+        self.groups = groups
+        self.asked: list[str] = []
+
+    def resolve_group(self, name: str) -> str:
+        self.asked.append(name)
+        if name not in self.groups:
+            raise NotFound(f"no group {name}", operation="GetGroupId")
+        return self.groups[name]
+
+
 @pytest.fixture
 def system() -> tuple[Runtime, _Kube]:
     kube = _Kube()
-    rt = Runtime(Settings(), None, kube)  # type: ignore[arg-type]
+    rt = Runtime(Settings(), _Directory({}), kube)  # type: ignore[arg-type]
     return rt, kube
+
+
+def _directory(rt: Runtime, groups: dict[str, str]) -> _Directory:
+    directory = _Directory(groups)
+    rt.identity_center = directory  # type: ignore[assignment]
+    return directory
 
 
 def _store(rt: Runtime, kube: _Kube, catalog: dict[str, Any]) -> None:
@@ -108,3 +129,39 @@ def test_a_deleted_catalog_is_filed_under_neither_its_group_name_nor_its_id(syst
     kube.delete(names.CATALOGS, "payments")
     permissionsets.observe(rt, None, "payments")
     assert dict(rt.catalog_groups) == {}
+
+
+def test_a_tier_no_pass_has_resolved_is_matched_by_the_id_identity_center_resolves_its_group_to(system: Any) -> None:
+    rt, kube = system
+    catalog = _catalog()
+    del catalog["status"]
+    _store(rt, kube, catalog)
+    directory = _directory(rt, {"eng-payments": "g-base-1", "prod-eng-payments": GROUP_ID})
+    assert sessions.deny(rt, _grant(GROUP_ID), "u-alice") == 1
+    assert _denied(kube) == ["u-alice"]
+    assert _denied(kube, "baseline") == []
+    assert sorted(directory.asked) == ["eng-payments", "prod-eng-payments"]
+
+
+def test_a_tier_whose_group_identity_center_knows_not_or_as_another_is_not_denied(system: Any) -> None:
+    rt, kube = system
+    catalog = _catalog()
+    del catalog["status"]
+    _store(rt, kube, catalog)
+    _directory(rt, {"prod-eng-payments": "g-other"})
+    assert sessions.deny(rt, _grant(GROUP_ID), "u-alice") == 0
+    assert _denied(kube) == [] and _denied(kube, "baseline") == []
+
+
+def test_a_tier_spelled_otherwise_is_asked_about_though_its_id_is_recorded(system: Any) -> None:
+    rt, kube = system
+    _store(rt, kube, _catalog())
+    # The group was recreated under the tier's name: the id recorded is the old one's.
+    directory = _directory(rt, {"prod-eng-payments": "g-prod-new"})
+    assert sessions.deny(rt, _grant("Prod-Eng-Payments", "g-prod-new"), "u-alice") == 1
+    assert _denied(kube) == ["u-alice"]
+    assert directory.asked == ["prod-eng-payments"]
+    # A grant of another group, every tier resolved: Identity Center is not asked.
+    directory.asked.clear()
+    assert sessions.deny(rt, _grant("prod-eng-ledger", "g-ledger"), "u-bob") == 0
+    assert directory.asked == []

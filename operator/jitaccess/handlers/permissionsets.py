@@ -148,15 +148,25 @@ def index_catalog(*, body: kopf.Body, memo: kopf.Memo, type: str, **_: Any) -> N
     observe(runtime_of(memo), None if type == "DELETED" else dict(body), body.metadata.name)
 
 
+#: Keys `observe` files a catalog under besides its tiers' groups: `UNRESOLVED` while a tier has
+#: no GroupId recorded for its current `groupName`, and `(FOLDED, groupName.casefold())` for each
+#: tier. They name the tiers whose group only Identity Center can match with a grant's when
+#: neither its name nor its recorded id does (`sessions.deny`).
+UNRESOLVED, FOLDED = ("unresolved",), "folded"
+
+
 def observe(rt: Runtime, obj: dict[str, Any] | None, name: str) -> None:
     """File the catalog under its tiers' groups in `Runtime.catalog_groups` (None: it is gone):
     under each tier's `groupName`, and under the GroupId its status records for that name
     (`assignments.tier_group_ids`), as a grant of an Entitlement naming the group by `groupId` has
-    the id for its `spec.groupName` (`sessions.deny`)."""
+    the id for its `spec.groupName` (`sessions.deny`); and under `UNRESOLVED` and `FOLDED`."""
     groups = assignment_rules.tier_groups(obj or {})
     ids = assignment_rules.tier_group_ids(obj or {})
     for tier in rules.TIERS:
-        keys = tuple(group for group in (groups.get(tier), ids.get(tier)) if group)
+        group = groups.get(tier)
+        keys: tuple[Any, ...] = tuple(key for key in (group, ids.get(tier)) if key)
+        if group:
+            keys += ((FOLDED, group.casefold()),) + (() if ids.get(tier) else (UNRESOLVED,))
         rt.catalog_groups.file(f"{name}/{tier}", keys, name)
 
 
@@ -611,13 +621,23 @@ def _parsed(policy: str) -> Any:
 
 
 def _group(rt: Runtime, spec: rules.PermissionSetSpec) -> str:
-    try:
-        return rt.cached("group", spec.group_name, rt.identity_center.resolve_group)
-    except NotFound as exc:
+    group_id = group_of(rt, spec)
+    if group_id is None:
         raise PermanentFailure(
             f"Identity Center group {spec.group_name!r} (spec.{spec.tier}.groupName) does not exist: create it",
             operation="GetGroupId",
-        ) from exc
+        )
+    return group_id
+
+
+def group_of(rt: Runtime, spec: rules.PermissionSetSpec) -> str | None:
+    """The GroupId of the tier's group (its `groupName` resolved by Identity Center, cached), or
+    None when there is no such group; `RetryLater` or `PermanentFailure` when Identity Center does
+    not answer or refuses."""
+    try:
+        return rt.cached("group", spec.group_name, rt.identity_center.resolve_group)
+    except NotFound:
+        return None
 
 
 def _assignments(

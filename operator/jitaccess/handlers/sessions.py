@@ -4,8 +4,9 @@ Taking a user out of the group stops new sessions, not the ones Identity Center 
 When a grant that was Active ends as Revoked or EligibilityLapsed (a revoke by its holder or an
 owner, a deletion, a lapse) and no other grant keeps the membership, `deny` records the user in
 `status.<tier>.deniedUsers` of every PermissionCatalog tier whose group is the grant's group,
-matched by name or by GroupId however the grant spells it (the permission set assigned to that
-group is the one the user's sessions belong to), or, in account-assignment mode, of the catalog
+matched by name or by GroupId however the grant spells it, Identity Center resolving the group of
+a tier no pass has resolved yet (the permission set assigned to that group is the one the user's
+sessions belong to), or, in account-assignment mode, of the catalog
 tier the grant names: the UserId, the grant, when, and until when (the permission set's session
 duration later). The record is written before the grant is marked ended, so a crash between the
 two cannot lose it; the permission-set pass (`handlers.permissionsets`) provisions it and later
@@ -15,6 +16,7 @@ removes it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from jitaccess.api import names
@@ -22,8 +24,8 @@ from jitaccess.api.models import AccessGrant, PermissionCatalog, TierStatus
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import permissions as rules
 from jitaccess.errors import InvalidInput
+from jitaccess.handlers import permissionsets
 from jitaccess.handlers.common import now, status_change, ts
-from jitaccess.handlers.permissionsets import hold
 from jitaccess.handlers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -37,15 +39,57 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = N
     `grants.membership_of`); a tier's group by its `groupName` and the GroupId the catalog's status
     records for that name (`assignments.tier_group_ids`), `Runtime.catalog_groups` filing the
     catalog under both. A grant naming the tier's group by id, or spelling it otherwise, is denied
-    there too."""
+    there too. When no tier matches so, the tiers no pass has resolved yet (no GroupId recorded for
+    their `groupName`) and those whose `groupName` differs from the grant's spelling only in case
+    have their group resolved through Identity Center (`permissionsets.group_of`) and compared by
+    id (revocations are rare), so that a catalog just created or regrouped leaves no window in which
+    the user's sessions outlive the revocation. Identity Center not answering, or refusing, raises
+    (`RetryLater`, `PermanentFailure`) before anything is ended: the caller retries the end, and
+    this denial with it."""
     group = grant.spec.group_name
     # Account-assignment mode names its catalog tier itself (`domain.assignments`).
     named = assignment_rules.catalog_tier(group) if grant.spec.account_assignment is not None else None
+    if named:
+        catalog, wanted = named
+        return _deny_in(rt, grant, user_id, [catalog], lambda tier, _spec, _id: tier == wanted)
     spellings = {group, grant.status.group_id, group_id} - {None, ""}
+
+    def known(_tier: str, spec: rules.PermissionSetSpec, recorded: str | None) -> bool:
+        return bool({spec.group_name, recorded} & spellings)
+
+    filed = {name for spelled in spellings for name in rt.catalog_groups.get(spelled, ())}
+    found = _deny_in(rt, grant, user_id, sorted(filed), known)
+    if found:
+        return found
+    folded = {str(spelled).casefold() for spelled in spellings}
+    doubtful = {
+        name
+        for key in [permissionsets.UNRESOLVED, *((permissionsets.FOLDED, f) for f in folded)]
+        for name in rt.catalog_groups.get(key, ())
+    }
+
+    def resolved(tier: str, spec: rules.PermissionSetSpec, recorded: str | None) -> bool:
+        if known(tier, spec, recorded):
+            return True  # resolved by a pass since the index was read
+        if recorded and spec.group_name.casefold() not in folded:
+            return False  # its recorded id is Identity Center's answer already, and not the grant's
+        return permissionsets.group_of(rt, spec) in spellings
+
+    return _deny_in(rt, grant, user_id, sorted(doubtful), resolved)
+
+
+def _deny_in(
+    rt: Runtime,
+    grant: AccessGrant,
+    user_id: str,
+    catalogs: list[str],
+    matches: Callable[[str, rules.PermissionSetSpec, str | None], bool],
+) -> int:
+    """`deny` in the tiers of `catalogs` that `matches` (the tier, its rendered spec, the GroupId
+    its status records for its `groupName`); how many."""
     since = now()
     found = 0
-    filed = {name for spelled in spellings for name in rt.catalog_groups.get(spelled, ())}
-    for name in [named[0]] if named else sorted(filed):
+    for name in catalogs:
         obj = rt.kube.get(names.CATALOGS, name)
         if obj is None:
             continue
@@ -56,7 +100,7 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = N
                 spec = rules.render(catalog, tier)
             except InvalidInput:
                 continue  # admission refuses such a catalog: it has no permission set to deny in
-            if (tier != named[1]) if named else not ({spec.group_name, ids.get(tier)} & spellings):
+            if not matches(tier, spec, ids.get(tier)):
                 continue
             found += 1
             entry = {
@@ -64,7 +108,7 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = N
                 "user": grant.spec.user,
                 "grant": grant.metadata.name,
                 "since": ts(since),
-                "until": ts(since + hold(rt, spec.session_duration)),
+                "until": ts(since + permissionsets.hold(rt, spec.session_duration)),
             }
 
             def build(
