@@ -192,6 +192,38 @@ def test_111_a_team_whose_approvers_are_all_kubernetes_own_approves_nothing(poli
     assert f"may not act as {NEW_LEAD} (approvers of team ledger)" in warned["message"], warned["message"]
 
 
+def test_111_an_entitlement_whose_team_has_too_few_approvers_once_kubernetes_own_are_left_out_grants_nothing(
+    policy: Jit,
+) -> None:
+    """prod-eng-ledger needs two approvals; ledger stored, while the webhooks were gone, with lena
+    and a ServiceAccount as its approvers and system:admin as its backup approver: two names read
+    as approvers in review, but only lena may approve. The Entitlement is TooFewApprovers, saying
+    so, and alice (of payments) asking for it is refused at creation, told why and how to fix it,
+    instead of waiting until her request times out."""
+    needs_two = example("02-entitlements.yaml", "prod-eng-ledger")
+    needs_two["spec"]["approval"]["approvalsRequired"] = 2
+    policy.apply(needs_two)
+    bad = example("01-teams.yaml", "ledger")
+    bad["spec"].update(approvers=[LENA, SERVICE_ACCOUNT], backupApprovers=["system:admin"])
+    stored_without_webhooks(policy, bad)
+    own = f"{SERVICE_ACCOUNT} and system:admin are Kubernetes' own (system:) and approve nothing"
+    short = policy.wait_reason("entitlement", "prod-eng-ledger", "TooFewApprovers", timeout=30)
+    message = next(c["message"] for c in short["status"]["conditions"] if c["type"] == "Ready")
+    assert (
+        f"spec.approval.approvalsRequired is 2, but team ledger names 1 who may approve ({LENA}, backup approvers "
+        "included)" in message
+    ), message
+    assert message.endswith(f"name more approvers in the team, or lower approvalsRequired; {own}"), message
+    refused(
+        policy.request("alice-too-few-approvers", "prod-eng-ledger", user=ALICE, check=False),
+        f"TeamOwnership 'ledger' spec.approvers names 1 who may approve a request of {ALICE} ({LENA}, backup "
+        "approvers included), and Entitlement prod-eng-ledger needs 2 approvals (spec.approval.approvalsRequired): "
+        "it could never be approved; the team must name more approvers, or the Entitlement need fewer",
+        own,
+    )
+    assert policy.get("accessrequest", "alice-too-few-approvers") is None
+
+
 # --- 112. another team's standing group as the production tier's -------------------------------------
 
 
