@@ -985,6 +985,22 @@ def test_who_may_decide_leaves_out_the_requester_and_who_already_approved() -> N
     )
 
 
+def test_an_entitlement_named_longer_than_a_label_value_is_refused_at_creation() -> None:
+    """Its grants carry its name as a label value (at most 63 characters): none could be created."""
+    entitlement = {"kind": "Entitlement", "metadata": {"name": "e" * 64}, "spec": {"owner": "ledger"}}
+    refused(
+        adm.review_catalog("CREATE", None, entitlement, MALLORY, operator=OPERATOR),
+        "metadata.name is 64 characters long, above the limit of 63",
+        "label jitaccess.dev/entitlement",
+        "name it in 63 characters or fewer",
+    )
+    fits = {**entitlement, "metadata": {"name": "e" * 63}}
+    assert adm.review_catalog("CREATE", None, fits, MALLORY, operator=OPERATOR) == ALLOW
+    # One stored before the rule stays writable (its requests are refused, saying why).
+    relabelled = {**entitlement, "metadata": {"name": "e" * 64, "labels": {"x": "1"}}}
+    assert adm.review_catalog("UPDATE", entitlement, relabelled, MALLORY, operator=OPERATOR) == ALLOW
+
+
 @pytest.mark.parametrize(
     ("spec", "words"),
     [

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from jitaccess.api.models import Entitlement
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.requests import Limits, Outcome, Route
 from jitaccess.errors import InvalidInput
@@ -49,6 +50,20 @@ def test_unknown_entitlement_and_missing_owner_team() -> None:
         request_rules.validate(request(entitlement="nope"), None, None, LIMITS)
     with pytest.raises(InvalidInput, match="owner team 'payments' does not exist"):
         request_rules.validate(request(), entitlement(), None, LIMITS)
+
+
+def test_an_entitlement_named_longer_than_a_label_value_refuses_its_requests() -> None:
+    """One stored before admission refused such a name: no grant of it could be created (the API
+    server refuses its label), so its requests are refused, not approved into a retry without end."""
+    long = "p" * 64
+    stored = Entitlement.model_validate({**entitlement().wire(), "metadata": {"name": long}})
+    with pytest.raises(InvalidInput) as caught:
+        request_rules.validate(request(entitlement=long), stored, team(), LIMITS)
+    assert caught.value.field == "spec.entitlement"
+    assert "names an Entitlement whose name is 64 characters long, above the limit of 63" in str(caught.value)
+    assert "create it again under a shorter name" in str(caught.value)
+    fits = Entitlement.model_validate({**entitlement().wire(), "metadata": {"name": "p" * 63}})
+    assert request_rules.validate(request(entitlement="p" * 63), fits, team(), LIMITS).entitlement is fits
 
 
 def test_broken_reason_pattern_blames_the_entitlement() -> None:

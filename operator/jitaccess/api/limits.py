@@ -13,6 +13,9 @@ REASON_MAX_LENGTH = 1024
 PATTERN_MAX_LENGTH = 512
 #: A Kubernetes object name (the longest a DNS subdomain may be).
 NAME_MAX_LENGTH = 253
+#: A label value (Kubernetes': a name's first 63 characters are all a label may hold). An Entitlement's
+#: name is one, on each of its grants (`names.LABEL_ENTITLEMENT`), so it may be no longer.
+LABEL_VALUE_MAX_LENGTH = 63
 #: A duration such as `1h30m`; far more than any sensible one needs.
 DURATION_MAX_LENGTH = 32
 #: The most a user's write may leave in the labels and annotations of a record (AccessRequest,

@@ -402,6 +402,7 @@ def review_catalog(
     return (
         _operator_policy_write(operation, old, new, caller, operator)
         or review_bookkeeping(operation, old, new, caller, operator)
+        or _entitlement_name(operation, new)
         or _reason_policy(new, old)
         or _duration_policy(new, old, limits)
         or _approver_names(new, old)
@@ -558,6 +559,18 @@ def _entitlement_group(new: Obj | None, old: Obj | None, catalogs: Iterable[Obj]
         return None
     found = standing.entitlement_problems(new, catalogs)
     return Refusal("; ".join(found), INVALID) if found else None
+
+
+def _entitlement_name(operation: str, new: Obj | None) -> Refusal | None:
+    """An Entitlement named longer than a label value can be (`request_rules.entitlement_name_problem`):
+    no grant of it could be created. Checked at creation, as a name never changes; one stored before
+    the rule (an upgrade, the webhooks down) stays writable, and requests for it are refused, saying why."""
+    if operation != "CREATE" or new is None or new.get("kind") != names.ENTITLEMENT:
+        return None
+    problem = request_rules.entitlement_name_problem(wire.name_of(new))
+    if problem is None:
+        return None
+    return Refusal(f"metadata.{problem}: name it in {limits.LABEL_VALUE_MAX_LENGTH} characters or fewer", INVALID)
 
 
 def _reason_policy(new: Obj | None, old: Obj | None) -> Refusal | None:

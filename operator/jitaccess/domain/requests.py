@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Any
 
 from jitaccess.api import names, wire
+from jitaccess.api.limits import LABEL_VALUE_MAX_LENGTH
 from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import breakglass as break_glass_rules
@@ -100,6 +101,20 @@ def access_not_ended(request: Mapping[str, Any]) -> str | None:
     return str(wire.status(request).get("grant") or wire.name_of(request))
 
 
+def entitlement_name_problem(name: str) -> str | None:
+    """Why an Entitlement cannot be named `name`, in words after "whose" (`name is 64 characters
+    long: ...`); None when it can. Each of its grants carries the name as the value of the label
+    `jitaccess.dev/entitlement` (for `kubectl jit who-has`), which the API server refuses beyond 63
+    characters: every grant of it would be refused, and its approved requests never granted."""
+    if len(name) <= LABEL_VALUE_MAX_LENGTH:
+        return None
+    return (
+        f"name is {len(name)} characters long, above the limit of {LABEL_VALUE_MAX_LENGTH}: each of its "
+        f"AccessGrants carries the name as the value of the label {names.LABEL_ENTITLEMENT}, which Kubernetes "
+        f"bounds to {LABEL_VALUE_MAX_LENGTH} characters, so no grant of it could be created"
+    )
+
+
 def validate(
     request: AccessRequest,
     entitlement: Entitlement | None,
@@ -118,6 +133,14 @@ def validate(
         raise InvalidInput(
             "spec.entitlement",
             f"names {spec.entitlement!r}, which does not exist (or is being deleted): `kubectl get entitlements` lists them",
+        )
+    too_long = entitlement_name_problem(spec.entitlement)
+    if too_long is not None:
+        # Stored before admission refused such a name (an upgrade, or the webhooks were down): no
+        # grant of it could be created, and the request would be approved into a retry without end.
+        raise InvalidInput(
+            "spec.entitlement",
+            f"names an Entitlement whose {too_long}; ask its owners to create it again under a shorter name",
         )
     if team is None:
         raise InvalidInput(
