@@ -337,6 +337,21 @@ def test_text_from_users_cannot_mention_everyone_or_make_links() -> None:
     assert escape("<!channel> & <x>") == "&lt;!channel&gt; &amp; &lt;x&gt;"
 
 
+def test_the_approvers_message_fits_slacks_limits_whatever_the_names() -> None:
+    """A user name as long as a TeamOwnership's entries (1024 characters) whose `&`s escaping makes
+    five each: Slack refuses a field over 2000 characters (the whole message, `invalid_blocks`),
+    and the approvers would never be asked. Shortened with an ellipsis, the message goes."""
+    name = "bob&" * 256
+    long = request(PENDING)
+    long["spec"]["requester"] = long["status"]["requester"] = name
+    _, blocks = approvers_message(long, LEDGER, {})
+    fields = [f["text"] for b in blocks for f in b.get("fields", [])]
+    assert max(len(text) for text in fields) <= 2000
+    assert fields[0].startswith("*Requester*\nbob&amp;bob&amp;") and fields[0].endswith("…")
+    assert fields[1:] == ["*Entitlement*\nledger-prod", "*Duration*\n1h", "*Team*\nledger"]
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section" and "text" in b)
+
+
 def test_slack_users_map_usernames_to_slack_ids() -> None:
     assert notify.slack_user_of("lena@example.com", [LEDGER]) == "U0LENA"
     assert notify.slack_user_of("paula@example.com", [LEDGER]) is None

@@ -29,9 +29,12 @@ from jitaccess.domain.notifications import (
 )
 
 Block = dict[str, Any]
-# Slack refuses a section text over 3000 characters; reasons are bounded well below, but a
-# message must never fail for its length.
+# Slack refuses a section text over 3000 characters, and a field of a section over 2000 (the
+# message, with `invalid_blocks`); reasons are bounded well below, but a message must never fail
+# for its length: a user name may be as long as a TeamOwnership's entries (1024 characters), and
+# escaping makes each `&`, `<` and `>` several.
 SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
 
 _OUTCOME = {
     audit.APPROVED: ":white_check_mark: Approved",
@@ -54,10 +57,16 @@ def _who(username: str, ids: Mapping[str, str]) -> str:
     return f"<@{slack_id}>" if slack_id else escape(username)
 
 
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _section(text: str) -> Block:
-    if len(text) > SECTION_LIMIT:
-        text = text[: SECTION_LIMIT - 1] + "…"
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _shortened(text, SECTION_LIMIT)}}
+
+
+def _field(title: str, value: Any) -> Block:
+    return {"type": "mrkdwn", "text": _shortened(f"*{title}*\n{escape(value)}", FIELD_LIMIT)}
 
 
 def _context(text: str) -> Block:
@@ -121,10 +130,10 @@ def approvers_message(
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*Requester*\n{escape(requester)}"},
-                {"type": "mrkdwn", "text": f"*Entitlement*\n{escape(entitlement)}"},
-                {"type": "mrkdwn", "text": f"*Duration*\n{escape(duration)}"},
-                {"type": "mrkdwn", "text": f"*Team*\n{escape(team.name if team else '?')}"},
+                _field("Requester", requester),
+                _field("Entitlement", entitlement),
+                _field("Duration", duration),
+                _field("Team", team.name if team else "?"),
             ],
         },
         _section(f"*Reason*\n{escape(spec.get('reason'))}"),
