@@ -295,6 +295,27 @@ def test_a_catalogs_delivered_drift_keys_leave_with_its_archived_removals() -> N
     assert notify.still_meaningful(catalog(), sent) == set()
 
 
+def test_a_status_without_drift_removals_is_passed_over_and_only_then() -> None:
+    """`holds_drift` is the audit trail's cheap look before `settle_drift` on every event: where it
+    says nothing is there, settling changes nothing; each place it looks, alone, has something to
+    settle (an entry archived, a key whose entry has gone)."""
+    listed = f"assignment-drift-removed/{REMOVAL_KEY}"
+    bare = catalog()
+    other_keys = catalog()
+    other_keys["status"] |= {"archivedRecords": ["released"], "notifications": {"sent": ["webhook:released"]}}
+    for obj in (bare, other_keys, request(PENDING), grant(names.ACTIVE)):
+        assert not notify.holds_drift(obj)
+        assert notify.settle_drift(obj, BOTH) is None
+    entry = catalog(assignment_removal())
+    entry["status"]["archivedRecords"] = [listed]
+    archived_only = catalog()
+    archived_only["status"]["archivedRecords"] = [listed]
+    sent_only = catalog(sent=(f"slack:security:{listed}",))
+    for obj in (entry, archived_only, sent_only):
+        assert notify.holds_drift(obj)
+        assert notify.settle_drift(obj, notify.Config()) is not None
+
+
 def test_only_configured_sinks_get_notices() -> None:
     assert notify.notices(request(PENDING), LEDGER, notify.Config(), T0) == []
     only_slack = notify.notices(request(PENDING), LEDGER, notify.Config(slack=True), T0)

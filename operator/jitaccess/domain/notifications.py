@@ -193,6 +193,23 @@ class DriftSettled:
     untold: tuple[str, ...] = ()
 
 
+def holds_drift(obj: wire.Obj) -> bool:
+    """Whether the status of an Entitlement or a PermissionCatalog holds anything of a drift removal
+    that `settle_drift` reads: an entry of `status.driftRemovals`, or the key of one (its entry gone)
+    in `archivedRecords` or in `notifications.sent`. Without any, `settle_drift` given no keys just
+    written changes nothing: a watch event need not derive the object's notices to learn that."""
+    drift = audit.DRIFT_REMOVALS.get(str(obj.get("kind") or ""))
+    if drift is None:
+        return False
+    action = f"{drift[0]}/"
+    return (
+        bool(wire.status(obj).get("driftRemovals"))
+        or any(key.startswith(action) for key in audit.archived_keys(obj))
+        # A sent key ends with the record's action key, as `still_meaningful` reads it.
+        or any(key.rpartition(":")[2].startswith(action) for key in sent_keys(obj))
+    )
+
+
 def settle_drift(obj: wire.Obj, config: Config, written: Collection[str] = ()) -> DriftSettled | None:
     """What leaves the drift removals of an Entitlement or a PermissionCatalog as stored; None when
     nothing changes (or `obj` is of another kind).

@@ -467,8 +467,13 @@ class AuditTrail:
         """An Entitlement or a PermissionCatalog as a watch event shows it: when some of its drift
         removals may leave its status now (their notices delivered since they were archived, or owed
         to a target no longer configured), the writer settles them as stored with its next round.
-        Event loop only."""
-        if plural not in _DRIFT_LISTS or notifications.settle_drift(obj, self.notices) is None:
+        Event loop only: on every event of these kinds, so an object with no drift removal in its
+        status (most) is passed over before its notices are derived."""
+        if (
+            plural not in _DRIFT_LISTS
+            or not notifications.holds_drift(obj)
+            or notifications.settle_drift(obj, self.notices) is None
+        ):
             return
         meta = wire.metadata(obj)
         ref = Ref(plural, str(meta.get("name") or ""), str(meta.get("uid") or ""))
@@ -769,5 +774,6 @@ def _offer_drift(memo: kopf.Memo, plural: str, body: kopf.Body) -> None:
     notice target no longer configured)."""
     trail = trail_of(memo)
     if trail is not None:
-        trail.offer(plural, dict(body))
-        trail.settle(plural, dict(body))
+        obj = dict(body)
+        trail.offer(plural, obj)
+        trail.settle(plural, obj)
