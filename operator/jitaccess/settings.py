@@ -128,13 +128,6 @@ GIVEN_TOGETHER: Final = (
         "set JITACCESS_AUDIT_BUCKET too, or unset the signing key",
     ),
 )
-#: The identities that may apply Slack decisions, in the order `handlers.interactions` takes the
-#: first given: more than one is refused, one of them would be ignored.
-IMPERSONATOR_SETTINGS: Final = (
-    "slack_impersonator_kubeconfig",
-    "slack_impersonator_service_account",
-    "slack_impersonator_token_file",
-)
 
 PREFIX: Final = "JITACCESS_"
 #: The first line of a refusal; one line per bad variable follows.
@@ -484,7 +477,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_impersonator(self) -> Self:
-        given = [f"{PREFIX}{name.upper()}" for name in IMPERSONATOR_SETTINGS if getattr(self, name)]
+        given = [f"{PREFIX}{name.upper()}" for name, _ in self.slack_impersonators]
         if len(given) > 1:
             raise ValueError(
                 f"{' and '.join(given)} each name the identity that applies Slack decisions, and the operator "
@@ -502,6 +495,18 @@ class Settings(BaseSettings):
                 "a leader must stop acting before anyone else may take its Lease"
             )
         return self
+
+    @property
+    def slack_impersonators(self) -> list[tuple[str, str]]:
+        """The settings given (empty is unset) that name the identity applying Slack decisions, as
+        (setting, value), in the order `handlers.interactions` takes the first: more than one is
+        refused (`_one_impersonator`), as one of them would be ignored."""
+        named = (
+            ("slack_impersonator_kubeconfig", self.slack_impersonator_kubeconfig),
+            ("slack_impersonator_service_account", self.slack_impersonator_service_account),
+            ("slack_impersonator_token_file", self.slack_impersonator_token_file),
+        )
+        return [(name, value) for name, value in named if value]
 
     @property
     def retention(self) -> timedelta:

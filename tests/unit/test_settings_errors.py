@@ -12,6 +12,7 @@ import pytest
 from annotated_types import Le
 
 from jitaccess import settings
+from jitaccess.handlers import interactions
 from jitaccess.main import log_in_as_kubectl_would
 from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings, SettingsError, kubeconfig_files, load
 
@@ -334,6 +335,22 @@ def test_more_than_one_slack_impersonator_is_refused(
     for name in given[1:]:
         monkeypatch.delenv(name)
     assert getattr(load(), given[0].removeprefix("JITACCESS_").lower()) == values[given[0]]
+
+
+def test_the_slack_impersonator_is_the_one_setting_given(monkeypatch: pytest.MonkeyPatch, pem: Path) -> None:
+    """`Settings.slack_impersonators` names the settings given, in the order `handlers.interactions`
+    takes the first: none when none is given (empty is unset); with more than one (refused at load),
+    the first is the one the refusal says would be used; and each has its way to the identity."""
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    assert load().slack_impersonators == []
+    monkeypatch.setenv("JITACCESS_SLACK_IMPERSONATOR_KUBECONFIG", "")
+    assert load().slack_impersonators == []
+    monkeypatch.setenv("JITACCESS_SLACK_IMPERSONATOR_TOKEN_FILE", str(pem))
+    assert load().slack_impersonators == [("slack_impersonator_token_file", str(pem))]
+    every = {name.removeprefix("JITACCESS_").lower(): f"{name}-value" for name in IMPERSONATORS}
+    assert Settings.model_construct(**every).slack_impersonators == list(every.items())
+    assert set(interactions._IMPERSONATORS) == set(every)
 
 
 @pytest.mark.parametrize(

@@ -551,15 +551,21 @@ class _Serving:
     impersonator: Impersonator
 
 
+#: How the identity each setting names is made (`Settings.slack_impersonators`: the first given).
+_IMPERSONATORS: dict[str, Callable[..., Impersonator]] = {
+    "slack_impersonator_kubeconfig": Impersonator.from_kubeconfig,
+    "slack_impersonator_service_account": Impersonator.from_service_account,
+    "slack_impersonator_token_file": Impersonator.from_token_file,
+}
+
+
 def impersonator_of(config: Settings) -> Impersonator | None:
     """The impersonating identity the settings name (kubeconfig, ServiceAccount or token file); None: none."""
-    if config.slack_impersonator_kubeconfig:
-        return Impersonator.from_kubeconfig(config.slack_impersonator_kubeconfig, timeout=API_TIMEOUT)
-    if config.slack_impersonator_service_account:
-        return Impersonator.from_service_account(config.slack_impersonator_service_account, timeout=API_TIMEOUT)
-    if config.slack_impersonator_token_file:
-        return Impersonator.from_token_file(config.slack_impersonator_token_file, timeout=API_TIMEOUT)
-    return None
+    given = config.slack_impersonators
+    if not given:
+        return None
+    setting, value = given[0]
+    return _IMPERSONATORS[setting](value, timeout=API_TIMEOUT)
 
 
 def _off_because(config: Settings) -> str | None:
@@ -573,11 +579,7 @@ def _off_because(config: Settings) -> str | None:
         )
         if not value
     ]
-    if not (
-        config.slack_impersonator_kubeconfig
-        or config.slack_impersonator_service_account
-        or config.slack_impersonator_token_file
-    ):
+    if not config.slack_impersonators:
         missing.append("JITACCESS_SLACK_IMPERSONATOR_SERVICE_ACCOUNT (or _KUBECONFIG, _TOKEN_FILE)")
     return f"{', '.join(missing)} unset" if missing else None
 
