@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from devenv.paths import EXAMPLES
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
 from jitaccess.domain import assignments as rules
 from jitaccess.domain.admission import OperatorIdentity
@@ -261,6 +261,13 @@ class _Stored:
             return self.grants
         self.selectors.append(fields)
         return [g for g in self.grants if all(_at(g, f) == v for f, v in fields.items())]
+
+    def list_any(self, plural: str, selections: list[dict[str, str]], **_: Any) -> list[dict[str, Any]]:
+        """`Kube.list_any`: one listing per selection, or one of every grant (filtered) from a server
+        that cannot select."""
+        if not self.selecting:
+            return [g for g in self.list(plural) if any(wire.selected_by(g, f) for f in selections)]
+        return list({wire.name_of(g): g for fields in selections for g in self.list(plural, fields=fields)}.values())
 
     def get(self, plural: str, name: str) -> dict[str, Any] | None:
         return {"metadata": {"name": name}, "spec": {}} if plural == names.TEAMS else None

@@ -16,7 +16,7 @@ import pytest
 from jitaccess import metrics
 from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
-from jitaccess.api import audit, limits, names
+from jitaccess.api import audit, limits, names, wire
 from jitaccess.domain import chain
 from jitaccess.domain import notifications as notify
 from jitaccess.handlers import archive as trail_module
@@ -593,7 +593,7 @@ def test_a_batch_is_dated_after_the_one_it_follows_when_another_replicas_clock_i
 
 class Retained:
     """What retention reads of the cluster: objects by kind and name, extensions selected by grant
-    (a server without selectable fields answers with all of them)."""
+    (`Kube.list` gives only those selected, from a server that can select by the field or not)."""
 
     def __init__(self, *objects: tuple[str, dict[str, Any]]) -> None:
         self.objects = {(plural, obj["metadata"]["name"]): obj for plural, obj in objects}
@@ -602,7 +602,9 @@ class Retained:
         return self.objects.get((plural, name))
 
     def list(self, plural: str, label_selector: str = "", *, fields: Any = None) -> list[dict[str, Any]]:
-        return [obj for (kind, _), obj in self.objects.items() if kind == plural]
+        return [
+            obj for (kind, _), obj in self.objects.items() if kind == plural and wire.selected_by(obj, fields or {})
+        ]
 
 
 def test_retention_waits_for_the_records_of_a_grants_extensions(cluster: Cluster) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import kubernetes
@@ -19,6 +19,8 @@ from jitaccess.api import names, wire
 log = logging.getLogger(__name__)
 
 StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
+#: Objects as listed (`Kube.list` names this class's method `list`, whose annotations cannot say it).
+Listed = list[dict[str, Any]]
 
 POOL_CONNECTIONS = 64
 
@@ -68,8 +70,35 @@ class Kube:
         """Every object of a kind, or those whose `fields` (selectable spec fields) have these values;
         with `missing_ok`, none when the kind is not installed (yet).
 
-        A server that cannot select by those fields answers with every object instead: callers
-        filter what they read, and read the same either way."""
+        A server that cannot select by those fields answers with every object instead, filtered
+        here (`wire.selected_by`): callers read only the objects selected, either way."""
+        return self.list_any(plural, [fields or {}], label_selector, missing_ok=missing_ok)
+
+    def list_any(
+        self,
+        plural: str,
+        selections: Sequence[Mapping[str, str]],
+        label_selector: str = "",
+        *,
+        missing_ok: bool = False,
+    ) -> Listed:
+        """The objects whose fields have the values of any of `selections` (each as `list`'s
+        `fields`), each once: one listing per selection (a field selector ORs nothing), a few
+        objects each. A server that cannot select by a selection's fields answers with every
+        object: that one listing then serves for all of them, filtered here."""
+        found: dict[str, dict[str, Any]] = {}
+        for fields in selections:
+            listed = self._listing(plural, label_selector, fields, missing_ok)
+            if listed is None:
+                everything = self._listing(plural, label_selector, {}, missing_ok) or []
+                return [obj for obj in everything if any(wire.selected_by(obj, f) for f in selections)]
+            if len(selections) == 1:
+                return listed
+            found.update((wire.name_of(obj), obj) for obj in listed)
+        return list(found.values())
+
+    def _listing(self, plural: str, label_selector: str, fields: Mapping[str, str], missing_ok: bool) -> Listed | None:
+        """One listing, selected by `fields` on the server; None when it cannot select by them."""
         selector = wire.field_selector(fields) if fields else ""
         try:
             result: Any = self._api.list_cluster_custom_object(
@@ -81,7 +110,7 @@ class Kube:
             if selector and exc.status == 400 and names.FIELD_LABEL_UNSUPPORTED in str(exc.body or ""):
                 # Asked again each time (listings by field are rare): CRDs upgraded meanwhile are used at once.
                 self._fields_unsupported(plural)
-                return self.list(plural, label_selector, missing_ok=missing_ok)
+                return None
             raise
         return list(result.get("items", []))
 

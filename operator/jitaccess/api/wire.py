@@ -93,8 +93,23 @@ def field_selector(fields: Mapping[str, str]) -> str:
 
     The paths are the CRDs' `selectableFields` (`crdgen`); a server that has none (Kubernetes before
     1.31, or the feature gate off) refuses the selector, so callers must be able to list without it
-    and filter what they read themselves."""
+    and filter what they read themselves (`selected_by`)."""
     return ",".join(f"{path}={_escape(value)}" for path, value in fields.items())
+
+
+def selected_by(obj: Mapping[str, Any], fields: Mapping[str, str]) -> bool:
+    """Whether `obj` has every `fields` path at its value, as `field_selector` selects it on a server
+    that can: what a listing from one that cannot is filtered by. The API server compares the
+    field's text: a boolean is `true` or `false`; an object without the field has no value."""
+    for path, wanted in fields.items():
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if value is None or isinstance(value, Mapping | list) or str(value) != wanted:
+            return False
+    return True
 
 
 def _escape(value: str) -> str:

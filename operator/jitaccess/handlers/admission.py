@@ -628,25 +628,14 @@ async def _catalog_removal(
 
 def _grants_of(rt: Runtime, selections: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """The grants whose field (`spec.groupName` or `status.groupId`) has the value of one of
-    `selections`, and maybe others (callers filter).
+    `selections`.
 
-    Read from the API server by field (both are selectable), one listing per pair (a field
-    selector ORs nothing): a few grants each, where listing every grant read all those kept for
-    `config.retentionSeconds`. Not from the Runtime's indexes: they follow a watch, and a grant
-    created a moment ago, its membership about to be added, must block as well. A server that cannot
-    select by the field answers every grant (`Kube.list`): that one listing serves for all pairs."""
-    found: dict[str, dict[str, Any]] = {}
-    for path, value in selections:
-        listed = rt.kube.list(names.GRANTS, fields={path: value})
-        found.update((wire.name_of(grant), grant) for grant in listed)
-        if any(_field(grant, path) != value for grant in listed):
-            break
-    return list(found.values())
-
-
-def _field(grant: Mapping[str, Any], path: str) -> Any:
-    part, _, key = path.partition(".")
-    return (wire.spec(grant) if part == "spec" else wire.status(grant)).get(key)
+    Read from the API server by field (both are selectable; `Kube.list_any`: one listing per pair,
+    or one of every grant, filtered, from a server that cannot select by the field): a few grants
+    each, where listing every grant read all those kept for `config.retentionSeconds`. Not from the
+    Runtime's indexes: they follow a watch, and a grant created a moment ago, its membership about
+    to be added, must block as well."""
+    return rt.kube.list_any(names.GRANTS, [{path: value} for path, value in selections])
 
 
 async def check_status(

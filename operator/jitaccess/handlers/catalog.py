@@ -269,11 +269,11 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
     entitlement = Entitlement.model_validate(raw)
     name = entitlement.metadata.name
     target = _group_of(entitlement)
-    # Grants name their Entitlement; the listing is by that field where the server can select it.
+    # Grants name their Entitlement: listed by that field (`Kube.list`, selected wherever it can be).
     grants = [
         (str(g["metadata"]["name"]), expiring(g))
         for g in rt.kube.list(names.GRANTS, fields={"spec.entitlement": name})
-        if g.get("spec", {}).get("entitlement") == name and holding(g) is not None
+        if holding(g) is not None
     ]
     # A request approved a moment before the deletion may not have its grant yet: it is waited
     # for, and its grant is made or the request fails (the Entitlement reads as gone), in seconds.
@@ -281,9 +281,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
     grants += [
         (str(r["metadata"]["name"]), None)
         for r in rt.kube.list(names.REQUESTS, fields={"spec.entitlement": name})
-        if r.get("spec", {}).get("entitlement") == name
-        and _approved_ungranted(r)
-        and r["metadata"]["name"] not in granted
+        if _approved_ungranted(r) and r["metadata"]["name"] not in granted
     ]
     try:
         own = None

@@ -23,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from jitaccess.api import audit, names, wire
+from jitaccess.api import audit, names
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput
@@ -131,5 +131,5 @@ def _archived(rt: Runtime, entry: Ended) -> bool:
     if entry.plural == names.GRANTS:
         # Listed only for a grant about to go, which it then takes along.
         listed = rt.kube.list(names.EXTENSIONS, fields={"spec.grant": entry.name})
-        return not any(audit.unarchived(e) for e in listed if wire.spec(e).get("grant") == entry.name)
+        return not any(audit.unarchived(e) for e in listed)
     return True
