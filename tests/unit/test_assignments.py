@@ -19,6 +19,7 @@ from jitaccess.adapters.kube import Kube
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
 from jitaccess.domain import assignments as rules
+from jitaccess.domain import groupids
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.errors import NotFound, RetryLater
 from jitaccess.handlers import admission, assignments, catalog
@@ -453,7 +454,7 @@ def test_a_tiers_group_mode_grants_are_found_by_the_groups_id_whatever_their_spe
         _group_entitlement("unresolved", None, groupName="PROD-ENG-PAYMENTS"),
         {"metadata": {"name": "direct"}, "spec": {"identityCenter": {"accountAssignment": {}}}, "status": {}},
     ]
-    assert rules.tier_group_ids(old) == {"production": PRODUCTION_GROUP_ID}
+    assert groupids.tier_group_ids(old) == {"production": PRODUCTION_GROUP_ID}
     assert rules.tier_spellings(old, ["production"], entitlements) == {
         "prod-eng-payments",
         PRODUCTION_GROUP_ID,
@@ -489,12 +490,12 @@ def test_a_group_id_resolved_from_another_groupname_is_not_the_tiers() -> None:
     is matched by its name alone until a pass resolves the name it has now."""
     old = _resolved_catalog()
     old["spec"]["production"]["groupName"] = "prod-eng-payments-v2"
-    assert rules.tier_group_ids(old) == {}
+    assert groupids.tier_group_ids(old) == {}
     assert rules.tier_spellings(old, ["production"]) == {"prod-eng-payments-v2"}
     grants = [_by_id_grant("of-the-old-group", PRODUCTION_GROUP_ID, PRODUCTION_GROUP_ID)]
     assert rules.catalog_dependents(old, grants, ["production"]) == []
     unresolved = _example_catalog()
-    assert rules.tier_group_ids(unresolved) == {}
+    assert groupids.tier_group_ids(unresolved) == {}
     assert rules.dependent_selections(unresolved, ["production"], by_group_only=True) == [
         (rules.GRANT_GROUP_FIELD, "prod-eng-payments")
     ]

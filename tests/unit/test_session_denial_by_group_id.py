@@ -2,7 +2,7 @@
 of an Entitlement naming the tier's group by `groupId` (its `spec.groupName` the id), or spelling it
 otherwise with the id in its `status.groupId`, has its user denied there (`sessions.deny`), through
 the catalog index the watch keeps (`permissionsets.observe`): the tier's `groupName` and the GroupId
-its status records for that name (`assignments.tier_group_ids`)."""
+its status records for that name (`groupids.tier_group_ids`)."""
 
 from __future__ import annotations
 

@@ -54,6 +54,7 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccountAssignmentTarget, IdentityCenterTarget, PermissionSetRef
+from jitaccess.domain import groupids
 
 CATALOG_PREFIX = names.CATALOG_REFERENCE_PREFIX
 #: The selectable fields of AccessGrant that the catalog webhook selects a tier's grants by.
@@ -105,53 +106,25 @@ def regrouped_tiers(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
     permission set from the old group to the new one, and the memberships group-mode grants hold in
     the old group give nothing from then on. Any difference counts (case, spaces): whether two
     spellings are one group only Identity Center can say, and admission does not ask it."""
-    before, after = tier_groups(old), tier_groups(new)
+    before, after = groupids.tier_groups(old), groupids.tier_groups(new)
     return [tier for tier in names.TIERS if tier in before and tier in after and before[tier] != after[tier]]
-
-
-def tier_group_ids(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:
-    """Each tier of `catalog` (of `tiers`; None: every tier) whose group a provisioning pass
-    resolved, and its GroupId (`status.<tier>.groupId`): only while the name it was resolved from
-    (`status.<tier>.groupName`) is the one the spec names, as a pass that has not yet followed a new
-    `groupName` reports the old group's id."""
-    named = tier_groups(catalog, tiers)
-    return {
-        tier: str(state["groupId"])
-        for tier, state in wire.status(catalog).items()
-        if tier in named
-        and isinstance(state, Mapping)
-        and state.get("groupId")
-        and state.get("groupName") == named[tier]
-    }
 
 
 def tier_spellings(
     catalog: Mapping[str, Any], tiers: Iterable[str] | None = None, entitlements: Iterable[Mapping[str, Any]] = ()
 ) -> set[str]:
     """Every `spec.groupName` a group-mode grant of the groups of `tiers` (None: every tier) may
-    have: each tier's `groupName`, the GroupId it resolved to (`tier_group_ids`), and how each of
-    `entitlements` (stored Entitlements) whose group resolved to that id (`status.groupId`) names it
-    (a grant copies its Entitlement's `groupId`, else its `groupName`: `target_name`)."""
+    have: each tier's `groupName`, the GroupId it resolved to (`groupids.tier_group_ids`), and how
+    each of `entitlements` (stored Entitlements) whose group resolved to that id (`status.groupId`)
+    names it (a grant copies its Entitlement's `groupId`, else its `groupName`: `target_name`)."""
     wanted = None if tiers is None else list(tiers)
-    ids = set(tier_group_ids(catalog, wanted).values())
-    spellings = set(tier_groups(catalog, wanted).values()) | ids
+    ids = set(groupids.tier_group_ids(catalog, wanted).values())
+    spellings = set(groupids.tier_groups(catalog, wanted).values()) | ids
     for entitlement in entitlements:
         target = wire.spec(entitlement).get("identityCenter")
         if isinstance(target, Mapping) and wire.status(entitlement).get("groupId") in ids:
             spellings.add(str(target.get("groupId") or target.get("groupName") or ""))
     return spellings - {""}
-
-
-def tier_groups(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:
-    """Each tier of `catalog` (of `tiers`; None: every tier) and its `groupName`."""
-    wanted = None if tiers is None else set(tiers)
-    return {
-        tier: str(part["groupName"])
-        for tier in names.TIERS
-        if (wanted is None or tier in wanted)
-        and isinstance(part := wire.spec(catalog).get(tier), Mapping)
-        and part.get("groupName")
-    }
 
 
 def catalog_dependents(
@@ -173,7 +146,7 @@ def catalog_dependents(
     wanted = None if tiers is None else set(tiers)
     arns = set() if by_group_only else _tier_arns(catalog, wanted)
     groups = tier_spellings(catalog, wanted, entitlements)
-    ids = set(tier_group_ids(catalog, wanted).values())
+    ids = set(groupids.tier_group_ids(catalog, wanted).values())
     held = []
     for grant in grants:
         if wire.ready_reason(grant) in names.GRANT_FINISHED:
@@ -205,7 +178,7 @@ def dependent_selections(
         tiers_named = [tier for tier in names.TIERS if wanted is None or tier in wanted]
         targets |= {f"{CATALOG_PREFIX}{wire.name_of(catalog)}/{tier}" for tier in tiers_named}
         targets |= _tier_arns(catalog, wanted)
-    ids = set(tier_group_ids(catalog, wanted).values())
+    ids = set(groupids.tier_group_ids(catalog, wanted).values())
     return sorted({(GRANT_GROUP_FIELD, target) for target in targets} | {(GRANT_GROUP_ID_FIELD, i) for i in ids})
 
 
@@ -255,7 +228,7 @@ def catalog_regroup_refusal(
     and their ends would take the users out of a group that no longer gives them anything."""
     if not dependents:
         return None
-    before, after = tier_groups(old, tiers), tier_groups(new, tiers)
+    before, after = groupids.tier_groups(old, tiers), groupids.tier_groups(new, tiers)
     fields = " and ".join(f"spec.{tier}.groupName" for tier in tiers)
     was, now = " and ".join(before[t] for t in tiers), " and ".join(after[t] for t in tiers)
     what = (

@@ -9,7 +9,7 @@ permission set to its group in its accounts, so a grant of that group gives the 
 there, as one of an Entitlement assigning the tier (by `catalog`/`tier`, or by the ARN the tier
 was provisioned as) does in those accounts. An Entitlement's group is the tier's by name, or by id
 once the catalog records the GroupId its pass resolved the tier's `groupName` to (`group_id`, taken
-only while it was resolved from that name: `assignments.tier_group_ids`): the id in the spec, or
+only while it was resolved from that name: `groupids.tier_group_ids`): the id in the spec, or
 the one resolved for the current generation.
 
 Whoever may get the one with the weaker rules gets what the other guards, so each names the
@@ -26,13 +26,12 @@ the catalog has reported the tier's ARN; an ARN of no catalog is matched only wi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from jitaccess.api import names, wire
+from jitaccess.api import names
 from jitaccess.api.models import Condition, Entitlement, EntitlementSpec
-from jitaccess.domain import assignments
+from jitaccess.domain import assignments, groupids
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.errors import InvalidInput
@@ -102,7 +101,7 @@ def keys(entitlement: Entitlement, tiers: Sequence[Tier] = ()) -> frozenset[Key]
         if group:
             found.add((_GROUP_NAME, group))
         resolved = entitlement.status.group_id
-        if resolved and _resolved_for_this_generation(entitlement):
+        if resolved and groupids.resolved_for_this_generation(entitlement):
             found.add((_GROUP_ID, resolved))
     ids = {key[1] for key in found if key[0] == _GROUP_ID}
     for tier in tiers:
@@ -122,46 +121,6 @@ def _names_of(reference: str, tiers: Sequence[Tier]) -> set[str]:
         if reference in _names(tier):
             named.update(_names(tier))
     return named
-
-
-#: `Ready` reasons written once the group resolved.
-_RESOLVED = frozenset(
-    {
-        names.RESOLVED,
-        names.TOO_FEW_APPROVERS,
-        names.INVALID,
-        names.ELIGIBILITY_GROUP_NOT_FOUND,
-        names.ON_CALL_GROUP_NOT_FOUND,
-    }
-)
-
-
-def _resolved_for_this_generation(entitlement: Entitlement) -> bool:
-    ready = cond.find(entitlement.status.conditions, names.READY)
-    return ready is not None and _resolved(ready.reason, ready.observed_generation, entitlement.metadata.generation)
-
-
-def _resolved(reason: object, observed: object, generation: object) -> bool:
-    """`status.groupId` is written with `Ready`: it is the current spec's group only when `Ready`
-    observed the current generation (a `groupName` just changed still has the old group's id) and
-    says the group resolved (after `GroupNotFound` the id left in the status is of a group gone)."""
-    return reason in _RESOLVED and (not generation or observed == generation)
-
-
-def group_id(entitlement: Mapping[str, Any]) -> str | None:
-    """The GroupId of the group an Entitlement (as stored) grants in group mode: its spec's
-    `groupId`, else the `status.groupId` its `groupName` resolved to for the current generation
-    (`_resolved`); None while neither is known, and in account-assignment mode."""
-    target = wire.spec(entitlement).get("identityCenter")
-    if not isinstance(target, Mapping) or target.get("accountAssignment") is not None:
-        return None
-    if target.get("groupId"):
-        return str(target["groupId"])
-    resolved, ready = wire.status(entitlement).get("groupId"), wire.condition(entitlement, names.READY)
-    generation = wire.metadata(entitlement).get("generation")
-    if not resolved or ready is None or not _resolved(ready.get("reason"), ready.get("observedGeneration"), generation):
-        return None
-    return str(resolved)
 
 
 def describe(shared: Iterable[Key]) -> str:

@@ -14,8 +14,8 @@ Group DisplayNames are compared case-insensitively and stripped: two names that 
 as one are treated as one, and refused, whatever Identity Center would make of them. A group is
 also known by its GroupId where the stored objects say it, and two groups whose ids are both known
 and equal are one: an Entitlement's `groupId`, or the `status.groupId` its `groupName` resolved to
-for the current generation (`overlaps.group_id`); a catalog tier's `status.<tier>.groupId`, while
-the name it was resolved from is the spec's (`assignments.tier_group_ids`). An id resolved for an
+for the current generation (`groupids.group_id`); a catalog tier's `status.<tier>.groupId`, while
+the name it was resolved from is the spec's (`groupids.tier_group_ids`). An id resolved for an
 older name or generation is not trusted: admission never refuses on it. An Entitlement naming its
 group by id only is compared by that id alone, so with a catalog tier no provisioning pass has
 resolved yet it is not compared (that needs Identity Center).
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jitaccess.api import names, wire
-from jitaccess.domain import assignments, overlaps
+from jitaccess.domain import groupids
 
 Obj = Mapping[str, Any]
 
@@ -68,7 +68,7 @@ def _listed(spec: Mapping[str, Any], path: str) -> list[str]:
 def catalog_uses(catalog: Obj) -> list[Use]:
     """The groups a PermissionCatalog's tiers are assigned to."""
     name, spec = wire.name_of(catalog), wire.spec(catalog)
-    ids = assignments.tier_group_ids(catalog)
+    ids = groupids.tier_group_ids(catalog)
     found = []
     for tier, standing in (("baseline", True), ("production", False)):
         settings = spec.get(tier)
@@ -85,7 +85,7 @@ def entitlement_uses(entitlement: Obj) -> list[Use]:
     found = []
     target = spec.get("identityCenter")
     target = target if isinstance(target, Mapping) else {}
-    group, group_id = target.get("groupName"), overlaps.group_id(entitlement)
+    group, group_id = target.get("groupName"), groupids.group_id(entitlement)
     if target.get("groupId"):
         what = f"the group of Entitlement {name} (team {owner}, by groupId {group_id})"
         found.append(Use("", what, owner, False, group_id))

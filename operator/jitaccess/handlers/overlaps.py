@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from jitaccess.api import names
 from jitaccess.api.models import Entitlement
-from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
+from jitaccess.domain import groupids
 from jitaccess.domain import overlaps as overlap_rules
 from jitaccess.domain import permissions as permission_rules
 from jitaccess.domain.overlaps import Tier, Verdict
@@ -42,7 +42,7 @@ async def catalog_tiers(name: str, body: kopf.Body, **_: Any) -> dict[str, list[
     """A catalog's tiers: the permission set each assigns to its group, where, its ARN once
     provisioned, and the group's GroupId once a pass recorded it for the tier's `groupName`."""
     spec, status = dict(body.spec), dict(body.status)
-    group_ids = assignment_rules.tier_group_ids({"spec": spec, "status": status})
+    group_ids = groupids.tier_group_ids({"spec": spec, "status": status})
     tiers = []
     for tier in permission_rules.TIERS:
         declared = spec.get(tier) or {}

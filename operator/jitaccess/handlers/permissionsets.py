@@ -52,8 +52,8 @@ from jitaccess.api.models import PermissionCatalog, PermissionSetRef, TierStatus
 from jitaccess.domain import assignmentdrift as drift_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
+from jitaccess.domain import groupids, revocations
 from jitaccess.domain import permissions as rules
-from jitaccess.domain import revocations
 from jitaccess.domain.grants import membership_key
 from jitaccess.errors import InvalidInput, NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive
@@ -158,10 +158,10 @@ UNRESOLVED, FOLDED = ("unresolved",), "folded"
 def observe(rt: Runtime, obj: dict[str, Any] | None, name: str) -> None:
     """File the catalog under its tiers' groups in `Runtime.catalog_groups` (None: it is gone):
     under each tier's `groupName`, and under the GroupId its status records for that name
-    (`assignments.tier_group_ids`), as a grant of an Entitlement naming the group by `groupId` has
+    (`groupids.tier_group_ids`), as a grant of an Entitlement naming the group by `groupId` has
     the id for its `spec.groupName` (`sessions.deny`); and under `UNRESOLVED` and `FOLDED`."""
-    groups = assignment_rules.tier_groups(obj or {})
-    ids = assignment_rules.tier_group_ids(obj or {})
+    groups = groupids.tier_groups(obj or {})
+    ids = groupids.tier_group_ids(obj or {})
     for tier in rules.TIERS:
         group = groups.get(tier)
         keys: tuple[Any, ...] = tuple(key for key in (group, ids.get(tier)) if key)
@@ -360,7 +360,7 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
         done = _Pass()
         drift = _Drift.of(rt, catalog, ts(started))
         wanted: dict[str, tuple[rules.PermissionSetSpec, revocations.Effective, str]] = {}
-        group_ids = assignment_rules.tier_group_ids(obj)
+        group_ids = groupids.tier_group_ids(obj)
         for tier in rules.tiers(catalog):
             spec = rules.render(catalog, tier)
             denials = _in_force(rt, spec, _denials(getattr(catalog.status, tier)), started, group_ids.get(tier))
@@ -428,7 +428,7 @@ def _in_force(
 ) -> list[revocations.Denial]:
     """The denials to provision: those whose time has not come, less the users who hold the group
     again through a live grant (they are entitled to sessions now). `group_id`: the GroupId the
-    catalog records for the tier's group (`assignments.tier_group_ids`), None when none is recorded
+    catalog records for the tier's group (`groupids.tier_group_ids`), None when none is recorded
     for its current `groupName`."""
     kept = []
     for denial in revocations.current(denials, at):

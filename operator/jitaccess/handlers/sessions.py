@@ -22,6 +22,7 @@ from typing import Any
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, PermissionCatalog, TierStatus
 from jitaccess.domain import assignments as assignment_rules
+from jitaccess.domain import groupids
 from jitaccess.domain import permissions as rules
 from jitaccess.errors import InvalidInput
 from jitaccess.handlers import permissionsets
@@ -37,7 +38,7 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = N
     The grant's group is known by its `spec.groupName` (its Entitlement's `groupId` when that names
     the group by id), its `status.groupId`, and `group_id` (the id its membership is keyed by,
     `grants.membership_of`); a tier's group by its `groupName` and the GroupId the catalog's status
-    records for that name (`assignments.tier_group_ids`), `Runtime.catalog_groups` filing the
+    records for that name (`groupids.tier_group_ids`), `Runtime.catalog_groups` filing the
     catalog under both. A grant naming the tier's group by id, or spelling it otherwise, is denied
     there too. When no tier matches so, the tiers no pass has resolved yet (no GroupId recorded for
     their `groupName`) and those whose `groupName` differs from the grant's spelling only in case
@@ -94,7 +95,7 @@ def _deny_in(
         if obj is None:
             continue
         catalog = PermissionCatalog.model_validate(obj)
-        ids = assignment_rules.tier_group_ids(obj)
+        ids = groupids.tier_group_ids(obj)
         for tier in rules.tiers(catalog):
             try:
                 spec = rules.render(catalog, tier)
