@@ -7,7 +7,7 @@ from typing import Any
 
 from jitaccess.api import names
 from jitaccess.domain import notifications as notify
-from jitaccess.domain.slackmessages import approvers_message, escape, render
+from jitaccess.domain.slackmessages import _shortened, approvers_message, escape, render
 from jitaccess.handlers.notifications import Notifier
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -371,6 +371,18 @@ def test_the_approvers_message_fits_slacks_limits_whatever_the_names() -> None:
     assert fields[0].startswith("*Requester*\nbob&amp;bob&amp;") and fields[0].endswith("…")
     assert fields[1:] == ["*Entitlement*\nledger-prod", "*Duration*\n1h", "*Team*\nledger"]
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section" and "text" in b)
+
+
+def test_text_is_never_cut_inside_an_escape_or_a_mention() -> None:
+    """A cut inside `&amp;` showed `&am…` in Slack, one inside `<@U0LENA>` an unclosed `<@U0L…`:
+    the cut moves back to before either, and the text stays within the limit."""
+    for tail in range(1, 6):
+        text = "x" * (20 - tail) + "&amp;" + "y" * 10
+        cut = _shortened(text, 20)
+        assert len(cut) <= 20 and cut.endswith("…") and "&" not in cut, cut
+    assert _shortened("ab <@U0LENA> cd", 9) == "ab …"
+    assert _shortened("a &amp; b &lt; c", 12) == "a &amp; b …"
+    assert _shortened("short", 20) == "short"
 
 
 def test_slack_users_map_usernames_to_slack_ids() -> None:

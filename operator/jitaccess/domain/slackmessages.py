@@ -58,7 +58,19 @@ def _who(username: str, ids: Mapping[str, str]) -> str:
 
 
 def _shortened(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """`text` in at most `limit` characters, with an ellipsis when cut. The cut never ends inside an
+    escape (`&amp;`) or a `<...>` token (a mention, a link): Slack would show the half of it
+    literally (`&am…`), so the cut moves back to before it."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    ampersand, semicolon = cut.rfind("&"), cut.rfind(";")
+    if ampersand > semicolon:
+        cut = cut[:ampersand]
+    opening, closing = cut.rfind("<"), cut.rfind(">")
+    if opening > closing:
+        cut = cut[:opening]
+    return cut + "…"
 
 
 def _section(text: str) -> Block:
@@ -70,7 +82,7 @@ def _field(title: str, value: Any) -> Block:
 
 
 def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:SECTION_LIMIT]}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _shortened(text, SECTION_LIMIT)}]}
 
 
 def _user(record: Mapping[str, Any]) -> str:
