@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import kopf
 import pytest
 
 from jitaccess import metrics
@@ -789,3 +790,60 @@ def test_an_entitlements_released_record_is_listed_as_archived_and_so_known_afte
     assert later.archived(names.ENTITLEMENTS, stored)
     later.close()
     assert sorted(bucket.ids()) == ["u-e1/drift-removed/m-1", "u-e1/released"]
+
+
+def _deleted_catalog(cluster: Cluster, ago: timedelta) -> dict[str, Any]:
+    catalog = _catalog_with(ASSIGNMENT_REMOVAL)
+    catalog["metadata"]["deletionTimestamp"] = (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return cluster.add(names.CATALOGS, catalog)
+
+
+def test_a_deleted_catalog_waits_for_its_drift_removals_notices_not_only_their_records(
+    bucket: Bucket, cluster: Cluster
+) -> None:
+    """Its notices are derived from the entry: a catalog gone once its records were archived took an
+    untold removal with it, told only by the process that still remembered it (lost at a restart)."""
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+    key = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(ASSIGNMENT_REMOVAL)}"
+
+    def hold() -> None:
+        stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+        trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
+
+    _deleted_catalog(cluster, timedelta(minutes=1))
+    with pytest.raises(kopf.TemporaryError, match="not in the archive yet"):
+        hold()
+    trail.flush()
+    with pytest.raises(kopf.TemporaryError, match="notices of its drift removals are not delivered yet"):
+        hold()
+    _told(names.CATALOGS, "payments", cluster, f"slack:security:{key}")
+    with pytest.raises(kopf.TemporaryError, match="notices"):
+        hold()  # the sink's notice still waits
+    _told(names.CATALOGS, "payments", cluster, f"webhook:{key}")
+    hold()
+    trail.close()
+
+
+def test_a_deleted_catalog_goes_untold_after_an_hour_with_a_warning_naming_each_removal(
+    bucket: Bucket, cluster: Cluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Slack outage must not hold a GitOps deletion for days: past `DRIFT_NOTICES_HOLD_DELETION`
+    it goes, with a Warning Event and an audit log line naming the removals; their records are archived."""
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, **fields: events.append(fields))
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+    key = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(ASSIGNMENT_REMOVAL)}"
+    body = _deleted_catalog(cluster, trail_module.DRIFT_NOTICES_HOLD_DELETION + timedelta(minutes=1))
+    trail.offer(names.CATALOGS, body)
+    trail.flush()
+    assert f"c1/{key}" in bucket.ids(), "the complete account is in the archive"
+    with caplog.at_level(logging.WARNING, logger="jitaccess.audit"):
+        stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+        trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
+    (event,) = events
+    assert (event["type"], event["reason"]) == ("Warning", names.DRIFT_UNTOLD)
+    assert key in event["message"] and "within 1 hour(s)" in event["message"]
+    assert any(key in r.getMessage() for r in caplog.records if r.name == "jitaccess.audit")
+    trail.close()

@@ -479,3 +479,14 @@ def test_the_slack_stand_in_reads_the_request_a_button_decides() -> None:
     assert message.request(APPROVE_ACTION, as_posted=True) == "bob-ledger-1"
     assert message.request(DENY_ACTION) == "bob-ledger-1"
     assert message.request("something-else") is None
+
+
+def test_untold_drift_names_the_removals_with_a_notice_owed_and_not_delivered() -> None:
+    listed = f"assignment-drift-removed/{REMOVAL_KEY}"
+    assert notify.untold_drift(catalog(assignment_removal()), BOTH) == (listed,)
+    assert notify.untold_drift(catalog(assignment_removal(), sent=(f"slack:security:{listed}",)), BOTH) == (listed,)
+    told = (f"slack:security:{listed}", f"webhook:{listed}")
+    assert notify.untold_drift(catalog(assignment_removal(), sent=told), BOTH) == ()
+    assert notify.untold_drift(catalog(assignment_removal()), notify.Config()) == (), "nobody to tell"
+    assert notify.untold_drift(catalog(assignment_removal(confirmed=False)), BOTH) == (), "under way: nothing owed yet"
+    assert notify.untold_drift(request(PENDING), BOTH) == ()

@@ -65,3 +65,17 @@ def test_a_wait_is_not_an_error_but_a_failure_still_is() -> None:
     quiet = _record(f"Handler 'release_entitlement' failed temporarily: {releases.WAITING} 1 grant(s)")
     assert not WaitsAreNotErrors().filter(quiet)  # below the level kopf's lines are kept at: dropped
     logging.getLogger("kopf.objects").setLevel(logging.NOTSET)
+
+
+def test_an_archived_drift_removal_waiting_for_its_notices_holds_no_release() -> None:
+    """Its notices are waited for after the release, for a bounded time (`hold_until_archived`):
+    a Slack outage must not keep the Entitlement in `Deleting`, scanned, for days."""
+    archived = {"membershipId": "m-1", "time": "2026-12-02T11:00:00Z"}
+    unarchived = {"membershipId": "m-2", "time": "2026-12-02T11:00:01Z"}
+    under_way = {"membershipId": "m-3"}
+    entitlement = {
+        "kind": "Entitlement",
+        "status": {"driftRemovals": [archived, unarchived, under_way], "archivedRecords": ["drift-removed/m-1"]},
+    }
+    assert releases.unkept_drift(entitlement) == 2
+    assert releases.unkept_drift({"kind": "Entitlement", "status": {}}) == 0

@@ -131,6 +131,8 @@ PENDING_TOO_LONG = "PendingTooLong"
 # Reasons of Events that no condition carries.
 DECISION_IGNORED = "DecisionIgnored"
 DRIFT_FOUND = "DriftFound"
+# A Warning Event on a deleted Entitlement or PermissionCatalog that goes with drift removals untold.
+DRIFT_UNTOLD = "DriftRemovalsUntold"
 # A Warning Event on an AccessGrant whose membership is still there past its expiration time.
 EXPIRY_OVERDUE = "ExpiryOverdue"
 # Break-glass: the `Approved` reason (and its Warning Event), `Reviewed`'s False reasons, and the

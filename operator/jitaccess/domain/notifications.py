@@ -235,10 +235,7 @@ def settle_drift(obj: wire.Obj, config: Config, written: Collection[str] = ()) -
     listed = audit.archived_keys(obj)
     archived = listed | set(written)
     sent = sent_keys(obj)
-    owed: dict[str, set[str]] = {}
-    for notice in _of_drift(audit.records_of(obj), config):
-        if notice.step == action:
-            owed.setdefault(audit.action_key(str(notice.record.get("id") or "")), set()).add(notice.key)
+    owed = _owed_drift(obj, action, config)
     leaving: set[str] = set()
     waiting: list[tuple[str, str]] = []
     for removal in removals:
@@ -264,6 +261,32 @@ def settle_drift(obj: wire.Obj, config: Config, written: Collection[str] = ()) -
     if meaningful != sent:
         fields["notifications"] = {**(status.get("notifications") or {}), "sent": sorted(meaningful)}
     return DriftSettled(fields, untold) if fields else None
+
+
+def untold_drift(obj: wire.Obj, config: Config) -> tuple[str, ...]:
+    """The drift removals of an Entitlement or a PermissionCatalog (by action key, oldest first)
+    with a notice `config` owes them not yet listed in `status.notifications.sent`: what a deletion
+    of the object would leave untold (`handlers.archive.hold_until_archived` waits for them)."""
+    drift = audit.DRIFT_REMOVALS.get(str(obj.get("kind") or ""))
+    if drift is None:
+        return ()
+    action, key_of = drift
+    owed, sent = _owed_drift(obj, action, config), sent_keys(obj)
+    removals = sorted(
+        (audit.rfc3339(r.get("time")) or "", f"{action}/{key_of(r)}")
+        for r in wire.status(obj).get("driftRemovals") or []
+        if r.get("time")
+    )
+    return tuple(key for _, key in removals if not owed.get(key, set()) <= sent)
+
+
+def _owed_drift(obj: wire.Obj, action: str, config: Config) -> dict[str, set[str]]:
+    """The keys of the notices `config` owes each drift removal of `obj`, by its action key."""
+    owed: dict[str, set[str]] = {}
+    for notice in _of_drift(audit.records_of(obj), config):
+        if notice.step == action:
+            owed.setdefault(audit.action_key(str(notice.record.get("id") or "")), set()).add(notice.key)
+    return owed
 
 
 def team_message_of(obj: wire.Obj) -> tuple[str, str] | None:

@@ -6,7 +6,7 @@ what keeps everyone else out of that group; were the Entitlement gone at once, t
 keep its permission sets with nobody watching who is added to it. So a deleted Entitlement stays
 (`Terminating`, `Ready=False` reason `Deleting`) and its group is scanned until its last grant
 has ended and the records of the members the scan removed are kept (archived, or printed when
-there is no archive), the way Kubernetes keeps a PersistentVolumeClaim that a pod still uses.
+there is no archive; `unkept_drift`), the way Kubernetes keeps a PersistentVolumeClaim that a pod still uses.
 Its grants are not revoked by the deletion: ending access is a decision someone takes, one
 `kubectl jit revoke` away, and the message says so.
 
@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from jitaccess.api import audit, names, wire
 
 #: How a wait's retry begins (kopf says "failed temporarily: <this> ..."): `logs` keeps such
 #: lines out of the error log and the Events, where they would repeat every few seconds.
@@ -41,6 +43,20 @@ class Remaining:
     @property
     def done(self) -> bool:
         return not self.grants and not self.unkept_records
+
+
+def unkept_drift(entitlement: wire.Obj) -> int:
+    """The drift removals an Entitlement's status lists whose record is not kept yet (not listed in
+    `status.archivedRecords`; one under way has none yet). One archived and waiting for its notices
+    does not hold the release: the deletion waits for those after it, for a bounded time
+    (`handlers.archive.hold_until_archived`), so that a Slack outage cannot hold it for days."""
+    action, key_of = audit.DRIFT_REMOVALS[names.ENTITLEMENT]
+    kept = audit.archived_keys(entitlement)
+    return sum(
+        1
+        for removal in wire.status(entitlement).get("driftRemovals") or []
+        if not removal.get("time") or f"{action}/{key_of(removal)}" not in kept
+    )
 
 
 def waiting(entitlement: str, remaining: Remaining, at: dt.datetime) -> str:

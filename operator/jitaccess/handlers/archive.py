@@ -72,6 +72,7 @@ from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.signing import BatchSigner
 from jitaccess.api import audit, limits, names, wire
 from jitaccess.domain import chain, notifications, releases
+from jitaccess.handlers import recording
 from jitaccess.handlers.notifications import config_of
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
@@ -87,6 +88,11 @@ REMEMBER = timedelta(minutes=10)
 MAX_BACKOFF_SECONDS = 30.0
 MARK_THREADS = 4
 STOP_FLUSH_SECONDS = 10.0
+#: How long a deleted Entitlement or PermissionCatalog waits for the notices of its drift removals
+#: (`hold_until_archived`): an hour, as long as the notifier finds a Slack notice of any other step
+#: worth telling (`handlers.notifications.STALE_SLACK`), long enough for a Slack or sink incident of
+#: the usual length, short enough that a GitOps deletion is never held for days by an outage.
+DRIFT_NOTICES_HOLD_DELETION = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -713,14 +719,50 @@ def hold_until_archived(
     """For a deletion handler whose object kopf's finalizer keeps until its audit records are
     written (a deleted grant, a released Entitlement): returns once they are (or without an archive,
     or once the object is gone); else a `waiting:` retry (`logs.WaitsAreNotErrors`: a wait, not a
-    failure), asked again after 0.5 s, doubling up to `longest` while S3 stays away."""
+    failure), asked again after 0.5 s, doubling up to `longest` while S3 stays away.
+
+    An Entitlement or a PermissionCatalog also waits for the notices of its drift removals (the
+    security channel, the event sink): they are derived from its `status.driftRemovals`, so an
+    object gone with one untold is told by nobody once the process that remembers it restarts. At
+    most `DRIFT_NOTICES_HOLD_DELETION` from the deletion (`_told_or_overdue`)."""
     trail = trail_of(memo)
-    if obj is None or trail is None or trail.archive is None or trail.archived(plural, obj):
+    if obj is None or trail is None:
         return
-    raise kopf.TemporaryError(
-        f"{releases.WAITING} {what} not in the archive yet: it goes once it is",
-        delay=min(longest, 0.5 * 2 ** min(retry, 6)),  # capped: kopf's retry counts every earlier wait
+    delay = min(longest, 0.5 * 2 ** min(retry, 6))  # capped: kopf's retry counts every earlier wait
+    if trail.archive is not None and not trail.archived(plural, obj):
+        raise kopf.TemporaryError(f"{releases.WAITING} {what} not in the archive yet: it goes once it is", delay=delay)
+    if plural in _DRIFT_LISTS and not _told_or_overdue(trail.notices, obj):
+        raise kopf.TemporaryError(
+            f"{releases.WAITING} the notices of its drift removals are not delivered yet (is Slack or the event "
+            f"sink down?): it goes once they are, or {_hours(DRIFT_NOTICES_HOLD_DELETION)} after its deletion",
+            delay=delay,
+        )
+
+
+def _told_or_overdue(config: notifications.Config, obj: Mapping[str, Any]) -> bool:
+    """Whether a deleted Entitlement or PermissionCatalog may go as far as its drift removals' notices
+    go: each delivered, or `DRIFT_NOTICES_HOLD_DELETION` passed since its deletion. Then a Warning
+    Event (and its audit log line) names each removal left untold; its audit record is archived, the
+    complete account of it."""
+    untold = notifications.untold_drift(obj, config)
+    if not untold:
+        return True
+    deleted = wire.metadata(obj).get("deletionTimestamp")
+    if deleted is None or _now() - _parse(deleted) < DRIFT_NOTICES_HOLD_DELETION:
+        return False
+    recording.record(
+        obj,
+        names.DRIFT_UNTOLD,
+        f"deleted with {len(untold)} drift removal(s) whose notices were not delivered within "
+        f"{_hours(DRIFT_NOTICES_HOLD_DELETION)} of the deletion (is Slack or the event sink down?); their audit "
+        f"records are archived (kubectl jit audit): {', '.join(untold)}",
+        warning=True,
     )
+    return True
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} hour(s)"
 
 
 async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -306,7 +306,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
     if wire.ready_reason(current) == names.RELEASED:
         return current  # said once: its `released` record must not change (a retry waits for the archive)
     now_stored = Entitlement.model_validate(current)
-    remaining = releases.Remaining(grants=grants, unkept_records=len(now_stored.status.drift_removals or []))
+    remaining = releases.Remaining(grants=grants, unkept_records=releases.unkept_drift(current))
     if not remaining.done:
         message = releases.waiting(name, remaining, now())
         _set_ready(rt, names.ENTITLEMENTS, now_stored, False, names.DELETING, message, warning=False)
