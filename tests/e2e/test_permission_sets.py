@@ -419,3 +419,65 @@ def test_an_assignment_removal_waits_in_status_for_the_security_channel_across_a
     # More passes (RESYNC 5 s): nothing is told again, nor sent again to the sink.
     a_periodic_pass(catalogs, "after it left")
     assert told() == [message] and len(sent()) == 1
+
+
+def test_a_deleted_catalog_waits_for_its_removals_notice_across_a_restart(
+    catalogs: Jit, slack: SlackStandIn, events: EventSinkReceiver
+) -> None:
+    """Slack is down when a hand-made assignment is removed, and the catalog is then deleted: it
+    stays (its permission sets gone) until the security channel is told, so that an operator killed
+    meanwhile still tells it once Slack is back; then it goes. Gone once the removal's record was
+    printed, it took the untold entry with it, and only the killed process remembered it."""
+    ic, tag = catalogs.ic, secrets.token_hex(3)
+    intruder = f"ps-gone-{tag}@example.com"
+    user_id = ic.create_user(intruder)
+    prod = permission_sets(catalogs)["jit-payments-prod"]
+
+    def waiting() -> bool:
+        stored = catalogs.get("permissioncatalog", "payments") or {}
+        removals = (stored.get("status") or {}).get("driftRemovals") or []
+        return any(r.get("principalId") == user_id and r.get("time") for r in removals)
+
+    def told() -> list[str]:
+        return [m.text or "" for m in slack.messages(SECURITY_CHANNEL) if tag in (m.text or "")]
+
+    slack.down(True)
+    try:
+        assign_by_hand(ic, prod.arn, PROD_ACCOUNT, user_id, "USER")
+        eventually(waiting, timeout=30, what=f"the removal confirmed; log:\n{catalogs.operator.tail(20)}")
+        eventually(
+            lambda: [
+                e
+                for e in events.events()
+                if e.get_type() == "dev.jitaccess.catalog.assignment-drift-removed"
+                and (e.get_data().get("user") or {}).get("identityStoreUserId") == user_id
+            ],
+            timeout=30,
+            what="the sink told (only the security channel's notice holds the entry)",
+        )
+        catalogs.kubectl("delete", "permissioncatalog", "payments", "--wait=false", *GITOPS)
+        eventually(
+            lambda: "jit-payments-prod" not in permission_sets(catalogs),
+            timeout=30,
+            what=f"its permission sets deleted; log:\n{catalogs.operator.tail(20)}",
+        )
+        catalogs.operator.kill()
+        catalogs.operator.start()
+        tried = len(slack.calls("chat.postMessage"))
+        eventually(
+            lambda: any(c.status == 503 for c in slack.calls("chat.postMessage")[tried:]),
+            timeout=30,
+            what="the restarted operator tries Slack again",
+        )
+        stored = catalogs.get("permissioncatalog", "payments")
+        assert stored is not None and stored["metadata"].get("deletionTimestamp"), "held for the notice"
+        assert waiting(), "the removal is still listed, for the notice derived from it"
+    finally:
+        slack.down(False)
+    (message,) = eventually(told, timeout=90, what=f"the security channel told; log:\n{catalogs.operator.tail(20)}")
+    assert message == f"Assignment removed: user {intruder} ({user_id}) from jit-payments-prod in {PROD_ACCOUNT}"
+    eventually(
+        lambda: catalogs.get("permissioncatalog", "payments") is None,
+        timeout=30,
+        what=f"the catalog gone once told; log:\n{catalogs.operator.tail(20)}",
+    )
