@@ -985,6 +985,28 @@ def test_who_may_decide_leaves_out_the_requester_and_who_already_approved() -> N
     )
 
 
+def test_who_may_decide_is_a_bounded_list_however_large_the_team() -> None:
+    # A pending request's status says who may approve it, twice once it escalates (Escalated and
+    # Ready): a team naming thousands of long names must not make that status a write the API
+    # server refuses (etcd: about 1.5 MB), which would leave the request unescalated and its Ready
+    # untrue. Ten names at most, each cut to 256 characters, the rest counted.
+    approvers = [f"{i:04d}" + "a" * 996 + "@example.com" for i in range(800)]
+    groups = [f"g{i:05d}" for i in range(90_000)]
+    team = TEAM.model_copy(
+        update={"approvers": approvers, "approver_groups": [], "backup_approvers": [], "backup_approver_groups": groups}
+    )
+    pending = request_rules.approvers_text(team, False, excluding={"paula@example.com"})
+    assert pending.startswith("0000" + "a" * 251 + "…, 0001")
+    assert pending.endswith(" and 790 more")
+    assert len(pending) < 3_000
+    escalated = request_rules.approvers_text(team, True)
+    assert escalated.endswith(", 0009" + "a" * 251 + "… and 90790 more")
+    only_backups = team.model_copy(update={"approvers": []})
+    assert request_rules.approvers_text(only_backups, False) == (
+        "nobody before the escalation, then " + ", ".join(f"group:g{i:05d}" for i in range(10)) + " and 89990 more"
+    )
+
+
 def test_an_entitlement_named_longer_than_a_label_value_is_refused_at_creation() -> None:
     """Its grants carry its name as a label value (at most 63 characters): none could be created."""
     entitlement = {"kind": "Entitlement", "metadata": {"name": "e" * 64}, "spec": {"owner": "ledger"}}

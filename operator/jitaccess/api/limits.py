@@ -28,6 +28,13 @@ USER_METADATA_MAX_CHARACTERS = 16_384
 #: The most eligible users an Entitlement's status lists (`status.eligibleUsers`): a bound on the
 #: object's size (about 100 bytes each), far above the people who may hold one production role.
 ELIGIBLE_USERS_LISTED = 1000
+#: The most names a message the operator writes in a status lists (`domain.text.listed`: who may
+#: approve a request, "and 95 more" for the rest), and the most characters of one it shows. A team
+#: may name thousands of approvers, each as long as its writer likes: a condition listing them all,
+#: twice once a request escalates, would outgrow what the API server stores (etcd refuses a write
+#: above about 1.5 MB), and the request's status could no longer be written at all.
+NAMES_LISTED = 10
+NAME_SHOWN_MAX_LENGTH = 256
 #: The most drift removals an Entitlement's or a PermissionCatalog's status keeps for their notices
 #: alone (archived, not yet delivered to Slack's security channel or the CloudEvents sink,
 #: `domain.notifications.settle_drift`): a bound on the object's size (about 1 KB each, with their

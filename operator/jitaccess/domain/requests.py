@@ -32,6 +32,7 @@ from jitaccess.domain import reasons, schedule
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.identities import confers_nothing
 from jitaccess.domain.teams import Caller, approves_nothing_note, conferring, has_approvers, is_member, may_approve
+from jitaccess.domain.text import listed
 from jitaccess.errors import InvalidInput
 
 
@@ -253,7 +254,7 @@ def _approvers_short(valid: ValidRequest) -> str | None:
     if people is None or len(people) >= needed:
         return None
     return (
-        f"names {len(people)} who may approve a request of {valid.requester} ({', '.join(people) or 'nobody'}, backup "
+        f"names {len(people)} who may approve a request of {valid.requester} ({listed(people)}, backup "
         f"approvers included), and Entitlement {valid.entitlement.metadata.name} needs {needed} approvals "
         "(spec.approval.approvalsRequired): it could never be approved; the team must name more approvers, or the "
         "Entitlement need fewer" + approves_nothing_note(valid.team, backups=True)
@@ -270,7 +271,7 @@ def approvals_unreachable(entitlement: Entitlement, team: TeamOwnershipSpec) -> 
         return None
     return (
         f"spec.approval.approvalsRequired is {needed}, but team {entitlement.spec.owner} names {len(people)} who "
-        f"may approve ({', '.join(people) or 'nobody'}, backup approvers included): no request that needs an "
+        f"may approve ({listed(people)}, backup approvers included): no request that needs an "
         "approver can be granted (only auto-approvals and break-glass); name more approvers in the team, or "
         "lower approvalsRequired" + approves_nothing_note(team, backups=True)
     )
@@ -542,7 +543,8 @@ def approvers_text(team: TeamOwnershipSpec, escalated: bool, excluding: Collecti
     """Who can act on a pending request, for messages and the CLI; `excluding` are people who cannot
     (its requester, who already approved): a message naming them sends the requester to the wrong
     person, and so would a name of Kubernetes' own or one that reads as someone else's, which
-    approves nothing (`teams.conferring`). Groups are named whole (whoever of them may)."""
+    approves nothing (`teams.conferring`). Groups are named whole (whoever of them may). Ten
+    names at most, the rest counted (`text.listed`): the message goes into the request's status."""
 
     def people(field: list[str]) -> list[str]:
         return [a for a in field if a not in excluding and not confers_nothing(a, group=False)]
@@ -555,8 +557,8 @@ def approvers_text(team: TeamOwnershipSpec, escalated: bool, excluding: Collecti
     if escalated:
         names += backups
     elif not names and backups:
-        return f"nobody before the escalation, then {', '.join(backups)}"
-    return ", ".join(names) or "nobody"
+        return f"nobody before the escalation, then {listed(backups)}"
+    return listed(names)
 
 
 # --- what a grant rests on ----------------------------------------------------------------------

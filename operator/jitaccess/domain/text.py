@@ -10,13 +10,16 @@ of printable text: no C0 or C1 control character (tab and newline included), no 
 characters, the soft hyphen), which would hide text from the approver that tools still read
 (`api.limits.FORBIDDEN_RANGES`).
 The length limit keeps a reason a sentence and a ticket id, and bounds what CEL rules may cost.
+Names that people write (a team's approvers) are listed in the operator's messages within bounds
+too (`listed`).
 """
 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
-from jitaccess.api.limits import FORBIDDEN_RANGES, REASON_MAX_LENGTH
+from jitaccess.api.limits import FORBIDDEN_RANGES, NAME_SHOWN_MAX_LENGTH, NAMES_LISTED, REASON_MAX_LENGTH
 
 # Control characters have no Unicode name, only these abbreviations (and DEL's).
 _C0_NAMES = [
@@ -95,3 +98,15 @@ def problem(where: str, text: str, max_length: int = REASON_MAX_LENGTH) -> str |
         "characters are not allowed, because whoever reads it would get what they do, or nothing, not "
         "what they are; write it as one line of plain text"
     )
+
+
+def listed(names: Sequence[str], *, nobody: str = "nobody") -> str:
+    """`a, b, c and 95 more`: the first `NAMES_LISTED` of `names`, each cut with an ellipsis past
+    `NAME_SHOWN_MAX_LENGTH` characters, for a message the operator writes in a status or an Event:
+    however many names, and however long, a team holds, the message stays a few kilobytes
+    (`api.limits.NAMES_LISTED`). `nobody` when there are none."""
+    shown = [
+        n if len(n) <= NAME_SHOWN_MAX_LENGTH else n[: NAME_SHOWN_MAX_LENGTH - 1] + "…" for n in names[:NAMES_LISTED]
+    ]
+    rest = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {rest} more" if rest > 0 else "") if shown else nobody
