@@ -259,6 +259,29 @@ def test_revoked_sessions_are_denied_for_the_hold_then_released(system: tuple[Ru
     assert not catalog(rt).status.production.denied_users  # type: ignore[union-attr]
 
 
+def test_a_user_ending_grant_after_grant_early_keeps_one_denial_entry(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    """The deny statement names UserIds: a user's later early end replaces their entry (the latest
+    grant, until the latest end), so that ending grant after grant cannot grow the catalog's status
+    past what the API server stores, which would stop every revocation of the tier."""
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    bob, bob_id = grant_of(rt, "bob@example.com", "g-bob")
+    assert sessions.deny(rt, bob, bob_id) == 1
+    for n in range(3):
+        alice, alice_id = grant_of(rt, "alice@example.com", f"g-alice-{n}")
+        assert sessions.deny(rt, alice, alice_id) == 1
+    denied = catalog(rt).status.production.denied_users or []  # type: ignore[union-attr]
+    assert [(d.user, d.grant) for d in denied] == [("bob@example.com", "g-bob"), ("alice@example.com", "g-alice-2")]
+    permissionsets.sync(rt, "payments", verify=False)
+    prod = by_name(emulator)["jit-payments-prod"]
+    for account in PROD_ACCOUNTS:
+        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == sorted(
+            [alice_id, bob_id]
+        )
+
+
 def test_a_user_holding_the_group_again_by_its_id_is_left_out_of_the_deny(
     system: tuple[Runtime, IdentityCenterEmulator],
 ) -> None:

@@ -11,14 +11,21 @@ admin, `kubectl create`), through the real API server and the operator's webhook
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devenv.controlplane import KubectlError
+from tests.e2e.test_permission_sets import active_grant, catalog_of
+from tests.e2e.test_permission_sets import catalogs as catalogs  # the fixture, for attack 119
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
-ALICE, LENA = "alice@example.com", "lena@example.com"
+ALICE, LENA, PAULA = "alice@example.com", "lena@example.com", "paula@example.com"
 #: Backup approver groups: about 540 KB of spec, a list of 840 KB each time a message names them all.
 GROUPS = [f"g{i:05d}" for i in range(60_000)]
 
@@ -68,3 +75,51 @@ def test_118_a_request_of_a_team_naming_60000_backup_approver_groups_escalates(s
         == f"waiting for approval by lena@example.com, {', '.join(f'group:{g}' for g in GROUPS[:9])} and 59991 more"
     )
     assert len(str(system.get("accessrequest", "alice-large-team"))) < 20_000
+
+
+# --- 119. a user who ends grant after grant early, growing the catalog's denied sessions -----------
+
+
+def denials_of(user_id: str, count: int, until: dt.datetime) -> dict[str, Any]:
+    """A status patch listing `count` denials of `user_id` in payments' production tier, each the size
+    of the one a revocation of grant `ps-big-grant` adds: as `count` early ends of grants would."""
+    since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    entry = {"userId": user_id, "user": ALICE, "since": since, "until": until.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    listed = [{**entry, "grant": f"ps-{n:08d}"} for n in range(count)]
+    return {"status": {"production": {"deniedUsers": listed}}}
+
+
+def patch_status(system: Jit, patch: dict[str, Any], path: Path) -> bool:
+    path.write_text(json.dumps(patch, separators=(",", ":")))
+    result = system.kubectl(
+        "patch", "permissioncatalog", "payments", "--subresource=status", "--type=merge", "--patch-file", str(path)
+    )
+    return bool(result.returncode == 0)
+
+
+def test_119_revoking_a_grant_ends_it_whatever_the_user_ended_before(catalogs: Jit, tmp_path: Path) -> None:
+    """alice's earlier early ends fill payments' `deniedUsers` to what the API server stores (as a
+    script requesting and revoking her own team's role for hours would); her grant is revoked by
+    paula all the same: the access goes, and the catalog lists her once."""
+    alice = active_grant(catalogs, "ps-big-grant")
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
+    fits, over = 0, 20_000  # the most entries a status write may hold, found by halving
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        try:
+            stored = patch_status(catalogs, denials_of(alice, middle, until), tmp_path / "patch.json")
+        except KubectlError as refused:
+            assert "too large" in str(refused.stderr), refused.stderr
+            stored = False
+        fits, over = (middle, over) if stored else (fits, middle)
+    assert patch_status(catalogs, denials_of(alice, fits, until), tmp_path / "patch.json")
+    try:
+        catalogs.kubectl("annotate", "accessgrant", "ps-big-grant", "jitaccess.dev/revoked=true", user=PAULA)
+        catalogs.wait_reason("accessgrant", "ps-big-grant", "Revoked", timeout=30)
+        assert catalogs.members("prod-eng-payments") == set()
+        denied = catalog_of(catalogs, "payments").status.production
+        assert denied is not None and [(d.user, d.grant) for d in denied.denied_users or []] == [
+            (ALICE, "ps-big-grant")
+        ]
+    finally:
+        patch_status(catalogs, {"status": {"production": {"deniedUsers": []}}}, tmp_path / "patch.json")

@@ -118,7 +118,15 @@ def _deny_in(
                 listed = (getattr(current.status, tier) or TierStatus()).denied_users or []
                 if any(d.grant == entry["grant"] for d in listed):
                     return None
-                return {tier: {"deniedUsers": [*(d.wire() for d in listed), entry]}}
+                # One entry per user, the latest, until the latest of theirs: the deny statement
+                # names UserIds, so an earlier entry of the same user adds nothing but size, and a
+                # user who ends grant after grant early would otherwise grow this status past what
+                # the API server stores, whereupon every revocation of the tier's grants (this write
+                # comes before the membership's removal) would fail and be retried without end.
+                mine = [d for d in listed if d.user_id == entry["userId"]]
+                until = max([entry["until"], *(ts(d.until) for d in mine)])
+                others = [d.wire() for d in listed if d.user_id != entry["userId"]]
+                return {tier: {"deniedUsers": [*others, {**entry, "until": until}]}}
 
             rt.kube.update_status(names.CATALOGS, catalog.metadata.name, status_change(PermissionCatalog, build))
             log.info(
