@@ -1,4 +1,5 @@
-"""Attack 117 of docs/security.md: a name at Kubernetes' limit where jitaccess derives another from it.
+"""Attack 117 of docs/security.md: a name at Kubernetes' limit where jitaccess derives another from it,
+and, its principle, any grant the API server refuses as invalid.
 
 An object name may be 253 characters long, a label value 63. Each AccessGrant carries its
 Entitlement's name as the value of the label `jitaccess.dev/entitlement`, so an Entitlement named
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_attacks_policy import example, refused, stored_without_webhooks
-from tests.support.harness import Jit
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 LENA = "lena@example.com"
@@ -67,3 +68,73 @@ def test_117_a_request_for_one_stored_before_the_rule_is_refused_saying_why(name
     )
     assert named.get("accessrequest", "lena-long-name") is None
     assert named.members("prod-eng-ledger") == set()
+
+
+# --- 117, the principle: any grant the API server refuses as invalid ---------------------------------
+
+#: The policy's name, and a ConfigMap name it refuses too, so that a dry run tells when it is in force.
+REFUSING = "refuse-ledger-grants"
+REFUSAL = "grants of prod-eng-ledger are refused here (test)"
+
+
+def _refusing_ledger_grants() -> dict[str, Any]:
+    """A ValidatingAdmissionPolicy refusing, as Invalid (422), every AccessGrant of prod-eng-ledger:
+    the operator's own write, as a cluster's rule or a schema bound refuses it."""
+    refuses = (
+        f"request.resource.resource == 'configmaps' ? object.metadata.name != '{REFUSING}'"
+        " : object.spec.entitlement != 'prod-eng-ledger'"
+    )
+    rules = [
+        {"apiGroups": ["jitaccess.dev"], "apiVersions": ["*"], "operations": ["CREATE"], "resources": ["accessgrants"]},
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]},
+    ]
+    policy = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": rules},
+        "validations": [{"expression": refuses, "message": REFUSAL, "reason": "Invalid"}],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": REFUSING},
+                "spec": policy,
+            },
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": REFUSING},
+                "spec": {"policyName": REFUSING, "validationActions": ["Deny"]},
+            },
+        ],
+    }
+
+
+def test_117_a_grant_the_api_server_refuses_as_invalid_fails_its_request(named: Jit) -> None:
+    """lena, of ledger's owner team, is auto-approved; the API server refuses her grant (422, here an
+    admission policy's). Her request ends Failed in the API server's words, with the fix, instead of
+    staying Pending while the operator retries the same write without end; nobody is given access."""
+    named.apply(_refusing_ledger_grants())
+    try:
+        probe = ("create", "configmap", REFUSING, "-n", "default", "--dry-run=server")
+        eventually(
+            lambda: REFUSAL in named.kubectl(*probe, check=False).stderr or None, timeout=30, what="the policy in force"
+        )
+        named.request("lena-refused-grant", "prod-eng-ledger", user=LENA)
+        done = named.wait_reason("accessrequest", "lena-refused-grant", "Failed", timeout=30)
+        ready = next(c for c in done["status"]["conditions"] if c["type"] == "Ready")
+        assert "the API server refused to create AccessGrant lena-refused-grant as invalid" in ready["message"]
+        assert REFUSAL in ready["message"] and "create the request again under a new name" in ready["message"]
+        said = [e for e in named.events("lena-refused-grant", "AccessRequest") if e["reason"] == "Failed"]
+        assert [e["type"] for e in said] == ["Warning"] and REFUSAL in said[0]["message"]
+        assert named.get("accessgrant", "lena-refused-grant") is None
+        assert named.members("prod-eng-ledger") == set()
+        log = named.operator.tail(400).splitlines()
+        assert not [line for line in log if "lena-refused-grant" in line and "retry" in line.lower()]
+    finally:
+        named.kubectl(
+            "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", REFUSING, "--ignore-not-found"
+        )

@@ -6,6 +6,7 @@ AccessGrant, following a grant's state onto its AccessRequest) goes through here
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,6 +24,34 @@ StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
 Listed = list[dict[str, Any]]
 
 POOL_CONNECTIONS = 64
+#: What the API server answers for a write that no retry of it can make valid: 422 Invalid (a
+#: schema bound, a CEL rule, a label value, an admission policy refusing with reason Invalid) and
+#: 400 BadRequest. Not 403: a webhook that is down and fails closed, or RBAC being changed, refuses
+#: with it for a while only; nor 409, 429, 5xx or a timeout, which pass.
+NO_RETRY = frozenset({400, 422})
+
+
+class Refused(Exception):
+    """The API server refused the write as invalid (`NO_RETRY`): `message` is its own words."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def refusal(exc: ApiException) -> Refused | None:
+    """`exc` as a refusal no retry can change, or None when trying again may succeed."""
+    if exc.status not in NO_RETRY:
+        return None
+    said = str(exc.reason or "")
+    try:
+        status = json.loads(exc.body or "{}")
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and status.get("message"):
+        said = str(status["message"])
+    return Refused(int(exc.status), said)
 
 
 def load_client_config() -> None:
@@ -144,13 +173,17 @@ class Kube:
                 return
 
     def create(self, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create the object, or return the one already there: (object, created)."""
+        """Create the object, or return the one already there: (object, created). Raises `Refused`
+        when the API server refuses the object as invalid (no retry can create it)."""
         try:
             created = cast(
                 dict[str, Any], self._api.create_cluster_custom_object(names.GROUP, names.VERSION, plural, body)
             )
             return created, True
         except ApiException as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                raise refused from exc
             if exc.status != 409:
                 raise
         existing = self.get(plural, body["metadata"]["name"])

@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from jitaccess import metrics
+from jitaccess.adapters.kube import Refused
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest, Condition
 from jitaccess.domain import approvals as approval_rules
@@ -348,7 +349,15 @@ def _create_grant(
         if written is not None:
             # Handed over before the grant exists: its handler may start before `create` returns here.
             rt.handoffs.put(name, written)
-        grant, created = rt.kube.create(names.GRANTS, manifest)
+        try:
+            grant, created = rt.kube.create(names.GRANTS, manifest)
+        except Refused as exc:
+            # Refused as invalid (a label, a schema bound, a rule, an admission policy): kopf would
+            # retry the same write without end, the request Pending ("provisioning access") for good.
+            rt.handoffs.take(name)
+            message = grant_refused(name, exc.message)
+            _finish(rt, request.wire(), names.FAILED, message, entitlement=request.spec.entitlement)
+            return
         if not created:
             rt.handoffs.take(name)
         if grant.get("metadata", {}).get("labels", {}).get(names.LABEL_REQUEST) != request.metadata.uid:
@@ -380,6 +389,17 @@ def _create_grant(
     # request too (nothing here can fail any more).
     if created:
         diffbase.defer(request.metadata.uid)
+
+
+def grant_refused(name: str, said: str) -> str:
+    """The `Failed` message of a request whose grant the API server refused as invalid: its words,
+    and what to do (nothing was granted, and trying the same write again cannot change the answer)."""
+    return (
+        f"approved, but the API server refused to create AccessGrant {name} as invalid, so nothing was "
+        f"granted: {said.rstrip('.')}. Trying again cannot change that: whoever runs the cluster (the "
+        "admission policy or rule named) or the Entitlement's owners must fix what it names; then create "
+        "the request again under a new name"
+    )
 
 
 def activation_refusal(
