@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
+from devenv.paths import CRDS
 from tests.e2e.test_attacks_policy import example, refused, stored_without_webhooks
 from tests.support.harness import Jit, eventually
 
@@ -40,14 +42,28 @@ def named(system: Jit) -> Iterator[Jit]:
     system.kubectl("delete", "entitlement", LONG, "--ignore-not-found")
 
 
+def stored_before_the_rules(system: Jit) -> None:
+    """The long-named Entitlement stored as before the rules (an upgrade): the webhooks gone and
+    the CRD without its rule on the name; then the CRD as this version has it again."""
+    path = CRDS / "jitaccess.dev_entitlements.yaml"
+    crd = yaml.safe_load(path.read_text())
+    del crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+    system.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(crd))
+    try:
+        stored_without_webhooks(system, long_named())
+    finally:
+        system.kubectl("apply", "--server-side", "-f", str(path))
+
+
 # --- 117. an Entitlement named beyond what a label value may hold -----------------------------------
 
 
 def test_117_an_entitlement_named_beyond_a_label_value_is_refused(named: Jit) -> None:
-    """64 characters: refused at creation, naming the field, the limit and the fix; nothing stored."""
+    """64 characters: refused at creation, naming the field, the limit and the fix; nothing stored
+    (by the CRD's rule, which the API server checks before the webhook's)."""
     said = refused(
         named.apply(long_named(), check=False),
-        "metadata.name is 64 characters long, above the limit of 63",
+        "metadata.name is longer than 63 characters, the limit",
         "the label jitaccess.dev/entitlement",
         "name it in 63 characters or fewer",
     )
@@ -59,7 +75,7 @@ def test_117_a_request_for_one_stored_before_the_rule_is_refused_saying_why(name
     """Stored while the webhooks were gone (or before an upgrade brought the rule), the Entitlement
     is there and resolved; lena, of its owner team, would be auto-approved into a grant the API
     server refuses. Her request is refused at creation instead, saying why and what to do."""
-    stored_without_webhooks(named, long_named())
+    stored_before_the_rules(named)
     named.wait_reason("entitlement", LONG, "Resolved", timeout=30)
     refused(
         named.request("lena-long-name", LONG, user=LENA, check=False),
@@ -68,6 +84,36 @@ def test_117_a_request_for_one_stored_before_the_rule_is_refused_saying_why(name
     )
     assert named.get("accessrequest", "lena-long-name") is None
     assert named.members("prod-eng-ledger") == set()
+
+
+def test_117_the_crd_refuses_the_name_where_no_webhook_runs(named: Jit) -> None:
+    """The webhooks gone (attack 22's setting): the API server refuses the name by the CRD's rule."""
+    named.operator.stop()
+    try:
+        for configuration in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            named.kubectl("delete", configuration, "jitaccess.dev", "--ignore-not-found")
+        refused(
+            named.apply(long_named(), check=False),
+            "metadata.name is longer than 63 characters, the limit",
+            "name it in 63 characters or fewer",
+        )
+        assert named.get("entitlement", LONG) is None
+    finally:
+        named.operator.start()
+
+
+def test_117_one_stored_before_the_rule_can_still_be_changed_and_deleted(named: Jit) -> None:
+    """The rule is on the name, which never changes: an Entitlement stored before it is still
+    written (the operator's status, an owner's spec change) and deleted (its finalizer removed)."""
+    stored_before_the_rules(named)
+    named.kubectl("patch", "entitlement", LONG, "--type=merge", "-p", '{"spec": {"maxDuration": "2h"}}')
+    eventually(
+        lambda: (named.condition("entitlement", LONG, "Ready") or {}).get("observedGeneration") == 2 or None,
+        timeout=30,
+        what="the operator's status write of the changed spec",
+    )
+    named.kubectl("delete", "entitlement", LONG, "--wait=true", "--timeout=30s")
+    assert named.get("entitlement", LONG) is None
 
 
 # --- 117, the principle: any grant the API server refuses as invalid ---------------------------------

@@ -19,12 +19,27 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from jitaccess.api import models, names
+from jitaccess.api import limits, models, names
 
 READY_REASON = f'.status.conditions[?(@.type=="{names.READY}")].reason'
 READY_STATUS = f'.status.conditions[?(@.type=="{names.READY}")].status'
 OVERLAPPING_STATUS = f'.status.conditions[?(@.type=="{names.OVERLAPPING}")].status'
 IMMUTABLE_SPEC = {"rule": "self == oldSelf", "message": "spec is immutable: create a new object instead"}
+#: An Entitlement's name is the value of the label `names.LABEL_ENTITLEMENT` on each of its grants:
+#: refused by the API server itself where the webhook does not run (attack 117). A rule at the root,
+#: the only place CEL may read `metadata.name`.
+_NAME_BOUND = limits.LABEL_VALUE_MAX_LENGTH
+#: The webhook's words (`domain.admission`), bar the length: a `messageExpression` with it is beyond the
+#: cost budget the API server allows a rule at the root. Checked at creation only (no `oldSelf`): the name
+#: never changes, and a rule at the root is not ratcheted (every write changes the object), so one stored
+#: before it would take no write, not even its finalizer's removal, and could never be deleted.
+ENTITLEMENT_NAME: dict[str, Any] = {
+    "rule": f"oldSelf.hasValue() || self.metadata.name.size() <= {_NAME_BOUND}",
+    "optionalOldSelf": True,
+    "message": f"metadata.name is longer than {_NAME_BOUND} characters, the limit: each of its AccessGrants "
+    f"carries the name as the value of the label {names.LABEL_ENTITLEMENT}, which Kubernetes bounds to "
+    f"{_NAME_BOUND} characters, so no grant of it could be created: name it in {_NAME_BOUND} characters or fewer",
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,8 @@ class Kind:
     status: type[BaseModel]
     columns: list[dict[str, Any]]
     spec_rules: list[dict[str, str]] = field(default_factory=list)
+    #: Rules on the whole object (they may read `metadata.name`).
+    object_rules: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
     #: Fields `--field-selector` may name (`selectableFields`; of spec or status, never metadata):
     #: what the operator, the webhooks and `kubectl jit` look objects up by, so that the API server
@@ -70,6 +87,7 @@ KINDS = [
         short_names=["ent"],
         spec=models.EntitlementSpec,
         status=models.EntitlementStatus,
+        object_rules=[ENTITLEMENT_NAME],
         description="A requestable role: an Identity Center group, its owner team, limits and eligibility.",
         selectable=["spec.owner"],
         columns=[
@@ -274,6 +292,7 @@ def crd(kind: Kind) -> dict[str, Any]:
                                 "spec": spec,
                                 "status": status,
                             },
+                            **({"x-kubernetes-validations": kind.object_rules} if kind.object_rules else {}),
                         }
                     },
                 }
