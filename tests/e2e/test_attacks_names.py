@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from devenv.paths import CRDS
+from tests.e2e.cli_run import Cli
 from tests.e2e.test_attacks_policy import example, refused, stored_without_webhooks
 from tests.support.harness import Jit, eventually
 
@@ -71,12 +72,21 @@ def test_117_an_entitlement_named_beyond_a_label_value_is_refused(named: Jit) ->
     assert named.get("entitlement", LONG) is None
 
 
-def test_117_a_request_for_one_stored_before_the_rule_is_refused_saying_why(named: Jit) -> None:
+def test_117_a_request_for_one_stored_before_the_rule_is_refused_saying_why(named: Jit, cli: Cli) -> None:
     """Stored while the webhooks were gone (or before an upgrade brought the rule), the Entitlement
-    is there and resolved; lena, of its owner team, would be auto-approved into a grant the API
-    server refuses. Her request is refused at creation instead, saying why and what to do."""
+    is there, not Ready (PolicyRefused, naming the name and the fix, as `kubectl get entitlements`
+    shows); lena, of its owner team, would be auto-approved into a grant the API server refuses.
+    Her request is refused at creation instead, saying why and what to do; `kubectl jit who-has`
+    of it answers (a label selector cannot hold its name)."""
     stored_before_the_rules(named)
-    named.wait_reason("entitlement", LONG, "Resolved", timeout=30)
+    stored = named.wait_reason("entitlement", LONG, "PolicyRefused", timeout=30)
+    ready = next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    assert f"admission refuses the name {LONG} now" in ready["message"]
+    assert "metadata.name is 64 characters long, above the limit of 63" in ready["message"]
+    assert "create it again under a shorter name, then delete this one" in ready["message"]
+    holders = cli.run("who-has", LONG, user=LENA)
+    assert holders.code == 0 and f"Nobody holds {LONG} now." in holders.out + holders.err, holders
     refused(
         named.request("lena-long-name", LONG, user=LENA, check=False),
         "spec.entitlement names an Entitlement whose name is 64 characters long, above the limit of 63",
@@ -106,6 +116,7 @@ def test_117_one_stored_before_the_rule_can_still_be_changed_and_deleted(named: 
     """The rule is on the name, which never changes: an Entitlement stored before it is still
     written (the operator's status, an owner's spec change) and deleted (its finalizer removed)."""
     stored_before_the_rules(named)
+    named.wait_reason("entitlement", LONG, "PolicyRefused", timeout=30)
     named.kubectl("patch", "entitlement", LONG, "--type=merge", "-p", '{"spec": {"maxDuration": "2h"}}')
     eventually(
         lambda: (named.condition("entitlement", LONG, "Ready") or {}).get("observedGeneration") == 2 or None,

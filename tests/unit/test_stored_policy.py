@@ -552,3 +552,20 @@ def test_a_stored_team_with_a_look_alike_approver_is_refused_and_says_it_counts_
     assert (status, reason) == ("False", names.POLICY_REFUSED)
     assert f"spec.approvers[1] {LOOK_ALIKE!r} mixes the scripts Cyrillic and Latin" in message
     assert "nor does a name that reads as another's (empty, padded, a look-alike)" in message
+
+
+def test_an_entitlement_stored_under_a_name_no_label_value_holds_is_said_with_the_name_and_the_fix() -> None:
+    """Stored before the rule (an upgrade): `PolicyRefused` names it, why no grant of it can be made,
+    and the fix; a name of 63 characters is fine, and the rule is an Entitlement's only."""
+    long = "p" * 64
+    obj = _entitlement_object()
+    obj["metadata"]["name"] = long
+    found = adm.stored_policy_refusal(obj, LIMITS)
+    assert found is not None and found.startswith(f"admission refuses the name {long} now")
+    assert "metadata.name is 64 characters long, above the limit of 63" in found
+    assert found.endswith("create it again under a shorter name, then delete this one")
+    obj["metadata"]["name"] = long[:63]
+    assert adm.stored_policy_refusal(obj, LIMITS) is None
+    team_obj = _team_object()
+    team_obj["metadata"]["name"] = long
+    assert adm.stored_policy_refusal(team_obj, LIMITS) is None

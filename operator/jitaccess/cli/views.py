@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from jitaccess.api import names, wire
+from jitaccess.api import limits, names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import NotFound
 from jitaccess.cli.objects import Obj
@@ -199,12 +199,16 @@ def who_has(session: Session, entitlement: str | None, *, output: str) -> int:
     """Who holds an entitlement now (every entitlement, without one): active grants, until when,
     why, approved by whom."""
     api = session.api
+    labels, by_field = "", None
     if entitlement is not None:
         o.get(api, names.ENTITLEMENTS, entitlement)
-        labels = f"{names.LABEL_ENTITLEMENT}={entitlement}"
-    else:
-        labels = ""
-    grants, _ = o.list_all(api, names.GRANTS, labels=labels)
+        if len(entitlement) <= limits.LABEL_VALUE_MAX_LENGTH:
+            labels = f"{names.LABEL_ENTITLEMENT}={entitlement}"
+        else:
+            # A name no label value can hold (an Entitlement stored before the rule): the API server
+            # refuses such a selector, so the grants are selected by their spec.entitlement.
+            by_field = {"spec.entitlement": entitlement}
+    grants, _ = o.list_all(api, names.GRANTS, labels=labels, fields=by_field)
     active = _sorted(
         [
             g

@@ -414,12 +414,20 @@ def review_catalog(
 
 def stored_policy_refusal(obj: Obj, limits: request_rules.Limits | None) -> str | None:
     """Why admission would refuse this stored TeamOwnership or Entitlement were it written now, by the
-    rules that need nothing but the object and the operator's `limits` (durations, names, groups:
-    `_duration_policy`, `_approver_names`, `_policy_groups`), as a sentence that names the field, the
+    rules that need nothing but the object and the operator's `limits` (an Entitlement's own name,
+    durations, names, groups: `_entitlement_name`, `_duration_policy`, `_approver_names`,
+    `_policy_groups`), as a sentence that names the field, the
     value and the fix; None when it would admit it. One stored before those rules were (an upgrade)
     or while the webhooks were down is never written again by itself: its `Ready` says this, and the
     decisions count no name of Kubernetes' own in it meanwhile, nor one that reads as someone else's
     (`teams.conferring`)."""
+    named = _entitlement_name("CREATE", obj)
+    if named is not None:
+        return (
+            f"admission refuses the name {wire.name_of(obj)} now, and it was stored before it did (an upgrade, or "
+            f"the webhooks were down): {named.message}. Its requests are refused meanwhile: create it again under "
+            "a shorter name, then delete this one"
+        )
     refusal = _duration_policy(obj, None, limits) or _approver_names(obj, None) or _policy_groups(obj, None)
     if refusal is None:
         return None
