@@ -62,6 +62,25 @@ def test_the_chart_ships_no_crd_of_kopf_peering() -> None:
     assert not (CHART / "crds").exists()
 
 
+def test_before_1_30_the_crds_go_without_rules_reading_an_optional_old_self() -> None:
+    # optionalOldSelf needs CRD validation ratcheting (1.30): a 1.29 API server drops the field and
+    # then refuses the whole CRD, whose rule calls hasValue() on an oldSelf that is no optional.
+    args = ("template", "jitaccess", str(CHART), "--namespace", "jitaccess-system")
+    for version, expected in (("1.29.4", False), ("1.30.2", True), ("1.35.4", True)):
+        objects = documents(Helm(helm_binary()).run(*args, "--kube-version", version).stdout)
+        crds = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CustomResourceDefinition"}
+        rules = [
+            rule
+            for crd in crds.values()
+            for v in crd["spec"]["versions"]
+            for rule in v["schema"]["openAPIV3Schema"].get("x-kubernetes-validations", [])
+        ]
+        assert any(r.get("optionalOldSelf") for r in rules) is expected, version
+        # the rules nested in the schema stay on every version
+        entitlements = str(crds["entitlements.jitaccess.dev"]["spec"])
+        assert "must be a permission set ARN" in entitlements, version
+
+
 def test_chart_admission_policy_is_the_examples() -> None:
     copy, original = CHART / "files" / "admission-policy.yaml", REPO / "examples" / "admission-policy.yaml"
     assert copy.read_bytes() == original.read_bytes(), (
