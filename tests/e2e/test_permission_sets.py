@@ -472,6 +472,23 @@ def test_a_deleted_catalog_waits_for_its_removals_notice_across_a_restart(
         stored = catalogs.get("permissioncatalog", "payments")
         assert stored is not None and stored["metadata"].get("deletionTimestamp"), "held for the notice"
         assert waiting(), "the removal is still listed, for the notice derived from it"
+        pending = eventually(
+            lambda: next(
+                (
+                    c
+                    for c in ((catalogs.get("permissioncatalog", "payments") or {}).get("status") or {}).get(
+                        "conditions"
+                    )
+                    or []
+                    if c.get("type") == "DriftNoticesPending"
+                ),
+                None,
+            ),
+            timeout=30,
+            what="kubectl describe says why it stays",
+        )
+        assert pending["reason"] == "DriftRemovalsUntold"
+        assert "for the security channel to be told of 1 drift removal(s)" in pending["message"], pending["message"]
     finally:
         slack.down(False)
     (message,) = eventually(told, timeout=90, what=f"the security channel told; log:\n{catalogs.operator.tail(20)}")

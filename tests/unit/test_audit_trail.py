@@ -77,17 +77,21 @@ class Cluster:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.down = False
+        self.writes = 0  # status writes asked for (those with nothing to change included)
 
     def add(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
         self.objects[(plural, obj["metadata"]["name"])] = obj
         return copy.deepcopy(obj)
 
-    def update_status(self, plural: str, name: str, change: Any, current: Any = None) -> dict[str, Any] | None:
+    def update_status(
+        self, plural: str, name: str, change: Any, current: Any = None, *, uid: str | None = None
+    ) -> dict[str, Any] | None:
         if self.down:
             raise RuntimeError("the API server is not answering")
         obj = self.objects.get((plural, name))
-        if obj is None:
+        if obj is None or (uid is not None and obj["metadata"]["uid"] != uid):
             return None
+        self.writes += 1
         fields = change(copy.deepcopy(obj))
         if fields is None:
             return None
@@ -847,3 +851,71 @@ def test_a_deleted_catalog_goes_untold_after_an_hour_with_a_warning_naming_each_
     assert key in event["message"] and "within 1 hour(s)" in event["message"]
     assert any(key in r.getMessage() for r in caplog.records if r.name == "jitaccess.audit")
     trail.close()
+
+
+def test_a_deleted_catalog_says_once_why_it_waits_for_drift_notices_and_until_when(
+    bucket: Bucket, cluster: Cluster
+) -> None:
+    """`kubectl describe` tells why it has not gone, and until when: its `DriftNoticesPending`
+    condition, written when the wait begins and when the removals it waits for change, not at each retry."""
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+    key = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(ASSIGNMENT_REMOVAL)}"
+    body = _deleted_catalog(cluster, timedelta(minutes=1))
+    trail.offer(names.CATALOGS, body)
+    trail.flush()
+
+    def hold() -> float | None:
+        stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+        with pytest.raises(kopf.TemporaryError, match="notices") as waiting:
+            trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=30, longest=5.0, what="its record is")
+        return waiting.value.delay
+
+    assert hold() == trail_module.DRIFT_WAIT_FIRST_SECONDS, "prompt when the wait begins, whatever kopf's retry"
+    stored = cluster.objects[(names.CATALOGS, "payments")]
+    pending = wire.condition(stored, names.DRIFT_NOTICES_PENDING)
+    assert pending is not None and (pending["status"], pending["reason"]) == ("True", names.DRIFT_UNTOLD)
+    until = trail_module._parse(body["metadata"]["deletionTimestamp"]) + trail_module.DRIFT_NOTICES_HOLD_DELETION
+    assert pending["message"].startswith(
+        f"deleted; waiting until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} for the security channel and the event "
+        f"sink to be told of 1 drift removal(s) ({key})"
+    )
+    writes = cluster.writes
+    hold()
+    hold()
+    assert cluster.writes == writes, "a retry writes nothing when nothing changed"
+    second = {**ASSIGNMENT_REMOVAL, "principalId": "u-other", "time": "2026-11-23T12:10:00Z"}
+    stored["status"]["driftRemovals"].append(second)
+    trail.offer(names.CATALOGS, copy.deepcopy(stored))
+    trail.flush()
+    hold()
+    pending = wire.condition(cluster.objects[(names.CATALOGS, "payments")], names.DRIFT_NOTICES_PENDING)
+    assert pending is not None and "told of 2 drift removal(s)" in pending["message"]
+    other = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(second)}"
+    _told(names.CATALOGS, "payments", cluster, f"webhook:{key}", f"webhook:{other}")
+    hold()
+    pending = wire.condition(cluster.objects[(names.CATALOGS, "payments")], names.DRIFT_NOTICES_PENDING)
+    assert pending is not None and "for the security channel to be told of 2" in pending["message"], "whom it waits for"
+    cast(dict[str, Any], pending)["lastTransitionTime"] = (datetime.now(UTC) - timedelta(minutes=2)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    assert hold() == trail_module.DRIFT_WAIT_LONGEST_SECONDS, "backed off through an outage"
+    trail.close()
+
+
+def test_the_wait_for_drift_notices_asks_again_promptly_then_backs_off_to_a_minute(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An hour-long outage costs a retry a minute, not one every 5 s (each is a patch of kopf's state);
+    a notice that goes at the notifier's next try is seen within seconds. Timed from the condition:
+    kopf's `retry` counts the handler's earlier waits (an Entitlement's grants, the archive) too."""
+    began = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    obj = {
+        "status": {"conditions": [{"type": names.DRIFT_NOTICES_PENDING, "lastTransitionTime": "2026-12-01T12:00:00Z"}]}
+    }
+    delays = []
+    for waited in (0, 5, 10, 20, 40, 80, 3000):
+        monkeypatch.setattr(trail_module, "_now", lambda waited=waited: began + timedelta(seconds=waited))
+        delays.append(trail_module._drift_wait_delay(obj))
+    assert delays == [5.0, 5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    assert trail_module._drift_wait_delay({}) == trail_module.DRIFT_WAIT_FIRST_SECONDS  # the wait begins

@@ -79,6 +79,9 @@ ESCALATED = "Escalated"
 REVIEWED = "Reviewed"
 # An Entitlement's: another Entitlement grants the same access (`domain.overlaps`).
 OVERLAPPING = "Overlapping"
+# A deleted Entitlement or PermissionCatalog waiting for the notices of its drift removals (True,
+# reason `DRIFT_UNTOLD`): its `Ready` cannot say it (an Entitlement's is `Released`, its record's words).
+DRIFT_NOTICES_PENDING = "DriftNoticesPending"
 
 # Reasons of an AccessRequest's `Ready` (DENIED above is one too).
 PENDING = "Pending"
@@ -131,7 +134,8 @@ PENDING_TOO_LONG = "PendingTooLong"
 # Reasons of Events that no condition carries.
 DECISION_IGNORED = "DecisionIgnored"
 DRIFT_FOUND = "DriftFound"
-# A Warning Event on a deleted Entitlement or PermissionCatalog that goes with drift removals untold.
+# A Warning Event on a deleted Entitlement or PermissionCatalog that goes with drift removals untold;
+# the reason of its `DRIFT_NOTICES_PENDING` condition while it waits for them.
 DRIFT_UNTOLD = "DriftRemovalsUntold"
 # A Warning Event on an AccessGrant whose membership is still there past its expiration time.
 EXPIRY_OVERDUE = "ExpiryOverdue"

@@ -280,6 +280,17 @@ def untold_drift(obj: wire.Obj, config: Config) -> tuple[str, ...]:
     return tuple(key for _, key in removals if not owed.get(key, set()) <= sent)
 
 
+def untold_drift_sinks(obj: wire.Obj, config: Config) -> tuple[str, ...]:
+    """The sinks (`SLACK`, `WEBHOOK`) that still owe a notice of a drift removal of `obj`: whom
+    the removals `untold_drift` names wait for."""
+    drift = audit.DRIFT_REMOVALS.get(str(obj.get("kind") or ""))
+    if drift is None:
+        return ()
+    sent = sent_keys(obj)
+    owing = {n.sink for n in _of_drift(audit.records_of(obj), config) if n.step == drift[0] and n.key not in sent}
+    return tuple(sink for sink in (SLACK, WEBHOOK) if sink in owing)
+
+
 def _owed_drift(obj: wire.Obj, action: str, config: Config) -> dict[str, set[str]]:
     """The keys of the notices `config` owes each drift removal of `obj`, by its action key."""
     owed: dict[str, set[str]] = {}

@@ -71,8 +71,11 @@ from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.signing import BatchSigner
 from jitaccess.api import audit, limits, names, wire
+from jitaccess.api.models import Condition
 from jitaccess.domain import chain, notifications, releases
+from jitaccess.domain import conditions as cond
 from jitaccess.handlers import recording
+from jitaccess.handlers.common import conditions_after
 from jitaccess.handlers.notifications import config_of
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
@@ -93,6 +96,13 @@ STOP_FLUSH_SECONDS = 10.0
 #: worth telling (`handlers.notifications.STALE_SLACK`), long enough for a Slack or sink incident of
 #: the usual length, short enough that a GitOps deletion is never held for days by an outage.
 DRIFT_NOTICES_HOLD_DELETION = timedelta(hours=1)
+#: How often that wait asks again: as long as it has waited (since its `DriftNoticesPending`
+#: condition was written), between these two: prompt for a notice that goes on the next try of the
+#: notifier, a patch a minute at most through an outage (kopf writes its retry state each time).
+DRIFT_WAIT_FIRST_SECONDS = 5.0
+DRIFT_WAIT_LONGEST_SECONDS = 60.0
+# How many untold removals the condition names (the rest are counted).
+DRIFT_WAIT_NAMED = 3
 
 
 @dataclass(frozen=True)
@@ -732,11 +742,60 @@ def hold_until_archived(
     if trail.archive is not None and not trail.archived(plural, obj):
         raise kopf.TemporaryError(f"{releases.WAITING} {what} not in the archive yet: it goes once it is", delay=delay)
     if plural in _DRIFT_LISTS and not _told_or_overdue(trail.notices, obj):
+        _say_drift_wait(trail, plural, obj)
         raise kopf.TemporaryError(
             f"{releases.WAITING} the notices of its drift removals are not delivered yet (is Slack or the event "
             f"sink down?): it goes once they are, or {_hours(DRIFT_NOTICES_HOLD_DELETION)} after its deletion",
-            delay=delay,
+            delay=_drift_wait_delay(obj),
         )
+
+
+_TARGETS = {notifications.SLACK: "the security channel", notifications.WEBHOOK: "the event sink"}
+
+
+def _drift_wait_delay(obj: Mapping[str, Any]) -> float:
+    """When the wait for drift notices asks again: after as long as it has waited so far (doubling),
+    from `DRIFT_WAIT_FIRST_SECONDS` up to `DRIFT_WAIT_LONGEST_SECONDS`. Timed from its condition, not
+    by kopf's `retry`, which counts every earlier wait of the handler (an Entitlement's grants, the
+    archive): a wait that begins after an hour of those would ask once a minute from the start."""
+    pending = wire.condition(obj, names.DRIFT_NOTICES_PENDING)
+    began = pending.get("lastTransitionTime") if pending is not None else None
+    waited = (_now() - _parse(began)).total_seconds() if began else 0.0
+    return min(DRIFT_WAIT_LONGEST_SECONDS, max(DRIFT_WAIT_FIRST_SECONDS, waited))
+
+
+def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any]) -> None:
+    """Say on the object why it has not gone yet, and until when it waits: its `DriftNoticesPending`
+    condition, written when the wait begins and when the removals it waits for change (not at each
+    retry: its message keeps no time that moves)."""
+    untold = notifications.untold_drift(obj, trail.notices)
+    deleted = wire.metadata(obj).get("deletionTimestamp")
+    until = (_parse(deleted) if deleted else _now()) + DRIFT_NOTICES_HOLD_DELETION
+    targets = " and ".join(_TARGETS[sink] for sink in notifications.untold_drift_sinks(obj, trail.notices))
+    named = ", ".join(untold[:DRIFT_WAIT_NAMED]) + (
+        f" and {len(untold) - DRIFT_WAIT_NAMED} more" if len(untold) > DRIFT_WAIT_NAMED else ""
+    )
+    message = (
+        f"deleted; waiting until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} for {targets or 'the notifier'} to be told "
+        f"of {len(untold)} drift removal(s) ({named}): it goes once they are (is Slack or the event sink down?), "
+        f"or then with a {names.DRIFT_UNTOLD} Warning Event naming those left untold"
+    )
+    pending = wire.condition(obj, names.DRIFT_NOTICES_PENDING)
+    if pending is not None and pending.get("message") == message:
+        return
+
+    def change(current: dict[str, Any]) -> dict[str, Any] | None:
+        conditions = [Condition.model_validate(c) for c in wire.status(current).get("conditions") or []]
+        found = cond.find(conditions, names.DRIFT_NOTICES_PENDING)
+        if found is not None and found.message == message:
+            return None
+        return {
+            "conditions": conditions_after(
+                conditions, [(names.DRIFT_NOTICES_PENDING, True, names.DRIFT_UNTOLD, message)]
+            )
+        }
+
+    trail.kube.update_status(plural, wire.name_of(obj), change, uid=str(wire.metadata(obj).get("uid") or "") or None)
 
 
 def _told_or_overdue(config: notifications.Config, obj: Mapping[str, Any]) -> bool:
