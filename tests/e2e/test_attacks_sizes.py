@@ -11,6 +11,7 @@ admin, `kubectl create`), through the real API server and the operator's webhook
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devenv.controlplane import KubectlError
 from tests.e2e.test_permission_sets import active_grant, catalog_of
@@ -31,6 +33,27 @@ GROUPS = [f"g{i:05d}" for i in range(60_000)]
 
 
 # --- 118. a team whose approvers, listed whole, make a status write etcd refuses -------------------
+
+
+TEAM_CRD = Path(__file__).resolve().parents[2] / "crds" / "jitaccess.dev_teamownerships.yaml"
+
+
+def _unbounded(node: Any) -> Any:
+    """A schema without its bounds on lists, maps and strings (as before api.limits bounded them)."""
+    if isinstance(node, dict):
+        return {k: _unbounded(v) for k, v in node.items() if k not in ("maxItems", "maxLength", "maxProperties")}
+    return [_unbounded(v) for v in node] if isinstance(node, list) else node
+
+
+@contextlib.contextmanager
+def stored_before_the_bounds(system: Jit) -> Iterator[None]:
+    """While inside, the TeamOwnership CRD is the one before its lists were bounded; the current one after."""
+    current = yaml.safe_load(TEAM_CRD.read_text())
+    system.apply(_unbounded(current))
+    try:
+        yield
+    finally:
+        system.apply(current)
 
 
 @pytest.fixture
@@ -51,7 +74,10 @@ def large_team(system: Jit) -> Iterator[str]:
         "spec": {"owner": "e2e-large", "identityCenter": {"groupName": "prod-e2e-large"}, "maxDuration": "1h"},
     }
     # Created, not applied: kubectl's last-applied annotation would hold the team's spec a second time.
-    system.apply({"apiVersion": "v1", "kind": "List", "items": [team, entitlement]}, verb="create")
+    # A team this large is refused now (api.limits): it is one stored before the bounds.
+    with stored_before_the_bounds(system):
+        eventually(lambda: system.apply(team, verb="create", check=False).returncode == 0, timeout=10)
+    system.apply(entitlement, verb="create")
     system.wait_reason("entitlement", "e2e-large-prod", "Resolved", timeout=30)
     yield "e2e-large-prod"
     system.clean()
@@ -75,6 +101,60 @@ def test_118_a_request_of_a_team_naming_60000_backup_approver_groups_escalates(s
         == f"waiting for approval by lena@example.com, {', '.join(f'group:{g}' for g in GROUPS[:9])} and 59991 more"
     )
     assert len(str(system.get("accessrequest", "alice-large-team"))) < 20_000
+
+
+def test_118_a_team_over_the_bounds_is_refused_and_one_stored_before_still_changes_and_goes(system: Jit) -> None:
+    """A team of 1001 members, or a name of 257 characters, is refused naming the field and the bound;
+    one stored before the bounds (an upgrade) keeps them while they stay as they are: another field
+    changes, the operator writes its status, a change of the list is refused, and it is deleted."""
+    crowd = [f"user{i:04d}@example.com" for i in range(1001)]
+    team = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "TeamOwnership",
+        "metadata": {"name": "e2e-crowd"},
+        "spec": {"members": crowd, "approvers": [LENA], "escalateAfter": "15m"},
+    }
+    refused = system.apply(team, verb="create", check=False)
+    assert refused.returncode != 0
+    assert "spec.members: Too many: 1001: must have at most 1000 items" in refused.stderr
+    long_name = {**team, "spec": {"members": [LENA], "approvers": [LENA], "backupApprovers": ["b" * 257]}}
+    refused = system.apply(long_name, verb="create", check=False)
+    assert refused.returncode != 0
+    assert "spec.backupApprovers[0]: Too long: may not be more than 256 bytes" in refused.stderr, refused.stderr
+    assert system.get("teamownership", "e2e-crowd") is None
+
+    with stored_before_the_bounds(system):
+        eventually(lambda: system.apply(team, verb="create", check=False).returncode == 0, timeout=10)
+    try:
+        system.wait_reason("teamownership", "e2e-crowd", "Valid")
+        assert (system.condition("teamownership", "e2e-crowd", "Ready") or {})[
+            "message"
+        ] == "1001 member(s), 1 approver(s), 0 backup approver(s)"
+        # The list unchanged, another field changes (ratcheting), and the operator writes the status.
+        system.kubectl("patch", "teamownership", "e2e-crowd", "--type=merge", "-p", '{"spec":{"escalateAfter":"5m"}}')
+
+        def rewritten() -> bool:
+            team = system.get("teamownership", "e2e-crowd") or {}
+            ready = system.condition("teamownership", "e2e-crowd", "Ready") or {}
+            diffbase = team.get("status", {}).get("kopf", {}).get("diffbase") or {}
+            diffbase = json.loads(diffbase) if isinstance(diffbase, str) else diffbase
+            return ready.get("observedGeneration") == 2 and diffbase.get("spec", {}).get("escalateAfter") == "5m"
+
+        assert eventually(rewritten, timeout=20)
+        added = system.kubectl(
+            "patch",
+            "teamownership",
+            "e2e-crowd",
+            "--type=json",
+            "-p",
+            json.dumps([{"op": "add", "path": "/spec/members/-", "value": ALICE}]),
+            check=False,
+        )
+        assert added.returncode != 0 and "spec.members: Too many: 1002: must have at most 1000 items" in added.stderr
+        assert len((system.get("teamownership", "e2e-crowd") or {})["spec"]["members"]) == 1001
+    finally:
+        system.kubectl("delete", "teamownership/e2e-crowd", "--wait=true", "--timeout=30s")
+    assert system.get("teamownership", "e2e-crowd") is None
 
 
 # --- 119. a user who ends grant after grant early, growing the catalog's denied sessions -----------

@@ -1,12 +1,13 @@
 """The CRDs in crds/ are generated from the models, stay in sync, and are structural."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from jitaccess.api import crdgen, models, names
+from jitaccess.api import crdgen, limits, models, names
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"
 
@@ -153,3 +154,41 @@ def test_every_list_of_account_ids_in_a_spec_is_a_set() -> None:
         "PermissionCatalog.spec.baseline.accounts": "set",
         "PermissionCatalog.spec.production.accounts": "set",
     }
+
+
+def _unbounded(node: dict[str, Any], path: str) -> Iterator[str]:
+    """The paths of lists, maps and strings under `node` the schema does not bound."""
+    kind = node.get("type")
+    if kind == "array" and "maxItems" not in node:
+        yield path
+    if kind == "string" and not {"maxLength", "enum", "pattern"} & set(node):
+        yield path
+    if kind == "object" and "additionalProperties" in node and "maxProperties" not in node:
+        yield path
+    for name, sub in (node.get("properties") or {}).items():
+        yield from _unbounded(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from _unbounded(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from _unbounded(node["additionalProperties"], f"{path}{{}}")
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k in crdgen.KINDS if k.kind in ("TeamOwnership", "Entitlement")], ids=lambda k: k.kind
+)
+def test_every_list_and_name_of_a_policy_spec_is_bounded(kind: crdgen.Kind) -> None:
+    """A team's (or an Entitlement's) spec is copied into its status by kopf: unbounded, its owners
+    could store one whose status write etcd refuses, or whose people no message can list."""
+    spec = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert list(_unbounded(spec, "spec")) == []
+
+
+def test_a_teams_lists_carry_the_bounds_of_api_limits() -> None:
+    team = next(k for k in crdgen.KINDS if k.kind == "TeamOwnership")
+    spec = crdgen.crd(team)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert (spec["members"]["maxItems"], spec["members"]["items"]["maxLength"]) == (1000, limits.KUBE_NAME_MAX_LENGTH)
+    assert spec["approvers"]["maxItems"] == spec["backupApprovers"]["maxItems"] == limits.TEAM_APPROVERS_MAX == 100
+    assert spec["backupApproverGroups"]["maxItems"] == limits.POLICY_GROUPS_MAX == 100
+    slack_users = spec["notifications"]["properties"]["slackUsers"]
+    assert slack_users["maxProperties"] == limits.SLACK_USERS_MAX
+    assert slack_users["x-kubernetes-validations"][0]["rule"] == "self.all(k, size(k) <= 256)"

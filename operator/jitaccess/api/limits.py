@@ -41,6 +41,34 @@ NAME_SHOWN_MAX_LENGTH = 256
 #: keys) while a notice target stays down. Beyond it the oldest leave untold.
 DRIFT_REMOVALS_HELD_FOR_NOTICES = 100
 
+#: The longest Kubernetes user or group name a TeamOwnership or an Entitlement may name (each entry
+#: of a team's `members`, `approvers`, `backupApprovers`, group fields and `slackUsers` keys, of an
+#: Entitlement's `autoApproveGroups` and `breakGlass.groups`). Kubernetes bounds neither; a user is
+#: granted only under their Identity Center UserName (at most 128 characters, CreateUser), so twice
+#: that leaves room for an authenticator's prefix (`oidc:`) and for a directory's group paths.
+KUBE_NAME_MAX_LENGTH = 256
+#: An Identity Center group's DisplayName (CreateGroup: 1-1024 characters).
+GROUP_NAME_MAX_LENGTH = 1024
+#: An Identity Center GroupId, as a UserId: an optional store prefix and a UUID (DescribeGroup: 1-47).
+GROUP_ID_MAX_LENGTH = 47
+#: The most names a TeamOwnership's `members` holds: a team of a 600-engineer company counts its
+#: members in the hundreds at most (groups are for more).
+TEAM_MEMBERS_MAX = 1000
+#: The most names a team's `approvers` (and, apart, `backupApprovers`) holds: tech leads, tens at most.
+TEAM_APPROVERS_MAX = 100
+#: The most groups one group field of a TeamOwnership or an Entitlement holds (`memberGroups`,
+#: `approverGroups`, `backupApproverGroups`; `eligibility.identityCenterGroups`,
+#: `approval.autoApproveGroups`, `approval.autoApproveIdentityCenterGroups`, `breakGlass.groups`).
+POLICY_GROUPS_MAX = 100
+#: The most usernames a team's `notifications.slackUsers` maps.
+SLACK_USERS_MAX = 500
+# Together these bound a team's spec (names of ASCII) to about 520 KB, an Entitlement's to about
+# 260 KB: the operator keeps a second copy of the spec in status (kopf's diff-base,
+# `handlers.diffbase`) and adds conditions, so one team's owners can no longer store a team whose
+# status write etcd refuses (above about 1.5 MB), nor one that makes every message naming its
+# people huge. The API server refuses a write over a bound, naming the field; an object stored
+# before keeps its lists while they stay as they are (CRD validation ratcheting, docs/upgrading.md).
+
 #: Code point ranges (inclusive) a reason may not hold: C0 controls, DEL and C1 controls, U+FFFD,
 #: the bidirectional-text controls (the Arabic letter mark, LRM and RLM, embeddings and overrides,
 #: isolates), the line and paragraph separators, and invisible characters.

@@ -65,6 +65,20 @@ def _bounded(max_length: int, rules: list[Any] | None = None) -> dict[str, Any]:
     return {"maxLength": max_length} | ({"x-kubernetes-validations": rules} if rules else {})
 
 
+def _name_items(max_items: int, max_length: int) -> dict[str, Any]:
+    """A list of names' `maxItems` and each entry's `maxLength`, for the schema only (as `_bounded`):
+    an object stored before the bounds is still read, and kept while its list stays as it is."""
+    return {"maxItems": max_items, "items": {"type": "string", "maxLength": max_length}}
+
+
+def _names(description: str, max_items: int, max_length: int = limits.KUBE_NAME_MAX_LENGTH) -> Any:
+    """An optional list of Kubernetes user or group names (or Identity Center group names), bounded."""
+    bounds = f" (at most {max_items}, each at most {max_length} characters)"
+    return Field(
+        default_factory=list, description=description + bounds, json_schema_extra=_name_items(max_items, max_length)
+    )
+
+
 def _duration(description: str, default: str | None = None) -> Any:
     return Field(
         default=default,
@@ -134,8 +148,14 @@ class TeamNotifications(Model):
         description="Kubernetes username -> Slack user id (U0123ABCD), for people whose Slack email is not "
         "their username: mentions them, and maps their clicks to that username",
         json_schema_extra={
-            "maxProperties": 500,
+            "maxProperties": limits.SLACK_USERS_MAX,
             "additionalProperties": {"type": "string", "pattern": SLACK_USER_PATTERN},
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.all(k, size(k) <= {limits.KUBE_NAME_MAX_LENGTH})",
+                    "message": f"a username (a key) is at most {limits.KUBE_NAME_MAX_LENGTH} characters",
+                }
+            ],
         },
     )
 
@@ -143,14 +163,12 @@ class TeamNotifications(Model):
 class TeamOwnershipSpec(Model):
     """A team: who belongs to it, who approves for it, and who steps in when they do not."""
 
-    members: list[str] = Field(default_factory=list, description="Usernames as the cluster authenticates them")
-    member_groups: list[str] = Field(default_factory=list, description="Kubernetes groups whose members belong")
-    approvers: list[str] = Field(default_factory=list, description="Tech leads: may approve this team's entitlements")
-    approver_groups: list[str] = Field(default_factory=list, description="Kubernetes groups of approvers")
-    backup_approvers: list[str] = Field(
-        default_factory=list, description="May approve only once a request has escalated"
-    )
-    backup_approver_groups: list[str] = Field(default_factory=list, description="Groups of backup approvers")
+    members: list[str] = _names("Usernames as the cluster authenticates them", limits.TEAM_MEMBERS_MAX)
+    member_groups: list[str] = _names("Kubernetes groups whose members belong", limits.POLICY_GROUPS_MAX)
+    approvers: list[str] = _names("Tech leads: may approve this team's entitlements", limits.TEAM_APPROVERS_MAX)
+    approver_groups: list[str] = _names("Kubernetes groups of approvers", limits.POLICY_GROUPS_MAX)
+    backup_approvers: list[str] = _names("May approve only once a request has escalated", limits.TEAM_APPROVERS_MAX)
+    backup_approver_groups: list[str] = _names("Groups of backup approvers", limits.POLICY_GROUPS_MAX)
     escalate_after: str | None = _duration("Pending this long -> escalate to backup approvers")
     notifications: TeamNotifications | None = Field(default=None, description="Where approvers are told")
 
@@ -241,8 +259,16 @@ class IdentityCenterTarget(Model):
     """What a grant gives: membership of an Identity Center group, or (accountAssignment) a
     permission set assigned to the user in named accounts."""
 
-    group_name: str | None = Field(default=None, description="Group DisplayName in the identity store")
-    group_id: str | None = Field(default=None, description="Group id; takes precedence over groupName")
+    group_name: str | None = Field(
+        default=None,
+        description="Group DisplayName in the identity store",
+        json_schema_extra=_bounded(limits.GROUP_NAME_MAX_LENGTH),
+    )
+    group_id: str | None = Field(
+        default=None,
+        description="Group id; takes precedence over groupName",
+        json_schema_extra=_bounded(limits.GROUP_ID_MAX_LENGTH),
+    )
     account_assignment: AccountAssignmentTarget | None = Field(
         default=None,
         description="Account-assignment mode, instead of a group: the permission set is assigned to the user "
@@ -251,8 +277,10 @@ class IdentityCenterTarget(Model):
 
 
 class Eligibility(Model):
-    identity_center_groups: list[str] = Field(
-        default_factory=list, description="The requester must be a member of every one of these groups"
+    identity_center_groups: list[str] = _names(
+        "The requester must be a member of every one of these Identity Center groups (DisplayNames)",
+        limits.POLICY_GROUPS_MAX,
+        limits.GROUP_NAME_MAX_LENGTH,
     )
 
 
@@ -267,14 +295,14 @@ class Approval(Model):
         description="How many distinct approvers of the owner team must approve (never the requester); "
         "one denial ends the request",
     )
-    auto_approve_groups: list[str] = Field(
-        default_factory=list,
-        description="On call: members of these Kubernetes groups (as authenticated at the request) get it at once",
+    auto_approve_groups: list[str] = _names(
+        "On call: members of these Kubernetes groups (as authenticated at the request) get it at once",
+        limits.POLICY_GROUPS_MAX,
     )
-    auto_approve_identity_center_groups: list[str] = Field(
-        default_factory=list,
-        description="On call: members of these Identity Center groups, asked at the moment of the request, "
-        "get it at once",
+    auto_approve_identity_center_groups: list[str] = _names(
+        "On call: members of these Identity Center groups, asked at the moment of the request, get it at once",
+        limits.POLICY_GROUPS_MAX,
+        limits.GROUP_NAME_MAX_LENGTH,
     )
 
 
@@ -282,7 +310,10 @@ class BreakGlass(Model):
     """Who may approve their own request in an emergency, and the limits that come with it."""
 
     groups: list[str] = Field(
-        min_length=1, description="Kubernetes groups whose members may use break-glass on this entitlement"
+        min_length=1,
+        description=f"Kubernetes groups whose members may use break-glass on this entitlement (at most "
+        f"{limits.POLICY_GROUPS_MAX}, each at most {limits.KUBE_NAME_MAX_LENGTH} characters)",
+        json_schema_extra=_name_items(limits.POLICY_GROUPS_MAX, limits.KUBE_NAME_MAX_LENGTH),
     )
     min_reason_length: int = Field(
         default=40,
@@ -300,7 +331,9 @@ class BreakGlass(Model):
 
 
 class EntitlementSpec(Model):
-    owner: str = Field(min_length=1, description="A TeamOwnership name")
+    owner: str = Field(
+        min_length=1, description="A TeamOwnership name", json_schema_extra=_bounded(limits.NAME_MAX_LENGTH)
+    )
     identity_center: IdentityCenterTarget = Field(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -673,7 +706,7 @@ SECRET_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"
 #: `bucket/*` (the whole bucket), `bucket/prefix/*` (everything under a prefix) or `bucket/key`
 #: (one object): a wildcard only as a trailing `/*`, and none of IAM's other wildcards or variables.
 S3_PATH_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(\*|[^*?$\s]*[^*?$\s/](/\*)?)$"
-GROUP_NAME_MAX_LENGTH = 1024
+GROUP_NAME_MAX_LENGTH = limits.GROUP_NAME_MAX_LENGTH
 
 
 #: The schema's bound on any string of a catalog: above every pattern's own, so that a name too long
