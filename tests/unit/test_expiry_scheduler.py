@@ -18,7 +18,7 @@ import pytest
 from kopf._core.engines import posting
 
 from jitaccess.adapters.identitycenter import IdentityCenter
-from jitaccess.adapters.kube import Kube
+from jitaccess.adapters.kube import Kube, Refused
 from jitaccess.adapters.webhooks import HOOKS
 from jitaccess.api import names
 from jitaccess.domain.expiry import ExpiryQueue, overdue
@@ -484,6 +484,31 @@ def test_an_expiry_identity_center_does_not_answer_is_an_error_once_overdue_and_
         run(scenario())
 
 
+def _expired_three_times(rt: Runtime, kube: _Grants, name: str, seconds_ago: float, retry: float) -> list[Any]:
+    """Grant `name`, due `seconds_ago`, expired three times, each failing and put back `retry` s
+    later: the Events posted."""
+
+    async def scenario() -> list[Any]:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        wiring = expiry._Wiring(ThreadPoolExecutor(2))
+        wiring.events.open(_watch_context(queue))
+        try:
+            kube.expired(name, seconds_ago=seconds_ago)
+            rt.expirations.observe(name, ("prod", utcnow() - dt.timedelta(seconds=seconds_ago)))
+            for _ in range(3):
+                again = await expiry.expire(rt, wiring, name)
+                assert again is not None
+                assert retry - 1 <= (again - utcnow()).total_seconds() <= retry
+            posted = []
+            while not queue.empty():
+                posted.append(queue.get_nowait())
+            return posted
+        finally:
+            wiring.pool.shutdown()
+
+    return asyncio.run(scenario())
+
+
 def test_an_expiry_identity_center_refuses_is_retried_and_reported_like_one_it_does_not_answer(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -503,33 +528,39 @@ def test_an_expiry_identity_center_refuses_is_retried_and_reported_like_one_it_d
         raise refused
 
     monkeypatch.setattr(expiry, "end_grant", end)
-
-    async def scenario() -> None:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        wiring = expiry._Wiring(ThreadPoolExecutor(2))
-        wiring.events.open(_watch_context(queue))
-        try:
-            kube.expired("denied", seconds_ago=300)
-            rt.expirations.observe("denied", ("prod", utcnow() - dt.timedelta(seconds=300)))
-            for _ in range(3):
-                again = await expiry.expire(rt, wiring, "denied")
-                assert again is not None
-                assert 4 <= (again - utcnow()).total_seconds() <= 5
-            posted = []
-            while not queue.empty():
-                posted.append(queue.get_nowait())
-            assert [(e.ref["name"], e.reason, e.type) for e in posted] == [("denied", names.EXPIRY_OVERDUE, "Warning")]
-            assert "AccessDeniedException" in posted[0].message
-            assert "identitystore:DeleteGroupMembership" in posted[0].message
-        finally:
-            wiring.pool.shutdown()
-
     with caplog.at_level(logging.WARNING):
-        run(scenario())
+        posted = _expired_three_times(rt, kube, "denied", 300, 5)
+    assert [(e.ref["name"], e.reason, e.type) for e in posted] == [("denied", names.EXPIRY_OVERDUE, "Warning")]
+    assert "AccessDeniedException" in posted[0].message
+    assert "identitystore:DeleteGroupMembership" in posted[0].message
     said = [r for r in caplog.records if "denied" in r.getMessage() and r.name == removals.log.name]
     assert [r.levelname for r in said] == ["ERROR"]
     assert not any(r.exc_info for r in caplog.records)
     assert "identitystore:DeleteGroupMembership" in said[0].getMessage()
+
+
+def test_an_expiry_whose_end_the_api_server_refuses_is_retried_each_minute_and_reported_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The membership removed, the grant's `Expired` refused as invalid (an admission policy): tried
+    again in a minute, not every 5 s with a traceback; one ERROR a minute naming the grant and the
+    API server's words, and one WriteRefused Warning Event."""
+    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
+    kube = _Grants()
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
+    said = 'AccessGrant.jitaccess.dev "held" is invalid: status: the policy refuses it'
+
+    def end(rt: Runtime, name: str, *_: Any, **__: Any) -> None:
+        raise Refused(422, said, f"the status of accessgrants/{name}")
+
+    monkeypatch.setattr(expiry, "end_grant", end)
+    with caplog.at_level(logging.WARNING):
+        posted = _expired_three_times(rt, kube, "held", 5, 60)
+    assert [(e.ref["name"], e.reason, e.type) for e in posted] == [("held", names.WRITE_REFUSED, "Warning")]
+    assert "its membership is removed" in posted[0].message and said in posted[0].message
+    said_here = [r for r in caplog.records if "held" in r.getMessage() and r.name == removals.log.name]
+    assert [r.levelname for r in said_here] == ["ERROR"] and said in said_here[0].getMessage()
+    assert not any(r.exc_info for r in caplog.records)
 
 
 def test_a_revocation_identity_center_refuses_is_retried_by_kopf_and_reported_once(

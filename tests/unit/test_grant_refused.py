@@ -82,6 +82,75 @@ def test_a_conflict_is_the_object_already_there() -> None:
     )
 
 
+class _Patched:
+    """The API server's answers to the status patches of a read-modify-write, one per try."""
+
+    def __init__(self, *answers: ApiException | None) -> None:
+        self.answers = list(answers)
+        self.patches = 0
+
+    def get_cluster_custom_object(self, *_: Any) -> dict[str, Any]:
+        meta = {
+            "name": "g1",
+            "uid": "u1",
+            "resourceVersion": str(self.patches),
+            "finalizers": ["jitaccess.dev/finalizer"],
+        }
+        return {"metadata": meta, "status": {}}
+
+    def patch_cluster_custom_object_status(self, *_: Any) -> dict[str, Any]:
+        self.patches += 1
+        answer = self.answers.pop(0)
+        if answer is not None:
+            raise answer
+        return {"metadata": {"name": "g1"}, "status": {"written": True}}
+
+
+def _status_write(*answers: ApiException | None) -> tuple[Kube, _Patched]:
+    kube, api = Kube.__new__(Kube), _Patched(*answers)
+    kube._api = cast(Any, api)
+    return kube, api
+
+
+@pytest.mark.parametrize("status", [422, 400])
+def test_a_status_write_refused_as_invalid_is_refused_once_with_the_object_and_a_minutes_backoff(status: int) -> None:
+    """Not re-read and tried again at once, nor left to kopf's 5 s: a TemporaryError of a minute,
+    naming the object and the write, in the API server's words (which name the field)."""
+    said = 'AccessGrant.jitaccess.dev "g1" is invalid: status.conditions: Invalid value: "Expired": refused'
+    kube, api = _status_write(_error(status, said))
+    with pytest.raises(Refused) as refused:
+        kube.update_status("accessgrants", "g1", lambda _: {"x": 1})
+    assert api.patches == 1 and refused.value.status == status and refused.value.message == said
+    assert isinstance(refused.value, kopf.TemporaryError) and refused.value.delay == 60
+    assert str(refused.value) == f"the API server refused the status of accessgrants/g1 as invalid ({status}): {said}"
+
+
+def test_a_conflict_on_a_status_write_is_read_again_and_written() -> None:
+    kube, api = _status_write(_error(409), None)
+    assert kube.update_status("accessgrants", "g1", lambda _: {"x": 1}) == {
+        "metadata": {"name": "g1"},
+        "status": {"written": True},
+    }
+    assert api.patches == 2
+
+
+@pytest.mark.parametrize("status", [403, 429, 500, 503, 504])
+def test_a_status_write_that_may_pass_is_left_to_the_retry(status: int) -> None:
+    kube, _ = _status_write(_error(status, "admission webhook denied the request"))
+    with pytest.raises(ApiException) as raised:
+        kube.update_status("accessgrants", "g1", lambda _: {"x": 1})
+    assert not isinstance(raised.value, Refused) and raised.value.status == status
+
+
+def test_annotations_and_finalizers_refused_name_what_was_written() -> None:
+    kube, _ = _status_write()
+    kube._api.patch_cluster_custom_object = lambda *_: (_ for _ in ()).throw(_error(422))  # type: ignore[attr-defined]
+    with pytest.raises(Refused, match="refused the annotations of accessgrants/g1 as invalid"):
+        kube.annotate("accessgrants", "g1", "u1", lambda _: {"a": "b"})
+    with pytest.raises(Refused, match="refused the finalizers of accessgrants/g1 as invalid"):
+        kube.remove_finalizer("accessgrants", "g1", "u1", "jitaccess.dev/finalizer")
+
+
 class _Cluster:
     """The request as stored, and a grant creation refused as invalid."""
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import kopf
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
@@ -29,18 +30,24 @@ POOL_CONNECTIONS = 64
 #: 400 BadRequest. Not 403: a webhook that is down and fails closed, or RBAC being changed, refuses
 #: with it for a while only; nor 409, 429, 5xx or a timeout, which pass.
 NO_RETRY = frozenset({400, 422})
+#: A handler whose write was refused as invalid is tried again this often (seconds), not kopf's 5:
+#: only somebody changing the object, the policy or the operator ends it, and each try says so.
+INVALID_RETRY_SECONDS = 60.0
 
 
-class Refused(Exception):
-    """The API server refused the write as invalid (`NO_RETRY`): `message` is its own words."""
+class Refused(kopf.TemporaryError):
+    """The API server refused the write as invalid (`NO_RETRY`): `message` is its own words, `what`
+    the write ("the status of accessgrants/NAME"). A kopf handler that lets it pass is retried once a
+    minute (`INVALID_RETRY_SECONDS`), its ERROR line and Warning Event in these words, no traceback."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
+    def __init__(self, status: int, message: str, what: str = "") -> None:
+        said = f"the API server refused {what} as invalid ({status}): {message}" if what else f"{status}: {message}"
+        super().__init__(said, delay=INVALID_RETRY_SECONDS)
         self.status = status
         self.message = message
 
 
-def refusal(exc: ApiException) -> Refused | None:
+def refusal(exc: ApiException, what: str = "") -> Refused | None:
     """`exc` as a refusal no retry can change, or None when trying again may succeed."""
     if exc.status not in NO_RETRY:
         return None
@@ -51,7 +58,7 @@ def refusal(exc: ApiException) -> Refused | None:
         status = None
     if isinstance(status, dict) and status.get("message"):
         said = str(status["message"])
-    return Refused(int(exc.status), said)
+    return Refused(int(exc.status), said, what)
 
 
 def load_client_config() -> None:
@@ -270,7 +277,8 @@ class Kube:
     ) -> dict[str, Any] | None:
         """Patch what `change` makes of the object (None: nothing to do), carrying the
         resourceVersion it was computed from: a concurrent writer makes it fail with 409, and it is
-        computed again from a fresh read. The object as written; None when nothing was (or it is gone)."""
+        computed again from a fresh read. The object as written; None when nothing was (or it is gone).
+        Raises `Refused` when the API server refuses the write as invalid: no read makes it valid."""
         for _ in range(8):
             obj = current if current is not None else self.get(plural, name)
             current = None
@@ -286,6 +294,9 @@ class Kube:
             except ApiException as exc:
                 if exc.status == 404:
                     return None
+                refused = refusal(exc, f"the {what.removeprefix('its ')} of {plural}/{name}")
+                if refused is not None:
+                    raise refused from exc
                 if exc.status != 409:
                     raise
         raise RuntimeError(f"{plural}/{name}: {what} kept changing under us; giving up for now")

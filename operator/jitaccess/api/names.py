@@ -139,6 +139,9 @@ DRIFT_FOUND = "DriftFound"
 DRIFT_UNTOLD = "DriftRemovalsUntold"
 # A Warning Event on an AccessGrant whose membership is still there past its expiration time.
 EXPIRY_OVERDUE = "ExpiryOverdue"
+# A Warning Event on an AccessGrant whose access is removed but whose end the API server refuses to
+# store as invalid (an admission policy, a schema bound): it shows Active until that is fixed.
+WRITE_REFUSED = "WriteRefused"
 # Break-glass: the `Approved` reason (and its Warning Event), `Reviewed`'s False reasons, and the
 # Event of one approval of several counted.
 BREAK_GLASS = "BreakGlass"

@@ -24,6 +24,9 @@
   the operator's IAM policy), every 5 s, for as long as it lasts. Either is logged once a minute
   per grant, and once overdue one `ExpiryOverdue` Warning Event on the grant says so and why
   (`removals`). The gauge `jitaccess_grant_overdue_seconds` shows it too.
+- The API server refusing the grant's end as invalid (an admission policy, a schema bound), once its
+  membership is removed: tried again every minute, logged once a minute, and one `WriteRefused`
+  Warning Event on the grant (`removals.not_written`), not a traceback every 5 s for good.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import Any, TypeVar
 
 import kopf
 
+from jitaccess.adapters.kube import INVALID_RETRY_SECONDS, Refused
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.domain import grants as grant_rules
@@ -67,6 +71,7 @@ class _Wiring:
     # until then, it keeps the Events of the grants ended.
     events: Deferred = field(default_factory=Deferred)
     overdue: Overdue = field(default_factory=Overdue)
+    refused: Overdue = field(default_factory=Overdue)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.GRANTS)
@@ -111,7 +116,9 @@ async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
     """End grant `name` if its time has come; else, or when Identity Center does not answer or
     refuses, when to try again."""
     try:
-        return await _in_thread(wiring, expire_now, rt, name, wiring.overdue)
+        return await _in_thread(wiring, expire_now, rt, name, wiring.overdue, wiring.refused)
+    except Refused:  # logged by `removals.not_written`; only somebody's fix ends it
+        return utcnow() + dt.timedelta(seconds=INVALID_RETRY_SECONDS)
     except NotLeading as exc:  # the controller is stopping: the next leader ends it
         log.warning("expiring %s: %s; retrying", name, exc)
     except (RetryLater, PermanentFailure) as exc:  # logged by `removals.not_removed`
@@ -119,13 +126,16 @@ async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
     return utcnow() + dt.timedelta(seconds=RETRY_SECONDS)
 
 
-def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.datetime | None:
+def expire_now(
+    rt: Runtime, name: str, reported: Overdue | None = None, refused: Overdue | None = None
+) -> dt.datetime | None:
     """Re-read the grant; end it as Expired once its persisted expiration time has passed.
 
     Returns the grant's expiration time when that is still to come (never early; also when an
     extension moved it while this ended the grant), else None (ended now, or gone, or no longer Active). Raises `RetryLater` when Identity Center does not
     answer, `PermanentFailure` when it refuses, once it has logged it (and, overdue, reported it in
-    `reported`'s Event).
+    `reported`'s Event); `Refused` when the API server refuses to store the end, the membership
+    removed, once it has logged it (and reported it in `refused`'s Event).
     """
     obj = rt.kube.get(names.GRANTS, name)
     if obj is None:
@@ -140,6 +150,9 @@ def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.da
         extended = end_grant(rt, name, names.EXPIRED, rt.holders, current=obj, due=grant.status.expiration_time)
     except NotLeading:
         raise
+    except Refused as exc:
+        removals.not_written(obj, exc, doing="expiring", reported=refused or Overdue(), tracked=rt.expirations.key_of)
+        raise
     except (RetryLater, PermanentFailure) as exc:
         removals.not_removed(
             obj,
@@ -153,6 +166,8 @@ def expire_now(rt: Runtime, name: str, reported: Overdue | None = None) -> dt.da
         raise
     if reported is not None:
         reported.forget(name)
+    if refused is not None:
+        refused.forget(name)
     # An extension applied while it was being ended: it keeps its access until its new time.
     return extended
 

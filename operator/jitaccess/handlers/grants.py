@@ -25,6 +25,7 @@ from typing import Any
 import kopf
 
 from jitaccess import metrics
+from jitaccess.adapters.kube import Refused
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
@@ -703,6 +704,12 @@ def _end_or_retry(
     provisioning."""
     try:
         end_grant(rt, body.metadata.name, reason, holders, who=who, why=why, current=None if fresh else dict(body))
+    except Refused as exc:
+        # The membership is removed; only the end's write is refused: kopf retries it once a minute.
+        removals.not_written(
+            dict(body), exc, doing="revoking", reported=removals.REFUSED_ENDS, tracked=rt.expirations.key_of
+        )
+        raise
     except (RetryLater, PermanentFailure) as exc:
         # A refusal too (AccessDenied: the IAM policy) is retried until it succeeds, as an expiry
         # is: it ends once the policy is fixed, and nothing else would end the access. Once
@@ -725,6 +732,7 @@ def _end_or_retry(
             delay=removals.retry_seconds(exc) if isinstance(exc, PermanentFailure) else 2,
         ) from exc
     removals.REVOCATIONS.forget(body.metadata.name)
+    removals.REFUSED_ENDS.forget(body.metadata.name)
 
 
 def _revoker(body: Mapping[str, Any]) -> str:

@@ -34,12 +34,14 @@ from typing import Any
 import kopf
 
 from jitaccess import metrics
+from jitaccess.adapters.kube import Refused
 from jitaccess.api import limits, names
 from jitaccess.api.models import AccessRequest, Entitlement
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import eligibility as rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers import removals
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, status_change
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.recording import record
@@ -233,7 +235,17 @@ def _group_id(rt: Runtime, group: str) -> str | None:
 def _end(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
     if lapse.name in rt.recently_ended():
         return  # ended by this process a moment ago; the index has not caught up yet
-    end_grant(rt, lapse.name, names.ELIGIBILITY_LAPSED, rt.holders, why=lapse.message)
+    try:
+        end_grant(rt, lapse.name, names.ELIGIBILITY_LAPSED, rt.holders, why=lapse.message)
+    except Refused as exc:
+        # The membership is removed; only the grant's end is refused. Said here, so that the other
+        # lapses of the pass are still acted on; the next pass tries the end again.
+        obj = rt.kube.get(names.GRANTS, lapse.name)
+        if obj is not None:
+            removals.not_written(
+                obj, exc, doing="ending", reported=removals.REFUSED_ENDS, tracked=rt.expirations.key_of
+            )
+        return
     metrics.ELIGIBILITY_LAPSES.labels(entitlement, "grant").inc()
 
 

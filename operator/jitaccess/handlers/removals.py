@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from jitaccess.adapters.kube import INVALID_RETRY_SECONDS, Refused
 from jitaccess.api import names
 from jitaccess.domain.expiry import OVERDUE_GRACE
 from jitaccess.errors import IdentityCenterError, PermanentFailure
@@ -82,6 +83,8 @@ LOG_EVERY_SECONDS = 60
 LOGGED = Throttle(LOG_EVERY_SECONDS)
 #: Revocations' Events: once per grant in this process (an expiry's are per term of leadership).
 REVOCATIONS = Overdue()
+#: Revocations whose end the API server refused to store (`not_written`): one Event per grant here too.
+REFUSED_ENDS = Overdue()
 
 
 def retry_seconds(exc: IdentityCenterError) -> float:
@@ -144,3 +147,31 @@ def not_removed(
         f"the operator keeps trying, every {again:g} s"
     )
     record(obj, names.EXPIRY_OVERDUE, message, warning=True)
+
+
+def not_written(
+    obj: Mapping[str, Any], exc: Refused, *, doing: str, reported: Overdue, tracked: Callable[[str], object]
+) -> None:
+    """The membership of grant `obj` is removed, but the API server refuses to store its end as
+    invalid (an admission policy, a schema bound: no retry changes that, somebody must): logged at
+    ERROR once a minute, one `WriteRefused` Warning Event per grant, tried again every minute.
+    `tracked`: a grant's expiration as the operator follows it (`rt.expirations.key_of`), None once
+    it is not Active any more."""
+    name = obj["metadata"]["name"]
+    if LOGGED.due(f"{name}/refused"):
+        log.error(
+            "%s %s: its membership is removed, but %s; the grant shows Active until that is fixed, "
+            "retrying every %gs (said again every %ds while it lasts)",
+            doing,
+            name,
+            exc,
+            INVALID_RETRY_SECONDS,
+            LOG_EVERY_SECONDS,
+        )
+    if not reported.first(name, lambda n: tracked(n) is not None):
+        return
+    message = (
+        f"its membership is removed, but {exc}: the grant shows Active until the object or the policy is fixed; "
+        f"the operator tries again every {INVALID_RETRY_SECONDS:g} s"
+    )
+    record(obj, names.WRITE_REFUSED, message, warning=True)
