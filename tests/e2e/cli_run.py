@@ -20,6 +20,7 @@ from tests.support.harness import Jit, interruptible
 
 SCRIPT_DIR = Path(sys.executable).parent
 KUBECTL_JIT = SCRIPT_DIR / "kubectl-jit"
+OPERATOR_SOURCE = Path(__file__).resolve().parents[2] / "operator"
 
 
 def kubectl_jit() -> Path:
@@ -88,6 +89,9 @@ class Cli:
         self.system = system
         self.script = kubectl_jit()
         self.env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        # The plugin imports this tree's package, as the operator's process does (devenv.operator_process),
+        # not whichever checkout a shared virtualenv's editable install names.
+        self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(OPERATOR_SOURCE), os.environ.get("PYTHONPATH", "")]))
         self.env.pop("KUBECONFIG", None)
         self._background: list[Background] = []
 
