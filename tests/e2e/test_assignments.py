@@ -330,7 +330,9 @@ def test_an_assignment_whose_active_write_was_lost_counts_from_the_grant_creatio
     finally:
         if not system.operator.running:
             system.operator.start()
-    grant = system.wait_reason("accessgrant", LOST, "Active", timeout=30)
+    # The refused write is retried once a minute (adapters.kube.INVALID_RETRY_SECONDS), a delay kopf
+    # keeps in the object across the restart.
+    grant = system.wait_reason("accessgrant", LOST, "Active", timeout=90)
     assert _assigned(system, direct, ALICE) == set(ACCOUNTS)
     activated, expires = _time(grant, "status", "activationTime"), _time(grant, "status", "expirationTime")
     assert activated == created, f"activated at {activated}, created at {created}"
