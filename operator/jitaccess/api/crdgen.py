@@ -24,6 +24,10 @@ from jitaccess.api import limits, models, names
 READY_REASON = f'.status.conditions[?(@.type=="{names.READY}")].reason'
 READY_STATUS = f'.status.conditions[?(@.type=="{names.READY}")].status'
 OVERLAPPING_STATUS = f'.status.conditions[?(@.type=="{names.OVERLAPPING}")].status'
+# What `kubectl explain` shows for the fields every object has (the words are ours, the facts Kubernetes').
+_API_VERSION = f"The versioned schema of this object: {names.GROUP}/{names.VERSION}"
+_KIND = "The kind of object this is (CamelCase), as in the resource's name"
+_METADATA = "Standard object metadata: name, labels, annotations"
 IMMUTABLE_SPEC = {"rule": "self == oldSelf", "message": "spec is immutable: create a new object instead"}
 #: An Entitlement's name is the value of the label `names.LABEL_ENTITLEMENT` on each of its grants:
 #: refused by the API server itself where the webhook does not run (attack 117). A rule at the root,
@@ -252,7 +256,11 @@ def crd(kind: Kind) -> dict[str, Any]:
     _conditions_list(status)
     # kopf keeps its handler progress in status (users cannot write status: RBAC), never in
     # annotations, so a user cannot forge "handler already done" bookkeeping.
-    status["properties"]["kopf"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    status["properties"]["kopf"] = {
+        "type": "object",
+        "description": "The operator's handler progress (kopf); written by the operator only",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -286,9 +294,9 @@ def crd(kind: Kind) -> dict[str, Any]:
                             "description": kind.description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": _API_VERSION},
+                                "kind": {"type": "string", "description": _KIND},
+                                "metadata": {"type": "object", "description": _METADATA},
                                 "spec": spec,
                                 "status": status,
                             },

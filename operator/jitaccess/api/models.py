@@ -87,15 +87,20 @@ def _duration(description: str, default: str | None = None) -> Any:
     )
 
 
+_CONDITIONS = "The object's state for people and tools (kubectl wait --for=condition=...), one per type"
+
+
 class Condition(Model):
     """A Kubernetes-style condition (type, status, reason, message, lastTransitionTime)."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
+    type: str = Field(description="What the condition is about (Ready, Approved, Active, ...: docs/api.md)")
+    status: Literal["True", "False", "Unknown"] = Field(description="`True`, `False` or `Unknown`")
     reason: str = Field(description="CamelCase word: for decisions it names who, the message says why")
-    message: str = ""
-    last_transition_time: datetime
-    observed_generation: int | None = None
+    message: str = Field(default="", description="What happened and what to do, in words")
+    last_transition_time: datetime = Field(description="When the status last changed")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation (metadata.generation) the condition was written for"
+    )
 
 
 class ObjectMeta(Model):
@@ -174,7 +179,9 @@ class TeamOwnershipSpec(Model):
 
 
 class TeamOwnershipStatus(Model):
-    conditions: list[Condition] = Field(default_factory=list)
+    """What the operator found of the team: whether its spec is valid (Ready)."""
+
+    conditions: list[Condition] = Field(default_factory=list, description=_CONDITIONS)
 
 
 class TeamOwnership(Model):
@@ -277,6 +284,8 @@ class IdentityCenterTarget(Model):
 
 
 class Eligibility(Model):
+    """Who may ask at all: Identity Center groups every requester must be in, asked at every request."""
+
     identity_center_groups: list[str] = _names(
         "The requester must be a member of every one of these Identity Center groups (DisplayNames)",
         limits.POLICY_GROUPS_MAX,
@@ -285,6 +294,8 @@ class Eligibility(Model):
 
 
 class Approval(Model):
+    """How a request is approved: at once for the owner team or on call, else by the owner team's approvers."""
+
     auto_approve_owner_team: bool = Field(
         default=True, description="Members of the owner team get it without a human approval"
     )
@@ -331,6 +342,8 @@ class BreakGlass(Model):
 
 
 class EntitlementSpec(Model):
+    """A requestable role: what it grants, who owns it, how long, who may ask and how it is approved."""
+
     owner: str = Field(
         min_length=1, description="A TeamOwnership name", json_schema_extra=_bounded(limits.NAME_MAX_LENGTH)
     )
@@ -347,8 +360,8 @@ class EntitlementSpec(Model):
     )
     default_duration: str = _duration("Granted when a request names no duration", default="1h")
     max_duration: str = _duration("No grant lasts longer", default="4h")
-    eligibility: Eligibility = Field(default_factory=Eligibility)
-    approval: Approval = Field(default_factory=Approval)
+    eligibility: Eligibility = Field(default_factory=Eligibility, description="Who may ask at all")
+    approval: Approval = Field(default_factory=Approval, description="How requests are approved")
     break_glass: BreakGlass | None = Field(
         default=None, description="Allows break-glass: named groups approve their own request (docs/api.md)"
     )
@@ -376,10 +389,10 @@ class DriftRemoval(Model):
     """A member the drift scan takes out of the group, listed before the removal (no `time` yet) until
     archived and told (docs/notifications.md)."""
 
-    membership_id: str
-    user_id: str
+    membership_id: str = Field(description="The Identity Store MembershipId removed")
+    user_id: str = Field(description="The member's Identity Store UserId")
     user: str | None = Field(default=None, description="The user's name when removed")
-    group_id: str | None = None
+    group_id: str | None = Field(default=None, description="The group's Identity Store GroupId")
     group_name: str | None = Field(default=None, description="The group's name when the removal was listed")
     time: datetime | None = Field(
         default=None,
@@ -390,19 +403,21 @@ class DriftRemoval(Model):
         default=None,
         description="When the drift scan listed the member (first seen by jitaccess, not when the membership began)",
     )
-    message: str | None = None
+    message: str | None = Field(default=None, description="Why it was removed, in words")
 
 
 class EligibleUser(Model):
     """A user in every eligibility group, as the last eligibility re-check listed them."""
 
-    user_id: str
-    username: str
+    user_id: str = Field(description="Identity Store UserId")
+    username: str = Field(description="Identity Center UserName")
 
 
 class EntitlementStatus(Model):
-    group_id: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    """What the operator found of the Entitlement: its group resolved (Ready), who is eligible, overlaps."""
+
+    group_id: str | None = Field(default=None, description="The Identity Store GroupId the group resolved to")
+    conditions: list[Condition] = Field(default_factory=list, description=_CONDITIONS)
     drift_removals: list[DriftRemoval] | None = Field(
         default=None,
         description="Drift removals whose audit records are not archived yet, or whose notices are not yet "
@@ -437,6 +452,8 @@ class Entitlement(Model):
 
 
 class AccessRequestSpec(Model):
+    """What is asked for, for how long and why; the requester is stamped at admission."""
+
     entitlement: str = Field(
         min_length=1, description="The Entitlement asked for", json_schema_extra=_bounded(limits.NAME_MAX_LENGTH)
     )
@@ -473,12 +490,14 @@ class AccessRequestSpec(Model):
 class GivenApproval(Model):
     """One approver's approval, as the operator counted it."""
 
-    by: str
+    by: str = Field(description="The approver, as the cluster authenticated them")
     time: datetime = Field(description="When the operator counted it")
 
 
 class AccessRequestStatus(Model):
-    requester: str | None = None
+    """Where the request stands: its decision, approvals, escalation and the grant made for it."""
+
+    requester: str | None = Field(default=None, description="Who asked (spec.requester, as stamped)")
     duration: str | None = Field(default=None, description="The duration that applies, defaults resolved")
     owner_team: str | None = Field(
         default=None,
@@ -494,13 +513,21 @@ class AccessRequestStatus(Model):
     )
     reviewed_by: str | None = Field(default=None, description="Who reviewed a break-glass request")
     review_deadline: datetime | None = Field(default=None, description="When a break-glass request's review is due")
-    approved_by: str | None = None
-    denied_by: str | None = None
-    decision_reason: str | None = None
-    escalation_time: datetime | None = None
-    grant: str | None = None
-    expiration_time: datetime | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    approved_by: str | None = Field(
+        default=None,
+        description="Who approved (empty for an auto-approval); with approvalsRequired above 1, the approval that "
+        "completed the count",
+    )
+    denied_by: str | None = Field(default=None, description="Who denied")
+    decision_reason: str | None = Field(
+        default=None, description="The decider's reason (jitaccess.dev/decision-reason)"
+    )
+    escalation_time: datetime | None = Field(
+        default=None, description="When the request escalated to the backup approvers"
+    )
+    grant: str | None = Field(default=None, description="The AccessGrant made for it")
+    expiration_time: datetime | None = Field(default=None, description="When its grant's access ends")
+    conditions: list[Condition] = Field(default_factory=list, description=_CONDITIONS)
     archived_records: list[str] | None = Field(
         default=None,
         description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
@@ -521,8 +548,10 @@ class AccessRequest(Model):
 
 
 class AccessGrantSpec(Model):
+    """Who is given what, for how long, and on which request; written by the operator only."""
+
     user: str = Field(min_length=1, description="The grantee's username")
-    entitlement: str = Field(min_length=1)
+    entitlement: str = Field(min_length=1, description="The Entitlement granted")
     group_name: str = Field(
         min_length=1,
         description="Identity Center group (DisplayName or id); in account-assignment mode the permission set "
@@ -592,17 +621,23 @@ class GrantTakeBack(Model):
 
 
 class AccessGrantStatus(Model):
-    user_id: str | None = None
-    group_id: str | None = None
-    membership_id: str | None = None
+    """The access as Identity Center holds it: ids, when it began and ends, how it ended."""
+
+    user_id: str | None = Field(default=None, description="The grantee's Identity Store UserId")
+    group_id: str | None = Field(default=None, description="The group's Identity Store GroupId")
+    membership_id: str | None = Field(
+        default=None, description="The Identity Store MembershipId: access is removed by it"
+    )
     permission_set_arn: str | None = Field(default=None, description="Account-assignment mode: the permission set")
     account_assignments: list[AccountAssignmentState] | None = Field(
         default=None, description="Account-assignment mode: the user's assignment in each account"
     )
-    activation_time: datetime | None = None
-    expiration_time: datetime | None = None
-    revocation_time: datetime | None = None
-    revoked_by: str | None = None
+    activation_time: datetime | None = Field(default=None, description="When access began")
+    expiration_time: datetime | None = Field(
+        default=None, description="When access ends: the deadline the operator keeps, across restarts"
+    )
+    revocation_time: datetime | None = Field(default=None, description="When it was revoked early")
+    revoked_by: str | None = Field(default=None, description="Who revoked it (empty for a deletion)")
     take_back: GrantTakeBack | None = Field(
         default=None,
         description="A grant failed before it became Active: when what its attempts may have added was "
@@ -612,7 +647,7 @@ class AccessGrantStatus(Model):
         default=None, description="The AccessExtensions applied, in order: each moved expirationTime later"
     )
     extension_count: int | None = Field(default=None, description="How many extensions were applied (a column)")
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, description=_CONDITIONS)
     archived_records: list[str] | None = Field(
         default=None,
         description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
@@ -633,6 +668,8 @@ class AccessGrant(Model):
 
 
 class AccessExtensionSpec(Model):
+    """Which grant, how much longer and why; the requester is stamped at admission."""
+
     grant: str = Field(
         min_length=1,
         description="The Active AccessGrant to extend (the caller's own)",
@@ -652,6 +689,8 @@ class AccessExtensionSpec(Model):
 
 
 class AccessExtensionStatus(Model):
+    """Where the extension stands: its decision, approvals and the grant's end before and after."""
+
     entitlement: str | None = Field(default=None, description="The grant's Entitlement")
     owner_team: str | None = Field(
         default=None,
@@ -666,12 +705,17 @@ class AccessExtensionStatus(Model):
     approval_summary: str | None = Field(
         default=None, description="Approvals so far (`1/2`), or `auto` for an owner-team member's own (a column)"
     )
-    approved_by: str | None = None
-    denied_by: str | None = None
-    decision_reason: str | None = None
+    approved_by: str | None = Field(
+        default=None,
+        description="Who approved (the approval that completed the count); `auto` for an owner-team member's own",
+    )
+    denied_by: str | None = Field(default=None, description="Who denied")
+    decision_reason: str | None = Field(
+        default=None, description="The decider's reason (jitaccess.dev/decision-reason)"
+    )
     previous_expiration_time: datetime | None = Field(default=None, description="The grant's end before")
     expiration_time: datetime | None = Field(default=None, description="The grant's end once extended")
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, description=_CONDITIONS)
     archived_records: list[str] | None = Field(
         default=None,
         description="The audit records (by action, docs/audit.md) already in the audit archive; written by the "
@@ -889,6 +933,8 @@ class ProductionTier(Model):
 
 
 class PermissionCatalogSpec(Model):
+    """A team's roles: the baseline tier everyone in the team holds, and what production adds."""
+
     region: str = Field(
         description="Default region of the entries (each may name its own)",
         json_schema_extra=_bounded(ENTRY_MAX_LENGTH, _rules(REGION_PATTERN, _REGION_MESSAGE)),
@@ -907,7 +953,7 @@ class PermissionCatalogSpec(Model):
 class AccountAssignmentState(Model):
     """The permission set's assignment to the tier's group in one account, as Identity Center reported it."""
 
-    account: str
+    account: str = Field(description="The AWS account id")
     state: str = Field(description="`Provisioned`, `InProgress`, `Failed` or `Removing`")
     message: str | None = Field(default=None, description="Identity Center's reason, when it failed")
     request_id: str | None = Field(default=None, description="The last asynchronous request about it")
@@ -927,8 +973,8 @@ class DeniedUser(Model):
 class TierStatus(Model):
     """One tier's permission set in Identity Center."""
 
-    permission_set_name: str | None = None
-    permission_set_arn: str | None = None
+    permission_set_name: str | None = Field(default=None, description="The permission set's name")
+    permission_set_arn: str | None = Field(default=None, description="The permission set's ARN")
     group_name: str | None = Field(
         default=None, description="The tier's groupName that the last pass resolved to groupId"
     )
@@ -950,9 +996,9 @@ class TierStatus(Model):
 class ProvisioningResult(Model):
     """The outcome of the last pass that brought Identity Center to the catalog."""
 
-    time: datetime
-    outcome: Literal["Succeeded", "Failed"]
-    message: str = ""
+    time: datetime = Field(description="When the pass ended")
+    outcome: Literal["Succeeded", "Failed"] = Field(description="`Succeeded` or `Failed`")
+    message: str = Field(default="", description="What it did, or why it failed")
     calls: int | None = Field(default=None, description="sso-admin calls the pass made")
 
 
@@ -961,9 +1007,9 @@ class AssignmentDriftRemoval(Model):
     catalog's pass removes: listed before the removal (no `time` yet) until archived and told
     (docs/notifications.md)."""
 
-    permission_set_arn: str
+    permission_set_arn: str = Field(description="The permission set's ARN")
     permission_set_name: str | None = Field(default=None, description="The permission set's name when listed")
-    account: str
+    account: str = Field(description="The AWS account id")
     principal_type: str = Field(description="`USER` or `GROUP`")
     principal_id: str = Field(description="The Identity Store UserId or GroupId assigned")
     user: str | None = Field(default=None, description="The user's name when the principal is a user")
@@ -976,15 +1022,19 @@ class AssignmentDriftRemoval(Model):
         description="When the assignment was removed; absent while the removal is under way (listed before it is "
         "made, so that an operator stopped in between still leaves a record)",
     )
-    message: str | None = None
+    message: str | None = Field(default=None, description="Why it was removed, in words")
 
 
 class PermissionCatalogStatus(Model):
-    conditions: list[Condition] = Field(default_factory=list)
-    baseline: TierStatus | None = None
-    production: TierStatus | None = None
+    """What Identity Center holds of the catalog: each tier's permission set and assignments."""
+
+    conditions: list[Condition] = Field(default_factory=list, description=_CONDITIONS)
+    baseline: TierStatus | None = Field(default=None, description="The baseline tier's permission set")
+    production: TierStatus | None = Field(default=None, description="The production tier's permission set")
     last_result: ProvisioningResult | None = Field(default=None, description="The last provisioning pass")
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the last pass brought Identity Center to"
+    )
     drift_removals: list[AssignmentDriftRemoval] | None = Field(
         default=None,
         description="Account assignments made outside jitaccess that were removed, whose audit records are not "
