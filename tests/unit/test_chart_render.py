@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from devenv import slack_identity
 from devenv.controlplane import OPERATOR_ACCOUNT
 from devenv.paths import EXAMPLES
+from jitaccess.adapters.eventsink import require_https
 from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings
 from tests.helm.chart import CHART, REPO, Helm, documents, find, helm_binary, value_args
 
@@ -95,12 +96,27 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         # Events say who has access: never sent in the clear.
         ("eventSink.url=http://siem.example.com/hook", "/eventSink/url"),
         ("eventSink.url=https://siem.example.com/hook", "eventSink.url needs eventSink.existingSecret"),
+        # A Slack token is a bearer credential: plain http only to a proxy beside the operator, as it requires.
+        ("slack.apiUrl=http://slack.com/api/", "/slack/apiUrl"),
+        ("slack.apiUrl=http://127.0.0.1.example.com/api/", "/slack/apiUrl"),
     ],
 )
 def test_schema_refuses_bad_values(helm: Helm, setting: str, complaint: str) -> None:
     result = helm.run("template", "jitaccess", str(CHART), "--set", setting, check=False)
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+@pytest.mark.parametrize("url", ["https://slack.example.com/api/", "http://127.0.0.1:8080/api/", "http://[::1]/"])
+def test_the_schema_takes_the_slack_urls_the_operator_takes(helm: Helm, url: str) -> None:
+    (deployment,) = [
+        o
+        for o in documents(helm.template(values=[SLACK], set_values={"slack.apiUrl": url}))
+        if o["kind"] == "Deployment"
+    ]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["JITACCESS_SLACK_API_URL"] == url
+    require_https(url, "JITACCESS_SLACK_API_URL")
 
 
 def test_the_event_sink_takes_its_signing_secret_from_a_secret(helm: Helm) -> None:
