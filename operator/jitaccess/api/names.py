@@ -123,8 +123,8 @@ RELEASED = "Released"
 SAME_ACCESS = "SameAccess"
 DUPLICATE = "Duplicate"
 NO_OVERLAP = "NoOverlap"
-# Reasons of a PermissionCatalog's `Ready`: Identity Center matches it, is being brought to it,
-# could not be, or the TeamOwnership it is named after does not exist (yet: GitOps apply order).
+# Reasons of a PermissionCatalog's `Ready`: Identity Center matches it, could not be brought to it,
+# or the TeamOwnership it is named after does not exist (yet: GitOps apply order).
 PROVISIONED = "Provisioned"
 PROVISIONING_FAILED = "ProvisioningFailed"
 TEAM_NOT_FOUND = "TeamNotFound"
