@@ -957,3 +957,91 @@ def test_admission_policy_named_after_the_release(helm: Helm, options: Objects) 
         assert len([o for o in rendered if o["kind"].startswith("ValidatingAdmissionPolicy")]) == expected, version
     off = documents(helm.template(set_values={"admissionPolicy.enabled": "false"}))
     assert not [o for o in off if o["kind"].startswith("ValidatingAdmissionPolicy")]
+
+
+# --- the settings in docs/install.md ---------------------------------------------------------------
+
+INSTALL = REPO / "docs" / "install.md"
+DEPLOYMENT = CHART / "templates" / "deployment.yaml"
+
+
+def _rows(text: str) -> list[list[str]]:
+    """The cells of each table row of the settings in docs/install.md (its `## Values` section on)
+    whose first cell is code: a chart value, or a variable."""
+    section = text[text.index("## Values") :]
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `")
+    ]
+
+
+def _says(default: str, value: object) -> bool:
+    """Whether a table's default cell says `value`: its first word (a number, true or false, a name,
+    a URL), or a note in parentheses (or `[]`) for a value left empty or unset."""
+    if value in (None, "", [], {}):
+        return default.startswith("(") or default == "[]"
+    literal = default.split(" (")[0].strip("`")
+    if isinstance(value, bool):
+        return literal == str(value).lower()
+    if isinstance(value, int | float):
+        return literal == str(int(value) if float(value).is_integer() else value)
+    return literal == str(value)
+
+
+def settings_documented(text: str, values: dict[str, Any], template: str) -> list[str]:
+    """What docs/install.md's settings tables get wrong, one sentence each: a setting of the operator
+    in neither table, a variable that is no setting, a chart value that does not exist, is not what
+    the template sets the variable from, or whose default is not values.yaml's, and a setting
+    without a value whose default is not the operator's."""
+    fields = Settings.model_fields
+    problems, seen = [], set()
+    lines = template.splitlines()
+    for cells in _rows(text):
+        first = cells[0].strip("`")
+        charted = not first.startswith("JITACCESS_")
+        variables = re.findall(r"`(JITACCESS_\w+)`", cells[1] if charted else cells[0])
+        default = cells[2] if charted else cells[1]
+        for variable in variables:
+            seen.add(variable)
+            if variable.removeprefix("JITACCESS_").lower() not in fields:
+                problems.append(f"{variable}: no setting of the operator")
+        if charted:
+            value: Any = values
+            for key in first.split("."):
+                value = value.get(key, KeyError) if isinstance(value, dict) else KeyError
+            if value is KeyError:
+                problems.append(f"{first}: no such value in values.yaml")
+                continue
+            if not _says(default, value):
+                problems.append(f"{first}: the default is {value!r} in values.yaml, not {default!r}")
+            for variable in variables:
+                at = [n for n, line in enumerate(lines) if line.strip() == f"- name: {variable}"]
+                near = "\n".join(lines[at[0] - 2 : at[0] + 5]) if at else ""
+                if f".Values.{first}" not in near and f'"jitaccess.{first.split(".")[-1]}"' not in near:
+                    problems.append(f"{variable}: the chart does not set it from {first}")
+        else:
+            field = fields.get(first.removeprefix("JITACCESS_").lower())
+            if field is not None and not _says(default, field.get_default(call_default_factory=True)):
+                problems.append(f"{first}: the operator's default is {field.default!r}, not {default!r}")
+    missing = sorted({f"JITACCESS_{name.upper()}" for name in fields} - seen)
+    problems += [f"{variable}: in neither table" for variable in missing]
+    return problems
+
+
+def test_install_md_documents_every_setting_with_its_default() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert settings_documented(INSTALL.read_text(), values, DEPLOYMENT.read_text()) == []
+
+
+def test_a_wrong_default_or_a_setting_left_out_is_found() -> None:
+    text, values = INSTALL.read_text(), yaml.safe_load((CHART / "values.yaml").read_text())
+    row = "| `JITACCESS_MAX_WORKERS` | 32 |"
+    assert settings_documented(
+        text.replace(row, "| `JITACCESS_MAX_WORKERS` | 16 |"), values, DEPLOYMENT.read_text()
+    ) == ["JITACCESS_MAX_WORKERS: the operator's default is 32, not '16'"]
+    renamed = text.replace("| `config.rateLimit` | `JITACCESS_RATE_LIMIT` |", "| `config.rateLimits` | |")
+    assert settings_documented(renamed, values, DEPLOYMENT.read_text()) == [
+        "config.rateLimits: no such value in values.yaml",
+        "JITACCESS_RATE_LIMIT: in neither table",
+    ]
