@@ -2,7 +2,7 @@
 exports: every expression parses as PromQL, and every metric, label and label value it names is
 one the operator can emit. A metric or label renamed in the code, or a typo in a rule, would
 otherwise leave an alert that never fires, which nobody notices until the night it should have.
-docs/metrics.md lists the same alerts.
+docs/metrics.md lists the same alerts, with their severities, and every metric with its type and labels.
 """
 
 from __future__ import annotations
@@ -248,8 +248,8 @@ def test_a_series_made_only_at_its_first_event_is_caught(registry: dict[str, Ser
 def test_docs_list_the_same_alerts() -> None:
     docs = (REPO / "docs" / "metrics.md").read_text()
     section = docs[docs.index("## Alerts") :]
-    listed = re.findall(r"^\| `(Jitaccess\w+)` \|", section, re.MULTILINE)
-    assert sorted(listed) == sorted(rule["alert"] for rule in RULES)
+    listed = dict(re.findall(r"^\| `(Jitaccess\w+)` \| (\w+) \|", section, re.MULTILINE))
+    assert listed == {rule["alert"]: rule["labels"]["severity"] for rule in RULES}
     assert "charts/jitaccess/files/alerts.yaml" in section
 
 
@@ -261,6 +261,22 @@ def test_docs_list_every_metric_once() -> None:
     families = {name.removesuffix("_bucket") for name in exported() if not name.endswith(("_count", "_sum"))}
     families.discard("up")
     assert set(listed) == families
+    # Each with its type and its labels.
+    rows = re.findall(r"^\| `(jitaccess_\w+)` \| (\w*) \|([^|]*)\|", table, re.MULTILINE)
+    documented = {name: (kind, frozenset(re.findall(r"`(\w+)`", labels))) for name, kind, labels in rows}
+    assert documented == kinds()
+
+
+def kinds() -> dict[str, tuple[str, frozenset[str]]]:
+    """Every metric family the operator exports (a counter's name with `_total`) -> its type and labels."""
+    found = {}
+    for value in vars(metrics).values():
+        if isinstance(value, Counter | Gauge | Histogram):
+            kind = "counter" if isinstance(value, Counter) else "histogram" if isinstance(value, Histogram) else "gauge"
+            found[f"{value._name}_total" if kind == "counter" else value._name] = (kind, frozenset(value._labelnames))
+    for family in state_metrics(EVERY_GAUGE, datetime.now(UTC)):
+        found[family.name] = (family.type, frozenset(family.samples[0].labels))
+    return found
 
 
 # --- the webhooks' trust -------------------------------------------------------------------------
