@@ -1,5 +1,6 @@
 """The CRDs in crds/ are generated from the models, stay in sync, and are structural."""
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,61 @@ def test_a_teams_lists_carry_the_bounds_of_api_limits() -> None:
     slack_users = spec["notifications"]["properties"]["slackUsers"]
     assert slack_users["maxProperties"] == limits.SLACK_USERS_MAX
     assert slack_users["x-kubernetes-validations"][0]["rule"] == "self.all(k, size(k) <= 256)"
+
+
+REPO = Path(__file__).resolve().parents[2]
+API_MD = REPO / "docs" / "api.md"
+
+
+def printer_columns_documented(text: str) -> list[str]:
+    """What docs/api.md says wrong of the printer columns, one sentence per kind: each kind's section
+    gives them as `NAME ...` (what `kubectl get` shows, NAME first), and names each `-o wide` column."""
+    problems = []
+    for kind in crdgen.KINDS:
+        version = crdgen.crd(kind)["spec"]["versions"][0]
+        columns = version.get("additionalPrinterColumns", [])
+        shown = ["NAME", *(c["name"].upper() for c in columns if not c.get("priority"))]
+        wide = [c["name"].upper() for c in columns if c.get("priority")]
+        section = text[text.index(f"\n## {kind.kind}\n") :]
+        section = section[: section.find("\n## ", 1)]
+        found = re.search(r"^Printer columns: `([^`]+)`(.*?)(?:\n\n|\Z)", section, re.M | re.S)
+        if found is None:
+            problems.append(f"{kind.kind}: no 'Printer columns:' in its section")
+            continue
+        if found.group(1).split() != shown:
+            problems.append(f"{kind.kind}: `{found.group(1)}`, but kubectl get shows `{' '.join(shown)}`")
+        unnamed = [c for c in wide if f"`{c}`" not in found.group(2)]
+        if unnamed:
+            problems.append(f"{kind.kind}: -o wide also shows {', '.join(unnamed)}")
+    return problems
+
+
+def test_api_md_gives_each_kinds_printer_columns() -> None:
+    assert printer_columns_documented(API_MD.read_text()) == []
+    planted = API_MD.read_text().replace("`NAME GRANT BY STATUS APPROVALS AGE`", "`NAME GRANT BY STATUS AGE`")
+    assert printer_columns_documented(planted) == [
+        "AccessExtension: `NAME GRANT BY STATUS AGE`, but kubectl get shows `NAME GRANT BY STATUS APPROVALS AGE`"
+    ]
+
+
+def _section(text: str, heading: str) -> str:
+    section = text[text.index(f"\n{heading}\n") :]
+    return section[: section.find("\n## ", 1)]
+
+
+def test_api_md_names_the_annotations_and_event_reasons_there_are() -> None:
+    text = API_MD.read_text()
+    table = re.findall(r"^\| (`[^|]+`) \|", _section(text, "## Annotations"), re.M)
+    keys = {
+        k if k.startswith(names.GROUP) else f"{names.GROUP}/{k}"
+        for cell in table
+        for k in re.findall(r"`([^`]+)`", cell)
+    }
+    assert keys == {v for k, v in vars(names).items() if k.startswith("ANNOTATION_")}
+    # Every reason the Events table gives is one the operator posts: of names.py, or a handler's own.
+    rows = "\n".join(line for line in _section(text, "## Events").splitlines() if line.startswith("| "))
+    reasons = set(re.findall(r"`([A-Z][A-Za-z]+)`", rows))
+    handlers = "".join(path.read_text() for path in (REPO / "operator" / "jitaccess" / "handlers").glob("*.py"))
+    own = set(re.findall(r'(?:reason=|REASON = )"(\w+)"', handlers))
+    assert {"NotificationFailing", "SlackApproverNotImpersonable"} <= own
+    assert reasons - {v for v in vars(names).values() if isinstance(v, str)} - own == set()
