@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import io
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -468,6 +470,36 @@ def test_the_readme_names_every_command() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     line = next(line for line in readme.splitlines() if line.startswith("- `kubectl jit --help`"))
     assert {c for c in main.COMMANDS if f"`{c}`" not in line} == set()
+
+
+def commands_misspelt(text: str) -> list[str]:
+    """Each `kubectl jit COMMAND --flag ...` of `text` (up to the end of its code span, comment or
+    table cell) whose command or flag the plugin does not have."""
+    built = parser.build_parser()
+    (commands,) = [a for a in built._actions if isinstance(a, argparse._SubParsersAction)]
+    problems = []
+    for found in re.finditer(r"kubectl[ -]jit +([a-z][a-z-]*)([^`|#\n]*)", text):
+        command, rest = found.groups()
+        if command not in commands.choices:
+            problems.append(f"kubectl jit {command}: no such command")
+            continue
+        flags = {f for action in commands.choices[command]._actions for f in action.option_strings}
+        problems += [
+            f"kubectl jit {command}: no {flag}"
+            for flag in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", rest)
+            if flag not in flags
+        ]
+    return problems
+
+
+def test_the_docs_use_commands_and_flags_the_plugin_has() -> None:
+    repo = Path(__file__).parents[2]
+    for document in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        assert commands_misspelt(document.read_text()) == [], document.name
+    assert commands_misspelt("`kubectl jit request E --for 1h --wiat`, kubectl jit grant E") == [
+        "kubectl jit request: no --wiat",
+        "kubectl jit grant: no such command",
+    ]
 
 
 def test_approve_with_uid_decides_only_that_object(api: FakeApi) -> None:
