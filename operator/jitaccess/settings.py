@@ -28,6 +28,7 @@ from jitaccess.adapters.eventsink import require_https
 from jitaccess.api.limits import NAME_MAX_LENGTH
 from jitaccess.api.models import SLACK_CHANNEL_PATTERN
 from jitaccess.domain.identities import KUBERNETES_PREFIX, is_kubernetes_own
+from jitaccess.domain.notifications import DRIFT_NOTICES_HOLD_DELETION
 from jitaccess.domain.requests import Limits
 
 #: The longest time a setting may give (`le=`), far beyond any sensible one: a date computed from a
@@ -320,6 +321,14 @@ class Settings(BaseSettings):
         default=None, description="CloudEvents webhook sink (HTTPS URL); unset = none (docs/notifications.md)"
     )
     event_sink_secret: str | None = Field(default=None, description="HMAC-SHA256 key signing each event")
+    drift_notices_hold_deletion_seconds: float = Field(
+        default=DRIFT_NOTICES_HOLD_DELETION.total_seconds(),
+        ge=1,
+        le=TEN_YEARS,
+        description="How long a deleted Entitlement or PermissionCatalog waits from its deletion for the Slack and "
+        "event sink notices of its drift removals, then goes without them, with a DriftRemovalsUntold Warning Event "
+        "naming them",
+    )
 
     metrics_port: int = Field(default=0, ge=0, le=PORT_MAX, description="Prometheus /metrics port; 0 = off")
     log_format: str = Field(default="text", pattern="^(text|json)$")

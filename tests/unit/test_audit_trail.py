@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -22,6 +22,8 @@ from jitaccess.domain import chain
 from jitaccess.domain import notifications as notify
 from jitaccess.handlers import archive as trail_module
 from jitaccess.handlers.archive import AuditTrail
+from jitaccess.handlers.notifications import config_of
+from jitaccess.settings import load as load_settings
 from tests.unit.factories import selected
 
 PREFIX = "audit"
@@ -802,18 +804,25 @@ def _deleted_catalog(cluster: Cluster, ago: timedelta) -> dict[str, Any]:
     return cluster.add(names.CATALOGS, catalog)
 
 
+def _hold_of(trail: AuditTrail, cluster: Cluster) -> Callable[[], None]:
+    """The deletion handler's wait (`hold_until_archived`) for the catalog payments, as stored at each call."""
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+
+    def hold() -> None:
+        stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+        trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
+
+    return hold
+
+
 def test_a_deleted_catalog_waits_for_its_drift_removals_notices_not_only_their_records(
     bucket: Bucket, cluster: Cluster
 ) -> None:
     """Its notices are derived from the entry: a catalog gone once its records were archived took an
     untold removal with it, told only by the process that still remembered it (lost at a restart)."""
     trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
-    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
     key = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(ASSIGNMENT_REMOVAL)}"
-
-    def hold() -> None:
-        stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
-        trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
+    hold = _hold_of(trail, cluster)
 
     _deleted_catalog(cluster, timedelta(minutes=1))
     with pytest.raises(kopf.TemporaryError, match="not in the archive yet"):
@@ -832,14 +841,14 @@ def test_a_deleted_catalog_waits_for_its_drift_removals_notices_not_only_their_r
 def test_a_deleted_catalog_goes_untold_after_an_hour_with_a_warning_naming_each_removal(
     bucket: Bucket, cluster: Cluster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A Slack outage must not hold a GitOps deletion for days: past `DRIFT_NOTICES_HOLD_DELETION`
+    """A Slack outage must not hold a GitOps deletion for days: past `notify.DRIFT_NOTICES_HOLD_DELETION`
     it goes, with a Warning Event and an audit log line naming the removals; their records are archived."""
     events: list[dict[str, Any]] = []
     monkeypatch.setattr(kopf, "event", lambda body, **fields: events.append(fields))
     trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
     memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
     key = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(ASSIGNMENT_REMOVAL)}"
-    body = _deleted_catalog(cluster, trail_module.DRIFT_NOTICES_HOLD_DELETION + timedelta(minutes=1))
+    body = _deleted_catalog(cluster, notify.DRIFT_NOTICES_HOLD_DELETION + timedelta(minutes=1))
     trail.offer(names.CATALOGS, body)
     trail.flush()
     assert f"c1/{key}" in bucket.ids(), "the complete account is in the archive"
@@ -848,8 +857,44 @@ def test_a_deleted_catalog_goes_untold_after_an_hour_with_a_warning_naming_each_
         trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
     (event,) = events
     assert (event["type"], event["reason"]) == ("Warning", names.DRIFT_UNTOLD)
-    assert key in event["message"] and "within 1 hour(s)" in event["message"]
+    assert key in event["message"] and "within 1h of the deletion" in event["message"]
     assert any(key in r.getMessage() for r in caplog.records if r.name == "jitaccess.audit")
+    trail.close()
+
+
+def test_the_wait_for_drift_notices_is_as_long_as_the_setting_says(
+    bucket: Bucket, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS` (here 90 s), not the hour of the default: a
+    deletion a minute old waits, saying until when; one two minutes old goes, its Event saying how long
+    it waited."""
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, **fields: events.append(fields))
+    monkeypatch.setenv("JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS", "90")
+    monkeypatch.setenv("JITACCESS_SLACK_TOKEN", "xoxb-test")
+    monkeypatch.setenv("JITACCESS_SLACK_SECURITY_CHANNEL", "C0SECURITY")
+    notices = config_of(load_settings())
+    assert notices.drift_hold_deletion == timedelta(seconds=90)
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=notices)
+    key = f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(ASSIGNMENT_REMOVAL)}"
+    hold = _hold_of(trail, cluster)
+
+    body = _deleted_catalog(cluster, timedelta(minutes=1))
+    trail.offer(names.CATALOGS, body)
+    trail.flush()
+    with pytest.raises(kopf.TemporaryError, match="it goes once they are, or 1m30s after its deletion"):
+        hold()
+    pending = wire.condition(cluster.objects[(names.CATALOGS, "payments")], names.DRIFT_NOTICES_PENDING)
+    until = trail_module._parse(body["metadata"]["deletionTimestamp"]) + timedelta(seconds=90)
+    assert pending is not None and f"waiting until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} for" in pending["message"]
+    assert events == []
+    cluster.objects[(names.CATALOGS, "payments")]["metadata"]["deletionTimestamp"] = (
+        datetime.now(UTC) - timedelta(minutes=2)
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hold()
+    (event,) = events
+    assert (event["type"], event["reason"]) == ("Warning", names.DRIFT_UNTOLD)
+    assert "not delivered within 1m30s of the deletion" in event["message"] and key in event["message"]
     trail.close()
 
 
@@ -875,7 +920,7 @@ def test_a_deleted_catalog_says_once_why_it_waits_for_drift_notices_and_until_wh
     stored = cluster.objects[(names.CATALOGS, "payments")]
     pending = wire.condition(stored, names.DRIFT_NOTICES_PENDING)
     assert pending is not None and (pending["status"], pending["reason"]) == ("True", names.DRIFT_UNTOLD)
-    until = trail_module._parse(body["metadata"]["deletionTimestamp"]) + trail_module.DRIFT_NOTICES_HOLD_DELETION
+    until = trail_module._parse(body["metadata"]["deletionTimestamp"]) + notify.DRIFT_NOTICES_HOLD_DELETION
     assert pending["message"].startswith(
         f"deleted; waiting until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} for the security channel and the event "
         f"sink to be told of 1 drift removal(s) ({key})"

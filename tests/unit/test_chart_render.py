@@ -80,6 +80,7 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         ("config.logFormat=xml", "/config/logFormat"),
         ("config.identityStoreId=store-1", "/config/identityStoreId"),
         ("config.retentionSeconds=0", "/config/retentionSeconds"),
+        ("config.driftNoticesHoldDeletionSeconds=-1", "/config/driftNoticesHoldDeletionSeconds"),
         ("webhook.port=70000", "/webhook/port"),
         ("shutdownDelaySeconds=-1", "/shutdownDelaySeconds"),
         ("replicas=2", "additional properties 'replicas' not allowed"),
@@ -254,6 +255,7 @@ SECONDS_VALUES = {
     "config.retentionSeconds": "JITACCESS_RETENTION_SECONDS",
     "config.resyncSeconds": "JITACCESS_RESYNC_SECONDS",
     "config.eligibilityRecheckSeconds": "JITACCESS_ELIGIBILITY_RECHECK_SECONDS",
+    "config.driftNoticesHoldDeletionSeconds": "JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS",
     "audit.s3.batchSeconds": "JITACCESS_AUDIT_BATCH_SECONDS",
     "leaderElection.leaseDurationSeconds": "JITACCESS_LEASE_DURATION_SECONDS",
     "leaderElection.renewDeadlineSeconds": "JITACCESS_RENEW_DEADLINE_SECONDS",
@@ -388,6 +390,7 @@ def test_environment_from_values(options: Objects) -> None:
         "JITACCESS_RESYNC_SECONDS": "120",
         "JITACCESS_ELIGIBILITY_RECHECK_SECONDS": "600",
         "JITACCESS_REMOVE_UNBACKED_MEMBERS": "false",
+        "JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS": "7200",
         "JITACCESS_LOG_FORMAT": "text",
         "JITACCESS_RESPONDER_GROUPS": "sre-oncall",
         "JITACCESS_AUDIT_BUCKET": "jit-audit-archive",
@@ -434,6 +437,7 @@ def test_operator_reads_every_variable_the_chart_sets(
     assert settings.metrics_port == int(ours["JITACCESS_METRICS_PORT"])
     assert settings.webhook_port == int(ours["JITACCESS_WEBHOOK_PORT"])
     assert settings.retention_seconds == float(ours["JITACCESS_RETENTION_SECONDS"])
+    assert settings.drift_notices_hold_deletion_seconds == float(ours["JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS"])
 
 
 @pytest.mark.parametrize("which", ["default", "options"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import kopf
@@ -13,6 +14,7 @@ from annotated_types import Le
 
 from jitaccess import settings
 from jitaccess.handlers import interactions
+from jitaccess.handlers.notifications import config_of
 from jitaccess.main import log_in_as_kubectl_would
 from jitaccess.settings import FILE_SETTINGS, TEN_YEARS, Settings, SettingsError, kubeconfig_files, load
 
@@ -60,6 +62,36 @@ def test_leader_election_timing_that_could_split_the_brain_is_refused(monkeypatc
     )
     monkeypatch.setenv("JITACCESS_LEADER_ELECTION", "false")  # one replica: no Lease to take
     assert load().renew_deadline_seconds == 20
+
+
+@pytest.mark.parametrize(
+    ("value", "complaint"),
+    [
+        ("-60", "Input should be greater than or equal to 1"),
+        ("0", "Input should be greater than or equal to 1"),
+        ("1h", "Input should be a valid number"),
+        ("", "Input should be a valid number"),
+    ],
+)
+def test_a_drift_notices_wait_that_is_no_time_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, value: str, complaint: str
+) -> None:
+    """A negative or zero wait would let a deleted Entitlement go before the notifier could tell its
+    drift removals even with Slack up; a duration written as the chart's other values are not (1h) is a
+    typo. Refused at start, naming the variable, what it is for and what is wrong."""
+    monkeypatch.setenv("JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS", value)
+    with pytest.raises(SettingsError) as caught:
+        load()
+    (line,) = [line for line in str(caught.value.code).splitlines() if line.startswith("- ")]
+    assert line.startswith(f"- JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS={value!r}: {complaint}"), line
+    assert "notices of its drift removals" in line, line
+
+
+def test_the_drift_notices_wait_is_an_hour_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS", raising=False)
+    assert config_of(load()).drift_hold_deletion == timedelta(hours=1)
+    monkeypatch.setenv("JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS", "30")
+    assert config_of(load()).drift_hold_deletion == timedelta(seconds=30)
 
 
 SECONDS = sorted(name for name in Settings.model_fields if name.endswith("_seconds"))

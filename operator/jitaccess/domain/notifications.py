@@ -75,6 +75,14 @@ _EARLY_ENDINGS = frozenset({audit.REVOKED, audit.LAPSED})
 #: to the security channel.
 _DRIFT = frozenset(action for action, _ in audit.DRIFT_REMOVALS.values())
 
+#: How long a deleted Entitlement or PermissionCatalog waits, from its deletion, for the notices of its
+#: drift removals before it goes without them (`handlers.archive.hold_until_archived`), unless the
+#: setting `drift_notices_hold_deletion_seconds` says otherwise: an hour, as long as the notifier finds
+#: a Slack notice of any other step worth telling (`handlers.notifications.STALE_SLACK`), long enough
+#: for a Slack or sink incident of the usual length, short enough that a GitOps deletion is never held
+#: for days by an outage.
+DRIFT_NOTICES_HOLD_DELETION = timedelta(hours=1)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -85,6 +93,8 @@ class Config:
     default_channel: str | None = None
     security_channel: str | None = None
     expiring_before: timedelta = timedelta(minutes=10)
+    #: How long a deleted Entitlement or PermissionCatalog waits for its drift removals' notices.
+    drift_hold_deletion: timedelta = DRIFT_NOTICES_HOLD_DELETION
 
 
 @dataclass(frozen=True)

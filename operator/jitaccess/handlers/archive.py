@@ -74,6 +74,7 @@ from jitaccess.api import audit, limits, names, wire
 from jitaccess.api.models import Condition
 from jitaccess.domain import chain, notifications, releases
 from jitaccess.domain import conditions as cond
+from jitaccess.domain.durations import format_duration
 from jitaccess.handlers import recording
 from jitaccess.handlers.common import conditions_after
 from jitaccess.handlers.notifications import config_of
@@ -91,12 +92,8 @@ REMEMBER = timedelta(minutes=10)
 MAX_BACKOFF_SECONDS = 30.0
 MARK_THREADS = 4
 STOP_FLUSH_SECONDS = 10.0
-#: How long a deleted Entitlement or PermissionCatalog waits for the notices of its drift removals
-#: (`hold_until_archived`): an hour, as long as the notifier finds a Slack notice of any other step
-#: worth telling (`handlers.notifications.STALE_SLACK`), long enough for a Slack or sink incident of
-#: the usual length, short enough that a GitOps deletion is never held for days by an outage.
-DRIFT_NOTICES_HOLD_DELETION = timedelta(hours=1)
-#: How often that wait asks again: as long as it has waited (since its `DriftNoticesPending`
+#: How often the wait of a deleted Entitlement or PermissionCatalog for the notices of its drift
+#: removals (`hold_until_archived`) asks again: as long as it has waited (since its `DriftNoticesPending`
 #: condition was written), between these two: prompt for a notice that goes on the next try of the
 #: notifier, a patch a minute at most through an outage (kopf writes its retry state each time).
 DRIFT_WAIT_FIRST_SECONDS = 5.0
@@ -734,7 +731,7 @@ def hold_until_archived(
     An Entitlement or a PermissionCatalog also waits for the notices of its drift removals (the
     security channel, the event sink): they are derived from its `status.driftRemovals`, so an
     object gone with one untold is told by nobody once the process that remembers it restarts. At
-    most `DRIFT_NOTICES_HOLD_DELETION` from the deletion (`_told_or_overdue`)."""
+    most `notifications.Config.drift_hold_deletion` from the deletion (`_told_or_overdue`)."""
     trail = trail_of(memo)
     if obj is None or trail is None:
         return
@@ -745,7 +742,8 @@ def hold_until_archived(
         _say_drift_wait(trail, plural, obj)
         raise kopf.TemporaryError(
             f"{releases.WAITING} the notices of its drift removals are not delivered yet (is Slack or the event "
-            f"sink down?): it goes once they are, or {_hours(DRIFT_NOTICES_HOLD_DELETION)} after its deletion",
+            f"sink down?): it goes once they are, or {format_duration(trail.notices.drift_hold_deletion)} after "
+            "its deletion",
             delay=_drift_wait_delay(obj),
         )
 
@@ -770,7 +768,7 @@ def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any]) -> N
     retry: its message keeps no time that moves)."""
     untold = notifications.untold_drift(obj, trail.notices)
     deleted = wire.metadata(obj).get("deletionTimestamp")
-    until = (_parse(deleted) if deleted else _now()) + DRIFT_NOTICES_HOLD_DELETION
+    until = (_parse(deleted) if deleted else _now()) + trail.notices.drift_hold_deletion
     targets = " and ".join(_TARGETS[sink] for sink in notifications.untold_drift_sinks(obj, trail.notices))
     named = ", ".join(untold[:DRIFT_WAIT_NAMED]) + (
         f" and {len(untold) - DRIFT_WAIT_NAMED} more" if len(untold) > DRIFT_WAIT_NAMED else ""
@@ -800,28 +798,24 @@ def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any]) -> N
 
 def _told_or_overdue(config: notifications.Config, obj: Mapping[str, Any]) -> bool:
     """Whether a deleted Entitlement or PermissionCatalog may go as far as its drift removals' notices
-    go: each delivered, or `DRIFT_NOTICES_HOLD_DELETION` passed since its deletion. Then a Warning
+    go: each delivered, or `config.drift_hold_deletion` passed since its deletion. Then a Warning
     Event (and its audit log line) names each removal left untold; its audit record is archived, the
     complete account of it."""
     untold = notifications.untold_drift(obj, config)
     if not untold:
         return True
     deleted = wire.metadata(obj).get("deletionTimestamp")
-    if deleted is None or _now() - _parse(deleted) < DRIFT_NOTICES_HOLD_DELETION:
+    if deleted is None or _now() - _parse(deleted) < config.drift_hold_deletion:
         return False
     recording.record(
         obj,
         names.DRIFT_UNTOLD,
         f"deleted with {len(untold)} drift removal(s) whose notices were not delivered within "
-        f"{_hours(DRIFT_NOTICES_HOLD_DELETION)} of the deletion (is Slack or the event sink down?); their audit "
-        f"records are archived (kubectl jit audit): {', '.join(untold)}",
+        f"{format_duration(config.drift_hold_deletion)} of the deletion (is Slack or the event sink down?); their "
+        f"audit records are archived (kubectl jit audit): {', '.join(untold)}",
         warning=True,
     )
     return True
-
-
-def _hours(span: timedelta) -> str:
-    return f"{span.total_seconds() / 3600:g} hour(s)"
 
 
 async def audit_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:

@@ -73,6 +73,7 @@ def config_of(settings: Settings) -> notify.Config:
         default_channel=settings.slack_default_channel,
         security_channel=settings.slack_security_channel,
         expiring_before=timedelta(seconds=settings.notify_expiring_before_seconds),
+        drift_hold_deletion=timedelta(seconds=settings.drift_notices_hold_deletion_seconds),
     )
 
 
