@@ -6,15 +6,26 @@ permission sets, with nobody watching who was added to it. Now the Entitlement i
 (Terminating, `Ready=False Deleting`) until its last grant ends; nothing new is asked of it; its
 group is still scanned for members no grant backs; and when it goes, a `Released` audit line says
 what jitaccess leaves behind in AWS.
+
+Released, it still waits for the notices of its drift removals (derived from its
+`status.driftRemovals`: gone with one untold, nobody tells it after a restart): while Slack is down
+its `DriftNoticesPending` condition names the removal and whom it waits for, and it goes once the
+security channel is told; or, past `JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS` from its deletion
+(an hour; here an operator run with seconds), without it, with one `DriftRemovalsUntold` Warning Event.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from devenv.notifications import SECURITY_CHANNEL, LocalNotifications
+from devenv.slack import SlackStandIn
 from tests.e2e.cli_run import Cli
 from tests.support.harness import Jit, eventually
 
@@ -138,3 +149,106 @@ def test_without_grants_it_goes_at_once_and_names_who_still_grants_the_group(sys
     (line,) = eventually(released, timeout=10, what="the Released line")
     assert "Identity Center group prod-eng-payments is still granted, and watched, through Entitlement(s)" in line
     assert "prod-eng-payments" in line.split("through Entitlement(s)", 1)[1]
+
+
+# --- deleted with a drift removal whose notice is not delivered ----------------------------------
+
+
+def _drift_notices_pending(system: Jit, name: str) -> dict[str, Any] | None:
+    conditions = ((system.get("entitlement", name) or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "DriftNoticesPending"), None)
+
+
+def _deleted_with_an_untold_removal(system: Jit, name: str) -> tuple[str, str, str]:
+    """Slack is down (the caller's): someone adds themselves to the Entitlement's group by hand, the
+    drift scan removes them (the sink is told, the security channel cannot be), and the Entitlement
+    is deleted. Returns its uid, the intruder and the removal's key, once it waits for that notice."""
+    intruder = f"del-drift-{secrets.token_hex(3)}@example.com"
+    system.ic.seed_users([intruder])
+    membership = system.ic.add_member(GROUP, intruder)
+    key = f"drift-removed/{membership}"
+
+    def confirmed_and_sunk() -> bool:
+        status = (system.get("entitlement", name) or {}).get("status") or {}
+        removals = [r for r in status.get("driftRemovals") or [] if r.get("membershipId") == membership]
+        sent = (status.get("notifications") or {}).get("sent") or []
+        return bool(removals and removals[0].get("time") and f"webhook:{key}" in sent)
+
+    eventually(
+        confirmed_and_sunk,
+        timeout=30,
+        what=f"the removal confirmed and told to the sink; log:\n{system.operator.tail(20)}",
+    )
+    assert intruder not in system.members(GROUP)
+    uid = (system.get("entitlement", name) or {})["metadata"]["uid"]
+    system.kubectl("delete", "entitlement", name, "--wait=false")
+    pending = eventually(
+        lambda: _drift_notices_pending(system, name),
+        timeout=30,
+        what=f"kubectl describe says why it stays; log:\n{system.operator.tail(20)}",
+    )
+    assert (pending["status"], pending["reason"]) == ("True", "DriftRemovalsUntold"), pending
+    assert f"for the security channel to be told of 1 drift removal(s) ({key})" in pending["message"], pending
+    stored = system.get("entitlement", name)
+    assert stored is not None and stored["metadata"].get("deletionTimestamp"), "held for the notice"
+    assert system.ready_reason("entitlement", name) == "Released"
+    return uid, intruder, key
+
+
+def _untold_events(system: Jit, name: str, uid: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in system.events(name, "Entitlement")
+        if e.get("reason") == "DriftRemovalsUntold" and (e.get("involvedObject") or {}).get("uid") == uid
+    ]
+
+
+def test_deleted_with_a_drift_removal_untold_it_waits_for_slack_and_goes_once_told(
+    system: Jit, own_group: str, slack: SlackStandIn
+) -> None:
+    slack.down(True)
+    try:
+        uid, intruder, _ = _deleted_with_an_untold_removal(system, own_group)
+    finally:
+        slack.down(False)
+    (told,) = eventually(
+        lambda: [m for m in slack.messages(SECURITY_CHANNEL) if intruder in (m.text or "")],
+        timeout=90,
+        what=f"the security channel told; log:\n{system.operator.tail(20)}",
+    )
+    assert GROUP in (told.text or "")
+    eventually(
+        lambda: system.get("entitlement", own_group) is None or None,
+        timeout=30,
+        what=f"the Entitlement gone once told; log:\n{system.operator.tail(20)}",
+    )
+    assert _untold_events(system, own_group, uid) == []
+
+
+def test_deleted_with_a_drift_removal_untold_past_the_wait_it_goes_with_one_warning(
+    system: Jit, own_group: str, slack: SlackStandIn, notifications: LocalNotifications, tmp_path: Path
+) -> None:
+    """Past the wait (20 s here) from its deletion, Slack still down: it goes without the notice, and one
+    Warning Event names the removal left untold."""
+    wait = 20
+    slack.down(True)
+    try:
+        with system.replaced(
+            tmp_path, JITACCESS_DRIFT_NOTICES_HOLD_DELETION_SECONDS=str(wait), **notifications.operator_env()
+        ) as short:
+            uid, intruder, key = _deleted_with_an_untold_removal(short, own_group)
+            eventually(
+                lambda: short.get("entitlement", own_group) is None or None,
+                timeout=wait + 40,
+                what=f"the Entitlement gone past the wait; log:\n{short.operator.tail(20)}",
+            )
+            (event,) = eventually(
+                lambda: _untold_events(short, own_group, uid), timeout=15, what="the DriftRemovalsUntold Event"
+            )
+    finally:
+        slack.down(False)  # once the operator that remembered the notice is stopped
+    assert event["type"] == "Warning", event
+    assert f"not delivered within {wait}s of the deletion" in event["message"], event["message"]
+    assert key in event["message"], event["message"]
+    assert not [m for m in slack.messages(SECURITY_CHANNEL) if intruder in (m.text or "")], "gone untold"
+    assert len(_untold_events(system, own_group, uid)) == 1
