@@ -964,3 +964,126 @@ def test_the_wait_for_drift_notices_asks_again_promptly_then_backs_off_to_a_minu
         delays.append(trail_module._drift_wait_delay(obj))
     assert delays == [5.0, 5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
     assert trail_module._drift_wait_delay({}) == trail_module.DRIFT_WAIT_FIRST_SECONDS  # the wait begins
+
+
+def _removals(count: int) -> list[dict[str, Any]]:
+    """`count` assignment drift removals, oldest first."""
+    return [
+        {**ASSIGNMENT_REMOVAL, "principalId": f"uid-{n}", "time": f"2026-11-23T12:00:{n:02d}Z"} for n in range(count)
+    ]
+
+
+def _key(removal: dict[str, Any]) -> str:
+    return f"{audit.ASSIGNMENT_DRIFT_REMOVED}/{audit.assignment_removal_key(removal)}"
+
+
+def _deleted_catalog_of(cluster: Cluster, removals: list[dict[str, Any]], ago: timedelta) -> dict[str, Any]:
+    catalog = _catalog_with(*removals)
+    catalog["metadata"]["deletionTimestamp"] = (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return cluster.add(names.CATALOGS, catalog)
+
+
+def test_the_drift_wait_names_three_removals_and_counts_the_rest(bucket: Bucket, cluster: Cluster) -> None:
+    """The condition stays a line however many removals wait (`domain.text.listed`)."""
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+    removals = _removals(5)
+    trail.offer(names.CATALOGS, _deleted_catalog_of(cluster, removals, timedelta(minutes=1)))
+    trail.flush()
+    stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+    with pytest.raises(kopf.TemporaryError, match="notices"):
+        trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
+    pending = wire.condition(cluster.objects[(names.CATALOGS, "payments")], names.DRIFT_NOTICES_PENDING)
+    first = ", ".join(_key(r) for r in removals[:3])
+    assert pending is not None and f"told of 5 drift removal(s) ({first} and 2 more): it goes" in pending["message"]
+    assert _key(removals[3]) not in pending["message"]
+    trail.close()
+
+
+def test_a_catalog_gone_untold_names_a_bounded_number_of_removals_in_its_warning(
+    bucket: Bucket, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Warning Event names as many removals as a status holds for their notices, and counts any
+    beyond: its message (and its audit log line) is bounded however many were left untold."""
+    events: list[dict[str, Any]] = []
+    monkeypatch.setattr(kopf, "event", lambda body, **fields: events.append(fields))
+    monkeypatch.setattr(trail_module, "DRIFT_UNTOLD_NAMED", 2)
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+    removals = _removals(4)
+    ago = trail_module.DRIFT_NOTICES_HOLD_DELETION + timedelta(minutes=1)
+    trail.offer(names.CATALOGS, _deleted_catalog_of(cluster, removals, ago))
+    trail.flush()
+    stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+    trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
+    (event,) = events
+    assert event["reason"] == names.DRIFT_UNTOLD and "deleted with 4 drift removal(s)" in event["message"]
+    assert event["message"].endswith(f"(kubectl jit audit): {_key(removals[0])}, {_key(removals[1])} and 2 more")
+    trail.close()
+
+
+def test_a_retry_of_the_drift_wait_derives_the_removals_notices_once(
+    bucket: Bucket, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether it may go, what its condition says and whom it waits for come from one derivation of
+    the removals' notices: a waiting deletion retries for up to an hour."""
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+    trail.offer(names.CATALOGS, _deleted_catalog_of(cluster, _removals(2), timedelta(minutes=1)))
+    trail.flush()
+    derivations = 0
+    derive = notify._of_drift
+
+    def counted(*args: Any, **kwargs: Any) -> list[notify.Notice]:
+        nonlocal derivations
+        derivations += 1
+        return derive(*args, **kwargs)
+
+    monkeypatch.setattr(notify, "_of_drift", counted)
+    for _ in range(2):  # the retry that writes the condition, and one that finds it written
+        before = derivations
+        stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+        with pytest.raises(kopf.TemporaryError, match="notices"):
+            trail_module.hold_until_archived(memo, names.CATALOGS, stored, retry=0, longest=5.0, what="its record is")
+        assert derivations - before == 1
+    trail.close()
+
+
+def test_a_released_entitlement_says_why_it_waits_for_drift_notices_and_keeps_its_ready(
+    bucket: Bucket, cluster: Cluster
+) -> None:
+    """An Entitlement's `DriftNoticesPending` is written beside its `Ready`, which keeps the words of
+    its `released` record; a retry that changes nothing writes nothing."""
+    trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
+    memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
+    removal = {"membershipId": "m-1", "userId": "uid-eve", "user": "eve", "time": "2026-11-23T12:30:00Z"}
+    entitlement = _entitlement_with(removal)
+    ready = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "Released",
+        "message": "released: group g unwatched",
+        "lastTransitionTime": "2026-11-23T13:00:00Z",
+    }
+    entitlement["metadata"]["deletionTimestamp"] = (datetime.now(UTC) - timedelta(minutes=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    entitlement["status"].update(releasedAt="2026-11-23T13:00:00Z", conditions=[ready])
+    trail.offer(names.ENTITLEMENTS, cluster.add(names.ENTITLEMENTS, entitlement))
+    trail.flush()
+
+    def hold() -> None:
+        stored = copy.deepcopy(cluster.objects[(names.ENTITLEMENTS, "prod-payments")])
+        with pytest.raises(kopf.TemporaryError, match="notices"):
+            trail_module.hold_until_archived(memo, names.ENTITLEMENTS, stored, retry=0, longest=5.0, what="released")
+
+    hold()
+    stored = cluster.objects[(names.ENTITLEMENTS, "prod-payments")]
+    pending = wire.condition(stored, names.DRIFT_NOTICES_PENDING)
+    assert pending is not None and (pending["status"], pending["reason"]) == ("True", names.DRIFT_UNTOLD)
+    assert "told of 1 drift removal(s) (drift-removed/m-1)" in pending["message"]
+    assert wire.condition(stored, names.READY) == ready
+    writes = cluster.writes
+    hold()
+    assert cluster.writes == writes, "a retry writes nothing when nothing changed"
+    trail.close()

@@ -481,12 +481,15 @@ def test_the_slack_stand_in_reads_the_request_a_button_decides() -> None:
     assert message.request("something-else") is None
 
 
-def test_untold_drift_names_the_removals_with_a_notice_owed_and_not_delivered() -> None:
+def test_untold_drift_names_the_removals_with_a_notice_owed_and_not_delivered_and_whom_they_wait_for() -> None:
     listed = f"assignment-drift-removed/{REMOVAL_KEY}"
-    assert notify.untold_drift(catalog(assignment_removal()), BOTH) == (listed,)
-    assert notify.untold_drift(catalog(assignment_removal(), sent=(f"slack:security:{listed}",)), BOTH) == (listed,)
+    untold = notify.untold_drift(catalog(assignment_removal()), BOTH)
+    assert (untold.keys, untold.sinks) == ((listed,), (notify.SLACK, notify.WEBHOOK))
+    untold = notify.untold_drift(catalog(assignment_removal(), sent=(f"slack:security:{listed}",)), BOTH)
+    assert (untold.keys, untold.sinks) == ((listed,), (notify.WEBHOOK,)), "the sink's notice still waits"
     told = (f"slack:security:{listed}", f"webhook:{listed}")
-    assert notify.untold_drift(catalog(assignment_removal(), sent=told), BOTH) == ()
-    assert notify.untold_drift(catalog(assignment_removal()), notify.Config()) == (), "nobody to tell"
-    assert notify.untold_drift(catalog(assignment_removal(confirmed=False)), BOTH) == (), "under way: nothing owed yet"
-    assert notify.untold_drift(request(PENDING), BOTH) == ()
+    assert notify.untold_drift(catalog(assignment_removal(), sent=told), BOTH) == notify.UntoldDrift()
+    assert notify.untold_drift(catalog(assignment_removal()), notify.Config()) == notify.UntoldDrift(), "nobody to tell"
+    under_way = notify.untold_drift(catalog(assignment_removal(confirmed=False)), BOTH)
+    assert under_way == notify.UntoldDrift(), "under way: nothing owed yet"
+    assert notify.untold_drift(request(PENDING), BOTH) == notify.UntoldDrift()

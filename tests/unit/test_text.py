@@ -126,3 +126,13 @@ def test_strings_people_write_are_bounded_in_the_schema(kind: str, path: tuple[s
 )  # fmt: skip
 def test_a_decision_annotation_is_set_only_by_exactly_true(value: str | None, is_set: bool) -> None:
     assert wire.truthy(value) is is_set
+
+
+def test_a_list_of_names_is_bounded_in_count_and_length_and_a_message_may_name_fewer() -> None:
+    many = [f"user-{n}" for n in range(limits.NAMES_LISTED + 5)]
+    assert text.listed(many) == ", ".join(many[: limits.NAMES_LISTED]) + " and 5 more"
+    assert text.listed(many, most=3) == "user-0, user-1, user-2 and 12 more"
+    assert text.listed(many[:3], most=3) == "user-0, user-1, user-2"
+    long = "x" * (limits.NAME_SHOWN_MAX_LENGTH + 1)
+    assert text.listed([long], most=3) == "x" * (limits.NAME_SHOWN_MAX_LENGTH - 1) + "…"
+    assert text.listed([], most=3) == "nobody"

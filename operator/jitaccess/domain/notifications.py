@@ -273,32 +273,37 @@ def settle_drift(obj: wire.Obj, config: Config, written: Collection[str] = ()) -
     return DriftSettled(fields, untold) if fields else None
 
 
-def untold_drift(obj: wire.Obj, config: Config) -> tuple[str, ...]:
-    """The drift removals of an Entitlement or a PermissionCatalog (by action key, oldest first)
-    with a notice `config` owes them not yet listed in `status.notifications.sent`: what a deletion
-    of the object would leave untold (`handlers.archive.hold_until_archived` waits for them)."""
+@dataclass(frozen=True)
+class UntoldDrift:
+    """What a deletion of an Entitlement or a PermissionCatalog would leave untold now (`untold_drift`)."""
+
+    #: Its drift removals (by action key, oldest first) with a notice owed and not yet delivered.
+    keys: tuple[str, ...] = ()
+    #: The sinks (`SLACK`, `WEBHOOK`) that still owe a notice of a drift removal: whom `keys` wait for.
+    sinks: tuple[str, ...] = ()
+
+
+def untold_drift(obj: wire.Obj, config: Config) -> UntoldDrift:
+    """The drift removals of an Entitlement or a PermissionCatalog with a notice `config` owes them
+    not yet listed in `status.notifications.sent`, and the sinks that owe them: what a deletion of
+    the object would leave untold (`handlers.archive.hold_until_archived` waits for them). One
+    derivation of its notices for both: the wait reads them at each retry."""
     drift = audit.DRIFT_REMOVALS.get(str(obj.get("kind") or ""))
     if drift is None:
-        return ()
+        return UntoldDrift()
     action, key_of = drift
-    owed, sent = _owed_drift(obj, action, config), sent_keys(obj)
+    sent = sent_keys(obj)
+    owing = [n for n in _of_drift(audit.records_of(obj), config) if n.step == action and n.key not in sent]
+    waiting = {audit.action_key(str(n.record.get("id") or "")) for n in owing}
     removals = sorted(
         (audit.rfc3339(r.get("time")) or "", f"{action}/{key_of(r)}")
         for r in wire.status(obj).get("driftRemovals") or []
         if r.get("time")
     )
-    return tuple(key for _, key in removals if not owed.get(key, set()) <= sent)
-
-
-def untold_drift_sinks(obj: wire.Obj, config: Config) -> tuple[str, ...]:
-    """The sinks (`SLACK`, `WEBHOOK`) that still owe a notice of a drift removal of `obj`: whom
-    the removals `untold_drift` names wait for."""
-    drift = audit.DRIFT_REMOVALS.get(str(obj.get("kind") or ""))
-    if drift is None:
-        return ()
-    sent = sent_keys(obj)
-    owing = {n.sink for n in _of_drift(audit.records_of(obj), config) if n.step == drift[0] and n.key not in sent}
-    return tuple(sink for sink in (SLACK, WEBHOOK) if sink in owing)
+    return UntoldDrift(
+        tuple(key for _, key in removals if key in waiting),
+        tuple(sink for sink in (SLACK, WEBHOOK) if any(n.sink == sink for n in owing)),
+    )
 
 
 def _owed_drift(obj: wire.Obj, action: str, config: Config) -> dict[str, set[str]]:

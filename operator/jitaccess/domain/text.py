@@ -100,13 +100,11 @@ def problem(where: str, text: str, max_length: int = REASON_MAX_LENGTH) -> str |
     )
 
 
-def listed(names: Sequence[str], *, nobody: str = "nobody") -> str:
-    """`a, b, c and 95 more`: the first `NAMES_LISTED` of `names`, each cut with an ellipsis past
-    `NAME_SHOWN_MAX_LENGTH` characters, for a message the operator writes in a status or an Event:
-    however many names, and however long, a team holds, the message stays a few kilobytes
-    (`api.limits.NAMES_LISTED`). `nobody` when there are none."""
-    shown = [
-        n if len(n) <= NAME_SHOWN_MAX_LENGTH else n[: NAME_SHOWN_MAX_LENGTH - 1] + "…" for n in names[:NAMES_LISTED]
-    ]
+def listed(names: Sequence[str], *, nobody: str = "nobody", most: int = NAMES_LISTED) -> str:
+    """`a, b, c and 95 more`: the first `most` of `names` (`NAMES_LISTED` unless a message names
+    fewer), each cut with an ellipsis past `NAME_SHOWN_MAX_LENGTH` characters, for a message the
+    operator writes in a status or an Event: however many names, and however long, a team holds,
+    the message stays a few kilobytes (`api.limits.NAMES_LISTED`). `nobody` when there are none."""
+    shown = [n if len(n) <= NAME_SHOWN_MAX_LENGTH else n[: NAME_SHOWN_MAX_LENGTH - 1] + "…" for n in names[:most]]
     rest = len(names) - len(shown)
     return ", ".join(shown) + (f" and {rest} more" if rest > 0 else "") if shown else nobody

@@ -71,12 +71,13 @@ from jitaccess.adapters.archive import Archive, ArchiveUnavailable
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.signing import BatchSigner
 from jitaccess.api import audit, limits, names, wire
-from jitaccess.api.models import Condition
+from jitaccess.api.models import Entitlement, PermissionCatalog
 from jitaccess.domain import chain, notifications, releases
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import format_duration
+from jitaccess.domain.text import listed
 from jitaccess.handlers import recording
-from jitaccess.handlers.common import conditions_after
+from jitaccess.handlers.common import conditions_after, status_change
 from jitaccess.handlers.notifications import config_of
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
@@ -100,6 +101,9 @@ DRIFT_WAIT_FIRST_SECONDS = 5.0
 DRIFT_WAIT_LONGEST_SECONDS = 60.0
 # How many untold removals the condition names (the rest are counted).
 DRIFT_WAIT_NAMED = 3
+# How many the Warning Event of a deletion that goes with some untold names: every one the status
+# holds for its notices (someone tells the security team of them by hand); any beyond are counted.
+DRIFT_UNTOLD_NAMED = limits.DRIFT_REMOVALS_HELD_FOR_NOTICES
 
 
 @dataclass(frozen=True)
@@ -738,8 +742,9 @@ def hold_until_archived(
     delay = min(longest, 0.5 * 2 ** min(retry, 6))  # capped: kopf's retry counts every earlier wait
     if trail.archive is not None and not trail.archived(plural, obj):
         raise kopf.TemporaryError(f"{releases.WAITING} {what} not in the archive yet: it goes once it is", delay=delay)
-    if plural in _DRIFT_LISTS and not _told_or_overdue(trail.notices, obj):
-        _say_drift_wait(trail, plural, obj)
+    untold = notifications.untold_drift(obj, trail.notices) if plural in _DRIFT_LISTS else None
+    if untold is not None and not _told_or_overdue(trail.notices, untold, obj):
+        _say_drift_wait(trail, plural, obj, untold)
         raise kopf.TemporaryError(
             f"{releases.WAITING} the notices of its drift removals are not delivered yet (is Slack or the event "
             f"sink down?): it goes once they are, or {format_duration(trail.notices.drift_hold_deletion)} after "
@@ -748,6 +753,11 @@ def hold_until_archived(
         )
 
 
+# The model of each kind whose deletion waits for drift notices, to read its status by (`status_change`).
+_DRIFT_MODELS: dict[str, type[Entitlement] | type[PermissionCatalog]] = {
+    names.ENTITLEMENTS: Entitlement,
+    names.CATALOGS: PermissionCatalog,
+}
 _TARGETS = {notifications.SLACK: "the security channel", notifications.WEBHOOK: "the event sink"}
 
 
@@ -762,28 +772,25 @@ def _drift_wait_delay(obj: Mapping[str, Any]) -> float:
     return min(DRIFT_WAIT_LONGEST_SECONDS, max(DRIFT_WAIT_FIRST_SECONDS, waited))
 
 
-def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any]) -> None:
+def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any], untold: notifications.UntoldDrift) -> None:
     """Say on the object why it has not gone yet, and until when it waits: its `DriftNoticesPending`
     condition, written when the wait begins and when the removals it waits for change (not at each
     retry: its message keeps no time that moves)."""
-    untold = notifications.untold_drift(obj, trail.notices)
     deleted = wire.metadata(obj).get("deletionTimestamp")
     until = (_parse(deleted) if deleted else _now()) + trail.notices.drift_hold_deletion
-    targets = " and ".join(_TARGETS[sink] for sink in notifications.untold_drift_sinks(obj, trail.notices))
-    named = ", ".join(untold[:DRIFT_WAIT_NAMED]) + (
-        f" and {len(untold) - DRIFT_WAIT_NAMED} more" if len(untold) > DRIFT_WAIT_NAMED else ""
-    )
+    targets = " and ".join(_TARGETS[sink] for sink in untold.sinks)
+    named = listed(untold.keys, most=DRIFT_WAIT_NAMED)
     message = (
         f"deleted; waiting until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} for {targets or 'the notifier'} to be told "
-        f"of {len(untold)} drift removal(s) ({named}): it goes once they are (is Slack or the event sink down?), "
+        f"of {len(untold.keys)} drift removal(s) ({named}): it goes once they are (is Slack or the event sink down?), "
         f"or then with a {names.DRIFT_UNTOLD} Warning Event naming those left untold"
     )
     pending = wire.condition(obj, names.DRIFT_NOTICES_PENDING)
     if pending is not None and pending.get("message") == message:
         return
 
-    def change(current: dict[str, Any]) -> dict[str, Any] | None:
-        conditions = [Condition.model_validate(c) for c in wire.status(current).get("conditions") or []]
+    def build(current: Entitlement | PermissionCatalog) -> dict[str, Any] | None:
+        conditions = current.status.conditions
         found = cond.find(conditions, names.DRIFT_NOTICES_PENDING)
         if found is not None and found.message == message:
             return None
@@ -793,16 +800,17 @@ def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any]) -> N
             )
         }
 
+    change = status_change(_DRIFT_MODELS[plural], build)
     trail.kube.update_status(plural, wire.name_of(obj), change, uid=str(wire.metadata(obj).get("uid") or "") or None)
 
 
-def _told_or_overdue(config: notifications.Config, obj: Mapping[str, Any]) -> bool:
+def _told_or_overdue(config: notifications.Config, untold: notifications.UntoldDrift, obj: Mapping[str, Any]) -> bool:
     """Whether a deleted Entitlement or PermissionCatalog may go as far as its drift removals' notices
     go: each delivered, or `config.drift_hold_deletion` passed since its deletion. Then a Warning
     Event (and its audit log line) names each removal left untold; its audit record is archived, the
-    complete account of it."""
-    untold = notifications.untold_drift(obj, config)
-    if not untold:
+    complete account of it. The Event names as many as the object's status holds for their notices
+    (`DRIFT_UNTOLD_NAMED`), and counts any beyond."""
+    if not untold.keys:
         return True
     deleted = wire.metadata(obj).get("deletionTimestamp")
     if deleted is None or _now() - _parse(deleted) < config.drift_hold_deletion:
@@ -810,9 +818,9 @@ def _told_or_overdue(config: notifications.Config, obj: Mapping[str, Any]) -> bo
     recording.record(
         obj,
         names.DRIFT_UNTOLD,
-        f"deleted with {len(untold)} drift removal(s) whose notices were not delivered within "
-        f"{format_duration(config.drift_hold_deletion)} of the deletion (is Slack or the event sink down?); their "
-        f"audit records are archived (kubectl jit audit): {', '.join(untold)}",
+        f"deleted with {len(untold.keys)} drift removal(s) whose notices were not delivered within "
+        f"{format_duration(config.drift_hold_deletion)} of the deletion (is Slack or the event sink down?); "
+        f"their audit records are archived (kubectl jit audit): {listed(untold.keys, most=DRIFT_UNTOLD_NAMED)}",
         warning=True,
     )
     return True
