@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from jitaccess.api import names
-from jitaccess.cli import decisions, errors, main, parser, request
+from jitaccess.api import names, wire
+from jitaccess.cli import decisions, errors, main, parser, request, views
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
@@ -54,6 +55,10 @@ def req(*conditions: dict[str, str], name: str = "alice-prod-eng-payments-abcde"
 
 
 class FakeApi:
+    """The API server the plugin talks to, as one answers: a listing `fieldSelector` selects by its
+    fields, or, with `selects_fields` False (before Kubernetes 1.31), is refused as a real server
+    refuses it."""
+
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {
             o.path(names.ENTITLEMENTS, "prod-eng-payments"): ENTITLEMENT,
@@ -63,13 +68,21 @@ class FakeApi:
         self.calls: list[tuple[str, Any]] = []
         self.refuse_create: ApiError | None = None
         self.patch_errors: list[ApiError] = []
+        self.selects_fields = True
 
     def get(self, path: str, **query: Any) -> dict[str, Any]:
         self.calls.append(("get", path))
         if path in self.objects:
             return self.objects[path]
         if path.count("/") == 4:
-            items = [obj for key, obj in self.objects.items() if key.startswith(path + "/")]
+            selector = str(query.get("fieldSelector") or "")
+            if selector and not self.selects_fields:
+                field = selector.partition("=")[0]
+                raise ApiError(400, "BadRequest", f"{names.FIELD_LABEL_UNSUPPORTED}: {field}")
+            fields = dict(term.split("=", 1) for term in selector.split(",")) if selector else {}
+            items = [
+                obj for key, obj in self.objects.items() if key.startswith(path + "/") and wire.selected_by(obj, fields)
+            ]
             return {"items": items, "metadata": {"resourceVersion": "1"}}
         raise ApiError(404, "NotFound", f"{path} not found", {"name": path.rsplit("/", 1)[1]})
 
@@ -209,14 +222,48 @@ def test_on_a_terminal_a_held_entitlement_is_asked_again_and_no_creates_nothing(
     assert [verb for verb, _ in api.calls] == ["get", "get"]
 
 
-def test_someone_elses_grant_or_an_ended_one_is_not_mine(api: FakeApi) -> None:
-    # The server may not select by field (before Kubernetes 1.31): the CLI filters what it reads.
+@pytest.mark.parametrize("selects_fields", [True, False], ids=["selecting", "not-selecting"])
+def test_someone_elses_grant_or_an_ended_one_is_not_mine(api: FakeApi, selects_fields: bool) -> None:
+    # The server may not select by field (before Kubernetes 1.31): `list_all` filters what it lists.
+    api.selects_fields = selects_fields
     api.objects[o.path(names.GRANTS, "bob-x")] = held_grant("bob-x", "bob@example.com", "Active")
     api.objects[o.path(names.GRANTS, "alice-gone")] = held_grant("alice-gone", "alice@example.com", "Revoked")
     api.watches = [[{"type": "MODIFIED", "object": GRANTED}]]
     s = session(api, stdin="", tty=False)
     assert request.run(s, options()) == 0
     assert "hold" not in err(s)
+
+
+@pytest.mark.parametrize("selects_fields", [True, False], ids=["selecting", "not-selecting"])
+def test_a_listing_by_field_answers_the_objects_selected_either_way(api: FakeApi, selects_fields: bool) -> None:
+    """A server that cannot select by field (before Kubernetes 1.31) refuses the selector: every
+    object is listed instead, and `list_all` keeps those selected, as the server would have."""
+    api.selects_fields = selects_fields
+    for grant in (
+        held_grant("alice-old", "alice@example.com", "Active"),
+        held_grant("bob-x", "bob@example.com", "Active"),
+        {**held_grant("alice-ledger", "alice@example.com", "Active"), "spec": {"user": "alice@example.com"}},
+    ):
+        api.objects[o.path(names.GRANTS, grant["metadata"]["name"])] = grant
+    fields = {"spec.user": "alice@example.com", "spec.entitlement": "prod-eng-payments"}
+    items, version = o.list_all(api, names.GRANTS, fields=fields)
+    assert [wire.name_of(g) for g in items] == ["alice-old"] and version == "1"
+    everything, _ = o.list_all(api, names.GRANTS)
+    assert len(everything) == 3
+    listings = [path for verb, path in api.calls if verb == "get"]
+    assert len(listings) == (2 if selects_fields else 3), "refused by field: every grant listed instead"
+
+
+@pytest.mark.parametrize("selects_fields", [True, False], ids=["selecting", "not-selecting"])
+def test_list_mine_shows_only_my_requests_either_way(api: FakeApi, selects_fields: bool) -> None:
+    api.selects_fields = selects_fields
+    for name, requester in (("alice-1", "alice@example.com"), ("bob-1", "bob@example.com")):
+        made = req(name=name)
+        made["spec"]["requester"] = requester
+        api.objects[o.path(names.REQUESTS, name)] = made
+    s = session(api)
+    assert views.list_requests(s, pending=False, mine=True, team=None, output="json") == 0
+    assert [wire.name_of(r) for r in json.loads(out(s))["items"]] == ["alice-1"]
 
 
 def test_pending_with_no_wait_names_the_approvers(api: FakeApi) -> None:

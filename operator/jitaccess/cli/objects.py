@@ -203,10 +203,13 @@ def list_all(
     api: KubeApi, plural: str, *, labels: str = "", fields: Mapping[str, str] | None = None
 ) -> tuple[list[Obj], str]:
     """All objects of a kind (with `labels`: a label selector) and the list's resourceVersion (to
-    watch from); with `fields`, only those the server selects by these spec fields, or all of them
-    from a server that cannot select them (before Kubernetes 1.31): the caller filters what it
-    reads either way."""
+    watch from); with `fields`, only those whose spec fields have these values. A server that cannot
+    select by them (before Kubernetes 1.31) answers with every object instead, filtered here
+    (`wire.selected_by`, as `adapters.kube.Kube.list` does): callers read only the objects selected,
+    either way."""
     query = {"labelSelector": labels} if labels else {}
+    # The fields the server could not select by: the listing of every object is filtered by them here.
+    filtered_by: Mapping[str, str] = {}
     try:
         if fields:
             try:
@@ -214,9 +217,10 @@ def list_all(
             except ApiError as exc:
                 if exc.status != 400 or names.FIELD_LABEL_UNSUPPORTED not in exc.message:
                     raise
-                answer = api.get(path(plural), **query)
+                answer, filtered_by = api.get(path(plural), **query), fields
         else:
             answer = api.get(path(plural), **query)
     except ApiError as exc:
         raise refusal(exc, f"listing {plural}") from exc
-    return list(answer.get("items") or []), str(answer.get("metadata", {}).get("resourceVersion", ""))
+    items = [obj for obj in answer.get("items") or [] if wire.selected_by(obj, filtered_by)]
+    return items, str(answer.get("metadata", {}).get("resourceVersion", ""))

@@ -138,13 +138,7 @@ def held(session: Session, entitlement: Obj) -> list[Obj]:
         grants, _ = o.list_all(session.api, names.GRANTS, fields={"spec.user": me, "spec.entitlement": name})
     except CliError:
         return []
-    mine = [
-        g
-        for g in grants
-        if wire.ready_reason(g) == names.ACTIVE
-        and wire.spec(g).get("user") == me
-        and wire.spec(g).get("entitlement") == name
-    ]
+    mine = [g for g in grants if wire.ready_reason(g) == names.ACTIVE]
     return sorted(mine, key=lambda g: str(wire.status(g).get("expirationTime") or ""))
 
 

@@ -27,16 +27,13 @@ def _state(request: Obj) -> str:
 
 def list_requests(session: Session, *, pending: bool, mine: bool, team: str | None, output: str) -> int:
     api = session.api
-    me = session.me.username if mine else ""
     # Only the caller's own, selected by the server, when that is all that is shown.
-    requests, _ = o.list_all(api, names.REQUESTS, fields={"spec.requester": me} if mine else None)
+    requests, _ = o.list_all(api, names.REQUESTS, fields={"spec.requester": session.me.username} if mine else None)
     if team:
         o.get(api, names.TEAMS, team, what="team")
         entitlements, _ = o.list_all(api, names.ENTITLEMENTS)
         owned = {wire.name_of(e) for e in entitlements if wire.spec(e).get("owner") == team}
         requests = [r for r in requests if wire.spec(r).get("entitlement") in owned]
-    if mine:
-        requests = [r for r in requests if o.requester(r) == me]
     if pending:
         requests = [r for r in requests if o.awaiting_decision(r)]
     requests = _sorted(requests)
