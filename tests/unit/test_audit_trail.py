@@ -1011,7 +1011,7 @@ def test_a_catalog_gone_untold_names_a_bounded_number_of_removals_in_its_warning
     trail = AuditTrail(cast(Kube, cluster), cast(Archive, bucket), notices=SLACK_AND_SINK)
     memo = {trail_module.MEMO_KEY: trail_module.TrailSlot(trail=trail)}
     removals = _removals(4)
-    ago = trail_module.DRIFT_NOTICES_HOLD_DELETION + timedelta(minutes=1)
+    ago = SLACK_AND_SINK.drift_hold_deletion + timedelta(minutes=1)
     trail.offer(names.CATALOGS, _deleted_catalog_of(cluster, removals, ago))
     trail.flush()
     stored = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
