@@ -163,7 +163,9 @@ log = logging.getLogger("jitaccess.settings")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore")
+    # `nan` and `inf` parse as floats: nan fails every bound with a misleading message, and `inf` slips
+    # past those without an upper bound (a rate limit of inf is "no limit" by accident, not by design).
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", allow_inf_nan=False)
 
     identity_store_id: str | None = Field(
         default=None, description="IdentityStoreId (d-xxxxxxxxxx); found with sso-admin when unset"

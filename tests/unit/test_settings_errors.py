@@ -111,13 +111,26 @@ def test_a_time_beyond_ten_years_is_refused_by_name(monkeypatch: pytest.MonkeyPa
     variable = f"JITACCESS_{name.upper()}"
     monkeypatch.setenv(variable, str(TEN_YEARS))
     assert getattr(load(), name) == TEN_YEARS
-    for too_long in (str(TEN_YEARS + 1), "1e12", "inf"):
+    for too_long in (str(TEN_YEARS + 1), "1e12"):
         monkeypatch.setenv(variable, too_long)
         with pytest.raises(SettingsError) as caught:
             load()
         assert f"- {variable}={too_long!r}: Input should be at most ten years, 315360000 seconds" in str(
             caught.value.code
         )
+
+
+FLOATS = sorted(name for name, field in Settings.model_fields.items() if field.annotation in (float, float | None))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "Infinity"])
+@pytest.mark.parametrize("name", FLOATS)
+def test_a_number_that_is_not_finite_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    """`nan` fails every bound (and was refused as "at most ten years", or "at least 0"), and `inf` passed
+    where there is no upper bound: a rate limit of inf meant no limit by accident."""
+    assert "rate_limit" in FLOATS
+    line = _refused(monkeypatch, f"JITACCESS_{name.upper()}", value)
+    assert line.endswith(": Input should be a finite number") or ": Input should be a finite number (" in line, line
 
 
 def _refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> str:
