@@ -51,6 +51,12 @@ def refusal(exc: ApiException, what: str = "") -> Refused | None:
     """`exc` as a refusal no retry can change, or None when trying again may succeed."""
     if exc.status not in NO_RETRY:
         return None
+    return Refused(int(exc.status), api_words(exc), what)
+
+
+def api_words(exc: ApiException) -> str:
+    """What the API server said: the `message` of the Status it answered with, else the HTTP reason
+    (not `str(exc)`, which spans lines of headers and the raw body)."""
     said = str(exc.reason or "")
     try:
         status = json.loads(exc.body or "{}")
@@ -58,7 +64,7 @@ def refusal(exc: ApiException, what: str = "") -> Refused | None:
         status = None
     if isinstance(status, dict) and status.get("message"):
         said = str(status["message"])
-    return Refused(int(exc.status), said, what)
+    return said
 
 
 def load_client_config() -> None:

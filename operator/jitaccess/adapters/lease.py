@@ -2,7 +2,9 @@
 
 Every call is bounded by `timeout`: a replica cut off from the API server must learn so within
 its renew deadline, not after a TCP timeout of minutes. Writes carry the resourceVersion they
-were decided on, so two replicas racing for the Lease cannot both win (`LeaseConflict`).
+were decided on, so two replicas racing for the Lease cannot both win (`LeaseConflict`). A write
+the API server refuses (`LeaseRefused`: an admission policy, a quota, RBAC) is its own exception,
+in the API server's words, so that the elector says so plainly and tries again at its usual pace.
 """
 
 from __future__ import annotations
@@ -13,11 +15,24 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from jitaccess.adapters.kube import api_words
 from jitaccess.domain.election import LeaseRecord
+
+#: What the API server answers for a write it refuses rather than fails: 400 BadRequest, 403
+#: Forbidden (RBAC, a quota, an admission policy or webhook denying) and 422 Invalid.
+REFUSALS = frozenset({400, 403, 422})
 
 
 class LeaseConflict(Exception):
     """Someone else wrote the Lease first (409): read it again."""
+
+
+class LeaseRefused(Exception):
+    """The API server refused the Lease's read or write (`REFUSALS`): `words` are its own."""
+
+    def __init__(self, status: int, words: str) -> None:
+        super().__init__(f"{status}: {words}")
+        self.status, self.words = status, words
 
 
 class LeaseStore:
@@ -34,6 +49,7 @@ class LeaseStore:
         except ApiException as exc:
             if exc.status == 404:
                 return None
+            _raise_if_refused(exc)
             raise
         spec = lease.spec or kubernetes.client.V1LeaseSpec()
         record = LeaseRecord(
@@ -67,8 +83,14 @@ class LeaseStore:
         except ApiException as exc:
             if exc.status == 409:
                 raise LeaseConflict(str(exc.reason)) from exc
+            _raise_if_refused(exc)
             raise
         return _version(lease)
+
+
+def _raise_if_refused(exc: ApiException) -> None:
+    if exc.status in REFUSALS:
+        raise LeaseRefused(int(exc.status), api_words(exc)) from exc
 
 
 def _version(lease: Any) -> str:

@@ -15,7 +15,13 @@ never releases the Lease on a clean stop, and compares naive local times. The ru
   membership change): cut off from the API server, it stops acting before anyone else can start,
   and its controller is stopped at that moment too, even while a renewal is still hanging;
 - a leader that stops cleanly stops its work first, then releases the Lease, so a standby takes
-  over at its next try (within `retry_period`).
+  over at its next try (within `retry_period`);
+- a Lease the API server refuses to this replica (a ValidatingAdmissionPolicy, a quota, RBAC:
+  `LeaseRefused`) or that it cannot reach is neither taken nor kept: only a write the API server
+  accepted makes a replica act. It is tried again every `retry_period` (never sooner, even when the
+  holder's term has run out), said at once and then at most once a minute (ERROR for a refusal, in
+  the API server's words; WARNING for an unreachable API server), and kept in
+  `Leadership.problem`, which `/healthz` shows (`handlers.startup.leadership`).
 
 Each change is counted in `jitaccess_leader_transitions_total`; `jitaccess_leader` is read from
 `Leadership.leading` at scrape time (`handlers.observability`).
@@ -31,11 +37,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from jitaccess import metrics
-from jitaccess.adapters.lease import LeaseConflict, LeaseStore
+from jitaccess.adapters.lease import LeaseConflict, LeaseRefused, LeaseStore
 from jitaccess.domain import election
 from jitaccess.domain.election import LeaseRecord, Timing
 
 log = logging.getLogger(__name__)
+
+#: A Lease that keeps failing is said at most this often (seconds), not at every try.
+SAY_EVERY_SECONDS = 60.0
 
 
 class Leadership:
@@ -43,6 +52,8 @@ class Leadership:
 
     def __init__(self) -> None:
         self._until = 0.0
+        #: Why this replica can neither take nor keep the Lease now (its last try failed), else None.
+        self.problem: str | None = None
 
     def leading(self) -> bool:
         return time.monotonic() < self._until
@@ -67,6 +78,29 @@ class Always(Leadership):
         return True
 
 
+class _Failures:
+    """The tries that failed in a row, said when they begin or change kind, then once a minute."""
+
+    def __init__(self) -> None:
+        self.kind: tuple[str, int] | None = None
+        self.said_at = 0.0
+        self.unsaid = 0
+
+    def failed(self, kind: tuple[str, int], level: int, text: str) -> None:
+        now = time.monotonic()
+        if kind == self.kind and now - self.said_at < SAY_EVERY_SECONDS:
+            self.unsaid += 1
+            return
+        since = f" ({self.unsaid} more failed tries since the last such line)" if kind == self.kind else ""
+        log.log(level, "%s; tried again every retry period%s", text, since)
+        self.kind, self.said_at, self.unsaid = kind, now, 0
+
+    def ended(self, where: str) -> None:
+        if self.kind is not None:
+            log.info("%s can be read and written again", where)
+        self.kind, self.unsaid = None, 0
+
+
 @dataclass
 class _Observed:
     """The Lease as last read, and when (monotonic) its record last changed."""
@@ -81,6 +115,7 @@ class Elector:
         self.store, self.identity, self.timing, self.leadership = store, identity, timing, leadership
         self._seen = _Observed()
         self._led = False
+        self._failures = _Failures()
 
     @property
     def where(self) -> str:
@@ -118,12 +153,24 @@ class Elector:
         that outlasts the renew deadline counts as failed (the thread finishes on its own)."""
         call = asyncio.to_thread(self._try_once)
         try:
-            return await (asyncio.wait_for(call, timeout) if timeout is not None else call)
+            held = await (asyncio.wait_for(call, timeout) if timeout is not None else call)
         except (TimeoutError, LeaseConflict):
             return False
-        except Exception as exc:  # the API server unreachable or refusing: try again next period
-            log.warning("%s: cannot read or write %s: %s", self.identity, self.where, exc)
+        except LeaseRefused as exc:  # an admission policy, a quota, RBAC: until somebody changes it
+            said = f"the API server refuses {self.where} to {self.identity} ({exc.status}): {exc.words}"
+            self._failed(("refused", exc.status), logging.ERROR, f"{said}; no leadership without it")
             return False
+        except Exception as exc:  # the API server unreachable: try again next period
+            said = f"{self.identity}: cannot read or write {self.where}: {exc}"
+            self._failed((type(exc).__name__, 0), logging.WARNING, said)
+            return False
+        self.leadership.problem = None
+        self._failures.ended(self.where)
+        return held
+
+    def _failed(self, kind: tuple[str, int], level: int, said: str) -> None:
+        self.leadership.problem = said
+        self._failures.failed(kind, level, said)
 
     def _try_once(self) -> bool:
         now, mono = dt.datetime.now(dt.UTC), time.monotonic()
@@ -190,5 +237,9 @@ class Elector:
             wait = min(wait, self.leadership.until - time.monotonic())
         elif record is not None and record.holder and record.renew_time is not None:
             ends = record.renew_time + dt.timedelta(seconds=record.duration_seconds)
-            wait = min(wait, (ends - dt.datetime.now(dt.UTC)).total_seconds() + 0.05)
+            left = (ends - dt.datetime.now(dt.UTC)).total_seconds()
+            if left > 0:
+                # Not once it has run out: this try found it so and could not take it (refused,
+                # unreachable, raced), and trying every 50 ms would only hammer the API server.
+                wait = min(wait, left + 0.05)
         await asyncio.sleep(max(0.05, wait - (time.monotonic() - started)))

@@ -305,6 +305,20 @@ def webhooks_configured(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
     return "configured"
 
 
+@kopf.on.probe(id="leadership")
+def leadership_state(memo: kopf.Memo, **_: Any) -> str:
+    """Whether this replica leads, and why it cannot while its Lease is refused (an admission policy,
+    a quota, RBAC) or out of reach (`handlers.leadership`): "NOT ABLE TO LEAD: <the API server's
+    words>". Never a failure, for the reasons `webhooks_configured` gives: every replica serves the
+    webhooks, leader or not, and a restarted Pod meets the same refusal. `JitaccessNoLeader` alerts."""
+    leadership = memo.get(LEADERSHIP)
+    if not isinstance(leadership, Leadership):
+        return "unknown"
+    if leadership.leading():
+        return "leading"
+    return "standby" if leadership.problem is None else f"NOT ABLE TO LEAD: {leadership.problem}"
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In-cluster service account, else the kubeconfig named by KUBECONFIG *now*.
