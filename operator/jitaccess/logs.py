@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,6 +92,56 @@ class WaitsAreNotErrors(logging.Filter):
         return True
 
 
+#: kopf's logger for posting Events (`kopf._core.engines.posting`), its retries included.
+EVENT_POSTING = "kopf._core.engines.posting"
+#: An Event the API server would not take is said at most this often (seconds).
+EVENT_FAILURES_EVERY_SECONDS = 60.0
+
+
+class EventsAreAuxiliary(logging.Filter):
+    """Say Events that could not be posted once a minute, not once per Event and retry.
+
+    kopf posts each Event (`kopf.event`, from `handlers.recording`) in the background: a post the
+    API server refuses (a ValidatingAdmissionPolicy or quota on Events: 422, 403) fails no handler,
+    but kopf logs each failed try at ERROR ("Request attempt #1/9 failed; will retry: POST
+    .../events -> APIForbiddenError", eight retries for a 403 or 5xx, counted in
+    `jitaccess_errors_total`), then "Failed to post an event" at WARNING, for every Event. Under a
+    policy on Events that is a line per decision and ten per refused 403. The tries are DEBUG here
+    (their outcome is the WARNING); the WARNING is said at once, then at most once a minute with
+    how many more were lost, and names where the decisions still are: the audit log line is
+    written whether or not its Event is posted.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._said_at: float | None = None
+        self._unsaid = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Request attempt ") and (
+            " will retry: " in message or (" escalating: " in message and " -> API" in message)
+        ):
+            # A retry, or the last try of an API error, which "Failed to post an event" follows.
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        if not message.startswith("Failed to post an event."):
+            return True
+        now = self._clock()
+        if self._said_at is not None and now - self._said_at < EVENT_FAILURES_EVERY_SECONDS:
+            self._unsaid += 1
+            return False
+        more = f" ({self._unsaid} more not posted since the last such line)" if self._unsaid else ""
+        record.msg = (
+            f"an Event was not posted{more}; the decisions are in the audit log (jitaccess.audit) all the same;"
+            f" said at most once a minute: {message}"
+        )
+        record.args = ()
+        self._said_at, self._unsaid = now, 0
+        return True
+
+
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     if log_format == "json":
@@ -106,6 +158,9 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
         kopf_objects.addFilter(RefusalsAreNotErrors())
     if not any(isinstance(f, WaitsAreNotErrors) for f in kopf_objects.filters):
         kopf_objects.addFilter(WaitsAreNotErrors())
+    posting = logging.getLogger(EVENT_POSTING)
+    if not any(isinstance(f, EventsAreAuxiliary) for f in posting.filters):
+        posting.addFilter(EventsAreAuxiliary())
     probes = logging.getLogger("kopf.activities.probe")
     if not any(isinstance(f, ProbeRetriesAreNotErrors) for f in probes.filters):
         probes.addFilter(ProbeRetriesAreNotErrors())

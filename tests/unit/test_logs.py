@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from jitaccess.logs import JsonFormatter, ProbeRetriesAreNotErrors
+from jitaccess.logs import EVENT_POSTING, EventsAreAuxiliary, JsonFormatter, ProbeRetriesAreNotErrors
 
 
 def record(message: str, level: int = logging.ERROR) -> logging.LogRecord:
@@ -49,3 +53,62 @@ def test_a_json_line_of_now_parses_as_rfc_3339() -> None:
     entry = json.loads(JsonFormatter().format(record("now", logging.INFO)))
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
     assert abs(datetime.fromisoformat(entry["time"]).timestamp() - time.time()) < 5
+
+
+POSTING_RETRY = (
+    "Request attempt #1/9 failed; will retry: POST https://127.0.0.1:6443/api/v1/namespaces/default/events"
+    " -> APIForbiddenError('events \"jitaccess-x\" is forbidden: exceeded quota: events, requested: count/events=1')"
+)
+POSTING_LAST = POSTING_RETRY.replace("#1/9", "#9/9").replace("will retry", "escalating")
+REFUSED_EVENT = (
+    "Failed to post an event. Ignoring and continuing. Code: 422. Message: ValidatingAdmissionPolicy 'quiet' denied"
+    " request: no Events here. Details: None Event: type='Normal', reason='Granted', message='...'."
+)
+
+
+def test_event_posts_refused_are_said_once_a_minute_and_their_retries_are_no_errors() -> None:
+    """A policy or quota on Events: kopf's ERROR line for each retry of each post becomes DEBUG, and its
+    WARNING for each lost Event is said once a minute with how many more, not once per decision."""
+    now = [100.0]
+    events = EventsAreAuxiliary(clock=lambda: now[0])
+
+    def line(message: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(EVENT_POSTING, level, __file__, 1, message, None, None)
+
+    for message in (POSTING_RETRY, POSTING_LAST):
+        retry = line(message, logging.ERROR)
+        events.filter(retry)
+        assert retry.levelno == logging.DEBUG, message
+
+    said = []
+    for second in range(0, 130, 2):  # an Event refused every 2 s for a bit over two minutes
+        now[0] = 100.0 + second
+        lost = line(REFUSED_EVENT, logging.WARNING)
+        if events.filter(lost):
+            said.append(lost)
+    assert [r.levelno for r in said] == [logging.WARNING] * 3
+    messages = [r.getMessage() for r in said]
+    assert all(REFUSED_EVENT in m and "audit log (jitaccess.audit)" in m for m in messages), messages
+    assert "more not posted" not in messages[0]
+    assert "(29 more not posted since the last such line)" in messages[1], messages[1]
+
+    # Anything else kopf's posting says passes unchanged: a broken connection's last try stays an ERROR.
+    other = line("Request attempt #9/9 failed; escalating: POST .../events -> TimeoutError()", logging.ERROR)
+    assert events.filter(other) and other.levelno == logging.ERROR
+
+
+def test_the_operators_logging_filters_kopfs_event_posting() -> None:
+    """Wired where the operator sets its logging up, on the logger kopf posts Events with (a child
+    process: the set-up replaces the root logger's handlers)."""
+    script = (
+        "import logging; from jitaccess.logs import configure_logging; configure_logging('text');"
+        "from kopf._core.engines import posting;"
+        f"posting.logger.error({POSTING_RETRY!r}); posting.logger.warning({REFUSED_EVENT!r});"
+        f"posting.logger.warning({REFUSED_EVENT!r})"
+    )
+    source = str(Path(__file__).resolve().parents[2] / "operator")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and f" WARNING {EVENT_POSTING}: an Event was not posted; " in lines[0], lines
