@@ -92,6 +92,16 @@ def system(jit: Jit) -> Iterator[Jit]:
 
 
 @pytest.fixture
+def replaced(system: Jit) -> Iterator[Jit]:
+    """The shared system with its operator stopped for a test's own replicas (devenv.replicas), and started again after."""
+    system.operator.stop()
+    try:
+        yield system
+    finally:
+        system.operator.start()
+
+
+@pytest.fixture
 def cli(system: Jit) -> Iterator[Cli]:
     """`kubectl jit` run as the example users against the shared system (tests/e2e/cli_run.py)."""
     runner = Cli(system)

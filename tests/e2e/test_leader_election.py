@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,16 +30,6 @@ LEASE_SECONDS, RENEW_DEADLINE_SECONDS = Timing().lease_duration, Timing().renew_
 RETRY_SECONDS = Timing().retry_period
 PAYMENTS = "prod-eng-payments"
 ALICE = "alice@example.com"
-
-
-@pytest.fixture
-def replaced(system: Jit) -> Iterator[Jit]:
-    """The shared system with its operator stopped for the test's replicas, and started again after."""
-    system.operator.stop()
-    try:
-        yield system
-    finally:
-        system.operator.start()
 
 
 def start(replicas: Replicas) -> None:

@@ -1,0 +1,154 @@
+"""Attack 120 of docs/security.md: the API server refusing the operator's Lease or its Events (a
+ValidatingAdmissionPolicy of the cluster here, as a quota or RBAC would; docs/operations.md,
+"Common situations").
+
+- Events refused: the decisions go on (a grant is given and ends on time), each is still an audit
+  line, and the lost Events are one WARNING line a minute, no ERROR and no traceback.
+- The Lease refused: the leader stops at its renew deadline and nobody acts while it lasts (a grant
+  that falls due stays Active, its member kept: never two leaders, never one without a Lease); each
+  replica says so in an ERROR line in the policy's words, once, and its /healthz says why it does
+  not lead; the policy gone, one replica leads again within a few seconds and ends the grant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devenv.replicas import Replicas
+from jitaccess.domain.election import Timing
+from tests.support.harness import OPERATOR_ENV, Jit, eventually
+
+pytestmark = pytest.mark.e2e
+PAYMENTS = "prod-eng-payments"
+ALICE = "alice@example.com"
+POLICY = "refuse-ours"
+SAID = "refused here (test)"
+
+
+def refusing(resource: str, operations: list[str], expression: str) -> dict[str, Any]:
+    """A ValidatingAdmissionPolicy refusing, as Invalid (422), what `expression` says is not allowed
+    of `resource` (core or coordination.k8s.io); and a configmap named POLICY, to see it in force."""
+    group = "coordination.k8s.io" if resource == "leases" else ""
+    rules = [
+        {"apiGroups": [group], "apiVersions": ["v1"], "operations": operations, "resources": [resource]},
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]},
+    ]
+    allowed = f"request.resource.resource == 'configmaps' ? object.metadata.name != '{POLICY}' : {expression}"
+    policy = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"resourceRules": rules},
+        "validations": [{"expression": allowed, "message": SAID, "reason": "Invalid"}],
+    }
+    binding = {"policyName": POLICY, "validationActions": ["Deny"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": POLICY}, "spec": spec}
+            for kind, spec in (("ValidatingAdmissionPolicy", policy), ("ValidatingAdmissionPolicyBinding", binding))
+        ],
+    }
+
+
+def in_force(system: Jit, policy: dict[str, Any]) -> None:
+    system.apply(policy)
+    probe = ("create", "configmap", POLICY, "-n", "default", "--dry-run=server")
+    eventually(
+        lambda: SAID in system.kubectl(*probe, check=False).stderr or None, timeout=30, what="the policy in force"
+    )
+
+
+def lift(system: Jit) -> None:
+    system.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", POLICY, "--ignore-not-found")
+
+
+# --- 120. the operator's Lease or its Events refused by the API server -----------------------------
+
+
+def test_events_the_api_server_refuses_cost_no_decision_and_one_line_a_minute(system: Jit) -> None:
+    name = "quiet-grant"
+    start = len(system.operator.log_file.read_text(errors="replace"))
+    in_force(system, refusing("events", ["CREATE"], f"object.involvedObject.name != '{name}'"))
+    try:
+        system.request(name, PAYMENTS, duration="4s", user=ALICE)
+        system.wait_reason("accessgrant", name, "Active")
+        system.wait_reason("accessgrant", name, "Expired", timeout=30)
+        assert ALICE not in system.members(PAYMENTS)
+        time.sleep(3)  # the last Events' posts
+        assert system.events(name) == []
+        said = system.operator.log_file.read_text(errors="replace")[start:]
+        for decision in ("Granted", "Expired"):
+            assert f" {decision} AccessGrant/{name}: " in said, decision  # the audit lines, all the same
+        lost = [line for line in said.splitlines() if "an Event was not posted" in line]
+        assert len(lost) == 1 and " WARNING " in lost[0] and SAID in lost[0], lost
+        assert "Failed to post an event" not in said.replace(lost[0], "")
+        assert " ERROR kopf._core.engines.posting" not in said
+        assert "Traceback" not in said
+    finally:
+        lift(system)
+
+
+def healthz(replicas: Replicas, n: int) -> dict[str, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", replicas[n].liveness_port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        answer: dict[str, Any] = json.loads(conn.getresponse().read())
+        return answer
+    finally:
+        conn.close()
+
+
+def test_a_lease_the_api_server_refuses_is_not_led_and_says_so(replaced: Jit, tmp_path: Path) -> None:
+    system, name = replaced, "lease-held"
+    replicas = Replicas(2, system.cluster.admin_kubeconfig, system.ic.env(), tmp_path, env=OPERATOR_ENV)
+    replicas.start()
+    try:
+        eventually(lambda: replicas.leaders() or None, timeout=10, what="a replica leads")
+        system.request(name, PAYMENTS, duration="20s", user=ALICE)
+        system.wait_reason("accessgrant", name, "Active")
+        grant = system.get("accessgrant", name) or {}
+        expires = dt.datetime.fromisoformat(grant["status"]["expirationTime"])
+        in_force(system, refusing("leases", ["CREATE", "UPDATE"], f"object.metadata.name != '{replicas.lease}'"))
+        refused = time.monotonic()
+        eventually(lambda: replicas.leaders() == [] or None, timeout=Timing().renew_deadline + 3, what="no leader")
+        assert time.monotonic() - refused <= Timing().renew_deadline + 3
+        for n in (0, 1):
+            status = eventually(
+                lambda n=n: healthz(replicas, n)["leadership"].startswith("NOT ABLE TO LEAD") and healthz(replicas, n),
+                timeout=15,
+                what=f"replica {n}'s /healthz",
+            )
+            assert SAID in status["leadership"] and "(422)" in status["leadership"], status
+        # Past the grant's end (and both Leases' terms): nobody has acted, nobody leads.
+        time.sleep(max(0.0, (expires - dt.datetime.now(dt.UTC)).total_seconds()) + 3)
+        assert replicas.leaders() == []
+        assert system.ready_reason("accessgrant", name) == "Active"
+        assert ALICE in system.members(PAYMENTS)
+        for n in (0, 1):
+            log = replicas[n].log_file.read_text(errors="replace")
+            lines = [line for line in log.splitlines() if "the API server refuses Lease" in line]
+            assert len(lines) == 1, lines  # tried every 2 s, said once a minute
+            assert " ERROR " in lines[0] and f"default/{replicas.lease}" in lines[0] and SAID in lines[0], lines
+            assert "Traceback" not in log
+    finally:
+        lift(system)
+    try:
+        eventually(lambda: len(replicas.leaders()) == 1 or None, timeout=10, what="a leader again")
+        system.wait_reason("accessgrant", name, "Expired", timeout=15)
+        assert ALICE not in system.members(PAYMENTS)
+        for n in (0, 1):  # kopf answers /healthz from probes up to 10 s old
+            eventually(
+                lambda n=n: healthz(replicas, n)["leadership"] in ("leading", "standby") or None,
+                timeout=15,
+                what=f"replica {n}'s /healthz well again",
+            )
+    finally:
+        system.clean()
+        replicas.stop()
