@@ -27,7 +27,6 @@ OVERLAPPING_STATUS = f'.status.conditions[?(@.type=="{names.OVERLAPPING}")].stat
 # What `kubectl explain` shows for the fields every object has (the words are ours, the facts Kubernetes').
 _API_VERSION = f"The versioned schema of this object: {names.GROUP}/{names.VERSION}"
 _KIND = "The kind of object this is (CamelCase), as in the resource's name"
-_METADATA = "Standard object metadata: name, labels, annotations"
 IMMUTABLE_SPEC = {"rule": "self == oldSelf", "message": "spec is immutable: create a new object instead"}
 #: An Entitlement's name is the value of the label `names.LABEL_ENTITLEMENT` on each of its grants:
 #: refused by the API server itself where the webhook does not run (attack 117). A rule at the root,
@@ -296,7 +295,8 @@ def crd(kind: Kind) -> dict[str, Any]:
                             "properties": {
                                 "apiVersion": {"type": "string", "description": _API_VERSION},
                                 "kind": {"type": "string", "description": _KIND},
-                                "metadata": {"type": "object", "description": _METADATA},
+                                # The API server refuses anything but name and generateName here: metadata's schema is its own.
+                                "metadata": {"type": "object"},
                                 "spec": spec,
                                 "status": status,
                             },
