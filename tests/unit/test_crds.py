@@ -1,5 +1,6 @@
 """The CRDs in crds/ are generated from the models, stay in sync, and are structural."""
 
+import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -281,3 +282,49 @@ def test_api_md_names_the_annotations_and_event_reasons_there_are() -> None:
     own = set(re.findall(r'(?:reason=|REASON = )"(\w+)"', handlers))
     assert {"NotificationFailing", "SlackApproverNotImpersonable"} <= own
     assert reasons - {v for v in vars(names).values() if isinstance(v, str)} - own == set()
+
+
+def posted_reasons(source: str) -> set[str]:
+    """The Event reasons `source` posts by name: the reason of each `record(obj, REASON, ...)` (the
+    handlers' `recording.record`) and each `reason=` of kopf's `event`/`info`/`warn`/`exception`, given
+    as `names.X`, a string, or a module constant. Reasons taken from a variable (a condition's) are not
+    seen here: the Events table gives those by the condition they follow."""
+    tree = ast.parse(source)
+    constants = {
+        target.id: node.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        called = getattr(node.func, "attr", getattr(node.func, "id", ""))
+        given = [kw.value for kw in node.keywords if kw.arg == "reason" and called in _POSTERS]
+        if called == "record" and len(node.args) >= 2:
+            given.append(node.args[1])
+        for arg in given:
+            if isinstance(arg, ast.Attribute) and getattr(arg.value, "id", "") == "names":
+                found.add(getattr(names, arg.attr))
+            elif isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                found.add(arg.value)
+            elif isinstance(arg, ast.Name) and arg.id in constants:
+                found.add(constants[arg.id])
+    return found
+
+
+_POSTERS = {"event", "info", "warn", "exception", "record"}
+
+
+def test_api_md_names_every_event_reason_the_operator_posts_by_name() -> None:
+    # The table, and the words after it (NotificationFailing is posted on objects of every kind).
+    documented = set(re.findall(r"`([A-Z][A-Za-z]+)`", _section(API_MD.read_text(), "## Events")))
+    posted: set[str] = set()
+    for path in (REPO / "operator" / "jitaccess").rglob("*.py"):
+        posted |= posted_reasons(path.read_text())
+    assert {names.WRITE_REFUSED, names.DRIFT_UNTOLD, "NotificationFailing", "SlackApproverNotImpersonable"} <= posted
+    assert posted - documented == set()
+    planted = "REASON = 'Sneaky'\nkopf.warn(body, reason=REASON, message='m')\nrecording.record(o, names.DENIED, 'x')"
+    assert posted_reasons(planted) == {"Sneaky", names.DENIED}
