@@ -518,6 +518,11 @@ class AccessRequestStatus(Model):
         description="Who approved (empty for an auto-approval); with approvalsRequired above 1, the approval that "
         "completed the count",
     )
+    approved_for: str | None = Field(
+        default=None,
+        description="What the approval was for: the group (or permission set and accounts) the Entitlement gave "
+        "when the request was approved; access begins only while the Entitlement still gives exactly that",
+    )
     denied_by: str | None = Field(default=None, description="Who denied")
     decision_reason: str | None = Field(
         default=None, description="The decider's reason (jitaccess.dev/decision-reason)"

@@ -26,6 +26,7 @@ from jitaccess.api import names, wire
 from jitaccess.api.limits import LABEL_VALUE_MAX_LENGTH
 from jitaccess.api.models import AccessRequest, AccessRequestStatus, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
+from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import reasons, schedule
@@ -613,6 +614,32 @@ def grant_basis(
     if valid.break_glass or _auto_approved(valid) or (on_call is not None and on_call()):
         return Basis(auto=True, who=valid.requester)
     return stamped
+
+
+def gives(entitlement: Entitlement) -> str:
+    """What an Entitlement gives, in words: its group (id before name), or its permission set and
+    accounts. Recorded with an approval (`status.approvedFor`) and compared before access begins."""
+    target = entitlement.spec.identity_center
+    accounts = target.account_assignment.accounts if target.account_assignment is not None else None
+    return assignment_rules.target_name(target) + (f" in accounts {', '.join(accounts)}" if accounts else "")
+
+
+def changed_since_approval(request: AccessRequest, entitlement: Entitlement) -> NoGrant | None:
+    """Why an approved request must not be granted because its Entitlement no longer gives what the
+    approval was for (`status.approvedFor`): a `spec.startTime` lets an approval wait up to days,
+    and meanwhile the Entitlement may be changed (or deleted and created again under its name) to
+    give another group or permission set, which nobody approved for this request. None when it still
+    gives the same, or when nothing was recorded (an approval from before the record)."""
+    was = request.status.approved_for
+    now_gives = gives(entitlement)
+    if not was or was == now_gives:
+        return None
+    return NoGrant(
+        names.FAILED,
+        f"not granted: Entitlement {entitlement.metadata.name} changed since the request was approved: it was "
+        f"approved for {was}, and the Entitlement now gives {now_gives}, which nobody approved for it; "
+        f"request access again (kubectl jit request {entitlement.metadata.name})",
+    )
 
 
 def _all_approvals(request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime) -> NoGrant | None:

@@ -234,6 +234,7 @@ def approve(
             "requester": valid.requester,
             "duration": valid.duration_text,
             "ownerTeam": _owner_team(current, valid),
+            "approvedFor": request_rules.gives(valid.entitlement),
             "conditions": conditions_after(
                 current.status.conditions,
                 [(names.APPROVED, True, reason, message), ready],
@@ -418,6 +419,9 @@ def activation_refusal(
     )
     if isinstance(basis, request_rules.NoGrant):
         return basis
+    changed = request_rules.changed_since_approval(request, valid.entitlement)
+    if changed is not None:
+        return changed
     problem = eligibility_problem(rt, valid, fresh=not basis.auto or request.spec.start_time is not None)
     if problem is not None:
         return request_rules.NoGrant(names.NOT_ELIGIBLE, f"not granted: when access was to begin, {problem}")
