@@ -115,18 +115,23 @@ def holding(obj: Mapping[str, Any]) -> tuple[str, str] | None:
 
 def holdings(obj: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """Every key a live grant is filed under in `Runtime.holders`: its membership as its spec names
-    the group (`groupName`, which is the Entitlement's groupId or groupName), and, once Active in
-    group mode, as the group's id (`status.groupId`). One group has two spellings: an Entitlement
-    given a groupId where it had the name (a GitOps edit), or two Entitlements that spell it
-    differently; a lookup by the id finds the Active grants of every spelling. Empty once finished."""
+    the group (`groupName`, which is the Entitlement's groupId or groupName) until it is Active, and
+    once Active in group mode as the group it was added to, by id (`status.groupId`) only. One group
+    has two spellings: an Entitlement given a groupId where it had the name (a GitOps edit), or two
+    Entitlements that spell it differently; a lookup by the id finds the Active grants of every
+    spelling. One name may also stand for two groups, one after the other: a group deleted and
+    created again under its name (a Terraform replace) is another group, which a grant Active in the
+    old one holds nothing in, so it is not filed under the name any more, where it would count as
+    holding the new group's membership of another grant of its user and keep it past that grant's
+    end (and the drift scan would find it backed). Empty once finished."""
     if wire.ready_reason(obj) in names.GRANT_FINISHED:
         return ()
     spec, status = wire.spec(obj), wire.status(obj)
     user = grant_rules.grantee_id(spec.get("userId"), status.get("userId"), str(spec.get("user", "")))
     spelled = membership_key(user, str(spec.get("groupName", "")))
     group_id = status.get("groupId")
-    if spec.get("accountAssignment") is None and isinstance(group_id, str) and group_id and group_id != spelled[1]:
-        return (spelled, membership_key(user, group_id))
+    if spec.get("accountAssignment") is None and isinstance(group_id, str) and group_id:
+        return (membership_key(user, group_id),)
     return (spelled,)
 
 

@@ -363,7 +363,10 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
         group_ids = groupids.tier_group_ids(obj)
         for tier in rules.tiers(catalog):
             spec = rules.render(catalog, tier)
-            denials = _in_force(rt, spec, _denials(getattr(catalog.status, tier)), started, group_ids.get(tier))
+            # The group by its id: an Active grant is filed under the id only (`indexes.holdings`), and
+            # a tier no pass has recorded one for yet has it resolved (cached; the pass resolves it anyway).
+            group_id = group_ids.get(tier) or group_of(rt, spec)
+            denials = _in_force(rt, spec, _denials(getattr(catalog.status, tier)), started, group_id)
             effective = revocations.effective_policy(spec.inline_policy, denials)
             wanted[tier] = (spec, effective, revocations.digest(spec.digest, effective))
         unchanged = all(
@@ -428,8 +431,8 @@ def _in_force(
 ) -> list[revocations.Denial]:
     """The denials to provision: those whose time has not come, less the users who hold the group
     again through a live grant (they are entitled to sessions now). `group_id`: the GroupId the
-    catalog records for the tier's group (`groupids.tier_group_ids`), None when none is recorded
-    for its current `groupName`."""
+    catalog records for the tier's group (`groupids.tier_group_ids`), else Identity Center's,
+    None when there is no such group."""
     kept = []
     for denial in revocations.current(denials, at):
         if not _held(rt, spec, denial.user_id, group_id=group_id):
@@ -441,8 +444,8 @@ def _held(rt: Runtime, spec: rules.PermissionSetSpec, user_id: str, arn: str = "
     """Whether a live grant gives the user this permission set: a membership of the tier's group,
     or a direct assignment (account-assignment mode, by catalog tier or by ARN). The group is known
     by its id `group_id` too, when known: a grant of an Entitlement naming it by `groupId` is filed
-    under that id, an Active grant of any spelling as well (`indexes.holdings`), a Provisioning one
-    under its own spelling, which may be another name this process resolved to the id."""
+    under that id, an Active grant of any spelling under the id only (`indexes.holdings`), a
+    Provisioning one under its own spelling, which may be another name this process resolved to the id."""
     groups = {spec.group_name, assignment_rules.reference(PermissionSetRef(catalog=spec.team, tier=spec.tier))}
     if group_id:
         groups |= {group_id} | rt.group_names(group_id)
