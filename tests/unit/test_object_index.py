@@ -144,7 +144,7 @@ def test_an_active_grant_is_filed_under_its_groups_id_only() -> None:
     """One group, two spellings (an Entitlement given the id where it had the name): an Active grant
     is filed by the group's id, which a lookup by any spelling includes, so it sees every grant of the
     group. Not by the name: a group deleted and created again under it is another group, in which a
-    grant Active in the old one holds nothing (tests/e2e/test_robust_groups.py)."""
+    grant Active in the old one holds nothing (tests/e2e/test_attacks_recreated_groups.py)."""
     from jitaccess.handlers.indexes import holdings
 
     spec = {"user": "alice@example.com", "userId": "u-1", "groupName": "prod-eng-payments"}
