@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import types
+from datetime import UTC, datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,52 @@ def test_denied_users_are_one_sorted_deny_statement_replaced_not_doubled() -> No
     assert permissions.with_denied_users(denied, []) == policy
     assert permissions.with_denied_users({}, ["a-user"])["Version"] == "2012-10-17"
     assert parliament_findings(permissions.with_denied_users({}, ["a-user"])) == set()
+
+
+def test_users_who_hold_the_group_again_are_denied_sessions_issued_before_their_revocation() -> None:
+    policy = permissions.render(catalog(example("payments")), "production").inline_policy
+    t0 = datetime(2026, 12, 1, 9, 0, 7, tzinfo=UTC)
+    # The same instant in another zone is the same statement.
+    t0_elsewhere = t0.astimezone(timezone(timedelta(hours=2)))
+    before = [(t0, "b-user"), (t0_elsewhere, "a-user"), (t0 + timedelta(hours=1), "c-user"), (t0, "d-user")]
+    denied = permissions.with_denied_users(policy, ["d-user"], before)
+    revocation = [s for s in denied["Statement"] if s["Sid"].startswith("JitaccessRevoked")]
+    assert revocation == [
+        {
+            "Sid": "JitaccessRevokedSessions",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"identitystore:UserId": ["d-user"]}},
+        },
+        {
+            "Sid": "JitaccessRevokedSessionsIssuedBefore20261201T090007Z",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"identitystore:UserId": ["a-user", "b-user"]},
+                "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T09:00:07Z"},
+            },
+        },
+        {
+            "Sid": "JitaccessRevokedSessionsIssuedBefore20261201T100007Z",
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {"identitystore:UserId": ["c-user"]},
+                "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T10:00:07Z"},
+            },
+        },
+    ]
+    # Replaced, not doubled; gone with no users.
+    again = permissions.with_denied_users(denied, [], [(t0, "e-user")])
+    assert [s["Sid"] for s in again["Statement"] if s["Sid"].startswith("JitaccessRevoked")] == [
+        "JitaccessRevokedSessionsIssuedBefore20261201T090007Z"
+    ]
+    assert permissions.with_denied_users(denied, [], []) == policy
+    assert parliament_findings(permissions.with_denied_users({}, [], [(t0, "a-user")])) == set()
 
 
 def test_the_revocation_reserve_holds_forty_user_ids() -> None:

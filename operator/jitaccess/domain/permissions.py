@@ -14,8 +14,9 @@ same `digest`), and never costs a re-provisioning.
 `problems` is what admission refuses before any AWS call (the rendered policy over AWS's size
 limit, too many managed policies, a name Identity Center would refuse), each naming the entry and
 the limit, and `review` adds what the other policy objects make of its groups (`standing`); `warnings` what it only warns about. `with_denied_users` adds the session-revocation
-deny statement (conditioned on `identitystore:UserId`, as AWS documents for revoking the sessions
-of a permission set) to a rendered policy.
+deny statements (conditioned on `identitystore:UserId`, as AWS documents for revoking the sessions
+of a permission set, and for users who hold the group again on `aws:TokenIssueTime` as well: only
+their sessions issued before the revocation) to a rendered policy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -61,6 +63,12 @@ POLICY_VERSION = "2012-10-17"
 DENY_SID = "JitaccessRevokedSessions"
 #: The condition key AWS documents for denying one Identity Center user's sessions of a permission set.
 USER_ID_CONDITION_KEY = "identitystore:UserId"
+#: The Sids of the statements denying the sessions issued before a revocation to users who hold the
+#: group again: this prefix and the revocation's time (`JitaccessRevokedSessionsIssuedBefore20261201T090000Z`),
+#: so each is found and replaced, never doubled, and users revoked at one time share one.
+ISSUED_BEFORE_SID = "JitaccessRevokedSessionsIssuedBefore"
+#: The condition key of when a session was issued (IAM's "revoke active sessions" uses it).
+ISSUE_TIME_CONDITION_KEY = "aws:TokenIssueTime"
 
 # The action sets, by kind of entry (docs/api.md lists them too; a unit test keeps both in step).
 PIPELINE_ACTIONS = (
@@ -348,22 +356,45 @@ def _secrets(access: SecretsAccess, accounts: tuple[str, ...], region: str) -> l
 # --- session revocation ------------------------------------------------------------------------
 
 
-def with_denied_users(policy: Mapping[str, Any], user_ids: Iterable[str]) -> dict[str, Any]:
-    """`policy` with every action denied to the sessions of `user_ids` (Identity Store UserIds, sorted);
-    any earlier revocation statement is replaced, and none is added for no users."""
-    kept = [dict(s) for s in policy.get("Statement", []) if s.get("Sid") != DENY_SID]
+def with_denied_users(
+    policy: Mapping[str, Any], user_ids: Iterable[str], issued_before: Iterable[tuple[datetime, str]] = ()
+) -> dict[str, Any]:
+    """`policy` with every action denied to the sessions of `user_ids` (Identity Store UserIds, sorted),
+    and to the sessions issued before `since` of each `(since, UserId)` of `issued_before` (users who
+    hold the group again: the sessions of their new grant are theirs, the ones from before their
+    revocation never are), one statement per `since`; any earlier revocation statement is replaced,
+    and none is added for no users."""
+    kept = [dict(s) for s in policy.get("Statement", []) if not _is_revocation(s)]
     ids = sorted(set(user_ids))
     if ids:
-        kept.append(
-            {
-                "Sid": DENY_SID,
-                "Effect": "Deny",
-                "Action": "*",
-                "Resource": "*",
-                "Condition": {"StringEquals": {USER_ID_CONDITION_KEY: ids}},
-            }
-        )
+        kept.append(_deny_all(DENY_SID, {"StringEquals": {USER_ID_CONDITION_KEY: ids}}))
+    before: defaultdict[str, set[str]] = defaultdict(set)
+    for since, user_id in issued_before:
+        if user_id not in ids:  # denied whatever the time already
+            before[issue_time(since)].add(user_id)
+    for stamp, users in before.items():
+        condition = {"StringEquals": {USER_ID_CONDITION_KEY: sorted(users)}, **sessions_issued_before(stamp)}
+        kept.append(_deny_all(ISSUED_BEFORE_SID + stamp.replace("-", "").replace(":", ""), condition))
     return _document(kept)
+
+
+def issue_time(when: datetime) -> str:
+    """`when` as `aws:TokenIssueTime` is compared with: ISO 8601 in UTC, whole seconds."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sessions_issued_before(stamp: str) -> dict[str, Any]:
+    """The condition that holds for the sessions issued before `stamp` (`issue_time`)."""
+    return {"DateLessThan": {ISSUE_TIME_CONDITION_KEY: stamp}}
+
+
+def _deny_all(sid: str, condition: dict[str, Any]) -> Statement:
+    return {"Sid": sid, "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": condition}
+
+
+def _is_revocation(statement: Mapping[str, Any]) -> bool:
+    sid = str(statement.get("Sid", ""))
+    return sid == DENY_SID or sid.startswith(ISSUED_BEFORE_SID)
 
 
 # --- what admission checks ---------------------------------------------------------------------

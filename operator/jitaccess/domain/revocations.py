@@ -4,13 +4,17 @@ When a grant ends early, the user leaves the group at once, but the AWS sessions
 already issued them stay valid for up to the permission set's session duration. So the user's
 Identity Store UserId goes into a deny statement of that permission set (`permissions.with_denied_users`,
 conditioned on `identitystore:UserId`) until the session duration has passed since the revocation:
-no session issued before it can outlive that.
+no session issued before it can outlive that. A user who holds the group again through a new
+live grant (`Denial.held`) is denied only the sessions issued before their revocation (conditioned
+on `aws:TokenIssueTime` as well): the new grant's sessions are theirs, but a session issued before
+the revocation (a stolen one, say) never outlives it, whatever is granted afterwards.
 
 Beyond AWS's inline policy limit (`limits.INLINE_POLICY_MAX_CHARACTERS`, not counting whitespace),
 the users that do not fit are not dropped: the statement becomes one that denies every session
 issued before the latest revocation (`aws:TokenIssueTime`), the way IAM's "revoke active sessions"
 works. Everyone else signs in again through the portal and carries on; the revoked users cannot,
-being out of the group. It stays until the last of those revocations has run its time.
+being out of the group (users who hold it again sign in again too, their sessions from before
+their revocation denied like everyone's). It stays until the last of those revocations has run its time.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class Denial:
     user_id: str
     since: datetime
     until: datetime
+    #: The user holds the group again through a live grant: only their sessions issued before `since`
+    #: are denied (module doc).
+    held: bool = False
 
 
 def current(denials: Iterable[Denial], now: datetime) -> list[Denial]:
@@ -63,10 +70,13 @@ def effective_policy(
 ) -> Effective:
     """`rendered` with the denials in force added (module doc: the overflow)."""
     active = list(denials)
-    user_ids = [d.user_id for d in active]
-    if not user_ids:
+    if not active:
         return Effective(dict(rendered), False)
-    policy = permissions.with_denied_users(rendered or _empty(), user_ids)
+    policy = permissions.with_denied_users(
+        rendered or _empty(),
+        [d.user_id for d in active if not d.held],
+        [(d.since, d.user_id) for d in active if d.held],
+    )
     if size(policy) <= limit and len(permissions.policy_json(policy)) <= limits.INLINE_POLICY_MAX_BYTES:
         return Effective(policy, False)
     latest = max(d.since for d in active)
@@ -77,14 +87,15 @@ def effective_policy(
             "Effect": "Deny",
             "Action": "*",
             "Resource": "*",
-            "Condition": {"DateLessThan": {"aws:TokenIssueTime": latest.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+            "Condition": permissions.sessions_issued_before(permissions.issue_time(latest)),
         }
     )
     return Effective({"Version": permissions.POLICY_VERSION, "Statement": statements}, True)
 
 
 def digest(spec_digest: str, effective: Effective) -> str:
-    """What was provisioned: the rendered spec and the deny statement; equal digests, nothing to do."""
+    """What was provisioned: the rendered spec and the deny statements (a user moving from the plain
+    deny to the time-conditioned one changes them); equal digests, nothing to do."""
     content = json.dumps([spec_digest, effective.json], separators=(",", ":"))
     return hashlib.sha256(content.encode()).hexdigest()[:16]
 

@@ -40,7 +40,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -429,15 +429,15 @@ def _in_force(
     at: datetime,
     group_id: str | None = None,
 ) -> list[revocations.Denial]:
-    """The denials to provision: those whose time has not come, less the users who hold the group
-    again through a live grant (they are entitled to sessions now). `group_id`: the GroupId the
-    catalog records for the tier's group (`groupids.tier_group_ids`), else Identity Center's,
-    None when there is no such group."""
-    kept = []
-    for denial in revocations.current(denials, at):
-        if not _held(rt, spec, denial.user_id, group_id=group_id):
-            kept.append(denial)
-    return kept
+    """The denials to provision: those whose time has not come, a user who holds the group again
+    through a live grant marked `held` (denied only the sessions issued before their revocation:
+    they are entitled to the new grant's sessions, never to one from before it). `group_id`: the
+    GroupId the catalog records for the tier's group (`groupids.tier_group_ids`), else Identity
+    Center's, None when there is no such group."""
+    return [
+        replace(denial, held=_held(rt, spec, denial.user_id, group_id=group_id))
+        for denial in revocations.current(denials, at)
+    ]
 
 
 def _held(rt: Runtime, spec: rules.PermissionSetSpec, user_id: str, arn: str = "", group_id: str | None = None) -> bool:

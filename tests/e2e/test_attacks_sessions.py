@@ -1,0 +1,130 @@
+"""Attack 123 of docs/security.md: a revoked user's old AWS sessions revived by a new grant.
+
+Session revocation denies a revoked user's sessions of the production permission set (the
+PermissionCatalog tier's inline policy, `deniedUsers`) until the session duration has passed. A
+user who holds the group again through a new grant is entitled to the new grant's sessions, and
+was left out of the deny altogether: so a session stolen before the revocation became valid again
+as soon as its owner was granted access again (their team's role is auto-approved). Plain kubectl as
+the users of examples/, against the real API server and operator, and the strict Identity Center
+emulator's sso-admin: the assertions are on the inline policy provisioned in the account.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jitaccess.domain import permissions as rules
+from tests.e2e.test_attacks_sizes import patch_status
+from tests.e2e.test_permission_sets import PROD_ACCOUNT, active_grant, catalog_of, permission_sets
+from tests.e2e.test_permission_sets import catalogs as catalogs  # the fixture
+from tests.support.harness import Jit, eventually
+
+pytestmark = pytest.mark.e2e
+ALICE, PAULA = "alice@example.com", "paula@example.com"
+
+
+def provisioned(system: Jit) -> dict[str, Any]:
+    """The inline policy Identity Center provisioned for payments' production tier in its account."""
+    prod = permission_sets(system)["jit-payments-prod"]
+    return dict(json.loads(system.ic.sso.provisioned[(prod.arn, PROD_ACCOUNT)]["InlinePolicy"] or "{}"))
+
+
+def revocation_statements(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The policy's session-revocation statements: Sid -> Condition."""
+    return {
+        s["Sid"]: s["Condition"]
+        for s in policy.get("Statement", [])
+        if s["Sid"] == rules.DENY_SID or s["Sid"].startswith(rules.ISSUED_BEFORE_SID)
+    }
+
+
+def denies(policy: dict[str, Any], user_id: str, issued: dt.datetime) -> bool:
+    """Whether `policy` denies everything to a session of `user_id` issued at `issued`, as IAM reads
+    the conditions the revocation statements use (every operator of a statement must hold)."""
+
+    def holds(operator: str, key: str, value: Any) -> bool:
+        if (operator, key) == ("StringEquals", rules.USER_ID_CONDITION_KEY):
+            return user_id in ([value] if isinstance(value, str) else value)
+        if (operator, key) == ("DateLessThan", rules.ISSUE_TIME_CONDITION_KEY):
+            return issued < dt.datetime.fromisoformat(value)
+        raise AssertionError(f"a condition this test does not read: {operator} {key}")
+
+    return any(
+        s["Effect"] == "Deny"
+        and s["Action"] == "*"
+        and all(holds(op, key, v) for op, pairs in s.get("Condition", {}).items() for key, v in pairs.items())
+        for s in policy.get("Statement", [])
+    )
+
+
+def wait_denied_every_session(system: Jit, user_id: str) -> None:
+    """Until the provisioned policy denies every session of `user_id` (the plain deny, alone)."""
+    eventually(
+        lambda: (
+            revocation_statements(provisioned(system))
+            == {rules.DENY_SID: {"StringEquals": {rules.USER_ID_CONDITION_KEY: [user_id]}}}
+        ),
+        timeout=15,
+        what=f"{user_id} denied every session: {provisioned(system)}; log:\n{system.operator.tail(20)}",
+    )
+
+
+# --- 123. a stolen session revived by a new grant of its user ---------------------------------------
+
+
+def test_123_a_session_issued_before_a_revocation_stays_denied_when_its_user_is_granted_again(
+    catalogs: Jit, tmp_path: Path
+) -> None:
+    """alice's session is stolen and paula revokes her grant; alice is granted again at once (her
+    team's role is auto-approved): the permission set keeps denying her sessions issued before the
+    revocation, and lets the new grant's through; revoked again, she is denied all of them."""
+    alice = active_grant(catalogs, "ps-stolen")
+    stolen = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    catalogs.kubectl("annotate", "accessgrant", "ps-stolen", "jitaccess.dev/revoked=true", user=PAULA)
+    catalogs.wait_reason("accessgrant", "ps-stolen", "Revoked")
+    status = catalog_of(catalogs, "payments").status.production
+    assert status is not None and status.denied_users is not None
+    (entry,) = status.denied_users
+    try:
+        # The tests' hold (JITACCESS_REVOCATION_HOLD_SECONDS) is shorter than what a grant takes and a
+        # pass provisions: the entry is held as a permission set's session duration of an hour would.
+        held = {**entry.wire(), "until": (entry.since + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        assert patch_status(catalogs, {"status": {"production": {"deniedUsers": [held]}}}, tmp_path / "patch.json")
+        wait_denied_every_session(catalogs, alice)
+        assert denies(provisioned(catalogs), alice, stolen)
+
+        active_grant(catalogs, "ps-again")
+        assert catalogs.members("prod-eng-payments") == {ALICE}
+        since = rules.issue_time(entry.since)
+        before = {
+            rules.ISSUED_BEFORE_SID + since.replace("-", "").replace(":", ""): {
+                "StringEquals": {rules.USER_ID_CONDITION_KEY: [alice]},
+                "DateLessThan": {rules.ISSUE_TIME_CONDITION_KEY: since},
+            }
+        }
+        eventually(
+            lambda: revocation_statements(provisioned(catalogs)) == before,
+            timeout=20,
+            what=f"alice denied her sessions from before {since}: {provisioned(catalogs)}; "
+            f"log:\n{catalogs.operator.tail(20)}",
+        )
+        policy = provisioned(catalogs)
+        assert denies(policy, alice, stolen), "the stolen session is valid again"
+        assert not denies(policy, alice, dt.datetime.now(dt.UTC)), "the new grant's sessions are alice's"
+        listed = catalog_of(catalogs, "payments").status.production
+        assert listed is not None and [(d.user_id, d.grant, d.since) for d in listed.denied_users or []] == [
+            (alice, "ps-stolen", entry.since)
+        ], "alice stays listed, her entry as her revocation wrote it"
+
+        # The new grant revoked as well: every session of hers is denied again.
+        catalogs.kubectl("annotate", "accessgrant", "ps-again", "jitaccess.dev/revoked=true", user=PAULA)
+        catalogs.wait_reason("accessgrant", "ps-again", "Revoked")
+        wait_denied_every_session(catalogs, alice)
+        assert denies(provisioned(catalogs), alice, dt.datetime.now(dt.UTC))
+    finally:
+        patch_status(catalogs, {"status": {"production": {"deniedUsers": []}}}, tmp_path / "patch.json")
