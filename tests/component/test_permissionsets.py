@@ -282,9 +282,10 @@ def test_a_user_ending_grant_after_grant_early_keeps_one_denial_entry(
         )
 
 
-def test_a_user_holding_the_group_again_by_its_id_is_left_out_of_the_deny(
+def test_a_user_holding_the_group_again_by_its_id_is_denied_only_the_sessions_from_before(
     system: tuple[Runtime, IdentityCenterEmulator],
 ) -> None:
+    """A re-granted user's new sessions are theirs; one issued before the revocation never is (attack 122)."""
     rt, emulator = system
     group_id = provisioned_group_id(rt)
     alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
@@ -295,10 +296,18 @@ def test_a_user_holding_the_group_again_by_its_id_is_left_out_of_the_deny(
     rt.holders.file("g-alice-by-id", holdings(other), "g-alice-by-id")
     permissionsets.sync(rt, "payments", verify=False)
     prod = by_name(emulator)["jit-payments-prod"]
+    [entry] = catalog(rt).status.production.denied_users or []  # type: ignore[union-attr]
+    since = rules.issue_time(entry.since)
+    before = {
+        "StringEquals": {rules.USER_ID_CONDITION_KEY: [alice_id]},
+        "DateLessThan": {rules.ISSUE_TIME_CONDITION_KEY: since},
+    }
     for account in PROD_ACCOUNTS:
-        assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == []
-    # Listed still: once that grant ends too, the deny is in force again.
-    assert [d.grant for d in catalog(rt).status.production.denied_users or []] == ["g-alice"]  # type: ignore[union-attr]
+        policy = json.loads(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"])
+        revocation = {s["Sid"]: s["Condition"] for s in policy["Statement"] if s["Sid"].startswith("JitaccessRevoked")}
+        assert revocation == {rules.ISSUED_BEFORE_SID + since.replace("-", "").replace(":", ""): before}
+    # Listed still: once that grant ends too, the deny of every session is in force again.
+    assert entry.grant == "g-alice"
     rt.holders.file("g-alice-by-id", (), "g-alice-by-id")
     permissionsets.sync(rt, "payments", verify=False)
     for account in PROD_ACCOUNTS:
