@@ -297,7 +297,7 @@ def test_a_user_holding_the_group_again_by_its_id_is_denied_only_the_sessions_fr
     permissionsets.sync(rt, "payments", verify=False)
     prod = by_name(emulator)["jit-payments-prod"]
     [entry] = catalog(rt).status.production.denied_users or []  # type: ignore[union-attr]
-    since = rules.issue_time(entry.since)
+    since = rules.revoked_before(entry.since)
     before = {
         "StringEquals": {rules.USER_ID_CONDITION_KEY: [alice_id]},
         "DateLessThan": {rules.ISSUE_TIME_CONDITION_KEY: since},

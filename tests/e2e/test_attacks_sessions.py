@@ -84,7 +84,7 @@ def test_123_a_session_issued_before_a_revocation_stays_denied_when_its_user_is_
     team's role is auto-approved): the permission set keeps denying her sessions issued before the
     revocation, and lets the new grant's through; revoked again, she is denied all of them."""
     alice = active_grant(catalogs, "ps-stolen")
-    stolen = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    stolen = dt.datetime.now(dt.UTC)  # a moment before the revocation, likely in its second
     catalogs.kubectl("annotate", "accessgrant", "ps-stolen", "jitaccess.dev/revoked=true", user=PAULA)
     catalogs.wait_reason("accessgrant", "ps-stolen", "Revoked")
     status = catalog_of(catalogs, "payments").status.production
@@ -100,7 +100,7 @@ def test_123_a_session_issued_before_a_revocation_stays_denied_when_its_user_is_
 
         active_grant(catalogs, "ps-again")
         assert catalogs.members("prod-eng-payments") == {ALICE}
-        since = rules.issue_time(entry.since)
+        since = rules.revoked_before(entry.since)
         before = {
             rules.ISSUED_BEFORE_SID + since.replace("-", "").replace(":", ""): {
                 "StringEquals": {rules.USER_ID_CONDITION_KEY: [alice]},

@@ -217,6 +217,21 @@ def test_denied_users_are_one_sorted_deny_statement_replaced_not_doubled() -> No
     assert parliament_findings(permissions.with_denied_users({}, ["a-user"])) == set()
 
 
+def test_a_session_issued_in_the_second_of_a_revocation_before_it_is_denied() -> None:
+    """Revocation times are recorded to the second and sessions' issue times are finer: the stamp is
+    the second after the revocation, so a session stolen a moment before it, in its own second, stays
+    denied (IAM's DateLessThan is strict)."""
+    revoked = datetime(2026, 12, 1, 9, 0, 7, 800_000, tzinfo=UTC)
+    stolen = revoked - timedelta(milliseconds=500)
+    for since in (revoked, revoked.replace(microsecond=0)):  # as it happened, and as the status records it
+        stamp = permissions.revoked_before(since)
+        assert stolen < datetime.fromisoformat(stamp), stamp
+        assert stamp == "2026-12-01T09:00:08Z"
+    denied = permissions.with_denied_users({}, [], [(revoked.replace(microsecond=0), "a-user")])
+    [statement] = denied["Statement"]
+    assert statement["Condition"]["DateLessThan"] == {"aws:TokenIssueTime": "2026-12-01T09:00:08Z"}
+
+
 def test_users_who_hold_the_group_again_are_denied_sessions_issued_before_their_revocation() -> None:
     policy = permissions.render(catalog(example("payments")), "production").inline_policy
     t0 = datetime(2026, 12, 1, 9, 0, 7, tzinfo=UTC)
@@ -234,30 +249,30 @@ def test_users_who_hold_the_group_again_are_denied_sessions_issued_before_their_
             "Condition": {"StringEquals": {"identitystore:UserId": ["d-user"]}},
         },
         {
-            "Sid": "JitaccessRevokedSessionsIssuedBefore20261201T090007Z",
+            "Sid": "JitaccessRevokedSessionsIssuedBefore20261201T090008Z",
             "Effect": "Deny",
             "Action": "*",
             "Resource": "*",
             "Condition": {
                 "StringEquals": {"identitystore:UserId": ["a-user", "b-user"]},
-                "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T09:00:07Z"},
+                "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T09:00:08Z"},
             },
         },
         {
-            "Sid": "JitaccessRevokedSessionsIssuedBefore20261201T100007Z",
+            "Sid": "JitaccessRevokedSessionsIssuedBefore20261201T100008Z",
             "Effect": "Deny",
             "Action": "*",
             "Resource": "*",
             "Condition": {
                 "StringEquals": {"identitystore:UserId": ["c-user"]},
-                "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T10:00:07Z"},
+                "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T10:00:08Z"},
             },
         },
     ]
     # Replaced, not doubled; gone with no users.
     again = permissions.with_denied_users(denied, [], [(t0, "e-user")])
     assert [s["Sid"] for s in again["Statement"] if s["Sid"].startswith("JitaccessRevoked")] == [
-        "JitaccessRevokedSessionsIssuedBefore20261201T090007Z"
+        "JitaccessRevokedSessionsIssuedBefore20261201T090008Z"
     ]
     assert permissions.with_denied_users(denied, [], []) == policy
     assert parliament_findings(permissions.with_denied_users({}, [], [(t0, "a-user")])) == set()

@@ -21,7 +21,7 @@ from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-STAMP = "2026-12-01T09:00:00Z"
+STAMP = "2026-12-01T09:00:01Z"  # the second after T0: sessions of T0 itself are before it
 RENDERED = {
     "Version": "2012-10-17",
     "Statement": [{"Sid": "A", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
@@ -89,7 +89,7 @@ def test_beyond_the_limit_every_session_before_the_latest_revocation_is_denied()
     assert effective.overflow
     assert revocations.size(effective.policy) < 1000
     [deny] = [s for s in effective.policy["Statement"] if s["Sid"] == revocations.ALL_SESSIONS_SID]
-    assert deny["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2026-12-01T15:39:00Z"}}
+    assert deny["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2026-12-01T15:39:01Z"}}
     assert json.loads(effective.json)["Statement"][0]["Sid"] == "A"
 
 
@@ -117,18 +117,18 @@ def test_a_user_who_holds_the_group_again_is_denied_the_sessions_issued_before_t
     assert not effective.overflow
     assert deny_statements(effective) == {
         "JitaccessRevokedSessions": {"StringEquals": {"identitystore:UserId": [user(4)]}},
-        "JitaccessRevokedSessionsIssuedBefore20261201T090000Z": {
+        "JitaccessRevokedSessionsIssuedBefore20261201T090001Z": {
             "StringEquals": {"identitystore:UserId": [user(1), user(3)]},
             "DateLessThan": {"aws:TokenIssueTime": STAMP},
         },
-        "JitaccessRevokedSessionsIssuedBefore20261201T091005Z": {
+        "JitaccessRevokedSessionsIssuedBefore20261201T091006Z": {
             "StringEquals": {"identitystore:UserId": [user(2)]},
-            "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T09:10:05Z"},
+            "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T09:10:06Z"},
         },
     }
     # Only the held form: no plain statement.
     only_held = revocations.effective_policy(RENDERED, denials[:1])
-    assert list(deny_statements(only_held)) == ["JitaccessRevokedSessionsIssuedBefore20261201T090000Z"]
+    assert list(deny_statements(only_held)) == ["JitaccessRevokedSessionsIssuedBefore20261201T090001Z"]
     assert json.loads(only_held.json)["Statement"][0]["Sid"] == "A"
 
 
@@ -150,7 +150,7 @@ def test_beyond_the_limit_users_who_hold_the_group_again_are_denied_their_sessio
     assert effective.overflow
     assert deny_statements(effective) == {}
     [deny] = [s for s in effective.policy["Statement"] if s["Sid"] == revocations.ALL_SESSIONS_SID]
-    assert deny["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2026-12-01T10:59:00Z"}}
+    assert deny["Condition"] == {"DateLessThan": {"aws:TokenIssueTime": "2026-12-01T10:59:01Z"}}
 
 
 def test_the_time_conditioned_deny_is_counted_against_the_limit() -> None:

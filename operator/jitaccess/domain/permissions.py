@@ -26,7 +26,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -371,7 +371,7 @@ def with_denied_users(
     before: defaultdict[str, set[str]] = defaultdict(set)
     for since, user_id in issued_before:
         if user_id not in ids:  # denied whatever the time already
-            before[issue_time(since)].add(user_id)
+            before[revoked_before(since)].add(user_id)
     for stamp, users in before.items():
         condition = {"StringEquals": {USER_ID_CONDITION_KEY: sorted(users)}, **sessions_issued_before(stamp)}
         kept.append(_deny_all(ISSUED_BEFORE_SID + stamp.replace("-", "").replace(":", ""), condition))
@@ -383,8 +383,17 @@ def issue_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def revoked_before(since: datetime) -> str:
+    """The `aws:TokenIssueTime` every session issued by a revocation at `since` is before: the whole
+    second after it. Revocation times are recorded to the second, and a session's issue time is
+    finer: `since` itself would leave valid a session issued in the revocation's own second, before
+    it (one stolen a moment before the revocation). A session issued after the revocation but in
+    that second is denied too: its user signs in again."""
+    return issue_time(since.replace(microsecond=0) + timedelta(seconds=1))
+
+
 def sessions_issued_before(stamp: str) -> dict[str, Any]:
-    """The condition that holds for the sessions issued before `stamp` (`issue_time`)."""
+    """The condition that holds for the sessions issued before `stamp` (`revoked_before`)."""
     return {"DateLessThan": {ISSUE_TIME_CONDITION_KEY: stamp}}
 
 

@@ -87,7 +87,7 @@ def effective_policy(
             "Effect": "Deny",
             "Action": "*",
             "Resource": "*",
-            "Condition": permissions.sessions_issued_before(permissions.issue_time(latest)),
+            "Condition": permissions.sessions_issued_before(permissions.revoked_before(latest)),
         }
     )
     return Effective({"Version": permissions.POLICY_VERSION, "Statement": statements}, True)
