@@ -593,8 +593,9 @@ def test_09_grant_finalizer_cannot_be_removed(system: Jit) -> None:
         "metadata.finalizers",
         "belong to the jitaccess operator",
     )
-    # Deleting is the approver's way to revoke; the finalizer makes sure the membership goes first.
-    system.kubectl("delete", "accessgrant", "a09-fin", "--timeout=30s", user=LENA)
+    # A deletion that reaches the grant while it runs (the operator's identity, here; an approver
+    # revokes it first: attack 124): the finalizer makes sure the membership goes first.
+    system.kubectl("delete", "accessgrant", "a09-fin", "--timeout=30s")
     assert system.members(LEDGER) == set()
     system.wait_reason("accessrequest", "a09-fin", "Revoked")
 

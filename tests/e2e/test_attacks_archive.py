@@ -228,7 +228,7 @@ def test_103_an_extension_denied_or_withdrawn_leaves_its_records_whatever_become
 ) -> None:
     """An extension asked and denied, one withdrawn, one applied: each is its own evidence (who
     asked, who denied, who withdrew), archived exactly once. An approver deletes the grant while S3
-    refuses every write: its extensions stay until their records are in the bucket, and so does the
+    refuses every write (revoking it first: attack 124): its extensions stay until their records are in the bucket, and so does the
     withdrawn one (the records finalizer)."""
     jit, bucket = archived
     operator = archiving_operator(jit, tmp_path, bucket).start()
@@ -253,9 +253,11 @@ def test_103_an_extension_denied_or_withdrawn_leaves_its_records_whatever_become
         extend(jit, "audit-ext-applied", grant, ALICE)
         jit.kubectl("annotate", "accessextension", "audit-ext-applied", "jitaccess.dev/approved=true", user=LENA)
         jit.wait_reason("accessextension", "audit-ext-applied", names.EXTENDED)
-        jit.kubectl("delete", "accessgrant", grant, "--wait=false", user=LENA)
-        # The access ends at once; the grant itself stays until its `revoked` record is archived.
+        # Revoked (a live grant is not deleted: attack 124), then deleted at once: the grant stays
+        # until its `revoked` record is archived.
+        jit.kubectl("annotate", "accessgrant", grant, "jitaccess.dev/revoked=true", user=LENA)
         jit.wait_reason("accessgrant", grant, names.REVOKED)
+        jit.kubectl("delete", "accessgrant", grant, "--wait=false", user=LENA)
         eventually(lambda: ALICE not in jit.members(LEDGER) or None, timeout=10, what="alice out of the group")
         time.sleep(6)  # six batches' time, every PUT refused
         for name in (*kept, "audit-ext-withdrawn"):

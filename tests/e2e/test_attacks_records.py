@@ -100,7 +100,9 @@ def test_46_nobody_writes_into_a_grant_but_to_revoke_it(system: Jit) -> None:
         )
     grant = system.get("accessgrant", "a46") or {}
     assert LAST_APPLIED not in (grant["metadata"].get("annotations") or {})
-    # Deleted by an approver, it goes at once: no finalizer of anyone's holds it.
+    # Revoked, then deleted by an approver, it goes at once: no finalizer of anyone's holds it.
+    system.kubectl("annotate", "accessgrant", "a46", "jitaccess.dev/revoked=true", user=LENA)
+    system.wait_reason("accessgrant", "a46", "Revoked")
     system.kubectl("delete", "accessgrant", "a46", "--timeout=30s", user=LENA)
     assert system.get("accessgrant", "a46") is None
     assert system.members(LEDGER) == set()

@@ -154,19 +154,26 @@ def test_grantee_ends_own_access_early_by_annotation(system: Jit) -> None:
     assert system.members("prod-eng-payments") == set()
 
 
-def test_approver_revokes_by_deleting_the_grant(system: Jit) -> None:
+def test_approver_revokes_with_a_reason_then_deletes_the_ended_grant(system: Jit) -> None:
     system.request("alice-deleted", "prod-eng-payments", user=ALICE)
     system.wait_reason("accessgrant", "alice-deleted", "Active")
+    # A live grant is revoked, which names who and why; deleting it is refused (attack 124).
+    system.kubectl(
+        "annotate", "accessgrant", "alice-deleted", "jitaccess.dev/revoked=true",
+        "jitaccess.dev/revoke-reason=INC-7 done", user=PAULA,
+    )  # fmt: skip
+    revoked = system.wait_reason("accessgrant", "alice-deleted", "Revoked")
+    assert revoked["status"]["revokedBy"] == PAULA
+    assert system.members("prod-eng-payments") == set()
+    system.wait_reason("accessrequest", "alice-deleted", "Revoked")
     offset = system.operator.log_file.stat().st_size
     system.kubectl("delete", "accessgrant", "alice-deleted", "--timeout=30s", user=PAULA)
     assert system.get("accessgrant", "alice-deleted") is None
-    assert system.members("prod-eng-payments") == set()
-    system.wait_reason("accessrequest", "alice-deleted", "Revoked")
-    # The deletion left no stamp on the grant: the webhook's audit line names who ended it.
+    # The deletion left no stamp on the grant: the webhook's audit line names who deleted it.
     with system.operator.log_file.open("rb") as log:
         log.seek(offset)
         lines = log.read().decode(errors="replace").splitlines()
-    deleted = f"AccessGrant alice-deleted ({ALICE}, Active) deleted by {PAULA}"
+    deleted = f"AccessGrant alice-deleted ({ALICE}, Revoked) deleted by {PAULA}"
     assert [line for line in lines if deleted in line and " INFO jitaccess.audit: " in line], "\n".join(lines)
 
 

@@ -875,9 +875,9 @@ def test_nobody_but_the_operator_puts_a_finalizer_on_a_grant() -> None:
 
 
 def test_deleting_a_grant_is_for_owner_approvers_and_the_operator() -> None:
-    old = grant()
+    old = grant(conditions=[cond("Ready", "False", "Expired")])
     assert review_grant("DELETE", old, None, PAULA, phase=Phase.VALIDATE) == ALLOW
-    assert review_grant("DELETE", old, None, SYSTEM, phase=Phase.VALIDATE) == ALLOW
+    assert review_grant("DELETE", grant(), None, SYSTEM, phase=Phase.VALIDATE) == ALLOW
     refused(
         review_grant("DELETE", old, None, BOB, phase=Phase.VALIDATE),
         "only approvers of team payments",
@@ -885,6 +885,23 @@ def test_deleting_a_grant_is_for_owner_approvers_and_the_operator() -> None:
     )
     refused(review_grant("DELETE", old, None, CAROL, phase=Phase.VALIDATE), "only approvers")
     refused(review_grant("DELETE", old, None, PAULA, phase=Phase.VALIDATE, team=None), "no longer exists")
+
+
+@pytest.mark.parametrize("reason", ["Active", "Pending", None])
+def test_a_grant_whose_access_has_not_ended_is_revoked_not_deleted(reason: str | None) -> None:
+    """A deletion leaves no stamp: its end would be recorded as the operator's, with no reason (attack 124)."""
+    live = grant(conditions=[cond("Ready", "True" if reason == "Active" else "False", reason)] if reason else [])
+    refused(
+        review_grant("DELETE", live, None, PAULA, phase=Phase.VALIDATE),
+        f"AccessGrant r1 is {reason or 'being provisioned'}: deleting it would end bob@example.com's access",
+        "jitaccess.dev/revoked-by stamp",
+        "kubectl jit revoke r1 --reason",
+    )
+    # Revoked by name (the webhook's stamp), its end names the revoker whenever it lands: it may go.
+    stamped = with_annotations(live, jitaccess_dev__revoked="true", jitaccess_dev__revoked_by=PAULA)
+    assert review_grant("DELETE", stamped, None, PAULA, phase=Phase.VALIDATE) == ALLOW
+    for ended in ("Expired", "Revoked", "Failed", "EligibilityLapsed"):
+        assert review_grant("DELETE", grant(conditions=[cond("Ready", "False", ended)]), None, PAULA) == ALLOW
 
 
 # --- reasons people write: bounded, one line of plain text ---------------------------------------

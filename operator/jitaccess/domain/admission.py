@@ -1420,9 +1420,9 @@ def _revocation(
 def _grant_deleted(
     old: Obj, caller: Caller, team: TeamOwnershipSpec | None, owner: str, responders: Responders = NO_RESPONDERS
 ) -> Verdict:
-    if team is not None and is_approver(team, caller):
-        return ALLOW
     name = (old.get("metadata") or {}).get("name", "NAME")
+    if team is not None and is_approver(team, caller):
+        return _live_grant_deleted(old, name) or ALLOW
     if responders.includes(caller):
         return Refusal(
             f"deleting an AccessGrant removes the record of that access from the audit trail, which only approvers "
@@ -1434,6 +1434,22 @@ def _grant_deleted(
         f"deleting an AccessGrant revokes it and removes it from the audit trail, which only approvers of team "
         f"{owner or '(unknown)'}{_approvers_suffix(team)} may do; to end your own access, annotate it instead: "
         f"`kubectl annotate accessgrant {name} {REVOKED}=true`"
+    )
+
+
+def _live_grant_deleted(old: Obj, name: str) -> Refusal | None:
+    """A grant whose access has not ended is ended by a revocation, never by its deletion: a deletion
+    leaves no stamp (the object does not say who deleted it), so its end would be recorded as the
+    operator's, without a reason. Ended, or its revocation stamped, it may go."""
+    state = wire.ready_reason(old)
+    if state in names.GRANT_FINISHED or REVOKED_BY in wire.annotations_of(old):
+        return None
+    grantee = str((old.get("spec") or {}).get("user") or "its grantee")
+    return Refusal(
+        f"AccessGrant {name} is {state or 'being provisioned'}: deleting it would end {grantee}'s access with "
+        f"nobody named in its records, as a deletion leaves no {REVOKED_BY} stamp and no reason; revoke it instead, "
+        f"`kubectl jit revoke {name} --reason '...'` (or `kubectl annotate accessgrant {name} {REVOKED}=true "
+        f"{REVOKE_REASON}='...'`), and delete it once it has ended"
     )
 
 
