@@ -206,6 +206,27 @@ class Jit:
         result = self.kubectl("get", "events", "-A", "--field-selector", selector, "-o", "json")
         return list(json.loads(result.stdout)["items"])
 
+    @contextlib.contextmanager
+    def own_entitlement(self, name: str, group: str, **spec: Any) -> Iterator[str]:
+        """An Entitlement `name` onto Identity Center group `group`, which nothing else grants, with
+        `spec` (`owner` and the rest), resolved; on exit every grant is ended, the Entitlement
+        deleted and the group emptied."""
+        self.ic.create_group(group)
+        self.apply(
+            {
+                "apiVersion": "jitaccess.dev/v1alpha1",
+                "kind": "Entitlement",
+                "metadata": {"name": name},
+                "spec": {"identityCenter": {"groupName": group}, **spec},
+            }
+        )
+        self.wait_reason("entitlement", name, "Resolved", timeout=30)
+        with contextlib.ExitStack() as undo:  # last in, first out: the grants, the Entitlement, the group
+            undo.callback(self.ic.empty_group, group)
+            undo.callback(self.kubectl, "delete", "entitlement", name, "--ignore-not-found", "--timeout=60s")
+            undo.callback(self.clean)
+            yield name
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     def apply_examples(self) -> None:

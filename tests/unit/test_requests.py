@@ -23,6 +23,25 @@ def test_default_duration_comes_from_the_entitlement() -> None:
     assert valid(duration="30m").duration_text == "30m"
 
 
+def _recorded(recorded_for: str, **spec: object) -> request_rules.ValidRequest:
+    """A request recorded (`status.duration`) for `recorded_for`, checked against an Entitlement whose
+    defaultDuration is now 3h."""
+    recorded = request(**spec).model_copy(deep=True)
+    recorded.status.duration = recorded_for
+    return request_rules.validate(recorded, entitlement(defaultDuration="3h"), team(), LIMITS)
+
+
+def test_a_default_raised_since_the_request_was_recorded_does_not_lengthen_it() -> None:
+    # Recorded (and shown to its approvers) for the 1h default of then: 1h, not the 3h of now (attack 125).
+    assert _recorded("1h").duration == timedelta(hours=1)
+    # Never lengthened by what status says; a lowered default shortens it.
+    assert _recorded("4h").duration == timedelta(hours=3)
+    # Unreadable: the default of now, as before anything was recorded.
+    assert _recorded("banana").duration == timedelta(hours=3)
+    # A duration the request names is its own.
+    assert _recorded("1h", duration="2h").duration == timedelta(hours=2)
+
+
 @pytest.mark.parametrize(
     ("spec", "field", "text"),
     [

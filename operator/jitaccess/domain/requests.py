@@ -154,6 +154,8 @@ def validate(
         spec.duration or entitlement.spec.default_duration,
         "spec.duration" if spec.duration else f"Entitlement {spec.entitlement!r} spec.defaultDuration",
     )
+    if not spec.duration:
+        duration = min(duration, _default_as_recorded(request) or duration)
     maximum = parse_duration(entitlement.spec.max_duration, f"Entitlement {spec.entitlement!r} spec.maxDuration")
     if duration > maximum:
         raise InvalidInput(
@@ -189,6 +191,23 @@ def validate(
         user_id=spec.requester_user_id,
         break_glass=bool(spec.break_glass),
     )
+
+
+def _default_as_recorded(request: AccessRequest) -> timedelta | None:
+    """The duration a request that names none was recorded for when the operator first took it up
+    (`status.duration`, the Entitlement's `defaultDuration` of that moment): what its approvers were
+    shown ("asks for ... for 1h") and approved. A `defaultDuration` raised afterwards (in the GitOps
+    repository, while the request waits for its approver or for its `spec.startTime`) must not
+    lengthen access nobody approved for longer; a lowered one shortens it. Only ever taken as an
+    upper bound: status is the operator's record, and a value written there gives no more time.
+    None when nothing readable is recorded yet."""
+    recorded = request.status.duration
+    if not recorded:
+        return None
+    try:
+        return parse_duration(recorded, "status.duration")
+    except InvalidInput:
+        return None
 
 
 def _check_reason(reason: str, entitlement: Entitlement) -> None:
