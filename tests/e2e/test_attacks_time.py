@@ -97,6 +97,15 @@ def test_a_start_that_is_no_time_is_refused(system: Jit, clock: str) -> None:
     refused(_dry_run(system, "no-time", startTime=f"{day}T{clock}"), "startTime")
 
 
+def test_a_start_written_in_lower_case_is_refused_naming_the_fix(system: Jit) -> None:
+    """`2026-12-05t06:00:00z` passes the API server's format check and Python's parser, but not the
+    CRD's rules (CEL), which failed on every later write: no approval, no status, no finalizer
+    removed. Refused at creation instead, saying how to write it."""
+    day = (utcnow() + dt.timedelta(days=1)).strftime("%Y-%m-%d")
+    for text in (f"{day}t06:00:00z", f"{day}T06:00:00z", f"{day}t06:00:00+01:00"):
+        refused(_dry_run(system, "lower-case", startTime=text), "spec.startTime", "upper-case T and Z")
+
+
 # --- 125. a defaultDuration raised between what the approver saw and the grant ------------------
 
 

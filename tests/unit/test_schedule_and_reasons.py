@@ -84,6 +84,18 @@ def test_a_start_that_is_no_time_says_how_to_write_one(start: str) -> None:
     assert "write an RFC 3339 time with a zone, such as 2026-12-01T06:00:00Z" in str(caught.value)
 
 
+@pytest.mark.parametrize("start", ["2026-12-04t06:00:00z", "2026-12-04T06:00:00z", "2026-12-04t06:00:00+01:00"])
+def test_a_start_in_lower_case_is_refused_as_the_crd_rules_cannot_read_it(start: str) -> None:
+    """Python and the API server's format check take it; the CRD's CEL rules do not, and failed every
+    later write of the request (a record stuck for good)."""
+    from tests.unit.test_admission import create, new_request, stamped
+
+    verdict = create(stamped(new_request(duration="2h", startTime=start), BOB), BOB, phase=adm.Phase.VALIDATE)
+    refused(verdict, "spec.startTime is invalid", "write it with an upper-case T and Z, such as 2026-12-01T06:00:00Z")
+    upper = start.replace("t", "T").replace("z", "Z")
+    assert create(stamped(new_request(duration="2h", startTime=upper), BOB), BOB, phase=adm.Phase.VALIDATE) == adm.ALLOW
+
+
 def test_a_start_beyond_the_horizon_names_the_setting_and_the_latest_start() -> None:
     with pytest.raises(InvalidInput) as caught:
         validate(T0 + HORIZON + timedelta(seconds=1))

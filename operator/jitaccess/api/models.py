@@ -12,10 +12,11 @@ CEL rules that the API server enforces are attached to fields as `x-kubernetes-v
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from jitaccess.api import limits
@@ -451,6 +452,26 @@ class Entitlement(Model):
 # --- AccessRequest -----------------------------------------------------------------------------
 
 
+#: An RFC 3339 time whose `T` or `Z` is lower-case (what is no time at all gets pydantic's message).
+_LOWER_CASE_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}(t\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})|T\d{2}:\d{2}:\d{2}(\.\d+)?z)"
+)
+
+
+def _as_kubernetes_reads_it(value: Any) -> Any:
+    """A time a user writes, refused unless its `T` and `Z` are upper-case: RFC 3339 and Python take
+    `2026-12-05t06:00:00z`, and so does the API server's check of the format, but not the CRD's
+    rules (CEL), which then fail on every later write of the object: no status, no approval, no
+    finalizer removed, a record nobody can move on."""
+    if isinstance(value, str) and _LOWER_CASE_RFC3339.fullmatch(value):
+        raise ValueError(f"{value!r}: write it with an upper-case T and Z, such as 2026-12-01T06:00:00Z")
+    return value
+
+
+#: A time written by users, in a spec (`_as_kubernetes_reads_it`).
+UserTime = Annotated[datetime, BeforeValidator(_as_kubernetes_reads_it)]
+
+
 class AccessRequestSpec(Model):
     """What is asked for, for how long and why; the requester is stamped at admission."""
 
@@ -479,7 +500,7 @@ class AccessRequestSpec(Model):
         description="The requester's Identity Center UserId, resolved from spec.requester and stamped at "
         "admission; never from the client. Access goes to this user only",
     )
-    start_time: datetime | None = Field(
+    start_time: UserTime | None = Field(
         default=None,
         description="When access is to begin (RFC 3339), at most the operator's horizon ahead (default 7 days); "
         "unset: as soon as approved. Approval may come before; eligibility and the approval are checked again "
