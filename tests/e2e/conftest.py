@@ -65,7 +65,7 @@ def jit(
             control_plane.admin_kubeconfig, identity_center.env(), workdir / "operator.log", extra_env=env
         )
         operator.start()
-    system = Jit(control_plane, identity_center, operator)
+    system = Jit(control_plane, identity_center, operator, env)
     system.apply_examples()
     try:
         yield system

@@ -11,7 +11,7 @@ import contextlib
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -108,24 +108,33 @@ def assign_by_hand(
 class Jit:
     """One test session's jitaccess system."""
 
-    def __init__(self, cluster: ControlPlane, ic: IdentityCenterEmulator, operator: OperatorProcess) -> None:
+    def __init__(
+        self,
+        cluster: ControlPlane,
+        ic: IdentityCenterEmulator,
+        operator: OperatorProcess,
+        env: Mapping[str, str] = OPERATOR_ENV,
+    ) -> None:
         self.cluster = cluster
         self.ic = ic
         self.operator = operator
+        # The operator's settings its start was given (the tier's Slack and CloudEvents sinks among
+        # them): a replaced operator (`replaced`) gets them too.
+        self.env = dict(env)
 
     # --- kubectl as anyone -----------------------------------------------------------------
 
     @contextlib.contextmanager
     def replaced(self, log_dir: Path, **env: str) -> Iterator[Jit]:
-        """This system with its operator replaced by one run with `env` on top of OPERATOR_ENV (two
-        operators would both serve the webhooks and act on every request); afterwards cleaned, and
-        the shared operator back."""
+        """This system with its operator replaced (two operators would both serve the webhooks and
+        act on every request) by one run with `env` on top of the settings its own was started with
+        (`self.env`: OPERATOR_ENV and the tier's Slack and CloudEvents sinks); afterwards cleaned,
+        and the shared operator back."""
         self.operator.stop()
         log_file = log_dir / "operator.log"
-        operator = OperatorProcess(
-            self.cluster.admin_kubeconfig, self.ic.env(), log_file, extra_env={**OPERATOR_ENV, **env}
-        ).start()
-        system = Jit(self.cluster, self.ic, operator)
+        settings = {**self.env, **env}
+        operator = OperatorProcess(self.cluster.admin_kubeconfig, self.ic.env(), log_file, extra_env=settings).start()
+        system = Jit(self.cluster, self.ic, operator, settings)
         try:
             yield system
             system.clean()
