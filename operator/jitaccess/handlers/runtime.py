@@ -37,6 +37,7 @@ from jitaccess.domain.admission import Admit, Verdict
 from jitaccess.domain.extensions import Waiting as ExtensionWaiting
 from jitaccess.domain.following import Laggards
 from jitaccess.domain.requests import Waiting
+from jitaccess.errors import NotFound, PermanentFailure
 from jitaccess.handlers.known_requests import KnownRequests
 from jitaccess.handlers.scheduler import ExpiryScheduler
 from jitaccess.settings import Settings
@@ -584,6 +585,19 @@ class Runtime:
 
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
+
+    def resolved_again(self, kind: str, key: str, stale: str, resolve: Callable[[str], str]) -> str | None:
+        """After Identity Center answered that nothing has the id `stale` it gave for `key` (`cached`):
+        `key` resolved afresh, and the id it names now when that is another one (a group deleted and
+        created again under its name within the cache's lifetime); None when it names none now, or
+        the same one (what was not found was something else: the user), or Identity Center refuses
+        to say. `RetryLater` when it does not answer: the cache holds nothing stale then."""
+        self.forget(kind, key)
+        try:
+            fresh = self.cached(kind, key, resolve)
+        except (NotFound, PermanentFailure):
+            return None
+        return fresh if fresh != stale else None
 
     def recently_eligible(self, user_id: str, groups: tuple[str, ...]) -> bool:
         """Whether Identity Center said, a few seconds ago, that the user `user_id` is in all of `groups`.

@@ -1,0 +1,126 @@
+"""A group deleted and created again under its name (a Terraform replace) while its id is cached
+(`Runtime.cached`): the add to the old id answers `NotFound`, and the grant is not failed for it.
+The name is resolved afresh and the add tried once more, in the group it names now, whose id is the
+grant's `status.groupId`. A name that resolves to no group, or to the same id (what was not found is
+the user), fails the grant as before, after one lookup: never a loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant
+from jitaccess.errors import NotFound
+from jitaccess.handlers import grants
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit.test_activation_time import _grant
+from tests.unit.test_grant_ended_while_provisioning import GROUP, _IdentityCenter, _Kube
+
+
+class _Store(_IdentityCenter):
+    """Groups by name, which a replace gives a new id; an add to an id no group has is `NotFound`,
+    as AWS answers `CreateGroupMembership`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.groups = {GROUP: "gid-1"}
+        self.users = {"id-bob"}
+        self.resolved: list[str] = []
+        self.adds: list[str] = []
+
+    def resolve_user(self, _: str) -> str:
+        return "id-bob"
+
+    def resolve_group(self, name: str) -> str:
+        self.resolved.append(name)
+        if name not in self.groups:
+            raise NotFound("GROUP not found.", operation="GetGroupId", code="ResourceNotFoundException")
+        return self.groups[name]
+
+    def replace(self, name: str, new_id: str | None) -> None:
+        """Delete the group, and create it again under its name as `new_id` (None: not again)."""
+        old = self.groups.pop(name)
+        self.members = {k: v for k, v in self.members.items() if k[0] != old}
+        if new_id is not None:
+            self.groups[name] = new_id
+
+    def ensure_member(self, group_id: str, user_id: str) -> tuple[str, bool]:
+        self.adds.append(group_id)
+        if group_id not in self.groups.values() or user_id not in self.users:
+            raise NotFound("Group does not exist", operation="CreateGroupMembership", code="ResourceNotFoundException")
+        return super().ensure_member(group_id, user_id)
+
+
+def _cached_then(monkeypatch: pytest.MonkeyPatch, change: Any) -> tuple[Runtime, _Kube, _Store]:
+    """A runtime whose cache holds the group's first id, the store then changed by `change`, and
+    the grant created: ready for `activate`."""
+    monkeypatch.setattr(grants, "record", lambda *a, **k: None)  # no kopf Event poster here
+    kube, ic = _Kube(), _Store()
+    rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
+    assert rt.cached("group", GROUP, ic.resolve_group) == "gid-1"  # an earlier grant's lookup
+    change(ic)
+    ic.resolved.clear()
+    kube.put(names.GRANTS, _grant(dt.datetime.now(dt.UTC)))
+    return rt, kube, ic
+
+
+def _activated(rt: Runtime, kube: _Kube) -> dict[str, Any]:
+    grants.activate(rt, AccessGrant.model_validate(kube.get(names.GRANTS, "r1")))
+    stored = kube.get(names.GRANTS, "r1")
+    assert stored is not None
+    return stored
+
+
+def _ready(grant: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in grant["status"]["conditions"] if c["type"] == names.READY)
+
+
+def test_a_grant_in_a_group_replaced_under_its_cached_name_is_added_to_the_new_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, kube, ic = _cached_then(monkeypatch, lambda ic: ic.replace(GROUP, "gid-2"))
+    grant = _activated(rt, kube)
+    assert _ready(grant)["reason"] == names.ACTIVE, _ready(grant)["message"]
+    assert grant["status"]["groupId"] == "gid-2", "the id the member was added to, which the holders index files by"
+    assert ic.members == {("gid-2", "id-bob"): "m-1"}
+    assert ic.adds == ["gid-1", "gid-2"] and ic.resolved == [GROUP], "resolved again once, tried again once"
+    assert rt.cached("group", GROUP, ic.resolve_group) == "gid-2" and ic.resolved == [GROUP], "the new id is cached"
+
+
+def test_a_group_deleted_and_not_created_again_fails_the_grant_after_one_lookup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, kube, ic = _cached_then(monkeypatch, lambda ic: ic.replace(GROUP, None))
+    grant = _activated(rt, kube)
+    assert _ready(grant)["reason"] == names.FAILED
+    assert f"Identity Center group {GROUP!r} or user bob@example.com disappeared" in _ready(grant)["message"]
+    assert ic.adds == ["gid-1"], "no group to try again in"
+    assert "groupId" not in grant["status"] and ic.members == {}
+
+
+def test_a_user_gone_from_a_group_that_stays_fails_the_grant_without_a_second_add(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, kube, ic = _cached_then(monkeypatch, lambda ic: ic.users.clear())
+    grant = _activated(rt, kube)
+    assert _ready(grant)["reason"] == names.FAILED
+    assert ic.adds == ["gid-1"], "the name names the same group: the add is not tried again"
+
+
+def test_a_group_replaced_again_meanwhile_is_tried_once_more_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    rt, kube, ic = _cached_then(monkeypatch, lambda ic: ic.replace(GROUP, "gid-2"))
+    added = ic.ensure_member
+
+    def replaced_meanwhile(group_id: str, user_id: str) -> tuple[str, bool]:
+        if group_id == "gid-2":
+            ic.replace(GROUP, "gid-3")  # replaced again between the new lookup and the add
+        return added(group_id, user_id)
+
+    monkeypatch.setattr(ic, "ensure_member", replaced_meanwhile)
+    grant = _activated(rt, kube)
+    assert _ready(grant)["reason"] == names.FAILED
+    assert ic.adds == ["gid-1", "gid-2"] and ic.members == {}
