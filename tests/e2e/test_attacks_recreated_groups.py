@@ -4,9 +4,13 @@ it run (a Terraform replace, a console mistake undone), the operator running thr
 The old group's memberships went with it; a grant made since is in the new group. A grant of the
 old group still Active must not keep the new group's membership of another grant once that one
 ends: it holds nothing there (its `status.groupId` is the old group's), so the end removes it.
+A grant made while the operator still has the old group's id cached (`Runtime.cached`, a minute)
+goes into the new group too, rather than failing on the old id.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from tests.support.harness import Jit, eventually
 
@@ -18,12 +22,12 @@ ALICE = "alice@example.com"
 # --- 122. a group deleted and created again under its name while grants of it run (docs/security.md)
 
 
-def _entitlement() -> dict[str, object]:
+def _entitlement(name: str = ENTITLEMENT, group: str = GROUP) -> dict[str, object]:
     return {
         "apiVersion": "jitaccess.dev/v1alpha1",
         "kind": "Entitlement",
-        "metadata": {"name": ENTITLEMENT},
-        "spec": {"owner": "payments", "identityCenter": {"groupName": GROUP}, "maxDuration": "4h"},
+        "metadata": {"name": name},
+        "spec": {"owner": "payments", "identityCenter": {"groupName": group}, "maxDuration": "4h"},
     }
 
 
@@ -66,3 +70,39 @@ def test_a_grant_of_the_deleted_group_keeps_nothing_in_the_group_recreated_under
         system.clean()
         system.kubectl("delete", "entitlement", ENTITLEMENT, "--ignore-not-found")
     assert ic.members_of(GROUP) == set()
+
+
+def test_a_grant_made_while_the_replaced_groups_id_is_cached_goes_into_the_new_group(
+    system: Jit, tmp_path: Path
+) -> None:
+    """Without the fresh lookup, the add went to the old id, Identity Center answered that no such
+    group exists, and the grant ended Failed ("group or user disappeared"): the requester asked again.
+    The Entitlement's periodic check, which resolves its group afresh, is put out of the way (every
+    10 minutes), so that the id the grants use is the one cached by the first grant's lookup."""
+    group, entitlement = "prod-eng-replaced", "replaced"
+    ic = system.ic
+    old = ic.create_group(group)
+    with system.replaced(tmp_path, JITACCESS_RESYNC_SECONDS="600") as jit:
+        jit.apply(_entitlement(entitlement, group))
+        try:
+            jit.wait_reason("entitlement", entitlement, "Resolved", timeout=30)
+            jit.request("replaced-first", entitlement, duration="1h")
+            first = jit.wait_reason("accessgrant", "replaced-first", "Active", timeout=30)
+            assert first["status"]["groupId"] == old and ic.members_of(group) == {ALICE}
+
+            # Replaced, seconds after the first grant's lookup: well within the cache's minute.
+            ic.client().delete_group(IdentityStoreId=ic.identity_store_id, GroupId=old)
+            new = ic.create_group(group)
+            assert new != old and ic.members_of(group) == set()
+
+            jit.request("replaced-second", entitlement, duration="1h")
+            second = jit.wait_reason("accessgrant", "replaced-second", "Active", "Failed", timeout=30)
+            ready = next(c for c in second["status"]["conditions"] if c["type"] == "Ready")
+            assert ready["reason"] == "Active", f"{ready['message']}; log:\n{jit.operator.tail(30)}"
+            assert second["status"]["groupId"] == new, "the id the member was added to (the holders index files by it)"
+            assert ic.members_of(group) == {ALICE}, "alice is in the new group"
+            jit.wait_reason("accessrequest", "replaced-second", "Granted")
+        finally:
+            jit.clean()
+            jit.kubectl("delete", "entitlement", entitlement, "--ignore-not-found", "--timeout=60s")
+    assert ic.members_of(group) == set()
