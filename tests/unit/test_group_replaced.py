@@ -2,7 +2,8 @@
 (`Runtime.cached`): the add to the old id answers `NotFound`, and the grant is not failed for it.
 The name is resolved afresh and the add tried once more, in the group it names now, whose id is the
 grant's `status.groupId`. A name that resolves to no group, or to the same id (what was not found is
-the user), fails the grant as before, after one lookup: never a loop."""
+the user), fails the grant as before, after one lookup: never a loop. The eligibility and on-call
+checks, which ask whether the user is in groups by their cached ids, do the same."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ import pytest
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
+from jitaccess.domain import requests as request_rules
 from jitaccess.errors import NotFound
 from jitaccess.handlers import grants
+from jitaccess.handlers.eligibility import eligibility_problem
+from jitaccess.handlers.oncall import on_call_group
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
+from tests.unit import factories
+from tests.unit.test_activation import LIMITS as ELIGIBILITY_LIMITS
 from tests.unit.test_activation_time import _grant
 from tests.unit.test_grant_ended_while_provisioning import GROUP, _IdentityCenter, _Kube
 
@@ -124,3 +130,75 @@ def test_a_group_replaced_again_meanwhile_is_tried_once_more_only(monkeypatch: p
     grant = _activated(rt, kube)
     assert _ready(grant)["reason"] == names.FAILED
     assert ic.adds == ["gid-1", "gid-2"] and ic.members == {}
+
+
+# --- reads: eligibility and on-call with a replaced group's id cached --------------------------------
+
+
+class _Directory:
+    """Group ids by name, which a replace changes, and who is in which group by name. Asked about an
+    id no group has, `IsMemberInGroups` answers `NotFound`, as AWS does."""
+
+    identity_store_id = "d-0000000000"
+
+    def __init__(self) -> None:
+        self.ids = {"prod-eligible": "gid-1"}
+        self.members = {"prod-eligible": {"u-bob@example.com"}}
+        self.users = {"u-bob@example.com"}
+        self.asked: list[list[str]] = []
+
+    def resolve_user(self, name: str) -> str:
+        return f"u-{name}"
+
+    def resolve_group(self, name: str) -> str:
+        if name not in self.ids:
+            raise NotFound("GROUP not found.", operation="GetGroupId", code="ResourceNotFoundException")
+        return self.ids[name]
+
+    def missing_groups(self, user_id: str, group_ids: list[str]) -> list[str]:
+        self.asked.append(list(group_ids))
+        names_of = {gid: name for name, gid in self.ids.items()}
+        if user_id not in self.users or any(g not in names_of for g in group_ids):
+            raise NotFound("not found.", operation="IsMemberInGroups", code="ResourceNotFoundException")
+        return [g for g in group_ids if user_id not in self.members[names_of[g]]]
+
+
+def _eligible_with_stale_id(directory: _Directory) -> tuple[Runtime, request_rules.ValidRequest]:
+    rt = Runtime(Settings(), directory, object())  # type: ignore[arg-type]
+    assert rt.cached("group", "prod-eligible", directory.resolve_group) == "gid-1"
+    wanted = factories.entitlement(eligibility={"identityCenterGroups": ["prod-eligible"]})
+    valid = request_rules.validate(factories.request(), wanted, factories.team(), ELIGIBILITY_LIMITS)
+    return rt, valid
+
+
+def test_a_member_of_a_replaced_eligibility_group_is_eligible_while_its_old_id_is_cached() -> None:
+    directory = _Directory()
+    rt, valid = _eligible_with_stale_id(directory)
+    directory.ids["prod-eligible"] = "gid-2"  # deleted and created again; bob added to the new one
+    assert eligibility_problem(rt, valid) is None
+    assert directory.asked == [["gid-1"], ["gid-2"]]
+    # A requester not in the new group is refused for that, not as a user who no longer exists.
+    directory.members["prod-eligible"] = set()
+    problem = eligibility_problem(rt, valid, fresh=True)
+    assert problem is not None and "is not in the Identity Center group(s) prod-eligible" in problem
+
+
+def test_a_user_gone_is_still_said_so_after_one_fresh_lookup() -> None:
+    directory = _Directory()
+    rt, valid = _eligible_with_stale_id(directory)
+    directory.users.clear()
+    problem = eligibility_problem(rt, valid)
+    assert problem is not None and "no longer exists" in problem
+    assert directory.asked == [["gid-1"]], "the same ids are not asked about twice"
+
+
+def test_the_on_call_group_replaced_keeps_its_members_on_call() -> None:
+    directory = _Directory()
+    directory.ids["payments-oncall"] = "gid-oncall-1"
+    directory.members["payments-oncall"] = {"u-bob@example.com"}
+    rt = Runtime(Settings(), directory, object())  # type: ignore[arg-type]
+    assert rt.cached("group", "payments-oncall", directory.resolve_group) == "gid-oncall-1"
+    directory.ids["payments-oncall"] = "gid-oncall-2"
+    wanted = factories.entitlement(approval={"autoApproveIdentityCenterGroups": ["payments-oncall"]})
+    valid = request_rules.validate(factories.request(), wanted, factories.team(), ELIGIBILITY_LIMITS)
+    assert on_call_group(rt, valid) == "payments-oncall (Identity Center group)"

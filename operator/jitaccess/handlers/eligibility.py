@@ -48,7 +48,7 @@ def eligibility_problem(
                 f"names {name!r}, which is not a group in Identity Center: the entitlement's owners must fix it",
             ) from exc
     try:
-        missing = ic.missing_groups(user_id, list(ids))
+        ids, missing = rt.missing_groups(ic, user_id, ids)
         disabled = fresh and not missing and not ic.user_enabled(user_id)
     except NotFound:
         return (

@@ -44,7 +44,8 @@ def on_call_group(rt: Runtime, valid: request_rules.ValidRequest) -> str | None:
     if not ids:
         return None
     try:
-        missing = set(ic.missing_groups(user_id, list(ids)))
+        ids, answer = rt.missing_groups(ic, user_id, ids)
+        missing = set(answer)
     except NotFound:
         return None
     held = [name for group_id, name in ids.items() if group_id not in missing]

@@ -599,6 +599,24 @@ class Runtime:
             return None
         return fresh if fresh != stale else None
 
+    def missing_groups(
+        self, ic: IdentityCenter, user_id: str, ids: Mapping[str, str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """Which of `ids` (GroupId -> its name, the ids from `cached`) `user_id` is not in, and the ids
+        that answer is about. When Identity Center answers that something does not exist, each name
+        is resolved afresh once (`resolved_again`) and, when one names another group now (deleted and
+        created again under its name within the cache's lifetime), asked again with the new ids: a
+        stale id must not read as the user's absence. Raises `NotFound` otherwise (the user is gone)."""
+        try:
+            return dict(ids), ic.missing_groups(user_id, list(ids))
+        except NotFound:
+            renewed = {
+                self.resolved_again("group", name, gid, ic.resolve_group) or gid: name for gid, name in ids.items()
+            }
+            if renewed.keys() == ids.keys():
+                raise
+        return renewed, ic.missing_groups(user_id, list(renewed))
+
     def recently_eligible(self, user_id: str, groups: tuple[str, ...]) -> bool:
         """Whether Identity Center said, a few seconds ago, that the user `user_id` is in all of `groups`.
 
