@@ -1,11 +1,21 @@
-"""Logging set-up: human-readable text, or one JSON object per line for log pipelines."""
+"""Logging set-up: human-readable text, or one JSON object per line for log pipelines; and
+`OncePer`, how a line said again and again (a retry every second through an outage) is said once
+a minute with how many were not.
+
+`OncePer` is our own: the standard library's logging has no rate limit, and a `logging.Filter`
+sees a finished record, not what the line is about (a grant, the kind of a failure) unless it
+parses the message; rate-limiting libraries (none is in our dependencies) pace calls, and count
+neither per key nor what they refused, which the "(N more since)" needs.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +47,60 @@ class JsonFormatter(logging.Formatter):
 def rfc3339(created: float) -> str:
     """A record's time (seconds since the epoch) as RFC 3339 UTC, milliseconds truncated, with `Z`."""
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Due:
+    """A line `OncePer.due` lets be said now."""
+
+    #: Said before about the same key and of the same kind: a repeat, not a beginning.
+    again: bool
+    #: The lines about it that were kept quiet since it was last said (0 unless `again`).
+    unsaid: int
+
+
+class OncePer:
+    """A line about a key said at most once every `seconds`, with the count of those kept quiet.
+
+    A key's line is due at once the first time, and again once `seconds` have passed since it was
+    last said; one of another `kind` than the last (a failure of another sort) is due at once, and
+    starts the count again. Thread-safe (removals are said from worker threads). At most `keys`
+    keys are kept: one more forgets the key said longest ago, which is then due at once, as new:
+    louder, never quieter.
+    """
+
+    def __init__(self, seconds: float, *, keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._keys = keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        #: key -> (kind, when last said, how many kept quiet since), the one said longest ago first.
+        self._said: dict[Hashable, tuple[Hashable, float, int]] = {}
+
+    def due(self, key: Hashable = None, kind: Hashable = None) -> Due | None:
+        """Whether the line about `key` (of `kind`) is to be said now; None when it is to stay
+        quiet (it is counted)."""
+        now = self._clock()
+        with self._lock:
+            last = self._said.get(key)
+            if last is not None and last[0] == kind:
+                if now - last[1] < self._seconds:
+                    self._said[key] = (kind, last[1], last[2] + 1)  # in its place: said as long ago
+                    return None
+                said = Due(again=True, unsaid=last[2])
+            else:
+                said = Due(again=False, unsaid=0)
+            self._said.pop(key, None)
+            while len(self._said) >= self._keys:
+                del self._said[next(iter(self._said))]
+            self._said[key] = (kind, now, 0)
+            return said
+
+    def forget(self, key: Hashable = None) -> bool:
+        """Forget `key` (what it was about has ended): its next line is due at once, as new.
+        Whether it was remembered."""
+        with self._lock:
+            return self._said.pop(key, None) is not None
 
 
 class RefusalsAreNotErrors(logging.Filter):
@@ -114,9 +178,7 @@ class EventsAreAuxiliary(logging.Filter):
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self._clock = clock
-        self._said_at: float | None = None
-        self._unsaid = 0
+        self._said = OncePer(EVENT_FAILURES_EVERY_SECONDS, clock=clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -128,17 +190,15 @@ class EventsAreAuxiliary(logging.Filter):
             return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         if not message.startswith("Failed to post an event."):
             return True
-        now = self._clock()
-        if self._said_at is not None and now - self._said_at < EVENT_FAILURES_EVERY_SECONDS:
-            self._unsaid += 1
+        said = self._said.due()
+        if said is None:
             return False
-        more = f" ({self._unsaid} more not posted since the last such line)" if self._unsaid else ""
+        more = f" ({said.unsaid} more not posted since the last such line)" if said.unsaid else ""
         record.msg = (
             f"an Event was not posted{more}; the decisions are in the audit log (jitaccess.audit) all the same;"
             f" said at most once a minute: {message}"
         )
         record.args = ()
-        self._said_at, self._unsaid = now, 0
         return True
 
 

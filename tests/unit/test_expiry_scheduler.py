@@ -27,6 +27,7 @@ from jitaccess.handlers import expiry, grants, removals
 from jitaccess.handlers.recording import record, ref
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.handlers.scheduler import ExpiryScheduler, utcnow
+from jitaccess.logs import OncePer
 from jitaccess.settings import Settings
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
@@ -440,7 +441,7 @@ def test_an_expiry_identity_center_does_not_answer_is_an_error_once_overdue_and_
     """Identity Center down at expiry: a WARNING within the grace; past it an ERROR (the membership
     outlives the grant), said again once a minute, not at each retry; and one ExpiryOverdue Warning
     Event per grant, not one per retry."""
-    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
+    monkeypatch.setattr(removals, "LOGGED", OncePer(60))
     kube = _Grants()
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
     outage = True
@@ -515,7 +516,7 @@ def test_an_expiry_identity_center_refuses_is_retried_and_reported_like_one_it_d
     """AccessDenied on the removal (the IAM policy edited): the grant is tried again every 5 s, not
     given up, with no traceback; an ERROR once a minute, and one ExpiryOverdue Warning Event naming
     the AWS error and the IAM action to check."""
-    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
+    monkeypatch.setattr(removals, "LOGGED", OncePer(60))
     kube = _Grants()
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
     refused = PermanentFailure(
@@ -545,7 +546,7 @@ def test_an_expiry_whose_end_the_api_server_refuses_is_retried_each_minute_and_r
     """The membership removed, the grant's `Expired` refused as invalid (an admission policy): tried
     again in a minute, not every 5 s with a traceback; one ERROR a minute naming the grant and the
     API server's words, and one WriteRefused Warning Event."""
-    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
+    monkeypatch.setattr(removals, "LOGGED", OncePer(60))
     kube = _Grants()
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
     said = 'AccessGrant.jitaccess.dev "held" is invalid: status: the policy refuses it'
@@ -568,7 +569,7 @@ def test_a_revocation_identity_center_refuses_is_retried_by_kopf_and_reported_on
 ) -> None:
     """The revocation path: a refusal is a TemporaryError for kopf (retried in 5 s, no traceback),
     and, once overdue from the deletion, one ExpiryOverdue Warning Event naming the IAM action."""
-    monkeypatch.setattr(removals, "LOGGED", removals.Throttle(60))
+    monkeypatch.setattr(removals, "LOGGED", OncePer(60))
     monkeypatch.setattr(removals, "REVOCATIONS", removals.Overdue())
     kube = _Grants()
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))

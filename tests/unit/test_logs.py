@@ -8,13 +8,14 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from jitaccess.logs import EVENT_POSTING, EventsAreAuxiliary, JsonFormatter, ProbeRetriesAreNotErrors
+from jitaccess.logs import EVENT_POSTING, Due, EventsAreAuxiliary, JsonFormatter, OncePer, ProbeRetriesAreNotErrors
 
 
 def record(message: str, level: int = logging.ERROR) -> logging.LogRecord:
@@ -53,6 +54,81 @@ def test_a_json_line_of_now_parses_as_rfc_3339() -> None:
     entry = json.loads(JsonFormatter().format(record("now", logging.INFO)))
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
     assert abs(datetime.fromisoformat(entry["time"]).timestamp() - time.time()) < 5
+
+
+def test_a_repeated_line_is_said_at_once_then_once_a_window_with_the_count_kept_quiet() -> None:
+    now = [0.0]
+    said = OncePer(60, clock=lambda: now[0])
+    assert said.due("a") == Due(again=False, unsaid=0)
+    for second in (1, 30, 59.9):
+        now[0] = second
+        assert said.due("a") is None
+    assert said.due("b") == Due(again=False, unsaid=0), "each key has its own window"
+    now[0] = 60.0
+    assert said.due("a") == Due(again=True, unsaid=3)
+    assert said.due("a") is None, "the window starts again when it is said"
+    now[0] = 120.0
+    assert said.due("a") == Due(again=True, unsaid=1)
+    now[0] = 500.0
+    assert said.due("a") == Due(again=True, unsaid=0), "a repeat however late, with nothing kept quiet"
+
+
+def test_a_line_of_another_kind_is_said_at_once_and_counts_anew() -> None:
+    now = [0.0]
+    said = OncePer(60, clock=lambda: now[0])
+    assert said.due(kind="refused") == Due(again=False, unsaid=0)
+    now[0] = 10.0
+    assert said.due(kind="refused") is None
+    assert said.due(kind="unreachable") == Due(again=False, unsaid=0)
+    assert said.due(kind="unreachable") is None
+    assert said.due(kind="refused") == Due(again=False, unsaid=0), "back to the first kind: a beginning too"
+    now[0] = 70.0
+    assert said.due(kind="refused") == Due(again=True, unsaid=0)
+
+
+def test_a_forgotten_key_is_said_at_once_as_new() -> None:
+    now = [0.0]
+    said = OncePer(60, clock=lambda: now[0])
+    assert not said.forget("a")
+    said.due("a")
+    assert said.due("a") is None
+    assert said.forget("a") and not said.forget("a")
+    assert said.due("a") == Due(again=False, unsaid=0)
+
+
+def test_the_keys_kept_are_bounded_by_forgetting_the_one_said_longest_ago() -> None:
+    now = [0.0]
+    said = OncePer(60, keys=3, clock=lambda: now[0])
+    for key in ("a", "b", "c"):
+        now[0] += 1
+        said.due(key)
+    now[0] += 1
+    assert said.due("a") is None, "kept quiet in its place: still the one said longest ago"
+    assert said.due("d") == Due(again=False, unsaid=0)
+    assert said.due("a") == Due(again=False, unsaid=0), "forgotten for room: said again, never lost"
+    assert said.due("c") is None and said.due("d") is None and said.due("a") is None
+
+
+def test_lines_said_from_many_threads_are_each_counted_once() -> None:
+    now = [0.0]
+    said = OncePer(60, clock=lambda: now[0])
+    answers: list[Due | None] = []
+    lock = threading.Lock()
+
+    def say() -> None:
+        for _ in range(1000):
+            answer = said.due("grant")
+            with lock:
+                answers.append(answer)
+
+    threads = [threading.Thread(target=say) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a for a in answers if a is not None] == [Due(again=False, unsaid=0)]
+    now[0] = 60.0
+    assert said.due("grant") == Due(again=True, unsaid=7999)
 
 
 POSTING_RETRY = (

@@ -40,6 +40,7 @@ from jitaccess import metrics
 from jitaccess.adapters.lease import LeaseConflict, LeaseRefused, LeaseStore
 from jitaccess.domain import election
 from jitaccess.domain.election import LeaseRecord, Timing
+from jitaccess.logs import OncePer
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +83,18 @@ class _Failures:
     """The tries that failed in a row, said when they begin or change kind, then once a minute."""
 
     def __init__(self) -> None:
-        self.kind: tuple[str, int] | None = None
-        self.said_at = 0.0
-        self.unsaid = 0
+        self._said = OncePer(SAY_EVERY_SECONDS)
 
     def failed(self, kind: tuple[str, int], level: int, text: str) -> None:
-        now = time.monotonic()
-        if kind == self.kind and now - self.said_at < SAY_EVERY_SECONDS:
-            self.unsaid += 1
+        said = self._said.due(kind=kind)
+        if said is None:
             return
-        since = f" ({self.unsaid} more failed tries since the last such line)" if kind == self.kind else ""
+        since = f" ({said.unsaid} more failed tries since the last such line)" if said.again else ""
         log.log(level, "%s; tried again every retry period%s", text, since)
-        self.kind, self.said_at, self.unsaid = kind, now, 0
 
     def ended(self, where: str) -> None:
-        if self.kind is not None:
+        if self._said.forget():
             log.info("%s can be read and written again", where)
-        self.kind, self.unsaid = None, 0
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +25,7 @@ from jitaccess.domain.expiry import OVERDUE_GRACE
 from jitaccess.errors import IdentityCenterError, PermanentFailure
 from jitaccess.handlers.common import ts
 from jitaccess.handlers.recording import record
+from jitaccess.logs import OncePer
 
 log = logging.getLogger(__name__)
 #: A removal Identity Center does not answer is tried again this often (seconds)...
@@ -59,28 +59,10 @@ class Overdue:
             self._names.discard(name)
 
 
-class Throttle:
-    """When a line about a key was last logged: a grant retried every second through an outage of
-    an hour is said once a minute, not 3,600 times (the gauge and the Event say it continuously)."""
-
-    def __init__(self, every: float) -> None:
-        self._every = every
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-
-    def due(self, key: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._last) > 10_000:
-                self._last = {k: t for k, t in self._last.items() if now - t < self._every}
-            if now - self._last.get(key, -self._every) < self._every:
-                return False
-            self._last[key] = now
-            return True
-
-
 LOG_EVERY_SECONDS = 60
-LOGGED = Throttle(LOG_EVERY_SECONDS)
+#: When a line about a grant was last said: a grant retried every second through an outage of an
+#: hour is said once a minute, not 3,600 times (the gauge and the Event say it continuously).
+LOGGED = OncePer(LOG_EVERY_SECONDS)
 #: Revocations' Events: once per grant in this process (an expiry's are per term of leadership).
 REVOCATIONS = Overdue()
 #: Revocations whose end the API server refused to store (`not_written`): one Event per grant here too.
