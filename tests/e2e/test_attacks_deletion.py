@@ -27,26 +27,13 @@ import pytest
 from devenv.notifications import SECURITY_CHANNEL, LocalNotifications
 from devenv.slack import SlackStandIn
 from tests.e2e.cli_run import Cli
-from tests.support.harness import Jit, eventually
+from tests.support.harness import Jit, entitlement, eventually
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
 NAME, GROUP = "e2e-released", "e2e-released-group"
 SHARED = "e2e-second-name"
 REVOKED = "jitaccess.dev/revoked"
 LOUD = re.compile(r"^\S+ \S+ (ERROR|CRITICAL) ")
-
-
-def _entitlement(name: str, group: str) -> dict[str, object]:
-    return {
-        "apiVersion": "jitaccess.dev/v1alpha1",
-        "kind": "Entitlement",
-        "metadata": {"name": name},
-        "spec": {
-            "owner": "payments",
-            "identityCenter": {"groupName": group},
-            "eligibility": {"identityCenterGroups": ["prod-eligible"]},
-        },
-    }
 
 
 def _log_since(system: Jit, offset: int) -> list[str]:
@@ -59,7 +46,7 @@ def _log_since(system: Jit, offset: int) -> list[str]:
 def own_group(system: Jit) -> Iterator[str]:
     """An Entitlement of team payments onto a group nothing else grants."""
     system.ic.create_group(GROUP)
-    system.apply(_entitlement(NAME, GROUP))
+    system.apply(entitlement(NAME, GROUP))
     system.wait_reason("entitlement", NAME, "Resolved", timeout=30)
     try:
         yield NAME
@@ -136,7 +123,7 @@ def test_a_grant_that_expires_lets_it_go(system: Jit, own_group: str) -> None:
 
 def test_without_grants_it_goes_at_once_and_names_who_still_grants_the_group(system: Jit) -> None:
     offset = system.operator.log_file.stat().st_size
-    system.apply(_entitlement(SHARED, "prod-eng-payments"))
+    system.apply(entitlement(SHARED, "prod-eng-payments"))
     system.wait_reason("entitlement", SHARED, "Resolved", timeout=30)
     # `kubectl delete` waits until it is gone: nothing keeps it.
     system.kubectl("delete", "entitlement", SHARED, "--timeout=30s")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.harness import Jit, eventually
+from tests.support.harness import Jit, entitlement, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -34,19 +34,9 @@ def retired(system: Jit) -> Iterator[str]:
     group nothing else grants, with bob's grant running, then deleted: it stays `Deleting`."""
     system.ic.create_group(GROUP)
     system.apply(
-        {
-            "apiVersion": "jitaccess.dev/v1alpha1",
-            "kind": "Entitlement",
-            "metadata": {"name": NAME},
-            "spec": {
-                "owner": "ledger",
-                "identityCenter": {"groupName": GROUP},
-                "defaultDuration": "1h",
-                "maxDuration": "4h",
-                "eligibility": {"identityCenterGroups": ["prod-eligible"]},
-                "approval": {"autoApproveOwnerTeam": True},
-            },
-        }
+        entitlement(
+            NAME, GROUP, "ledger", defaultDuration="1h", maxDuration="4h", approval={"autoApproveOwnerTeam": True}
+        )
     )
     system.wait_reason("entitlement", NAME, "Resolved", timeout=30)
     try:

@@ -105,6 +105,21 @@ def assign_by_hand(
     assert assignment in emulator.sso.assignments
 
 
+def entitlement(
+    name: str, group: str, owner: str = "payments", eligible: tuple[str, ...] = ("prod-eligible",), **spec: Any
+) -> dict[str, Any]:
+    """The manifest of Entitlement `name` of team `owner` onto Identity Center group `group`, for the
+    members of the `eligible` groups (none: no eligibility), with the other `spec` fields as given
+    (`maxDuration="4h"`, ...)."""
+    eligibility = {"eligibility": {"identityCenterGroups": list(eligible)}} if eligible else {}
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "Entitlement",
+        "metadata": {"name": name},
+        "spec": {"owner": owner, "identityCenter": {"groupName": group}, **eligibility, **spec},
+    }
+
+
 class Jit:
     """One test session's jitaccess system."""
 
