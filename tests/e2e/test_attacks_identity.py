@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from devenv.paths import EXAMPLES
-from tests.support.harness import REQUESTER_ROLE, Jit, eventually
+from tests.support.harness import REQUESTER_ROLE, Jit, entitlement, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -153,18 +153,7 @@ def test_28_a_user_recreated_between_request_and_approval_gets_nothing(system: J
 @pytest.fixture
 def short_lived_entitlement(system: Jit) -> Iterator[str]:
     """An Entitlement of team payments onto prod-eng-payments, that the test deletes."""
-    system.apply(
-        {
-            "apiVersion": "jitaccess.dev/v1alpha1",
-            "kind": "Entitlement",
-            "metadata": {"name": "e2e-payments-short-lived"},
-            "spec": {
-                "owner": "payments",
-                "identityCenter": {"groupName": PAYMENTS},
-                "eligibility": {"identityCenterGroups": ["prod-eligible"]},
-            },
-        }
-    )
+    system.apply(entitlement("e2e-payments-short-lived", PAYMENTS))
     system.wait_reason("entitlement", "e2e-payments-short-lived", "Resolved", timeout=30)
     try:
         yield "e2e-payments-short-lived"
@@ -205,17 +194,8 @@ RENAMED_GROUP = "prod-e2e-renamed-team"
 
 
 def _owned_by(team: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "jitaccess.dev/v1alpha1",
-        "kind": "Entitlement",
-        "metadata": {"name": "e2e-renamed-team"},
-        "spec": {
-            "owner": team,
-            # A group of its own: payments' production group is team payments' alone (attack 112).
-            "identityCenter": {"groupName": RENAMED_GROUP},
-            "eligibility": {"identityCenterGroups": ["prod-eligible"]},
-        },
-    }
+    # A group of its own: payments' production group is team payments' alone (attack 112).
+    return entitlement("e2e-renamed-team", RENAMED_GROUP, team)
 
 
 def test_109_the_new_owner_teams_approver_revokes_once_the_recorded_team_is_gone(system: Jit) -> None:

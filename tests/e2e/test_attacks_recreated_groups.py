@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.harness import Jit, eventually
+from tests.support.harness import Jit, entitlement, eventually
 
 GROUP = "prod-eng-recreated"
 ENTITLEMENT = "recreated"
@@ -22,19 +22,10 @@ ALICE = "alice@example.com"
 # --- 122. a group deleted and created again under its name while grants of it run (docs/security.md)
 
 
-def _entitlement(name: str = ENTITLEMENT, group: str = GROUP) -> dict[str, object]:
-    return {
-        "apiVersion": "jitaccess.dev/v1alpha1",
-        "kind": "Entitlement",
-        "metadata": {"name": name},
-        "spec": {"owner": "payments", "identityCenter": {"groupName": group}, "maxDuration": "4h"},
-    }
-
-
 def test_a_grant_of_the_deleted_group_keeps_nothing_in_the_group_recreated_under_its_name(system: Jit) -> None:
     ic = system.ic
     old = ic.create_group(GROUP)
-    system.apply(_entitlement())
+    system.apply(entitlement(ENTITLEMENT, GROUP, eligible=(), maxDuration="4h"))
     try:
         system.wait_reason("entitlement", ENTITLEMENT, "Resolved", timeout=30)
         system.request("recreated-long", ENTITLEMENT, duration="4h")
@@ -79,14 +70,14 @@ def test_a_grant_made_while_the_replaced_groups_id_is_cached_goes_into_the_new_g
     group exists, and the grant ended Failed ("group or user disappeared"): the requester asked again.
     The Entitlement's periodic check, which resolves its group afresh, is put out of the way (every
     10 minutes), so that the id the grants use is the one cached by the first grant's lookup."""
-    group, entitlement = "prod-eng-replaced", "replaced"
+    group, named = "prod-eng-replaced", "replaced"
     ic = system.ic
     old = ic.create_group(group)
     with system.replaced(tmp_path, JITACCESS_RESYNC_SECONDS="600") as jit:
-        jit.apply(_entitlement(entitlement, group))
+        jit.apply(entitlement(named, group, eligible=(), maxDuration="4h"))
         try:
-            jit.wait_reason("entitlement", entitlement, "Resolved", timeout=30)
-            jit.request("replaced-first", entitlement, duration="1h")
+            jit.wait_reason("entitlement", named, "Resolved", timeout=30)
+            jit.request("replaced-first", named, duration="1h")
             first = jit.wait_reason("accessgrant", "replaced-first", "Active", timeout=30)
             assert first["status"]["groupId"] == old and ic.members_of(group) == {ALICE}
 
@@ -95,7 +86,7 @@ def test_a_grant_made_while_the_replaced_groups_id_is_cached_goes_into_the_new_g
             new = ic.create_group(group)
             assert new != old and ic.members_of(group) == set()
 
-            jit.request("replaced-second", entitlement, duration="1h")
+            jit.request("replaced-second", named, duration="1h")
             second = jit.wait_reason("accessgrant", "replaced-second", "Active", "Failed", timeout=30)
             ready = next(c for c in second["status"]["conditions"] if c["type"] == "Ready")
             assert ready["reason"] == "Active", f"{ready['message']}; log:\n{jit.operator.tail(30)}"
@@ -104,5 +95,5 @@ def test_a_grant_made_while_the_replaced_groups_id_is_cached_goes_into_the_new_g
             jit.wait_reason("accessrequest", "replaced-second", "Granted")
         finally:
             jit.clean()
-            jit.kubectl("delete", "entitlement", entitlement, "--ignore-not-found", "--timeout=60s")
+            jit.kubectl("delete", "entitlement", named, "--ignore-not-found", "--timeout=60s")
     assert ic.members_of(group) == set()

@@ -14,23 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import Jit, eventually
+from tests.support.harness import Jit, entitlement, eventually
 
 ALICE, BOB, PAULA = "alice@example.com", "bob@example.com", "paula@example.com"
 REVOKED = "jitaccess.dev/revoked"
-
-
-def _entitlement(name: str, owner: str, group: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "jitaccess.dev/v1alpha1",
-        "kind": "Entitlement",
-        "metadata": {"name": name},
-        "spec": {
-            "owner": owner,
-            "identityCenter": {"groupName": group},
-            "eligibility": {"identityCenterGroups": ["prod-eligible"]},
-        },
-    }
 
 
 def _team(name: str) -> dict[str, Any]:
@@ -59,7 +46,7 @@ def _removed(system: Jit, group: str, who: str) -> None:
 def test_a_missing_owner_team_stops_requests_not_the_drift_scan(system: Jit) -> None:
     group = _group(system, "cc-owner-gone")
     system.apply(_team("cc-team"))
-    system.apply(_entitlement("cc-orphan", "cc-team", group))
+    system.apply(entitlement("cc-orphan", group, "cc-team"))
     system.wait_reason("entitlement", "cc-orphan", "Resolved", timeout=30)
     try:
         system.kubectl("delete", "teamownership", "cc-team")
@@ -80,35 +67,33 @@ def test_a_group_changed_under_a_running_grant_is_scanned_until_the_grant_ends(s
     """The Entitlement's group changed to another group, or to one that does not exist (GroupNotFound):
     the old group, where its grant still runs, is scanned until the grant ends, then said given up."""
     # Names of their own per case: a grant's name is remembered a while after it ends.
-    entitlement, grant = f"{moved_to}-e", f"{moved_to}-a"
+    named, grant = f"{moved_to}-e", f"{moved_to}-a"
     old = _group(system, "cc-move-1")
     if moved_to != "cc-move-typo":
         _group(system, moved_to)
-    system.apply(_entitlement(entitlement, "payments", old))
-    system.wait_reason("entitlement", entitlement, "Resolved", timeout=30)
+    system.apply(entitlement(named, old))
+    system.wait_reason("entitlement", named, "Resolved", timeout=30)
     try:
-        system.request(grant, entitlement, user=ALICE, duration="1h")
+        system.request(grant, named, user=ALICE, duration="1h")
         system.wait_reason("accessgrant", grant, "Active")
 
-        system.apply(_entitlement(entitlement, "payments", moved_to))
+        system.apply(entitlement(named, moved_to))
         eventually(
-            lambda: (
-                moved_to in (system.condition("entitlement", entitlement, "Ready") or {}).get("message", "") or None
-            ),
+            lambda: moved_to in (system.condition("entitlement", named, "Ready") or {}).get("message", "") or None,
             timeout=30,
             what=f"the Entitlement checked with {moved_to}",
         )
         # The grant still holds access in the old group: someone adding themselves there is removed.
         _removed(system, old, BOB)
         assert ALICE in system.members(old)
-        assert not [e for e in system.events(entitlement, "Entitlement") if e["reason"] == "ScanStopped"]
+        assert not [e for e in system.events(named, "Entitlement") if e["reason"] == "ScanStopped"]
 
         # The grant ends: the old group holds nothing of this Entitlement's any more, and that is said.
         system.kubectl("annotate", "accessgrant", grant, f"{REVOKED}=true", user=ALICE)
         system.wait_reason("accessgrant", grant, "Revoked")
 
         def stopped() -> list[dict[str, Any]] | None:
-            found = [e for e in system.events(entitlement, "Entitlement") if e["reason"] == "ScanStopped"]
+            found = [e for e in system.events(named, "Entitlement") if e["reason"] == "ScanStopped"]
             return found or None
 
         events = eventually(stopped, timeout=30, what="the ScanStopped Event")
@@ -120,7 +105,7 @@ def test_a_group_changed_under_a_running_grant_is_scanned_until_the_grant_ends(s
         assert BOB in system.members(old)
     finally:
         system.clean()
-        system.kubectl("delete", "entitlement", entitlement, "--ignore-not-found", "--timeout=60s")
+        system.kubectl("delete", "entitlement", named, "--ignore-not-found", "--timeout=60s")
         for group in (old, "cc-move-2"):
             with contextlib.suppress(Exception):  # not made by this case
                 system.ic.empty_group(group)
@@ -128,7 +113,7 @@ def test_a_group_changed_under_a_running_grant_is_scanned_until_the_grant_ends(s
 
 def test_an_eligibility_group_that_does_not_exist_is_not_ready(system: Jit) -> None:
     group = _group(system, "cc-elig")
-    spec = _entitlement("cc-elig", "payments", group)
+    spec = entitlement("cc-elig", group)
     spec["spec"]["eligibility"]["identityCenterGroups"] = ["prod-eligible", "prod-eligble"]
     system.apply(spec)
     try:
@@ -139,7 +124,7 @@ def test_an_eligibility_group_that_does_not_exist_is_not_ready(system: Jit) -> N
         refused = system.request("cc-elig-a", "cc-elig", user=ALICE, check=False)
         assert refused.returncode != 0 and "prod-eligble" in refused.stderr
         # Fixed in Git: Ready again.
-        system.apply(_entitlement("cc-elig", "payments", group))
+        system.apply(entitlement("cc-elig", group))
         system.wait_reason("entitlement", "cc-elig", "Resolved", timeout=30)
     finally:
         system.clean()
@@ -149,7 +134,7 @@ def test_an_eligibility_group_that_does_not_exist_is_not_ready(system: Jit) -> N
 def test_an_on_call_group_that_does_not_exist_is_not_ready(system: Jit) -> None:
     """Nobody is on call in a group that does not exist: said, not left to an on-call engineer waiting."""
     group = _group(system, "cc-oncall")
-    spec = _entitlement("cc-oncall", "payments", group)
+    spec = entitlement("cc-oncall", group)
     spec["spec"]["approval"] = {"autoApproveIdentityCenterGroups": ["payments-oncal"]}
     system.apply(spec)
     try:
@@ -179,11 +164,11 @@ def test_an_eligibility_typo_ends_no_running_grant(jit: Jit, tmp_path: Any) -> N
     try:
         operator.start()
         system = Jit(jit.cluster, jit.ic, operator)
-        system.apply(_entitlement("cc-elig-typo", "payments", group))
+        system.apply(entitlement("cc-elig-typo", group))
         system.wait_reason("entitlement", "cc-elig-typo", "Resolved", timeout=30)
         system.request("cc-elig-typo-a", "cc-elig-typo", user=ALICE, duration="1h")
         system.wait_reason("accessgrant", "cc-elig-typo-a", "Active")
-        typo = _entitlement("cc-elig-typo", "payments", group)
+        typo = entitlement("cc-elig-typo", group)
         typo["spec"]["eligibility"]["identityCenterGroups"] = ["prod-eligible", "prod-eligble"]
         system.apply(typo)
         system.wait_reason("entitlement", "cc-elig-typo", "EligibilityGroupNotFound", timeout=30)
