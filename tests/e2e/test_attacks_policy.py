@@ -11,6 +11,7 @@ an upgrade brought the rule) gives nothing through such a name, and its `Ready` 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import subprocess
 import time
@@ -301,23 +302,36 @@ def test_113_an_approver_is_written_as_the_authenticator_reports_them(
 LOOK_ALIKE = "l\u0435na@example.com"
 
 
-@pytest.fixture
-def look_alike(policy: Jit) -> Iterator[Path]:
-    """The kubeconfig of whoever the authenticator reports as LOOK_ALIKE (a client certificate of
-    the control plane's CA), bound to the approvers' ClusterRole as lena is; the binding removed
+@contextlib.contextmanager
+def bound_as_approver(system: Jit, user: str) -> Iterator[Path]:
+    """The kubeconfig of whoever the authenticator reports as `user` (a client certificate of the
+    control plane's CA), bound to the approvers' ClusterRole as lena is; the binding removed
     afterwards."""
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
         "metadata": {"name": "jitaccess-e2e-look-alike-approver"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "jitaccess-dev-approver"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": LOOK_ALIKE}],
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
-    policy.apply(binding)
+    system.apply(binding)
     try:
-        yield policy.cluster.mint_kubeconfig(LOOK_ALIKE)
+        yield system.cluster.mint_kubeconfig(user)
     finally:
-        policy.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"], "--ignore-not-found")
+        system.kubectl("delete", "clusterrolebinding", binding["metadata"]["name"], "--ignore-not-found")
+
+
+def kubectl_as(system: Jit, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl as whoever `kubeconfig` authenticates (not one of the harness's test users)."""
+    argv = [str(system.cluster.binary), "kubectl", "--kubeconfig", str(kubeconfig), *args]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60, env=child_env())
+
+
+@pytest.fixture
+def look_alike(policy: Jit) -> Iterator[Path]:
+    """The kubeconfig of whoever the authenticator reports as LOOK_ALIKE (`bound_as_approver`)."""
+    with bound_as_approver(policy, LOOK_ALIKE) as kubeconfig:
+        yield kubeconfig
 
 
 def test_113_a_look_alike_stored_before_the_rule_approves_nothing(policy: Jit, look_alike: Path) -> None:
@@ -335,18 +349,11 @@ def test_113_a_look_alike_stored_before_the_rule_approves_nothing(policy: Jit, l
     assert "nor does a name that reads as another's" in message
     policy.request("mallory-look-alike", "prod-eng-ledger", user=MALLORY)
     policy.wait_reason("accessrequest", "mallory-look-alike", "Pending")
-    argv = [str(policy.cluster.binary), "kubectl", "--kubeconfig", str(look_alike)]
-    whoami = subprocess.run(
-        [*argv, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-        env=child_env(),
-    )
+    whoami = kubectl_as(policy, look_alike, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
     assert whoami.stdout == LOOK_ALIKE  # the authenticator reports the look-alike, not lena
-    approve = [*argv, "annotate", "accessrequest", "mallory-look-alike", "jitaccess.dev/approved=true"]
-    attempt = subprocess.run(approve, capture_output=True, text=True, check=False, timeout=60, env=child_env())
+    attempt = kubectl_as(
+        policy, look_alike, "annotate", "accessrequest", "mallory-look-alike", "jitaccess.dev/approved=true"
+    )
     refused(attempt, f"{LOOK_ALIKE} is not an approver of the owner team")
     assert (policy.condition("accessrequest", "mallory-look-alike", "Approved") or {}).get("status") != "True"
     assert policy.members("prod-eng-ledger") == set()
