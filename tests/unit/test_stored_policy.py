@@ -347,6 +347,20 @@ UNREADABLE = [
     ("\u202epayments-leads", True, "holds U+202E (RIGHT-TO-LEFT OVERRIDE)"),
     ("paula\uff20example.com", False, "holds U+FF20 (FULLWIDTH COMMERCIAL AT)"),
     ("paula smith", False, "holds a space"),
+    # Attack 126: in one script, yet reading as another name.
+    ("p\u0251ula@example.com", False, "mixes the scripts Latin and Phonetic"),  # a Latin (IPA) alpha
+    ("pay\u0261roup", True, "mixes the scripts Latin and Phonetic"),  # a Latin script g
+    (
+        "pau\u217ca@example.com",  # a small Roman numeral fifty for its l
+        False,
+        "is not in Unicode's normal form (NFKC): it reads as 'paula@example.com', another name",
+    ),
+    (
+        "rene\u0301e@example.com",  # renée decomposed: an e and a combining acute accent
+        False,
+        "is not in Unicode's normal form (NFKC): it reads as 'ren\u00e9e@example.com', another name",
+    ),
+    ("pau\u2113a-leads", True, "is not in Unicode's normal form (NFKC): it reads as 'paula-leads', another name"),
 ]
 
 
@@ -365,6 +379,8 @@ def test_a_name_admission_refuses_on_its_own_confers_nothing(name: str, group: b
         ("paula@example.com", False),
         ("Paula@Example.com", False),  # a case variant is an exact name: only its twin in one object is refused
         ("josé@example.com", False),
+        ("ren\u00e9e@example.com", False),  # composed, as typed and as authenticators report it
+        ("\u0131\u015f\u0131k@example.com.tr", False),  # Turkish dotless i, a letter of an alphabet
         ("山田@example.jp", False),
         ("Domain Admins", True),  # a group's name may hold inner spaces
         ("\u043f\u043b\u0430\u0442\u0435\u0436\u0438", True),  # one script, Cyrillic: no look-alike trick

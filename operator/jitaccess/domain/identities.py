@@ -12,9 +12,14 @@ saw an approver who is not one. So a name is refused unless it is:
   control, bidirectional or invisible character (`text.is_forbidden`), no look-alike punctuation
   (a fullwidth at sign, U+FF20);
 - not a mix of scripts one of which has letters that look like another's: Cyrillic, Greek,
-  Armenian, Cherokee or Coptic letters, or fullwidth, mathematical or modifier forms, next to letters
-  of any other script (a Cyrillic a in a Latin name) are the look-alike trick itself. Other mixes
-  are how names are written (`山田@example.jp`, Japanese kana with Han).
+  Armenian, Cherokee or Coptic letters, or fullwidth, mathematical or modifier forms, or the
+  letters of phonetic notation (IPA and the phonetic extensions: `\u0251`, a LATIN SMALL LETTER ALPHA,
+  drawn as an a), next to letters of any other script (a Cyrillic a in a Latin name) are the
+  look-alike trick itself. Other mixes are how names are written (`山田@example.jp`, Japanese kana
+  with Han);
+- in Unicode's normal form NFKC, the one spelling of what it shows: `pau\u217ca` (a SMALL ROMAN
+  NUMERAL FIFTY for its l) shows `paula`, and `rene\u0301e` (an e and a combining accent) shows
+  `renée`, each another string than the one the authenticator reports for the name it shows.
 
 Within one object, two names that differ only in case are refused as well: the authenticator
 reports one of them, and the other names nobody a reviewer can tell apart.
@@ -40,8 +45,24 @@ from jitaccess.domain.text import describe, is_forbidden
 _ASCII_PUNCTUATION = frozenset(string.punctuation)
 #: Scripts (the first word of a letter's Unicode name) with letters that look like those of others.
 _LOOK_ALIKE = frozenset(
-    {"CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC", "FULLWIDTH", "HALFWIDTH", "MATHEMATICAL", "MODIFIER"}
+    {
+        "CYRILLIC",
+        "GREEK",
+        "ARMENIAN",
+        "CHEROKEE",
+        "COPTIC",
+        "FULLWIDTH",
+        "HALFWIDTH",
+        "MATHEMATICAL",
+        "MODIFIER",
+        "PHONETIC",
+    }
 )
+#: The blocks of phonetic notation (IPA Extensions, Phonetic Extensions and its Supplement): letters
+#: named LATIN that write sounds, not anyone's name, among them exact look-alikes of the alphabet's
+#: (U+0251 LATIN SMALL LETTER ALPHA, U+0261 LATIN SMALL LETTER SCRIPT G, U+1D0F LATIN LETTER SMALL
+#: CAPITAL O). They count as a script of their own, `PHONETIC`.
+_PHONETIC = ((0x0250, 0x02AF), (0x1D00, 0x1DBF))
 
 
 #: What begins every name Kubernetes gives its own groups and users.
@@ -76,10 +97,12 @@ def stands_for(group: str) -> str | None:
 
 def _script(char: str) -> str | None:
     """The script of a letter, from its Unicode name's first word (`LATIN`, `CYRILLIC`, `GREEK`,
-    `CJK`...; fullwidth, mathematical and modifier forms count as scripts of their own, being
-    look-alikes); None for anything but a letter."""
+    `CJK`...; fullwidth, mathematical and modifier forms, and phonetic letters (`_PHONETIC`), count
+    as scripts of their own, being look-alikes); None for anything but a letter."""
     if not unicodedata.category(char).startswith("L"):
         return None
+    if any(low <= ord(char) <= high for low, high in _PHONETIC):
+        return "PHONETIC"
     return unicodedata.name(char, "UNNAMED").split()[0]
 
 
@@ -116,6 +139,13 @@ def _flaw(name: str, group: bool) -> tuple[str, str] | None:
             f"mixes the scripts {' and '.join(s.title() for s in scripts)}",
             ": a look-alike of another name (a Cyrillic a in a Latin name reads the same); write "
             f"{what} in one script, as the cluster's authenticator reports it",
+        )
+    shown = unicodedata.normalize("NFKC", name)
+    if shown != name:
+        return (
+            f"is not in Unicode's normal form (NFKC): it reads as {shown!r}, another name",
+            ": a look-alike (a compatibility character, or an accent written apart from its letter); write "
+            f"{shown!r} if that is the name the cluster's authenticator reports",
         )
     return None
 
