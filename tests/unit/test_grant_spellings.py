@@ -2,7 +2,8 @@
 grants of both share one membership, one lock and one reference count (`grants.membership_of`,
 `grants.holders_of`, `indexes.holdings`), so ending or failing a grant of one spelling never takes
 away the membership a grant of the other still holds, and the last to end takes it out, also while
-the grant index has not caught up with a grant this process failed a moment before."""
+the grant index has not caught up with a grant this process failed a moment before. And, on the
+same grants, whom the audit line of an end names."""
 
 from __future__ import annotations
 
@@ -96,3 +97,24 @@ def test_the_last_grant_to_end_takes_the_membership_out_while_the_index_lags(sys
     assert ic.members, "a still holds it"
     grants.end_grant(rt, "a", names.REVOKED, rt.holders, why="revoked")
     assert ic.members == {}
+
+
+@pytest.mark.parametrize(
+    ("reason", "who", "named"),
+    [
+        (names.REVOKED, "", "system:jitaccess"),  # deleted, or its request gone: nobody stamped it
+        (names.REVOKED, "paula@example.com", "paula@example.com"),
+        (names.EXPIRED, "", "alice@example.com"),
+    ],
+)
+def test_the_end_line_names_who_ended_it_never_the_grantee_for_an_unstamped_revocation(
+    system: Any, monkeypatch: pytest.MonkeyPatch, reason: str, who: str, named: str
+) -> None:
+    """A revocation nobody stamped (a deletion past the webhook) was the operator's, as its `revoked`
+    record says; its audit line named the grantee as the one who ended it (attack 124)."""
+    rt, kube, _ = system
+    lines: list[tuple[str, str]] = []
+    monkeypatch.setattr(grants, "record", lambda obj, event, message, **fields: lines.append((event, fields["who"])))
+    _store(rt, kube, _grant("a", "Admins", active=True))
+    grants.end_grant(rt, "a", reason, rt.holders, who=who, why="the AccessGrant was deleted")
+    assert lines == [(reason, named)]

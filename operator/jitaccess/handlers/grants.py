@@ -27,7 +27,7 @@ import kopf
 
 from jitaccess import metrics
 from jitaccess.adapters.kube import Refused
-from jitaccess.api import names, wire
+from jitaccess.api import audit, names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import following
@@ -862,7 +862,12 @@ def end_grant(
         + (f" (revoked by {who})" if who else "")
         + (f": {why or cut_short}" if why or cut_short else "")
     )
-    record(updated, reason, message, who=who or spec.user, entitlement=spec.entitlement)
+    # The line's `who`, as on the grant's other lines: the grantee for an expiry or a lapse, whose
+    # own access ran out; for a revocation, who revoked it, and for one nobody stamped (a deletion,
+    # its request deleted or no longer backing it) the operator, which carried it out, as the
+    # `revoked` record says: never the grantee in someone else's place.
+    ender = who or (audit.OPERATOR if reason == names.REVOKED else spec.user)
+    record(updated, reason, message, who=ender, entitlement=spec.entitlement)
     follow_request(rt, AccessGrant.model_validate(updated))
     return None
 
