@@ -274,9 +274,13 @@ def test_30_a_request_whose_access_runs_cannot_be_deleted(system: Jit, lena_may_
     system.kubectl("delete", "accessrequest", "e30", user=PAULA)
 
 
-def test_30_a_pending_request_may_be_withdrawn(system: Jit, lena_may_delete_requests: str) -> None:
+def test_30_a_request_with_no_access_may_be_deleted(system: Jit, lena_may_delete_requests: str) -> None:
     system.request("e30-pending", LEDGER, user=ALICE)
     system.wait_reason("accessrequest", "e30-pending", "Pending")
+    # alice's pending request is hers to withdraw; an approver denies it, then may delete it (attack 124).
+    system.kubectl("annotate", "accessrequest", "e30-pending", "jitaccess.dev/denied=true",
+                   "jitaccess.dev/decision-reason=INFRA-30 not now", user=LENA)  # fmt: skip
+    system.wait_reason("accessrequest", "e30-pending", "Denied")
     system.kubectl("delete", "accessrequest", "e30-pending", user=LENA)
 
 

@@ -8,6 +8,8 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from jitaccess.api import models, names
 from jitaccess.domain import approvals
 from jitaccess.domain import requests as rules
@@ -15,7 +17,17 @@ from jitaccess.domain.admission import Admit, Phase, Refusal
 from jitaccess.domain.requests import Basis, NoGrant, Outcome
 from jitaccess.handlers import approvals as approval_counts
 from tests.unit import factories
-from tests.unit.test_admission import CAROL, LEAD, PAULA, PENDING, TEAM, request, review_request, with_annotations
+from tests.unit.test_admission import (
+    CAROL,
+    ENTITLEMENT,
+    LEAD,
+    PAULA,
+    PENDING,
+    TEAM,
+    request,
+    review_request,
+    with_annotations,
+)
 
 TWO = factories.entitlement(approval={"approvalsRequired": 2, "autoApproveOwnerTeam": False})
 APPROVALS = names.ANNOTATION_APPROVALS
@@ -244,6 +256,35 @@ def test_one_approval_stamped_by_someone_who_left_the_team_blocks_no_denial() ->
     )
     denied = review_request("UPDATE", old, with_annotations(old, jitaccess_dev__denied="true"), PAULA)
     assert isinstance(denied, Admit) and denied.annotations[names.ANNOTATION_DENIED_BY] == PAULA.username
+
+
+@pytest.mark.parametrize("needed", [1, 2])
+def test_a_denial_over_an_approval_that_stopped_counting_writes_its_own_reason(needed: int) -> None:
+    """former approved, with a reason, completing the count, then left the team: paula's denial that
+    left former's reason in place was recorded with it as paula's (`decisionReason`, attack 124)."""
+    given = [approvals.Given(LEAD.username, LEAD.groups)] * (needed > 1) + [
+        approvals.Given(FORMER[0], frozenset(FORMER[1]), "LGTM, go")
+    ]
+    old = request(annotations={APPROVALS: approvals.encode(given)} if needed > 1 else {}, conditions=PENDING)
+    old["metadata"]["annotations"] |= {
+        names.ANNOTATION_APPROVED: "true",
+        names.ANNOTATION_APPROVED_BY: FORMER[0],
+        names.ANNOTATION_DECISION_REASON: "LGTM, go",
+    }
+    entitlement = TWO if needed > 1 else ENTITLEMENT
+    for phase in Phase:
+        stale = review_request(
+            "UPDATE", old, with_annotations(old, jitaccess_dev__denied="true"), PAULA, entitlement=entitlement,
+            phase=phase,
+        )  # fmt: skip
+        assert isinstance(stale, Refusal), stale
+        assert f"{names.ANNOTATION_DECISION_REASON}] is {FORMER[0]}'s" in stale.message
+        assert "recorded with their reason as yours" in stale.message
+    # Their own, in the same change (or none, written empty): admitted, stamped as theirs.
+    for reason in ("INC-9 not during the freeze", ""):
+        mine = with_annotations(old, jitaccess_dev__denied="true", jitaccess_dev__decision_reason=reason)
+        denied = review_request("UPDATE", old, mine, PAULA, entitlement=entitlement)
+        assert isinstance(denied, Admit) and denied.annotations[names.ANNOTATION_DENIED_BY] == PAULA.username
 
 
 def test_approved_by_must_be_the_last_approval_listed() -> None:

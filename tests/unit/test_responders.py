@@ -181,7 +181,18 @@ def test_a_responder_never_reviews_break_glass() -> None:
 
 @pytest.mark.parametrize("conditions", [PENDING, [], SCHEDULED], ids=["pending", "new", "scheduled"])
 def test_a_responder_withdraws_a_request_with_no_access_yet(conditions: list[dict[str, str]]) -> None:
-    assert on_request("DELETE", request(conditions=conditions), None, SRE) == ALLOW
+    """A Scheduled one, which can no longer be denied; one still awaiting a decision is denied with
+    a reason, which names the responder in its records, as a deletion would not (attack 124), unless
+    its owner team is gone (then nobody can deny it)."""
+    if conditions is SCHEDULED:
+        assert on_request("DELETE", request(conditions=conditions), None, SRE) == ALLOW
+    else:
+        refused(
+            on_request("DELETE", request(conditions=conditions), None, SRE),
+            "still awaiting a decision",
+            "sre@example.com may not delete it",
+            "kubectl jit deny r1 --reason",
+        )
     assert on_request("DELETE", request(conditions=conditions), None, SRE, team=None) == ALLOW
     refused(on_request("DELETE", request(conditions=conditions), None, IMPOSTOR), "may not")
 

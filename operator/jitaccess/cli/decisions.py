@@ -227,8 +227,8 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
 
 
 def withdraw(session: Session, name: str) -> int:
-    """Delete my own request while nobody has decided on it (the webhook allows nobody else but
-    the owner team's approvers, who use `kubectl delete`)."""
+    """Delete my own request while nobody has decided on it (the webhook allows nobody else: the
+    owner team's approvers deny it, which names them in its records)."""
     api, me = session.api, session.me
     for _ in range(_CONFLICT_RETRIES):
         request = o.get(api, names.REQUESTS, name)
@@ -236,7 +236,7 @@ def withdraw(session: Session, name: str) -> int:
         if requester != me.username:
             raise Refused(
                 f"accessrequest {name} is {requester or 'someone else'}'s: only its requester withdraws a request "
-                "(an approver of the owner team may delete a pending one with `kubectl delete accessrequest`)"
+                f"(an approver of the owner team denies a pending one, `kubectl jit deny {name} --reason ...`)"
             )
         if wire.deleting(request):
             session.say(f"accessrequest {name} is withdrawn already: it goes once its audit record is archived")

@@ -705,8 +705,9 @@ def review_request(
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver
     (or a denial from an incident responder), until the request's deadline (`now` is the API
     server's moment of the write, near enough); DELETE is refused while the request's access has
-    not ended, and otherwise allowed to the requester and the `responders` (a pending or Scheduled
-    request only) and the approvers of the owner team.
+    not ended, and otherwise allowed to the requester (a pending or Scheduled request), the
+    `responders` (a Scheduled one) and the approvers of the owner team (a Scheduled or finished
+    one): someone else's request awaiting a decision is denied, which names who and why.
 
     `user_id` resolves the caller's Identity Center UserId at CREATE, stamped as
     `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
@@ -834,10 +835,11 @@ def _request_deleted(
 ) -> Verdict:
     """A request is the audit record of the access it led to: it goes only once that access has ended.
 
-    A pending request may be withdrawn by its requester, an incident responder or an approver of
-    the owner team; a finished one deleted by such an approver (the operator retires them itself
-    after the retention period). Nobody else: RBAC lets every requester delete requests, so that
-    they can withdraw their own.
+    A pending request may be withdrawn by its requester; one approved for a later start
+    (`Scheduled`) also by an incident responder or an approver of the owner team, who deny one
+    still awaiting a decision instead (`_undecided_deleted`); a finished one deleted by such an
+    approver (the operator retires them itself after the retention period). Nobody else: RBAC lets
+    every requester delete requests, so that they can withdraw their own.
     """
     if operator.includes(caller):
         return ALLOW
@@ -873,21 +875,44 @@ def _request_withdrawn(
         if refusal is not None:
             return refusal
     if team is not None and is_approver(team, caller):
-        return ALLOW
+        return _undecided_deleted(old, caller, team) or ALLOW
     reason = wire.ready_reason(old)
     pending = reason not in names.REQUEST_FINISHED and not wire.is_true(old, names.DENIED)
-    if pending and (caller.username == requester or responders.includes(caller)):
+    if pending and caller.username == requester:
         return ALLOW
+    if pending and responders.includes(caller):
+        return _undecided_deleted(old, caller, team) or ALLOW
     approvers = "an approver of its owner team" + (f" ({request_rules.approvers_text(team, False)})" if team else "")
     if pending:
         return Refusal(
             f"AccessRequest {name} is {requester}'s pending request: only {requester} may withdraw it "
-            f"(`kubectl jit withdraw {name}`), or {approvers} delete it; {caller.username} may not"
+            f"(`kubectl jit withdraw {name}`), or {approvers} deny it; {caller.username} may not"
         )
     return Refusal(
         f"AccessRequest {name} is finished ({reason or names.DENIED}): it is the audit record of that outcome, "
         "kept until the operator retires it after the retention period; only "
         f"{approvers} may delete it earlier, and {caller.username} may not{_as_responder(caller, responders)}"
+    )
+
+
+def _undecided_deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Refusal | None:
+    """Someone else's request that still awaits a decision is denied, never deleted: a deletion
+    leaves no stamp (the object does not say who deleted it), so its `withdrawn` record would name
+    nobody and read as its requester's own withdrawal; a denial is stamped (`denied-by`) and carries
+    the decider's reason into every record. One approved (`Scheduled` for a later start) can no
+    longer be denied: it may still be deleted. Without its owner team nobody can deny it either."""
+    requester = str(wire.spec(old).get("requester") or "")
+    annotations = wire.annotations_of(old)
+    decided = APPROVED_BY in annotations or DENIED_BY in annotations or _decided_or_finished(old) is not None
+    if caller.username == requester or team is None or decided or wire.ready_reason(old) == names.SCHEDULED:
+        return None
+    name = wire.name_of(old)
+    return Refusal(
+        f"AccessRequest {name} is {requester}'s request, still awaiting a decision: only {requester} withdraws it, "
+        f"and {caller.username} may not delete it, as a deletion leaves no {DENIED_BY} stamp and no reason (its "
+        f"withdrawn record would read as {requester}'s own withdrawal). Deny it instead, which names you and your "
+        f"reason in its records: `kubectl jit deny {name} --reason '...'` (or `kubectl annotate accessrequest {name} "
+        f"{DENIED}=true {DECISION_REASON}='...'`); once denied, an approver of its owner team may delete it"
     )
 
 
@@ -1128,6 +1153,9 @@ def _decision(
     void = recorded is not None and changed == [DENIED] and _approval_void(old, before, entitlement, team)
     if void:
         recorded = None
+        stale = _reason_left_over(old, before, after)
+        if stale is not None:
+            return stale
     if recorded is not None:
         word = "approved" if recorded[0] == APPROVED else "denied"
         return Refusal(
@@ -1193,6 +1221,23 @@ def _decision(
             return Refusal(counted)
         return Admit(annotations=counted.annotations, removed=counted.removed)
     return Admit(annotations=stamps)
+
+
+def _reason_left_over(old: Obj, before: Mapping[str, str], after: Mapping[str, str]) -> Refusal | None:
+    """A denial over an approval that no longer counts, which leaves the approver's reason in place:
+    the operator would record that reason as the denier's (`decisionReason` of the `denied` record,
+    the Event, Slack). A reason is its decider's own, written with the decision: refused unless the
+    denial writes one (an empty one says none)."""
+    reason = before.get(DECISION_REASON)
+    if not reason or after.get(DECISION_REASON) != reason:
+        return None
+    return Refusal(
+        f"metadata.annotations[{DECISION_REASON}] is {before.get(APPROVED_BY)}'s, written with their approval, which "
+        f"no longer counts: a denial that leaves it in place would be recorded with their reason as yours. Write your "
+        f"own in the same change: `kubectl annotate {str(old.get('kind') or 'AccessRequest').lower()} "
+        f"{wire.name_of(old)} {DENIED}=true {DECISION_REASON}='...' --overwrite` (`{DECISION_REASON}=` for none)",
+        INVALID,
+    )
 
 
 def _counted(old: Obj, before: Mapping[str, str], entitlement: Entitlement, team: TeamOwnershipSpec) -> int:
