@@ -235,6 +235,16 @@ def test_the_same_group_spelled_by_its_id_now_is_still_what_the_entitlement_give
     assert rules.target_problem(held, other) is not None
 
 
+def test_a_groupname_left_beside_a_groupid_of_another_group_is_not_what_the_entitlement_gives() -> None:
+    """Attack 128: moved to another group by its id (which takes precedence), the old name left
+    beside it; the grant holds the group the name still names, by name and by id, and is not extended."""
+    held = active().model_copy(update={"status": active().status.model_copy(update={"group_id": "g-123"})})
+    repointed = entitlement(identityCenter={"groupId": "g-456", "groupName": "prod-eng-payments"})
+    problem = rules.target_problem(held, repointed)
+    assert problem is not None and "now gives group g-456, and the grant holds prod-eng-payments" in problem
+    assert rules.target_problem(held, entitlement(identityCenter={"groupId": "g-123", "groupName": "x"})) is None
+
+
 @pytest.mark.parametrize(
     ("the_grant", "fragment"),
     [

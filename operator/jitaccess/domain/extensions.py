@@ -151,15 +151,21 @@ def target_problem(grant: AccessGrant, entitlement: Entitlement) -> str | None:
         return None
     if target.account_assignment is None and grant.spec.account_assignment is None:
         # The same group, spelled otherwise now (its id given beside the name it had): still what it
-        # gives. The id the Entitlement resolved counts only as resolved for this spec: a group that
-        # does not resolve (a typo) leaves the previous group's id in status.
+        # gives. Only the spellings of the group it gives count: with a `groupId`, that id alone (it
+        # takes precedence, so a `groupName` beside it may name another group, the one the grants
+        # made before hold); else the name and the id it resolved to, which counts only as resolved
+        # for this spec: a group that does not resolve (a typo) leaves the previous group's id in status.
         resolved = cond.find(entitlement.status.conditions, names.READY)
         current = (
             resolved is not None
             and resolved.reason != names.GROUP_NOT_FOUND
             and resolved.observed_generation == entitlement.metadata.generation
         )
-        spellings = {target.group_id, target.group_name, entitlement.status.group_id if current else None} - {None, ""}
+        spellings = (
+            {target.group_id}
+            if target.group_id
+            else {target.group_name, entitlement.status.group_id if current else None} - {None, ""}
+        )
         if grant.spec.group_name in spellings or (grant.status.group_id or None) in spellings:
             return None
     what = "permission set" if target.account_assignment is not None or grant.spec.account_assignment else "group"
