@@ -1,4 +1,4 @@
-"""Extension attacks of docs/security.md on what an Entitlement gives (128): attack 58 with the
+"""Extension attacks of docs/security.md on what an Entitlement gives (127): attack 58 with the
 Entitlement moved to another group by its id (`groupId`, which takes precedence) while its
 `groupName` still names the group the grants hold. Plain kubectl as the users of examples/, against
 the real API server, the webhooks, RBAC and the admission policy, and Identity Center's emulator.
@@ -39,7 +39,7 @@ def _repoint(jit: Jit, manifest: dict[str, Any], target: dict[str, str], group_i
     )
 
 
-# --- 128. an extension of a grant of the Entitlement's former group, moved by its groupId -------------
+# --- 127. an extension of a grant of the Entitlement's former group, moved by its groupId -------------
 
 
 def test_a_grant_of_the_group_the_groupname_still_names_is_not_extended_once_groupid_gives_another(
@@ -53,10 +53,10 @@ def test_a_grant_of_the_group_the_groupname_still_names_is_not_extended_once_gro
     jit.apply(manifest)
     jit.wait_reason("entitlement", NAME, "Resolved", timeout=30)
     try:
-        jit.request("bob-repointed", NAME, user=BOB, duration="1h", reason="INC-128 e2e")
+        jit.request("bob-repointed", NAME, user=BOB, duration="1h", reason="INC-127 e2e")
         bob = jit.wait_reason("accessgrant", "bob-repointed", "Active")
         assert bob["status"]["groupId"] == old_id
-        jit.request("alice-repointed", NAME, user=ALICE, duration="1h", reason="INC-128 e2e")
+        jit.request("alice-repointed", NAME, user=ALICE, duration="1h", reason="INC-127 e2e")
         jit.wait_reason("accessrequest", "alice-repointed", "Pending")
         jit.kubectl("annotate", "accessrequest", "alice-repointed", f"{APPROVED}=true", user=LENA)
         alice = jit.wait_reason("accessgrant", "alice-repointed", "Active")

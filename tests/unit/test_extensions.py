@@ -236,7 +236,7 @@ def test_the_same_group_spelled_by_its_id_now_is_still_what_the_entitlement_give
 
 
 def test_a_groupname_left_beside_a_groupid_of_another_group_is_not_what_the_entitlement_gives() -> None:
-    """Attack 128: moved to another group by its id (which takes precedence), the old name left
+    """Attack 127: moved to another group by its id (which takes precedence), the old name left
     beside it; the grant holds the group the name still names, by name and by id, and is not extended."""
     held = active().model_copy(update={"status": active().status.model_copy(update={"group_id": "g-123"})})
     repointed = entitlement(identityCenter={"groupId": "g-456", "groupName": "prod-eng-payments"})
