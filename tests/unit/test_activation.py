@@ -173,6 +173,7 @@ class FakeIdentityCenter:
     def __init__(self, members: dict[str, set[str]]) -> None:
         self.members = members
         self.asked = 0
+        self.disabled: set[str] = set()
 
     def resolve_user(self, name: str) -> str:
         return f"u-{name}"
@@ -183,6 +184,9 @@ class FakeIdentityCenter:
     def missing_groups(self, user_id: str, group_ids: Sequence[str]) -> list[str]:
         self.asked += 1
         return [g for g in group_ids if user_id.removeprefix("u-") not in self.members[g.removeprefix("g-")]]
+
+    def user_enabled(self, user_id: str) -> bool:
+        return user_id.removeprefix("u-") not in self.disabled
 
 
 @pytest.fixture
@@ -216,6 +220,20 @@ def test_an_auto_approval_takes_the_answer_of_its_own_creation(rt: Runtime, ic: 
     assert eligibility_problem(rt, checked) is None
     assert activation_refusal(rt, req, checked) is None
     assert ic.asked == 1
+
+
+def test_an_auto_approval_of_a_disabled_account_is_refused(rt: Runtime, ic: FakeIdentityCenter) -> None:
+    """Attack 129: the answer an auto-approval takes (admission's, or the handler's own when the
+    webhooks were gone) says whether the account is disabled, not only whether it is in the groups."""
+    ic.disabled.add("alice@example.com")
+    req = request(requester="alice@example.com", conditions=approved_at(T0, "AutoApproved"))
+    checked = rules.validate(req, ELIGIBLE, team(), LIMITS)
+    assert (
+        eligibility_problem(rt, checked)
+        == "alice@example.com's Identity Center account (UserId u-alice@example.com) is disabled"
+    )
+    refusal = activation_refusal(rt, req, checked)
+    assert refusal is not None and refusal.reason == "NotEligible" and "is disabled" in refusal.message
 
 
 def test_a_forged_status_is_refused_before_identity_center_is_asked(rt: Runtime, ic: FakeIdentityCenter) -> None:

@@ -426,6 +426,17 @@ def test_validate_phase_refuses_an_ineligible_requester_naming_the_groups() -> N
     assert verdict.code == 403
 
 
+def test_validate_phase_refuses_a_disabled_account_saying_to_enable_it() -> None:
+    def disabled(valid: ValidRequest) -> str | None:
+        return request_rules.disabled_message(valid.requester, "u-bob")
+
+    verdict = refused(
+        create(stamped(new_request(), BOB), BOB, phase=Phase.VALIDATE, eligibility=disabled),
+        "bob@example.com's Identity Center account (UserId u-bob) is disabled: ask your identity team to enable your account",
+    )
+    assert verdict.code == 403
+
+
 def test_validate_phase_refuses_when_the_entitlement_names_an_unknown_eligibility_group() -> None:
     def broken(valid: ValidRequest) -> str | None:
         raise InvalidInput("Entitlement 'prod-eng-payments' spec.eligibility.identityCenterGroups", "names 'x'")

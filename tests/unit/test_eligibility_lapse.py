@@ -232,13 +232,20 @@ def _valid(requester: str, user_id: str) -> Any:
     return request_rules.validate(req, ent, team(), Settings().limits)
 
 
-def test_the_check_before_an_activation_refuses_a_disabled_account(rt: Runtime, ic: CountingIdentityCenter) -> None:
+def test_every_check_refuses_a_disabled_account(rt: Runtime, ic: CountingIdentityCenter) -> None:
+    """At creation too (attack 129): an auto-approval is granted on that answer."""
     carol = _valid("carol@example.com", "u-carol")
-    assert eligibility_problem(rt, carol) is None, "at creation: the groups only"
-    assert "DescribeUser" not in ic.calls
+    problem = eligibility_problem(rt, carol)
+    assert problem is not None and "disabled" in problem, "at creation"
     problem = eligibility_problem(rt, carol, fresh=True)
-    assert problem is not None and "disabled" in problem
-    assert eligibility_problem(rt, _valid("alice@example.com", "u-alice"), fresh=True) is None
+    assert problem is not None and "disabled" in problem, "before an activation"
+    alice = _valid("alice@example.com", "u-alice")
+    assert eligibility_problem(rt, alice) is None
+    asked = ic.calls["DescribeUser"]
+    assert eligibility_problem(rt, alice) is None, "the few seconds' yes, groups and account alike"
+    assert ic.calls["DescribeUser"] == asked
+    assert eligibility_problem(rt, alice, fresh=True) is None
+    assert ic.calls["DescribeUser"] == asked + 1
 
 
 def test_a_lapsed_grant_is_a_lapsed_audit_record_ending_when_it_was_ended() -> None:

@@ -182,6 +182,9 @@ class _IdentityCenter:
     def missing_groups(self, user_id: str, group_ids: list[str]) -> list[str]:
         return []
 
+    def user_enabled(self, user_id: str) -> bool:
+        return True
+
     def can_add_member_now(self) -> bool:
         return False
 

@@ -162,6 +162,11 @@ class _Directory:
             raise NotFound("not found.", operation="IsMemberInGroups", code="ResourceNotFoundException")
         return [g for g in group_ids if user_id not in self.members[names_of[g]]]
 
+    def user_enabled(self, user_id: str) -> bool:
+        if user_id not in self.users:
+            raise NotFound("USER not found.", operation="DescribeUser", code="ResourceNotFoundException")
+        return True
+
 
 def _eligible_with_stale_id(directory: _Directory) -> tuple[Runtime, request_rules.ValidRequest]:
     rt = Runtime(Settings(), directory, object())  # type: ignore[arg-type]

@@ -957,7 +957,9 @@ def _request_valid(
     except InvalidInput as exc:
         return Refusal(str(exc), INVALID)
     if problem is not None:
-        return Refusal(f"{problem}: ask your identity team to add you, then request again")
+        # A disabled account is enabled again, or stays a leaver's; a missing group is joined.
+        fix = "enable your account" if problem.endswith(request_rules.DISABLED) else "add you"
+        return Refusal(f"{problem}: ask your identity team to {fix}, then request again")
     # Asked last, of a request admitted in every other way: a yes counts it as waiting at once.
     crowded = waiting(valid) if waits and waiting is not None else None
     return Refusal(crowded) if crowded is not None else ALLOW

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from jitaccess.domain.requests import eligibility_message
+from jitaccess.domain.requests import disabled_message, eligibility_message
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def lapse_reason(user: str, user_id: str | None, groups: Sequence[str], director
     if uid is None or found is None:
         return f"{user} (UserId {uid or 'unknown'}) no longer exists in Identity Center"
     if not found.enabled:
-        return f"{user}'s Identity Center account (UserId {uid}) is disabled"
+        return disabled_message(user, uid)
     absent = [g for g in groups if directory.members.get(g) is None]
     missing = [g for g in groups if g not in absent and uid not in (directory.members.get(g) or frozenset())]
     if missing:

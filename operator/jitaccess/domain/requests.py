@@ -230,6 +230,16 @@ def eligibility_message(requester: str, missing_groups: Sequence[str]) -> str:
     )
 
 
+#: How `disabled_message` ends: admission says what to do about it, which differs from a missing group's fix.
+DISABLED = "is disabled"
+
+
+def disabled_message(requester: str, user_id: str) -> str:
+    """Why a disabled Identity Center account is not eligible, whatever its groups: a leaver is
+    disabled there (the console, SCIM) while their Kubernetes credentials may still work."""
+    return f"{requester}'s Identity Center account (UserId {user_id}) {DISABLED}"
+
+
 class Route(Enum):
     AUTO_APPROVE = "AutoApprove"
     NEEDS_APPROVAL = "NeedsApproval"

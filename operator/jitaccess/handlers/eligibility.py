@@ -4,7 +4,10 @@ Asked by the admission webhook when a request is created (so `kubectl apply --dr
 tells an engineer in advance), by the request handler before anything is granted (the webhook
 may have been off, or the memberships may have changed since), and afresh before any activation
 (`eligibility_problem(..., fresh=True)`: a human approval's, and the scheduled start's and
-extension's to come). While access runs, `handlers.lapses` re-checks every grant on a schedule.
+extension's to come). Every check asks whether the account is disabled too: an auto-approval
+(owner team, on call, break-glass) is granted on the answer of admission, and a leaver disabled in
+Identity Center whose Kubernetes credentials still work was granted by it (docs/security.md, attack
+129). While access runs, `handlers.lapses` re-checks every grant on a schedule.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from jitaccess.handlers.runtime import Runtime
 def eligibility_problem(
     rt: Runtime, valid: request_rules.ValidRequest, *, fresh: bool = False, ic: IdentityCenter | None = None
 ) -> str | None:
-    """Why the requester may not ask at all (Identity Center groups), or None. `fresh` asks Identity
-    Center even when it said "yes" a few seconds ago (`Runtime.recently_eligible`), and also whether
-    the user's account is disabled (one more call, `DescribeUser`): the check before an activation.
+    """Why the requester may not ask at all (Identity Center groups, or a disabled account: one more
+    call, `DescribeUser`), or None. `fresh` asks Identity Center even when it said "yes" a few
+    seconds ago (`Runtime.recently_eligible`): the check before an activation.
 
     Raises `InvalidInput` when the entitlement names a group that does not exist, and `RetryLater`
     when Identity Center does not answer. `ic`: the client to ask (the admission webhooks' gives up
@@ -49,7 +52,7 @@ def eligibility_problem(
             ) from exc
     try:
         ids, missing = rt.missing_groups(ic, user_id, ids)
-        disabled = fresh and not missing and not ic.user_enabled(user_id)
+        disabled = not missing and not ic.user_enabled(user_id)
     except NotFound:
         return (
             f"the Identity Center user {valid.requester} who asked (UserId {user_id}) no longer exists in store "
@@ -58,6 +61,6 @@ def eligibility_problem(
     if missing:
         return request_rules.eligibility_message(valid.requester, [ids[g] for g in missing])
     if disabled:
-        return f"{valid.requester}'s Identity Center account (UserId {user_id}) is disabled"
+        return request_rules.disabled_message(valid.requester, user_id)
     rt.mark_eligible(user_id, tuple(wanted))
     return None

@@ -1,0 +1,86 @@
+"""Attack 129 of docs/security.md: a leaver whose Identity Center account is disabled, and who can
+still reach the cluster, asks again for what waits for no approver.
+
+Disabling a user in Identity Center (the console, or SCIM's `active: false` when the identity
+provider offboards someone) is how a leaver's access is taken away there; the Kubernetes identity
+goes with another system, at another pace (a client certificate, an OIDC token or refresh token
+that is still valid). The eligibility re-check ends a disabled user's grants within its interval
+(tests/e2e/test_eligibility_lapse.py), and a human approval is checked again, uncached, before
+access begins. What waits for no approver (the owner team's auto-approval, an on-call group,
+break-glass) took the eligibility answer of admission, which asked only for the groups: the leaver
+was granted at once, again after each lapse.
+
+Real identities (client certificates), plain kubectl, the real API server with the operator's
+webhooks, the strict Identity Center emulator (`set_user_enabled`, as the console or SCIM does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.approval_policies import CAROL, EMERGENCY, ONCALL, PCI, break_glass, nothing_granted, pci
+from tests.support.harness import Jit
+
+pytestmark = pytest.mark.e2e
+__all__ = ["pci"]
+ALICE = "alice@example.com"
+PAYMENTS = "prod-eng-payments"
+
+
+@pytest.fixture
+def disabled(system: Jit) -> Iterator[list[str]]:
+    """Users to disable in Identity Center for the test (append them): enabled again afterwards,
+    as the emulator is the session's."""
+    users: list[str] = []
+    try:
+        yield users
+    finally:
+        for user in users:
+            system.ic.set_user_enabled(user, True)
+
+
+def disable(system: Jit, users: list[str], user: str) -> None:
+    users.append(user)
+    system.ic.set_user_enabled(user, False)
+
+
+def refused_as_disabled(result: object, user: str) -> None:
+    out = f"{getattr(result, 'stdout', '')}{getattr(result, 'stderr', '')}"
+    assert getattr(result, "returncode", 0) != 0, f"admitted: {out}"
+    assert f"{user}'s Identity Center account" in out and "is disabled" in out, out
+
+
+# --- 129. a disabled Identity Center user granted what waits for no approver ---------------------------
+
+
+def test_129_a_disabled_user_is_not_auto_approved_as_a_member_of_the_owner_team(
+    system: Jit, disabled: list[str]
+) -> None:
+    """alice, of team payments, is disabled in Identity Center; her client certificate still works."""
+    disable(system, disabled, ALICE)
+    refused_as_disabled(system.request("leaver-own", PAYMENTS, user=ALICE, check=False), ALICE)
+    assert system.get("accessrequest", "leaver-own") is None
+    assert system.get("accessgrant", "leaver-own") is None
+    assert system.members(PAYMENTS) == set()
+    # Enabled again (a mistake undone), the same request is admitted and granted as ever.
+    system.ic.set_user_enabled(ALICE, True)
+    system.request("leaver-own", PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", "leaver-own", "Active")
+    assert system.members(PAYMENTS) == {ALICE}
+
+
+def test_129_a_disabled_user_breaks_no_glass_and_is_not_auto_approved_on_call(pci: Jit, disabled: list[str]) -> None:
+    """carol (sre) may break the glass on the PCI entitlement (examples/03-pci.yaml)."""
+    disable(pci, disabled, CAROL)
+    refused_as_disabled(break_glass(pci, "leaver-glass", reason=EMERGENCY), CAROL)
+    assert pci.get("accessrequest", "leaver-glass") is None
+    nothing_granted(pci, "leaver-glass")
+
+    # On call for payments (the paging tool's Identity Center group), carol is approved at once: not
+    # while disabled.
+    pci.ic.add_member(ONCALL, CAROL)
+    refused_as_disabled(pci.request("leaver-oncall", PCI, user=CAROL, check=False), CAROL)
+    assert pci.get("accessrequest", "leaver-oncall") is None
+    nothing_granted(pci, "leaver-oncall")
