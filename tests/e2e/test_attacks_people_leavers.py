@@ -12,10 +12,13 @@ was granted at once, again after each lapse.
 
 Real identities (client certificates), plain kubectl, the real API server with the operator's
 webhooks, the strict Identity Center emulator (`set_user_enabled`, as the console or SCIM does).
+
+A probe of the same angle that held is kept below 129: a user name reused while a window waits.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -25,8 +28,10 @@ from tests.support.harness import Jit
 
 pytestmark = pytest.mark.e2e
 __all__ = ["pci"]
-ALICE = "alice@example.com"
-PAYMENTS = "prod-eng-payments"
+ALICE, LENA = "alice@example.com", "lena@example.com"
+PAYMENTS, LEDGER = "prod-eng-payments", "prod-eng-ledger"
+#: The name Identity Center gives the leaver's account, to hand `alice@example.com` to a new hire.
+LEFT = "alice.left@example.com"
 
 
 @pytest.fixture
@@ -84,3 +89,53 @@ def test_129_a_disabled_user_breaks_no_glass_and_is_not_auto_approved_on_call(pc
     refused_as_disabled(pci.request("leaver-oncall", PCI, user=CAROL, check=False), CAROL)
     assert pci.get("accessrequest", "leaver-oncall") is None
     nothing_granted(pci, "leaver-oncall")
+
+
+# --- held: a user name handed to a new hire while the leaver's approved window waits ---------------
+
+
+def _rename(system: Jit, user_id: str, user_name: str) -> None:
+    system.ic.client().update_user(
+        IdentityStoreId=system.ic.identity_store_id,
+        UserId=user_id,
+        Operations=[{"AttributePath": "userName", "AttributeValue": user_name}],
+    )
+
+
+@pytest.fixture
+def leaver_renamed(system: Jit) -> Iterator[str]:
+    """alice's Identity Center account renamed (its UserId kept, still enabled and in every group) and a
+    new alice@example.com created, eligible too: the leaver's UserId. Put back afterwards."""
+    leaver = system.ic.user_id(ALICE)
+    try:
+        yield leaver
+    finally:
+        system.clean()
+        newcomer = system.ic.user_id(ALICE)
+        if newcomer != leaver:
+            system.ic.client().delete_user(IdentityStoreId=system.ic.identity_store_id, UserId=newcomer)
+            _rename(system, leaver, ALICE)
+
+
+def test_a_leavers_approved_window_is_not_granted_to_the_new_holder_of_the_name(
+    system: Jit, leaver_renamed: str
+) -> None:
+    """alice asks for ledger's role from a start a few seconds ahead; lena approves (`Scheduled`).
+    Before the start alice leaves: her account is renamed rather than deleted (so the eligibility
+    re-check finds nothing wrong with it), and alice@example.com is a new hire's. At the start
+    neither gets the access: the name no longer belongs to the UserId stamped at admission."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)).replace(microsecond=0)
+    system.request("leaver-window", LEDGER, duration="1m", user=ALICE, startTime=start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    system.wait_reason("accessrequest", "leaver-window", "Pending")
+    system.kubectl("annotate", "accessrequest", "leaver-window", "jitaccess.dev/approved=true", user=LENA)
+    system.wait_reason("accessrequest", "leaver-window", "Scheduled")
+    _rename(system, leaver_renamed, LEFT)
+    newcomer = system.ic.create_user(ALICE, display_name="Alice New")
+    system.ic.add_member("prod-eligible", ALICE)
+    assert newcomer != leaver_renamed
+
+    ended = system.wait_reason("accessrequest", "leaver-window", "Failed", "NotEligible", timeout=40)
+    message = next(c["message"] for c in ended["status"]["conditions"] if c["type"] == "Ready")
+    assert f"{ALICE} is no longer the one who asked" in message and newcomer in message, message
+    assert ended["spec"]["requesterUserId"] == leaver_renamed
+    assert system.members(LEDGER) == set()
