@@ -1,4 +1,4 @@
-"""Attack 129 of docs/security.md: a leaver whose Identity Center account is disabled, and who can
+"""Attack 128 of docs/security.md: a leaver whose Identity Center account is disabled, and who can
 still reach the cluster, asks again for what waits for no approver.
 
 Disabling a user in Identity Center (the console, or SCIM's `active: false` when the identity
@@ -13,7 +13,7 @@ was granted at once, again after each lapse.
 Real identities (client certificates), plain kubectl, the real API server with the operator's
 webhooks, the strict Identity Center emulator (`set_user_enabled`, as the console or SCIM does).
 
-A probe of the same angle that held is kept below 129: a user name reused while a window waits.
+A probe of the same angle that held is kept below 128: a user name reused while a window waits.
 """
 
 from __future__ import annotations
@@ -57,10 +57,10 @@ def refused_as_disabled(result: object, user: str) -> None:
     assert f"{user}'s Identity Center account" in out and "is disabled" in out, out
 
 
-# --- 129. a disabled Identity Center user granted what waits for no approver ---------------------------
+# --- 128. a disabled Identity Center user granted what waits for no approver ---------------------------
 
 
-def test_129_a_disabled_user_is_not_auto_approved_as_a_member_of_the_owner_team(
+def test_128_a_disabled_user_is_not_auto_approved_as_a_member_of_the_owner_team(
     system: Jit, disabled: list[str]
 ) -> None:
     """alice, of team payments, is disabled in Identity Center; her client certificate still works."""
@@ -76,7 +76,7 @@ def test_129_a_disabled_user_is_not_auto_approved_as_a_member_of_the_owner_team(
     assert system.members(PAYMENTS) == {ALICE}
 
 
-def test_129_a_disabled_user_breaks_no_glass_and_is_not_auto_approved_on_call(pci: Jit, disabled: list[str]) -> None:
+def test_128_a_disabled_user_breaks_no_glass_and_is_not_auto_approved_on_call(pci: Jit, disabled: list[str]) -> None:
     """carol (sre) may break the glass on the PCI entitlement (examples/03-pci.yaml)."""
     disable(pci, disabled, CAROL)
     refused_as_disabled(break_glass(pci, "leaver-glass", reason=EMERGENCY), CAROL)

@@ -223,7 +223,7 @@ def test_an_auto_approval_takes_the_answer_of_its_own_creation(rt: Runtime, ic: 
 
 
 def test_an_auto_approval_of_a_disabled_account_is_refused(rt: Runtime, ic: FakeIdentityCenter) -> None:
-    """Attack 129: the answer an auto-approval takes (admission's, or the handler's own when the
+    """Attack 128: the answer an auto-approval takes (admission's, or the handler's own when the
     webhooks were gone) says whether the account is disabled, not only whether it is in the groups."""
     ic.disabled.add("alice@example.com")
     req = request(requester="alice@example.com", conditions=approved_at(T0, "AutoApproved"))

@@ -233,7 +233,7 @@ def _valid(requester: str, user_id: str) -> Any:
 
 
 def test_every_check_refuses_a_disabled_account(rt: Runtime, ic: CountingIdentityCenter) -> None:
-    """At creation too (attack 129): an auto-approval is granted on that answer."""
+    """At creation too (attack 128): an auto-approval is granted on that answer."""
     carol = _valid("carol@example.com", "u-carol")
     problem = eligibility_problem(rt, carol)
     assert problem is not None and "disabled" in problem, "at creation"

@@ -7,7 +7,7 @@ may have been off, or the memberships may have changed since), and afresh before
 extension's to come). Every check asks whether the account is disabled too: an auto-approval
 (owner team, on call, break-glass) is granted on the answer of admission, and a leaver disabled in
 Identity Center whose Kubernetes credentials still work was granted by it (docs/security.md, attack
-129). While access runs, `handlers.lapses` re-checks every grant on a schedule.
+128). While access runs, `handlers.lapses` re-checks every grant on a schedule.
 """
 
 from __future__ import annotations
