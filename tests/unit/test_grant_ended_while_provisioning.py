@@ -13,10 +13,11 @@ from typing import Any
 import kopf
 import pytest
 
+from jitaccess.adapters.identitycenter import LONGEST_CALL_SECONDS
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.handlers import grants
-from jitaccess.handlers.runtime import Runtime
+from jitaccess.handlers.runtime import Attempts, Runtime
 from jitaccess.settings import Settings
 from tests.unit.factories import selected
 
@@ -103,7 +104,9 @@ def test_a_grant_ended_during_its_provisioning_gets_no_membership(monkeypatch: p
         ]},
     }  # fmt: skip
     grant = {
-        "metadata": {"name": "r1", "uid": "uid-g1", "labels": {"jitaccess.dev/request": "uid-r1"}},
+        # Created by this controller: no earlier one's add can be on its way (attack 127's wait).
+        "metadata": {"name": "r1", "uid": "uid-g1", "labels": {"jitaccess.dev/request": "uid-r1"},
+                     "creationTimestamp": (rt.attempts.since + dt.timedelta(seconds=1)).strftime(STAMP)},
         "spec": {"user": "bob@example.com", "userId": "id-bob", "entitlement": GROUP, "groupName": GROUP,
                  "request": "r1", "duration": "1h", "ownerTeam": "payments", "reason": "CHG-1 window"},
         "status": {},
@@ -180,3 +183,15 @@ def test_a_grant_another_writer_ended_while_its_member_was_added_gives_the_membe
     kube.put(names.GRANTS, grant)
     assert grants.activate(rt, AccessGrant.model_validate(copy.deepcopy(grant))) is False
     assert ic.members == {}, "the member added for a grant ended meanwhile is taken out again"
+
+
+def test_a_grant_an_earlier_controller_may_have_been_adding_is_ended_once_its_add_has_settled() -> None:
+    """Attack 127: the wait before ending a grant that is not Active, counted from when this
+    controller began; none for a grant created since."""
+    attempts = Attempts()
+    began = attempts.since
+    earlier, later = began - dt.timedelta(minutes=1), began + dt.timedelta(seconds=1)
+    assert attempts.earlier_adds_settled(earlier, began) == LONGEST_CALL_SECONDS
+    assert attempts.earlier_adds_settled(earlier, began + dt.timedelta(seconds=5)) == LONGEST_CALL_SECONDS - 5
+    assert attempts.earlier_adds_settled(earlier, began + dt.timedelta(seconds=LONGEST_CALL_SECONDS + 1)) == 0
+    assert attempts.earlier_adds_settled(later, later) == 0

@@ -47,6 +47,12 @@ _PASSING_CONFLICTS = frozenset({"CreateAccountAssignment", "DeleteAccountAssignm
 _THROTTLE_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"})
 #: The calls that change who is in a group: the ones a replica that is not the leader must not make.
 _WRITES = frozenset({"CreateGroupMembership", "DeleteGroupMembership"})
+#: The SDK client's timeouts (`IdentityCenter.connect`): one attempt of a call is answered, or
+#: given up by this process, within their sum.
+CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS = 5.0, 10.0
+#: The longest one attempt of a call may take: a write a leader sent just before it stopped acting
+#: (its retries go out only while it leads, `pace_retries`) may land until this long after.
+LONGEST_CALL_SECONDS = CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
 # Throttled writes are what the throttling alert watches: their series start at 0 (jitaccess.metrics).
 for _operation in _WRITES:
     metrics.IDENTITY_CENTER_CALLS.labels(_operation, "throttled")
@@ -214,8 +220,8 @@ class IdentityCenter:
         """
         config = Config(
             retries={"mode": "standard", "total_max_attempts": max_attempts},
-            connect_timeout=5,
-            read_timeout=10,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=READ_TIMEOUT_SECONDS,
             max_pool_connections=50,
         )
         session = boto3.session.Session(region_name=region)

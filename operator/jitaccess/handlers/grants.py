@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -482,6 +483,7 @@ def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False
         return fields if back is None else {**fields, **_take_back_fields(back)}
 
     key, group_id = membership_of(rt, grant)
+    _after_earlier_adds(rt, grant)
     with rt.membership_lock(key):
         latest = rt.kube.get(names.GRANTS, name)
         current = AccessGrant.model_validate(latest) if latest is not None else None
@@ -624,6 +626,27 @@ def _give_back(
         grant.spec.user,
         "taken back" if removed else "gone already",
     )
+
+
+def _after_earlier_adds(rt: Runtime, grant: AccessGrant) -> None:
+    """Before ending a grant that has not become Active: wait until an add that a controller before
+    this one may have sent for it (a leader killed or cut off from the API server while its
+    CreateGroupMembership was on its way) has landed or can no longer land (`Attempts.earlier_adds_settled`,
+    at most `LONGEST_CALL_SECONDS` after this controller began). Taking back at once found nothing,
+    the end was written, and the add that landed a moment later gave access that no grant showed and
+    nothing took out until the drift scan (attack 127). An Active grant's add has landed: its `Active`
+    write followed the answer. Outside the membership lock, which others need meanwhile."""
+    if grant_rules.is_active(grant):
+        return
+    wait = rt.attempts.earlier_adds_settled(grant.metadata.creation_timestamp, now())
+    if wait <= 0:
+        return
+    log.info(
+        "AccessGrant %s: ending it in %.1fs, once an add the previous leader may have sent for it has landed",
+        grant.metadata.name,
+        wait,
+    )
+    time.sleep(wait)
 
 
 def _ended_meanwhile(rt: Runtime, grant: AccessGrant) -> bool:
@@ -775,6 +798,7 @@ def end_grant(
     spec, status = grant.spec, grant.status
     key, group_id = membership_of(rt, grant)
     cut_short = ""
+    _after_earlier_adds(rt, grant)
     with rt.membership_lock(key):
         others = _others_holding(rt, holders, grant, key, group_id)
         removed = False

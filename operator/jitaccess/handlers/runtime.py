@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from jitaccess.adapters.identitycenter import IdentityCenter, RateLimiter
+from jitaccess.adapters.identitycenter import LONGEST_CALL_SECONDS, IdentityCenter, RateLimiter
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.ssoadmin import SsoAdmin
 from jitaccess.domain.admission import Admit, Verdict
@@ -362,6 +362,18 @@ class Attempts:
     def before(self, created: datetime | None) -> bool:
         """Whether a controller before this one may have tried a grant created at `created`."""
         return created is None or created < self.since
+
+    def earlier_adds_settled(self, created: datetime | None, at: datetime) -> float:
+        """Seconds from `at` until whatever a controller before this one may have sent to give the
+        grant created at `created` access has landed or can no longer land; 0 when nothing can
+        still be on its way. That controller's last write went out before it stopped acting, hence
+        before this one began (`begin`: a standby takes the Lease only after the old leader's
+        renew deadline; a restarted process after the old one's death), and one attempt of a call
+        is answered or given up within `LONGEST_CALL_SECONDS`; retries of a write go out only
+        while leading (`identitycenter.pace_retries`)."""
+        if created is None or not self.before(created):
+            return 0.0  # None: not a stored grant (the API server stamps every creation)
+        return max(0.0, (self.since - at).total_seconds() + LONGEST_CALL_SECONDS)
 
     def tried_at(self, uid: str) -> datetime | None:
         """When this controller first tried to add the grant `uid`'s access; None if it has not."""
