@@ -38,10 +38,10 @@ def _one_leader(replicas: Replicas) -> int:
     return leaders[0]
 
 
-# --- 127. a revocation overtaken by the dead leader's last add -------------------------------------
+# --- 129. a revocation overtaken by the dead leader's last add -------------------------------------
 
 
-def test_127_a_revocation_after_a_hand_over_is_not_overtaken_by_the_old_leaders_add(
+def test_129_a_revocation_after_a_hand_over_is_not_overtaken_by_the_old_leaders_add(
     replaced: Jit, tmp_path: Path
 ) -> None:
     """The leader sends alice's membership add and dies before Identity Center has applied it. The

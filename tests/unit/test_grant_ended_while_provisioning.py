@@ -104,7 +104,7 @@ def test_a_grant_ended_during_its_provisioning_gets_no_membership(monkeypatch: p
         ]},
     }  # fmt: skip
     grant = {
-        # Created by this controller: no earlier one's add can be on its way (attack 127's wait).
+        # Created by this controller: no earlier one's add can be on its way (attack 129's wait).
         "metadata": {"name": "r1", "uid": "uid-g1", "labels": {"jitaccess.dev/request": "uid-r1"},
                      "creationTimestamp": (rt.attempts.since + dt.timedelta(seconds=1)).strftime(STAMP)},
         "spec": {"user": "bob@example.com", "userId": "id-bob", "entitlement": GROUP, "groupName": GROUP,
@@ -186,7 +186,7 @@ def test_a_grant_another_writer_ended_while_its_member_was_added_gives_the_membe
 
 
 def test_a_grant_an_earlier_controller_may_have_been_adding_is_ended_once_its_add_has_settled() -> None:
-    """Attack 127: the wait before ending a grant that is not Active, counted from when this
+    """Attack 129: the wait before ending a grant that is not Active, counted from when this
     controller began; none for a grant created since."""
     attempts = Attempts()
     began = attempts.since

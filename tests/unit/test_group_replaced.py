@@ -68,7 +68,7 @@ def _cached_then(monkeypatch: pytest.MonkeyPatch, change: Any) -> tuple[Runtime,
     kube, ic = _Kube(), _Store()
     rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
     # The grant is this controller's own (its creation, stamped in whole seconds, after it began):
-    # no earlier controller's add to wait for (attack 127).
+    # no earlier controller's add to wait for (attack 129).
     rt.attempts.since -= dt.timedelta(seconds=1)
     assert rt.cached("group", GROUP, ic.resolve_group) == "gid-1"  # an earlier grant's lookup
     change(ic)

@@ -140,7 +140,7 @@ def test_after_a_restart_the_possible_access_starts_at_the_grants_creation(clock
 def test_a_grant_an_earlier_controller_may_have_tried_starts_at_its_creation_even_if_tried_here(
     clock: list[dt.datetime], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The wait for an earlier controller's add (attack 127) is not what this shows: the clock is a test's.
+    # The wait for an earlier controller's add (attack 129) is not what this shows: the clock is a test's.
     monkeypatch.setattr(grants, "_after_earlier_adds", lambda *_: None)
     kube, ic = _Kube(), _LostAnswers()
     rt = _runtime(ic, kube, began=T0 - dt.timedelta(seconds=1))  # the Lease taken after the grant was created
@@ -200,7 +200,7 @@ def test_a_grant_failed_before_any_add_could_be_asked_for_says_nobody_was_given_
 def test_with_no_attempt_known_but_one_possible_it_never_claims_nobody_held_access(
     clock: list[dt.datetime], before_add: bool, began: dt.datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The wait for an earlier controller's add (attack 127) is not what this shows: the clock is a test's.
+    # The wait for an earlier controller's add (attack 129) is not what this shows: the clock is a test's.
     monkeypatch.setattr(grants, "_after_earlier_adds", lambda *_: None)
     kube, ic = _Kube(), _Known()
     rt = _runtime(ic, kube, began=began)

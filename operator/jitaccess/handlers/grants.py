@@ -634,7 +634,7 @@ def _after_earlier_adds(rt: Runtime, grant: AccessGrant) -> None:
     CreateGroupMembership was on its way) has landed or can no longer land (`Attempts.earlier_adds_settled`,
     at most `LONGEST_CALL_SECONDS` after this controller began). Taking back at once found nothing,
     the end was written, and the add that landed a moment later gave access that no grant showed and
-    nothing took out until the drift scan (attack 127). An Active grant's add has landed: its `Active`
+    nothing took out until the drift scan (attack 129). An Active grant's add has landed: its `Active`
     write followed the answer. Outside the membership lock, which others need meanwhile."""
     if grant_rules.is_active(grant):
         return
