@@ -3,7 +3,7 @@
 A responder is a member of group sre-oncall (the e2e operator's setting; examples/rbac.yaml binds
 the group to jitaccess-dev-responder), minted here as a client-certificate user of the control plane.
 In an incident they end access across teams: revoke another team's grant, deny a pending request or
-a pending extension of a grant they leave running, withdraw a Scheduled request; each with a reason
+a pending extension of a grant they leave running, revoke a Scheduled request; each with a reason
 where the object records one. They never give access (approve a request or an extension) nor erase
 its record (99), and nobody becomes one by claiming the group (100).
 """
@@ -140,13 +140,30 @@ def test_a_responder_denies_a_pending_request_of_another_team(system: Jit, respo
     assert system.get("accessgrant", "inc-pending") is None
 
 
-def test_a_responder_withdraws_a_scheduled_request(system: Jit, responder: Path) -> None:
+def test_a_responder_revokes_a_scheduled_request_with_a_reason(system: Jit, responder: Path) -> None:
+    """Not deleted (its record would name nobody, attack 124): revoked, which names the responder."""
     scheduled(system, "inc-later")
-    ok(as_(system, responder, "delete", "accessrequest", "inc-later"))
-    assert system.get("accessrequest", "inc-later") is None
+    refused(as_(system, responder, "delete", "accessrequest", "inc-later"), "kubectl jit revoke inc-later --reason")
+    refused(
+        as_(system, responder, "annotate", "accessrequest", "inc-later", f"{REVOKED}=true"),
+        "jitaccess.dev/revoke-reason] is required when an incident responder revokes someone else's request",
+    )
+    ok(
+        as_(
+            system,
+            responder,
+            "annotate",
+            "accessrequest",
+            "inc-later",
+            f"{REVOKED}=true",
+            f"{REVOKE_REASON}={INCIDENT}",
+        )
+    )
+    request = system.wait_reason("accessrequest", "inc-later", "Revoked")
+    assert request["metadata"]["annotations"]["jitaccess.dev/revoked-by"] == OSCAR
     assert system.get("accessgrant", "inc-later") is None
     assert system.members(LEDGER) == set()
-    assert any(OSCAR in line for line in audit_lines(system, "AccessRequest inc-later")), "who withdrew it"
+    assert any(OSCAR in line for line in audit_lines(system, "AccessRequest/inc-later")), "who revoked it"
 
 
 def test_a_responder_denies_a_pending_extension_and_the_grant_keeps_its_end(extensions: Jit, responder: Path) -> None:
@@ -370,11 +387,14 @@ def test_revoke_all_ends_every_grant_and_request_in_reach(extensions: Jit, cli: 
         "revoked AccessGrant all-ledger",
         "revoked AccessGrant all-payments",
         "denied AccessRequest all-pending",
-        "withdrew AccessRequest all-later",
+        "revoked AccessRequest all-later",
         f"denied AccessExtension all-ledger-longer ({ALICE}, +30m on AccessGrant all-ledger)",
     ):
         assert line in result.out, result
-    assert "2 grants revoked, 1 request denied, 1 request withdrawn, 1 extension denied" in result.out, result
+    summary = (
+        "2 grants revoked, 1 request denied, 0 requests withdrawn, 1 Scheduled request revoked, 1 extension denied"
+    )
+    assert summary in result.out, result
     # Denied, with the incident's reason, before its grant's revocation could fail it.
     longer = system.wait_reason("accessextension", "all-ledger-longer", "Denied")
     assert longer["status"]["deniedBy"] == OSCAR and longer["status"]["decisionReason"] == INCIDENT
@@ -382,7 +402,9 @@ def test_revoke_all_ends_every_grant_and_request_in_reach(extensions: Jit, cli: 
         grant = system.wait_reason("accessgrant", name, "Revoked")
         assert grant["metadata"]["annotations"][REVOKE_REASON] == INCIDENT
     assert system.wait_reason("accessrequest", "all-pending", "Denied")
-    assert system.get("accessrequest", "all-later") is None
+    later = system.wait_reason("accessrequest", "all-later", "Revoked")
+    assert later["metadata"]["annotations"]["jitaccess.dev/revoked-by"] == OSCAR
+    assert later["metadata"]["annotations"][REVOKE_REASON] == INCIDENT
     assert system.members(LEDGER) == set() and system.members(PAYMENTS) == set()
 
 

@@ -12,10 +12,15 @@ by system:jitaccess", Slack told the grantee and the team "revoked early by the 
 has not ended (or whose revocation is not stamped) is deleted by nobody but the operator: the
 approver is told to revoke it, with a reason, and may delete it once it has ended. So with someone
 else's request that still awaits a decision: deleted, its `withdrawn` record named nobody and read
-as its requester's own withdrawal; it is denied instead, which names who and why.
+as its requester's own withdrawal; it is denied instead, which names who and why. And with one
+approved for a later start (`Scheduled`), which can no longer be denied: it is revoked by name
+(`jitaccess.dev/revoked=true`, stamped `revoked-by`) and never starts.
 """
 
 from __future__ import annotations
+
+import datetime as dt
+import time
 
 from jitaccess.api import audit
 from tests.e2e.test_attacks import attempt, refused
@@ -91,3 +96,57 @@ def test_124_a_request_awaiting_a_decision_is_denied_by_name_not_deleted(system:
     system.request("a124-mine", LEDGER, user=ALICE)
     system.kubectl("delete", "accessrequest", "a124-mine", "--timeout=30s", user=ALICE)
     assert system.get("accessrequest", "a124-mine") is None
+
+
+# --- 124. someone else's Scheduled request deleted: its `withdrawn` record named nobody -------------------
+
+
+def _scheduled(system: Jit, name: str, ahead: float) -> dt.datetime:
+    """alice's request for ledger's entitlement, approved by lena for a start `ahead` seconds away."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ahead)).replace(microsecond=0)
+    system.request(name, LEDGER, user=ALICE, duration="1m", startTime=start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    system.wait_reason("accessrequest", name, "Pending")
+    system.kubectl("annotate", "accessrequest", name, "jitaccess.dev/approved=true", user=LENA)
+    system.wait_reason("accessrequest", name, "Scheduled")
+    return start
+
+
+def test_124_a_scheduled_request_is_revoked_by_name_and_never_starts(system: Jit) -> None:
+    """lena deleting alice's Scheduled request left a `withdrawn` record with no actor and no reason
+    (only the `AdmissionDeleted` line named her). Revoked instead, it ends `Revoked` at once, nothing
+    is granted at its start, and its records name lena and her reason; then it may go."""
+    start = _scheduled(system, "a124-later", ahead=15)
+    refused(
+        attempt(system, "delete", "accessrequest", "a124-later", "--wait=false", user=LENA),
+        f"AccessRequest a124-later is {ALICE}'s request, approved and Scheduled for a later start",
+        f"{LENA} may not delete it, as a deletion leaves no jitaccess.dev/revoked-by stamp",
+        "kubectl jit revoke a124-later --reason",
+    )
+    kept = system.get("accessrequest", "a124-later") or {}
+    assert not kept["metadata"].get("deletionTimestamp"), kept["metadata"]
+    why = "INC-124 ledger migration called off"
+    system.kubectl(
+        "annotate", "accessrequest", "a124-later", "jitaccess.dev/revoked=true",
+        f"jitaccess.dev/revoke-reason={why}", user=LENA,
+    )  # fmt: skip
+    revoked = system.wait_reason("accessrequest", "a124-later", "Revoked")
+    assert dt.datetime.now(dt.UTC) < start, "ended at once, not at its start"
+    assert revoked["metadata"]["annotations"]["jitaccess.dev/revoked-by"] == LENA
+    ready = next(c for c in revoked["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and f"revoked by {LENA} before its start: {why}" in ready["message"], ready
+    (record,) = [r for r in audit.records_of(revoked) if r["action"] == audit.REVOKED]
+    assert record["actor"] == {"username": LENA}, record
+    assert record["revokeReason"] == why, record
+    assert not [r for r in audit.records_of(revoked) if r["action"] == audit.WITHDRAWN]
+    # Its start comes and goes: no grant, no membership in the emulated Identity Center.
+    while dt.datetime.now(dt.UTC) < start + dt.timedelta(seconds=4):
+        time.sleep(0.5)
+    assert system.get("accessgrant", "a124-later") is None
+    assert ALICE not in system.members(LEDGER)
+    assert system.ready_reason("accessrequest", "a124-later") == "Revoked"
+    # Ended, its record whole: the approver may delete it; its requester withdraws her own Scheduled one.
+    system.kubectl("delete", "accessrequest", "a124-later", "--timeout=30s", user=LENA)
+    assert system.get("accessrequest", "a124-later") is None
+    _scheduled(system, "a124-mine-later", ahead=600)
+    system.kubectl("delete", "accessrequest", "a124-mine-later", "--timeout=30s", user=ALICE)
+    assert system.get("accessrequest", "a124-mine-later") is None

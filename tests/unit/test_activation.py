@@ -240,3 +240,52 @@ def test_a_forged_status_is_refused_before_identity_center_is_asked(rt: Runtime,
     req = request(conditions=approved_at(T0))
     refusal = activation_refusal(rt, req, rules.validate(req, ELIGIBLE, team(), LIMITS))
     assert refusal is not None and refusal.reason == "Failed" and ic.asked == 0
+
+
+# --- a request approved for a later start, revoked before it (attack 124) ----------------------------
+
+CANCEL = {"jitaccess.dev/revoked": "true", "jitaccess.dev/revoke-reason": "INC-124 freeze"}
+
+
+def test_a_cancel_stamp_grants_nothing_and_names_its_revoker() -> None:
+    stamped = {**BY_PAULA, **CANCEL, "jitaccess.dev/revoked-by": "lena@example.com"}
+    outcome = basis(request(annotations=stamped, conditions=approved_at(T0)))
+    assert outcome == NoGrant(
+        "Revoked",
+        "revoked by lena@example.com before its start: INC-124 freeze; nothing was granted",
+        "lena@example.com",
+    )
+    # The flag without the webhook's stamp cancels nothing (admission never lets one through).
+    assert basis(request(annotations={**BY_PAULA, **CANCEL}, conditions=approved_at(T0))) == Basis(
+        auto=False, who="paula@example.com"
+    )
+
+
+class ReadAgain:
+    """The API server as the last read before a grant is created sees it: the request, as stored now."""
+
+    def __init__(self, stored: AccessRequest) -> None:
+        self.stored = stored
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        return self.stored.wire() if name == self.stored.metadata.name else None
+
+
+def test_a_cancel_that_comes_while_the_start_is_checked_is_honoured(ic: FakeIdentityCenter) -> None:
+    """The start read the request, found it approved and asked Identity Center; meanwhile lena revoked
+    it: read again right before the grant, it is not granted, and the end names her."""
+    start = {"startTime": (T0 + timedelta(hours=1)).isoformat()}
+    read = request(annotations=BY_PAULA, conditions=approved_at(T0), **start)
+    read.metadata.uid = "u-1"
+    now = read.model_copy(deep=True)
+    now.metadata.annotations.update({**CANCEL, "jitaccess.dev/revoked-by": "lena@example.com"})
+    rt = Runtime(Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, ReadAgain(now)))
+    refusal = activation_refusal(rt, read, rules.validate(read, ELIGIBLE, team(), LIMITS))
+    assert refusal is not None and refusal.reason == "Revoked" and refusal.who == "lena@example.com"
+    assert ic.asked == 1, "asked first: the cancel came meanwhile"
+    # Not cancelled, or another request since under its name: granted as read.
+    for stored in (read, request(annotations={**CANCEL, "jitaccess.dev/revoked-by": "x@example.com"}, **start)):
+        rt = Runtime(
+            Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, ReadAgain(stored))
+        )
+        assert activation_refusal(rt, read, rules.validate(read, ELIGIBLE, team(), LIMITS)) is None

@@ -314,7 +314,7 @@ def test_nobody_but_the_requester_and_owner_approvers_changes_a_request() -> Non
     [
         ("jitaccess.dev/approve", "jitaccess.dev/approved"),
         ("jitaccess.dev/deny", "jitaccess.dev/denied"),
-        ("jitaccess.dev/reason", "jitaccess.dev/decision-reason"),
+        ("jitaccess.dev/reason", "jitaccess.dev/revoke-reason"),  # decision-reason is listed beside it
         ("jitaccess.dev/review", "jitaccess.dev/reviewed"),
     ],
 )
@@ -327,7 +327,7 @@ def test_a_misspelt_decision_is_refused_with_the_key_it_is_closest_to(key: str, 
             f"metadata.annotations[{key}]: AccessRequests have no such annotation, and jitaccess would ignore it",
             f"did you mean {meant}?",
             "People set only jitaccess.dev/approved, jitaccess.dev/denied, jitaccess.dev/decision-reason, "
-            "jitaccess.dev/reviewed under jitaccess.dev/",
+            "jitaccess.dev/reviewed, jitaccess.dev/revoked, jitaccess.dev/revoke-reason under jitaccess.dev/",
         )
         assert refusal.code == adm.INVALID
     new = new_request()

@@ -16,7 +16,7 @@ import pytest
 from jitaccess.api import names, wire
 from jitaccess.cli import decisions, errors, main, parser, request, views
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, Refused, StillPending, UsageError
+from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, NotFound, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import ClusterFlags, Session
@@ -617,14 +617,17 @@ def test_revoke_all_ends_grants_and_requests_and_sums_up(api: FakeApi) -> None:
     assert "revoked AccessGrant g-bob (bob@example.com in Identity Center group prod-eng-ledger)" in lines
     assert "denied AccessRequest r-bob (bob@example.com, prod-eng-payments)" in lines
     assert "withdrew AccessRequest r-mine (alice@example.com, prod-eng-payments)" in lines, "one's own: withdrawn"
-    assert "withdrew AccessRequest r-later (bob@example.com, prod-eng-payments, Scheduled)" in lines
+    assert "revoked AccessRequest r-later (bob@example.com, prod-eng-payments, Scheduled)" in lines, (
+        "named, not deleted"
+    )
     assert "denied AccessExtension x-bob (bob@example.com, +30m on AccessGrant g-bob)" in lines
     assert "withdrew AccessExtension x-mine (alice@example.com, +30m on AccessGrant g-alice)" in lines
     assert lines.index("denied AccessExtension x-bob (bob@example.com, +30m on AccessGrant g-bob)") < lines.index(
         "revoked AccessGrant g-bob (bob@example.com in Identity Center group prod-eng-ledger)"
     ), "denied before its grant's revocation could fail it"
     assert lines[-1] == (
-        "2 grants revoked, 1 request denied, 2 requests withdrawn, 1 extension denied, 1 extension withdrawn"
+        "2 grants revoked, 1 request denied, 1 request withdrawn, 1 Scheduled request revoked, 1 extension denied, "
+        "1 extension withdrawn"
     )
     assert not any(w in line for line in lines for w in ("g-old", "r-done", "x-done")), "finished ones are left alone"
     patches = {
@@ -638,8 +641,34 @@ def test_revoke_all_ends_grants_and_requests_and_sums_up(api: FakeApi) -> None:
     extended = patches[o.path(names.EXTENSIONS, "x-bob")]["metadata"]
     assert extended == denied, "an extension is denied as a request is"
     deletes = [body for verb, body in api.calls if verb == "delete"]
-    assert (o.path(names.REQUESTS, "r-later"), {"uid": "uid-r-later", "resourceVersion": "9"}) in deletes
+    assert not [path for path, _ in deletes if path == o.path(names.REQUESTS, "r-later")], "revoked, not deleted"
+    later = patches[o.path(names.REQUESTS, "r-later")]["metadata"]
+    assert later["annotations"] == {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-9 leak"}
+    assert later["resourceVersion"] == "9", "a revocation of a request is conditional on it as read"
     assert (o.path(names.EXTENSIONS, "x-mine"), {"uid": "uid-x-mine", "resourceVersion": "9"}) in deletes
+
+
+def test_revoke_names_a_scheduled_request_before_its_grant_exists(api: FakeApi) -> None:
+    """Approved for a later start, it has no grant yet: revoked by annotation (stamped with who, the
+    reason kept), never deleted (attack 124)."""
+    incident(api)
+    s = session(api)
+    assert decisions.revoke(s, "r-later", reason="INC-9 leak", wait=True, timeout=None) == 0
+    assert out(s).startswith("revoked accessrequest r-later (bob@example.com, ")
+    assert out(s).rstrip().endswith("): it will not start")
+    patched = [body for verb, (path, body) in [c for c in api.calls if c[0] == "patch"] if path.endswith("/r-later")]
+    assert patched == [
+        {
+            "metadata": {
+                "annotations": {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-9 leak"},
+                "resourceVersion": "9",
+            }
+        }
+    ]
+    assert not [c for c in api.calls if c[0] == "delete"]
+    # Neither a grant nor a Scheduled request: not found, as before.
+    with pytest.raises(NotFound, match="r-bob"):
+        decisions.revoke(session(api), "r-bob", reason="INC-9", wait=False, timeout=None)
 
 
 def test_revoke_all_in_a_scope_and_grants_only(api: FakeApi) -> None:

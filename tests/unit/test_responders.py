@@ -180,12 +180,24 @@ def test_a_responder_never_reviews_break_glass() -> None:
 
 
 @pytest.mark.parametrize("conditions", [PENDING, [], SCHEDULED], ids=["pending", "new", "scheduled"])
-def test_a_responder_withdraws_a_request_with_no_access_yet(conditions: list[dict[str, str]]) -> None:
-    """A Scheduled one, which can no longer be denied; one still awaiting a decision is denied with
-    a reason, which names the responder in its records, as a deletion would not (attack 124), unless
-    its owner team is gone (then nobody can deny it)."""
+def test_a_responder_ends_a_request_with_no_access_yet_by_name(conditions: list[dict[str, str]]) -> None:
+    """One still awaiting a decision is denied with a reason, one approved and Scheduled (which can no
+    longer be denied) revoked with one: either names the responder in its records, as a deletion would
+    not (attack 124). Without its owner team nobody can deny a pending one, which they may then withdraw;
+    a Scheduled one they still revoke (no team needed)."""
     if conditions is SCHEDULED:
-        assert on_request("DELETE", request(conditions=conditions), None, SRE) == ALLOW
+        for team in ({}, {"team": None}):
+            refused(
+                on_request("DELETE", request(conditions=conditions), None, SRE, **team),
+                "approved and Scheduled for a later start",
+                "sre@example.com may not delete it",
+                "kubectl jit revoke r1 --reason",
+            )
+        old = request(conditions=conditions)
+        cancel = with_annotations(old, jitaccess_dev__revoked="true", jitaccess_dev__revoke_reason="INC-7 leak")
+        for team in (TEAM, None):
+            verdict = on_request("UPDATE", old, cancel, SRE, team=team)
+            assert isinstance(verdict, adm.Admit) and verdict.annotations == {adm.REVOKED_BY: SRE.username}
     else:
         refused(
             on_request("DELETE", request(conditions=conditions), None, SRE),
@@ -193,8 +205,23 @@ def test_a_responder_withdraws_a_request_with_no_access_yet(conditions: list[dic
             "sre@example.com may not delete it",
             "kubectl jit deny r1 --reason",
         )
-    assert on_request("DELETE", request(conditions=conditions), None, SRE, team=None) == ALLOW
+        assert on_request("DELETE", request(conditions=conditions), None, SRE, team=None) == ALLOW
     refused(on_request("DELETE", request(conditions=conditions), None, IMPOSTOR), "may not")
+
+
+def test_a_responder_revokes_someone_elses_scheduled_request_only_with_a_reason() -> None:
+    old = request(conditions=SCHEDULED)
+    bare = with_annotations(old, jitaccess_dev__revoked="true")
+    refusal = refused(
+        on_request("UPDATE", old, bare, SRE),
+        "metadata.annotations[jitaccess.dev/revoke-reason] is required when an incident responder revokes "
+        "someone else's request",
+        "kubectl jit revoke r1",
+    )
+    assert refusal.code == adm.INVALID
+    refused(
+        on_request("UPDATE", old, bare, IMPOSTOR), "may not revoke this request", "only the requester bob@example.com"
+    )
 
 
 def test_a_responder_never_deletes_a_finished_request_or_one_whose_access_runs() -> None:

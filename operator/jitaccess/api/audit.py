@@ -163,7 +163,8 @@ def _message(obj: wire.Obj, type_: str) -> str | None:
 
 def records_of_request(request: wire.Obj) -> list[Record]:
     """The records of an AccessRequest as stored: requested, then escalated, approved or denied,
-    and how it ended when it ended without a grant (its grant's records tell the rest)."""
+    and how it ended when it ended without a grant (its grant's records tell the rest): `revoked`
+    for one cancelled before its start, by its stamped `revoked-by`."""
     spec, status = wire.spec(request), wire.status(request)
     annotations = wire.annotations_of(request)
     requester = str(spec.get("requester") or status.get("requester") or "")
@@ -263,6 +264,20 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 {},
                 **common,
                 message="deleted before a decision, or before its start: nothing was granted",
+            )
+        )
+    revoker = annotations.get(names.ANNOTATION_REVOKED_BY, "")
+    if wire.ready_reason(request) == names.REVOKED and not status.get("grant"):
+        # Cancelled while it waited for its start (never granted): by whom the webhook stamped.
+        records.append(
+            _base(
+                request,
+                REVOKED,
+                _when(request, names.READY),
+                _actor(revoker) if revoker else _operator(),
+                **common,
+                revokeReason=annotations.get(names.ANNOTATION_REVOKE_REASON),
+                message=_message(request, names.READY),
             )
         )
     ending = _REQUEST_ENDINGS.get(wire.ready_reason(request) or "")

@@ -268,7 +268,13 @@ def withdraw(session: Session, name: str) -> int:
 
 def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeout: timedelta | None) -> int:
     api = session.api
-    grant = o.get(api, names.GRANTS, name)
+    grant = o.get_optional(api, names.GRANTS, name)
+    if grant is None:
+        # No grant yet: a request approved for a later start (`Scheduled`) is revoked before it starts.
+        request = o.get_optional(api, names.REQUESTS, name)
+        if request is not None and wire.ready_reason(request) == names.SCHEDULED:
+            return _revoke_scheduled(session, request, reason)
+        grant = o.get(api, names.GRANTS, name)
     state = wire.ready_reason(grant)
     if state in names.GRANT_FINISHED:
         raise Refused(f"accessgrant {name} has already ended ({state}: {o.ready_message(grant)})")
@@ -281,6 +287,23 @@ def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeo
         return OK
     version = str(patched["metadata"].get("resourceVersion", ""))
     return _wait_ended(session, [patched], timeout or DEFAULT_REVOKE_WAIT, version)
+
+
+def _revoke_scheduled(session: Session, request: Obj, reason: str | None) -> int:
+    """Revoke a request approved for a later start: the operator ends it `Revoked` at once, and it
+    never starts (the webhook decides who may, as for a grant, and its refusal says why)."""
+    name, spec = wire.name_of(request), wire.spec(request)
+    try:
+        _cancel_as_read(session, request, reason)
+    except ApiError as exc:
+        if exc.status == 409:
+            raise Refused(f"accessrequest {name} changed while you revoked it: run the command again") from exc
+        raise o.refusal(exc, f"revoking accessrequest {name}") from exc
+    session.say(
+        f"revoked accessrequest {name} ({o.requester(request)}, {spec.get('entitlement')}, Scheduled for "
+        f"{spec.get('startTime')}): it will not start"
+    )
+    return OK
 
 
 def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
@@ -327,6 +350,8 @@ class Scope:
 class _Tally:
     revoked: list[Obj] = field(default_factory=list)
     denied: int = 0
+    #: Requests approved for a later start (`Scheduled`), revoked before they start.
+    cancelled: int = 0
     withdrawn: int = 0
     extensions_denied: int = 0
     extensions_withdrawn: int = 0
@@ -340,6 +365,7 @@ class _Tally:
 
         parts = [count(len(self.revoked), "grant", "revoked")]
         parts += [count(self.denied, "request", "denied"), count(self.withdrawn, "request", "withdrawn")]
+        parts += [count(self.cancelled, "Scheduled request", "revoked")] * bool(self.cancelled)
         parts += [count(self.extensions_denied, "extension", "denied")]
         parts += [count(self.extensions_withdrawn, "extension", "withdrawn")] * bool(self.extensions_withdrawn)
         return ", ".join(parts) + (f", {len(self.refused)} refused" if self.refused else "")
@@ -397,7 +423,7 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
             acted += sum(_end_request(session, r, reason, tally) for r in requests if _in_scope(r, scope, owners))
         if not acted:
             break
-    ended = tally.denied + tally.withdrawn + tally.extensions_denied + tally.extensions_withdrawn
+    ended = tally.denied + tally.cancelled + tally.withdrawn + tally.extensions_denied + tally.extensions_withdrawn
     if not tally.revoked and not ended and not tally.refused:
         what = "grants" if scope.grants_only else "grants, requests or extensions"
         session.say(f"nothing to revoke: no active {what}{_scope_text(scope)}")
@@ -474,7 +500,7 @@ def _revoke_one(session: Session, grant: Obj, reason: str, tally: _Tally) -> boo
 
 
 def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> bool:
-    """Deny a pending request (withdraw one's own), withdraw a Scheduled one; nothing else."""
+    """Deny a pending request, revoke a Scheduled one (withdraw either if one's own); nothing else."""
     scheduled = wire.ready_reason(request) == names.SCHEDULED
     pending = o.awaiting_decision(request) or (wire.ready_reason(request) is None and not request.get("status"))
     if not (scheduled or pending) or not _first_time(request, tally):
@@ -483,10 +509,15 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
     what = f"{requester}, {wire.spec(request).get('entitlement')}"
     metadata = wire.metadata(request)
     try:
-        if scheduled or requester == session.me.username:
+        if requester == session.me.username:
             _delete_as_read(session, names.REQUESTS, request)
             tally.withdrawn += 1
             session.say(f"withdrew AccessRequest {name} ({what}{', Scheduled' if scheduled else ''})")
+        elif scheduled:
+            # Revoked, not deleted: the stamp names who ended it and why in its records (attack 124).
+            _cancel_as_read(session, request, reason)
+            tally.cancelled += 1
+            session.say(f"revoked AccessRequest {name} ({what}, Scheduled)")
         else:
             _deny_as_read(session, names.REQUESTS, request, reason)
             tally.denied += 1
@@ -518,6 +549,16 @@ def _deny_as_read(session: Session, plural: str, obj: Obj, reason: str) -> None:
     annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: reason}
     patch = {"metadata": {"annotations": annotations, "resourceVersion": wire.metadata(obj).get("resourceVersion")}}
     session.api.merge_patch(o.path(plural, wire.name_of(obj)), patch)
+
+
+def _cancel_as_read(session: Session, request: Obj, reason: str | None) -> None:
+    """Revoke a request approved for a later start (`jitaccess.dev/revoked=true`, with `reason`),
+    only as it was read (its resourceVersion: 409 when it changed, its start begun meanwhile, say)."""
+    annotations = {names.ANNOTATION_REVOKED: "true"}
+    if reason:
+        annotations[names.ANNOTATION_REVOKE_REASON] = reason
+    patch = {"metadata": {"annotations": annotations, "resourceVersion": wire.metadata(request).get("resourceVersion")}}
+    session.api.merge_patch(o.path(names.REQUESTS, wire.name_of(request)), patch)
 
 
 def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally) -> bool:

@@ -294,21 +294,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     revoke_description = (
-        "End a grant early (its grantee, an approver of the owner team, or an incident responder).\n\n"
+        "End a grant early (its grantee, an approver of the owner team, or an incident responder); named\n"
+        "before its grant exists, a request approved for a later start (Scheduled) is revoked: it never starts.\n\n"
         "With --all instead of GRANT (an incident): revoke every Active grant, deny every pending request\n"
-        "and extension, and withdraw every request approved for a later start (Scheduled), in every team\n"
+        "and extension, and revoke every request approved for a later start (Scheduled), in every team\n"
         "or only in --team / --entitlement; --grants-only leaves requests and extensions alone. Your own\n"
-        "pending requests and extensions are withdrawn, not denied. --reason is required and recorded on\n"
+        "pending and Scheduled requests and pending extensions are withdrawn. --reason is required and recorded on\n"
         "each. What you may not end is refused by the cluster, named on stderr, and makes the exit code\n"
         "1: incident responders (JITACCESS_RESPONDER_GROUPS, the chart's incidentResponders.groups) may\n"
         "end everyone's, others only their own grants and their teams' (as approvers)."
     )
-    for name, what in (("revoke", "the AccessGrant (same name as its request)"), ("done", "")):
+    for name, what in (
+        ("revoke", "the AccessGrant (same name as its request), or a Scheduled AccessRequest"),
+        ("done", ""),
+    ):
         parser_ = command(name, revoke_description if what else "")
         if what:
             parser_.add_argument("name", metavar="GRANT", nargs="?", help=what)
             parser_.add_argument(
-                "--reason", metavar="TEXT", help="why (recorded on the grant; required with --all and of responders)"
+                "--reason",
+                metavar="TEXT",
+                help="why (recorded on the grant or request; required with --all and of responders)",
             )
             parser_.add_argument(
                 "--all",

@@ -96,6 +96,8 @@ DECISION_ANNOTATIONS = (
 EarlierBreakGlass = Callable[[str], "list[break_glass_rules.Earlier]"]
 #: What a grantee or an approver may change on an AccessGrant (the rest is the operator's).
 _REVOCATION_ANNOTATIONS = frozenset({REVOKED, REVOKE_REASON, REVOKED_BY, LAST_APPLIED})
+#: A revocation's annotations, which also cancel an AccessRequest approved for a later start (`_cancellation`).
+CANCEL_ANNOTATIONS = (REVOKED, REVOKE_REASON, REVOKED_BY)
 #: Annotations that carry free text people write (any later one belongs here too).
 REASON_ANNOTATIONS = (DECISION_REASON, REVOKE_REASON)
 # Finalizers that mean "the operator still has to clean up" (kopf's own, jitaccess's): removing one
@@ -166,8 +168,9 @@ NO_RESPONDERS = Responders()
 #: What an incident responder may do, for refusals that tell one why not.
 RESPONDER_MAY = (
     "incident responders may revoke any AccessGrant and deny any pending AccessRequest or AccessExtension (each "
-    "with a reason), and withdraw a request that is pending or approved and Scheduled (`kubectl jit revoke --all`); "
-    "they never approve, review break-glass, extend, or delete grants or finished requests"
+    "with a reason), revoke a request approved and Scheduled (with a reason), and withdraw one whose own requester "
+    "they are (`kubectl jit revoke --all`); they never approve, review break-glass, extend, or delete grants or "
+    "finished requests"
 )
 
 
@@ -734,9 +737,10 @@ def review_request(
             verdict = review_withdrawn(old, new, caller, operator) or decision_update(
                 old, new, caller, entitlement, team, phase, responders=responders, reviewers=reviewers
             )
-        # Only a decision is stamped on a request: one arriving at or after the deadline is too late,
-        # whether or not the operator's timer has declared the request TimedOut yet.
-        if isinstance(verdict, Admit) and verdict.annotations:
+        # A decision arriving at or after the deadline is too late, whether or not the operator's
+        # timer has declared the request TimedOut yet; a cancel (`revoked-by`) ends an approved
+        # request, which may wait for its start well past that deadline.
+        if isinstance(verdict, Admit) and set(verdict.annotations) - {REVOKED_BY}:
             return _too_late(old, limits, now) or verdict
         return verdict
     return ALLOW
@@ -835,9 +839,10 @@ def _request_deleted(
 ) -> Verdict:
     """A request is the audit record of the access it led to: it goes only once that access has ended.
 
-    A pending request may be withdrawn by its requester; one approved for a later start
-    (`Scheduled`) also by an incident responder or an approver of the owner team, who deny one
-    still awaiting a decision instead (`_undecided_deleted`); a finished one deleted by such an
+    A pending request may be withdrawn by its requester; an incident responder or an approver of
+    the owner team denies one still awaiting a decision instead (`_undecided_deleted`), and revokes
+    one approved for a later start (`Scheduled`: `_scheduled_deleted`), which they may delete once
+    revoked; a finished one deleted by such an
     approver (the operator retires them itself after the retention period). Nobody else: RBAC lets
     every requester delete requests, so that they can withdraw their own.
     """
@@ -875,14 +880,20 @@ def _request_withdrawn(
         if refusal is not None:
             return refusal
     if team is not None and is_approver(team, caller):
-        return _undecided_deleted(old, caller, team) or ALLOW
+        return _undecided_deleted(old, caller, team) or _scheduled_deleted(old, caller) or ALLOW
     reason = wire.ready_reason(old)
     pending = reason not in names.REQUEST_FINISHED and not wire.is_true(old, names.DENIED)
     if pending and caller.username == requester:
         return ALLOW
     if pending and responders.includes(caller):
-        return _undecided_deleted(old, caller, team) or ALLOW
+        return _undecided_deleted(old, caller, team) or _scheduled_deleted(old, caller) or ALLOW
     approvers = "an approver of its owner team" + (f" ({request_rules.approvers_text(team, False)})" if team else "")
+    if pending and reason == names.SCHEDULED:
+        return Refusal(
+            f"AccessRequest {name} is {requester}'s request, approved and Scheduled: only {requester} may withdraw it "
+            f"(`kubectl jit withdraw {name}`), or {approvers} or an incident responder revoke it "
+            f"(`kubectl jit revoke {name} --reason '...'`); {caller.username} may not"
+        )
     if pending:
         return Refusal(
             f"AccessRequest {name} is {requester}'s pending request: only {requester} may withdraw it "
@@ -900,7 +911,8 @@ def _undecided_deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None)
     leaves no stamp (the object does not say who deleted it), so its `withdrawn` record would name
     nobody and read as its requester's own withdrawal; a denial is stamped (`denied-by`) and carries
     the decider's reason into every record. One approved (`Scheduled` for a later start) can no
-    longer be denied: it may still be deleted. Without its owner team nobody can deny it either."""
+    longer be denied: it is revoked instead (`_scheduled_deleted`). Without its owner team nobody
+    can deny it either."""
     requester = str(wire.spec(old).get("requester") or "")
     annotations = wire.annotations_of(old)
     decided = APPROVED_BY in annotations or DENIED_BY in annotations or _decided_or_finished(old) is not None
@@ -913,6 +925,32 @@ def _undecided_deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None)
         f"withdrawn record would read as {requester}'s own withdrawal). Deny it instead, which names you and your "
         f"reason in its records: `kubectl jit deny {name} --reason '...'` (or `kubectl annotate accessrequest {name} "
         f"{DENIED}=true {DECISION_REASON}='...'`); once denied, an approver of its owner team may delete it"
+    )
+
+
+def _scheduled_deleted(old: Obj, caller: Caller) -> Refusal | None:
+    """Someone else's request approved for a later start (`Scheduled`) is cancelled, never
+    deleted, as a live grant is revoked (`_live_grant_deleted`): a deletion leaves no stamp, so its
+    `withdrawn` record would name nobody and no reason; a cancel (`jitaccess.dev/revoked=true`,
+    `_cancellation`) is stamped `revoked-by` and carries the reason into every record. Once the
+    operator has ended it `Revoked` (seconds after the stamp), an approver of the owner team may
+    delete it: deleted before, it would still be recorded as withdrawn by nobody."""
+    requester = str(wire.spec(old).get("requester") or "")
+    if caller.username == requester or wire.ready_reason(old) != names.SCHEDULED:
+        return None
+    name, revoker = wire.name_of(old), wire.annotations_of(old).get(REVOKED_BY)
+    if revoker:
+        return Refusal(
+            f"AccessRequest {name} was revoked by {revoker}, and the jitaccess operator has not ended it yet (it is "
+            f"still Scheduled): delete it once it is Revoked (seconds), so that its records say who ended it and why"
+        )
+    return Refusal(
+        f"AccessRequest {name} is {requester}'s request, approved and Scheduled for a later start: only {requester} "
+        f"withdraws it, and {caller.username} may not delete it, as a deletion leaves no {REVOKED_BY} stamp and no "
+        f"reason (its withdrawn record would name nobody). Revoke it instead, which ends it before it starts and "
+        f"names you and your reason in its records: `kubectl jit revoke {name} --reason '...'` (or `kubectl annotate "
+        f"accessrequest {name} {REVOKED}=true {REVOKE_REASON}='...'`); once revoked, an approver of its owner team "
+        "may delete it"
     )
 
 
@@ -1024,6 +1062,9 @@ def _request_updated(
                 "identity the API server authenticated, and never changes afterwards: leave it out of your "
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
+    cancelled = _cancellation(old, before, after, caller, entitlement, team, phase, responders)
+    if cancelled is not None:
+        return cancelled
     reviewed = _reviewed(old, before, after, caller, reviewers or team, phase, responders)
     if reviewed is not None:
         return reviewed
@@ -1062,8 +1103,8 @@ def _others_change(old: Obj, new: Obj, caller: Caller, team: TeamOwnershipSpec |
     ]
     annotations = _changed(wire.annotations_of(old), wire.annotations_of(new))
     # kubectl apply's record goes with a decision applied, whose rules then say who may decide.
-    decision = [k for k in annotations if k in DECISION_ANNOTATIONS]
-    ignored = {*DECISION_ANNOTATIONS, *([LAST_APPLIED] if decision else [])}
+    decision = [k for k in annotations if k in DECISION_ANNOTATIONS or k in CANCEL_ANNOTATIONS]
+    ignored = {*DECISION_ANNOTATIONS, *CANCEL_ANNOTATIONS, *([LAST_APPLIED] if decision else [])}
     others = labels + [f"annotation {k}" for k in annotations if k not in ignored]
     if not others:
         return None
@@ -1095,6 +1136,58 @@ def _reviewed(
     added = {k: after[k] for k in break_glass_rules.REVIEW_ANNOTATIONS[1:] if k in after and k not in before}
     return _as_stamped(
         Admit(annotations=verdict), phase, added, f"metadata.annotations[{break_glass_rules.REVIEWED_BY}]"
+    )
+
+
+def _cancellation(
+    old: Obj,
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    caller: Caller,
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    phase: Phase,
+    responders: Responders = NO_RESPONDERS,
+) -> Verdict | None:
+    """A request approved for a later start (`Scheduled`) is cancelled as a grant is revoked
+    (`jitaccess.dev/revoked=true`, with `revoke-reason`; `_revocation`'s rules: its requester, an
+    approver of the owner team, or an incident responder with a reason), and stamped
+    `revoked-by`: a decision is final, so it cannot be denied, and a deletion would name nobody in
+    its records (attack 124). On its own, never with a decision; None when it touches none of it."""
+    changed = [k for k in CANCEL_ANNOTATIONS if before.get(k) != after.get(k)]
+    if not changed:
+        return None
+    written = _revoker_written(changed, before, phase)
+    if written is not None:
+        return written
+    others = [k for k in DECISION_ANNOTATIONS if before.get(k) != after.get(k)]
+    if others:
+        return Refusal(f"{REVOKED}=true is set on its own, not with {', '.join(sorted(others))}", INVALID)
+    owner = entitlement.spec.owner if entitlement is not None else str(wire.status(old).get("ownerTeam") or "")
+    verdict = _revocation(old, before, after, caller, team, owner, responders, request=True)
+    added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
+    return _as_stamped(verdict, phase, added, f"metadata.annotations[{REVOKED_BY}]")
+
+
+def _not_cancellable(old: Obj) -> Refusal | None:
+    """Why this request cannot be cancelled (`_cancellation`): only one approved and `Scheduled`
+    can; None when it can."""
+    state, name = wire.ready_reason(old), wire.name_of(old)
+    if state == names.SCHEDULED and wire.is_true(old, names.APPROVED):
+        return None
+    if state in names.REQUEST_FINISHED:
+        return Refusal(f"AccessRequest {name} has already ended ({state}): there is nothing left to revoke")
+    grant = request_rules.access_not_ended(old)
+    if grant is not None:
+        return Refusal(
+            f"AccessRequest {name} is {state or 'approved'}, its access under way (its AccessGrant {grant}): "
+            f"{REVOKED}=true on a request cancels one approved for a later start (Scheduled); revoke its grant "
+            f"instead, `kubectl jit revoke {grant} --reason '...'`"
+        )
+    return Refusal(
+        f"AccessRequest {name} still awaits a decision: {REVOKED}=true on a request cancels one approved for a later "
+        f"start (Scheduled); deny this one instead, `kubectl jit deny {name} --reason '...'` (or, as its requester, "
+        f"withdraw it: `kubectl jit withdraw {name}`)"
     )
 
 
@@ -1379,11 +1472,9 @@ def review_grant(
             f"metadata.annotations {', '.join(foreign)}: on an AccessGrant, users may set only {REVOKED}=true "
             f"(and {REVOKE_REASON}); everything else is the jitaccess operator's"
         )
-    if REVOKED_BY in changed and (phase is Phase.MUTATE or REVOKED_BY in before):
-        return Refusal(
-            f"metadata.annotations[{REVOKED_BY}] is written only by the jitaccess admission webhook, from the "
-            f"identity the API server authenticated: leave it out, and set {REVOKED}=true"
-        )
+    written = _revoker_written(changed, before, phase)
+    if written is not None:
+        return written
     # What is left to change is a revocation, whose rules (and who may) follow; kubectl apply's
     # record of the manifest goes with one or not at all, so nobody else writes into the grant.
     if LAST_APPLIED in changed and not {REVOKED, REVOKE_REASON} & set(changed):
@@ -1394,6 +1485,16 @@ def review_grant(
     verdict = _revocation(old, before, after, caller, team, owner, responders)
     added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
     return _as_stamped(verdict, phase, added, f"metadata.annotations[{REVOKED_BY}]")
+
+
+def _revoker_written(changed: Sequence[str], before: Mapping[str, str], phase: Phase) -> Refusal | None:
+    """`revoked-by` written by the client (at MUTATE), or changed once stamped: the webhook's alone."""
+    if REVOKED_BY not in changed or (phase is Phase.VALIDATE and REVOKED_BY not in before):
+        return None
+    return Refusal(
+        f"metadata.annotations[{REVOKED_BY}] is written only by the jitaccess admission webhook, from the "
+        f"identity the API server authenticated: leave it out, and set {REVOKED}=true"
+    )
 
 
 def _grant_fields_changed(old: Obj, new: Obj, owner: str) -> Refusal | None:
@@ -1420,18 +1521,26 @@ def _revocation(
     team: TeamOwnershipSpec | None,
     owner: str,
     responders: Responders = NO_RESPONDERS,
+    *,
+    request: bool = False,
 ) -> Verdict:
+    """Who may revoke a grant (its grantee, an approver of its owner team, an incident responder
+    with a reason), and what is stamped; with `request`, the same of an AccessRequest approved for a
+    later start, cancelled before its access begins (`_cancellation`; its requester in the grantee's place)."""
+    what, kind, holder_is = (
+        ("request", "accessrequest", "requester") if request else ("grant", "accessgrant", "grantee")
+    )
     if before.get(REVOKED) == after.get(REVOKED) and before.get(REVOKE_REASON) == after.get(REVOKE_REASON):
         return ALLOW
     if REVOKED_BY in before:
         return Refusal(
-            f"this grant was already revoked by {before[REVOKED_BY]}: {REVOKED} and {REVOKE_REASON} "
+            f"this {what} was already revoked by {before[REVOKED_BY]}: {REVOKED} and {REVOKE_REASON} "
             "cannot be changed or removed any more"
         )
     if before.get(REVOKED) == after.get(REVOKED):
         return Refusal(
             f"metadata.annotations[{REVOKE_REASON}] is recorded with a revocation: set it in the same change as "
-            f'{REVOKED}=true (`kubectl annotate accessgrant NAME {REVOKED}=true {REVOKE_REASON}="..."`)',
+            f'{REVOKED}=true (`kubectl annotate {kind} NAME {REVOKED}=true {REVOKE_REASON}="..."`)',
             INVALID,
         )
     if not wire.truthy(after.get(REVOKED)):
@@ -1441,23 +1550,27 @@ def _revocation(
             INVALID,
         )
     state = wire.ready_reason(old)
-    if state in names.GRANT_FINISHED:
+    if request:
+        refused = _not_cancellable(old)
+        if refused is not None:
+            return refused
+    elif state in names.GRANT_FINISHED:
         return Refusal(f"this grant has already ended ({state}): there is no access left to revoke")
     spec = old.get("spec") or {}
-    grantee = str(spec.get("user") or "")
-    if caller.username == grantee or (team is not None and is_approver(team, caller)):
+    holder = str(spec.get("requester" if request else "user") or "")
+    if caller.username == holder or (team is not None and is_approver(team, caller)):
         return Admit(annotations={REVOKED_BY: caller.username})
     if not responders.includes(caller):
         return Refusal(
-            f"{caller.username} may not revoke this grant: only the grantee {grantee} or an approver of team "
+            f"{caller.username} may not revoke this {what}: only the {holder_is} {holder} or an approver of team "
             f"{owner or '(unknown)'}{_approvers_suffix(team)} may set {REVOKED}=true, or an incident responder "
             f"(with {REVOKE_REASON})"
         )
     if not (after.get(REVOKE_REASON) or "").strip():
         return Refusal(
             f"metadata.annotations[{REVOKE_REASON}] is required when an incident responder revokes someone else's "
-            f"grant: say why, for the grantee and the audit trail (`kubectl jit revoke {wire.name_of(old)} "
-            f'--reason "..."`, or `kubectl annotate accessgrant {wire.name_of(old)} {REVOKED}=true '
+            f"{what}: say why, for the {holder_is} and the audit trail (`kubectl jit revoke {wire.name_of(old)} "
+            f'--reason "..."`, or `kubectl annotate {kind} {wire.name_of(old)} {REVOKED}=true '
             f'{REVOKE_REASON}="..."`)',
             INVALID,
         )

@@ -70,6 +70,8 @@ _PLURAL_OF = {
 EXTENSION_PENDING = "extension-pending"
 # How a request ended, as the approvers' message and the requester are told.
 _DECISIONS = frozenset({audit.APPROVED, audit.DENIED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED})
+#: A request's end that someone else may have taken for its requester: told to them unless it was theirs.
+_REQUEST_ENDINGS = _DECISIONS | {audit.REVOKED}
 _EARLY_ENDINGS = frozenset({audit.REVOKED, audit.LAPSED})
 #: Access made outside jitaccess and removed (an Entitlement's member, a catalog's assignment): told
 #: to the security channel.
@@ -416,10 +418,11 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
         out.append(_slack(escalated, audit.ESCALATED, TEAM_MESSAGE, (*approvers, *backups)))
         out.extend(_slack(escalated, audit.ESCALATED, f"@{user}") for user in backups)
     for action, record in records.items():
-        if action in _DECISIONS:
+        if action in _REQUEST_ENDINGS:
             by = str((record.get("actor") or {}).get("username") or "")
             out.append(_slack(record, action, TEAM_MESSAGE, (by,) if by and by != audit.OPERATOR else ()))
-            if requester:
+            # Cancelling one's own Scheduled request is no news to oneself, as ending one's own grant.
+            if requester and (action in _DECISIONS or by != requester):
                 out.append(_slack(record, action, f"@{requester}"))
     return out
 

@@ -604,10 +604,27 @@ class Basis:
 
 @dataclass(frozen=True)
 class NoGrant:
-    """Why a request that looks approved must not be granted: its `Ready` reason and message."""
+    """Why a request that looks approved must not be granted: its `Ready` reason and message, and
+    who ended it when someone did (a cancel's `revoked-by`; else the operator's own finding)."""
 
     reason: str
     message: str
+    who: str = ""
+
+
+def cancelled(request: AccessRequest) -> NoGrant | None:
+    """An approved request cancelled before its access began (`jitaccess.dev/revoked=true`, which
+    the admission webhook takes on a `Scheduled` request only and stamps `revoked-by`): it ends
+    `Revoked`, never granted, its records naming who and why. None when nobody cancelled it (an
+    unstamped flag, which admission never lets through, cancels nothing)."""
+    annotations: Mapping[str, str] = request.metadata.annotations
+    who = annotations.get(names.ANNOTATION_REVOKED_BY, "")
+    if not wire.truthy(annotations.get(names.ANNOTATION_REVOKED)) or not who:
+        return None
+    why = annotations.get(names.ANNOTATION_REVOKE_REASON, "")
+    return NoGrant(
+        names.REVOKED, f"revoked by {who} before its start" + (f": {why}" if why else "") + "; nothing was granted", who
+    )
 
 
 def grant_basis(
@@ -637,6 +654,9 @@ def grant_basis(
     denier = annotations.get(names.ANNOTATION_DENIED_BY, "")
     if wire.truthy(annotations.get(names.ANNOTATION_DENIED)) and denier:
         return NoGrant(names.DENIED, f"denied by {denier} ({names.ANNOTATION_DENIED_BY}): nothing is granted")
+    revoked = cancelled(request)
+    if revoked is not None:
+        return revoked
     stamped = _stamped_approval(request, valid, limits, min(_approved_at(request) or now, now))
     if isinstance(stamped, Basis):
         return _all_approvals(request, valid, limits, now) or stamped

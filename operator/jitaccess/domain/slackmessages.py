@@ -43,6 +43,8 @@ _OUTCOME = {
     audit.NOT_ELIGIBLE: ":no_entry_sign: Refused: not eligible",
     audit.INVALID: ":warning: Refused: invalid",
     audit.FAILED: ":x: Failed",
+    # A request approved for a later start, cancelled before it (`revoked-by`): never granted.
+    audit.REVOKED: ":lock: Revoked before its start",
 }
 
 
@@ -111,7 +113,7 @@ def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, s
         return _extension_ended(notice.record, obj)
     if notice.step == audit.ESCALATED:
         return _escalated_to_backup(notice.record, obj, team)
-    if notice.step in _OUTCOME:
+    if notice.step in _OUTCOME and obj.get("kind") == names.ACCESS_REQUEST:
         return _decision_to_requester(notice.record, obj)
     if notice.step == audit.GRANTED:
         return _granted(notice.record)
@@ -227,13 +229,16 @@ def waits_for_decision(request: wire.Obj) -> bool:
 def _outcome_of(request: wire.Obj) -> tuple[str, str, str, str] | None:
     """(label, by whom, why, when) of a decided or ended request; None while it waits."""
     records = {r["action"]: r for r in audit.records_of_request(request)}
-    for action in (audit.DENIED, audit.APPROVED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED):
+    ordered = (audit.DENIED, audit.REVOKED, audit.APPROVED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID)
+    for action in (*ordered, audit.FAILED):
         record = records.get(action)
         if record is None:
             continue
         by = _actor(record)
         by = "" if by == audit.OPERATOR else by
-        why = str(record.get("decisionReason") or ("" if by else record.get("message") or ""))
+        why = str(
+            record.get("decisionReason") or record.get("revokeReason") or ("" if by else record.get("message") or "")
+        )
         return _OUTCOME[action], by, why, str(record.get("time") or "")
     return None
 
@@ -246,7 +251,7 @@ def _decision_to_requester(record: Mapping[str, Any], request: wire.Obj) -> tupl
     label = _OUTCOME.get(str(record.get("action")), str(record.get("action")))
     by = _actor(record)
     by_text = f" by {escape(by)}" if by and by != audit.OPERATOR else ""
-    why = record.get("decisionReason") or record.get("message")
+    why = record.get("decisionReason") or record.get("revokeReason") or record.get("message")
     line = f"{label}{by_text}: your request `{escape(name)}` for *{escape(record.get('entitlement'))}*"
     if why:
         line += f"\n>{escape(why)}"

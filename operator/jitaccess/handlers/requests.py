@@ -281,6 +281,13 @@ def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements
     still stands (see `_create_grant`)."""
     if request.status.grant or _own_grant(rt, request) is not None:
         return
+    revoked = request_rules.cancelled(request)
+    if revoked is not None:
+        # Cancelled while it waited for its start: it ends now, not at spec.startTime.
+        _finish(
+            rt, request.wire(), revoked.reason, revoked.message, entitlement=request.spec.entitlement, who=revoked.who
+        )
+        return
     entitlement, team = lookup(rt, request, teams, entitlements)
     if entitlement is None:
         _finish(
@@ -310,7 +317,9 @@ def _create_grant(
         return  # `Scheduled`: `handlers.starts` comes back at spec.startTime
     refusal = activation_refusal(rt, request, valid)
     if refusal is not None:
-        _finish(rt, request.wire(), refusal.reason, refusal.message, entitlement=request.spec.entitlement)
+        _finish(
+            rt, request.wire(), refusal.reason, refusal.message, entitlement=request.spec.entitlement, who=refusal.who
+        )
         return
     name = request.metadata.name
     target = valid.entitlement.spec.identity_center
@@ -425,7 +434,19 @@ def activation_refusal(
     problem = eligibility_problem(rt, valid, fresh=not basis.auto or request.spec.start_time is not None)
     if problem is not None:
         return request_rules.NoGrant(names.NOT_ELIGIBLE, f"not granted: when access was to begin, {problem}")
-    return None
+    return _cancelled_meanwhile(rt, request)
+
+
+def _cancelled_meanwhile(rt: Runtime, request: AccessRequest) -> request_rules.NoGrant | None:
+    """A request that waited for its start, read again right before its grant is created: a cancel
+    (`revoked`) may have come while it was checked (Identity Center was just asked), up to the
+    last moment. (Gone or being deleted meanwhile, its grant's own check fails the grant, as ever.)"""
+    if request.spec.start_time is None:
+        return None  # approved this moment by this very handler: nothing waited to be cancelled
+    fresh = rt.kube.get(names.REQUESTS, request.metadata.name)
+    if fresh is None or wire.metadata(fresh).get("uid") != request.metadata.uid:
+        return None
+    return request_rules.cancelled(AccessRequest.model_validate(fresh))
 
 
 def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
@@ -484,10 +505,18 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
 
 
 def _finish(
-    rt: Runtime, body: dict[str, Any], reason: str, message: str, *, entitlement: str, owner_team: str = ""
+    rt: Runtime,
+    body: dict[str, Any],
+    reason: str,
+    message: str,
+    *,
+    entitlement: str,
+    owner_team: str = "",
+    who: str = "",
 ) -> None:
     """End a request that will never be granted, with the message that says what to fix. `owner_team`:
-    the Entitlement's owner, when the request got as far as being checked against it."""
+    the Entitlement's owner, when the request got as far as being checked against it; `who`: whoever
+    ended it (a cancel's stamped revoker), else its requester is the line's."""
     name = wire.name_of(body)
     requester = body.get("spec", {}).get("requester")
 
@@ -518,4 +547,4 @@ def _finish(
     updated = rt.kube.update_status(names.REQUESTS, name, build, uid=wire.metadata(body).get("uid") or None)
     if updated is not None:
         metrics.REQUESTS.labels(entitlement, reason.lower()).inc()
-        record(updated, reason, message, warning=reason != names.TIMED_OUT, who=requester or "")
+        record(updated, reason, message, warning=reason != names.TIMED_OUT, who=who or requester or "")
