@@ -121,21 +121,20 @@ def test_a_responder_revokes_another_teams_grant_with_a_reason(system: Jit, resp
     assert system.members(LEDGER) == set(), "the membership is gone from Identity Center"
 
 
+def ended_by_responder(
+    system: Jit, responder: Path, name: str, decision: str, reason_key: str, state: str
+) -> dict[str, Any]:
+    """Request `name` ended by the responder's `decision`=true with the incident as its reason, which
+    the webhook stamped with the responder (`<decision>-by`)."""
+    ok(as_(system, responder, "annotate", "accessrequest", name, f"{decision}=true", f"{reason_key}={INCIDENT}"))
+    request = system.wait_reason("accessrequest", name, state)
+    assert request["metadata"]["annotations"][f"{decision}-by"] == OSCAR
+    return request
+
+
 def test_a_responder_denies_a_pending_request_of_another_team(system: Jit, responder: Path) -> None:
     pending(system, "inc-pending")
-    ok(
-        as_(
-            system,
-            responder,
-            "annotate",
-            "accessrequest",
-            "inc-pending",
-            f"{DENIED}=true",
-            f"{DECISION_REASON}={INCIDENT}",
-        )
-    )
-    request = system.wait_reason("accessrequest", "inc-pending", "Denied")
-    assert request["metadata"]["annotations"]["jitaccess.dev/denied-by"] == OSCAR
+    request = ended_by_responder(system, responder, "inc-pending", DENIED, DECISION_REASON, "Denied")
     assert request["status"].get("deniedBy") == OSCAR
     assert system.get("accessgrant", "inc-pending") is None
 
@@ -148,19 +147,7 @@ def test_a_responder_revokes_a_scheduled_request_with_a_reason(system: Jit, resp
         as_(system, responder, "annotate", "accessrequest", "inc-later", f"{REVOKED}=true"),
         "jitaccess.dev/revoke-reason] is required when an incident responder revokes someone else's request",
     )
-    ok(
-        as_(
-            system,
-            responder,
-            "annotate",
-            "accessrequest",
-            "inc-later",
-            f"{REVOKED}=true",
-            f"{REVOKE_REASON}={INCIDENT}",
-        )
-    )
-    request = system.wait_reason("accessrequest", "inc-later", "Revoked")
-    assert request["metadata"]["annotations"]["jitaccess.dev/revoked-by"] == OSCAR
+    ended_by_responder(system, responder, "inc-later", REVOKED, REVOKE_REASON, "Revoked")
     assert system.get("accessgrant", "inc-later") is None
     assert system.members(LEDGER) == set()
     assert any(OSCAR in line for line in audit_lines(system, "AccessRequest/inc-later")), "who revoked it"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 from jitaccess.api import audit
 from tests.e2e.test_attacks import attempt, refused
@@ -63,6 +64,32 @@ def test_124_a_live_grant_is_revoked_by_name_and_deleted_only_once_ended(system:
     assert system.get("accessgrant", "a124") is None
 
 
+def not_deleted_by_lena(system: Jit, name: str, state: str, stamp: str, command: str) -> None:
+    """lena's deletion of alice's request `name` is refused, saying what `state` it is in, that a
+    deletion leaves no `stamp`, and the `kubectl jit` `command` to use; and nothing was deleted."""
+    refused(
+        attempt(system, "delete", "accessrequest", name, "--wait=false", user=LENA),
+        f"AccessRequest {name} is {ALICE}'s request, {state}",
+        f"{LENA} may not delete it, as a deletion leaves no jitaccess.dev/{stamp} stamp",
+        f"kubectl jit {command} {name} --reason",
+    )
+    kept = system.get("accessrequest", name) or {}
+    assert not kept["metadata"].get("deletionTimestamp"), kept["metadata"]
+
+
+def ended_by_lena(system: Jit, name: str, decision: str, reason_key: str, why: str, state: str) -> dict[str, Any]:
+    """alice's request `name` ended by lena's `jitaccess.dev/<decision>=true` with `why` as its reason."""
+    system.kubectl(
+        "annotate",
+        "accessrequest",
+        name,
+        f"jitaccess.dev/{decision}=true",
+        f"jitaccess.dev/{reason_key}={why}",
+        user=LENA,
+    )
+    return system.wait_reason("accessrequest", name, state)
+
+
 # --- 124. someone else's request deleted while it awaits a decision: its end read as the requester's ---------
 
 
@@ -72,20 +99,9 @@ def test_124_a_request_awaiting_a_decision_is_denied_by_name_not_deleted(system:
     record names the approver and their reason; then the decided request may go."""
     system.request("a124-wait", LEDGER, user=ALICE)
     system.wait_reason("accessrequest", "a124-wait", "Pending")
-    refused(
-        attempt(system, "delete", "accessrequest", "a124-wait", "--wait=false", user=LENA),
-        f"AccessRequest a124-wait is {ALICE}'s request, still awaiting a decision",
-        f"{LENA} may not delete it, as a deletion leaves no jitaccess.dev/denied-by stamp",
-        "kubectl jit deny a124-wait --reason",
-    )
-    kept = system.get("accessrequest", "a124-wait") or {}
-    assert not kept["metadata"].get("deletionTimestamp"), kept["metadata"]
+    not_deleted_by_lena(system, "a124-wait", "still awaiting a decision", "denied-by", "deny")
     why = "INC-124 ledger frozen for the audit"
-    system.kubectl(
-        "annotate", "accessrequest", "a124-wait", "jitaccess.dev/denied=true",
-        f"jitaccess.dev/decision-reason={why}", user=LENA,
-    )  # fmt: skip
-    denied = system.wait_reason("accessrequest", "a124-wait", "Denied")
+    denied = ended_by_lena(system, "a124-wait", "denied", "decision-reason", why, "Denied")
     (record,) = [r for r in audit.records_of(denied) if r["action"] == audit.DENIED]
     assert record["actor"]["username"] == LENA, record
     assert record["decisionReason"] == why, record
@@ -116,20 +132,9 @@ def test_124_a_scheduled_request_is_revoked_by_name_and_never_starts(system: Jit
     (only the `AdmissionDeleted` line named her). Revoked instead, it ends `Revoked` at once, nothing
     is granted at its start, and its records name lena and her reason; then it may go."""
     start = _scheduled(system, "a124-later", ahead=15)
-    refused(
-        attempt(system, "delete", "accessrequest", "a124-later", "--wait=false", user=LENA),
-        f"AccessRequest a124-later is {ALICE}'s request, approved and Scheduled for a later start",
-        f"{LENA} may not delete it, as a deletion leaves no jitaccess.dev/revoked-by stamp",
-        "kubectl jit revoke a124-later --reason",
-    )
-    kept = system.get("accessrequest", "a124-later") or {}
-    assert not kept["metadata"].get("deletionTimestamp"), kept["metadata"]
+    not_deleted_by_lena(system, "a124-later", "approved and Scheduled for a later start", "revoked-by", "revoke")
     why = "INC-124 ledger migration called off"
-    system.kubectl(
-        "annotate", "accessrequest", "a124-later", "jitaccess.dev/revoked=true",
-        f"jitaccess.dev/revoke-reason={why}", user=LENA,
-    )  # fmt: skip
-    revoked = system.wait_reason("accessrequest", "a124-later", "Revoked")
+    revoked = ended_by_lena(system, "a124-later", "revoked", "revoke-reason", why, "Revoked")
     assert dt.datetime.now(dt.UTC) < start, "ended at once, not at its start"
     assert revoked["metadata"]["annotations"]["jitaccess.dev/revoked-by"] == LENA
     ready = next(c for c in revoked["status"]["conditions"] if c["type"] == "Ready")

@@ -289,3 +289,60 @@ def test_a_cancel_that_comes_while_the_start_is_checked_is_honoured(ic: FakeIden
             Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, ReadAgain(stored))
         )
         assert activation_refusal(rt, read, rules.validate(read, ELIGIBLE, team(), LIMITS)) is None
+
+
+class GrantStore:
+    """The API server as the request handler meets a grant made a moment before a cancel: the grant,
+    and the annotations the operator writes on it."""
+
+    def __init__(self, grant: dict[str, Any]) -> None:
+        self.grant = grant
+        self.written: list[dict[str, str]] = []
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        return self.grant if plural == "accessgrants" and name == self.grant["metadata"]["name"] else None
+
+    def annotate(self, plural: str, name: str, uid: str, change: Any) -> dict[str, Any] | None:
+        assert uid == self.grant["metadata"]["uid"]
+        notes = change(self.grant)
+        if notes is not None:
+            self.written.append(notes)
+            self.grant["metadata"].setdefault("annotations", {}).update(notes)
+        return self.grant
+
+
+def test_a_cancel_admitted_as_the_start_made_its_grant_revokes_that_grant() -> None:
+    """Admission takes a cancel while the request reads `Scheduled`: one that lands after the start
+    created the grant, which its handler then provisioned, must not leave that access running. The
+    request's handler revokes the grant in the canceller's name, once; a finished grant is left."""
+    from jitaccess.handlers.requests import ensure_grant
+
+    stamped = {**BY_PAULA, **CANCEL, "jitaccess.dev/revoked-by": "lena@example.com"}
+    req = request(annotations=stamped, conditions=approved_at(T0), startTime=(T0 + timedelta(hours=1)).isoformat())
+    req.metadata.uid = "u-1"
+    req.status.grant = "r1"
+    active = [condition("Ready", "True", "Active")]
+    made = {
+        "metadata": {"name": "r1", "uid": "g-1", "labels": {"jitaccess.dev/request": "u-1"}},
+        "status": {"conditions": active},
+    }
+    kube = GrantStore(made)
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
+    rt.cached("operator", "username", lambda _: "system:serviceaccount:jitaccess:jitaccess")
+    ensure_grant(rt, req, {}, {})
+    assert kube.written == [
+        {
+            "jitaccess.dev/revoked": "true",
+            "jitaccess.dev/revoke-reason": "its AccessRequest was revoked by lena@example.com before its start: "
+            "INC-124 freeze",
+            "jitaccess.dev/revoked-by": "system:serviceaccount:jitaccess:jitaccess",
+        }
+    ]
+    ensure_grant(rt, req, {}, {})
+    assert len(kube.written) == 1, "revoked already: once"
+    # Not cancelled: the grant runs on.
+    kube = GrantStore({**made, "metadata": {**made["metadata"], "annotations": {}}})
+    plain = req.model_copy(deep=True)
+    plain.metadata.annotations = dict(BY_PAULA)
+    ensure_grant(Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube)), plain, {}, {})
+    assert kube.written == []

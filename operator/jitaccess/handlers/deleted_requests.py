@@ -116,7 +116,7 @@ async def _revoke(rt: Runtime, grant: str) -> None:
     # again, and its expiry ends it whatever happens here.
     for attempt in range(MARK_ATTEMPTS):
         try:
-            await rt.run_blocking(_mark_revoked, rt, grant)
+            await rt.run_blocking(mark_revoked, rt, grant, WHY)
             return
         except Exception as exc:  # the API server, or who the operator is: it may pass
             if attempt + 1 == MARK_ATTEMPTS:
@@ -132,8 +132,8 @@ def _settled(obj: dict[str, Any]) -> bool:
     return wire.truthy(notes.get(names.ANNOTATION_REVOKED)) or wire.ready_reason(obj) in names.GRANT_FINISHED
 
 
-def _mark_revoked(rt: Runtime, grant: str) -> None:
-    """Annotate live grant `grant` revoked by the operator (`WHY`), unless it is revoked already
+def mark_revoked(rt: Runtime, grant: str, why: str) -> None:
+    """Annotate live grant `grant` revoked by the operator, for `why`, unless it is revoked already
     or finished. Raises when that cannot be done yet (the caller tries again)."""
     current = rt.kube.get(names.GRANTS, grant)
     if current is None or _settled(current):
@@ -146,6 +146,6 @@ def _mark_revoked(rt: Runtime, grant: str) -> None:
     def change(obj: dict[str, Any]) -> dict[str, str] | None:
         if _settled(obj):
             return None
-        return {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: WHY, names.ANNOTATION_REVOKED_BY: who}
+        return {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: why, names.ANNOTATION_REVOKED_BY: who}
 
     rt.kube.annotate(names.GRANTS, grant, str(current["metadata"].get("uid") or ""), change)

@@ -30,6 +30,7 @@ from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers import approvals as approval_counts
 from jitaccess.handlers import breakglass, diffbase, oncall
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
+from jitaccess.handlers.deleted_requests import mark_revoked
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.grants import provision_at_once
 from jitaccess.handlers.indexes import holdings
@@ -280,6 +281,7 @@ def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements
     """An approved request whose grant is missing (a crash in between) gets it now, if the approval
     still stands (see `_create_grant`)."""
     if request.status.grant or _own_grant(rt, request) is not None:
+        _end_grant_cancelled_late(rt, request)
         return
     revoked = request_rules.cancelled(request)
     if revoked is not None:
@@ -299,6 +301,24 @@ def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements
         )
         return
     _create_grant(rt, request, request_rules.validate(request, entitlement, team, rt.settings.limits))
+
+
+def _end_grant_cancelled_late(rt: Runtime, request: AccessRequest) -> None:
+    """A cancel admitted in the moment between a scheduled start's creating the grant and the request
+    leaving `Scheduled` (admission takes a cancel on a `Scheduled` request): the grant may have
+    begun before its handler could see it. Its access does not run on: the grant is revoked, by the
+    operator (a grant's `revoked-by` is only ever its writer's own), naming the canceller and their
+    reason; the request follows it, `Revoked`."""
+    cancel = request_rules.cancelled(request)
+    if cancel is None or not request.spec.start_time:
+        return
+    notes = request.metadata.annotations
+    why = notes.get(names.ANNOTATION_REVOKE_REASON, "")
+    mark_revoked(
+        rt,
+        request.metadata.name,
+        f"its AccessRequest was revoked by {cancel.who} before its start" + (f": {why}" if why else ""),
+    )
 
 
 def _own_grant(rt: Runtime, request: AccessRequest) -> dict[str, Any] | None:
