@@ -167,13 +167,24 @@ def system(installed: Jit) -> Iterator[Jit]:
         assert installed.members(group) == set(), f"memberships left behind in {group}"
 
 
+#: What the approvers end, with their reason, before they delete: live access is revoked and an
+#: undecided request denied (a deletion would name nobody in their records), each refused where it
+#: is not theirs to end or has ended already.
+_ENDS = (
+    ("accessgrants", "jitaccess.dev/revoked=true", "jitaccess.dev/revoke-reason=the end of a node test"),
+    ("accessrequests", "jitaccess.dev/denied=true", "jitaccess.dev/decision-reason=the end of a node test"),
+)
+
+
 def clean(system: Jit) -> None:
-    """Delete every grant and request as the owner teams' approvers: with the chart, the operator is
-    its ServiceAccount, so admission refuses the admin what it refuses any non-approver (the e2e
-    tier's operator runs as the admin, whom its webhooks let through)."""
+    """End, then delete, every grant and request as the owner teams' approvers: with the chart, the
+    operator is its ServiceAccount, so admission refuses the admin what it refuses any non-approver
+    (the e2e tier's operator runs as the admin, whom its webhooks let through)."""
 
     def done() -> bool:
         for approver in APPROVERS:
+            for kind, end, reason in _ENDS:
+                system.kubectl("annotate", kind, "--all", end, reason, user=approver, check=False)
             for kind in ("accessgrants", "accessrequests"):
                 system.kubectl("delete", kind, "--all", "--wait=false", user=approver, check=False)
         left = system.kubectl("get", "accessgrants,accessrequests", "-o", "name").stdout.split()
