@@ -7,10 +7,15 @@ in 64 to 253 characters was admitted and Ready, and every grant of it was refuse
 server: its requests were approved, and then never granted, the operator trying again without end.
 Written as GitOps would (the admin, `kubectl apply`), through the real API server and the
 operator's webhooks.
+
+Attack 130: a request created under the name of an earlier request's AccessGrant, which a request's
+grant would take, so that the plugin takes the old grant for the new request's.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +200,46 @@ def test_117_a_grant_the_api_server_refuses_as_invalid_fails_its_request(named: 
         named.kubectl(
             "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", REFUSING, "--ignore-not-found"
         )
+
+
+# --- 130. a request named after an earlier request's grant, which `kubectl jit` then takes for its own -------
+
+ALICE, PAULA = "alice@example.com", "paula@example.com"
+PAYMENTS = "prod-eng-payments"
+
+
+def test_130_a_request_under_the_name_of_an_earlier_grant_is_refused(system: Jit) -> None:
+    """A request's grant takes its name, and grants stay as records after their requests go. A new
+    request under the name of such a grant was admitted: approved, it failed ("an AccessGrant named
+    ... already exists"); Scheduled, `kubectl jit revoke NAME` found the old grant ended and refused to
+    revoke it ("has already ended"), so it started once retention (or an approver) deleted the old
+    grant; `kubectl jit status NAME` showed the old grant, its user and its end, as the request's.
+    Refused at creation now, also in a dry run, naming the grant; the old grant is untouched."""
+    system.request("a130", PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", "a130", "Active")
+    system.kubectl("annotate", "accessgrant", "a130", "jitaccess.dev/revoked=true", user=ALICE)
+    system.wait_reason("accessrequest", "a130", "Revoked")
+    # The finished request may go (its owner team's approver); its grant stays, the record of that access.
+    system.kubectl("delete", "accessrequest", "a130", "--timeout=30s", user=PAULA)
+    assert system.get("accessrequest", "a130") is None
+    kept = system.get("accessgrant", "a130") or {}
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessRequest",
+        "metadata": {"name": "a130"},
+        "spec": {"entitlement": "prod-eng-ledger", "reason": "INC-130 ledger window", "startTime": start},
+    }
+    said = f"metadata.name: a130 is the name of AccessGrant a130 of an earlier request ({ALICE}, {PAYMENTS}, Revoked)"
+    for dry in (["--dry-run=server"], []):
+        result = system.kubectl("create", *dry, "-f", "-", input=json.dumps(body), user=ALICE, check=False)
+        refused(result, said, "metadata.generateName")
+        assert system.get("accessrequest", "a130") is None
+    now = system.get("accessgrant", "a130") or {}
+    assert now["metadata"]["resourceVersion"] == kept["metadata"]["resourceVersion"], "the old grant is untouched"
+    # A name of its own (a generated one too) is admitted as ever; withdrawn, it leaves nothing waiting.
+    body["metadata"] = {"generateName": "a130-"}
+    created = json.loads(system.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(body), user=ALICE).stdout)
+    name = created["metadata"]["name"]
+    system.wait_reason("accessrequest", name, "Pending")
+    system.kubectl("delete", "accessrequest", name, "--timeout=30s", user=ALICE)

@@ -1146,3 +1146,23 @@ def test_the_garbage_collector_still_removes_its_finalizer_from_a_request_being_
     # Nor does it pass anything else along with it.
     noted = with_annotations(new, jitaccess_dev__approved="true")
     refused(update(old, noted, collector), "was deleted at")
+
+
+def test_a_request_under_the_name_of_a_stored_grant_is_refused_naming_it() -> None:
+    """Attack 130: a request's grant takes its name, so a name a grant holds is no request's."""
+    assert adm.name_held_by_grant("a130", None) is None
+    grant = {
+        "metadata": {"name": "a130"},
+        "spec": {"user": "alice@example.com", "entitlement": "prod-eng-payments"},
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Revoked"}]},
+    }
+    refusal = adm.name_held_by_grant("a130", grant)
+    assert isinstance(refusal, Refusal)
+    assert refusal.message.startswith(
+        "metadata.name: a130 is the name of AccessGrant a130 of an earlier request "
+        "(alice@example.com, prod-eng-payments, Revoked)"
+    )
+    assert "metadata.generateName" in refusal.message
+    del grant["status"]
+    still = adm.name_held_by_grant("a130", grant)
+    assert still is not None and "being provisioned" in still.message

@@ -1020,6 +1020,26 @@ def _not_stamped(what: str) -> Refusal:
     )
 
 
+def name_held_by_grant(name: str, grant: Obj | None) -> Refusal | None:
+    """A new request named like an AccessGrant that is already stored (an earlier request's, kept
+    after that request went: retention keeps grants as records). A request's grant takes its name,
+    so the two would share one: the operator, finding the name taken, fails the request once
+    approved (an approval that gives nothing), while `kubectl jit status NAME` shows the earlier
+    grant, its user and its end, as this request's, and `kubectl jit revoke NAME` finds that grant
+    ended and refuses to revoke this request when it waits for its start (`Scheduled`); and once
+    retention deletes that grant, the start grants it after all."""
+    if grant is None:
+        return None
+    spec = wire.spec(grant)
+    state = wire.ready_reason(grant) or "being provisioned"
+    return Refusal(
+        f"metadata.name: {name} is the name of AccessGrant {name} of an earlier request ({spec.get('user')}, "
+        f"{spec.get('entitlement')}, {state}), and a request's grant takes the request's name, so this request "
+        "would be approved for nothing and taken for that grant: choose another name, or let the API server "
+        "choose one (metadata.generateName, as `kubectl jit request` does)"
+    )
+
+
 def decision_update(
     old: Obj,
     new: Obj,

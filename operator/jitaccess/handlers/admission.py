@@ -259,6 +259,12 @@ async def _review_request(
 
     creates = operation == "CREATE"
     asks = creates and phase is Phase.VALIDATE
+    if asks and wire.name_of(new):
+        # The name the API server gave it (a generated one too), read before Identity Center is asked.
+        held = await asyncio.to_thread(rt.kube.get, names.GRANTS, wire.name_of(new))
+        taken = admission.name_held_by_grant(wire.name_of(new), held)
+        if taken is not None:
+            return taken, caller
     review = functools.partial(
         admission.review_request,
         operation or "",
