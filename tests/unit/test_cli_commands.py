@@ -671,6 +671,28 @@ def test_revoke_names_a_scheduled_request_before_its_grant_exists(api: FakeApi) 
         decisions.revoke(session(api), "r-bob", reason="INC-9", wait=False, timeout=None)
 
 
+def test_a_request_named_like_an_earlier_grant_is_shown_and_revoked_as_itself(api: FakeApi) -> None:
+    """Attack 130's second line, for requests stored before admission refused the name: the ended
+    grant of another request under the same name is neither shown as the request's nor taken for
+    it, so a Scheduled request under that name is revoked, not refused as "already ended"."""
+    incident(api)
+    old = grant("r-later", "prod-eng-ledger", "Revoked", entitlement="prod-eng-ledger")
+    old["metadata"]["labels"] = {names.LABEL_REQUEST: "uid-of-an-earlier-request"}
+    stored(api, names.GRANTS, old)
+    api.objects[o.path(names.REQUESTS, "r-later")]["metadata"]["uid"] = "uid-r-later"
+    s = session(api)
+    assert views.status(s, "r-later", output="table") == 0
+    assert "prod-eng-ledger" not in out(s), "the earlier request's grant is not this request's"
+    s = session(api)
+    assert decisions.revoke(s, "r-later", reason="INC-9 leak", wait=False, timeout=None) == 0
+    assert out(s).rstrip().endswith("): it will not start")
+    # Its own grant, labelled with its uid, is shown.
+    old["metadata"]["labels"] = {names.LABEL_REQUEST: "uid-r-later"}
+    s = session(api)
+    assert views.status(s, "r-later", output="table") == 0
+    assert "prod-eng-ledger" in out(s)
+
+
 def test_revoke_all_in_a_scope_and_grants_only(api: FakeApi) -> None:
     incident(api)
     s = session(api)

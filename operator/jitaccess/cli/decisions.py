@@ -269,12 +269,13 @@ def withdraw(session: Session, name: str) -> int:
 def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeout: timedelta | None) -> int:
     api = session.api
     grant = o.get_optional(api, names.GRANTS, name)
-    if grant is None:
-        # No grant yet: a request approved for a later start (`Scheduled`) is revoked before it starts.
+    if grant is None or wire.ready_reason(grant) in names.GRANT_FINISHED:
+        # No live grant: a request approved for a later start (`Scheduled`) is revoked before it
+        # starts, also when an ended grant of an earlier request has its name.
         request = o.get_optional(api, names.REQUESTS, name)
         if request is not None and wire.ready_reason(request) == names.SCHEDULED:
             return _revoke_scheduled(session, request, reason)
-        grant = o.get(api, names.GRANTS, name)
+        grant = grant or o.get(api, names.GRANTS, name)
     state = wire.ready_reason(grant)
     if state in names.GRANT_FINISHED:
         raise Refused(f"accessgrant {name} has already ended ({state}: {o.ready_message(grant)})")

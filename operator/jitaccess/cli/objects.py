@@ -61,6 +61,13 @@ def requester(request: Obj) -> str:
     return str(wire.status(request).get("requester") or wire.spec(request).get("requester") or "")
 
 
+def made_for(grant: Obj, request: Obj) -> bool:
+    """Whether `grant` is `request`'s own (its `jitaccess.dev/request` label is the request's uid),
+    not another request's under the same name; a grant without the label is taken as its own."""
+    made = (wire.metadata(grant).get("labels") or {}).get(names.LABEL_REQUEST)
+    return not made or made == wire.metadata(request).get("uid")
+
+
 def awaiting_decision(request: Obj) -> bool:
     """Pending, and nobody has approved or denied it yet; not deleted (one withdrawn stays a moment,
     until its audit record is archived, and takes no decision)."""

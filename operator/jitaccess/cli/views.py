@@ -66,6 +66,8 @@ def status(session: Session, name: str, *, output: str) -> int:
     request = o.get_optional(api, names.REQUESTS, name)
     grant_name = str(wire.status(request).get("grant") or name) if request else name
     grant = o.get_optional(api, names.GRANTS, grant_name)
+    if request is not None and grant is not None and not o.made_for(grant, request):
+        grant = None  # another request's grant under this name (stored before admission refused that)
     if request is None and grant is None:
         raise NotFound(f"no accessrequest or accessgrant named {name!r}: `kubectl jit list` shows the requests")
     if output != "table":

@@ -259,8 +259,9 @@ async def _review_request(
 
     creates = operation == "CREATE"
     asks = creates and phase is Phase.VALIDATE
-    if asks and wire.name_of(new):
-        # The name the API server gave it (a generated one too), read before Identity Center is asked.
+    if asks and wire.name_of(new) and rt.grant_names.may_hold(wire.name_of(new)):
+        # The name the API server gave it (a generated one too), confirmed before Identity Center
+        # is asked; a name no grant was seen under costs no read (`grant_names`).
         held = await asyncio.to_thread(rt.kube.get, names.GRANTS, wire.name_of(new))
         taken = admission.name_held_by_grant(wire.name_of(new), held)
         if taken is not None:

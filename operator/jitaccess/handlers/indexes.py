@@ -16,6 +16,7 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 - `waiting`: the same by requester, from their creation on (the approval-fatigue limits at admission);
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
 - `requests`: every stored request's uid (is an active grant's request still there?).
+- `grant_names`: every stored grant's name (may a new request take it?).
 - `break_glass`: break-glass requests awaiting their review, with its deadline (the leader's
   review timers, `breakglass`, and the gauge of overdue reviews on every replica).
 - `readiness`: Entitlements and PermissionCatalogs by their `Ready` status and reason (the gauges
@@ -247,6 +248,7 @@ def grantee(obj: Mapping[str, Any]) -> Holder:
 async def observe_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt, name = runtime_of(memo), body.metadata.name
     gone = type == "DELETED"
+    rt.grant_names.observe(name, not gone)
     held = () if gone else holdings(body)
     if held:
         rt.seen_live(name, str(body.metadata.uid or ""))

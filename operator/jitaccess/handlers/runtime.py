@@ -38,6 +38,7 @@ from jitaccess.domain.extensions import Waiting as ExtensionWaiting
 from jitaccess.domain.following import Laggards
 from jitaccess.domain.requests import Waiting
 from jitaccess.errors import NotFound, PermanentFailure
+from jitaccess.handlers.grant_names import GrantNames
 from jitaccess.handlers.known_requests import KnownRequests
 from jitaccess.handlers.scheduler import ExpiryScheduler
 from jitaccess.settings import Settings
@@ -468,6 +469,8 @@ class Runtime:
     laggards: Laggards = field(default_factory=Laggards)
     # Stored requests by name and uid: whether an active grant's request is still there (`deleted_requests`).
     requests: KnownRequests = field(default_factory=KnownRequests)
+    # Every stored grant's name (a new request may not take one: `grant_names`).
+    grant_names: GrantNames = field(default_factory=GrantNames)
     # Active grants by expiration time: see `handlers.expiry`.
     expiries: ExpiryScheduler = field(default_factory=ExpiryScheduler)
     # Entitlements and PermissionCatalogs by (plural, Ready status, reason), from every replica's

@@ -70,11 +70,14 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     rt: Runtime = memo["runtime"]
     # Before kopf's watches start, so no grant can expire before the operator knows every holder,
     # and the overdue grants are the first the expiry scheduler ends, before kopf adopts anything.
+    listed: list[str] = []
     for grant in rt.kube.each(names.GRANTS):
         name, expiration = grant["metadata"]["name"], expiring(grant)
+        listed.append(name)
         rt.holders.file(name, holdings(grant), name)
         if expiration is not None:
             rt.expiries.schedule(name, expiration)
+    rt.grant_names.listed(listed)
     log.info(
         "jitaccess started: identity store %s, rate limit %s/s, minimum duration %ss",
         rt.identity_center.identity_store_id,
