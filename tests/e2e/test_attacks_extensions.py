@@ -1,9 +1,10 @@
-"""The extension attacks of docs/security.md (50-59), tried as the users of examples/ would: more
+"""The extension attacks of docs/security.md (50-59, 131), tried as the users of examples/ would: more
 time than the Entitlement allows, more extensions than it allows, someone else's grant, a grant
 that has ended, an extension approved by its own requester, a request named like a waiting
 extension to be approved in its place, approvals that no longer count, an Entitlement handed to
-another team, and one whose group changed. Plain kubectl against the real API
-server, the webhooks, RBAC and the admission policy.
+another team, one whose group changed, and an approver deleting someone else's waiting extension
+rather than denying it. Plain kubectl against the real API server, the webhooks, RBAC and the
+admission policy.
 
 Each test asserts the refusal (the field, the numbers, the fix), that the grant's end did not move,
 and (the `system` fixture, after each test) that no Identity Center membership is left.
@@ -463,3 +464,47 @@ def test_a_grant_of_a_group_the_entitlement_no_longer_gives_is_not_extended(jit:
         jit.kubectl("delete", "entitlement", "ext-moved", "--ignore-not-found", "--timeout=60s")
         for group in (old, new):
             jit.ic.empty_group(group)
+
+
+# --- 131. someone else's waiting extension deleted: its `extension-withdrawn` record named nobody ---------
+
+
+def test_130_a_waiting_extension_is_denied_by_name_not_deleted(jit: Jit) -> None:
+    """lena deleting alice's waiting extension left an `extension-withdrawn` record naming nobody,
+    read as alice's own withdrawal (only the operator's `AdmissionDeleted` line named lena). Refused:
+    lena denies it with `kubectl jit deny extension/NAME`, the records name her and her reason, and
+    the denied extension may then go; alice still withdraws her own."""
+    grant = grant_of(jit, "alice-131", "1h", user=ALICE)
+    assert try_extend(jit, "alice-131-1", "alice-131", "30m", ALICE).returncode == 0
+    jit.wait_reason("accessextension", "alice-131-1", "Pending")
+    refused(
+        jit.kubectl("delete", "accessextension", "alice-131-1", "--wait=false", user=LENA, check=False),
+        f"AccessExtension alice-131-1 is {ALICE}'s, still awaiting a decision",
+        f"{LENA} may not delete it, as a deletion leaves no jitaccess.dev/denied-by stamp",
+        "kubectl jit deny extension/alice-131-1 --reason",
+    )
+    kept = jit.get("accessextension", "alice-131-1") or {}
+    assert not kept["metadata"].get("deletionTimestamp"), kept["metadata"]
+    why = "INC-131 ledger frozen for the audit"
+    cli = Cli(jit)
+    try:
+        denial = cli.run("deny", "extension/alice-131-1", "--reason", why, user=LENA)
+        assert denial.code == 0, denial
+    finally:
+        cli.stop_all()
+    denied = jit.wait_reason("accessextension", "alice-131-1", "Denied")
+    assert (denied["status"]["deniedBy"], denied["status"]["decisionReason"]) == (LENA, why), denied["status"]
+    records = audit.records_of(denied)
+    (record,) = [r for r in records if r["action"] == audit.EXTENSION_DENIED]
+    assert record["actor"]["username"] == LENA, record
+    assert record["decisionReason"] == why, record
+    assert not [r for r in records if r["action"] == audit.EXTENSION_WITHDRAWN]
+    unmoved(jit, grant)
+    # Denied, its records whole: the approver may delete it; alice withdraws her own.
+    jit.kubectl("delete", "accessextension", "alice-131-1", "--timeout=30s", user=LENA)
+    assert jit.get("accessextension", "alice-131-1") is None
+    assert try_extend(jit, "alice-131-2", "alice-131", "30m", ALICE).returncode == 0
+    jit.wait_reason("accessextension", "alice-131-2", "Pending")
+    jit.kubectl("delete", "accessextension", "alice-131-2", "--timeout=30s", user=ALICE)
+    assert jit.get("accessextension", "alice-131-2") is None
+    unmoved(jit, grant)

@@ -384,6 +384,46 @@ def test_who_may_delete_an_extension() -> None:
     assert review(PAULA, None, operation="DELETE", old=done) == Admit()
 
 
+def test_an_approver_denies_someone_elses_waiting_extension_rather_than_delete_it() -> None:
+    """Attack 131: deleted, alice's waiting extension left an `extension-withdrawn` record naming
+    nobody, read as her own withdrawal. An approver denies it (stamped, with a reason), then may
+    delete it; alice still withdraws her own."""
+    pending = [condition(names.READY, "False", names.PENDING)]
+    waiting = {**wire(), "status": {"conditions": pending}}
+    refusal = review(PAULA, None, operation="DELETE", old=waiting)
+    assert isinstance(refusal, Refusal)
+    assert refusal.message.startswith(
+        "AccessExtension g1-ext-1 is alice@example.com's, still awaiting a decision: only alice@example.com "
+        "withdraws it, and paula@example.com may not delete it, as a deletion leaves no jitaccess.dev/denied-by stamp"
+    )
+    assert "`kubectl jit deny extension/g1-ext-1 --reason '...'`" in refusal.message
+    # Not taken up by the operator yet (no status): the same.
+    assert isinstance(review(PAULA, None, operation="DELETE", old=wire()), Refusal)
+    # A stranger (an incident responder too, who is no approver) is told to deny it as well.
+    stranger = review(BOB, None, operation="DELETE", old=waiting)
+    assert isinstance(stranger, Refusal) and "kubectl jit deny extension/g1-ext-1" in stranger.message
+    # Decided but not ended by the operator yet: left to end as decided, then deleted.
+    for flag, by in (
+        (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY),
+        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY),
+    ):
+        decided = {**wire(annotations={flag: "true", by: PAULA.username}), "status": {"conditions": pending}}
+        late = review(PAULA, None, operation="DELETE", old=decided)
+        assert isinstance(late, Refusal), flag
+        assert "by paula@example.com, and the jitaccess operator has not ended it yet" in late.message
+        assert "delete it once it has ended" in late.message
+    denied = {
+        **wire(annotations={names.ANNOTATION_DENIED: "true", names.ANNOTATION_DENIED_BY: PAULA.username}),
+        "status": {"conditions": [condition(names.READY, "False", names.DENIED)]},
+    }
+    assert review(PAULA, None, operation="DELETE", old=denied) == Admit()
+    failed = {**wire(), "status": {"conditions": [condition(names.READY, "False", names.FAILED)]}}
+    assert review(PAULA, None, operation="DELETE", old=failed) == Admit()
+    # Her own, even as an approver of the owner team.
+    assert review(ALICE, None, operation="DELETE", old=waiting) == Admit()
+    assert review(PAULA, None, operation="DELETE", old={**wire(requester=PAULA.username), "status": {}}) == Admit()
+
+
 def test_extensions_of_a_grant_say_what_each_unfinished_one_adds() -> None:
     objs = [
         {**wire(), "metadata": {"name": "a"}},

@@ -477,7 +477,7 @@ def review_extension(
     """CREATE stamps the requester and checks the extension against its grant and caps; UPDATE
     takes a decision from an approver of the owner team, or a denial with a reason from one of the
     `responders` (the request's rules: `admission`); DELETE is allowed to the requester while it
-    waits, and to the owner team's approvers. `team` is the grant's recorded owner team, `owner`
+    waits, and to the owner team's approvers once it has ended (`_deleted`). `team` is the grant's recorded owner team, `owner`
     its name (`owner_of`)."""
     if operator.includes(caller):
         return ALLOW
@@ -607,22 +607,59 @@ def _creation_problem(
 
 
 def _deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Verdict:
-    if team is not None and is_approver(team, caller):
-        return ALLOW
+    """Its requester withdraws it while it waits; an approver of the owner team deletes it once it
+    has ended (`_unfinished_deleted`: someone else's that waits is denied, never deleted). Nobody
+    else: it is a record of its grant, retired with it."""
     requester = str(wire.spec(old).get("requester") or "")
     state = wire.ready_reason(old)
     waits = state not in names.EXTENSION_FINISHED
     if waits and caller.username == requester:
         return ALLOW
     name = wire.name_of(old)
+    if team is not None and is_approver(team, caller):
+        return _unfinished_deleted(old, caller, requester) if waits else ALLOW
     if waits:
         return Refusal(
             f"AccessExtension {name} is {requester}'s: only {requester} may withdraw it while it waits, or an approver "
-            f"of the owner team delete it; {caller.username} may not"
+            f"of the owner team (or an incident responder) deny it (`kubectl jit deny extension/{name} --reason "
+            f"'...'`); {caller.username} may not delete it"
         )
     return Refusal(
         f"AccessExtension {name} is finished ({state}): it is a record of its grant, retired with the grant; only an "
         f"approver of the owner team may delete it earlier, and {caller.username} may not"
+    )
+
+
+def _unfinished_deleted(old: Obj, caller: Caller, requester: str) -> Refusal:
+    """Someone else's extension that has not ended is denied, never deleted, as a request is
+    (`admission._undecided_deleted`): a deletion leaves no stamp (the object does not say who
+    deleted it), so its `extension-withdrawn` record would name nobody and read as its requester's
+    own withdrawal; a denial is stamped (`denied-by`) and carries the decider's reason into every
+    record. One already decided (the operator ends it in seconds; one whose approval stopped
+    counting, when its grant ends) is left to end as decided: it may be deleted once it has."""
+    name, annotations = wire.name_of(old), wire.annotations_of(old)
+    decided = ""
+    for flag, by, verb in (
+        (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY, "denied"),
+        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY, "approved"),
+    ):
+        if wire.truthy(annotations.get(flag)):
+            decided = f"{verb} by {annotations.get(by) or '(not stamped)'}"
+            break
+    if decided:
+        return Refusal(
+            f"AccessExtension {name} is {requester}'s, {decided}, and the jitaccess operator has not ended it yet "
+            f"(it is {wire.ready_reason(old) or names.PENDING}): delete it once it has ended (seconds; one whose "
+            "approval no longer completes the count fails when its grant ends, or its requester withdraws it), so "
+            "that its records say what became of it"
+        )
+    return Refusal(
+        f"AccessExtension {name} is {requester}'s, still awaiting a decision: only {requester} withdraws it, and "
+        f"{caller.username} may not delete it, as a deletion leaves no {names.ANNOTATION_DENIED_BY} stamp and no "
+        f"reason (its extension-withdrawn record would read as {requester}'s own withdrawal). Deny it instead, which "
+        f"names you and your reason in its records: `kubectl jit deny extension/{name} --reason '...'` (or "
+        f"`kubectl annotate accessextension {name} {names.ANNOTATION_DENIED}=true "
+        f"{names.ANNOTATION_DECISION_REASON}='...'`); once denied, an approver of its owner team may delete it"
     )
 
 

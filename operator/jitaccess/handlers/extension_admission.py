@@ -195,7 +195,7 @@ async def check_extension(
 ) -> None:
     """The final object: stamps intact; a new extension for the caller's own Active grant, within
     the caps; a decision by an approver of the owner team (a denial, with a reason, by an incident
-    responder too); a deletion by its requester while it waits, or by an approver."""
+    responder too); a deletion by its requester while it waits, or by an approver once it has ended."""
     verdict, caller = await _review(Phase.VALIDATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun)
     _enforce(verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new or old, caller=caller, dryrun=dryrun)
     if operation == "DELETE" and old is not None and not dryrun and not _context(memo)[1].includes(caller):
