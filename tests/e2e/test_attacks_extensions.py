@@ -1,9 +1,9 @@
-"""The extension attacks of docs/security.md (50-59, 131), tried as the users of examples/ would: more
+"""The extension attacks of docs/security.md (50-59, 131, 132), tried as the users of examples/ would: more
 time than the Entitlement allows, more extensions than it allows, someone else's grant, a grant
 that has ended, an extension approved by its own requester, a request named like a waiting
 extension to be approved in its place, approvals that no longer count, an Entitlement handed to
-another team, one whose group changed, and an approver deleting someone else's waiting extension
-rather than denying it. Plain kubectl against the real API server, the webhooks, RBAC and the
+another team, one whose group changed, an approver deleting someone else's waiting extension
+rather than denying it, and one asked for a grant whose name another grant took since. Plain kubectl against the real API server, the webhooks, RBAC and the
 admission policy.
 
 Each test asserts the refusal (the field, the numbers, the fix), that the grant's end did not move,
@@ -507,4 +507,31 @@ def test_130_a_waiting_extension_is_denied_by_name_not_deleted(jit: Jit) -> None
     jit.wait_reason("accessextension", "alice-131-2", "Pending")
     jit.kubectl("delete", "accessextension", "alice-131-2", "--timeout=30s", user=ALICE)
     assert jit.get("accessextension", "alice-131-2") is None
+    unmoved(jit, grant)
+
+
+# --- 132. an extension applied to another grant created under its grant's name ---------------------------
+
+
+def test_131_an_extension_extends_only_the_grant_it_was_asked_for(jit: Jit) -> None:
+    """A grant's name is its request's, which may be used again: an extension that waited while its
+    grant was deleted and another granted under the name (an operator that missed the `DELETED`
+    event) was judged against the new grant and, once approved, moved its end. The operator records
+    the uid of the grant it was asked for; here the state a missed event leaves is written as the
+    operator would have (its status: the e2e admin is the operator's identity), the uid of a grant
+    gone since, and lena's approval then extends nothing."""
+    grant = grant_of(jit, "alice-132", "1h", user=ALICE)
+    assert try_extend(jit, "alice-132-1", "alice-132", "30m", ALICE).returncode == 0
+    waiting = jit.wait_reason("accessextension", "alice-132-1", "Pending")
+    assert waiting["status"]["grantUid"] == grant["metadata"]["uid"], waiting["status"]
+    gone = "0b1c2d3e-0000-4000-8000-000000000131"
+    patch = json.dumps({"status": {"grantUid": gone}})
+    jit.kubectl("patch", "accessextension", "alice-132-1", "--subresource=status", "--type=merge", "-p", patch)
+    jit.kubectl("annotate", "accessextension", "alice-132-1", f"{APPROVED}=true", user=LENA)
+    jit.wait_reason("accessextension", "alice-132-1", "Failed", "Extended")
+    ready = jit.condition("accessextension", "alice-132-1", "Ready") or {}
+    assert ready["reason"] == "Failed", ready
+    assert "AccessGrant alice-132 was deleted and another was created under its name" in ready["message"], ready
+    assert f"uid {gone}, and the one of that name now is uid {grant['metadata']['uid']}" in ready["message"], ready
+    assert ready["message"].endswith("nothing was extended"), ready
     unmoved(jit, grant)

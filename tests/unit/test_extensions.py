@@ -3,10 +3,11 @@ decides, what the operator does next, and the audit records of an extended grant
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -261,6 +262,104 @@ def test_an_extension_of_a_grant_not_active_fails(the_grant: AccessGrant | None,
 def test_an_extension_by_someone_other_than_the_grantee_fails() -> None:
     step = rules.next_step(extension(requester=BOB.username), active(), entitlement(), team(), LIMITS)
     assert step.step is rules.Step.FAIL and "only the grantee extends a grant" in step.message
+
+
+# --- a grant deleted and created again under its name (attack 132) -------------------------------
+
+
+def made(the_grant: AccessGrant, uid: str, created: datetime | None) -> AccessGrant:
+    meta = the_grant.metadata.model_copy(update={"uid": uid, "creation_timestamp": created})
+    return the_grant.model_copy(update={"metadata": meta})
+
+
+def asked(at: datetime | None, recorded: str | None = None, **kw: Any) -> AccessExtension:
+    x = extension(**kw)
+    meta = x.metadata.model_copy(update={"creation_timestamp": at})
+    return x.model_copy(update={"metadata": meta, "status": x.status.model_copy(update={"grant_uid": recorded})})
+
+
+def test_an_extension_is_never_judged_against_or_applied_to_a_grant_created_again_under_its_name() -> None:
+    """A grant's name is its request's, which may be used again once both are deleted: the grant
+    found under `spec.grant` is the one whose uid the operator recorded, or, before it recorded one,
+    one created no later than the extension (admission admits it only for a grant that exists)."""
+    old = made(active(), "uid-old", T0 - timedelta(minutes=10))
+    new = made(active(), "uid-new", T0 + timedelta(seconds=5))
+    for extension_now in (asked(T0, "uid-old"), asked(T0)):
+        step = rules.next_step(extension_now, new, entitlement(), team(), LIMITS)
+        assert step.step is rules.Step.FAIL, extension_now.status
+        assert step.message.startswith(
+            "spec.grant: AccessGrant g1 was deleted and another was created under its name since this extension "
+            "was asked ("
+        )
+        assert "kubectl jit extend g1 --by 30m" in step.message and step.message.endswith("nothing was extended")
+        applied_now = rules.apply(extension_now, new, entitlement(), LIMITS, T0 + timedelta(seconds=6))
+        assert isinstance(applied_now, str) and "another was created under its name" in applied_now
+    recorded = rules.next_step(asked(T0, "uid-old"), new, entitlement(), team(), LIMITS).message
+    assert "asked for the AccessGrant of uid uid-old, and the one of that name now is uid uid-new" in recorded
+    timed = rules.next_step(asked(T0), new, entitlement(), team(), LIMITS).message
+    assert "asked at 2026-11-23T12:00:00Z, and the one of that name now was created later, at 2026-11-23T12:00:05Z" in (
+        timed
+    )
+    # Its own grant: recorded, created before it or in the same second, or with nothing to tell them apart.
+    same_second = made(active(), "uid-new", T0)
+    for extension_now, the_grant in (
+        (asked(T0, "uid-old"), old),
+        (asked(T0), old),
+        (asked(T0), same_second),
+        (asked(None), new),
+        (asked(T0, "uid-new"), new),
+    ):
+        step = rules.next_step(extension_now, the_grant, entitlement(), team(), LIMITS)
+        assert (step.step, step.auto) == (rules.Step.APPLY, True), (extension_now.status, the_grant.metadata)
+
+
+def test_the_operator_records_the_grants_uid_and_fails_the_extension_once_it_is_another_grant() -> None:
+    from jitaccess.adapters.identitycenter import IdentityCenter
+    from jitaccess.adapters.kube import Kube
+    from jitaccess.handlers import extensions as handler
+    from jitaccess.handlers.common import NO_INDEX
+    from jitaccess.handlers.recording import DEFERRED, Deferred
+    from jitaccess.handlers.runtime import Runtime
+    from jitaccess.settings import Settings
+    from tests.unit.test_audit_trail import Cluster
+
+    class Stored(Cluster):
+        def get(self, plural: str, name: str) -> dict[str, Any] | None:
+            found = self.objects.get((plural, name))
+            return copy.deepcopy(found) if found is not None else None
+
+    waits = entitlement(approval={"autoApproveOwnerTeam": False})
+    cluster = Stored()
+    cluster.add(names.ENTITLEMENTS, {**waits.wire(), "metadata": {"name": "prod-eng-payments"}})
+    cluster.add(names.TEAMS, {"metadata": {"name": "payments"}, "spec": team().wire()})
+    cluster.add(names.GRANTS, made(active(), "uid-old", T0 - timedelta(minutes=10)).wire())
+    cluster.add(names.EXTENSIONS, {**asked(T0).wire(), "kind": names.ACCESS_EXTENSION})
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+
+    def reconcile() -> dict[str, Any]:
+        token = DEFERRED.set(Deferred())  # no kopf watch to post Events from
+        try:
+            handler.reconcile(
+                rt, copy.deepcopy(cluster.objects[(names.EXTENSIONS, "g1-ext-1")]), NO_INDEX, NO_INDEX, {}
+            )
+        finally:
+            DEFERRED.reset(token)
+        return cluster.objects[(names.EXTENSIONS, "g1-ext-1")]
+
+    pending = reconcile()
+    assert pending["status"]["grantUid"] == "uid-old"
+    assert pending["status"]["conditions"][-1]["reason"] == names.PENDING
+    # The grant's request and grant deleted, a new one granted under the name, before paula approves.
+    replacement = made(active(), "uid-new", T0 - timedelta(minutes=20))  # even one that reads as older
+    cluster.add(names.GRANTS, replacement.wire())
+    stamps = stamped(names.ANNOTATION_APPROVED, PAULA.username)
+    cluster.objects[(names.EXTENSIONS, "g1-ext-1")]["metadata"]["annotations"] = stamps
+    failed = reconcile()
+    ready = next(c for c in failed["status"]["conditions"] if c["type"] == names.READY)
+    assert ready["reason"] == names.FAILED, ready
+    assert "uid uid-old, and the one of that name now is uid uid-new" in ready["message"], ready
+    assert failed["status"]["grantUid"] == "uid-old"
+    assert not cluster.objects[(names.GRANTS, "g1")]["status"].get("extensions")
 
 
 # --- admission -------------------------------------------------------------------------------------

@@ -723,6 +723,12 @@ class AccessExtensionStatus(Model):
         max_length=limits.NAME_MAX_LENGTH,
         description="The grant's owner team (its spec.ownerTeam), set with the entitlement, for the audit records",
     )
+    grant_uid: str | None = Field(
+        default=None,
+        max_length=limits.NAME_MAX_LENGTH,
+        description="The uid of the AccessGrant it extends, set with the entitlement: a grant created again under "
+        "spec.grant's name is another grant, which it never extends",
+    )
     approvals: list[GivenApproval] | None = Field(
         default=None,
         description="The approvals that count, in order (the entitlement's approvalsRequired), against the owner "

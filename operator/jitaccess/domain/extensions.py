@@ -268,6 +268,9 @@ def next_step(
     requester = spec.requester or ""
     if grant is None:
         return Next(Step.FAIL, f"AccessGrant {spec.grant} does not exist (any more): nothing was extended")
+    other = replaced(extension, grant)
+    if other is not None:
+        return Next(Step.FAIL, f"{other}; nothing was extended")
     reason = cond.ready_reason(grant.status.conditions)
     if reason != names.ACTIVE:
         state = reason or names.PROVISIONING
@@ -344,6 +347,29 @@ def next_step(
     if ignored is not None:
         return replace(ignored, waiting=waiting, counted=count.counted, needed=needed)
     return Next(Step.WAIT, waiting, waiting=waiting, counted=count.counted, needed=needed)
+
+
+def replaced(extension: AccessExtension, grant: AccessGrant) -> str | None:
+    """Why `grant`, found under the extension's `spec.grant`, is not the grant it was asked for; None
+    when it is. A grant's name is its request's, which may be used again once that request and its
+    grant are deleted: a new request of the same name, granted while the extension waited (a
+    missed watch event, an approval days later), must be neither judged nor extended in its place.
+    The grant is the one whose uid the operator recorded when it first took the extension up
+    (`status.grantUid`); before that, one created after the extension cannot be it, as admission
+    admits an extension only for a grant that exists (`creationTimestamp`, whole seconds)."""
+    recorded, uid, name = extension.status.grant_uid, grant.metadata.uid, grant.metadata.name
+    created, asked = grant.metadata.creation_timestamp, extension.metadata.creation_timestamp
+    if recorded and uid and recorded != uid:
+        why = f"it was asked for the AccessGrant of uid {recorded}, and the one of that name now is uid {uid}"
+    elif not recorded and created is not None and asked is not None and created > asked:
+        why = f"it was asked at {_stamp(asked)}, and the one of that name now was created later, at {_stamp(created)}"
+    else:
+        return None
+    return (
+        f"spec.grant: AccessGrant {name} was deleted and another was created under its name since this extension "
+        f"was asked ({why}), so it is not the grant this extension is for; extend the grant of that name with an "
+        f"extension of its own if it is yours (kubectl jit extend {name} --by {extension.spec.duration} --reason '...')"
+    )
 
 
 def team_gone(grant: AccessGrant, owner: str) -> str:
@@ -436,6 +462,9 @@ def apply(
     """The grant as it is stored now, extended: its new end, or why not (the caps, counted on
     what the grant records; a grant that ends within `MARGIN`)."""
     by = duration_of(extension, limits)
+    other = replaced(extension, grant)
+    if other is not None:
+        return f"{other}; nothing was extended"
     window = grant_end(grant)
     if window is None:
         return f"AccessGrant {grant.metadata.name} is no longer Active: nothing was extended"

@@ -195,7 +195,8 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         rt.settings.limits,
         responder_groups=frozenset(rt.settings.responder_groups),
     )
-    owners = _owners(grant) if grant is not None else {}
+    # Another grant's, created under its name since, would name what the extension never was for.
+    owners = _owners(grant) if grant is not None and rules.replaced(extension, grant) is None else {}
     if step.step is rules.Step.FAIL:
         _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, owners=owners)
     elif step.step is rules.Step.DENY:
@@ -243,10 +244,12 @@ def _lookup(
 
 
 def _owners(grant: AccessGrant) -> dict[str, str]:
-    """The grant's Entitlement and owner team, as an extension's status keeps them for its records."""
+    """The grant's Entitlement and owner team, as an extension's status keeps them for its records,
+    and its uid, which tells the grant from another created under its name later (`rules.replaced`)."""
     return {
         "entitlement": grant.spec.entitlement,
         **({"ownerTeam": grant.spec.owner_team} if grant.spec.owner_team else {}),
+        **({"grantUid": grant.metadata.uid} if grant.metadata.uid else {}),
     }
 
 
@@ -310,7 +313,11 @@ def _apply(
         refused.clear()
         if rules.already_applied(current, name):
             return None
-        outcome = rules.apply(extension, current, entitlement, rt.settings.limits, now())
+        # The grant as judged (`next_step`), not another created under its name since it was read.
+        judged = extension.model_copy(
+            update={"status": extension.status.model_copy(update={"grant_uid": grant.metadata.uid or None})}
+        )
+        outcome = rules.apply(judged, current, entitlement, rt.settings.limits, now())
         if isinstance(outcome, str):
             refused.append(outcome)
             return None
@@ -458,7 +465,7 @@ def _finish(
         generation = wire.metadata(current).get("generation")
         changes = [(names.READY, False, reason, message)]
         # Set once: the records already derived from them must not change.
-        known = {"entitlement": status.entitlement, "ownerTeam": status.owner_team}
+        known = {"entitlement": status.entitlement, "ownerTeam": status.owner_team, "grantUid": status.grant_uid}
         fields: dict[str, Any] = {k: v for k, v in (owners or {}).items() if v and not known.get(k)}
         if denied_by:
             changes.insert(0, (names.DENIED, True, names.DENIED, message))
