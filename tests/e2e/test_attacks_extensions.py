@@ -469,7 +469,7 @@ def test_a_grant_of_a_group_the_entitlement_no_longer_gives_is_not_extended(jit:
 # --- 131. someone else's waiting extension deleted: its `extension-withdrawn` record named nobody ---------
 
 
-def test_130_a_waiting_extension_is_denied_by_name_not_deleted(jit: Jit) -> None:
+def test_131_a_waiting_extension_is_denied_by_name_not_deleted(jit: Jit) -> None:
     """lena deleting alice's waiting extension left an `extension-withdrawn` record naming nobody,
     read as alice's own withdrawal (only the operator's `AdmissionDeleted` line named lena). Refused:
     lena denies it with `kubectl jit deny extension/NAME`, the records name her and her reason, and
@@ -513,7 +513,7 @@ def test_130_a_waiting_extension_is_denied_by_name_not_deleted(jit: Jit) -> None
 # --- 132. an extension applied to another grant created under its grant's name ---------------------------
 
 
-def test_131_an_extension_extends_only_the_grant_it_was_asked_for(jit: Jit) -> None:
+def test_132_an_extension_extends_only_the_grant_it_was_asked_for(jit: Jit) -> None:
     """A grant's name is its request's, which may be used again: an extension that waited while its
     grant was deleted and another granted under the name (an operator that missed the `DELETED`
     event) was judged against the new grant and, once approved, moved its end. The operator records
