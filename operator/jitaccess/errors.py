@@ -5,7 +5,8 @@
     ├── InvalidInput              bad user input: names the field and the fix (never retried)
     └── IdentityCenterError       a call to AWS IAM Identity Center failed
         ├── RetryLater            throttled, 5xx, timeout, connection: worth another try later
-        │   └── NotLeading        this replica no longer holds the leader Lease: another one acts
+        │   ├── NotLeading        this replica no longer holds the leader Lease: another one acts
+        │   └── AddInFlight       an end refused for now: an earlier leader's add may still land (`delay`)
         ├── NotFound              the user, group or membership does not exist
         └── PermanentFailure      access denied, validation: retrying will not help
 
@@ -45,6 +46,16 @@ class RetryLater(IdentityCenterError):
 
 class NotLeading(RetryLater):
     """A write refused because this replica is not (or no longer) the leader (`handlers.leadership`)."""
+
+
+class AddInFlight(RetryLater):
+    """An end of a grant refused for now: an add that a controller before this one may have sent
+    for it can still land (attack 129, `handlers.grants`). The caller tries it again in `delay`
+    seconds, once that add has landed or can no longer land; nothing waits meanwhile."""
+
+    def __init__(self, message: str, *, delay: float) -> None:
+        super().__init__(message, operation="CreateGroupMembership")
+        self.delay = delay
 
 
 class NotFound(IdentityCenterError):

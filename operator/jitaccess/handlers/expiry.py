@@ -47,7 +47,7 @@ from jitaccess.adapters.kube import INVALID_RETRY_SECONDS, Refused
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.domain import grants as grant_rules
-from jitaccess.errors import NotLeading, PermanentFailure, RetryLater
+from jitaccess.errors import AddInFlight, NotLeading, PermanentFailure, RetryLater
 from jitaccess.handlers import removals
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.indexes import expiring
@@ -121,6 +121,9 @@ async def expire(rt: Runtime, wiring: _Wiring, name: str) -> dt.datetime | None:
         return utcnow() + dt.timedelta(seconds=INVALID_RETRY_SECONDS)
     except NotLeading as exc:  # the controller is stopping: the next leader ends it
         log.warning("expiring %s: %s; retrying", name, exc)
+    except AddInFlight as exc:  # not ended yet (attack 129): due again once the wait is over
+        log.info("expiring %s: %s", name, exc)
+        return utcnow() + dt.timedelta(seconds=exc.delay)
     except (RetryLater, PermanentFailure) as exc:  # logged by `removals.not_removed`
         return utcnow() + dt.timedelta(seconds=removals.retry_seconds(exc))
     return utcnow() + dt.timedelta(seconds=RETRY_SECONDS)
@@ -135,7 +138,8 @@ def expire_now(
     extension moved it while this ended the grant), else None (ended now, or gone, or no longer Active). Raises `RetryLater` when Identity Center does not
     answer, `PermanentFailure` when it refuses, once it has logged it (and, overdue, reported it in
     `reported`'s Event); `Refused` when the API server refuses to store the end, the membership
-    removed, once it has logged it (and reported it in `refused`'s Event).
+    removed, once it has logged it (and reported it in `refused`'s Event); `AddInFlight`, unlogged,
+    when the grant may not be ended yet (`grants.end_grant`: never for a grant that is Active).
     """
     obj = rt.kube.get(names.GRANTS, name)
     if obj is None:
@@ -148,7 +152,7 @@ def expire_now(
         return grant.status.expiration_time
     try:
         extended = end_grant(rt, name, names.EXPIRED, rt.holders, current=obj, due=grant.status.expiration_time)
-    except NotLeading:
+    except (NotLeading, AddInFlight):
         raise
     except Refused as exc:
         removals.not_written(obj, exc, doing="expiring", reported=refused or Overdue(), tracked=rt.expirations.key_of)

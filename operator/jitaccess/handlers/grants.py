@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-import time
+import math
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -34,7 +34,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import following
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
-from jitaccess.errors import IdentityCenterError, NotFound, PermanentFailure, RetryLater
+from jitaccess.errors import AddInFlight, IdentityCenterError, NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments, diffbase, removals, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
@@ -108,9 +108,12 @@ def _provision(
     if grant_rules.is_finished(grant):
         return
     if _revoked(body.metadata.annotations):
-        end_grant(
-            rt, grant.metadata.name, names.REVOKED, grant_holders, who=_revoker(body), why="revoked before it began"
-        )
+        try:
+            end_grant(
+                rt, grant.metadata.name, names.REVOKED, grant_holders, who=_revoker(body), why="revoked before it began"
+            )
+        except AddInFlight as exc:
+            raise _once_settled(exc) from exc
         return
     if grant_rules.is_active(grant):
         return
@@ -123,6 +126,8 @@ def _provision(
             fail(rt, grant, problem, before_add=True)
             return
         activate(rt, grant, current=dict(body), request=request, essence=essence, admitted=wire.created_at(request))
+    except AddInFlight as exc:
+        raise _once_settled(exc) from exc
     except RetryLater as exc:
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
@@ -134,6 +139,12 @@ def _provision(
             "check the operator's IAM policy (docs/aws-iam.md); will retry",
             delay=60,
         ) from exc
+
+
+def _once_settled(exc: AddInFlight) -> kopf.TemporaryError:
+    """kopf's retry of a grant's end refused for now (`_after_earlier_adds`): once, when the wait
+    is over. Its message, in kopf's line, says why the grant is not ended yet."""
+    return kopf.TemporaryError(str(exc), delay=exc.delay)
 
 
 def provision_at_once(
@@ -172,6 +183,10 @@ def provision_at_once(
         )  # fmt: skip
         handled = grant.metadata.uid
         return followed
+    except AddInFlight:
+        # Failing it waits for an earlier controller's add (attack 129): its own handler retries it
+        # then, and kopf's line says why. Nothing to count as an error.
+        return False
     except RetryLater as exc:
         # A handler's failure that is retried, as kopf's would be: by the grant's own handler.
         metrics.ERRORS.labels("identitycenter_retry").inc()
@@ -458,7 +473,8 @@ def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False
     answering) is retried, and the retry can find the grant no longer backed. Both happen under the
     membership's lock, the take-back first, so that a crash between them leaves a grant that is
     still retried, never a Failed one whose access stays. `RetryLater` (and any refusal to take
-    back) leaves the grant to be retried.
+    back) leaves the grant to be retried; `AddInFlight` too, until a controller before this one
+    can no longer add anything for it (`_after_earlier_adds`).
 
     `message` says why; this adds what the user may have held, and `status.takeBack` records it in
     the same write (no other write on the way: an auto-approved grant's requests are counted,
@@ -629,24 +645,30 @@ def _give_back(
 
 
 def _after_earlier_adds(rt: Runtime, grant: AccessGrant) -> None:
-    """Before ending a grant that has not become Active: wait until an add that a controller before
-    this one may have sent for it (a leader killed or cut off from the API server while its
-    CreateGroupMembership was on its way) has landed or can no longer land (`Attempts.earlier_adds_settled`,
-    at most `LONGEST_CALL_SECONDS` after this controller began). Taking back at once found nothing,
-    the end was written, and the add that landed a moment later gave access that no grant showed and
-    nothing took out until the drift scan (attack 129). An Active grant's add has landed: its `Active`
-    write followed the answer. Outside the membership lock, which others need meanwhile."""
+    """Before ending a grant that has not become Active: refuse to end it yet (`AddInFlight`, with
+    the seconds left) while an add that a controller before this one may have sent for it (a leader
+    killed or cut off from the API server while its CreateGroupMembership was on its way) can still
+    land (`Attempts.earlier_adds_settled`, at most `LONGEST_CALL_SECONDS` after this controller
+    began). Taking back at once found nothing, the end was written, and the add that landed a moment
+    later gave access that no grant showed and nothing took out until the drift scan (attack 129).
+    An Active grant's add has landed: its `Active` write followed the answer. Before the membership
+    lock and before anything is written: the caller tries the end again once the wait is over
+    (kopf's retry, `_once_settled`; the expiry scheduler's next time), and no thread of theirs
+    waits meanwhile, when a hand-over may leave many grants to end at once. After a restart the
+    grant, still not Active and created before the new controller began, waits again."""
     if grant_rules.is_active(grant):
         return
     wait = rt.attempts.earlier_adds_settled(grant.metadata.creation_timestamp, now())
     if wait <= 0:
         return
-    log.info(
-        "AccessGrant %s: ending it in %.1fs, once an add the previous leader may have sent for it has landed",
-        grant.metadata.name,
-        wait,
+    # Up to whole seconds, as `now()` counts: a retry after a fraction less would find a fraction
+    # left, and be refused (and logged) a second time.
+    delay = math.ceil(wait)
+    raise AddInFlight(
+        f"AccessGrant {grant.metadata.name} is ended in {delay}s, once an add the previous leader may have sent "
+        "for it has landed or can no longer land",
+        delay=delay,
     )
-    time.sleep(wait)
 
 
 def _ended_meanwhile(rt: Runtime, grant: AccessGrant) -> bool:
@@ -738,6 +760,8 @@ def _end_or_retry(
             dict(body), exc, doing="revoking", reported=removals.REFUSED_ENDS, tracked=rt.expirations.key_of
         )
         raise
+    except AddInFlight as exc:
+        raise _once_settled(exc) from exc
     except (RetryLater, PermanentFailure) as exc:
         # A refusal too (AccessDenied: the IAM policy) is retried until it succeeds, as an expiry
         # is: it ends once the policy is fixed, and nothing else would end the access. Once

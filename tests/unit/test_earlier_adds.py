@@ -1,0 +1,175 @@
+"""Attack 129 without a waiting thread: a grant that had not become Active when this controller
+began acting (the previous leader may have sent its add, then died) is ended only once that add
+has landed or can no longer land. Until then its end is refused (`AddInFlight`) and its caller
+retries it at that moment: kopf's handlers with a `TemporaryError` delayed to it, the expiry
+scheduler at that time. Nothing sleeps in a worker thread, which a hand-over would otherwise fill
+with such grants, and the retry ends the grant, taking back the add that landed."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+import pytest
+
+from jitaccess.adapters.identitycenter import LONGEST_CALL_SECONDS
+from jitaccess.api import names
+from jitaccess.errors import AddInFlight
+from jitaccess.handlers import expiry, grants
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.handlers.scheduler import utcnow
+from jitaccess.settings import Settings
+from tests.unit.conftest import T0
+from tests.unit.test_activation_time import _grant, _Known
+from tests.unit.test_grant_ended_while_provisioning import GROUP, STAMP, _Kube
+
+#: The grant was created a minute before this controller took the Lease, at T0.
+CREATED = T0 - dt.timedelta(minutes=1)
+MEMBERSHIP = ("gid-" + GROUP, "id-bob")
+
+
+def _handed_over(began: dt.datetime = T0, **annotations: str) -> tuple[Runtime, _Kube, _Known]:
+    """A controller that began at `began`, the grant not Active yet, and the old leader's add landed."""
+    kube, ic = _Kube(), _Known()
+    rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
+    rt.attempts.since = began
+    kube.put(names.GRANTS, {**_grant(CREATED), "metadata": {**_grant(CREATED)["metadata"], "annotations": annotations}})
+    ic.members[MEMBERSHIP] = "m-1"
+    return rt, kube, ic
+
+
+def _body(kube: _Kube) -> kopf.Body:
+    return kopf.Body(kube.get(names.GRANTS, "r1") or {})
+
+
+def _reason(kube: _Kube) -> str | None:
+    conditions = (kube.get(names.GRANTS, "r1") or {}).get("status", {}).get("conditions", [])
+    return next((c["reason"] for c in conditions if c["type"] == names.READY), None)
+
+
+def _active(grant: dict[str, Any], **status: str) -> None:
+    at = utcnow().strftime(STAMP)
+    ready = {"type": "Ready", "status": "True", "reason": names.ACTIVE, "message": "", "lastTransitionTime": at}
+    grant["status"] = {"conditions": [ready], "expirationTime": at, **status}
+
+
+def _refused_at_once(call: Callable[[], object]) -> kopf.TemporaryError:
+    """`call` is refused with kopf's retry at once: it does not wait for the add itself."""
+    began = time.monotonic()
+    with pytest.raises(kopf.TemporaryError) as refused:
+        call()
+    assert time.monotonic() - began < 1, "no worker thread waits for the earlier add"
+    assert "the previous leader may have sent" in str(refused.value), "kopf's line says why it waits"
+    return refused.value
+
+
+def _retried(refused: kopf.TemporaryError, at: dt.datetime) -> dt.datetime:
+    """When kopf's retry of a call refused at `at` runs, as the handlers' `now()` reads it."""
+    assert refused.delay is not None
+    return (at + dt.timedelta(seconds=refused.delay)).replace(microsecond=0)
+
+
+def test_a_grant_revoked_before_it_began_is_ended_by_kopfs_retry_once_the_old_leaders_add_has_settled(
+    clock: list[dt.datetime],
+) -> None:
+    rt, kube, ic = _handed_over(**{names.ANNOTATION_REVOKED: "true"})
+    clock[0] = T0 + dt.timedelta(seconds=3)
+    refused = _refused_at_once(lambda: grants._provision(rt, _body(kube), rt.holders, {}, {}))
+    assert refused.delay == LONGEST_CALL_SECONDS - 3
+    assert _reason(kube) is None and ic.members, "nothing is ended or taken back before the wait is over"
+
+    clock[0] = _retried(refused, clock[0])
+    grants._provision(rt, _body(kube), rt.holders, {}, {})
+    assert _reason(kube) == names.REVOKED
+    assert ic.members == {}, "the end, after the add, took it back"
+
+
+def test_a_revocation_by_annotation_or_deletion_is_retried_by_kopf_at_the_whole_second_the_wait_ends(
+    clock: list[dt.datetime],
+) -> None:
+    """The controller began half-way through a second: the retry comes at the next whole second, so
+    that the handlers' `now()` (whole seconds) finds the wait over, and is refused only once."""
+    rt, kube, ic = _handed_over(began=T0 + dt.timedelta(milliseconds=500), **{names.ANNOTATION_REVOKED: "true"})
+    clock[0] = T0 + dt.timedelta(seconds=3)
+
+    def revoke() -> None:
+        grants._end_or_retry(rt, _body(kube), names.REVOKED, rt.holders, who="bob@example.com", why="", fresh=True)
+
+    refused = _refused_at_once(revoke)
+    assert refused.delay == LONGEST_CALL_SECONDS - 2  # 12.5 s, up to whole seconds
+    assert _reason(kube) is None and ic.members
+
+    clock[0] = _retried(refused, clock[0])
+    revoke()
+    assert _reason(kube) == names.REVOKED and ic.members == {}
+
+
+def test_a_grant_failed_after_a_hand_over_waits_by_kopfs_retry_again_after_a_restart(
+    clock: list[dt.datetime],
+) -> None:
+    """Its request gone (unbacked), the grant fails, once the add has settled; a restart in between
+    counts the wait from the new process's start: the grant's stored state brings it back."""
+    rt, kube, ic = _handed_over()
+    clock[0] = T0 + dt.timedelta(seconds=1)
+    refused = _refused_at_once(lambda: grants._provision(rt, _body(kube), rt.holders, {}, {}))
+    assert refused.delay == LONGEST_CALL_SECONDS - 1
+    assert _reason(kube) is None and ic.members
+
+    restarted = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
+    restarted.attempts.since = clock[0] = T0 + dt.timedelta(seconds=5)
+    refused = _refused_at_once(lambda: grants._provision(restarted, _body(kube), restarted.holders, {}, {}))
+    assert refused.delay == LONGEST_CALL_SECONDS
+
+    clock[0] = _retried(refused, clock[0])
+    grants._provision(restarted, _body(kube), restarted.holders, {}, {})
+    assert _reason(kube) == names.FAILED
+    stored = kube.get(names.GRANTS, "r1") or {}
+    assert stored["status"]["takeBack"]["removed"] == [GROUP] and ic.members == {}
+
+
+def test_an_active_grant_created_before_the_hand_over_expires_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its add was answered before its `Active` write: no add of it can still be on its way."""
+    monkeypatch.setattr(grants, "record", lambda *a, **k: None)
+    rt, kube, ic = _handed_over(began=utcnow())
+    grant = kube.get(names.GRANTS, "r1") or {}
+    grant["metadata"]["creationTimestamp"] = (utcnow() - dt.timedelta(minutes=2)).strftime(STAMP)
+    _active(grant, groupId=MEMBERSHIP[0])
+    kube.put(names.GRANTS, grant)
+    began = time.monotonic()
+    assert expiry.expire_now(rt, "r1") is None
+    assert time.monotonic() - began < 1
+    assert _reason(kube) == names.EXPIRED and ic.members == {}
+
+
+def test_an_expiry_refused_for_now_is_due_again_when_the_wait_is_over(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scheduler's side of a refusal: the grant goes back into its queue at the moment the wait
+    is over, said once at INFO, with no overdue report (nothing is failing)."""
+    rt, kube, _ = _handed_over()
+    grant = kube.get(names.GRANTS, "r1") or {}
+    _active(grant)
+    kube.put(names.GRANTS, grant)
+
+    def end(*_: Any, **__: Any) -> None:
+        raise AddInFlight("AccessGrant r1 is ended in 7s, once an add the previous leader may have sent ...", delay=7)
+
+    monkeypatch.setattr(expiry, "end_grant", end)
+
+    async def scenario() -> dt.datetime | None:
+        wiring = expiry._Wiring(ThreadPoolExecutor(1))
+        try:
+            return await expiry.expire(rt, wiring, "r1")
+        finally:
+            wiring.pool.shutdown()
+
+    with caplog.at_level("INFO"):
+        again = asyncio.run(scenario())
+    assert again is not None and 6 <= (again - utcnow()).total_seconds() <= 7
+    said = [(r.levelname, r.name) for r in caplog.records if "r1" in r.getMessage()]
+    assert said == [("INFO", expiry.log.name)]
