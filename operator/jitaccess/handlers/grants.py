@@ -233,53 +233,52 @@ def activate(
     except PermanentFailure as exc:
         fail(rt, grant, f"Identity Center refused to resolve group {spec.group_name!r}: {exc}", before_add=True)
         return False
-    refused = ""
-    updated: dict[str, Any] | None = None
-    for again in (False, True):
-        gone = False
-        key = grant_rules.membership_key(user_id, group_id)
+
+    def add(ids: dict[str, str]) -> tuple[dict[str, Any] | None, grant_rules.Window] | str | None:
+        """Under the lock of the group id tried: the add, then the `Active` write (the grant as
+        written, None when nothing was, and its window); why Identity Center refused the add; None
+        when the grant ended meanwhile. `NotFound` from the add only."""
+        (tried,) = ids
+        key = grant_rules.membership_key(user_id, tried)
         with rt.membership_lock(key):
             if _ended_meanwhile(rt, grant):
-                return False
+                return None
             _file_as_holder(rt, grant, (grant_rules.membership_key(user_id, spec.group_name), key))
             # Remembered here, not written: failing the grant later says from when its user may have
             # held what this add did if its answer is lost (`fail`); whether it was there already,
             # Identity Center says.
             rt.attempts.first(grant.metadata.uid or "", grant.metadata.creation_timestamp, now())
             try:
-                membership_id, added = ic.ensure_member(group_id, user_id)
-            except NotFound:
-                rt.forget("group", spec.group_name)
-                gone = True
-                refused = f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared"
+                membership_id, added = ic.ensure_member(tried, user_id)
             except PermanentFailure as exc:
                 # Access denied by IAM, a malformed id: another try will not help.
-                refused = f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}"
-            else:
-                window = grant_rules.activation_window(grant, now() if added else activation_start(grant))
+                return f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}"
+            window = grant_rules.activation_window(grant, now() if added else activation_start(grant))
+            build = _becoming_active(
+                window,
+                f"{spec.user} is in Identity Center group {spec.group_name}",
+                userId=user_id,
+                groupId=tried,
+                membershipId=membership_id,
+            )
+            remove = functools.partial(ic.remove_member, tried, user_id, membership_id)
+            return _record_active(rt, grant, build, essence, current, key, tried, remove), window
 
-                build = _becoming_active(
-                    window,
-                    f"{spec.user} is in Identity Center group {spec.group_name}",
-                    userId=user_id,
-                    groupId=group_id,
-                    membershipId=membership_id,
-                )
-                remove = functools.partial(ic.remove_member, group_id, user_id, membership_id)
-                updated = _record_active(rt, grant, build, essence, current, key, group_id, remove)
-        # The cached id may be a group deleted since and created again under its name (a Terraform
-        # replace, within the cache's lifetime): the name is resolved afresh, and the add tried once
-        # more, under the new id's lock, in the group it names now (`status.groupId` is that id).
-        replaced = (
-            rt.resolved_again("group", spec.group_name, group_id, ic.resolve_group) if gone and not again else None
-        )
-        if replaced is None:
-            break
-        group_id, refused = replaced, ""
-    if refused:
+    # The cached id may be a group deleted since and created again under its name (a Terraform
+    # replace, within the cache's lifetime): the name is resolved afresh, and the add tried once
+    # more, under the new id's lock, in the group it names now (`status.groupId` is that id).
+    try:
+        _, outcome = rt.in_current_groups(ic, add, {group_id: spec.group_name})
+    except NotFound:
+        rt.forget("group", spec.group_name)
+        outcome = f"Identity Center group {spec.group_name!r} or user {spec.user} disappeared"
+    if isinstance(outcome, str):
         # Outside the lock: failing takes back what an earlier attempt may have added, under it.
-        fail(rt, grant, refused)
+        fail(rt, grant, outcome)
         return False
+    if outcome is None:
+        return False
+    updated, window = outcome
     if updated is None:
         return False
     active = AccessGrant.model_validate(updated)

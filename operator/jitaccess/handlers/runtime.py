@@ -614,23 +614,33 @@ class Runtime:
             return None
         return fresh if fresh != stale else None
 
-    def missing_groups(
-        self, ic: IdentityCenter, user_id: str, ids: Mapping[str, str]
-    ) -> tuple[dict[str, str], list[str]]:
-        """Which of `ids` (GroupId -> its name, the ids from `cached`) `user_id` is not in, and the ids
-        that answer is about. When Identity Center answers that something does not exist, each name
-        is resolved afresh once (`resolved_again`) and, when one names another group now (deleted and
-        created again under its name within the cache's lifetime), asked again with the new ids: a
-        stale id must not read as the user's absence. Raises `NotFound` otherwise (the user is gone)."""
+    def in_current_groups(
+        self, ic: IdentityCenter, call: Callable[[dict[str, str]], T], ids: Mapping[str, str]
+    ) -> tuple[dict[str, str], T]:
+        """`call(ids)` (GroupId -> its name, the ids from `cached`), and the ids its answer is about.
+        When Identity Center answers that something does not exist, each name is resolved afresh
+        once (`resolved_again`) and, when one names another group now (deleted and created again
+        under its name within the cache's lifetime), `call` is made once more with the new ids: a
+        stale id must not read as the user's absence, nor fail an add. Raises `NotFound` when no id
+        has changed (what was not found is something else: the user) or the second call finds
+        nothing either."""
         try:
-            return dict(ids), ic.missing_groups(user_id, list(ids))
+            return dict(ids), call(dict(ids))
         except NotFound:
             renewed = {
                 self.resolved_again("group", name, gid, ic.resolve_group) or gid: name for gid, name in ids.items()
             }
             if renewed.keys() == ids.keys():
                 raise
-        return renewed, ic.missing_groups(user_id, list(renewed))
+        return renewed, call(renewed)
+
+    def missing_groups(
+        self, ic: IdentityCenter, user_id: str, ids: Mapping[str, str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """Which of `ids` (GroupId -> its name, the ids from `cached`) `user_id` is not in, and the ids
+        that answer is about: a group replaced under its name is asked about by its new id
+        (`in_current_groups`). Raises `NotFound` otherwise (the user is gone)."""
+        return self.in_current_groups(ic, lambda current: ic.missing_groups(user_id, list(current)), ids)
 
     def recently_eligible(self, user_id: str, groups: tuple[str, ...]) -> bool:
         """Whether Identity Center said, a few seconds ago, that the user `user_id` is in all of `groups`.
