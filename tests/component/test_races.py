@@ -245,6 +245,30 @@ def test_an_extension_applied_while_the_expiry_removes_the_membership_keeps_the_
     assert "race-ext" not in rt.recently_ended()
 
 
+def test_an_extension_gives_nothing_back_to_a_grantee_disabled_since(world: World) -> None:
+    """alice is disabled in Identity Center (she has left) while her grant expires and an extension
+    of it lands: the access her expiry removed is not added again (the eligibility re-check would
+    only have taken it out minutes later). The grant ends Expired when its access ended, saying why."""
+    rt = world.runtime()
+    remove = rt.identity_center.remove_member
+
+    def disabled_meanwhile(*args: Any, **kwargs: Any) -> bool:
+        world.ic.set_user_enabled(ALICE, False)
+        return remove(*args, **kwargs)
+
+    rt.identity_center.remove_member = disabled_meanwhile  # type: ignore[method-assign]
+    try:
+        again = _extension_lands_during_the_expiry(world, rt, "race-ext-leaver")
+    finally:
+        world.ic.set_user_enabled(ALICE, True)
+    assert again is None
+    assert world.reason("race-ext-leaver") == names.EXPIRED
+    assert world.ic.members_of(GROUP) == set(), "given back to a disabled user"
+    ready = next(c for c in world.stored("race-ext-leaver").status.conditions if c.type == names.READY)
+    assert "was not given back: alice@example.com's Identity Center account" in ready.message, ready.message
+    assert "is disabled" in ready.message, ready.message
+
+
 def test_an_extension_whose_access_cannot_be_given_back_ends_the_grant_when_its_access_ended(world: World) -> None:
     """Giving the access back fails (Identity Center refuses): the grant ends Expired at the
     moment its membership was removed, not at the time the extension gave it."""

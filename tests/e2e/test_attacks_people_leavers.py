@@ -13,7 +13,10 @@ was granted at once, again after each lapse.
 Real identities (client certificates), plain kubectl, the real API server with the operator's
 webhooks, the strict Identity Center emulator (`set_user_enabled`, as the console or SCIM does).
 
-A probe of the same angle that held is kept below 128: a user name reused while a window waits.
+Attack 133 (the same file): a leader who has left approves, while the TeamOwnership still names
+them, or their approval given before they left is acted upon at a scheduled start.
+
+A probe of the same angle that held is kept below: a user name reused while a window waits.
 """
 
 from __future__ import annotations
@@ -91,6 +94,53 @@ def test_128_a_disabled_user_breaks_no_glass_and_is_not_auto_approved_on_call(pc
     nothing_granted(pci, "leaver-oncall")
 
 
+def _window_approved_by_lena(system: Jit, name: str) -> None:
+    """alice's request for ledger's role from a start 12 s ahead, approved by lena: `Scheduled`."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)).replace(microsecond=0)
+    system.request(name, LEDGER, duration="1m", user=ALICE, startTime=start.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    system.wait_reason("accessrequest", name, "Pending")
+    system.kubectl("annotate", "accessrequest", name, "jitaccess.dev/approved=true", user=LENA)
+    system.wait_reason("accessrequest", name, "Scheduled")
+
+
+# --- 133. a leader who has left approves, or their approval given before is acted upon ------------
+
+
+def test_133_a_disabled_approver_may_not_approve(system: Jit, disabled: list[str]) -> None:
+    """lena, ledger's lead, has left: disabled in Identity Center; her client certificate still works,
+    and ledger's TeamOwnership still names her. Her approval of alice's request is refused."""
+    system.request("leaver-approves", LEDGER, user=ALICE)
+    system.wait_reason("accessrequest", "leaver-approves", "Pending")
+    disable(system, disabled, LENA)
+    result = system.kubectl(
+        "annotate", "accessrequest", "leaver-approves", "jitaccess.dev/approved=true", user=LENA, check=False
+    )
+    out = f"{result.stdout}{result.stderr}"
+    assert result.returncode != 0, f"admitted: {out}"
+    assert f"{LENA}'s Identity Center account" in out and "is disabled, so" in out, out
+    assert "ask your identity team to enable your account, or ask another approver of team ledger" in out, out
+    stored = system.get("accessrequest", "leaver-approves")
+    assert stored is not None and "jitaccess.dev/approved-by" not in stored["metadata"].get("annotations", {})
+    assert system.wait_reason("accessrequest", "leaver-approves", "Pending")
+    assert system.members(LEDGER) == set()
+
+
+def test_133_an_approval_given_before_the_approver_left_grants_nothing_at_the_start(
+    system: Jit, disabled: list[str]
+) -> None:
+    """lena approves alice's window a few seconds ahead (`Scheduled`); before the start lena leaves
+    and is disabled in Identity Center. At the start her approval no longer counts: nothing granted."""
+    _window_approved_by_lena(system, "leaver-window-2")
+    disable(system, disabled, LENA)
+
+    ended = system.wait_reason("accessrequest", "leaver-window-2", "Failed", timeout=40)
+    message = next(c["message"] for c in ended["status"]["conditions"] if c["type"] == "Ready")
+    assert f"not granted: the approval by {LENA} no longer counts: {LENA}'s Identity Center account" in message, message
+    assert "request access again" in message, message
+    assert system.get("accessgrant", "leaver-window-2") is None
+    assert system.members(LEDGER) == set()
+
+
 # --- held: a user name handed to a new hire while the leaver's approved window waits ---------------
 
 
@@ -124,11 +174,7 @@ def test_a_leavers_approved_window_is_not_granted_to_the_new_holder_of_the_name(
     Before the start alice leaves: her account is renamed rather than deleted (so the eligibility
     re-check finds nothing wrong with it), and alice@example.com is a new hire's. At the start
     neither gets the access: the name no longer belongs to the UserId stamped at admission."""
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)).replace(microsecond=0)
-    system.request("leaver-window", LEDGER, duration="1m", user=ALICE, startTime=start.strftime("%Y-%m-%dT%H:%M:%SZ"))
-    system.wait_reason("accessrequest", "leaver-window", "Pending")
-    system.kubectl("annotate", "accessrequest", "leaver-window", "jitaccess.dev/approved=true", user=LENA)
-    system.wait_reason("accessrequest", "leaver-window", "Scheduled")
+    _window_approved_by_lena(system, "leaver-window")
     _rename(system, leaver_renamed, LEFT)
     newcomer = system.ic.create_user(ALICE, display_name="Alice New")
     system.ic.add_member("prod-eligible", ALICE)

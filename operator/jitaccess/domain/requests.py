@@ -240,6 +240,31 @@ def disabled_message(requester: str, user_id: str) -> str:
     return f"{requester}'s Identity Center account (UserId {user_id}) {DISABLED}"
 
 
+def approver_refusal(approver: str, problem: str, owner: str) -> str:
+    """Admission's refusal of an approval whose approver has no enabled Identity Center account
+    (`problem`, from `handlers.eligibility.approver_problem`): a leader who has left is disabled
+    there, while their Kubernetes credentials and the TeamOwnership naming them may outlive it."""
+    fix = (
+        "ask your identity team to enable your account"
+        if problem.endswith(DISABLED)
+        else "ask your identity team to provision your Identity Center user under this user name"
+    )
+    return (
+        f"{problem}, so {approver} may not approve: an approver's Identity Center account is checked as a "
+        f"requester's is (someone who has left is disabled there); {fix}, or ask another approver of team "
+        f"{owner or '(unknown)'} to decide"
+    )
+
+
+def approval_void(approver: str, problem: str) -> str:
+    """Why an approval stopped counting when it was to be acted upon (a grant's creation, a scheduled
+    start, an extension applied): its approver's Identity Center account is disabled or gone."""
+    return (
+        f"the approval by {approver} no longer counts: {problem} (an approver who has left approves nothing, "
+        "an approval given before they left included)"
+    )
+
+
 class Route(Enum):
     AUTO_APPROVE = "AutoApprove"
     NEEDS_APPROVAL = "NeedsApproval"

@@ -44,15 +44,16 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, PermissionCatalog, TeamOwnershipSpec
 from jitaccess.domain import admission, standing
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import permissions as permission_rules
 from jitaccess.domain import requests as request_rules
-from jitaccess.domain.admission import OperatorIdentity, Phase, Refusal, Verdict
+from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller, groups_text
 from jitaccess.errors import IdentityCenterError, NotFound, RetryLater
 from jitaccess.handlers.common import NO_INDEX, Index, first, live, now
-from jitaccess.handlers.eligibility import eligibility_problem
+from jitaccess.handlers.eligibility import approver_problem, eligibility_problem
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 audit = logging.getLogger("jitaccess.audit")
@@ -285,9 +286,35 @@ async def _review_request(
         responders=responders(rt),
         reviewers=reviewers,
     )
-    # Only a new request asks Identity Center (blocking calls); every other review is pure.
+    # Only a new request and an approval ask Identity Center (blocking calls); every other review is pure.
     verdict = await asyncio.to_thread(review) if creates else review()
-    return verdict, caller
+    owner = entitlement.spec.owner if entitlement is not None else ""
+    return await approver_checked(rt, phase, verdict, caller, owner, warnings), caller
+
+
+def _approving(verdict: Verdict) -> bool:
+    """Whether an admitted change stamps the caller's approval: the one that completes the count
+    (`approved-by`), or one of several (`jitaccess.dev/approvals`)."""
+    stamped = verdict.annotations if isinstance(verdict, Admit) else {}
+    return names.ANNOTATION_APPROVED_BY in stamped or approval_rules.APPROVALS in stamped
+
+
+async def approver_checked(
+    rt: Runtime, phase: Phase, verdict: Verdict, caller: Caller, owner: str, warnings: list[str]
+) -> Verdict:
+    """An approval admitted in every other way (MUTATE, where it is stamped: kubectl, `kubectl jit
+    approve`, a Slack click applied as its approver) is refused when its approver's Identity Center
+    account is disabled or missing (`approver_problem`): one `DescribeUser` per approval. An Identity
+    Center that does not answer lets it through with a warning, as a new request's eligibility: the
+    operator asks again before the approval is acted upon."""
+    if phase is not Phase.MUTATE or not _approving(verdict):
+        return verdict
+    try:
+        problem = await asyncio.to_thread(approver_problem, rt, caller.username, fresh=True, ic=rt.asking)
+    except RetryLater as exc:
+        warnings.append(f"Identity Center did not answer ({exc}); the approver is checked again before access begins")
+        return verdict
+    return verdict if problem is None else Refusal(request_rules.approver_refusal(caller.username, problem, owner))
 
 
 def _earlier_break_glass(rt: Runtime, user: str) -> list[break_glass_rules.Earlier]:

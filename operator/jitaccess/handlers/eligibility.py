@@ -8,11 +8,21 @@ extension's to come). Every check asks whether the account is disabled too: an a
 (owner team, on call, break-glass) is granted on the answer of admission, and a leaver disabled in
 Identity Center whose Kubernetes credentials still work was granted by it (docs/security.md, attack
 128). While access runs, `handlers.lapses` re-checks every grant on a schedule.
+
+Approvers are people with an Identity Center account too (`approver_problem`): an approver who has
+left (disabled there, or deleted) approves nothing, neither when the approval is admitted nor when
+it is acted upon (a grant's creation, a scheduled start, an extension applied). And access an expiry
+has just removed is given back to an extended grant only after its grantee's eligibility is asked
+again (`holder_problem`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.api import names
+from jitaccess.api.models import AccessGrant, Entitlement
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, NotFound
 from jitaccess.handlers.runtime import Runtime
@@ -50,17 +60,96 @@ def eligibility_problem(
                 f"Entitlement {valid.entitlement.metadata.name!r} spec.eligibility.identityCenterGroups",
                 f"names {name!r}, which is not a group in Identity Center: the entitlement's owners must fix it",
             ) from exc
+    problem = _account_problem(rt, ic, valid.requester, user_id, ids, who="who asked ")
+    if problem is None:
+        rt.mark_eligible(user_id, tuple(wanted))
+    return problem
+
+
+def _account_problem(
+    rt: Runtime, ic: IdentityCenter, user: str, user_id: str, ids: dict[str, str], *, who: str = ""
+) -> str | None:
+    """Why `user` (`user_id`) is not in every group of `ids` (GroupId -> name), or is disabled or
+    gone in Identity Center; None when neither. `who` qualifies the user in the "no longer exists"
+    message."""
     try:
         ids, missing = rt.missing_groups(ic, user_id, ids)
         disabled = not missing and not ic.user_enabled(user_id)
     except NotFound:
         return (
-            f"the Identity Center user {valid.requester} who asked (UserId {user_id}) no longer exists in store "
-            f"{ic.identity_store_id}"
+            f"the Identity Center user {user} {who}(UserId {user_id}) no longer exists in store {ic.identity_store_id}"
         )
     if missing:
-        return request_rules.eligibility_message(valid.requester, [ids[g] for g in missing])
-    if disabled:
-        return request_rules.disabled_message(valid.requester, user_id)
-    rt.mark_eligible(user_id, tuple(wanted))
+        return request_rules.eligibility_message(user, [ids[g] for g in missing])
+    return request_rules.disabled_message(user, user_id) if disabled else None
+
+
+def approver_problem(
+    rt: Runtime, approver: str, *, fresh: bool = False, ic: IdentityCenter | None = None
+) -> str | None:
+    """Why `approver` (a Kubernetes user name, which is their Identity Center UserName, as a
+    requester's is) may not approve: no such Identity Center user, or a disabled account (a leaver
+    whose Kubernetes credentials still work); None when enabled. One `DescribeUser` (the UserId is
+    cached a minute, `GetUserId`), its "yes" remembered a few seconds (`Runtime.recently_eligible`),
+    so the operator's own check right after the webhook's costs nothing; `fresh` asks anyway.
+
+    Raises `RetryLater` when Identity Center does not answer. `ic`: as `eligibility_problem`'s."""
+    ic = ic or rt.identity_center
+    try:
+        user_id = rt.cached("user", approver, ic.resolve_user)
+    except NotFound:
+        return f"{approver} is not a user in Identity Center store {ic.identity_store_id}"
+    if not fresh and rt.recently_eligible(user_id, ()):
+        return None
+    try:
+        enabled = ic.user_enabled(user_id)
+    except NotFound:
+        rt.forget("user", approver)
+        enabled = None
+    if not enabled:
+        rt.unmark_eligible(user_id, ())  # a "yes" remembered from a moment ago no longer stands
+    if enabled is None:
+        return (
+            f"the Identity Center user {approver} (UserId {user_id}) no longer exists in store {ic.identity_store_id}"
+        )
+    if not enabled:
+        return request_rules.disabled_message(approver, user_id)
+    rt.mark_eligible(user_id, ())
     return None
+
+
+def approvers_problem(rt: Runtime, approvers: Sequence[str]) -> tuple[str, str] | None:
+    """The first of `approvers` (those an approval rests on) who may not approve, and why; None when
+    all may. Asked when the approval is acted upon: a grant's creation, a scheduled start, an
+    extension applied."""
+    for approver in approvers:
+        problem = approver_problem(rt, approver)
+        if problem is not None:
+            return approver, problem
+    return None
+
+
+def holder_problem(rt: Runtime, grant: AccessGrant) -> str | None:
+    """Why the grantee of `grant` may not hold its access any more (as `eligibility_problem` asks:
+    the Entitlement's eligibility groups, a disabled or deleted account), asked afresh; None when
+    they may. A group the Entitlement names that does not exist is the catalog's mistake, not the
+    grantee's lapse (`handlers.lapses`), and is left out; an Entitlement gone gives nothing.
+
+    Raises `RetryLater` when Identity Center does not answer."""
+    ic = rt.identity_center
+    spec = grant.spec
+    raw = rt.kube.get(names.ENTITLEMENTS, spec.entitlement)
+    if raw is None:
+        return f"Entitlement {spec.entitlement!r} no longer exists"
+    wanted = Entitlement.model_validate(raw).spec.eligibility.identity_center_groups
+    try:
+        user_id = grant.status.user_id or spec.user_id or rt.cached("user", spec.user, ic.resolve_user)
+    except NotFound:
+        return f"{spec.user} is not a user in Identity Center store {ic.identity_store_id} any more"
+    ids: dict[str, str] = {}
+    for name in wanted:
+        try:
+            ids[rt.cached("group", name, ic.resolve_group)] = name
+        except NotFound:
+            continue
+    return _account_problem(rt, ic, spec.user, user_id, ids)

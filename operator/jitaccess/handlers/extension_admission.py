@@ -48,6 +48,7 @@ from jitaccess.handlers.admission import (
     _enforce,
     _entitlement_and_team,
     _team,
+    approver_checked,
     hold_for_the_archive,
     paced,
     responders,
@@ -65,6 +66,7 @@ async def _review(
     teams: Index,
     entitlements: Index,
     dryrun: bool,
+    warnings: list[str] | None = None,
 ) -> tuple[Verdict, Caller]:
     rt, operator = _context(memo)
     caller = admission.caller_of(userinfo)
@@ -120,7 +122,8 @@ async def _review(
         verdict = review(waiting=[])
         if phase is Phase.VALIDATE and operation == "DELETE" and isinstance(verdict, Admit):
             rt.extension_admissions.forget(wire.name_of(old))
-        return verdict, caller
+        # An approval by someone whose Identity Center account is disabled or missing is refused.
+        return await approver_checked(rt, phase, verdict, caller, owner, [] if warnings is None else warnings), caller
 
     def check(waiting: list[rules.Waiting]) -> Verdict:
         verdict = review(waiting=waiting)
@@ -162,11 +165,14 @@ async def stamp_extension(
     memo: kopf.Memo,
     teams: Index = NO_INDEX,
     entitlements: Index = NO_INDEX,
+    warnings: list[str],
     **_: Any,
 ) -> None:
     """Stamp the requester at CREATE, and the approver or denier (an incident responder too) of a
     decision at UPDATE."""
-    verdict, caller = await _review(Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun)
+    verdict, caller = await _review(
+        Phase.MUTATE, operation, old, new, userinfo, memo, teams, entitlements, dryrun, warnings
+    )
     _enforce(
         verdict, kind=names.ACCESS_EXTENSION, operation=operation, body=new, caller=caller, dryrun=dryrun, patch=patch
     )

@@ -36,8 +36,10 @@ from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import extensions as rules
 from jitaccess.domain import following
+from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.eligibility import approvers_problem
 from jitaccess.handlers.owners import entitlement_and_team
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
@@ -215,6 +217,12 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
             record(extension.wire(), names.DECISION_IGNORED, step.message, warning=True, who=step.who)
         _mark_pending(rt, extension, step, grant)
     elif grant is not None and entitlement is not None and not _withdrawn_meanwhile(rt, extension):
+        left = None if step.auto else approvers_problem(rt, step.counted or (step.who,))
+        if left is not None:
+            # As an approval whose approver left the team: it stops counting, and nothing is extended.
+            message = f"{request_rules.approval_void(*left)}: nothing was extended; ask for the extension again"
+            _finish(rt, extension.metadata.name, names.FAILED, message, warning=True, owners=owners)
+            return
         _apply(rt, extension, grant, entitlement, step)
 
 
@@ -417,7 +425,8 @@ def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant,
 
     updated = rt.kube.update_status(names.EXTENSIONS, extension.metadata.name, status_change(AccessExtension, build))
     if updated is not None:
-        record(updated, names.EXTENDED, f"{approval}; {message}", who=entry.approved_by)
+        # `who`: the approver; for an auto-approval the operator, as the `extended` record's actor says.
+        record(updated, names.EXTENDED, f"{approval}; {message}", who=audit.OPERATOR if auto else entry.approved_by)
     _follow_request(rt, grant)
 
 

@@ -38,6 +38,7 @@ from jitaccess.errors import AddInFlight, IdentityCenterError, NotFound, Permane
 from jitaccess.handlers import archive, assignments, diffbase, removals, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
+from jitaccess.handlers.eligibility import holder_problem
 from jitaccess.handlers.holders import stored_holders
 from jitaccess.handlers.indexes import asked_to_end, expiring
 from jitaccess.handlers.recording import record
@@ -885,8 +886,9 @@ def end_grant(
                 return extended.status.expiration_time
             cut_short = (
                 f"extended to {ts(extended.status.expiration_time or stamp)} while its expiry removed the access, "
-                f"which could not be given back ({problem}): request access again"
+                f"which {problem}: request access again"
             )
+            log.warning("AccessGrant %s ends Expired: %s", name, cut_short)
             updated = rt.kube.update_status(
                 names.GRANTS, name, status_change(AccessGrant, _expired_at(stamp, cut_short)), current=None
             )
@@ -951,9 +953,19 @@ def _expired_at(stamp: dt.datetime, why: str) -> Callable[[AccessGrant], dict[st
 
 def _give_access_back(rt: Runtime, grant: AccessGrant, key: tuple[str, str], group_id: str | None) -> str | None:
     """Under the membership lock: add again what an expiry has just removed for `grant`, which an
-    extension keeps Active; None when done, else why not."""
+    extension keeps Active; None when done, else why not. Its grantee's eligibility is asked first,
+    afresh, as before any activation (`holder_problem`): the add is access begun anew, and a grantee
+    disabled in Identity Center (or out of an eligibility group) since is not given it back for the
+    minutes until the eligibility re-check would take it again; the grant then ends Expired, as it
+    would have without the extension."""
     spec, status = grant.spec, grant.status
     user_id = status.user_id or spec.user_id or key[0]
+    try:
+        problem = holder_problem(rt, grant)
+    except IdentityCenterError as exc:
+        return f"could not be given back (Identity Center did not say whether {spec.user} may hold it: {exc})"
+    if problem is not None:
+        return f"was not given back: {problem}"
     try:
         if spec.account_assignment is not None:
             arn = assignments.permission_set_arn(rt, grant)
@@ -962,7 +974,7 @@ def _give_access_back(rt: Runtime, grant: AccessGrant, key: tuple[str, str], gro
             group = group_id or rt.cached("group", spec.group_name, rt.identity_center.resolve_group)
             rt.identity_center.ensure_member(group, user_id)
     except IdentityCenterError as exc:
-        return str(exc)
+        return f"could not be given back ({exc})"
     return None
 
 

@@ -18,7 +18,7 @@ import kopf
 
 from jitaccess import metrics
 from jitaccess.adapters.kube import Refused
-from jitaccess.api import names, wire
+from jitaccess.api import audit, names, wire
 from jitaccess.api.models import AccessRequest, Condition
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import assignments as assignment_rules
@@ -31,7 +31,7 @@ from jitaccess.handlers import approvals as approval_counts
 from jitaccess.handlers import breakglass, diffbase, oncall
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
 from jitaccess.handlers.deleted_requests import mark_revoked
-from jitaccess.handlers.eligibility import eligibility_problem
+from jitaccess.handlers.eligibility import approvers_problem, eligibility_problem
 from jitaccess.handlers.grants import provision_at_once
 from jitaccess.handlers.indexes import holdings
 from jitaccess.handlers.owners import lookup
@@ -273,7 +273,11 @@ def approve(
     if kind == break_glass_rules.SUMMARY:
         metrics.BREAK_GLASS.labels(request.spec.entitlement).inc()
     warn = reason == names.BREAK_GLASS
-    record(updated, reason, message, warning=warn, who=who or valid.requester, request_reason=request.spec.reason)
+    # The line's `who` is who decided, as the `approved` record's actor says: an approver; for an
+    # auto-approval (owner team, on call) the operator, by the rule its message names; for break-glass
+    # the requester, who approved their own request.
+    decider = who or (valid.requester if kind == break_glass_rules.SUMMARY else audit.OPERATOR)
+    record(updated, reason, message, warning=warn, who=decider, request_reason=request.spec.reason)
     _create_grant(rt, approved, valid, written=updated)
 
 
@@ -454,7 +458,30 @@ def activation_refusal(
     problem = eligibility_problem(rt, valid, fresh=not basis.auto or request.spec.start_time is not None)
     if problem is not None:
         return request_rules.NoGrant(names.NOT_ELIGIBLE, f"not granted: when access was to begin, {problem}")
-    return _cancelled_meanwhile(rt, request)
+    return _approver_left(rt, request, valid, basis) or _cancelled_meanwhile(rt, request)
+
+
+def _approver_left(
+    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, basis: request_rules.Basis
+) -> request_rules.NoGrant | None:
+    """A human approval whose approver's Identity Center account is disabled or gone when access is to
+    begin (a leader who has left, whose approval may have waited days for `spec.startTime`): it stops
+    counting, as one whose approver left the team does (`grant_basis`), and the request fails. Each
+    approval the grant rests on is asked about (approvalsRequired of them), their "yes" of admission
+    a few seconds ago standing (`approver_problem`)."""
+    if basis.auto:
+        return None
+    several = valid.entitlement.spec.approval.approvals_required > 1
+    approvers = request_rules.approvals_counted(request, valid, now()).counted if several else (basis.who,)
+    left = approvers_problem(rt, approvers)
+    if left is None:
+        return None
+    owner = valid.entitlement.spec.owner
+    return request_rules.NoGrant(
+        names.FAILED,
+        f"not granted: {request_rules.approval_void(*left)}; nothing was granted: request access again "
+        f"(`kubectl jit request {valid.entitlement.metadata.name}`) for another approver of team {owner} to approve",
+    )
 
 
 def _cancelled_meanwhile(rt: Runtime, request: AccessRequest) -> request_rules.NoGrant | None:

@@ -650,6 +650,11 @@ class Runtime:
         stamp = self._eligible.get((user_id, groups))
         return stamp is not None and time.monotonic() - stamp < _ELIGIBLE_SECONDS
 
+    def unmark_eligible(self, user_id: str, groups: tuple[str, ...]) -> None:
+        """Identity Center has just said no: a "yes" remembered from before it must not stand."""
+        with self._locks_guard:
+            self._eligible.pop((user_id, groups), None)
+
     def mark_eligible(self, user_id: str, groups: tuple[str, ...]) -> None:
         now = time.monotonic()
         with self._locks_guard:

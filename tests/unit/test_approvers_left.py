@@ -1,0 +1,228 @@
+"""An approver who has left: disabled (or deleted) in Identity Center while their Kubernetes
+credentials still work and the TeamOwnership still names them (docs/security.md, the leaver's
+approval). Their approval is refused at admission, and one given before they left stops counting
+when it is acted upon (a grant's creation, a scheduled start, an extension applied). Also: the
+`AutoApproved` audit line names the operator, which decided, not the requester.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
+from jitaccess.api import audit, names
+from jitaccess.api.models import GivenApproval
+from jitaccess.domain import requests as rules
+from jitaccess.domain.admission import Admit, Phase, Refusal
+from jitaccess.domain.teams import Caller
+from jitaccess.errors import NotFound, RetryLater
+from jitaccess.handlers import requests as request_handlers
+from jitaccess.handlers.admission import approver_checked
+from jitaccess.handlers.eligibility import approver_problem
+from jitaccess.handlers.requests import activation_refusal
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit.factories import T0, condition, entitlement, request, team
+
+LIMITS = rules.Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
+BY_PAULA = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"}
+APPROVED = [condition("Approved", "True", "Approved", T0), condition("Ready", "False", "Pending", T0)]
+PAULA = Caller("paula@example.com", frozenset())
+
+
+class Directory:
+    """Identity Center as the checks ask it: who exists, who is disabled, and how often DescribeUser was asked."""
+
+    identity_store_id = "d-0000000000"
+
+    def __init__(self) -> None:
+        self.disabled: set[str] = set()
+        self.deleted: set[str] = set()
+        self.unknown: set[str] = set()
+        self.described: list[str] = []
+        self.down = False
+
+    def resolve_user(self, name: str) -> str:
+        if name in self.unknown:
+            raise NotFound(f"no user {name}")
+        return f"u-{name}"
+
+    def resolve_group(self, name: str) -> str:
+        return f"g-{name}"
+
+    def missing_groups(self, user_id: str, group_ids: list[str]) -> list[str]:
+        return []
+
+    def user_enabled(self, user_id: str) -> bool:
+        if self.down:
+            raise RetryLater("DescribeUser timed out")
+        name = user_id.removeprefix("u-")
+        self.described.append(name)
+        if name in self.deleted:
+            raise NotFound(f"no user {user_id}")
+        return name not in self.disabled
+
+
+@pytest.fixture
+def ic() -> Directory:
+    return Directory()
+
+
+@pytest.fixture
+def rt(ic: Directory) -> Runtime:
+    return Runtime(Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, None))
+
+
+# --- at admission -------------------------------------------------------------------------------
+
+
+def _admit(rt: Runtime, verdict: Any, phase: Phase = Phase.MUTATE, warnings: list[str] | None = None) -> Any:
+    return asyncio.run(approver_checked(rt, phase, verdict, PAULA, "payments", [] if warnings is None else warnings))
+
+
+@pytest.mark.parametrize(
+    "stamped",
+    [
+        {"jitaccess.dev/approved-by": "paula@example.com"},  # the approval, or the one completing the count
+        {names.ANNOTATION_APPROVALS: '[{"by":"paula@example.com","groups":[]}]'},  # one of several
+    ],
+)
+def test_an_approval_by_a_disabled_approver_is_refused_naming_the_fix(
+    rt: Runtime, ic: Directory, stamped: dict[str, str]
+) -> None:
+    ic.disabled.add("paula@example.com")
+    verdict = _admit(rt, Admit(annotations=stamped))
+    assert isinstance(verdict, Refusal)
+    assert verdict.message == (
+        "paula@example.com's Identity Center account (UserId u-paula@example.com) is disabled, so paula@example.com "
+        "may not approve: an approver's Identity Center account is checked as a requester's is (someone who has "
+        "left is disabled there); ask your identity team to enable your account, or ask another approver of team "
+        "payments to decide"
+    )
+
+
+def test_an_approval_by_someone_with_no_identity_center_user_is_refused(rt: Runtime, ic: Directory) -> None:
+    ic.unknown.add("paula@example.com")
+    verdict = _admit(rt, Admit(annotations={"jitaccess.dev/approved-by": "paula@example.com"}))
+    assert isinstance(verdict, Refusal)
+    assert verdict.message.startswith("paula@example.com is not a user in Identity Center store d-0000000000, so")
+    assert "provision your Identity Center user under this user name" in verdict.message
+
+
+def test_only_an_approval_at_mutate_asks_identity_center(rt: Runtime, ic: Directory) -> None:
+    ic.disabled.add("paula@example.com")
+    denial = Admit(annotations={"jitaccess.dev/denied-by": "paula@example.com"})
+    assert _admit(rt, denial) is denial, "a denial gives nothing: a leaver may still deny"
+    approval = Admit(annotations={"jitaccess.dev/approved-by": "paula@example.com"})
+    assert _admit(rt, approval, Phase.VALIDATE) is approval, "checked once, where it is stamped"
+    assert ic.described == []
+
+
+def test_an_enabled_approver_is_admitted_and_identity_center_down_lets_it_through_with_a_warning(
+    rt: Runtime, ic: Directory
+) -> None:
+    approval = Admit(annotations={"jitaccess.dev/approved-by": "paula@example.com"})
+    assert _admit(rt, approval) is approval
+    ic.down = True
+    warnings: list[str] = []
+    assert _admit(rt, approval, warnings=warnings) is approval
+    assert warnings == [
+        "Identity Center did not answer (DescribeUser timed out); the approver is checked again before access begins"
+    ]
+
+
+# --- when the approval is acted upon ---------------------------------------------------------------
+
+
+def test_an_approval_whose_approver_was_disabled_since_grants_nothing(rt: Runtime, ic: Directory) -> None:
+    """paula approved bob's window; by its start she has left and is disabled in Identity Center."""
+    req = request(annotations=BY_PAULA, conditions=APPROVED)
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    assert activation_refusal(rt, req, checked) is None
+    ic.disabled.add("paula@example.com")
+    # Admission's "no" (another approval of hers, refused) undoes the "yes" remembered a moment ago.
+    assert approver_problem(rt, "paula@example.com", fresh=True) is not None
+    refusal = activation_refusal(rt, req, checked)
+    assert refusal is not None and refusal.reason == "Failed"
+    assert refusal.message == (
+        "not granted: the approval by paula@example.com no longer counts: paula@example.com's Identity Center "
+        "account (UserId u-paula@example.com) is disabled (an approver who has left approves nothing, an approval "
+        "given before they left included); nothing was granted: request access again (`kubectl jit request "
+        "prod-eng-payments`) for another approver of team payments to approve"
+    )
+
+
+def test_an_approvers_yes_of_a_moment_ago_is_taken_and_an_older_one_asked_again(
+    rt: Runtime, ic: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One DescribeUser at admission, none for the grant created a moment later: "yes" is remembered
+    5 s (as eligibility's is); a scheduled start, later, asks again."""
+    req = request(annotations=BY_PAULA, conditions=APPROVED)
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    assert approver_problem(rt, "paula@example.com", fresh=True) is None
+    assert activation_refusal(rt, req, checked) is None
+    assert ic.described.count("paula@example.com") == 1
+    monkeypatch.setattr(rt, "recently_eligible", lambda user_id, groups: False)  # 5 s later
+    ic.deleted.add("paula@example.com")
+    refusal = activation_refusal(rt, req, checked)
+    assert refusal is not None and "paula@example.com (UserId u-paula@example.com) no longer exists" in refusal.message
+
+
+def test_each_approval_of_several_is_asked_about(rt: Runtime, ic: Directory) -> None:
+    two = entitlement(approval={"approvalsRequired": 2, "autoApproveOwnerTeam": False})
+    stamps = {
+        "jitaccess.dev/approved": "true",
+        "jitaccess.dev/approved-by": "lena@example.com",
+        names.ANNOTATION_APPROVALS: '[{"by":"paula@example.com","groups":[]},{"by":"lena@example.com","groups":[]}]',
+    }
+    req = request(annotations=stamps, conditions=APPROVED)
+    req.status.approvals = [GivenApproval(by=by, time=T0) for by in ("paula@example.com", "lena@example.com")]
+    checked = rules.validate(req, two, team(approvers=["paula@example.com", "lena@example.com"]), LIMITS)
+    assert activation_refusal(rt, req, checked) is None
+    assert {"paula@example.com", "lena@example.com"} <= set(ic.described)
+    ic.disabled.add("paula@example.com")
+    assert approver_problem(rt, "paula@example.com", fresh=True) is not None
+    refusal = activation_refusal(rt, req, checked)
+    assert refusal is not None and "the approval by paula@example.com no longer counts" in refusal.message
+
+
+def test_an_auto_approval_asks_about_no_approver(rt: Runtime, ic: Directory) -> None:
+    req = request(requester="alice@example.com", conditions=[condition("Approved", "True", "AutoApproved", T0)])
+    assert activation_refusal(rt, req, rules.validate(req, entitlement(), team(), LIMITS)) is None
+    assert ic.described == ["alice@example.com"], "the requester's own account only"
+
+
+# --- the auto-approval's audit line ---------------------------------------------------------------
+
+
+class StatusStore:
+    """The API server as an approval's status write meets it."""
+
+    def update_status(self, plural: str, name: str, change: Any, current: Any = None, uid: Any = None) -> Any:
+        fields = change(current)
+        return None if fields is None else {**current, "status": {**current.get("status", {}), **fields}}
+
+
+@pytest.mark.parametrize(
+    ("kind", "who"),
+    [("", audit.OPERATOR), ("auto (on call)", audit.OPERATOR), ("break-glass", "alice@example.com")],
+)
+def test_the_auto_approved_line_names_the_operator_not_the_requester(
+    monkeypatch: pytest.MonkeyPatch, kind: str, who: str
+) -> None:
+    """Its `approved` record's actor is the operator (`via` the rule); the line said the requester
+    approved. Break-glass is the requester's own approval of their request, and says so."""
+    lines: list[tuple[str, str]] = []
+    monkeypatch.setattr(request_handlers, "record", lambda obj, event, message, **f: lines.append((event, f["who"])))
+    monkeypatch.setattr(request_handlers, "_create_grant", lambda *args, **kwargs: None)
+    monkeypatch.setattr(request_handlers.breakglass, "approval_fields", lambda *a: ({}, ("Reviewed", False, "x", "")))
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, StatusStore()))
+    req = request(requester="alice@example.com")
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    request_handlers.approve(rt, req, checked, who="", why="payments-oncall", auto=True, kind=kind, current=req.wire())
+    assert [line[1] for line in lines] == [who]
