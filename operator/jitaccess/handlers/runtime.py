@@ -47,7 +47,7 @@ _ENDED_MEMORY_SECONDS = 600.0
 _CACHE_SECONDS = 60.0
 # The webhook checks a new request's eligibility, and the handler checks it again a moment later:
 # a "yes" this fresh is taken as the answer, sparing Identity Center a second identical call.
-_ELIGIBLE_SECONDS = 5.0
+ELIGIBLE_SECONDS = 5.0
 # A request handed to its grant's handler stands for a read of it only while that is as fresh as a
 # read: the moment between creating the grant and its handler running, unless a burst queues it.
 _HANDOFF_SECONDS = 5.0
@@ -648,7 +648,7 @@ class Runtime:
         Keyed by UserId, never by user name: names that differ only in case may be two people.
         """
         stamp = self._eligible.get((user_id, groups))
-        return stamp is not None and time.monotonic() - stamp < _ELIGIBLE_SECONDS
+        return stamp is not None and time.monotonic() - stamp < ELIGIBLE_SECONDS
 
     def unmark_eligible(self, user_id: str, groups: tuple[str, ...]) -> None:
         """Identity Center has just said no: a "yes" remembered from before it must not stand."""
@@ -659,7 +659,7 @@ class Runtime:
         now = time.monotonic()
         with self._locks_guard:
             for key, stamp in list(self._eligible.items()):
-                if now - stamp >= _ELIGIBLE_SECONDS:
+                if now - stamp >= ELIGIBLE_SECONDS:
                     del self._eligible[key]
             self._eligible[(user_id, groups)] = now
 
