@@ -19,8 +19,8 @@ import pytest
 
 from jitaccess.adapters.identitycenter import LONGEST_CALL_SECONDS
 from jitaccess.api import names
-from jitaccess.errors import AddInFlight
-from jitaccess.handlers import expiry, grants
+from jitaccess.errors import AddInFlight, PermanentFailure, RetryLater
+from jitaccess.handlers import expiry, grants, removals
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.handlers.scheduler import utcnow
 from jitaccess.settings import Settings
@@ -173,3 +173,29 @@ def test_an_expiry_refused_for_now_is_due_again_when_the_wait_is_over(
     assert again is not None and 6 <= (again - utcnow()).total_seconds() <= 7
     said = [(r.levelname, r.name) for r in caplog.records if "r1" in r.getMessage()]
     assert said == [("INFO", expiry.log.name)]
+
+
+@pytest.mark.parametrize(
+    ("failure", "delay"),
+    [
+        (RetryLater("timed out", operation="DeleteGroupMembership"), 2),
+        (PermanentFailure("AccessDenied", operation="DeleteGroupMembership"), None),
+    ],
+)
+def test_a_grant_revoked_before_it_began_whose_take_back_fails_is_retried_as_any_revocation(
+    clock: list[dt.datetime], monkeypatch: pytest.MonkeyPatch, failure: Exception, delay: int | None
+) -> None:
+    """Its end's failure reaches kopf as a revocation by annotation's does (`_end_or_retry`): a
+    retry saying why, not an exception kopf would log with a traceback and retry by its own back-off."""
+    rt, kube, ic = _handed_over(**{names.ANNOTATION_REVOKED: "true"})
+    clock[0] = T0 + dt.timedelta(seconds=LONGEST_CALL_SECONDS)  # the old leader's add has settled
+
+    def refused(*_: Any, **__: Any) -> bool:
+        raise failure
+
+    monkeypatch.setattr(ic, "remove_member", refused)
+    with pytest.raises(kopf.TemporaryError) as retried:
+        grants._provision(rt, _body(kube), rt.holders, {}, {})
+    assert type(retried.value) is kopf.TemporaryError and "will retry" in str(retried.value)
+    assert retried.value.delay == (delay if delay is not None else removals.retry_seconds(failure))
+    assert _reason(kube) is None and ic.members, "not ended while its access may stay"

@@ -109,12 +109,11 @@ def _provision(
     if grant_rules.is_finished(grant):
         return
     if _revoked(body.metadata.annotations):
-        try:
-            end_grant(
-                rt, grant.metadata.name, names.REVOKED, grant_holders, who=_revoker(body), why="revoked before it began"
-            )
-        except AddInFlight as exc:
-            raise _once_settled(exc) from exc
+        # Ended as a revocation by annotation is, its failures retried and reported alike (and read
+        # afresh: nothing was provisioned, and `body` may predate an attempt that added something).
+        _end_or_retry(
+            rt, body, names.REVOKED, grant_holders, who=_revoker(body), why="revoked before it began", fresh=True
+        )
         return
     if grant_rules.is_active(grant):
         return
