@@ -142,10 +142,12 @@ class WaitsAreNotErrors(logging.Filter):
     """Demote kopf's line for a handler that waits on purpose from ERROR to INFO.
 
     A handler that must wait (a deleted Entitlement whose grants are still active,
-    `handlers.catalog.release_entitlement`) raises `kopf.TemporaryError` with a message that
-    begins `waiting:` (`domain.releases.WAITING`), and kopf logs each retry as "Handler '...'
-    failed temporarily" at ERROR, which would also post a Warning Event every few seconds and
-    count in `jitaccess_errors_total`. The object's condition says what it waits for, once.
+    `handlers.catalog.release_entitlement`; a grant's end after a hand-over, until the old
+    leader's add has settled, `handlers.grants._once_settled`) raises `kopf.TemporaryError` with a
+    message that begins `waiting:` (`domain.releases.WAITING`), and kopf logs each retry as
+    "Handler '...' failed temporarily" at ERROR, which would also post a Warning Event every few
+    seconds and count in `jitaccess_errors_total`. The object's condition, or the handler's own
+    INFO line, says what it waits for, once.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -5,7 +5,10 @@
   (`provision_at_once`), and its own handler then finds that done;
 - the expiry scheduler (`expiry`) ends each Active grant at its persisted `status.expirationTime`
   through `end_grant`; after a restart the overdue ones end first;
-- `jitaccess.dev/revoked=true` or deletion (finalizer) ends a grant early.
+- `jitaccess.dev/revoked=true` or deletion (finalizer) ends a grant early;
+- an end that must wait for an add a previous leader may have sent (attack 129) is kopf's retry
+  of the handler at the moment the wait is over, said once at INFO, not as an error
+  (`_once_settled`).
 
 Ending a grant removes the membership only when no other live grant holds the same (user, group):
 the decision and the removal happen under one lock per membership, against the Runtime's
@@ -31,7 +34,7 @@ from jitaccess.adapters.kube import Refused
 from jitaccess.api import audit, names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import following
+from jitaccess.domain import following, releases
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import AddInFlight, IdentityCenterError, NotFound, PermanentFailure, RetryLater
@@ -143,8 +146,21 @@ def _provision(
 
 def _once_settled(exc: AddInFlight) -> kopf.TemporaryError:
     """kopf's retry of a grant's end refused for now (`_after_earlier_adds`): once, when the wait
-    is over. Its message, in kopf's line, says why the grant is not ended yet."""
-    return kopf.TemporaryError(str(exc), delay=exc.delay)
+    is over, said here once at INFO (why, and until when).
+
+    A wait, not a failure: it follows every hand-over for each grant ended within 15 s of it. kopf
+    logs every `TemporaryError` as "Handler '...' failed temporarily: ..." at ERROR, which counts
+    in `jitaccess_errors_total` (`JitaccessHandlerErrors`) and would be an Event on the grant
+    wherever kopf posts its lines (`settings.posting.loggers`, off in kopf 1.45 by default). Its
+    message begins `waiting:` (`releases.WAITING`), so that `logs.WaitsAreNotErrors` keeps kopf's
+    line out of the error log, the Events and the error count, as it does for a deleted
+    Entitlement's wait. kopf's retry is still the mechanism: the only one a
+    handler has, its `delay` kept in the grant's status (kopf's progress), so a restart retries it
+    at that time too; the operator's own scheduler would need a queue of its own, rebuilt after a
+    restart, for what kopf keeps already. The retry comes once the wait is over, never before
+    (`_after_earlier_adds` would refuse it again), rounded up so that it is refused only once."""
+    log.info("%s; its handler is retried then", exc)
+    return kopf.TemporaryError(f"{releases.WAITING} {exc}", delay=exc.delay)
 
 
 def provision_at_once(
@@ -185,7 +201,7 @@ def provision_at_once(
         return followed
     except AddInFlight:
         # Failing it waits for an earlier controller's add (attack 129): its own handler retries it
-        # then, and kopf's line says why. Nothing to count as an error.
+        # then, and says why once (`_once_settled`). Nothing to count as an error.
         return False
     except RetryLater as exc:
         # A handler's failure that is retried, as kopf's would be: by the grant's own handler.
@@ -664,8 +680,8 @@ def _after_earlier_adds(rt: Runtime, grant: AccessGrant) -> None:
     # left, and be refused (and logged) a second time.
     delay = math.ceil(wait)
     raise AddInFlight(
-        f"AccessGrant {grant.metadata.name} is ended in {delay}s, once an add the previous leader may have sent "
-        "for it has landed or can no longer land",
+        f"AccessGrant {grant.metadata.name} is ended at {ts(now() + dt.timedelta(seconds=delay))} (in {delay}s), "
+        "once an add the previous leader may have sent for it has landed or can no longer land",
         delay=delay,
     )
 
