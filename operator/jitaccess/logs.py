@@ -145,8 +145,8 @@ class WaitsAreNotErrors(logging.Filter):
     `handlers.catalog.release_entitlement`; a grant's end after a hand-over, until the old
     leader's add has settled, `handlers.grants._once_settled`) raises `kopf.TemporaryError` with a
     message that begins `waiting:` (`domain.releases.WAITING`), and kopf logs each retry as
-    "Handler '...' failed temporarily" at ERROR, which would also post a Warning Event every few
-    seconds and count in `jitaccess_errors_total`. The object's condition, or the handler's own
+    "Handler '...' failed temporarily" at ERROR, which would count in `jitaccess_errors_total` (and
+    page, `JitaccessHandlerErrors`) at every retry. The object's condition, or the handler's own
     INFO line, says what it waits for, once.
     """
 

@@ -105,10 +105,9 @@ def test_101_kept_while_a_grant_runs_its_group_scanned_and_released_after(
     assert len(released) == 1, "\n".join(lines[-40:])
     assert f"no longer watches Identity Center group {GROUP}" in released[0]
     assert "keeps the permission sets assigned to it in AWS" in released[0]
-    # Waiting is not an error: kopf's retries are kept out of the error log (and the Events).
+    # Waiting is not an error: kopf's retries are kept out of the error log. (kopf posts no Event for
+    # its log lines, `posting.loggers` being off: an assertion on such Events could not fail.)
     assert [line for line in lines if LOUD.match(line)] == [], "\n".join(lines[-40:])
-    warnings = [e for e in system.events(own_group, "Entitlement") if "failed temporarily" in e.get("message", "")]
-    assert warnings == []
 
 
 def test_a_grant_that_expires_lets_it_go(system: Jit, own_group: str) -> None:

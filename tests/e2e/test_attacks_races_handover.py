@@ -70,15 +70,14 @@ def test_129_a_revocation_after_a_hand_over_is_not_overtaken_by_the_old_leaders_
         system.wait_reason("accessgrant", name, "Revoked", timeout=LEASE_SECONDS + LONGEST_CALL_SECONDS + 10)
         assert ALICE not in system.members(PAYMENTS)
         # Waiting for the old leader's add is a hand-over's normal course, not a failure: the new
-        # leader says so at INFO (why, until when), with no ERROR line and no Event for it.
+        # leader says so at INFO (why, until when), with no ERROR line (which would count as an error
+        # and page: kopf posts no Event for its log lines, so none is looked for).
         new = next(n for n in range(len(replicas.processes)) if n != leader)
         said = [line for line in replicas[new].log_file.read_text(errors="replace").splitlines() if name in line]
         waits = [line for line in said if f"AccessGrant {name} is ended at " in line]
         assert any(" INFO jitaccess.handlers.grants: " in line for line in waits), said
         assert all(" INFO " in line for line in waits), said
         assert not [line for line in said if " ERROR " in line], said
-        posted = [e.get("message", "") for e in system.events(name, "AccessGrant")]
-        assert not [m for m in posted if "failed temporarily" in m], posted
 
         # The dead leader's add lands now: it must not outlive the revocation.
         time.sleep(max(0.0, held_at + HELD + 1 - time.monotonic()))

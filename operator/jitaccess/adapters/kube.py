@@ -38,7 +38,8 @@ INVALID_RETRY_SECONDS = 60.0
 class Refused(kopf.TemporaryError):
     """The API server refused the write as invalid (`NO_RETRY`): `message` is its own words, `what`
     the write ("the status of accessgrants/NAME"). A kopf handler that lets it pass is retried once a
-    minute (`INVALID_RETRY_SECONDS`), its ERROR line and Warning Event in these words, no traceback."""
+    minute (`INVALID_RETRY_SECONDS`), its ERROR line in these words, no traceback (kopf posts no Event
+    for its log lines: `settings.posting.loggers` is off)."""
 
     def __init__(self, status: int, message: str, what: str = "") -> None:
         said = f"the API server refused {what} as invalid ({status}): {message}" if what else f"{status}: {message}"

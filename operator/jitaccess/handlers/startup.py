@@ -94,7 +94,8 @@ def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
     # A handler's last status write may carry kopf's diff-base, sparing kopf's own PATCH (`diffbase`).
     settings.persistence.diffbase_storage = diffbase.CarriedDiffBase(field=diffbase.FIELD)
     settings.persistence.finalizer = names.FINALIZER
-    # Our own Events carry the decisions; kopf's per-handler chatter is kept to errors.
+    # Our own Events carry the decisions. kopf posts none of its log lines (`posting.loggers` is off
+    # by default); should that change, its per-handler chatter is kept to warnings and errors.
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "jitaccess"
     settings.execution.max_workers = config.max_workers
