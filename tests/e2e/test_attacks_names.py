@@ -10,13 +10,17 @@ operator's webhooks.
 
 Attack 130: a request created under the name of an earlier request's AccessGrant, which a request's
 grant would take, so that the plugin takes the old grant for the new request's.
+
+Attack 134: the retention of an ended grant deleting, by name, a request that is not the grant's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,6 +212,29 @@ ALICE, PAULA = "alice@example.com", "paula@example.com"
 PAYMENTS = "prod-eng-payments"
 
 
+def ended_grant_left_alone(system: Jit, name: str) -> dict[str, Any]:
+    """alice's grant `name`, revoked, and its request deleted: the grant stays, alone under the name."""
+    system.request(name, PAYMENTS, user=ALICE)
+    system.wait_reason("accessgrant", name, "Active")
+    system.kubectl("annotate", "accessgrant", name, "jitaccess.dev/revoked=true", user=ALICE)
+    system.wait_reason("accessrequest", name, "Revoked")
+    # The finished request may go (its owner team's approver); its grant stays, the record of that access.
+    system.kubectl("delete", "accessrequest", name, "--timeout=30s", user=PAULA)
+    assert system.get("accessrequest", name) is None
+    return system.get("accessgrant", name) or {}
+
+
+def window(name: str, entitlement: str, reason: str, **spec: str) -> dict[str, Any]:
+    """A request for a window starting in 30 minutes."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessRequest",
+        "metadata": {"name": name},
+        "spec": {"entitlement": entitlement, "reason": reason, "startTime": start, **spec},
+    }
+
+
 def test_130_a_request_under_the_name_of_an_earlier_grant_is_refused(system: Jit) -> None:
     """A request's grant takes its name, and grants stay as records after their requests go. A new
     request under the name of such a grant was admitted: approved, it failed ("an AccessGrant named
@@ -215,21 +242,8 @@ def test_130_a_request_under_the_name_of_an_earlier_grant_is_refused(system: Jit
     revoke it ("has already ended"), so it started once retention (or an approver) deleted the old
     grant; `kubectl jit status NAME` showed the old grant, its user and its end, as the request's.
     Refused at creation now, also in a dry run, naming the grant; the old grant is untouched."""
-    system.request("a130", PAYMENTS, user=ALICE)
-    system.wait_reason("accessgrant", "a130", "Active")
-    system.kubectl("annotate", "accessgrant", "a130", "jitaccess.dev/revoked=true", user=ALICE)
-    system.wait_reason("accessrequest", "a130", "Revoked")
-    # The finished request may go (its owner team's approver); its grant stays, the record of that access.
-    system.kubectl("delete", "accessrequest", "a130", "--timeout=30s", user=PAULA)
-    assert system.get("accessrequest", "a130") is None
-    kept = system.get("accessgrant", "a130") or {}
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {
-        "apiVersion": "jitaccess.dev/v1alpha1",
-        "kind": "AccessRequest",
-        "metadata": {"name": "a130"},
-        "spec": {"entitlement": "prod-eng-ledger", "reason": "INC-130 ledger window", "startTime": start},
-    }
+    kept = ended_grant_left_alone(system, "a130")
+    body = window("a130", "prod-eng-ledger", "INC-130 ledger window")
     said = f"metadata.name: a130 is the name of AccessGrant a130 of an earlier request ({ALICE}, {PAYMENTS}, Revoked)"
     for dry in (["--dry-run=server"], []):
         result = system.kubectl("create", *dry, "-f", "-", input=json.dumps(body), user=ALICE, check=False)
@@ -243,3 +257,40 @@ def test_130_a_request_under_the_name_of_an_earlier_grant_is_refused(system: Jit
     name = created["metadata"]["name"]
     system.wait_reason("accessrequest", name, "Pending")
     system.kubectl("delete", "accessrequest", name, "--timeout=30s", user=ALICE)
+
+
+# --- 134. retention of an ended grant deletes another request that took its name ---------------------
+
+
+def test_134_retention_deletes_only_the_request_its_grant_was_made_for(system: Jit, tmp_path: Path) -> None:
+    """Retention deleted a finished grant and then, by name, whatever request was stored under it:
+    alice's approved window (`Scheduled`), asked under the name of an ended grant whose own request
+    had gone (stored before attack 130's rule, or while the webhooks were gone; or created in the
+    moment between retention's two deletions, the grant's name free), went with the old grant, her
+    approval with it. Retention now deletes only the objects that ended: the request the grant was
+    made for (its `jitaccess.dev/request` label), by uid."""
+    with system.replaced(tmp_path, JITACCESS_RETENTION_SECONDS="30") as jit:
+        old = ended_grant_left_alone(jit, "a134")
+        asked = window("a134", PAYMENTS, "INC-134 payments window", requester=ALICE)
+        # Stored while the webhooks were gone (or before attack 130's rule), by alice herself.
+        jit.operator.stop()
+        try:
+            for configuration in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+                jit.kubectl("delete", configuration, "jitaccess.dev", "--ignore-not-found")
+            jit.apply(asked, user=ALICE)
+        finally:
+            jit.operator.start()
+        scheduled = jit.wait_reason("accessrequest", "a134", "Scheduled", timeout=60)
+        assert scheduled["metadata"]["uid"] != old["metadata"]["labels"]["jitaccess.dev/request"]
+        # The old grant's retention comes (30 s after its end, a pass every 5 s): it goes alone.
+        eventually(
+            lambda: jit.get("accessgrant", "a134") is None,
+            timeout=60,
+            interval=0.5,
+            what=f"the old grant retired:\n{jit.operator.tail(20)}",
+        )
+        time.sleep(6)  # another retention pass
+        kept = jit.get("accessrequest", "a134")
+        assert kept is not None, f"alice's window went with the old grant:\n{jit.operator.tail(20)}"
+        assert kept["metadata"]["uid"] == scheduled["metadata"]["uid"]
+        assert (jit.condition("accessrequest", "a134", "Ready") or {}).get("reason") == "Scheduled"

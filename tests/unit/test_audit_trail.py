@@ -667,6 +667,44 @@ def test_records_from_months_ago_read_the_archive_back_once_not_once_per_batch(
         trail.close()
 
 
+# --- 134. retention deletes only the objects that ended, never another that took a name since
+
+
+class Retiring(Retained):
+    """`Retained`, and the deletions asked for: (plural, name, uid precondition)."""
+
+    def __init__(self, *objects: tuple[str, dict[str, Any]]) -> None:
+        super().__init__(*objects)
+        self.deleted: list[tuple[str, str, str | None]] = []
+
+    def delete(self, plural: str, name: str, *, uid: str | None = None) -> bool:
+        self.deleted.append((plural, name, uid))
+        found = self.objects.get((plural, name))
+        if found is None or (uid and found["metadata"]["uid"] != uid):
+            return False
+        del self.objects[(plural, name)]
+        return True
+
+
+def test_retention_deletes_a_grant_and_its_own_request_by_uid_not_another_of_the_name() -> None:
+    from types import SimpleNamespace
+
+    from jitaccess.handlers import schedules
+    from jitaccess.handlers.indexes import Ended
+
+    grant = {"kind": names.ACCESS_GRANT, "metadata": {"name": "g1", "uid": "g-uid"}, "spec": {"request": "g1"}}
+    # A request created under the name since the grant's own went: alice's window, not yet archived.
+    window = request("g1", "new-uid")
+    kube = Retiring((names.GRANTS, grant), (names.REQUESTS, window))
+    rt = cast(Any, SimpleNamespace(kube=kube, settings=SimpleNamespace(audit_bucket="")))
+    entry = Ended(names.GRANTS, "g1", "g1", datetime(2026, 11, 23, tzinfo=UTC), "g-uid", "old-uid")
+    assert schedules._archived(rt, entry), "another request's records do not hold the grant back"
+    schedules._retire(rt, [entry])
+    assert kube.deleted == [(names.GRANTS, "g1", "g-uid"), (names.REQUESTS, "g1", "old-uid")]
+    assert kube.get(names.GRANTS, "g1") is None
+    assert kube.get(names.REQUESTS, "g1") is window, "the window stays"
+
+
 # --- a deleted request or extension, held by the records finalizer until its records are archived
 
 

@@ -110,6 +110,20 @@ def test_ended_objects_and_when() -> None:
     assert ended(GRANTS, grant("alice", "prod-payments", "Active")) is None
 
 
+def test_ended_objects_carry_their_uids_and_the_request_a_grant_was_made_for() -> None:
+    """Retention deletes by uid: names are used again (attack 134)."""
+    expired = {**grant("alice", "prod-payments", "Expired")}
+    expired["metadata"] = {"name": "g1", "uid": "g-uid", "labels": {"jitaccess.dev/request": "r-uid"}}
+    expired["spec"]["request"] = "g1"  # type: ignore[index]
+    expired["status"]["expirationTime"] = "2025-11-23T13:00:00Z"  # type: ignore[index]
+    expired["status"]["conditions"][0]["lastTransitionTime"] = "2025-11-23T13:00:01Z"  # type: ignore[index]
+    found = ended(GRANTS, expired)
+    assert found is not None and (found.uid, found.request_uid) == ("g-uid", "r-uid")
+    denied = request_body("Denied")
+    denied["metadata"]["uid"] = "r-uid"  # type: ignore[index]
+    assert ended(REQUESTS, denied) == Ended(REQUESTS, "r1", "", datetime(2025, 11, 23, 12, 0, tzinfo=UTC), "r-uid")
+
+
 def test_each_entitlement_timer_looks_after_its_own_and_the_first_after_orphans() -> None:
     index = ObjectIndex()
     index.observe("a", ("ent-a", "A"))

@@ -205,11 +205,15 @@ class Kube:
             raise RuntimeError(f"{plural}/{body['metadata']['name']} conflicted on create but is gone")
         return existing, False
 
-    def delete(self, plural: str, name: str) -> bool:
+    def delete(self, plural: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete the object named `name`; False when it is not there. `uid`: only that object (the
+        API server's precondition), and False when another has taken its name since."""
+        client = kubernetes.client
+        only = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)) if uid else None
         try:
-            self._api.delete_cluster_custom_object(names.GROUP, names.VERSION, plural, name)
+            self._api.delete_cluster_custom_object(names.GROUP, names.VERSION, plural, name, body=only)
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (uid and exc.status == 409):
                 return False
             raise
         return True

@@ -63,12 +63,18 @@ class Pending(NamedTuple):
 
 
 class Ended(NamedTuple):
-    """A finished object (`plural`/`name`; a grant's `request` goes with it) and when it ended."""
+    """A finished object (`plural`/`name`; a grant's `request` goes with it) and when it ended.
+
+    Names are used again (a request withdrawn and asked again, a grant's name free once it is
+    deleted): the uids say which objects retention may delete, the grant's and the request it was
+    made for (its `jitaccess.dev/request` label; empty for a grant made before the label)."""
 
     plural: str
     name: str
     request: str
     ended: dt.datetime
+    uid: str = ""
+    request_uid: str = ""
 
 
 class Awaiting(NamedTuple):
@@ -212,18 +218,22 @@ def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:
     """A finished grant, or a request that ended without a grant, and when it ended; else None."""
     if wire.ready_reason(obj) not in names.REQUEST_FINISHED:
         return None  # the common case, decided without parsing anything
-    name = wire.name_of(obj)
+    name, meta = wire.name_of(obj), wire.metadata(obj)
+    request_uid = ""
     try:
         if plural == names.GRANTS:
             when = grant_rules.ended_at(AccessGrantStatus.model_validate(obj.get("status") or {}))
             request = str((obj.get("spec") or {}).get("request", ""))
+            request_uid = str((meta.get("labels") or {}).get(names.LABEL_REQUEST) or "")
         else:
             when = request_rules.ended_at(AccessRequestStatus.model_validate(obj.get("status") or {}))
             request = ""
     except ValidationError:
         log.warning("%s %s has a status that cannot be read; it is left for a person to remove", plural, name)
         return None
-    return Ended(plural, name, request, when) if when is not None else None
+    if when is None:
+        return None
+    return Ended(plural, name, request, when, str(meta.get("uid") or ""), request_uid)
 
 
 def _entitlement(body: kopf.Body) -> str:

@@ -107,9 +107,12 @@ def _retire(rt: Runtime, due: list[Ended]) -> None:
     for entry in due:
         if rt.settings.audit_bucket and not _archived(rt, entry):
             continue
-        rt.kube.delete(entry.plural, entry.name)
+        # Only the objects that ended (uid preconditions), never another that took a name since:
+        # a grant's name is free once it is deleted, a request's once it is withdrawn, and a request
+        # under the grant's name may be another than the one it was made for.
+        rt.kube.delete(entry.plural, entry.name, uid=entry.uid or None)
         if entry.plural == names.GRANTS and entry.request:
-            rt.kube.delete(names.REQUESTS, entry.request)
+            rt.kube.delete(names.REQUESTS, entry.request, uid=entry.request_uid or None)
         retired += 1
     log.info(
         "retired %d finished object(s) after the retention period (%.1fs)%s",
@@ -123,9 +126,9 @@ def _archived(rt: Runtime, entry: Ended) -> bool:
     """Whether every audit record of the object (and of a grant's request and extensions) is in
     the archive, as their status lists them (`handlers.archive`): evidence leaves the cluster only
     once archived."""
-    objects = [rt.kube.get(entry.plural, entry.name)]
+    objects = [_same(rt.kube.get(entry.plural, entry.name), entry.uid)]
     if entry.plural == names.GRANTS and entry.request:
-        objects.append(rt.kube.get(names.REQUESTS, entry.request))
+        objects.append(_same(rt.kube.get(names.REQUESTS, entry.request), entry.request_uid))
     if any(audit.unarchived(obj) for obj in objects if obj is not None):
         return False
     if entry.plural == names.GRANTS:
@@ -133,3 +136,11 @@ def _archived(rt: Runtime, entry: Ended) -> bool:
         listed = rt.kube.list(names.EXTENSIONS, fields={"spec.grant": entry.name})
         return not any(audit.unarchived(e) for e in listed)
     return True
+
+
+def _same(obj: dict[str, Any] | None, uid: str) -> dict[str, Any] | None:
+    """`obj` if it is the object with `uid` (any, when not known); None for another that took its
+    name since: retention neither waits for its records nor deletes it."""
+    if obj is None or not uid or str((obj.get("metadata") or {}).get("uid") or "") == uid:
+        return obj
+    return None
