@@ -36,11 +36,14 @@ class Cluster(audit_trail.Cluster):
         found = self.objects.get((plural, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def delete(self, plural: str, name: str) -> bool:
+    def delete(self, plural: str, name: str, *, uid: str | None = None) -> bool:
         if self.fail_deletes:
             self.fail_deletes -= 1
             raise RuntimeError("the API server is not answering")
         self.deleted.append(name)
+        found = self.objects.get((plural, name))
+        if found is None or (uid is not None and found["metadata"]["uid"] != uid):
+            return False  # the API server's uid precondition: another object under the name stays
         return self.objects.pop((plural, name), None) is not None
 
     def stored(self, name: str) -> dict[str, Any]:
@@ -102,14 +105,14 @@ def test_a_waiting_extension_fails_and_stays_until_archived_then_goes_on_its_mar
     ready = next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == names.FAILED and "AccessGrant g1 is gone: nothing was extended" in ready["message"]
     assert [r["action"] for r in audit.records_of(stored)] == ["extension-requested", "extension-failed"]
-    assert cluster.deleted == [] and extensions.left_behind(memo) == {"x1"}
+    assert cluster.deleted == [] and extensions.left_behind(memo) == {"x1": "u-x1"}
     event(memo, "MODIFIED", stored)  # an event before the mark: it stays
     assert cluster.deleted == []
     archive_all(stored)
     event(memo, "MODIFIED", stored)
     assert cluster.deleted == ["x1"]
     event(memo, "DELETED", stored)
-    assert extensions.left_behind(memo) == set()
+    assert extensions.left_behind(memo) == {}
 
 
 def test_a_failed_deletion_is_tried_again_at_the_next_retention_pass() -> None:
@@ -120,9 +123,9 @@ def test_a_failed_deletion_is_tried_again_at_the_next_retention_pass() -> None:
     cluster.fail_deletes = 1
     with pytest.raises(RuntimeError):
         event(memo, "MODIFIED", cluster.stored("x1"))
-    assert (names.EXTENSIONS, "x1") in cluster.objects and extensions.left_behind(memo) == {"x1"}
+    assert (names.EXTENSIONS, "x1") in cluster.objects and extensions.left_behind(memo) == {"x1": "u-x1"}
     extensions.sweep_left_behind(rt, memo)
-    assert (names.EXTENSIONS, "x1") not in cluster.objects and extensions.left_behind(memo) == set()
+    assert (names.EXTENSIONS, "x1") not in cluster.objects and extensions.left_behind(memo) == {}
 
 
 def test_one_archived_already_goes_at_once_and_without_an_archive_every_one_does() -> None:
@@ -130,17 +133,42 @@ def test_one_archived_already_goes_at_once_and_without_an_archive_every_one_does
     cluster.put(extension("x1", names.DENIED))
     archive_all(cluster.stored("x1"))  # its mark landed before the grant's deletion was handled
     extensions._follow_gone_grant(rt, memo, "x1", cluster.get(names.EXTENSIONS, "x1"))
-    assert cluster.deleted == ["x1"] and extensions.left_behind(memo) == set()
+    assert cluster.deleted == ["x1"] and extensions.left_behind(memo) == {}
 
     cluster, rt, memo = setup(bucket="")
     cluster.put(extension("x2", names.DENIED))
     extensions._follow_gone_grant(rt, memo, "x2", cluster.get(names.EXTENSIONS, "x2"))
-    assert cluster.deleted == ["x2"] and extensions.left_behind(memo) == set()
+    assert cluster.deleted == ["x2"] and extensions.left_behind(memo) == {}
 
 
 def test_a_sweep_forgets_what_is_gone_and_keeps_what_is_not_archived() -> None:
     cluster, rt, memo = setup()
     cluster.put(extension("x1", names.DENIED))
-    extensions.left_behind(memo).update({"x1", "gone"})
+    extensions.left_behind(memo).update({"x1": "u-x1", "gone": "u-gone"})
     extensions.sweep_left_behind(rt, memo)
-    assert extensions.left_behind(memo) == {"x1"} and cluster.deleted == []
+    assert extensions.left_behind(memo) == {"x1": "u-x1"} and cluster.deleted == []
+
+
+def test_an_end_judged_for_one_extension_never_lands_on_another_of_its_name() -> None:
+    """Attack 134's principle for an extension's own writes: alice's extension x1 is judged (its
+    grant gone, or lena's denial taken up) while she withdraws it and asks again under the name;
+    the write by name read the new one, which was failed (or denied by lena) with the old one's
+    message and records. Each write names the uid of the extension judged."""
+    cluster, rt, memo = setup(bucket="")
+    judged = extension("x1")
+    again = {**extension("x1"), "metadata": {**judged["metadata"], "uid": "u-again"}}
+    cluster.put(again)
+    extensions._follow_gone_grant(rt, memo, "x1", judged)
+    assert cluster.stored("x1")["status"] == again["status"], "the new one is not failed"
+    assert cluster.objects[(names.EXTENSIONS, "x1")]["metadata"]["uid"] == "u-again", "nor deleted"
+    assert cluster.deleted == [] and extensions.left_behind(memo) == {}
+    # Left behind waiting for its archive, and its DELETED event missed (a watch that listed again
+    # after a gap): the new one's event, its records archived, deletes nothing.
+    cluster, rt, memo = setup()
+    cluster.put(judged)
+    extensions._follow_gone_grant(rt, memo, "x1", cluster.get(names.EXTENSIONS, "x1"))
+    assert extensions.left_behind(memo) == {"x1": "u-x1"}
+    archive_all(again)
+    cluster.put(again)
+    event(memo, "MODIFIED", again)
+    assert cluster.deleted == [] and extensions.left_behind(memo) == {}

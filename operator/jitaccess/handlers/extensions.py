@@ -63,7 +63,7 @@ def _index(memo: Any) -> ObjectIndex:
 async def extensions_index(memo: kopf.Memo, **_: Any) -> None:
     # Set on the operator's memo before any watch: every object's memo (a shallow copy) shares it.
     memo[_BY_GRANT] = ObjectIndex()
-    memo[_LEFT] = set()
+    memo[_LEFT] = {}
 
 
 async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -75,13 +75,15 @@ async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     left = left_behind(memo)
     if name not in left:
         return
-    if type == "DELETED":
-        left.discard(name)
+    if type == "DELETED" or left[name] not in ("", str(body.metadata.uid or "")):
+        # Gone; or another under its name, so the one left behind has gone (a watch that listed
+        # again after a gap shows no DELETED): the new one is nothing of retention's.
+        left.pop(name, None)
     elif not wire.deleting(body) and not audit.unarchived(body):
         # Its grant has gone; its own records are in the archive now (this is their mark's event).
         # It leaves the set on its DELETED event: a failed deletion is tried again (`sweep_left_behind`).
         rt = runtime_of(memo)
-        await rt.run_blocking(rt.kube.delete, names.EXTENSIONS, name)
+        await rt.run_blocking(rt.kube.delete, names.EXTENSIONS, name, uid=_uid(body))
 
 
 async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -98,12 +100,14 @@ async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: 
         await rt.run_blocking(_after_grant, rt, memo, name, mine, gone)
 
 
-def left_behind(memo: Any) -> set[str]:
-    """Extensions whose grant has gone while their audit records were not archived yet: each goes
-    once they are, on their mark's event (`observe_extension`), or at the next retention pass
-    (`sweep_left_behind`). A new leader finds them again as it resumes every extension (`reconcile`)."""
+def left_behind(memo: Any) -> dict[str, str]:
+    """Extensions whose grant has gone while their audit records were not archived yet, by name,
+    with their uids: each goes once they are, on their mark's event (`observe_extension`), or at
+    the next retention pass (`sweep_left_behind`); another created under the name since is not
+    theirs to delete (attack 134). A new leader finds them again as it resumes every extension
+    (`reconcile`)."""
     found = memo.get(_LEFT) if hasattr(memo, "get") else None
-    return found if isinstance(found, set) else set()
+    return found if isinstance(found, dict) else {}
 
 
 def sweep_left_behind(rt: Runtime, memo: Any) -> None:
@@ -114,14 +118,17 @@ def sweep_left_behind(rt: Runtime, memo: Any) -> None:
         _go_if_archived(rt, left, name)
 
 
-def _go_if_archived(rt: Runtime, left: set[str], name: str) -> bool:
-    """Read the extension left behind afresh: delete it once it may go. Whether it has gone."""
+def _go_if_archived(rt: Runtime, left: dict[str, str], name: str) -> bool:
+    """Read the extension left behind afresh: delete it once it may go. Whether it has gone (also
+    when another has taken its name)."""
     body = rt.kube.get(names.EXTENSIONS, name)
+    if body is not None and left.get(name) and _uid(body) != left.get(name):
+        body = None  # another, created under the name since: the one left behind has gone
     if body is not None and not _may_go(rt, body):
         return False
     if body is not None:
-        rt.kube.delete(names.EXTENSIONS, name)
-    left.discard(name)
+        rt.kube.delete(names.EXTENSIONS, name, uid=_uid(body))
+    left.pop(name, None)
     return True
 
 
@@ -139,22 +146,23 @@ def _follow_gone_grant(rt: Runtime, memo: Any, name: str, body: Mapping[str, Any
         return
     if wire.ready_reason(body) not in names.EXTENSION_FINISHED:
         grant = str(wire.spec(body).get("grant") or "")
-        _finish(rt, name, names.FAILED, f"AccessGrant {grant} is gone: nothing was extended")
+        _finish(rt, name, names.FAILED, f"AccessGrant {grant} is gone: nothing was extended", uid=_uid(body))
     left = left_behind(memo)
     # Listed before it is read again: the event of its records' mark may come at any moment.
-    left.add(name)
+    left[name] = _uid(body) or ""
     if not _go_if_archived(rt, left, name):
         log.info("AccessExtension %s: its grant has gone; it stays until its audit records are archived", name)
 
 
 def _after_grant(rt: Runtime, memo: Any, grant: str, extensions: list[str], gone: bool) -> None:
     for name in extensions:
+        body = rt.kube.get(names.EXTENSIONS, name)
+        if body is None or wire.spec(body).get("grant") != grant:
+            continue  # gone, or another under its name since, asked for another grant
         if gone:
-            _follow_gone_grant(rt, memo, name, rt.kube.get(names.EXTENSIONS, name))
+            _follow_gone_grant(rt, memo, name, body)
         else:
-            body = rt.kube.get(names.EXTENSIONS, name)
-            if body is not None:
-                reconcile(rt, body, NO_INDEX, NO_INDEX, memo)
+            reconcile(rt, body, NO_INDEX, NO_INDEX, memo)
 
 
 @kopf.on.resume(*EXT)
@@ -173,7 +181,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
     try:
         extension = parse(AccessExtension, body)
     except InvalidInput as exc:
-        _finish(rt, wire.name_of(body), names.FAILED, f"{exc}; nothing was extended")
+        _finish(rt, wire.name_of(body), names.FAILED, f"{exc}; nothing was extended", uid=_uid(body))
         return
     raw = rt.kube.get(names.GRANTS, extension.spec.grant)
     if raw is None:
@@ -198,9 +206,10 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         responder_groups=frozenset(rt.settings.responder_groups),
     )
     # Another grant's, created under its name since, would name what the extension never was for.
+    uid = extension.metadata.uid or None
     owners = _owners(grant) if grant is not None and rules.replaced(extension, grant) is None else {}
     if step.step is rules.Step.FAIL:
-        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, owners=owners)
+        _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, owners=owners, uid=uid)
     elif step.step is rules.Step.DENY:
         message = f"denied by {step.who}" + (f": {step.why}" if step.why else "")
         _finish(
@@ -211,6 +220,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
             denied_by=step.who,
             why=step.why,
             owners=owners,
+            uid=uid,
         )
     elif step.step in (rules.Step.WAIT, rules.Step.IGNORE):
         if step.step is rules.Step.IGNORE:
@@ -221,7 +231,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         if left is not None:
             # As an approval whose approver left the team: it stops counting, and nothing is extended.
             message = f"{request_rules.approval_void(*left)}: nothing was extended; ask for the extension again"
-            _finish(rt, extension.metadata.name, names.FAILED, message, warning=True, owners=owners)
+            _finish(rt, extension.metadata.name, names.FAILED, message, warning=True, owners=owners, uid=uid)
             return
         _apply(rt, extension, grant, entitlement, step)
 
@@ -286,7 +296,12 @@ def _mark_pending(rt: Runtime, extension: AccessExtension, step: rules.Next, gra
         }
 
     was = AccessExtension.model_validate(extension.wire())
-    updated = rt.kube.update_status(names.EXTENSIONS, extension.metadata.name, status_change(AccessExtension, build))
+    updated = rt.kube.update_status(
+        names.EXTENSIONS,
+        extension.metadata.name,
+        status_change(AccessExtension, build),
+        uid=extension.metadata.uid or None,
+    )
     if updated is None:
         return
     if cond.ready_reason(was.status.conditions) is None:
@@ -356,7 +371,7 @@ def _apply(
 
     updated = rt.kube.update_status(names.GRANTS, grant.metadata.name, status_change(AccessGrant, build))
     if refused:
-        _finish(rt, name, names.FAILED, refused[0], warning=True)
+        _finish(rt, name, names.FAILED, refused[0], warning=True, uid=extension.metadata.uid or None)
         return
     if updated is None:
         return  # gone, or applied by a concurrent call, which records it
@@ -423,7 +438,12 @@ def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant,
             fields["decisionReason"] = why
         return fields
 
-    updated = rt.kube.update_status(names.EXTENSIONS, extension.metadata.name, status_change(AccessExtension, build))
+    updated = rt.kube.update_status(
+        names.EXTENSIONS,
+        extension.metadata.name,
+        status_change(AccessExtension, build),
+        uid=extension.metadata.uid or None,
+    )
     if updated is not None:
         # `who`: the approver; for an auto-approval the operator, as the `extended` record's actor says.
         record(updated, names.EXTENDED, f"{approval}; {message}", who=audit.OPERATOR if auto else entry.approved_by)
@@ -462,9 +482,13 @@ def _finish(
     denied_by: str = "",
     why: str = "",
     owners: Mapping[str, str] | None = None,
+    uid: str | None,
 ) -> None:
     """End an extension that moves nothing: Denied or Failed, with the message that says why (and
-    the grant's Entitlement and owner team, for its audit record, when the extension has none yet)."""
+    the grant's Entitlement and owner team, for its audit record, when the extension has none yet).
+    `uid`: the extension judged, never another created under its name since (alice withdraws hers
+    and asks again while lena's denial of the first is being taken up): its status and records
+    would show a decision nobody took on it."""
 
     def build(current: dict[str, Any]) -> dict[str, Any] | None:
         if wire.ready_reason(current) in names.EXTENSION_FINISHED or wire.deleting(current):
@@ -484,6 +508,10 @@ def _finish(
         fields["conditions"] = conditions_after(status.conditions, changes, generation)
         return fields
 
-    updated = rt.kube.update_status(names.EXTENSIONS, name, build)
+    updated = rt.kube.update_status(names.EXTENSIONS, name, build, uid=uid)
     if updated is not None:
         record(updated, reason, message, warning=warning, who=denied_by)
+
+
+def _uid(body: Mapping[str, Any] | None) -> str | None:
+    return str(wire.metadata(body).get("uid") or "") or None
