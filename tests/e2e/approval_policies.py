@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from devenv.paths import EXAMPLES
-from tests.support.harness import Jit
+from tests.support.harness import Jit, eventually
 
 ALICE, PAULA, BOB, LENA, CAROL, MALLORY = (
     f"{n}@example.com" for n in ("alice", "paula", "bob", "lena", "carol", "mallory")
@@ -48,3 +49,18 @@ def status(system: Jit, name: str) -> dict[str, Any]:
 def nothing_granted(system: Jit, name: str) -> None:
     assert system.get("accessgrant", name) is None
     assert system.members(PCI) == set()
+
+
+def pci_approvers(system: Jit, approvers: list[str]) -> None:
+    """Team pci's TeamOwnership with `approvers` in place of the example's, once the operator has it."""
+    docs = list(yaml.safe_load_all((EXAMPLES / "03-pci.yaml").read_text()))
+    team = next(d for d in docs if d and d["kind"] == "TeamOwnership")
+    team["spec"]["approvers"] = approvers
+    system.apply(team)
+    name = team["metadata"]["name"]
+
+    def taken_up() -> bool:  # by the operator, its index (which the webhook reads) with it
+        ready = system.condition("teamownership", name, "Ready") or {}
+        return ready.get("observedGeneration") == (system.get("teamownership", name) or {})["metadata"]["generation"]
+
+    eventually(lambda: taken_up() or None, what=f"team {name}'s change taken up")

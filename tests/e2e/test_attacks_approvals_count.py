@@ -15,10 +15,20 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 
-from devenv.paths import EXAMPLES
-from tests.e2e.approval_policies import ALICE, BOB, CAROL, LENA, PAULA, PCI, annotate, break_glass, pci, status
+from tests.e2e.approval_policies import (
+    ALICE,
+    BOB,
+    CAROL,
+    LENA,
+    PAULA,
+    PCI,
+    annotate,
+    break_glass,
+    pci,
+    pci_approvers,
+    status,
+)
 from tests.e2e.test_attacks_approvals import refused
 from tests.support.harness import Jit, eventually
 
@@ -27,21 +37,6 @@ __all__ = ["pci"]
 WEBHOOK_CONFIGURATION = "jitaccess.dev"
 VAP = "ValidatingAdmissionPolicy"
 APPROVALS = "jitaccess.dev/approvals"
-
-
-def _approvers(system: Jit, approvers: list[str]) -> None:
-    """Team pci's TeamOwnership with `approvers` in place of the example's, once the operator has it."""
-    docs = list(yaml.safe_load_all((EXAMPLES / "03-pci.yaml").read_text()))
-    team = next(d for d in docs if d and d["kind"] == "TeamOwnership")
-    team["spec"]["approvers"] = approvers
-    system.apply(team)
-    name = team["metadata"]["name"]
-
-    def taken_up() -> bool:  # by the operator, its index (which the webhook reads) with it
-        ready = system.condition("teamownership", name, "Ready") or {}
-        return ready.get("observedGeneration") == (system.get("teamownership", name) or {})["metadata"]["generation"]
-
-    eventually(lambda: taken_up() or None, what=f"team {name}'s change taken up")
 
 
 def _webhooks_gone(system: Jit) -> None:
@@ -165,7 +160,7 @@ def test_an_approval_that_no_longer_counts_is_dropped_and_blocks_nothing(pci: Ji
     pci.wait_reason("accessrequest", "bob-pci", "Pending")
     assert annotate(pci, "bob-pci", "jitaccess.dev/approved=true", user=PAULA).returncode == 0
     eventually(lambda: status(pci, "bob-pci").get("approvalSummary") == "1/2" or None, timeout=15)
-    _approvers(pci, [LENA, CAROL])  # paula leaves the team's approvers
+    pci_approvers(pci, [LENA, CAROL])  # paula leaves the team's approvers
     # lena's approval is the second stamped, but only the first that counts: it completes nothing.
     assert annotate(pci, "bob-pci", "jitaccess.dev/approved=true", user=LENA).returncode == 0
     annotations = pci.get("accessrequest", "bob-pci")["metadata"]["annotations"]
@@ -189,7 +184,7 @@ def test_a_request_whose_approval_stopped_counting_can_still_be_denied(pci: Jit)
     pci.wait_reason("accessrequest", "bob-pci-2", "Pending")
     assert annotate(pci, "bob-pci-2", "jitaccess.dev/approved=true", user=PAULA).returncode == 0
     eventually(lambda: status(pci, "bob-pci-2").get("approvalSummary") == "1/2" or None, timeout=15)
-    _approvers(pci, [LENA, CAROL])
+    pci_approvers(pci, [LENA, CAROL])
     assert annotate(pci, "bob-pci-2", "jitaccess.dev/approved=true", user=LENA).returncode == 0
     eventually(lambda: status(pci, "bob-pci-2").get("approvalSummary") == "1/2" or None, timeout=15)
     result = annotate(pci, "bob-pci-2", "jitaccess.dev/denied=true", user=CAROL)

@@ -14,7 +14,8 @@ Real identities (client certificates), plain kubectl, the real API server with t
 webhooks, the strict Identity Center emulator (`set_user_enabled`, as the console or SCIM does).
 
 Attack 133 (the same file): a leader who has left approves, while the TeamOwnership still names
-them, or their approval given before they left is acted upon at a scheduled start.
+them, or their approval given before they left is acted upon at a scheduled start, or counted as
+one of the several an entitlement needs.
 
 A probe of the same angle that held is kept below: a user name reused while a window waits.
 """
@@ -28,8 +29,21 @@ from collections.abc import Iterator
 import pytest
 
 from jitaccess.handlers.runtime import ELIGIBLE_SECONDS
-from tests.e2e.approval_policies import CAROL, EMERGENCY, ONCALL, PCI, break_glass, nothing_granted, pci
-from tests.support.harness import Jit
+from tests.e2e.approval_policies import (
+    BOB,
+    CAROL,
+    EMERGENCY,
+    ONCALL,
+    PAULA,
+    PCI,
+    annotate,
+    break_glass,
+    nothing_granted,
+    pci,
+    pci_approvers,
+    status,
+)
+from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
 __all__ = ["pci"]
@@ -145,6 +159,36 @@ def test_133_an_approval_given_before_the_approver_left_grants_nothing_at_the_st
     assert "request access again" in message, message
     assert system.get("accessgrant", "leaver-window-2") is None
     assert system.members(LEDGER) == set()
+
+
+def test_133_an_approval_of_two_given_before_the_approver_left_stops_counting(pci: Jit, disabled: list[str]) -> None:
+    """The PCI entitlement needs two approvals (examples/03-pci.yaml). paula approves bob's request,
+    then leaves: disabled in Identity Center, team pci still naming her. lena's approval is the second
+    given but the first that counts: the request waits at 1/2, saying why; carol's completes it."""
+    pci_approvers(pci, [PAULA, LENA, CAROL])
+    name = "leaver-one-of-two"
+    pci.request(name, PCI, user=BOB)
+    pci.wait_reason("accessrequest", name, "Pending")
+    assert annotate(pci, name, "jitaccess.dev/approved=true", user=PAULA).returncode == 0
+    eventually(lambda: status(pci, name).get("approvalSummary") == "1/2" or None, timeout=15)
+    disable(pci, disabled, PAULA)
+
+    result = annotate(pci, name, "jitaccess.dev/approved=true", user=LENA)
+    assert result.returncode == 0, result.stderr
+    assert "jitaccess.dev/approved-by" not in pci.get("accessrequest", name)["metadata"]["annotations"]
+    eventually(lambda: [a["by"] for a in status(pci, name).get("approvals") or []] == [LENA] or None, timeout=15)
+    ready = pci.condition("accessrequest", name, "Ready")
+    assert ready["reason"] == "Pending" and status(pci, name)["approvalSummary"] == "1/2", ready
+    assert f"1 of 2 approvals ({LENA})" in ready["message"], ready
+    assert f"the approval by {PAULA} no longer counts: {PAULA}'s Identity Center account" in ready["message"], ready
+    assert "is disabled" in ready["message"], ready
+    assert pci.members(PCI) == set()
+
+    assert annotate(pci, name, "jitaccess.dev/approved=true", user=CAROL).returncode == 0
+    pci.wait_reason("accessrequest", name, "Granted", timeout=30)
+    assert [a["by"] for a in status(pci, name)["approvals"]] == [LENA, CAROL]
+    assert status(pci, name)["approvalSummary"] == "2/2"
+    assert pci.members(PCI) == {BOB}
 
 
 # --- held: a user name handed to a new hire while the leaver's approved window waits ---------------

@@ -18,11 +18,14 @@ from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
 from jitaccess.api.models import GivenApproval
 from jitaccess.domain import requests as rules
-from jitaccess.domain.admission import Admit, Phase, Refusal
+from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal, review_request
+from jitaccess.domain.approvals import Given, count, encode, given
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import NotFound, RetryLater
 from jitaccess.handlers import requests as request_handlers
+from jitaccess.handlers.admission import _approvers_gone as approvers_gone_at_admission
 from jitaccess.handlers.admission import approver_checked
+from jitaccess.handlers.approvals import waiting_message
 from jitaccess.handlers.eligibility import approver_problem
 from jitaccess.handlers.requests import activation_refusal
 from jitaccess.handlers.runtime import Runtime
@@ -188,7 +191,11 @@ def test_each_approval_of_several_is_asked_about(rt: Runtime, ic: Directory) -> 
     ic.disabled.add("paula@example.com")
     assert approver_problem(rt, "paula@example.com", fresh=True) is not None
     refusal = activation_refusal(rt, req, checked)
-    assert refusal is not None and "the approval by paula@example.com no longer counts" in refusal.message
+    assert refusal is not None and refusal.reason == "Failed"
+    assert (
+        "only 1 approval(s) stamped by the admission webhook count (lena@example.com; not counted: paula@example.com's "
+        "Identity Center account (UserId u-paula@example.com) is disabled)"
+    ) in refusal.message
 
 
 def test_an_auto_approval_asks_about_no_approver(rt: Runtime, ic: Directory) -> None:
@@ -226,3 +233,137 @@ def test_the_auto_approved_line_names_the_operator_not_the_requester(
     checked = rules.validate(req, entitlement(), team(), LIMITS)
     request_handlers.approve(rt, req, checked, who="", why="payments-oncall", auto=True, kind=kind, current=req.wire())
     assert [line[1] for line in lines] == [who]
+
+
+# --- one approval of several, its approver gone since ----------------------------------------------
+
+#: The approvers of team payments in these tests, and their Identity Center answers.
+LENA, CAROL = "lena@example.com", "carol@example.com"
+TWO = entitlement(approval={"approvalsRequired": 2, "autoApproveOwnerTeam": False})
+THREE_APPROVERS = team(approvers=["paula@example.com", LENA, CAROL])
+PAULA_GONE = {
+    "paula@example.com": "paula@example.com's Identity Center account (UserId u-paula@example.com) is disabled"
+}
+PENDING = [condition("Ready", "False", "Pending", T0)]
+_APPROVE = {"jitaccess.dev/approved": "true"}
+
+
+def _listed(*approvers: str, approved_by: str = "") -> dict[str, str]:
+    """The annotations of a request the webhook stamped `approvers`' approvals on, in order."""
+    annotations = {names.ANNOTATION_APPROVALS: encode([Given(by, frozenset()) for by in approvers])}
+    if approved_by:
+        annotations |= {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": approved_by}
+    return annotations
+
+
+def _pending(*approvers: str, approved_by: str = "", recorded: tuple[str, ...] = ()) -> Any:
+    req = request(annotations=_listed(*approvers, approved_by=approved_by), conditions=PENDING)
+    req.status.approvals = [GivenApproval(by=by, time=T0) for by in recorded]
+    return req
+
+
+def test_an_approval_whose_approver_is_gone_from_identity_center_does_not_count() -> None:
+    listed = [Given("paula@example.com", frozenset()), Given(LENA, frozenset())]
+    found = count(listed, THREE_APPROVERS, "bob@example.com", lambda by: False, PAULA_GONE)
+    assert found.counted == (LENA,)
+    assert found.why_not == (("paula@example.com", PAULA_GONE["paula@example.com"]),)
+    assert count(listed, THREE_APPROVERS, "bob@example.com", lambda by: False).counted == ("paula@example.com", LENA)
+
+
+def test_the_operator_counts_a_gone_approvers_approval_out_and_waits_for_another() -> None:
+    valid = rules.validate(_pending(), TWO, THREE_APPROVERS, LIMITS)
+    later = T0 + timedelta(minutes=1)
+    # paula's approval was counted (1/2), then she was disabled; lena's is listed after it.
+    waiting = _pending("paula@example.com", LENA, recorded=("paula@example.com",))
+    decision = rules.decide_pending(waiting, valid, LIMITS, later, gone=PAULA_GONE)
+    assert decision is not None and decision.outcome is rules.Outcome.COUNT, decision
+    assert rules.approvals_counted(waiting, valid, later, PAULA_GONE).counted == (LENA,)
+    # An approved-by stamped on the two (Identity Center silent at the webhook) approves nothing.
+    short = _pending("paula@example.com", LENA, approved_by=LENA, recorded=("paula@example.com",))
+    ignored = rules.decide_pending(short, valid, LIMITS, later, gone=PAULA_GONE)
+    assert ignored is not None and ignored.outcome is rules.Outcome.COUNT and ignored.ignored is not None
+    assert "only 1 approval(s)" in ignored.ignored.why and PAULA_GONE["paula@example.com"] in ignored.ignored.why
+    # A third approver makes up for her.
+    done = _pending("paula@example.com", LENA, CAROL, approved_by=CAROL, recorded=(LENA,))
+    approved = rules.decide_pending(done, valid, LIMITS, later, gone=PAULA_GONE)
+    assert approved is not None and approved.outcome is rules.Outcome.APPROVE and approved.who == CAROL
+
+
+def test_the_waiting_message_says_whose_approval_no_longer_counts_and_why() -> None:
+    valid = rules.validate(_pending(), TWO, THREE_APPROVERS, LIMITS)
+    message = waiting_message(valid, [LENA], False, PAULA_GONE)
+    assert message == (
+        f"1 of 2 approvals ({LENA}): waiting for 1 more, by another approver of team payments ({CAROL}); the "
+        "approval by paula@example.com no longer counts: paula@example.com's Identity Center account (UserId "
+        "u-paula@example.com) is disabled (an approver who has left approves nothing, an approval given before "
+        "they left included)"
+    )
+
+
+def _second_approval(old: dict[str, Any], caller: str, phase: Phase, gone: Any) -> Any:
+    after = {**old, "metadata": {**old["metadata"], "annotations": {**old["metadata"]["annotations"], **_APPROVE}}}
+    return review_request(
+        "UPDATE", old, after, Caller(caller, frozenset()), operator=OperatorIdentity(frozenset({"system:operator"})),
+        entitlement=TWO, team=THREE_APPROVERS, limits=LIMITS, phase=phase, now=T0 + timedelta(minutes=1), gone=gone,
+    )  # fmt: skip
+
+
+def test_the_webhook_counts_a_gone_approvers_approval_out_and_stamps_no_completion() -> None:
+    old = _pending("paula@example.com").wire()
+    assert "jitaccess.dev/approved-by" in _second_approval(old, LENA, Phase.MUTATE, {}).annotations, "as before"
+    verdict = _second_approval(old, LENA, Phase.MUTATE, PAULA_GONE)
+    assert isinstance(verdict, Admit) and "jitaccess.dev/approved-by" not in verdict.annotations
+    assert verdict.removed == ("jitaccess.dev/approved",)
+    listed = verdict.annotations[names.ANNOTATION_APPROVALS]
+    assert [a.by for a in given({names.ANNOTATION_APPROVALS: listed})] == ["paula@example.com", LENA]
+    # VALIDATE, counting the same way, takes the list with lena's entry added and no approval flag.
+    stored = {**old, "metadata": {**old["metadata"], "annotations": {names.ANNOTATION_APPROVALS: listed}}}
+    checked = review_request(
+        "UPDATE", old, stored, Caller(LENA, frozenset()), operator=OperatorIdentity(frozenset({"system:operator"})),
+        entitlement=TWO, team=THREE_APPROVERS, limits=LIMITS, phase=Phase.VALIDATE, now=T0 + timedelta(minutes=1),
+        gone=PAULA_GONE,
+    )  # fmt: skip
+    assert checked == Admit(annotations={names.ANNOTATION_APPROVALS: listed})
+    # carol's, the second that counts, completes it.
+    then = _pending("paula@example.com", LENA).wire()
+    done = _second_approval(then, CAROL, Phase.MUTATE, PAULA_GONE)
+    assert isinstance(done, Admit) and done.annotations["jitaccess.dev/approved-by"] == CAROL
+
+
+def test_the_webhook_asks_about_the_approvers_listed_afresh_and_lets_an_outage_through(
+    rt: Runtime, ic: Directory
+) -> None:
+    old = _pending("paula@example.com").wire()
+    new = {**old, "metadata": {**old["metadata"], "annotations": {**_listed("paula@example.com"), **_APPROVE}}}
+    ic.disabled.add("paula@example.com")
+    warnings: list[str] = []
+    gone = asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
+    assert set(gone) == {"paula@example.com"} and "is disabled" in gone["paula@example.com"]
+    # A "yes" remembered a moment ago is not taken where the completing approval is stamped.
+    ic.disabled.clear()
+    assert approver_problem(rt, "paula@example.com") is None
+    ic.disabled.add("paula@example.com")
+    assert asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
+    # Of one approval, or for a change that decides nothing, nobody is asked.
+    ic.described.clear()
+    assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, entitlement(), warnings))
+    assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, old, TWO, warnings))
+    assert ic.described == [] and warnings == []
+    ic.down = True
+    assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
+    assert warnings == [
+        "Identity Center did not answer (DescribeUser timed out); the approvals given so far are counted, and "
+        "checked again before access begins"
+    ]
+
+
+def test_a_third_approval_making_up_for_a_gone_approver_is_granted(rt: Runtime, ic: Directory) -> None:
+    done = request(annotations=_listed("paula@example.com", LENA, CAROL, approved_by=CAROL), conditions=APPROVED)
+    done.status.approvals = [GivenApproval(by=by, time=T0) for by in (LENA, CAROL)]
+    ic.disabled.add("paula@example.com")
+    assert activation_refusal(rt, done, rules.validate(done, TWO, THREE_APPROVERS, LIMITS)) is None
+    # Without the third, the one left short fails, naming whose approval no longer counts.
+    short = request(annotations=_listed("paula@example.com", LENA, approved_by=LENA), conditions=APPROVED)
+    refusal = activation_refusal(rt, short, rules.validate(short, TWO, THREE_APPROVERS, LIMITS))
+    assert refusal is not None and refusal.reason == "Failed"
+    assert f"not counted: {PAULA_GONE['paula@example.com']}" in refusal.message

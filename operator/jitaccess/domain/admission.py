@@ -704,6 +704,7 @@ def review_request(
     waiting: WaitingCheck | None = None,
     responders: Responders = NO_RESPONDERS,
     reviewers: TeamOwnershipSpec | None = None,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Verdict:
     """CREATE stamps the requester and checks the request; UPDATE takes a decision from an approver
     (or a denial from an incident responder), until the request's deadline (`now` is the API
@@ -715,7 +716,9 @@ def review_request(
     `user_id` resolves the caller's Identity Center UserId at CREATE, stamped as
     `spec.requesterUserId`: the person the request is for, whatever later happens to the user name.
     `reviewers`: the team whose approvers review a break-glass request, when not `team` (the one
-    that owned the Entitlement when the request was taken up, `status.ownerTeam`).
+    that owned the Entitlement when the request was taken up, `status.ownerTeam`). `gone`: the
+    stamped approvers whose Identity Center account is disabled or deleted, with why, asked by the
+    handler (`handlers.eligibility.approvers_gone`): their approvals no longer count.
     """
     refusal = (
         review_bookkeeping(operation, old, new, caller, operator, held=True)
@@ -732,10 +735,10 @@ def review_request(
         return _request_deleted(old, caller, operator, team, responders)
     if operation == "UPDATE" and old is not None and new is not None:
         if operator.includes(caller):
-            verdict = _spec_changed(old, new) or _request_updated(old, new, caller, entitlement, team, phase)
+            verdict = _spec_changed(old, new) or _request_updated(old, new, caller, entitlement, team, phase, gone=gone)
         else:
             verdict = review_withdrawn(old, new, caller, operator) or decision_update(
-                old, new, caller, entitlement, team, phase, responders=responders, reviewers=reviewers
+                old, new, caller, entitlement, team, phase, responders=responders, reviewers=reviewers, gone=gone
             )
         # A decision arriving at or after the deadline is too late, whether or not the operator's
         # timer has declared the request TimedOut yet; a cancel (`revoked-by`) ends an approved
@@ -1050,16 +1053,17 @@ def decision_update(
     *,
     responders: Responders = NO_RESPONDERS,
     reviewers: TeamOwnershipSpec | None = None,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Verdict:
     """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension), by
     anyone but the operator: spec immutable, the stamps the webhook's alone, who may approve or
     deny, and who may change anything else of it. `responders` may deny either, never approve;
-    `reviewers` (default: `team`) review a break-glass request."""
+    `reviewers` (default: `team`) review a break-glass request; `gone`: as `review_request`'s."""
     # The spec first: a change of spec.entitlement makes `team` another entitlement's owner team.
     return (
         _spec_changed(old, new)
         or _others_change(old, new, caller, team)
-        or _request_updated(old, new, caller, entitlement, team, phase, responders, reviewers)
+        or _request_updated(old, new, caller, entitlement, team, phase, responders, reviewers, gone)
     )
 
 
@@ -1072,6 +1076,7 @@ def _request_updated(
     phase: Phase,
     responders: Responders = NO_RESPONDERS,
     reviewers: TeamOwnershipSpec | None = None,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Verdict:
     """The annotations' part of an update (the spec is checked unchanged before it)."""
     before, after = wire.annotations_of(old), wire.annotations_of(new)
@@ -1088,8 +1093,8 @@ def _request_updated(
     reviewed = _reviewed(old, before, after, caller, reviewers or team, phase, responders)
     if reviewed is not None:
         return reviewed
-    verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase, responders) or _decision(
-        old, before, after, caller, entitlement, team, responders
+    verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase, responders, gone) or _decision(
+        old, before, after, caller, entitlement, team, responders, gone
     )
     added = {
         k: after[k] for k in (*REQUEST_STAMPS, approval_rules.APPROVALS) if k in after and after[k] != before.get(k)
@@ -1220,6 +1225,7 @@ def _approvals_changed(
     team: TeamOwnershipSpec | None,
     phase: Phase,
     responders: Responders = NO_RESPONDERS,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Verdict | None:
     """A change of the approvals list (`domain.approvals`): the client's own is refused; at VALIDATE,
     one approval of several that the webhook counted (it took `approved` out again) is checked here,
@@ -1241,7 +1247,7 @@ def _approvals_changed(
     refusal = may_approve(
         team, caller, requester=str(spec.get("requester") or ""), escalated=wire.is_true(old, names.ESCALATED)
     ) or approval_rules.validated(
-        before, after, caller, approval_rules.required(entitlement), _counted(old, before, entitlement, team)
+        before, after, caller, approval_rules.required(entitlement), _counted(old, before, entitlement, team, gone)
     )
     if refusal is not None:
         return _not_stamped(f"metadata.annotations[{key}] ({refusal}{_as_responder(caller, responders)})")
@@ -1256,6 +1262,7 @@ def _decision(
     entitlement: Entitlement | None,
     team: TeamOwnershipSpec | None,
     responders: Responders = NO_RESPONDERS,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Verdict:
     """An update that touches the decision annotations: who may, and what gets stamped. An incident
     responder who may not approve for the team may still deny, with a reason (`_responder_denial`)."""
@@ -1265,7 +1272,7 @@ def _decision(
     recorded = next(((f, before[by]) for f, (by, _, _) in _DECISIONS.items() if by in before), None)
     # An approval that no longer counts (and never will as it stands) blocks no denial: both stay
     # stamped, and the operator takes the denial first (`request_rules.decide_pending`).
-    void = recorded is not None and changed == [DENIED] and _approval_void(old, before, entitlement, team)
+    void = recorded is not None and changed == [DENIED] and _approval_void(old, before, entitlement, team, gone)
     if void:
         recorded = None
         stale = _reason_left_over(old, before, after)
@@ -1330,7 +1337,7 @@ def _decision(
         stamps[by_groups] = groups
     needed = approval_rules.required(entitlement)
     if flag == APPROVED and needed > 1:
-        counting = _counted(old, before, entitlement, team)
+        counting = _counted(old, before, entitlement, team, gone)
         counted = approval_rules.stamp(before, caller, needed, after.get(DECISION_REASON, ""), stamps, counting)
         if isinstance(counted, str):
             return Refusal(counted)
@@ -1355,10 +1362,17 @@ def _reason_left_over(old: Obj, before: Mapping[str, str], after: Mapping[str, s
     )
 
 
-def _counted(old: Obj, before: Mapping[str, str], entitlement: Entitlement, team: TeamOwnershipSpec) -> int:
+def _counted(
+    old: Obj,
+    before: Mapping[str, str],
+    entitlement: Entitlement,
+    team: TeamOwnershipSpec,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
+) -> int:
     """Of the stored approvals list, how many count against the live team, as the operator counts
     them (`request_rules.approvals_counted`): a backup approver's once the request had escalated
-    when the operator counted it, or, not counted yet, once it has escalated."""
+    when the operator counted it, or, not counted yet, once it has escalated; none by an approver
+    `gone` from Identity Center."""
     status = old.get("status") or {}
     times = {
         str(entry.get("by")): when
@@ -1376,6 +1390,7 @@ def _counted(old: Obj, before: Mapping[str, str], entitlement: Entitlement, team
         created=created,
         times=times,
         now=now,
+        gone=gone,
     )
     return len(found.counted)
 
@@ -1385,7 +1400,11 @@ def _time(stamp: Any) -> datetime | None:
 
 
 def _approval_void(
-    old: Obj, before: Mapping[str, str], entitlement: Entitlement | None, team: TeamOwnershipSpec | None
+    old: Obj,
+    before: Mapping[str, str],
+    entitlement: Entitlement | None,
+    team: TeamOwnershipSpec | None,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> bool:
     """A stamped approval the operator has not taken and never will as it stands: its approver no
     longer approves for the team, or (approvalsRequired N > 1) the approvals that still count fall
@@ -1398,7 +1417,7 @@ def _approval_void(
     if may_approve(team, Caller(who, groups), requester=requester, escalated=wire.is_true(old, names.ESCALATED)):
         return True
     needed = approval_rules.required(entitlement)
-    return needed > 1 and _counted(old, before, entitlement, team) < needed
+    return needed > 1 and _counted(old, before, entitlement, team, gone) < needed
 
 
 def _responder_denial(flag: str, after: Mapping[str, str], caller: Caller) -> str | None:

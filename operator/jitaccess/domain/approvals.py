@@ -13,6 +13,10 @@ list and the live TeamOwnership before it grants; `status.approvals` only record
 each one. The webhook counts the same way, against the same live team: an approval stamped before
 its approver left the team does not complete the count for the next one (who would otherwise stamp
 `approved-by` on approvals the operator then finds short, and nobody could decide any more).
+Nor does an approval whose approver's Identity Center account has since been disabled or deleted
+(a leader who has left, whom the TeamOwnership may still name): the handlers ask Identity Center
+(`handlers.eligibility.approvers_gone`) and pass its answers in as `gone`, so that the webhook and
+the operator leave the same approvals out, and the request waits for another approver.
 The approval that completes the count is the list's last entry, and `approved-by` names it.
 Pure functions on wire dicts; admission wraps their answers (`domain.admission`).
 """
@@ -23,12 +27,15 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 
 from jitaccess.api import names
 from jitaccess.api.models import Entitlement, TeamOwnershipSpec
 from jitaccess.domain.teams import Caller, may_approve, stamped_groups
 
 APPROVALS = names.ANNOTATION_APPROVALS
+#: `gone` when nobody's approval stopped counting for their Identity Center account (`count`).
+NOBODY_GONE: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -157,9 +164,12 @@ def count(
     team: TeamOwnershipSpec,
     requester: str,
     escalated_at: Callable[[str], bool],
+    gone: Mapping[str, str] = NOBODY_GONE,
 ) -> Count:
     """Which stamped approvals count: `escalated_at(by)` says whether the request had escalated when
-    `by` approved (a backup approver's counts only then)."""
+    `by` approved (a backup approver's counts only then). `gone`: approvers whose Identity Center
+    account is disabled or deleted, with why (`handlers.eligibility.approvers_gone`); theirs does not
+    count, as an approval whose approver left the team does not."""
     counted: list[str] = []
     rejected: list[str] = []
     why_not: list[tuple[str, str]] = []
@@ -168,6 +178,8 @@ def count(
             rejected.append(f"{a.by} approved twice and counts once")
             continue
         refusal = may_approve(team, Caller(a.by, a.groups), requester=requester, escalated=escalated_at(a.by))
+        if refusal is None and a.by in gone:
+            refusal = gone[a.by]
         if refusal is not None:
             rejected.append(refusal)
             why_not.append((a.by, refusal))

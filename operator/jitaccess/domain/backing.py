@@ -19,11 +19,12 @@ and re-created under the same name): access never outlives its basis.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
@@ -42,11 +43,13 @@ def unbacked(
     limits: request_rules.Limits,
     now: datetime,
     on_call: OnCall | None = None,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> str | None:
     """Why `grant` must not be provisioned, as the message its `Failed` condition carries (failing
     it adds what the user may have held: `grants.failure_message`); None when its request backs it. `request`, `entitlement` and `team` are as stored now; `on_call`
-    asks whether the requester is in an on-call group now (`requests.grant_basis`)."""
-    problem = _why_not(grant, request, entitlement, team, limits, now, on_call)
+    asks whether the requester is in an on-call group now, `gone` which approvers listed are gone
+    from Identity Center (`requests.grant_basis`)."""
+    problem = _why_not(grant, request, entitlement, team, limits, now, on_call, gone)
     if problem is None:
         return None
     return (
@@ -63,6 +66,7 @@ def _why_not(
     limits: request_rules.Limits,
     now: datetime,
     on_call: OnCall | None,
+    gone: Mapping[str, str],
 ) -> str | None:
     name, spec = grant.metadata.name, grant.spec
     if request is None:
@@ -86,7 +90,7 @@ def _why_not(
     except InvalidInput as exc:
         return f"AccessRequest {spec.request} does not hold against its Entitlement: {exc}"
     basis = request_rules.grant_basis(
-        request, valid, limits, now, on_call=(lambda: on_call(valid)) if on_call is not None else None
+        request, valid, limits, now, on_call=(lambda: on_call(valid)) if on_call is not None else None, gone=gone
     )
     if isinstance(basis, request_rules.NoGrant):
         return f"AccessRequest {spec.request}: {basis.message}"

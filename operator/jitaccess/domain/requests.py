@@ -443,6 +443,7 @@ def decide_pending(
     now: datetime,
     *,
     responder_groups: frozenset[str] = frozenset(),
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> PendingDecision | None:
     """What happens to a pending request now; None when it keeps waiting.
 
@@ -450,7 +451,8 @@ def decide_pending(
     late the deadline timer runs (admission refuses such decisions too). Then denial: when both
     annotations are somehow present, the safe outcome wins. A denial stamped with one of the
     `responder_groups` (incident responders, `JITACCESS_RESPONDER_GROUPS`) counts on any team's
-    request; an approval needs an approver of the team, whoever stamped it.
+    request; an approval needs an approver of the team, whoever stamped it. `gone`: approvers whose
+    approval no longer counts for their Identity Center account (`approval_rules.count`).
     """
     deadline = decision_deadline(request.metadata.creation_timestamp, limits)
     if deadline is not None and now >= deadline:
@@ -478,12 +480,12 @@ def decide_pending(
         if refusal is not None and outcome is Outcome.DENY and who != valid.requester and groups & responder_groups:
             refusal = None
         if refusal is None and outcome is Outcome.APPROVE:
-            refusal = _approvals_short(request, valid, now) or _completion_unstamped(request, valid, who)
+            refusal = _approvals_short(request, valid, now, gone) or _completion_unstamped(request, valid, who)
         if refusal is not None:
             ignored = ignored or PendingDecision(Outcome.IGNORE, who=who, why=refusal)
             continue
         return PendingDecision(outcome, who=who, why=reason)
-    counted = _newly_counted(request, valid, now)
+    counted = _newly_counted(request, valid, now, gone)
     if counted is not None:
         # Recorded first (status shows what counts now), the ignored decision said with it: an
         # ignored approval left out, another's count would carry the stale one's place.
@@ -491,9 +493,12 @@ def decide_pending(
     return _escalation_due(request, valid, now, escalated) or ignored
 
 
-def approvals_counted(request: AccessRequest, valid: ValidRequest, now: datetime) -> approval_rules.Count:
+def approvals_counted(
+    request: AccessRequest, valid: ValidRequest, now: datetime, gone: Mapping[str, str] = approval_rules.NOBODY_GONE
+) -> approval_rules.Count:
     """The stamped approvals that count (`approval_rules.count`): a backup approver's only if the request
-    had escalated when the operator counted it (`status.approvals`; not yet counted: now)."""
+    had escalated when the operator counted it (`status.approvals`; not yet counted: now); none of
+    the approvers `gone` from Identity Center."""
     return stamped_approvals_counted(
         approval_rules.given(request.metadata.annotations),
         valid.team,
@@ -502,6 +507,7 @@ def approvals_counted(request: AccessRequest, valid: ValidRequest, now: datetime
         created=request.metadata.creation_timestamp,
         times={a.by: a.time for a in request.status.approvals or []},
         now=now,
+        gone=gone,
     )
 
 
@@ -514,6 +520,7 @@ def stamped_approvals_counted(
     created: datetime | None,
     times: Mapping[str, datetime],
     now: datetime,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> approval_rules.Count:
     """`approvals_counted` from its parts: what the admission webhook counts too, against the same
     live team, before it stamps the approval that completes the count."""
@@ -528,15 +535,17 @@ def stamped_approvals_counted(
             after is not None and created is not None and approval_rules.approved_at(times, by, now) - created >= after
         )
 
-    return approval_rules.count(given, team, requester, escalated_at)
+    return approval_rules.count(given, team, requester, escalated_at, gone)
 
 
-def _approvals_short(request: AccessRequest, valid: ValidRequest, now: datetime) -> str | None:
+def _approvals_short(
+    request: AccessRequest, valid: ValidRequest, now: datetime, gone: Mapping[str, str] = approval_rules.NOBODY_GONE
+) -> str | None:
     """Why an approval does not complete the entitlement's approvalsRequired yet; None when it does."""
     needed = valid.entitlement.spec.approval.approvals_required
     if needed <= 1:
         return None
-    counted = approvals_counted(request, valid, now)
+    counted = approvals_counted(request, valid, now, gone)
     if len(counted.counted) >= needed:
         return None
     return (
@@ -555,13 +564,16 @@ def _completion_unstamped(request: AccessRequest, valid: ValidRequest, who: str)
     return approval_rules.completed_by(approval_rules.given(request.metadata.annotations), who)
 
 
-def _newly_counted(request: AccessRequest, valid: ValidRequest, now: datetime) -> PendingDecision | None:
+def _newly_counted(
+    request: AccessRequest, valid: ValidRequest, now: datetime, gone: Mapping[str, str]
+) -> PendingDecision | None:
     """An approval of several that status does not list yet, or one it lists that no longer counts
-    (its approver left the team, say): status is rewritten to what counts now."""
+    (its approver left the team, or is `gone` from Identity Center): status is rewritten to what
+    counts now."""
     if valid.entitlement.spec.approval.approvals_required <= 1:
         return None
     recorded = {a.by for a in request.status.approvals or []}
-    counted = approvals_counted(request, valid, now).counted
+    counted = approvals_counted(request, valid, now, gone).counted
     new = [by for by in counted if by not in recorded]
     return PendingDecision(Outcome.COUNT, who=", ".join(new)) if new or recorded - set(counted) else None
 
@@ -658,6 +670,7 @@ def grant_basis(
     limits: Limits,
     now: datetime,
     on_call: Callable[[], bool] | None = None,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Basis | NoGrant:
     """Re-derive, right before a grant is created, that the request may be granted at all.
 
@@ -673,7 +686,8 @@ def grant_basis(
 
     A break-glass request rests on its own rules (`ValidRequest.break_glass`: checked again by
     `validate`; the rate limit when it was approved), and an on-call requester's on `on_call`,
-    asked live (the requester still in an on-call group).
+    asked live (the requester still in an on-call group). Of several approvals, none by an approver
+    `gone` from Identity Center counts (`approval_rules.count`).
     """
     annotations: Mapping[str, str] = request.metadata.annotations
     denier = annotations.get(names.ANNOTATION_DENIED_BY, "")
@@ -684,7 +698,7 @@ def grant_basis(
         return revoked
     stamped = _stamped_approval(request, valid, limits, min(_approved_at(request) or now, now))
     if isinstance(stamped, Basis):
-        return _all_approvals(request, valid, limits, now) or stamped
+        return _all_approvals(request, valid, limits, now, gone) or stamped
     if valid.break_glass or _auto_approved(valid) or (on_call is not None and on_call()):
         return Basis(auto=True, who=valid.requester)
     return stamped
@@ -716,13 +730,15 @@ def changed_since_approval(request: AccessRequest, entitlement: Entitlement) -> 
     )
 
 
-def _all_approvals(request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime) -> NoGrant | None:
+def _all_approvals(
+    request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime, gone: Mapping[str, str]
+) -> NoGrant | None:
     """With approvalsRequired N > 1: N distinct approvers, each allowed to approve when counted and
     counted before the request's deadline, the stamped `approved-by` among them."""
     needed = valid.entitlement.spec.approval.approvals_required
     if needed <= 1:
         return None
-    short = _approvals_short(request, valid, now) or _completion_unstamped(
+    short = _approvals_short(request, valid, now, gone) or _completion_unstamped(
         request, valid, request.metadata.annotations.get(names.ANNOTATION_APPROVED_BY, "")
     )
     if short is not None:
@@ -731,7 +747,7 @@ def _all_approvals(request: AccessRequest, valid: ValidRequest, limits: Limits, 
     times = {a.by: a.time for a in request.status.approvals or []}
     late = [
         by
-        for by in approvals_counted(request, valid, now).counted
+        for by in approvals_counted(request, valid, now, gone).counted
         if deadline and approval_rules.approved_at(times, by, now) >= deadline
     ]
     if late:

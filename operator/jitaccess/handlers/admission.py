@@ -53,7 +53,7 @@ from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal, 
 from jitaccess.domain.teams import Caller, groups_text
 from jitaccess.errors import IdentityCenterError, NotFound, RetryLater
 from jitaccess.handlers.common import NO_INDEX, Index, first, live, now
-from jitaccess.handlers.eligibility import approver_problem, eligibility_problem
+from jitaccess.handlers.eligibility import approver_problem, approvers_gone, eligibility_problem
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 audit = logging.getLogger("jitaccess.audit")
@@ -285,11 +285,44 @@ async def _review_request(
         waiting=waiting if asks else None,
         responders=responders(rt),
         reviewers=reviewers,
+        gone=await _approvers_gone(rt, phase, operation, old, new, entitlement, warnings),
     )
     # Only a new request and an approval ask Identity Center (blocking calls); every other review is pure.
     verdict = await asyncio.to_thread(review) if creates else review()
     owner = entitlement.spec.owner if entitlement is not None else ""
     return await approver_checked(rt, phase, verdict, caller, owner, warnings), caller
+
+
+async def _approvers_gone(
+    rt: Runtime,
+    phase: Phase,
+    operation: str | None,
+    old: kopf.Body | None,
+    new: kopf.Body | None,
+    entitlement: Entitlement | None,
+    warnings: list[str],
+) -> Mapping[str, str]:
+    """For a decision on a request that needs several approvals, the approvers it lists so far whose
+    Identity Center account is disabled or gone (`approvers_gone`): their approvals no longer count
+    towards the one that completes the count, as the operator counts them. Asked afresh at MUTATE,
+    where that approval is stamped for good (VALIDATE, a moment later, takes its "yes"). Identity
+    Center not answering counts them (fail open, with a warning), as an approval is let through
+    (`approver_checked`): the operator asks again before it records the count or acts on it."""
+    if operation != "UPDATE" or old is None or new is None:
+        return approval_rules.NOBODY_GONE
+    before, after = wire.annotations_of(old), wire.annotations_of(new)
+    keys = (names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED, approval_rules.APPROVALS)
+    if approval_rules.APPROVALS not in before or all(before.get(k) == after.get(k) for k in keys):
+        return approval_rules.NOBODY_GONE
+    needed = approval_rules.required(entitlement)
+    try:
+        return await asyncio.to_thread(approvers_gone, rt, before, needed, fresh=phase is Phase.MUTATE, ic=rt.asking)
+    except RetryLater as exc:
+        warnings.append(
+            f"Identity Center did not answer ({exc}); the approvals given so far are counted, and checked again "
+            "before access begins"
+        )
+        return approval_rules.NOBODY_GONE
 
 
 def _approving(verdict: Verdict) -> bool:

@@ -8,7 +8,7 @@ approval is judged against the escalation and every approval against the deadlin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,19 +31,33 @@ def listed(current: AccessRequest, counted: Sequence[str], stamp: datetime) -> l
     return [a.wire() for a in recorded] + [{"by": by, "time": ts(stamp)} for by in counted if by not in known]
 
 
-def waiting_message(valid: request_rules.ValidRequest, counted: Sequence[str], escalated: bool) -> str:
+def waiting_message(
+    valid: request_rules.ValidRequest,
+    counted: Sequence[str],
+    escalated: bool,
+    gone: Mapping[str, str] = approvals.NOBODY_GONE,
+) -> str:
+    """`gone`: approvers whose approval no longer counts for their Identity Center account, named
+    with why (they are still listed in the annotation, and may be counted on otherwise)."""
     needed = valid.entitlement.spec.approval.approvals_required
-    who = request_rules.approvers_text(valid.team, escalated, excluding={valid.requester, *counted})
+    who = request_rules.approvers_text(valid.team, escalated, excluding={valid.requester, *counted, *gone})
+    void = "".join(f"; {request_rules.approval_void(by, why)}" for by, why in gone.items() if by not in counted)
     return (
         f"{len(counted)} of {needed} approvals ({approvals.in_words(counted) or 'none yet'}): waiting for "
-        f"{needed - len(counted)} more, by another approver of team {valid.entitlement.spec.owner} ({who})"
+        f"{needed - len(counted)} more, by another approver of team {valid.entitlement.spec.owner} ({who}){void}"
     )
 
 
-def count(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest) -> None:
+def count(
+    rt: Runtime,
+    request: AccessRequest,
+    valid: request_rules.ValidRequest,
+    gone: Mapping[str, str] = approvals.NOBODY_GONE,
+) -> None:
     """Record the approvals of several that status does not list yet, and drop those it lists that
-    no longer count, each said in a `DecisionIgnored` Warning with who and why."""
-    found = request_rules.approvals_counted(request, valid, now())
+    no longer count, each said in a `DecisionIgnored` Warning with who and why. `gone`: approvers
+    whose Identity Center account is disabled or deleted (`handlers.eligibility.approvers_gone`)."""
+    found = request_rules.approvals_counted(request, valid, now(), gone)
     counted = found.counted
     needed = valid.entitlement.spec.approval.approvals_required
 
@@ -54,7 +68,7 @@ def count(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest
         if [a["by"] for a in approvals_now] == [a.by for a in current.status.approvals or []]:
             return None
         message = waiting_message(
-            valid, [a["by"] for a in approvals_now], cond.is_true(current.status.conditions, names.ESCALATED)
+            valid, [a["by"] for a in approvals_now], cond.is_true(current.status.conditions, names.ESCALATED), gone
         )
         return {
             "approvals": approvals_now,

@@ -22,9 +22,11 @@ from typing import Any
 
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import backing
 from jitaccess.handlers import oncall
 from jitaccess.handlers.common import Index, now
+from jitaccess.handlers.eligibility import approvers_gone
 from jitaccess.handlers.owners import lookup
 from jitaccess.handlers.runtime import Runtime
 
@@ -53,7 +55,10 @@ def unbacked_by(
     team: TeamOwnershipSpec | None,
 ) -> str | None:
     """`unbacked`, with the request parsed and its Entitlement and owner team as its handler has
-    just looked them up (`grants.provision_at_once`)."""
+    just looked them up (`grants.provision_at_once`). Of several approvals, those whose approver is
+    gone from Identity Center are asked about (`approvers_gone`, a "yes" of the request handler's
+    check a moment ago standing) and counted out, as the request handler counted them."""
+    needed = approval_rules.required(entitlement)
     return backing.unbacked(
         grant,
         request,
@@ -62,4 +67,7 @@ def unbacked_by(
         rt.settings.limits,
         now(),
         on_call=lambda valid: oncall.on_call_group(rt, valid) is not None,
+        gone=approvers_gone(rt, request.metadata.annotations, needed)
+        if request is not None
+        else approval_rules.NOBODY_GONE,
     )

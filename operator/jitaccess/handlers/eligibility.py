@@ -18,11 +18,12 @@ again (`holder_problem`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, Entitlement
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, NotFound
 from jitaccess.handlers.runtime import Runtime
@@ -116,6 +117,31 @@ def approver_problem(
         return request_rules.disabled_message(approver, user_id)
     rt.mark_eligible(user_id, ())
     return None
+
+
+def approvers_gone(
+    rt: Runtime, annotations: Mapping[str, str], needed: int, *, fresh: bool = False, ic: IdentityCenter | None = None
+) -> Mapping[str, str]:
+    """Of the approvers a request's stamped approvals list names (`annotations`; when `needed`, its
+    approvalsRequired, is more than one), each whose Identity Center account is disabled or gone,
+    with why (`approver_problem`): the counting functions leave their approvals out
+    (`domain.approvals.count`'s `gone`), as an approval whose approver left the team, and the request
+    waits for another approver. Asked wherever approvals of several are counted: the webhook, before
+    it stamps the approval that would complete the count, and the operator, before it records the
+    count, grants, or provisions the grant. One `DescribeUser` per distinct approver listed (each
+    listed once by the webhook, an approver of the team when they approved), a "yes" of the last few
+    seconds costing none unless `fresh` (the webhook's MUTATE, where the approval that completes the
+    count is stamped for good: its answers, remembered, are what VALIDATE and the operator count with).
+
+    Raises `RetryLater` when Identity Center does not answer. `ic`: as `eligibility_problem`'s."""
+    if needed <= 1:
+        return approval_rules.NOBODY_GONE
+    found: dict[str, str] = {}
+    for approver in dict.fromkeys(a.by for a in approval_rules.given(annotations)):
+        problem = approver_problem(rt, approver, fresh=fresh, ic=ic)
+        if problem is not None:
+            found[approver] = problem
+    return found
 
 
 def approvers_problem(rt: Runtime, approvers: Sequence[str]) -> tuple[str, str] | None:

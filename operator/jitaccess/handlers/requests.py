@@ -31,7 +31,7 @@ from jitaccess.handlers import approvals as approval_counts
 from jitaccess.handlers import breakglass, diffbase, oncall
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
 from jitaccess.handlers.deleted_requests import mark_revoked
-from jitaccess.handlers.eligibility import approvers_problem, eligibility_problem
+from jitaccess.handlers.eligibility import approvers_gone, approvers_problem, eligibility_problem
 from jitaccess.handlers.grants import provision_at_once
 from jitaccess.handlers.indexes import holdings
 from jitaccess.handlers.owners import lookup
@@ -130,13 +130,27 @@ def _decide(
         if updated is None:
             return
         request = updated
+    unanswered: RetryLater | None = None
+    try:
+        gone = approvers_gone(rt, request.metadata.annotations, valid.entitlement.spec.approval.approvals_required)
+    except RetryLater as exc:
+        gone, unanswered = approval_rules.NOBODY_GONE, exc
     decision = request_rules.decide_pending(
-        request, valid, rt.settings.limits, now(), responder_groups=frozenset(rt.settings.responder_groups)
+        request,
+        valid,
+        rt.settings.limits,
+        now(),
+        responder_groups=frozenset(rt.settings.responder_groups),
+        gone=gone,
     )
+    if unanswered is not None and (decision is None or decision.outcome not in _WITHOUT_COUNT):
+        # A time-out or a denial is taken without Identity Center; a count waits for its answer (fail
+        # closed: the operator retries, as for every other question it cannot get answered).
+        raise unanswered
     if decision is None:
         return
     if decision.outcome is request_rules.Outcome.APPROVE:
-        approve(rt, request, valid, who=decision.who, why=decision.why, auto=False)
+        approve(rt, request, valid, who=decision.who, why=decision.why, auto=False, gone=gone)
     elif decision.outcome is request_rules.Outcome.DENY:
         _deny(rt, request, decision.who, decision.why)
     elif decision.outcome is request_rules.Outcome.ESCALATE:
@@ -144,11 +158,15 @@ def _decide(
     elif decision.outcome is request_rules.Outcome.TIME_OUT:
         _finish(rt, request.wire(), names.TIMED_OUT, f"timed out: {decision.why}", entitlement=request.spec.entitlement)
     elif decision.outcome is request_rules.Outcome.COUNT:
-        approval_counts.count(rt, request, valid)
+        approval_counts.count(rt, request, valid, gone)
         if decision.ignored is not None and announce_ignored:
             record(request.wire(), names.DECISION_IGNORED, decision.ignored.why, warning=True, who=decision.ignored.who)
     elif decision.outcome is request_rules.Outcome.IGNORE and announce_ignored:
         record(request.wire(), names.DECISION_IGNORED, decision.why, warning=True, who=decision.who)
+
+
+#: What `decide_pending` may answer without knowing which approvers are gone from Identity Center.
+_WITHOUT_COUNT = frozenset({request_rules.Outcome.TIME_OUT, request_rules.Outcome.DENY})
 
 
 def _review_to_record(request: AccessRequest) -> bool:
@@ -201,8 +219,10 @@ def approve(
     auto: bool,
     current: dict[str, Any] | None = None,
     kind: str = "",
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> None:
-    """`kind` names an approval other than the owner team's or an approver's: break-glass, on call."""
+    """`kind` names an approval other than the owner team's or an approver's: break-glass, on call.
+    `gone`: approvers whose approval no longer counts for their Identity Center account."""
     reason = names.AUTO_APPROVED if auto else names.APPROVED
     message = (
         f"auto-approved: {valid.requester} is a member of team {valid.entitlement.spec.owner}"
@@ -210,7 +230,7 @@ def approve(
         else (f"approved by {who}" + (f": {why}" if why else ""))
     )
     needed = valid.entitlement.spec.approval.approvals_required
-    counted = () if auto or needed <= 1 else request_rules.approvals_counted(request, valid, now()).counted
+    counted = () if auto or needed <= 1 else request_rules.approvals_counted(request, valid, now(), gone).counted
     if counted:
         message = f"approved by {approval_rules.in_words(counted)} ({len(counted)} of {needed})" + (
             f": {why}" if why else ""
@@ -445,10 +465,18 @@ def activation_refusal(
     from `status`, and the requester's eligibility is asked again: a human approval comes minutes or
     hours after the check at creation, so Identity Center is asked afresh (no cached "yes"); an
     auto-approval is taken in the moment of that check, whose answer is seconds old at most, unless
-    the request waited for its `spec.startTime`.
+    the request waited for its `spec.startTime`. Of several approvals, those whose approver's Identity
+    Center account is disabled or gone since do not count (`approvers_gone`), as while the request
+    was pending: the others must still make approvalsRequired.
     """
+    needed = valid.entitlement.spec.approval.approvals_required
     basis = request_rules.grant_basis(
-        request, valid, rt.settings.limits, now(), on_call=lambda: oncall.on_call_group(rt, valid) is not None
+        request,
+        valid,
+        rt.settings.limits,
+        now(),
+        on_call=lambda: oncall.on_call_group(rt, valid) is not None,
+        gone=approvers_gone(rt, request.metadata.annotations, needed),
     )
     if isinstance(basis, request_rules.NoGrant):
         return basis
@@ -458,22 +486,20 @@ def activation_refusal(
     problem = eligibility_problem(rt, valid, fresh=not basis.auto or request.spec.start_time is not None)
     if problem is not None:
         return request_rules.NoGrant(names.NOT_ELIGIBLE, f"not granted: when access was to begin, {problem}")
-    return _approver_left(rt, request, valid, basis) or _cancelled_meanwhile(rt, request)
+    return _approver_left(rt, valid, basis) or _cancelled_meanwhile(rt, request)
 
 
 def _approver_left(
-    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, basis: request_rules.Basis
+    rt: Runtime, valid: request_rules.ValidRequest, basis: request_rules.Basis
 ) -> request_rules.NoGrant | None:
     """A human approval whose approver's Identity Center account is disabled or gone when access is to
     begin (a leader who has left, whose approval may have waited days for `spec.startTime`): it stops
-    counting, as one whose approver left the team does (`grant_basis`), and the request fails. Each
-    approval the grant rests on is asked about (approvalsRequired of them), their "yes" of admission
-    a few seconds ago standing (`approver_problem`)."""
-    if basis.auto:
+    counting, as one whose approver left the team does (`grant_basis`), and the request fails; its
+    "yes" of admission a few seconds ago stands (`approver_problem`). Approvals of several are counted
+    without those gone by `grant_basis` (`approvers_gone`)."""
+    if basis.auto or valid.entitlement.spec.approval.approvals_required > 1:
         return None
-    several = valid.entitlement.spec.approval.approvals_required > 1
-    approvers = request_rules.approvals_counted(request, valid, now()).counted if several else (basis.who,)
-    left = approvers_problem(rt, approvers)
+    left = approvers_problem(rt, (basis.who,))
     if left is None:
         return None
     owner = valid.entitlement.spec.owner
