@@ -1067,6 +1067,25 @@ def decision_update(
     )
 
 
+@dataclass(frozen=True)
+class _Change:
+    """An update of a request's (or an extension's) annotations, as each of its checks reads it
+    (`_cancellation`, `_reviewed`, `_approvals_changed`, `_decision`): the stored object and its
+    annotations before and after, who writes them, the Entitlement and owner team they are judged
+    against, the admission phase, the incident responders, and the approvers `gone` from Identity
+    Center (`review_request`)."""
+
+    old: Obj
+    before: Mapping[str, str]
+    after: Mapping[str, str]
+    caller: Caller
+    entitlement: Entitlement | None
+    team: TeamOwnershipSpec | None
+    phase: Phase
+    responders: Responders
+    gone: Mapping[str, str]
+
+
 def _request_updated(
     old: Obj,
     new: Obj,
@@ -1087,15 +1106,14 @@ def _request_updated(
                 "identity the API server authenticated, and never changes afterwards: leave it out of your "
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
-    cancelled = _cancellation(old, before, after, caller, entitlement, team, phase, responders)
+    change = _Change(old, before, after, caller, entitlement, team, phase, responders, gone)
+    cancelled = _cancellation(change)
     if cancelled is not None:
         return cancelled
-    reviewed = _reviewed(old, before, after, caller, reviewers or team, phase, responders)
+    reviewed = _reviewed(change, reviewers or team)
     if reviewed is not None:
         return reviewed
-    verdict = _approvals_changed(old, before, after, caller, entitlement, team, phase, responders, gone) or _decision(
-        old, before, after, caller, entitlement, team, responders, gone
-    )
+    verdict = _approvals_changed(change) or _decision(change)
     added = {
         k: after[k] for k in (*REQUEST_STAMPS, approval_rules.APPROVALS) if k in after and after[k] != before.get(k)
     }
@@ -1139,17 +1157,11 @@ def _others_change(old: Obj, new: Obj, caller: Caller, team: TeamOwnershipSpec |
     )
 
 
-def _reviewed(
-    old: Obj,
-    before: Mapping[str, str],
-    after: Mapping[str, str],
-    caller: Caller,
-    team: TeamOwnershipSpec | None,
-    phase: Phase,
-    responders: Responders = NO_RESPONDERS,
-) -> Verdict | None:
-    """A review of a break-glass request (`breakglass.review`), on its own: never with a decision.
-    Never by an incident responder as such: a review is the owner team's account of that access."""
+def _reviewed(change: _Change, team: TeamOwnershipSpec | None) -> Verdict | None:
+    """A review of a break-glass request (`breakglass.review`) by `team`'s approvers, on its own:
+    never with a decision. Never by an incident responder as such: a review is the owner team's
+    account of that access."""
+    old, before, after, caller, phase = change.old, change.before, change.after, change.caller, change.phase
     verdict = break_glass_rules.review(old, before, after, caller, team, stamped=phase is Phase.VALIDATE)
     if verdict is None:
         return None
@@ -1157,28 +1169,20 @@ def _reviewed(
     if decided:
         return Refusal(f"{break_glass_rules.REVIEWED}=true is set on its own, not with {', '.join(decided)}", INVALID)
     if isinstance(verdict, str):
-        return Refusal(verdict + _as_responder(caller, responders))
+        return Refusal(verdict + _as_responder(caller, change.responders))
     added = {k: after[k] for k in break_glass_rules.REVIEW_ANNOTATIONS[1:] if k in after and k not in before}
     return _as_stamped(
         Admit(annotations=verdict), phase, added, f"metadata.annotations[{break_glass_rules.REVIEWED_BY}]"
     )
 
 
-def _cancellation(
-    old: Obj,
-    before: Mapping[str, str],
-    after: Mapping[str, str],
-    caller: Caller,
-    entitlement: Entitlement | None,
-    team: TeamOwnershipSpec | None,
-    phase: Phase,
-    responders: Responders = NO_RESPONDERS,
-) -> Verdict | None:
+def _cancellation(change: _Change) -> Verdict | None:
     """A request approved for a later start (`Scheduled`) is cancelled as a grant is revoked
     (`jitaccess.dev/revoked=true`, with `revoke-reason`; `_revocation`'s rules: its requester, an
     approver of the owner team, or an incident responder with a reason), and stamped
     `revoked-by`: a decision is final, so it cannot be denied, and a deletion would name nobody in
     its records (attack 124). On its own, never with a decision; None when it touches none of it."""
+    old, before, after, phase, entitlement = change.old, change.before, change.after, change.phase, change.entitlement
     changed = [k for k in CANCEL_ANNOTATIONS if before.get(k) != after.get(k)]
     if not changed:
         return None
@@ -1189,7 +1193,7 @@ def _cancellation(
     if others:
         return Refusal(f"{REVOKED}=true is set on its own, not with {', '.join(sorted(others))}", INVALID)
     owner = entitlement.spec.owner if entitlement is not None else str(wire.status(old).get("ownerTeam") or "")
-    verdict = _revocation(old, before, after, caller, team, owner, responders, request=True)
+    verdict = _revocation(old, before, after, change.caller, change.team, owner, change.responders, request=True)
     added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
     return _as_stamped(verdict, phase, added, f"metadata.annotations[{REVOKED_BY}]")
 
@@ -1216,24 +1220,17 @@ def _not_cancellable(old: Obj) -> Refusal | None:
     )
 
 
-def _approvals_changed(
-    old: Obj,
-    before: Mapping[str, str],
-    after: Mapping[str, str],
-    caller: Caller,
-    entitlement: Entitlement | None,
-    team: TeamOwnershipSpec | None,
-    phase: Phase,
-    responders: Responders = NO_RESPONDERS,
-    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
-) -> Verdict | None:
+def _approvals_changed(change: _Change) -> Verdict | None:
     """A change of the approvals list (`domain.approvals`): the client's own is refused; at VALIDATE,
     one approval of several that the webhook counted (it took `approved` out again) is checked here,
     the approval that completes the count by `_decision` with its stamps."""
+    old, before, after, caller, team, entitlement = (
+        change.old, change.before, change.after, change.caller, change.team, change.entitlement
+    )  # fmt: skip
     key = approval_rules.APPROVALS
     if before.get(key) == after.get(key):
         return None
-    if phase is Phase.MUTATE:
+    if change.phase is Phase.MUTATE:
         return Refusal(
             f"metadata.annotations[{key}] is written only by the jitaccess admission webhook, which records there "
             f"each approver the API server authenticated: leave it out of your change. To approve, set {APPROVED}=true"
@@ -1247,32 +1244,30 @@ def _approvals_changed(
     refusal = may_approve(
         team, caller, requester=str(spec.get("requester") or ""), escalated=wire.is_true(old, names.ESCALATED)
     ) or approval_rules.validated(
-        before, after, caller, approval_rules.required(entitlement), _counted(old, before, entitlement, team, gone)
+        before,
+        after,
+        caller,
+        approval_rules.required(entitlement),
+        _counted(old, before, entitlement, team, change.gone),
     )
     if refusal is not None:
-        return _not_stamped(f"metadata.annotations[{key}] ({refusal}{_as_responder(caller, responders)})")
+        return _not_stamped(f"metadata.annotations[{key}] ({refusal}{_as_responder(caller, change.responders)})")
     return Admit(annotations={key: after[key]})
 
 
-def _decision(
-    old: Obj,
-    before: Mapping[str, str],
-    after: Mapping[str, str],
-    caller: Caller,
-    entitlement: Entitlement | None,
-    team: TeamOwnershipSpec | None,
-    responders: Responders = NO_RESPONDERS,
-    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
-) -> Verdict:
+def _decision(change: _Change) -> Verdict:
     """An update that touches the decision annotations: who may, and what gets stamped. An incident
     responder who may not approve for the team may still deny, with a reason (`_responder_denial`)."""
+    old, before, after, caller, team, entitlement = (
+        change.old, change.before, change.after, change.caller, change.team, change.entitlement
+    )  # fmt: skip
     changed = [f for f in _DECISIONS if before.get(f) != after.get(f)]
     if not changed and before.get(DECISION_REASON) == after.get(DECISION_REASON):
         return ALLOW
     recorded = next(((f, before[by]) for f, (by, _, _) in _DECISIONS.items() if by in before), None)
     # An approval that no longer counts (and never will as it stands) blocks no denial: both stay
     # stamped, and the operator takes the denial first (`request_rules.decide_pending`).
-    void = recorded is not None and changed == [DENIED] and _approval_void(old, before, entitlement, team, gone)
+    void = recorded is not None and changed == [DENIED] and _approval_void(change)
     if void:
         recorded = None
         stale = _reason_left_over(old, before, after)
@@ -1321,7 +1316,7 @@ def _decision(
     requester = str(spec.get("requester") or (old.get("status") or {}).get("requester") or "")
     escalated = wire.is_true(old, names.ESCALATED)
     refusal = may_approve(team, caller, requester=requester, escalated=escalated)
-    if refusal is not None and caller.username != requester and responders.includes(caller):
+    if refusal is not None and caller.username != requester and change.responders.includes(caller):
         refusal = _responder_denial(flag, after, caller)
         if refusal is not None:
             return Refusal(refusal, INVALID if flag == DENIED else FORBIDDEN)
@@ -1337,7 +1332,7 @@ def _decision(
         stamps[by_groups] = groups
     needed = approval_rules.required(entitlement)
     if flag == APPROVED and needed > 1:
-        counting = _counted(old, before, entitlement, team, gone)
+        counting = _counted(old, before, entitlement, team, change.gone)
         counted = approval_rules.stamp(before, caller, needed, after.get(DECISION_REASON, ""), stamps, counting)
         if isinstance(counted, str):
             return Refusal(counted)
@@ -1399,16 +1394,11 @@ def _time(stamp: Any) -> datetime | None:
     return datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
 
 
-def _approval_void(
-    old: Obj,
-    before: Mapping[str, str],
-    entitlement: Entitlement | None,
-    team: TeamOwnershipSpec | None,
-    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
-) -> bool:
+def _approval_void(change: _Change) -> bool:
     """A stamped approval the operator has not taken and never will as it stands: its approver no
     longer approves for the team, or (approvalsRequired N > 1) the approvals that still count fall
     short of N. It must not keep the request from being denied until it times out."""
+    old, before, entitlement, team = change.old, change.before, change.entitlement, change.team
     who = before.get(APPROVED_BY)
     if not who or entitlement is None or team is None or _decided_or_finished(old) is not None:
         return False
@@ -1417,7 +1407,7 @@ def _approval_void(
     if may_approve(team, Caller(who, groups), requester=requester, escalated=wire.is_true(old, names.ESCALATED)):
         return True
     needed = approval_rules.required(entitlement)
-    return needed > 1 and _counted(old, before, entitlement, team, gone) < needed
+    return needed > 1 and _counted(old, before, entitlement, team, change.gone) < needed
 
 
 def _responder_denial(flag: str, after: Mapping[str, str], caller: Caller) -> str | None:
