@@ -29,20 +29,8 @@ from collections.abc import Iterator
 import pytest
 
 from jitaccess.handlers.runtime import ELIGIBLE_SECONDS
-from tests.e2e.approval_policies import (
-    BOB,
-    CAROL,
-    EMERGENCY,
-    ONCALL,
-    PAULA,
-    PCI,
-    annotate,
-    break_glass,
-    nothing_granted,
-    pci,
-    pci_approvers,
-    status,
-)
+from tests.e2e import approval_policies as policies
+from tests.e2e.approval_policies import BOB, CAROL, EMERGENCY, ONCALL, PAULA, PCI, break_glass, nothing_granted, pci
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -165,29 +153,31 @@ def test_133_an_approval_of_two_given_before_the_approver_left_stops_counting(pc
     """The PCI entitlement needs two approvals (examples/03-pci.yaml). paula approves bob's request,
     then leaves: disabled in Identity Center, team pci still naming her. lena's approval is the second
     given but the first that counts: the request waits at 1/2, saying why; carol's completes it."""
-    pci_approvers(pci, [PAULA, LENA, CAROL])
+    policies.pci_approvers(pci, [PAULA, LENA, CAROL])
     name = "leaver-one-of-two"
     pci.request(name, PCI, user=BOB)
     pci.wait_reason("accessrequest", name, "Pending")
-    assert annotate(pci, name, "jitaccess.dev/approved=true", user=PAULA).returncode == 0
-    eventually(lambda: status(pci, name).get("approvalSummary") == "1/2" or None, timeout=15)
+    assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=PAULA).returncode == 0
+    eventually(lambda: policies.status(pci, name).get("approvalSummary") == "1/2" or None, timeout=15)
     disable(pci, disabled, PAULA)
 
-    result = annotate(pci, name, "jitaccess.dev/approved=true", user=LENA)
+    result = policies.annotate(pci, name, "jitaccess.dev/approved=true", user=LENA)
     assert result.returncode == 0, result.stderr
     assert "jitaccess.dev/approved-by" not in pci.get("accessrequest", name)["metadata"]["annotations"]
-    eventually(lambda: [a["by"] for a in status(pci, name).get("approvals") or []] == [LENA] or None, timeout=15)
+    eventually(
+        lambda: [a["by"] for a in policies.status(pci, name).get("approvals") or []] == [LENA] or None, timeout=15
+    )
     ready = pci.condition("accessrequest", name, "Ready")
-    assert ready["reason"] == "Pending" and status(pci, name)["approvalSummary"] == "1/2", ready
+    assert ready["reason"] == "Pending" and policies.status(pci, name)["approvalSummary"] == "1/2", ready
     assert f"1 of 2 approvals ({LENA})" in ready["message"], ready
     assert f"the approval by {PAULA} no longer counts: {PAULA}'s Identity Center account" in ready["message"], ready
     assert "is disabled" in ready["message"], ready
     assert pci.members(PCI) == set()
 
-    assert annotate(pci, name, "jitaccess.dev/approved=true", user=CAROL).returncode == 0
+    assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=CAROL).returncode == 0
     pci.wait_reason("accessrequest", name, "Granted", timeout=30)
-    assert [a["by"] for a in status(pci, name)["approvals"]] == [LENA, CAROL]
-    assert status(pci, name)["approvalSummary"] == "2/2"
+    assert [a["by"] for a in policies.status(pci, name)["approvals"]] == [LENA, CAROL]
+    assert policies.status(pci, name)["approvalSummary"] == "2/2"
     assert pci.members(PCI) == {BOB}
 
 
