@@ -191,9 +191,9 @@ def _extension_lands_during_the_expiry(world: World, rt: Runtime, name: str) -> 
     class HeldKube(Kube):
         """The extension's grant write: computed now, sent when the test says."""
 
-        def update_status(self, plural: str, name_: str, change: Any, current: Any = None) -> Any:
+        def update_status(self, plural: str, name_: str, change: Any, current: Any = None, **only: Any) -> Any:
             if plural != names.GRANTS:
-                return super().update_status(plural, name_, change, current)
+                return super().update_status(plural, name_, change, current, **only)
 
             def held(obj: dict[str, Any]) -> Any:
                 fields = change(obj)
@@ -201,7 +201,7 @@ def _extension_lands_during_the_expiry(world: World, rt: Runtime, name: str) -> 
                 assert go.wait(30)
                 return fields
 
-            return super().update_status(plural, name_, held, current)
+            return super().update_status(plural, name_, held, current, **only)
 
     applying = Runtime(settings=rt.settings, kube=HeldKube(), identity_center=rt.identity_center)
     step = extension_rules.Next(extension_rules.Step.APPLY, who="paula@example.com")
