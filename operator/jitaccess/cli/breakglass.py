@@ -4,7 +4,9 @@
 server-side dry run first (a refusal names the rule: the groups, the reason's length, the duration
 cap, the rate limit), then the same wait until access is active, which for break-glass is at once.
 Reviewing sets `jitaccess.dev/reviewed=true` on the request; the admission webhook stamps who did
-and refuses anyone but an approver of the owner team (never the requester).
+and refuses anyone but an approver of the owner team (never the requester). The patch carries the
+uid and resourceVersion of the request read, so a review never lands on another request created
+under its name meanwhile.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from jitaccess.cli import objects as o
 from jitaccess.cli import request as requests
 from jitaccess.cli.errors import OK, Refused
 from jitaccess.cli.kube import ApiError
+from jitaccess.cli.objects import Obj
 from jitaccess.cli.session import Session
 
 DEFAULT_WAIT = timedelta(minutes=2)
+_CONFLICT_RETRIES = 3
 
 
 def run(session: Session, entitlement_name: str, duration: str | None, reason: str, *, wait: bool) -> int:
@@ -44,24 +48,45 @@ def run(session: Session, entitlement_name: str, duration: str | None, reason: s
     return requests.Follower(session, created, entitlement, wait=wait).follow(DEFAULT_WAIT)
 
 
-def is_break_glass_request(session: Session, name: str) -> bool:
-    """Whether `name` is a break-glass AccessRequest (then `review NAME` records a review)."""
+def break_glass_request(session: Session, name: str) -> Obj | None:
+    """The AccessRequest `name` when it is a break-glass one (then `review NAME` records a review of it)."""
     found = o.get_optional(session.api, names.REQUESTS, name)
-    return found is not None and wire.spec(found).get("breakGlass") is True
+    return found if found is not None and wire.spec(found).get("breakGlass") is True else None
 
 
-def review(session: Session, name: str) -> int:
-    request = o.get(session.api, names.REQUESTS, name)
-    notes = wire.annotations_of(request)
-    if names.ANNOTATION_REVIEWED_BY in notes:
-        raise Refused(f"accessrequest {name} was already reviewed by {notes[names.ANNOTATION_REVIEWED_BY]}")
-    patch = {"metadata": {"annotations": {names.ANNOTATION_REVIEWED: "true"}}}
-    try:
-        session.api.merge_patch(o.path(names.REQUESTS, name), patch)
-    except ApiError as exc:
-        raise o.refusal(exc, f"reviewing accessrequest {name}") from exc
-    spec = wire.spec(request)
-    session.say(
-        f"reviewed break-glass accessrequest {name} ({spec.get('requester')}, {spec.get('entitlement')}): {spec.get('reason')}"
+def review(session: Session, request: Obj) -> int:
+    """Review `request` as read: the patch carries its uid and resourceVersion, so a request deleted
+    and created again under its name meanwhile is not the one reviewed (attacks 130, 134: names are
+    taken again). A change to the same request (the operator's status) is read and checked again."""
+    name, uid = wire.name_of(request), str(wire.metadata(request).get("uid") or "")
+    for _ in range(_CONFLICT_RETRIES):
+        if uid and wire.metadata(request).get("uid") != uid:
+            raise Refused(
+                f"accessrequest {name} is no longer the one read (uid {uid}): it was deleted, and "
+                f"{o.requester(request) or 'someone'} created another under the same name. Nothing was reviewed; "
+                f"look at it with `kubectl jit status {name}` first, and review it again if it is one to review"
+            )
+        notes = wire.annotations_of(request)
+        if names.ANNOTATION_REVIEWED_BY in notes:
+            raise Refused(f"accessrequest {name} was already reviewed by {notes[names.ANNOTATION_REVIEWED_BY]}")
+        metadata = {"uid": uid, "resourceVersion": str(wire.metadata(request).get("resourceVersion") or "")}
+        annotations = {names.ANNOTATION_REVIEWED: "true"}
+        patch = {"metadata": {**{k: v for k, v in metadata.items() if v}, "annotations": annotations}}
+        try:
+            session.api.merge_patch(o.path(names.REQUESTS, name), patch)
+        except ApiError as exc:
+            # 409: its resourceVersion moved (a request created again has another); 422 names
+            # metadata.uid when the uid alone no longer matches.
+            if exc.status == 409 or (exc.status == 422 and "metadata.uid" in exc.message):
+                request = o.get(session.api, names.REQUESTS, name)
+                continue
+            raise o.refusal(exc, f"reviewing accessrequest {name}") from exc
+        spec = wire.spec(request)
+        session.say(
+            f"reviewed break-glass accessrequest {name} ({spec.get('requester')}, {spec.get('entitlement')}): "
+            f"{spec.get('reason')}"
+        )
+        return OK
+    raise Refused(
+        f"accessrequest {name} kept changing while you reviewed it: look at it again and run the command again"
     )
-    return OK

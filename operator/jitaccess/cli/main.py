@@ -154,8 +154,9 @@ def _review(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import breakglass, reports
     from jitaccess.cli.history import archive_location
 
-    if breakglass.is_break_glass_request(session, args.entitlement):
-        return breakglass.review(session, args.entitlement)
+    glass = breakglass.break_glass_request(session, args.entitlement)
+    if glass is not None:
+        return breakglass.review(session, glass)
     archive = archive_location(args.archive, os.environ)
     return reports.review(session, args.entitlement, days=args.days, archive=archive, output=args.output)
 

@@ -1,0 +1,133 @@
+"""`kubectl jit review NAME` of a break-glass request: the review lands on the request read, never on
+another created under its name since (its patch carries the uid and resourceVersion read)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from jitaccess.api import names
+from jitaccess.cli import breakglass, main
+from jitaccess.cli import objects as o
+from jitaccess.cli.errors import REFUSED, Refused
+from jitaccess.cli.kube import ApiError
+from tests.unit.test_cli_commands import FakeApi, err, out, req, session
+
+PATH = o.path(names.REQUESTS, "r")
+
+
+class StoringApi(FakeApi):
+    """A patch is applied to the stored object as the API server applies it: refused (409) when it
+    carries another resourceVersion than the stored one, (422) another uid; `between` runs after
+    each read, as something else's write between the plugin's read and its patch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.between: list[dict[str, Any]] = []
+
+    def get(self, path: str, **query: Any) -> dict[str, Any]:
+        read = super().get(path, **query)
+        if path == PATH and self.between:
+            self.objects[PATH] = self.between.pop(0)
+        return read
+
+    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch", (path, patch)))
+        stored, asked = self.objects[path], patch["metadata"]
+        if asked.get("resourceVersion", stored["metadata"]["resourceVersion"]) != stored["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409, "Conflict", "the object has been modified; please apply your changes to the latest version"
+            )
+        if asked.get("uid", stored["metadata"]["uid"]) != stored["metadata"]["uid"]:
+            raise ApiError(422, "Invalid", "metadata.uid: Invalid value: field is immutable")
+        notes = {**stored["metadata"]["annotations"], **asked.get("annotations", {})}
+        self.objects[path] = {
+            **stored,
+            "metadata": {**stored["metadata"], "annotations": notes, "resourceVersion": "99"},
+        }
+        return self.objects[path]
+
+
+def glass(uid: str, requester: str = "carol@example.com", version: str = "9") -> dict[str, Any]:
+    base = req()
+    return {
+        **base,
+        "metadata": {**base["metadata"], "name": "r", "uid": uid, "resourceVersion": version},
+        "spec": {**base["spec"], "requester": requester, "breakGlass": True, "reason": f"INC-1 {uid}"},
+    }
+
+
+@pytest.fixture
+def api() -> StoringApi:
+    return StoringApi()
+
+
+def test_the_review_carries_the_uid_and_resource_version_read(api: StoringApi) -> None:
+    api.objects[PATH] = glass("u-1")
+    s = session(api)
+    read = breakglass.break_glass_request(s, "r")
+    assert read is not None and breakglass.review(s, read) == 0
+    [patch] = [c[1][1] for c in api.calls if c[0] == "patch"]
+    assert patch["metadata"] == {
+        "uid": "u-1",
+        "resourceVersion": "9",
+        "annotations": {names.ANNOTATION_REVIEWED: "true"},
+    }
+    assert out(s) == "reviewed break-glass accessrequest r (carol@example.com, prod-eng-payments): INC-1 u-1\n"
+
+
+def test_a_request_created_again_under_the_name_meanwhile_is_not_reviewed(api: StoringApi) -> None:
+    """Deleted and created again (by mallory) between the read and the patch: nothing is reviewed,
+    and the reviewer is told to look again; the new request keeps no review."""
+    api.objects[PATH] = glass("u-1")
+    api.between = [glass("u-2", requester="mallory@example.com", version="12")]
+    s = session(api)
+    read = breakglass.break_glass_request(s, "r")
+    assert read is not None
+    with pytest.raises(Refused, match=r"accessrequest r is no longer the one read \(uid u-1\): it was deleted, and "
+                       r"mallory@example.com created another .* Nothing was reviewed; look at it with "
+                       r"`kubectl jit status r` first"):  # fmt: skip
+        breakglass.review(s, read)
+    assert names.ANNOTATION_REVIEWED not in api.objects[PATH]["metadata"]["annotations"]
+    assert len([c for c in api.calls if c[0] == "patch"]) == 1
+    assert out(s) == ""
+
+
+def test_a_change_to_the_same_request_is_read_and_reviewed(api: StoringApi) -> None:
+    """The operator's status write between the read and the patch: the same request (its uid), read
+    again, checked again, reviewed at its new resourceVersion."""
+    api.objects[PATH] = glass("u-1")
+    api.between = [glass("u-1", version="10")]
+    s = session(api)
+    read = breakglass.break_glass_request(s, "r")
+    assert read is not None and breakglass.review(s, read) == 0
+    patches = [c[1][1]["metadata"] for c in api.calls if c[0] == "patch"]
+    assert [(p["uid"], p["resourceVersion"]) for p in patches] == [("u-1", "9"), ("u-1", "10")]
+    assert api.objects[PATH]["metadata"]["annotations"][names.ANNOTATION_REVIEWED] == "true"
+
+
+def test_a_request_reviewed_meanwhile_is_refused_as_reviewed(api: StoringApi) -> None:
+    api.objects[PATH] = glass("u-1")
+    reviewed = glass("u-1", version="10")
+    reviewed["metadata"]["annotations"] = {names.ANNOTATION_REVIEWED_BY: "lena@example.com"}
+    api.between = [reviewed]
+    s = session(api)
+    read = breakglass.break_glass_request(s, "r")
+    assert read is not None
+    with pytest.raises(Refused, match=r"accessrequest r was already reviewed by lena@example\.com"):
+        breakglass.review(s, read)
+
+
+def test_review_from_the_command_line_reviews_the_request_it_looked_up(
+    api: StoringApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`review NAME` looks the name up once: the request found break-glass is the one reviewed."""
+    api.objects[PATH] = glass("u-1")
+    api.between = [glass("u-2", requester="mallory@example.com", version="12")]
+    paula = session(api)
+    monkeypatch.setattr("jitaccess.cli.session.Session", lambda *_: paula)
+    assert main.run(["review", "r"], io.StringIO(), paula.out, paula.err) == REFUSED
+    assert "accessrequest r is no longer the one read (uid u-1)" in err(paula)
+    assert [c[0] for c in api.calls if c[1] == PATH or c[0] == "patch"] == ["get", "patch", "get"]
