@@ -91,10 +91,12 @@ def grant(
     revoked_by: str = "",
     extensions: list[timedelta] | None = None,
     approvals: list[dict[str, Any]] | None = None,
+    made_for: str = "",
 ) -> dict[str, Any]:
     """An AccessGrant activated at `start` for `length`, extended by each of `extensions` (30 minutes
     after the start, a minute apart; each with `approvals`, those of an extension approved by several),
-    and ended (`Expired`, `Revoked`, ...) at `at`, or running."""
+    and ended (`Expired`, `Revoked`, ...) at `at`, or running; `made_for`: its request's uid (the
+    `jitaccess.dev/request` label), else a grant made before the label."""
     end = start + length
     applied = []
     for n, more in enumerate(extensions or []):
@@ -127,7 +129,11 @@ def grant(
             status["revokedBy"] = revoked_by
     return {
         "kind": names.ACCESS_GRANT,
-        "metadata": {"name": name, "uid": f"grant-{name}"},
+        "metadata": {
+            "name": name,
+            "uid": f"grant-{name}",
+            "labels": {names.LABEL_REQUEST: made_for} if made_for else {},
+        },
         "spec": {
             "request": name,
             "entitlement": "prod-eng-payments",
@@ -209,6 +215,56 @@ def test_auto_approval_break_glass_and_its_review_revocation_and_a_missing_reque
     [period] = periods.build(records(revoked))
     assert (period.ending, period.ended_by, period.end) == ("revoked", "paula", stamp(T + timedelta(minutes=5)))
     assert period.approval == "unknown (no approval record read)", "the request's records were not read"
+
+
+def two_requests_of_one_name(first_at: datetime, second_at: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """AccessRequest r approved by paula for a later start and withdrawn, then another r (another
+    uid) approved by lena."""
+    first = request("r", at=first_at, approvals=["paula@example.com"])
+    first["metadata"].update(uid="req-1", deletionTimestamp=stamp(first_at + timedelta(seconds=1)))
+    first["status"]["conditions"].append({"type": names.READY, "status": "False", "reason": names.SCHEDULED})
+    second = request("r", at=second_at, approvals=["lena@example.com"])
+    second["metadata"]["uid"] = "req-2"
+    return first, second
+
+
+@pytest.mark.parametrize(
+    ("first_at", "second_at", "second_first"),
+    [
+        (T - timedelta(hours=1), T - timedelta(minutes=10), False),
+        (T, T, False),  # whole seconds: one second holds both approvals and the grant's start
+        (T, T, True),
+        (T - timedelta(minutes=5), T - timedelta(minutes=10), True),  # clocks apart, records in any order
+        (T - timedelta(minutes=5), T + timedelta(seconds=2), False),  # lena's recorded after the start
+    ],
+)
+def test_a_grant_names_the_approver_of_its_own_request_when_the_name_was_used_before(
+    first_at: datetime, second_at: datetime, second_first: bool
+) -> None:
+    first, second = two_requests_of_one_name(first_at, second_at)
+    made = grant("r", T, timedelta(hours=1), made_for="req-2")
+    found = records(*((second, first) if second_first else (first, second)), made)
+    assert any(r["action"] == "withdrawn" and r["uid"] == "req-1" for r in found)
+    [period] = periods.build(found)
+    assert (period.approval, period.approvers) == ("lena@example.com", ["lena@example.com"])
+    # The grant of the first, were it made: paula's, whatever the times.
+    [period] = periods.build(records(first, second, grant("r", T, timedelta(hours=1), made_for="req-1")))
+    assert period.approval == "paula@example.com"
+
+
+def test_records_that_name_no_request_uid_are_joined_by_name_and_time() -> None:
+    """A grant's records written before they named its request's uid, or approval records of no uid:
+    the decision taken last before the grant began."""
+    first, second = two_requests_of_one_name(T - timedelta(hours=1), T - timedelta(minutes=10))
+    old_grant = records(first, second, grant("r", T, timedelta(hours=1)))
+    assert "requestUid" not in next(r for r in old_grant if r["kind"] == names.ACCESS_GRANT)
+    assert periods.build(old_grant)[0].approval == "lena@example.com"
+    old_approvals = [{k: v for k, v in r.items() if k != "uid"} for r in records(first, second)]
+    made = records(grant("r", T, timedelta(hours=1), made_for="req-3"))
+    assert periods.build([*old_approvals, *made])[0].approval == "lena@example.com"
+    # Records of other uids are other requests': none is this grant's.
+    other = periods.build([*records(first, second), *made])[0]
+    assert other.approval == "unknown (no approval record read)"
 
 
 def test_a_grant_that_failed_before_activation_held_nothing() -> None:

@@ -361,6 +361,9 @@ def records_of_grant(grant: wire.Obj) -> list[Record]:
     start = rfc3339(status.get("activationTime"))
     common = {
         "request": spec.get("request"),
+        # The uid of the request it was made for (its `jitaccess.dev/request` label): a request name
+        # may be used again, and the request's records carry its uid (`uid`), so readers join by it.
+        "requestUid": (wire.metadata(grant).get("labels") or {}).get(names.LABEL_REQUEST),
         "grant": wire.name_of(grant),
         "entitlement": spec.get("entitlement"),
         "ownerTeam": spec.get("ownerTeam"),

@@ -165,8 +165,10 @@ def _of_grant(
     extended.sort(key=lambda r: str(r.get("time") or ""))
     scheduled = str((extended[-1] if extended else granted or {}).get("endTime") or "")
     request = str(any_record.get("request") or "")
-    decided = decisions.get(request, [])
-    approval, approvers, approvals = _approval(decided, start)
+    request_uid = str(next((r["requestUid"] for r in records if r.get("requestUid")), ""))
+    decided = _of_request(decisions.get(request, []), request_uid)
+    exact = bool(request_uid) and any(r.get("uid") == request_uid for r in decided)
+    approval, approvers, approvals = _approval(decided, start, exact=exact)
     conflict = any(str(r.get("id")) in conflicting for r in [*records, *decided])
     end = str(ending.get("endTime") or ending.get("time")) if ending else None
     if possible and ending is not None:
@@ -230,11 +232,26 @@ def approvers_text(approvals: Iterable[Mapping[str, Any]], reason: Callable[[str
     )
 
 
-def _approval(decided: list[Record], start: str) -> tuple[str, list[str], list[dict[str, Any]]]:
+def _of_request(decided: list[Record], request_uid: str) -> list[Record]:
+    """The decision records of the grant's request among those of its name. A request name may be
+    used again after a withdrawal, so they are joined by the request's uid where the records say it:
+    the grant's records name it (`requestUid`, its `jitaccess.dev/request` label) and each decision
+    record is its request's (`uid`). Records of another uid are another request's and left out; when
+    none carries the grant's, those that carry no uid (written before) are what is left to join by
+    name and time (`_approval`), as are all of the name for a grant whose records name no uid."""
+    if not request_uid:
+        return decided
+    exact = [r for r in decided if r.get("uid") == request_uid]
+    return exact or [r for r in decided if not r.get("uid")]
+
+
+def _approval(decided: list[Record], start: str, *, exact: bool) -> tuple[str, list[str], list[dict[str, Any]]]:
     """How the grant's request was approved, by whom, and their approvals: every approver of a
-    multi-party one, each with the reason they gave. A request name may be used again after a
-    withdrawal: the decision taken last before the grant began."""
-    before = [r for r in decided if str(r.get("time") or "") <= start]
+    multi-party one, each with the reason they gave. `exact`: `decided` are the request's own, joined
+    by its uid (`_of_request`), whatever times they carry; else they are joined by the request's name
+    and time: the decision taken last before the grant began (a request name may be used again after a
+    withdrawal, and records of equal times cannot tell two requests apart)."""
+    before = decided if exact else [r for r in decided if str(r.get("time") or "") <= start]
     approvals = [r for r in before if r.get("action") in ("approved", "break-glass")]
     if not approvals:
         return "unknown (no approval record read)", [], []
