@@ -71,12 +71,13 @@ def _account_problem(
     rt: Runtime, ic: IdentityCenter, user: str, user_id: str, ids: dict[str, str], *, who: str = ""
 ) -> str | None:
     """Why `user` (`user_id`) is not in every group of `ids` (GroupId -> name), or is disabled or
-    gone in Identity Center; None when neither. `who` qualifies the user in the "no longer exists"
-    message."""
+    gone in Identity Center; None when neither. No `ids` asks about the account alone (an
+    approver's, `approver_problem`). `who` qualifies the user in the "no longer exists" message."""
     try:
-        ids, missing = rt.missing_groups(ic, user_id, ids)
+        ids, missing = rt.missing_groups(ic, user_id, ids) if ids else (ids, [])
         disabled = not missing and not ic.user_enabled(user_id)
     except NotFound:
+        rt.forget("user", user)  # the name may pass to a new account: resolved afresh next time
         return (
             f"the Identity Center user {user} {who}(UserId {user_id}) no longer exists in store {ic.identity_store_id}"
         )
@@ -102,21 +103,12 @@ def approver_problem(
         return f"{approver} is not a user in Identity Center store {ic.identity_store_id}"
     if not fresh and rt.recently_eligible(user_id, ()):
         return None
-    try:
-        enabled = ic.user_enabled(user_id)
-    except NotFound:
-        rt.forget("user", approver)
-        enabled = None
-    if not enabled:
+    problem = _account_problem(rt, ic, approver, user_id, {})  # no groups: the account alone
+    if problem is None:
+        rt.mark_eligible(user_id, ())
+    else:
         rt.unmark_eligible(user_id, ())  # a "yes" remembered from a moment ago no longer stands
-    if enabled is None:
-        return (
-            f"the Identity Center user {approver} (UserId {user_id}) no longer exists in store {ic.identity_store_id}"
-        )
-    if not enabled:
-        return request_rules.disabled_message(approver, user_id)
-    rt.mark_eligible(user_id, ())
-    return None
+    return problem
 
 
 def approvers_gone(
