@@ -49,8 +49,8 @@ def disabled(system: Jit) -> Iterator[list[str]]:
     try:
         yield users
     finally:
-        for user in users:
-            system.ic.set_user_enabled(user, True)
+        if users:
+            enable(system, *users)
 
 
 def disable(system: Jit, users: list[str], user: str) -> None:
@@ -59,6 +59,14 @@ def disable(system: Jit, users: list[str], user: str) -> None:
     # A "yes, enabled and eligible" the operator heard in the last few seconds (the test before
     # this one granted the same user) is still its answer for that long, by design: the webhook's
     # answer spares the handler a second identical call. A leaver disabled a moment ago is past it.
+    time.sleep(ELIGIBLE_SECONDS)
+
+
+def enable(system: Jit, *users: str) -> None:
+    for user in users:
+        system.ic.set_user_enabled(user, True)
+    # Likewise its "no, disabled" (the webhooks, the count and the activation of one approval ask
+    # once): an account enabled again is taken as enabled once that answer is past.
     time.sleep(ELIGIBLE_SECONDS)
 
 
@@ -81,7 +89,7 @@ def test_128_a_disabled_user_is_not_auto_approved_as_a_member_of_the_owner_team(
     assert system.get("accessgrant", "leaver-own") is None
     assert system.members(PAYMENTS) == set()
     # Enabled again (a mistake undone), the same request is admitted and granted as ever.
-    system.ic.set_user_enabled(ALICE, True)
+    enable(system, ALICE)
     system.request("leaver-own", PAYMENTS, user=ALICE)
     system.wait_reason("accessgrant", "leaver-own", "Active")
     assert system.members(PAYMENTS) == {ALICE}

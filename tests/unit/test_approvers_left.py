@@ -8,6 +8,8 @@ when it is acted upon (a grant's creation, a scheduled start, an extension appli
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -23,12 +25,13 @@ from jitaccess.domain.approvals import Given, count, encode, given
 from jitaccess.domain.teams import Caller
 from jitaccess.errors import NotFound, RetryLater
 from jitaccess.handlers import requests as request_handlers
+from jitaccess.handlers import runtime
 from jitaccess.handlers.admission import _approvers_gone as approvers_gone_at_admission
 from jitaccess.handlers.admission import approver_checked
 from jitaccess.handlers.approvals import waiting_message
-from jitaccess.handlers.eligibility import approver_problem
+from jitaccess.handlers.eligibility import approver_problem, approvers_gone, approvers_problem
 from jitaccess.handlers.requests import activation_refusal
-from jitaccess.handlers.runtime import Runtime
+from jitaccess.handlers.runtime import ELIGIBLE_SECONDS, Runtime
 from jitaccess.settings import Settings
 from tests.unit.factories import T0, condition, entitlement, request, team
 
@@ -62,10 +65,10 @@ class Directory:
         return []
 
     def user_enabled(self, user_id: str) -> bool:
-        if self.down:
-            raise RetryLater("DescribeUser timed out")
         name = user_id.removeprefix("u-")
         self.described.append(name)
+        if self.down:
+            raise RetryLater("DescribeUser timed out")
         if name in self.deleted:
             raise NotFound(f"no user {user_id}")
         return name not in self.disabled
@@ -79,6 +82,18 @@ def ic() -> Directory:
 @pytest.fixture
 def rt(ic: Directory) -> Runtime:
     return Runtime(Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, None))
+
+
+@pytest.fixture
+def later(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Moves the Runtime's clock on by so many seconds (what it remembers of Identity Center ages)."""
+    real, ahead = time.monotonic, [0.0]
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: real() + ahead[0])
+
+    def move(seconds: float) -> None:
+        ahead[0] += seconds
+
+    return move
 
 
 # --- at admission -------------------------------------------------------------------------------
@@ -202,6 +217,74 @@ def test_an_auto_approval_asks_about_no_approver(rt: Runtime, ic: Directory) -> 
     req = request(requester="alice@example.com", conditions=[condition("Approved", "True", "AutoApproved", T0)])
     assert activation_refusal(rt, req, rules.validate(req, entitlement(), team(), LIMITS)) is None
     assert ic.described == ["alice@example.com"], "the requester's own account only"
+
+
+# --- one approval by a leaver, one question to Identity Center --------------------------------------
+
+LISTED_PAULA = {names.ANNOTATION_APPROVALS: '[{"by":"paula@example.com","groups":[]}]'}
+
+
+def _every_check(rt: Runtime) -> list[str | None]:
+    """What one approval event asks about its approver: the webhook where it is stamped (afresh), the
+    count of several (the webhook's, afresh, and the operator's), the activation's."""
+    return [
+        approver_problem(rt, "paula@example.com", fresh=True),
+        approvers_gone(rt, LISTED_PAULA, 2, fresh=True).get("paula@example.com"),
+        approvers_gone(rt, LISTED_PAULA, 2).get("paula@example.com"),
+        (approvers_problem(rt, ["paula@example.com"]) or ("", None))[1],
+        approver_problem(rt, "paula@example.com"),
+    ]
+
+
+def test_a_leavers_approval_asks_identity_center_once_for_every_check_within_seconds(
+    rt: Runtime, ic: Directory, later: Callable[[float], None]
+) -> None:
+    """Attack 94: a "no" was not remembered, and each check of one approval asked DescribeUser again."""
+    ic.disabled.add("paula@example.com")
+    problems = _every_check(rt)
+    assert all(problem is not None and "is disabled" in problem for problem in problems), problems
+    assert ic.described == ["paula@example.com"]
+    later(ELIGIBLE_SECONDS)
+    assert all(problem is not None and "is disabled" in problem for problem in _every_check(rt))
+    assert ic.described == ["paula@example.com"] * 2, "asked again once the few seconds have passed"
+
+
+def test_no_answer_from_identity_center_is_not_remembered(rt: Runtime, ic: Directory) -> None:
+    ic.disabled.add("paula@example.com")
+    ic.down = True
+    for _ in range(2):
+        with pytest.raises(RetryLater):
+            approver_problem(rt, "paula@example.com")
+    ic.down = False
+    assert approver_problem(rt, "paula@example.com") is not None
+    assert ic.described == ["paula@example.com"] * 3
+
+
+def test_an_account_enabled_again_is_asked_about_once_the_no_has_aged(
+    rt: Runtime, ic: Directory, later: Callable[[float], None]
+) -> None:
+    """A "no" remembered grants nothing: a "yes" asked afresh does not outweigh it (an account enabled
+    again waits out the few seconds), and a "yes" remembered from before it no longer stands."""
+    assert approver_problem(rt, "paula@example.com") is None
+    ic.disabled.add("paula@example.com")
+    assert approver_problem(rt, "paula@example.com", fresh=True) is not None
+    ic.disabled.clear()
+    assert approver_problem(rt, "paula@example.com") is not None, "the yes of before does not stand"
+    assert approver_problem(rt, "paula@example.com", fresh=True) is not None
+    assert ic.described == ["paula@example.com"] * 2
+    later(ELIGIBLE_SECONDS)
+    assert approver_problem(rt, "paula@example.com") is None
+    assert approver_problem(rt, "paula@example.com") is None, "and that yes is remembered"
+    assert ic.described == ["paula@example.com"] * 3
+
+
+def test_the_remembered_nos_are_bounded_as_the_yeses_are(rt: Runtime, later: Callable[[float], None]) -> None:
+    for n in range(1000):
+        rt.mark_refused(f"u-{n}", "disabled")
+    later(ELIGIBLE_SECONDS)
+    rt.mark_refused("u-paula@example.com", "gone")
+    assert list(rt._refused) == ["u-paula@example.com"], "those older than the few seconds are dropped"
+    assert rt.recently_refused("u-paula@example.com") == "gone" and rt.recently_refused("u-1") is None
 
 
 # --- the auto-approval's audit line ---------------------------------------------------------------
@@ -331,7 +414,7 @@ def test_the_webhook_counts_a_gone_approvers_approval_out_and_stamps_no_completi
 
 
 def test_the_webhook_asks_about_the_approvers_listed_afresh_and_lets_an_outage_through(
-    rt: Runtime, ic: Directory
+    rt: Runtime, ic: Directory, later: Callable[[float], None]
 ) -> None:
     old = _pending("paula@example.com").wire()
     new = {**old, "metadata": {**old["metadata"], "annotations": {**_listed("paula@example.com"), **_APPROVE}}}
@@ -341,6 +424,7 @@ def test_the_webhook_asks_about_the_approvers_listed_afresh_and_lets_an_outage_t
     assert set(gone) == {"paula@example.com"} and "is disabled" in gone["paula@example.com"]
     # A "yes" remembered a moment ago is not taken where the completing approval is stamped.
     ic.disabled.clear()
+    later(ELIGIBLE_SECONDS)  # the "no" is remembered as long
     assert approver_problem(rt, "paula@example.com") is None
     ic.disabled.add("paula@example.com")
     assert asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
@@ -349,6 +433,7 @@ def test_the_webhook_asks_about_the_approvers_listed_afresh_and_lets_an_outage_t
     assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, entitlement(), warnings))
     assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, old, TWO, warnings))
     assert ic.described == [] and warnings == []
+    later(ELIGIBLE_SECONDS)  # the "no" aged: Identity Center is asked again
     ic.down = True
     assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
     assert warnings == [

@@ -248,6 +248,16 @@ def test_every_check_refuses_a_disabled_account(rt: Runtime, ic: CountingIdentit
     assert ic.calls["DescribeUser"] == asked + 1
 
 
+def test_a_disabled_requester_is_asked_about_once_within_seconds(rt: Runtime, ic: CountingIdentityCenter) -> None:
+    """The "no" is remembered as briefly as a "yes" (attack 94): the webhook's check, the handler's and
+    the one before an activation ask once; a "yes" is never taken from it."""
+    carol = _valid("carol@example.com", "u-carol")
+    for fresh in (False, False, True):
+        problem = eligibility_problem(rt, carol, fresh=fresh)
+        assert problem is not None and "disabled" in problem
+    assert (ic.calls["DescribeUser"], ic.calls["IsMemberInGroups"]) == (1, 1)
+
+
 def test_a_lapsed_grant_is_a_lapsed_audit_record_ending_when_it_was_ended() -> None:
     stored = {
         "apiVersion": names.API_VERSION,

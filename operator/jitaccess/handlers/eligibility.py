@@ -14,6 +14,16 @@ left (disabled there, or deleted) approves nothing, neither when the approval is
 it is acted upon (a grant's creation, a scheduled start, an extension applied). And access an expiry
 has just removed is given back to an extended grant only after its grantee's eligibility is asked
 again (`holder_problem`).
+
+What Identity Center answered is remembered `runtime.ELIGIBLE_SECONDS` (5 s), in the Runtime, by
+UserId: a "yes" (in the groups asked about, and enabled; `Runtime.recently_eligible`), taken only
+where `fresh` is not asked for, and a "no" about the account (disabled, or gone:
+`Runtime.recently_refused`), taken everywhere, `fresh` included, since it grants nothing: the
+webhooks, the operator's count, the activation and the backing check of one approval by a leaver
+ask `DescribeUser` once, not once each (attack 94, the Identity Store quota). A "no" makes any "yes"
+remembered of that account void; an account enabled again is asked about once its "no" is older than
+the window (it waits up to 5 s). A "no" about the groups is not remembered, and an Identity Center
+that did not answer (`RetryLater`) never is: the next check asks again.
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ def eligibility_problem(
 ) -> str | None:
     """Why the requester may not ask at all (Identity Center groups, or a disabled account: one more
     call, `DescribeUser`), or None. `fresh` asks Identity Center even when it said "yes" a few
-    seconds ago (`Runtime.recently_eligible`): the check before an activation.
+    seconds ago (`Runtime.recently_eligible`): the check before an activation. A disabled or gone
+    account of the last few seconds is refused without asking, `fresh` or not (the module doc).
 
     Raises `InvalidInput` when the entitlement names a group that does not exist, and `RetryLater`
     when Identity Center does not answer. `ic`: the client to ask (the admission webhooks' gives up
@@ -72,18 +83,27 @@ def _account_problem(
 ) -> str | None:
     """Why `user` (`user_id`) is not in every group of `ids` (GroupId -> name), or is disabled or
     gone in Identity Center; None when neither. No `ids` asks about the account alone (an
-    approver's, `approver_problem`). `who` qualifies the user in the "no longer exists" message."""
-    try:
-        ids, missing = rt.missing_groups(ic, user_id, ids) if ids else (ids, [])
-        disabled = not missing and not ic.user_enabled(user_id)
-    except NotFound:
-        rt.forget("user", user)  # the name may pass to a new account: resolved afresh next time
+    approver's, `approver_problem`). `who` qualifies the user in the "no longer exists" message.
+    A "disabled" or "gone" is remembered a few seconds and answered from memory meanwhile
+    (`Runtime.recently_refused`); a "did not answer" (`RetryLater`) is not."""
+    said = rt.recently_refused(user_id)
+    if said is None:
+        try:
+            ids, missing = rt.missing_groups(ic, user_id, ids) if ids else (ids, [])
+            if missing:
+                return request_rules.eligibility_message(user, [ids[g] for g in missing])
+            said = None if ic.user_enabled(user_id) else "disabled"
+        except NotFound:
+            rt.forget("user", user)  # the name may pass to a new account: resolved afresh next time
+            said = "gone"
+        if said is None:
+            return None
+        rt.mark_refused(user_id, said)
+    if said == "gone":
         return (
             f"the Identity Center user {user} {who}(UserId {user_id}) no longer exists in store {ic.identity_store_id}"
         )
-    if missing:
-        return request_rules.eligibility_message(user, [ids[g] for g in missing])
-    return request_rules.disabled_message(user, user_id) if disabled else None
+    return request_rules.disabled_message(user, user_id)
 
 
 def approver_problem(
@@ -92,8 +112,9 @@ def approver_problem(
     """Why `approver` (a Kubernetes user name, which is their Identity Center UserName, as a
     requester's is) may not approve: no such Identity Center user, or a disabled account (a leaver
     whose Kubernetes credentials still work); None when enabled. One `DescribeUser` (the UserId is
-    cached a minute, `GetUserId`), its "yes" remembered a few seconds (`Runtime.recently_eligible`),
-    so the operator's own check right after the webhook's costs nothing; `fresh` asks anyway.
+    cached a minute, `GetUserId`), its answer remembered a few seconds (`Runtime.recently_eligible`,
+    `Runtime.recently_refused`), so the operator's own checks right after the webhook's cost nothing;
+    `fresh` asks anyway after a "yes" (a "no" stands its few seconds: it grants nothing).
 
     Raises `RetryLater` when Identity Center does not answer. `ic`: as `eligibility_problem`'s."""
     ic = ic or rt.identity_center
@@ -106,8 +127,6 @@ def approver_problem(
     problem = _account_problem(rt, ic, approver, user_id, {})  # no groups: the account alone
     if problem is None:
         rt.mark_eligible(user_id, ())
-    else:
-        rt.unmark_eligible(user_id, ())  # a "yes" remembered from a moment ago no longer stands
     return problem
 
 
@@ -121,8 +140,8 @@ def approvers_gone(
     waits for another approver. Asked wherever approvals of several are counted: the webhook, before
     it stamps the approval that would complete the count, and the operator, before it records the
     count, grants, or provisions the grant. One `DescribeUser` per distinct approver listed (each
-    listed once by the webhook, an approver of the team when they approved), a "yes" of the last few
-    seconds costing none unless `fresh` (the webhook's MUTATE, where the approval that completes the
+    listed once by the webhook, an approver of the team when they approved), a "no" of the last few
+    seconds costing none, and a "yes" none unless `fresh` (the webhook's MUTATE, where the approval that completes the
     count is stamped for good: its answers, remembered, are what VALIDATE and the operator count with).
 
     Raises `RetryLater` when Identity Center does not answer. `ic`: as `eligibility_problem`'s."""
@@ -149,8 +168,8 @@ def approvers_problem(rt: Runtime, approvers: Sequence[str]) -> tuple[str, str] 
 
 def holder_problem(rt: Runtime, grant: AccessGrant) -> str | None:
     """Why the grantee of `grant` may not hold its access any more (as `eligibility_problem` asks:
-    the Entitlement's eligibility groups, a disabled or deleted account), asked afresh; None when
-    they may. A group the Entitlement names that does not exist is the catalog's mistake, not the
+    the Entitlement's eligibility groups, a disabled or deleted account), asked afresh (but for a
+    disabled or deleted account of the last few seconds, which stands); None when they may. A group the Entitlement names that does not exist is the catalog's mistake, not the
     grantee's lapse (`handlers.lapses`), and is left out; an Entitlement gone gives nothing.
 
     Raises `RetryLater` when Identity Center does not answer."""

@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from jitaccess.adapters.identitycenter import LONGEST_CALL_SECONDS, IdentityCenter, RateLimiter
 from jitaccess.adapters.kube import Kube
@@ -46,7 +46,9 @@ from jitaccess.settings import Settings
 _ENDED_MEMORY_SECONDS = 600.0
 _CACHE_SECONDS = 60.0
 # The webhook checks a new request's eligibility, and the handler checks it again a moment later:
-# a "yes" this fresh is taken as the answer, sparing Identity Center a second identical call.
+# a "yes" this fresh is taken as the answer, sparing Identity Center a second identical call. A "no"
+# about the account (disabled, or gone) is kept as long: the webhooks, the operator's count and the
+# activation of one approval by a leaver ask once (`Runtime.recently_refused`).
 ELIGIBLE_SECONDS = 5.0
 # A request handed to its grant's handler stands for a read of it only while that is as fresh as a
 # read: the moment between creating the grant and its handler running, unless a burst queues it.
@@ -60,6 +62,8 @@ _ADMITTED_SECONDS = 15.0
 # How many users' creation buckets a replica keeps before it drops those unused for a minute.
 _PER_USER_PRUNE_AT = 1000
 T = TypeVar("T")
+# What Identity Center said of an account when it said no: disabled, or no longer there.
+AccountNo = Literal["disabled", "gone"]
 
 
 class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
@@ -444,6 +448,7 @@ class Runtime:
     # grant's end, where going through the cache's users would cost a pass over thousands.
     _group_names: dict[str, set[str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
+    _refused: dict[str, tuple[float, AccountNo]] = field(default_factory=dict)
     # Kept by `indexes` from the watches. Which live grants hold each (UserId, group) membership
     # (rule 1's reference count); Active grants (the gauges), requests awaiting a decision and
     # finished objects, by entitlement (what `schedules` acts on at their deadlines).
@@ -648,12 +653,8 @@ class Runtime:
         Keyed by UserId, never by user name: names that differ only in case may be two people.
         """
         stamp = self._eligible.get((user_id, groups))
-        return stamp is not None and time.monotonic() - stamp < ELIGIBLE_SECONDS
-
-    def unmark_eligible(self, user_id: str, groups: tuple[str, ...]) -> None:
-        """Identity Center has just said no: a "yes" remembered from before it must not stand."""
-        with self._locks_guard:
-            self._eligible.pop((user_id, groups), None)
+        fresh = stamp is not None and time.monotonic() - stamp < ELIGIBLE_SECONDS
+        return fresh and self.recently_refused(user_id) is None
 
     def mark_eligible(self, user_id: str, groups: tuple[str, ...]) -> None:
         now = time.monotonic()
@@ -662,6 +663,26 @@ class Runtime:
                 if now - stamp >= ELIGIBLE_SECONDS:
                     del self._eligible[key]
             self._eligible[(user_id, groups)] = now
+
+    def recently_refused(self, user_id: str) -> AccountNo | None:
+        """What Identity Center said of the account `user_id` a few seconds ago (`ELIGIBLE_SECONDS`)
+        when it said no (`mark_refused`); None when it did not say no that recently. Taken as the
+        answer even where a "yes" would be asked again: a "no" grants nothing."""
+        hit = self._refused.get(user_id)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < ELIGIBLE_SECONDS else None
+
+    def mark_refused(self, user_id: str, said: AccountNo) -> None:
+        """Identity Center has just said the account `user_id` is disabled or gone: remembered as
+        long as a "yes" (and as bounded: the stale are dropped at each mark), and no "yes"
+        remembered of it from before stands. Never a "did not answer": that is asked again."""
+        now = time.monotonic()
+        with self._locks_guard:
+            for key, (stamp, _) in list(self._refused.items()):
+                if now - stamp >= ELIGIBLE_SECONDS:
+                    del self._refused[key]
+            self._refused[user_id] = (now, said)
+            for yes in [yes for yes in self._eligible if yes[0] == user_id]:
+                del self._eligible[yes]
 
 
 def runtime_of(memo: Any) -> Runtime:
