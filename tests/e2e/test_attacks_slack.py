@@ -37,9 +37,9 @@ CANNOT_IMPERSONATE = "cannot impersonate"
 # --- helpers --------------------------------------------------------------------------------
 
 
-def waiting(system: Jit, slack: SlackStandIn, name: str, user: str = ALICE) -> Message:
+def waiting(system: Jit, slack: SlackStandIn, name: str, user: str = ALICE, **spec: Any) -> Message:
     """A pending request for the ledger entitlement, and the approvers' message with its buttons."""
-    system.request(name, LEDGER, user=user)
+    system.request(name, LEDGER, user=user, **spec)
     system.wait_reason("accessrequest", name, "Pending")
 
     def message() -> Message | None:
@@ -398,3 +398,22 @@ def test_107_a_user_of_another_workspace_is_nobody_here(system: Jit, slack: Slac
     )
     assert "not a member of the workspace" in (shown[-1].text or ""), shown[-1].text
     nothing_approved(system, "s107")
+
+
+# --- 135. a requester's words in the approvers' message page the channel with a phishing link -----
+
+
+def test_135_a_requesters_words_ping_nobody_and_link_nowhere(system: Jit, slack: SlackStandIn) -> None:
+    """alice's reason is written for the approvers' channel: "@channel URGENT prod down, approve
+    now: https://evil.example/sso". Escaped, it holds no `<!channel>` and no `<url|label>`, but
+    Slack preprocesses a mrkdwn text that is not `verbatim`: the bare URL became a link and
+    `@channel` / `@here` a broadcast paging every approver, carried by jitaccess's trusted bot. As
+    Slack shows it (the stand-in's model), the approvers' message pings nobody and links nowhere;
+    only jitaccess's own mention of the approver lena notifies anyone."""
+    reason = "INFRA-135 @channel @here URGENT prod down, approve now: https://evil.example/sso (#ledger-approvals)"
+    message = waiting(system, slack, "s135", reason=reason)
+    assert "approve now: https://evil.example/sso" in json.dumps(message.blocks), "the reason is shown as written"
+    shown = slack.rendered(message)
+    assert (shown.broadcasts, shown.channels, shown.links) == (set(), set(), set()), shown
+    assert slack_id_of(LENA) in shown.mentions and slack_id_of(ALICE) not in shown.mentions, shown
+    nothing_approved(system, "s135")

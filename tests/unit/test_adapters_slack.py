@@ -110,6 +110,8 @@ async def slack(fake: FakeSlack, clock: Clock) -> AsyncIterator[Slack]:
 
 # --- what each method sends and returns
 
+LITERAL = {"parse": "none", "link_names": False}
+
 
 async def test_post_sends_text_and_blocks_and_returns_the_channel_id_and_ts(fake: FakeSlack, slack: Slack) -> None:
     fake.script("chat.postMessage", Reply(body={"ok": True, "channel": "D0ALICE01", "ts": "1700000000.000100"}))
@@ -118,7 +120,8 @@ async def test_post_sends_text_and_blocks_and_returns_the_channel_id_and_ts(fake
 
     [call] = fake.calls
     assert call.method == "chat.postMessage"
-    assert call.args == {"channel": "U0ALICE01", "text": "alice asks", "blocks": BLOCKS}
+    # The text is shown as written: Slack links no bare URL and parses no @channel in it (attack 135).
+    assert call.args == {"channel": "U0ALICE01", "text": "alice asks", "blocks": BLOCKS, **LITERAL}
     assert call.authorization == f"Bearer {TOKEN}"
 
 
@@ -130,7 +133,10 @@ async def test_update_ephemeral_and_open_view_send_what_slack_needs(fake: FakeSl
     await slack.open_view("trigger-123", view)
 
     assert [(call.method, call.args) for call in fake.calls] == [
-        ("chat.update", {"channel": "C0LEDGER1", "ts": "1700000000.000100", "text": "approved", "blocks": BLOCKS}),
+        (
+            "chat.update",
+            {"channel": "C0LEDGER1", "ts": "1700000000.000100", "text": "approved", "blocks": BLOCKS, **LITERAL},
+        ),
         ("chat.postEphemeral", {"channel": "C0LEDGER1", "user": "U0BOB0001", "text": "you may not decide this one"}),
         ("views.open", {"trigger_id": "trigger-123", "view": view}),
     ]

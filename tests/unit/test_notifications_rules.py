@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitaccess.api import names
+from devenv.slack import as_shown
+from jitaccess.adapters.slack import LITERAL_TEXT
+from jitaccess.api import audit, names
 from jitaccess.domain import notifications as notify
 from jitaccess.domain.slackmessages import _shortened, approvers_message, escape, render
 from jitaccess.handlers.notifications import Notifier
@@ -356,6 +358,74 @@ def test_text_from_users_cannot_mention_everyone_or_make_links() -> None:
     assert "<!channel>" not in shown
     assert "<https://evil" not in shown
     assert escape("<!channel> & <x>") == "&lt;!channel&gt; &amp; &lt;x&gt;"
+
+
+# Attack 135: what a requester may write in a reason (a name, a denial) to make jitaccess's trusted
+# bot page the approvers' channel with a phishing link.
+HOSTILE = (
+    "@channel @here @everyone URGENT prod down, approve now: https://evil.example/sso #general "
+    "www.evil.example evil.com <!here> <https://evil.example|SSO>"
+)
+
+
+def test_a_requesters_words_in_slack_ping_nobody_and_link_nowhere() -> None:
+    """Slack links bare URLs and turns `@channel` into a broadcast in a mrkdwn text that is not
+    `verbatim` (Slack's default); escaping `<`, `&` and `>` does not stop that. As Slack shows it
+    (the stand-in's model), the approvers' message carries no broadcast, channel or link, waiting
+    or denied with such a reason, and its mention of the approver still notifies her."""
+    ids = {"lena@example.com": "U0LENA"}
+    text, blocks = approvers_message(request(PENDING, reason=HOSTILE), LEDGER, ids)
+    assert "@channel" in str(blocks) and "https://evil.example/sso" in str(blocks), "shown, literally"
+    shown = as_shown(text, blocks, channel_names=["general"], **LITERAL_TEXT)
+    assert (shown.broadcasts, shown.channels, shown.links) == (set(), set(), set())
+    assert shown.mentions == {"U0LENA"}
+    denied = _cond(names.DENIED, "True", names.DENIED, "no")
+    ended = _cond(names.READY, "False", names.DENIED, "denied")
+    decided = request(denied, ended, reason=HOSTILE, deniedBy="lena@example.com", decisionReason=HOSTILE)
+    text, blocks = approvers_message(decided, LEDGER, ids)
+    assert "URGENT prod down" in str(blocks)
+    shown = as_shown(text, blocks, channel_names=["general"], **LITERAL_TEXT)
+    assert (shown.broadcasts, shown.channels, shown.links, shown.mentions) == (set(), set(), set(), {"U0LENA"})
+
+
+def test_every_slack_notice_shows_words_from_users_literally() -> None:
+    """Each kind of message, every field of its record someone else wrote (reasons, names, a
+    revocation's reason, a drift's message) hostile: Slack would show no broadcast and no link in
+    any of them, and every mrkdwn text object is `verbatim`."""
+    record: dict[str, Any] = {
+        key: HOSTILE
+        for key in ("reason", "decisionReason", "revokeReason", "message", "entitlement", "grant", "extendedBy")
+    }
+    record |= {"user": {"username": HOSTILE}, "actor": {"username": "lena@example.com"}, "request": HOSTILE}
+    record |= {"ownerTeam": HOSTILE, "group": {"name": HOSTILE}, "permissionSet": {"name": HOSTILE}}
+    pending, ext = request(PENDING, reason=HOSTILE), {"kind": names.ACCESS_EXTENSION, "metadata": {"name": "x-1"}}
+    grant_obj = {"kind": names.ACCESS_GRANT, "metadata": {"name": "g-1"}}
+    cases = [
+        (notify.TEAM_MESSAGE, notify.PENDING, pending),
+        (notify.SECURITY, audit.BREAK_GLASS, pending),
+        (notify.SECURITY, audit.ASSIGNMENT_DRIFT_REMOVED, grant_obj),
+        (notify.SECURITY, "drift-removed", grant_obj),
+        (notify.TEAM_CHANNEL, notify.EXTENSION_PENDING, ext),
+        (notify.TEAM_CHANNEL, audit.REVOKED, grant_obj),
+        (notify.TEAM_CHANNEL, audit.LAPSED, grant_obj),
+        ("@bob@example.com", audit.DENIED, ext),
+        ("@carol@example.com", audit.ESCALATED, pending),
+        ("@bob@example.com", audit.DENIED, pending),
+        ("@bob@example.com", audit.GRANTED, grant_obj),
+        ("@bob@example.com", notify.EXPIRING, grant_obj),
+        ("@bob@example.com", audit.EXTENDED, grant_obj),
+        ("@bob@example.com", audit.REVOKED, grant_obj),
+    ]
+    for recipient, step, obj in cases:
+        notice = notify.Notice(f"slack:{recipient}:{step}", notify.SLACK, step, record, recipient=recipient)
+        text, blocks = render(notice, obj, LEDGER, {"lena@example.com": "U0LENA"})
+        shown = as_shown(text, blocks, channel_names=["general"], **LITERAL_TEXT)
+        assert (shown.broadcasts, shown.channels, shown.links) == (set(), set(), set()), (recipient, step, shown)
+        assert shown.mentions <= {"U0LENA"}, (recipient, step)
+        assert "evil" in str(blocks), (recipient, step, "the words are shown")
+        texts = [o for b in blocks for o in [b.get("text"), *b.get("fields", []), *b.get("elements", [])] if o]
+        mrkdwn = [o for o in texts if o.get("type") == "mrkdwn"]
+        assert mrkdwn and all(o.get("verbatim") is True for o in mrkdwn), (recipient, step)
 
 
 def test_the_approvers_message_fits_slacks_limits_whatever_the_names() -> None:

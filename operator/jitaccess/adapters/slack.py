@@ -39,6 +39,11 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from jitaccess.adapters.eventsink import require_https, retry_after
 from jitaccess.errors import ForeignUser
 
+# A message's top-level text (its notification, and the fallback of its blocks) is shown as
+# written (attack 135): `parse=none` links no bare URL, and no `link_names` parses no `@channel`
+# or `#name` in it. Its words are escaped (domain/slackmessages.py), so it holds no `<...>` either.
+LITERAL_TEXT: dict[str, Any] = {"parse": "none", "link_names": False}
+
 #: Seconds to wait before trying again when Slack gave no Retry-After; the caller's backoff grows it.
 DEFAULT_RETRY_AFTER = 1.0
 
@@ -130,12 +135,15 @@ class Slack:
     async def post(self, channel: str, text: str, blocks: list[dict[str, Any]]) -> tuple[str, str]:
         """Post a message; returns (channel id, ts), what `update` needs (a DM's channel id starts with D)."""
         response = await self._call(
-            "chat.postMessage", self._web().chat_postMessage(channel=channel, text=text, blocks=blocks)
+            "chat.postMessage",
+            self._web().chat_postMessage(channel=channel, text=text, blocks=blocks, **LITERAL_TEXT),
         )
         return str(response["channel"]), str(response["ts"])
 
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        await self._call("chat.update", self._web().chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
+        await self._call(
+            "chat.update", self._web().chat_update(channel=channel, ts=ts, text=text, blocks=blocks, **LITERAL_TEXT)
+        )
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         """A message only `user` sees, in `channel` (they must be a member of it)."""

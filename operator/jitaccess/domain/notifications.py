@@ -21,7 +21,9 @@ Who hears of what (docs/notifications.md):
 - the CloudEvents sink: every step (every audit record, plus `pending` and `expiring`).
 
 Slack's mrkdwn reads `<...>` as links and mentions (`<!channel>` pings everyone): every text that
-comes from a user (reasons, names) is escaped before it goes into a message.
+comes from a user (reasons, names) is escaped before it goes into a message, and the message is
+posted `verbatim` (domain/slackmessages.py), so that Slack links no bare URL and parses no
+`@channel` in it either.
 """
 
 from __future__ import annotations

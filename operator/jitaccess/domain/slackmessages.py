@@ -7,7 +7,13 @@ name as their value (the interactivity endpoint's contract), next to the `kubect
 that do the same.
 
 People are mentioned by Slack id when the caller resolved one (`ids`: username -> Slack id) and
-named in plain text otherwise. Everything that comes from users is escaped (`escape`).
+named in plain text otherwise. Everything that comes from users is escaped (`escape`), and shown
+as written (attack 135): every mrkdwn text object is `verbatim`, and the plain text is escaped
+whole (the Slack adapter posts it with `parse=none`). Otherwise Slack preprocesses what it is
+given: a bare URL in a reason becomes a link, `@channel` / `@here` / `@everyone` a broadcast that
+notifies the whole approvers' channel, `#general` a channel link, all carried by jitaccess's bot.
+Under `verbatim` Slack still reads the manual strings jitaccess writes itself (`<@U...>` mentions
+the approvers), and nothing else.
 """
 
 from __future__ import annotations
@@ -75,16 +81,22 @@ def _shortened(text: str, limit: int) -> str:
     return cut + "…"
 
 
+def _mrkdwn(text: str, limit: int) -> Block:
+    """A mrkdwn text object Slack shows as written: `verbatim`, it links no bare URL and parses no
+    `@channel` or `#name`; escaped words from users then carry no mention and no link at all."""
+    return {"type": "mrkdwn", "text": _shortened(text, limit), "verbatim": True}
+
+
 def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _shortened(text, SECTION_LIMIT)}}
+    return {"type": "section", "text": _mrkdwn(text, SECTION_LIMIT)}
 
 
 def _field(title: str, value: Any) -> Block:
-    return {"type": "mrkdwn", "text": _shortened(f"*{title}*\n{escape(value)}", FIELD_LIMIT)}
+    return _mrkdwn(f"*{title}*\n{escape(value)}", FIELD_LIMIT)
 
 
 def _context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _shortened(text, SECTION_LIMIT)}]}
+    return {"type": "context", "elements": [_mrkdwn(text, SECTION_LIMIT)]}
 
 
 def _user(record: Mapping[str, Any]) -> str:
@@ -97,8 +109,14 @@ def _actor(record: Mapping[str, Any]) -> str:
 
 def render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, str]) -> tuple[str, list[Block]]:
     """(text, blocks) of a Slack notice about `obj` (as stored now)."""
+    text, blocks = _render(notice, obj, team, ids)
+    return escape(text), blocks
+
+
+def _render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, str]) -> tuple[str, list[Block]]:
+    # The plain text is built unescaped and escaped whole by the caller: it holds no mention or link.
     if notice.recipient == TEAM_MESSAGE:
-        return approvers_message(obj, team, ids)
+        return _approvers_message(obj, team, ids)
     if notice.recipient == SECURITY:
         if notice.step == audit.BREAK_GLASS:
             return _break_glass(notice.record)
@@ -133,6 +151,13 @@ def approvers_message(
     """The message in the owner team's channel: the request's facts, who may decide, and, while it
     waits, Approve / Deny buttons; once decided (or `withdrawn`: deleted while it waited), what
     became of it, without buttons."""
+    text, blocks = _approvers_message(request, team, ids, withdrawn=withdrawn)
+    return escape(text), blocks
+
+
+def _approvers_message(
+    request: wire.Obj, team: Team | None, ids: Mapping[str, str], *, withdrawn: bool = False
+) -> tuple[str, list[Block]]:
     name = wire.name_of(request)
     spec, status = wire.spec(request), wire.status(request)
     requester = str(spec.get("requester") or status.get("requester") or "")
