@@ -20,6 +20,11 @@ buttons of a request: the message that asks the approvers carries an Approve but
 ``action_id`` ``"approve"`` and a Deny button with ``action_id`` ``"deny"``, each with the
 AccessRequest's ``NAME/UID`` as its ``value``. `find_button` looks for that, by the name.
 
+What people see of a message is not what was posted: Slack turns bare URLs into links and
+``@channel`` into a broadcast unless the text object is ``verbatim`` (and the top-level ``text``
+is posted with ``parse=none``). `SlackStandIn.rendered` (or `Message.rendered`) shows a message as
+Slack would: the broadcasts, mentions, channels and links it carries (`as_shown` says the rules).
+
 Methods (POST with a form or JSON body, or GET with a query, as slack_sdk sends them; token in
 ``Authorization: Bearer``, or a ``token`` form field): ``auth.test``, ``chat.postMessage``
 (a ``U...`` channel is a direct message: the answer names its ``D...`` conversation, which
@@ -74,7 +79,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self, TypeVar
@@ -270,6 +275,9 @@ class Message:
     edited_ts: str | None = None
     #: When the stand-in recorded the post (`time.time()`): what a latency measurement reads.
     received: float = field(default_factory=time.time)
+    #: How Slack was asked to parse each version's ``text``: the call's ``parse`` and
+    #: ``link_names`` arguments (absent: Slack's defaults).
+    parsing: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def text(self) -> str | None:
@@ -282,6 +290,12 @@ class Message:
     @property
     def updates(self) -> int:
         return len(self.versions) - 1
+
+    def rendered(self, channel_names: Iterable[str] = ()) -> Rendered:
+        """The message as it stands, as Slack shows it: whom it notifies, what it links to (`as_shown`)."""
+        text, blocks = self.versions[-1]
+        parsing = self.parsing[-1] if len(self.parsing) == len(self.versions) else {}
+        return as_shown(text, blocks, channel_names=channel_names, **parsing)
 
     def request(self, action_id: str, *, as_posted: bool = False) -> str | None:
         """The AccessRequest this message's ``action_id`` button decides (the name of its
@@ -299,6 +313,106 @@ def button_request(value: Any) -> str:
     """The AccessRequest a decision button is for: the name in its ``NAME/UID`` value (a bare name
     is that name)."""
     return str(value).partition("/")[0]
+
+
+# -- what people see ---------------------------------------------------------------------------
+#
+# Slack preprocesses the text it is given before anyone reads it. Always, in mrkdwn: the manual
+# parsing strings `<@U...>` (a mention), `<!here>` `<!channel>` `<!everyone>` (a broadcast: it
+# notifies the whole channel), `<!subteam^S...>` (a user group), `<#C...>` (a channel) and
+# `<https://...|label>` (a link). Besides, in a mrkdwn text object left `verbatim` false (Slack's
+# default), "URLs will be auto-converted into links, conversation names will be link-ified, and
+# certain mentions will be automatically parsed" (Block Kit's text object reference): a bare
+# `https://...` becomes a link, `@channel` / `@here` / `@everyone` a broadcast, `#general` a link
+# to that channel. `verbatim: true` keeps the manual strings and changes nothing else. A message's
+# top-level `text` (the notification, the fallback of blocks) is mrkdwn too: its bare URLs are
+# linked unless chat.postMessage / chat.update was given `parse=none`, and its names (`@here`,
+# `#general`) parsed with `link_names` or `parse=full`. Plain text objects are shown as written.
+
+_TOKEN: Final = re.compile(r"<([^<>]*)>")
+_BROADCASTS: Final = {"channel": "channel", "group": "channel", "here": "here", "everyone": "everyone"}
+_SCHEME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_EMAIL: Final = re.compile(r"[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Slack detects URLs with rules of its own; these are the forms the stand-in links: a scheme, a
+# `www.` and a bare domain under a common top-level domain (with or without a path).
+_BARE_URL: Final = re.compile(
+    r"(?:\b[A-Za-z][A-Za-z0-9+.-]*://|\bwww\.)[^\s<>|]+"
+    r"|(?<![\w@./-])(?:[A-Za-z0-9-]+\.)+(?:com|net|org|io|dev|app|co|ai|me|info|biz|xyz)\b(?:/[^\s<>|]*)?"
+)
+_AT_BROADCAST: Final = re.compile(r"(?<![\w@])@(channel|here|everyone)\b")
+_CHANNEL_NAME: Final = re.compile(r"(?<![\w&#])#([a-z0-9][a-z0-9_-]*)")
+
+
+@dataclass
+class Rendered:
+    """Who a message notifies and what it links to, as Slack shows it (`as_shown`)."""
+
+    #: ``channel``, ``here``, ``everyone``: each notifies the whole conversation.
+    broadcasts: set[str] = field(default_factory=set)
+    #: Users (``U...``, ``W...``) and user groups (``S...``) mentioned.
+    mentions: set[str] = field(default_factory=set)
+    #: Channels linked: by id (``<#C...>``) or by name (``general``, from a bare ``#general``).
+    channels: set[str] = field(default_factory=set)
+    #: Link targets (a bare email address is linked as ``mailto:``).
+    links: set[str] = field(default_factory=set)
+
+    def add(self, text: str, *, urls: bool, names: bool, channel_names: frozenset[str]) -> None:
+        """``text`` as Slack parses mrkdwn: the manual strings always, bare URLs when ``urls``,
+        bare broadcasts and channel names when ``names``."""
+        for token in _TOKEN.findall(text):
+            target = token.split("|", 1)[0]
+            if target.startswith("@"):
+                self.mentions.add(target[1:])
+            elif target.startswith("!subteam^"):
+                self.mentions.add(target.removeprefix("!subteam^"))
+            elif target.startswith("!") and target[1:] in _BROADCASTS:
+                self.broadcasts.add(_BROADCASTS[target[1:]])
+            elif target.startswith("#"):
+                self.channels.add(target[1:])
+            elif _SCHEME.match(target):
+                self.links.add(target)
+        rest = _TOKEN.sub(" ", text)
+        if urls:
+            self.links.update(f"mailto:{email}" for email in _EMAIL.findall(rest))
+            self.links.update(_BARE_URL.findall(_EMAIL.sub(" ", rest)))
+        if names:
+            self.broadcasts.update(_AT_BROADCAST.findall(rest))
+            self.channels.update(n for n in _CHANNEL_NAME.findall(rest) if n in channel_names)
+
+
+def as_shown(
+    text: str | None,
+    blocks: Sequence[Mapping[str, Any]] | None,
+    *,
+    parse: Any = None,
+    link_names: Any = None,
+    channel_names: Iterable[str] = (),
+) -> Rendered:
+    """What Slack makes of a message posted with ``text``, ``blocks`` and chat.postMessage's
+    ``parse`` and ``link_names`` arguments (see the comment above); ``channel_names`` are the
+    workspace's channels, which a bare ``#name`` links to."""
+    names = frozenset(channel_names)
+    seen = Rendered()
+    if text:
+        linked = parse == "full" or link_names in (True, 1, "1", "true")
+        seen.add(text, urls=parse != "none", names=linked, channel_names=names)
+    for obj in _mrkdwn_objects(blocks or ()):
+        automatic = obj.get("verbatim") is not True
+        seen.add(str(obj.get("text") or ""), urls=automatic, names=automatic, channel_names=names)
+    return seen
+
+
+def _mrkdwn_objects(value: Any) -> Iterator[Mapping[str, Any]]:
+    """Every mrkdwn text object in blocks, wherever it sits (a section's text and fields, a context's elements...)."""
+    if isinstance(value, Mapping):
+        if value.get("type") == "mrkdwn" and "text" in value:
+            yield value
+            return
+        for item in value.values():
+            yield from _mrkdwn_objects(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _mrkdwn_objects(item)
 
 
 @dataclass(frozen=True)
@@ -456,6 +570,10 @@ class _BlockChecker:
         if not isinstance(value, dict) or value.get("type") not in kinds:
             self.fail(pointer, f"must be a text object of type {' or '.join(kinds)}")
             return
+        # "This field is only usable when type is mrkdwn" (Block Kit's text object reference).
+        verbatim = value.get("verbatim")
+        if verbatim is not None and (value["type"] != "mrkdwn" or not isinstance(verbatim, bool)):
+            self.fail(f"{pointer}/verbatim", "must be a boolean, in a mrkdwn text object only")
         text = value.get("text")
         if not isinstance(text, str) or not text:
             self.fail(f"{pointer}/text", "must be more than 0 characters")
@@ -547,6 +665,11 @@ def _button(blocks: Sequence[Mapping[str, Any]] | None, action_id: str) -> tuple
             if element.get("type") == "button" and element.get("action_id") == action_id:
                 return str(block["block_id"]), element
     return None
+
+
+def _parsing(args: Mapping[str, Any]) -> dict[str, Any]:
+    """How a chat.postMessage or chat.update asks Slack to parse its ``text`` (see `as_shown`)."""
+    return {key: args[key] for key in ("parse", "link_names") if key in args}
 
 
 def _json_arg(value: Any) -> Any:
@@ -693,6 +816,10 @@ class SlackStandIn:
     def calls(self, method: str | None = None) -> list[Call]:
         with self._lock:
             return [copy.deepcopy(c) for c in self._calls if method is None or c.method == method]
+
+    def rendered(self, message: Message) -> Rendered:
+        """``message`` as Slack shows it in this workspace (a bare ``#name`` links one of its channels)."""
+        return message.rendered(self._channels.values())
 
     def wait_for(self, predicate: Callable[[Self], T], timeout: float = 10.0) -> T:
         """The first truthy ``predicate(self)``, polled until ``timeout``: e.g. ``lambda s: s.messages(c)``."""
@@ -927,7 +1054,7 @@ class SlackStandIn:
         if text is None and not blocks:
             raise _SlackError("no_text")
         self._rate_limit("chat.postMessage", channel)
-        message = Message(channel, self._next_ts(), [(text, blocks)])
+        message = Message(channel, self._next_ts(), [(text, blocks)], parsing=[_parsing(args)])
         with self._lock:
             self._messages.append(message)
             answer = {"channel": channel, "ts": message.ts, "message": self._message_json(message)}
@@ -952,6 +1079,8 @@ class SlackStandIn:
             message.versions.append(
                 (text if text is not None else old_text, blocks if "blocks" in args else old_blocks)
             )
+            # A text left out is kept, and so is how it was parsed.
+            message.parsing.append(_parsing(args) if text is not None else message.parsing[-1])
             answer = {
                 "channel": channel,
                 "ts": message.ts,

@@ -234,6 +234,42 @@ async def test_post_update_and_ephemeral_are_answered_and_recorded(slack: SlackS
     ]
 
 
+async def test_a_message_is_rendered_as_slack_preprocesses_it(slack: SlackStandIn) -> None:
+    """A mrkdwn text object not `verbatim` (Slack's default) links bare URLs, an email and a
+    known channel's name, and turns `@channel` / `@here` into broadcasts; `verbatim` keeps the
+    manual strings only (`<@U...>`, `<!here>`, `<url|label>`). The top-level text links bare URLs
+    unless posted with `parse=none`, and parses names only with `link_names` or `parse=full`."""
+    client = AsyncWebClient(token=TOKEN, base_url=slack.api_url)
+    words = "@channel @here see https://evil.example/sso or evil.com, mail bob@example.com, in #ledger-oncall"
+
+    def section(text: str, **verbatim: bool) -> dict[str, Any]:
+        return {"type": "section", "text": {"type": "mrkdwn", "text": text, **verbatim}}
+
+    mine = "<@U0LENA> may decide <https://jit.example/r|the request> <!subteam^S0LEAD> <#C0LEDGER1>"
+    await client.chat_postMessage(channel=LEDGER, text=words, blocks=[section(words), section(mine)])
+    shown = slack.rendered(slack.messages(LEDGER)[-1])
+    assert shown.broadcasts == {"channel", "here"}
+    assert shown.links == {"https://evil.example/sso", "evil.com", "mailto:bob@example.com", "https://jit.example/r"}
+    assert shown.channels == {"ledger-oncall", LEDGER}
+    assert shown.mentions == {LENA.id, "S0LEAD"}
+
+    blocks = [section(words, verbatim=True), section(mine, verbatim=True), section("<!here> now", verbatim=True)]
+    await client.chat_postMessage(channel=LEDGER, text=words, blocks=blocks, parse="none", link_names=False)
+    shown = slack.rendered(slack.messages(LEDGER)[-1])
+    assert (shown.broadcasts, shown.links) == ({"here"}, {"https://jit.example/r"})
+    assert (shown.channels, shown.mentions) == ({LEDGER}, {LENA.id, "S0LEAD"})
+
+    # The top-level text alone: linked by default, names parsed on request; an update's parsing counts.
+    await client.chat_postMessage(channel=LEDGER, text=words)
+    message = slack.messages(LEDGER)[-1]
+    assert slack.rendered(message).links and not slack.rendered(message).broadcasts
+    await client.chat_update(channel=LEDGER, ts=message.ts, text=words, link_names=True)
+    assert slack.rendered(slack.messages(LEDGER)[-1]).broadcasts == {"channel", "here"}
+    await client.chat_update(channel=LEDGER, ts=message.ts, text=words, parse="none")
+    shown = slack.rendered(slack.messages(LEDGER)[-1])
+    assert (shown.broadcasts, shown.links, shown.channels) == (set(), set(), set())
+
+
 async def test_a_user_id_as_channel_is_a_direct_message(slack: SlackStandIn) -> None:
     client = AsyncWebClient(token=TOKEN, base_url=slack.api_url)
     posted = await client.chat_postMessage(channel=LENA.id, text="your access ends in 10 minutes")
@@ -304,6 +340,17 @@ STRICT = [
             "channel": LEDGER,
             "text": "x",
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "y" * 3001}}],
+        },
+        "invalid_blocks",
+    ),
+    (
+        "verbatim in a plain_text object",
+        {},
+        "chat.postMessage",
+        {
+            "channel": LEDGER,
+            "text": "x",
+            "blocks": [{"type": "section", "text": {"type": "plain_text", "text": "y", "verbatim": True}}],
         },
         "invalid_blocks",
     ),
