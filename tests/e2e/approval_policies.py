@@ -64,3 +64,17 @@ def pci_approvers(system: Jit, approvers: list[str]) -> None:
         return ready.get("observedGeneration") == (system.get("teamownership", name) or {})["metadata"]["generation"]
 
     eventually(lambda: taken_up() or None, what=f"team {name}'s change taken up")
+
+
+def extension_pending(
+    system: Jit, name: str, grant: str, user: str, reason: str = "INC-4711 the migration needs longer"
+) -> Any:
+    """`user`'s AccessExtension of their Active grant by 30m, once the operator has it waiting for approvers."""
+    manifest = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessExtension",
+        "metadata": {"name": name},
+        "spec": {"grant": grant, "duration": "30m", "reason": reason},
+    }
+    system.apply(manifest, user=user, verb="create")
+    return system.wait_reason("accessextension", name, "Pending")

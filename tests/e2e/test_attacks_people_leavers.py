@@ -15,7 +15,7 @@ webhooks, the strict Identity Center emulator (`set_user_enabled`, as the consol
 
 Attack 133 (the same file): a leader who has left approves, while the TeamOwnership still names
 them, or their approval given before they left is acted upon at a scheduled start, or counted as
-one of the several an entitlement needs.
+one of the several an entitlement needs (of a request, or of an extension of its grant).
 
 A probe of the same angle that held is kept below: a user name reused while a window waits.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -186,6 +187,56 @@ def test_133_an_approval_of_two_given_before_the_approver_left_stops_counting(pc
     pci.wait_reason("accessrequest", name, "Granted", timeout=30)
     assert [a["by"] for a in policies.status(pci, name)["approvals"]] == [LENA, CAROL]
     assert policies.status(pci, name)["approvalSummary"] == "2/2"
+    assert pci.members(PCI) == {BOB}
+
+
+def test_133_an_extensions_approval_of_two_given_before_the_approver_left_stops_counting(
+    pci: Jit, disabled: list[str]
+) -> None:
+    """bob's PCI grant is Active; his extension needs two approvals of team pci too. paula approves it,
+    then leaves (disabled, team pci still naming her). lena's approval is the second given but the
+    first that counts: the extension waits at 1/2, saying why, and nothing is extended; carol's
+    completes it."""
+    policies.pci_approvers(pci, [PAULA, LENA, CAROL])
+    name, more = "leaver-ext-of-two", "leaver-ext-of-two-1"
+    pci.request(name, PCI, user=BOB)
+    pci.wait_reason("accessrequest", name, "Pending")
+    for approver in (PAULA, LENA):
+        assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=approver).returncode == 0
+    grant = pci.wait_reason("accessgrant", name, "Active", timeout=30)
+    ends = grant["status"]["expirationTime"]
+    policies.extension_pending(pci, more, name, BOB, reason="INC-133 the close runs long")
+
+    def approve(user: str) -> None:
+        result = pci.kubectl("annotate", "accessextension", more, "jitaccess.dev/approved=true", user=user, check=False)
+        assert result.returncode == 0, result.stderr
+
+    def extension() -> dict[str, Any]:
+        return pci.get("accessextension", more) or {}
+
+    approve(PAULA)
+    eventually(lambda: extension()["status"].get("approvalSummary") == "1/2" or None, timeout=15)
+    disable(pci, disabled, PAULA)
+
+    approve(LENA)
+    assert "jitaccess.dev/approved-by" not in extension()["metadata"]["annotations"]
+    eventually(
+        lambda: [a["by"] for a in extension()["status"].get("approvals") or []] == [LENA] or None,
+        timeout=15,
+        what="lena's approval the one that counts",
+    )
+    ready = pci.condition("accessextension", more, "Ready")
+    assert ready["reason"] == "Pending" and extension()["status"]["approvalSummary"] == "1/2", ready
+    assert f"1 of 2 approvals ({LENA})" in ready["message"], ready
+    assert f"the approval by {PAULA} no longer counts: {PAULA}'s Identity Center account" in ready["message"], ready
+    assert "is disabled" in ready["message"], ready
+    assert pci.get("accessgrant", name)["status"]["expirationTime"] == ends, "extended on paula's approval"
+
+    approve(CAROL)
+    applied = pci.wait_reason("accessextension", more, "Extended", timeout=30)
+    assert [a["by"] for a in applied["status"]["approvals"]] == [LENA, CAROL], applied["status"]
+    assert applied["status"]["approvalSummary"] == "2/2"
+    assert pci.get("accessgrant", name)["status"]["expirationTime"] != ends
     assert pci.members(PCI) == {BOB}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from devenv.processes import child_env
-from tests.e2e.approval_policies import CAROL, PCI, annotate, break_glass, pci
+from tests.e2e.approval_policies import CAROL, PCI, annotate, break_glass, extension_pending, pci
 from tests.e2e.cli_run import Cli, Result
 from tests.support.harness import Jit
 
@@ -88,18 +88,6 @@ def extensions(system: Jit) -> Iterator[Jit]:
     system.kubectl("delete", "accessextensions", "--all", "--wait=false", check=False)
 
 
-def extension_pending(system: Jit, name: str, grant: str, user: str = ALICE) -> Any:
-    """`user`'s extension of their Active grant of ledger's (not their team's), waiting for LENA."""
-    manifest = {
-        "apiVersion": "jitaccess.dev/v1alpha1",
-        "kind": "AccessExtension",
-        "metadata": {"name": name},
-        "spec": {"grant": grant, "duration": "30m", "reason": "INC-4711 the migration needs longer"},
-    }
-    system.apply(manifest, user=user, verb="create")
-    return system.wait_reason("accessextension", name, "Pending")
-
-
 def ends(system: Jit, grant: str) -> str:
     return str(((system.get("accessgrant", grant) or {}).get("status") or {}).get("expirationTime"))
 
@@ -157,7 +145,7 @@ def test_a_responder_denies_a_pending_extension_and_the_grant_keeps_its_end(exte
     system = extensions
     granted(system, "inc-run")
     before = ends(system, "inc-run")
-    extension_pending(system, "inc-run-longer", "inc-run")
+    extension_pending(system, "inc-run-longer", "inc-run", ALICE)
     ok(
         as_(
             system,
@@ -202,7 +190,7 @@ def test_99_a_responder_never_approves_an_extension(extensions: Jit, responder: 
     system = extensions
     granted(system, "inc-prolong")
     before = ends(system, "inc-prolong")
-    extension_pending(system, "inc-prolong-more", "inc-prolong")
+    extension_pending(system, "inc-prolong-more", "inc-prolong", ALICE)
     refused(
         as_(
             system,
@@ -367,7 +355,7 @@ def test_revoke_all_ends_every_grant_and_request_in_reach(extensions: Jit, cli: 
     granted(system, "all-payments", entitlement=PAYMENTS, user=BOB, approver="paula@example.com")
     pending(system, "all-pending")
     scheduled(system, "all-later")
-    extension_pending(system, "all-ledger-longer", "all-ledger")
+    extension_pending(system, "all-ledger-longer", "all-ledger", ALICE)
     result = jit_as(cli, responder, "revoke", "--all", "--reason", INCIDENT)
     assert result.code == 0, result
     for line in (

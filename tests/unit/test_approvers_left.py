@@ -8,6 +8,7 @@ when it is acted upon (a grant's creation, a scheduled start, an extension appli
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,6 +20,7 @@ from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
 from jitaccess.api.models import GivenApproval
+from jitaccess.domain import extensions as extension_rules
 from jitaccess.domain import requests as rules
 from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal, review_request
 from jitaccess.domain.approvals import Given, count, encode, given
@@ -33,6 +35,7 @@ from jitaccess.handlers.eligibility import approver_problem, approvers_gone, app
 from jitaccess.handlers.requests import activation_refusal
 from jitaccess.handlers.runtime import ELIGIBLE_SECONDS, Runtime
 from jitaccess.settings import Settings
+from tests.unit import test_extensions as extensions
 from tests.unit.factories import T0, condition, entitlement, request, team
 
 LIMITS = rules.Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
@@ -452,3 +455,110 @@ def test_a_third_approval_making_up_for_a_gone_approver_is_granted(rt: Runtime, 
     refusal = activation_refusal(rt, short, rules.validate(short, TWO, THREE_APPROVERS, LIMITS))
     assert refusal is not None and refusal.reason == "Failed"
     assert f"not counted: {PAULA_GONE['paula@example.com']}" in refusal.message
+
+
+# --- an extension's approval of several, its approver gone since --------------------------------------
+
+
+def _extension_of_two(*approvers: str, approved_by: str = "", recorded: tuple[str, ...] = ()) -> Any:
+    """alice's extension of her Active grant, with `approvers`' approvals stamped (the webhook's list),
+    `recorded` those the operator counted so far (`status.approvals`)."""
+    ext = extensions.extension(annotations=_listed(*approvers, approved_by=approved_by))
+    return ext.model_copy(
+        update={
+            "status": ext.status.model_copy(update={"approvals": [GivenApproval(by=by, time=T0) for by in recorded]})
+        }
+    )
+
+
+def test_an_extensions_approval_whose_approver_is_gone_stops_counting_and_it_waits_for_another() -> None:
+    # paula's approval was counted (1/2), then she was disabled; lena's, listed after it, is the first that counts.
+    waiting = _extension_of_two("paula@example.com", LENA, recorded=("paula@example.com",))
+    step = extension_rules.next_step(waiting, extensions.active(), TWO, THREE_APPROVERS, LIMITS, gone=PAULA_GONE)
+    assert (step.step, step.counted, step.needed) == (extension_rules.Step.WAIT, (LENA,), 2), step
+    assert step.message == (
+        f"1 of 2 approvals ({LENA}): waiting for 1 more, by another approver of team payments ({CAROL}); the "
+        "approval by paula@example.com no longer counts: paula@example.com's Identity Center account (UserId "
+        "u-paula@example.com) is disabled (an approver who has left approves nothing, an approval given before "
+        "they left included)"
+    )
+    assert extension_rules.approvals_counted(waiting, THREE_APPROVERS, PAULA_GONE).counted == (LENA,)
+    # Had the webhook stamped lena's as completing it (Identity Center silent there), nothing is extended on it.
+    short = _extension_of_two("paula@example.com", LENA, approved_by=LENA)
+    ignored = extension_rules.next_step(short, extensions.active(), TWO, THREE_APPROVERS, LIMITS, gone=PAULA_GONE)
+    assert ignored.step is extension_rules.Step.IGNORE and ignored.counted == (LENA,), ignored
+    assert f"not counted: {PAULA_GONE['paula@example.com']}" in ignored.message
+    # A third approver makes up for her.
+    done = _extension_of_two("paula@example.com", LENA, CAROL, approved_by=CAROL, recorded=(LENA,))
+    applied = extension_rules.next_step(done, extensions.active(), TWO, THREE_APPROVERS, LIMITS, gone=PAULA_GONE)
+    assert (applied.step, applied.who, applied.counted) == (extension_rules.Step.APPLY, CAROL, (LENA, CAROL))
+
+
+def _extension_approved(old: dict[str, Any], caller: str, gone: Any, phase: Phase = Phase.MUTATE) -> Any:
+    after = {**old, "metadata": {**old["metadata"], "annotations": {**old["metadata"]["annotations"], **_APPROVE}}}
+    return extension_rules.review_extension(
+        "UPDATE", old, after, Caller(caller, frozenset()), operator=OperatorIdentity(frozenset({"system:operator"})),
+        grant=extensions.active(), entitlement=TWO, team=THREE_APPROVERS, waiting=[], limits=LIMITS, phase=phase,
+        owner="payments", gone=gone,
+    )  # fmt: skip
+
+
+def test_the_webhook_counts_a_gone_approvers_approval_of_an_extension_out_and_stamps_no_completion() -> None:
+    old = _extension_of_two("paula@example.com").wire()
+    assert "jitaccess.dev/approved-by" in _extension_approved(old, LENA, {}).annotations, "as before"
+    verdict = _extension_approved(old, LENA, PAULA_GONE)
+    assert isinstance(verdict, Admit) and "jitaccess.dev/approved-by" not in verdict.annotations, verdict
+    assert verdict.removed == ("jitaccess.dev/approved",)
+    listed = verdict.annotations[names.ANNOTATION_APPROVALS]
+    assert [a.by for a in given({names.ANNOTATION_APPROVALS: listed})] == ["paula@example.com", LENA]
+    # carol's, the second that counts, completes it.
+    done = _extension_approved(_extension_of_two("paula@example.com", LENA).wire(), CAROL, PAULA_GONE)
+    assert isinstance(done, Admit) and done.annotations["jitaccess.dev/approved-by"] == CAROL
+
+
+def test_the_operator_asks_about_an_extensions_approvers_and_waits_on_an_outage(
+    rt: Runtime, ic: Directory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaccess.handlers import extensions as extension_handlers
+    from jitaccess.handlers.common import NO_INDEX
+    from jitaccess.handlers.recording import DEFERRED, Deferred
+    from tests.unit.test_audit_trail import Cluster
+
+    class Stored(Cluster):
+        def get(self, plural: str, name: str) -> dict[str, Any] | None:
+            found = self.objects.get((plural, name))
+            return copy.deepcopy(found) if found is not None else None
+
+    cluster = Stored()
+    cluster.add(names.ENTITLEMENTS, TWO.wire())
+    cluster.add(names.TEAMS, {"metadata": {"name": "payments"}, "spec": THREE_APPROVERS.wire()})
+    cluster.add(names.GRANTS, extensions.active().wire())
+    waiting = _extension_of_two("paula@example.com", LENA, recorded=("paula@example.com",))
+    cluster.add(names.EXTENSIONS, {**waiting.wire(), "kind": names.ACCESS_EXTENSION})
+    rt.kube = cast(Kube, cluster)
+    monkeypatch.setattr(extension_handlers, "now", lambda: T0 + timedelta(minutes=1))
+
+    def reconcile() -> dict[str, Any]:
+        token = DEFERRED.set(Deferred())  # no kopf watch to post Events from
+        try:
+            stored = copy.deepcopy(cluster.objects[(names.EXTENSIONS, "g1-ext-1")])
+            extension_handlers.reconcile(rt, stored, NO_INDEX, NO_INDEX, {})
+        finally:
+            DEFERRED.reset(token)
+        return cluster.objects[(names.EXTENSIONS, "g1-ext-1")]
+
+    ic.disabled.add("paula@example.com")
+    pending = reconcile()["status"]
+    assert [a["by"] for a in pending["approvals"]] == [LENA] and pending["approvalSummary"] == "1/2", pending
+    ready = next(c for c in pending["conditions"] if c["type"] == names.READY)
+    assert ready["reason"] == names.PENDING, ready
+    assert f"the approval by paula@example.com no longer counts: {PAULA_GONE['paula@example.com']}" in ready["message"]
+    assert not cluster.objects[(names.GRANTS, "g1")]["status"].get("extensions"), "nothing extended"
+    # Identity Center not answering: a count waits for it (the operator retries), a denial does not.
+    ic.down = True
+    with pytest.raises(RetryLater):
+        reconcile()
+    annotations = cluster.objects[(names.EXTENSIONS, "g1-ext-1")]["metadata"]["annotations"]
+    annotations |= {"jitaccess.dev/denied": "true", "jitaccess.dev/denied-by": LENA}
+    denied = reconcile()["status"]
+    assert next(c for c in denied["conditions"] if c["type"] == names.READY)["reason"] == names.DENIED, denied

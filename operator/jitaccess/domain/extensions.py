@@ -234,14 +234,19 @@ class Next:
     needed: int = 1
 
 
-def approvals_counted(extension: AccessExtension, team: TeamOwnershipSpec) -> approval_rules.Count:
+def approvals_counted(
+    extension: AccessExtension, team: TeamOwnershipSpec, gone: Mapping[str, str] = approval_rules.NOBODY_GONE
+) -> approval_rules.Count:
     """The stamped approvals (`jitaccess.dev/approvals`) that count against the live team: distinct
-    approvers of it, never the requester. An extension never escalates: backup approvers do not count."""
+    approvers of it, never the requester, none by an approver `gone` from Identity Center (disabled
+    or deleted since, with why: `handlers.eligibility.approvers_gone`), as for a request. An
+    extension never escalates: backup approvers do not count."""
     return approval_rules.count(
         approval_rules.given(extension.metadata.annotations),
         team,
         extension.spec.requester or "",
         lambda _by: False,
+        gone,
     )
 
 
@@ -253,9 +258,12 @@ def next_step(
     limits: request_rules.Limits,
     *,
     responder_groups: frozenset[str] = frozenset(),
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Next:
     """What the operator does with an unfinished extension, from the objects as stored. `team` is the
-    grant's recorded owner team (`owner_of`), None when it no longer exists.
+    grant's recorded owner team (`owner_of`), None when it no longer exists. `gone`: the approvers
+    listed whose Identity Center account is disabled or deleted, with why (asked by the handler):
+    their approvals no longer count, and the extension waits for another approver.
 
     The approval is re-derived every time from what admission stamped and the live TeamOwnership
     (as a grant's basis is: `requests.grant_basis`), never from `status`: with approvalsRequired N,
@@ -321,7 +329,7 @@ def next_step(
     ):
         return Next(Step.APPLY, who=requester, auto=True)
     needed = entitlement.spec.approval.approvals_required
-    count = approvals_counted(extension, team) if needed > 1 else approval_rules.Count((), ())
+    count = approvals_counted(extension, team, gone) if needed > 1 else approval_rules.Count((), ())
     if wire.truthy(annotations.get(names.ANNOTATION_APPROVED)):
         approver = _stamped(
             team, annotations, names.ANNOTATION_APPROVED_BY, names.ANNOTATION_APPROVED_BY_GROUPS, requester
@@ -343,7 +351,7 @@ def next_step(
             f"TeamOwnership {owner} names no approvers, so nobody can approve this extension; nothing was extended"
             + approves_nothing_note(team),
         )
-    waiting = _waiting(extension, owner, team, count, needed)
+    waiting = _waiting(extension, owner, team, count, needed, gone)
     if ignored is not None:
         return replace(ignored, waiting=waiting, counted=count.counted, needed=needed)
     return Next(Step.WAIT, waiting, waiting=waiting, counted=count.counted, needed=needed)
@@ -395,25 +403,37 @@ def _short(count: approval_rules.Count, needed: int) -> str | None:
 
 
 def _waiting(
-    extension: AccessExtension, owner: str, team: TeamOwnershipSpec, count: approval_rules.Count, needed: int
+    extension: AccessExtension,
+    owner: str,
+    team: TeamOwnershipSpec,
+    count: approval_rules.Count,
+    needed: int,
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> str:
     """The Pending message: who may approve, and with approvalsRequired N how many count so far. An
     approval already stamped as final that no longer completes the count is a decision taken: the
-    extension cannot complete any more, and the message says what to do instead."""
+    extension cannot complete any more, and the message says what to do instead. An approval whose
+    approver is `gone` from Identity Center is said last, as a waiting request says it
+    (`handlers.approvals.waiting_message`), and its approver is not suggested as another."""
     requester = extension.spec.requester or ""
-    who = request_rules.approvers_text(team, escalated=False, excluding={requester, *count.counted})
+    who = request_rules.approvers_text(team, escalated=False, excluding={requester, *count.counted, *gone})
     if needed <= 1:
         return f"waiting for approval by an approver of team {owner} ({who})"
+    void = [(by, why) for by, why in count.why_not if gone.get(by) == why]
+    rejected = [r for r in count.rejected if r not in {why for _, why in void}]
     message = f"{len(count.counted)} of {needed} approvals ({approval_rules.in_words(count.counted) or 'none yet'})" + (
-        f"; not counted: {'; '.join(count.rejected)}" if count.rejected else ""
+        f"; not counted: {'; '.join(rejected)}" if rejected else ""
     )
+    left = "".join(f"; {request_rules.approval_void(by, why)}" for by, why in void)
     if wire.truthy(extension.metadata.annotations.get(names.ANNOTATION_APPROVED)):
         return (
             f"{message}: the approval that was to complete the count was taken, and the others no longer all count, "
             f"so it cannot be approved any more; withdraw it (kubectl delete accessextension "
-            f"{extension.metadata.name}) and ask again"
+            f"{extension.metadata.name}) and ask again{left}"
         )
-    return f"{message}: waiting for {needed - len(count.counted)} more, by another approver of team {owner} ({who})"
+    return (
+        f"{message}: waiting for {needed - len(count.counted)} more, by another approver of team {owner} ({who}){left}"
+    )
 
 
 def _stamped(
@@ -502,12 +522,15 @@ def review_extension(
     phase: Phase,
     responders: admission.Responders = admission.NO_RESPONDERS,
     owner: str = "",
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> Verdict:
     """CREATE stamps the requester and checks the extension against its grant and caps; UPDATE
     takes a decision from an approver of the owner team, or a denial with a reason from one of the
     `responders` (the request's rules: `admission`); DELETE is allowed to the requester while it
     waits, and to the owner team's approvers once it has ended (`_deleted`). `team` is the grant's recorded owner team, `owner`
-    its name (`owner_of`)."""
+    its name (`owner_of`). `gone`: the approvers listed whose Identity Center account is disabled or
+    deleted, with why: their approvals no longer count towards the one that completes the count, as
+    the operator counts them (`next_step`; the request's `admission.review_request`)."""
     if operator.includes(caller):
         return ALLOW
     refusal = (
@@ -526,7 +549,7 @@ def review_extension(
         # Decided by the grant's team (`team`), which the request's rules name from the Entitlement.
         decided = as_decided(entitlement, owner) if entitlement is not None and owner else entitlement
         verdict = admission.review_withdrawn(old, new, caller, operator) or admission.decision_update(
-            old, new, caller, decided, team, phase, responders=responders
+            old, new, caller, decided, team, phase, responders=responders, gone=gone
         )
         if isinstance(verdict, Refusal):
             return Refusal(_as_extension(verdict.message), verdict.code)

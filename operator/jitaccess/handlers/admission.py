@@ -302,12 +302,13 @@ async def _approvers_gone(
     entitlement: Entitlement | None,
     warnings: list[str],
 ) -> Mapping[str, str]:
-    """For a decision on a request that needs several approvals, the approvers it lists so far whose
-    Identity Center account is disabled or gone (`approvers_gone`): their approvals no longer count
-    towards the one that completes the count, as the operator counts them. Asked afresh at MUTATE,
-    where that approval is stamped for good (VALIDATE, a moment later, takes its "yes"). Identity
-    Center not answering counts them (fail open, with a warning), as an approval is let through
-    (`approver_checked`): the operator asks again before it records the count or acts on it."""
+    """For a decision on a request or an extension that needs several approvals, the approvers it
+    lists so far whose Identity Center account is disabled or gone (`approvers_gone`): their
+    approvals no longer count towards the one that completes the count, as the operator counts them
+    (`handlers.requests`, `handlers.extensions`). Asked afresh at MUTATE, where that approval is
+    stamped for good (VALIDATE, a moment later, takes its "yes"). Identity Center not answering
+    counts them (fail open, with a warning), as an approval is let through (`approver_checked`): the
+    operator asks again before it records the count or acts on it."""
     if operation != "UPDATE" or old is None or new is None:
         return approval_rules.NOBODY_GONE
     before, after = wire.annotations_of(old), wire.annotations_of(new)

@@ -133,16 +133,17 @@ def approver_problem(
 def approvers_gone(
     rt: Runtime, annotations: Mapping[str, str], needed: int, *, fresh: bool = False, ic: IdentityCenter | None = None
 ) -> Mapping[str, str]:
-    """Of the approvers a request's stamped approvals list names (`annotations`; when `needed`, its
-    approvalsRequired, is more than one), each whose Identity Center account is disabled or gone,
-    with why (`approver_problem`): the counting functions leave their approvals out
+    """Of the approvers a request's (or an extension's) stamped approvals list names (`annotations`;
+    when `needed`, its approvalsRequired, is more than one), each whose Identity Center account is
+    disabled or gone, with why (`approver_problem`): the counting functions leave their approvals out
     (`domain.approvals.count`'s `gone`), as an approval whose approver left the team, and the request
     waits for another approver. Asked wherever approvals of several are counted: the webhook, before
     it stamps the approval that would complete the count, and the operator, before it records the
-    count, grants, or provisions the grant. One `DescribeUser` per distinct approver listed (each
-    listed once by the webhook, an approver of the team when they approved), a "no" of the last few
-    seconds costing none, and a "yes" none unless `fresh` (the webhook's MUTATE, where the approval that completes the
-    count is stamped for good: its answers, remembered, are what VALIDATE and the operator count with).
+    count, grants, provisions the grant, or applies the extension. One `DescribeUser` per distinct
+    approver listed (each listed once by the webhook, an approver of the team when they approved), a
+    "no" of the last few seconds costing none, and a "yes" none unless `fresh` (the webhook's MUTATE,
+    where the approval that completes the count is stamped for good: its answers, remembered, are what
+    VALIDATE and the operator count with).
 
     Raises `RetryLater` when Identity Center does not answer. `ic`: as `eligibility_problem`'s."""
     if needed <= 1:

@@ -35,6 +35,7 @@ from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import admission
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import extensions as rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
@@ -43,6 +44,7 @@ from jitaccess.domain.teams import Caller, is_member
 from jitaccess.errors import InvalidInput
 from jitaccess.handlers.admission import (
     WRITES,
+    _approvers_gone,
     _context,
     _deleted,
     _enforce,
@@ -79,6 +81,7 @@ async def _review(
     entitlement: Entitlement | None = None
     team: TeamOwnershipSpec | None = None
     listed: dict[str, rules.Waiting | None] = {}
+    gone: Mapping[str, str] = approval_rules.NOBODY_GONE
     owner = ""
     creating = operation == "CREATE" and phase is Phase.VALIDATE
     if not operator.includes(caller) and (creating or operation in ("UPDATE", "DELETE")):
@@ -103,6 +106,9 @@ async def _review(
             # Selected by the server: the grant's own extensions, not 90 days of everyone's.
             found = await asyncio.to_thread(rt.kube.list, names.EXTENSIONS, fields={"spec.grant": name})
             listed = rules.extensions_of(found, name)
+        # Of several approvals, those whose approver has left Identity Center since count out, as
+        # for a request (attack 133): the next approval does not complete the count.
+        gone = await _approvers_gone(rt, phase, operation, old, new, entitlement, [] if warnings is None else warnings)
     review = functools.partial(
         rules.review_extension,
         operation or "",
@@ -117,6 +123,7 @@ async def _review(
         phase=phase,
         responders=responders(rt),
         owner=owner,
+        gone=gone,
     )
     if not creating or grant is None or operator.includes(caller):
         verdict = review(waiting=[])

@@ -37,9 +37,9 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import extensions as rules
 from jitaccess.domain import following
 from jitaccess.domain import requests as request_rules
-from jitaccess.errors import InvalidInput
+from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
-from jitaccess.handlers.eligibility import approvers_problem
+from jitaccess.handlers.eligibility import approvers_gone, approvers_problem
 from jitaccess.handlers.owners import entitlement_and_team
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import ObjectIndex, Runtime, runtime_of
@@ -193,10 +193,18 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
     grant = AccessGrant.model_validate(raw) if raw is not None else None
     entitlement, team = _lookup(rt, grant, teams, entitlements)
     if grant is not None and rules.already_applied(grant, extension.metadata.name):
-        # Applied before a crash: only the extension's own record is missing.
-        counted = rules.approvals_counted(extension, team).counted if team is not None else ()
-        _record_applied(rt, extension, grant, counted)
+        # Applied before a crash: only the extension's own record is missing. The approvals that made
+        # the count are the grant's entry's, not counted again (an approver may have left since).
+        entry = next(e for e in grant.status.extensions or [] if e.name == extension.metadata.name)
+        _record_applied(rt, extension, grant, [a.by for a in entry.approvals or []])
         return
+    needed = entitlement.spec.approval.approvals_required if entitlement is not None else 1
+    unanswered: RetryLater | None = None
+    try:
+        # Of several approvals, those whose approver has left Identity Center since count out (attack 133).
+        gone = approvers_gone(rt, extension.metadata.annotations, needed)
+    except RetryLater as exc:
+        gone, unanswered = approval_rules.NOBODY_GONE, exc
     step = rules.next_step(
         extension,
         grant,
@@ -204,7 +212,12 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         team,
         rt.settings.limits,
         responder_groups=frozenset(rt.settings.responder_groups),
+        gone=gone,
     )
+    if unanswered is not None and step.step not in _WITHOUT_COUNT and not step.auto:
+        # As for a request (`handlers.requests`): a denial or a failure is taken without Identity
+        # Center; a count waits for its answer (fail closed: the operator retries).
+        raise unanswered
     # Another grant's, created under its name since, would name what the extension never was for.
     uid = extension.metadata.uid or None
     owners = _owners(grant) if grant is not None and rules.replaced(extension, grant) is None else {}
@@ -234,6 +247,10 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
             _finish(rt, extension.metadata.name, names.FAILED, message, warning=True, owners=owners, uid=uid)
             return
         _apply(rt, extension, grant, entitlement, step)
+
+
+#: What `next_step` may answer without knowing which approvers are gone from Identity Center.
+_WITHOUT_COUNT = frozenset({rules.Step.DENY, rules.Step.FAIL})
 
 
 def _withdrawn_meanwhile(rt: Runtime, extension: AccessExtension) -> bool:
