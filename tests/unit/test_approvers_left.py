@@ -517,7 +517,7 @@ def test_the_webhook_counts_a_gone_approvers_approval_of_an_extension_out_and_st
 
 
 def test_the_operator_asks_about_an_extensions_approvers_and_waits_on_an_outage(
-    rt: Runtime, ic: Directory, monkeypatch: pytest.MonkeyPatch
+    rt: Runtime, ic: Directory, monkeypatch: pytest.MonkeyPatch, later: Callable[[float], None]
 ) -> None:
     from jitaccess.handlers import extensions as extension_handlers
     from jitaccess.handlers.common import NO_INDEX
@@ -554,7 +554,9 @@ def test_the_operator_asks_about_an_extensions_approvers_and_waits_on_an_outage(
     assert ready["reason"] == names.PENDING, ready
     assert f"the approval by paula@example.com no longer counts: {PAULA_GONE['paula@example.com']}" in ready["message"]
     assert not cluster.objects[(names.GRANTS, "g1")]["status"].get("extensions"), "nothing extended"
-    # Identity Center not answering: a count waits for it (the operator retries), a denial does not.
+    # Identity Center not answering (once its "no" about paula is no longer remembered): a count
+    # waits for it (the operator retries), a denial does not.
+    later(ELIGIBLE_SECONDS)
     ic.down = True
     with pytest.raises(RetryLater):
         reconcile()
