@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import kopf
 import pytest
 
 from devenv.controlplane import ControlPlane
@@ -25,10 +26,11 @@ from devenv.emulator import IdentityCenterEmulator
 from devenv.paths import EXAMPLES
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube, load_client_config
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessExtension, AccessGrant, Entitlement
 from jitaccess.domain import extensions as extension_rules
 from jitaccess.handlers import catalog, expiry, extensions, grants
+from jitaccess.handlers.common import NO_INDEX
 from jitaccess.handlers.indexes import holdings
 from jitaccess.handlers.recording import DEFERRED, Deferred
 from jitaccess.handlers.runtime import Runtime
@@ -140,6 +142,29 @@ def test_a_drift_scan_asks_the_api_server_before_removing_a_member_its_index_doe
     assert world.drift_removals() == []
 
 
+# --- an Entitlement deleted and applied again while a check of the first is under way -----------
+
+
+def test_a_check_of_an_entitlement_writes_nothing_on_another_applied_under_its_name(world: World) -> None:
+    """The check of the Entitlement as kopf showed it (no owner team known: not Ready) finishes
+    after it was deleted and applied again: the new one is another object (attacks 130-134,
+    docs/security.md), and its `Ready` is its own check's to write, not the first one's."""
+    rt = world.runtime()
+    first = world.kube.get(names.ENTITLEMENTS, GROUP) or {}
+    again = {k: v for k, v in first.items() if k != "status"}
+    again["metadata"] = {"name": GROUP, "labels": wire.metadata(first).get("labels") or {}}
+    world.cluster.kubectl("delete", names.ENTITLEMENTS, GROUP)
+    world.cluster.kubectl("create", "-f", "-", input=json.dumps(again))
+    second = world.kube.get(names.ENTITLEMENTS, GROUP) or {}
+    assert wire.uid_of(second) not in ("", wire.uid_of(first))
+    memo = {"runtime": rt}
+    catalog.check_entitlement(body=kopf.Body(first), memo=memo, teams=NO_INDEX)
+    stored = world.kube.get(names.ENTITLEMENTS, GROUP)
+    assert wire.status(stored).get("conditions") is None, "the first one's check wrote Ready on the second"
+    catalog.check_entitlement(body=kopf.Body(second), memo=memo, teams=NO_INDEX)
+    assert wire.condition(world.kube.get(names.ENTITLEMENTS, GROUP), names.READY) is not None, "its own check"
+
+
 # --- two grants of one membership: the older ends as the newer takes it over ----------------------
 
 
@@ -178,7 +203,8 @@ def _extension_lands_during_the_expiry(world: World, rt: Runtime, name: str) -> 
     grants.activate(rt, world.grant(name))
     world.watched(rt, name)
     due = dt.datetime.now(dt.UTC).replace(microsecond=0) + extension_rules.MARGIN + dt.timedelta(seconds=2)
-    rt.kube.update_status(names.GRANTS, name, lambda _: {"expirationTime": due.strftime(STAMP)})
+    uid = world.stored(name).metadata.uid
+    rt.kube.update_status(names.GRANTS, name, lambda _: {"expirationTime": due.strftime(STAMP)}, uid=uid)
     extension = {
         "apiVersion": names.API_VERSION,
         "kind": "AccessExtension",

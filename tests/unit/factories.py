@@ -6,6 +6,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+from jitaccess.adapters.kube import BY_NAME
+from jitaccess.api import wire
 from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -89,3 +91,14 @@ def selected(
         for (kind, _), obj in objects.items()
         if kind == plural and all(value(obj, path) == wanted for path, wanted in (fields or {}).items())
     ]
+
+
+def lands(obj: dict[str, Any] | None, uid: Any, current: dict[str, Any] | None = None) -> bool:
+    """Whether a fake's status write (or deletion) with this `uid` lands on the stored `obj`, as
+    `Kube.update_status` decides: `uid` is required unless `current` is given (then it is current's),
+    `BY_NAME` lands on whatever is stored, any other only on the object with that uid."""
+    if uid is None:
+        if current is None:
+            raise TypeError("a status write needs uid= (or BY_NAME) or current=")
+        uid = wire.uid_of(current)
+    return obj is not None and (uid is BY_NAME or wire.uid_of(obj) == uid)

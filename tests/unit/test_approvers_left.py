@@ -296,7 +296,7 @@ def test_the_remembered_nos_are_bounded_as_the_yeses_are(rt: Runtime, later: Cal
 class StatusStore:
     """The API server as an approval's status write meets it."""
 
-    def update_status(self, plural: str, name: str, change: Any, current: Any = None, uid: Any = None) -> Any:
+    def update_status(self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None) -> Any:
         fields = change(current)
         return None if fields is None else {**current, "status": {**current.get("status", {}), **fields}}
 

@@ -24,7 +24,7 @@ from jitaccess.handlers import archive as trail_module
 from jitaccess.handlers.archive import AuditTrail
 from jitaccess.handlers.notifications import config_of
 from jitaccess.settings import load as load_settings
-from tests.unit.factories import selected
+from tests.unit.factories import lands, selected
 
 PREFIX = "audit"
 
@@ -86,12 +86,12 @@ class Cluster:
         return copy.deepcopy(obj)
 
     def update_status(
-        self, plural: str, name: str, change: Any, current: Any = None, *, uid: str | None = None
+        self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
     ) -> dict[str, Any] | None:
         if self.down:
             raise RuntimeError("the API server is not answering")
         obj = self.objects.get((plural, name))
-        if obj is None or (uid is not None and obj["metadata"]["uid"] != uid):
+        if obj is None or not lands(obj, uid, current):
             return None
         self.writes += 1
         fields = change(copy.deepcopy(obj))
@@ -677,10 +677,10 @@ class Retiring(Retained):
         super().__init__(*objects)
         self.deleted: list[tuple[str, str, str | None]] = []
 
-    def delete(self, plural: str, name: str, *, uid: str | None = None) -> bool:
+    def delete(self, plural: str, name: str, *, uid: Any) -> bool:
         self.deleted.append((plural, name, uid))
         found = self.objects.get((plural, name))
-        if found is None or (uid and found["metadata"]["uid"] != uid):
+        if not lands(found, uid):
             return False
         del self.objects[(plural, name)]
         return True

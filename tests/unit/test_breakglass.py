@@ -275,18 +275,19 @@ def _awaiting_review(name: str, deadline: str, uid: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("stored_deadline", "warned"), [("2026-11-23T12:00:00Z", True), ("2026-11-24T09:00:00Z", False)]
+    ("stored_deadline", "stored_uid", "warned"),
+    [("2026-11-23T12:00:00Z", "uid-then", True), ("2026-11-24T09:00:00Z", "uid-now", False)],
 )
 def test_an_overdue_review_is_warned_on_its_own_request_not_one_created_since_under_its_name(
-    monkeypatch: pytest.MonkeyPatch, stored_deadline: str, warned: bool
+    monkeypatch: pytest.MonkeyPatch, stored_deadline: str, stored_uid: str, warned: bool
 ) -> None:
     """The review of break-glass `sam-bg` was due at noon; the request stored under that name now is
     either that one, or one created since (withdrawn and asked again: its own review is due later),
-    which must not be marked overdue: the warning is a write by name."""
+    which must not be marked overdue: the warning carries the uid of the request it is for."""
     monkeypatch.setattr("kopf.event", lambda *_, **__: None)  # no operator to post Events through
-    kube = StoredKube(_awaiting_review("sam-bg", stored_deadline, "uid-now"))
+    kube = StoredKube(_awaiting_review("sam-bg", stored_deadline, stored_uid))
     rt = Runtime(Settings(), cast(IdentityCenter, object()), cast(Kube, kube))
     noon = datetime(2026, 11, 23, 12, tzinfo=UTC)
-    break_glass_handlers._warn(rt, [Awaiting("sam-bg", noon, overdue=False)])
+    break_glass_handlers._warn(rt, [Awaiting("sam-bg", noon, overdue=False, uid="uid-then")])
     reviewed = next(c for c in kube.status(names.REQUESTS, "sam-bg")["conditions"] if c["type"] == names.REVIEWED)
     assert (reviewed["reason"] == names.REVIEW_OVERDUE) is warned, reviewed

@@ -27,7 +27,7 @@ from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.lapses import Listings, recheck
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
-from tests.unit.factories import entitlement, request, selected, team
+from tests.unit.factories import entitlement, lands, request, selected, team
 
 USERS = {
     "u-bob": User("bob@example.com"),
@@ -336,10 +336,10 @@ class StoredKube:
         return copy.deepcopy(found) if found is not None else None
 
     def update_status(
-        self, plural: str, name: str, change: Any, current: dict[str, Any] | None = None
+        self, plural: str, name: str, change: Any, current: dict[str, Any] | None = None, *, uid: Any = None
     ) -> dict[str, Any] | None:
         obj = self.get(plural, name)
-        fields = change(obj) if obj is not None else None
+        fields = change(obj) if obj is not None and lands(obj, uid, current) else None
         if obj is None or fields is None:
             return None
         obj["status"] = {**obj.get("status", {}), **fields}
@@ -451,7 +451,8 @@ def lapsing(monkeypatch: pytest.MonkeyPatch) -> tuple[Runtime, RemovingIdentityC
 
 
 def holder(name: str, user: str, user_id: str) -> Holder:
-    return Holder(name, user, user_id)
+    """As the watch files it: with the stored object's uid (`pending_request`, `active_grant`)."""
+    return Holder(name, user, user_id, uid=f"uid-{name}")
 
 
 def test_a_pass_ends_lapsed_grants_refuses_lapsed_requests_and_lists_the_eligible(
@@ -489,15 +490,17 @@ def test_a_pass_ends_lapsed_grants_refuses_lapsed_requests_and_lists_the_eligibl
             **pending_request("bob-r", "bob@example.com", "u-bob"),
             "spec": {"entitlement": "prod-eng-ledger", "reason": "INC-1 x", "requester": "bob@example.com"},
         },
+        # bob's own, asked again: another object, whose lapse (if any) is its own pass's to find.
+        {**pending_request("bob-r", "bob@example.com", "u-bob"), "metadata": {"name": "bob-r", "uid": "y"}},
     ],
-    ids=["another-user", "another-person-same-name", "another-entitlement"],
+    ids=["another-user", "another-person-same-name", "another-entitlement", "the-same-asked-again"],
 )
 def test_a_lapse_refuses_only_the_request_it_was_found_on_not_one_created_since_under_its_name(
     lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube], successor: dict[str, Any]
 ) -> None:
     """bob's pending request lapsed in the listing; meanwhile withdrawn and created again under its
-    name by someone else, by another person now called bob, or for another Entitlement: the refusal
-    (a write by name) leaves that request as it is."""
+    name by someone else, by another person now called bob, for another Entitlement, or by bob
+    himself: the refusal (it carries the uid of the request found) leaves that request as it is."""
     rt, _, kube = lapsing
     kube.objects[(names.REQUESTS, "bob-r")] = successor
     recheck(rt, LAPSING, DIRECTORY, [], [], [holder("bob-r", "bob@example.com", "u-bob")])

@@ -20,6 +20,7 @@ from jitaccess.handlers.recording import DEFERRED, Deferred
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit import test_audit_trail as audit_trail
+from tests.unit.factories import lands
 
 
 class Cluster(audit_trail.Cluster):
@@ -36,13 +37,13 @@ class Cluster(audit_trail.Cluster):
         found = self.objects.get((plural, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def delete(self, plural: str, name: str, *, uid: str | None = None) -> bool:
+    def delete(self, plural: str, name: str, *, uid: Any) -> bool:
         if self.fail_deletes:
             self.fail_deletes -= 1
             raise RuntimeError("the API server is not answering")
         self.deleted.append(name)
         found = self.objects.get((plural, name))
-        if found is None or (uid is not None and found["metadata"]["uid"] != uid):
+        if not lands(found, uid):
             return False  # the API server's uid precondition: another object under the name stays
         return self.objects.pop((plural, name), None) is not None
 

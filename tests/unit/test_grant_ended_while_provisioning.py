@@ -14,12 +14,13 @@ import kopf
 import pytest
 
 from jitaccess.adapters.identitycenter import LONGEST_CALL_SECONDS
+from jitaccess.adapters.kube import BY_NAME
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Attempts, Runtime
 from jitaccess.settings import Settings
-from tests.unit.factories import selected
+from tests.unit.factories import lands, selected
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 GROUP = "prod-eng-payments"
@@ -46,15 +47,21 @@ class _Kube:
     def list(self, plural: str, label_selector: str = "", *, fields: Any = None, **_: Any) -> list[dict[str, Any]]:
         return selected(self.objects, plural, fields)
 
-    def delete(self, plural: str, name: str) -> None:
+    def delete(self, plural: str, name: str, *, uid: Any) -> bool:
         with self.lock:
-            self.objects.pop((plural, name), None)
+            if not lands(self.objects.get((plural, name)), uid):
+                return False
+            return self.objects.pop((plural, name)) is not None
 
-    def update_status(self, plural: str, name: str, change: Any, current: Any = None) -> dict[str, Any] | None:
+    def update_status(
+        self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
+    ) -> dict[str, Any] | None:
         with self.lock:
             found = self.objects.get((plural, name))
-            fields = None if found is None else change(copy.deepcopy(found))
-            if found is None or fields is None:
+            if found is None or not lands(found, uid, current):
+                return None
+            fields = change(copy.deepcopy(found))
+            if fields is None:
                 return None
             found.setdefault("status", {}).update(fields)
             self.put(plural, found)
@@ -123,7 +130,7 @@ def test_a_grant_ended_during_its_provisioning_gets_no_membership(monkeypatch: p
     attempt.start()
     assert ic.asked.wait(5), "the attempt reached its Identity Center lookup"
     # Meanwhile the requester withdraws the scheduled request, and its grant is ended.
-    kube.delete(names.REQUESTS, "r1")
+    kube.delete(names.REQUESTS, "r1", uid=BY_NAME)
     grants.end_grant(rt, "r1", names.REVOKED, rt.holders, why="its AccessRequest was deleted")
     ic.go_on.set()
     attempt.join(5)

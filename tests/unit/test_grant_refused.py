@@ -119,7 +119,7 @@ def test_a_status_write_refused_as_invalid_is_refused_once_with_the_object_and_a
     said = 'AccessGrant.jitaccess.dev "g1" is invalid: status.conditions: Invalid value: "Expired": refused'
     kube, api = _status_write(_error(status, said))
     with pytest.raises(Refused) as refused:
-        kube.update_status("accessgrants", "g1", lambda _: {"x": 1})
+        kube.update_status("accessgrants", "g1", lambda _: {"x": 1}, uid="u1")
     assert api.patches == 1 and refused.value.status == status and refused.value.message == said
     assert isinstance(refused.value, kopf.TemporaryError) and refused.value.delay == 60
     assert str(refused.value) == f"the API server refused the status of accessgrants/g1 as invalid ({status}): {said}"
@@ -127,7 +127,7 @@ def test_a_status_write_refused_as_invalid_is_refused_once_with_the_object_and_a
 
 def test_a_conflict_on_a_status_write_is_read_again_and_written() -> None:
     kube, api = _status_write(_error(409), None)
-    assert kube.update_status("accessgrants", "g1", lambda _: {"x": 1}) == {
+    assert kube.update_status("accessgrants", "g1", lambda _: {"x": 1}, uid="u1") == {
         "metadata": {"name": "g1"},
         "status": {"written": True},
     }
@@ -138,7 +138,7 @@ def test_a_conflict_on_a_status_write_is_read_again_and_written() -> None:
 def test_a_status_write_that_may_pass_is_left_to_the_retry(status: int) -> None:
     kube, _ = _status_write(_error(status, "admission webhook denied the request"))
     with pytest.raises(ApiException) as raised:
-        kube.update_status("accessgrants", "g1", lambda _: {"x": 1})
+        kube.update_status("accessgrants", "g1", lambda _: {"x": 1}, uid="u1")
     assert not isinstance(raised.value, Refused) and raised.value.status == status
 
 
@@ -165,7 +165,9 @@ class _Cluster:
         self.created += 1
         raise Refused(422, SAID)
 
-    def update_status(self, plural: str, name: str, change: Any, current: Any = None, **_: Any) -> dict[str, Any]:
+    def update_status(
+        self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
+    ) -> dict[str, Any]:
         fields = change(self.stored)
         assert fields is not None
         self.stored = {**self.stored, "status": {**self.stored.get("status", {}), **fields}}

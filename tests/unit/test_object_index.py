@@ -145,10 +145,12 @@ async def test_the_entitlement_index_keeps_spec_and_resolution_not_the_status_li
         "driftRemovals": [{"membershipId": "m-1"}],
         "kopf": {"progress": {}},
     }
-    body = kopf.Body({"metadata": {"name": "e", "generation": 3}, "spec": {"owner": "payments"}, "status": status})
+    body = kopf.Body(
+        {"metadata": {"name": "e", "generation": 3, "uid": "u-e"}, "spec": {"owner": "payments"}, "status": status}
+    )
     indexed = (await entitlements(name="e", body=body))["e"]
     assert indexed == {
-        "metadata": {"name": "e", "generation": 3},
+        "metadata": {"name": "e", "generation": 3, "uid": "u-e"},
         "spec": {"owner": "payments"},
         "status": {"groupId": "g-1", "conditions": status["conditions"]},
     }

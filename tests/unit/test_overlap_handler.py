@@ -19,6 +19,7 @@ from jitaccess.domain.overlaps import Tier
 from jitaccess.handlers import overlaps
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
+from tests.unit.factories import lands
 
 
 class Cluster:
@@ -28,10 +29,12 @@ class Cluster:
         self.objects: dict[str, dict[str, Any]] = {}
         self.writes = 0
 
-    def update_status(self, plural: str, name: str, change: Any, current: Any = None) -> dict[str, Any] | None:
+    def update_status(
+        self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
+    ) -> dict[str, Any] | None:
         assert plural == names.ENTITLEMENTS
         obj = self.objects.get(name)
-        if obj is None:
+        if obj is None or not lands(obj, uid, current):
             return None
         fields = change(copy.deepcopy(obj))
         if fields is None:

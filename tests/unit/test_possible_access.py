@@ -52,8 +52,10 @@ class _Counting(_Kube):
         super().__init__()
         self.writes: list[dict[str, Any]] = []
 
-    def update_status(self, plural: str, name: str, change: Any, current: Any = None) -> dict[str, Any] | None:
-        updated = super().update_status(plural, name, change, current)
+    def update_status(
+        self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
+    ) -> dict[str, Any] | None:
+        updated = super().update_status(plural, name, change, current, uid=uid)
         if updated is not None:
             self.writes.append(updated["status"])
         return updated

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from jitaccess.adapters.kube import BY_NAME
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.errors import NotFound
@@ -126,7 +127,7 @@ def test_an_id_recorded_for_an_older_group_name_is_not_trusted(system: Any) -> N
 def test_a_deleted_catalog_is_filed_under_neither_its_group_name_nor_its_id(system: Any) -> None:
     rt, kube = system
     _store(rt, kube, _catalog())
-    kube.delete(names.CATALOGS, "payments")
+    kube.delete(names.CATALOGS, "payments", uid=BY_NAME)
     permissionsets.observe(rt, None, "payments")
     assert dict(rt.catalog_groups) == {}
 

@@ -29,7 +29,7 @@ from jitaccess.errors import InvalidInput
 from jitaccess.handlers import catalog, oncall
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
-from tests.unit.factories import condition, entitlement, request, team
+from tests.unit.factories import condition, entitlement, lands, request, team
 from tests.unit.test_admission import BOB, OPERATOR, create, grant, new_request, stamped, with_annotations
 from tests.unit.test_extensions import active, extension
 from tests.unit.test_notifications_rules import PENDING, T0, _cond
@@ -174,7 +174,11 @@ class Cluster:
     def __init__(self, obj: dict[str, Any]) -> None:
         self.obj = obj
 
-    def update_status(self, plural: str, name: str, change: Any, current: Any = None) -> dict[str, Any] | None:
+    def update_status(
+        self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
+    ) -> dict[str, Any] | None:
+        if not lands(self.obj, uid, current):
+            return None
         fields = change(copy.deepcopy(self.obj))
         if fields is None:
             return None

@@ -6,11 +6,12 @@ AccessGrant, following a grant's state onto its AccessRequest) goes through here
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast, overload
 
 import kopf
 import kubernetes
@@ -21,6 +22,20 @@ from jitaccess.api import names, wire
 log = logging.getLogger(__name__)
 
 StatusChange = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+class ByName(enum.Enum):
+    """The type of `BY_NAME` alone."""
+
+    BY_NAME = "by name"
+
+
+#: The `uid` of a write meant for whatever object is stored under the name now, not the one a
+#: decision was taken on (attacks 130-134, docs/security.md): each use says why that is right.
+BY_NAME: Final = ByName.BY_NAME
+#: Which object a write may land on: the uid of the object the caller's decision was taken on, or
+#: `BY_NAME`. Required of every write, so that none goes by name by forgetting it.
+Only = str | ByName
 #: Objects as listed (`Kube.list` names this class's method `list`, whose annotations cannot say it).
 Listed = list[dict[str, Any]]
 
@@ -205,15 +220,17 @@ class Kube:
             raise RuntimeError(f"{plural}/{body['metadata']['name']} conflicted on create but is gone")
         return existing, False
 
-    def delete(self, plural: str, name: str, *, uid: str | None = None) -> bool:
-        """Delete the object named `name`; False when it is not there. `uid`: only that object (the
-        API server's precondition), and False when another has taken its name since."""
+    def delete(self, plural: str, name: str, *, uid: Only) -> bool:
+        """Delete the object named `name` if it is still the one with `uid` (the API server's
+        precondition; `BY_NAME`: whatever is stored under the name). False when it is not there, or
+        another has taken its name since."""
         client = kubernetes.client
-        only = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid)) if uid else None
+        checked = _checked(uid, f"the deletion of {plural}/{name}")
+        only = None if checked is None else client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=checked))
         try:
             self._api.delete_cluster_custom_object(names.GROUP, names.VERSION, plural, name, body=only)
         except ApiException as exc:
-            if exc.status == 404 or (uid and exc.status == 409):
+            if exc.status == 404 or (checked is not None and exc.status == 409):
                 return False
             raise
         return True
@@ -247,6 +264,17 @@ class Kube:
         patch = self._api.patch_cluster_custom_object
         return self._read_modify_write(patch, plural, name, merged, None, "its annotations")
 
+    # `uid` may be left out only where `current` is given (the object the caller read).
+    @overload
+    def update_status(
+        self, plural: str, name: str, change: StatusChange, current: dict[str, Any], *, uid: Only | None = None
+    ) -> dict[str, Any] | None: ...
+
+    @overload
+    def update_status(
+        self, plural: str, name: str, change: StatusChange, current: None = None, *, uid: Only
+    ) -> dict[str, Any] | None: ...
+
     def update_status(
         self,
         plural: str,
@@ -254,22 +282,28 @@ class Kube:
         change: StatusChange,
         current: dict[str, Any] | None = None,
         *,
-        uid: str | None = None,
+        uid: Only | None = None,
     ) -> dict[str, Any] | None:
         """Read-modify-write of `status` under optimistic locking.
 
         `change` gets the object and returns the status fields to merge (None: nothing to do).
-        `current` spares the first read. `uid`: write only to that object; one deleted and created
-        again under `name` since the caller's view of it is another object, and counts as gone
-        (a conflict reads the object again by name, and a decision taken for the first must not
-        land on the second). Returns the object as this write left it; None when nothing was
-        written (the object is gone, or `change` found nothing to do, typically because a
-        concurrent call did it), so that only the caller whose write made the change posts the
-        event and counts the metric.
+        `current` spares the first read. `uid`: write only to that object (`BY_NAME`: to whatever
+        is stored under `name`); required unless `current` is given, whose uid it then is. One
+        deleted and created again under `name` since the caller's view of it is another object,
+        and counts as gone (a conflict reads the object again by name, and a decision taken for the
+        first must not land on the second). Returns the object as this write left it; None when
+        nothing was written (the object is gone or another, or `change` found nothing to do,
+        typically because a concurrent call did it), so that only the caller whose write made the
+        change posts the event and counts the metric.
         """
+        if uid is None:
+            if current is None:
+                raise TypeError(f"the status write of {plural}/{name} needs uid= (or BY_NAME) or current=")
+            uid = wire.uid_of(current)
+        checked = _checked(uid, f"the status write of {plural}/{name}")
 
         def merged(obj: dict[str, Any]) -> dict[str, Any] | None:
-            if uid is not None and (obj.get("metadata") or {}).get("uid") != uid:
+            if checked is not None and wire.metadata(obj).get("uid") != checked:
                 return None
             fields = change(obj)
             return None if fields is None else {"status": fields}
@@ -311,3 +345,13 @@ class Kube:
                 if exc.status != 409:
                     raise
         raise RuntimeError(f"{plural}/{name}: {what} kept changing under us; giving up for now")
+
+
+def _checked(uid: Only, what: str) -> str | None:
+    """The uid a write must find (None: `BY_NAME`). An empty one is a caller that lost it: it
+    would silently go by name, so it is refused instead."""
+    if isinstance(uid, ByName):
+        return None
+    if not uid:
+        raise ValueError(f"{what} has an empty uid: pass the uid of the object read, or BY_NAME")
+    return uid

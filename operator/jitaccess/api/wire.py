@@ -36,6 +36,11 @@ def name_of(obj: Obj | None) -> str:
     return str(metadata(obj).get("name") or "")
 
 
+def uid_of(obj: Obj | None) -> str:
+    """`metadata.uid` ("" for an object not read from the API server)."""
+    return str(metadata(obj).get("uid") or "")
+
+
 def created_at(obj: Obj | None) -> datetime | None:
     """`metadata.creationTimestamp`, or None when absent or not a timestamp."""
     stamp = metadata(obj).get("creationTimestamp")

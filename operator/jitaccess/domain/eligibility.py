@@ -54,6 +54,8 @@ class Holder:
     group_id: str | None = None
     #: The name the grant gives that group (`spec.groupName`).
     group_name: str = ""
+    #: The object's uid: what is done about its lapse is done to it, never to another under its name.
+    uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Lapse:
     user: str
     user_id: str | None
     message: str
+    uid: str = ""  # the holder's
 
 
 def lapse_reason(user: str, user_id: str | None, groups: Sequence[str], directory: Directory) -> str | None:
@@ -104,7 +107,8 @@ def lapses(holders: Iterable[Holder], groups: Sequence[str], directory: Director
     for holder in holders:
         why = lapse_reason(holder.user, holder.user_id, groups, directory)
         if why is not None:
-            found.append(Lapse(holder.name, holder.user, holder.user_id or directory.user_id(holder.user), why))
+            user_id = holder.user_id or directory.user_id(holder.user)
+            found.append(Lapse(holder.name, holder.user, user_id, why, holder.uid))
     return found
 
 

@@ -80,7 +80,7 @@ def count(
 
     before = {a.by for a in request.status.approvals or []}
     updated = rt.kube.update_status(
-        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid
     )
     if updated is None:
         return

@@ -454,8 +454,6 @@ class AuditTrail:
         untold: list[str] = []
 
         def change(obj: dict[str, Any]) -> dict[str, Any] | None:
-            if str(wire.metadata(obj).get("uid") or "") != ref.uid:
-                return None  # deleted, and created again under the same name: not the same object
             if ref.plural in _DRIFT_LISTS:
                 settled = notifications.settle_drift(obj, self.notices, keys)
                 untold[:] = settled.untold if settled is not None else ()
@@ -464,7 +462,8 @@ class AuditTrail:
             return None if keys <= have else {"archivedRecords": sorted(have | keys)}
 
         try:
-            self.kube.update_status(ref.plural, ref.name, change)
+            # Not another object created again under the name since: its records are not these.
+            self.kube.update_status(ref.plural, ref.name, change, uid=ref.uid)
         except Exception as exc:  # any failure: the record is archived, only its mark waits
             log.warning("%s/%s: cannot list its archived audit records yet (%s); will retry", ref.plural, ref.name, exc)
             return False
@@ -801,7 +800,7 @@ def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any], unto
         }
 
     change = status_change(_DRIFT_MODELS[plural], build)
-    trail.kube.update_status(plural, wire.name_of(obj), change, uid=str(wire.metadata(obj).get("uid") or "") or None)
+    trail.kube.update_status(plural, wire.name_of(obj), change, uid=wire.uid_of(obj))
 
 
 def _told_or_overdue(config: notifications.Config, untold: notifications.UntoldDrift, obj: Mapping[str, Any]) -> bool:

@@ -92,7 +92,7 @@ def record_review(rt: Runtime, request: AccessRequest, team: TeamOwnershipSpec |
         }
 
     updated = rt.kube.update_status(
-        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid
     )
     if updated is not None:
         record(updated, names.REVIEWED, message, who=reviewer)
@@ -118,8 +118,8 @@ def _warn(rt: Runtime, due: list[Awaiting]) -> None:
         def build(
             current: AccessRequest, message: str = message, due: dt.datetime = entry.deadline
         ) -> dict[str, Any] | None:
-            # The request whose deadline passed, not one created since under its name (a write by name
-            # reads the new object): its own review has its own deadline.
+            # The deadline that passed is still the request's (the uid keeps out one created since
+            # under its name, whose review has its own deadline).
             if current.status.review_deadline != due:
                 return None
             found = cond.find(current.status.conditions, names.REVIEWED)
@@ -133,6 +133,6 @@ def _warn(rt: Runtime, due: list[Awaiting]) -> None:
                 )
             }
 
-        updated = rt.kube.update_status(names.REQUESTS, entry.name, status_change(AccessRequest, build))
+        updated = rt.kube.update_status(names.REQUESTS, entry.name, status_change(AccessRequest, build), uid=entry.uid)
         if updated is not None:
             record(updated, names.REVIEW_OVERDUE, message, warning=True)

@@ -12,6 +12,7 @@ scanned, until its last grant has ended (`domain.releases` says why).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -413,7 +414,7 @@ def _set_ready(
         }
 
     before = cond.find(obj.status.conditions, names.READY)
-    updated = rt.kube.update_status(plural, obj.metadata.name, status_change(model, build))
+    updated = rt.kube.update_status(plural, obj.metadata.name, status_change(model, build), uid=obj.metadata.uid)
     if updated is not None and (before is None or before.reason != reason):
         record(updated, reason, message, warning=not ready if warning is None else warning)
 
@@ -558,7 +559,7 @@ def _scan_drift(
             intent = unconfirmed.get(membership_id)
             if backers(user_id):
                 if intent is not None:
-                    _take_back(rt, name, intent, "a grant backs the member now")
+                    _take_back(rt, entitlement, intent, "a grant backs the member now")
                 continue
             # For the record: the name as it is now (users can be renamed), not as it was once known.
             user = intent.get("user") if intent else _name_of(rt, user_id)
@@ -570,7 +571,7 @@ def _scan_drift(
                     rt, str(user or _name_of(rt, user_id)), {membership_key(user_id, s) for s in spellings}
                 ):
                     if intent is not None:
-                        _take_back(rt, name, intent, "a grant backs the member now")
+                        _take_back(rt, entitlement, intent, "a grant backs the member now")
                     continue
                 if intent is None:
                     intent = {
@@ -581,18 +582,18 @@ def _scan_drift(
                         "groupName": group_name,
                         "firstSeen": seen,
                     }
-                    _list(rt, name, intent)
+                    _list(rt, entitlement, intent)
                 removed = ic.remove_member(group_id, user_id, membership_id)
             if not removed and (backers(user_id) or rt.ended_here(key)):
                 # Gone already: a grant ended since the listing (its expiry took the member out).
-                _take_back(rt, name, intent, "a grant that ended meanwhile took the member out")
+                _take_back(rt, entitlement, intent, "a grant that ended meanwhile took the member out")
                 continue
             message = f"{user} was in Identity Center group {group_name} with no active grant: removed"
             if not removed:
                 # The delete found it gone, and no grant of ours took it out: an earlier attempt
                 # did (its answer lost and retried, or sent by an operator killed since).
                 message += " (an earlier attempt had taken it out when this one was confirmed)"
-            if _confirm(rt, name, intent, ts(now()), message, append=True):
+            if _confirm(rt, entitlement, intent, ts(now()), message, append=True):
                 record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user or "")
 
 
@@ -615,7 +616,7 @@ def _settle_unscanned(rt: Runtime, entitlement: Entitlement, scanned: set[str] |
             log.info("%s: a drift removal left unconfirmed is settled later: %s", entitlement.metadata.name, exc)
             return
         if present == membership_id:
-            _take_back(rt, entitlement.metadata.name, intent, "drift removal does not apply to this Entitlement now")
+            _take_back(rt, entitlement, intent, "drift removal does not apply to this Entitlement now")
         else:
             _confirm_gone(rt, entitlement, intent, ts(now()), None)
 
@@ -652,7 +653,7 @@ def _confirm_gone(
         "confirmed (the operator stopped, or could not write its status), and the member was gone when "
         "it was looked at again"
     )
-    if _confirm(rt, entitlement.metadata.name, intent, when, message):
+    if _confirm(rt, entitlement, intent, when, message):
         record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user)
 
 
@@ -664,7 +665,7 @@ def _name_of(rt: Runtime, user_id: str) -> str:
         return user_id
 
 
-def _list(rt: Runtime, name: str, intent: dict[str, Any]) -> None:
+def _list(rt: Runtime, entitlement: Entitlement, intent: dict[str, Any]) -> None:
     """List a removal about to be made (no `time`), unless the member's membership is listed already."""
 
     def build(current: Entitlement) -> dict[str, Any] | None:
@@ -673,10 +674,12 @@ def _list(rt: Runtime, name: str, intent: dict[str, Any]) -> None:
             return None
         return {"driftRemovals": [*kept, intent]}
 
-    rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build))
+    _drift_write(rt, entitlement, build)
 
 
-def _confirm(rt: Runtime, name: str, intent: dict[str, Any], when: str, message: str, append: bool = False) -> bool:
+def _confirm(
+    rt: Runtime, entitlement: Entitlement, intent: dict[str, Any], when: str, message: str, append: bool = False
+) -> bool:
     """Confirm a listed removal (`time`, `message`): its record is then due (`archive`). Only an
     entry still unconfirmed is (a confirmed one never changes); with `append`, one missing is added
     (this process made the removal). True when this call wrote it: only then is it reported."""
@@ -689,10 +692,10 @@ def _confirm(rt: Runtime, name: str, intent: dict[str, Any], when: str, message:
         others = [r for r in kept if r["membershipId"] != intent["membershipId"]]
         return {"driftRemovals": [*others, {**intent, "time": when, "message": message}]}
 
-    return rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build)) is not None
+    return _drift_write(rt, entitlement, build) is not None
 
 
-def _take_back(rt: Runtime, name: str, intent: dict[str, Any], why: str) -> None:
+def _take_back(rt: Runtime, entitlement: Entitlement, intent: dict[str, Any], why: str) -> None:
     """Take back a removal listed but not made (or not ours to record): the entry goes, with no record."""
     membership_id = intent["membershipId"]
 
@@ -701,5 +704,14 @@ def _take_back(rt: Runtime, name: str, intent: dict[str, Any], why: str) -> None
         left = [r for r in kept if not (r["membershipId"] == membership_id and not r.get("time"))]
         return None if len(left) == len(kept) else {"driftRemovals": left}
 
-    if rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build)) is not None:
-        log.info("drift removal of membership %s (%s) not recorded: %s", membership_id, name, why)
+    if _drift_write(rt, entitlement, build) is not None:
+        log.info("drift removal of membership %s (%s) not recorded: %s", membership_id, entitlement.metadata.name, why)
+
+
+def _drift_write(
+    rt: Runtime, entitlement: Entitlement, build: Callable[[Entitlement], dict[str, Any] | None]
+) -> dict[str, Any] | None:
+    """`status.driftRemovals` of the Entitlement scanned, never of another applied under its name since."""
+    return rt.kube.update_status(
+        names.ENTITLEMENTS, entitlement.metadata.name, status_change(Entitlement, build), uid=entitlement.metadata.uid
+    )

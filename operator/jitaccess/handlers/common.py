@@ -9,8 +9,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from jitaccess.api import wire
-from jitaccess.api.models import Condition, invalid_field
+from jitaccess.adapters.kube import BY_NAME, Only
+from jitaccess.api import names, wire
+from jitaccess.api.models import AccessGrant, Condition, invalid_field
 from jitaccess.domain import conditions as cond
 from jitaccess.errors import InvalidInput
 
@@ -67,6 +68,13 @@ def status_change(model: type[M], build: Callable[[M], dict[str, Any] | None]) -
         return build(model.model_validate(obj))
 
     return change
+
+
+def request_uid(grant: AccessGrant) -> Only:
+    """Which request a write on behalf of `grant` may land on: the one it was created for (its
+    `jitaccess.dev/request` label), never another created under that name since. A grant without
+    the label (made by hand) is taken at its word, `spec.request` by name (`following.belongs_to`)."""
+    return grant.metadata.labels.get(names.LABEL_REQUEST) or BY_NAME
 
 
 def ts(value: dt.datetime) -> str:

@@ -38,7 +38,17 @@ from jitaccess.domain import extensions as rules
 from jitaccess.domain import following
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import InvalidInput, RetryLater
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, parse, status_change, ts
+from jitaccess.handlers.common import (
+    NO_INDEX,
+    Index,
+    conditions_after,
+    first,
+    now,
+    parse,
+    request_uid,
+    status_change,
+    ts,
+)
 from jitaccess.handlers.eligibility import approvers_gone, approvers_problem
 from jitaccess.handlers.owners import entitlement_and_team
 from jitaccess.handlers.recording import record
@@ -83,7 +93,7 @@ async def observe_extension(type: str | None, body: kopf.Body, memo: kopf.Memo, 
         # Its grant has gone; its own records are in the archive now (this is their mark's event).
         # It leaves the set on its DELETED event: a failed deletion is tried again (`sweep_left_behind`).
         rt = runtime_of(memo)
-        await rt.run_blocking(rt.kube.delete, names.EXTENSIONS, name, uid=_uid(body))
+        await rt.run_blocking(rt.kube.delete, names.EXTENSIONS, name, uid=wire.uid_of(body))
 
 
 async def follow_grant(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -122,12 +132,12 @@ def _go_if_archived(rt: Runtime, left: dict[str, str], name: str) -> bool:
     """Read the extension left behind afresh: delete it once it may go. Whether it has gone (also
     when another has taken its name)."""
     body = rt.kube.get(names.EXTENSIONS, name)
-    if body is not None and left.get(name) and _uid(body) != left.get(name):
+    if body is not None and left.get(name) and wire.uid_of(body) != left.get(name):
         body = None  # another, created under the name since: the one left behind has gone
     if body is not None and not _may_go(rt, body):
         return False
     if body is not None:
-        rt.kube.delete(names.EXTENSIONS, name, uid=_uid(body))
+        rt.kube.delete(names.EXTENSIONS, name, uid=wire.uid_of(body))
     left.pop(name, None)
     return True
 
@@ -146,10 +156,10 @@ def _follow_gone_grant(rt: Runtime, memo: Any, name: str, body: Mapping[str, Any
         return
     if wire.ready_reason(body) not in names.EXTENSION_FINISHED:
         grant = str(wire.spec(body).get("grant") or "")
-        _finish(rt, name, names.FAILED, f"AccessGrant {grant} is gone: nothing was extended", uid=_uid(body))
+        _finish(rt, name, names.FAILED, f"AccessGrant {grant} is gone: nothing was extended", uid=wire.uid_of(body))
     left = left_behind(memo)
     # Listed before it is read again: the event of its records' mark may come at any moment.
-    left[name] = _uid(body) or ""
+    left[name] = wire.uid_of(body)
     if not _go_if_archived(rt, left, name):
         log.info("AccessExtension %s: its grant has gone; it stays until its audit records are archived", name)
 
@@ -181,7 +191,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
     try:
         extension = parse(AccessExtension, body)
     except InvalidInput as exc:
-        _finish(rt, wire.name_of(body), names.FAILED, f"{exc}; nothing was extended", uid=_uid(body))
+        _finish(rt, wire.name_of(body), names.FAILED, f"{exc}; nothing was extended", uid=wire.uid_of(body))
         return
     raw = rt.kube.get(names.GRANTS, extension.spec.grant)
     if raw is None:
@@ -219,7 +229,7 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         # Center; a count waits for its answer (fail closed: the operator retries).
         raise unanswered
     # Another grant's, created under its name since, would name what the extension never was for.
-    uid = extension.metadata.uid or None
+    uid = extension.metadata.uid
     owners = _owners(grant) if grant is not None and rules.replaced(extension, grant) is None else {}
     if step.step is rules.Step.FAIL:
         _finish(rt, extension.metadata.name, names.FAILED, step.message, warning=True, owners=owners, uid=uid)
@@ -317,7 +327,7 @@ def _mark_pending(rt: Runtime, extension: AccessExtension, step: rules.Next, gra
         names.EXTENSIONS,
         extension.metadata.name,
         status_change(AccessExtension, build),
-        uid=extension.metadata.uid or None,
+        uid=extension.metadata.uid,
     )
     if updated is None:
         return
@@ -386,9 +396,11 @@ def _apply(
             "conditions": conditions_after(current.status.conditions, [(names.READY, True, names.ACTIVE, message)]),
         }
 
-    updated = rt.kube.update_status(names.GRANTS, grant.metadata.name, status_change(AccessGrant, build))
+    updated = rt.kube.update_status(
+        names.GRANTS, grant.metadata.name, status_change(AccessGrant, build), uid=grant.metadata.uid
+    )
     if refused:
-        _finish(rt, name, names.FAILED, refused[0], warning=True, uid=extension.metadata.uid or None)
+        _finish(rt, name, names.FAILED, refused[0], warning=True, uid=extension.metadata.uid)
         return
     if updated is None:
         return  # gone, or applied by a concurrent call, which records it
@@ -459,7 +471,7 @@ def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant,
         names.EXTENSIONS,
         extension.metadata.name,
         status_change(AccessExtension, build),
-        uid=extension.metadata.uid or None,
+        uid=extension.metadata.uid,
     )
     if updated is not None:
         # `who`: the approver; for an auto-approval the operator, as the `extended` record's actor says.
@@ -486,7 +498,9 @@ def _follow_request(rt: Runtime, grant: AccessGrant) -> None:
             ),
         }
 
-    rt.kube.update_status(names.REQUESTS, grant.spec.request, status_change(AccessRequest, build))
+    rt.kube.update_status(
+        names.REQUESTS, grant.spec.request, status_change(AccessRequest, build), uid=request_uid(grant)
+    )
 
 
 def _finish(
@@ -499,7 +513,7 @@ def _finish(
     denied_by: str = "",
     why: str = "",
     owners: Mapping[str, str] | None = None,
-    uid: str | None,
+    uid: str,
 ) -> None:
     """End an extension that moves nothing: Denied or Failed, with the message that says why (and
     the grant's Entitlement and owner team, for its audit record, when the extension has none yet).
@@ -528,7 +542,3 @@ def _finish(
     updated = rt.kube.update_status(names.EXTENSIONS, name, build, uid=uid)
     if updated is not None:
         record(updated, reason, message, warning=warning, who=denied_by)
-
-
-def _uid(body: Mapping[str, Any] | None) -> str | None:
-    return str(wire.metadata(body).get("uid") or "") or None

@@ -40,7 +40,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.errors import AddInFlight, IdentityCenterError, NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments, diffbase, removals, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, status_change, ts
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, request_uid, status_change, ts
 from jitaccess.handlers.eligibility import holder_problem
 from jitaccess.handlers.holders import stored_holders
 from jitaccess.handlers.indexes import asked_to_end, expiring
@@ -521,7 +521,9 @@ def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False
         if current is not None and not grant_rules.is_finished(current) and not grant_rules.is_active(current):
             taken = _take_back(rt, current, key, group_id)
             back = _taken_back(rt, grant, taken, now(), before_add)
-        updated = rt.kube.update_status(names.GRANTS, name, status_change(AccessGrant, build), current=latest)
+        updated = rt.kube.update_status(
+            names.GRANTS, name, status_change(AccessGrant, build), current=latest, uid=grant.metadata.uid
+        )
         if updated is not None:
             # Ended here: no attempt still under way adds anything for it (`_ended_meanwhile`).
             rt.mark_ended(name, key, uid)
@@ -620,7 +622,11 @@ def _record_active(
         return build(latest)
 
     updated = rt.kube.update_status(
-        names.GRANTS, grant.metadata.name, status_change(AccessGrant, _carrying(seeing, essence)), current=current
+        names.GRANTS,
+        grant.metadata.name,
+        status_change(AccessGrant, _carrying(seeing, essence)),
+        current=current,
+        uid=grant.metadata.uid,
     )
     if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
         # Finished or gone: it holds nothing, whatever the watch (or `_file_as_holder`) filed last.
@@ -905,7 +911,7 @@ def end_grant(
             )
             log.warning("AccessGrant %s ends Expired: %s", name, cut_short)
             updated = rt.kube.update_status(
-                names.GRANTS, name, status_change(AccessGrant, _expired_at(stamp, cut_short)), current=None
+                names.GRANTS, name, status_change(AccessGrant, _expired_at(stamp, cut_short)), uid=grant.metadata.uid
             )
         if updated is not None:
             # Once the end is written (a failed write is retried, and the grant may still become
@@ -1036,7 +1042,9 @@ def follow_request(
             fields["expirationTime"] = ts(wanted.expiration_time)
         return fields
 
-    updated = rt.kube.update_status(names.REQUESTS, grant.spec.request, _holding(build, essence), current=current)
+    updated = rt.kube.update_status(
+        names.REQUESTS, grant.spec.request, _holding(build, essence), current=current, uid=request_uid(grant)
+    )
     if updated is None:
         return None
     if essence is not None:

@@ -60,6 +60,7 @@ class Pending(NamedTuple):
     # Whose request it is (user name and the UserId admission stamped): the eligibility re-check's.
     requester: str = ""
     user_id: str | None = None
+    uid: str = ""  # the request's: a write on its account lands on it alone
 
 
 class Ended(NamedTuple):
@@ -83,6 +84,7 @@ class Awaiting(NamedTuple):
     name: str
     deadline: dt.datetime
     overdue: bool
+    uid: str = ""  # the request's: its warning lands on it alone
 
 
 @kopf.index(names.GROUP, names.VERSION, names.TEAMS)
@@ -107,7 +109,8 @@ async def entitlements(name: str, body: kopf.Body, **_: Any) -> dict[str, Any]:
     return {
         name: {
             # The generation: whether `status.groupId` is the current spec's (`domain.overlaps`).
-            "metadata": {"name": name, "generation": body.metadata.get("generation", 0)},
+            # The uid: a write on what the index shows lands on that Entitlement alone (`overlaps.write`).
+            "metadata": {"name": name, "generation": body.metadata.get("generation", 0), "uid": body.metadata.uid},
             "spec": dict(body.spec),
             "status": {k: status[k] for k in _ENTITLEMENT_STATUS_KEPT if k in status},
         }
@@ -181,7 +184,8 @@ def pending(obj: Mapping[str, Any]) -> Pending | None:
     escalated = wire.is_true(obj, names.ESCALATED)
     spec = wire.spec(obj)
     requester, user_id = str(spec.get("requester") or ""), spec.get("requesterUserId")
-    return Pending(wire.name_of(obj), wire.created_at(obj), escalated, requester, str(user_id) if user_id else None)
+    user = str(user_id) if user_id else None
+    return Pending(wire.name_of(obj), wire.created_at(obj), escalated, requester, user, wire.uid_of(obj))
 
 
 def waiting(obj: Mapping[str, Any]) -> tuple[str, request_rules.Waiting] | None:
@@ -211,7 +215,7 @@ def awaiting_review(obj: Mapping[str, Any]) -> tuple[str, Awaiting] | None:
     found = wire.condition(obj, names.REVIEWED)
     overdue = found is not None and found.get("reason") == names.REVIEW_OVERDUE
     deadline = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return str(wire.spec(obj).get("entitlement", "")), Awaiting(wire.name_of(obj), deadline, overdue)
+    return str(wire.spec(obj).get("entitlement", "")), Awaiting(wire.name_of(obj), deadline, overdue, wire.uid_of(obj))
 
 
 def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:

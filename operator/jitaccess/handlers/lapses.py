@@ -128,7 +128,7 @@ async def recheck_eligibility(
     orphans: list[rules.Holder] = []
     for key, grant in looked_after(name, rt.active, entitlements):
         (grants if key == name else orphans).append(grant)
-    waiting = [rules.Holder(p.name, p.requester, p.user_id) for p in rt.pending.get(name, ())]
+    waiting = [rules.Holder(p.name, p.requester, p.user_id, uid=p.uid) for p in rt.pending.get(name, ())]
     listings = _listings(memo)
     groups = entitlement.spec.eligibility.identity_center_groups
     with _until_next_pass(name, "", "a listing", "no lapse is seen until someone fixes it", logging.INFO):
@@ -187,7 +187,7 @@ def recheck(
     for lapse in rules.lapses(waiting, groups, directory):
         _act(rt, name, lapse, groups, _refuse)
     if groups:
-        _publish(rt, name, rules.eligible(groups, directory))
+        _publish(rt, entitlement, rules.eligible(groups, directory))
 
 
 def _act(
@@ -257,8 +257,8 @@ def _refuse(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
         # Only while nobody has decided: an approved request is checked again before its grant.
         if not request_rules.is_pending(current):
             return None
-        # Only the user's request for this Entitlement: a write by name reads a request created since
-        # under the name, which may be another's, or for another Entitlement (the lapse is neither's).
+        # Only the user's request for this Entitlement (the lapse is neither another's nor another
+        # Entitlement's); a request created since under the name is kept out by the uid already.
         spec = current.spec
         same_user = spec.requester == lapse.user and (
             None in (spec.requester_user_id, lapse.user_id) or spec.requester_user_id == lapse.user_id
@@ -273,7 +273,7 @@ def _refuse(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
             )
         }
 
-    updated = rt.kube.update_status(names.REQUESTS, lapse.name, status_change(AccessRequest, build))
+    updated = rt.kube.update_status(names.REQUESTS, lapse.name, status_change(AccessRequest, build), uid=lapse.uid)
     if (
         updated is None
         or cond.ready_reason(AccessRequest.model_validate(updated).status.conditions) != names.NOT_ELIGIBLE
@@ -284,7 +284,7 @@ def _refuse(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
     record(updated, names.NOT_ELIGIBLE, message, warning=True, who=lapse.user)
 
 
-def _publish(rt: Runtime, name: str, eligible: list[tuple[str, str]]) -> None:
+def _publish(rt: Runtime, entitlement: Entitlement, eligible: list[tuple[str, str]]) -> None:
     """`status.eligibleUsers` (bounded) and `status.eligibleUserCount`, written only when they change."""
     listed = [{"userId": uid, "username": user} for uid, user in eligible[: limits.ELIGIBLE_USERS_LISTED]]
 
@@ -294,4 +294,5 @@ def _publish(rt: Runtime, name: str, eligible: list[tuple[str, str]]) -> None:
             return None
         return {"eligibleUsers": listed, "eligibleUserCount": len(eligible)}
 
-    rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build))
+    name, uid = entitlement.metadata.name, entitlement.metadata.uid
+    rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build), uid=uid)

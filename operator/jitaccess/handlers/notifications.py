@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import time
@@ -379,11 +380,9 @@ class Notifier:
             return None
 
     async def _mark(self, waiting: Waiting, keys: set[str], message: tuple[str, str] | None) -> None:
-        uid = str(wire.metadata(waiting.obj).get("uid") or "")
+        uid = wire.uid_of(waiting.obj)  # the object notified of, not another created under its name since
 
         def change(obj: dict[str, Any]) -> dict[str, Any] | None:
-            if str(wire.metadata(obj).get("uid") or "") != uid:
-                return None
             notified = dict(wire.status(obj).get("notifications") or {})
             have = set(notified.get("sent") or ())
             kept = notify.still_meaningful(obj, have | keys)
@@ -395,9 +394,8 @@ class Notifier:
             return {"notifications": notified}
 
         try:
-            updated = await asyncio.get_running_loop().run_in_executor(
-                None, self.kube.update_status, waiting.plural, waiting.name, change
-            )
+            write = functools.partial(self.kube.update_status, waiting.plural, waiting.name, change, uid=uid)
+            updated = await asyncio.get_running_loop().run_in_executor(None, write)
         except Exception as exc:  # delivered all the same; the memory keeps it from going twice
             log.warning(
                 "notifications: cannot record %s on %s/%s yet (%s)", sorted(keys), waiting.plural, waiting.name, exc

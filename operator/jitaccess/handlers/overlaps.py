@@ -94,13 +94,14 @@ def reconcile(rt: Runtime, listed: list[dict[str, Any]], tiers: list[Tier] | Non
         except ValidationError as exc:  # the CRD's schema should have refused it: compared with nothing
             log.warning("Entitlement %s cannot be read (%s); left out of the overlap check", _name(body), exc)
     for entitlement, wanted in overlap_rules.changes(parsed, tiers or ()):
-        write(rt, entitlement.metadata.name, entitlement.metadata.generation, wanted)
+        write(rt, entitlement.metadata.name, entitlement.metadata.uid, entitlement.metadata.generation, wanted)
 
 
-def write(rt: Runtime, name: str, generation: int, wanted: Verdict) -> None:
-    """Set `Overlapping` as `wanted`, unless the Entitlement changed since (its next event's pass
-    decides) or the stored condition says so already (the index had not caught up with an earlier
-    write); an Event with each change, by the write that made it."""
+def write(rt: Runtime, name: str, uid: str, generation: int, wanted: Verdict) -> None:
+    """Set `Overlapping` as `wanted` on the Entitlement of `uid` (never another applied under its
+    name since), unless it changed since (its next event's pass decides) or the stored condition
+    says so already (the index had not caught up with an earlier write); an Event with each change,
+    by the write that made it."""
 
     def build(current: Entitlement) -> dict[str, Any] | None:
         if generation and current.metadata.generation != generation:
@@ -115,7 +116,7 @@ def write(rt: Runtime, name: str, generation: int, wanted: Verdict) -> None:
         changes = [(names.OVERLAPPING, wanted.status, wanted.reason, wanted.message)]
         return {"conditions": conditions_after(current.status.conditions, changes, current.metadata.generation)}
 
-    updated = rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build))
+    updated = rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build), uid=uid)
     if updated is not None:
         record(updated, wanted.reason, wanted.message, warning=wanted.warning)
 

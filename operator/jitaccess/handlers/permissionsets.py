@@ -218,6 +218,7 @@ class _Drift:
 
     rt: Runtime
     name: str
+    uid: str  # the catalog's: its removals are listed on it, never on another applied under its name
     seen: str
     #: Removals left unconfirmed by an earlier pass (or operator), as stored when this pass began.
     listed: dict[drift_rules.Key, drift_rules.Entry] = field(default_factory=dict)
@@ -233,7 +234,7 @@ class _Drift:
     @classmethod
     def of(cls, rt: Runtime, catalog: PermissionCatalog, seen: str) -> _Drift:
         entries = [r.wire() for r in catalog.status.drift_removals or []]
-        return cls(rt, catalog.metadata.name, seen, drift_rules.unconfirmed(entries))
+        return cls(rt, catalog.metadata.name, catalog.metadata.uid, seen, drift_rules.unconfirmed(entries))
 
     def begin(self, spec: rules.PermissionSetSpec, key: drift_rules.Key, wanted: bool) -> str:
         """List the removal of assignment `key` (unless an earlier pass did), before it is asked
@@ -337,9 +338,8 @@ class _Drift:
             entries = change([r.wire() for r in current.status.drift_removals or []])
             return None if entries is None else {"driftRemovals": entries}
 
-        return (
-            self.rt.kube.update_status(names.CATALOGS, self.name, status_change(PermissionCatalog, build)) is not None
-        )
+        change_status = status_change(PermissionCatalog, build)
+        return self.rt.kube.update_status(names.CATALOGS, self.name, change_status, uid=self.uid) is not None
 
 
 def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> None:
@@ -760,7 +760,9 @@ def _finish(
         return fields
 
     before = cond.find(catalog.status.conditions, names.READY)
-    updated = rt.kube.update_status(names.CATALOGS, catalog.metadata.name, status_change(PermissionCatalog, build))
+    updated = rt.kube.update_status(
+        names.CATALOGS, catalog.metadata.name, status_change(PermissionCatalog, build), uid=catalog.metadata.uid
+    )
     if updated is not None and (before is None or before.reason != reason):
         record(updated, reason, message, warning=not ready)
     if done is not None and done.provisioned:

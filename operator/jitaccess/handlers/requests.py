@@ -193,7 +193,7 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
         }
 
     updated = rt.kube.update_status(
-        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid
     )
     if updated is None:
         return None
@@ -282,7 +282,7 @@ def approve(
         request.metadata.name,
         status_change(AccessRequest, build),
         current=current,
-        uid=request.metadata.uid or None,
+        uid=request.metadata.uid,
     )
     if updated is None:
         return
@@ -541,7 +541,7 @@ def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
         return fields
 
     updated = rt.kube.update_status(
-        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid
     )
     if updated is not None and cond.is_true(AccessRequest.model_validate(updated).status.conditions, names.DENIED):
         metrics.REQUESTS.labels(request.spec.entitlement, "denied").inc()
@@ -571,7 +571,7 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
         }
 
     updated = rt.kube.update_status(
-        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid or None
+        names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid
     )
     if updated is not None:
         record(updated, names.ESCALATED, message)
@@ -617,7 +617,7 @@ def _finish(
             fields["ownerTeam"] = owner_team
         return fields
 
-    updated = rt.kube.update_status(names.REQUESTS, name, build, uid=wire.metadata(body).get("uid") or None)
+    updated = rt.kube.update_status(names.REQUESTS, name, build, uid=wire.uid_of(body))
     if updated is not None:
         metrics.REQUESTS.labels(entitlement, reason.lower()).inc()
         record(updated, reason, message, warning=reason != names.TIMED_OUT, who=who or requester or "")

@@ -23,6 +23,7 @@ from typing import Any
 
 import kopf
 
+from jitaccess.adapters.kube import BY_NAME
 from jitaccess.api import audit, names
 from jitaccess.api.models import TeamOwnershipSpec
 from jitaccess.domain import requests as request_rules
@@ -110,9 +111,11 @@ def _retire(rt: Runtime, due: list[Ended]) -> None:
         # Only the objects that ended (uid preconditions), never another that took a name since:
         # a grant's name is free once it is deleted, a request's once it is withdrawn, and a request
         # under the grant's name may be another than the one it was made for.
-        rt.kube.delete(entry.plural, entry.name, uid=entry.uid or None)
+        rt.kube.delete(entry.plural, entry.name, uid=entry.uid)
         if entry.plural == names.GRANTS and entry.request:
-            rt.kube.delete(names.REQUESTS, entry.request, uid=entry.request_uid or None)
+            # BY_NAME for a grant without the request label only (one made by hand names its
+            # request by name alone, `following.belongs_to`).
+            rt.kube.delete(names.REQUESTS, entry.request, uid=entry.request_uid or BY_NAME)
         retired += 1
     log.info(
         "retired %d finished object(s) after the retention period (%.1fs)%s",

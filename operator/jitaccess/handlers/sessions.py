@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from jitaccess.adapters.kube import BY_NAME
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, PermissionCatalog, TierStatus
 from jitaccess.domain import assignments as assignment_rules
@@ -128,7 +129,10 @@ def _deny_in(
                 others = [d.wire() for d in listed if d.user_id != entry["userId"]]
                 return {tier: {"deniedUsers": [*others, {**entry, "until": until}]}}
 
-            rt.kube.update_status(names.CATALOGS, catalog.metadata.name, status_change(PermissionCatalog, build))
+            # BY_NAME: a catalog applied again under the name may serve the same permission set,
+            # whose sessions still run; the denial only reaches sessions issued before `since`.
+            change = status_change(PermissionCatalog, build)
+            rt.kube.update_status(names.CATALOGS, catalog.metadata.name, change, uid=BY_NAME)
             log.info(
                 "sessions of %s in %s denied until %s (grant %s)",
                 grant.spec.user,
