@@ -311,3 +311,24 @@ def test_the_access_report_marks_a_possible_period_as_not_confirmed() -> None:
         "2026-12-01T06:00:08Z",
         "444455556666",
     )
+
+
+def test_a_failure_decided_for_a_grant_replaced_since_takes_nothing_back_from_the_new_one(
+    clock: list[dt.datetime],
+) -> None:
+    """The grant was deleted and another stored under its name (its request's name taken again)
+    while the failure was being decided: the membership the new grant's attempt added is the new
+    grant's, and neither its access nor its status is touched by the old grant's end."""
+    kube, ic = _Counting(), _LostAnswers()
+    rt = _runtime(ic, kube)
+    kube.put(names.GRANTS, _new())
+    old = AccessGrant.model_validate(_stored(kube))
+    replaced = _new()
+    replaced["metadata"] = {**replaced["metadata"], "uid": "uid-g2"}
+    kube.put(names.GRANTS, replaced)
+    _attempt(rt, kube)  # the new grant's attempt: its add lands, its answer is lost
+    assert ic.members, "the new grant's add landed"
+    clock[0] = T0 + dt.timedelta(seconds=8)
+    grants.fail(rt, old, WHY, before_add=True)
+    assert ic.members, "the new grant's membership is not taken back for the old one"
+    assert kube.writes == [] and "takeBack" not in _stored(kube).get("status", {}), "nothing lands on the new grant"

@@ -518,7 +518,10 @@ def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False
     with rt.membership_lock(key):
         latest = rt.kube.get(names.GRANTS, name)
         current = AccessGrant.model_validate(latest) if latest is not None else None
-        if current is not None and not grant_rules.is_finished(current) and not grant_rules.is_active(current):
+        # Another grant stored under the name since (its request's name taken again) is not this
+        # one to take back for: its own handlers decide about its membership.
+        ours = current is not None and current.metadata.uid == grant.metadata.uid
+        if ours and current is not None and not grant_rules.is_finished(current) and not grant_rules.is_active(current):
             taken = _take_back(rt, current, key, group_id)
             back = _taken_back(rt, grant, taken, now(), before_add)
         updated = rt.kube.update_status(
