@@ -507,6 +507,20 @@ def test_a_lapse_refuses_only_the_request_it_was_found_on_not_one_created_since_
     assert ready_of(kube.status(names.REQUESTS, "bob-r"))["reason"] == names.PENDING
 
 
+def test_a_lapse_ends_only_the_grant_it_was_found_on_not_one_stored_since_under_its_name(
+    lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube],
+) -> None:
+    """bob's grant lapsed in the listing; meanwhile deleted and carol's stored under its name (its
+    request's name taken again): the end (it carries the uid of the grant found) leaves carol's
+    grant Active and her membership in place."""
+    rt, ic, kube = lapsing
+    carols = active_grant("bob-1", "carol@example.com", "u-carol")
+    kube.objects[(names.GRANTS, "bob-1")] = {**carols, "metadata": {"name": "bob-1", "uid": "uid-carols"}}
+    recheck(rt, LAPSING, DIRECTORY, [holder("bob-1", "bob@example.com", "u-bob")], [], [])
+    assert ready_of(kube.status(names.GRANTS, "bob-1"))["reason"] == names.ACTIVE
+    assert ic.removed == []
+
+
 def test_a_stale_listing_is_confirmed_with_identity_center_before_anything_ends(
     lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube],
 ) -> None:

@@ -777,7 +777,16 @@ def _end_or_retry(
     """`fresh`: read the grant rather than trust kopf's `body`, which may be older than its
     provisioning."""
     try:
-        end_grant(rt, body.metadata.name, reason, holders, who=who, why=why, current=None if fresh else dict(body))
+        end_grant(
+            rt,
+            body.metadata.name,
+            reason,
+            holders,
+            who=who,
+            why=why,
+            current=None if fresh else dict(body),
+            uid=body.metadata.uid or "",
+        )
     except Refused as exc:
         # The membership is removed; only the end's write is refused: kopf retries it once a minute.
         removals.not_written(
@@ -825,9 +834,12 @@ def end_grant(
     why: str = "",
     current: dict[str, Any] | None = None,
     due: dt.datetime | None = None,
+    uid: str = "",
 ) -> dt.datetime | None:
     """End a grant as Expired, Revoked or EligibilityLapsed (`why` says what lapsed); remove the
-    membership unless another grant holds it.
+    membership unless another grant holds it. `uid`: only that grant, when the caller's decision
+    was taken on it and the grant is read here by name: another stored under the name since (its
+    request's name taken again) is left to its own handlers.
 
     `due`, for an expiry: the expiration time the scheduler acted on. An extension applied while
     the membership is being removed (its write lands between the scheduler's read and the end's
@@ -838,7 +850,7 @@ def end_grant(
     if rt.provisions.wait_finished(name, _AT_ONCE_WAIT_SECONDS):
         current = None  # provisioned meanwhile: `current` may not show the membership it added
     obj = current or rt.kube.get(names.GRANTS, name)
-    if obj is None:
+    if obj is None or (uid and wire.uid_of(obj) != uid):
         return None
     grant = AccessGrant.model_validate(obj)
     if grant_rules.is_finished(grant):

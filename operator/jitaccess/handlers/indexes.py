@@ -255,6 +255,7 @@ def grantee(obj: Mapping[str, Any]) -> Holder:
         str(user_id) if user_id else None,
         str(group_id) if isinstance(group_id, str) and group_id else None,
         str(spec.get("groupName") or ""),
+        uid=wire.uid_of(obj),
     )
 
 

@@ -236,7 +236,7 @@ def _end(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
     if lapse.name in rt.recently_ended():
         return  # ended by this process a moment ago; the index has not caught up yet
     try:
-        end_grant(rt, lapse.name, names.ELIGIBILITY_LAPSED, rt.holders, why=lapse.message)
+        end_grant(rt, lapse.name, names.ELIGIBILITY_LAPSED, rt.holders, why=lapse.message, uid=lapse.uid)
     except Refused as exc:
         # The membership is removed; only the grant's end is refused. Said here, so that the other
         # lapses of the pass are still acted on; the next pass tries the end again.
