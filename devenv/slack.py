@@ -23,7 +23,8 @@ AccessRequest's ``NAME/UID`` as its ``value``. `find_button` looks for that, by 
 What people see of a message is not what was posted: Slack turns bare URLs into links and
 ``@channel`` into a broadcast unless the text object is ``verbatim`` (and the top-level ``text``
 is posted with ``parse=none``). `SlackStandIn.rendered` (or `Message.rendered`) shows a message as
-Slack would: the broadcasts, mentions, channels and links it carries (`as_shown` says the rules).
+Slack would: the broadcasts, mentions, channels and links it carries (`as_shown` says the rules);
+so does it an ephemeral message (chat.postEphemeral takes ``parse`` and ``link_names`` too) and a modal.
 
 Methods (POST with a form or JSON body, or GET with a query, as slack_sdk sends them; token in
 ``Authorization: Bearer``, or a ``token`` form field): ``auth.test``, ``chat.postMessage``
@@ -424,6 +425,12 @@ class Ephemeral:
     ts: str
     text: str | None
     blocks: list[dict[str, Any]] | None
+    #: How Slack was asked to parse ``text`` (the call's ``parse`` and ``link_names``), as for a `Message`.
+    parsing: dict[str, Any] = field(default_factory=dict)
+
+    def rendered(self, channel_names: Iterable[str] = ()) -> Rendered:
+        """The ephemeral message as its one reader sees it (`as_shown`)."""
+        return as_shown(self.text, self.blocks, channel_names=channel_names, **self.parsing)
 
 
 @dataclass
@@ -437,6 +444,10 @@ class View:
     view: dict[str, Any]
     #: A submission the operator accepted closes the modal; a closed modal cannot be submitted again.
     closed: bool = False
+
+    def rendered(self, channel_names: Iterable[str] = ()) -> Rendered:
+        """The modal's blocks as Slack shows them (`as_shown`; its title and buttons are plain text)."""
+        return as_shown(None, self.view.get("blocks"), channel_names=channel_names)
 
 
 @dataclass(frozen=True)
@@ -668,7 +679,7 @@ def _button(blocks: Sequence[Mapping[str, Any]] | None, action_id: str) -> tuple
 
 
 def _parsing(args: Mapping[str, Any]) -> dict[str, Any]:
-    """How a chat.postMessage or chat.update asks Slack to parse its ``text`` (see `as_shown`)."""
+    """How a chat.postMessage, chat.update or chat.postEphemeral asks Slack to parse its ``text`` (see `as_shown`)."""
     return {key: args[key] for key in ("parse", "link_names") if key in args}
 
 
@@ -817,9 +828,10 @@ class SlackStandIn:
         with self._lock:
             return [copy.deepcopy(c) for c in self._calls if method is None or c.method == method]
 
-    def rendered(self, message: Message) -> Rendered:
-        """``message`` as Slack shows it in this workspace (a bare ``#name`` links one of its channels)."""
-        return message.rendered(self._channels.values())
+    def rendered(self, shown: Message | Ephemeral | View) -> Rendered:
+        """A message, an ephemeral message or a modal as Slack shows it in this workspace (a bare
+        ``#name`` links one of its channels)."""
+        return shown.rendered(self._channels.values())
 
     def wait_for(self, predicate: Callable[[Self], T], timeout: float = 10.0) -> T:
         """The first truthy ``predicate(self)``, polled until ``timeout``: e.g. ``lambda s: s.messages(c)``."""
@@ -1096,7 +1108,7 @@ class SlackStandIn:
         if text is None and not blocks:
             raise _SlackError("no_text")
         self._rate_limit("chat.postEphemeral", channel)
-        ephemeral = Ephemeral(channel, user.id, self._next_ts(), text, blocks)
+        ephemeral = Ephemeral(channel, user.id, self._next_ts(), text, blocks, _parsing(args))
         with self._lock:
             self._ephemerals.append(ephemeral)
         return {"message_ts": ephemeral.ts}

@@ -10,6 +10,7 @@ included, is tried in tests/e2e/test_attacks_slack.py.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -28,7 +29,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from devenv.controlplane import ControlPlane
 from devenv.paths import EXAMPLES
+from devenv.slack import SlackStandIn, SlackUser
 from devenv.slack_identity import IMPERSONATOR, ROLE, apply_role, example_teams, impersonator_kubeconfig
+from jitaccess.adapters import slack as slack_adapter
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.handlers import interactions
 from jitaccess.handlers.interactions import Endpoint, Gate, owner_team_reader
@@ -52,9 +55,8 @@ def kubeconfig(cluster: ControlPlane) -> Path:
     return impersonator_kubeconfig(cluster)
 
 
-@pytest.fixture
-def request_name(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = "slack-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
+def create_request(cluster: ControlPlane, name: str) -> None:
+    """bob asks for the ledger entitlement (`delete_request` after)."""
     body = {
         "apiVersion": "jitaccess.dev/v1alpha1",
         "kind": "AccessRequest",
@@ -62,8 +64,18 @@ def request_name(cluster: ControlPlane, request: pytest.FixtureRequest) -> Itera
         "spec": {"entitlement": "prod-eng-ledger", "reason": "INFRA-1 slack", "requester": "bob@example.com"},
     }
     cluster.kubectl("create", "-f", "-", input=json.dumps(body))
-    yield name
+
+
+def delete_request(cluster: ControlPlane, name: str) -> None:
     cluster.kubectl("delete", "accessrequest", name, "--ignore-not-found", "--wait=false", check=False)
+
+
+@pytest.fixture
+def request_name(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "slack-" + request.node.name.removeprefix("test_").replace("_", "-")[:40].rstrip("-")
+    create_request(cluster, name)
+    yield name
+    delete_request(cluster, name)
 
 
 @dataclass
@@ -217,6 +229,53 @@ async def test_a_click_decides_the_request_it_was_posted_for_or_nothing(
     await served.click("U0LENA", "approve", request_name)
     assert annotations_of(cluster, request_name) == {}
     assert "posted before jitaccess tied its buttons to one request" in served.slack.ephemerals[-1][2]
+
+
+async def test_what_the_clicker_is_shown_pings_nobody_and_links_nowhere(
+    cluster: ControlPlane, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack 135 in the replies to a click, through the Slack stand-in's rendering: the request's
+    name is the requester's to choose, and `slack-sso.evil.com` is a bare URL to Slack. The deny
+    modal (a mrkdwn section) and the ephemeral replies (a refusal naming mallory, a confirmation
+    naming the requester) show it, and the emails, as written: no link, no broadcast."""
+    monkeypatch.setattr(interactions, "ANSWER_WITHIN", 30.0)
+    name = "slack-sso.evil.com"
+    create_request(cluster, name)
+    users = [SlackUser(f"U0{n.upper()}", f"{n}@example.com", n) for n in ("lena", "mallory")]
+    standin = SlackStandIn(token="xoxb-component", signing_secret=SECRET, channels={"C0LEDGER1": "ledger"}, users=users)
+    impersonator = Impersonator.from_kubeconfig(str(kubeconfig))
+    slack = slack_adapter.Slack("xoxb-component", standin.start().api_url)
+    teams = {team["metadata"]["name"]: [team["spec"]] for team in example_teams()}
+    entitlements = {e["metadata"]["name"]: [e] for e in example_entitlements()}
+    operator = kubernetes.config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
+    endpoint = Endpoint(Gate(SECRET), slack, impersonator, owner_team_reader(teams, entitlements, operator))
+    try:
+        async with TestClient(TestServer(endpoint.app(), host="127.0.0.1")) as client:
+            standin.interactions_url = str(client.make_url("/slack/interactions"))
+            value = button(cluster, name)
+            buttons = [
+                {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": action}, "value": value}
+                for action in ("approve", "deny")
+            ]
+            await slack.post("C0LEDGER1", f"{name} waits", [{"type": "actions", "elements": buttons}])
+            (message,) = standin.messages("C0LEDGER1")
+            for user, action in (("U0MALLORY", "approve"), ("U0LENA", "deny"), ("U0LENA", "approve")):
+                assert await asyncio.to_thread(standin.click, user, message, action) == (200, "")
+                await endpoint.close()  # the ephemeral reply, sent after the answer
+        (modal,) = standin.views()
+        assert name in json.dumps(modal.view["blocks"])
+        refused, approved = standin.ephemerals()
+        assert name in (refused.text or "") and "mallory@example.com" in (refused.text or "")
+        assert (approved.text or "").startswith(f"You approved AccessRequest {name}: bob@example.com asks")
+        for shown in (modal, refused, approved):
+            seen = standin.rendered(shown)
+            assert (seen.broadcasts, seen.mentions, seen.channels, seen.links) == (set(), set(), set(), set()), shown
+    finally:
+        await slack.close()
+        standin.stop()
+        impersonator.close()
+        operator.close()
+        delete_request(cluster, name)
 
 
 def test_the_owner_team_is_read_from_the_request_as_stored(cluster: ControlPlane, request_name: str) -> None:

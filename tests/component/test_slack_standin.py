@@ -74,12 +74,13 @@ def _reason_modal(channel: str, ts: str) -> dict[str, Any]:
         "title": {"type": "plain_text", "text": "Deny the request"},
         "submit": {"type": "plain_text", "text": "Deny"},
         "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": "@here, see https://wiki.example/deny first"}},
             {
                 "type": "input",
                 "block_id": "reason",
                 "label": {"type": "plain_text", "text": "Why?"},
                 "element": {"type": "plain_text_input", "action_id": "text", "max_length": 200},
-            }
+            },
         ],
     }
 
@@ -268,6 +269,29 @@ async def test_a_message_is_rendered_as_slack_preprocesses_it(slack: SlackStandI
     await client.chat_update(channel=LEDGER, ts=message.ts, text=words, parse="none")
     shown = slack.rendered(slack.messages(LEDGER)[-1])
     assert (shown.broadcasts, shown.links, shown.channels) == (set(), set(), set())
+
+
+async def test_an_ephemeral_message_and_a_modal_are_rendered_as_slack_preprocesses_them(
+    slack: SlackStandIn, interactions: Interactions
+) -> None:
+    """chat.postEphemeral takes `parse` and `link_names` as chat.postMessage does, and a modal's
+    mrkdwn text objects are preprocessed as a message's are (its title and buttons are plain text)."""
+    client = AsyncWebClient(token=TOKEN, base_url=slack.api_url)
+    words = "@channel see https://evil.example/sso or evil.com, in #ledger-oncall"
+    await client.chat_postEphemeral(channel=LEDGER, user=LENA.id, text=words)
+    await client.chat_postEphemeral(channel=LEDGER, user=LENA.id, text=words, link_names=True)
+    await client.chat_postEphemeral(channel=LEDGER, user=LENA.id, text=words, parse="none", link_names=False)
+    default, named, literal = (slack.rendered(e) for e in slack.ephemerals())
+    assert (default.links, default.broadcasts) == ({"https://evil.example/sso", "evil.com"}, set())
+    assert (named.broadcasts, named.channels) == ({"channel"}, {"ledger-oncall"})
+    assert (literal.broadcasts, literal.channels, literal.links) == (set(), set(), set())
+
+    await client.chat_postMessage(channel=LEDGER, text="waits", blocks=_request_blocks(REQUEST))
+    message, _ = slack.find_button(REQUEST, "deny")
+    assert await asyncio.to_thread(slack.click, LENA.id, message, "deny") == (200, "")
+    [view] = slack.views()
+    shown = slack.rendered(view)
+    assert (shown.broadcasts, shown.links) == ({"here"}, {"https://wiki.example/deny"})
 
 
 async def test_a_user_id_as_channel_is_a_direct_message(slack: SlackStandIn) -> None:

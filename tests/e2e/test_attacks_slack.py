@@ -417,3 +417,27 @@ def test_135_a_requesters_words_ping_nobody_and_link_nowhere(system: Jit, slack:
     assert (shown.broadcasts, shown.channels, shown.links) == (set(), set(), set()), shown
     assert slack_id_of(LENA) in shown.mentions and slack_id_of(ALICE) not in shown.mentions, shown
     nothing_approved(system, "s135")
+
+
+def test_135_what_a_clicker_is_shown_pings_nobody_and_links_nowhere(system: Jit, slack: SlackStandIn) -> None:
+    """The request's name is alice's to choose, and `s135-sso.evil.com` is a bare URL to Slack: the
+    replies to a click name it, an email, and (the modal) the request. As Slack shows them, the
+    ephemeral refusal and the deny modal link nothing and notify nobody: the modal's text is a
+    `verbatim` mrkdwn object, the ephemeral message posted with `parse=none`."""
+    name = "s135-sso.evil.com"
+    message = waiting(system, slack, name, reason="INFRA-135 @here approve now: https://evil.example/sso")
+    slack.click(slack_id_of(ALICE), message, "approve")
+    refused = told(slack, ALICE, CANNOT_IMPERSONATE, name, ALICE)
+    slack.click(slack_id_of(LENA), message, "deny")
+    (modal,) = eventually(
+        lambda: [v for v in slack.views() if (v.private_metadata or "").startswith(f"{name}/")] or None,
+        what="the deny modal",
+    )
+    assert name in json.dumps(modal.view["blocks"])
+    for shown in (refused, modal):
+        seen = slack.rendered(shown)
+        assert (seen.broadcasts, seen.mentions, seen.channels, seen.links) == (set(), set(), set(), set()), seen
+    status, _ = slack.submit_view(slack_id_of(LENA), modal.id, {"reason": {"reason": "INC-135 @channel evil.com"}})
+    assert status == 200
+    system.wait_reason("accessrequest", name, "Denied")
+    assert system.get("accessgrant", name) is None and system.members(LEDGER) == set()

@@ -137,7 +137,10 @@ async def test_update_ephemeral_and_open_view_send_what_slack_needs(fake: FakeSl
             "chat.update",
             {"channel": "C0LEDGER1", "ts": "1700000000.000100", "text": "approved", "blocks": BLOCKS, **LITERAL},
         ),
-        ("chat.postEphemeral", {"channel": "C0LEDGER1", "user": "U0BOB0001", "text": "you may not decide this one"}),
+        (
+            "chat.postEphemeral",
+            {"channel": "C0LEDGER1", "user": "U0BOB0001", "text": "you may not decide this one", **LITERAL},
+        ),
         ("views.open", {"trigger_id": "trigger-123", "view": view}),
     ]
 

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from devenv.slack import as_shown
 from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError
 from jitaccess.errors import ForeignUser
@@ -181,6 +182,17 @@ def test_deny_modal_follows_the_contract() -> None:
     (reason,) = [b for b in modal["blocks"] if b["type"] == "input"]
     assert reason["block_id"] == "reason" and reason["element"]["action_id"] == "reason"
     assert reason["element"]["max_length"] == 1024
+
+
+def test_the_deny_modal_shows_the_requests_name_as_written() -> None:
+    """Attack 135: the name is the requester's to choose, and `sso.evil.com` is a bare URL that
+    Slack links in a mrkdwn text object unless it is `verbatim`, as every one jitaccess sends is."""
+    modal = interactions.deny_modal("sso.evil.com", UID)
+    assert "*sso.evil.com*" in json.dumps(modal["blocks"])
+    mrkdwn = [b["text"] for b in modal["blocks"] if b.get("text", {}).get("type") == "mrkdwn"]
+    assert mrkdwn and all(text["verbatim"] is True for text in mrkdwn)
+    shown = as_shown(None, modal["blocks"])
+    assert (shown.broadcasts, shown.channels, shown.links) == (set(), set(), set())
 
 
 # --- who clicked -------------------------------------------------------------------------------

@@ -39,9 +39,10 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from jitaccess.adapters.eventsink import require_https, retry_after
 from jitaccess.errors import ForeignUser
 
-# A message's top-level text (its notification, and the fallback of its blocks) is shown as
-# written (attack 135): `parse=none` links no bare URL, and no `link_names` parses no `@channel`
-# or `#name` in it. Its words are escaped (domain/slackmessages.py), so it holds no `<...>` either.
+# A message's top-level text (its notification, and the fallback of its blocks), and an ephemeral
+# message's, is shown as written (attack 135): `parse=none` links no bare URL, and no `link_names`
+# parses no `@channel` or `#name` in it. Every chat.* call here sends these. Its words are escaped
+# (domain/slackmessages.py `escape`), so it holds no `<...>` either.
 LITERAL_TEXT: dict[str, Any] = {"parse": "none", "link_names": False}
 
 #: Seconds to wait before trying again when Slack gave no Retry-After; the caller's backoff grows it.
@@ -147,7 +148,9 @@ class Slack:
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         """A message only `user` sees, in `channel` (they must be a member of it)."""
-        await self._call("chat.postEphemeral", self._web().chat_postEphemeral(channel=channel, user=user, text=text))
+        await self._call(
+            "chat.postEphemeral", self._web().chat_postEphemeral(channel=channel, user=user, text=text, **LITERAL_TEXT)
+        )
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         """Open a modal; `trigger_id` comes from a click and is good for 3 seconds, once."""

@@ -13,7 +13,8 @@ whole (the Slack adapter posts it with `parse=none`). Otherwise Slack preprocess
 given: a bare URL in a reason becomes a link, `@channel` / `@here` / `@everyone` a broadcast that
 notifies the whole approvers' channel, `#general` a channel link, all carried by jitaccess's bot.
 Under `verbatim` Slack still reads the manual strings jitaccess writes itself (`<@U...>` mentions
-the approvers), and nothing else.
+the approvers), and nothing else. The interactivity endpoint's deny modal and ephemeral replies
+are built with the same `section` and `escape`.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def _mrkdwn(text: str, limit: int) -> Block:
     return {"type": "mrkdwn", "text": _shortened(text, limit), "verbatim": True}
 
 
-def _section(text: str) -> Block:
+def section(text: str) -> Block:
+    """A section block of mrkdwn `text` (user words in it `escape`d), shown as written: every Block
+    Kit section jitaccess sends Slack is one, a message's or a modal's (the interactivity endpoint's)."""
     return {"type": "section", "text": _mrkdwn(text, SECTION_LIMIT)}
 
 
@@ -165,7 +168,7 @@ def _approvers_message(
     duration = str(status.get("duration") or spec.get("duration") or "its default duration")
     headline = f"{escape(requester)} asks for *{escape(entitlement)}* for {escape(duration)}"
     blocks: list[Block] = [
-        _section(f":key: *Access request* `{escape(name)}`: {headline}"),
+        section(f":key: *Access request* `{escape(name)}`: {headline}"),
         {
             "type": "section",
             "fields": [
@@ -175,12 +178,12 @@ def _approvers_message(
                 _field("Team", team.name if team else "?"),
             ],
         },
-        _section(f"*Reason*\n{escape(spec.get('reason'))}"),
+        section(f"*Reason*\n{escape(spec.get('reason'))}"),
     ]
     outcome = _outcome_of(request)
     escalated = wire.is_true(request, names.ESCALATED)
     if outcome is None and withdrawn:
-        blocks.append(_section(":wastebasket: Withdrawn: the request was deleted before anyone decided it"))
+        blocks.append(section(":wastebasket: Withdrawn: the request was deleted before anyone decided it"))
         return f"Access request {name} ({requester}, {entitlement}): withdrawn", blocks
     if outcome is None:
         approvers = team.approvers if team else ()
@@ -210,7 +213,7 @@ def _approvers_message(
     line = f"{label}" + (f" by {_who(by, ids)}" if by else "") + (f" at {escape(when)}" if when else "")
     if why:
         line += f": {escape(why)}"
-    blocks.append(_section(line))
+    blocks.append(section(line))
     plain_label = label.split(" ", 1)[1] if " " in label else label
     text = f"Access request {name} ({requester}, {entitlement}): {plain_label}" + (f" by {by}" if by else "")
     return text, blocks
@@ -285,7 +288,7 @@ def _decision_to_requester(record: Mapping[str, Any], request: wire.Obj) -> tupl
     text = f"Your request {name} for {record.get('entitlement')}: {label.split(' ', 1)[-1]}" + (
         f" by {by}" if by_text else ""
     )
-    return text, [_section(line)]
+    return text, [section(line)]
 
 
 def _granted(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
@@ -294,7 +297,7 @@ def _granted(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f":unlock: Your access to *{escape(entitlement)}* is active until {escape(end)} (grant `{escape(grant)}`)."
         f"\nDone early? `kubectl jit done`: access ends at once."
     )
-    return f"Your access to {entitlement} is active until {end}", [_section(line)]
+    return f"Your access to {entitlement} is active until {end}", [section(line)]
 
 
 def _expiring(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
@@ -304,7 +307,7 @@ def _expiring(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f" (grant `{escape(record.get('grant'))}`). More time: "
         f'`kubectl jit extend {escape(record.get("grant"))} --by 30m --reason "..."`.'
     )
-    return f"Your access to {entitlement} ends at {end}", [_section(line)]
+    return f"Your access to {entitlement} ends at {end}", [section(line)]
 
 
 def _extended(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
@@ -315,7 +318,7 @@ def _extended(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f":hourglass_flowing_sand: Your access to *{escape(entitlement)}* was extended by"
         f" {escape(record.get('extendedBy'))}{who}: it now ends at {escape(end)} (grant `{escape(record.get('grant'))}`)."
     )
-    return f"Your access to {entitlement} now ends at {end}", [_section(line)]
+    return f"Your access to {entitlement} now ends at {end}", [section(line)]
 
 
 def _extension_pending(
@@ -330,7 +333,7 @@ def _extension_pending(
         f' · `kubectl jit deny extension/{_pinned(extension)} --reason "..."`'
     )
     text = f"{user} asks to extend grant {record.get('grant')} by {record.get('extendedBy')} (extension {name})"
-    return text, [_section(line)]
+    return text, [section(line)]
 
 
 def _extension_ended(record: Mapping[str, Any], extension: wire.Obj) -> tuple[str, list[Block]]:
@@ -346,7 +349,7 @@ def _extension_ended(record: Mapping[str, Any], extension: wire.Obj) -> tuple[st
     )
     if why:
         line += f"\n>{escape(why)}"
-    return f"Your extension {name} of grant {record.get('grant')}: {what.split(' ', 1)[1]}", [_section(line)]
+    return f"Your extension {name} of grant {record.get('grant')}: {what.split(' ', 1)[1]}", [section(line)]
 
 
 def _escalated_to_backup(record: Mapping[str, Any], request: wire.Obj, team: Team | None) -> tuple[str, list[Block]]:
@@ -359,7 +362,7 @@ def _escalated_to_backup(record: Mapping[str, Any], request: wire.Obj, team: Tea
         f"\nDecide with the buttons in the team's channel, or `kubectl jit approve {_pinned(request)}`"
         f' / `kubectl jit deny {_pinned(request)} --reason "..."`.'
     )
-    return f"Request {name} escalated to you: {requester} asks for {record.get('entitlement')}", [_section(line)]
+    return f"Request {name} escalated to you: {requester} asks for {record.get('entitlement')}", [section(line)]
 
 
 def _ended_early(record: Mapping[str, Any], ids: Mapping[str, str], *, to_team: bool) -> tuple[str, list[Block]]:
@@ -374,7 +377,7 @@ def _ended_early(record: Mapping[str, Any], ids: Mapping[str, str], *, to_team: 
     subject = f"{escape(user)}'s access" if to_team else "Your access"
     line = f":lock: {subject} to *{escape(entitlement)}* (grant `{escape(record.get('grant'))}`) {what}."
     plain = f"{user}'s access" if to_team else "Your access"
-    return f"{plain} to {entitlement} ended early", [_section(line)]
+    return f"{plain} to {entitlement} ended early", [section(line)]
 
 
 def _break_glass(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
@@ -385,7 +388,7 @@ def _break_glass(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f" (request `{escape(record.get('request'))}`): {escape(record.get('reason'))}."
         " An approver of the owner team must review it."
     )
-    return f"Break-glass: {user} on {entitlement}", [_section(line)]
+    return f"Break-glass: {user} on {entitlement}", [section(line)]
 
 
 def _drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
@@ -395,7 +398,7 @@ def _drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
         f" (entitlement *{escape(record.get('entitlement'))}*, team {escape(record.get('ownerTeam'))})"
         f" without a grant, and was taken out. {escape(record.get('message'))}"
     )
-    return f"Standing access removed: {user} from {group}", [_section(line)]
+    return f"Standing access removed: {user} from {group}", [section(line)]
 
 
 def _assignment_drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
@@ -418,4 +421,4 @@ def _assignment_drift(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
     )
     if record.get("message"):  # how the removal went (one begun and found gone says so)
         line += f"\n{escape(record.get('message'))}"
-    return f"Assignment removed: {who} from {permission_set} in {account}", [_section(line)]
+    return f"Assignment removed: {who} from {permission_set} in {account}", [section(line)]

@@ -8,6 +8,10 @@ impersonating identity (`adapters.impersonation`), so the admission webhooks, RB
 log treat it exactly as that user's own kubectl. A refusal (the requester's own click, a
 non-approver, a backup approver before escalation, a request already decided or timed out) is
 the API server's message, shown to the clicker alone (an ephemeral message, or the modal's error).
+What the endpoint shows in Slack is shown as written (attack 135), as the notifications are: the
+modal's text is `domain.slackmessages.section` (a `verbatim` mrkdwn object), an ephemeral message's
+words are `escape`d and the Slack adapter posts it with `LITERAL_TEXT`, so neither a request's
+name nor a message quoting someone's words links anything or notifies anyone.
 
 In order, for every POST, each step bounded so that Slack has its answer within 3 s:
 
@@ -59,6 +63,7 @@ from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
+from jitaccess.domain.slackmessages import escape, section
 from jitaccess.errors import ForeignUser
 from jitaccess.handlers.common import NO_INDEX, Index, first
 from jitaccess.settings import Settings, load
@@ -80,8 +85,6 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 # An object's uid as the API server writes it (a UUID).
 _UID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DRY_RUN_REASON = "(asked in Slack whether a denial would be admitted)"
-# Slack reads &, < and > in message text as markup (links, mentions): escaped, they are shown as is.
-_MARKUP = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
 
 class SlackApi(Protocol):
@@ -219,10 +222,7 @@ def deny_modal(request: str, uid: str) -> dict[str, Any]:
         "submit": {"type": "plain_text", "text": "Deny"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": f"Deny AccessRequest *{request}*? The requester reads your reason."},
-            },
+            section(f"Deny AccessRequest *{escape(request)}*? The requester reads your reason."),
             {
                 "type": "input",
                 "block_id": REASON_BLOCK,
@@ -528,7 +528,7 @@ class Endpoint:
         if not interaction.channel:
             log.warning("Slack: no channel to tell %s: %s", interaction.user, message)
             return
-        text = _text(message).translate(_MARKUP)
+        text = escape(_text(message))
         task = asyncio.create_task(self._send(self._slack.ephemeral(interaction.channel, interaction.user, text)))
         self._replies.add(task)
         task.add_done_callback(self._replies.discard)
