@@ -131,3 +131,54 @@ def test_review_from_the_command_line_reviews_the_request_it_looked_up(
     assert main.run(["review", "r"], io.StringIO(), paula.out, paula.err) == REFUSED
     assert "accessrequest r is no longer the one read (uid u-1)" in err(paula)
     assert [c[0] for c in api.calls if c[1] == PATH or c[0] == "patch"] == ["get", "patch", "get"]
+
+
+def review_as_paula(api: StoringApi, monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[int, Any]:
+    paula = session(api)
+    monkeypatch.setattr("jitaccess.cli.session.Session", lambda *_: paula)
+    return main.run(["review", *argv], io.StringIO(), paula.out, paula.err), paula
+
+
+def test_review_with_uid_reviews_that_request(api: StoringApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--uid` (from the alert's Warning Event, or a message) pins the request meant."""
+    api.objects[PATH] = glass("u-1")
+    code, paula = review_as_paula(api, monkeypatch, "r", "--uid", "u-1")
+    assert code == 0, err(paula)
+    [patch] = [c[1][1] for c in api.calls if c[0] == "patch"]
+    assert (patch["metadata"]["uid"], patch["metadata"]["resourceVersion"]) == ("u-1", "9")
+    assert out(paula).startswith("reviewed break-glass accessrequest r (carol@example.com")
+
+
+def test_review_with_uid_refuses_another_request_of_the_name(api: StoringApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request meant was deleted, and mallory's took its name before the review: nothing is
+    reviewed, whether the name was taken before the plugin read it or between its read and its patch."""
+    api.objects[PATH] = glass("u-2", requester="mallory@example.com", version="12")
+    code, paula = review_as_paula(api, monkeypatch, "r", "--uid", "u-1")
+    assert code == REFUSED
+    assert (
+        "accessrequest r is not the one you meant (uid u-1): it was deleted, and mallory@example.com created "
+        "another under the same name. Nothing was reviewed; look at it with `kubectl jit status r` first"
+    ) in err(paula)
+    assert not [c for c in api.calls if c[0] == "patch"]
+
+    api.objects[PATH] = glass("u-1")
+    api.between = [glass("u-2", requester="mallory@example.com", version="12")]
+    code, paula = review_as_paula(api, monkeypatch, "r", "--uid", "u-1")
+    assert code == REFUSED and "accessrequest r is not the one you meant (uid u-1)" in err(paula)
+    assert names.ANNOTATION_REVIEWED not in api.objects[PATH]["metadata"]["annotations"]
+
+
+def test_review_with_uid_of_no_break_glass_request_says_so(api: StoringApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gone, or not break-glass: refused, naming what `--uid` is for; never an Entitlement's
+    access review of that name instead."""
+    code, paula = review_as_paula(api, monkeypatch, "r", "--uid", "u-1")
+    assert code == REFUSED
+    assert "there is no accessrequest r (uid u-1) any more: nothing was reviewed" in err(paula)
+    assert "--uid names a break-glass AccessRequest" in err(paula)
+    assert [c[0] for c in api.calls] == ["get"]
+
+    api.objects[PATH] = {**glass("u-1"), "spec": {**glass("u-1")["spec"], "breakGlass": False}}
+    code, paula = review_as_paula(api, monkeypatch, "r", "--uid", "u-1")
+    assert code == REFUSED
+    assert "accessrequest r is not a break-glass request: only those are reviewed" in err(paula)
+    assert not [c for c in api.calls if c[0] == "patch"]

@@ -6,7 +6,7 @@ cap, the rate limit), then the same wait until access is active, which for break
 Reviewing sets `jitaccess.dev/reviewed=true` on the request; the admission webhook stamps who did
 and refuses anyone but an approver of the owner team (never the requester). The patch carries the
 uid and resourceVersion of the request read, so a review never lands on another request created
-under its name meanwhile.
+under its name meanwhile; `--uid` (`review_meant`) pins the request meant, as `approve --uid` does.
 """
 
 from __future__ import annotations
@@ -54,22 +54,38 @@ def break_glass_request(session: Session, name: str) -> Obj | None:
     return found if found is not None and wire.spec(found).get("breakGlass") is True else None
 
 
-def review(session: Session, request: Obj) -> int:
-    """Review `request` as read: the patch carries its uid and resourceVersion, so a request deleted
-    and created again under its name meanwhile is not the one reviewed (attacks 130, 134: names are
-    taken again). A change to the same request (the operator's status) is read and checked again."""
-    name, uid = wire.name_of(request), str(wire.metadata(request).get("uid") or "")
+def review_meant(session: Session, name: str, uid: str) -> int:
+    """`review NAME --uid UID`: review the break-glass request `name` only if it is the object `uid`
+    (from the alert's Warning Event, or a message), as `approve --uid` decides only the one meant."""
+    found = o.get_optional(session.api, names.REQUESTS, name)
+    if found is None:
+        raise Refused(
+            f"there is no accessrequest {name} (uid {uid}) any more: nothing was reviewed. --uid names a break-glass "
+            "AccessRequest (an Entitlement's access review takes none); `kubectl get accessrequests` lists them"
+        )
+    if wire.metadata(found).get("uid") == uid and wire.spec(found).get("breakGlass") is not True:
+        raise Refused(f"accessrequest {name} is not a break-glass request: only those are reviewed")
+    return review(session, found, uid=uid)
+
+
+def review(session: Session, request: Obj, *, uid: str | None = None) -> int:
+    """Review `request` as read (or, with `uid`, only if it is that object): the patch carries its
+    uid and resourceVersion, so a request deleted and created again under its name meanwhile is not
+    the one reviewed (attacks 130, 134: names are taken again). A change to the same request (the
+    operator's status) is read and checked again."""
+    name, meant = wire.name_of(request), uid or str(wire.metadata(request).get("uid") or "")
+    which = "not the one you meant" if uid else "no longer the one read"
     for _ in range(_CONFLICT_RETRIES):
-        if uid and wire.metadata(request).get("uid") != uid:
+        if meant and wire.metadata(request).get("uid") != meant:
             raise Refused(
-                f"accessrequest {name} is no longer the one read (uid {uid}): it was deleted, and "
+                f"accessrequest {name} is {which} (uid {meant}): it was deleted, and "
                 f"{o.requester(request) or 'someone'} created another under the same name. Nothing was reviewed; "
                 f"look at it with `kubectl jit status {name}` first, and review it again if it is one to review"
             )
         notes = wire.annotations_of(request)
         if names.ANNOTATION_REVIEWED_BY in notes:
             raise Refused(f"accessrequest {name} was already reviewed by {notes[names.ANNOTATION_REVIEWED_BY]}")
-        metadata = {"uid": uid, "resourceVersion": str(wire.metadata(request).get("resourceVersion") or "")}
+        metadata = {"uid": meant, "resourceVersion": str(wire.metadata(request).get("resourceVersion") or "")}
         annotations = {names.ANNOTATION_REVIEWED: "true"}
         patch = {"metadata": {**{k: v for k, v in metadata.items() if v}, "annotations": annotations}}
         try:

@@ -13,7 +13,8 @@ and `kubectl-jit ...` work. Commands:
     permissions [TEAM] [-o table|json|yaml]
     audit [--since 30d|T] [--until 7d|T] [--access] [--entitlement E] [--user U] [--archive s3://B/P]
           [--verify [--public-key FILE]] [-o table|json|csv]
-    review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]      review BREAK-GLASS-REQUEST
+    review ENTITLEMENT [--days 30] [--archive s3://B/P] [-o table|json]
+    review BREAK-GLASS-REQUEST [--uid UID]
     break-glass ENTITLEMENT --reason TEXT [--for 1h] [--wait/--no-wait]
     rbac slack [-f FILE]... [--name NAME] [-o yaml|values]
     completion bash|zsh
@@ -154,6 +155,8 @@ def _review(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli import breakglass, reports
     from jitaccess.cli.history import archive_location
 
+    if args.uid:
+        return breakglass.review_meant(session, args.entitlement, args.uid)
     glass = breakglass.break_glass_request(session, args.entitlement)
     if glass is not None:
         return breakglass.review(session, glass)

@@ -278,9 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
     )
     approve.add_argument("--reason", metavar="TEXT", help="why (recorded with the decision)")
-    approve.add_argument(
-        "--uid", type=_named("the object's metadata.uid", "then: not checked"), metavar="UID", help=_UID_HELP
-    )
+    _uid(approve, _UID_HELP)
 
     deny = command("deny")
     deny.add_argument(
@@ -289,9 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
     )
     deny.add_argument("--reason", metavar="TEXT", required=True, help="why (the requester reads it)")
-    deny.add_argument(
-        "--uid", type=_named("the object's metadata.uid", "then: not checked"), metavar="UID", help=_UID_HELP
-    )
+    _uid(deny, _UID_HELP)
 
     revoke_description = (
         "End a grant early (its grantee, an approver of the owner team, or an incident responder); named\n"
@@ -522,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="an Entitlement (its access review), or a break-glass AccessRequest (records your review of it)",
     )
+    _uid(
+        review,
+        "a break-glass AccessRequest only: review it only if NAME is still this object (its metadata.uid, as "
+        "its ReviewOverdue Event gives it): a request deleted and created again under the same name is another",
+    )
     review.add_argument("--days", type=_days, default=30, metavar="N", help="the window, in days (default: 30)")
     _archive(review)
     review.add_argument(
@@ -587,6 +588,13 @@ def _archive(parser: argparse.ArgumentParser) -> None:
         metavar="s3://BUCKET/PREFIX",
         help=f"read the audit archive there (default: ${ARCHIVE_ENV}; when neither is set, or with "
         "--archive '', the cluster)",
+    )
+
+
+def _uid(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--uid UID`: act only on the object of this metadata.uid (a name may be taken again)."""
+    parser.add_argument(
+        "--uid", type=_named("the object's metadata.uid", "then: not checked"), metavar="UID", help=help
     )
 
 
