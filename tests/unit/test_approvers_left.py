@@ -416,33 +416,33 @@ def test_the_webhook_counts_a_gone_approvers_approval_out_and_stamps_no_completi
     assert isinstance(done, Admit) and done.annotations["jitaccess.dev/approved-by"] == CAROL
 
 
-def test_the_webhook_asks_about_the_approvers_listed_afresh_and_lets_an_outage_through(
+def test_the_webhook_asks_about_the_approvers_listed_afresh_and_says_when_identity_center_is_silent(
     rt: Runtime, ic: Directory, later: Callable[[float], None]
 ) -> None:
     old = _pending("paula@example.com").wire()
     new = {**old, "metadata": {**old["metadata"], "annotations": {**_listed("paula@example.com"), **_APPROVE}}}
+
+    def gone_at_mutate(after: dict[str, Any], needed: Any = TWO) -> tuple[Any, RetryLater | None]:
+        return asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, after, needed))
+
     ic.disabled.add("paula@example.com")
-    warnings: list[str] = []
-    gone = asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
-    assert set(gone) == {"paula@example.com"} and "is disabled" in gone["paula@example.com"]
+    gone, unanswered = gone_at_mutate(new)
+    assert set(gone) == {"paula@example.com"} and "is disabled" in gone["paula@example.com"] and unanswered is None
     # A "yes" remembered a moment ago is not taken where the completing approval is stamped.
     ic.disabled.clear()
     later(ELIGIBLE_SECONDS)  # the "no" is remembered as long
     assert approver_problem(rt, "paula@example.com") is None
     ic.disabled.add("paula@example.com")
-    assert asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
+    assert gone_at_mutate(new)[0]
     # Of one approval, or for a change that decides nothing, nobody is asked.
     ic.described.clear()
-    assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, entitlement(), warnings))
-    assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, old, TWO, warnings))
-    assert ic.described == [] and warnings == []
+    assert gone_at_mutate(new, entitlement()) == ({}, None)
+    assert gone_at_mutate(old) == ({}, None)
+    assert ic.described == []
     later(ELIGIBLE_SECONDS)  # the "no" aged: Identity Center is asked again
     ic.down = True
-    assert not asyncio.run(approvers_gone_at_admission(rt, Phase.MUTATE, "UPDATE", old, new, TWO, warnings))
-    assert warnings == [
-        "Identity Center did not answer (DescribeUser timed out); the approvals given so far are counted, and "
-        "checked again before access begins"
-    ]
+    gone, unanswered = gone_at_mutate(new)
+    assert not gone and str(unanswered) == "DescribeUser timed out", "counted, and said to `unverified`"
 
 
 def test_a_third_approval_making_up_for_a_gone_approver_is_granted(rt: Runtime, ic: Directory) -> None:
@@ -516,12 +516,9 @@ def test_the_webhook_counts_a_gone_approvers_approval_of_an_extension_out_and_st
     assert isinstance(done, Admit) and done.annotations["jitaccess.dev/approved-by"] == CAROL
 
 
-def test_the_operator_asks_about_an_extensions_approvers_and_waits_on_an_outage(
-    rt: Runtime, ic: Directory, monkeypatch: pytest.MonkeyPatch, later: Callable[[float], None]
-) -> None:
-    from jitaccess.handlers import extensions as extension_handlers
-    from jitaccess.handlers.common import NO_INDEX
-    from jitaccess.handlers.recording import DEFERRED, Deferred
+def _cluster_of_two(needed: Any = TWO) -> Any:
+    """The API server as the handlers read it: `needed` (the Entitlement), team payments and alice's
+    Active grant g1, each object read as a copy."""
     from tests.unit.test_audit_trail import Cluster
 
     class Stored(Cluster):
@@ -530,9 +527,20 @@ def test_the_operator_asks_about_an_extensions_approvers_and_waits_on_an_outage(
             return copy.deepcopy(found) if found is not None else None
 
     cluster = Stored()
-    cluster.add(names.ENTITLEMENTS, TWO.wire())
+    cluster.add(names.ENTITLEMENTS, needed.wire())
     cluster.add(names.TEAMS, {"metadata": {"name": "payments"}, "spec": THREE_APPROVERS.wire()})
     cluster.add(names.GRANTS, extensions.active().wire())
+    return cluster
+
+
+def test_the_operator_asks_about_an_extensions_approvers_and_waits_on_an_outage(
+    rt: Runtime, ic: Directory, monkeypatch: pytest.MonkeyPatch, later: Callable[[float], None]
+) -> None:
+    from jitaccess.handlers import extensions as extension_handlers
+    from jitaccess.handlers.common import NO_INDEX
+    from jitaccess.handlers.recording import DEFERRED, Deferred
+
+    cluster = _cluster_of_two()
     waiting = _extension_of_two("paula@example.com", LENA, recorded=("paula@example.com",))
     cluster.add(names.EXTENSIONS, {**waiting.wire(), "kind": names.ACCESS_EXTENSION})
     rt.kube = cast(Kube, cluster)
@@ -564,3 +572,115 @@ def test_the_operator_asks_about_an_extensions_approvers_and_waits_on_an_outage(
     annotations |= {"jitaccess.dev/denied": "true", "jitaccess.dev/denied-by": LENA}
     denied = reconcile()["status"]
     assert next(c for c in denied["conditions"] if c["type"] == names.READY)["reason"] == names.DENIED, denied
+
+
+# --- Identity Center not answering where the approval that completes the count would be stamped ------
+
+
+def _approves(
+    rt: Runtime, old: dict[str, Any], caller: str, warnings: list[str], *, extension: bool, needed: Any = TWO
+) -> Any:
+    """`caller` sets approved=true on `old` (a request, or an extension of alice's Active grant g1),
+    as the mutating webhook admits it over a cluster holding `needed` (the Entitlement) and team payments."""
+    from jitaccess.handlers import admission as request_admission
+    from jitaccess.handlers.common import NO_INDEX
+    from jitaccess.handlers.extension_admission import _review
+
+    rt.kube = cast(Kube, _cluster_of_two(needed))
+    memo = {request_admission.OPERATOR_IDENTITY: OperatorIdentity(frozenset({"system:operator"})), "runtime": rt}
+    new = {**old, "metadata": {**old["metadata"], "annotations": {**old["metadata"]["annotations"], **_APPROVE}}}
+    who = {"username": caller, "groups": []}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(request_admission, "now", lambda: T0 + timedelta(minutes=1))
+        if extension:
+            review = _review(Phase.MUTATE, "UPDATE", old, new, who, memo, NO_INDEX, NO_INDEX, False, warnings)
+        else:
+            review = request_admission._review_request(
+                Phase.MUTATE, "UPDATE", old, new, who, memo, NO_INDEX, NO_INDEX, warnings
+            )
+        return asyncio.run(review)[0]
+
+
+@pytest.mark.parametrize("extension", [False, True], ids=["request", "extension"])
+def test_an_approval_completing_the_count_is_not_stamped_while_identity_center_does_not_answer(
+    rt: Runtime, ic: Directory, extension: bool
+) -> None:
+    """paula approved, then was disabled; Identity Center does not answer at lena's approval. Stamped
+    as completing the count (fail open), lena's `approved-by` could never be taken back (the admission
+    policy keeps it), the operator found 1 of 2 once Identity Center answered, and carol's approval
+    was refused as "already approved": the request (or extension) was stranded."""
+    listed = _extension_of_two if extension else _pending
+    ic.disabled.add("paula@example.com")
+    ic.down = True
+    warnings: list[str] = []
+    verdict = _approves(rt, listed("paula@example.com").wire(), LENA, warnings, extension=extension)
+    assert isinstance(verdict, Refusal), verdict
+    assert verdict.message == (
+        "Identity Center did not answer (DescribeUser timed out), so jitaccess cannot check that the approvals "
+        "given before yours (paula@example.com) still count (an approver disabled or deleted there since counts "
+        "no more), and yours would complete the 2 approvals required: it is not recorded, since a completed "
+        "approval cannot be taken back. Approve again in a minute"
+    )
+    assert verdict.code == 503 and warnings == []
+    # Identity Center answers: paula's counts no more, lena's is one of two, and carol's completes it.
+    ic.down = False
+    verdict = _approves(rt, listed("paula@example.com").wire(), LENA, warnings, extension=extension)
+    assert isinstance(verdict, Admit) and "jitaccess.dev/approved-by" not in verdict.annotations, verdict
+    assert [a.by for a in given(verdict.annotations)] == ["paula@example.com", LENA]
+    done = _approves(rt, listed("paula@example.com", LENA).wire(), CAROL, warnings, extension=extension)
+    assert isinstance(done, Admit) and done.annotations["jitaccess.dev/approved-by"] == CAROL, done
+    assert warnings == []
+
+
+@pytest.mark.parametrize("extension", [False, True], ids=["request", "extension"])
+def test_an_approval_that_completes_nothing_is_admitted_while_identity_center_does_not_answer(
+    rt: Runtime, ic: Directory, extension: bool
+) -> None:
+    """Of three required, lena's second completes nothing whoever counts: it is listed, with a warning,
+    and the operator (which waits for Identity Center) counts the approvals listed."""
+    three = entitlement(approval={"approvalsRequired": 3, "autoApproveOwnerTeam": False})
+    listed = _extension_of_two if extension else _pending
+    ic.down = True
+    warnings: list[str] = []
+    verdict = _approves(rt, listed("paula@example.com").wire(), LENA, warnings, extension=extension, needed=three)
+    assert isinstance(verdict, Admit) and "jitaccess.dev/approved-by" not in verdict.annotations, verdict
+    assert [a.by for a in given(verdict.annotations)] == ["paula@example.com", LENA]
+    assert warnings[0] == (
+        "Identity Center did not answer (DescribeUser timed out); the approvals given so far are counted, and "
+        "checked again before access begins"
+    )
+
+
+def test_a_request_whose_stamped_completion_no_longer_counts_says_it_cannot_be_approved_any_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lena's approval was stamped as completing the count on paula's, verified then; paula was disabled
+    before the operator counted. No approval can follow a completion stamped (carol's is refused as
+    "already approved"): the request said "waiting for 1 more, by ... carol", as if she could."""
+    from jitaccess.handlers import approvals as approval_counts
+    from jitaccess.handlers.recording import DEFERRED, Deferred
+    from tests.unit.test_audit_trail import Cluster
+
+    cluster = Cluster()
+    short = _pending("paula@example.com", LENA, approved_by=LENA, recorded=("paula@example.com",))
+    short.metadata.name, short.metadata.uid = "r1", "uid-r1"
+    cluster.add(names.REQUESTS, short.wire())
+    monkeypatch.setattr(approval_counts, "now", lambda: T0 + timedelta(minutes=1))
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    token = DEFERRED.set(Deferred())  # no kopf watch to post Events from
+    try:
+        approval_counts.count(rt, short, rules.validate(short, TWO, THREE_APPROVERS, LIMITS), PAULA_GONE)
+    finally:
+        DEFERRED.reset(token)
+    status = cluster.objects[(names.REQUESTS, "r1")]["status"]
+    assert [a["by"] for a in status["approvals"]] == [LENA] and status["approvalSummary"] == "1/2", status
+    ready = next(c for c in status["conditions"] if c["type"] == names.READY)
+    assert ready["message"] == (
+        f"1 of 2 approvals ({LENA}): the approval by {LENA} that was to complete the count was taken, and the others "
+        "no longer all count, so it cannot be approved any more; withdraw it (kubectl jit withdraw r1) and request "
+        "access again (kubectl jit request prod-eng-payments), or an approver may deny it; the approval by "
+        f"paula@example.com no longer counts: {PAULA_GONE['paula@example.com']} (an approver who has left approves "
+        "nothing, an approval given before they left included)"
+    )
+    # As the message says: carol's approved=true is there already, and the webhook stamps nothing of hers.
+    assert _second_approval(short.wire(), CAROL, Phase.MUTATE, PAULA_GONE) == Admit()

@@ -267,6 +267,7 @@ async def _review_request(
         taken = admission.name_held_by_grant(wire.name_of(new), held)
         if taken is not None:
             return taken, caller
+    gone, unanswered = await _approvers_gone(rt, phase, operation, old, new, entitlement)
     review = functools.partial(
         admission.review_request,
         operation or "",
@@ -285,10 +286,11 @@ async def _review_request(
         waiting=waiting if asks else None,
         responders=responders(rt),
         reviewers=reviewers,
-        gone=await _approvers_gone(rt, phase, operation, old, new, entitlement, warnings),
+        gone=gone,
     )
     # Only a new request and an approval ask Identity Center (blocking calls); every other review is pure.
     verdict = await asyncio.to_thread(review) if creates else review()
+    verdict = unverified(verdict, unanswered, old, entitlement, warnings)
     owner = entitlement.spec.owner if entitlement is not None else ""
     return await approver_checked(rt, phase, verdict, caller, owner, warnings), caller
 
@@ -300,30 +302,65 @@ async def _approvers_gone(
     old: kopf.Body | None,
     new: kopf.Body | None,
     entitlement: Entitlement | None,
-    warnings: list[str],
-) -> Mapping[str, str]:
+) -> tuple[Mapping[str, str], RetryLater | None]:
     """For a decision on a request or an extension that needs several approvals, the approvers it
     lists so far whose Identity Center account is disabled or gone (`approvers_gone`): their
     approvals no longer count towards the one that completes the count, as the operator counts them
     (`handlers.requests`, `handlers.extensions`). Asked afresh at MUTATE, where that approval is
     stamped for good (VALIDATE, a moment later, takes its "yes"). Identity Center not answering
-    counts them (fail open, with a warning), as an approval is let through (`approver_checked`): the
-    operator asks again before it records the count or acts on it."""
+    counts them, and says so (the `RetryLater`, with nobody gone): `unverified` refuses an approval
+    that would complete the count on them, and lets one that completes nothing through with a
+    warning; the operator asks again before it records the count or acts on it."""
     if operation != "UPDATE" or old is None or new is None:
-        return approval_rules.NOBODY_GONE
+        return approval_rules.NOBODY_GONE, None
     before, after = wire.annotations_of(old), wire.annotations_of(new)
     keys = (names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED, approval_rules.APPROVALS)
     if approval_rules.APPROVALS not in before or all(before.get(k) == after.get(k) for k in keys):
-        return approval_rules.NOBODY_GONE
+        return approval_rules.NOBODY_GONE, None
     needed = approval_rules.required(entitlement)
     try:
-        return await asyncio.to_thread(approvers_gone, rt, before, needed, fresh=phase is Phase.MUTATE, ic=rt.asking)
+        return await asyncio.to_thread(
+            approvers_gone, rt, before, needed, fresh=phase is Phase.MUTATE, ic=rt.asking
+        ), None
     except RetryLater as exc:
-        warnings.append(
-            f"Identity Center did not answer ({exc}); the approvals given so far are counted, and checked again "
-            "before access begins"
+        return approval_rules.NOBODY_GONE, exc
+
+
+def unverified(
+    verdict: Verdict,
+    unanswered: RetryLater | None,
+    old: kopf.Body | None,
+    entitlement: Entitlement | None,
+    warnings: list[str],
+) -> Verdict:
+    """An approval of several admitted while Identity Center did not answer about the approvers
+    listed before it (`_approvers_gone`'s `unanswered`). One that would complete the count (stamped
+    `approved-by`) is refused, to be given again once Identity Center answers: the count it completes
+    is unverified (an approver disabled or deleted since counts out, attack 133), and a completion
+    stamped is never taken back (the admission policy keeps `approved-by`, and a decision is final),
+    so had the operator found it short once Identity Center answered, no further approver could
+    complete the request or extension, which waited until it timed out or was withdrawn. Stamped only
+    on a verified count, a short one leaves the request waiting for another approver instead. It
+    costs an outage nothing granted: the operator waits for Identity Center before it grants on a
+    count anyway. An approval that completes nothing, whoever counts, is listed with a warning."""
+    if unanswered is None:
+        return verdict
+    stamped = verdict.annotations if isinstance(verdict, Admit) else {}
+    if names.ANNOTATION_APPROVED_BY in stamped and approval_rules.APPROVALS in stamped:
+        listed = approval_rules.in_words([a.by for a in approval_rules.given(wire.annotations_of(old))])
+        return Refusal(
+            f"Identity Center did not answer ({unanswered}), so jitaccess cannot check that the approvals given "
+            f"before yours ({listed}) still count (an approver disabled or deleted there since counts no more), and "
+            f"yours would complete the {approval_rules.required(entitlement)} approvals required: it is not "
+            "recorded, since a completed approval cannot be taken back. Approve again in a minute",
+            503,
         )
-        return approval_rules.NOBODY_GONE
+    if isinstance(verdict, Admit):
+        warnings.append(
+            f"Identity Center did not answer ({unanswered}); the approvals given so far are counted, and checked "
+            "again before access begins"
+        )
+    return verdict
 
 
 def _approving(verdict: Verdict) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest
 from jitaccess.domain import approvals
 from jitaccess.domain import conditions as cond
@@ -36,16 +36,29 @@ def waiting_message(
     counted: Sequence[str],
     escalated: bool,
     gone: Mapping[str, str] = approvals.NOBODY_GONE,
+    completed: tuple[str, str] = ("", ""),
 ) -> str:
     """`gone`: approvers whose approval no longer counts for their Identity Center account, named
-    with why (they are still listed in the annotation, and may be counted on otherwise)."""
+    with why (they are still listed in the annotation, and may be counted on otherwise).
+    `completed`: the request's name and the approver stamped (`approved-by`) as completing the
+    count, when one is: a decision taken, which no further approval can follow (the admission
+    webhook refuses it, and the stamp never changes), so the message says what to do instead, as an
+    extension's does (`domain.extensions`). The webhook stamps a completion only on a count it
+    verified (`handlers.admission.unverified`); an approver disabled between its check and the
+    operator's count leaves one short."""
     needed = valid.entitlement.spec.approval.approvals_required
     who = request_rules.approvers_text(valid.team, escalated, excluding={valid.requester, *counted, *gone})
     void = "".join(f"; {request_rules.approval_void(by, why)}" for by, why in gone.items() if by not in counted)
-    return (
-        f"{len(counted)} of {needed} approvals ({approvals.in_words(counted) or 'none yet'}): waiting for "
-        f"{needed - len(counted)} more, by another approver of team {valid.entitlement.spec.owner} ({who}){void}"
-    )
+    so_far = f"{len(counted)} of {needed} approvals ({approvals.in_words(counted) or 'none yet'})"
+    name, by = completed
+    if by:
+        return (
+            f"{so_far}: the approval by {by} that was to complete the count was taken, and the others no longer all "
+            f"count, so it cannot be approved any more; withdraw it (kubectl jit withdraw {name}) and request access "
+            f"again (kubectl jit request {valid.entitlement.metadata.name}), or an approver may deny it{void}"
+        )
+    owner = valid.entitlement.spec.owner
+    return f"{so_far}: waiting for {needed - len(counted)} more, by another approver of team {owner} ({who}){void}"
 
 
 def count(
@@ -67,8 +80,11 @@ def count(
         approvals_now = listed(current, counted, now())
         if [a["by"] for a in approvals_now] == [a.by for a in current.status.approvals or []]:
             return None
+        stamps = current.metadata.annotations
+        by = stamps.get(names.ANNOTATION_APPROVED_BY, "") if wire.truthy(stamps.get(names.ANNOTATION_APPROVED)) else ""
+        escalated = cond.is_true(current.status.conditions, names.ESCALATED)
         message = waiting_message(
-            valid, [a["by"] for a in approvals_now], cond.is_true(current.status.conditions, names.ESCALATED), gone
+            valid, [a["by"] for a in approvals_now], escalated, gone, (current.metadata.name or "", by)
         )
         return {
             "approvals": approvals_now,

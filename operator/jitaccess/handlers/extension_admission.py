@@ -41,7 +41,7 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
 from jitaccess.domain.durations import parse_duration
 from jitaccess.domain.teams import Caller, is_member
-from jitaccess.errors import InvalidInput
+from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers.admission import (
     WRITES,
     _approvers_gone,
@@ -54,6 +54,7 @@ from jitaccess.handlers.admission import (
     hold_for_the_archive,
     paced,
     responders,
+    unverified,
 )
 from jitaccess.handlers.common import NO_INDEX, Index
 
@@ -82,6 +83,7 @@ async def _review(
     team: TeamOwnershipSpec | None = None
     listed: dict[str, rules.Waiting | None] = {}
     gone: Mapping[str, str] = approval_rules.NOBODY_GONE
+    unanswered: RetryLater | None = None
     owner = ""
     creating = operation == "CREATE" and phase is Phase.VALIDATE
     if not operator.includes(caller) and (creating or operation in ("UPDATE", "DELETE")):
@@ -108,7 +110,7 @@ async def _review(
             listed = rules.extensions_of(found, name)
         # Of several approvals, those whose approver has left Identity Center since count out, as
         # for a request (attack 133): the next approval does not complete the count.
-        gone = await _approvers_gone(rt, phase, operation, old, new, entitlement, [] if warnings is None else warnings)
+        gone, unanswered = await _approvers_gone(rt, phase, operation, old, new, entitlement)
     review = functools.partial(
         rules.review_extension,
         operation or "",
@@ -129,8 +131,11 @@ async def _review(
         verdict = review(waiting=[])
         if phase is Phase.VALIDATE and operation == "DELETE" and isinstance(verdict, Admit):
             rt.extension_admissions.forget(wire.name_of(old))
-        # An approval by someone whose Identity Center account is disabled or missing is refused.
-        return await approver_checked(rt, phase, verdict, caller, owner, [] if warnings is None else warnings), caller
+        # One that would complete the count while Identity Center does not answer about the approvers
+        # listed is refused (`unverified`); one by someone whose account is disabled or missing too.
+        said = [] if warnings is None else warnings
+        verdict = unverified(verdict, unanswered, old, entitlement, said)
+        return await approver_checked(rt, phase, verdict, caller, owner, said), caller
 
     def check(waiting: list[rules.Waiting]) -> Verdict:
         verdict = review(waiting=waiting)
