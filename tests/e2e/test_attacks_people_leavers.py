@@ -158,17 +158,23 @@ def test_133_an_approval_given_before_the_approver_left_grants_nothing_at_the_st
     assert system.members(LEDGER) == set()
 
 
-def test_133_an_approval_of_two_given_before_the_approver_left_stops_counting(pci: Jit, disabled: list[str]) -> None:
-    """The PCI entitlement needs two approvals (examples/03-pci.yaml). paula approves bob's request,
-    then leaves: disabled in Identity Center, team pci still naming her. lena's approval is the second
-    given but the first that counts: the request waits at 1/2, saying why; carol's completes it."""
+def _approved_by_paula_who_left(pci: Jit, disabled: list[str], name: str) -> None:
+    """bob's PCI request `name` (two approvals, of paula, lena and carol), approved by paula (1/2), who
+    then leaves: disabled in Identity Center, team pci still naming her."""
     policies.pci_approvers(pci, [PAULA, LENA, CAROL])
-    name = "leaver-one-of-two"
     pci.request(name, PCI, user=BOB)
     pci.wait_reason("accessrequest", name, "Pending")
     assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=PAULA).returncode == 0
     eventually(lambda: policies.status(pci, name).get("approvalSummary") == "1/2" or None, timeout=15)
     disable(pci, disabled, PAULA)
+
+
+def test_133_an_approval_of_two_given_before_the_approver_left_stops_counting(pci: Jit, disabled: list[str]) -> None:
+    """The PCI entitlement needs two approvals (examples/03-pci.yaml). paula approves bob's request,
+    then leaves: disabled in Identity Center, team pci still naming her. lena's approval is the second
+    given but the first that counts: the request waits at 1/2, saying why; carol's completes it."""
+    name = "leaver-one-of-two"
+    _approved_by_paula_who_left(pci, disabled, name)
 
     result = policies.annotate(pci, name, "jitaccess.dev/approved=true", user=LENA)
     assert result.returncode == 0, result.stderr
@@ -187,6 +193,39 @@ def test_133_an_approval_of_two_given_before_the_approver_left_stops_counting(pc
     pci.wait_reason("accessrequest", name, "Granted", timeout=30)
     assert [a["by"] for a in policies.status(pci, name)["approvals"]] == [LENA, CAROL]
     assert policies.status(pci, name)["approvalSummary"] == "2/2"
+    assert pci.members(PCI) == {BOB}
+
+
+def test_133_the_approval_that_would_complete_a_count_waits_for_identity_center_to_answer(
+    pci: Jit, disabled: list[str]
+) -> None:
+    """As above, but Identity Center does not answer (DescribeUser) at lena's approval: counted open,
+    it was stamped as completing the count with paula's, the operator found 1/2 once Identity Center
+    answered, and nobody could approve any more. It is refused, nothing recorded; given again once
+    Identity Center answers, it is the first that counts, and carol's completes it."""
+    name = "leaver-one-of-two-outage"
+    _approved_by_paula_who_left(pci, disabled, name)
+
+    pci.ic.faults.flaky("DescribeUser", 1.0, error="ServiceUnavailableException")
+    try:
+        result = policies.annotate(pci, name, "jitaccess.dev/approved=true", user=LENA)
+    finally:
+        pci.ic.faults.clear()
+    assert result.returncode != 0, result.stdout
+    assert "Identity Center did not answer (DescribeUser" in result.stderr, result.stderr
+    assert f"the approvals given before yours ({PAULA}) still count" in result.stderr, result.stderr
+    assert "Approve again in a minute" in result.stderr, result.stderr
+    annotations = pci.get("accessrequest", name)["metadata"]["annotations"]
+    assert "jitaccess.dev/approved-by" not in annotations and LENA not in annotations["jitaccess.dev/approvals"]
+
+    assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=LENA).returncode == 0
+    assert "jitaccess.dev/approved-by" not in pci.get("accessrequest", name)["metadata"]["annotations"]
+    eventually(
+        lambda: [a["by"] for a in policies.status(pci, name).get("approvals") or []] == [LENA] or None, timeout=15
+    )
+    assert pci.members(PCI) == set()
+    assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=CAROL).returncode == 0
+    pci.wait_reason("accessrequest", name, "Granted", timeout=30)
     assert pci.members(PCI) == {BOB}
 
 
