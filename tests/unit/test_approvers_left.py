@@ -45,7 +45,8 @@ PAULA = Caller("paula@example.com", frozenset())
 
 
 class Directory:
-    """Identity Center as the checks ask it: who exists, who is disabled, and how often DescribeUser was asked."""
+    """Identity Center as the checks ask it: who exists, who is disabled, and how often GetUserId
+    (`resolved`) and DescribeUser (`described`) were asked."""
 
     identity_store_id = "d-0000000000"
 
@@ -53,11 +54,13 @@ class Directory:
         self.disabled: set[str] = set()
         self.deleted: set[str] = set()
         self.unknown: set[str] = set()
+        self.resolved: list[str] = []
         self.described: list[str] = []
         self.down = False
 
     def resolve_user(self, name: str) -> str:
-        if name in self.unknown:
+        self.resolved.append(name)
+        if name in self.unknown | self.deleted:
             raise NotFound(f"no user {name}")
         return f"u-{name}"
 
@@ -288,6 +291,69 @@ def test_the_remembered_nos_are_bounded_as_the_yeses_are(rt: Runtime, later: Cal
     rt.mark_refused("u-paula@example.com", "gone")
     assert list(rt._refused) == ["u-paula@example.com"], "those older than the few seconds are dropped"
     assert rt.recently_refused("u-paula@example.com") == "gone" and rt.recently_refused("u-1") is None
+
+
+PAULA_DELETED = (
+    "the Identity Center user paula@example.com (UserId u-paula@example.com) no longer exists in store d-0000000000"
+)
+NO_PAULA = "paula@example.com is not a user in Identity Center store d-0000000000"
+
+
+def test_a_deleted_approvers_approval_asks_identity_center_once_and_says_the_same_at_every_check(
+    rt: Runtime, ic: Directory, later: Callable[[float], None]
+) -> None:
+    """Her user name was forgotten at the first "no longer exists", and every later check asked
+    `GetUserId` again (four more per approval event), which said NotFound: "is not a user" instead."""
+    assert approver_problem(rt, "paula@example.com") is None  # her UserId cached, at an earlier approval
+    ic.deleted.add("paula@example.com")
+    ic.resolved.clear()
+    assert _every_check(rt) == [PAULA_DELETED] * 5
+    assert (ic.resolved, ic.described) == ([], ["paula@example.com"] * 2), "one DescribeUser for the event"
+    # Once that "no" has aged her name is resolved afresh: it names nobody, remembered as long.
+    later(ELIGIBLE_SECONDS)
+    assert _every_check(rt) == [NO_PAULA] * 5
+    assert (ic.resolved, ic.described) == (["paula@example.com"], ["paula@example.com"] * 2)
+    later(ELIGIBLE_SECONDS)
+    assert _every_check(rt) == [NO_PAULA] * 5
+    assert ic.resolved == ["paula@example.com"] * 2, "asked again once the few seconds have passed"
+
+
+def test_an_approver_deleted_before_any_check_costs_one_get_user_id(rt: Runtime, ic: Directory) -> None:
+    ic.deleted.add("paula@example.com")
+    assert _every_check(rt) == [NO_PAULA] * 5
+    assert (ic.resolved, ic.described) == (["paula@example.com"], [])
+
+
+def test_a_user_name_naming_nobody_is_remembered_bounded_and_a_silence_never(
+    rt: Runtime, later: Callable[[float], None]
+) -> None:
+    answers: list[str | Exception] = [RetryLater("GetUserId timed out"), NotFound("USER not found"), "u-paula"]
+
+    def resolve(name: str) -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with pytest.raises(RetryLater):
+        rt.cached("user", "paula@example.com", resolve)
+    for _ in range(2):  # asked once: the second answers from memory
+        with pytest.raises(NotFound, match="USER not found"):
+            rt.cached("user", "paula@example.com", resolve)
+    assert answers == ["u-paula"]
+    rt.forget("user", "paula@example.com")  # admission's stamp asks afresh, a "no" of a moment ago or not
+    assert rt.cached("user", "paula@example.com", resolve) == "u-paula"
+    for n in range(1000):
+        with pytest.raises(NotFound):
+            rt.cached("user", f"user-{n}", _nobody)
+    later(ELIGIBLE_SECONDS)
+    with pytest.raises(NotFound):
+        rt.cached("user", "lena@example.com", _nobody)
+    assert list(rt._no_user) == ["lena@example.com"], "those older than the few seconds are dropped"
+
+
+def _nobody(name: str) -> str:
+    raise NotFound(f"no user {name}")
 
 
 # --- the auto-approval's audit line ---------------------------------------------------------------

@@ -22,8 +22,11 @@ where `fresh` is not asked for, and a "no" about the account (disabled, or gone:
 webhooks, the operator's count, the activation and the backing check of one approval by a leaver
 ask `DescribeUser` once, not once each (attack 94, the Identity Store quota). A "no" makes any "yes"
 remembered of that account void; an account enabled again is asked about once its "no" is older than
-the window (it waits up to 5 s). A "no" about the groups is not remembered, and an Identity Center
-that did not answer (`RetryLater`) never is: the next check asks again.
+the window (it waits up to 5 s). So for a deleted account: its user name keeps naming it as long as
+its "gone" is remembered, and a user name that names nobody (`GetUserId`'s NotFound) is remembered as
+long (`Runtime.cached`): one approval by a deleted approver asks once, and says the same at every
+check. A "no" about the groups is not remembered, and an Identity Center that did not answer
+(`RetryLater`) never is: the next check asks again.
 """
 
 from __future__ import annotations
@@ -94,11 +97,10 @@ def _account_problem(
                 return request_rules.eligibility_message(user, [ids[g] for g in missing])
             said = None if ic.user_enabled(user_id) else "disabled"
         except NotFound:
-            rt.forget("user", user)  # the name may pass to a new account: resolved afresh next time
-            said = "gone"
+            said = "gone"  # and `user` resolved afresh once that has aged (`Runtime.mark_refused`)
         if said is None:
             return None
-        rt.mark_refused(user_id, said)
+        rt.mark_refused(user_id, said, user)
     if said == "gone":
         return (
             f"the Identity Center user {user} {who}(UserId {user_id}) no longer exists in store {ic.identity_store_id}"
@@ -112,9 +114,10 @@ def approver_problem(
     """Why `approver` (a Kubernetes user name, which is their Identity Center UserName, as a
     requester's is) may not approve: no such Identity Center user, or a disabled account (a leaver
     whose Kubernetes credentials still work); None when enabled. One `DescribeUser` (the UserId is
-    cached a minute, `GetUserId`), its answer remembered a few seconds (`Runtime.recently_eligible`,
-    `Runtime.recently_refused`), so the operator's own checks right after the webhook's cost nothing;
-    `fresh` asks anyway after a "yes" (a "no" stands its few seconds: it grants nothing).
+    cached a minute, `GetUserId`; "no such user" a few seconds), its answer remembered a few seconds
+    (`Runtime.recently_eligible`, `Runtime.recently_refused`), so the operator's own checks right after
+    the webhook's cost nothing; `fresh` asks anyway after a "yes" (a "no" stands its few seconds: it
+    grants nothing).
 
     Raises `RetryLater` when Identity Center does not answer. `ic`: as `eligibility_problem`'s."""
     ic = ic or rt.identity_center

@@ -449,6 +449,8 @@ class Runtime:
     _group_names: dict[str, set[str]] = field(default_factory=dict)
     _eligible: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     _refused: dict[str, tuple[float, AccountNo]] = field(default_factory=dict)
+    # User names `GetUserId` answered NotFound for, when, and its answer (`cached`): a "no" as well.
+    _no_user: dict[str, tuple[float, NotFound]] = field(default_factory=dict)
     # Kept by `indexes` from the watches. Which live grants hold each (UserId, group) membership
     # (rule 1's reference count); Active grants (the gauges), requests awaiting a decision and
     # finished objects, by entitlement (what `schedules` acts on at their deadlines).
@@ -581,12 +583,27 @@ class Runtime:
                 del self._ended[grant]
 
     def cached(self, kind: str, key: str, resolve: Callable[[str], str]) -> str:
-        """Names-to-ids lookups are stable: cache them briefly to spare the AWS quota."""
+        """Names-to-ids lookups are stable: cache them briefly to spare the AWS quota.
+
+        A user name that resolves to nobody (`NotFound`) is remembered as long as a "no" about an
+        account (`ELIGIBLE_SECONDS`, and as bounded), and raises `NotFound` again meanwhile: a deleted
+        approver's approval is checked four or five times within seconds (`handlers.eligibility`),
+        and each asked `GetUserId` again. `forget` forgets it too; a "did not answer" is never kept."""
         now = time.monotonic()
         hit = self._cache.get((kind, key))
         if hit is not None and now - hit[0] < _CACHE_SECONDS:
             return hit[1]
-        value = resolve(key)
+        said = self._no_user.get(key) if kind == "user" else None
+        if said is not None and now - said[0] < ELIGIBLE_SECONDS:
+            raise NotFound(str(said[1]), operation=said[1].operation, code=said[1].code)
+        try:
+            value = resolve(key)
+        except NotFound as exc:
+            if kind == "user":
+                with self._locks_guard:
+                    self._no_user = {k: n for k, n in self._no_user.items() if now - n[0] < ELIGIBLE_SECONDS}
+                    self._no_user[key] = (now, NotFound(str(exc), operation=exc.operation, code=exc.code))
+            raise
         self._cache[(kind, key)] = (now, value)
         if kind == "group":
             with self._locks_guard:
@@ -605,6 +622,9 @@ class Runtime:
 
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
+        if kind == "user":
+            with self._locks_guard:
+                self._no_user.pop(key, None)
 
     def resolved_again(self, kind: str, key: str, stale: str, resolve: Callable[[str], str]) -> str | None:
         """After Identity Center answered that nothing has the id `stale` it gave for `key` (`cached`):
@@ -671,10 +691,15 @@ class Runtime:
         hit = self._refused.get(user_id)
         return hit[1] if hit is not None and time.monotonic() - hit[0] < ELIGIBLE_SECONDS else None
 
-    def mark_refused(self, user_id: str, said: AccountNo) -> None:
+    def mark_refused(self, user_id: str, said: AccountNo, user: str = "") -> None:
         """Identity Center has just said the account `user_id` is disabled or gone: remembered as
         long as a "yes" (and as bounded: the stale are dropped at each mark), and no "yes"
-        remembered of it from before stands. Never a "did not answer": that is asked again."""
+        remembered of it from before stands. Never a "did not answer": that is asked again.
+
+        Gone, the user name `user` it was resolved from (`cached`) is resolved afresh once this "no"
+        has aged (the name may pass to a new account), not before: meanwhile it still names the
+        account gone, so each check within the few seconds answers from memory, as the first did,
+        rather than ask `GetUserId` (and say "is not a user" instead)."""
         now = time.monotonic()
         with self._locks_guard:
             for key, (stamp, _) in list(self._refused.items()):
@@ -683,6 +708,11 @@ class Runtime:
             self._refused[user_id] = (now, said)
             for yes in [yes for yes in self._eligible if yes[0] == user_id]:
                 del self._eligible[yes]
+            hit = self._cache.get(("user", user)) if said == "gone" and user else None
+            if hit is not None and hit[1] == user_id:
+                self._cache[("user", user)] = (min(hit[0], now - _CACHE_SECONDS + ELIGIBLE_SECONDS), user_id)
+            elif hit is not None:
+                self._cache.pop(("user", user), None)
 
 
 def runtime_of(memo: Any) -> Runtime:
