@@ -1,5 +1,6 @@
-"""`kubectl jit review NAME` of a break-glass request: the review lands on the request read, never on
-another created under its name since (its patch carries the uid and resourceVersion read)."""
+"""`kubectl jit review NAME` of a break-glass request, and `kubectl jit approve|deny NAME`: the review
+or decision lands on the object read, never on another created under its name since (its patch
+carries the uid and resourceVersion read)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 import pytest
 
 from jitaccess.api import names
-from jitaccess.cli import breakglass, main
+from jitaccess.cli import breakglass, decisions, main
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import REFUSED, Refused
 from jitaccess.cli.kube import ApiError
-from tests.unit.test_cli_commands import FakeApi, err, out, req, session
+from jitaccess.cli.objects import Identity
+from jitaccess.cli.session import Session
+from tests.unit.test_cli_commands import FakeApi, cond, err, extension, out, req, session
 
 PATH = o.path(names.REQUESTS, "r")
 
@@ -182,3 +185,90 @@ def test_review_with_uid_of_no_break_glass_request_says_so(api: StoringApi, monk
     assert code == REFUSED
     assert "accessrequest r is not a break-glass request: only those are reviewed" in err(paula)
     assert not [c for c in api.calls if c[0] == "patch"]
+
+
+# --- approve / deny ------------------------------------------------------------------------------
+
+
+def pending(uid: str, requester: str = "alice@example.com", version: str = "9") -> dict[str, Any]:
+    base = req(cond("Ready", "False", "Pending"))
+    return {
+        **base,
+        "metadata": {**base["metadata"], "name": "r", "uid": uid, "resourceVersion": version},
+        "spec": {**base["spec"], "requester": requester},
+    }
+
+
+def paula(api: StoringApi) -> Session:
+    made = session(api)
+    made.__dict__["me"] = Identity("paula@example.com", frozenset())
+    return made
+
+
+def patches(api: StoringApi) -> list[dict[str, Any]]:
+    return [c[1][1]["metadata"] for c in api.calls if c[0] == "patch"]
+
+
+FLAGS = pytest.mark.parametrize(
+    ("approve", "flag"), [(True, names.ANNOTATION_APPROVED), (False, names.ANNOTATION_DENIED)], ids=["approve", "deny"]
+)
+
+
+@FLAGS
+def test_a_decision_carries_the_uid_and_resource_version_read(api: StoringApi, approve: bool, flag: str) -> None:
+    api.objects[PATH] = pending("u-1")
+    assert decisions.decide(paula(api), "r", approve=approve, reason="INC-1 fine") == 0
+    assert patches(api) == [
+        {
+            "uid": "u-1",
+            "resourceVersion": "9",
+            "annotations": {flag: "true", names.ANNOTATION_DECISION_REASON: "INC-1 fine"},
+        }
+    ]
+
+
+@FLAGS
+def test_a_request_withdrawn_and_created_again_meanwhile_is_not_decided(
+    api: StoringApi, approve: bool, flag: str
+) -> None:
+    """alice's request was withdrawn between the plugin's read and its patch, and mallory created hers
+    under the name: the conflict's second read found mallory's, and decided it."""
+    api.objects[PATH] = pending("u-1")
+    api.between = [pending("u-2", requester="mallory@example.com", version="12")]
+    s = paula(api)
+    with pytest.raises(Refused, match=r"accessrequest r is no longer the one read \(uid u-1\): it was withdrawn, and "
+                       r"mallory@example\.com created another under the same name\. Nothing was decided; look at it "
+                       r"with `kubectl jit status r` first"):  # fmt: skip
+        decisions.decide(s, "r", approve=approve, reason=None)
+    assert flag not in api.objects[PATH]["metadata"]["annotations"]
+    assert len(patches(api)) == 1 and out(s) == ""
+
+
+def test_a_change_to_the_same_request_is_read_and_decided(api: StoringApi) -> None:
+    """The operator's status write between the read and the patch: the same request, read again,
+    checked again, decided at its new resourceVersion."""
+    api.objects[PATH] = pending("u-1")
+    api.between = [pending("u-1", version="10")]
+    assert decisions.decide(paula(api), "r", approve=True, reason=None) == 0
+    assert [(p["uid"], p["resourceVersion"]) for p in patches(api)] == [("u-1", "9"), ("u-1", "10")]
+    assert api.objects[PATH]["metadata"]["annotations"][names.ANNOTATION_APPROVED] == "true"
+
+
+def test_approve_with_uid_is_refused_by_the_api_server_on_another_object(api: StoringApi) -> None:
+    """Another request under the name at the patch, at the resourceVersion read (only the uid tells
+    them apart): the API server refuses it (422 on metadata.uid), and the plugin, reading again,
+    says it is not the one meant; the uid had been checked on the plugin's read only."""
+    api.objects[PATH] = pending("u-1")
+    api.between = [pending("u-2", requester="mallory@example.com")]
+    with pytest.raises(Refused, match=r"accessrequest r is not the one you meant \(uid u-1\): it was withdrawn"):
+        decisions.decide(paula(api), "r", approve=True, reason=None, uid="u-1")
+    assert names.ANNOTATION_APPROVED not in api.objects[PATH]["metadata"]["annotations"]
+    assert [p["uid"] for p in patches(api)] == ["u-1"]
+
+
+def test_an_extensions_decision_carries_its_uid_and_resource_version(api: StoringApi) -> None:
+    ext = extension("x", "g-bob", "bob@example.com")
+    ext["metadata"]["uid"] = "x-1"
+    api.objects[o.path(names.EXTENSIONS, "x")] = ext
+    assert decisions.decide(paula(api), "extension/x", approve=True, reason=None, uid="x-1") == 0
+    assert patches(api) == [{"uid": "x-1", "resourceVersion": "9", "annotations": {names.ANNOTATION_APPROVED: "true"}}]

@@ -85,15 +85,12 @@ def review(session: Session, request: Obj, *, uid: str | None = None) -> int:
         notes = wire.annotations_of(request)
         if names.ANNOTATION_REVIEWED_BY in notes:
             raise Refused(f"accessrequest {name} was already reviewed by {notes[names.ANNOTATION_REVIEWED_BY]}")
-        metadata = {"uid": meant, "resourceVersion": str(wire.metadata(request).get("resourceVersion") or "")}
-        annotations = {names.ANNOTATION_REVIEWED: "true"}
-        patch = {"metadata": {**{k: v for k, v in metadata.items() if v}, "annotations": annotations}}
+        # Its uid is `meant` (checked above), and its resourceVersion the one read.
+        patch = {"metadata": {**o.as_read(request), "annotations": {names.ANNOTATION_REVIEWED: "true"}}}
         try:
             session.api.merge_patch(o.path(names.REQUESTS, name), patch)
         except ApiError as exc:
-            # 409: its resourceVersion moved (a request created again has another); 422 names
-            # metadata.uid when the uid alone no longer matches.
-            if exc.status == 409 or (exc.status == 422 and "metadata.uid" in exc.message):
+            if o.not_as_read(exc):
                 request = o.get(session.api, names.REQUESTS, name)
                 continue
             raise o.refusal(exc, f"reviewing accessrequest {name}") from exc

@@ -7,9 +7,11 @@ early and say why: a decision already taken is never overwritten, a requester ne
 their own request, a backup approver waits for the escalation (the rule is the operator's own,
 `jitaccess.domain.teams.may_approve`). The server has the last word: its refusal is printed as is.
 
-Approvals and denials carry the resourceVersion they were checked against, so a decision taken
-by someone else in between makes the patch fail (409) and the checks run again; so does a
-withdrawal, whose deletion is conditional on the request checked (uid and resourceVersion).
+Approvals and denials carry the uid and resourceVersion of the object they were checked against
+(`objects.as_read`), so a decision taken by someone else in between makes the patch fail (409) and
+the checks run again, on the same object only: one withdrawn and created again under its name
+meanwhile is refused, never decided; so does a withdrawal, whose deletion is conditional on the
+request checked (uid and resourceVersion).
 """
 
 from __future__ import annotations
@@ -95,10 +97,13 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None, u
         check_same(extension, uid, "accessextension")
         return extend.decide(session, extension, approve=approve, reason=reason)
     verb = "approve" if approve else "deny"
+    meant = uid
     for _ in range(_CONFLICT_RETRIES):
-        # What the target's lookup read is as fresh as a read; after a conflict, read again.
+        # What the target's lookup read is as fresh as a read; after a conflict, read again: the
+        # same request (the uid first read, or `uid`), changed meanwhile, is checked again.
         request, read = read or o.get(api, names.REQUESTS, name), None
-        check_same(request, uid, "accessrequest")
+        check_same(request, meant, "accessrequest", given=bool(uid))
+        meant = meant or str(wire.metadata(request).get("uid") or "")
         check_undecided(request)
         team = _owner_team(session, request)
         if approve:
@@ -109,11 +114,11 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None, u
         patched: dict[str, Any] = {flag: "true"}
         if reason:
             patched[names.ANNOTATION_DECISION_REASON] = reason
-        patch = {"metadata": {"resourceVersion": request["metadata"]["resourceVersion"], "annotations": patched}}
+        patch = {"metadata": {**o.as_read(request), "annotations": patched}}
         try:
             patched = api.merge_patch(o.path(names.REQUESTS, name), patch)
         except ApiError as exc:
-            if exc.status == 409:
+            if o.not_as_read(exc):
                 continue
             raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessrequest {name}") from exc
         notes = wire.annotations_of(patched)
@@ -149,12 +154,14 @@ def _more_needed(request: Obj, team: Obj) -> str:
     )
 
 
-def check_same(obj: Obj, uid: str | None, kind: str) -> None:
-    """With `--uid`: refuse an object of the name that is not the one meant. The decision's patch is
-    conditional on the resourceVersion read, so the object checked here is the one decided."""
+def check_same(obj: Obj, uid: str | None, kind: str, *, given: bool = True) -> None:
+    """With `--uid` (`given`), or the uid first read: refuse an object of the name that is not that
+    one. The decision's patch carries the uid and resourceVersion read, so the object checked here
+    is the one decided."""
     if uid and wire.metadata(obj).get("uid") != uid:
+        which = "not the one you meant" if given else "no longer the one read"
         raise Refused(
-            f"{kind} {wire.name_of(obj)} is not the one you meant (uid {uid}): it was withdrawn, and "
+            f"{kind} {wire.name_of(obj)} is {which} (uid {uid}): it was withdrawn, and "
             f"{o.requester(obj) or 'someone'} created another under the same name. Nothing was decided; "
             f"look at it with `kubectl jit status {wire.name_of(obj)}` first"
         )
@@ -537,12 +544,7 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
 def _delete_as_read(session: Session, plural: str, obj: Obj) -> None:
     """Delete `obj` only as it was read (uid and resourceVersion as preconditions): a request or
     extension decided, or created again under its name, meanwhile is not withdrawn (409)."""
-    metadata = wire.metadata(obj)
-    preconditions = {
-        "uid": str(metadata.get("uid") or ""),
-        "resourceVersion": str(metadata.get("resourceVersion") or ""),
-    }
-    session.api.delete(o.path(plural, wire.name_of(obj)), {k: v for k, v in preconditions.items() if v})
+    session.api.delete(o.path(plural, wire.name_of(obj)), o.as_read(obj))
 
 
 def _deny_as_read(session: Session, plural: str, obj: Obj, reason: str) -> None:

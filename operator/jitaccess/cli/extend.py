@@ -159,7 +159,7 @@ def decide(session: Session, extension: Obj, *, approve: bool, reason: str | Non
         raise Refused(f"you may not {verb} accessextension {name}: you asked for it; an approver of the team decides")
     flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
     patched = {flag: "true", **({names.ANNOTATION_DECISION_REASON: reason} if reason else {})}
-    patch = {"metadata": {"resourceVersion": wire.metadata(extension).get("resourceVersion"), "annotations": patched}}
+    patch = {"metadata": {**o.as_read(extension), "annotations": patched}}
     try:
         session.api.merge_patch(o.path(names.EXTENSIONS, name), patch)
     except ApiError as exc:

@@ -172,6 +172,22 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
     return Refused(f"{doing} was refused: {exc.message}")
 
 
+def as_read(obj: Obj) -> dict[str, str]:
+    """The uid and resourceVersion `obj` was read with (those it has): in a patch's metadata, or as
+    a deletion's preconditions, the API server writes only on that object as read. Another object
+    created under its name since is refused (409: another resourceVersion; a patch, 422 naming
+    metadata.uid, when the uid alone differs), and so is a change to it since (409)."""
+    metadata = wire.metadata(obj)
+    read = {"uid": str(metadata.get("uid") or ""), "resourceVersion": str(metadata.get("resourceVersion") or "")}
+    return {k: v for k, v in read.items() if v}
+
+
+def not_as_read(exc: ApiError) -> bool:
+    """Whether a patch carrying `as_read` was refused as the object is no longer the one read (the
+    caller reads it again, and checks it again)."""
+    return exc.status == 409 or (exc.status == 422 and "metadata.uid" in exc.message)
+
+
 _LISTED_BY = {
     names.REQUESTS: "`kubectl jit list`",
     names.GRANTS: "`kubectl get accessgrants`",
