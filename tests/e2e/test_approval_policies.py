@@ -78,6 +78,9 @@ def test_an_unreviewed_break_glass_is_warned_of_once(pci: Jit) -> None:
             timeout=20,
         )
         assert overdue[0]["type"] == "Warning" and overdue[0].get("count", 1) == 1
+        # It says the command that reviews that very request (the alert's runbook reads it from here).
+        uid = (pci.get("accessrequest", "carol-unreviewed") or {})["metadata"]["uid"]
+        assert overdue[0]["message"].endswith(f"`kubectl jit review carol-unreviewed --uid {uid}`"), overdue
         reviewed = pci.condition("accessrequest", "carol-unreviewed", "Reviewed")
         assert reviewed is not None and reviewed["reason"] == "ReviewOverdue"
     finally:

@@ -291,3 +291,29 @@ def test_an_overdue_review_is_warned_on_its_own_request_not_one_created_since_un
     break_glass_handlers._warn(rt, [Awaiting("sam-bg", noon, overdue=False, uid="uid-then")])
     reviewed = next(c for c in kube.status(names.REQUESTS, "sam-bg")["conditions"] if c["type"] == names.REVIEWED)
     assert (reviewed["reason"] == names.REVIEW_OVERDUE) is warned, reviewed
+
+
+def test_every_message_that_asks_for_a_review_names_the_stored_request_by_uid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overdue warning (its Event and `Reviewed` message), the approval's `Reviewed` message and
+    the admission refusals that say to review print `kubectl jit review NAME --uid UID`: the reviewer
+    acting on them reviews that request, never another created since under its name (attack 134)."""
+    events: list[str] = []
+    monkeypatch.setattr("kopf.event", lambda *_, message, **__: events.append(message))
+    kube = StoredKube(_awaiting_review("sam-bg", "2026-11-23T12:00:00Z", "uid-then"))
+    rt = Runtime(Settings(), cast(IdentityCenter, object()), cast(Kube, kube))
+    noon = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    break_glass_handlers._warn(rt, [Awaiting("sam-bg", noon, overdue=False, uid="uid-then")])
+    reviewed = next(c for c in kube.status(names.REQUESTS, "sam-bg")["conditions"] if c["type"] == names.REVIEWED)
+    assert events == [reviewed["message"]] and reviewed["message"].endswith(
+        "reviews it with `kubectl jit review sam-bg --uid uid-then`"
+    ), (events, reviewed)
+    _, (_, _, _, due) = break_glass_handlers.approval_fields(validate(carol_request()), "carol-glass", "uid-glass")
+    assert due.endswith("`kubectl jit review carol-glass --uid uid-glass`"), due
+    old = approved_glass()
+    old["metadata"]["uid"] = "uid-glass"
+    not_theirs = review_request("UPDATE", old, with_annotations(old, jitaccess_dev__reviewed="true"), ALICE)
+    assert isinstance(not_theirs, Refusal)
+    assert "(`kubectl jit review carol-glass --uid uid-glass`)" in not_theirs.message, not_theirs
+    old["status"]["conditions"].append({"type": "Ready", "status": "False", "reason": "Expired", "message": ""})
+    kept = review_request("DELETE", old, None, PAULA, entitlement=ENTITLEMENT)
+    assert isinstance(kept, Refusal) and "(`kubectl jit review carol-glass --uid uid-glass`," in kept.message, kept

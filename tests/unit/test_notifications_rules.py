@@ -93,6 +93,19 @@ def test_a_decision_updates_the_message_and_tells_the_requester() -> None:
     assert {"slack:team-message:denied", "slack:@bob@example.com:denied"} <= set(keys(found))
 
 
+def test_the_security_channel_is_told_of_a_break_glass_with_the_command_that_reviews_that_request() -> None:
+    """The command names the request by uid: a reviewer acting on the notice reviews that one, never
+    another created since under its name (`kubectl jit review NAME --uid UID`, attack 134)."""
+    glass = _cond(names.APPROVED, "True", names.BREAK_GLASS, "break-glass")
+    stored = request(glass)
+    found = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.key == "slack:security:break-glass"]
+    assert len(found) == 1 and notify.channel_of(found[0], LEDGER, BOTH) == "C0SECURITY"
+    _, blocks = render(found[0], stored, LEDGER, {})
+    assert blocks[0]["text"]["text"].endswith(
+        "An approver of the owner team must review it: `kubectl jit review bob-ledger-1 --uid u-req`."
+    ), blocks
+
+
 def test_a_request_refused_at_first_look_never_reaches_the_approvers_but_a_posted_message_follows_it() -> None:
     refused = _cond(names.READY, "False", names.NOT_ELIGIBLE, "not in prod-eligible")
     assert [n.key for n in notify.notices(request(refused), LEDGER, BOTH, T0) if n.sink == notify.SLACK] == []

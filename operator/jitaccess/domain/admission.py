@@ -969,9 +969,10 @@ def _break_glass_kept(old: Obj, caller: Caller, requester: str) -> Refusal | Non
             "retention period"
         )
     if not wire.is_true(old, names.REVIEWED):
+        command = break_glass_rules.review_command(name, wire.metadata(old).get("uid"))
         return Refusal(
             f"AccessRequest {name} is a break-glass request not reviewed yet: review it first "
-            f"(`kubectl jit review {name}`, an approver of the owner team other than {requester}); "
+            f"(`{command}`, an approver of the owner team other than {requester}); "
             "an unreviewed one is kept"
         )
     return None

@@ -149,6 +149,12 @@ def is_break_glass(request: Mapping[str, Any]) -> bool:
     return wire.spec(request).get("breakGlass") is True
 
 
+def review_command(name: str, uid: str | None) -> str:
+    """The command that reviews the stored request `name` whose uid is `uid`: with `--uid`, it
+    reviews that very request, never another created under its name since (attack 134)."""
+    return f"kubectl jit review {name} --uid {uid}" if uid else f"kubectl jit review {name}"
+
+
 def recorded_reviewers(request: Mapping[str, Any], owner: str | None) -> str | None:
     """The team whose approvers review break-glass `request` when that is not its Entitlement's
     owner team now (`owner`; None: the Entitlement is gone): the team that owned the Entitlement
@@ -204,7 +210,7 @@ def review(
     if team is None or not is_approver(team, caller):
         return (
             f"{caller.username} is not an approver of the owner team: only its approvers review a break-glass request "
-            f"(`kubectl jit review {name}`)"
+            f"(`{review_command(name, wire.metadata(old).get('uid'))}`)"
         )
     stamps = {REVIEWED_BY: caller.username}
     if groups := groups_text(caller):

@@ -122,7 +122,7 @@ def _render(notice: Notice, obj: wire.Obj, team: Team | None, ids: Mapping[str, 
         return _approvers_message(obj, team, ids)
     if notice.recipient == SECURITY:
         if notice.step == audit.BREAK_GLASS:
-            return _break_glass(notice.record)
+            return _break_glass(notice.record, obj)
         if notice.step == audit.ASSIGNMENT_DRIFT_REMOVED:
             return _assignment_drift(notice.record)
         return _drift(notice.record)
@@ -380,13 +380,13 @@ def _ended_early(record: Mapping[str, Any], ids: Mapping[str, str], *, to_team: 
     return f"{plain} to {entitlement} ended early", [section(line)]
 
 
-def _break_glass(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
+def _break_glass(record: Mapping[str, Any], request: wire.Obj) -> tuple[str, list[Block]]:
     user, entitlement = _user(record), record.get("entitlement")
     line = (
         f":rotating_light: Break-glass: {escape(user)} approved their own access to *{escape(entitlement)}*"
         f" for {escape(record.get('duration'))}"
         f" (request `{escape(record.get('request'))}`): {escape(record.get('reason'))}."
-        " An approver of the owner team must review it."
+        f" An approver of the owner team must review it: `kubectl jit review {_pinned(request)}`."
     )
     return f"Break-glass: {user} on {entitlement}", [section(line)]
 

@@ -43,13 +43,15 @@ def rate_refusal(rt: Runtime, request: AccessRequest, valid: request_rules.Valid
     return rules.rate_problem(policy, valid.requester, others, at=at, name=request.metadata.name)
 
 
-def approval_fields(valid: request_rules.ValidRequest, name: str) -> tuple[dict[str, Any], tuple[str, bool, str, str]]:
+def approval_fields(
+    valid: request_rules.ValidRequest, name: str, uid: str | None
+) -> tuple[dict[str, Any], tuple[str, bool, str, str]]:
     """What a break-glass approval adds to status: the review deadline, and `Reviewed` False until then."""
     deadline = now() + rules.review_within(valid.entitlement)
     who = request_rules.approvers_text(valid.team, escalated=False)
     message = (
         f"to be reviewed by an approver of team {valid.entitlement.spec.owner} ({who}) by {ts(deadline)}: "
-        f"`kubectl jit review {name}`"
+        f"`{rules.review_command(name, uid)}`"
     )
     return {"reviewDeadline": ts(deadline)}, (names.REVIEWED, False, names.AWAITING_REVIEW, message)
 
@@ -112,7 +114,7 @@ def _warn(rt: Runtime, due: list[Awaiting]) -> None:
     for entry in due:
         message = (
             f"break-glass not reviewed by {ts(entry.deadline)}: an approver of the owner team reviews it with "
-            f"`kubectl jit review {entry.name}`"
+            f"`{rules.review_command(entry.name, entry.uid)}`"
         )
 
         def build(

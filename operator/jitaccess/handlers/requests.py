@@ -264,7 +264,7 @@ def approve(
         }
         fields["approvalSummary"] = kind or ("auto" if auto else approval_rules.progress(max(len(counted), 1), needed))
         if kind == break_glass_rules.SUMMARY:
-            review_due, reviewed = breakglass.approval_fields(valid, request.metadata.name)
+            review_due, reviewed = breakglass.approval_fields(valid, request.metadata.name, request.metadata.uid)
             fields |= review_due
             fields["conditions"] = conditions_after(
                 [Condition.model_validate(c) for c in fields["conditions"]], [reviewed], current.metadata.generation
