@@ -733,7 +733,7 @@ def test_a_request_whose_stamped_completion_no_longer_counts_says_it_cannot_be_a
     cluster.add(names.REQUESTS, short.wire())
     monkeypatch.setattr(approval_counts, "now", lambda: T0 + timedelta(minutes=1))
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
-    token = DEFERRED.set(Deferred())  # no kopf watch to post Events from
+    token = DEFERRED.set(deferred := Deferred())  # no kopf watch to post Events from
     try:
         approval_counts.count(rt, short, rules.validate(short, TWO, THREE_APPROVERS, LIMITS), PAULA_GONE)
     finally:
@@ -748,5 +748,13 @@ def test_a_request_whose_stamped_completion_no_longer_counts_says_it_cannot_be_a
         f"paula@example.com no longer counts: {PAULA_GONE['paula@example.com']} (an approver who has left approves "
         "nothing, an approval given before they left included)"
     )
+    # The Warning on paula's approval says the same, not "another approver of the team may approve".
+    ignored = [m for _, kind, reason, m in deferred._pending if (kind, reason) == ("Warning", names.DECISION_IGNORED)]
+    assert ignored == [
+        f"the approval by paula@example.com no longer counts ({PAULA_GONE['paula@example.com']}): 1/2 now; the "
+        f"approval by {LENA} that was to complete the count was taken, and the others no longer all count, so it "
+        "cannot be approved any more; withdraw it (kubectl jit withdraw r1) and request access again (kubectl jit "
+        "request prod-eng-payments), or an approver may deny it"
+    ], deferred._pending
     # As the message says: carol's approved=true is there already, and the webhook stamps nothing of hers.
     assert _second_approval(short.wire(), CAROL, Phase.MUTATE, PAULA_GONE) == Admit()

@@ -50,15 +50,31 @@ def waiting_message(
     who = request_rules.approvers_text(valid.team, escalated, excluding={valid.requester, *counted, *gone})
     void = "".join(f"; {request_rules.approval_void(by, why)}" for by, why in gone.items() if by not in counted)
     so_far = f"{len(counted)} of {needed} approvals ({approvals.in_words(counted) or 'none yet'})"
-    name, by = completed
-    if by:
-        return (
-            f"{so_far}: the approval by {by} that was to complete the count was taken, and the others no longer all "
-            f"count, so it cannot be approved any more; withdraw it (kubectl jit withdraw {name}) and request access "
-            f"again (kubectl jit request {valid.entitlement.metadata.name}), or an approver may deny it{void}"
-        )
+    if completed[1]:
+        return f"{so_far}: {_what_is_left(valid, completed)}{void}"
     owner = valid.entitlement.spec.owner
     return f"{so_far}: waiting for {needed - len(counted)} more, by another approver of team {owner} ({who}){void}"
+
+
+def _what_is_left(valid: request_rules.ValidRequest, completed: tuple[str, str]) -> str:
+    """What may still be done about a request an approval no longer counts for: another approval,
+    unless `completed` names an approver stamped as completing the count (see `waiting_message`),
+    after whom none can follow. The `Ready` message and the `DecisionIgnored` Event say the same."""
+    name, by = completed
+    if not by:
+        return "another approver of the team may approve, or deny"
+    return (
+        f"the approval by {by} that was to complete the count was taken, and the others no longer all count, so it "
+        f"cannot be approved any more; withdraw it (kubectl jit withdraw {name}) and request access again "
+        f"(kubectl jit request {valid.entitlement.metadata.name}), or an approver may deny it"
+    )
+
+
+def _completion_stamped(request: AccessRequest) -> tuple[str, str]:
+    """The request's name and the approver stamped (`approved-by`) as completing the count, if one is."""
+    stamps = request.metadata.annotations
+    by = stamps.get(names.ANNOTATION_APPROVED_BY, "") if wire.truthy(stamps.get(names.ANNOTATION_APPROVED)) else ""
+    return request.metadata.name or "", by
 
 
 def count(
@@ -80,11 +96,9 @@ def count(
         approvals_now = listed(current, counted, now())
         if [a["by"] for a in approvals_now] == [a.by for a in current.status.approvals or []]:
             return None
-        stamps = current.metadata.annotations
-        by = stamps.get(names.ANNOTATION_APPROVED_BY, "") if wire.truthy(stamps.get(names.ANNOTATION_APPROVED)) else ""
         escalated = cond.is_true(current.status.conditions, names.ESCALATED)
         message = waiting_message(
-            valid, [a["by"] for a in approvals_now], escalated, gone, (current.metadata.name or "", by)
+            valid, [a["by"] for a in approvals_now], escalated, gone, _completion_stamped(current)
         )
         return {
             "approvals": approvals_now,
@@ -102,13 +116,13 @@ def count(
         return
     after = AccessRequest.model_validate(updated)
     now_listed = {a.by for a in after.status.approvals or []}
+    left = _what_is_left(valid, _completion_stamped(after))
     for by, why in found.why_not:
         if by in before and by not in now_listed:
             record(
                 updated,
                 names.DECISION_IGNORED,
-                f"the approval by {by} no longer counts ({why}): {after.status.approval_summary} now; "
-                "another approver of the team may approve, or deny",
+                f"the approval by {by} no longer counts ({why}): {after.status.approval_summary} now; {left}",
                 warning=True,
                 who=by,
             )
