@@ -25,7 +25,7 @@ from devenv.controlplane import ControlPlane
 from devenv.emulator import IdentityCenterEmulator
 from devenv.paths import EXAMPLES
 from jitaccess.adapters.identitycenter import IdentityCenter
-from jitaccess.adapters.kube import Kube, load_client_config
+from jitaccess.adapters.kube import BY_NAME, Kube, load_client_config
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessExtension, AccessGrant, Entitlement
 from jitaccess.domain import extensions as extension_rules
@@ -175,7 +175,7 @@ def test_the_end_of_an_older_grant_keeps_the_membership_a_newer_one_took_over(wo
     grants.activate(rt, old)
     world.watched(rt, "race-old")
     grants.activate(rt, world.grant("race-new"))  # a member already: Active; the watch has not shown it
-    grants.end_grant(rt, "race-old", names.EXPIRED, rt.holders)
+    grants.end_grant(rt, "race-old", names.EXPIRED, rt.holders, uid=BY_NAME)
     assert (world.reason("race-old"), world.reason("race-new")) == (names.EXPIRED, names.ACTIVE)
     assert world.ic.members_of(GROUP) == {ALICE}, "the old grant's end took the new grant's access"
 
@@ -186,10 +186,10 @@ def test_an_end_asks_the_api_server_before_removing_a_membership_its_index_says_
     rt = world.runtime()
     grants.activate(rt, world.grant("race-first"))
     grants.activate(rt, world.grant("race-second"))
-    grants.end_grant(rt, "race-first", names.EXPIRED, {})  # the index, as the watch has it: nobody
+    grants.end_grant(rt, "race-first", names.EXPIRED, {}, uid=BY_NAME)  # the index, as the watch has it: nobody
     assert (world.reason("race-first"), world.reason("race-second")) == (names.EXPIRED, names.ACTIVE)
     assert world.ic.members_of(GROUP) == {ALICE}
-    grants.end_grant(rt, "race-second", names.REVOKED, {}, why="the last one")
+    grants.end_grant(rt, "race-second", names.REVOKED, {}, why="the last one", uid=BY_NAME)
     assert world.ic.members_of(GROUP) == set(), "the last holder's end keeps nothing"
 
 

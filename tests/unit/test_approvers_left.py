@@ -758,3 +758,21 @@ def test_a_request_whose_stamped_completion_no_longer_counts_says_it_cannot_be_a
     ], deferred._pending
     # As the message says: carol's approved=true is there already, and the webhook stamps nothing of hers.
     assert _second_approval(short.wire(), CAROL, Phase.MUTATE, PAULA_GONE) == Admit()
+
+
+def test_a_group_gone_is_not_remembered_as_the_users_account_gone(rt: Runtime, ic: Directory) -> None:
+    """IsMemberInGroups answers NotFound for a group deleted since its id was resolved as for a user
+    gone: only DescribeUser's answer is about the account, so the user, enabled, is not taken as
+    deleted by the checks of the next seconds (their approvals would count out)."""
+    from jitaccess.handlers.eligibility import _account_problem
+
+    def group_gone(user_id: str, group_ids: list[str]) -> list[str]:
+        raise NotFound("GROUP not found")
+
+    paula = "paula@example.com"
+    ic.missing_groups = group_gone  # type: ignore[method-assign]
+    assert "no longer exists" in (
+        _account_problem(rt, cast(IdentityCenter, ic), paula, f"u-{paula}", {"g-x": "x"}) or ""
+    )
+    assert rt.recently_refused(f"u-{paula}") is None
+    assert approver_problem(rt, paula) is None, "paula's account is there and enabled"

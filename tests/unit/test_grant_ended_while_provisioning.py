@@ -131,7 +131,7 @@ def test_a_grant_ended_during_its_provisioning_gets_no_membership(monkeypatch: p
     assert ic.asked.wait(5), "the attempt reached its Identity Center lookup"
     # Meanwhile the requester withdraws the scheduled request, and its grant is ended.
     kube.delete(names.REQUESTS, "r1", uid=BY_NAME)
-    grants.end_grant(rt, "r1", names.REVOKED, rt.holders, why="its AccessRequest was deleted")
+    grants.end_grant(rt, "r1", names.REVOKED, rt.holders, why="its AccessRequest was deleted", uid=BY_NAME)
     ic.go_on.set()
     attempt.join(5)
     assert not attempt.is_alive()

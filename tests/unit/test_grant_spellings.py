@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from jitaccess.adapters.kube import BY_NAME
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.handlers import grants
@@ -82,9 +83,9 @@ def test_a_grant_of_the_name_revoked_before_it_began_keeps_the_membership_a_gran
 ) -> None:
     rt, kube, ic = system
     _store(rt, kube, _grant("by-id", "g-123", active=True), _grant("by-name", "Admins", active=False))
-    grants.end_grant(rt, "by-name", names.REVOKED, rt.holders, why="its request was withdrawn")
+    grants.end_grant(rt, "by-name", names.REVOKED, rt.holders, why="its request was withdrawn", uid=BY_NAME)
     assert ic.members == {("g-123", "u-1"): "m-1"}
-    grants.end_grant(rt, "by-id", names.REVOKED, rt.holders, why="the last one")
+    grants.end_grant(rt, "by-id", names.REVOKED, rt.holders, why="the last one", uid=BY_NAME)
     assert ic.members == {}
 
 
@@ -95,7 +96,7 @@ def test_the_last_grant_to_end_takes_the_membership_out_while_the_index_lags(sys
     _store(rt, kube, _grant("a", "Admins", active=True), _grant("b", "Admins", active=False))
     grants.fail(rt, AccessGrant.model_validate(copy.deepcopy(kube.get(names.GRANTS, "b"))), "no longer backed")
     assert ic.members, "a still holds it"
-    grants.end_grant(rt, "a", names.REVOKED, rt.holders, why="revoked")
+    grants.end_grant(rt, "a", names.REVOKED, rt.holders, why="revoked", uid=BY_NAME)
     assert ic.members == {}
 
 
@@ -116,5 +117,5 @@ def test_the_end_line_names_who_ended_it_never_the_grantee_for_an_unstamped_revo
     lines: list[tuple[str, str]] = []
     monkeypatch.setattr(grants, "record", lambda obj, event, message, **fields: lines.append((event, fields["who"])))
     _store(rt, kube, _grant("a", "Admins", active=True))
-    grants.end_grant(rt, "a", reason, rt.holders, who=who, why="the AccessGrant was deleted")
+    grants.end_grant(rt, "a", reason, rt.holders, who=who, why="the AccessGrant was deleted", uid=BY_NAME)
     assert lines == [(reason, named)]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from jitaccess.adapters.kube import BY_NAME
 from jitaccess.api import audit, names
 from jitaccess.api.models import AccessGrant
 from jitaccess.cli import periods, reports
@@ -217,7 +218,7 @@ def test_a_grant_revoked_before_it_became_active_records_what_its_end_took_back(
     kube.put(names.GRANTS, _new())
     _attempt(rt, kube)
     clock[0] = T0 + dt.timedelta(minutes=10)
-    grants.end_grant(rt, "r1", names.REVOKED, rt.holders, who="paula@example.com", why="not needed")
+    grants.end_grant(rt, "r1", names.REVOKED, rt.holders, who="paula@example.com", why="not needed", uid=BY_NAME)
     assert ic.members == {} and len(kube.writes) == 1, "the take-back rides on the Revoked write"
     revoked = _stored(kube)
     assert revoked["status"]["takeBack"] == {
@@ -236,7 +237,7 @@ def test_a_grant_revoked_before_any_add_records_no_take_back(clock: list[dt.date
     kube, ic = _Kube(), _Known()
     rt = _runtime(ic, kube)
     kube.put(names.GRANTS, _new())
-    grants.end_grant(rt, "r1", names.REVOKED, rt.holders, who="paula@example.com")
+    grants.end_grant(rt, "r1", names.REVOKED, rt.holders, who="paula@example.com", uid=BY_NAME)
     revoked = _stored(kube)
     assert "takeBack" not in revoked["status"]
     assert periods.build(audit.records_of_grant(revoked)) == []
@@ -332,3 +333,17 @@ def test_a_failure_decided_for_a_grant_replaced_since_takes_nothing_back_from_th
     grants.fail(rt, old, WHY, before_add=True)
     assert ic.members, "the new grant's membership is not taken back for the old one"
     assert kube.writes == [] and "takeBack" not in _stored(kube).get("status", {}), "nothing lands on the new grant"
+
+
+def test_an_end_decided_for_one_grant_leaves_another_stored_under_its_name(clock: list[dt.datetime]) -> None:
+    """`end_grant` with the uid of the grant decided on (as the expiry, a lapse and a revocation
+    pass it) ends nothing when another grant holds the name now: its access and status stay."""
+    kube, ic = _Counting(), _LostAnswers()
+    rt = _runtime(ic, kube)
+    kube.put(names.GRANTS, _new())
+    _attempt(rt, kube)  # the grant now stored: its add landed
+    clock[0] = T0 + dt.timedelta(minutes=10)
+    assert grants.end_grant(rt, "r1", names.REVOKED, rt.holders, why="decided for another", uid="uid-gone") is None
+    assert ic.members and kube.writes == [], "nothing taken from, nothing written on, the grant stored now"
+    with pytest.raises(ValueError, match="empty uid"):
+        grants.end_grant(rt, "r1", names.REVOKED, rt.holders, uid="")

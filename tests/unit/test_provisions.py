@@ -11,7 +11,7 @@ from typing import cast
 import kopf
 
 from jitaccess.adapters.identitycenter import IdentityCenter
-from jitaccess.adapters.kube import Kube
+from jitaccess.adapters.kube import BY_NAME, Kube
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Provisions
 from jitaccess.settings import Settings
@@ -103,7 +103,10 @@ def test_a_grant_ended_while_its_request_handler_provisions_it_is_ended_as_it_st
     rt = _Recording(Settings(), cast(IdentityCenter, None), cast(Kube, kube))
     done = rt.provisions.start("g")
     ending = threading.Thread(
-        target=grants.end_grant, args=(rt, "g", "Revoked", {}), kwargs={"current": dict(GRANT)}, daemon=True
+        target=grants.end_grant,
+        args=(rt, "g", "Revoked", {}),
+        kwargs={"current": dict(GRANT), "uid": BY_NAME},
+        daemon=True,
     )
     ending.start()
     ending.join(0.1)

@@ -225,7 +225,7 @@ class Kube:
         precondition; `BY_NAME`: whatever is stored under the name). False when it is not there, or
         another has taken its name since."""
         client = kubernetes.client
-        checked = _checked(uid, f"the deletion of {plural}/{name}")
+        checked = checked_uid(uid, f"the deletion of {plural}/{name}")
         only = None if checked is None else client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=checked))
         try:
             self._api.delete_cluster_custom_object(names.GROUP, names.VERSION, plural, name, body=only)
@@ -300,7 +300,7 @@ class Kube:
             if current is None:
                 raise TypeError(f"the status write of {plural}/{name} needs uid= (or BY_NAME) or current=")
             uid = wire.uid_of(current)
-        checked = _checked(uid, f"the status write of {plural}/{name}")
+        checked = checked_uid(uid, f"the status write of {plural}/{name}")
 
         def merged(obj: dict[str, Any]) -> dict[str, Any] | None:
             if checked is not None and wire.metadata(obj).get("uid") != checked:
@@ -347,7 +347,7 @@ class Kube:
         raise RuntimeError(f"{plural}/{name}: {what} kept changing under us; giving up for now")
 
 
-def _checked(uid: Only, what: str) -> str | None:
+def checked_uid(uid: Only, what: str) -> str | None:
     """The uid a write must find (None: `BY_NAME`). An empty one is a caller that lost it: it
     would silently go by name, so it is refused instead."""
     if isinstance(uid, ByName):

@@ -91,21 +91,26 @@ def _account_problem(
     (`Runtime.recently_refused`); a "did not answer" (`RetryLater`) is not."""
     said = rt.recently_refused(user_id)
     if said is None:
+        not_found = False
         try:
             ids, missing = rt.missing_groups(ic, user_id, ids) if ids else (ids, [])
             if missing:
                 return request_rules.eligibility_message(user, [ids[g] for g in missing])
+        except NotFound:
+            # The user gone, or a group deleted since its id was resolved: only DescribeUser's
+            # answer is about the account, and only that one is remembered against it.
+            not_found = True
+        try:
             said = None if ic.user_enabled(user_id) else "disabled"
         except NotFound:
             said = "gone"  # and `user` resolved afresh once that has aged (`Runtime.mark_refused`)
-        if said is None:
+        if said is None and not not_found:
             return None
-        rt.mark_refused(user_id, said, user)
-    if said == "gone":
-        return (
-            f"the Identity Center user {user} {who}(UserId {user_id}) no longer exists in store {ic.identity_store_id}"
-        )
-    return request_rules.disabled_message(user, user_id)
+        if said is not None:
+            rt.mark_refused(user_id, said, user)
+    if said == "disabled":
+        return request_rules.disabled_message(user, user_id)
+    return f"the Identity Center user {user} {who}(UserId {user_id}) no longer exists in store {ic.identity_store_id}"
 
 
 def approver_problem(

@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 import kopf
 
 from jitaccess.adapters.kube import INVALID_RETRY_SECONDS, Refused
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant
 from jitaccess.domain import grants as grant_rules
 from jitaccess.errors import AddInFlight, NotLeading, PermanentFailure, RetryLater
@@ -151,7 +151,9 @@ def expire_now(
     if grant_rules.seconds_left(grant, utcnow()) > 0:
         return grant.status.expiration_time
     try:
-        extended = end_grant(rt, name, names.EXPIRED, rt.holders, current=obj, due=grant.status.expiration_time)
+        extended = end_grant(
+            rt, name, names.EXPIRED, rt.holders, current=obj, due=grant.status.expiration_time, uid=wire.uid_of(obj)
+        )
     except (NotLeading, AddInFlight):
         raise
     except Refused as exc:

@@ -30,7 +30,7 @@ from typing import Any
 import kopf
 
 from jitaccess import metrics
-from jitaccess.adapters.kube import Refused
+from jitaccess.adapters.kube import Only, Refused, checked_uid
 from jitaccess.api import audit, names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
@@ -785,7 +785,7 @@ def _end_or_retry(
             who=who,
             why=why,
             current=None if fresh else dict(body),
-            uid=body.metadata.uid or "",
+            uid=str(body.metadata.uid or ""),
         )
     except Refused as exc:
         # The membership is removed; only the end's write is refused: kopf retries it once a minute.
@@ -834,12 +834,13 @@ def end_grant(
     why: str = "",
     current: dict[str, Any] | None = None,
     due: dt.datetime | None = None,
-    uid: str = "",
+    uid: Only,
 ) -> dt.datetime | None:
     """End a grant as Expired, Revoked or EligibilityLapsed (`why` says what lapsed); remove the
-    membership unless another grant holds it. `uid`: only that grant, when the caller's decision
-    was taken on it and the grant is read here by name: another stored under the name since (its
-    request's name taken again) is left to its own handlers.
+    membership unless another grant holds it. `uid` (required, as of every write: `Kube`): only
+    that grant, the one the caller's decision was taken on, also when it is read here again by name
+    (`current` dropped after a provision finished): another stored under the name since (its
+    request's name taken again) is left to its own handlers; `BY_NAME` for whatever is stored.
 
     `due`, for an expiry: the expiration time the scheduler acted on. An extension applied while
     the membership is being removed (its write lands between the scheduler's read and the end's
@@ -850,7 +851,8 @@ def end_grant(
     if rt.provisions.wait_finished(name, _AT_ONCE_WAIT_SECONDS):
         current = None  # provisioned meanwhile: `current` may not show the membership it added
     obj = current or rt.kube.get(names.GRANTS, name)
-    if obj is None or (uid and wire.uid_of(obj) != uid):
+    only = checked_uid(uid, f"the end of {names.GRANTS}/{name}")
+    if obj is None or (only is not None and wire.uid_of(obj) != only):
         return None
     grant = AccessGrant.model_validate(obj)
     if grant_rules.is_finished(grant):
