@@ -78,5 +78,5 @@ async def test_the_grant_handlers_work_in_the_grant_threads() -> None:
 async def test_a_deleted_requests_grant_is_ended_in_the_grant_threads() -> None:
     rt = _Recording(Settings(), cast(IdentityCenter, None), cast(Kube, None))
     rt.lanes = []
-    await deleted_requests._revoke(rt, "g")
+    await deleted_requests._revoke(rt, "g", "u-g")
     assert rt.lanes == [("grants", "end_grant")]

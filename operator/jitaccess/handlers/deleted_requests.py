@@ -27,6 +27,7 @@ from typing import Any
 
 import kopf
 
+from jitaccess.adapters.kube import BY_NAME, Only
 from jitaccess.adapters.webhooks import own_username
 from jitaccess.api import names, wire
 from jitaccess.domain import backing
@@ -54,7 +55,9 @@ async def end_grant_of_deleted_request(type: str | None, body: kopf.Body, memo: 
         log.warning(
             "AccessRequest %s was deleted while its access runs: revoking AccessGrant %s", body.metadata.name, grant
         )
-    await _revoke(rt, grant)
+    # The grant made for this request, whatever its uid (the request's is what it was made for);
+    # another request's grant cannot hold the name while this request's does (attack 130).
+    await _revoke(rt, grant, BY_NAME)
 
 
 def _active_grant(type: str | None, body: kopf.Body) -> bool:
@@ -77,7 +80,7 @@ async def end_orphaned_grant(type: str | None, body: kopf.Body, memo: kopf.Memo,
             request,
             wire.name_of(body),
         )
-        await _revoke(rt, wire.name_of(body))
+        await _revoke(rt, wire.name_of(body), wire.uid_of(body))
 
 
 def _orphaned(rt: Runtime, request: str, made_for: str) -> bool:
@@ -92,10 +95,10 @@ def _orphaned(rt: Runtime, request: str, made_for: str) -> bool:
 MARK_ATTEMPTS = 12
 
 
-async def _revoke(rt: Runtime, grant: str) -> None:
+async def _revoke(rt: Runtime, grant: str, uid: Only) -> None:
     while True:
         try:
-            await rt.run_granting(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY)
+            await rt.run_granting(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY, uid=uid)
             return
         except RetryLater as exc:
             # Nothing retries an event handler: keep at it until Identity Center answers.
