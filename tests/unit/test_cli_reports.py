@@ -423,6 +423,35 @@ def test_a_missing_bucket_is_not_found(s3: Any) -> None:
         reports.audit(session(), options(archive="s3://no-such-bucket/x"), now=NOW)
 
 
+def _glass(uid: str, day: int, reviewed: bool) -> dict[str, Any]:
+    """A break-glass request `bob-glass` (a name used again) approved on November `day`."""
+    at = f"2026-11-{day:02d}T10:00:00Z"
+    conditions = [{"type": names.APPROVED, "status": "True", "reason": names.BREAK_GLASS, "lastTransitionTime": at}]
+    if reviewed:
+        conditions.append({"type": names.REVIEWED, "status": "True", "reason": "Reviewed", "lastTransitionTime": at})
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "AccessRequest",
+        "metadata": {"name": "bob-glass", "uid": uid, "creationTimestamp": at},
+        "spec": {"entitlement": "prod-eng-payments", "reason": "INC-9 down", "requester": "bob@example.com"},
+        "status": {"reviewedBy": "paula@example.com" if reviewed else None, "conditions": conditions},
+    }
+
+
+def test_the_review_of_an_earlier_request_under_the_same_name_does_not_review_the_later_one(s3: Any) -> None:
+    records = records_api.records_of_request(_glass("g-1", 20, True))
+    records += records_api.records_of_request(_glass("g-2", 26, False))
+    put_batch(s3, datetime(2026, 11, 27, 10, 0, tzinfo=UTC), records)
+    s = session()
+    assert reports.review(s, "prod-eng-payments", days=30, archive=LOCATION, output="json", now=NOW) == 0
+    unreviewed = json.loads(out(s))["breakGlass"]["unreviewed"]
+    assert [(g["request"], g["uid"], g["time"]) for g in unreviewed] == [("bob-glass", "g-2", "2026-11-26T10:00:00Z")]
+    table = session()
+    assert reports.review(table, "prod-eng-payments", days=30, archive=LOCATION, output="table", now=NOW) == 0
+    assert "    kubectl jit review bob-glass --uid g-2\n" in out(table)
+    assert "g-1" not in out(table)
+
+
 def test_the_flag_chooses_the_archive_else_the_environment_and_empty_means_the_cluster() -> None:
     env = {parser.ARCHIVE_ENV: LOCATION}
     assert history.archive_location(None, env) == LOCATION

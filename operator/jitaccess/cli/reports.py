@@ -33,6 +33,7 @@ from jitaccess.cli.history import History, Record, is_user, load, select, time_o
 from jitaccess.cli.parser import ARCHIVE_ENV, Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
+from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import chain
 from jitaccess.domain import reasons as reason_rules
 from jitaccess.domain.durations import LONGEST
@@ -478,13 +479,27 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
 def _break_glass(spec: Mapping[str, Any], records: list[Record]) -> dict[str, Any]:
     """Whether the entitlement allows break-glass, and its break-glass approvals of the window that
     no `reviewed` record answers (docs/audit.md)."""
-    reviewed = {str(r.get("request")) for r in records if r.get("action") == "reviewed"}
+    # Joined by the request's uid: a request name may be used again, and the review of an earlier
+    # request under the same name says nothing about the later one (attack 134).
+    reviewed = {_request_key(r) for r in records if r.get("action") == "reviewed"}
     unreviewed = [
-        {"request": r.get("request"), "user": username(r.get("user")), "time": r.get("time"), "reason": r.get("reason")}
+        {
+            "request": r.get("request"),
+            "uid": r.get("uid"),
+            "user": username(r.get("user")),
+            "time": r.get("time"),
+            "reason": r.get("reason"),
+        }
         for r in records
-        if r.get("action") == "break-glass" and str(r.get("request")) not in reviewed
+        if r.get("action") == "break-glass" and _request_key(r) not in reviewed
     ]
     return {"enabled": bool(spec.get("breakGlass")), "unreviewed": unreviewed}
+
+
+def _request_key(record: Record) -> tuple[str, str]:
+    """The request a record is of: its uid, else (a record written before records carried it) its name."""
+    uid = str(record.get("uid") or "")
+    return ("uid", uid) if uid else ("name", str(record.get("request")))
 
 
 def _print_review(report: dict[str, Any], out: TextIO) -> None:
@@ -535,4 +550,6 @@ def _print_review(report: dict[str, Any], out: TextIO) -> None:
             for g in glass["unreviewed"]
         ]
         table(rows, ("REQUEST", "USER", "APPROVED", "REASON"), out, indent="  ")
-        say("  review each with `kubectl jit review REQUEST` (an approver of the owner team)")
+        say("  review each (an approver of the owner team):")
+        for g in glass["unreviewed"]:
+            say(f"    {break_glass_rules.review_command(str(g['request']), g.get('uid'))}")
