@@ -18,11 +18,12 @@ from jitaccess.api import audit, names
 from jitaccess.api.models import Entitlement
 from jitaccess.domain.grants import membership_key
 from jitaccess.errors import NotFound
-from jitaccess.handlers import catalog
+from jitaccess.handlers import catalog, permissionsets
 from jitaccess.handlers.recording import DEFERRED, Deferred
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit import test_audit_trail as audit_trail
+from tests.unit import test_permissions
 
 GROUP, GROUP_ID = "prod-payments-admins", "gid-1"
 
@@ -174,3 +175,38 @@ def test_without_a_scan_an_entry_is_confirmed_when_gone_and_taken_back_when_not(
     catalog._settle_unscanned(rt, entitlement(cluster))
     assert removals(cluster)["m-1"]["time"], "a group gone has nobody in it"
     assert len(events) == 2
+
+
+def test_no_member_is_removed_for_an_entitlement_applied_again_during_the_scan(events: Deferred) -> None:
+    # The scan read the Entitlement (u-e1); it was deleted and applied again (u-e2) before the
+    # removal was listed: a removal made now would have no entry to record it on.
+    store = Store(**{"m-1": "eve"})
+    cluster, rt = setup(store)
+    scanned = entitlement(cluster)
+    stored(cluster)["metadata"]["uid"] = "u-e2"
+    scan(cluster, rt, body=scanned)
+    assert store.members == {"m-1": "eve"} and store.deleted == []
+    assert removals(cluster) == {} and len(events) == 0
+    scan(cluster, rt)  # the new Entitlement's own scan lists, removes and records it
+    assert store.members == {} and removals(cluster)["m-1"]["time"] and len(events) == 1
+
+
+def test_an_assignment_is_not_removed_for_a_catalog_applied_again_during_the_pass() -> None:
+    arn = "arn:aws:sso:::permissionSet/ssoins-1/ps-0a1b2c"
+    key = (arn, "444455556666", "GROUP", "gid-hand-made")
+    spec = cast(Any, type("Spec", (), {"name": "jit-payments-prod"}))
+    cluster, rt = setup(Store())
+    applied = copy.deepcopy(test_permissions.EXAMPLES[0])
+    applied["metadata"] = {"name": "payments", "uid": "c-2"}
+    cluster.add(names.CATALOGS, applied)
+    old = permissionsets._Drift(rt, "payments", "c-1", "2026-12-01T10:00:00Z")
+    assert old.begin(spec, key, wanted=True) is None and old.begun == {}
+    assert "status" not in cluster.objects[(names.CATALOGS, "payments")]
+    new = permissionsets._Drift(rt, "payments", "c-2", "2026-12-01T10:00:00Z")
+    assert new.begin(spec, key, wanted=True) == (
+        "jit-payments-prod: group gid-hand-made was assigned in 444455556666 outside jitaccess: removed"
+    )
+    # Listed meanwhile by another pass of the same catalog: listed all the same, and made.
+    again = permissionsets._Drift(rt, "payments", "c-2", "2026-12-01T10:05:00Z")
+    assert again.begin(spec, key, wanted=True) is not None and list(again.begun) == [key]
+    assert len(cluster.objects[(names.CATALOGS, "payments")]["status"]["driftRemovals"]) == 1

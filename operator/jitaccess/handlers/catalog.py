@@ -582,7 +582,16 @@ def _scan_drift(
                         "groupName": group_name,
                         "firstSeen": seen,
                     }
-                    _list(rt, entitlement, intent)
+                    if not _list(rt, entitlement, intent):
+                        # The Entitlement scanned was deleted, or applied again under its name: a
+                        # removal made now would have no entry to record it. The new one's scan
+                        # lists and removes the member.
+                        log.info(
+                            "%s: the Entitlement is gone or another now: member %s left to its next scan",
+                            entitlement.metadata.name,
+                            user_id,
+                        )
+                        return
                 removed = ic.remove_member(group_id, user_id, membership_id)
             if not removed and (backers(user_id) or rt.ended_here(key)):
                 # Gone already: a grant ended since the listing (its expiry took the member out).
@@ -665,16 +674,18 @@ def _name_of(rt: Runtime, user_id: str) -> str:
         return user_id
 
 
-def _list(rt: Runtime, entitlement: Entitlement, intent: dict[str, Any]) -> None:
-    """List a removal about to be made (no `time`), unless the member's membership is listed already."""
+def _list(rt: Runtime, entitlement: Entitlement, intent: dict[str, Any]) -> bool:
+    """List a removal about to be made (no `time`), unless the member's membership is listed
+    already; whether the Entitlement scanned lists it now (False: it is gone, or another)."""
+    there = False
 
     def build(current: Entitlement) -> dict[str, Any] | None:
+        nonlocal there
         kept = [r.wire() for r in current.status.drift_removals or []]
-        if any(r["membershipId"] == intent["membershipId"] for r in kept):
-            return None
-        return {"driftRemovals": [*kept, intent]}
+        there = any(r["membershipId"] == intent["membershipId"] for r in kept)
+        return None if there else {"driftRemovals": [*kept, intent]}
 
-    _drift_write(rt, entitlement, build)
+    return _drift_write(rt, entitlement, build) is not None or there
 
 
 def _confirm(

@@ -236,16 +236,34 @@ class _Drift:
         entries = [r.wire() for r in catalog.status.drift_removals or []]
         return cls(rt, catalog.metadata.name, catalog.metadata.uid, seen, drift_rules.unconfirmed(entries))
 
-    def begin(self, spec: rules.PermissionSetSpec, key: drift_rules.Key, wanted: bool) -> str:
+    def begin(self, spec: rules.PermissionSetSpec, key: drift_rules.Key, wanted: bool) -> str | None:
         """List the removal of assignment `key` (unless an earlier pass did), before it is asked
-        for; the message its Event and confirmation carry."""
+        for; the message its Event and confirmation carry. None: it could not be listed (the
+        catalog was deleted, or applied again under its name, during the pass), and the removal
+        must not be made: one made unlisted would leave no record, and the new catalog's own pass
+        lists and removes it."""
         entry = self.listed.get(key)
         if entry is None:
             user = self._user_name(key[3]) if key[2] == "USER" else None
             entry = drift_rules.intent(key, spec.name, user, self.seen)
-            self._write(lambda entries: drift_rules.listed(entries, entry))
+            if not self._list(entry):
+                log.info("%s: the catalog is gone or another now: drift of %s left to its next pass", self.name, key)
+                return None
         self.begun[key] = (entry, wanted)
         return drift_rules.removed_message(entry, wanted)
+
+    def _list(self, entry: drift_rules.Entry) -> bool:
+        """Whether the catalog of this pass lists the removal of `entry` now (written here, or by a
+        pass that listed it meanwhile)."""
+        there = False
+
+        def change(entries: list[drift_rules.Entry]) -> list[drift_rules.Entry] | None:
+            nonlocal there
+            added = drift_rules.listed(entries, entry)
+            there = added is None
+            return added
+
+        return self._write(change) or there
 
     def settle(self, arn: str) -> None:
         """The removals of permission set `arn` are made (its requests finished): confirm them, and
@@ -684,7 +702,10 @@ def _assignments(
             if principal_type == "USER" and ended(principal):
                 requests.append(sso.unassign(arn, account, principal, principal_type))
                 continue
-            done.drift.append(drift.begin(spec, key, wanted=True))
+            said = drift.begin(spec, key, wanted=True)
+            if said is None:
+                continue
+            done.drift.append(said)
             requests.append(sso.unassign(arn, account, principal, principal_type))
     for account in sorted(set(sso.assigned_accounts(arn)) - set(spec.accounts)):
         for principal_type, principal in sso.assignments(arn, account):
@@ -695,7 +716,10 @@ def _assignments(
             if (principal_type, principal) != ("GROUP", group_id) and not (
                 principal_type == "USER" and ended(principal)
             ):
-                done.drift.append(drift.begin(spec, key, wanted=False))
+                said = drift.begin(spec, key, wanted=False)
+                if said is None:
+                    continue
+                done.drift.append(said)
             requests.append(sso.unassign(arn, account, principal, principal_type))
     return started, requests, existing
 
