@@ -637,14 +637,14 @@ def test_revoke_all_ends_grants_and_requests_and_sums_up(api: FakeApi) -> None:
     assert revoked == {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-9 leak"}
     denied = patches[o.path(names.REQUESTS, "r-bob")]["metadata"]
     assert denied["annotations"] == {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: "INC-9 leak"}
-    assert denied["resourceVersion"] == "9", "a denial is conditional on the request as read"
+    assert (denied["uid"], denied["resourceVersion"]) == ("uid-r-bob", "9"), "conditional on the request as read"
     extended = patches[o.path(names.EXTENSIONS, "x-bob")]["metadata"]
-    assert extended == denied, "an extension is denied as a request is"
+    assert extended == {**denied, "uid": "uid-x-bob"}, "an extension is denied as a request is"
     deletes = [body for verb, body in api.calls if verb == "delete"]
     assert not [path for path, _ in deletes if path == o.path(names.REQUESTS, "r-later")], "revoked, not deleted"
     later = patches[o.path(names.REQUESTS, "r-later")]["metadata"]
     assert later["annotations"] == {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-9 leak"}
-    assert later["resourceVersion"] == "9", "a revocation of a request is conditional on it as read"
+    assert (later["uid"], later["resourceVersion"]) == ("uid-r-later", "9"), "a revocation is conditional on it as read"
     assert (o.path(names.EXTENSIONS, "x-mine"), {"uid": "uid-x-mine", "resourceVersion": "9"}) in deletes
 
 
@@ -660,8 +660,9 @@ def test_revoke_names_a_scheduled_request_before_its_grant_exists(api: FakeApi) 
     assert patched == [
         {
             "metadata": {
-                "annotations": {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-9 leak"},
+                "uid": "uid-r-later",
                 "resourceVersion": "9",
+                "annotations": {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-9 leak"},
             }
         }
     ]

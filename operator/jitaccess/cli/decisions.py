@@ -304,7 +304,7 @@ def _revoke_scheduled(session: Session, request: Obj, reason: str | None) -> int
     try:
         _cancel_as_read(session, request, reason)
     except ApiError as exc:
-        if exc.status == 409:
+        if o.not_as_read(exc):
             raise Refused(f"accessrequest {name} changed while you revoked it: run the command again") from exc
         raise o.refusal(exc, f"revoking accessrequest {name}") from exc
     session.say(
@@ -533,7 +533,7 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
     except ApiError as exc:
         if exc.status == 404:
             return False  # gone meanwhile: nothing left to end
-        if exc.status == 409:
+        if o.not_as_read(exc):
             tally.seen.discard(str(metadata.get("uid") or name))  # changed meanwhile: the next pass reads it again
             return True
         tally.refused.append(f"accessrequest {name}")
@@ -548,19 +548,20 @@ def _delete_as_read(session: Session, plural: str, obj: Obj) -> None:
 
 
 def _deny_as_read(session: Session, plural: str, obj: Obj, reason: str) -> None:
-    """Deny `obj` with `reason`, only as it was read (its resourceVersion: 409 when it changed)."""
+    """Deny `obj` with `reason`, only as it was read (`objects.as_read`: refused when it changed,
+    or is another created under its name since)."""
     annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: reason}
-    patch = {"metadata": {"annotations": annotations, "resourceVersion": wire.metadata(obj).get("resourceVersion")}}
+    patch = {"metadata": {**o.as_read(obj), "annotations": annotations}}
     session.api.merge_patch(o.path(plural, wire.name_of(obj)), patch)
 
 
 def _cancel_as_read(session: Session, request: Obj, reason: str | None) -> None:
     """Revoke a request approved for a later start (`jitaccess.dev/revoked=true`, with `reason`),
-    only as it was read (its resourceVersion: 409 when it changed, its start begun meanwhile, say)."""
+    only as it was read (`objects.as_read`: refused when it changed, its start begun meanwhile, say)."""
     annotations = {names.ANNOTATION_REVOKED: "true"}
     if reason:
         annotations[names.ANNOTATION_REVOKE_REASON] = reason
-    patch = {"metadata": {"annotations": annotations, "resourceVersion": wire.metadata(request).get("resourceVersion")}}
+    patch = {"metadata": {**o.as_read(request), "annotations": annotations}}
     session.api.merge_patch(o.path(names.REQUESTS, wire.name_of(request)), patch)
 
 
@@ -586,7 +587,7 @@ def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally)
     except ApiError as exc:
         if exc.status == 404:
             return False  # gone meanwhile: nothing left to end
-        if exc.status == 409:
+        if o.not_as_read(exc):
             tally.seen.discard(str(metadata.get("uid") or name))  # changed meanwhile: the next pass reads it again
             return True
         try:

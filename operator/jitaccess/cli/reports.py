@@ -33,7 +33,6 @@ from jitaccess.cli.history import History, Record, is_user, load, select, time_o
 from jitaccess.cli.parser import ARCHIVE_ENV, Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
-from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import chain
 from jitaccess.domain import reasons as reason_rules
 from jitaccess.domain.durations import LONGEST
@@ -550,6 +549,9 @@ def _print_review(report: dict[str, Any], out: TextIO) -> None:
             for g in glass["unreviewed"]
         ]
         table(rows, ("REQUEST", "USER", "APPROVED", "REASON"), out, indent="  ")
+        # Imported here only: the rules' module loads pydantic, too slow for the reports that need none.
+        from jitaccess.domain import breakglass as break_glass_rules
+
         say("  review each (an approver of the owner team):")
         for g in glass["unreviewed"]:
             say(f"    {break_glass_rules.review_command(str(g['request']), g.get('uid'))}")
