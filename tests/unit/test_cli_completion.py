@@ -76,8 +76,20 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
             "status": {"conditions": [{"type": "Ready", "status": "False", "reason": ready}]},
         }
 
+    def glass(name: str, *conditions: str) -> dict[str, Any]:
+        made = request(name, "Granted")
+        made["spec"]["breakGlass"] = True
+        made["status"]["conditions"] += [{"type": c, "status": "True"} for c in conditions]
+        return made
+
     items = {
-        names.REQUESTS: [request("r-pending", "Pending"), request("r-done", "Expired")],
+        names.REQUESTS: [
+            request("r-pending", "Pending"),
+            request("r-done", "Expired"),
+            request("r-later", "Scheduled"),
+            glass("r-glass", "Approved"),
+            glass("r-glass-reviewed", "Approved", "Reviewed"),
+        ],
         names.ENTITLEMENTS: [{"metadata": {"name": "prod-eng-payments"}, "spec": {"owner": "payments"}}],
         names.GRANTS: [{"metadata": {"name": "g-live"}, "spec": {"user": "a", "groupName": "g"}, "status": {}}],
         names.TEAMS: [{"metadata": {"name": "payments"}}],
@@ -96,12 +108,12 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     assert complete("approve", "")[0] == ["r-pending", "x-waits"]
     assert complete("extend", "")[0] == ["g-live"]
     assert complete("withdraw", "")[0] == ["r-pending"]
-    assert complete("status", "r")[0] == ["r-done", "r-pending"]
+    assert complete("status", "r-")[0] == ["r-done", "r-glass", "r-glass-reviewed", "r-later", "r-pending"]
     assert complete("--context", "ctx", "request", "--kubeconfig", "/k", "prod")[0] == ["prod-eng-payments"]
     assert seen[-1] == {"context": "ctx", "kubeconfig": "/k"}
-    assert complete("revoke", "")[0] == ["g-live"]
+    assert complete("revoke", "")[0] == ["g-live", "r-later"], "a Scheduled request is revoked before it starts"
     assert complete("list", "--team", "")[0] == ["payments"]
-    assert complete("review", "")[0] == ["prod-eng-payments"]
+    assert complete("review", "")[0] == ["prod-eng-payments", "r-glass"], "an entitlement, or break-glass to review"
     assert complete("audit", "--entitlement", "p")[0] == ["prod-eng-payments"]
 
 

@@ -192,13 +192,19 @@ def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tup
         values = [("slack", "whom the Slack endpoint may act as")]
     elif command == "permissions":
         values = [(name, "team") for name in _names(names.CATALOGS, cluster)]
-    elif command in ("request", "who-has", "review", "break-glass"):
+    elif command in ("request", "who-has", "break-glass"):
         values = _entitlements(cluster)
+    elif command == "review":
+        # An Entitlement's access review, or a break-glass request's review by the owner team.
+        values = _entitlements(cluster) + _unreviewed(cluster)
     elif command in ("approve", "deny", "status", "withdraw"):
         values = _requests(cluster, pending_only=command != "status")
         if command in ("approve", "deny"):
             values += _waiting_extensions(cluster)
-    elif command in ("revoke", "extend"):
+    elif command == "revoke":
+        # A live grant, or a request approved for a later start (revoked before it starts).
+        values = _grants(cluster) + _requests(cluster, scheduled_only=True)
+    elif command == "extend":
         values = _grants(cluster)
     else:
         values = []
@@ -233,13 +239,32 @@ def _entitlements(cluster: dict[str, str]) -> list[tuple[str, str]]:
     )
 
 
-def _requests(cluster: dict[str, str], *, pending_only: bool) -> list[tuple[str, str]]:
+def _requests(
+    cluster: dict[str, str], *, pending_only: bool = False, scheduled_only: bool = False
+) -> list[tuple[str, str]]:
     from jitaccess.cli import objects as o
 
-    requests = [r for r in _items(names.REQUESTS, cluster) if not pending_only or o.awaiting_decision(r)]
+    requests = [
+        r
+        for r in _items(names.REQUESTS, cluster)
+        if (not pending_only or o.awaiting_decision(r))
+        and (not scheduled_only or wire.ready_reason(r) == names.SCHEDULED)
+    ]
     return sorted(
         (wire.name_of(r), f"{o.requester(r)} {wire.spec(r).get('entitlement', '')} {wire.ready_reason(r) or 'New'}")
         for r in requests
+    )
+
+
+def _unreviewed(cluster: dict[str, str]) -> list[tuple[str, str]]:
+    from jitaccess.cli import objects as o
+
+    return sorted(
+        (wire.name_of(r), f"{o.requester(r)} {wire.spec(r).get('entitlement', '')} break-glass, not reviewed")
+        for r in _items(names.REQUESTS, cluster)
+        if wire.spec(r).get("breakGlass") is True
+        and wire.is_true(r, names.APPROVED)
+        and not wire.is_true(r, names.REVIEWED)
     )
 
 
