@@ -23,6 +23,7 @@ A probe of the same angle that held is kept below: a user name reused while a wi
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -236,26 +237,15 @@ def test_133_an_extensions_approval_of_two_given_before_the_approver_left_stops_
     then leaves (disabled, team pci still naming her). lena's approval is the second given but the
     first that counts: the extension waits at 1/2, saying why, and nothing is extended; carol's
     completes it."""
-    policies.pci_approvers(pci, [PAULA, LENA, CAROL])
     name, more = "leaver-ext-of-two", "leaver-ext-of-two-1"
-    pci.request(name, PCI, user=BOB)
-    pci.wait_reason("accessrequest", name, "Pending")
-    for approver in (PAULA, LENA):
-        assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=approver).returncode == 0
-    grant = pci.wait_reason("accessgrant", name, "Active", timeout=30)
-    ends = grant["status"]["expirationTime"]
-    policies.extension_pending(pci, more, name, BOB, reason="INC-133 the close runs long")
+    ends = _extension_approved_by_paula_who_left(pci, disabled, name, more)
 
     def approve(user: str) -> None:
-        result = pci.kubectl("annotate", "accessextension", more, "jitaccess.dev/approved=true", user=user, check=False)
+        result = _approve_extension(pci, more, user)
         assert result.returncode == 0, result.stderr
 
     def extension() -> dict[str, Any]:
         return pci.get("accessextension", more) or {}
-
-    approve(PAULA)
-    eventually(lambda: extension()["status"].get("approvalSummary") == "1/2" or None, timeout=15)
-    disable(pci, disabled, PAULA)
 
     approve(LENA)
     assert "jitaccess.dev/approved-by" not in extension()["metadata"]["annotations"]
@@ -277,6 +267,64 @@ def test_133_an_extensions_approval_of_two_given_before_the_approver_left_stops_
     assert applied["status"]["approvalSummary"] == "2/2"
     assert pci.get("accessgrant", name)["status"]["expirationTime"] != ends
     assert pci.members(PCI) == {BOB}
+
+
+def _approve_extension(pci: Jit, extension: str, user: str) -> subprocess.CompletedProcess[str]:
+    return pci.kubectl("annotate", "accessextension", extension, "jitaccess.dev/approved=true", user=user, check=False)
+
+
+def _extension_approved_by_paula_who_left(pci: Jit, disabled: list[str], name: str, more: str) -> str:
+    """bob's PCI grant `name` Active (two approvals), and his extension `more` of it (two approvals
+    too), approved by paula (1/2), who then leaves; the grant's end before any extension."""
+    policies.pci_approvers(pci, [PAULA, LENA, CAROL])
+    pci.request(name, PCI, user=BOB)
+    pci.wait_reason("accessrequest", name, "Pending")
+    for approver in (PAULA, LENA):
+        assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=approver).returncode == 0
+    grant = pci.wait_reason("accessgrant", name, "Active", timeout=30)
+    policies.extension_pending(pci, more, name, BOB, reason="INC-133 the close runs long")
+    assert _approve_extension(pci, more, PAULA).returncode == 0
+    eventually(
+        lambda: (pci.get("accessextension", more) or {}).get("status", {}).get("approvalSummary") == "1/2" or None,
+        timeout=15,
+    )
+    disable(pci, disabled, PAULA)
+    return str(grant["status"]["expirationTime"])
+
+
+def test_133_the_approval_that_would_complete_an_extensions_count_waits_for_identity_center_to_answer(
+    pci: Jit, disabled: list[str]
+) -> None:
+    """As for a request: Identity Center does not answer (DescribeUser) at lena's approval of the
+    extension paula approved before she left. Refused, nothing recorded, nothing extended; given again
+    once Identity Center answers, it is the first that counts, and carol's completes it."""
+    name, more = "leaver-ext-outage", "leaver-ext-outage-1"
+    ends = _extension_approved_by_paula_who_left(pci, disabled, name, more)
+
+    pci.ic.faults.flaky("DescribeUser", 1.0, error="ServiceUnavailableException")
+    try:
+        result = _approve_extension(pci, more, LENA)
+    finally:
+        pci.ic.faults.clear()
+    assert result.returncode != 0, result.stdout
+    assert "Identity Center did not answer (DescribeUser" in result.stderr, result.stderr
+    assert f"the approvals given before yours ({PAULA}) still count" in result.stderr, result.stderr
+    assert "Approve again in a minute" in result.stderr, result.stderr
+    annotations = pci.get("accessextension", more)["metadata"]["annotations"]
+    assert "jitaccess.dev/approved-by" not in annotations and LENA not in annotations["jitaccess.dev/approvals"]
+    assert pci.get("accessgrant", name)["status"]["expirationTime"] == ends
+
+    assert _approve_extension(pci, more, LENA).returncode == 0
+    assert "jitaccess.dev/approved-by" not in pci.get("accessextension", more)["metadata"]["annotations"]
+    eventually(
+        lambda: [a["by"] for a in pci.get("accessextension", more)["status"].get("approvals") or []] == [LENA] or None,
+        timeout=15,
+        what="lena's approval the one that counts",
+    )
+    assert pci.get("accessgrant", name)["status"]["expirationTime"] == ends, "extended on paula's approval"
+    assert _approve_extension(pci, more, CAROL).returncode == 0
+    pci.wait_reason("accessextension", more, "Extended", timeout=30)
+    assert pci.get("accessgrant", name)["status"]["expirationTime"] != ends
 
 
 # --- held: a user name handed to a new hire while the leaver's approved window waits ---------------
