@@ -74,14 +74,16 @@ def review(session: Session, request: Obj, *, uid: str | None = None) -> int:
     the one reviewed (attacks 130, 134: names are taken again). A change to the same request (the
     operator's status) is read and checked again."""
     name, meant = wire.name_of(request), uid or str(wire.metadata(request).get("uid") or "")
-    which = "not the one you meant" if uid else "no longer the one read"
     for _ in range(_CONFLICT_RETRIES):
-        if meant and wire.metadata(request).get("uid") != meant:
-            raise Refused(
-                f"accessrequest {name} is {which} (uid {meant}): it was deleted, and "
-                f"{o.requester(request) or 'someone'} created another under the same name. Nothing was reviewed; "
-                f"look at it with `kubectl jit status {name}` first, and review it again if it is one to review"
-            )
+        o.check_same(
+            request,
+            meant,
+            "accessrequest",
+            given=bool(uid),
+            ended="deleted",
+            done="reviewed",
+            then=", and review it again if it is one to review",
+        )
         notes = wire.annotations_of(request)
         if names.ANNOTATION_REVIEWED_BY in notes:
             raise Refused(f"accessrequest {name} was already reviewed by {notes[names.ANNOTATION_REVIEWED_BY]}")

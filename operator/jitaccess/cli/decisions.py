@@ -94,7 +94,7 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None, u
         from jitaccess.cli import extend
 
         extension = read or o.get(api, names.EXTENSIONS, name)
-        check_same(extension, uid, "accessextension")
+        o.check_same(extension, uid, "accessextension")
         return extend.decide(session, extension, approve=approve, reason=reason)
     verb = "approve" if approve else "deny"
     meant = uid
@@ -102,7 +102,7 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None, u
         # What the target's lookup read is as fresh as a read; after a conflict, read again: the
         # same request (the uid first read, or `uid`), changed meanwhile, is checked again.
         request, read = read or o.get(api, names.REQUESTS, name), None
-        check_same(request, meant, "accessrequest", given=bool(uid))
+        o.check_same(request, meant, "accessrequest", given=bool(uid))
         meant = meant or str(wire.metadata(request).get("uid") or "")
         check_undecided(request)
         team = _owner_team(session, request)
@@ -152,19 +152,6 @@ def _more_needed(request: Obj, team: Obj) -> str:
     return (
         f"approved so far by {', '.join(given)}; another approver of team {wire.name_of(team)} must approve ({waiting})"
     )
-
-
-def check_same(obj: Obj, uid: str | None, kind: str, *, given: bool = True) -> None:
-    """With `--uid` (`given`), or the uid first read: refuse an object of the name that is not that
-    one. The decision's patch carries the uid and resourceVersion read, so the object checked here
-    is the one decided."""
-    if uid and wire.metadata(obj).get("uid") != uid:
-        which = "not the one you meant" if given else "no longer the one read"
-        raise Refused(
-            f"{kind} {wire.name_of(obj)} is {which} (uid {uid}): it was withdrawn, and "
-            f"{o.requester(obj) or 'someone'} created another under the same name. Nothing was decided; "
-            f"look at it with `kubectl jit status {wire.name_of(obj)}` first"
-        )
 
 
 def check_undecided(request: Obj) -> None:

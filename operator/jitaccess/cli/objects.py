@@ -188,6 +188,29 @@ def not_as_read(exc: ApiError) -> bool:
     return exc.status == 409 or (exc.status == 422 and "metadata.uid" in exc.message)
 
 
+def check_same(
+    obj: Obj,
+    uid: str | None,
+    kind: str,
+    *,
+    given: bool = True,
+    ended: str = "withdrawn",
+    done: str = "decided",
+    then: str = "",
+) -> None:
+    """With `--uid` (`given`), or the uid first read: refuse an object of the name that is not that
+    one (it `ended`, and another was created under its name: nothing was `done`; `then`, what to do
+    after looking). The patch that follows carries the uid and resourceVersion read (`as_read`), so
+    the object checked here is the one acted on."""
+    if uid and wire.metadata(obj).get("uid") != uid:
+        which = "not the one you meant" if given else "no longer the one read"
+        name = wire.name_of(obj)
+        raise Refused(
+            f"{kind} {name} is {which} (uid {uid}): it was {ended}, and {requester(obj) or 'someone'} created "
+            f"another under the same name. Nothing was {done}; look at it with `kubectl jit status {name}` first{then}"
+        )
+
+
 _LISTED_BY = {
     names.REQUESTS: "`kubectl jit list`",
     names.GRANTS: "`kubectl get accessgrants`",
