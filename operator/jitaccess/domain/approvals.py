@@ -210,3 +210,14 @@ def in_words(approvers: Sequence[str]) -> str:
     if len(approvers) <= 1:
         return "".join(approvers)
     return ", ".join(approvers[:-1]) + f" and {approvers[-1]}"
+
+
+def completion_taken(by: str, withdraw: str, instead: str) -> str:
+    """What is left of a request or extension whose approval stamped as completing the count (by
+    `by`, when known) no longer completes it: nothing another approval can do, since a completion
+    stamped is final; `withdraw` is the command that withdraws it, `instead` what follows."""
+    who = f" by {by}" if by else ""
+    return (
+        f"the approval{who} that was to complete the count was taken, and the others no longer all count, so it "
+        f"cannot be approved any more; withdraw it ({withdraw}) and {instead}"
+    )

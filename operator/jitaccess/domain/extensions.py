@@ -426,11 +426,8 @@ def _waiting(
     )
     left = "".join(f"; {request_rules.approval_void(by, why)}" for by, why in void)
     if wire.truthy(extension.metadata.annotations.get(names.ANNOTATION_APPROVED)):
-        return (
-            f"{message}: the approval that was to complete the count was taken, and the others no longer all count, "
-            f"so it cannot be approved any more; withdraw it (kubectl delete accessextension "
-            f"{extension.metadata.name}) and ask again{left}"
-        )
+        withdraw = f"kubectl delete accessextension {extension.metadata.name}"
+        return f"{message}: {approval_rules.completion_taken('', withdraw, 'ask again')}{left}"
     return (
         f"{message}: waiting for {needed - len(count.counted)} more, by another approver of team {owner} ({who}){left}"
     )

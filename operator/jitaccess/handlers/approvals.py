@@ -63,10 +63,10 @@ def _what_is_left(valid: request_rules.ValidRequest, completed: tuple[str, str])
     name, by = completed
     if not by:
         return "another approver of the team may approve, or deny"
-    return (
-        f"the approval by {by} that was to complete the count was taken, and the others no longer all count, so it "
-        f"cannot be approved any more; withdraw it (kubectl jit withdraw {name}) and request access again "
-        f"(kubectl jit request {valid.entitlement.metadata.name}), or an approver may deny it"
+    return approvals.completion_taken(
+        by,
+        f"kubectl jit withdraw {name}",
+        f"request access again (kubectl jit request {valid.entitlement.metadata.name}), or an approver may deny it",
     )
 
 
