@@ -341,6 +341,36 @@ def test_prompts_only_on_a_terminal(api: FakeApi) -> None:
     assert created["spec"]["duration"] == "1h" and created["spec"]["reason"] == "INC-9 why"
 
 
+def test_the_pick_list_says_how_each_is_approved_and_who_is_not_eligible(api: FakeApi) -> None:
+    def entitlement(name: str, owner: str, eligible: list[str] | None, count: int | None = None) -> None:
+        made: dict[str, Any] = {
+            "metadata": {"name": name},
+            "spec": {"owner": owner, "identityCenter": {"groupName": name}, "approval": {"approvalsRequired": 2}},
+        }
+        if eligible is not None:
+            made["spec"]["eligibility"] = {"identityCenterGroups": ["prod-eligible", "pci-trained"]}
+            made["status"] = {
+                "eligibleUsers": [{"userId": f"id-{u}", "username": u} for u in eligible],
+                "eligibleUserCount": len(eligible) if count is None else count,
+            }
+        api.objects[o.path(names.ENTITLEMENTS, name)] = made
+
+    entitlement("prod-pci", "pci", ["bob@example.com"])
+    entitlement("prod-pci-cut", "pci", ["bob@example.com"], count=1001)  # cut short: not known
+    entitlement("prod-pci-me", "pci", ["Alice@Example.com"])  # user names compare without case
+    api.watches = [[{"type": "MODIFIED", "object": GRANTED}]]
+    s = session(api, stdin="n\n1\n\nINC-9 why\n", tty=True)
+    assert request.run(s, options(entitlement=None, duration=None, reason=None)) == 0
+    listed = {line.split()[1]: line for line in err(s).splitlines() if line.startswith("   ")}
+    assert listed["prod-eng-payments"].endswith("team payments, yours: 1h by default, at most 4h, granted at once")
+    assert listed["prod-pci"].endswith(
+        "needs 2 approvers of team pci, not eligible at the last check (you must be in every one of: "
+        "prod-eligible, pci-trained)"
+    )
+    assert listed["prod-pci-cut"].endswith("needs 2 approvers of team pci")
+    assert listed["prod-pci-me"].endswith("needs 2 approvers of team pci")
+
+
 def test_bad_input_is_a_usage_error(api: FakeApi) -> None:
     for changes, words in (
         ({"duration": "5h"}, "above prod-eng-payments's maximum of 4h"),

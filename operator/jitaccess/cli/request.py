@@ -111,23 +111,40 @@ def propose(session: Session, me: Identity) -> Obj:
     session.note(f"You are {me.username} ({team_text}).")
     if len(mine) == 1:
         only = mine[0]
-        if session.prompter.confirm(f"Request {wire.name_of(only)} ({_describe(only, my_teams)})?"):
+        if session.prompter.confirm(f"Request {wire.name_of(only)} ({_describe(only, my_teams, me)})?"):
             return only
     others = sorted((e for e in entitlements if e not in mine), key=wire.name_of)
     ordered = mine + others
-    index = session.prompter.choose("Entitlements:", [(wire.name_of(e), _describe(e, my_teams)) for e in ordered])
+    index = session.prompter.choose("Entitlements:", [(wire.name_of(e), _describe(e, my_teams, me)) for e in ordered])
     return ordered[index]
 
 
-def _describe(entitlement: Obj, my_teams: list[str]) -> str:
+def _describe(entitlement: Obj, my_teams: list[str], me: Identity) -> str:
     spec = wire.spec(entitlement)
     owner = str(spec.get("owner", "?"))
     limits = f"{spec.get('defaultDuration', '1h')} by default, at most {spec.get('maxDuration', '4h')}"
-    auto = (spec.get("approval") or {}).get("autoApproveOwnerTeam", True)
-    if owner in my_teams:
-        how = "granted at once" if auto else f"needs an approver of team {owner}"
-        return f"team {owner}, yours: {limits}, {how}"
-    return f"team {owner}: {limits}, needs an approver of team {owner}"
+    approval = spec.get("approval") or {}
+    needed = approval.get("approvalsRequired") or 1
+    approvers = f"{needed} approvers" if isinstance(needed, int) and needed > 1 else "an approver"
+    how = f"needs {approvers} of team {owner}"
+    if owner in my_teams and approval.get("autoApproveOwnerTeam", True):
+        how = "granted at once"
+    return f"team {owner}{', yours' if owner in my_teams else ''}: {limits}, {how}{_not_eligible(entitlement, me)}"
+
+
+def _not_eligible(entitlement: Obj, me: Identity) -> str:
+    """ ", not eligible ..." when the Entitlement's last eligibility re-check listed every eligible
+    user (`status.eligibleUsers`, not cut short) and `me` was not among them; else nothing, the
+    request's admission being the one to ask Identity Center."""
+    groups = ((wire.spec(entitlement).get("eligibility") or {}).get("identityCenterGroups")) or []
+    status = wire.status(entitlement)
+    listed = status.get("eligibleUsers")
+    if not groups or not isinstance(listed, list) or status.get("eligibleUserCount") != len(listed):
+        return ""
+    # Identity Center compares user names without regard to case.
+    if me.username.casefold() in {str((u or {}).get("username", "")).casefold() for u in listed}:
+        return ""
+    return f", not eligible at the last check (you must be in every one of: {', '.join(map(str, groups))})"
 
 
 def held(session: Session, entitlement: Obj) -> list[Obj]:
