@@ -12,6 +12,9 @@ Attack 130: a request created under the name of an earlier request's AccessGrant
 grant would take, so that the plugin takes the old grant for the new request's.
 
 Attack 134: the retention of an ended grant deleting, by name, a request that is not the grant's.
+
+Attack 136: a break-glass request named after its Entitlement, so that the Entitlement's access
+review (`kubectl jit review NAME`) recorded a review of the request instead.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ import pytest
 import yaml
 
 from devenv.paths import CRDS
+from tests.e2e.approval_policies import CAROL, PCI, break_glass, pci
 from tests.e2e.cli_run import Cli
 from tests.e2e.test_attacks_policy import example, refused, stored_without_webhooks
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
+__all__ = ["pci"]  # the PCI example installed for attack 136 (a fixture)
 LENA = "lena@example.com"
 #: A valid object name, one character too long for a label value.
 LONG = ("prod-eng-ledger-" + "x" * 64)[:64]
@@ -294,3 +299,37 @@ def test_134_retention_deletes_only_the_request_its_grant_was_made_for(system: J
         assert kept is not None, f"alice's window went with the old grant:\n{jit.operator.tail(20)}"
         assert kept["metadata"]["uid"] == scheduled["metadata"]["uid"]
         assert (jit.condition("accessrequest", "a134", "Ready") or {}).get("reason") == "Scheduled"
+
+
+# --- 136. a break-glass request named after its Entitlement, whose access review then reviewed it ---------
+
+
+def test_136_a_bare_name_both_an_entitlement_and_a_break_glass_request_reviews_nothing(pci: Jit) -> None:
+    """carol breaks glass under the Entitlement's own name (a requester chooses the name). paula's
+    routine access review of the Entitlement, `kubectl jit review prod-eng-payments-pci`, recorded a
+    review of carol's request instead: gone from the review list and the overdue gauge, unread.
+    Refused now, naming both; `entitlement/NAME` and `request/NAME` each do only what they name."""
+    cli = Cli(pci)
+    try:
+        assert break_glass(pci, PCI).returncode == 0
+        pci.wait_reason("accessrequest", PCI, "Granted", timeout=30)
+        bare = cli.run("review", PCI, user=PAULA)
+        assert bare.code != 0, bare
+        assert f"{PCI} is both an Entitlement and a break-glass AccessRequest ({CAROL}, {PCI})" in bare.err, bare
+        assert f"`kubectl jit review request/{PCI}`" in bare.err, bare
+        assert "jitaccess.dev/reviewed" not in pci.get("accessrequest", PCI)["metadata"]["annotations"]
+
+        report = cli.run("review", f"entitlement/{PCI}", "-o", "json", user=PAULA)
+        assert report.code == 0, report
+        assert [g["request"] for g in json.loads(report.out)["breakGlass"]["unreviewed"]] == [PCI]
+        assert "jitaccess.dev/reviewed" not in pci.get("accessrequest", PCI)["metadata"]["annotations"]
+
+        reviewed = cli.run("review", f"request/{PCI}", user=PAULA)
+        assert reviewed.code == 0 and f"reviewed break-glass accessrequest {PCI} ({CAROL}" in reviewed.out, reviewed
+        eventually(
+            lambda: (pci.condition("accessrequest", PCI, "Reviewed") or {}).get("status") == "True" or None,
+            timeout=15,
+            what="the Reviewed condition",
+        )
+    finally:
+        cli.stop_all()

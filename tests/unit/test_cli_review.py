@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from jitaccess.api import names
-from jitaccess.cli import breakglass, decisions, main
+from jitaccess.cli import breakglass, decisions, main, parser
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import REFUSED, Refused
 from jitaccess.cli.kube import ApiError
@@ -185,6 +185,36 @@ def test_review_with_uid_of_no_break_glass_request_says_so(api: StoringApi, monk
     assert code == REFUSED
     assert "accessrequest r is not a break-glass request: only those are reviewed" in err(paula)
     assert not [c for c in api.calls if c[0] == "patch"]
+
+
+def test_a_name_both_an_entitlement_and_a_break_glass_request_is_refused_bare(
+    api: StoringApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mallory names her break-glass request after the Entitlement: paula's routine access review of
+    the Entitlement (`review prod-eng-payments`) recorded a review of mallory's request instead."""
+    monkeypatch.delenv(parser.ARCHIVE_ENV, raising=False)
+    taken = o.path(names.REQUESTS, "prod-eng-payments")
+    api.objects[taken] = {**glass("u-m", requester="mallory@example.com"), "metadata": {
+        **glass("u-m")["metadata"], "name": "prod-eng-payments"}}  # fmt: skip
+    code, paula = review_as_paula(api, monkeypatch, "prod-eng-payments")
+    assert code == REFUSED
+    assert (
+        "prod-eng-payments is both an Entitlement and a break-glass AccessRequest (mallory@example.com, "
+        "prod-eng-payments): say which, `kubectl jit review entitlement/prod-eng-payments`"
+    ) in err(paula)
+    assert not [c for c in api.calls if c[0] == "patch"]
+
+    code, paula = review_as_paula(api, monkeypatch, "entitlement/prod-eng-payments")
+    assert code == 0, err(paula)
+    assert "Used in the last 30 days" in out(paula) and not [c for c in api.calls if c[0] == "patch"]
+
+    code, paula = review_as_paula(api, monkeypatch, "request/prod-eng-payments")
+    assert code == 0, err(paula)
+    assert [c[1][0] for c in api.calls if c[0] == "patch"] == [taken]
+    assert out(paula).startswith("reviewed break-glass accessrequest prod-eng-payments (mallory@example.com")
+
+    code, paula = review_as_paula(api, monkeypatch, "grant/prod-eng-payments")
+    assert code == REFUSED and "the kind before / is entitlement or request" in err(paula)
 
 
 # --- approve / deny ------------------------------------------------------------------------------

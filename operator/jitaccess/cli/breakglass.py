@@ -54,6 +54,34 @@ def break_glass_request(session: Session, name: str) -> Obj | None:
     return found if found is not None and wire.spec(found).get("breakGlass") is True else None
 
 
+def review_target(session: Session, given: str) -> tuple[str, Obj | None]:
+    """(the name, the break-glass request to review, or None for the Entitlement's access review)
+    that `review` is given: `request/NAME`, `entitlement/NAME`, or a bare NAME when only one is.
+
+    A requester chooses their request's name, so a break-glass request can take an Entitlement's:
+    a bare name that is both is refused, naming both. Otherwise the approver who runs the routine
+    access review of the Entitlement would record, unawares, a review of that request instead."""
+    kind, _, name = given.rpartition("/")
+    if kind.lower() in ("entitlement", "entitlements"):
+        return name, None
+    if kind and kind.lower() not in ("request", "accessrequest", "requests", "accessrequests"):
+        raise Refused(f"{given}: the kind before / is entitlement or request (`entitlement/NAME`, `request/NAME`)")
+    if kind:
+        found = o.get(session.api, names.REQUESTS, name)
+        if wire.spec(found).get("breakGlass") is not True:
+            raise Refused(f"accessrequest {name} is not a break-glass request: only those are reviewed")
+        return name, found
+    glass = break_glass_request(session, name)
+    if glass is not None and o.get_optional(session.api, names.ENTITLEMENTS, name) is not None:
+        spec = wire.spec(glass)
+        raise Refused(
+            f"{name} is both an Entitlement and a break-glass AccessRequest ({o.requester(glass) or 'no requester'}, "
+            f"{spec.get('entitlement')}): say which, `kubectl jit review entitlement/{name}` for the Entitlement's "
+            f"access review, or `kubectl jit review request/{name}` to review the request. Nothing was reviewed"
+        )
+    return name, glass
+
+
 def review_meant(session: Session, name: str, uid: str) -> int:
     """`review NAME --uid UID`: review the break-glass request `name` only if it is the object `uid`
     (from the alert's Warning Event, or a message), as `approve --uid` decides only the one meant."""

@@ -156,12 +156,13 @@ def _review(session: Session, args: argparse.Namespace) -> int:
     from jitaccess.cli.history import archive_location
 
     if args.uid:
-        return breakglass.review_meant(session, args.entitlement, args.uid)
-    glass = breakglass.break_glass_request(session, args.entitlement)
+        name = args.entitlement.rpartition("/")[2]
+        return breakglass.review_meant(session, name, args.uid)
+    name, glass = breakglass.review_target(session, args.entitlement)
     if glass is not None:
         return breakglass.review(session, glass)
     archive = archive_location(args.archive, os.environ)
-    return reports.review(session, args.entitlement, days=args.days, archive=archive, output=args.output)
+    return reports.review(session, name, days=args.days, archive=archive, output=args.output)
 
 
 def _break_glass(session: Session, args: argparse.Namespace) -> int:

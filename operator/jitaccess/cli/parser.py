@@ -516,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument(
         "entitlement",
         metavar="NAME",
-        help="an Entitlement (its access review), or a break-glass AccessRequest (records your review of it)",
+        help="an Entitlement (its access review), or a break-glass AccessRequest (records your review of it); "
+        "`entitlement/NAME` or `request/NAME` when a name is both",
     )
     _uid(
         review,
