@@ -6,7 +6,7 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from jitaccess.adapters.kube import BY_NAME
+from jitaccess.adapters.kube import checked_uid
 from jitaccess.api import wire
 from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
 
@@ -31,7 +31,8 @@ def entitlement(**spec: Any) -> Entitlement:
         "maxDuration": "4h",
         "reasonPattern": "^[A-Z]+-[0-9]+",
     }
-    return Entitlement.model_validate({"metadata": {"name": "prod-eng-payments"}, "spec": {**base, **spec}})
+    meta = {"name": "prod-eng-payments", "uid": "uid-prod-eng-payments"}
+    return Entitlement.model_validate({"metadata": meta, "spec": {**base, **spec}})
 
 
 def request(
@@ -96,9 +97,11 @@ def selected(
 def lands(obj: dict[str, Any] | None, uid: Any, current: dict[str, Any] | None = None) -> bool:
     """Whether a fake's status write (or deletion) with this `uid` lands on the stored `obj`, as
     `Kube.update_status` decides: `uid` is required unless `current` is given (then it is current's),
-    `BY_NAME` lands on whatever is stored, any other only on the object with that uid."""
+    an empty one is refused (`checked_uid`: a caller that lost it), `BY_NAME` lands on whatever is
+    stored, any other only on the object with that uid."""
     if uid is None:
         if current is None:
             raise TypeError("a status write needs uid= (or BY_NAME) or current=")
         uid = wire.uid_of(current)
-    return obj is not None and (uid is BY_NAME or wire.uid_of(obj) == uid)
+    checked = checked_uid(uid, "a fake's status write (or deletion)")
+    return obj is not None and (checked is None or wire.uid_of(obj) == checked)

@@ -48,7 +48,7 @@ def extension(
 ) -> AccessExtension:
     return AccessExtension.model_validate(
         {
-            "metadata": {"name": "g1-ext-1", "annotations": annotations or {}},
+            "metadata": {"name": "g1-ext-1", "uid": "uid-g1-ext-1", "annotations": annotations or {}},
             "spec": {"grant": "g1", "duration": by, "reason": "INC-1 more", "requester": requester, **spec},
         }
     )
@@ -684,7 +684,7 @@ def test_an_extension_applied_on_several_approvals_keeps_each_approver_and_why_w
     # paula's approval counted at 12:05 while it waited; lena's completes the count when it is applied.
     counted = {"approvals": [{"by": PAULA.username, "time": (T0 + timedelta(minutes=5)).isoformat()}]}
     waiting = AccessExtension.model_validate({**extension(annotations=stamps).wire(), "status": counted})
-    grant_now = active()
+    grant_now = made(active(), "uid-g1", None)
     step = rules.next_step(waiting, grant_now, pci, both, LIMITS)
     assert step.step is rules.Step.APPLY and step.counted == (PAULA.username, lena)
     cluster = Cluster()

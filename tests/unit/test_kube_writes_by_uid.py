@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from jitaccess.adapters.kube import BY_NAME, Kube
 from jitaccess.api import names
+from tests.unit.factories import lands
 
 PLURAL = names.REQUESTS
 
@@ -126,3 +127,12 @@ def test_a_write_that_names_no_object_is_refused_before_anything_is_sent() -> No
     with pytest.raises(ValueError, match="the deletion of accessrequests/r1 has an empty uid"):
         kube.delete(PLURAL, "r1", uid="")
     assert server.objects["r1"]["status"] == {} and "r1" in server.objects
+    # The unit tests' fakes (`factories.lands`) refuse them as it does: a handler that lost the uid fails there too.
+    stored = server.objects["r1"]
+    with pytest.raises(TypeError, match="needs uid="):
+        lands(stored, None)
+    for uid, current in (("", None), (None, {"metadata": {"name": "r1"}})):
+        with pytest.raises(ValueError, match="has an empty uid"):
+            lands(stored, uid, current)
+        with pytest.raises(ValueError, match="has an empty uid"):
+            lands(None, uid, current)

@@ -47,7 +47,7 @@ class Cluster:
 def entitlement(name: str, generation: int = 1, **spec: Any) -> dict[str, Any]:
     return {
         "kind": names.ENTITLEMENT,
-        "metadata": {"name": name, "generation": generation},
+        "metadata": {"name": name, "uid": f"uid-{name}", "generation": generation},
         "spec": {"owner": "payments", "identityCenter": {"groupName": "payments-prod"}, **spec},
         "status": {},
     }

@@ -128,12 +128,20 @@ def test_a_break_glass_group_of_everyone_lets_nobody_break_glass() -> None:
 
 def _team_object(**spec: Any) -> dict[str, Any]:
     base = {"members": ["alice@example.com"], "approvers": ["paula@example.com"]}
-    return {"kind": names.TEAM_OWNERSHIP, "metadata": {"name": "payments", "generation": 1}, "spec": {**base, **spec}}
+    return {
+        "kind": names.TEAM_OWNERSHIP,
+        "metadata": {"name": "payments", "uid": "uid-payments", "generation": 1},
+        "spec": {**base, **spec},
+    }
 
 
 def _entitlement_object(**spec: Any) -> dict[str, Any]:
     base = {"owner": "payments", "identityCenter": {"groupName": "prod-eng-payments"}}
-    return {"kind": names.ENTITLEMENT, "metadata": {"name": "prod", "generation": 1}, "spec": {**base, **spec}}
+    return {
+        "kind": names.ENTITLEMENT,
+        "metadata": {"name": "prod", "uid": "uid-prod", "generation": 1},
+        "spec": {**base, **spec},
+    }
 
 
 @pytest.mark.parametrize(
