@@ -28,3 +28,12 @@ def test_a_handed_request_older_than_a_read_would_be_is_not_taken(monkeypatch: p
     assert handoffs.take("u-late") is None
     handoffs.put("u-new", REQUEST)  # a put sweeps what nobody took in time
     assert handoffs._items.keys() == {"u-new"}
+
+
+def test_a_handed_request_exactly_as_old_as_a_read_may_be_is_still_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    handoffs, clock = Handoffs(seconds=5.0), [100.0]
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
+    handoffs.put("u-edge", REQUEST)
+    clock[0] += 5.0
+    handoffs.put("u-new", REQUEST)  # the sweep drops only what `take` would no longer give
+    assert handoffs.take("u-edge") == REQUEST

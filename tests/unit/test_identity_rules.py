@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 from unittest.mock import MagicMock
 
+import pytest
+
 from jitaccess.api.models import AccessRequest
 from jitaccess.domain import admission as adm
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import Admit, Phase, Refusal, Verdict
 from jitaccess.domain.teams import Caller
+from jitaccess.handlers import runtime
 from jitaccess.handlers.indexes import holding
 from jitaccess.handlers.runtime import Runtime
 from tests.unit.test_admission import (
@@ -100,6 +103,20 @@ def test_the_eligibility_cache_is_per_user_id() -> None:
     rt.mark_eligible("id-1", ("prod-eligible",))
     assert rt.recently_eligible("id-1", ("prod-eligible",))
     assert not rt.recently_eligible("id-2", ("prod-eligible",))
+
+
+def test_an_account_answer_exactly_eligible_seconds_old_is_no_longer_taken_and_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rt, clock, groups = Runtime(settings=MagicMock(), identity_center=MagicMock(), kube=MagicMock()), [100.0], ("g",)
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock[0])
+    rt.mark_eligible("id-1", groups)
+    rt.mark_refused("id-2", "disabled")
+    clock[0] += runtime.ELIGIBLE_SECONDS
+    assert not rt.recently_eligible("id-1", groups) and rt.recently_refused("id-2") is None
+    rt.mark_eligible("id-3", groups)  # each mark drops the answers no longer taken
+    rt.mark_refused("id-4", "gone")
+    assert rt._eligible.keys() == {("id-3", groups)} and rt._refused.keys() == {"id-4"}
 
 
 # --- item 3: revocation rights from the grant's record -------------------------------------------

@@ -62,8 +62,24 @@ _ADMITTED_SECONDS = 15.0
 # How many users' creation buckets a replica keeps before it drops those unused for a minute.
 _PER_USER_PRUNE_AT = 1000
 T = TypeVar("T")
+V = TypeVar("V")
 # What Identity Center said of an account when it said no: disabled, or no longer there.
 AccountNo = Literal["disabled", "gone"]
+
+
+def _drop_stale(
+    items: dict[Any, V], now: float, seconds: float, stamp: Callable[[V], float], *, at_limit: bool = False
+) -> None:
+    """Drop from `items`, in place, the entries whose `stamp` is more than `seconds` before `now`
+    (`at_limit`: `seconds` or more, where the reader takes only what is younger than `seconds`), so
+    that a time-stamped cache stays bounded by what is still fresh."""
+
+    def aged(value: V) -> bool:
+        age = now - stamp(value)
+        return age >= seconds if at_limit else age > seconds
+
+    for key in [k for k, v in items.items() if aged(v)]:
+        del items[key]
 
 
 class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
@@ -141,8 +157,7 @@ class Handoffs:
     def put(self, key: str, value: dict[str, Any]) -> None:
         now = time.monotonic()
         with self._lock:
-            for stale in [k for k, (stamp, _) in self._items.items() if now - stamp > self._seconds]:
-                del self._items[stale]
+            _drop_stale(self._items, now, self._seconds, lambda item: item[0])
             self._items[key] = (now, value)
 
     def take(self, key: str) -> dict[str, Any] | None:
@@ -215,8 +230,7 @@ class WaitingRequests:
 
     def _of(self, user: str) -> list[Waiting]:
         now = time.monotonic()
-        for stale in [n for n, (_, _, at) in self._admitted.items() if now - at > self._seconds]:
-            del self._admitted[stale]
+        _drop_stale(self._admitted, now, self._seconds, lambda admitted: admitted[2])
         stored = {w.name: w for w in self._stored.get(user, ())}
         admitted = {w.name: w for who, w, _ in self._admitted.values() if who == user and w.name not in stored}
         return [*stored.values(), *admitted.values()]
@@ -252,8 +266,7 @@ class ExtensionAdmissions:
         concurrent admissions see each other."""
         now = time.monotonic()
         with self._lock:
-            for name in [n for n, (_, _, at) in self._admitted.items() if now - at > self._seconds]:
-                del self._admitted[name]
+            _drop_stale(self._admitted, now, self._seconds, lambda admitted: admitted[2])
             # What a listing shows counts as it shows it. An admission is not forgotten when one listing
             # shows it: another, concurrent, may have listed before it was stored and still needs it.
             recent = [
@@ -549,9 +562,8 @@ class Runtime:
                 self._ended_keys[key] = now
             if uid:
                 self._ended_uids[uid] = now
-            self._ended = {n: t for n, t in self._ended.items() if now - t <= _ENDED_MEMORY_SECONDS}
-            self._ended_keys = {k: t for k, t in self._ended_keys.items() if now - t <= _ENDED_MEMORY_SECONDS}
-            self._ended_uids = {u: t for u, t in self._ended_uids.items() if now - t <= _ENDED_MEMORY_SECONDS}
+            for ended in (self._ended, self._ended_keys, self._ended_uids):
+                _drop_stale(ended, now, _ENDED_MEMORY_SECONDS, lambda stamp: stamp)
 
     def unmark_ended(self, grant: str) -> None:
         """`grant` did not end after all (an expiry found it extended meanwhile, `grants.end_grant`):
@@ -601,7 +613,7 @@ class Runtime:
         except NotFound as exc:
             if kind == "user":
                 with self._locks_guard:
-                    self._no_user = {k: n for k, n in self._no_user.items() if now - n[0] < ELIGIBLE_SECONDS}
+                    _drop_stale(self._no_user, now, ELIGIBLE_SECONDS, lambda said: said[0], at_limit=True)
                     self._no_user[key] = (now, NotFound(str(exc), operation=exc.operation, code=exc.code))
             raise
         self._cache[(kind, key)] = (now, value)
@@ -679,9 +691,7 @@ class Runtime:
     def mark_eligible(self, user_id: str, groups: tuple[str, ...]) -> None:
         now = time.monotonic()
         with self._locks_guard:
-            for key, stamp in list(self._eligible.items()):
-                if now - stamp >= ELIGIBLE_SECONDS:
-                    del self._eligible[key]
+            _drop_stale(self._eligible, now, ELIGIBLE_SECONDS, lambda stamp: stamp, at_limit=True)
             self._eligible[(user_id, groups)] = now
 
     def recently_refused(self, user_id: str) -> AccountNo | None:
@@ -702,9 +712,7 @@ class Runtime:
         rather than ask `GetUserId` (and say "is not a user" instead)."""
         now = time.monotonic()
         with self._locks_guard:
-            for key, (stamp, _) in list(self._refused.items()):
-                if now - stamp >= ELIGIBLE_SECONDS:
-                    del self._refused[key]
+            _drop_stale(self._refused, now, ELIGIBLE_SECONDS, lambda said: said[0], at_limit=True)
             self._refused[user_id] = (now, said)
             for yes in [yes for yes in self._eligible if yes[0] == user_id]:
                 del self._eligible[yes]
