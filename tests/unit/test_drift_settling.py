@@ -14,8 +14,9 @@ import pytest
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
+from jitaccess.adapters.ssoadmin import Request
 from jitaccess.api import audit, names
-from jitaccess.api.models import Entitlement
+from jitaccess.api.models import Entitlement, TierStatus
 from jitaccess.domain.grants import membership_key
 from jitaccess.errors import NotFound
 from jitaccess.handlers import catalog, permissionsets
@@ -210,3 +211,45 @@ def test_an_assignment_is_not_removed_for_a_catalog_applied_again_during_the_pas
     again = permissionsets._Drift(rt, "payments", "c-2", "2026-12-01T10:05:00Z")
     assert again.begin(spec, key, wanted=True) is not None and list(again.begun) == [key]
     assert len(cluster.objects[(names.CATALOGS, "payments")]["status"]["driftRemovals"]) == 1
+
+
+class Assignments:
+    """One permission set's assignments by account, as SSO Admin lists them; what was asked of it."""
+
+    def __init__(self, **accounts: list[tuple[str, str]]) -> None:
+        self.accounts = accounts
+        self.asked: list[tuple[str, str, str]] = []
+
+    def assignments(self, arn: str, account: str) -> list[tuple[str, str]]:
+        return list(self.accounts.get(account, []))
+
+    def assigned_accounts(self, arn: str) -> list[str]:
+        return sorted(self.accounts)
+
+    def assign(self, arn: str, account: str, principal: str) -> Any:
+        self.asked.append(("assign", account, principal))
+        return Request("create", f"r-{len(self.asked)}", "IN_PROGRESS")
+
+    def unassign(self, arn: str, account: str, principal: str, principal_type: str) -> Any:
+        self.asked.append(("unassign", account, principal))
+        return Request("delete", f"r-{len(self.asked)}", "IN_PROGRESS")
+
+
+def test_a_pass_of_a_catalog_applied_again_since_makes_no_drift_removal() -> None:
+    # A hand-made group assignment in a wanted account (111) and in one the catalog no longer
+    # lists (222): drift, each removed only once listed on the catalog the pass read.
+    arn = "arn:aws:sso:::permissionSet/ssoins-1/ps-0a1b2c"
+    spec = cast(Any, type("Spec", (), {"name": "jit-payments-prod", "group_name": "tier", "accounts": ["111"]}))
+    cluster, rt = setup(Store())
+    applied = copy.deepcopy(test_permissions.EXAMPLES[0])
+    applied["metadata"] = {"name": "payments", "uid": "c-2"}
+    cluster.add(names.CATALOGS, applied)
+    for uid, unassigned in (("c-1", []), ("c-2", [("unassign", "111", "gid-hand"), ("unassign", "222", "gid-hand")])):
+        sso = Assignments(**{"111": [("GROUP", "gid-tier"), ("GROUP", "gid-hand")], "222": [("GROUP", "gid-hand")]})
+        drift = permissionsets._Drift(rt, "payments", uid, "2026-12-01T10:00:00Z")
+        done = permissionsets._Pass()
+        permissionsets._assignments(
+            cast(Any, sso), spec, arn, "gid-tier", TierStatus(), done, lambda _: False, drift, lambda _: False
+        )
+        assert [a for a in sso.asked if a[0] == "unassign"] == unassigned, uid
+        assert len(done.drift) == len(unassigned), uid

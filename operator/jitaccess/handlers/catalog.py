@@ -583,13 +583,16 @@ def _scan_drift(
                         "firstSeen": seen,
                     }
                     if not _list(rt, entitlement, intent):
-                        # The Entitlement scanned was deleted, or applied again under its name: a
-                        # removal made now would have no entry to record it. The new one's scan
-                        # lists and removes the member.
-                        log.info(
-                            "%s: the Entitlement is gone or another now: member %s left to its next scan",
+                        # The Entitlement scanned was applied again under its name (or is gone,
+                        # its finalizer taken off by hand: its deletion's own scan runs under this
+                        # scan's lock): a removal made now would have no entry to record it. The
+                        # new one's scan lists, removes and records the member.
+                        log.warning(
+                            "%s: the Entitlement scanned is gone or another now: %s, in Identity Center group %s "
+                            "with no active grant, is left to the next scan of an Entitlement of that group",
                             entitlement.metadata.name,
-                            user_id,
+                            user or user_id,
+                            group_name,
                         )
                         return
                 removed = ic.remove_member(group_id, user_id, membership_id)
