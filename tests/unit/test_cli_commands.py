@@ -793,6 +793,30 @@ def test_revoke_all_names_what_was_refused_and_exits_1(api: FakeApi) -> None:
     )
 
 
+def test_revoke_all_tries_a_request_that_changed_again_and_says_when_it_kept_changing(api: FakeApi) -> None:
+    """r-bob's denial is refused as no longer the request read (409): the next pass reads and
+    denies it. One that changes at every pass is said to be left, and the command fails, rather
+    than ending as if everything had been ended."""
+    api.objects.clear()
+    bobs = req(cond("Ready", "False", "Pending"), name="r-bob")
+    bobs["spec"]["requester"] = "bob@example.com"
+    stored(api, names.REQUESTS, bobs)
+    conflict = ApiError(
+        409, "Conflict", "the object has been modified; please apply your changes to the latest version"
+    )
+    api.patch_errors = [conflict]
+    s = session(api)
+    assert decisions.revoke_all(s, decisions.Scope(), reason="INC-9", wait=False, timeout=None) == 0
+    assert "denied AccessRequest r-bob (bob@example.com, prod-eng-payments)" in out(s) and err(s) == ""
+
+    api.patch_errors = [conflict] * decisions._ALL_PASSES
+    s = session(api)
+    with pytest.raises(Refused) as refused:
+        decisions.revoke_all(s, decisions.Scope(), reason="INC-9", wait=False, timeout=None)
+    assert "1 could not be ended (accessrequest r-bob)" in refused.value.message
+    assert "refused: accessrequest r-bob kept changing while it was being ended: run the command again" in err(s)
+
+
 def test_revoke_all_goes_round_again_for_a_grant_made_meanwhile(api: FakeApi) -> None:
     incident(api)
     real_delete = api.delete

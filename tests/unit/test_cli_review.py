@@ -29,11 +29,12 @@ class StoringApi(FakeApi):
     def __init__(self) -> None:
         super().__init__()
         self.between: list[dict[str, Any]] = []
+        self.between_at = PATH
 
     def get(self, path: str, **query: Any) -> dict[str, Any]:
         read = super().get(path, **query)
-        if path == PATH and self.between:
-            self.objects[PATH] = self.between.pop(0)
+        if path == self.between_at and self.between:
+            self.objects[path] = self.between.pop(0)
         return read
 
     def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
@@ -302,3 +303,26 @@ def test_an_extensions_decision_carries_its_uid_and_resource_version(api: Storin
     api.objects[o.path(names.EXTENSIONS, "x")] = ext
     assert decisions.decide(paula(api), "extension/x", approve=True, reason=None, uid="x-1") == 0
     assert patches(api) == [{"uid": "x-1", "resourceVersion": "9", "annotations": {names.ANNOTATION_APPROVED: "true"}}]
+
+
+def test_an_extension_changed_meanwhile_is_read_again_and_another_under_its_name_refused(api: StoringApi) -> None:
+    """The operator's status write between the plugin's read and its patch (409): read again, the
+    same extension, and approved. Withdrawn and asked again by mallory under the name meanwhile:
+    refused, nothing approved (it was the API server's "object has been modified" before)."""
+
+    def ext(uid: str, version: str, requester: str = "bob@example.com") -> dict[str, Any]:
+        made = extension("x", "g-bob", requester)
+        made["metadata"].update(uid=uid, resourceVersion=version)
+        return made
+
+    path = o.path(names.EXTENSIONS, "x")
+    api.between_at = path
+    api.objects[path], api.between = ext("x-1", "9"), [ext("x-1", "10")]
+    assert decisions.decide(paula(api), "extension/x", approve=True, reason=None) == 0
+    assert [(p["uid"], p["resourceVersion"]) for p in patches(api)] == [("x-1", "9"), ("x-1", "10")]
+
+    api.calls.clear()
+    api.objects[path], api.between = ext("x-1", "9"), [ext("x-2", "12", requester="mallory@example.com")]
+    with pytest.raises(Refused, match=r"accessextension x is no longer the one read \(uid x-1\): it was withdrawn"):
+        decisions.decide(paula(api), "extension/x", approve=True, reason=None)
+    assert names.ANNOTATION_APPROVED not in api.objects[path]["metadata"]["annotations"]

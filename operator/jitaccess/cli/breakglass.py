@@ -22,7 +22,6 @@ from jitaccess.cli.objects import Obj
 from jitaccess.cli.session import Session
 
 DEFAULT_WAIT = timedelta(minutes=2)
-_CONFLICT_RETRIES = 3
 
 
 def run(session: Session, entitlement_name: str, duration: str | None, reason: str, *, wait: bool) -> int:
@@ -102,7 +101,7 @@ def review(session: Session, request: Obj, *, uid: str | None = None) -> int:
     the one reviewed (attacks 130, 134: names are taken again). A change to the same request (the
     operator's status) is read and checked again."""
     name, meant = wire.name_of(request), uid or str(wire.metadata(request).get("uid") or "")
-    for _ in range(_CONFLICT_RETRIES):
+    for _ in range(o.CONFLICT_RETRIES):
         o.check_same(
             request,
             meant,

@@ -41,7 +41,6 @@ SESSIONS_REVOKED_NOTE = (
     "note: AWS sessions started before now are denied by the permission set until their session duration ends "
     "(session revocation)"
 )
-_CONFLICT_RETRIES = 3
 
 
 # --- approve / deny ----------------------------------------------------------------------------
@@ -94,11 +93,10 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None, u
         from jitaccess.cli import extend
 
         extension = read or o.get(api, names.EXTENSIONS, name)
-        o.check_same(extension, uid, "accessextension")
-        return extend.decide(session, extension, approve=approve, reason=reason)
+        return extend.decide(session, extension, approve=approve, reason=reason, uid=uid)
     verb = "approve" if approve else "deny"
     meant = uid
-    for _ in range(_CONFLICT_RETRIES):
+    for _ in range(o.CONFLICT_RETRIES):
         # What the target's lookup read is as fresh as a read; after a conflict, read again: the
         # same request (the uid first read, or `uid`), changed meanwhile, is checked again.
         request, read = read or o.get(api, names.REQUESTS, name), None
@@ -224,7 +222,7 @@ def withdraw(session: Session, name: str) -> int:
     """Delete my own request while nobody has decided on it (the webhook allows nobody else: the
     owner team's approvers deny it, which names them in its records)."""
     api, me = session.api, session.me
-    for _ in range(_CONFLICT_RETRIES):
+    for _ in range(o.CONFLICT_RETRIES):
         request = o.get(api, names.REQUESTS, name)
         requester = o.requester(request)
         if requester != me.username:
@@ -353,6 +351,9 @@ class _Tally:
     refused: list[str] = field(default_factory=list)
     #: uid of every object acted on or refused: each is tried once.
     seen: set[str] = field(default_factory=set)
+    #: uid -> (plural, name) of requests and extensions that changed as they were being ended: each
+    #: is read and tried again in the next pass, and said to be left when the passes run out.
+    changed: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         def count(n: int, what: str, done: str) -> str:
@@ -418,6 +419,7 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
             acted += sum(_end_request(session, r, reason, tally) for r in requests if _in_scope(r, scope, owners))
         if not acted:
             break
+    _left_changing(session, tally)
     ended = tally.denied + tally.cancelled + tally.withdrawn + tally.extensions_denied + tally.extensions_withdrawn
     if not tally.revoked and not ended and not tally.refused:
         what = "grants" if scope.grants_only else "grants, requests or extensions"
@@ -467,11 +469,57 @@ def _extension_scope(extension: Obj, grants: dict[str, Obj]) -> Obj:
 
 
 def _first_time(obj: Obj, tally: _Tally) -> bool:
-    key = str(wire.metadata(obj).get("uid") or wire.name_of(obj))
+    key = _key(obj)
     if key in tally.seen:
         return False
     tally.seen.add(key)
+    tally.changed.pop(key, None)
     return True
+
+
+def _key(obj: Obj) -> str:
+    return str(wire.metadata(obj).get("uid") or wire.name_of(obj))
+
+
+def _changed(obj: Obj, plural: str, tally: _Tally) -> None:
+    """`obj` changed (or is another) since it was listed: the next pass reads it again."""
+    tally.seen.discard(_key(obj))
+    tally.changed[_key(obj)] = (plural, wire.name_of(obj))
+
+
+def _left_changing(session: Session, tally: _Tally) -> None:
+    """Those that changed as they were being ended and were not ended by the last pass: still to
+    end as read now, each is said to be left, so that the command does not end as if all were."""
+    for key, (plural, name) in tally.changed.items():
+        try:
+            now = o.get_optional(session.api, plural, name)
+        except CliError:
+            now = {}  # not known: said to be left
+        if now is None or (now and (_key(now) != key or not _to_end(plural, now))):
+            continue  # gone, another object now, or ended (or decided) meanwhile
+        kind = "accessrequest" if plural == names.REQUESTS else "accessextension"
+        tally.refused.append(f"{kind} {name}")
+        session.note(f"refused: {kind} {name} kept changing while it was being ended: run the command again")
+
+
+def _to_end(plural: str, obj: Obj) -> bool:
+    return _request_to_end(obj) if plural == names.REQUESTS else _extension_to_end(obj)
+
+
+def _request_to_end(request: Obj) -> bool:
+    """Pending, or approved for a later start (`Scheduled`): what an incident's revoke --all ends."""
+    scheduled = wire.ready_reason(request) == names.SCHEDULED
+    return (
+        scheduled or o.awaiting_decision(request) or (wire.ready_reason(request) is None and not request.get("status"))
+    )
+
+
+def _extension_to_end(extension: Obj) -> bool:
+    """Pending, and no decision on it yet."""
+    state, notes = wire.ready_reason(extension), wire.annotations_of(extension)
+    pending = state == names.PENDING or (state is None and not extension.get("status"))
+    decided = any(wire.truthy(notes.get(f)) for f in (names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED))
+    return pending and not decided
 
 
 def _revoke_one(session: Session, grant: Obj, reason: str, tally: _Tally) -> bool:
@@ -497,12 +545,10 @@ def _revoke_one(session: Session, grant: Obj, reason: str, tally: _Tally) -> boo
 def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> bool:
     """Deny a pending request, revoke a Scheduled one (withdraw either if one's own); nothing else."""
     scheduled = wire.ready_reason(request) == names.SCHEDULED
-    pending = o.awaiting_decision(request) or (wire.ready_reason(request) is None and not request.get("status"))
-    if not (scheduled or pending) or not _first_time(request, tally):
+    if not _request_to_end(request) or not _first_time(request, tally):
         return False
     name, requester = wire.name_of(request), o.requester(request)
     what = f"{requester}, {wire.spec(request).get('entitlement')}"
-    metadata = wire.metadata(request)
     try:
         if requester == session.me.username:
             _delete_as_read(session, names.REQUESTS, request)
@@ -521,7 +567,7 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
         if exc.status == 404:
             return False  # gone meanwhile: nothing left to end
         if o.not_as_read(exc):
-            tally.seen.discard(str(metadata.get("uid") or name))  # changed meanwhile: the next pass reads it again
+            _changed(request, names.REQUESTS, tally)
             return True
         tally.refused.append(f"accessrequest {name}")
         session.note(f"refused: AccessRequest {name} ({requester}): {o.refusal(exc, 'ending it').message}")
@@ -554,14 +600,10 @@ def _cancel_as_read(session: Session, request: Obj, reason: str | None) -> None:
 
 def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally) -> bool:
     """Deny a pending extension (withdraw one's own); nothing else: one decided or finished is left."""
-    state, notes = wire.ready_reason(extension), wire.annotations_of(extension)
-    pending = state == names.PENDING or (state is None and not extension.get("status"))
-    decided = any(wire.truthy(notes.get(f)) for f in (names.ANNOTATION_APPROVED, names.ANNOTATION_DENIED))
-    if not pending or decided or not _first_time(extension, tally):
+    if not _extension_to_end(extension) or not _first_time(extension, tally):
         return False
     name, spec, requester = wire.name_of(extension), wire.spec(extension), o.requester(extension)
     what = f"{requester}, +{spec.get('duration')} on AccessGrant {spec.get('grant')}"
-    metadata = wire.metadata(extension)
     try:
         if requester == session.me.username:
             _delete_as_read(session, names.EXTENSIONS, extension)
@@ -575,7 +617,7 @@ def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally)
         if exc.status == 404:
             return False  # gone meanwhile: nothing left to end
         if o.not_as_read(exc):
-            tally.seen.discard(str(metadata.get("uid") or name))  # changed meanwhile: the next pass reads it again
+            _changed(extension, names.EXTENSIONS, tally)
             return True
         try:
             now = o.get_optional(session.api, names.EXTENSIONS, name)

@@ -145,28 +145,39 @@ def _react(session: Session, extension: Obj, said: set[str], wait: bool) -> int 
 # --- approve / deny an extension -----------------------------------------------------------------
 
 
-def decide(session: Session, extension: Obj, *, approve: bool, reason: str | None) -> int:
+def decide(session: Session, extension: Obj, *, approve: bool, reason: str | None, uid: str | None = None) -> int:
     """`kubectl jit approve|deny NAME` when NAME is an AccessExtension: the request's annotations,
-    with the same early checks (the webhook has the last word)."""
+    with the same early checks (the webhook has the last word). The patch carries the uid and
+    resourceVersion read; a change to the same extension meanwhile is read and checked again, and
+    another created under its name (or, with `uid`, any other than that one) is refused."""
     name, verb = wire.name_of(extension), "approve" if approve else "deny"
-    state = wire.ready_reason(extension)
-    if state in names.EXTENSION_FINISHED or wire.is_true(extension, names.APPROVED):
-        raise Refused(
-            f"accessextension {name} is {state or 'approved'}: there is nothing left to decide "
-            f"({o.ready_message(extension) or 'a decision cannot be changed'})"
+    meant = uid or str(wire.metadata(extension).get("uid") or "")
+    for _ in range(o.CONFLICT_RETRIES):
+        o.check_same(extension, meant, "accessextension", given=bool(uid))
+        state = wire.ready_reason(extension)
+        if state in names.EXTENSION_FINISHED or wire.is_true(extension, names.APPROVED):
+            raise Refused(
+                f"accessextension {name} is {state or 'approved'}: there is nothing left to decide "
+                f"({o.ready_message(extension) or 'a decision cannot be changed'})"
+            )
+        if (wire.spec(extension).get("requester") or "") == session.me.username:
+            raise Refused(
+                f"you may not {verb} accessextension {name}: you asked for it; an approver of the team decides"
+            )
+        flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
+        patched = {flag: "true", **({names.ANNOTATION_DECISION_REASON: reason} if reason else {})}
+        patch = {"metadata": {**o.as_read(extension), "annotations": patched}}
+        try:
+            session.api.merge_patch(o.path(names.EXTENSIONS, name), patch)
+        except ApiError as exc:
+            if o.not_as_read(exc):
+                extension = o.get(session.api, names.EXTENSIONS, name)
+                continue
+            raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessextension {name}") from exc
+        spec = wire.spec(extension)
+        what = f"{spec.get('requester') or 'the grantee'}, +{spec.get('duration')} on accessgrant {spec.get('grant')}"
+        session.say(
+            f"{'approved' if approve else 'denied'} accessextension {name} ({what})" + (f": {reason}" if reason else "")
         )
-    if (wire.spec(extension).get("requester") or "") == session.me.username:
-        raise Refused(f"you may not {verb} accessextension {name}: you asked for it; an approver of the team decides")
-    flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
-    patched = {flag: "true", **({names.ANNOTATION_DECISION_REASON: reason} if reason else {})}
-    patch = {"metadata": {**o.as_read(extension), "annotations": patched}}
-    try:
-        session.api.merge_patch(o.path(names.EXTENSIONS, name), patch)
-    except ApiError as exc:
-        raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessextension {name}") from exc
-    spec = wire.spec(extension)
-    what = f"{spec.get('requester') or 'the grantee'}, +{spec.get('duration')} on accessgrant {spec.get('grant')}"
-    session.say(
-        f"{'approved' if approve else 'denied'} accessextension {name} ({what})" + (f": {reason}" if reason else "")
-    )
-    return OK
+        return OK
+    raise Refused(f"accessextension {name} kept changing while you decided: run the command again")

@@ -172,6 +172,11 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
     return Refused(f"{doing} was refused: {exc.message}")
 
 
+#: How often a command that writes an object as read reads it again when it changed meanwhile
+#: (the operator's status writes) before it asks the user to run it again.
+CONFLICT_RETRIES = 3
+
+
 def as_read(obj: Obj) -> dict[str, str]:
     """The uid and resourceVersion `obj` was read with (those it has): in a patch's metadata, or as
     a deletion's preconditions, the API server writes only on that object as read. Another object
