@@ -115,14 +115,11 @@ def review(session: Session, request: Obj, *, uid: str | None = None) -> int:
         if names.ANNOTATION_REVIEWED_BY in notes:
             raise Refused(f"accessrequest {name} was already reviewed by {notes[names.ANNOTATION_REVIEWED_BY]}")
         # Its uid is `meant` (checked above), and its resourceVersion the one read.
-        patch = {"metadata": {**o.as_read(request), "annotations": {names.ANNOTATION_REVIEWED: "true"}}}
-        try:
-            session.api.merge_patch(o.path(names.REQUESTS, name), patch)
-        except ApiError as exc:
-            if o.not_as_read(exc):
-                request = o.get(session.api, names.REQUESTS, name)
-                continue
-            raise o.refusal(exc, f"reviewing accessrequest {name}") from exc
+        reviewed = {names.ANNOTATION_REVIEWED: "true"}
+        again = o.annotate_as_read(session.api, names.REQUESTS, request, reviewed, f"reviewing accessrequest {name}")
+        if again is not None:
+            request = again
+            continue
         spec = wire.spec(request)
         session.say(
             f"reviewed break-glass accessrequest {name} ({spec.get('requester')}, {spec.get('entitlement')}): "

@@ -166,14 +166,11 @@ def decide(session: Session, extension: Obj, *, approve: bool, reason: str | Non
             )
         flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
         patched = {flag: "true", **({names.ANNOTATION_DECISION_REASON: reason} if reason else {})}
-        patch = {"metadata": {**o.as_read(extension), "annotations": patched}}
-        try:
-            session.api.merge_patch(o.path(names.EXTENSIONS, name), patch)
-        except ApiError as exc:
-            if o.not_as_read(exc):
-                extension = o.get(session.api, names.EXTENSIONS, name)
-                continue
-            raise o.refusal(exc, f"{'approving' if approve else 'denying'} accessextension {name}") from exc
+        doing = f"{'approving' if approve else 'denying'} accessextension {name}"
+        again = o.annotate_as_read(session.api, names.EXTENSIONS, extension, patched, doing)
+        if again is not None:
+            extension = again
+            continue
         spec = wire.spec(extension)
         what = f"{spec.get('requester') or 'the grantee'}, +{spec.get('duration')} on accessgrant {spec.get('grant')}"
         session.say(

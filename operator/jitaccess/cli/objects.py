@@ -216,6 +216,20 @@ def check_same(
         )
 
 
+def annotate_as_read(api: KubeApi, plural: str, obj: Obj, annotations: dict[str, str], doing: str) -> Obj | None:
+    """Patch `annotations` onto `obj` only as it was read (`as_read`). None: written. Else the
+    object as read again, having changed (or been replaced) since: the caller checks it again.
+    Any other refusal is raised, saying what was being done (`doing`)."""
+    name = wire.name_of(obj)
+    try:
+        api.merge_patch(path(plural, name), {"metadata": {**as_read(obj), "annotations": annotations}})
+    except ApiError as exc:
+        if not_as_read(exc):
+            return get(api, plural, name)
+        raise refusal(exc, doing) from exc
+    return None
+
+
 _LISTED_BY = {
     names.REQUESTS: "`kubectl jit list`",
     names.GRANTS: "`kubectl get accessgrants`",
