@@ -364,8 +364,8 @@ def test_the_pick_list_says_how_each_is_approved_and_who_is_not_eligible(api: Fa
     listed = {line.split()[1]: line for line in err(s).splitlines() if line.startswith("   ")}
     assert listed["prod-eng-payments"].endswith("team payments, yours: 1h by default, at most 4h, granted at once")
     assert listed["prod-pci"].endswith(
-        "needs 2 approvers of team pci, not eligible at the last check (you must be in every one of: "
-        "prod-eligible, pci-trained)"
+        "needs 2 approvers of team pci, not among its eligible users at its last check (enabled, and in every one "
+        "of: prod-eligible, pci-trained)"
     )
     assert listed["prod-pci-cut"].endswith("needs 2 approvers of team pci")
     assert listed["prod-pci-me"].endswith("needs 2 approvers of team pci")

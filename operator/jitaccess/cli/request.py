@@ -144,7 +144,8 @@ def _not_eligible(entitlement: Obj, me: Identity) -> str:
     # Identity Center compares user names without regard to case.
     if me.username.casefold() in {str((u or {}).get("username", "")).casefold() for u in listed}:
         return ""
-    return f", not eligible at the last check (you must be in every one of: {', '.join(map(str, groups))})"
+    # The groups as the spec names them now: a change since the last check shows at the next one.
+    return f", not among its eligible users at its last check (enabled, and in every one of: {', '.join(map(str, groups))})"
 
 
 def held(session: Session, entitlement: Obj) -> list[Obj]:
