@@ -136,3 +136,34 @@ def test_a_write_that_names_no_object_is_refused_before_anything_is_sent() -> No
             lands(stored, uid, current)
         with pytest.raises(ValueError, match="has an empty uid"):
             lands(None, uid, current)
+
+
+class _Grants:
+    """One stored grant, annotated only while it is still the object with the uid asked for."""
+
+    def __init__(self, uid: str) -> None:
+        self.grant: dict[str, Any] = {"metadata": {"name": "g1", "uid": uid, "annotations": {}}, "status": {}}
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.grant)
+
+    def annotate(self, plural: str, name: str, uid: str, change: Any) -> dict[str, Any] | None:
+        if self.grant["metadata"]["uid"] != uid or (notes := change(copy.deepcopy(self.grant))) is None:
+            return None
+        self.grant["metadata"]["annotations"].update(notes)
+        return self.grant
+
+
+def test_a_deleted_requests_grant_is_marked_revoked_only_if_it_is_the_one_decided_on() -> None:
+    """The orphaned grant's revocation, refused by Identity Center, is written down as the grant's
+    own revocation: on that grant (its uid), never on another stored under its name since."""
+    from jitaccess.handlers import deleted_requests
+    from jitaccess.handlers.runtime import Runtime
+    from jitaccess.settings import Settings
+
+    for uid, marked in (("g-old", False), ("g-new", True), (BY_NAME, True)):
+        grants = _Grants("g-new")
+        rt = Runtime(Settings(), cast(Any, None), cast(Any, grants))
+        rt.cached = lambda *_: "system:serviceaccount:jitaccess:operator"  # type: ignore[method-assign]
+        deleted_requests.mark_revoked(rt, "g1", "its request was deleted", uid)
+        assert (names.ANNOTATION_REVOKED in grants.grant["metadata"]["annotations"]) is marked, uid

@@ -119,7 +119,7 @@ async def _revoke(rt: Runtime, grant: str, uid: Only) -> None:
     # again, and its expiry ends it whatever happens here.
     for attempt in range(MARK_ATTEMPTS):
         try:
-            await rt.run_blocking(mark_revoked, rt, grant, WHY)
+            await rt.run_blocking(mark_revoked, rt, grant, WHY, uid)
             return
         except Exception as exc:  # the API server, or who the operator is: it may pass
             if attempt + 1 == MARK_ATTEMPTS:
@@ -135,12 +135,15 @@ def _settled(obj: dict[str, Any]) -> bool:
     return wire.truthy(notes.get(names.ANNOTATION_REVOKED)) or wire.ready_reason(obj) in names.GRANT_FINISHED
 
 
-def mark_revoked(rt: Runtime, grant: str, why: str) -> None:
-    """Annotate live grant `grant` revoked by the operator, for `why`, unless it is revoked already
-    or finished. Raises when that cannot be done yet (the caller tries again)."""
+def mark_revoked(rt: Runtime, grant: str, why: str, uid: Only) -> None:
+    """Annotate live grant `grant` (the object `uid`; `BY_NAME`: whatever is stored under the name)
+    revoked by the operator, for `why`, unless it is revoked already or finished. Raises when that
+    cannot be done yet (the caller tries again)."""
     current = rt.kube.get(names.GRANTS, grant)
     if current is None or _settled(current):
         return
+    if uid is not BY_NAME and wire.uid_of(current) != uid:
+        return  # another grant stored under the name since: not the one decided on
     # The API server's name for the operator: `revoked-by` may only ever be the caller's own, and
     # a revocation without it would be recorded as the grantee's own. Cached like a name's id: a
     # retried mark, or a burst of deleted requests, asks the API server once.

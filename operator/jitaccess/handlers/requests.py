@@ -338,10 +338,15 @@ def _end_grant_cancelled_late(rt: Runtime, request: AccessRequest) -> None:
         return
     notes = request.metadata.annotations
     why = notes.get(names.ANNOTATION_REVOKE_REASON, "")
+    grant = rt.kube.get(names.GRANTS, request.metadata.name)
+    made_for = ((grant or {}).get("metadata", {}).get("labels") or {}).get(names.LABEL_REQUEST)
+    if grant is None or (made_for and made_for != request.metadata.uid):
+        return  # no grant of this request's: another request's under the name is not this one to end
     mark_revoked(
         rt,
         request.metadata.name,
         f"its AccessRequest was revoked by {cancel.who} before its start" + (f": {why}" if why else ""),
+        wire.uid_of(grant),
     )
 
 
