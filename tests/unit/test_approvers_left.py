@@ -771,8 +771,8 @@ def test_a_group_gone_is_not_remembered_as_the_users_account_gone(rt: Runtime, i
 
     paula = "paula@example.com"
     ic.missing_groups = group_gone  # type: ignore[method-assign]
-    assert "no longer exists" in (
-        _account_problem(rt, cast(IdentityCenter, ic), paula, f"u-{paula}", {"g-x": "x"}) or ""
-    )
+    said = _account_problem(rt, cast(IdentityCenter, ic), paula, f"u-{paula}", {"g-x": "x"}) or ""
+    assert said.startswith("an eligibility group (x) is no longer in Identity Center store"), said
+    assert f"so {paula} cannot be found eligible" in said and "no longer exists" not in said
     assert rt.recently_refused(f"u-{paula}") is None
     assert approver_problem(rt, paula) is None, "paula's account is there and enabled"

@@ -106,8 +106,14 @@ def _account_problem(
             said = "gone"  # and `user` resolved afresh once that has aged (`Runtime.mark_refused`)
         if said is None and not not_found:
             return None
-        if said is not None:
-            rt.mark_refused(user_id, said, user)
+        if said is None:
+            # The account is there and enabled: the NotFound was a group's.
+            return (
+                f"an eligibility group ({', '.join(sorted(ids.values()))}) is no longer in Identity Center store "
+                f"{ic.identity_store_id} (deleted since jitaccess looked it up), so {user} cannot be found "
+                "eligible: ask the Entitlement's owner team to name groups that exist"
+            )
+        rt.mark_refused(user_id, said, user)
     if said == "disabled":
         return request_rules.disabled_message(user, user_id)
     return f"the Identity Center user {user} {who}(UserId {user_id}) no longer exists in store {ic.identity_store_id}"
