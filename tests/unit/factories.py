@@ -49,7 +49,12 @@ def request(
     }
     return AccessRequest.model_validate(
         {
-            "metadata": {"name": "r1", "annotations": annotations or {}, "creationTimestamp": created.isoformat()},
+            "metadata": {
+                "name": "r1",
+                "uid": "uid-r1",
+                "annotations": annotations or {},
+                "creationTimestamp": created.isoformat(),
+            },
             "spec": {**base, **spec},
             "status": {"conditions": conditions or []},
         }
@@ -63,7 +68,7 @@ def condition(type_: str, status: str, reason: str, at: datetime = T0) -> dict[s
 def grant(*, conditions: list[dict[str, Any]] | None = None, **status: Any) -> AccessGrant:
     return AccessGrant.model_validate(
         {
-            "metadata": {"name": "g1"},
+            "metadata": {"name": "g1", "uid": "uid-g1"},
             "spec": {
                 "user": "alice@example.com",
                 "entitlement": "prod-eng-payments",

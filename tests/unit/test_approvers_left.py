@@ -36,7 +36,7 @@ from jitaccess.handlers.requests import activation_refusal
 from jitaccess.handlers.runtime import ELIGIBLE_SECONDS, Runtime
 from jitaccess.settings import Settings
 from tests.unit import test_extensions as extensions
-from tests.unit.factories import T0, condition, entitlement, request, team
+from tests.unit.factories import T0, condition, entitlement, lands, request, team
 
 LIMITS = rules.Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24))
 BY_PAULA = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "paula@example.com"}
@@ -363,6 +363,7 @@ class StatusStore:
     """The API server as an approval's status write meets it."""
 
     def update_status(self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None) -> Any:
+        assert lands(current, uid, current), "the write names the object it was given"
         fields = change(current)
         return None if fields is None else {**current, "status": {**current.get("status", {}), **fields}}
 

@@ -22,7 +22,7 @@ from jitaccess.domain import requests as rules
 from jitaccess.handlers import requests
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
-from tests.unit.factories import T0, condition, entitlement, request, team
+from tests.unit.factories import T0, condition, entitlement, lands, request, team
 
 SAID = 'AccessGrant.jitaccess.dev "r1" is invalid: metadata.labels: Invalid value: "x": must be no more than 63 bytes'
 
@@ -168,6 +168,7 @@ class _Cluster:
     def update_status(
         self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
     ) -> dict[str, Any]:
+        assert lands(self.stored, uid, current), "the write names the request stored"
         fields = change(self.stored)
         assert fields is not None
         self.stored = {**self.stored, "status": {**self.stored.get("status", {}), **fields}}
