@@ -80,13 +80,16 @@ HOSTILE_REASONS = [
     ("INC-14 fix\u2028(pre-approved by paula)", "U+2028 (LINE SEPARATOR) at character 11"),
     ("INC-14 fix\U000e0041\U000e0042", "U+E0041 (TAG LATIN CAPITAL LETTER A) at character 11"),
     ("INC-14\u200b fix", "U+200B (ZERO WIDTH SPACE) at character 7"),
+    # A byte per character, hidden after a visible one ("emoji smuggling"); a blank nothing collapses.
+    ("INC-14 fix\U000e0100\U000e0101", "U+E0100 (VARIATION SELECTOR-17) at character 11"),
+    ("INC-14\u2800\u2800 fix", "U+2800 (BRAILLE PATTERN BLANK) at character 7"),
 ]
 
 
 @pytest.mark.parametrize(
     ("reason", "named"),
     HOSTILE_REASONS,
-    ids=["esc", "bel", "nul", "rlo", "newline", "line-separator", "tags", "zero-width"],
+    ids=["esc", "bel", "nul", "rlo", "newline", "line-separator", "tags", "zero-width", "variation-selectors", "blank"],
 )
 def test_31_request_reason_with_terminal_controls_is_refused(system: Jit, reason: str, named: str) -> None:
     refused(create(system, "t-reason", reason), "admission webhook", f"spec.reason holds {named}", "plain text")

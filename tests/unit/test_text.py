@@ -30,6 +30,11 @@ FORBIDDEN = {
     "\u2066": "U+2066 (LEFT-TO-RIGHT ISOLATE)",
     "\u2069": "U+2069 (POP DIRECTIONAL ISOLATE)",
     "\ufffd": "U+FFFD (REPLACEMENT CHARACTER)",
+    "\u034f": "U+034F (COMBINING GRAPHEME JOINER)",
+    "\u3164": "U+3164 (HANGUL FILLER)",
+    "\u2800": "U+2800 (BRAILLE PATTERN BLANK)",
+    "\ufe00": "U+FE00 (VARIATION SELECTOR-1)",
+    "\U000e01ef": "U+E01EF (VARIATION SELECTOR-256)",
 }
 
 
@@ -44,6 +49,8 @@ ALLOWED = [
     "Störung im Zahlungslauf",
     "支払いバッチの修正",
     "🔥 SEV-1",
+    "\u26a0\ufe0f SEV-1",  # an emoji's presentation selector (VS16) stays allowed
+    "\u2764\ufe0e",
     "a\u00a0b",
     "x" * 1024,
 ]
@@ -77,8 +84,10 @@ def test_length_is_bounded_in_characters_not_bytes() -> None:
 
 
 def test_every_c0_c1_and_bidi_control_separator_and_invisible_character_is_forbidden_and_nothing_else() -> None:
-    invisible = "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\ufff9\ufffa\ufffb"
-    for code in [*range(0x2100), *range(0xFE00, 0x10000), *range(0xE0000, 0xE0100)]:
+    invisible = "\u00ad\u034f\u115f\u1160\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\u2800\u3164"
+    invisible += "\ufeff\uffa0\ufff9\ufffa\ufffb" + "".join(map(chr, range(0xFE00, 0xFE0E)))
+    invisible += "".join(map(chr, range(0xE0100, 0xE01F0)))
+    for code in [*range(0x2100), 0x2800, 0x3164, *range(0xFE00, 0x10000), *range(0xE0000, 0xE0200)]:
         char = chr(code)
         control = unicodedata.category(char) in ("Cc", "Zl", "Zp") or unicodedata.bidirectional(char) in (
             "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI",

@@ -76,17 +76,27 @@ FORBIDDEN_RANGES = (
     (0x00, 0x1F),
     (0x7F, 0x9F),
     (0x00AD, 0x00AD),  # soft hyphen: invisible
+    (0x034F, 0x034F),  # combining grapheme joiner: invisible
     (0x061C, 0x061C),
+    (0x115F, 0x1160),  # Hangul choseong and jungseong fillers: blank, and as wide as a letter
     (0x180E, 0x180E),  # Mongolian vowel separator: invisible
     (0x200B, 0x200F),  # zero-width space, non-joiner, joiner; left-to-right and right-to-left marks
     (0x2028, 0x2029),  # line and paragraph separators: a second line in some viewers and in Slack
     (0x202A, 0x202E),
     (0x2060, 0x2064),  # word joiner and the invisible operators
     (0x2066, 0x2069),
+    (0x2800, 0x2800),  # braille pattern blank: a blank that is no space, so nothing collapses it
+    (0x3164, 0x3164),  # Hangul filler: blank
+    # Variation selectors 1-14, and the supplement's 17-256: invisible, and each can carry a byte
+    # that tools still read (hidden text). VS15 and VS16 (U+FE0E, U+FE0F) stay: they choose text or
+    # emoji presentation, as in "⚠️".
+    (0xFE00, 0xFE0D),
     (0xFEFF, 0xFEFF),  # zero-width no-break space (a byte order mark)
+    (0xFFA0, 0xFFA0),  # halfwidth Hangul filler: blank
     (0xFFF9, 0xFFFB),  # interlinear annotation marks
     (0xFFFD, 0xFFFD),
     (0xE0000, 0xE007F),  # tag characters: invisible text that tools still read
+    (0xE0100, 0xE01EF),
 )
 
 
