@@ -132,7 +132,12 @@ def test_kubectl_jit_break_glass_review_and_two_approvals(pci: Jit) -> None:
         assert pci.members(PCI) == {CAROL}
         report = json.loads(cli.run("review", PCI, "-o", "json", user=PAULA).out)
         assert report["breakGlass"]["enabled"] and [g["request"] for g in report["breakGlass"]["unreviewed"]] == [name]
-        assert cli.run("review", name, user=CAROL).code != 0, "the requester cannot review"
+        bare = cli.run("review", name, user=PAULA)
+        assert bare.code != 0 and f"{name} is a break-glass AccessRequest ({CAROL}, {PCI}), not an Entitlement" in (
+            bare.err
+        ), bare
+        mine = cli.run("review", f"request/{name}", user=CAROL)
+        assert mine.code != 0 and "cannot review it" in mine.err, mine
 
         def approved_by() -> str:
             holders = cli.run("who-has", PCI, "-o", "json", user=PAULA)
@@ -142,7 +147,7 @@ def test_kubectl_jit_break_glass_review_and_two_approvals(pci: Jit) -> None:
 
         due = status(pci, name)["reviewDeadline"]
         assert approved_by() == f"break-glass (not reviewed yet, due {due})"
-        reviewed = cli.run("review", name, user=PAULA)
+        reviewed = cli.run("review", f"request/{name}", user=PAULA)
         assert reviewed.code == 0 and f"reviewed break-glass accessrequest {name}" in reviewed.out, reviewed
         eventually(lambda: approved_by() == f"break-glass (reviewed by {PAULA})" or None, timeout=15)
         short = cli.run("break-glass", PCI, "--reason", "INC-1 down", user=CAROL)

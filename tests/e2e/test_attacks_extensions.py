@@ -535,3 +535,36 @@ def test_132_an_extension_extends_only_the_grant_it_was_asked_for(jit: Jit) -> N
     assert f"uid {gone}, and the one of that name now is uid {grant['metadata']['uid']}" in ready["message"], ready
     assert ready["message"].endswith("nothing was extended"), ready
     unmoved(jit, grant)
+
+
+# --- 137. an extension created under the name of a withdrawn request its approver was told to approve ----
+
+
+def test_137_a_bare_name_that_is_only_an_extension_is_never_decided(jit: Jit) -> None:
+    """alice's request waits for lena, who is told `kubectl jit approve alice-137` (the plugin's and
+    the status's words before they carried `--uid`). alice withdraws it and asks, under its name, for
+    four more hours on the grant she holds. lena's command approved that extension: a bare name was
+    an extension's when no request had it. Refused now, nothing decided; the extension is decided
+    only by its kind (`extension/NAME`) or its uid."""
+    grant = grant_of(jit, "alice-137-held", "1h", user=ALICE)
+    jit.request("alice-137", LEDGER, duration="30m", user=ALICE, reason="INC-137 read the ledger")
+    jit.wait_reason("accessrequest", "alice-137", "Pending")
+    jit.kubectl("delete", "accessrequest", "alice-137", "--timeout=30s", user=ALICE)
+    assert try_extend(jit, "alice-137", "alice-137-held", "3h", ALICE).returncode == 0
+    waiting = jit.wait_reason("accessextension", "alice-137", "Pending")
+    cli = Cli(jit)
+    try:
+        bare = cli.run("approve", "alice-137", user=LENA)
+        assert bare.code != 0, bare
+        assert "alice-137 is not an AccessRequest but an AccessExtension (alice@example.com, +3h on accessgrant" in (
+            bare.err
+        ), bare
+        assert "`kubectl jit approve extension/alice-137` (or deny). Nothing was decided" in bare.err, bare
+        assert jit.ready_reason("accessextension", "alice-137") == "Pending"
+        unmoved(jit, grant)
+        pinned = cli.run("deny", "alice-137", "--uid", waiting["metadata"]["uid"], "--reason", "INC-137 no", user=LENA)
+        assert pinned.code == 0, pinned
+        jit.wait_reason("accessextension", "alice-137", "Denied")
+        unmoved(jit, grant)
+    finally:
+        cli.stop_all()

@@ -196,8 +196,9 @@ def test_kubectl_jit_extend_and_approve(jit: Jit) -> None:
         assert waiting.code == 3, waiting
         assert LENA in waiting.out and "kubectl jit approve" in waiting.out
         name = waiting.out.split("accessextension ", 1)[1].split()[0]
-        assert cli.run("approve", name, user=ALICE).code != 0, "never one's own"
-        approved = cli.run("approve", name, "--reason", "fine", user=LENA)
+        assert f"kubectl jit approve extension/{name} --uid " in waiting.out, waiting
+        assert cli.run("approve", f"extension/{name}", user=ALICE).code != 0, "never one's own"
+        approved = cli.run("approve", f"extension/{name}", "--reason", "fine", user=LENA)
         assert approved.code == 0, approved
         jit.wait_reason("accessextension", name, "Extended")
     finally:

@@ -105,7 +105,7 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
         return items[plural]
 
     monkeypatch.setattr(completion, "_items", fake_items)
-    assert complete("approve", "")[0] == ["r-pending", "x-waits"]
+    assert complete("approve", "")[0] == ["r-pending", "extension/x-waits"]
     assert complete("extend", "")[0] == ["g-live"]
     assert complete("withdraw", "")[0] == ["r-pending"]
     assert complete("status", "r-")[0] == ["r-done", "r-glass", "r-glass-reviewed", "r-later", "r-pending"]
@@ -113,7 +113,7 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen[-1] == {"context": "ctx", "kubeconfig": "/k"}
     assert complete("revoke", "")[0] == ["g-live", "r-later"], "a Scheduled request is revoked before it starts"
     assert complete("list", "--team", "")[0] == ["payments"]
-    assert complete("review", "")[0] == ["prod-eng-payments", "r-glass"], "an entitlement, or break-glass to review"
+    assert complete("review", "")[0] == ["prod-eng-payments", "request/r-glass"], "an entitlement, or one to review"
     assert complete("audit", "--entitlement", "p")[0] == ["prod-eng-payments"]
 
 

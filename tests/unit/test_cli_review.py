@@ -127,12 +127,12 @@ def test_a_request_reviewed_meanwhile_is_refused_as_reviewed(api: StoringApi) ->
 def test_review_from_the_command_line_reviews_the_request_it_looked_up(
     api: StoringApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`review NAME` looks the name up once: the request found break-glass is the one reviewed."""
+    """`review request/NAME` looks the name up once: the request found break-glass is the one reviewed."""
     api.objects[PATH] = glass("u-1")
     api.between = [glass("u-2", requester="mallory@example.com", version="12")]
     paula = session(api)
     monkeypatch.setattr("jitaccess.cli.session.Session", lambda *_: paula)
-    assert main.run(["review", "r"], io.StringIO(), paula.out, paula.err) == REFUSED
+    assert main.run(["review", "request/r"], io.StringIO(), paula.out, paula.err) == REFUSED
     assert "accessrequest r is no longer the one read (uid u-1)" in err(paula)
     assert [c[0] for c in api.calls if c[1] == PATH or c[0] == "patch"] == ["get", "patch", "get"]
 
@@ -216,6 +216,21 @@ def test_a_name_both_an_entitlement_and_a_break_glass_request_is_refused_bare(
 
     code, paula = review_as_paula(api, monkeypatch, "grant/prod-eng-payments")
     assert code == REFUSED and "the kind before / is entitlement or request" in err(paula)
+
+
+def test_a_bare_name_never_records_a_review(api: StoringApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Entitlement of the name (renamed in Git, a typo): a bare name that is a break-glass request
+    still only reads; the review, which is final, is recorded by `request/NAME` or `--uid`."""
+    api.objects[PATH] = glass("u-1")
+    code, paula = review_as_paula(api, monkeypatch, "r")
+    assert code == REFUSED
+    assert (
+        "r is a break-glass AccessRequest (carol@example.com, prod-eng-payments), not an Entitlement: to record your "
+        "review of it, run `kubectl jit review request/r` (or `kubectl jit review r --uid u-1`). Nothing was reviewed"
+    ) in err(paula)
+    assert not [c for c in api.calls if c[0] == "patch"]
+    code, paula = review_as_paula(api, monkeypatch, "r", "--uid", "u-1")
+    assert code == 0 and out(paula).startswith("reviewed break-glass accessrequest r"), err(paula)
 
 
 # --- approve / deny ------------------------------------------------------------------------------
@@ -326,3 +341,24 @@ def test_an_extension_changed_meanwhile_is_read_again_and_another_under_its_name
     with pytest.raises(Refused, match=r"accessextension x is no longer the one read \(uid x-1\): it was withdrawn"):
         decisions.decide(paula(api), "extension/x", approve=True, reason=None)
     assert names.ANNOTATION_APPROVED not in api.objects[path]["metadata"]["annotations"]
+
+
+def test_a_bare_name_that_is_only_an_extension_is_decided_only_with_its_uid(api: StoringApi) -> None:
+    """lena was told `kubectl jit approve x` of alice's request; alice withdrew it and asked for more
+    time on her grant under its name: the bare name no longer decides (it moved the grant's end)."""
+    made = extension("x", "g-alice", "alice@example.com")
+    made["metadata"].update(uid="x-1")
+    api.objects[o.path(names.EXTENSIONS, "x")] = made
+    for verb in (True, False):
+        with pytest.raises(Refused) as refused:
+            decisions.decide(paula(api), "x", approve=verb, reason="INC-1 no")
+        assert refused.value.message == (
+            "x is not an AccessRequest but an AccessExtension (alice@example.com, +30m on accessgrant g-alice): "
+            "deciding on it moves that grant's end, so say so: `kubectl jit approve extension/x` (or deny). "
+            "Nothing was decided"
+        )
+    assert patches(api) == []
+    with pytest.raises(Refused, match="is not an AccessRequest but an AccessExtension"):
+        decisions.decide(paula(api), "x", approve=True, reason=None, uid="x-other")
+    assert decisions.decide(paula(api), "x", approve=True, reason=None, uid="x-1") == 0
+    assert [p["uid"] for p in patches(api)] == ["x-1"]

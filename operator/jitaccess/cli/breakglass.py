@@ -55,11 +55,14 @@ def break_glass_request(session: Session, name: str) -> Obj | None:
 
 def review_target(session: Session, given: str) -> tuple[str, Obj | None]:
     """(the name, the break-glass request to review, or None for the Entitlement's access review)
-    that `review` is given: `request/NAME`, `entitlement/NAME`, or a bare NAME when only one is.
+    that `review` is given: `request/NAME` records a review of that request, `entitlement/NAME` or
+    a bare NAME reads the Entitlement's access review (`--uid` is `review_meant`'s).
 
-    A requester chooses their request's name, so a break-glass request can take an Entitlement's:
-    a bare name that is both is refused, naming both. Otherwise the approver who runs the routine
-    access review of the Entitlement would record, unawares, a review of that request instead."""
+    Recording a review is final, so it is never the reading of a bare name: a requester chooses
+    their request's name, and a break-glass request under an Entitlement's name (or one freed by a
+    rename, or a typo's) would have its review recorded, unread, by the approver who ran the
+    routine access review. A bare name that is a break-glass request is refused, saying how to
+    review it."""
     kind, _, name = given.rpartition("/")
     if kind.lower() in ("entitlement", "entitlements"):
         return name, None
@@ -71,14 +74,22 @@ def review_target(session: Session, given: str) -> tuple[str, Obj | None]:
             raise Refused(f"accessrequest {name} is not a break-glass request: only those are reviewed")
         return name, found
     glass = break_glass_request(session, name)
-    if glass is not None and o.get_optional(session.api, names.ENTITLEMENTS, name) is not None:
-        spec = wire.spec(glass)
-        raise Refused(
-            f"{name} is both an Entitlement and a break-glass AccessRequest ({o.requester(glass) or 'no requester'}, "
-            f"{spec.get('entitlement')}): say which, `kubectl jit review entitlement/{name}` for the Entitlement's "
-            f"access review, or `kubectl jit review request/{name}` to review the request. Nothing was reviewed"
+    if glass is None:
+        return name, None
+    spec, uid = wire.spec(glass), str(wire.metadata(glass).get("uid") or "")
+    who = f"{o.requester(glass) or 'no requester'}, {spec.get('entitlement')}"
+    if o.get_optional(session.api, names.ENTITLEMENTS, name) is not None:
+        what = (
+            f"is both an Entitlement and a break-glass AccessRequest ({who}): say which, "
+            f"`kubectl jit review entitlement/{name}` for the Entitlement's access review, or"
         )
-    return name, glass
+    else:
+        what = f"is a break-glass AccessRequest ({who}), not an Entitlement: to record your review of it, run"
+    raise Refused(
+        f"{name} {what} `kubectl jit review request/{name}`"
+        + (f" (or `kubectl jit review {name} --uid {uid}`)" if uid else "")
+        + ". Nothing was reviewed"
+    )
 
 
 def review_meant(session: Session, name: str, uid: str) -> int:

@@ -195,11 +195,13 @@ def _positional(command: str, current: str, cluster: dict[str, str]) -> list[tup
     elif command in ("request", "who-has", "break-glass"):
         values = _entitlements(cluster)
     elif command == "review":
-        # An Entitlement's access review, or a break-glass request's review by the owner team.
+        # An Entitlement's access review, or a break-glass request's review by the owner team (a
+        # bare name never records a review: `breakglass.review_target`).
         values = _entitlements(cluster) + _unreviewed(cluster)
     elif command in ("approve", "deny", "status", "withdraw"):
         values = _requests(cluster, pending_only=command != "status")
         if command in ("approve", "deny"):
+            # By kind: a bare name is a request's (`decisions.decision_target`).
             values += _waiting_extensions(cluster)
     elif command == "revoke":
         # A live grant, or a request approved for a later start (revoked before it starts).
@@ -260,7 +262,10 @@ def _unreviewed(cluster: dict[str, str]) -> list[tuple[str, str]]:
     from jitaccess.cli import objects as o
 
     return sorted(
-        (wire.name_of(r), f"{o.requester(r)} {wire.spec(r).get('entitlement', '')} break-glass, not reviewed")
+        (
+            f"request/{wire.name_of(r)}",
+            f"{o.requester(r)} {wire.spec(r).get('entitlement', '')} break-glass, not reviewed",
+        )
         for r in _items(names.REQUESTS, cluster)
         if wire.spec(r).get("breakGlass") is True
         and wire.is_true(r, names.APPROVED)
@@ -271,7 +276,8 @@ def _unreviewed(cluster: dict[str, str]) -> list[tuple[str, str]]:
 def _waiting_extensions(cluster: dict[str, str]) -> list[tuple[str, str]]:
     waiting = [x for x in _items(names.EXTENSIONS, cluster) if wire.ready_reason(x) == names.PENDING]
     return sorted(
-        (wire.name_of(x), f"{wire.spec(x).get('requester')} +{wire.spec(x).get('duration')}") for x in waiting
+        (f"extension/{wire.name_of(x)}", f"{wire.spec(x).get('requester')} +{wire.spec(x).get('duration')}")
+        for x in waiting
     )
 
 

@@ -57,15 +57,18 @@ _KINDS = {
 }
 
 
-def decision_target(session: Session, given: str) -> tuple[str, str, Obj | None]:
+def decision_target(session: Session, given: str, uid: str | None = None) -> tuple[str, str, Obj | None]:
     """(plural, name, the object when already read) of what `given` names: `KIND/NAME`, or a bare
-    NAME when only one kind has it.
+    NAME, which is an AccessRequest's (an AccessExtension's only with its `uid`).
 
     AccessRequests and AccessExtensions are different kinds, so one name can be both, and any
-    requester can create a request of any free name: a bare name that is both is refused, naming
+    requester can create either under a free name: a bare name that is both is refused, naming
     both, rather than deciding on the one looked up first. Otherwise someone who saw an extension
     waiting could create a request of its name, and its approver, running the command they were
-    given, would approve that request instead.
+    given, would approve that request instead. A bare name that is only an extension's is refused
+    too, unless `uid` names that extension: an approver told `kubectl jit approve foo` of a request
+    would otherwise, once its requester withdrew it and asked for an extension of their grant
+    under its name, extend that grant.
     """
     kind, _, name = given.rpartition("/")
     if kind:
@@ -82,13 +85,20 @@ def decision_target(session: Session, given: str) -> tuple[str, str, Obj | None]
             f"of grant {wire.spec(extension).get('grant')}): say which, `request/{name}` or `extension/{name}`"
         )
     if extension is not None:
-        return names.EXTENSIONS, name, extension
+        if uid and wire.metadata(extension).get("uid") == uid:
+            return names.EXTENSIONS, name, extension
+        spec = wire.spec(extension)
+        raise Refused(
+            f"{name} is not an AccessRequest but an AccessExtension ({o.requester(extension) or 'no requester'}, "
+            f"+{spec.get('duration')} on accessgrant {spec.get('grant')}): deciding on it moves that grant's end, "
+            f"so say so: `kubectl jit approve extension/{name}` (or deny). Nothing was decided"
+        )
     return names.REQUESTS, name, request
 
 
 def decide(session: Session, given: str, *, approve: bool, reason: str | None, uid: str | None = None) -> int:
     api, me = session.api, session.me
-    plural, name, read = decision_target(session, given)
+    plural, name, read = decision_target(session, given, uid)
     if plural == names.EXTENSIONS:
         from jitaccess.cli import extend
 

@@ -136,7 +136,7 @@ def _react(session: Session, extension: Obj, said: set[str], wait: bool) -> int 
     if reason == names.PENDING and "pending" not in said:
         said.add("pending")
         session.say(o.ready_message(extension))
-        session.say(f"  an approver runs: kubectl jit approve extension/{name}")
+        session.say(f"  an approver runs: kubectl jit approve extension/{o.pinned(extension)}")
         if not wait:
             raise StillPending(f"accessextension {name} waits for an approval: `kubectl get accessextension {name}`")
     return None

@@ -177,6 +177,13 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
 CONFLICT_RETRIES = 3
 
 
+def pinned(obj: Obj) -> str:
+    """`NAME --uid UID` for a command a message tells someone to run: it then acts on this very
+    object, not on another created under its name after this one was withdrawn."""
+    uid = str(wire.metadata(obj).get("uid") or "")
+    return f"{wire.name_of(obj)} --uid {uid}" if uid else wire.name_of(obj)
+
+
 def as_read(obj: Obj) -> dict[str, str]:
     """The uid and resourceVersion `obj` was read with (those it has): in a patch's metadata, or as
     a deletion's preconditions, the API server writes only on that object as read. Another object
@@ -210,9 +217,11 @@ def check_same(
     if uid and wire.metadata(obj).get("uid") != uid:
         which = "not the one you meant" if given else "no longer the one read"
         name = wire.name_of(obj)
+        # `kubectl jit status` shows requests and grants; an extension is read as it is stored.
+        look = f"kubectl get {kind} {name} -o yaml" if kind == "accessextension" else f"kubectl jit status {name}"
         raise Refused(
             f"{kind} {name} is {which} (uid {uid}): it was {ended}, and {requester(obj) or 'someone'} created "
-            f"another under the same name. Nothing was {done}; look at it with `kubectl jit status {name}` first{then}"
+            f"another under the same name. Nothing was {done}; look at it with `{look}` first{then}"
         )
 
 

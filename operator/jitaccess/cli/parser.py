@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument(
         "name",
         metavar="NAME",
-        help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
+        help="the AccessRequest (NAME, or `request/NAME`), or AccessExtension (`extension/NAME`, or its NAME with --uid)",
     )
     approve.add_argument("--reason", metavar="TEXT", help="why (recorded with the decision)")
     _uid(approve, _UID_HELP)
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     deny.add_argument(
         "name",
         metavar="NAME",
-        help="the AccessRequest, or AccessExtension (`extension/NAME`; a bare NAME of either kind)",
+        help="the AccessRequest (NAME, or `request/NAME`), or AccessExtension (`extension/NAME`, or its NAME with --uid)",
     )
     deny.add_argument("--reason", metavar="TEXT", required=True, help="why (the requester reads it)")
     _uid(deny, _UID_HELP)
@@ -516,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument(
         "entitlement",
         metavar="NAME",
-        help="an Entitlement (its access review), or a break-glass AccessRequest (records your review of it); "
-        "`entitlement/NAME` or `request/NAME` when a name is both",
+        help="an Entitlement (NAME or `entitlement/NAME`: its access review), or a break-glass AccessRequest "
+        "(`request/NAME`, or its NAME with --uid: records your review of it)",
     )
     _uid(
         review,
@@ -535,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Approve your own request in an emergency, where the entitlement's spec.breakGlass allows it:\n"
         "only its groups, with a reason of at least its minReasonLength, for at most its maxDuration, a\n"
         "few times a day. Access is active at once; the security channel is told, and an approver of the\n"
-        "owner team reviews it afterwards (`kubectl jit review NAME`).",
+        "owner team reviews it afterwards (`kubectl jit review request/NAME`).",
     )
     glass.add_argument("entitlement", metavar="ENTITLEMENT", help="the Entitlement")
     glass.add_argument("--reason", metavar="TEXT", required=True, help="what is broken and why it cannot wait")

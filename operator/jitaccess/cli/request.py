@@ -393,7 +393,7 @@ class Follower:
                 backups = o.backup_approvers_of(team)
                 after = f" (after escalation also {', '.join(backups)})" if backups and not escalated else ""
                 self.session.say(f"waiting for approval by team {owner}: {approvers}{after}")
-            self.session.say(f"  an approver runs: kubectl jit approve {self.name}")
+            self.session.say(f"  an approver runs: kubectl jit approve {o.pinned(request)}")
         if escalated and "escalated" not in self._said:
             self._said.add("escalated")
             message = (wire.condition(request, names.ESCALATED) or {}).get(

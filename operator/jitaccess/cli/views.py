@@ -172,7 +172,7 @@ def _deciders(session: Session, request: Obj) -> str:
     if team is None:
         return o.ready_message(request)
     approvers = ", ".join(o.approvers_of(team, escalated=wire.is_true(request, names.ESCALATED))) or "nobody"
-    return f"an approver of team {owner}: {approvers} (`kubectl jit approve {wire.name_of(request)}`)"
+    return f"an approver of team {owner}: {approvers} (`kubectl jit approve {o.pinned(request)}`)"
 
 
 def holder_approval(request: Obj, now: datetime) -> str:

@@ -152,7 +152,7 @@ def is_break_glass(request: Mapping[str, Any]) -> bool:
 def review_command(name: str, uid: str | None) -> str:
     """The command that reviews the stored request `name` whose uid is `uid`: with `--uid`, it
     reviews that very request, never another created under its name since (attack 134)."""
-    return f"kubectl jit review {name} --uid {uid}" if uid else f"kubectl jit review {name}"
+    return f"kubectl jit review {name} --uid {uid}" if uid else f"kubectl jit review request/{name}"
 
 
 def recorded_reviewers(request: Mapping[str, Any], owner: str | None) -> str | None:

@@ -324,13 +324,15 @@ def _described(request: Mapping[str, Any]) -> str:
     return f"{spec.get('requester') or 'someone'} asks for {spec.get('entitlement')} for {duration}"
 
 
-def refusal_text(request: str, username: str, error: DecisionError) -> str:
-    """What the clicker reads when the API server did not apply their decision."""
+def refusal_text(request: str, username: str, error: DecisionError, uid: str = "") -> str:
+    """What the clicker reads when the API server did not apply their decision (`uid`: the
+    request's, as the button carried it, so that the command given decides that request only)."""
     if error.impersonation_refused:
+        pinned = f"{request} --uid {uid}" if uid else request
         return (
             f"jitaccess acts in Slack only for the approvers and backup approvers the TeamOwnerships name, and it "
             f"may not act as {username} (the API server: {error.message}). If you decide for a team through a "
-            f"group, or were made an approver a moment ago, decide with `kubectl jit approve {request}` (or deny), "
+            f"group, or were made an approver a moment ago, decide with `kubectl jit approve {pinned}` (or deny), "
             "and ask the platform team to re-apply `kubectl jit rbac slack`"
         )
     if error.status == 404:
@@ -487,7 +489,7 @@ class Endpoint:
         except DecisionError as exc:
             count(interaction.action, "refused" if exc.status else "failed")
             log.info("Slack: %s's decision on %s not applied: %s", username, name, exc.message)
-            return self._refuse(interaction, refusal_text(name, username, exc))
+            return self._refuse(interaction, refusal_text(name, username, exc, interaction.uid))
         count(interaction.action, "applied")
         log.info("Slack: %s %s AccessRequest %s (as %s)", interaction.user, verb, name, username)
         if interaction.action == APPROVE:
@@ -500,7 +502,7 @@ class Endpoint:
             await self._patch(interaction, username, dry_run, dry_run=True)
         except DecisionError as exc:
             count(interaction.action, "refused" if exc.status else "failed")
-            return self._refuse(interaction, refusal_text(interaction.request, username, exc))
+            return self._refuse(interaction, refusal_text(interaction.request, username, exc, interaction.uid))
         try:
             await asyncio.wait_for(
                 self._slack.open_view(interaction.trigger_id, deny_modal(interaction.request, interaction.uid)),
