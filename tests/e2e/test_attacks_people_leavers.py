@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -197,6 +197,24 @@ def test_133_an_approval_of_two_given_before_the_approver_left_stops_counting(pc
     assert pci.members(PCI) == {BOB}
 
 
+def _refused_while_identity_center_is_silent(
+    pci: Jit, approve: Callable[[], subprocess.CompletedProcess[str]], kind: str, name: str
+) -> None:
+    """lena's approval, which would complete the count on paula's, given while DescribeUser fails:
+    refused, saying why and when to give it again, and nothing of it recorded on `kind` `name`."""
+    pci.ic.faults.flaky("DescribeUser", 1.0, error="ServiceUnavailableException")
+    try:
+        result = approve()
+    finally:
+        pci.ic.faults.clear()
+    assert result.returncode != 0, result.stdout
+    assert "Identity Center did not answer (DescribeUser" in result.stderr, result.stderr
+    assert f"the approvals given before yours ({PAULA}) still count" in result.stderr, result.stderr
+    assert "Approve again in a minute" in result.stderr, result.stderr
+    annotations = pci.get(kind, name)["metadata"]["annotations"]
+    assert "jitaccess.dev/approved-by" not in annotations and LENA not in annotations["jitaccess.dev/approvals"]
+
+
 def test_133_the_approval_that_would_complete_a_count_waits_for_identity_center_to_answer(
     pci: Jit, disabled: list[str]
 ) -> None:
@@ -207,17 +225,9 @@ def test_133_the_approval_that_would_complete_a_count_waits_for_identity_center_
     name = "leaver-one-of-two-outage"
     _approved_by_paula_who_left(pci, disabled, name)
 
-    pci.ic.faults.flaky("DescribeUser", 1.0, error="ServiceUnavailableException")
-    try:
-        result = policies.annotate(pci, name, "jitaccess.dev/approved=true", user=LENA)
-    finally:
-        pci.ic.faults.clear()
-    assert result.returncode != 0, result.stdout
-    assert "Identity Center did not answer (DescribeUser" in result.stderr, result.stderr
-    assert f"the approvals given before yours ({PAULA}) still count" in result.stderr, result.stderr
-    assert "Approve again in a minute" in result.stderr, result.stderr
-    annotations = pci.get("accessrequest", name)["metadata"]["annotations"]
-    assert "jitaccess.dev/approved-by" not in annotations and LENA not in annotations["jitaccess.dev/approvals"]
+    _refused_while_identity_center_is_silent(
+        pci, lambda: policies.annotate(pci, name, "jitaccess.dev/approved=true", user=LENA), "accessrequest", name
+    )
 
     assert policies.annotate(pci, name, "jitaccess.dev/approved=true", user=LENA).returncode == 0
     assert "jitaccess.dev/approved-by" not in pci.get("accessrequest", name)["metadata"]["annotations"]
@@ -301,17 +311,7 @@ def test_133_the_approval_that_would_complete_an_extensions_count_waits_for_iden
     name, more = "leaver-ext-outage", "leaver-ext-outage-1"
     ends = _extension_approved_by_paula_who_left(pci, disabled, name, more)
 
-    pci.ic.faults.flaky("DescribeUser", 1.0, error="ServiceUnavailableException")
-    try:
-        result = _approve_extension(pci, more, LENA)
-    finally:
-        pci.ic.faults.clear()
-    assert result.returncode != 0, result.stdout
-    assert "Identity Center did not answer (DescribeUser" in result.stderr, result.stderr
-    assert f"the approvals given before yours ({PAULA}) still count" in result.stderr, result.stderr
-    assert "Approve again in a minute" in result.stderr, result.stderr
-    annotations = pci.get("accessextension", more)["metadata"]["annotations"]
-    assert "jitaccess.dev/approved-by" not in annotations and LENA not in annotations["jitaccess.dev/approvals"]
+    _refused_while_identity_center_is_silent(pci, lambda: _approve_extension(pci, more, LENA), "accessextension", more)
     assert pci.get("accessgrant", name)["status"]["expirationTime"] == ends
 
     assert _approve_extension(pci, more, LENA).returncode == 0
