@@ -254,6 +254,43 @@ def test_a_listing_by_field_answers_the_objects_selected_either_way(api: FakeApi
     assert len(listings) == (2 if selects_fields else 3), "refused by field: every grant listed instead"
 
 
+def test_who_has_reads_only_the_grants_own_request(api: FakeApi) -> None:
+    """A holder's reason is the grant's own, and its approver is read from its request only when the
+    request is the one the grant was made for (its uid is the grant's label): a request created
+    under the name of a withdrawn one must not lend the holder its reason or its approval."""
+
+    def holder(name: str, made_for: str, reason: str | None) -> dict[str, Any]:
+        grant = held_grant(name, "alice@example.com", "Active")
+        grant["metadata"]["labels"] = {names.LABEL_REQUEST: made_for}
+        if reason is not None:
+            grant["spec"]["reason"] = reason
+        return grant
+
+    def request(name: str, uid: str, reason: str, approver: str) -> dict[str, Any]:
+        made = req(cond("Approved", "True", "Approved"), name=name, approvedBy=approver)
+        made["metadata"]["uid"] = uid
+        made["spec"]["reason"] = reason
+        return made
+
+    for grant, made in (
+        (holder("alice-a", "uid-a", "INC-1 the grant's own"), request("alice-a", "uid-a", "INC-1 as asked", "paula")),
+        (holder("alice-b", "uid-b", "INC-2 what was approved"), request("alice-b", "uid-b2", "INC-9 lent", "carol")),
+        (holder("alice-c", "uid-c", None), request("alice-c", "uid-c", "INC-3 from its request", "paula")),
+        (holder("alice-d", "uid-d", None), request("alice-d", "uid-d2", "INC-9 lent", "carol")),
+    ):
+        api.objects[o.path(names.GRANTS, wire.name_of(grant))] = grant
+        api.objects[o.path(names.REQUESTS, wire.name_of(made))] = made
+    s = session(api)
+    assert views.who_has(s, "prod-eng-payments", output="json") == 0
+    held = {h["grant"]: (h["reason"], h["approvedBy"]) for h in json.loads(out(s))["items"]}
+    assert held == {
+        "alice-a": ("INC-1 the grant's own", "paula"),
+        "alice-b": ("INC-2 what was approved", "-"),
+        "alice-c": ("INC-3 from its request", "paula"),
+        "alice-d": ("", "-"),
+    }
+
+
 @pytest.mark.parametrize("selects_fields", [True, False], ids=["selecting", "not-selecting"])
 def test_list_mine_shows_only_my_requests_either_way(api: FakeApi, selects_fields: bool) -> None:
     api.selects_fields = selects_fields

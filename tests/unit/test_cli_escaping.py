@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from jitaccess.api import names
-from jitaccess.cli import main, views
+from jitaccess.cli import main, text, views
 from jitaccess.cli import objects as o
 from jitaccess.cli.errors import Refused
 from jitaccess.cli.kube import ApiError
@@ -128,3 +128,22 @@ def test_say_note_and_pick_lists_are_escaped() -> None:
     assert prompter.choose("Which entitlement?", [("prod\x1b[8m", "group \u202eevil")]) == 0
     assert_inert(err.getvalue())
     assert "prod\\x1b[8m   group \\u202eevil" in err.getvalue()
+
+
+def test_tables_align_by_terminal_columns() -> None:
+    """A reason in Japanese or with an emoji takes two columns a character: the columns after it
+    still line up, and shortening counts columns, not characters."""
+    rows = [("INC-1 決済バッチが停止", "paula"), ("INC-2 🔥 rollback", "lena"), ("INC-3 café", "carol")]
+    out = io.StringIO()
+    text.table(rows, ("REASON", "APPROVED BY"), out)
+    lines = out.getvalue().splitlines()
+    starts = {
+        text.columns(line[: line.index(who)])
+        for line, who in zip(lines, ("APPROVED", "paula", "lena", "carol"), strict=True)
+    }
+    assert starts == {22 + 3}, lines
+    assert text.columns("INC-1 決済バッチが停止") == 6 + 2 * 8
+    assert text.columns("cafe\u0301") == 4 and text.columns("plain") == 5
+    cut = text.shorten("INC-1 決済バッチが停止しました", 12)
+    assert cut == "INC-1 決済…" and text.columns(cut) == 11
+    assert text.shorten("INC-1 short", 40) == "INC-1 short" and text.shorten("x" * 50, 10) == "x" * 9 + "…"

@@ -452,6 +452,33 @@ def test_the_review_of_an_earlier_request_under_the_same_name_does_not_review_th
     assert "g-1" not in out(table)
 
 
+def test_a_grant_without_its_reason_reads_its_own_requests_by_uid(s3: Any) -> None:
+    """A `granted` record written before records kept the reason is given its request's, joined by
+    the request's uid: a later request under the same name does not lend it its ticket."""
+    at = "2026-11-26T10:00:00Z"
+
+    def requested(uid: str, reason: str) -> dict[str, Any]:
+        return {
+            "schema": records_api.SCHEMA, "id": f"accessrequest/{uid}/requested", "action": "requested", "kind": "AccessRequest", "time": at,
+            "name": "bob-x", "request": "bob-x", "uid": uid, "entitlement": "prod-eng-payments",
+            "user": {"username": "bob@example.com"}, "reason": reason,
+        }  # fmt: skip
+
+    granted = {
+        "schema": records_api.SCHEMA, "id": "accessgrant/gr-1/granted", "action": "granted", "kind": "AccessGrant", "time": at,
+        "name": "bob-x", "grant": "bob-x", "uid": "gr-1", "request": "bob-x", "requestUid": "u-1",
+        "entitlement": "prod-eng-payments", "user": {"username": "bob@example.com"},
+    }  # fmt: skip
+    put_batch(
+        s3,
+        datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        [requested("u-1", "looking"), granted, requested("u-2", "INC-5 ok")],
+    )
+    s = session()
+    assert reports.review(s, "prod-eng-payments", days=30, archive=LOCATION, output="json", now=NOW) == 0
+    assert [(g["grant"], g["reason"]) for g in json.loads(out(s))["grantsWithoutTicket"]] == [("bob-x", "looking")]
+
+
 def test_the_flag_chooses_the_archive_else_the_environment_and_empty_means_the_cluster() -> None:
     env = {parser.ARCHIVE_ENV: LOCATION}
     assert history.archive_location(None, env) == LOCATION

@@ -53,6 +53,10 @@ def break_glass_request(session: Session, name: str) -> Obj | None:
     return found if found is not None and wire.spec(found).get("breakGlass") is True else None
 
 
+def _not_break_glass(name: str) -> Refused:
+    return Refused(f"accessrequest {name} is not a break-glass request: only those are reviewed")
+
+
 def review_target(session: Session, given: str) -> tuple[str, Obj | None]:
     """(the name, the break-glass request to review, or None for the Entitlement's access review)
     that `review` is given: `request/NAME` records a review of that request, `entitlement/NAME` or
@@ -71,7 +75,7 @@ def review_target(session: Session, given: str) -> tuple[str, Obj | None]:
     if kind:
         found = o.get(session.api, names.REQUESTS, name)
         if wire.spec(found).get("breakGlass") is not True:
-            raise Refused(f"accessrequest {name} is not a break-glass request: only those are reviewed")
+            raise _not_break_glass(name)
         return name, found
     glass = break_glass_request(session, name)
     if glass is None:
@@ -102,7 +106,7 @@ def review_meant(session: Session, name: str, uid: str) -> int:
             "AccessRequest (an Entitlement's access review takes none); `kubectl get accessrequests` lists them"
         )
     if wire.metadata(found).get("uid") == uid and wire.spec(found).get("breakGlass") is not True:
-        raise Refused(f"accessrequest {name} is not a break-glass request: only those are reviewed")
+        raise _not_break_glass(name)
     return review(session, found, uid=uid)
 
 

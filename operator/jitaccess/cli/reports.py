@@ -434,7 +434,14 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
     spec = wire.spec(entitlement)
     groups = list((spec.get("eligibility") or {}).get("identityCenterGroups") or [])
     usage: dict[str, dict[str, Any]] = {}
-    reasons = {str(r.get("request")): str(r.get("reason", "")) for r in records if r.get("action") == "requested"}
+    # A grant's reason is in its own record; for one written before records kept it, its request's
+    # `requested` record is read, by the request's uid where the records have it (names are taken
+    # again: a later request's reason is not this grant's).
+    reasons: dict[tuple[str, str], str] = {}
+    for r in records:
+        if r.get("action") == "requested":
+            reasons[_request_key(r)] = str(r.get("reason", ""))
+            reasons.setdefault(("name", str(r.get("request"))), str(r.get("reason", "")))
     unticketed = []
     pattern, ticket = _ticket_pattern(str(spec.get("reasonPattern") or ""))
     for record in records:
@@ -447,7 +454,9 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
             continue
         seen["grants"] += 1
         seen["lastGranted"] = record.get("time") or seen["lastGranted"]
-        reason = str(record.get("reason") or reasons.get(str(record.get("request")), ""))
+        of_request = str(record.get("requestUid") or "")
+        key = ("uid", of_request) if of_request else ("name", str(record.get("request")))
+        reason = str(record.get("reason") or reasons.get(key, ""))
         if not ticket.search(reason):
             unticketed.append(
                 {

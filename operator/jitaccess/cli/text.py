@@ -59,18 +59,40 @@ def until(when: datetime | None, now: datetime | None = None) -> str:
     return f"{clock} (in {human_age(left)})" if left > 0 else f"{clock} ({human_age(-left)} ago)"
 
 
+def columns(text: str) -> int:
+    """How many terminal columns printable `text` takes: a CJK character or an emoji two, a
+    combining accent or a joiner none. ASCII, nearly every cell, is counted without wcwidth (its
+    import costs the plugin's start ~50 ms)."""
+    if text.isascii():
+        return len(text)
+    import wcwidth
+
+    counted = wcwidth.wcswidth(text)
+    return counted if counted >= 0 else len(text)
+
+
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO, *, indent: str = "") -> None:
-    """kubectl-style columns: upper-case headers, three spaces between columns."""
+    """kubectl-style columns: upper-case headers, three spaces between columns, aligned by the
+    columns each cell takes on the terminal (a reason in Japanese or with an emoji included)."""
     cells = [list(headers), *[[printable(cell) for cell in r] for r in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    widths = [max(columns(row[i]) for row in cells) for i in range(len(headers))]
     for row in cells:
-        line = "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        line = "   ".join(cell + " " * (width - columns(cell)) for cell, width in zip(row, widths, strict=True))
         out.write(indent + line.rstrip() + "\n")
 
 
 def shorten(text: str, width: int) -> str:
+    """`text` on one line in at most `width` terminal columns, cut with an ellipsis."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    if columns(flat) <= width:
+        return flat
+    kept, used = "", 0
+    for char in flat:
+        used += columns(char)
+        if used > width - 1:
+            break
+        kept += char
+    return kept + "…"
 
 
 def dump(data: Any, output: str, out: TextIO) -> None:

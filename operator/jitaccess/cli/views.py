@@ -221,12 +221,19 @@ def who_has(session: Session, entitlement: str | None, *, output: str) -> int:
     holders = []
     for grant in active:
         request = requests.get(str(wire.spec(grant).get("request", "")), {})
+        if request and not o.made_for(grant, request):
+            # The grant's request is gone and a later one took its name (a requester chooses it):
+            # that one's reason and approval are not what this access was given for.
+            request = {}
+        # The grant keeps its request's reason (written by the operator); the request's is read
+        # only for a grant stored before grants kept it.
+        reason = wire.spec(grant).get("reason") or (wire.spec(request).get("reason", "") if request else "")
         holders.append(
             {
                 "user": wire.spec(grant).get("user"),
                 "entitlement": wire.spec(grant).get("entitlement"),
                 "until": wire.status(grant).get("expirationTime"),
-                "reason": wire.spec(request).get("reason", "") if request else "",
+                "reason": reason,
                 "approvedBy": holder_approval(request, datetime.now(UTC)) if request else "-",
                 "grant": wire.name_of(grant),
             }
