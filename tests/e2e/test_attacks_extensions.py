@@ -252,13 +252,19 @@ def test_a_request_squatting_an_extensions_name_is_never_what_the_approver_decid
         jit.request("alice-squat-more", LEDGER, duration="4h", user=MALLORY, reason="INC-50 more time").returncode == 0
     )
     jit.wait_reason("accessrequest", "alice-squat-more", "Pending")
+    squatted = jit.get("accessrequest", "alice-squat-more") or {}
+    ext_uid = (jit.get("accessextension", "alice-squat-more") or {})["metadata"]["uid"]
+    req_uid = squatted["metadata"]["uid"]
     cli = Cli(jit)
     try:
         for verb, extra in (("approve", ()), ("deny", ("--reason", "INC-50 no"))):
             bare = cli.run(verb, "alice-squat-more", *extra, user=LENA)
             assert bare.code != 0, bare
             assert "is both an AccessRequest (mallory@example.com, prod-eng-ledger)" in bare.err, bare
-            assert "`request/alice-squat-more` or `extension/alice-squat-more`" in bare.err, bare
+            assert (
+                f"`kubectl jit approve request/alice-squat-more --uid {req_uid}` or "
+                f"`kubectl jit approve extension/alice-squat-more --uid {ext_uid}`"
+            ) in bare.err, bare
         assert jit.ready_reason("accessrequest", "alice-squat-more") == "Pending"
         approved = cli.run("approve", "extension/alice-squat-more", "--reason", "fine", user=LENA)
         assert approved.code == 0, approved
@@ -559,12 +565,52 @@ def test_137_a_bare_name_that_is_only_an_extension_is_never_decided(jit: Jit) ->
         assert "alice-137 is not an AccessRequest but an AccessExtension (alice@example.com, +3h on accessgrant" in (
             bare.err
         ), bare
-        assert "`kubectl jit approve extension/alice-137` (or deny). Nothing was decided" in bare.err, bare
+        uid = waiting["metadata"]["uid"]
+        assert f"`kubectl jit approve extension/alice-137 --uid {uid}` (or deny). Nothing was decided" in bare.err, bare
         assert jit.ready_reason("accessextension", "alice-137") == "Pending"
         unmoved(jit, grant)
         pinned = cli.run("deny", "alice-137", "--uid", waiting["metadata"]["uid"], "--reason", "INC-137 no", user=LENA)
         assert pinned.code == 0, pinned
         jit.wait_reason("accessextension", "alice-137", "Denied")
+        unmoved(jit, grant)
+    finally:
+        cli.stop_all()
+
+
+# --- 138. a pinned decision, once its request is withdrawn and the name taken by both kinds ---------
+
+
+def test_138_a_uid_whose_object_is_gone_is_never_traded_for_a_kind(jit: Jit) -> None:
+    """lena holds `kubectl jit approve alice-138 --uid U` of alice's request. alice withdraws it;
+    under its name alice asks for more time on the grant she holds and mallory asks for ledger. The
+    plugin answered the name that is both kinds with "say which, `request/alice-138` or
+    `extension/alice-138`", which dropped the pin: lena, following it, approved mallory's request.
+    Now the uid is the object, whichever kind it is, or it is gone and nothing is decided."""
+    grant = grant_of(jit, "alice-138-held", "1h", user=ALICE)
+    jit.request("alice-138", LEDGER, duration="30m", user=ALICE, reason="INC-138 read the ledger")
+    meant = jit.wait_reason("accessrequest", "alice-138", "Pending")["metadata"]["uid"]
+    jit.kubectl("delete", "accessrequest", "alice-138", "--timeout=30s", user=ALICE)
+    assert try_extend(jit, "alice-138", "alice-138-held", "3h", ALICE).returncode == 0
+    extension = jit.wait_reason("accessextension", "alice-138", "Pending")["metadata"]["uid"]
+    assert jit.request("alice-138", LEDGER, duration="4h", user=MALLORY, reason="INC-138 more").returncode == 0
+    jit.wait_reason("accessrequest", "alice-138", "Pending")
+    cli = Cli(jit)
+    try:
+        pinned = cli.run("approve", "alice-138", "--uid", meant, user=LENA)
+        assert pinned.code != 0, pinned
+        assert f"alice-138 (uid {meant}) is gone: nothing was decided. The name is now an AccessRequest " in (
+            pinned.err
+        ), pinned
+        assert "mallory@example.com" in pinned.err and "request/alice-138`" not in pinned.err, pinned
+        assert jit.ready_reason("accessrequest", "alice-138") == "Pending"
+        assert jit.ready_reason("accessextension", "alice-138") == "Pending"
+        assert jit.get("accessgrant", "alice-138") is None
+        unmoved(jit, grant)
+        # The extension's own uid decides the extension, the name being both kinds.
+        denied = cli.run("deny", "alice-138", "--uid", extension, "--reason", "INC-138 no", user=LENA)
+        assert denied.code == 0, denied
+        jit.wait_reason("accessextension", "alice-138", "Denied")
+        assert jit.ready_reason("accessrequest", "alice-138") == "Pending"
         unmoved(jit, grant)
     finally:
         cli.stop_all()

@@ -354,11 +354,41 @@ def test_a_bare_name_that_is_only_an_extension_is_decided_only_with_its_uid(api:
             decisions.decide(paula(api), "x", approve=verb, reason="INC-1 no")
         assert refused.value.message == (
             "x is not an AccessRequest but an AccessExtension (alice@example.com, +30m on accessgrant g-alice): "
-            "deciding on it moves that grant's end, so say so: `kubectl jit approve extension/x` (or deny). "
+            "deciding on it moves that grant's end, so say so: `kubectl jit approve extension/x --uid x-1` (or deny). "
             "Nothing was decided"
         )
     assert patches(api) == []
-    with pytest.raises(Refused, match="is not an AccessRequest but an AccessExtension"):
+    with pytest.raises(Refused, match=r"x \(uid x-other\) is gone: nothing was decided. The name is now an "):
         decisions.decide(paula(api), "x", approve=True, reason=None, uid="x-other")
     assert decisions.decide(paula(api), "x", approve=True, reason=None, uid="x-1") == 0
     assert [p["uid"] for p in patches(api)] == ["x-1"]
+
+
+@pytest.mark.parametrize("approve", [True, False], ids=["approve", "deny"])
+def test_a_uid_decides_its_own_object_when_the_name_is_both_kinds(api: StoringApi, approve: bool) -> None:
+    """lena holds `kubectl jit approve r --uid u-1` of alice's request; alice withdrew it, and the
+    name is now both an AccessExtension and mallory's AccessRequest. The uid is neither: refused as
+    gone, never a prompt to say `request/r` (which would decide mallory's request, dropping the pin).
+    A uid that is one of them decides that one."""
+    squatter = pending("u-2", requester="mallory@example.com")
+    made = extension("r", "g-alice", "alice@example.com")
+    made["metadata"].update(uid="x-1", resourceVersion="4")
+    api.objects[o.path(names.REQUESTS, "r")], api.objects[o.path(names.EXTENSIONS, "r")] = squatter, made
+    with pytest.raises(Refused) as refused:
+        decisions.decide(paula(api), "r", approve=approve, reason="INC-1 why", uid="u-1")
+    assert refused.value.message.startswith(
+        "r (uid u-1) is gone: nothing was decided. The name is now an AccessRequest (mallory@example.com, "
+        "prod-eng-payments) and an AccessExtension (alice@example.com, of accessgrant g-alice); look at it first"
+    )
+    assert "request/" not in refused.value.message and patches(api) == []
+    # Without a uid, both are named with theirs.
+    with pytest.raises(Refused) as refused:
+        decisions.decide(paula(api), "r", approve=approve, reason="INC-1 why")
+    assert (
+        "say which, `kubectl jit approve request/r --uid u-2` or `kubectl jit approve extension/r --uid x-1`"
+        in refused.value.message
+    )
+    assert patches(api) == []
+    assert decisions.decide(paula(api), "r", approve=approve, reason="INC-1 why", uid="x-1") == 0
+    decided = [(c[1][0], c[1][1]["metadata"]["uid"]) for c in api.calls if c[0] == "patch"]
+    assert decided == [(o.path(names.EXTENSIONS, "r"), "x-1")]

@@ -76,7 +76,10 @@ def test_a_change_in_between_checks_again(api: DeletingApi) -> None:
 @pytest.mark.parametrize(
     ("obj", "words"),
     [
-        (stored(cond("Ready", "False", "Pending"), requester="bob@example.com"), "is bob@example.com's: only its"),
+        (
+            stored(cond("Ready", "False", "Pending"), requester="bob@example.com"),
+            "is bob@example.com's: only its.*`kubectl jit deny r --uid u-1 --reason ...`",
+        ),
         (stored(cond("Denied", "True", "Denied"), cond("Ready", "False", "Denied", "no")), r"\(Denied: no\)"),
         (stored(cond("Approved", "True", "AutoApproved"), cond("Ready", "True", "Granted", "x")), r"\(approved: x\)"),
         (stored(cond("Ready", "False", "TimedOut", "late")), r"\(TimedOut: late\)"),

@@ -68,7 +68,9 @@ def decision_target(session: Session, given: str, uid: str | None = None) -> tup
     given, would approve that request instead. A bare name that is only an extension's is refused
     too, unless `uid` names that extension: an approver told `kubectl jit approve foo` of a request
     would otherwise, once its requester withdrew it and asked for an extension of their grant
-    under its name, extend that grant.
+    under its name, extend that grant. With `uid`, the name is that object's, whichever kind it is,
+    or refused as gone: a name that is both is never answered with a prompt to say which kind
+    without the uid (`request/NAME` would decide whatever request holds the name by then).
     """
     kind, _, name = given.rpartition("/")
     if kind:
@@ -78,22 +80,42 @@ def decision_target(session: Session, given: str, uid: str | None = None) -> tup
         return plural, name, None
     found = {plural: o.get_optional(session.api, plural, name) for plural in (names.REQUESTS, names.EXTENSIONS)}
     request, extension = found[names.REQUESTS], found[names.EXTENSIONS]
+    if uid and extension is not None:
+        # `--uid` names one object: it is that one whichever kind it is, or neither. Never a prompt
+        # to say which kind, which would drop the pin: `request/NAME` alone decides whatever
+        # request holds the name by then.
+        if wire.metadata(extension).get("uid") == uid:
+            return names.EXTENSIONS, name, extension
+        if request is None or wire.metadata(request).get("uid") != uid:
+            raise Refused(
+                f"{name} (uid {uid}) is gone: nothing was decided. The name is now "
+                + " and ".join(_what_holds(plural, obj) for plural, obj in found.items() if obj is not None)
+                + f"; look at it first (`kubectl jit status {name}`, `kubectl get accessextension {name} -o yaml`)"
+            )
+        return names.REQUESTS, name, request
     if request is not None and extension is not None:
         raise Refused(
-            f"{name} is both an AccessRequest ({o.requester(request) or 'no requester'}, "
-            f"{wire.spec(request).get('entitlement')}) and an AccessExtension ({o.requester(extension) or 'no requester'}, "
-            f"of grant {wire.spec(extension).get('grant')}): say which, `request/{name}` or `extension/{name}`"
+            f"{name} is both {_what_holds(names.REQUESTS, request)} and {_what_holds(names.EXTENSIONS, extension)}: "
+            "say which, "
+            f"`kubectl jit approve request/{o.pinned(request)}` or `kubectl jit approve extension/{o.pinned(extension)}` "
+            "(or deny). Nothing was decided"
         )
     if extension is not None:
-        if uid and wire.metadata(extension).get("uid") == uid:
-            return names.EXTENSIONS, name, extension
         spec = wire.spec(extension)
         raise Refused(
             f"{name} is not an AccessRequest but an AccessExtension ({o.requester(extension) or 'no requester'}, "
             f"+{spec.get('duration')} on accessgrant {spec.get('grant')}): deciding on it moves that grant's end, "
-            f"so say so: `kubectl jit approve extension/{name}` (or deny). Nothing was decided"
+            f"so say so: `kubectl jit approve extension/{o.pinned(extension)}` (or deny). Nothing was decided"
         )
     return names.REQUESTS, name, request
+
+
+def _what_holds(plural: str, obj: Obj) -> str:
+    """Whose object it is, for a refusal that names both kinds under one name."""
+    who = o.requester(obj) or "no requester"
+    if plural == names.EXTENSIONS:
+        return f"an AccessExtension ({who}, of accessgrant {wire.spec(obj).get('grant')})"
+    return f"an AccessRequest ({who}, {wire.spec(obj).get('entitlement')})"
 
 
 def decide(session: Session, given: str, *, approve: bool, reason: str | None, uid: str | None = None) -> int:
@@ -238,7 +260,7 @@ def withdraw(session: Session, name: str) -> int:
         if requester != me.username:
             raise Refused(
                 f"accessrequest {name} is {requester or 'someone else'}'s: only its requester withdraws a request "
-                f"(an approver of the owner team denies a pending one, `kubectl jit deny {name} --reason ...`)"
+                f"(an approver of the owner team denies a pending one, `kubectl jit deny {o.pinned(request)} --reason ...`)"
             )
         if wire.deleting(request):
             session.say(f"accessrequest {name} is withdrawn already: it goes once its audit record is archived")
