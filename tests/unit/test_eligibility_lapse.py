@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import kopf
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from jitaccess.adapters.identitycenter import IdentityCenter, _enabled
 from jitaccess.adapters.kube import Kube
@@ -564,3 +565,32 @@ def test_a_lapse_identity_center_refuses_to_end_is_logged_and_the_others_of_the_
     assert ic.removed == [("g-prod-eng-payments", "u-erin")]
     refused = [r for r in caplog.records if "refused to end it" in r.getMessage()]
     assert [r.levelname for r in refused] == ["ERROR"] and "old-dave" in refused[0].getMessage()
+
+
+def test_a_lapse_the_api_server_fails_is_logged_and_the_others_of_the_pass_go_on(
+    lapsing: tuple[Runtime, RemovingIdentityCenter, StoredKube],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 503 (or a 429, a timeout) reading one lapsed grant costs that grant a pass, not the others:
+    each lapse is acted on in a try of its own, whatever fails in it."""
+    rt, _, kube = lapsing
+    read = kube.get
+
+    def failing(plural: str, name: str) -> dict[str, Any] | None:
+        if (plural, name) == (names.GRANTS, "old-dave"):
+            raise ApiException(status=503, reason="Service Unavailable")
+        return read(plural, name)
+
+    monkeypatch.setattr(kube, "get", failing)
+    grants = [holder("bob-1", "bob@example.com", "u-bob")]
+    orphans = [holder("old-dave", "dave@example.com", "u-dave")]
+    with caplog.at_level("INFO", logger="jitaccess.handlers.lapses"):
+        recheck(rt, LAPSING, DIRECTORY, grants, orphans, [holder("bob-r", "bob@example.com", "u-bob")])
+    # dave's grant stays Active for the next pass; the rest of the pass goes on.
+    assert ready_of(kube.status(names.GRANTS, "old-dave"))["reason"] == names.ACTIVE
+    assert ready_of(kube.status(names.GRANTS, "bob-1"))["reason"] == names.ELIGIBILITY_LAPSED
+    assert ready_of(kube.status(names.REQUESTS, "bob-r"))["reason"] == names.NOT_ELIGIBLE
+    assert kube.status(names.ENTITLEMENTS, LAPSING.metadata.name)["eligibleUserCount"] == 1
+    failed = [r for r in caplog.records if "old-dave" in r.getMessage() and "failed" in r.getMessage()]
+    assert [r.levelname for r in failed] == ["WARNING"] and "Service Unavailable" in failed[0].getMessage()

@@ -3,9 +3,13 @@
 Admission refuses to delete such a request (it is the audit record of that access), so this
 happens only when the webhook was bypassed, by a cluster administrator say. Access with no request
 to account for it is not left behind until it expires: its grant is revoked, and says why. If
-Identity Center refuses the removal, the grant is annotated revoked by the operator, as a person
-would revoke it: the grant's own handler then retries until the member is out, and the overdue
-gauges count the grant from that moment.
+Identity Center refuses the removal, or the API server fails a call of it (a 429, a 5xx, a
+timeout, a write refused), the grant is annotated revoked by the operator, as a person would revoke
+it: the grant's own handler then retries until the member is out, and the overdue gauges count the
+grant from that moment. An annotation the API server fails too, and a check of an Active grant's
+request it does not answer, are tried again in the background (`later`, with a bounded backoff): an
+observer's failure is only logged (`observers`), and a wait here would hold the grant's other events
+back.
 
 Requests carry no finalizer (one would cost every request two more writes), so a deletion is
 seen in two ways:
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -57,7 +62,7 @@ async def end_grant_of_deleted_request(type: str | None, body: kopf.Body, memo: 
         )
     # The grant made for this request, whatever its uid (the request's is what it was made for);
     # another request's grant cannot hold the name while this request's does (attack 130).
-    await _revoke(rt, grant, BY_NAME)
+    await _revoke(rt, grant, BY_NAME, made_for=wire.uid_of(body))
 
 
 def _active_grant(type: str | None, body: kopf.Body) -> bool:
@@ -74,13 +79,39 @@ async def end_orphaned_grant(type: str | None, body: kopf.Body, memo: kopf.Memo,
     known = rt.requests.known(request)
     if known is not None and not backing.orphaned(made_for, known):
         return
-    if await rt.run_blocking(_orphaned, rt, request, made_for):
+    await _end_if_orphaned(rt, wire.name_of(body), wire.uid_of(body), request, made_for)
+
+
+async def _end_if_orphaned(
+    rt: Runtime, grant: str, uid: str, request: str, made_for: str, *, again: bool = False
+) -> None:
+    """Revoke grant `grant` (the object `uid`) if its request is gone. The API server not answering
+    says nothing of the request: the check is tried again in the background, never taken for its
+    deletion (that would revoke access that is backed). `again`: a background try, which raises
+    instead, for `later` to try once more."""
+    try:
+        orphaned = await rt.run_blocking(_orphaned, rt, request, made_for)
+    except Exception as exc:  # the API server: a 429, a 5xx, a timeout
+        if again:
+            raise
+        log.warning(
+            "AccessGrant %s: whether its AccessRequest %s is still stored cannot be read (%s); asking again",
+            grant,
+            request,
+            exc,
+        )
+        later(
+            (grant, "looking up its AccessRequest"),
+            lambda: _end_if_orphaned(rt, grant, uid, request, made_for, again=True),
+        )
+        return
+    if orphaned:
         log.warning(
             "AccessRequest %s of active AccessGrant %s is gone (deleted, or re-created): revoking the grant",
             request,
-            wire.name_of(body),
+            grant,
         )
-        await _revoke(rt, wire.name_of(body), wire.uid_of(body))
+        await _revoke(rt, grant, uid)
 
 
 def _orphaned(rt: Runtime, request: str, made_for: str) -> bool:
@@ -91,11 +122,48 @@ def _orphaned(rt: Runtime, request: str, made_for: str) -> bool:
     return backing.orphaned(made_for, rt.requests.stored_uid(request, rt.kube))
 
 
-#: Tries, 5 s apart, at writing a refused revocation down as the grant's own.
-MARK_ATTEMPTS = 12
+#: Seconds before each try, in the background, at what the API server failed on an event (a grant
+#: written down as revoked, a request looked up): about 25 minutes in all. Past them, the grant's
+#: next event tries again, and its expiry ends it whatever happens here.
+BACKOFF: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0, 300.0, 300.0)
+#: The background tries under way, by the grant's name and what they are for: an event of a grant
+#: already being tried for starts no second one. Read and changed on the event loop only.
+_tries: dict[tuple[str, str], asyncio.Task[None]] = {}
 
 
-async def _revoke(rt: Runtime, grant: str, uid: Only) -> None:
+def later(key: tuple[str, str], attempt: Callable[[], Awaitable[None]]) -> None:
+    """Run `attempt` in the background after each delay of `BACKOFF` in turn, until it raises no
+    more; `key`: the grant's name and what is tried (one at a time for each)."""
+    running = _tries.get(key)
+    if running is not None and not running.done():
+        log.info("AccessGrant %s: %s, tried again in the background already", *key)
+        return
+    task = asyncio.get_running_loop().create_task(_keep_trying(key, attempt), name=f"jitaccess {key[1]}: {key[0]}")
+    _tries[key] = task
+    task.add_done_callback(lambda done: _tries.pop(key, None) if _tries.get(key) is done else None)
+
+
+async def _keep_trying(key: tuple[str, str], attempt: Callable[[], Awaitable[None]]) -> None:
+    for number, delay in enumerate(BACKOFF, 1):
+        await asyncio.sleep(delay)
+        try:
+            await attempt()
+        except Exception as exc:  # the API server still failing: the next delay, if any
+            log.warning("AccessGrant %s: %s, try %d of %d, failed (%s)", *key, number, len(BACKOFF), exc)
+        else:
+            log.info("AccessGrant %s: %s, done at try %d", *key, number)
+            return
+    log.error(
+        "AccessGrant %s: %s, given up after %d tries; the grant's next event tries again, its expiry ends it",
+        *key,
+        len(BACKOFF),
+    )
+
+
+async def _revoke(rt: Runtime, grant: str, uid: Only, *, made_for: str = "") -> None:
+    """End grant `grant` (the object `uid`) Revoked, or write it down as revoked for its own handler
+    to end. `made_for`, with `BY_NAME`: the uid of the request it was made for, which a grant
+    written down in the background must still carry (its label), as the one stored now does."""
     while True:
         try:
             await rt.run_granting(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY, uid=uid)
@@ -115,18 +183,30 @@ async def _revoke(rt: Runtime, grant: str, uid: Only) -> None:
                 exc,
             )
             break
-    # Bounded: this holds the grant's other handlers back. Past it, the grant's next event tries
-    # again, and its expiry ends it whatever happens here.
-    for attempt in range(MARK_ATTEMPTS):
-        try:
-            await rt.run_blocking(mark_revoked, rt, grant, WHY, uid)
+        except Exception as exc:  # the API server (a read, the end's write), or Identity Center's NotFound
+            # Nothing retries an observer (`observers`): left to escape, the access would run until
+            # it expires. Written down as revoked instead, for the grant's handler, which kopf retries.
+            log.warning("revoking AccessGrant %s failed (%s); marked revoked, retried by its handler", grant, exc)
+            break
+    try:
+        await rt.run_blocking(mark_revoked, rt, grant, WHY, uid)
+    except Exception as exc:  # the API server, or who the operator is: it may pass
+        log.warning("marking AccessGrant %s revoked failed (%s); trying again in the background", grant, exc)
+        later((grant, "marking it revoked"), lambda: rt.run_blocking(_mark_revoked_later, rt, grant, uid, made_for))
+
+
+def _mark_revoked_later(rt: Runtime, grant: str, uid: Only, made_for: str) -> None:
+    """`mark_revoked`, minutes after the decision: a grant stored under the name by then is another
+    request's, unless it still carries the label of the request it was decided for."""
+    if uid is BY_NAME and made_for:
+        current = rt.kube.get(names.GRANTS, grant)
+        if current is None:
             return
-        except Exception as exc:  # the API server, or who the operator is: it may pass
-            if attempt + 1 == MARK_ATTEMPTS:
-                log.error("marking AccessGrant %s revoked failed (%s); its next event tries again", grant, exc)
-                return
-            log.warning("marking AccessGrant %s revoked failed (%s); retrying", grant, exc)
-            await asyncio.sleep(5.0)
+        label = str((wire.metadata(current).get("labels") or {}).get(names.LABEL_REQUEST) or "")
+        if label and label != made_for:
+            return  # made for another request since: not the grant decided on
+        uid = wire.uid_of(current) or BY_NAME
+    mark_revoked(rt, grant, WHY, uid)
 
 
 def _settled(obj: dict[str, Any]) -> bool:

@@ -18,7 +18,8 @@ Grants of an Entitlement that no longer exists are looked after by the first Ent
 (as `schedules` does): their users still lose them when deleted or disabled.
 Identity Center not answering costs a pass, not an error: the next pass checks again. A refusal
 (IAM) is logged as an error; each lapse is acted on in a try of its own, so one user's refused
-removal does not keep the others of the pass from ending.
+removal, or the API server failing a call of one (a 429, a 5xx, a timeout), does not keep the others
+of the pass from ending.
 """
 
 from __future__ import annotations
@@ -200,11 +201,24 @@ def _act(
     absent_lapses: bool = True,
 ) -> None:
     """`act` on one lapse once Identity Center confirms it (`_confirmed`), in a try of its own: one
-    user's removal refused (an IAM policy that denies that group, say) or unanswered leaves the
-    other lapses of the pass to be acted on, and is tried again on the next pass."""
-    with _until_next_pass(entitlement, f": {lapse.name}", f"to end it ({lapse.message})", "it stays", logging.WARNING):
-        if _confirmed(rt, lapse, groups, absent_lapses=absent_lapses):
-            act(rt, entitlement, lapse)
+    user's removal refused (an IAM policy that denies that group, say) or unanswered, or the API
+    server failing a read or a write of it (a 429, a 5xx, a timeout), leaves the other lapses of the
+    pass to be acted on, and is tried again on the next pass."""
+    try:
+        with _until_next_pass(
+            entitlement, f": {lapse.name}", f"to end it ({lapse.message})", "it stays", logging.WARNING
+        ):
+            if _confirmed(rt, lapse, groups, absent_lapses=absent_lapses):
+                act(rt, entitlement, lapse)
+    except Exception as exc:  # the API server: this lapse waits for the next pass, not the others
+        log.warning(
+            "eligibility re-check of %s: %s: acting on the lapse (%s) failed (%s); next pass in %ss",
+            entitlement,
+            lapse.name,
+            lapse.message,
+            exc,
+            RECHECK_SECONDS,
+        )
 
 
 def _confirmed(rt: Runtime, lapse: rules.Lapse, groups: Sequence[str], *, absent_lapses: bool = True) -> bool:
