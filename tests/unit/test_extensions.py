@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 
 from jitaccess.api import audit, names
-from jitaccess.api.models import AccessExtension, AccessGrant
+from jitaccess.api.models import AccessExtension, AccessGrant, Entitlement
 from jitaccess.domain import approvals
 from jitaccess.domain import extensions as rules
 from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal, Verdict
@@ -313,7 +313,11 @@ def test_an_extension_is_never_judged_against_or_applied_to_a_grant_created_agai
         assert (step.step, step.auto) == (rules.Step.APPLY, True), (extension_now.status, the_grant.metadata)
 
 
-def test_the_operator_records_the_grants_uid_and_fails_the_extension_once_it_is_another_grant() -> None:
+def reconciling(
+    waits: Entitlement, the_grant: AccessGrant, the_extension: AccessExtension
+) -> tuple[Any, Callable[[], dict[str, Any]]]:
+    """A cluster holding the Entitlement `waits`, its owner team, `the_grant` and `the_extension`,
+    and the operator's `reconcile` of that extension, which answers it as stored after."""
     from jitaccess.adapters.identitycenter import IdentityCenter
     from jitaccess.adapters.kube import Kube
     from jitaccess.handlers import extensions as handler
@@ -328,24 +332,28 @@ def test_the_operator_records_the_grants_uid_and_fails_the_extension_once_it_is_
             found = self.objects.get((plural, name))
             return copy.deepcopy(found) if found is not None else None
 
-    waits = entitlement(approval={"autoApproveOwnerTeam": False})
     cluster = Stored()
     cluster.add(names.ENTITLEMENTS, {**waits.wire(), "metadata": {"name": "prod-eng-payments"}})
     cluster.add(names.TEAMS, {"metadata": {"name": "payments"}, "spec": team().wire()})
-    cluster.add(names.GRANTS, made(active(), "uid-old", T0 - timedelta(minutes=10)).wire())
-    cluster.add(names.EXTENSIONS, {**asked(T0).wire(), "kind": names.ACCESS_EXTENSION})
+    cluster.add(names.GRANTS, the_grant.wire())
+    cluster.add(names.EXTENSIONS, {**the_extension.wire(), "kind": names.ACCESS_EXTENSION})
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, cluster))
+    key = (names.EXTENSIONS, the_extension.metadata.name)
 
     def reconcile() -> dict[str, Any]:
         token = DEFERRED.set(Deferred())  # no kopf watch to post Events from
         try:
-            handler.reconcile(
-                rt, copy.deepcopy(cluster.objects[(names.EXTENSIONS, "g1-ext-1")]), NO_INDEX, NO_INDEX, {}
-            )
+            handler.reconcile(rt, copy.deepcopy(cluster.objects[key]), NO_INDEX, NO_INDEX, {})
         finally:
             DEFERRED.reset(token)
-        return cluster.objects[(names.EXTENSIONS, "g1-ext-1")]
+        return cluster.objects[key]
 
+    return cluster, reconcile
+
+
+def test_the_operator_records_the_grants_uid_and_fails_the_extension_once_it_is_another_grant() -> None:
+    waits = entitlement(approval={"autoApproveOwnerTeam": False})
+    cluster, reconcile = reconciling(waits, made(active(), "uid-old", T0 - timedelta(minutes=10)), asked(T0))
     pending = reconcile()
     assert pending["status"]["grantUid"] == "uid-old"
     assert pending["status"]["conditions"][-1]["reason"] == names.PENDING
@@ -715,3 +723,93 @@ def test_an_extension_applied_on_several_approvals_keeps_each_approver_and_why_w
         (PAULA.username, "INC-1 the apply runs on"),
         (lena, "seen on the bridge"),
     ]
+
+
+# --- an extension's name used again on the same grant ------------------------------------------------
+
+
+def entry(name: str = "g1-ext-1", uid: str | None = "uid-old-x", applied_at: datetime = T0) -> dict[str, Any]:
+    """A `status.extensions` entry: lena approved +30m at `applied_at` (`uid` None: written before
+    entries recorded it)."""
+    return {
+        "name": name,
+        **({"uid": uid} if uid else {}),
+        "by": "30m",
+        "approvedBy": "lena@example.com",
+        "time": applied_at.isoformat(),
+        "reason": "INC-1 the first half hour",
+        "previousExpirationTime": (T0 + timedelta(hours=1)).isoformat(),
+        "expirationTime": (T0 + timedelta(hours=1, minutes=30)).isoformat(),
+    }
+
+
+def test_a_grants_entry_is_its_extensions_by_uid_not_by_name() -> None:
+    """An approver may delete a finished extension while its grant runs, and its grantee create
+    another under its name: that one is not the one the grant lists as applied."""
+    listed = active(extensions=[entry()])
+    again = asked(T0 + timedelta(minutes=5))  # g1-ext-1, uid-g1-ext-1: another object of the name
+    assert rules.applied_entry(listed, again) is None
+    first = again.model_copy(update={"metadata": again.metadata.model_copy(update={"uid": "uid-old-x"})})
+    found = rules.applied_entry(listed, first)
+    assert found is not None and found.approved_by == "lena@example.com"
+    # An entry from before entries recorded the uid: by name, only for an extension asked before it was applied.
+    old_entry = active(extensions=[entry(uid=None, applied_at=T0 + timedelta(minutes=1))])
+    assert rules.applied_entry(old_entry, asked(T0)) is not None
+    assert rules.applied_entry(old_entry, asked(T0 + timedelta(minutes=1))) is not None  # the same second
+    assert rules.applied_entry(old_entry, asked(None)) is not None  # nothing to tell them apart
+    assert rules.applied_entry(old_entry, asked(T0 + timedelta(minutes=2))) is None
+
+
+def test_an_extension_asked_again_under_an_applied_ones_name_is_decided_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lena approved alice's +30m (g1-ext-1), applied; lena deleted it once finished; alice asks for
+    +3h under the same name. The operator took the grant's entry of that name for the new one's: it
+    was written Approved and Extended, "approved by lena", though nobody had decided on it."""
+    from jitaccess.handlers import extensions as handler
+
+    waits = entitlement(approval={"autoApproveOwnerTeam": False}, maxDuration="8h")
+    listed = made(active(timedelta(hours=1, minutes=30), extensions=[entry()]), "uid-g1", T0 - timedelta(hours=1))
+    again = asked(T0 + timedelta(minutes=5), by="3h", reason="INC-2 three more hours")
+    cluster, reconcile = reconciling(waits, listed, again)
+    monkeypatch.setattr(handler, "approvers_problem", lambda *_: None)  # paula is still in Identity Center
+    monkeypatch.setattr(handler, "now", lambda: T0 + timedelta(minutes=10))
+
+    def ready(obj: dict[str, Any]) -> dict[str, Any]:
+        return next(c for c in obj["status"]["conditions"] if c["type"] == names.READY)
+
+    def listed_now() -> list[tuple[str, str | None, str, str]]:
+        entries = cluster.objects[(names.GRANTS, "g1")]["status"]["extensions"]
+        return [(e["name"], e.get("uid"), e["by"], e["approvedBy"]) for e in entries]
+
+    pending = reconcile()
+    assert ready(pending)["reason"] == names.PENDING, ready(pending)
+    assert "approvedBy" not in pending["status"]
+    assert listed_now() == [("g1-ext-1", "uid-old-x", "30m", "lena@example.com")]
+    # paula decides on it: applied on her word, an entry of its own, with its uid.
+    cluster.objects[(names.EXTENSIONS, "g1-ext-1")]["metadata"]["annotations"] = stamped(
+        names.ANNOTATION_APPROVED, PAULA.username
+    )
+    extended = reconcile()
+    assert ready(extended)["reason"] == names.EXTENDED and extended["status"]["approvedBy"] == PAULA.username
+    assert listed_now() == [
+        ("g1-ext-1", "uid-old-x", "30m", "lena@example.com"),
+        ("g1-ext-1", "uid-g1-ext-1", "3h", PAULA.username),
+    ]
+    assert cluster.objects[(names.GRANTS, "g1")]["status"]["expirationTime"] == "2026-11-23T16:30:00Z"
+    # Taken up again (a crash before its own status was written, a resync): found by its uid, not applied twice.
+    reconcile()
+    assert len(listed_now()) == 2
+
+
+def test_admission_refuses_a_name_the_grant_already_lists_as_applied() -> None:
+    listed = active(extensions=[entry()])
+    again = review(ALICE, wire(by="3h"), the_grant=listed)
+    assert isinstance(again, Refusal) and again.message == (
+        "metadata.name: AccessGrant g1 already lists an extension named g1-ext-1 in its status.extensions (+30m, "
+        "applied at 2026-11-23T12:00:00Z, approved by lena@example.com): a name is used once per grant, so that "
+        "its records tell its extensions apart. Name this one otherwise, or let the API server choose "
+        "(metadata.generateName, as `kubectl jit extend g1 --by DURATION --reason '...'` does)"
+    )
+    assert review(ALICE, {**wire(), "metadata": {"generateName": "g1-ext-"}}, the_grant=listed) == Admit()
+    assert review(ALICE, {**wire(), "metadata": {"name": "g1-ext-2"}}, the_grant=listed) == Admit()

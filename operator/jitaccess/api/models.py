@@ -617,6 +617,11 @@ class GrantExtension(Model):
     """An AccessExtension applied to a grant: how much later its access now ends, and on whose word."""
 
     name: str = Field(description="The AccessExtension")
+    uid: str | None = Field(
+        default=None,
+        description="The AccessExtension's metadata.uid: which extension of that name it was (a finished one may be "
+        "deleted while its grant runs, and another created under its name)",
+    )
     by: str = Field(description="The time added (its spec.duration)")
     approved_by: str = Field(description="The approver, or `auto` for an owner-team member's own extension")
     time: datetime = Field(description="When the operator applied it")

@@ -38,6 +38,7 @@ from jitaccess.api.models import (
     AccessGrant,
     AccountAssignmentTarget,
     Entitlement,
+    GrantExtension,
     TeamOwnershipSpec,
 )
 from jitaccess.domain import admission, reasons
@@ -497,8 +498,21 @@ def apply(
     return Extended(expires, expires + by, by)
 
 
-def already_applied(grant: AccessGrant, name: str) -> bool:
-    return any(e.name == name for e in grant.status.extensions or [])
+def applied_entry(grant: AccessGrant, extension: AccessExtension) -> GrantExtension | None:
+    """The grant's `status.extensions` entry of this very extension, if the grant lists it: by uid.
+    A finished extension may be deleted while its grant runs (`_deleted`) and another created under
+    its name: matched by name, that one was taken as applied, approved by the approver of the first,
+    with nobody having decided on it. An entry from before entries recorded the uid is matched by
+    name, and only by an extension created no later than it was applied (a creation time is whole
+    seconds, and so is the entry's)."""
+    uid, created = extension.metadata.uid, extension.metadata.creation_timestamp
+    for entry in grant.status.extensions or []:
+        if entry.uid:
+            if uid and entry.uid == uid:
+                return entry
+        elif entry.name == extension.metadata.name and (created is None or created <= entry.time):
+            return entry
+    return None
 
 
 # --- admission -------------------------------------------------------------------------------
@@ -635,6 +649,9 @@ def _creation_problem(
         return (
             f"spec.grant: AccessGrant {name} is not Active yet ({state or names.PROVISIONING}): try again in a moment"
         )
+    listed = _listed_problem(wire.name_of(new), grant)
+    if listed is not None:
+        return listed
     if entitlement is None:
         return (
             f"spec.grant: the Entitlement {ent!r} of AccessGrant {name} no longer exists: there is nothing to check "
@@ -653,6 +670,24 @@ def _creation_problem(
     except ValueError as exc:  # pydantic's ValidationError: the schema's, normally refused before
         return f"the AccessExtension is invalid: {exc}"
     return cap_problem(grant, entitlement, by, waiting) or reason_problem(extension.spec.reason, entitlement)
+
+
+def _listed_problem(name: str, grant: AccessGrant) -> str | None:
+    """Why an extension cannot be created under `name`: the grant already lists an extension of that
+    name as applied (`status.extensions`), which an approver may delete once it has finished while
+    the grant runs. The records (the grant's `extended/<n>`, the extension's own, the Events) name an
+    extension by its name: two of one name on one grant would read as one. Where this webhook did not
+    run, the operator still tells them apart by uid (`applied_entry`). None when no entry has it."""
+    entry = next((e for e in reversed(grant.status.extensions or []) if name and e.name == name), None)
+    if entry is None:
+        return None
+    return (
+        f"metadata.name: AccessGrant {grant.metadata.name} already lists an extension named {name} in its "
+        f"status.extensions (+{entry.by}, applied at {_stamp(entry.time)}, approved by {entry.approved_by}): "
+        "a name is used once per grant, so that its records tell its extensions apart. Name this one otherwise, "
+        f"or let the API server choose (metadata.generateName, as `kubectl jit extend {grant.metadata.name} --by "
+        "DURATION --reason '...'` does)"
+    )
 
 
 def _deleted(old: Obj, caller: Caller, team: TeamOwnershipSpec | None) -> Verdict:

@@ -2,7 +2,8 @@
 
 - create / resume / an annotation change: `reconcile` asks `domain.extensions.next_step` and
   applies an approved extension: the grant's `status.expirationTime` moves forward and
-  `status.extensions` records it (one optimistic-locked write, idempotent by the extension's name),
+  `status.extensions` records it (one optimistic-locked write, idempotent by the extension's uid:
+  another created under the name of one deleted since is another extension, `rules.applied_entry`),
   then the extension and the grant's request say so. The expiry scheduler follows the grant's new
   time from the watch (`expiry.schedule_expiry`), and re-reads a grant before ending it, so a
   grant extended while its expiry was being taken up is not ended early.
@@ -202,10 +203,10 @@ def reconcile(rt: Runtime, body: Mapping[str, Any], teams: Index, entitlements: 
         return
     grant = AccessGrant.model_validate(raw) if raw is not None else None
     entitlement, team = _lookup(rt, grant, teams, entitlements)
-    if grant is not None and rules.already_applied(grant, extension.metadata.name):
+    entry = rules.applied_entry(grant, extension) if grant is not None else None
+    if grant is not None and entry is not None:
         # Applied before a crash: only the extension's own record is missing. The approvals that made
         # the count are the grant's entry's, not counted again (an approver may have left since).
-        entry = next(e for e in grant.status.extensions or [] if e.name == extension.metadata.name)
         _record_applied(rt, extension, grant, [a.by for a in entry.approvals or []])
         return
     needed = entitlement.spec.approval.approvals_required if entitlement is not None else 1
@@ -361,7 +362,7 @@ def _apply(
 
     def build(current: AccessGrant) -> dict[str, Any] | None:
         refused.clear()
-        if rules.already_applied(current, name):
+        if rules.applied_entry(current, extension) is not None:
             return None
         # The grant as judged (`next_step`), not another created under its name since it was read.
         judged = extension.model_copy(
@@ -375,6 +376,7 @@ def _apply(
         listed.append(
             {
                 "name": name,
+                **({"uid": extension.metadata.uid} if extension.metadata.uid else {}),
                 "by": extension.spec.duration,
                 "approvedBy": rules.AUTO if step.auto else step.who,
                 "time": ts(now()),
@@ -422,7 +424,7 @@ def _apply(
 def _record_applied(rt: Runtime, extension: AccessExtension, grant: AccessGrant, counted: Sequence[str] = ()) -> None:
     """The extension's own status (and the request's end) once the grant lists it; `counted`: the
     approvals that made the count, when it took several."""
-    entry = next((e for e in grant.status.extensions or [] if e.name == extension.metadata.name), None)
+    entry = rules.applied_entry(grant, extension)
     if entry is None:
         return
     auto = entry.approved_by == rules.AUTO
