@@ -8,6 +8,7 @@ import time
 from prometheus_client import REGISTRY
 
 from jitaccess.adapters.identitycenter import CallQueue, IdentityCenter, RateLimiter
+from jitaccess.adapters.ssoadmin import SsoAdmin
 
 
 class _SlowClient:
@@ -61,7 +62,8 @@ def test_a_free_slot_is_taken_without_waiting() -> None:
 
 
 class _TwoApis:
-    """GetUserId returns at once; DeleteGroupMembership is recorded."""
+    """A lookup returns at once (GetUserId; sso-admin's DescribePermissionSet); a removal is recorded
+    (DeleteGroupMembership; sso-admin's DeleteAccountAssignment)."""
 
     def __init__(self) -> None:
         self.deleted = threading.Event()
@@ -74,6 +76,14 @@ class _TwoApis:
     def delete_group_membership(self, **_: object) -> dict[str, str]:
         self.deleted.set()
         return {}
+
+    def describe_permission_set(self, **_: object) -> dict[str, object]:
+        self.looked_up.set()
+        return {"PermissionSet": {}}
+
+    def delete_account_assignment(self, **_: object) -> dict[str, object]:
+        self.deleted.set()
+        return {"AccountAssignmentDeletionStatus": {"Status": "SUCCEEDED", "RequestId": "r-1"}}
 
 
 def test_callers_waiting_for_one_apis_quota_hold_no_slot_another_api_needs() -> None:
@@ -112,3 +122,28 @@ def test_the_membership_quota_is_asked_of_its_own_api() -> None:
     assert ic.can_add_member_now()
     ic._limiter("CreateGroupMembership").acquire()
     assert not ic.can_add_member_now()
+
+
+def test_sso_admin_callers_waiting_for_a_quota_hold_no_slot_of_the_shared_queue() -> None:
+    # The sso-admin client shares the identity store's queue (one per replica): its callers wait for
+    # their token before they take a slot, as the identity store's do. With one slot, a caller that
+    # held it while waiting an hour for DescribePermissionSet's next token kept every other call
+    # out: an account assignment's removal, and the identity store's own revocations.
+    client = _TwoApis()
+    queue = CallQueue(1)
+    sso = SsoAdmin(client, "arn:aws:sso:::instance/ssoins-1", rate_limit=1 / 3600, queue=queue)
+    first = threading.Thread(target=sso._call, args=("DescribePermissionSet", client.describe_permission_set))
+    first.start()
+    first.join(timeout=30)
+    assert client.looked_up.is_set()  # it took the one token
+    waiting = threading.Thread(
+        target=sso._call, args=("DescribePermissionSet", client.describe_permission_set), daemon=True
+    )
+    waiting.start()
+    time.sleep(0.2)  # it reaches the limiter and waits for the next token
+    assert waiting.is_alive()
+    # The one slot is free: a removal goes out at once (one behind the waiting caller would wait an hour).
+    remover = threading.Thread(target=sso.unassign, args=("arn:ps", "111111111111", "u-1", "USER"), daemon=True)
+    remover.start()
+    remover.join(timeout=10)
+    assert client.deleted.is_set()

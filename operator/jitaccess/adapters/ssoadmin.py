@@ -3,7 +3,8 @@
 What the permission-set reconciler (`handlers.permissionsets`) needs, as "ensure" operations on
 one Identity Center instance. Calls go out as the identity store's do (`adapters.identitycenter`):
 one client-side token bucket per operation (sso-admin's quota is its own, counted per API), the
-same bounded queue of calls in flight, errors classified by AWS error code into the
+same bounded queue of calls in flight (taken once the token is: a caller waiting out a quota holds
+no slot), errors classified by AWS error code into the
 `jitaccess.errors` tree, and every write refused on a replica that is not the leader (`NotLeading`).
 
 Assignments and provisioning are asynchronous in AWS: the call answers `IN_PROGRESS` and a request
@@ -176,8 +177,11 @@ class SsoAdmin:
             kwargs["InstanceArn"] = self.instance_arn
         with self._guard:
             self.calls[operation] = self.calls.get(operation, 0) + 1
+        # The token first, then a slot, as for the identity store (`IdentityCenter._call`): the queue
+        # is shared with it, and a thread waiting out one API's quota must not hold a slot another
+        # API's call could use (a revocation queued behind a burst of permission-set reads).
+        self._limiter(operation).acquire()
         with self.queue:
-            self._limiter(operation).acquire()
             # Asked again as the call goes out: the waits above can outlast the lease.
             refuse_unless_leading(operation, _WRITES, self.may_write)
             try:
