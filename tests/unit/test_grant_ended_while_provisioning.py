@@ -17,6 +17,7 @@ from jitaccess.adapters.identitycenter import LONGEST_CALL_SECONDS
 from jitaccess.adapters.kube import BY_NAME
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
+from jitaccess.domain.schedule import CLOCK_SKEW
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Attempts, Runtime
 from jitaccess.settings import Settings
@@ -113,7 +114,7 @@ def test_a_grant_ended_during_its_provisioning_gets_no_membership(monkeypatch: p
     grant = {
         # Created by this controller: no earlier one's add can be on its way (attack 129's wait).
         "metadata": {"name": "r1", "uid": "uid-g1", "labels": {"jitaccess.dev/request": "uid-r1"},
-                     "creationTimestamp": (rt.attempts.since + dt.timedelta(seconds=1)).strftime(STAMP)},
+                     "creationTimestamp": (rt.attempts.since + CLOCK_SKEW + dt.timedelta(seconds=1)).strftime(STAMP)},
         "spec": {"user": "bob@example.com", "userId": "id-bob", "entitlement": GROUP, "groupName": GROUP,
                  "request": "r1", "duration": "1h", "ownerTeam": "payments", "reason": "CHG-1 window"},
         "status": {},
@@ -197,7 +198,8 @@ def test_a_grant_an_earlier_controller_may_have_been_adding_is_ended_once_its_ad
     controller began; none for a grant created since."""
     attempts = Attempts()
     began = attempts.since
-    earlier, later = began - dt.timedelta(minutes=1), began + dt.timedelta(seconds=1)
+    # Created after it began by more than the clocks' allowed skew: this controller's own.
+    earlier, later = began - dt.timedelta(minutes=1), began + CLOCK_SKEW + dt.timedelta(seconds=1)
     assert attempts.earlier_adds_settled(earlier, began) == LONGEST_CALL_SECONDS
     assert attempts.earlier_adds_settled(earlier, began + dt.timedelta(seconds=5)) == LONGEST_CALL_SECONDS - 5
     assert attempts.earlier_adds_settled(earlier, began + dt.timedelta(seconds=LONGEST_CALL_SECONDS + 1)) == 0

@@ -15,6 +15,7 @@ import pytest
 from jitaccess.api import names
 from jitaccess.api.models import AccessGrant
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain.schedule import CLOCK_SKEW
 from jitaccess.errors import NotFound
 from jitaccess.handlers import grants
 from jitaccess.handlers.eligibility import eligibility_problem
@@ -67,9 +68,9 @@ def _cached_then(monkeypatch: pytest.MonkeyPatch, change: Any) -> tuple[Runtime,
     monkeypatch.setattr(grants, "record", lambda *a, **k: None)  # no kopf Event poster here
     kube, ic = _Kube(), _Store()
     rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
-    # The grant is this controller's own (its creation, stamped in whole seconds, after it began):
-    # no earlier controller's add to wait for (attack 129).
-    rt.attempts.since -= dt.timedelta(seconds=1)
+    # The grant is this controller's own (its creation, stamped in whole seconds, after it began
+    # by more than the clocks' allowed skew): no earlier controller's add to wait for (attack 129).
+    rt.attempts.since -= CLOCK_SKEW + dt.timedelta(seconds=1)
     assert rt.cached("group", GROUP, ic.resolve_group) == "gid-1"  # an earlier grant's lookup
     change(ic)
     ic.resolved.clear()

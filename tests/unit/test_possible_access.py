@@ -21,6 +21,7 @@ from jitaccess.api import audit, names
 from jitaccess.api.models import AccessGrant
 from jitaccess.cli import periods, reports
 from jitaccess.domain import grants as grant_rules
+from jitaccess.domain.schedule import CLOCK_SKEW
 from jitaccess.errors import RetryLater
 from jitaccess.handlers import grants
 from jitaccess.handlers.runtime import Runtime
@@ -62,8 +63,9 @@ class _Counting(_Kube):
         return updated
 
 
-def _runtime(ic: _Known, kube: _Kube, began: dt.datetime = T0 - dt.timedelta(minutes=1)) -> Runtime:
-    """A controller that began acting at `began`: before the grant's creation by default."""
+def _runtime(ic: _Known, kube: _Kube, began: dt.datetime = T0 - CLOCK_SKEW - dt.timedelta(minutes=1)) -> Runtime:
+    """A controller that began acting at `began`: before the grant's creation by default, by more
+    than the clocks' allowed skew (so the grant is this controller's own)."""
     rt = Runtime(Settings(), ic, kube)  # type: ignore[arg-type]
     rt.attempts.since = began
     return rt

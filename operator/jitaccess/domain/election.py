@@ -12,8 +12,11 @@ Another holder's Lease is free to take when it is released (no holder), when the
 changed for `lease_duration` on the candidate's own clock (client-go's rule, which no clock skew
 can fool), or when its `renewTime + leaseDurationSeconds` has passed on the candidate's wall
 clock. The last rule lets a replica that starts after a crash take over at once instead of
-watching a dead Lease for a full `lease_duration`; it assumes the nodes' clocks agree to well
-within `lease_duration - retry_period` (10 s by default), as NTP keeps them.
+watching a dead Lease for a full `lease_duration`; it assumes the nodes' clocks agree to within
+`lease_duration - renew_deadline` (4 s by default), as NTP keeps them: a leader cut off from the
+API server acts until `renew_deadline` after its last renewal, and a candidate whose clock runs
+ahead by more than that margin would take the Lease before then. (A leader that can still reach
+the API server loses at its next renewal, within `retry_period`, whatever the clocks say.)
 """
 
 from __future__ import annotations

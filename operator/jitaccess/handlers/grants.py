@@ -237,6 +237,9 @@ def activate(
     user_id = confirmed_grantee(rt, grant, admitted)
     if user_id is None:
         return False
+    if rt.attempts.has_run_out(grant.metadata.uid or ""):
+        fail(rt, grant, RAN_OUT)  # takes out nothing more: `_overdue_unwritten` did
+        return False
     if spec.account_assignment is not None:
         return _activate_assignments(rt, grant, user_id, current, request, essence, request_essence)
     try:
@@ -278,7 +281,8 @@ def activate(
                 membershipId=membership_id,
             )
             remove = functools.partial(ic.remove_member, tried, user_id, membership_id)
-            return _record_active(rt, grant, build, essence, current, key, tried, remove), window
+            ends = window.expiration_time
+            return _record_active(rt, grant, build, essence, current, key, tried, remove, ends), window
 
     # The cached id may be a group deleted since and created again under its name (a Terraform
     # replace, within the cache's lifetime): the name is resolved afresh, and the add tried once
@@ -366,6 +370,7 @@ def _activate_assignments(
                 key,
                 None,
                 lambda: bool(assignments.take_back(rt, grant, user_id, others)),
+                window.expiration_time,
             )
     if refused:
         # Outside the lock: failing takes back what an earlier attempt may have assigned, under it.
@@ -544,7 +549,7 @@ def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False
         # Gone, or finished by a concurrent call: that call follows the request.
         return
     record(updated, names.FAILED, message, warning=True, who=grant.spec.user)
-    follow_request(rt, AccessGrant.model_validate(updated))
+    _follow_ended(rt, updated)
 
 
 def _taken_back(
@@ -613,29 +618,76 @@ def _record_active(
     key: tuple[str, str],
     group_id: str | None,
     remove: Callable[[], bool],
+    ends: dt.datetime,
 ) -> dict[str, Any] | None:
     """Under the membership lock: write the grant Active (`build`, carrying kopf's diff-base
-    `essence`); the grant as written, None when nothing was. When the write finds the grant ended
-    (or deleted) by another writer while this attempt added access, nothing else would take that
-    access out: `remove` it again (`_give_back`)."""
+    `essence`) until `ends`; the grant as written, None when nothing was. When the write finds the
+    grant ended (or deleted) by another writer while this attempt added access, nothing else would
+    take that access out: `remove` it again (`_give_back`).
+
+    When the write fails (refused by a policy, RBAC changed, the API server erring), the access is
+    in place with no end written anywhere: the expiry scheduler knows only Active grants and the
+    drift scan counts a Provisioning grant as a holder. Each retry finds the membership there and
+    counts the grant's time from its creation (`activation_start`), so once that time is over, a
+    failing write takes the access out before the error goes on to the retry, and no later attempt
+    of this controller adds it again (`Attempts.ran_out`: the next one fails the grant, `RAN_OUT`):
+    access is never held past the grant's duration for want of a status write. (A process that
+    starts anew does not know: it may add the access once more, for the grant's duration at most.)"""
     seen: list[str] = []
 
     def seeing(latest: AccessGrant) -> dict[str, Any] | None:
         seen.append(grant_rules.state(latest))
         return build(latest)
 
-    updated = rt.kube.update_status(
-        names.GRANTS,
-        grant.metadata.name,
-        status_change(AccessGrant, _carrying(seeing, essence)),
-        current=current,
-        uid=grant.metadata.uid,
-    )
+    try:
+        updated = rt.kube.update_status(
+            names.GRANTS,
+            grant.metadata.name,
+            status_change(AccessGrant, _carrying(seeing, essence)),
+            current=current,
+            uid=grant.metadata.uid,
+        )
+    except Exception as exc:
+        if ends <= now():
+            _overdue_unwritten(rt, grant, key, group_id, remove, exc)
+            rt.attempts.ran_out(grant.metadata.uid or "")
+        raise
     if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
         # Finished or gone: it holds nothing, whatever the watch (or `_file_as_holder`) filed last.
         rt.holders.file(grant.metadata.name, (), grant.metadata.name)
         _give_back(rt, grant, key, group_id, remove)
     return updated
+
+
+#: Why a grant fails whose time ran out while its `Active` write kept failing (`_record_active`).
+RAN_OUT = (
+    "its time ran out while its Active status could not be written (the operator's log says why): "
+    "what it held was taken out, and it is not given again"
+)
+
+
+def _overdue_unwritten(
+    rt: Runtime,
+    grant: AccessGrant,
+    key: tuple[str, str],
+    group_id: str | None,
+    remove: Callable[[], bool],
+    error: Exception,
+) -> None:
+    """Under the membership lock: take out what a grant whose time is over holds while its `Active`
+    write fails (`_record_active`), unless another live grant holds it; said at ERROR, as the
+    write's failure needs fixing."""
+    if _others_holding(rt, rt.holders, grant, key, group_id):
+        return
+    removed = remove()
+    log.error(
+        "AccessGrant %s: its time is over and its Active write still fails (%s); what it held for %s was %s, "
+        "and its next attempt fails it (nothing is added again)",
+        grant.metadata.name,
+        error,
+        grant.spec.user,
+        "taken out" if removed else "gone already",
+    )
 
 
 def _file_as_holder(rt: Runtime, grant: AccessGrant, keys: tuple[tuple[str, str], ...]) -> None:
@@ -955,8 +1007,28 @@ def end_grant(
     # `revoked` record says: never the grantee in someone else's place.
     ender = who or (audit.OPERATOR if reason == names.REVOKED else spec.user)
     record(updated, reason, message, who=ender, entitlement=spec.entitlement)
-    follow_request(rt, AccessGrant.model_validate(updated))
+    _follow_ended(rt, updated)
     return None
+
+
+def _follow_ended(rt: Runtime, ended: dict[str, Any]) -> None:
+    """Bring the request of a grant whose end is written into line with it. The grant's end and its
+    access's removal are done: a failure here is the request's alone, and is not raised to the
+    grant's caller, which would report it as the grant's own end refused (a `WriteRefused` Event
+    saying the grant shows Active) and end it again. The request's `Ready` is brought in line
+    later by the laggards' repair (`handlers.following`), which re-reads the grant."""
+    grant = AccessGrant.model_validate(ended)
+    try:
+        follow_request(rt, grant)
+    except Exception as exc:
+        log.warning(
+            "AccessGrant %s is %s, but its AccessRequest %s could not be brought in line yet (%s); tried again "
+            "within seconds",
+            grant.metadata.name,
+            grant_rules.state(grant),
+            grant.spec.request,
+            exc,
+        )
 
 
 def _extended_past(latest: AccessGrant, reason: str, due: dt.datetime | None) -> bool:

@@ -37,6 +37,7 @@ from jitaccess.domain.admission import Admit, Verdict
 from jitaccess.domain.extensions import Waiting as ExtensionWaiting
 from jitaccess.domain.following import Laggards
 from jitaccess.domain.requests import Waiting
+from jitaccess.domain.schedule import CLOCK_SKEW
 from jitaccess.errors import NotFound, PermanentFailure
 from jitaccess.handlers.grant_names import GrantNames
 from jitaccess.handlers.known_requests import KnownRequests
@@ -362,12 +363,24 @@ class Attempts:
         self._lock = threading.Lock()
         self.since = datetime.now(UTC)
         self._tried: dict[str, datetime] = {}
+        self._ran_out: set[str] = set()
 
     def begin(self) -> None:
         """The controller starts acting (a fresh kopf operator, on each acquisition of the Lease)."""
         with self._lock:
             self.since = datetime.now(UTC)
             self._tried.clear()
+            self._ran_out.clear()
+
+    def ran_out(self, uid: str) -> None:
+        """The grant `uid`'s time is over while its `Active` write failed, and what it held was
+        taken out (`grants._record_active`): no later attempt adds it again."""
+        with self._lock:
+            self._ran_out.add(uid)
+
+    def has_run_out(self, uid: str) -> bool:
+        with self._lock:
+            return uid in self._ran_out
 
     def first(self, uid: str, created: datetime | None, at: datetime | None = None) -> bool:
         """Whether this is the first attempt at the grant `uid` anywhere; records it as tried (`at`,
@@ -378,8 +391,11 @@ class Attempts:
             return not tried and not self.before(created)
 
     def before(self, created: datetime | None) -> bool:
-        """Whether a controller before this one may have tried a grant created at `created`."""
-        return created is None or created < self.since
+        """Whether a controller before this one may have tried a grant created at `created`. The
+        creation time is the API server's clock and `since` this process's: a grant the controller
+        before created just before it stopped may carry a time after `since` when the API server's
+        clock runs ahead, so a grant created within `CLOCK_SKEW` after it counts as maybe tried."""
+        return created is None or created < self.since + CLOCK_SKEW
 
     def earlier_adds_settled(self, created: datetime | None, at: datetime) -> float:
         """Seconds from `at` until whatever a controller before this one may have sent to give the
@@ -402,6 +418,7 @@ class Attempts:
         """The grant is Active or finished: nothing more to remember of it."""
         with self._lock:
             self._tried.pop(uid, None)
+            self._ran_out.discard(uid)
 
 
 class Passes:
