@@ -614,3 +614,38 @@ def test_138_a_uid_whose_object_is_gone_is_never_traded_for_a_kind(jit: Jit) -> 
         unmoved(jit, grant)
     finally:
         cli.stop_all()
+
+
+# --- 139. an applied extension's name used again on the same grant ----------------------------------
+
+
+def test_139_an_applied_extensions_name_is_not_taken_again_on_its_grant(jit: Jit) -> None:
+    """alice's extension, approved by lena and applied, is listed by name in the grant's status;
+    lena deletes it once finished, and alice asks again under its name for three more hours. The
+    operator matched the grant's entries by name and wrote the new one Extended, "approved by lena",
+    nobody having decided on it. Refused at admission now, naming the entry and the fix; and the
+    operator matches an entry by uid where the webhook did not run (unit `test_extensions.py`)."""
+    grant_of(jit, "alice-139", "1h", user=ALICE)
+    assert try_extend(jit, "alice-139-1", "alice-139", "15m", ALICE).returncode == 0
+    jit.wait_reason("accessextension", "alice-139-1", "Pending")
+    jit.kubectl("annotate", "accessextension", "alice-139-1", f"{APPROVED}=true", user=LENA)
+    jit.wait_reason("accessextension", "alice-139-1", "Extended")
+    extended = jit.get("accessgrant", "alice-139") or {}
+    [entry] = extended["status"]["extensions"]
+    assert entry["name"] == "alice-139-1" and entry.get("uid"), entry
+    jit.kubectl("delete", "accessextension", "alice-139-1", "--timeout=30s", user=LENA)
+    assert jit.get("accessextension", "alice-139-1") is None
+    refused(
+        try_extend(jit, "alice-139-1", "alice-139", "3h", ALICE),
+        "metadata.name: AccessGrant alice-139 already lists an extension named alice-139-1 in its status.extensions",
+        f"approved by {LENA}",
+        "a name is used once per grant",
+        "metadata.generateName",
+    )
+    assert jit.get("accessextension", "alice-139-1") is None
+    now = jit.get("accessgrant", "alice-139") or {}
+    assert now["status"]["expirationTime"] == extended["status"]["expirationTime"], "the grant's end moved"
+    assert now["status"]["extensions"] == extended["status"]["extensions"]
+    # Another name is asked for and decided on its own.
+    assert try_extend(jit, "alice-139-2", "alice-139", "15m", ALICE).returncode == 0
+    jit.wait_reason("accessextension", "alice-139-2", "Pending")

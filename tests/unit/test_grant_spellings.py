@@ -138,3 +138,29 @@ def test_a_request_that_cannot_follow_its_ended_grant_does_not_make_the_end_fail
     assert kube.get(names.GRANTS, "by-id")["status"]["conditions"][-1]["reason"] == names.REVOKED
     assert ic.members == {}
     assert "its AccessRequest by-id could not be brought in line yet" in caplog.text
+
+
+@pytest.mark.parametrize("active", [True, False], ids=["active", "provisioning"])
+def test_an_assignment_grant_ended_before_it_was_active_is_taken_back_not_unassigned_blind(
+    system: Any, monkeypatch: pytest.MonkeyPatch, active: bool
+) -> None:
+    """Account-assignment mode: an Active grant's assignments are removed (`unassign`); one not
+    Active yet may have a creation of an earlier attempt still in progress, which a removal sent now
+    would not stop: it is taken back as a failing grant's is (`take_back`: those creations waited
+    for, then only the assignments that exist removed, and listed in `status.takeBack`)."""
+    rt, kube, _ = system
+    called: list[str] = []
+    monkeypatch.setattr(grants.assignments, "others_holding", lambda *a, **k: [])
+    monkeypatch.setattr(grants.assignments, "unassign", lambda *a, **k: called.append("unassign") or ["111"])
+    monkeypatch.setattr(grants.assignments, "take_back", lambda *a, **k: called.append("take_back") or ["111"])
+    grant = _grant("direct", "catalog:payments/production", active=active)
+    grant["spec"]["accountAssignment"] = {
+        "permissionSet": {"catalog": "payments", "tier": "production"},
+        "accounts": ["111111111111"],
+    }
+    _store(rt, kube, grant)
+    grants.end_grant(rt, "direct", names.REVOKED, rt.holders, why="revoked", uid=BY_NAME)
+    assert called == (["unassign"] if active else ["take_back"])
+    ended = kube.get(names.GRANTS, "direct")["status"]
+    assert ended["conditions"][-1]["reason"] == names.REVOKED
+    assert ("takeBack" in ended) is not active, ended

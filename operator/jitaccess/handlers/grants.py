@@ -922,7 +922,14 @@ def end_grant(
         taken: list[str] = []
         if spec.account_assignment is not None:
             held = assignments.others_holding(rt, grant, key, holders, confirm=True)
-            taken = assignments.unassign(rt, grant, key[0], held)
+            if grant_rules.is_active(grant):
+                taken = assignments.unassign(rt, grant, key[0], held)
+            else:
+                # Not Active yet: an attempt cut short may have left a creation in progress, which a
+                # removal now would not stop (it would land after, with no grant to end it), and
+                # what it reached is unknown: taken back as `fail` does (those creations waited
+                # for, then only the assignments that exist, which `status.takeBack` then lists).
+                taken = assignments.take_back(rt, grant, _user_id_of(rt, grant), held)
             removed = bool(taken)
         elif not others:
             removed = _remove_membership(rt, grant)
