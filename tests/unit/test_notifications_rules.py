@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from devenv.slack import as_shown
 from jitaccess.adapters.slack import LITERAL_TEXT
 from jitaccess.api import audit, names
 from jitaccess.domain import notifications as notify
-from jitaccess.domain.slackmessages import _shortened, approvers_message, escape, render
+from jitaccess.domain.slackmessages import _OUTCOME, _shortened, approvers_message, escape, render
 from jitaccess.handlers.notifications import Notifier
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -356,6 +358,58 @@ def test_the_approvers_message_has_buttons_only_while_the_request_waits() -> Non
     assert _buttons(blocks) == []
     assert "Approved by lena@example.com" in str(blocks)
     assert "Approved by lena@example.com" in text
+
+
+@pytest.mark.parametrize(
+    ("reason", "action"),
+    [
+        (names.NOT_ELIGIBLE, audit.NOT_ELIGIBLE),
+        (names.FAILED, audit.FAILED),
+        (names.INVALID, audit.INVALID),
+        (names.TIMED_OUT, audit.TIMED_OUT),
+    ],
+)
+def test_a_request_approved_then_ended_without_access_says_how_it_ended(reason: str, action: str) -> None:
+    """Approved for a later start, its requester out of the eligibility group by then (or its
+    Entitlement changed, or deleted): the request keeps `Approved=True` and ends without a grant. The
+    approvers' message said "Approved by lena" alone, as if access had followed."""
+    approved = _cond(names.APPROVED, "True", names.APPROVED, "approved by lena")
+    ended = _cond(names.READY, "False", reason, "not granted: when access was to begin, bob left prod-eligible")
+    stored = request(approved, ended, approvedBy="lena@example.com")
+    stored["spec"]["startTime"] = _stamp(T0 + timedelta(days=2))
+    text, blocks = approvers_message(stored, LEDGER, {"lena@example.com": "U0LENA"})
+    line = blocks[-1]["text"]["text"]
+    label = _OUTCOME[action]
+    assert line.startswith(f":white_check_mark: Approved by <@U0LENA> at {_stamp(T0)}, then {label} at "), line
+    assert line.endswith(": not granted: when access was to begin, bob left prod-eligible"), line
+    assert text.endswith(f": Approved by lena@example.com, then {label.split(' ', 1)[1].lower()}"), text
+    assert _buttons(blocks) == []
+    found = keys(notify.notices(stored, LEDGER, BOTH, T0))
+    assert {f"slack:team-message:{action}", f"slack:@bob@example.com:{action}"} <= set(found)
+
+
+def test_a_grant_that_failed_before_access_began_is_told_with_its_request() -> None:
+    """The grant failed (Identity Center refused the membership): the request follows it, `Failed`,
+    with `status.grant` set, so its own records leave the failure to the grant's, which Slack did not
+    tell. The approvers' message said "Approved by lena" of access that never began, and bob, told it
+    follows in seconds, heard nothing more."""
+    approved = _cond(names.APPROVED, "True", names.APPROVED, "approved by lena")
+    failed = _cond(names.READY, "False", names.FAILED, "Identity Center refused the membership", T0 + timedelta(1))
+    stored = request(approved, failed, approvedBy="lena@example.com", grant="bob-ledger-1", ownerTeam="ledger")
+    found = {n.key: n for n in notify.notices(stored, LEDGER, BOTH, T0)}
+    assert {"slack:team-message:failed", "slack:@bob@example.com:failed"} <= set(found)
+    assert "webhook:failed" not in found, "the grant's own event tells the sink"
+    text, blocks = approvers_message(stored, LEDGER, {})
+    assert "then :x: Failed at 2026-12-01T12:00:00Z: Identity Center refused the membership" in str(blocks)
+    assert text.endswith("Approved by lena@example.com, then failed"), text
+    told = found["slack:@bob@example.com:failed"]
+    assert told.record["grant"] == "bob-ledger-1" and told.record["ownerTeam"] == "ledger"
+    text, blocks = render(told, stored, LEDGER, {})
+    assert "Identity Center refused the membership" in str(blocks) and "Failed" in text
+    assert "follows in seconds" not in str(blocks)
+    # Its grant active, the request is granted: nothing more is told of it than before.
+    granted = request(approved, _cond(names.READY, "True", names.GRANTED), approvedBy="lena", grant="bob-ledger-1")
+    assert not [k for k in keys(notify.notices(granted, LEDGER, BOTH, T0)) if k.endswith(":failed")]
 
 
 def test_an_unknown_slack_user_is_named_in_plain_text() -> None:

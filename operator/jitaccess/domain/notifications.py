@@ -392,6 +392,28 @@ def awaits_approvers(request: wire.Obj) -> bool:
     return reason in (names.PENDING, names.DENIED, names.TIMED_OUT) or wire.is_true(request, names.DENIED)
 
 
+def told_of_request(request: wire.Obj) -> dict[str, Mapping[str, Any]]:
+    """A request's steps as Slack tells them, by action: its audit records, and the failure of its
+    grant before access began as the request's own `failed`. The request's records leave its
+    grant's steps to the grant's, and the grant tells Slack nothing of a failure: the approvers'
+    message would still say "Approved" of access that never began, and the requester, told that
+    access follows in seconds, would never hear that it did not."""
+    records: dict[str, Mapping[str, Any]] = {r["action"]: r for r in audit.records_of_request(request)}
+    grant = wire.status(request).get("grant")
+    if grant and wire.ready_reason(request) == names.FAILED and audit.FAILED not in records:
+        ended = wire.condition(request, names.READY) or {}
+        requested = records[audit.REQUESTED]
+        records[audit.FAILED] = _derived(
+            request,
+            audit.FAILED,
+            audit.rfc3339(ended.get("lastTransitionTime")),
+            **{**_facts(requested), "ownerTeam": wire.status(request).get("ownerTeam"), "grant": grant},
+            actor={"username": audit.OPERATOR},
+            message=ended.get("message"),
+        )
+    return records
+
+
 def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[Notice]:
     records = {r["action"]: r for r in audit.records_of_request(request)}
     requested = records[audit.REQUESTED]
@@ -419,7 +441,8 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
     if escalated is not None:
         out.append(_slack(escalated, audit.ESCALATED, TEAM_MESSAGE, (*approvers, *backups)))
         out.extend(_slack(escalated, audit.ESCALATED, f"@{user}") for user in backups)
-    for action, record in records.items():
+    # The grant's failure is the grant's event for the sink; Slack tells it with the request's.
+    for action, record in told_of_request(request).items():
         if action in _REQUEST_ENDINGS:
             by = str((record.get("actor") or {}).get("username") or "")
             out.append(_slack(record, action, TEAM_MESSAGE, (by,) if by and by != audit.OPERATOR else ()))

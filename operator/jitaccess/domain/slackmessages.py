@@ -20,7 +20,7 @@ are built with the same `section` and `escape`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from jitaccess.api import audit, names, wire
 from jitaccess.domain.notifications import (
@@ -33,6 +33,7 @@ from jitaccess.domain.notifications import (
     TEAM_MESSAGE,
     Notice,
     Team,
+    told_of_request,
 )
 
 Block = dict[str, Any]
@@ -209,14 +210,25 @@ def _approvers_message(
         blocks.append(_context(f'Or: `kubectl jit approve {pinned}` · `kubectl jit deny {pinned} --reason "..."`'))
         state = "escalated, waiting for approval" if escalated else "waiting for approval"
         return f"Access request {name}: {requester} asks for {entitlement} for {duration} ({state})", blocks
-    label, by, why, when = outcome
+    label, by, why, when, approved = outcome
     line = f"{label}" + (f" by {_who(by, ids)}" if by else "") + (f" at {escape(when)}" if when else "")
     if why:
         line += f": {escape(why)}"
+    plain_label = _plain(label) + (f" by {by}" if by else "")
+    if approved is not None:
+        # Approved, then ended without access: both, in the order they came.
+        approver, at = approved
+        first = _OUTCOME[audit.APPROVED] + (f" by {_who(approver, ids)}" if approver else "")
+        line = first + (f" at {escape(at)}" if at else "") + ", then " + line
+        plain_label = f"{_plain(_OUTCOME[audit.APPROVED])}" + (f" by {approver}" if approver else "")
+        plain_label += f", then {_plain(label).lower()}" + (f" by {by}" if by else "")
     blocks.append(section(line))
-    plain_label = label.split(" ", 1)[1] if " " in label else label
-    text = f"Access request {name} ({requester}, {entitlement}): {plain_label}" + (f" by {by}" if by else "")
-    return text, blocks
+    return f"Access request {name} ({requester}, {entitlement}): {plain_label}", blocks
+
+
+def _plain(label: str) -> str:
+    """A label without its emoji: `Approved`."""
+    return label.split(" ", 1)[1] if " " in label else label
 
 
 def button_value(request: wire.Obj) -> str:
@@ -254,21 +266,43 @@ def waits_for_decision(request: wire.Obj) -> bool:
     return _outcome_of(request) is None
 
 
-def _outcome_of(request: wire.Obj) -> tuple[str, str, str, str] | None:
-    """(label, by whom, why, when) of a decided or ended request; None while it waits."""
-    records = {r["action"]: r for r in audit.records_of_request(request)}
-    ordered = (audit.DENIED, audit.REVOKED, audit.APPROVED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID)
-    for action in (*ordered, audit.FAILED):
+class _Outcome(NamedTuple):
+    """What became of a request: its last word (label, by whom, why, when), and the approval that
+    came before it when the request then ended without access (`approved`: (by whom, when))."""
+
+    label: str
+    by: str
+    why: str
+    when: str
+    approved: tuple[str, str] | None = None
+
+
+#: A request's ends, the first found told: those that gave no access come before the approval, which
+#: they may follow (an approval for a later start, whose requester is no longer eligible at it; a
+#: grant that failed): "Approved" alone would say that access followed.
+_ENDS = (audit.DENIED, audit.REVOKED, audit.TIMED_OUT, audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED, audit.APPROVED)
+
+
+def _outcome_of(request: wire.Obj) -> _Outcome | None:
+    """What became of a decided or ended request; None while it waits."""
+    records = told_of_request(request)
+    for action in _ENDS:
         record = records.get(action)
         if record is None:
             continue
-        by = _actor(record)
-        by = "" if by == audit.OPERATOR else by
-        why = str(
-            record.get("decisionReason") or record.get("revokeReason") or ("" if by else record.get("message") or "")
-        )
-        return _OUTCOME[action], by, why, str(record.get("time") or "")
+        by, why, when = _said(record)
+        approval = records.get(audit.APPROVED) if action not in (audit.APPROVED, audit.REVOKED) else None
+        approved = (_said(approval)[0], str(approval.get("time") or "")) if approval is not None else None
+        return _Outcome(_OUTCOME[action], by, why, when, approved)
     return None
+
+
+def _said(record: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(by whom, why, when) of a record: nobody for the operator's own, whose message says why."""
+    by = _actor(record)
+    by = "" if by == audit.OPERATOR else by
+    why = str(record.get("decisionReason") or record.get("revokeReason") or ("" if by else record.get("message") or ""))
+    return by, why, str(record.get("time") or "")
 
 
 # --- to one person ---------------------------------------------------------------------------
