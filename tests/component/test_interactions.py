@@ -166,7 +166,8 @@ async def test_an_approvers_click_is_applied_as_that_approver(
     assert response.status == 200
     assert annotations_of(cluster, request_name).get(APPROVED) == "true"
     said = (
-        f"You approved AccessRequest {request_name}: bob@example.com asks for prod-eng-ledger for its default duration."
+        f"You approved AccessRequest {request_name}: bob@example.com asks for prod-eng-ledger for its default duration,"
+        " starting on approval."
     )
     assert served.slack.ephemerals == [("C0LEDGER1", "U0LENA", said)]
     print(f"click to stored annotation: {took * 1000:.0f} ms")

@@ -243,6 +243,9 @@ class FakeApiServer:
     """Admits what `allow` says, as the user it is told; records every patch."""
 
     refusals: dict[str, DecisionError] = field(default_factory=dict)  # username -> refusal
+    spec: dict[str, Any] = field(
+        default_factory=lambda: {"requester": "bob@example.com", "entitlement": "prod-eng-ledger", "duration": "2h"}
+    )
     patches: list[tuple[str, str, dict[str, str], bool]] = field(default_factory=list)
     uids: list[str | None] = field(default_factory=list)  # the precondition of each patch
 
@@ -253,7 +256,7 @@ class FakeApiServer:
         self.uids.append(uid)
         if username in self.refusals:
             raise self.refusals[username]
-        return {"spec": {"requester": "bob@example.com", "entitlement": "prod-eng-ledger", "duration": "2h"}}
+        return {"spec": dict(self.spec)}
 
 
 @dataclass
@@ -291,9 +294,19 @@ async def test_approve_is_patched_as_the_clicking_user(harness: Harness) -> None
     assert response.status == 200
     assert harness.api.patches == [("ledger-x1", "lena@example.com", {APPROVED: "true"}, False)]
     assert harness.api.uids == [UID]  # only if it is still the request the message was posted for
-    said = "You approved AccessRequest ledger-x1: bob@example.com asks for prod-eng-ledger for 2h."
+    said = (
+        "You approved AccessRequest ledger-x1: bob@example.com asks for prod-eng-ledger for 2h, starting on approval."
+    )
     assert harness.slack.ephemerals == [("C0LEDGER1", "U0LENA", said)]
     assert counted("approve", "applied") == before + 1
+
+
+async def test_the_approvers_reply_says_when_the_access_begins(harness: Harness) -> None:
+    """Approved now, the access may begin only days later (`spec.startTime`): the reply says when."""
+    harness.api.spec["startTime"] = "2026-12-02T14:00:00+02:00"
+    await harness.post(click("approve"))
+    ((_, _, text),) = harness.slack.ephemerals
+    assert text.endswith("for 2h, starting 2026-12-02T12:00:00Z."), text
 
 
 async def test_a_refusal_is_the_api_servers_words_to_the_clicker_alone(harness: Harness) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -412,6 +412,55 @@ def test_a_grant_that_failed_before_access_began_is_told_with_its_request() -> N
     assert not [k for k in keys(notify.notices(granted, LEDGER, BOTH, T0)) if k.endswith(":failed")]
 
 
+def scheduled(*conditions: dict[str, Any], start: datetime = T0 + timedelta(days=2), **status: Any) -> dict[str, Any]:
+    """bob's request for access from `start` (`spec.startTime`, as a client may write it: not UTC)."""
+    stored = request(*conditions, **status)
+    stored["spec"]["startTime"] = start.astimezone(timezone(timedelta(hours=2))).isoformat()
+    return stored
+
+
+def test_the_approvers_see_when_the_access_they_approve_begins() -> None:
+    """A request may be approved now for access that begins days later (`Scheduled` until then): the
+    approvers' message showed who, what and how long, never from when."""
+    text, blocks = approvers_message(scheduled(PENDING), LEDGER, {})
+    fields = [f["text"] for b in blocks for f in b.get("fields", [])]
+    assert "*Starts*\n2026-12-02T12:00:00Z" in fields
+    assert "for 1h from 2026-12-02T12:00:00Z" in blocks[0]["text"]["text"]
+    assert "for 1h from 2026-12-02T12:00:00Z (waiting for approval)" in text
+    approved = _cond(names.APPROVED, "True", names.APPROVED, "approved by lena")
+    waiting = _cond(names.READY, "False", names.SCHEDULED, "approved; access begins at 2026-12-02T12:00:00Z")
+    _, blocks = approvers_message(scheduled(approved, waiting, approvedBy="lena@example.com"), LEDGER, {})
+    assert "*Starts*\n2026-12-02T12:00:00Z" in [f["text"] for b in blocks for f in b.get("fields", [])]
+    _, blocks = approvers_message(request(PENDING), LEDGER, {})
+    assert "*Starts*\non approval" in [f["text"] for b in blocks for f in b.get("fields", [])]
+
+
+def test_a_backup_approver_is_told_when_the_access_begins() -> None:
+    escalated = _cond(names.ESCALATED, "True", names.PENDING_TOO_LONG, "pending for over 30m")
+    for stored, starts in (
+        (scheduled(PENDING, escalated), "2026-12-02T12:00:00Z"),
+        (request(PENDING, escalated), "on approval"),
+    ):
+        (told,) = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.key == "slack:@carol@example.com:escalated"]
+        _, blocks = render(told, stored, LEDGER, {})
+        assert f"Duration: 1h · starts: {starts}" in blocks[0]["text"]["text"], blocks
+
+
+def test_a_requester_approved_for_a_later_start_is_told_when_access_begins_not_in_seconds() -> None:
+    approved = _cond(names.APPROVED, "True", names.APPROVED, "approved by lena")
+    waiting = _cond(names.READY, "False", names.SCHEDULED, "approved; access begins at 2026-12-02T12:00:00Z")
+    for stored, said in (
+        (scheduled(approved, waiting, approvedBy="lena@example.com"), "Access begins at 2026-12-02T12:00:00Z"),
+        # Approved after its start had passed: access follows at once.
+        (scheduled(approved, PENDING, start=T0 - timedelta(minutes=1), approvedBy="lena@example.com"), "in seconds"),
+        (request(approved, PENDING, approvedBy="lena@example.com"), "Access follows in seconds"),
+    ):
+        (told,) = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.key == "slack:@bob@example.com:approved"]
+        _, blocks = render(told, stored, LEDGER, {})
+        assert said in blocks[0]["text"]["text"], blocks
+        assert ("in seconds" in str(blocks)) == (said != "Access begins at 2026-12-02T12:00:00Z")
+
+
 def test_an_unknown_slack_user_is_named_in_plain_text() -> None:
     _, blocks = approvers_message(request(PENDING), LEDGER, {})
     assert "lena@example.com" in str(blocks)
@@ -506,7 +555,7 @@ def test_the_approvers_message_fits_slacks_limits_whatever_the_names() -> None:
     fields = [f["text"] for b in blocks for f in b.get("fields", [])]
     assert max(len(text) for text in fields) <= 2000
     assert fields[0].startswith("*Requester*\nbob&amp;bob&amp;") and fields[0].endswith("…")
-    assert fields[1:] == ["*Entitlement*\nledger-prod", "*Duration*\n1h", "*Team*\nledger"]
+    assert fields[1:] == ["*Entitlement*\nledger-prod", "*Duration*\n1h", "*Starts*\non approval", "*Team*\nledger"]
     assert all(len(b["text"]["text"]) <= 3000 for b in blocks if b["type"] == "section" and "text" in b)
 
 

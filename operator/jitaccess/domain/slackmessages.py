@@ -20,6 +20,7 @@ are built with the same `section` and `escape`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from jitaccess.api import audit, names, wire
@@ -167,7 +168,10 @@ def _approvers_message(
     requester = str(spec.get("requester") or status.get("requester") or "")
     entitlement = str(spec.get("entitlement") or "")
     duration = str(status.get("duration") or spec.get("duration") or "its default duration")
-    headline = f"{escape(requester)} asks for *{escape(entitlement)}* for {escape(duration)}"
+    # A request may be approved now for access that begins days later (`Scheduled` until then).
+    start = start_of(request)
+    later = f" from {start}" if spec.get("startTime") else ""
+    headline = f"{escape(requester)} asks for *{escape(entitlement)}* for {escape(duration)}{escape(later)}"
     blocks: list[Block] = [
         section(f":key: *Access request* `{escape(name)}`: {headline}"),
         {
@@ -176,6 +180,7 @@ def _approvers_message(
                 _field("Requester", requester),
                 _field("Entitlement", entitlement),
                 _field("Duration", duration),
+                _field("Starts", start),
                 _field("Team", team.name if team else "?"),
             ],
         },
@@ -209,7 +214,7 @@ def _approvers_message(
         pinned = _pinned(request)
         blocks.append(_context(f'Or: `kubectl jit approve {pinned}` · `kubectl jit deny {pinned} --reason "..."`'))
         state = "escalated, waiting for approval" if escalated else "waiting for approval"
-        return f"Access request {name}: {requester} asks for {entitlement} for {duration} ({state})", blocks
+        return f"Access request {name}: {requester} asks for {entitlement} for {duration}{later} ({state})", blocks
     label, by, why, when, approved = outcome
     line = f"{label}" + (f" by {_who(by, ids)}" if by else "") + (f" at {escape(when)}" if when else "")
     if why:
@@ -229,6 +234,26 @@ def _approvers_message(
 def _plain(label: str) -> str:
     """A label without its emoji: `Approved`."""
     return label.split(" ", 1)[1] if " " in label else label
+
+
+def start_of(request: wire.Obj) -> str:
+    """When the access a request asks for begins, as messages say it: its `spec.startTime` (RFC
+    3339, UTC), or "on approval" for a request without one."""
+    given = wire.spec(request).get("startTime")
+    if not given:
+        return "on approval"
+    return audit.rfc3339(given) or str(given)
+
+
+def _begins_later(request: wire.Obj, approved_at: Any) -> bool:
+    """Whether the access of `request`, approved at `approved_at`, begins at a start still to come then."""
+    start, at = _time(wire.spec(request).get("startTime")), _time(approved_at)
+    return start is not None and (at is None or start > at)
+
+
+def _time(value: Any) -> datetime | None:
+    text = audit.rfc3339(value)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def button_value(request: wire.Obj) -> str:
@@ -317,7 +342,12 @@ def _decision_to_requester(record: Mapping[str, Any], request: wire.Obj) -> tupl
     line = f"{label}{by_text}: your request `{escape(name)}` for *{escape(record.get('entitlement'))}*"
     if why:
         line += f"\n>{escape(why)}"
-    if record.get("action") == audit.APPROVED:
+    if record.get("action") == audit.APPROVED and _begins_later(request, record.get("time")):
+        line += (
+            f"\nAccess begins at {escape(start_of(request))} (your `spec.startTime`), not before:"
+            " until then the request is `Scheduled`, and `kubectl jit list` shows it."
+        )
+    elif record.get("action") == audit.APPROVED:
         line += "\nAccess follows in seconds: `kubectl jit list` shows it."
     text = f"Your request {name} for {record.get('entitlement')}: {label.split(' ', 1)[-1]}" + (
         f" by {by}" if by_text else ""
@@ -393,6 +423,7 @@ def _escalated_to_backup(record: Mapping[str, Any], request: wire.Obj, team: Tea
         f":rotating_light: Request `{escape(name)}` by {escape(requester)} for *{escape(record.get('entitlement'))}*"
         f" escalated to you as a backup approver of team {escape(team.name if team else '?')}:"
         f" {_escalation_reason(request)}.\nReason given: {escape(record.get('reason'))}"
+        f"\nDuration: {escape(record.get('duration') or 'its default duration')} · starts: {escape(start_of(request))}"
         f"\nDecide with the buttons in the team's channel, or `kubectl jit approve {_pinned(request)}`"
         f' / `kubectl jit deny {_pinned(request)} --reason "..."`.'
     )

@@ -63,7 +63,7 @@ from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
-from jitaccess.domain.slackmessages import escape, section
+from jitaccess.domain.slackmessages import escape, section, start_of
 from jitaccess.errors import ForeignUser
 from jitaccess.handlers.common import NO_INDEX, Index, first
 from jitaccess.settings import Settings, load
@@ -318,10 +318,12 @@ def _text(message: str, limit: int = 1000) -> str:
 
 
 def _described(request: Mapping[str, Any]) -> str:
-    """Whose request, for what and how long: what the clicker has just decided, in their reply."""
+    """Whose request, for what, how long and from when: what the clicker has just decided, in their
+    reply (a request approved now may give access only days later, at its `spec.startTime`)."""
     spec, status = wire.spec(request), wire.status(request)
     duration = status.get("duration") or spec.get("duration") or "its default duration"
-    return f"{spec.get('requester') or 'someone'} asks for {spec.get('entitlement')} for {duration}"
+    who = spec.get("requester") or "someone"
+    return f"{who} asks for {spec.get('entitlement')} for {duration}, starting {start_of(request)}"
 
 
 def refusal_text(request: str, username: str, error: DecisionError, uid: str = "") -> str:
