@@ -36,6 +36,7 @@ from jitaccess.handlers.interactions import (
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 NOW = 1_700_000_000
 APPROVED, DENIED, REASON = "jitaccess.dev/approved", "jitaccess.dev/denied", "jitaccess.dev/decision-reason"
+APPROVALS = "jitaccess.dev/approvals"
 LEDGER = {
     "approvers": ["lena@example.com"],
     "backupApprovers": ["carol@example.com"],
@@ -240,12 +241,17 @@ class FakeSlack:
 
 @dataclass
 class FakeApiServer:
-    """Admits what `allow` says, as the user it is told; records every patch."""
+    """Admits what `refusals` does not refuse, as the user it is told, and stamps it as the
+    admission webhook does (`approved-by`, `denied-by`; of several approvals, the list, the flag
+    taken out until the last); a patch that writes what is there already changes nothing, as
+    admission lets it. Records every patch; returns the request as stored."""
 
     refusals: dict[str, DecisionError] = field(default_factory=dict)  # username -> refusal
     spec: dict[str, Any] = field(
         default_factory=lambda: {"requester": "bob@example.com", "entitlement": "prod-eng-ledger", "duration": "2h"}
     )
+    annotations: dict[str, str] = field(default_factory=dict)  # the request's, as stored
+    needed: int = 1  # the Entitlement's approvalsRequired
     patches: list[tuple[str, str, dict[str, str], bool]] = field(default_factory=list)
     uids: list[str | None] = field(default_factory=list)  # the precondition of each patch
 
@@ -256,7 +262,22 @@ class FakeApiServer:
         self.uids.append(uid)
         if username in self.refusals:
             raise self.refusals[username]
-        return {"spec": dict(self.spec)}
+        stored = dict(self.annotations)
+        if any(stored.get(key) != value for key, value in annotations.items()):
+            stored |= annotations
+            if annotations.get(APPROVED):
+                listed = [*json.loads(stored.get(APPROVALS, "[]")), {"by": username}]
+                stored[APPROVALS] = json.dumps(listed)
+                if len(listed) < self.needed:
+                    del stored[APPROVED]
+                else:
+                    stored[f"{APPROVED}-by"] = username
+            if annotations.get(DENIED):
+                stored[f"{DENIED}-by"] = username
+        if not dry_run:
+            self.annotations = stored
+        status = {"ownerTeam": "ledger", "approvalSummary": f"0/{self.needed}"}
+        return {"metadata": {"annotations": stored}, "spec": dict(self.spec), "status": status}
 
 
 @dataclass
@@ -307,6 +328,58 @@ async def test_the_approvers_reply_says_when_the_access_begins(harness: Harness)
     await harness.post(click("approve"))
     ((_, _, text),) = harness.slack.ephemerals
     assert text.endswith("for 2h, starting 2026-12-02T12:00:00Z."), text
+
+
+async def test_a_click_on_a_request_approved_already_says_so_and_not_you_approved(harness: Harness) -> None:
+    """paula approved first; lena's click writes `approved=true`, which is there already: admission
+    lets the no-op through, and nothing is decided by lena. She read "You approved"."""
+    harness.api.annotations = {APPROVED: "true", f"{APPROVED}-by": "paula@example.com"}
+    before = counted("approve", "unchanged")
+    response = await harness.post(click("approve"))
+    assert response.status == 200
+    ((_, user, text),) = harness.slack.ephemerals
+    assert user == "U0LENA"
+    assert text == (
+        "AccessRequest ledger-x1 was already decided (approved by paula@example.com): nothing changed. "
+        "`kubectl jit status ledger-x1` shows where it stands"
+    )
+    assert counted("approve", "unchanged") == before + 1
+
+
+async def test_one_approval_of_two_is_said_to_be_recorded_and_waiting_for_another(harness: Harness) -> None:
+    """approvalsRequired 2: the webhook lists lena's approval and takes the approved flag out again;
+    nothing is approved yet, and the reply says so, as `kubectl jit approve` does."""
+    harness.api.needed = 2
+    await harness.post(click("approve"))
+    ((_, _, text),) = harness.slack.ephemerals
+    assert text.startswith(
+        "Your approval of AccessRequest ledger-x1 is recorded (1 of 2): another approver of team ledger must "
+        "approve before access is granted. bob@example.com asks for prod-eng-ledger"
+    ), text
+    assert "You approved" not in text
+    harness.slack.ephemerals.clear()
+    await harness.post(click("approve", user="U0CAROLSRE"))  # the second, which completes it
+    ((_, _, text),) = harness.slack.ephemerals
+    assert text.startswith("You approved AccessRequest ledger-x1: "), text
+
+
+async def test_a_denial_that_changed_nothing_is_said_in_the_dialog(harness: Harness) -> None:
+    """paula denied with the same words between lena's Deny click and her submission: the patch is
+    a no-op, and lena's dialog says who decided instead of closing as if hers had been taken."""
+    harness.api.annotations = {DENIED: "true", f"{DENIED}-by": "paula@example.com", REASON: "INC-7 not needed"}
+    response = await harness.post(submission("INC-7 not needed"))
+    errors = (await response.json())["errors"]["reason"]
+    assert errors.startswith("AccessRequest ledger-x1 was already decided (denied by paula@example.com)"), errors
+
+
+def test_a_decision_returned_without_the_clickers_stamp_is_not_taken_for_theirs() -> None:
+    """Admitted, yet nobody's name on it (no webhook stamped it): the click decided nothing, and the
+    reply names no decider it cannot know."""
+    bare = {"metadata": {"annotations": {APPROVED: "true"}}}
+    assert interactions.decision_outcome(bare, "lena@example.com", approve=True) is interactions.Outcome.UNCHANGED
+    assert interactions.unchanged_text("ledger-x1", bare).startswith(
+        "Your decision on AccessRequest ledger-x1 was not stored as yours: nothing changed."
+    )
 
 
 async def test_a_refusal_is_the_api_servers_words_to_the_clicker_alone(harness: Harness) -> None:

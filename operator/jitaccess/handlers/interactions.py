@@ -35,6 +35,11 @@ In order, for every POST, each step bounded so that Slack has its answer within 
    a server-side dry run as that user, whether the denial would be admitted (a refusal is told at
    once), then open the modal that asks for the reason; its submission patches
    `jitaccess.dev/denied=true` and `jitaccess.dev/decision-reason`, as that user.
+5. What it did, read from the request the API server returns (`decision_outcome`), as `kubectl jit
+   approve` reads it: an admitted patch is no proof of a decision. A patch that writes what is
+   there already (an Approve on a request someone approved first) is a no-op admission lets
+   through, and one approval of several is listed while the webhook takes the approved flag out
+   again: the clicker is told who decided, or that their approval is recorded and another is needed.
 
 The identity that impersonates may act only as the approvers the TeamOwnerships name (`kubectl
 jit rbac slack`); `handlers.slack_rbac` warns when one is missing.
@@ -45,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import json
 import logging
 import re
@@ -63,6 +69,7 @@ from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
+from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain.slackmessages import escape, section, start_of
 from jitaccess.errors import ForeignUser
 from jitaccess.handlers.common import NO_INDEX, Index, first
@@ -326,6 +333,67 @@ def _described(request: Mapping[str, Any]) -> str:
     return f"{who} asks for {spec.get('entitlement')} for {duration}, starting {start_of(request)}"
 
 
+class Outcome(enum.Enum):
+    """What a decision the API server admitted did, as the object it returned shows it."""
+
+    #: Stored as the clicker's: `approved-by` (`denied-by`) names them.
+    DECIDED = "decided"
+    #: One approval of several (approvalsRequired > 1): listed in `jitaccess.dev/approvals`, and the
+    #: webhook took the approved flag out again, for the next approver to write.
+    COUNTED = "counted"
+    #: Nothing changed: the request was already decided the same way by someone else (the patch wrote
+    #: what was there, which admission lets through as a no-op).
+    UNCHANGED = "unchanged"
+
+
+def decision_outcome(decided: Mapping[str, Any], username: str, *, approve: bool) -> Outcome:
+    """What `username`'s approval (or denial) did, read from the request the API server returned: an
+    admitted patch is no proof of a decision, as `kubectl jit approve` knows (`cli.decisions`)."""
+    notes = wire.annotations_of(decided)
+    flag, by = (
+        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY)
+        if approve
+        else (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY)
+    )
+    if wire.truthy(notes.get(flag)) and notes.get(by) == username:
+        return Outcome.DECIDED
+    listed = approval_rules.given(notes)
+    if approve and not notes.get(by) and not wire.truthy(notes.get(flag)) and any(a.by == username for a in listed):
+        return Outcome.COUNTED
+    return Outcome.UNCHANGED
+
+
+def counted_text(request: str, decided: Mapping[str, Any]) -> str:
+    """The reply to one approval of several: recorded, and how many are given of how many needed."""
+    given = len(approval_rules.given(wire.annotations_of(decided)))
+    # The operator's count of the request (`0/2` once it waits): the number needed, as it was read.
+    _, _, needed = str(wire.status(decided).get("approvalSummary") or "").partition("/")
+    so_far = f" ({given} of {needed})" if needed.isdigit() else ""
+    team = wire.status(decided).get("ownerTeam")
+    who = f"another approver of team {team}" if team else "another approver"
+    return (
+        f"Your approval of AccessRequest {request} is recorded{so_far}: {who} must approve before access is "
+        f"granted. {_described(decided)}."
+    )
+
+
+def unchanged_text(request: str, decided: Mapping[str, Any]) -> str:
+    """The reply to a decision that changed nothing: who had decided already."""
+    notes = wire.annotations_of(decided)
+    said = [
+        f"{word} by {notes[by]}"
+        for flag, by, word in (
+            (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY, "approved"),
+            (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY, "denied"),
+        )
+        if wire.truthy(notes.get(flag)) and notes.get(by)
+    ]
+    status = f"`kubectl jit status {request}` shows where it stands"
+    if not said:  # nobody's stamp: not decided as anyone's, the clicker's included
+        return f"Your decision on AccessRequest {request} was not stored as yours: nothing changed. {status}"
+    return f"AccessRequest {request} was already decided ({', '.join(said)}): nothing changed. {status}"
+
+
 def refusal_text(request: str, username: str, error: DecisionError, uid: str = "") -> str:
     """What the clicker reads when the API server did not apply their decision (`uid`: the
     request's, as the button carried it, so that the command given decides that request only)."""
@@ -485,16 +553,24 @@ class Endpoint:
         )
 
     async def _decide(self, interaction: Interaction, username: str, annotations: Mapping[str, str]) -> web.Response:
-        name, verb = interaction.request, "approved" if interaction.action == APPROVE else "denied"
+        name, approve = interaction.request, interaction.action == APPROVE
         try:
             decided = await self._patch(interaction, username, annotations)
         except DecisionError as exc:
             count(interaction.action, "refused" if exc.status else "failed")
             log.info("Slack: %s's decision on %s not applied: %s", username, name, exc.message)
             return self._refuse(interaction, refusal_text(name, username, exc, interaction.uid))
+        outcome = decision_outcome(decided, username, approve=approve)
+        if outcome is Outcome.UNCHANGED:
+            count(interaction.action, "unchanged")
+            log.info("Slack: %s's decision on %s changed nothing (already decided)", username, name)
+            return self._refuse(interaction, unchanged_text(name, decided))
         count(interaction.action, "applied")
+        verb = "denied" if not approve else "approved" if outcome is Outcome.DECIDED else "gave one approval of"
         log.info("Slack: %s %s AccessRequest %s (as %s)", interaction.user, verb, name, username)
-        if interaction.action == APPROVE:
+        if outcome is Outcome.COUNTED:
+            self._reply(interaction, counted_text(name, decided))
+        elif approve:
             self._reply(interaction, f"You approved AccessRequest {name}: {_described(decided)}.")
         return web.Response()
 
