@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import kopf
 import pytest
 
 from devenv.slack import as_shown
@@ -12,6 +14,7 @@ from jitaccess.adapters.slack import LITERAL_TEXT
 from jitaccess.api import audit, names
 from jitaccess.domain import notifications as notify
 from jitaccess.domain.slackmessages import _OUTCOME, _shortened, approvers_message, escape, render
+from jitaccess.handlers import notifications
 from jitaccess.handlers.notifications import Notifier
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -679,3 +682,36 @@ def test_untold_drift_names_the_removals_with_a_notice_owed_and_not_delivered_an
     under_way = notify.untold_drift(catalog(assignment_removal(confirmed=False)), BOTH)
     assert under_way == notify.UntoldDrift(), "under way: nothing owed yet"
     assert notify.untold_drift(request(PENDING), BOTH) == notify.UntoldDrift()
+
+
+def _offered_to(handler: Any, body: dict[str, Any], entitlements: dict[str, list[Any]]) -> str | None:
+    """The team whose channel and approvers `handler` (a watch handler) offers `body`'s notices to."""
+    notifier = Notifier(kube=None, config=notify.Config(slack=True), slack=None, sink=None)  # type: ignore[arg-type]  # offer() writes nothing
+    memo = kopf.Memo()
+    memo[notifications.MEMO_KEY] = notifications.NotifierSlot(notifier)
+    spec = {"approvers": ["lena@example.com"], "notifications": {"slackChannel": "C0LEDGER1"}}
+    teams = {"ledger": [spec], "payments": [spec | {"notifications": {"slackChannel": "C0PAYMENTS1"}}]}
+    asyncio.run(handler(body=kopf.Body(body), memo=memo, teams=teams, entitlements=entitlements))
+    waiting = notifier._waiting.get(str(body["metadata"]["uid"]))
+    return waiting.team.name if waiting is not None and waiting.team is not None else None
+
+
+def test_an_extension_is_told_to_the_team_its_grant_recorded_not_the_entitlements_owner_now() -> None:
+    """Attack 57: an extension is decided by the team its grant recorded (ledger), though the
+    Entitlement was handed to payments since; the notice went to payments, who cannot decide it."""
+    waiting = extension(_cond(names.READY, "False", names.PENDING), ownerTeam="ledger")
+    moved = {"ledger-prod": [{"spec": {"owner": "payments"}}]}
+    assert _offered_to(notifications.notify_extension, waiting, moved) == "ledger"
+    older = extension(_cond(names.READY, "False", names.PENDING))  # its grant from before grants recorded it
+    assert _offered_to(notifications.notify_extension, older, moved) == "payments"
+
+
+def test_a_request_whose_entitlement_is_gone_is_told_to_the_team_it_recorded() -> None:
+    denied = _cond(names.DENIED, "True", names.DENIED, "no")
+    decided = request(denied, _cond(names.READY, "False", names.DENIED, "denied"), ownerTeam="ledger")
+    assert _offered_to(notifications.notify_request, decided, {}) == "ledger"
+    # The Entitlement's owner now decides a request that waits (admission asks it), and is told.
+    assert (
+        _offered_to(notifications.notify_request, request(PENDING), {"ledger-prod": [{"spec": {"owner": "payments"}}]})
+        == "payments"
+    )

@@ -510,8 +510,10 @@ async def notify_request(
     entitlements: Index = NO_INDEX,
     **_: Any,
 ) -> None:
+    # The Entitlement's owner now, whose approvers admission lets decide; the owner recorded when the
+    # request was taken up once the Entitlement is gone (its message still goes to that team's channel).
     entitlement = first(entitlements, body.spec.get("entitlement"))
-    owner = wire.spec(entitlement).get("owner") if entitlement else None
+    owner = (wire.spec(entitlement).get("owner") if entitlement else None) or body.status.get("ownerTeam")
     if type == "DELETED":
         notifier = notifier_of(memo)
         if notifier is not None:
@@ -528,8 +530,12 @@ async def notify_grant(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IN
 async def notify_extension(
     *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
 ) -> None:
+    # Decided by the team its grant recorded (`status.ownerTeam`, the grant's `spec.ownerTeam`: attack
+    # 57), which may no longer own the Entitlement; the Entitlement's owner for a grant from before
+    # grants recorded theirs, as admission decides (`domain.extensions.owner_of`).
     entitlement = first(entitlements, body.status.get("entitlement"))
-    _offer(memo, body, wire.spec(entitlement).get("owner") if entitlement else None, teams)
+    owner = body.status.get("ownerTeam") or (wire.spec(entitlement).get("owner") if entitlement else None)
+    _offer(memo, body, owner, teams)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ENTITLEMENTS)
