@@ -583,9 +583,51 @@ def test_the_owner_teams_map_routes_its_notices_before_another_teams() -> None:
     """Another team's TeamOwnership maps this team's approver to someone else's Slack user: a
     notice about this team's request still goes to the Slack user this team names."""
     hijack = notify.Team(name="ledger", slack_users={"paula@example.com": "U0LENA"})
-    payments = notify.Team(name="payments", slack_users={"paula@example.com": "U0PAULA"})
+    payments = notify.Team(
+        name="payments", slack_users={"paula@example.com": "U0PAULA"}, approvers=("paula@example.com",)
+    )
     assert notify.slack_user_of("paula@example.com", [hijack, payments], payments) == "U0PAULA"
-    assert notify.slack_user_of("paula@example.com", [hijack, payments]) == "U0LENA"  # no owner: as before
+    assert notify.slack_user_of("paula@example.com", [hijack, payments]) == "U0PAULA", "ledger names no paula"
+
+
+def test_another_teams_map_never_takes_an_approvers_mentions_or_escalations() -> None:
+    """ledger does not map its approver lena (her Slack email is her username), nor its backup carol;
+    payments, which edits its own TeamOwnership, maps both to paula's Slack user. The mentions in
+    ledger's approvers' message and carol's escalation message went to paula: the owner team's
+    approvers are found by its own map, else by their email, never by another team's."""
+    ledger = notify.Team(name="ledger", approvers=("lena@example.com",), backup_approvers=("carol@example.com",))
+    payments = notify.Team(
+        name="payments",
+        members=("paula@example.com",),
+        slack_users={"lena@example.com": "U0PAULA", "carol@example.com": "U0PAULA"},
+    )
+    for approver in ("lena@example.com", "carol@example.com"):
+        assert notify.slack_user_of(approver, [ledger, payments], ledger) is None, "by her email"
+    assert notify.slack_user_of("lena@example.com", [ledger, payments], payments) is None, "payments names no lena"
+    mapped = notify.Team(name="ledger", approvers=("lena@example.com",), slack_users={"lena@example.com": "U0LENA"})
+    assert notify.slack_user_of("lena@example.com", [mapped, payments], mapped) == "U0LENA"
+
+
+def test_a_requesters_slack_user_is_said_only_by_the_teams_that_name_them() -> None:
+    """bob, a member of ledger whose Slack email is another, asks for payments' access: the decision
+    and his grant's messages go where ledger maps him; payments, which names him nowhere, has no say,
+    and two teams that name him and disagree leave it to his email."""
+    ledger = notify.Team(name="ledger", members=("bob@example.com",), slack_users={"bob@example.com": "U0BOB"})
+    payments = notify.Team(
+        name="payments", approvers=("paula@example.com",), slack_users={"bob@example.com": "U0PAULA"}
+    )
+    assert notify.slack_user_of("bob@example.com", [ledger, payments], payments) == "U0BOB"
+    assert notify.slack_user_of("bob@example.com", [payments], payments) is None
+    other = notify.Team(name="ops", members=("bob@example.com",), slack_users={"bob@example.com": "U0MALLORY"})
+    assert notify.slack_user_of("bob@example.com", [ledger, other], payments) is None
+    # The owner team's own map for its member, before another team that names him too.
+    owning = notify.Team(name="ledger", members=("bob@example.com",), slack_users={"bob@example.com": "U0BOB"})
+    assert notify.slack_user_of("bob@example.com", [owning, other], owning) == "U0BOB"
+
+
+def test_a_team_read_from_its_teamownership_knows_its_members() -> None:
+    spec = {"members": ["bob@example.com"], "approvers": ["lena@example.com"]}
+    assert notify.Team.of({"metadata": {"name": "ledger"}, "spec": spec}).members == ("bob@example.com",)
 
 
 def test_an_entitlements_delivered_drift_keys_leave_with_its_archived_removals() -> None:

@@ -108,6 +108,8 @@ class Team:
     name: str
     channel: str | None = None
     slack_users: Mapping[str, str] = field(default_factory=dict)
+    #: Its members by username (`spec.members`): whose Slack user its map may say (`slack_user_of`).
+    members: tuple[str, ...] = ()
     approvers: tuple[str, ...] = ()
     backup_approvers: tuple[str, ...] = ()
     approver_groups: tuple[str, ...] = ()
@@ -128,6 +130,7 @@ class Team:
             name=wire.name_of(obj),
             channel=notify.get("slackChannel") or None,
             slack_users=dict(notify.get("slackUsers") or {}),
+            members=tuple(str(n) for n in spec.get("members") or ()),
             approvers=deciding("approvers"),
             backup_approvers=deciding("backupApprovers"),
             approver_groups=deciding("approverGroups"),
@@ -579,13 +582,22 @@ def channel_of(notice: Notice, team: Team | None, config: Config) -> str | None:
 
 
 def slack_user_of(username: str, teams: Sequence[Team], owner: Team | None = None) -> str | None:
-    """A username's Slack id from the TeamOwnerships' explicit maps (else the caller looks the
-    username up by email). The `owner` team's map first: the notice is about its request, and
-    another team's TeamOwnership (which that team edits) must not route the message elsewhere."""
-    if owner is not None and owner.slack_users.get(username):
+    """A username's Slack id from the TeamOwnerships' explicit maps; None: the caller looks the
+    username up by email. A team's map speaks only for the people that team names, so another
+    team's TeamOwnership (which that team edits) must not route the message elsewhere: an entry
+    `lena@example.com: U0PAULA` in payments' map would otherwise take the mentions and escalations
+    meant for ledger's approver lena, whom ledger does not map (her Slack email is her username).
+
+    - An approver or backup approver of the `owner` team (whose request, grant or extension the
+      notice is about): that team's map only, as a click of theirs is read (`handlers.interactions`).
+    - Anyone else (a requester, a grantee, whoever decided or revoked): the `owner` team's map if it
+      lists them as a member; else the maps of the teams that name them (member, approver or
+      backup approver), when those that map them agree on one Slack user, and none when they do not.
+    """
+    if owner is not None and (username in owner.approvers or username in owner.backup_approvers):
+        return owner.slack_users.get(username) or None
+    if owner is not None and username in owner.members and owner.slack_users.get(username):
         return owner.slack_users[username]
-    for team in teams:
-        found = team.slack_users.get(username)
-        if found:
-            return found
-    return None
+    named = (t for t in teams if username in (*t.members, *t.approvers, *t.backup_approvers))
+    found = {t.slack_users[username] for t in named if t.slack_users.get(username)}
+    return found.pop() if len(found) == 1 else None

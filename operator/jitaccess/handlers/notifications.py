@@ -367,9 +367,10 @@ class Notifier:
             metrics.NOTIFICATION_DELAY.observe(max(0.0, (datetime.now(UTC) - when).total_seconds()))
 
     async def _slack_id(self, username: str, owner: notify.Team | None = None) -> str | None:
-        """A username's Slack id: the TeamOwnerships' map, else Slack's user with that email; None
-        when Slack knows nobody by it. Slack being unavailable is not "nobody": SlackRetry goes up,
-        and the notice waits."""
+        """A username's Slack id: the map of a TeamOwnership that names them (`notify.slack_user_of`:
+        the `owner` team's own for its approvers), else Slack's user with that email; None when
+        Slack knows nobody by it. Slack being unavailable is not "nobody": SlackRetry goes up, and
+        the notice waits."""
         found = notify.slack_user_of(username, self.teams, owner)
         if found or self.slack is None or "@" not in username:
             return found
