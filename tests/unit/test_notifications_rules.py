@@ -159,6 +159,16 @@ def test_an_active_grant_tells_its_user_and_warns_before_it_ends() -> None:
     assert notify.expiring_due(short, BOTH) == T0
 
 
+def test_access_active_says_how_to_end_that_grant_and_no_other() -> None:
+    """`kubectl jit done` ends every grant its user holds: bob, done with ledger, would also lose the
+    access to payments he holds for another incident."""
+    active = grant(names.ACTIVE)
+    (notice,) = [n for n in notify.notices(active, LEDGER, BOTH, T0) if n.key == "slack:@bob@example.com:granted"]
+    _, blocks = render(notice, active, LEDGER, {})
+    assert "Done early? `kubectl jit revoke bob-ledger-1`: this access ends at once." in str(blocks)
+    assert "jit done" not in str(blocks)
+
+
 def test_revoked_early_tells_the_user_and_the_team_unless_the_user_ended_it() -> None:
     by_lead = notify.notices(grant(names.REVOKED, revoked_by="lena@example.com"), LEDGER, BOTH, T0)
     assert {"slack:@bob@example.com:revoked", "slack:team:revoked"} <= set(keys(by_lead))

@@ -357,9 +357,10 @@ def _decision_to_requester(record: Mapping[str, Any], request: wire.Obj) -> tupl
 
 def _granted(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
     grant, entitlement, end = record.get("grant"), record.get("entitlement"), record.get("endTime")
+    # This grant only: `kubectl jit done` ends every grant its user holds, the others too.
     line = (
         f":unlock: Your access to *{escape(entitlement)}* is active until {escape(end)} (grant `{escape(grant)}`)."
-        f"\nDone early? `kubectl jit done`: access ends at once."
+        f"\nDone early? `kubectl jit revoke {escape(grant)}`: this access ends at once."
     )
     return f"Your access to {entitlement} is active until {end}", [section(line)]
 
