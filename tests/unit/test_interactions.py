@@ -223,11 +223,14 @@ class FakeSlack:
     ephemerals: list[tuple[str, str, str]] = field(default_factory=list)
     views: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     foreign: set[str] = field(default_factory=set)
+    views_fail: bool = False  # open_view raises (Slack down, an expired trigger)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         self.ephemerals.append((channel, user, text))
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        if self.views_fail:
+            raise ConnectionError("Slack did not answer")
         self.views.append((trigger_id, view))
 
     async def email_of(self, user_id: str) -> str | None:
@@ -436,6 +439,24 @@ async def test_a_click_from_before_buttons_carried_the_uid_decides_nothing(harne
     await harness.post(click("approve", request="ledger-x1"))
     assert harness.api.patches == []
     assert "posted before jitaccess tied its buttons to one request" in harness.slack.ephemerals[0][2]
+    # No uid to pin the command with: the kind, so that no AccessExtension of the name is decided.
+    assert "`kubectl jit approve request/ledger-x1` (or deny)" in harness.slack.ephemerals[0][2]
+
+
+async def test_every_command_a_reply_gives_decides_the_request_clicked_and_no_other(harness: Harness) -> None:
+    """Attack 137: a reply that says to decide prints the command pinned to the clicked request's uid,
+    never a bare name another request (or an AccessExtension) may have taken since."""
+    pinned = f"ledger-x1 --uid {UID}"
+    harness.slack.views_fail = True
+    await harness.post(click("deny"))
+    await harness.post(click("approve", user="U0GHOST"))  # a Slack profile without an email
+    harness.slack.foreign.add("U0OUTSIDER")
+    await harness.post(click("approve", user="U0OUTSIDER"))
+    dialog, ghost, outsider = (text for _, _, text in harness.slack.ephemerals)
+    assert dialog.endswith(f'deny with `kubectl jit deny {pinned} --reason "..."`'), dialog
+    assert f"`kubectl jit approve {pinned}` (or deny)" in ghost, ghost
+    assert f"`kubectl jit approve {pinned}` (or deny)" in outsider, outsider
+    assert "NAME" not in ghost + outsider
 
 
 async def test_a_request_replaced_under_its_name_is_said_so(harness: Harness) -> None:

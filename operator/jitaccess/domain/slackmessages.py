@@ -264,11 +264,15 @@ def button_value(request: wire.Obj) -> str:
     return f"{wire.name_of(request)}/{uid}" if uid else wire.name_of(request)
 
 
+def pinned(name: str, uid: str) -> str:
+    """`NAME --uid UID` for a command line (`NAME` alone without a uid): the CLI then decides this
+    very object, not another created under its name after this one was withdrawn (attack 137)."""
+    return f"{name} --uid {uid}" if uid else name
+
+
 def _pinned(obj: wire.Obj) -> str:
-    """`NAME --uid UID` for a command line in a message: the CLI then decides this very object,
-    not another created under its name after this one was withdrawn."""
-    uid = str(wire.metadata(obj).get("uid") or "")
-    return f"{escape(wire.name_of(obj))} --uid {escape(uid)}" if uid else escape(wire.name_of(obj))
+    """`pinned` of `obj`, escaped for a message."""
+    return escape(pinned(wire.name_of(obj), str(wire.metadata(obj).get("uid") or "")))
 
 
 def _button(text: str, action_id: str, value: str, style: str) -> Block:

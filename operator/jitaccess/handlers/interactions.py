@@ -70,7 +70,7 @@ from jitaccess.adapters.impersonation import DecisionError, Impersonator
 from jitaccess.api import names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
 from jitaccess.domain import approvals as approval_rules
-from jitaccess.domain.slackmessages import escape, section, start_of
+from jitaccess.domain.slackmessages import escape, pinned, section, start_of
 from jitaccess.errors import ForeignUser
 from jitaccess.handlers.common import NO_INDEX, Index, first
 from jitaccess.settings import Settings, load
@@ -398,11 +398,11 @@ def refusal_text(request: str, username: str, error: DecisionError, uid: str = "
     """What the clicker reads when the API server did not apply their decision (`uid`: the
     request's, as the button carried it, so that the command given decides that request only)."""
     if error.impersonation_refused:
-        pinned = f"{request} --uid {uid}" if uid else request
         return (
             f"jitaccess acts in Slack only for the approvers and backup approvers the TeamOwnerships name, and it "
             f"may not act as {username} (the API server: {error.message}). If you decide for a team through a "
-            f"group, or were made an approver a moment ago, decide with `kubectl jit approve {pinned}` (or deny), "
+            f"group, or were made an approver a moment ago, decide with `kubectl jit approve {pinned(request, uid)}` "
+            "(or deny), "
             "and ask the platform team to re-apply `kubectl jit rbac slack`"
         )
     if error.status == 404:
@@ -488,7 +488,8 @@ class Endpoint:
                 f"This message was posted before jitaccess tied its buttons to one request, so it cannot tell "
                 f"that AccessRequest {interaction.request} is still the request shown: nothing was decided. "
                 f"Check it with `kubectl jit status {interaction.request}`, then decide with "
-                f"`kubectl jit approve {interaction.request}` (or deny)",
+                # No uid to pin it with: the kind at least, never an AccessExtension of the name (attack 137).
+                f"`kubectl jit approve request/{interaction.request}` (or deny)",
             )
         try:
             owner = await asyncio.to_thread(self._owner_team, interaction.request, interaction.uid)
@@ -501,7 +502,7 @@ class Endpoint:
                 "decided, try again",
             )
         try:
-            username = await self._username(interaction.user, [owner] if owner is not None else [])
+            username = await self._username(interaction, [owner] if owner is not None else [])
         except UnknownUser as exc:
             count(interaction.action, "unknown-user")
             return self._refuse(interaction, str(exc))
@@ -515,8 +516,11 @@ class Endpoint:
         annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: interaction.reason}
         return await self._decide(interaction, username, annotations)
 
-    async def _username(self, user_id: str, teams: list[Mapping[str, Any]]) -> str:
-        """The Kubernetes user a Slack user is, by the maps of `teams` (the request's owner team)."""
+    async def _username(self, interaction: Interaction, teams: list[Mapping[str, Any]]) -> str:
+        """The Kubernetes user the clicking Slack user is, by the maps of `teams` (the request's owner
+        team); `UnknownUser` says how to decide instead, with the command that decides this request."""
+        user_id = interaction.user
+        command = f"`kubectl jit approve {pinned(interaction.request, interaction.uid)}` (or deny)"
         mapped = mapped_username(user_id, teams)
         if mapped is not None:
             return mapped
@@ -526,7 +530,7 @@ class Endpoint:
             log.warning("Slack: a click from outside the workspace: %s", exc)
             raise UnknownUser(
                 f"your Slack user ({user_id}) is not a member of the workspace jitaccess is installed in, so its "
-                "email says nothing about who you are here: decide with `kubectl jit approve NAME`, or ask the "
+                f"email says nothing about who you are here: decide with {command}, or ask the "
                 "owner team to map you in its TeamOwnership (spec.notifications.slackUsers)"
             ) from exc
         except Exception as exc:  # any Slack failure: nobody is taken for anyone
@@ -536,7 +540,7 @@ class Endpoint:
             raise UnknownUser(
                 f"jitaccess cannot tell which Kubernetes user you are: your Slack profile ({user_id}) shows no email. "
                 "Ask the platform team to map you in your team's TeamOwnership (spec.notifications.slackUsers: "
-                f"your Kubernetes username: {user_id}), or decide with `kubectl jit approve NAME`"
+                f"your Kubernetes username: {user_id}), or decide with {command}"
             )
         return email_username(user_id, email, teams)
 
@@ -591,7 +595,8 @@ class Endpoint:
             log.warning("Slack: the deny modal for %s did not open: %s", interaction.request, exc)
             return self._refuse(
                 interaction,
-                f"the reason dialog did not open ({type(exc).__name__}): deny with `kubectl jit deny {interaction.request} --reason ...`",
+                f"the reason dialog did not open ({type(exc).__name__}): deny with "
+                f'`kubectl jit deny {pinned(interaction.request, interaction.uid)} --reason "..."`',
             )
         count(interaction.action, "opened")
         return web.Response()
