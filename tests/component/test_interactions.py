@@ -165,9 +165,13 @@ async def test_an_approvers_click_is_applied_as_that_approver(
     took = time.monotonic() - started
     assert response.status == 200
     assert annotations_of(cluster, request_name).get(APPROVED) == "true"
+    # No webhook stamps `approved-by` here: stored as lena's patch, it decides nothing, and she is told
+    # so rather than "You approved" (tests/e2e/test_attacks_slack.py has the webhooks' stamp).
     said = (
-        f"You approved AccessRequest {request_name}: bob@example.com asks for prod-eng-ledger for its default duration,"
-        " starting on approval."
+        f"Your decision on AccessRequest {request_name} was stored without the admission webhook's stamp of who "
+        "made it, so it decides nothing (jitaccess takes only stamped decisions): ask the platform team to check "
+        "jitaccess's admission webhooks. bob@example.com asks for prod-eng-ledger for its default duration, "
+        "starting on approval."
     )
     assert served.slack.ephemerals == [("C0LEDGER1", "U0LENA", said)]
     print(f"click to stored annotation: {took * 1000:.0f} ms")
@@ -206,8 +210,11 @@ async def test_deny_asks_for_the_reason_then_applies_it_as_the_user(
     values = {"reason": {"reason": {"type": "plain_text_input", "value": "INC-9 not needed"}}}
     view = {**view, "state": {"values": values}}
     response = await served.post({"type": "view_submission", "user": {"id": "U0LENA"}, "view": view})
-    assert response.status == 200 and await response.text() == ""
     assert annotations_of(cluster, request_name) == {DENIED: "true", REASON: "INC-9 not needed"}
+    # Applied as lena; without a webhook here nothing stamps `denied-by`, and the dialog says so.
+    assert response.status == 200
+    said = (await response.json())["errors"]["reason"]
+    assert said.startswith(f"Your decision on AccessRequest {request_name} was stored without"), said
 
 
 async def test_a_click_decides_the_request_it_was_posted_for_or_nothing(
@@ -267,7 +274,9 @@ async def test_what_the_clicker_is_shown_pings_nobody_and_links_nowhere(
         assert name in json.dumps(modal.view["blocks"])
         refused, approved = standin.ephemerals()
         assert name in (refused.text or "") and "mallory@example.com" in (refused.text or "")
-        assert (approved.text or "").startswith(f"You approved AccessRequest {name}: bob@example.com asks")
+        # No webhook here stamps `approved-by`: lena is told her decision decides nothing, naming the request.
+        assert (approved.text or "").startswith(f"Your decision on AccessRequest {name} was stored without")
+        assert "bob@example.com asks for" in (approved.text or "")
         for shown in (modal, refused, approved):
             seen = standin.rendered(shown)
             assert (seen.broadcasts, seen.mentions, seen.channels, seen.links) == (set(), set(), set(), set()), shown

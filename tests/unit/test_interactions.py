@@ -255,6 +255,7 @@ class FakeApiServer:
     )
     annotations: dict[str, str] = field(default_factory=dict)  # the request's, as stored
     needed: int = 1  # the Entitlement's approvalsRequired
+    stamps: bool = True  # False: no admission webhook (nothing stamps who decided)
     patches: list[tuple[str, str, dict[str, str], bool]] = field(default_factory=list)
     uids: list[str | None] = field(default_factory=list)  # the precondition of each patch
 
@@ -273,9 +274,9 @@ class FakeApiServer:
                 stored[APPROVALS] = json.dumps(listed)
                 if len(listed) < self.needed:
                     del stored[APPROVED]
-                else:
+                elif self.stamps:
                     stored[f"{APPROVED}-by"] = username
-            if annotations.get(DENIED):
+            if annotations.get(DENIED) and self.stamps:
                 stored[f"{DENIED}-by"] = username
         if not dry_run:
             self.annotations = stored
@@ -305,6 +306,14 @@ async def harness() -> AsyncIterator[Harness]:
     endpoint = Endpoint(Gate(SECRET), slack, api, lambda name, _: PAYMENTS if name.startswith("payments-") else LEDGER)
     async with TestClient(TestServer(endpoint.app(), host="127.0.0.1")) as client:
         yield Harness(client, slack, api, endpoint)
+
+
+async def reply_to(harness: Harness, body: bytes) -> str:
+    """What the one clicker is told of `body` (a click), alone; the replies before it are forgotten."""
+    harness.slack.ephemerals.clear()
+    await harness.post(body)
+    ((_, _, text),) = harness.slack.ephemerals
+    return text
 
 
 def counted(action: str, result: str) -> float:
@@ -353,17 +362,14 @@ async def test_one_approval_of_two_is_said_to_be_recorded_and_waiting_for_anothe
     """approvalsRequired 2: the webhook lists lena's approval and takes the approved flag out again;
     nothing is approved yet, and the reply says so, as `kubectl jit approve` does."""
     harness.api.needed = 2
-    await harness.post(click("approve"))
-    ((_, _, text),) = harness.slack.ephemerals
+    text = await reply_to(harness, click("approve"))
     assert text.startswith(
         "Your approval of AccessRequest ledger-x1 is recorded (1 of 2): another approver of team ledger must "
         "approve before access is granted. bob@example.com asks for prod-eng-ledger"
     ), text
     assert "You approved" not in text
-    harness.slack.ephemerals.clear()
-    await harness.post(click("approve", user="U0CAROLSRE"))  # the second, which completes it
-    ((_, _, text),) = harness.slack.ephemerals
-    assert text.startswith("You approved AccessRequest ledger-x1: "), text
+    completed = await reply_to(harness, click("approve", user="U0CAROLSRE"))  # the second, which completes it
+    assert completed.startswith("You approved AccessRequest ledger-x1: "), completed
 
 
 async def test_a_denial_that_changed_nothing_is_said_in_the_dialog(harness: Harness) -> None:
@@ -375,14 +381,14 @@ async def test_a_denial_that_changed_nothing_is_said_in_the_dialog(harness: Harn
     assert errors.startswith("AccessRequest ledger-x1 was already decided (denied by paula@example.com)"), errors
 
 
-def test_a_decision_returned_without_the_clickers_stamp_is_not_taken_for_theirs() -> None:
-    """Admitted, yet nobody's name on it (no webhook stamped it): the click decided nothing, and the
-    reply names no decider it cannot know."""
-    bare = {"metadata": {"annotations": {APPROVED: "true"}}}
-    assert interactions.decision_outcome(bare, "lena@example.com", approve=True) is interactions.Outcome.UNCHANGED
-    assert interactions.unchanged_text("ledger-x1", bare).startswith(
-        "Your decision on AccessRequest ledger-x1 was not stored as yours: nothing changed."
-    )
+async def test_a_decision_stored_without_a_stamp_is_not_taken_for_the_clickers(harness: Harness) -> None:
+    """Admitted, yet nobody's name on it (no admission webhook saw it): the operator takes no
+    unstamped decision, so lena did not approve, nor did anyone else; the reply says so."""
+    harness.api.stamps = False
+    before = counted("approve", "failed")
+    said = "Your decision on AccessRequest ledger-x1 was stored without the admission webhook's stamp"
+    assert (await reply_to(harness, click("approve"))).startswith(said)
+    assert counted("approve", "failed") == before + 1
 
 
 async def test_a_refusal_is_the_api_servers_words_to_the_clicker_alone(harness: Harness) -> None:

@@ -344,6 +344,9 @@ class Outcome(enum.Enum):
     #: Nothing changed: the request was already decided the same way by someone else (the patch wrote
     #: what was there, which admission lets through as a no-op).
     UNCHANGED = "unchanged"
+    #: Stored with nobody's stamp: no admission webhook saw it (a cluster without jitaccess's webhooks),
+    #: and the operator takes no unstamped decision.
+    UNSTAMPED = "unstamped"
 
 
 def decision_outcome(decided: Mapping[str, Any], username: str, *, approve: bool) -> Outcome:
@@ -360,7 +363,9 @@ def decision_outcome(decided: Mapping[str, Any], username: str, *, approve: bool
     listed = approval_rules.given(notes)
     if approve and not notes.get(by) and not wire.truthy(notes.get(flag)) and any(a.by == username for a in listed):
         return Outcome.COUNTED
-    return Outcome.UNCHANGED
+    if notes.get(by):
+        return Outcome.UNCHANGED
+    return Outcome.UNSTAMPED
 
 
 def counted_text(request: str, decided: Mapping[str, Any]) -> str:
@@ -388,10 +393,19 @@ def unchanged_text(request: str, decided: Mapping[str, Any]) -> str:
         )
         if wire.truthy(notes.get(flag)) and notes.get(by)
     ]
-    status = f"`kubectl jit status {request}` shows where it stands"
-    if not said:  # nobody's stamp: not decided as anyone's, the clicker's included
-        return f"Your decision on AccessRequest {request} was not stored as yours: nothing changed. {status}"
-    return f"AccessRequest {request} was already decided ({', '.join(said)}): nothing changed. {status}"
+    return (
+        f"AccessRequest {request} was already decided ({', '.join(said) or 'by someone else'}): nothing changed. "
+        f"`kubectl jit status {request}` shows where it stands"
+    )
+
+
+def unstamped_text(request: str, decided: Mapping[str, Any]) -> str:
+    """The reply to a decision the API server stored with nobody's stamp: it decides nothing."""
+    return (
+        f"Your decision on AccessRequest {request} was stored without the admission webhook's stamp of who made "
+        "it, so it decides nothing (jitaccess takes only stamped decisions): ask the platform team to check "
+        f"jitaccess's admission webhooks. {_described(decided)}."
+    )
 
 
 def refusal_text(request: str, username: str, error: DecisionError, uid: str = "") -> str:
@@ -569,6 +583,10 @@ class Endpoint:
             count(interaction.action, "unchanged")
             log.info("Slack: %s's decision on %s changed nothing (already decided)", username, name)
             return self._refuse(interaction, unchanged_text(name, decided))
+        if outcome is Outcome.UNSTAMPED:
+            count(interaction.action, "failed")
+            log.warning("Slack: %s's decision on %s was stored without the admission webhook's stamp", username, name)
+            return self._refuse(interaction, unstamped_text(name, decided))
         count(interaction.action, "applied")
         verb = "denied" if not approve else "approved" if outcome is Outcome.DECIDED else "gave one approval of"
         log.info("Slack: %s %s AccessRequest %s (as %s)", interaction.user, verb, name, username)
