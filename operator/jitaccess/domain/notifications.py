@@ -9,11 +9,12 @@ twice and nothing is lost. A notice's key is `<sink>:<recipient>:<step>` for Sla
 Who hears of what (docs/notifications.md):
 - the owner team's approvers: one message per request that needs them, posted to the team's
   channel when it starts waiting and updated in place at each later step (escalated, then
-  approved, denied, timed out...), so that a stale Approve button never looks live whoever decided
+  approved, denied, timed out..., or approved and then ended without access, its grant's failure
+  included: `told_of_request`), so that a stale Approve button never looks live whoever decided
   and however;
 - the backup approvers: a direct message when a request escalates to them, saying why;
-- the requester: a direct message when their request is decided (unless the owner team's own
-  member was auto-approved: the grant's message follows within seconds), when access is active,
+- the requester: a direct message when their request is decided or ends (unless the owner team's
+  own member was auto-approved: the grant's message follows within seconds), when access is active,
   before it runs out, and when it is revoked early or lapses;
 - the team's channel: a grant revoked early, or lapsed;
 - the security channel: standing access the drift scan removed, every assignment of a catalog's
