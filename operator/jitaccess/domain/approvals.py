@@ -23,13 +23,15 @@ Pure functions on wire dicts; admission wraps their answers (`domain.admission`)
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
+from typing import Any
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnershipSpec
 from jitaccess.domain.teams import Caller, may_approve, stamped_groups
 
@@ -221,3 +223,39 @@ def completion_taken(by: str, withdraw: str, instead: str) -> str:
         f"the approval{who} that was to complete the count was taken, and the others no longer all count, so it "
         f"cannot be approved any more; withdraw it ({withdraw}) and {instead}"
     )
+
+
+class Effect(enum.Enum):
+    """What a decision the API server admitted did, as the object it returned shows it."""
+
+    #: Stored as the clicker's: `approved-by` (`denied-by`) names them.
+    DECIDED = "decided"
+    #: One approval of several (approvalsRequired > 1): listed in `jitaccess.dev/approvals`, and the
+    #: webhook took the approved flag out again, for the next approver to write.
+    COUNTED = "counted"
+    #: Nothing changed: the request was already decided the same way by someone else (the patch wrote
+    #: what was there, which admission lets through as a no-op).
+    UNCHANGED = "unchanged"
+    #: Stored with nobody's stamp: no admission webhook saw it (a cluster without jitaccess's webhooks),
+    #: and the operator takes no unstamped decision.
+    UNSTAMPED = "unstamped"
+
+
+def decision_effect(decided: Mapping[str, Any], username: str, *, approve: bool) -> Effect:
+    """What `username`'s approval (or denial) did, read from the request the API server returned: an
+    admitted patch is no proof of a decision, as `kubectl jit approve` knows (`cli.decisions`). Read by the
+    Slack endpoint (`handlers.interactions`) for its reply to a click."""
+    notes = wire.annotations_of(decided)
+    flag, by = (
+        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY)
+        if approve
+        else (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY)
+    )
+    if wire.truthy(notes.get(flag)) and notes.get(by) == username:
+        return Effect.DECIDED
+    listed = given(notes)
+    if approve and not notes.get(by) and not wire.truthy(notes.get(flag)) and any(a.by == username for a in listed):
+        return Effect.COUNTED
+    if notes.get(by):
+        return Effect.UNCHANGED
+    return Effect.UNSTAMPED

@@ -561,13 +561,14 @@ def expiring_due(grant: wire.Obj, config: Config) -> datetime | None:
     if not config.expiring_before or wire.ready_reason(grant) != names.ACTIVE:
         return None
     status = wire.status(grant)
-    end, start = _parse(status.get("expirationTime")), _parse(status.get("activationTime"))
+    end, start = parse_time(status.get("expirationTime")), parse_time(status.get("activationTime"))
     if end is None or start is None:
         return None
     return max(start, end - config.expiring_before)
 
 
-def _parse(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time of the API server's or of a record, as a datetime; None when there is none."""
     text = audit.rfc3339(value)
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 

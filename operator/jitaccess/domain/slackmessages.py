@@ -20,7 +20,6 @@ are built with the same `section` and `escape`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from jitaccess.api import audit, names, wire
@@ -34,6 +33,7 @@ from jitaccess.domain.notifications import (
     TEAM_MESSAGE,
     Notice,
     Team,
+    parse_time,
     told_of_request,
 )
 
@@ -247,13 +247,8 @@ def start_of(request: wire.Obj) -> str:
 
 def _begins_later(request: wire.Obj, approved_at: Any) -> bool:
     """Whether the access of `request`, approved at `approved_at`, begins at a start still to come then."""
-    start, at = _time(wire.spec(request).get("startTime")), _time(approved_at)
+    start, at = parse_time(wire.spec(request).get("startTime")), parse_time(approved_at)
     return start is not None and (at is None or start > at)
-
-
-def _time(value: Any) -> datetime | None:
-    text = audit.rfc3339(value)
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def button_value(request: wire.Obj) -> str:

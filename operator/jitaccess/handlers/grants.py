@@ -238,7 +238,7 @@ def activate(
     if user_id is None:
         return False
     if rt.attempts.has_run_out(grant.metadata.uid or ""):
-        fail(rt, grant, RAN_OUT)  # takes out nothing more: `_overdue_unwritten` did
+        fail(rt, grant, RAN_OUT)  # takes out nothing more: `_record_active` did
         return False
     if spec.account_assignment is not None:
         return _activate_assignments(rt, grant, user_id, current, request, essence, request_essence)
@@ -649,7 +649,9 @@ def _record_active(
         )
     except Exception as exc:
         if ends <= now():
-            _overdue_unwritten(rt, grant, key, group_id, remove, exc)
+            # Said at ERROR: the write's failure needs fixing.
+            why = f"ran out of time while its Active write still fails ({exc}); its next attempt fails it"
+            _give_back(rt, grant, key, group_id, remove, why, logging.ERROR)
             rt.attempts.ran_out(grant.metadata.uid or "")
         raise
     if updated is None and (not seen or seen[-1] in names.GRANT_FINISHED):
@@ -664,30 +666,6 @@ RAN_OUT = (
     "its time ran out while its Active status could not be written (the operator's log says why): "
     "what it held was taken out, and it is not given again"
 )
-
-
-def _overdue_unwritten(
-    rt: Runtime,
-    grant: AccessGrant,
-    key: tuple[str, str],
-    group_id: str | None,
-    remove: Callable[[], bool],
-    error: Exception,
-) -> None:
-    """Under the membership lock: take out what a grant whose time is over holds while its `Active`
-    write fails (`_record_active`), unless another live grant holds it; said at ERROR, as the
-    write's failure needs fixing."""
-    if _others_holding(rt, rt.holders, grant, key, group_id):
-        return
-    removed = remove()
-    log.error(
-        "AccessGrant %s: its time is over and its Active write still fails (%s); what it held for %s was %s, "
-        "and its next attempt fails it (nothing is added again)",
-        grant.metadata.name,
-        error,
-        grant.spec.user,
-        "taken out" if removed else "gone already",
-    )
 
 
 def _file_as_holder(rt: Runtime, grant: AccessGrant, keys: tuple[tuple[str, str], ...]) -> None:
@@ -705,16 +683,25 @@ def _file_as_holder(rt: Runtime, grant: AccessGrant, keys: tuple[tuple[str, str]
 
 
 def _give_back(
-    rt: Runtime, grant: AccessGrant, key: tuple[str, str], group_id: str | None, remove: Callable[[], bool]
+    rt: Runtime,
+    grant: AccessGrant,
+    key: tuple[str, str],
+    group_id: str | None,
+    remove: Callable[[], bool],
+    why: str = "ended while it was being provisioned",
+    level: int = logging.WARNING,
 ) -> None:
     """Under the membership lock: `remove` what this attempt has just added for a grant that
-    another writer ended meanwhile, unless another live grant holds it."""
+    another writer ended meanwhile (or, `why`, whose time ran out while its `Active` write failed),
+    unless another live grant holds it."""
     if _others_holding(rt, rt.holders, grant, key, group_id):
         return
     removed = remove()
-    log.warning(
-        "AccessGrant %s ended while it was being provisioned; what was just added for %s was %s",
+    log.log(
+        level,
+        "AccessGrant %s %s; what was just added for %s was %s",
         grant.metadata.name,
+        why,
         grant.spec.user,
         "taken back" if removed else "gone already",
     )

@@ -35,7 +35,7 @@ In order, for every POST, each step bounded so that Slack has its answer within 
    a server-side dry run as that user, whether the denial would be admitted (a refusal is told at
    once), then open the modal that asks for the reason; its submission patches
    `jitaccess.dev/denied=true` and `jitaccess.dev/decision-reason`, as that user.
-5. What it did, read from the request the API server returns (`decision_outcome`), as `kubectl jit
+5. What it did, read from the request the API server returns (`approvals.decision_effect`), as `kubectl jit
    approve` reads it: an admitted patch is no proof of a decision. A patch that writes what is
    there already (an Approve on a request someone approved first) is a no-op admission lets
    through, and one approval of several is listed while the webhook takes the approved flag out
@@ -50,7 +50,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import enum
 import json
 import logging
 import re
@@ -333,41 +332,6 @@ def _described(request: Mapping[str, Any]) -> str:
     return f"{who} asks for {spec.get('entitlement')} for {duration}, starting {start_of(request)}"
 
 
-class Outcome(enum.Enum):
-    """What a decision the API server admitted did, as the object it returned shows it."""
-
-    #: Stored as the clicker's: `approved-by` (`denied-by`) names them.
-    DECIDED = "decided"
-    #: One approval of several (approvalsRequired > 1): listed in `jitaccess.dev/approvals`, and the
-    #: webhook took the approved flag out again, for the next approver to write.
-    COUNTED = "counted"
-    #: Nothing changed: the request was already decided the same way by someone else (the patch wrote
-    #: what was there, which admission lets through as a no-op).
-    UNCHANGED = "unchanged"
-    #: Stored with nobody's stamp: no admission webhook saw it (a cluster without jitaccess's webhooks),
-    #: and the operator takes no unstamped decision.
-    UNSTAMPED = "unstamped"
-
-
-def decision_outcome(decided: Mapping[str, Any], username: str, *, approve: bool) -> Outcome:
-    """What `username`'s approval (or denial) did, read from the request the API server returned: an
-    admitted patch is no proof of a decision, as `kubectl jit approve` knows (`cli.decisions`)."""
-    notes = wire.annotations_of(decided)
-    flag, by = (
-        (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY)
-        if approve
-        else (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY)
-    )
-    if wire.truthy(notes.get(flag)) and notes.get(by) == username:
-        return Outcome.DECIDED
-    listed = approval_rules.given(notes)
-    if approve and not notes.get(by) and not wire.truthy(notes.get(flag)) and any(a.by == username for a in listed):
-        return Outcome.COUNTED
-    if notes.get(by):
-        return Outcome.UNCHANGED
-    return Outcome.UNSTAMPED
-
-
 def counted_text(request: str, decided: Mapping[str, Any]) -> str:
     """The reply to one approval of several: recorded, and how many are given of how many needed."""
     given = len(approval_rules.given(wire.annotations_of(decided)))
@@ -578,19 +542,25 @@ class Endpoint:
             count(interaction.action, "refused" if exc.status else "failed")
             log.info("Slack: %s's decision on %s not applied: %s", username, name, exc.message)
             return self._refuse(interaction, refusal_text(name, username, exc, interaction.uid))
-        outcome = decision_outcome(decided, username, approve=approve)
-        if outcome is Outcome.UNCHANGED:
+        outcome = approval_rules.decision_effect(decided, username, approve=approve)
+        if outcome is approval_rules.Effect.UNCHANGED:
             count(interaction.action, "unchanged")
             log.info("Slack: %s's decision on %s changed nothing (already decided)", username, name)
             return self._refuse(interaction, unchanged_text(name, decided))
-        if outcome is Outcome.UNSTAMPED:
+        if outcome is approval_rules.Effect.UNSTAMPED:
             count(interaction.action, "failed")
             log.warning("Slack: %s's decision on %s was stored without the admission webhook's stamp", username, name)
             return self._refuse(interaction, unstamped_text(name, decided))
         count(interaction.action, "applied")
-        verb = "denied" if not approve else "approved" if outcome is Outcome.DECIDED else "gave one approval of"
+        verb = (
+            "denied"
+            if not approve
+            else "approved"
+            if outcome is approval_rules.Effect.DECIDED
+            else "gave one approval of"
+        )
         log.info("Slack: %s %s AccessRequest %s (as %s)", interaction.user, verb, name, username)
-        if outcome is Outcome.COUNTED:
+        if outcome is approval_rules.Effect.COUNTED:
             self._reply(interaction, counted_text(name, decided))
         elif approve:
             self._reply(interaction, f"You approved AccessRequest {name}: {_described(decided)}.")
