@@ -120,10 +120,11 @@ def _seed(api: Any, emulator: IdentityCenterEmulator, users: list[str]) -> dt.da
         began = time.monotonic()
         list(pool.map(create, users))
         took = time.monotonic() - began
-        # The status writes take about as long as the creates did: the grants fall due once all
-        # are written and the operator has had time to adopt them.
+        # The status writes (two per user) take about as long as the creates did, or longer on a
+        # loaded machine: the grants fall due once all are written and the operator has had time to
+        # adopt them, with room for the writes to take twice as long again.
         start = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        end = start + dt.timedelta(seconds=int(1.5 * took + ADOPTION_SECONDS))
+        end = start + dt.timedelta(seconds=int(3 * took + ADOPTION_SECONDS))
         list(pool.map(lambda user: activate(user, start, end), users))
     return end
 
