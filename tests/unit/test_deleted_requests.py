@@ -1,7 +1,9 @@
 """A deleted request's grant is revoked whatever the API server answers (handlers/deleted_requests.py,
 attack 34): an end it fails is written down as revoked for the grant's own handler, which kopf
 retries; a mark it fails too, and a look-up of an Active grant's request it does not answer, are
-tried again in the background, never on the event, which nothing retries (handlers/observers.py)."""
+tried again in the background, never on the event, which nothing retries (handlers/observers.py).
+Identity Center not answering holds the event a few seconds at most, and a replica that has lost
+the lead lets it go at once, for the next leader."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import BY_NAME, Kube, Only, Refused
 from jitaccess.api import names
-from jitaccess.errors import NotFound
+from jitaccess.errors import AddInFlight, NotFound, NotLeading, RetryLater
 from jitaccess.handlers import deleted_requests
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
@@ -85,10 +87,15 @@ def marked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     return calls
 
 
+#: The operator's own pauses between the tries of a removal, before `at_once` takes them away.
+REVOKE_BACKOFF = deleted_requests.REVOKE_BACKOFF
+
+
 @pytest.fixture(autouse=True)
 def at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The background tries without their delays (as many tries as the operator's)."""
+    """The tries, on the event and in the background, without their delays (as many as the operator's)."""
     monkeypatch.setattr(deleted_requests, "BACKOFF", (0.0,) * len(deleted_requests.BACKOFF))
+    monkeypatch.setattr(deleted_requests, "REVOKE_BACKOFF", (0.0,) * len(REVOKE_BACKOFF))
 
 
 async def _background() -> None:
@@ -181,6 +188,89 @@ async def test_events_of_a_grant_being_tried_start_no_second_try(monkeypatch: py
     for task in deleted_requests._tries.values():
         task.cancel()
     await _background()
+
+
+def _ending(*answers: BaseException | None) -> tuple[list[str], Callable[..., None]]:
+    """An `end_grant` that answers each of `answers` in turn (None: ended), the last one for ever
+    after; and the grants it was asked to end, one entry a try."""
+    tries: list[str] = []
+
+    def end(rt: Runtime, grant: str, reason: str, holders: Any, *, why: str, uid: Only) -> None:
+        tries.append(grant)
+        answer = answers[min(len(tries), len(answers)) - 1]
+        if answer is not None:
+            raise answer
+
+    return tries, end
+
+
+async def _revoking(grant: str = "g1", uid: Only = "uid-g1", rt: Runtime | None = None) -> None:
+    """`_revoke`, which must let the event go within seconds (else the test fails, not hangs)."""
+    async with asyncio.timeout(5):
+        await deleted_requests._revoke(rt or _runtime(), grant, uid)
+
+
+NOT_ANSWERING = RetryLater("Rate exceeded", operation="DeleteGroupMembership", code="ThrottlingException")
+
+
+async def test_a_removal_identity_center_does_not_answer_is_tried_a_few_times_then_written_down(
+    monkeypatch: pytest.MonkeyPatch, marked: list[tuple[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was tried every second, for as long as Identity Center did not answer, inside the event
+    of the deleted request: an observer held for ever. Now a few tries, then the grant's own handler,
+    which kopf retries, owns the removal."""
+    tries, end = _ending(NOT_ANSWERING)
+    monkeypatch.setattr(deleted_requests, "end_grant", end)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        await _revoking()
+    assert len(tries) == len(REVOKE_BACKOFF) + 1
+    assert marked == [("g1", "uid-g1")]
+    assert f"Identity Center not answering after {len(tries)} tries" in caplog.text
+
+
+async def test_a_removal_identity_center_answers_on_a_later_try_ends_the_grant(
+    monkeypatch: pytest.MonkeyPatch, marked: list[tuple[str, Any]]
+) -> None:
+    tries, end = _ending(NOT_ANSWERING, NOT_ANSWERING, None)
+    monkeypatch.setattr(deleted_requests, "end_grant", end)
+    await _revoking()
+    assert tries == ["g1"] * 3 and marked == []
+
+
+def test_the_tries_of_a_removal_back_off_and_last_a_few_seconds() -> None:
+    assert list(REVOKE_BACKOFF) == sorted(REVOKE_BACKOFF) and REVOKE_BACKOFF[0] < REVOKE_BACKOFF[-1]
+    assert sum(REVOKE_BACKOFF) <= 10.0
+
+
+async def test_a_replica_that_lost_the_lead_stops_and_the_next_leader_revokes_the_grant(
+    monkeypatch: pytest.MonkeyPatch, marked: list[tuple[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """`NotLeading` is a `RetryLater`: the replica kept trying, every second, a removal it may no
+    longer make. It stops at once and writes nothing; the next leader's controller lists the grant
+    at its start and, its request gone, revokes it."""
+    tries, end = _ending(NotLeading("DeleteGroupMembership refused: this replica is not the leader"))
+    monkeypatch.setattr(deleted_requests, "end_grant", end)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        await _revoking("r1", BY_NAME)
+    assert tries == ["r1"] and marked == []
+    assert "revoking AccessGrant r1: DeleteGroupMembership refused" in caplog.text and "next leader" in caplog.text
+    ended, end = _ending(None)
+    monkeypatch.setattr(deleted_requests, "end_grant", end)
+    leader = _runtime(Requests({}))
+    async with asyncio.timeout(5):
+        await deleted_requests.end_orphaned_grant(type=None, body=_active_grant(), memo=kopf.Memo(runtime=leader))
+    assert ended == ["r1"] and marked == []
+
+
+async def test_a_removal_refused_until_an_earlier_add_has_landed_is_written_down_at_once(
+    monkeypatch: pytest.MonkeyPatch, marked: list[tuple[str, Any]]
+) -> None:
+    """Tries seconds apart cannot outlast that wait (attack 129): the grant's own handler tries
+    again once it is over."""
+    tries, end = _ending(AddInFlight("an earlier leader's add may still land", delay=12))
+    monkeypatch.setattr(deleted_requests, "end_grant", end)
+    await _revoking()
+    assert tries == ["g1"] and marked == [("g1", "uid-g1")]
 
 
 class Grants:

@@ -3,24 +3,27 @@
 Admission refuses to delete such a request (it is the audit record of that access), so this
 happens only when the webhook was bypassed, by a cluster administrator say. Access with no request
 to account for it is not left behind until it expires: its grant is revoked, and says why. If
-Identity Center refuses the removal, or the API server fails a call of it (a 429, a 5xx, a
-timeout, a write refused), the grant is annotated revoked by the operator, as a person would revoke
-it: the grant's own handler then retries until the member is out, and the overdue gauges count the
-grant from that moment. An annotation the API server fails too, and a check of an Active grant's
-request it does not answer, are tried again in the background (`later`, with a bounded backoff): an
-observer's failure is only logged (`observers`), and a wait here would hold the grant's other events
-back.
+Identity Center refuses the removal, or does not answer it within a few tries (7 s:
+`REVOKE_BACKOFF`), or the API server fails a call of it (a 429, a 5xx, a timeout, a write refused),
+the grant is annotated revoked by the operator, as a person would revoke it: the grant's own handler
+then retries until the member is out, and the overdue gauges count the grant from that moment. An
+annotation the API server fails too, and a check of an Active grant's request it does not answer,
+are tried again in the background (`later`, with a bounded backoff): an observer's failure is only
+logged (`observers`), and a wait here would hold the grant's other events back. A replica that has
+lost the lead (`NotLeading`) stops at once, writing nothing: the next leader's controller lists
+every grant when it starts, and finds the request gone (below).
 
 Requests carry no finalizer (one would cost every request two more writes), so a deletion is
 seen in two ways:
 
 - the request's DELETED watch event, while the operator runs;
-- every event of an Active grant, the listing at start-up included: its request must still be
+- every event of an Active grant, the listing at each start of the controller included (a fresh
+  kopf operator each time this replica takes the Lease: `parts`): its request must still be
   stored, with the uid the grant was made for (not deleted and re-created under the same name).
   This catches a request deleted while the operator was down, or while this replica did not
   lead. `Runtime.requests` (kept by `indexes` on every replica) answers without I/O in the common
-  case; the API server confirms before anything is revoked. (A grant not yet
-  active is checked against its request before provisioning: `handlers.backing`.)
+  case; the API server confirms before anything is revoked. (A grant not yet active is checked
+  against its request before provisioning: `handlers.backing`.)
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from jitaccess.adapters.webhooks import own_username
 from jitaccess.api import names, wire
 from jitaccess.domain import backing
 from jitaccess.domain import requests as request_rules
-from jitaccess.errors import PermanentFailure, RetryLater
+from jitaccess.errors import AddInFlight, NotLeading, PermanentFailure, RetryLater
 from jitaccess.handlers.grants import end_grant
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -164,14 +167,63 @@ async def _revoke(rt: Runtime, grant: str, uid: Only, *, made_for: str = "") -> 
     """End grant `grant` (the object `uid`) Revoked, or write it down as revoked for its own handler
     to end. `made_for`, with `BY_NAME`: the uid of the request it was made for, which a grant
     written down in the background must still carry (its label), as the one stored now does."""
-    while True:
+    if not await _end(rt, grant, uid):
+        return
+    try:
+        await rt.run_blocking(mark_revoked, rt, grant, WHY, uid)
+    except Exception as exc:  # the API server, or who the operator is: it may pass
+        log.warning("marking AccessGrant %s revoked failed (%s); trying again in the background", grant, exc)
+        later((grant, "marking it revoked"), lambda: rt.run_blocking(_mark_revoked_later, rt, grant, uid, made_for))
+
+
+#: Seconds before each new try of a removal Identity Center did not answer (throttled, a 5xx, a
+#: timeout): four tries in 7 s, then the grant is written down as revoked, for its own handler,
+#: which kopf retries. Nothing retries the event that asked for the end (`observers`), and an
+#: observer held longer would hold the object's next events back.
+REVOKE_BACKOFF: tuple[float, ...] = (1.0, 2.0, 4.0)
+
+
+async def _end(rt: Runtime, grant: str, uid: Only) -> bool:
+    """End grant `grant` (the object `uid`) Revoked now. True when it is to be written down as
+    revoked instead, for its own handler to end; False when ended, or not this replica's to end."""
+    tries = len(REVOKE_BACKOFF) + 1
+    for number in range(1, tries + 1):
         try:
             await rt.run_granting(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY, uid=uid)
-            return
+            return False
+        except NotLeading as exc:
+            # This replica has lost the Lease and its controller is stopping: it may change nothing,
+            # in Identity Center or in the cluster. The next leader's controller lists every grant at
+            # its start, and this one, Active with its request gone, is revoked there
+            # (`end_orphaned_grant`); one not Active yet is checked against its request before it
+            # is provisioned (`handlers.backing`).
+            log.warning("revoking AccessGrant %s: %s; left to the next leader", grant, exc)
+            return False
+        except AddInFlight as exc:
+            # Not before an earlier leader's add has landed (attack 129): the grant's own handler
+            # tries again once that wait is over, and no try here, seconds apart, would be let through.
+            log.info("revoking AccessGrant %s: %s; marked revoked, ended by its handler", grant, exc)
+            return True
         except RetryLater as exc:
-            # Nothing retries an event handler: keep at it until Identity Center answers.
-            log.warning("revoking %s: Identity Center not answering (%s); retrying", grant, exc)
-            await asyncio.sleep(1.0)
+            if number == tries:
+                log.warning(
+                    "revoking AccessGrant %s: Identity Center not answering after %d tries (%s); "
+                    "marked revoked, retried by its handler",
+                    grant,
+                    tries,
+                    exc,
+                )
+                return True
+            delay = REVOKE_BACKOFF[number - 1]
+            log.warning(
+                "revoking AccessGrant %s: Identity Center not answering (%s); try %d of %d, next in %gs",
+                grant,
+                exc,
+                number,
+                tries,
+                delay,
+            )
+            await asyncio.sleep(delay)
         except PermanentFailure as exc:
             # Refused (IAM, say): no loop here can say how long that lasts, and an event handler
             # that gave up would leave the access with nothing to end it. The grant is revoked by
@@ -182,17 +234,13 @@ async def _revoke(rt: Runtime, grant: str, uid: Only, *, made_for: str = "") -> 
                 grant,
                 exc,
             )
-            break
+            return True
         except Exception as exc:  # the API server (a read, the end's write), or Identity Center's NotFound
             # Nothing retries an observer (`observers`): left to escape, the access would run until
             # it expires. Written down as revoked instead, for the grant's handler, which kopf retries.
             log.warning("revoking AccessGrant %s failed (%s); marked revoked, retried by its handler", grant, exc)
-            break
-    try:
-        await rt.run_blocking(mark_revoked, rt, grant, WHY, uid)
-    except Exception as exc:  # the API server, or who the operator is: it may pass
-        log.warning("marking AccessGrant %s revoked failed (%s); trying again in the background", grant, exc)
-        later((grant, "marking it revoked"), lambda: rt.run_blocking(_mark_revoked_later, rt, grant, uid, made_for))
+            return True
+    return True
 
 
 def _mark_revoked_later(rt: Runtime, grant: str, uid: Only, made_for: str) -> None:
