@@ -112,8 +112,21 @@ def test_the_security_channel_is_told_of_a_break_glass_with_the_command_that_rev
 
 
 def test_a_request_refused_at_first_look_never_reaches_the_approvers_but_a_posted_message_follows_it() -> None:
+    """Refused by the handler at its first look (admission admitted it, Identity Center not answering
+    then): its approvers were never asked and hear nothing; its requester, who may have created it
+    with `kubectl apply` and not be watching, is told why, and what to do."""
     refused = _cond(names.READY, "False", names.NOT_ELIGIBLE, "not in prod-eligible")
-    assert [n.key for n in notify.notices(request(refused), LEDGER, BOTH, T0) if n.sink == notify.SLACK] == []
+    stored = request(refused, ownerTeam="ledger")
+    assert [n.key for n in notify.notices(stored, LEDGER, BOTH, T0) if n.sink == notify.SLACK] == [
+        "slack:@bob@example.com:not-eligible"
+    ]
+    (told,) = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.sink == notify.SLACK]
+    _, blocks = render(told, stored, LEDGER, {})
+    line = blocks[0]["text"]["text"]
+    assert line.startswith(
+        ":no_entry_sign: Refused: not eligible: your request `bob-ledger-1` for *ledger-prod*\n>not in"
+    )
+    assert "approved" not in line and "kubectl jit request ledger-prod" in line, line
     posted = request(refused, notifications={"slackChannel": "C0LEDGER", "slackTs": "1.000100"})
     found = [n.key for n in notify.notices(posted, LEDGER, BOTH, T0) if n.sink == notify.SLACK]
     assert "slack:team-message:not-eligible" in found
@@ -420,9 +433,93 @@ def test_a_grant_that_failed_before_access_began_is_told_with_its_request() -> N
     text, blocks = render(told, stored, LEDGER, {})
     assert "Identity Center refused the membership" in str(blocks) and "Failed" in text
     assert "follows in seconds" not in str(blocks)
+    # What to do: nothing more comes of it, so bob asks again once it is fixed.
+    assert "Nothing more comes of this request" in str(blocks), blocks
+    assert "request access again with `kubectl jit request ledger-prod`" in str(blocks)
+    assert "approved at once" not in str(blocks), "lena approved it: bob was told so"
     # Its grant active, the request is granted: nothing more is told of it than before.
     granted = request(approved, _cond(names.READY, "True", names.GRANTED), approvedBy="lena", grant="bob-ledger-1")
     assert not [k for k in keys(notify.notices(granted, LEDGER, BOTH, T0)) if k.endswith(":failed")]
+
+
+#: How a request nobody was asked about is approved: the owner team's member, on call, break-glass.
+APPROVED_UNASKED = [
+    (names.AUTO_APPROVED, "auto-approved: bob@example.com is a member of team ledger"),
+    (names.AUTO_APPROVED, "auto (on call): bob@example.com is in the on-call group sre-oncall"),
+    (names.BREAK_GLASS, "break-glass: bob@example.com approved their own request"),
+]
+REFUSED_ADD = (
+    "Identity Center refused to add bob@example.com to ledger-prod: AccessDeniedException; nobody was given access"
+)
+
+
+def _slack_keys(stored: dict[str, Any]) -> list[str]:
+    return [
+        n.key for n in notify.notices(stored, LEDGER, BOTH, T0) if n.sink == notify.SLACK and n.recipient != "security"
+    ]
+
+
+@pytest.mark.parametrize(("how", "said"), APPROVED_UNASKED)
+def test_an_auto_approved_request_whose_grant_fails_tells_its_requester_alone(how: str, said: str) -> None:
+    """bob asked for his own team's access: approved at once, no approver asked, nothing told (the
+    grant's "access is active" follows within seconds). Identity Center refused the membership, the
+    grant Failed, the request followed it: Slack said nothing at all, and bob waited for access that
+    never came. He is told, once, what failed and what to do; the approvers, never asked, are not."""
+    approved = _cond(names.APPROVED, "True", how, said)
+    failed = _cond(names.READY, "False", names.FAILED, REFUSED_ADD, T0 + timedelta(seconds=3))
+    stored = request(approved, failed, grant="bob-ledger-1", ownerTeam="ledger")
+    assert _slack_keys(stored) == ["slack:@bob@example.com:failed"]
+    (told,) = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.key == "slack:@bob@example.com:failed"]
+    text, blocks = render(told, stored, LEDGER, {})
+    line = blocks[0]["text"]["text"]
+    assert line.startswith(
+        f":x: Failed: your request `bob-ledger-1` for *ledger-prod*, approved at once ({said}), ended without access"
+        f"\n>{REFUSED_ADD}\n"
+    ), line
+    assert "ask team ledger), request access again with `kubectl jit request ledger-prod`" in line, line
+    assert "`kubectl jit status bob-ledger-1`" in line and "follows in seconds" not in line
+    assert text == "Your request bob-ledger-1 for ledger-prod: Failed"
+    # Once delivered (listed in its status), a restarted operator finds nothing more to tell.
+    notifier = Notifier(kube=None, config=notify.Config(slack=True), slack=None, sink=None)  # type: ignore[arg-type]  # offer() writes nothing
+    sent = ["slack:@bob@example.com:failed", "slack:security:break-glass"]  # the latter: break-glass's own
+    told_once = request(approved, failed, grant="bob-ledger-1", notifications={"sent": sent})
+    assert notifier.offer(told_once, LEDGER, T0) == 0
+    assert notifier.offer(stored, LEDGER, T0) == (2 if how == names.BREAK_GLASS else 1)
+
+
+@pytest.mark.parametrize(
+    ("reason", "action"),
+    [(names.NOT_ELIGIBLE, audit.NOT_ELIGIBLE), (names.INVALID, audit.INVALID), (names.FAILED, audit.FAILED)],
+)
+def test_an_auto_approved_request_refused_before_its_grant_tells_its_requester_alone(reason: str, action: str) -> None:
+    """Approved at once, then refused by the handler before any grant was made (no longer eligible
+    when access was to begin, its Entitlement changed or gone, the API server refused the grant):
+    the request's own record says how it ended, and its requester alone hears it."""
+    approved = _cond(
+        names.APPROVED, "True", names.AUTO_APPROVED, "auto-approved: bob@example.com is a member of team ledger"
+    )
+    ended = _cond(names.READY, "False", reason, "not granted: when access was to begin, bob left prod-eligible")
+    stored = scheduled(approved, ended, ownerTeam="ledger")
+    assert _slack_keys(stored) == [f"slack:@bob@example.com:{action}"]
+    (told,) = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.key == f"slack:@bob@example.com:{action}"]
+    _, blocks = render(told, stored, LEDGER, {})
+    assert "approved at once (auto-approved: bob@example.com is a member of team ledger), ended without access" in str(
+        blocks
+    )
+    assert "bob left prod-eligible" in str(blocks) and "kubectl jit request ledger-prod" in str(blocks)
+
+
+def test_an_auto_approved_request_cancelled_before_its_start_tells_its_requester_unless_he_cancelled_it() -> None:
+    approved = _cond(
+        names.APPROVED, "True", names.AUTO_APPROVED, "auto-approved: bob@example.com is a member of team ledger"
+    )
+    revoked = _cond(names.READY, "False", names.REVOKED, "revoked by lena@example.com before its start")
+    by_lead = scheduled(approved, revoked)
+    by_lead["metadata"]["annotations"] = {names.ANNOTATION_REVOKED_BY: "lena@example.com"}
+    assert _slack_keys(by_lead) == ["slack:@bob@example.com:revoked"]
+    by_self = scheduled(approved, revoked)
+    by_self["metadata"]["annotations"] = {names.ANNOTATION_REVOKED_BY: "bob@example.com"}
+    assert _slack_keys(by_self) == []
 
 
 def scheduled(*conditions: dict[str, Any], start: datetime = T0 + timedelta(days=2), **status: Any) -> dict[str, Any]:
@@ -529,6 +626,8 @@ def test_every_slack_notice_shows_words_from_users_literally() -> None:
     record |= {"ownerTeam": HOSTILE, "group": {"name": HOSTILE}, "permissionSet": {"name": HOSTILE}}
     pending, ext = request(PENDING, reason=HOSTILE), {"kind": names.ACCESS_EXTENSION, "metadata": {"name": "x-1"}}
     grant_obj = {"kind": names.ACCESS_GRANT, "metadata": {"name": "g-1"}}
+    # The words of an approval nobody was asked for name its requester: told with its end.
+    auto = request(_cond(names.APPROVED, "True", names.AUTO_APPROVED, HOSTILE), reason=HOSTILE)
     cases = [
         (notify.TEAM_MESSAGE, notify.PENDING, pending),
         (notify.SECURITY, audit.BREAK_GLASS, pending),
@@ -540,6 +639,7 @@ def test_every_slack_notice_shows_words_from_users_literally() -> None:
         ("@bob@example.com", audit.DENIED, ext),
         ("@carol@example.com", audit.ESCALATED, pending),
         ("@bob@example.com", audit.DENIED, pending),
+        ("@bob@example.com", audit.FAILED, auto),
         ("@bob@example.com", audit.GRANTED, grant_obj),
         ("@bob@example.com", notify.EXPIRING, grant_obj),
         ("@bob@example.com", audit.EXTENDED, grant_obj),

@@ -13,9 +13,10 @@ Who hears of what (docs/notifications.md):
   included: `told_of_request`), so that a stale Approve button never looks live whoever decided
   and however;
 - the backup approvers: a direct message when a request escalates to them, saying why;
-- the requester: a direct message when their request is decided or ends (unless the owner team's
-  own member was auto-approved: the grant's message follows within seconds), when access is active,
-  before it runs out, and when it is revoked early or lapses;
+- the requester: a direct message when their request is decided or ends (an approval nobody was
+  asked for, an owner-team member's, is left to the grant's message, which follows within seconds;
+  such a request's end without access, its grant's failure included, is told all the same), when
+  access is active, before it runs out, and when it is revoked early or lapses;
 - the team's channel: a grant revoked early, or lapsed;
 - the security channel: standing access the drift scan removed, every assignment of a catalog's
   permission set made outside jitaccess that its pass removed, and every break-glass approval;
@@ -401,7 +402,7 @@ def told_of_request(request: wire.Obj) -> dict[str, Mapping[str, Any]]:
     grant before access began as the request's own `failed`. The request's records leave its
     grant's steps to the grant's, and the grant tells Slack nothing of a failure: the approvers'
     message would still say "Approved" of access that never began, and the requester, told that
-    access follows in seconds, would never hear that it did not."""
+    access follows in seconds (or, auto-approved, told nothing), would never hear that it did not."""
     records: dict[str, Mapping[str, Any]] = {r["action"]: r for r in audit.records_of_request(request)}
     grant = wire.status(request).get("grant")
     if grant and wire.ready_reason(request) == names.FAILED and audit.FAILED not in records:
@@ -436,23 +437,30 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
     glass = records.get(audit.BREAK_GLASS)
     if config.slack and glass is not None:  # break-glass is told to the security channel, loudly
         out.append(_slack(glass, audit.BREAK_GLASS, SECURITY))
-    if not config.slack or not waited:
+    if not config.slack:
         return out
-    approvers = team.approvers if team is not None else ()
-    out.append(_slack(requested, PENDING, TEAM_MESSAGE, approvers))
-    escalated = records.get(audit.ESCALATED)
-    backups = team.backup_approvers if team is not None else ()
-    if escalated is not None:
-        out.append(_slack(escalated, audit.ESCALATED, TEAM_MESSAGE, (*approvers, *backups)))
-        out.extend(_slack(escalated, audit.ESCALATED, f"@{user}") for user in backups)
+    if waited:
+        approvers = team.approvers if team is not None else ()
+        out.append(_slack(requested, PENDING, TEAM_MESSAGE, approvers))
+        escalated = records.get(audit.ESCALATED)
+        backups = team.backup_approvers if team is not None else ()
+        if escalated is not None:
+            out.append(_slack(escalated, audit.ESCALATED, TEAM_MESSAGE, (*approvers, *backups)))
+            out.extend(_slack(escalated, audit.ESCALATED, f"@{user}") for user in backups)
     # The grant's failure is the grant's event for the sink; Slack tells it with the request's.
     for action, record in told_of_request(request).items():
-        if action in _REQUEST_ENDINGS:
-            by = str((record.get("actor") or {}).get("username") or "")
+        if action not in _REQUEST_ENDINGS:
+            continue
+        by = str((record.get("actor") or {}).get("username") or "")
+        if waited:
             out.append(_slack(record, action, TEAM_MESSAGE, (by,) if by and by != audit.OPERATOR else ()))
-            # Cancelling one's own Scheduled request is no news to oneself, as ending one's own grant.
-            if requester and (action in _DECISIONS or by != requester):
-                out.append(_slack(record, action, f"@{requester}"))
+        # A request no approver was asked about (auto-approved, on call, break-glass, or refused at
+        # its first look) is no news to the approvers, and its approval none to its requester (the
+        # grant's "access is active" follows within seconds); its end without access is, or they
+        # would wait for access that never comes. Cancelling one's own Scheduled request is no news
+        # to oneself, as ending one's own grant.
+        if requester and (waited or action != audit.APPROVED) and (action in _DECISIONS or by != requester):
+            out.append(_slack(record, action, f"@{requester}"))
     return out
 
 

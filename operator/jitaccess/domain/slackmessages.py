@@ -33,6 +33,7 @@ from jitaccess.domain.notifications import (
     TEAM_MESSAGE,
     Notice,
     Team,
+    awaits_approvers,
     parse_time,
     told_of_request,
 )
@@ -332,26 +333,53 @@ def _said(record: Mapping[str, Any]) -> tuple[str, str, str]:
 # --- to one person ---------------------------------------------------------------------------
 
 
+#: A request's ends that no person decided, but something stopped (eligibility, validity, its
+#: grant's failure): its requester is told what to do next.
+_STOPPED = frozenset({audit.NOT_ELIGIBLE, audit.INVALID, audit.FAILED})
+
+
 def _decision_to_requester(record: Mapping[str, Any], request: wire.Obj) -> tuple[str, list[Block]]:
     name = wire.name_of(request)
-    label = _OUTCOME.get(str(record.get("action")), str(record.get("action")))
+    action = str(record.get("action") or "")
+    label = _OUTCOME.get(action, action)
     by = _actor(record)
     by_text = f" by {escape(by)}" if by and by != audit.OPERATOR else ""
     why = record.get("decisionReason") or record.get("revokeReason") or record.get("message")
-    line = f"{label}{by_text}: your request `{escape(name)}` for *{escape(record.get('entitlement'))}*"
+    entitlement = str(record.get("entitlement") or "")
+    line = f"{label}{by_text}: your request `{escape(name)}` for *{escape(entitlement)}*"
+    at_once = _approved_unasked(request)
+    if at_once and action != audit.APPROVED:
+        # Its requester heard nothing of the approval: what they hear now must say there was one.
+        line += f", approved at once ({escape(at_once)}), ended without access"
     if why:
         line += f"\n>{escape(why)}"
-    if record.get("action") == audit.APPROVED and _begins_later(request, record.get("time")):
+    if action in _STOPPED:
+        owner = record.get("ownerTeam")
+        owners = f"team {escape(owner)}" if owner else "the team that owns it"
+        line += (
+            f"\nNothing more comes of this request: once what stopped it is fixed (by you, or ask {owners}),"
+            f" request access again with `kubectl jit request {escape(entitlement)}`."
+            f" `kubectl jit status {escape(name)}` shows this one."
+        )
+    if action == audit.APPROVED and _begins_later(request, record.get("time")):
         line += (
             f"\nAccess begins at {escape(start_of(request))} (your `spec.startTime`), not before:"
             " until then the request is `Scheduled`, and `kubectl jit list` shows it."
         )
-    elif record.get("action") == audit.APPROVED:
+    elif action == audit.APPROVED:
         line += "\nAccess follows in seconds: `kubectl jit list` shows it."
     text = f"Your request {name} for {record.get('entitlement')}: {label.split(' ', 1)[-1]}" + (
         f" by {by}" if by_text else ""
     )
     return text, [section(line)]
+
+
+def _approved_unasked(request: wire.Obj) -> str:
+    """How a request approved without asking anyone was approved (an owner-team member's, on call,
+    break-glass), in the words of its `Approved` condition; "" for any other request."""
+    if not wire.is_true(request, names.APPROVED) or awaits_approvers(request):
+        return ""
+    return str((wire.condition(request, names.APPROVED) or {}).get("message") or "auto-approved")
 
 
 def _granted(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
