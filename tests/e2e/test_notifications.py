@@ -90,6 +90,36 @@ def test_an_own_team_request_tells_only_its_requester(system: Jit, slack: SlackS
     assert _about(slack, "alice-own-n2", PAYMENTS_CHANNEL) == [], "auto-approved: no approvers' message"
 
 
+def test_an_own_team_request_whose_grant_fails_tells_its_requester_what_failed(
+    system: Jit, slack: SlackStandIn
+) -> None:
+    """alice's request for her own team's role is approved at once (nobody asked, nothing told: the
+    "access is active" message would follow), then Identity Center refuses the membership (the
+    operator's IAM policy lost CreateGroupMembership) and the grant fails. Slack said nothing at all;
+    alice is told, once, what failed and what to do, and payments' approvers, never asked, nothing."""
+    system.ic.faults.fail("CreateGroupMembership", times=100, error="AccessDeniedException")
+    try:
+        system.request("alice-own-n3", "prod-eng-payments", user=ALICE)
+        system.wait_reason("accessrequest", "alice-own-n3", "Failed")
+    finally:
+        system.ic.faults.clear()
+    (dm,) = eventually(lambda: _dms(slack, ALICE, "alice-own-n3"), what="the failure's DM")
+    shown = json.dumps(dm.blocks)
+    assert "approved at once (auto-approved: alice@example.com is a member of team payments)" in shown, shown
+    assert "Identity Center refused to add alice@example.com" in shown, shown
+    assert "kubectl jit request prod-eng-payments" in shown, shown
+    assert (dm.text or "").endswith(": Failed"), dm.text
+    eventually(
+        lambda: (
+            "slack:@alice@example.com:failed"
+            in ((system.get("accessrequest", "alice-own-n3")["status"].get("notifications") or {}).get("sent") or [])
+        ),
+        what="its delivery recorded in the request's status (a restart does not send it again)",
+    )
+    assert _about(slack, "alice-own-n3", PAYMENTS_CHANNEL) == [], "no approver was asked: none is told"
+    assert len(_dms(slack, ALICE, "alice-own-n3")) == 1
+
+
 def test_a_slack_outage_delays_no_grant_and_loses_no_message(system: Jit, slack: SlackStandIn) -> None:
     slack.down(True)
     back = time.monotonic() + OUTAGE_SECONDS
