@@ -616,6 +616,33 @@ def test_138_a_uid_whose_object_is_gone_is_never_traded_for_a_kind(jit: Jit) -> 
         cli.stop_all()
 
 
+def test_138_a_pinned_revoke_never_ends_another_grant_of_the_name(jit: Jit) -> None:
+    """bob holds the "access is active" message's `kubectl jit revoke bob-138 --uid U` of his grant.
+    That grant ends, its request and grant are deleted (retention, an administrator), and under the
+    name bob is granted again for another incident. The command from the old message revoked
+    whatever held the name; pinned, it revokes nothing, names the grant there and gives that grant's
+    own pinned command, which revokes it."""
+    meant = grant_of(jit, "bob-138", "1h")["metadata"]["uid"]
+    jit.kubectl("annotate", "accessgrant", "bob-138", "jitaccess.dev/revoked=true", user=BOB)
+    jit.wait_reason("accessgrant", "bob-138", "Revoked")
+    jit.kubectl("delete", "accessrequest,accessgrant", "bob-138", "--timeout=30s")
+    now = grant_of(jit, "bob-138", "1h")["metadata"]["uid"]
+    assert now != meant
+    cli = Cli(jit)
+    try:
+        stale = cli.run("revoke", "bob-138", "--uid", meant, user=BOB)
+        gone = f"bob-138 (uid {meant}) is gone: nothing was revoked. The name is now an AccessGrant ({BOB} in "
+        assert stale.code != 0 and gone in stale.err, stale
+        assert f"to revoke it, `kubectl jit revoke bob-138 --uid {now}`" in stale.err, stale
+        assert jit.ready_reason("accessgrant", "bob-138") == "Active"
+        revoked = cli.run("revoke", "bob-138", "--uid", now, "--reason", "INC-138 done", user=BOB)
+        assert revoked.code == 0, revoked
+        assert "revoked accessgrant bob-138" in revoked.out, revoked
+        jit.wait_reason("accessgrant", "bob-138", "Revoked")
+    finally:
+        cli.stop_all()
+
+
 # --- 139. an applied extension's name used again on the same grant ----------------------------------
 
 

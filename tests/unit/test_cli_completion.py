@@ -55,6 +55,8 @@ def test_commands_flags_and_fixed_values() -> None:
     assert complete("review", "e", "--days", "") == (["7", "30", "90"], ":4")
     assert complete("request", "--kubeconfig", "") == ([], ":0"), "files for --kubeconfig"
     assert complete("status", "one", "") == ([], ":4"), "one name only"
+    assert complete("revoke", "--u") == (["--uid"], ":4")
+    assert complete("revoke", "--uid", "") == ([], ":4"), "a uid is the message's, never guessed"
 
 
 def test_the_kubectl_complete_entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,6 +114,7 @@ def test_names_come_from_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
     assert complete("--context", "ctx", "request", "--kubeconfig", "/k", "prod")[0] == ["prod-eng-payments"]
     assert seen[-1] == {"context": "ctx", "kubeconfig": "/k"}
     assert complete("revoke", "")[0] == ["g-live", "r-later"], "a Scheduled request is revoked before it starts"
+    assert complete("revoke", "--uid", "u-1", "")[0] == ["g-live", "r-later"], "the uid is no GRANT"
     assert complete("list", "--team", "")[0] == ["payments"]
     assert complete("review", "")[0] == ["prod-eng-payments", "request/r-glass"], "an entitlement, or one to review"
     assert complete("audit", "--entitlement", "p")[0] == ["prod-eng-payments"]

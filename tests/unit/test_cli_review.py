@@ -1,6 +1,6 @@
-"""`kubectl jit review NAME` of a break-glass request, and `kubectl jit approve|deny NAME`: the review
-or decision lands on the object read, never on another created under its name since (its patch
-carries the uid and resourceVersion read)."""
+"""`kubectl jit review NAME` of a break-glass request, `kubectl jit approve|deny NAME`, and `kubectl jit
+revoke NAME --uid UID`: the review, decision or revocation lands on the object read, never on
+another created under its name since (its patch carries the uid, and the resourceVersion, read)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from jitaccess.api import names
 from jitaccess.cli import breakglass, decisions, main, parser
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import REFUSED, Refused
+from jitaccess.cli.errors import REFUSED, USAGE, NotFound, Refused
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import Session
-from tests.unit.test_cli_commands import FakeApi, cond, err, extension, out, req, session
+from tests.unit.test_cli_commands import FakeApi, cond, err, extension, grant, out, req, session
 
 PATH = o.path(names.REQUESTS, "r")
 
@@ -392,3 +392,114 @@ def test_a_uid_decides_its_own_object_when_the_name_is_both_kinds(api: StoringAp
     assert decisions.decide(paula(api), "r", approve=approve, reason="INC-1 why", uid="x-1") == 0
     decided = [(c[1][0], c[1][1]["metadata"]["uid"]) for c in api.calls if c[0] == "patch"]
     assert decided == [(o.path(names.EXTENSIONS, "r"), "x-1")]
+
+
+# --- revoke --uid ---------------------------------------------------------------------------------
+
+GRANT_PATH = o.path(names.GRANTS, "g")
+
+
+def live(uid: str, user: str = "alice@example.com") -> dict[str, Any]:
+    made = grant("g", "prod-eng-payments", entitlement="prod-eng-payments")
+    made["metadata"].update(uid=uid, resourceVersion="9", annotations={})
+    made["spec"]["user"] = user
+    return made
+
+
+def revoked(obj: dict[str, Any]) -> bool:
+    return names.ANNOTATION_REVOKED in obj["metadata"]["annotations"]
+
+
+def refused_revoke(api: StoringApi, uid: str) -> str:
+    """The refusal of `kubectl jit revoke g --uid UID`, as paula."""
+    with pytest.raises(Refused) as refused:
+        decisions.revoke(paula(api), "g", reason=None, wait=False, timeout=None, uid=uid)
+    return refused.value.message
+
+
+def test_revoke_with_uid_revokes_that_grant_its_patch_carrying_the_uid(
+    api: StoringApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's "access is active" message says `kubectl jit revoke g --uid g-1`: the patch carries the
+    uid, so that the API server writes it on that grant only."""
+    api.objects[GRANT_PATH] = live("g-1")
+    s = paula(api)
+    monkeypatch.setattr("jitaccess.cli.session.Session", lambda *_: s)
+    argv = ["revoke", "g", "--uid", "g-1", "--reason", "INC-1 done", "--no-wait"]
+    assert main.run(argv, io.StringIO(), s.out, s.err) == 0, err(s)
+    assert patches(api) == [
+        {"uid": "g-1", "annotations": {names.ANNOTATION_REVOKED: "true", names.ANNOTATION_REVOKE_REASON: "INC-1 done"}}
+    ]
+    assert out(s) == "revoking accessgrant g (alice@example.com in prod-eng-payments)\n"
+
+
+def test_revoke_with_uid_of_a_grant_gone_names_what_holds_the_name_now(api: StoringApi) -> None:
+    """alice's grant g (uid g-1) ended and was deleted, and mallory was granted under its name since:
+    alice, running the command her message gave her, revokes nothing, and is told what is there and
+    how to revoke it if she means to."""
+    api.objects[GRANT_PATH] = live("g-2", user="mallory@example.com")
+    assert refused_revoke(api, "g-1") == (
+        "g (uid g-1) is gone: nothing was revoked. The name is now an AccessGrant (mallory@example.com in "
+        "Identity Center group prod-eng-payments, Active); look at it first (`kubectl jit status g`); to revoke it, "
+        "`kubectl jit revoke g --uid g-2`"
+    )
+    assert patches(api) == [] and not revoked(api.objects[GRANT_PATH])
+    # Nothing under the name at all: not found, nothing revoked.
+    del api.objects[GRANT_PATH]
+    with pytest.raises(NotFound, match=r"g \(uid g-1\) is gone: nothing was revoked, and no AccessGrant or "):
+        decisions.revoke(paula(api), "g", reason=None, wait=False, timeout=None, uid="g-1")
+
+
+def test_a_grant_created_again_between_the_read_and_the_write_is_not_revoked(api: StoringApi) -> None:
+    """The uid is checked on the plugin's read, and again by the API server on the write: another
+    grant under the name by then (only the uid tells them apart) is refused and named."""
+    api.objects[GRANT_PATH] = live("g-1")
+    api.between_at, api.between = GRANT_PATH, [live("g-2", user="mallory@example.com")]
+    with pytest.raises(Refused, match=r"g \(uid g-1\) is gone: nothing was revoked. The name is now an AccessGrant "
+                       r"\(mallory@example\.com in .*`kubectl jit revoke g --uid g-2`"):  # fmt: skip
+        decisions.revoke(paula(api), "g", reason=None, wait=False, timeout=None, uid="g-1")
+    assert [p["uid"] for p in patches(api)] == ["g-1"]
+    assert not revoked(api.objects[GRANT_PATH])
+
+
+def scheduled(uid: str, requester: str = "bob@example.com") -> dict[str, Any]:
+    made = pending(uid, requester)
+    made["metadata"]["name"] = "g"
+    made["status"]["conditions"] = [cond("Ready", "False", "Scheduled"), cond("Approved", "True", "Approved")]
+    return made
+
+
+def test_revoke_with_uid_revokes_a_scheduled_request_of_that_uid_only(api: StoringApi) -> None:
+    """Before its grant exists, the uid is the Scheduled request's: it is revoked as read; another
+    request under the name is named, with its own uid to revoke it."""
+    request_path = o.path(names.REQUESTS, "g")
+    api.objects[request_path] = scheduled("r-1")
+    assert decisions.revoke(paula(api), "g", reason="INC-1 no", wait=False, timeout=None, uid="r-1") == 0
+    assert [(p["uid"], p["resourceVersion"]) for p in patches(api)] == [("r-1", "9")]
+
+    api.calls.clear()
+    api.objects[request_path] = scheduled("r-2", requester="mallory@example.com")
+    assert refused_revoke(api, "r-1").endswith(
+        "The name is now an AccessRequest (mallory@example.com, prod-eng-payments, Scheduled); look at it first "
+        "(`kubectl jit status g`); to revoke it before it starts, `kubectl jit revoke g --uid r-2`"
+    )
+    assert patches(api) == []
+
+
+def test_revoke_with_the_uid_of_a_granted_request_points_to_its_grant(api: StoringApi) -> None:
+    """The uid names the request, whose access is its grant: nothing is revoked on a guess, and the
+    grant's own pinned command is given."""
+    request_ = scheduled("r-1")
+    request_["status"]["conditions"] = [cond("Ready", "True", "Granted")]
+    api.objects[o.path(names.REQUESTS, "g")], api.objects[GRANT_PATH] = request_, live("g-1")
+    assert refused_revoke(api, "r-1") == (
+        "accessrequest g (uid r-1) is Granted: revoke ends an AccessGrant, or a request approved for a later start "
+        "(Scheduled) before it starts; its access is accessgrant g, `kubectl jit revoke g --uid g-1`. "
+        "Nothing was revoked"
+    )
+    assert patches(api) == []
+
+
+def test_revoke_uid_does_not_go_with_all(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["revoke", "--all", "--uid", "g-1", "--reason", "INC-1"]) == USAGE
+    assert "--uid pins one GRANT: it does not go with --all" in capsys.readouterr().err

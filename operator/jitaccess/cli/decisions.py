@@ -11,7 +11,9 @@ Approvals and denials carry the uid and resourceVersion of the object they were 
 (`objects.as_read`), so a decision taken by someone else in between makes the patch fail (409) and
 the checks run again, on the same object only: one withdrawn and created again under its name
 meanwhile is refused, never decided; so does a withdrawal, whose deletion is conditional on the
-request checked (uid and resourceVersion).
+request checked (uid and resourceVersion). `revoke NAME --uid UID` (the "access is active" message
+gives it) revokes that very grant, or Scheduled request, its patch carrying the uid: one ended and
+deleted, and another granted under its name since, is named and left running.
 """
 
 from __future__ import annotations
@@ -110,12 +112,19 @@ def decision_target(session: Session, given: str, uid: str | None = None) -> tup
     return names.REQUESTS, name, request
 
 
-def _what_holds(plural: str, obj: Obj) -> str:
-    """Whose object it is, for a refusal that names both kinds under one name."""
+def _what_holds(plural: str, obj: Obj | None, *, state: bool = False) -> str:
+    """Whose object it is, for a refusal that names what holds a name (`state`: and its Ready
+    reason); empty for no object."""
+    if obj is None:
+        return ""
+    now = f", {_state(obj)}" if state else ""
+    if plural == names.GRANTS:
+        spec = wire.spec(obj)
+        return f"an AccessGrant ({spec.get('user') or 'no user'} in {o.holding(spec)}{now})"
     who = o.requester(obj) or "no requester"
     if plural == names.EXTENSIONS:
-        return f"an AccessExtension ({who}, of accessgrant {wire.spec(obj).get('grant')})"
-    return f"an AccessRequest ({who}, {wire.spec(obj).get('entitlement')})"
+        return f"an AccessExtension ({who}, of accessgrant {wire.spec(obj).get('grant')}{now})"
+    return f"an AccessRequest ({who}, {wire.spec(obj).get('entitlement')}{now})"
 
 
 def decide(session: Session, given: str, *, approve: bool, reason: str | None, uid: str | None = None) -> int:
@@ -290,9 +299,13 @@ def withdraw(session: Session, name: str) -> int:
 # --- revoke / done -------------------------------------------------------------------------------
 
 
-def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeout: timedelta | None) -> int:
+def revoke(
+    session: Session, name: str, *, reason: str | None, wait: bool, timeout: timedelta | None, uid: str | None = None
+) -> int:
     api = session.api
     grant = o.get_optional(api, names.GRANTS, name)
+    if uid:
+        return _revoke_meant(session, name, uid, grant, reason=reason, wait=wait, timeout=timeout)
     if grant is None or wire.ready_reason(grant) in names.GRANT_FINISHED:
         # No live grant: a request approved for a later start (`Scheduled`) is revoked before it
         # starts, also when an ended grant of an earlier request has its name.
@@ -300,13 +313,89 @@ def revoke(session: Session, name: str, *, reason: str | None, wait: bool, timeo
         if request is not None and wire.ready_reason(request) == names.SCHEDULED:
             return _revoke_scheduled(session, request, reason)
         grant = grant or o.get(api, names.GRANTS, name)
-    state = wire.ready_reason(grant)
+    return _revoke_grant(session, grant, reason=reason, wait=wait, timeout=timeout)
+
+
+def _revoke_meant(
+    session: Session,
+    name: str,
+    uid: str,
+    grant: Obj | None,
+    *,
+    reason: str | None,
+    wait: bool,
+    timeout: timedelta | None,
+) -> int:
+    """`revoke NAME --uid UID`: the AccessGrant of that uid, or the AccessRequest of that uid when
+    it is approved for a later start (`Scheduled`). Whatever else holds the name now (the grant
+    meant ended and was deleted, and another was granted under its name) is named, never revoked:
+    the user sees what it is and the command that would revoke it."""
+    if grant is not None and wire.metadata(grant).get("uid") == uid:
+        return _revoke_grant(session, grant, reason=reason, wait=wait, timeout=timeout, pinned=True)
+    request = o.get_optional(session.api, names.REQUESTS, name)
+    if request is None or wire.metadata(request).get("uid") != uid:
+        raise _gone(name, uid, grant, request)
+    if wire.ready_reason(request) != names.SCHEDULED:
+        raise Refused(
+            f"accessrequest {name} (uid {uid}) is {_state(request)}: revoke ends an AccessGrant, or a request "
+            f"approved for a later start (Scheduled) before it starts{_instead(request, grant)}. Nothing was revoked"
+        )
+    return _revoke_scheduled(session, request, reason)
+
+
+def _state(obj: Obj) -> str:
+    return wire.ready_reason(obj) or "New"
+
+
+def _instead(request: Obj, grant: Obj | None) -> str:
+    """What acts on a request that `revoke --uid` named but does not end: its own live grant, or a
+    decision while it waits."""
+    if grant is not None and wire.ready_reason(grant) not in names.GRANT_FINISHED and o.made_for(grant, request):
+        return f"; its access is accessgrant {wire.name_of(grant)}, `kubectl jit revoke {o.pinned(grant)}`"
+    if o.awaiting_decision(request):
+        return f'; one waiting for a decision is denied, `kubectl jit deny {o.pinned(request)} --reason "..."`'
+    return ""
+
+
+def _gone(name: str, uid: str, grant: Obj | None, request: Obj | None) -> CliError:
+    """The refusal of `revoke NAME --uid UID` when neither object of the name has that uid: what
+    holds the name now, and how to revoke it if the user means to (pinned to it, in turn)."""
+    held = [_what_holds(plural, obj, state=True) for plural, obj in ((names.GRANTS, grant), (names.REQUESTS, request))]
+    there = [what for what in held if what]
+    if not there:
+        return NotFound(
+            f"{name} (uid {uid}) is gone: nothing was revoked, and no AccessGrant or AccessRequest has its name now"
+        )
+    if grant is not None and wire.ready_reason(grant) not in names.GRANT_FINISHED:
+        then = f"; to revoke it, `kubectl jit revoke {o.pinned(grant)}`"
+    elif request is not None and wire.ready_reason(request) == names.SCHEDULED:
+        then = f"; to revoke it before it starts, `kubectl jit revoke {o.pinned(request)}`"
+    else:
+        then = ": nothing there is to revoke"
+    return Refused(
+        f"{name} (uid {uid}) is gone: nothing was revoked. The name is now {' and '.join(there)}; "
+        f"look at it first (`kubectl jit status {name}`){then}"
+    )
+
+
+def _revoke_grant(
+    session: Session,
+    grant: Obj,
+    *,
+    reason: str | None,
+    wait: bool,
+    timeout: timedelta | None,
+    pinned: bool = False,
+) -> int:
+    """Revoke `grant` (`pinned`: only while the name holds this very grant, its uid) and, with
+    `wait`, watch until the operator has ended it."""
+    name, state = wire.name_of(grant), wire.ready_reason(grant)
     if state in names.GRANT_FINISHED:
         raise Refused(f"accessgrant {name} has already ended ({state}: {o.ready_message(grant)})")
     spec = wire.spec(grant)
     # Someone else's: an approver of the owner team or an incident responder (whom only the webhook
     # knows, JITACCESS_RESPONDER_GROUPS) may end it; the webhook decides, and its refusal says why.
-    patched = _mark_revoked(session, grant, reason)
+    patched = _mark_revoked(session, grant, reason, pinned=pinned)
     if not wait:
         session.say(f"revoking accessgrant {name} ({spec.get('user')} in {spec.get('groupName')})")
         return OK
@@ -662,14 +751,23 @@ def _end_extension(session: Session, extension: Obj, reason: str, tally: _Tally)
     return True
 
 
-def _mark_revoked(session: Session, grant: Obj, reason: str | None) -> Obj:
+def _mark_revoked(session: Session, grant: Obj, reason: str | None, *, pinned: bool = False) -> Obj:
+    """Annotate `grant` revoked; `pinned`: with its uid in the patch, so that another grant created
+    under its name since the read is not revoked (the API server refuses the patch: 422 on
+    metadata.uid), and the refusal says what holds the name now."""
     name = wire.name_of(grant)
     patched = {names.ANNOTATION_REVOKED: "true"}
     if reason:
         patched[names.ANNOTATION_REVOKE_REASON] = reason
+    uid = str(wire.metadata(grant).get("uid") or "")
+    metadata: dict[str, Any] = {"uid": uid} if pinned and uid else {}
     try:
-        return session.api.merge_patch(o.path(names.GRANTS, name), {"metadata": {"annotations": patched}})
+        return session.api.merge_patch(o.path(names.GRANTS, name), {"metadata": {**metadata, "annotations": patched}})
     except ApiError as exc:
+        if metadata and (o.not_as_read(exc) or exc.object_missing):
+            now = o.get_optional(session.api, names.GRANTS, name)
+            if now is None or wire.metadata(now).get("uid") != uid:
+                raise _gone(name, uid, now, o.get_optional(session.api, names.REQUESTS, name)) from exc
         raise o.refusal(exc, f"revoking accessgrant {name}") from exc
 
 

@@ -5,7 +5,8 @@ and `kubectl-jit ...` work. Commands:
 
     request [ENTITLEMENT] [--for 1h] [--reason TEXT] [--wait/--no-wait] [--timeout 15m]
     approve NAME [--reason TEXT]       deny NAME --reason TEXT
-    revoke GRANT [--reason TEXT]       done
+    revoke GRANT [--uid UID] [--reason TEXT]
+    done
     extend GRANT --by 30m --reason TEXT [--wait/--no-wait] [--timeout 15m]
     withdraw NAME
     list [--pending] [--mine] [--team TEAM] [-o table|json|yaml]
@@ -76,6 +77,8 @@ def _revoke(session: Session, args: argparse.Namespace) -> int:
     if args.all_:
         if args.name:
             raise UsageError(f"give either GRANT or --all, not both (GRANT {args.name})")
+        if args.uid:
+            raise UsageError("--uid pins one GRANT: it does not go with --all, which ends everything in scope")
         if not (args.reason or "").strip():
             raise UsageError('--all needs --reason "..." (it is recorded on every grant and request it ends)')
         scope = decisions.Scope(entitlement=args.entitlement, team=args.team, grants_only=args.grants_only)
@@ -84,7 +87,7 @@ def _revoke(session: Session, args: argparse.Namespace) -> int:
         raise UsageError("name the GRANT to revoke (`kubectl get accessgrants`), or give --all")
     if scoped:
         raise UsageError(f"{', '.join(scoped)} go only with --all")
-    return decisions.revoke(session, args.name, reason=args.reason, wait=args.wait, timeout=args.timeout)
+    return decisions.revoke(session, args.name, reason=args.reason, wait=args.wait, timeout=args.timeout, uid=args.uid)
 
 
 def _done(session: Session, args: argparse.Namespace) -> int:

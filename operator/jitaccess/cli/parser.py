@@ -312,6 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="TEXT",
                 help="why (recorded on the grant or request; required with --all and of responders)",
             )
+            _uid(
+                parser_,
+                'revoke only if GRANT is still this object (its metadata.uid, as the "access is active" message '
+                "gives it): a grant ended, deleted and granted again under the same name is another object",
+            )
             parser_.add_argument(
                 "--all",
                 dest="all_",
