@@ -174,11 +174,12 @@ def test_an_active_grant_tells_its_user_and_warns_before_it_ends() -> None:
 
 def test_access_active_says_how_to_end_that_grant_and_no_other() -> None:
     """`kubectl jit done` ends every grant its user holds: bob, done with ledger, would also lose the
-    access to payments he holds for another incident."""
+    access to payments he holds for another incident. The command is pinned to the grant's uid: run
+    from the message once this grant ended and another was granted under its name, it revokes nothing."""
     active = grant(names.ACTIVE)
     (notice,) = [n for n in notify.notices(active, LEDGER, BOTH, T0) if n.key == "slack:@bob@example.com:granted"]
     _, blocks = render(notice, active, LEDGER, {})
-    assert "Done early? `kubectl jit revoke bob-ledger-1`: this access ends at once." in str(blocks)
+    assert "Done early? `kubectl jit revoke bob-ledger-1 --uid u-grant`: this access ends at once." in str(blocks)
     assert "jit done" not in str(blocks)
 
 

@@ -387,7 +387,8 @@ def _granted(record: Mapping[str, Any]) -> tuple[str, list[Block]]:
     # This grant only: `kubectl jit done` ends every grant its user holds, the others too.
     line = (
         f":unlock: Your access to *{escape(entitlement)}* is active until {escape(end)} (grant `{escape(grant)}`)."
-        f"\nDone early? `kubectl jit revoke {escape(grant)}`: this access ends at once."
+        f"\nDone early? `kubectl jit revoke {escape(pinned(str(grant or ''), str(record.get('uid') or '')))}`:"
+        " this access ends at once."
     )
     return f"Your access to {entitlement} is active until {end}", [section(line)]
 
