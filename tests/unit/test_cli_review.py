@@ -434,16 +434,20 @@ def test_revoke_with_uid_revokes_that_grant_its_patch_carrying_the_uid(
 
 
 def test_revoke_with_uid_of_a_grant_gone_names_what_holds_the_name_now(api: StoringApi) -> None:
-    """alice's grant g (uid g-1) ended and was deleted, and mallory was granted under its name since:
-    alice, running the command her message gave her, revokes nothing, and is told what is there and
-    how to revoke it if she means to."""
+    """paula's grant g (uid g-1) ended and was deleted, and mallory was granted under its name since:
+    paula, running the command her message gave her, revokes nothing, and is told what is there. No
+    command that would end mallory's access is offered: paula meant her own, and as an approver she
+    may end anyone's. Her own grant under the name is offered, pinned."""
     api.objects[GRANT_PATH] = live("g-2", user="mallory@example.com")
     assert refused_revoke(api, "g-1") == (
         "g (uid g-1) is gone: nothing was revoked. The name is now an AccessGrant (mallory@example.com in "
-        "Identity Center group prod-eng-payments, Active); look at it first (`kubectl jit status g`); to revoke it, "
-        "`kubectl jit revoke g --uid g-2`"
+        "Identity Center group prod-eng-payments, Active); look at it first (`kubectl jit status g`): it is not yours"
     )
     assert patches(api) == [] and not revoked(api.objects[GRANT_PATH])
+    api.objects[GRANT_PATH] = live("g-3", user="paula@example.com")
+    assert refused_revoke(api, "g-1").endswith(
+        "look at it first (`kubectl jit status g`); to revoke it, `kubectl jit revoke g --uid g-3`"
+    )
     # Nothing under the name at all: not found, nothing revoked.
     del api.objects[GRANT_PATH]
     with pytest.raises(NotFound, match=r"g \(uid g-1\) is gone: nothing was revoked, and no AccessGrant or "):
@@ -456,7 +460,7 @@ def test_a_grant_created_again_between_the_read_and_the_write_is_not_revoked(api
     api.objects[GRANT_PATH] = live("g-1")
     api.between_at, api.between = GRANT_PATH, [live("g-2", user="mallory@example.com")]
     with pytest.raises(Refused, match=r"g \(uid g-1\) is gone: nothing was revoked. The name is now an AccessGrant "
-                       r"\(mallory@example\.com in .*`kubectl jit revoke g --uid g-2`"):  # fmt: skip
+                       r"\(mallory@example\.com in .*: it is not yours$"):  # fmt: skip
         decisions.revoke(paula(api), "g", reason=None, wait=False, timeout=None, uid="g-1")
     assert [p["uid"] for p in patches(api)] == ["g-1"]
     assert not revoked(api.objects[GRANT_PATH])
@@ -471,7 +475,7 @@ def scheduled(uid: str, requester: str = "bob@example.com") -> dict[str, Any]:
 
 def test_revoke_with_uid_revokes_a_scheduled_request_of_that_uid_only(api: StoringApi) -> None:
     """Before its grant exists, the uid is the Scheduled request's: it is revoked as read; another
-    request under the name is named, with its own uid to revoke it."""
+    request under the name is named (with its own uid to revoke it only when it is the user's own)."""
     request_path = o.path(names.REQUESTS, "g")
     api.objects[request_path] = scheduled("r-1")
     assert decisions.revoke(paula(api), "g", reason="INC-1 no", wait=False, timeout=None, uid="r-1") == 0
@@ -481,7 +485,11 @@ def test_revoke_with_uid_revokes_a_scheduled_request_of_that_uid_only(api: Stori
     api.objects[request_path] = scheduled("r-2", requester="mallory@example.com")
     assert refused_revoke(api, "r-1").endswith(
         "The name is now an AccessRequest (mallory@example.com, prod-eng-payments, Scheduled); look at it first "
-        "(`kubectl jit status g`); to revoke it before it starts, `kubectl jit revoke g --uid r-2`"
+        "(`kubectl jit status g`): it is not yours"
+    )
+    api.objects[request_path] = scheduled("r-3", requester="paula@example.com")
+    assert refused_revoke(api, "r-1").endswith(
+        "look at it first (`kubectl jit status g`); to revoke it before it starts, `kubectl jit revoke g --uid r-3`"
     )
     assert patches(api) == []
 
@@ -503,3 +511,19 @@ def test_revoke_with_the_uid_of_a_granted_request_points_to_its_grant(api: Stori
 def test_revoke_uid_does_not_go_with_all(capsys: pytest.CaptureFixture[str]) -> None:
     assert main.main(["revoke", "--all", "--uid", "g-1", "--reason", "INC-1"]) == USAGE
     assert "--uid pins one GRANT: it does not go with --all" in capsys.readouterr().err
+
+
+def test_revoke_with_the_uid_of_ones_own_pending_request_points_to_withdraw(api: StoringApi) -> None:
+    """A requester may not decide on their own request (the webhook refuses): revoking one's own
+    pending request by its uid points to `withdraw`; anyone else's, to a pinned `deny`."""
+    request_ = pending("r-1", requester="paula@example.com")
+    request_["metadata"]["name"] = "g"
+    api.objects[o.path(names.REQUESTS, "g")] = request_
+    assert refused_revoke(api, "r-1").endswith(
+        "your own request waiting for a decision is withdrawn, `kubectl jit withdraw g`. Nothing was revoked"
+    )
+    request_["spec"]["requester"] = "alice@example.com"
+    assert refused_revoke(api, "r-1").endswith(
+        'one waiting for a decision is denied, `kubectl jit deny g --uid r-1 --reason "..."`. Nothing was revoked'
+    )
+    assert patches(api) == []

@@ -334,11 +334,12 @@ def _revoke_meant(
         return _revoke_grant(session, grant, reason=reason, wait=wait, timeout=timeout, pinned=True)
     request = o.get_optional(session.api, names.REQUESTS, name)
     if request is None or wire.metadata(request).get("uid") != uid:
-        raise _gone(name, uid, grant, request)
+        raise _gone(session, name, uid, grant, request)
     if wire.ready_reason(request) != names.SCHEDULED:
         raise Refused(
             f"accessrequest {name} (uid {uid}) is {_state(request)}: revoke ends an AccessGrant, or a request "
-            f"approved for a later start (Scheduled) before it starts{_instead(request, grant)}. Nothing was revoked"
+            f"approved for a later start (Scheduled) before it starts{_instead(session, request, grant)}. "
+            "Nothing was revoked"
         )
     return _revoke_scheduled(session, request, reason)
 
@@ -347,29 +348,42 @@ def _state(obj: Obj) -> str:
     return wire.ready_reason(obj) or "New"
 
 
-def _instead(request: Obj, grant: Obj | None) -> str:
-    """What acts on a request that `revoke --uid` named but does not end: its own live grant, or a
-    decision while it waits."""
+def _instead(session: Session, request: Obj, grant: Obj | None) -> str:
+    """What acts on a request that `revoke --uid` named but does not end: its own live grant, or,
+    while it waits, its withdrawal by its requester or a decision by anyone else (the webhook
+    refuses a requester's decision on their own request)."""
     if grant is not None and wire.ready_reason(grant) not in names.GRANT_FINISHED and o.made_for(grant, request):
         return f"; its access is accessgrant {wire.name_of(grant)}, `kubectl jit revoke {o.pinned(grant)}`"
     if o.awaiting_decision(request):
+        if o.requester(request) == session.me.username:
+            return f"; your own request waiting for a decision is withdrawn, `kubectl jit withdraw {wire.name_of(request)}`"
         return f'; one waiting for a decision is denied, `kubectl jit deny {o.pinned(request)} --reason "..."`'
     return ""
 
 
-def _gone(name: str, uid: str, grant: Obj | None, request: Obj | None) -> CliError:
+def _gone(session: Session, name: str, uid: str, grant: Obj | None, request: Obj | None) -> CliError:
     """The refusal of `revoke NAME --uid UID` when neither object of the name has that uid: what
-    holds the name now, and how to revoke it if the user means to (pinned to it, in turn)."""
+    holds the name now, and, only when it is the user's own, how to revoke it (pinned to it, in
+    turn). Someone else's is named, never offered: the user meant another object, and an approver
+    or incident responder pasting the offered line would end another person's access (as a
+    decision's refusal, attack 138, offers only a look at what holds the name)."""
     held = [_what_holds(plural, obj, state=True) for plural, obj in ((names.GRANTS, grant), (names.REQUESTS, request))]
     there = [what for what in held if what]
     if not there:
         return NotFound(
             f"{name} (uid {uid}) is gone: nothing was revoked, and no AccessGrant or AccessRequest has its name now"
         )
+    me = session.me.username
     if grant is not None and wire.ready_reason(grant) not in names.GRANT_FINISHED:
-        then = f"; to revoke it, `kubectl jit revoke {o.pinned(grant)}`"
+        mine = wire.spec(grant).get("user") == me
+        then = f"; to revoke it, `kubectl jit revoke {o.pinned(grant)}`" if mine else ": it is not yours"
     elif request is not None and wire.ready_reason(request) == names.SCHEDULED:
-        then = f"; to revoke it before it starts, `kubectl jit revoke {o.pinned(request)}`"
+        mine = o.requester(request) == me
+        then = (
+            f"; to revoke it before it starts, `kubectl jit revoke {o.pinned(request)}`"
+            if mine
+            else ": it is not yours"
+        )
     else:
         then = ": nothing there is to revoke"
     return Refused(
@@ -767,7 +781,7 @@ def _mark_revoked(session: Session, grant: Obj, reason: str | None, *, pinned: b
         if metadata and (o.not_as_read(exc) or exc.object_missing):
             now = o.get_optional(session.api, names.GRANTS, name)
             if now is None or wire.metadata(now).get("uid") != uid:
-                raise _gone(name, uid, now, o.get_optional(session.api, names.REQUESTS, name)) from exc
+                raise _gone(session, name, uid, now, o.get_optional(session.api, names.REQUESTS, name)) from exc
         raise o.refusal(exc, f"revoking accessgrant {name}") from exc
 
 

@@ -9,9 +9,9 @@ the grant is annotated revoked by the operator, as a person would revoke it: the
 then retries until the member is out, and the overdue gauges count the grant from that moment. An
 annotation the API server fails too, and a check of an Active grant's request it does not answer,
 are tried again in the background (`later`, with a bounded backoff): an observer's failure is only
-logged (`observers`), and a wait here would hold the grant's other events back. A replica that has
-lost the lead (`NotLeading`) stops at once, writing nothing: the next leader's controller lists
-every grant when it starts, and finds the request gone (below).
+logged (`observers`), and a wait here would hold the grant's other events back. A replica whose
+lead ran out (`NotLeading`) writes the grant down as revoked at once: it may be leading again a
+moment later with the same controller, which lists nothing again.
 
 Requests carry no finalizer (one would cost every request two more writes), so a deletion is
 seen in two ways:
@@ -192,13 +192,14 @@ async def _end(rt: Runtime, grant: str, uid: Only) -> bool:
             await rt.run_granting(end_grant, rt, grant, names.REVOKED, rt.holders, why=WHY, uid=uid)
             return False
         except NotLeading as exc:
-            # This replica has lost the Lease and its controller is stopping: it may change nothing,
-            # in Identity Center or in the cluster. The next leader's controller lists every grant at
-            # its start, and this one, Active with its request gone, is revoked there
-            # (`end_orphaned_grant`); one not Active yet is checked against its request before it
-            # is provisioned (`handlers.backing`).
-            log.warning("revoking AccessGrant %s: %s; left to the next leader", grant, exc)
-            return False
+            # This replica's Lease ran out: it may not touch Identity Center. That may last a moment
+            # only (a renewal that succeeds just after the deadline keeps this very controller, and
+            # no new one lists the grants again), and this event is not delivered again: written
+            # down as revoked (a write to the cluster, which is not the leader's alone, and true:
+            # the request is gone), the grant is ended by its own handler on whichever controller
+            # leads next, this one included.
+            log.warning("revoking AccessGrant %s: %s; marked revoked, ended by the leader's handler", grant, exc)
+            return True
         except AddInFlight as exc:
             # Not before an earlier leader's add has landed (attack 129): the grant's own handler
             # tries again once that wait is over, and no try here, seconds apart, would be let through.
