@@ -501,7 +501,8 @@ def test_an_auto_approved_request_refused_before_its_grant_tells_its_requester_a
     )
     ended = _cond(names.READY, "False", reason, "not granted: when access was to begin, bob left prod-eligible")
     stored = scheduled(approved, ended, ownerTeam="ledger")
-    assert _slack_keys(stored) == [f"slack:@bob@example.com:{action}"]
+    # Approved for a later start: told of the approval (no grant follows within seconds), then of the end.
+    assert _slack_keys(stored) == ["slack:@bob@example.com:approved", f"slack:@bob@example.com:{action}"]
     (told,) = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.key == f"slack:@bob@example.com:{action}"]
     _, blocks = render(told, stored, LEDGER, {})
     assert "approved at once (auto-approved: bob@example.com is a member of team ledger), ended without access" in str(
@@ -517,10 +518,25 @@ def test_an_auto_approved_request_cancelled_before_its_start_tells_its_requester
     revoked = _cond(names.READY, "False", names.REVOKED, "revoked by lena@example.com before its start")
     by_lead = scheduled(approved, revoked)
     by_lead["metadata"]["annotations"] = {names.ANNOTATION_REVOKED_BY: "lena@example.com"}
-    assert _slack_keys(by_lead) == ["slack:@bob@example.com:revoked"]
+    assert _slack_keys(by_lead) == ["slack:@bob@example.com:approved", "slack:@bob@example.com:revoked"]
     by_self = scheduled(approved, revoked)
     by_self["metadata"]["annotations"] = {names.ANNOTATION_REVOKED_BY: "bob@example.com"}
-    assert _slack_keys(by_self) == []
+    assert _slack_keys(by_self) == ["slack:@bob@example.com:approved"]
+
+
+def test_an_auto_approved_request_for_a_later_start_tells_its_requester_when_access_begins() -> None:
+    """Auto-approved with a `spec.startTime` to come: no grant exists until then, so no "access is
+    active" follows within seconds. Told nothing, bob would not know for days whether it was
+    approved; he is told it was, and when access begins. Approvers, never asked, hear nothing."""
+    approved = _cond(
+        names.APPROVED, "True", names.AUTO_APPROVED, "auto-approved: bob@example.com is a member of team ledger"
+    )
+    stored = scheduled(approved, _cond(names.READY, "False", names.SCHEDULED, "approved; access begins later"))
+    assert _slack_keys(stored) == ["slack:@bob@example.com:approved"]
+    (told,) = [n for n in notify.notices(stored, LEDGER, BOTH, T0) if n.key == "slack:@bob@example.com:approved"]
+    _, blocks = render(told, stored, LEDGER, {})
+    assert "2026-12-02T12:00:00Z" in str(blocks), blocks
+    assert "follows in seconds" not in str(blocks)
 
 
 def scheduled(*conditions: dict[str, Any], start: datetime = T0 + timedelta(days=2), **status: Any) -> dict[str, Any]:

@@ -455,13 +455,21 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
         if waited:
             out.append(_slack(record, action, TEAM_MESSAGE, (by,) if by and by != audit.OPERATOR else ()))
         # A request no approver was asked about (auto-approved, on call, break-glass, or refused at
-        # its first look) is no news to the approvers, and its approval none to its requester (the
-        # grant's "access is active" follows within seconds); its end without access is, or they
-        # would wait for access that never comes. Cancelling one's own Scheduled request is no news
-        # to oneself, as ending one's own grant.
-        if requester and (waited or action != audit.APPROVED) and (action in _DECISIONS or by != requester):
+        # its first look) is no news to the approvers, and its approval none to its requester when
+        # the grant's "access is active" follows within seconds (not for a start still to come: the
+        # requester hears when it begins); its end without access is, or they would wait for access
+        # that never comes. Cancelling one's own Scheduled request is no news to oneself, as ending
+        # one's own grant.
+        told = waited or action != audit.APPROVED or begins_later(request, record.get("time"))
+        if requester and told and (action in _DECISIONS or by != requester):
             out.append(_slack(record, action, f"@{requester}"))
     return out
+
+
+def begins_later(request: wire.Obj, approved_at: Any) -> bool:
+    """Whether the access of `request`, approved at `approved_at`, begins at a start still to come then."""
+    start, at = parse_time(wire.spec(request).get("startTime")), parse_time(approved_at)
+    return start is not None and (at is None or start > at)
 
 
 def _of_grant(grant: wire.Obj, team: Team | None, config: Config, now: datetime) -> list[Notice]:

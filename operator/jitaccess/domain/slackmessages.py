@@ -34,7 +34,7 @@ from jitaccess.domain.notifications import (
     Notice,
     Team,
     awaits_approvers,
-    parse_time,
+    begins_later,
     told_of_request,
 )
 
@@ -246,12 +246,6 @@ def start_of(request: wire.Obj) -> str:
     return audit.rfc3339(given) or str(given)
 
 
-def _begins_later(request: wire.Obj, approved_at: Any) -> bool:
-    """Whether the access of `request`, approved at `approved_at`, begins at a start still to come then."""
-    start, at = parse_time(wire.spec(request).get("startTime")), parse_time(approved_at)
-    return start is not None and (at is None or start > at)
-
-
 def button_value(request: wire.Obj) -> str:
     """What a decision button carries: the request's name and uid (`NAME/UID`; a name has no `/`).
     The uid binds the click to this very object: a request withdrawn and created again under the
@@ -361,7 +355,7 @@ def _decision_to_requester(record: Mapping[str, Any], request: wire.Obj) -> tupl
             f" request access again with `kubectl jit request {escape(entitlement)}`."
             f" `kubectl jit status {escape(name)}` shows this one."
         )
-    if action == audit.APPROVED and _begins_later(request, record.get("time")):
+    if action == audit.APPROVED and begins_later(request, record.get("time")):
         line += (
             f"\nAccess begins at {escape(start_of(request))} (your `spec.startTime`), not before:"
             " until then the request is `Scheduled`, and `kubectl jit list` shows it."
