@@ -106,10 +106,13 @@ def test_gate_passes_a_signed_delivery_once() -> None:
         (lambda body: sign(body, NOW - 301), "stale"),
         (lambda body: sign(body, NOW + 301), "stale"),
         (lambda body: {"X-Slack-Request-Timestamp": "17e8", "X-Slack-Signature": "v0=00"}, "stale"),
+        # Digits `int` refuses (over 4,300 of them; not ASCII): refused, not a 500 before the signature.
+        (lambda body: {"X-Slack-Request-Timestamp": "9" * 5000, "X-Slack-Signature": "v0=00"}, "stale"),
+        (lambda body: {"X-Slack-Request-Timestamp": "17²", "X-Slack-Signature": "v0=00"}, "stale"),
         (lambda body: sign(body, NOW, secret="another secret"), "forged"),
         (lambda body: {"X-Slack-Request-Timestamp": str(NOW), "X-Slack-Signature": "v0=" + "0" * 64}, "forged"),
     ],
-    ids=["none", "no-signature", "old", "future", "not-a-number", "other-secret", "made-up"],
+    ids=["none", "no-signature", "old", "future", "not-a-number", "huge", "not-ascii", "other-secret", "made-up"],
 )
 def test_gate_refuses(headers: Callable[[bytes], dict[str, str]], refusal: str) -> None:
     body = click("approve")

@@ -67,6 +67,19 @@ def test_a_start_in_the_past_names_the_field_and_the_fix() -> None:
     assert "leave spec.startTime out to begin as soon as the request is approved" in str(caught.value)
 
 
+@pytest.mark.parametrize("start", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_start_with_no_utc_form_is_refused_naming_the_field(start: str) -> None:
+    """The API server and pydantic take these, but in UTC they lie past the last datetime (or before
+    the first): the refusal's own wording of the time raised OverflowError, which the webhook
+    answered with a 500 naming nothing, and the operator retried for ever."""
+    with pytest.raises(InvalidInput) as caught:
+        validate(datetime.fromisoformat(start))
+    assert caught.value.field == "spec.startTime"
+    assert f"{start} is " in str(caught.value) and "(the request was created at 2026-11-23T12:00:00Z" in str(
+        caught.value
+    )
+
+
 @pytest.mark.parametrize("start", ["2026-12-04T06:00:00+25:00", "tomorrow at six", "2026-13-01T06:00:00Z"])
 def test_a_start_that_is_no_time_says_how_to_write_one(start: str) -> None:
     """Pydantic's "Input should be a valid datetime" names what is wrong, not the form wanted."""
@@ -537,3 +550,12 @@ def test_an_entitlements_group_that_reads_as_another_is_refused() -> None:
     refused(adm.review_catalog("CREATE", None, bad, MALLORY, operator=OPERATOR), "spec.approval.autoApproveGroups[0]")
     bad = _entitlement(breakGlass={"groups": ["\u0455re"]})  # a Cyrillic dze
     refused(adm.review_catalog("CREATE", None, bad, MALLORY, operator=OPERATOR), "spec.breakGlass.groups[0]")
+
+
+def test_a_stored_time_with_no_utc_form_reads_as_unreadable_in_records_and_messages() -> None:
+    """`audit.rfc3339` words a request's `spec.startTime` for records and Slack (`start_of`): a time
+    past the last datetime in UTC is left out, as any unreadable one, not an OverflowError."""
+    from jitaccess.api import audit
+
+    assert audit.rfc3339("9999-12-31T23:59:59-01:00") is None
+    assert audit.rfc3339("2026-12-01T07:00:00+01:00") == "2026-12-01T06:00:00Z"

@@ -117,8 +117,10 @@ def rfc3339(value: Any) -> str | None:
             return None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
-    text = stamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return text
+    try:
+        return stamp.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    except OverflowError:  # a user's time with no UTC form (9999-12-31T23:59:59-01:00): unreadable
+        return None
 
 
 def _drop_empty(fields: Mapping[str, Any]) -> Record:

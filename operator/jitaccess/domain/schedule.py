@@ -35,8 +35,13 @@ DEFAULT_HORIZON = timedelta(days=7)
 
 
 def stamp(value: datetime) -> str:
-    """A time as the API writes it (RFC 3339, UTC, whole seconds)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A time as the API writes it (RFC 3339, UTC, whole seconds); as given when it has no UTC
+    form (a user's `9999-12-31T23:59:59-01:00` lies past the last datetime in UTC): a refusal that
+    names such a time must not fail on it."""
+    try:
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:
+        return value.isoformat()
 
 
 def check_start(start: datetime | None, created: datetime | None, horizon: timedelta) -> None:
