@@ -9,6 +9,7 @@ after a grant's handler added the member, i.e. without that grant.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import datetime as dt
 import json
@@ -158,10 +159,10 @@ def test_a_check_of_an_entitlement_writes_nothing_on_another_applied_under_its_n
     second = world.kube.get(names.ENTITLEMENTS, GROUP) or {}
     assert wire.uid_of(second) not in ("", wire.uid_of(first))
     memo = {"runtime": rt}
-    catalog.check_entitlement(body=kopf.Body(first), memo=memo, teams=NO_INDEX)
+    asyncio.run(catalog.check_entitlement(body=kopf.Body(first), memo=memo, teams=NO_INDEX))
     stored = world.kube.get(names.ENTITLEMENTS, GROUP)
     assert wire.status(stored).get("conditions") is None, "the first one's check wrote Ready on the second"
-    catalog.check_entitlement(body=kopf.Body(second), memo=memo, teams=NO_INDEX)
+    asyncio.run(catalog.check_entitlement(body=kopf.Body(second), memo=memo, teams=NO_INDEX))
     assert wire.condition(world.kube.get(names.ENTITLEMENTS, GROUP), names.READY) is not None, "its own check"
 
 

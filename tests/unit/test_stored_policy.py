@@ -5,6 +5,7 @@ admission refuses now (`PolicyRefused`, `admission.stored_policy_refusal`)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 from datetime import timedelta
@@ -177,10 +178,15 @@ def test_a_stored_spec_admission_refuses_now_is_said_with_the_field_and_the_fix(
 
 
 class Cluster:
-    """Stored objects, with `Kube.update_status`'s read-modify-write."""
+    """Stored objects, with `Kube.update_status`'s read-modify-write; `listed`: what a listing of a
+    kind answers (none by default)."""
 
-    def __init__(self, obj: dict[str, Any]) -> None:
+    def __init__(self, obj: dict[str, Any], listed: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.obj = obj
+        self.listed = listed or {}
+
+    def list(self, plural: str, *_: Any, **__: Any) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.listed.get(plural, []))
 
     def update_status(
         self, plural: str, name: str, change: Any, current: Any = None, *, uid: Any = None
@@ -224,10 +230,12 @@ def test_a_stored_entitlement_with_an_on_call_group_of_everyone_is_not_ready(rec
     rt = Runtime(Settings(remove_unbacked_members=False), cast(IdentityCenter, Store()), cast(Kube, cluster))
 
     def check() -> None:
-        catalog.check_entitlement(
-            body=kopf.Body(copy.deepcopy(cluster.obj)),
-            memo=kopf.Memo(runtime=rt),
-            teams={"payments": [{"approvers": ["paula@example.com"]}]},
+        asyncio.run(
+            catalog.check_entitlement(
+                body=kopf.Body(copy.deepcopy(cluster.obj)),
+                memo=kopf.Memo(runtime=rt),
+                teams={"payments": [{"approvers": ["paula@example.com"]}]},
+            )
         )
 
     check()

@@ -396,12 +396,16 @@ def review_catalog(
     *,
     operator: OperatorIdentity,
     catalogs: Iterable[Obj] = (),
+    entitlements: Iterable[Obj] = (),
+    resolved: Mapping[str, str] | None = None,
     limits: request_rules.Limits | None = None,
 ) -> Verdict:
     """TeamOwnership and Entitlement come from GitOps: any writer RBAC allows, except kopf's bookkeeping;
     an Entitlement's reason policy and durations must hold together (`_reason_policy`,
     `_duration_policy`), and no name may give more than it reads (`_approver_names`, `_policy_groups`,
-    and an Entitlement's group against the PermissionCatalogs stored, `catalogs`: `_entitlement_group`)."""
+    and an Entitlement's groups and permission set against the PermissionCatalogs and Entitlements
+    stored, `catalogs` and `entitlements`, with the GroupIds `resolved` for group names:
+    `_entitlement_group`)."""
     return (
         _operator_policy_write(operation, old, new, caller, operator)
         or review_bookkeeping(operation, old, new, caller, operator)
@@ -410,7 +414,7 @@ def review_catalog(
         or _duration_policy(new, old, limits)
         or _approver_names(new, old)
         or _policy_groups(new, old)
-        or _entitlement_group(new, old, catalogs)
+        or _entitlement_group(new, old, catalogs, entitlements, resolved)
         or ALLOW
     )
 
@@ -438,6 +442,27 @@ def stored_policy_refusal(obj: Obj, limits: request_rules.Limits | None) -> str 
         f"admission refuses this spec now, and it was stored before it did (an upgrade, or the webhooks were "
         f"down): {refusal.message}. Until it is fixed, no group or user of Kubernetes' own (system:) it names "
         "counts for anyone, nor does a name that reads as another's (empty, padded, a look-alike)"
+    )
+
+
+def stored_group_refusal(
+    obj: Obj, catalogs: Iterable[Obj], entitlements: Iterable[Obj], resolved: Mapping[str, str]
+) -> str | None:
+    """Why admission would refuse this stored Entitlement's groups or permission set now, given the
+    PermissionCatalogs and Entitlements stored and the GroupIds Identity Center `resolved` their
+    group names to (`_entitlement_group`), as a sentence that names the field, the other object and
+    the fix; None when it would admit them. One stored while the webhooks were down, before an
+    upgrade brought the rule, or naming by id a group the webhook knew only by name: its `Ready`
+    says this, and meanwhile the drift scan removes nobody from a group people hold standing
+    (`standing.standing_ids`), whichever Entitlement's group it also is."""
+    found = standing.entitlement_problems(obj, catalogs, entitlements, resolved)
+    if not found:
+        return None
+    return (
+        "admission refuses this spec now, and it was stored before it did (an upgrade, the webhooks down, or a "
+        f"group named by id that admission knew by name only): {'; '.join(found)}. Until it is fixed, no drift "
+        "scan removes members of a group an Entitlement names as one people are in, nor of a catalog's baseline "
+        "group; its grants are made as before: fix it before anyone asks for it"
     )
 
 
@@ -561,14 +586,35 @@ def _approver_names(new: Obj | None, old: Obj | None) -> Refusal | None:
     return None
 
 
-def _entitlement_group(new: Obj | None, old: Obj | None, catalogs: Iterable[Obj]) -> Refusal | None:
-    """An Entitlement's group is one grants fill: never a catalog's standing baseline group, nor
-    another team's production group (`standing.entitlement_problems`). Checked when written."""
+#: An Entitlement's fields `_entitlement_group` judges: its group or permission set, whose team it
+#: is, and the groups it names as ones people are in.
+_GROUP_FIELDS_JUDGED = ("owner", "identityCenter", *standing.STANDING_FIELDS)
+
+
+def entitlement_groups_written(old: Obj | None, new: Obj | None) -> bool:
+    """Whether this write creates an Entitlement or changes a field `_entitlement_group` judges
+    (an object stored before is not held up by a change elsewhere, nor by the operator's writes)."""
     if new is None or new.get("kind") != names.ENTITLEMENT:
+        return False
+    before, after = wire.spec(old), wire.spec(new)
+    return old is None or any(_at(before, path) != _at(after, path) for path in _GROUP_FIELDS_JUDGED)
+
+
+def _entitlement_group(
+    new: Obj | None,
+    old: Obj | None,
+    catalogs: Iterable[Obj],
+    entitlements: Iterable[Obj] = (),
+    resolved: Mapping[str, str] | None = None,
+) -> Refusal | None:
+    """An Entitlement's group is one grants fill: never a catalog's standing baseline group, nor
+    another team's production group, nor a group any Entitlement (itself too) names as one people
+    are in; the groups it names as such are none that grants fill; in account-assignment mode its
+    permission set is its owner team's (`standing.entitlement_problems`). Checked when one of those
+    fields is written (`entitlement_groups_written`)."""
+    if not entitlement_groups_written(old, new):
         return None
-    if old is not None and wire.spec(old).get("identityCenter") == wire.spec(new).get("identityCenter"):
-        return None
-    found = standing.entitlement_problems(new, catalogs)
+    found = standing.entitlement_problems(new or {}, catalogs, entitlements, resolved)
     return Refusal("; ".join(found), INVALID) if found else None
 
 

@@ -10,21 +10,35 @@ another team's Entitlement, hands it to whoever that team grants. The other way 
 group that is an Entitlement's group makes the JIT access standing (and the drift scan would empty
 the standing group).
 
+Entitlements keep the two kinds apart among themselves too. An Entitlement's group, the one its
+grants fill, is no group any Entitlement (itself included) names as one people are in
+(`STANDING_FIELDS`): its grants would make their grantees eligible for, or on call for, the other
+Entitlement (another team's production, approved at once), and its drift scan would remove the
+standing members (the people on call, the trained), whose grants would then lapse. Nor does an
+Entitlement name as such a group one that grants fill: another Entitlement's group, or a catalog's
+production group. In account-assignment mode an Entitlement assigns a permission set itself: a
+tier of its owner team's catalog, never another team's (`assignment_problems`), by `catalog` (a
+catalog is named after its team) or by the ARN a catalog reports for its tier. The accounts are the
+Entitlement's to name, as a catalog's are the catalog's: jitaccess does not know which team owns an
+account, and a tier's `accounts` place its group, not the grants' users (`assignments`).
+
 Group DisplayNames are compared case-insensitively and stripped: two names that a reviewer reads
 as one are treated as one, and refused, whatever Identity Center would make of them. A group is
 also known by its GroupId where the stored objects say it, and two groups whose ids are both known
 and equal are one: an Entitlement's `groupId`, or the `status.groupId` its `groupName` resolved to
 for the current generation (`groupids.group_id`); a catalog tier's `status.<tier>.groupId`, while
 the name it was resolved from is the spec's (`groupids.tier_group_ids`). An id resolved for an
-older name or generation is not trusted: admission never refuses on it. An Entitlement naming its
-group by id only is compared by that id alone, so with a catalog tier no provisioning pass has
-resolved yet it is not compared (that needs Identity Center).
+older name or generation is not trusted: admission never refuses on it. The groups an Entitlement
+names as ones people are in are known by name only; so is a group no object records an id for.
+Where a group known by id alone is compared with them (`by_id_alone`), the caller may give the ids
+Identity Center resolves those names to (`resolved`, by name as written): the webhook then asks
+for them, and the operator always does, for the Entitlements stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jitaccess.api import names, wire
@@ -35,6 +49,12 @@ Obj = Mapping[str, Any]
 #: An Entitlement's fields that name Identity Center groups people are in standing (its own group
 #: is the one grants fill).
 STANDING_FIELDS = ("eligibility.identityCenterGroups", "approval.autoApproveIdentityCenterGroups")
+#: What being in a group an Entitlement names in one of `STANDING_FIELDS` gives, in words.
+_GIVES = {
+    "eligibility.identityCenterGroups": "eligible for Entitlement {}",
+    "approval.autoApproveIdentityCenterGroups": "on call for Entitlement {}, approved at once",
+}
+_PERMISSION_SET = "spec.identityCenter.accountAssignment.permissionSet"
 
 
 def key(group: str) -> str:
@@ -51,6 +71,8 @@ class Use:
     owner: str  # the team of the object (a catalog's name, an Entitlement's owner)
     standing: bool  # its members hold it standing (True) or through a grant (False)
     group_id: str | None = None  # its GroupId, where the object says it (the module's docstring)
+    entitlement: str = ""  # the Entitlement that names it (empty: a catalog's tier)
+    field: str = ""  # where that Entitlement names a group people are in (one of `STANDING_FIELDS`)
 
     def same(self, other: Use) -> bool:
         """Whether `other` is the same group: by name, or by id where both ids are known."""
@@ -79,7 +101,8 @@ def catalog_uses(catalog: Obj) -> list[Use]:
 
 
 def entitlement_uses(entitlement: Obj) -> list[Use]:
-    """The groups an Entitlement names: its own (filled by grants) and those people are in."""
+    """The groups an Entitlement names: its own (filled by grants; none in account-assignment mode)
+    and those people are in."""
     name, spec = wire.name_of(entitlement), wire.spec(entitlement)
     owner = str(spec.get("owner") or "")
     found = []
@@ -88,12 +111,18 @@ def entitlement_uses(entitlement: Obj) -> list[Use]:
     group, group_id = target.get("groupName"), groupids.group_id(entitlement)
     if target.get("groupId"):
         what = f"the group of Entitlement {name} (team {owner}, by groupId {group_id})"
-        found.append(Use("", what, owner, False, group_id))
+        found.append(Use("", what, owner, False, group_id, name))
     elif isinstance(group, str) and group:
-        found.append(Use(group, f"the group of Entitlement {name} (team {owner})", owner, False, group_id))
+        found.append(Use(group, f"the group of Entitlement {name} (team {owner})", owner, False, group_id, name))
     for path in STANDING_FIELDS:
-        found += [Use(g, f"a group Entitlement {name} names in spec.{path}", owner, True) for g in _listed(spec, path)]
+        what = f"a group Entitlement {name} names in spec.{path}"
+        found += [Use(g, what, owner, True, None, name, path) for g in _listed(spec, path)]
     return found
+
+
+def _known(uses: Iterable[Use], resolved: Mapping[str, str]) -> list[Use]:
+    """`uses`, each known by the GroupId `resolved` gives its name where no object records one."""
+    return [replace(u, group_id=resolved[u.group]) if u.group_id is None and u.group in resolved else u for u in uses]
 
 
 def _others(uses: Iterable[Use], group: Use) -> list[Use]:
@@ -143,15 +172,41 @@ def catalog_problems(catalog: Obj, catalogs: Iterable[Obj], entitlements: Iterab
     return found
 
 
-def entitlement_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]:
-    """Why an Entitlement's group would turn a catalog's tier standing or hand it to another team:
-    a catalog's baseline group (standing) or another team's production group."""
-    mine = [u for u in entitlement_uses(entitlement) if not u.standing]
-    if not mine:
-        return []
-    field, owner = _field(mine[0]), mine[0].owner
+def entitlement_problems(
+    entitlement: Obj,
+    catalogs: Iterable[Obj],
+    entitlements: Iterable[Obj] = (),
+    resolved: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Why an Entitlement would make standing access granted, or granted access standing, or give
+    another team's permissions, given the catalogs and the other Entitlements stored (its stored
+    self among them or not) and the GroupIds `resolved` for group names: each names the field, the
+    other object and the fix. Its group, the one grants fill, is no catalog's baseline group, no
+    other team's production group, and no group any Entitlement (itself too) names as one people
+    are in; the groups it names as such are no group grants fill (another Entitlement's, a
+    catalog's production group); its permission set is its owner team's (`assignment_problems`)."""
+    catalogs = list(catalogs)
+    name, known = wire.name_of(entitlement), resolved or {}
+    mine = _known(entitlement_uses(entitlement), known)
+    tiers = _known([u for c in catalogs for u in catalog_uses(c)], known)
+    others = _known([u for e in entitlements if wire.name_of(e) != name for u in entitlement_uses(e)], known)
     found = []
-    for use in _others([u for c in catalogs for u in catalog_uses(c)], mine[0]):
+    granted = next((u for u in mine if not u.standing), None)
+    if granted is not None:
+        found += _granted_problems(name, granted, tiers, [*others, *mine])
+    for use in mine:
+        if use.standing:
+            found += _standing_problems(name, use, [u for u in [*tiers, *others] if not u.standing])
+    found += assignment_problems(entitlement, catalogs)
+    return list(dict.fromkeys(found))
+
+
+def _granted_problems(name: str, granted: Use, tiers: list[Use], entitlements: list[Use]) -> list[str]:
+    """Entitlement `name`'s own group (`granted`) against the catalogs' tiers and what the
+    Entitlements (`name` among them) name as groups people are in."""
+    field, owner = _field(granted), granted.owner
+    found = []
+    for use in _others(tiers, granted):
         if use.standing:
             found.append(
                 f"{field} is {use.what}, whose members hold it standing: a grant "
@@ -163,7 +218,83 @@ def entitlement_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]
                 f"{field} is {use.what}: grants of team {owner} would give the "
                 f"production permissions of team {use.owner}; name a group of team {owner}"
             )
+    for use in _others(entitlements, granted):
+        if use.standing:
+            gives = _GIVES[use.field].format(use.entitlement)
+            found.append(
+                f"{field} is {use.what}, whose members hold it standing: a grant of Entitlement {name} would make "
+                f"its grantee {gives}, and the drift scan of {name} would remove every member no grant backs; name "
+                f"a group that only grants of {name} fill"
+            )
     return found
+
+
+def _standing_problems(name: str, standing: Use, granted: list[Use]) -> list[str]:
+    """A group Entitlement `name` names as one people are in (`standing`) against the groups
+    grants fill: another Entitlement's, a catalog's production group (its own group: `_granted_problems`)."""
+    gives = _GIVES[standing.field].format(name)
+    return [
+        f"spec.{standing.field} names {standing.group!r}, which is {use.what}, which people hold only through a "
+        f"grant: whoever is granted it would be {gives}, and the drift scan removes everyone else in it; name a "
+        "group people are in standing (one the identity provider keeps)"
+        + (f", or give Entitlement {use.entitlement} a group of its own" if use.entitlement else "")
+        for use in _others(granted, standing)
+    ]
+
+
+def assignment_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]:
+    """Why an Entitlement in account-assignment mode would give another team's permissions: its
+    `permissionSet` names a tier of a catalog not its owner team's (`catalog`: a catalog is named
+    after its team), or an ARN a catalog of another team reports for a tier
+    (`status.<tier>.permissionSetArn`). An ARN no catalog reports is not jitaccess's to judge."""
+    spec = wire.spec(entitlement)
+    target = spec.get("identityCenter")
+    assignment = target.get("accountAssignment") if isinstance(target, Mapping) else None
+    permission_set = assignment.get("permissionSet") if isinstance(assignment, Mapping) else None
+    if not isinstance(permission_set, Mapping):
+        return []
+    owner, catalog, tier = str(spec.get("owner") or ""), permission_set.get("catalog"), permission_set.get("tier")
+    fix = f"name a tier of PermissionCatalog {owner}, team {owner}'s own"
+    if catalog:
+        if catalog == owner:
+            return []
+        return [
+            f"{_PERMISSION_SET} names {names.CATALOG_REFERENCE_PREFIX}{catalog}/{tier}, a tier of PermissionCatalog "
+            f"{catalog}: grants of team {owner} would give the {tier} permissions of team {catalog}; {fix}"
+        ]
+    arn = permission_set.get("arn")
+    return [
+        f"{_PERMISSION_SET}.arn {arn!r} is PermissionCatalog {wire.name_of(c)}'s {tier} permission set "
+        f"(status.{tier}.permissionSetArn): grants of team {owner} would give the {tier} permissions of team "
+        f"{wire.name_of(c)}; {fix}"
+        for c in catalogs
+        if wire.name_of(c) != owner
+        for tier in names.TIERS
+        if arn and isinstance(state := wire.status(c).get(tier), Mapping) and state.get("permissionSetArn") == arn
+    ]
+
+
+def by_id_alone(entitlement: Obj, entitlements: Iterable[Obj]) -> bool:
+    """Whether an Entitlement, or another one stored, names its group by id alone (`groupId`): only
+    the GroupIds Identity Center resolves the other groups' names to can match it (`unresolved`)."""
+    return any(not u.group and not u.standing for e in [entitlement, *entitlements] for u in entitlement_uses(e))
+
+
+def unresolved(catalogs: Iterable[Obj], entitlements: Iterable[Obj]) -> set[str]:
+    """The names (as written) of the groups people hold standing that the catalogs and Entitlements
+    name and no object records a GroupId for: those a group granted by id alone can be matched with
+    only through the ids `resolved` gives them (a granted group has its name beside any id, or is
+    compared by name with these)."""
+    uses = [u for c in catalogs for u in catalog_uses(c)] + [u for e in entitlements for u in entitlement_uses(e)]
+    return {u.group for u in uses if u.standing and u.group_id is None}
+
+
+def standing_ids(catalogs: Iterable[Obj], entitlements: Iterable[Obj], resolved: Mapping[str, str]) -> set[str]:
+    """The GroupIds of the groups people hold standing: every catalog's baseline group and every
+    group an Entitlement names as one people are in, by the id recorded or `resolved`. The drift
+    scan removes nobody from them: their members are not the grants'."""
+    uses = [u for c in catalogs for u in catalog_uses(c)] + [u for e in entitlements for u in entitlement_uses(e)]
+    return {u.group_id for u in _known(uses, resolved) if u.standing and u.group_id}
 
 
 def ungranted_production(catalog: Obj, entitlements: Iterable[Obj]) -> str | None:

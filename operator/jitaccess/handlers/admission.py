@@ -9,7 +9,7 @@ kopf's indexes) and call `jitaccess.domain.admission`; a `Refusal` becomes `kopf
 |-------------------------|--------------------|-----------------------------------------------|
 | AccessRequest           | CREATE (+ pace), UPDATE | CREATE (+ validity, eligibility, what waits), UPDATE, DELETE |
 | AccessGrant             | CREATE, UPDATE     | CREATE, UPDATE, DELETE                        |
-| TeamOwnership, Entitlement |                 | CREATE, UPDATE (bookkeeping, names, groups)   |
+| TeamOwnership, Entitlement |                 | CREATE, UPDATE (bookkeeping, names, groups, whose permission set) |
 | PermissionCatalog       |                    | CREATE, UPDATE (AWS's limits, standing groups, a tier grants hold), DELETE (grants hold it) |
 | AccessExtension         | CREATE, UPDATE     | `extension_admission`                         |
 | `status` of all six     |                    | UPDATE (the operator only)                    |
@@ -587,19 +587,59 @@ async def check_catalog(
     dryrun: bool,
     memo: kopf.Memo,
     body: kopf.Body,
+    warnings: list[str],
     **_: Any,
 ) -> None:
     """GitOps owns these; only kopf's bookkeeping on them is the operator's."""
     rt, operator = _context(memo)
     caller = admission.caller_of(userinfo)
-    # An Entitlement's group is checked against the stored catalogs when it changes (never on the
-    # operator's own writes, which keep the spec: `_spec_written`).
-    catalogs = await _listed(rt, names.CATALOGS) if _spec_written(old, new, names.ENTITLEMENT) else []
+    # An Entitlement's groups are checked against the stored catalogs and Entitlements when they
+    # change (never on the operator's own writes, which keep the spec).
+    stored: dict[str, Any] = {}
+    if admission.entitlement_groups_written(old, new):
+        catalogs, entitlements = await _listed(rt, names.CATALOGS), await _listed(rt, names.ENTITLEMENTS)
+        resolved = await _group_ids(rt, new or {}, catalogs, entitlements, warnings)
+        stored = {"catalogs": catalogs, "entitlements": entitlements, "resolved": resolved}
     verdict = admission.review_catalog(
-        operation or "", old, new, caller, operator=operator, catalogs=catalogs, limits=rt.settings.limits
+        operation or "", old, new, caller, operator=operator, limits=rt.settings.limits, **stored
     )
     _enforce(verdict, kind=str(body.get("kind", "")), operation=operation, body=body, caller=caller, dryrun=dryrun)
     _policy_changed(operation, old, new, body, caller, dryrun)
+
+
+async def _group_ids(
+    rt: Runtime,
+    new: Mapping[str, Any],
+    catalogs: list[dict[str, Any]],
+    entitlements: list[dict[str, Any]],
+    warnings: list[str],
+) -> dict[str, str]:
+    """The GroupIds Identity Center resolves the group names to that no stored object records an id
+    for (`standing.unresolved`), asked only when the Entitlement written, or one stored, names its
+    group by id alone (`standing.by_id_alone`): nothing else can match such a group with a name. An
+    Identity Center that does not answer leaves them compared by name, with a warning: the operator
+    resolves them at its next check of every Entitlement, and says what it finds (`PolicyRefused`)."""
+    if not standing.by_id_alone(new, entitlements):
+        return {}
+    ic = rt.asking
+
+    def resolve() -> dict[str, str]:
+        found = {}
+        for group in sorted(standing.unresolved(catalogs, [new, *entitlements])):
+            try:
+                found[group] = rt.cached("group", group, ic.resolve_group)
+            except NotFound:
+                continue  # no such group: its name matches no id
+        return found
+
+    try:
+        return await asyncio.to_thread(resolve)
+    except IdentityCenterError as exc:
+        warnings.append(
+            f"Identity Center did not answer ({exc}): a group named by groupId was compared with the other groups "
+            "by name only; the operator compares them by id when it checks the Entitlement"
+        )
+        return {}
 
 
 def _spec_written(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, kind: str) -> bool:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
-from jitaccess.domain import admission, overlaps, reasons, releases
+from jitaccess.domain import admission, overlaps, reasons, releases, standing
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
@@ -68,14 +68,26 @@ def check_team(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*ENT)
 @kopf.on.update(*ENT, field="spec")
 @kopf.timer(*ENT, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, **_: Any) -> None:
+async def check_entitlement(
+    *, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_INDEX, entitlements: Index = NO_INDEX, **_: Any
+) -> None:
     rt = runtime_of(memo)
-    entitlement = Entitlement.model_validate(dict(body))
-    target = _group_of(entitlement) or ""
+    # The indexes are the event loop's: read here; the check itself asks Identity Center, in a thread.
     # A missing owner team stops requests, not the watch over the groups: rule 1 (a member only while
     # a grant says so) holds whatever state the catalog is in, a team deleted or misspelled in Git too.
-    team = first(teams, entitlement.spec.owner)
-    refused = admission.stored_policy_refusal(dict(body), rt.settings.limits)
+    team = first(teams, body.spec.get("owner"))
+    name = body.metadata.name
+    others = [e for key in list(entitlements) if key != name and (e := first(entitlements, key)) is not None]
+    await rt.run_blocking(_check_entitlement, rt, dict(body), team, others)
+
+
+def _check_entitlement(rt: Runtime, raw: dict[str, Any], team: Any, others: list[dict[str, Any]]) -> None:
+    """`Ready` of an Entitlement, and the drift scan of its groups. `team`: its owner team's spec
+    (None: there is none); `others`: the other Entitlements stored (`_group_policy`)."""
+    entitlement = Entitlement.model_validate(raw)
+    target = _group_of(entitlement) or ""
+    grouped, standing_ids = _group_policy(rt, raw, others)
+    refused = admission.stored_policy_refusal(raw, rt.settings.limits) or grouped
     assignment = entitlement.spec.identity_center.account_assignment
     if assignment is not None:
         # No group to resolve, nor to scan for drift: a permission set assigned to a user by hand
@@ -94,7 +106,7 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
                 refused=refused,
             ),
         )
-        _watch_logged(rt, entitlement, None)
+        _watch_logged(rt, entitlement, None, standing_ids)
         return
     try:
         rt.forget("group", target)
@@ -110,7 +122,7 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
             entitlement,
             *_verdict(entitlement, team, "", (names.GROUP_NOT_FOUND, missing), refused=refused),
         )
-        _watch_logged(rt, entitlement, None)
+        _watch_logged(rt, entitlement, None, standing_ids)
         return
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
@@ -123,7 +135,37 @@ def check_entitlement(*, body: kopf.Body, memo: kopf.Memo, teams: Index = NO_IND
         *_verdict(entitlement, team, resolved, problem, refused=refused),
         groupId=group_id,
     )
-    _watch_logged(rt, entitlement, (target, group_id))
+    _watch_logged(rt, entitlement, (target, group_id), standing_ids)
+
+
+def _group_policy(rt: Runtime, raw: dict[str, Any], others: list[dict[str, Any]]) -> tuple[str | None, frozenset[str]]:
+    """What admission would refuse now of the groups or the permission set an Entitlement names
+    (`admission.stored_group_refusal`: one stored before the rule, or naming by id a group admission
+    knew by name only), and the GroupIds of the groups people hold standing, which no drift scan
+    empties (`standing.standing_ids`): given every PermissionCatalog and the `others` Entitlements
+    stored, each group name resolved as Identity Center has it (`_policy_ids`)."""
+    try:
+        catalogs, resolved = _policy_ids(rt, [raw, *others])
+    except (RetryLater, PermanentFailure) as exc:
+        raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
+    refused = admission.stored_group_refusal(raw, catalogs, others, resolved)
+    return refused, frozenset(standing.standing_ids(catalogs, [raw, *others], resolved))
+
+
+def _policy_ids(rt: Runtime, entitlements: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The stored PermissionCatalogs, and the GroupIds of the names of the groups people hold
+    standing that they and `entitlements` name and no object records an id for
+    (`standing.unresolved`; a name that is no group has none).
+    Cached as every group lookup is (`Runtime.cached`): each Entitlement's own check resolves its
+    own names anyway. Raises what Identity Center raised when it does not answer."""
+    catalogs = rt.kube.list(names.CATALOGS)
+    resolved = {}
+    for group in sorted(standing.unresolved(catalogs, entitlements)):
+        try:
+            resolved[group] = rt.cached("group", group, rt.identity_center.resolve_group)
+        except NotFound:
+            continue  # no such group: nobody is in it
+    return catalogs, resolved
 
 
 def _groups_problem(rt: Runtime, entitlement: Entitlement, resolved: str) -> tuple[str, str] | None:
@@ -232,10 +274,12 @@ def _missing_tier(rt: Runtime, reference: str) -> tuple[str, str] | None:
     return None
 
 
-def _watch_logged(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> None:
+def _watch_logged(
+    rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None, standing_ids: frozenset[str]
+) -> None:
     """`_watch` from the periodic check: Identity Center not answering costs a pass, not an error."""
     try:
-        _watch(rt, entitlement, current)
+        _watch(rt, entitlement, current, standing_ids)
     except (RetryLater, PermanentFailure) as exc:
         # Nothing is wrong with the operator: the next pass scans again.
         log.info(
@@ -423,21 +467,36 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
-def _watch(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> None:
+def _watch(
+    rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None, standing_ids: frozenset[str] | None = None
+) -> None:
     """Scan for drift every group the Entitlement gives access to: its own (`current`: its name as
     written and its id; None when it names none that resolves), and each group its Active grants are
     in (`status.groupId`) while the last of them runs, as the Entitlement may name another group
     now (a GitOps edit, a typo) and those grants still hold access there. A group that stops being
-    scanned is said (`ScanStopped`). Raises what Identity Center raised, once every group was tried."""
+    scanned is said (`ScanStopped`). Raises what Identity Center raised, once every group was tried.
+
+    A group people hold standing (`standing_ids`; None: found now, `_standing_now`) is not scanned:
+    an Entitlement stored before admission refused it may grant one (its `Ready` says so), and its
+    members are the identity provider's, not the grants' (the removals it listed are settled)."""
     if not rt.settings.remove_unbacked_members:
         _settle_unscanned(rt, entitlement)
         return
     groups = _granted_groups(rt, entitlement, current)
     if current is not None:
         groups[current[1]] = current[0]
+    if standing_ids is None and groups:
+        standing_ids = _standing_now(rt)
     tried: set[str] = set()
     failed: Exception | None = None
     for group_id, group_name in groups.items():
+        if standing_ids is not None and group_id in standing_ids:
+            log.info(
+                "drift scan of %s: %s is a group people hold standing, not scanned",
+                entitlement.metadata.name,
+                group_name,
+            )
+            continue
         # The current group is also spelled as the Entitlement gives its name beside a groupId.
         own = current is not None and group_id == current[1]
         also = {entitlement.spec.identity_center.group_name or group_name} if own else set()
@@ -452,6 +511,14 @@ def _watch(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | Non
     _report_unscanned(rt, entitlement, groups, current)
     if failed is not None:
         raise failed
+
+
+def _standing_now(rt: Runtime) -> frozenset[str]:
+    """The GroupIds of the groups people hold standing (`standing.standing_ids`), from the catalogs
+    and Entitlements stored now: for a deleted Entitlement's scan, which no check passes them to."""
+    entitlements = [e for e in rt.kube.list(names.ENTITLEMENTS) if not wire.deleting(e)]
+    catalogs, resolved = _policy_ids(rt, entitlements)
+    return frozenset(standing.standing_ids(catalogs, entitlements, resolved))
 
 
 def _granted_groups(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> dict[str, str]:
