@@ -1,4 +1,4 @@
-"""Attacks 111-113 of docs/security.md: policy objects (TeamOwnership, Entitlement,
+"""Attacks 111-113, 140 and 141 of docs/security.md: policy objects (TeamOwnership, Entitlement,
 PermissionCatalog) written so that they give more than they read.
 
 The GitOps repository is reviewed, but a reviewer reads a group's or a user's name, not what the
@@ -27,7 +27,7 @@ from devenv.processes import child_env
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
-MALLORY, LENA, ALICE = "mallory@example.com", "lena@example.com", "alice@example.com"
+MALLORY, LENA, ALICE, CAROL = "mallory@example.com", "lena@example.com", "alice@example.com", "carol@example.com"
 SERVICE_ACCOUNT, NEW_LEAD = "system:serviceaccount:kube-system:default", "newlead@example.com"
 
 
@@ -274,6 +274,139 @@ def test_112_an_entitlement_never_grants_a_standing_group(catalogs: Jit) -> None
     )
     bad["spec"]["identityCenter"]["groupName"] = "prod-eng-ledger"
     refused_and_unchanged(catalogs, bad, "grants of team payments would give the production permissions of team ledger")
+
+
+# --- 140. a group people are in (on call, eligible) as another Entitlement's granted group ----------
+
+
+def ledger_x(**spec: Any) -> dict[str, Any]:
+    """A ledger Entitlement, auto-approved for the ledger team (bob may have it at once)."""
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "Entitlement",
+        "metadata": {"name": "ledger-x"},
+        "spec": {"owner": "ledger", "approval": {"autoApproveOwnerTeam": True}, **spec},
+    }
+
+
+@pytest.fixture
+def on_call(policy: Jit) -> Iterator[Jit]:
+    """prod-eng-payments auto-approving whoever is in payments-oncall (the brief's scenario); put
+    back by `policy`, and any ledger-x deleted."""
+    payments = example("02-entitlements.yaml", "prod-eng-payments")
+    payments["spec"]["approval"]["autoApproveIdentityCenterGroups"] = ["payments-oncall"]
+    policy.apply(payments)
+    yield policy
+    policy.kubectl("delete", "entitlement", "ledger-x", "--ignore-not-found", "--timeout=60s")
+
+
+@pytest.mark.parametrize(
+    ("group", "said"),
+    [
+        ("payments-oncall", "on call for Entitlement prod-eng-payments, approved at once"),
+        ("pci-secure-code-trained", "eligible for Entitlement prod-eng-payments"),
+    ],
+)
+def test_140_an_entitlement_never_grants_a_group_another_names_as_one_people_are_in(
+    on_call: Jit, group: str, said: str
+) -> None:
+    """ledger-x granting payments-oncall was admitted: bob, of ledger, was auto-approved into it, and
+    then auto-approved "on call" into payments' production; ledger-x's drift scan emptied the group of
+    the people really on call, and the eligibility group of the trained."""
+    refused_and_unchanged(
+        on_call,
+        ledger_x(identityCenter={"groupName": group}),
+        f"spec.identityCenter.groupName {group!r} is a group Entitlement prod-eng-payments names in spec.",
+        f"whose members hold it standing: a grant of Entitlement ledger-x would make its grantee {said}",
+        "and the drift scan of ledger-x would remove every member no grant backs; name a group that only grants of "
+        "ledger-x fill",
+    )
+
+
+def test_140_nor_by_its_group_id_nor_its_own_nor_the_other_way_round(on_call: Jit) -> None:
+    """By the group's id (the webhook asks Identity Center what the names are), an Entitlement's own
+    on-call group, and a group grants fill named as one people are in."""
+    by_id = ledger_x(identityCenter={"groupId": on_call.ic.group_id("payments-oncall")})
+    refused_and_unchanged(on_call, by_id, "is a group Entitlement prod-eng-payments names in spec.approval")
+    own = ledger_x(identityCenter={"groupName": "ledger-oncall"})
+    own["spec"]["approval"]["autoApproveIdentityCenterGroups"] = ["ledger-oncall"]
+    refused_and_unchanged(on_call, own, "'ledger-oncall' is a group Entitlement ledger-x names in spec.approval")
+    payments = example("02-entitlements.yaml", "prod-eng-payments")
+    payments["spec"]["eligibility"]["identityCenterGroups"].append("prod-eng-ledger")
+    refused_and_unchanged(
+        on_call,
+        payments,
+        "spec.eligibility.identityCenterGroups names 'prod-eng-ledger', which is the group of Entitlement "
+        "prod-eng-ledger (team ledger), which people hold only through a grant",
+    )
+
+
+def test_140_one_stored_before_the_rule_is_refused_in_status_and_empties_nobody(on_call: Jit) -> None:
+    """Stored while the webhooks were gone: `PolicyRefused`, and its drift scan leaves carol, on call
+    in payments-oncall, where she is (it removed her, and the on-call people with her)."""
+    membership = on_call.ic.add_member("payments-oncall", CAROL)
+    try:
+        offset = on_call.operator.log_file.stat().st_size
+        stored_without_webhooks(on_call, ledger_x(identityCenter={"groupName": "payments-oncall"}))
+        refused_now = on_call.wait_reason("entitlement", "ledger-x", "PolicyRefused", timeout=30)
+        message = next(c["message"] for c in refused_now["status"]["conditions"] if c["type"] == "Ready")
+        assert "is a group Entitlement prod-eng-payments names in spec.approval" in message, message
+
+        def passed_over() -> bool:
+            with on_call.operator.log_file.open("rb") as log:
+                log.seek(offset)
+                return b"drift scan of ledger-x: payments-oncall is a group people hold standing" in log.read()
+
+        eventually(lambda: passed_over() or None, timeout=30, what="a drift scan of ledger-x passing the group over")
+        time.sleep(6)  # and the next pass (every 5 s)
+        assert CAROL in on_call.members("payments-oncall")
+    finally:
+        on_call.ic.client().delete_group_membership(
+            IdentityStoreId=on_call.ic.identity_store_id, MembershipId=membership
+        )
+
+
+# --- 141. another team's permission set, assigned directly ------------------------------------------
+
+
+@pytest.fixture
+def payments_arn(policy: Jit) -> Iterator[str]:
+    """The example catalogs provisioned: the ARN of payments' production permission set."""
+    for group in ("eng-payments", "eng-ledger"):  # the catalogs' baseline groups
+        policy.ic.create_group(group)
+    policy.kubectl("apply", "-f", str(EXAMPLES / "04-permissions.yaml"))
+
+    def arn() -> str | None:
+        production = ((policy.get("permissioncatalog", "payments") or {}).get("status") or {}).get("production")
+        return (production or {}).get("permissionSetArn")
+
+    yield eventually(arn, timeout=60, what=f"payments production provisioned; log:\n{policy.operator.tail(20)}")
+    policy.kubectl("delete", "entitlement", "ledger-direct", "--ignore-not-found", "--timeout=60s")
+
+
+def test_141_an_entitlement_never_assigns_another_teams_permission_set(policy: Jit, payments_arn: str) -> None:
+    """ledger-direct assigning payments' production permission set to ledger's members, by its catalog
+    tier or by its ARN, was admitted and Ready: attack 112 compared groups, and this mode names none."""
+    direct = example("05-assignment.yaml", "payments-prod-direct")
+    direct["metadata"]["name"] = "ledger-direct"
+    direct["spec"]["owner"] = "ledger"
+    refused_and_unchanged(
+        policy,
+        direct,
+        "spec.identityCenter.accountAssignment.permissionSet names catalog:payments/production, a tier of "
+        "PermissionCatalog payments: grants of team ledger would give the production permissions of team payments; "
+        "name a tier of PermissionCatalog ledger, team ledger's own",
+    )
+    direct["spec"]["identityCenter"]["accountAssignment"]["permissionSet"] = {"arn": payments_arn}
+    refused_and_unchanged(
+        policy,
+        direct,
+        f"spec.identityCenter.accountAssignment.permissionSet.arn '{payments_arn}' is PermissionCatalog payments's "
+        "production permission set (status.production.permissionSetArn)",
+    )
+    # Its own team's: the ledger catalog's production tier.
+    direct["spec"]["identityCenter"]["accountAssignment"]["permissionSet"] = {"catalog": "ledger", "tier": "production"}
+    policy.apply(direct)
 
 
 # --- 113. an approver's name that reads as someone else's ------------------------------------------
