@@ -215,20 +215,22 @@ class Asking:
 def test_the_webhook_asks_identity_center_only_for_a_group_named_by_id() -> None:
     asking = Asking()
     rt = Runtime(Settings(), cast(IdentityCenter, asking), cast(Kube, None))
-    warnings: list[str] = []
     entitlements = payments_on_call()
 
     def ids(new: dict[str, Any]) -> dict[str, str]:
-        return asyncio.run(admission_handlers._group_ids(rt, new, EXAMPLES, entitlements, warnings))
+        return asyncio.run(admission_handlers._group_ids(rt, new, EXAMPLES, entitlements))
 
     assert ids(ledger_x(groupName="payments-oncall")) == {} and asking.asked == []
     found = ids(ledger_x(groupId="g-payments-oncall"))
     assert found["payments-oncall"] == "g-payments-oncall" and "prod-eligible" in found
     assert isinstance(reviewed(ledger_x(groupId="g-payments-oncall"), resolved=found), Refusal)
-    # Identity Center not answering: compared by name, with a warning (the operator compares by id).
+    # Identity Center not answering: refused, try again (compared by name, the id would pass as any
+    # standing group, and the operator's PolicyRefused found later refuses no request of it).
     rt = Runtime(Settings(), cast(IdentityCenter, Asking(answers=False)), cast(Kube, None))
-    assert ids(ledger_x(groupId="g-payments-oncall")) == {}
-    assert warnings and "compared with the other groups by name only" in warnings[0]
+    with pytest.raises(kopf.AdmissionError, match=r"could not resolve group names .*try again") as refused:
+        ids(ledger_x(groupId="g-payments-oncall"))
+    assert refused.value.code == 503
+    assert ids(ledger_x(groupName="ledger-x")) == {}  # nothing named by id: nothing asked, nothing refused
 
 
 # --- attack 141: another team's permission set, by account assignment ------------------------------

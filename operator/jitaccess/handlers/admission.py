@@ -598,7 +598,7 @@ async def check_catalog(
     stored: dict[str, Any] = {}
     if admission.entitlement_groups_written(old, new):
         catalogs, entitlements = await _listed(rt, names.CATALOGS), await _listed(rt, names.ENTITLEMENTS)
-        resolved = await _group_ids(rt, new or {}, catalogs, entitlements, warnings)
+        resolved = await _group_ids(rt, new or {}, catalogs, entitlements)
         stored = {"catalogs": catalogs, "entitlements": entitlements, "resolved": resolved}
     verdict = admission.review_catalog(
         operation or "", old, new, caller, operator=operator, limits=rt.settings.limits, **stored
@@ -612,13 +612,13 @@ async def _group_ids(
     new: Mapping[str, Any],
     catalogs: list[dict[str, Any]],
     entitlements: list[dict[str, Any]],
-    warnings: list[str],
 ) -> dict[str, str]:
     """The GroupIds Identity Center resolves the group names to that no stored object records an id
     for (`standing.unresolved`), asked only when the Entitlement written, or one stored, names its
     group by id alone (`standing.by_id_alone`): nothing else can match such a group with a name. An
-    Identity Center that does not answer leaves them compared by name, with a warning: the operator
-    resolves them at its next check of every Entitlement, and says what it finds (`PolicyRefused`)."""
+    Identity Center that does not answer refuses the change (503, try again): compared by name only,
+    a group named by id would pass as any standing group, and a `PolicyRefused` found later by the
+    operator refuses no request of it."""
     if not standing.by_id_alone(new, entitlements):
         return {}
     ic = rt.asking
@@ -635,11 +635,13 @@ async def _group_ids(
     try:
         return await asyncio.to_thread(resolve)
     except IdentityCenterError as exc:
-        warnings.append(
-            f"Identity Center did not answer ({exc}): a group named by groupId was compared with the other groups "
-            "by name only; the operator compares them by id when it checks the Entitlement"
-        )
-        return {}
+        raise kopf.AdmissionError(
+            f"Identity Center could not resolve group names ({exc}): an Entitlement's group named by "
+            "spec.identityCenter.groupId "
+            "is compared with the groups people hold standing (eligibility, on call) by Identity Center's ids, "
+            "which it could not give: nothing was changed; try again in a moment",
+            code=503,
+        ) from exc
 
 
 def _spec_written(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, kind: str) -> bool:
