@@ -5,16 +5,21 @@ group a pass no longer scans, said by the Runtime that scanned it (`Runtime.scan
 from __future__ import annotations
 
 import asyncio
+import copy
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
 
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
 from jitaccess.api import names
+from jitaccess.api.models import Entitlement
 from jitaccess.handlers import catalog, indexes
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
+from tests.unit import test_drift_settling as drift
 from tests.unit.test_overlaps import ARN, ent
 
 
@@ -88,3 +93,70 @@ def test_a_group_the_last_pass_scanned_is_said_given_up_by_the_runtime_that_scan
     fresh.scanned.forget(catalog._scan_key(moved))
     catalog._report_unscanned(fresh, moved, {}, None)
     assert len(said) == 2
+
+
+ASSIGNMENT = {"permissionSet": {"arn": ARN}, "accounts": ["111111111111"]}
+
+
+def test_an_entitlement_switched_to_account_assignment_mode_still_has_its_grants_groups() -> None:
+    # A grant keeps the target it was made with: those of group mode are still in their group.
+    rt = _runtime(_grant("a", "old-group", "g-old"), _grant("b", ARN, None, accountAssignment=ASSIGNMENT))
+    switched = ent("prod", identityCenter={"accountAssignment": ASSIGNMENT})
+    assert catalog._granted_groups(rt, switched, None) == {"g-old": "old-group"}
+
+
+def _switched(uid: str = "u-prod", **metadata: Any) -> dict[str, Any]:
+    return {"kind": names.ENTITLEMENT, "metadata": {"name": "prod", "uid": uid, **metadata},
+            "spec": {"owner": "payments", "identityCenter": {"accountAssignment": ASSIGNMENT}},
+            "status": {"groupId": "g-old"}}  # fmt: skip
+
+
+def _scanning(
+    *grants: dict[str, Any], entitlement: dict[str, Any] | None = None, **members: str
+) -> tuple[drift.Cluster, drift.Store, Runtime]:
+    """A cluster holding the switched Entitlement (or `entitlement`) and `grants`, a group holding
+    `members` (membership id -> user id), and a Runtime whose indexes show the grants."""
+    cluster, store = drift.Cluster(), drift.Store(**members)
+    cluster.add(names.ENTITLEMENTS, copy.deepcopy(entitlement or _switched()))
+    for grant in grants:
+        cluster.add(names.GRANTS, grant)
+    rt = Runtime(Settings(), cast(IdentityCenter, store), cast(Kube, cluster))
+    for grant in grants:
+        asyncio.run(indexes.observe_grant(type="ADDED", body=kopf.Body(grant), memo=kopf.Memo(runtime=rt)))
+    return cluster, store, rt
+
+
+def test_the_group_its_grants_are_in_is_kept_clear_after_a_switch_to_account_assignment_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    said: list[tuple[str, str]] = []
+    monkeypatch.setattr(catalog, "record", lambda body, reason, message, **_: said.append((reason, message)))
+    grant = _grant("a", "old-group", "g-old")
+    cluster, store, rt = _scanning(grant, **{"m-a": "u-a", "m-eve": "eve"})
+    switched = Entitlement.model_validate(cluster.objects[(names.ENTITLEMENTS, "prod")])
+    rt.scanned.replace(catalog._scan_key(switched), {"g-old": "old-group"})  # the pass before the switch
+    catalog._watch(rt, switched, None)
+    assert store.members == {"m-a": "u-a"}, "added by hand: removed; the grant's member stays"
+    assert [reason for reason, _ in said] == [names.DRIFT_FOUND], "still scanned: no ScanStopped"
+    # The grant ends: the group is given up, and the Event says why.
+    asyncio.run(indexes.observe_grant(type="DELETED", body=kopf.Body(grant), memo=kopf.Memo(runtime=rt)))
+    catalog._watch(rt, switched, None)
+    (reason, message) = said[-1]
+    assert reason == names.SCAN_STOPPED and "group old-group (id g-old)" in message
+    assert "the Entitlement is in account-assignment mode now, and no active grant of it is in that group" in message
+
+
+def test_a_deleted_entitlement_switched_to_account_assignment_mode_keeps_its_grants_group_clear(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(catalog, "record", lambda *_, **__: None)
+    deleted = _switched(deletionTimestamp="2026-12-01T10:00:00Z")
+    _, store, rt = _scanning(_grant("a", "old-group", "g-old"), entitlement=deleted, **{"m-a": "u-a", "m-eve": "eve"})
+    with pytest.raises(kopf.TemporaryError, match="its group is kept clear of anyone else until then"):
+        catalog._release(rt, deleted)
+    assert store.members == {"m-a": "u-a"}
+    # Grants of account-assignment mode only: no group is scanned, and the message claims none.
+    _, store, rt = _scanning(_grant("b", ARN, None, accountAssignment=ASSIGNMENT), entitlement=deleted)
+    with pytest.raises(kopf.TemporaryError) as waits:
+        catalog._release(rt, deleted)
+    assert "still active (b): it goes when they end; to end them now:" in str(waits.value)

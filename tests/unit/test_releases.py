@@ -26,6 +26,10 @@ def test_waiting_names_the_grants_the_last_end_and_how_to_end_them() -> None:
     assert "2 grant(s) of it are still active (soon, late), the last ending at 2026-12-02T14:00:00Z" in message
     assert "kubectl jit revoke --all --grants-only --entitlement prod-x --reason TEXT" in message
     assert "drift removal" not in message
+    assert "it goes when they end, and its group is kept clear of anyone else until then;" in message
+    # No group scanned (account-assignment mode): none is said kept clear.
+    unscanned = releases.waiting("prod-x", remaining, AT, scanned=False)
+    assert "it goes when they end; to end them now: kubectl jit revoke" in unscanned
 
 
 def test_waiting_without_a_known_end_and_with_many_grants() -> None:

@@ -59,8 +59,10 @@ def unkept_drift(entitlement: wire.Obj) -> int:
     )
 
 
-def waiting(entitlement: str, remaining: Remaining, at: dt.datetime) -> str:
-    """The `Deleting` message: what the deletion waits for, and how to end it sooner."""
+def waiting(entitlement: str, remaining: Remaining, at: dt.datetime, *, scanned: bool = True) -> str:
+    """The `Deleting` message: what the deletion waits for, and how to end it sooner. `scanned`:
+    whether a group is kept clear meanwhile (none in account-assignment mode, unless grants of group
+    mode made before a switch to it still run; none when removal of unbacked members is off)."""
     parts = []
     if remaining.grants:
         named = sorted(remaining.grants, key=lambda g: (g[1] is None, g[1] or at, g[0]))
@@ -73,9 +75,10 @@ def waiting(entitlement: str, remaining: Remaining, at: dt.datetime) -> str:
             if ends and len(ends) == len(named)
             else ""
         )
+        kept_clear = ", and its group is kept clear of anyone else until then" if scanned else ""
         parts.append(
             f"deleted, but {len(named)} grant(s) of it are still active ({listed}{more}){last}: it goes when "
-            "they end, and its group is kept clear of anyone else until then; to end them now: "
+            f"they end{kept_clear}; to end them now: "
             f"kubectl jit revoke --all --grants-only --entitlement {entitlement} --reason TEXT"
         )
     if remaining.unkept_records:

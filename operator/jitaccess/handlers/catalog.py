@@ -90,8 +90,9 @@ def _check_entitlement(rt: Runtime, raw: dict[str, Any], team: Any, others: list
     refused = admission.stored_policy_refusal(raw, rt.settings.limits) or grouped
     assignment = entitlement.spec.identity_center.account_assignment
     if assignment is not None:
-        # No group to resolve, nor to scan for drift: a permission set assigned to a user by hand
-        # is the PermissionCatalog pass's to report (`handlers.permissionsets`), for catalog tiers.
+        # No group to resolve: a permission set assigned to a user by hand is the PermissionCatalog
+        # pass's to report (`handlers.permissionsets`), for catalog tiers. The groups its grants of
+        # group mode are in (made before a switch to this mode) are still scanned (`_watch`).
         reference = assignment_rules.reference(assignment.permission_set)
         resolved = f"account-assignment mode: permission set {reference} in {', '.join(assignment.accounts)}"
         _set_ready(
@@ -339,7 +340,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
                 )
             except NotFound:
                 own = None  # the group is gone: nobody can be in it
-        _watch(rt, entitlement, own)
+        scanned = _watch(rt, entitlement, own)
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(
             f"{releases.WAITING} Identity Center not answering ({exc}): the group is scanned again first",
@@ -353,7 +354,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
     now_stored = Entitlement.model_validate(current)
     remaining = releases.Remaining(grants=grants, unkept_records=releases.unkept_drift(current))
     if not remaining.done:
-        message = releases.waiting(name, remaining, now())
+        message = releases.waiting(name, remaining, now(), scanned=bool(scanned))
         _set_ready(rt, names.ENTITLEMENTS, now_stored, False, names.DELETING, message, warning=False)
         raise kopf.TemporaryError(f"{releases.WAITING} {message}", delay=RELEASE_CHECK_SECONDS)
     others = [] if target is None else _granting(rt, now_stored)
@@ -469,19 +470,21 @@ def _snake(name: str) -> str:
 
 def _watch(
     rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None, standing_ids: frozenset[str] | None = None
-) -> None:
+) -> dict[str, str]:
     """Scan for drift every group the Entitlement gives access to: its own (`current`: its name as
     written and its id; None when it names none that resolves), and each group its Active grants are
     in (`status.groupId`) while the last of them runs, as the Entitlement may name another group
-    now (a GitOps edit, a typo) and those grants still hold access there. A group that stops being
-    scanned is said (`ScanStopped`). Raises what Identity Center raised, once every group was tried.
+    now, or none (a GitOps edit, a typo, a switch to account-assignment mode), and those grants
+    still hold access there. A group that stops being scanned is said (`ScanStopped`). The groups
+    scanned, by id (none when removal of unbacked members is off); raises what Identity Center
+    raised, once every group was tried.
 
     A group people hold standing (`standing_ids`; None: found now, `_standing_now`) is not scanned:
     an Entitlement stored before admission refused it may grant one (its `Ready` says so), and its
     members are the identity provider's, not the grants' (the removals it listed are settled)."""
     if not rt.settings.remove_unbacked_members:
         _settle_unscanned(rt, entitlement)
-        return
+        return {}
     groups = _granted_groups(rt, entitlement, current)
     if current is not None:
         groups[current[1]] = current[0]
@@ -511,6 +514,7 @@ def _watch(
     _report_unscanned(rt, entitlement, groups, current)
     if failed is not None:
         raise failed
+    return {g: n for g, n in groups.items() if standing_ids is None or g not in standing_ids}
 
 
 def _standing_now(rt: Runtime) -> frozenset[str]:
@@ -524,9 +528,10 @@ def _standing_now(rt: Runtime) -> frozenset[str]:
 def _granted_groups(rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None) -> dict[str, str]:
     """The groups, by id (and a name a grant gives it), that Active grants of the Entitlement are in
     other than `current`: from the index of Active grants, which holds each one's group id (no API
-    read: this runs at every pass, over every grant of the Entitlement)."""
-    if entitlement.spec.identity_center.account_assignment is not None:
-        return {}
+    read: this runs at every pass, over every grant of the Entitlement). Whatever mode the
+    Entitlement is in now: a grant keeps the target it was made with, so one switched to
+    account-assignment mode still has its grants of group mode in their group until they end
+    (a grant of account-assignment mode is in no group)."""
     spelled = set(current or ())
     found: dict[str, str] = {}
     for holder in rt.active.get(entitlement.metadata.name, ()):
@@ -545,7 +550,12 @@ def _report_unscanned(
         if group_id in groups:
             continue
         others = _watching(rt, entitlement, group_id)
-        now_names = f"names {current[0]} now" if current is not None else "names no group that resolves now"
+        if current is not None:
+            now_names = f"names {current[0]} now"
+        elif entitlement.spec.identity_center.account_assignment is not None:
+            now_names = "is in account-assignment mode now"
+        else:
+            now_names = "names no group that resolves now"
         message = (
             f"no longer scans Identity Center group {group_name} (id {group_id}) for members no grant backs: "
             f"the Entitlement {now_names}, and no active grant of it is in that group any more"
