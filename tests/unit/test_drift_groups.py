@@ -160,3 +160,47 @@ def test_a_deleted_entitlement_switched_to_account_assignment_mode_keeps_its_gra
     with pytest.raises(kopf.TemporaryError) as waits:
         catalog._release(rt, deleted)
     assert "still active (b): it goes when they end; to end them now:" in str(waits.value)
+
+
+def _other(name: str, group_id: str, reason: str, generation: int = 1, **target: Any) -> dict[str, Any]:
+    ready = {
+        "type": "Ready",
+        "status": "True" if reason == names.RESOLVED else "False",
+        "reason": reason,
+        "observedGeneration": 1,
+    }
+    return {"metadata": {"name": name, "generation": generation},
+            "spec": {"identityCenter": target or {"groupName": "old-group"}},
+            "status": {"groupId": group_id, "conditions": [ready]}}  # fmt: skip
+
+
+class _Entitlements:
+    def __init__(self, *stored: dict[str, Any]) -> None:
+        self.stored = stored
+
+    def list(self, plural: str, **_: Any) -> list[dict[str, Any]]:
+        return list(self.stored) if plural == names.ENTITLEMENTS else []
+
+
+def test_a_group_is_said_still_watched_only_by_an_entitlement_that_names_it_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    said: list[tuple[str, bool]] = []
+    monkeypatch.setattr(catalog, "record", lambda body, reason, message, **kw: said.append((message, kw["warning"])))
+    moved = ent("prod", identityCenter={"groupName": "new-group"})
+    current = ("new-group", "g-new")
+    stale = [
+        # Each left g-old in status.groupId, and names it no more.
+        _other("typo", "g-old", names.GROUP_NOT_FOUND, identityCenter={"groupName": "old-grup"}),
+        _other("renamed", "g-old", names.RESOLVED, generation=2, groupName="other-group"),
+        _other("switched", "g-old", names.RESOLVED, generation=2, accountAssignment=ASSIGNMENT),
+    ]
+    for others, watched in ((stale, None), ([*stale, _other("same", "g-old", names.RESOLVED)], "same")):
+        rt = Runtime(Settings(), SimpleNamespace(), _Entitlements(*others))  # type: ignore[arg-type]
+        catalog._report_unscanned(rt, moved, {"g-old": "old-group", "g-new": "new-group"}, current)
+        catalog._report_unscanned(rt, moved, {"g-new": "new-group"}, current)
+        (message, warning) = said.pop()
+        if watched is None:
+            assert warning and "still watched" not in message and "remove those assignments" in message
+        else:
+            assert not warning and message.endswith(f"still watched through Entitlement(s) {watched}")

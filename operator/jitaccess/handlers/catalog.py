@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
-from jitaccess.domain import admission, overlaps, reasons, releases, standing
+from jitaccess.domain import admission, groupids, overlaps, reasons, releases, standing
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
@@ -571,13 +571,17 @@ def _report_unscanned(
 
 
 def _watching(rt: Runtime, entitlement: Entitlement, group_id: str) -> list[str]:
-    """The other live Entitlements whose group resolved to `group_id`."""
+    """The other live Entitlements that name the group `group_id` now (`groupids.group_id`): by
+    that id, or by a name resolved to it for their current spec. Not by a `status.groupId` left
+    from before (a name changed since, a group not found, a switch to account-assignment mode all
+    leave it there): such an Entitlement names that group no more, and scans it at most while its
+    own grants there run."""
     return sorted(
         wire.name_of(raw)
         for raw in rt.kube.list(names.ENTITLEMENTS)
         if wire.name_of(raw) != entitlement.metadata.name
         and not wire.deleting(raw)
-        and wire.status(raw).get("groupId") == group_id
+        and groupids.group_id(raw) == group_id
     )
 
 
