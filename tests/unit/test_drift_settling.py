@@ -6,7 +6,10 @@ the end-to-end tier kills a real operator in the middle of a removal (tests/e2e/
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
+import threading
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -253,3 +256,38 @@ def test_a_pass_of_a_catalog_applied_again_since_makes_no_drift_removal() -> Non
         )
         assert [a for a in sso.asked if a[0] == "unassign"] == unassigned, uid
         assert len(done.drift) == len(unassigned), uid
+
+
+def test_two_entitlements_scanning_one_group_record_one_removal(events: Deferred) -> None:
+    # A rename: prod-payments and prod-payments-v2 both name the group, and their scans run at once.
+    store = Store(**{"m-1": "eve"})
+    cluster, rt = setup(store)
+    renamed = copy.deepcopy(stored(cluster))
+    renamed["metadata"] = {"name": "prod-payments-v2", "uid": "u-e2"}
+    cluster.add(names.ENTITLEMENTS, renamed)
+    both = threading.Barrier(2, timeout=1)
+    listing = store.group_members
+
+    def group_members(group_id: str) -> dict[str, str]:
+        # Each scan goes on with its listing once the other has listed too, if it can.
+        members = listing(group_id)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both.wait()
+        return members
+
+    store.group_members = group_members  # type: ignore[method-assign]
+    bodies = [Entitlement.model_validate(copy.deepcopy(obj)) for obj in (stored(cluster), renamed)]
+    # In the test's context, where Events wait (`events`), as the handlers' threads run in kopf's.
+    scans = [threading.Thread(target=contextvars.copy_context().run, args=(scan, cluster, rt, body)) for body in bodies]
+    for thread in scans:
+        thread.start()
+    for thread in scans:
+        thread.join()
+    assert store.members == {}
+    recorded = [
+        removal
+        for name in ("prod-payments", "prod-payments-v2")
+        for removal in cluster.objects[(names.ENTITLEMENTS, name)]["status"]["driftRemovals"]
+    ]
+    assert len(recorded) == 1 and recorded[0]["message"].endswith("with no active grant: removed")
+    assert len(events) == 1

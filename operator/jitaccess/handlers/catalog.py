@@ -607,10 +607,12 @@ def _scan_drift(
     Each removal is listed in the Entitlement's status before it is made (an entry with no `time`
     yet) and confirmed after: an operator killed in between leaves the entry, which the next pass
     settles, so no removal goes unrecorded."""
-    name = entitlement.metadata.name
-    # One scan of an Entitlement at a time in a process: kopf runs its timer beside its change
-    # handlers, and two scans would each settle the removal the other is making.
-    with rt.membership_lock(("drift scan", name)):
+    # One scan of a group at a time in a process: kopf runs an Entitlement's timer beside its change
+    # handlers, and two scans would each settle the removal the other is making; and two
+    # Entitlements may scan one group (a rename: both name it for a while; grants left in a group
+    # another names now), where both would list a member and each record its one removal. The
+    # second lists the group once the first is done with it.
+    with rt.membership_lock(("drift scan", group_id)):
         ic = rt.identity_center
         members = ic.group_members(group_id)
         # Taken after the listing answered: a member it holds was in the group by then at the latest.
