@@ -1,5 +1,6 @@
-"""Attack 101: a deleted Entitlement stays until no access it gave remains, and keeps its group
-clear meanwhile.
+"""Attacks 101 and 142: a deleted Entitlement stays until no access it gave remains, and keeps its
+group clear meanwhile; so does one switched to account-assignment mode while its grants of group
+mode run.
 
 Deleting the Entitlement of a group with an active grant used to leave that group, and its
 permission sets, with nobody watching who was added to it. Now the Entitlement is kept
@@ -40,6 +41,17 @@ def _log_since(system: Jit, offset: int) -> list[str]:
     with system.operator.log_file.open("rb") as log:
         log.seek(offset)
         return log.read().decode(errors="replace").splitlines()
+
+
+def _revoked_and_gone(system: Jit, grant: str, name: str, offset: int) -> tuple[list[str], list[str]]:
+    """Alice revokes `grant`, the last of deleted Entitlement `name`: it goes, its group left empty.
+    The operator's log since `offset`, and its lines of bob's drift removals."""
+    system.kubectl("annotate", "accessgrant", grant, f"{REVOKED}=true", user=ALICE)
+    system.wait_reason("accessgrant", grant, "Revoked")
+    eventually(lambda: system.get("entitlement", name) is None or None, timeout=40, what="the Entitlement gone")
+    assert system.members(GROUP) == set()
+    lines = _log_since(system, offset)
+    return lines, [line for line in lines if f"DriftFound Entitlement/{name}: {BOB} was in" in line]
 
 
 @pytest.fixture
@@ -93,13 +105,7 @@ def test_101_kept_while_a_grant_runs_its_group_scanned_and_released_after(
     eventually(lambda: system.members(GROUP) == {ALICE} or None, timeout=30, what="bob removed from the group")
     assert system.get("entitlement", own_group) is not None, "gone while its grant still runs"
 
-    system.kubectl("annotate", "accessgrant", "del-alice", f"{REVOKED}=true", user=ALICE)
-    system.wait_reason("accessgrant", "del-alice", "Revoked")
-    eventually(lambda: system.get("entitlement", own_group) is None or None, timeout=40, what="the Entitlement gone")
-    assert system.members(GROUP) == set()
-
-    lines = _log_since(system, offset)
-    drift = [line for line in lines if f"DriftFound Entitlement/{own_group}: {BOB} was in" in line]
+    lines, drift = _revoked_and_gone(system, "del-alice", own_group, offset)
     assert drift, "\n".join(lines[-40:])
     released = [line for line in lines if f"Released Entitlement/{own_group}: " in line]
     assert len(released) == 1, "\n".join(lines[-40:])
@@ -135,6 +141,49 @@ def test_without_grants_it_goes_at_once_and_names_who_still_grants_the_group(sys
     (line,) = eventually(released, timeout=10, what="the Released line")
     assert "Identity Center group prod-eng-payments is still granted, and watched, through Entitlement(s)" in line
     assert "prod-eng-payments" in line.split("through Entitlement(s)", 1)[1]
+
+
+# --- 142. an Entitlement switched to account-assignment mode to leave its group unwatched --------
+
+#: A permission set by ARN: the Entitlement's check describes none (nothing of it is granted here).
+ARN = "arn:aws:sso:::permissionSet/ssoins-0123456789abcdef/ps-0123456789abcdef"
+
+
+def test_142_switched_to_account_assignment_mode_its_group_is_scanned_while_its_grants_run(
+    system: Jit, own_group: str
+) -> None:
+    offset = system.operator.log_file.stat().st_size
+    system.request("sw-alice", own_group, user=ALICE)
+    system.wait_reason("accessgrant", "sw-alice", "Active")
+
+    # A pull request moves the Entitlement to account-assignment mode (the CRD allows the switch).
+    switched = entitlement(own_group, GROUP)
+    assignment = {"permissionSet": {"arn": ARN}, "accounts": ["444455556666"]}
+    switched["spec"]["identityCenter"] = {"accountAssignment": assignment}
+    system.apply(switched)
+    eventually(
+        lambda: (
+            "account-assignment mode" in (system.condition("entitlement", own_group, "Ready") or {}).get("message", "")
+            or None
+        ),
+        timeout=30,
+        what="the Entitlement checked in account-assignment mode",
+    )
+    # Alice's grant still holds access in the group: someone adding themselves there is removed.
+    system.ic.add_member(GROUP, BOB)
+    eventually(lambda: system.members(GROUP) == {ALICE} or None, timeout=30, what="bob removed from the group")
+    assert not [e for e in system.events(own_group, "Entitlement") if e["reason"] == "ScanStopped"]
+
+    # Deleted meanwhile: it waits for the grant, and the group is kept clear as its message says.
+    system.kubectl("delete", "entitlement", own_group, "--wait=false")
+    deleting = system.wait_reason("entitlement", own_group, "Deleting", timeout=30)
+    message = next(c for c in deleting["status"]["conditions"] if c["type"] == "Ready")["message"]
+    assert "still active (sw-alice)" in message and "its group is kept clear of anyone else until then" in message
+    system.ic.add_member(GROUP, BOB)
+    eventually(lambda: system.members(GROUP) == {ALICE} or None, timeout=30, what="bob removed again")
+
+    lines, drift = _revoked_and_gone(system, "sw-alice", own_group, offset)
+    assert len(drift) == 2, "\n".join(lines[-40:])
 
 
 # --- deleted with a drift removal whose notice is not delivered ----------------------------------
