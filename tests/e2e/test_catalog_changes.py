@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from devenv.controlplane import KubectlError
 from tests.support.harness import Jit, entitlement, eventually
 
 ALICE, BOB, PAULA = "alice@example.com", "bob@example.com", "paula@example.com"
@@ -198,7 +199,9 @@ def test_an_eligibility_typo_ends_no_running_grant(jit: Jit, tmp_path: Any) -> N
 
 def test_an_assignment_to_a_catalog_that_does_not_exist_is_not_ready(system: Jit) -> None:
     """A typo in a catalog reference read Ready=True ("account-assignment mode: permission set
-    catalog:paymnts/production ..."), while every grant of it then failed."""
+    catalog:paymnts/production ..."), while every grant of it then failed. A catalog not the owner
+    team's is refused at admission now (attack 141), naming the team's own; the owner's own catalog
+    not there (no catalog is applied here) is admitted, and not Ready."""
     typo: dict[str, Any] = {
         "apiVersion": "jitaccess.dev/v1alpha1",
         "kind": "Entitlement",
@@ -214,14 +217,18 @@ def test_an_assignment_to_a_catalog_that_does_not_exist_is_not_ready(system: Jit
             "eligibility": {"identityCenterGroups": ["prod-eligible"]},
         },
     }
+    with pytest.raises(KubectlError) as refused:
+        system.apply(typo)
+    assert "names catalog:paymnts/production" in str(refused.value.stderr)
+    assert "name a tier of PermissionCatalog payments, team payments's own" in str(refused.value.stderr)
+    typo["spec"]["owner"] = "ledger"
+    typo["spec"]["identityCenter"]["accountAssignment"]["permissionSet"]["catalog"] = "ledger"
     system.apply(typo)
     try:
         system.wait_reason("entitlement", "e2e-catalog-typo", "PermissionSetNotFound", timeout=30)
         ready = system.condition("entitlement", "e2e-catalog-typo", "Ready") or {}
         assert ready["status"] == "False"
-        assert (
-            "spec.identityCenter.accountAssignment.permissionSet names catalog:paymnts/production" in ready["message"]
-        )
-        assert "PermissionCatalog paymnts does not exist" in ready["message"]
+        assert "spec.identityCenter.accountAssignment.permissionSet names catalog:ledger/production" in ready["message"]
+        assert "PermissionCatalog ledger does not exist" in ready["message"]
     finally:
         system.kubectl("delete", "entitlement", "e2e-catalog-typo", "--ignore-not-found", "--timeout=60s")
