@@ -133,6 +133,42 @@ def test_pending_request_escalates_to_the_backup_approver(system: Jit, fast_team
     system.kubectl("delete", "teamownership", "e2e-fast")
 
 
+def test_an_escalation_stands_when_the_team_lengthens_escalate_after(system: Jit, fast_team: str) -> None:
+    """The request escalates to carol (backup approver); then a pull request sets the team's
+    escalateAfter to 1h. Carol, told to act, approves: admitted, and granted. It used to be admitted
+    and recorded Approved, and then the request Failed ("carol is a backup approver: they may decide
+    only after the request has escalated"), the operator computing escalation from the new setting."""
+    try:
+        system.request("alice-kept-escalated", fast_team, user=ALICE)
+        system.wait_reason("accessrequest", "alice-kept-escalated", "Pending")
+        eventually(
+            lambda: (
+                (system.condition("accessrequest", "alice-kept-escalated", "Escalated") or {}).get("status") == "True"
+                or None
+            ),
+            timeout=15,
+            what="escalated",
+        )
+        system.kubectl("patch", "teamownership", "e2e-fast", "--type=merge", "-p", '{"spec":{"escalateAfter":"1h"}}')
+
+        def seen() -> bool | None:
+            team = system.get("teamownership", "e2e-fast") or {}
+            ready = system.condition("teamownership", "e2e-fast", "Ready") or {}
+            return ready.get("observedGeneration") == team.get("metadata", {}).get("generation") or None
+
+        eventually(seen, timeout=15, what="the operator has the team's new escalateAfter")
+        system.kubectl("annotate", "accessrequest", "alice-kept-escalated", "jitaccess.dev/approved=true", user=CAROL)
+        ended = system.wait_reason("accessrequest", "alice-kept-escalated", "Granted", "Failed")
+        ready = next(c for c in ended["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] == "Granted", ready
+        assert ended["status"]["approvedBy"] == CAROL
+        assert system.members("prod-e2e-fast") == {ALICE}
+    finally:
+        system.clean()
+        system.kubectl("delete", "entitlement", fast_team, "--ignore-not-found")
+        system.kubectl("delete", "teamownership", "e2e-fast", "--ignore-not-found")
+
+
 def test_short_grant_expires_and_stays_listed(system: Jit) -> None:
     system.request("alice-short", "prod-eng-payments", duration="3s", user=ALICE)
     system.wait_reason("accessgrant", "alice-short", "Active")

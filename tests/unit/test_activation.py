@@ -3,7 +3,8 @@
 - the deadline is a fact of the request (creation + pending timeout): no decision at or after it
   counts, however late the deadline timer runs;
 - the approval is re-derived from what admission stamped and the live TeamOwnership, never taken
-  from `status` (which the operator's identity can write);
+  from `status` (which the operator's identity can write); a backup approver's counts once the
+  request has escalated, by the rule admission applies (`requests.Escalation`);
 - eligibility is asked again, afresh, when a human approval is to be turned into access.
 """
 
@@ -123,15 +124,36 @@ def test_a_stamp_of_someone_who_may_not_approve_grants_nothing(who: str, text: s
     assert isinstance(outcome, NoGrant) and outcome.reason == "Failed" and text in outcome.message
 
 
-def test_a_backup_approver_counts_only_once_the_request_has_been_pending_for_escalate_after() -> None:
-    """Escalation is computed from the request's creation, not read from its (writable) status."""
-    stamps = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "carol@example.com"}
-    escalated = [condition("Escalated", "True", "PendingTooLong")]
-    early = request(annotations=stamps, conditions=[*escalated, *approved_at(T0 + timedelta(minutes=14))])
+BY_CAROL = {"jitaccess.dev/approved": "true", "jitaccess.dev/approved-by": "carol@example.com"}
+
+
+def test_a_backup_approver_counts_only_once_the_request_has_escalated() -> None:
+    """Taken before the escalation was recorded and before escalateAfter had passed, a backup
+    approver's approval does not count; taken at the escalation, it does."""
+    escalated = [condition("Escalated", "True", "PendingTooLong", T0 + timedelta(minutes=15))]
+    early = request(annotations=BY_CAROL, conditions=[*escalated, *approved_at(T0 + timedelta(minutes=14))])
     outcome = basis(early, now=T0 + timedelta(minutes=16))
     assert isinstance(outcome, NoGrant) and "only after the request has escalated" in outcome.message
-    later = request(annotations=stamps, conditions=[*escalated, *approved_at(T0 + timedelta(minutes=15))])
+    later = request(annotations=BY_CAROL, conditions=[*escalated, *approved_at(T0 + timedelta(minutes=15))])
     assert basis(later, now=T0 + timedelta(minutes=16)) == Basis(auto=False, who="carol@example.com")
+    # Unrecorded (the operator's timer a moment behind), the team's escalateAfter has passed all the same.
+    unrecorded = request(annotations=BY_CAROL, conditions=approved_at(T0 + timedelta(minutes=15)))
+    assert basis(unrecorded, now=T0 + timedelta(minutes=16)) == Basis(auto=False, who="carol@example.com")
+    assert isinstance(basis(unrecorded, now=T0 + timedelta(minutes=16), escalateAfter="1h"), NoGrant)
+
+
+@pytest.mark.parametrize("escalate_after", ["2h", None])
+def test_an_escalation_recorded_stands_when_the_team_lengthens_or_drops_escalate_after(
+    escalate_after: str | None,
+) -> None:
+    """The request escalated at 15m and its backup approvers were told; then a pull request sets the
+    team's escalateAfter to 2h (or removes it). Carol's approval at 20m, which admission lets
+    through, is granted: it used to fail the request, "carol is a backup approver: they may decide
+    only after the request has escalated", its status saying Escalated."""
+    escalated = [condition("Escalated", "True", "PendingTooLong", T0 + timedelta(minutes=15))]
+    approved = request(annotations=BY_CAROL, conditions=[*escalated, *approved_at(T0 + timedelta(minutes=20))])
+    outcome = basis(approved, now=T0 + timedelta(minutes=20), escalateAfter=escalate_after)
+    assert outcome == Basis(auto=False, who="carol@example.com")
 
 
 def test_status_naming_another_approver_than_the_stamp_grants_nothing() -> None:

@@ -780,11 +780,24 @@ def review_request(
     if operation == "DELETE" and old is not None:
         return _request_deleted(old, caller, operator, team, responders)
     if operation == "UPDATE" and old is not None and new is not None:
+        escalation = _escalation(old, entitlement, team)
         if operator.includes(caller):
-            verdict = _spec_changed(old, new) or _request_updated(old, new, caller, entitlement, team, phase, gone=gone)
+            verdict = _spec_changed(old, new) or _request_updated(
+                old, new, caller, entitlement, team, phase, gone=gone, escalation=escalation, now=now
+            )
         else:
             verdict = review_withdrawn(old, new, caller, operator) or decision_update(
-                old, new, caller, entitlement, team, phase, responders=responders, reviewers=reviewers, gone=gone
+                old,
+                new,
+                caller,
+                entitlement,
+                team,
+                phase,
+                responders=responders,
+                reviewers=reviewers,
+                gone=gone,
+                escalation=escalation,
+                now=now,
             )
         # A decision arriving at or after the deadline is too late, whether or not the operator's
         # timer has declared the request TimedOut yet; a cancel (`revoked-by`) ends an approved
@@ -793,6 +806,20 @@ def review_request(
             return _too_late(old, limits, now) or verdict
         return verdict
     return ALLOW
+
+
+def _escalation(old: Obj, entitlement: Entitlement | None, team: TeamOwnershipSpec | None) -> request_rules.Escalation:
+    """When the stored request counts as escalated, as the operator counts it
+    (`request_rules.Escalation`): against its live owner team. An `escalateAfter` the operator
+    cannot read (stored before admission checked it) leaves the recorded escalation alone: the
+    operator ends such a request `Invalid`."""
+    if entitlement is None or team is None:
+        return request_rules.NEVER_ESCALATES
+    owner = entitlement.spec.owner
+    try:
+        return request_rules.escalation_of_stored(old, team.escalate_after, owner)
+    except InvalidInput:
+        return request_rules.escalation_of_stored(old, None, owner)
 
 
 def _break_glass_rate(
@@ -1101,16 +1128,21 @@ def decision_update(
     responders: Responders = NO_RESPONDERS,
     reviewers: TeamOwnershipSpec | None = None,
     gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
+    escalation: request_rules.Escalation = request_rules.NEVER_ESCALATES,
+    now: datetime | None = None,
 ) -> Verdict:
     """An UPDATE of an object decided as a request is (an AccessRequest, an AccessExtension), by
     anyone but the operator: spec immutable, the stamps the webhook's alone, who may approve or
     deny, and who may change anything else of it. `responders` may deny either, never approve;
-    `reviewers` (default: `team`) review a break-glass request; `gone`: as `review_request`'s."""
+    `reviewers` (default: `team`) review a break-glass request; `gone`: as `review_request`'s;
+    `escalation`: when a request counts as escalated (an extension never does), judged at `now`."""
     # The spec first: a change of spec.entitlement makes `team` another entitlement's owner team.
     return (
         _spec_changed(old, new)
         or _others_change(old, new, caller, team)
-        or _request_updated(old, new, caller, entitlement, team, phase, responders, reviewers, gone)
+        or _request_updated(
+            old, new, caller, entitlement, team, phase, responders, reviewers, gone, escalation=escalation, now=now
+        )
     )
 
 
@@ -1119,8 +1151,9 @@ class _Change:
     """An update of a request's (or an extension's) annotations, as each of its checks reads it
     (`_cancellation`, `_reviewed`, `_approvals_changed`, `_decision`): the stored object and its
     annotations before and after, who writes them, the Entitlement and owner team they are judged
-    against, the admission phase, the incident responders, and the approvers `gone` from Identity
-    Center (`review_request`)."""
+    against, the admission phase, the incident responders, the approvers `gone` from Identity
+    Center (`review_request`), and when the request counts as escalated (`escalation`), judged at
+    `now` (the API server's moment of the write)."""
 
     old: Obj
     before: Mapping[str, str]
@@ -1131,6 +1164,13 @@ class _Change:
     phase: Phase
     responders: Responders
     gone: Mapping[str, str]
+    escalation: request_rules.Escalation = request_rules.NEVER_ESCALATES
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def escalated(self) -> bool:
+        """Whether the request has escalated as the decision is written: its backup approvers may decide."""
+        return self.escalation.by(self.now)
 
 
 def _request_updated(
@@ -1143,6 +1183,9 @@ def _request_updated(
     responders: Responders = NO_RESPONDERS,
     reviewers: TeamOwnershipSpec | None = None,
     gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
+    *,
+    escalation: request_rules.Escalation = request_rules.NEVER_ESCALATES,
+    now: datetime | None = None,
 ) -> Verdict:
     """The annotations' part of an update (the spec is checked unchanged before it)."""
     before, after = wire.annotations_of(old), wire.annotations_of(new)
@@ -1153,7 +1196,9 @@ def _request_updated(
                 "identity the API server authenticated, and never changes afterwards: leave it out of your "
                 f"change. To decide, set {APPROVED}=true or {DENIED}=true"
             )
-    change = _Change(old, before, after, caller, entitlement, team, phase, responders, gone)
+    change = _Change(
+        old, before, after, caller, entitlement, team, phase, responders, gone, escalation, now or datetime.now(UTC)
+    )
     cancelled = _cancellation(change)
     if cancelled is not None:
         return cancelled
@@ -1289,14 +1334,8 @@ def _approvals_changed(change: _Change) -> Verdict | None:
         return Refusal(f"this request cannot be approved any more ({state or 'its Entitlement or team is gone'})")
     spec = old.get("spec") or {}
     refusal = may_approve(
-        team, caller, requester=str(spec.get("requester") or ""), escalated=wire.is_true(old, names.ESCALATED)
-    ) or approval_rules.validated(
-        before,
-        after,
-        caller,
-        approval_rules.required(entitlement),
-        _counted(old, before, entitlement, team, change.gone),
-    )
+        team, caller, requester=str(spec.get("requester") or ""), escalated=change.escalated
+    ) or approval_rules.validated(before, after, caller, approval_rules.required(entitlement), _counted(change))
     if refusal is not None:
         return _not_stamped(f"metadata.annotations[{key}] ({refusal}{_as_responder(caller, change.responders)})")
     return Admit(annotations={key: after[key]})
@@ -1361,7 +1400,7 @@ def _decision(change: _Change) -> Verdict:
             INVALID,
         )
     requester = str(spec.get("requester") or (old.get("status") or {}).get("requester") or "")
-    escalated = wire.is_true(old, names.ESCALATED)
+    escalated = change.escalated
     refusal = may_approve(team, caller, requester=requester, escalated=escalated)
     if refusal is not None and caller.username != requester and change.responders.includes(caller):
         refusal = _responder_denial(flag, after, caller)
@@ -1379,7 +1418,7 @@ def _decision(change: _Change) -> Verdict:
         stamps[by_groups] = groups
     needed = approval_rules.required(entitlement)
     if flag == APPROVED and needed > 1:
-        counting = _counted(old, before, entitlement, team, change.gone)
+        counting = _counted(change)
         counted = approval_rules.stamp(before, caller, needed, after.get(DECISION_REASON, ""), stamps, counting)
         if isinstance(counted, str):
             return Refusal(counted)
@@ -1404,35 +1443,28 @@ def _reason_left_over(old: Obj, before: Mapping[str, str], after: Mapping[str, s
     )
 
 
-def _counted(
-    old: Obj,
-    before: Mapping[str, str],
-    entitlement: Entitlement,
-    team: TeamOwnershipSpec,
-    gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
-) -> int:
+def _counted(change: _Change) -> int:
     """Of the stored approvals list, how many count against the live team, as the operator counts
     them (`request_rules.approvals_counted`): a backup approver's once the request had escalated
-    when the operator counted it, or, not counted yet, once it has escalated; none by an approver
-    `gone` from Identity Center."""
+    when the operator counted it, or, not counted yet, once it has escalated (`change.escalation`);
+    none by an approver `gone` from Identity Center."""
+    old, team = change.old, change.team
+    if team is None:
+        return 0
     status = old.get("status") or {}
     times = {
         str(entry.get("by")): when
         for entry in status.get("approvals") or []
         if isinstance(entry, dict) and (when := _time(entry.get("time"))) is not None
     }
-    created = _time(wire.metadata(old).get("creationTimestamp"))
-    # Not counted yet: as after the escalation if the operator marked one, else as at creation.
-    now = datetime.max.replace(tzinfo=UTC) if wire.is_true(old, names.ESCALATED) else (created or datetime.now(UTC))
     found = request_rules.stamped_approvals_counted(
-        approval_rules.given(before),
+        approval_rules.given(change.before),
         team,
         str(wire.spec(old).get("requester") or status.get("requester") or ""),
-        owner=entitlement.spec.owner,
-        created=created,
+        escalation=change.escalation,
         times=times,
-        now=now,
-        gone=gone,
+        now=change.now,
+        gone=change.gone,
     )
     return len(found.counted)
 
@@ -1451,10 +1483,10 @@ def _approval_void(change: _Change) -> bool:
         return False
     groups = frozenset(g for g in before.get(APPROVED_BY_GROUPS, "").split(",") if g)
     requester = str(wire.spec(old).get("requester") or "")
-    if may_approve(team, Caller(who, groups), requester=requester, escalated=wire.is_true(old, names.ESCALATED)):
+    if may_approve(team, Caller(who, groups), requester=requester, escalated=change.escalated):
         return True
     needed = approval_rules.required(entitlement)
-    return needed > 1 and _counted(old, before, entitlement, team, change.gone) < needed
+    return needed > 1 and _counted(change) < needed
 
 
 def _responder_denial(flag: str, after: Mapping[str, str], caller: Caller) -> str | None:

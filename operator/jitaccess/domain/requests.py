@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -458,7 +458,7 @@ def decide_pending(
     if deadline is not None and now >= deadline:
         return PendingDecision(Outcome.TIME_OUT, why=f"nobody decided within {format_duration(limits.pending_timeout)}")
     annotations: Mapping[str, str] = request.metadata.annotations
-    escalated = cond.is_true(request.status.conditions, names.ESCALATED)
+    escalated = escalation_of(request, valid).by(now)
     reason = annotations.get(names.ANNOTATION_DECISION_REASON, "")
     ignored: PendingDecision | None = None
     for flag, by_key, groups_key, outcome in (
@@ -490,21 +490,21 @@ def decide_pending(
         # Recorded first (status shows what counts now), the ignored decision said with it: an
         # ignored approval left out, another's count would carry the stale one's place.
         return PendingDecision(counted.outcome, who=counted.who, why=counted.why, ignored=ignored)
-    return _escalation_due(request, valid, now, escalated) or ignored
+    recorded = cond.is_true(request.status.conditions, names.ESCALATED)
+    return _escalation_due(request, valid, now, recorded) or ignored
 
 
 def approvals_counted(
     request: AccessRequest, valid: ValidRequest, now: datetime, gone: Mapping[str, str] = approval_rules.NOBODY_GONE
 ) -> approval_rules.Count:
     """The stamped approvals that count (`approval_rules.count`): a backup approver's only if the request
-    had escalated when the operator counted it (`status.approvals`; not yet counted: now); none of
-    the approvers `gone` from Identity Center."""
+    had escalated (`Escalation`) when the operator counted it (`status.approvals`; not yet counted:
+    now); none of the approvers `gone` from Identity Center."""
     return stamped_approvals_counted(
         approval_rules.given(request.metadata.annotations),
         valid.team,
         valid.requester,
-        owner=valid.entitlement.spec.owner,
-        created=request.metadata.creation_timestamp,
+        escalation=escalation_of(request, valid),
         times={a.by: a.time for a in request.status.approvals or []},
         now=now,
         gone=gone,
@@ -516,24 +516,16 @@ def stamped_approvals_counted(
     team: TeamOwnershipSpec,
     requester: str,
     *,
-    owner: str,
-    created: datetime | None,
+    escalation: Escalation,
     times: Mapping[str, datetime],
     now: datetime,
     gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
 ) -> approval_rules.Count:
     """`approvals_counted` from its parts: what the admission webhook counts too, against the same
-    live team, before it stamps the approval that completes the count."""
-    after = (
-        parse_duration(team.escalate_after, f"TeamOwnership {owner!r} spec.escalateAfter")
-        if team.escalate_after
-        else None
-    )
+    live team and the same `escalation`, before it stamps the approval that completes the count."""
 
     def escalated_at(by: str) -> bool:
-        return (
-            after is not None and created is not None and approval_rules.approved_at(times, by, now) - created >= after
-        )
+        return escalation.by(approval_rules.approved_at(times, by, now))
 
     return approval_rules.count(given, team, requester, escalated_at, gone)
 
@@ -579,10 +571,12 @@ def _newly_counted(
 
 
 def _escalation_due(
-    request: AccessRequest, valid: ValidRequest, now: datetime, escalated: bool
+    request: AccessRequest, valid: ValidRequest, now: datetime, recorded: bool
 ) -> PendingDecision | None:
+    """The escalation to record (its `Escalated` condition, the backup approvers told), once the
+    request has been pending for the team's `escalateAfter`; None once `recorded`."""
     created = request.metadata.creation_timestamp or now
-    if not escalated and valid.team.escalate_after:
+    if not recorded and valid.team.escalate_after:
         after = parse_duration(
             valid.team.escalate_after, f"TeamOwnership {valid.entitlement.spec.owner!r} spec.escalateAfter"
         )
@@ -604,6 +598,73 @@ def pending_deadline(created: datetime, escalated: bool, escalate_after: str | N
     if escalate_after and not escalated:
         deadlines.append(created + parse_duration(escalate_after, "spec.escalateAfter"))
     return min(deadlines)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """When a pending request counts as escalated, so that its backup approvers may decide: from
+    when the operator recorded its escalation (`recorded`: `Escalated` True, its lastTransitionTime),
+    or from when it had been pending for the owner team's `escalateAfter` as it is now (`due`),
+    whichever comes first.
+
+    One rule for every side: admission, as a decision is written; the operator, deciding on a
+    pending request and counting several approvals; and `grant_basis`, before access begins. A
+    recorded escalation stands: the backup approvers were told to act (the request's `Ready` names
+    them, Slack messages each), so a later change of `escalateAfter`, lengthened or removed, applies
+    to the requests that have not escalated yet and takes no escalation back. A shortened one counts
+    at once, on every side, before the operator's timer records it.
+
+    `Escalated` is status, which only the operator's identity writes (users are refused: attack 7);
+    written by hand there, it lets the backup approvers the live team names decide early, each as
+    themselves, and grants nothing without one of them (docs/security.md, the operator's identity)."""
+
+    recorded: datetime | None = None
+    due: datetime | None = None
+
+    def by(self, at: datetime) -> bool:
+        """Whether the request had escalated at `at`."""
+        return (self.recorded is not None and self.recorded <= at) or (self.due is not None and at >= self.due)
+
+
+#: The escalation of what never escalates (an AccessExtension: backup approvers do not decide on it).
+NEVER_ESCALATES = Escalation()
+
+
+def escalation(
+    created: datetime | None, escalate_after: str | None, owner: str, recorded: datetime | None
+) -> Escalation:
+    """The `Escalation` of a request created at `created`, under team `owner`'s live `escalateAfter`,
+    whose escalation the operator recorded at `recorded` (None: not recorded)."""
+    after = parse_duration(escalate_after, f"TeamOwnership {owner!r} spec.escalateAfter") if escalate_after else None
+    due = created + after if created is not None and after is not None else None
+    return Escalation(recorded=recorded, due=due)
+
+
+def escalation_of(request: AccessRequest, valid: ValidRequest) -> Escalation:
+    """The `Escalation` of a parsed request, against its live owner team."""
+    found = cond.find(request.status.conditions, names.ESCALATED)
+    recorded = found.last_transition_time if found is not None and found.status == "True" else None
+    created = request.metadata.creation_timestamp
+    return escalation(created, valid.team.escalate_after, valid.entitlement.spec.owner, recorded)
+
+
+def escalation_of_stored(request: Mapping[str, Any], escalate_after: str | None, owner: str) -> Escalation:
+    """The `Escalation` of a request as admission sees it (the stored object), against the live
+    owner team `owner` and its `escalate_after`. An `Escalated` condition without a readable time
+    counts from always: the operator wrote it, and its time only orders it before the approvals
+    it counts."""
+    found = wire.condition(request, names.ESCALATED)
+    recorded: datetime | None = None
+    if found is not None and found.get("status") == "True":
+        recorded = _stored_time(found.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
+    return escalation(wire.created_at(request), escalate_after, owner, recorded)
+
+
+def _stored_time(stamp: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(stamp) if isinstance(stamp, str) and stamp else None
+    except ValueError:
+        return None
 
 
 def approvers_text(team: TeamOwnershipSpec, escalated: bool, excluding: Collection[str] = ()) -> str:
@@ -682,7 +743,8 @@ def grant_basis(
 
     The approval counts as taken when the operator recorded it (`Approved`'s lastTransitionTime),
     never later than `now`: before the request's time-out, and by a backup approver only once the
-    request had been pending for the team's `escalateAfter`.
+    request had escalated (`Escalation`: as admission and `decide_pending` judge it, the escalation
+    the operator recorded included, so that what admission let a backup approver decide is granted).
 
     A break-glass request rests on its own rules (`ValidRequest.break_glass`: checked again by
     `validate`; the rate limit when it was approved), and an on-call requester's on `on_call`,
@@ -782,11 +844,7 @@ def _stamped_approval(request: AccessRequest, valid: ValidRequest, limits: Limit
             f"{deadline.isoformat()} ({format_duration(limits.pending_timeout)} after it was created); "
             "ask the requester to create a new request",
         )
-    escalated = False
-    created = request.metadata.creation_timestamp
-    if valid.team.escalate_after and created is not None:
-        after = parse_duration(valid.team.escalate_after, f"TeamOwnership {owner!r} spec.escalateAfter")
-        escalated = at - created >= after
+    escalated = escalation_of(request, valid).by(at)
     groups = frozenset(g for g in annotations.get(names.ANNOTATION_APPROVED_BY_GROUPS, "").split(",") if g)
     refusal = may_approve(valid.team, Caller(who, groups), requester=valid.requester, escalated=escalated)
     if refusal is not None:
