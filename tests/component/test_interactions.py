@@ -297,7 +297,7 @@ def test_the_owner_team_is_read_from_the_request_as_stored(cluster: ControlPlane
     operator = kubernetes.config.new_client_from_config(config_file=str(cluster.admin_kubeconfig))
     try:
         uid = button(cluster, request_name).partition("/")[2]
-        assert owner_team_reader(teams, entitlements, operator)(request_name, uid) == teams["ledger"][0]
+        assert owner_team_reader(teams, entitlements, operator)(request_name, uid) == ("ledger", teams["ledger"][0])
         assert owner_team_reader(teams, entitlements, operator)(request_name, "0" * 8 + uid[8:]) is None
         assert owner_team_reader(teams, entitlements, operator)("no-such-request", "") is None
         with pytest.raises(LookupError, match=f"owner team of AccessRequest {request_name} \\(ledger\\) is not known"):

@@ -10,7 +10,9 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
 - 29: an owner-team approver ends a grant after its Entitlement was deleted;
 - 30: a request is deleted while the access it led to runs;
 - 109: the grant's owner team is renamed in Git (its TeamOwnership deleted): the approvers of the
-  Entitlement's owner now end the grant; the approvers of another team still may not.
+  Entitlement's owner now end the grant; the approvers of another team still may not;
+- 143: the Entitlement is handed to another team while a request waits: the approval by the new
+  owner team's approver is recorded under that team, not the one first asked.
 
 Kubernetes knows `Alice@example.com` only through impersonation by the administrator (who may);
 RBAC lets that identity request, as it lets the other test users.
@@ -25,6 +27,7 @@ from typing import Any
 import pytest
 
 from devenv.paths import EXAMPLES
+from jitaccess.api import audit
 from tests.support.harness import REQUESTER_ROLE, Jit, entitlement, eventually
 
 pytestmark = pytest.mark.e2e
@@ -230,6 +233,55 @@ def test_109_the_new_owner_teams_approver_revokes_once_the_recorded_team_is_gone
         system.clean()
         system.kubectl("delete", "entitlement", "e2e-renamed-team", "--ignore-not-found", "--timeout=60s")
         for team in ("e2e-team-old", "e2e-team-new"):
+            system.kubectl("delete", "teamownership", team, "--ignore-not-found")
+
+
+# --- 143. an approval after the Entitlement was handed to another team ----------------------------
+
+HANDED_GROUP = "prod-e2e-handed"
+
+
+def _approving(name: str, approver: str) -> dict[str, Any]:
+    """A team of one approver, whose member is that approver alone: alice waits for a decision."""
+    return {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "TeamOwnership",
+        "metadata": {"name": name},
+        "spec": {"members": [approver], "approvers": [approver]},
+    }
+
+
+def test_143_an_approval_after_a_hand_over_names_the_team_that_owns_the_entitlement_now(system: Jit) -> None:
+    system.ic.create_group(HANDED_GROUP)
+    system.apply(_approving("e2e-handed-old", PAULA))
+    system.apply(_approving("e2e-handed-new", LENA))
+    system.apply(entitlement("e2e-handed", HANDED_GROUP, "e2e-handed-old"))
+    system.wait_reason("entitlement", "e2e-handed", "Resolved", timeout=30)
+    try:
+        system.request("e143", "e2e-handed", user=ALICE)
+        pending = system.wait_reason("accessrequest", "e143", "Pending")
+        assert pending["status"]["ownerTeam"] == "e2e-handed-old"
+        # The pull request that hands the Entitlement to the new team.
+        system.apply(entitlement("e2e-handed", HANDED_GROUP, "e2e-handed-new"))
+        eventually(
+            lambda: system.kubectl(
+                "annotate", "accessrequest", "e143", "jitaccess.dev/approved=true", user=LENA, check=False
+            ).returncode == 0 or None,
+            timeout=15,
+            what="the new owner team's approver may approve",
+        )  # fmt: skip
+        granted = system.wait_reason("accessrequest", "e143", "Granted", "Failed")
+        assert next(c for c in granted["status"]["conditions"] if c["type"] == "Ready")["reason"] == "Granted"
+        records = {r["action"]: r for r in audit.records_of_request(granted)}
+        approved = records["approved"]
+        # It read `ownerTeam: e2e-handed-old` beside lena, who is no approver of that team.
+        assert approved["actor"]["username"] == LENA and approved["ownerTeam"] == "e2e-handed-new", approved
+        assert (system.get("accessgrant", "e143") or {})["spec"]["ownerTeam"] == "e2e-handed-new"
+        assert granted["status"]["ownerTeam"] == "e2e-handed-old", "the team first asked is kept"
+    finally:
+        system.clean()
+        system.kubectl("delete", "entitlement", "e2e-handed", "--ignore-not-found", "--timeout=60s")
+        for team in ("e2e-handed-old", "e2e-handed-new"):
             system.kubectl("delete", "teamownership", team, "--ignore-not-found")
 
 

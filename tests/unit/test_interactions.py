@@ -26,6 +26,7 @@ from jitaccess.handlers.interactions import (
     Endpoint,
     Gate,
     Interaction,
+    OwnerTeam,
     PayloadError,
     UnknownUser,
     email_username,
@@ -259,6 +260,7 @@ class FakeApiServer:
     annotations: dict[str, str] = field(default_factory=dict)  # the request's, as stored
     needed: int = 1  # the Entitlement's approvalsRequired
     stamps: bool = True  # False: no admission webhook (nothing stamps who decided)
+    taken_up_by: str = "ledger"  # the request's status.ownerTeam: the team it was first taken up under
     patches: list[tuple[str, str, dict[str, str], bool]] = field(default_factory=list)
     uids: list[str | None] = field(default_factory=list)  # the precondition of each patch
 
@@ -283,8 +285,15 @@ class FakeApiServer:
                 stored[f"{DENIED}-by"] = username
         if not dry_run:
             self.annotations = stored
-        status = {"ownerTeam": "ledger", "approvalSummary": f"0/{self.needed}"}
+        status = {"ownerTeam": self.taken_up_by, "approvalSummary": f"0/{self.needed}"}
         return {"metadata": {"annotations": stored}, "spec": dict(self.spec), "status": status}
+
+
+def owners(ledger: Mapping[str, Any]) -> Callable[[str, str], OwnerTeam]:
+    """The owner team of a clicked request: payments' for `payments-*`, else ledger's (this spec)."""
+    return lambda name, _: (
+        OwnerTeam("payments", PAYMENTS) if name.startswith("payments-") else OwnerTeam("ledger", ledger)
+    )
 
 
 @dataclass
@@ -306,7 +315,7 @@ class Harness:
 async def harness() -> AsyncIterator[Harness]:
     slack = FakeSlack(emails={"U0LENA": "lena@example.com", "U0ALICE": "alice@example.com", "U0GHOST": None})
     api = FakeApiServer()
-    endpoint = Endpoint(Gate(SECRET), slack, api, lambda name, _: PAYMENTS if name.startswith("payments-") else LEDGER)
+    endpoint = Endpoint(Gate(SECRET), slack, api, owners(LEDGER))
     async with TestClient(TestServer(endpoint.app(), host="127.0.0.1")) as client:
         yield Harness(client, slack, api, endpoint)
 
@@ -373,6 +382,15 @@ async def test_one_approval_of_two_is_said_to_be_recorded_and_waiting_for_anothe
     assert "You approved" not in text
     completed = await reply_to(harness, click("approve", user="U0CAROLSRE"))  # the second, which completes it
     assert completed.startswith("You approved AccessRequest ledger-x1: "), completed
+
+
+async def test_one_approval_of_two_names_the_team_that_owns_the_request_now(harness: Harness) -> None:
+    """The request was taken up under payments (its status.ownerTeam), then its Entitlement was handed
+    to ledger, whose approver lena gave one approval of two: the next must come from ledger, as
+    admission judges it. The reply used to send her to "another approver of team payments"."""
+    harness.api.needed, harness.api.taken_up_by = 2, "payments"
+    text = await reply_to(harness, click("approve"))
+    assert "another approver of team ledger must approve" in text, text
 
 
 async def test_a_denial_that_changed_nothing_is_said_in_the_dialog(harness: Harness) -> None:
@@ -553,7 +571,7 @@ async def test_another_teams_map_cannot_make_its_slack_user_this_teams_approver(
     user: lena's click on a payments request is still lena's own, never paula's; only the request's
     owner team's map says who its approvers are in Slack."""
     ledger = {**LEDGER, "notifications": {"slackUsers": {"paula@example.com": "U0LENA"}}}
-    harness.endpoint._owner_team = lambda name, _: PAYMENTS if name.startswith("payments-") else ledger
+    harness.endpoint._owner_team = owners(ledger)
     await harness.post(click("approve", request=f"payments-x1/{UID}"))
     assert [p[1] for p in harness.api.patches] == ["lena@example.com"]
     # On ledger's own request, ledger's map is the one that counts.

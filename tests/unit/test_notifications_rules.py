@@ -879,6 +879,11 @@ def test_a_request_whose_entitlement_is_gone_is_told_to_the_team_it_recorded() -
     denied = _cond(names.DENIED, "True", names.DENIED, "no")
     decided = request(denied, _cond(names.READY, "False", names.DENIED, "denied"), ownerTeam="ledger")
     assert _offered_to(notifications.notify_request, decided, {}) == "ledger"
+    # Taken up under payments, decided by ledger's approver once the Entitlement was handed to ledger
+    # (`status.decisionTeam`): ledger's channel hears of it, not payments'.
+    handed = request(denied, _cond(names.READY, "False", names.DENIED, "denied"), ownerTeam="payments")
+    handed["status"]["decisionTeam"] = "ledger"
+    assert _offered_to(notifications.notify_request, handed, {}) == "ledger"
     # The Entitlement's owner now decides a request that waits (admission asks it), and is told.
     assert (
         _offered_to(notifications.notify_request, request(PENDING), {"ledger-prod": [{"spec": {"owner": "payments"}}]})

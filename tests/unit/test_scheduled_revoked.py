@@ -97,6 +97,17 @@ def test_nobody_else_revokes_it_and_nobody_writes_the_stamp() -> None:
     refused(update(done, cancel(done, reason="another"), LEAD), "already revoked by paula@example.com")
 
 
+def test_once_its_entitlement_is_gone_a_refusal_names_the_team_that_approved_it() -> None:
+    """Taken up under payments, approved by ledger's approver once the Entitlement was handed to ledger
+    (`status.decisionTeam`), then the Entitlement deleted: the refusal names ledger, whose approval it is."""
+    old = scheduled()
+    old["status"] |= {"ownerTeam": "payments", "decisionTeam": "ledger"}
+    refused(
+        update(old, cancel(old), MALLORY, entitlement=None, team=None),
+        "only the requester bob@example.com or an approver of team ledger",
+    )
+
+
 @pytest.mark.parametrize(
     ("conditions", "said"),
     [

@@ -178,13 +178,16 @@ def records_of_request(request: wire.Obj) -> list[Record]:
         "user": _drop_empty({"username": requester, "identityStoreUserId": spec.get("requesterUserId")}),
         "reason": spec.get("reason"),
     }
-    # The owner team is the operator's to look up, once it takes the request up (`status.ownerTeam`):
-    # the records of its decisions name it, the `requested` record (the request as created) cannot.
+    # The owner team is the operator's to look up, once it takes the request up (`status.ownerTeam`);
+    # the `requested` record (the request as created) cannot name it. Each later record names the
+    # team its step was taken against, which a change of the Entitlement's owner meanwhile makes
+    # another: the escalation's (`escalationTeam`), the decision's and what follows it (`decision_team`).
     common = {
         **asked,
         "ownerTeam": status.get("ownerTeam"),
         "duration": status.get("duration") or spec.get("duration"),
     }
+    decided = {**common, "ownerTeam": decision_team(request)}
     records = [
         _base(
             request,
@@ -202,7 +205,7 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 ESCALATED,
                 rfc3339(status.get("escalationTime")) or _when(request, names.ESCALATED),
                 _operator(),
-                **common,
+                **{**common, "ownerTeam": status.get("escalationTeam") or status.get("ownerTeam")},
                 message=_message(request, names.ESCALATED),
             )
         )
@@ -225,7 +228,7 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 action,
                 _when(request, names.APPROVED),
                 actor,
-                **common,
+                **decided,
                 decisionReason=status.get("decisionReason"),
                 approvals=_approvals(with_stamped(status.get("approvals") or [], annotations)),
                 message=_message(request, names.APPROVED),
@@ -238,7 +241,7 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 REVIEWED,
                 _when(request, names.REVIEWED),
                 _actor(str(status.get("reviewedBy") or ""), annotations.get(names.ANNOTATION_REVIEWED_BY_GROUPS, "")),
-                **common,
+                **decided,
                 message=_message(request, names.REVIEWED),
             )
         )
@@ -250,7 +253,7 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 DENIED,
                 _when(request, names.DENIED),
                 _actor(who, annotations.get(names.ANNOTATION_DENIED_BY_GROUPS, "")),
-                **common,
+                **decided,
                 decisionReason=status.get("decisionReason"),
                 message=_message(request, names.DENIED),
             )
@@ -264,7 +267,7 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 WITHDRAWN,
                 deleted,
                 {},
-                **common,
+                **decided,
                 message="deleted before a decision, or before its start: nothing was granted",
             )
         )
@@ -277,7 +280,7 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 REVOKED,
                 _when(request, names.READY),
                 _actor(revoker) if revoker else _operator(),
-                **common,
+                **decided,
                 revokeReason=annotations.get(names.ANNOTATION_REVOKE_REASON),
                 message=_message(request, names.READY),
             )
@@ -290,11 +293,20 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 ending,
                 _when(request, names.READY),
                 _operator(),
-                **common,
+                **decided,
                 message=_message(request, names.READY),
             )
         )
     return records
+
+
+def decision_team(request: wire.Obj) -> str | None:
+    """The owner team a request's decision was taken against (`status.decisionTeam`: the Entitlement's
+    owner when it was approved, denied or ended), else the one it was taken up under
+    (`status.ownerTeam`: not decided yet, or decided by a version before the field). What the records
+    of its decision name, and whose approvers hear of it once its Entitlement is gone."""
+    status = wire.status(request)
+    return str(status.get("decisionTeam") or status.get("ownerTeam") or "") or None
 
 
 def with_stamped(counted: Iterable[Any], annotations: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -80,6 +80,11 @@ def _names(description: str, max_items: int, max_length: int = limits.KUBE_NAME_
     )
 
 
+def _team(description: str) -> Any:
+    """An optional field naming a TeamOwnership (an object name)."""
+    return Field(default=None, max_length=limits.NAME_MAX_LENGTH, description=description)
+
+
 def _duration(description: str, default: str | None = None) -> Any:
     return Field(
         default=default,
@@ -520,11 +525,18 @@ class AccessRequestStatus(Model):
 
     requester: str | None = Field(default=None, description="Who asked (spec.requester, as stamped)")
     duration: str | None = Field(default=None, description="The duration that applies, defaults resolved")
-    owner_team: str | None = Field(
-        default=None,
-        max_length=limits.NAME_MAX_LENGTH,
-        description="The TeamOwnership that owned the Entitlement when the operator took the request up (set once, "
-        "for the audit records: docs/audit.md)",
+    owner_team: str | None = _team(
+        "The TeamOwnership that owned the Entitlement when the operator took the request up (set once: "
+        "the team first asked, and a break-glass request's reviewers; docs/audit.md)"
+    )
+    escalation_team: str | None = _team(
+        "The TeamOwnership whose backup approvers the request escalated to: the Entitlement's owner then "
+        "(for the escalated audit record: docs/audit.md)"
+    )
+    decision_team: str | None = _team(
+        "The TeamOwnership the request's decision was taken against: the Entitlement's owner when it was "
+        "approved or denied, or ended without a decision (set once, with it; for the audit records of the decision "
+        "and what follows it: docs/audit.md)"
     )
     approvals: list[GivenApproval] | None = Field(
         default=None, description="Every approval counted, in order (an entitlement's approvalsRequired)"
@@ -593,11 +605,9 @@ class AccessGrantSpec(Model):
         max_length=USER_ID_MAX_LENGTH,
         description="The grantee's Identity Center UserId, as admission stamped it on the request",
     )
-    owner_team: str | None = Field(
-        default=None,
-        max_length=limits.NAME_MAX_LENGTH,
-        description="The TeamOwnership that owned the Entitlement when the grant was created: its approvers "
-        "may revoke the grant, even once the Entitlement is gone",
+    owner_team: str | None = _team(
+        "The TeamOwnership that owned the Entitlement when the grant was created: its approvers "
+        "may revoke the grant, even once the Entitlement is gone"
     )
     reason: str | None = Field(
         default=None,
@@ -723,10 +733,8 @@ class AccessExtensionStatus(Model):
     """Where the extension stands: its decision, approvals and the grant's end before and after."""
 
     entitlement: str | None = Field(default=None, description="The grant's Entitlement")
-    owner_team: str | None = Field(
-        default=None,
-        max_length=limits.NAME_MAX_LENGTH,
-        description="The grant's owner team (its spec.ownerTeam), set with the entitlement, for the audit records",
+    owner_team: str | None = _team(
+        "The grant's owner team (its spec.ownerTeam), set with the entitlement, for the audit records"
     )
     grant_uid: str | None = Field(
         default=None,

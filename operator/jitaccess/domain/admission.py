@@ -39,7 +39,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jitaccess.api import limits, names, wire
+from jitaccess.api import audit, limits, names, wire
 from jitaccess.api.models import (
     AccessRequest,
     BreakGlass,
@@ -1284,7 +1284,8 @@ def _cancellation(change: _Change) -> Verdict | None:
     others = [k for k in DECISION_ANNOTATIONS if before.get(k) != after.get(k)]
     if others:
         return Refusal(f"{REVOKED}=true is set on its own, not with {', '.join(sorted(others))}", INVALID)
-    owner = entitlement.spec.owner if entitlement is not None else str(wire.status(old).get("ownerTeam") or "")
+    # The Entitlement gone, its refusal names the team that approved the request (`audit.decision_team`).
+    owner = entitlement.spec.owner if entitlement is not None else (audit.decision_team(old) or "")
     verdict = _revocation(old, before, after, change.caller, change.team, owner, change.responders, request=True)
     added = {REVOKED_BY: after[REVOKED_BY]} if REVOKED_BY in after and REVOKED_BY not in before else {}
     return _as_stamped(verdict, phase, added, f"metadata.annotations[{REVOKED_BY}]")

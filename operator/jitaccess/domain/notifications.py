@@ -412,7 +412,7 @@ def told_of_request(request: wire.Obj) -> dict[str, Mapping[str, Any]]:
             request,
             audit.FAILED,
             audit.rfc3339(ended.get("lastTransitionTime")),
-            **{**_facts(requested), "ownerTeam": wire.status(request).get("ownerTeam"), "grant": grant},
+            **{**_facts(requested), "ownerTeam": audit.decision_team(request), "grant": grant},
             actor={"username": audit.OPERATOR},
             message=ended.get("message"),
         )

@@ -57,7 +57,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 from urllib.parse import parse_qs
 
 import kopf
@@ -66,7 +66,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from jitaccess import metrics
 from jitaccess.adapters.impersonation import DecisionError, Impersonator
-from jitaccess.api import names, wire
+from jitaccess.api import audit, names, wire
 from jitaccess.api.limits import NAME_MAX_LENGTH, REASON_MAX_LENGTH
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain.slackmessages import escape, pinned, section, start_of
@@ -279,17 +279,25 @@ def email_username(user_id: str, email: str, teams: Iterable[Mapping[str, Any]])
     return email
 
 
+class OwnerTeam(NamedTuple):
+    """The owner team of a clicked request, whose approvers admission lets decide: its name (the
+    replies name it) and its TeamOwnership spec (its Slack map says who clicked)."""
+
+    name: str
+    spec: Mapping[str, Any]
+
+
 def owner_team_reader(
     teams: Index, entitlements: Index, api_client: Any = None
-) -> Callable[[str, str], Mapping[str, Any] | None]:
+) -> Callable[[str, str], OwnerTeam | None]:
     """`Endpoint`'s `owner_team`: the request read as the operator (`api_client`, the default
     client's configuration when None; a click is rare, and no index of requests is kept on every
-    replica), its owner team's spec from the indexes."""
+    replica), its owner team from the indexes."""
     import kubernetes
 
     api = kubernetes.client.CustomObjectsApi(api_client)
 
-    def owner_team(name: str, uid: str) -> Mapping[str, Any] | None:
+    def owner_team(name: str, uid: str) -> OwnerTeam | None:
         try:
             obj = cast(
                 dict[str, Any],
@@ -304,16 +312,16 @@ def owner_team_reader(
         if uid and wire.metadata(obj).get("uid") != uid:
             return None  # replaced under its name: the patch's precondition refuses it too
         # The Entitlement's owner now, as admission decides whose approvers may decide; the owner
-        # recorded when the request was taken up if the Entitlement is gone.
+        # the request recorded (`audit.decision_team`) if the Entitlement is gone.
         entitlement = first(entitlements, wire.spec(obj).get("entitlement"))
-        owner = ((entitlement or {}).get("spec") or {}).get("owner") or (obj.get("status") or {}).get("ownerTeam")
+        owner = ((entitlement or {}).get("spec") or {}).get("owner") or audit.decision_team(obj)
         spec = first(teams, owner) if owner else None
         if not isinstance(spec, Mapping):
             # The request is there, but whose it is cannot be told (the indexes still filling after
             # a start, the team gone): without its map, an email its owner team maps to another
             # Slack user could be taken for that user. Nothing is decided; the clicker may retry.
             raise LookupError(f"the owner team of AccessRequest {name} ({owner or 'not known yet'}) is not known")
-        return spec
+        return OwnerTeam(str(owner), spec)
 
     return owner_team
 
@@ -334,13 +342,15 @@ def _described(request: Mapping[str, Any]) -> str:
     return f"{who} asks for {spec.get('entitlement')} for {duration}, starting {start_of(request)}"
 
 
-def counted_text(request: str, decided: Mapping[str, Any]) -> str:
-    """The reply to one approval of several: recorded, and how many are given of how many needed."""
+def counted_text(request: str, decided: Mapping[str, Any], team: str) -> str:
+    """The reply to one approval of several: recorded, and how many are given of how many needed.
+    `team`: the owner team the approval was judged against (the Entitlement's owner now), whose
+    approver must give the next one; not the team the request was taken up under, which a change of
+    owner since has made another."""
     given = len(approval_rules.given(wire.annotations_of(decided)))
     # The operator's count of the request (`0/2` once it waits): the number needed, as it was read.
     _, _, needed = str(wire.status(decided).get("approvalSummary") or "").partition("/")
     so_far = f" ({given} of {needed})" if needed.isdigit() else ""
-    team = wire.status(decided).get("ownerTeam")
     who = f"another approver of team {team}" if team else "another approver"
     return (
         f"Your approval of AccessRequest {request} is recorded{so_far}: {who} must approve before access is "
@@ -406,11 +416,10 @@ class Endpoint:
         gate: Gate,
         slack: SlackApi,
         decider: Decider,
-        owner_team: Callable[[str, str], Mapping[str, Any] | None],
+        owner_team: Callable[[str, str], OwnerTeam | None],
     ) -> None:
-        """`owner_team(name, uid)`: the TeamOwnership spec of the request's owner team, None when
-        the request is gone or replaced (the patch's precondition then says so); raises when it
-        cannot be told (blocking)."""
+        """`owner_team(name, uid)`: the request's owner team, None when the request is gone or
+        replaced (the patch's precondition then says so); raises when it cannot be told (blocking)."""
         self._gate, self._slack, self._decider, self._owner_team = gate, slack, decider, owner_team
         self._replies: set[asyncio.Task[None]] = set()
 
@@ -482,19 +491,20 @@ class Endpoint:
                 "decided, try again",
             )
         try:
-            username = await self._username(interaction, [owner] if owner is not None else [])
+            username = await self._username(interaction, [owner.spec] if owner is not None else [])
         except UnknownUser as exc:
             count(interaction.action, "unknown-user")
             return self._refuse(interaction, str(exc))
+        team = owner.name if owner is not None else ""
         if interaction.action == APPROVE:
-            return await self._decide(interaction, username, {names.ANNOTATION_APPROVED: "true"})
+            return await self._decide(interaction, username, {names.ANNOTATION_APPROVED: "true"}, team)
         if interaction.action == DENY:
             return await self._ask_reason(interaction, username)
         if not interaction.reason:
             count(interaction.action, "refused")
             return self._refuse(interaction, "say why: the requester reads the reason")
         annotations = {names.ANNOTATION_DENIED: "true", names.ANNOTATION_DECISION_REASON: interaction.reason}
-        return await self._decide(interaction, username, annotations)
+        return await self._decide(interaction, username, annotations, team)
 
     async def _username(self, interaction: Interaction, teams: list[Mapping[str, Any]]) -> str:
         """The Kubernetes user the clicking Slack user is, by the maps of `teams` (the request's owner
@@ -536,7 +546,10 @@ class Endpoint:
             dry_run=dry_run,
         )
 
-    async def _decide(self, interaction: Interaction, username: str, annotations: Mapping[str, str]) -> web.Response:
+    async def _decide(
+        self, interaction: Interaction, username: str, annotations: Mapping[str, str], team: str
+    ) -> web.Response:
+        """Apply the decision as `username`; `team`: the request's owner team, named in the reply."""
         name, approve = interaction.request, interaction.action == APPROVE
         try:
             decided = await self._patch(interaction, username, annotations)
@@ -563,7 +576,7 @@ class Endpoint:
         )
         log.info("Slack: %s %s AccessRequest %s (as %s)", interaction.user, verb, name, username)
         if outcome is approval_rules.Effect.COUNTED:
-            self._reply(interaction, counted_text(name, decided))
+            self._reply(interaction, counted_text(name, decided, team))
         elif approve:
             self._reply(interaction, f"You approved AccessRequest {name}: {_described(decided)}.")
         return web.Response()

@@ -47,7 +47,7 @@ from jitaccess import metrics
 from jitaccess.adapters.eventsink import EventSink, SinkRefused, SinkRetry
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.slack import Slack, SlackRefused, SlackRetry
-from jitaccess.api import names, wire
+from jitaccess.api import audit, names, wire
 from jitaccess.domain import notifications as notify
 from jitaccess.domain.slackmessages import approvers_message, render, waits_for_decision
 from jitaccess.handlers.common import NO_INDEX, Index, first
@@ -511,10 +511,11 @@ async def notify_request(
     entitlements: Index = NO_INDEX,
     **_: Any,
 ) -> None:
-    # The Entitlement's owner now, whose approvers admission lets decide; the owner recorded when the
-    # request was taken up once the Entitlement is gone (its message still goes to that team's channel).
+    # The Entitlement's owner now, whose approvers admission lets decide; once the Entitlement is gone,
+    # the team the request's decision was taken against, else the one it was taken up under (its
+    # message still goes to that team's channel).
     entitlement = first(entitlements, body.spec.get("entitlement"))
-    owner = (wire.spec(entitlement).get("owner") if entitlement else None) or body.status.get("ownerTeam")
+    owner = (wire.spec(entitlement).get("owner") if entitlement else None) or audit.decision_team(body)
     if type == "DELETED":
         notifier = notifier_of(memo)
         if notifier is not None:

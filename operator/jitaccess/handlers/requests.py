@@ -152,11 +152,18 @@ def _decide(
     if decision.outcome is request_rules.Outcome.APPROVE:
         approve(rt, request, valid, who=decision.who, why=decision.why, auto=False, gone=gone)
     elif decision.outcome is request_rules.Outcome.DENY:
-        _deny(rt, request, decision.who, decision.why)
+        _deny(rt, request, valid, decision.who, decision.why)
     elif decision.outcome is request_rules.Outcome.ESCALATE:
         _escalate(rt, request, valid, decision.why)
     elif decision.outcome is request_rules.Outcome.TIME_OUT:
-        _finish(rt, request.wire(), names.TIMED_OUT, f"timed out: {decision.why}", entitlement=request.spec.entitlement)
+        _finish(
+            rt,
+            request.wire(),
+            names.TIMED_OUT,
+            f"timed out: {decision.why}",
+            entitlement=request.spec.entitlement,
+            owner_team=valid.entitlement.spec.owner,
+        )
     elif decision.outcome is request_rules.Outcome.COUNT:
         approval_counts.count(rt, request, valid, gone)
         if decision.ignored is not None and announce_ignored:
@@ -203,9 +210,11 @@ def _mark_pending(rt: Runtime, request: AccessRequest, valid: request_rules.Vali
 
 
 def _owner_team(current: AccessRequest, valid: request_rules.ValidRequest) -> str:
-    """The owner team the request's audit records name: the Entitlement's owner when the operator
-    first took the request up, kept from then on (a record never changes once written, so a later
-    change of owner does not rewrite who was asked)."""
+    """The owner team the request was first taken up under: the Entitlement's owner when the operator
+    first took the request up, kept from then on (who was asked first; a break-glass request's
+    reviewers, `breakglass.recorded_reviewers`). Each later step records the team it was taken
+    against beside it (`escalationTeam`, `decisionTeam`): the Entitlement may have been handed to
+    another team meanwhile, whose approver then decides."""
     return current.status.owner_team or valid.entitlement.spec.owner
 
 
@@ -255,6 +264,9 @@ def approve(
             "requester": valid.requester,
             "duration": valid.duration_text,
             "ownerTeam": _owner_team(current, valid),
+            # The team this approval was judged against (admission and `decide_pending` take the
+            # live owner), which its records name: an approver of the team that owns it now.
+            "decisionTeam": valid.entitlement.spec.owner,
             "approvedFor": request_rules.gives(valid.entitlement),
             "conditions": conditions_after(
                 current.status.conditions,
@@ -527,7 +539,7 @@ def _cancelled_meanwhile(rt: Runtime, request: AccessRequest) -> request_rules.N
     return request_rules.cancelled(AccessRequest.model_validate(fresh))
 
 
-def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
+def _deny(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, who: str, why: str) -> None:
     message = f"denied by {who}" + (f": {why}" if why else "")
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
@@ -535,6 +547,7 @@ def _deny(rt: Runtime, request: AccessRequest, who: str, why: str) -> None:
             return None
         fields: dict[str, Any] = {
             "deniedBy": who,
+            "decisionTeam": valid.entitlement.spec.owner,
             "conditions": conditions_after(
                 current.status.conditions,
                 [(names.DENIED, True, names.DENIED, message), (names.READY, False, names.DENIED, message)],
@@ -565,6 +578,7 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
             return None
         return {
             "escalationTime": ts(now()),
+            "escalationTeam": valid.entitlement.spec.owner,
             "conditions": conditions_after(
                 current.status.conditions,
                 [
@@ -593,8 +607,9 @@ def _finish(
     who: str = "",
 ) -> None:
     """End a request that will never be granted, with the message that says what to fix. `owner_team`:
-    the Entitlement's owner, when the request got as far as being checked against it; `who`: whoever
-    ended it (a cancel's stamped revoker), else its requester is the line's."""
+    the Entitlement's owner, when the request got as far as being checked against it (the team its
+    end was taken against, unless a decision recorded its own before); `who`: whoever ended it (a
+    cancel's stamped revoker), else its requester is the line's."""
     name = wire.name_of(body)
     requester = body.get("spec", {}).get("requester")
 
@@ -620,6 +635,8 @@ def _finish(
             fields["requester"] = requester
         if owner_team and not status.get("ownerTeam"):
             fields["ownerTeam"] = owner_team
+        if owner_team and not status.get("decisionTeam"):
+            fields["decisionTeam"] = owner_team
         return fields
 
     updated = rt.kube.update_status(names.REQUESTS, name, build, uid=wire.uid_of(body))
