@@ -34,4 +34,4 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 EXPOSE 8080 9090 9443
 ENTRYPOINT ["python", "-m", "jitaccess"]
-CMD ["--liveness", "http://0.0.0.0:8080/healthz"]
+CMD ["--liveness", "http://:8080/healthz"]

@@ -20,10 +20,12 @@ import os
 import signal
 import socket
 import sys
+import urllib.parse
 from collections.abc import MutableMapping
 from pathlib import Path
 
 import kopf
+from kopf._core.engines import probing
 
 import jitaccess.handlers  # noqa: F401  (registers the handlers with kopf's default registry)
 from jitaccess import memory
@@ -32,6 +34,7 @@ from jitaccess.adapters.webhooks import WebhookServer
 from jitaccess.domain.election import Timing
 from jitaccess.handlers import parts, startup
 from jitaccess.handlers.leadership import Always, Elector, Leadership
+from jitaccess.listening import EVERYWHERE, url_host
 from jitaccess.logs import configure_logging
 from jitaccess.settings import Settings, kubeconfig_files, load, warn_of_unknown
 
@@ -48,16 +51,43 @@ DRAIN_LIMIT_SECONDS = 10.0
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="jitaccess-operator", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        help="liveness endpoint: http://:8080/healthz listens on JITACCESS_BIND_ADDRESS (every address by "
+        "default), http://HOST:8080/healthz on HOST alone",
+    )
     args = parser.parse_args(argv)
     settings = load()
     log_in_as_kubectl_would(os.environ)
     configure_logging(settings.log_format, logging.DEBUG if args.verbose else logging.INFO)
     warn_of_unknown(os.environ)  # once logging is set up: the warnings come in the log's own format
     memory.start()
-    failed = asyncio.run(run(settings, args.liveness))
+    failed = asyncio.run(run(settings, liveness_endpoint(args.liveness, settings.bind_address)))
     if failed:
         sys.exit(1)
+
+
+def liveness_endpoint(url: str | None, address: str) -> str | None:
+    """kopf's liveness endpoint for `--liveness URL`. A URL that names a host (the chart's form
+    before `JITACCESS_BIND_ADDRESS`) listens there alone, as kopf reads it; one that names none
+    (`http://:8080/healthz`, the chart's and the image's) listens on `address` (`listening`).
+
+    kopf binds the one host its URL names, and `localhost` when it names none: for an address, the
+    URL names it; for every address, kopf's host for a URL without one (`probing.LOCALHOST`, read as
+    the endpoint starts) becomes asyncio's every address, one socket per family."""
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname:
+        return url
+    if address:
+        netloc = url_host(address) + (f":{parts.port}" if parts.port is not None else "")
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    if not isinstance(getattr(probing, "LOCALHOST", None), str):
+        raise RuntimeError("kopf has no probing.LOCALHOST any more: its /healthz could not listen on every address")
+    probing.LOCALHOST = EVERYWHERE
+    return url
 
 
 def log_in_as_kubectl_would(environ: MutableMapping[str, str]) -> None:

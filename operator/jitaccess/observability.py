@@ -14,17 +14,19 @@ This module knows nothing of kopf: the snapshot is a callable, so tests give it 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jitaccess import metrics
 from jitaccess.api import names
 from jitaccess.domain.expiry import overdue
+from jitaccess.listening import EVERYWHERE, WSGIServer, described
 
 log = logging.getLogger(__name__)
 #: The logger every decision is written to (`jitaccess.handlers.recording`).
@@ -214,7 +216,7 @@ class MetricsServer:
         snapshot: Callable[[], State],
         clock: Callable[[], datetime],
         *,
-        addr: str = "0.0.0.0",
+        addr: str = EVERYWHERE,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
         self._registry = registry
@@ -223,13 +225,15 @@ class MetricsServer:
         self._audit = AuditCounter()
         registry.register(self._collector)
         try:
-            self._server, self._thread = start_http_server(port, addr=addr, registry=registry)
+            self._server = WSGIServer(addr, port, make_wsgi_app(registry))
         except BaseException:
             registry.unregister(self._collector)
             raise
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        self._thread.start()
         logging.getLogger().addHandler(self._errors)
         logging.getLogger(AUDIT_LOGGER).addHandler(self._audit)
-        log.info("metrics served on http://%s:%d/metrics", addr, self.port)
+        log.info("metrics served on %s, path /metrics", described(addr, self.port))
 
     @property
     def port(self) -> int:

@@ -14,6 +14,7 @@ must not stop a running fleet whose manifests still set it.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 import re
@@ -333,6 +334,11 @@ class Settings(BaseSettings):
     )
 
     metrics_port: int = Field(default=0, ge=0, le=PORT_MAX, description="Prometheus /metrics port; 0 = off")
+    bind_address: str = Field(
+        default="",
+        description="The address the webhooks, /metrics, the Slack endpoint and /healthz listen on: empty = every "
+        "address, IPv4 and IPv6; 0.0.0.0 = every IPv4 address, :: = every IPv6 address",
+    )
     log_format: str = Field(default="text", pattern="^(text|json)$")
     leader_election: bool = Field(
         default=False,
@@ -383,6 +389,19 @@ class Settings(BaseSettings):
                 "that holds the responders only"
             )
         return groups
+
+    @field_validator("bind_address")
+    @classmethod
+    def _ip_address(cls, address: str) -> str:
+        if address:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(
+                    "not an IP address: give one of this host's addresses (0.0.0.0 for every IPv4 address, :: for "
+                    "every IPv6 address, without brackets), or leave it empty for every address of both"
+                ) from None
+        return address
 
     @field_validator("slack_default_channel", "slack_security_channel")
     @classmethod

@@ -100,6 +100,9 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         # A Slack token is a bearer credential: plain http only to a proxy beside the operator, as it requires.
         ("slack.apiUrl=http://slack.com/api/", "/slack/apiUrl"),
         ("slack.apiUrl=http://127.0.0.1.example.com/api/", "/slack/apiUrl"),
+        # An IP address, without brackets (the operator refuses anything else at start).
+        ("bindAddress=localhost", "/bindAddress"),
+        ("bindAddress=[::]", "/bindAddress"),
     ],
 )
 def test_schema_refuses_bad_values(helm: Helm, setting: str, complaint: str) -> None:
@@ -398,6 +401,7 @@ def test_environment_from_values(options: Objects) -> None:
         "JITACCESS_AUDIT_REGION": "eu-central-1",
         "JITACCESS_AUDIT_BATCH_RECORDS": "200",
         "JITACCESS_AUDIT_BATCH_SECONDS": "2.5",
+        "JITACCESS_BIND_ADDRESS": "::",
         "JITACCESS_METRICS_PORT": "9191",
         "JITACCESS_WEBHOOK_PORT": "8443",
         "JITACCESS_WEBHOOK_SERVICE": f"{NAMESPACE}/jit-webhook",
@@ -446,9 +450,20 @@ def test_probes_use_kopf_liveness_endpoint(which: str, request: pytest.FixtureRe
     operator = container(objects)
     ports = {p["name"]: p["containerPort"] for p in operator["ports"]}
     assert operator["command"] == ["python", "-m", "jitaccess"]
-    assert operator["args"] == ["--liveness", f"http://0.0.0.0:{ports['health']}/healthz"]
+    # No host: the operator's /healthz listens on the bind address (jitaccess.main.liveness_endpoint).
+    assert operator["args"] == ["--liveness", f"http://:{ports['health']}/healthz"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_the_servers_listen_everywhere_unless_an_address_is_given(helm: Helm, default: Objects) -> None:
+    """Every address, IPv4 and IPv6, by default: an IPv6-only cluster probes and calls the pod at its
+    IPv6 address. An address given is the operator's setting, which it accepts."""
+    assert "JITACCESS_BIND_ADDRESS" not in env(default)
+    for address in ("0.0.0.0", "::", "fd00:ec2::23"):
+        rendered = env(documents(helm.template(set_values={"bindAddress": address})))
+        assert rendered["JITACCESS_BIND_ADDRESS"] == address
+        assert Settings(bind_address=rendered["JITACCESS_BIND_ADDRESS"]).bind_address == address
 
 
 def test_a_stopping_pod_keeps_serving_while_its_endpoint_is_removed(helm: Helm, options: Objects) -> None:

@@ -72,6 +72,7 @@ from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain.slackmessages import escape, pinned, section, start_of
 from jitaccess.errors import ForeignUser
 from jitaccess.handlers.common import NO_INDEX, Index, first
+from jitaccess.listening import described, start_site
 from jitaccess.settings import Settings, load
 
 log = logging.getLogger(__name__)
@@ -696,9 +697,13 @@ async def serve_interactions(
     runner = web.AppRunner(endpoint.app(), access_log=None)
     await runner.setup()
     # SO_REUSEPORT, as kopf's webhook server: replicas sharing a host's port (a local run) all serve.
-    await web.TCPSite(runner, "0.0.0.0", config.slack_interactions_port, reuse_port=True).start()
+    await start_site(runner, config.bind_address, config.slack_interactions_port, reuse_port=True)
     memo[_MEMO_KEY] = _Serving(runner, endpoint, slack, impersonator)
-    log.info("Slack interactivity served on http://0.0.0.0:%d%s", config.slack_interactions_port, PATH)
+    log.info(
+        "Slack interactivity served on %s, path %s",
+        described(config.bind_address, config.slack_interactions_port),
+        PATH,
+    )
 
 
 @kopf.on.cleanup()

@@ -25,6 +25,7 @@ from jitaccess.handlers.admission import OPERATOR_IDENTITY
 from jitaccess.handlers.indexes import expiring, holdings
 from jitaccess.handlers.leadership import Leadership
 from jitaccess.handlers.runtime import Runtime
+from jitaccess.listening import described
 from jitaccess.settings import Settings, load
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,10 @@ def _configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, confi
             )
     try:
         # Listen only where the API server calls when that is an address of this machine (a local
-        # run); in a pod, or behind a DNS name, on every interface.
-        addr = str(ipaddress.ip_address(host)) if service is None else "0.0.0.0"
+        # run); in a pod, or behind a DNS name, on the bind address (`listening`).
+        addr = str(ipaddress.ip_address(host)) if service is None else config.bind_address
     except ValueError:
-        addr = "0.0.0.0"
+        addr = config.bind_address
     settings.admission.server = WebhookServer(
         addr=addr,
         port=config.webhook_port,
@@ -167,7 +168,7 @@ def _configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, confi
         if service
         else f"https://{host}:{config.webhook_port}"
     )
-    log.info("admission webhooks served on %s:%s, called at %s", addr, config.webhook_port, where)
+    log.info("admission webhooks served on %s, called at %s", described(addr, config.webhook_port), where)
 
 
 def _operator_identity(config: Settings) -> OperatorIdentity:
