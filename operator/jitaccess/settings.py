@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import itertools
 import logging
 import os
 import re
@@ -45,6 +46,9 @@ INTERVAL_FLOORS: Final = {
     "retry_period_seconds": (0.1, "each try writes the Lease to the API server"),
     "audit_batch_seconds": (0.1, "each batch is one object written to the archive's bucket"),
 }
+#: A relative distinguished name, one part of an LDAP distinguished name (RFC 4514: an attribute
+#: type, `=`, a value), such as `CN=SRE` or `DC=corp`.
+_RDN: Final = re.compile(r"([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)=.*")
 #: Highest TCP port.
 PORT_MAX = 65535
 #: Kubernetes names, as the API server checks them (apimachinery's validation), with the message:
@@ -376,6 +380,26 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [name.strip() for name in value.split(",") if name.strip()]
         return value
+
+    @field_validator("operator_usernames", "responder_groups")
+    @classmethod
+    def _whole_names(cls, names: list[str]) -> list[str]:
+        """A comma separates the names, so none can hold one: an LDAP group's distinguished name
+        (CN=SRE,OU=Groups,DC=corp) would be split into names nobody is in (the chart refuses the comma too)."""
+        fix = (
+            "the names are separated by commas, so no name can hold one: have your authenticator name the "
+            "group (or user) without commas, such as by its cn alone, and list several names one by one"
+        )
+        holding = [name for name in names if "," in name]
+        if holding:
+            raise ValueError(f"{', '.join(map(repr, holding))} holds a comma: {fix}")
+        for first, second in itertools.pairwise(names):
+            if _RDN.fullmatch(first) and _RDN.fullmatch(second):
+                raise ValueError(
+                    f"{first} and {second} look like two parts of one distinguished name (an LDAP group's, such as "
+                    f"CN=SRE,OU=Groups,DC=corp) split at its comma, and nobody is in either: {fix}"
+                )
+        return names
 
     @field_validator("responder_groups")
     @classmethod

@@ -227,3 +227,26 @@ def test_a_release_running_as_the_local_runs_service_account_is_refused(helm: He
         rendered = documents(helm.template(namespace=where, set_values=settings))
         (deployment,) = [o for o in rendered if o["kind"] == "Deployment"]
         assert (where, deployment["spec"]["template"]["spec"]["serviceAccountName"]) != OPERATOR_ACCOUNT
+
+
+# --- lists the operator reads as one comma-separated variable ------------------------------------
+
+
+@pytest.mark.parametrize("group", ["CN=SRE,OU=Groups,DC=corp", "sre, platform-approvers"])
+def test_a_responder_group_holding_a_comma_is_refused(helm: Helm, tmp_path: Path, group: str) -> None:
+    """JITACCESS_RESPONDER_GROUPS is the groups joined by commas: an LDAP group's name would reach the
+    operator as names nobody is in, and "sre, platform-approvers" would make every platform approver
+    an incident responder. Refused by the schema, and by the chart where the schema is skipped."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"incidentResponders": {"groups": ["sre-oncall", group]}}))
+    args = ["template", "jitaccess", str(CHART), "--values", str(values)]
+    schema = helm.run(*args, check=False)
+    assert schema.returncode != 0 and "/incidentResponders/groups/1" in schema.stderr, schema.stderr
+    skipped = helm.run(*args, "--skip-schema-validation", check=False)
+    assert skipped.returncode != 0
+    assert f'incidentResponders.groups has "{group}", which holds a comma' in skipped.stderr, skipped.stderr
+    assert "list each group as an item of its own" in skipped.stderr
+    values.write_text(yaml.safe_dump({"incidentResponders": {"groups": ["sre-oncall", "CN=SRE"]}}))
+    (deployment,) = [o for o in documents(helm.run(*args).stdout) if o["kind"] == "Deployment"]
+    variables = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert variables["JITACCESS_RESPONDER_GROUPS"] == "sre-oncall,CN=SRE"

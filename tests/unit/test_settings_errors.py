@@ -11,6 +11,7 @@ from pathlib import Path
 import kopf
 import pytest
 from annotated_types import Le
+from pydantic import ValidationError
 
 from jitaccess import settings
 from jitaccess.handlers import interactions
@@ -156,6 +157,41 @@ def test_a_system_group_of_responders_is_refused(monkeypatch: pytest.MonkeyPatch
     assert "name a group of your own that holds the responders only" in line
     monkeypatch.setenv("JITACCESS_RESPONDER_GROUPS", "sre, platform-oncall")
     assert load().responder_groups == ["sre", "platform-oncall"]
+
+
+@pytest.mark.parametrize("variable", ["JITACCESS_RESPONDER_GROUPS", "JITACCESS_OPERATOR_USERNAMES"])
+@pytest.mark.parametrize(
+    ("names", "parts"),
+    [
+        ("CN=SRE,OU=Groups,DC=corp", "CN=SRE and OU=Groups"),
+        ("sre-oncall, cn=Security IR, ou=Groups", "cn=Security IR and ou=Groups"),
+        ("uid=alice,1.2.840.113549.1.9.1=alice@example.com", "uid=alice and 1.2.840.113549.1.9.1=alice@example.com"),
+    ],
+)
+def test_a_distinguished_name_split_at_its_commas_is_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, names: str, parts: str
+) -> None:
+    """The list is comma-separated: an LDAP group's name would be read as names nobody is in, and
+    the responders it meant would be none, in silence."""
+    line = _refused(monkeypatch, variable, names)
+    assert f"{parts} look like two parts of one distinguished name" in line, line
+    assert "so no name can hold one: have your authenticator name the group (or user) without commas" in line
+
+
+@pytest.mark.parametrize("names", ["sre, platform-oncall", "CN=SRE", "sre,team=payments", "a=b"])
+def test_names_that_are_no_split_distinguished_name_are_taken(monkeypatch: pytest.MonkeyPatch, names: str) -> None:
+    """One part alone may be a whole name (a group named `CN=SRE`), beside names of another form."""
+    for key in [k for k in os.environ if k.startswith("JITACCESS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("JITACCESS_RESPONDER_GROUPS", names)
+    assert load().responder_groups == [name.strip() for name in names.split(",")]
+
+
+def test_a_name_given_as_a_list_holds_no_comma() -> None:
+    """Given as a list (not the variable), a name with a comma could not be written back into it."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(responder_groups=["CN=SRE,OU=Groups,DC=corp"])
+    assert "'CN=SRE,OU=Groups,DC=corp' holds a comma: the names are separated by commas" in str(caught.value)
 
 
 @pytest.mark.parametrize(

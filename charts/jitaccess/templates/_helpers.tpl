@@ -224,6 +224,14 @@ there is none (and no /metrics), so the chart would render neither and say nothi
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* The operator reads the groups as one comma-separated variable (JITACCESS_RESPONDER_GROUPS): a group holding a
+comma would reach it as two or more, none of them the group the responder binding names. The schema refuses the comma
+too; this says why where the schema is skipped (helm --skip-schema-validation). */}}
+{{- range .Values.incidentResponders.groups }}
+{{- if contains "," . }}
+{{- fail (printf "incidentResponders.groups has %q, which holds a comma: the operator reads the groups as one comma-separated list (JITACCESS_RESPONDER_GROUPS), so it would take the groups %s instead, and nobody in the group you meant would be an incident responder (but the members of those would); list each group as an item of its own, and give a group whose name holds a comma (an LDAP distinguished name such as CN=SRE,OU=Groups,DC=corp) a name without one in your authenticator (its cn alone)" . (splitList "," . | toJson)) }}
+{{- end }}
+{{- end }}
 {{- /* The operator's own check too: a signing key signs the archive's batches, and there is no archive. */}}
 {{- if and .Values.audit.s3.signingKey (not .Values.audit.s3.bucket) }}
 {{- fail "audit.s3.signingKey signs the batches of the audit archive, and there is none: set audit.s3.bucket too, or unset the signing key (the operator refuses to start otherwise)" }}
