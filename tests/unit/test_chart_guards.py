@@ -250,3 +250,55 @@ def test_a_responder_group_holding_a_comma_is_refused(helm: Helm, tmp_path: Path
     (deployment,) = [o for o in documents(helm.run(*args).stdout) if o["kind"] == "Deployment"]
     variables = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert variables["JITACCESS_RESPONDER_GROUPS"] == "sre-oncall,CN=SRE"
+
+
+# --- config.extraEnv --------------------------------------------------------------------------------
+
+
+def extra_env(
+    helm: Helm, tmp_path: Path, name: str, values: tuple[Path, ...] = (), settings: dict[str, str] | None = None
+) -> Any:
+    """`helm template` with `values`, then `name` alone in config.extraEnv, then `settings`."""
+    extra = tmp_path / "extra-env.yaml"
+    extra.write_text(yaml.safe_dump({"config": {"extraEnv": [{"name": name, "value": "x"}]}}))
+    args = ["template", "jitaccess", str(CHART), "--namespace", NAMESPACE]
+    return helm.run(*args, *value_args([*values, extra], settings), check=False)
+
+
+def own_variables(helm: Helm, values: list[Path]) -> list[str]:
+    """The variables the chart sets with `values` (not their extraEnv's)."""
+    (deployment,) = [o for o in documents(helm.template(values=values)) if o["kind"] == "Deployment"]
+    listed = [e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]]
+    given = {
+        e["name"] for path in values for e in (yaml.safe_load(path.read_text()).get("config") or {}).get("extraEnv", [])
+    }
+    return [name for name in listed if name not in given]
+
+
+@pytest.mark.parametrize("values", [[], [OPTIONS], [SLACK]], ids=["defaults", "options", "slack"])
+def test_extra_env_sets_none_of_the_charts_own_variables(helm: Helm, tmp_path: Path, values: list[Path]) -> None:
+    """Kubernetes takes the later of two: extraEnv's JITACCESS_WEBHOOK_PORT would move the server off the
+    port the Service calls, JITACCESS_LEASE_NAME the Lease off the one its Role names, and so on."""
+    own = own_variables(helm, values)
+    assert "JITACCESS_WEBHOOK_PORT" in own and "JITACCESS_LEADER_IDENTITY" in own
+    for name in own:
+        result = extra_env(helm, tmp_path, name, tuple(values))
+        assert result.returncode != 0, f"{name} in extraEnv rendered"
+        assert f"config.extraEnv sets {name}, which the chart sets itself from its values" in result.stderr
+        assert "set the chart's value instead" in result.stderr
+    assert extra_env(helm, tmp_path, "AWS_STS_REGIONAL_ENDPOINTS").returncode == 0
+    assert extra_env(helm, tmp_path, "JITACCESS_SSO_RATE_LIMIT").returncode == 0  # a setting without a value
+
+
+def test_extra_env_names_no_other_operator_while_the_chart_installs_the_webhooks(helm: Helm, tmp_path: Path) -> None:
+    """The operator expects the webhook configurations to skip JITACCESS_OPERATOR_USERNAMES' writes as
+    well as its own, and the chart's skip its ServiceAccount's alone: no replica would ever be ready."""
+    result = extra_env(helm, tmp_path, "JITACCESS_OPERATOR_USERNAMES")
+    assert result.returncode != 0
+    assert "config.extraEnv sets JITACCESS_OPERATOR_USERNAMES: the operator would expect webhook configurations" in (
+        result.stderr
+    )
+    assert "with the chart, the operator is its ServiceAccount alone: leave the variable out" in result.stderr
+    assert (
+        extra_env(helm, tmp_path, "JITACCESS_OPERATOR_USERNAMES", settings={"webhook.enabled": "false"}).returncode == 0
+    )

@@ -68,6 +68,22 @@ def test_a_lost_trust_is_logged_once_and_its_return_too(caplog: pytest.LogCaptur
     assert [r.getMessage() for r in caplog.records if "again" in r.getMessage() and r.levelno == logging.INFO]
 
 
+def test_until_first_in_place_the_log_says_why_at_each_new_finding(caplog: pytest.LogCaptureFixture) -> None:
+    """The replica is not ready meanwhile: its log, not only /healthz's body, says what differs."""
+    trust = startup.WebhookTrust()
+    differs = "ValidatingWebhookConfiguration jitaccess.dev webhook w has matchConditions [...], not [...]"
+    with caplog.at_level(logging.INFO, logger=startup.log.name):
+        trust.found(differs)
+        trust.found(differs)  # checked again 5 s later: said once
+        trust.found("MutatingWebhookConfiguration jitaccess.dev cannot be read (403 Forbidden)")
+        trust.found(None)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(f"admission webhooks not in place yet: {differs}; this replica reports itself not")
+    assert "403 Forbidden" in warnings[1]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def until(check: Any, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

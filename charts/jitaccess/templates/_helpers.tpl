@@ -232,6 +232,22 @@ too; this says why where the schema is skipped (helm --skip-schema-validation). 
 {{- fail (printf "incidentResponders.groups has %q, which holds a comma: the operator reads the groups as one comma-separated list (JITACCESS_RESPONDER_GROUPS), so it would take the groups %s instead, and nobody in the group you meant would be an incident responder (but the members of those would); list each group as an item of its own, and give a group whose name holds a comma (an LDAP distinguished name such as CN=SRE,OU=Groups,DC=corp) a name without one in your authenticator (its cn alone)" . (splitList "," . | toJson)) }}
 {{- end }}
 {{- end }}
+{{- /* config.extraEnv comes after the chart's own variables (jitaccess.env), and Kubernetes takes the later of two:
+one of the chart's set there too would make the operator do other than the objects the chart renders from the value say
+(a port, a Service, the webhook configurations, a Lease's RBAC). JITACCESS_OPERATOR_USERNAMES is not the chart's, but
+the webhook configurations the chart installs skip the writes of its ServiceAccount alone, and the operator, which
+expects them to skip those usernames too, would never be ready. */}}
+{{- $own := list }}
+{{- range include "jitaccess.env" . | fromYamlArray }}
+{{- $own = append $own .name }}
+{{- end }}
+{{- range .Values.config.extraEnv }}
+{{- if has .name $own }}
+{{- fail (printf "config.extraEnv sets %s, which the chart sets itself from its values: Kubernetes would take extraEnv's, and the operator would do other than what the chart renders from the value (a port, a Service, the webhook configurations, RBAC); set the chart's value instead (docs/install.md#values), and leave %s out of extraEnv" .name .name) }}
+{{- else if and (eq .name "JITACCESS_OPERATOR_USERNAMES") $.Values.webhook.enabled }}
+{{- fail "config.extraEnv sets JITACCESS_OPERATOR_USERNAMES: the operator would expect webhook configurations that skip the writes of those usernames as well as its own, and the chart installs them skipping the writes of its ServiceAccount alone, so no replica would ever become ready (its log and /healthz would say the matchConditions differ); with the chart, the operator is its ServiceAccount alone: leave the variable out" }}
+{{- end }}
+{{- end }}
 {{- /* The operator's own check too: a signing key signs the archive's batches, and there is no archive. */}}
 {{- if and .Values.audit.s3.signingKey (not .Values.audit.s3.bucket) }}
 {{- fail "audit.s3.signingKey signs the batches of the audit archive, and there is none: set audit.s3.bucket too, or unset the signing key (the operator refuses to start otherwise)" }}

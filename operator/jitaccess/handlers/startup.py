@@ -224,6 +224,14 @@ class WebhookTrust:
             if self.confirmed and before is not None:
                 log.info("admission webhooks: the API server can call this server again (%s before)", before)
             self.confirmed = True
+        elif not self.confirmed and problem != before:
+            # Until then only /healthz said why the replica is not ready, and nobody reads its body:
+            # a wrong setting (a username the chart's configurations do not skip) went unexplained.
+            log.warning(
+                "admission webhooks not in place yet: %s; this replica reports itself not ready (/healthz) until "
+                "the webhook configurations call it as the operator defines them and trust its certificate",
+                problem,
+            )
         elif self.confirmed and problem != before:
             log.error(
                 "admission webhooks: %s; the API server cannot call this server, so every user's write to "
