@@ -237,6 +237,11 @@ def test_rbac_as_the_api_server_evaluates_it(
     assert can_i(control_plane, operator, "update", f"leases.coordination.k8s.io/{release}", namespace=namespace)
     assert not can_i(control_plane, operator, "update", "leases.coordination.k8s.io/other", namespace=namespace)
     assert not can_i(control_plane, operator, "create", "leases.coordination.k8s.io", namespace="default")
+    # Events: created in its own namespace, where kopf posts those of the cluster-scoped kinds; no other.
+    assert can_i(control_plane, operator, "create", "events", namespace=namespace)
+    assert not can_i(control_plane, operator, "create", "events", namespace="default")
+    assert not can_i(control_plane, operator, "patch", "events", namespace=namespace)
+    assert not can_i(control_plane, operator, "create", "events.events.k8s.io", namespace=namespace)
     # The chart installs the webhook configurations; the operator reads them and cannot change them.
     assert can_i(control_plane, operator, "get", "validatingwebhookconfigurations/jitaccess.dev")
     assert not can_i(control_plane, operator, "patch", "validatingwebhookconfigurations/jitaccess.dev")
@@ -252,8 +257,15 @@ def test_rbac_as_the_api_server_evaluates_it(
 
 
 def token_kubeconfig(cluster: ControlPlane, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig in `path`'s folder acting as the ServiceAccount, with a token from the TokenRequest API."""
-    return cluster.service_account_kubeconfig(namespace, account, path.parent)
+    """A kubeconfig in `path`'s folder acting as the ServiceAccount, with a token from the TokenRequest API,
+    and its namespace as the default one, as a Pod of it has (its token's namespace file): kopf posts the
+    Events of the cluster-scoped jitaccess objects there, where the chart's Role lets the operator."""
+    kubeconfig = cluster.service_account_kubeconfig(namespace, account, path.parent)
+    config = json.loads(kubeconfig.read_text())
+    for context in config["contexts"]:
+        context["context"]["namespace"] = namespace
+    kubeconfig.write_text(json.dumps(config, indent=2) + "\n")
+    return kubeconfig
 
 
 def test_operator_does_its_whole_job_with_the_charts_rbac(
@@ -267,7 +279,11 @@ def test_operator_does_its_whole_job_with_the_charts_rbac(
     configurations (installed for it, as the chart does, calling this process), grants, expires and
     revokes: the chart's ClusterRole is enough (a 403 would stall it)."""
     release, namespace, objects = applied
-    rbac = [o for o in objects if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")]
+    rbac = [
+        o
+        for o in objects
+        if o["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+    ]
     apply_in(control_plane, namespace, rbac)
     kubeconfig = token_kubeconfig(control_plane, namespace, release, tmp_path / "operator.kubeconfig")
     tls = generate_serving_files(["127.0.0.1", "localhost"], tmp_path / "tls")
@@ -304,7 +320,9 @@ def test_operator_does_its_whole_job_with_the_charts_rbac(
         system.kubectl("annotate", "accessgrant", "rbac-revoke", "jitaccess.dev/revoked=true", user="alice@example.com")
         system.wait_reason("accessgrant", "rbac-revoke", "Revoked")
         assert system.members("prod-eng-payments") == set()
-        assert [e for e in system.events("rbac-revoke") if e["reason"] == "Revoked"], "no Event posted"
+        revoked = [e for e in system.events("rbac-revoke") if e["reason"] == "Revoked"]
+        assert revoked, "no Event posted"
+        assert {e["metadata"]["namespace"] for e in revoked} == {namespace}, "Events land in the operator's namespace"
         log = charted.log_file.read_text()
         assert "Forbidden" not in log and " 403" not in log, charted.tail(30)
     finally:

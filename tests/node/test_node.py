@@ -37,6 +37,13 @@ def test_request_is_granted_then_expires(system: Jit) -> None:
     assert system.get("accessrequest", "node-short")["spec"]["requester"] == ALICE  # type: ignore[index]
     system.wait_reason("accessgrant", "node-short", "Expired", timeout=20)
     assert system.members(PAYMENTS) == set()
+    # The grant is cluster-scoped: its Events are in the Pods' namespace, the one the chart's Role
+    # lets the operator create them in (a Pod's default namespace is its ServiceAccount's).
+    events = eventually(
+        lambda: [e for e in system.events("node-short", "AccessGrant") if e["reason"] == "Expired"] or None,
+        what="the grant's Expired Event",
+    )
+    assert {e["metadata"]["namespace"] for e in events} == {NAMESPACE}
 
 
 def test_tech_lead_approves_through_the_webhook_service(system: Jit) -> None:

@@ -147,7 +147,7 @@ def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
     )
     assert env(single)["JITACCESS_LEADER_ELECTION"] == "false"
     assert "JITACCESS_LEASE_NAME" not in env(single)
-    assert not [o for o in single if o["kind"] in ("Role", "RoleBinding", "PodDisruptionBudget")]
+    assert not [o for o in single if o["kind"] == "PodDisruptionBudget" or o["metadata"]["name"] == "jitaccess-lease"]
     # Without a Lease a new pod acts from its start: a rolling update would run two acting
     # operators side by side until the old one stopped.
     (deployment,) = [o for o in single if o["kind"] == "Deployment"]
@@ -323,7 +323,9 @@ def test_default_objects(default: Objects) -> None:
         "Deployment/jitaccess",
         "MutatingWebhookConfiguration/jitaccess.dev",
         "PodDisruptionBudget/jitaccess",
+        "Role/jitaccess-events",
         "Role/jitaccess-lease",
+        "RoleBinding/jitaccess-events",
         "RoleBinding/jitaccess-lease",
         "Secret/jitaccess-webhook-tls",
         "Service/jitaccess-metrics",
@@ -334,7 +336,15 @@ def test_default_objects(default: Objects) -> None:
         "ValidatingWebhookConfiguration/jitaccess.dev",
     ]
     for obj in default:
-        if obj["kind"] in ("ServiceAccount", "Secret", "Service", "Deployment", "PodDisruptionBudget"):
+        if obj["kind"] in (
+            "ServiceAccount",
+            "Secret",
+            "Service",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+        ):
             assert obj["metadata"]["namespace"] == NAMESPACE
 
 
@@ -603,8 +613,17 @@ def test_operator_role(default: Objects) -> None:
         assert not _can(operator, "update", group, kind)
     assert _can(operator, "create", group, "accessgrants")
     assert not _can(operator, "create", group, "accessrequests")
-    assert _can(operator, "create", "", "events")
     assert _can(operator, "watch", "apiextensions.k8s.io", "customresourcedefinitions")
+    # Events: kopf posts those of the cluster-scoped kinds in the operator's own namespace (its
+    # ServiceAccount token's), and only creates them: nowhere else, and no events.k8s.io.
+    assert not [r for r in operator if "events" in r["resources"]]
+    events = find(default, "Role", "jitaccess-events")
+    assert events["metadata"]["namespace"] == NAMESPACE
+    assert events["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    binding = find(default, "RoleBinding", "jitaccess-events")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jitaccess-events"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "jitaccess", "namespace": NAMESPACE}]
     assert not _can(operator, "get", "kopf.dev", "clusterkopfpeerings")
     election = find(default, "Role", "jitaccess-lease")["rules"]
     assert _can(election, "create", "coordination.k8s.io", "leases")
