@@ -387,8 +387,8 @@ class Settings(BaseSettings):
         """A comma separates the names, so none can hold one: an LDAP group's distinguished name
         (CN=SRE,OU=Groups,DC=corp) would be split into names nobody is in (the chart refuses the comma too)."""
         fix = (
-            "the names are separated by commas, so no name can hold one: have your authenticator name the "
-            "group (or user) without commas, such as by its cn alone, and list several names one by one"
+            "the names are separated by commas, so no name can hold one: have your authenticator give the "
+            "group (or user) a name without commas, such as its cn alone"
         )
         holding = [name for name in names if "," in name]
         if holding:

@@ -175,7 +175,7 @@ def test_a_distinguished_name_split_at_its_commas_is_refused(
     the responders it meant would be none, in silence."""
     line = _refused(monkeypatch, variable, names)
     assert f"{parts} look like two parts of one distinguished name" in line, line
-    assert "so no name can hold one: have your authenticator name the group (or user) without commas" in line
+    assert "so no name can hold one: have your authenticator give the group (or user) a name without commas" in line
 
 
 @pytest.mark.parametrize("names", ["sre, platform-oncall", "CN=SRE", "sre,team=payments", "a=b"])
