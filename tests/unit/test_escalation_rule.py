@@ -130,3 +130,39 @@ def test_the_rule_itself() -> None:
     assert not recorded.by(T0 + timedelta(minutes=14)) and recorded.by(T0 + timedelta(minutes=15))
     assert not rules.escalation(T0, None, "payments", recorded=None).by(T0 + timedelta(days=1))
     assert not rules.NEVER_ESCALATES.by(T0 + timedelta(days=1))
+
+
+@pytest.mark.parametrize("escalate_after", ["4h", None], ids=["later", "never"])
+def test_an_escalation_recorded_for_the_old_owner_team_lets_no_backup_of_the_new_one_decide(
+    escalate_after: str | None,
+) -> None:
+    """alice's request escalated at 15m under payments (`status.escalationTeam`); a pull request then
+    hands the Entitlement to ledger (escalateAfter 4h, or none), and carol, a ledger backup approver,
+    approves at 20m. The escalation was payments': ledger's backups were never told, and the request
+    has not been pending for ledger's escalateAfter. Admitted, approved and granted before."""
+    ledgers = factories.entitlement(owner="ledger")
+    old = stored(escalated_at=T0 + timedelta(minutes=15))
+    old["status"] |= {"ownerTeam": "payments", "escalationTeam": "payments"}
+    verdict = carol_approves(old, ledgers, escalate_after)
+    assert isinstance(verdict, Refusal) and "only after the request has escalated" in verdict.message
+    forced = as_written(old, Admit(annotations={names.ANNOTATION_APPROVED_BY: CAROL.username}))
+    decision, basis = operator_says(forced, ledgers, escalate_after)
+    assert decision is not None and decision.outcome is Outcome.IGNORE
+    assert isinstance(basis, NoGrant) and "only after the request has escalated" in basis.message
+    # An object escalated before `escalationTeam` was written: its `ownerTeam` says whose it was.
+    del old["status"]["escalationTeam"]
+    assert isinstance(carol_approves(old, ledgers, escalate_after), Refusal)
+    # The escalation recorded for ledger itself stands, as it does for any team.
+    old["status"]["escalationTeam"] = "ledger"
+    assert isinstance(carol_approves(old, ledgers, escalate_after), Admit)
+
+
+def test_the_new_owner_teams_own_escalate_after_still_counts() -> None:
+    """Escalated under payments, handed to ledger whose escalateAfter is 15m: at 20m carol may decide."""
+    ledgers = factories.entitlement(owner="ledger")
+    old = stored(escalated_at=T0 + timedelta(minutes=15))
+    old["status"] |= {"ownerTeam": "payments", "escalationTeam": "payments"}
+    request = as_written(old, carol_approves(old, ledgers, "15m"))
+    decision, basis = operator_says(request, ledgers, "15m")
+    assert decision is not None and decision.outcome is Outcome.APPROVE
+    assert basis == Basis(auto=False, who=CAROL.username)

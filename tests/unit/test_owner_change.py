@@ -21,7 +21,8 @@ from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
 from jitaccess.domain import notifications
-from jitaccess.handlers import requests
+from jitaccess.handlers import common, requests, schedules
+from jitaccess.handlers.indexes import pending
 from jitaccess.handlers.recording import DEFERRED, Deferred
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
@@ -78,16 +79,20 @@ def waiting(**status: Any) -> dict[str, Any]:
     return stored
 
 
-def reconcile(cluster: Cluster, at: datetime, monkeypatch: pytest.MonkeyPatch, owner: str = "ledger") -> None:
-    """The operator's look at the request at `at`, the Entitlement owned by `owner` now."""
+def reconcile(
+    cluster: Cluster, at: datetime, monkeypatch: pytest.MonkeyPatch, owner: str = "ledger", ledger: Any = LEDGER
+) -> None:
+    """The operator's look at the request at `at`, the Entitlement owned by `owner` now (`ledger`:
+    the ledger TeamOwnership as it is then)."""
     monkeypatch.setattr(requests, "now", lambda: at)
+    monkeypatch.setattr(common, "now", lambda: at)  # the conditions' times
     rt = Runtime(
         Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, _IdentityCenter()), cast(Kube, cluster)
     )
     owned = entitlement(owner=owner).model_dump(by_alias=True, exclude_none=True, mode="json")
     teams = {
         "payments": [PAYMENTS.model_dump(by_alias=True, exclude_none=True)],
-        "ledger": [LEDGER.model_dump(by_alias=True, exclude_none=True)],
+        "ledger": [ledger.model_dump(by_alias=True, exclude_none=True)],
     }
     requests.reconcile(rt, copy.deepcopy(cluster.stored), teams, {"prod-eng-payments": [owned]}, announce_ignored=True)
 
@@ -144,3 +149,57 @@ def test_an_escalation_names_the_team_whose_backup_approvers_were_told(monkeypat
 def test_a_request_decided_before_the_field_names_the_team_it_was_taken_up_under() -> None:
     older = waiting(conditions=[condition("Denied", "True", "Denied")], deniedBy=LENA)
     assert records(Cluster(older))["denied"]["ownerTeam"] == "payments"
+
+
+def test_an_escalation_under_the_old_owner_escalates_again_under_the_new_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Escalated at 15m under payments, then handed to ledger (escalateAfter 4h): payments' escalation
+    is not ledger's. Nothing happens at 16m (it used to count as escalated for ledger's backups, and
+    was never recorded for them); at 4h the request escalates under ledger, from then on: its
+    `escalationTeam` ledger, its `Escalated` time new, and ledger's backup approvers told, once."""
+    later = LEDGER.model_copy(update={"escalate_after": "4h"})
+    cluster = Cluster(waiting())
+    reconcile(cluster, T0 + timedelta(minutes=15), monkeypatch, owner="payments")
+    assert cluster.stored["status"]["escalationTeam"] == "payments"
+    slack = notifications.Config(slack=True, default_channel="C0DEFAULT")
+    told = {n.key for n in notifications.notices(cluster.stored, None, slack, T0)}
+    reconcile(cluster, T0 + timedelta(minutes=16), monkeypatch, ledger=later)
+    assert cluster.stored["status"]["escalationTeam"] == "payments", "not yet due under ledger"
+    reconcile(cluster, T0 + timedelta(hours=4), monkeypatch, ledger=later)
+    status = cluster.stored["status"]
+    assert status["escalationTeam"] == "ledger" and status["escalationTime"] == "2026-11-23T16:00:00Z"
+    (escalated,) = [c for c in status["conditions"] if c["type"] == "Escalated"]
+    assert escalated["lastTransitionTime"] == "2026-11-23T16:00:00Z" and "team ledger" in escalated["message"]
+    assert records(cluster)["escalated"]["ownerTeam"] == "ledger"
+    ledgers = notifications.Team("ledger", approvers=(LENA,), backup_approvers=(CAROL,))
+    now_told = {n.key for n in notifications.notices(cluster.stored, ledgers, slack, T0)}
+    assert {"slack:team-message:escalated/ledger", f"slack:@{CAROL}:escalated/ledger"} <= now_told - told
+    # Escalated for ledger, it stays so: the next look records nothing more.
+    before = copy.deepcopy(cluster.stored)
+    reconcile(cluster, T0 + timedelta(hours=4, minutes=1), monkeypatch, ledger=later)
+    assert cluster.stored == before
+
+
+def test_the_deadline_timer_comes_back_for_the_new_owner_teams_escalation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timer that escalates pending requests skipped an escalated one until its time-out, whatever
+    team it had escalated under: ledger's escalateAfter (4h) would never have been looked at."""
+    cluster = Cluster(waiting())
+    reconcile(cluster, T0 + timedelta(minutes=15), monkeypatch, owner="payments")
+    entry = pending(cluster.stored)
+    assert entry is not None and entry.escalation_team == "payments"
+    rt = Runtime(
+        Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, _IdentityCenter()), cast(Kube, cluster)
+    )
+    later = LEDGER.model_copy(update={"escalate_after": "4h"})
+
+    def due(owner: str, at: datetime) -> bool:
+        monkeypatch.setattr(schedules, "now", lambda: at)
+        owned = entitlement(owner=owner).model_dump(by_alias=True, exclude_none=True, mode="json")
+        teams = {
+            "payments": [PAYMENTS.model_dump(by_alias=True, exclude_none=True)],
+            "ledger": [later.model_dump(by_alias=True, exclude_none=True)],
+        }
+        return schedules._due(rt, "prod-eng-payments", entry, teams, {"prod-eng-payments": [owned]})
+
+    assert not due("payments", T0 + timedelta(hours=4)), "escalated under payments: only the time-out is left"
+    assert not due("ledger", T0 + timedelta(hours=3))
+    assert due("ledger", T0 + timedelta(hours=4))

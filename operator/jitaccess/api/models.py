@@ -531,7 +531,7 @@ class AccessRequestStatus(Model):
     )
     escalation_team: str | None = _team(
         "The TeamOwnership whose backup approvers the request escalated to: the Entitlement's owner then "
-        "(for the escalated audit record: docs/audit.md)"
+        "(for the escalated audit record: docs/audit.md); only that team's backup approvers may decide on it"
     )
     decision_team: str | None = _team(
         "The TeamOwnership the request's decision was taken against: the Entitlement's owner when it was "

@@ -372,6 +372,16 @@ def _slack(
     )
 
 
+def _escalation_key(request: wire.Obj) -> str:
+    """The step in the keys of a request's escalation notices: `escalated` for the team it was taken
+    up under, `escalated/<team>` for an escalation recorded for another (`status.escalationTeam`:
+    the Entitlement changed owner, and the request escalated again under the new team), so that the
+    new team's backup approvers are told, once."""
+    status = wire.status(request)
+    team, first = status.get("escalationTeam"), status.get("ownerTeam")
+    return f"{audit.ESCALATED}/{team}" if team and first and team != first else ""
+
+
 def _derived(obj: wire.Obj, action: str, time: str | None, **fields: Any) -> dict[str, Any]:
     """A record-shaped fact for the steps the audit trail does not record (pending, expiring)."""
     meta = wire.metadata(obj)
@@ -445,8 +455,9 @@ def _of_request(request: wire.Obj, team: Team | None, config: Config) -> list[No
         escalated = records.get(audit.ESCALATED)
         backups = team.backup_approvers if team is not None else ()
         if escalated is not None:
-            out.append(_slack(escalated, audit.ESCALATED, TEAM_MESSAGE, (*approvers, *backups)))
-            out.extend(_slack(escalated, audit.ESCALATED, f"@{user}") for user in backups)
+            key = _escalation_key(request)
+            out.append(_slack(escalated, audit.ESCALATED, TEAM_MESSAGE, (*approvers, *backups), key=key))
+            out.extend(_slack(escalated, audit.ESCALATED, f"@{user}", key=key) for user in backups)
     # The grant's failure is the grant's event for the sink; Slack tells it with the request's.
     for action, record in told_of_request(request).items():
         if action not in _REQUEST_ENDINGS:

@@ -490,7 +490,9 @@ def decide_pending(
         # Recorded first (status shows what counts now), the ignored decision said with it: an
         # ignored approval left out, another's count would carry the stale one's place.
         return PendingDecision(counted.outcome, who=counted.who, why=counted.why, ignored=ignored)
-    recorded = cond.is_true(request.status.conditions, names.ESCALATED)
+    # An escalation recorded for another team (the Entitlement changed owner since) is not this
+    # team's: its backup approvers are told when the request escalates under its own escalateAfter.
+    recorded = escalation_of(request, valid).recorded is not None
     return _escalation_due(request, valid, now, recorded) or ignored
 
 
@@ -573,8 +575,9 @@ def _newly_counted(
 def _escalation_due(
     request: AccessRequest, valid: ValidRequest, now: datetime, recorded: bool
 ) -> PendingDecision | None:
-    """The escalation to record (its `Escalated` condition, the backup approvers told), once the
-    request has been pending for the team's `escalateAfter`; None once `recorded`."""
+    """The escalation to record (its `Escalated` condition and `escalationTeam`, the backup
+    approvers told), once the request has been pending for the team's `escalateAfter`; None once
+    `recorded` for the live owner team (`escalated_for`)."""
     created = request.metadata.creation_timestamp or now
     if not recorded and valid.team.escalate_after:
         after = parse_duration(
@@ -640,22 +643,43 @@ def escalation(
     return Escalation(recorded=recorded, due=due)
 
 
+def escalated_for(escalation_team: str | None, owner_team: str | None, owner: str) -> bool:
+    """Whether a recorded escalation (`Escalated` True) was recorded for team `owner`, the
+    Entitlement's owner now: `status.escalationTeam`, else (a request escalated by a version before
+    the field) `status.ownerTeam`, else (older still) taken as the live owner's. An Entitlement
+    handed to another team after its request escalated (a pull request changing its `owner`) leaves
+    the old team's escalation behind: the new team's backup approvers were never told, and may
+    decide only once the request escalates under the new team's own `escalateAfter`."""
+    team = escalation_team or owner_team
+    return not team or team == owner
+
+
 def escalation_of(request: AccessRequest, valid: ValidRequest) -> Escalation:
-    """The `Escalation` of a parsed request, against its live owner team."""
+    """The `Escalation` of a parsed request, against its live owner team (`escalated_for`)."""
     found = cond.find(request.status.conditions, names.ESCALATED)
-    recorded = found.last_transition_time if found is not None and found.status == "True" else None
+    owner = valid.entitlement.spec.owner
+    status = request.status
+    recorded = (
+        found.last_transition_time
+        if found is not None
+        and found.status == "True"
+        and escalated_for(status.escalation_team, status.owner_team, owner)
+        else None
+    )
     created = request.metadata.creation_timestamp
-    return escalation(created, valid.team.escalate_after, valid.entitlement.spec.owner, recorded)
+    return escalation(created, valid.team.escalate_after, owner, recorded)
 
 
 def escalation_of_stored(request: Mapping[str, Any], escalate_after: str | None, owner: str) -> Escalation:
     """The `Escalation` of a request as admission sees it (the stored object), against the live
-    owner team `owner` and its `escalate_after`. An `Escalated` condition without a readable time
-    counts from always: the operator wrote it, and its time only orders it before the approvals
-    it counts."""
+    owner team `owner` and its `escalate_after` (`escalated_for`). An `Escalated` condition without
+    a readable time counts from always: the operator wrote it, and its time only orders it before
+    the approvals it counts."""
     found = wire.condition(request, names.ESCALATED)
+    status = wire.status(request)
     recorded: datetime | None = None
-    if found is not None and found.get("status") == "True":
+    team, first = status.get("escalationTeam"), status.get("ownerTeam")
+    if found is not None and found.get("status") == "True" and escalated_for(team, first, owner):
         recorded = _stored_time(found.get("lastTransitionTime")) or datetime.min.replace(tzinfo=UTC)
     return escalation(wire.created_at(request), escalate_after, owner, recorded)
 

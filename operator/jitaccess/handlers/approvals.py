@@ -15,7 +15,6 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.api.models import AccessRequest
 from jitaccess.domain import approvals
-from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
 from jitaccess.handlers.common import conditions_after, now, status_change, ts
 from jitaccess.handlers.recording import record
@@ -96,7 +95,7 @@ def count(
         approvals_now = listed(current, counted, now())
         if [a["by"] for a in approvals_now] == [a.by for a in current.status.approvals or []]:
             return None
-        escalated = cond.is_true(current.status.conditions, names.ESCALATED)
+        escalated = request_rules.escalation_of(current, valid).recorded is not None
         message = waiting_message(
             valid, [a["by"] for a in approvals_now], escalated, gone, _completion_stamped(current)
         )

@@ -61,6 +61,9 @@ class Pending(NamedTuple):
     requester: str = ""
     user_id: str | None = None
     uid: str = ""  # the request's: a write on its account lands on it alone
+    #: The team its escalation was recorded for (`status.escalationTeam`, else `ownerTeam`); "" for none
+    #: named: an Entitlement handed to another team since escalates again (`request_rules.escalated_for`).
+    escalation_team: str = ""
 
 
 class Ended(NamedTuple):
@@ -185,7 +188,9 @@ def pending(obj: Mapping[str, Any]) -> Pending | None:
     spec = wire.spec(obj)
     requester, user_id = str(spec.get("requester") or ""), spec.get("requesterUserId")
     user = str(user_id) if user_id else None
-    return Pending(wire.name_of(obj), wire.created_at(obj), escalated, requester, user, wire.uid_of(obj))
+    status = wire.status(obj)
+    team = str(status.get("escalationTeam") or status.get("ownerTeam") or "") if escalated else ""
+    return Pending(wire.name_of(obj), wire.created_at(obj), escalated, requester, user, wire.uid_of(obj), team)
 
 
 def waiting(obj: Mapping[str, Any]) -> tuple[str, request_rules.Waiting] | None:

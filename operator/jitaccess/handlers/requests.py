@@ -574,13 +574,16 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
     pending = f"waiting for approval by {request_rules.approvers_text(valid.team, True, excluding={valid.requester})}"
 
     def build(current: AccessRequest) -> dict[str, Any] | None:
-        if cond.is_true(current.status.conditions, names.ESCALATED) or not request_rules.is_pending(current):
+        if request_rules.escalation_of(current, valid).recorded is not None or not request_rules.is_pending(current):
             return None
+        # Escalated under another team (the Entitlement changed owner since): this team's escalation
+        # is recorded afresh, from now, its backup approvers told (`request_rules.escalated_for`).
+        earlier = [c for c in current.status.conditions if c.type != names.ESCALATED]
         return {
             "escalationTime": ts(now()),
             "escalationTeam": valid.entitlement.spec.owner,
             "conditions": conditions_after(
-                current.status.conditions,
+                earlier,
                 [
                     (names.ESCALATED, True, names.PENDING_TOO_LONG, message),
                     (names.READY, False, names.PENDING, pending),

@@ -71,7 +71,8 @@ def _due(rt: Runtime, entitlement: str, entry: Pending, teams: Index, entitlemen
         return True  # reconcile says what is missing (and declares the request Invalid)
     try:
         escalate_after = TeamOwnershipSpec.model_validate(team).escalate_after
-        deadline = request_rules.pending_deadline(entry.created, entry.escalated, escalate_after, rt.settings.limits)
+        escalated = entry.escalated and request_rules.escalated_for(entry.escalation_team, None, owner)
+        deadline = request_rules.pending_deadline(entry.created, escalated, escalate_after, rt.settings.limits)
     except (InvalidInput, ValueError):
         return True
     return now() >= deadline
