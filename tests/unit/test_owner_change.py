@@ -20,6 +20,7 @@ import pytest
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
+from jitaccess.api.models import AccessRequest
 from jitaccess.domain import notifications
 from jitaccess.handlers import common, requests, schedules
 from jitaccess.handlers.indexes import pending
@@ -203,3 +204,43 @@ def test_the_deadline_timer_comes_back_for_the_new_owner_teams_escalation(monkey
     assert not due("payments", T0 + timedelta(hours=4)), "escalated under payments: only the time-out is left"
     assert not due("ledger", T0 + timedelta(hours=3))
     assert due("ledger", T0 + timedelta(hours=4))
+
+
+def test_a_cancel_before_the_start_names_the_team_it_was_judged_against(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Approved under payments for a later start, the Entitlement then handed to ledger, whose lena
+    revokes it before its start (admission judges a cancel against the owner now): the `revoked`
+    record read actor lena beside `ownerTeam: payments`, the approval's team."""
+    start = T0 + timedelta(days=1)
+    stored = waiting(
+        conditions=[condition("Approved", "True", "Approved", T0 + timedelta(minutes=5))],
+        decisionTeam="payments",
+        approvedBy="paula@example.com",
+    )
+    stored["status"]["conditions"] = [c for c in stored["status"]["conditions"] if c["type"] != "Ready"] + [
+        condition("Ready", "False", "Scheduled")
+    ]
+    stored["spec"]["startTime"] = start.isoformat()
+    stored["metadata"]["annotations"] |= {
+        "jitaccess.dev/approved": "true",
+        "jitaccess.dev/approved-by": "paula@example.com",
+        "jitaccess.dev/revoked": "true",
+        "jitaccess.dev/revoked-by": LENA,
+    }
+    cluster = Cluster(stored)
+    monkeypatch.setattr(requests, "now", lambda: T0 + timedelta(hours=1))
+    rt = Runtime(
+        Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, _IdentityCenter()), cast(Kube, cluster)
+    )
+    owned = entitlement(owner="ledger").model_dump(by_alias=True, exclude_none=True, mode="json")
+    teams = {"ledger": [LEDGER.model_dump(by_alias=True, exclude_none=True)]}
+    parsed = AccessRequest.model_validate(copy.deepcopy(cluster.stored))
+    requests.ensure_grant(rt, parsed, teams, {"prod-eng-payments": [owned]})
+    status = cluster.stored["status"]
+    assert [c["reason"] for c in status["conditions"] if c["type"] == "Ready"] == ["Revoked"]
+    assert status["revocationTeam"] == "ledger" and status["decisionTeam"] == "payments"
+    found = records(cluster)
+    assert found["revoked"]["actor"]["username"] == LENA and found["revoked"]["ownerTeam"] == "ledger"
+    assert found["approved"]["ownerTeam"] == "payments", "the approval stays the team's that gave it"
+    # Revoked by a version before the field: the decision's team, as before.
+    del status["revocationTeam"]
+    assert records(cluster)["revoked"]["ownerTeam"] == "payments"

@@ -280,7 +280,8 @@ def records_of_request(request: wire.Obj) -> list[Record]:
                 REVOKED,
                 _when(request, names.READY),
                 _actor(revoker) if revoker else _operator(),
-                **decided,
+                # The team the cancel was judged against (its owner then); before the field, the decision's.
+                **{**decided, "ownerTeam": status.get("revocationTeam") or decision_team(request)},
                 revokeReason=annotations.get(names.ANNOTATION_REVOKE_REASON),
                 message=_message(request, names.READY),
             )

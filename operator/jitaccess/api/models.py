@@ -538,6 +538,10 @@ class AccessRequestStatus(Model):
         "approved or denied, or ended without a decision (set once, with it; for the audit records of the decision "
         "and what follows it: docs/audit.md)"
     )
+    revocation_team: str | None = _team(
+        "The TeamOwnership a cancel before the request's start was judged against: the Entitlement's owner "
+        "when it ended Revoked (for its revoked audit record: docs/audit.md)"
+    )
     approvals: list[GivenApproval] | None = Field(
         default=None, description="Every approval counted, in order (an entitlement's approvalsRequired)"
     )

@@ -320,13 +320,11 @@ def ensure_grant(rt: Runtime, request: AccessRequest, teams: Index, entitlements
         _end_grant_cancelled_late(rt, request)
         return
     revoked = request_rules.cancelled(request)
+    entitlement, team = lookup(rt, request, teams, entitlements)
     if revoked is not None:
         # Cancelled while it waited for its start: it ends now, not at spec.startTime.
-        _finish(
-            rt, request.wire(), revoked.reason, revoked.message, entitlement=request.spec.entitlement, who=revoked.who
-        )
+        _not_granted(rt, request, revoked, entitlement.spec.owner if entitlement is not None else "")
         return
-    entitlement, team = lookup(rt, request, teams, entitlements)
     if entitlement is None:
         _finish(
             rt,
@@ -378,9 +376,7 @@ def _create_grant(
         return  # `Scheduled`: `handlers.starts` comes back at spec.startTime
     refusal = activation_refusal(rt, request, valid)
     if refusal is not None:
-        _finish(
-            rt, request.wire(), refusal.reason, refusal.message, entitlement=request.spec.entitlement, who=refusal.who
-        )
+        _not_granted(rt, request, refusal, valid.entitlement.spec.owner)
         return
     name = request.metadata.name
     target = valid.entitlement.spec.identity_center
@@ -460,6 +456,13 @@ def _create_grant(
     # request too (nothing here can fail any more).
     if created:
         diffbase.defer(request.metadata.uid)
+
+
+def _not_granted(rt: Runtime, request: AccessRequest, why: request_rules.NoGrant, owner: str) -> None:
+    """End an approved request without its grant, for `why`; `owner`: the Entitlement's owner now,
+    the team a cancel (`Revoked`) was judged against ("" once the Entitlement is gone)."""
+    entitlement = request.spec.entitlement
+    _finish(rt, request.wire(), why.reason, why.message, entitlement=entitlement, who=why.who, revocation_team=owner)
 
 
 def grant_refused(name: str, said: str) -> str:
@@ -608,11 +611,15 @@ def _finish(
     entitlement: str,
     owner_team: str = "",
     who: str = "",
+    revocation_team: str = "",
 ) -> None:
     """End a request that will never be granted, with the message that says what to fix. `owner_team`:
     the Entitlement's owner, when the request got as far as being checked against it (the team its
     end was taken against, unless a decision recorded its own before); `who`: whoever ended it (a
-    cancel's stamped revoker), else its requester is the line's."""
+    cancel's stamped revoker), else its requester is the line's; `revocation_team`: for one ending
+    `Revoked`, the Entitlement's owner now, whose approver admission let cancel it (an Entitlement
+    handed to another team since the approval: its `revoked` record names that team, beside the
+    revoker, not the team that approved)."""
     name = wire.name_of(body)
     requester = body.get("spec", {}).get("requester")
 
@@ -640,6 +647,8 @@ def _finish(
             fields["ownerTeam"] = owner_team
         if owner_team and not status.get("decisionTeam"):
             fields["decisionTeam"] = owner_team
+        if revocation_team and reason == names.REVOKED:
+            fields["revocationTeam"] = revocation_team
         return fields
 
     updated = rt.kube.update_status(names.REQUESTS, name, build, uid=wire.uid_of(body))
