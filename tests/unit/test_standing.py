@@ -325,11 +325,13 @@ class Cluster:
         return copy.deepcopy(self.obj)
 
 
-def checked(obj: dict[str, Any], catalogs: list[dict[str, Any]] = EXAMPLES) -> tuple[Cluster, Store]:
+def checked(
+    obj: dict[str, Any], catalogs: list[dict[str, Any]] = EXAMPLES, store: Store | None = None
+) -> tuple[Cluster, Store]:
     """`obj` checked by the operator among the example Entitlements (prod-eng-payments on call
-    through payments-oncall) and `catalogs`, the drift scan on."""
+    through payments-oncall) and `catalogs`, the drift scan on, in `store` (a `Store` by default)."""
     obj = {**copy.deepcopy(obj), "metadata": {**obj["metadata"], "uid": "uid-x"}}
-    store, cluster = Store(), Cluster(obj, catalogs, payments_on_call())
+    store, cluster = store or Store(), Cluster(obj, catalogs, payments_on_call())
     rt = Runtime(Settings(remove_unbacked_members=True), cast(IdentityCenter, store), cast(Kube, cluster))
     teams = {team: [{"approvers": ["paula@example.com"]}] for team in ("payments", "ledger", "pci")}
     index = {e["metadata"]["name"]: [e] for e in payments_on_call()}
@@ -396,3 +398,97 @@ def test_a_deleted_entitlements_scan_finds_the_standing_groups_itself() -> None:
     assert store.listed == []
     catalog._watch(rt, Entitlement.model_validate(obj), ("ledger-x", "id-ledger-x"))
     assert store.listed == ["id-ledger-x"]
+
+
+# --- a GroupId where a group's DisplayName goes -----------------------------------------------------
+
+#: The GroupIds Identity Center gives the groups the tests below name.
+UUIDS = {
+    "payments-oncall": "9a67f2b4-1011-4f1e-8c1e-0000000000a1",
+    "prod-eng-payments": "9067642ac7-9a67f2b4-1011-4f1e-8c1e-0000000000b2",
+}
+
+
+class ByUuid(Store):
+    """Identity Center with GroupIds of their real form: a name resolves to its id, an id to itself."""
+
+    def resolve_group(self, name: str) -> str:
+        return name if standing.groupids.looks_like_group_id(name) else UUIDS.get(name, f"id-{name}")
+
+
+def test_what_looks_like_a_group_id() -> None:
+    assert standing.groupids.looks_like_group_id(UUIDS["payments-oncall"])
+    assert standing.groupids.looks_like_group_id(UUIDS["prod-eng-payments"])  # with its store's prefix
+    assert not standing.groupids.looks_like_group_id("payments-oncall")
+    assert not standing.groupids.looks_like_group_id("g-oncall")
+
+
+@pytest.mark.parametrize(
+    ("field", "said"),
+    [
+        ("identityCenter.groupName", "name it by spec.identityCenter.groupId"),
+        ("eligibility.identityCenterGroups", "name the group by its DisplayName"),
+        ("approval.autoApproveIdentityCenterGroups", "name the group by its DisplayName"),
+    ],
+)
+def test_an_entitlement_naming_a_group_by_its_id_where_its_name_goes_is_refused(field: str, said: str) -> None:
+    """ledger-x with `groupName: <payments-oncall's GroupId>` was admitted (compared by name, it is no
+    group anyone names), and Identity Center granted payments-oncall: its grantees were on call for
+    prod-eng-payments. Or an on-call group named by id made prod-eng-payments' group standing."""
+    new = ledger_x(groupName="ledger-x")
+    part, key = field.split(".")
+    value = UUIDS["payments-oncall"]
+    new["spec"].setdefault(part, {})[key] = value if key == "groupName" else [value]
+    refused(reviewed(new), f"spec.{field}: '{value}' is a GroupId, not a group's DisplayName", said)
+    # One stored so before the rule: a change elsewhere of the fields judged is not held up by it.
+    moved = copy.deepcopy(new)
+    moved["spec"]["approval"]["autoApproveOwnerTeam"] = False
+    moved["spec"]["owner"] = "pci"
+    verdict = reviewed(moved, new, entitlements=[])
+    assert isinstance(verdict, Admit) or "GroupId" not in verdict.message
+
+
+def test_a_catalog_naming_a_tiers_group_by_its_id_is_refused() -> None:
+    catalog = copy.deepcopy(next(c for c in EXAMPLES if c["metadata"]["name"] == "ledger"))
+    catalog["spec"]["production"]["groupName"] = UUIDS["prod-eng-payments"]
+    verdict = permission_review(catalog)
+    assert isinstance(verdict, Refusal), verdict
+    assert (
+        f"spec.production.groupName: '{UUIDS['prod-eng-payments']}' is a GroupId, not a group's DisplayName"
+        in verdict.message
+    )
+    assert permission_review(catalog, old=catalog) == Admit()  # nothing written
+
+
+def permission_review(catalog: dict[str, Any], old: dict[str, Any] | None = None) -> Admit | Refusal:
+    from jitaccess.domain import permissions
+
+    verdict = permissions.review(
+        "UPDATE" if old else "CREATE", old, catalog, GITOPS, operator=OPERATOR, catalogs=EXAMPLES, entitlements=[]
+    )
+    return cast("Admit | Refusal", verdict)
+
+
+def test_a_group_id_stored_where_a_name_goes_is_known_by_that_id() -> None:
+    """Stored before the rule: the operator knows each such group by its id, so it says why the
+    Entitlement is refused, and keeps a standing group named so out of the drift scan."""
+    oncall, payments = UUIDS["payments-oncall"], UUIDS["prod-eng-payments"]
+    cluster, store = checked(ledger_x(groupName=oncall), store=ByUuid())
+    status, reason, message = ready(cluster)
+    assert (status, reason) == ("False", names.POLICY_REFUSED), message
+    assert "is a group Entitlement prod-eng-payments names in spec.approval.autoApproveIdentityCenterGroups" in message
+    assert oncall not in store.listed
+    # An on-call group named by prod-eng-payments' group's id: that group is standing to the scan,
+    # and the Entitlement naming it so is refused.
+    ledger = stored("prod-eng-ledger")
+    ledger["spec"]["approval"]["autoApproveIdentityCenterGroups"] = [payments]
+    entitlements = [*payments_on_call(), ledger]
+    assert payments in standing.standing_ids(EXAMPLES, entitlements, {})
+    assert "prod-eng-payments" in standing.unresolved(EXAMPLES, entitlements)
+    assert standing.by_id_alone(stored("prod-eng-payments"), entitlements)
+    found = standing.entitlement_problems(ledger, EXAMPLES, entitlements, {"prod-eng-payments": payments})
+    assert any("is the group of Entitlement prod-eng-payments" in p for p in found), found
+    # A catalog's baseline group named by its id: known by it too.
+    catalog = copy.deepcopy(next(c for c in EXAMPLES if c["metadata"]["name"] == "ledger"))
+    catalog["spec"]["baseline"]["groupName"] = oncall
+    assert standing.standing_ids([catalog], [], {}) == {oncall}

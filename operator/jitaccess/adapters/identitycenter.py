@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, NoRegionError, ReadTimeoutError
 
 from jitaccess import metrics
+from jitaccess.domain import groupids
 from jitaccess.domain.eligibility import User
 from jitaccess.errors import IdentityCenterError, NotFound, NotLeading, PermanentFailure, RetryLater
 
@@ -316,7 +317,7 @@ class IdentityCenter:
             )
             return str(response["GroupId"])
         except NotFound:
-            if not _looks_like_id(name_or_id):
+            if not groupids.looks_like_group_id(name_or_id):
                 raise
         self._call("DescribeGroup", self._client.describe_group, GroupId=name_or_id)
         return name_or_id
@@ -437,9 +438,3 @@ def _enabled(user: dict[str, Any]) -> bool:
     # `UserStatus` (ENABLED or DISABLED) is recent in the API: a store that leaves it out has
     # no disabled users to report.
     return str(user.get("UserStatus") or "ENABLED") != "DISABLED"
-
-
-def _looks_like_id(value: str) -> bool:
-    # Group ids are UUIDs, optionally prefixed by a 10-hex-digit store prefix; names rarely are.
-    core = value.split("-", 1)[1] if len(value) > 37 else value
-    return len(core) == 36 and core.count("-") == 4

@@ -610,11 +610,13 @@ def _entitlement_group(
     """An Entitlement's group is one grants fill: never a catalog's standing baseline group, nor
     another team's production group, nor a group any Entitlement (itself too) names as one people
     are in; the groups it names as such are none that grants fill; in account-assignment mode its
-    permission set is its owner team's (`standing.entitlement_problems`). Checked when one of those
-    fields is written (`entitlement_groups_written`)."""
+    permission set is its owner team's (`standing.entitlement_problems`); and no GroupId is written
+    where a group's DisplayName goes (`standing.ids_for_names`). Checked when one of those fields is
+    written (`entitlement_groups_written`)."""
     if not entitlement_groups_written(old, new):
         return None
-    found = standing.entitlement_problems(new or {}, catalogs, entitlements, resolved)
+    found = standing.ids_for_names(new or {}, old)
+    found += standing.entitlement_problems(new or {}, catalogs, entitlements, resolved)
     return Refusal("; ".join(found), INVALID) if found else None
 
 

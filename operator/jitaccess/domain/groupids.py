@@ -13,6 +13,10 @@ tier's while `status.<tier>.groupName` is the spec's `groupName` (`tier_group_id
 Entitlement's while `Ready` observed the current generation and says the group resolved
 (`group_id`, `resolved_for_this_generation`). An id resolved for an older name or generation is of
 another group, or of a group gone: it is not used.
+
+A GroupId is never written where a DisplayName goes (`looks_like_group_id`): Identity Center would
+take it for the group it is the id of (`resolve_group` falls back to the id when no group has that
+name), while admission, comparing that field by name, would see another group.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement
 from jitaccess.domain import conditions as cond
+
+
+def looks_like_group_id(value: str) -> bool:
+    """Whether `value` has the form of an Identity Center GroupId: a UUID, optionally after a
+    store prefix of 10 hex digits and a dash. Few names do."""
+    core = value.split("-", 1)[1] if len(value) > 37 else value
+    return len(core) == 36 and core.count("-") == 4
 
 
 def tier_groups(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:

@@ -506,8 +506,8 @@ def review(
 ) -> Verdict:
     """A PermissionCatalog comes from GitOps (RBAC says who may write one): besides kopf's bookkeeping,
     a new or changed spec must render within AWS's limits (`problems`) and keep production held only
-    through grants, given the other `catalogs` and the `entitlements` stored (`standing`), all of
-    them said at once."""
+    through grants, given the other `catalogs` and the `entitlements` stored (`standing`), with no
+    GroupId written as a tier's group name (`standing.ids_for_names`), all of them said at once."""
     refusal = review_bookkeeping(operation, old, new, caller, operator)
     if refusal is not None or new is None:
         return refusal or ALLOW
@@ -519,7 +519,9 @@ def review(
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return Refusal(f"{names.PERMISSION_CATALOG} {where}: {first['msg']}", INVALID)
-    found = problems(catalog) + standing.catalog_problems(new, catalogs, entitlements)
+    found = (
+        problems(catalog) + standing.ids_for_names(new, old) + standing.catalog_problems(new, catalogs, entitlements)
+    )
     if not found:
         return ALLOW
     name = catalog.metadata.name

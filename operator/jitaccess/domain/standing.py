@@ -33,6 +33,11 @@ names as ones people are in are known by name only; so is a group no object reco
 Where a group known by id alone is compared with them (`by_id_alone`), the caller may give the ids
 Identity Center resolves those names to (`resolved`, by name as written): the webhook then asks
 for them, and the operator always does, for the Entitlements stored.
+
+A GroupId written where a DisplayName goes (`groupName`, the groups people are in) is the group it
+is the id of to Identity Center (`groupids.looks_like_group_id`), and another name to a comparison
+by name: admission refuses one written (`ids_for_names`), and one stored before the rule is known
+by that id (so compared with the ids the other names resolve to).
 """
 
 from __future__ import annotations
@@ -96,7 +101,8 @@ def catalog_uses(catalog: Obj) -> list[Use]:
         settings = spec.get(tier)
         group = settings.get("groupName") if isinstance(settings, Mapping) else None
         if isinstance(group, str) and group:
-            found.append(Use(group, f"PermissionCatalog {name}'s {tier} group", name, standing, ids.get(tier)))
+            what = f"PermissionCatalog {name}'s {tier} group"
+            found.append(Use(group, what, name, standing, ids.get(tier) or _written_id(group)))
     return found
 
 
@@ -113,11 +119,44 @@ def entitlement_uses(entitlement: Obj) -> list[Use]:
         what = f"the group of Entitlement {name} (team {owner}, by groupId {group_id})"
         found.append(Use("", what, owner, False, group_id, name))
     elif isinstance(group, str) and group:
-        found.append(Use(group, f"the group of Entitlement {name} (team {owner})", owner, False, group_id, name))
+        what = f"the group of Entitlement {name} (team {owner})"
+        found.append(Use(group, what, owner, False, group_id or _written_id(group), name))
     for path in STANDING_FIELDS:
         what = f"a group Entitlement {name} names in spec.{path}"
-        found += [Use(g, what, owner, True, None, name, path) for g in _listed(spec, path)]
+        found += [Use(g, what, owner, True, _written_id(g), name, path) for g in _listed(spec, path)]
     return found
+
+
+def _written_id(group: str) -> str | None:
+    """`group`, where a DisplayName goes, as the GroupId it is when it is one (the module's docstring)."""
+    return group if groupids.looks_like_group_id(group) else None
+
+
+def ids_for_names(new: Obj, old: Obj | None = None) -> list[str]:
+    """Where an Entitlement or a PermissionCatalog writes a GroupId where a group's DisplayName goes
+    (one `old` did not have there): Identity Center would take it for the group it is the id of,
+    while this module compares those fields by name and would see another group, and let an
+    Entitlement grant, or name as one people are in, a group admission refuses it by name."""
+    written = [*_names_of(new)]
+    before = set(_names_of(old)) if old is not None else set()
+    return [
+        f"{field}: {group!r} is a GroupId, not a group's DisplayName: the groups named there are compared by "
+        f"name, and this one would pass for another; {fix}"
+        for field, group, fix in written
+        if (field, group, fix) not in before and groupids.looks_like_group_id(group)
+    ]
+
+
+def _names_of(obj: Obj) -> list[tuple[str, str, str]]:
+    """The group names `obj` writes: (the field, the name as written, how to name it by id instead)."""
+    spec = wire.spec(obj)
+    by_name = "name the group by its DisplayName"
+    if obj.get("kind") == names.PERMISSION_CATALOG:
+        return [(f"spec.{tier}.groupName", group, by_name) for tier, group in groupids.tier_groups(obj).items()]
+    target = spec.get("identityCenter")
+    group = target.get("groupName") if isinstance(target, Mapping) else None
+    found = [("spec.identityCenter.groupName", group, "name it by spec.identityCenter.groupId")] if group else []
+    return found + [(f"spec.{path}", g, by_name) for path in STANDING_FIELDS for g in _listed(spec, path)]
 
 
 def _known(uses: Iterable[Use], resolved: Mapping[str, str]) -> list[Use]:
@@ -275,9 +314,15 @@ def assignment_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]:
 
 
 def by_id_alone(entitlement: Obj, entitlements: Iterable[Obj]) -> bool:
-    """Whether an Entitlement, or another one stored, names its group by id alone (`groupId`): only
-    the GroupIds Identity Center resolves the other groups' names to can match it (`unresolved`)."""
-    return any(not u.group and not u.standing for e in [entitlement, *entitlements] for u in entitlement_uses(e))
+    """Whether an Entitlement, or another one stored, names its group by id alone (`groupId`, or a
+    GroupId in `groupName` stored before admission refused that, `ids_for_names`), or one people
+    are in by a GroupId (stored so too): only the GroupIds Identity Center resolves the other
+    groups' names to can match it (`unresolved`)."""
+    return any(
+        (not u.standing and not u.group) or u.group_id == u.group
+        for e in [entitlement, *entitlements]
+        for u in entitlement_uses(e)
+    )
 
 
 def unresolved(catalogs: Iterable[Obj], entitlements: Iterable[Obj]) -> set[str]:
@@ -286,7 +331,10 @@ def unresolved(catalogs: Iterable[Obj], entitlements: Iterable[Obj]) -> set[str]
     only through the ids `resolved` gives them (a granted group has its name beside any id, or is
     compared by name with these)."""
     uses = [u for c in catalogs for u in catalog_uses(c)] + [u for e in entitlements for u in entitlement_uses(e)]
-    return {u.group for u in uses if u.standing and u.group_id is None}
+    # A standing group stored by a GroupId written as its name is known by that id alone: the
+    # granted groups' names are resolved too, to be matched with it.
+    granted_too = any(u.standing and u.group_id == u.group for u in uses)
+    return {u.group for u in uses if (u.standing or granted_too) and u.group_id is None}
 
 
 def standing_ids(catalogs: Iterable[Obj], entitlements: Iterable[Obj], resolved: Mapping[str, str]) -> set[str]:
