@@ -20,7 +20,7 @@ from jitaccess.api.models import Entitlement
 from jitaccess.domain import admission as adm
 from jitaccess.domain import standing
 from jitaccess.domain.admission import Admit, Refusal
-from jitaccess.errors import RetryLater
+from jitaccess.errors import NotFound, RetryLater
 from jitaccess.handlers import admission as admission_handlers
 from jitaccess.handlers import catalog
 from jitaccess.handlers.runtime import Runtime
@@ -492,3 +492,58 @@ def test_a_group_id_stored_where_a_name_goes_is_known_by_that_id() -> None:
     catalog = copy.deepcopy(next(c for c in EXAMPLES if c["metadata"]["name"] == "ledger"))
     catalog["spec"]["baseline"]["groupName"] = oncall
     assert standing.standing_ids([catalog], [], {}) == {oncall}
+
+
+# --- a refusal by GroupId holds from one resync to the next ------------------------------------------
+
+
+def passes(obj: dict[str, Any], count: int, store: Store | None = None) -> list[tuple[str, str, Any]]:
+    """`obj` checked `count` times in a row, each pass seeing what the last one stored: its `Ready`
+    reason and status.groupId after each."""
+    store = store or Store()
+    cluster = Cluster({**copy.deepcopy(obj), "metadata": {**obj["metadata"], "uid": "uid-x"}}, EXAMPLES, [])
+    rt = Runtime(Settings(remove_unbacked_members=True), cast(IdentityCenter, store), cast(Kube, cluster))
+    teams = {team: [{"approvers": ["paula@example.com"]}] for team in ("payments", "ledger", "pci")}
+    index = {e["metadata"]["name"]: [e] for e in payments_on_call()}
+    seen = []
+    for _ in range(count):
+        body = kopf.Body(copy.deepcopy(cluster.obj))
+        asyncio.run(catalog.check_entitlement(body=body, memo=kopf.Memo(runtime=rt), teams=teams, entitlements=index))
+        seen.append((ready(cluster)[1], ready(cluster)[0], cluster.obj["status"].get("groupId")))
+    return seen
+
+
+def test_a_refusal_found_by_group_id_stays_from_one_pass_to_the_next() -> None:
+    """ledger-x's groupName is another spelling of payments-oncall (the same GroupId): it was Ready at
+    the first pass, PolicyRefused at the second (its status.groupId then trusted), Ready again at the
+    third (a PolicyRefused made that id untrusted), and so on at every resync."""
+    seen = passes(ledger_x(groupName="id-payments-oncall"), 3)
+    assert seen == [(names.POLICY_REFUSED, "False", "id-payments-oncall")] * 3
+
+
+def test_the_group_id_a_policy_refused_entitlement_resolved_is_its_groups() -> None:
+    """As the other Entitlements' checks and admission see it: `PolicyRefused` is written with the
+    id its group resolved to, or with none (`test_a_group_not_found_leaves_no_group_id_behind`)."""
+    stored = {"metadata": {"generation": 1}, "spec": {"identityCenter": {"groupName": "x"}}}
+    stored["status"] = {
+        "groupId": "id-x",
+        "conditions": [{"type": names.READY, "reason": names.POLICY_REFUSED, "observedGeneration": 1}],
+    }
+    assert standing.groupids.group_id(stored) == "id-x"
+
+
+class Gone(Store):
+    """Identity Center where the group `gone` no longer exists."""
+
+    def resolve_group(self, name: str) -> str:
+        if name == "gone":
+            raise NotFound("no such group", operation="GetGroupId")
+        return super().resolve_group(name)
+
+
+def test_a_group_not_found_leaves_no_group_id_behind() -> None:
+    """The id a group that no longer resolves had is no current group's: it is cleared, so that a
+    `PolicyRefused` written meanwhile does not make it trusted."""
+    obj = ledger_x(groupName="gone")
+    obj["status"] = {"groupId": "id-gone-long-ago"}
+    assert passes(obj, 1, Gone()) == [(names.GROUP_NOT_FOUND, "False", None)]

@@ -64,7 +64,8 @@ def tier_group_ids(catalog: Mapping[str, Any], tiers: Iterable[str] | None = Non
     }
 
 
-#: `Ready` reasons written once the group resolved.
+#: `Ready` reasons written with the `status.groupId` the group resolved to. `PolicyRefused` is also
+#: written when the group does not resolve, and then with no `status.groupId` (the operator clears it).
 _RESOLVED = frozenset(
     {
         names.RESOLVED,
@@ -72,6 +73,7 @@ _RESOLVED = frozenset(
         names.INVALID,
         names.ELIGIBILITY_GROUP_NOT_FOUND,
         names.ON_CALL_GROUP_NOT_FOUND,
+        names.POLICY_REFUSED,
     }
 )
 
@@ -103,3 +105,14 @@ def group_id(entitlement: Mapping[str, Any]) -> str | None:
     if not resolved or ready is None or not _resolved(ready.get("reason"), ready.get("observedGeneration"), generation):
         return None
     return str(resolved)
+
+
+def as_resolved(entitlement: Mapping[str, Any], resolved: str | None) -> dict[str, Any]:
+    """The Entitlement as a pass that has just resolved its group to `resolved` (None: to no group)
+    will store it: its `status.groupId` that id, for its current generation. What that pass
+    judges of its groups (`standing`) is judged of the group it resolved, not of what the last
+    pass left, which a changed `groupName` or `Ready` makes untrusted (`group_id`)."""
+    generation = wire.metadata(entitlement).get("generation")
+    ready = {"type": names.READY, "reason": names.RESOLVED, "observedGeneration": generation}
+    status = {**wire.status(entitlement), "groupId": resolved, "conditions": [ready]}
+    return {**entitlement, "status": status}

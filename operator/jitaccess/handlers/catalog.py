@@ -86,10 +86,9 @@ def _check_entitlement(rt: Runtime, raw: dict[str, Any], team: Any, others: list
     (None: there is none); `others`: the other Entitlements stored (`_group_policy`)."""
     entitlement = Entitlement.model_validate(raw)
     target = _group_of(entitlement) or ""
-    grouped, standing_ids = _group_policy(rt, raw, others)
-    refused = admission.stored_policy_refusal(raw, rt.settings.limits) or grouped
     assignment = entitlement.spec.identity_center.account_assignment
     if assignment is not None:
+        refused, standing_ids = _group_policy(rt, raw, others, None)
         # No group to resolve: a permission set assigned to a user by hand is the PermissionCatalog
         # pass's to report (`handlers.permissionsets`), for catalog tiers. The groups its grants of
         # group mode are in (made before a switch to this mode) are still scanned (`_watch`).
@@ -109,10 +108,13 @@ def _check_entitlement(rt: Runtime, raw: dict[str, Any], team: Any, others: list
         )
         _watch_logged(rt, entitlement, None, standing_ids)
         return
+    # Its own group is resolved first: what admission would refuse of it is judged of the group this
+    # pass resolved (`_group_policy`).
     try:
         rt.forget("group", target)
         group_id = rt.cached("group", target, rt.identity_center.resolve_group)
     except NotFound:
+        refused, standing_ids = _group_policy(rt, raw, others, None)
         missing = (
             f"Identity Center group {target!r} does not exist in store "
             f"{rt.identity_center.identity_store_id}: create it or fix spec.identityCenter"
@@ -122,11 +124,13 @@ def _check_entitlement(rt: Runtime, raw: dict[str, Any], team: Any, others: list
             names.ENTITLEMENTS,
             entitlement,
             *_verdict(entitlement, team, "", (names.GROUP_NOT_FOUND, missing), refused=refused),
+            groupId=None,  # a group gone has no id: none is left to be taken for the current group's
         )
         _watch_logged(rt, entitlement, None, standing_ids)
         return
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
+    refused, standing_ids = _group_policy(rt, raw, others, group_id)
     resolved = f"Identity Center group {target} resolved"
     problem = _groups_problem(rt, entitlement, resolved)
     _set_ready(
@@ -139,18 +143,26 @@ def _check_entitlement(rt: Runtime, raw: dict[str, Any], team: Any, others: list
     _watch_logged(rt, entitlement, (target, group_id), standing_ids)
 
 
-def _group_policy(rt: Runtime, raw: dict[str, Any], others: list[dict[str, Any]]) -> tuple[str | None, frozenset[str]]:
-    """What admission would refuse now of the groups or the permission set an Entitlement names
-    (`admission.stored_group_refusal`: one stored before the rule, or naming by id a group admission
-    knew by name only), and the GroupIds of the groups people hold standing, which no drift scan
-    empties (`standing.standing_ids`): given every PermissionCatalog and the `others` Entitlements
-    stored, each group name resolved as Identity Center has it (`_policy_ids`)."""
+def _group_policy(
+    rt: Runtime, raw: dict[str, Any], others: list[dict[str, Any]], own: str | None
+) -> tuple[str | None, frozenset[str]]:
+    """What admission would refuse now of an Entitlement (`admission.stored_policy_refusal`), and of
+    the groups or the permission set it names (`admission.stored_group_refusal`: one stored before
+    the rule, or naming by id a group admission knew by name only), and the GroupIds of the groups
+    people hold standing, which no drift scan empties (`standing.standing_ids`): given every
+    PermissionCatalog and the `others` Entitlements stored, each group name resolved as Identity
+    Center has it (`_policy_ids`), and its own group the GroupId `own` this pass resolved it to
+    (None: none), not the one the last pass left (`groupids.as_resolved`): trusted or not after the
+    last pass's verdict, that one made a refusal come and go at every other resync."""
+    judged = groupids.as_resolved(raw, own)
     try:
-        catalogs, resolved = _policy_ids(rt, [raw, *others])
+        catalogs, resolved = _policy_ids(rt, [judged, *others])
     except (RetryLater, PermanentFailure) as exc:
         raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
-    refused = admission.stored_group_refusal(raw, catalogs, others, resolved)
-    return refused, frozenset(standing.standing_ids(catalogs, [raw, *others], resolved))
+    refused = admission.stored_policy_refusal(raw, rt.settings.limits) or admission.stored_group_refusal(
+        judged, catalogs, others, resolved
+    )
+    return refused, frozenset(standing.standing_ids(catalogs, [judged, *others], resolved))
 
 
 def _policy_ids(rt: Runtime, entitlements: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
