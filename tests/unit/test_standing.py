@@ -547,3 +547,51 @@ def test_a_group_not_found_leaves_no_group_id_behind() -> None:
     obj = ledger_x(groupName="gone")
     obj["status"] = {"groupId": "id-gone-long-ago"}
     assert passes(obj, 1, Gone()) == [(names.GROUP_NOT_FOUND, "False", None)]
+
+
+# --- one group name Identity Center does not resolve stops no Entitlement's check -----------------
+
+
+class Flaky(Store):
+    """Identity Center that does not answer for `prod-eligible` (throttled), and finds no group
+    `no-such-group`: each name asked is recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def resolve_group(self, name: str) -> str:
+        self.asked.append(name)
+        if name == "prod-eligible":
+            raise RetryLater("throttled", operation="GetGroupId")
+        if name == "no-such-group":
+            raise NotFound("no such group", operation="GetGroupId")
+        return super().resolve_group(name)
+
+
+def test_a_standing_name_identity_center_does_not_resolve_leaves_it_unknown_and_the_check_goes_on() -> None:
+    """Every Entitlement's check resolves every Entitlement's eligibility and on-call names: one of
+    them throttled raised before `Ready` and the drift scan of every Entitlement, the deleted ones' too."""
+    cluster, store = checked(ledger_x(groupName="ledger-x"), store=Flaky())
+    assert ready(cluster)[:2] == ("True", names.RESOLVED)
+    assert store.listed == ["id-ledger-x"]
+    # Still refused by name, and by the ids of the names that did resolve.
+    cluster, store = checked(ledger_x(groupName="id-payments-oncall"), store=Flaky())
+    assert ready(cluster)[:2] == ("False", names.POLICY_REFUSED)
+    assert store.listed == []
+
+
+def test_a_standing_name_that_is_no_group_is_asked_once_in_a_while() -> None:
+    flaky = Flaky()
+    rt = Runtime(Settings(), cast(IdentityCenter, flaky), cast(Kube, Cluster({}, EXAMPLES, [])))
+    entitlement = ledger_x(groupName="ledger-x")
+    entitlement["spec"]["eligibility"] = {"identityCenterGroups": ["no-such-group", "prod-eligible"]}
+    for _ in range(3):
+        _, resolved = catalog._policy_ids(rt, [entitlement])
+        assert "no-such-group" not in resolved and "prod-eligible" not in resolved
+    assert flaky.asked.count("no-such-group") == 1
+    assert flaky.asked.count("prod-eligible") == 3  # a "did not answer" is never kept
+    # Its own check asks afresh (the Entitlement's own group, an eligibility group missing).
+    rt.forget("group", "no-such-group")
+    catalog._policy_ids(rt, [entitlement])
+    assert flaky.asked.count("no-such-group") == 2

@@ -155,10 +155,7 @@ def _group_policy(
     (None: none), not the one the last pass left (`groupids.as_resolved`): trusted or not after the
     last pass's verdict, that one made a refusal come and go at every other resync."""
     judged = groupids.as_resolved(raw, own)
-    try:
-        catalogs, resolved = _policy_ids(rt, [judged, *others])
-    except (RetryLater, PermanentFailure) as exc:
-        raise kopf.TemporaryError(f"cannot reach Identity Center: {exc}", delay=10) from exc
+    catalogs, resolved = _policy_ids(rt, [judged, *others])
     refused = admission.stored_policy_refusal(raw, rt.settings.limits) or admission.stored_group_refusal(
         judged, catalogs, others, resolved
     )
@@ -169,15 +166,20 @@ def _policy_ids(rt: Runtime, entitlements: list[dict[str, Any]]) -> tuple[list[d
     """The stored PermissionCatalogs, and the GroupIds of the names of the groups people hold
     standing that they and `entitlements` name and no object records an id for
     (`standing.unresolved`; a name that is no group has none).
-    Cached as every group lookup is (`Runtime.cached`): each Entitlement's own check resolves its
-    own names anyway. Raises what Identity Center raised when it does not answer."""
+    Cached as every group lookup is (`Runtime.cached`), a name that is no group too: each
+    Entitlement's own check resolves its own names anyway. A name Identity Center does not answer
+    for is left without an id, matched by name only this once: every Entitlement's check resolves
+    every such name, and one group's lookup failing is not to stop each one's `Ready` and drift
+    scan (a `PolicyRefused` found by id waits for the next pass)."""
     catalogs = rt.kube.list(names.CATALOGS)
     resolved = {}
     for group in sorted(standing.unresolved(catalogs, entitlements)):
         try:
-            resolved[group] = rt.cached("group", group, rt.identity_center.resolve_group)
+            resolved[group] = rt.cached("group", group, rt.identity_center.resolve_group, no_group=True)
         except NotFound:
             continue  # no such group: nobody is in it
+        except (RetryLater, PermanentFailure) as exc:
+            log.warning("group %r not resolved (%s): compared by name only in this pass", group, exc)
     return catalogs, resolved
 
 

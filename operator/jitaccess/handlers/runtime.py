@@ -51,6 +51,11 @@ _CACHE_SECONDS = 60.0
 # about the account (disabled, or gone) is kept as long: the webhooks, the operator's count and the
 # activation of one approval by a leaver ask once (`Runtime.recently_refused`).
 ELIGIBLE_SECONDS = 5.0
+# A group name that is no group (`NotFound`), to the callers that ask for it to be remembered
+# (`Runtime.cached`): every Entitlement's check resolves the names of the groups people hold standing
+# that all of them name (`handlers.catalog`), and one that names no group would otherwise cost a
+# `GetGroupId` per check. A group created under that name is seen by them within this long.
+_NO_GROUP_SECONDS = 30.0
 # A request handed to its grant's handler stands for a read of it only while that is as fresh as a
 # read: the moment between creating the grant and its handler running, unless a burst queues it.
 _HANDOFF_SECONDS = 5.0
@@ -481,6 +486,8 @@ class Runtime:
     _refused: dict[str, tuple[float, AccountNo]] = field(default_factory=dict)
     # User names `GetUserId` answered NotFound for, when, and its answer (`cached`): a "no" as well.
     _no_user: dict[str, tuple[float, NotFound]] = field(default_factory=dict)
+    # Group names `GetGroupId` answered NotFound for, when, and its answer (`cached`, `no_group`).
+    _no_group: dict[str, tuple[float, NotFound]] = field(default_factory=dict)
     # Kept by `indexes` from the watches. Which live grants hold each (UserId, group) membership
     # (rule 1's reference count); Active grants (the gauges), requests awaiting a decision and
     # finished objects, by entitlement (what `schedules` acts on at their deadlines).
@@ -611,27 +618,31 @@ class Runtime:
             if grant in self._ended and uid and uid not in self._ended_uids:
                 del self._ended[grant]
 
-    def cached(self, kind: str, key: str, resolve: Callable[[str], str]) -> str:
+    def cached(self, kind: str, key: str, resolve: Callable[[str], str], *, no_group: bool = False) -> str:
         """Names-to-ids lookups are stable: cache them briefly to spare the AWS quota.
 
         A user name that resolves to nobody (`NotFound`) is remembered as long as a "no" about an
         account (`ELIGIBLE_SECONDS`, and as bounded), and raises `NotFound` again meanwhile: a deleted
         approver's approval is checked four or five times within seconds (`handlers.eligibility`),
-        and each asked `GetUserId` again. `forget` forgets it too; a "did not answer" is never kept."""
+        and each asked `GetUserId` again. A group name that is no group is remembered as long as
+        `_NO_GROUP_SECONDS` for the callers that say so (`no_group`: a "no" that is only a missed
+        match, never one that would fail a grant). `forget` forgets it too; a "did not answer" is
+        never kept."""
         now = time.monotonic()
         hit = self._cache.get((kind, key))
         if hit is not None and now - hit[0] < _CACHE_SECONDS:
             return hit[1]
-        said = self._no_user.get(key) if kind == "user" else None
-        if said is not None and now - said[0] < ELIGIBLE_SECONDS:
+        noes, keep = (self._no_user, ELIGIBLE_SECONDS) if kind == "user" else (self._no_group, _NO_GROUP_SECONDS)
+        said = noes.get(key) if kind == "user" or (kind == "group" and no_group) else None
+        if said is not None and now - said[0] < keep:
             raise NotFound(str(said[1]), operation=said[1].operation, code=said[1].code)
         try:
             value = resolve(key)
         except NotFound as exc:
-            if kind == "user":
+            if kind in ("user", "group"):
                 with self._locks_guard:
-                    _drop_stale(self._no_user, now, ELIGIBLE_SECONDS, lambda said: said[0], at_limit=True)
-                    self._no_user[key] = (now, NotFound(str(exc), operation=exc.operation, code=exc.code))
+                    _drop_stale(noes, now, keep, lambda said: said[0], at_limit=True)
+                    noes[key] = (now, NotFound(str(exc), operation=exc.operation, code=exc.code))
             raise
         self._cache[(kind, key)] = (now, value)
         if kind == "group":
@@ -651,9 +662,9 @@ class Runtime:
 
     def forget(self, kind: str, key: str) -> None:
         self._cache.pop((kind, key), None)
-        if kind == "user":
+        if kind in ("user", "group"):
             with self._locks_guard:
-                self._no_user.pop(key, None)
+                (self._no_user if kind == "user" else self._no_group).pop(key, None)
 
     def resolved_again(self, kind: str, key: str, stale: str, resolve: Callable[[str], str]) -> str | None:
         """After Identity Center answered that nothing has the id `stale` it gave for `key` (`cached`):
