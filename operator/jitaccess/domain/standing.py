@@ -29,7 +29,8 @@ and equal are one: an Entitlement's `groupId`, or the `status.groupId` its `grou
 for the current generation (`groupids.group_id`); a catalog tier's `status.<tier>.groupId`, while
 the name it was resolved from is the spec's (`groupids.tier_group_ids`). An id resolved for an
 older name or generation is not trusted: admission never refuses on it. The groups an Entitlement
-names as ones people are in are known by name only; so is a group no object records an id for.
+names as ones people are in are known by name only (but for a GroupId written as one, below); so
+is a group no object records an id for.
 Where a group known by id alone is compared with them (`by_id_alone`), the caller may give the ids
 Identity Center resolves those names to (`resolved`, by name as written): the webhook then asks
 for them, and the operator always does, for the Entitlements stored.
