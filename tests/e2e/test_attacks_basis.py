@@ -1,4 +1,4 @@
-"""Attacks 33-35 of docs/security.md: access only on an approval the webhook stamped, never
+"""Attacks 33-35 and 144 of docs/security.md: access only on an approval the webhook stamped, never
 outliving its basis (issue 18).
 
 The same style as `test_attacks.py` (real identities, plain kubectl, the real API server, the
@@ -6,6 +6,8 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
 
 - 33: whoever can act as the operator's identity (here the administrator, whom the harness's
   operator runs as) creates an AccessGrant by hand: with no request, or naming someone else's;
+- 144: the same identity creates, by hand, the grant of a request approved for a later start,
+  before the start;
 - 34: an AccessRequest is deleted while the operator is down (the webhook configurations deleted
   too, as an administrator could), or deleted and re-created under the same name;
 - 35: someone deletes another user's pending request, or a finished one (the audit record);
@@ -17,6 +19,7 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from pathlib import Path
@@ -143,6 +146,37 @@ def test_33_a_copy_of_an_approved_requests_grant_for_another_user_gives_nobody_a
     assert ready(failed)["reason"] == "Failed", message
     assert f"spec.user is '{MALLORY}', but AccessRequest e33-wait and its Entitlement yield '{ALICE}'" in message
     assert system.members(LEDGER) == set()
+
+
+# --- 144. a grant made by hand for a request approved for a later start ---------------------------
+
+
+def test_144_a_grant_made_by_hand_for_a_scheduled_request_gives_no_access_before_its_start(system: Jit) -> None:
+    """alice's window on ledger begins in an hour; lena approved it, and it waits `Scheduled`, with
+    no grant. The grant its start would create, written now by hand (the request's name, its uid on
+    the label, what it yields), adds nobody: the access begins at the start or not at all."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    system.request("e144-window", LEDGER, duration="1h", user=ALICE, startTime=start)
+    system.wait_reason("accessrequest", "e144-window", "Pending")
+    system.kubectl("annotate", "accessrequest", "e144-window", "jitaccess.dev/approved=true", user=LENA)
+    request = system.wait_reason("accessrequest", "e144-window", "Scheduled")
+    grant = forged_grant(system, "e144-window", "e144-window", **{"jitaccess.dev/request": request["metadata"]["uid"]})
+    grant["metadata"]["labels"]["jitaccess.dev/entitlement"] = LEDGER
+    grant["spec"].update(
+        user=ALICE, userId=system.ic.user_id(ALICE), entitlement=LEDGER, groupName=LEDGER, ownerTeam="ledger"
+    )
+    system.apply(grant, verb="create")
+    failed = system.wait_reason("accessgrant", "e144-window", "Failed", "Active")
+    message = ready(failed)["message"]
+    assert ready(failed)["reason"] == "Failed", message
+    assert (
+        "not provisioned: AccessGrant e144-window is not backed by an approved AccessRequest (AccessRequest "
+        f"e144-window is approved for a later start: its access begins at {start} (spec.startTime)"
+    ) in message
+    assert system.members(LEDGER) == set()
+    assert (failed["status"].get("membershipId"), failed["status"].get("activationTime")) == (None, None)
+    # The request follows its grant, as the operator's identity could have ended it anyway: no start to come.
+    system.wait_reason("accessrequest", "e144-window", "Failed")
 
 
 # --- 34. a request deleted while the operator is down -------------------------------------------

@@ -14,15 +14,19 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, cast
 
+import kopf
 import pytest
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
-from jitaccess.api.models import AccessRequest
+from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import requests as rules
 from jitaccess.domain.requests import Basis, Limits, NoGrant, Outcome
+from jitaccess.errors import NotFound, RetryLater
+from jitaccess.handlers import backing as backing_handlers
+from jitaccess.handlers import grants
+from jitaccess.handlers.activation import activation_refusal
 from jitaccess.handlers.eligibility import eligibility_problem
-from jitaccess.handlers.requests import activation_refusal
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit.factories import T0, condition, entitlement, request, team
@@ -368,3 +372,85 @@ def test_a_cancel_admitted_as_the_start_made_its_grant_revokes_that_grant() -> N
     plain.metadata.annotations = dict(BY_PAULA)
     ensure_grant(Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, kube)), plain, {}, {})
     assert kube.written == []
+
+
+# --- a grant made by hand for a request approved for a later start (attack 144) ----------------------
+
+
+def test_a_grant_of_a_scheduled_request_is_held_to_what_its_start_asks(
+    ic: FakeIdentityCenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grant handler's check (`handlers.backing`) of a grant named after bob's `Scheduled`
+    request, labelled with its uid, for what it yields: not before the start (Identity Center not
+    even asked), and after it only as the start would grant it: eligibility asked afresh."""
+    start = T0 + timedelta(hours=20, milliseconds=500)
+    req = request(
+        annotations=BY_PAULA,
+        conditions=[condition("Approved", "True", "Approved", T0), condition("Ready", "False", "Scheduled", T0)],
+        startTime=start.isoformat(),
+    )
+    spec = {"user": "bob@example.com", "entitlement": "prod-eng-payments", "groupName": "prod-eng-payments"}
+    made = AccessGrant.model_validate(
+        {
+            "metadata": {"name": "r1", "labels": {"jitaccess.dev/request": "uid-r1"}},
+            "spec": {**spec, "request": "r1", "duration": "1h"},
+        }
+    )
+    rt = Runtime(Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, ReadAgain(req)))
+
+    def at(now: Any) -> str | None:
+        monkeypatch.setattr(backing_handlers, "utcnow", lambda: now)
+        return backing_handlers.unbacked_by(rt, made, req, ELIGIBLE, team())
+
+    early = at(T0 + timedelta(hours=1))
+    assert early is not None and "is approved for a later start: its access begins at 2026-11-24T08:00:00Z" in early
+    assert at(start - timedelta(milliseconds=1)) is not None
+    assert ic.asked == 0
+    assert at(start) is None, "the start has come, within its second"
+    assert ic.asked == 1, "asked afresh"
+    ic.members["prod-eligible"].discard("bob@example.com")
+    lapsed = at(start + timedelta(seconds=2))
+    assert lapsed is not None and "not granted: when access was to begin, bob@example.com is not in" in lapsed
+    assert lapsed.startswith("not provisioned: AccessGrant r1 is not backed by an approved AccessRequest")
+
+
+def test_an_eligibility_group_that_does_not_exist_fails_the_grant_of_a_scheduled_request(
+    ic: FakeIdentityCenter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ends the request `Invalid` at its start (the Entitlement names a group Identity Center
+    does not have) fails a grant made by hand after the start, rather than its handler's every retry."""
+    start = T0 + timedelta(hours=20)
+    req = request(annotations=BY_PAULA, conditions=approved_at(T0), startTime=start.isoformat())
+    made = AccessGrant.model_validate(
+        {
+            "metadata": {"name": "r1", "labels": {"jitaccess.dev/request": "uid-r1"}},
+            "spec": {"user": "bob@example.com", "entitlement": "prod-eng-payments", "groupName": "prod-eng-payments",
+                     "request": "r1", "duration": "1h"},
+        }
+    )  # fmt: skip
+
+    def resolve_group(name: str) -> str:
+        raise NotFound(f"no group {name}", operation="GetGroupId")
+
+    monkeypatch.setattr(ic, "resolve_group", resolve_group)
+    monkeypatch.setattr(backing_handlers, "utcnow", lambda: start)
+    rt = Runtime(Settings(pending_timeout_seconds=24 * 3600), cast(IdentityCenter, ic), cast(Kube, ReadAgain(req)))
+    gone = entitlement(eligibility={"identityCenterGroups": ["prod-gone"]})
+    message = backing_handlers.unbacked_by(rt, made, req, gone, team())
+    assert message is not None and "names 'prod-gone', which is not a group in Identity Center" in message
+
+
+def test_identity_center_not_answering_the_grant_handlers_check_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check asks Identity Center (on call, approvers gone, a start's eligibility): silent, the
+    grant's handler retries as for its add, with kopf's delay and its words."""
+
+    def silent(*_: Any) -> str | None:
+        raise RetryLater("ThrottlingException: Rate exceeded")
+
+    monkeypatch.setattr(grants, "stored_request", lambda *_: None)
+    monkeypatch.setattr(grants, "unbacked", silent)
+    body = {"metadata": {"name": "r1", "uid": "g-1"}, "spec": {"user": "bob@example.com", "entitlement": "e",
+            "groupName": "prod-eng-payments", "request": "r1", "duration": "1h"}}  # fmt: skip
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    with pytest.raises(kopf.TemporaryError, match="Identity Center is not answering"):
+        grants._provision(rt, kopf.Body(body), {}, {}, {})

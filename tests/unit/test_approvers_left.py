@@ -28,11 +28,11 @@ from jitaccess.domain.teams import Caller
 from jitaccess.errors import NotFound, RetryLater
 from jitaccess.handlers import requests as request_handlers
 from jitaccess.handlers import runtime
+from jitaccess.handlers.activation import activation_refusal
 from jitaccess.handlers.admission import _approvers_gone as approvers_gone_at_admission
 from jitaccess.handlers.admission import approver_checked
 from jitaccess.handlers.approvals import waiting_message
 from jitaccess.handlers.eligibility import approver_problem, approvers_gone, approvers_problem
-from jitaccess.handlers.requests import activation_refusal
 from jitaccess.handlers.runtime import ELIGIBLE_SECONDS, Runtime
 from jitaccess.settings import Settings
 from tests.unit import test_extensions as extensions

@@ -10,7 +10,7 @@ import pytest
 
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import backing
-from jitaccess.domain.requests import Limits
+from jitaccess.domain.requests import Basis, Limits, NoGrant
 from jitaccess.handlers.known_requests import KnownRequests
 from tests.unit.factories import T0, condition, entitlement, request, team
 
@@ -212,3 +212,82 @@ def test_a_request_being_deleted_backs_no_grant_and_counts_as_gone() -> None:
     known.list_once(kube)  # type: ignore[arg-type]
     assert known.known("r1") is None
     assert known.stored_uid("r1", kube) is None  # type: ignore[arg-type]
+
+
+# --- a request approved for a later start (attack 144) ----------------------------------------------
+
+START = T0 + timedelta(hours=20, milliseconds=500)
+SCHEDULED = [
+    condition("Approved", "True", "Approved", T0 + timedelta(minutes=1)),
+    condition("Ready", "False", "Scheduled"),
+]
+
+
+def scheduled(**changes: Any) -> AccessRequest:
+    """bob's request r1 for a window from START (half a second past a whole one), approved by paula
+    and waiting `Scheduled`: the grant the operator creates at the start has its name."""
+    req = request(
+        annotations=BY_PAULA, conditions=SCHEDULED, requesterUserId="id-bob", duration="2h", startTime=START.isoformat()
+    )
+    req.metadata.uid = UID
+    for key, value in changes.items():
+        setattr(req.status, key, value)
+    return req
+
+
+class Begins:
+    """What the start asks of the request (`handlers.activation.refusal_given`), and whom it asked."""
+
+    def __init__(self, refusal: NoGrant | None = None) -> None:
+        self.refusal = refusal
+        self.asked: list[Basis] = []
+
+    def __call__(self, req: AccessRequest, valid: Any, basis: Basis) -> NoGrant | None:
+        self.asked.append(basis)
+        return self.refusal
+
+
+def test_a_grant_of_a_scheduled_request_is_not_backed_before_its_start() -> None:
+    """A grant named after the request, labelled with its uid and as the request yields: made by
+    hand days before the start, it must not begin the access then."""
+    for now in (NOW, START - timedelta(milliseconds=100)):
+        begins = Begins()
+        message = backing.unbacked(grant(), scheduled(), entitlement(), team(), LIMITS, now, begins=begins)
+        assert message is not None, now
+        assert (
+            "(AccessRequest r1 is approved for a later start: its access begins at 2026-11-24T08:00:00Z "
+            "(spec.startTime), when the operator creates its grant, not before)"
+        ) in message
+        assert begins.asked == [], "nothing more is asked before the start"
+
+
+def test_the_grant_the_start_creates_is_backed_within_the_starts_own_second() -> None:
+    """The start has come by the exact clock, which the request handler's check uses too: a clock
+    cut to whole seconds would still say 08:00:00 and refuse the grant the start has just created."""
+    for now in (START, START + timedelta(milliseconds=100), START + timedelta(hours=1)):
+        begins = Begins()
+        assert backing.unbacked(grant(), scheduled(), entitlement(), team(), LIMITS, now, begins=begins) is None
+        assert begins.asked == [Basis(auto=False, who="paula@example.com")]
+
+
+def test_what_the_start_refuses_refuses_the_grant() -> None:
+    """After the start, the grant is asked what the start asks (eligibility afresh, the approver
+    still there, no cancel): a grant made by hand cannot skip it."""
+    lapsed = NoGrant("NotEligible", "not granted: when access was to begin, bob@example.com is not in ...")
+    message = backing.unbacked(grant(), scheduled(), entitlement(), team(), LIMITS, START, begins=Begins(lapsed))
+    assert message is not None and f"(AccessRequest r1: {lapsed.message})" in message
+    # A request without a start was checked so the moment it was approved: nothing more is asked.
+    begins = Begins(lapsed)
+    assert backing.unbacked(grant(), approved(), entitlement(), team(), LIMITS, NOW, begins=begins) is None
+    assert begins.asked == []
+
+
+@pytest.mark.parametrize("req", [approved, scheduled])
+def test_a_grant_of_a_request_whose_entitlement_changed_since_the_approval_is_not_backed(req: Any) -> None:
+    was = req(approved_for="prod-eng-payments-readonly")
+    message = backing.unbacked(grant(), was, entitlement(), team(), LIMITS, START)
+    assert message is not None
+    assert "Entitlement prod-eng-payments changed since the request was approved: it was approved for " in message
+    assert (
+        backing.unbacked(grant(), req(approved_for="prod-eng-payments"), entitlement(), team(), LIMITS, START) is None
+    )

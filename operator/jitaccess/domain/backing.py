@@ -11,7 +11,13 @@ leads to:
   grant (or not set yet, for a grant named after the request, which is how the operator names them);
 - the approval stands (`requests.grant_basis`: stamped by the admission webhook, or the
   auto-approval of an owner-team member), against the live Entitlement and TeamOwnership;
-- grantee, UserId, entitlement, group and duration are what that request and its Entitlement yield.
+- grantee, UserId, entitlement, group and duration are what that request and its Entitlement yield;
+- its access may begin as the request's would (`handlers.activation`): not before `spec.startTime`
+  (a request approved for a later start waits `Scheduled`, the grant's name its own: a grant made by
+  hand for it would otherwise begin the access days early), not for an Entitlement that gives
+  other than what was approved (`status.approvedFor`), and, for a request with a `spec.startTime`,
+  only with what the start asks of it too (`begins`: eligibility asked afresh, the approver still
+  in Identity Center, no cancel meanwhile).
 
 Once a grant is active, `orphaned` says whether its request has gone since (deleted, or deleted
 and re-created under the same name): access never outlives its basis.
@@ -28,11 +34,15 @@ from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain import schedule
 from jitaccess.domain.durations import parse_duration
 from jitaccess.errors import InvalidInput
 
 #: Whether the requester of a valid request is in one of its Entitlement's on-call groups now.
 OnCall = Callable[[request_rules.ValidRequest], bool]
+#: Why the access of a request with a `spec.startTime`, its approval re-derived, may not begin now
+#: (`handlers.activation.refusal_given`); None when it may.
+Begins = Callable[[AccessRequest, request_rules.ValidRequest, request_rules.Basis], request_rules.NoGrant | None]
 
 
 def unbacked(
@@ -44,12 +54,16 @@ def unbacked(
     now: datetime,
     on_call: OnCall | None = None,
     gone: Mapping[str, str] = approval_rules.NOBODY_GONE,
+    begins: Begins | None = None,
 ) -> str | None:
     """Why `grant` must not be provisioned, as the message its `Failed` condition carries (failing
     it adds what the user may have held: `grants.failure_message`); None when its request backs it. `request`, `entitlement` and `team` are as stored now; `on_call`
     asks whether the requester is in an on-call group now, `gone` which approvers listed are gone
-    from Identity Center (`requests.grant_basis`)."""
-    problem = _why_not(grant, request, entitlement, team, limits, now, on_call, gone)
+    from Identity Center (`requests.grant_basis`), `begins` what the start asks of a request with a
+    `spec.startTime` (module doc). `now` is the exact time: a start may fall within a second, and
+    the grant the start has just created must not be refused in that second (the approval's times,
+    the API's, are whole seconds, and compared as such)."""
+    problem = _why_not(grant, request, entitlement, team, limits, now, on_call, gone, begins)
     if problem is None:
         return None
     return (
@@ -67,6 +81,7 @@ def _why_not(
     now: datetime,
     on_call: OnCall | None,
     gone: Mapping[str, str],
+    begins: Begins | None,
 ) -> str | None:
     name, spec = grant.metadata.name, grant.spec
     if request is None:
@@ -90,11 +105,38 @@ def _why_not(
     except InvalidInput as exc:
         return f"AccessRequest {spec.request} does not hold against its Entitlement: {exc}"
     basis = request_rules.grant_basis(
-        request, valid, limits, now, on_call=(lambda: on_call(valid)) if on_call is not None else None, gone=gone
+        request,
+        valid,
+        limits,
+        now.replace(microsecond=0),
+        on_call=(lambda: on_call(valid)) if on_call is not None else None,
+        gone=gone,
     )
     if isinstance(basis, request_rules.NoGrant):
         return f"AccessRequest {spec.request}: {basis.message}"
-    return _mismatch(grant, request, valid)
+    return _mismatch(grant, request, valid) or _not_begun(request, valid, basis, now, begins)
+
+
+def _not_begun(
+    request: AccessRequest,
+    valid: request_rules.ValidRequest,
+    basis: request_rules.Basis,
+    now: datetime,
+    begins: Begins | None,
+) -> str | None:
+    """Why the request's access may not begin now, as the request handler would find before it
+    creates the grant (`handlers.requests._create_grant`): its start is still to come, or its
+    Entitlement changed since the approval; for a request with a start, `begins`'s answer."""
+    name, start = request.metadata.name, request.spec.start_time
+    if start is not None and schedule.waits(start, now):
+        return (
+            f"AccessRequest {name} is approved for a later start: its access begins at {schedule.stamp(start)} "
+            "(spec.startTime), when the operator creates its grant, not before"
+        )
+    refusal = request_rules.changed_since_approval(request, valid.entitlement)
+    if refusal is None and start is not None and begins is not None:
+        refusal = begins(request, valid, basis)
+    return None if refusal is None else f"AccessRequest {name}: {refusal.message}"
 
 
 def _mismatch(grant: AccessGrant, request: AccessRequest, valid: request_rules.ValidRequest) -> str | None:

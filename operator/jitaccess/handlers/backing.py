@@ -24,11 +24,15 @@ from jitaccess.api import names
 from jitaccess.api.models import AccessGrant, AccessRequest, Entitlement, TeamOwnershipSpec
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import backing
+from jitaccess.domain import requests as request_rules
+from jitaccess.errors import InvalidInput
 from jitaccess.handlers import oncall
-from jitaccess.handlers.common import Index, now
+from jitaccess.handlers.activation import refusal_given
+from jitaccess.handlers.common import Index
 from jitaccess.handlers.eligibility import approvers_gone
 from jitaccess.handlers.owners import lookup
 from jitaccess.handlers.runtime import Runtime
+from jitaccess.handlers.scheduler import utcnow
 
 
 def stored_request(rt: Runtime, grant: AccessGrant) -> dict[str, Any] | None:
@@ -57,7 +61,11 @@ def unbacked_by(
     """`unbacked`, with the request parsed and its Entitlement and owner team as its handler has
     just looked them up (`grants.provision_at_once`). Of several approvals, those whose approver is
     gone from Identity Center are asked about (`approvers_gone`, a "yes" of the request handler's
-    check a moment ago standing) and counted out, as the request handler counted them."""
+    check a moment ago standing) and counted out, as the request handler counted them. A request
+    with a `spec.startTime` is asked what its start asks (`activation.refusal_given`), against the
+    exact clock, as the request handler checks the start (`requests._create_grant`).
+
+    Raises `RetryLater` when Identity Center does not answer."""
     needed = approval_rules.required(entitlement)
     return backing.unbacked(
         grant,
@@ -65,9 +73,21 @@ def unbacked_by(
         entitlement,
         team,
         rt.settings.limits,
-        now(),
+        utcnow(),
         on_call=lambda valid: oncall.on_call_group(rt, valid) is not None,
         gone=approvers_gone(rt, request.metadata.annotations, needed)
         if request is not None
         else approval_rules.NOBODY_GONE,
+        begins=lambda request, valid, basis: _begins(rt, request, valid, basis),
     )
+
+
+def _begins(
+    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, basis: request_rules.Basis
+) -> request_rules.NoGrant | None:
+    """`activation.refusal_given`, an Entitlement naming an eligibility group that does not exist
+    included (the request handler ends its request `Invalid` for it before any grant is created)."""
+    try:
+        return refusal_given(rt, request, valid, basis)
+    except InvalidInput as exc:
+        return request_rules.NoGrant(names.INVALID, str(exc))

@@ -123,8 +123,9 @@ def _provision(
     # Whoever can act as the operator could create a grant by hand: it is provisioned only if its
     # request, as stored now, leads to exactly this grant.
     request = stored_request(rt, grant)
-    problem = unbacked(rt, grant, request, teams, entitlements)
     try:
+        # Identity Center is asked here too (on call, approvers gone, a scheduled start's eligibility).
+        problem = unbacked(rt, grant, request, teams, entitlements)
         if problem is not None:
             fail(rt, grant, problem, before_add=True)
             return

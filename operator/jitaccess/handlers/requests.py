@@ -29,9 +29,10 @@ from jitaccess.domain import schedule
 from jitaccess.errors import InvalidInput, RetryLater
 from jitaccess.handlers import approvals as approval_counts
 from jitaccess.handlers import breakglass, diffbase, oncall
+from jitaccess.handlers.activation import activation_refusal
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, parse, status_change, ts
 from jitaccess.handlers.deleted_requests import mark_revoked
-from jitaccess.handlers.eligibility import approvers_gone, approvers_problem, eligibility_problem
+from jitaccess.handlers.eligibility import approvers_gone, eligibility_problem
 from jitaccess.handlers.grants import provision_at_once
 from jitaccess.handlers.indexes import holdings
 from jitaccess.handlers.owners import lookup
@@ -474,72 +475,6 @@ def grant_refused(name: str, said: str) -> str:
         "admission policy or rule named) or the Entitlement's owners must fix what it names; then create "
         "the request again under a new name"
     )
-
-
-def activation_refusal(
-    rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest
-) -> request_rules.NoGrant | None:
-    """The last word before access is granted: why not, or None.
-
-    The approval is re-derived from what admission stamped (`request_rules.grant_basis`), never taken
-    from `status`, and the requester's eligibility is asked again: a human approval comes minutes or
-    hours after the check at creation, so Identity Center is asked afresh (no cached "yes"); an
-    auto-approval is taken in the moment of that check, whose answer is seconds old at most, unless
-    the request waited for its `spec.startTime`. Of several approvals, those whose approver's Identity
-    Center account is disabled or gone since do not count (`approvers_gone`), as while the request
-    was pending: the others must still make approvalsRequired.
-    """
-    needed = valid.entitlement.spec.approval.approvals_required
-    basis = request_rules.grant_basis(
-        request,
-        valid,
-        rt.settings.limits,
-        now(),
-        on_call=lambda: oncall.on_call_group(rt, valid) is not None,
-        gone=approvers_gone(rt, request.metadata.annotations, needed),
-    )
-    if isinstance(basis, request_rules.NoGrant):
-        return basis
-    changed = request_rules.changed_since_approval(request, valid.entitlement)
-    if changed is not None:
-        return changed
-    problem = eligibility_problem(rt, valid, fresh=not basis.auto or request.spec.start_time is not None)
-    if problem is not None:
-        return request_rules.NoGrant(names.NOT_ELIGIBLE, f"not granted: when access was to begin, {problem}")
-    return _approver_left(rt, valid, basis) or _cancelled_meanwhile(rt, request)
-
-
-def _approver_left(
-    rt: Runtime, valid: request_rules.ValidRequest, basis: request_rules.Basis
-) -> request_rules.NoGrant | None:
-    """A human approval whose approver's Identity Center account is disabled or gone when access is to
-    begin (a leader who has left, whose approval may have waited days for `spec.startTime`): it stops
-    counting, as one whose approver left the team does (`grant_basis`), and the request fails; its
-    "yes" of admission a few seconds ago stands (`approver_problem`). Approvals of several are counted
-    without those gone by `grant_basis` (`approvers_gone`)."""
-    if basis.auto or valid.entitlement.spec.approval.approvals_required > 1:
-        return None
-    left = approvers_problem(rt, (basis.who,))
-    if left is None:
-        return None
-    owner = valid.entitlement.spec.owner
-    return request_rules.NoGrant(
-        names.FAILED,
-        f"not granted: {request_rules.approval_void(*left)}; nothing was granted: request access again "
-        f"(`kubectl jit request {valid.entitlement.metadata.name}`) for another approver of team {owner} to approve",
-    )
-
-
-def _cancelled_meanwhile(rt: Runtime, request: AccessRequest) -> request_rules.NoGrant | None:
-    """A request that waited for its start, read again right before its grant is created: a cancel
-    (`revoked`) may have come while it was checked (Identity Center was just asked), up to the
-    last moment. (Gone or being deleted meanwhile, its grant's own check fails the grant, as ever.)"""
-    if request.spec.start_time is None:
-        return None  # approved this moment by this very handler: nothing waited to be cancelled
-    fresh = rt.kube.get(names.REQUESTS, request.metadata.name)
-    if fresh is None or wire.metadata(fresh).get("uid") != request.metadata.uid:
-        return None
-    return request_rules.cancelled(AccessRequest.model_validate(fresh))
 
 
 def _deny(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, who: str, why: str) -> None:

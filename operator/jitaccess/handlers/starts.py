@@ -11,7 +11,7 @@ A timer per Entitlement, as for escalations and time-outs (`schedules`, which sa
 kopf timer per object), hands each due request to `requests.reconcile`: the one path from an
 approved request to a grant, which re-derives the approval from what admission stamped, asks
 Identity Center afresh whether the requester is still eligible, and only then creates the grant
-(`requests.activation_refusal`). Starts are promised within a second, never early: the grant
+(`activation.activation_refusal`). Starts are promised within a second, never early: the grant
 path itself checks the start against the clock again.
 """
 
