@@ -904,9 +904,11 @@ def end_grant(
     with rt.membership_lock(key):
         others = _others_holding(rt, holders, grant, key, group_id)
         removed = False
+        denied = None
         if not others and reason != names.EXPIRED and grant_rules.is_active(grant):
             # Early: the sessions already issued are cut too (`sessions`), recorded before the end is.
-            sessions.deny(rt, grant, key[0], group_id)
+            denied = now()
+            sessions.deny(rt, grant, key[0], group_id, since=denied)
         taken: list[str] = []
         if spec.account_assignment is not None:
             held = assignments.others_holding(rt, grant, key, holders, confirm=True)
@@ -922,6 +924,10 @@ def end_grant(
         elif not others:
             removed = _remove_membership(rt, grant)
             taken = [spec.group_name] if removed else []
+        if denied is not None and now() > denied:
+            # The removal took into another second (Identity Center slow, or throttling it): the
+            # user could sign in until it was done, and those sessions are cut as long (`sessions`).
+            sessions.deny(rt, grant, key[0], group_id)
         rt.mark_ended(name, key)
         stamp = now()
         # Ended before it became Active, yet something was removed: an attempt's add landed, its

@@ -8,15 +8,23 @@ matched by name or by GroupId however the grant spells it, Identity Center resol
 a tier no pass has resolved yet (the permission set assigned to that group is the one the user's
 sessions belong to), or, in account-assignment mode, of the catalog
 tier the grant names: the UserId, the grant, when, and until when (the permission set's session
-duration later). The record is written before the grant is marked ended, so a crash between the
-two cannot lose it; the permission-set pass (`handlers.permissionsets`) provisions it and later
+duration after the end of that second: a session issued within it lives that long from its issue).
+The record is written before the membership is removed and the grant marked ended, so a crash in
+between cannot lose it; the permission-set pass (`handlers.permissionsets`) provisions it and later
 removes it.
+
+Until the removal has succeeded the user still holds the group and may sign in again: a removal
+Identity Center throttles or refuses is retried with the whole end, and each attempt moves the
+grant's entry to its own time (`since` and `until` only ever move later), and once the removal is
+done the grant's caller records it again if a second has passed since (`deny`'s `since`): no session
+issued before the removal outlives the entry.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.adapters.kube import BY_NAME
@@ -31,10 +39,15 @@ from jitaccess.handlers.common import now, status_change, ts
 from jitaccess.handlers.runtime import Runtime
 
 log = logging.getLogger(__name__)
+_SECOND = timedelta(seconds=1)
 
 
-def deny(rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = None) -> int:
+def deny(
+    rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = None, since: datetime | None = None
+) -> int:
     """Record the grant's user as denied in each catalog tier of the grant's group; how many tiers.
+    `since`: the moment recorded (`common.now()` unless given), the grant's entry moved to it when
+    it has one already (the module doc).
 
     The grant's group is known by its `spec.groupName` (its Entitlement's `groupId` when that names
     the group by id), its `status.groupId`, and `group_id` (the id its membership is keyed by,
@@ -53,14 +66,14 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = N
     named = assignment_rules.catalog_tier(group) if grant.spec.account_assignment is not None else None
     if named:
         catalog, wanted = named
-        return _deny_in(rt, grant, user_id, [catalog], lambda tier, _spec, _id: tier == wanted)
+        return _deny_in(rt, grant, user_id, [catalog], lambda tier, _spec, _id: tier == wanted, since)
     spellings = {group, grant.status.group_id, group_id} - {None, ""}
 
     def known(_tier: str, spec: rules.PermissionSetSpec, recorded: str | None) -> bool:
         return bool({spec.group_name, recorded} & spellings)
 
     filed = {name for spelled in spellings for name in rt.catalog_groups.get(spelled, ())}
-    found = _deny_in(rt, grant, user_id, sorted(filed), known)
+    found = _deny_in(rt, grant, user_id, sorted(filed), known, since)
     if found:
         return found
     folded = {str(spelled).casefold() for spelled in spellings}
@@ -77,7 +90,7 @@ def deny(rt: Runtime, grant: AccessGrant, user_id: str, group_id: str | None = N
             return False  # its recorded id is Identity Center's answer already, and not the grant's
         return permissionsets.group_of(rt, spec) in spellings
 
-    return _deny_in(rt, grant, user_id, sorted(doubtful), resolved)
+    return _deny_in(rt, grant, user_id, sorted(doubtful), resolved, since)
 
 
 def _deny_in(
@@ -86,10 +99,11 @@ def _deny_in(
     user_id: str,
     catalogs: list[str],
     matches: Callable[[str, rules.PermissionSetSpec, str | None], bool],
+    since: datetime | None = None,
 ) -> int:
     """`deny` in the tiers of `catalogs` that `matches` (the tier, its rendered spec, the GroupId
     its status records for its `groupName`); how many."""
-    since = now()
+    since = since or now()
     found = 0
     for name in catalogs:
         obj = rt.kube.get(names.CATALOGS, name)
@@ -110,24 +124,33 @@ def _deny_in(
                 "user": grant.spec.user,
                 "grant": grant.metadata.name,
                 "since": ts(since),
-                "until": ts(since + permissionsets.hold(rt, spec.session_duration)),
+                # From the end of `since`'s second: the statement denies the sessions issued within it
+                # (`permissions.revoked_before`), which live the session duration from their issue.
+                "until": ts(since.replace(microsecond=0) + _SECOND + permissionsets.hold(rt, spec.session_duration)),
             }
 
             def build(
                 current: PermissionCatalog, tier: str = tier, entry: dict[str, Any] = entry
             ) -> dict[str, Any] | None:
                 listed = (getattr(current.status, tier) or TierStatus()).denied_users or []
-                if any(d.grant == entry["grant"] for d in listed):
-                    return None
                 # One entry per user, the latest, until the latest of theirs: the deny statement
                 # names UserIds, so an earlier entry of the same user adds nothing but size, and a
                 # user who ends grant after grant early would otherwise grow this status past what
                 # the API server stores, whereupon every revocation of the tier's grants (this write
                 # comes before the membership's removal) would fail and be retried without end.
+                # Its times only move later: an end retried (the removal refused) or recorded again
+                # once the removal is done moves it to then; an older one never shortens it.
                 mine = [d for d in listed if d.user_id == entry["userId"]]
-                until = max([entry["until"], *(ts(d.until) for d in mine)])
+                latest = {
+                    "since": max([entry["since"], *(ts(d.since) for d in mine)]),
+                    "until": max([entry["until"], *(ts(d.until) for d in mine)]),
+                }
+                if [(d.grant, d.user, ts(d.since), ts(d.until)) for d in mine] == [
+                    (entry["grant"], entry["user"], latest["since"], latest["until"])
+                ]:
+                    return None  # recorded so already (an end retried within the same second)
                 others = [d.wire() for d in listed if d.user_id != entry["userId"]]
-                return {tier: {"deniedUsers": [*others, {**entry, "until": until}]}}
+                return {tier: {"deniedUsers": [*others, {**entry, **latest}]}}
 
             # BY_NAME: a catalog applied again under the name may serve the same permission set,
             # whose sessions still run; the denial only reaches sessions issued before `since`.
