@@ -71,6 +71,54 @@ def test_an_approval_a_second_before_the_deadline_counts() -> None:
     assert decision is not None and decision.outcome is Outcome.APPROVE
 
 
+DENIED_BY_PAULA = {
+    "jitaccess.dev/denied": "true",
+    "jitaccess.dev/denied-by": "paula@example.com",
+    "jitaccess.dev/decision-reason": "INC-9 not during the freeze",
+}
+
+
+@pytest.mark.parametrize("late", [timedelta(0), timedelta(milliseconds=300), timedelta(minutes=5)])
+def test_a_denial_admitted_before_the_deadline_and_handled_after_it_is_honoured(late: timedelta) -> None:
+    """Admission took paula's denial a second before the deadline; the operator handled it at or
+    after it (a hand-over, a slow handler): the request is Denied by paula, with her reason, not
+    TimedOut "nobody decided" beside her stamp. A denial grants nothing: nothing to refuse."""
+    for stamps in (DENIED_BY_PAULA, {**BY_PAULA, **DENIED_BY_PAULA}):
+        req = request(annotations=stamps, conditions=PENDING)
+        checked = rules.validate(req, entitlement(), team(), LIMITS)
+        decision = rules.decide_pending(req, checked, LIMITS, DEADLINE + late)
+        assert decision == rules.PendingDecision(
+            Outcome.DENY, who="paula@example.com", why="INC-9 not during the freeze"
+        )
+
+
+def test_a_late_denial_counts_only_from_someone_who_may_deny() -> None:
+    """As before the deadline: an approver of the team, or an incident responder."""
+    stamps = {**DENIED_BY_PAULA, "jitaccess.dev/denied-by": "ivan@example.com"}
+    req = request(annotations=stamps, conditions=PENDING)
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    decision = rules.decide_pending(req, checked, LIMITS, DEADLINE)
+    assert decision == rules.PendingDecision(Outcome.TIME_OUT, why="nobody decided within 24h")
+    responder = request(annotations={**stamps, "jitaccess.dev/denied-by-groups": "sre-oncall"}, conditions=PENDING)
+    decision = rules.decide_pending(responder, checked, LIMITS, DEADLINE, responder_groups=frozenset({"sre-oncall"}))
+    assert decision is not None and (decision.outcome, decision.who) == (Outcome.DENY, "ivan@example.com")
+
+
+def test_an_approval_handled_after_the_deadline_times_out_saying_whose_and_when() -> None:
+    """Admission took paula's approval a second before the deadline; the operator handled it five
+    minutes after: still not granted (fail closed), and the message says so, not "nobody decided"."""
+    req = request(annotations=BY_PAULA, conditions=PENDING)
+    checked = rules.validate(req, entitlement(), team(), LIMITS)
+    decision = rules.decide_pending(req, checked, LIMITS, DEADLINE + timedelta(minutes=5))
+    assert decision == rules.PendingDecision(
+        Outcome.TIME_OUT,
+        who="paula@example.com",
+        why="the approval by paula@example.com reached the operator at 2026-11-24T12:05:00Z, not before the "
+        "request's deadline 2026-11-24T12:00:00Z (24h after it was created): an approval counts only before it, "
+        "so nothing was granted; ask the requester to create a new request",
+    )
+
+
 def test_an_approval_recorded_after_the_deadline_is_not_granted() -> None:
     late = request(annotations=BY_PAULA, conditions=approved_at(DEADLINE))
     outcome = basis(late, now=DEADLINE + timedelta(seconds=1))

@@ -447,8 +447,9 @@ def decide_pending(
 ) -> PendingDecision | None:
     """What happens to a pending request now; None when it keeps waiting.
 
-    The time-out is looked at first: nothing decided at or after `decision_deadline` counts, however
-    late the deadline timer runs (admission refuses such decisions too). Then denial: when both
+    The time-out is looked at first: no approval found at or after `decision_deadline` counts, however
+    late the deadline timer runs (admission refuses decisions from then too; `_at_deadline` says
+    what a stamped one that reaches the operator late comes to). Then denial: when both
     annotations are somehow present, the safe outcome wins. A denial stamped with one of the
     `responder_groups` (incident responders, `JITACCESS_RESPONDER_GROUPS`) counts on any team's
     request; an approval needs an approver of the team, whoever stamped it. `gone`: approvers whose
@@ -456,7 +457,7 @@ def decide_pending(
     """
     deadline = decision_deadline(request.metadata.creation_timestamp, limits)
     if deadline is not None and now >= deadline:
-        return PendingDecision(Outcome.TIME_OUT, why=f"nobody decided within {format_duration(limits.pending_timeout)}")
+        return _at_deadline(request, valid, limits, now, deadline, responder_groups)
     annotations: Mapping[str, str] = request.metadata.annotations
     escalated = escalation_of(request, valid).by(now)
     reason = annotations.get(names.ANNOTATION_DECISION_REASON, "")
@@ -494,6 +495,41 @@ def decide_pending(
     # team's: its backup approvers are told when the request escalates under its own escalateAfter.
     recorded = escalation_of(request, valid).recorded is not None
     return _escalation_due(request, valid, now, recorded) or ignored
+
+
+def _at_deadline(
+    request: AccessRequest,
+    valid: ValidRequest,
+    limits: Limits,
+    now: datetime,
+    deadline: datetime,
+    responder_groups: frozenset[str],
+) -> PendingDecision:
+    """What a request still pending at its deadline comes to. Admission takes a decision up to the
+    deadline by its own clock, and the operator may handle it a moment after (a hand-over between
+    replicas, a slow handler): a denial stamped by someone who may deny it is honoured, with its
+    reason (it grants nothing); an approval stamped so still times the request out, nothing
+    granted, and the message says whose approval it was, when it reached the operator and what the
+    deadline was, where "nobody decided" would belie the stamp beside it."""
+    annotations: Mapping[str, str] = request.metadata.annotations
+    denier = annotations.get(names.ANNOTATION_DENIED_BY, "")
+    if wire.truthy(annotations.get(names.ANNOTATION_DENIED)) and denier:
+        groups = frozenset(g for g in annotations.get(names.ANNOTATION_DENIED_BY_GROUPS, "").split(",") if g)
+        escalated = cond.is_true(request.status.conditions, names.ESCALATED)
+        refusal = may_approve(valid.team, Caller(denier, groups), requester=valid.requester, escalated=escalated)
+        if refusal is None or (denier != valid.requester and groups & responder_groups):
+            return PendingDecision(Outcome.DENY, who=denier, why=annotations.get(names.ANNOTATION_DECISION_REASON, ""))
+    timeout = format_duration(limits.pending_timeout)
+    approver = annotations.get(names.ANNOTATION_APPROVED_BY, "")
+    if not wire.truthy(annotations.get(names.ANNOTATION_APPROVED)) or not approver:
+        return PendingDecision(Outcome.TIME_OUT, why=f"nobody decided within {timeout}")
+    return PendingDecision(
+        Outcome.TIME_OUT,
+        who=approver,
+        why=f"the approval by {approver} reached the operator at {schedule.stamp(now)}, not before the request's "
+        f"deadline {schedule.stamp(deadline)} ({timeout} after it was created): an approval counts only before it, "
+        "so nothing was granted; ask the requester to create a new request",
+    )
 
 
 def approvals_counted(
