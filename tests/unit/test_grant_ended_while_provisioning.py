@@ -70,7 +70,8 @@ class _Kube:
 
 
 class _IdentityCenter:
-    """Memberships by (group id, user id); `resolve_user` holds the attempt until told to go on."""
+    """Memberships by (group id, user id); `resolve_user` of the grantee holds the attempt until told
+    to go on (an approver's, which the start's check asks about, answers at once); every account enabled."""
 
     identity_store_id = "d-1234567890"
 
@@ -78,10 +79,15 @@ class _IdentityCenter:
         self.members: dict[tuple[str, str], str] = {}
         self.asked, self.go_on = threading.Event(), threading.Event()
 
-    def resolve_user(self, _: str) -> str:
+    def resolve_user(self, name: str) -> str:
+        if name != "bob@example.com":
+            return "id-" + name
         self.asked.set()
         assert self.go_on.wait(5)
         return "id-bob"
+
+    def user_enabled(self, _: str) -> bool:
+        return True
 
     def resolve_group(self, name: str) -> str:
         return "gid-" + name
