@@ -145,7 +145,7 @@ def _check_entitlement(rt: Runtime, raw: dict[str, Any], team: Any, others: list
 
 def _group_policy(
     rt: Runtime, raw: dict[str, Any], others: list[dict[str, Any]], own: str | None
-) -> tuple[str | None, frozenset[str]]:
+) -> tuple[str | None, frozenset[str] | None]:
     """What admission would refuse now of an Entitlement (`admission.stored_policy_refusal`), and of
     the groups or the permission set it names (`admission.stored_group_refusal`: one stored before
     the rule, or naming by id a group admission knew by name only), and the GroupIds of the groups
@@ -153,26 +153,35 @@ def _group_policy(
     PermissionCatalog and the `others` Entitlements stored, each group name resolved as Identity
     Center has it (`_policy_ids`), and its own group the GroupId `own` this pass resolved it to
     (None: none), not the one the last pass left (`groupids.as_resolved`): trusted or not after the
-    last pass's verdict, that one made a refusal come and go at every other resync."""
+    last pass's verdict, that one made a refusal come and go at every other resync. The standing
+    ids are None when a name was not resolved (Identity Center not answering): `_watch` then asks
+    again, and scans nothing this pass unless it gets them all."""
     judged = groupids.as_resolved(raw, own)
-    catalogs, resolved = _policy_ids(rt, [judged, *others])
+    catalogs, resolved, unanswered = _policy_ids(rt, [judged, *others])
     refused = admission.stored_policy_refusal(raw, rt.settings.limits) or admission.stored_group_refusal(
         judged, catalogs, others, resolved
     )
+    if unanswered is not None:
+        return refused, None
     return refused, frozenset(standing.standing_ids(catalogs, [judged, *others], resolved))
 
 
-def _policy_ids(rt: Runtime, entitlements: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def _policy_ids(
+    rt: Runtime, entitlements: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, str], Exception | None]:
     """The stored PermissionCatalogs, and the GroupIds of the names of the groups people hold
     standing that they and `entitlements` name and no object records an id for
     (`standing.unresolved`; a name that is no group has none).
     Cached as every group lookup is (`Runtime.cached`), a name that is no group too: each
     Entitlement's own check resolves its own names anyway. A name Identity Center does not answer
-    for is left without an id, matched by name only this once: every Entitlement's check resolves
-    every such name, and one group's lookup failing is not to stop each one's `Ready` and drift
-    scan (a `PolicyRefused` found by id waits for the next pass)."""
+    for is left without an id, matched by name only this once, and what it raised is returned:
+    every Entitlement's check resolves every such name, and one group's lookup failing is not to
+    stop each one's `Ready` (a `PolicyRefused` found by id waits for the next pass). It stops the
+    drift scans of the pass (`_watch`): a group people hold standing that is not known as such
+    would be emptied of them."""
     catalogs = rt.kube.list(names.CATALOGS)
-    resolved = {}
+    resolved: dict[str, str] = {}
+    unanswered: Exception | None = None
     for group in sorted(standing.unresolved(catalogs, entitlements)):
         try:
             resolved[group] = rt.cached("group", group, rt.identity_center.resolve_group, no_group=True)
@@ -180,7 +189,8 @@ def _policy_ids(rt: Runtime, entitlements: list[dict[str, Any]]) -> tuple[list[d
             continue  # no such group: nobody is in it
         except (RetryLater, PermanentFailure) as exc:
             log.warning("group %r not resolved (%s): compared by name only in this pass", group, exc)
-    return catalogs, resolved
+            unanswered = unanswered or exc
+    return catalogs, resolved, unanswered
 
 
 def _groups_problem(rt: Runtime, entitlement: Entitlement, resolved: str) -> tuple[str, str] | None:
@@ -533,9 +543,13 @@ def _watch(
 
 def _standing_now(rt: Runtime) -> frozenset[str]:
     """The GroupIds of the groups people hold standing (`standing.standing_ids`), from the catalogs
-    and Entitlements stored now: for a deleted Entitlement's scan, which no check passes them to."""
+    and Entitlements stored now: for a deleted Entitlement's scan, which no check passes them to, and
+    for a check whose own look-up was not answered. Raises what Identity Center raised when a name
+    was not resolved: no group is scanned on a guess of which ones people hold standing."""
     entitlements = [e for e in rt.kube.list(names.ENTITLEMENTS) if not wire.deleting(e)]
-    catalogs, resolved = _policy_ids(rt, entitlements)
+    catalogs, resolved, unanswered = _policy_ids(rt, entitlements)
+    if unanswered is not None:
+        raise unanswered
     return frozenset(standing.standing_ids(catalogs, entitlements, resolved))
 
 
