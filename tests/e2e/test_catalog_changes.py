@@ -201,7 +201,7 @@ def test_an_assignment_to_a_catalog_that_does_not_exist_is_not_ready(system: Jit
     """A typo in a catalog reference read Ready=True ("account-assignment mode: permission set
     catalog:paymnts/production ..."), while every grant of it then failed. A catalog not the owner
     team's is refused at admission now (attack 141), naming the team's own; the owner's own catalog
-    not there (no catalog is applied here) is admitted, and not Ready."""
+    not there (a team of this test's own, which has none) is admitted, and not Ready."""
     typo: dict[str, Any] = {
         "apiVersion": "jitaccess.dev/v1alpha1",
         "kind": "Entitlement",
@@ -221,14 +221,25 @@ def test_an_assignment_to_a_catalog_that_does_not_exist_is_not_ready(system: Jit
         system.apply(typo)
     assert "names catalog:paymnts/production" in str(refused.value.stderr)
     assert "name a tier of PermissionCatalog payments, team payments's own" in str(refused.value.stderr)
-    typo["spec"]["owner"] = "ledger"
-    typo["spec"]["identityCenter"]["accountAssignment"]["permissionSet"]["catalog"] = "ledger"
+    team = {
+        "apiVersion": "jitaccess.dev/v1alpha1",
+        "kind": "TeamOwnership",
+        "metadata": {"name": "cc-no-catalog"},
+        "spec": {"members": [ALICE], "approvers": [PAULA]},
+    }
+    system.apply(team)
+    typo["spec"]["owner"] = "cc-no-catalog"
+    typo["spec"]["identityCenter"]["accountAssignment"]["permissionSet"]["catalog"] = "cc-no-catalog"
     system.apply(typo)
     try:
         system.wait_reason("entitlement", "e2e-catalog-typo", "PermissionSetNotFound", timeout=30)
         ready = system.condition("entitlement", "e2e-catalog-typo", "Ready") or {}
         assert ready["status"] == "False"
-        assert "spec.identityCenter.accountAssignment.permissionSet names catalog:ledger/production" in ready["message"]
-        assert "PermissionCatalog ledger does not exist" in ready["message"]
+        assert (
+            "spec.identityCenter.accountAssignment.permissionSet names catalog:cc-no-catalog/production"
+            in ready["message"]
+        )
+        assert "PermissionCatalog cc-no-catalog does not exist" in ready["message"]
     finally:
         system.kubectl("delete", "entitlement", "e2e-catalog-typo", "--ignore-not-found", "--timeout=60s")
+        system.kubectl("delete", "teamownership", "cc-no-catalog", "--ignore-not-found", "--timeout=60s")

@@ -300,7 +300,7 @@ def _missing_tier(rt: Runtime, reference: str) -> tuple[str, str] | None:
 
 
 def _watch_logged(
-    rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None, standing_ids: frozenset[str]
+    rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None, standing_ids: frozenset[str] | None
 ) -> None:
     """`_watch` from the periodic check: Identity Center not answering costs a pass, not an error."""
     try:
