@@ -16,7 +16,7 @@ import pytest
 from jitaccess.api import names, wire
 from jitaccess.cli import decisions, errors, main, parser, request, views
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, NotFound, Refused, StillPending, UsageError
+from jitaccess.cli.errors import EXIT_CODES, PENDING, USAGE, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity
 from jitaccess.cli.session import ClusterFlags, Session
@@ -734,8 +734,8 @@ def test_revoke_names_a_scheduled_request_before_its_grant_exists(api: FakeApi) 
         }
     ]
     assert not [c for c in api.calls if c[0] == "delete"]
-    # Neither a grant nor a Scheduled request: not found, as before.
-    with pytest.raises(NotFound, match="r-bob"):
+    # A pending request has no grant: refused, pointing to its denial (test_cli_access_under_way.py).
+    with pytest.raises(Refused, match="accessrequest r-bob is Pending: it has no grant"):
         decisions.revoke(session(api), "r-bob", reason="INC-9", wait=False, timeout=None)
 
 

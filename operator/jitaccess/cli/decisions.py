@@ -14,21 +14,36 @@ meanwhile is refused, never decided; so does a withdrawal, whose deletion is con
 request checked (uid and resourceVersion). `revoke NAME --uid UID` (the "access is active" message
 gives it) revokes that very grant, or Scheduled request, its patch carrying the uid: one ended and
 deleted, and another granted under its name since, is named and left running.
+
+A request approved a moment ago has no grant yet while the operator makes it (seconds; longer with
+Identity Center slow, or the operator restarting), and its access begins once it is made: `revoke`
+and `revoke --all` wait for that grant and revoke it, or say the access was not ended and how to
+end it, never "nothing to revoke".
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending, UsageError
+from jitaccess.cli.errors import (
+    OK,
+    CliError,
+    Disconnected,
+    Interrupted,
+    NotFound,
+    Refused,
+    StillPending,
+    UsageError,
+)
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
@@ -308,10 +323,21 @@ def revoke(
         return _revoke_meant(session, name, uid, grant, reason=reason, wait=wait, timeout=timeout)
     if grant is None or wire.ready_reason(grant) in names.GRANT_FINISHED:
         # No live grant: a request approved for a later start (`Scheduled`) is revoked before it
-        # starts, also when an ended grant of an earlier request has its name.
+        # starts, also when an ended grant of an earlier request has its name; one approved a
+        # moment ago has its grant waited for, and revoked.
         request = o.get_optional(api, names.REQUESTS, name)
         if request is not None and wire.ready_reason(request) == names.SCHEDULED:
             return _revoke_scheduled(session, request, reason)
+        if request is not None and (grant is None or not o.made_for(grant, request)):
+            if o.access_under_way(request):
+                return _revoke_under_way(session, request, reason=reason, wait=wait, timeout=timeout)
+            if grant is None:
+                # Never "did you mean" another grant: the name is this request's, and the grant
+                # offered would be someone else's access (or another of the user's).
+                raise Refused(
+                    f"accessrequest {name} is {_state(request)}: it has no grant, so there is no access to revoke"
+                    f"{_instead(session, request, None)}. Nothing was revoked"
+                )
         grant = grant or o.get(api, names.GRANTS, name)
     return _revoke_grant(session, grant, reason=reason, wait=wait, timeout=timeout)
 
@@ -335,6 +361,8 @@ def _revoke_meant(
     request = o.get_optional(session.api, names.REQUESTS, name)
     if request is None or wire.metadata(request).get("uid") != uid:
         raise _gone(session, name, uid, grant, request)
+    if o.access_under_way(request) and (grant is None or not o.made_for(grant, request)):
+        return _revoke_under_way(session, request, reason=reason, wait=wait, timeout=timeout)
     if wire.ready_reason(request) != names.SCHEDULED:
         raise Refused(
             f"accessrequest {name} (uid {uid}) is {_state(request)}: revoke ends an AccessGrant, or a request "
@@ -417,6 +445,82 @@ def _revoke_grant(
     return _wait_ended(session, [patched], timeout or DEFAULT_REVOKE_WAIT, version)
 
 
+def _revoke_under_way(
+    session: Session, request: Obj, *, reason: str | None, wait: bool, timeout: timedelta | None
+) -> int:
+    """Revoke the access of a request approved a moment ago, whose grant the operator is making:
+    with `wait`, the grant is waited for and revoked as soon as it is made (pinned: the one made for
+    this request, its `jitaccess.dev/request` label, and by its own uid); without, the user is told
+    to run the command again once it exists. Refusing at once would leave the access to begin
+    seconds later, after a revocation the user believes done."""
+    name = wire.name_of(request)
+    again = f"`kubectl jit revoke {name}`"
+    if not wait:
+        raise Refused(
+            f"accessrequest {name} is approved and its grant is being made: there is no grant to revoke yet, and its "
+            f"access begins once there is. Nothing was revoked: run {again} again once it exists (`kubectl jit status "
+            f"{name}` shows it), or without --no-wait, which waits for the grant and revokes it"
+        )
+    limit = timeout or DEFAULT_REVOKE_WAIT
+    session.say(f"accessrequest {name} is approved and its grant is being made: waiting for it, to revoke it")
+    waiting = {_key(request): request}
+    try:
+        for _, made in _await_grants(session, waiting, time.monotonic() + limit.total_seconds()):
+            if isinstance(made, str):
+                session.say(f"accessrequest {name} {made} before its grant was made: there is no access to revoke")
+                return OK
+            return _revoke_grant(session, made, reason=reason, wait=True, timeout=limit, pinned=True)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped waiting; accessrequest {name} is approved and its grant is being made: nothing was revoked, "
+            f"and its access begins once the grant is made: run {again} again"
+        ) from None
+    raise Refused(
+        f"accessrequest {name} is approved, but its grant was not made within {human_age(limit.total_seconds())}: "
+        f"nothing was revoked, and its access begins once it is made. Run {again} again (`kubectl jit status "
+        f"{name}` shows where it stands)"
+    )
+
+
+#: How often a wait for the grant of a request approved a moment ago reads again.
+GRANT_POLL_SECONDS = 1.0
+
+
+def _await_grants(session: Session, waiting: dict[str, Obj], deadline: float) -> Iterator[tuple[Obj, Obj | str]]:
+    """Read the requests of `waiting` (uid -> request, each approved, its grant being made) and
+    their grants again until each has its grant (`(request, grant)`: the grant made for it, by its
+    `jitaccess.dev/request` label) or has ended without one (`(request, how, in words)`: failed,
+    denied, deleted), or until `deadline` (monotonic): those left stay in `waiting`. A read the
+    cluster does not answer (a dropped connection) is tried again in the next round."""
+    while waiting:
+        for key, request in list(waiting.items()):
+            try:
+                grant = _grant_made(session, request)
+                now = None if grant is not None else o.get_optional(session.api, names.REQUESTS, wire.name_of(request))
+            except Disconnected:
+                continue
+            if grant is not None:
+                del waiting[key]
+                yield request, grant
+            elif now is None or _key(now) != key:
+                del waiting[key]
+                yield request, "was deleted"
+            elif not o.access_under_way(now):
+                del waiting[key]
+                yield request, f"ended {_state(now)} ({o.ready_message(now) or 'no message'})"
+        remaining = deadline - time.monotonic()
+        if not waiting or remaining <= 0:
+            return
+        time.sleep(min(GRANT_POLL_SECONDS, remaining))
+
+
+def _grant_made(session: Session, request: Obj) -> Obj | None:
+    """The grant made for `request` (it has the request's name, and its uid as label), if made yet."""
+    name = str(wire.status(request).get("grant") or wire.name_of(request))
+    grant = o.get_optional(session.api, names.GRANTS, name)
+    return grant if grant is not None and o.made_for(grant, request) else None
+
+
 def _revoke_scheduled(session: Session, request: Obj, reason: str | None) -> int:
     """Revoke a request approved for a later start: the operator ends it `Revoked` at once, and it
     never starts (the webhook decides who may, as for a grant, and its refusal says why)."""
@@ -489,6 +593,11 @@ class _Tally:
     #: uid -> (plural, name) of requests and extensions that changed as they were being ended: each
     #: is read and tried again in the next pass, and said to be left when the passes run out.
     changed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: uid -> request approved, its grant not made yet (`objects.access_under_way`): its grant is
+    #: waited for and revoked; those still without one at the end are `left`, not ended.
+    under_way: dict[str, Obj] = field(default_factory=dict)
+    seen_under_way: set[str] = field(default_factory=set)
+    left: list[Obj] = field(default_factory=list)
 
     def summary(self) -> str:
         def count(n: int, what: str, done: str) -> str:
@@ -499,6 +608,7 @@ class _Tally:
         parts += [count(self.cancelled, "Scheduled request", "revoked")] * bool(self.cancelled)
         parts += [count(self.extensions_denied, "extension", "denied")]
         parts += [count(self.extensions_withdrawn, "extension", "withdrawn")] * bool(self.extensions_withdrawn)
+        parts += [count(len(self.left), "approved request", "not ended (no grant yet)")] * bool(self.left)
         return ", ".join(parts) + (f", {len(self.refused)} refused" if self.refused else "")
 
 
@@ -513,7 +623,11 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
 
     The cluster decides what the caller may end (an incident responder: everyone's); each refusal is
     named on stderr and makes the exit code REFUSED. The lists are read again until a pass finds
-    nothing new, so a request approved meanwhile has its grant revoked too.
+    nothing new, so a request approved meanwhile has its grant revoked too. A request approved whose
+    grant is not made yet (the operator making it; a denial refused as it was approved a moment
+    before) is access under way: with `wait`, its grant is waited for (within `timeout`) and revoked
+    as it appears; one still without a grant then (or without `wait`) is named as not ended, with
+    the command that ends it, and makes the exit code REFUSED.
     """
     api = session.api
     tally = _Tally()
@@ -549,27 +663,83 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
                 if _in_scope(_extension_scope(x, of), scope, owners)
             )
         acted += sum(_revoke_one(session, g, reason, tally) for g in grants if _in_scope(g, scope, owners))
-        if not scope.grants_only:
-            requests, _ = o.list_all(api, names.REQUESTS)
-            acted += sum(_end_request(session, r, reason, tally) for r in requests if _in_scope(r, scope, owners))
+        # Requests too with --grants-only: one approved a moment ago is a grant about to be made.
+        requests, _ = o.list_all(api, names.REQUESTS)
+        made = {wire.name_of(g): g for g in grants}
+        for request in (r for r in requests if _in_scope(r, scope, owners)):
+            if not scope.grants_only:
+                acted += _end_request(session, request, reason, tally)
+            _track_under_way(session, request, tally, made, deciding=not scope.grants_only)
         if not acted:
             break
     _left_changing(session, tally)
+    limit = timeout or DEFAULT_REVOKE_WAIT
+    _end_under_way(session, tally, reason, limit if wait else timedelta(0))
     ended = tally.denied + tally.cancelled + tally.withdrawn + tally.extensions_denied + tally.extensions_withdrawn
-    if not tally.revoked and not ended and not tally.refused:
+    if not tally.revoked and not ended and not tally.refused and not tally.left:
         what = "grants" if scope.grants_only else "grants, requests or extensions"
         session.say(f"nothing to revoke: no active {what}{_scope_text(scope)}")
         return OK
     session.say(tally.summary() + _scope_text(scope))
+    problems = _not_ended(tally, reason, limit if wait else None)
     if wait and tally.revoked:
-        _wait_ended(session, tally.revoked, timeout or DEFAULT_REVOKE_WAIT, version, each=False)
+        try:
+            _wait_ended(session, tally.revoked, limit, version, each=False)
+        except StillPending as exc:
+            if not problems:
+                raise
+            session.note(exc.message)  # what was not ended weighs more: it is the error
+    if problems:
+        raise Refused(problems)
+    return OK
+
+
+def _not_ended(tally: _Tally, reason: str, waited: timedelta | None) -> str:
+    """What `revoke --all` could not end, in words (empty: it ended everything it found)."""
+    said = []
     if tally.refused:
-        raise Refused(
+        said.append(
             f"{len(tally.refused)} could not be ended ({', '.join(tally.refused)}): the reasons are above. Incident "
             "responders (the groups of JITACCESS_RESPONDER_GROUPS) may end everyone's; others their own grants and, "
             "as approvers, their teams'"
         )
-    return OK
+    if tally.left:
+        within = f"within {human_age(waited.total_seconds())}" if waited is not None else "yet (--no-wait)"
+        commands = "; ".join(
+            f"`kubectl jit revoke {wire.name_of(r)} --reason {shlex.quote(reason)}`" for r in tally.left
+        )
+        said.append(
+            f"{len(tally.left)} approved request{'' if len(tally.left) == 1 else 's'} had no grant {within}, and "
+            f"{'its access begins' if len(tally.left) == 1 else 'their access begins'} once the operator makes it: "
+            f"end {'it' if len(tally.left) == 1 else 'each'} with {commands} (it waits for the grant and revokes it)"
+        )
+    return ". ".join(said)
+
+
+def _end_under_way(session: Session, tally: _Tally, reason: str, limit: timedelta) -> None:
+    """Wait, within `limit`, for the grant of each request approved but not yet granted (listed in
+    the passes), and revoke it as it appears; a request that ends without one is let go. Those
+    still without a grant are `left`, each named on stderr."""
+    waiting = dict(tally.under_way)
+    try:
+        for request, made in _await_grants(session, waiting, time.monotonic() + limit.total_seconds()):
+            if isinstance(made, str):
+                session.say(
+                    f"AccessRequest {wire.name_of(request)} {made} before its grant was made: nothing to revoke"
+                )
+            else:
+                _revoke_one(session, made, reason, tally)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped waiting for the grants of approved requests ({', '.join(wire.name_of(r) for r in waiting.values())}): "
+            "they were not revoked, and their access begins once the operator makes them; run the command again"
+        ) from None
+    for request in waiting.values():
+        tally.left.append(request)
+        session.note(
+            f"not ended: AccessRequest {wire.name_of(request)} ({o.requester(request)}) is approved, and its grant "
+            "is not made yet: its access begins once it is"
+        )
 
 
 def _close(name: str, known: Iterable[str]) -> str:
@@ -630,6 +800,9 @@ def _left_changing(session: Session, tally: _Tally) -> None:
             now = o.get_optional(session.api, plural, name)
         except CliError:
             now = {}  # not known: said to be left
+        if plural == names.REQUESTS and now and _key(now) == key and o.access_under_way(now):
+            tally.under_way[key] = now  # approved meanwhile: its grant is waited for
+            continue
         if now is None or (now and (_key(now) != key or not _to_end(plural, now))):
             continue  # gone, another object now, or ended (or decided) meanwhile
         kind = "accessrequest" if plural == names.REQUESTS else "accessextension"
@@ -677,6 +850,19 @@ def _revoke_one(session: Session, grant: Obj, reason: str, tally: _Tally) -> boo
     return True
 
 
+def _track_under_way(session: Session, request: Obj, tally: _Tally, grants: dict[str, Obj], *, deciding: bool) -> None:
+    """List `request` as access under way while it is approved and its grant is not in `grants`
+    (by name) yet; `deciding`: one still to end (pending, Scheduled) is left to `_end_request`,
+    which lists it too when its denial is refused as approved."""
+    if deciding and _request_to_end(request):
+        return
+    made = grants.get(str(wire.status(request).get("grant") or wire.name_of(request)))
+    if o.access_under_way(request) and (made is None or not o.made_for(made, request)):
+        _under_way(session, request, tally)
+    else:
+        tally.under_way.pop(_key(request), None)  # granted (its grant is revoked with the grants), or ended
+
+
 def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> bool:
     """Deny a pending request, revoke a Scheduled one (withdraw either if one's own); nothing else."""
     scheduled = wire.ready_reason(request) == names.SCHEDULED
@@ -704,9 +890,30 @@ def _end_request(session: Session, request: Obj, reason: str, tally: _Tally) -> 
         if o.not_as_read(exc):
             _changed(request, names.REQUESTS, tally)
             return True
+        try:
+            now = o.get_optional(session.api, names.REQUESTS, name)
+        except CliError:
+            now = None
+        if now is not None and _key(now) == _key(request) and o.access_under_way(now):
+            # Refused as approved a moment before (the approval stamped, the operator not yet acted on
+            # it): not a refusal of the caller's, but access under way, whose grant is waited for.
+            _under_way(session, now, tally)
+            return True
         tally.refused.append(f"accessrequest {name}")
         session.note(f"refused: AccessRequest {name} ({requester}): {o.refusal(exc, 'ending it').message}")
     return True
+
+
+def _under_way(session: Session, request: Obj, tally: _Tally) -> None:
+    """List `request` as access under way (said once): its grant is waited for and revoked."""
+    key = _key(request)
+    if key not in tally.under_way and key not in tally.seen_under_way:
+        session.say(
+            f"AccessRequest {wire.name_of(request)} ({o.requester(request)}, {wire.spec(request).get('entitlement')}) "
+            "is approved, its grant not made yet"
+        )
+    tally.seen_under_way.add(key)
+    tally.under_way[key] = request
 
 
 def _delete_as_read(session: Session, plural: str, obj: Obj) -> None:

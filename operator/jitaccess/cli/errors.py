@@ -9,6 +9,7 @@ below, and `kubectl jit --help` (every command's --help) prints the table as `EX
     ├── StillPending  PENDING
     ├── NotFound      NOT_FOUND
     ├── Unreachable   UNREACHABLE
+    │   └── Disconnected  (a connection refused, reset or cut mid-answer: the same call may work again)
     ├── Doubtful      DOUBTFUL (raised after the report is printed: `audit`, `review`)
     └── Interrupted   INTERRUPTED
 
@@ -68,6 +69,12 @@ class NotFound(CliError):
 
 class Unreachable(CliError):
     code = UNREACHABLE
+
+
+class Disconnected(Unreachable):
+    """The connection to the API server failed or dropped (refused, reset, cut mid-answer, timed
+    out): unlike a certificate or credentials refused, the same call may work a moment later (an
+    API server restarting, a network blip), so a command waiting for something tries again."""
 
 
 class Doubtful(CliError):

@@ -78,6 +78,30 @@ def awaiting_decision(request: Obj) -> bool:
     )
 
 
+def approval_stamped(request: Obj) -> bool:
+    """An approval the admission webhook stamped (`approved=true` with `approved-by`), no denial
+    beside it: final once stamped, whether or not the operator has acted on it yet (with
+    approvalsRequired N, the webhook stamps only the Nth approval)."""
+    notes = wire.annotations_of(request)
+    return (
+        wire.truthy(notes.get(names.ANNOTATION_APPROVED))
+        and bool(notes.get(names.ANNOTATION_APPROVED_BY))
+        and not wire.truthy(notes.get(names.ANNOTATION_DENIED))
+    )
+
+
+def access_under_way(request: Obj) -> bool:
+    """Approved (or its approval stamped, the operator not yet acted on it), neither finished nor
+    approved for a later start (`Scheduled`), not deleted: the operator is making its grant, and its
+    access begins within seconds, once the grant is made (Identity Center slow, a restart: longer)."""
+    state = wire.ready_reason(request)
+    if state in names.REQUEST_FINISHED or state == names.SCHEDULED or wire.deleting(request):
+        return False
+    if wire.is_true(request, names.DENIED):
+        return False
+    return wire.is_true(request, names.APPROVED) or approval_stamped(request)
+
+
 def approved_by(request: Obj) -> str:
     """Who approved: a person, `auto (owner team)`, or empty when nobody has."""
     who = wire.status(request).get("approvedBy") or wire.annotations_of(request).get(names.ANNOTATION_APPROVED_BY)

@@ -291,17 +291,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     revoke_description = (
         "End a grant early (its grantee, an approver of the owner team, or an incident responder); named\n"
-        "before its grant exists, a request approved for a later start (Scheduled) is revoked: it never starts.\n\n"
+        "before its grant exists, a request approved for a later start (Scheduled) is revoked: it never starts,\n"
+        "and one approved a moment ago has its grant waited for (the operator is making it) and revoked.\n\n"
         "With --all instead of GRANT (an incident): revoke every Active grant, deny every pending request\n"
         "and extension, and revoke every request approved for a later start (Scheduled), in every team\n"
         "or only in --team / --entitlement; --grants-only leaves requests and extensions alone. Your own\n"
         "pending and Scheduled requests and pending extensions are withdrawn. --reason is required and recorded on\n"
-        "each. What you may not end is refused by the cluster, named on stderr, and makes the exit code\n"
+        "each. A request approved whose grant is not made yet has its grant waited for and revoked; one still\n"
+        "without a grant at --timeout (or with --no-wait) is named as not ended, with the command that ends it.\n"
+        "What you may not end is refused by the cluster, named on stderr; either makes the exit code\n"
         "1: incident responders (JITACCESS_RESPONDER_GROUPS, the chart's incidentResponders.groups) may\n"
         "end everyone's, others only their own grants and their teams' (as approvers)."
     )
     for name, what in (
-        ("revoke", "the AccessGrant (same name as its request), or a Scheduled AccessRequest"),
+        (
+            "revoke",
+            "the AccessGrant (same name as its request), or an AccessRequest approved for a later start (Scheduled) or a moment ago (its grant being made)",
+        ),
         ("done", ""),
     ):
         parser_ = command(name, revoke_description if what else "")
@@ -350,7 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--timeout",
             type=_duration,
             metavar="DURATION",
-            help="stop waiting after this long, with exit code 3 (default: 30s)",
+            help="stop waiting after this long, with exit code 3 (default: 30s)"
+            + (
+                "; as long again, first, for the grant of a request approved a moment ago to be made (then exit code 1)"
+                if what
+                else ""
+            ),
         )
 
     extend = command(

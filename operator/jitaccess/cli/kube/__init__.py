@@ -15,7 +15,8 @@ modules, and never http.client, ssl, socket or urllib itself; nothing in the CLI
     load_credentials(kubeconfig, context, as, as_groups) -> Credentials   (errors: Unreachable, UsageError)
     KubeApi(credentials, timeout): get, create (dry_run), merge_patch, watch, close
         -> decoded JSON dicts; ApiError (the server's Status: status, reason, message, details)
-        or Unreachable (exit 5) with what to do
+        or Unreachable (exit 5) with what to do (`errors.Disconnected`, one of them, when the
+        connection failed or dropped: a wait tries again)
     object_path(group, version, plural, name)     (an empty name: UsageError, never the collection's path)
     context_names(kubeconfig)                     (for completion)
 

@@ -2,7 +2,9 @@
 
 One keep-alive HTTPS connection serves the plugin's sequential calls; a watch gets a connection
 of its own and reads the API server's newline-delimited event stream as it arrives. Errors come
-back as `ApiError` (the server's `Status`: code, reason, message) or as `Unreachable`.
+back as `ApiError` (the server's `Status`: code, reason, message) or as `Unreachable`: `Disconnected`
+when the connection itself failed or dropped (refused, reset, cut mid-answer, timed out), which a
+caller waiting for something may try again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
 from jitaccess import __version__
-from jitaccess.cli.errors import Unreachable, UsageError
+from jitaccess.cli.errors import Disconnected, Unreachable, UsageError
 from jitaccess.cli.kube.kubeconfig import Credentials
 
 USER_AGENT = f"kubectl-jit/{__version__}"
@@ -158,9 +160,9 @@ class KubeApi:
                 "check the kubeconfig's certificate-authority"
             )
         if isinstance(exc, TimeoutError):
-            return Unreachable(f"{where} did not answer in time: check the cluster, your network or VPN")
+            return Disconnected(f"{where} did not answer in time: check the cluster, your network or VPN")
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        return Unreachable(f"cannot reach {where}: {detail}: check the cluster, your network or VPN, and --context")
+        return Disconnected(f"cannot reach {where}: {detail}: check the cluster, your network or VPN, and --context")
 
     def request(
         self,
