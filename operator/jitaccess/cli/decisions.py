@@ -539,7 +539,12 @@ def _revoke_scheduled(session: Session, request: Obj, reason: str | None) -> int
 
 
 def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
-    """End every grant of mine that is active or still being provisioned."""
+    """End every grant of mine that is active or still being provisioned.
+
+    A grant already revoked (by an approver, a responder, an earlier `done`) and not yet ended is
+    not marked again (the webhook refuses a second revocation's reason) but waited for with the
+    others. A refusal of one grant does not keep the others running: each is named, and the
+    command fails once the rest are ended."""
     api, me = session.api, session.me
     grants, version = o.list_all(api, names.GRANTS)
     mine = [
@@ -550,13 +555,49 @@ def done(session: Session, *, wait: bool, timeout: timedelta | None) -> int:
     if not mine:
         session.say(f"{me.username} holds no active grants: nothing to end")
         return OK
+    ending, refused = [], []
     for grant in mine:
-        _mark_revoked(session, grant, "ended early by the grantee (kubectl jit done)")
+        name = wire.name_of(grant)
+        if wire.truthy(wire.annotations_of(grant).get(names.ANNOTATION_REVOKED)):
+            ending.append(grant)  # revoked already: the operator is ending it
+            continue
+        try:
+            _mark_revoked(session, grant, "ended early by the grantee (kubectl jit done)")
+        except NotFound:
+            continue  # gone meanwhile: nothing left to end
+        except Refused as exc:
+            refused.append(name)
+            session.note(f"refused: accessgrant {name} ({wire.spec(grant).get('groupName')}): {exc.message}")
+            continue
+        ending.append(grant)
+    problem = (
+        f"{len(refused)} of your grants could not be ended ({', '.join(refused)}): the reasons are above"
+        if refused
+        else ""
+    )
     if not wait:
-        for grant in mine:
+        for grant in ending:
             session.say(f"ending accessgrant {wire.name_of(grant)} ({wire.spec(grant).get('groupName')})")
-        return OK
-    return _wait_ended(session, mine, timeout or DEFAULT_REVOKE_WAIT, version)
+        ending = []
+    return _ended_then(session, ending, timeout or DEFAULT_REVOKE_WAIT, version, problem)
+
+
+def _ended_then(
+    session: Session, grants: list[Obj], timeout: timedelta, version: str, problem: str, *, each: bool = True
+) -> int:
+    """Wait for `grants` to end (`_wait_ended`; none, nothing to wait for), then fail with `problem`,
+    what could not be ended, if any: access left running weighs more than a confirmation not seen in
+    time, which is then only noted."""
+    if grants:
+        try:
+            _wait_ended(session, grants, timeout, version, each=each)
+        except StillPending as exc:
+            if not problem:
+                raise
+            session.note(exc.message)
+    if problem:
+        raise Refused(problem)
+    return OK
 
 
 # --- revoke --all (an incident) ------------------------------------------------------------------
@@ -682,16 +723,7 @@ def revoke_all(session: Session, scope: Scope, *, reason: str, wait: bool, timeo
         return OK
     session.say(tally.summary() + _scope_text(scope))
     problems = _not_ended(tally, reason, limit if wait else None)
-    if wait and tally.revoked:
-        try:
-            _wait_ended(session, tally.revoked, limit, version, each=False)
-        except StillPending as exc:
-            if not problems:
-                raise
-            session.note(exc.message)  # what was not ended weighs more: it is the error
-    if problems:
-        raise Refused(problems)
-    return OK
+    return _ended_then(session, tally.revoked if wait else [], limit, version, problems, each=False)
 
 
 def _not_ended(tally: _Tally, reason: str, waited: timedelta | None) -> str:

@@ -303,14 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
         "1: incident responders (JITACCESS_RESPONDER_GROUPS, the chart's incidentResponders.groups) may\n"
         "end everyone's, others only their own grants and their teams' (as approvers)."
     )
+    done_description = (
+        "End all of your own grants that are active or still being provisioned.\n\n"
+        "A grant already revoked (by an approver, say) is not marked again but waited for with the others;\n"
+        "one the cluster refuses to revoke is named on stderr, the others are still ended, and the exit\n"
+        "code is 1."
+    )
     for name, what in (
         (
             "revoke",
-            "the AccessGrant (same name as its request), or an AccessRequest approved for a later start (Scheduled) or a moment ago (its grant being made)",
+            "the AccessGrant (same name as its request), or an AccessRequest approved for a later start "
+            "(Scheduled) or a moment ago (its grant being made)",
         ),
         ("done", ""),
     ):
-        parser_ = command(name, revoke_description if what else "")
+        parser_ = command(name, revoke_description if what else done_description)
         if what:
             parser_.add_argument("name", metavar="GRANT", nargs="?", help=what)
             parser_.add_argument(
