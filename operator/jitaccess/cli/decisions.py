@@ -158,7 +158,7 @@ def decide(session: Session, given: str, *, approve: bool, reason: str | None, u
         request, read = read or o.get(api, names.REQUESTS, name), None
         o.check_same(request, meant, "accessrequest", given=bool(uid))
         meant = meant or str(wire.metadata(request).get("uid") or "")
-        check_undecided(request)
+        check_undecided(request, denying=not approve)
         team = _owner_team(session, request)
         if approve:
             check_may_decide(request, team, me, verb)
@@ -208,8 +208,13 @@ def _more_needed(request: Obj, team: Obj) -> str:
     )
 
 
-def check_undecided(request: Obj) -> None:
-    """Refuse a second decision, and decisions on requests that have ended."""
+def check_undecided(request: Obj, *, denying: bool = False) -> None:
+    """Refuse a second decision, and decisions on requests that have ended.
+
+    An approval stamped that the operator has not taken (the `Approved` condition not True) may no
+    longer count: its approver left the team, or, of several needed, one approval stopped counting.
+    The webhook then admits a denial (`domain.admission`), which is what ends such a request before
+    it times out; only it knows, so a denial is sent and the webhook judges."""
     name, notes = wire.name_of(request), wire.annotations_of(request)
     if wire.is_true(request, names.APPROVED):
         raise Refused(
@@ -223,6 +228,8 @@ def check_undecided(request: Obj) -> None:
         (names.ANNOTATION_APPROVED, names.ANNOTATION_APPROVED_BY, "an approval"),
         (names.ANNOTATION_DENIED, names.ANNOTATION_DENIED_BY, "a denial"),
     ):
+        if denying and flag == names.ANNOTATION_APPROVED:
+            continue
         if wire.truthy(notes.get(flag)):
             who = f" by {notes[by]}" if notes.get(by) else ""
             raise Refused(

@@ -103,7 +103,7 @@ def status(session: Session, name: str, *, output: str) -> int:
             why = f": {state['decisionReason']}" if state.get("decisionReason") else ""
             lines.append(("Denied by", f"{state['deniedBy']}{why}"))
         if o.awaiting_decision(request):
-            lines.append(("Waiting for", _deciders(session, request)))
+            lines.append(("Waiting for", _waiting_for(session, request)))
             marked = _decision_marked(request)
             if marked:
                 lines.append(("Decision", marked))
@@ -162,6 +162,23 @@ def _decision_marked(request: Obj) -> str:
             signed = f"by {who}" if who else "with no approved-by/denied-by stamp (is the admission webhook installed?)"
             return f"{flag}=true {signed}, not yet acted on by the operator"
     return ""
+
+
+def _waiting_for(session: Session, request: Obj) -> str:
+    """Who acts next on a request waiting for a decision: its approvers, or, once a decision is
+    stamped, the operator (another approval would be refused: a decision stamped is final). An
+    approval stamped that no longer counts (its approver left the team) is never acted on, and the
+    webhook admits a denial over it: that is said, never `approve`."""
+    notes = wire.annotations_of(request)
+    if o.approval_stamped(request):
+        return (
+            f"the operator, to act on the approval by {notes[names.ANNOTATION_APPROVED_BY]}; should that approval no "
+            f"longer count (its approver left the team), an approver may deny it (`kubectl jit deny {o.pinned(request)} "
+            '--reason "..."`) or its requester withdraw it'
+        )
+    if wire.truthy(notes.get(names.ANNOTATION_DENIED)) and notes.get(names.ANNOTATION_DENIED_BY):
+        return f"the operator, to act on the denial by {notes[names.ANNOTATION_DENIED_BY]}"
+    return _deciders(session, request)
 
 
 def _deciders(session: Session, request: Obj) -> str:
