@@ -527,3 +527,33 @@ def test_revoke_with_the_uid_of_ones_own_pending_request_points_to_withdraw(api:
         'one waiting for a decision is denied, `kubectl jit deny g --uid r-1 --reason "..."`. Nothing was revoked'
     )
     assert patches(api) == []
+
+
+def test_one_approval_of_several_on_an_extension_says_how_many_more(api: StoringApi) -> None:
+    """approvalsRequired 2: the webhook lists paula's approval and takes the flag out again, for the
+    next approver. The plugin said "approved accessextension x", and paula left it at that."""
+    ext = extension("x", "g-bob", "bob@example.com")
+    ext["metadata"]["uid"] = "x-1"
+    ext["status"].update(approvalSummary="0/2", ownerTeam="payments")
+    path = o.path(names.EXTENSIONS, "x")
+    api.objects[path] = ext
+    api.objects[o.path(names.TEAMS, "payments")] = {
+        "metadata": {"name": "payments"},
+        "spec": {"approvers": ["paula@example.com", "lena@example.com"]},
+    }
+    real_patch = api.merge_patch
+
+    def merge_patch(at: str, patch: dict[str, Any]) -> dict[str, Any]:
+        stored = real_patch(at, patch)
+        notes = stored["metadata"]["annotations"]
+        notes.pop(names.ANNOTATION_APPROVED)  # as the mutating webhook does until the last approval
+        notes[names.ANNOTATION_APPROVALS] = '[{"by":"paula@example.com","groups":[]}]'
+        return stored
+
+    api.merge_patch = merge_patch  # type: ignore[method-assign]
+    s = paula(api)
+    assert decisions.decide(s, "extension/x", approve=True, reason=None) == 0
+    assert out(s) == (
+        "recorded your approval of accessextension x: approved so far by paula@example.com; 1 more needed, by "
+        "another approver of team payments (lena@example.com)\n"
+    )

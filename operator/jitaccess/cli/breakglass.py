@@ -131,9 +131,11 @@ def review(session: Session, request: Obj, *, uid: str | None = None) -> int:
             raise Refused(f"accessrequest {name} was already reviewed by {notes[names.ANNOTATION_REVIEWED_BY]}")
         # Its uid is `meant` (checked above), and its resourceVersion the one read.
         reviewed = {names.ANNOTATION_REVIEWED: "true"}
-        again = o.annotate_as_read(session.api, names.REQUESTS, request, reviewed, f"reviewing accessrequest {name}")
-        if again is not None:
-            request = again
+        read, written = o.annotate_as_read(
+            session.api, names.REQUESTS, request, reviewed, f"reviewing accessrequest {name}"
+        )
+        if not written:
+            request = read
             continue
         spec = wire.spec(request)
         session.say(

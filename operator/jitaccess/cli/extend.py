@@ -18,7 +18,7 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import OK, Interrupted, Refused, StillPending, UsageError
+from jitaccess.cli.errors import OK, CliError, Interrupted, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Obj
 from jitaccess.cli.session import Session
@@ -167,10 +167,13 @@ def decide(session: Session, extension: Obj, *, approve: bool, reason: str | Non
         flag = names.ANNOTATION_APPROVED if approve else names.ANNOTATION_DENIED
         patched = {flag: "true", **({names.ANNOTATION_DECISION_REASON: reason} if reason else {})}
         doing = f"{'approving' if approve else 'denying'} accessextension {name}"
-        again = o.annotate_as_read(session.api, names.EXTENSIONS, extension, patched, doing)
-        if again is not None:
-            extension = again
+        stored, written = o.annotate_as_read(session.api, names.EXTENSIONS, extension, patched, doing)
+        if not written:
+            extension = stored
             continue
+        if approve and _counted(stored, session.me.username):
+            session.say(f"recorded your approval of accessextension {name}: {_more_needed(session, stored)}")
+            return OK
         spec = wire.spec(extension)
         what = f"{spec.get('requester') or 'the grantee'}, +{spec.get('duration')} on accessgrant {spec.get('grant')}"
         session.say(
@@ -178,3 +181,33 @@ def decide(session: Session, extension: Obj, *, approve: bool, reason: str | Non
         )
         return OK
     raise Refused(f"accessextension {name} kept changing while you decided: run the command again")
+
+
+def _counted(extension: Obj, me: str) -> bool:
+    """Whether my approval, admitted, is one of several (approvalsRequired): listed, the approved
+    flag taken out again for the next approver, nothing decided yet."""
+    # The operator's own reading of what a decision did; imported here only, as pydantic comes with
+    # it (too slow for the request path).
+    from jitaccess.domain.approvals import Effect, decision_effect
+
+    return decision_effect(extension, me, approve=True) is Effect.COUNTED
+
+
+def _more_needed(session: Session, extension: Obj) -> str:
+    """Who approved so far, how many more approvals are needed (the operator's `approvalSummary`,
+    `1/2`), and who may give them, as `decisions` says it of a request."""
+    from jitaccess.domain.approvals import given
+
+    by = [a.by for a in given(wire.annotations_of(extension))]
+    _, _, needed = str(wire.status(extension).get("approvalSummary") or "").partition("/")
+    more = f"{max(1, int(needed) - len(by))} more needed" if needed.isdigit() else "more approvals are needed"
+    owner = str(wire.status(extension).get("ownerTeam") or "")
+    try:
+        team = o.get_optional(session.api, names.TEAMS, owner) if owner else None
+    except CliError:
+        team = None  # said without the names
+    excluding = {str(wire.spec(extension).get("requester") or ""), *by}
+    who = ", ".join(o.approvers_of(team, escalated=False, excluding=excluding)) if team is not None else ""
+    return f"approved so far by {', '.join(by)}; {more}, by another approver of team {owner or 'the owner team'}" + (
+        f" ({who})" if who else ""
+    )

@@ -249,18 +249,20 @@ def check_same(
         )
 
 
-def annotate_as_read(api: KubeApi, plural: str, obj: Obj, annotations: dict[str, str], doing: str) -> Obj | None:
-    """Patch `annotations` onto `obj` only as it was read (`as_read`). None: written. Else the
-    object as read again, having changed (or been replaced) since: the caller checks it again.
-    Any other refusal is raised, saying what was being done (`doing`)."""
+def annotate_as_read(api: KubeApi, plural: str, obj: Obj, annotations: dict[str, str], doing: str) -> tuple[Obj, bool]:
+    """Patch `annotations` onto `obj` only as it was read (`as_read`): (the object as the API server
+    stored it, True) once written, which is what the write did (admission may have changed it:
+    one approval of several is listed, its flag taken out); else (the object as read again, False),
+    having changed (or been replaced) since: the caller checks it again. Any other refusal is
+    raised, saying what was being done (`doing`)."""
     name = wire.name_of(obj)
     try:
-        api.merge_patch(path(plural, name), {"metadata": {**as_read(obj), "annotations": annotations}})
+        written = api.merge_patch(path(plural, name), {"metadata": {**as_read(obj), "annotations": annotations}})
     except ApiError as exc:
         if not_as_read(exc):
-            return get(api, plural, name)
+            return get(api, plural, name), False
         raise refusal(exc, doing) from exc
-    return None
+    return written, True
 
 
 _LISTED_BY = {
