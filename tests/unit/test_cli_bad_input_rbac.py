@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from jitaccess.cli.errors import USAGE
+from jitaccess.cli import main
+from jitaccess.cli.errors import REFUSED, UNREACHABLE, USAGE
+from jitaccess.cli.kube import ApiError
 from jitaccess.cli.session import Session
 from jitaccess.domain import impersonation
 from tests.unit.test_interactions_rbac import TEAMS, run_cli, team
@@ -139,3 +141,54 @@ class Listing:
     def get(self, path: str, **_: Any) -> dict[str, Any]:
         assert path.endswith("/teamownerships"), path
         return self.answer
+
+
+class Refusing:
+    """An API server that refuses the listing of TeamOwnerships."""
+
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
+
+    def get(self, path: str, **_: Any) -> dict[str, Any]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "said"),
+    [
+        (
+            ApiError(404, "NotFound", "the server could not find the requested resource"),
+            UNREACHABLE,
+            "error: jitaccess is not installed on this cluster (no jitaccess.dev API while listing teamownerships)",
+        ),
+        (
+            ApiError(
+                403,
+                "Forbidden",
+                'teamownerships.jitaccess.dev is forbidden: User "bob" cannot list resource "teamownerships" in API '
+                'group "jitaccess.dev" at the cluster scope',
+            ),
+            REFUSED,
+            "error: listing teamownerships was refused: teamownerships.jitaccess.dev is forbidden",
+        ),
+    ],
+)
+def test_a_cluster_that_refuses_the_listing_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, error: ApiError, code: int, said: str
+) -> None:
+    """No CRDs (404) or no role to list teams (403): the ApiError escaped as a traceback."""
+    monkeypatch.setattr(Session, "api", property(lambda self: Refusing(error)))
+    got, out, err = run_cli("rbac", "slack")
+    assert (got, out) == (code, "")
+    assert err.startswith(said) and err.count("\n") == 1, err
+
+
+def test_any_api_error_no_wrapper_caught_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last net, in `main`: a call left unwrapped still ends in the refusal's words and code."""
+
+    def failing(*_: Any) -> int:
+        raise ApiError(500, "InternalError", "etcdserver: request timed out")
+
+    monkeypatch.setitem(main.COMMANDS, "rbac", failing)
+    got, out, err = run_cli("rbac", "slack")
+    assert (got, out, err) == (REFUSED, "", "error: kubectl jit rbac was refused: etcdserver: request timed out\n")

@@ -217,6 +217,7 @@ def report(error: CliError, stderr: TextIO) -> None:
 
 
 def run(argv: Sequence[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    from jitaccess.cli.kube import ApiError
     from jitaccess.cli.session import ClusterFlags, Session
 
     if argv[:1] == ["__complete"]:
@@ -240,6 +241,14 @@ def run(argv: Sequence[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> i
     except CliError as exc:
         report(exc, stderr)
         return exc.code
+    except ApiError as exc:
+        # A call that no wrapper put in the user's words (`objects.refusal`; each should be): still
+        # one line and its exit code, never a traceback.
+        from jitaccess.cli import objects
+
+        error = objects.refusal(exc, f"kubectl jit {args.command}")
+        report(error, stderr)
+        return error.code
     except KeyboardInterrupt:
         stderr.write("\ninterrupted\n")
         return INTERRUPTED

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jitaccess.api import names
+from jitaccess.cli import objects as o
 from jitaccess.cli.errors import OK, UsageError
-from jitaccess.cli.kube import object_path
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import dump
 from jitaccess.domain import impersonation
@@ -99,7 +99,9 @@ def slack(session: Session, files: Sequence[str], name: str, output: str) -> int
     if files:
         teams = teams_in_files(files)
     else:
-        teams = list(session.api.get(object_path(names.GROUP, names.VERSION, names.TEAMS)).get("items") or [])
+        # Through the plugin's wrapper: no jitaccess API (404) or no role to list teams (403) is one
+        # line saying what to do, not a traceback.
+        teams = o.list_all(session.api, names.TEAMS)[0]
         for index, listed in enumerate(teams):
             team = _check(listed, "the cluster's TeamOwnership", index, stored=True)
             for problem in impersonation.left_out(listed):
