@@ -64,7 +64,8 @@ class FakeApi:
             o.path(names.ENTITLEMENTS, "prod-eng-payments"): ENTITLEMENT,
             o.path(names.TEAMS, "payments"): TEAM,
         }
-        self.watches: list[list[dict[str, Any]]] = []
+        #: Each watch's events, in turn; an exception in their place is the watch failing with it.
+        self.watches: list[list[dict[str, Any]] | Exception] = []
         self.calls: list[tuple[str, Any]] = []
         self.refuse_create: ApiError | None = None
         self.patch_errors: list[ApiError] = []
@@ -108,7 +109,10 @@ class FakeApi:
         self, path: str, *, resource_version: str, timeout_seconds: int, **query: Any
     ) -> Iterator[dict[str, Any]]:
         self.calls.append(("watch", (resource_version, timeout_seconds, query)))
-        yield from (self.watches.pop(0) if self.watches else [])
+        events = self.watches.pop(0) if self.watches else []
+        if isinstance(events, Exception):
+            raise events
+        yield from events
 
     def close(self) -> None:
         pass

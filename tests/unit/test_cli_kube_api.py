@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from jitaccess.cli.errors import Unreachable
+from jitaccess.cli.errors import Disconnected, Unreachable
 from jitaccess.cli.kube import ApiError, Credentials, KubeApi
 
 Reply = tuple[int, Any]
+#: In a watch's events: the server drops the connection there, mid-event.
+CUT = object()
 
 
 class Server:
@@ -47,6 +49,10 @@ class Server:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
                     for event in body:
+                        if event is CUT:  # the connection dropped mid-event (a reset, a restart)
+                            self.wfile.write(b'ff\r\n{"type": "MODI')
+                            self.close_connection = True
+                            return
                         line = (json.dumps(event) + "\n").encode()
                         self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                     self.wfile.write(b"0\r\n\r\n")
@@ -144,6 +150,21 @@ def test_unreachable_server() -> None:
         client.get("/")
     with pytest.raises(Unreachable, match="is not an http"):
         KubeApi(Credentials(server="ftp://x", context="odd"))
+
+
+def test_a_dropped_connection_is_disconnected_which_a_wait_tries_again(server: Server) -> None:
+    """Refused (nothing listening: an API server restarting) or cut in the middle of a watch's
+    event: `Disconnected`, which the waits tell from a certificate or a login refused."""
+    client = KubeApi(Credentials(server="http://127.0.0.1:1", context="gone"))
+    with pytest.raises(Disconnected, match=r"cannot reach http://127.0.0.1:1 \(context gone\)"):
+        list(client.watch("/apis/x/v1/things", resource_version="1", timeout_seconds=3))
+    first = {"type": "ADDED", "object": {"n": 1}}
+    server.reply = lambda r: (200, [first, CUT])
+    seen = []
+    with pytest.raises(Disconnected, match=rf"cannot reach {server.url} \(context test\)"):
+        for event in api(server).watch("/apis/x/v1/things", resource_version="1", timeout_seconds=3):
+            seen.append(event)
+    assert seen == [first]
 
 
 def test_watch_streams_events_with_its_own_connection(server: Server) -> None:

@@ -1038,6 +1038,8 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
     waiting = {wire.name_of(g): g for g in grants}
     deadline = time.monotonic() + timeout.total_seconds()
     selector = {"fieldSelector": f"metadata.name={next(iter(waiting))}"} if len(waiting) == 1 else {}
+    left = "the revocation is recorded and the operator carries it out: `kubectl jit status NAME` shows where it stands"
+    rewatch = o.Rewatch(deadline, left, session.note)
     try:
         while waiting:
             remaining = deadline - time.monotonic()
@@ -1064,10 +1066,19 @@ def _wait_ended(session: Session, grants: list[Obj], timeout: timedelta, version
                         del waiting[name]
                         if not waiting:
                             break
+            except Disconnected as exc:
+                rewatch.after(exc)
             except ApiError as exc:
+                if o.passing(exc):
+                    rewatch.after(exc)
+                    continue
                 if exc.status != 410:
                     raise o.refusal(exc, "watching the grants") from exc
-                items, version = o.list_all(api, names.GRANTS)
+                try:
+                    items, version = o.list_all(api, names.GRANTS)
+                except Disconnected as dropped:
+                    rewatch.after(dropped)
+                    continue
                 for obj in items:
                     if wire.name_of(obj) in waiting and wire.ready_reason(obj) in names.GRANT_FINISHED:
                         if each:

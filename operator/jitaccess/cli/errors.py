@@ -33,7 +33,8 @@ EXIT_CODES: dict[int, str] = {
     USAGE: "usage or bad input (also: something missing and no terminal to ask on)",
     PENDING: "still pending when the wait ended (--timeout, or --no-wait on a request that needs approval)",
     NOT_FOUND: "not found: no such request, grant, entitlement or team (or audit archive bucket)",
-    UNREACHABLE: "cannot reach the cluster (or the audit archive): kubeconfig, network, credentials, or jitaccess not installed",
+    UNREACHABLE: "cannot reach the cluster (or the audit archive): kubeconfig, network, credentials, or jitaccess not installed; "
+    "a wait (--wait) lost on the way watches again until its --timeout first, and what it waited for stays",
     DOUBTFUL: "report printed, but the audit archive has conflicting records (one id, two contents) or unreadable objects: see the warnings",
     INTERRUPTED: "interrupted (Ctrl-C); a request already created stays: see `kubectl jit status NAME`",
 }

@@ -18,7 +18,7 @@ from typing import Any
 
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
-from jitaccess.cli.errors import OK, CliError, Interrupted, Refused, StillPending, UsageError
+from jitaccess.cli.errors import OK, CliError, Disconnected, Interrupted, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Obj
 from jitaccess.cli.session import Session
@@ -84,6 +84,8 @@ def _follow(session: Session, extension: Obj, *, wait: bool, timeout: timedelta)
     version = str(wire.metadata(extension).get("resourceVersion", ""))
     said: set[str] = set()
     current = extension
+    look = f"`kubectl get accessextension {name}` shows where it stands"
+    rewatch = o.Rewatch(deadline, f"accessextension {name} stays: {look}", session.note)
     try:
         while True:
             outcome = _react(session, current, said, wait)
@@ -114,10 +116,19 @@ def _follow(session: Session, extension: Obj, *, wait: bool, timeout: timedelta)
                     outcome = _react(session, current, said, wait)
                     if outcome is not None:
                         return outcome
+            except Disconnected as exc:
+                rewatch.after(exc)
             except ApiError as exc:
+                if o.passing(exc):
+                    rewatch.after(exc)
+                    continue
                 if exc.status != 410:
                     raise o.refusal(exc, f"watching accessextension {name}") from exc
-                current = o.get(session.api, names.EXTENSIONS, name)
+                try:
+                    current = o.get(session.api, names.EXTENSIONS, name)
+                except Disconnected as dropped:
+                    rewatch.after(dropped)
+                    continue
                 version = str(wire.metadata(current).get("resourceVersion", ""))
     except KeyboardInterrupt:
         raise Interrupted(

@@ -7,13 +7,14 @@ names from `jitaccess.api.names`, both standard library only.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from jitaccess.api import names, wire
-from jitaccess.cli.errors import NotFound, Refused, Unreachable
+from jitaccess.cli.errors import Disconnected, NotFound, Refused, Unreachable
 from jitaccess.cli.kube import ApiError, KubeApi, object_path
 from jitaccess.domain.identities import confers_nothing
 
@@ -194,6 +195,43 @@ def refusal(exc: ApiError, doing: str) -> Refused | NotFound | Unreachable:
             "cluster's administrators to bind you to the jitaccess-requester ClusterRole (jitaccess's docs/rbac.md)"
         )
     return Refused(f"{doing} was refused: {exc.message}")
+
+
+def passing(exc: Exception) -> bool:
+    """Whether a failed watch (or read) may work a moment later: the connection refused, reset or
+    cut mid-answer (`Disconnected`), or the API server restarting or overloaded (429, 5xx)."""
+    if isinstance(exc, Disconnected):
+        return True
+    return isinstance(exc, ApiError) and (exc.status == 429 or exc.status >= 500)
+
+
+class Rewatch:
+    """A wait (`--wait`) whose watch failed in passing (`passing`) watches again, from the last
+    resourceVersion it saw, after a short pause (half a second, doubling up to 5 s) until its
+    deadline: a connection reset or an API server restarting does not end it. Past the deadline it
+    gives up as Ctrl-C does, saying what stays (`left`: "accessrequest NAME stays: ..."), with the
+    cluster's failure and exit code UNREACHABLE; `note` says once that the connection was lost."""
+
+    FIRST_PAUSE = 0.5
+    LONGEST_PAUSE = 5.0
+
+    def __init__(self, deadline: float, left: str, note: Callable[[str], None]) -> None:
+        self.deadline = deadline
+        self.left = left
+        self.note = note
+        self.pause = self.FIRST_PAUSE
+        self.lost = False
+
+    def after(self, exc: Disconnected | ApiError) -> None:
+        """Pause before watching again after `exc` (a `passing` failure); past the deadline, raise
+        it as `Unreachable`, naming what stays."""
+        if time.monotonic() + self.pause >= self.deadline:
+            raise Unreachable(f"{exc.message}; stopped waiting: {self.left}") from exc
+        if not self.lost:
+            self.lost = True
+            self.note(f"lost the connection to the cluster while waiting ({exc.message}): watching again")
+        time.sleep(self.pause)
+        self.pause = min(self.pause * 2, self.LONGEST_PAUSE)
 
 
 #: How often a command that writes an object as read reads it again when it changed meanwhile

@@ -26,7 +26,7 @@ from typing import Any
 from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli import start as starts
-from jitaccess.cli.errors import OK, CliError, Interrupted, NotFound, Refused, StillPending, UsageError
+from jitaccess.cli.errors import OK, CliError, Disconnected, Interrupted, NotFound, Refused, StillPending, UsageError
 from jitaccess.cli.kube import ApiError
 from jitaccess.cli.objects import Identity, Obj
 from jitaccess.cli.session import Session
@@ -282,11 +282,14 @@ class Follower:
         self.wait = wait
         self.name = wire.name_of(request)
         self._said: set[str] = set()
+        #: The last resourceVersion seen: a watch that ends, or drops, is watched again from it.
+        self._version = str(wire.metadata(request).get("resourceVersion", ""))
 
     def follow(self, timeout: timedelta) -> int:
         started = time.monotonic()
         deadline = started + timeout.total_seconds()
-        version = str(self.request["metadata"].get("resourceVersion", ""))
+        look = f"`kubectl jit status {self.name}` shows where it stands"
+        rewatch = o.Rewatch(deadline, f"accessrequest {self.name} stays: {look}", self.session.note)
         try:
             while True:
                 outcome = self.react(self.request)
@@ -298,7 +301,11 @@ class Follower:
                 window = remaining
                 if "quiet" not in self._said and not wire.status(self.request):
                     window = min(window, max(1.0, started + QUIET_HINT_SECONDS - time.monotonic()))
-                outcome, version = self._watch(version, window)
+                try:
+                    outcome = self._watch(window)
+                except (Disconnected, ApiError) as exc:  # failures in passing (`objects.passing`) only
+                    rewatch.after(exc)
+                    continue
                 if outcome is not None:
                     return outcome
                 if "quiet" not in self._said and not wire.status(self.request) and time.monotonic() < deadline:
@@ -311,21 +318,27 @@ class Follower:
                 f"stopped waiting; accessrequest {self.name} stays: `kubectl jit status {self.name}`"
             ) from None
 
-    def _watch(self, version: str, window: float) -> tuple[int | None, str]:
+    def _watch(self, window: float) -> int | None:
+        """Watch the request from the last resourceVersion seen, for `window` seconds at most; the
+        exit code once it has settled. A failure in passing (`objects.passing`) is raised for the
+        caller to watch again from there."""
         api = self.session.api
         try:
             for event in api.watch(
                 o.path(names.REQUESTS),
-                resource_version=version,
+                resource_version=self._version,
                 timeout_seconds=math.ceil(window),
                 fieldSelector=f"metadata.name={self.name}",
             ):
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        return self._relist()
+                    failed = ApiError(
+                        int(obj.get("code") or 500), str(obj.get("reason") or ""), str(obj.get("message"))
+                    )
+                    if failed.status == 410 or o.passing(failed):
+                        raise failed
                     raise Refused(f"watching accessrequest {self.name} failed: {obj.get('message')}")
-                version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                self._version = str(obj.get("metadata", {}).get("resourceVersion") or self._version)
                 if kind == "BOOKMARK":
                     continue
                 if kind == "DELETED":
@@ -333,16 +346,19 @@ class Follower:
                 self.request = obj
                 outcome = self.react(obj)
                 if outcome is not None:
-                    return outcome, version
+                    return outcome
         except ApiError as exc:
             if exc.status == 410:
                 return self._relist()
+            if o.passing(exc):
+                raise
             raise o.refusal(exc, f"watching accessrequest {self.name}") from exc
-        return None, version
+        return None
 
-    def _relist(self) -> tuple[int | None, str]:
+    def _relist(self) -> int | None:
         self.request = o.get(self.session.api, names.REQUESTS, self.name)
-        return self.react(self.request), str(self.request["metadata"].get("resourceVersion", ""))
+        self._version = str(self.request["metadata"].get("resourceVersion", ""))
+        return self.react(self.request)
 
     def react(self, request: Obj) -> int | None:
         """Say what is new; the exit code once the request has settled, else None."""

@@ -263,7 +263,8 @@ class KubeApi:
         """Events (`{"type", "object"}`) after `resource_version`, until the server ends the watch.
 
         The server closes the stream after `timeout_seconds`; the caller watches again from the
-        last resourceVersion it saw, and lists afresh on an ERROR event with code 410 (Gone).
+        last resourceVersion it saw (also after `Disconnected`: the stream dropped or was refused),
+        and lists afresh on an ERROR event with code 410 (Gone).
         """
         params = {
             **query,
