@@ -115,3 +115,19 @@ def test_a_request_withdrawn_already_is_said_to_be_and_not_deleted_again(api: De
     assert out(alice) == "accessrequest r is withdrawn already: it goes once its audit record is archived\n"
     assert not o.awaiting_decision(held)
     assert o.awaiting_decision(stored(cond("Ready", "False", "Pending")))
+
+
+def test_a_scheduled_request_is_withdrawn_and_the_help_says_so(
+    api: DeletingApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Approved for a later start, no access yet: its requester may take it back (docs/api.md). The
+    help said "only while nobody has approved or denied it", which kept requesters from trying."""
+    api.objects[PATH] = stored(cond("Approved", "True", "Approved"), cond("Ready", "False", "Scheduled"))
+    alice = session(api)
+    assert decisions.withdraw(alice, "r") == 0
+    assert ("delete", (PATH, {"uid": "u-1", "resourceVersion": "9"})) in api.calls
+    with pytest.raises(SystemExit):
+        main.main(["withdraw", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "approved for a later start (Scheduled), until it starts" in said
+    assert "Only while nobody has approved or denied it" not in said

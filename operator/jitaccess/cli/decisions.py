@@ -282,8 +282,9 @@ def check_may_decide(request: Obj, team: Obj, me: Identity, verb: str) -> None:
 
 
 def withdraw(session: Session, name: str) -> int:
-    """Delete my own request while nobody has decided on it (the webhook allows nobody else: the
-    owner team's approvers deny it, which names them in its records)."""
+    """Delete my own request while nobody has decided on it, or while it is approved for a later
+    start (`Scheduled`) that has not come (the webhook allows nobody else: the owner team's
+    approvers deny a pending one and revoke a Scheduled one, which names them in its records)."""
     api, me = session.api, session.me
     for _ in range(o.CONFLICT_RETRIES):
         request = o.get(api, names.REQUESTS, name)

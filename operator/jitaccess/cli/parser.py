@@ -29,7 +29,7 @@ COMMAND_HELP = {
     "revoke": "end a grant early (its grantee, or an approver of the owner team); --all: everything, in an incident",
     "extend": "ask for more time on one of your active grants, and wait until its new end is set",
     "done": "end all of your own active grants",
-    "withdraw": "withdraw your own pending request (it is deleted; nothing is granted of it)",
+    "withdraw": "withdraw your own pending or Scheduled request (it is deleted; nothing is granted of it)",
     "list": "list access requests",
     "status": "show a request and its grant: state, conditions, who approved, expiry",
     "who-has": "who holds an entitlement (or any, without one) now, until when, why, approved by whom",
@@ -401,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     withdraw = command(
         "withdraw",
         "Withdraw your own pending request: it is deleted, and nothing is granted of it.\n\n"
-        "Only while nobody has approved or denied it; a decided request stays as the record\n"
-        "(end access with `kubectl jit done` or `kubectl jit revoke`).",
+        "While nobody has approved or denied it, or, approved for a later start (Scheduled), until it\n"
+        "starts. A request that was denied, or whose access has begun, stays as the record (end access\n"
+        "with `kubectl jit done` or `kubectl jit revoke`).",
     )
     withdraw.add_argument("name", metavar="NAME", help="the AccessRequest")
 
