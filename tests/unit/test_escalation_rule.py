@@ -90,9 +90,14 @@ def test_an_escalation_recorded_stands_when_escalate_after_is_lengthened_or_remo
 
 def test_a_shortened_escalate_after_counts_at_once_on_every_side() -> None:
     """escalateAfter was 2h; the team sets 15m, and carol approves at 20m, before the operator's timer
-    has recorded the escalation: admission used to refuse her, the operator's count would have taken it."""
+    has recorded the escalation: admission used to refuse her, the operator's count would have taken it.
+    The operator records the escalation first (the backup approvers told, the trail saying why a
+    backup approver may decide), then takes her approval at its next look."""
     old = stored(escalated_at=None)
-    request = as_written(old, carol_approves(old, ONE, "15m"))
+    verdict = carol_approves(old, ONE, "15m")
+    decision, _ = operator_says(as_written(old, verdict), ONE, "15m")
+    assert decision is not None and decision.outcome is Outcome.ESCALATE
+    request = as_written(stored(escalated_at=AT), verdict)
     decision, basis = operator_says(request, ONE, "15m")
     assert decision is not None and decision.outcome is Outcome.APPROVE
     assert basis == Basis(auto=False, who=CAROL.username)
@@ -162,7 +167,10 @@ def test_the_new_owner_teams_own_escalate_after_still_counts() -> None:
     ledgers = factories.entitlement(owner="ledger")
     old = stored(escalated_at=T0 + timedelta(minutes=15))
     old["status"] |= {"ownerTeam": "payments", "escalationTeam": "payments"}
-    request = as_written(old, carol_approves(old, ledgers, "15m"))
-    decision, basis = operator_says(request, ledgers, "15m")
+    verdict = carol_approves(old, ledgers, "15m")
+    decision, _ = operator_says(as_written(old, verdict), ledgers, "15m")
+    assert decision is not None and decision.outcome is Outcome.ESCALATE  # recorded for ledger first
+    old["status"]["escalationTeam"] = "ledger"
+    decision, basis = operator_says(as_written(old, verdict), ledgers, "15m")
     assert decision is not None and decision.outcome is Outcome.APPROVE
     assert basis == Basis(auto=False, who=CAROL.username)

@@ -459,7 +459,11 @@ def decide_pending(
     if deadline is not None and now >= deadline:
         return _at_deadline(request, valid, limits, now, deadline, responder_groups)
     annotations: Mapping[str, str] = request.metadata.annotations
-    escalated = escalation_of(request, valid).by(now)
+    escalation = escalation_of(request, valid)
+    escalated = escalation.by(now)
+    # An escalation recorded for another team (the Entitlement changed owner since) is not this
+    # team's: its backup approvers are told when the request escalates under its own escalateAfter.
+    recorded = escalation.recorded is not None
     reason = annotations.get(names.ANNOTATION_DECISION_REASON, "")
     ignored: PendingDecision | None = None
     for flag, by_key, groups_key, outcome in (
@@ -477,7 +481,19 @@ def decide_pending(
             )
             continue
         groups = frozenset(g for g in annotations.get(groups_key, "").split(",") if g)
-        refusal = may_approve(valid.team, Caller(who, groups), requester=valid.requester, escalated=escalated)
+        caller = Caller(who, groups)
+        refusal = may_approve(valid.team, caller, requester=valid.requester, escalated=escalated)
+        if (
+            refusal is None
+            and not recorded
+            and may_approve(valid.team, caller, requester=valid.requester, escalated=False) is not None
+        ):
+            # A backup approver's decision, which only the escalation lets count: the escalation is
+            # recorded first (the backup approvers told, `Escalated` and its record written), and
+            # the decision taken at the next look, so the trail says why a backup approver decided.
+            due = _escalation_due(request, valid, now, recorded)
+            if due is not None:
+                return due
         if refusal is not None and outcome is Outcome.DENY and who != valid.requester and groups & responder_groups:
             refusal = None
         if refusal is None and outcome is Outcome.APPROVE:
@@ -491,9 +507,6 @@ def decide_pending(
         # Recorded first (status shows what counts now), the ignored decision said with it: an
         # ignored approval left out, another's count would carry the stale one's place.
         return PendingDecision(counted.outcome, who=counted.who, why=counted.why, ignored=ignored)
-    # An escalation recorded for another team (the Entitlement changed owner since) is not this
-    # team's: its backup approvers are told when the request escalates under its own escalateAfter.
-    recorded = escalation_of(request, valid).recorded is not None
     return _escalation_due(request, valid, now, recorded) or ignored
 
 

@@ -155,7 +155,19 @@ def _decide(
     elif decision.outcome is request_rules.Outcome.DENY:
         _deny(rt, request, valid, decision.who, decision.why)
     elif decision.outcome is request_rules.Outcome.ESCALATE:
-        _escalate(rt, request, valid, decision.why)
+        escalated = _escalate(rt, request, valid, decision.why)
+        if escalated is not None:
+            # A backup approver's decision stamped once the escalation was due, before it was
+            # recorded (`decide_pending` records it first), is taken now: no later annotation
+            # change may come to wake this handler.
+            _decide(
+                rt=rt,
+                request=escalated,
+                body=escalated.wire(),
+                teams=teams,
+                entitlements=entitlements,
+                announce_ignored=announce_ignored,
+            )
     elif decision.outcome is request_rules.Outcome.TIME_OUT:
         _finish(
             rt,
@@ -504,7 +516,9 @@ def _deny(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest
         record(updated, names.DENIED, message, who=who)
 
 
-def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, why: str) -> None:
+def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest, why: str) -> AccessRequest | None:
+    """Record the escalation; the request as written, None when nothing was (recorded already, or
+    decided meanwhile)."""
     backups = request_rules.approvers_text(
         valid.team.model_copy(update={"approvers": [], "approver_groups": []}), escalated=True
     )
@@ -533,8 +547,10 @@ def _escalate(rt: Runtime, request: AccessRequest, valid: request_rules.ValidReq
     updated = rt.kube.update_status(
         names.REQUESTS, request.metadata.name, status_change(AccessRequest, build), uid=request.metadata.uid
     )
-    if updated is not None:
-        record(updated, names.ESCALATED, message)
+    if updated is None:
+        return None
+    record(updated, names.ESCALATED, message)
+    return AccessRequest.model_validate(updated)
 
 
 def _finish(
