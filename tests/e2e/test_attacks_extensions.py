@@ -382,6 +382,9 @@ def _records(kind: str, name: str, system: Jit) -> list[dict[str, Any]]:
 def test_an_extension_is_decided_by_the_team_that_owned_the_entitlement_when_granted(jit: Jit) -> None:
     # alice (team payments) holds ledger access, approved by lena (team ledger); then GitOps hands
     # prod-eng-ledger to team payments, whose member alice is.
+    # A ledger PermissionCatalog left by an earlier test names prod-eng-ledger as ledger's production
+    # group, and admission refuses handing that group to another team (attack 112): none here.
+    jit.kubectl("delete", "permissioncatalog", "ledger", "--ignore-not-found", "--timeout=60s")
     grant = grant_of(jit, "alice-handed", "1h", user=ALICE)
     assert grant["spec"]["ownerTeam"] == "ledger"
     handed = json.dumps({"spec": {"owner": "payments"}})
