@@ -9,12 +9,22 @@ null fields read as empty.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitaccess.api.names import READY
 
 Obj = Mapping[str, Any]
+
+
+def rfc3339(value: datetime) -> str:
+    """A time as the API writes it: RFC 3339 in UTC, whole seconds (`2026-12-01T06:00:00Z`). A time
+    with no UTC form (a user's `9999-12-31T23:59:59-01:00` lies past the last datetime in UTC) is
+    given as written, so that a refusal or a record naming it never fails on it."""
+    try:
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:
+        return value.isoformat()
 
 
 def duration_text(value: timedelta) -> str:

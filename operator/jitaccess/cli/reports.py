@@ -309,8 +309,7 @@ def _unknown_entitlement(session: Session, name: str, seen: Sequence[Record]) ->
     session.note(f"No Entitlement {name!r} exists, and no record in this window names it{hint}")
 
 
-def _rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_rfc3339 = wire.rfc3339
 
 
 def _actor(record: Record) -> str:

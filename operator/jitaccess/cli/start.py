@@ -8,8 +8,9 @@ and the server-side dry run says it before anything is created.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
+from jitaccess.api import wire
 from jitaccess.cli.errors import UsageError
 from jitaccess.domain.durations import LONGEST, format_duration, parse_duration
 from jitaccess.errors import InvalidInput
@@ -45,4 +46,4 @@ def start_time(text: str, now: datetime) -> datetime:
 
 def wire_text(start: datetime) -> str:
     """`spec.startTime` as sent: RFC 3339 in UTC, whole seconds."""
-    return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return wire.rfc3339(start)

@@ -205,7 +205,7 @@ def holder_approval(request: Obj, now: datetime) -> str:
     due = o.parse_time(status.get("reviewDeadline"))
     if due is None:
         return "break-glass (not reviewed yet)"
-    stamp = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = wire.rfc3339(due)
     return (
         f"break-glass (not reviewed yet, due {stamp})" if now < due else f"break-glass (review overdue since {stamp})"
     )

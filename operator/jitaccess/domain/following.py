@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant
 from jitaccess.domain import conditions as cond
 
@@ -70,8 +70,7 @@ def belongs_to(grant: AccessGrant, request_uid: str) -> bool:
     return not label or not request_uid or label == request_uid
 
 
-def _stamp(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_stamp = wire.rfc3339
 
 
 class Laggards:

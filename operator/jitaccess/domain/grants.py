@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.models import AccessGrant, AccessGrantStatus
 from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import parse_duration
@@ -132,5 +132,4 @@ def failure_message(why: str, user: str, back: TakeBack | None) -> str:
     return f"{why}; nobody was given access"
 
 
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_stamp = wire.rfc3339

@@ -26,7 +26,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -380,7 +380,7 @@ def with_denied_users(
 
 def issue_time(when: datetime) -> str:
     """`when` as `aws:TokenIssueTime` is compared with: ISO 8601 in UTC, whole seconds."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return wire.rfc3339(when)
 
 
 def revoked_before(since: datetime) -> str:

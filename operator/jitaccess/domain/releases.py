@@ -70,11 +70,7 @@ def waiting(entitlement: str, remaining: Remaining, at: dt.datetime, *, scanned:
         more = f" and {len(named) - LISTED} more" if len(named) > LISTED else ""
         ends = [end for _, end in named if end is not None]
         # A time, not a countdown: the message (and so the status) changes only when the grants do.
-        last = (
-            f", the last ending at {max(ends).astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
-            if ends and len(ends) == len(named)
-            else ""
-        )
+        last = f", the last ending at {wire.rfc3339(max(ends))}" if ends and len(ends) == len(named) else ""
         kept_clear = ", and its group is kept clear of anyone else until then" if scanned else ""
         parts.append(
             f"deleted, but {len(named)} grant(s) of it are still active ({listed}{more}){last}: it goes when "

@@ -23,8 +23,9 @@ Pure: the caller passes the clock.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from jitaccess.api import wire
 from jitaccess.domain.durations import format_duration
 from jitaccess.errors import InvalidInput
 
@@ -34,14 +35,8 @@ CLOCK_SKEW = timedelta(seconds=60)
 DEFAULT_HORIZON = timedelta(days=7)
 
 
-def stamp(value: datetime) -> str:
-    """A time as the API writes it (RFC 3339, UTC, whole seconds); as given when it has no UTC
-    form (a user's `9999-12-31T23:59:59-01:00` lies past the last datetime in UTC): a refusal that
-    names such a time must not fail on it."""
-    try:
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except OverflowError:
-        return value.isoformat()
+#: A time as the API writes it; a user's start with no UTC form is named as written.
+stamp = wire.rfc3339
 
 
 def check_start(start: datetime | None, created: datetime | None, horizon: timedelta) -> None:

@@ -780,7 +780,7 @@ def _say_drift_wait(trail: AuditTrail, plural: str, obj: Mapping[str, Any], unto
     targets = " and ".join(_TARGETS[sink] for sink in untold.sinks)
     named = listed(untold.keys, most=DRIFT_WAIT_NAMED)
     message = (
-        f"deleted; waiting until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} for {targets or 'the notifier'} to be told "
+        f"deleted; waiting until {wire.rfc3339(until)} for {targets or 'the notifier'} to be told "
         f"of {len(untold.keys)} drift removal(s) ({named}): it goes once they are (is Slack or the event sink down?), "
         f"or then with a {names.DRIFT_UNTOLD} Warning Event naming those left untold"
     )
@@ -844,7 +844,7 @@ def _offer_withdrawable(memo: kopf.Memo, plural: str, type: str | None, body: ko
         return
     obj = dict(body)
     if type == "DELETED" and not wire.metadata(obj).get("deletionTimestamp"):
-        obj["metadata"] = {**wire.metadata(obj), "deletionTimestamp": _now().strftime("%Y-%m-%dT%H:%M:%SZ")}
+        obj["metadata"] = {**wire.metadata(obj), "deletionTimestamp": wire.rfc3339(_now())}
     trail.offer(plural, obj)
     if type == "DELETED":
         trail.forget(plural, obj)

@@ -77,5 +77,5 @@ def request_uid(grant: AccessGrant) -> Only:
     return grant.metadata.labels.get(names.LABEL_REQUEST) or BY_NAME
 
 
-def ts(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+#: How the handlers write a time into status, records and messages.
+ts = wire.rfc3339
