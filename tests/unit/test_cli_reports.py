@@ -236,7 +236,34 @@ def test_the_archive_gives_the_same_records_as_the_cluster(s3: Any) -> None:
     assert document["records"] == json.loads((GOLDEN / "audit.json").read_text())["records"]
 
 
-def test_the_archive_is_read_only_in_the_day_folders_of_the_window() -> None:
+def test_the_archive_is_read_from_the_day_of_the_start_less_the_skew_up_to_today() -> None:
+    # A record of 00:03 may be in the batch the operator, its clock behind, dated 23:58 the day before;
+    # the folders after the window's end are read as well: batches are filed when written.
+    just_after_midnight, now = datetime(2026, 11, 29, 0, 3, tzinfo=UTC), datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
+    assert timedelta(minutes=5) == records_api.SKEW
+    assert archive.folders(PREFIX, just_after_midnight, now) == [
+        "jitaccess/prod/v1/2026/11/28/",
+        "jitaccess/prod/v1/2026/11/29/",
+        "jitaccess/prod/v1/2026/11/30/",
+        "jitaccess/prod/v1/2026/12/01/",
+    ]
+    # The caller's clock behind the operator's: tomorrow's folder, once within the skew of midnight.
+    assert archive.folders("", now, datetime(2026, 12, 1, 23, 58, tzinfo=UTC)) == ["v1/2026/12/01/", "v1/2026/12/02/"]
+    # A window far in the past: each month wholly inside is one folder, not thirty.
+    assert archive.folders("", datetime(2026, 9, 30, 12, 0, tzinfo=UTC), now) == [
+        "v1/2026/09/30/",
+        "v1/2026/10/",
+        "v1/2026/11/",
+        "v1/2026/12/01/",
+    ]
+    assert archive.folders("", datetime(2025, 12, 1, 0, 10, tzinfo=UTC), datetime(2026, 2, 28, 23, 0, tzinfo=UTC)) == [
+        "v1/2025/12/",
+        "v1/2026/01/",
+        "v1/2026/02/",
+    ]
+
+
+def test_verify_checks_the_batches_written_in_the_day_folders_of_the_window() -> None:
     start, end = datetime(2026, 11, 29, 23, 0, tzinfo=UTC), datetime(2026, 12, 1, 0, 30, tzinfo=UTC)
     assert archive.day_prefixes(PREFIX, start, end) == [
         "jitaccess/prod/v1/2026/11/29/",
@@ -245,6 +272,58 @@ def test_the_archive_is_read_only_in_the_day_folders_of_the_window() -> None:
         "jitaccess/prod/v1/2026/12/02/",
     ]
     assert archive.day_prefixes("", end, end) == ["v1/2026/12/01/", "v1/2026/12/02/"]
+
+
+FRIDAY = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def fridays_records() -> list[dict[str, Any]]:
+    found = sorted((r for r in all_records() if r["time"].startswith("2026-11-27")), key=lambda r: r["time"])
+    assert found, "the seed has records of Friday 27 November"
+    return found
+
+
+def test_records_archived_days_after_their_window_are_found(s3: Any) -> None:
+    # S3 down over the weekend: Friday's records are written on Monday, in Monday's folder.
+    put_batch(s3, datetime(2026, 11, 30, 9, 0, tzinfo=UTC), fridays_records())
+    records = audited(since=FRIDAY, until=FRIDAY + timedelta(days=1) - timedelta(seconds=1), archive=LOCATION)
+    assert records == fridays_records()
+
+
+def test_a_record_of_just_after_midnight_in_the_folder_of_the_day_before_is_found(s3: Any) -> None:
+    early = a_record(id="early/approved", time="2026-11-28T00:00:10Z")
+    put_batch(s3, datetime(2026, 11, 27, 23, 59, 58, tzinfo=UTC), [early])  # the operator's clock behind
+    assert audited(since=datetime(2026, 11, 28, tzinfo=UTC), archive=LOCATION) == [early]
+
+
+def test_a_forged_copy_written_after_the_window_is_a_conflict(s3: Any) -> None:
+    real = fridays_records()[-1]
+    forged = {**real, "actor": {"username": "mallory@example.com"}}
+    put_batch(s3, datetime(2026, 11, 27, 18, 0, tzinfo=UTC), fridays_records())
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=records_api.archive_key(PREFIX, datetime(2026, 11, 29, 3, 0, tzinfo=UTC), "forged"),
+        Body=records_api.encode_lines([forged]),
+    )
+    s = session()
+    window = {"since": FRIDAY, "until": FRIDAY + timedelta(days=1), "archive": LOCATION}
+    with pytest.raises(Doubtful, match=re.escape("1 id(s) with conflicting records")):
+        reports.audit(s, options(**window), now=NOW)
+    document = json.loads(out(s))
+    assert [c["id"] for c in document["conflicts"]] == [real["id"]]
+    assert [r for r in document["records"] if r["id"] == real["id"]] == [real, forged]
+
+
+def test_a_window_keeps_every_version_of_a_conflict_it_holds_and_none_after_it() -> None:
+    real, late = a_record(time="2026-11-27T10:00:00Z"), a_record(id="late/approved", time="2026-11-29T10:00:00Z")
+    moved = {**real, "time": "2026-11-29T09:00:00Z"}  # a forged copy under another time
+    late_forged = {**late, "reason": "forged"}
+    records, conflicts = history.unique([("k1", real), ("k2", moved), ("k3", late), ("k4", late_forged)])
+    found = history.History(LOCATION, records, conflicts)
+    cut, kept = found.until(FRIDAY + timedelta(days=1), records)
+    assert [c.id for c in cut.conflicts] == [real["id"]], "the conflict after the window is not this report's"
+    assert kept == [real, moved]
+    assert cut.records == records and cut.source == LOCATION
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jitaccess.api import names, wire
@@ -29,6 +29,9 @@ SCHEMA = "jitaccess.dev/audit/v1"
 LAYOUT = "v1"
 #: Who the operator's own decisions (time-outs, expiry, escalation, auto-approval) are attributed to.
 OPERATOR = "system:jitaccess"
+#: Clocks differ: a record's time is the API server's, the key of the batch holding it (and so its
+#: day folder) the writing operator's, a reader's now its own. The margin allowed between them.
+SKEW = timedelta(minutes=5)
 
 # Actions, in the order an object's life produces them.
 REQUESTED = "requested"
@@ -781,3 +784,8 @@ def layout_prefix(prefix: str) -> str:
 def day_prefix(prefix: str, day: datetime) -> str:
     """The folder of the batches written on `day` (UTC)."""
     return f"{layout_prefix(prefix)}{day.astimezone(UTC):%Y/%m/%d}/"
+
+
+def month_prefix(prefix: str, day: datetime) -> str:
+    """The folder of the batches written in the month of `day` (UTC): its day folders, all in one."""
+    return f"{layout_prefix(prefix)}{day.astimezone(UTC):%Y/%m}/"

@@ -1,18 +1,22 @@
 """Reading the audit archive in S3: the records of the days in a window, for `audit` and `review`.
 
 The operator writes JSON-lines objects under `s3://BUCKET/PREFIX/v1/YYYY/MM/DD/` (docs/audit.md),
-gzip-compressed or not; this reads every object under the day folders from the window's first day
-to its last (batches are filed by the day they were written) and decodes them with the stdlib
-function the operator encodes with. Each record comes with the key of the object that holds it: a
-record written twice has the same id both times, and the caller keeps one, unless the two differ
-(`history.load` reports that as a conflict).
+gzip-compressed or not; this reads every object under the folders from the window's first day up
+to today, and decodes them with the stdlib function the operator encodes with. A batch is filed by
+the day it was **written**, which may be days after its records' times (S3 or the signing key
+unavailable over a weekend, no leader meanwhile): Friday's records may be in Monday's folder, so
+the folders after the window's end are read too, and the caller cuts by time. Each record comes
+with the key of the object that holds it: a record written twice has the same id both times, and
+the caller keeps one, unless the two differ (`history.load` reports that as a conflict; a copy
+written later, in a later folder, is found so as well).
 
 An object that is not JSON lines (not gzip though it says so, cut short), and a line that is not
 UTF-8 JSON or not an audit record of schema v1, is skipped and listed as `Skipped` with its key and
 line: one bad object must not hide the rest of the archive, and the caller says what was skipped.
 
-`stored` reads the same folders for `audit --verify`: every version of every key, and each key's
-current bytes and S3 metadata, for the chain's check (`jitaccess.domain.chain`).
+`stored` reads the day folders of the window, the batches written in it, for `audit --verify`:
+every version of every key, and each key's current bytes and S3 metadata, for the chain's check
+(`jitaccess.domain.chain`).
 
 The only module of the plugin that imports boto3, and only inside `_client`: the other commands never
 pay for it (import-linter allows it here alone). Credentials, region and endpoint come from the
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jitaccess.api.audit import SCHEMA, day_prefix
+from jitaccess.api.audit import SCHEMA, SKEW, day_prefix, month_prefix
 from jitaccess.cli.errors import NotFound, Refused, Unreachable, UsageError
 from jitaccess.domain import chain
 
@@ -53,7 +57,7 @@ class Skipped:
 
 @dataclass
 class Read:
-    """The records of the window's day folders, each with the key of its object, and what was skipped."""
+    """The records of the folders read, each with the key of its object, and what was skipped."""
 
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
@@ -68,11 +72,31 @@ def parse_location(location: str) -> tuple[str, str]:
 
 
 def day_prefixes(prefix: str, start: datetime, end: datetime) -> list[str]:
-    """The day folders (UTC) from `start`'s day to the day after `end`'s, oldest first. A batch is
-    filed under the day it was written, at or after its records' times; the day after `end` is for
-    a caller whose clock is behind the operator's around midnight."""
+    """The day folders (UTC) from `start`'s day to the day after `end`'s, oldest first: the batches
+    `--verify` checks, those written in the window (the day after `end` is for a caller whose clock
+    is behind the operator's around midnight)."""
     last = end.astimezone(UTC) + timedelta(days=1)
     return [day_prefix(prefix, day) for day in _days(start.astimezone(UTC), last)]
+
+
+def folders(prefix: str, start: datetime, now: datetime) -> list[str]:
+    """The folders holding every batch that may hold a record of `start` or later, oldest first:
+    from the day of `start` less SKEW (the operator's clock behind the API server's, a record of
+    just after midnight is in the batch of the day before) to the day of `now` plus SKEW (the
+    caller's clock behind the operator's). A month wholly inside is its month folder, one listing
+    (of up to 1,000 keys a page) rather than one per day: a window far in the past lists a few
+    folders per month up to today, not one per day."""
+    first, last = (start - SKEW).astimezone(UTC), (now + SKEW).astimezone(UTC)
+    found: list[str] = []
+    month: list[datetime] = []
+    for day in [*_days(first, last), None]:
+        if month and (day is None or day.month != month[0].month):
+            whole = month[0].day == 1 and (month[-1] + timedelta(days=1)).month != month[-1].month
+            found += [month_prefix(prefix, month[0])] if whole else [day_prefix(prefix, d) for d in month]
+            month = []
+        if day is not None:
+            month.append(day)
+    return found
 
 
 def _days(first: datetime, last: datetime) -> Iterator[datetime]:
@@ -164,15 +188,16 @@ def _client(location: str, bucket: str, *, unreachable: str = "") -> Any:
             ) from exc
 
 
-def read(location: str, start: datetime, end: datetime) -> Read:
-    """Every record archived in the day folders of the window ending at `end` (now), with its key."""
+def read(location: str, start: datetime, now: datetime) -> Read:
+    """Every record archived in the `folders` from `start` to `now` (the caller's), with its key:
+    each batch that may hold a record of `start` or later, whenever it was written."""
     bucket, prefix = parse_location(location)
     found = Read()
     cluster_instead = ", or give --archive '' to read the cluster instead"
     client = _client(location, bucket, unreachable=cluster_instead)
     with _answered(location, bucket, unreachable=cluster_instead):
         pages = client.get_paginator("list_objects_v2")
-        for folder in day_prefixes(prefix, start, end):
+        for folder in folders(prefix, start, now):
             for page in pages.paginate(Bucket=bucket, Prefix=folder):
                 for item in page.get("Contents", []):
                     body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()

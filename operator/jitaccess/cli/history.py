@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +78,15 @@ class History:
     def conflicting(self) -> set[str]:
         return {c.id for c in self.conflicts}
 
+    def until(self, end: datetime, records: Iterable[Record]) -> tuple[History, list[Record]]:
+        """This history and `records` (some of its own) cut at `end`, the window's: the archive is
+        read up to now, for batches are filed when written. As at the start (`load`), a conflict
+        counts when any of its versions is in the window, and then all its versions are kept."""
+        conflicts = [c for c in self.conflicts if any((time_of(r) or end) <= end for _, r in c.versions)]
+        shown = {c.id for c in conflicts}
+        kept = [r for r in records if (time_of(r) or end) <= end or str(r.get("id")) in shown]
+        return replace(self, conflicts=conflicts), kept
+
     def problems(self) -> dict[str, Any]:
         """The conflicts and skipped parts as JSON output holds them."""
         return {
@@ -126,15 +135,17 @@ def time_of(record: Record) -> datetime | None:
     return o.parse_time(record.get("time"))
 
 
-def load(session: Session, archive: str, start: datetime, end: datetime) -> History:
+def load(session: Session, archive: str, start: datetime, now: datetime) -> History:
     """The records since `start` (and any without a time), each id once (every version of a
-    conflicting id), oldest first. None is left out for being after `end`, the caller's now: the
-    caller's clock may be behind the cluster's."""
+    conflicting id), oldest first. None is left out for being late: the caller's clock may be
+    behind the cluster's. From the archive, every batch written from `start`'s day up to `now`
+    (the caller's) is read, however long after its records it was written; a caller with a
+    window's end cuts by time (`History.until`)."""
     skipped: list[Skipped] = []
     if archive:
         from jitaccess.cli import archive as s3
 
-        read = s3.read(archive, start, end)
+        read = s3.read(archive, start, now)
         source, found, skipped = archive, read.records, read.skipped
     else:
         api = session.api

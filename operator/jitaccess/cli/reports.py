@@ -29,7 +29,7 @@ from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli import periods as access
 from jitaccess.cli.errors import Doubtful, UsageError
-from jitaccess.cli.history import History, Record, is_user, load, select, time_of, username
+from jitaccess.cli.history import History, Record, is_user, load, select, username
 from jitaccess.cli.parser import ARCHIVE_ENV, Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
@@ -113,11 +113,11 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
         return _verify(session, options, start, end)
     if options.access:
         return _access(session, options, start, end, current)
-    # Without --until, nothing is left out for being late: the caller's clock may be behind the cluster's.
-    history = load(session, options.archive, start, end)
+    history = load(session, options.archive, start, current)
     records = select(history.records, entitlement=options.entitlement, user=options.user)
+    # Without --until, nothing is left out for being late: the caller's clock may be behind the cluster's.
     if options.until is not None:
-        records = [r for r in records if (time_of(r) or start) <= end]
+        history, records = history.until(end, records)
     session.note(history.described)
     if not records and options.entitlement:
         _unknown_entitlement(session, options.entitlement, history.records)

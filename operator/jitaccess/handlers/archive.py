@@ -86,8 +86,6 @@ log = logging.getLogger(__name__)
 audit_log = logging.getLogger("jitaccess.audit")
 
 MEMO_KEY = "audit_trail"
-# Clocks differ (creation times are the API server's, batch keys the operator's): a margin.
-SKEW = timedelta(minutes=5)
 # How long the ids of written batches are remembered: longer than any stale watch event lags.
 REMEMBER = timedelta(minutes=10)
 MAX_BACKOFF_SECONDS = 30.0
@@ -279,7 +277,7 @@ class AuditTrail:
         with self._lock:
             oldest = min((_parse(record.get("time")) for record, _ in self._pending.values()), default=None)
         horizon = _now() - REMEMBER
-        return min(horizon, oldest - SKEW) if oldest is not None else horizon
+        return min(horizon, oldest - audit.SKEW) if oldest is not None else horizon
 
     def _take(self) -> Batch | None:
         with self._lock:
@@ -297,7 +295,7 @@ class AuditTrail:
             # Found before the batch is named: once named, a batch is retried exactly as it is.
             previous = self._chain_head(archive)
             earliest = min((_parse(r.get("time")) for r in batch.records), default=_now())
-            self._cover(archive, earliest - SKEW)
+            self._cover(archive, earliest - audit.SKEW)
             with self._lock:
                 # Archived by an earlier life of the operator that died before marking them: mark only.
                 fresh = [r for r in batch.records if r["id"] not in self._known]
@@ -357,7 +355,7 @@ class AuditTrail:
         """Know every id in the batches written since `since` (reading those not known yet)."""
         if self._covered_since is not None and self._covered_since <= since:
             return
-        until = self._covered_since or _now() + SKEW
+        until = self._covered_since or _now() + audit.SKEW
         keys = [k for k in archive.keys_written(since, until) if k not in self._read]
         for key in keys:
             written = audit.written_at(key) or _now()
@@ -547,7 +545,7 @@ def _say_head(archive: Archive, key: str, data: bytes, metadata: Mapping[str, st
     no digest, or someone else's): the chain goes on from it all the same, there being nothing
     better to name."""
     ahead = audit.written_at(key)
-    if ahead is not None and ahead > _now() + SKEW:
+    if ahead is not None and ahead > _now() + audit.SKEW:
         log.warning(
             "audit archive: the newest object, s3://%s/%s, is dated %s, later than this replica's "
             "clock allows: check the clocks, and the archive with kubectl jit audit --verify",
@@ -569,11 +567,11 @@ def _say_head(archive: Archive, key: str, data: bytes, metadata: Mapping[str, st
 
 def _after(previous: chain.Link | None, now: datetime) -> datetime:
     """When a batch is written, for its key: now, unless the batch it follows has a later time in its
-    key (another replica's clock ahead of this one's, within SKEW): then a microsecond after it, so
-    that the keys keep the chain's order. A head further ahead than SKEW is not followed in time
+    key (another replica's clock ahead of this one's, within audit.SKEW): then a microsecond after it, so
+    that the keys keep the chain's order. A head further ahead than audit.SKEW is not followed in time
     (`_chain_head` warns of it), and `kubectl jit audit --verify` shows the order broken."""
     before = audit.written_at(previous.key) if previous is not None else None
-    if before is not None and now <= before <= now + SKEW:
+    if before is not None and now <= before <= now + audit.SKEW:
         return before + timedelta(microseconds=1)
     return now
 
