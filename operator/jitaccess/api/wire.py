@@ -8,6 +8,7 @@ null fields read as empty.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,18 @@ from typing import Any
 from jitaccess.api.names import READY
 
 Obj = Mapping[str, Any]
+
+#: An Identity Store id, a UserId or a GroupId, as AWS documents its form: a UUID in hex, optionally
+#: after 10 hex digits and a dash. Hex only, and in its 8-4-4-4-12 layout: a DisplayName such as
+#: `jitaccess-production-admins-eu-west1` (36 characters, four dashes) is none, nor is any username.
+_IDENTITY_STORE_ID = re.compile(
+    r"(?:[0-9a-f]{10}-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE
+)
+
+
+def looks_like_identity_store_id(value: str) -> bool:
+    """Whether `value` has the form of an Identity Store UserId or GroupId (`_IDENTITY_STORE_ID`)."""
+    return _IDENTITY_STORE_ID.fullmatch(value) is not None
 
 
 def rfc3339(value: datetime) -> str:

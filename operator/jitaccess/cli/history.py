@@ -12,6 +12,10 @@ than once (the archiver is at-least-once under failures): kept once, silently. T
 different contents is a **conflict**: one of them is not what the operator wrote (a forged or
 changed object, docs/audit.md). The reader cannot tell which is genuine, so it keeps every version
 and names the objects holding each; the reports mark them and end with exit code DOUBTFUL.
+
+`follow` and `select` pick the records of one user (`--user`): by name, and by the Identity Store
+UserId the records of that name carry, so that a user renamed in Identity Center is found under
+every name they had, and a name taken later by someone else is told apart.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.api.audit import (
     ACTIONS,
     records_of_catalog,
@@ -197,12 +201,86 @@ def username(part: Any) -> str:
     return str(part.get("username") or "") if isinstance(part, Mapping) else ""
 
 
+def user_id(part: Any) -> str:
+    """The Identity Store UserId of a record's `user` ({"identityStoreUserId": ...}), or empty."""
+    return str(part.get("identityStoreUserId") or "") if isinstance(part, Mapping) else ""
+
+
 def is_user(name: str, wanted: str) -> bool:
     """`wanted` is the whole username or its part before `@` (alice for alice@example.com)."""
     return bool(name) and (name == wanted or name.split("@", 1)[0] == wanted)
 
 
-def select(records: Iterable[Record], *, entitlement: str | None = None, user: str | None = None) -> list[Record]:
+@dataclass(frozen=True)
+class Who:
+    """The user `--user` names, followed through renames (`follow`): the name given (or its part
+    before @), and the Identity Store UserIds that records of that name carry (or the UserId given).
+    Identity Center lets a user's UserName change while their UserId stays; a name may also be
+    given to someone else later, with another UserId.
+
+    `names` is every username seen with those ids or matching the name, by UserId ("" for those
+    seen without one), each list in the order last seen (`saw`), the current name last: what the
+    caller tells when more than one matched."""
+
+    wanted: str
+    ids: frozenset[str] = frozenset()
+    names: Mapping[str, list[str]] = field(default_factory=dict)
+
+    def about(self, user: Any) -> bool:
+        """Whether a record's or period's `user` is this one: by name, or by UserId."""
+        return is_user(username(user), self.wanted) or user_id(user) in self.ids
+
+    def by(self, actor: Any) -> bool:
+        """Whether a record's `actor` is this one: by name alone, for an actor carries no UserId."""
+        return is_user(username(actor), self.wanted)
+
+    @property
+    def described(self) -> str:
+        """`alice.smith@example.com, known before as alice@example.com`: the current name of each
+        UserId first, then its earlier ones, latest first; each UserId named when there are several.
+        Empty when only one name matched."""
+        if sum(len(known) for known in self.names.values()) < 2:
+            return ""
+        several = len(self.names) > 1
+        parts = []
+        for uid, known in self.names.items():
+            text = known[-1] + (f", known before as {', '.join(reversed(known[:-1]))}" if len(known) > 1 else "")
+            if several:
+                text += f" (identity store user {uid})" if uid else " (no identity store user recorded)"
+            parts.append(text)
+        return f"--user {self.wanted}: the records of {'; '.join(parts)}"
+
+
+def follow(records: Iterable[Record], wanted: str) -> Who:
+    """Who `wanted` (a username, its part before @, or an Identity Store UserId) is among `records`
+    (oldest first): the UserIds of the records about a user of that name, and every name seen with
+    them, so that the records of a renamed user are found under every name they had."""
+    records = list(records)
+    ids = {wanted} if wire.looks_like_identity_store_id(wanted) else set()
+    ids |= {user_id(r.get("user")) for r in records if is_user(username(r.get("user")), wanted)} - {""}
+    names: dict[str, list[str]] = {}
+    for record in records:
+        name, uid = username(record.get("user")), user_id(record.get("user"))
+        if name and uid in ids:
+            saw(names.setdefault(uid, []), name)
+    # Names matched with no UserId beside them (an actor's; a record from before records carried it).
+    with_id = {name for known in names.values() for name in known}
+    for record in records:
+        for name in (username(record.get("user")), username(record.get("actor"))):
+            if is_user(name, wanted) and name not in with_id:
+                saw(names.setdefault("", []), name)
+    return Who(wanted, frozenset(ids), names)
+
+
+def saw(names: list[str], name: str) -> None:
+    """`name` seen (again) in a record, the newest so far: `names` stays in the order each was last
+    seen, the current name last (one renamed back to an earlier name has that one last again)."""
+    if name in names:
+        names.remove(name)
+    names.append(name)
+
+
+def select(records: Iterable[Record], *, entitlement: str | None = None, user: Who | None = None) -> list[Record]:
     """The records of one entitlement, and about or by one user, when those are given.
 
     `extension-requested` names no entitlement (the extension as created names only its grant):
@@ -213,5 +291,5 @@ def select(records: Iterable[Record], *, entitlement: str | None = None, user: s
         r
         for r in records
         if (entitlement is None or (r.get("entitlement") or of_grant.get(str(r.get("grant") or ""))) == entitlement)
-        and (user is None or is_user(username(r.get("user")), user) or is_user(username(r.get("actor")), user))
+        and (user is None or user.about(r.get("user")) or user.by(r.get("actor")))
     ]

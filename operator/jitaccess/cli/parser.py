@@ -521,8 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--user",
         type=_named("a user", "then: everyone's"),
         metavar="USER",
-        help="only records about or by USER, or with --access the periods of USER's access (a username, or "
-        "its part before @)",
+        help="only records about or by USER, or with --access the periods of USER's access (a username, "
+        "its part before @, or an Identity Store UserId); a renamed user's under every name they had",
     )
     _archive(audit)
     audit.add_argument(

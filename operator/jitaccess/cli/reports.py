@@ -29,7 +29,7 @@ from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli import periods as access
 from jitaccess.cli.errors import Doubtful, UsageError
-from jitaccess.cli.history import History, Record, is_user, load, select, username
+from jitaccess.cli.history import History, Record, Who, follow, load, saw, select, user_id, username
 from jitaccess.cli.parser import ARCHIVE_ENV, Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
@@ -114,11 +114,11 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     if options.access:
         return _access(session, options, start, end, current)
     history = load(session, options.archive, start, current)
-    records = select(history.records, entitlement=options.entitlement, user=options.user)
+    who = _follow(session, history, options.user)
+    records = select(history.records, entitlement=options.entitlement, user=who)
     # Without --until, nothing is left out for being late: the caller's clock may be behind the cluster's.
     if options.until is not None:
         history, records = history.until(end, records)
-    session.note(history.described)
     if not records and options.entitlement:
         _unknown_entitlement(session, options.entitlement, history.records)
     if options.output == "json":
@@ -197,13 +197,13 @@ def _access(session: Session, options: AuditOptions, start: datetime, end: datet
     start may come before."""
     lookback = options.lookback if options.lookback is not None else LOOKBACK
     history = load(session, options.archive, start - lookback if options.archive else _EVER, now)
-    session.note(history.described)
+    who = _follow(session, history, options.user)
     found = [
         p
         for p in access.build(history.records, history.conflicting)
         if p.overlaps(start, end)
         and (options.entitlement is None or p.entitlement == options.entitlement)
-        and (options.user is None or is_user(p.username, options.user))
+        and (who is None or who.about(p.user))
     ]
     if options.output == "json":
         document = {
@@ -222,6 +222,18 @@ def _access(session: Session, options: AuditOptions, start: datetime, end: datet
         session.note(f"Nobody held access between {_rfc3339(start)} and {_rfc3339(end)}.")
     history.warn(session)
     return 0
+
+
+def _follow(session: Session, history: History, wanted: str | None) -> Who | None:
+    """Says where the records come from, and who `--user` selects when that is more than one name
+    (a renamed user: `history.follow`)."""
+    session.note(history.described)
+    if wanted is None:
+        return None
+    who = follow(history.records, wanted)
+    if who.described:
+        session.note(who.described)
+    return who
 
 
 def _extensions(period: access.Period) -> str:
@@ -417,6 +429,12 @@ def eligible_users(entitlement: o.Obj) -> list[str] | None:
     return sorted({str(u.get("username") if isinstance(u, Mapping) else u) for u in listed} - {"None", ""})
 
 
+def _listed_eligible(entitlement: o.Obj) -> list[Mapping[str, Any]]:
+    """The entries of the status's `eligibleUsers` that are objects (`username`, `userId`)."""
+    listed = wire.status(entitlement).get("eligibleUsers")
+    return [u for u in listed if isinstance(u, Mapping)] if isinstance(listed, list) else []
+
+
 def _ticket_pattern(reason_pattern: str) -> tuple[str, Any]:
     """The owners' reasonPattern when they set one (and RE2 compiles it: `domain.reasons`), else the
     usual ticket id."""
@@ -432,7 +450,7 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
     name = wire.name_of(entitlement)
     spec = wire.spec(entitlement)
     groups = list((spec.get("eligibility") or {}).get("identityCenterGroups") or [])
-    usage: dict[str, dict[str, Any]] = {}
+    usage: dict[tuple[str, str], dict[str, Any]] = {}
     # A grant's reason is in its own record; for one written before records kept it, its request's
     # `requested` record is read, by the request's uid where the records have it (names are taken
     # again: a later request's reason is not this grant's).
@@ -443,11 +461,23 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
             reasons.setdefault(("name", str(r.get("request"))), str(r.get("reason", "")))
     unticketed = []
     pattern, ticket = _ticket_pattern(str(spec.get("reasonPattern") or ""))
+    person, called = _people(records)
     for record in records:
         user = username(record.get("user"))
         if not user or record.get("action") not in ("requested", "granted"):
             continue
-        seen = usage.setdefault(user, {"user": user, "requests": 0, "grants": 0, "lastGranted": None})
+        key = person(record.get("user"))
+        seen = usage.setdefault(
+            key,
+            {
+                "user": called[key][-1],
+                "identityStoreUserId": key[1] if key[0] == "id" else None,
+                "names": called[key],
+                "requests": 0,
+                "grants": 0,
+                "lastGranted": None,
+            },
+        )
         if record["action"] == "requested":
             seen["requests"] += 1
             continue
@@ -466,7 +496,7 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
                 }
             )
     eligible = eligible_users(entitlement)
-    used = {u for u, seen in usage.items() if seen["grants"]}
+    used = [seen for seen in usage.values() if seen["grants"]]
     return {
         "entitlement": name,
         "ownerTeam": spec.get("owner"),
@@ -476,11 +506,50 @@ def _review(entitlement: o.Obj, records: list[Record], history: History, days: i
         "eligibilityGroups": groups,
         "eligibleUsers": eligible,
         "usage": sorted(usage.values(), key=lambda u: (-u["grants"], -u["requests"], u["user"])),
-        "neverUsed": None if eligible is None else [u for u in eligible if u not in used],
+        "neverUsed": None if eligible is None else _never_used(entitlement, eligible, used),
         "reasonPattern": pattern,
         "grantsWithoutTicket": unticketed,
         "breakGlass": _break_glass(spec, records),
     }
+
+
+def _people(records: list[Record]) -> tuple[Callable[[Any], tuple[str, str]], dict[tuple[str, str], list[str]]]:
+    """Who a record's `user` is, as `review` counts use: its Identity Store UserId where the records
+    carry it, so that a renamed user is one person under every name they had, and a name given
+    to someone else later is another; else (records from before they carried it) its name, or the
+    one UserId that name has elsewhere in `records`. And every name seen for each (`saw`)."""
+    ids_of: dict[str, set[str]] = {}
+    for record in records:
+        if username(record.get("user")) and user_id(record.get("user")):
+            ids_of.setdefault(username(record.get("user")), set()).add(user_id(record.get("user")))
+
+    def person(user: Any) -> tuple[str, str]:
+        name, uid = username(user), user_id(user)
+        if not uid and len(ids_of.get(name, ())) == 1:
+            [uid] = ids_of[name]
+        return ("id", uid) if uid else ("name", name)
+
+    names: dict[tuple[str, str], list[str]] = {}
+    for record in records:
+        if name := username(record.get("user")):
+            saw(names.setdefault(person(record.get("user")), []), name)
+    return person, names
+
+
+def _never_used(entitlement: o.Obj, eligible: list[str], used: list[dict[str, Any]]) -> list[str]:
+    """The eligible users who did not use the entitlement: by UserId when the status lists one (a
+    renamed user used it under an earlier name; another who had the name before did not use it
+    for this one), else by every name of those who did."""
+    ids = {str(u.get("username")): str(u.get("userId") or "") for u in _listed_eligible(entitlement)}
+    by_id = {seen["identityStoreUserId"] for seen in used if seen["identityStoreUserId"]}
+    by_name = {name for seen in used for name in seen["names"]}
+    unkeyed = {name for seen in used if not seen["identityStoreUserId"] for name in seen["names"]}
+
+    def did(name: str) -> bool:
+        uid = ids.get(name, "")
+        return (uid in by_id or name in unkeyed) if uid else name in by_name
+
+    return [name for name in eligible if not did(name)]
 
 
 def _break_glass(spec: Mapping[str, Any], records: list[Record]) -> dict[str, Any]:
@@ -509,6 +578,12 @@ def _request_key(record: Record) -> tuple[str, str]:
     return ("uid", uid) if uid else ("name", str(record.get("request")))
 
 
+def _known_as(usage: Mapping[str, Any]) -> str:
+    """A user of `review`'s usage: `alice.smith@example.com (known before as alice@example.com)`."""
+    earlier = list(reversed(usage["names"][:-1]))
+    return str(usage["user"]) + (f" (known before as {', '.join(earlier)})" if earlier else "")
+
+
 def _print_review(report: dict[str, Any], out: TextIO) -> None:
     days = report["days"]
 
@@ -530,7 +605,7 @@ def _print_review(report: dict[str, Any], out: TextIO) -> None:
     say("")
     say(f"Used in the last {days} days:" if report["usage"] else f"Used in the last {days} days: by nobody")
     if report["usage"]:
-        rows = [(u["user"], str(u["requests"]), str(u["grants"]), u["lastGranted"] or "-") for u in report["usage"]]
+        rows = [(_known_as(u), str(u["requests"]), str(u["grants"]), u["lastGranted"] or "-") for u in report["usage"]]
         table(rows, ("USER", "REQUESTS", "GRANTS", "LAST GRANTED"), out, indent="  ")
     say("")
     if report["neverUsed"] is None and not groups:

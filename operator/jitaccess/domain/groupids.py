@@ -21,7 +21,6 @@ name), while admission, comparing that field by name, would see another group.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,15 +28,11 @@ from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement
 from jitaccess.domain import conditions as cond
 
-#: An Identity Center GroupId as AWS documents its form: a UUID in hex, optionally after 10 hex digits
-#: and a dash. Hex only, and in its 8-4-4-4-12 layout: a DisplayName such as
-#: `jitaccess-production-admins-eu-west1` (36 characters, four dashes) is none.
-_GROUP_ID = re.compile(r"(?:[0-9a-f]{10}-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
-
 
 def looks_like_group_id(value: str) -> bool:
-    """Whether `value` has the form of an Identity Center GroupId (`_GROUP_ID`). Few names do."""
-    return _GROUP_ID.fullmatch(value) is not None
+    """Whether `value` has the form of an Identity Center GroupId (`wire.looks_like_identity_store_id`:
+    that of every Identity Store id). Few names do."""
+    return wire.looks_like_identity_store_id(value)
 
 
 def tier_groups(catalog: Mapping[str, Any], tiers: Iterable[str] | None = None) -> dict[str, str]:
