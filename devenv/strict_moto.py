@@ -4,6 +4,11 @@
 
 * a duplicate ``CreateGroupMembership`` answers ``ConflictException``, as AWS does;
 * ``DeleteGroupMembership`` of an unknown id answers ``ResourceNotFoundException``;
+* ``ListGroupMemberships`` of an unknown group answers ``ResourceNotFoundException`` (``GROUP``),
+  where moto lists nobody. AWS's model lists that error for the call; its documentation does not
+  say whether an unknown group gets it or an empty page. The error is the stricter answer: a
+  caller that lists a group by an id it cached (one replaced under its name since) must tell
+  "no such group" from "nobody in it" (`handlers.lapses`), and an empty page would hide that;
 * deleting a user or group deletes its memberships, as AWS does;
 * ``GetGroupMembershipId``, ``IsMemberInGroups`` and ``DescribeGroupMembership``, which moto 5.2
   lacks, are served (an unknown user or group: ``ResourceNotFoundException``);
@@ -234,8 +239,9 @@ def make_moto_strict() -> None:
             max_results: int | None = None,
             next_token: str | None = None,
         ) -> tuple[list[dict[str, Any]], str | None]:
-            store = _PINNED.get(identity_store_id)
-            if store is None or not isinstance(store.group_memberships, _MembershipTable):
+            store = get_store(self, identity_store_id)
+            _existing_group(store, group_id)
+            if identity_store_id not in _PINNED or not isinstance(store.group_memberships, _MembershipTable):
                 return original_list_memberships(
                     self, identity_store_id=identity_store_id, group_id=group_id, max_results=max_results,
                     next_token=next_token,

@@ -227,6 +227,19 @@ def test_env_points_another_process_at_the_emulator(emulator: IdentityCenterEmul
     ]
 
 
+def test_listing_a_group_that_does_not_exist_is_not_found(emulator: IdentityCenterEmulator, client: Any) -> None:
+    """Not an empty page: a group deleted (and maybe created again under its name, with a new id)
+    is told from a group with nobody in it (`strict_moto`'s doc: why this answer)."""
+    store = emulator.identity_store_id
+    nobody = client.list_group_memberships(IdentityStoreId=store, GroupId=emulator.group_id("prod-eng-ledger"))
+    assert nobody["GroupMemberships"] == []
+    doomed = emulator.group_id("prod-eligible")
+    client.delete_group(IdentityStoreId=store, GroupId=doomed)
+    with pytest.raises(ClientError) as exc:
+        client.list_group_memberships(IdentityStoreId=store, GroupId=doomed)
+    assert error_code(exc) == "ResourceNotFoundException" and exc.value.response["ResourceType"] == "GROUP"
+
+
 def test_strict_moto_in_process() -> None:
     make_moto_strict()
     with mock_aws():
@@ -246,6 +259,9 @@ def test_strict_moto_in_process() -> None:
         client.delete_group_membership(IdentityStoreId=store, MembershipId=membership["MembershipId"])
         with pytest.raises(ClientError) as exc:
             client.delete_group_membership(IdentityStoreId=store, MembershipId=membership["MembershipId"])
+        assert error_code(exc) == "ResourceNotFoundException"
+        with pytest.raises(ClientError) as exc:
+            client.list_group_memberships(IdentityStoreId=store, GroupId="no-such-group")
         assert error_code(exc) == "ResourceNotFoundException"
 
 

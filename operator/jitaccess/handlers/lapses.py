@@ -14,6 +14,9 @@ From the listings (`domain.eligibility` decides):
 - a request still waiting for a decision ends `NotEligible`;
 - the Entitlement's status lists its eligible users (`status.eligibleUsers`, for `kubectl jit review`).
 
+A group deleted and created again under its name (a Terraform replace) while its old id is
+cached is listed, and each lapse confirmed, by its new id: its members do not lapse for it.
+
 Grants of an Entitlement that no longer exists are looked after by the first Entitlement by name
 (as `schedules` does): their users still lose them when deleted or disabled.
 Identity Center not answering costs a pass, not an error: the next pass checks again. A refusal
@@ -101,11 +104,16 @@ class Listings:
 
 
 def _members(rt: Runtime, group: str) -> frozenset[str] | None:
-    """The UserIds in the group named `group`; None when no such group exists (nobody is in it)."""
+    """The UserIds in the group named `group`; None when no such group exists (nobody is in it).
+
+    Listed by the id the cache holds (`Runtime.cached`); when Identity Center answers that no group
+    has it (the group deleted and created again under its name since, a Terraform replace), the
+    name is resolved afresh and the group it names now is listed (`Runtime.in_current_groups`)."""
     ic = rt.identity_center
     try:
         group_id = rt.cached("group", group, ic.resolve_group)
-        return frozenset(ic.group_members(group_id))
+        _, members = rt.in_current_groups(ic, lambda ids: ic.group_members(next(iter(ids))), {group_id: group})
+        return frozenset(members)
     except NotFound:
         rt.forget("group", group)
         return None
@@ -226,15 +234,26 @@ def _confirmed(rt: Runtime, lapse: rules.Lapse, groups: Sequence[str], *, absent
     few seconds older than a grant made since (the user added to the group in between), and
     listings are eventually consistent. Lapses are rare, so this costs next to nothing.
     `absent_lapses`: whether a group that does not exist (any more) confirms it (a waiting request:
-    it cannot be granted), or is left out (a running grant: the catalog's mistake, not the user's)."""
+    it cannot be granted), or is left out (a running grant: the catalog's mistake, not the user's).
+
+    The groups are asked about by the ids the cache holds, a group replaced under its name since by
+    its new id (`Runtime.missing_groups`). A `NotFound` that is a group's (the user's account is
+    there: `DescribeUser`) confirms nothing: nobody lapses over a group that does not exist, and the
+    next pass's listing resolves its name afresh."""
     ic = rt.identity_center
     if lapse.user_id is None:
         return True  # not in the store's listing, and no UserId to ask about: gone
+    resolved = [(group, _group_id(rt, group)) for group in groups]
+    if absent_lapses and any(gid is None for _, gid in resolved):
+        return True  # a request for a group that does not exist cannot be granted
+    ids = {gid: group for group, gid in resolved if gid is not None}
     try:
-        group_ids = [gid for gid in (_group_id(rt, g) for g in groups) if gid is not None]
-        if len(group_ids) < len(groups) and absent_lapses:
-            return True  # a request for a group that does not exist cannot be granted
-        return bool(ic.missing_groups(lapse.user_id, group_ids)) or not ic.user_enabled(lapse.user_id)
+        if ids and rt.missing_groups(ic, lapse.user_id, ids)[1]:
+            return True
+    except NotFound:
+        pass  # the user gone, or a group deleted since: only DescribeUser's answer tells which
+    try:
+        return not ic.user_enabled(lapse.user_id)
     except NotFound:
         return True  # the user does not exist
 
