@@ -2,9 +2,11 @@
 
 Every write is an "ensure": AWS has no idempotency tokens and a timed-out write may still have
 been applied, so a duplicate add (`ConflictException`) and a delete of a membership that is gone
-(`ResourceNotFoundException`) both count as done; a conflict AWS says will pass (a concurrent
-modification, an account assignment not yet propagated) is retried. Errors are classified by AWS error code, never
-by HTTP status, into the `jitaccess.errors` tree. Client-side token buckets keep the operator
+(`ResourceNotFoundException` about a membership, its group or its user) both count as done; a
+conflict AWS says will pass (a concurrent modification, an account assignment not yet propagated)
+is retried. A `ResourceNotFoundException` about the store itself (its id, its KMS key) is a
+refusal, never "gone". Errors are classified by AWS error code (and what it says was not found),
+never by HTTP status, into the `jitaccess.errors` tree. Client-side token buckets keep the operator
 under the identity store's quota, which AWS counts per API (20 requests/s each by default): one
 bucket per operation, so that the lookups a grant needs do not eat the quota of its write.
 """
@@ -165,13 +167,49 @@ def classify(exc: Exception, operation: str) -> IdentityCenterError:
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
         if code == "ResourceNotFoundException":
-            return NotFound(message, operation=operation, code=code)
+            missing = _not_the_object(exc.response)
+            if missing is None:
+                return NotFound(message, operation=operation, code=code)
+            # Not the user, group or membership asked about: read as "gone", a removal would be
+            # taken for done while the member stays. It stays until somebody fixes it: a refusal,
+            # which removals retry (`handlers.removals`) and adds fail on.
+            return PermanentFailure(f"{operation}: {code}: {message} ({missing})", operation=operation, code=code)
         if code in _RETRY_CODES or (code == "ConflictException" and _passing_conflict(exc.response, operation)):
             return RetryLater(f"{operation}: {code}: {message}", operation=operation, code=code)
         return PermanentFailure(f"{operation}: {code}: {message}", operation=operation, code=code)
     if isinstance(exc, ConnectionError | ReadTimeoutError | BotoCoreError):
         return RetryLater(f"{operation}: {exc}", operation=operation, code=type(exc).__name__)
     raise exc
+
+
+#: identitystore's `ResourceNotFoundException` says what was not found (`ResourceType`); only these
+#: are a user, group or membership that does not exist (none said: the one asked about).
+_OBJECT_TYPES = frozenset({"", "USER", "GROUP", "GROUP_MEMBERSHIP"})
+
+
+def _not_the_object(response: Mapping[str, Any]) -> str | None:
+    """What a `ResourceNotFoundException` says is missing when it is not the user, group or
+    membership the call names; None when it is that (or does not say otherwise).
+
+    identitystore names the kind in `ResourceType`: `USER`, `GROUP`, `GROUP_MEMBERSHIP`, and
+    `IDENTITY_STORE` (a wrong store id) or `RESOURCE_POLICY`, which are no object of a call. When the
+    Identity Center instance's customer managed KMS key cannot be found it sends `Reason`
+    (`KMS_KEY_NOT_FOUND`; sso-admin's: `KMS_NotFoundException`): nothing in the store can be read or
+    changed then, whatever the call names.
+    """
+    reason = str(response.get("Reason") or "")
+    kind = str(response.get("ResourceType") or "")
+    if reason.startswith("KMS_"):
+        return (
+            f"{reason}: the Identity Center instance's customer managed KMS key is not found; "
+            "no user, group or membership is missing"
+        )
+    if kind not in _OBJECT_TYPES:
+        return (
+            f"{kind} not found: no user, group or membership is missing; "
+            "check JITACCESS_IDENTITY_STORE_ID and the identity store"
+        )
+    return None
 
 
 def _passing_conflict(response: Mapping[str, Any], operation: str) -> bool:
@@ -365,7 +403,11 @@ class IdentityCenter:
         return existing, False
 
     def remove_member(self, group_id: str, user_id: str, membership_id: str | None = None) -> bool:
-        """Ensure `user_id` is not in `group_id`; True when this call removed it."""
+        """Ensure `user_id` is not in `group_id`; True when this call removed it.
+
+        False ("gone already") only when Identity Center says the membership, or its group or user,
+        does not exist (`NotFound`); a store whose id or KMS key is not found is a `PermanentFailure`
+        (`classify`), which the caller retries: the member may still be in the group."""
         membership_id = membership_id or self.find_membership(group_id, user_id)
         if membership_id is None:
             return False
