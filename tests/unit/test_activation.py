@@ -22,7 +22,7 @@ from jitaccess.adapters.kube import Kube
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import requests as rules
 from jitaccess.domain.requests import Basis, Limits, NoGrant, Outcome
-from jitaccess.errors import NotFound, RetryLater
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import backing as backing_handlers
 from jitaccess.handlers import grants
 from jitaccess.handlers.activation import activation_refusal
@@ -502,3 +502,32 @@ def test_identity_center_not_answering_the_grant_handlers_check_is_retried(monke
     rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
     with pytest.raises(kopf.TemporaryError, match="Identity Center is not answering"):
         grants._provision(rt, kopf.Body(body), {}, {}, {})
+
+
+@pytest.mark.parametrize(
+    ("operation", "said"),
+    [
+        ("IsMemberInGroups", "Identity Center refused IsMemberInGroups (IsMemberInGroups: AccessDeniedException"),
+        ("GetUserId", "Identity Center refused GetUserId (GetUserId: AccessDeniedException"),
+        ("DeleteGroupMembership", "Identity Center refused to take back what an earlier attempt of this grant may"),
+        ("DeleteAccountAssignment", "Identity Center refused to take back what an earlier attempt of this grant may"),
+    ],
+)
+def test_a_refusal_the_grant_handler_waits_out_is_named_by_the_call_refused(
+    monkeypatch: pytest.MonkeyPatch, operation: str, said: str
+) -> None:
+    """A lookup of the checks refused (IAM) added nothing: it is not said to be a take-back."""
+
+    def refused(*_: Any) -> str | None:
+        raise PermanentFailure(f"{operation}: AccessDeniedException: denied", operation=operation, code="AccessDenied")
+
+    monkeypatch.setattr(grants, "stored_request", lambda *_: None)
+    monkeypatch.setattr(grants, "unbacked", refused)
+    body = {"metadata": {"name": "r1", "uid": "g-1"}, "spec": {"user": "bob@example.com", "entitlement": "e",
+            "groupName": "prod-eng-payments", "request": "r1", "duration": "1h"}}  # fmt: skip
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, None))
+    with pytest.raises(kopf.TemporaryError) as exc:
+        grants._provision(rt, kopf.Body(body), {}, {}, {})
+    assert str(exc.value).startswith(said), str(exc.value)
+    assert "check the operator's IAM policy (docs/aws-iam.md); will retry" in str(exc.value)
+    assert exc.value.delay == 60

@@ -136,13 +136,27 @@ def _provision(
         metrics.ERRORS.labels("identitycenter_retry").inc()
         raise kopf.TemporaryError(f"Identity Center is not answering ({exc}); will retry", delay=2) from exc
     except PermanentFailure as exc:
-        # Failing the grant takes back what an earlier attempt may have added; Identity Center
-        # refused that (IAM): the grant is not failed with access left, it waits for the fix.
+        # Identity Center refused (IAM) a lookup of the checks (nothing added yet), or the take-back
+        # that failing the grant makes (the grant is not failed with access left): either way the
+        # grant waits for the fix, and the message names the call refused.
         raise kopf.TemporaryError(
-            f"Identity Center refused to take back what an earlier attempt of this grant may have added ({exc}); "
-            "check the operator's IAM policy (docs/aws-iam.md); will retry",
-            delay=60,
+            f"{_refused(exc)}; check the operator's IAM policy (docs/aws-iam.md); will retry", delay=60
         ) from exc
+
+
+#: The calls that take back what an earlier attempt of a grant may have added (`fail`): the
+#: deletions, and `wait` for a deletion's request (the creations' are waited for by the assignment
+#: itself, whose refusal fails the grant instead).
+_TAKE_BACK_CALLS = frozenset(
+    {"DeleteGroupMembership", "DeleteAccountAssignment", "DescribeAccountAssignmentDeletionStatus", "wait"}
+)
+
+
+def _refused(exc: PermanentFailure) -> str:
+    """What `_provision` says Identity Center refused, by the call refused (`exc.operation`)."""
+    if exc.operation in _TAKE_BACK_CALLS:
+        return f"Identity Center refused to take back what an earlier attempt of this grant may have added ({exc})"
+    return f"Identity Center refused {exc.operation or 'a call'} ({exc})"
 
 
 def _once_settled(exc: AddInFlight) -> kopf.TemporaryError:
