@@ -1,6 +1,10 @@
 """Condition bookkeeping following the Kubernetes API conventions.
 
-`lastTransitionTime` moves only when `status` flips; reason and message may change in place.
+`lastTransitionTime` moves only when `status` flips; reason and message may change in place. One
+exception, asked for with `ending`: an object's end (`Ready` taking a reason after which it never
+changes: Denied, Failed, NotEligible, Expired...) takes the time it is written even when `Ready`
+stays False (Pending to Denied, Scheduled to Failed). The audit records and the messages of an end
+are dated by it; the time it would otherwise keep is when the object began waiting.
 Decision conditions (`Approved`, `Denied`) are True-only and, once True, never change: that is
 enforced by the callers never writing them twice (see `requests.decide`).
 """
@@ -36,11 +40,14 @@ def set_condition(
     message: str,
     now: datetime,
     generation: int | None = None,
+    *,
+    ending: bool = False,
 ) -> list[Condition]:
-    """Return `conditions` with `type_` set; other conditions are kept as they are."""
+    """Return `conditions` with `type_` set; other conditions are kept as they are. `ending`: the
+    object ends with this reason, so the time is `now` unless it already had that reason."""
     wanted = "True" if status else "False"
     previous = find(conditions, type_)
-    moved = previous is None or previous.status != wanted
+    moved = previous is None or previous.status != wanted or (ending and previous.reason != reason)
     updated = Condition(
         type=type_,
         status=wanted,

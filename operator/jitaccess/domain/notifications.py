@@ -549,10 +549,13 @@ def _of_extension(extension: wire.Obj, team: Team | None, config: Config) -> lis
     if reason in (names.DENIED, names.FAILED) and requester:
         ended = wire.condition(extension, names.READY) or {}
         step = audit.DENIED if reason == names.DENIED else audit.FAILED
+        # A denial is dated by its decision, as its `extension-denied` record is: `Ready` of one
+        # stored before its end took its own time still says when it began waiting.
+        decided = wire.condition(extension, names.DENIED) if step == audit.DENIED else None
         record = _derived(
             extension,
             step,
-            audit.rfc3339(ended.get("lastTransitionTime")),
+            audit.rfc3339((decided or ended).get("lastTransitionTime")),
             **facts,
             actor={"username": str(status.get("deniedBy") or audit.OPERATOR)},
             decisionReason=status.get("decisionReason"),

@@ -51,13 +51,19 @@ def live(obj: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def conditions_after(
-    conditions: list[Condition], changes: Iterable[tuple[str, bool, str, str]], generation: int | None = None
+    conditions: list[Condition],
+    changes: Iterable[tuple[str, bool, str, str]],
+    generation: int | None = None,
+    *,
+    ending: bool = False,
 ) -> list[dict[str, Any]]:
-    """Apply several (type, status, reason, message) changes at once, in wire form."""
+    """Apply several (type, status, reason, message) changes at once, in wire form. `ending`: they
+    end the object (`Ready` to Denied, Failed, Expired...): each changed condition is dated now,
+    even one whose status stays (`domain.conditions`)."""
     current = list(conditions)
     stamp = now()
     for type_, status, reason, message in changes:
-        current = cond.set_condition(current, type_, status, reason, message, stamp, generation)
+        current = cond.set_condition(current, type_, status, reason, message, stamp, generation, ending=ending)
     return [c.wire() for c in current]
 
 
