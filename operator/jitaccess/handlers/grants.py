@@ -31,6 +31,7 @@ import kopf
 
 from jitaccess import metrics
 from jitaccess.adapters.kube import Only, Refused, checked_uid
+from jitaccess.adapters.webhooks import own_username
 from jitaccess.api import audit, names, wire
 from jitaccess.api.models import AccessGrant, AccessRequest
 from jitaccess.domain import conditions as cond
@@ -94,7 +95,7 @@ async def provision_grant(
             # kopf saw the grant first already revoked (after a re-list, say): it takes this state
             # as handled once this returns, so `revoke_on_annotation` would never run for it.
             await rt.run_granting(
-                _end_or_retry, rt, body, names.REVOKED, rt.holders, who=_revoker(body), why="revoked by annotation",
+                _end_or_retry, rt, body, names.REVOKED, rt.holders, by_annotation=True, why="revoked by annotation",
                 fresh=True,
             )  # fmt: skip
         return
@@ -115,7 +116,7 @@ def _provision(
         # Ended as a revocation by annotation is, its failures retried and reported alike (and read
         # afresh: nothing was provisioned, and `body` may predate an attempt that added something).
         _end_or_retry(
-            rt, body, names.REVOKED, grant_holders, who=_revoker(body), why="revoked before it began", fresh=True
+            rt, body, names.REVOKED, grant_holders, by_annotation=True, why="revoked before it began", fresh=True
         )
         return
     if grant_rules.is_active(grant):
@@ -802,7 +803,7 @@ def _user_id_of(rt: Runtime, grant: AccessGrant) -> str | None:
 async def revoke_on_annotation(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt = runtime_of(memo)
     await rt.run_granting(
-        _end_or_retry, rt, body, names.REVOKED, rt.holders, who=_revoker(body), why="revoked by annotation"
+        _end_or_retry, rt, body, names.REVOKED, rt.holders, by_annotation=True, why="revoked by annotation"
     )
 
 
@@ -828,17 +829,25 @@ async def revoke_on_delete(body: kopf.Body, memo: kopf.Memo, retry: int = 0, **_
 
 
 def _end_or_retry(
-    rt: Runtime, body: kopf.Body, reason: str, holders: Index, *, who: str, why: str, fresh: bool = False
+    rt: Runtime,
+    body: kopf.Body,
+    reason: str,
+    holders: Index,
+    *,
+    who: str = "",
+    by_annotation: bool = False,
+    why: str,
+    fresh: bool = False,
 ) -> None:
     """`fresh`: read the grant rather than trust kopf's `body`, which may be older than its
-    provisioning."""
+    provisioning; `by_annotation`: revoked by `jitaccess.dev/revoked`, by whom `_revoker` says."""
     try:
         end_grant(
             rt,
             body.metadata.name,
             reason,
             holders,
-            who=who,
+            who=_revoker(rt, body) if by_annotation else who,
             why=why,
             current=None if fresh else dict(body),
             uid=str(body.metadata.uid or ""),
@@ -876,8 +885,41 @@ def _end_or_retry(
     removals.REFUSED_ENDS.forget(body.metadata.name)
 
 
-def _revoker(body: Mapping[str, Any]) -> str:
-    return wire.annotations_of(body).get(names.ANNOTATION_REVOKED_BY, "")
+def _revoker(rt: Runtime, body: Mapping[str, Any]) -> str:
+    """Who revoked a grant by annotation, as its `status.revokedBy` and its `revoked` record name
+    them: its `revoked-by` stamp, unless that is the operator's own username (the admission policy
+    lets it stamp itself only: `deleted_requests.mark_revoked`). A grant the operator revoked is the
+    revocation of whoever cancelled its request, when a cancel admitted as the start created the
+    grant ended it (`requests._end_grant_cancelled_late`); else nobody's, which its record gives as
+    the operator's one name (`audit.OPERATOR`: its request was deleted), never the ServiceAccount."""
+    stamped = wire.annotations_of(body).get(names.ANNOTATION_REVOKED_BY, "")
+    if not stamped:
+        return ""
+    try:
+        own = rt.cached("operator", "username", lambda _: own_username())
+    except Exception as exc:  # the API server: the end is not held back for the name of its actor
+        log.warning(
+            "AccessGrant %s: who the operator is cannot be read (%s); revoked as stamped", wire.name_of(body), exc
+        )
+        return stamped
+    return _canceller(rt, body) if stamped == own else stamped
+
+
+def _canceller(rt: Runtime, grant: Mapping[str, Any]) -> str:
+    """Who cancelled the request `grant` was made for before its start (the webhook's stamp on it);
+    "" when that request is gone (or another stands under its name) or was not cancelled."""
+    name = str(wire.spec(grant).get("request") or "")
+    made_for = (wire.metadata(grant).get("labels") or {}).get(names.LABEL_REQUEST)
+    try:
+        stored = rt.kube.get(names.REQUESTS, name) if name else None
+        request = AccessRequest.model_validate(stored) if stored is not None else None
+    except Exception as exc:  # the API server, or a request that cannot be parsed: the operator's, then
+        log.warning("AccessGrant %s: its AccessRequest %s cannot be read (%s)", wire.name_of(grant), name, exc)
+        return ""
+    if request is None or (made_for and request.metadata.uid != made_for):
+        return ""
+    cancel = request_rules.cancelled(request)
+    return cancel.who if cancel is not None else ""
 
 
 def end_grant(

@@ -355,7 +355,8 @@ def _end_grant_cancelled_late(rt: Runtime, request: AccessRequest) -> None:
     leaving `Scheduled` (admission takes a cancel on a `Scheduled` request): the grant may have
     begun before its handler could see it. Its access does not run on: the grant is revoked, by the
     operator (a grant's `revoked-by` is only ever its writer's own), naming the canceller and their
-    reason; the request follows it, `Revoked`."""
+    reason; the grant's handler records the revocation as the canceller's (`grants._revoker`), and
+    the request follows it, `Revoked`."""
     cancel = request_rules.cancelled(request)
     if cancel is None or not request.spec.start_time:
         return
