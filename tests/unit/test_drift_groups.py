@@ -14,7 +14,7 @@ import pytest
 
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
-from jitaccess.api import names
+from jitaccess.api import audit, names
 from jitaccess.api.models import Entitlement
 from jitaccess.handlers import catalog, indexes
 from jitaccess.handlers.runtime import Runtime
@@ -204,3 +204,20 @@ def test_a_group_is_said_still_watched_only_by_an_entitlement_that_names_it_now(
             assert warning and "still watched" not in message and "remove those assignments" in message
         else:
             assert not warning and message.endswith(f"still watched through Entitlement(s) {watched}")
+
+
+def test_a_released_entitlement_handed_over_before_its_record_is_archived_names_the_owner_at_the_release(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Let go while payments owned it; its `released` record waits for the archive (S3 down) while a
+    GitOps hand-over gives the deleted Entitlement's spec to ledger: the record names payments."""
+    monkeypatch.setattr(catalog, "record", lambda *_, **__: None)
+    deleted = _switched(deletionTimestamp="2026-12-01T10:00:00Z")
+    cluster, _, rt = _scanning(entitlement=deleted)
+    released = catalog._release(rt, deleted) or {}
+    assert released["status"]["releasedOwnerTeam"] == "payments"
+    cluster.objects[(names.ENTITLEMENTS, "prod")]["spec"]["owner"] = "ledger"
+    (record,) = [
+        r for r in audit.records_of(cluster.objects[(names.ENTITLEMENTS, "prod")]) if r["action"] == "released"
+    ]
+    assert record["ownerTeam"] == "payments"

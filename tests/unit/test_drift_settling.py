@@ -291,3 +291,33 @@ def test_two_entitlements_scanning_one_group_record_one_removal(events: Deferred
     ]
     assert len(recorded) == 1 and recorded[0]["message"].endswith("with no active grant: removed")
     assert len(events) == 1
+
+
+def handed_to(cluster: Cluster, team: str) -> None:
+    """A GitOps hand-over of the Entitlement to another team (its spec as stored now)."""
+    stored(cluster)["spec"]["owner"] = team
+
+
+def test_a_removal_archived_after_a_hand_over_names_the_owner_at_the_removal(events: Deferred) -> None:
+    """Removed while payments owned the Entitlement; its record waits in the status (S3 down) while
+    the Entitlement is handed to ledger: archived later, it names payments (docs/audit.md)."""
+    store = Store(**{"m-1": "eve"})
+    cluster, rt = setup(store)
+    scan(cluster, rt)
+    assert removals(cluster)["m-1"]["ownerTeam"] == "payments"
+    handed_to(cluster, "ledger")
+    (record,) = audit.records_of(stored(cluster))
+    assert record["ownerTeam"] == "payments"
+
+
+def test_a_removal_left_unconfirmed_keeps_the_owner_it_was_listed_under(events: Deferred) -> None:
+    """An operator stopped between listing and confirming (payments then); the Entitlement is handed to
+    ledger; the scan or the settling of a restarted operator confirms it under payments. An entry listed
+    by a version before the field is the owner's at its confirmation."""
+    for settle in (scan, lambda cluster, rt: catalog._settle_unscanned(rt, entitlement(cluster))):
+        store = Store()  # gone by the time it is looked at again
+        cluster, rt = setup(store, begun("m-1", "eve", ownerTeam="payments"), begun("m-2", "bob"))
+        handed_to(cluster, "ledger")
+        settle(cluster, rt)
+        owners = {r["id"].split("/")[-1]: r["ownerTeam"] for r in audit.records_of(stored(cluster))}
+        assert owners == {"m-1": "payments", "m-2": "ledger"}

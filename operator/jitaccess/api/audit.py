@@ -521,7 +521,8 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
                 rfc3339(removal.get("time")),
                 _operator(),
                 entitlement=wire.name_of(entitlement),
-                ownerTeam=spec.get("owner"),
+                # Its owner at the removal; for an entry listed before the field, the owner now.
+                ownerTeam=removal.get("ownerTeam") or spec.get("owner"),
                 user=_drop_empty({"username": removal.get("user"), "identityStoreUserId": removal.get("userId")}),
                 group=_drop_empty(
                     {
@@ -546,7 +547,7 @@ def records_of_entitlement(entitlement: wire.Obj) -> list[Record]:
                 rfc3339(wire.status(entitlement).get("releasedAt")) or _when(entitlement, names.READY),
                 _operator(),
                 entitlement=wire.name_of(entitlement),
-                ownerTeam=spec.get("owner"),
+                ownerTeam=wire.status(entitlement).get("releasedOwnerTeam") or spec.get("owner"),
                 group=_drop_empty(
                     {
                         "name": target.get("groupName") or target.get("groupId"),

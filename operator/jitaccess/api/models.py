@@ -410,6 +410,11 @@ class DriftRemoval(Model):
         description="When the drift scan listed the member (first seen by jitaccess, not when the membership began)",
     )
     message: str | None = Field(default=None, description="Why it was removed, in words")
+    owner_team: str | None = Field(
+        default=None,
+        description="The Entitlement's owner team (spec.owner) when the removal was listed: the team its record "
+        "names, whatever owns the Entitlement by the time it is archived",
+    )
 
 
 class EligibleUser(Model):
@@ -438,6 +443,9 @@ class EntitlementStatus(Model):
     notifications: Notified | None = Field(default=None, description=_NOTIFIED)
     released_at: datetime | None = Field(
         default=None, description="When the deleted Entitlement was let go (Ready reason Released): its group unwatched"
+    )
+    released_owner_team: str | None = Field(
+        default=None, description="Its owner team (spec.owner) when it was let go: the team its `released` record names"
     )
     archived_records: list[str] | None = Field(
         default=None,

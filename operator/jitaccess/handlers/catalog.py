@@ -392,6 +392,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         message,
         warning=not others and target is not None,
         releasedAt=ts(now()),
+        releasedOwnerTeam=now_stored.spec.owner,
     )
     log.info("Entitlement %s released: %s", name, message)
     rt.scanned.forget(_scan_key(now_stored))
@@ -692,6 +693,9 @@ def _scan_drift(
                         "groupId": group_id,
                         "groupName": group_name,
                         "firstSeen": seen,
+                        # The team its record names: the Entitlement may be handed to another before
+                        # the record is archived (S3 down, a GitOps hand-over, a restart).
+                        "ownerTeam": entitlement.spec.owner,
                     }
                     if not _list(rt, entitlement, intent):
                         # The Entitlement scanned was applied again under its name (or is gone,
@@ -815,7 +819,9 @@ def _confirm(
         if (same and same[0].get("time")) or (not same and not append):
             return None
         others = [r for r in kept if r["membershipId"] != intent["membershipId"]]
-        return {"driftRemovals": [*others, {**intent, "time": when, "message": message}]}
+        # An entry listed by a version before `ownerTeam`: the owner now, at its confirmation.
+        owner = intent.get("ownerTeam") or current.spec.owner
+        return {"driftRemovals": [*others, {**intent, "time": when, "message": message, "ownerTeam": owner}]}
 
     return _drift_write(rt, entitlement, build) is not None
 
