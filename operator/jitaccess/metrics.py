@@ -133,6 +133,7 @@ NOTIFICATION_DELAY = Histogram(
 # fire it, after every restart or change of leader too. So the series the alerts select are made
 # here, at 0; tests/unit/test_alerts.py checks the file against a registry fresh from import.
 AUDIT_EVENTS.labels("DriftFound")
+AUDIT_EVENTS.labels("DriftNotRemoved")
 REQUESTS_LIMITED.labels("asks")
 ERRORS.labels("handler")
 for _refused in ("forged", "replayed", "unsigned"):

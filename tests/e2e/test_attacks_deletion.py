@@ -1,6 +1,7 @@
 """Attacks 101 and 142: a deleted Entitlement stays until no access it gave remains, and keeps its
 group clear meanwhile; so does one switched to account-assignment mode while its grants of group
-mode run.
+mode run. Attack 148: a drift removal Identity Center refuses is an error that names the member,
+live or deleted, and no quiet "not answering".
 
 Deleting the Entitlement of a group with an active grant used to leave that group, and its
 permission sets, with nobody watching who was added to it. Now the Entitlement is kept
@@ -28,6 +29,7 @@ import pytest
 from devenv.notifications import SECURITY_CHANNEL, LocalNotifications
 from devenv.slack import SlackStandIn
 from tests.e2e.cli_run import Cli
+from tests.e2e.test_metrics import grown, scrape
 from tests.support.harness import Jit, entitlement, eventually
 
 ALICE, BOB = "alice@example.com", "bob@example.com"
@@ -184,6 +186,62 @@ def test_142_switched_to_account_assignment_mode_its_group_is_scanned_while_its_
 
     lines, drift = _revoked_and_gone(system, "sw-alice", own_group, offset)
     assert len(drift) == 2, "\n".join(lines[-40:])
+
+
+# --- 148. a drift removal Identity Center refuses, taken for Identity Center not answering ------
+
+
+def test_148_a_refused_drift_removal_is_an_error_named_counted_and_tried_until_it_is_made(
+    system: Jit, own_group: str
+) -> None:
+    """The Entitlement's group is not in the operator's IAM policy (or an SCP denies the removal):
+    Identity Center refuses DeleteGroupMembership. A member added by hand stays in the group, and
+    that is said as an error, with who, where and the IAM action; deleted, the Entitlement says it
+    first, and is no quiet wait; once allowed, the member is removed and recorded, and it goes."""
+    intruder = f"refused-{secrets.token_hex(3)}@example.com"
+    system.ic.seed_users([intruder])
+    offset = system.operator.log_file.stat().st_size
+    before = scrape(system)
+    system.ic.faults.fail("DeleteGroupMembership", times=100_000, error="AccessDeniedException")
+    try:
+        system.ic.add_member(GROUP, intruder)
+
+        def told() -> dict[str, Any] | None:
+            found = [e for e in system.events(own_group, "Entitlement") if e["reason"] == "DriftNotRemoved"]
+            return found[0] if found else None
+
+        event = eventually(told, timeout=30, what=f"a DriftNotRemoved Event; log:\n{system.operator.tail(20)}")
+        assert event["type"] == "Warning"
+        for word in (intruder, f"group {GROUP}", "identitystore:DeleteGroupMembership", "AccessDeniedException"):
+            assert word in event["message"], event["message"]
+        assert intruder in system.members(GROUP), "refused: still there"
+        assert grown(before, scrape(system), "jitaccess_errors_total", kind="handler") >= 1
+        lines = _log_since(system, offset)
+        errors = [line for line in lines if LOUD.match(line) and intruder in line]
+        assert errors and "identitystore:DeleteGroupMembership" in errors[0], "\n".join(lines[-40:])
+        assert not [line for line in lines if "Identity Center not answering" in line and own_group in line]
+
+        # Deleted meanwhile: its Deleting message begins with the refusal, and it stays.
+        system.kubectl("delete", "entitlement", own_group, "--wait=false")
+
+        def deleting() -> str | None:
+            ready = system.condition("entitlement", own_group, "Ready") or {}
+            text = str(ready.get("message", ""))
+            return text if ready.get("reason") == "Deleting" and intruder in text else None
+
+        message = eventually(deleting, timeout=30, what=f"Deleting names the refusal; log:\n{system.operator.tail(20)}")
+        assert message.startswith(f"deleted, and kept until its drift scan succeeds: {intruder} is in "), message
+        assert "identitystore:DeleteGroupMembership" in message, message
+        assert system.get("entitlement", own_group) is not None
+    finally:
+        system.ic.faults.clear()
+    # Allowed again: removed, recorded as drift, and the Entitlement goes.
+    eventually(lambda: intruder not in system.members(GROUP) or None, timeout=90, what="the member removed")
+    eventually(lambda: system.get("entitlement", own_group) is None or None, timeout=90, what="the Entitlement gone")
+    lines = _log_since(system, offset)
+    assert [line for line in lines if f"DriftFound Entitlement/{own_group}: {intruder} was in" in line], "\n".join(
+        lines[-40:]
+    )
 
 
 # --- deleted with a drift removal whose notice is not delivered ----------------------------------

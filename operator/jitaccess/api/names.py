@@ -134,6 +134,9 @@ PENDING_TOO_LONG = "PendingTooLong"
 # Reasons of Events that no condition carries.
 DECISION_IGNORED = "DecisionIgnored"
 DRIFT_FOUND = "DriftFound"
+# A Warning Event on an Entitlement whose drift scan found a member no grant backs and Identity Center
+# refused to remove it (AccessDenied: the operator's IAM policy, an SCP): the member keeps the access.
+DRIFT_NOT_REMOVED = "DriftNotRemoved"
 # A Warning Event on a deleted Entitlement or PermissionCatalog that goes with drift removals untold;
 # the reason of its `DRIFT_NOTICES_PENDING` condition while it waits for them.
 DRIFT_UNTOLD = "DriftRemovalsUntold"

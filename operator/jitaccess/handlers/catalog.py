@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from jitaccess import metrics
 from jitaccess.api import names, wire
 from jitaccess.api.models import Entitlement, TeamOwnership, TeamOwnershipSpec
 from jitaccess.domain import admission, groupids, overlaps, reasons, releases, standing
@@ -27,12 +28,13 @@ from jitaccess.domain import requests as request_rules
 from jitaccess.domain.grants import membership_key
 from jitaccess.domain.teams import has_approvers, team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
-from jitaccess.handlers import archive, assignments
+from jitaccess.handlers import archive, assignments, removals
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.holders import stored_holders
 from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
+from jitaccess.logs import OncePer
 from jitaccess.settings import load
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,19 @@ RESYNC_SECONDS = load().resync_seconds
 #: How often a deleted Entitlement that still has active grants is looked at again (and its group
 #: scanned): it goes within this long of its last grant's end.
 RELEASE_CHECK_SECONDS = 10
+#: A drift scan Identity Center refuses (a removal, or the scan's own calls) is said in an ERROR line
+#: at most once a minute per member (per Entitlement for the scan): a deleted Entitlement's scan
+#: runs every `RELEASE_CHECK_SECONDS`.
+REFUSALS_LOGGED = OncePer(60)
+#: ... and a removal refused in a `DriftNotRemoved` Warning Event at most every half hour per member:
+#: the API server keeps Events an hour by default, and this one must stay in sight while it lasts.
+REFUSALS_TOLD = OncePer(30 * 60)
+
+
+class RemovalRefused(PermanentFailure):
+    """Drift removals Identity Center refused in a scan of a group, each said already
+    (`_not_removed`): raised once the scan has tried the group's other members. Its message names
+    the member, the group and the IAM action."""
 
 
 @kopf.on.resume(*TEAM)
@@ -302,10 +317,12 @@ def _missing_tier(rt: Runtime, reference: str) -> tuple[str, str] | None:
 def _watch_logged(
     rt: Runtime, entitlement: Entitlement, current: tuple[str, str] | None, standing_ids: frozenset[str] | None
 ) -> None:
-    """`_watch` from the periodic check: Identity Center not answering costs a pass, not an error."""
+    """`_watch` from the periodic check: Identity Center not answering costs a pass, not an error;
+    Identity Center refusing (IAM) is one, which somebody must fix: until then a member no grant
+    backs keeps the group's access, or none is even found."""
     try:
         _watch(rt, entitlement, current, standing_ids)
-    except (RetryLater, PermanentFailure) as exc:
+    except RetryLater as exc:
         # Nothing is wrong with the operator: the next pass scans again.
         log.info(
             "drift scan of %s: Identity Center not answering (%s); next pass in %ss",
@@ -313,6 +330,68 @@ def _watch_logged(
             exc,
             RESYNC_SECONDS,
         )
+    except RemovalRefused:
+        pass  # each said where it was refused (`_not_removed`), naming the member
+    except PermanentFailure as exc:
+        _scan_refused(entitlement, exc)
+
+
+def _refusal(exc: PermanentFailure) -> str:
+    """What Identity Center refused of a drift scan, and the IAM action to check."""
+    action = removals.iam_action(exc.operation) or "the Identity Center calls the drift scan makes"
+    return (
+        f"Identity Center refuses it ({exc}): check that the operator's IAM role allows {action} "
+        "for this group (docs/aws-iam.md)"
+    )
+
+
+def _scan_refused(entitlement: Entitlement, exc: PermanentFailure) -> None:
+    """A drift scan Identity Center refused before any removal (listing the group, resolving a
+    name): an error, counted and said once a minute; no member no grant backs is found meanwhile."""
+    metrics.ERRORS.labels("handler").inc()
+    name = entitlement.metadata.name
+    if REFUSALS_LOGGED.due(("scan", _scan_key(entitlement)), exc.operation):
+        log.error(
+            "drift scan of %s: %s; members no grant backs are neither found nor removed until then; "
+            "next pass in %ss (said again every minute while it lasts)",
+            name,
+            _refusal(exc),
+            RESYNC_SECONDS,
+        )
+
+
+def _not_removed(entitlement: Entitlement, intent: dict[str, Any], exc: PermanentFailure) -> RemovalRefused:
+    """A member no grant backs that Identity Center refused to remove (AccessDenied: the group is
+    not in the operator's IAM policy yet, an SCP denies it): counted in `jitaccess_errors_total`,
+    an ERROR line once a minute and a `DriftNotRemoved` Warning Event every half hour while it
+    lasts, each naming the member, the group and the IAM action. The listed removal stays
+    unconfirmed in `status.driftRemovals`, and every pass tries it again."""
+    metrics.ERRORS.labels("handler").inc()
+    user = str(intent.get("user") or intent.get("userId"))
+    group = str(intent.get("groupName") or intent.get("groupId"))
+    action = removals.iam_action(exc.operation) or "identitystore:DeleteGroupMembership"
+    said = (
+        f"{user} is in Identity Center group {group} with no active grant, and Identity Center refuses to "
+        f"remove them ({exc}): check that the operator's IAM role allows {action} for this group "
+        "(docs/aws-iam.md); they keep the group's access until then"
+    )
+    key = (_scan_key(entitlement), intent.get("membershipId"))
+    if REFUSALS_LOGGED.due(key):
+        log.error(
+            "drift scan of %s: %s; tried again every pass (every %ss; said again every minute while it lasts)",
+            entitlement.metadata.name,
+            said,
+            RESYNC_SECONDS,
+        )
+    if REFUSALS_TOLD.due(key):
+        record(
+            entitlement.wire(),
+            names.DRIFT_NOT_REMOVED,
+            f"{said}; the operator tries again at every pass",
+            warning=True,
+            who=user,
+        )
+    return RemovalRefused(said, operation=exc.operation, code=exc.code)
 
 
 @kopf.on.delete(*ENT)
@@ -323,7 +402,9 @@ async def release_entitlement(*, body: kopf.Body, memo: kopf.Memo, retry: int = 
     it: the record of when jitaccess stopped watching the group.
 
     Waiting is kopf's retry of this handler (a `TemporaryError`), which `logs.WaitsAreNotErrors`
-    keeps out of the error log and the Events: the `Deleting` condition says it once."""
+    keeps out of the error log and the Events: the `Deleting` condition says it once. Identity
+    Center refusing its drift scan (IAM) is no wait but an error, retried at the pace of a live
+    Entitlement's scan: `Deleting` names the refusal first, and kopf's ERROR line says it too."""
     rt = runtime_of(memo)
     released = await rt.run_blocking(_release, rt, dict(body))
     what = "released; its audit record is"
@@ -333,7 +414,8 @@ async def release_entitlement(*, body: kopf.Body, memo: kopf.Memo, retry: int = 
 
 
 def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
-    """The Entitlement as released (None: gone already), or `TemporaryError` while it must wait."""
+    """The Entitlement as released (None: gone already), or `TemporaryError` while it must wait
+    (a `waiting:` one) or Identity Center refuses its scan (not one)."""
     if wire.ready_reason(raw) == names.RELEASED:
         return rt.kube.get(names.ENTITLEMENTS, wire.name_of(raw))  # a retry that waits for the archive
     entitlement = Entitlement.model_validate(raw)
@@ -353,6 +435,7 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         for r in rt.kube.list(names.REQUESTS, fields={"spec.entitlement": name})
         if _approved_ungranted(r) and r["metadata"]["name"] not in granted
     ]
+    refused: str | None = None
     try:
         own = None
         if target is not None:
@@ -365,11 +448,15 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
             except NotFound:
                 own = None  # the group is gone: nobody can be in it
         scanned = _watch(rt, entitlement, own)
-    except (RetryLater, PermanentFailure) as exc:
+    except RetryLater as exc:
         raise kopf.TemporaryError(
             f"{releases.WAITING} Identity Center not answering ({exc}): the group is scanned again first",
             delay=RELEASE_CHECK_SECONDS,
         ) from exc
+    except RemovalRefused as exc:
+        refused = str(exc)
+    except PermanentFailure as exc:
+        refused = f"the drift scan of its group failed: {_refusal(exc)}"
     current = rt.kube.get(names.ENTITLEMENTS, name)
     if current is None:
         return None
@@ -377,6 +464,13 @@ def _release(rt: Runtime, raw: dict[str, Any]) -> dict[str, Any] | None:
         return current  # said once: its `released` record must not change (a retry waits for the archive)
     now_stored = Entitlement.model_validate(current)
     remaining = releases.Remaining(grants=grants, unkept_records=releases.unkept_drift(current))
+    if refused is not None:
+        # Not a wait (`logs.WaitsAreNotErrors` keeps those quiet): an error somebody must fix. The
+        # cause first: what else it waits for is for later.
+        then = releases.waiting(name, remaining, now(), scanned=True)
+        message = f"deleted, and kept until its drift scan succeeds: {refused}" + (f"; {then}" if then else "")
+        _set_ready(rt, names.ENTITLEMENTS, now_stored, False, names.DELETING, message, warning=True)
+        raise kopf.TemporaryError(message, delay=RESYNC_SECONDS)
     if not remaining.done:
         message = releases.waiting(name, remaining, now(), scanned=bool(scanned))
         _set_ready(rt, names.ENTITLEMENTS, now_stored, False, names.DELETING, message, warning=False)
@@ -502,7 +596,7 @@ def _watch(
     now, or none (a GitOps edit, a typo, a switch to account-assignment mode), and those grants
     still hold access there. A group that stops being scanned is said (`ScanStopped`). The groups
     scanned, by id (none when removal of unbacked members is off); raises what Identity Center
-    raised, once every group was tried.
+    raised, a refusal rather than a failure to answer, once every group was tried.
 
     A group people hold standing (`standing_ids`; None: found now, `_standing_now`) is not scanned:
     an Entitlement stored before admission refused it may grant one (its `Ready` says so), and its
@@ -533,7 +627,9 @@ def _watch(
         except NotFound:
             continue  # the group is gone: nobody can be in it (its listed removals are settled below)
         except (RetryLater, PermanentFailure) as exc:
-            failed = failed or exc
+            # A refusal, which somebody must fix, is what is raised over a group not answered.
+            if failed is None or (isinstance(exc, PermanentFailure) and not isinstance(failed, PermanentFailure)):
+                failed = exc
         tried.add(group_id)
     _settle_unscanned(rt, entitlement, tried)
     _report_unscanned(rt, entitlement, groups, current)
@@ -635,7 +731,8 @@ def _scan_drift(
 
     Each removal is listed in the Entitlement's status before it is made (an entry with no `time`
     yet) and confirmed after: an operator killed in between leaves the entry, which the next pass
-    settles, so no removal goes unrecorded."""
+    settles, so no removal goes unrecorded. One Identity Center refuses stays listed, and is said
+    (`_not_removed`); the other members are tried all the same, then `RemovalRefused` is raised."""
     # One scan of a group at a time in a process: kopf runs an Entitlement's timer beside its change
     # handlers, and two scans would each settle the removal the other is making; and two
     # Entitlements may scan one group (a rename: both name it for a while; grants left in a group
@@ -664,6 +761,8 @@ def _scan_drift(
             held = {g for spelled in spellings for g in holders.get(membership_key(user_id, spelled), [])}
             return held - rt.recently_ended()
 
+        # A removal refused does not stop the others (an IAM condition or SCP may spare some members).
+        refused: RemovalRefused | None = None
         for user_id, membership_id in members.items():
             # Grants hold memberships by UserId: no name needs to be known to tell whether one is
             # backed. The lock is the grants' own (`grants.membership_of`: by the group's id).
@@ -710,7 +809,11 @@ def _scan_drift(
                             group_name,
                         )
                         return
-                removed = ic.remove_member(group_id, user_id, membership_id)
+                try:
+                    removed = ic.remove_member(group_id, user_id, membership_id)
+                except PermanentFailure as exc:
+                    refused = refused or _not_removed(entitlement, intent, exc)
+                    continue
             if not removed and (backers(user_id) or rt.ended_here(key)):
                 # Gone already: a grant ended since the listing (its expiry took the member out).
                 _take_back(rt, entitlement, intent, "a grant that ended meanwhile took the member out")
@@ -722,6 +825,8 @@ def _scan_drift(
                 message += " (an earlier attempt had taken it out when this one was confirmed)"
             if _confirm(rt, entitlement, intent, ts(now()), message, append=True):
                 record(entitlement.wire(), names.DRIFT_FOUND, message, warning=True, who=user or "")
+        if refused is not None:
+            raise refused
 
 
 def _settle_unscanned(rt: Runtime, entitlement: Entitlement, scanned: set[str] | frozenset[str] = frozenset()) -> None:
