@@ -58,6 +58,15 @@ ELIGIBILITY_LAPSES = Counter(
     "Active grants ended and pending requests refused because their user was no longer eligible",
     ["entitlement", "kind"],
 )
+#: Eligibility re-checks that Identity Center stopped (`handlers.lapses`): while it lasts, leavers keep
+#: their grants. `stage`: `listing` (an Entitlement's pass: no lapse seen at all), `lapse` (acting on
+#: one user's lapse); `outcome`: `refused` (IAM: somebody must fix it), `unanswered` (retried next pass).
+ELIGIBILITY_RECHECK_FAILURES = Counter(
+    "jitaccess_eligibility_recheck_failures",
+    "Eligibility re-checks Identity Center refused or did not answer, by stage (listing: an Entitlement's "
+    "whole pass; lapse: acting on one user's lapse) and outcome (refused, unanswered)",
+    ["stage", "outcome"],
+)
 AUDIT_EVENTS = Counter(
     "jitaccess_audit_events_total",
     "Decisions and findings recorded as Events and audit log lines (Granted, Expired, DriftFound, ...)",
@@ -136,6 +145,9 @@ AUDIT_EVENTS.labels("DriftFound")
 AUDIT_EVENTS.labels("DriftNotRemoved")
 REQUESTS_LIMITED.labels("asks")
 ERRORS.labels("handler")
+for _stage in ("listing", "lapse"):
+    for _outcome in ("refused", "unanswered"):
+        ELIGIBILITY_RECHECK_FAILURES.labels(_stage, _outcome)
 for _refused in ("forged", "replayed", "unsigned"):
     # Refused before the body is read, so with no action yet (handlers.interactions).
     SLACK_INTERACTIONS.labels("unknown", _refused)

@@ -297,3 +297,70 @@ def test_the_webhook_alert_fires_on_any_replica_not_trusted_and_only_where_webho
     # only once the operator has checked its configurations (`handlers.startup.WebhookTrust`).
     assert metrics.WEBHOOK_CONFIGURED._name not in served
     assert "jitaccess_leader_transitions_total" in served  # what was served is the registry's
+
+
+# --- failures that persist at a low rate ---------------------------------------------------------
+# The failures that matter most are slow: a write the API server refuses is retried once a minute
+# (adapters.kube `Refused`), a take-back Identity Center refuses once a minute (grants), a drift scan
+# or an eligibility re-check once per object and pass (every 60 s, every 300 s). An alert on a rate
+# of 0.1/s needed 7 such objects, or 31, before it fired at all.
+
+
+def fires(rule: dict[str, Any], failures: list[float], span: float = 3 * 3600) -> bool:
+    """Whether `rule`, of the form `sum(increase(C[W])) > T` or `sum(rate(C[W])) > T` with its
+    `for`, fires on one series of C that grows by one at each time of `failures` (seconds from 0),
+    scraped every 30 s and evaluated every minute for `span` seconds. (Prometheus extrapolates
+    `increase` to the window's edges: more, never less, than counted here.)"""
+    expr = promql_parser.parse(rule["expr"])
+    assert isinstance(expr, promql_parser.BinaryExpr) and str(expr.op) == ">", rule["expr"]
+    assert isinstance(expr.lhs, promql_parser.AggregateExpr) and str(expr.lhs.op) == "sum", rule["expr"]
+    call = expr.lhs.expr
+    assert isinstance(call, promql_parser.Call) and call.func.name in ("increase", "rate"), rule["expr"]
+    window = call.args[0].range.total_seconds()
+    threshold = expr.rhs.val
+    hold = promql_parser.parse_duration(rule["for"]).total_seconds() if "for" in rule else 0.0
+    since: float | None = None
+    for now in range(0, int(span), 60):
+        scraped = [sum(1 for f in failures if f <= t) for t in range(0, now + 1, 30) if t > now - window]
+        grown = scraped[-1] - scraped[0] if len(scraped) > 1 else 0
+        value = grown if call.func.name == "increase" else grown / window
+        if value <= threshold:
+            since = None
+            continue
+        since = now if since is None else since
+        if now - since >= hold:
+            return True
+    return False
+
+
+def every(seconds: float, start: float = 600, end: float = 3 * 3600) -> list[float]:
+    return [start + i * seconds for i in range(int((end - start) // seconds))]
+
+
+@pytest.mark.parametrize(
+    ("alert", "period"),
+    [
+        ("JitaccessHandlerErrors", 60),  # one write refused, retried once a minute
+        ("JitaccessHandlerErrors", 300),  # one Entitlement's eligibility re-check refused at each pass
+        ("JitaccessEligibilityRecheckFailing", 300),
+    ],
+)
+def test_a_failure_that_persists_fires_however_few_objects_fail(alert: str, period: float) -> None:
+    rule = next(rule for rule in RULES if rule["alert"] == alert)
+    assert fires(rule, every(period)), f"{alert} stays silent on one failure every {period} s"
+
+
+@pytest.mark.parametrize("alert", ["JitaccessHandlerErrors", "JitaccessEligibilityRecheckFailing"])
+def test_one_blip_does_not_fire(alert: str) -> None:
+    rule = next(rule for rule in RULES if rule["alert"] == alert)
+    assert not fires(rule, [600, 601, 660]), "a failure that its retries got past"
+    assert fires({key: value for key, value in rule.items() if key != "for"}, [600]), "the check above can fail"
+
+
+def test_the_eligibility_alert_counts_refusals_of_every_stage() -> None:
+    rule = next(rule for rule in RULES if rule["alert"] == "JitaccessEligibilityRecheckFailing")
+    (selector,) = selectors(rule["expr"])
+    assert selector.name == f"{metrics.ELIGIBILITY_RECHECK_FAILURES._name}_total"
+    matchers = {m.name: m.value for m in selector.matchers.matchers}
+    assert matchers == {"job": JOB, "outcome": "refused"}, "every stage: a listing and a lapse refused alike"
+    assert rule["labels"]["severity"] == "critical", "leavers keep production access while it lasts"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, cast
@@ -14,6 +15,7 @@ import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from jitaccess import metrics
 from jitaccess.adapters.identitycenter import IdentityCenter, _enabled
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import audit, names
@@ -24,6 +26,7 @@ from jitaccess.cli.session import ClusterFlags, Session
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.eligibility import Directory, Holder, Lapse, User, eligible, known, lapse_reason, lapses
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.handlers import lapses as recheck_handlers
 from jitaccess.handlers.eligibility import eligibility_problem
 from jitaccess.handlers.lapses import Listings, recheck
 from jitaccess.handlers.runtime import Runtime
@@ -554,8 +557,11 @@ def test_a_lapse_identity_center_refuses_to_end_is_logged_and_the_others_of_the_
     monkeypatch.setattr(ic, "remove_member", refusing)
     grants = [holder("bob-1", "bob@example.com", "u-bob")]
     orphans = [holder("old-dave", "dave@example.com", "u-dave"), holder("old-erin", "erin@example.com", "u-erin")]
+    failures = metrics.ELIGIBILITY_RECHECK_FAILURES.labels("lapse", "refused")
+    before = failures._value.get()
     with caplog.at_level("INFO", logger="jitaccess.handlers.lapses"):
         recheck(rt, LAPSING, DIRECTORY, grants, orphans, [holder("bob-r", "bob@example.com", "u-bob")])
+    assert failures._value.get() == before + 1, "JitaccessEligibilityRecheckFailing counts it"
     # dave's grant stays Active for the next pass; erin's, after it, ends; the rest of the pass goes on.
     assert ready_of(kube.status(names.GRANTS, "old-dave"))["reason"] == names.ACTIVE
     assert ready_of(kube.status(names.GRANTS, "old-erin"))["reason"] == names.ELIGIBILITY_LAPSED
@@ -565,6 +571,29 @@ def test_a_lapse_identity_center_refuses_to_end_is_logged_and_the_others_of_the_
     assert ic.removed == [("g-prod-eng-payments", "u-erin")]
     refused = [r for r in caplog.records if "refused to end it" in r.getMessage()]
     assert [r.levelname for r in refused] == ["ERROR"] and "old-dave" in refused[0].getMessage()
+
+
+def test_a_pass_identity_center_refuses_is_counted_apart_from_one_it_does_not_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An Entitlement's pass stopped at its listing (the operator's role lacking ListUsers, say):
+    leavers keep their grants for as long as it lasts, which its own counter and alert say
+    (`JitaccessEligibilityRecheckFailing`), beside the handler errors."""
+    refused, unanswered = (metrics.ELIGIBILITY_RECHECK_FAILURES.labels("listing", o) for o in ("refused", "unanswered"))
+    errors = metrics.ERRORS.labels("handler")
+
+    def counts() -> tuple[float, float, float]:
+        return refused._value.get(), unanswered._value.get(), errors._value.get()
+
+    before = counts()
+    with caplog.at_level("INFO", logger="jitaccess.handlers.lapses"):
+        with recheck_handlers._until_next_pass("prod", "", "a listing", "no lapse is seen", logging.INFO, "listing"):
+            raise RetryLater("ListUsers: ThrottlingException", operation="ListUsers")
+        assert counts() == (before[0], before[1] + 1, before[2])
+        with recheck_handlers._until_next_pass("prod", "", "a listing", "no lapse is seen", logging.INFO, "listing"):
+            raise PermanentFailure("ListUsers: AccessDeniedException", operation="ListUsers")
+    assert counts() == (before[0] + 1, before[1] + 1, before[2] + 1)
+    assert [r.levelname for r in caplog.records] == ["INFO", "ERROR"]
 
 
 def test_a_lapse_the_api_server_fails_is_logged_and_the_others_of_the_pass_go_on(

@@ -140,23 +140,29 @@ async def recheck_eligibility(
     waiting = [rules.Holder(p.name, p.requester, p.user_id, uid=p.uid) for p in rt.pending.get(name, ())]
     listings = _listings(memo)
     groups = entitlement.spec.eligibility.identity_center_groups
-    with _until_next_pass(name, "", "a listing", "no lapse is seen until someone fixes it", logging.INFO):
+    with _until_next_pass(name, "", "a listing", "no lapse is seen until someone fixes it", logging.INFO, "listing"):
         async with listings.guard:
             directory = await rt.run_blocking(listings.directory, rt, groups)
         await rt.run_blocking(recheck, rt, entitlement, directory, grants, orphans, waiting)
 
 
 @contextmanager
-def _until_next_pass(entitlement: str, subject: str, refused: str, meaning: str, silent_level: int) -> Iterator[None]:
+def _until_next_pass(
+    entitlement: str, subject: str, refused: str, meaning: str, silent_level: int, stage: str
+) -> Iterator[None]:
     """Identity Center not answering or refusing (IAM) what is tried inside: logged, and left to the
     next pass, which tries it again. Nothing is wrong with the operator when it does not answer
-    (logged at `silent_level`); a refusal is an error someone must fix (`meaning`: what it costs)."""
+    (logged at `silent_level`); a refusal is an error someone must fix (`meaning`: what it costs).
+    Either is counted in `jitaccess_eligibility_recheck_failures_total` (by `stage`), which
+    `JitaccessEligibilityRecheckFailing` watches: leavers keep their access while it lasts."""
     where = f"eligibility re-check of {entitlement}{subject}"
     try:
         yield
     except RetryLater as exc:
+        metrics.ELIGIBILITY_RECHECK_FAILURES.labels(stage, "unanswered").inc()
         log.log(silent_level, "%s: Identity Center not answering (%s); next pass in %ss", where, exc, RECHECK_SECONDS)
     except PermanentFailure as exc:
+        metrics.ELIGIBILITY_RECHECK_FAILURES.labels(stage, "refused").inc()
         metrics.ERRORS.labels("handler").inc()
         log.error(
             "%s: Identity Center refused %s: %s: %s; check the operator's IAM policy (docs/aws-iam.md); "
@@ -214,7 +220,7 @@ def _act(
     pass to be acted on, and is tried again on the next pass."""
     try:
         with _until_next_pass(
-            entitlement, f": {lapse.name}", f"to end it ({lapse.message})", "it stays", logging.WARNING
+            entitlement, f": {lapse.name}", f"to end it ({lapse.message})", "it stays", logging.WARNING, "lapse"
         ):
             if _confirmed(rt, lapse, groups, absent_lapses=absent_lapses):
                 act(rt, entitlement, lapse)
