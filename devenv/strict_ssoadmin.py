@@ -9,7 +9,10 @@ adds) is answered by `Instance`, not by moto's backend. Requests without the tag
   asynchronous, as in AWS: they answer ``IN_PROGRESS`` with a ``RequestId``, and the change takes
   effect ``async_seconds`` later (default 0.2 s), when ``Describe*Status`` turns ``SUCCEEDED``.
   moto applies them at once and answers ``SUCCEEDED``. An assignment to a principal that is not in
-  the emulator's identity store ends ``FAILED`` with a ``FailureReason``.
+  the emulator's identity store ends ``FAILED`` with a ``FailureReason``. Tests choose accounts
+  whose assignments end ``FAILED`` (`Instance.failing_accounts`: an account AWS cannot reach) or
+  are refused at once with ``AccessDeniedException`` (`Instance.refused_accounts`: the operator's
+  role not allowed there, a suspended account).
 * ``ListAccountAssignmentCreationStatus`` is served (moto lacks it): the creations still
   ``IN_PROGRESS`` are what ``ListAccountAssignments`` does not show yet.
 * ``DescribePermissionSetProvisioningStatus``, ``TagResource``, ``UntagResource`` and
@@ -140,6 +143,8 @@ class Instance:
         self.provisions: Counter[str] = Counter()
         #: Accounts where every new assignment ends FAILED (an account AWS cannot reach, say): tests.
         self.failing_accounts: set[str] = set()
+        #: Accounts where `CreateAccountAssignment` is refused at once (AccessDeniedException): tests.
+        self.refused_accounts: set[str] = set()
         self._requests: dict[str, _Request] = {}
         self._queue: list[_Request] = []
         self._lock = threading.RLock()
@@ -342,6 +347,12 @@ class Instance:
 
     def create_assignment(self, p: dict[str, Any]) -> dict[str, Any]:
         key, body = self._assignment(p)
+        if key[0] in self.refused_accounts:
+            raise _error(
+                "AccessDeniedException",
+                f"User: arn:aws:sts::{self.account_id}:assumed-role/jitaccess-operator/session is not authorized "
+                f"to perform: sso:CreateAccountAssignment on resource: arn:aws:sso:::account/{key[0]} (emulator fault)",
+            )
         snapshot = self.permission_set(key[1]).content()
 
         def apply() -> str | None:

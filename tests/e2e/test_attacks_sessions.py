@@ -1,4 +1,5 @@
-"""Attack 123 of docs/security.md: a revoked user's old AWS sessions revived by a new grant.
+"""Attacks 123 and 147 of docs/security.md: a revoked user's old AWS sessions revived by a new
+grant; kept alive by an account of the catalog that Identity Center will not assign in.
 
 Session revocation denies a revoked user's sessions of the production permission set (the
 PermissionCatalog tier's inline policy, `deniedUsers`) until the session duration has passed. A
@@ -13,14 +14,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from jitaccess.domain import permissions as rules
+from tests.e2e.test_attacks_catalog import example
 from tests.e2e.test_attacks_sizes import patch_status
-from tests.e2e.test_permission_sets import PROD_ACCOUNT, active_grant, catalog_of, permission_sets
+from tests.e2e.test_permission_sets import (
+    PROD_ACCOUNT,
+    active_grant,
+    as_gitops,
+    catalog_of,
+    deny_statement,
+    permission_sets,
+)
 from tests.e2e.test_permission_sets import catalogs as catalogs  # the fixture
 from tests.support.harness import Jit, eventually
 
@@ -127,4 +138,60 @@ def test_123_a_session_issued_before_a_revocation_stays_denied_when_its_user_is_
         wait_denied_every_session(catalogs, alice)
         assert denies(provisioned(catalogs), alice, dt.datetime.now(dt.UTC))
     finally:
+        patch_status(catalogs, {"status": {"production": {"deniedUsers": []}}}, tmp_path / "patch.json")
+
+
+# --- 147. one account the catalog cannot assign keeps a revocation from the permission set ----------
+
+
+def test_147_a_revocation_reaches_the_permission_set_though_an_account_of_the_catalog_cannot_be_assigned(
+    catalogs: Jit, tmp_path: Path
+) -> None:
+    """payments' baseline lists an account where the operator's role is refused at once and another
+    where every assignment ends FAILED (a suspended account, a policy missing there); alice's
+    production grant is revoked by paula: the deny is provisioned in production's account all the
+    same, and the catalog says which accounts failed and what to check."""
+    refused, failing = "999900001111", "999900002222"
+    sso = catalogs.ic.sso
+    sso.refused_accounts.add(refused)
+    sso.failing_accounts.add(failing)
+    try:
+        changed = example("payments")
+        changed["spec"]["baseline"]["accounts"] += [refused, failing]
+        as_gitops(catalogs, "-f", "-", input=yaml.safe_dump(changed))
+
+        def reported() -> str | None:
+            catalog = catalog_of(catalogs, "payments")
+            ready = next((c for c in catalog.status.conditions if c.type == "Ready"), None)
+            if catalog.status.observed_generation != catalog.metadata.generation or ready is None:
+                return None
+            return ready.message if (ready.status, ready.reason) == ("False", "ProvisioningFailed") else None
+
+        eventually(reported, timeout=30, what=f"payments fails its pass; log:\n{catalogs.operator.tail(20)}")
+        alice = active_grant(catalogs, "ps-147")
+        catalogs.kubectl("annotate", "accessgrant", "ps-147", "jitaccess.dev/revoked=true", user=PAULA)
+        catalogs.wait_reason("accessgrant", "ps-147", "Revoked")
+        prod = permission_sets(catalogs)["jit-payments-prod"]
+        eventually(
+            lambda: deny_statement(sso.provisioned[(prod.arn, PROD_ACCOUNT)]["InlinePolicy"]) == [alice],
+            timeout=12,
+            what=f"alice denied in {PROD_ACCOUNT}: {provisioned(catalogs)}; log:\n{catalogs.operator.tail(20)}",
+        )
+        # The catalog says which accounts failed and what to check; their tier status, Failed.
+        message = reported() or ""
+        assert f"in {refused}: CreateAccountAssignment: AccessDeniedException" in message, message
+        assert f"in {failing}: assigning it failed" in message, message
+        assert "docs/aws-iam.md" in message
+        base = catalog_of(catalogs, "payments").status.baseline
+        assert base is not None and [(a.account, a.state) for a in base.accounts or []][1:] == [
+            (refused, "Failed"),
+            (failing, "Failed"),
+        ]
+        # The failing accounts are tried again by the periodic pass (every 5 s here), not in a loop.
+        calls = catalogs.ic.faults.calls["CreateAccountAssignment"]
+        time.sleep(6)
+        assert catalogs.ic.faults.calls["CreateAccountAssignment"] - calls <= 6
+    finally:
+        sso.refused_accounts.discard(refused)
+        sso.failing_accounts.discard(failing)
         patch_status(catalogs, {"status": {"production": {"deniedUsers": []}}}, tmp_path / "patch.json")

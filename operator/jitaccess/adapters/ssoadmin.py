@@ -10,7 +10,8 @@ no slot), errors classified by AWS error code into the
 Assignments and provisioning are asynchronous in AWS: the call answers `IN_PROGRESS` and a request
 id. `wait` polls the request's status (bounded: `RetryLater` when it has not finished in time, so
 kopf retries the pass; a pass is idempotent) and raises `PermanentFailure` with AWS's reason when
-it `FAILED`.
+it `FAILED`; `finished` waits alike and gives each request's final state instead, for a caller that
+goes on past one account's failure (a catalog's pass: `handlers.permissionsets`).
 """
 
 from __future__ import annotations
@@ -466,9 +467,20 @@ class SsoAdmin:
         return _request(request.kind, body)
 
     def wait(self, requests: list[Request], *, interval: float = 0.1) -> list[Request]:
+        """Poll until every request has finished (`finished`); their final state. `PermanentFailure`
+        naming AWS's reason for any that FAILED (the others are waited for first, so one pass
+        reports them all)."""
+        done = self.finished(requests, interval=interval)
+        failed = [r for r in done if r.status == "FAILED"]
+        if failed:
+            reasons = "; ".join(f"{r.kind} {r.request_id}: {r.failure or 'no reason given'}" for r in failed)
+            raise PermanentFailure(f"Identity Center request(s) failed: {reasons}", operation="wait", code="FAILED")
+        return done
+
+    def finished(self, requests: list[Request], *, interval: float = 0.1) -> list[Request]:
         """Poll until every request has finished (backing off to 2 s between polls); their final
-        state. `RetryLater` past `wait_seconds`; `PermanentFailure` naming AWS's reason for any that
-        FAILED (the others are waited for first, so one pass reports them all)."""
+        state, those that FAILED with AWS's reason (`Request.failure`), in the order given.
+        `RetryLater` past `wait_seconds`."""
         deadline = time.monotonic() + self.wait_seconds
         done = [r for r in requests if r.status != "IN_PROGRESS"]
         pending = [r for r in requests if r.status == "IN_PROGRESS"]
@@ -483,11 +495,8 @@ class SsoAdmin:
             polled = [self.status(r) for r in pending]
             done += [r for r in polled if r.status != "IN_PROGRESS"]
             pending = [r for r in polled if r.status == "IN_PROGRESS"]
-        failed = [r for r in done if r.status == "FAILED"]
-        if failed:
-            reasons = "; ".join(f"{r.kind} {r.request_id}: {r.failure or 'no reason given'}" for r in failed)
-            raise PermanentFailure(f"Identity Center request(s) failed: {reasons}", operation="wait", code="FAILED")
-        return done
+        final = {r.request_id: r for r in done}
+        return [final[r.request_id] for r in requests]
 
 
 def _request(kind: str, body: dict[str, Any]) -> Request:

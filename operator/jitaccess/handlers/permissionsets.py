@@ -30,6 +30,16 @@ Session revocation (`handlers.sessions`) adds entries to `status.<tier>.deniedUs
 pass picks up every entry newer than the last pass (so concurrent revocations share one
 provisioning), and a short timer drops entries whose time has come.
 
+What Identity Center refuses stops no more than it must (attack 147). Each tier is provisioned
+before its assignments are asked for, and each tier is a pass of its own: an account that cannot be
+assigned (the operator's role not allowed there, a suspended account, a customer managed policy
+missing there) is marked `Failed` in the tier's status with Identity Center's reason and reported
+in `Ready` (`ProvisioningFailed`, naming the account and the fix), while the revocations reach
+every account that holds the permission set, and the other tier is done all the same. A tier that
+fails itself (its policy refused, its provisioning failed) keeps its previous status, and `Ready`
+says how many of its revocations are not provisioned; its status write does not start the same
+failing pass again (`Runtime.denials_tried`): the periodic pass tries again.
+
 Passes over one catalog never overlap (a lock per catalog): kopf runs timers beside event handlers.
 """
 
@@ -102,15 +112,16 @@ def _denials(status: TierStatus | None) -> list[revocations.Denial]:
     return [revocations.Denial(d.user_id, d.since, d.until) for d in (status.denied_users if status else None) or []]
 
 
-def _revocation_pending(body: kopf.Body, **_: Any) -> bool:
-    """A denial newer than the last pass over its tier (a revocation to provision)."""
-    status = body.get("status") or {}
-    for tier in rules.TIERS:
-        tier_status = status.get(tier) or {}
-        since_pass = tier_status.get("provisionedTime") or ""
-        if any(str(d.get("since", "")) >= since_pass for d in tier_status.get("deniedUsers") or []):
-            return True
-    return False
+def _revocation_pending(body: kopf.Body, memo: Any = None, **_: Any) -> bool:
+    """A denial newer than the last pass over its tier (a revocation to provision), unless a pass
+    took up these very denials already: one whose provisioning failed writes the status
+    (`lastResult`), and that event must not start the same failing pass again, and again; the
+    periodic pass tries again."""
+    pending = unprovisioned(dict(body))
+    if not pending:
+        return False
+    tried = runtime_of(memo).denials_tried.get(str(body.get("metadata", {}).get("uid", ""))) if memo else None
+    return pending != tried
 
 
 def _denial_expired(body: kopf.Body, **_: Any) -> bool:
@@ -176,6 +187,7 @@ async def remove_catalog(*, body: kopf.Body, memo: kopf.Memo, retry: int = 0, **
     once the records of its assignment drift removals are archived (kopf's finalizer holds it)."""
     rt = runtime_of(memo)
     await rt.run_blocking(_remove_or_retry, rt, body.metadata.name)
+    rt.denials_tried.pop(str(body.metadata.uid), None)
     current = rt.kube.get(names.CATALOGS, body.metadata.name)
     what = "the record of an assignment drift removal is"
     archive.hold_until_archived(memo, names.CATALOGS, current, retry=retry, longest=5.0, what=what)
@@ -209,6 +221,10 @@ class _Pass:
     drift: list[str] = field(default_factory=list)
     provisioned: bool = False
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What failed, one sentence each (a tier, the accounts of a tier): the `Ready` message.
+    failures: list[str] = field(default_factory=list)
+    #: The tiers whose permission set holds what the pass would provision (provisioned now or before).
+    in_effect: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -265,25 +281,24 @@ class _Drift:
 
         return self._write(change) or there
 
-    def settle(self, arn: str) -> None:
+    def settle(self, arn: str, skip: Iterable[str] = ()) -> None:
         """The removals of permission set `arn` are made (its requests finished): confirm them, and
         settle the entries left under way that this pass did not make: the assignment gone,
-        confirmed; still there and no drift now (a grant backs it), taken back."""
+        confirmed; still there and no drift now (a grant backs it), taken back. Those of the
+        accounts `skip` (where something failed: not read, or a request refused) stay as they are."""
         when = ts(now())
-        confirmations = {
-            key: (entry, when, drift_rules.removed_message(entry, wanted))
-            for key, (entry, wanted) in self.begun.items()
-            if key[0] == arn
-        }
+        skipped = set(skip)
+        ours = [k for k in self.begun if k[0] == arn and k[1] not in skipped]
+        confirmations = {key: (self.begun[key][0], when, drift_rules.removed_message(*self.begun[key])) for key in ours}
         back = []
         for key, entry in self.listed.items():
-            if key[0] != arn or key in self.begun:
+            if key[0] != arn or key in self.begun or key[1] in skipped:
                 continue
             if key in self.kept:
                 back.append(key)
             else:
                 confirmations[key] = (entry, when, drift_rules.gone_message(entry))
-        self._confirm(confirmations, made=[k for k in self.begun if k[0] == arn])
+        self._confirm(confirmations, made=ours)
         self._take_back(back)
         self.scanned.add(arn)
 
@@ -397,20 +412,11 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
             return
         sso = sso_of(rt)
         before = sso.calls_made()
+        # The revocations this pass takes up: a failed pass's status writes do not bring it back.
+        rt.denials_tried[catalog.metadata.uid] = unprovisioned(obj)
+        retry: RetryLater | None = None
         try:
             owned = _owned(sso, name)
-            for spec, effective, digest in wanted.values():
-                recorded = getattr(catalog.status, spec.tier) or TierStatus()
-                if not verify and recorded.digest == digest and not _stale_accounts(catalog, spec.tier):
-                    continue  # this tier is as provisioned: only the other one changed
-                done.tiers[spec.tier] = _sync_tier(rt, sso, catalog, spec, effective, digest, owned, done, drift)
-            for arn, owned_tier in owned.items():
-                if owned_tier not in wanted:
-                    _remove_permission_set(sso, arn)
-                    done.tiers[owned_tier] = {}
-            if verify or gone:
-                drift.settle_rest(sso, [arn for arn, tier in owned.items() if tier in wanted])
-            done.drift += drift.said
         except PermanentFailure as exc:
             _finish(
                 rt,
@@ -423,21 +429,70 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
                 calls=sso.calls_made() - before,
             )
             return
-        except InvalidInput as exc:
-            _finish(rt, catalog, done, False, names.PROVISIONING_FAILED, str(exc), started=started, calls=0)
-            return
+        # Each tier on its own: one that fails (an account refused, a policy refused) neither stops
+        # the other nor hides the revocations it could provision (attack 147).
+        for spec, effective, digest in wanted.values():
+            recorded = getattr(catalog.status, spec.tier) or TierStatus()
+            if not verify and recorded.digest == digest and not _stale_accounts(catalog, spec.tier):
+                done.in_effect.add(spec.tier)
+                continue  # this tier is as provisioned: only the other one changed
+            try:
+                done.tiers[spec.tier] = _sync_tier(rt, sso, catalog, spec, effective, digest, owned, done, drift)
+            except (PermanentFailure, InvalidInput) as exc:
+                done.failures.append(f"{spec.name}: {exc}")
+            except RetryLater as exc:
+                retry = retry or exc
+        try:
+            for arn, owned_tier in owned.items():
+                if owned_tier not in wanted:
+                    _remove_permission_set(sso, arn)
+                    done.tiers[owned_tier] = {}
+            if verify or gone:
+                drift.settle_rest(sso, [arn for arn, tier in owned.items() if tier in wanted])
+        except PermanentFailure as exc:
+            done.failures.append(str(exc))
+        if retry is not None:
+            raise retry  # nothing written: the pass is tried again (`_sync_or_retry`)
+        done.drift += drift.said
         for what in done.drift:
             record(catalog.wire(), names.DRIFT_FOUND, what, warning=True)
-        _finish(
-            rt,
-            catalog,
-            done,
-            True,
-            names.PROVISIONED,
-            _summary(wanted),
-            started=started,
-            calls=sso.calls_made() - before,
-        )
+        calls = sso.calls_made() - before
+        if done.failures:
+            message = _failed(done, wanted, obj)
+            _finish(rt, catalog, done, False, names.PROVISIONING_FAILED, message, started=started, calls=calls)
+        else:
+            _finish(rt, catalog, done, True, names.PROVISIONED, _summary(wanted), started=started, calls=calls)
+
+
+def unprovisioned(obj: dict[str, Any]) -> frozenset[tuple[str, str, str]]:
+    """The catalog's revocations no pass has provisioned yet: (tier, UserId, since) of each
+    `deniedUsers` entry whose `since` is at or after its tier's `provisionedTime`."""
+    status = obj.get("status") or {}
+    found = set()
+    for tier in rules.TIERS:
+        tier_status = status.get(tier) or {}
+        since_pass = str(tier_status.get("provisionedTime") or "")
+        for d in tier_status.get("deniedUsers") or []:
+            if str(d.get("since", "")) >= since_pass:
+                found.add((tier, str(d.get("userId", "")), str(d.get("since", ""))))
+    return frozenset(found)
+
+
+def _failed(
+    done: _Pass, wanted: dict[str, tuple[rules.PermissionSetSpec, revocations.Effective, str]], obj: dict[str, Any]
+) -> str:
+    """The `Ready` message of a pass where something failed: each failure, and the revocations of
+    a tier it could not provision, which leave revoked users' sessions working meanwhile."""
+    parts = list(done.failures)
+    pending = unprovisioned(obj)
+    for tier, (spec, _effective, _digest) in wanted.items():
+        count = sum(1 for t, _user, _since in pending if t == tier)
+        if count and tier not in done.in_effect:
+            parts.append(
+                f"{count} session revocation(s) of {spec.name} not provisioned: the revoked users' sessions "
+                "still work until a pass provisions it"
+            )
+    return "; ".join(parts)
 
 
 def _in_force(
@@ -546,27 +601,25 @@ def _sync_tier(
         except NotFound:
             _identity.pop(arn, None)
             arn = None
+    created = state is None
     if state is None:
-        try:
-            arn = sso.create(spec.name, spec.description, spec.session_duration, spec.tags)
-        except PermanentFailure as exc:
-            if exc.code == "ConflictException":
-                raise PermanentFailure(
-                    f"a permission set named {spec.name} exists that jitaccess did not create (it lacks the tag "
-                    f"{rules.MANAGED_BY_TAG}={rules.MANAGED_BY}): rename or delete it, jitaccess never changes it",
-                    operation="CreatePermissionSet",
-                    code=exc.code,
-                ) from exc
-            raise
-        _identity[arn] = (spec.team, spec.tier)
-        state = PermissionSetState(arn, spec.name, spec.description, spec.session_duration, "", (), dict(spec.tags))
-        created = True
-    else:
-        created = False
+        arn, state = _create(sso, spec)
     assert arn is not None
     changed = _content(sso, spec, effective, state, done, created, digest)
+    # Provisioned before any assignment is asked for: an account that cannot be assigned (refused,
+    # suspended, a customer managed policy missing there) must not keep a revocation's deny from
+    # the accounts that hold the permission set (attack 147). A new assignment provisions what the
+    # permission set holds when it is asked for, so the order costs nothing.
+    held = [] if created else sso.assigned_accounts(arn)
+    if (changed or state.tags.get(DIGEST_TAG) != digest) and held:
+        sso.wait([sso.provision(arn)])
+        done.provisioned = True
+    if state.tags.get(DIGEST_TAG) != digest:
+        sso.tag(arn, {DIGEST_TAG: digest})
+    done.in_effect.add(spec.tier)
     group_id = _group(rt, spec)
-    accounts, requests, existing = _assignments(
+    failed: dict[str, str] = {}
+    accounts, requests = _assignments(
         sso,
         spec,
         arn,
@@ -576,14 +629,19 @@ def _sync_tier(
         lambda user: _held(rt, spec, user, arn, group_id),
         drift,
         lambda user: _ended_here(rt, spec, user, arn),
+        held=held,
+        failed=failed,
     )
-    finished = {r.request_id: r for r in sso.wait(requests)}
-    drift.settle(arn)
-    if (changed or state.tags.get(DIGEST_TAG) != digest) and existing:
-        sso.wait([sso.provision(arn)])
-        done.provisioned = True
-    if state.tags.get(DIGEST_TAG) != digest:
-        sso.tag(arn, {DIGEST_TAG: digest})
+    finished = {}
+    for account, request in zip([a for a, _r in requests], sso.finished([r for _a, r in requests]), strict=True):
+        finished[request.request_id] = request
+        if request.status == "FAILED":
+            what = "assigning it" if request.kind == "create" else "removing an assignment"
+            failed.setdefault(account, f"{what} failed: {request.failure or 'Identity Center gave no reason'}")
+    # What failed in an account is left to a later pass, its drift removals too (neither confirmed nor taken back).
+    drift.settle(arn, skip=set(failed))
+    if failed:
+        done.failures.append(_accounts_failed(spec, failed))
     stamp = ts(now())
     return {
         "permissionSetName": spec.name,
@@ -592,15 +650,49 @@ def _sync_tier(
         "groupId": group_id,
         "digest": digest,
         "accounts": [
-            {
+            {"account": acc, "state": "Failed", "time": stamp, "message": failed[acc]}
+            if acc in failed
+            else {
                 "account": acc,
                 "state": "Provisioned",
                 "time": stamp,
-                **({"requestId": rid} if (rid := accounts.get(acc)) and rid in finished else {}),
+                **(
+                    {"requestId": rid}
+                    if (rid := accounts.get(acc)) and rid in finished and finished[rid].status != "FAILED"
+                    else {}
+                ),
             }
             for acc in spec.accounts
         ],
     }
+
+
+def _create(sso: SsoAdmin, spec: rules.PermissionSetSpec) -> tuple[str, PermissionSetState]:
+    """Create the tier's permission set, tagged jitaccess's; its ARN and what it holds."""
+    try:
+        arn = sso.create(spec.name, spec.description, spec.session_duration, spec.tags)
+    except PermanentFailure as exc:
+        if exc.code == "ConflictException":
+            raise PermanentFailure(
+                f"a permission set named {spec.name} exists that jitaccess did not create (it lacks the tag "
+                f"{rules.MANAGED_BY_TAG}={rules.MANAGED_BY}): rename or delete it, jitaccess never changes it",
+                operation="CreatePermissionSet",
+                code=exc.code,
+            ) from exc
+        raise
+    _identity[arn] = (spec.team, spec.tier)
+    return arn, PermissionSetState(arn, spec.name, spec.description, spec.session_duration, "", (), dict(spec.tags))
+
+
+def _accounts_failed(spec: rules.PermissionSetSpec, failed: dict[str, str]) -> str:
+    """What the Ready condition says of the accounts where a tier's assignments failed, and the fix."""
+    each = "; ".join(f"in {account}: {why}" for account, why in sorted(failed.items()))
+    return (
+        f"{spec.name} for group {spec.group_name} failed {each}. Check that each such account is active in "
+        "the organization, that the operator's role may act in it (docs/aws-iam.md) and that it holds every "
+        f"customer managed policy the tier attaches; {spec.name} is provisioned in its other accounts, "
+        "session revocations included"
+    )
 
 
 def _content(
@@ -671,43 +763,48 @@ def _assignments(
     granted: Callable[[str], bool],
     drift: _Drift,
     ended: Callable[[str], bool],
-) -> tuple[dict[str, str], list[Request], bool]:
+    *,
+    held: list[str] | None = None,
+    failed: dict[str, str] | None = None,
+) -> tuple[dict[str, str], list[tuple[str, Request]]]:
     """Assign the group in each account of the spec and nowhere else; (account -> request id of the
-    assignments started, every request started, whether any wanted account had it already). A
-    user's own assignment stays while a live grant gives them the permission set (`granted`:
-    account-assignment mode). Any other assignment is drift, listed (`drift`) before its removal;
-    but not the tier's group in an account no longer wanted, nor the assignment of a grant that
-    ended here lately (`ended`): jitaccess's own, which it removes without a drift record."""
+    assignments started, every request started with its account). A user's own assignment stays
+    while a live grant gives them the permission set (`granted`: account-assignment mode). Any
+    other assignment is drift, listed (`drift`) before its removal; but not the tier's group in an
+    account no longer wanted, nor the assignment of a grant that ended here lately (`ended`):
+    jitaccess's own, which it removes without a drift record. `held`: the accounts the permission
+    set is provisioned to, when read already. An account Identity Center refuses (its listing or a
+    request) goes into `failed` (account -> why) and the others are done all the same."""
     started: dict[str, str] = {}
-    requests: list[Request] = []
-    existing = False
-    known = {a.account for a in status.accounts or []}
-    for account in spec.accounts:
+    requests: list[tuple[str, Request]] = []
+    failed = {} if failed is None else failed
+    known = {a.account for a in status.accounts or [] if a.state == "Provisioned"}  # a Failed one was never assigned
+
+    def wanted(account: str) -> None:
         principals = sso.assignments(arn, account)
-        if ("GROUP", group_id) in principals:
-            existing = True
-        else:
+        if ("GROUP", group_id) not in principals:
             if account in known:
                 done.drift.append(
                     f"{spec.name}: the assignment to {spec.group_name} in {account} was removed outside jitaccess: assigned again"
                 )
             request = sso.assign(arn, account, group_id)
             started[account] = request.request_id
-            requests.append(request)
+            requests.append((account, request))
         for principal_type, principal in principals:
             key = (arn, account, principal_type, principal)
             if (principal_type == "USER" and granted(principal)) or (principal_type, principal) == ("GROUP", group_id):
                 drift.kept.add(key)
                 continue
             if principal_type == "USER" and ended(principal):
-                requests.append(sso.unassign(arn, account, principal, principal_type))
+                requests.append((account, sso.unassign(arn, account, principal, principal_type)))
                 continue
             said = drift.begin(spec, key, wanted=True)
             if said is None:
                 continue
             done.drift.append(said)
-            requests.append(sso.unassign(arn, account, principal, principal_type))
-    for account in sorted(set(sso.assigned_accounts(arn)) - set(spec.accounts)):
+            requests.append((account, sso.unassign(arn, account, principal, principal_type)))
+
+    def unwanted(account: str) -> None:
         for principal_type, principal in sso.assignments(arn, account):
             key = (arn, account, principal_type, principal)
             if principal_type == "USER" and granted(principal):
@@ -720,8 +817,17 @@ def _assignments(
                 if said is None:
                     continue
                 done.drift.append(said)
-            requests.append(sso.unassign(arn, account, principal, principal_type))
-    return started, requests, existing
+            requests.append((account, sso.unassign(arn, account, principal, principal_type)))
+
+    held = sso.assigned_accounts(arn) if held is None else held
+    for step, account in [(wanted, a) for a in spec.accounts] + [
+        (unwanted, a) for a in sorted(set(held) - set(spec.accounts))
+    ]:
+        try:
+            step(account)
+        except PermanentFailure as exc:
+            failed[account] = str(exc)
+    return started, requests
 
 
 def _remove_permission_set(sso: SsoAdmin, arn: str) -> None:

@@ -471,6 +471,9 @@ class Runtime:
     # PermissionCatalog names by the Identity Center group of a tier (`permissionsets.observe`):
     # where a revoked grant's sessions are denied (`sessions`).
     catalog_groups: ObjectIndex = field(default_factory=ObjectIndex)
+    # The revocations each catalog's last pass took up, by catalog uid (`permissionsets.unprovisioned`):
+    # a pass that failed to provision them is not started again by its own status write.
+    denials_tried: dict[str, frozenset[tuple[str, str, str]]] = field(default_factory=dict)
     # One lock per (UserId, group) membership: adding and removing it, and deciding whether any
     # other grant still holds it, must not interleave.
     _locks: defaultdict[tuple[str, str], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))

@@ -1,0 +1,343 @@
+"""A catalog's pass where Identity Center refuses part of the work (`handlers.permissionsets.sync`):
+an account that cannot be assigned, a tier whose policy is refused, a creation refused (a name taken).
+
+One account refused (the operator's role scoped to other accounts, a suspended account, a customer
+managed policy missing there) used to fail the whole pass before any provisioning: a revocation's
+deny never reached the accounts that held the permission set, the other tier's included (attack
+147). Identity Center is a small stand-in for sso-admin holding the few facts a pass reads; the
+end-to-end tier runs the same against the strict emulator (tests/e2e/test_attacks_catalog.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
+from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin
+from jitaccess.api import names
+from jitaccess.domain import assignmentdrift as drift_rules
+from jitaccess.domain import permissions as rules
+from jitaccess.errors import NotFound, PermanentFailure
+from jitaccess.handlers import permissionsets
+from jitaccess.handlers.common import now, ts
+from jitaccess.handlers.recording import DEFERRED, Deferred
+from jitaccess.handlers.runtime import Runtime
+from jitaccess.settings import Settings
+from tests.unit import test_drift_settling as drift_settling
+from tests.unit import test_permissions
+
+BASE, PROD = "111122223333", "444455556666"
+ALICE = "9067b4a2-f0a1-70e0-5c1c-1d2e3f4a5b6c"
+GROUPS = {"eng-payments": "g-base", "prod-eng-payments": "g-prod"}
+
+
+class Sso:
+    """sso-admin as a pass sees it: permission sets, assignments, what each account got provisioned.
+    `refused` accounts refuse an assignment at once; `failing` ones take it and end it FAILED."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, dict[str, Any]] = {}
+        self.assigned: set[tuple[str, str, str, str]] = set()  # (arn, account, type, principal)
+        self.provisioned: dict[tuple[str, str], str] = {}  # (arn, account) -> inline policy there
+        self.refused: set[str] = set()
+        self.failing: set[str] = set()
+        self.asked: list[str] = []
+        self.requests: dict[str, Request] = {}
+
+    def calls_made(self) -> int:
+        return len(self.asked)
+
+    def _ps(self, arn: str) -> dict[str, Any]:
+        if arn not in self.sets:
+            raise NotFound(f"no permission set {arn}")
+        return self.sets[arn]
+
+    def permission_set_arns(self) -> list[str]:
+        self.asked.append("ListPermissionSets")
+        return sorted(self.sets)
+
+    def tags(self, arn: str) -> dict[str, str]:
+        self.asked.append("ListTagsForResource")
+        return dict(self._ps(arn)["tags"])
+
+    def read(self, arn: str) -> PermissionSetState:
+        self.asked.append("DescribePermissionSet")
+        ps = self._ps(arn)
+        return PermissionSetState(
+            arn, ps["name"], ps["description"], ps["duration"], ps["inline"], tuple(sorted(ps["managed"])), ps["tags"]
+        )
+
+    def create(self, name: str, description: str, session_duration: str, tags: dict[str, str]) -> str:
+        self.asked.append("CreatePermissionSet")
+        if any(ps["name"] == name for ps in self.sets.values()):
+            raise PermanentFailure("CreatePermissionSet: ConflictException: taken", code="ConflictException")
+        arn = f"arn:aws:sso:::permissionSet/ssoins-1/ps-{len(self.sets):016d}"
+        self.sets[arn] = {"name": name, "description": description, "duration": session_duration, "inline": "",
+                          "managed": set(), "tags": dict(tags)}  # fmt: skip
+        return arn
+
+    def update(self, arn: str, description: str, session_duration: str) -> None:
+        self._ps(arn).update(description=description, duration=session_duration)
+
+    def put_inline_policy(self, arn: str, policy: str) -> None:
+        self.asked.append("PutInlinePolicyToPermissionSet")
+        self._ps(arn)["inline"] = policy
+
+    def attach(self, arn: str, key: str) -> None:
+        self._ps(arn)["managed"].add(key)
+
+    def detach(self, arn: str, key: str) -> None:
+        self._ps(arn)["managed"].discard(key)
+
+    def tag(self, arn: str, tags: dict[str, str]) -> None:
+        self._ps(arn)["tags"].update(tags)
+
+    def delete(self, arn: str) -> None:
+        self.sets.pop(arn, None)
+
+    def assigned_accounts(self, arn: str) -> list[str]:
+        self.asked.append("ListAccountsForProvisionedPermissionSet")
+        return sorted({account for a, account in self.provisioned if a == arn})
+
+    def assignments(self, arn: str, account: str) -> list[tuple[str, str]]:
+        self.asked.append("ListAccountAssignments")
+        return sorted((t, p) for a, acc, t, p in self.assigned if (a, acc) == (arn, account))
+
+    def _request(self, kind: str, failure: str = "") -> Request:
+        request = Request(kind, f"r-{len(self.requests)}", "FAILED" if failure else "SUCCEEDED", failure)
+        self.requests[request.request_id] = request
+        return Request(kind, request.request_id, "IN_PROGRESS")
+
+    def assign(self, arn: str, account: str, principal: str, principal_type: str = "GROUP") -> Request:
+        self.asked.append(f"CreateAccountAssignment {account}")
+        if account in self.refused:
+            raise PermanentFailure(
+                f"CreateAccountAssignment: AccessDeniedException: not authorized on account/{account}",
+                operation="CreateAccountAssignment",
+                code="AccessDeniedException",
+            )
+        if account in self.failing:
+            return self._request("create", f"the account {account} cannot be assigned to")
+        self.assigned.add((arn, account, principal_type, principal))
+        self.provisioned[(arn, account)] = self._ps(arn)["inline"]
+        return self._request("create")
+
+    def unassign(self, arn: str, account: str, principal: str, principal_type: str = "GROUP") -> Request:
+        self.assigned.discard((arn, account, principal_type, principal))
+        return self._request("delete")
+
+    def provision(self, arn: str, account: str | None = None) -> Request:
+        self.asked.append("ProvisionPermissionSet")
+        for key in [k for k in self.provisioned if k[0] == arn]:
+            self.provisioned[key] = self._ps(arn)["inline"]
+        return self._request("provision")
+
+    def finished(self, requests: list[Request]) -> list[Request]:
+        return [self.requests[r.request_id] for r in requests]
+
+    def wait(self, requests: list[Request]) -> list[Request]:
+        done = self.finished(requests)
+        if any(r.status == "FAILED" for r in done):
+            raise PermanentFailure("Identity Center request(s) failed", operation="wait", code="FAILED")
+        return done
+
+    def policy_in(self, tier_name: str, account: str) -> dict[str, Any]:
+        arn = next(a for a, ps in self.sets.items() if ps["name"] == tier_name)
+        return dict(json.loads(self.provisioned[(arn, account)] or "{}"))
+
+
+class Store:
+    def resolve_group(self, name: str) -> str:
+        if name not in GROUPS:
+            raise NotFound(f"no group {name}")
+        return GROUPS[name]
+
+    def user_name(self, user_id: str) -> str:
+        return "alice@example.com"
+
+
+@pytest.fixture(autouse=True)
+def events() -> Iterator[Deferred]:
+    permissionsets._identity.clear()  # ARNs are made again by each test's stand-in
+    deferred = Deferred()
+    token = DEFERRED.set(deferred)
+    yield deferred
+    DEFERRED.reset(token)
+
+
+def setup(sso: Sso) -> tuple[drift_settling.Cluster, Runtime]:
+    cluster = drift_settling.Cluster()
+    doc = test_permissions.example("payments")
+    doc["metadata"].update(uid="c-1", generation=1)
+    cluster.add(names.CATALOGS, doc)
+    rt = Runtime(Settings(), cast(IdentityCenter, Store()), cast(Kube, cluster))
+    rt.sso_admin = cast(SsoAdmin, sso)
+    return cluster, rt
+
+
+def status(cluster: drift_settling.Cluster) -> dict[str, Any]:
+    return dict(cluster.objects[(names.CATALOGS, "payments")].get("status") or {})
+
+
+def ready(cluster: drift_settling.Cluster) -> tuple[str, str, str]:
+    (condition,) = [c for c in status(cluster)["conditions"] if c["type"] == "Ready"]
+    return condition["status"], condition["reason"], condition["message"]
+
+
+def revoke(cluster: drift_settling.Cluster, tier: str = "production") -> dict[str, Any]:
+    """paula revokes alice's grant: her entry in the tier's deniedUsers (`handlers.sessions`)."""
+    since = now()
+    entry = {"userId": ALICE, "user": "alice@example.com", "grant": "alice-1", "since": ts(since),
+             "until": "2099-01-01T00:00:00Z"}  # fmt: skip
+    stored = cluster.objects[(names.CATALOGS, "payments")]
+    stored["status"].setdefault(tier, {})["deniedUsers"] = [entry]
+    return copy.deepcopy(stored)
+
+
+def denied(policy: dict[str, Any]) -> list[str]:
+    for statement in policy.get("Statement", []):
+        if statement.get("Sid") == rules.DENY_SID:
+            return list(statement["Condition"]["StringEquals"][rules.USER_ID_CONDITION_KEY])
+    return []
+
+
+def provisioned_catalog() -> tuple[Sso, drift_settling.Cluster, Runtime]:
+    sso = Sso()
+    cluster, rt = setup(sso)
+    permissionsets.sync(rt, "payments", verify=True)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    return sso, cluster, rt
+
+
+# --- attack 147: one account that cannot be assigned ------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["refused", "failing"])
+def test_a_revocation_is_provisioned_though_an_account_of_the_baseline_cannot_be_assigned(
+    how: str, events: Deferred
+) -> None:
+    sso, cluster, rt = provisioned_catalog()
+    # A GitOps change adds an account to the baseline that Identity Center will not assign in.
+    bad = "999988887777"
+    getattr(sso, how).add(bad)
+    cluster.objects[(names.CATALOGS, "payments")]["spec"]["baseline"]["accounts"].append(bad)
+    permissionsets.sync(rt, "payments", verify=False)
+    state, reason, message = ready(cluster)
+    assert (state, reason) == ("False", "ProvisioningFailed")
+    assert f"jit-payments-base for group eng-payments failed in {bad}: " in message, message
+    assert "docs/aws-iam.md" in message and "customer managed policy" in message
+    base = status(cluster)["baseline"]
+    assert [(a["account"], a["state"]) for a in base["accounts"]] == [(BASE, "Provisioned"), (bad, "Failed")]
+    assert base["accounts"][1]["message"] in message
+
+    revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert denied(sso.policy_in("jit-payments-prod", PROD)) == [ALICE], "the revocation is provisioned"
+    assert ready(cluster)[1] == "ProvisioningFailed", "the account is still reported"
+    assert "not provisioned" not in ready(cluster)[2]
+    assert not [e for e in events._pending if "removed outside jitaccess" in e[3]], (
+        "an account never assigned is no drift"
+    )
+
+
+def test_a_revocation_in_the_tier_of_the_failing_account_reaches_its_other_accounts() -> None:
+    sso, cluster, rt = provisioned_catalog()
+    bad = "999988887777"
+    sso.refused.add(bad)
+    cluster.objects[(names.CATALOGS, "payments")]["spec"]["production"]["accounts"].append(bad)
+    revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert denied(sso.policy_in("jit-payments-prod", PROD)) == [ALICE]
+    assert f"in {bad}: CreateAccountAssignment: AccessDeniedException" in ready(cluster)[2]
+    # Left to a later pass: the refused account is asked again, the others not.
+    sso.asked.clear()
+    permissionsets.sync(rt, "payments", verify=False)
+    assert [a for a in sso.asked if a.startswith("CreateAccountAssignment")] == [f"CreateAccountAssignment {bad}"]
+    sso.refused.clear()
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    assert [a["state"] for a in status(cluster)["production"]["accounts"]] == ["Provisioned", "Provisioned"]
+
+
+def test_a_tier_that_fails_does_not_stop_the_other_and_says_what_it_left_unprovisioned() -> None:
+    sso, cluster, rt = provisioned_catalog()
+    revoke(cluster, "baseline")
+    revoke(cluster, "production")
+    put = sso.put_inline_policy
+
+    def refuse_baseline(arn: str, policy: str) -> None:
+        if sso.sets[arn]["name"] == "jit-payments-base":
+            raise PermanentFailure("PutInlinePolicyToPermissionSet: ValidationException: refused", code="x")
+        put(arn, policy)
+
+    sso.put_inline_policy = refuse_baseline  # type: ignore[method-assign]
+    permissionsets.sync(rt, "payments", verify=False)
+    assert denied(sso.policy_in("jit-payments-prod", PROD)) == [ALICE], "production, after the baseline, provisioned"
+    assert denied(sso.policy_in("jit-payments-base", BASE)) == []
+    message = ready(cluster)[2]
+    assert "jit-payments-base: PutInlinePolicyToPermissionSet: ValidationException: refused" in message
+    assert "1 session revocation(s) of jit-payments-base not provisioned" in message, message
+    assert "of jit-payments-prod not provisioned" not in message
+    assert status(cluster)["lastResult"]["outcome"] == "Failed"
+
+
+def test_a_failed_pass_is_not_started_again_by_its_own_status_write() -> None:
+    sso, cluster, rt = provisioned_catalog()
+    memo = {"runtime": rt}
+    sso.provision = lambda arn, account=None: sso._request("provision", "the provisioning failed")  # type: ignore[method-assign]
+    body = revoke(cluster)
+    assert permissionsets._revocation_pending(body=cast(Any, body), memo=memo)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert "1 session revocation(s) of jit-payments-prod not provisioned" in ready(cluster)[2]
+    # The failing pass wrote lastResult: that event finds the same denials pending, taken up already.
+    after = copy.deepcopy(cluster.objects[(names.CATALOGS, "payments")])
+    assert permissionsets.unprovisioned(after)
+    assert not permissionsets._revocation_pending(body=cast(Any, after), memo=memo)
+    # Another revocation is new work.
+    after["status"]["production"]["deniedUsers"].append({**after["status"]["production"]["deniedUsers"][0],
+                                                         "userId": "bob-id"})  # fmt: skip
+    assert permissionsets._revocation_pending(body=cast(Any, after), memo=memo)
+
+
+# --- a name taken -----------------------------------------------------------------------------------
+
+
+def test_a_name_taken_by_a_permission_set_jitaccess_did_not_create_is_refused() -> None:
+    sso = Sso()
+    sso.sets["arn:aws:sso:::permissionSet/ssoins-1/ps-admins000000000"] = {
+        "name": "jit-payments-base", "description": "", "duration": "PT1H", "inline": "", "managed": set(),
+        "tags": {"owner": "platform"},
+    }  # fmt: skip
+    cluster, rt = setup(sso)
+    permissionsets.sync(rt, "payments", verify=True)
+    state, reason, message = ready(cluster)
+    assert (state, reason) == ("False", "ProvisioningFailed")
+    assert "a permission set named jit-payments-base exists that jitaccess did not create" in message
+    assert sso.sets["arn:aws:sso:::permissionSet/ssoins-1/ps-admins000000000"]["inline"] == ""
+    assert "jit-payments-prod" in {ps["name"] for ps in sso.sets.values()}, "the other tier is made all the same"
+
+
+def test_a_drift_removal_under_way_in_an_account_that_cannot_be_read_is_left_as_it_is() -> None:
+    sso, cluster, rt = provisioned_catalog()
+    arn = next(a for a, ps in sso.sets.items() if ps["name"] == "jit-payments-prod")
+    cluster.objects[(names.CATALOGS, "payments")]["status"]["driftRemovals"] = [
+        drift_rules.intent((arn, PROD, "GROUP", "g-hand"), "jit-payments-prod", None, "2026-12-01T10:00:00Z")
+    ]
+    sso.assigned.add((arn, PROD, "GROUP", "g-hand"))
+    listing = sso.assignments
+
+    def unreadable(ps: str, account: str) -> list[tuple[str, str]]:
+        if account == PROD:
+            raise PermanentFailure("ListAccountAssignments: AccessDeniedException: no", code="AccessDeniedException")
+        return listing(ps, account)
+
+    sso.assignments = unreadable  # type: ignore[method-assign]
+    permissionsets.sync(rt, "payments", verify=True)
+    assert f"in {PROD}: ListAccountAssignments: AccessDeniedException" in ready(cluster)[2]
+    (entry,) = status(cluster)["driftRemovals"]
+    assert not entry.get("time"), "not confirmed as made: nobody could read the account"
