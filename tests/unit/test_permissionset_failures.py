@@ -1,5 +1,5 @@
 """A catalog's pass where Identity Center refuses part of the work (`handlers.permissionsets.sync`):
-an account that cannot be assigned, a tier whose policy is refused, a creation refused (a name taken).
+an account that cannot be assigned, a tier whose policy is refused, a creation whose answer was lost or whose name is taken.
 
 One account refused (the operator's role scoped to other accounts, a suspended account, a customer
 managed policy missing there) used to fail the whole pass before any provisioning: a revocation's
@@ -48,6 +48,8 @@ class Sso:
         self.failing: set[str] = set()
         self.asked: list[str] = []
         self.requests: dict[str, Request] = {}
+        #: A creation applied whose answer is lost: the SDK's retry meets ConflictException.
+        self.lose_creation_answer = False
 
     def calls_made(self) -> int:
         return len(self.asked)
@@ -79,6 +81,9 @@ class Sso:
         arn = f"arn:aws:sso:::permissionSet/ssoins-1/ps-{len(self.sets):016d}"
         self.sets[arn] = {"name": name, "description": description, "duration": session_duration, "inline": "",
                           "managed": set(), "tags": dict(tags)}  # fmt: skip
+        if self.lose_creation_answer:
+            self.lose_creation_answer = False
+            return self.create(name, description, session_duration, tags)
         return arn
 
     def update(self, arn: str, description: str, session_duration: str) -> None:
@@ -304,7 +309,16 @@ def test_a_failed_pass_is_not_started_again_by_its_own_status_write() -> None:
     assert permissionsets._revocation_pending(body=cast(Any, after), memo=memo)
 
 
-# --- a name taken -----------------------------------------------------------------------------------
+# --- a creation whose answer was lost ---------------------------------------------------------------
+
+
+def test_a_creation_applied_whose_retry_meets_the_name_taken_uses_its_own_permission_set() -> None:
+    sso = Sso()
+    sso.lose_creation_answer = True
+    cluster, rt = setup(sso)
+    permissionsets.sync(rt, "payments", verify=True)
+    assert ready(cluster)[:2] == ("True", "Provisioned"), ready(cluster)
+    assert sorted(ps["name"] for ps in sso.sets.values()) == ["jit-payments-base", "jit-payments-prod"]
 
 
 def test_a_name_taken_by_a_permission_set_jitaccess_did_not_create_is_refused() -> None:

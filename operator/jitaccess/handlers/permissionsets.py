@@ -668,18 +668,25 @@ def _sync_tier(
 
 
 def _create(sso: SsoAdmin, spec: rules.PermissionSetSpec) -> tuple[str, PermissionSetState]:
-    """Create the tier's permission set, tagged jitaccess's; its ARN and what it holds."""
+    """Create the tier's permission set, tagged jitaccess's; its ARN and what it holds. A name
+    taken (`ConflictException`) may be our own creation: applied, its answer lost (a 5xx, a
+    timeout) and the SDK's retry refused. The permission sets are listed again, and one tagged as
+    this tier's is taken; only a permission set jitaccess did not create is refused."""
     try:
         arn = sso.create(spec.name, spec.description, spec.session_duration, spec.tags)
     except PermanentFailure as exc:
-        if exc.code == "ConflictException":
+        if exc.code != "ConflictException":
+            raise
+        ours = next((a for a, tier in _owned(sso, spec.team).items() if tier == spec.tier), None)
+        if ours is None:
             raise PermanentFailure(
                 f"a permission set named {spec.name} exists that jitaccess did not create (it lacks the tag "
                 f"{rules.MANAGED_BY_TAG}={rules.MANAGED_BY}): rename or delete it, jitaccess never changes it",
                 operation="CreatePermissionSet",
                 code=exc.code,
             ) from exc
-        raise
+        log.info("%s: created by an earlier attempt whose answer was lost (%s)", spec.name, ours)
+        return ours, sso.read(ours)
     _identity[arn] = (spec.team, spec.tier)
     return arn, PermissionSetState(arn, spec.name, spec.description, spec.session_duration, "", (), dict(spec.tags))
 
