@@ -23,7 +23,6 @@ end it, never "nothing to revoke".
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import time
@@ -200,8 +199,7 @@ def _approvers_now(request: Obj, team: Obj, excluding: set[str]) -> str:
 
 
 def _more_needed(request: Obj, team: Obj) -> str:
-    listed = json.loads(wire.annotations_of(request).get(names.ANNOTATION_APPROVALS) or "[]")
-    given = [str(a.get("by")) for a in listed if isinstance(a, dict)]
+    given = o.approvals_so_far(request)
     waiting = _approvers_now(request, team, set(given))
     return (
         f"approved so far by {', '.join(given)}; another approver of team {wire.name_of(team)} must approve ({waiting})"

@@ -7,6 +7,7 @@ names from `jitaccess.api.names`, both standard library only.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -169,11 +170,35 @@ def approvers_of(team: Obj, *, escalated: bool, excluding: Collection[str] = ())
     return names
 
 
-def backup_approvers_of(team: Obj) -> list[str]:
+def backup_approvers_of(team: Obj, *, excluding: Collection[str] = ()) -> list[str]:
     team_spec = wire.spec(team)
-    return _deciding(team_spec, "backupApprovers") + [
+    return [a for a in _deciding(team_spec, "backupApprovers") if a not in excluding] + [
         f"group:{g}" for g in _deciding(team_spec, "backupApproverGroups")
     ]
+
+
+def deciders_text(team: Obj, *, escalated: bool, excluding: Collection[str] = ()) -> str:
+    """Who may decide a pending request, in the operator's words (`requests.approvers_text`, on the
+    wire form): its approvers, and once it has escalated its backup approvers too; "nobody before
+    the escalation, then ..." for a team whose only deciders are backup approvers; "nobody"."""
+    deciding = approvers_of(team, escalated=escalated, excluding=excluding)
+    backups = [] if escalated or deciding else backup_approvers_of(team, excluding=excluding)
+    if backups:
+        return f"nobody before the escalation, then {', '.join(backups)}"
+    return ", ".join(deciding) or "nobody"
+
+
+def approvals_so_far(request: Obj) -> list[str]:
+    """Who has approved a request of several approvals needed (approvalsRequired), in order: the
+    `approvals` annotation the webhook keeps. Anything unreadable counts as nobody, as for the
+    operator (`approvals.given`)."""
+    try:
+        listed = json.loads(wire.annotations_of(request).get(names.ANNOTATION_APPROVALS) or "[]")
+    except ValueError:
+        return []
+    if not isinstance(listed, list):
+        return []
+    return [str(a["by"]) for a in listed if isinstance(a, dict) and isinstance(a.get("by"), str) and a["by"]]
 
 
 # --- calls with the plugin's error wording ----------------------------------------------------

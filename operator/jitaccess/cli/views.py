@@ -188,7 +188,10 @@ def _deciders(session: Session, request: Obj) -> str:
     team = o.get_optional(session.api, names.TEAMS, owner) if owner else None
     if team is None:
         return o.ready_message(request)
-    approvers = ", ".join(o.approvers_of(team, escalated=wire.is_true(request, names.ESCALATED))) or "nobody"
+    # Neither the requester (who may not decide on their own request) nor who has approved already
+    # (each approval counts once, of approvalsRequired): naming them sends the reader to the wrong person.
+    excluding = {o.requester(request), *o.approvals_so_far(request)}
+    approvers = o.deciders_text(team, escalated=wire.is_true(request, names.ESCALATED), excluding=excluding)
     return f"an approver of team {owner}: {approvers} (`kubectl jit approve {o.pinned(request)}`)"
 
 
