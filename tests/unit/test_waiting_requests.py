@@ -7,17 +7,20 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from jitaccess.adapters.identitycenter import IdentityCenter
+from jitaccess.adapters.kube import Kube
 from jitaccess.domain import admission as adm
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.admission import Admit, OperatorIdentity, Phase, Refusal
 from jitaccess.domain.requests import Limits, ValidRequest, Waiting
 from jitaccess.domain.teams import Caller
-from jitaccess.handlers import indexes
-from jitaccess.handlers.runtime import PerUser, WaitingRequests
+from jitaccess.handlers import indexes, startup
+from jitaccess.handlers.runtime import PerUser, Runtime, WaitingRequests
+from jitaccess.settings import Settings
 from tests.unit.factories import T0, entitlement, request, team
 
 LIMITS = Limits(min_duration=timedelta(minutes=1), pending_timeout=timedelta(hours=24), max_pending_per_user=3)
@@ -230,6 +233,36 @@ def test_concurrent_admissions_see_each_other() -> None:
     for thread in threads:
         thread.join()
     assert answers.count(None) == 1 and answers.count("dup") == 15
+
+
+class _Listing:
+    """The API server at start-up, as `Runtime.kube`: every stored object of a kind, paged."""
+
+    def __init__(self, **stored: list[dict[str, Any]]) -> None:
+        self.stored = stored
+
+    def each(self, plural: str) -> list[dict[str, Any]]:
+        return self.stored.get(plural, [])
+
+
+def test_a_replica_knows_what_waits_before_its_webhooks_answer() -> None:
+    """kopf starts the webhook server beside the watches: a replica new in a rollout answers before
+    its requests' watch has listed what waits. The start-up listing fills it first."""
+    withdrawn = _stored("c", reason="Pending")
+    withdrawn["metadata"]["deletionTimestamp"] = "2026-11-23T12:05:00Z"
+    listing = _Listing(accessrequests=[_stored("a", reason="Pending"), _stored("b", reason="Granted"), withdrawn])
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, listing))
+    startup.know_what_is_stored(rt)
+    assert rt.waiting.of("bob@example.com") == [Waiting("a", "prod-eng-ledger", False, T0)]
+    assert [p.name for p in rt.pending.get("prod-eng-ledger", ())] == ["a"]
+    # A second request for the same access is refused naming the first, as once the watch has listed.
+    ledger = valid("prod-eng-ledger")
+    problem = rt.waiting.admit(
+        "bob@example.com",
+        Waiting("d", "prod-eng-ledger"),
+        lambda others: request_rules.waiting_problem("d", ledger, False, others, LIMITS, T0),
+    )
+    assert problem is not None and "your AccessRequest a for prod-eng-ledger already waits" in problem
 
 
 # --- how fast one user may create requests ---------------------------------------------------------------

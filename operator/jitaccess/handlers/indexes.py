@@ -14,6 +14,8 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
   asked them to end if earlier (the overdue gauges, on every replica);
 - `pending`: requests awaiting a decision, with what their deadlines depend on and whose they are;
 - `waiting`: the same by requester, from their creation on (the approval-fatigue limits at admission);
+  both filled from a listing at start-up as well (`startup.know_what_is_stored`): the webhooks
+  answer before the requests' watch has listed them;
 - `finished`: finished grants, and requests that ended without a grant, with when they ended.
 - `requests`: every stored request's uid (is an active grant's request still there?).
 - `grant_names`: every stored grant's name (may a new request take it?).
@@ -46,7 +48,7 @@ from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.eligibility import Holder
 from jitaccess.domain.grants import membership_key
-from jitaccess.handlers.runtime import runtime_of
+from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +247,8 @@ def ended(plural: str, obj: Mapping[str, Any]) -> Ended | None:
     return Ended(plural, name, request, when, str(meta.get("uid") or ""), request_uid)
 
 
-def _entitlement(body: kopf.Body) -> str:
-    return str(body.spec.get("entitlement", ""))
+def _entitlement(obj: Mapping[str, Any]) -> str:
+    return str(wire.spec(obj).get("entitlement", ""))
 
 
 def grantee(obj: Mapping[str, Any]) -> Holder:
@@ -292,13 +294,23 @@ async def observe_request(type: str | None, body: kopf.Body, memo: kopf.Memo, **
     # Being deleted (held until its audit records are archived) is gone already: it waits for no
     # decision, retention has nothing to do with it, and no grant rests on it (`deleted_requests`).
     gone = type == "DELETED" or wire.deleting(body)
-    undecided = None if gone else pending(body)
-    rt.pending.observe(name, None if undecided is None else (_entitlement(body), undecided))
-    rt.waiting.observe(name, None if gone else waiting(body))
+    file_undecided(rt, name, None if gone else body)
     done = None if gone else ended(names.REQUESTS, body)
     rt.finished.observe(f"{names.REQUESTS}/{name}", None if done is None else (_entitlement(body), done))
     rt.requests.observe(name, None if gone else str(body.metadata.uid or ""))
     rt.break_glass.observe(name, None if gone else awaiting_review(body))
+
+
+def file_undecided(rt: Runtime, name: str, obj: Mapping[str, Any] | None) -> None:
+    """File request `name` in `pending` and `waiting` as `obj` shows it (None: gone, or being
+    deleted): from its watch events, and from the listing at start-up (`startup.configure`)."""
+    if obj is None:
+        rt.pending.observe(name, None)
+        rt.waiting.observe(name, None)
+        return
+    undecided = pending(obj)
+    rt.pending.observe(name, None if undecided is None else (_entitlement(obj), undecided))
+    rt.waiting.observe(name, waiting(obj))
 
 
 def readiness(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -18,11 +18,11 @@ from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube, load_client_config
 from jitaccess.adapters.tls import temporary_serving_files
 from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServer, configuration_problem, own_username
-from jitaccess.api import names
+from jitaccess.api import names, wire
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers import diffbase
 from jitaccess.handlers.admission import OPERATOR_IDENTITY
-from jitaccess.handlers.indexes import expiring, holdings
+from jitaccess.handlers.indexes import expiring, file_undecided, holdings
 from jitaccess.handlers.leadership import Leadership
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.listening import described
@@ -69,8 +69,27 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo["runtime"].identity_center.may_write = leadership.leading
     _configure_admission(settings, memo, config)
     rt: Runtime = memo["runtime"]
-    # Before kopf's watches start, so no grant can expire before the operator knows every holder,
-    # and the overdue grants are the first the expiry scheduler ends, before kopf adopts anything.
+    know_what_is_stored(rt)
+    log.info(
+        "jitaccess started: identity store %s, rate limit %s/s, minimum duration %ss",
+        rt.identity_center.identity_store_id,
+        config.rate_limit,
+        config.min_duration_seconds,
+    )
+
+
+def know_what_is_stored(rt: Runtime) -> None:
+    """What the handlers and webhooks must know before the first of them runs, from a listing of the
+    grants and requests, before kopf's watches start (they show the same again, and what changed since):
+
+    - every grant's holding (`Runtime.holders`), so no grant can expire before the operator knows
+      every holder, and the overdue grants first in the expiry scheduler, so they are the first it
+      ends, before kopf adopts anything; every grant's name (`grant_names`);
+    - the requests that wait for a decision (`Runtime.waiting`, `Runtime.pending`): kopf starts the
+      webhook server with its watches, and this replica's webhooks answer before its requests' watch
+      has listed them. Without them, a replica new in a rollout admitted a second request for an
+      access that one waits for already, and more than maxPendingPerUser (`requests.waiting_problem`).
+    """
     listed: list[str] = []
     for grant in rt.kube.each(names.GRANTS):
         name, expiration = grant["metadata"]["name"], expiring(grant)
@@ -79,12 +98,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         if expiration is not None:
             rt.expiries.schedule(name, expiration)
     rt.grant_names.listed(listed)
-    log.info(
-        "jitaccess started: identity store %s, rate limit %s/s, minimum duration %ss",
-        rt.identity_center.identity_store_id,
-        config.rate_limit,
-        config.min_duration_seconds,
-    )
+    for request in rt.kube.each(names.REQUESTS):
+        file_undecided(rt, wire.name_of(request), None if wire.deleting(request) else request)
 
 
 def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
