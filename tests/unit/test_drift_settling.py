@@ -92,6 +92,20 @@ def begun(membership_id: str, user_id: str, **more: Any) -> dict[str, Any]:
             "groupId": GROUP_ID, "groupName": GROUP, "firstSeen": "2026-12-01T10:00:00Z", **more}  # fmt: skip
 
 
+def active_grant(name: str, user_id: str) -> dict[str, Any]:
+    """An Active grant of `user_id` in the group, as stored."""
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}"},
+        "spec": {
+            "user": f"{user_id}@example.com",
+            "userId": user_id,
+            "groupName": GROUP,
+            "entitlement": "prod-payments",
+        },
+        "status": {"groupId": GROUP_ID, "conditions": [{"type": "Ready", "status": "True", "reason": "Active"}]},
+    }
+
+
 def stored(cluster: Cluster) -> dict[str, Any]:
     return cluster.objects[(names.ENTITLEMENTS, "prod-payments")]
 
@@ -131,6 +145,7 @@ def test_entries_a_killed_operator_left_are_made_confirmed_or_taken_back(events:
     # m-1: still there, unbacked (made now); m-2: gone meanwhile (confirmed); m-3: backed now (taken back).
     store = Store(**{"m-1": "eve", "m-3": "alice"})
     cluster, rt = setup(store, begun("m-1", "eve"), begun("m-2", "bob"), begun("m-3", "alice"))
+    cluster.add(names.GRANTS, active_grant("g-alice", "alice"))
     scan(cluster, rt, holders={membership_key("alice", GROUP): ["g-alice"]})
     left = removals(cluster)
     assert sorted(left) == ["m-1", "m-2"] and store.members == {"m-3": "alice"}

@@ -8,34 +8,48 @@ replica makes at start-up, then kept by the grants' watch. A name it holds is co
 API server before a request is refused (a grant deleted between the listing and the watch stays
 here until then: a read, never a wrong refusal); a name it does not hold is taken as free once the
 listing is done. The one name it can miss is a grant created a moment ago, whose own request still
-holds the name, so no new request can take it.
+holds the name, so no new request can take it. A grant deleted while the watch was cut (it lists
+again, and shows no deletion) stays until the next periodic listing (`indexes.reconcile`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
+
+from jitaccess.handlers import filings
 
 
 class GrantNames:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._names: set[str] = set()
+        # Each name, and when it was seen stored last (`filings.stamp`).
+        self._names: dict[str, int] = {}
         self._listed = False
 
     def observe(self, name: str, stored: bool) -> None:
         """A watch event: grant `name` is stored, or gone."""
         with self._lock:
             if stored:
-                self._names.add(name)
+                self._names[name] = filings.stamp()
             else:
-                self._names.discard(name)
+                self._names.pop(name, None)
 
     def listed(self, names: Iterable[str]) -> None:
         """The start-up listing: every grant stored then (the watch may have shown some already)."""
         with self._lock:
-            self._names.update(names)
+            for name in names:
+                self._names.setdefault(name, filings.stamp())
             self._listed = True
+
+    def drop_unlisted(self, listed: Container[str], since: int) -> list[str]:
+        """Forget every name seen before `since` (`filings.stamp`, taken before a listing of every grant
+        began) that the listing (`listed`) lacks: the grant was deleted while no watch showed it."""
+        with self._lock:
+            gone = [name for name, seen in self._names.items() if seen < since and name not in listed]
+            for name in gone:
+                del self._names[name]
+        return gone
 
     def may_hold(self, name: str) -> bool:
         """Whether a grant may be stored under `name` (to be asked of the API server): True until the

@@ -14,7 +14,9 @@ Ending a grant removes the membership only when no other live grant holds the sa
 the decision and the removal happen under one lock per membership, against the Runtime's
 `holders` (see `indexes`) corrected for the grants this process has just ended; a grant is filed
 there by its own provisioning, under that lock, before anything is added for it, and when the
-index names no other holder the API server is asked (`holders`) before the removal.
+index names no other holder the API server is asked (`holders`) before the removal; the other
+holders it names are read before one keeps the membership (the index may name a grant deleted while
+its watch was cut).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from jitaccess.handlers import archive, assignments, diffbase, removals, session
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, request_uid, status_change, ts
 from jitaccess.handlers.eligibility import holder_problem
-from jitaccess.handlers.holders import stored_holders
+from jitaccess.handlers.holders import stored_among, stored_holders
 from jitaccess.handlers.indexes import asked_to_end, expiring
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -778,15 +780,26 @@ def _others_holding(
     rt: Runtime, holders: Index, grant: AccessGrant, key: tuple[str, str], group_id: str | None
 ) -> set[str]:
     """Under the membership lock: the other live grants holding the membership `key` once `grant`
-    ends. The watch-fed index first; when it names nobody, the API server is asked (one listing of
-    the user's grants, `holders.stored_holders`): the index alone is never the evidence a removal
-    rests on."""
+    ends. The watch-fed index first, each grant it names read by name: only one stored, live and
+    holding the membership still keeps it (the index may name a grant deleted while its watch was
+    cut, `holders.stored_among`). When it names nobody that is, the API server is asked (one listing
+    of the user's grants, `holders.stored_holders`): the index alone is never the evidence a removal
+    rests on, nor the evidence that keeps a membership."""
     name = grant.metadata.name
+    spellings = {key[1]} if group_id is None else {grant.spec.group_name, group_id} | rt.group_names(group_id)
+    keys = {grant_rules.membership_key(key[0], s) for s in spellings}
     others = grant_rules.other_holders(holders_of(rt, holders, grant, key, group_id), name, rt.recently_ended())
     if others:
-        return others
-    spellings = {key[1]} if group_id is None else {grant.spec.group_name, group_id} | rt.group_names(group_id)
-    return stored_holders(rt, grant.spec.user, {grant_rules.membership_key(key[0], s) for s in spellings}, name)
+        held = stored_among(rt, others, keys)
+        if held:
+            return held
+        log.info(
+            "AccessGrant %s: the index names %s as holding its membership too, but none is stored and holds it: "
+            "asking the API server for the user's grants",
+            name,
+            ", ".join(sorted(others)),
+        )
+    return stored_holders(rt, grant.spec.user, keys, name)
 
 
 def _user_id_of(rt: Runtime, grant: AccessGrant) -> str | None:

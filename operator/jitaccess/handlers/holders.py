@@ -1,4 +1,5 @@
-"""Who holds a membership as the API server stores the grants now: the second word a removal asks for.
+"""Who holds a membership as the API server stores the grants now: the word a removal, or the
+decision to keep a membership, rests on.
 
 `Runtime.holders` (`indexes`) is kept by the admission part's watch, in another event loop than the
 controller's handlers that add and remove members, so it can lag behind a grant that has just
@@ -7,6 +8,12 @@ become a holder. The controller files a grant itself before it adds anything for
 other holder, the grants of the user are listed (one request: `spec.user` is a selectable field
 of AccessGrant) and any live one holding the same membership keeps it (`grants.end_grant`,
 `catalog`'s drift scan).
+
+Nor is a membership kept on the index's word alone: it can also lag behind a deletion, and name a
+grant that is gone (a watch cut longer than the API server's watch history lists again, and shows
+no deletion: `indexes.reconcile` drops such names within minutes). The grants it names are read by
+name before one of them keeps a membership at another's end (`stored_among`), and the drift scan
+reads its group's grants once per pass (`stored_in_group`) before an index entry backs a member.
 """
 
 from __future__ import annotations
@@ -31,3 +38,28 @@ def stored_holders(rt: Runtime, user: str, keys: Iterable[tuple[str, str]], excl
         if wire.name_of(obj) != excluding and wanted.intersection(holdings(obj))
     }
     return found - rt.recently_ended()
+
+
+def stored_among(rt: Runtime, grants: Iterable[str], keys: Iterable[tuple[str, str]]) -> set[str]:
+    """Of `grants` (those the index names as holders), the ones stored now, live, and holding any of
+    the membership `keys`: each read by name (whatever its user is called now)."""
+    wanted = set(keys)
+    found = set()
+    for name in sorted(grants):
+        obj = rt.kube.get(names.GRANTS, name)
+        if obj is not None and wanted.intersection(holdings(obj)):
+            found.add(name)
+    return found
+
+
+def stored_in_group(rt: Runtime, group_id: str) -> dict[str, set[str]]:
+    """The live grants stored now that hold a membership of the group `group_id` as Active grants do
+    (by its id, `status.groupId`: a selectable field of AccessGrant), by UserId: one listing, of that
+    group's grants only. A grant not Active yet may be filed under a name of the group instead; the
+    caller asks `stored_holders` of the user before it takes that grant for gone."""
+    found: dict[str, set[str]] = {}
+    for obj in rt.kube.list(names.GRANTS, fields={"status.groupId": group_id}):
+        for user, group in holdings(obj):
+            if group == group_id:
+                found.setdefault(user, set()).add(wire.name_of(obj))
+    return found

@@ -26,16 +26,23 @@ instead (see `ObjectIndex` for why), and only the few fields each use needs, nev
 - `overlapping`: Entitlements that grant the same access as another, by their `Overlapping`
   reason (the gauge, on every replica; `handlers.overlaps` writes the condition).
 
+A watch event is the only word of a deletion these indexes get, and a watch that lists again after
+a long cut gives none for what was deleted in the gap: the names stay filed until a periodic listing
+of each kind, on every replica, drops them (`reconcile`, every `RECONCILE_SECONDS`). So an index may
+name a grant that is gone: the decisions that keep a membership read the grants it names first
+(`holders`), as those that remove one ask the API server when it names none.
+
 The handlers are `async` (they do no I/O): kopf runs them inline on every watch event, where a
 plain function would cost a trip through the thread pool each time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any, NamedTuple
 
 import kopf
@@ -46,8 +53,10 @@ from jitaccess.api.models import AccessGrantStatus, AccessRequestStatus
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain import text
 from jitaccess.domain.eligibility import Holder
 from jitaccess.domain.grants import membership_key
+from jitaccess.handlers import filings
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
@@ -311,6 +320,94 @@ def file_undecided(rt: Runtime, name: str, obj: Mapping[str, Any] | None) -> Non
     undecided = pending(obj)
     rt.pending.observe(name, None if undecided is None else (_entitlement(obj), undecided))
     rt.waiting.observe(name, waiting(obj))
+
+
+# --- what a watch that listed again did not say ----------------------------------------------------
+# kopf's watch lists again when it cannot go on from where it was (410 Gone, after a cut longer than
+# the API server's watch history), and shows only the objects that exist then: one deleted in the gap
+# gets no DELETED event and stays filed here. A ghost grant kept a membership it no longer backs (the
+# end of another grant of its user found it holding the same; the drift scan found the member
+# backed), and ghost requests waited for ever (the oldest-pending gauge, "already waits" at admission).
+# The decisions that keep access ask the API server first (`holders`); the indexes themselves are set
+# right by a listing of each kind every `RECONCILE_SECONDS`, on every replica (each keeps its own).
+
+#: How often each replica lists every grant and every request to drop what its watches missed: one
+#: paged listing of each kind per period, however many events, and only the names are kept.
+RECONCILE_SECONDS = 300.0
+_RECONCILING = "index_reconciling"
+
+
+def drop_gone_grants(rt: Runtime, listed: Container[str], since: int) -> list[str]:
+    """Unfile from every index the grants filed before `since` (`filings.stamp`, taken before the
+    listing began) that the listing (`listed`: every grant's name) lacks; the names dropped."""
+    gone: set[str] = set()
+    for index in (rt.holders, rt.active, rt.expirations):
+        gone.update(index.drop_unlisted(listed, since))
+    gone.update(rt.finished.drop_unlisted(listed, since, prefix=f"{names.GRANTS}/"))
+    gone.update(rt.grant_names.drop_unlisted(listed, since))
+    for name in [n for n in rt.revocations_seen if rt.expirations.key_of(n) is None]:
+        del rt.revocations_seen[name]  # kept for Active grants only (`asked_to_end`)
+    return sorted(gone)
+
+
+def drop_gone_requests(rt: Runtime, listed: Container[str], since: int) -> list[str]:
+    """`drop_gone_grants` for requests."""
+    gone: set[str] = set()
+    for index in (rt.pending, rt.break_glass):
+        gone.update(index.drop_unlisted(listed, since))
+    gone.update(rt.finished.drop_unlisted(listed, since, prefix=f"{names.REQUESTS}/"))
+    gone.update(rt.waiting.drop_unlisted(listed, since))
+    gone.update(rt.requests.drop_unlisted(listed, since))
+    return sorted(gone)
+
+
+async def reconcile(rt: Runtime) -> None:
+    """List every grant, then every request (a thread each, paged), and drop from the indexes what
+    the listing shows was deleted unseen. In the admission part's loop, between its watch events."""
+    for plural, drop in ((names.GRANTS, drop_gone_grants), (names.REQUESTS, drop_gone_requests)):
+        since = filings.stamp()
+        listed = await asyncio.to_thread(_stored_names, rt, plural)
+        gone = drop(rt, listed, since)
+        if gone:
+            log.info(
+                "%s deleted while this replica's watch was cut (it listed again, and said nothing of them): "
+                "dropped from its indexes: %s",
+                plural,
+                text.listed(gone),
+            )
+
+
+def _stored_names(rt: Runtime, plural: str) -> set[str]:
+    return {wire.name_of(obj) for obj in rt.kube.each(plural)}
+
+
+async def _keep_reconciling(memo: kopf.Memo) -> None:
+    while True:
+        await asyncio.sleep(RECONCILE_SECONDS)
+        try:
+            await reconcile(runtime_of(memo))
+        except Exception as exc:  # the API server not answering: the next pass tries again
+            log.warning(
+                "cannot list grants and requests to check this replica's indexes (%s): tried again in %ds",
+                exc,
+                RECONCILE_SECONDS,
+            )
+
+
+@kopf.on.startup()
+async def reconcile_indexes(memo: kopf.Memo, **_: Any) -> None:
+    """Set the indexes right every `RECONCILE_SECONDS`, for as long as the process runs."""
+    if memo.get(_RECONCILING) is None:
+        memo[_RECONCILING] = asyncio.get_running_loop().create_task(_keep_reconciling(memo), name="index reconcile")
+
+
+@kopf.on.cleanup()
+async def stop_reconciling_indexes(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get(_RECONCILING)
+    if isinstance(task, asyncio.Task):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def readiness(obj: Mapping[str, Any]) -> tuple[str, str]:

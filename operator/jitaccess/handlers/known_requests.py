@@ -4,15 +4,18 @@ Kept from the requests' watch events, and completed by one listing the first tim
 missing (so a restarted operator asks once for all its grants, not once per grant, whichever watch
 delivers first). A uid seen is taken as the answer; a name it does not know, or knows with another
 uid, is confirmed with the API server before anyone acts on it (`stored_uid`). A request being
-deleted counts as gone.
+deleted counts as gone. One deleted while the watch was cut (it lists again, and shows no deletion)
+is known until the next periodic listing (`indexes.reconcile`) forgets it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Container
 
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import names, wire
+from jitaccess.handlers import filings
 
 
 class KnownRequests:
@@ -20,7 +23,8 @@ class KnownRequests:
         self._lock = threading.Lock()
         # Held by the one thread that lists; the event loop only ever takes `_lock`, briefly.
         self._listing = threading.Lock()
-        self._uids: dict[str, str] = {}
+        # name -> (uid, when it was seen stored last: `filings.stamp`)
+        self._uids: dict[str, tuple[str, int]] = {}
         self._listed = False
 
     def observe(self, name: str, uid: str | None) -> None:
@@ -29,12 +33,22 @@ class KnownRequests:
             if uid is None:
                 self._uids.pop(name, None)
             else:
-                self._uids[name] = uid
+                self._uids[name] = (uid, filings.stamp())
+
+    def drop_unlisted(self, listed: Container[str], since: int) -> list[str]:
+        """Forget every request seen before `since` (`filings.stamp`, taken before a listing of every
+        request began) that the listing (`listed`) lacks: deleted while no watch showed it."""
+        with self._lock:
+            gone = [name for name, (_, seen) in self._uids.items() if seen < since and name not in listed]
+            for name in gone:
+                del self._uids[name]
+        return gone
 
     def known(self, name: str) -> str | None:
         """The uid last seen for `name`, without I/O; None when not seen (yet)."""
         with self._lock:
-            return self._uids.get(name)
+            known = self._uids.get(name)
+        return known[0] if known is not None else None
 
     def list_once(self, kube: Kube) -> None:
         """List every request, the first time only (blocking). What the watch has already shown
@@ -46,7 +60,8 @@ class KnownRequests:
             with self._lock:
                 for obj in items:
                     if not wire.deleting(obj):
-                        self._uids.setdefault(wire.name_of(obj), str(wire.metadata(obj).get("uid") or ""))
+                        uid = str(wire.metadata(obj).get("uid") or "")
+                        self._uids.setdefault(wire.name_of(obj), (uid, filings.stamp()))
                 self._listed = True
 
     @staticmethod

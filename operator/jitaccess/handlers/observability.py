@@ -5,7 +5,8 @@ hold what the state gauges show: the Active grants with their expiration times, 
 awaiting a decision, and the break-glass requests awaiting review, by entitlement; the
 Entitlements and PermissionCatalogs by readiness, and the Entitlements that overlap another. kopf's
 listing re-fills them whenever it (re)starts watching, so the gauges are right after a restart
-without any bookkeeping in the handlers. Whether this replica leads is asked of its `Leadership` at each scrape, so a lost Lease
+without any bookkeeping in the handlers; a grant or request deleted while a watch was cut counts
+until the periodic listing drops it (`indexes.reconcile`). Whether this replica leads is asked of its `Leadership` at each scrape, so a lost Lease
 shows at once; the audit archive's queue, of the leader's trail (`archive`), likewise.
 
 The HTTP server answers scrapes in its own thread; the indexes are thread-safe, so a scrape reads

@@ -24,7 +24,7 @@ import functools
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Container, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +39,7 @@ from jitaccess.domain.following import Laggards
 from jitaccess.domain.requests import Waiting
 from jitaccess.domain.schedule import CLOCK_SKEW
 from jitaccess.errors import NotFound, PermanentFailure
+from jitaccess.handlers import filings
 from jitaccess.handlers.grant_names import GrantNames
 from jitaccess.handlers.known_requests import KnownRequests
 from jitaccess.handlers.scheduler import ExpiryScheduler
@@ -97,12 +98,17 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
     indexed, and wakes every waiting worker each time one is, which is quadratic in the number of
     objects (seconds for hundreds of grants, over ten minutes for 5,000, during which no overdue
     grant is revoked and no webhook is answered in time).
+
+    An object deleted while its watch was cut stays filed (kopf lists again and shows no deletion)
+    until a listing of its kind drops it (`drop_unlisted`, `indexes.reconcile`).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[Hashable, dict[str, Any]] = {}
         self._keys_of: dict[str, tuple[Hashable, ...]] = {}
+        # When each object filed was filed last (`filings.stamp`): what `drop_unlisted` may drop.
+        self._filed: dict[str, int] = {}
 
     def observe(self, name: str, entry: tuple[Hashable, Any] | None) -> None:
         """File object `name` under `entry` = (key, value), or nowhere (None: filtered out, or gone)."""
@@ -119,10 +125,27 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
             rest.pop(name, None)
             if not rest:
                 self._values.pop(old, None)
+        self._filed.pop(name, None)
         if keys:
             self._keys_of[name] = keys
+            self._filed[name] = filings.stamp()
             for key in keys:
                 self._values.setdefault(key, {})[name] = value
+
+    def drop_unlisted(self, listed: Container[str], since: int, prefix: str = "") -> list[str]:
+        """Unfile every object filed before `since` (a `filings.stamp` taken before a listing began)
+        that `listed` (the names the listing holds) lacks: deleted while no watch showed it. With
+        `prefix`, only the objects named `prefix` + a listed kind's name, looked up without it. The
+        names dropped, without the prefix."""
+        with self._lock:
+            gone = [
+                name
+                for name, filed in self._filed.items()
+                if filed < since and name.startswith(prefix) and name[len(prefix) :] not in listed
+            ]
+            for name in gone:
+                self._file(name, (), None)
+        return [name[len(prefix) :] for name in gone]
 
     def file_unless_filed(self, name: str, keys: tuple[Hashable, ...], value: Any) -> bool:
         """`file`, unless object `name` is filed already (the watch, which knows it better, was
@@ -220,6 +243,11 @@ class WaitingRequests:
         with self._lock:
             self._stored.observe(name, entry)
             self._admitted.pop(name, None)  # from now on the watch knows it
+
+    def drop_unlisted(self, listed: Container[str], since: int) -> list[str]:
+        """`ObjectIndex.drop_unlisted` of the stored requests (those just admitted go by themselves)."""
+        with self._lock:
+            return self._stored.drop_unlisted(listed, since)
 
     def of(self, user: str) -> list[Waiting]:
         with self._lock:
