@@ -30,7 +30,7 @@ from jitaccess.domain.teams import has_approvers, team_problems
 from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments, removals
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
-from jitaccess.handlers.holders import stored_holders, stored_in_group
+from jitaccess.handlers.holders import stored_holders
 from jitaccess.handlers.indexes import expiring, holding
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
@@ -756,21 +756,14 @@ def _scan_drift(
         # before), and by any name this process resolved to it (Provisioning grants of another Entitlement).
         spellings = {group_name, group_id, *also}
         spellings |= rt.group_names(group_id)
-        stored: dict[str, set[str]] | None = None
 
         def backers(user_id: str) -> set[str]:
-            """The grants the index names as backing the member that the API server stores as Active in
-            the group (one listing of the group's grants per pass, made when the index first names
-            one): the index may name a grant deleted while its watch was cut. One it names that is not
-            Active there yet is confirmed by `stored_holders` below, before anything is removed."""
-            nonlocal stored
+            # The index alone: a listing of the group's grants at every pass would grow with the
+            # records kept. A grant deleted while this replica's watch was cut may back a member
+            # until the next listing of the indexes drops it (`indexes.reconcile`, 5 minutes); a
+            # removal is confirmed by `stored_holders` first, so the index never removes anyone.
             held = {g for spelled in spellings for g in holders.get(membership_key(user_id, spelled), [])}
-            held -= rt.recently_ended()
-            if not held:
-                return held
-            if stored is None:
-                stored = stored_in_group(rt, group_id)
-            return held & stored.get(user_id, set())
+            return held - rt.recently_ended()
 
         # A removal refused does not stop the others (an IAM condition or SCP may spare some members).
         refused: RemovalRefused | None = None

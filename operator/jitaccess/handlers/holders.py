@@ -12,8 +12,9 @@ of AccessGrant) and any live one holding the same membership keeps it (`grants.e
 Nor is a membership kept on the index's word alone: it can also lag behind a deletion, and name a
 grant that is gone (a watch cut longer than the API server's watch history lists again, and shows
 no deletion: `indexes.reconcile` drops such names within minutes). The grants it names are read by
-name before one of them keeps a membership at another's end (`stored_among`), and the drift scan
-reads its group's grants once per pass (`stored_in_group`) before an index entry backs a member.
+name before one of them keeps a membership at another's end (`stored_among`). The drift scan takes
+the index's word for who backs a member (a listing of the group's grants at every pass would grow
+with the records kept), so such a ghost may spare an unbacked member until the next listing.
 """
 
 from __future__ import annotations
@@ -49,17 +50,4 @@ def stored_among(rt: Runtime, grants: Iterable[str], keys: Iterable[tuple[str, s
         obj = rt.kube.get(names.GRANTS, name)
         if obj is not None and wanted.intersection(holdings(obj)):
             found.add(name)
-    return found
-
-
-def stored_in_group(rt: Runtime, group_id: str) -> dict[str, set[str]]:
-    """The live grants stored now that hold a membership of the group `group_id` as Active grants do
-    (by its id, `status.groupId`: a selectable field of AccessGrant), by UserId: one listing, of that
-    group's grants only. A grant not Active yet may be filed under a name of the group instead; the
-    caller asks `stored_holders` of the user before it takes that grant for gone."""
-    found: dict[str, set[str]] = {}
-    for obj in rt.kube.list(names.GRANTS, fields={"status.groupId": group_id}):
-        for user, group in holdings(obj):
-            if group == group_id:
-                found.setdefault(user, set()).add(wire.name_of(obj))
     return found
