@@ -105,6 +105,27 @@ def test_a_refused_removal_is_an_error_naming_the_member_the_group_and_the_iam_a
     assert said[-1][0] == names.DRIFT_FOUND and "eve@example.com was in" in said[-1][1]
 
 
+def test_each_member_whose_removal_is_refused_is_named(
+    said: list[tuple[str, str, bool]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two members no grant backs, both refused: each is counted, said and told, not only the first
+    (an on-call engineer removing the one named by hand would leave the other unnamed)."""
+    cluster, store, rt = _scanning(entitlement=_entitlement(), **{"m-eve": "eve", "m-mal": "mallory"})
+    _refusing(store, "eve", "mallory")
+    body = Entitlement.model_validate(copy.deepcopy(cluster.objects[(names.ENTITLEMENTS, "prod")]))
+    before = _errors()
+    with caplog.at_level(logging.INFO, logger=catalog.log.name):
+        catalog._watch_logged(rt, body, (GROUP, GROUP_ID), frozenset())
+    assert store.members == {"m-eve": "eve", "m-mal": "mallory"}
+    assert _errors() == before + 2
+    told = [message for reason, message, _ in said if reason == names.DRIFT_NOT_REMOVED]
+    assert len(told) == 2 and {"eve@example.com", "mallory@example.com"} == {
+        user for user in ("eve@example.com", "mallory@example.com") for m in told if user in m
+    }
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+
+
 def test_a_scan_identity_center_refuses_is_an_error_and_one_it_does_not_answer_is_not(
     said: list[tuple[str, str, bool]], caplog: pytest.LogCaptureFixture
 ) -> None:

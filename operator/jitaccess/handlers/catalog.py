@@ -630,6 +630,8 @@ def _watch(
             # A refusal, which somebody must fix, is what is raised over a group not answered.
             if failed is None or (isinstance(exc, PermanentFailure) and not isinstance(failed, PermanentFailure)):
                 failed = exc
+            elif isinstance(exc, PermanentFailure) and not isinstance(exc, RemovalRefused):
+                _scan_refused(entitlement, exc)  # not raised: said here (a refused removal was, where it was)
         tried.add(group_id)
     _settle_unscanned(rt, entitlement, tried)
     _report_unscanned(rt, entitlement, groups, current)
@@ -816,7 +818,8 @@ def _scan_drift(
                 try:
                     removed = ic.remove_member(group_id, user_id, membership_id)
                 except PermanentFailure as exc:
-                    refused = refused or _not_removed(entitlement, intent, exc)
+                    said = _not_removed(entitlement, intent, exc)  # each member refused is said
+                    refused = refused or said
                     continue
             if not removed and (backers(user_id) or rt.ended_here(key)):
                 # Gone already: a grant ended since the listing (its expiry took the member out).
