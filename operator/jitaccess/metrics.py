@@ -36,12 +36,14 @@ IDENTITY_CENTER_QUEUED = Gauge(
     "jitaccess_identitycenter_queued", "Identity Center calls waiting for one of the slots of calls in flight"
 )
 #: Whether the webhook configurations in the cluster call this replica's server and trust its
-#: certificate (`handlers.startup`): checked every 30 s, and at once whenever the certificate changes.
+#: certificate, as the operator defines them, and the admission policy (`JITACCESS_ADMISSION_POLICY`)
+#: is in place (`handlers.startup`): checked every 30 s, and at once whenever the certificate changes.
 #: Every replica's; absent with the webhooks off (registered by the first check, `export`): at 0
 #: from import, it would fire the alert in a process that serves no webhooks.
 WEBHOOK_CONFIGURED = Gauge(
     "jitaccess_webhook_configured",
-    "1 while the webhook configurations call this replica's webhook server and trust its certificate, else 0",
+    "1 while the webhook configurations call this replica's webhook server and trust its certificate, as the "
+    "operator defines them, and the admission policy is in place, else 0",
     registry=None,
 )
 

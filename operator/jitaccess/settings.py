@@ -255,6 +255,11 @@ class Settings(BaseSettings):
     webhook_configuration: str = Field(
         default="jitaccess.dev", min_length=1, description="Name of the Validating- and MutatingWebhookConfiguration"
     )
+    admission_policy: str = Field(
+        default="",
+        description="Name of the ValidatingAdmissionPolicy under the webhooks and of its binding (the chart's "
+        "<release>-identity), which the operator checks with the webhook configurations; empty: not checked",
+    )
     operator_usernames: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated usernames that act as the operator at admission (kopf bookkeeping, "
@@ -448,6 +453,13 @@ class Settings(BaseSettings):
     @classmethod
     def _object_name(cls, name: str) -> str:
         _require_name(name, DNS_1123_SUBDOMAIN, "an object name")
+        return name
+
+    @field_validator("admission_policy")
+    @classmethod
+    def _policy_name(cls, name: str) -> str:
+        if name:
+            _require_name(name, DNS_1123_SUBDOMAIN, "an object name")
         return name
 
     @field_validator("lease_namespace")

@@ -19,7 +19,15 @@ from devenv.replicas import Replicas
 from devenv.slack import SlackStandIn
 from devenv.slack_identity import impersonator_kubeconfig
 from tests.e2e.cli_run import Cli
-from tests.support.harness import ADMISSION_POLICY, OPERATOR_ENV, WEBHOOK_CONFIGURATION, Jit, eventually, install
+from tests.support.harness import (
+    ADMISSION_POLICY,
+    ADMISSION_POLICY_NAME,
+    OPERATOR_ENV,
+    WEBHOOK_CONFIGURATION,
+    Jit,
+    eventually,
+    install,
+)
 
 
 # Package-scoped, not session-scoped: the tier's operator stops, and its admission layer goes,
@@ -57,7 +65,8 @@ def jit(
     workdir = tmp_path_factory.mktemp("operator")
     # Slack decisions are applied as the clicking user by the narrow impersonating identity.
     notifications.impersonator_kubeconfig = impersonator_kubeconfig(control_plane)
-    env = OPERATOR_ENV | notifications.operator_env()
+    # The operator checks the tier's admission policy too (examples/admission-policy.yaml, attack 146).
+    env = OPERATOR_ENV | notifications.operator_env() | {"JITACCESS_ADMISSION_POLICY": ADMISSION_POLICY_NAME}
     if os.environ.get("JITACCESS_E2E_REPLICAS") == "2":
         operator = _survivor(control_plane, identity_center, workdir, env)
     else:

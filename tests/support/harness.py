@@ -49,6 +49,8 @@ EXAMPLE_ENTITLEMENTS = ("prod-eng-payments", "prod-eng-ledger")
 
 #: The API server's own layer under the webhooks (a ValidatingAdmissionPolicy and its binding).
 ADMISSION_POLICY = EXAMPLES / "admission-policy.yaml"
+#: The name of that policy and of its binding.
+ADMISSION_POLICY_NAME = "jitaccess.dev-identity"
 
 
 def install(cluster: ControlPlane) -> None:

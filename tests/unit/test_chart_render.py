@@ -422,6 +422,7 @@ def test_environment_from_values(options: Objects) -> None:
         "JITACCESS_WEBHOOK_CAFILE": "/etc/jitaccess/webhook/ca.crt",
         "JITACCESS_WEBHOOK_MANAGED": "false",
         "JITACCESS_WEBHOOK_CONFIGURATION": "jit.example.com",
+        "JITACCESS_ADMISSION_POLICY": "jit-identity",
         "AWS_STS_REGIONAL_ENDPOINTS": "regional",
     }
 
@@ -992,11 +993,25 @@ def test_admission_policy_named_after_the_release(helm: Helm, options: Objects) 
     assert binding["spec"]["validationActions"] == ["Deny"]
     example = [o for o in documents((REPO / "examples" / "admission-policy.yaml").read_text())]
     assert policy["spec"] == find(example, "ValidatingAdmissionPolicy")["spec"]
+    # The operator checks them (attack 146): by name, and reading those two objects alone.
+    assert env(options)["JITACCESS_ADMISSION_POLICY"] == "jit-identity"
+    operator = rules(options, "jit-operator")
+    for kind in ("validatingadmissionpolicies", "validatingadmissionpolicybindings"):
+        assert _can(operator, "get", "admissionregistration.k8s.io", kind, "jit-identity")
+        assert not _can(operator, "get", "admissionregistration.k8s.io", kind, "another-policy")
+        for verb in ("list", "create", "patch", "update", "delete"):
+            assert not _can(operator, verb, "admissionregistration.k8s.io", kind, "jit-identity"), verb
     for version, expected in (("1.29.4", 0), ("1.30.0", 2)):
         rendered = documents(helm.run("template", "jitaccess", str(CHART), "--kube-version", version).stdout)
         assert len([o for o in rendered if o["kind"].startswith("ValidatingAdmissionPolicy")]) == expected, version
+        # Checked where installed, and only there: not there, it would be reported missing for good.
+        assert ("JITACCESS_ADMISSION_POLICY" in env(rendered)) == bool(expected), version
+        policies = [r for r in rules(rendered, "jitaccess-operator") if "validatingadmissionpolicies" in r["resources"]]
+        assert len(policies) == (1 if expected else 0), version
     off = documents(helm.template(set_values={"admissionPolicy.enabled": "false"}))
     assert not [o for o in off if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert "JITACCESS_ADMISSION_POLICY" not in env(off)
+    assert not [r for r in rules(off, "jitaccess-operator") if "validatingadmissionpolicies" in r["resources"]]
 
 
 # --- the settings in docs/install.md ---------------------------------------------------------------

@@ -230,6 +230,8 @@ def test_a_url_that_is_not_https_is_refused_at_start(monkeypatch: pytest.MonkeyP
         ("JITACCESS_LEASE_NAME", "Bad_Name", "jitaccess.leader", "DNS-1123 subdomain"),
         ("JITACCESS_LEASE_NAME", "x" * 254, "x" * 253, "at most 253 characters"),
         ("JITACCESS_WEBHOOK_CONFIGURATION", "JIT Access", "jitaccess.dev", "DNS-1123 subdomain"),
+        ("JITACCESS_ADMISSION_POLICY", "JIT Identity", "jitaccess-identity", "DNS-1123 subdomain"),
+        ("JITACCESS_ADMISSION_POLICY", "x" * 254, "", "at most 253 characters"),
         ("JITACCESS_LEASE_NAMESPACE", "jit.access", "jitaccess", "DNS-1123 label"),
         ("JITACCESS_WEBHOOK_SERVICE", "jitaccess", "jitaccess/jitaccess-webhook", "namespace/name[:port] of a Service"),
         ("JITACCESS_WEBHOOK_SERVICE", "jitaccess/1webhook", "jitaccess/webhook:8443", "DNS-1035 label"),

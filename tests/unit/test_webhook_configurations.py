@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -182,10 +183,18 @@ def _bundle(*cas: trustme.CA) -> str:
     return base64.b64encode(b"".join(ca.cert_pem.bytes() for ca in cas)).decode()
 
 
-def _problem(monkeypatch: pytest.MonkeyPatch, served: str, installed: str) -> str | None:
+def _problem(
+    monkeypatch: pytest.MonkeyPatch,
+    served: str,
+    installed: str,
+    edit: Callable[[dict[tuple[str, str], dict[str, Any]]], object] | None = None,
+) -> str | None:
     """`configuration_problem` of a server whose CA bundle is `served`, with the cluster's
-    configurations made for the bundle `installed`."""
+    configurations made for the bundle `installed`, and then changed by `edit` (given each live
+    webhook by kind and name)."""
     live = {o["kind"]: o for o in configurations({"service": SERVICE, "caBundle": installed}, [OPERATOR])}
+    if edit is not None:
+        edit(_by_name(list(live.values())))
 
     class Api:
         api_client = type("Client", (), {"sanitize_for_serialization": staticmethod(lambda obj: obj)})()
@@ -221,3 +230,203 @@ def test_a_bundle_without_the_servers_ca_is_a_problem(monkeypatch: pytest.Monkey
     garbage = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nNOTACERT\n-----END CERTIFICATE-----\n").decode()
     assert untrusted in (_problem(monkeypatch, _bundle(new), garbage) or "")
     assert untrusted in (_problem(monkeypatch, _bundle(new), "") or "")
+
+
+# --- a webhook called for fewer writes than defined ----------------------------------------------
+
+CHECK = (VALIDATING, f"accessrequests-check.{names.GROUP}")
+SKIP_MALLORY = {"name": "x", "expression": 'request.userInfo.username != "mallory@example.com"'}
+
+
+def _narrowed(monkeypatch: pytest.MonkeyPatch, edit: Callable[[dict[tuple[str, str], dict[str, Any]]], object]) -> str:
+    """The problem found in configurations trusted as installed but changed by `edit`; not None."""
+    bundle = _bundle(trustme.CA())
+    problem = _problem(monkeypatch, bundle, bundle, edit)
+    assert problem is not None
+    return problem
+
+
+def test_a_match_condition_added_to_a_webhook_without_one_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 146: `accessrequests-check` has no matchConditions, and one added skipping mallory was
+    never compared (only the keys the definition has were); nor was any webhook's selector."""
+    problem = _narrowed(monkeypatch, lambda live: live[CHECK].update(matchConditions=[SKIP_MALLORY]))
+    assert isinstance(problem, webhooks.Unchecked)
+    assert f"webhook {CHECK[1]} has matchConditions" in problem and "mallory@example.com" in problem
+    assert "where the operator defines none" in problem
+    stamp = (MUTATING, f"accessrequests-stamp.{names.GROUP}")
+    assert stamp[1] in _narrowed(monkeypatch, lambda live: live[stamp].update(matchConditions=[SKIP_MALLORY]))
+
+
+def test_a_match_condition_added_beside_the_operators_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    grants = (VALIDATING, f"accessgrants-check.{names.GROUP}")
+    problem = _narrowed(monkeypatch, lambda live: live[grants]["matchConditions"].append(SKIP_MALLORY))
+    assert isinstance(problem, webhooks.Unchecked) and f"{grants[1]} has matchConditions" in problem
+
+
+@pytest.mark.parametrize("key", ["objectSelector", "namespaceSelector"])
+def test_a_selector_on_any_webhook_is_a_problem(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """An objectSelector on a label mallory sets on her own objects skips the checks for them."""
+    selector = {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}
+    for kind, hook in ((kind, hook) for kind, hooks in HOOKS.items() for hook in hooks):
+        at = (kind, f"{hook.id}.{names.GROUP}")
+        problem = _narrowed(monkeypatch, lambda live, at=at: live[at].update({key: selector}))
+        assert isinstance(problem, webhooks.Unchecked) and f"{at[1]} has {key}" in problem, at
+
+
+def test_what_the_api_server_fills_in_is_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API server stores an empty selector where none is given: that selects everything."""
+
+    def defaulted(live: dict[tuple[str, str], dict[str, Any]]) -> None:
+        for webhook in live.values():
+            webhook.update(namespaceSelector={}, objectSelector={})
+        live[CHECK]["matchConditions"] = []
+
+    bundle = _bundle(trustme.CA())
+    assert _problem(monkeypatch, bundle, bundle, defaulted) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("failurePolicy", "Ignore"),
+        ("matchPolicy", "Exact"),
+        ("sideEffects", "NoneOnDryRun"),
+        ("timeoutSeconds", 1),
+        ("rules", [{"apiGroups": [names.GROUP], "apiVersions": ["*"], "operations": ["CREATE"], "resources": ["*"]}]),
+    ],
+)
+def test_every_other_field_of_a_webhook_is_compared(monkeypatch: pytest.MonkeyPatch, key: str, value: Any) -> None:
+    problem = _narrowed(monkeypatch, lambda live: live[CHECK].update({key: value}))
+    assert isinstance(problem, webhooks.Unchecked) and f"{CHECK[1]} has {key} {value!r}" in problem
+
+
+def test_a_webhook_gone_lets_writes_through_and_a_distrust_refuses_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log line says which: writes unchecked, or every write refused (`handlers.startup`)."""
+
+    def without_check(live: dict[tuple[str, str], dict[str, Any]]) -> None:
+        live[CHECK]["name"] = "renamed.example.com"
+
+    gone = _narrowed(monkeypatch, without_check)
+    assert isinstance(gone, webhooks.Unchecked) and f"has no webhook {CHECK[1]}" in gone
+    untrusted = _problem(monkeypatch, _bundle(trustme.CA()), _bundle(trustme.CA()))
+    assert untrusted is not None and not isinstance(untrusted, webhooks.Unchecked)
+
+
+# --- the admission policy under the webhooks -----------------------------------------------------
+
+POLICY_NAME = "jitaccess-identity"
+VAP, BINDING = "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"
+
+
+def _example_policy() -> dict[str, dict[str, Any]]:
+    """examples/admission-policy.yaml, named as the chart names it, with what the API server fills in."""
+    found = {o["kind"]: o for o in documents((REPO / "examples" / "admission-policy.yaml").read_text())}
+    for obj in found.values():
+        obj["metadata"]["name"] = POLICY_NAME
+    found[BINDING]["spec"]["policyName"] = POLICY_NAME
+    constraints = found[VAP]["spec"]["matchConstraints"]
+    constraints.update(matchPolicy="Equivalent", namespaceSelector={}, objectSelector={})
+    for rule in constraints["resourceRules"]:
+        rule.setdefault("scope", "*")
+    return found
+
+
+def _policy_problem(
+    monkeypatch: pytest.MonkeyPatch, edit: Callable[[dict[str, dict[str, Any]]], object] | None = None
+) -> str | None:
+    """`policy_problem` with the example policy and binding in the cluster, changed by `edit` (given
+    them by kind; one it removes is not found)."""
+    live = _example_policy()
+    if edit is not None:
+        edit(live)
+
+    def reader(kind: str) -> Callable[..., dict[str, Any]]:
+        def read(name: str, **_: Any) -> dict[str, Any]:
+            if kind not in live or live[kind]["metadata"]["name"] != name:
+                raise kubernetes.client.exceptions.ApiException(status=404, reason="Not Found")
+            return live[kind]
+
+        return read
+
+    class Api:
+        api_client = type("Client", (), {"sanitize_for_serialization": staticmethod(lambda obj: obj)})()
+        read_validating_admission_policy = staticmethod(reader(VAP))
+        read_validating_admission_policy_binding = staticmethod(reader(BINDING))
+
+    monkeypatch.setattr(kubernetes.client, "AdmissionregistrationV1Api", Api)
+    return webhooks.policy_problem(POLICY_NAME)
+
+
+def test_the_policy_as_installed_is_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _policy_problem(monkeypatch) is None
+    # Deny with Audit or Warn besides it still refuses.
+    assert (
+        _policy_problem(monkeypatch, lambda live: live[BINDING]["spec"].update(validationActions=["Deny", "Audit"]))
+        is None
+    )
+    # A binding's matchResources with nothing in it but what the API server fills in narrows nothing.
+    empty = {"namespaceSelector": {}, "objectSelector": {}, "matchPolicy": "Equivalent"}
+    assert _policy_problem(monkeypatch, lambda live: live[BINDING]["spec"].update(matchResources=empty)) is None
+
+
+def test_the_policy_is_defined_for_the_writes_the_operator_checks_it_for() -> None:
+    example = {o["kind"]: o for o in documents((REPO / "examples" / "admission-policy.yaml").read_text())}
+    (rule,) = example[VAP]["spec"]["matchConstraints"]["resourceRules"]
+    assert {resource: tuple(rule["operations"]) for resource in rule["resources"]} == webhooks.POLICY_WRITES
+    assert rule["apiGroups"] == [names.GROUP] and rule["apiVersions"] == ["*"]
+
+
+def _drop(kind: str) -> Callable[[dict[str, dict[str, Any]]], object]:
+    return lambda live: live.pop(kind)
+
+
+def _spec(kind: str, **changes: Any) -> Callable[[dict[str, dict[str, Any]]], object]:
+    return lambda live: live[kind]["spec"].update(changes)
+
+
+def _constraint(**changes: Any) -> Callable[[dict[str, dict[str, Any]]], object]:
+    return lambda live: live[VAP]["spec"]["matchConstraints"].update(changes)
+
+
+ONLY_GRANTS = [{"apiGroups": [names.GROUP], "apiVersions": ["*"], "operations": ["*"], "resources": ["accessgrants"]}]
+SELECTOR = {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (_drop(VAP), f"{VAP} {POLICY_NAME} does not exist"),
+        (_drop(BINDING), f"{BINDING} {POLICY_NAME} does not exist"),
+        (_spec(BINDING, validationActions=["Warn"]), "validationActions ['Warn'], without 'Deny'"),
+        (_spec(BINDING, validationActions=["Audit", "Warn"]), "without 'Deny'"),
+        (_spec(BINDING, policyName="something-else"), "binds policy 'something-else'"),
+        (_spec(BINDING, matchResources={"objectSelector": SELECTOR}), "matchResources whose objectSelector"),
+        (_spec(BINDING, matchResources={"namespaceSelector": SELECTOR}), "matchResources whose namespaceSelector"),
+        (_spec(BINDING, matchResources={"resourceRules": ONLY_GRANTS}), "leave out CREATE of accessrequests"),
+        (_spec(BINDING, matchResources={"excludeResourceRules": ONLY_GRANTS}), "whose excludeResourceRules"),
+        (_spec(VAP, failurePolicy="Ignore"), "failurePolicy 'Ignore', not 'Fail'"),
+        (_spec(VAP, matchConditions=[SKIP_MALLORY]), "matchConditions"),
+        (_constraint(resourceRules=ONLY_GRANTS), "leave out CREATE of accessrequests"),
+        (_constraint(excludeResourceRules=ONLY_GRANTS), "matchConstraints whose excludeResourceRules"),
+        (_constraint(objectSelector=SELECTOR), "matchConstraints whose objectSelector"),
+    ],
+)
+def test_a_policy_missing_narrowed_or_not_denying_is_a_problem(
+    monkeypatch: pytest.MonkeyPatch, edit: Callable[[dict[str, dict[str, Any]]], object], said: str
+) -> None:
+    problem = _policy_problem(monkeypatch, edit)
+    assert isinstance(problem, webhooks.Unchecked) and said in problem, problem
+
+
+def test_a_policy_that_cannot_be_read_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Api:
+        api_client = type("Client", (), {"sanitize_for_serialization": staticmethod(lambda obj: obj)})()
+
+        @staticmethod
+        def read_validating_admission_policy(name: str, **_: Any) -> None:
+            raise kubernetes.client.exceptions.ApiException(status=403, reason="Forbidden")
+
+        read_validating_admission_policy_binding = read_validating_admission_policy
+
+    monkeypatch.setattr(kubernetes.client, "AdmissionregistrationV1Api", Api)
+    assert webhooks.policy_problem(POLICY_NAME) == f"{VAP} {POLICY_NAME} cannot be read (403 Forbidden)"

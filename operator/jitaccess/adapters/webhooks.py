@@ -14,7 +14,10 @@
   webhooks trust with the operator's own writes.
 - `configuration_problem`: whether the webhook configurations in the cluster are the ones this
   server expects (their CA bundle holding its CA, alone or with others), so the operator reports
-  itself healthy only once its webhooks can answer.
+  itself healthy only once its webhooks can answer, and says so when one is later called for fewer
+  writes than defined (a `matchCondition` or selector added: `Unchecked`).
+- `policy_problem`: whether the ValidatingAdmissionPolicy under the webhooks, and its binding, are
+  there and refuse what it finds for every write it is defined for.
 """
 
 from __future__ import annotations
@@ -311,9 +314,35 @@ def _trusts(configured: bytes | str | None, own: bytes | str | None) -> bool:
     return wanted <= there
 
 
+class Unchecked(str):
+    """A problem that lets writes through unchecked rather than refused: a webhook missing, or called
+    for fewer writes than defined (or otherwise not as defined), or the admission policy missing or
+    not refusing. The API server can still call this server: the log line says so, where for a
+    certificate it does not trust it says that every write is refused (`handlers.startup`)."""
+
+    __slots__ = ()
+
+
+#: What in a webhook narrows the writes it is called for besides its `rules`, whether or not the
+#: definition sets it: each must be exactly the definition's (absent, or an empty selector, where it
+#: has none). Someone allowed to edit the configurations (an administrator's mistake, a GitOps tool,
+#: cert-manager's CA injector) adding `request.userInfo.username != "mallory@example.com"` as a
+#: matchCondition, or an objectSelector on a label mallory sets, would let her writes skip the
+#: checks, with the webhook still calling this server for everyone else's. Every other field of a
+#: ValidatingWebhook and MutatingWebhook is one the definition sets, and is compared as such.
+NARROWING = ("matchConditions", "namespaceSelector", "objectSelector")
+
+
+def _narrowing(value: Any) -> Any:
+    """A narrowing field as compared: an empty selector or list (the API server's default) is none."""
+    return value if value not in (None, {}, []) else None
+
+
 def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
     """Why the webhook configurations in the cluster are not yet `expected` (every webhook there, as
-    defined, calling this server and trusting its certificate); None when they are."""
+    defined, calling this server and trusting its certificate); None when they are. A webhook
+    missing or not as defined is `Unchecked`; one not calling this server, or not trusting its
+    certificate, is a plain problem: the API server refuses every write it is called for."""
     api = kubernetes.client.AdmissionregistrationV1Api()
     readers: dict[str, Callable[..., Any]] = {
         VALIDATING: api.read_validating_webhook_configuration,
@@ -329,15 +358,111 @@ def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
         for webhook in obj["webhooks"]:
             there = found.get(webhook["name"])
             if there is None:
-                return f"{kind} {name} has no webhook {webhook['name']} yet"
+                return Unchecked(f"{kind} {name} has no webhook {webhook['name']} yet")
             wanted, client = dict(webhook["clientConfig"]), dict(there.get("clientConfig") or {})
             if not _trusts(client.pop("caBundle", None), wanted.pop("caBundle", None)):
                 return f"{kind} {name} webhook {webhook['name']} does not trust this server's certificate yet"
             if client != wanted:
                 return f"{kind} {name} webhook {webhook['name']} calls {client}, not this server ({wanted})"
             for key, value in webhook.items():
-                if key != "clientConfig" and there.get(key) != value:
-                    return f"{kind} {name} webhook {webhook['name']} has {key} {there.get(key)!r}, not {value!r}"
+                if key != "clientConfig" and key not in NARROWING and there.get(key) != value:
+                    return Unchecked(
+                        f"{kind} {name} webhook {webhook['name']} has {key} {there.get(key)!r}, not {value!r}"
+                    )
+            for key in NARROWING:
+                live, wanted = _narrowing(there.get(key)), _narrowing(webhook.get(key))
+                if live != wanted:
+                    should = f"not {wanted!r}" if wanted is not None else "where the operator defines none"
+                    return Unchecked(
+                        f"{kind} {name} webhook {webhook['name']} has {key} {live!r}, {should}: the API server "
+                        "does not call it for the writes that do not match"
+                    )
+    return None
+
+
+# --- the admission policy ------------------------------------------------------------------------
+
+#: The writes the ValidatingAdmissionPolicy (examples/admission-policy.yaml, the chart's copy) is
+#: defined for: a unit test keeps these its `matchConstraints`.
+POLICY_WRITES: dict[str, tuple[str, ...]] = {
+    names.REQUESTS: ("CREATE", "UPDATE"),
+    names.GRANTS: ("CREATE", "UPDATE"),
+    names.EXTENSIONS: ("CREATE", "UPDATE"),
+}
+
+
+def _rule_covers(rule: Mapping[str, Any], resource: str, operation: str) -> bool:
+    """Whether one `resourceRules` entry (a NamedRuleWithOperations) matches `operation` on `resource`."""
+
+    def has(key: str, wanted: str, *wildcards: str) -> bool:
+        return bool({wanted, "*", *wildcards} & set(rule.get(key) or []))
+
+    return (
+        has("apiGroups", names.GROUP)
+        and has("apiVersions", names.VERSION)
+        and has("operations", operation)
+        and has("resources", resource, "*/*")
+        and rule.get("scope") in (None, "*", "Cluster")
+        and not rule.get("resourceNames")
+    )
+
+
+def _left_out(match: Mapping[str, Any], *, rules_required: bool) -> str | None:
+    """What a policy's `matchConstraints`, or a binding's `matchResources`, leaves out of
+    `POLICY_WRITES`, in words; None when it leaves out nothing. A binding's may name no rules (then
+    the policy's stand); a policy's must."""
+    rules = match.get("resourceRules") or []
+    if rules or rules_required:
+        for resource, operations in POLICY_WRITES.items():
+            for operation in operations:
+                if not any(_rule_covers(rule, resource, operation) for rule in rules):
+                    return f"resourceRules {rules!r} leave out {operation} of {resource}"
+    for key in ("excludeResourceRules", "namespaceSelector", "objectSelector"):
+        if _narrowing(match.get(key)) is not None:
+            return f"{key} is {match[key]!r}"
+    return None
+
+
+def policy_problem(name: str) -> Unchecked | None:
+    """Why the ValidatingAdmissionPolicy `name` and its binding of the same name (the chart names both
+    after the release) do not refuse what the policy finds for every write it is defined for; None
+    when they do. Its validations themselves are not compared: an identity that may rewrite them
+    may as well delete the policy, which this says."""
+    api = kubernetes.client.AdmissionregistrationV1Api()
+    found: dict[str, dict[str, Any]] = {}
+    for kind, read in (
+        ("ValidatingAdmissionPolicy", api.read_validating_admission_policy),
+        ("ValidatingAdmissionPolicyBinding", api.read_validating_admission_policy_binding),
+    ):
+        try:
+            found[kind] = api.api_client.sanitize_for_serialization(read(name, _request_timeout=READ_TIMEOUT))
+        except ApiException as exc:
+            if exc.status == 404:
+                return Unchecked(f"{kind} {name} does not exist")
+            return Unchecked(f"{kind} {name} cannot be read ({exc.status} {exc.reason})")
+    policy = found["ValidatingAdmissionPolicy"].get("spec") or {}
+    binding = found["ValidatingAdmissionPolicyBinding"].get("spec") or {}
+    where = f"ValidatingAdmissionPolicy {name}"
+    if policy.get("failurePolicy") not in (None, "Fail"):
+        return Unchecked(f"{where} has failurePolicy {policy['failurePolicy']!r}, not 'Fail'")
+    if _narrowing(policy.get("matchConditions")) is not None:
+        return Unchecked(
+            f"{where} has matchConditions {policy['matchConditions']!r}: it skips the writes they leave out"
+        )
+    narrowed = _left_out(policy.get("matchConstraints") or {}, rules_required=True)
+    if narrowed is not None:
+        return Unchecked(f"{where} has matchConstraints whose {narrowed}: it skips those writes")
+    where = f"ValidatingAdmissionPolicyBinding {name}"
+    if binding.get("policyName") != name:
+        return Unchecked(f"{where} binds policy {binding.get('policyName')!r}, not {name!r}")
+    if "Deny" not in (binding.get("validationActions") or []):
+        return Unchecked(
+            f"{where} has validationActions {binding.get('validationActions')!r}, without 'Deny': what the policy "
+            "finds is let through"
+        )
+    narrowed = _left_out(binding.get("matchResources") or {}, rules_required=False)
+    if narrowed is not None:
+        return Unchecked(f"{where} has matchResources whose {narrowed}: the policy is skipped for those writes")
     return None
 
 

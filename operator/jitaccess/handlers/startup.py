@@ -17,7 +17,15 @@ from jitaccess import metrics
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube, load_client_config
 from jitaccess.adapters.tls import temporary_serving_files
-from jitaccess.adapters.webhooks import NoWebhookServer, ServiceRef, WebhookServer, configuration_problem, own_username
+from jitaccess.adapters.webhooks import (
+    NoWebhookServer,
+    ServiceRef,
+    Unchecked,
+    WebhookServer,
+    configuration_problem,
+    own_username,
+    policy_problem,
+)
 from jitaccess.api import names, wire
 from jitaccess.domain.admission import OperatorIdentity
 from jitaccess.handlers import diffbase
@@ -163,6 +171,8 @@ def _configure_admission(settings: kopf.OperatorSettings, memo: kopf.Memo, confi
         addr = str(ipaddress.ip_address(host)) if service is None else config.bind_address
     except ValueError:
         addr = config.bind_address
+    # Checked with the webhook configurations (`_keep_checking`), from the same task.
+    _trust_of(memo).policy_name = config.admission_policy
     settings.admission.server = WebhookServer(
         addr=addr,
         port=config.webhook_port,
@@ -208,9 +218,12 @@ def _operator_identity(config: Settings) -> OperatorIdentity:
 # Not only at start-up: the caBundle can be replaced (a `kubectl apply` of an old copy, a CA
 # rotation half done), and a renewed certificate from another CA is loaded in place while the
 # configurations still trust the old one (`WebhookServer._renewed`). Every user's write is then
-# refused with x509 errors while this process runs on. So every replica checks again every
-# `TRUST_CHECK_SECONDS`, and at once when its certificate changes; the gauge
-# `jitaccess_webhook_configured` and the alert JitaccessWebhookNotTrusted say so.
+# refused with x509 errors while this process runs on. Or a webhook is narrowed (a matchCondition
+# or selector added), or the admission policy (`JITACCESS_ADMISSION_POLICY`) deleted or bound
+# without Deny: writes then go through unchecked, and nothing else fails. So every replica checks
+# again every `TRUST_CHECK_SECONDS`, and at once when its certificate changes; the gauge
+# `jitaccess_webhook_configured`, the alert JitaccessWebhookNotTrusted and a log line when a
+# problem appears and when it goes say so.
 
 #: How often the configurations are checked while they trust this server...
 TRUST_CHECK_SECONDS = 30.0
@@ -224,20 +237,49 @@ _TRUST = "webhook_trust"
 @dataclass
 class WebhookTrust:
     """What the last check of the webhook configurations found (`problem`; None: in place), and
-    whether they were ever in place since this process started (`confirmed`)."""
+    whether they were ever in place since this process started (`confirmed`); what the last check of
+    the admission policy `policy_name` found (`policy_problem`; never checked without a name)."""
 
     problem: str | None = "not checked yet"
     confirmed: bool = False
     task: asyncio.Task[None] | None = None
+    policy_name: str = ""
+    policy_problem: str | None = None
+
+    def _gauge(self) -> None:
+        metrics.export(metrics.WEBHOOK_CONFIGURED)
+        metrics.WEBHOOK_CONFIGURED.set(0 if self.problem or self.policy_problem else 1)
+
+    def found_policy(self, problem: str | None) -> None:
+        """Record a check of the admission policy: the gauge, and a log line when it changes. Not
+        part of the readiness of this replica (`webhooks_configured`): without the policy the
+        webhooks still check every write, and a replica out of the Service would not bring it back."""
+        before, self.policy_problem = self.policy_problem, problem
+        self._gauge()
+        if problem == before:
+            return
+        if problem is None:
+            log.info("admission policy in place again: its binding denies what it finds (%s before)", before)
+        else:
+            log.error(
+                "admission policy: %s; the API server's own check of the approval stamps and the requester "
+                "(under the webhooks, and alone while they are down) lets writes through until the policy and its "
+                "binding are as the chart installs them (`helm upgrade` renders them again; docs/operations.md: "
+                "'An admission layer is narrowed')",
+                problem,
+            )
 
     def found(self, problem: str | None) -> None:
         """Record a check's finding: the gauge, and a log line when it changes."""
         before, self.problem = self.problem, problem
-        metrics.export(metrics.WEBHOOK_CONFIGURED)
-        metrics.WEBHOOK_CONFIGURED.set(0 if problem else 1)
+        self._gauge()
         if problem is None:
             if self.confirmed and before is not None:
-                log.info("admission webhooks: the API server can call this server again (%s before)", before)
+                log.info(
+                    "admission webhooks: the API server can call this server again, for every write they are "
+                    "defined for (%s before)",
+                    before,
+                )
             self.confirmed = True
         elif not self.confirmed and problem != before:
             # Until then only /healthz said why the replica is not ready, and nobody reads its body:
@@ -245,6 +287,13 @@ class WebhookTrust:
             log.warning(
                 "admission webhooks not in place yet: %s; this replica reports itself not ready (/healthz) until "
                 "the webhook configurations call it as the operator defines them and trust its certificate",
+                problem,
+            )
+        elif self.confirmed and problem != before and isinstance(problem, Unchecked):
+            log.error(
+                "admission webhooks: %s; the API server does not call them for every write the operator defines "
+                "them for, and the writes left out go through unchecked, until the configurations are as defined "
+                "again (`helm upgrade` renders them again; docs/operations.md: 'An admission layer is narrowed')",
                 problem,
             )
         elif self.confirmed and problem != before:
@@ -270,6 +319,13 @@ def _problem(expected: list[dict[str, Any]]) -> str | None:
         return f"the webhook configurations cannot be read ({exc})"
 
 
+def _policy_problem(name: str) -> str | None:
+    try:
+        return policy_problem(name)
+    except Exception as exc:  # the API server not answering: nothing says the policy is there
+        return Unchecked(f"the admission policy {name} cannot be read ({exc})")
+
+
 @kopf.on.startup()
 async def check_webhook_trust(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Check the webhook configurations again and again, for as long as the process runs."""
@@ -292,7 +348,10 @@ async def _keep_checking(settings: kopf.OperatorSettings, trust: WebhookTrust) -
             checked = expected
             problem = await asyncio.to_thread(_problem, expected)
             trust.found(problem)
-            due = loop.time() + (TRUST_CHECK_SECONDS if problem is None else UNTRUSTED_CHECK_SECONDS)
+            if trust.policy_name:
+                trust.found_policy(await asyncio.to_thread(_policy_problem, trust.policy_name))
+            fine = trust.problem is None and trust.policy_problem is None
+            due = loop.time() + (TRUST_CHECK_SECONDS if fine else UNTRUSTED_CHECK_SECONDS)
         await asyncio.sleep(min(LOOK_SECONDS, max(0.05, due - loop.time())))
 
 
@@ -323,7 +382,9 @@ def webhooks_configured(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
         return "off"
     trust = _trust_of(memo)
     if trust.confirmed:
-        return "configured" if trust.problem is None else f"NOT CALLABLE: {trust.problem}"
+        if trust.problem is None:
+            return "configured"
+        return f"{'NOT AS DEFINED' if isinstance(trust.problem, Unchecked) else 'NOT CALLABLE'}: {trust.problem}"
     if server.expected is None:
         raise kopf.TemporaryError("the admission webhook server is not serving yet", delay=0.2)
     problem = configuration_problem(server.expected)
