@@ -29,7 +29,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -39,6 +39,7 @@ from kubernetes.config.incluster_config import SERVICE_CERT_FILENAME, InClusterC
 from urllib3.exceptions import HTTPError
 
 from jitaccess.api import names
+from jitaccess.domain import impersonation
 
 #: Lifetime asked of the TokenRequest API (its minimum), renewed when a fifth of it is left.
 TOKEN_SECONDS = 600
@@ -195,13 +196,29 @@ class Impersonator:
                 )
             )
         )
+        return bool(self._ask(self._authz.create_self_subject_access_review, review).status.allowed)
+
+    def impersonable(self) -> list[str] | None:
+        """The users RBAC lets this identity impersonate (a SelfSubjectRulesReview, which any
+        authenticated identity may ask, of its cluster-wide rules as seen from kube-system, where no
+        binding of it belongs); None: any user (`domain.impersonation.impersonable`)."""
+        review = kubernetes.client.V1SelfSubjectRulesReview(
+            spec=kubernetes.client.V1SelfSubjectRulesReviewSpec(namespace="kube-system")
+        )
+        answer = self._ask(self._authz.create_self_subject_rules_review, review)
+        found = answer.status.resource_rules or []
+        rules: list[dict[str, Any]] = self._client.sanitize_for_serialization(found)  # type: ignore[no-untyped-call]
+        return impersonation.impersonable(rules)
+
+    def _ask(self, create: Callable[..., Any], review: Any) -> Any:
+        """The API server's answer to `review`, a question this identity asks about itself (`create`,
+        an AuthorizationV1Api call); `DecisionError` when it refuses or does not answer."""
         try:
-            answer: Any = self._authz.create_self_subject_access_review(review, _request_timeout=self._timeout)
+            return create(review, _request_timeout=self._timeout)
         except ApiException as exc:
             raise _error(exc) from exc
         except (HTTPError, OSError) as exc:
             raise DecisionError(0, f"the API server did not answer ({type(exc).__name__}: {exc})") from exc
-        return bool(answer.status.allowed)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]

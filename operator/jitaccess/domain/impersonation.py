@@ -101,6 +101,32 @@ def usernames(teams: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted(name for name in found if name and not confers_nothing(name, group=False))
 
 
+def impersonable(rules: Iterable[Mapping[str, Any]]) -> list[str] | None:
+    """The users an identity may impersonate, sorted, as RBAC lists its rules (a SelfSubjectRulesReview's
+    `resourceRules`: `apiGroups`, `resources`, `verbs`, `resourceNames`); None when a rule lets it
+    impersonate any user (no `resourceNames`, as a ClusterRole rendered with an empty list would)."""
+    found: set[str] = set()
+    for rule in rules:
+        if not (
+            {"", "*"} & set(rule.get("apiGroups") or [])
+            and {"users", "*"} & set(rule.get("resources") or [])
+            and {"impersonate", "*"} & set(rule.get("verbs") or [])
+        ):
+            continue
+        listed = rule.get("resourceNames") or []
+        if not listed:
+            return None
+        found.update(str(name) for name in listed)
+    return sorted(found)
+
+
+def not_approvers(users: Iterable[str], teams: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Those of `users` (who the Slack identity may impersonate) whom no TeamOwnership (a raw object)
+    names as an approver or backup approver, sorted: each must be taken out of its ClusterRole (and,
+    with the chart, out of `slack.approvers`, which binds them to the approver ClusterRole too)."""
+    return sorted(set(users) - set(usernames(teams)))
+
+
 def group_only_teams(teams: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Teams that name approver groups (their members cannot decide from Slack): team -> groups."""
     found: dict[str, list[str]] = {}

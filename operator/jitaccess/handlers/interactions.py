@@ -42,7 +42,8 @@ In order, for every POST, each step bounded so that Slack has its answer within 
    again: the clicker is told who decided, or that their approval is recorded and another is needed.
 
 The identity that impersonates may act only as the approvers the TeamOwnerships name (`kubectl
-jit rbac slack`); `handlers.slack_rbac` warns when one is missing.
+jit rbac slack`); `handlers.slack_rbac` warns when one is missing, and when it may act as someone no
+team names as an approver any more.
 """
 
 from __future__ import annotations
