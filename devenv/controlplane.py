@@ -70,7 +70,9 @@ CONTROLLERS: Final = (
     "serviceaccount-controller",
     "root-ca-certificate-publisher-controller",
 )
-_SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"
+#: The API server's --service-account-issuer, and so its one audience: a TokenRequest naming none is
+#: given it (the chart's ci/slack-values.yaml names it in slack.interactions.tokenAudiences).
+SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"
 #: The operator's ServiceAccount (namespace, name) in the local run and the tests: examples/rbac.yaml
 #: binds its operator ClusterRole (jitaccess-dev-operator) to it. Dev-only names, not the chart's
 #: `jitaccess/jitaccess`: the example's role is wider than the chart's, and applying the example to a
@@ -288,7 +290,7 @@ class ControlPlane:
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--token-auth-file={token_file}",
-                f"--service-account-issuer={_SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_public}",
                 f"--service-account-signing-key-file={pki.sa_private}",
                 f"--cert-dir={workdir / 'apiserver-certs'}",

@@ -6,11 +6,16 @@ identity `devenv.slack_identity` sets up (the ClusterRole `kubectl jit rbac slac
 There is no second decision path: each click below is refused as the same user's `kubectl annotate`
 would be (the webhook's words, or RBAC's), or never read at all (signature, timestamp, replay). Each
 test shows the clicker was told why (an ephemeral message), and that nothing was approved.
+
+The chart's impersonator, a ServiceAccount whose tokens the operator asks for, is applied from the
+chart's own objects where a test needs it (attack 145).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import secrets
 import subprocess
 import time
 from pathlib import Path
@@ -19,11 +24,15 @@ from urllib.parse import parse_qs, urlencode
 
 import kubernetes
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
+from devenv.controlplane import SERVICE_ACCOUNT_ISSUER, ControlPlane
 from devenv.notifications import OUTSIDER, LocalNotifications, slack_id_of
 from devenv.slack import Ephemeral, Message, SlackStandIn
 from devenv.slack_identity import IMPERSONATOR
+from jitaccess.adapters.impersonation import TOKEN_SECONDS, Impersonator
+from tests.helm.chart import CHART, Helm, documents, helm_binary
 from tests.support.harness import Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -441,3 +450,92 @@ def test_135_what_a_clicker_is_shown_pings_nobody_and_links_nowhere(system: Jit,
     assert status == 200
     system.wait_reason("accessrequest", name, "Denied")
     assert system.get("accessgrant", name) is None and system.members(LEDGER) == set()
+
+
+# --- 145. whoever holds the operator's token mints a year-long token of the chart's impersonator ---
+
+
+def test_145_a_token_of_the_impersonator_is_the_operators_ten_minute_one_only(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """The chart's impersonator is a ServiceAccount whose tokens the operator may ask for; RBAC cannot
+    say for how long, for whom, or bound to what. Holding the operator's token for a moment, one asked
+    for a token of it valid a year, and kept an approver's powers long after the operator's pods (and
+    their own tokens) were gone. The chart's policy admits the operator's own request alone: 600 s, the
+    API server's audience, bound to nothing, asked by the operator's ServiceAccount."""
+    values = CHART / "ci" / "slack-values.yaml"
+    assert yaml.safe_load(values.read_text())["slack"]["interactions"]["tokenAudiences"] == [SERVICE_ACCOUNT_ISSUER]
+    release = namespace = f"jitaccess-145-{secrets.token_hex(3)}"
+    account, policy = f"{release}-slack", f"{release}-slack-token"
+    rendered = documents(Helm(helm_binary()).template(release, namespace, values=[values]))
+    role = f"{release}-slack-impersonator"
+    wanted = {("ServiceAccount", release), ("ServiceAccount", account), ("Role", policy), ("RoleBinding", policy)}
+    wanted |= {("ClusterRole", role), ("ClusterRoleBinding", role)}
+    wanted |= {("ValidatingAdmissionPolicy", policy), ("ValidatingAdmissionPolicyBinding", policy)}
+    objects = [o for o in rendered if (o["kind"], o["metadata"]["name"]) in wanted]
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in objects) == sorted(wanted)
+    operator = f"system:serviceaccount:{namespace}:{release}"
+    control_plane.kubectl("create", "namespace", namespace)
+    try:
+        control_plane.kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            input=json.dumps({"kind": "List", "apiVersion": "v1", "items": objects}),
+        )
+
+        def token(*args: str, who: str | None = operator) -> subprocess.CompletedProcess[str]:
+            """`kubectl create token` of the impersonator as `who` (None: the cluster administrator)."""
+            as_who = [f"--as={who}"] if who else []
+            result: subprocess.CompletedProcess[str] = control_plane.kubectl(
+                "create", "token", account, "-n", namespace, *as_who, *args, check=False
+            )
+            return result
+
+        # A policy is enforced a moment after it is created: until then the API server's answer is RBAC's.
+        eventually(
+            lambda: token("--duration=24h").returncode != 0 or None, what="the chart's policy in force", timeout=30
+        )
+        year = token("--duration=8760h")
+        assert year.returncode != 0 and "lives 600 s (10 minutes)" in year.stderr, year.stderr
+        assert "not 31536000 s" in year.stderr, year.stderr
+        # What the operator asks for (jitaccess.adapters.impersonation) is admitted, and lives 600 s.
+        kubeconfig = control_plane.service_account_kubeconfig(namespace, release, tmp_path)
+        as_operator = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), client_configuration=as_operator, persist_config=False
+        )
+        slack = Impersonator.from_service_account(f"{namespace}/{account}", operator=as_operator)
+        try:
+            assert slack.may_impersonate(LENA)  # the token was given: DecisionError otherwise
+        finally:
+            slack.close()
+        assert TOKEN_SECONDS == 600
+        admitted = token("--duration=10m")
+        assert admitted.returncode == 0, admitted.stderr
+        claims = json.loads(base64.urlsafe_b64decode(admitted.stdout.strip().split(".")[1] + "=="))
+        assert claims["exp"] - claims["iat"] == 600 and claims["aud"] == [SERVICE_ACCOUNT_ISSUER], claims
+        assert claims["sub"] == f"system:serviceaccount:{namespace}:{account}"
+        for refused, words in (
+            (token("--duration=10m", "--audience=https://vault.example.com"), "is for the API server alone"),
+            (token("--duration=10m", "--bound-object-kind=Secret", "--bound-object-name=x"), "is bound to nothing"),
+            # Anyone else RBAC lets ask: here the cluster administrator; edit or admin in the namespace too.
+            (token("--duration=10m", who=None), f"is for the jitaccess operator ({operator}) alone, not "),
+        ):
+            # The policy's refusal, not RBAC's: the operator's Role allows each of these requests.
+            assert refused.returncode != 0 and f"ValidatingAdmissionPolicy '{policy}'" in refused.stderr, refused.stderr
+            assert words in refused.stderr, refused.stderr
+        # Tokens of any other ServiceAccount are not the policy's business.
+        other = control_plane.kubectl("create", "token", release, "-n", namespace, "--duration=24h", check=False)
+        assert other.returncode == 0, other.stderr
+    finally:
+        for kind, name in (
+            ("validatingadmissionpolicybinding", policy),
+            ("validatingadmissionpolicy", policy),
+            ("clusterrolebinding", role),
+            ("clusterrole", role),
+        ):
+            control_plane.kubectl("delete", kind, name, "--ignore-not-found", "--wait=false", check=False)
+        control_plane.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)

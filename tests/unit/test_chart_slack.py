@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from devenv.paths import EXAMPLES
+from jitaccess.adapters.impersonation import TOKEN_SECONDS
 from jitaccess.domain import impersonation
 from jitaccess.settings import Settings
 from tests.helm.chart import CHART, Helm, documents, find, helm_binary
@@ -53,6 +54,8 @@ def test_slack_objects(slack: Objects) -> None:
         "RoleBinding/jitaccess-slack-token",
         "Service/jitaccess-slack",
         "ServiceAccount/jitaccess-slack",
+        "ValidatingAdmissionPolicy/jitaccess-slack-token",
+        "ValidatingAdmissionPolicyBinding/jitaccess-slack-token",
     ]
     assert find(slack, "ServiceAccount", "jitaccess-slack")["automountServiceAccountToken"] is False
 
@@ -104,6 +107,54 @@ def test_operator_may_obtain_tokens_of_the_impersonator_only(slack: Objects) -> 
     }
     subjects = find(slack, "RoleBinding", "jitaccess-slack-token")["subjects"]
     assert subjects == [{"kind": "ServiceAccount", "name": "jitaccess", "namespace": NAMESPACE}]
+
+
+def test_a_token_of_the_impersonator_is_the_operators_own_only(helm: Helm, slack: Objects) -> None:
+    """RBAC lets the operator ask for tokens of the impersonator, and lets the caller choose how long
+    they live, for whom and bound to what: whoever held the operator's token for a moment could keep
+    a year-long one (attack 145). The policy admits what the operator asks for, and nothing else."""
+    policy = find(slack, "ValidatingAdmissionPolicy", "jitaccess-slack-token")["spec"]
+    assert policy["failurePolicy"] == "Fail"
+    assert policy["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["*"],
+            "operations": ["CREATE"],
+            "resources": ["serviceaccounts/token"],
+            "resourceNames": ["jitaccess-slack"],
+        }
+    ]
+    assert [c["expression"] for c in policy["matchConditions"]] == [f"request.namespace == '{NAMESPACE}'"]
+    checks = [v["expression"] for v in policy["validations"]]
+    assert checks == [
+        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:jitaccess'",
+        f"has(object.spec.expirationSeconds) && object.spec.expirationSeconds <= {TOKEN_SECONDS}",
+        "!has(object.spec.boundObjectRef) || object.spec.boundObjectRef == null",
+        'object.spec.?audiences.orValue([]).all(a, a in ["https://kubernetes.default.svc.cluster.local"])',
+    ]
+    # The operator asks for the shortest token the API server gives (TokenRequest refuses less).
+    assert TOKEN_SECONDS == 600
+    assert {v["reason"] for v in policy["validations"]} == {"Forbidden"}
+    binding = find(slack, "ValidatingAdmissionPolicyBinding", "jitaccess-slack-token")["spec"]
+    assert binding == {"policyName": "jitaccess-slack-token", "validationActions": ["Deny"]}
+    # A ServiceAccount of another name for the operator; no audiences listed: not checked.
+    other = documents(
+        helm.template(
+            values=[SLACK],
+            set_values={"serviceAccount.name": "jit-operator", "slack.interactions.tokenAudiences": "null"},
+        )
+    )
+    checks = [
+        v["expression"]
+        for v in find(other, "ValidatingAdmissionPolicy", "jitaccess-slack-token")["spec"]["validations"]
+    ]
+    assert checks[0] == f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:jit-operator'"
+    assert not [c for c in checks if "audiences" in c]
+    # admissionregistration.k8s.io/v1 policies: Kubernetes 1.30 on.
+    for version, expected in (("1.29.4", 0), ("1.30.0", 2)):
+        args = ("template", "jitaccess", str(CHART), "--values", str(SLACK), "--kube-version", version)
+        rendered = documents(helm.run(*args).stdout)
+        assert len([o for o in rendered if o["metadata"]["name"] == "jitaccess-slack-token"]) == 2 + expected
 
 
 def test_no_approver_means_no_rule(helm: Helm) -> None:
@@ -170,6 +221,7 @@ def test_slack_off_by_default_and_interactions_can_be_off(helm: Helm) -> None:
         ("slack.approvers[0]=system:masters", "/slack/approvers/0"),
         ("slack.defaultChannel=#general", "/slack/defaultChannel"),
         ("slack.interactions.port=0", "/slack/interactions/port"),
+        ("slack.interactions.tokenAudiences[0]=", "/slack/interactions/tokenAudiences/0"),
         ("slack.channel=C0X", "additional properties 'channel' not allowed"),
     ],
 )
