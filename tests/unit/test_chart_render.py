@@ -88,6 +88,17 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         ("rbac.requesters.groups[0]=system:authenticated", "/rbac/requesters/groups/0"),
         ("rbac.viewers.groups[0]=system:serviceaccounts", "/rbac/viewers/groups/0"),
         ("rbac.approvers.groups[0]=system:unauthenticated", "/rbac/approvers/groups/0"),
+        # Every ServiceAccount of a namespace: any pod there, or anyone who may create one.
+        ("rbac.requesters.groups[0]=system:serviceaccounts:default", "/rbac/requesters/groups/0"),
+        ("rbac.approvers.groups[0]=system:serviceaccounts:kube-system", "/rbac/approvers/groups/0"),
+        ("rbac.viewers.groups[0]=system:serviceaccounts:ci", "/rbac/viewers/groups/0"),
+        # Every caller without credentials, where the API server lets them in.
+        ("rbac.requesters.users[0]=system:anonymous", "/rbac/requesters/users/0"),
+        ("rbac.viewers.users[0]=system:anonymous", "/rbac/viewers/users/0"),
+        ("rbac.approvers.users[0]=system:anonymous", "/rbac/approvers/users/0"),
+        # An approver is a person (as slack.approvers): not a pod's identity, nor a node's.
+        ("rbac.approvers.users[0]=system:serviceaccount:ci:deployer", "/rbac/approvers/users/0"),
+        ("rbac.approvers.users[0]=system:node:ip-10-0-0-1", "/rbac/approvers/users/0"),
         ("incidentResponders.groups[0]=system:authenticated", "/incidentResponders/groups/0"),
         ("incidentResponders.groups[0]=system:masters", "/incidentResponders/groups/0"),
         # The operator reads them comma-separated: this is two groups to it (tests/unit/test_chart_guards.py).
@@ -111,6 +122,26 @@ def test_schema_refuses_bad_values(helm: Helm, setting: str, complaint: str) -> 
     result = helm.run("template", "jitaccess", str(CHART), "--set", setting, check=False)
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+def test_the_schema_takes_named_identities(helm: Helm) -> None:
+    """What the guards above leave: a named ServiceAccount as a viewer or requester (a dashboard, a
+    bot), and groups that merely start like Kubernetes' own."""
+    objects = documents(
+        helm.template(
+            set_values={
+                "rbac.viewers.users[0]": "system:serviceaccount:monitoring:dashboard",
+                "rbac.requesters.users[0]": "system:serviceaccount:ci:release-bot",
+                "rbac.requesters.groups[0]": "system-engineers",
+                "rbac.approvers.groups[0]": "system:serviceaccounts-admins",
+            }
+        )
+    )
+    assert find(objects, "ClusterRoleBinding", "jitaccess-viewer")["subjects"][0]["name"].endswith(":dashboard")
+    assert (
+        find(objects, "ClusterRoleBinding", "jitaccess-approver")["subjects"][0]["name"]
+        == "system:serviceaccounts-admins"
+    )
 
 
 @pytest.mark.parametrize("url", ["https://slack.example.com/api/", "http://127.0.0.1:8080/api/", "http://[::1]/"])
