@@ -355,6 +355,7 @@ def test_default_objects(default: Objects) -> None:
         "MutatingWebhookConfiguration/jitaccess.dev",
         "PodDisruptionBudget/jitaccess",
         "Role/jitaccess-events",
+        "Role/jitaccess-events-reader",
         "Role/jitaccess-lease",
         "RoleBinding/jitaccess-events",
         "RoleBinding/jitaccess-lease",
@@ -822,6 +823,56 @@ def test_optional_bindings(default: Objects, options: Objects) -> None:
     ]
 
 
+def _subjects(binding: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(s["kind"], s["name"]) for s in binding["subjects"]}
+
+
+def test_everyone_bound_reads_the_events(helm: Helm, default: Objects, options: Objects) -> None:
+    """The jitaccess objects are cluster-scoped and their Events are in the release's namespace,
+    where no user role could read them: `kubectl get events` answered Forbidden, and the warnings
+    approvers act on (DecisionIgnored, NotEligible, Failed) were the cluster administrators' alone.
+    The Role reads Events there, nothing else, and binds everyone the user ClusterRoles bind."""
+    role = find(default, "Role", "jitaccess-events-reader")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert not [o for o in default if o["kind"] == "RoleBinding" and o["metadata"]["name"].endswith("-reader")]
+    binding = find(options, "RoleBinding", "jit-events-reader")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jit-events-reader"}
+    user_roles = [f"jit-{r}" for r in ("viewer", "requester", "approver", "responder")]
+    bound = set().union(*(_subjects(find(options, "ClusterRoleBinding", r)) for r in user_roles))
+    assert (
+        _subjects(binding)
+        == bound
+        == {
+            ("Group", "auditors"),
+            ("Group", "engineering"),
+            ("Group", "tech-leads"),
+            ("User", "alice@example.com"),
+            ("Group", "sre-oncall"),
+        }
+    )
+    assert len(binding["subjects"]) == len(bound), "each once"
+    # The approvers a Slack click acts as are bound by name, and read the Events too.
+    slack = documents(helm.template(values=[SLACK]))
+    assert _subjects(find(slack, "RoleBinding", "jitaccess-events-reader")) == _subjects(
+        find(slack, "ClusterRoleBinding", "jitaccess-approver")
+    )
+    # The local run's copy (examples/rbac.yaml): the same rule, in the namespace its operator posts
+    # them in (`default`: its kubeconfig names none), for everyone its bindings name.
+    example = documents(EXAMPLE_RBAC.read_text())
+    local = find(example, "Role", "jitaccess-dev-events-reader")
+    assert local["rules"] == role["rules"] and local["metadata"]["namespace"] == "default"
+    people = [
+        o for o in example if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] != "jitaccess-dev-operator"
+    ]
+    local_binding = find(example, "RoleBinding", "jitaccess-dev-events-readers")
+    assert local_binding["roleRef"]["name"] == "jitaccess-dev-events-reader"
+    assert _subjects(local_binding) == set().union(*(_subjects(b) for b in people))
+
+
 # --- metrics and availability ------------------------------------------------------------------
 
 
@@ -865,7 +916,9 @@ def test_long_release_names_stay_valid(helm: Helm) -> None:
     for obj in documents(helm.template(release, NAMESPACE)):
         name = obj["metadata"]["name"]
         if obj["kind"] != "CustomResourceDefinition":
-            assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+            # RBAC's names are any path segment, of any length (`<release>-events-reader`).
+            most = 253 if obj["apiVersion"].startswith("rbac.") else 63
+            assert len(name) <= most and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
 
 
 # --- network policy ----------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 {{/*
 Full name: the release name when it already contains the chart name ("jitaccess" gives the
 ClusterRoles jitaccess-requester, jitaccess-approver, ... that the docs and examples use).
-Kept to 51 characters so that suffixed names ("-webhook-tls", "-requester") stay within 63.
+Kept to 51 characters so that suffixed names ("-webhook-tls", "-requester") stay within 63 (RBAC's
+names may be longer: "-events-reader", "-slack-impersonator").
 */}}
 {{- define "jitaccess.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -69,22 +70,27 @@ app.kubernetes.io/part-of: jitaccess
 - jitaccess
 {{- end }}
 
-{{/* A ClusterRoleBinding of one user-facing role to the users and groups listed in the values. */}}
+{{/* A ClusterRoleBinding of one user-facing role to the users and groups listed in the values; given a
+fourth item, "namespaced", a RoleBinding of the Role of that name in the release's namespace. */}}
 {{- define "jitaccess.userBinding" -}}
 {{- $root := index . 0 }}
 {{- $role := index . 1 }}
 {{- $subjects := index . 2 }}
+{{- $kind := ternary "Role" "ClusterRole" (eq (len .) 4) }}
 {{- if or $subjects.users $subjects.groups }}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
+kind: {{ $kind }}Binding
 metadata:
   name: {{ include "jitaccess.fullname" $root }}-{{ $role }}
+  {{- if eq $kind "Role" }}
+  namespace: {{ $root.Release.Namespace }}
+  {{- end }}
   labels:
     {{- include "jitaccess.labels" $root | nindent 4 }}
 roleRef:
   apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
+  kind: {{ $kind }}
   name: {{ include "jitaccess.fullname" $root }}-{{ $role }}
 subjects:
 {{- range $subjects.users }}
