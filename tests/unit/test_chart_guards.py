@@ -158,6 +158,11 @@ def test_without_rbac_the_notes_name_the_people_left_unbound(helm: Helm, tmp_pat
     ) in warning
     assert "ClusterRoleBinding jit-responder of the people in incidentResponders.groups: groups sre-oncall\n" in warning
     assert "jitaccess-system/jit-slack may impersonate the users of slack.approvers" in warning
+    on_call = {"rbac.create": "false", "rbac.operations.groups[0]": "platform-oncall"}
+    operations = notes(helm, tmp_path / "ops", [], on_call).split("WARNING: rbac.create=false.", 1)[1]
+    assert (
+        "RoleBinding jitaccess-operations in jitaccess-system of the people in rbac.operations: groups platform-oncall\n"
+    ) in operations
     # Nobody listed: no binding was left out, and none is named.
     bare = notes(helm, tmp_path / "bare", [], {"rbac.create": "false"})
     assert "of the people in" not in bare

@@ -99,6 +99,12 @@ def test_lint_strict(helm: Helm, values: list[Path]) -> None:
         # An approver is a person (as slack.approvers): not a pod's identity, nor a node's.
         ("rbac.approvers.users[0]=system:serviceaccount:ci:deployer", "/rbac/approvers/users/0"),
         ("rbac.approvers.users[0]=system:node:ip-10-0-0-1", "/rbac/approvers/users/0"),
+        # On call for the operator: people too, under the same guards.
+        ("rbac.operations.users[0]=system:serviceaccount:ci:deployer", "/rbac/operations/users/0"),
+        ("rbac.operations.users[0]=system:anonymous", "/rbac/operations/users/0"),
+        ("rbac.operations.groups[0]=system:authenticated", "/rbac/operations/groups/0"),
+        ("rbac.operations.groups[0]=system:serviceaccounts:jitaccess", "/rbac/operations/groups/0"),
+        ("rbac.operations.roles=[edit]", "additional properties 'roles' not allowed"),
         ("incidentResponders.groups[0]=system:authenticated", "/incidentResponders/groups/0"),
         ("incidentResponders.groups[0]=system:masters", "/incidentResponders/groups/0"),
         # The operator reads them comma-separated: this is two groups to it (tests/unit/test_chart_guards.py).
@@ -357,6 +363,7 @@ def test_default_objects(default: Objects) -> None:
         "Role/jitaccess-events",
         "Role/jitaccess-events-reader",
         "Role/jitaccess-lease",
+        "Role/jitaccess-operations",
         "RoleBinding/jitaccess-events",
         "RoleBinding/jitaccess-lease",
         "Secret/jitaccess-webhook-tls",
@@ -745,6 +752,7 @@ EVERY_NAMED_OBJECT = {
     "rbac.requesters.groups[0]": "engineering",
     "rbac.approvers.users[0]": "alice@example.com",
     "incidentResponders.groups[0]": "sre-oncall",
+    "rbac.operations.groups[0]": "platform-oncall",
 }
 
 
@@ -871,6 +879,68 @@ def test_everyone_bound_reads_the_events(helm: Helm, default: Objects, options: 
     local_binding = find(example, "RoleBinding", "jitaccess-dev-events-readers")
     assert local_binding["roleRef"]["name"] == "jitaccess-dev-events-reader"
     assert _subjects(local_binding) == set().union(*(_subjects(b) for b in people))
+
+
+def test_the_operations_role_runs_the_operator_and_never_acts_as_it(helm: Helm, default: Objects) -> None:
+    """On call for the operator reads its logs and Lease, scales it and deletes a pod (docs/operations.md),
+    and gets none of the operator's powers, which edit or admin in the namespace give: a token of its
+    ServiceAccount (its ClusterRole, its AWS role with IRSA) or of the Slack impersonator,
+    impersonating it, exec into its pods or a pod of its own run as it, its Secrets."""
+    role = find(default, "Role", "jitaccess-operations")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    granted = role["rules"]
+    assert _can(granted, "list", "", "pods") and _can(granted, "delete", "", "pods", "jitaccess-7d9-x")
+    assert _can(granted, "get", "", "pods/log")
+    assert _can(granted, "get", "coordination.k8s.io", "leases", "jitaccess")
+    assert _can(granted, "get", "apps", "deployments", "jitaccess")
+    assert _can(granted, "patch", "apps", "deployments/scale", "jitaccess")
+    for verb, group, resource in (
+        ("create", "", "pods"),
+        ("create", "", "pods/exec"),
+        ("get", "", "pods/exec"),
+        ("create", "", "pods/attach"),
+        ("create", "", "pods/portforward"),
+        ("create", "", "pods/eviction"),
+        ("get", "", "secrets"),
+        ("list", "", "secrets"),
+        ("create", "", "serviceaccounts/token"),
+        ("impersonate", "", "serviceaccounts"),
+        ("patch", "", "services"),
+        ("patch", "apps", "deployments"),
+        ("update", "coordination.k8s.io", "leases"),
+        ("delete", "coordination.k8s.io", "leases"),
+        ("patch", "", "configmaps"),
+    ):
+        assert not _can(granted, verb, group, resource, "jitaccess"), (verb, resource)
+    # Someone else's Deployment or Lease in the namespace is not theirs to scale or read.
+    assert not _can(granted, "patch", "apps", "deployments/scale", "other")
+    assert not _can(granted, "get", "coordination.k8s.io", "leases", "other")
+    assert not [r for r in granted if set(r["verbs"]) - {"get", "list", "delete", "patch"}]
+    assert not [o for o in default if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "jitaccess-operations"]
+    objects = documents(
+        helm.template(
+            set_values={
+                "rbac.operations.groups[0]": "platform-oncall",
+                "rbac.operations.users[0]": "ann@example.com",
+                "leaderElection.leaseName": "jit-leader",
+            }
+        )
+    )
+    binding = find(objects, "RoleBinding", "jitaccess-operations")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "jitaccess-operations",
+    }
+    assert _subjects(binding) == {("Group", "platform-oncall"), ("User", "ann@example.com")}
+    assert _can(
+        find(objects, "Role", "jitaccess-operations")["rules"], "get", "coordination.k8s.io", "leases", "jit-leader"
+    )
+    # Not the roles of the jitaccess objects: on call for the operator decides nothing.
+    assert not [
+        o for o in objects if o["kind"] == "ClusterRoleBinding" and o["metadata"]["name"] != "jitaccess-operator"
+    ]
 
 
 # --- metrics and availability ------------------------------------------------------------------
