@@ -15,7 +15,7 @@ import pytest
 
 from jitaccess.api import audit, names
 from jitaccess.api.models import AccessGrant
-from jitaccess.handlers import grants
+from jitaccess.handlers import deleted_requests, grants
 from jitaccess.handlers.runtime import Runtime
 from jitaccess.settings import Settings
 from tests.unit.conftest import T0
@@ -25,10 +25,12 @@ from tests.unit.test_grant_ended_while_provisioning import _Kube
 
 OPERATOR_SA = "system:serviceaccount:jitaccess:jitaccess"
 LENA = "lena@example.com"
+# What the request's handler writes on the grant of lena's cancel (reason "x") admitted as the start made it.
+LATE_CANCEL = f"its AccessRequest was revoked by {LENA} before its start: x"
 
 
-def revoked_grant(kube: _Kube, clock: list[dt.datetime], by: str) -> Runtime:
-    """Alice's grant `r1`, made for request uid-r1 and Active, then annotated revoked by `by`."""
+def revoked_grant(kube: _Kube, clock: list[dt.datetime], by: str, why: str = "why") -> Runtime:
+    """Alice's grant `r1`, made for request uid-r1 and Active, then annotated revoked by `by`, for `why`."""
     rt = Runtime(Settings(), _Known(), kube)  # type: ignore[arg-type]
     rt.cached("operator", "username", lambda _: OPERATOR_SA)  # who the API server says the operator is
     grant = {**_grant(T0 - dt.timedelta(seconds=2)), "kind": names.ACCESS_GRANT}
@@ -39,7 +41,7 @@ def revoked_grant(kube: _Kube, clock: list[dt.datetime], by: str) -> Runtime:
     stored["metadata"]["annotations"] = {
         names.ANNOTATION_REVOKED: "true",
         names.ANNOTATION_REVOKED_BY: by,
-        names.ANNOTATION_REVOKE_REASON: "why",
+        names.ANNOTATION_REVOKE_REASON: why,
     }
     kube.put(names.GRANTS, stored)
     clock[0] = T0 + dt.timedelta(minutes=5)
@@ -66,11 +68,26 @@ def test_a_grant_revoked_for_a_late_cancel_is_the_cancellers_revocation(clock: l
     handler revoked the grant as the operator. Its `revoked` record names lena (`kubectl jit audit
     --user lena` finds it), not the operator's ServiceAccount."""
     kube = _Kube()
-    rt = revoked_grant(kube, clock, OPERATOR_SA)
+    rt = revoked_grant(kube, clock, OPERATOR_SA, LATE_CANCEL)
     kube.put(names.REQUESTS, cancelled_request())
     record = revoked_record(rt, kube)
     assert record["actor"] == {"username": LENA}
     assert (kube.get(names.GRANTS, "r1") or {})["status"]["revokedBy"] == LENA
+
+
+def test_a_cancel_after_the_operator_revoked_for_a_deletion_is_not_the_revocation(clock: list[dt.datetime]) -> None:
+    """lena cancelled alice's Scheduled request as its start made the grant, and alice withdrew it
+    (kubectl delete; the records finalizer keeps it stored) before the request's handler revoked the
+    grant for the cancel. Identity Center refused the removal, so the operator revoked the grant
+    for the deletion, "its AccessRequest was deleted": the record is the operator's, as its reason
+    says, not lena's beside a reason that says the request was deleted."""
+    kube = _Kube()
+    rt = revoked_grant(kube, clock, OPERATOR_SA, deleted_requests.WHY)
+    kube.put(names.REQUESTS, cancelled_request())
+    record = revoked_record(rt, kube)
+    assert record["actor"] == {"username": audit.OPERATOR}
+    assert record["revokeReason"] == deleted_requests.WHY
+    assert "revokedBy" not in (kube.get(names.GRANTS, "r1") or {})["status"]
 
 
 @pytest.mark.parametrize("request_now", [None, cancelled_request("uid-another")], ids=["deleted", "another"])
@@ -80,7 +97,7 @@ def test_a_grant_the_operator_revoked_for_a_deleted_request_is_the_operators(
     """Its request deleted (or another created under its name since): the operator's own revocation,
     recorded under the one name docs/audit.md gives the operator, never its ServiceAccount's."""
     kube = _Kube()
-    rt = revoked_grant(kube, clock, OPERATOR_SA)
+    rt = revoked_grant(kube, clock, OPERATOR_SA, LATE_CANCEL)
     if request_now is not None:
         kube.put(names.REQUESTS, request_now)
     record = revoked_record(rt, kube)

@@ -131,6 +131,17 @@ def test_only_a_scheduled_request_is_revoked(conditions: list[dict[str, str]], s
         refused(update(old, cancel(old), who), said)
 
 
+def test_a_scheduled_request_being_withdrawn_is_not_revoked_as_well() -> None:
+    """bob deleted his Scheduled request, which the records finalizer keeps until it is archived:
+    its withdrawal is under way (the operator revokes any grant its start made, "its AccessRequest
+    was deleted"), and paula's cancel afterwards would name her for it as well. Refused before the
+    cancel's own rules are read (`review_withdrawn`), as any change of a deleted request is."""
+    old = scheduled()
+    old["metadata"] |= {"deletionTimestamp": "2026-11-23T12:00:00Z", "finalizers": ["jitaccess.dev/records"]}
+    for who in (PAULA, BOB):
+        refused(update(old, cancel(old), who), "r1 was deleted at 2026-11-23T12:00:00Z", "nothing on it can change")
+
+
 def test_someone_elses_scheduled_request_is_deleted_only_once_revoked_and_ended() -> None:
     old = scheduled()
     for who in (PAULA, LEAD):

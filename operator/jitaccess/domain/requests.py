@@ -798,6 +798,19 @@ def cancelled(request: AccessRequest) -> NoGrant | None:
     )
 
 
+def cancelled_late_reason(request: AccessRequest) -> str:
+    """The `revoke-reason` the operator writes on the grant of a request cancelled as its start
+    made that grant (`handlers.requests._end_grant_cancelled_late`): it names the canceller and
+    their reason. The grant's handler takes the canceller for the revoker only when the grant says
+    exactly this (`handlers.grants._canceller`), never for the operator's other revocations (its
+    request deleted), which carry the same `revoked-by`. "" when nobody cancelled the request."""
+    cancel = cancelled(request)
+    if cancel is None:
+        return ""
+    why = request.metadata.annotations.get(names.ANNOTATION_REVOKE_REASON, "")
+    return f"its AccessRequest was revoked by {cancel.who} before its start" + (f": {why}" if why else "")
+
+
 def grant_basis(
     request: AccessRequest,
     valid: ValidRequest,

@@ -903,8 +903,9 @@ def _revoker(rt: Runtime, body: Mapping[str, Any]) -> str:
     them: its `revoked-by` stamp, unless that is the operator's own username (the admission policy
     lets it stamp itself only: `deleted_requests.mark_revoked`). A grant the operator revoked is the
     revocation of whoever cancelled its request, when a cancel admitted as the start created the
-    grant ended it (`requests._end_grant_cancelled_late`); else nobody's, which its record gives as
-    the operator's one name (`audit.OPERATOR`: its request was deleted), never the ServiceAccount."""
+    grant ended it (`requests._end_grant_cancelled_late`, whose `revoke-reason` says so); else
+    nobody's, which its record gives as the operator's one name (`audit.OPERATOR`: its request was
+    deleted, even if someone cancelled it as well), never the ServiceAccount."""
     stamped = wire.annotations_of(body).get(names.ANNOTATION_REVOKED_BY, "")
     if not stamped:
         return ""
@@ -919,8 +920,11 @@ def _revoker(rt: Runtime, body: Mapping[str, Any]) -> str:
 
 
 def _canceller(rt: Runtime, grant: Mapping[str, Any]) -> str:
-    """Who cancelled the request `grant` was made for before its start (the webhook's stamp on it);
-    "" when that request is gone (or another stands under its name) or was not cancelled."""
+    """Who cancelled the request `grant` was made for before its start (the webhook's stamp on it),
+    when the operator revoked the grant for that cancel: the grant's `revoke-reason` is the one
+    `_end_grant_cancelled_late` wrote for it. "" when that request is gone (or another stands under
+    its name), was not cancelled, or the operator revoked the grant for something else (its request
+    deleted: a cancel admitted after that is not what ended the grant)."""
     name = str(wire.spec(grant).get("request") or "")
     made_for = (wire.metadata(grant).get("labels") or {}).get(names.LABEL_REQUEST)
     try:
@@ -932,7 +936,10 @@ def _canceller(rt: Runtime, grant: Mapping[str, Any]) -> str:
     if request is None or (made_for and request.metadata.uid != made_for):
         return ""
     cancel = request_rules.cancelled(request)
-    return cancel.who if cancel is not None else ""
+    if cancel is None:
+        return ""
+    why = wire.annotations_of(grant).get(names.ANNOTATION_REVOKE_REASON, "")
+    return cancel.who if why == request_rules.cancelled_late_reason(request) else ""
 
 
 def end_grant(

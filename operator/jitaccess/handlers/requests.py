@@ -357,21 +357,14 @@ def _end_grant_cancelled_late(rt: Runtime, request: AccessRequest) -> None:
     operator (a grant's `revoked-by` is only ever its writer's own), naming the canceller and their
     reason; the grant's handler records the revocation as the canceller's (`grants._revoker`), and
     the request follows it, `Revoked`."""
-    cancel = request_rules.cancelled(request)
-    if cancel is None or not request.spec.start_time:
+    why = request_rules.cancelled_late_reason(request)
+    if not why or not request.spec.start_time:
         return
-    notes = request.metadata.annotations
-    why = notes.get(names.ANNOTATION_REVOKE_REASON, "")
     grant = rt.kube.get(names.GRANTS, request.metadata.name)
     made_for = ((grant or {}).get("metadata", {}).get("labels") or {}).get(names.LABEL_REQUEST)
     if grant is None or (made_for and made_for != request.metadata.uid):
         return  # no grant of this request's: another request's under the name is not this one to end
-    mark_revoked(
-        rt,
-        request.metadata.name,
-        f"its AccessRequest was revoked by {cancel.who} before its start" + (f": {why}" if why else ""),
-        wire.uid_of(grant),
-    )
+    mark_revoked(rt, request.metadata.name, why, wire.uid_of(grant))
 
 
 def _own_grant(rt: Runtime, request: AccessRequest) -> dict[str, Any] | None:
