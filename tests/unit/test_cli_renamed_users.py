@@ -114,6 +114,29 @@ def test_access_user_lists_the_periods_held_under_an_earlier_name() -> None:
     assert "known before as alice@example.com" in said
 
 
+def name_taken_after_the_window() -> None:
+    """alice@example.com (ALICE) 20 days ago; bob (BOB) 10 days ago; alice renamed
+    alice.smith@example.com 5 days ago, and bob renamed alice@example.com 2 days ago."""
+    found = of("a-1", "alice@example.com", ALICE, 20) + of("b-1", "bob@example.com", BOB, 10)
+    found += of("a-2", "alice.smith@example.com", ALICE, 5) + of("b-2", "alice@example.com", BOB, 2)
+    seeded.put_batch(boto3.client("s3"), seeded.NOW - timedelta(minutes=1), sorted(found, key=lambda r: r["time"]))
+
+
+@pytest.mark.usefixtures("s3")
+def test_a_name_is_whoever_held_it_up_to_the_windows_end() -> None:
+    """`--user alice@example.com --until 7d` is the alice of then: bob, who took the name after the
+    window, is not followed back to his records as bob@example.com within it."""
+    name_taken_after_the_window()
+    document, said = audited(user="alice@example.com", until=timedelta(days=7))
+    assert requests_of(document) == {"a-1"}
+    assert "bob" not in said
+    document, said = audited(user="alice@example.com", until=timedelta(days=7), access=True)
+    assert [p["grant"] for p in document["periods"]] == ["a-1"]
+    assert "bob" not in said
+    # Up to now, the name is both people's, each under every name they had.
+    assert requests_of(audited(user="alice@example.com")[0]) == {"a-1", "a-2", "b-1", "b-2"}
+
+
 def reviewed(output: str) -> str:
     """`review prod-eng-payments` over the archive, its status listing alice, the new alice and bob."""
     s = seeded.session()

@@ -29,7 +29,7 @@ from jitaccess.api import names, wire
 from jitaccess.cli import objects as o
 from jitaccess.cli import periods as access
 from jitaccess.cli.errors import Doubtful, UsageError
-from jitaccess.cli.history import History, Record, Who, follow, load, saw, select, user_id, username
+from jitaccess.cli.history import History, Record, Who, follow, load, saw, select, time_of, user_id, username
 from jitaccess.cli.parser import ARCHIVE_ENV, Moment
 from jitaccess.cli.session import Session
 from jitaccess.cli.text import printable, shorten, table
@@ -114,9 +114,9 @@ def audit(session: Session, options: AuditOptions, now: datetime | None = None) 
     if options.access:
         return _access(session, options, start, end, current)
     history = load(session, options.archive, start, current)
-    who = _follow(session, history, options.user)
-    records = select(history.records, entitlement=options.entitlement, user=who)
     # Without --until, nothing is left out for being late: the caller's clock may be behind the cluster's.
+    who = _follow(session, history, options.user, end if options.until is not None else None)
+    records = select(history.records, entitlement=options.entitlement, user=who)
     if options.until is not None:
         history, records = history.until(end, records)
     if not records and options.entitlement:
@@ -197,7 +197,7 @@ def _access(session: Session, options: AuditOptions, start: datetime, end: datet
     start may come before."""
     lookback = options.lookback if options.lookback is not None else LOOKBACK
     history = load(session, options.archive, start - lookback if options.archive else _EVER, now)
-    who = _follow(session, history, options.user)
+    who = _follow(session, history, options.user, end if options.until is not None else None)
     found = [
         p
         for p in access.build(history.records, history.conflicting)
@@ -224,13 +224,16 @@ def _access(session: Session, options: AuditOptions, start: datetime, end: datet
     return 0
 
 
-def _follow(session: Session, history: History, wanted: str | None) -> Who | None:
+def _follow(session: Session, history: History, wanted: str | None, end: datetime | None) -> Who | None:
     """Says where the records come from, and who `--user` selects when that is more than one name
-    (a renamed user: `history.follow`)."""
+    (a renamed user: `history.follow`). A name is whoever held it up to `end`, the window's (--until;
+    None: now): the records read after it (the archive is read up to now) do not count, so that
+    someone given the name after the window is not taken for its holder in the window."""
     session.note(history.described)
     if wanted is None:
         return None
-    who = follow(history.records, wanted)
+    known = history.records if end is None else [r for r in history.records if (time_of(r) or end) <= end]
+    who = follow(known, wanted)
     if who.described:
         session.note(who.described)
     return who
