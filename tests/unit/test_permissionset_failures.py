@@ -22,7 +22,7 @@ from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin
 from jitaccess.api import names
 from jitaccess.domain import assignmentdrift as drift_rules
 from jitaccess.domain import permissions as rules
-from jitaccess.errors import NotFound, PermanentFailure
+from jitaccess.errors import NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import permissionsets
 from jitaccess.handlers.common import now, ts
 from jitaccess.handlers.recording import DEFERRED, Deferred
@@ -355,3 +355,43 @@ def test_a_drift_removal_under_way_in_an_account_that_cannot_be_read_is_left_as_
     assert f"in {PROD}: ListAccountAssignments: AccessDeniedException" in ready(cluster)[2]
     (entry,) = status(cluster)["driftRemovals"]
     assert not entry.get("time"), "not confirmed as made: nobody could read the account"
+
+
+# --- a tier removed in a pass that is tried again ---------------------------------------------------
+
+
+def test_a_tier_removed_goes_with_its_status_though_the_other_tier_asks_for_a_retry() -> None:
+    """production leaves the catalog while the baseline's permission set cannot be read (Identity
+    Center not answering). Before, production's permission set was deleted in the pass that then
+    asked to be retried, and its status stayed for ever: ARN, accounts Provisioned, denials."""
+    sso, cluster, rt = provisioned_catalog()
+    cluster.objects[(names.CATALOGS, "payments")]["spec"].pop("production")
+    read = sso.read
+
+    def not_answering(arn: str) -> PermissionSetState:
+        if sso.sets[arn]["name"] == "jit-payments-base":
+            raise RetryLater("DescribePermissionSet: ThrottlingException")
+        return read(arn)
+
+    sso.read = not_answering  # type: ignore[method-assign]
+    with pytest.raises(RetryLater):
+        permissionsets.sync(rt, "payments", verify=True)
+    assert "jit-payments-prod" in {ps["name"] for ps in sso.sets.values()}, "removed with its status, not before"
+    sso.read = read  # type: ignore[method-assign]
+    permissionsets.sync(rt, "payments", verify=True)
+    assert "jit-payments-prod" not in {ps["name"] for ps in sso.sets.values()}
+    assert status(cluster).get("production") is None
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+
+
+def test_the_status_of_a_tier_removed_whose_permission_set_is_gone_is_cleared() -> None:
+    """A catalog left so by an earlier version: production removed from the spec and from Identity
+    Center, its status still there."""
+    sso, cluster, rt = provisioned_catalog()
+    cluster.objects[(names.CATALOGS, "payments")]["spec"].pop("production")
+    for arn in [a for a, ps in sso.sets.items() if ps["name"] == "jit-payments-prod"]:
+        del sso.sets[arn]
+    assert status(cluster).get("production")
+    permissionsets.sync(rt, "payments", verify=False)
+    assert status(cluster).get("production") is None
+    assert ready(cluster)[:2] == ("True", "Provisioned")

@@ -38,7 +38,9 @@ in `Ready` (`ProvisioningFailed`, naming the account and the fix), while the rev
 every account that holds the permission set, and the other tier is done all the same. A tier that
 fails itself (its policy refused, its provisioning failed) keeps its previous status, and `Ready`
 says how many of its revocations are not provisioned; its status write does not start the same
-failing pass again (`Runtime.denials_tried`): the periodic pass tries again.
+failing pass again (`Runtime.denials_tried`): the periodic pass tries again. A tier no longer
+wanted goes (permission set and status) only in a pass that writes the status: not in one that
+Identity Center leaves unfinished (`RetryLater`).
 
 Passes over one catalog never overlap (a lock per catalog): kopf runs timers beside event handlers.
 """
@@ -442,6 +444,16 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
                 done.failures.append(f"{spec.name}: {exc}")
             except RetryLater as exc:
                 retry = retry or exc
+        if retry is not None:
+            # Nothing written: the pass is tried again (`_sync_or_retry`). Nor removed: a tier's
+            # permission set goes in the pass that writes its status away, else the status of a
+            # tier no longer there would stay for ever.
+            raise retry
+        # A tier no longer wanted whose permission set is gone already (removed by a pass that
+        # could not write the status): its status goes.
+        for tier in gone:
+            if (getattr(catalog.status, tier) or TierStatus()).permission_set_arn not in owned:
+                done.tiers[tier] = {}
         try:
             for arn, owned_tier in owned.items():
                 if owned_tier not in wanted:
@@ -451,8 +463,6 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
                 drift.settle_rest(sso, [arn for arn, tier in owned.items() if tier in wanted])
         except PermanentFailure as exc:
             done.failures.append(str(exc))
-        if retry is not None:
-            raise retry  # nothing written: the pass is tried again (`_sync_or_retry`)
         done.drift += drift.said
         for what in done.drift:
             record(catalog.wire(), names.DRIFT_FOUND, what, warning=True)
