@@ -266,11 +266,22 @@ def test_a_pass_of_a_catalog_applied_again_since_makes_no_drift_removal() -> Non
         sso = Assignments(**{"111": [("GROUP", "gid-tier"), ("GROUP", "gid-hand")], "222": [("GROUP", "gid-hand")]})
         drift = permissionsets._Drift(rt, "payments", uid, "2026-12-01T10:00:00Z")
         done = permissionsets._Pass()
+        removals: dict[str, Any] = {}
         permissionsets._assignments(
-            cast(Any, sso), spec, arn, "gid-tier", TierStatus(), done, lambda _: False, drift, lambda _: False
+            cast(Any, sso),
+            spec,
+            arn,
+            "gid-tier",
+            TierStatus(),
+            done,
+            lambda _: False,
+            drift,
+            lambda _: False,
+            removals=removals,
         )
         assert [a for a in sso.asked if a[0] == "unassign"] == unassigned, uid
-        assert len(done.drift) == len(unassigned), uid
+        # Each to be said once made (`_sync_tier`), not before.
+        assert len(removals) == len(unassigned) and not done.drift, uid
 
 
 def test_two_entitlements_scanning_one_group_record_one_removal(events: Deferred) -> None:

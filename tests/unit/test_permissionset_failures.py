@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import pytest
 
+from jitaccess import metrics
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin
@@ -38,7 +39,8 @@ GROUPS = {"eng-payments": "g-base", "prod-eng-payments": "g-prod"}
 
 class Sso:
     """sso-admin as a pass sees it: permission sets, assignments, what each account got provisioned.
-    `refused` accounts refuse an assignment at once; `failing` ones take it and end it FAILED."""
+    `refused` accounts refuse an assignment at once; `failing` ones take it and end it FAILED;
+    likewise a removal in `refused_removal` and `failing_removal` ones (an SCP denying the deletion)."""
 
     def __init__(self) -> None:
         self.sets: dict[str, dict[str, Any]] = {}
@@ -46,6 +48,8 @@ class Sso:
         self.provisioned: dict[tuple[str, str], str] = {}  # (arn, account) -> inline policy there
         self.refused: set[str] = set()
         self.failing: set[str] = set()
+        self.refused_removal: set[str] = set()
+        self.failing_removal: set[str] = set()
         self.asked: list[str] = []
         self.requests: dict[str, Request] = {}
         #: A creation applied whose answer is lost: the SDK's retry meets ConflictException.
@@ -133,6 +137,14 @@ class Sso:
         return self._request("create")
 
     def unassign(self, arn: str, account: str, principal: str, principal_type: str = "GROUP") -> Request:
+        if account in self.refused_removal:
+            raise PermanentFailure(
+                "DeleteAccountAssignment: AccessDeniedException: explicit deny in a service control policy",
+                operation="DeleteAccountAssignment",
+                code="AccessDeniedException",
+            )
+        if account in self.failing_removal:
+            return self._request("delete", "the assignment could not be deleted")
         self.assigned.discard((arn, account, principal_type, principal))
         return self._request("delete")
 
@@ -355,6 +367,44 @@ def test_a_drift_removal_under_way_in_an_account_that_cannot_be_read_is_left_as_
     assert f"in {PROD}: ListAccountAssignments: AccessDeniedException" in ready(cluster)[2]
     (entry,) = status(cluster)["driftRemovals"]
     assert not entry.get("time"), "not confirmed as made: nobody could read the account"
+
+
+OTHER = "999988887777"
+
+
+# --- a drift removal Identity Center refuses or fails -----------------------------------------------
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["account listed", "account no longer listed"])
+@pytest.mark.parametrize("how", ["refused_removal", "failing_removal"])
+def test_a_drift_removal_not_made_is_an_error_and_never_said_removed(how: str, listed: bool, events: Deferred) -> None:
+    """mallory assigns group g-hand the production permission set by hand, and an SCP keeps
+    jitaccess from deleting it (refused at once, or the deletion ends FAILED). Before, the pass said
+    "...: removed" (a DriftFound Event) at every pass while the assignment stayed."""
+    sso, cluster, rt = provisioned_catalog()
+    arn = next(a for a, ps in sso.sets.items() if ps["name"] == "jit-payments-prod")
+    account = PROD if listed else OTHER
+    sso.provisioned[(arn, account)] = sso.sets[arn]["inline"]
+    sso.assigned.add((arn, account, "GROUP", "g-hand"))
+    getattr(sso, how).add(account)
+    errors = metrics.ERRORS.labels("handler")._value.get()
+    for _ in range(2):
+        permissionsets.sync(rt, "payments", verify=True)
+    assert (arn, account, "GROUP", "g-hand") in sso.assigned
+    assert not [e for e in events._pending if "g-hand" in e[3] and e[3].endswith("removed")], events._pending
+    state, reason, message = ready(cluster)
+    assert (state, reason) == ("False", "ProvisioningFailed")
+    assert f"in {account}: group g-hand, assigned jit-payments-prod outside jitaccess, is not removed (" in message
+    assert metrics.ERRORS.labels("handler")._value.get() - errors == 2, "an error at each pass"
+    (entry,) = status(cluster)["driftRemovals"]
+    assert not entry.get("time"), "not confirmed"
+
+    # Once Identity Center lets it go, it is removed and said so, once.
+    getattr(sso, how).clear()
+    permissionsets.sync(rt, "payments", verify=True)
+    assert (arn, account, "GROUP", "g-hand") not in sso.assigned
+    assert len([e for e in events._pending if "g-hand" in e[3] and e[3].endswith("removed")]) == 1
+    assert ready(cluster)[:2] == ("True", "Provisioned")
 
 
 # --- a tier removed in a pass that is tried again ---------------------------------------------------

@@ -35,7 +35,8 @@ before its assignments are asked for, and each tier is a pass of its own: an acc
 assigned (the operator's role not allowed there, a suspended account, a customer managed policy
 missing there) is marked `Failed` in the tier's status with Identity Center's reason and reported
 in `Ready` (`ProvisioningFailed`, naming the account and the fix), while the revocations reach
-every account that holds the permission set, and the other tier is done all the same. A tier that
+every account that holds the permission set, and the other tier is done all the same. A drift
+removal refused or FAILED is such an account's error, never said removed. A tier that
 fails itself (its policy refused, its provisioning failed) keeps its previous status, and `Ready`
 says how many of its revocations are not provisioned; its status write does not start the same
 failing pass again (`Runtime.denials_tried`): the periodic pass tries again. A tier no longer
@@ -58,6 +59,7 @@ from typing import Any
 
 import kopf
 
+from jitaccess import metrics
 from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin, policy_key
 from jitaccess.api import names
 from jitaccess.api.models import PermissionCatalog, PermissionSetRef, TierStatus
@@ -269,6 +271,19 @@ class _Drift:
                 return None
         self.begun[key] = (entry, wanted)
         return drift_rules.removed_message(entry, wanted)
+
+    def not_removed(self, key: drift_rules.Key, why: str) -> str:
+        """A removal begun that Identity Center refused or failed (an SCP denying the deletion, the
+        operator's role not allowed in the account): an error, counted in `jitaccess_errors_total`
+        and logged; what `Ready` says of it. Its entry stays unconfirmed, and every pass tries again."""
+        metrics.ERRORS.labels("handler").inc()
+        entry = self.begun[key][0]
+        said = (
+            f"{drift_rules.principal(entry)}, assigned {entry.get('permissionSetName')} outside jitaccess, is not "
+            f"removed ({why}): it keeps that access until a pass removes it"
+        )
+        log.error("catalog %s: in %s, %s; tried again every pass", self.name, key[1], said)
+        return said
 
     def _list(self, entry: drift_rules.Entry) -> bool:
         """Whether the catalog of this pass lists the removal of `entry` now (written here, or by a
@@ -629,6 +644,7 @@ def _sync_tier(
     done.in_effect.add(spec.tier)
     group_id = _group(rt, spec)
     failed: dict[str, str] = {}
+    removals: dict[str, tuple[drift_rules.Key, str]] = {}
     accounts, requests = _assignments(
         sso,
         spec,
@@ -641,13 +657,26 @@ def _sync_tier(
         lambda user: _ended_here(rt, spec, user, arn),
         held=held,
         failed=failed,
+        removals=removals,
     )
     finished = {}
     for account, request in zip([a for a, _r in requests], sso.finished([r for _a, r in requests]), strict=True):
         finished[request.request_id] = request
-        if request.status == "FAILED":
-            what = "assigning it" if request.kind == "create" else "removing an assignment"
-            failed.setdefault(account, f"{what} failed: {request.failure or 'Identity Center gave no reason'}")
+        if request.status != "FAILED":
+            continue
+        why = request.failure or "Identity Center gave no reason"
+        if request.request_id in removals:
+            _add(failed, account, drift.not_removed(removals[request.request_id][0], f"the removal failed: {why}"))
+        elif account not in failed:
+            failed[account] = (
+                f"{'assigning it' if request.kind == 'create' else 'removing an assignment'} failed: {why}"
+            )
+    # A drift removal is said once made, as `drift.settle` confirms it: not in an account where something failed.
+    done.drift += [
+        said
+        for request_id, ((_arn, account, _t, _p), said) in removals.items()
+        if account not in failed and finished[request_id].status != "FAILED"
+    ]
     # What failed in an account is left to a later pass, its drift removals too (neither confirmed nor taken back).
     drift.settle(arn, skip=set(failed))
     if failed:
@@ -783,6 +812,7 @@ def _assignments(
     *,
     held: list[str] | None = None,
     failed: dict[str, str] | None = None,
+    removals: dict[str, tuple[drift_rules.Key, str]] | None = None,
 ) -> tuple[dict[str, str], list[tuple[str, Request]]]:
     """Assign the group in each account of the spec and nowhere else; (account -> request id of the
     assignments started, every request started with its account). A user's own assignment stays
@@ -791,10 +821,13 @@ def _assignments(
     account no longer wanted, nor the assignment of a grant that ended here lately (`ended`):
     jitaccess's own, which it removes without a drift record. `held`: the accounts the permission
     set is provisioned to, when read already. An account Identity Center refuses (its listing or a
-    request) goes into `failed` (account -> why) and the others are done all the same."""
+    request) goes into `failed` (account -> why) and the others are done all the same. `removals`:
+    the drift removals asked for, request id -> (assignment, its `DriftFound` message), said by the
+    caller once the request succeeded; a drift removal refused at once is in `failed` instead."""
     started: dict[str, str] = {}
     requests: list[tuple[str, Request]] = []
     failed = {} if failed is None else failed
+    removals = {} if removals is None else removals
     known = {a.account for a in status.accounts or [] if a.state == "Provisioned"}  # a Failed one was never assigned
 
     def wanted(account: str) -> None:
@@ -815,11 +848,7 @@ def _assignments(
             if principal_type == "USER" and ended(principal):
                 requests.append((account, sso.unassign(arn, account, principal, principal_type)))
                 continue
-            said = drift.begin(spec, key, wanted=True)
-            if said is None:
-                continue
-            done.drift.append(said)
-            requests.append((account, sso.unassign(arn, account, principal, principal_type)))
+            remove_drift(key, wanted=True)
 
     def unwanted(account: str) -> None:
         for principal_type, principal in sso.assignments(arn, account):
@@ -827,14 +856,24 @@ def _assignments(
             if principal_type == "USER" and granted(principal):
                 drift.kept.add(key)
                 continue
-            if (principal_type, principal) != ("GROUP", group_id) and not (
-                principal_type == "USER" and ended(principal)
-            ):
-                said = drift.begin(spec, key, wanted=False)
-                if said is None:
-                    continue
-                done.drift.append(said)
-            requests.append((account, sso.unassign(arn, account, principal, principal_type)))
+            if (principal_type, principal) == ("GROUP", group_id) or (principal_type == "USER" and ended(principal)):
+                requests.append((account, sso.unassign(arn, account, principal, principal_type)))
+                continue
+            remove_drift(key, wanted=False)
+
+    def remove_drift(key: drift_rules.Key, *, wanted: bool) -> None:
+        # Said ("...: removed") only once made (`_sync_tier`); one refused is an error of its account.
+        said = drift.begin(spec, key, wanted=wanted)
+        if said is None:
+            return
+        _arn, account, principal_type, principal = key
+        try:
+            request = sso.unassign(arn, account, principal, principal_type)
+        except PermanentFailure as exc:
+            _add(failed, account, drift.not_removed(key, str(exc)))
+            return
+        requests.append((account, request))
+        removals[request.request_id] = (key, said)
 
     held = sso.assigned_accounts(arn) if held is None else held
     for step, account in [(wanted, a) for a in spec.accounts] + [
@@ -843,8 +882,13 @@ def _assignments(
         try:
             step(account)
         except PermanentFailure as exc:
-            failed[account] = str(exc)
+            _add(failed, account, str(exc))
     return started, requests
+
+
+def _add(failed: dict[str, str], account: str, why: str) -> None:
+    """Add what failed in `account`: every failure is said, not only the first."""
+    failed[account] = f"{failed[account]}; {why}" if account in failed else why
 
 
 def _remove_permission_set(sso: SsoAdmin, arn: str) -> None:
