@@ -12,7 +12,9 @@ adds) is answered by `Instance`, not by moto's backend. Requests without the tag
   the emulator's identity store ends ``FAILED`` with a ``FailureReason``. Tests choose accounts
   whose assignments end ``FAILED`` (`Instance.failing_accounts`: an account AWS cannot reach) or
   are refused at once with ``AccessDeniedException`` (`Instance.refused_accounts`: the operator's
-  role not allowed there, a suspended account).
+  role not allowed there, a suspended account), and accounts where ``ProvisionPermissionSet`` ends
+  ``FAILED`` (`Instance.unprovisionable_accounts`: a suspended account, a customer managed policy
+  deleted there), one of them failing a provisioning to ``ALL_PROVISIONED_ACCOUNTS`` as a whole.
 * ``ListAccountAssignmentCreationStatus`` is served (moto lacks it): the creations still
   ``IN_PROGRESS`` are what ``ListAccountAssignments`` does not show yet.
 * ``DescribePermissionSetProvisioningStatus``, ``TagResource``, ``UntagResource`` and
@@ -145,6 +147,9 @@ class Instance:
         self.failing_accounts: set[str] = set()
         #: Accounts where `CreateAccountAssignment` is refused at once (AccessDeniedException): tests.
         self.refused_accounts: set[str] = set()
+        #: Accounts where provisioning ends FAILED (a suspended account, a customer managed policy
+        #: deleted there): tests. A provisioning to all accounts that reaches one fails as a whole.
+        self.unprovisionable_accounts: set[str] = set()
         self._requests: dict[str, _Request] = {}
         self._queue: list[_Request] = []
         self._lock = threading.RLock()
@@ -397,6 +402,9 @@ class Instance:
         def apply() -> str | None:
             if ps.arn not in self.permission_sets:
                 return "Received a 404 status error: the permission set no longer exists"
+            # What AWS applies in the other accounts then is not documented: here, nothing.
+            if bad := sorted(set(accounts) & self.unprovisionable_accounts):
+                return f"Received a 400 status error: the account {bad[0]} cannot be provisioned (emulator fault)"
             for account in accounts:
                 self._provisioned(ps.arn, account, snapshot)
             return None

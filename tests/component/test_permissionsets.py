@@ -410,6 +410,37 @@ def test_a_deny_written_but_not_provisioned_is_provisioned_on_the_next_pass(
         assert deny_statement(emulator.sso.provisioned[(prod.arn, account)]["InlinePolicy"]) == [alice_id]
 
 
+def test_a_revocation_reaches_the_accounts_that_can_be_provisioned_though_one_cannot(
+    system: tuple[Runtime, IdentityCenterEmulator],
+) -> None:
+    """One of production's accounts cannot be provisioned (suspended, a customer managed policy
+    deleted there): the provisioning to all accounts ends FAILED, and each account is provisioned on
+    its own; the failing one is named until it can be provisioned."""
+    rt, emulator = system
+    permissionsets.sync(rt, "payments", verify=True)
+    alice, alice_id = grant_of(rt, "alice@example.com", "g-alice")
+    sessions.deny(rt, alice, alice_id)
+    good, bad = PROD_ACCOUNTS
+    emulator.sso.unprovisionable_accounts.add(bad)
+    permissionsets.sync(rt, "payments", verify=False)
+    prod = by_name(emulator)["jit-payments-prod"]
+    assert deny_statement(emulator.sso.provisioned[(prod.arn, good)]["InlinePolicy"]) == [alice_id]
+    assert deny_statement(emulator.sso.provisioned[(prod.arn, bad)]["InlinePolicy"]) == []
+    status = catalog(rt).status
+    assert [(a.account, a.state) for a in status.production.accounts or []] == [  # type: ignore[union-attr]
+        (good, "Provisioned"),
+        (bad, "Failed"),
+    ]
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "ProvisioningFailed")
+    assert f"in {bad}: provisioning failed" in ready.message and "not provisioned:" not in ready.message
+    emulator.sso.unprovisionable_accounts.clear()
+    permissionsets.sync(rt, "payments", verify=False)
+    assert deny_statement(emulator.sso.provisioned[(prod.arn, bad)]["InlinePolicy"]) == [alice_id]
+    ready = next(c for c in catalog(rt).status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("True", "Provisioned")
+
+
 class Stopped(Exception):
     """Stands for the operator stopping at this point of a pass (killed, or its leadership lost)."""
 

@@ -40,7 +40,9 @@ GROUPS = {"eng-payments": "g-base", "prod-eng-payments": "g-prod"}
 class Sso:
     """sso-admin as a pass sees it: permission sets, assignments, what each account got provisioned.
     `refused` accounts refuse an assignment at once; `failing` ones take it and end it FAILED;
-    likewise a removal in `refused_removal` and `failing_removal` ones (an SCP denying the deletion)."""
+    likewise a removal in `refused_removal` and `failing_removal` ones (an SCP denying the deletion);
+    provisioning ends FAILED in `unprovisionable` ones, and a provisioning to all accounts that reaches
+    one of them fails as a whole, applied nowhere."""
 
     def __init__(self) -> None:
         self.sets: dict[str, dict[str, Any]] = {}
@@ -50,6 +52,7 @@ class Sso:
         self.failing: set[str] = set()
         self.refused_removal: set[str] = set()
         self.failing_removal: set[str] = set()
+        self.unprovisionable: set[str] = set()
         self.asked: list[str] = []
         self.requests: dict[str, Request] = {}
         #: A creation applied whose answer is lost: the SDK's retry meets ConflictException.
@@ -149,8 +152,11 @@ class Sso:
         return self._request("delete")
 
     def provision(self, arn: str, account: str | None = None) -> Request:
-        self.asked.append("ProvisionPermissionSet")
-        for key in [k for k in self.provisioned if k[0] == arn]:
+        self.asked.append(f"ProvisionPermissionSet {account or 'ALL_PROVISIONED_ACCOUNTS'}")
+        keys = [k for k in self.provisioned if k[0] == arn and account in (None, k[1])]
+        if bad := sorted({k[1] for k in keys} & self.unprovisionable):
+            return self._request("provision", f"the account {bad[0]} cannot be provisioned")
+        for key in keys:
             self.provisioned[key] = self._ps(arn)["inline"]
         return self._request("provision")
 
@@ -369,7 +375,50 @@ def test_a_drift_removal_under_way_in_an_account_that_cannot_be_read_is_left_as_
     assert not entry.get("time"), "not confirmed as made: nobody could read the account"
 
 
+# --- provisioning that fails in one account holding the permission set ------------------------------
+
 OTHER = "999988887777"
+
+
+def test_a_revocation_is_provisioned_in_the_accounts_that_can_be_though_one_holding_it_fails() -> None:
+    """production is held in two accounts; provisioning fails in one (suspended, a customer managed
+    policy deleted there), and the request for all accounts with it. Before, that failed the whole
+    tier: the deny reached neither account, the failing one went unnamed."""
+    sso, cluster, rt = provisioned_catalog()
+    cluster.objects[(names.CATALOGS, "payments")]["spec"]["production"]["accounts"].append(OTHER)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    arn = next(a for a, ps in sso.sets.items() if ps["name"] == "jit-payments-prod")
+    tag = sso.sets[arn]["tags"][permissionsets.DIGEST_TAG]
+    sso.unprovisionable.add(OTHER)
+    revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert denied(sso.policy_in("jit-payments-prod", PROD)) == [ALICE], "provisioned account by account"
+    assert denied(sso.policy_in("jit-payments-prod", OTHER)) == []
+    state, reason, message = ready(cluster)
+    assert (state, reason) == ("False", "ProvisioningFailed")
+    assert f"in {OTHER}: provisioning failed (the account {OTHER} cannot be provisioned)" in message, message
+    assert "not provisioned:" not in message, "the revocation is in effect where it could be provisioned"
+    accounts = status(cluster)["production"]["accounts"]
+    assert [(a["account"], a["state"]) for a in accounts] == [(PROD, "Provisioned"), (OTHER, "Failed")]
+    assert sso.sets[arn]["tags"][permissionsets.DIGEST_TAG] == tag, "the digest tag waits for every account"
+
+    # Tried again (the account Failed in the status), and done once the account can be provisioned.
+    sso.unprovisionable.clear()
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    assert denied(sso.policy_in("jit-payments-prod", OTHER)) == [ALICE]
+    assert sso.sets[arn]["tags"][permissionsets.DIGEST_TAG] == status(cluster)["production"]["digest"]
+
+
+def test_a_revocation_provisioned_in_no_account_is_said_not_provisioned() -> None:
+    sso, cluster, rt = provisioned_catalog()
+    sso.unprovisionable.add(PROD)
+    revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=False)
+    message = ready(cluster)[2]
+    assert f"in {PROD}: provisioning failed" in message, message
+    assert "1 session revocation(s) of jit-payments-prod not provisioned" in message
 
 
 # --- a drift removal Identity Center refuses or fails -----------------------------------------------

@@ -35,13 +35,15 @@ before its assignments are asked for, and each tier is a pass of its own: an acc
 assigned (the operator's role not allowed there, a suspended account, a customer managed policy
 missing there) is marked `Failed` in the tier's status with Identity Center's reason and reported
 in `Ready` (`ProvisioningFailed`, naming the account and the fix), while the revocations reach
-every account that holds the permission set, and the other tier is done all the same. A drift
-removal refused or FAILED is such an account's error, never said removed. A tier that
-fails itself (its policy refused, its provisioning failed) keeps its previous status, and `Ready`
-says how many of its revocations are not provisioned; its status write does not start the same
-failing pass again (`Runtime.denials_tried`): the periodic pass tries again. A tier no longer
-wanted goes (permission set and status) only in a pass that writes the status: not in one that
-Identity Center leaves unfinished (`RetryLater`).
+every account that holds the permission set, and the other tier is done all the same. A
+provisioning to all those accounts that ends FAILED (one suspended, a customer managed policy
+deleted in one) is made again account by account: the accounts where it fails are `Failed` too,
+and the digest tag waits for them. A drift removal refused or FAILED is such an account's error,
+never said removed. A tier that fails itself (its policy refused, its provisioning refused outright)
+keeps its previous status, and `Ready` says how many of its revocations are not provisioned; its
+status write does not start the same failing pass again (`Runtime.denials_tried`): the periodic
+pass tries again. A tier no longer wanted goes (permission set and status) only in a pass that
+writes the status: not in one that Identity Center leaves unfinished (`RetryLater`).
 
 Passes over one catalog never overlap (a lock per catalog): kopf runs timers beside event handlers.
 """
@@ -227,7 +229,8 @@ class _Pass:
     tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What failed, one sentence each (a tier, the accounts of a tier): the `Ready` message.
     failures: list[str] = field(default_factory=list)
-    #: The tiers whose permission set holds what the pass would provision (provisioned now or before).
+    #: The tiers whose permission set holds what the pass would provision (provisioned now or before),
+    #: in every account that holds it but those the `Ready` message names as failed.
     in_effect: set[str] = field(default_factory=set)
 
 
@@ -636,14 +639,16 @@ def _sync_tier(
     # the accounts that hold the permission set (attack 147). A new assignment provisions what the
     # permission set holds when it is asked for, so the order costs nothing.
     held = [] if created else sso.assigned_accounts(arn)
-    if (changed or state.tags.get(DIGEST_TAG) != digest) and held:
-        sso.wait([sso.provision(arn)])
-        done.provisioned = True
-    if state.tags.get(DIGEST_TAG) != digest:
-        sso.tag(arn, {DIGEST_TAG: digest})
-    done.in_effect.add(spec.tier)
-    group_id = _group(rt, spec)
     failed: dict[str, str] = {}
+    if (changed or state.tags.get(DIGEST_TAG) != digest) and held:
+        failed = _provision(sso, arn, held)
+        done.provisioned = True
+    # The digest tag says every account holds what it describes: not while one failed.
+    if state.tags.get(DIGEST_TAG) != digest and not failed:
+        sso.tag(arn, {DIGEST_TAG: digest})
+    if len(failed) < len(held) or not held:
+        done.in_effect.add(spec.tier)  # the accounts that failed are named in Ready
+    group_id = _group(rt, spec)
     removals: dict[str, tuple[drift_rules.Key, str]] = {}
     accounts, requests = _assignments(
         sso,
@@ -704,6 +709,36 @@ def _sync_tier(
             for acc in spec.accounts
         ],
     }
+
+
+def _provision(sso: SsoAdmin, arn: str, held: list[str]) -> dict[str, str]:
+    """Provision the permission set to every account that holds it; the accounts where it failed
+    (account -> why). One request for them all first; if it ends FAILED (one account suspended, a
+    customer managed policy deleted in one) each account is provisioned on its own, so that one
+    account neither keeps a revocation's deny from the others nor goes unnamed (attack 147)."""
+    (request,) = sso.finished([sso.provision(arn)])
+    if request.status != "FAILED":
+        return {}
+    log.info("%s: provisioning to all its accounts failed (%s): provisioned account by account", arn, request.failure)
+    failed: dict[str, str] = {}
+    requests: list[tuple[str, Request]] = []
+    for account in held:
+        try:
+            requests.append((account, sso.provision(arn, account)))
+        except PermanentFailure as exc:
+            failed[account] = _not_provisioned(str(exc))
+    for (account, _r), each in zip(requests, sso.finished([r for _a, r in requests]), strict=True):
+        if each.status == "FAILED":
+            failed[account] = _not_provisioned(each.failure or "Identity Center gave no reason")
+    return failed
+
+
+def _not_provisioned(why: str) -> str:
+    """What an account's status says when provisioning failed there."""
+    return (
+        f"provisioning failed ({why}): there the permission set is as last provisioned, "
+        "without later session revocations"
+    )
 
 
 def _create(sso: SsoAdmin, spec: rules.PermissionSetSpec) -> tuple[str, PermissionSetState]:
