@@ -36,12 +36,11 @@ from typing import Any
 import kopf
 
 from jitaccess.adapters.kube import BY_NAME, Only
-from jitaccess.adapters.webhooks import own_username
 from jitaccess.api import names, wire
 from jitaccess.domain import backing
 from jitaccess.domain import requests as request_rules
 from jitaccess.errors import AddInFlight, NotLeading, PermanentFailure, RetryLater
-from jitaccess.handlers.grants import end_grant
+from jitaccess.handlers.grants import end_grant, operator_username
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
@@ -273,10 +272,9 @@ def mark_revoked(rt: Runtime, grant: str, why: str, uid: Only) -> None:
         return
     if uid is not BY_NAME and wire.uid_of(current) != uid:
         return  # another grant stored under the name since: not the one decided on
-    # The API server's name for the operator: `revoked-by` may only ever be the caller's own, and
-    # a revocation without it would be recorded as the grantee's own. Cached like a name's id: a
-    # retried mark, or a burst of deleted requests, asks the API server once.
-    who = rt.cached("operator", "username", lambda _: own_username())
+    # `revoked-by` may only ever be the caller's own, and a revocation without it would be recorded
+    # as the grantee's own.
+    who = operator_username(rt)
 
     def change(obj: dict[str, Any]) -> dict[str, str] | None:
         if _settled(obj):

@@ -910,13 +910,20 @@ def _revoker(rt: Runtime, body: Mapping[str, Any]) -> str:
     if not stamped:
         return ""
     try:
-        own = rt.cached("operator", "username", lambda _: own_username())
+        own = operator_username(rt)
     except Exception as exc:  # the API server: the end is not held back for the name of its actor
         log.warning(
             "AccessGrant %s: who the operator is cannot be read (%s); revoked as stamped", wire.name_of(body), exc
         )
         return stamped
     return _canceller(rt, body) if stamped == own else stamped
+
+
+def operator_username(rt: Runtime) -> str:
+    """The API server's name for the operator (a SelfSubjectReview), the `revoked-by` it stamps when it
+    revokes a grant itself. Cached like a name's id: a retried mark, or a burst of deleted requests,
+    asks the API server once."""
+    return rt.cached("operator", "username", lambda _: own_username())
 
 
 def _canceller(rt: Runtime, grant: Mapping[str, Any]) -> str:
