@@ -851,6 +851,8 @@ def test_everyone_bound_reads_the_events(helm: Helm, default: Objects, options: 
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "jit-events-reader"}
     user_roles = [f"jit-{r}" for r in ("viewer", "requester", "approver", "responder")]
     bound = set().union(*(_subjects(find(options, "ClusterRoleBinding", r)) for r in user_roles))
+    # On call for the operator reads them too: ExpiryOverdue says which IAM action to allow.
+    bound |= _subjects(find(options, "RoleBinding", "jit-operations"))
     assert (
         _subjects(binding)
         == bound
@@ -860,6 +862,7 @@ def test_everyone_bound_reads_the_events(helm: Helm, default: Objects, options: 
             ("Group", "tech-leads"),
             ("User", "alice@example.com"),
             ("Group", "sre-oncall"),
+            ("Group", "platform-oncall"),
         }
     )
     assert len(binding["subjects"]) == len(bound), "each once"
