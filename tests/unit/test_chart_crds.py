@@ -62,23 +62,35 @@ def test_the_chart_ships_no_crd_of_kopf_peering() -> None:
     assert not (CHART / "crds").exists()
 
 
-def test_before_1_30_the_crds_go_without_rules_reading_an_optional_old_self() -> None:
-    # optionalOldSelf needs CRD validation ratcheting (1.30): a 1.29 API server drops the field and
-    # then refuses the whole CRD, whose rule calls hasValue() on an oldSelf that is no optional.
+def test_every_supported_kubernetes_gets_the_rules_reading_an_optional_old_self() -> None:
+    # optionalOldSelf needs CRD validation ratcheting, on by default from 1.30, the oldest the chart
+    # installs on: every version gets the Entitlement's bound on its name.
     args = ("template", "jitaccess", str(CHART), "--namespace", "jitaccess-system")
-    for version, expected in (("1.29.4", False), ("1.30.2", True), ("1.35.4", True)):
+    for version in ("1.30.0", "1.35.4"):
         objects = documents(Helm(helm_binary()).run(*args, "--kube-version", version).stdout)
         crds = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CustomResourceDefinition"}
         rules = [
             rule
-            for crd in crds.values()
-            for v in crd["spec"]["versions"]
+            for v in crds["entitlements.jitaccess.dev"]["spec"]["versions"]
             for rule in v["schema"]["openAPIV3Schema"].get("x-kubernetes-validations", [])
         ]
-        assert any(r.get("optionalOldSelf") for r in rules) is expected, version
-        # the rules nested in the schema stay on every version
+        assert [r for r in rules if r.get("optionalOldSelf")], version
+        # the rules nested in the schema too
         entitlements = str(crds["entitlements.jitaccess.dev"]["spec"])
         assert "must be a permission set ARN" in entitlements, version
+
+
+def test_the_chart_refuses_kubernetes_before_1_30() -> None:
+    """1.29 would go without the admission policies and CRD validation ratcheting (off by default
+    there): an object stored over a newer bound could take no write, not even its finalizer's removal."""
+    helm = Helm(helm_binary())
+    for version in ("1.29.4", "1.29.0"):
+        refused = helm.run("template", "jitaccess", str(CHART), "--kube-version", version, check=False)
+        assert refused.returncode != 0, version
+        assert f"chart requires kubeVersion: >=1.30.0-0 which is incompatible with Kubernetes v{version}" in (
+            refused.stderr
+        ), refused.stderr
+    assert helm.run("template", "jitaccess", str(CHART), "--kube-version", "1.30.0").returncode == 0
 
 
 def test_chart_admission_policy_is_the_examples() -> None:
@@ -89,9 +101,9 @@ def test_chart_admission_policy_is_the_examples() -> None:
 
 
 def test_before_1_31_the_crds_go_without_selectable_fields() -> None:
-    # 1.29 rejects the unknown field under strict validation, and 1.30 serves no field selector on them.
+    # 1.30 serves no field selector on them (its CustomResourceFieldSelectors gate is off by default).
     args = ("template", "jitaccess", str(CHART), "--namespace", "jitaccess-system")
-    for version, expected in (("1.29.4", False), ("1.30.2", False), ("1.31.0", True), ("1.35.4", True)):
+    for version, expected in (("1.30.2", False), ("1.31.0", True), ("1.35.4", True)):
         objects = documents(Helm(helm_binary()).run(*args, "--kube-version", version).stdout)
         crds = {o["metadata"]["name"]: o for o in objects if o["kind"] == "CustomResourceDefinition"}
         selectable = {n for n, c in crds.items() if any("selectableFields" in v for v in c["spec"]["versions"])}

@@ -150,11 +150,18 @@ def test_a_token_of_the_impersonator_is_the_operators_own_only(helm: Helm, slack
     ]
     assert checks[0] == f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:jit-operator'"
     assert not [c for c in checks if "audiences" in c]
-    # admissionregistration.k8s.io/v1 policies: Kubernetes 1.30 on.
-    for version, expected in (("1.29.4", 0), ("1.30.0", 2)):
-        args = ("template", "jitaccess", str(CHART), "--values", str(SLACK), "--kube-version", version)
-        rendered = documents(helm.run(*args).stdout)
-        assert len([o for o in rendered if o["metadata"]["name"] == "jitaccess-slack-token"]) == 2 + expected
+    # On every Kubernetes the chart installs on (1.30 on), whatever admissionPolicy.enabled says.
+    for version in ("1.30.0", "1.35.4"):
+        for policy in ("true", "false"):
+            args = ("template", "jitaccess", str(CHART), "--values", str(SLACK), "--kube-version", version)
+            rendered = documents(helm.run(*args, "--set", f"admissionPolicy.enabled={policy}").stdout)
+            kinds = [o["kind"] for o in rendered if o["metadata"]["name"] == "jitaccess-slack-token"]
+            assert sorted(kinds) == [
+                "Role",
+                "RoleBinding",
+                "ValidatingAdmissionPolicy",
+                "ValidatingAdmissionPolicyBinding",
+            ], (version, policy)
 
 
 def test_no_approver_means_no_rule(helm: Helm) -> None:

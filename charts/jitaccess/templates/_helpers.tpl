@@ -153,10 +153,10 @@ which serve the previous certificate, are still trusted during the rollout. */}}
 {{- .Values.leaderElection.leaseName | default (include "jitaccess.fullname" .) -}}
 {{- end }}
 
-{{/* The name of the ValidatingAdmissionPolicy and its binding when the chart installs them (on
-Kubernetes 1.30+, which has admissionregistration.k8s.io/v1 policies), else nothing; the operator checks them. */}}
+{{/* The name of the ValidatingAdmissionPolicy and its binding when the chart installs them
+(admissionPolicy.enabled), else nothing; the operator checks them. */}}
 {{- define "jitaccess.admissionPolicyName" -}}
-{{- if and .Values.admissionPolicy.enabled (semverCompare ">=1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- if .Values.admissionPolicy.enabled }}
 {{- printf "%s-identity" (include "jitaccess.fullname" .) }}
 {{- end }}
 {{- end }}
