@@ -23,15 +23,15 @@ from jitaccess.handlers import filings
 class GrantNames:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # Each name, and when it was seen stored last (`filings.stamp`).
-        self._names: dict[str, int] = {}
+        # Each name, and when it was seen stored last.
+        self._names = filings.Filed()
         self._listed = False
 
     def observe(self, name: str, stored: bool) -> None:
         """A watch event: grant `name` is stored, or gone."""
         with self._lock:
             if stored:
-                self._names[name] = filings.stamp()
+                self._names.file(name)
             else:
                 self._names.pop(name, None)
 
@@ -39,17 +39,14 @@ class GrantNames:
         """The start-up listing: every grant stored then (the watch may have shown some already)."""
         with self._lock:
             for name in names:
-                self._names.setdefault(name, filings.stamp())
+                self._names.file_unless_filed(name)
             self._listed = True
 
     def drop_unlisted(self, listed: Container[str], since: int) -> list[str]:
         """Forget every name seen before `since` (`filings.stamp`, taken before a listing of every grant
         began) that the listing (`listed`) lacks: the grant was deleted while no watch showed it."""
         with self._lock:
-            gone = [name for name, seen in self._names.items() if seen < since and name not in listed]
-            for name in gone:
-                del self._names[name]
-        return gone
+            return self._names.drop_unlisted(listed, since)
 
     def may_hold(self, name: str) -> bool:
         """Whether a grant may be stored under `name` (to be asked of the API server): True until the

@@ -23,8 +23,9 @@ class KnownRequests:
         self._lock = threading.Lock()
         # Held by the one thread that lists; the event loop only ever takes `_lock`, briefly.
         self._listing = threading.Lock()
-        # name -> (uid, when it was seen stored last: `filings.stamp`)
-        self._uids: dict[str, tuple[str, int]] = {}
+        # name -> uid, and when each was seen stored last
+        self._uids: dict[str, str] = {}
+        self._seen = filings.Filed()
         self._listed = False
 
     def observe(self, name: str, uid: str | None) -> None:
@@ -32,14 +33,16 @@ class KnownRequests:
         with self._lock:
             if uid is None:
                 self._uids.pop(name, None)
+                self._seen.pop(name, None)
             else:
-                self._uids[name] = (uid, filings.stamp())
+                self._uids[name] = uid
+                self._seen.file(name)
 
     def drop_unlisted(self, listed: Container[str], since: int) -> list[str]:
         """Forget every request seen before `since` (`filings.stamp`, taken before a listing of every
         request began) that the listing (`listed`) lacks: deleted while no watch showed it."""
         with self._lock:
-            gone = [name for name, (_, seen) in self._uids.items() if seen < since and name not in listed]
+            gone = self._seen.drop_unlisted(listed, since)
             for name in gone:
                 del self._uids[name]
         return gone
@@ -47,8 +50,7 @@ class KnownRequests:
     def known(self, name: str) -> str | None:
         """The uid last seen for `name`, without I/O; None when not seen (yet)."""
         with self._lock:
-            known = self._uids.get(name)
-        return known[0] if known is not None else None
+            return self._uids.get(name)
 
     def list_once(self, kube: Kube) -> None:
         """List every request, the first time only (blocking). What the watch has already shown
@@ -59,9 +61,9 @@ class KnownRequests:
             items = kube.list(names.REQUESTS, missing_ok=True)
             with self._lock:
                 for obj in items:
-                    if not wire.deleting(obj):
-                        uid = str(wire.metadata(obj).get("uid") or "")
-                        self._uids.setdefault(wire.name_of(obj), (uid, filings.stamp()))
+                    name = wire.name_of(obj)
+                    if not wire.deleting(obj) and self._seen.file_unless_filed(name):
+                        self._uids[name] = str(wire.metadata(obj).get("uid") or "")
                 self._listed = True
 
     @staticmethod

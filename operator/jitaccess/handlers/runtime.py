@@ -107,8 +107,8 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
         self._lock = threading.Lock()
         self._values: dict[Hashable, dict[str, Any]] = {}
         self._keys_of: dict[str, tuple[Hashable, ...]] = {}
-        # When each object filed was filed last (`filings.stamp`): what `drop_unlisted` may drop.
-        self._filed: dict[str, int] = {}
+        # When each object filed was filed last: what `drop_unlisted` may drop.
+        self._filed = filings.Filed()
 
     def observe(self, name: str, entry: tuple[Hashable, Any] | None) -> None:
         """File object `name` under `entry` = (key, value), or nowhere (None: filtered out, or gone)."""
@@ -128,7 +128,7 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
         self._filed.pop(name, None)
         if keys:
             self._keys_of[name] = keys
-            self._filed[name] = filings.stamp()
+            self._filed.file(name)
             for key in keys:
                 self._values.setdefault(key, {})[name] = value
 
@@ -138,11 +138,7 @@ class ObjectIndex(Mapping[Hashable, tuple[Any, ...]]):
         `prefix`, only the objects named `prefix` + a listed kind's name, looked up without it. The
         names dropped, without the prefix."""
         with self._lock:
-            gone = [
-                name
-                for name, filed in self._filed.items()
-                if filed < since and name.startswith(prefix) and name[len(prefix) :] not in listed
-            ]
+            gone = self._filed.drop_unlisted(listed, since, prefix)
             for name in gone:
                 self._file(name, (), None)
         return [name[len(prefix) :] for name in gone]
