@@ -107,13 +107,13 @@ def test_a_ghost_dropped_by_the_listing_backs_no_member_in_the_drift_scan(events
 
 
 class _Listing:
-    """The API server's paged listing, as `Runtime.kube.each`; `during` runs while it is under way
-    (what the watch files meanwhile)."""
+    """The API server's paged listing of metadata, as `Runtime.kube.each_metadata`; `during` runs
+    while it is under way (what the watch files meanwhile)."""
 
     def __init__(self, during: Any = None, **stored: list[str]) -> None:
         self.stored, self.during = stored, during
 
-    def each(self, plural: str) -> list[dict[str, Any]]:
+    def each_metadata(self, plural: str) -> list[dict[str, Any]]:
         if self.during is not None:
             self.during(plural)
         return [{"metadata": {"name": name}} for name in self.stored.get(plural, [])]

@@ -40,6 +40,9 @@ Only = str | ByName
 Listed = list[dict[str, Any]]
 
 POOL_CONNECTIONS = 64
+#: What a listing asks for to be answered with the objects' metadata alone (a PartialObjectMetadataList,
+#: as client-go's metadata client asks), or, from a server that cannot answer so, the whole objects.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io, application/json"
 #: What the API server answers for a write that no retry of it can make valid: 422 Invalid (a
 #: schema bound, a CEL rule, a label value, an admission policy refusing with reason Invalid) and
 #: 400 BadRequest. Not 403: a webhook that is down and fails closed, or RBAC being changed, refuses
@@ -186,11 +189,21 @@ class Kube:
     def each(self, plural: str, page: int = 500) -> Iterator[dict[str, Any]]:
         """Every object of a kind, read a page at a time (none when the kind is not installed):
         thousands of grants never sit in memory at once."""
+        return self._pages(plural, page, {})
+
+    def each_metadata(self, plural: str, page: int = 500) -> Iterator[dict[str, Any]]:
+        """`each`, with only each object's `metadata` (name, uid, labels, annotations, resourceVersion,
+        creationTimestamp, deletionTimestamp), no spec or status: for a caller that needs no more
+        (`indexes.reconcile`, which keeps only names), so the API server sends a fraction of each
+        object and no more is parsed here."""
+        return self._pages(plural, page, {"Accept": METADATA_ONLY})
+
+    def _pages(self, plural: str, page: int, headers: dict[str, str]) -> Iterator[dict[str, Any]]:
         token = ""
         while True:
             try:
                 result: Any = self._api.list_cluster_custom_object(
-                    names.GROUP, names.VERSION, plural, limit=page, _continue=token or None
+                    names.GROUP, names.VERSION, plural, limit=page, _continue=token or None, _headers=headers or None
                 )
             except ApiException as exc:
                 if exc.status == 404:

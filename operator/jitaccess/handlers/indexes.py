@@ -332,7 +332,8 @@ def file_undecided(rt: Runtime, name: str, obj: Mapping[str, Any] | None) -> Non
 # right by a listing of each kind every `RECONCILE_SECONDS`, on every replica (each keeps its own).
 
 #: How often each replica lists every grant and every request to drop what its watches missed: one
-#: paged listing of each kind per period, however many events, and only the names are kept.
+#: paged listing of each kind per period, however many events, of the objects' metadata alone
+#: (`Kube.each_metadata`), and only the names are kept.
 RECONCILE_SECONDS = 300.0
 _RECONCILING = "index_reconciling"
 
@@ -378,7 +379,8 @@ async def reconcile(rt: Runtime) -> None:
 
 
 def _stored_names(rt: Runtime, plural: str) -> set[str]:
-    return {wire.name_of(obj) for obj in rt.kube.each(plural)}
+    # Names alone: the listing asks for the objects' metadata, not their spec and status.
+    return {wire.name_of(obj) for obj in rt.kube.each_metadata(plural)}
 
 
 async def _keep_reconciling(memo: kopf.Memo) -> None:
