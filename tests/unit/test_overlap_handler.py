@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import threading
 import time
 from typing import Any, cast
 
 import kopf
 import pytest
+from kubernetes.client.exceptions import ApiException
 
+from jitaccess import metrics
 from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube
 from jitaccess.api import names
@@ -166,3 +169,66 @@ def test_events_during_a_pass_make_one_more_pass_not_one_each(rt: Runtime, monke
     asyncio.run(events())
     assert passes == [2, 2]
     assert not rt.overlap_passes.running
+
+
+def test_a_failing_pass_is_tried_again_for_as_long_as_it_fails_each_pause_twice_the_last_up_to_a_cap(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures = 8
+    passes: list[int] = []
+
+    def reconcile(_: Runtime, listed: list[dict[str, Any]], tiers: list[Tier]) -> None:
+        passes.append(len(listed))
+        if len(passes) <= failures:
+            exc = ApiException(status=503, reason="Service Unavailable")
+            exc.body = '{"message": "etcd leader changed"}'
+            raise exc
+
+    pauses: list[float] = []
+    pause = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await pause(0)
+
+    monkeypatch.setattr(overlaps, "reconcile", reconcile)
+    monkeypatch.setattr(overlaps.asyncio, "sleep", sleep)
+    errors = metrics.ERRORS.labels("handler")._value.get()
+    memo = kopf.Memo(runtime=rt)
+    with caplog.at_level(logging.WARNING, logger="jitaccess.handlers.overlaps"):
+        asyncio.run(overlaps.watch_overlaps(memo=memo, entitlements={"a": [entitlement("a")]}, catalog_tiers={}))
+    assert passes == [1] * (failures + 1), "tried until a pass went through"
+    assert pauses == [5.0, 10.0, 20.0, 40.0, 80.0, 120.0, 120.0, 120.0]
+    assert overlaps.MAX_RETRY_SECONDS == 120.0
+    warnings = [r for r in caplog.records if r.name == "jitaccess.handlers.overlaps"]
+    assert len(warnings) == failures and {r.levelno for r in warnings} == {logging.WARNING}, "once each, no ERROR"
+    assert "(the API server answered 503: etcd leader changed): tried again in 5s" in warnings[0].getMessage()
+    assert "tried again in 120s" in warnings[-1].getMessage()
+    assert metrics.ERRORS.labels("handler")._value.get() == errors + failures
+    assert not rt.overlap_passes.running
+
+
+def test_after_a_pass_goes_through_the_next_failure_pauses_the_shortest_again(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcomes = iter(["fail", "fail", "ok, and an event meanwhile", "fail", "ok"])
+    pauses: list[float] = []
+    pause = asyncio.sleep
+
+    def reconcile(_: Runtime, listed: list[dict[str, Any]], tiers: list[Tier]) -> None:
+        outcome = next(outcomes)
+        if outcome == "fail":
+            raise ConnectionError("connection refused")
+        if outcome != "ok":
+            rt.overlap_passes.again = True  # as `watch_overlaps` does for an event during the pass
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await pause(0)
+
+    monkeypatch.setattr(overlaps, "reconcile", reconcile)
+    monkeypatch.setattr(overlaps.asyncio, "sleep", sleep)
+    memo = kopf.Memo(runtime=rt)
+    asyncio.run(overlaps.watch_overlaps(memo=memo, entitlements={"a": [entitlement("a")]}, catalog_tiers={}))
+    assert pauses == [5.0, 10.0, 5.0]
+    assert next(outcomes, None) is None, "every pass made"

@@ -7,7 +7,10 @@ and this module's index of catalog tiers, both updated by kopf before the handle
 pass writes only the conditions that are not right. A pass reads every Entitlement: events that
 arrive while one runs (kopf lists every Entitlement at a start, each an event) are folded into a
 single next pass rather than one pass each. The writes are the controller's, the leader's alone;
-what they change comes back as events, whose pass finds nothing left to do.
+what they change comes back as events, whose pass finds nothing left to do. A pass that fails
+(the API server not answering) is tried again for as long as it fails, after a pause that doubles
+with each failure in a row (`RETRY_SECONDS` up to `MAX_RETRY_SECONDS`): each failure one WARNING
+with its cause, counted in `jitaccess_errors_total{kind="handler"}`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from jitaccess import metrics
+from jitaccess.adapters.kube import api_words
 from jitaccess.api import names
 from jitaccess.api.models import Entitlement
 from jitaccess.domain import conditions as cond
@@ -33,8 +39,10 @@ from jitaccess.handlers.runtime import Runtime, runtime_of
 log = logging.getLogger(__name__)
 ENT = (names.GROUP, names.VERSION, names.ENTITLEMENTS)
 CATALOG = (names.GROUP, names.VERSION, names.CATALOGS)
-#: After a pass failed (the API server not answering), the next one waits this long.
-RETRY_SECONDS = 10.0
+#: After a pass failed (the API server not answering), the next one waits this long, twice as long
+#: after each failure in a row, up to `MAX_RETRY_SECONDS`; it is tried again for as long as it fails.
+RETRY_SECONDS = 5.0
+MAX_RETRY_SECONDS = 120.0
 
 
 @kopf.index(*CATALOG)
@@ -67,18 +75,27 @@ async def watch_overlaps(
         passes.again = True
         return
     passes.running = True
+    backoff = 0.0
     try:
         while True:
             passes.again = False
-            # The index is the event loop's: a snapshot here, parsed and compared in a thread.
-            listed = [body for name in list(entitlements) if (body := first(entitlements, name)) is not None]
-            tiers = [tier for name in list(catalog_tiers) for tier in first(catalog_tiers, name) or ()]
             try:
+                # The index is the event loop's: a snapshot here, parsed and compared in a thread.
+                listed = [body for name in list(entitlements) if (body := first(entitlements, name)) is not None]
+                tiers = [tier for name in list(catalog_tiers) for tier in first(catalog_tiers, name) or ()]
                 await rt.run_blocking(reconcile, rt, listed, tiers)
-            except Exception:  # the next pass (after a pause) tries again; an event must not be lost
-                log.exception("the Overlapping conditions of Entitlements could not be brought up to date")
+                backoff = 0.0
+            except Exception as exc:  # the next pass (after a pause) tries again; an event must not be lost
+                backoff = min(MAX_RETRY_SECONDS, max(RETRY_SECONDS, backoff * 2))
+                metrics.ERRORS.labels("handler").inc()
+                log.warning(
+                    "the Overlapping conditions of Entitlements could not be brought up to date (%s): "
+                    "tried again in %.0fs",
+                    _cause(exc),
+                    backoff,
+                )
                 passes.again = True
-                await asyncio.sleep(RETRY_SECONDS)
+                await asyncio.sleep(backoff)
             if not passes.again:
                 return
     finally:
@@ -119,6 +136,13 @@ def write(rt: Runtime, name: str, uid: str, generation: int, wanted: Verdict) ->
     updated = rt.kube.update_status(names.ENTITLEMENTS, name, status_change(Entitlement, build), uid=uid)
     if updated is not None:
         record(updated, wanted.reason, wanted.message, warning=wanted.warning)
+
+
+def _cause(exc: Exception) -> str:
+    """Why a pass failed, on one line: the API server's own words for what it answered."""
+    if isinstance(exc, ApiException):
+        return f"the API server answered {exc.status}: {api_words(exc)}"
+    return str(exc) or type(exc).__name__
 
 
 def _name(body: dict[str, Any]) -> str:
