@@ -178,3 +178,53 @@ def test_a_request_withdrawn_unseen_waits_no_more_once_listed() -> None:
     assert rt.waiting.of("bob@example.com") == []
     assert rt.waiting.admit("bob@example.com", Waiting("r2", "prod-eng-ledger"), lambda others: None) is None
     assert rt.pending.get("prod-eng-ledger", ()) == ()
+
+
+class _ChangedWhileWalked(dict[str, datetime]):
+    """`revocations_seen` as the controller's thread changes it: a revocation seen while the
+    listing's pass walks the dict (`asked_to_end` files it from that thread)."""
+
+    def __iter__(self) -> Any:
+        walked = super().__iter__()
+        first = next(walked)
+        self["g-revoked-meanwhile"] = datetime.now(UTC)
+        yield first
+        yield from walked
+
+
+def test_a_revocation_seen_meanwhile_does_not_abort_the_listings_pass() -> None:
+    """The pass walked the dict the controller's thread changes, and failed ("dictionary changed size
+    during iteration") after the grants were dropped, so the requests' part was never done. Only
+    the ghosts' entries go; the one filed meanwhile stays."""
+    rt = Runtime(Settings(), cast(IdentityCenter, None), cast(Kube, _Listing(accessgrants=["g2"], accessrequests=[])))
+    for name in ("g1", "g2"):
+        rt.expirations.observe(name, ("e", datetime.now(UTC)))
+        rt.grant_names.observe(name, True)
+    rt.revocations_seen = _ChangedWhileWalked(g1=datetime.now(UTC), g2=datetime.now(UTC))
+    indexes.file_undecided(rt, "r-ghost", _request("r-ghost"))
+    asyncio.run(indexes.reconcile(rt))
+    assert set(rt.revocations_seen.keys()) == {"g2"}
+    assert rt.waiting.of("bob@example.com") == [], "the requests' part ran"
+
+
+def test_the_first_listing_comes_a_minute_after_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request withdrawn between start-up's listing and the watch's first one is filed by the one
+    and never shown deleted by the other: the first pass drops it after a minute, not five."""
+    pauses: list[float] = []
+    passes: list[Runtime] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) > 3:
+            raise asyncio.CancelledError
+
+    async def reconcile(rt: Runtime) -> None:
+        passes.append(rt)
+
+    monkeypatch.setattr(indexes.asyncio, "sleep", sleep)
+    monkeypatch.setattr(indexes, "reconcile", reconcile)
+    monkeypatch.setattr(indexes, "runtime_of", lambda memo: memo)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(indexes._keep_reconciling(cast(Any, "rt")))
+    assert pauses == [indexes.FIRST_RECONCILE_SECONDS] + 3 * [indexes.RECONCILE_SECONDS]
+    assert indexes.FIRST_RECONCILE_SECONDS == 60 and len(passes) == 3

@@ -335,6 +335,10 @@ def file_undecided(rt: Runtime, name: str, obj: Mapping[str, Any] | None) -> Non
 #: paged listing of each kind per period, however many events, of the objects' metadata alone
 #: (`Kube.each_metadata`), and only the names are kept.
 RECONCILE_SECONDS = 300.0
+#: The first pass comes sooner: a request withdrawn (or a grant deleted) between start-up's own
+#: listing (`startup.know_what_is_stored`) and the watch's first one is filed by the one, and never
+#: shown deleted by the other; it would be refused as "already waits" until the first pass.
+FIRST_RECONCILE_SECONDS = 60.0
 _RECONCILING = "index_reconciling"
 
 
@@ -346,8 +350,11 @@ def drop_gone_grants(rt: Runtime, listed: Container[str], since: int) -> list[st
         gone.update(index.drop_unlisted(listed, since))
     gone.update(rt.finished.drop_unlisted(listed, since, prefix=f"{names.GRANTS}/"))
     gone.update(rt.grant_names.drop_unlisted(listed, since))
-    for name in [n for n in rt.revocations_seen if rt.expirations.key_of(n) is None]:
-        del rt.revocations_seen[name]  # kept for Active grants only (`asked_to_end`)
+    # `revocations_seen` is kept for Active grants only (`asked_to_end`), and the watch handlers
+    # change it from the controller's thread meanwhile: only the ghosts' entries are taken out, one
+    # by one, never by walking the dict another thread may be changing.
+    for name in gone:
+        rt.revocations_seen.pop(name, None)
     return sorted(gone)
 
 
@@ -384,8 +391,10 @@ def _stored_names(rt: Runtime, plural: str) -> set[str]:
 
 
 async def _keep_reconciling(memo: kopf.Memo) -> None:
+    pause = FIRST_RECONCILE_SECONDS
     while True:
-        await asyncio.sleep(RECONCILE_SECONDS)
+        await asyncio.sleep(pause)
+        pause = RECONCILE_SECONDS
         try:
             await reconcile(runtime_of(memo))
         except Exception as exc:  # the API server not answering: the next pass tries again
