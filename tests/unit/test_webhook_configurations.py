@@ -167,6 +167,9 @@ def test_the_chart_renders_the_definition_for_the_release() -> None:
         {k: v for k, v in o.items() if k != "metadata"} for o in expected
     ]
     assert {o["metadata"]["name"] for o in rendered} == {"jitaccess.dev"}
+    for obj in rendered:  # the definition's label, and the release's
+        labels = obj["metadata"]["labels"]
+        assert labels["admissions.enforcer/disabled"] == "true" and labels["app.kubernetes.io/name"] == "jitaccess"
 
 
 def test_the_chart_file_is_yaml_of_both_kinds() -> None:
@@ -263,14 +266,38 @@ def test_a_match_condition_added_beside_the_operators_is_a_problem(monkeypatch: 
     assert isinstance(problem, webhooks.Unchecked) and f"{grants[1]} has matchConditions" in problem
 
 
-@pytest.mark.parametrize("key", ["objectSelector", "namespaceSelector"])
-def test_a_selector_on_any_webhook_is_a_problem(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+def test_an_object_selector_on_any_webhook_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     """An objectSelector on a label mallory sets on her own objects skips the checks for them."""
     selector = {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}
     for kind, hook in ((kind, hook) for kind, hooks in HOOKS.items() for hook in hooks):
         at = (kind, f"{hook.id}.{names.GROUP}")
-        problem = _narrowed(monkeypatch, lambda live, at=at: live[at].update({key: selector}))
-        assert isinstance(problem, webhooks.Unchecked) and f"{at[1]} has {key}" in problem, at
+        problem = _narrowed(monkeypatch, lambda live, at=at: live[at].update(objectSelector=selector))
+        assert isinstance(problem, webhooks.Unchecked) and f"{at[1]} has objectSelector" in problem, at
+        assert "narrowed" in problem
+
+
+def test_a_namespace_selector_narrows_nothing_and_is_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every jitaccess kind is cluster-scoped, and the API server never skips a webhook by its
+    namespaceSelector for a cluster-scoped object but a Namespace. AKS's Admissions Enforcer adds
+    one to every webhook of a configuration without its label: reported, no replica became ready."""
+    enforcer = {
+        "matchExpressions": [
+            {"key": "control-plane", "operator": "DoesNotExist"},
+            {"key": "kubernetes.azure.com/managedby", "operator": "NotIn", "values": ["aks"]},
+        ]
+    }
+
+    def every_webhook(live: dict[tuple[str, str], dict[str, Any]]) -> None:
+        for webhook in live.values():
+            webhook["namespaceSelector"] = enforcer
+
+    bundle = _bundle(trustme.CA())
+    assert _problem(monkeypatch, bundle, bundle, every_webhook) is None
+
+
+def test_the_configurations_carry_the_label_that_keeps_aks_from_changing_them() -> None:
+    for obj in configurations(URL_CLIENT, [OPERATOR]):
+        assert obj["metadata"]["labels"] == {"admissions.enforcer/disabled": "true"}, obj["kind"]
 
 
 def test_what_the_api_server_fills_in_is_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -298,6 +325,85 @@ def test_what_the_api_server_fills_in_is_no_problem(monkeypatch: pytest.MonkeyPa
 def test_every_other_field_of_a_webhook_is_compared(monkeypatch: pytest.MonkeyPatch, key: str, value: Any) -> None:
     problem = _narrowed(monkeypatch, lambda live: live[CHECK].update({key: value}))
     assert isinstance(problem, webhooks.Unchecked) and f"{CHECK[1]} has {key} {value!r}" in problem
+
+
+def test_a_match_condition_removed_calls_the_webhook_for_more_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a narrowing: nothing goes through unchecked, but the operator's own writes, which the
+    condition skipped, go through the webhook, and wait on it answering."""
+    grants = (VALIDATING, f"accessgrants-check.{names.GROUP}")
+    removed = _narrowed(monkeypatch, lambda live: live[grants].pop("matchConditions"))
+    assert isinstance(removed, webhooks.Broadened) and not isinstance(removed, webhooks.Unchecked)
+    assert f"{grants[1]} has matchConditions None" in removed and "called for more writes than defined" in removed
+    assert "the operator's own" in removed
+    assert isinstance(_narrowed(monkeypatch, lambda live: live[grants].update(matchConditions=[])), webhooks.Broadened)
+
+
+def test_the_operators_skip_naming_fewer_usernames_calls_for_more_and_others_narrows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The definition skips the operator's usernames; the live condition may skip some of them
+    (called for more writes) or someone else (whose writes then go through unchecked)."""
+    catalogs = (VALIDATING, f"permissioncatalogs-check.{names.GROUP}")
+
+    def skipping(*usernames: str) -> Callable[[dict[tuple[str, str], dict[str, Any]]], object]:
+        condition = not_the_operator(usernames, unless_spec_changes=True)
+        return lambda live: live[catalogs].update(matchConditions=[condition])
+
+    assert isinstance(_narrowed(monkeypatch, skipping()), webhooks.Broadened)
+    mallory = _narrowed(monkeypatch, skipping(OPERATOR, "mallory@example.com"))
+    assert isinstance(mallory, webhooks.Unchecked) and "mallory@example.com" in mallory
+    # The same usernames without the spec-change part: the operator would rewrite the policy unseen.
+    without = not_the_operator([OPERATOR])
+    narrowed = _narrowed(monkeypatch, lambda live: live[catalogs].update(matchConditions=[without]))
+    assert isinstance(narrowed, webhooks.Unchecked)
+
+
+def _validating_read_failing(monkeypatch: pytest.MonkeyPatch, status: int) -> str | None:
+    """`configuration_problem` while reading the ValidatingWebhookConfiguration fails with `status`."""
+    live = {o["kind"]: o for o in configurations({"service": SERVICE}, [OPERATOR])}
+
+    class Api:
+        api_client = type("Client", (), {"sanitize_for_serialization": staticmethod(lambda obj: obj)})()
+
+        def read_validating_webhook_configuration(self, name: str, **_: Any) -> dict[str, Any]:
+            raise kubernetes.client.exceptions.ApiException(status=status, reason="Whatever")
+
+        def read_mutating_webhook_configuration(self, name: str, **_: Any) -> dict[str, Any]:
+            return live[MUTATING]
+
+    monkeypatch.setattr(kubernetes.client, "AdmissionregistrationV1Api", Api)
+    return webhooks.configuration_problem(list(live.values()))
+
+
+def test_a_deleted_configuration_lets_every_write_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emergency way out (operations.md): no write is refused for it, every one skips the checks."""
+    gone = _validating_read_failing(monkeypatch, 404)
+    assert isinstance(gone, webhooks.Unchecked)
+    assert gone.startswith(f"{VALIDATING} jitaccess.dev does not exist: no write is checked") and "helm upgrade" in gone
+
+
+def test_a_configuration_that_cannot_be_read_says_so_not_that_writes_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    forbidden = _validating_read_failing(monkeypatch, 403)
+    assert isinstance(forbidden, webhooks.Unreadable)
+    assert forbidden == f"{VALIDATING} jitaccess.dev cannot be read (403 Whatever)"
+
+
+def test_a_problem_that_refuses_writes_is_said_before_a_narrowing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutating configuration comes first; a narrowing there must not hide that the validating
+    one does not trust this server: that one holds a new replica's readiness."""
+    old, new = trustme.CA(), trustme.CA()
+
+    def edit(live: dict[tuple[str, str], dict[str, Any]]) -> None:
+        for (kind, _), webhook in live.items():
+            if kind == MUTATING:
+                webhook["clientConfig"]["caBundle"] = _bundle(new)
+                webhook["objectSelector"] = {"matchLabels": {"checked": "yes"}}
+
+    problem = _problem(monkeypatch, _bundle(new), _bundle(old), edit)
+    assert problem is not None and not isinstance(problem, webhooks.NotAsDefined)
+    assert f"{VALIDATING} jitaccess.dev webhook" in problem and "does not trust" in problem
 
 
 def test_a_webhook_gone_lets_writes_through_and_a_distrust_refuses_them(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -401,7 +507,6 @@ SELECTOR = {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]}
         (_spec(BINDING, validationActions=["Audit", "Warn"]), "without 'Deny'"),
         (_spec(BINDING, policyName="something-else"), "binds policy 'something-else'"),
         (_spec(BINDING, matchResources={"objectSelector": SELECTOR}), "matchResources whose objectSelector"),
-        (_spec(BINDING, matchResources={"namespaceSelector": SELECTOR}), "matchResources whose namespaceSelector"),
         (_spec(BINDING, matchResources={"resourceRules": ONLY_GRANTS}), "leave out CREATE of accessrequests"),
         (_spec(BINDING, matchResources={"excludeResourceRules": ONLY_GRANTS}), "whose excludeResourceRules"),
         (_spec(VAP, failurePolicy="Ignore"), "failurePolicy 'Ignore', not 'Fail'"),
@@ -416,6 +521,12 @@ def test_a_policy_missing_narrowed_or_not_denying_is_a_problem(
 ) -> None:
     problem = _policy_problem(monkeypatch, edit)
     assert isinstance(problem, webhooks.Unchecked) and said in problem, problem
+
+
+def test_a_namespace_selector_on_the_policy_or_its_binding_is_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its kinds are cluster-scoped: a namespaceSelector never skips the policy for them."""
+    assert _policy_problem(monkeypatch, _spec(BINDING, matchResources={"namespaceSelector": SELECTOR})) is None
+    assert _policy_problem(monkeypatch, _constraint(namespaceSelector=SELECTOR)) is None
 
 
 def test_a_policy_that_cannot_be_read_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -71,7 +71,7 @@ def test_a_lost_trust_is_logged_once_and_its_return_too(caplog: pytest.LogCaptur
 def test_until_first_in_place_the_log_says_why_at_each_new_finding(caplog: pytest.LogCaptureFixture) -> None:
     """The replica is not ready meanwhile: its log, not only /healthz's body, says what differs."""
     trust = startup.WebhookTrust()
-    differs = "ValidatingWebhookConfiguration jitaccess.dev webhook w has matchConditions [...], not [...]"
+    differs = "ValidatingWebhookConfiguration jitaccess.dev webhook w calls {'url': 'x'}, not this server (...)"
     with caplog.at_level(logging.INFO, logger=startup.log.name):
         trust.found(differs)
         trust.found(differs)  # checked again 5 s later: said once
@@ -140,7 +140,7 @@ def test_a_configuration_read_held_open_is_a_finding_not_a_stopped_check(monkeyp
         started = time.monotonic()
         problem = startup._problem([{"kind": webhooks.VALIDATING, "metadata": {"name": "x"}, "webhooks": []}])
         assert time.monotonic() - started < 5
-    assert problem is not None and "cannot be read" in problem
+    assert isinstance(problem, webhooks.Unreadable) and "cannot be read" in problem
 
 
 # --- a webhook narrowed, or the admission policy gone (attack 146) -------------------------------
@@ -175,6 +175,70 @@ def test_the_probe_says_a_narrowed_webhook_is_not_as_defined(monkeypatch: pytest
     assert startup.webhooks_configured(settings=settings, memo=memo) == "configured"
     memo[startup._TRUST].found(NARROWED)
     assert startup.webhooks_configured(settings=settings, memo=memo) == f"NOT AS DEFINED: {NARROWED}"
+
+
+def test_before_the_first_check_a_narrowed_webhook_holds_no_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API server calls this server: a replica out of the Service would change nothing. A cluster
+    that changes every webhook configuration kept every replica unready at every restart, and the
+    webhooks, failing closed, refused every write."""
+    settings, memo = kopf.OperatorSettings(), kopf.Memo()
+    settings.admission.server = serving = server()
+    serving.expected = [{"kind": "ValidatingWebhookConfiguration"}]
+    monkeypatch.setattr(startup, "configuration_problem", lambda _: NARROWED)
+    assert startup.webhooks_configured(settings=settings, memo=memo) == f"NOT AS DEFINED: {NARROWED}"
+    assert memo[startup._TRUST].confirmed and gauge() == 0
+    more = webhooks.Broadened("webhook w has matchConditions None, not [...]: called for more writes than defined")
+    settings.admission.server = serving = server()
+    serving.expected, memo = [{"kind": "ValidatingWebhookConfiguration"}], kopf.Memo()
+    monkeypatch.setattr(startup, "configuration_problem", lambda _: more)
+    assert startup.webhooks_configured(settings=settings, memo=memo) == f"NOT AS DEFINED: {more}"
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "webhook w does not trust this server's certificate yet",
+        webhooks.Unreadable("ValidatingWebhookConfiguration jitaccess.dev cannot be read (403 Forbidden)"),
+    ],
+)
+def test_before_the_first_check_a_webhook_not_calling_or_not_read_holds_readiness(
+    monkeypatch: pytest.MonkeyPatch, problem: str
+) -> None:
+    settings, memo = kopf.OperatorSettings(), kopf.Memo()
+    settings.admission.server = serving = server()
+    serving.expected = [{"kind": "ValidatingWebhookConfiguration"}]
+    monkeypatch.setattr(startup, "configuration_problem", lambda _: problem)
+    with pytest.raises(kopf.TemporaryError, match="not in place yet"):
+        startup.webhooks_configured(settings=settings, memo=memo)
+    assert not memo[startup._TRUST].confirmed
+
+
+def test_a_webhook_called_for_more_writes_is_a_warning_not_writes_unchecked(caplog: pytest.LogCaptureFixture) -> None:
+    trust = startup.WebhookTrust()
+    more = webhooks.Broadened("webhook w has matchConditions None, not [...]: called for more writes than defined")
+    with caplog.at_level(logging.INFO, logger=startup.log.name):
+        trust.found(more)  # at start-up too: the replica is ready, the log says what differs
+        assert trust.confirmed and gauge() == 0
+        trust.found(more)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith(f"admission webhooks: {more}; nothing goes through")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_configuration_that_cannot_be_read_is_not_said_to_refuse_writes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, memo = kopf.OperatorSettings(), kopf.Memo()
+    settings.admission.server = serving = server()
+    serving.expected = [{"kind": "ValidatingWebhookConfiguration"}]
+    monkeypatch.setattr(startup, "configuration_problem", lambda _: None)
+    assert startup.webhooks_configured(settings=settings, memo=memo) == "configured"
+    unread = webhooks.Unreadable("ValidatingWebhookConfiguration jitaccess.dev cannot be read (503 Unavailable)")
+    with caplog.at_level(logging.INFO, logger=startup.log.name):
+        memo[startup._TRUST].found(unread)
+    assert startup.webhooks_configured(settings=settings, memo=memo) == f"NOT CHECKED: {unread}"
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "is not known" in error and "refused" not in error
 
 
 def test_the_admission_policy_is_logged_when_it_goes_and_when_it_is_back(caplog: pytest.LogCaptureFixture) -> None:

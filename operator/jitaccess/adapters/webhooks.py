@@ -14,8 +14,9 @@
   webhooks trust with the operator's own writes.
 - `configuration_problem`: whether the webhook configurations in the cluster are the ones this
   server expects (their CA bundle holding its CA, alone or with others), so the operator reports
-  itself healthy only once its webhooks can answer, and says so when one is later called for fewer
-  writes than defined (a `matchCondition` or selector added: `Unchecked`).
+  itself healthy only once its webhooks can answer, and says so when one is called for fewer
+  writes than defined (a `matchCondition` or selector added, the configuration deleted: `Unchecked`)
+  or for more (a `matchCondition` removed: `Broadened`).
 - `policy_problem`: whether the ValidatingAdmissionPolicy under the webhooks, and its binding, are
   there and refuse what it finds for every write it is defined for.
 """
@@ -27,11 +28,12 @@ import base64
 import hashlib
 import json
 import logging
+import re
 import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,11 +316,35 @@ def _trusts(configured: bytes | str | None, own: bytes | str | None) -> bool:
     return wanted <= there
 
 
-class Unchecked(str):
+class NotAsDefined(str):
+    """A problem with which the API server can still call this server, but not for the writes defined:
+    a webhook (or the admission policy) missing or narrowed (`Unchecked`), or one called for more
+    writes than defined (`Broadened`). It never holds a replica's readiness, not even before its
+    first: a replica out of the Service would change nothing of it (`handlers.startup`)."""
+
+    __slots__ = ()
+
+
+class Unchecked(NotAsDefined):
     """A problem that lets writes through unchecked rather than refused: a webhook missing, or called
     for fewer writes than defined (or otherwise not as defined), or the admission policy missing or
     not refusing. The API server can still call this server: the log line says so, where for a
     certificate it does not trust it says that every write is refused (`handlers.startup`)."""
+
+    __slots__ = ()
+
+
+class Broadened(NotAsDefined):
+    """A webhook called for more writes than defined: a `matchCondition` of the definition removed.
+    Nothing goes through unchecked, but the writes the condition skips (the operator's own) wait on
+    the webhook answering, and are refused while no replica does."""
+
+    __slots__ = ()
+
+
+class Unreadable(str):
+    """The webhook configurations cannot be read (refused, the API server failing or not answering):
+    whether the API server can call this server is not known, and nothing is said of the writes."""
 
     __slots__ = ()
 
@@ -329,8 +355,14 @@ class Unchecked(str):
 #: cert-manager's CA injector) adding `request.userInfo.username != "mallory@example.com"` as a
 #: matchCondition, or an objectSelector on a label mallory sets, would let her writes skip the
 #: checks, with the webhook still calling this server for everyone else's. Every other field of a
-#: ValidatingWebhook and MutatingWebhook is one the definition sets, and is compared as such.
-NARROWING = ("matchConditions", "namespaceSelector", "objectSelector")
+#: ValidatingWebhook and MutatingWebhook is one the definition sets, and is compared as such, but
+#: for `namespaceSelector`, which narrows nothing here: every jitaccess kind is cluster-scoped, and
+#: the API server never skips a webhook by it for a cluster-scoped object but a Namespace. Some
+#: clusters add one to every webhook (AKS's Admissions Enforcer, without `ENFORCER_DISABLED`).
+NARROWING = ("matchConditions", "objectSelector")
+#: The label that keeps AKS's Admissions Enforcer from adding a namespaceSelector to the webhooks:
+#: it would narrow nothing (`NARROWING`), but the configurations stay as the chart renders them.
+ENFORCER_DISABLED = {"admissions.enforcer/disabled": "true"}
 
 
 def _narrowing(value: Any) -> Any:
@@ -338,11 +370,44 @@ def _narrowing(value: Any) -> Any:
     return value if value not in (None, {}, []) else None
 
 
+#: A condition `not_the_operator` writes: the usernames skipped (a JSON list), and what follows.
+_OPERATOR_SKIP = re.compile(r"!\(request\.userInfo\.username in (\[[^\]]*\])\)(.*)", re.DOTALL)
+
+
+def _holds_whenever(live: Mapping[str, Any], defined: Mapping[str, Any]) -> bool:
+    """Whether the `matchCondition` `live` is true for every write `defined` is true for: the same
+    expression, or the operator's skip (`not_the_operator`) naming only some of its usernames."""
+    if live.get("expression") == defined.get("expression"):
+        return True
+    skips, defined_skips = (_OPERATOR_SKIP.fullmatch(str(c.get("expression") or "")) for c in (live, defined))
+    if skips is None or defined_skips is None or skips[2] != defined_skips[2]:
+        return False
+    try:
+        return set(json.loads(skips[1])) <= set(json.loads(defined_skips[1]))
+    except (ValueError, TypeError):  # not a list of usernames: nothing says what it skips
+        return False
+
+
+def _broadened(live: Any, defined: Any) -> bool:
+    """Whether the live `matchConditions` call the webhook for every write the defined ones do, and
+    more (every condition must hold for a call): a condition removed, or the operator's skip naming
+    fewer usernames (one JITACCESS_OPERATOR_USERNAMES adds, that the chart does not render)."""
+    return all(isinstance(c, Mapping) and any(_holds_whenever(c, d) for d in defined or []) for c in live or [])
+
+
 def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
     """Why the webhook configurations in the cluster are not yet `expected` (every webhook there, as
     defined, calling this server and trusting its certificate); None when they are. A webhook
-    missing or not as defined is `Unchecked`; one not calling this server, or not trusting its
-    certificate, is a plain problem: the API server refuses every write it is called for."""
+    missing or narrowed is `Unchecked`, one called for more writes `Broadened`; a configuration
+    that cannot be read is `Unreadable`; one not calling this server, or not trusting its
+    certificate, is a plain problem: the API server refuses every write it is called for. That one
+    and `Unreadable` are said before any other: they are what holds a replica's readiness."""
+    problems = list(_problems(expected))
+    return next((p for p in problems if not isinstance(p, NotAsDefined)), problems[0] if problems else None)
+
+
+def _problems(expected: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """Every problem `configuration_problem` finds, configuration by configuration, webhook by webhook."""
     api = kubernetes.client.AdmissionregistrationV1Api()
     readers: dict[str, Callable[..., Any]] = {
         VALIDATING: api.read_validating_webhook_configuration,
@@ -353,30 +418,51 @@ def configuration_problem(expected: Iterable[Mapping[str, Any]]) -> str | None:
         try:
             live = api.api_client.sanitize_for_serialization(readers[kind](name, _request_timeout=READ_TIMEOUT))
         except ApiException as exc:
-            return f"{kind} {name} cannot be read ({exc.status} {exc.reason})"
+            if exc.status == 404:
+                # Deleted (the emergency way out, operations.md): every write skips its webhooks.
+                yield Unchecked(
+                    f"{kind} {name} does not exist: no write is checked by its webhooks, every one goes through "
+                    "(`helm upgrade` installs it again; a local run applies it when it starts)"
+                )
+            else:
+                yield Unreadable(f"{kind} {name} cannot be read ({exc.status} {exc.reason})")
+            continue
         found = {str(w.get("name")): w for w in live.get("webhooks") or []}
         for webhook in obj["webhooks"]:
-            there = found.get(webhook["name"])
-            if there is None:
-                return Unchecked(f"{kind} {name} has no webhook {webhook['name']} yet")
-            wanted, client = dict(webhook["clientConfig"]), dict(there.get("clientConfig") or {})
-            if not _trusts(client.pop("caBundle", None), wanted.pop("caBundle", None)):
-                return f"{kind} {name} webhook {webhook['name']} does not trust this server's certificate yet"
-            if client != wanted:
-                return f"{kind} {name} webhook {webhook['name']} calls {client}, not this server ({wanted})"
-            for key, value in webhook.items():
-                if key != "clientConfig" and key not in NARROWING and there.get(key) != value:
-                    return Unchecked(
-                        f"{kind} {name} webhook {webhook['name']} has {key} {there.get(key)!r}, not {value!r}"
-                    )
-            for key in NARROWING:
-                live, wanted = _narrowing(there.get(key)), _narrowing(webhook.get(key))
-                if live != wanted:
-                    should = f"not {wanted!r}" if wanted is not None else "where the operator defines none"
-                    return Unchecked(
-                        f"{kind} {name} webhook {webhook['name']} has {key} {live!r}, {should}: the API server "
-                        "does not call it for the writes that do not match"
-                    )
+            problem = _webhook_problem(f"{kind} {name}", webhook, found.get(webhook["name"]))
+            if problem is not None:
+                yield problem
+
+
+def _webhook_problem(configuration: str, webhook: Mapping[str, Any], there: Mapping[str, Any] | None) -> str | None:
+    """Why the live webhook `there` of `configuration` is not the defined `webhook`; None when it is."""
+    if there is None:
+        return Unchecked(f"{configuration} has no webhook {webhook['name']}: no write is checked by it")
+    where = f"{configuration} webhook {webhook['name']}"
+    wanted, client = dict(webhook["clientConfig"]), dict(there.get("clientConfig") or {})
+    if not _trusts(client.pop("caBundle", None), wanted.pop("caBundle", None)):
+        return f"{where} does not trust this server's certificate yet"
+    if client != wanted:
+        return f"{where} calls {client}, not this server ({wanted})"
+    for key, value in webhook.items():
+        if key != "clientConfig" and key not in NARROWING and there.get(key) != value:
+            return Unchecked(f"{where} has {key} {there.get(key)!r}, not {value!r}")
+    for key in NARROWING:
+        live, defined = _narrowing(there.get(key)), _narrowing(webhook.get(key))
+        if live == defined:
+            continue
+        if key == "matchConditions" and _broadened(live, defined):
+            # The conditions defined skip the operator's own writes, which its rule admits unseen.
+            return Broadened(
+                f"{where} has matchConditions {live!r}, not {defined!r}: not as defined, called for more writes "
+                "than defined (the operator's own it skipped go through it too, and are refused while no replica "
+                "answers it)"
+            )
+        should = f"not {defined!r}" if defined is not None else "where the operator defines none"
+        return Unchecked(
+            f"{where} has {key} {live!r}, {should}: narrowed, the API server does not call it for the writes "
+            "that do not match"
+        )
     return None
 
 
@@ -417,7 +503,8 @@ def _left_out(match: Mapping[str, Any], *, rules_required: bool) -> str | None:
             for operation in operations:
                 if not any(_rule_covers(rule, resource, operation) for rule in rules):
                     return f"resourceRules {rules!r} leave out {operation} of {resource}"
-    for key in ("excludeResourceRules", "namespaceSelector", "objectSelector"):
+    # Not namespaceSelector: the policy's kinds are cluster-scoped, which it never skips (`NARROWING`).
+    for key in ("excludeResourceRules", "objectSelector"):
         if _narrowing(match.get(key)) is not None:
             return f"{key} is {match[key]!r}"
     return None
@@ -599,7 +686,7 @@ def configurations(
             {
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": kind,
-                "metadata": {"name": name},
+                "metadata": {"name": name, "labels": dict(ENFORCER_DISABLED)},
                 "webhooks": webhooks,
             }
         )

@@ -18,9 +18,12 @@ from jitaccess.adapters.identitycenter import IdentityCenter
 from jitaccess.adapters.kube import Kube, load_client_config
 from jitaccess.adapters.tls import temporary_serving_files
 from jitaccess.adapters.webhooks import (
+    Broadened,
+    NotAsDefined,
     NoWebhookServer,
     ServiceRef,
     Unchecked,
+    Unreadable,
     WebhookServer,
     configuration_problem,
     own_username,
@@ -270,7 +273,8 @@ class WebhookTrust:
             )
 
     def found(self, problem: str | None) -> None:
-        """Record a check's finding: the gauge, and a log line when it changes."""
+        """Record a check's finding: the gauge, and a log line when it changes. The first finding
+        with which the API server can call this server (none, or `NotAsDefined`) confirms it."""
         before, self.problem = self.problem, problem
         self._gauge()
         if problem is None:
@@ -281,22 +285,39 @@ class WebhookTrust:
                     before,
                 )
             self.confirmed = True
-        elif not self.confirmed and problem != before:
-            # Until then only /healthz said why the replica is not ready, and nobody reads its body:
-            # a wrong setting (a username the chart's configurations do not skip) went unexplained.
-            log.warning(
-                "admission webhooks not in place yet: %s; this replica reports itself not ready (/healthz) until "
-                "the webhook configurations call it as the operator defines them and trust its certificate",
-                problem,
-            )
-        elif self.confirmed and problem != before and isinstance(problem, Unchecked):
+            return
+        if isinstance(problem, NotAsDefined):
+            self.confirmed = True
+        if problem == before:
+            return
+        if isinstance(problem, Unchecked):
             log.error(
                 "admission webhooks: %s; the API server does not call them for every write the operator defines "
                 "them for, and the writes left out go through unchecked, until the configurations are as defined "
                 "again (`helm upgrade` renders them again; docs/operations.md: 'An admission layer is narrowed')",
                 problem,
             )
-        elif self.confirmed and problem != before:
+        elif isinstance(problem, Broadened):
+            log.warning(
+                "admission webhooks: %s; nothing goes through unchecked, until the configurations are as defined "
+                "again (`helm upgrade` renders them again; docs/operations.md: 'An admission layer is narrowed')",
+                problem,
+            )
+        elif not self.confirmed:
+            # Until then only /healthz said why the replica is not ready, and nobody reads its body:
+            # a wrong setting (a Service or CA the chart's configurations do not name) went unexplained.
+            log.warning(
+                "admission webhooks not in place yet: %s; this replica reports itself not ready (/healthz) until "
+                "the webhook configurations call it and trust its certificate",
+                problem,
+            )
+        elif isinstance(problem, Unreadable):
+            log.error(
+                "admission webhooks: %s; whether the API server can call this server is not known until they can "
+                "be read again (the operator's RBAC: get on both webhook configurations)",
+                problem,
+            )
+        else:
             log.error(
                 "admission webhooks: %s; the API server cannot call this server, so every user's write to "
                 "jitaccess objects is refused (failurePolicy Fail) until the configurations trust its certificate "
@@ -316,7 +337,7 @@ def _problem(expected: list[dict[str, Any]]) -> str | None:
     try:
         return configuration_problem(expected)
     except Exception as exc:  # the API server not answering: nothing says the webhooks can be called
-        return f"the webhook configurations cannot be read ({exc})"
+        return Unreadable(f"the webhook configurations cannot be read ({exc})")
 
 
 def _policy_problem(name: str) -> str | None:
@@ -376,22 +397,34 @@ def webhooks_configured(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: A
     would restart every replica over and over (each new one failing its start-up probe on the same
     caBundle); a failing readiness probe would take every replica out of the webhook Service,
     refusing the writes just the same, and on a passing fault of the API server's reads, all at
-    once. The gauge and its alert are what tell somebody."""
+    once. The gauge and its alert are what tell somebody.
+
+    Nor does it fail, even before, for a webhook not as defined (`NotAsDefined`: narrowed, called
+    for more writes, missing): the API server can call this server, and a replica held out of the
+    Service would change nothing of it. A cluster that changes every webhook configuration (a
+    policy engine adding a selector) would otherwise keep every replica unready, at every restart,
+    and the webhooks, failing closed, would refuse every write."""
     server = settings.admission.server
     if not isinstance(server, WebhookServer):
         return "off"
     trust = _trust_of(memo)
-    if trust.confirmed:
-        if trust.problem is None:
-            return "configured"
-        return f"{'NOT AS DEFINED' if isinstance(trust.problem, Unchecked) else 'NOT CALLABLE'}: {trust.problem}"
-    if server.expected is None:
-        raise kopf.TemporaryError("the admission webhook server is not serving yet", delay=0.2)
-    problem = configuration_problem(server.expected)
-    if problem is not None:
-        raise kopf.TemporaryError(f"admission webhooks not in place yet: {problem}", delay=0.2)
-    trust.found(None)
-    return "configured"
+    if not trust.confirmed:
+        if server.expected is None:
+            raise kopf.TemporaryError("the admission webhook server is not serving yet", delay=0.2)
+        problem = configuration_problem(server.expected)
+        if problem is not None and not isinstance(problem, NotAsDefined):
+            raise kopf.TemporaryError(f"admission webhooks not in place yet: {problem}", delay=0.2)
+        trust.found(problem)
+    return said(trust.problem)
+
+
+def said(problem: str | None) -> str:
+    """What /healthz says of the webhooks once the API server could call this server."""
+    if problem is None:
+        return "configured"
+    if isinstance(problem, NotAsDefined):
+        return f"NOT AS DEFINED: {problem}"
+    return f"{'NOT CHECKED' if isinstance(problem, Unreadable) else 'NOT CALLABLE'}: {problem}"
 
 
 @kopf.on.probe(id="leadership")
