@@ -382,6 +382,7 @@ def review(
     old: dict[str, Any] | None = None,
     the_grant: AccessGrant | None = None,
     waiting: list[rules.Waiting] | None = None,
+    the_entitlement: Entitlement | None = None,
 ) -> Admit | Refusal:
     return rules.review_extension(
         operation,
@@ -390,7 +391,7 @@ def review(
         caller,
         operator=OPERATOR,
         grant=active() if the_grant is None else the_grant,
-        entitlement=entitlement(),
+        entitlement=entitlement() if the_entitlement is None else the_entitlement,
         team=team(),
         waiting=waiting or [],
         limits=LIMITS,

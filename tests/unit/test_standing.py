@@ -225,7 +225,7 @@ def test_the_webhook_asks_identity_center_only_for_a_group_named_by_id() -> None
     assert found["payments-oncall"] == "g-payments-oncall" and "prod-eligible" in found
     assert isinstance(reviewed(ledger_x(groupId="g-payments-oncall"), resolved=found), Refusal)
     # Identity Center not answering: refused, try again (compared by name, the id would pass as any
-    # standing group, and the operator's PolicyRefused found later refuses no request of it).
+    # standing group, and the operator's PolicyRefused found later refuses its requests only from then on).
     rt = Runtime(Settings(), cast(IdentityCenter, Asking(answers=False)), cast(Kube, None))
     with pytest.raises(kopf.AdmissionError, match=r"could not resolve group names .*try again") as refused:
         ids(ledger_x(groupId="g-payments-oncall"))
@@ -360,8 +360,10 @@ def test_a_stored_entitlement_granting_a_standing_group_is_not_ready_and_its_sca
     cluster, store = checked(ledger_x(**target))
     status, reason, message = ready(cluster)
     assert (status, reason) == ("False", names.POLICY_REFUSED)
-    assert message.startswith("admission refuses this spec now, and it was stored before it did")
+    # Said first: its grants would make their grantees on call for payments, and nobody is granted it.
+    assert message.startswith(f"{standing.GIVES_AWAY}: admission refuses this spec now, and it was stored before")
     assert "is a group Entitlement prod-eng-payments names in spec.approval.autoApproveIdentityCenterGroups" in message
+    assert "requests for it are refused, no grant of it begins" in message
     assert "no drift scan removes members of a group an Entitlement names as one people are in" in message
     assert "id-payments-oncall" not in store.listed
     # Its own group, granted only: scanned, and Ready.
@@ -377,6 +379,8 @@ def test_a_stored_entitlement_naming_a_granted_group_as_one_people_are_in_is_not
     status, reason, message = ready(cluster)
     assert (status, reason) == ("False", names.POLICY_REFUSED)
     assert "spec.eligibility.identityCenterGroups names 'prod-eng-ledger', which is the group of Entitlement" in message
+    # Who its owner team lets in is its own to say: its requests are not refused for it.
+    assert message.startswith("admission refuses this spec now") and "its grants are made as before" in message
 
 
 def test_a_stored_assignment_of_another_teams_permission_set_is_not_ready() -> None:
@@ -384,6 +388,7 @@ def test_a_stored_assignment_of_another_teams_permission_set_is_not_ready() -> N
     status, reason, message = ready(cluster)
     assert (status, reason) == ("False", names.POLICY_REFUSED)
     assert "grants of team ledger would give the production permissions of team payments" in message
+    assert message.startswith(standing.GIVES_AWAY)
 
 
 def test_a_deleted_entitlements_scan_finds_the_standing_groups_itself() -> None:

@@ -454,15 +454,25 @@ def stored_group_refusal(
     the fix; None when it would admit them. One stored while the webhooks were down, before an
     upgrade brought the rule, or naming by id a group the webhook knew only by name: its `Ready`
     says this, and meanwhile the drift scan removes nobody from a group people hold standing
-    (`standing.standing_ids`), whichever Entitlement's group it also is."""
-    found = standing.entitlement_problems(obj, catalogs, entitlements, resolved)
+    (`standing.standing_ids`), whichever Entitlement's group it also is. One whose grants would
+    give access its owner team does not own (`standing.Problems.given_away`) says so first
+    (`standing.GIVES_AWAY`): nobody is granted it meanwhile (`standing.refused_grants`); any other
+    is granted as before."""
+    problems = standing.problems(obj, catalogs, entitlements, resolved)
+    found = problems.found
     if not found:
         return None
-    return (
+    stored = (
         "admission refuses this spec now, and it was stored before it did (an upgrade, the webhooks down, or a "
         f"group named by id that admission knew by name only): {'; '.join(found)}. Until it is fixed, no drift "
         "scan removes members of a group an Entitlement names as one people are in, nor of a catalog's baseline "
-        "group; its grants are made as before: fix it before anyone asks for it"
+        "group"
+    )
+    if not problems.given_away:
+        return f"{stored}; its grants are made as before: fix it before anyone asks for it"
+    return (
+        f"{standing.GIVES_AWAY}: {stored}; requests for it are refused, no grant of it begins, and those already "
+        "running are not extended (they run out as approved)"
     )
 
 

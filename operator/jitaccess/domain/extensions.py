@@ -41,7 +41,7 @@ from jitaccess.api.models import (
     GrantExtension,
     TeamOwnershipSpec,
 )
-from jitaccess.domain import admission, reasons
+from jitaccess.domain import admission, reasons, standing
 from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import conditions as cond
@@ -178,6 +178,24 @@ def target_problem(grant: AccessGrant, entitlement: Entitlement) -> str | None:
     )
 
 
+def unextended(grant: AccessGrant, entitlement: Entitlement) -> str | None:
+    """Why a grant cannot be extended for what its Entitlement is now: it gives another group or
+    permission set (`target_problem`), or it was stored giving access its owner team does not own
+    and is granted to nobody (`standing.refused_grants`: its grants already running run out, and
+    more time is more of that access). None when neither."""
+    changed = target_problem(grant, entitlement)
+    if changed is not None:
+        return changed
+    given_away = standing.refused_grants(entitlement)
+    if given_away is None:
+        return None
+    return (
+        f"spec.grant: Entitlement {entitlement.metadata.name} of AccessGrant {grant.metadata.name} is "
+        f"{names.POLICY_REFUSED}: {given_away}, so the grant cannot be extended; ask its owners (team "
+        f"{entitlement.spec.owner}) to fix it, then request access again"
+    )
+
+
 def _accounts(target: AccountAssignmentTarget | None) -> str:
     return f" in accounts {', '.join(target.accounts)}" if target is not None else ""
 
@@ -303,7 +321,7 @@ def next_step(
     owner = owner_of(grant, entitlement)
     if team is None:
         return Next(Step.FAIL, f"{team_gone(grant, owner)}; nothing was extended")
-    changed = target_problem(grant, entitlement)
+    changed = unextended(grant, entitlement)
     if changed is not None:
         return Next(Step.FAIL, f"{changed}; nothing was extended")
     try:
@@ -492,7 +510,7 @@ def apply(
             f"AccessGrant {grant.metadata.name} was ending ({_stamp(expires)}) when the extension was to be applied: "
             "nothing was extended; request access again"
         )
-    problem = target_problem(grant, entitlement) or cap_problem(grant, entitlement, by)
+    problem = unextended(grant, entitlement) or cap_problem(grant, entitlement, by)
     if problem is not None:
         return f"{problem}; nothing was extended"
     return Extended(expires, expires + by, by)
@@ -659,7 +677,7 @@ def _creation_problem(
         )
     if team is None:
         return team_gone(grant, owner_of(grant, entitlement))
-    changed = target_problem(grant, entitlement)
+    changed = unextended(grant, entitlement)
     if changed is not None:
         return changed
     try:

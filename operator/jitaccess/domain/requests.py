@@ -29,7 +29,7 @@ from jitaccess.domain import approvals as approval_rules
 from jitaccess.domain import assignments as assignment_rules
 from jitaccess.domain import breakglass as break_glass_rules
 from jitaccess.domain import conditions as cond
-from jitaccess.domain import reasons, schedule
+from jitaccess.domain import reasons, schedule, standing
 from jitaccess.domain.durations import format_duration, parse_duration
 from jitaccess.domain.identities import confers_nothing
 from jitaccess.domain.teams import Caller, approves_nothing_note, conferring, has_approvers, is_member, may_approve
@@ -143,6 +143,15 @@ def validate(
         raise InvalidInput(
             "spec.entitlement",
             f"names an Entitlement whose {too_long}; ask its owners to create it again under a shorter name",
+        )
+    given_away = standing.refused_grants(entitlement)
+    if given_away is not None:
+        # Stored before admission refused it (an upgrade, or the webhooks were down): its grant would
+        # hand out another team's access, or a group people hold standing (attacks 140, 141).
+        raise InvalidInput(
+            "spec.entitlement",
+            f"names {spec.entitlement!r}, whose Ready is {names.POLICY_REFUSED}: {given_away}. Nothing was "
+            f"granted: ask its owners (team {entitlement.spec.owner}) to fix it as said, then request again",
         )
     if team is None:
         raise InvalidInput(

@@ -45,9 +45,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from jitaccess.api import names, wire
+from jitaccess.api.models import Entitlement
+from jitaccess.domain import conditions as cond
 from jitaccess.domain import groupids
 
 Obj = Mapping[str, Any]
@@ -225,20 +227,53 @@ def entitlement_problems(
     other team's production group, and no group any Entitlement (itself too) names as one people
     are in; the groups it names as such are no group grants fill (another Entitlement's, a
     catalog's production group); its permission set is its owner team's (`assignment_problems`)."""
+    return problems(entitlement, catalogs, entitlements, resolved or {}).found
+
+
+class Problems(NamedTuple):
+    """`entitlement_problems` in three: those of its own group, those of the groups it names as ones
+    people are in, and those of its permission set."""
+
+    own: list[str]
+    named: list[str]
+    assigned: list[str]
+
+    @property
+    def found(self) -> list[str]:
+        """Every one, each once."""
+        return list(dict.fromkeys([*self.own, *self.named, *self.assigned]))
+
+    @property
+    def given_away(self) -> list[str]:
+        """Those by which its grants would hand out access its owner team does not own: its own
+        group is one people hold standing (a catalog's baseline group, a group an Entitlement names
+        as one people are in: its grantee would be eligible for, or on call for, that Entitlement,
+        and a grant's end would take the group from someone who holds it standing), or another
+        team's production group, or its permission set is another team's. Stored so (before
+        admission refused it), it is granted to nobody (`refused_grants`). The others (a group it
+        names as one people are in is one that grants fill) let in only whom its owner team chose
+        to let in: they refuse nothing of it."""
+        return list(dict.fromkeys([*self.own, *self.assigned]))
+
+
+def problems(
+    entitlement: Obj, catalogs: Iterable[Obj], entitlements: Iterable[Obj], resolved: Mapping[str, str]
+) -> Problems:
+    """`entitlement_problems`, sorted (`Problems`)."""
     catalogs = list(catalogs)
-    name, known = wire.name_of(entitlement), resolved or {}
-    mine = _known(entitlement_uses(entitlement), known)
-    tiers = _known([u for c in catalogs for u in catalog_uses(c)], known)
-    others = _known([u for e in entitlements if wire.name_of(e) != name for u in entitlement_uses(e)], known)
-    found = []
+    name = wire.name_of(entitlement)
+    mine = _known(entitlement_uses(entitlement), resolved)
+    tiers = _known([u for c in catalogs for u in catalog_uses(c)], resolved)
+    others = _known([u for e in entitlements if wire.name_of(e) != name for u in entitlement_uses(e)], resolved)
     granted = next((u for u in mine if not u.standing), None)
-    if granted is not None:
-        found += _granted_problems(name, granted, tiers, [*others, *mine])
-    for use in mine:
-        if use.standing:
-            found += _standing_problems(name, use, [u for u in [*tiers, *others] if not u.standing])
-    found += assignment_problems(entitlement, catalogs)
-    return list(dict.fromkeys(found))
+    own = _granted_problems(name, granted, tiers, [*others, *mine]) if granted is not None else []
+    named = [
+        problem
+        for use in mine
+        if use.standing
+        for problem in _standing_problems(name, use, [u for u in [*tiers, *others] if not u.standing])
+    ]
+    return Problems(own, named, assignment_problems(entitlement, catalogs))
 
 
 def _granted_problems(name: str, granted: Use, tiers: list[Use], entitlements: list[Use]) -> list[str]:
@@ -312,6 +347,25 @@ def assignment_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]:
         for tier in names.TIERS
         if arn and isinstance(state := wire.status(c).get(tier), Mapping) and state.get("permissionSetArn") == arn
     ]
+
+
+#: How the `PolicyRefused` message of a stored Entitlement begins when its grants would give
+#: access its owner team does not own (`Problems.given_away`): the operator writes it
+#: (`catalog._group_policy`), and the request and extension checks read it (`refused_grants`).
+GIVES_AWAY = "it would grant access its owner team does not own, so it is granted to nobody until it is fixed"
+
+
+def refused_grants(entitlement: Entitlement) -> str | None:
+    """Why nobody is granted a stored Entitlement, nor has a grant of it extended: its `Ready` is
+    `PolicyRefused` for access its owner team does not own (`GIVES_AWAY`), the operator's sentence
+    (status is the operator's alone). None for any other `Ready`: a `PolicyRefused` for anything else
+    (a `system:` group named, a duration below the minimum) gives nothing that is not its team's, and
+    refuses nothing. Whatever generation it was written for: a spec changed since is checked again
+    at once, and until then the refusal stands (a spec that still gives it away must not slip through)."""
+    ready = cond.find(entitlement.status.conditions, names.READY)
+    if ready is None or ready.reason != names.POLICY_REFUSED or not ready.message.startswith(GIVES_AWAY):
+        return None
+    return ready.message
 
 
 def by_id_alone(entitlement: Obj, entitlements: Iterable[Obj]) -> bool:

@@ -618,7 +618,7 @@ async def _group_ids(
     group by id alone (`standing.by_id_alone`): nothing else can match such a group with a name. An
     Identity Center that does not answer refuses the change (503, try again): compared by name only,
     a group named by id would pass as any standing group, and a `PolicyRefused` found later by the
-    operator refuses no request of it."""
+    operator refuses its requests only from then on (`standing.refused_grants`)."""
     if not standing.by_id_alone(new, entitlements):
         return {}
     ic = rt.asking

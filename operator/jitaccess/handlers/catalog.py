@@ -163,7 +163,8 @@ def _group_policy(
 ) -> tuple[str | None, frozenset[str] | None]:
     """What admission would refuse now of an Entitlement (`admission.stored_policy_refusal`), and of
     the groups or the permission set it names (`admission.stored_group_refusal`: one stored before
-    the rule, or naming by id a group admission knew by name only), and the GroupIds of the groups
+    the rule, or naming by id a group admission knew by name only; said first when it gives away
+    access, `standing.GIVES_AWAY`, which `Ready` must begin with to refuse its requests), and the GroupIds of the groups
     people hold standing, which no drift scan empties (`standing.standing_ids`): given every
     PermissionCatalog and the `others` Entitlements stored, each group name resolved as Identity
     Center has it (`_policy_ids`), and its own group the GroupId `own` this pass resolved it to
@@ -173,9 +174,12 @@ def _group_policy(
     again, and scans nothing this pass unless it gets them all."""
     judged = groupids.as_resolved(raw, own)
     catalogs, resolved, unanswered = _policy_ids(rt, [judged, *others])
-    refused = admission.stored_policy_refusal(raw, rt.settings.limits) or admission.stored_group_refusal(
-        judged, catalogs, others, resolved
-    )
+    policy = admission.stored_policy_refusal(raw, rt.settings.limits)
+    groups = admission.stored_group_refusal(judged, catalogs, others, resolved)
+    refused = policy or groups
+    if policy is not None and groups is not None and groups.startswith(standing.GIVES_AWAY):
+        # What refuses every request of it first: read from `Ready`, it must not hide behind a duration.
+        refused = f"{groups}. Besides, {policy}"
     if unanswered is not None:
         return refused, None
     return refused, frozenset(standing.standing_ids(catalogs, [judged, *others], resolved))
