@@ -343,7 +343,9 @@ def test_140_nor_by_its_group_id_nor_its_own_nor_the_other_way_round(on_call: Ji
 
 def test_140_one_stored_before_the_rule_is_refused_in_status_and_empties_nobody(on_call: Jit) -> None:
     """Stored while the webhooks were gone: `PolicyRefused`, and its drift scan leaves carol, on call
-    in payments-oncall, where she is (it removed her, and the on-call people with her)."""
+    in payments-oncall, where she is (it removed her, and the on-call people with her). It is
+    granted to nobody: lena, of ledger, asks for it and is refused, saying why and whom to ask (she
+    was auto-approved into payments-oncall, and so on call for payments' production)."""
     membership = on_call.ic.add_member("payments-oncall", CAROL)
     try:
         offset = on_call.operator.log_file.stat().st_size
@@ -351,6 +353,15 @@ def test_140_one_stored_before_the_rule_is_refused_in_status_and_empties_nobody(
         refused_now = on_call.wait_reason("entitlement", "ledger-x", "PolicyRefused", timeout=30)
         message = next(c["message"] for c in refused_now["status"]["conditions"] if c["type"] == "Ready")
         assert "is a group Entitlement prod-eng-payments names in spec.approval" in message, message
+        assert message.startswith("it would grant access its owner team does not own, so it is granted to nobody")
+        refused(
+            on_call.request("lena-ledger-x", "ledger-x", user=LENA, check=False),
+            "spec.entitlement names 'ledger-x', whose Ready is PolicyRefused: it would grant access its owner team "
+            "does not own",
+            "Nothing was granted: ask its owners (team ledger) to fix it as said, then request again",
+        )
+        assert on_call.get("accessrequest", "lena-ledger-x") is None
+        assert LENA not in on_call.members("payments-oncall")
 
         def passed_over() -> bool:
             with on_call.operator.log_file.open("rb") as log:
@@ -407,6 +418,27 @@ def test_141_an_entitlement_never_assigns_another_teams_permission_set(policy: J
     # Its own team's: the ledger catalog's production tier.
     direct["spec"]["identityCenter"]["accountAssignment"]["permissionSet"] = {"catalog": "ledger", "tier": "production"}
     policy.apply(direct)
+
+
+def test_141_one_stored_before_the_rule_is_granted_to_nobody(policy: Jit, payments_arn: str) -> None:
+    """Stored while the webhooks were gone: `PolicyRefused`, and lena, of ledger (auto-approved into
+    payments' production permission set before), is refused, saying why and whom to ask."""
+    direct = example("05-assignment.yaml", "payments-prod-direct")
+    direct["metadata"]["name"] = "ledger-direct"
+    direct["spec"]["owner"] = "ledger"
+    direct["spec"]["identityCenter"]["accountAssignment"]["permissionSet"] = {"arn": payments_arn}
+    stored_without_webhooks(policy, direct)
+    refused_now = policy.wait_reason("entitlement", "ledger-direct", "PolicyRefused", timeout=30)
+    message = next(c["message"] for c in refused_now["status"]["conditions"] if c["type"] == "Ready")
+    assert message.startswith("it would grant access its owner team does not own, so it is granted to nobody")
+    assert "grants of team ledger would give the production permissions of team payments" in message, message
+    refused(
+        policy.request("lena-ledger-direct", "ledger-direct", user=LENA, check=False),
+        "spec.entitlement names 'ledger-direct', whose Ready is PolicyRefused",
+        "ask its owners (team ledger) to fix it as said",
+    )
+    assert policy.get("accessrequest", "lena-ledger-direct") is None
+    assert policy.get("accessgrant", "lena-ledger-direct") is None
 
 
 # --- 113. an approver's name that reads as someone else's ------------------------------------------
