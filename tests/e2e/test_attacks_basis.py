@@ -1,4 +1,4 @@
-"""Attacks 33-35 and 144 of docs/security.md: access only on an approval the webhook stamped, never
+"""Attacks 33-35, 144 and 149 of docs/security.md: access only on an approval the webhook stamped, never
 outliving its basis (issue 18).
 
 The same style as `test_attacks.py` (real identities, plain kubectl, the real API server, the
@@ -8,6 +8,8 @@ operator's webhooks, RBAC and the admission policy, the strict Identity Center e
   operator runs as) creates an AccessGrant by hand: with no request, or naming someone else's;
 - 144: the same identity creates, by hand, the grant of a request approved for a later start,
   before the start;
+- 149: a request approved for a later start whose start passes while the operator is stopped (or
+  a cluster restored from a backup): granted only for what is left of its window, or not at all;
 - 34: an AccessRequest is deleted while the operator is down (the webhook configurations deleted
   too, as an administrator could), or deleted and re-created under the same name;
 - 35: someone deletes another user's pending request, or a finished one (the audit record);
@@ -22,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +180,40 @@ def test_144_a_grant_made_by_hand_for_a_scheduled_request_gives_no_access_before
     assert (failed["status"].get("membershipId"), failed["status"].get("activationTime")) == (None, None)
     # The request follows its grant, as the operator's identity could have ended it anyway: no start to come.
     system.wait_reason("accessrequest", "e144-window", "Failed")
+
+
+# --- 149. a scheduled start taken after its window, or late in it --------------------------------
+
+
+def test_149_a_start_taken_late_grants_only_what_is_left_of_its_window(system: Jit) -> None:
+    """Two of alice's ledger requests begin at the same second, one for 5 s, one for a minute; lena
+    approves both, and the operator is stopped across the start (down, or a cluster restored from a
+    backup taken while they waited). Back 8 s after it: the first window has passed, and nothing is
+    granted; the second is granted for what is left of it, its grant ending at the window's end."""
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)).replace(microsecond=0)
+    at = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name, duration in (("e149-passed", "5s"), ("e149-half", "1m")):
+        system.request(name, LEDGER, duration=duration, user=ALICE, startTime=at)
+        system.wait_reason("accessrequest", name, "Pending")
+        system.kubectl("annotate", "accessrequest", name, "jitaccess.dev/approved=true", user=LENA)
+        system.wait_reason("accessrequest", name, "Scheduled")
+    system.operator.stop()
+    try:
+        time.sleep(max(0.0, (start + dt.timedelta(seconds=8) - dt.datetime.now(dt.UTC)).total_seconds()))
+    finally:
+        system.operator.start()
+    failed = system.wait_reason("accessrequest", "e149-passed", "Failed")
+    assert ready(failed)["message"] == (
+        f"not granted: its window {at}..{(start + dt.timedelta(seconds=5)).strftime('%Y-%m-%dT%H:%M:%SZ')} passed "
+        "before the operator could begin it (the operator was down, or the cluster was restored from a backup); "
+        "request access again"
+    )
+    assert system.get("accessgrant", "e149-passed") is None
+    active = system.wait_reason("accessgrant", "e149-half", "Active")
+    ends = (start + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert active["status"]["expirationTime"] == ends, "the window's end, not a minute from the activation"
+    assert active["status"]["activationTime"] >= (start + dt.timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert system.members(LEDGER) == {ALICE}
 
 
 # --- 34. a request deleted while the operator is down -------------------------------------------

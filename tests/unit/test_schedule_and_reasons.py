@@ -137,7 +137,58 @@ def test_a_start_waits_until_it_has_come_never_earlier() -> None:
     assert schedule.waits(start, start - timedelta(microseconds=1))
     assert not schedule.waits(start, start)
     assert not schedule.waits(None, T0)
-    assert "access begins at 2026-11-23T13:00:00Z (spec.startTime)" in schedule.scheduled_message("approved", start)
+    window = schedule.approved_window(start, T0, timedelta(hours=4))
+    assert window is not None
+    said = schedule.scheduled_message("approved", window)
+    assert "access begins at 2026-11-23T13:00:00Z (spec.startTime)" in said
+    assert "and ends by 2026-11-23T17:00:00Z however late it begins" in said
+
+
+# --- the window an approval with a start is for (attack 149) ------------------------------------------
+
+
+def _waiting(start: datetime, approved: datetime) -> AccessRequest:
+    """alice's request for 4 h from `start`, approved at `approved`, `Scheduled`."""
+    conditions = [cond("Approved", "True", "Approved"), cond("Ready", "False", "Scheduled")]
+    for c in conditions:
+        c["lastTransitionTime"] = _stamp(approved)
+    return AccessRequest.model_validate(request(conditions=conditions, startTime=_stamp(start)))
+
+
+FOUR_HOURS = timedelta(hours=4)
+
+
+def test_the_window_runs_from_the_start_or_from_an_approval_after_it_for_the_duration() -> None:
+    start = T0 + timedelta(hours=18)
+    before = request_rules.approved_window(_waiting(start, T0), FOUR_HOURS, start + timedelta(hours=2))
+    assert before == schedule.Window(start, start + FOUR_HOURS)
+    # Approved an hour after its start: it begins at once, and its window from the approval.
+    late = start + timedelta(hours=1)
+    assert request_rules.approved_window(_waiting(start, late), FOUR_HOURS, late) == schedule.Window(
+        late, late + FOUR_HOURS
+    )
+    # An approval dated after now (only a hand-written status can be) does not push the window on.
+    assert request_rules.approved_window(_waiting(start, start + timedelta(days=3)), FOUR_HOURS, late) == (
+        schedule.Window(late, late + FOUR_HOURS)
+    )
+    # No start: nothing bounds it here, its duration counts from the activation.
+    assert request_rules.approved_window(AccessRequest.model_validate(request()), FOUR_HOURS, start) is None
+
+
+def test_a_start_taken_after_its_window_grants_nothing_and_says_why_and_what_to_do() -> None:
+    """The etcd restore: lena approved alice's request for Tue 06:00, 4 h; the cluster, restored at
+    10:00 from a backup taken while it waited, brings it back `Scheduled`."""
+    start = T0 + timedelta(hours=18)
+    waiting = _waiting(start, T0)
+    assert request_rules.window_passed(waiting, FOUR_HOURS, start + timedelta(hours=2)) is None, "half is left"
+    assert request_rules.window_passed(waiting, FOUR_HOURS, start + FOUR_HOURS - timedelta(seconds=1)) is None
+    passed = request_rules.window_passed(waiting, FOUR_HOURS, start + FOUR_HOURS)
+    assert passed == request_rules.NoGrant(
+        "Failed",
+        "not granted: its window 2026-11-24T06:00:00Z..2026-11-24T10:00:00Z passed before the operator could begin "
+        "it (the operator was down, or the cluster was restored from a backup); request access again",
+    )
+    assert request_rules.window_passed(AccessRequest.model_validate(request()), FOUR_HOURS, start) is None
 
 
 def _approved(reason: str, start: datetime | None = T0 + timedelta(hours=1)) -> dict[str, Any]:

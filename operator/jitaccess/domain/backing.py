@@ -14,7 +14,9 @@ leads to:
 - grantee, UserId, entitlement, group and duration are what that request and its Entitlement yield;
 - its access may begin as the request's would (`handlers.activation`): not before `spec.startTime`
   (a request approved for a later start waits `Scheduled`, the grant's name its own: a grant made by
-  hand for it would otherwise begin the access days early), not for an Entitlement that gives
+  hand for it would otherwise begin the access days early), not once the window it was approved
+  for has passed (`requests.window_passed`: a grant created just before the window's end whose
+  handler runs after it adds nothing), not for an Entitlement that gives
   other than what was approved (`status.approvedFor`), and, for a request with a `spec.startTime`,
   only with what the start asks of it too (`begins`: eligibility asked afresh, the approver still
   in Identity Center, no cancel meanwhile).
@@ -125,15 +127,18 @@ def _not_begun(
     begins: Begins | None,
 ) -> str | None:
     """Why the request's access may not begin now, as the request handler would find before it
-    creates the grant (`handlers.requests._create_grant`): its start is still to come, or its
-    Entitlement changed since the approval; for a request with a start, `begins`'s answer."""
+    creates the grant (`handlers.requests._create_grant`): its start is still to come, or the window
+    it was approved for has passed, or its Entitlement changed since the approval; for a request with
+    a start, `begins`'s answer."""
     name, start = request.metadata.name, request.spec.start_time
     if start is not None and schedule.waits(start, now):
         return (
             f"AccessRequest {name} is approved for a later start: its access begins at {schedule.stamp(start)} "
             "(spec.startTime), when the operator creates its grant, not before"
         )
-    refusal = request_rules.changed_since_approval(request, valid.entitlement)
+    refusal = request_rules.window_passed(request, valid.duration, now) or request_rules.changed_since_approval(
+        request, valid.entitlement
+    )
     if refusal is None and start is not None and begins is not None:
         refusal = begins(request, valid, basis)
     return None if refusal is None else f"AccessRequest {name}: {refusal.message}"

@@ -22,9 +22,12 @@ class Window:
     expiration_time: datetime
 
 
-def activation_window(grant: AccessGrant, now: datetime) -> Window:
-    """A grant runs for its duration from the moment its membership is in place."""
-    return Window(now, now + parse_duration(grant.spec.duration, "spec.duration"))
+def activation_window(grant: AccessGrant, now: datetime, ends_by: datetime | None = None) -> Window:
+    """A grant runs for its duration from the moment its membership is in place; the grant of a
+    request with a start no later than the end of the window it was approved for (`ends_by`,
+    `requests.approved_window`): begun late, it ends when that window ends all the same."""
+    end = now + parse_duration(grant.spec.duration, "spec.duration")
+    return Window(now, end if ends_by is None else min(end, ends_by))
 
 
 def state(grant: AccessGrant) -> str:

@@ -887,6 +887,25 @@ def changed_since_approval(request: AccessRequest, entitlement: Entitlement) -> 
     )
 
 
+def approved_window(request: AccessRequest, duration: timedelta, now: datetime) -> schedule.Window | None:
+    """The window a request with a `spec.startTime` was approved for (`schedule.approved_window`):
+    from its start, or from its approval when that came later (`Approved`'s lastTransitionTime,
+    never later than `now`: a date to come cannot push the window on), for `duration`. None for a
+    request without a start."""
+    approved = _approved_at(request)
+    return schedule.approved_window(request.spec.start_time, min(approved, now) if approved else None, duration)
+
+
+def window_passed(request: AccessRequest, duration: timedelta, now: datetime) -> NoGrant | None:
+    """Why a request with a start is not granted at `now`: the window it was approved for has wholly
+    passed (the operator was down across it, or the cluster was restored from a backup taken while
+    the request waited); None while some of it is left, and for a request without a start."""
+    window = approved_window(request, duration, now)
+    if window is None or now < window.ends:
+        return None
+    return NoGrant(names.FAILED, schedule.window_passed_message(window))
+
+
 def _all_approvals(
     request: AccessRequest, valid: ValidRequest, limits: Limits, now: datetime, gone: Mapping[str, str]
 ) -> NoGrant | None:

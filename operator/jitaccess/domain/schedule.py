@@ -14,9 +14,14 @@ the membership is added at 06:00, not before. The rules:
   with no grant and no membership. At the start the operator creates the grant through the one
   path every grant takes (`handlers.requests`): the approval is re-derived from what admission
   stamped against the live TeamOwnership, and eligibility is asked afresh from Identity Center, so
-  a lapse in between means no grant. The duration counts from the activation.
-- A request approved after its start time begins at once; so does one whose start passed while the
-  operator was down (the start-up listing finds it).
+  a lapse in between means no grant.
+- The approval is for a window: from the start (or from the approval, when that came after the
+  start: such a request begins at once) for the request's duration (`approved_window`). A grant
+  that begins late (the operator was down at the start) ends at the window's end all the same,
+  never later; one whose window has wholly passed is never created, and the request fails
+  (`window_passed`). Nothing else bounds how late a start is taken: without this, a cluster
+  restored from a backup taken while the request waited would grant it again, for its full
+  duration, however long ago its window was (and after a revocation since).
 
 Pure: the caller passes the clock.
 """
@@ -24,6 +29,7 @@ Pure: the caller passes the clock.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from jitaccess.api import wire
 from jitaccess.domain.durations import format_duration
@@ -67,6 +73,35 @@ def waits(start: datetime | None, now: datetime) -> bool:
     return start is not None and now < start
 
 
-def scheduled_message(approval: str, start: datetime) -> str:
-    """The `Scheduled` condition's message: who approved, and when access begins."""
-    return f"{approval}; access begins at {stamp(start)} (spec.startTime), once eligibility is confirmed again"
+def scheduled_message(approval: str, window: Window) -> str:
+    """The `Scheduled` condition's message: who approved, when access begins, and the latest it ends."""
+    return (
+        f"{approval}; access begins at {stamp(window.begins)} (spec.startTime), once eligibility is confirmed "
+        f"again, and ends by {stamp(window.ends)} however late it begins"
+    )
+
+
+class Window(NamedTuple):
+    """The time an approval with a start was for: access begins no earlier than `begins`, and
+    whenever it begins, it ends by `ends`."""
+
+    begins: datetime
+    ends: datetime
+
+
+def approved_window(start: datetime | None, approved: datetime | None, duration: timedelta) -> Window | None:
+    """The window a request with a `start` was approved for: from the start, or from its approval
+    (`approved`: when the operator recorded it) when that came later, for `duration`. None without a
+    start: such a request begins as soon as it is approved, and its duration counts from then."""
+    if start is None:
+        return None
+    begins = max(start, approved) if approved is not None else start
+    return Window(begins, begins + duration)
+
+
+def window_passed_message(window: Window) -> str:
+    """Why a request whose window has passed before its access began is not granted, and what to do."""
+    return (
+        f"not granted: its window {stamp(window.begins)}..{stamp(window.ends)} passed before the operator could "
+        "begin it (the operator was down, or the cluster was restored from a backup); request access again"
+    )

@@ -40,6 +40,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import following, releases
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
+from jitaccess.domain.durations import parse_duration
 from jitaccess.errors import AddInFlight, IdentityCenterError, NotFound, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments, diffbase, removals, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
@@ -258,8 +259,9 @@ def activate(
     if rt.attempts.has_run_out(grant.metadata.uid or ""):
         fail(rt, grant, RAN_OUT)  # takes out nothing more: `_record_active` did
         return False
+    ends_by = window_end(grant, request)
     if spec.account_assignment is not None:
-        return _activate_assignments(rt, grant, user_id, current, request, essence, request_essence)
+        return _activate_assignments(rt, grant, user_id, current, request, essence, request_essence, ends_by)
     try:
         group_id = rt.cached("group", spec.group_name, ic.resolve_group)
     except NotFound:
@@ -290,7 +292,7 @@ def activate(
             except PermanentFailure as exc:
                 # Access denied by IAM, a malformed id: another try will not help.
                 return f"Identity Center refused to add {spec.user} to {spec.group_name}: {exc}"
-            window = grant_rules.activation_window(grant, now() if added else activation_start(grant))
+            window = grant_rules.activation_window(grant, now() if added else activation_start(grant), ends_by)
             build = _becoming_active(
                 window,
                 f"{spec.user} is in Identity Center group {spec.group_name}",
@@ -342,6 +344,7 @@ def _activate_assignments(
     request: dict[str, Any] | None,
     essence: str | None,
     request_essence: str | None,
+    ends_by: dt.datetime | None,
 ) -> bool:
     """Account-assignment mode: the permission set assigned to the user in each account, then Active."""
     spec = grant.spec
@@ -369,7 +372,7 @@ def _activate_assignments(
         except (NotFound, PermanentFailure) as exc:
             refused = f"Identity Center refused to assign {spec.group_name} to {spec.user}: {exc}"
         else:
-            window = grant_rules.activation_window(grant, now() if first else activation_start(grant))
+            window = grant_rules.activation_window(grant, now() if first else activation_start(grant), ends_by)
             accounts = ", ".join(s["account"] for s in states)
 
             build = _becoming_active(
@@ -404,6 +407,20 @@ def _activate_assignments(
     record(updated, names.GRANTED, message, who=spec.user, entitlement=spec.entitlement, expires=expiration)
     followed = follow_request(rt, AccessGrant.model_validate(updated), current=request, essence=request_essence)
     return followed is not None and request_essence is not None
+
+
+def window_end(grant: AccessGrant, request: Mapping[str, Any] | None) -> dt.datetime | None:
+    """When the window the grant's request was approved for ends (`requests.approved_window`), which
+    the grant's expiration never passes: a start taken late (the operator down at it, a cluster
+    restored from a backup) gives the rest of the window, not the full duration from now. None for
+    a request without a `spec.startTime` (nearly every one, spared a parse here), whose duration
+    counts from the activation. `request` is as the basis check read it: its duration is the grant's."""
+    if request is None or not wire.spec(request).get("startTime"):
+        return None
+    parsed = AccessRequest.model_validate(request)
+    duration = parse_duration(grant.spec.duration, "spec.duration")
+    window = request_rules.approved_window(parsed, duration, now())
+    return None if window is None else window.ends
 
 
 def activation_start(grant: AccessGrant) -> dt.datetime:

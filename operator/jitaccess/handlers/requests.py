@@ -261,10 +261,11 @@ def approve(
         reason, message = names.BREAK_GLASS, f"break-glass: {valid.requester} approved their own request"
     elif kind == oncall.SUMMARY:
         message = f"{oncall.SUMMARY}: {valid.requester} is in the on-call group {why}"
-    start = request.spec.start_time
+    at = now()
+    window = schedule.approved_window(request.spec.start_time, at, valid.duration)
     ready = (
-        (names.READY, False, names.SCHEDULED, schedule.scheduled_message(message, start))
-        if start is not None and schedule.waits(start, now())
+        (names.READY, False, names.SCHEDULED, schedule.scheduled_message(message, window))
+        if window is not None and schedule.waits(window.begins, at)
         else (names.READY, False, names.PENDING, f"{message}; provisioning access")
     )
 
@@ -379,9 +380,12 @@ def _create_grant(
 ) -> None:
     """Create the grant of an approved request; `written`: the request as this handler's own write
     (the approval) left it, handed to the grant's handler in place of a read (`handlers.backing`)."""
-    if schedule.waits(request.spec.start_time, utcnow()):
+    at = utcnow()
+    if schedule.waits(request.spec.start_time, at):
         return  # `Scheduled`: `handlers.starts` comes back at spec.startTime
-    refusal = activation_refusal(rt, request, valid)
+    # A start taken after the window it was approved for (the operator down across it, a cluster
+    # restored from a backup): nothing is granted, and Identity Center is not asked.
+    refusal = request_rules.window_passed(request, valid.duration, at) or activation_refusal(rt, request, valid)
     if refusal is not None:
         _not_granted(rt, request, refusal, valid.entitlement.spec.owner)
         return

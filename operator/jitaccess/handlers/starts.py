@@ -4,8 +4,10 @@ An approved request whose start is still to come is `Scheduled` and has no grant
 event of a request (the listing at start-up and at each new leadership included) files the
 Scheduled ones in the Runtime's `starts` index, by entitlement, with their start time: the state
 is the persisted request itself, so a restart loses nothing, and a start that passed while the
-operator was down is simply due at once (kopf's resume of the request gets there first, through
-the same path).
+operator was down is due at once (kopf's resume of the request gets there first, through the same
+path): for what is left of the window it was approved for, nothing once that has passed
+(`domain.schedule`), so neither a long outage nor a cluster restored from a backup taken while the
+request waited begins a window's full duration late.
 
 A timer per Entitlement, as for escalations and time-outs (`schedules`, which says why not one
 kopf timer per object), hands each due request to `requests.reconcile`: the one path from an
