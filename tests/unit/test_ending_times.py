@@ -58,13 +58,51 @@ def test_an_ending_takes_the_time_it_is_written_even_when_ready_stays_false() ->
     pending = cond.set_condition([], names.READY, False, names.PENDING, "waiting", T0)
     kept = cond.set_condition(pending, names.READY, False, names.SCHEDULED, "starts later", LATER)
     assert kept[0].last_transition_time == T0  # not an ending: the convention holds
-    ended = cond.set_condition(pending, names.READY, False, names.FAILED, "failed", LATER, ending=True)
+    ended = cond.set_condition(pending, names.READY, False, names.FAILED, "failed", LATER)
     assert ended[0].last_transition_time == LATER
     # The same ending written again (a retry) keeps its time.
-    again = cond.set_condition(
-        ended, names.READY, False, names.FAILED, "failed", LATER + timedelta(hours=1), ending=True
-    )
+    again = cond.set_condition(ended, names.READY, False, names.FAILED, "failed", LATER + timedelta(hours=1))
     assert again[0].last_transition_time == LATER
+
+
+WAITING = [
+    Condition(type=names.READY, status="False", reason=names.PENDING, message="waiting", last_transition_time=T0)
+]
+
+
+@pytest.mark.parametrize(
+    "reason", sorted((names.REQUEST_FINISHED | names.GRANT_FINISHED | names.EXTENSION_FINISHED) - {names.INVALID})
+)
+def test_every_ending_reason_is_dated_when_written_by_its_reason_alone(reason: str, at: list[Any]) -> None:
+    """No writer asks for it: a new ending written through `conditions_after` is dated now by its
+    reason, though `Ready` stays False, however long the object waited."""
+    at[0] = LATER
+    (ready,) = common.conditions_after(WAITING, [(names.READY, False, reason, "ended")])
+    assert ready["lastTransitionTime"] == wire.rfc3339(LATER)
+
+
+@pytest.mark.parametrize("reason", [names.PENDING, names.SCHEDULED, names.PROVISIONING, names.NO_APPROVERS])
+def test_a_reason_that_ends_nothing_keeps_the_time_status_last_moved(reason: str, at: list[Any]) -> None:
+    at[0] = LATER
+    (ready,) = common.conditions_after(WAITING, [(names.READY, False, reason, "still waiting")])
+    assert ready["lastTransitionTime"] == wire.rfc3339(T0)
+
+
+def test_an_entitlement_made_invalid_keeps_the_convention(at: list[Any]) -> None:
+    """`Invalid` ends a request (dated by `requests._finish` itself) but not a TeamOwnership or an
+    Entitlement, whose `Ready` takes it too: from GroupNotFound to Invalid it stays False since then."""
+    unresolved = [WAITING[0].model_copy(update={"reason": names.GROUP_NOT_FOUND})]
+    at[0] = LATER
+    (ready,) = common.conditions_after(unresolved, [(names.READY, False, names.INVALID, "bad reasonPattern")])
+    assert ready["lastTransitionTime"] == wire.rfc3339(T0)
+
+
+def test_only_ready_is_an_ending(at: list[Any]) -> None:
+    """Another condition taking a reason named like an ending (`Denied`'s own) follows the convention."""
+    earlier = [Condition(type=names.ESCALATED, status="True", reason=names.PENDING_TOO_LONG, last_transition_time=T0)]
+    at[0] = LATER
+    (escalated,) = common.conditions_after(earlier, [(names.ESCALATED, True, names.DENIED, "x")])
+    assert escalated["lastTransitionTime"] == wire.rfc3339(T0)
 
 
 def test_an_extension_failed_hours_after_it_was_asked_is_dated_and_told_when_it_failed(at: list[Any]) -> None:

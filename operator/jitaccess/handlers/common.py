@@ -54,16 +54,14 @@ def conditions_after(
     conditions: list[Condition],
     changes: Iterable[tuple[str, bool, str, str]],
     generation: int | None = None,
-    *,
-    ending: bool = False,
 ) -> list[dict[str, Any]]:
-    """Apply several (type, status, reason, message) changes at once, in wire form. `ending`: they
-    end the object (`Ready` to Denied, Failed, Expired...): each changed condition is dated now,
-    even one whose status stays (`domain.conditions`)."""
+    """Apply several (type, status, reason, message) changes at once, in wire form. A change that
+    ends the object (`Ready` to Denied, Failed, Expired...) is dated now, even when its status
+    stays: the reason says so (`domain.conditions.ENDINGS`)."""
     current = list(conditions)
     stamp = now()
     for type_, status, reason, message in changes:
-        current = cond.set_condition(current, type_, status, reason, message, stamp, generation, ending=ending)
+        current = cond.set_condition(current, type_, status, reason, message, stamp, generation)
     return [c.wire() for c in current]
 
 

@@ -538,7 +538,7 @@ def _finish(
             fields["deniedBy"] = denied_by
             if why:
                 fields["decisionReason"] = why
-        fields["conditions"] = conditions_after(status.conditions, changes, generation, ending=True)
+        fields["conditions"] = conditions_after(status.conditions, changes, generation)
         return fields
 
     updated = rt.kube.update_status(names.EXTENSIONS, name, build, uid=uid)

@@ -549,9 +549,7 @@ def fail(rt: Runtime, grant: AccessGrant, message: str, before_add: bool = False
             return None  # finished meanwhile, or made Active by an attempt that got further
         said = grant_rules.failure_message(message, grant.spec.user, back)
         fields: dict[str, Any] = {
-            "conditions": conditions_after(
-                current.status.conditions, [(names.READY, False, names.FAILED, said)], ending=True
-            )
+            "conditions": conditions_after(current.status.conditions, [(names.READY, False, names.FAILED, said)])
         }
         return fields if back is None else {**fields, **_take_back_fields(back)}
 
@@ -1051,9 +1049,7 @@ def end_grant(
             else:
                 message = "revoked" + (f" by {who}" if who else "") + (f": {why}" if why else "")
             fields: dict[str, Any] = {
-                "conditions": conditions_after(
-                    latest.status.conditions, [(names.READY, False, reason, message)], ending=True
-                )
+                "conditions": conditions_after(latest.status.conditions, [(names.READY, False, reason, message)])
             }
             if reason in (names.REVOKED, names.ELIGIBILITY_LAPSED):
                 fields["revocationTime"] = ts(stamp)
@@ -1160,9 +1156,7 @@ def _expired_at(stamp: dt.datetime, why: str) -> Callable[[AccessGrant], dict[st
         message = f"expired at {ts(stamp)}: {why}"
         return {
             "expirationTime": ts(stamp),
-            "conditions": conditions_after(
-                latest.status.conditions, [(names.READY, False, names.EXPIRED, message)], ending=True
-            ),
+            "conditions": conditions_after(latest.status.conditions, [(names.READY, False, names.EXPIRED, message)]),
         }
 
     return build
@@ -1233,7 +1227,6 @@ def follow_request(
             "conditions": conditions_after(
                 current.status.conditions,
                 [(names.READY, wanted.ready, wanted.reason, wanted.message)],
-                ending=wanted.reason in names.REQUEST_FINISHED,
             ),
         }
         if wanted.expiration_time is not None:

@@ -309,7 +309,6 @@ def _refuse(rt: Runtime, entitlement: str, lapse: rules.Lapse) -> None:
                 current.status.conditions,
                 [(names.READY, False, names.NOT_ELIGIBLE, message)],
                 current.metadata.generation,
-                ending=True,
             )
         }
 

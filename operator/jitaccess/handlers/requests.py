@@ -500,7 +500,6 @@ def _deny(rt: Runtime, request: AccessRequest, valid: request_rules.ValidRequest
                 current.status.conditions,
                 [(names.DENIED, True, names.DENIED, message), (names.READY, False, names.DENIED, message)],
                 current.metadata.generation,
-                ending=True,
             ),
         }
         if why:
