@@ -112,7 +112,8 @@ def test_a_grant_not_made_in_time_is_named_as_not_ended_with_the_command(api: Gr
     with pytest.raises(Refused) as refused:
         decisions.revoke_all(s, decisions.Scope(), reason=REASON, wait=True, timeout=timedelta(milliseconds=20))
     assert "1 approved request had no grant within" in refused.value.message
-    assert "end it with `kubectl jit revoke r-new --reason 'INC-9 leak'`" in refused.value.message
+    # Pinned: run once that request was withdrawn and another asked under its name, it revokes nothing.
+    assert "end it with `kubectl jit revoke r-new --uid uid-r-new --reason 'INC-9 leak'`" in refused.value.message
     assert (
         "not ended: AccessRequest r-new (bob@example.com) is approved, and its grant is not made yet: its access "
         "begins once it is"
@@ -180,7 +181,7 @@ def test_revoke_name_without_wait_or_in_time_says_to_run_it_again(api: GrantingA
     assert refused.value.message.startswith(
         "accessrequest r-new is approved and its grant is being made: there is no grant to revoke yet"
     )
-    assert "run `kubectl jit revoke r-new` again once it exists" in refused.value.message
+    assert "run `kubectl jit revoke r-new --uid uid-r-new` again once it exists" in refused.value.message
     api.after = None
     with pytest.raises(Refused, match=r"its grant was not made within .*: nothing was revoked"):
         decisions.revoke(session(api), "r-new", reason=REASON, wait=True, timeout=timedelta(milliseconds=20))

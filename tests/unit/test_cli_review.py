@@ -508,6 +508,30 @@ def test_revoke_with_the_uid_of_a_granted_request_points_to_its_grant(api: Stori
     assert patches(api) == []
 
 
+def test_revoke_with_the_uid_of_a_granted_request_revokes_the_grant_made_for_it(api: StoringApi) -> None:
+    """A webhook refusal about a request whose access runs ("end the access first") gives
+    `kubectl jit revoke REQUEST --uid UID`, the request's uid (it cannot know its grant's): the grant
+    the operator made for that request, labelled with the uid, is revoked, pinned, also under another
+    name (`status.grant`). One labelled for another request is not taken for it."""
+    request_ = scheduled("r-1")
+    request_["status"] |= {"conditions": [cond("Ready", "True", "Granted")], "grant": "g-2"}
+    made = live("g-7")
+    made["metadata"] |= {"name": "g-2", "labels": {names.LABEL_REQUEST: "r-1"}}
+    other = live("g-1")
+    other["metadata"]["labels"] = {names.LABEL_REQUEST: "r-0"}  # an earlier request's, under the request's name
+    api.objects[o.path(names.REQUESTS, "g")], api.objects[GRANT_PATH] = request_, other
+    api.objects[o.path(names.GRANTS, "g-2")] = made
+    assert decisions.revoke(paula(api), "g", reason="INC-1 done", wait=False, timeout=None, uid="r-1") == 0
+    assert [p["uid"] for p in patches(api)] == ["g-7"]
+    assert revoked(api.objects[o.path(names.GRANTS, "g-2")]) and not revoked(api.objects[GRANT_PATH])
+
+    api.calls.clear()
+    made["metadata"]["labels"] = {names.LABEL_REQUEST: "r-0"}
+    api.objects[o.path(names.GRANTS, "g-2")] = made | {"metadata": {**made["metadata"], "annotations": {}}}
+    assert refused_revoke(api, "r-1").endswith("Nothing was revoked")
+    assert patches(api) == []
+
+
 def test_revoke_uid_does_not_go_with_all(capsys: pytest.CaptureFixture[str]) -> None:
     assert main.main(["revoke", "--all", "--uid", "g-1", "--reason", "INC-1"]) == USAGE
     assert "--uid pins one GRANT: it does not go with --all" in capsys.readouterr().err

@@ -359,14 +359,18 @@ def _revoke_meant(
     timeout: timedelta | None,
 ) -> int:
     """`revoke NAME --uid UID`: the AccessGrant of that uid, or the AccessRequest of that uid when
-    it is approved for a later start (`Scheduled`). Whatever else holds the name now (the grant
-    meant ended and was deleted, and another was granted under its name) is named, never revoked:
-    the user sees what it is and the command that would revoke it."""
+    it is approved for a later start (`Scheduled`), or when its access runs or is under way: then
+    the grant the operator made for it (labelled with that uid) is revoked, or waited for. Whatever
+    else holds the name now (the grant meant ended and was deleted, and another was granted under
+    its name) is named, never revoked: the user sees what it is and the command that would revoke it."""
     if grant is not None and wire.metadata(grant).get("uid") == uid:
         return _revoke_grant(session, grant, reason=reason, wait=wait, timeout=timeout, pinned=True)
     request = o.get_optional(session.api, names.REQUESTS, name)
     if request is None or wire.metadata(request).get("uid") != uid:
         raise _gone(session, name, uid, grant, request)
+    made = _made_for(session, request, grant)
+    if made is not None:
+        return _revoke_grant(session, made, reason=reason, wait=wait, timeout=timeout, pinned=True)
     if o.access_under_way(request) and (grant is None or not o.made_for(grant, request)):
         return _revoke_under_way(session, request, reason=reason, wait=wait, timeout=timeout)
     if wire.ready_reason(request) != names.SCHEDULED:
@@ -376,6 +380,19 @@ def _revoke_meant(
             "Nothing was revoked"
         )
     return _revoke_scheduled(session, request, reason)
+
+
+def _made_for(session: Session, request: Obj, grant: Obj | None) -> Obj | None:
+    """The live grant the operator made for `request` (its `status.grant`, else its name), only when
+    labelled with the request's uid: a grant made by hand, without the label, is not taken for it on
+    a guess (`_instead` names it)."""
+    named = str(wire.status(request).get("grant") or wire.name_of(request))
+    if grant is None or wire.name_of(grant) != named:
+        grant = o.get_optional(session.api, names.GRANTS, named)
+    if grant is None or wire.ready_reason(grant) in names.GRANT_FINISHED:
+        return None
+    labelled = (wire.metadata(grant).get("labels") or {}).get(names.LABEL_REQUEST)
+    return grant if labelled and labelled == wire.uid_of(request) else None
 
 
 def _state(obj: Obj) -> str:
@@ -460,7 +477,9 @@ def _revoke_under_way(
     to run the command again once it exists. Refusing at once would leave the access to begin
     seconds later, after a revocation the user believes done."""
     name = wire.name_of(request)
-    again = f"`kubectl jit revoke {name}`"
+    # Pinned: once the grant exists, the command finds this request's (or names what holds the name
+    # instead, this request withdrawn and another asked under its name meanwhile).
+    again = f"`kubectl jit revoke {o.pinned(request)}`"
     if not wait:
         raise Refused(
             f"accessrequest {name} is approved and its grant is being made: there is no grant to revoke yet, and its "
@@ -743,9 +762,7 @@ def _not_ended(tally: _Tally, reason: str, waited: timedelta | None) -> str:
         )
     if tally.left:
         within = f"within {human_age(waited.total_seconds())}" if waited is not None else "yet (--no-wait)"
-        commands = "; ".join(
-            f"`kubectl jit revoke {wire.name_of(r)} --reason {shlex.quote(reason)}`" for r in tally.left
-        )
+        commands = "; ".join(f"`kubectl jit revoke {o.pinned(r)} --reason {shlex.quote(reason)}`" for r in tally.left)
         said.append(
             f"{len(tally.left)} approved request{'' if len(tally.left) == 1 else 's'} had no grant {within}, and "
             f"{'its access begins' if len(tally.left) == 1 else 'their access begins'} once the operator makes it: "

@@ -328,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
             _uid(
                 parser_,
                 'revoke only if GRANT is still this object (its metadata.uid, as the "access is active" message '
-                "gives it): a grant ended, deleted and granted again under the same name is another object",
+                "gives it): a grant ended, deleted and granted again under the same name is another object; "
+                "a request's uid revokes the grant made for that request (or it, Scheduled)",
             )
             parser_.add_argument(
                 "--all",

@@ -941,15 +941,16 @@ def _request_deleted(
     if grant is None or wire.ready_reason(old) == names.SCHEDULED:
         return _request_withdrawn(old, caller, team, responders)
     responder = (
-        f" ({caller.username} is an incident responder: revoke its grant, `kubectl jit revoke {grant} "
-        '--reason "..."`; the request stays as the record of that access)'
+        f" ({caller.username} is an incident responder: revoke its grant, `kubectl jit revoke {wire.name_of(old)} "
+        f'--reason "..."{_pinning(old)}`; the request stays as the record of that access)'
         if responders.includes(caller)
         else ""
     )
     return Refusal(
         f"AccessRequest {wire.name_of(old)} is the record of access that has not ended yet (its AccessGrant "
         f"{grant}; the request is {wire.ready_reason(old)}): deleting it would drop the record while the access "
-        f"remains. End the access first, with `kubectl jit revoke {grant}` (the grantee or an approver of the owner team) or "
+        f"remains. End the access first, with `kubectl jit revoke {wire.name_of(old)}{_pinning(old)}` (the grantee or "
+        f"an approver of the owner team) or "
         f"`kubectl annotate accessgrant {grant} {REVOKED}=true`; "
         f"then the request may be deleted{responder}"
     )
@@ -980,7 +981,7 @@ def _request_withdrawn(
         return Refusal(
             f"AccessRequest {name} is {requester}'s request, approved and Scheduled: only {requester} may withdraw it "
             f"(`kubectl jit withdraw {name}`), or {approvers} or an incident responder revoke it "
-            f"(`kubectl jit revoke {name} --reason '...'`); {caller.username} may not"
+            f"(`kubectl jit revoke {name} --reason '...'{_pinning(old)}`); {caller.username} may not"
         )
     if pending:
         return Refusal(
@@ -1036,9 +1037,9 @@ def _scheduled_deleted(old: Obj, caller: Caller) -> Refusal | None:
         f"AccessRequest {name} is {requester}'s request, approved and Scheduled for a later start: only {requester} "
         f"withdraws it, and {caller.username} may not delete it, as a deletion leaves no {REVOKED_BY} stamp and no "
         f"reason (its withdrawn record would name nobody). Revoke it instead, which ends it before it starts and "
-        f"names you and your reason in its records: `kubectl jit revoke {name} --reason '...'` (or `kubectl annotate "
-        f"accessrequest {name} {REVOKED}=true {REVOKE_REASON}='...'`); once revoked, an approver of its owner team "
-        "may delete it"
+        f"names you and your reason in its records: `kubectl jit revoke {name} --reason '...'{_pinning(old)}` (or "
+        f"`kubectl annotate accessrequest {name} {REVOKED}=true {REVOKE_REASON}='...'`); once revoked, an approver "
+        "of its owner team may delete it"
     )
 
 
@@ -1316,7 +1317,7 @@ def _not_cancellable(old: Obj) -> Refusal | None:
         return Refusal(
             f"AccessRequest {name} is {state or 'approved'}, its access under way (its AccessGrant {grant}): "
             f"{REVOKED}=true on a request cancels one approved for a later start (Scheduled); revoke its grant "
-            f"instead, `kubectl jit revoke {grant} --reason '...'`"
+            f"instead, `kubectl jit revoke {name} --reason '...'{_pinning(old)}`"
         )
     return Refusal(
         f"AccessRequest {name} still awaits a decision: {REVOKED}=true on a request cancels one approved for a later "
@@ -1691,7 +1692,7 @@ def _revocation(
         return Refusal(
             f"metadata.annotations[{REVOKE_REASON}] is required when an incident responder revokes someone else's "
             f"{what}: say why, for the {holder_is} and the audit trail (`kubectl jit revoke {wire.name_of(old)} "
-            f'--reason "..."`, or `kubectl annotate {kind} {wire.name_of(old)} {REVOKED}=true '
+            f'--reason "..."{_pinning(old)}`, or `kubectl annotate {kind} {wire.name_of(old)} {REVOKED}=true '
             f'{REVOKE_REASON}="..."`)',
             INVALID,
         )
@@ -1708,8 +1709,8 @@ def _grant_deleted(
         return Refusal(
             f"deleting an AccessGrant removes the record of that access from the audit trail, which only approvers "
             f"of team {owner or '(unknown)'}{_approvers_suffix(team)} may do; {caller.username} is an incident "
-            f"responder, who ends access without erasing its record: `kubectl jit revoke {name} --reason '...'` "
-            f"({RESPONDER_MAY})"
+            f"responder, who ends access without erasing its record: `kubectl jit revoke {name} --reason '...'"
+            f"{_pinning(old)}` ({RESPONDER_MAY})"
         )
     return Refusal(
         f"deleting an AccessGrant revokes it and removes it from the audit trail, which only approvers of team "
@@ -1729,9 +1730,20 @@ def _live_grant_deleted(old: Obj, name: str) -> Refusal | None:
     return Refusal(
         f"AccessGrant {name} is {state or 'being provisioned'}: deleting it would end {grantee}'s access with "
         f"nobody named in its records, as a deletion leaves no {REVOKED_BY} stamp and no reason; revoke it instead, "
-        f"`kubectl jit revoke {name} --reason '...'` (or `kubectl annotate accessgrant {name} {REVOKED}=true "
-        f"{REVOKE_REASON}='...'`), and delete it once it has ended"
+        f"`kubectl jit revoke {name} --reason '...'{_pinning(old)}` (or `kubectl annotate accessgrant {name} "
+        f"{REVOKED}=true {REVOKE_REASON}='...'`), and delete it once it has ended"
     )
+
+
+def _pinning(obj: Obj) -> str:
+    """` --uid UID` for a `kubectl jit revoke` a refusal gives about `obj`: the command then revokes
+    this very object, never another created under its name since (this one ended and deleted, and
+    another requested or granted under the name), which the name alone would find. Of a request
+    whose access runs, it revokes the grant the operator made for that request (labelled with its
+    uid, whatever the grant's name): a refusal cannot give the grant's own uid, which the request
+    does not hold."""
+    uid = wire.uid_of(obj)
+    return f" --uid {uid}" if uid else ""
 
 
 def _approvers_suffix(team: TeamOwnershipSpec | None) -> str:
