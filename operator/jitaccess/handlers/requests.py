@@ -88,7 +88,14 @@ def reconcile(
         if cond.is_true(request.status.conditions, names.APPROVED):
             ensure_grant(rt, request, teams, entitlements)
         else:
-            _decide(rt, request, body, teams, entitlements, announce_ignored)
+            again = _decide(rt, request, body, teams, entitlements, announce_ignored)
+            # After an escalation is recorded, a backup approver's decision stamped once it was
+            # due, before it was recorded (`decide_pending` records it first), is taken now: no
+            # later annotation change may come to wake this handler. The next pass escalates again
+            # only for another owner team (the Entitlement handed over between two looks), so the
+            # passes have no bound of their own: a loop, not a call within a call.
+            while again is not None:
+                again = _decide(rt, again, again.wire(), teams, entitlements, announce_ignored)
     except InvalidInput as exc:
         _finish(rt, dict(body), names.INVALID, str(exc), entitlement=request.spec.entitlement)
     except RetryLater as exc:
@@ -103,7 +110,9 @@ def _decide(
     teams: Index,
     entitlements: Index,
     announce_ignored: bool,
-) -> None:
+) -> AccessRequest | None:
+    """Take the request up and act on what it comes to; the request as written when that was to
+    record its escalation, to be taken up again at once (`reconcile`), else None."""
     entitlement, team = lookup(rt, request, teams, entitlements)
     valid = request_rules.validate(request, entitlement, team, rt.settings.limits)
     if cond.ready_reason(request.status.conditions) is None:
@@ -111,25 +120,25 @@ def _decide(
         problem = eligibility_problem(rt, valid)
         if problem is not None:
             _finish(rt, dict(body), names.NOT_ELIGIBLE, problem, entitlement=request.spec.entitlement, owner_team=owner)
-            return
+            return None
         if valid.break_glass:
             problem = breakglass.rate_refusal(rt, request, valid)
             if problem is not None:
                 _finish(rt, dict(body), names.INVALID, problem, entitlement=request.spec.entitlement, owner_team=owner)
-                return
+                return None
             approve(rt, request, valid, who="", why="", auto=True, kind=break_glass_rules.SUMMARY, current=dict(body))
-            return
+            return None
         if request_rules.route(valid) is request_rules.Route.AUTO_APPROVE:
             # The body kopf just delivered is current (nothing else writes a new request): no re-read.
             approve(rt, request, valid, who="", why="member of the owner team", auto=True, current=dict(body))
-            return
+            return None
         group = oncall.on_call_group(rt, valid)
         if group is not None:
             approve(rt, request, valid, who="", why=group, auto=True, kind=oncall.SUMMARY, current=dict(body))
-            return
+            return None
         updated = _mark_pending(rt, request, valid)
         if updated is None:
-            return
+            return None
         request = updated
     unanswered: RetryLater | None = None
     try:
@@ -149,25 +158,13 @@ def _decide(
         # closed: the operator retries, as for every other question it cannot get answered).
         raise unanswered
     if decision is None:
-        return
+        return None
     if decision.outcome is request_rules.Outcome.APPROVE:
         approve(rt, request, valid, who=decision.who, why=decision.why, auto=False, gone=gone)
     elif decision.outcome is request_rules.Outcome.DENY:
         _deny(rt, request, valid, decision.who, decision.why)
     elif decision.outcome is request_rules.Outcome.ESCALATE:
-        escalated = _escalate(rt, request, valid, decision.why)
-        if escalated is not None:
-            # A backup approver's decision stamped once the escalation was due, before it was
-            # recorded (`decide_pending` records it first), is taken now: no later annotation
-            # change may come to wake this handler.
-            _decide(
-                rt=rt,
-                request=escalated,
-                body=escalated.wire(),
-                teams=teams,
-                entitlements=entitlements,
-                announce_ignored=announce_ignored,
-            )
+        return _escalate(rt, request, valid, decision.why)  # taken up again by `reconcile`
     elif decision.outcome is request_rules.Outcome.TIME_OUT:
         _finish(
             rt,
@@ -183,6 +180,7 @@ def _decide(
             record(request.wire(), names.DECISION_IGNORED, decision.ignored.why, warning=True, who=decision.ignored.who)
     elif decision.outcome is request_rules.Outcome.IGNORE and announce_ignored:
         record(request.wire(), names.DECISION_IGNORED, decision.why, warning=True, who=decision.who)
+    return None
 
 
 #: What `decide_pending` may answer without knowing which approvers are gone from Identity Center.
