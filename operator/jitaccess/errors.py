@@ -9,6 +9,7 @@
         │   └── AddInFlight       an end refused for now: an earlier leader's add may still land (`delay`)
         ├── NotFound              the user, group or membership does not exist
         └── PermanentFailure      access denied, validation: retrying will not help
+            └── OtherStore        an end refused: the access is in another identity store than the operator's
 
 Handlers translate these: `InvalidInput` and `NotFound` into a `Ready=False` condition with the
 message, `RetryLater` into kopf's `TemporaryError` (retried with backoff), `PermanentFailure` into
@@ -69,3 +70,11 @@ class PermanentFailure(IdentityCenterError):
 class ForeignUser(JitAccessError):
     """A Slack user of another workspace or organization (a Slack Connect channel shares the
     approvers' messages with people of other companies, whose profile emails that company sets)."""
+
+
+class OtherStore(PermanentFailure):
+    """A grant's end refused: its access was given in another identity store than the one the
+    operator points at now (`config.identityStoreId` changed while it ran). Removing it from this
+    store would find nothing and record it ended while the member stays in the other store; the
+    message names both stores and how to end it. Retried as a refusal is (`handlers.removals`):
+    it ends once the operator points at that store again."""

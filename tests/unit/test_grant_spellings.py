@@ -57,6 +57,11 @@ def _grant(name: str, spelled: str, active: bool) -> dict[str, Any]:
 
 @pytest.fixture
 def system(monkeypatch: pytest.MonkeyPatch) -> tuple[Runtime, _Kube, _IdentityCenter]:
+    return one_group(monkeypatch)
+
+
+def one_group(monkeypatch: pytest.MonkeyPatch) -> tuple[Runtime, _Kube, _IdentityCenter]:
+    """A runtime whose identity center has one group, alice in it; no Events, requests or sessions."""
     monkeypatch.setattr(grants, "record", lambda *a, **k: None)  # no kopf Event poster here
     monkeypatch.setattr(grants, "follow_request", lambda *a, **k: None)
     monkeypatch.setattr(grants.sessions, "deny", lambda *a, **k: None)

@@ -681,6 +681,11 @@ class AccessGrantStatus(Model):
     membership_id: str | None = Field(
         default=None, description="The Identity Store MembershipId: access is removed by it"
     )
+    identity_store_id: str | None = Field(
+        default=None,
+        description="The identity store the access was given in (the operator's identityStoreId then): the "
+        "operator ends it only while it points at that store",
+    )
     permission_set_arn: str | None = Field(default=None, description="Account-assignment mode: the permission set")
     account_assignments: list[AccountAssignmentState] | None = Field(
         default=None, description="Account-assignment mode: the user's assignment in each account"

@@ -97,6 +97,48 @@ def ended_at(status: AccessGrantStatus) -> datetime | None:
     return status.revocation_time or status.expiration_time or ready.last_transition_time
 
 
+def other_store(grant: AccessGrant, configured: str) -> str | None:
+    """The identity store a grant's access was given in (`status.identityStoreId`) when it is not
+    `configured`, the one the operator points at now; None when it is that one, or when the grant
+    records none: written before grants recorded it, or not Active yet (nothing recorded is
+    given yet), it is taken as in the configured store."""
+    recorded = grant.status.identity_store_id
+    return recorded if recorded and recorded != configured else None
+
+
+def other_store_problem(grant: AccessGrant, recorded: str, configured: str) -> str:
+    """Why the end of `grant`, whose access is in identity store `recorded`, is refused while the
+    operator points at `configured`, and the two ways to end it: the operator pointed back at that
+    store, or the access removed there by hand (the AWS CLI command, with the grant's own ids)."""
+    spec, status = grant.spec, grant.status
+    user = status.user_id or spec.user_id or "<UserId>"
+    if spec.account_assignment is not None:
+        accounts = " ".join(a.account for a in status.account_assignments or []) or "<account>"
+        by_hand = (
+            f"for each account of {accounts}: aws sso-admin delete-account-assignment --instance-arn "
+            f"<the Identity Center instance of {recorded}> --permission-set-arn "
+            f"{status.permission_set_arn or '<permissionSetArn>'} --principal-type USER --principal-id {user} "
+            "--target-type AWS_ACCOUNT --target-id <account>"
+        )
+    elif status.membership_id:
+        by_hand = (
+            f"aws identitystore delete-group-membership --identity-store-id {recorded} "
+            f"--membership-id {status.membership_id}"
+        )
+    else:
+        by_hand = (
+            f"aws identitystore delete-group-membership --identity-store-id {recorded} --membership-id "
+            f"$(aws identitystore get-group-membership-id --identity-store-id {recorded} --group-id "
+            f"{status.group_id or '<GroupId>'} --member-id UserId={user} --query MembershipId --output text)"
+        )
+    return (
+        f"the operator now points at identity store {configured}; this access of {spec.user} is in {recorded}: "
+        f"it is not removed from {configured} (where nothing is), nor recorded as ended. Set config.identityStoreId "
+        f"(and config.region) back to {recorded} until every grant given there has ended, or remove it by hand: "
+        f"{by_hand} (docs/upgrading.md#changing-the-identity-store-or-region)"
+    )
+
+
 @dataclass(frozen=True)
 class TakeBack:
     """What failing a grant that never became Active took back of what its attempts may have added

@@ -6,6 +6,9 @@
 - the expiry scheduler (`expiry`) ends each Active grant at its persisted `status.expirationTime`
   through `end_grant`; after a restart the overdue ones end first;
 - `jitaccess.dev/revoked=true` or deletion (finalizer) ends a grant early;
+- every end is refused while the grant's access is in another identity store than the one the
+  operator points at now (`status.identityStoreId`, `in_operators_store`): retried and reported,
+  never written as ended;
 - an end that must wait for an add a previous leader may have sent (attack 129) is kopf's retry
   of the handler at the moment the wait is over, said once at INFO, not as an error
   (`_once_settled`).
@@ -41,7 +44,7 @@ from jitaccess.domain import following, releases
 from jitaccess.domain import grants as grant_rules
 from jitaccess.domain import requests as request_rules
 from jitaccess.domain.durations import parse_duration
-from jitaccess.errors import AddInFlight, IdentityCenterError, NotFound, PermanentFailure, RetryLater
+from jitaccess.errors import AddInFlight, IdentityCenterError, NotFound, OtherStore, PermanentFailure, RetryLater
 from jitaccess.handlers import archive, assignments, diffbase, removals, sessions
 from jitaccess.handlers.backing import stored_request, unbacked, unbacked_by
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, now, request_uid, status_change, ts
@@ -299,6 +302,7 @@ def activate(
                 userId=user_id,
                 groupId=tried,
                 membershipId=membership_id,
+                identityStoreId=ic.identity_store_id,
             )
             remove = functools.partial(ic.remove_member, tried, user_id, membership_id)
             ends = window.expiration_time
@@ -381,6 +385,7 @@ def _activate_assignments(
                 userId=user_id,
                 permissionSetArn=arn,
                 accountAssignments=states,
+                identityStoreId=rt.identity_center.identity_store_id,
             )
             updated = _record_active(
                 rt,
@@ -782,7 +787,9 @@ def _ended_meanwhile(rt: Runtime, grant: AccessGrant) -> bool:
 def _take_back(rt: Runtime, grant: AccessGrant, key: tuple[str, str], group_id: str | None) -> list[str]:
     """Under the membership lock: remove what a grant that is not Active may hold (see `fail`),
     unless another live grant holds it too; a membership lookup (or an assignment listing per
-    account) when it holds nothing. What was taken back."""
+    account) when it holds nothing. What was taken back. Refused (`OtherStore`) for a grant whose
+    access is in another identity store than the operator's (`in_operators_store`)."""
+    in_operators_store(rt, grant)
     spec = grant.spec
     if spec.account_assignment is not None:
         held = assignments.others_holding(rt, grant, key, rt.holders, confirm=True)
@@ -815,6 +822,23 @@ def _others_holding(
             ", ".join(sorted(others)),
         )
     return stored_holders(rt, grant.spec.user, keys, name)
+
+
+def in_operators_store(rt: Runtime, grant: AccessGrant) -> None:
+    """Refuse (`OtherStore`) to end a grant whose access was given in another identity store
+    (`status.identityStoreId`) than the one the operator points at now (attack 150): asked there,
+    Identity Center finds no such membership (nor assignment), the end would be written as done
+    ("no longer holds") and the member would stay in the other store for good, where no drift scan
+    looks. A refusal is retried and reported as one Identity Center gives is (`removals`): the grant
+    stays Active, and ends once the operator points at that store again. A grant that records no
+    store is taken as in the operator's (`grant_rules.other_store`)."""
+    configured = rt.identity_center.identity_store_id
+    recorded = grant_rules.other_store(grant, configured)
+    if recorded is None:
+        return
+    operation = "DeleteAccountAssignment" if grant.spec.account_assignment is not None else "DeleteGroupMembership"
+    problem = grant_rules.other_store_problem(grant, recorded, configured)
+    raise OtherStore(f"AccessGrant {grant.metadata.name}: {problem}", operation=operation, code="OtherStore")
 
 
 def _user_id_of(rt: Runtime, grant: AccessGrant) -> str | None:
@@ -987,7 +1011,10 @@ def end_grant(
     write) moves the grant's end past it: the grant is not ended then, the access is given back
     under the same lock, and its new expiration time is returned (the scheduler's next time).
     Should giving it back fail, the grant ends Expired at the moment its access did end, never at
-    the extension's time. None otherwise."""
+    the extension's time. None otherwise.
+
+    A grant whose access is in another identity store than the operator's is not ended at all
+    (`OtherStore`, `in_operators_store`): nothing is removed, nothing written."""
     if rt.provisions.wait_finished(name, _AT_ONCE_WAIT_SECONDS):
         current = None  # provisioned meanwhile: `current` may not show the membership it added
     obj = current or rt.kube.get(names.GRANTS, name)
@@ -997,6 +1024,7 @@ def end_grant(
     grant = AccessGrant.model_validate(obj)
     if grant_rules.is_finished(grant):
         return None
+    in_operators_store(rt, grant)
     spec, status = grant.spec, grant.status
     key, group_id = membership_of(rt, grant)
     cut_short = ""

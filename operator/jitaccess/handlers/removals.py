@@ -1,6 +1,8 @@
 """Removals that do not happen: an expiry (`expiry`) or a revocation (`grants`) whose membership
 Identity Center does not remove, because it does not answer (`RetryLater`) or refuses
-(`PermanentFailure`: AccessDenied after an edit of the operator's IAM policy, say).
+(`PermanentFailure`: AccessDenied after an edit of the operator's IAM policy, say), or that the
+operator refuses itself: the access is in another identity store than the one it points at now
+(`OtherStore`, attack 150), where it would find nothing and take the access for gone.
 
 Either way the grant stays Active and the removal is tried again until it succeeds: a refusal is
 no reason to stop trying, since it ends once somebody fixes the policy, and nothing else would
@@ -22,7 +24,7 @@ from typing import Any
 from jitaccess.adapters.kube import INVALID_RETRY_SECONDS, Refused
 from jitaccess.api import names
 from jitaccess.domain.expiry import OVERDUE_GRACE
-from jitaccess.errors import IdentityCenterError, PermanentFailure
+from jitaccess.errors import IdentityCenterError, OtherStore, PermanentFailure
 from jitaccess.handlers.common import ts
 from jitaccess.handlers.recording import record
 from jitaccess.logs import OncePer
@@ -83,7 +85,10 @@ def iam_action(operation: str) -> str | None:
 
 
 def why(exc: IdentityCenterError) -> str:
-    """What stops the removal, for a log line and the Event."""
+    """What stops the removal, for a log line and the Event. A grant whose access is in another
+    identity store than the operator's (`OtherStore`) says so itself: no IAM action is missing."""
+    if isinstance(exc, OtherStore):
+        return f"refused: {exc}"
     if isinstance(exc, PermanentFailure):
         action = iam_action(exc.operation) or "the Identity Center calls it makes"
         return (

@@ -5,9 +5,11 @@ webhook server with its TLS and the identity it trusts as the operator.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,17 +102,49 @@ def know_what_is_stored(rt: Runtime) -> None:
       webhook server with its watches, and this replica's webhooks answer before its requests' watch
       has listed them. Without them, a replica new in a rollout admitted a second request for an
       access that one waits for already, and more than maxPendingPerUser (`requests.waiting_problem`).
+
+    And the grants not ended whose access is in another identity store than the one the operator
+    points at now (`status.identityStoreId`): said at ERROR (`say_other_stores`), since none of
+    them can end (`grants.in_operators_store`) until it points at that store again.
     """
     listed: list[str] = []
+    stores: collections.Counter[str] = collections.Counter()  # of the grants not ended, by the store recorded
     for grant in rt.kube.each(names.GRANTS):
         name, expiration = grant["metadata"]["name"], expiring(grant)
         listed.append(name)
+        recorded = wire.status(grant).get("identityStoreId")
+        if recorded and wire.ready_reason(grant) not in names.GRANT_FINISHED:
+            stores[str(recorded)] += 1
         rt.holders.file(name, holdings(grant), name)
         if expiration is not None:
             rt.expiries.schedule(name, expiration)
     rt.grant_names.listed(listed)
     for request in rt.kube.each(names.REQUESTS):
         file_undecided(rt, wire.name_of(request), None if wire.deleting(request) else request)
+    if stores:
+        configured = rt.identity_center.identity_store_id
+        say_other_stores({store: count for store, count in stores.items() if store != configured}, configured)
+
+
+def say_other_stores(elsewhere: Mapping[str, int], configured: str) -> None:
+    """One ERROR line (counted in `jitaccess_errors_total{kind="operator"}`) when grants not ended
+    hold access in other identity stores than `configured` (`elsewhere`: how many per store):
+    config.identityStoreId (or the region) was changed while they ran. Their ends are refused and
+    retried; once one is past its time, `JitaccessExpiryLate` fires and its `ExpiryOverdue` Event
+    says the same."""
+    if not elsewhere:
+        return
+    stores = ", ".join(f"{count} in {store}" for store, count in sorted(elsewhere.items()))
+    log.error(
+        "%d grant(s) not ended hold access in another identity store than %s, the one the operator points at "
+        "now (%s): none of them can end, nor is any removed from %s. Set config.identityStoreId (and "
+        "config.region) back until every grant given there has ended, or remove their access there by hand "
+        "(docs/upgrading.md#changing-the-identity-store-or-region)",
+        sum(elsewhere.values()),
+        configured,
+        stores,
+        configured,
+    )
 
 
 def kopf_settings(settings: kopf.OperatorSettings, config: Settings) -> None:
