@@ -8,6 +8,9 @@ ValidatingAdmissionPolicy of the cluster here, as a quota or RBAC would; docs/op
   that falls due stays Active, its member kept: never two leaders, never one without a Lease); each
   replica says so in an ERROR line in the policy's words, once, and its /healthz says why it does
   not lead; the policy gone, one replica leads again within a few seconds and ends the grant.
+
+Attack 150: a grant whose access is in another identity store than the one the operator points at
+now is not ended as gone: its end is refused and reported, naming both stores.
 """
 
 from __future__ import annotations
@@ -152,3 +155,45 @@ def test_a_lease_the_api_server_refuses_is_not_led_and_says_so(replaced: Jit, tm
     finally:
         system.clean()
         replicas.stop()
+
+
+# --- 150. the operator pointed at another identity store while grants run -------------------------
+
+
+def test_150_a_grant_given_in_another_store_is_not_ended_as_gone(system: Jit) -> None:
+    """config.identityStoreId changed while alice's grant ran: the operator asked the new store to
+    remove her, found no such membership, took it for gone and wrote the grant Expired ("no longer
+    holds") while she stayed in the old store for good. One emulator is one store: the grant is
+    written as one given in another (`status.identityStoreId`, as the operator writes it: the e2e
+    admin is its identity). Revoked, its end is refused: it stays Active, nothing is removed, one
+    `ExpiryOverdue` Warning Event names both stores and the command that removes it by hand. Pointed
+    at its store again, the operator ends it as any other."""
+    name, old = "alice-150", "d-0000000150"
+    system.request(name, PAYMENTS, duration="1h", user=ALICE)
+    grant = system.wait_reason("accessgrant", name, "Active")
+    ours = system.ic.identity_store_id
+    assert grant["status"]["identityStoreId"] == ours, grant["status"]
+    moved = json.dumps({"status": {"identityStoreId": old}})
+    system.kubectl("patch", "accessgrant", name, "--subresource=status", "--type=merge", "-p", moved)
+    system.kubectl("annotate", "accessgrant", name, "jitaccess.dev/revoked=true", user=ALICE)
+
+    def overdue() -> dict[str, str] | None:
+        found = [e for e in system.events(name, "AccessGrant") if e["reason"] == "ExpiryOverdue"]
+        return found[0] if found else None
+
+    # 30 s of grace past the revocation, then the next retry (every 5 s while refused).
+    event: dict[str, str] = eventually(overdue, timeout=60, what=f"an ExpiryOverdue Event on {name}")
+    assert event["type"] == "Warning"
+    message = event["message"]
+    assert f"the operator now points at identity store {ours}; this access of {ALICE} is in {old}" in message
+    assert f"aws identitystore delete-group-membership --identity-store-id {old} --membership-id" in message
+    assert "IAM" not in message, message
+    ready = system.condition("accessgrant", name, "Ready") or {}
+    assert ready.get("reason") == "Active", ready  # never "no longer holds"
+    assert ALICE in system.members(PAYMENTS)
+    ended = [e for e in system.events(name, "AccessGrant") if e["reason"] in ("Revoked", "Expired")]
+    assert ended == [], ended
+    back = json.dumps({"status": {"identityStoreId": ours}})
+    system.kubectl("patch", "accessgrant", name, "--subresource=status", "--type=merge", "-p", back)
+    system.wait_reason("accessgrant", name, "Revoked", timeout=30)
+    assert ALICE not in system.members(PAYMENTS)
