@@ -339,6 +339,32 @@ def test_a_creation_applied_whose_retry_meets_the_name_taken_uses_its_own_permis
     assert sorted(ps["name"] for ps in sso.sets.values()) == ["jit-payments-base", "jit-payments-prod"]
 
 
+def test_a_permission_set_found_made_already_is_provisioned_before_its_digest_tag(events: Deferred) -> None:
+    """The pass's listing misses production's permission set (Identity Center's listing lagging),
+    so it is created, ConflictException, and found by the second listing: adopted, as it is, held
+    in PROD. Before, it was taken for one just created: the revocation's deny was written to its
+    inline policy but never provisioned, and the digest tag said it was, so no later pass did."""
+    sso, cluster, rt = provisioned_catalog()
+    arn = next(a for a, ps in sso.sets.items() if ps["name"] == "jit-payments-prod")
+    listing = sso.permission_set_arns
+    missed = [True]
+
+    def lagging() -> list[str]:
+        found = listing()
+        if missed.pop() if missed else False:
+            return [a for a in found if a != arn]
+        return found
+
+    sso.permission_set_arns = lagging  # type: ignore[method-assign]
+    revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert "CreatePermissionSet" in sso.asked, "the listing missed it"
+    assert denied(sso.policy_in("jit-payments-prod", PROD)) == [ALICE], "provisioned where it is held"
+    assert sso.sets[arn]["tags"][permissionsets.DIGEST_TAG] == status(cluster)["production"]["digest"]
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    assert not [e for e in events._pending if "deleted outside jitaccess" in e[3]], "the same permission set"
+
+
 def test_a_name_taken_by_a_permission_set_jitaccess_did_not_create_is_refused() -> None:
     sso = Sso()
     sso.sets["arn:aws:sso:::permissionSet/ssoins-1/ps-admins000000000"] = {

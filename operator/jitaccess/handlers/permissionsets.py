@@ -618,10 +618,7 @@ def _sync_tier(
 ) -> dict[str, Any]:
     status = getattr(catalog.status, spec.tier) or TierStatus()
     arn = next((a for a, tier in owned.items() if tier == spec.tier), None)
-    if arn is None and status.permission_set_arn:
-        done.drift.append(
-            f"permission set {spec.name} ({status.permission_set_arn}) was deleted outside jitaccess: created again"
-        )
+    missing = arn is None
     state: PermissionSetState | None = None
     if arn is not None:
         try:
@@ -629,10 +626,17 @@ def _sync_tier(
         except NotFound:
             _identity.pop(arn, None)
             arn = None
-    created = state is None
+    # Created by this pass: nothing provisioned yet, nothing changed by hand. One found made already
+    # (`_create` adopting it) is not: it may hold accounts, and they must get what the pass writes.
+    created = False
     if state is None:
-        arn, state = _create(sso, spec)
+        arn, state, adopted = _create(sso, spec)
+        created = not adopted
     assert arn is not None
+    if missing and status.permission_set_arn and status.permission_set_arn != arn:
+        done.drift.append(
+            f"permission set {spec.name} ({status.permission_set_arn}) was deleted outside jitaccess: created again"
+        )
     changed = _content(sso, spec, effective, state, done, created, digest)
     # Provisioned before any assignment is asked for: an account that cannot be assigned (refused,
     # suspended, a customer managed policy missing there) must not keep a revocation's deny from
@@ -741,11 +745,13 @@ def _not_provisioned(why: str) -> str:
     )
 
 
-def _create(sso: SsoAdmin, spec: rules.PermissionSetSpec) -> tuple[str, PermissionSetState]:
-    """Create the tier's permission set, tagged jitaccess's; its ARN and what it holds. A name
-    taken (`ConflictException`) may be our own creation: applied, its answer lost (a 5xx, a
-    timeout) and the SDK's retry refused. The permission sets are listed again, and one tagged as
-    this tier's is taken; only a permission set jitaccess did not create is refused."""
+def _create(sso: SsoAdmin, spec: rules.PermissionSetSpec) -> tuple[str, PermissionSetState, bool]:
+    """Create the tier's permission set, tagged jitaccess's; its ARN, what it holds, and whether
+    it was found made already (adopted). A name taken (`ConflictException`) may be our own
+    creation: applied, its answer lost (a 5xx, a timeout) and the SDK's retry refused; or one
+    the pass's listing missed. The permission sets are listed again, and one tagged as this tier's
+    is taken, as it is (it may be provisioned to accounts already: the caller provisions it as any
+    other); only a permission set jitaccess did not create is refused."""
     try:
         arn = sso.create(spec.name, spec.description, spec.session_duration, spec.tags)
     except PermanentFailure as exc:
@@ -760,9 +766,13 @@ def _create(sso: SsoAdmin, spec: rules.PermissionSetSpec) -> tuple[str, Permissi
                 code=exc.code,
             ) from exc
         log.info("%s: created by an earlier attempt whose answer was lost (%s)", spec.name, ours)
-        return ours, sso.read(ours)
+        return ours, sso.read(ours), True
     _identity[arn] = (spec.team, spec.tier)
-    return arn, PermissionSetState(arn, spec.name, spec.description, spec.session_duration, "", (), dict(spec.tags))
+    return (
+        arn,
+        PermissionSetState(arn, spec.name, spec.description, spec.session_duration, "", (), dict(spec.tags)),
+        False,
+    )
 
 
 def _accounts_failed(spec: rules.PermissionSetSpec, failed: dict[str, str]) -> str:
