@@ -11,8 +11,11 @@ adds) is answered by `Instance`, not by moto's backend. Requests without the tag
   moto applies them at once and answers ``SUCCEEDED``. An assignment to a principal that is not in
   the emulator's identity store ends ``FAILED`` with a ``FailureReason``. Tests choose accounts
   whose assignments end ``FAILED`` (`Instance.failing_accounts`: an account AWS cannot reach) or
-  are refused at once with ``AccessDeniedException`` (`Instance.refused_accounts`: the operator's
-  role not allowed there, a suspended account), and accounts where ``ProvisionPermissionSet`` ends
+  where the operator's role is denied, as an IAM deny scoped to the account would
+  (`Instance.refused_accounts`): ``CreateAccountAssignment``, ``DeleteAccountAssignment`` and
+  ``ListAccountAssignments`` in the account, ``ProvisionPermissionSet`` to it and to
+  ``ALL_PROVISIONED_ACCOUNTS`` of a permission set it holds, each refused at once with
+  ``AccessDeniedException``; and accounts where ``ProvisionPermissionSet`` ends
   ``FAILED`` (`Instance.unprovisionable_accounts`: a suspended account, a customer managed policy
   deleted there), one of them failing a provisioning to ``ALL_PROVISIONED_ACCOUNTS`` as a whole.
 * ``ListAccountAssignmentCreationStatus`` is served (moto lacks it): the creations still
@@ -145,7 +148,9 @@ class Instance:
         self.provisions: Counter[str] = Counter()
         #: Accounts where every new assignment ends FAILED (an account AWS cannot reach, say): tests.
         self.failing_accounts: set[str] = set()
-        #: Accounts where `CreateAccountAssignment` is refused at once (AccessDeniedException): tests.
+        #: Accounts where the operator's role is denied (AccessDeniedException at once): assigning,
+        #: removing and listing assignments there, provisioning there or to all accounts of a
+        #: permission set held there (module doc). Tests.
         self.refused_accounts: set[str] = set()
         #: Accounts where provisioning ends FAILED (a suspended account, a customer managed policy
         #: deleted there): tests. A provisioning to all accounts that reaches one fails as a whole.
@@ -350,14 +355,18 @@ class Instance:
         }
         return (account, ps.arn, principal_type, principal), body
 
-    def create_assignment(self, p: dict[str, Any]) -> dict[str, Any]:
-        key, body = self._assignment(p)
-        if key[0] in self.refused_accounts:
+    def _refuse_in(self, accounts: list[str], action: str) -> None:
+        """AccessDeniedException when any of `accounts` is refused (`refused_accounts`)."""
+        if refused := sorted(set(accounts) & self.refused_accounts):
             raise _error(
                 "AccessDeniedException",
                 f"User: arn:aws:sts::{self.account_id}:assumed-role/jitaccess-operator/session is not authorized "
-                f"to perform: sso:CreateAccountAssignment on resource: arn:aws:sso:::account/{key[0]} (emulator fault)",
+                f"to perform: sso:{action} on resource: arn:aws:sso:::account/{refused[0]} (emulator fault)",
             )
+
+    def create_assignment(self, p: dict[str, Any]) -> dict[str, Any]:
+        key, body = self._assignment(p)
+        self._refuse_in([key[0]], "CreateAccountAssignment")
         snapshot = self.permission_set(key[1]).content()
 
         def apply() -> str | None:
@@ -378,6 +387,7 @@ class Instance:
 
     def delete_assignment(self, p: dict[str, Any]) -> dict[str, Any]:
         key, body = self._assignment(p)
+        self._refuse_in([key[0]], "DeleteAccountAssignment")
 
         def apply() -> str | None:
             self.assignments.discard(key)
@@ -397,6 +407,7 @@ class Instance:
             accounts = sorted({acc for arn, acc in self.provisioned if arn == ps.arn})
         else:
             raise _validation("targetType", str(target_type), "AWS_ACCOUNT|ALL_PROVISIONED_ACCOUNTS")
+        self._refuse_in(accounts, "ProvisionPermissionSet")
         snapshot = ps.content()
 
         def apply() -> str | None:
@@ -423,6 +434,7 @@ class Instance:
     def list_assignments(self, p: dict[str, Any]) -> dict[str, Any]:
         ps = self.permission_set(p.get("PermissionSetArn"))
         account = str(p.get("AccountId") or "")
+        self._refuse_in([account], "ListAccountAssignments")
         self.settle()
         with self._lock:
             rows = sorted(a for a in self.assignments if a[0] == account and a[1] == ps.arn)

@@ -150,14 +150,17 @@ def test_147_a_revocation_reaches_the_permission_set_though_an_account_of_the_ca
     """payments' baseline lists an account where the operator's role is refused at once and another
     where every assignment ends FAILED (a suspended account, a policy missing there); alice's
     production grant is revoked by paula: the deny is provisioned in production's account all the
-    same, and the catalog says which accounts failed and what to check."""
-    refused, failing = "999900001111", "999900002222"
+    same, and the catalog says which accounts failed and what to check. One account already holding
+    production's permission set refuses the operator's role too (assigning, listing, provisioning to
+    it or to all accounts): the deny is provisioned account by account, that one named."""
+    refused, failing, held = "999900001111", "999900002222", "999900003333"
     sso = catalogs.ic.sso
     sso.refused_accounts.add(refused)
     sso.failing_accounts.add(failing)
     try:
         changed = example("payments")
         changed["spec"]["baseline"]["accounts"] += [refused, failing]
+        changed["spec"]["production"]["accounts"] += [held]
         as_gitops(catalogs, "-f", "-", input=yaml.safe_dump(changed))
 
         def reported() -> str | None:
@@ -168,18 +171,27 @@ def test_147_a_revocation_reaches_the_permission_set_though_an_account_of_the_ca
             return ready.message if (ready.status, ready.reason) == ("False", "ProvisioningFailed") else None
 
         eventually(reported, timeout=30, what=f"payments fails its pass; log:\n{catalogs.operator.tail(20)}")
+        prod = permission_sets(catalogs)["jit-payments-prod"]
+        eventually(lambda: (prod.arn, held) in sso.provisioned, timeout=12, what=f"production held in {held}")
+        sso.refused_accounts.add(held)
         alice = active_grant(catalogs, "ps-147")
         catalogs.kubectl("annotate", "accessgrant", "ps-147", "jitaccess.dev/revoked=true", user=PAULA)
         catalogs.wait_reason("accessgrant", "ps-147", "Revoked")
-        prod = permission_sets(catalogs)["jit-payments-prod"]
         eventually(
             lambda: deny_statement(sso.provisioned[(prod.arn, PROD_ACCOUNT)]["InlinePolicy"]) == [alice],
             timeout=12,
             what=f"alice denied in {PROD_ACCOUNT}: {provisioned(catalogs)}; log:\n{catalogs.operator.tail(20)}",
         )
         # The catalog says which accounts failed and what to check; their tier status, Failed.
+        eventually(
+            lambda: f"in {held}: provisioning failed" in (reported() or ""),
+            timeout=12,
+            what=f"{held} named: {reported()}",
+        )
         message = reported() or ""
-        assert f"in {refused}: CreateAccountAssignment: AccessDeniedException" in message, message
+        assert f"in {refused}: ListAccountAssignments: AccessDeniedException" in message, message
+        assert f"in {held}: provisioning failed (ProvisionPermissionSet: AccessDeniedException" in message, message
+        assert deny_statement(sso.provisioned[(prod.arn, held)]["InlinePolicy"]) == []
         assert f"in {failing}: assigning it failed" in message, message
         assert "docs/aws-iam.md" in message
         base = catalog_of(catalogs, "payments").status.baseline
@@ -193,5 +205,6 @@ def test_147_a_revocation_reaches_the_permission_set_though_an_account_of_the_ca
         assert catalogs.ic.faults.calls["CreateAccountAssignment"] - calls <= 6
     finally:
         sso.refused_accounts.discard(refused)
+        sso.refused_accounts.discard(held)
         sso.failing_accounts.discard(failing)
         patch_status(catalogs, {"status": {"production": {"deniedUsers": []}}}, tmp_path / "patch.json")

@@ -53,6 +53,8 @@ class Sso:
         self.refused_removal: set[str] = set()
         self.failing_removal: set[str] = set()
         self.unprovisionable: set[str] = set()
+        #: Accounts where provisioning is refused at once (AccessDenied), to them or to all accounts.
+        self.refused_provisioning: set[str] = set()
         self.asked: list[str] = []
         self.requests: dict[str, Request] = {}
         #: A creation applied whose answer is lost: the SDK's retry meets ConflictException.
@@ -154,6 +156,12 @@ class Sso:
     def provision(self, arn: str, account: str | None = None) -> Request:
         self.asked.append(f"ProvisionPermissionSet {account or 'ALL_PROVISIONED_ACCOUNTS'}")
         keys = [k for k in self.provisioned if k[0] == arn and account in (None, k[1])]
+        if refused := sorted({k[1] for k in keys} & self.refused_provisioning):
+            raise PermanentFailure(
+                f"ProvisionPermissionSet: AccessDeniedException: not authorized on account/{refused[0]}",
+                operation="ProvisionPermissionSet",
+                code="AccessDeniedException",
+            )
         if bad := sorted({k[1] for k in keys} & self.unprovisionable):
             return self._request("provision", f"the account {bad[0]} cannot be provisioned")
         for key in keys:
@@ -327,6 +335,27 @@ def test_a_failed_pass_is_not_started_again_by_its_own_status_write() -> None:
     assert permissionsets._revocation_pending(body=cast(Any, after), memo=memo)
 
 
+def test_a_pass_asked_to_retry_does_not_keep_its_revocations_from_the_next_event() -> None:
+    """Identity Center throttles the pass that takes up a revocation: it writes nothing and is
+    tried again. Before, the revocation was marked taken up before any call, so every later event
+    of the catalog was filtered out until the periodic pass."""
+    sso, cluster, rt = provisioned_catalog()
+    memo = {"runtime": rt}
+    body = revoke(cluster)
+    read = sso.read
+
+    def throttled(arn: str) -> PermissionSetState:
+        raise RetryLater("DescribePermissionSet: ThrottlingException")
+
+    sso.read = throttled  # type: ignore[method-assign]
+    with pytest.raises(RetryLater):
+        permissionsets.sync(rt, "payments", verify=False)
+    assert permissionsets._revocation_pending(body=cast(Any, body), memo=memo), "still to take up"
+    sso.read = read  # type: ignore[method-assign]
+    permissionsets.sync(rt, "payments", verify=False)
+    assert denied(sso.policy_in("jit-payments-prod", PROD)) == [ALICE]
+
+
 # --- a creation whose answer was lost ---------------------------------------------------------------
 
 
@@ -437,6 +466,59 @@ def test_a_revocation_is_provisioned_in_the_accounts_that_can_be_though_one_hold
     assert sso.sets[arn]["tags"][permissionsets.DIGEST_TAG] == status(cluster)["production"]["digest"]
 
 
+def test_a_revocation_is_provisioned_account_by_account_when_one_holding_it_refuses_provisioning() -> None:
+    """The operator's role is denied in OTHER, which holds production's permission set: the request
+    for all accounts is refused at once (AccessDenied), not ended FAILED. Before, the tier failed
+    there: the deny reached no account."""
+    sso, cluster, rt = provisioned_catalog()
+    cluster.objects[(names.CATALOGS, "payments")]["spec"]["production"]["accounts"].append(OTHER)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    sso.refused_provisioning.add(OTHER)
+    revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert denied(sso.policy_in("jit-payments-prod", PROD)) == [ALICE], "provisioned account by account"
+    assert denied(sso.policy_in("jit-payments-prod", OTHER)) == []
+    message = ready(cluster)[2]
+    assert f"in {OTHER}: provisioning failed (ProvisionPermissionSet: AccessDeniedException" in message, message
+    assert "not provisioned:" not in message
+    accounts = status(cluster)["production"]["accounts"]
+    assert [(a["account"], a["state"]) for a in accounts] == [(PROD, "Provisioned"), (OTHER, "Failed")]
+
+
+def test_provisioning_account_by_account_goes_on_past_one_throttled_and_asks_failed_accounts_first() -> None:
+    """production is held in PROD, THIRD and OTHER; OTHER cannot be provisioned, so each account is
+    asked on its own, and Identity Center throttles PROD's request. Before, the throttled request
+    ended the pass: THIRD, after it, never got the deny, and each retry started at PROD again."""
+    third = "777788889999"
+    sso, cluster, rt = provisioned_catalog()
+    cluster.objects[(names.CATALOGS, "payments")]["spec"]["production"]["accounts"] += [third, OTHER]
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    sso.unprovisionable.add(OTHER)
+    provision = sso.provision
+
+    def throttled(arn: str, account: str | None = None) -> Request:
+        if account == PROD:
+            sso.asked.append(f"ProvisionPermissionSet {account}")
+            raise RetryLater("ProvisionPermissionSet: ThrottlingException: Rate exceeded")
+        return provision(arn, account)
+
+    sso.provision = throttled  # type: ignore[method-assign]
+    revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert denied(sso.policy_in("jit-payments-prod", third)) == [ALICE], "asked past the throttled account"
+    accounts = {a["account"]: a for a in status(cluster)["production"]["accounts"]}
+    assert accounts[PROD]["state"] == "Failed" and "did not answer" in accounts[PROD]["message"]
+    assert accounts[third]["state"] == "Provisioned"
+
+    # The next pass asks the accounts that failed first.
+    sso.asked.clear()
+    permissionsets.sync(rt, "payments", verify=False)
+    asked = [a.split()[1] for a in sso.asked if a.startswith("ProvisionPermissionSet")]
+    assert asked == ["ALL_PROVISIONED_ACCOUNTS", PROD, OTHER, third], asked
+
+
 def test_a_revocation_provisioned_in_no_account_is_said_not_provisioned() -> None:
     sso, cluster, rt = provisioned_catalog()
     sso.unprovisionable.add(PROD)
@@ -480,6 +562,57 @@ def test_a_drift_removal_not_made_is_an_error_and_never_said_removed(how: str, l
     assert (arn, account, "GROUP", "g-hand") not in sso.assigned
     assert len([e for e in events._pending if "g-hand" in e[3] and e[3].endswith("removed")]) == 1
     assert ready(cluster)[:2] == ("True", "Provisioned")
+
+
+@pytest.mark.parametrize("how", ["group assignment refused", "provisioning failed"])
+def test_a_drift_removal_made_is_confirmed_though_something_else_failed_in_its_account(
+    how: str, events: Deferred
+) -> None:
+    """mallory assigns group g-hand the production permission set by hand in OTHER, where something
+    else fails in the same pass. Before, a refused group assignment left the account before its
+    assignments were scanned (the drift stayed), and any failure there kept the removal made from
+    being said and confirmed: no DriftFound, no record, until a later pass found it gone."""
+    sso, cluster, rt = provisioned_catalog()
+    cluster.objects[(names.CATALOGS, "payments")]["spec"]["production"]["accounts"].append(OTHER)
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    arn = next(a for a, ps in sso.sets.items() if ps["name"] == "jit-payments-prod")
+    sso.assigned.add((arn, OTHER, "GROUP", "g-hand"))
+    if how == "group assignment refused":
+        sso.assigned.discard((arn, OTHER, "GROUP", "g-prod"))
+        sso.refused.add(OTHER)
+    else:
+        sso.unprovisionable.add(OTHER)
+        revoke(cluster)
+    permissionsets.sync(rt, "payments", verify=True)
+    assert ready(cluster)[:2] == ("False", "ProvisioningFailed")
+    assert f"in {OTHER}: " in ready(cluster)[2]
+    assert (arn, OTHER, "GROUP", "g-hand") not in sso.assigned
+    assert len([e for e in events._pending if "g-hand" in e[3] and e[3].endswith("removed")]) == 1, events._pending
+    (entry,) = status(cluster)["driftRemovals"]
+    assert entry.get("time"), "confirmed in the pass that made it"
+
+
+def test_a_failure_in_an_account_no_longer_listed_keeps_ready_false_until_it_is_done() -> None:
+    """production still holds OTHER, no longer listed, where a hand assignment cannot be removed
+    (an SCP). Before, OTHER was in no status: the next event pass found nothing stale and said
+    Provisioned, the periodic pass ProvisioningFailed again, and so on."""
+    sso, cluster, rt = provisioned_catalog()
+    arn = next(a for a, ps in sso.sets.items() if ps["name"] == "jit-payments-prod")
+    sso.provisioned[(arn, OTHER)] = sso.sets[arn]["inline"]
+    sso.assigned.add((arn, OTHER, "GROUP", "g-hand"))
+    sso.refused_removal.add(OTHER)
+    permissionsets.sync(rt, "payments", verify=True)
+    assert ready(cluster)[:2] == ("False", "ProvisioningFailed")
+    accounts = status(cluster)["production"]["accounts"]
+    assert [(a["account"], a["state"]) for a in accounts] == [(PROD, "Provisioned"), (OTHER, "Failed")]
+    assert accounts[1]["message"].startswith("no longer listed in the tier: group g-hand")
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("False", "ProvisioningFailed"), "no flapping"
+    sso.refused_removal.clear()
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    assert [a["account"] for a in status(cluster)["production"]["accounts"]] == [PROD]
 
 
 # --- a tier removed in a pass that is tried again ---------------------------------------------------

@@ -37,13 +37,15 @@ missing there) is marked `Failed` in the tier's status with Identity Center's re
 in `Ready` (`ProvisioningFailed`, naming the account and the fix), while the revocations reach
 every account that holds the permission set, and the other tier is done all the same. A
 provisioning to all those accounts that ends FAILED (one suspended, a customer managed policy
-deleted in one) is made again account by account: the accounts where it fails are `Failed` too,
-and the digest tag waits for them. A drift removal refused or FAILED is such an account's error,
-never said removed. A tier that fails itself (its policy refused, its provisioning refused outright)
+deleted in one) or is refused (the operator's role denied in one) is made again account by
+account: the accounts where it fails are `Failed` too, and the digest tag waits for them. A drift
+removal refused or FAILED is such an account's error, never said removed; one made is said and
+confirmed whatever else failed in its account. A tier that fails itself (its policy refused)
 keeps its previous status, and `Ready` says how many of its revocations are not provisioned; its
-status write does not start the same failing pass again (`Runtime.denials_tried`): the periodic
-pass tries again. A tier no longer wanted goes (permission set and status) only in a pass that
-writes the status: not in one that Identity Center leaves unfinished (`RetryLater`).
+status write does not start the same failing pass again (`Runtime.denials_tried`, marked just
+before it: a pass asked to retry marks nothing): the periodic pass tries again. A tier no longer
+wanted goes (permission set and status) only in a pass that writes the status: not in one that
+Identity Center leaves unfinished (`RetryLater`).
 
 Passes over one catalog never overlap (a lock per catalog): kopf runs timers beside event handlers.
 """
@@ -57,6 +59,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import kopf
@@ -301,14 +304,17 @@ class _Drift:
 
         return self._write(change) or there
 
-    def settle(self, arn: str, skip: Iterable[str] = ()) -> None:
-        """The removals of permission set `arn` are made (its requests finished): confirm them, and
-        settle the entries left under way that this pass did not make: the assignment gone,
-        confirmed; still there and no drift now (a grant backs it), taken back. Those of the
-        accounts `skip` (where something failed: not read, or a request refused) stay as they are."""
+    def settle(self, arn: str, made: Iterable[drift_rules.Key], skip: Iterable[str] = ()) -> None:
+        """The requests of permission set `arn` finished: confirm the removals `made` (each asked
+        for and succeeded), and settle the entries left under way that this pass did not ask for:
+        the assignment gone, confirmed; still there and no drift now (a grant backs it), taken back.
+        A removal refused or FAILED stays as it is, and so does every entry of the accounts `skip`
+        (whose assignments could not be read); what else failed in an account (its provisioning, the
+        group's assignment) does not keep its listing from telling what is there."""
         when = ts(now())
         skipped = set(skip)
-        ours = [k for k in self.begun if k[0] == arn and k[1] not in skipped]
+        done = set(made)
+        ours = [k for k in self.begun if k[0] == arn and k in done]
         confirmations = {key: (self.begun[key][0], when, drift_rules.removed_message(*self.begun[key])) for key in ours}
         back = []
         for key, entry in self.listed.items():
@@ -432,12 +438,11 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
             return
         sso = sso_of(rt)
         before = sso.calls_made()
-        # The revocations this pass takes up: a failed pass's status writes do not bring it back.
-        rt.denials_tried[catalog.metadata.uid] = unprovisioned(obj)
         retry: RetryLater | None = None
         try:
             owned = _owned(sso, name)
         except PermanentFailure as exc:
+            _tried(rt, catalog, obj)
             _finish(
                 rt,
                 catalog,
@@ -486,10 +491,19 @@ def sync(rt: Runtime, name: str, teams: Index = NO_INDEX, *, verify: bool) -> No
             record(catalog.wire(), names.DRIFT_FOUND, what, warning=True)
         calls = sso.calls_made() - before
         if done.failures:
+            _tried(rt, catalog, obj)
             message = _failed(done, wanted, obj)
             _finish(rt, catalog, done, False, names.PROVISIONING_FAILED, message, started=started, calls=calls)
         else:
             _finish(rt, catalog, done, True, names.PROVISIONED, _summary(wanted), started=started, calls=calls)
+
+
+def _tried(rt: Runtime, catalog: PermissionCatalog, obj: dict[str, Any]) -> None:
+    """Mark the revocations the pass took up (`obj`: the catalog as the pass read it) as tried, just
+    before it writes that it failed: that status write must not start the same failing pass again
+    (`_revocation_pending`). Only then: a pass asked to retry (`RetryLater`) writes nothing, and the
+    next event of the catalog takes its revocations up again."""
+    rt.denials_tried[catalog.metadata.uid] = unprovisioned(obj)
 
 
 def unprovisioned(obj: dict[str, Any]) -> frozenset[tuple[str, str, str]]:
@@ -645,7 +659,8 @@ def _sync_tier(
     held = [] if created else sso.assigned_accounts(arn)
     failed: dict[str, str] = {}
     if (changed or state.tags.get(DIGEST_TAG) != digest) and held:
-        failed = _provision(sso, arn, held)
+        behind = {a.account for a in status.accounts or [] if a.state != "Provisioned"}
+        failed = _provision(sso, arn, held, behind)
         done.provisioned = True
     # The digest tag says every account holds what it describes: not while one failed.
     if state.tags.get(DIGEST_TAG) != digest and not failed:
@@ -654,6 +669,7 @@ def _sync_tier(
         done.in_effect.add(spec.tier)  # the accounts that failed are named in Ready
     group_id = _group(rt, spec)
     removals: dict[str, tuple[drift_rules.Key, str]] = {}
+    unread: set[str] = set()
     accounts, requests = _assignments(
         sso,
         spec,
@@ -667,6 +683,7 @@ def _sync_tier(
         held=held,
         failed=failed,
         removals=removals,
+        unread=unread,
     )
     finished = {}
     for account, request in zip([a for a, _r in requests], sso.finished([r for _a, r in requests]), strict=True):
@@ -680,14 +697,11 @@ def _sync_tier(
             failed[account] = (
                 f"{'assigning it' if request.kind == 'create' else 'removing an assignment'} failed: {why}"
             )
-    # A drift removal is said once made, as `drift.settle` confirms it: not in an account where something failed.
-    done.drift += [
-        said
-        for request_id, ((_arn, account, _t, _p), said) in removals.items()
-        if account not in failed and finished[request_id].status != "FAILED"
-    ]
-    # What failed in an account is left to a later pass, its drift removals too (neither confirmed nor taken back).
-    drift.settle(arn, skip=set(failed))
+    # A drift removal is said once made, as `drift.settle` confirms it, whatever else failed in its account.
+    made = {rid: (key, said) for rid, (key, said) in removals.items() if finished[rid].status != "FAILED"}
+    done.drift += [said for _key, said in made.values()]
+    # An account whose assignments could not be read is left to a later pass (its entries neither confirmed nor taken back).
+    drift.settle(arn, [key for key, _said in made.values()], skip=unread)
     if failed:
         done.failures.append(_accounts_failed(spec, failed))
     stamp = ts(now())
@@ -711,26 +725,47 @@ def _sync_tier(
                 ),
             }
             for acc in spec.accounts
+        ]
+        # An account the tier no longer lists that still holds its permission set, where something
+        # failed (a removal, its provisioning): in the status too, so that the next pass reads
+        # Identity Center again (`_stale_accounts`) and `Ready` stays False until it is done.
+        + [
+            {"account": acc, "state": "Failed", "time": stamp, "message": f"no longer listed in the tier: {why}"}
+            for acc, why in sorted(failed.items())
+            if acc not in spec.accounts
         ],
     }
 
 
-def _provision(sso: SsoAdmin, arn: str, held: list[str]) -> dict[str, str]:
+def _provision(sso: SsoAdmin, arn: str, held: list[str], behind: Iterable[str] = ()) -> dict[str, str]:
     """Provision the permission set to every account that holds it; the accounts where it failed
     (account -> why). One request for them all first; if it ends FAILED (one account suspended, a
-    customer managed policy deleted in one) each account is provisioned on its own, so that one
-    account neither keeps a revocation's deny from the others nor goes unnamed (attack 147)."""
-    (request,) = sso.finished([sso.provision(arn)])
-    if request.status != "FAILED":
-        return {}
-    log.info("%s: provisioning to all its accounts failed (%s): provisioned account by account", arn, request.failure)
+    customer managed policy deleted in one) or is refused (the operator's role not allowed in one)
+    each account is provisioned on its own, so that one account neither keeps a revocation's deny
+    from the others nor goes unnamed (attack 147). The accounts `behind` (where an earlier pass
+    failed) are asked first, and one whose request Identity Center does not answer (throttled) is
+    left to a later pass, `Failed`, while the others are asked all the same: the same account
+    order again at each pass must not starve the accounts after the one throttled."""
+    try:
+        (request,) = sso.finished([sso.provision(arn)])
+        if request.status != "FAILED":
+            return {}
+        why = request.failure
+    except PermanentFailure as exc:
+        # Refused outright (AccessDenied: the operator's role not allowed in one account holding it):
+        # no account got it, and each is asked on its own all the same.
+        why = str(exc)
+    log.info("%s: provisioning to all its accounts failed (%s): provisioned account by account", arn, why)
     failed: dict[str, str] = {}
     requests: list[tuple[str, Request]] = []
-    for account in held:
+    first = set(behind)
+    for account in sorted(held, key=lambda a: a not in first):
         try:
             requests.append((account, sso.provision(arn, account)))
         except PermanentFailure as exc:
             failed[account] = _not_provisioned(str(exc))
+        except RetryLater as exc:
+            failed[account] = _not_provisioned(f"Identity Center did not answer: {exc}; tried again by a later pass")
     for (account, _r), each in zip(requests, sso.finished([r for _a, r in requests]), strict=True):
         if each.status == "FAILED":
             failed[account] = _not_provisioned(each.failure or "Identity Center gave no reason")
@@ -858,6 +893,7 @@ def _assignments(
     held: list[str] | None = None,
     failed: dict[str, str] | None = None,
     removals: dict[str, tuple[drift_rules.Key, str]] | None = None,
+    unread: set[str] | None = None,
 ) -> tuple[dict[str, str], list[tuple[str, Request]]]:
     """Assign the group in each account of the spec and nowhere else; (account -> request id of the
     assignments started, every request started with its account). A user's own assignment stays
@@ -868,11 +904,25 @@ def _assignments(
     set is provisioned to, when read already. An account Identity Center refuses (its listing or a
     request) goes into `failed` (account -> why) and the others are done all the same. `removals`:
     the drift removals asked for, request id -> (assignment, its `DriftFound` message), said by the
-    caller once the request succeeded; a drift removal refused at once is in `failed` instead."""
+    caller once the request succeeded; a drift removal refused at once is in `failed` instead.
+    `unread`: the accounts whose assignments could not be listed (each in `failed` too); a request
+    refused in an account does not stop the scan of its assignments."""
     started: dict[str, str] = {}
     requests: list[tuple[str, Request]] = []
     failed = {} if failed is None else failed
     removals = {} if removals is None else removals
+    unread = set() if unread is None else unread
+
+    def ask(account: str, request: Callable[[], Request]) -> Request | None:
+        # Refused at once: an error of the account; its other assignments are scanned all the same.
+        try:
+            made = request()
+        except PermanentFailure as exc:
+            _add(failed, account, str(exc))
+            return None
+        requests.append((account, made))
+        return made
+
     known = {a.account for a in status.accounts or [] if a.state == "Provisioned"}  # a Failed one was never assigned
 
     def wanted(account: str) -> None:
@@ -882,16 +932,16 @@ def _assignments(
                 done.drift.append(
                     f"{spec.name}: the assignment to {spec.group_name} in {account} was removed outside jitaccess: assigned again"
                 )
-            request = sso.assign(arn, account, group_id)
-            started[account] = request.request_id
-            requests.append((account, request))
+            request = ask(account, lambda: sso.assign(arn, account, group_id))
+            if request is not None:
+                started[account] = request.request_id
         for principal_type, principal in principals:
             key = (arn, account, principal_type, principal)
             if (principal_type == "USER" and granted(principal)) or (principal_type, principal) == ("GROUP", group_id):
                 drift.kept.add(key)
                 continue
             if principal_type == "USER" and ended(principal):
-                requests.append((account, sso.unassign(arn, account, principal, principal_type)))
+                ask(account, partial(sso.unassign, arn, account, principal, principal_type))
                 continue
             remove_drift(key, wanted=True)
 
@@ -902,7 +952,7 @@ def _assignments(
                 drift.kept.add(key)
                 continue
             if (principal_type, principal) == ("GROUP", group_id) or (principal_type == "USER" and ended(principal)):
-                requests.append((account, sso.unassign(arn, account, principal, principal_type)))
+                ask(account, partial(sso.unassign, arn, account, principal, principal_type))
                 continue
             remove_drift(key, wanted=False)
 
@@ -926,8 +976,9 @@ def _assignments(
     ]:
         try:
             step(account)
-        except PermanentFailure as exc:
+        except PermanentFailure as exc:  # the listing: requests refused are `ask`'s
             _add(failed, account, str(exc))
+            unread.add(account)
     return started, requests
 
 
