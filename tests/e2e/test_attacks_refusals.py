@@ -9,6 +9,10 @@ ValidatingAdmissionPolicy of the cluster here, as a quota or RBAC would; docs/op
   replica says so in an ERROR line in the policy's words, once, and its /healthz says why it does
   not lead; the policy gone, one replica leads again within a few seconds and ends the grant.
 
+Attack 22's setting (the webhooks gone, the admission policy alone): a request being deleted (held
+by the operator's finalizer) takes no approval, cancel or finalizer removal from a user, but the
+garbage collector's own finalizer may still go; the operator's removal of its finalizer lets it go.
+
 Attack 150: a grant whose access is in another identity store than the one the operator points at
 now is not ended as gone: its end is refused and reported, naming both stores.
 """
@@ -25,7 +29,9 @@ from typing import Any
 import pytest
 
 from devenv.replicas import Replicas
+from jitaccess.api import names
 from jitaccess.domain.election import Timing
+from tests.e2e.test_attacks import VAP, WEBHOOK_CONFIGURATION, annotations_of, attempt, refused
 from tests.support.harness import OPERATOR_ENV, Jit, eventually
 
 pytestmark = pytest.mark.e2e
@@ -197,3 +203,58 @@ def test_150_a_grant_given_in_another_store_is_not_ended_as_gone(system: Jit) ->
     system.kubectl("patch", "accessgrant", name, "--subresource=status", "--type=merge", "-p", back)
     system.wait_reason("accessgrant", name, "Revoked", timeout=30)
     assert ALICE not in system.members(PAYMENTS)
+
+
+# --- 22. a request being deleted, changed with the webhooks gone -----------------------------------
+
+
+def test_22_a_request_being_deleted_takes_no_change_with_the_webhooks_gone(system: Jit) -> None:
+    """The webhook refuses any change of a withdrawn request but the operator's; with the webhooks
+    gone the admission policy did not: lena's approval (her own stamp) and cancel were written on
+    alice's request while its finalizer held it. The policy now refuses them, and her removal of the
+    operator's finalizer, in the webhook's words; the garbage collector's own finalizer (a deletion
+    in the foreground, held by a dependent) may still go, as the webhook allows; the operator's
+    removal of its own (the e2e admin is its identity) lets the request go."""
+    name, ledger, lena = "p-withdrawn", "prod-eng-ledger", "lena@example.com"
+    dependent = ("configmap", f"{name}-dependent", "-n", "default")
+    system.operator.stop()
+    try:
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            system.kubectl("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found")
+        system.request(name, ledger, user=ALICE)
+        # Held as the webhook holds every request, until the operator has archived its records.
+        held = json.dumps({"metadata": {"finalizers": [names.RECORDS_FINALIZER]}})
+        system.kubectl("patch", "accessrequest", name, "--type=merge", "-p", held)
+        # A dependent that stays, so that the garbage collector keeps its foregroundDeletion on the request.
+        uid = ((system.get("accessrequest", name) or {}).get("metadata") or {})["uid"]
+        owner = {"apiVersion": "jitaccess.dev/v1alpha1", "kind": "AccessRequest", "name": name, "uid": uid}
+        meta = {"name": dependent[1], "namespace": "default", "finalizers": ["example.com/hold"]}
+        meta["ownerReferences"] = [owner | {"blockOwnerDeletion": True}]
+        system.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta})
+        system.kubectl("delete", "accessrequest", name, "--cascade=foreground", "--wait=false", user=ALICE)
+        deleted_at = ((system.get("accessrequest", name) or {}).get("metadata") or {})["deletionTimestamp"]
+        said = f"AccessRequest {name} was deleted at {deleted_at} and stays only until its audit records are archived"
+        for change in (
+            ("jitaccess.dev/approved=true", f"jitaccess.dev/approved-by={lena}"),
+            ("jitaccess.dev/revoked=true", f"jitaccess.dev/revoked-by={lena}"),
+        ):
+            refused(
+                attempt(system, "annotate", "accessrequest", name, *change, user=lena),
+                VAP,
+                said,
+                "create a new AccessRequest if the access is still needed",
+                how=change[0],
+            )
+        unheld = json.dumps({"metadata": {"finalizers": None}})
+        refused(attempt(system, "patch", "accessrequest", name, "--type=merge", "-p", unheld, user=lena), VAP, said)
+        assert not {k for k in annotations_of(system, "accessrequest", name) if k.startswith("jitaccess.dev/")}
+        finalizers = ((system.get("accessrequest", name) or {}).get("metadata") or {}).get("finalizers")
+        assert set(finalizers or []) == {names.RECORDS_FINALIZER, "foregroundDeletion"}, finalizers
+        system.kubectl("patch", "accessrequest", name, "--type=merge", "-p", held, user=lena)
+        system.kubectl("patch", "accessrequest", name, "--type=merge", "-p", unheld)
+        eventually(lambda: system.get("accessrequest", name) is None or None, timeout=10, what=f"{name} gone")
+    finally:
+        unhold = json.dumps({"metadata": {"finalizers": None}})
+        system.kubectl("patch", *dependent, "--type=merge", "-p", unhold, check=False)
+        system.kubectl("delete", *dependent, "--ignore-not-found", "--wait=false")
+        system.operator.start()

@@ -1172,6 +1172,35 @@ def test_admission_policy_named_after_the_release(helm: Helm, options: Objects) 
     assert not [r for r in rules(off, "jitaccess-operator") if "validatingadmissionpolicies" in r["resources"]]
 
 
+def test_admission_policy_holds_a_request_being_deleted(helm: Helm, options: Objects) -> None:
+    """A withdrawn request or extension (a deletionTimestamp) takes no change but the operator's and
+    the garbage collector's finalizers going, as the webhook rules (`admission.review_withdrawn`).
+    The policy tells the operator by what RBAC gives it alone, patching the kind's status: the
+    chart's and the local run's operator may, no other role of theirs may."""
+    policy = find(options, "ValidatingAdmissionPolicy")["spec"]
+    (held,) = [v for v in policy["validations"] if "oldObject.metadata.deletionTimestamp" in v["expression"]]
+    assert "variables.isRequest && request.operation == 'UPDATE'" in held["expression"]
+    assert "variables.onlyGcFinalizersGo" in held["expression"]
+    assert "resource(request.resource.resource).subresource('status').check('patch')" in held["expression"]
+    assert "was deleted at" in held["messageExpression"] and "create a new" in held["messageExpression"]
+    assert held["reason"] == "Forbidden"
+    gc = next(v for v in policy["variables"] if v["name"] == "onlyGcFinalizersGo")["expression"]
+    assert "['orphan', 'foregroundDeletion']" in gc
+    slack = documents(helm.template("jitaccess", NAMESPACE, values=[SLACK]))
+    example = documents(EXAMPLE_RBAC.read_text())
+    for objects, operator in (
+        (options, "jit-operator"),
+        (slack, "jitaccess-operator"),
+        (example, "jitaccess-dev-operator"),
+    ):
+        for kind in ("accessrequests", "accessextensions"):
+            assert _can(rules(objects, operator), "patch", "jitaccess.dev", f"{kind}/status"), operator
+            others = [o for o in objects if o["kind"] in ("ClusterRole", "Role") and o["metadata"]["name"] != operator]
+            for role in others:
+                assert not _can(role.get("rules") or [], "patch", "jitaccess.dev", f"{kind}/status"), role["metadata"]
+                assert not _can(role.get("rules") or [], "update", "jitaccess.dev", f"{kind}/status"), role["metadata"]
+
+
 # --- the settings in docs/install.md ---------------------------------------------------------------
 
 INSTALL = REPO / "docs" / "install.md"
