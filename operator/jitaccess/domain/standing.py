@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from jitaccess.api import names, wire
@@ -81,11 +82,25 @@ class Use:
     group_id: str | None = None  # its GroupId, where the object says it (the module's docstring)
     entitlement: str = ""  # the Entitlement that names it (empty: a catalog's tier)
     field: str = ""  # where that Entitlement names a group people are in (one of `STANDING_FIELDS`)
+    created: datetime | None = None  # when the object was created (`metadata.creationTimestamp`)
+    as_created: bool = False  # its spec is as it was created (`metadata.generation` 1)
 
     def same(self, other: Use) -> bool:
         """Whether `other` is the same group: by name, or by id where both ids are known."""
         by_name = bool(key(self.group)) and key(self.group) == key(other.group)
         return by_name or (self.group_id is not None and self.group_id == other.group_id)
+
+
+def _came_first(use: Use, other: Use) -> bool:
+    """Whether the object of `use` named its group as it does before the object of `other` existed:
+    it was created before it, and its spec has not changed since (a spec changed may have named
+    the group only later: not known, so not first)."""
+    return use.as_created and use.created is not None and other.created is not None and use.created < other.created
+
+
+def _dated(obj: Obj) -> dict[str, Any]:
+    """The `Use` fields saying when `obj` wrote what it names (`_came_first`)."""
+    return {"created": wire.created_at(obj), "as_created": wire.metadata(obj).get("generation") == 1}
 
 
 def _listed(spec: Mapping[str, Any], path: str) -> list[str]:
@@ -105,7 +120,7 @@ def catalog_uses(catalog: Obj) -> list[Use]:
         group = settings.get("groupName") if isinstance(settings, Mapping) else None
         if isinstance(group, str) and group:
             what = f"PermissionCatalog {name}'s {tier} group"
-            found.append(Use(group, what, name, standing, ids.get(tier) or _written_id(group)))
+            found.append(Use(group, what, name, standing, ids.get(tier) or _written_id(group), **_dated(catalog)))
     return found
 
 
@@ -115,18 +130,19 @@ def entitlement_uses(entitlement: Obj) -> list[Use]:
     name, spec = wire.name_of(entitlement), wire.spec(entitlement)
     owner = str(spec.get("owner") or "")
     found = []
+    dated = _dated(entitlement)
     target = spec.get("identityCenter")
     target = target if isinstance(target, Mapping) else {}
     group, group_id = target.get("groupName"), groupids.group_id(entitlement)
     if target.get("groupId"):
         what = f"the group of Entitlement {name} (team {owner}, by groupId {group_id})"
-        found.append(Use("", what, owner, False, group_id, name))
+        found.append(Use("", what, owner, False, group_id, name, **dated))
     elif isinstance(group, str) and group:
         what = f"the group of Entitlement {name} (team {owner})"
-        found.append(Use(group, what, owner, False, group_id or _written_id(group), name))
+        found.append(Use(group, what, owner, False, group_id or _written_id(group), name, **dated))
     for path in STANDING_FIELDS:
         what = f"a group Entitlement {name} names in spec.{path}"
-        found += [Use(g, what, owner, True, _written_id(g), name, path) for g in _listed(spec, path)]
+        found += [Use(g, what, owner, True, _written_id(g), name, path, **dated) for g in _listed(spec, path)]
     return found
 
 
@@ -231,17 +247,22 @@ def entitlement_problems(
 
 
 class Problems(NamedTuple):
-    """`entitlement_problems` in three: those of its own group, those of the groups it names as ones
-    people are in, and those of its permission set."""
+    """`entitlement_problems` sorted: those of its own group (`own`: its grants would give access
+    away; `late`: another team's object made the conflict after it granted the group), those of the
+    groups it names as ones people are in (`named`: they let in whom its owner team chose; `taken`:
+    one is a group another team granted before this Entitlement named it), and those of its
+    permission set."""
 
     own: list[str]
     named: list[str]
     assigned: list[str]
+    late: list[str]
+    taken: list[str]
 
     @property
     def found(self) -> list[str]:
         """Every one, each once."""
-        return list(dict.fromkeys([*self.own, *self.named, *self.assigned]))
+        return list(dict.fromkeys([*self.own, *self.late, *self.named, *self.taken, *self.assigned]))
 
     @property
     def given_away(self) -> list[str]:
@@ -250,10 +271,17 @@ class Problems(NamedTuple):
         as one people are in: its grantee would be eligible for, or on call for, that Entitlement,
         and a grant's end would take the group from someone who holds it standing), or another
         team's production group, or its permission set is another team's. Stored so (before
-        admission refused it), it is granted to nobody (`refused_grants`). The others (a group it
-        names as one people are in is one that grants fill) let in only whom its owner team chose
-        to let in: they refuse nothing of it."""
-        return list(dict.fromkeys([*self.own, *self.assigned]))
+        admission refused it), it is granted to nobody (`refused_grants`).
+
+        Which of two teams' objects is at fault is not written in them: the one that came last is
+        (`_came_first`). Its own group named so by an object of another team made after it, its
+        spec unchanged since its creation, is that object's to fix (`late`): its grants go on, or
+        another team could stop them by naming its group. The other way round, an Entitlement
+        that names as one people are in a group another team's Entitlement (or catalog's
+        production tier) granted first lets in whomever that team grants (`taken`), and is the one
+        granted to nobody: of the two, exactly one is. Any other group it names as one people are
+        in lets in only whom its owner team chose to let in: it refuses nothing of it."""
+        return list(dict.fromkeys([*self.own, *self.taken, *self.assigned]))
 
 
 def problems(
@@ -266,55 +294,91 @@ def problems(
     tiers = _known([u for c in catalogs for u in catalog_uses(c)], resolved)
     others = _known([u for e in entitlements if wire.name_of(e) != name for u in entitlement_uses(e)], resolved)
     granted = next((u for u in mine if not u.standing), None)
-    own = _granted_problems(name, granted, tiers, [*others, *mine]) if granted is not None else []
-    named = [
-        problem
-        for use in mine
-        if use.standing
-        for problem in _standing_problems(name, use, [u for u in [*tiers, *others] if not u.standing])
-    ]
-    return Problems(own, named, assignment_problems(entitlement, catalogs))
+    own, late = _granted_problems(name, granted, tiers, [*others, *mine]) if granted is not None else ([], [])
+    named: list[str] = []
+    taken: list[str] = []
+    for use in mine:
+        if use.standing:
+            for other in _others([u for u in [*tiers, *others] if not u.standing], use):
+                problem = _standing_problem(name, use, other)
+                if other.owner != use.owner and _came_first(other, use):
+                    taken.append(
+                        f"{problem}. {_granter(other)}, of team {other.owner}, granted the group before Entitlement "
+                        f"{name} was made: {name} would let in whomever team {other.owner} grants"
+                    )
+                else:
+                    named.append(problem)
+    return Problems(own, named, assignment_problems(entitlement, catalogs), late, taken)
 
 
-def _granted_problems(name: str, granted: Use, tiers: list[Use], entitlements: list[Use]) -> list[str]:
+def _granted_problems(
+    name: str, granted: Use, tiers: list[Use], entitlements: list[Use]
+) -> tuple[list[str], list[str]]:
     """Entitlement `name`'s own group (`granted`) against the catalogs' tiers and what the
-    Entitlements (`name` among them) name as groups people are in."""
+    Entitlements (`name` among them) name as groups people are in: those that give access away,
+    and those another team's object made after `name` granted the group (`Problems`)."""
     field, owner = _field(granted), granted.owner
     found = []
     for use in _others(tiers, granted):
         if use.standing:
             found.append(
-                f"{field} is {use.what}, whose members hold it standing: a grant "
-                "of it would be no grant at all, and the drift scan would remove them; name the group that carries "
-                "the production tier"
+                (
+                    use,
+                    f"{field} is {use.what}, whose members hold it standing: a grant "
+                    "of it would be no grant at all, and the drift scan would remove them; name the group that "
+                    "carries the production tier",
+                )
             )
         elif use.owner != owner:
             found.append(
-                f"{field} is {use.what}: grants of team {owner} would give the "
-                f"production permissions of team {use.owner}; name a group of team {owner}"
+                (
+                    use,
+                    f"{field} is {use.what}: grants of team {owner} would give the "
+                    f"production permissions of team {use.owner}; name a group of team {owner}",
+                )
             )
     for use in _others(entitlements, granted):
         if use.standing:
             gives = _GIVES[use.field].format(use.entitlement)
             found.append(
-                f"{field} is {use.what}, whose members hold it standing: a grant of Entitlement {name} would make "
-                f"its grantee {gives}, and the drift scan of {name} would remove every member no grant backs; name "
-                f"a group that only grants of {name} fill"
+                (
+                    use,
+                    f"{field} is {use.what}, whose members hold it standing: a grant of Entitlement {name} would "
+                    f"make its grantee {gives}, and the drift scan of {name} would remove every member no grant "
+                    f"backs; name a group that only grants of {name} fill",
+                )
             )
-    return found
+    own = [problem for use, problem in found if use.owner == owner or not _came_first(granted, use)]
+    late = [
+        f"{problem}. But {_object(use)}, of team {use.owner}, was made after Entitlement {name} granted the group: "
+        f"it is the one to fix, and grants of {name} go on"
+        for use, problem in found
+        if use.owner != owner and _came_first(granted, use)
+    ]
+    return own, late
 
 
-def _standing_problems(name: str, standing: Use, granted: list[Use]) -> list[str]:
-    """A group Entitlement `name` names as one people are in (`standing`) against the groups
-    grants fill: another Entitlement's, a catalog's production group (its own group: `_granted_problems`)."""
+def _granter(use: Use) -> str:
+    """The object whose grants fill `use`, in words."""
+    return f"Entitlement {use.entitlement}" if use.entitlement else f"PermissionCatalog {use.owner}'s production tier"
+
+
+def _object(use: Use) -> str:
+    """The object that names `use`, in words."""
+    return f"Entitlement {use.entitlement}" if use.entitlement else f"PermissionCatalog {use.owner}"
+
+
+def _standing_problem(name: str, standing: Use, use: Use) -> str:
+    """A group Entitlement `name` names as one people are in (`standing`) that is a group grants
+    fill (`use`): another Entitlement's, a catalog's production group (its own group:
+    `_granted_problems`)."""
     gives = _GIVES[standing.field].format(name)
-    return [
+    return (
         f"spec.{standing.field} names {standing.group!r}, which is {use.what}, which people hold only through a "
         f"grant: whoever is granted it would be {gives}, and the drift scan removes everyone else in it; name a "
         "group people are in standing (one the identity provider keeps)"
         + (f", or give Entitlement {use.entitlement} a group of its own" if use.entitlement else "")
-        for use in _others(granted, standing)
-    ]
+    )
 
 
 def assignment_problems(entitlement: Obj, catalogs: Iterable[Obj]) -> list[str]:

@@ -171,7 +171,10 @@ def _group_policy(
     (None: none), not the one the last pass left (`groupids.as_resolved`): trusted or not after the
     last pass's verdict, that one made a refusal come and go at every other resync. The standing
     ids are None when a name was not resolved (Identity Center not answering): `_watch` then asks
-    again, and scans nothing this pass unless it gets them all."""
+    again, and scans nothing this pass unless it gets them all. Nor is a stored refusal for access
+    given away (`standing.refused_grants`) lifted by such a pass, which compares that name by name
+    only and may miss what its id would find: it stands until a pass has every id, or its requests
+    would be granted until the next resync."""
     judged = groupids.as_resolved(raw, own)
     catalogs, resolved, unanswered = _policy_ids(rt, [judged, *others])
     policy = admission.stored_policy_refusal(raw, rt.settings.limits)
@@ -181,6 +184,9 @@ def _group_policy(
         # What refuses every request of it first: read from `Ready`, it must not hide behind a duration.
         refused = f"{groups}. Besides, {policy}"
     if unanswered is not None:
+        kept = standing.refused_grants(Entitlement.model_validate(raw))
+        if kept is not None and not (refused or "").startswith(standing.GIVES_AWAY):
+            refused = kept
         return refused, None
     return refused, frozenset(standing.standing_ids(catalogs, [judged, *others], resolved))
 
