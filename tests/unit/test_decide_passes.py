@@ -1,7 +1,8 @@
 """`handlers.requests.reconcile` takes a request up again after each escalation `_decide` records (a backup
 approver's decision stamped before the escalation was recorded is taken then). A pass escalates
 again only for another owner team, the Entitlement handed over between two looks, so the passes
-have no bound of their own: they run in a loop, never one call inside another."""
+have no bound of their own but the owner changes: they run in a loop, never one call inside another,
+a few at most before kopf retries (`ESCALATIONS_IN_A_ROW`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from types import SimpleNamespace
 from typing import Any, cast
 
+import kopf
 import pytest
 
 from jitaccess.api.models import AccessRequest
@@ -20,10 +22,9 @@ from jitaccess.settings import Settings
 from tests.unit.test_eligibility_lapse import pending_request
 
 
-def test_passes_that_keep_escalating_never_exhaust_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    """More escalations in a row than Python's recursion limit (the owner team handed over before
-    each look, in the extreme): each is recorded, and the last pass decides nothing more."""
-    escalations = sys.getrecursionlimit() + 50
+def looked_at(monkeypatch: pytest.MonkeyPatch, escalations: int) -> list[str]:
+    """A request looked at once (`reconcile`) whose passes escalate `escalations` times in a row (the
+    owner team handed over before each look), then decide nothing more: the escalations recorded."""
     request = AccessRequest.model_validate(pending_request("bob-r", "bob@example.com", "u-bob"))
     valid = SimpleNamespace(
         entitlement=SimpleNamespace(spec=SimpleNamespace(approval=SimpleNamespace(approvals_required=1)))
@@ -46,4 +47,16 @@ def test_passes_that_keep_escalating_never_exhaust_the_stack(monkeypatch: pytest
     monkeypatch.setattr(requests, "_escalate", escalate)
     rt = cast(Runtime, SimpleNamespace(settings=Settings()))
     requests.reconcile(rt, request.wire(), {}, {}, announce_ignored=True)
-    assert len(recorded) == escalations
+    return recorded
+
+
+def test_a_few_escalations_in_a_row_are_each_recorded_and_taken_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    escalations = requests.ESCALATIONS_IN_A_ROW - 1
+    assert len(looked_at(monkeypatch, escalations)) == escalations
+
+
+def test_an_owner_team_that_keeps_changing_stops_the_look_not_the_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More escalations in a row than Python's recursion limit, in the extreme: a look records a few,
+    then kopf looks again later, saying why (the thread is not held by someone flipping `owner`)."""
+    with pytest.raises(kopf.TemporaryError, match="bob-r: escalated 5 times in a row, each for another owner team"):
+        looked_at(monkeypatch, sys.getrecursionlimit() + 50)

@@ -42,6 +42,10 @@ from jitaccess.handlers.scheduler import utcnow
 
 log = logging.getLogger(__name__)
 REQ = (names.GROUP, names.VERSION, names.REQUESTS)
+#: How many escalations in a row one look at a request records before it waits and looks again. Each
+#: is for another owner team (`_escalate` records one team's once): the Entitlement handed over
+#: between two looks, which Git does not do this often but for a fault or someone's doing.
+ESCALATIONS_IN_A_ROW = 5
 
 
 @kopf.on.resume(*REQ)
@@ -93,9 +97,18 @@ def reconcile(
             # due, before it was recorded (`decide_pending` records it first), is taken now: no
             # later annotation change may come to wake this handler. The next pass escalates again
             # only for another owner team (the Entitlement handed over between two looks), so the
-            # passes have no bound of their own: a loop, not a call within a call.
+            # passes have no bound of their own but the owner changes: a loop, not a call within a
+            # call, and a few at most before kopf retries (nothing is lost: each team's is recorded).
+            passes = 1
             while again is not None:
+                if passes == ESCALATIONS_IN_A_ROW:
+                    raise kopf.TemporaryError(
+                        f"{request.metadata.name}: escalated {passes} times in a row, each for another owner "
+                        f"team: Entitlement {request.spec.entitlement}'s owner team keeps changing; will look again",
+                        delay=30,
+                    )
                 again = _decide(rt, again, again.wire(), teams, entitlements, announce_ignored)
+                passes += 1
     except InvalidInput as exc:
         _finish(rt, dict(body), names.INVALID, str(exc), entitlement=request.spec.entitlement)
     except RetryLater as exc:
