@@ -108,16 +108,16 @@ def test_its_own_teams_objects_never_excuse_it() -> None:
     assert problems(other, ledger).given_away == []
 
 
-def test_a_catalog_of_another_team_made_later_is_the_one_to_fix() -> None:
-    """payments' catalog assigning its baseline to a group ledger-x granted before: ledger-x's grants
-    go on; a catalog older than ledger-x (attack 112's shape) refuses it."""
+def test_a_catalog_of_another_team_meeting_the_group_refuses_the_entitlement_whichever_came_first() -> None:
+    """payments' catalog assigning its baseline (or production tier) to a group ledger-x granted
+    before: no pass refuses a catalog (it assigns every tier it lists), so excusing ledger-x would
+    hand its grantees payments' permission set. ledger-x is refused, newer catalog or older."""
     ledger = made(ledger_x(groupName="eng-payments"), "2026-11-23T12:00:00Z")
-    newer = [made(c, "2026-12-01T00:00:00Z") for c in EXAMPLES]
-    excused = problems(ledger, catalogs=newer)
-    assert excused.given_away == [] and excused.found
-    assert "PermissionCatalog payments, of team payments, was made after Entitlement ledger-x" in excused.found[0]
-    older = [made(c, OLD) for c in EXAMPLES]
-    assert any("PermissionCatalog payments's baseline group" in p for p in problems(ledger, catalogs=older).given_away)
+    for when in ("2026-12-01T00:00:00Z", OLD):
+        catalogs = [made(c, when) for c in EXAMPLES]
+        refused = problems(ledger, catalogs=catalogs)
+        assert any("PermissionCatalog payments's baseline group" in p for p in refused.given_away), when
+        assert not [p for p in refused.found if "is the one to fix" in p], when
 
 
 # --- a pass Identity Center does not answer in keeps the refusal ------------------------------------

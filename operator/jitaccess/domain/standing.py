@@ -348,14 +348,22 @@ def _granted_problems(
                     f"backs; name a group that only grants of {name} fill",
                 )
             )
-    own = [problem for use, problem in found if use.owner == owner or not _came_first(granted, use)]
+    own = [problem for use, problem in found if not _excused(granted, use)]
     late = [
         f"{problem}. But {_object(use)}, of team {use.owner}, was made after Entitlement {name} granted the group: "
         f"it is the one to fix, and grants of {name} go on"
         for use, problem in found
-        if use.owner != owner and _came_first(granted, use)
+        if _excused(granted, use)
     ]
     return own, late
+
+
+def _excused(granted: Use, use: Use) -> bool:
+    """Whether the granting Entitlement's grants go on although `use`, another team's, meets its
+    group: only an Entitlement made later is refused instead (`taken`). A catalog is never refused
+    by the operator (its pass assigns every tier it lists), so a tier on the group stays the
+    Entitlement's problem, whichever came first: else its grantees would get that tier."""
+    return bool(use.entitlement) and use.owner != granted.owner and _came_first(granted, use)
 
 
 def _granter(use: Use) -> str:
