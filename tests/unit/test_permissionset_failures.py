@@ -23,7 +23,7 @@ from jitaccess.adapters.ssoadmin import PermissionSetState, Request, SsoAdmin
 from jitaccess.api import names
 from jitaccess.domain import assignmentdrift as drift_rules
 from jitaccess.domain import permissions as rules
-from jitaccess.errors import NotFound, PermanentFailure, RetryLater
+from jitaccess.errors import NotFound, NotLeading, PermanentFailure, RetryLater
 from jitaccess.handlers import permissionsets
 from jitaccess.handlers.common import now, ts
 from jitaccess.handlers.recording import DEFERRED, Deferred
@@ -517,6 +517,30 @@ def test_provisioning_account_by_account_goes_on_past_one_throttled_and_asks_fai
     permissionsets.sync(rt, "payments", verify=False)
     asked = [a.split()[1] for a in sso.asked if a.startswith("ProvisionPermissionSet")]
     assert asked == ["ALL_PROVISIONED_ACCOUNTS", PROD, OTHER, third], asked
+
+
+def test_a_replica_no_longer_leading_writes_no_account_failed() -> None:
+    """The lease lost during the account-by-account provisioning: no call is made for the accounts
+    left, and the pass ends as it began (the new leader's pass provisions them), not with each
+    account written Failed, "Identity Center did not answer", over the new leader's status."""
+    sso, cluster, rt = provisioned_catalog()
+    cluster.objects[(names.CATALOGS, "payments")]["spec"]["production"]["accounts"] += [OTHER]
+    permissionsets.sync(rt, "payments", verify=False)
+    assert ready(cluster)[:2] == ("True", "Provisioned")
+    sso.unprovisionable.add(OTHER)
+    before = status(cluster)
+    provision = sso.provision
+
+    def lost(arn: str, account: str | None = None) -> Request:
+        if account is not None:
+            raise NotLeading("this replica is not the leader")
+        return provision(arn, account)
+
+    sso.provision = lost  # type: ignore[method-assign]
+    revoke(cluster)
+    with pytest.raises(NotLeading):
+        permissionsets.sync(rt, "payments", verify=False)
+    assert status(cluster) == before
 
 
 def test_a_revocation_provisioned_in_no_account_is_said_not_provisioned() -> None:

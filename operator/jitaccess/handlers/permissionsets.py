@@ -74,7 +74,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain import groupids, revocations
 from jitaccess.domain import permissions as rules
 from jitaccess.domain.grants import membership_key
-from jitaccess.errors import InvalidInput, NotFound, PermanentFailure, RetryLater
+from jitaccess.errors import InvalidInput, NotFound, NotLeading, PermanentFailure, RetryLater
 from jitaccess.handlers import archive
 from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, now, status_change, ts
 from jitaccess.handlers.recording import record
@@ -764,6 +764,8 @@ def _provision(sso: SsoAdmin, arn: str, held: list[str], behind: Iterable[str] =
             requests.append((account, sso.provision(arn, account)))
         except PermanentFailure as exc:
             failed[account] = _not_provisioned(str(exc))
+        except NotLeading:
+            raise  # no call was made: the new leader's pass does it, and this replica writes nothing
         except RetryLater as exc:
             failed[account] = _not_provisioned(f"Identity Center did not answer: {exc}; tried again by a later pass")
     for (account, _r), each in zip(requests, sso.finished([r for _a, r in requests]), strict=True):
