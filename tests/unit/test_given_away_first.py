@@ -81,6 +81,20 @@ def test_an_entitlement_granting_a_group_another_team_named_first_stays_granted_
     assert problems(payments, ledger).given_away == []
 
 
+def test_the_group_of_an_entitlement_whose_grants_go_on_stays_drift_scanned() -> None:
+    """payments' younger naming of prod-eng-ledger is refused, and ledger's grants go on: that
+    naming holds nobody standing, so the group is still scanned (else a member added by hand stayed
+    for as long as payments' object did). Named first, it is standing, as before."""
+    resolved = {"prod-eng-ledger": "id-ledger", "prod-eng-payments": "id-payments"}
+
+    def standing_ids(ledger: dict[str, Any], payments: dict[str, Any]) -> set[str]:
+        return standing.standing_ids(EXAMPLES, among(ledger, payments), resolved)
+
+    assert "id-ledger" not in standing_ids(made(stored("prod-eng-ledger"), OLD), payments_naming_ledger(NEW))
+    assert "id-ledger" in standing_ids(made(stored("prod-eng-ledger"), NEW), payments_naming_ledger(OLD))
+    assert "id-ledger" in standing_ids(made(stored("prod-eng-ledger"), OLD, generation=2), payments_naming_ledger(NEW))
+
+
 def test_when_it_is_not_known_which_came_first_the_granting_one_is_refused() -> None:
     """Its spec changed since its creation (the group may have been written after the other's), the
     other's date or its own unknown, or both made at once: refused, as before the rule (a team that

@@ -468,8 +468,17 @@ def standing_ids(catalogs: Iterable[Obj], entitlements: Iterable[Obj], resolved:
     """The GroupIds of the groups people hold standing: every catalog's baseline group and every
     group an Entitlement names as one people are in, by the id recorded or `resolved`. The drift
     scan removes nobody from them: their members are not the grants'."""
-    uses = [u for c in catalogs for u in catalog_uses(c)] + [u for e in entitlements for u in entitlement_uses(e)]
-    return {u.group_id for u in _known(uses, resolved) if u.standing and u.group_id}
+    uses = _known(
+        [u for c in catalogs for u in catalog_uses(c)] + [u for e in entitlements for u in entitlement_uses(e)],
+        resolved,
+    )
+    granted = [u for u in uses if not u.standing and u.entitlement]
+    # A naming refused because another team's older Entitlement granted the group first (`_excused`:
+    # that one's grants go on) holds nobody standing: the group stays scanned, else the grants that
+    # go on would have no drift scan behind them.
+    return {
+        u.group_id for u in uses if u.standing and u.group_id and not any(_excused(g, u) for g in _others(granted, u))
+    }
 
 
 def ungranted_production(catalog: Obj, entitlements: Iterable[Obj]) -> str | None:
