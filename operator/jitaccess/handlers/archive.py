@@ -77,7 +77,7 @@ from jitaccess.domain import conditions as cond
 from jitaccess.domain.durations import format_duration
 from jitaccess.domain.text import listed
 from jitaccess.handlers import recording
-from jitaccess.handlers.common import conditions_after, status_change
+from jitaccess.handlers.common import conditions_after, doubled, status_change
 from jitaccess.handlers.notifications import config_of
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
@@ -519,10 +519,10 @@ class AuditTrail:
                 # listing and reads before it (the chain's head, what is archived already), the
                 # signature. Each is a batch not written, which the alert's text counts on.
                 metrics.AUDIT_ARCHIVE_WRITES.labels("failed").inc()
-                backoff = min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
+                backoff = doubled(backoff, 0.5, MAX_BACKOFF_SECONDS)
                 log.warning("audit archive: %s; %d record(s) wait, next try in %.1fs", exc, self.pending(), backoff)
             except Exception:
-                backoff = min(MAX_BACKOFF_SECONDS, max(0.5, backoff * 2))
+                backoff = doubled(backoff, 0.5, MAX_BACKOFF_SECONDS)
                 log.exception("audit archive: batch failed; %d record(s) wait", self.pending())
 
     def close(self) -> None:

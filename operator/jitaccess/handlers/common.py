@@ -29,6 +29,12 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+def doubled(previous: float, first: float, most: float) -> float:
+    """The pause after one more failure in a row: twice the `previous` one, at least `first`, at
+    most `most` (0 after a success: `first` again)."""
+    return min(most, max(first, previous * 2))
+
+
 def parse(model: type[M], body: Mapping[str, Any]) -> M:
     """Parse an object; a malformed one raises `InvalidInput` naming the field."""
     try:

@@ -50,7 +50,7 @@ from jitaccess.adapters.slack import Slack, SlackRefused, SlackRetry
 from jitaccess.api import audit, names, wire
 from jitaccess.domain import notifications as notify
 from jitaccess.domain.slackmessages import approvers_message, render, waits_for_decision
-from jitaccess.handlers.common import NO_INDEX, Index, first
+from jitaccess.handlers.common import NO_INDEX, Index, doubled, first
 from jitaccess.handlers.runtime import runtime_of
 from jitaccess.settings import Settings
 
@@ -296,7 +296,7 @@ class Notifier:
         return now - when > STALE_SLACK
 
     def _pause(self, sink: str, after: float) -> float:
-        backoff = min(MAX_BACKOFF_SECONDS, max(1.0, self._backoff.get(sink, 0.5) * 2))
+        backoff = doubled(self._backoff.get(sink, 0.5), 1.0, MAX_BACKOFF_SECONDS)
         self._backoff[sink] = backoff
         wait = max(after, backoff) if after <= 1.0 else after
         self._paused[sink] = max(self._paused.get(sink, 0.0), time.monotonic() + wait)

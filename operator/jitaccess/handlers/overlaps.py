@@ -32,7 +32,7 @@ from jitaccess.domain import groupids
 from jitaccess.domain import overlaps as overlap_rules
 from jitaccess.domain import permissions as permission_rules
 from jitaccess.domain.overlaps import Tier, Verdict
-from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, first, status_change
+from jitaccess.handlers.common import NO_INDEX, Index, conditions_after, doubled, first, status_change
 from jitaccess.handlers.recording import record
 from jitaccess.handlers.runtime import Runtime, runtime_of
 
@@ -86,7 +86,7 @@ async def watch_overlaps(
                 await rt.run_blocking(reconcile, rt, listed, tiers)
                 backoff = 0.0
             except Exception as exc:  # the next pass (after a pause) tries again; an event must not be lost
-                backoff = min(MAX_RETRY_SECONDS, max(RETRY_SECONDS, backoff * 2))
+                backoff = doubled(backoff, RETRY_SECONDS, MAX_RETRY_SECONDS)
                 metrics.ERRORS.labels("handler").inc()
                 log.warning(
                     "the Overlapping conditions of Entitlements could not be brought up to date (%s): "
